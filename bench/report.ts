@@ -1,0 +1,40 @@
+/**
+ * The shape every benchmark suite reports in. A suite is a module in bench/suites/ exporting
+ * `export const suite: BenchSuite`. bench/main.ts runs the suites, prints a table and writes JSON +
+ * Markdown to bench/results/.
+ */
+export interface BenchRow {
+  /** Suite name, e.g. 'crc32c', 'record-batch', 'append', 'reference'. */
+  suite: string;
+  /** What was measured, e.g. 'native sse4.2 3-way, 1 MiB buffers'. */
+  name: string;
+  /** The figure, in `unit`. Medians where repeated. */
+  value: number;
+  /** e.g. 'GB/s', 'MB/s', 'records/s', 'batches/s', 'ms', 'µs'. */
+  unit: string;
+  /** Free-form detail: sample count, spread, parameters. */
+  detail?: string;
+}
+
+export interface BenchContext {
+  /** Short run for tests and smoke checks: fewer iterations, smaller files. */
+  quick: boolean;
+  /** A scratch directory on the disk under test, removed after the run. */
+  scratchDir: string;
+  /** Rows of suites that already ran in this process (a suite may report ratios against them). */
+  previous: readonly BenchRow[];
+  log(message: string): void;
+}
+
+export interface BenchSuite {
+  name: string;
+  run(context: BenchContext): Promise<BenchRow[]>;
+}
+
+/** Median of a non-empty list of numbers. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('median of nothing');
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}

@@ -1,0 +1,121 @@
+/**
+ * One error hierarchy for Spillway. Every operating error (bad input, full disk, corruption) is a
+ * `SpillwayError` with a stable `code` (documented in docs/ERRORS.md and, for the wire, in
+ * docs/PROTOCOL.md) and a `retriable` flag telling a client whether the same request may succeed later.
+ * Programmer errors (broken invariants) are plain assertions and crash.
+ */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'INVALID_BATCH'
+  | 'CORRUPT_BATCH'
+  | 'CORRUPT_LOG'
+  | 'OFFSET_OUT_OF_RANGE'
+  | 'LOG_CLOSED'
+  | 'STORAGE_FULL'
+  | 'STORAGE_IO'
+  | 'BACKPRESSURE'
+  | 'NATIVE_UNAVAILABLE';
+
+export interface SpillwayErrorOptions {
+  cause?: unknown;
+  retriable?: boolean;
+}
+
+export class SpillwayError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: SpillwayErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SpillwayError';
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** A value given by a caller is out of its allowed range or of the wrong kind. */
+export class InvalidArgumentError extends SpillwayError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+    this.name = 'InvalidArgumentError';
+  }
+}
+
+/** A record batch is malformed: bad length, magic, counts or limits (not a checksum problem). */
+export class InvalidBatchError extends SpillwayError {
+  constructor(message: string) {
+    super('INVALID_BATCH', message);
+    this.name = 'InvalidBatchError';
+  }
+}
+
+/** A record batch's CRC32C does not match its bytes. */
+export class CorruptBatchError extends SpillwayError {
+  constructor(message: string) {
+    super('CORRUPT_BATCH', message);
+    this.name = 'CorruptBatchError';
+  }
+}
+
+/** Data already acknowledged and checkpointed on disk is damaged. Names the file and byte position. */
+export class CorruptLogError extends SpillwayError {
+  readonly file: string;
+  readonly position: number;
+
+  constructor(file: string, position: number, reason: string) {
+    super('CORRUPT_LOG', `corrupt log data in ${file} at position ${position}: ${reason}`);
+    this.name = 'CorruptLogError';
+    this.file = file;
+    this.position = position;
+  }
+}
+
+/** A read asked for an offset before the log start or past the log end. */
+export class OffsetOutOfRangeError extends SpillwayError {
+  constructor(offset: number, logStartOffset: number, logEndOffset: number) {
+    super('OFFSET_OUT_OF_RANGE', `offset ${offset} is out of range [${logStartOffset}, ${logEndOffset}]`);
+    this.name = 'OffsetOutOfRangeError';
+  }
+}
+
+export class LogClosedError extends SpillwayError {
+  constructor(what: string) {
+    super('LOG_CLOSED', `${what} is closed`);
+    this.name = 'LogClosedError';
+  }
+}
+
+/** The disk is full (ENOSPC/EDQUOT) while preallocating or flushing. Retriable once space is freed. */
+export class StorageFullError extends SpillwayError {
+  constructor(message: string, cause?: unknown) {
+    super('STORAGE_FULL', message, { cause, retriable: true });
+    this.name = 'StorageFullError';
+  }
+}
+
+/** An I/O error (EIO and the like) while writing, preallocating or flushing. */
+export class StorageIoError extends SpillwayError {
+  constructor(message: string, cause?: unknown) {
+    super('STORAGE_IO', message, { cause, retriable: false });
+    this.name = 'StorageIoError';
+  }
+}
+
+/** Too much work is queued; try again later. */
+export class BackpressureError extends SpillwayError {
+  constructor(message: string) {
+    super('BACKPRESSURE', message, { retriable: true });
+    this.name = 'BackpressureError';
+  }
+}
+
+/** Turns a Node.js system error from a file operation into a typed storage error. */
+export function storageErrorFrom(operation: string, error: unknown): SpillwayError {
+  if (error instanceof SpillwayError) return error;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const detail = error instanceof Error ? error.message : String(error);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new StorageFullError(`${operation}: no space left on device (${detail})`, error);
+  }
+  return new StorageIoError(`${operation}: ${detail}`, error);
+}

@@ -1,0 +1,34 @@
+/**
+ * Every queue, frame, batch and window in Spillway has a named bound, and they all live here.
+ * Units are last in the name (`Bytes`, `Ms`, `Count`). Changing a bound that is part of the on-disk
+ * or wire format (record-batch limits) is a format change: update docs/FORMAT.md too.
+ */
+
+/** Largest record batch, header included, that the broker accepts or the storage appends. */
+export const batchBytesMax = 16 * 1024 * 1024;
+/** Most records in one batch. */
+export const batchRecordCountMax = 1_000_000;
+/** Largest record key. */
+export const recordKeyBytesMax = 64 * 1024;
+/** Largest header key (UTF-8 bytes). */
+export const recordHeaderKeyBytesMax = 1024;
+/** Largest header value. */
+export const recordHeaderValueBytesMax = 64 * 1024;
+/** Most headers on one record. */
+export const recordHeaderCountMax = 256;
+
+/** Smallest and largest segment a partition log may be configured with. */
+export const segmentBytesMin = 64 * 1024;
+export const segmentBytesMax = 2 * 1024 * 1024 * 1024 - 1;
+/** Default segment size: preallocated, mapped, trimmed when rolled. */
+export const segmentBytesDefault = 256 * 1024 * 1024;
+/** Bytes of log between two sparse index entries (offset index and time index). */
+export const indexIntervalBytesDefault = 4096;
+/** Default age after which the active segment is rolled even if not full (7 days, like Kafka). */
+export const segmentMsDefault = 7 * 24 * 60 * 60 * 1000;
+/** Default interval between fdatasync calls with durability `interval`. */
+export const flushIntervalMsDefault = 200;
+/** Default interval between writes of the recovery-point checkpoint file. */
+export const checkpointIntervalMsDefault = 5000;
+/** Appends waiting for a group-commit fdatasync at once (durability `always`) before append rejects. */
+export const pendingSyncAppendCountMax = 100_000;
