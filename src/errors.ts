@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'CORRUPT_LOG'
   | 'OFFSET_OUT_OF_RANGE'
   | 'LOG_CLOSED'
+  | 'LOG_TRUNCATED'
   | 'STORAGE_FULL'
   | 'STORAGE_IO'
   | 'BACKPRESSURE'
@@ -82,6 +83,14 @@ export class LogClosedError extends SpillwayError {
   constructor(what: string) {
     super('LOG_CLOSED', `${what} is closed`);
     this.name = 'LogClosedError';
+  }
+}
+
+/** The log was truncated (replication) before an append waiting for its sync was durable. */
+export class LogTruncatedError extends SpillwayError {
+  constructor(message: string) {
+    super('LOG_TRUNCATED', message, { retriable: true });
+    this.name = 'LogTruncatedError';
   }
 }
 

@@ -1,0 +1,484 @@
+/**
+ * One segment of a partition log: `<baseOffset, 20 digits>.log` plus its sparse indexes
+ * (`.index`, `.timeindex`, see offset-index.ts and time-index.ts).
+ *
+ * The .log file is a sequence of record batches (docs/FORMAT.md) starting at position 0, with no
+ * gaps; batch offsets are contiguous from the segment's base offset. The active segment is
+ * preallocated to its capacity with fallocate (so a full disk fails there, not as SIGBUS on a write
+ * into the map) and mapped read-write; appends are a memcpy into the map plus a patch of the 8-byte
+ * baseOffset. Bytes past `sizeBytes` are zero. When sealed (rolled) or closed, the indexes are
+ * written, the file is remapped read-only at its real size and then trimmed to it: the old writable
+ * map is only dropped (unmapped by the garbage collector), and no view ever reaches past
+ * `sizeBytes`, so trimming never cuts a region anyone reads (that would raise SIGBUS).
+ *
+ * Buffer ownership: `view()` returns subarrays of the map. They stay valid while referenced, also
+ * after the segment is deleted (unlinked files stay mapped), but a `truncateTo` zeroes what it cuts.
+ * Not thread safe; all calls come from the log's event loop.
+ */
+import {
+  closeSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { storageErrorFrom } from '../errors.js';
+import {
+  BatchHeader,
+  batchLengthAt,
+  batchMaxTimestampAt,
+  batchRecordCountAt,
+  setBatchBaseOffset,
+} from '../format/batch-header.js';
+import { readInt64LE } from '../format/int64.js';
+import { fallocate, pageSize, populateWrite, punchHole } from '../native.js';
+import { mapFile } from './memory-map.js';
+import { OffsetIndex } from './offset-index.js';
+import { TimeIndex } from './time-index.js';
+
+export function segmentFileName(baseOffset: number, suffix: '.log' | '.index' | '.timeindex'): string {
+  return `${String(baseOffset).padStart(20, '0')}${suffix}`;
+}
+
+/** Base offset from a segment file name, or null when the name is not one of ours. */
+export function parseSegmentFileName(name: string): number | null {
+  const match = /^(\d{20})\.log$/.exec(name);
+  if (!match) return null;
+  const value = Number(match[1]);
+  return Number.isSafeInteger(value) ? value : null;
+}
+
+/** Bytes prefaulted ahead of the write position in one call (MADV_POPULATE_WRITE), when supported. */
+const prefaultChunkBytes = 4 * 1024 * 1024;
+let prefaultSupported = true;
+
+export interface SegmentState {
+  /** Valid bytes: the end of the last whole batch. */
+  sizeBytes: number;
+  /** Offset after the last record of the segment (= baseOffset when empty). */
+  nextOffset: number;
+  /** Largest batch max timestamp in the segment, -1 when empty. */
+  maxTimestamp: number;
+  offsetIndex: OffsetIndex;
+  timeIndex: TimeIndex;
+  /** Bytes appended since the last index entry. */
+  bytesSinceIndexEntry: number;
+}
+
+export class LogSegment {
+  readonly directory: string;
+  readonly baseOffset: number;
+  readonly logPath: string;
+  readonly indexPath: string;
+  readonly timeIndexPath: string;
+  readonly indexIntervalBytes: number;
+  /** When the segment was created or, for a recovered one, opened (for time-based rolling). */
+  readonly createdAtMs: number;
+  /** Size of the .log file when it was opened, before any preallocation (0 for a new segment). */
+  readonly fileBytesAtOpen: number;
+
+  private fd: number;
+  private map: Buffer;
+  private writable: boolean;
+  private capacityBytes: number;
+  private state: SegmentState;
+  private prefaultedUpTo = 0;
+  /** fdatasync calls in flight on this segment's fd: the fd is closed only when none are. */
+  private syncsInFlight = 0;
+  private closeWhenIdle = false;
+  /** Older descriptors of this file replaced while a sync was in flight on them. */
+  private retiredFds: number[] = [];
+  private closed = false;
+
+  private constructor(
+    directory: string,
+    baseOffset: number,
+    fd: number,
+    map: Buffer,
+    writable: boolean,
+    capacityBytes: number,
+    state: SegmentState,
+    indexIntervalBytes: number,
+    fileBytesAtOpen: number,
+  ) {
+    this.directory = directory;
+    this.baseOffset = baseOffset;
+    this.logPath = join(directory, segmentFileName(baseOffset, '.log'));
+    this.indexPath = join(directory, segmentFileName(baseOffset, '.index'));
+    this.timeIndexPath = join(directory, segmentFileName(baseOffset, '.timeindex'));
+    this.fd = fd;
+    this.map = map;
+    this.writable = writable;
+    this.capacityBytes = capacityBytes;
+    this.state = state;
+    this.indexIntervalBytes = indexIntervalBytes;
+    this.createdAtMs = Date.now();
+    this.fileBytesAtOpen = fileBytesAtOpen;
+  }
+
+  /** Creates a new, empty, preallocated and writable segment. Throws StorageFullError on ENOSPC. */
+  static create(
+    directory: string,
+    baseOffset: number,
+    capacityBytes: number,
+    indexIntervalBytes: number,
+  ): LogSegment {
+    const path = join(directory, segmentFileName(baseOffset, '.log'));
+    let fd = -1;
+    try {
+      fd = openSync(path, 'w+');
+      fallocate(fd, 0, capacityBytes);
+      const map = mapFile(fd, capacityBytes, true);
+      return new LogSegment(
+        directory,
+        baseOffset,
+        fd,
+        map,
+        true,
+        capacityBytes,
+        emptyState(baseOffset),
+        indexIntervalBytes,
+        0,
+      );
+    } catch (error) {
+      if (fd >= 0) closeSync(fd);
+      try {
+        unlinkSync(path);
+      } catch {
+        // The file may not exist; nothing else to undo.
+      }
+      throw storageErrorFrom(`creating segment ${path}`, error);
+    }
+  }
+
+  /**
+   * Opens an existing segment file. The caller (log recovery) then fills in its state with
+   * `restore`, from the index files or from a scan of `bytes()`.
+   * A writable segment is extended to `capacityBytes` (preallocated) and mapped read-write.
+   */
+  static open(
+    directory: string,
+    baseOffset: number,
+    writable: boolean,
+    capacityBytes: number,
+    indexIntervalBytes: number,
+  ): LogSegment {
+    const path = join(directory, segmentFileName(baseOffset, '.log'));
+    const fd = openSync(path, writable ? 'r+' : 'r');
+    try {
+      const fileBytes = fstatSync(fd).size;
+      let mappedBytes = fileBytes;
+      if (writable) {
+        mappedBytes = Math.max(fileBytes, capacityBytes);
+        if (mappedBytes > fileBytes) fallocate(fd, 0, mappedBytes);
+      }
+      const map = mapFile(fd, mappedBytes, writable);
+      return new LogSegment(
+        directory,
+        baseOffset,
+        fd,
+        map,
+        writable,
+        mappedBytes,
+        emptyState(baseOffset),
+        indexIntervalBytes,
+        fileBytes,
+      );
+    } catch (error) {
+      closeSync(fd);
+      throw storageErrorFrom(`opening segment ${path}`, error);
+    }
+  }
+
+  get sizeBytes(): number {
+    return this.state.sizeBytes;
+  }
+
+  get nextOffset(): number {
+    return this.state.nextOffset;
+  }
+
+  get maxTimestamp(): number {
+    return this.state.maxTimestamp;
+  }
+
+  get isWritable(): boolean {
+    return this.writable;
+  }
+
+  get isEmpty(): boolean {
+    return this.state.sizeBytes === 0;
+  }
+
+  /** Bytes of file that the map covers (the preallocated capacity for the active segment). */
+  get mappedBytes(): number {
+    return this.capacityBytes;
+  }
+
+  get fileDescriptor(): number {
+    return this.fd;
+  }
+
+  /** The whole mapped file (for recovery scans). Only bytes before `sizeBytes` are log data. */
+  mappedView(): Buffer {
+    return this.map;
+  }
+
+  /** Installs the state found by recovery or loaded from the index files. */
+  restore(state: SegmentState): void {
+    if (state.sizeBytes > this.capacityBytes) throw new Error('restored size exceeds the file');
+    this.state = state;
+  }
+
+  remainingBytes(): number {
+    return this.writable ? this.capacityBytes - this.state.sizeBytes : 0;
+  }
+
+  /**
+   * Copies `batch` (a whole, validated batch) to the end of the segment and sets its base offset
+   * to the segment's next offset. Returns the position it was written at.
+   */
+  append(batch: Uint8Array): number {
+    if (!this.writable) throw new Error(`segment ${this.logPath} is not writable`);
+    const position = this.state.sizeBytes;
+    const length = batch.length;
+    if (position + length > this.capacityBytes) throw new Error('append past the segment capacity');
+    if (prefaultSupported && position + length > this.prefaultedUpTo - prefaultChunkBytes / 2) {
+      this.prefault(position + length);
+    }
+    this.map.set(batch, position);
+    const baseOffset = this.state.nextOffset;
+    setBatchBaseOffset(this.map, baseOffset, position);
+    this.recordBatch(
+      position,
+      baseOffset,
+      length,
+      batchRecordCountAt(batch, 0),
+      batchMaxTimestampAt(batch, 0),
+    );
+    return position;
+  }
+
+  /**
+   * Accounts for a batch at `position` in the state and the indexes. Used by append and by
+   * recovery, so both index the same batches.
+   */
+  recordBatch(
+    position: number,
+    baseOffset: number,
+    length: number,
+    recordCount: number,
+    maxTimestamp: number,
+  ): void {
+    const state = this.state;
+    if (state.bytesSinceIndexEntry >= this.indexIntervalBytes) {
+      state.offsetIndex.append(baseOffset - this.baseOffset, position);
+      state.timeIndex.append(state.maxTimestamp, position);
+      state.bytesSinceIndexEntry = 0;
+    }
+    state.bytesSinceIndexEntry += length;
+    state.sizeBytes = position + length;
+    state.nextOffset = baseOffset + recordCount;
+    if (maxTimestamp > state.maxTimestamp) state.maxTimestamp = maxTimestamp;
+  }
+
+  /** A zero-copy view of `[start, end)`; the range must be within the valid bytes. */
+  view(start: number, end: number): Buffer {
+    if (start < 0 || end > this.state.sizeBytes || start > end) {
+      throw new RangeError(`view [${start}, ${end}) outside [0, ${this.state.sizeBytes})`);
+    }
+    return this.map.subarray(start, end);
+  }
+
+  /** Position of an indexed batch at or before `offset` to start a scan from. */
+  lookupPosition(offset: number): number {
+    return this.state.offsetIndex.lookup(offset - this.baseOffset);
+  }
+
+  lookupTimePosition(timestamp: number): number {
+    return this.state.timeIndex.lookup(timestamp);
+  }
+
+  /** Base offset of the batch at `position` (which must be a batch start within the valid bytes). */
+  batchBaseOffsetAt(position: number): number {
+    return readInt64LE(this.map, position + BatchHeader.baseOffset);
+  }
+
+  batchLengthAt(position: number): number {
+    return batchLengthAt(this.map, position);
+  }
+
+  /**
+   * Cuts the segment at `position` (a batch boundary): drops index entries from there, zeroes the
+   * cut bytes (punching a hole where the file system allows, then preallocating again) so no
+   * stale batch can be mistaken for data after a later crash. `nextOffset` becomes `offset`.
+   */
+  truncateTo(position: number, offset: number, maxTimestamp: number): void {
+    if (!this.writable) throw new Error('truncate a sealed segment: reopen it writable first');
+    const oldSize = this.state.sizeBytes;
+    this.zeroRange(position, oldSize);
+    this.state.offsetIndex.truncateToPosition(position);
+    this.state.timeIndex.truncateToPosition(position);
+    this.state.sizeBytes = position;
+    this.state.nextOffset = offset;
+    this.state.maxTimestamp = maxTimestamp;
+    // Recount the bytes since the last surviving index entry.
+    const last = this.state.offsetIndex.lastEntry();
+    this.state.bytesSinceIndexEntry = position - (last ? last.position : 0);
+  }
+
+  /** Zeroes `[start, end)` of the file through the map (punching a hole for whole pages). */
+  zeroRange(start: number, end: number): void {
+    if (end <= start) return;
+    const page = pageSize();
+    const firstWholePage = Math.ceil(start / page) * page;
+    const lastWholePage = Math.floor(end / page) * page;
+    if (lastWholePage - firstWholePage >= 16 * page) {
+      this.map.fill(0, start, firstWholePage);
+      try {
+        punchHole(this.fd, firstWholePage, lastWholePage - firstWholePage);
+        fallocate(this.fd, firstWholePage, lastWholePage - firstWholePage);
+      } catch {
+        this.map.fill(0, firstWholePage, lastWholePage);
+      }
+      this.map.fill(0, lastWholePage, end);
+    } else {
+      this.map.fill(0, start, end);
+    }
+    this.prefaultedUpTo = Math.min(this.prefaultedUpTo, start);
+  }
+
+  /** Writes the index files (derived data; a crash mid-write only costs a rebuild). */
+  writeIndexes(): void {
+    writeAtomically(this.indexPath, this.state.offsetIndex.toBytes());
+    writeAtomically(this.timeIndexPath, this.state.timeIndex.toBytes());
+  }
+
+  /** Loads the index files, or returns why they cannot be used. */
+  loadIndexes(sizeBytes: number): { offsetIndex: OffsetIndex; timeIndex: TimeIndex } | string {
+    try {
+      const offsetIndex = OffsetIndex.fromBytes(readFileSync(this.indexPath), Math.max(sizeBytes, 1));
+      if (typeof offsetIndex === 'string') return offsetIndex;
+      const timeIndex = TimeIndex.fromBytes(readFileSync(this.timeIndexPath), Math.max(sizeBytes, 1));
+      if (typeof timeIndex === 'string') return timeIndex;
+      return { offsetIndex, timeIndex };
+    } catch (error) {
+      return `index files unreadable: ${(error as Error).message}`;
+    }
+  }
+
+  /**
+   * Seals the segment: writes its indexes, remaps it read-only at its real size, trims the file.
+   * The data must already be on disk when the caller needs it durable (sealing does not fsync).
+   */
+  seal(): void {
+    if (!this.writable) return;
+    this.writeIndexes();
+    const size = this.state.sizeBytes;
+    // New read-only map first; the old read-write map is dropped, never touched again.
+    this.map = size > 0 ? mapFile(this.fd, size, false) : Buffer.alloc(0);
+    this.writable = false;
+    this.capacityBytes = size;
+    try {
+      ftruncateSync(this.fd, size);
+    } catch (error) {
+      throw storageErrorFrom(`trimming segment ${this.logPath}`, error);
+    }
+  }
+
+  /** Makes a sealed segment writable again (truncation of the log into it). */
+  reopenWritable(capacityBytes: number): void {
+    if (this.writable) return;
+    if (this.syncsInFlight > 0) this.retiredFds.push(this.fd);
+    else closeSync(this.fd);
+    this.fd = openSync(this.logPath, 'r+');
+    const mapped = Math.max(capacityBytes, this.state.sizeBytes);
+    fallocate(this.fd, 0, mapped);
+    this.map = mapFile(this.fd, mapped, true);
+    this.capacityBytes = mapped;
+    this.writable = true;
+    this.prefaultedUpTo = 0;
+  }
+
+  /** Marks an fdatasync as started on this segment's fd (the fd stays open until it ends). */
+  beginSync(): number {
+    this.syncsInFlight++;
+    return this.fd;
+  }
+
+  endSync(): void {
+    this.syncsInFlight--;
+    if (this.syncsInFlight > 0) return;
+    for (const fd of this.retiredFds.splice(0)) closeSync(fd);
+    if (this.closeWhenIdle) this.closeNow();
+  }
+
+  /** Closes the file (trimming a writable segment first). Deferred while an fdatasync is in flight. */
+  close(): void {
+    if (this.closed) return;
+    if (this.writable) this.seal();
+    if (this.syncsInFlight > 0) {
+      this.closeWhenIdle = true;
+      return;
+    }
+    this.closeNow();
+  }
+
+  /** Closes and removes the segment's files. Existing views stay readable. */
+  delete(): void {
+    if (this.writable) {
+      this.writable = false;
+      this.map = Buffer.alloc(0);
+    }
+    this.state = emptyState(this.baseOffset);
+    if (this.syncsInFlight > 0) this.closeWhenIdle = true;
+    else this.closeNow();
+    for (const path of [this.logPath, this.indexPath, this.timeIndexPath]) {
+      try {
+        unlinkSync(path);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+          throw storageErrorFrom(`deleting ${path}`, error);
+      }
+    }
+  }
+
+  private closeNow(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+
+  private prefault(upTo: number): void {
+    const page = pageSize();
+    const start = Math.max(this.prefaultedUpTo, Math.floor(this.state.sizeBytes / page) * page);
+    const end = Math.min(this.capacityBytes, Math.ceil((upTo + prefaultChunkBytes) / page) * page);
+    if (end <= start) return;
+    if (!populateWrite(this.map, start, end - start)) {
+      prefaultSupported = false;
+      return;
+    }
+    this.prefaultedUpTo = end;
+  }
+}
+
+export function emptyState(baseOffset: number): SegmentState {
+  return {
+    sizeBytes: 0,
+    nextOffset: baseOffset,
+    maxTimestamp: -1,
+    offsetIndex: new OffsetIndex(),
+    timeIndex: new TimeIndex(),
+    bytesSinceIndexEntry: 0,
+  };
+}
+
+function writeAtomically(path: string, bytes: Uint8Array): void {
+  const temporary = `${path}.tmp`;
+  writeFileSync(temporary, bytes);
+  renameSync(temporary, path);
+}

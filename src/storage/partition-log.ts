@@ -1,0 +1,545 @@
+/**
+ * A partition log: an ordered list of segments (log-segment.ts) in one directory, the last one
+ * active. Appends go to the active segment, which rolls when full or old; reads find the segment by
+ * base offset and the position by the sparse index. Durability per log (sync-scheduler.ts).
+ * Recovery lives in log-loader.ts; this file is the running log.
+ *
+ * Directory layout: `<20-digit base offset>.log|.index|.timeindex` per segment, plus
+ * `recovery-point.checkpoint` (checkpoint-file.ts): the offset below which everything was synced,
+ * and whether the log was closed cleanly. It is rewritten at open, every `checkpointIntervalMs`
+ * when the synced offset moved, after a truncation and at close.
+ *
+ * Concurrency: single-threaded (one event loop); `append` may be called many times without awaiting
+ * (that is how `always` gets group commit). Views returned by `read` stay valid while referenced.
+ */
+import { closeSync, fdatasyncSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  CorruptLogError,
+  InvalidArgumentError,
+  InvalidBatchError,
+  LogClosedError,
+  OffsetOutOfRangeError,
+} from '../errors.js';
+import {
+  BatchHeader,
+  batchMaxTimestampAt,
+  batchRecordCountAt,
+  checkBatchHeader,
+} from '../format/batch-header.js';
+import {
+  checkpointIntervalMsDefault,
+  flushIntervalMsDefault,
+  indexIntervalBytesDefault,
+  segmentBytesDefault,
+  segmentBytesMax,
+  segmentBytesMin,
+  segmentMsDefault,
+} from '../limits.js';
+import { crc32c as nativeCrc32c } from '../native.js';
+import { CheckpointFile } from './checkpoint-file.js';
+import {
+  loadLog,
+  type RecoveryCheckpoint,
+  type RecoveryReport,
+  recoveryCheckpointFileName,
+} from './log-loader.js';
+import { LogSegment } from './log-segment.js';
+import type { AppendResult, LogStore, ReadResult, RetentionResult } from './log-store.js';
+import type { Crc32cFunction } from './segment-scan.js';
+import { type Durability, durabilities, SyncScheduler } from './sync-scheduler.js';
+
+export interface PartitionLogOptions {
+  directory: string;
+  durability?: Durability;
+  /** With `interval`: time between two fdatasync calls. */
+  flushIntervalMs?: number;
+  /** Preallocated size of a segment; a batch must fit in one. */
+  segmentBytes?: number;
+  /** The active segment rolls once it is this old (and not empty). */
+  segmentMs?: number;
+  indexIntervalBytes?: number;
+  /** Whole sealed segments whose newest record is older than this are deleted. -1: keep forever. */
+  retentionMs?: number;
+  /** Oldest sealed segments are deleted while the log is larger than this. -1: no limit. */
+  retentionBytes?: number;
+  checkpointIntervalMs?: number;
+  /** CRC32C used to verify batches in recovery and `verify` (the native one by default). */
+  crc32c?: Crc32cFunction;
+}
+
+interface ResolvedOptions {
+  directory: string;
+  durability: Durability;
+  flushIntervalMs: number;
+  segmentBytes: number;
+  segmentMs: number;
+  indexIntervalBytes: number;
+  retentionMs: number;
+  retentionBytes: number;
+  checkpointIntervalMs: number;
+  crc32c: Crc32cFunction;
+}
+
+function integerOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
+  if (typeof options.directory !== 'string' || options.directory.length === 0) {
+    throw new InvalidArgumentError('directory is required');
+  }
+  const durability = options.durability ?? 'interval';
+  if (!durabilities.includes(durability)) {
+    throw new InvalidArgumentError(
+      `durability must be one of ${durabilities.join(', ')}, got ${String(durability)}`,
+    );
+  }
+  const forever = Number.MAX_SAFE_INTEGER;
+  return {
+    directory: options.directory,
+    durability,
+    flushIntervalMs: integerOption(
+      'flushIntervalMs',
+      options.flushIntervalMs,
+      flushIntervalMsDefault,
+      1,
+      3_600_000,
+    ),
+    segmentBytes: integerOption(
+      'segmentBytes',
+      options.segmentBytes,
+      segmentBytesDefault,
+      segmentBytesMin,
+      segmentBytesMax,
+    ),
+    segmentMs: integerOption('segmentMs', options.segmentMs, segmentMsDefault, 1, forever),
+    indexIntervalBytes: integerOption(
+      'indexIntervalBytes',
+      options.indexIntervalBytes,
+      indexIntervalBytesDefault,
+      1,
+      1 << 30,
+    ),
+    retentionMs: integerOption('retentionMs', options.retentionMs, -1, -1, forever),
+    retentionBytes: integerOption('retentionBytes', options.retentionBytes, -1, -1, forever),
+    checkpointIntervalMs: integerOption(
+      'checkpointIntervalMs',
+      options.checkpointIntervalMs,
+      checkpointIntervalMsDefault,
+      1,
+      3_600_000,
+    ),
+    crc32c: options.crc32c ?? nativeCrc32c,
+  };
+}
+
+export class PartitionLog implements LogStore {
+  readonly directory: string;
+  readonly durability: Durability;
+  /** What opening the log found and did. */
+  readonly recovery: RecoveryReport;
+
+  private readonly options: ResolvedOptions;
+  private readonly segments: LogSegment[];
+  private readonly checkpoint: CheckpointFile<RecoveryCheckpoint>;
+  private readonly directoryFd: number;
+  private readonly syncer: SyncScheduler;
+  /** Segments written since the last sync started. */
+  private readonly dirty = new Set<LogSegment>();
+  private checkpointedOffset: number;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(options: ResolvedOptions) {
+    this.options = options;
+    this.directory = options.directory;
+    this.durability = options.durability;
+    mkdirSync(options.directory, { recursive: true });
+    this.checkpoint = new CheckpointFile(join(options.directory, recoveryCheckpointFileName));
+    const loaded = loadLog(
+      {
+        directory: options.directory,
+        segmentBytes: options.segmentBytes,
+        indexIntervalBytes: options.indexIntervalBytes,
+        crc32c: options.crc32c,
+      },
+      this.checkpoint,
+    );
+    this.segments = loaded.segments;
+    this.recovery = loaded.report;
+    this.directoryFd = openSync(options.directory, 'r');
+    // What recovery kept is on disk as far as we know, but a process crash leaves it in the page
+    // cache only: sync it once, then record the new recovery point and that the log is open.
+    const end = this.logEndOffset;
+    for (const segment of this.segments) {
+      // Synchronous, once at open: the log is not serving yet.
+      if (segment.nextOffset > loaded.report.recoveryPoint) fdatasyncSync(segment.fileDescriptor);
+    }
+    this.checkpoint.writeSync({ version: 1, recoveryPoint: end, cleanShutdown: false });
+    this.checkpointedOffset = end;
+    this.syncer = new SyncScheduler(
+      {
+        endOffset: () => this.logEndOffset,
+        takeDirtyFiles: () => this.takeDirtyFiles(),
+        onSynced: () => undefined,
+      },
+      this.directoryFd,
+      end,
+    );
+    if (this.durability === 'interval') {
+      this.flushTimer = setInterval(() => this.backgroundSync(), options.flushIntervalMs);
+      this.flushTimer.unref();
+    }
+    this.checkpointTimer = setInterval(() => this.backgroundCheckpoint(), options.checkpointIntervalMs);
+    this.checkpointTimer.unref();
+  }
+
+  /** Opens (creating or recovering) the log in `options.directory`. */
+  static async open(options: PartitionLogOptions): Promise<PartitionLog> {
+    return new PartitionLog(resolveOptions(options));
+  }
+
+  get logStartOffset(): number {
+    return this.segments[0]!.baseOffset;
+  }
+
+  get logEndOffset(): number {
+    return this.active.nextOffset;
+  }
+
+  /** Offset below which everything has been synced to disk. */
+  get durableOffset(): number {
+    return this.syncer.durableOffset;
+  }
+
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  get sizeBytes(): number {
+    let total = 0;
+    for (const segment of this.segments) total += segment.sizeBytes;
+    return total;
+  }
+
+  /** fdatasync rounds completed since open (group commit: fewer than appends under load). */
+  get syncCount(): number {
+    return this.syncer.syncCount;
+  }
+
+  private get active(): LogSegment {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  append(batch: Uint8Array): Promise<AppendResult> {
+    try {
+      return this.appendNow(batch);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private appendNow(batch: Uint8Array): Promise<AppendResult> {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    const failure = this.syncer.failed;
+    if (failure) throw failure;
+    const problem = checkBatchHeader(batch, 0, batch.length);
+    if (problem !== null) throw new InvalidBatchError(problem);
+    const length = batch.length;
+    if (length !== (batch[8]! | (batch[9]! << 8) | (batch[10]! << 16) | (batch[11]! << 24))) {
+      throw new InvalidBatchError(`batch length field differs from the ${length} bytes given`);
+    }
+    if (length > this.options.segmentBytes) {
+      throw new InvalidBatchError(
+        `batch of ${length} bytes exceeds the segment size ${this.options.segmentBytes}`,
+      );
+    }
+    let segment = this.active;
+    if (
+      segment.remainingBytes() < length ||
+      (!segment.isEmpty && Date.now() - segment.createdAtMs >= this.options.segmentMs)
+    ) {
+      segment = this.roll();
+    }
+    const baseOffset = segment.nextOffset;
+    segment.append(batch);
+    this.dirty.add(segment);
+    const lastOffset = baseOffset + batchRecordCountAt(batch, 0) - 1;
+    const result: AppendResult = { baseOffset, lastOffset, durability: this.durability };
+    if (this.durability !== 'always') return Promise.resolve(result);
+    return this.syncer.waitFor(lastOffset + 1).then(() => result);
+  }
+
+  /** Seals the active segment and starts a new one at the log end. */
+  private roll(): LogSegment {
+    const old = this.active;
+    const fresh = LogSegment.create(
+      this.directory,
+      old.nextOffset,
+      this.options.segmentBytes,
+      this.options.indexIntervalBytes,
+    );
+    old.seal();
+    this.segments.push(fresh);
+    this.syncer.markDirectoryDirty();
+    // Sealed data goes to disk soon whatever the durability, so the recovery point can pass it.
+    this.backgroundSync();
+    return fresh;
+  }
+
+  read(offset: number, maxBytes: number, maxOffset?: number): ReadResult {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    if (!Number.isSafeInteger(offset))
+      throw new InvalidArgumentError(`offset must be an integer, got ${offset}`);
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+      throw new InvalidArgumentError(`maxBytes must be a positive integer, got ${maxBytes}`);
+    }
+    const start = this.logStartOffset;
+    const end = this.logEndOffset;
+    if (offset < start || offset > end) throw new OffsetOutOfRangeError(offset, start, end);
+    const empty: ReadResult = {
+      bytes: new Uint8Array(0),
+      batchCount: 0,
+      firstOffset: offset,
+      nextOffset: offset,
+      logStartOffset: start,
+      logEndOffset: end,
+    };
+    if (offset === end) return empty;
+    let index = this.segmentIndexFor(offset);
+    let segment = this.segments[index]!;
+    let position = this.findBatch(segment, offset);
+    while (position === null) {
+      // The offset is the end of this segment: continue with the next one.
+      index++;
+      segment = this.segments[index]!;
+      position = segment.isEmpty ? null : 0;
+      if (index === this.segments.length - 1 && position === null) return empty;
+    }
+    const limit = maxOffset ?? Number.POSITIVE_INFINITY;
+    const firstOffset = segment.batchBaseOffsetAt(position);
+    let cursor = position;
+    let nextOffset = offset;
+    let batchCount = 0;
+    const sizeBytes = segment.sizeBytes;
+    while (cursor < sizeBytes) {
+      const bytes = segment.mappedView();
+      const problem = checkBatchHeader(bytes, cursor, sizeBytes - cursor);
+      if (problem !== null) throw new CorruptLogError(segment.logPath, cursor, problem);
+      const length = segment.batchLengthAt(cursor);
+      const batchEnd = segment.batchBaseOffsetAt(cursor) + batchRecordCountAt(bytes, cursor);
+      if (batchCount > 0 && cursor - position + length > maxBytes) break;
+      if (batchEnd > limit) break;
+      cursor += length;
+      nextOffset = batchEnd;
+      batchCount++;
+    }
+    if (batchCount === 0) return empty;
+    return {
+      bytes: segment.view(position, cursor),
+      batchCount,
+      firstOffset,
+      nextOffset,
+      logStartOffset: start,
+      logEndOffset: end,
+    };
+  }
+
+  offsetForTime(timestamp: number): number | null {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    for (const segment of this.segments) {
+      if (segment.isEmpty || segment.maxTimestamp < timestamp) continue;
+      let position = segment.lookupTimePosition(timestamp);
+      const bytes = segment.mappedView();
+      while (position < segment.sizeBytes) {
+        if (batchMaxTimestampAt(bytes, position) >= timestamp) return segment.batchBaseOffsetAt(position);
+        position += segment.batchLengthAt(position);
+      }
+    }
+    return null;
+  }
+
+  truncateTo(offset: number): void {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    const end = this.logEndOffset;
+    if (!Number.isSafeInteger(offset) || offset < this.logStartOffset || offset > end) {
+      throw new OffsetOutOfRangeError(offset, this.logStartOffset, end);
+    }
+    if (offset === end) return;
+    const index = this.segmentIndexFor(offset);
+    const segment = this.segments[index]!;
+    // Find the batch boundary at `offset` and the max timestamp of what stays.
+    let position = 0;
+    let maxTimestamp = -1;
+    const bytes = segment.mappedView();
+    while (position < segment.sizeBytes && segment.batchBaseOffsetAt(position) < offset) {
+      maxTimestamp = Math.max(maxTimestamp, batchMaxTimestampAt(bytes, position));
+      position += segment.batchLengthAt(position);
+    }
+    const boundary = position < segment.sizeBytes ? segment.batchBaseOffsetAt(position) : segment.nextOffset;
+    if (boundary !== offset) {
+      throw new InvalidArgumentError(`offset ${offset} is inside a batch; truncate to a batch base offset`);
+    }
+    for (const later of this.segments.splice(index + 1)) {
+      this.dirty.delete(later);
+      later.delete();
+    }
+    segment.reopenWritable(this.options.segmentBytes);
+    segment.truncateTo(position, offset, maxTimestamp);
+    this.dirty.add(segment);
+    this.syncer.truncatedTo(offset);
+    this.syncer.markDirectoryDirty();
+    // The recovery point must not stay past data that no longer exists.
+    this.checkpointedOffset = Math.min(this.checkpointedOffset, offset);
+    this.checkpoint.writeSync({ version: 1, recoveryPoint: this.syncer.durableOffset, cleanShutdown: false });
+  }
+
+  /**
+   * Deletes whole sealed segments past the retention limits (never the active one).
+   * The broker calls this periodically.
+   */
+  applyRetention(nowMs = Date.now()): RetentionResult {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    let deletedSegments = 0;
+    let deletedBytes = 0;
+    const { retentionMs, retentionBytes } = this.options;
+    let total = this.sizeBytes;
+    while (this.segments.length > 1) {
+      const oldest = this.segments[0]!;
+      const expired = retentionMs >= 0 && oldest.maxTimestamp < nowMs - retentionMs;
+      const oversize = retentionBytes >= 0 && total - oldest.sizeBytes >= retentionBytes;
+      if (!expired && !oversize) break;
+      this.segments.shift();
+      this.dirty.delete(oldest);
+      total -= oldest.sizeBytes;
+      deletedBytes += oldest.sizeBytes;
+      deletedSegments++;
+      oldest.delete();
+    }
+    if (deletedSegments > 0) this.syncer.markDirectoryDirty();
+    return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+  }
+
+  /** Syncs everything appended so far to disk (whatever the durability mode). */
+  async flush(): Promise<void> {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    await this.syncer.syncAll();
+  }
+
+  /**
+   * Deep check: walks every batch of every segment and verifies its CRC32C. Throws CorruptLogError
+   * naming the file and position of the first damaged batch. Returns the number of batches checked.
+   */
+  verify(): number {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    let batches = 0;
+    for (const segment of this.segments) {
+      const bytes = segment.mappedView();
+      let position = 0;
+      let expected = segment.baseOffset;
+      while (position < segment.sizeBytes) {
+        const problem = checkBatchHeader(bytes, position, segment.sizeBytes - position);
+        if (problem !== null) throw new CorruptLogError(segment.logPath, position, problem);
+        const length = segment.batchLengthAt(position);
+        const baseOffset = segment.batchBaseOffsetAt(position);
+        if (baseOffset !== expected) {
+          throw new CorruptLogError(
+            segment.logPath,
+            position,
+            `base offset ${baseOffset}, expected ${expected}`,
+          );
+        }
+        const crc = this.options.crc32c(bytes, 0, position + BatchHeader.crcStart, position + length);
+        const stored = bytes.readUInt32LE(position + BatchHeader.crc);
+        if (crc !== stored) throw new CorruptLogError(segment.logPath, position, 'CRC32C mismatch');
+        expected = baseOffset + batchRecordCountAt(bytes, position);
+        position += length;
+        batches++;
+      }
+    }
+    return batches;
+  }
+
+  /** Syncs, writes the indexes, trims the active segment and records a clean shutdown. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    let syncError: unknown = null;
+    try {
+      await this.syncer.syncAll();
+    } catch (error) {
+      syncError = error;
+    }
+    await this.syncer.idle();
+    await this.checkpoint.idle();
+    this.closed = true;
+    for (const segment of this.segments) segment.close();
+    if (syncError === null) {
+      this.checkpoint.writeSync({ version: 1, recoveryPoint: this.logEndOffset, cleanShutdown: true });
+    }
+    closeSync(this.directoryFd);
+    if (syncError !== null) throw syncError;
+  }
+
+  private segmentIndexFor(offset: number): number {
+    let low = 0;
+    let high = this.segments.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (this.segments[middle]!.baseOffset <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+
+  /** Position of the batch of `segment` holding `offset`, or null when the offset is past its end. */
+  private findBatch(segment: LogSegment, offset: number): number | null {
+    let position = segment.lookupPosition(offset);
+    const bytes = segment.mappedView();
+    while (position < segment.sizeBytes) {
+      const problem = checkBatchHeader(bytes, position, segment.sizeBytes - position);
+      if (problem !== null) throw new CorruptLogError(segment.logPath, position, problem);
+      if (segment.batchBaseOffsetAt(position) + batchRecordCountAt(bytes, position) > offset) return position;
+      position += segment.batchLengthAt(position);
+    }
+    return null;
+  }
+
+  private takeDirtyFiles(): Array<{ fd: number; done: () => void }> {
+    const files: Array<{ fd: number; done: () => void }> = [];
+    for (const segment of this.dirty) {
+      files.push({ fd: segment.beginSync(), done: () => segment.endSync() });
+    }
+    this.dirty.clear();
+    return files;
+  }
+
+  private backgroundSync(): void {
+    if (this.closed || this.syncer.failed) return;
+    if (this.syncer.durableOffset >= this.logEndOffset && this.dirty.size === 0) return;
+    // Errors poison the syncer and reach appenders; nothing to do with them here.
+    this.syncer.syncAll().catch(() => undefined);
+  }
+
+  private backgroundCheckpoint(): void {
+    const offset = this.syncer.durableOffset;
+    if (this.closed || offset === this.checkpointedOffset) return;
+    this.checkpointedOffset = offset;
+    this.checkpoint.write({ version: 1, recoveryPoint: offset, cleanShutdown: false }).catch(() => {
+      this.checkpointedOffset = -1; // Try again at the next tick.
+    });
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Walks the batches of a segment from its start, validating each one, and rebuilds the segment's
+ * state (size, next offset, max timestamp, indexes) as it goes. Used by recovery (log-loader.ts) and
+ * by deep verification; the append path never calls it.
+ *
+ * A batch is accepted when its header is structurally valid (checkBatchHeader), its base offset is
+ * the expected next offset, and, for batches at or after `verifyCrcFromOffset`, its CRC32C matches.
+ * The scan stops at the first batch that fails; an all-zero header is the normal end of data in a
+ * preallocated file and is reported as `end`, anything else as `invalid`.
+ */
+import {
+  BatchHeader,
+  batchCrcAt,
+  batchLengthAt,
+  batchMaxTimestampAt,
+  batchRecordCountAt,
+  checkBatchHeader,
+} from '../format/batch-header.js';
+import { readInt64LE } from '../format/int64.js';
+import { emptyState, type LogSegment } from './log-segment.js';
+
+export type Crc32cFunction = (bytes: Uint8Array, previous?: number, start?: number, end?: number) => number;
+
+export interface ScanStop {
+  kind: 'end' | 'invalid';
+  /** Byte position in the .log file where the scan stopped. */
+  position: number;
+  /** Offset the next batch should have had. */
+  expectedOffset: number;
+  reason: string;
+}
+
+export interface ScanResult {
+  /** Null when the scan reached the end of the file exactly on a batch boundary. */
+  stop: ScanStop | null;
+  batchCount: number;
+  bytesVerified: number;
+}
+
+function isZero(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** Scans `segment` from position 0 up to `fileBytes`, restoring its state to what is valid. */
+export function scanSegment(
+  segment: LogSegment,
+  fileBytes: number,
+  verifyCrcFromOffset: number,
+  crc32c: Crc32cFunction,
+): ScanResult {
+  const bytes = segment.mappedView();
+  segment.restore(emptyState(segment.baseOffset));
+  let position = 0;
+  let batchCount = 0;
+  let bytesVerified = 0;
+  const end = Math.min(fileBytes, bytes.length);
+  while (position < end) {
+    const expectedOffset = segment.nextOffset;
+    const available = end - position;
+    const problem = checkBatchHeader(bytes, position, available);
+    if (problem !== null) {
+      const headerEnd = Math.min(end, position + BatchHeader.size);
+      const kind = isZero(bytes, position, headerEnd) ? 'end' : 'invalid';
+      return { stop: { kind, position, expectedOffset, reason: problem }, batchCount, bytesVerified };
+    }
+    const length = batchLengthAt(bytes, position);
+    const baseOffset = readInt64LE(bytes, position + BatchHeader.baseOffset);
+    if (baseOffset !== expectedOffset) {
+      return {
+        stop: {
+          kind: 'invalid',
+          position,
+          expectedOffset,
+          reason: `base offset ${baseOffset}, expected ${expectedOffset}`,
+        },
+        batchCount,
+        bytesVerified,
+      };
+    }
+    if (baseOffset >= verifyCrcFromOffset) {
+      const actual = crc32c(bytes, 0, position + BatchHeader.crcStart, position + length);
+      const stored = batchCrcAt(bytes, position);
+      if (actual !== stored) {
+        return {
+          stop: {
+            kind: 'invalid',
+            position,
+            expectedOffset,
+            reason: `CRC32C ${hex(actual)} != stored ${hex(stored)}`,
+          },
+          batchCount,
+          bytesVerified,
+        };
+      }
+      bytesVerified += length;
+    }
+    segment.recordBatch(
+      position,
+      baseOffset,
+      length,
+      batchRecordCountAt(bytes, position),
+      batchMaxTimestampAt(bytes, position),
+    );
+    position += length;
+    batchCount++;
+  }
+  return { stop: null, batchCount, bytesVerified };
+}
+
+/**
+ * Restores a sealed segment's state from its index files, walking (headers only) from the last index
+ * entry to the end of the file. Returns the reason when the indexes cannot be trusted.
+ */
+export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): string | null {
+  const loaded = segment.loadIndexes(fileBytes);
+  if (typeof loaded === 'string') return loaded;
+  const bytes = segment.mappedView();
+  const last = loaded.offsetIndex.lastEntry();
+  let position = last ? last.position : 0;
+  let nextOffset = segment.baseOffset + (last ? last.relativeOffset : 0);
+  let maxTimestamp = -1;
+  // The time index holds the max timestamp of everything before its last entry.
+  maxTimestamp = Math.max(maxTimestamp, loaded.timeIndex.lastMaxTimestampBefore());
+  const indexedPosition = position;
+  while (position < fileBytes) {
+    const problem = checkBatchHeader(bytes, position, fileBytes - position);
+    if (problem !== null) return `batch at ${position}: ${problem}`;
+    const baseOffset = readInt64LE(bytes, position + BatchHeader.baseOffset);
+    if (baseOffset !== nextOffset)
+      return `batch at ${position} has offset ${baseOffset}, expected ${nextOffset}`;
+    nextOffset = baseOffset + batchRecordCountAt(bytes, position);
+    maxTimestamp = Math.max(maxTimestamp, batchMaxTimestampAt(bytes, position));
+    position += batchLengthAt(bytes, position);
+  }
+  if (position !== fileBytes) return `last batch runs past the end of the file`;
+  segment.restore({
+    sizeBytes: fileBytes,
+    nextOffset,
+    maxTimestamp,
+    offsetIndex: loaded.offsetIndex,
+    timeIndex: loaded.timeIndex,
+    bytesSinceIndexEntry: fileBytes - indexedPosition,
+  });
+  return null;
+}
+
+function hex(value: number): string {
+  return `0x${value.toString(16).padStart(8, '0')}`;
+}

@@ -1,0 +1,180 @@
+/**
+ * Flushing a partition log to disk: one fdatasync at a time per log, covering everything appended
+ * before it started, shared by every append waiting on it (group commit). Durability modes:
+ *
+ *  - `none`:     appends are acknowledged after the memcpy into the page cache; the OS writes back.
+ *                (The log still syncs a segment in the background when it rolls, for recovery.)
+ *  - `interval`: acknowledged after the memcpy; a timer syncs every `flushIntervalMs`.
+ *  - `always`:   acknowledged only when an fdatasync that started after the batch was written has
+ *                completed. Appends arriving while a sync is in flight wait for the next one, which
+ *                starts as soon as the current one ends: under load each fdatasync covers many appends.
+ *
+ * fdatasync runs in libuv's thread pool, so the event loop never blocks on the disk. A failed
+ * fdatasync (EIO) poisons the log: Linux may already have dropped the dirty pages, so retrying could
+ * report success for lost data. Every waiter gets the error, and so does every later sync.
+ */
+import { fdatasync, fsync } from 'node:fs';
+import { BackpressureError, LogTruncatedError, type SpillwayError, storageErrorFrom } from '../errors.js';
+import { pendingSyncAppendCountMax } from '../limits.js';
+
+export type Durability = 'none' | 'interval' | 'always';
+export const durabilities: readonly Durability[] = ['none', 'interval', 'always'];
+
+/** What a sync needs from the log: the files with unsynced data, captured when the sync starts. */
+export interface SyncTarget {
+  /** Offset after the last appended record: what a sync started now will cover. */
+  endOffset(): number;
+  /** File descriptors with unsynced writes, each with a callback to call when its sync ended. */
+  takeDirtyFiles(): Array<{ fd: number; done: () => void }>;
+  /** Called after a sync covering everything below `offset` succeeded. */
+  onSynced(offset: number): void;
+}
+
+interface Waiter {
+  offset: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+function syncFile(fd: number, directory: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (error: NodeJS.ErrnoException | null) => (error ? reject(error) : resolve());
+    if (directory) fsync(fd, done);
+    else fdatasync(fd, done);
+  });
+}
+
+export class SyncScheduler {
+  private readonly target: SyncTarget;
+  private readonly directoryFd: number;
+  private syncedOffset: number;
+  private inFlight: Promise<void> | null = null;
+  private waiters: Waiter[] = [];
+  private directoryDirty = false;
+  private failure: SpillwayError | null = null;
+  /** Truncations so far: a sync that started before one must not advance the synced offset. */
+  private truncations = 0;
+  /** Number of fdatasync rounds completed, for metrics and tests of group commit. */
+  syncCount = 0;
+
+  constructor(target: SyncTarget, directoryFd: number, syncedOffset: number) {
+    this.target = target;
+    this.directoryFd = directoryFd;
+    this.syncedOffset = syncedOffset;
+  }
+
+  get durableOffset(): number {
+    return this.syncedOffset;
+  }
+
+  get failed(): SpillwayError | null {
+    return this.failure;
+  }
+
+  get pendingWaiterCount(): number {
+    return this.waiters.length;
+  }
+
+  /** A new file was created in the log's directory: the next sync also fsyncs the directory. */
+  markDirectoryDirty(): void {
+    this.directoryDirty = true;
+  }
+
+  /**
+   * The log was cut at `offset`: lowers the synced offset, fails the appends waiting for data that
+   * no longer exists, and makes a sync that started before the cut count for nothing beyond it.
+   */
+  truncatedTo(offset: number): void {
+    this.truncations++;
+    if (offset < this.syncedOffset) this.syncedOffset = offset;
+    const remaining: Waiter[] = [];
+    for (const waiter of this.waiters) {
+      if (waiter.offset > offset) {
+        waiter.reject(
+          new LogTruncatedError(`the log was truncated to offset ${offset} before this append was synced`),
+        );
+      } else {
+        remaining.push(waiter);
+      }
+    }
+    this.waiters = remaining;
+  }
+
+  /** Resolves once everything below `offset` is on disk; starts a sync if none is running. */
+  waitFor(offset: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (offset <= this.syncedOffset) return Promise.resolve();
+    if (this.pendingWaiterCount >= pendingSyncAppendCountMax) {
+      return Promise.reject(
+        new BackpressureError(`${pendingSyncAppendCountMax} appends already wait for a sync`),
+      );
+    }
+    const promise = new Promise<void>((resolve, reject) => {
+      this.waiters.push({ offset, resolve, reject });
+    });
+    if (this.inFlight === null) this.start();
+    return promise;
+  }
+
+  /** Syncs everything appended so far (used by the interval timer, rolls and close). */
+  syncAll(): Promise<void> {
+    return this.waitFor(this.target.endOffset());
+  }
+
+  /** Resolves when no sync is running. */
+  async idle(): Promise<void> {
+    while (this.inFlight) await this.inFlight.catch(() => undefined);
+  }
+
+  private start(): void {
+    const offset = this.target.endOffset();
+    const files = this.target.takeDirtyFiles();
+    const syncDirectory = this.directoryDirty;
+    this.directoryDirty = false;
+    this.inFlight = this.run(offset, files, syncDirectory, this.truncations);
+  }
+
+  private async run(
+    offset: number,
+    files: Array<{ fd: number; done: () => void }>,
+    syncDirectory: boolean,
+    truncations: number,
+  ): Promise<void> {
+    let error: SpillwayError | null = null;
+    try {
+      await Promise.all(files.map((file) => syncFile(file.fd, false)));
+      if (syncDirectory) await syncFile(this.directoryFd, true);
+    } catch (cause) {
+      error = storageErrorFrom('fdatasync', cause);
+    } finally {
+      for (const file of files) file.done();
+    }
+    this.syncCount++;
+    if (error) {
+      this.failure = error;
+      this.rejectAll(error);
+      this.inFlight = null;
+      return;
+    }
+    if (truncations === this.truncations && offset > this.syncedOffset) this.syncedOffset = offset;
+    this.target.onSynced(this.syncedOffset);
+    this.resolveUpTo(this.syncedOffset);
+    this.inFlight = null;
+    if (this.pendingWaiterCount > 0) this.start();
+  }
+
+  private resolveUpTo(offset: number): void {
+    // Waiters are not necessarily sorted (a truncation can lower offsets): resolve every covered one.
+    const remaining: Waiter[] = [];
+    for (const waiter of this.waiters) {
+      if (waiter.offset <= offset) waiter.resolve();
+      else remaining.push(waiter);
+    }
+    this.waiters = remaining;
+  }
+
+  private rejectAll(error: Error): void {
+    for (const waiter of this.waiters) waiter.reject(error);
+    this.waiters = [];
+  }
+}
