@@ -148,6 +148,16 @@ export function checkBatchHeader(bytes: Uint8Array, position: number, available:
   // Every record takes at least 7 bytes, so the count cannot exceed what the length allows.
   if (recordCount > (length - BatchHeader.size) / 7)
     return `record count ${recordCount} does not fit length ${length}`;
-  if (batchBaseOffset(bytes, position) < 0) return 'negative base offset';
+  if (bytes[position + BatchHeader.reserved2] !== 0 || bytes[position + BatchHeader.reserved2 + 1] !== 0) {
+    return 'reserved bytes 50-51 are not zero';
+  }
+  // The high 32 bits of baseOffset: negative, or beyond 2^53, cannot be an offset.
+  const baseOffsetHigh =
+    bytes[position + 4]! |
+    (bytes[position + 5]! << 8) |
+    (bytes[position + 6]! << 16) |
+    (bytes[position + 7]! << 24);
+  if (baseOffsetHigh < 0) return 'negative base offset';
+  if (baseOffsetHigh > 0x1f_ffff) return 'base offset beyond 2^53';
   return null;
 }
