@@ -259,7 +259,8 @@ const usage = `usage: node dist/bench/main.js [--quick] [--suite NAME]... [--out
   --out DIR       results directory (default bench/results/<date-time>)
   --scratch DIR   where the run's scratch directory is made (default .bench-scratch/; not /tmp)`;
 
-async function main(): Promise<void> {
+/** The command line of the bench runner (`node dist/bench/main.js ...` and `spillway bench ...`). Returns the exit code. */
+export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
   let values: { quick?: boolean; suite?: string[]; out?: string; scratch?: string; help?: boolean };
   try {
     values = parseArgs({
@@ -270,17 +271,17 @@ async function main(): Promise<void> {
         scratch: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
+      args: argv,
       strict: true,
       allowPositionals: false,
     }).values;
   } catch (error) {
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${usage}\n`);
-    process.exitCode = 2;
-    return;
+    return 2;
   }
   if (values.help) {
     process.stdout.write(`${usage}\n`);
-    return;
+    return 0;
   }
   try {
     const result = await runBench({
@@ -291,17 +292,16 @@ async function main(): Promise<void> {
       commandLine: process.argv,
       handleSignals: true,
     });
-    process.exitCode = result.exitCode;
+    return result.exitCode;
   } catch (error) {
     if (error instanceof BenchUsageError) {
       process.stderr.write(`${error.message}\n${usage}\n`);
-      process.exitCode = 2;
-    } else {
-      process.stderr.write(
-        `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 1;
+      return 2;
     }
+    process.stderr.write(
+      `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    return 1;
   }
 }
 
@@ -315,4 +315,4 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) await main();
+if (isEntryPoint()) process.exitCode = await runBenchFromCommandLine(process.argv.slice(2));
