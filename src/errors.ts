@@ -15,7 +15,52 @@ export type ErrorCode =
   | 'STORAGE_FULL'
   | 'STORAGE_IO'
   | 'BACKPRESSURE'
-  | 'NATIVE_UNAVAILABLE';
+  | 'NATIVE_UNAVAILABLE'
+  | 'UNKNOWN_TOPIC'
+  | 'UNKNOWN_PARTITION'
+  | 'TOPIC_EXISTS'
+  | 'INVALID_TOPIC_NAME'
+  | 'BROKER_CLOSING'
+  | 'PROTOCOL_ERROR'
+  | 'UNSUPPORTED_VERSION'
+  | 'UNKNOWN_OPCODE'
+  | 'FRAME_TOO_LARGE'
+  | 'TOO_MANY_REQUESTS'
+  | 'TIMEOUT'
+  | 'CONNECTION_CLOSED'
+  | 'INTERNAL';
+
+/** Whether a request failing with this code may succeed if sent again later. */
+export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
+  INVALID_ARGUMENT: false,
+  INVALID_BATCH: false,
+  CORRUPT_BATCH: true, // corrupted in transit: a resend carries fresh bytes
+  CORRUPT_LOG: false,
+  OFFSET_OUT_OF_RANGE: false,
+  LOG_CLOSED: true,
+  LOG_TRUNCATED: true,
+  STORAGE_FULL: true,
+  STORAGE_IO: false,
+  BACKPRESSURE: true,
+  NATIVE_UNAVAILABLE: false,
+  UNKNOWN_TOPIC: false,
+  UNKNOWN_PARTITION: false,
+  TOPIC_EXISTS: false,
+  INVALID_TOPIC_NAME: false,
+  BROKER_CLOSING: true,
+  PROTOCOL_ERROR: false,
+  UNSUPPORTED_VERSION: false,
+  UNKNOWN_OPCODE: false,
+  FRAME_TOO_LARGE: false,
+  TOO_MANY_REQUESTS: true,
+  TIMEOUT: true,
+  CONNECTION_CLOSED: true,
+  INTERNAL: false,
+};
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(retriableByCode, value);
+}
 
 export interface SpillwayErrorOptions {
   cause?: unknown;
@@ -30,7 +75,7 @@ export class SpillwayError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SpillwayError';
     this.code = code;
-    this.retriable = options.retriable ?? false;
+    this.retriable = options.retriable ?? retriableByCode[code];
   }
 }
 

@@ -1,0 +1,91 @@
+/**
+ * The engine's API as the protocol layer sees it: what a request handler (protocol/dispatch.ts)
+ * needs from a broker. src/broker/broker.ts implements it; the server and the client's in-process
+ * transport reach the broker only through it, so the protocol layer never imports the broker.
+ *
+ * Ownership: `produce` copies the batch (the caller may reuse its buffer once the promise settles);
+ * `fetch` returns views of mapped segments, valid while referenced.
+ */
+import type { Durability } from './types.js';
+
+export interface TopicConfig {
+  /** Partitions at creation: 1..partitionCountMax. Default 1. */
+  partitions?: number;
+  durability?: Durability;
+  /** With `interval`. */
+  flushIntervalMs?: number;
+  /** -1: forever. */
+  retentionMs?: number;
+  /** Per partition; -1: no limit. */
+  retentionBytes?: number;
+  segmentBytes?: number;
+  /** Msg-id dedup window (a later issue); 0 disables. */
+  dedupWindowMs?: number;
+}
+
+export interface PartitionDescription {
+  partition: number;
+  logStartOffset: number;
+  logEndOffset: number;
+  /** Offset below which everything is on disk (fdatasync'd). */
+  durableOffset: number;
+  sizeBytes: number;
+  segmentCount: number;
+}
+
+export interface TopicDescription {
+  name: string;
+  partitionCount: number;
+  config: Required<TopicConfig>;
+  createdAtMs: number;
+  partitions: PartitionDescription[];
+}
+
+export interface ProduceResult {
+  partition: number;
+  baseOffset: number;
+  lastOffset: number;
+  /** The guarantee that held when this was acknowledged. */
+  durability: Durability;
+}
+
+export interface FetchOptions {
+  /** Upper bound of bytes returned (at least one whole batch is returned even when larger). */
+  maxBytes: number;
+  /** Long-poll: wait up to this long for `minBytes` to be available. 0 = answer at once. */
+  maxWaitMs: number;
+  /** Answer as soon as this many bytes are available (default 1). */
+  minBytes?: number;
+  /** Aborting ends a long-poll early with whatever is there (e.g. the connection closed). */
+  signal?: AbortSignal;
+}
+
+export interface FetchResult {
+  topic: string;
+  partition: number;
+  /** Whole batches back to back (views of mapped segments); empty when nothing was available. */
+  records: Uint8Array;
+  batchCount: number;
+  /** Base offset of the first batch returned (may be below the offset asked for). */
+  firstOffset: number;
+  /** Where the next fetch continues. */
+  nextOffset: number;
+  logStartOffset: number;
+  /** The log end offset: the highest offset a consumer can read is logEndOffset - 1. */
+  highWatermark: number;
+}
+
+export type OffsetSpec = 'earliest' | 'latest' | { timestamp: number };
+
+export interface BrokerApi {
+  createTopic(name: string, config?: TopicConfig): Promise<TopicDescription>;
+  deleteTopic(name: string): Promise<void>;
+  listTopics(): TopicDescription[];
+  describeTopic(name: string): TopicDescription;
+  addPartitions(name: string, count: number): Promise<TopicDescription>;
+  /** Validates (limits, structure, CRC32C natively), assigns offsets, appends, acks per durability. */
+  produce(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult>;
+  fetch(topic: string, partition: number, offset: number, options: FetchOptions): Promise<FetchResult>;
+  /** earliest = log start, latest = log end, timestamp = first offset with a timestamp >= it (or log end). */
+  listOffset(topic: string, partition: number, spec: OffsetSpec): number;
+}
