@@ -32,3 +32,16 @@ export const flushIntervalMsDefault = 200;
 export const checkpointIntervalMsDefault = 5000;
 /** Appends waiting for a group-commit fdatasync at once (durability `always`) before append rejects. */
 export const pendingSyncAppendCountMax = 100_000;
+
+/** Largest WebSocket frame (message) the protocol accepts: a whole batch plus its control header. */
+export const frameBytesMax = batchBytesMax + 64 * 1024;
+/** Largest msgpack control header in a frame. */
+export const frameHeaderBytesMax = 64 * 1024;
+/** Requests in flight per connection before the broker answers TOO_MANY_REQUESTS. */
+export const inFlightRequestsPerConnectionMax = 1024;
+/** Open connections per server. */
+export const connectionsMax = 10_000;
+/** Longest long-poll a fetch may ask for. */
+export const fetchMaxWaitMsMax = 30_000;
+/** Largest maxBytes a fetch may ask for. */
+export const fetchMaxBytesMax = 64 * 1024 * 1024;

@@ -1,0 +1,146 @@
+/**
+ * Answers one request frame by calling the broker: the single request handler behind both the
+ * WebSocket server and the client's in-process transport, so both behave the same.
+ * Never throws: every failure becomes an error frame with a stable code (docs/PROTOCOL.md).
+ * An unexpected exception becomes INTERNAL and is reported through `onInternalError`.
+ */
+import { SpillwayError } from '../errors.js';
+import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
+import type { BrokerApi } from './broker-api.js';
+import { type Frame, FrameFlags } from './frame.js';
+import {
+  type ErrorHeader,
+  type FetchResponse,
+  type HelloResponse,
+  parseAddPartitions,
+  parseCreateTopic,
+  parseFetch,
+  parseHello,
+  parseListOffset,
+  parseProduce,
+  parseTopicName,
+} from './messages.js';
+import { Opcode, opcodeName, protocolVersion } from './opcodes.js';
+
+export interface DispatchOptions {
+  /** Aborted when the connection closes: ends long-polls early. */
+  signal?: AbortSignal;
+  brokerVersion: string;
+  onInternalError?: (error: unknown, request: Frame) => void;
+}
+
+const emptyBody = new Uint8Array(0);
+
+function response(request: Frame, header: unknown, body: Uint8Array = emptyBody): Frame {
+  return {
+    opcode: request.opcode,
+    flags: FrameFlags.response,
+    correlationId: request.correlationId,
+    header,
+    body,
+  };
+}
+
+/** An error answer to the request with this opcode and correlation id. */
+export function errorFrame(opcode: number, correlationId: number, error: SpillwayError): Frame {
+  const header: ErrorHeader = { code: error.code, message: error.message, retriable: error.retriable };
+  return { opcode, flags: FrameFlags.response | FrameFlags.error, correlationId, header, body: emptyBody };
+}
+
+export async function dispatch(api: BrokerApi, request: Frame, options: DispatchOptions): Promise<Frame> {
+  try {
+    if ((request.flags & FrameFlags.response) !== 0) {
+      throw new SpillwayError('PROTOCOL_ERROR', 'a client may only send requests');
+    }
+    return await answer(api, request, options);
+  } catch (error) {
+    if (error instanceof SpillwayError) return errorFrame(request.opcode, request.correlationId, error);
+    options.onInternalError?.(error, request);
+    return errorFrame(
+      request.opcode,
+      request.correlationId,
+      new SpillwayError(
+        'INTERNAL',
+        `internal error: ${error instanceof Error ? error.message : String(error)}`,
+      ),
+    );
+  }
+}
+
+function requireNoBody(request: Frame): void {
+  if (request.body.length !== 0) {
+    throw new SpillwayError('PROTOCOL_ERROR', `${opcodeName(request.opcode)} takes no body`);
+  }
+}
+
+async function answer(api: BrokerApi, request: Frame, options: DispatchOptions): Promise<Frame> {
+  switch (request.opcode) {
+    case Opcode.hello: {
+      requireNoBody(request);
+      const hello = parseHello(request.header);
+      if (hello.protocolVersion !== protocolVersion) {
+        throw new SpillwayError(
+          'UNSUPPORTED_VERSION',
+          `protocol version ${hello.protocolVersion} is not supported; this broker speaks ${protocolVersion}`,
+        );
+      }
+      const header: HelloResponse = {
+        protocolVersion,
+        brokerVersion: options.brokerVersion,
+        frameBytesMax,
+        inFlightRequestsMax: inFlightRequestsPerConnectionMax,
+      };
+      return response(request, header);
+    }
+    case Opcode.createTopic: {
+      requireNoBody(request);
+      const { name, config } = parseCreateTopic(request.header);
+      return response(request, await api.createTopic(name, config));
+    }
+    case Opcode.deleteTopic: {
+      requireNoBody(request);
+      await api.deleteTopic(parseTopicName(request.header).name);
+      return response(request, {});
+    }
+    case Opcode.listTopics:
+      requireNoBody(request);
+      return response(request, { topics: api.listTopics() });
+    case Opcode.describeTopic:
+      requireNoBody(request);
+      return response(request, api.describeTopic(parseTopicName(request.header).name));
+    case Opcode.addPartitions: {
+      requireNoBody(request);
+      const { name, count } = parseAddPartitions(request.header);
+      return response(request, await api.addPartitions(name, count));
+    }
+    case Opcode.produce: {
+      const { topic, partition } = parseProduce(request.header);
+      return response(request, await api.produce(topic, partition, request.body));
+    }
+    case Opcode.fetch: {
+      requireNoBody(request);
+      const fetch = parseFetch(request.header);
+      const result = await api.fetch(fetch.topic, fetch.partition, fetch.offset, {
+        maxBytes: fetch.maxBytes,
+        maxWaitMs: fetch.maxWaitMs,
+        minBytes: fetch.minBytes,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      const header: FetchResponse = {
+        batchCount: result.batchCount,
+        firstOffset: result.firstOffset,
+        nextOffset: result.nextOffset,
+        logStartOffset: result.logStartOffset,
+        highWatermark: result.highWatermark,
+      };
+      return response(request, header, result.records);
+    }
+    case Opcode.listOffset: {
+      requireNoBody(request);
+      const { topic, partition, spec } = parseListOffset(request.header);
+      return response(request, { offset: api.listOffset(topic, partition, spec) });
+    }
+    default:
+      throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Frames of the Spillway wire protocol: one binary WebSocket message is one frame.
+ * docs/PROTOCOL.md documents it byte for byte; golden-byte tests keep the two honest.
+ *
+ *   0  uint8   opcode          what the request is (opcodes.ts); a response repeats it
+ *   1  uint8   flags           bit 0: response, bit 1: error (the header is an ErrorHeader)
+ *   2  uint16  reserved        0
+ *   4  uint32  correlationId   chosen by the client, echoed in the response (pipelining)
+ *   8  uint32  headerBytes     length of the control header
+ *  12  ...     header          msgpack (plain maps, no extensions), headerBytes long
+ *  ..  ...     body            raw bytes to the end of the frame: record batches in PRODUCE
+ *                              requests and FETCH responses, never re-encoded; empty otherwise
+ *
+ * All integers little-endian. Frames are validated before anything else is looked at: a frame too
+ * short, too long, with reserved bits set or a header that does not parse is a PROTOCOL_ERROR.
+ */
+import { Packr } from 'msgpackr';
+import { SpillwayError } from '../errors.js';
+import { frameBytesMax, frameHeaderBytesMax } from '../limits.js';
+
+export const framePrefixBytes = 12;
+
+export const FrameFlags = {
+  response: 1,
+  error: 2,
+  /** Bits that must be zero. */
+  reservedMask: 0xfc,
+} as const;
+
+export interface Frame {
+  opcode: number;
+  flags: number;
+  correlationId: number;
+  /** The decoded control header (a plain object for every opcode). */
+  header: unknown;
+  /** Raw bytes after the header: a view into the received frame, or the batches to send. */
+  body: Uint8Array;
+}
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: 'number' });
+const emptyBody = new Uint8Array(0);
+
+export class ProtocolError extends SpillwayError {
+  constructor(message: string) {
+    super('PROTOCOL_ERROR', message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/**
+ * Encodes a frame as two parts: the prefix with the header, and the body (possibly empty), so a
+ * sender can write the body without copying it (uWS fragments, or a gathered write).
+ */
+export function encodeFrameParts(frame: Omit<Frame, 'body'> & { body?: Uint8Array }): [Buffer, Uint8Array] {
+  const header = packr.pack(frame.header ?? {});
+  if (header.length > frameHeaderBytesMax) {
+    throw new SpillwayError(
+      'FRAME_TOO_LARGE',
+      `frame header of ${header.length} bytes exceeds ${frameHeaderBytesMax}`,
+    );
+  }
+  const body = frame.body ?? emptyBody;
+  if (framePrefixBytes + header.length + body.length > frameBytesMax) {
+    throw new SpillwayError(
+      'FRAME_TOO_LARGE',
+      `frame of ${framePrefixBytes + header.length + body.length} bytes exceeds ${frameBytesMax}`,
+    );
+  }
+  const prefix = Buffer.allocUnsafe(framePrefixBytes + header.length);
+  prefix.writeUInt8(frame.opcode, 0);
+  prefix.writeUInt8(frame.flags, 1);
+  prefix.writeUInt16LE(0, 2);
+  prefix.writeUInt32LE(frame.correlationId >>> 0, 4);
+  prefix.writeUInt32LE(header.length, 8);
+  header.copy(prefix, framePrefixBytes);
+  return [prefix, body];
+}
+
+/** Encodes a frame into one buffer (a copy of the body). */
+export function encodeFrame(frame: Omit<Frame, 'body'> & { body?: Uint8Array }): Buffer {
+  const [prefix, body] = encodeFrameParts(frame);
+  if (body.length === 0) return prefix;
+  return Buffer.concat([prefix, body]);
+}
+
+/** Decodes and validates a received frame. The body is a view of `bytes`. Throws ProtocolError. */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  if (bytes.length < framePrefixBytes)
+    throw new ProtocolError(`frame of ${bytes.length} bytes is shorter than its prefix`);
+  if (bytes.length > frameBytesMax) {
+    throw new SpillwayError('FRAME_TOO_LARGE', `frame of ${bytes.length} bytes exceeds ${frameBytesMax}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const opcode = view.getUint8(0);
+  const flags = view.getUint8(1);
+  if ((flags & FrameFlags.reservedMask) !== 0) throw new ProtocolError(`reserved flag bits set (${flags})`);
+  if (view.getUint16(2, true) !== 0) throw new ProtocolError('reserved bytes 2-3 are not zero');
+  const correlationId = view.getUint32(4, true);
+  const headerBytes = view.getUint32(8, true);
+  if (headerBytes > frameHeaderBytesMax)
+    throw new ProtocolError(`header of ${headerBytes} bytes exceeds ${frameHeaderBytesMax}`);
+  if (framePrefixBytes + headerBytes > bytes.length) {
+    throw new ProtocolError(`header of ${headerBytes} bytes runs past the ${bytes.length}-byte frame`);
+  }
+  let header: unknown;
+  try {
+    header =
+      headerBytes === 0 ? {} : packr.unpack(bytes.subarray(framePrefixBytes, framePrefixBytes + headerBytes));
+  } catch (error) {
+    throw new ProtocolError(`header is not valid msgpack: ${(error as Error).message}`);
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new ProtocolError('header must be a map');
+  }
+  return { opcode, flags, correlationId, header, body: bytes.subarray(framePrefixBytes + headerBytes) };
+}
+
+/** Peeks the correlation id of a frame that may be invalid (to address an error answer), or null. */
+export function peekCorrelationId(bytes: Uint8Array): number | null {
+  if (bytes.length < 8) return null;
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(4, true);
+}

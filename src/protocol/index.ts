@@ -1,0 +1,6 @@
+export * from './broker-api.js';
+export * from './dispatch.js';
+export * from './frame.js';
+export * from './messages.js';
+export * from './opcodes.js';
+export * from './types.js';

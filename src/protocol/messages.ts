@@ -1,0 +1,198 @@
+/**
+ * Control headers of each request and response (msgpack maps in the frame header), and the
+ * validation of requests received from the network: every field is checked for type and range
+ * before the broker sees it, and a bad one is an INVALID_ARGUMENT naming the field.
+ */
+import { type ErrorCode, InvalidArgumentError } from '../errors.js';
+import { fetchMaxBytesMax, fetchMaxWaitMsMax } from '../limits.js';
+import type { OffsetSpec, TopicConfig } from './broker-api.js';
+import { type Durability, durabilities } from './types.js';
+
+export interface HelloRequest {
+  protocolVersion: number;
+  clientId?: string;
+}
+export interface HelloResponse {
+  protocolVersion: number;
+  brokerVersion: string;
+  frameBytesMax: number;
+  inFlightRequestsMax: number;
+}
+export interface TopicNameRequest {
+  name: string;
+}
+export interface CreateTopicRequest {
+  name: string;
+  config: TopicConfig;
+}
+export interface AddPartitionsRequest {
+  name: string;
+  count: number;
+}
+export interface ProduceRequest {
+  topic: string;
+  partition: number;
+}
+export interface FetchRequest {
+  topic: string;
+  partition: number;
+  offset: number;
+  maxBytes: number;
+  maxWaitMs: number;
+  minBytes: number;
+}
+/** FETCH response header; the batches are the frame body. */
+export interface FetchResponse {
+  batchCount: number;
+  firstOffset: number;
+  nextOffset: number;
+  logStartOffset: number;
+  highWatermark: number;
+}
+export interface ListOffsetRequest {
+  topic: string;
+  partition: number;
+  spec: OffsetSpec;
+}
+export interface ErrorHeader {
+  code: ErrorCode;
+  message: string;
+  retriable: boolean;
+}
+
+type Fields = Record<string, unknown>;
+
+export function asFields(header: unknown): Fields {
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new InvalidArgumentError('request header must be a map');
+  }
+  return header as Fields;
+}
+
+export function stringField(fields: Fields, name: string, maxLength = 1024): string {
+  const value = fields[name];
+  if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) {
+    throw new InvalidArgumentError(`${name} must be a non-empty string of at most ${maxLength} characters`);
+  }
+  return value;
+}
+
+export function integerField(
+  fields: Fields,
+  name: string,
+  min: number,
+  max: number,
+  fallback?: number,
+): number {
+  const value = fields[name];
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(
+      `${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+function optionalInteger(fields: Fields, name: string, min: number, max: number): number | undefined {
+  return fields[name] === undefined ? undefined : integerField(fields, name, min, max);
+}
+
+export function parseTopicConfig(value: unknown): TopicConfig {
+  if (value === undefined) return {};
+  const fields = asFields(value);
+  const config: TopicConfig = {};
+  const known = new Set([
+    'partitions',
+    'durability',
+    'flushIntervalMs',
+    'retentionMs',
+    'retentionBytes',
+    'segmentBytes',
+    'dedupWindowMs',
+  ]);
+  for (const key of Object.keys(fields)) {
+    if (!known.has(key)) throw new InvalidArgumentError(`unknown topic config '${key}'`);
+  }
+  const partitions = optionalInteger(fields, 'partitions', 1, Number.MAX_SAFE_INTEGER);
+  if (partitions !== undefined) config.partitions = partitions;
+  if (fields['durability'] !== undefined) {
+    if (!durabilities.includes(fields['durability'] as Durability)) {
+      throw new InvalidArgumentError(`durability must be one of ${durabilities.join(', ')}`);
+    }
+    config.durability = fields['durability'] as Durability;
+  }
+  for (const name of [
+    'flushIntervalMs',
+    'retentionMs',
+    'retentionBytes',
+    'segmentBytes',
+    'dedupWindowMs',
+  ] as const) {
+    const parsed = optionalInteger(fields, name, -1, Number.MAX_SAFE_INTEGER);
+    if (parsed !== undefined) config[name] = parsed;
+  }
+  return config;
+}
+
+export function parseHello(header: unknown): HelloRequest {
+  const fields = asFields(header);
+  const request: HelloRequest = { protocolVersion: integerField(fields, 'protocolVersion', 0, 0xffff) };
+  if (fields['clientId'] !== undefined) request.clientId = stringField(fields, 'clientId', 256);
+  return request;
+}
+
+export function parseTopicName(header: unknown): TopicNameRequest {
+  return { name: stringField(asFields(header), 'name', 249) };
+}
+
+export function parseCreateTopic(header: unknown): CreateTopicRequest {
+  const fields = asFields(header);
+  return { name: stringField(fields, 'name', 249), config: parseTopicConfig(fields['config']) };
+}
+
+export function parseAddPartitions(header: unknown): AddPartitionsRequest {
+  const fields = asFields(header);
+  return {
+    name: stringField(fields, 'name', 249),
+    count: integerField(fields, 'count', 1, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+export function parseProduce(header: unknown): ProduceRequest {
+  const fields = asFields(header);
+  return {
+    topic: stringField(fields, 'topic', 249),
+    partition: integerField(fields, 'partition', 0, 0x7fffffff),
+  };
+}
+
+export function parseFetch(header: unknown): FetchRequest {
+  const fields = asFields(header);
+  return {
+    topic: stringField(fields, 'topic', 249),
+    partition: integerField(fields, 'partition', 0, 0x7fffffff),
+    offset: integerField(fields, 'offset', 0, Number.MAX_SAFE_INTEGER),
+    maxBytes: integerField(fields, 'maxBytes', 1, fetchMaxBytesMax, 1024 * 1024),
+    maxWaitMs: integerField(fields, 'maxWaitMs', 0, fetchMaxWaitMsMax, 0),
+    minBytes: integerField(fields, 'minBytes', 1, fetchMaxBytesMax, 1),
+  };
+}
+
+export function parseOffsetSpec(value: unknown): OffsetSpec {
+  if (value === 'earliest' || value === 'latest') return value;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const timestamp = integerField(value as Fields, 'timestamp', 0, Number.MAX_SAFE_INTEGER);
+    return { timestamp };
+  }
+  throw new InvalidArgumentError("spec must be 'earliest', 'latest' or { timestamp }");
+}
+
+export function parseListOffset(header: unknown): ListOffsetRequest {
+  const fields = asFields(header);
+  return {
+    topic: stringField(fields, 'topic', 249),
+    partition: integerField(fields, 'partition', 0, 0x7fffffff),
+    spec: parseOffsetSpec(fields['spec']),
+  };
+}
