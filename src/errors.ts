@@ -173,3 +173,57 @@ export function storageErrorFrom(operation: string, error: unknown): SpillwayErr
   }
   return new StorageIoError(`${operation}: ${detail}`, error);
 }
+
+/** No topic of that name exists (never created, or deleted). */
+export class UnknownTopicError extends SpillwayError {
+  readonly topic: string;
+
+  constructor(topic: string) {
+    super('UNKNOWN_TOPIC', `unknown topic '${topic}'`);
+    this.name = 'UnknownTopicError';
+    this.topic = topic;
+  }
+}
+
+/** The topic exists but has no partition of that number. */
+export class UnknownPartitionError extends SpillwayError {
+  readonly topic: string;
+  readonly partition: number;
+
+  constructor(topic: string, partition: number, partitionCount: number) {
+    super(
+      'UNKNOWN_PARTITION',
+      `topic '${topic}' has no partition ${partition} (it has partitions 0..${partitionCount - 1})`,
+    );
+    this.name = 'UnknownPartitionError';
+    this.topic = topic;
+    this.partition = partition;
+  }
+}
+
+/** A topic of that name already exists. */
+export class TopicExistsError extends SpillwayError {
+  readonly topic: string;
+
+  constructor(topic: string) {
+    super('TOPIC_EXISTS', `topic '${topic}' already exists`);
+    this.name = 'TopicExistsError';
+    this.topic = topic;
+  }
+}
+
+/** A topic name breaks the naming rules (1..249 characters of [a-zA-Z0-9._-], not '.' or '..'). */
+export class InvalidTopicNameError extends SpillwayError {
+  constructor(message: string) {
+    super('INVALID_TOPIC_NAME', message);
+    this.name = 'InvalidTopicNameError';
+  }
+}
+
+/** The broker is closing or closed and accepts no new requests. */
+export class BrokerClosingError extends SpillwayError {
+  constructor() {
+    super('BROKER_CLOSING', 'the broker is closing');
+    this.name = 'BrokerClosingError';
+  }
+}

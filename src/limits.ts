@@ -45,3 +45,18 @@ export const connectionsMax = 10_000;
 export const fetchMaxWaitMsMax = 30_000;
 /** Largest maxBytes a fetch may ask for. */
 export const fetchMaxBytesMax = 64 * 1024 * 1024;
+
+/** Longest topic name (the name is a directory name; 249 like Kafka, leaving room for suffixes). */
+export const topicNameLengthMax = 249;
+/** Most topics one broker holds (every partition keeps files and a map open). */
+export const topicCountMax = 10_000;
+/** Most partitions of one topic. */
+export const partitionCountMax = 4096;
+/** Fetches long-polling on one partition at once; more fail with BACKPRESSURE. */
+export const fetchWaitersPerPartitionMax = 1024;
+/** Fetches long-polling on the whole broker at once; more fail with BACKPRESSURE. */
+export const fetchWaitersTotalMax = 65_536;
+/** Default interval between two retention passes over every partition log (5 minutes). */
+export const retentionCheckIntervalMsDefault = 5 * 60 * 1000;
+/** Longest msg-id dedup window a topic may be configured with (7 days). */
+export const dedupWindowMsMax = 7 * 24 * 60 * 60 * 1000;

@@ -1,0 +1,14 @@
+/** The broker engine: what `Broker.open()` returns and the API front ends use. */
+export type {
+  BrokerApi,
+  FetchOptions,
+  FetchResult,
+  OffsetSpec,
+  PartitionDescription,
+  ProduceResult,
+  TopicConfig,
+  TopicDescription,
+} from '../protocol/broker-api.js';
+export { Broker, type BrokerServer, type ListenOptions, type RetentionPassResult } from './broker.js';
+export type { BrokerOptions } from './broker-options.js';
+export type { BrokerOpenReport, PartitionRecovery } from './open-report.js';

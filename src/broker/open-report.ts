@@ -1,0 +1,37 @@
+/** What `Broker.open()` found on disk and did about it: `broker.openReport`. */
+import type { RecoveryReport } from '../storage/log-loader.js';
+
+export interface PartitionRecovery {
+  topic: string;
+  partition: number;
+  recovery: RecoveryReport;
+}
+
+export interface BrokerOpenReport {
+  dataDir: string;
+  durationMs: number;
+  topicCount: number;
+  partitionCount: number;
+  /** The recovery report of every partition log opened. */
+  partitions: PartitionRecovery[];
+  /**
+   * Directories under `topics/` that metadata.json does not name (a crash during createTopic, or
+   * data put there by hand). Left untouched and ignored; createTopic of such a name moves the
+   * directory aside to `<name>.orphan-<ms>` first.
+   */
+  orphanTopicDirectories: string[];
+  /**
+   * Partition directories of known topics that were missing: recreated empty. Whatever they held is
+   * lost (a crash cannot cause this; removal by hand or a damaged file system can).
+   */
+  missingPartitionDirectories: string[];
+  /**
+   * Partition directories numbered beyond their topic's partition count (a crash during
+   * addPartitions, before the metadata was updated, so they hold nothing acknowledged): moved aside.
+   */
+  strayPartitionDirectories: Array<{ from: string; to: string }>;
+  /** Topic deletions a crash interrupted, completed now (directories removed, metadata updated). */
+  completedDeletions: string[];
+  /** One line for every finding above and for every log recovered after a crash or truncated. */
+  warnings: string[];
+}

@@ -1,0 +1,155 @@
+/**
+ * The on-disk layout of topics and its reconciliation with metadata.json at open, kept apart from
+ * the running broker (like log-loader.ts is from the partition log).
+ *
+ * Layout:
+ *
+ *   dataDir/metadata.json                     topics, configs, partition counts (metadata-store.ts)
+ *   dataDir/topics/<name>/<partition>/         one PartitionLog directory per partition, 0..count-1
+ *   dataDir/topics/<name>.deleted-<ms>/        a topic being deleted (renamed first, then removed)
+ *   dataDir/topics/<name>.orphan-<ms>/         an orphan directory moved aside by createTopic
+ *   dataDir/topics/<name>/<p>.stray-<ms>/      a partition directory of an unfinished addPartitions
+ *
+ * deleteTopic renames `<name>` to `<name>.deleted-<ms>`, then writes the metadata without the topic,
+ * then removes the renamed directory. A crash between any two steps is completed here: a
+ * `.deleted-` directory that is not itself a topic is removed, and a topic of the metadata whose
+ * directory is gone while a `<name>.deleted-<ms>` exists is dropped from the metadata.
+ */
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
+import type { TopicRecord } from './metadata-store.js';
+
+export const topicsDirectoryName = 'topics';
+
+const deletedSuffixPattern = /^(.+)\.deleted-\d+$/;
+const partitionNamePattern = /^(0|[1-9][0-9]*)$/;
+
+export function topicsDirectory(dataDir: string): string {
+  return join(dataDir, topicsDirectoryName);
+}
+
+export function topicDirectory(dataDir: string, topic: string): string {
+  return join(dataDir, topicsDirectoryName, topic);
+}
+
+export function partitionDirectory(dataDir: string, topic: string, partition: number): string {
+  return join(dataDir, topicsDirectoryName, topic, String(partition));
+}
+
+/** `path` + `.<kind>-<ms>`, with the number raised until nothing of that name exists. */
+export function asidePath(path: string, kind: 'deleted' | 'orphan' | 'stray', nowMs = Date.now()): string {
+  let stamp = nowMs;
+  while (existsSync(`${path}.${kind}-${stamp}`)) stamp++;
+  return `${path}.${kind}-${stamp}`;
+}
+
+export interface Reconciliation {
+  /** The topics to open (metadata minus completed deletions). */
+  topics: TopicRecord[];
+  /** True when `topics` differs from what metadata.json holds: it must be rewritten. */
+  metadataChanged: boolean;
+  orphanTopicDirectories: string[];
+  missingPartitionDirectories: string[];
+  strayPartitionDirectories: Array<{ from: string; to: string }>;
+  completedDeletions: string[];
+  warnings: string[];
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Compares metadata with the directories under `dataDir/topics/` and repairs what a crash can leave
+ * behind (see the header). Synchronous: runs once at open, before anything is served.
+ */
+export function reconcileTopicDirectories(dataDir: string, metadata: TopicRecord[]): Reconciliation {
+  const root = topicsDirectory(dataDir);
+  if (!existsSync(root)) {
+    mkdirSync(root, { recursive: true });
+    fsyncDirectorySync(dataDir);
+  }
+  const result: Reconciliation = {
+    topics: [],
+    metadataChanged: false,
+    orphanTopicDirectories: [],
+    missingPartitionDirectories: [],
+    strayPartitionDirectories: [],
+    completedDeletions: [],
+    warnings: [],
+  };
+  const known = new Map(metadata.map((topic) => [topic.name, topic]));
+  const entries = readdirSync(root).filter((name) => isDirectory(join(root, name)));
+  const present = new Set(entries);
+
+  // Deletions in progress: directories renamed `<name>.deleted-<ms>` that are not topics themselves.
+  const deleting = new Set<string>();
+  let rootChanged = false;
+  for (const entry of entries) {
+    if (known.has(entry)) continue;
+    const match = deletedSuffixPattern.exec(entry);
+    if (match === null) {
+      result.orphanTopicDirectories.push(join(root, entry));
+      result.warnings.push(
+        `topic directory ${join(root, entry)} is not in the metadata: left untouched and ignored`,
+      );
+      continue;
+    }
+    deleting.add(match[1]!);
+    rmSync(join(root, entry), { recursive: true, force: true });
+    rootChanged = true;
+    result.completedDeletions.push(entry);
+    result.warnings.push(`removed ${join(root, entry)}, left by a topic deletion a crash interrupted`);
+  }
+
+  for (const topic of metadata) {
+    const directory = join(root, topic.name);
+    if (!present.has(topic.name)) {
+      if (deleting.has(topic.name)) {
+        // Renamed for deletion but the metadata was not rewritten yet: finish the deletion.
+        result.metadataChanged = true;
+        result.warnings.push(`topic '${topic.name}' was being deleted when the broker stopped: deleted`);
+        continue;
+      }
+      for (let partition = 0; partition < topic.partitionCount; partition++) {
+        result.missingPartitionDirectories.push(join(directory, String(partition)));
+      }
+      result.warnings.push(
+        `topic '${topic.name}' has no directory ${directory}: its ${topic.partitionCount} partition(s) are recreated empty, their data is lost`,
+      );
+      result.topics.push(topic);
+      continue;
+    }
+    result.topics.push(topic);
+    const partitionEntries = new Set(
+      readdirSync(directory).filter((name) => isDirectory(join(directory, name))),
+    );
+    for (let partition = 0; partition < topic.partitionCount; partition++) {
+      if (!partitionEntries.has(String(partition))) {
+        const missing = join(directory, String(partition));
+        result.missingPartitionDirectories.push(missing);
+        result.warnings.push(`partition directory ${missing} is missing: recreated empty, its data is lost`);
+      }
+    }
+    let topicChanged = false;
+    for (const entry of partitionEntries) {
+      if (!partitionNamePattern.test(entry) || Number(entry) < topic.partitionCount) continue;
+      const from = join(directory, entry);
+      const to = asidePath(from, 'stray');
+      renameSync(from, to);
+      topicChanged = true;
+      result.strayPartitionDirectories.push({ from, to });
+      result.warnings.push(
+        `partition directory ${from} is beyond the ${topic.partitionCount} partition(s) of '${topic.name}' (an unfinished addPartitions): moved to ${to}`,
+      );
+    }
+    if (topicChanged) fsyncDirectorySync(directory);
+  }
+  if (rootChanged) fsyncDirectorySync(root);
+  return result;
+}
