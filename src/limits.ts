@@ -60,3 +60,24 @@ export const fetchWaitersTotalMax = 65_536;
 export const retentionCheckIntervalMsDefault = 5 * 60 * 1000;
 /** Longest msg-id dedup window a topic may be configured with (7 days). */
 export const dedupWindowMsMax = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * WebSocket send buffer (bytes uWS holds for one connection, not yet taken by the kernel) above which
+ * the server stops starting FETCH requests of that connection and holds finished answers until the
+ * client reads (the `drain` event): a slow consumer cannot grow broker memory without bound.
+ */
+export const sendBufferBytesMax = 8 * 1024 * 1024;
+/**
+ * Hard ceiling of one connection's send buffer: only small error answers are sent past
+ * sendBufferBytesMax (one frame of up to frameBytesMax may start just under it); a client that keeps
+ * sending while never reading crosses this and is disconnected (close code 1008).
+ */
+export const sendBufferBytesHardMax = sendBufferBytesMax + frameBytesMax + 1024 * 1024;
+/** Largest HTTP request body (JSON; base64 values grow 4/3). Larger: 413. */
+export const httpBodyBytesMax = 32 * 1024 * 1024;
+/** HTTP requests being handled at once per server (long-polls included). More: 429. */
+export const httpInFlightRequestsMax = 4096;
+/** Most messages one HTTP fetch (`GET .../messages?maxMessages=N`) returns. */
+export const httpFetchMessagesMax = 10_000;
+/** How long server close() waits for in-flight requests before closing connections anyway. */
+export const serverCloseTimeoutMs = 10_000;

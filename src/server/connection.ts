@@ -1,0 +1,269 @@
+/**
+ * One WebSocket connection of the binary protocol (docs/PROTOCOL.md): frames in, dispatch(), frames
+ * out, answered by correlation id in whatever order they complete (pipelining).
+ *
+ * Rules kept here:
+ * - The received ArrayBuffer belongs to uWS and is neutered when the message handler returns, while a
+ *   request lives on (produce copies its batch only when its promise settles). The frame is decoded
+ *   in place, then the body is copied. The decoded header holds JS strings and numbers; a msgpack
+ *   `bin` value would be a view of the neutered buffer (no opcode takes one today: copy it if one
+ *   ever does).
+ * - A frame that does not decode is answered with an error frame addressed by the correlation id
+ *   found at bytes 4-7 (0 when the frame is shorter), and the connection stays open; so does a text
+ *   frame (answered with correlation id 0).
+ * - At most inFlightRequestsPerConnectionMax requests are in flight (running, held, or answered but
+ *   not yet handed to the socket); one more is answered TOO_MANY_REQUESTS at once.
+ * - Backpressure: above sendBufferBytesMax of unsent bytes, FETCH requests are held (not started)
+ *   and finished answers are held (not sent) until uWS reports `drain`, so a client that does not
+ *   read costs at most sendBufferBytesMax + one frame of send buffer, plus held answers that are
+ *   views of the log. Small error answers are still sent at once; a client that keeps sending while
+ *   never reading passes sendBufferBytesHardMax and is disconnected with close code 1008.
+ * - The WebSocket is never touched after its close event (uWS throws on use after close).
+ * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
+ *   one message, corked into one write.
+ */
+import { setMaxListeners } from 'node:events';
+import type { WebSocket } from '@trufflesuite/uws-js-unofficial';
+import { SpillwayError } from '../errors.js';
+import { inFlightRequestsPerConnectionMax, sendBufferBytesHardMax, sendBufferBytesMax } from '../limits.js';
+import type { BrokerApi } from '../protocol/broker-api.js';
+import { dispatch, errorFrame } from '../protocol/dispatch.js';
+import {
+  decodeFrame,
+  encodeFrameParts,
+  type Frame,
+  FrameFlags,
+  ProtocolError,
+  peekCorrelationId,
+} from '../protocol/frame.js';
+import type { ErrorHeader } from '../protocol/messages.js';
+import { Opcode } from '../protocol/opcodes.js';
+import { invalidFrameOpcode, okResult, type ServerMetrics } from './metrics.js';
+
+export interface ConnectionContext {
+  api: BrokerApi;
+  brokerVersion: string;
+  metrics: ServerMetrics;
+  isClosing(): boolean;
+  /** Registers a running request so server close() can wait for it. */
+  track(work: Promise<unknown>): void;
+  onInternalError(error: unknown, request?: Frame): void;
+}
+
+/** What uWS keeps as the WebSocket's user data. */
+export interface ConnectionData {
+  connection: Connection;
+}
+
+type FrameParts = [Uint8Array, Uint8Array];
+
+/** Close code sent when a client's send buffer passes sendBufferBytesHardMax (policy violation). */
+export const closeCodeBackpressure = 1008;
+/** Close code sent when the server shuts down (going away). */
+export const closeCodeGoingAway = 1001;
+
+export class Connection {
+  /** Set by the close event; after it the WebSocket must not be used. */
+  closed = false;
+  /** Aborted when the connection closes or the server shuts down: ends long-polls. */
+  readonly abortController = new AbortController();
+  private socket: WebSocket<ConnectionData> | undefined;
+  private inFlight = 0;
+  /** FETCH requests not started because the send buffer was full (bodies already copied). */
+  private readonly heldFetches: Frame[] = [];
+  /** Encoded answers not yet given to the socket because the send buffer was full. */
+  private readonly heldAnswers: FrameParts[] = [];
+  private readonly onInternalError: (error: unknown, request: Frame) => void;
+
+  constructor(private readonly context: ConnectionContext) {
+    this.onInternalError = (error, request) => context.onInternalError(error, request);
+    // Every long-poll of the connection listens to its signal: up to one per request in flight.
+    setMaxListeners(inFlightRequestsPerConnectionMax + 16, this.abortController.signal);
+  }
+
+  /** Requests accepted and not yet handed to the socket. */
+  get inFlightCount(): number {
+    return this.inFlight;
+  }
+
+  /** Bytes uWS holds for this connection (0 once closed). */
+  get bufferedBytes(): number {
+    return this.closed || this.socket === undefined ? 0 : this.socket.getBufferedAmount();
+  }
+
+  /** True when answers wait to be sent or uWS still holds unsent bytes. */
+  get hasUnsentAnswers(): boolean {
+    return !this.closed && (this.heldAnswers.length > 0 || this.bufferedBytes > 0);
+  }
+
+  opened(socket: WebSocket<ConnectionData>): void {
+    this.socket = socket;
+  }
+
+  onMessage(message: ArrayBuffer, isBinary: boolean): void {
+    if (this.closed) return;
+    const { metrics } = this.context;
+    metrics.bytesReceived.ws += message.byteLength;
+    if (!isBinary) {
+      metrics.countRequest(invalidFrameOpcode, 'PROTOCOL_ERROR');
+      this.sendNow(
+        errorFrame(0, 0, new ProtocolError('text frames are not part of the protocol: send binary frames')),
+      );
+      return;
+    }
+    const bytes = new Uint8Array(message);
+    let request: Frame;
+    try {
+      request = decodeFrame(bytes);
+    } catch (error) {
+      const failure =
+        error instanceof SpillwayError ? error : new ProtocolError(`undecodable frame: ${String(error)}`);
+      metrics.countRequest(invalidFrameOpcode, failure.code);
+      this.sendNow(errorFrame(bytes.length > 0 ? bytes[0]! : 0, peekCorrelationId(bytes) ?? 0, failure));
+      return;
+    }
+    if (request.body.length > 0) request.body = Buffer.from(request.body); // a copy (see header)
+    if (this.context.isClosing()) {
+      this.refuse(request, new SpillwayError('BROKER_CLOSING', 'the broker is shutting down'));
+      return;
+    }
+    if (this.inFlight >= inFlightRequestsPerConnectionMax) {
+      this.refuse(
+        request,
+        new SpillwayError(
+          'TOO_MANY_REQUESTS',
+          `more than ${inFlightRequestsPerConnectionMax} requests in flight on this connection`,
+        ),
+      );
+      return;
+    }
+    this.inFlight++;
+    if (
+      request.opcode === Opcode.fetch &&
+      (this.heldFetches.length > 0 || this.heldAnswers.length > 0 || this.bufferedBytes > sendBufferBytesMax)
+    ) {
+      metrics.fetchesHeld++;
+      this.heldFetches.push(request);
+      return;
+    }
+    this.start(request);
+  }
+
+  /** uWS drained some of the send buffer: send held answers, then start held fetches. */
+  onDrain(): void {
+    this.pump();
+  }
+
+  /** The close event: from here on the socket must not be used. */
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket = undefined;
+    this.abortController.abort();
+    this.inFlight -= this.heldFetches.length + this.heldAnswers.length;
+    this.heldFetches.length = 0;
+    this.heldAnswers.length = 0;
+  }
+
+  /** Ends long-polls of this connection early (server shutting down). */
+  abort(): void {
+    this.abortController.abort();
+  }
+
+  /** Closes gracefully with a close frame; the close event follows at once. */
+  end(code: number, reason: string): void {
+    if (this.closed || this.socket === undefined) return;
+    this.socket.end(code, reason);
+    this.onClose(); // uWS calls the close handler from end(); this is a no-op then
+  }
+
+  private start(request: Frame): void {
+    const { context } = this;
+    const work = dispatch(context.api, request, {
+      signal: this.abortController.signal,
+      brokerVersion: context.brokerVersion,
+      onInternalError: this.onInternalError,
+    }).then((answer) => this.deliver(request, answer));
+    context.track(work);
+  }
+
+  private deliver(request: Frame, answer: Frame): void {
+    const { metrics } = this.context;
+    const isError = (answer.flags & FrameFlags.error) !== 0;
+    metrics.countRequest(request.opcode, isError ? (answer.header as ErrorHeader).code : okResult);
+    if (this.closed) {
+      this.inFlight--;
+      return;
+    }
+    const parts = this.encode(answer);
+    if (this.heldAnswers.length > 0 || this.bufferedBytes > sendBufferBytesMax) {
+      metrics.answersHeld++;
+      this.heldAnswers.push(parts);
+      return;
+    }
+    this.inFlight--;
+    this.write(parts);
+    this.pump();
+  }
+
+  private encode(frame: Frame): FrameParts {
+    try {
+      return encodeFrameParts(frame);
+    } catch (error) {
+      // An answer too large for a frame (a FETCH whose maxBytes exceeds frameBytesMax): say so.
+      const failure =
+        error instanceof SpillwayError
+          ? error
+          : new SpillwayError('INTERNAL', `cannot encode the answer: ${String(error)}`);
+      return encodeFrameParts(errorFrame(frame.opcode, frame.correlationId, failure));
+    }
+  }
+
+  private pump(): void {
+    while (!this.closed && this.heldAnswers.length > 0 && this.bufferedBytes <= sendBufferBytesMax) {
+      this.inFlight--;
+      this.write(this.heldAnswers.shift()!);
+    }
+    while (
+      !this.closed &&
+      this.heldAnswers.length === 0 &&
+      this.heldFetches.length > 0 &&
+      this.bufferedBytes <= sendBufferBytesMax
+    ) {
+      this.start(this.heldFetches.shift()!);
+    }
+  }
+
+  /** Answers a request that will not run (not counted in flight). */
+  private refuse(request: Frame, error: SpillwayError): void {
+    this.context.metrics.countRequest(request.opcode, error.code);
+    this.sendNow(errorFrame(request.opcode, request.correlationId, error));
+  }
+
+  /** Sends a small error answer now, whatever the send buffer holds (bounded by the hard limit). */
+  private sendNow(frame: Frame): void {
+    this.write(this.encode(frame));
+  }
+
+  private write([prefix, body]: FrameParts): void {
+    const socket = this.socket;
+    if (this.closed || socket === undefined) return;
+    let dropped = false;
+    socket.cork(() => {
+      if (body.length === 0) {
+        dropped = socket.send(prefix, true, false) === 2;
+      } else {
+        socket.sendFirstFragment(prefix, true, false);
+        socket.sendLastFragment(body, false);
+      }
+    });
+    this.context.metrics.bytesSent.ws += prefix.length + body.length;
+    if (dropped) {
+      // Cannot happen with maxBackpressure above the hard limit; a lost answer would hang a client.
+      this.end(1011, 'an answer was dropped');
+    } else if (socket.getBufferedAmount() > sendBufferBytesHardMax) {
+      this.context.metrics.connectionsClosedForBackpressure++;
+      this.end(closeCodeBackpressure, 'send buffer limit exceeded: the client does not read its answers');
+    }
+  }
+}

@@ -1,0 +1,415 @@
+/**
+ * The HTTP API (docs/PROTOCOL.md, "HTTP API"; routes fixed by API.md), on the same port as the
+ * WebSocket protocol. JSON in and out; errors are `{"error":{"code","message"}}` with the status of
+ * http-status.ts. Produce builds one record batch per partition with the same codec as the client
+ * (and the client's murmur2 partitioner), so messages sent over HTTP are indistinguishable from
+ * messages sent over WebSocket; fetch decodes batches into JSON messages.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
+import { InvalidArgumentError } from '../errors.js';
+import { BatchBuilder, decodeRecords, type RecordInput } from '../format/record-batch.js';
+import {
+  batchBytesMax,
+  fetchMaxWaitMsMax,
+  httpBodyBytesMax,
+  httpFetchMessagesMax,
+  httpInFlightRequestsMax,
+} from '../limits.js';
+import { crc32c } from '../native.js';
+import type { BrokerApi } from '../protocol/broker-api.js';
+import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
+import { partitionForKey } from '../protocol/partitioner.js';
+import { HttpExchange, type HttpExchangeHooks } from './http-exchange.js';
+import { HttpError } from './http-status.js';
+import type { ServerMetrics } from './metrics.js';
+
+export interface HttpApiContext {
+  api: BrokerApi;
+  metrics: ServerMetrics;
+  isClosing(): boolean;
+  /** Registers the work of a request so close() can wait for it. */
+  track(work: Promise<unknown>): void;
+  exchanges: Set<HttpExchange>;
+  onInternalError(error: unknown): void;
+}
+
+type ValueEncoding = 'utf8' | 'base64';
+
+/** Default number of messages of one HTTP fetch. */
+const fetchMessagesDefault = 100;
+/** Default bytes of batches one HTTP fetch reads from the log. */
+const fetchBytesDefault = 1024 * 1024;
+const base64Pattern = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function notSupported(route: string): HttpError {
+  return new HttpError(501, 'INVALID_ARGUMENT', `${route} is not implemented yet`);
+}
+
+function methodNotAllowed(method: string, allowed: string): HttpError {
+  return new HttpError(405, 'INVALID_ARGUMENT', `method ${method.toUpperCase()} not allowed here`, {
+    headers: { allow: allowed },
+  });
+}
+
+function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw new InvalidArgumentError('request body is empty: send JSON');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    throw new InvalidArgumentError(`request body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+function asObject(value: unknown, what: string): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidArgumentError(`${what} must be a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function decodeParameter(value: string, name: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new InvalidArgumentError(`${name} is not valid percent-encoding`);
+  }
+}
+
+function parseValueEncoding(value: unknown): ValueEncoding {
+  if (value === undefined || value === null || value === 'utf8') return 'utf8';
+  if (value === 'base64') return 'base64';
+  throw new InvalidArgumentError("valueEncoding must be 'utf8' or 'base64'");
+}
+
+function decodeBytes(value: unknown, encoding: ValueEncoding, what: string): string | Uint8Array | null {
+  if (value === null) return null;
+  if (typeof value !== 'string') throw new InvalidArgumentError(`${what} must be a string or null`);
+  if (encoding === 'utf8') return value;
+  if (value.length % 4 !== 0 || !base64Pattern.test(value)) {
+    throw new InvalidArgumentError(`${what} is not valid base64`);
+  }
+  return Buffer.from(value, 'base64');
+}
+
+function encodeBytes(bytes: Uint8Array | null, encoding: ValueEncoding): string | null {
+  if (bytes === null) return null;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(encoding);
+}
+
+/** An integer from a path or query parameter (decimal digits only). */
+function integerParameter(text: string | null, name: string, min: number, max: number, fallback?: number) {
+  if ((text === null || text === '') && fallback !== undefined) return fallback;
+  if (text === null || !/^\d{1,16}$/.test(text)) {
+    throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}]`);
+  }
+  return integerField({ [name]: Number(text) }, name, min, max);
+}
+
+interface ProduceMessage {
+  record: RecordInput;
+  keyBytes: Uint8Array | null;
+  partition: number | undefined;
+}
+
+function parseProduceMessage(value: unknown, index: number, encoding: ValueEncoding): ProduceMessage {
+  const fields = asObject(value, `messages[${index}]`);
+  for (const name of ['msgId', 'delayMs', 'deliverAt'] as const) {
+    if (fields[name] !== undefined) {
+      throw new InvalidArgumentError(`messages[${index}].${name}: not supported yet`);
+    }
+  }
+  for (const name of Object.keys(fields)) {
+    if (!['key', 'value', 'headers', 'partition'].includes(name)) {
+      throw new InvalidArgumentError(`messages[${index}]: unknown field '${name}'`);
+    }
+  }
+  if (!('value' in fields)) throw new InvalidArgumentError(`messages[${index}].value is required`);
+  const record: RecordInput = { value: decodeBytes(fields['value'], encoding, `messages[${index}].value`) };
+  let keyBytes: Uint8Array | null = null;
+  if (fields['key'] !== undefined) {
+    const key = decodeBytes(fields['key'], encoding, `messages[${index}].key`);
+    record.key = key;
+    keyBytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+  }
+  if (fields['headers'] !== undefined && fields['headers'] !== null) {
+    const headers = asObject(fields['headers'], `messages[${index}].headers`);
+    const pairs: Array<[string, string | Uint8Array | null]> = [];
+    for (const [name, headerValue] of Object.entries(headers)) {
+      pairs.push([name, decodeBytes(headerValue, encoding, `messages[${index}].headers.${name}`)]);
+    }
+    record.headers = pairs;
+  }
+  const partition =
+    fields['partition'] === undefined ? undefined : integerField(fields, 'partition', 0, 0x7fffffff);
+  return { record, keyBytes, partition };
+}
+
+export class HttpApi {
+  /** Round-robin position for keyless messages without a partition. */
+  private nextPartition = 0;
+  private readonly hooks: HttpExchangeHooks;
+
+  constructor(private readonly context: HttpApiContext) {
+    const { metrics } = context;
+    this.hooks = {
+      onFinish: (exchange, status) => {
+        context.exchanges.delete(exchange);
+        if (status !== 0) metrics.countHttpRequest(exchange.route, status);
+      },
+      onBytesReceived: (bytes) => {
+        metrics.bytesReceived.http += bytes;
+      },
+      onBytesSent: (bytes) => {
+        metrics.bytesSent.http += bytes;
+      },
+      onInternalError: (error) => context.onInternalError(error),
+    };
+  }
+
+  register(app: TemplatedApp, renderMetrics: () => string): void {
+    const route = (
+      pattern: string,
+      name: string,
+      handler: (exchange: HttpExchange, request: HttpRequest, method: string) => void,
+    ) => {
+      app.any(pattern, (response, request) => {
+        const exchange = this.begin(response, name);
+        if (exchange !== undefined) handler(exchange, request, request.getMethod());
+      });
+    };
+
+    route('/healthz', 'healthz', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      exchange.answer({ status: 200, text: 'ok' });
+    });
+    route('/metrics', 'metrics', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      void exchange.run(() => ({
+        status: 200,
+        text: renderMetrics(),
+        contentType: 'text/plain; version=0.0.4; charset=utf-8',
+      }));
+    });
+    route('/v1/topics', 'topics', (exchange, request, method) => {
+      if (method === 'get') {
+        this.track(exchange.run(() => ({ status: 200, json: { topics: this.context.api.listTopics() } })));
+      } else if (method === 'post') {
+        const body = exchange.readBody(request.getHeader('content-length'), httpBodyBytesMax);
+        this.track(exchange.run(async () => this.createTopic(await body)));
+      } else {
+        exchange.answerError(methodNotAllowed(method, 'GET, POST'));
+      }
+    });
+    route('/v1/topics/:name', 'topic', (exchange, request, method) => {
+      const rawName = request.getParameter(0);
+      this.track(
+        exchange.run(async () => {
+          const name = decodeParameter(rawName, 'topic name');
+          if (method === 'get') return { status: 200, json: this.context.api.describeTopic(name) };
+          if (method === 'delete') {
+            await this.context.api.deleteTopic(name);
+            return { status: 204 };
+          }
+          throw methodNotAllowed(method, 'GET, DELETE');
+        }),
+      );
+    });
+    route('/v1/topics/:name/messages', 'produce', (exchange, request, method) => {
+      if (method !== 'post') return void exchange.answerError(methodNotAllowed(method, 'POST'));
+      const rawName = request.getParameter(0);
+      const body = exchange.readBody(request.getHeader('content-length'), httpBodyBytesMax);
+      this.track(exchange.run(async () => this.produce(decodeParameter(rawName, 'topic name'), await body)));
+    });
+    route('/v1/topics/:name/partitions/:partition/messages', 'fetch', (exchange, request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      const rawName = request.getParameter(0);
+      const rawPartition = request.getParameter(1);
+      const query = new URLSearchParams(request.getQuery() ?? '');
+      this.track(
+        exchange.run(() =>
+          this.fetch(decodeParameter(rawName, 'topic name'), rawPartition, query, exchange.abortController),
+        ),
+      );
+    });
+    route('/v1/groups/*', 'groups', (exchange, request) => {
+      exchange.answerError(notSupported(`queue-style consumption (${request.getUrl()})`));
+    });
+    route('/*', 'unknown', (exchange, request, method) => {
+      exchange.answerError(
+        new HttpError(404, 'INVALID_ARGUMENT', `no route ${method.toUpperCase()} ${request.getUrl()}`),
+      );
+    });
+  }
+
+  /** Starts an exchange, or answers at once (server closing: 503; too many requests: 429). */
+  private begin(response: HttpResponse, route: string): HttpExchange | undefined {
+    const { context } = this;
+    const exchange = new HttpExchange(response, route, this.hooks);
+    if (context.isClosing()) {
+      exchange.answerError(
+        new HttpError(503, 'BROKER_CLOSING', 'the broker is shutting down', {
+          headers: { connection: 'close' },
+        }),
+      );
+      return undefined;
+    }
+    if (context.exchanges.size >= httpInFlightRequestsMax) {
+      exchange.answerError(
+        new HttpError(429, 'TOO_MANY_REQUESTS', `more than ${httpInFlightRequestsMax} HTTP requests at once`),
+      );
+      return undefined;
+    }
+    context.exchanges.add(exchange);
+    return exchange;
+  }
+
+  private track(work: Promise<void>): void {
+    this.context.track(work);
+  }
+
+  private async createTopic(body: Buffer) {
+    const fields = asObject(parseJson(body), 'request body');
+    const name = stringField(fields, 'name', 249);
+    const { name: _name, ...config } = fields;
+    const description = await this.context.api.createTopic(name, parseTopicConfig(config));
+    return { status: 201, json: description };
+  }
+
+  private async produce(topic: string, body: Buffer) {
+    const fields = asObject(parseJson(body), 'request body');
+    for (const name of Object.keys(fields)) {
+      if (name !== 'messages' && name !== 'valueEncoding') {
+        throw new InvalidArgumentError(`unknown field '${name}'`);
+      }
+    }
+    const encoding = parseValueEncoding(fields['valueEncoding']);
+    const messages = fields['messages'];
+    if (!Array.isArray(messages) || messages.length === 0) {
+      throw new InvalidArgumentError('messages must be a non-empty array');
+    }
+    const parsed = messages.map((message, index) => parseProduceMessage(message, index, encoding));
+    const partitionCount = this.context.api.describeTopic(topic).partitionCount;
+
+    // Group by partition, keeping input order within each partition (offsets follow it).
+    const byPartition = new Map<number, number[]>();
+    const partitions = parsed.map((message, index) => {
+      let partition: number;
+      if (message.partition !== undefined) {
+        if (message.partition >= partitionCount) {
+          throw new InvalidArgumentError(
+            `messages[${index}].partition ${message.partition} does not exist: topic '${topic}' has ${partitionCount}`,
+          );
+        }
+        partition = message.partition;
+      } else if (message.keyBytes !== null) {
+        partition = partitionForKey(message.keyBytes, partitionCount);
+      } else {
+        partition = this.nextPartition++ % partitionCount;
+        if (this.nextPartition >= 0x7fffffff) this.nextPartition = 0;
+      }
+      let indexes = byPartition.get(partition);
+      if (indexes === undefined) {
+        indexes = [];
+        byPartition.set(partition, indexes);
+      }
+      indexes.push(index);
+      return partition;
+    });
+
+    const builder = new BatchBuilder();
+    const batches: Array<[number, Uint8Array]> = [];
+    for (const [partition, indexes] of byPartition) {
+      builder.reset();
+      for (const index of indexes) {
+        if (!builder.append(parsed[index]!.record)) {
+          throw new HttpError(
+            413,
+            'INVALID_ARGUMENT',
+            `the messages for partition ${partition} do not fit one batch of ${batchBytesMax} bytes: send fewer at a time`,
+          );
+        }
+      }
+      batches.push([partition, builder.finishCopy({ crc32c })]);
+    }
+    // Partitions are written independently: on an error, some partitions may have been written.
+    const results = await Promise.all(
+      batches.map(([partition, batch]) => this.context.api.produce(topic, partition, batch)),
+    );
+    const baseOffsets = new Map<number, number>();
+    for (const result of results) baseOffsets.set(result.partition, result.baseOffset);
+    const positionInBatch = new Map<number, number>();
+    const offsets = partitions.map((partition) => {
+      const position = positionInBatch.get(partition) ?? 0;
+      positionInBatch.set(partition, position + 1);
+      return { partition, offset: baseOffsets.get(partition)! + position };
+    });
+    return { status: 200, json: { offsets } };
+  }
+
+  private async fetch(topic: string, rawPartition: string, query: URLSearchParams, abort: AbortController) {
+    const partition = integerParameter(rawPartition, 'partition', 0, 0x7fffffff);
+    const known = new Set(['offset', 'maxMessages', 'maxWaitMs', 'maxBytes', 'valueEncoding']);
+    for (const name of query.keys()) {
+      if (!known.has(name)) throw new InvalidArgumentError(`unknown query parameter '${name}'`);
+    }
+    const maxMessages = integerParameter(
+      query.get('maxMessages'),
+      'maxMessages',
+      1,
+      httpFetchMessagesMax,
+      fetchMessagesDefault,
+    );
+    const maxWaitMs = integerParameter(query.get('maxWaitMs'), 'maxWaitMs', 0, fetchMaxWaitMsMax, 0);
+    const maxBytes = integerParameter(query.get('maxBytes'), 'maxBytes', 1, batchBytesMax, fetchBytesDefault);
+    const encoding = parseValueEncoding(query.get('valueEncoding') ?? undefined);
+    const offsetText = query.get('offset');
+    const api = this.context.api;
+    let offset: number;
+    if (offsetText === null || offsetText === '' || offsetText === 'earliest') {
+      offset = api.listOffset(topic, partition, 'earliest');
+    } else if (offsetText === 'latest') {
+      offset = api.listOffset(topic, partition, 'latest');
+    } else {
+      offset = integerParameter(offsetText, 'offset', 0, Number.MAX_SAFE_INTEGER);
+    }
+
+    const result = await api.fetch(topic, partition, offset, {
+      maxBytes,
+      maxWaitMs,
+      signal: abort.signal,
+    });
+    const records = result.records;
+    const messages: unknown[] = [];
+    let nextOffset = result.nextOffset;
+    let position = 0;
+    batches: while (position < records.length) {
+      const batchLength = new DataView(records.buffer, records.byteOffset + position, 12).getInt32(8, true);
+      for (const record of decodeRecords(records, position)) {
+        if (record.offset < offset) continue;
+        if (messages.length === maxMessages) {
+          nextOffset = record.offset;
+          break batches;
+        }
+        const headers: Record<string, string | null> = {};
+        for (const [name, value] of record.headers) headers[name] = encodeBytes(value, encoding);
+        messages.push({
+          offset: record.offset,
+          timestamp: record.timestamp,
+          key: encodeBytes(record.key, encoding),
+          value: encodeBytes(record.value, encoding),
+          headers,
+        });
+      }
+      position += batchLength;
+    }
+    return {
+      status: 200,
+      json: {
+        messages,
+        nextOffset,
+        logStartOffset: result.logStartOffset,
+        highWatermark: result.highWatermark,
+      },
+    };
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * HTTP status of each error code of the HTTP API (docs/PROTOCOL.md, "HTTP API"). The body of every
+ * error answer is `{"error":{"code","message"}}` with the stable code; the status only groups them.
+ */
+import { type ErrorCode, SpillwayError, type SpillwayErrorOptions } from '../errors.js';
+
+export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: 400,
+  INVALID_BATCH: 400,
+  CORRUPT_BATCH: 400,
+  INVALID_TOPIC_NAME: 400,
+  PROTOCOL_ERROR: 400,
+  UNSUPPORTED_VERSION: 400,
+  UNKNOWN_OPCODE: 400,
+  UNKNOWN_TOPIC: 404,
+  UNKNOWN_PARTITION: 404,
+  TOPIC_EXISTS: 409,
+  FRAME_TOO_LARGE: 413,
+  // 416 rather than 400: a client can tell "ask again from logStartOffset" from bad input.
+  OFFSET_OUT_OF_RANGE: 416,
+  TOO_MANY_REQUESTS: 429,
+  BACKPRESSURE: 429,
+  CORRUPT_LOG: 500,
+  STORAGE_IO: 500,
+  INTERNAL: 500,
+  BROKER_CLOSING: 503,
+  STORAGE_FULL: 503,
+  LOG_CLOSED: 503,
+  LOG_TRUNCATED: 503,
+  NATIVE_UNAVAILABLE: 503,
+  CONNECTION_CLOSED: 503,
+  TIMEOUT: 504,
+};
+
+export const statusText: Readonly<Record<number, string>> = {
+  200: 'OK',
+  201: 'Created',
+  204: 'No Content',
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  416: 'Range Not Satisfiable',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** An error with an HTTP status other than its code's (no route: 404, wrong method: 405, ...). */
+export class HttpError extends SpillwayError {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    status: number,
+    code: ErrorCode,
+    message: string,
+    options: SpillwayErrorOptions & { headers?: Record<string, string> } = {},
+  ) {
+    super(code, message, options);
+    this.name = 'HttpError';
+    this.status = status;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export function httpStatusOf(error: SpillwayError): number {
+  return error instanceof HttpError ? error.status : httpStatusByCode[error.code];
+}

@@ -1,0 +1,152 @@
+/**
+ * Server metrics, rendered in the Prometheus text exposition format (version 0.0.4) by GET /metrics.
+ *
+ * Counting happens on the request hot path, so it is plain numbers and two-level maps keyed by
+ * already-existing strings (no allocation per request); the text is built only when scraped. The
+ * per-partition gauges are read from the broker (listTopics) at scrape time. Written by hand rather
+ * than with prom-client: a dozen series do not need a registry, and prom-client's label hashing
+ * would sit on every request.
+ */
+import type { TopicDescription } from '../protocol/broker-api.js';
+import { opcodeName } from '../protocol/opcodes.js';
+
+/** Result label of a request answered without error. */
+export const okResult = 'OK';
+/** Opcode label of a frame that could not be decoded (or a text frame). */
+export const invalidFrameOpcode = 'invalid_frame';
+
+type CounterTable = Map<string, Map<string, number>>;
+
+function increment(table: CounterTable, first: string, second: string, by = 1): void {
+  let inner = table.get(first);
+  if (inner === undefined) {
+    inner = new Map();
+    table.set(first, inner);
+  }
+  inner.set(second, (inner.get(second) ?? 0) + by);
+}
+
+/** Escapes a label value: backslash, double quote and line feed (exposition format rules). */
+export function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+export class ServerMetrics {
+  /** WebSocket connections open now. */
+  connectionsOpen = 0;
+  connectionsAccepted = 0;
+  /** Upgrades refused: over the connection limit, or the server closing. */
+  connectionsRejected = 0;
+  /** Connections the server closed because their send buffer passed sendBufferBytesHardMax. */
+  connectionsClosedForBackpressure = 0;
+  /** FETCH requests held because their connection's send buffer was over sendBufferBytesMax. */
+  fetchesHeld = 0;
+  /** Answers held (not yet given to the socket) for the same reason. */
+  answersHeld = 0;
+  readonly bytesReceived = { ws: 0, http: 0 };
+  readonly bytesSent = { ws: 0, http: 0 };
+  /** opcode name -> result code -> count. */
+  private readonly requests: CounterTable = new Map();
+  /** route -> status -> count. */
+  private readonly httpRequests: CounterTable = new Map();
+
+  countRequest(opcode: number | typeof invalidFrameOpcode, result: string): void {
+    const name = typeof opcode === 'string' ? opcode : (opcodeName(opcode) ?? 'unknown');
+    increment(this.requests, name, result);
+  }
+
+  countHttpRequest(route: string, status: number): void {
+    increment(this.httpRequests, route, String(status));
+  }
+
+  /** The exposition text. `topics` gives the per-partition gauges (omitted when it throws). */
+  render(topics: () => TopicDescription[], sendBuffers: () => number[] = () => []): string {
+    const lines: string[] = [];
+    const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    };
+    metric('spillway_connections', 'gauge', 'WebSocket connections open.');
+    lines.push(`spillway_connections ${this.connectionsOpen}`);
+    metric('spillway_connections_accepted_total', 'counter', 'WebSocket connections accepted.');
+    lines.push(`spillway_connections_accepted_total ${this.connectionsAccepted}`);
+    metric(
+      'spillway_connections_rejected_total',
+      'counter',
+      'WebSocket upgrades refused (connection limit reached or server closing).',
+    );
+    lines.push(`spillway_connections_rejected_total ${this.connectionsRejected}`);
+    metric(
+      'spillway_connections_closed_for_backpressure_total',
+      'counter',
+      'Connections closed because the client did not read its answers.',
+    );
+    lines.push(`spillway_connections_closed_for_backpressure_total ${this.connectionsClosedForBackpressure}`);
+    metric(
+      'spillway_backpressure_held_total',
+      'counter',
+      'Fetch requests and answers held until a slow client read its send buffer down.',
+    );
+    lines.push(`spillway_backpressure_held_total{kind="fetch"} ${this.fetchesHeld}`);
+    lines.push(`spillway_backpressure_held_total{kind="answer"} ${this.answersHeld}`);
+    const buffered = sendBuffers();
+    metric(
+      'spillway_send_buffer_bytes',
+      'gauge',
+      'Bytes waiting in WebSocket send buffers, all connections.',
+    );
+    lines.push(`spillway_send_buffer_bytes ${buffered.reduce((sum, bytes) => sum + bytes, 0)}`);
+    metric('spillway_send_buffer_bytes_max', 'gauge', 'Largest send buffer of one connection now.');
+    lines.push(`spillway_send_buffer_bytes_max ${buffered.reduce((max, bytes) => Math.max(max, bytes), 0)}`);
+    metric(
+      'spillway_requests_total',
+      'counter',
+      'WebSocket protocol requests answered, by opcode and result (OK or an error code).',
+    );
+    for (const [opcode, results] of this.requests) {
+      for (const [result, count] of results) {
+        lines.push(
+          `spillway_requests_total{opcode="${escapeLabelValue(opcode)}",code="${escapeLabelValue(result)}"} ${count}`,
+        );
+      }
+    }
+    metric('spillway_http_requests_total', 'counter', 'HTTP requests answered, by route and status.');
+    for (const [route, statuses] of this.httpRequests) {
+      for (const [status, count] of statuses) {
+        lines.push(
+          `spillway_http_requests_total{route="${escapeLabelValue(route)}",status="${status}"} ${count}`,
+        );
+      }
+    }
+    metric('spillway_received_bytes_total', 'counter', 'Bytes received (WebSocket messages, HTTP bodies).');
+    lines.push(`spillway_received_bytes_total{transport="ws"} ${this.bytesReceived.ws}`);
+    lines.push(`spillway_received_bytes_total{transport="http"} ${this.bytesReceived.http}`);
+    metric('spillway_sent_bytes_total', 'counter', 'Bytes sent (WebSocket messages, HTTP bodies).');
+    lines.push(`spillway_sent_bytes_total{transport="ws"} ${this.bytesSent.ws}`);
+    lines.push(`spillway_sent_bytes_total{transport="http"} ${this.bytesSent.http}`);
+
+    let described: TopicDescription[] = [];
+    try {
+      described = topics();
+    } catch {
+      // The broker is closing or failed: report the server's own metrics only.
+    }
+    const partitionMetrics = [
+      ['spillway_partition_log_start_offset', 'First offset still in the log.', 'logStartOffset'],
+      ['spillway_partition_log_end_offset', 'Offset the next message will get.', 'logEndOffset'],
+      ['spillway_partition_durable_offset', 'Offset below which the log is fdatasynced.', 'durableOffset'],
+      ['spillway_partition_size_bytes', 'Bytes of the partition log on disk.', 'sizeBytes'],
+      ['spillway_partition_segments', 'Segment files of the partition log.', 'segmentCount'],
+    ] as const;
+    for (const [name, help, field] of partitionMetrics) {
+      metric(name, 'gauge', help);
+      for (const topic of described) {
+        const topicLabel = escapeLabelValue(topic.name);
+        for (const partition of topic.partitions) {
+          lines.push(`${name}{topic="${topicLabel}",partition="${partition.partition}"} ${partition[field]}`);
+        }
+      }
+    }
+    lines.push('');
+    return lines.join('\n');
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * The network front end of a broker: uWebSockets.js serving, on one port, the binary WebSocket
+ * protocol (routes `/` and `/v1/ws`, connection.ts), the HTTP API (http-api.ts), `/healthz` and
+ * `/metrics`. Thin: it decodes frames, calls the broker through BrokerApi (protocol/dispatch.ts),
+ * encodes the answers and respects backpressure. docs/PROTOCOL.md describes all of it.
+ *
+ * close(): stops accepting (listen socket closed, new upgrades 503, new requests BROKER_CLOSING),
+ * aborts long-polls, waits for in-flight requests and for answers still being sent (bounded by
+ * closeTimeoutMs), closes every WebSocket with 1001, then closes the remaining sockets. It does not
+ * close the broker: the owner does that after the server.
+ *
+ * Everything runs on the event loop thread that called startServer; nothing here is thread-safe.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import uWS, {
+  type HttpRequest,
+  type HttpResponse,
+  type TemplatedApp,
+  type us_listen_socket,
+  type us_socket_context_t,
+} from '@trufflesuite/uws-js-unofficial';
+import { InvalidArgumentError, SpillwayError } from '../errors.js';
+import { connectionsMax, frameBytesMax, sendBufferBytesHardMax, serverCloseTimeoutMs } from '../limits.js';
+import type { BrokerApi } from '../protocol/broker-api.js';
+import type { Frame } from '../protocol/frame.js';
+import { Connection, type ConnectionContext, type ConnectionData, closeCodeGoingAway } from './connection.js';
+import { HttpApi } from './http-api.js';
+import type { HttpExchange } from './http-exchange.js';
+import { ServerMetrics } from './metrics.js';
+
+export interface ServerOptions {
+  /** Address to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** Port; 0 picks a free one (read it from BrokerServer.port). Default 7070. */
+  port?: number;
+  /** Reported by HELLO. Default: the package version. */
+  brokerVersion?: string;
+  /** Open WebSocket connections before upgrades are refused with 503. Default limits.connectionsMax. */
+  maxConnections?: number;
+  /** How long close() waits for in-flight requests and unsent answers. Default limits.serverCloseTimeoutMs. */
+  closeTimeoutMs?: number;
+  /** Seconds without any traffic (pings included) before uWS closes a WebSocket. Default 120. */
+  idleTimeoutSeconds?: number;
+  /** Called with unexpected exceptions (bugs), which are answered INTERNAL. Default: print to stderr. */
+  onInternalError?: (error: unknown, request?: Frame) => void;
+}
+
+export interface BrokerServer {
+  readonly host: string;
+  readonly port: number;
+  /** `ws://host:port`: what clients connect to. */
+  readonly url: string;
+  /** The server's counters (also served by GET /metrics). */
+  readonly metrics: ServerMetrics;
+  close(): Promise<void>;
+}
+
+const defaultPort = 7070;
+const defaultIdleTimeoutSeconds = 120;
+/**
+ * uWS drops (does not send) a message once a socket buffers more than maxBackpressure: set above
+ * anything the connection lets accumulate (it disconnects at sendBufferBytesHardMax), so an answer,
+ * or the second fragment of one, is never dropped.
+ */
+const uwsMaxBackpressureBytes = sendBufferBytesHardMax + 2 * frameBytesMax;
+/** uWS listen option: fail instead of sharing the port (SO_REUSEPORT) with another process. */
+const listenExclusivePort = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number })
+  .LIBUS_LISTEN_EXCLUSIVE_PORT;
+
+type ListenWithOptions = (
+  host: string,
+  port: number,
+  options: number,
+  callback: (listenSocket: us_listen_socket | false) => void,
+) => TemplatedApp;
+
+let packageVersion: string | undefined;
+
+async function readPackageVersion(): Promise<string> {
+  if (packageVersion !== undefined) return packageVersion;
+  const { readFile } = await import('node:fs/promises');
+  // src/server/ or dist/src/server/: the package root is two or three levels up.
+  for (const relative of ['../../package.json', '../../../package.json']) {
+    try {
+      const text = await readFile(new URL(relative, import.meta.url), 'utf8');
+      const parsed = JSON.parse(text) as { name?: string; version?: string };
+      if (parsed.name === 'spillway' && typeof parsed.version === 'string') {
+        packageVersion = parsed.version;
+        return packageVersion;
+      }
+    } catch {
+      // try the next candidate
+    }
+  }
+  packageVersion = '0.0.0';
+  return packageVersion;
+}
+
+function defaultInternalErrorHandler(error: unknown): void {
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`spillway server: internal error: ${detail}\n`);
+}
+
+function checkOptions(options: ServerOptions): void {
+  const { port, maxConnections, closeTimeoutMs, idleTimeoutSeconds } = options;
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+    throw new InvalidArgumentError(`port must be an integer in [0, 65535], got ${port}`);
+  }
+  if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) {
+    throw new InvalidArgumentError(`maxConnections must be a positive integer, got ${maxConnections}`);
+  }
+  if (closeTimeoutMs !== undefined && (!Number.isInteger(closeTimeoutMs) || closeTimeoutMs < 0)) {
+    throw new InvalidArgumentError(`closeTimeoutMs must be an integer >= 0, got ${closeTimeoutMs}`);
+  }
+  if (
+    idleTimeoutSeconds !== undefined &&
+    (!Number.isInteger(idleTimeoutSeconds) || (idleTimeoutSeconds !== 0 && idleTimeoutSeconds < 8))
+  ) {
+    throw new InvalidArgumentError(`idleTimeoutSeconds must be 0 (off) or an integer >= 8`);
+  }
+}
+
+export async function startServer(api: BrokerApi, options: ServerOptions = {}): Promise<BrokerServer> {
+  checkOptions(options);
+  const host = options.host ?? '127.0.0.1';
+  const requestedPort = options.port ?? defaultPort;
+  const brokerVersion = options.brokerVersion ?? (await readPackageVersion());
+  const maxConnections = Math.min(options.maxConnections ?? connectionsMax, connectionsMax);
+  const closeTimeoutMs = options.closeTimeoutMs ?? serverCloseTimeoutMs;
+  const onInternalError = options.onInternalError ?? defaultInternalErrorHandler;
+
+  const metrics = new ServerMetrics();
+  const connections = new Set<Connection>();
+  const exchanges = new Set<HttpExchange>();
+  const running = new Set<Promise<unknown>>();
+  let closing = false;
+
+  const track = (work: Promise<unknown>): void => {
+    running.add(work);
+    void work.finally(() => running.delete(work));
+  };
+  const connectionContext: ConnectionContext = {
+    api,
+    brokerVersion,
+    metrics,
+    isClosing: () => closing,
+    track,
+    onInternalError,
+  };
+
+  const app = uWS.App();
+  const refuseUpgrade = (response: HttpResponse, message: string): void => {
+    metrics.connectionsRejected++;
+    response.cork(() => {
+      response
+        .writeStatus('503 Service Unavailable')
+        .writeHeader('content-type', 'application/json')
+        .writeHeader('retry-after', '1')
+        .end(
+          JSON.stringify({ error: { code: closing ? 'BROKER_CLOSING' : 'TOO_MANY_REQUESTS', message } }),
+          true,
+        );
+    });
+  };
+  const behavior = {
+    maxPayloadLength: frameBytesMax,
+    maxBackpressure: uwsMaxBackpressureBytes,
+    closeOnBackpressureLimit: 0,
+    idleTimeout: options.idleTimeoutSeconds ?? defaultIdleTimeoutSeconds,
+    sendPingsAutomatically: true,
+    maxLifetime: 0,
+    compression: uWS.DISABLED,
+    upgrade: (response: HttpResponse, request: HttpRequest, context: us_socket_context_t) => {
+      if (closing) return refuseUpgrade(response, 'the broker is shutting down');
+      if (connections.size >= maxConnections) {
+        return refuseUpgrade(response, `connection limit of ${maxConnections} reached`);
+      }
+      // upgrade() calls `open` before it returns: the connection is counted at once.
+      const data: ConnectionData = { connection: new Connection(connectionContext) };
+      response.upgrade(
+        data,
+        request.getHeader('sec-websocket-key'),
+        request.getHeader('sec-websocket-protocol'),
+        request.getHeader('sec-websocket-extensions'),
+        context,
+      );
+    },
+    open: (socket: uWS.WebSocket<ConnectionData>) => {
+      const { connection } = socket.getUserData();
+      connection.opened(socket);
+      connections.add(connection);
+      metrics.connectionsAccepted++;
+      metrics.connectionsOpen = connections.size;
+      if (closing) connection.end(closeCodeGoingAway, 'server closing');
+    },
+    message: (socket: uWS.WebSocket<ConnectionData>, message: ArrayBuffer, isBinary: boolean) => {
+      socket.getUserData().connection.onMessage(message, isBinary);
+    },
+    drain: (socket: uWS.WebSocket<ConnectionData>) => {
+      socket.getUserData().connection.onDrain();
+    },
+    close: (socket: uWS.WebSocket<ConnectionData>) => {
+      const { connection } = socket.getUserData();
+      connection.onClose();
+      connections.delete(connection);
+      metrics.connectionsOpen = connections.size;
+    },
+  };
+  app.ws<ConnectionData>('/', behavior);
+  app.ws<ConnectionData>('/v1/ws', behavior);
+
+  const httpApi = new HttpApi({
+    api,
+    metrics,
+    isClosing: () => closing,
+    track,
+    exchanges,
+    onInternalError: (error) => onInternalError(error),
+  });
+  httpApi.register(app, () =>
+    metrics.render(
+      () => api.listTopics(),
+      () => [...connections].map((connection) => connection.bufferedBytes),
+    ),
+  );
+
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+    (app.listen as unknown as ListenWithOptions)(host, requestedPort, listenExclusivePort, (socket) => {
+      if (socket === false) {
+        reject(
+          new InvalidArgumentError(
+            `cannot listen on ${host}:${requestedPort} (address in use, or not an address of this machine)`,
+          ),
+        );
+      } else {
+        resolve(socket);
+      }
+    });
+  });
+  const port = uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket);
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+
+  let closed: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    closing = true;
+    uWS.us_listen_socket_close(listenSocket);
+    for (const connection of connections) connection.abort();
+    for (const exchange of exchanges) exchange.abortController.abort();
+    const deadline = Date.now() + closeTimeoutMs;
+    // In-flight requests (long-polls end at once: their signals are aborted).
+    while (running.size > 0 && Date.now() < deadline) {
+      await Promise.race([Promise.allSettled([...running]), sleep(Math.max(0, deadline - Date.now()))]);
+    }
+    // Answers still queued or buffered for clients that read them.
+    while (Date.now() < deadline && [...connections].some((connection) => connection.hasUnsentAnswers)) {
+      await sleep(10);
+    }
+    for (const connection of [...connections]) connection.end(closeCodeGoingAway, 'server closing');
+    for (const exchange of [...exchanges]) {
+      exchange.answerError(new SpillwayError('BROKER_CLOSING', 'the broker is shutting down'));
+    }
+    // Outside any uWS callback, so the close frames are written before the sockets go.
+    await sleep(0);
+    (app as unknown as { close(): void }).close();
+  };
+
+  return {
+    host,
+    port,
+    url: `ws://${urlHost}:${port}`,
+    metrics,
+    close: () => {
+      closed ??= close();
+      return closed;
+    },
+  };
+}
