@@ -119,9 +119,13 @@ export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<Recover
         if (problem === null) continue;
         report.indexesRebuilt.push(segment.indexPath);
         const scan = scanSegment(segment, fileBytes, Number.POSITIVE_INFINITY, crc32c);
-        if (scan.stop !== null) {
+        // Zeros after whole batches are a sealed segment left preallocated by a crash during a
+        // roll, as long as it holds every offset up to the next segment; anything else is damage.
+        const untrimmed = scan.stop?.kind === 'end' && !isLast && segment.nextOffset === nextBaseOffset;
+        if (scan.stop !== null && !untrimmed) {
           throw new CorruptLogError(segment.logPath, scan.stop.position, scan.stop.reason);
         }
+        if (!isLast) segment.completeRecoveredSeal();
         continue;
       }
       report.segmentsScanned++;
@@ -131,15 +135,23 @@ export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<Recover
       const stop = scan.stop;
       const cutHere = stop !== null && stop.kind === 'invalid';
       const endsEarly = stop !== null && !isLast && segment.nextOffset !== nextBaseOffset;
-      if (!cutHere && !endsEarly) continue;
-      const position = stop!.position;
-      if (segment.nextOffset < recoveryPoint) {
+      // Wherever the data ends (even at an all-zero header), it may not end before the recovery
+      // point: that data was acknowledged as durable.
+      const endsBeforeRecoveryPoint = (cutHere || endsEarly || isLast) && segment.nextOffset < recoveryPoint;
+      if (endsBeforeRecoveryPoint) {
         throw new CorruptLogError(
           segment.logPath,
-          position,
-          `${stop!.reason} (offset ${segment.nextOffset} is before the recovery point ${recoveryPoint})`,
+          stop?.position ?? segment.sizeBytes,
+          `${stop?.reason ?? 'end of segment'} (offset ${segment.nextOffset} is before the recovery point ${recoveryPoint})`,
         );
       }
+      if (!cutHere && !endsEarly) {
+        // A sealed segment restored by a scan: write its indexes, and trim it if a crash during
+        // a roll left it preallocated.
+        if (!isLast) segment.completeRecoveredSeal();
+        continue;
+      }
+      const position = stop!.position;
       // A torn or damaged tail: everything from here on is cut.
       const deleted: string[] = [];
       for (let j = i + 1; j < baseOffsets.length; j++) {
@@ -168,7 +180,8 @@ export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<Recover
       last.zeroRange(last.sizeBytes, last.mappedBytes);
     }
   } catch (error) {
-    for (const segment of segments) segment.close();
+    // Leave every file exactly as found: sealing here would trim data the failed open did not read.
+    for (const segment of segments) segment.abandon();
     throw error;
   }
   report.segmentCount = segments.length;

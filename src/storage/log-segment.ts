@@ -26,12 +26,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { storageErrorFrom } from '../errors.js';
+import { CorruptLogError, storageErrorFrom } from '../errors.js';
 import {
   BatchHeader,
   batchLengthAt,
   batchMaxTimestampAt,
   batchRecordCountAt,
+  checkBatchHeader,
   setBatchBaseOffset,
 } from '../format/batch-header.js';
 import { readInt64LE } from '../format/int64.js';
@@ -294,9 +295,54 @@ export class LogSegment {
     return this.map.subarray(start, end);
   }
 
-  /** Position of an indexed batch at or before `offset` to start a scan from. */
+  /**
+   * Position of an indexed batch at or before `offset` to start a scan from. The entry is checked
+   * against the log (the batch there must have the indexed base offset); a wrong index is rebuilt
+   * from the log rather than believed, so a damaged index file can never make a read skip records.
+   */
   lookupPosition(offset: number): number {
+    const entry = this.state.offsetIndex.lookupEntry(offset - this.baseOffset);
+    if (entry === null) return 0;
+    if (this.isBatchAt(entry.position, this.baseOffset + entry.relativeOffset)) return entry.position;
+    this.rebuildIndexes();
     return this.state.offsetIndex.lookup(offset - this.baseOffset);
+  }
+
+  /** Whether a structurally valid batch with base offset `baseOffset` starts at `position`. */
+  private isBatchAt(position: number, baseOffset: number): boolean {
+    const size = this.state.sizeBytes;
+    if (position < 0 || position + BatchHeader.size > size) return false;
+    if (checkBatchHeader(this.map, position, size - position) !== null) return false;
+    return readInt64LE(this.map, position + BatchHeader.baseOffset) === baseOffset;
+  }
+
+  /**
+   * Rebuilds both indexes by walking the batch headers of the valid bytes (no CRC), and rewrites the
+   * index files of a sealed segment. Throws CorruptLogError when a header is damaged.
+   */
+  rebuildIndexes(): void {
+    const previous = this.state;
+    const sizeBytes = previous.sizeBytes;
+    const bytes = this.map;
+    this.state = emptyState(this.baseOffset);
+    let position = 0;
+    while (position < sizeBytes) {
+      const problem = checkBatchHeader(bytes, position, sizeBytes - position);
+      if (problem !== null) {
+        this.state = previous; // Unchanged: the damage is reported, not turned into a shorter segment.
+        throw new CorruptLogError(this.logPath, position, problem);
+      }
+      const length = batchLengthAt(bytes, position);
+      this.recordBatch(
+        position,
+        readInt64LE(bytes, position + BatchHeader.baseOffset),
+        length,
+        batchRecordCountAt(bytes, position),
+        batchMaxTimestampAt(bytes, position),
+      );
+      position += length;
+    }
+    if (!this.writable) this.writeIndexes();
   }
 
   lookupTimePosition(timestamp: number): number {
@@ -365,6 +411,12 @@ export class LogSegment {
       if (typeof offsetIndex === 'string') return offsetIndex;
       const timeIndex = TimeIndex.fromBytes(readFileSync(this.timeIndexPath), Math.max(sizeBytes, 1));
       if (typeof timeIndex === 'string') return timeIndex;
+      // Both indexes are taken at the same batches: their positions must agree entry for entry.
+      if (timeIndex.entryCount !== offsetIndex.entryCount) return 'offset and time indexes differ in length';
+      for (let i = 0; i < offsetIndex.entryCount; i++) {
+        if (timeIndex.positionAt(i) !== offsetIndex.entry(i).position)
+          return `indexes disagree at entry ${i}`;
+      }
       return { offsetIndex, timeIndex };
     } catch (error) {
       return `index files unreadable: ${(error as Error).message}`;
@@ -388,6 +440,35 @@ export class LogSegment {
     } catch (error) {
       throw storageErrorFrom(`trimming segment ${this.logPath}`, error);
     }
+  }
+
+  /**
+   * For a sealed segment whose state was rebuilt by recovery: writes its indexes and, when the file
+   * is still preallocated past its data (a crash during a roll), remaps it at its real size and
+   * trims it, as `seal` would have.
+   */
+  completeRecoveredSeal(): void {
+    if (this.writable) throw new Error('completeRecoveredSeal is for sealed segments');
+    this.writeIndexes();
+    const size = this.state.sizeBytes;
+    if (this.capacityBytes === size) return;
+    this.map = size > 0 ? mapFile(this.fd, size, false) : Buffer.alloc(0);
+    this.capacityBytes = size;
+    const fd = openSync(this.logPath, 'r+');
+    try {
+      ftruncateSync(fd, size);
+    } catch (error) {
+      throw storageErrorFrom(`trimming segment ${this.logPath}`, error);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Closes the file without sealing, trimming or writing anything (an open that failed). */
+  abandon(): void {
+    this.writable = false;
+    if (this.syncsInFlight > 0) this.closeWhenIdle = true;
+    else this.closeNow();
   }
 
   /** Makes a sealed segment writable again (truncation of the log into it). */

@@ -51,6 +51,11 @@ export class OffsetIndex {
 
   /** Position of the last indexed batch whose relative offset is <= `relativeOffset`, or 0. */
   lookup(relativeOffset: number): number {
+    return this.lookupEntry(relativeOffset)?.position ?? 0;
+  }
+
+  /** The last entry whose relative offset is <= `relativeOffset`, or null. */
+  lookupEntry(relativeOffset: number): { relativeOffset: number; position: number } | null {
     let low = 0;
     let high = this.length - 1;
     let found = -1;
@@ -63,7 +68,9 @@ export class OffsetIndex {
         high = middle - 1;
       }
     }
-    return found < 0 ? 0 : this.positions[found]!;
+    return found < 0
+      ? null
+      : { relativeOffset: this.relativeOffsets[found]!, position: this.positions[found]! };
   }
 
   /** Drops the entries of batches at or after `position` (used when the log is truncated). */

@@ -66,6 +66,11 @@ export class TimeIndex {
     return found < 0 ? 0 : this.positions[found]!;
   }
 
+  positionAt(index: number): number {
+    if (index < 0 || index >= this.length) throw new RangeError(`no time index entry ${index}`);
+    return this.positions[index]!;
+  }
+
   /** The max timestamp recorded by the last entry, or -1 when there is none. */
   lastMaxTimestampBefore(): number {
     return this.length === 0 ? -1 : this.timestamps[this.length - 1]!;

@@ -13,8 +13,8 @@
  * headers are trusted, CRCs are not recomputed) and `read` still returns the damaged batch: checking
  * the CRC of what it reads is the consumer's job (`verifyBatchCrc`, `validateBatch`).
  *
- * Tests marked `it.fails` reproduce bugs in src/storage (reported to its owner): each passes while the
- * bug is there; once fixed, drop `.fails`.
+ * Tests whose comment says "Fixed bug" reproduce bugs this suite found in src/storage; they stay as
+ * regression tests.
  */
 
 import { createHash } from 'node:crypto';
@@ -444,22 +444,22 @@ describe('damage before the recovery point is never cut', () => {
     await expectOpenFails(crashed, active, damaged.position, false);
   });
 
-  // BUG: when loadLog throws, its catch block calls segment.close() on the segments opened so far;
+  // Fixed bug (regression test): when loadLog throws, its catch block calls segment.close() on the segments opened so far;
   // for the writable last segment close() seals it, i.e. writes its indexes and TRIMS the file to the
   // size the scan reached: the damaged batch and every intact acknowledged batch after it are cut
   // from disk. The next open then finds a shorter, valid file and opens silently with
   // logEndOffset < recoveryPoint, truncation null (loadLog never compares the two).
-  it.fails('BUG: a refused open leaves the files as they were, so the next open refuses too', async () => {
+  it('a refused open leaves the files as they were, so the next open refuses too', async () => {
     const { crashed, active, damaged } = await damagedActiveSegment();
     // Today: the file shrinks from 64 KiB to damaged.position, and the second open succeeds.
     await expectOpenFails(crashed, active, damaged.position, true);
     await expectOpenFails(crashed, active, damaged.position, true);
   });
 
-  // BUG: log-loader treats an all-zero batch header as the normal end of data ('end') and, in the
+  // Fixed bug (regression test): log-loader treats an all-zero batch header as the normal end of data ('end') and, in the
   // last segment, never compares where the data ended with the recovery point: acknowledged batches
   // after it are silently dropped (and zeroed on disk), with `recovery.truncation` null.
-  it.fails('BUG: refuses to open when a batch header before the recovery point in the active segment is zeroed', async () => {
+  it('refuses to open when a batch header before the recovery point in the active segment is zeroed', async () => {
     const dir = directory();
     const { log } = await filledLog(dir, 30);
     const endOffset = log.logEndOffset;
@@ -475,13 +475,13 @@ describe('damage before the recovery point is never cut', () => {
 });
 
 describe('a kill while a segment rolls', () => {
-  // BUG: roll() creates the new segment, then seal() writes the old one's indexes and trims its file.
+  // Fixed bug (regression test): roll() creates the new segment, then seal() writes the old one's indexes and trims its file.
   // A SIGKILL in between leaves a sealed segment at its preallocated size, zeros after its last
   // batch (crash.test.ts hits this in about a third of its runs). Recovery scans it without
   // complaint while it is past the recovery point, but never trims it nor writes its indexes; once
   // the recovery point passes it (or after the next clean close) loadLog walks into the zeros
   // ('batch length 0 is below the minimum') and throws CorruptLogError: the log cannot be opened.
-  it.fails('BUG: recovers a sealed segment left at its preallocated size', async () => {
+  it('recovers a sealed segment left at its preallocated size', async () => {
     const dir = directory();
     const { log, appended } = await filledLog(dir, 80);
     expect(log.segmentCount).toBe(2);
@@ -532,14 +532,17 @@ describe('index files', () => {
     expect(reopened.offsetForTime(1_700_000_000_000 + 150 * 10)).toBe(appended[150]!.baseOffset);
     expect(reopened.verify()).toBe(appended.length);
     await reopened.close();
-    // Note: the rebuilt indexes stay in memory only (sealed segments are not rewritten at close),
-    // so every later open rebuilds them again.
+    // The rebuilt indexes were written back: the next open trusts them and rebuilds nothing.
+    const again = await PartitionLog.open(options(dir));
+    expect(again.recovery.indexesRebuilt).toEqual([]);
+    expect(readValues(again)).toEqual(expectedValues(appended));
+    await again.close();
   });
 
-  // BUG: index entries are only checked for being ascending and inside the file; the position of an
+  // Fixed bug (regression test): index entries are only checked for being ascending and inside the file; the position of an
   // entry is never compared with the batch found there. An entry pointing at the NEXT batch makes
   // `read` silently skip the records in between (firstOffset > the offset asked for).
-  it.fails('BUG: a damaged offset index entry that still looks valid does not make reads skip records', async () => {
+  it('a damaged offset index entry that still looks valid does not make reads skip records', async () => {
     const dir = directory();
     const { log } = await filledLog(dir, 120);
     await log.close();

@@ -15,20 +15,10 @@
  * the number of rounds (default 20, also in CI).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  cpSync,
-  existsSync,
-  openSync,
-  readdirSync,
-  readSync,
-  statSync,
-  truncateSync,
-} from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { cpSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CorruptLogError } from '../../src/errors.js';
 import { batchBaseOffset, batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords } from '../../src/format/record-batch.js';
 import type { RecoveryReport } from '../../src/storage/log-loader.js';
@@ -81,51 +71,6 @@ function seededRandom(state: number): () => number {
   };
 }
 
-/**
- * KNOWN BUG (reported, src/ not ours to fix; deterministic reproduction: corruption.test.ts, "a kill
- * while a segment rolls"): a SIGKILL inside `roll()`, after the new segment exists and before
- * `seal()` has trimmed the old one, leaves a sealed segment whose file still has its preallocated
- * size, zeros after the last batch. Recovery scans it fine the first time but never trims it; once
- * it is before the recovery point (or after the next clean close) `loadLog` walks into the zeros and
- * throws CorruptLogError: the log cannot be opened any more. Hit in 5 of 19 runs here.
- *
- * Until that is fixed, the test recognizes exactly that state (not the last segment, file exactly
- * `segmentBytes`, only zeros from the reported position to the end), trims the file as recovery
- * should have, says so, and goes on. SPILLWAY_CRASH_STRICT=1 fails instead. Remove once fixed.
- */
-const strict = process.env.SPILLWAY_CRASH_STRICT === '1';
-let untrimmedSegmentsRepaired = 0;
-
-function repairUntrimmedSealedSegment(dir: string, file: string, position: number): boolean {
-  if (strict || dirname(file) !== dir || position <= 0) return false;
-  const logs = readdirSync(dir)
-    .filter((name) => name.endsWith('.log'))
-    .sort();
-  if (logs.indexOf(basename(file)) < 0 || logs[logs.length - 1] === basename(file)) return false;
-  const size = statSync(file).size;
-  if (size !== segmentBytes || position >= size) return false;
-  const tail = Buffer.alloc(size - position);
-  const fd = openSync(file, 'r');
-  try {
-    readSync(fd, tail, 0, tail.length, position);
-  } finally {
-    closeSync(fd);
-  }
-  if (!tail.every((byte) => byte === 0)) return false;
-  truncateSync(file, position);
-  untrimmedSegmentsRepaired++;
-  console.warn(
-    `KNOWN BUG: sealed segment ${file} left untrimmed by a kill during roll; trimmed to ${position}`,
-  );
-  return true;
-}
-
-/** The CorruptLogError a child printed before exiting, if any. */
-function childCorruption(stderr: string): { file: string; position: number } | null {
-  const match = /CorruptLogError: corrupt log data in (\S+) at position (\d+)/.exec(stderr);
-  return match ? { file: match[1]!, position: Number(match[2]) } : null;
-}
-
 beforeAll(() => {
   // `npm test` runs tsc first; `npx vitest run test/storage/crash.test.ts` alone may find no build.
   if (existsSync(childScript) && statSync(childScript).mtimeMs >= statSync(childSource).mtimeMs) return;
@@ -152,13 +97,7 @@ async function runChildRepairing(
   firstBatch: number,
   killDelayMs: number,
 ): Promise<ChildRun> {
-  for (;;) {
-    const run = await runChild(dir, durability, firstBatch, killDelayMs);
-    const corruption = run.code === 1 && run.acks.length === 0 ? childCorruption(run.stderr) : null;
-    if (corruption === null || !repairUntrimmedSealedSegment(dir, corruption.file, corruption.position)) {
-      return run;
-    }
-  }
+  return runChild(dir, durability, firstBatch, killDelayMs);
 }
 
 function runChild(
@@ -262,25 +201,20 @@ interface CheckInput {
   openedAt: number;
 }
 
-/** Opens the log after a kill, trimming an untrimmed sealed segment (the known bug above). */
-async function openRepairing(dir: string): Promise<PartitionLog> {
-  for (;;) {
-    const listing = describeDirectory(dir);
-    try {
-      return await PartitionLog.open({ directory: dir, durability: 'none', segmentBytes });
-    } catch (error) {
-      if (error instanceof CorruptLogError && repairUntrimmedSealedSegment(dir, error.file, error.position)) {
-        continue;
-      }
-      throw new Error(`opening the log after a kill failed: ${String(error)}\n${listing}`, { cause: error });
-    }
+/** Opens the log after a kill; a failure names the files found. */
+async function openAfterKill(dir: string): Promise<PartitionLog> {
+  const listing = describeDirectory(dir);
+  try {
+    return await PartitionLog.open({ directory: dir, durability: 'none', segmentBytes });
+  } catch (error) {
+    throw new Error(`opening the log after a kill failed: ${String(error)}\n${listing}`, { cause: error });
   }
 }
 
 /** Opens the log after a kill and checks everything; returns the log end. */
 async function checkAfterKill({ dir, acked, fresh, openedAt }: CheckInput): Promise<number> {
   const ackedEnd = offsetsAfter(acked.values());
-  const log = await openRepairing(dir);
+  const log = await openAfterKill(dir);
   try {
     const report = log.recovery;
     const end = log.logEndOffset;
@@ -410,8 +344,7 @@ describe('PartitionLog killed with SIGKILL', () => {
     }
     console.log(
       `crash test: ${roundCount} rounds, ${acked.size} acknowledged batches, ${segmentsSeen} segments, ` +
-        `${truncations} torn tails cut by a child, ${untrimmedSegmentsRepaired} untrimmed sealed segments ` +
-        'trimmed by the test (KNOWN BUG)',
+        `${truncations} torn tails cut by a child`,
     );
     // The segments did roll: recovery met sealed segments, before and after the recovery point.
     expect(segmentsSeen).toBeGreaterThan(2);
