@@ -43,8 +43,8 @@ export const inFlightRequestsPerConnectionMax = 1024;
 export const connectionsMax = 10_000;
 /** Longest long-poll a fetch may ask for. */
 export const fetchMaxWaitMsMax = 30_000;
-/** Largest maxBytes a fetch may ask for. */
-export const fetchMaxBytesMax = 64 * 1024 * 1024;
+/** Largest maxBytes a fetch may ask for: an answer must fit one frame with its header. */
+export const fetchMaxBytesMax = frameBytesMax - frameHeaderBytesMax - 16;
 
 /** Longest topic name (the name is a directory name; 249 like Kafka, leaving room for suffixes). */
 export const topicNameLengthMax = 249;

@@ -109,7 +109,8 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   } catch (error) {
     throw new ProtocolError(`header is not valid msgpack: ${(error as Error).message}`);
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+  // Plain maps only: msgpack extensions decode to Dates, Sets, Errors and the like.
+  if (header === null || typeof header !== 'object' || Object.getPrototypeOf(header) !== Object.prototype) {
     throw new ProtocolError('header must be a map');
   }
   return { opcode, flags, correlationId, header, body: bytes.subarray(framePrefixBytes + headerBytes) };
