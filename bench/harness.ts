@@ -13,7 +13,15 @@ import type { BenchRow, BenchSuite } from './report.js';
  * The suites, in the order they run. `reference` comes first: later suites look its rows up in
  * `context.previous` to print ratios against the machine.
  */
-export const suiteNames = ['reference', 'crc32c', 'record-batch', 'append', 'read', 'recovery'] as const;
+export const suiteNames = [
+  'reference',
+  'crc32c',
+  'record-batch',
+  'append',
+  'read',
+  'recovery',
+  'peers',
+] as const;
 export type SuiteName = (typeof suiteNames)[number];
 
 export function isSuiteName(name: string): name is SuiteName {

@@ -12,7 +12,7 @@
  * Concurrency: single-threaded (one event loop); `append` may be called many times without awaiting
  * (that is how `always` gets group commit). Views returned by `read` stay valid while referenced.
  */
-import { closeSync, fdatasyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CorruptLogError,
@@ -180,15 +180,16 @@ export class PartitionLog implements LogStore {
     this.segments = loaded.segments;
     this.recovery = loaded.report;
     this.directoryFd = openSync(options.directory, 'r');
-    // What recovery kept is on disk as far as we know, but a process crash leaves it in the page
-    // cache only: sync it once, then record the new recovery point and that the log is open.
+    // What recovery kept may only be in the page cache (a process crash): it is synced in the
+    // background, and until that sync ends the durable offset stays at the old recovery point.
+    // The checkpoint says the log is open (not cleanly closed) before anything is appended.
     const end = this.logEndOffset;
+    const recoveryPoint = Math.min(loaded.report.recoveryPoint, end);
     for (const segment of this.segments) {
-      // Synchronous, once at open: the log is not serving yet.
-      if (segment.nextOffset > loaded.report.recoveryPoint) fdatasyncSync(segment.fileDescriptor);
+      if (segment.nextOffset > recoveryPoint) this.dirty.add(segment);
     }
-    this.checkpoint.writeSync({ version: 1, recoveryPoint: end, cleanShutdown: false });
-    this.checkpointedOffset = end;
+    this.checkpoint.writeSync({ version: 1, recoveryPoint, cleanShutdown: false });
+    this.checkpointedOffset = recoveryPoint;
     this.syncer = new SyncScheduler(
       {
         endOffset: () => this.logEndOffset,
@@ -196,8 +197,9 @@ export class PartitionLog implements LogStore {
         onSynced: () => undefined,
       },
       this.directoryFd,
-      end,
+      recoveryPoint,
     );
+    if (this.dirty.size > 0) this.backgroundSync();
     if (this.durability === 'interval') {
       this.flushTimer = setInterval(() => this.backgroundSync(), options.flushIntervalMs);
       this.flushTimer.unref();

@@ -49,6 +49,7 @@ export class SyncScheduler {
   private readonly directoryFd: number;
   private syncedOffset: number;
   private inFlight: Promise<void> | null = null;
+  private startScheduled = false;
   private waiters: Waiter[] = [];
   private directoryDirty = false;
   private failure: SpillwayError | null = null;
@@ -112,7 +113,7 @@ export class SyncScheduler {
     const promise = new Promise<void>((resolve, reject) => {
       this.waiters.push({ offset, resolve, reject });
     });
-    if (this.inFlight === null) this.start();
+    this.scheduleStart();
     return promise;
   }
 
@@ -121,9 +122,12 @@ export class SyncScheduler {
     return this.waitFor(this.target.endOffset());
   }
 
-  /** Resolves when no sync is running. */
+  /** Resolves when no sync is running or about to start. */
   async idle(): Promise<void> {
-    while (this.inFlight) await this.inFlight.catch(() => undefined);
+    while (this.inFlight || this.startScheduled) {
+      if (this.inFlight) await this.inFlight.catch(() => undefined);
+      else await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   private start(): void {
@@ -160,7 +164,21 @@ export class SyncScheduler {
     this.target.onSynced(this.syncedOffset);
     this.resolveUpTo(this.syncedOffset);
     this.inFlight = null;
-    if (this.pendingWaiterCount > 0) this.start();
+    if (this.pendingWaiterCount > 0) this.scheduleStart();
+  }
+
+  /**
+   * Starts the next sync round after the current turn of the event loop (setImmediate), not at once:
+   * appenders that were just acknowledged get to append again first, so one fdatasync covers all of
+   * them instead of alternating between one and the rest.
+   */
+  private scheduleStart(): void {
+    if (this.inFlight !== null || this.startScheduled) return;
+    this.startScheduled = true;
+    setImmediate(() => {
+      this.startScheduled = false;
+      if (this.inFlight === null && this.pendingWaiterCount > 0 && this.failure === null) this.start();
+    });
   }
 
   private resolveUpTo(offset: number): void {
