@@ -61,7 +61,8 @@ const char* errno_name(int error_number) {
   return "UNKNOWN";
 }
 
-void throw_system_error(Napi::Env env, int error_number, const char* syscall) {
+// An Error like Node's own system errors: code ('ENOSPC'...), errno (negative), syscall.
+Napi::Value system_error_value(Napi::Env env, int error_number, const char* syscall) {
   const char* code = errno_name(error_number);
   const std::string message = std::string(code) + ": " + std::strerror(error_number) + ", " + syscall;
   Napi::Error error = Napi::Error::New(env, message);
@@ -69,7 +70,11 @@ void throw_system_error(Napi::Env env, int error_number, const char* syscall) {
   object.Set("code", Napi::String::New(env, code));
   object.Set("errno", Napi::Number::New(env, -error_number));
   object.Set("syscall", Napi::String::New(env, syscall));
-  error.ThrowAsJavaScriptException();
+  return object;
+}
+
+void throw_system_error(Napi::Env env, int error_number, const char* syscall) {
+  Napi::Error(env, system_error_value(env, error_number, syscall)).ThrowAsJavaScriptException();
 }
 
 void throw_type_error(Napi::Env env, const std::string& message) {
@@ -381,6 +386,62 @@ Napi::Value populate_write_binding(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// populateWriteAsync(buffer, offset, length, callback): the same as populateWrite, in libuv's thread
+// pool, so the event loop never waits for the kernel to allocate and zero page-cache pages. The
+// callback gets (error | null, supported: boolean). The buffer is referenced until the callback, so
+// the mapping cannot be released while the kernel works on it.
+class PopulateWriteWorker : public Napi::AsyncWorker {
+ public:
+  PopulateWriteWorker(Napi::Function& callback, Napi::Object buffer, uint8_t* address, size_t length)
+      : Napi::AsyncWorker(callback, "spillway.populateWrite"), address_(address), length_(length) {
+    buffer_ = Napi::Persistent(buffer);
+  }
+
+  void Execute() override { error_ = populate_write(address_, length_, &syscall_); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    buffer_.Reset();
+    if (error_ == 0 || error_ == EINVAL) {
+      Callback().Call({env.Null(), Napi::Boolean::New(env, error_ == 0)});
+      return;
+    }
+    Callback().Call({system_error_value(env, error_, syscall_), Napi::Boolean::New(env, false)});
+  }
+
+ private:
+  Napi::ObjectReference buffer_;
+  uint8_t* address_;
+  size_t length_;
+  int error_ = 0;
+  const char* syscall_ = "";
+};
+
+Napi::Value populate_write_async_binding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data;
+  size_t byte_length;
+  if (!read_bytes(info, 0, "buffer", &data, &byte_length)) return Napi::Value();
+  double offset;
+  double length;
+  if (!read_integer(info, 1, "offset", 0, kMaxSafeInteger, &offset)) return Napi::Value();
+  if (!read_integer(info, 2, "length", 0, kMaxSafeInteger, &length)) return Napi::Value();
+  if (offset + length > static_cast<double>(byte_length)) {
+    throw_range_error(env, "offset + length exceeds the buffer's length");
+    return Napi::Value();
+  }
+  if (info.Length() < 4 || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "callback must be a function").ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  Napi::Function callback = info[3].As<Napi::Function>();
+  auto* worker = new PopulateWriteWorker(callback, info[0].As<Napi::Object>(),
+                                         data + static_cast<size_t>(offset), static_cast<size_t>(length));
+  worker->Queue();
+  return env.Undefined();
+}
+
 Napi::Value page_size_binding(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(page_size_bytes()));
 }
@@ -396,6 +457,7 @@ Napi::Object initialize(Napi::Env env, Napi::Object exports) {
   exports.Set("fadvise", Napi::Function::New<fadvise_binding>(env, "fadvise"));
   exports.Set("syncFileRange", Napi::Function::New<sync_file_range_binding>(env, "syncFileRange"));
   exports.Set("populateWrite", Napi::Function::New<populate_write_binding>(env, "populateWrite"));
+  exports.Set("populateWriteAsync", Napi::Function::New<populate_write_async_binding>(env, "populateWriteAsync"));
   exports.Set("pageSize", Napi::Function::New<page_size_binding>(env, "pageSize"));
   exports.Set("SYNC_FILE_RANGE_WAIT_BEFORE", Napi::Number::New(env, kSyncWaitBefore));
   exports.Set("SYNC_FILE_RANGE_WRITE", Napi::Number::New(env, kSyncWrite));

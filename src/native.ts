@@ -48,6 +48,12 @@ interface NativeBinding {
     flags: readonly SyncFileRangeFlag[] | number,
   ): void;
   populateWrite(buffer: Uint8Array, offset: number, length: number): boolean;
+  populateWriteAsync(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    callback: (error: Error | null, supported: boolean) => void,
+  ): void;
   pageSize(): number;
   SYNC_FILE_RANGE_WAIT_BEFORE: number;
   SYNC_FILE_RANGE_WRITE: number;
@@ -63,6 +69,7 @@ const expectedFunctions = [
   'fadvise',
   'syncFileRange',
   'populateWrite',
+  'populateWriteAsync',
   'pageSize',
 ] as const;
 
@@ -189,6 +196,18 @@ export const syncFileRange: (
  */
 export const populateWrite: (buffer: Uint8Array, offset: number, length: number) => boolean =
   binding.populateWrite;
+
+/**
+ * `populateWrite` in libuv's thread pool: the kernel allocates and zeroes the pages off the event
+ * loop. The callback gets `supported: false` when MADV_POPULATE_WRITE is unavailable (EINVAL); other
+ * failures come as the error. The buffer stays referenced until the callback.
+ */
+export const populateWriteAsync: (
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  callback: (error: Error | null, supported: boolean) => void,
+) => void = binding.populateWriteAsync;
 
 /** The size of a memory page in bytes. */
 export const pageSize: () => number = binding.pageSize;

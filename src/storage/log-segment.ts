@@ -36,7 +36,7 @@ import {
   setBatchBaseOffset,
 } from '../format/batch-header.js';
 import { readInt64LE } from '../format/int64.js';
-import { fallocate, pageSize, populateWrite, punchHole } from '../native.js';
+import { fallocate, pageSize, populateWriteAsync, punchHole } from '../native.js';
 import { mapFile } from './memory-map.js';
 import { OffsetIndex } from './offset-index.js';
 import { TimeIndex } from './time-index.js';
@@ -53,8 +53,15 @@ export function parseSegmentFileName(name: string): number | null {
   return Number.isSafeInteger(value) ? value : null;
 }
 
-/** Bytes prefaulted ahead of the write position in one call (MADV_POPULATE_WRITE), when supported. */
-const prefaultChunkBytes = 4 * 1024 * 1024;
+/**
+ * Prefaulting: writing into a fresh page of a mapped file makes the kernel allocate and zero a
+ * page-cache page inside the page fault, on the event loop. MADV_POPULATE_WRITE, run in libuv's
+ * thread pool ahead of the write position, moves that work off the event loop: the memcpy then finds
+ * the pages ready. One request of `prefaultChunkBytes` at a time, started when less than
+ * `prefaultAheadBytes` remain requested ahead of the write position.
+ */
+const prefaultChunkBytes = 8 * 1024 * 1024;
+const prefaultAheadBytes = 16 * 1024 * 1024;
 let prefaultSupported = true;
 
 export interface SegmentState {
@@ -87,7 +94,9 @@ export class LogSegment {
   private writable: boolean;
   private capacityBytes: number;
   private state: SegmentState;
+  /** End of the region whose prefault was requested (done or in flight). */
   private prefaultedUpTo = 0;
+  private prefaultInFlight = false;
   /** fdatasync calls in flight on this segment's fd: the fd is closed only when none are. */
   private syncsInFlight = 0;
   private closeWhenIdle = false;
@@ -248,8 +257,12 @@ export class LogSegment {
     const position = this.state.sizeBytes;
     const length = batch.length;
     if (position + length > this.capacityBytes) throw new Error('append past the segment capacity');
-    if (prefaultSupported && position + length > this.prefaultedUpTo - prefaultChunkBytes / 2) {
-      this.prefault(position + length);
+    if (
+      prefaultSupported &&
+      !this.prefaultInFlight &&
+      position + length + prefaultAheadBytes > this.prefaultedUpTo
+    ) {
+      this.prefault();
     }
     this.map.set(batch, position);
     const baseOffset = this.state.nextOffset;
@@ -534,16 +547,21 @@ export class LogSegment {
     closeSync(this.fd);
   }
 
-  private prefault(upTo: number): void {
+  private prefault(): void {
     const page = pageSize();
     const start = Math.max(this.prefaultedUpTo, Math.floor(this.state.sizeBytes / page) * page);
-    const end = Math.min(this.capacityBytes, Math.ceil((upTo + prefaultChunkBytes) / page) * page);
+    const end = Math.min(this.capacityBytes, start + prefaultChunkBytes);
     if (end <= start) return;
-    if (!populateWrite(this.map, start, end - start)) {
-      prefaultSupported = false;
-      return;
-    }
+    const map = this.map;
+    this.prefaultInFlight = true;
     this.prefaultedUpTo = end;
+    populateWriteAsync(map, start, end - start, (error, supported) => {
+      this.prefaultInFlight = false;
+      if (!supported && error === null) prefaultSupported = false;
+      // An error (the segment was sealed and trimmed meanwhile: EFAULT) only ends prefaulting of
+      // this map; the append path never depends on it.
+      if (error !== null && map === this.map) this.prefaultedUpTo = this.capacityBytes;
+    });
   }
 }
 
