@@ -1,0 +1,323 @@
+/**
+ * The producer's record accumulator: per partition, one open batch being filled (a BatchBuilder
+ * taken from a small pool, so builders exist only for partitions being filled) and a queue of
+ * sealed batches waiting for an in-flight slot. Records are written straight into the builder:
+ * nothing is allocated per record here beyond what BatchBuilder needs.
+ *
+ * A batch is sealed (finishCopy: the bytes the transport sends, and resends on retry; the builder
+ * goes back to the pool) when it reaches `batchBytes`, or before a record that would take it past
+ * (judged from the record's least size: multi-byte text may still pass it by one record; a record
+ * is never split, and one larger than batchBytes travels alone), or when the producer takes it to
+ * send: after `lingerMs` (0: at the next setImmediate, so everything sent in the same tick shares
+ * a batch) or at once while flushing. An open batch whose partition has no free in-flight slot
+ * stays open and keeps growing: under load, batches fill up instead of queueing small.
+ *
+ * Memory: `bufferedBytes` counts every byte of open and sealed batches not yet settled (acked or
+ * failed for good); the producer makes send() wait while it is above `bufferMemoryBytes`.
+ * Single-threaded; callbacks (`onSendable`) run synchronously from append() or the linger timer.
+ */
+import { BatchBuilder, type RecordInput } from '../format/record-batch.js';
+import { batchBytesMax } from '../limits.js';
+
+/** What the broker answered for a batch. */
+export interface BatchAck {
+  baseOffset: number;
+}
+
+/** One batch on its way: open (builder set), then sealed (bytes set) until acked or failed. */
+export class ProducerBatch {
+  readonly queue: PartitionQueue;
+  /** Order of the batch in its partition (retries go back in this order). */
+  readonly sequence: number;
+  readonly createdAtMs: number;
+  /** When the linger of this open batch ends (ms since the epoch); 0: at the next tick. */
+  lingerDeadlineMs: number;
+  lingerExpired = false;
+  builder: BatchBuilder | null;
+  /** The sealed batch, owned by this object. */
+  bytes: Uint8Array | null = null;
+  recordCount = 0;
+  /** Bytes counted in the accumulator's bufferedBytes for this batch. */
+  accountedBytes = 0;
+  attempts = 0;
+  settled = false;
+  /** Settles once: with the broker's ack, or the error that ended the retries. */
+  readonly done: Promise<BatchAck>;
+  private resolveDone!: (ack: BatchAck) => void;
+  private rejectDone!: (error: unknown) => void;
+
+  constructor(
+    queue: PartitionQueue,
+    sequence: number,
+    builder: BatchBuilder,
+    nowMs: number,
+    lingerDeadlineMs: number,
+  ) {
+    this.queue = queue;
+    this.sequence = sequence;
+    this.builder = builder;
+    this.createdAtMs = nowMs;
+    this.lingerDeadlineMs = lingerDeadlineMs;
+    this.done = new Promise<BatchAck>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+  }
+
+  resolve(ack: BatchAck): void {
+    this.settled = true;
+    this.resolveDone(ack);
+  }
+
+  reject(error: unknown): void {
+    this.settled = true;
+    this.rejectDone(error);
+  }
+}
+
+/** The batches of one partition: the open one and the sealed ones waiting to be sent, in order. */
+export class PartitionQueue {
+  readonly topic: string;
+  readonly partition: number;
+  /** The produce request header of this partition, made once. */
+  readonly requestHeader: { topic: string; partition: number };
+  open: ProducerBatch | null = null;
+  /** Sealed batches not in flight, by sequence (a retried batch goes back before later ones). */
+  readonly ready: ProducerBatch[] = [];
+  inFlight = 0;
+  /** Set while a failed batch of this partition waits for its retry backoff: nothing is sent meanwhile. */
+  paused = false;
+  nextSequence = 0;
+
+  constructor(topic: string, partition: number) {
+    this.topic = topic;
+    this.partition = partition;
+    this.requestHeader = { topic, partition };
+  }
+}
+
+export interface AccumulatorOptions {
+  batchBytes: number;
+  lingerMs: number;
+  /** Called when a partition may have something to send (a batch sealed or its linger ended). */
+  onSendable: (queue: PartitionQueue) => void;
+  /** Called when a batch of the partition is sealed (the producer moves its sticky partition on). */
+  onSealed: (queue: PartitionQueue) => void;
+}
+
+/** Builders kept for reuse when no partition is filling them. */
+const builderPoolSizeMax = 64;
+
+export class Accumulator {
+  readonly batchBytes: number;
+  readonly lingerMs: number;
+  private readonly onSendable: (queue: PartitionQueue) => void;
+  private readonly onSealed: (queue: PartitionQueue) => void;
+  private readonly builderPool: BatchBuilder[] = [];
+  /** Partitions with an open batch (visited by the linger timer and by flush). */
+  private readonly openQueues = new Set<PartitionQueue>();
+  /** Batches not settled yet (open, ready, in flight or waiting for a retry). */
+  readonly unsettled = new Set<ProducerBatch>();
+  private bufferedByteCount = 0;
+  /** The batch the last append() added to. */
+  lastBatch: ProducerBatch | null = null;
+  /** While > 0 every open batch is sendable at once (flush). */
+  private flushing = 0;
+  private lingerTimer: NodeJS.Timeout | null = null;
+  private lingerImmediate: NodeJS.Immediate | null = null;
+  /** When the pending linger timer fires (ms since the epoch). */
+  private lingerTimerAtMs = 0;
+
+  constructor(options: AccumulatorOptions) {
+    this.batchBytes = options.batchBytes;
+    this.lingerMs = options.lingerMs;
+    this.onSendable = options.onSendable;
+    this.onSealed = options.onSealed;
+  }
+
+  get bufferedBytes(): number {
+    return this.bufferedByteCount;
+  }
+
+  /**
+   * Appends a record to the open batch of `queue` (opening one if needed). Returns the record's
+   * index in its batch, which is `lastBatch` (no result object: nothing allocated per record).
+   * Throws what BatchBuilder.append throws (the record is then not added). `leastBytes`, a lower
+   * bound of the record's size (its key and value lengths), seals the open batch first when the
+   * record cannot fit in it within batchBytes: a large record does not drag a batch past its size.
+   */
+  append(queue: PartitionQueue, record: RecordInput, leastBytes: number): number {
+    if (queue.open !== null && queue.open.builder!.sizeBytes + leastBytes > this.batchBytes) {
+      this.seal(queue);
+      this.onSendable(queue);
+    }
+    let batch = queue.open ?? this.openBatch(queue);
+    let builder = batch.builder!;
+    let before = builder.sizeBytes;
+    let appended: boolean;
+    let sealed = false;
+    try {
+      appended = builder.append(record);
+      if (!appended) {
+        // The batch cannot take it (largest batch or record count): seal it and start another.
+        this.seal(queue);
+        sealed = true;
+        batch = this.openBatch(queue);
+        builder = batch.builder!;
+        before = builder.sizeBytes;
+        appended = builder.append(record);
+        if (!appended) throw new Error('Accumulator: a record did not fit an empty batch');
+      }
+    } catch (error) {
+      if (builder.recordCount === 0) this.discardEmpty(queue);
+      throw error;
+    }
+    const grown = builder.sizeBytes - before;
+    batch.accountedBytes += grown;
+    this.bufferedByteCount += grown;
+    const index = builder.recordCount - 1;
+    if (builder.sizeBytes >= this.batchBytes) {
+      this.seal(queue);
+      sealed = true;
+    }
+    this.lastBatch = batch;
+    if (sealed) this.onSendable(queue);
+    return index;
+  }
+
+  /**
+   * The next batch `queue` may send: the first ready one, else the open one if its linger ended
+   * (or a flush is running), sealed now. Null when there is none.
+   */
+  takeSendable(queue: PartitionQueue): ProducerBatch | null {
+    if (queue.ready.length > 0) return queue.ready.shift()!;
+    const open = queue.open;
+    if (open !== null && (open.lingerExpired || this.flushing > 0)) {
+      this.seal(queue);
+      return queue.ready.shift()!;
+    }
+    return null;
+  }
+
+  /** Puts a batch that failed back among the ready ones, before the later batches of its partition. */
+  requeue(batch: ProducerBatch): void {
+    const ready = batch.queue.ready;
+    let index = ready.length;
+    while (index > 0 && ready[index - 1]!.sequence > batch.sequence) index--;
+    ready.splice(index, 0, batch);
+  }
+
+  /** Ends a batch for good: frees its bytes, settles it. */
+  settle(batch: ProducerBatch, ack: BatchAck | null, error?: unknown): void {
+    if (batch.settled) return;
+    this.bufferedByteCount -= batch.accountedBytes;
+    batch.accountedBytes = 0;
+    batch.bytes = null;
+    this.unsettled.delete(batch);
+    if (ack !== null) batch.resolve(ack);
+    else batch.reject(error);
+  }
+
+  /** Makes every open batch sendable until endFlush(), and tells the producer about each. */
+  beginFlush(): void {
+    this.flushing++;
+    for (const queue of this.openQueues) this.onSendable(queue);
+  }
+
+  endFlush(): void {
+    this.flushing--;
+  }
+
+  /** Stops the linger timer (the producer is closed). */
+  stop(): void {
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    if (this.lingerImmediate) clearImmediate(this.lingerImmediate);
+    this.lingerTimer = null;
+    this.lingerImmediate = null;
+  }
+
+  private openBatch(queue: PartitionQueue): ProducerBatch {
+    const builder =
+      this.builderPool.pop() ?? new BatchBuilder({ initialBytes: Math.min(this.batchBytes, batchBytesMax) });
+    const nowMs = Date.now();
+    const immediate = this.lingerMs === 0 || this.flushing > 0;
+    const batch = new ProducerBatch(
+      queue,
+      queue.nextSequence++,
+      builder,
+      nowMs,
+      immediate ? 0 : nowMs + this.lingerMs,
+    );
+    // The header is counted from the start: an open batch holds it.
+    batch.accountedBytes = builder.sizeBytes;
+    this.bufferedByteCount += builder.sizeBytes;
+    queue.open = batch;
+    this.openQueues.add(queue);
+    this.unsettled.add(batch);
+    this.scheduleLinger(batch.lingerDeadlineMs);
+    return batch;
+  }
+
+  /** Finishes the open batch of `queue` into owned bytes and moves it to the ready queue. */
+  private seal(queue: PartitionQueue): void {
+    const batch = queue.open!;
+    const builder = batch.builder!;
+    batch.bytes = builder.finishCopy();
+    batch.recordCount = builder.recordCount;
+    const grown = batch.bytes.length - batch.accountedBytes;
+    batch.accountedBytes += grown;
+    this.bufferedByteCount += grown;
+    builder.reset();
+    batch.builder = null;
+    if (this.builderPool.length < builderPoolSizeMax) this.builderPool.push(builder);
+    queue.open = null;
+    this.openQueues.delete(queue);
+    queue.ready.push(batch);
+    this.onSealed(queue);
+  }
+
+  /** Drops an open batch that holds no record (its first append threw). */
+  private discardEmpty(queue: PartitionQueue): void {
+    const batch = queue.open;
+    if (batch === null || batch.builder === null || batch.builder.recordCount !== 0) return;
+    this.bufferedByteCount -= batch.accountedBytes;
+    batch.builder.reset();
+    if (this.builderPool.length < builderPoolSizeMax) this.builderPool.push(batch.builder);
+    batch.builder = null;
+    queue.open = null;
+    queue.nextSequence--;
+    this.openQueues.delete(queue);
+    this.unsettled.delete(batch);
+    // Nobody holds `done` (no record was added), so it is never settled: nothing to reject.
+  }
+
+  private scheduleLinger(deadlineMs: number): void {
+    if (deadlineMs === 0) {
+      this.lingerImmediate ??= setImmediate(this.onLingerTick);
+      return;
+    }
+    if (this.lingerTimer !== null && this.lingerTimerAtMs <= deadlineMs) return;
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    this.lingerTimerAtMs = deadlineMs;
+    this.lingerTimer = setTimeout(this.onLingerTick, Math.max(0, deadlineMs - Date.now()));
+  }
+
+  private readonly onLingerTick = (): void => {
+    this.lingerImmediate = null;
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    this.lingerTimer = null;
+    // Timers may fire up to a millisecond early against Date.now(): allow for it.
+    const nowMs = Date.now() + 1;
+    let nextDeadlineMs = Number.POSITIVE_INFINITY;
+    for (const queue of this.openQueues) {
+      const batch = queue.open!;
+      if (batch.lingerDeadlineMs <= nowMs) {
+        batch.lingerExpired = true;
+        this.onSendable(queue);
+      } else if (batch.lingerDeadlineMs < nextDeadlineMs) {
+        nextDeadlineMs = batch.lingerDeadlineMs;
+      }
+    }
+    if (nextDeadlineMs !== Number.POSITIVE_INFINITY) this.scheduleLinger(nextDeadlineMs);
+  };
+}

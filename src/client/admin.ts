@@ -1,0 +1,86 @@
+/**
+ * Topic administration over the transport: one request per call, answers as the broker gives them
+ * (TopicDescription from src/protocol/broker-api.ts). Errors are the broker's: UNKNOWN_TOPIC,
+ * TOPIC_EXISTS, INVALID_TOPIC_NAME, INVALID_ARGUMENT, ...
+ */
+import { SpillwayError } from '../errors.js';
+import type { OffsetSpec, TopicConfig, TopicDescription } from '../protocol/broker-api.js';
+import type {
+  AddPartitionsRequest,
+  CreateTopicRequest,
+  ListOffsetRequest,
+  TopicNameRequest,
+} from '../protocol/messages.js';
+import { Opcode } from '../protocol/opcodes.js';
+import type { Transport } from './transport.js';
+import { integerOf } from './wire.js';
+
+function topicDescriptionOf(header: unknown, what: string): TopicDescription {
+  const fields = header as Partial<TopicDescription> | null;
+  if (
+    fields === null ||
+    typeof fields !== 'object' ||
+    typeof fields.name !== 'string' ||
+    typeof fields.partitionCount !== 'number' ||
+    !Number.isSafeInteger(fields.partitionCount) ||
+    fields.partitionCount < 1 ||
+    !Array.isArray(fields.partitions)
+  ) {
+    throw new SpillwayError('PROTOCOL_ERROR', `${what}: the broker's answer is not a topic description`);
+  }
+  return fields as TopicDescription;
+}
+
+export class Admin {
+  private readonly transport: Transport;
+
+  /** @internal Made by Spillway. */
+  constructor(transport: Transport) {
+    this.transport = transport;
+  }
+
+  /** Creates a topic (default 1 partition, the broker's default durability). TOPIC_EXISTS if it exists. */
+  async createTopic(name: string, config: TopicConfig = {}): Promise<TopicDescription> {
+    const request: CreateTopicRequest = { name, config };
+    const response = await this.transport.request(Opcode.createTopic, request);
+    return topicDescriptionOf(response.header, 'createTopic');
+  }
+
+  /** Deletes a topic and its data. UNKNOWN_TOPIC if there is none. */
+  async deleteTopic(name: string): Promise<void> {
+    const request: TopicNameRequest = { name };
+    await this.transport.request(Opcode.deleteTopic, request);
+  }
+
+  async listTopics(): Promise<TopicDescription[]> {
+    const response = await this.transport.request(Opcode.listTopics, {});
+    const topics = (response.header as { topics?: unknown } | null)?.topics;
+    if (!Array.isArray(topics)) {
+      throw new SpillwayError('PROTOCOL_ERROR', "listTopics: the broker's answer has no topic list");
+    }
+    return topics.map((topic) => topicDescriptionOf(topic, 'listTopics'));
+  }
+
+  async describeTopic(name: string): Promise<TopicDescription> {
+    const request: TopicNameRequest = { name };
+    const response = await this.transport.request(Opcode.describeTopic, request);
+    return topicDescriptionOf(response.header, 'describeTopic');
+  }
+
+  /** Adds `count` partitions to the topic (see docs/PROTOCOL.md); returns the new description. */
+  async addPartitions(name: string, count: number): Promise<TopicDescription> {
+    const request: AddPartitionsRequest = { name, count };
+    const response = await this.transport.request(Opcode.addPartitions, request);
+    return topicDescriptionOf(response.header, 'addPartitions');
+  }
+
+  /**
+   * An offset of a partition: 'earliest' (log start), 'latest' (log end: the next offset written),
+   * or { timestamp } (the first offset whose timestamp is >= it, or the log end).
+   */
+  async listOffset(topic: string, partition: number, spec: OffsetSpec): Promise<number> {
+    const request: ListOffsetRequest = { topic, partition, spec };
+    const response = await this.transport.request(Opcode.listOffset, request);
+    return integerOf(response.header, 'offset', 'listOffset');
+  }
+}

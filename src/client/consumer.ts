@@ -1,0 +1,506 @@
+/**
+ * The consumer of this version: reads every partition of the given topics (or the partitions
+ * given) from a starting point, with no group, no commits and no acknowledgements (those arrive
+ * with consumer groups, a later version). An async iterator: `for await (const msg of consumer)`;
+ * leaving the loop (break, return, throw) closes it.
+ *
+ * Per partition one long-poll FETCH is in flight at a time (`maxWaitMs`, default 500), asking for
+ * up to `maxBytes`; the answer's batches are queued whole and decoded lazily as messages are taken.
+ * A partition is not fetched again while `partitionBufferBytesMax` of its bytes wait to be taken
+ * (bounded memory when the application is slower than the broker). Messages of one partition come
+ * in offset order; partitions interleave in the order their answers arrived.
+ *
+ * Each batch's CRC32C is checked (pure TypeScript, src/format/crc32c.ts) before its records are
+ * read: a corrupt batch is an error (CORRUPT_BATCH), never skipped. A fetch answer may start with
+ * a batch holding offsets below the one asked for: those records are skipped.
+ *
+ * Errors: a retriable fetch error (connection lost, timeout, broker closing) is retried with
+ * backoff, the transport reconnecting; any other (UNKNOWN_TOPIC, OFFSET_OUT_OF_RANGE when the data
+ * was deleted by retention, CORRUPT_BATCH) is thrown by the iterator after the messages already
+ * taken from the partitions, and the consumer closes.
+ */
+import { setMaxListeners } from 'node:events';
+import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
+import { batchBaseOffset, batchRecordCountAt } from '../format/batch-header.js';
+import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
+import { batchBytesMax, fetchMaxWaitMsMax } from '../limits.js';
+import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
+import { Opcode } from '../protocol/opcodes.js';
+import type { Admin } from './admin.js';
+import { ConsumedMessage, type MessageHeaders } from './message.js';
+import type { Transport } from './transport.js';
+import { closedError, integerOf } from './wire.js';
+
+export type StartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
+
+export interface ConsumerOptions {
+  topics: string[];
+  /** Where to start in each partition. Default 'latest' (only messages produced from now on). */
+  from?: StartPosition;
+  /** Only these partitions (of every topic given). Default: all partitions at start. */
+  partitions?: number[];
+  /** Bytes a fetch asks for (one batch larger than it still comes whole). Default 1 MiB. */
+  maxBytes?: number;
+  /** How long the broker holds a fetch waiting for data. Default 500. */
+  maxWaitMs?: number;
+  /** A partition is not fetched while this many of its bytes wait to be taken. Default: maxBytes. */
+  partitionBufferBytesMax?: number;
+  /** Timeout of a request on top of maxWaitMs. Default 30 000. */
+  requestTimeoutMs?: number;
+  /** First backoff after a retriable fetch error; doubles, up to retryBackoffMaxMs. Default 100. */
+  retryBackoffMs?: number;
+  retryBackoffMaxMs?: number;
+  /** Consumer groups arrive in a later version: must be absent. */
+  group?: string;
+  /** Consumption modes arrive with consumer groups in a later version: must be absent. */
+  mode?: string;
+}
+
+export const consumerDefaults = {
+  from: 'latest',
+  maxBytes: 1024 * 1024,
+  maxWaitMs: 500,
+  requestTimeoutMs: 30_000,
+  retryBackoffMs: 100,
+  retryBackoffMaxMs: 5_000,
+} as const;
+
+const emptyHeaders: MessageHeaders = Object.freeze({}) as MessageHeaders;
+
+function integerOption(
+  value: number | undefined,
+  name: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  const resolved = value ?? fallback;
+  if (typeof resolved !== 'number' || !Number.isSafeInteger(resolved) || resolved < min || resolved > max) {
+    throw new InvalidArgumentError(
+      `consumer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`,
+    );
+  }
+  return resolved;
+}
+
+function checkStartPosition(from: unknown): StartPosition {
+  if (from === 'earliest' || from === 'latest') return from;
+  if (from !== null && typeof from === 'object') {
+    const fields = from as Record<string, unknown>;
+    const offset = fields['offset'];
+    if (typeof offset === 'number' && Number.isSafeInteger(offset) && offset >= 0) return { offset };
+    const timestamp = fields['timestamp'];
+    if (typeof timestamp === 'number' && Number.isSafeInteger(timestamp) && timestamp >= 0)
+      return { timestamp };
+  }
+  throw new InvalidArgumentError(
+    "consumer option from must be 'earliest', 'latest', { offset: n >= 0 } or { timestamp: ms >= 0 }",
+  );
+}
+
+/** The state of one partition being read. */
+class PartitionReader {
+  readonly topic: string;
+  readonly partition: number;
+  /** Offset of the next fetch. */
+  position = 0;
+  /** Bytes of fetched answers not yet fully taken. */
+  bufferedBytes = 0;
+  /** Set while the fetch loop waits for the buffer to drain. */
+  resume: (() => void) | null = null;
+  /** The fetch request header, reused (only `offset` changes). */
+  readonly request: FetchRequest;
+
+  constructor(topic: string, partition: number, maxBytes: number, maxWaitMs: number) {
+    this.topic = topic;
+    this.partition = partition;
+    this.request = { topic, partition, offset: 0, maxBytes, maxWaitMs, minBytes: 1 };
+  }
+}
+
+/** One fetch answer being taken apart: batches back to back, read with a RecordCursor. */
+class FetchedChunk {
+  readonly reader: PartitionReader;
+  readonly body: Uint8Array;
+  /** Records below this offset (the one fetched) are skipped. */
+  readonly skipBelow: number;
+  private position = 0;
+  private cursor: RecordCursor | null = null;
+  private readonly text: Buffer;
+
+  constructor(reader: PartitionReader, body: Uint8Array, skipBelow: number) {
+    this.reader = reader;
+    this.body = body;
+    this.skipBelow = skipBelow;
+    this.text = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  }
+
+  /** The next message, or null at the end. Throws CorruptBatchError / InvalidBatchError. */
+  next(): ConsumedMessage | null {
+    const body = this.body;
+    for (;;) {
+      let cursor = this.cursor;
+      if (cursor === null) {
+        const position = this.position;
+        if (position >= body.length) return null;
+        if (!verifyBatchCrc(body, position)) {
+          throw new CorruptBatchError(
+            `batch at byte ${position} of a fetch of ${this.reader.topic}/${this.reader.partition} (offset >= ${this.skipBelow}) fails its CRC32C or length check`,
+          );
+        }
+        cursor = new RecordCursor(body, position);
+        const lastOffset = batchBaseOffset(body, position) + batchRecordCountAt(body, position) - 1;
+        if (lastOffset < this.skipBelow) {
+          this.position = cursor.batchEnd;
+          continue;
+        }
+        this.cursor = cursor;
+      }
+      if (!cursor.next()) {
+        this.position = cursor.batchEnd;
+        this.cursor = null;
+        continue;
+      }
+      if (cursor.offset < this.skipBelow) continue;
+      return this.message(cursor);
+    }
+  }
+
+  private message(cursor: RecordCursor): ConsumedMessage {
+    const text = this.text;
+    const key =
+      cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
+    const value =
+      cursor.valueLength < 0
+        ? null
+        : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
+    let headers = emptyHeaders;
+    if (cursor.headerCount > 0) {
+      headers = {};
+      for (const [name, headerValue] of cursor.headers()) {
+        headers[name] =
+          headerValue === null
+            ? null
+            : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
+      }
+    }
+    return new ConsumedMessage(
+      this.reader.topic,
+      this.reader.partition,
+      cursor.offset,
+      key,
+      value,
+      headers,
+      cursor.timestamp,
+    );
+  }
+}
+
+export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
+  readonly topics: readonly string[];
+  private readonly transport: Transport;
+  private readonly admin: Admin;
+  private readonly from: StartPosition;
+  private readonly partitionsWanted: readonly number[] | undefined;
+  private readonly maxBytes: number;
+  private readonly maxWaitMs: number;
+  private readonly partitionBufferBytesMax: number;
+  private readonly requestTimeoutMs: number;
+  private readonly retryBackoffMs: number;
+  private readonly retryBackoffMaxMs: number;
+  private readonly readers: PartitionReader[] = [];
+  /** Fetched answers in arrival order; `head` indexes the first one not fully taken. */
+  private chunks: Array<FetchedChunk | undefined> = [];
+  private head = 0;
+  private readonly readerWaiters: Array<() => void> = [];
+  private readonly lifetime = new AbortController();
+  private readonly loops: Array<Promise<void>> = [];
+  private readonly starting: Promise<void>;
+  private failure: unknown = null;
+  private closing: Promise<void> | null = null;
+
+  /** @internal Made by Spillway.consumer(). */
+  constructor(transport: Transport, admin: Admin, options: ConsumerOptions) {
+    if (options === null || typeof options !== 'object')
+      throw new InvalidArgumentError('consumer options must be an object');
+    if (options.group !== undefined || options.mode !== undefined) {
+      throw new InvalidArgumentError('consumer groups arrive in a later version');
+    }
+    const topics = options.topics;
+    if (
+      !Array.isArray(topics) ||
+      topics.length === 0 ||
+      !topics.every((topic) => typeof topic === 'string' && topic.length > 0)
+    ) {
+      throw new InvalidArgumentError('consumer option topics must be a non-empty array of topic names');
+    }
+    if (new Set(topics).size !== topics.length)
+      throw new InvalidArgumentError('consumer option topics repeats a topic');
+    if (options.partitions !== undefined) {
+      const partitions = options.partitions;
+      if (
+        !Array.isArray(partitions) ||
+        partitions.length === 0 ||
+        !partitions.every((partition) => Number.isSafeInteger(partition) && partition >= 0)
+      ) {
+        throw new InvalidArgumentError(
+          'consumer option partitions must be a non-empty array of integers >= 0',
+        );
+      }
+      this.partitionsWanted = [...new Set(partitions)].sort((a, b) => a - b);
+    }
+    this.topics = [...topics];
+    this.transport = transport;
+    this.admin = admin;
+    this.from = checkStartPosition(options.from ?? consumerDefaults.from);
+    this.maxBytes = integerOption(options.maxBytes, 'maxBytes', 1, batchBytesMax, consumerDefaults.maxBytes);
+    this.maxWaitMs = integerOption(
+      options.maxWaitMs,
+      'maxWaitMs',
+      0,
+      fetchMaxWaitMsMax,
+      consumerDefaults.maxWaitMs,
+    );
+    this.partitionBufferBytesMax = integerOption(
+      options.partitionBufferBytesMax,
+      'partitionBufferBytesMax',
+      1,
+      Number.MAX_SAFE_INTEGER,
+      this.maxBytes,
+    );
+    this.requestTimeoutMs = integerOption(
+      options.requestTimeoutMs,
+      'requestTimeoutMs',
+      1,
+      Number.MAX_SAFE_INTEGER,
+      consumerDefaults.requestTimeoutMs,
+    );
+    this.retryBackoffMs = integerOption(
+      options.retryBackoffMs,
+      'retryBackoffMs',
+      1,
+      3_600_000,
+      consumerDefaults.retryBackoffMs,
+    );
+    this.retryBackoffMaxMs = integerOption(
+      options.retryBackoffMaxMs,
+      'retryBackoffMaxMs',
+      1,
+      3_600_000,
+      consumerDefaults.retryBackoffMaxMs,
+    );
+    // One listener per partition's pending fetch.
+    setMaxListeners(0, this.lifetime.signal);
+    this.starting = this.start();
+    // Failures are reported through next(); this catch only keeps the promise from being unhandled.
+    this.starting.catch(() => undefined);
+  }
+
+  /** Resolves once every partition's starting offset is known (so 'latest' is pinned). */
+  ready(): Promise<void> {
+    return this.starting;
+  }
+
+  /** The partitions being read, with the offset each will fetch next. */
+  assignment(): Array<{ topic: string; partition: number; position: number }> {
+    return this.readers.map((reader) => ({
+      topic: reader.topic,
+      partition: reader.partition,
+      position: reader.position,
+    }));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    for (;;) {
+      let message: ConsumedMessage | null;
+      try {
+        message = this.takeBuffered();
+      } catch (error) {
+        await this.close();
+        throw error;
+      }
+      if (message !== null) return { done: false, value: message };
+      if (this.failure !== null) {
+        const failure = this.failure;
+        this.failure = null;
+        await this.close();
+        throw failure;
+      }
+      if (this.lifetime.signal.aborted) return { done: true, value: undefined };
+      await new Promise<void>((resolve) => this.readerWaiters.push(resolve));
+    }
+  }
+
+  /** Called when a for-await loop is left early: closes the consumer. */
+  async return(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    await this.close();
+    return { done: true, value: undefined };
+  }
+
+  /** Stops fetching and ends the iteration (pending next() calls resolve as done). Idempotent. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.lifetime.abort(closedError('the consumer'));
+      for (const reader of this.readers) this.wakeFetch(reader);
+      this.wakeReaders();
+      this.closing = (async () => {
+        await this.starting.catch(() => undefined);
+        await Promise.allSettled(this.loops);
+        this.chunks = [];
+        this.head = 0;
+      })();
+    }
+    return this.closing;
+  }
+
+  private get closed(): boolean {
+    return this.lifetime.signal.aborted;
+  }
+
+  private async start(): Promise<void> {
+    try {
+      const descriptions = await Promise.all(this.topics.map((topic) => this.admin.describeTopic(topic)));
+      for (const description of descriptions) {
+        const partitions =
+          this.partitionsWanted ?? Array.from({ length: description.partitionCount }, (_, index) => index);
+        for (const partition of partitions) {
+          if (partition >= description.partitionCount) {
+            throw new SpillwayError(
+              'UNKNOWN_PARTITION',
+              `topic '${description.name}' has no partition ${partition} (it has ${description.partitionCount})`,
+            );
+          }
+          this.readers.push(new PartitionReader(description.name, partition, this.maxBytes, this.maxWaitMs));
+        }
+      }
+      await Promise.all(
+        this.readers.map(async (reader) => {
+          reader.position = await this.startOffset(reader);
+        }),
+      );
+    } catch (error) {
+      this.fail(error);
+      throw error;
+    }
+    if (this.closed) return;
+    for (const reader of this.readers) this.loops.push(this.fetchLoop(reader));
+  }
+
+  private async startOffset(reader: PartitionReader): Promise<number> {
+    const from = this.from;
+    if (typeof from === 'object' && 'offset' in from) return from.offset;
+    const request: ListOffsetRequest = { topic: reader.topic, partition: reader.partition, spec: from };
+    const response = await this.transport.request(Opcode.listOffset, request);
+    return integerOf(response.header, 'offset', 'listOffset');
+  }
+
+  private async fetchLoop(reader: PartitionReader): Promise<void> {
+    const signal = this.lifetime.signal;
+    const timeoutMs = this.maxWaitMs + this.requestTimeoutMs;
+    let failures = 0;
+    while (!signal.aborted) {
+      if (reader.bufferedBytes >= this.partitionBufferBytesMax) {
+        await new Promise<void>((resolve) => {
+          reader.resume = resolve;
+        });
+        continue;
+      }
+      const requested = reader.position;
+      reader.request.offset = requested;
+      try {
+        const response = await this.transport.request(Opcode.fetch, reader.request, undefined, {
+          timeoutMs,
+          signal,
+        });
+        failures = 0;
+        if (signal.aborted) return;
+        const nextOffset = integerOf(response.header, 'nextOffset', 'fetch');
+        if (response.body.length > 0) {
+          this.compact();
+          this.chunks.push(new FetchedChunk(reader, response.body, requested));
+          reader.bufferedBytes += response.body.length;
+          this.wakeReaders();
+        }
+        if (nextOffset > requested) reader.position = nextOffset;
+      } catch (error) {
+        if (signal.aborted) return;
+        if (error instanceof SpillwayError && error.retriable) {
+          failures++;
+          await this.sleep(this.backoffMs(failures));
+          continue;
+        }
+        this.fail(error);
+        return;
+      }
+    }
+  }
+
+  /** The next buffered message, or null. Releases fully taken answers (and resumes their fetches). */
+  private takeBuffered(): ConsumedMessage | null {
+    const chunks = this.chunks;
+    while (this.head < chunks.length) {
+      const chunk = chunks[this.head]!;
+      const message = chunk.next();
+      if (message !== null) return message;
+      chunks[this.head] = undefined;
+      this.head++;
+      const reader = chunk.reader;
+      reader.bufferedBytes -= chunk.body.length;
+      if (reader.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(reader);
+    }
+    if (this.head > 0) {
+      this.chunks = [];
+      this.head = 0;
+    }
+    return null;
+  }
+
+  /** Drops taken answers from the front of the queue once they are most of it. */
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private fail(error: unknown): void {
+    if (this.failure !== null || this.closed) return;
+    this.failure = error;
+    this.wakeReaders();
+  }
+
+  private wakeReaders(): void {
+    const waiters = this.readerWaiters.splice(0);
+    for (const wake of waiters) wake();
+  }
+
+  private wakeFetch(reader: PartitionReader): void {
+    const resume = reader.resume;
+    reader.resume = null;
+    resume?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const signal = this.lifetime.signal;
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private backoffMs(failures: number): number {
+    const base = Math.min(this.retryBackoffMs * 2 ** Math.min(failures - 1, 30), this.retryBackoffMaxMs);
+    return Math.round(base * (0.8 + 0.4 * Math.random()));
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * `spillway/client`: the client alone. It loads without the native addon, mmap or uWebSockets:
+ * nothing under src/client imports src/native.ts, src/storage/, src/broker/ or src/server/
+ * (test/client/import-isolation.test.ts checks it). Its dependencies are `ws` and `msgpackr`.
+ */
+export {
+  type ErrorCode,
+  isErrorCode,
+  retriableByCode,
+  SpillwayError,
+  type SpillwayErrorOptions,
+} from '../errors.js';
+export type {
+  OffsetSpec,
+  PartitionDescription,
+  TopicConfig,
+  TopicDescription,
+} from '../protocol/broker-api.js';
+export type { Durability } from '../protocol/types.js';
+export { Admin } from './admin.js';
+export { Consumer, type ConsumerOptions, consumerDefaults, type StartPosition } from './consumer.js';
+export { ConsumedMessage, type MessageHeaders } from './message.js';
+export {
+  type MessageBytes,
+  Producer,
+  type ProducerMessage,
+  type ProducerOptions,
+  producerDefaults,
+  type SendResult,
+} from './producer.js';
+export { Spillway, type SpillwayOptions, spillwayDefaults } from './spillway.js';
+export type { HelloInfo } from './transport.js';

@@ -1,0 +1,520 @@
+/**
+ * The producer: send() puts a record into its partition's open batch (accumulator.ts) and resolves
+ * with the record's { partition, offset } once the broker acknowledged the batch under the topic's
+ * durability. Batches are pipelined: up to `inFlightBatchesPerPartitionMax` per partition and
+ * `inFlightBatchesMax` in all; more wait, sealed or still filling.
+ *
+ * Failures: a batch that fails with a retriable error (connection lost, timeout, broker closing,
+ * backpressure, ...) is sent again after an exponential backoff (retryBackoffMs doubling up to
+ * retryBackoffMaxMs, ±20 % jitter), at most `retries` times and never past `deliveryTimeoutMs`
+ * after the batch was opened; then, or on a non-retriable error, its records' send() promises
+ * reject with that error. The transport reconnects on the retry. While a failed batch of a
+ * partition waits for its retry nothing else is sent to that partition and the retry goes before
+ * later batches; order can still change if a batch fails after a later one succeeded, and a batch
+ * whose connection dropped may be appended twice (no idempotence yet): at-least-once delivery.
+ *
+ * Backpressure: while the bytes of unacknowledged batches reach `bufferMemoryBytes`, send() waits
+ * (sends are taken in call order). flush() sends every batch now and waits for all records sent
+ * before it to settle. close() flushes, then refuses sends (CONNECTION_CLOSED, not retriable).
+ *
+ * Partition counts come from describeTopic, cached (metadata-cache.ts) and refreshed every
+ * the client's metadataMaxAgeMs and after UNKNOWN_PARTITION. Single-threaded; send() may be called any number
+ * of times without awaiting.
+ */
+import { InvalidArgumentError, SpillwayError } from '../errors.js';
+import { batchBytesMin, setBatchBaseOffset } from '../format/batch-header.js';
+import { batchBytesMax } from '../limits.js';
+import { Opcode } from '../protocol/opcodes.js';
+import { Accumulator, PartitionQueue, type ProducerBatch } from './accumulator.js';
+import type { MetadataCache, TopicMetadata } from './metadata-cache.js';
+import { nextStickyPartition, partitionOfKey } from './partition-chooser.js';
+import type { Transport, TransportResponse } from './transport.js';
+import { closedError, integerOf } from './wire.js';
+
+/** Bytes of a key, value or header value: a string is sent as UTF-8. */
+export type MessageBytes = string | Uint8Array;
+
+export interface ProducerMessage {
+  /** Keyed records go to partition murmur2(key) % partitionCount (Kafka's rule); null/absent: sticky. */
+  key?: MessageBytes | null;
+  value: MessageBytes | null;
+  headers?: Readonly<Record<string, MessageBytes | null>>;
+  /** Sends to this partition, whatever the key. */
+  partition?: number;
+  /** Milliseconds since the epoch. Default: now. */
+  timestamp?: number;
+  /** Not in this version (delayed messages): rejected with INVALID_ARGUMENT. */
+  delayMs?: number;
+  /** Not in this version (delayed messages): rejected with INVALID_ARGUMENT. */
+  deliverAt?: number;
+  /** Not in this version (msg-id dedup): rejected with INVALID_ARGUMENT. */
+  msgId?: string;
+}
+
+export interface SendResult {
+  partition: number;
+  offset: number;
+}
+
+export interface ProducerOptions {
+  /** How long a batch waits for more records before it is sent. 0 (default): the next tick. */
+  lingerMs?: number;
+  /** A batch is sent once it reaches this size (one record may take it past). Default 65 536. */
+  batchBytes?: number;
+  /** Bytes of unacknowledged batches above which send() waits. Default 32 MiB. */
+  bufferMemoryBytes?: number;
+  /** Resends of a batch after retriable errors. Default 10. */
+  retries?: number;
+  /** First retry backoff; doubles per attempt. Default 100. */
+  retryBackoffMs?: number;
+  /** Longest retry backoff. Default 5 000. */
+  retryBackoffMaxMs?: number;
+  /** A batch fails for good once this long has passed since it was opened. Default 120 000. */
+  deliveryTimeoutMs?: number;
+  /** Batches in flight per partition. Default 5. */
+  inFlightBatchesPerPartitionMax?: number;
+  /** Batches in flight in all. Default 256. */
+  inFlightBatchesMax?: number;
+  /** Not in this version (idempotent producer): only false is accepted. */
+  idempotent?: boolean;
+  /** Not in this version (transactional producer): rejected. */
+  group?: string;
+  /** Not in this version (transactional producer): rejected. */
+  checkTransaction?: unknown;
+}
+
+export const producerDefaults = {
+  lingerMs: 0,
+  batchBytes: 64 * 1024,
+  bufferMemoryBytes: 32 * 1024 * 1024,
+  retries: 10,
+  retryBackoffMs: 100,
+  retryBackoffMaxMs: 5_000,
+  deliveryTimeoutMs: 120_000,
+  inFlightBatchesPerPartitionMax: 5,
+  inFlightBatchesMax: 256,
+} as const;
+
+type ResolvedProducerOptions = { -readonly [K in keyof typeof producerDefaults]: number };
+
+function integerOption(
+  options: ProducerOptions,
+  name: keyof ResolvedProducerOptions,
+  min: number,
+  max: number,
+): number {
+  const value = options[name] ?? producerDefaults[name];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(
+      `producer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
+  if (options.idempotent !== undefined && options.idempotent !== false) {
+    throw new InvalidArgumentError('idempotent producers arrive in a later version');
+  }
+  if (options.group !== undefined || options.checkTransaction !== undefined) {
+    throw new InvalidArgumentError('transactional producers arrive in a later version');
+  }
+  const max = Number.MAX_SAFE_INTEGER;
+  return {
+    lingerMs: integerOption(options, 'lingerMs', 0, 60_000),
+    batchBytes: integerOption(options, 'batchBytes', batchBytesMin, batchBytesMax),
+    bufferMemoryBytes: integerOption(options, 'bufferMemoryBytes', batchBytesMin, max),
+    retries: integerOption(options, 'retries', 0, max),
+    retryBackoffMs: integerOption(options, 'retryBackoffMs', 1, 3_600_000),
+    retryBackoffMaxMs: integerOption(options, 'retryBackoffMaxMs', 1, 3_600_000),
+    deliveryTimeoutMs: integerOption(options, 'deliveryTimeoutMs', 1, max),
+    inFlightBatchesPerPartitionMax: integerOption(options, 'inFlightBatchesPerPartitionMax', 1, 1024),
+    inFlightBatchesMax: integerOption(options, 'inFlightBatchesMax', 1, 65_536),
+  };
+}
+
+/** Per topic: its partition count (shared with the metadata cache), its queues, its sticky partition. */
+interface ProducerTopic {
+  readonly metadata: TopicMetadata;
+  readonly queues: Array<PartitionQueue | undefined>;
+  sticky: number;
+}
+
+/** A send waiting in line for its topic's partition count or for buffer memory. */
+interface WaitingSend {
+  topic: string;
+  message: ProducerMessage;
+  resolve: (result: SendResult | Promise<SendResult>) => void;
+  reject: (error: unknown) => void;
+  /** What send() returned (flush waits for it). */
+  promise: Promise<SendResult>;
+}
+
+function isBytes(value: unknown): value is MessageBytes {
+  return typeof value === 'string' || value instanceof Uint8Array;
+}
+
+export class Producer {
+  private readonly transport: Transport;
+  private readonly metadata: MetadataCache;
+  private readonly options: ResolvedProducerOptions;
+  private readonly accumulator: Accumulator;
+  private readonly topics = new Map<string, ProducerTopic>();
+  private state: 'open' | 'closing' | 'closed' = 'open';
+  private closing: Promise<void> | null = null;
+  private inFlightTotal = 0;
+  /** Partitions with something to send, waiting for a slot of inFlightBatchesMax. */
+  private readonly waitingForSlot = new Set<PartitionQueue>();
+  /**
+   * Sends not yet in a batch, in call order: waiting for their topic's partition count or for
+   * buffer memory (and every send behind them, so that order holds). `waitingHead` indexes the first.
+   */
+  private waiting: Array<WaitingSend | undefined> = [];
+  private waitingHead = 0;
+  /** Topics whose partition count is being fetched for waiting sends. */
+  private readonly loadingTopics = new Set<string>();
+  /** Why a topic's partition count could not be fetched: fails the sends that waited for it. */
+  private readonly topicErrors = new Map<string, unknown>();
+  /** Sends whose explicit partition was beyond the known count, waiting for a refresh. */
+  private readonly refreshingSends = new Set<Promise<SendResult>>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+
+  /** @internal Made by Spillway.producer(). */
+  constructor(transport: Transport, metadata: MetadataCache, options: ProducerOptions = {}) {
+    this.transport = transport;
+    this.metadata = metadata;
+    this.options = resolveOptions(options);
+    this.accumulator = new Accumulator({
+      batchBytes: this.options.batchBytes,
+      lingerMs: this.options.lingerMs,
+      onSendable: (queue) => this.drain(queue),
+      onSealed: (queue) => this.moveSticky(queue),
+    });
+  }
+
+  /** Bytes of batches not yet acknowledged (what bufferMemoryBytes bounds). */
+  get bufferedBytes(): number {
+    return this.accumulator.bufferedBytes;
+  }
+
+  /**
+   * Sends one record; resolves with its partition and offset once the broker acknowledged it.
+   * Rejects with INVALID_ARGUMENT / INVALID_BATCH for a bad record (nothing sent), UNKNOWN_TOPIC,
+   * UNKNOWN_PARTITION, or the error that ended the retries of its batch.
+   */
+  send(topic: string, message: ProducerMessage): Promise<SendResult> {
+    if (this.state !== 'open') return Promise.reject(closedError('the producer'));
+    const state = this.topics.get(topic) ?? this.topicFromCache(topic);
+    if (
+      state === undefined ||
+      this.waitingHead < this.waiting.length ||
+      this.accumulator.bufferedBytes >= this.options.bufferMemoryBytes
+    ) {
+      return this.enqueue(topic, message);
+    }
+    try {
+      return this.append(state, message) ?? this.sendAfterRefresh(state, message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Sends every batch now and waits until every record sent before this call is acked or failed. */
+  async flush(): Promise<void> {
+    this.accumulator.beginFlush();
+    try {
+      const waits: Array<Promise<unknown>> = [];
+      for (const batch of this.accumulator.unsettled) waits.push(batch.done);
+      for (let index = this.waitingHead; index < this.waiting.length; index++)
+        waits.push(this.waiting[index]!.promise);
+      for (const send of this.refreshingSends) waits.push(send);
+      await Promise.allSettled(waits);
+    } finally {
+      this.accumulator.endFlush();
+    }
+  }
+
+  /** Flushes, then refuses further sends. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.state = 'closing';
+      this.closing = (async () => {
+        try {
+          await this.flush();
+        } finally {
+          this.accumulator.stop();
+          for (const timer of this.retryTimers) clearTimeout(timer);
+          this.retryTimers.clear();
+          this.state = 'closed';
+        }
+      })();
+    }
+    return this.closing;
+  }
+
+  /**
+   * Appends to the record's partition; returns its result promise, or null when the partition asked
+   * for is beyond the cached count (the caller refreshes the count and tries again). Throws for a
+   * bad record.
+   */
+  private append(state: ProducerTopic, message: ProducerMessage): Promise<SendResult> | null {
+    if (message === null || typeof message !== 'object') {
+      throw new InvalidArgumentError('a message must be an object { key?, value, headers?, partition? }');
+    }
+    const value = message.value;
+    if (value !== null && !isBytes(value)) {
+      throw new InvalidArgumentError('message value must be a string, a Uint8Array or null');
+    }
+    const key = message.key;
+    if (key != null && !isBytes(key)) {
+      throw new InvalidArgumentError('message key must be a string, a Uint8Array, null or absent');
+    }
+    if (message.delayMs !== undefined || message.deliverAt !== undefined) {
+      throw new InvalidArgumentError('delayed messages arrive in a later version');
+    }
+    if (message.msgId !== undefined)
+      throw new InvalidArgumentError('msgId deduplication arrives in a later version');
+    const partitionCount = state.metadata.partitionCount;
+    let partition: number;
+    const explicit = message.partition;
+    if (explicit !== undefined) {
+      if (!Number.isSafeInteger(explicit) || explicit < 0) {
+        throw new InvalidArgumentError(`message partition must be an integer >= 0, got ${String(explicit)}`);
+      }
+      if (explicit >= partitionCount) return null;
+      partition = explicit;
+    } else if (key != null) {
+      partition = partitionOfKey(key, partitionCount);
+    } else {
+      if (state.sticky >= partitionCount) state.sticky = nextStickyPartition(-1, partitionCount);
+      partition = state.sticky;
+    }
+    const queue = state.queues[partition] ?? this.createQueue(state, partition);
+    // UTF-8 takes at least a byte per UTF-16 unit: a lower bound of the record's size.
+    const leastBytes = (value === null ? 0 : value.length) + (key == null ? 0 : key.length);
+    const index = this.accumulator.append(queue, message, leastBytes);
+    const batch = this.accumulator.lastBatch!;
+    return batch.done.then((ack) => ({ partition, offset: ack.baseOffset + index }));
+  }
+
+  /** The topic's state if the client's metadata cache knows its partition count (another producer asked). */
+  private topicFromCache(topic: string): ProducerTopic | undefined {
+    const metadata = this.metadata.peek(topic);
+    return metadata === undefined ? undefined : this.addTopic(metadata);
+  }
+
+  private addTopic(metadata: TopicMetadata): ProducerTopic {
+    let state = this.topics.get(metadata.name);
+    if (state === undefined) {
+      state = { metadata, queues: [], sticky: nextStickyPartition(-1, metadata.partitionCount) };
+      this.topics.set(metadata.name, state);
+    }
+    return state;
+  }
+
+  /** A send that cannot go into a batch now: it waits in line (see `waiting`). */
+  private enqueue(topic: string, message: ProducerMessage): Promise<SendResult> {
+    let resolve!: WaitingSend['resolve'];
+    let reject!: WaitingSend['reject'];
+    const promise = new Promise<SendResult>((resolvePromise, rejectPromise) => {
+      resolve = resolvePromise;
+      reject = rejectPromise;
+    });
+    this.waiting.push({ topic, message, resolve, reject, promise });
+    if (!this.topics.has(topic)) this.loadTopic(topic);
+    return promise;
+  }
+
+  /** Fetches a topic's partition count for the sends waiting for it, then lets them go. */
+  private loadTopic(topic: string): void {
+    if (this.loadingTopics.has(topic)) return;
+    this.loadingTopics.add(topic);
+    this.metadata.load(topic).then(
+      (metadata) => {
+        this.loadingTopics.delete(topic);
+        this.addTopic(metadata);
+        this.pump();
+      },
+      (error: unknown) => {
+        this.loadingTopics.delete(topic);
+        this.topicErrors.set(topic, error);
+        this.pump();
+        this.topicErrors.delete(topic);
+      },
+    );
+  }
+
+  /**
+   * Moves waiting sends into batches, in order, while their topics are known and memory is left.
+   * Each runs synchronously: no hop through the event loop per waiting send.
+   */
+  private pump(): void {
+    const waiting = this.waiting;
+    while (this.waitingHead < waiting.length) {
+      const entry = waiting[this.waitingHead]!;
+      const state = this.topics.get(entry.topic);
+      if (state === undefined) {
+        const error = this.topicErrors.get(entry.topic);
+        if (error === undefined) {
+          this.loadTopic(entry.topic);
+          break;
+        }
+        this.dequeue();
+        entry.reject(error);
+        continue;
+      }
+      if (this.accumulator.bufferedBytes >= this.options.bufferMemoryBytes) break;
+      this.dequeue();
+      if (this.state === 'closed') {
+        entry.reject(closedError('the producer'));
+        continue;
+      }
+      try {
+        entry.resolve(this.append(state, entry.message) ?? this.sendAfterRefresh(state, entry.message));
+      } catch (error) {
+        entry.reject(error);
+      }
+    }
+    if (this.waitingHead === waiting.length) {
+      this.waiting = [];
+      this.waitingHead = 0;
+    } else if (this.waitingHead > 1024 && this.waitingHead * 2 > waiting.length) {
+      this.waiting = waiting.slice(this.waitingHead);
+      this.waitingHead = 0;
+    }
+  }
+
+  private dequeue(): void {
+    this.waiting[this.waitingHead] = undefined;
+    this.waitingHead++;
+  }
+
+  /** A send to a partition beyond the count we know: it may have been added since. */
+  private sendAfterRefresh(state: ProducerTopic, message: ProducerMessage): Promise<SendResult> {
+    const topic = state.metadata.name;
+    const promise = this.metadata.refresh(topic).then(() => {
+      const result = this.append(state, message);
+      if (result === null) {
+        throw new SpillwayError(
+          'UNKNOWN_PARTITION',
+          `topic '${topic}' has no partition ${String(message.partition)} (it has ${state.metadata.partitionCount})`,
+        );
+      }
+      return result;
+    });
+    this.refreshingSends.add(promise);
+    const forget = (): void => {
+      this.refreshingSends.delete(promise);
+    };
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  private createQueue(state: ProducerTopic, partition: number): PartitionQueue {
+    const queue = new PartitionQueue(state.metadata.name, partition);
+    state.queues[partition] = queue;
+    return queue;
+  }
+
+  private moveSticky(queue: PartitionQueue): void {
+    const state = this.topics.get(queue.topic);
+    if (state !== undefined && state.sticky === queue.partition) {
+      state.sticky = nextStickyPartition(queue.partition, state.metadata.partitionCount);
+    }
+    if (state !== undefined) this.metadata.refreshIfOld(state.metadata, Date.now());
+  }
+
+  /** Sends what `queue` may send now, within the in-flight bounds. */
+  private drain(queue: PartitionQueue): void {
+    const perPartitionMax = this.options.inFlightBatchesPerPartitionMax;
+    while (!queue.paused && queue.inFlight < perPartitionMax) {
+      if (this.inFlightTotal >= this.options.inFlightBatchesMax) {
+        this.waitingForSlot.add(queue);
+        return;
+      }
+      const batch = this.accumulator.takeSendable(queue);
+      if (batch === null) return;
+      this.sendBatch(batch);
+    }
+  }
+
+  private drainWaiting(): void {
+    for (const queue of this.waitingForSlot) {
+      if (this.inFlightTotal >= this.options.inFlightBatchesMax) return;
+      this.waitingForSlot.delete(queue);
+      this.drain(queue);
+    }
+  }
+
+  private sendBatch(batch: ProducerBatch): void {
+    const queue = batch.queue;
+    queue.inFlight++;
+    this.inFlightTotal++;
+    batch.attempts++;
+    const bytes = batch.bytes!;
+    // The broker writes offsets into its own copy; make sure a resend carries a producer's batch.
+    if (batch.attempts > 1) setBatchBaseOffset(bytes, 0);
+    this.transport.request(Opcode.produce, queue.requestHeader, bytes).then(
+      (response) => this.onProduced(batch, response),
+      (error: unknown) => this.onProduceFailed(batch, error),
+    );
+  }
+
+  private onProduced(batch: ProducerBatch, response: TransportResponse): void {
+    const queue = batch.queue;
+    queue.inFlight--;
+    this.inFlightTotal--;
+    try {
+      const baseOffset = integerOf(response.header, 'baseOffset', 'produce');
+      this.accumulator.settle(batch, { baseOffset });
+    } catch (error) {
+      this.accumulator.settle(batch, null, error);
+    }
+    this.afterSettle(queue);
+  }
+
+  private onProduceFailed(batch: ProducerBatch, error: unknown): void {
+    const queue = batch.queue;
+    queue.inFlight--;
+    this.inFlightTotal--;
+    const code = error instanceof SpillwayError ? error.code : undefined;
+    if (code === 'UNKNOWN_PARTITION' || code === 'UNKNOWN_TOPIC') this.metadata.refreshQuietly(queue.topic);
+    const backoffMs = this.backoffMs(batch.attempts);
+    if (
+      error instanceof SpillwayError &&
+      error.retriable &&
+      batch.attempts <= this.options.retries &&
+      Date.now() + backoffMs - batch.createdAtMs < this.options.deliveryTimeoutMs &&
+      !this.transport.closed
+    ) {
+      this.accumulator.requeue(batch);
+      if (!queue.paused) {
+        queue.paused = true;
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(timer);
+          queue.paused = false;
+          this.drain(queue);
+        }, backoffMs);
+        this.retryTimers.add(timer);
+      }
+    } else {
+      this.accumulator.settle(batch, null, error);
+    }
+    this.afterSettle(queue);
+  }
+
+  private afterSettle(queue: PartitionQueue): void {
+    this.drain(queue);
+    if (this.waitingForSlot.size > 0) this.drainWaiting();
+    if (this.waitingHead < this.waiting.length) this.pump();
+  }
+
+  /** retryBackoffMs * 2^(attempts-1), at most retryBackoffMaxMs, ±20 % so that clients spread out. */
+  private backoffMs(attempts: number): number {
+    const base = Math.min(
+      this.options.retryBackoffMs * 2 ** Math.min(Math.max(attempts - 1, 0), 30),
+      this.options.retryBackoffMaxMs,
+    );
+    return Math.round(base * (0.8 + 0.4 * Math.random()));
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The client's entry point: `await Spillway.connect('ws://host:port')` for a broker over the
+ * network, `await Spillway.connect(broker)` for a broker in this process (anything with the
+ * BrokerApi methods, e.g. what `Broker.open()` returns), with the same API and the same errors.
+ * One Spillway holds one transport (one WebSocket connection), shared by its admin, producers
+ * and consumers. close() closes the consumers, flushes and closes the producers, then the transport.
+ */
+import { InvalidArgumentError } from '../errors.js';
+import type { BrokerApi } from '../protocol/broker-api.js';
+import { Admin } from './admin.js';
+import { Consumer, type ConsumerOptions } from './consumer.js';
+import { InProcessTransport, isBrokerApi } from './in-process-transport.js';
+import { MetadataCache } from './metadata-cache.js';
+import { Producer, type ProducerOptions } from './producer.js';
+import type { HelloInfo, Transport } from './transport.js';
+import { WebSocketTransport } from './websocket-transport.js';
+
+export interface SpillwayOptions {
+  /** Sent to the broker in HELLO. */
+  clientId?: string;
+  /** A request not answered within this fails with TIMEOUT (retriable). Default 30 000. */
+  requestTimeoutMs?: number;
+  /** WebSocket: opening the connection plus HELLO. Default 10 000. */
+  connectTimeoutMs?: number;
+  /** WebSocket: first wait before reconnecting after a failed attempt; doubles. Default 100. */
+  reconnectBackoffMs?: number;
+  /** WebSocket: longest wait between reconnect attempts. Default 5 000. */
+  reconnectBackoffMaxMs?: number;
+  /** Requests in flight on the connection (at most what the broker allows, 1024). */
+  inFlightRequestsMax?: number;
+  /** Requests waiting for an in-flight slot before more fail with BACKPRESSURE. Default 100 000. */
+  queuedRequestsMax?: number;
+  /** Producers fetch a topic's partition count again when it is older than this. Default 60 000. */
+  metadataMaxAgeMs?: number;
+}
+
+export const spillwayDefaults = {
+  metadataMaxAgeMs: 60_000,
+} as const;
+
+export class Spillway {
+  readonly admin: Admin;
+  private readonly transport: Transport;
+  private readonly metadata: MetadataCache;
+  private readonly producers = new Set<Producer>();
+  private readonly consumers = new Set<Consumer>();
+  private closing: Promise<void> | null = null;
+
+  private constructor(transport: Transport, options: SpillwayOptions) {
+    this.transport = transport;
+    this.admin = new Admin(transport);
+    this.metadata = new MetadataCache(
+      this.admin,
+      options.metadataMaxAgeMs ?? spillwayDefaults.metadataMaxAgeMs,
+    );
+  }
+
+  /**
+   * Connects to a broker: a `ws://` / `wss://` URL, or a broker object in this process.
+   * Rejects if the broker cannot be reached or speaks another protocol version.
+   */
+  static async connect(target: string | BrokerApi, options: SpillwayOptions = {}): Promise<Spillway> {
+    const maxAgeMs = options.metadataMaxAgeMs;
+    if (maxAgeMs !== undefined && (!Number.isSafeInteger(maxAgeMs) || maxAgeMs < 0)) {
+      throw new InvalidArgumentError(`metadataMaxAgeMs must be an integer >= 0, got ${maxAgeMs}`);
+    }
+    if (typeof target === 'string')
+      return new Spillway(await WebSocketTransport.connect(target, options), options);
+    if (isBrokerApi(target)) return new Spillway(await InProcessTransport.connect(target, options), options);
+    throw new InvalidArgumentError(
+      'Spillway.connect takes a ws:// URL or a broker (an object with the BrokerApi methods)',
+    );
+  }
+
+  /** What the broker said when the client connected: versions and limits. */
+  get broker(): HelloInfo {
+    return this.transport.hello;
+  }
+
+  producer(options: ProducerOptions = {}): Producer {
+    this.assertOpen();
+    const producer = new Producer(this.transport, this.metadata, options);
+    this.producers.add(producer);
+    return producer;
+  }
+
+  consumer(options: ConsumerOptions): Consumer {
+    this.assertOpen();
+    const consumer = new Consumer(this.transport, this.admin, options);
+    this.consumers.add(consumer);
+    return consumer;
+  }
+
+  /** Closes consumers, flushes and closes producers, then the connection. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closing = (async () => {
+        try {
+          await Promise.allSettled([...this.consumers].map((consumer) => consumer.close()));
+          await Promise.allSettled([...this.producers].map((producer) => producer.close()));
+        } finally {
+          await this.transport.close();
+        }
+      })();
+    }
+    return this.closing;
+  }
+
+  private assertOpen(): void {
+    if (this.closing !== null || this.transport.closed)
+      throw new InvalidArgumentError('this Spillway client is closed');
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The transport behind the client: one request in, one response out, matched by correlation id.
+ * Two implementations: WebSocketTransport (a broker over the network, npm `ws`) and
+ * InProcessTransport (a broker in this process, through the same dispatch() the server uses).
+ * Producer, consumer and admin see only this interface, so they behave the same over both.
+ *
+ * Contract of `request`:
+ *  - resolves with the response's control header and body (the body is a view the caller may keep:
+ *    over WebSocket a view of the received message, in process the broker's fetch result);
+ *  - rejects with a SpillwayError: the broker's error frame (its code, message and retriable flag),
+ *    CONNECTION_CLOSED (retriable) when the connection drops with the request pending,
+ *    TIMEOUT (retriable) after `timeoutMs`, BACKPRESSURE (retriable) when too many requests wait
+ *    for a slot, CONNECTION_CLOSED (not retriable) once the transport is closed;
+ *  - may be called any number of times without awaiting: at most `inFlightRequestsMax` requests
+ *    are on the wire at once, the others wait in a bounded queue, in call order.
+ */
+import type { SpillwayError } from '../errors.js';
+
+export interface TransportResponse {
+  header: unknown;
+  body: Uint8Array;
+}
+
+export interface RequestOptions {
+  /** Overrides the transport's request timeout (a long-poll adds its wait to it). */
+  timeoutMs?: number;
+  /** Aborting rejects the request at once (the broker may still carry it out). */
+  signal?: AbortSignal;
+}
+
+export interface HelloInfo {
+  protocolVersion: number;
+  brokerVersion: string;
+  frameBytesMax: number;
+  inFlightRequestsMax: number;
+}
+
+export type DisconnectListener = (error: SpillwayError) => void;
+
+export interface Transport {
+  /** What the broker said in its HELLO answer (after the first connection). */
+  readonly hello: HelloInfo;
+  request(
+    opcode: number,
+    header: unknown,
+    body?: Uint8Array,
+    options?: RequestOptions,
+  ): Promise<TransportResponse>;
+  /** Called each time a live connection is lost (not when close() is called). Returns an unsubscribe. */
+  onDisconnect(listener: DisconnectListener): () => void;
+  /** Rejects pending and queued requests (CONNECTION_CLOSED, not retriable) and releases the connection. */
+  close(): Promise<void>;
+  readonly closed: boolean;
+}

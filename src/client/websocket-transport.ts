@@ -1,0 +1,449 @@
+/**
+ * Transport to a broker over one WebSocket connection (npm `ws`), one binary message per frame
+ * (src/protocol/frame.ts). Many requests are pipelined on the connection and matched to their
+ * answers by correlation id; at most the broker's `inFlightRequestsMax` (from HELLO, or less if the
+ * caller asks) are on the wire, the rest wait in a bounded FIFO (RequestWindow).
+ *
+ * Connection life: connect() opens the socket and sends HELLO with our protocolVersion; it fails
+ * if the first connection fails. When a live connection drops, every request on it rejects with
+ * CONNECTION_CLOSED (retriable: the caller decides whether to send again; a produce may or may not
+ * have been appended) and disconnect listeners run. Nothing reconnects in the background: the next
+ * request reconnects, and after failed attempts the next one first waits an exponential backoff
+ * (reconnectBackoffMs doubling up to reconnectBackoffMaxMs), so a dead broker is not hammered.
+ *
+ * Frames are sent as one WebSocket message with a zero masking key: a client must mask, and `ws`
+ * would otherwise copy every payload to XOR it; a zero key keeps the bytes as they are (this
+ * protocol never passes through the HTTP caches that masking protects). The caller's body is not
+ * modified. Not for concurrent use from several threads (nothing in Node is).
+ */
+import { WebSocket } from 'ws';
+import { InvalidArgumentError, SpillwayError } from '../errors.js';
+import { frameBytesMax } from '../limits.js';
+import { decodeFrame, encodeFrame, FrameFlags } from '../protocol/frame.js';
+import type { HelloRequest } from '../protocol/messages.js';
+import { Opcode, protocolVersion } from '../protocol/opcodes.js';
+import { abortError, RequestWindow } from './request-window.js';
+import type {
+  DisconnectListener,
+  HelloInfo,
+  RequestOptions,
+  Transport,
+  TransportResponse,
+} from './transport.js';
+import { closedError, errorFromHeader, parseHelloResponse } from './wire.js';
+
+export interface WebSocketTransportOptions {
+  /** Sent in HELLO; shows in broker logs. */
+  clientId?: string;
+  /** A request not answered within this is rejected with TIMEOUT (retriable). Default 30 000. */
+  requestTimeoutMs?: number;
+  /** Opening the socket plus HELLO. Default 10 000. */
+  connectTimeoutMs?: number;
+  /** First wait before reconnecting after a failed attempt; doubles per failure. Default 100. */
+  reconnectBackoffMs?: number;
+  /** Longest wait between reconnect attempts. Default 5 000. */
+  reconnectBackoffMaxMs?: number;
+  /** Requests on the wire at once; the broker's HELLO value if lower. Default: the broker's (1024). */
+  inFlightRequestsMax?: number;
+  /** Requests waiting for an in-flight slot before further ones fail with BACKPRESSURE. Default 100 000. */
+  queuedRequestsMax?: number;
+}
+
+export const webSocketTransportDefaults = {
+  requestTimeoutMs: 30_000,
+  connectTimeoutMs: 10_000,
+  reconnectBackoffMs: 100,
+  reconnectBackoffMaxMs: 5_000,
+  queuedRequestsMax: 100_000,
+} as const;
+
+interface PendingRequest {
+  /** The connection the request went out on: only its loss rejects the request. */
+  socket: WebSocket;
+  resolve: (response: TransportResponse) => void;
+  reject: (error: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** Fills the masking key with zeros: `ws` then sends the payload without copying it. */
+function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}
+
+function positiveInteger(value: number | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+export class WebSocketTransport implements Transport {
+  readonly url: string;
+  private readonly clientId: string | undefined;
+  private readonly requestTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly reconnectBackoffMs: number;
+  private readonly reconnectBackoffMaxMs: number;
+  private readonly inFlightRequestsWanted: number | undefined;
+  private readonly window: RequestWindow;
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly disconnectListeners = new Set<DisconnectListener>();
+  /** Sockets whose loss was handled (dropSocket, then the 'close' event, must not do it twice). */
+  private readonly closedSockets = new WeakSet<WebSocket>();
+  private socket: WebSocket | null = null;
+  private connecting: Promise<WebSocket> | null = null;
+  private nextCorrelationId = 1;
+  private failedAttempts = 0;
+  private nextAttemptAtMs = 0;
+  private helloInfo: HelloInfo | null = null;
+  private isClosed = false;
+
+  private constructor(url: string, options: WebSocketTransportOptions) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new InvalidArgumentError(`'${url}' is not a URL (expected ws://host:port)`);
+    }
+    if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
+      throw new InvalidArgumentError(`broker URL '${url}' must start with ws:// or wss://`);
+    }
+    const defaults = webSocketTransportDefaults;
+    this.url = url;
+    this.clientId = options.clientId;
+    this.requestTimeoutMs = positiveInteger(
+      options.requestTimeoutMs,
+      'requestTimeoutMs',
+      defaults.requestTimeoutMs,
+    );
+    this.connectTimeoutMs = positiveInteger(
+      options.connectTimeoutMs,
+      'connectTimeoutMs',
+      defaults.connectTimeoutMs,
+    );
+    this.reconnectBackoffMs = positiveInteger(
+      options.reconnectBackoffMs,
+      'reconnectBackoffMs',
+      defaults.reconnectBackoffMs,
+    );
+    this.reconnectBackoffMaxMs = positiveInteger(
+      options.reconnectBackoffMaxMs,
+      'reconnectBackoffMaxMs',
+      defaults.reconnectBackoffMaxMs,
+    );
+    this.inFlightRequestsWanted =
+      options.inFlightRequestsMax === undefined
+        ? undefined
+        : positiveInteger(options.inFlightRequestsMax, 'inFlightRequestsMax', 1);
+    const queuedMax = positiveInteger(
+      options.queuedRequestsMax,
+      'queuedRequestsMax',
+      defaults.queuedRequestsMax,
+    );
+    // One slot until HELLO tells the broker's bound (requests made before wait for the connection anyway).
+    this.window = new RequestWindow(this.inFlightRequestsWanted ?? 1, queuedMax);
+  }
+
+  /** Opens the connection and says HELLO. Rejects if the broker cannot be reached or refuses. */
+  static async connect(url: string, options: WebSocketTransportOptions = {}): Promise<WebSocketTransport> {
+    const transport = new WebSocketTransport(url, options);
+    await transport.ensureConnected();
+    return transport;
+  }
+
+  get hello(): HelloInfo {
+    if (this.helloInfo === null) throw new Error('WebSocketTransport.hello before the first connection');
+    return this.helloInfo;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Whether a connection is open now. */
+  get connected(): boolean {
+    return this.socket !== null;
+  }
+
+  onDisconnect(listener: DisconnectListener): () => void {
+    this.disconnectListeners.add(listener);
+    return () => this.disconnectListeners.delete(listener);
+  }
+
+  async request(
+    opcode: number,
+    header: unknown,
+    body?: Uint8Array,
+    options?: RequestOptions,
+  ): Promise<TransportResponse> {
+    if (this.isClosed) throw closedError('the client');
+    const signal = options?.signal;
+    if (!this.window.tryAcquire()) await this.window.wait(signal);
+    try {
+      if (this.isClosed) throw closedError('the client');
+      const socket = this.socket ?? (await this.ensureConnected());
+      return await this.send(
+        socket,
+        opcode,
+        header,
+        body,
+        options?.timeoutMs ?? this.requestTimeoutMs,
+        signal,
+      );
+    } finally {
+      this.window.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    const error = closedError('the client');
+    this.window.rejectQueued(error);
+    this.rejectPending(error);
+    if (this.connecting) await this.connecting.catch(() => undefined);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) await closeSocket(socket);
+  }
+
+  private send(
+    socket: WebSocket,
+    opcode: number,
+    header: unknown,
+    body: Uint8Array | undefined,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<TransportResponse> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const correlationId = this.takeCorrelationId();
+    const bytes = encodeFrame({ opcode, flags: 0, correlationId, header, body });
+    return new Promise<TransportResponse>((resolve, reject) => {
+      const entry: PendingRequest = { socket, resolve, reject, timer: undefined, signal, onAbort: undefined };
+      entry.timer = setTimeout(() => {
+        if (this.pending.get(correlationId) !== entry) return;
+        this.settle(correlationId, entry);
+        reject(
+          new SpillwayError(
+            'TIMEOUT',
+            `request (opcode ${opcode}) to ${this.url} not answered within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      if (signal) {
+        entry.onAbort = () => {
+          if (this.pending.get(correlationId) !== entry) return;
+          this.settle(correlationId, entry);
+          reject(abortError(signal));
+        };
+        signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+      this.pending.set(correlationId, entry);
+      socket.send(bytes);
+    });
+  }
+
+  /** Removes a pending request and its timer and abort listener. */
+  private settle(correlationId: number, entry: PendingRequest): void {
+    this.pending.delete(correlationId);
+    clearTimeout(entry.timer);
+    if (entry.signal && entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
+  }
+
+  private takeCorrelationId(): number {
+    let id = this.nextCorrelationId;
+    // 32 bits on the wire; skip ids still pending after a wrap (a request older than 4 billion others).
+    while (this.pending.has(id)) id = (id + 1) >>> 0;
+    this.nextCorrelationId = (id + 1) >>> 0;
+    return id;
+  }
+
+  /** Rejects the pending requests (of `socket` only, when given). */
+  private rejectPending(error: SpillwayError, socket?: WebSocket): void {
+    const entries = [...this.pending];
+    for (const [correlationId, entry] of entries) {
+      if (socket !== undefined && entry.socket !== socket) continue;
+      this.pending.delete(correlationId);
+      clearTimeout(entry.timer);
+      if (entry.signal && entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
+      entry.reject(error);
+    }
+  }
+
+  private ensureConnected(): Promise<WebSocket> {
+    if (this.socket) return Promise.resolve(this.socket);
+    if (!this.connecting) {
+      this.connecting = this.openConnection().finally(() => {
+        this.connecting = null;
+      });
+    }
+    return this.connecting;
+  }
+
+  private async openConnection(): Promise<WebSocket> {
+    const waitMs = this.nextAttemptAtMs - Date.now();
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    if (this.isClosed) throw closedError('the client');
+    let socket: WebSocket | null = null;
+    try {
+      socket = await this.openSocket();
+      const hello = await this.sayHello(socket);
+      if (this.isClosed) throw closedError('the client');
+      this.helloInfo = hello;
+      this.window.setLimit(
+        Math.min(this.inFlightRequestsWanted ?? hello.inFlightRequestsMax, hello.inFlightRequestsMax),
+      );
+      this.failedAttempts = 0;
+      this.nextAttemptAtMs = 0;
+      this.socket = socket;
+      return socket;
+    } catch (error) {
+      if (socket) socket.terminate();
+      this.failedAttempts++;
+      const backoffMs = Math.min(
+        this.reconnectBackoffMs * 2 ** Math.min(this.failedAttempts - 1, 30),
+        this.reconnectBackoffMaxMs,
+      );
+      this.nextAttemptAtMs = Date.now() + backoffMs * (0.8 + 0.4 * Math.random());
+      if (error instanceof SpillwayError) throw error;
+      throw new SpillwayError(
+        'CONNECTION_CLOSED',
+        `cannot connect to ${this.url}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error, retriable: true },
+      );
+    }
+  }
+
+  private openSocket(): Promise<WebSocket> {
+    return new Promise<WebSocket>((resolve, reject) => {
+      const socket = new WebSocket(this.url, {
+        perMessageDeflate: false,
+        maxPayload: frameBytesMax,
+        handshakeTimeout: this.connectTimeoutMs,
+        generateMask: zeroMask,
+      });
+      socket.binaryType = 'nodebuffer';
+      const onOpen = (): void => {
+        socket.off('error', onError);
+        socket.off('close', onEarlyClose);
+        this.attach(socket);
+        resolve(socket);
+      };
+      const onError = (error: Error): void => {
+        socket.off('open', onOpen);
+        socket.off('close', onEarlyClose);
+        socket.on('error', () => undefined);
+        reject(error);
+      };
+      const onEarlyClose = (code: number): void => {
+        socket.off('open', onOpen);
+        socket.off('error', onError);
+        reject(new Error(`connection closed during the handshake (code ${code})`));
+      };
+      socket.once('open', onOpen);
+      socket.once('error', onError);
+      socket.once('close', onEarlyClose);
+    });
+  }
+
+  /** HELLO on a fresh socket, before it serves requests (so outside the window). */
+  private async sayHello(socket: WebSocket): Promise<HelloInfo> {
+    const request: HelloRequest = { protocolVersion };
+    if (this.clientId !== undefined) request.clientId = this.clientId;
+    const response = await this.send(
+      socket,
+      Opcode.hello,
+      request,
+      undefined,
+      this.connectTimeoutMs,
+      undefined,
+    );
+    const hello = parseHelloResponse(response.header);
+    if (hello.protocolVersion !== protocolVersion) {
+      throw new SpillwayError(
+        'UNSUPPORTED_VERSION',
+        `broker at ${this.url} speaks protocol ${hello.protocolVersion}, this client ${protocolVersion}`,
+      );
+    }
+    return hello;
+  }
+
+  private attach(socket: WebSocket): void {
+    socket.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      this.onMessage(socket, data, isBinary);
+    });
+    socket.on('error', () => {
+      // 'close' follows and does the work; without a listener an error would crash the process.
+    });
+    socket.on('close', (code: number, reason: Buffer) => {
+      this.onSocketClosed(socket, code, reason.toString());
+    });
+  }
+
+  private onMessage(socket: WebSocket, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    let bytes: Uint8Array;
+    if (Buffer.isBuffer(data)) bytes = data;
+    else if (Array.isArray(data)) bytes = Buffer.concat(data);
+    else bytes = new Uint8Array(data);
+    let frame: ReturnType<typeof decodeFrame>;
+    try {
+      if (!isBinary) throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent a text message');
+      frame = decodeFrame(bytes);
+      if ((frame.flags & FrameFlags.response) === 0) {
+        throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent a frame that is not a response');
+      }
+    } catch (error) {
+      // A broker that breaks the protocol cannot be trusted with the other answers on this socket.
+      this.dropSocket(socket, error);
+      return;
+    }
+    const entry = this.pending.get(frame.correlationId);
+    if (entry === undefined) return; // timed out or aborted: the late answer is dropped
+    this.settle(frame.correlationId, entry);
+    if ((frame.flags & FrameFlags.error) !== 0) entry.reject(errorFromHeader(frame.header));
+    else entry.resolve({ header: frame.header, body: frame.body });
+  }
+
+  private dropSocket(socket: WebSocket, cause: unknown): void {
+    const message = cause instanceof Error ? cause.message : String(cause);
+    this.onSocketClosed(socket, 1002, message);
+    socket.terminate();
+  }
+
+  private onSocketClosed(socket: WebSocket, code: number, reason: string): void {
+    if (this.closedSockets.has(socket)) return;
+    this.closedSockets.add(socket);
+    const wasLive = this.socket === socket;
+    if (wasLive) this.socket = null;
+    const error = this.isClosed
+      ? closedError('the client')
+      : new SpillwayError(
+          'CONNECTION_CLOSED',
+          `connection to ${this.url} lost (code ${code}${reason ? `, ${reason}` : ''})`,
+          { retriable: true },
+        );
+    this.rejectPending(error, socket);
+    if (wasLive && !this.isClosed) {
+      for (const listener of this.disconnectListeners) listener(error);
+    }
+  }
+}
+
+/** Closes a socket politely, and forcibly if the peer does not answer within a second. */
+function closeSocket(socket: WebSocket): Promise<void> {
+  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      socket.terminate();
+      resolve();
+    }, 1000);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.close(1000, 'client closed');
+  });
+}

@@ -1,0 +1,58 @@
+/**
+ * What both transports do with answers the same way: turn an error frame's header into a
+ * SpillwayError with the broker's code, message and retriable flag, and check the HELLO answer.
+ * Answers come from a broker we trust less than our own code: their fields are checked, and a
+ * missing or ill-typed one is a PROTOCOL_ERROR, never a crash further in.
+ */
+import { isErrorCode, retriableByCode, SpillwayError } from '../errors.js';
+import type { HelloInfo } from './transport.js';
+
+type Fields = Record<string, unknown>;
+
+function fieldsOf(header: unknown, what: string): Fields {
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new SpillwayError('PROTOCOL_ERROR', `${what}: the broker's answer header is not a map`);
+  }
+  return header as Fields;
+}
+
+/** The SpillwayError an error frame stands for. An unknown code becomes INTERNAL (message kept). */
+export function errorFromHeader(header: unknown): SpillwayError {
+  const fields =
+    header !== null && typeof header === 'object' && !Array.isArray(header) ? (header as Fields) : {};
+  const code = fields['code'];
+  const message =
+    typeof fields['message'] === 'string' ? fields['message'] : 'broker error without a message';
+  if (!isErrorCode(code)) {
+    return new SpillwayError('INTERNAL', `${message} (unknown error code ${JSON.stringify(code)})`);
+  }
+  const retriable = typeof fields['retriable'] === 'boolean' ? fields['retriable'] : retriableByCode[code];
+  return new SpillwayError(code, message, { retriable });
+}
+
+/** A safe non-negative integer field of a broker answer, or PROTOCOL_ERROR. */
+export function integerOf(header: unknown, name: string, what: string): number {
+  const value = fieldsOf(header, what)[name];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new SpillwayError(
+      'PROTOCOL_ERROR',
+      `${what}: the broker's answer has ${name} = ${JSON.stringify(value)}, not an integer >= 0`,
+    );
+  }
+  return value;
+}
+
+export function parseHelloResponse(header: unknown): HelloInfo {
+  const fields = fieldsOf(header, 'HELLO');
+  return {
+    protocolVersion: integerOf(header, 'protocolVersion', 'HELLO'),
+    brokerVersion: typeof fields['brokerVersion'] === 'string' ? fields['brokerVersion'] : 'unknown',
+    frameBytesMax: integerOf(header, 'frameBytesMax', 'HELLO'),
+    inFlightRequestsMax: Math.max(1, integerOf(header, 'inFlightRequestsMax', 'HELLO')),
+  };
+}
+
+/** CONNECTION_CLOSED for requests made after (or pending during) the client's own close(). */
+export function closedError(what: string): SpillwayError {
+  return new SpillwayError('CONNECTION_CLOSED', `${what} is closed`, { retriable: false });
+}
