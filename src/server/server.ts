@@ -11,11 +11,11 @@
  *
  * Everything runs on the event loop thread that called startServer; nothing here is thread-safe.
  */
+import { createServer as createNetServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import uWS, {
   type HttpRequest,
   type HttpResponse,
-  type TemplatedApp,
   type us_listen_socket,
   type us_socket_context_t,
 } from '@trufflesuite/uws-js-unofficial';
@@ -63,16 +63,20 @@ const defaultIdleTimeoutSeconds = 120;
  * or the second fragment of one, is never dropped.
  */
 const uwsMaxBackpressureBytes = sendBufferBytesHardMax + 2 * frameBytesMax;
-/** uWS listen option: fail instead of sharing the port (SO_REUSEPORT) with another process. */
-const listenExclusivePort = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number })
-  .LIBUS_LISTEN_EXCLUSIVE_PORT;
-
-type ListenWithOptions = (
-  host: string,
-  port: number,
-  options: number,
-  callback: (listenSocket: us_listen_socket | false) => void,
-) => TemplatedApp;
+/**
+ * uWS listens with SO_REUSEPORT, so a second broker on the same port would silently share it; its
+ * exclusive-port option instead also refuses a port whose last connections are in TIME_WAIT (a quick
+ * restart fails for a minute). So: probe the port with Node's net (SO_REUSEADDR, no SO_REUSEPORT),
+ * which fails only when something listens there, then let uWS listen with its defaults.
+ */
+function probePortFree(host: string, port: number): Promise<boolean> {
+  if (port === 0) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const probe = createNetServer();
+    probe.once('error', () => resolve(false));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(true)));
+  });
+}
 
 let packageVersion: string | undefined;
 
@@ -224,14 +228,15 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     ),
   );
 
+  const cannotListen = () =>
+    new InvalidArgumentError(
+      `cannot listen on ${host}:${requestedPort} (address in use, or not an address of this machine)`,
+    );
+  if (!(await probePortFree(host, requestedPort))) throw cannotListen();
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    (app.listen as unknown as ListenWithOptions)(host, requestedPort, listenExclusivePort, (socket) => {
+    app.listen(host, requestedPort, (socket: us_listen_socket | false) => {
       if (socket === false) {
-        reject(
-          new InvalidArgumentError(
-            `cannot listen on ${host}:${requestedPort} (address in use, or not an address of this machine)`,
-          ),
-        );
+        reject(cannotListen());
       } else {
         resolve(socket);
       }
