@@ -1,7 +1,9 @@
 /**
- * The `spillway` package: the embedded engine and (from `spillway/client`) the client.
- * Until the broker engine lands, this exposes the storage engine and the record-batch format.
+ * The `spillway` package: the embedded engine (`Broker`) and the client (`Spillway`, also alone from
+ * `spillway/client`), plus the storage engine and the record-batch format for those who embed them.
  */
+export * from './broker/index.js';
+export * from './client/index.js';
 export * from './errors.js';
 export * from './format/batch-header.js';
 export * from './format/crc32c.js';
@@ -10,4 +12,3 @@ export * as limits from './limits.js';
 export type { RecoveryReport, TruncationReport } from './storage/log-loader.js';
 export type { AppendResult, LogStore, ReadResult, RetentionResult } from './storage/log-store.js';
 export { PartitionLog, type PartitionLogOptions } from './storage/partition-log.js';
-export type { Durability } from './storage/sync-scheduler.js';

@@ -1,38 +1,82 @@
 #!/usr/bin/env node
 /**
- * The `spillway` command. Subcommands are added as the broker, client and bench land; until then
- * every command says clearly what is not there yet (exit code 1), and bad usage exits 2.
+ * The `spillway` command (names fixed in API.md). Expected errors print one line on stderr and exit
+ * 1; bad usage prints the usage and exits 2. No stack traces for expected errors.
  */
-import { parseArgs } from 'node:util';
+import { UsageError } from './cli-error.js';
 
 const usage = `usage: spillway <command> [options]
 
 commands:
-  broker     run the broker in the foreground (not available yet: the broker engine is the next issue)
-  bench      run the benchmark suite (same as npm run bench)
-  help       show this text
-`;
+  broker                       run the broker in the foreground
+  topic create|list|describe|delete|add-partitions
+  produce TOPIC                one message per stdin line (or --value V)
+  consume TOPIC                print messages as JSON lines
+  bench                        run the benchmark suite (same as npm run bench)
+  help                         show this text
 
-async function main(argv: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false });
-  const command = positionals[0];
-  switch (command) {
-    case undefined:
-    case 'help':
-      process.stdout.write(usage);
-      return command === undefined ? 2 : 0;
-    case 'broker':
-      process.stderr.write(
-        'spillway: the broker is not available in this version yet (storage engine only); see README.md\n',
-      );
-      return 1;
+run 'spillway <command> --help' for a command's options`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+async function load(name: string): Promise<{ run: Command; usage: string } | null> {
+  switch (name) {
+    case 'broker': {
+      const module = await import('./commands/broker.js');
+      return { run: module.runBroker, usage: module.brokerUsage };
+    }
+    case 'topic': {
+      const module = await import('./commands/topic.js');
+      return { run: module.runTopic, usage: module.topicUsage };
+    }
+    case 'produce': {
+      const module = await import('./commands/produce.js');
+      return { run: module.runProduce, usage: module.produceUsage };
+    }
+    case 'consume': {
+      const module = await import('./commands/consume.js');
+      return { run: module.runConsume, usage: module.consumeUsage };
+    }
     case 'bench': {
-      const { runBenchFromCommandLine } = await import('../../bench/main.js');
-      return runBenchFromCommandLine(argv.slice(1));
+      const module = await import('../../bench/main.js');
+      return { run: module.runBenchFromCommandLine, usage: '' };
     }
     default:
-      process.stderr.write(`spillway: unknown command '${command}'\n${usage}`);
+      return null;
+  }
+}
+
+function isParseArgsError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(`${usage}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = await load(name);
+  if (command === null) {
+    process.stderr.write(`spillway: unknown command '${name}'\n${usage}\n`);
+    return 2;
+  }
+  if (name !== 'bench' && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    if (error instanceof UsageError || isParseArgsError(error)) {
+      process.stderr.write(`spillway ${name}: ${(error as Error).message}\n${command.usage}\n`);
       return 2;
+    }
+    const code = (error as { code?: unknown } | null)?.code;
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`spillway ${name}: ${typeof code === 'string' ? `${code}: ` : ''}${message}\n`);
+    return 1;
   }
 }
 

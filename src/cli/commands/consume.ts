@@ -1,0 +1,86 @@
+/**
+ * `spillway consume TOPIC`: prints one JSON line per message:
+ * `{"topic","partition","offset","key","value","headers","timestamp","deliveryCount"}` (key, value and
+ * header values as UTF-8 text). Stops after --max-messages, or when no message came for
+ * --idle-exit-ms, or on SIGINT/SIGTERM.
+ */
+import { parseArgs } from 'node:util';
+import { Spillway } from '../../client/index.js';
+import { integerFlag, UsageError } from '../cli-error.js';
+
+export const consumeUsage = `usage: spillway consume TOPIC [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--broker URL]
+  (--group and --mode arrive with consumer groups)`;
+
+function text(bytes: Uint8Array | null): string | null {
+  return bytes === null
+    ? null
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+}
+
+export async function runConsume(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      group: { type: 'string' },
+      mode: { type: 'string' },
+      from: { type: 'string', default: 'earliest' },
+      'max-messages': { type: 'string' },
+      'idle-exit-ms': { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('consume needs exactly one TOPIC');
+  const topic = positionals[0]!;
+  if (values.from !== 'earliest' && values.from !== 'latest')
+    throw new UsageError('--from must be earliest or latest');
+  if (values.group !== undefined || values.mode !== undefined) {
+    throw new UsageError(
+      '--group and --mode are not supported by this version yet (consumer groups arrive later)',
+    );
+  }
+  const maxMessages = integerFlag('max-messages', values['max-messages'], 1);
+  const idleExitMs = integerFlag('idle-exit-ms', values['idle-exit-ms'], 1);
+  const sw = await Spillway.connect(values.broker);
+  const consumer = sw.consumer({ topics: [topic], from: values.from });
+  let idleTimer: NodeJS.Timeout | null = null;
+  const armIdle = () => {
+    if (idleExitMs === undefined) return;
+    if (idleTimer) clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => void consumer.close(), idleExitMs);
+  };
+  const stop = () => void consumer.close();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  let count = 0;
+  try {
+    armIdle();
+    for await (const message of consumer) {
+      const headers: Record<string, string | null> = {};
+      for (const [name, value] of Object.entries(message.headers)) headers[name] = text(value);
+      process.stdout.write(
+        `${JSON.stringify({
+          topic: message.topic,
+          partition: message.partition,
+          offset: message.offset,
+          key: text(message.key),
+          value: text(message.value),
+          headers,
+          timestamp: message.timestamp,
+          deliveryCount: message.deliveryCount,
+        })}\n`,
+      );
+      count++;
+      if (maxMessages !== undefined && count >= maxMessages) break;
+      armIdle();
+    }
+  } finally {
+    if (idleTimer) clearTimeout(idleTimer);
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await consumer.close();
+    await sw.close();
+  }
+  return 0;
+}

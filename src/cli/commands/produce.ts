@@ -1,0 +1,89 @@
+/**
+ * `spillway produce TOPIC`: one message per stdin line (or `--value V` for one). Prints
+ * `{"partition":P,"offset":O}` per message, in input order, each only after the broker acknowledged
+ * it. Batches and pipelines under the hood: sends are not awaited one by one; a bounded window of
+ * unacknowledged messages keeps memory flat however long the input is.
+ */
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { Spillway } from '../../client/index.js';
+import { integerFlag, UsageError } from '../cli-error.js';
+
+export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--broker URL]
+  (--delay-ms and --msg-id arrive with delayed messages and msg-id dedup)`;
+
+/** Messages sent but not yet printed; reading stdin pauses beyond this. */
+const unprintedMessagesMax = 100_000;
+
+export async function runProduce(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      key: { type: 'string' },
+      partition: { type: 'string' },
+      value: { type: 'string' },
+      'delay-ms': { type: 'string' },
+      'msg-id': { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('produce needs exactly one TOPIC');
+  const topic = positionals[0]!;
+  if (values['delay-ms'] !== undefined || values['msg-id'] !== undefined) {
+    throw new UsageError('--delay-ms and --msg-id are not supported by this version yet');
+  }
+  const partition = integerFlag('partition', values.partition, 0);
+  const sw = await Spillway.connect(values.broker);
+  const producer = sw.producer({ lingerMs: 2, batchBytes: 256 * 1024 });
+  const pending: Array<Promise<{ partition: number; offset: number }>> = [];
+  let head = 0;
+  let output = '';
+  const flushOutput = () => {
+    if (output.length > 0) {
+      process.stdout.write(output);
+      output = '';
+    }
+  };
+  const printReady = async (all: boolean) => {
+    while (head < pending.length && (all || pending.length - head >= unprintedMessagesMax)) {
+      const ack = await pending[head]!;
+      pending[head] = undefined as never;
+      head++;
+      output += `{"partition":${ack.partition},"offset":${ack.offset}}\n`;
+      if (output.length > 64 * 1024) flushOutput();
+    }
+    if (head > 4096 && head * 2 > pending.length) {
+      pending.splice(0, head);
+      head = 0;
+    }
+  };
+  const send = (value: string) => {
+    const message: { value: string; key?: string; partition?: number } = { value };
+    if (values.key !== undefined) message.key = values.key;
+    if (partition !== undefined) message.partition = partition;
+    const promise = producer.send(topic, message);
+    promise.catch(() => undefined); // Reported in order by printReady.
+    pending.push(promise);
+  };
+  try {
+    if (values.value !== undefined) {
+      send(values.value);
+    } else {
+      const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+      for await (const line of lines) {
+        send(line);
+        if (pending.length - head >= unprintedMessagesMax) await printReady(false);
+      }
+    }
+    await producer.flush();
+    await printReady(true);
+    flushOutput();
+  } finally {
+    flushOutput();
+    await producer.close().catch(() => undefined);
+    await sw.close();
+  }
+  return 0;
+}
