@@ -442,6 +442,29 @@ Napi::Value populate_write_async_binding(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// tryLockFile(fd): true when this process now holds the exclusive advisory lock (flock) of the file,
+// false when another process (or another open of the file) holds it. Released when fd is closed.
+Napi::Value try_lock_file_binding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    throw_type_error(env, "fd must be a number");
+    return Napi::Value();
+  }
+  const double fd = info[0].As<Napi::Number>().DoubleValue();
+  if (fd < 0 || fd > 2147483647 || fd != static_cast<double>(static_cast<int>(fd))) {
+    throw_range_error(env, "fd must be a non-negative integer");
+    return Napi::Value();
+  }
+  bool acquired = false;
+  const char* syscall = "";
+  const int error = try_lock_file(static_cast<int>(fd), &acquired, &syscall);
+  if (error != 0) {
+    throw_system_error(env, error, syscall);
+    return Napi::Value();
+  }
+  return Napi::Boolean::New(env, acquired);
+}
+
 Napi::Value page_size_binding(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(page_size_bytes()));
 }
@@ -458,6 +481,7 @@ Napi::Object initialize(Napi::Env env, Napi::Object exports) {
   exports.Set("syncFileRange", Napi::Function::New<sync_file_range_binding>(env, "syncFileRange"));
   exports.Set("populateWrite", Napi::Function::New<populate_write_binding>(env, "populateWrite"));
   exports.Set("populateWriteAsync", Napi::Function::New<populate_write_async_binding>(env, "populateWriteAsync"));
+  exports.Set("tryLockFile", Napi::Function::New<try_lock_file_binding>(env, "tryLockFile"));
   exports.Set("pageSize", Napi::Function::New<page_size_binding>(env, "pageSize"));
   exports.Set("SYNC_FILE_RANGE_WAIT_BEFORE", Napi::Number::New(env, kSyncWaitBefore));
   exports.Set("SYNC_FILE_RANGE_WRITE", Napi::Number::New(env, kSyncWrite));

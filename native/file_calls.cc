@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -18,6 +19,21 @@
 #endif
 
 namespace spillway {
+
+int try_lock_file(int fd, bool* acquired, const char** syscall) {
+  *syscall = "flock";
+  int result;
+  do {
+    result = flock(fd, LOCK_EX | LOCK_NB);
+  } while (result != 0 && errno == EINTR);
+  if (result == 0) {
+    *acquired = true;
+    return 0;
+  }
+  const int error = errno;
+  *acquired = false;
+  return error == EWOULDBLOCK ? 0 : error;
+}
 
 #if defined(__linux__)
 

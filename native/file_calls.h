@@ -35,6 +35,10 @@ int sync_file_byte_range(int fd, int64_t offset, int64_t length, unsigned flags,
 // writable. EINVAL means the kernel (before 5.14) or the mapping does not support it.
 int populate_write(void* address, size_t length, const char** syscall);
 
+// flock(LOCK_EX | LOCK_NB): an advisory lock held until the descriptor is closed (or the process
+// dies). `*acquired` is false when another open file description holds it.
+int try_lock_file(int fd, bool* acquired, const char** syscall);
+
 // The size of a memory page in bytes.
 size_t page_size_bytes();
 

@@ -54,6 +54,7 @@ interface NativeBinding {
     length: number,
     callback: (error: Error | null, supported: boolean) => void,
   ): void;
+  tryLockFile(fd: number): boolean;
   pageSize(): number;
   SYNC_FILE_RANGE_WAIT_BEFORE: number;
   SYNC_FILE_RANGE_WRITE: number;
@@ -70,6 +71,7 @@ const expectedFunctions = [
   'syncFileRange',
   'populateWrite',
   'populateWriteAsync',
+  'tryLockFile',
   'pageSize',
 ] as const;
 
@@ -208,6 +210,13 @@ export const populateWriteAsync: (
   length: number,
   callback: (error: Error | null, supported: boolean) => void,
 ) => void = binding.populateWriteAsync;
+
+/**
+ * Takes the exclusive advisory lock (flock) of an open file without waiting: true when this process
+ * now holds it, false when another holds it. It is released when the descriptor is closed or the
+ * process dies (so a crashed broker never leaves a stale lock).
+ */
+export const tryLockFile: (fd: number) => boolean = binding.tryLockFile;
 
 /** The size of a memory page in bytes. */
 export const pageSize: () => number = binding.pageSize;

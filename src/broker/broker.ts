@@ -22,7 +22,8 @@
  * what is there, lets in-flight produces and fetches and the running admin operation finish, then
  * closes every log (sync, clean-shutdown checkpoint).
  */
-import { existsSync, mkdirSync, realpathSync, renameSync, rmSync } from 'node:fs';
+
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
@@ -57,6 +58,7 @@ import type {
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
+import { DataDirectoryLock } from './data-directory-lock.js';
 import { FetchWaiters } from './fetch-waiters.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
@@ -111,7 +113,6 @@ const unsupportedAttributes: ReadonlyArray<readonly [number, string]> = [
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
 
 /** Data directories open in this process (two brokers on one directory would corrupt it). */
-const openDataDirectories = new Set<string>();
 
 function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
@@ -158,7 +159,7 @@ export class Broker implements BrokerApi {
   private readonly metadata: MetadataStore;
   private readonly topics = new Map<string, Topic>();
   private readonly waiters = new FetchWaiters<Partition>(fetchWaitersPerPartitionMax, fetchWaitersTotalMax);
-  private readonly lockKey: string;
+  private readonly lock: DataDirectoryLock;
   /** Tail of the queue of topic administration operations. */
   private adminQueue: Promise<void> = Promise.resolve();
   private retentionTimer: NodeJS.Timeout | null = null;
@@ -172,14 +173,14 @@ export class Broker implements BrokerApi {
   private constructor(
     options: ResolvedBrokerOptions,
     dataDir: string,
-    lockKey: string,
+    lock: DataDirectoryLock,
     metadata: MetadataStore,
     topics: Topic[],
     openReport: BrokerOpenReport,
   ) {
     this.options = options;
     this.dataDir = dataDir;
-    this.lockKey = lockKey;
+    this.lock = lock;
     this.metadata = metadata;
     for (const topic of topics) this.topics.set(topic.name, topic);
     this.openReport = openReport;
@@ -199,11 +200,7 @@ export class Broker implements BrokerApi {
     const resolved = resolveBrokerOptions(options);
     const dataDir = resolve(resolved.dataDir);
     mkdirSync(dataDir, { recursive: true });
-    const lockKey = realpathSync(dataDir);
-    if (openDataDirectories.has(lockKey)) {
-      throw new InvalidArgumentError(`data directory ${dataDir} is already open in this process`);
-    }
-    openDataDirectories.add(lockKey);
+    const lock = DataDirectoryLock.acquire(dataDir);
     try {
       const metadata = new MetadataStore(dataDir);
       const records = metadata.load(resolved.topicDefaults);
@@ -258,9 +255,9 @@ export class Broker implements BrokerApi {
         completedDeletions: reconciliation.completedDeletions,
         warnings,
       };
-      return new Broker(resolved, dataDir, lockKey, metadata, topics, report);
+      return new Broker(resolved, dataDir, lock, metadata, topics, report);
     } catch (error) {
-      openDataDirectories.delete(lockKey);
+      lock.release();
       throw error;
     }
   }
@@ -542,7 +539,7 @@ export class Broker implements BrokerApi {
     const partitions = [...this.topics.values()].flatMap((topic) => topic.partitions);
     const outcomes = await Promise.allSettled(partitions.map((partition) => partition.log.close()));
     await this.metadata.idle();
-    openDataDirectories.delete(this.lockKey);
+    this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failure !== undefined) throw failure.reason;
   }
