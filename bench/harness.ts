@@ -11,7 +11,8 @@ import type { BenchRow, BenchSuite } from './report.js';
 
 /**
  * The suites, in the order they run. `reference` comes first: later suites look its rows up in
- * `context.previous` to print ratios against the machine.
+ * `context.previous` to print ratios against the machine. `compare` (Spillway and the peers side by
+ * side) comes last: it is the longest, and bench/main.ts runs `reference` with it whenever it runs.
  */
 export const suiteNames = [
   'reference',
@@ -21,6 +22,7 @@ export const suiteNames = [
   'read',
   'recovery',
   'peers',
+  'compare',
 ] as const;
 export type SuiteName = (typeof suiteNames)[number];
 

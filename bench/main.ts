@@ -1,11 +1,15 @@
 /**
- * The benchmark runner: `npm run bench [-- --quick] [--suite NAME]... [--out DIR] [--scratch DIR]`.
+ * The benchmark runner: `npm run bench [-- --quick] [--suite NAME]... [--out DIR] [--scratch DIR]`
+ * [comparison flags: --systems, --durability, --sizes, --producers, --partitions, --scenarios,
+ * --duration-ms, --runs, --sweep-rates; see bench/compare/options.ts].
  *
  * Loads the suites of bench/suites/ in a fixed order (see `suiteNames`), runs them one after another,
  * prints each suite's rows as a Markdown table on stdout as soon as the suite completes, logs progress
  * on stderr, and writes results.json and results.md into the out directory after every suite (so a
  * crash keeps what was gathered). Exit code 0 when every suite ran, 1 when a suite threw, 2 on a usage
- * error.
+ * error. Selecting the 'compare' suite also runs 'reference' (its ratios need it); a comparison
+ * flag without --suite selects exactly these two. The 'compare' suite gets its options and the
+ * results directory through the context and writes compare.json, compare.md and charts/*.svg there.
  *
  * Scratch files live under the repository's `.bench-scratch/` (not /tmp, which may be tmpfs: we measure
  * the disk). Each run makes a fresh directory there and removes it at the end, also after a failure
@@ -25,6 +29,16 @@ import {
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  type CompareContextExtras,
+  type CompareFlags,
+  type CompareOptions,
+  CompareUsageError,
+  compareFlagNames,
+  compareUsage,
+  hasCompareFlags,
+  resolveCompareOptions,
+} from './compare/options.js';
 import {
   type BenchMetadata,
   defaultSuiteDirectory,
@@ -62,6 +76,8 @@ export interface RunBenchOptions {
   handleSignals?: boolean;
   /** Where the suite modules live. Default bench/suites/ next to this file. For tests. */
   suiteDirectory?: string;
+  /** Flags of the comparison (suite 'compare'), as given on the command line. Default: none. */
+  compare?: CompareFlags;
 }
 
 export interface RunBenchResult {
@@ -100,7 +116,16 @@ export async function runBench(options: RunBenchOptions = {}): Promise<RunBenchR
   if (unknown.length > 0) {
     throw new BenchUsageError(`unknown suite ${unknown.join(', ')}; known: ${suiteNames.join(', ')}`);
   }
-  const selected = suiteNames.filter((name) => requested.includes(name));
+  let compareOptions: CompareOptions;
+  try {
+    compareOptions = resolveCompareOptions(options.compare ?? {}, quick);
+  } catch (error) {
+    if (error instanceof CompareUsageError) throw new BenchUsageError(error.message);
+    throw error;
+  }
+  // The comparison's ratios need the physical reference of this run.
+  const withReference = requested.includes('compare') ? [...requested, 'reference'] : requested;
+  const selected = suiteNames.filter((name) => withReference.includes(name));
 
   // Load every module before running anything: a broken module fails the run at once.
   const suites: BenchSuite[] = [];
@@ -175,11 +200,13 @@ export async function runBench(options: RunBenchOptions = {}): Promise<RunBenchR
     for (const suite of suites) {
       const suiteScratch = path.join(scratchDirectory, suite.name);
       mkdirSync(suiteScratch);
-      const context: BenchContext = {
+      const context: BenchContext & CompareContextExtras = {
         quick,
         scratchDir: suiteScratch,
         previous: Object.freeze([...rows]),
         log: (message) => log(suite.name, message),
+        compareOptions,
+        outDirectory,
       };
       const suiteStartMs = performance.now();
       try {
@@ -253,15 +280,22 @@ function writeFileAtomically(file: string, text: string): void {
   renameSync(temporary, file);
 }
 
-const usage = `usage: node dist/bench/main.js [--quick] [--suite NAME]... [--out DIR] [--scratch DIR]
+const usage = `usage: node dist/bench/main.js [--quick] [--suite NAME]... [--out DIR] [--scratch DIR] [comparison flags]
   --quick         short run (small files, one repetition)
   --suite NAME    run only this suite (repeatable): ${suiteNames.join(', ')}
   --out DIR       results directory (default bench/results/<date-time>)
-  --scratch DIR   where the run's scratch directory is made (default .bench-scratch/; not /tmp)`;
+  --scratch DIR   where the run's scratch directory is made (default .bench-scratch/; not /tmp)
+${compareUsage}`;
 
 /** The command line of the bench runner (`node dist/bench/main.js ...` and `spillway bench ...`). Returns the exit code. */
 export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
-  let values: { quick?: boolean; suite?: string[]; out?: string; scratch?: string; help?: boolean };
+  let values: {
+    quick?: boolean;
+    suite?: string[];
+    out?: string;
+    scratch?: string;
+    help?: boolean;
+  } & Partial<Record<keyof typeof compareFlagNames, string>>;
   try {
     values = parseArgs({
       options: {
@@ -270,6 +304,15 @@ export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
         out: { type: 'string' },
         scratch: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        systems: { type: 'string' },
+        durability: { type: 'string' },
+        sizes: { type: 'string' },
+        producers: { type: 'string' },
+        partitions: { type: 'string' },
+        scenarios: { type: 'string' },
+        'duration-ms': { type: 'string' },
+        runs: { type: 'string' },
+        'sweep-rates': { type: 'string' },
       },
       args: argv,
       strict: true,
@@ -283,10 +326,17 @@ export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
+  const compare: CompareFlags = {};
+  for (const [flag, field] of Object.entries(compareFlagNames)) {
+    const value = values[flag as keyof typeof compareFlagNames];
+    if (value !== undefined) compare[field] = value;
+  }
   try {
     const result = await runBench({
       quick: values.quick ?? false,
-      suites: values.suite,
+      // A comparison flag alone means: run the comparison (and the reference it needs).
+      suites: values.suite ?? (hasCompareFlags(compare) ? ['compare'] : undefined),
+      compare,
       out: values.out,
       scratch: values.scratch,
       commandLine: process.argv,
