@@ -25,6 +25,11 @@ export interface GroupedBarChart {
   values: Array<Array<number | undefined>>;
   /** missing[series][group]: the text drawn in place of a missing bar. Default 'n/a'. */
   missing?: Array<Array<string | undefined>>;
+  /**
+   * notes[series][group]: a bar with a note is drawn faded with a dashed outline and the note after
+   * its value label (e.g. '(saturated)': a figure that is not like the others).
+   */
+  notes?: Array<Array<string | undefined>>;
   /** The value axis, with its unit: 'messages per second'. */
   yAxisLabel: string;
   scale: 'linear' | 'log';
@@ -250,10 +255,13 @@ export function groupedBarChartSvg(chart: GroupedBarChart): string {
       }
       const barTop = y(value);
       const barHeight = Math.max(chart.scale === 'log' || value > 0 ? 1 : 0, bottom - barTop);
+      const note = chart.notes?.[series]?.[group];
+      const label = note === undefined ? format(value) : `${format(value)} ${note}`;
+      const style = note === undefined ? '' : ` fill-opacity="0.35" stroke="${color}" stroke-dasharray="4 3"`;
       parts.push(
-        `<rect class="bar" x="${fixed(x)}" y="${fixed(bottom - barHeight)}" width="${fixed(innerWidth)}" height="${fixed(barHeight)}" fill="${color}"><title>${escapeXml(`${chart.series[series]!.name}, ${chart.groups[group]!.replaceAll('\n', ' ')}: ${format(value)}`)}</title></rect>`,
+        `<rect class="bar" x="${fixed(x)}" y="${fixed(bottom - barHeight)}" width="${fixed(innerWidth)}" height="${fixed(barHeight)}" fill="${color}"${style}><title>${escapeXml(`${chart.series[series]!.name}, ${chart.groups[group]!.replaceAll('\n', ' ')}: ${label}`)}</title></rect>`,
       );
-      parts.push(labelAt(centre, bottom - barHeight - 3, format(value), innerWidth, 10, '#111827', 'value'));
+      parts.push(labelAt(centre, bottom - barHeight - 3, label, innerWidth, 10, '#111827', 'value'));
     }
   }
   parts.push('</g>');

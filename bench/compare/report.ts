@@ -559,6 +559,14 @@ export function compareCharts(results: CompareResults): ChartFile[] {
           (rate) => inMode.find((item) => item.system === system && item.ratePerSecond === rate)?.p99Us,
         ),
       ),
+      notes: systems.map((system) =>
+        rates.map((rate) =>
+          inMode.find((item) => item.system === system && item.ratePerSecond === rate)?.saturated ===
+          undefined
+            ? undefined
+            : '(saturated)',
+        ),
+      ),
       missing: systems.map((system) => {
         const saturatedAt = inMode.find(
           (item) => item.system === system && item.saturated !== undefined,
@@ -573,7 +581,7 @@ export function compareCharts(results: CompareResults): ChartFile[] {
       scale: 'log',
       format: formatMicroseconds,
       footnote:
-        'saturated: a lower rate was already not sustained (lost messages, p50 > 100 ms or the publisher fell behind)',
+        'faded bar (saturated): rate not sustained (lost messages, p50 > 100 ms or the publisher fell behind); higher rates not run',
     };
     charts.push({
       file: `sweep-${durability}-${formatSize(messageBytes)}.svg`,

@@ -165,6 +165,12 @@ export async function runCompare(
         total -= outcome.skippedSteps;
         context.log(`${label}: ${outcome.skippedSteps} remaining steps skipped after failures`);
       }
+      if (outcome.saturatedSteps > 0) {
+        total -= outcome.saturatedSteps;
+        context.log(
+          `${label}: ${outcome.saturatedSteps} sweep steps above the first rate not sustained not run`,
+        );
+      }
       if (outcome.failed > 0 && outcome.measured === 0) {
         report.status = 'failed';
         report.reason = results.failures.filter((failure) => matches(failure, target)).at(-1)?.error;
@@ -191,7 +197,7 @@ async function runTarget(
   options: CompareOptions,
   results: CompareResults,
   progress: (label: string, text: string) => void,
-): Promise<{ measured: number; failed: number; skippedSteps: number }> {
+): Promise<{ measured: number; failed: number; skippedSteps: number; saturatedSteps: number }> {
   const { system, durability } = target;
   let measured = 0;
   let failed = 0;
@@ -355,12 +361,17 @@ async function runTarget(
     if (abandoned) break;
     await latencyRun('latency', messageBytes, options.latencyRatePerSecond, options.durationMs);
   }
-  for (const rate of plan.sweepRates) {
+  let saturatedSteps = 0;
+  for (const [index, rate] of plan.sweepRates.entries()) {
     if (abandoned) break;
     const measurement = await latencyRun('sweep', plan.sweepBytes, rate, options.sweepStepDurationMs);
-    if (measurement?.saturated !== undefined) break; // higher rates only queue more
+    if (measurement?.saturated !== undefined) {
+      saturatedSteps = plan.sweepRates.length - index - 1; // higher rates only queue more
+      remaining -= saturatedSteps;
+      break;
+    }
   }
-  return { measured, failed, skippedSteps: remaining };
+  return { measured, failed, skippedSteps: remaining, saturatedSteps };
 }
 
 /** Why a latency run's rate is past what the system sustains, or undefined. */

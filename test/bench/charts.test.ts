@@ -105,6 +105,23 @@ describe('groupedBarChartSvg', () => {
     expect(() => checkWellFormedSvg('<svg><g>')).toThrow(/not closed/);
   });
 
+  it('draws a bar with a note faded, dashed, with the note after its value', () => {
+    const svg = groupedBarChartSvg({
+      title: 'Sweep',
+      groups: ['1,000 msg/s', '64,000 msg/s'],
+      series: [{ name: 'redis' }],
+      values: [[497, 1_100_000]],
+      notes: [[undefined, '(saturated)']],
+      yAxisLabel: 'p99',
+      scale: 'log',
+      format: formatMicroseconds,
+    });
+    checkWellFormedSvg(svg);
+    expect(svg.match(/fill-opacity="0.35"/g)).toHaveLength(1);
+    expect(svg).toContain('1.1 s (saturated)</text>');
+    expect(svg).toContain('>497 µs</text>');
+  });
+
   it('refuses values that do not match the series and groups', () => {
     expect(() => groupedBarChartSvg({ ...throughputChart, values: throughputChart.values.slice(1) })).toThrow(
       RangeError,
