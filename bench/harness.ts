@@ -21,6 +21,7 @@ export const suiteNames = [
   'append',
   'read',
   'recovery',
+  'broker',
   'peers',
   'compare',
 ] as const;

@@ -15,3 +15,37 @@ export function integerFlag(name: string, value: string | undefined, min = 0): n
     throw new UsageError(`--${name} must be an integer >= ${min}`);
   return parsed;
 }
+
+/** Checks a --broker value: a ws:// or wss:// URL (anything else is a usage mistake, exit 2). */
+export function brokerUrlFlag(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--broker must be a ws:// URL, got '${value}'`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new UsageError(`--broker must be a ws:// or wss:// URL, got '${value}'`);
+  }
+  return value;
+}
+
+/**
+ * node:util parseArgs refuses an option value that starts with '-' (`--retention-ms -1` is
+ * "ambiguous"), yet -1 is a documented value of the retention options. Rewrites `--name -N` into
+ * `--name=-N` for the given options when the value is a negative integer, before parseArgs runs.
+ */
+export function attachNegativeValues(argv: readonly string[], names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const argument = argv[i]!;
+    const value = argv[i + 1];
+    if (names.includes(argument.replace(/^--/, '')) && value !== undefined && /^-\d+$/.test(value)) {
+      out.push(`${argument}=${value}`);
+      i++;
+    } else {
+      out.push(argument);
+    }
+  }
+  return out;
+}

@@ -51,8 +51,24 @@ function isParseArgsError(error: unknown): boolean {
   return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
 }
 
+/**
+ * A reader that goes away (`spillway consume t | head -1`) closes our stdout: the next write fails
+ * with EPIPE, which Node raises as an 'error' event that would otherwise crash with a stack trace.
+ * A client command stops at once and quietly, exit 0 (the reader took what it wanted; sends still in
+ * flight may or may not be appended, their acknowledgements have nowhere to go). Any other stdout
+ * error is exit 1. The broker keeps serving: its output is only the listening line and log lines.
+ */
+function handleClosedOutput(command: string | undefined): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (command === 'broker') return;
+    process.exit(error.code === 'EPIPE' ? 0 : 1);
+  });
+  process.stderr.on('error', () => undefined); // nowhere left to report it
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  handleClosedOutput(name);
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     process.stdout.write(`${usage}\n`);
     return name === undefined ? 2 : 0;

@@ -78,6 +78,15 @@ function probePortFree(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** Resolves after `ms` unless cancelled; cancel() clears the timer. */
+function cancellableTimeout(ms: number): { promise: Promise<void>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
 let packageVersion: string | undefined;
 
 async function readPackageVersion(): Promise<string> {
@@ -254,7 +263,14 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     const deadline = Date.now() + closeTimeoutMs;
     // In-flight requests (long-polls end at once: their signals are aborted).
     while (running.size > 0 && Date.now() < deadline) {
-      await Promise.race([Promise.allSettled([...running]), sleep(Math.max(0, deadline - Date.now()))]);
+      // The deadline timer is cleared once the requests settle: left pending, it would keep the
+      // process alive until closeTimeoutMs after a shutdown that took milliseconds.
+      const timeout = cancellableTimeout(Math.max(0, deadline - Date.now()));
+      try {
+        await Promise.race([Promise.allSettled([...running]), timeout.promise]);
+      } finally {
+        timeout.cancel();
+      }
     }
     // Answers still queued or buffered for clients that read them.
     while (Date.now() < deadline && [...connections].some((connection) => connection.hasUnsentAnswers)) {

@@ -18,6 +18,32 @@ interface BrokerConfigFile {
   flushIntervalMs?: number;
 }
 
+/** The broker's bound on a topic's flush interval (src/broker/topic-config.ts): one hour. */
+const flushIntervalMsMax = 3_600_000;
+
+const isInteger = (value: unknown, min: number, max: number): boolean =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max;
+const isNonEmptyString = (value: unknown): boolean => typeof value === 'string' && value.length > 0;
+
+/**
+ * The keys a config file may hold and what each must be: a wrong type is bad usage (exit 2), like the
+ * same mistake on the command line, not an error of the broker.
+ */
+const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (value: unknown) => boolean }> =
+  {
+    dataDir: { expected: 'a non-empty string', valid: isNonEmptyString },
+    host: { expected: 'a non-empty string', valid: isNonEmptyString },
+    port: { expected: 'an integer in [0, 65535]', valid: (value) => isInteger(value, 0, 65535) },
+    durability: {
+      expected: `one of ${durabilities.join(', ')}`,
+      valid: (value) => durabilities.includes(value as Durability),
+    },
+    flushIntervalMs: {
+      expected: `an integer in [1, ${flushIntervalMsMax}]`,
+      valid: (value) => isInteger(value, 1, flushIntervalMsMax),
+    },
+  };
+
 function readConfig(path: string): BrokerConfigFile {
   let text: string;
   try {
@@ -34,9 +60,14 @@ function readConfig(path: string): BrokerConfigFile {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new UsageError(`config file ${path} must hold a JSON object`);
   }
-  const known = new Set(['dataDir', 'host', 'port', 'durability', 'flushIntervalMs']);
-  for (const key of Object.keys(parsed)) {
-    if (!known.has(key)) throw new UsageError(`config file ${path}: unknown key '${key}'`);
+  for (const [key, value] of Object.entries(parsed)) {
+    const check = configChecks[key as keyof BrokerConfigFile];
+    if (check === undefined) throw new UsageError(`config file ${path}: unknown key '${key}'`);
+    if (!check.valid(value)) {
+      throw new UsageError(
+        `config file ${path}: '${key}' must be ${check.expected}, got ${JSON.stringify(value)}`,
+      );
+    }
   }
   return parsed as BrokerConfigFile;
 }
@@ -65,6 +96,9 @@ export async function runBroker(argv: string[]): Promise<number> {
   const host = values.host ?? file.host ?? '127.0.0.1';
   const flushIntervalMs =
     integerFlag('flush-interval-ms', values['flush-interval-ms'], 1) ?? file.flushIntervalMs;
+  if (flushIntervalMs !== undefined && flushIntervalMs > flushIntervalMsMax) {
+    throw new UsageError(`--flush-interval-ms must be at most ${flushIntervalMsMax}`);
+  }
   const dataDir = values['data-dir'] ?? file.dataDir ?? './spillway-data';
 
   const { Broker } = await import('../../broker/broker.js');

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
-import { integerFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
 export const consumeUsage = `usage: spillway consume TOPIC [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--broker URL]
   (--group and --mode arrive with consumer groups)`;
@@ -42,7 +42,7 @@ export async function runConsume(argv: string[]): Promise<number> {
   }
   const maxMessages = integerFlag('max-messages', values['max-messages'], 1);
   const idleExitMs = integerFlag('idle-exit-ms', values['idle-exit-ms'], 1);
-  const sw = await Spillway.connect(values.broker);
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
   const consumer = sw.consumer({ topics: [topic], from: values.from });
   let idleTimer: NodeJS.Timeout | null = null;
   const armIdle = () => {

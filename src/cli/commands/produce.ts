@@ -7,7 +7,7 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
-import { integerFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
 export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--broker URL]
   (--delay-ms and --msg-id arrive with delayed messages and msg-id dedup)`;
@@ -35,7 +35,7 @@ export async function runProduce(argv: string[]): Promise<number> {
     throw new UsageError('--delay-ms and --msg-id are not supported by this version yet');
   }
   const partition = integerFlag('partition', values.partition, 0);
-  const sw = await Spillway.connect(values.broker);
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
   const producer = sw.producer({ lingerMs: 2, batchBytes: 256 * 1024 });
   const pending: Array<Promise<{ partition: number; offset: number }>> = [];
   let head = 0;

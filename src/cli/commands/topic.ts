@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { type Durability, durabilities } from '../../protocol/types.js';
-import { integerFlag, UsageError } from '../cli-error.js';
+import { attachNegativeValues, brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
 export const topicUsage = `usage: spillway topic create NAME [--partitions N] [--durability none|interval|always] [--retention-ms N]
                             [--retention-bytes N] [--segment-bytes N] [--dedup-window-ms N]
@@ -18,7 +18,7 @@ function print(value: unknown): void {
 
 export async function runTopic(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: attachNegativeValues(argv, ['retention-ms', 'retention-bytes']),
     options: {
       broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
       partitions: { type: 'string' },
@@ -48,7 +48,7 @@ export async function runTopic(argv: string[]): Promise<number> {
   if (action === 'add-partitions' && count === undefined)
     throw new UsageError('topic add-partitions needs --count N');
 
-  const sw = await Spillway.connect(values.broker);
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
   try {
     switch (action) {
       case 'create': {
