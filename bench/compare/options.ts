@@ -112,7 +112,7 @@ export const compareUsage = `comparison flags (suite 'compare'; any of them runs
   --duration-ms N     cap of each produce/consume phase and latency run (default 2000, quick 400)
   --runs N            repetitions of each produce/consume cell, median reported (default 1)
   --sweep-rates LIST  offered msg/s of the latency sweep (default 1000,4000,16000,64000)
-  full matrix, ~40 min: --runs 3 --duration-ms 5000`;
+  full matrix with medians (roughly 30–40 min): --runs 3 --duration-ms 5000`;
 
 /** A flag value that makes no sense. Reported as a usage error (exit 2) before anything runs. */
 export class CompareUsageError extends Error {
