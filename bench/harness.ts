@@ -18,6 +18,7 @@ export const suiteNames = [
   'reference',
   'crc32c',
   'record-batch',
+  'micro',
   'append',
   'read',
   'recovery',
