@@ -224,7 +224,7 @@ export class Producer {
     this.accumulator.beginFlush();
     try {
       const waits: Array<Promise<unknown>> = [];
-      for (const batch of this.accumulator.unsettled) waits.push(batch.done);
+      for (const batch of this.accumulator.unsettled) waits.push(batch.whenSettled());
       for (let index = this.waitingHead; index < this.waiting.length; index++)
         waits.push(this.waiting[index]!.promise);
       for (const send of this.refreshingSends) waits.push(send);
@@ -292,9 +292,7 @@ export class Producer {
     const queue = state.queues[partition] ?? this.createQueue(state, partition);
     // UTF-8 takes at least a byte per UTF-16 unit: a lower bound of the record's size.
     const leastBytes = (value === null ? 0 : value.length) + (key == null ? 0 : key.length);
-    const index = this.accumulator.append(queue, message, leastBytes);
-    const batch = this.accumulator.lastBatch!;
-    return batch.done.then((ack) => ({ partition, offset: ack.baseOffset + index }));
+    return this.accumulator.append(queue, message, leastBytes);
   }
 
   /** The topic's state if the client's metadata cache knows its partition count (another producer asked). */
@@ -464,12 +462,15 @@ export class Producer {
     const queue = batch.queue;
     queue.inFlight--;
     this.inFlightTotal--;
+    let baseOffset = -1;
+    let answerError: unknown = null;
     try {
-      const baseOffset = integerOf(response.header, 'baseOffset', 'produce');
-      this.accumulator.settle(batch, { baseOffset });
+      baseOffset = integerOf(response.header, 'baseOffset', 'produce');
     } catch (error) {
-      this.accumulator.settle(batch, null, error);
+      answerError = error;
     }
+    if (answerError === null) this.accumulator.resolve(batch, baseOffset);
+    else this.accumulator.reject(batch, answerError);
     this.afterSettle(queue);
   }
 
@@ -498,7 +499,7 @@ export class Producer {
         this.retryTimers.add(timer);
       }
     } else {
-      this.accumulator.settle(batch, null, error);
+      this.accumulator.reject(batch, error);
     }
     this.afterSettle(queue);
   }

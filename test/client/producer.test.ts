@@ -345,6 +345,68 @@ describe('producer', () => {
     expect(calls).toHaveLength(1);
   });
 
+  test('a batch that fails rejects every send in it with its error; other batches are unaffected', async () => {
+    const { api, calls } = await recordingBroker((broker) => ({
+      produce: async (topic, partition, batch) => {
+        if (partition === 1) throw new SpillwayError('STORAGE_IO', 'partition 1 disk broke');
+        return broker.produce(topic, partition, batch);
+      },
+    }));
+    const sw = await connect(api);
+    await sw.admin.createTopic('f', { partitions: 2 });
+    const producer = sw.producer();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 200 }, (_, i) => producer.send('f', { partition: i % 2, value: `v${i}` })),
+    );
+    expect(calls.map((call) => [call.partition, call.recordCount]).sort()).toEqual([
+      [0, 100],
+      [1, 100],
+    ]);
+    const errors = new Set<unknown>();
+    outcomes.forEach((outcome, i) => {
+      if (i % 2 === 0) {
+        expect(outcome).toEqual({ status: 'fulfilled', value: { partition: 0, offset: i / 2 } });
+      } else {
+        expect(outcome.status).toBe('rejected');
+        const reason = (outcome as PromiseRejectedResult).reason as SpillwayError;
+        expect(reason.code).toBe('STORAGE_IO');
+        errors.add(reason);
+      }
+    });
+    // One error, the batch's, for all its records.
+    expect(errors.size).toBe(1);
+    expect(producer.bufferedBytes).toBe(0);
+    await producer.flush();
+  });
+
+  test('sends settle only after the ack, in send order within a partition, across batches', async () => {
+    const gate = deferred();
+    const { api, calls } = await recordingBroker((broker) => ({
+      produce: async (topic, partition, batch) => {
+        await gate.promise;
+        return broker.produce(topic, partition, batch);
+      },
+    }));
+    const sw = await connect(api);
+    await sw.admin.createTopic('s');
+    const producer = sw.producer({ batchBytes: 1024, inFlightBatchesPerPartitionMax: 1 });
+    const order: number[] = [];
+    const sends = Array.from({ length: 300 }, (_, i) =>
+      producer.send('s', { value: 'x'.repeat(50) }).then((result) => {
+        order.push(i);
+        return result;
+      }),
+    );
+    await sleep(20);
+    expect(calls).toHaveLength(1);
+    expect(order).toEqual([]);
+    gate.resolve();
+    const results = await Promise.all(sends);
+    expect(calls.length).toBeGreaterThan(10);
+    expect(order).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(results).toEqual(Array.from({ length: 300 }, (_, i) => ({ partition: 0, offset: i })));
+  });
+
   test('a retried batch goes before the later batches of its partition', async () => {
     let failFirst = true;
     const { api, calls } = await recordingBroker((broker) => ({
