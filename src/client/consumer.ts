@@ -314,7 +314,27 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     return this;
   }
 
-  async next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+  next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    // A buffered message is answered without an async function frame (one fewer object and
+    // suspension per message); everything else takes the slow path, which starts the same way.
+    if (this.head < this.chunks.length) {
+      let message: ConsumedMessage | null;
+      try {
+        message = this.takeBuffered();
+      } catch (error) {
+        return this.closeAndThrow(error);
+      }
+      if (message !== null) return Promise.resolve({ done: false, value: message });
+    }
+    return this.nextWaiting();
+  }
+
+  private async closeAndThrow(error: unknown): Promise<never> {
+    await this.close();
+    throw error;
+  }
+
+  private async nextWaiting(): Promise<IteratorResult<ConsumedMessage, undefined>> {
     for (;;) {
       let message: ConsumedMessage | null;
       try {

@@ -230,6 +230,35 @@ describe('consumer', () => {
     expect(await consumer.next()).toEqual({ done: true, value: undefined });
   });
 
+  test('a corrupt batch after good ones in the same answer: the good messages, then the error', async () => {
+    const { sw } = await setup((broker) => ({
+      fetch: async (topic, partition, offset, options) => {
+        const result = await broker.fetch(topic, partition, offset, options);
+        if (result.records.length === 0) return result;
+        const records = Uint8Array.from(result.records);
+        records[records.length - 3]! ^= 0x40;
+        return { ...result, records };
+      },
+    }));
+    await sw.admin.createTopic('t');
+    // Two batches: the second (last in the answer) gets corrupted.
+    await produceValues(sw, 't', ['a', 'b', 'c']);
+    await produceValues(sw, 't', ['d']);
+    const consumer = sw.consumer({ topics: ['t'], from: 'earliest' });
+    await consumer.ready();
+    await sleep(20);
+    const values: string[] = [];
+    let error: unknown = null;
+    try {
+      for await (const message of consumer) values.push(message.value!.toString());
+    } catch (caught) {
+      error = caught;
+    }
+    expect(values).toEqual(['a', 'b', 'c']);
+    expect((error as SpillwayError).code).toBe('CORRUPT_BATCH');
+    expect(await consumer.next()).toEqual({ done: true, value: undefined });
+  });
+
   test('a truncated answer is an error too', async () => {
     const { sw } = await setup((broker) => ({
       fetch: async (topic, partition, offset, options) => {
