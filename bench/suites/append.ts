@@ -6,7 +6,9 @@
  * what lets `always` fold the appends made while an fdatasync runs into the next one (group
  * commit). A few distinct batches are encoded before the timed loop (the log copies them into the
  * map). Each run opens a fresh log (segmentBytes 256 MiB, the default, so segments roll), times the
- * appends until the last one is acknowledged, then closes (untimed) and deletes it.
+ * appends until the last one is acknowledged, then closes (untimed), deletes it and collects garbage
+ * once the log is unreachable, so its maps are unmapped before the next run. Rows of runs that
+ * rolled say at how many rolls a spare segment (prepared in the background) was ready.
  *
  * `none` and `interval` append a fixed amount (1 GiB of 64 KiB batches, 256 MiB of 1 KiB batches;
  * 64 MiB and 8 MiB in quick mode); `always` runs for a fixed time (3 s with 64 KiB batches, 2 s with
@@ -113,6 +115,9 @@ interface RunResult {
   p99Us: number;
   p999Us: number;
   maxUs: number;
+  /** Rolls that took a spare segment prepared in the background, and rolls that created one. */
+  spareAdopted: number;
+  spareFallbacks: number;
 }
 
 interface Parameters {
@@ -139,12 +144,23 @@ const quickParameters: Parameters = {
   always1KiBMs: 300,
 };
 
-/** One timed run on a fresh log in `directory`. */
+/**
+ * One timed run on a fresh log in `directory`, then a full garbage collection. The collection runs
+ * here, after `runLog` returned, because only then is the log unreachable: collected inside it (as
+ * before 2026-11-25) the maps of the run's segments stayed mapped until some GC during the next
+ * run, which then paid for unmapping ~1 GiB and got fresh (slow, in this VM) pages for its own.
+ */
 async function runCase(
   directory: string,
   testCase: Case,
   batches: readonly Uint8Array[],
 ): Promise<RunResult> {
+  const result = await runLog(directory, testCase, batches);
+  await collectGarbage();
+  return result;
+}
+
+async function runLog(directory: string, testCase: Case, batches: readonly Uint8Array[]): Promise<RunResult> {
   mkdirSync(directory, { recursive: true });
   const log = await PartitionLog.open({ directory, durability: testCase.durability });
   const recordLatency = testCase.durability === 'always';
@@ -188,7 +204,10 @@ async function runCase(
     };
     await Promise.all(Array.from({ length: testCase.appenders }, (_, id) => appender(id)));
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const spare = log.spareSegmentStats;
     return {
+      spareAdopted: spare.adopted,
+      spareFallbacks: spare.fallbacks,
       appends,
       bytes,
       seconds,
@@ -203,7 +222,6 @@ async function runCase(
     histogram.destroy();
     await log.close();
     rmSync(directory, { recursive: true, force: true });
-    await collectGarbage();
   }
 }
 
@@ -331,7 +349,8 @@ export const suite: BenchSuite = {
         context.log(
           `${caseLabel(testCase)}: run ${run + 1}/${parameters.runs}: ` +
             `${formatNumber(result.bytes / 1e6 / result.seconds)} MB/s, ` +
-            `${formatNumber(result.appends / result.seconds)} batches/s, ${result.syncs} syncs`,
+            `${formatNumber(result.appends / result.seconds)} batches/s, ${result.syncs} syncs, ` +
+            `spare adopted at ${result.spareAdopted}/${result.spareAdopted + result.spareFallbacks} rolls`,
         );
       }
       summaries.push({
@@ -366,7 +385,11 @@ export const suite: BenchSuite = {
         testCase.totalBytes === null
           ? `${testCase.durationMs / 1000} s per run (${runs.map((r) => r.appends).join('/')} appends)`
           : `${sizeLabel(testCase.totalBytes)} per run`;
-      const syncs = `${runs.map((r) => r.syncs).join('/')} fdatasync rounds`;
+      const rolls = runs.map((r) => r.spareAdopted + r.spareFallbacks);
+      const spares = rolls.some((count) => count > 0)
+        ? `, spare segment adopted at ${runs.map((r) => `${r.spareAdopted}/${r.spareAdopted + r.spareFallbacks}`).join(', ')} rolls`
+        : '';
+      const syncs = `${runs.map((r) => r.syncs).join('/')} fdatasync rounds${spares}`;
       const label = caseLabel(testCase);
       if (testCase.batchBytes === 64 * KiB) {
         let ratio = '';

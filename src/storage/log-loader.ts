@@ -9,6 +9,8 @@
  *    of that segment is zeroed and later segments are deleted, and the report says what was cut.
  *  - Data before the recovery point was acknowledged as durable: damage found there is never cut
  *    silently; opening fails with a CorruptLogError naming the file and position.
+ *  - `*.tmp` files (an index or checkpoint write, a spare segment, never log data) are deleted once
+ *    the log opened; a refused open leaves them, like every other file, as it found them.
  */
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -62,17 +64,23 @@ export interface LoadOptions {
   crc32c: Crc32cFunction;
 }
 
-function listSegmentBaseOffsets(directory: string): number[] {
-  const offsets: number[] = [];
+/**
+ * Base offsets of the segment files, ascending, and the names of the `*.tmp` files: writes that
+ * never completed (an index or checkpoint being replaced, a spare segment being prepared,
+ * spare-segment.ts). Those hold no log data and are deleted once the log has been opened.
+ */
+function listDirectory(directory: string): { baseOffsets: number[]; temporaryNames: string[] } {
+  const baseOffsets: number[] = [];
+  const temporaryNames: string[] = [];
   for (const name of readdirSync(directory)) {
     if (name.endsWith('.tmp')) {
-      unlinkSync(join(directory, name));
+      temporaryNames.push(name);
       continue;
     }
     const baseOffset = parseSegmentFileName(name);
-    if (baseOffset !== null) offsets.push(baseOffset);
+    if (baseOffset !== null) baseOffsets.push(baseOffset);
   }
-  return offsets.sort((a, b) => a - b);
+  return { baseOffsets: baseOffsets.sort((a, b) => a - b), temporaryNames };
 }
 
 export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<RecoveryCheckpoint>): LoadedLog {
@@ -94,7 +102,7 @@ export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<Recover
     durationMs: 0,
   };
 
-  const baseOffsets = listSegmentBaseOffsets(directory);
+  const { baseOffsets, temporaryNames } = listDirectory(directory);
   const segments: LogSegment[] = [];
   try {
     for (let i = 0; i < baseOffsets.length; i++) {
@@ -183,6 +191,14 @@ export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<Recover
     // Leave every file exactly as found: sealing here would trim data the failed open did not read.
     for (const segment of segments) segment.abandon();
     throw error;
+  }
+  // Only after a successful open: a refused open leaves every file as it found it.
+  for (const name of temporaryNames) {
+    try {
+      unlinkSync(join(directory, name));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   }
   report.segmentCount = segments.length;
   report.durationMs = performance.now() - startedAt;

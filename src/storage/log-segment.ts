@@ -8,8 +8,18 @@
  * into the map) and mapped read-write; appends are a memcpy into the map plus a patch of the 8-byte
  * baseOffset. Bytes past `sizeBytes` are zero. When sealed (rolled) or closed, the indexes are
  * written, the file is remapped read-only at its real size and then trimmed to it: the old writable
- * map is only dropped (unmapped by the garbage collector), and no view ever reaches past
- * `sizeBytes`, so trimming never cuts a region anyone reads (that would raise SIGBUS).
+ * map is only dropped (its page-table entries released at once, the mapping itself unmapped by the
+ * garbage collector), and no view ever reaches past `sizeBytes`, so trimming never cuts a region
+ * anyone reads (that would raise SIGBUS).
+ *
+ * Pages are written with zeros before data is copied into them (zero-fill.ts: a copy into an
+ * unwritten, fallocated page faults slowly on the event loop). A segment made by `adopt` from a
+ * spare (spare-segment.ts) was zero-filled in the background. Every other writable segment (the
+ * first one after an open, one created by `create` when no spare was ready at a roll, one reopened
+ * by a truncation) is zero-filled inline by `append`, synchronously, `zeroAheadBytes` at a time
+ * (`setZeroWriteBytes`). It is not done in the background because an append must never copy into a
+ * region a zero-write is still in flight for, and appends cannot wait; so those segments cost one
+ * zero-write on the event loop per byte (much less than the page faults it saves).
  *
  * Buffer ownership: `view()` returns subarrays of the map. They stay valid while referenced, also
  * after the segment is deleted (unlinked files stay mapped), but a `truncateTo` zeroes what it cuts.
@@ -36,10 +46,11 @@ import {
   setBatchBaseOffset,
 } from '../format/batch-header.js';
 import { readInt64LE } from '../format/int64.js';
-import { fallocate, pageSize, populateWriteAsync, punchHole } from '../native.js';
-import { mapFile } from './memory-map.js';
+import { fallocate, pageSize, punchHole } from '../native.js';
+import { dropPageTableEntries, mapFile } from './memory-map.js';
 import { OffsetIndex } from './offset-index.js';
 import { TimeIndex } from './time-index.js';
+import { writeZerosSync, zeroWriteBytesLarge } from './zero-fill.js';
 
 export function segmentFileName(baseOffset: number, suffix: '.log' | '.index' | '.timeindex'): string {
   return `${String(baseOffset).padStart(20, '0')}${suffix}`;
@@ -53,16 +64,8 @@ export function parseSegmentFileName(name: string): number | null {
   return Number.isSafeInteger(value) ? value : null;
 }
 
-/**
- * Prefaulting: writing into a fresh page of a mapped file makes the kernel allocate and zero a
- * page-cache page inside the page fault, on the event loop. MADV_POPULATE_WRITE, run in libuv's
- * thread pool ahead of the write position, moves that work off the event loop: the memcpy then finds
- * the pages ready. One request of `prefaultChunkBytes` at a time, started when less than
- * `prefaultAheadBytes` remain requested ahead of the write position.
- */
-const prefaultChunkBytes = 8 * 1024 * 1024;
-const prefaultAheadBytes = 16 * 1024 * 1024;
-let prefaultSupported = true;
+/** Inline zero-fill: how far past the end of an append the zeros are written (one event-loop pause). */
+const zeroAheadBytes = 1024 * 1024;
 
 export interface SegmentState {
   /** Valid bytes: the end of the last whole batch. */
@@ -94,9 +97,12 @@ export class LogSegment {
   private writable: boolean;
   private capacityBytes: number;
   private state: SegmentState;
-  /** End of the region whose prefault was requested (done or in flight). */
-  private prefaultedUpTo = 0;
-  private prefaultInFlight = false;
+  /**
+   * Inline zero-fill (zero-fill.ts): size of the zero-writes, 0 when off. Bytes in
+   * `[sizeBytes, zeroedUpTo)` (whole pages past the data) were written with zeros through `write()`.
+   */
+  private zeroWriteBytes = 0;
+  private zeroedUpTo = 0;
   /** fdatasync calls in flight on this segment's fd: the fd is closed only when none are. */
   private syncsInFlight = 0;
   private closeWhenIdle = false;
@@ -162,6 +168,55 @@ export class LogSegment {
         // The file may not exist; nothing else to undo.
       }
       throw storageErrorFrom(`creating segment ${path}`, error);
+    }
+  }
+
+  /**
+   * Makes a prepared spare file (spare-segment.ts: `capacityBytes` long, preallocated, every byte
+   * written with zeros, open read-write on `fd`) the new, empty, writable segment at `baseOffset`:
+   * renames it from `sparePath` to the segment's name (atomic; the caller marks the directory dirty)
+   * and maps it. Takes ownership of `fd`: on failure it is closed and the file deleted, and the error
+   * is thrown as a typed storage error (the caller can then fall back to `create`).
+   */
+  static adopt(
+    directory: string,
+    baseOffset: number,
+    fd: number,
+    sparePath: string,
+    capacityBytes: number,
+    indexIntervalBytes: number,
+  ): LogSegment {
+    const path = join(directory, segmentFileName(baseOffset, '.log'));
+    let renamed = false;
+    try {
+      const fileBytes = fstatSync(fd).size;
+      if (fileBytes !== capacityBytes) {
+        throw new Error(`spare file ${sparePath} holds ${fileBytes} bytes, expected ${capacityBytes}`);
+      }
+      renameSync(sparePath, path);
+      renamed = true;
+      const map = mapFile(fd, capacityBytes, true);
+      const segment = new LogSegment(
+        directory,
+        baseOffset,
+        fd,
+        map,
+        true,
+        capacityBytes,
+        emptyState(baseOffset),
+        indexIntervalBytes,
+        0,
+      );
+      segment.zeroedUpTo = capacityBytes;
+      return segment;
+    } catch (error) {
+      closeSync(fd);
+      try {
+        unlinkSync(renamed ? path : sparePath);
+      } catch {
+        // Already gone; a leftover spare is deleted by the next open, an empty segment is harmless.
+      }
+      throw storageErrorFrom(`adopting spare segment ${sparePath} as ${path}`, error);
     }
   }
 
@@ -244,6 +299,21 @@ export class LogSegment {
     this.state = state;
   }
 
+  /**
+   * Turns on inline zero-fill for this writable segment (0 turns it off): before a copy into pages
+   * past `zeroedUpTo`, the next `zeroAheadBytes` are written with zeros through `write()` in writes of
+   * `zeroWriteBytes` (zero-fill.ts explains why and the sizes). Synchronous, on the event loop, so no
+   * zero-write is ever in flight while an append copies: each covers whole pages past the valid bytes
+   * only, and completes before the copy that needed it starts. A segment adopted from a spare is
+   * already zero-filled and writes nothing.
+   */
+  setZeroWriteBytes(zeroWriteBytes: number): void {
+    if (!Number.isSafeInteger(zeroWriteBytes) || zeroWriteBytes < 0 || zeroWriteBytes > zeroWriteBytesLarge) {
+      throw new Error(`zero-write size must be in [0, ${zeroWriteBytesLarge}], got ${zeroWriteBytes}`);
+    }
+    this.zeroWriteBytes = zeroWriteBytes;
+  }
+
   remainingBytes(): number {
     return this.writable ? this.capacityBytes - this.state.sizeBytes : 0;
   }
@@ -257,13 +327,7 @@ export class LogSegment {
     const position = this.state.sizeBytes;
     const length = batch.length;
     if (position + length > this.capacityBytes) throw new Error('append past the segment capacity');
-    if (
-      prefaultSupported &&
-      !this.prefaultInFlight &&
-      position + length + prefaultAheadBytes > this.prefaultedUpTo
-    ) {
-      this.prefault();
-    }
+    if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0) this.zeroAhead(position + length);
     this.map.set(batch, position);
     const baseOffset = this.state.nextOffset;
     setBatchBaseOffset(this.map, baseOffset, position);
@@ -408,7 +472,8 @@ export class LogSegment {
     } else {
       this.map.fill(0, start, end);
     }
-    this.prefaultedUpTo = Math.min(this.prefaultedUpTo, start);
+    // Punched pages are unwritten extents again.
+    this.zeroedUpTo = Math.min(this.zeroedUpTo, firstWholePage);
   }
 
   /** Writes the index files (derived data; a crash mid-write only costs a rebuild). */
@@ -445,7 +510,13 @@ export class LogSegment {
     this.writeIndexes();
     const size = this.state.sizeBytes;
     // New read-only map first; the old read-write map is dropped, never touched again.
+    const writableMap = this.map;
     this.map = size > 0 ? mapFile(this.fd, size, false) : Buffer.alloc(0);
+    try {
+      dropPageTableEntries(writableMap);
+    } catch {
+      // Only spares the writeback some TLB shootdowns; the map stays valid either way.
+    }
     this.writable = false;
     this.capacityBytes = size;
     try {
@@ -495,7 +566,7 @@ export class LogSegment {
     this.map = mapFile(this.fd, mapped, true);
     this.capacityBytes = mapped;
     this.writable = true;
-    this.prefaultedUpTo = 0;
+    this.zeroedUpTo = 0;
   }
 
   /** Marks an fdatasync as started on this segment's fd (the fd stays open until it ends). */
@@ -547,21 +618,21 @@ export class LogSegment {
     closeSync(this.fd);
   }
 
-  private prefault(): void {
+  /** Inline zero-fill up to `end` plus `zeroAheadBytes` (see `setZeroWriteBytes`). */
+  private zeroAhead(end: number): void {
     const page = pageSize();
-    const start = Math.max(this.prefaultedUpTo, Math.floor(this.state.sizeBytes / page) * page);
-    const end = Math.min(this.capacityBytes, start + prefaultChunkBytes);
-    if (end <= start) return;
-    const map = this.map;
-    this.prefaultInFlight = true;
-    this.prefaultedUpTo = end;
-    populateWriteAsync(map, start, end - start, (error, supported) => {
-      this.prefaultInFlight = false;
-      if (!supported && error === null) prefaultSupported = false;
-      // An error (the segment was sealed and trimmed meanwhile: EFAULT) only ends prefaulting of
-      // this map; the append path never depends on it.
-      if (error !== null && map === this.map) this.prefaultedUpTo = this.capacityBytes;
-    });
+    // Whole pages past the valid bytes only: the page holding the end of the data is never written.
+    const start = Math.max(this.zeroedUpTo, Math.ceil(this.state.sizeBytes / page) * page);
+    const stop = Math.min(this.capacityBytes, Math.ceil(end / page) * page + zeroAheadBytes);
+    if (stop <= start) return;
+    try {
+      writeZerosSync(this.fd, start, stop, this.zeroWriteBytes);
+      this.zeroedUpTo = stop;
+    } catch {
+      // Only an optimisation: the copy through the map works without it (slower). A real I/O error
+      // shows up again in the next fdatasync, which reports it.
+      this.zeroWriteBytes = 0;
+    }
   }
 }
 

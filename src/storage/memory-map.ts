@@ -14,6 +14,7 @@ interface MmapIo {
   readonly MADV_NORMAL: number;
   readonly MADV_SEQUENTIAL: number;
   readonly MADV_WILLNEED: number;
+  readonly MADV_DONTNEED: number;
 }
 
 const mmap = createRequire(import.meta.url)('@riaskov/mmap-io') as MmapIo;
@@ -30,4 +31,17 @@ export function mapFile(fd: number, bytes: number, writable: boolean): Buffer {
     0,
     writable ? mmap.MADV_SEQUENTIAL : mmap.MADV_NORMAL,
   );
+}
+
+/**
+ * Drops this process's page-table entries for `map` (madvise MADV_DONTNEED), keeping the map valid.
+ * For a MAP_SHARED file mapping the data stays in the page cache (dirty pages stay dirty and are
+ * written back as usual) and a later access faults the page in again from the file. Used when a
+ * segment is sealed: its old writable map is no longer written, and while its pages are mapped
+ * writable, writing them back (fdatasync) has to write-protect each one with a TLB shootdown
+ * (an inter-processor interrupt per page, costly in a VM); unmapped pages need none.
+ */
+export function dropPageTableEntries(map: Buffer): void {
+  if (map.length === 0) return;
+  mmap.advise(map, 0, map.length, mmap.MADV_DONTNEED);
 }

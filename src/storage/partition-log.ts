@@ -6,8 +6,14 @@
  *
  * Directory layout: `<20-digit base offset>.log|.index|.timeindex` per segment, plus
  * `recovery-point.checkpoint` (checkpoint-file.ts): the offset below which everything was synced,
- * and whether the log was closed cleanly. It is rewritten at open, every `checkpointIntervalMs`
- * when the synced offset moved, after a truncation and at close.
+ * and whether the log was closed cleanly. It is rewritten at open, once the data an unclean open
+ * kept is synced, every `checkpointIntervalMs` when the synced offset moved, after a truncation and
+ * at close. And, while the log is in use, `spare-segment.tmp` (spare-segment.ts): the next segment,
+ * zero-filled in the background from the first append after an open or a roll on, renamed to its
+ * segment name at the roll that takes it (a roll that finds it not ready yet creates its segment
+ * itself and leaves the spare to the next roll). It never holds data; close deletes it, and so does
+ * the next open after a crash. Segments that were not spares are zero-filled inline by their
+ * appends (log-segment.ts, zero-fill.ts).
  *
  * Concurrency: single-threaded (one event loop); `append` may be called many times without awaiting
  * (that is how `always` gets group commit). Views returned by `read` stay valid while referenced.
@@ -20,6 +26,7 @@ import {
   InvalidBatchError,
   LogClosedError,
   OffsetOutOfRangeError,
+  type SpillwayError,
 } from '../errors.js';
 import {
   BatchHeader,
@@ -47,7 +54,9 @@ import {
 import { LogSegment } from './log-segment.js';
 import type { AppendResult, LogStore, ReadResult, RetentionResult } from './log-store.js';
 import type { Crc32cFunction } from './segment-scan.js';
+import { nodeSpareFileSystem, type SpareFileSystem, SpareSegment, type SpareState } from './spare-segment.js';
 import { type Durability, durabilities, SyncScheduler } from './sync-scheduler.js';
+import { zeroWriteBytesFor } from './zero-fill.js';
 
 export interface PartitionLogOptions {
   directory: string;
@@ -66,6 +75,30 @@ export interface PartitionLogOptions {
   checkpointIntervalMs?: number;
   /** CRC32C used to verify batches in recovery and `verify` (the native one by default). */
   crc32c?: Crc32cFunction;
+  /**
+   * Prepare the next segment in the background (spare-segment.ts), default true. Costs, per log that
+   * appends: one more `segmentBytes` of disk and page cache while a spare exists, and `segmentBytes`
+   * of zeros written per segment (with `interval` and `always` also fdatasync'd, in the background;
+   * with `none` they reach the disk only if written back before data overwrites them).
+   */
+  spareSegment?: boolean;
+  /** TEST-ONLY: replaces the file-system calls of the spare segment preparation (fault injection). */
+  spareFileSystem?: SpareFileSystem;
+}
+
+/** What the spare segment preparation did since the log was opened (for tests and benchmarks). */
+export interface SpareSegmentStats {
+  /** Preparations started. */
+  prepared: number;
+  /** Rolls that took a ready spare. */
+  adopted: number;
+  /** Rolls that created their segment the slow way (the spare was still being prepared, or none). */
+  fallbacks: number;
+  /** Preparations that failed (the spare file was deleted). */
+  failures: number;
+  lastFailure: SpillwayError | null;
+  /** State of the current spare, 'none' when there is none. */
+  state: SpareState | 'none';
 }
 
 interface ResolvedOptions {
@@ -79,6 +112,8 @@ interface ResolvedOptions {
   retentionBytes: number;
   checkpointIntervalMs: number;
   crc32c: Crc32cFunction;
+  spareSegment: boolean;
+  spareFileSystem: SpareFileSystem;
 }
 
 function integerOption(
@@ -141,6 +176,8 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       3_600_000,
     ),
     crc32c: options.crc32c ?? nativeCrc32c,
+    spareSegment: options.spareSegment ?? true,
+    spareFileSystem: options.spareFileSystem ?? nodeSpareFileSystem,
   };
 }
 
@@ -161,11 +198,25 @@ export class PartitionLog implements LogStore {
   private flushTimer: NodeJS.Timeout | null = null;
   private checkpointTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The next segment being prepared or ready (spare-segment.ts), or null. */
+  private spare: SpareSegment | null = null;
+  /** Whether the active segment still has to start a spare preparation at its first append. */
+  private spareWanted: boolean;
+  /** Inline zero-fill of segments that were not prepared as spares (zero-fill.ts). */
+  private readonly zeroWriteBytes: number;
+  private readonly spareStats: Omit<SpareSegmentStats, 'state'> = {
+    prepared: 0,
+    adopted: 0,
+    fallbacks: 0,
+    failures: 0,
+    lastFailure: null,
+  };
 
   private constructor(options: ResolvedOptions) {
     this.options = options;
     this.directory = options.directory;
     this.durability = options.durability;
+    this.spareWanted = options.spareSegment;
     mkdirSync(options.directory, { recursive: true });
     this.checkpoint = new CheckpointFile(join(options.directory, recoveryCheckpointFileName));
     const loaded = loadLog(
@@ -179,6 +230,8 @@ export class PartitionLog implements LogStore {
     );
     this.segments = loaded.segments;
     this.recovery = loaded.report;
+    this.zeroWriteBytes = zeroWriteBytesFor(options.durability);
+    this.active.setZeroWriteBytes(this.zeroWriteBytes);
     this.directoryFd = openSync(options.directory, 'r');
     // What recovery kept may only be in the page cache (a process crash): it is synced in the
     // background, and until that sync ends the durable offset stays at the old recovery point.
@@ -190,11 +243,19 @@ export class PartitionLog implements LogStore {
     }
     this.checkpoint.writeSync({ version: 1, recoveryPoint, cleanShutdown: false });
     this.checkpointedOffset = recoveryPoint;
+    let recoveredPending = recoveryPoint < end;
     this.syncer = new SyncScheduler(
       {
         endOffset: () => this.logEndOffset,
-        takeDirtyFiles: () => this.takeDirtyFiles(),
-        onSynced: () => undefined,
+        takeRound: (neededOffset) => this.takeSyncRound(neededOffset),
+        onSynced: (offset) => {
+          // The data recovery kept is on disk: record that at once rather than at the next
+          // checkpoint tick, so a crash right after it does not make the next open scan it again.
+          if (recoveredPending && offset >= end) {
+            recoveredPending = false;
+            this.backgroundCheckpoint();
+          }
+        },
       },
       this.directoryFd,
       recoveryPoint,
@@ -241,6 +302,11 @@ export class PartitionLog implements LogStore {
     return this.syncer.syncCount;
   }
 
+  /** What the spare segment preparation did so far (a copy). */
+  get spareSegmentStats(): SpareSegmentStats {
+    return { ...this.spareStats, state: this.spare?.state ?? 'none' };
+  }
+
   private get active(): LogSegment {
     return this.segments[this.segments.length - 1]!;
   }
@@ -278,27 +344,100 @@ export class PartitionLog implements LogStore {
     const baseOffset = segment.nextOffset;
     segment.append(batch);
     this.dirty.add(segment);
+    if (this.spareWanted) this.startSpare();
     const lastOffset = baseOffset + batchRecordCountAt(batch, 0) - 1;
     const result: AppendResult = { baseOffset, lastOffset, durability: this.durability };
     if (this.durability !== 'always') return Promise.resolve(result);
     return this.syncer.waitFor(lastOffset + 1).then(() => result);
   }
 
-  /** Seals the active segment and starts a new one at the log end. */
+  /**
+   * Seals the active segment and starts a new one at the log end: the spare when it is ready,
+   * otherwise a new preallocated file (`LogSegment.create`, which throws StorageFullError or
+   * StorageIoError). A spare still being prepared is left to finish: it serves the next roll.
+   */
   private roll(): LogSegment {
     const old = this.active;
-    const fresh = LogSegment.create(
-      this.directory,
-      old.nextOffset,
-      this.options.segmentBytes,
-      this.options.indexIntervalBytes,
-    );
+    const baseOffset = old.nextOffset;
+    const { segmentBytes, indexIntervalBytes } = this.options;
+    let fresh: LogSegment | null = null;
+    const spare = this.spare;
+    switch (spare?.state) {
+      case 'ready':
+        this.spare = null;
+        try {
+          fresh = LogSegment.adopt(
+            this.directory,
+            baseOffset,
+            spare!.take(),
+            spare!.path,
+            segmentBytes,
+            indexIntervalBytes,
+          );
+          this.spareStats.adopted++;
+        } catch (error) {
+          this.recordSpareFailure(error as SpillwayError);
+        }
+        break;
+      case 'failed':
+        this.spare = null;
+        this.recordSpareFailure(spare!.failure!);
+        break;
+      case 'closed':
+        this.spare = null;
+        break;
+      default:
+        // None, or still filling or syncing: it serves a later roll.
+        break;
+    }
+    if (fresh === null) {
+      if (this.options.spareSegment) this.spareStats.fallbacks++;
+      try {
+        fresh = LogSegment.create(this.directory, baseOffset, segmentBytes, indexIntervalBytes);
+      } catch (error) {
+        // A full disk: a spare still being prepared holds segmentBytes of it. Give that back so a
+        // retry can succeed (its file is deleted once its write in flight ends; until then it stays
+        // in `this.spare`, so no new preparation starts beside it).
+        void this.spare?.close();
+        throw error;
+      }
+    }
+    fresh.setZeroWriteBytes(this.zeroWriteBytes);
     old.seal();
     this.segments.push(fresh);
     this.syncer.markDirectoryDirty();
+    this.spareWanted = this.options.spareSegment;
     // Sealed data goes to disk soon whatever the durability, so the recovery point can pass it.
-    this.backgroundSync();
+    // Only the sealed segments: the new active one is synced by `always` appends, the interval
+    // timer or a flush.
+    if (!this.syncer.failed) this.syncer.waitFor(baseOffset).catch(() => undefined);
     return fresh;
+  }
+
+  /**
+   * Starts preparing a spare segment unless one exists (still being prepared, or ready). Called at
+   * the first append after open and after each roll, so an idle log never writes a spare.
+   */
+  private startSpare(): void {
+    this.spareWanted = false;
+    if (this.closed || this.spare !== null) return;
+    const spare = SpareSegment.prepare(
+      this.directory,
+      this.options.segmentBytes,
+      // With `none` the zeros stay dirty (data overwrites them in the page cache if the segment
+      // fills before writeback); `interval` and `always` sync the active segment, which would then
+      // write all its zero pages in the foreground sync after the roll.
+      { syncWhenFilled: this.durability !== 'none', zeroWriteBytes: zeroWriteBytesFor(this.durability) },
+      this.options.spareFileSystem,
+    );
+    this.spareStats.prepared++;
+    if (spare.failure !== null) this.recordSpareFailure(spare.failure);
+    else this.spare = spare;
+  }
+
+  private recordSpareFailure(error: SpillwayError): void {
+    this.spareStats.failures++;
+    this.spareStats.lastFailure = error;
   }
 
   read(offset: number, maxBytes: number, maxOffset?: number): ReadResult {
@@ -399,6 +538,7 @@ export class PartitionLog implements LogStore {
       later.delete();
     }
     segment.reopenWritable(this.options.segmentBytes);
+    segment.setZeroWriteBytes(this.zeroWriteBytes);
     segment.truncateTo(position, offset, maxTimestamp);
     this.dirty.add(segment);
     this.syncer.truncatedTo(offset);
@@ -488,6 +628,10 @@ export class PartitionLog implements LogStore {
     await this.syncer.idle();
     await this.checkpoint.idle();
     this.closed = true;
+    if (this.spare !== null) {
+      await this.spare.close();
+      this.spare = null;
+    }
     for (const segment of this.segments) segment.close();
     if (syncError === null) {
       this.checkpoint.writeSync({ version: 1, recoveryPoint: this.logEndOffset, cleanShutdown: true });
@@ -520,13 +664,25 @@ export class PartitionLog implements LogStore {
     return null;
   }
 
-  private takeDirtyFiles(): Array<{ fd: number; done: () => void }> {
+  /**
+   * The files of a sync round. When no waiter needs data of the active segment (the sync a roll
+   * starts for the sealed segments), the active segment is left out: a segment adopted from a spare
+   * is all dirty zero pages with `none`, and syncing it would write hundreds of MiB of zeros to disk
+   * while appends copy into it.
+   */
+  private takeSyncRound(neededOffset: number): {
+    offset: number;
+    files: Array<{ fd: number; done: () => void }>;
+  } {
+    const active = this.active;
+    const sealedOnly = neededOffset <= active.baseOffset;
     const files: Array<{ fd: number; done: () => void }> = [];
     for (const segment of this.dirty) {
+      if (sealedOnly && segment === active) continue;
       files.push({ fd: segment.beginSync(), done: () => segment.endSync() });
+      this.dirty.delete(segment);
     }
-    this.dirty.clear();
-    return files;
+    return { offset: sealedOnly ? active.baseOffset : this.logEndOffset, files };
   }
 
   private backgroundSync(): void {

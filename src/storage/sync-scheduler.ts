@@ -22,10 +22,15 @@ export const durabilities: readonly Durability[] = ['none', 'interval', 'always'
 
 /** What a sync needs from the log: the files with unsynced data, captured when the sync starts. */
 export interface SyncTarget {
-  /** Offset after the last appended record: what a sync started now will cover. */
+  /** Offset after the last appended record: what a sync started now can cover at most. */
   endOffset(): number;
-  /** File descriptors with unsynced writes, each with a callback to call when its sync ended. */
-  takeDirtyFiles(): Array<{ fd: number; done: () => void }>;
+  /**
+   * The files to sync in a round that must cover every offset below `neededOffset` (the largest
+   * offset a waiter asked for), each with a callback to call when its sync ended, and the offset the
+   * round covers once they are synced (at least `neededOffset`). A target may leave out files that
+   * hold only later offsets (the log leaves out its active segment when only sealed data is needed).
+   */
+  takeRound(neededOffset: number): { offset: number; files: Array<{ fd: number; done: () => void }> };
   /** Called after a sync covering everything below `offset` succeeded. */
   onSynced(offset: number): void;
 }
@@ -131,8 +136,9 @@ export class SyncScheduler {
   }
 
   private start(): void {
-    const offset = this.target.endOffset();
-    const files = this.target.takeDirtyFiles();
+    let neededOffset = 0;
+    for (const waiter of this.waiters) neededOffset = Math.max(neededOffset, waiter.offset);
+    const { offset, files } = this.target.takeRound(neededOffset);
     const syncDirectory = this.directoryDirty;
     this.directoryDirty = false;
     this.inFlight = this.run(offset, files, syncDirectory, this.truncations);

@@ -1,10 +1,13 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { batchBaseOffset, batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords } from '../../src/format/record-batch.js';
-import { PartitionLog } from '../../src/storage/partition-log.js';
-import { makeBatch, temporaryDirectory } from './helpers.js';
+import { CheckpointFile } from '../../src/storage/checkpoint-file.js';
+import { type RecoveryCheckpoint, recoveryCheckpointFileName } from '../../src/storage/log-loader.js';
+import { PartitionLog, type PartitionLogOptions } from '../../src/storage/partition-log.js';
+import { nodeSpareFileSystem, spareSegmentFileName } from '../../src/storage/spare-segment.js';
+import { heldWriteFileSystem, makeBatch, systemError, temporaryDirectory, waitUntil } from './helpers.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -215,6 +218,33 @@ describe('PartitionLog', () => {
     });
   });
 
+  it('records the recovery point as soon as the data an unclean open kept is synced', async () => {
+    const dir = directory();
+    const log = await PartitionLog.open({
+      directory: dir,
+      durability: 'none',
+      checkpointIntervalMs: 3_600_000,
+    });
+    for (let i = 0; i < 10; i++) await log.append(makeBatch(`c${i}`, 3));
+    const crashed = directory();
+    cpSync(dir, crashed, { recursive: true }); // checkpoint: recovery point 0, not clean
+    await log.close();
+    const reopened = await PartitionLog.open({
+      directory: crashed,
+      durability: 'none',
+      checkpointIntervalMs: 3_600_000, // no checkpoint tick during the test
+    });
+    expect(reopened.recovery.cleanShutdown).toBe(false);
+    expect(reopened.logEndOffset).toBe(30);
+    const checkpoint = new CheckpointFile<RecoveryCheckpoint>(join(crashed, recoveryCheckpointFileName));
+    await waitUntil(() => {
+      const read = checkpoint.read();
+      return read.status === 'ok' && read.value.recoveryPoint === 30;
+    });
+    expect(reopened.durableOffset).toBe(30);
+    await reopened.close();
+  });
+
   it('names segment files by their 20-digit base offset', async () => {
     const dir = directory();
     const log = await PartitionLog.open({ directory: dir, durability: 'none', segmentBytes: 64 * 1024 });
@@ -233,3 +263,243 @@ async function vi_waitFor(condition: () => boolean, timeoutMs = 5000): Promise<v
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+describe('PartitionLog spare segment', () => {
+  const segmentBytes = 64 * 1024;
+  const base = (dir: string): PartitionLogOptions => ({
+    directory: dir,
+    durability: 'none',
+    segmentBytes,
+    indexIntervalBytes: 1024,
+  });
+  /** Values of every record from offset 0, without the padding. */
+  const allValues = (log: PartitionLog): string[] => {
+    const values: string[] = [];
+    let offset = log.logStartOffset;
+    while (offset < log.logEndOffset) {
+      const result = log.read(offset, 1 << 20);
+      values.push(...valuesOf(result.bytes).map((v) => v.replace(/x+$/, '')));
+      offset = result.nextOffset;
+    }
+    return values;
+  };
+  const expectedValues = (batches: number): string[] =>
+    Array.from({ length: batches }, (_, i) => [`s${i}/0`, `s${i}/1`]).flat();
+  /** Appends batch `i` (2 records, ~4 KiB) and lets the spare preparation run. */
+  const appendAndYield = async (log: PartitionLog, i: number): Promise<void> => {
+    await log.append(makeBatch(`s${i}`, 2, 1_700_000_000_000 + i, 2000));
+    await waitUntil(() => log.spareSegmentStats.state !== 'filling');
+  };
+
+  it('prepares a spare at the first append and adopts one at every roll', async () => {
+    const dir = directory();
+    const log = await PartitionLog.open(base(dir));
+    expect(log.spareSegmentStats.state).toBe('none'); // an idle log writes no spare
+    expect(existsSync(join(dir, spareSegmentFileName))).toBe(false);
+    const batches = 200;
+    for (let i = 0; i < batches; i++) await appendAndYield(log, i);
+    const stats = log.spareSegmentStats;
+    const rolls = log.segmentCount - 1;
+    expect(rolls).toBeGreaterThan(10);
+    expect(stats.adopted).toBe(rolls);
+    expect(stats.fallbacks).toBe(0);
+    expect(stats.failures).toBe(0);
+    expect(stats.prepared).toBe(rolls + 1);
+    expect(stats.state).toBe('ready');
+    const spare = join(dir, spareSegmentFileName);
+    expect(statSync(spare).size).toBe(segmentBytes);
+    const logs = readdirSync(dir).filter((name) => name.endsWith('.log'));
+    expect(logs.length).toBe(log.segmentCount);
+    for (const name of logs) expect(name).toMatch(/^\d{20}\.log$/);
+    expect(allValues(log)).toEqual(expectedValues(batches));
+    expect(log.verify()).toBe(batches);
+    await log.close();
+    expect(existsSync(spare)).toBe(false);
+    expect(readdirSync(dir).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+
+    const reopened = await PartitionLog.open(base(dir));
+    expect(reopened.recovery.cleanShutdown).toBe(true);
+    expect(reopened.logEndOffset).toBe(2 * batches);
+    expect(reopened.verify()).toBe(batches);
+    expect(allValues(reopened)).toEqual(expectedValues(batches));
+    await reopened.close();
+  });
+
+  it('a crash while a spare exists loses nothing: the open deletes the spare', async () => {
+    const dir = directory();
+    const held = heldWriteFileSystem();
+    const log = await PartitionLog.open({ ...base(dir), spareFileSystem: held.fileSystem });
+    for (let i = 0; i < 40; i++) {
+      await log.append(makeBatch(`s${i}`, 2, 1_700_000_000_000 + i, 2000));
+      held.releaseOne();
+      await waitUntil(() => log.spareSegmentStats.state !== 'filling' || held.heldCount() > 0);
+    }
+    await log.flush();
+    // One copy with a complete spare, one with a half-written one.
+    await waitUntil(() => log.spareSegmentStats.state === 'ready' || held.heldCount() > 0);
+    if (log.spareSegmentStats.state !== 'ready') {
+      while (log.spareSegmentStats.state === 'filling') {
+        held.releaseOne();
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    }
+    const withReadySpare = directory();
+    cpSync(dir, withReadySpare, { recursive: true });
+    await log.append(makeBatch('roll', 1, 0, segmentBytes - 200)); // adopts the spare
+    await log.append(makeBatch('after', 1)); // starts the next one: its first write is held
+    await log.flush();
+    expect(log.spareSegmentStats.state).toBe('filling');
+    const withPartialSpare = directory();
+    cpSync(dir, withPartialSpare, { recursive: true });
+    const endOffset = log.logEndOffset;
+    const closing = log.close();
+    while (held.heldCount() > 0) held.releaseOne();
+    await closing;
+
+    for (const [copy, end] of [
+      [withReadySpare, 80],
+      [withPartialSpare, endOffset],
+    ] as const) {
+      expect(existsSync(join(copy, spareSegmentFileName))).toBe(true);
+      const reopened = await PartitionLog.open(base(copy));
+      expect(reopened.recovery.cleanShutdown).toBe(false);
+      expect(existsSync(join(copy, spareSegmentFileName))).toBe(false);
+      expect(reopened.logEndOffset).toBe(end);
+      expect(reopened.verify()).toBe(copy === withReadySpare ? 40 : 42);
+      expect(allValues(reopened).slice(0, 80)).toEqual(expectedValues(40));
+      await reopened.close();
+    }
+  });
+
+  it('falls back to creating the segment when the spare is not ready, and adopts it at the next roll', async () => {
+    const dir = directory();
+    const held = heldWriteFileSystem();
+    const log = await PartitionLog.open({ ...base(dir), spareFileSystem: held.fileSystem });
+    let i = 0;
+    while (log.segmentCount < 3) await log.append(makeBatch(`s${i++}`, 2, 1_700_000_000_000, 2000));
+    // Two rolls while the only spare waited for its first write.
+    expect(log.spareSegmentStats).toMatchObject({ prepared: 1, adopted: 0, fallbacks: 2, state: 'filling' });
+    while (log.spareSegmentStats.state === 'filling') {
+      held.releaseOne();
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(log.spareSegmentStats.state).toBe('ready');
+    while (log.segmentCount < 4) await log.append(makeBatch(`s${i++}`, 2, 1_700_000_000_000, 2000));
+    expect(log.spareSegmentStats).toMatchObject({ prepared: 2, adopted: 1, fallbacks: 2, state: 'filling' });
+    expect(allValues(log)).toEqual(expectedValues(i));
+    expect(log.verify()).toBe(i);
+    const closing = log.close();
+    while (held.heldCount() > 0) held.releaseOne();
+    await closing;
+  });
+
+  it('close waits for the zero-write in flight, issues no more and deletes the spare', async () => {
+    const dir = directory();
+    const held = heldWriteFileSystem();
+    const log = await PartitionLog.open({ ...base(dir), spareFileSystem: held.fileSystem });
+    await log.append(makeBatch('a'));
+    expect(held.heldCount()).toBe(1);
+    let closed = false;
+    const closing = log.close().then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(closed).toBe(false);
+    held.releaseOne();
+    await closing;
+    expect(held.writes.length).toBe(1);
+    expect(existsSync(join(dir, spareSegmentFileName))).toBe(false);
+    const reopened = await PartitionLog.open(base(dir));
+    expect(reopened.logEndOffset).toBe(1);
+    await reopened.close();
+  });
+
+  it('records ENOSPC and EIO while preparing, deletes the spare and keeps appending', async () => {
+    const dir = directory();
+    let allocations = 0;
+    let writes = 0;
+    const log = await PartitionLog.open({
+      ...base(dir),
+      spareFileSystem: {
+        ...nodeSpareFileSystem,
+        allocate: (fd, offset, length) => {
+          allocations++;
+          if (allocations === 1) throw systemError('ENOSPC', 'fallocate');
+          nodeSpareFileSystem.allocate(fd, offset, length);
+        },
+        write: (fd, buffer, length, position, callback) => {
+          writes++;
+          if (writes === 1) setImmediate(() => callback(systemError('EIO', 'write'), 0));
+          else nodeSpareFileSystem.write(fd, buffer, length, position, callback);
+        },
+      },
+    });
+    await log.append(makeBatch('s0', 2, 0, 2000));
+    expect(log.spareSegmentStats).toMatchObject({ prepared: 1, failures: 1, state: 'none' });
+    expect(log.spareSegmentStats.lastFailure?.code).toBe('STORAGE_FULL');
+    expect(existsSync(join(dir, spareSegmentFileName))).toBe(false);
+    let i = 1;
+    while (log.segmentCount < 2) await log.append(makeBatch(`s${i++}`, 2, 0, 2000));
+    // The roll fell back and started the next preparation, whose first write fails.
+    await waitUntil(() => log.spareSegmentStats.state !== 'filling');
+    expect(log.spareSegmentStats).toMatchObject({ prepared: 2, fallbacks: 1, state: 'failed' });
+    while (log.segmentCount < 3) await log.append(makeBatch(`s${i++}`, 2, 0, 2000));
+    expect(log.spareSegmentStats).toMatchObject({ prepared: 3, failures: 2, fallbacks: 2 });
+    expect(log.spareSegmentStats.lastFailure?.code).toBe('STORAGE_IO');
+    await waitUntil(() => log.spareSegmentStats.state === 'ready');
+    while (log.segmentCount < 4) await log.append(makeBatch(`s${i++}`, 2, 0, 2000));
+    expect(log.spareSegmentStats).toMatchObject({ adopted: 1, fallbacks: 2 });
+    expect(allValues(log)).toEqual(expectedValues(i));
+    expect(log.verify()).toBe(i);
+    await log.close();
+  });
+
+  it('truncation and retention leave the spare alone; it serves the next roll', async () => {
+    const dir = directory();
+    const log = await PartitionLog.open({ ...base(dir), retentionBytes: 3 * segmentBytes });
+    let i = 0;
+    while (log.segmentCount < 6) await appendAndYield(log, i++);
+    expect(log.applyRetention().deletedSegments).toBeGreaterThan(0);
+    expect(log.spareSegmentStats.state).toBe('ready');
+    const start = log.logStartOffset;
+    log.truncateTo(start + 2); // into the oldest remaining segment, reopened writable
+    expect(log.segmentCount).toBe(1);
+    expect(log.spareSegmentStats.state).toBe('ready');
+    const adopted = log.spareSegmentStats.adopted;
+    let j = 0;
+    while (log.segmentCount < 2) await appendAndYield(log, 1000 + j++);
+    expect(log.spareSegmentStats.adopted).toBe(adopted + 1);
+    expect(log.logStartOffset).toBe(start);
+    expect(log.logEndOffset).toBe(start + 2 + 2 * j);
+    expect(log.verify()).toBe(1 + j);
+    await log.close();
+    const reopened = await PartitionLog.open(base(dir));
+    expect(reopened.logEndOffset).toBe(start + 2 + 2 * j);
+    await reopened.close();
+  });
+
+  it('works without a spare (spareSegment: false)', async () => {
+    const dir = directory();
+    const log = await PartitionLog.open({ ...base(dir), spareSegment: false });
+    for (let i = 0; i < 60; i++) await appendAndYield(log, i);
+    expect(log.segmentCount).toBeGreaterThan(2);
+    expect(log.spareSegmentStats).toMatchObject({ prepared: 0, adopted: 0, fallbacks: 0, state: 'none' });
+    expect(existsSync(join(dir, spareSegmentFileName))).toBe(false);
+    expect(log.verify()).toBe(60);
+    await log.close();
+  });
+
+  it('the sync a roll starts covers the sealed segments only', async () => {
+    const log = await PartitionLog.open({ ...base(directory()), durability: 'none' });
+    let i = 0;
+    while (log.segmentCount < 2) await appendAndYield(log, i++);
+    await log.append(makeBatch('more', 3));
+    const activeBase = log.logEndOffset - 3 - 2;
+    await waitUntil(() => log.durableOffset === activeBase);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(log.durableOffset).toBe(activeBase);
+    await log.flush();
+    expect(log.durableOffset).toBe(log.logEndOffset);
+    await log.close();
+  });
+});
