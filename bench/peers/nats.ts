@@ -11,7 +11,7 @@
  * - latency: `js.publish` at a fixed rate; a live pull consumer on its own connection.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   AckPolicy,
@@ -32,10 +32,8 @@ import {
   measureLatency,
   pipelined,
   publishWindow,
-  split,
   throughput,
 } from './load.js';
-import { payloadPool } from './payload.js';
 import {
   type ConsumeOptions,
   type ConsumeResult,
@@ -47,6 +45,7 @@ import {
   type ProduceResult,
 } from './peer.js';
 import { canConnect, freePort, ServerProcess } from './server-process.js';
+import { freshDirectory, OpenClients, produceWorkload, timedUntil } from './workload.js';
 
 export type NatsSync = 'default' | 'always';
 
@@ -74,7 +73,7 @@ export class NatsJetStreamPeer implements Peer {
   private producedStream: string | undefined;
   private producedCount = 0;
   private messageBytes = 0;
-  private readonly connections = new Set<NatsConnection>();
+  private readonly connections = new OpenClients<NatsConnection>();
   private admin: NatsConnection | undefined;
   private manager: JetStreamManager | undefined;
 
@@ -90,8 +89,7 @@ export class NatsJetStreamPeer implements Peer {
       throw new PeerUnavailableError('nats-server is not installed (node dist/bench/peers/install.js)');
     }
     const storeDirectory = path.join(scratchDir, `nats-${this.sync}`);
-    rmSync(storeDirectory, { recursive: true, force: true }); // a fresh, empty store every start
-    mkdirSync(storeDirectory, { recursive: true });
+    freshDirectory(storeDirectory); // a fresh, empty store every start
     this.port = await freePort();
     const port = this.port;
     const configFile = path.join(scratchDir, `nats-${this.sync}.conf`);
@@ -127,8 +125,7 @@ export class NatsJetStreamPeer implements Peer {
   }
 
   async stop(): Promise<void> {
-    for (const connection of this.connections) await connection.close().catch(() => {});
-    this.connections.clear();
+    await this.connections.closeAll();
     this.admin = undefined;
     this.manager = undefined;
     await this.server?.stop();
@@ -144,24 +141,20 @@ export class NatsJetStreamPeer implements Peer {
     this.producedStream = stream;
     this.producedCount = 0;
     this.messageBytes = options.messageBytes;
-    const pool = payloadPool(options.messageBytes);
-    const counts = split(options.messages, options.producers);
-    const producers = await Promise.all(counts.map(() => this.connection()));
-    const start = performance.now();
-    const deadline = start + options.durationMsMax;
-    const acked = await Promise.all(
-      producers.map((connection, producer) => {
+    const result = await produceWorkload(options, {
+      connect: () => this.connection(),
+      producer: (connection) => connection,
+      publish: (connection, messages, deadline, pool) => {
         const jetstream = connection.jetstream();
-        return pipelined(counts[producer]!, publishWindow, deadline, async (index) => {
+        return pipelined(messages, publishWindow, deadline, async (index) => {
           await jetstream.publish(subject, pool[index % pool.length]!);
           return 1;
         });
-      }),
-    );
-    const elapsedMs = performance.now() - start;
-    await this.release(producers);
-    this.producedCount = acked.reduce((sum, count) => sum + count, 0);
-    return { ...throughput(this.producedCount, options.messageBytes, elapsedMs), acked: this.producedCount };
+      },
+      release: (connections) => this.connections.release(connections),
+    });
+    this.producedCount = result.acked;
+    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {
@@ -177,12 +170,11 @@ export class NatsJetStreamPeer implements Peer {
     const consumers = await Promise.all(Array.from({ length: options.consumers }, () => this.connection()));
     const subscriptions: ConsumerMessages[] = [];
     let received = 0;
-    const start = performance.now();
-    const timer = setTimeout(() => {
+    const stopAll = (): void => {
       for (const subscription of subscriptions) subscription.stop();
-    }, options.durationMsMax);
-    try {
-      await Promise.all(
+    };
+    const elapsedMs = await timedUntil(options.durationMsMax, stopAll, () =>
+      Promise.all(
         consumers.map(async (connection) => {
           const consumer = await connection.jetstream().consumers.get(stream, durableName);
           const messages = await consumer.consume({ max_messages: consumeBatchMessages });
@@ -202,14 +194,11 @@ export class NatsJetStreamPeer implements Peer {
           }
           messages.stop();
           if (last !== undefined && sinceAck > 0) await last.ackAck();
-          if (received >= target) for (const subscription of subscriptions) subscription.stop();
+          if (received >= target) stopAll();
         }),
-      );
-    } finally {
-      clearTimeout(timer);
-    }
-    const elapsedMs = performance.now() - start;
-    await this.release(consumers);
+      ),
+    );
+    await this.connections.release(consumers);
     await this.jsm().consumers.delete(stream, durableName);
     return { ...throughput(received, this.messageBytes, elapsedMs), received };
   }
@@ -247,7 +236,7 @@ export class NatsJetStreamPeer implements Peer {
         },
       });
     } finally {
-      await this.release([producer, consumerConnection]);
+      await this.connections.release([producer, consumerConnection]);
       await this.jsm().streams.delete(stream);
     }
   }
@@ -276,14 +265,6 @@ export class NatsJetStreamPeer implements Peer {
 
   private async connection(): Promise<NatsConnection> {
     const connection = await connect({ servers: `127.0.0.1:${this.port}`, reconnect: false, timeout: 5000 });
-    this.connections.add(connection);
-    return connection;
-  }
-
-  private async release(connections: readonly NatsConnection[]): Promise<void> {
-    for (const connection of connections) {
-      this.connections.delete(connection);
-      await connection.close();
-    }
+    return this.connections.add(connection);
   }
 }

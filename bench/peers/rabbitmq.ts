@@ -16,7 +16,7 @@
  *   `consumeBatchMessages`-th delivery with `allUpTo`.
  * - latency: confirmed publishes at a fixed rate; a live consumer acknowledging each delivery.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, connect } from 'amqplib';
 import { findExecutable } from './install.js';
@@ -27,10 +27,8 @@ import {
   measureLatency,
   pipelined,
   publishWindow,
-  split,
   throughput,
 } from './load.js';
-import { payloadPool } from './payload.js';
 import {
   type ConsumeOptions,
   type ConsumeResult,
@@ -42,6 +40,7 @@ import {
   type ProduceResult,
 } from './peer.js';
 import { canConnect, freePort, ServerProcess } from './server-process.js';
+import { freshDirectory, OpenClients, produceWorkload } from './workload.js';
 
 /** The server script itself (not the /usr/sbin wrapper that switches user). */
 const serverScript = '/usr/lib/rabbitmq/bin/rabbitmq-server';
@@ -64,7 +63,7 @@ export class RabbitmqQuorumPeer implements Peer {
   private producedQueue: string | undefined;
   private producedCount = 0;
   private messageBytes = 0;
-  private readonly connections = new Set<ChannelModel>();
+  private readonly connections = new OpenClients<ChannelModel>();
 
   async start(scratchDirectory: string): Promise<void> {
     const scratchDir = path.resolve(scratchDirectory); // the servers run in their own directories
@@ -76,7 +75,7 @@ export class RabbitmqQuorumPeer implements Peer {
       throw new PeerUnavailableError(`${serverScript} not found: not the Debian package layout`);
     }
     const base = path.join(scratchDir, 'rabbitmq');
-    rmSync(base, { recursive: true, force: true }); // a fresh node every start
+    freshDirectory(base); // a fresh node every start
     const directories = {
       home: path.join(base, 'home'),
       mnesia: path.join(base, 'mnesia'),
@@ -150,12 +149,11 @@ export class RabbitmqQuorumPeer implements Peer {
     }
     const connection = await this.connection();
     this.version = `rabbitmq ${String(connection.connection.serverProperties.version ?? 'unknown')}`;
-    await this.release([connection]);
+    await this.connections.release([connection]);
   }
 
   async stop(): Promise<void> {
-    for (const connection of this.connections) await connection.close().catch(() => {});
-    this.connections.clear();
+    await this.connections.closeAll();
     await this.server?.stop();
     this.server = undefined;
     await this.epmd?.stop();
@@ -171,23 +169,17 @@ export class RabbitmqQuorumPeer implements Peer {
     this.producedQueue = queue;
     this.producedCount = 0;
     this.messageBytes = options.messageBytes;
-    const pool = payloadPool(options.messageBytes);
-    const counts = split(options.messages, options.producers);
-    const producers = await Promise.all(counts.map(() => this.connection()));
-    const channels = await Promise.all(producers.map((connection) => connection.createConfirmChannel()));
-    const start = performance.now();
-    const deadline = start + options.durationMsMax;
-    const acked = await Promise.all(
-      channels.map((channel, producer) =>
-        pipelined(counts[producer]!, publishWindow, deadline, (index) =>
+    const result = await produceWorkload(options, {
+      connect: () => this.connection(),
+      producer: (connection) => connection.createConfirmChannel(),
+      publish: (channel, messages, deadline, pool) =>
+        pipelined(messages, publishWindow, deadline, (index) =>
           publishConfirmed(channel, queue, pool[index % pool.length]!),
         ),
-      ),
-    );
-    const elapsedMs = performance.now() - start;
-    await this.release(producers);
-    this.producedCount = acked.reduce((sum, count) => sum + count, 0);
-    return { ...throughput(this.producedCount, options.messageBytes, elapsedMs), acked: this.producedCount };
+      release: (connections) => this.connections.release(connections),
+    });
+    this.producedCount = result.acked;
+    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {
@@ -235,7 +227,7 @@ export class RabbitmqQuorumPeer implements Peer {
       if (last !== undefined && last.unacked > 0) channel.ack(last.message, true);
       await channel.close();
     }
-    await this.release(consumers);
+    await this.connections.release(consumers);
     return { ...throughput(Math.min(received, target), this.messageBytes, elapsedMs), received };
   }
 
@@ -268,7 +260,7 @@ export class RabbitmqQuorumPeer implements Peer {
         },
       });
     } finally {
-      await this.release([producer, consumer]);
+      await this.connections.release([producer, consumer]);
     }
   }
 
@@ -284,22 +276,14 @@ export class RabbitmqQuorumPeer implements Peer {
       await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
       return queue;
     } finally {
-      await this.release([connection]);
+      await this.connections.release([connection]);
     }
   }
 
   private async connection(): Promise<ChannelModel> {
     const connection = await connect(`amqp://guest:guest@127.0.0.1:${this.port}`);
     connection.on('error', () => {}); // surfaced by the failing operation
-    this.connections.add(connection);
-    return connection;
-  }
-
-  private async release(connections: readonly ChannelModel[]): Promise<void> {
-    for (const connection of connections) {
-      this.connections.delete(connection);
-      await connection.close();
-    }
+    return this.connections.add(connection);
   }
 }
 

@@ -9,7 +9,6 @@
  * - latency: XADD at a fixed rate; a live consumer on its own connection with XREADGROUP BLOCK.
  */
 
-import { mkdirSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { createClient } from 'redis';
@@ -20,10 +19,8 @@ import {
   measureLatency,
   pipelined,
   publishWindow,
-  split,
   throughput,
 } from './load.js';
-import { payloadPool } from './payload.js';
 import {
   type ConsumeOptions,
   type ConsumeResult,
@@ -35,6 +32,7 @@ import {
   type ProduceResult,
 } from './peer.js';
 import { freePort, ServerProcess } from './server-process.js';
+import { freshDirectory, OpenClients, produceWorkload } from './workload.js';
 
 export type RedisFsync = 'everysec' | 'always';
 
@@ -75,7 +73,7 @@ export class RedisStreamsPeer implements Peer {
   private producedStream: string | undefined;
   private producedCount = 0;
   private messageBytes = 0;
-  private readonly clients = new Set<RedisClient>();
+  private readonly clients = new OpenClients<RedisClient>();
   /** For stream and group administration, from start to stop. */
   private admin: RedisClient | undefined;
 
@@ -91,8 +89,7 @@ export class RedisStreamsPeer implements Peer {
       throw new PeerUnavailableError('redis-server is not installed (node dist/bench/peers/install.js)');
     }
     const dataDirectory = path.join(scratchDir, `redis-${this.fsync}`);
-    rmSync(dataDirectory, { recursive: true, force: true }); // a fresh, empty AOF every start
-    mkdirSync(dataDirectory, { recursive: true });
+    freshDirectory(dataDirectory); // a fresh, empty AOF every start
     this.port = await freePort();
     const port = this.port;
     this.server = await ServerProcess.start({
@@ -126,8 +123,7 @@ export class RedisStreamsPeer implements Peer {
   }
 
   async stop(): Promise<void> {
-    for (const client of this.clients) client.destroy();
-    this.clients.clear();
+    await this.clients.closeAll((client) => client.destroy());
     this.admin = undefined;
     await this.server?.stop();
     this.server = undefined;
@@ -146,14 +142,10 @@ export class RedisStreamsPeer implements Peer {
     this.producedStream = stream;
     this.producedCount = 0;
     this.messageBytes = options.messageBytes;
-    const pool = payloadPool(options.messageBytes);
-    const counts = split(options.messages, options.producers);
-    const producers = await Promise.all(counts.map(() => this.client()));
-    const start = performance.now();
-    const deadline = start + options.durationMsMax;
-    const acked = await Promise.all(
-      producers.map((client, producer) => {
-        const messages = counts[producer]!;
+    const result = await produceWorkload(options, {
+      connect: () => this.client(),
+      producer: (client) => client,
+      publish: (client, messages, deadline, pool) => {
         const pipelines = Math.ceil(messages / pipelineMessages);
         return pipelined(pipelines, publishWindow / pipelineMessages, deadline, async (pipelineIndex) => {
           const first = pipelineIndex * pipelineMessages;
@@ -167,12 +159,11 @@ export class RedisStreamsPeer implements Peer {
             throw new Error(`pipeline of ${size} XADDs got ${replies.length} replies`);
           return size;
         });
-      }),
-    );
-    const elapsedMs = performance.now() - start;
-    await this.release(producers);
-    this.producedCount = acked.reduce((sum, count) => sum + count, 0);
-    return { ...throughput(this.producedCount, options.messageBytes, elapsedMs), acked: this.producedCount };
+      },
+      release: (clients) => this.clients.release(clients),
+    });
+    this.producedCount = result.acked;
+    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {
@@ -205,7 +196,7 @@ export class RedisStreamsPeer implements Peer {
       }),
     );
     const elapsedMs = performance.now() - start;
-    await this.release(consumers);
+    await this.clients.release(consumers);
     await admin.sendCommand(['XGROUP', 'DESTROY', stream, group]);
     if (received > target) throw new Error(`consumed ${received} of ${target}: duplicates`);
     return { ...throughput(received, this.messageBytes, elapsedMs), received };
@@ -247,7 +238,7 @@ export class RedisStreamsPeer implements Peer {
         },
       });
     } finally {
-      await this.release([producer, consumer]);
+      await this.clients.release([producer, consumer]);
       await admin.sendCommand(['DEL', stream]);
     }
   }
@@ -261,15 +252,7 @@ export class RedisStreamsPeer implements Peer {
     const client = connect(this.port);
     client.on('error', () => {}); // surfaced by the failing command; the client must not crash the process
     await client.connect();
-    this.clients.add(client);
-    return client;
-  }
-
-  private async release(clients: readonly RedisClient[]): Promise<void> {
-    for (const client of clients) {
-      this.clients.delete(client);
-      await client.close();
-    }
+    return this.clients.add(client);
   }
 }
 

@@ -22,13 +22,12 @@
  * Not safe for concurrent measurements on one instance (like every Peer).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Consumer, Spillway } from '../../src/client/index.js';
 import type { Durability } from '../../src/protocol/types.js';
 import { findRepositoryRoot } from '../harness.js';
 import { checkPayloadBytes, measureLatency, pipelined, publishWindow, split, throughput } from './load.js';
-import { payloadPool } from './payload.js';
 import {
   type ConsumeOptions,
   type ConsumeResult,
@@ -40,6 +39,7 @@ import {
   type ProduceResult,
 } from './peer.js';
 import { freePort, ServerProcess } from './server-process.js';
+import { freshDirectory, OpenClients, produceWorkload, timedUntil } from './workload.js';
 
 /** What an acknowledgement guarantees in each mode (docs/OPERATIONS.md), stated like the peers'. */
 export const spillwayDurabilityOf: Readonly<Record<Durability, string>> = {
@@ -126,7 +126,7 @@ export class SpillwayPeer implements Peer {
   private producedTopic: string | undefined;
   private producedCount = 0;
   private messageBytes = 0;
-  private readonly clients = new Set<Spillway>();
+  private readonly clients = new OpenClients<Spillway>();
   private admin: Spillway | undefined;
 
   constructor(readonly mode: Durability) {
@@ -141,8 +141,7 @@ export class SpillwayPeer implements Peer {
       throw new PeerUnavailableError(`${cli} does not exist: build first (npm run build)`);
     }
     const dataDirectory = path.join(scratchDir, `spillway-${this.mode}`);
-    rmSync(dataDirectory, { recursive: true, force: true }); // a fresh, empty data directory every start
-    mkdirSync(dataDirectory, { recursive: true });
+    freshDirectory(dataDirectory); // a fresh, empty data directory every start
     const port = await freePort();
     this.url = `ws://127.0.0.1:${port}`;
     this.version = spillwayVersion();
@@ -167,8 +166,7 @@ export class SpillwayPeer implements Peer {
   }
 
   async stop(): Promise<void> {
-    for (const client of this.clients) await client.close().catch(() => {});
-    this.clients.clear();
+    await this.clients.closeAll();
     this.admin = undefined;
     await this.server?.stop();
     this.server = undefined;
@@ -184,24 +182,18 @@ export class SpillwayPeer implements Peer {
     this.producedTopic = topic;
     this.producedCount = 0;
     this.messageBytes = options.messageBytes;
-    const pool = payloadPool(options.messageBytes);
-    const counts = split(options.messages, options.producers);
-    const clients = await Promise.all(counts.map(() => this.client()));
-    const producers = clients.map((client) => client.producer(producerOptions));
-    const start = performance.now();
-    const deadline = start + options.durationMsMax;
-    const acked = await Promise.all(
-      producers.map((producer, index) =>
-        pipelined(counts[index]!, publishWindow, deadline, async (message) => {
+    const result = await produceWorkload(options, {
+      connect: () => this.client(),
+      producer: (client) => client.producer(producerOptions),
+      publish: (producer, messages, deadline, pool) =>
+        pipelined(messages, publishWindow, deadline, async (message) => {
           await producer.send(topic, { value: pool[message % pool.length]! });
           return 1;
         }),
-      ),
-    );
-    const elapsedMs = performance.now() - start;
-    await this.release(clients);
-    this.producedCount = acked.reduce((sum, count) => sum + count, 0);
-    return { ...throughput(this.producedCount, options.messageBytes, elapsedMs), acked: this.producedCount };
+      release: (clients) => this.clients.release(clients),
+    });
+    this.producedCount = result.acked;
+    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {
@@ -231,12 +223,11 @@ export class SpillwayPeer implements Peer {
     const clients = await Promise.all(assignment.map(() => this.client()));
     const consumers: Consumer[] = [];
     let received = 0;
-    const start = performance.now();
-    const timer = setTimeout(() => {
+    const closeAll = (): void => {
       for (const consumer of consumers) void consumer.close();
-    }, options.durationMsMax);
-    try {
-      await Promise.all(
+    };
+    const elapsedMs = await timedUntil(options.durationMsMax, closeAll, () =>
+      Promise.all(
         assignment.flatMap((items, index) =>
           items.map(async (item) => {
             const consumer = clients[index]!.consumer({
@@ -254,12 +245,9 @@ export class SpillwayPeer implements Peer {
             }
           }),
         ),
-      );
-    } finally {
-      clearTimeout(timer);
-    }
-    const elapsedMs = performance.now() - start;
-    await this.release(clients);
+      ),
+    );
+    await this.clients.release(clients);
     if (received > target) throw new Error(`consumed ${received} of ${target}: duplicates`);
     return { ...throughput(received, this.messageBytes, elapsedMs), received };
   }
@@ -289,7 +277,7 @@ export class SpillwayPeer implements Peer {
         },
       });
     } finally {
-      await this.release([producerClient, consumerClient]);
+      await this.clients.release([producerClient, consumerClient]);
       await this.adminClient().admin.deleteTopic(topic);
     }
   }
@@ -312,15 +300,7 @@ export class SpillwayPeer implements Peer {
 
   private async client(): Promise<Spillway> {
     const client = await Spillway.connect(this.url, { requestTimeoutMs, clientId: 'spillway-bench' });
-    this.clients.add(client);
-    return client;
-  }
-
-  private async release(clients: readonly Spillway[]): Promise<void> {
-    for (const client of clients) {
-      this.clients.delete(client);
-      await client.close();
-    }
+    return this.clients.add(client);
   }
 }
 
