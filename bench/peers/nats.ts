@@ -24,7 +24,6 @@ import {
   RetentionPolicy,
   StorageType,
 } from 'nats';
-import { findExecutable } from './install.js';
 import {
   checkPayloadBytes,
   consumeBatchMessages,
@@ -39,13 +38,13 @@ import {
   type ConsumeResult,
   type LatencyOptions,
   type LatencyResult,
-  type Peer,
   PeerUnavailableError,
   type ProduceOptions,
   type ProduceResult,
 } from './peer.js';
+import { requireExecutable, ServerPeer } from './server-peer.js';
 import { canConnect, freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, OpenClients, produceWorkload, timedUntil } from './workload.js';
+import { freshDirectory, produceWorkload, timedUntil } from './workload.js';
 
 export type NatsSync = 'default' | 'always';
 
@@ -63,31 +62,24 @@ const durabilityOf: Record<NatsSync, string> = {
 
 const durableName = 'bench';
 
-export class NatsJetStreamPeer implements Peer {
+export class NatsJetStreamPeer extends ServerPeer<NatsConnection> {
   readonly name: string;
   readonly durability: string;
-  version: string | undefined;
-  private server: ServerProcess | undefined;
   private port = 0;
   private streamNumber = 0;
   private producedStream: string | undefined;
-  private producedCount = 0;
-  private messageBytes = 0;
-  private readonly connections = new OpenClients<NatsConnection>();
   private admin: NatsConnection | undefined;
   private manager: JetStreamManager | undefined;
 
   constructor(readonly sync: NatsSync) {
+    super();
     this.name = `nats-jetstream file (sync ${sync})`;
     this.durability = durabilityOf[sync];
   }
 
   async start(scratchDirectory: string): Promise<void> {
     const scratchDir = path.resolve(scratchDirectory); // the servers run in their own directories
-    const executable = findExecutable('nats-server');
-    if (executable === undefined) {
-      throw new PeerUnavailableError('nats-server is not installed (node dist/bench/peers/install.js)');
-    }
+    const executable = requireExecutable('nats-server');
     const storeDirectory = path.join(scratchDir, `nats-${this.sync}`);
     freshDirectory(storeDirectory); // a fresh, empty store every start
     this.port = await freePort();
@@ -124,16 +116,10 @@ export class NatsJetStreamPeer implements Peer {
     if (account.limits.max_storage === 0) throw new Error('nats-server: JetStream has no file storage');
   }
 
-  async stop(): Promise<void> {
-    await this.connections.closeAll();
+  protected override async closeClients(): Promise<void> {
+    await super.closeClients();
     this.admin = undefined;
     this.manager = undefined;
-    await this.server?.stop();
-    this.server = undefined;
-  }
-
-  get pid(): number | undefined {
-    return this.server?.pid;
   }
 
   async produce(options: ProduceOptions): Promise<ProduceResult> {
@@ -151,7 +137,7 @@ export class NatsJetStreamPeer implements Peer {
           return 1;
         });
       },
-      release: (connections) => this.connections.release(connections),
+      release: (connections) => this.clients.release(connections),
     });
     this.producedCount = result.acked;
     return result;
@@ -198,7 +184,7 @@ export class NatsJetStreamPeer implements Peer {
         }),
       ),
     );
-    await this.connections.release(consumers);
+    await this.clients.release(consumers);
     await this.jsm().consumers.delete(stream, durableName);
     return { ...throughput(received, this.messageBytes, elapsedMs), received };
   }
@@ -236,7 +222,7 @@ export class NatsJetStreamPeer implements Peer {
         },
       });
     } finally {
-      await this.connections.release([producer, consumerConnection]);
+      await this.clients.release([producer, consumerConnection]);
       await this.jsm().streams.delete(stream);
     }
   }
@@ -265,6 +251,6 @@ export class NatsJetStreamPeer implements Peer {
 
   private async connection(): Promise<NatsConnection> {
     const connection = await connect({ servers: `127.0.0.1:${this.port}`, reconnect: false, timeout: 5000 });
-    return this.connections.add(connection);
+    return this.clients.add(connection);
   }
 }

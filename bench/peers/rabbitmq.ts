@@ -34,13 +34,13 @@ import {
   type ConsumeResult,
   type LatencyOptions,
   type LatencyResult,
-  type Peer,
   PeerUnavailableError,
   type ProduceOptions,
   type ProduceResult,
 } from './peer.js';
+import { ServerPeer } from './server-peer.js';
 import { canConnect, freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, OpenClients, produceWorkload } from './workload.js';
+import { freshDirectory, produceWorkload } from './workload.js';
 
 /** The server script itself (not the /usr/sbin wrapper that switches user). */
 const serverScript = '/usr/lib/rabbitmq/bin/rabbitmq-server';
@@ -48,22 +48,17 @@ const serverScript = '/usr/lib/rabbitmq/bin/rabbitmq-server';
 /** Boot takes ~5–10 s here; a loaded machine may need more. */
 const startTimeoutMs = 90_000;
 
-export class RabbitmqQuorumPeer implements Peer {
+export class RabbitmqQuorumPeer extends ServerPeer<ChannelModel> {
   readonly name = 'rabbitmq quorum queue (confirms)';
   readonly durability =
     'quorum queue, publisher confirms, persistent messages: the confirm is sent once the message is in ' +
     'the Raft log and fsynced on a majority of the members; a single member here, so after the local ' +
     'fsync (the write-ahead log is fsynced in batches, which the confirms wait for): a confirmed ' +
     'message is on disk';
-  version: string | undefined;
   private epmd: ServerProcess | undefined;
-  private server: ServerProcess | undefined;
   private port = 0;
   private queueNumber = 0;
   private producedQueue: string | undefined;
-  private producedCount = 0;
-  private messageBytes = 0;
-  private readonly connections = new OpenClients<ChannelModel>();
 
   async start(scratchDirectory: string): Promise<void> {
     const scratchDir = path.resolve(scratchDirectory); // the servers run in their own directories
@@ -149,19 +144,13 @@ export class RabbitmqQuorumPeer implements Peer {
     }
     const connection = await this.connection();
     this.version = `rabbitmq ${String(connection.connection.serverProperties.version ?? 'unknown')}`;
-    await this.connections.release([connection]);
+    await this.clients.release([connection]);
   }
 
-  async stop(): Promise<void> {
-    await this.connections.closeAll();
-    await this.server?.stop();
-    this.server = undefined;
+  override async stop(): Promise<void> {
+    await super.stop();
     await this.epmd?.stop();
     this.epmd = undefined;
-  }
-
-  get pid(): number | undefined {
-    return this.server?.pid;
   }
 
   async produce(options: ProduceOptions): Promise<ProduceResult> {
@@ -176,7 +165,7 @@ export class RabbitmqQuorumPeer implements Peer {
         pipelined(messages, publishWindow, deadline, (index) =>
           publishConfirmed(channel, queue, pool[index % pool.length]!),
         ),
-      release: (connections) => this.connections.release(connections),
+      release: (connections) => this.clients.release(connections),
     });
     this.producedCount = result.acked;
     return result;
@@ -227,7 +216,7 @@ export class RabbitmqQuorumPeer implements Peer {
       if (last !== undefined && last.unacked > 0) channel.ack(last.message, true);
       await channel.close();
     }
-    await this.connections.release(consumers);
+    await this.clients.release(consumers);
     return { ...throughput(Math.min(received, target), this.messageBytes, elapsedMs), received };
   }
 
@@ -260,7 +249,7 @@ export class RabbitmqQuorumPeer implements Peer {
         },
       });
     } finally {
-      await this.connections.release([producer, consumer]);
+      await this.clients.release([producer, consumer]);
     }
   }
 
@@ -276,14 +265,14 @@ export class RabbitmqQuorumPeer implements Peer {
       await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
       return queue;
     } finally {
-      await this.connections.release([connection]);
+      await this.clients.release([connection]);
     }
   }
 
   private async connection(): Promise<ChannelModel> {
     const connection = await connect(`amqp://guest:guest@127.0.0.1:${this.port}`);
     connection.on('error', () => {}); // surfaced by the failing operation
-    return this.connections.add(connection);
+    return this.clients.add(connection);
   }
 }
 

@@ -12,7 +12,6 @@
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { createClient } from 'redis';
-import { findExecutable } from './install.js';
 import {
   checkPayloadBytes,
   consumeBatchMessages,
@@ -21,18 +20,17 @@ import {
   publishWindow,
   throughput,
 } from './load.js';
-import {
-  type ConsumeOptions,
-  type ConsumeResult,
-  type LatencyOptions,
-  type LatencyResult,
-  type Peer,
-  PeerUnavailableError,
-  type ProduceOptions,
-  type ProduceResult,
+import type {
+  ConsumeOptions,
+  ConsumeResult,
+  LatencyOptions,
+  LatencyResult,
+  ProduceOptions,
+  ProduceResult,
 } from './peer.js';
+import { requireExecutable, ServerPeer } from './server-peer.js';
 import { freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, OpenClients, produceWorkload } from './workload.js';
+import { freshDirectory, produceWorkload } from './workload.js';
 
 export type RedisFsync = 'everysec' | 'always';
 
@@ -63,31 +61,24 @@ function connect(port: number) {
 }
 type RedisClient = ReturnType<typeof connect>;
 
-export class RedisStreamsPeer implements Peer {
+export class RedisStreamsPeer extends ServerPeer<RedisClient> {
   readonly name: string;
   readonly durability: string;
-  version: string | undefined;
-  private server: ServerProcess | undefined;
   private port = 0;
   private streamNumber = 0;
   private producedStream: string | undefined;
-  private producedCount = 0;
-  private messageBytes = 0;
-  private readonly clients = new OpenClients<RedisClient>();
   /** For stream and group administration, from start to stop. */
   private admin: RedisClient | undefined;
 
   constructor(readonly fsync: RedisFsync) {
+    super();
     this.name = `redis-streams aof (appendfsync ${fsync})`;
     this.durability = durabilityOf[fsync];
   }
 
   async start(scratchDirectory: string): Promise<void> {
     const scratchDir = path.resolve(scratchDirectory); // the servers run in their own directories
-    const executable = findExecutable('redis-server');
-    if (executable === undefined) {
-      throw new PeerUnavailableError('redis-server is not installed (node dist/bench/peers/install.js)');
-    }
+    const executable = requireExecutable('redis-server');
     const dataDirectory = path.join(scratchDir, `redis-${this.fsync}`);
     freshDirectory(dataDirectory); // a fresh, empty AOF every start
     this.port = await freePort();
@@ -122,16 +113,9 @@ export class RedisStreamsPeer implements Peer {
     this.version = `redis ${/redis_version:([^\r\n]+)/.exec(info)?.[1] ?? 'unknown'}`;
   }
 
-  async stop(): Promise<void> {
+  protected override async closeClients(): Promise<void> {
     await this.clients.closeAll((client) => client.destroy());
     this.admin = undefined;
-    await this.server?.stop();
-    this.server = undefined;
-  }
-
-  /** The PID of the server, while it runs (tests check it is gone after stop). */
-  get pid(): number | undefined {
-    return this.server?.pid;
   }
 
   async produce(options: ProduceOptions): Promise<ProduceResult> {

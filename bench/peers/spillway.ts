@@ -33,13 +33,13 @@ import {
   type ConsumeResult,
   type LatencyOptions,
   type LatencyResult,
-  type Peer,
   PeerUnavailableError,
   type ProduceOptions,
   type ProduceResult,
 } from './peer.js';
+import { ServerPeer } from './server-peer.js';
 import { freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, OpenClients, produceWorkload, timedUntil } from './workload.js';
+import { freshDirectory, produceWorkload, timedUntil } from './workload.js';
 
 /** What an acknowledgement guarantees in each mode (docs/OPERATIONS.md), stated like the peers'. */
 export const spillwayDurabilityOf: Readonly<Record<Durability, string>> = {
@@ -116,20 +116,16 @@ export function consumeAssignment(
   return assignment;
 }
 
-export class SpillwayPeer implements Peer {
+export class SpillwayPeer extends ServerPeer<Spillway> {
   readonly name: string;
   readonly durability: string;
-  version: string | undefined;
-  private server: ServerProcess | undefined;
   private url = '';
   private topicNumber = 0;
   private producedTopic: string | undefined;
-  private producedCount = 0;
-  private messageBytes = 0;
-  private readonly clients = new OpenClients<Spillway>();
   private admin: Spillway | undefined;
 
   constructor(readonly mode: Durability) {
+    super();
     this.name = `spillway (durability ${mode})`;
     this.durability = spillwayDurabilityOf[mode];
   }
@@ -165,16 +161,9 @@ export class SpillwayPeer implements Peer {
     this.admin = await this.client();
   }
 
-  async stop(): Promise<void> {
-    await this.clients.closeAll();
+  protected override async closeClients(): Promise<void> {
+    await super.closeClients();
     this.admin = undefined;
-    await this.server?.stop();
-    this.server = undefined;
-  }
-
-  /** The broker's PID while it runs (tests check it is gone after stop). */
-  get pid(): number | undefined {
-    return this.server?.pid;
   }
 
   async produce(options: SpillwayProduceOptions): Promise<ProduceResult> {
