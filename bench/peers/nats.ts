@@ -44,7 +44,7 @@ import {
 } from './peer.js';
 import { requireExecutable, ServerPeer } from './server-peer.js';
 import { canConnect, freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, produceWorkload, timedUntil } from './workload.js';
+import { freshDirectory, timedUntil } from './workload.js';
 
 export type NatsSync = 'default' | 'always';
 
@@ -125,9 +125,7 @@ export class NatsJetStreamPeer extends ServerPeer<NatsConnection> {
   async produce(options: ProduceOptions): Promise<ProduceResult> {
     const { stream, subject } = await this.newStream();
     this.producedStream = stream;
-    this.producedCount = 0;
-    this.messageBytes = options.messageBytes;
-    const result = await produceWorkload(options, {
+    return this.produceWorkload(options, {
       connect: () => this.connection(),
       producer: (connection) => connection,
       publish: (connection, messages, deadline, pool) => {
@@ -137,10 +135,7 @@ export class NatsJetStreamPeer extends ServerPeer<NatsConnection> {
           return 1;
         });
       },
-      release: (connections) => this.clients.release(connections),
     });
-    this.producedCount = result.acked;
-    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {

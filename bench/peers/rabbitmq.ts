@@ -40,7 +40,7 @@ import {
 } from './peer.js';
 import { ServerPeer } from './server-peer.js';
 import { canConnect, freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, produceWorkload } from './workload.js';
+import { freshDirectory } from './workload.js';
 
 /** The server script itself (not the /usr/sbin wrapper that switches user). */
 const serverScript = '/usr/lib/rabbitmq/bin/rabbitmq-server';
@@ -156,19 +156,14 @@ export class RabbitmqQuorumPeer extends ServerPeer<ChannelModel> {
   async produce(options: ProduceOptions): Promise<ProduceResult> {
     const queue = await this.newQueue();
     this.producedQueue = queue;
-    this.producedCount = 0;
-    this.messageBytes = options.messageBytes;
-    const result = await produceWorkload(options, {
+    return this.produceWorkload(options, {
       connect: () => this.connection(),
       producer: (connection) => connection.createConfirmChannel(),
       publish: (channel, messages, deadline, pool) =>
         pipelined(messages, publishWindow, deadline, (index) =>
           publishConfirmed(channel, queue, pool[index % pool.length]!),
         ),
-      release: (connections) => this.clients.release(connections),
     });
-    this.producedCount = result.acked;
-    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {

@@ -30,7 +30,7 @@ import type {
 } from './peer.js';
 import { requireExecutable, ServerPeer } from './server-peer.js';
 import { freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, produceWorkload } from './workload.js';
+import { freshDirectory } from './workload.js';
 
 export type RedisFsync = 'everysec' | 'always';
 
@@ -124,9 +124,7 @@ export class RedisStreamsPeer extends ServerPeer<RedisClient> {
     this.streamNumber += 1;
     const stream = `bench:${this.streamNumber}`;
     this.producedStream = stream;
-    this.producedCount = 0;
-    this.messageBytes = options.messageBytes;
-    const result = await produceWorkload(options, {
+    return this.produceWorkload(options, {
       connect: () => this.client(),
       producer: (client) => client,
       publish: (client, messages, deadline, pool) => {
@@ -144,10 +142,7 @@ export class RedisStreamsPeer extends ServerPeer<RedisClient> {
           return size;
         });
       },
-      release: (clients) => this.clients.release(clients),
     });
-    this.producedCount = result.acked;
-    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {

@@ -14,7 +14,7 @@ import {
   type ProduceResult,
 } from './peer.js';
 import type { ServerProcess } from './server-process.js';
-import { OpenClients } from './workload.js';
+import { OpenClients, type ProduceDriver, produceWorkload } from './workload.js';
 
 export abstract class ServerPeer<C extends { close(): Promise<unknown> }> implements Peer {
   abstract readonly name: string;
@@ -42,6 +42,24 @@ export abstract class ServerPeer<C extends { close(): Promise<unknown> }> implem
   /** The server's PID while it runs (tests check it is gone after stop). */
   get pid(): number | undefined {
     return this.server?.pid;
+  }
+
+  /**
+   * The common `produce` (workload.ts) on this peer's clients: records the payload size, and what was
+   * acknowledged for the next `consume` (0 when it fails).
+   */
+  protected async produceWorkload<P>(
+    options: ProduceOptions,
+    driver: Omit<ProduceDriver<C, P>, 'release'>,
+  ): Promise<ProduceResult> {
+    this.producedCount = 0;
+    this.messageBytes = options.messageBytes;
+    const result = await produceWorkload(options, {
+      ...driver,
+      release: (clients) => this.clients.release(clients),
+    });
+    this.producedCount = result.acked;
+    return result;
   }
 
   /** Closes every client still open and forgets the administration handles; `stop` calls it first. */

@@ -39,7 +39,7 @@ import {
 } from './peer.js';
 import { ServerPeer } from './server-peer.js';
 import { freePort, ServerProcess } from './server-process.js';
-import { freshDirectory, produceWorkload, timedUntil } from './workload.js';
+import { freshDirectory, timedUntil } from './workload.js';
 
 /** What an acknowledgement guarantees in each mode (docs/OPERATIONS.md), stated like the peers'. */
 export const spillwayDurabilityOf: Readonly<Record<Durability, string>> = {
@@ -169,9 +169,7 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
   async produce(options: SpillwayProduceOptions): Promise<ProduceResult> {
     const topic = await this.newTopic(options.partitions ?? 1);
     this.producedTopic = topic;
-    this.producedCount = 0;
-    this.messageBytes = options.messageBytes;
-    const result = await produceWorkload(options, {
+    return this.produceWorkload(options, {
       connect: () => this.client(),
       producer: (client) => client.producer(producerOptions),
       publish: (producer, messages, deadline, pool) =>
@@ -179,10 +177,7 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
           await producer.send(topic, { value: pool[message % pool.length]! });
           return 1;
         }),
-      release: (clients) => this.clients.release(clients),
     });
-    this.producedCount = result.acked;
-    return result;
   }
 
   async consume(options: ConsumeOptions): Promise<ConsumeResult> {
