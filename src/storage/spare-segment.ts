@@ -74,6 +74,9 @@ export interface SpareOptions {
 
 export type SpareState = 'filling' | 'syncing' | 'ready' | 'failed' | 'taken' | 'closed';
 
+/** With a sync when filled, the spare is also fdatasync'd every this many bytes while filling. */
+const spareSyncStepBytes = 8 * 1024 * 1024;
+
 export class SpareSegment {
   readonly path: string;
   readonly capacityBytes: number;
@@ -86,6 +89,8 @@ export class SpareSegment {
   private currentState: SpareState = 'filling';
   /** Bytes from position 0 known to hold zeros written by this preparation. */
   private filledBytes = 0;
+  /** Bytes written since the last intermediate fdatasync. */
+  private unsyncedBytes = 0;
   private currentFailure: SpillwayError | null = null;
   private cancelled = false;
   /** Resolves when no write or fdatasync is in flight any more (the preparation ended). */
@@ -204,7 +209,18 @@ export class SpareSegment {
         return;
       }
       this.filledBytes = position + bytesWritten;
-      this.writeNext();
+      this.unsyncedBytes += bytesWritten;
+      if (!this.syncWhenFilled || this.unsyncedBytes < spareSyncStepBytes) {
+        this.writeNext();
+        return;
+      }
+      // Sync in steps while filling: one fdatasync of the whole file at the end would make the
+      // active segment's next fdatasync wait behind a journal commit flushing hundreds of MiB.
+      this.unsyncedBytes = 0;
+      this.fileSystem.datasync(this.fd, (syncError) => {
+        if (syncError !== null) this.fail(syncError);
+        else this.writeNext();
+      });
     });
   }
 
