@@ -10,23 +10,13 @@
 
 import { InvalidArgumentError } from '../errors.js';
 import { dedupWindowMsMax, partitionCountMax, segmentBytesMax, segmentBytesMin } from '../limits.js';
-import type { TopicConfig } from '../protocol/broker-api.js';
+import { type TopicConfig, topicConfigKeys } from '../protocol/broker-api.js';
 import { type Durability, durabilities } from '../protocol/types.js';
 
 export type ResolvedTopicConfig = Required<TopicConfig>;
 
 /** Largest flushIntervalMs a topic may have (as PartitionLog accepts): one hour. */
 const flushIntervalMsMax = 3_600_000;
-
-const topicConfigKeys: ReadonlySet<string> = new Set<keyof TopicConfig>([
-  'partitions',
-  'durability',
-  'flushIntervalMs',
-  'retentionMs',
-  'retentionBytes',
-  'segmentBytes',
-  'dedupWindowMs',
-]);
 
 function integerField(
   name: keyof TopicConfig,

@@ -23,6 +23,17 @@ export interface TopicConfig {
   dedupWindowMs?: number;
 }
 
+/** Every key a topic config may have: the broker and the protocol refuse any other. */
+export const topicConfigKeys: ReadonlySet<string> = new Set<keyof TopicConfig>([
+  'partitions',
+  'durability',
+  'flushIntervalMs',
+  'retentionMs',
+  'retentionBytes',
+  'segmentBytes',
+  'dedupWindowMs',
+]);
+
 export interface PartitionDescription {
   partition: number;
   logStartOffset: number;

@@ -5,7 +5,7 @@
  */
 import { type ErrorCode, InvalidArgumentError } from '../errors.js';
 import { fetchMaxBytesMax, fetchMaxWaitMsMax } from '../limits.js';
-import type { OffsetSpec, TopicConfig } from './broker-api.js';
+import { type OffsetSpec, type TopicConfig, topicConfigKeys } from './broker-api.js';
 import { type Durability, durabilities } from './types.js';
 
 export interface HelloRequest {
@@ -102,17 +102,8 @@ export function parseTopicConfig(value: unknown): TopicConfig {
   if (value === undefined) return {};
   const fields = asFields(value);
   const config: TopicConfig = {};
-  const known = new Set([
-    'partitions',
-    'durability',
-    'flushIntervalMs',
-    'retentionMs',
-    'retentionBytes',
-    'segmentBytes',
-    'dedupWindowMs',
-  ]);
   for (const key of Object.keys(fields)) {
-    if (!known.has(key)) throw new InvalidArgumentError(`unknown topic config '${key}'`);
+    if (!topicConfigKeys.has(key)) throw new InvalidArgumentError(`unknown topic config '${key}'`);
   }
   const partitions = optionalInteger(fields, 'partitions', 1, Number.MAX_SAFE_INTEGER);
   if (partitions !== undefined) config.partitions = partitions;
