@@ -230,31 +230,17 @@ Napi::Value crc32c_implementation_binding(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), crc32c_implementation());
 }
 
-// fallocate(fd, offset, length): preallocates; length 0 does nothing (the kernel would say EINVAL).
-Napi::Value fallocate_binding(const Napi::CallbackInfo& info) {
+// fallocate(fd, offset, length) preallocates; punchHole(fd, offset, length) deallocates, the range
+// reading as zeros. For both, length 0 does nothing (the kernel would say EINVAL).
+template <int (*call)(int, int64_t, int64_t, const char**)>
+Napi::Value file_range_binding(const Napi::CallbackInfo& info) {
   int fd;
   int64_t offset;
   int64_t length;
   if (!read_file_range(info, &fd, &offset, &length)) return Napi::Value();
   if (length == 0) return info.Env().Undefined();
   const char* syscall = "";
-  const int error = allocate_file_range(fd, offset, length, &syscall);
-  if (error != 0) {
-    throw_system_error(info.Env(), error, syscall);
-    return Napi::Value();
-  }
-  return info.Env().Undefined();
-}
-
-// punchHole(fd, offset, length): length 0 does nothing.
-Napi::Value punch_hole_binding(const Napi::CallbackInfo& info) {
-  int fd;
-  int64_t offset;
-  int64_t length;
-  if (!read_file_range(info, &fd, &offset, &length)) return Napi::Value();
-  if (length == 0) return info.Env().Undefined();
-  const char* syscall = "";
-  const int error = punch_file_hole(fd, offset, length, &syscall);
+  const int error = call(fd, offset, length, &syscall);
   if (error != 0) {
     throw_system_error(info.Env(), error, syscall);
     return Napi::Value();
@@ -475,8 +461,8 @@ Napi::Object initialize(Napi::Env env, Napi::Object exports) {
   export_c_function(env, exports, "crc32cSoftware", crc32c_binding<crc32c_software>);
   exports.Set("crc32cImplementation",
               Napi::Function::New<crc32c_implementation_binding>(env, "crc32cImplementation"));
-  exports.Set("fallocate", Napi::Function::New<fallocate_binding>(env, "fallocate"));
-  exports.Set("punchHole", Napi::Function::New<punch_hole_binding>(env, "punchHole"));
+  exports.Set("fallocate", Napi::Function::New<file_range_binding<allocate_file_range>>(env, "fallocate"));
+  exports.Set("punchHole", Napi::Function::New<file_range_binding<punch_file_hole>>(env, "punchHole"));
   exports.Set("fadvise", Napi::Function::New<fadvise_binding>(env, "fadvise"));
   exports.Set("syncFileRange", Napi::Function::New<sync_file_range_binding>(env, "syncFileRange"));
   exports.Set("populateWrite", Napi::Function::New<populate_write_binding>(env, "populateWrite"));
