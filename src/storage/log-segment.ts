@@ -136,6 +136,28 @@ export class LogSegment {
     this.fileBytesAtOpen = fileBytesAtOpen;
   }
 
+  /** A new, empty, writable segment on `fd` (already `capacityBytes` long), mapped read-write. */
+  private static empty(
+    directory: string,
+    baseOffset: number,
+    fd: number,
+    capacityBytes: number,
+    indexIntervalBytes: number,
+  ): LogSegment {
+    const map = mapFile(fd, capacityBytes, true);
+    return new LogSegment(
+      directory,
+      baseOffset,
+      fd,
+      map,
+      true,
+      capacityBytes,
+      emptyState(baseOffset),
+      indexIntervalBytes,
+      0,
+    );
+  }
+
   /** Creates a new, empty, preallocated and writable segment. Throws StorageFullError on ENOSPC. */
   static create(
     directory: string,
@@ -148,18 +170,7 @@ export class LogSegment {
     try {
       fd = openSync(path, 'w+');
       fallocate(fd, 0, capacityBytes);
-      const map = mapFile(fd, capacityBytes, true);
-      return new LogSegment(
-        directory,
-        baseOffset,
-        fd,
-        map,
-        true,
-        capacityBytes,
-        emptyState(baseOffset),
-        indexIntervalBytes,
-        0,
-      );
+      return LogSegment.empty(directory, baseOffset, fd, capacityBytes, indexIntervalBytes);
     } catch (error) {
       if (fd >= 0) closeSync(fd);
       try {
@@ -195,18 +206,7 @@ export class LogSegment {
       }
       renameSync(sparePath, path);
       renamed = true;
-      const map = mapFile(fd, capacityBytes, true);
-      const segment = new LogSegment(
-        directory,
-        baseOffset,
-        fd,
-        map,
-        true,
-        capacityBytes,
-        emptyState(baseOffset),
-        indexIntervalBytes,
-        0,
-      );
+      const segment = LogSegment.empty(directory, baseOffset, fd, capacityBytes, indexIntervalBytes);
       segment.zeroedUpTo = capacityBytes;
       return segment;
     } catch (error) {
