@@ -50,25 +50,9 @@ export async function startTestServer(
   };
 }
 
-/** A BrokerApi that forwards to `broker`, except for the methods in `overrides`. */
-export function delegate(broker: BrokerApi, overrides: Partial<BrokerApi>): BrokerApi {
-  return {
-    createTopic: (name, config) => broker.createTopic(name, config),
-    deleteTopic: (name) => broker.deleteTopic(name),
-    listTopics: () => broker.listTopics(),
-    describeTopic: (name) => broker.describeTopic(name),
-    addPartitions: (name, count) => broker.addPartitions(name, count),
-    produce: (topic, partition, batch) => broker.produce(topic, partition, batch),
-    fetch: (topic, partition, offset, options) => broker.fetch(topic, partition, offset, options),
-    listOffset: (topic, partition, spec) => broker.listOffset(topic, partition, spec),
-    ...overrides,
-  };
-}
+/** A BrokerApi that forwards to a broker except for some methods: shared with the client tests. */
+export { delegate } from '../client/helpers.js';
 
-/**
- * A minimal protocol client over `ws`: requests are matched to answers by correlation id; frames
- * with correlation id 0 (answers to frames the server could not read) are kept in `unaddressed`.
- */
 export class TestClient {
   readonly socket: WebSocket;
   readonly unaddressed: Frame[] = [];
