@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../../src/broker/broker.js';
+import { Broker } from '../../src/spillway-broker.js';
 
 const repositoryRoot = resolve(import.meta.dirname, '../..');
 const compiledBroker = join(repositoryRoot, 'dist/src/broker/broker.js');
