@@ -4,8 +4,8 @@
  * no network: src/spillway-broker.ts (the composition root) adds `listen()`, and the server and the
  * client's in-process transport reach the engine through `BrokerApi`, one service per concern.
  *
- * On disk (topic-directories.ts has the details): `dataDir/metadata.json` (metadata-store.ts) and
- * `dataDir/topics/<name>/<partition>/` (one PartitionLog each).
+ * On disk (topic-directories.ts has the details): `dataDir/topics/__metadata/0/` (the metadata state
+ * log, metadata-store.ts) and `dataDir/topics/<name>/<partition>/` (one PartitionLog each).
  *
  * Closing: `close()` rejects every later call with BROKER_CLOSING, answers waiting long-polls with
  * what is there, lets in-flight produces and fetches and the running admin operation finish, then
@@ -13,17 +13,34 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { batchFirstTimestampAt } from '../format/batch-header.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
+import type { PartitionLog } from '../storage/partition-log.js';
 import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
 import { BrokerTopics, closeQuietly, openPartitions } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { Lifecycle } from './lifecycle.js';
-import { MetadataStore } from './metadata-store.js';
+import { MetadataStore, metadataTopicName } from './metadata-store.js';
 import type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
-import type { Partition } from './partition.js';
+import { Partition } from './partition.js';
 import { Topic } from './topic.js';
+import { internalTopicConfig } from './topic-config.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
+import { isInternalTopicName } from './topic-name.js';
+
+/**
+ * The internal topic served over the state log `log` (one partition, read-only for clients): its
+ * creation time is the timestamp of the oldest record still in the log (0 when empty).
+ */
+function internalTopic(name: string, log: PartitionLog, segmentBytes: number): Topic {
+  const first = log.read(log.logStartOffset, 1);
+  const createdAtMs = first.batchCount > 0 ? batchFirstTimestampAt(first.bytes, 0) : 0;
+  const config = internalTopicConfig(log.durability, segmentBytes);
+  return new Topic({ name, partitionCount: 1, createdAtMs, config }, [
+    new Partition(name, 0, log, log.durability),
+  ]);
+}
 
 /** What one retention pass did (`BrokerEngine.applyRetention`). */
 export interface RetentionPassResult {
@@ -71,6 +88,8 @@ export class BrokerEngine implements BrokerApi {
       parts.topics,
     );
     this.messages = new BrokerMessages(this.topics, this.lifecycle);
+    const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
+    parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
     this.retentionTimer = setInterval(() => {
       this.lastRetention = this.applyRetention();
     }, parts.options.retentionCheckIntervalMs);
@@ -93,11 +112,20 @@ export class BrokerEngine implements BrokerApi {
     const dataDir = resolve(resolved.dataDir);
     mkdirSync(dataDir, { recursive: true });
     const lock = DataDirectoryLock.acquire(dataDir);
+    let metadata: MetadataStore | null = null;
     try {
-      const metadata = new MetadataStore(dataDir);
-      const records = metadata.load(resolved.topicDefaults);
+      metadata = await MetadataStore.open({
+        dataDir,
+        defaults: resolved.topicDefaults,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+      });
+      const records = metadata.records();
       const reconciliation = reconcileTopicDirectories(dataDir, records);
-      if (reconciliation.metadataChanged) metadata.saveSync(reconciliation.topics);
+      const kept = new Set(reconciliation.topics.map((topic) => topic.name));
+      for (const record of records) {
+        if (!kept.has(record.name)) await metadata.deleteTopic(record.name);
+      }
       const opened = await Promise.allSettled(
         reconciliation.topics.map((record) =>
           openPartitions(resolved, dataDir, record, 0, record.partitionCount),
@@ -112,8 +140,9 @@ export class BrokerEngine implements BrokerApi {
         (outcome, i) =>
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
+      const internal = internalTopic(metadataTopicName, metadata.log, metadata.segmentBytes);
       const partitions: PartitionRecovery[] = [];
-      const warnings = [...reconciliation.warnings];
+      const warnings = [...metadata.notes, ...reconciliation.warnings];
       for (const topic of topics) {
         for (const partition of topic.partitions) {
           const recovery = partition.log.recovery;
@@ -147,8 +176,16 @@ export class BrokerEngine implements BrokerApi {
         completedDeletions: reconciliation.completedDeletions,
         warnings,
       };
-      return { options: resolved, dataDir, lock, metadata, topics, openReport: report };
+      return {
+        options: resolved,
+        dataDir,
+        lock,
+        metadata,
+        topics: [internal, ...topics],
+        openReport: report,
+      };
     } catch (error) {
+      await metadata?.close().catch(() => undefined);
       lock.release();
       throw error;
     }
@@ -214,9 +251,13 @@ export class BrokerEngine implements BrokerApi {
     this.messages.wakeAll();
     await this.topics.idle();
     await this.lifecycle.drained();
-    const partitions = [...this.topics.all()].flatMap((topic) => topic.partitions);
-    const outcomes = await Promise.allSettled(partitions.map((partition) => partition.log.close()));
-    await this.metadata.idle();
+    const partitions = [...this.topics.all()]
+      .filter((topic) => !isInternalTopicName(topic.name))
+      .flatMap((topic) => topic.partitions);
+    const outcomes = await Promise.allSettled([
+      ...partitions.map((partition) => partition.log.close()),
+      this.metadata.close(),
+    ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failure !== undefined) throw failure.reason;

@@ -161,6 +161,11 @@ export class BrokerMessages implements MessageService {
     );
   }
 
+  /** Long-polls on `partition` read again (something was appended to it outside produce). */
+  wake(partition: Partition): void {
+    this.waiters.wake(partition);
+  }
+
   /** Answers every waiting long-poll with what is there (the broker is closing). */
   wakeAll(): void {
     this.waiters.wakeAll('close');

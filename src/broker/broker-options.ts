@@ -10,13 +10,16 @@ import {
   indexIntervalBytesDefault,
   retentionCheckIntervalMsDefault,
   segmentBytesDefault,
+  segmentBytesMax,
+  segmentBytesMin,
   segmentMsDefault,
 } from '../limits.js';
 import type { Durability } from '../protocol/types.js';
+import type { StateLogTuning } from './metadata-store.js';
 import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
 
 export interface BrokerOptions {
-  /** Where metadata.json and `topics/<name>/<partition>/` live. Default './spillway-data'. */
+  /** Where `topics/<name>/<partition>/` (and the internal `topics/__metadata/0/`) live. Default './spillway-data'. */
   dataDir?: string;
   /** Default durability of new topics. Default 'interval'. */
   durability?: Durability;
@@ -38,6 +41,11 @@ export interface BrokerOptions {
   indexIntervalBytes?: number;
   /** Every partition log: interval between recovery-point checkpoint writes. Default 5 s. */
   checkpointIntervalMs?: number;
+  /**
+   * Internal state logs (`__metadata`): segment size (default 4 MiB) and the bytes of changes
+   * between two snapshots, at least (default 1 MiB). For tuning and tests.
+   */
+  stateLog?: StateLogTuning;
 }
 
 export interface ResolvedBrokerOptions {
@@ -47,6 +55,7 @@ export interface ResolvedBrokerOptions {
   segmentMs: number;
   indexIntervalBytes: number;
   checkpointIntervalMs: number;
+  stateLog: StateLogTuning;
 }
 
 /** Largest delay a Node.js timer accepts. */
@@ -112,5 +121,29 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       checkpointIntervalMsDefault,
       3_600_000,
     ),
+    stateLog: resolveStateLogTuning(options.stateLog),
   };
+}
+
+function resolveStateLogTuning(tuning: unknown): StateLogTuning {
+  if (tuning === undefined) return {};
+  if (typeof tuning !== 'object' || tuning === null) {
+    throw new InvalidArgumentError('broker option stateLog must be an object');
+  }
+  const { segmentBytes, snapshotBytesMin, ...rest } = tuning as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown broker option stateLog.${unknown[0]}`);
+  const resolved: StateLogTuning = {};
+  if (segmentBytes !== undefined) {
+    resolved.segmentBytes = positiveInteger('stateLog.segmentBytes', segmentBytes, 0, segmentBytesMax);
+    if (resolved.segmentBytes < segmentBytesMin) {
+      throw new InvalidArgumentError(
+        `broker option stateLog.segmentBytes must be at least ${segmentBytesMin}`,
+      );
+    }
+  }
+  if (snapshotBytesMin !== undefined) {
+    resolved.snapshotBytesMin = positiveInteger('stateLog.snapshotBytesMin', snapshotBytesMin, 0, 1 << 30);
+  }
+  return resolved;
 }

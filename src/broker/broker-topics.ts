@@ -109,7 +109,7 @@ export class BrokerTopics implements TopicService {
       try {
         fsyncDirectorySync(directory);
         fsyncDirectorySync(topicsDirectory(this.dataDir));
-        await this.metadata.save([...this.records(), record]);
+        await this.metadata.putTopic(record);
       } catch (error) {
         await closeQuietly(partitions);
         rmSync(directory, { recursive: true, force: true });
@@ -139,7 +139,7 @@ export class BrokerTopics implements TopicService {
           renameSync(directory, aside);
           fsyncDirectorySync(topicsDirectory(this.dataDir));
         }
-        await this.metadata.save(this.records());
+        await this.metadata.deleteTopic(name);
       } catch (error) {
         // The topic is gone from memory; the next open completes what is left (topic-directories.ts).
         throw storageErrorFrom(`deleting topic '${name}'`, error);
@@ -201,7 +201,7 @@ export class BrokerTopics implements TopicService {
       }
       try {
         fsyncDirectorySync(topicDirectory(this.dataDir, name));
-        await this.metadata.save(this.records().map((other) => (other.name === name ? record : other)));
+        await this.metadata.putTopic(record);
       } catch (error) {
         await closeQuietly(added);
         for (const partition of added) rmSync(partition.log.directory, { recursive: true, force: true });
@@ -259,10 +259,6 @@ export class BrokerTopics implements TopicService {
       () => undefined,
     );
     return run;
-  }
-
-  private records(): TopicRecord[] {
-    return [...this.topics.values()].map((topic) => topic.record());
   }
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { partitionCountMax } from '../../src/limits.js';
@@ -187,7 +187,7 @@ describe('Broker topics', () => {
     await broker.topics.create('temp', { partitions: 2 });
     await broker.messages.produce('temp', 0, batchOf('old', 4));
     await broker.topics.delete('temp');
-    expect(readdirSync(join(dataDir, 'topics'))).toEqual([]);
+    expect(readdirSync(join(dataDir, 'topics'))).toEqual(['__metadata']);
     const again = await broker.topics.create('temp', { partitions: 1 });
     expect(again.partitions[0]!.logEndOffset).toBe(0);
     expect((await broker.messages.fetch('temp', 0, 0, fetchAll)).records.length).toBe(0);
@@ -252,8 +252,16 @@ describe('Broker topics', () => {
     expect(await rejectedCode(Broker.open({ dataDir }))).toBe('INVALID_ARGUMENT');
     await broker.topics.create('t');
     await broker.close();
-    writeFileSync(join(dataDir, 'metadata.json'), '{"version":1,"topics":{}}\n00000000\n');
+    // The metadata log's last entry (topic 't') damaged: no snapshot after it, so nothing can stand in.
+    const segment = join(dataDir, 'topics', '__metadata', '0', '00000000000000000000.log');
+    const bytes = readFileSync(segment);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
+    writeFileSync(segment, bytes);
     expect(await rejectedCode(Broker.open({ dataDir }))).toBe('CORRUPT_LOG');
+    // A damaged metadata.json of an earlier version, to be migrated: refused too.
+    const legacyDir = temporaryDirectory();
+    writeFileSync(join(legacyDir, 'metadata.json'), '{"version":1,"topics":{}}\n00000000\n');
+    expect(await rejectedCode(Broker.open({ dataDir: legacyDir }))).toBe('CORRUPT_LOG');
     expect(
       await rejectedCode(Broker.open({ dataDir: temporaryDirectory(), durability: 'fast' as 'none' })),
     ).toBe('INVALID_ARGUMENT');
