@@ -221,7 +221,7 @@ export class Broker implements BrokerApi {
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
       const partitions: PartitionRecovery[] = [];
-      const warnings = [...reconciliation.warnings];
+      const warnings = [...metadata.loadWarnings, ...reconciliation.warnings];
       for (const topic of topics) {
         for (const partition of topic.partitions) {
           const recovery = partition.log.recovery;

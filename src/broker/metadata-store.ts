@@ -13,6 +13,12 @@
  * missing from a stored config takes the broker's current default (forward compatibility when fields
  * are added); an unknown field, a bad value or a bad name makes the file invalid.
  *
+ * One exception: a non-zero `dedupWindowMs`, which older versions accepted and stored although msg-id
+ * dedup was never implemented (this version refuses it at creation). Such a file still loads — a
+ * broker must not become unopenable over a setting that never had an effect — with the window reset
+ * to 0 (what was in effect), the file rewritten that way, and one warning per topic in `loadWarnings`
+ * (Broker.open puts them in its open report).
+ *
  * A missing file is an empty broker. A damaged or invalid file is a CorruptLogError: starting with no
  * topics would hide every topic's data, so the broker refuses to open until an operator looks.
  */
@@ -20,7 +26,7 @@ import { join } from 'node:path';
 import { CorruptLogError } from '../errors.js';
 import { partitionCountMax } from '../limits.js';
 import { CheckpointFile } from '../storage/checkpoint-file.js';
-import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
+import { type ResolvedTopicConfig, resolveStoredTopicConfig } from './topic-config.js';
 import { validateTopicName } from './topic-name.js';
 
 export const metadataFileName = 'metadata.json';
@@ -49,6 +55,8 @@ interface StoredMetadata {
 export class MetadataStore {
   readonly path: string;
   private readonly file: CheckpointFile<StoredMetadata>;
+  /** What the last `load` changed while loading (a stored non-zero dedupWindowMs reset to 0). */
+  loadWarnings: string[] = [];
 
   constructor(dataDir: string) {
     this.path = join(dataDir, metadataFileName);
@@ -57,14 +65,21 @@ export class MetadataStore {
 
   /** Reads the topics (none when the file does not exist). Throws CorruptLogError when invalid. */
   load(defaults: ResolvedTopicConfig): TopicRecord[] {
+    this.loadWarnings = [];
     const read = this.file.read();
     if (read.status === 'missing') return [];
     if (read.status === 'corrupt') throw new CorruptLogError(this.path, 0, read.reason);
+    let parsed: ParsedMetadata;
     try {
-      return parseMetadata(read.value, defaults);
+      parsed = parseMetadata(read.value, defaults);
     } catch (error) {
       throw new CorruptLogError(this.path, 0, (error as Error).message);
     }
+    if (parsed.warnings.length > 0) {
+      this.saveSync(parsed.records);
+      this.loadWarnings = parsed.warnings;
+    }
+    return parsed.records;
   }
 
   /** Replaces the file's content with `topics`, crash-safely. Calls are applied in call order. */
@@ -92,7 +107,12 @@ function serialize(topics: Iterable<TopicRecord>): StoredMetadata {
   return { version: metadataVersion, topics: stored };
 }
 
-function parseMetadata(value: unknown, defaults: ResolvedTopicConfig): TopicRecord[] {
+interface ParsedMetadata {
+  records: TopicRecord[];
+  warnings: string[];
+}
+
+function parseMetadata(value: unknown, defaults: ResolvedTopicConfig): ParsedMetadata {
   if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');
   const { version, topics } = value as Partial<StoredMetadata>;
   if (version !== metadataVersion) throw new Error(`unknown metadata version ${String(version)}`);
@@ -100,6 +120,7 @@ function parseMetadata(value: unknown, defaults: ResolvedTopicConfig): TopicReco
     throw new Error('"topics" is not an object');
   }
   const records: TopicRecord[] = [];
+  const warnings: string[] = [];
   for (const [name, topic] of Object.entries(topics)) {
     validateTopicName(name);
     if (typeof topic !== 'object' || topic === null) throw new Error(`topic '${name}' is not an object`);
@@ -118,8 +139,13 @@ function parseMetadata(value: unknown, defaults: ResolvedTopicConfig): TopicReco
     if (typeof config === 'object' && config !== null && 'partitions' in config) {
       throw new Error(`topic '${name}' config holds 'partitions'`);
     }
-    const resolved = resolveTopicConfig(config ?? {}, { ...defaults, partitions: partitionCount });
-    records.push({ name, partitionCount, createdAtMs, config: resolved });
+    const stored = resolveStoredTopicConfig(config ?? {}, { ...defaults, partitions: partitionCount });
+    if (stored.droppedDedupWindowMs !== null) {
+      warnings.push(
+        `topic '${name}': stored dedupWindowMs ${stored.droppedDedupWindowMs} reset to 0 (msg-id dedup was never in effect; it arrives in a later version)`,
+      );
+    }
+    records.push({ name, partitionCount, createdAtMs, config: stored.config });
   }
-  return records;
+  return { records, warnings };
 }

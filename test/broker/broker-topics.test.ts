@@ -2,7 +2,9 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/index.js';
+import { metadataFileName } from '../../src/broker/metadata-store.js';
 import { partitionCountMax } from '../../src/limits.js';
+import { CheckpointFile } from '../../src/storage/checkpoint-file.js';
 import {
   batchOf,
   openBroker,
@@ -74,6 +76,11 @@ describe('Broker topics', () => {
     expect(await rejectedCode(broker.createTopic('t', { durability: 'maybe' as 'none' }))).toBe(
       'INVALID_ARGUMENT',
     );
+    await expect(broker.createTopic('d', { dedupWindowMs: 5000 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: 'topic config dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 5000',
+    });
+    expect(broker.listTopics().map((topic) => topic.name)).not.toContain('d');
     await broker.createTopic('t');
     expect(await rejectedCode(broker.createTopic('t'))).toBe('TOPIC_EXISTS');
     // Concurrent creations of one name: exactly one wins.
@@ -101,7 +108,7 @@ describe('Broker topics', () => {
       partitions: 2,
       durability: 'always',
       retentionBytes: 1 << 20,
-      dedupWindowMs: 5000,
+      dedupWindowMs: 0,
     });
     await broker.createTopic('logs', { durability: 'none', flushIntervalMs: 50 });
     for (let i = 0; i < 20; i++) await broker.produce('orders', i % 2, batchOf(`o${i}`, 3));
@@ -251,5 +258,52 @@ describe('Broker topics', () => {
     expect(
       await rejectedCode(Broker.open({ dataDir: temporaryDirectory(), durability: 'fast' as 'none' })),
     ).toBe('INVALID_ARGUMENT');
+  });
+
+  it('refuses a non-zero dedupWindowMs broker default; 0 is accepted', async () => {
+    await expect(Broker.open({ dataDir: temporaryDirectory(), dedupWindowMs: 60_000 })).rejects.toMatchObject(
+      {
+        code: 'INVALID_ARGUMENT',
+        message: 'broker option dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 60000',
+      },
+    );
+    const broker = await openBroker(temporaryDirectory(), { dedupWindowMs: 0 });
+    expect((await broker.createTopic('t')).config.dedupWindowMs).toBe(0);
+    expect((await broker.createTopic('u', { dedupWindowMs: 0 })).config.dedupWindowMs).toBe(0);
+  });
+
+  it('opens metadata of an older version holding a non-zero dedupWindowMs: reset to 0, warned once', async () => {
+    const dataDir = temporaryDirectory();
+    let broker = await openBroker(dataDir);
+    await broker.createTopic('old', { partitions: 2 });
+    await broker.produce('old', 1, batchOf('kept', 2));
+    await broker.close();
+    // What an older version (which stored the window without acting on it) left in metadata.json.
+    const file = new CheckpointFile<{ topics: Record<string, { config: Record<string, unknown> }> }>(
+      join(dataDir, metadataFileName),
+    );
+    const read = file.read();
+    if (read.status !== 'ok') throw new Error(`metadata unreadable: ${read.status}`);
+    read.value.topics['old']!.config['dedupWindowMs'] = 60_000;
+    file.writeSync(read.value);
+
+    broker = await openBroker(dataDir);
+    expect(broker.openReport.warnings).toEqual([
+      "topic 'old': stored dedupWindowMs 60000 reset to 0 (msg-id dedup was never in effect; it arrives in a later version)",
+    ]);
+    expect(broker.describeTopic('old')).toMatchObject({ partitionCount: 2, config: { dedupWindowMs: 0 } });
+    expect(await readAll(broker, 'old', 1)).toEqual(['kept/0', 'kept/1']);
+    await broker.close();
+    const rewritten = file.read();
+    expect(rewritten.status === 'ok' && rewritten.value.topics['old']!.config['dedupWindowMs']).toBe(0);
+
+    broker = await openBroker(dataDir);
+    expect(broker.openReport.warnings).toEqual([]);
+    await broker.close();
+
+    // Out of the range older versions accepted: still invalid metadata.
+    read.value.topics['old']!.config['dedupWindowMs'] = -5;
+    file.writeSync(read.value);
+    expect(await rejectedCode(Broker.open({ dataDir }))).toBe('CORRUPT_LOG');
   });
 });
