@@ -1,5 +1,8 @@
 /**
- * Every queue, frame, batch and window in Spillway has a named bound, and they all live here.
+ * Every queue, frame, batch and window in Spillway has a named bound. The bounds the broker, the
+ * storage and the protocol enforce, and the ranges of configurable values, live here; defaults of
+ * client options and a few module-private bounds (the client's builder pool, the CLI's output window)
+ * are named next to their use.
  * Units are last in the name (`Bytes`, `Ms`, `Count`). Changing a bound that is part of the on-disk
  * or wire format (record-batch limits) is a format change: update docs/FORMAT.md too.
  */
