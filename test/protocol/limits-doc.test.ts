@@ -11,7 +11,7 @@ const doc = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'ut
 const values = limits as unknown as Record<string, number>;
 
 /** "16 MiB + 64 KiB", "8 MiB + frameBytesMax + 1 MiB", "2^31 - 1", "10,000 ms" -> a number. */
-function valueOf(text: string): number {
+function documentedValue(text: string): number {
   let total = 0;
   let sign = 1;
   for (const term of text.replace(/,/g, '').split(/\s+([+-])\s+/)) {
@@ -19,21 +19,21 @@ function valueOf(text: string): number {
       sign = term === '+' ? 1 : -1;
       continue;
     }
-    let match = /^(\d+)\s*(KiB|MiB|B|ms)?$/.exec(term);
-    let value: number;
-    if (match !== null) {
-      const unit = { KiB: 1024, MiB: 1024 * 1024, B: 1, ms: 1 }[match[2] ?? 'B']!;
-      value = Number(match[1]) * unit;
-    } else if ((match = /^(\d+)\^(\d+)$/.exec(term)) !== null) {
-      value = Number(match[1]) ** Number(match[2]);
-    } else if (term in values) {
-      value = values[term]!;
-    } else {
-      throw new Error(`cannot read '${term}' in '${text}'`);
-    }
-    total += sign * value;
+    total += sign * termValue(term, text);
   }
   return total;
+}
+
+function termValue(term: string, text: string): number {
+  const amount = /^(\d+)\s*(KiB|MiB|B|ms)?$/.exec(term);
+  if (amount !== null) {
+    const unit = { KiB: 1024, MiB: 1024 * 1024, B: 1, ms: 1 }[amount[2] ?? 'B']!;
+    return Number(amount[1]) * unit;
+  }
+  const power = /^(\d+)\^(\d+)$/.exec(term);
+  if (power !== null) return Number(power[1]) ** Number(power[2]);
+  if (term in values) return values[term]!;
+  throw new Error(`cannot read '${term}' in '${text}'`);
 }
 
 it('every bound in the Limits table of docs/PROTOCOL.md is in src/limits.ts with that value', () => {
@@ -42,6 +42,6 @@ it('every bound in the Limits table of docs/PROTOCOL.md is in src/limits.ts with
   expect(rows.length).toBeGreaterThan(10);
   for (const [, name, value] of rows) {
     expect(values[name!], `${name} in src/limits.ts`).toEqual(expect.any(Number));
-    expect(valueOf(value!), name).toBe(values[name!]);
+    expect(documentedValue(value!), name).toBe(values[name!]);
   }
 });
