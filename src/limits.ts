@@ -78,7 +78,10 @@ export const fetchWaitersPerPartitionMax = 1024;
 export const fetchWaitersTotalMax = 65_536;
 /** Default interval between two retention passes over every partition log (5 minutes). */
 export const retentionCheckIntervalMsDefault = 5 * 60 * 1000;
-/** Longest msg-id dedup window a topic may be configured with (7 days). */
+/**
+ * Longest msg-id dedup window older versions accepted and stored (7 days). Msg-id dedup arrives in a
+ * later version: new topics take only 0, and a stored window within this range loads as 0.
+ */
 export const dedupWindowMsMax = 7 * 24 * 60 * 60 * 1000;
 
 /**

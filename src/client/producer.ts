@@ -75,7 +75,11 @@ export interface ProducerOptions {
   retryBackoffMs?: number;
   /** Longest retry backoff. Default 5 000. */
   retryBackoffMaxMs?: number;
-  /** A batch fails for good once this long has passed since it was opened. Default 120 000. */
+  /**
+   * No retry of a batch starts once it would end past this long after the batch was opened (the
+   * batch then fails with its last error). It bounds retries only: a batch waiting for its first send
+   * is not failed by it, and a send in flight ends by the transport's request timeout. Default 120 000.
+   */
   deliveryTimeoutMs?: number;
   /** Batches in flight per partition. Default 5. */
   inFlightBatchesPerPartitionMax?: number;
