@@ -6,13 +6,16 @@
 import { InvalidArgumentError } from '../errors.js';
 import {
   checkpointIntervalMsDefault,
+  checkpointIntervalMsMax,
   flushIntervalMsDefault,
   indexIntervalBytesDefault,
+  indexIntervalBytesMax,
   retentionCheckIntervalMsDefault,
   segmentBytesDefault,
   segmentBytesMax,
   segmentBytesMin,
   segmentMsDefault,
+  timerDelayMsMax,
 } from '../limits.js';
 import type { Durability } from '../protocol/types.js';
 import type { StateLogTuning } from './metadata-store.js';
@@ -57,9 +60,6 @@ export interface ResolvedBrokerOptions {
   checkpointIntervalMs: number;
   stateLog: StateLogTuning;
 }
-
-/** Largest delay a Node.js timer accepts. */
-const timerMsMax = 2_147_483_647;
 
 function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;
@@ -106,20 +106,20 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       'retentionCheckIntervalMs',
       options.retentionCheckIntervalMs,
       retentionCheckIntervalMsDefault,
-      timerMsMax,
+      timerDelayMsMax,
     ),
     segmentMs: positiveInteger('segmentMs', options.segmentMs, segmentMsDefault, Number.MAX_SAFE_INTEGER),
     indexIntervalBytes: positiveInteger(
       'indexIntervalBytes',
       options.indexIntervalBytes,
       indexIntervalBytesDefault,
-      1 << 30,
+      indexIntervalBytesMax,
     ),
     checkpointIntervalMs: positiveInteger(
       'checkpointIntervalMs',
       options.checkpointIntervalMs,
       checkpointIntervalMsDefault,
-      3_600_000,
+      checkpointIntervalMsMax,
     ),
     stateLog: resolveStateLogTuning(options.stateLog),
   };

@@ -36,8 +36,11 @@ import {
 } from '../format/batch-header.js';
 import {
   checkpointIntervalMsDefault,
+  checkpointIntervalMsMax,
   flushIntervalMsDefault,
+  flushIntervalMsMax,
   indexIntervalBytesDefault,
+  indexIntervalBytesMax,
   segmentBytesDefault,
   segmentBytesMax,
   segmentBytesMin,
@@ -149,7 +152,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       options.flushIntervalMs,
       flushIntervalMsDefault,
       1,
-      3_600_000,
+      flushIntervalMsMax,
     ),
     segmentBytes: integerOption(
       'segmentBytes',
@@ -164,7 +167,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       options.indexIntervalBytes,
       indexIntervalBytesDefault,
       1,
-      1 << 30,
+      indexIntervalBytesMax,
     ),
     retentionMs: integerOption('retentionMs', options.retentionMs, -1, -1, forever),
     retentionBytes: integerOption('retentionBytes', options.retentionBytes, -1, -1, forever),
@@ -173,7 +176,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       options.checkpointIntervalMs,
       checkpointIntervalMsDefault,
       1,
-      3_600_000,
+      checkpointIntervalMsMax,
     ),
     crc32c: options.crc32c ?? nativeCrc32c,
     spareSegment: options.spareSegment ?? true,
