@@ -661,6 +661,12 @@ export class RecordCursor {
       : this.bytes.subarray(this.keyPosition, this.keyPosition + this.keyLength);
   }
 
+  /** The current record's key decoded from UTF-8 (invalid sequences become U+FFFD), or null. */
+  keyText(): string | null {
+    if (this.keyLength < 0) return null;
+    return this.textBuffer().toString('utf8', this.keyPosition, this.keyPosition + this.keyLength);
+  }
+
   /** The current record's value, a view into the batch, or null. */
   value(): Uint8Array | null {
     return this.valueLength < 0

@@ -2,13 +2,14 @@
  * A key → value state machine (state-machine.ts) for state logs whose state is a map: committed
  * offsets per (group, topic, partition), producer ids, and the like. Entries:
  *
- *   { op: 'put', key, value }     sets `key` (a string of at most keyLengthMax characters)
+ *   { op: 'put', key, value }     sets `key` (a string of at most keyValueKeyLengthMax characters)
  *   { op: 'delete', key }         removes it (absent keys included: deletes are idempotent)
  *
+ * As records: key = the key in UTF-8, value = the value in msgpack, or null for a delete (a tombstone).
  * Values are anything msgpack carries (numbers, strings, byte arrays, plain objects); `validateValue`
  * checks them when read back from the log.
  */
-import { type EntryCodec, msgpackCodec, type StateMachine } from './state-machine.js';
+import { type EntryCodec, keyBytes, type StateMachine, statePackr } from './state-machine.js';
 
 export type KeyValueEntry<Value> = { op: 'put'; key: string; value: Value } | { op: 'delete'; key: string };
 
@@ -18,16 +19,23 @@ export const keyValueKeyLengthMax = 4096;
 export function keyValueCodec<Value>(
   validateValue: (value: unknown) => Value,
 ): EntryCodec<KeyValueEntry<Value>> {
-  return msgpackCodec((decoded) => {
-    if (typeof decoded !== 'object' || decoded === null) throw new Error('key-value entry is not a map');
-    const { op, key, value } = decoded as { op?: unknown; key?: unknown; value?: unknown };
-    if (typeof key !== 'string' || key.length > keyValueKeyLengthMax) {
-      throw new Error(`key-value entry key must be a string of at most ${keyValueKeyLengthMax} characters`);
-    }
-    if (op === 'put') return { op, key, value: validateValue(value) };
-    if (op === 'delete') return { op, key };
-    throw new Error(`unknown key-value entry op ${JSON.stringify(op)}`);
-  });
+  return {
+    encode(entry) {
+      if (typeof entry.key !== 'string' || entry.key.length > keyValueKeyLengthMax) {
+        throw new Error(`key-value entry key must be a string of at most ${keyValueKeyLengthMax} characters`);
+      }
+      return { key: keyBytes(entry.key), value: entry.op === 'put' ? statePackr.pack(entry.value) : null };
+    },
+    decode(record) {
+      const key = record.keyText();
+      if (key === null || key.length > keyValueKeyLengthMax) {
+        throw new Error(`key-value entry key must be a string of at most ${keyValueKeyLengthMax} characters`);
+      }
+      const value = record.value();
+      if (value === null) return { op: 'delete', key };
+      return { op: 'put', key, value: validateValue(statePackr.unpack(value)) };
+    },
+  };
 }
 
 export class KeyValueState<Value> implements StateMachine<KeyValueEntry<Value>> {

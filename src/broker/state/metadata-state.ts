@@ -3,11 +3,11 @@
  * `__metadata` (metadata-store.ts opens it): which topics exist, their partition counts, configs and
  * creation times.
  *
- * Entries (msgpack maps):
+ * Entries, one record each, keyed by topic name (UTF-8):
  *
- *   { type: 'topic', name, partitionCount, createdAtMs, config }   a topic was created, or its
- *                                                                  partition count grew (the whole record)
- *   { type: 'topic-deleted', name }                                 a topic was deleted
+ *   topic      value msgpack { partitionCount, createdAtMs, config }   a topic was created, or its
+ *                                                                      partition count grew (the whole record)
+ *   deletion   value null (a tombstone)                                 the topic was deleted
  *
  * `config` holds every TopicConfig field except `partitions` (partitionCount is the truth). A field
  * missing from a stored config takes the broker's current default (forward compatibility when fields
@@ -17,7 +17,7 @@
 import { partitionCountMax } from '../../limits.js';
 import { type ResolvedTopicConfig, resolveStoredTopicConfig } from '../topic-config.js';
 import { validateTopicName } from '../topic-name.js';
-import { type EntryCodec, msgpackCodec, type StateMachine } from './state-machine.js';
+import { type EntryCodec, keyBytes, type StateMachine, statePackr } from './state-machine.js';
 
 /** A topic as the metadata records it. */
 export interface TopicRecord {
@@ -29,14 +29,6 @@ export interface TopicRecord {
 }
 
 export type MetadataEntry = { type: 'topic'; topic: TopicRecord } | { type: 'topic-deleted'; name: string };
-
-interface StoredTopicEntry {
-  type: 'topic';
-  name: string;
-  partitionCount: number;
-  createdAtMs: number;
-  config: Omit<ResolvedTopicConfig, 'partitions'>;
-}
 
 /**
  * Checks a stored topic (from the state log, or from a metadata.json being migrated). A non-zero
@@ -72,35 +64,24 @@ export function parseTopicRecord(
 
 /** The codec of metadata entries; `defaults` fill config fields older entries do not have. */
 export function metadataCodec(defaults: ResolvedTopicConfig): EntryCodec<MetadataEntry> {
-  const codec = msgpackCodec<MetadataEntry>((value) => {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new Error('metadata entry is not a map');
-    }
-    const fields = value as Record<string, unknown>;
-    if (fields['type'] === 'topic') {
-      return { type: 'topic', topic: parseTopicRecord(fields['name'], fields, defaults) };
-    }
-    if (fields['type'] === 'topic-deleted') {
-      const name = fields['name'];
-      validateTopicName(name);
-      return { type: 'topic-deleted', name };
-    }
-    throw new Error(`unknown metadata entry type ${JSON.stringify(fields['type'])}`);
-  });
   return {
     encode(entry) {
-      if (entry.type === 'topic-deleted') return codec.encode(entry);
-      const { partitions: _partitions, ...config } = entry.topic.config;
-      const stored: StoredTopicEntry = {
-        type: 'topic',
-        name: entry.topic.name,
-        partitionCount: entry.topic.partitionCount,
-        createdAtMs: entry.topic.createdAtMs,
-        config,
-      };
-      return codec.encode(stored as unknown as MetadataEntry);
+      if (entry.type === 'topic-deleted') return { key: keyBytes(entry.name), value: null };
+      const { name, partitionCount, createdAtMs, config } = entry.topic;
+      const { partitions: _partitions, ...stored } = config;
+      return { key: keyBytes(name), value: statePackr.pack({ partitionCount, createdAtMs, config: stored }) };
     },
-    decode: codec.decode,
+    decode(record) {
+      const name = record.keyText();
+      validateTopicName(name);
+      const value = record.value();
+      if (value === null) return { type: 'topic-deleted', name };
+      const fields: unknown = statePackr.unpack(value);
+      if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
+        throw new Error(`metadata of topic '${name}' is not a map`);
+      }
+      return { type: 'topic', topic: parseTopicRecord(name, fields as Record<string, unknown>, defaults) };
+    },
   };
 }
 

@@ -30,12 +30,12 @@ import { crc32c as nativeCrc32c } from '../../native.js';
 import type { LogStore } from '../../storage/log-store.js';
 import type { EntryCodec, StateMachine } from './state-machine.js';
 
-/** Record keys of the control records that frame a snapshot. */
-export const SnapshotRecordKey = {
-  begin: 'snapshot-begin',
-  entry: 'snapshot-entry',
-  end: 'snapshot-end',
-} as const;
+/**
+ * The header that marks the two control records framing a snapshot: name `snapshot`, value `begin`
+ * or `end` (UTF-8). Entry records carry no header.
+ */
+export const snapshotMarkerHeader = 'snapshot';
+export type SnapshotMarkerKind = 'begin' | 'end';
 
 /** Bytes read from the log at a time while recovering (at least one whole batch is returned). */
 const recoveryReadBytes = 4 * 1024 * 1024;
@@ -80,10 +80,14 @@ interface BatchView {
 }
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
-const textDecoder = new TextDecoder();
 
-/** Every batch of the log from its start, in order, with its CRC checked. */
-function* batchesOf(log: LogStore, where: string, from: number): Generator<BatchView> {
+const empty = new Uint8Array(0);
+
+/**
+ * Every batch of the log from `from`, in order, with its CRC checked when `verify` (pass 2 reads
+ * what pass 1 verified).
+ */
+function* batchesOf(log: LogStore, where: string, from: number, verify: boolean): Generator<BatchView> {
   let offset = from;
   const end = log.logEndOffset;
   while (offset < end) {
@@ -108,7 +112,7 @@ function* batchesOf(log: LogStore, where: string, from: number): Generator<Batch
         lastOffset: baseOffset + count - 1,
         length,
         control: (attributes & BatchAttributes.control) !== 0,
-        crcOk: verifyBatchCrc(bytes, position, crc32cOfBytes),
+        crcOk: !verify || verifyBatchCrc(bytes, position, crc32cOfBytes),
       };
       position += length;
       offset = baseOffset + count;
@@ -116,24 +120,18 @@ function* batchesOf(log: LogStore, where: string, from: number): Generator<Batch
   }
 }
 
-interface ControlRecord {
-  offset: number;
-  key: string;
-  value: Uint8Array;
-}
+const textDecoder = new TextDecoder();
 
-/** The records of a control batch (key as text, value view). */
-function* controlRecords(batch: BatchView): Generator<ControlRecord> {
-  const cursor = new RecordCursor(batch.bytes, batch.position);
-  while (cursor.next()) {
-    const key = cursor.key();
-    const value = cursor.value();
-    yield {
-      offset: cursor.offset,
-      key: key === null ? '' : textDecoder.decode(key),
-      value: value ?? new Uint8Array(0),
-    };
+/** The snapshot marker a control record holds (its header says which), or null for an entry record. */
+function markerKindOf(cursor: RecordCursor, where: string): SnapshotMarkerKind | null {
+  if (cursor.headerCount === 0) return null;
+  const headers = cursor.headers();
+  const [name, value] = headers[0]!;
+  const kind = value === null ? '' : textDecoder.decode(value);
+  if (headers.length !== 1 || name !== snapshotMarkerHeader || (kind !== 'begin' && kind !== 'end')) {
+    throw new CorruptLogError(where, 0, `unknown control record at offset ${cursor.offset}`);
   }
+  return kind;
 }
 
 /** Pass 1's bookkeeping: the snapshot being read, and those found complete or skipped. */
@@ -232,8 +230,10 @@ export function recoverState<Entry>(
 
   // Pass 1: snapshots and damage.
   const scan = new SnapshotScan();
-  for (const batch of batchesOf(log, where, logStartOffset)) {
+  const damagedBatches = new Set<number>();
+  for (const batch of batchesOf(log, where, logStartOffset, true)) {
     if (!batch.crcOk) {
+      damagedBatches.add(batch.baseOffset);
       // Inside a snapshot whose begin marker was read: the snapshot is damaged, nothing else is.
       // Anywhere else it may hold changes (the control bit itself may be what flipped).
       if (!scan.takeDamage(batch)) {
@@ -245,20 +245,16 @@ export function recoverState<Entry>(
       scan.skip('cut short: changes follow its last entry');
       continue;
     }
-    for (const record of controlRecords(batch)) {
-      if (record.key === SnapshotRecordKey.begin) {
+    const cursor = new RecordCursor(batch.bytes, batch.position);
+    while (cursor.next()) {
+      const kind = markerKindOf(cursor, where);
+      if (kind === 'begin') {
         scan.skip('cut short: another snapshot begins');
-        scan.begin(record.offset, decodeMarker(record.value).entryCount);
-      } else if (record.key === SnapshotRecordKey.entry) {
-        scan.entry();
-      } else if (record.key === SnapshotRecordKey.end) {
-        scan.end(decodeMarker(record.value), record.offset, batch.length);
+        scan.begin(cursor.offset, decodeMarker(cursor.value() ?? empty).entryCount);
+      } else if (kind === 'end') {
+        scan.end(decodeMarker(cursor.value() ?? empty), cursor.offset, batch.length);
       } else {
-        throw new CorruptLogError(
-          where,
-          0,
-          `unknown control record '${record.key}' at offset ${record.offset}`,
-        );
+        scan.entry();
       }
     }
     scan.addBytes(batch.length);
@@ -307,21 +303,22 @@ export function recoverState<Entry>(
   let snapshotEntries = 0;
   let changesReplayed = 0;
   let replayedBytes = 0;
-  for (const batch of batchesOf(log, where, replayFrom)) {
+  for (const batch of batchesOf(log, where, replayFrom, false)) {
+    // Damage pass 1 found here lies in a skipped snapshot (damaged changes here were fatal above).
+    if (damagedBatches.has(batch.baseOffset)) continue;
+    const cursor = new RecordCursor(batch.bytes, batch.position);
     if (batch.control) {
       if (chosen === null || batch.baseOffset > chosen.endOffset) continue;
-      for (const record of controlRecords(batch)) {
-        if (record.offset < chosen.beginOffset || record.offset > chosen.endOffset) continue;
-        if (record.key !== SnapshotRecordKey.entry) continue;
-        applyEntry(machine, codec, where, record.value, record.offset);
+      while (cursor.next()) {
+        if (cursor.offset <= chosen.beginOffset || cursor.offset >= chosen.endOffset) continue;
+        applyEntry(machine, codec, where, cursor);
         snapshotEntries++;
       }
       continue;
     }
     replayedBytes += batch.length;
-    const cursor = new RecordCursor(batch.bytes, batch.position);
     while (cursor.next()) {
-      applyEntry(machine, codec, where, cursor.value() ?? new Uint8Array(0), cursor.offset);
+      applyEntry(machine, codec, where, cursor);
       changesReplayed++;
     }
   }
@@ -343,18 +340,15 @@ function applyEntry<Entry>(
   machine: StateMachine<Entry>,
   codec: EntryCodec<Entry>,
   where: string,
-  bytes: Uint8Array,
-  offset: number,
+  cursor: RecordCursor,
 ): void {
-  let entry: Entry;
   try {
-    entry = codec.decode(bytes);
-    machine.apply(entry, offset);
+    machine.apply(codec.decode(cursor), cursor.offset);
   } catch (error) {
     throw new CorruptLogError(
       where,
       0,
-      `entry at offset ${offset} is invalid: ${error instanceof Error ? error.message : String(error)}`,
+      `entry at offset ${cursor.offset} is invalid: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
 }

@@ -8,11 +8,12 @@
  *
  * Log layout (batches of the record-batch format, docs/FORMAT.md; docs/STATE.md explains the choices):
  *
- *   change batch     attributes 0; one record per entry: key null, value = the encoded entry
+ *   change batch     attributes 0; one record per entry: key and value as the machine's codec
+ *                    encodes them (key: what the entry is about; value: what it is now, null for gone)
  *   snapshot         control batches (attribute bit 5), written back to back in one go:
- *                      offset b        key "snapshot-begin"  value msgpack { version: 1, entryCount: N }
- *                      offsets b+1..   key "snapshot-entry"  value = one encoded entry each (N records)
- *                      offset b+N+1    key "snapshot-end"    value msgpack { version: 1, entryCount: N, beginOffset: b }
+ *                      offset b        header snapshot=begin, value msgpack { version: 1, entryCount: N }   (a batch of its own)
+ *                      offsets b+1..   one entry each, encoded as in change batches, no header (N records)
+ *                      offset b+N+1    header snapshot=end, value msgpack { version: 1, entryCount: N, beginOffset: b }   (a batch of its own)
  *                    Its entries rebuild the state as of offset b: every change below b is in it.
  *
  * Writes: `commit(entry)` queues the entry; everything queued in one event-loop turn goes out as one
@@ -39,10 +40,10 @@ import {
   recoverState,
   type SnapshotExtent,
   type SnapshotMarker,
-  SnapshotRecordKey,
   type StateRecoveryReport,
+  snapshotMarkerHeader,
 } from './state-log-recovery.js';
-import { type EntryCodec, msgpackCodec, type StateMachine } from './state-machine.js';
+import { type EncodedEntry, type EntryCodec, type StateMachine, statePackr } from './state-machine.js';
 
 /** What a state log needs from its partition log: a LogStore that can drop whole segments. */
 export interface StateLogStore extends LogStore {
@@ -91,7 +92,9 @@ export interface StateLogStats {
 
 interface PendingCommit<Entry> {
   entry: Entry;
-  bytes: Uint8Array;
+  record: EncodedEntry;
+  /** Bytes of key and value. */
+  bytes: number;
   resolve: (offset: number) => void;
   reject: (error: unknown) => void;
 }
@@ -106,25 +109,31 @@ interface InFlightBatch<Entry> {
   completesSnapshot: SnapshotExtent | null;
 }
 
-const markerCodec = msgpackCodec<SnapshotMarker>((value) => {
-  if (typeof value !== 'object' || value === null) throw new Error('snapshot marker is not a map');
-  const { version, entryCount, beginOffset } = value as Partial<SnapshotMarker>;
-  if (version !== 1) throw new Error(`unknown snapshot marker version ${String(version)}`);
-  if (typeof entryCount !== 'number' || !Number.isSafeInteger(entryCount) || entryCount < 0) {
-    throw new Error(`snapshot marker entryCount ${String(entryCount)}`);
-  }
-  if (beginOffset !== undefined && (typeof beginOffset !== 'number' || !Number.isSafeInteger(beginOffset))) {
-    throw new Error(`snapshot marker beginOffset ${String(beginOffset)}`);
-  }
-  return beginOffset === undefined ? { version, entryCount } : { version, entryCount, beginOffset };
-});
+/** Snapshot markers: msgpack maps in the value of the marked records. */
+const markerCodec = {
+  encode: (marker: SnapshotMarker): Uint8Array => statePackr.pack(marker),
+  decode(bytes: Uint8Array): SnapshotMarker {
+    const value: unknown = statePackr.unpack(bytes);
+    if (typeof value !== 'object' || value === null) throw new Error('snapshot marker is not a map');
+    const { version, entryCount, beginOffset } = value as Partial<SnapshotMarker>;
+    if (version !== 1) throw new Error(`unknown snapshot marker version ${String(version)}`);
+    if (typeof entryCount !== 'number' || !Number.isSafeInteger(entryCount) || entryCount < 0) {
+      throw new Error(`snapshot marker entryCount ${String(entryCount)}`);
+    }
+    if (
+      beginOffset !== undefined &&
+      (typeof beginOffset !== 'number' || !Number.isSafeInteger(beginOffset))
+    ) {
+      throw new Error(`snapshot marker beginOffset ${String(beginOffset)}`);
+    }
+    return beginOffset === undefined ? { version, entryCount } : { version, entryCount, beginOffset };
+  },
+};
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
-const textEncoder = new TextEncoder();
-const snapshotKeys = {
-  begin: textEncoder.encode(SnapshotRecordKey.begin),
-  entry: textEncoder.encode(SnapshotRecordKey.entry),
-  end: textEncoder.encode(SnapshotRecordKey.end),
+const markerHeaders = {
+  begin: [[snapshotMarkerHeader, 'begin']] as Array<[string, string]>,
+  end: [[snapshotMarkerHeader, 'end']] as Array<[string, string]>,
 };
 
 function positiveOption(name: string, value: number | undefined, fallback: number): number {
@@ -246,20 +255,21 @@ export class StateLog<Entry> {
   commit(entry: Entry): Promise<number> {
     if (this.closed) return Promise.reject(new LogClosedError(`state log ${this.name}`));
     if (this.failure !== null) return Promise.reject(this.failure);
-    let bytes: Uint8Array;
+    let record: EncodedEntry;
     try {
-      bytes = this.codec.encode(entry);
+      record = this.codec.encode(entry);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.pendingBytes + bytes.length > this.pendingBytesMax) {
+    const bytes = (record.key?.length ?? 0) + (record.value?.length ?? 0);
+    if (this.pendingBytes + bytes > this.pendingBytesMax) {
       return Promise.reject(
         new BackpressureError(`state log ${this.name} has ${this.pendingBytes} bytes of entries queued`),
       );
     }
     return new Promise<number>((resolve, reject) => {
-      this.pending.push({ entry, bytes, resolve, reject });
-      this.pendingBytes += bytes.length;
+      this.pending.push({ entry, record, bytes, resolve, reject });
+      this.pendingBytes += bytes;
       this.scheduleFlush();
     });
   }
@@ -330,7 +340,7 @@ export class StateLog<Entry> {
     let commits: PendingCommit<Entry>[] = [];
     builder.reset();
     for (const commit of queued) {
-      const record = { key: null, value: commit.bytes, timestamp: this.nowMs() };
+      const record = { key: commit.record.key, value: commit.record.value, timestamp: this.nowMs() };
       if (!this.fits(record)) {
         if (commits.length > 0) {
           this.appendBatch(builder.finish({ crc32c: crc32cOfBytes }), commits, null, 0);
@@ -340,7 +350,7 @@ export class StateLog<Entry> {
         if (!this.fits(record)) {
           commit.reject(
             new InvalidArgumentError(
-              `state log ${this.name}: an entry of ${commit.bytes.length} bytes does not fit one batch of ${builder.maxBatchBytes}`,
+              `state log ${this.name}: an entry of ${commit.bytes} bytes does not fit one batch of ${builder.maxBatchBytes}`,
             ),
           );
           continue;
@@ -434,7 +444,7 @@ export class StateLog<Entry> {
   /** Writes the whole state as a snapshot. Only when nothing is in flight: the machine is the log. */
   private writeSnapshot(): void {
     this.snapshotWanted = false;
-    const entries: Uint8Array[] = [];
+    const entries: EncodedEntry[] = [];
     try {
       for (const entry of this.machine.snapshot()) entries.push(this.codec.encode(entry));
     } catch (error) {
@@ -456,26 +466,28 @@ export class StateLog<Entry> {
     // can then be told apart from damage to changes (state-log-recovery.ts).
     builder.reset();
     builder.append({
-      key: snapshotKeys.begin,
+      key: null,
       value: markerCodec.encode({ version: 1, entryCount: entries.length }),
+      headers: markerHeaders.begin,
       timestamp,
     });
     finish(null);
-    for (const value of entries) {
-      const record = { key: snapshotKeys.entry, value, timestamp };
+    for (const entry of entries) {
+      const record = { key: entry.key, value: entry.value, timestamp };
       if (this.fits(record)) continue;
       finish(null);
       if (!this.fits(record)) {
         this.failure = new InvalidArgumentError(
-          `state log ${this.name}: a snapshot entry of ${value.length} bytes does not fit one batch of ${builder.maxBatchBytes}`,
+          `state log ${this.name}: a snapshot entry of ${(entry.key?.length ?? 0) + (entry.value?.length ?? 0)} bytes does not fit one batch of ${builder.maxBatchBytes}`,
         );
         return;
       }
     }
     if (builder.recordCount > 0) finish(null);
     builder.append({
-      key: snapshotKeys.end,
+      key: null,
       value: markerCodec.encode({ version: 1, entryCount: entries.length, beginOffset }),
+      headers: markerHeaders.end,
       timestamp,
     });
     finish({
@@ -490,7 +502,7 @@ export class StateLog<Entry> {
   }
 
   /** Appends `record` to the builder; false when the batch is full (or the record can never fit). */
-  private fits(record: { key: Uint8Array | null; value: Uint8Array; timestamp: number }): boolean {
+  private fits(record: { key: Uint8Array | null; value: Uint8Array | null; timestamp: number }): boolean {
     try {
       return this.builder.append(record);
     } catch {

@@ -18,18 +18,41 @@ export interface StateMachine<Entry> {
   reset(): void;
 }
 
-/** Entries to bytes and back. `decode` validates (the bytes come from disk) and throws when invalid. */
-export interface EntryCodec<Entry> {
-  encode(entry: Entry): Uint8Array;
-  decode(bytes: Uint8Array): Entry;
+/**
+ * An entry as one record of the record-batch format: the key names what the entry is about (a topic,
+ * a group/partition, ...), the value says what it is now; a null value is a tombstone (the thing is
+ * gone). Keyed records keep the log open to compaction by key, as Kafka's internal topics use it.
+ */
+export interface EncodedEntry {
+  key: Uint8Array | null;
+  value: Uint8Array | null;
 }
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: 'number' });
+/** The record an entry is decoded from (RecordCursor provides it): views valid during `decode`. */
+export interface EntryRecord {
+  key(): Uint8Array | null;
+  /** The key decoded from UTF-8, or null. */
+  keyText(): string | null;
+  value(): Uint8Array | null;
+}
 
-/** msgpack for plain objects; `validate` turns the decoded value into an Entry or throws. */
-export function msgpackCodec<Entry>(validate: (value: unknown) => Entry): EntryCodec<Entry> {
-  return {
-    encode: (entry) => packr.pack(entry),
-    decode: (bytes) => validate(packr.unpack(bytes)),
-  };
+/** Entries to records and back. `decode` validates (the bytes come from disk) and throws when invalid. */
+export interface EntryCodec<Entry> {
+  encode(entry: Entry): EncodedEntry;
+  decode(record: EntryRecord): Entry;
+}
+
+/** The msgpack settings of the broker's state: plain maps, no records or extensions. */
+export const statePackr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  moreTypes: false,
+  int64AsType: 'number',
+});
+
+const textEncoder = new TextEncoder();
+
+/** UTF-8 bytes of a record key. */
+export function keyBytes(key: string): Uint8Array {
+  return textEncoder.encode(key);
 }

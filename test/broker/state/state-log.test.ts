@@ -285,7 +285,7 @@ describe('StateLog', () => {
       log: new MemoryLog(),
       machine,
       codec,
-      pendingBytesMax: 1000,
+      pendingBytesMax: 800,
       batchBytesMax: 600,
     });
     const accepted = Array.from({ length: 9 }, (_, i) =>
