@@ -3,6 +3,7 @@
  * dedup window) apply to topics created later without those fields and are then stored with the
  * topic; the other options apply to the whole broker.
  */
+import { type Clock, systemClock } from '../clock.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   checkpointIntervalMsDefault,
@@ -13,6 +14,8 @@ import {
   segmentMsDefault,
 } from '../limits.js';
 import type { Durability } from '../protocol/types.js';
+import type { LogFactory } from '../storage/log-store.js';
+import { PartitionLog } from '../storage/partition-log.js';
 import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
 
 export interface BrokerOptions {
@@ -38,6 +41,18 @@ export interface BrokerOptions {
   indexIntervalBytes?: number;
   /** Every partition log: interval between recovery-point checkpoint writes. Default 5 s. */
   checkpointIntervalMs?: number;
+  /**
+   * For tests and embedding: the broker's one clock (wall time, monotonic time, timers), handed to
+   * every partition log and every timed feature. Default `systemClock`; tests pass a ManualClock.
+   */
+  clock?: Clock;
+  /**
+   * For tests and embedding: opens the log of each partition (`LogStore`). Default: PartitionLog
+   * (segment files). `memoryLogFactory` (storage/memory-log.ts) keeps every log in memory; a factory
+   * returning FaultyLog wrappers (storage/faulty-log.ts) injects storage faults. The broker still owns
+   * `dataDir`: metadata.json and one (possibly empty) directory per partition.
+   */
+  logFactory?: LogFactory;
 }
 
 export interface ResolvedBrokerOptions {
@@ -47,6 +62,19 @@ export interface ResolvedBrokerOptions {
   segmentMs: number;
   indexIntervalBytes: number;
   checkpointIntervalMs: number;
+  clock: Clock;
+  logFactory: LogFactory;
+}
+
+/** Opens segment-file logs: the default `logFactory`. */
+const openPartitionLog: LogFactory = (request) => PartitionLog.open(request);
+
+function isClock(value: unknown): value is Clock {
+  if (typeof value !== 'object' || value === null) return false;
+  const clock = value as Record<string, unknown>;
+  return ['nowMs', 'monotonicMs', 'setTimeout', 'setInterval', 'clearTimer'].every(
+    (name) => typeof clock[name] === 'function',
+  );
 }
 
 /** Largest delay a Node.js timer accepts. */
@@ -90,9 +118,21 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
     },
     'broker option',
   );
+  const clock = options.clock ?? systemClock;
+  if (!isClock(clock)) {
+    throw new InvalidArgumentError(
+      'broker option clock must implement nowMs, monotonicMs, setTimeout, setInterval and clearTimer',
+    );
+  }
+  const logFactory = options.logFactory ?? openPartitionLog;
+  if (typeof logFactory !== 'function') {
+    throw new InvalidArgumentError('broker option logFactory must be a function');
+  }
   return {
     dataDir,
     topicDefaults,
+    clock,
+    logFactory,
     retentionCheckIntervalMs: positiveInteger(
       'retentionCheckIntervalMs',
       options.retentionCheckIntervalMs,

@@ -26,6 +26,8 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { assert } from '../assert.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import {
   BrokerClosingError,
   InvalidArgumentError,
@@ -56,7 +58,7 @@ import type {
   TopicDescription,
 } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
-import { PartitionLog } from '../storage/partition-log.js';
+import type { LogStore } from '../storage/log-store.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { FetchWaiters } from './fetch-waiters.js';
@@ -158,11 +160,13 @@ export class Broker implements BrokerApi {
   private readonly options: ResolvedBrokerOptions;
   private readonly metadata: MetadataStore;
   private readonly topics = new Map<string, Topic>();
-  private readonly waiters = new FetchWaiters<Partition>(fetchWaitersPerPartitionMax, fetchWaitersTotalMax);
+  /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
+  private readonly clock: Clock;
+  private readonly waiters: FetchWaiters<Partition>;
   private readonly lock: DataDirectoryLock;
   /** Tail of the queue of topic administration operations. */
   private adminQueue: Promise<void> = Promise.resolve();
-  private retentionTimer: NodeJS.Timeout | null = null;
+  private retentionTimer: ClockTimer | null = null;
   private lastRetention: RetentionPassResult | null = null;
   private closing = false;
   private closePromise: Promise<void> | null = null;
@@ -179,15 +183,20 @@ export class Broker implements BrokerApi {
     openReport: BrokerOpenReport,
   ) {
     this.options = options;
+    this.clock = options.clock;
+    this.waiters = new FetchWaiters(fetchWaitersPerPartitionMax, fetchWaitersTotalMax, options.clock);
     this.dataDir = dataDir;
     this.lock = lock;
     this.metadata = metadata;
     for (const topic of topics) this.topics.set(topic.name, topic);
     this.openReport = openReport;
-    this.retentionTimer = setInterval(() => {
-      this.lastRetention = this.applyRetention();
-    }, options.retentionCheckIntervalMs);
-    this.retentionTimer.unref();
+    this.retentionTimer = this.clock.setInterval(
+      () => {
+        this.lastRetention = this.applyRetention();
+      },
+      options.retentionCheckIntervalMs,
+      { unref: true },
+    );
   }
 
   /**
@@ -196,6 +205,7 @@ export class Broker implements BrokerApi {
    * metadata file or acknowledged log data is damaged.
    */
   static async open(options: BrokerOptions = {}): Promise<Broker> {
+    // Real time, not the clock: only measured for the open report, it decides nothing.
     const startedAt = performance.now();
     const resolved = resolveBrokerOptions(options);
     const dataDir = resolve(resolved.dataDir);
@@ -204,7 +214,7 @@ export class Broker implements BrokerApi {
     try {
       const metadata = new MetadataStore(dataDir);
       const records = metadata.load(resolved.topicDefaults);
-      const reconciliation = reconcileTopicDirectories(dataDir, records);
+      const reconciliation = reconcileTopicDirectories(dataDir, records, resolved.clock.nowMs());
       if (reconciliation.metadataChanged) metadata.saveSync(reconciliation.topics);
       const opened = await Promise.allSettled(
         reconciliation.topics.map((record) =>
@@ -286,9 +296,11 @@ export class Broker implements BrokerApi {
     // A variable, not a literal: the server module is optional at compile time.
     const specifier = '../server/server.js';
     const module = (await import(specifier)) as Partial<ServerModule>;
-    if (typeof module.startServer !== 'function') {
-      throw new Error(`${specifier} does not export startServer(broker, options)`);
-    }
+    // Part of this package: a module without it is a build error of ours, not the caller's.
+    assert(
+      typeof module.startServer === 'function',
+      `${specifier} does not export startServer(broker, options)`,
+    );
     return module.startServer(this, options);
   }
 
@@ -304,11 +316,11 @@ export class Broker implements BrokerApi {
       }
       const directory = topicDirectory(this.dataDir, name);
       // A directory the metadata does not know (open reported it): keep its content, out of the way.
-      if (existsSync(directory)) renameSync(directory, asidePath(directory, 'orphan'));
+      if (existsSync(directory)) renameSync(directory, asidePath(directory, 'orphan', this.clock.nowMs()));
       const record: TopicRecord = {
         name,
         partitionCount: resolved.partitions,
-        createdAtMs: Date.now(),
+        createdAtMs: this.clock.nowMs(),
         config: resolved,
       };
       let partitions: Partition[];
@@ -344,7 +356,7 @@ export class Broker implements BrokerApi {
       for (const partition of topic.partitions) this.waiters.wake(partition);
       await closeQuietly(topic.partitions);
       const directory = topicDirectory(this.dataDir, name);
-      const aside = asidePath(directory, 'deleted');
+      const aside = asidePath(directory, 'deleted', this.clock.nowMs());
       try {
         if (existsSync(directory)) {
           renameSync(directory, aside);
@@ -391,7 +403,7 @@ export class Broker implements BrokerApi {
       for (let index = from; index < to; index++) {
         // Left by an addPartitions a crash interrupted (holds nothing acknowledged): keep it aside.
         const directory = partitionDirectory(this.dataDir, name, index);
-        if (existsSync(directory)) renameSync(directory, asidePath(directory, 'stray'));
+        if (existsSync(directory)) renameSync(directory, asidePath(directory, 'stray', this.clock.nowMs()));
       }
       const record = topic.record(to);
       let added: Partition[];
@@ -408,7 +420,9 @@ export class Broker implements BrokerApi {
         await this.metadata.save(this.topicRecords().map((other) => (other.name === name ? record : other)));
       } catch (error) {
         await closeQuietly(added);
-        for (const partition of added) rmSync(partition.log.directory, { recursive: true, force: true });
+        for (const partition of added) {
+          rmSync(partitionDirectory(this.dataDir, name, partition.index), { recursive: true, force: true });
+        }
         throw storageErrorFrom(`adding partitions to topic '${name}'`, error);
       }
       topic.addPartitions(added);
@@ -456,7 +470,7 @@ export class Broker implements BrokerApi {
       throw new InvalidArgumentError(`offset must be an integer, got ${offset}`);
     this.inFlightRequests++;
     try {
-      const deadline = performance.now() + maxWaitMs;
+      const deadline = this.clock.monotonicMs() + maxWaitMs;
       for (;;) {
         if (owner.deleted) throw new UnknownTopicError(topic);
         const result = target.read(offset, maxBytes);
@@ -464,7 +478,7 @@ export class Broker implements BrokerApi {
         const enough =
           result.records.length >= minBytes ||
           (result.batchCount > 0 && result.nextOffset < result.highWatermark);
-        const remainingMs = deadline - performance.now();
+        const remainingMs = deadline - this.clock.monotonicMs();
         if (enough || remainingMs <= 0 || this.closing || signal?.aborted) return result;
         const reason = await this.waiters.wait(target, Math.ceil(remainingMs), signal);
         if (reason !== 'data') {
@@ -494,9 +508,10 @@ export class Broker implements BrokerApi {
 
   /**
    * Deletes, in every partition, whole sealed segments past the topic's retention limits. Runs every
-   * `retentionCheckIntervalMs` by itself; callable directly (tests, operators).
+   * `retentionCheckIntervalMs` by itself; callable directly (tests, operators). `nowMs`: wall time,
+   * the clock's by default.
    */
-  applyRetention(nowMs = Date.now()): RetentionPassResult {
+  applyRetention(nowMs = this.clock.nowMs()): RetentionPassResult {
     const result: RetentionPassResult = { deletedSegments: 0, deletedBytes: 0, failures: [] };
     if (this.closing) return result;
     for (const topic of this.topics.values()) {
@@ -527,7 +542,7 @@ export class Broker implements BrokerApi {
   }
 
   private async closeNow(): Promise<void> {
-    if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
+    this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
     this.waiters.wakeAll('close');
     await this.adminQueue;
@@ -594,7 +609,10 @@ export class Broker implements BrokerApi {
   }
 }
 
-/** Opens the logs of partitions [from, to) of `record` in parallel; on any failure closes the others. */
+/**
+ * Opens the logs of partitions [from, to) of `record` in parallel, through `options.logFactory`, in
+ * directories it creates; on any failure closes the others.
+ */
 async function openPartitions(
   options: ResolvedBrokerOptions,
   dataDir: string,
@@ -605,9 +623,13 @@ async function openPartitions(
   const { config } = record;
   const indexes = Array.from({ length: to - from }, (_, i) => from + i);
   const outcomes = await Promise.allSettled(
-    indexes.map((index) =>
-      PartitionLog.open({
-        directory: partitionDirectory(dataDir, record.name, index),
+    indexes.map(async (index) => {
+      const directory = partitionDirectory(dataDir, record.name, index);
+      mkdirSync(directory, { recursive: true });
+      return options.logFactory({
+        topic: record.name,
+        partition: index,
+        directory,
         durability: config.durability,
         flushIntervalMs: config.flushIntervalMs,
         segmentBytes: config.segmentBytes,
@@ -616,10 +638,11 @@ async function openPartitions(
         segmentMs: options.segmentMs,
         indexIntervalBytes: options.indexIntervalBytes,
         checkpointIntervalMs: options.checkpointIntervalMs,
-      }),
-    ),
+        clock: options.clock,
+      });
+    }),
   );
-  const logs: PartitionLog[] = [];
+  const logs: LogStore[] = [];
   let failure: unknown = null;
   for (const outcome of outcomes) {
     if (outcome.status === 'fulfilled') logs.push(outcome.value);

@@ -92,6 +92,7 @@ function serialize(topics: Iterable<TopicRecord>): StoredMetadata {
   return { version: metadataVersion, topics: stored };
 }
 
+/** Bad file content throws (plain errors here, typed ones from the validators); `load` wraps each in CorruptLogError. */
 function parseMetadata(value: unknown, defaults: ResolvedTopicConfig): TopicRecord[] {
   if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');
   const { version, topics } = value as Partial<StoredMetadata>;

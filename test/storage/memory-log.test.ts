@@ -119,6 +119,7 @@ describe('MemoryLog', () => {
     const oneBatchBytes = log.read(2, 1).bytes.length;
     expect(log.applyRetention(2102)).toEqual({
       deletedBatches: 1,
+      deletedSegments: 1,
       deletedBytes: oneBatchBytes,
       logStartOffset: 4,
     });
