@@ -11,6 +11,8 @@ export * from './format/batch-header.js';
 export * from './format/crc32c.js';
 export * from './format/record-batch.js';
 export * as limits from './limits.js';
+export type { BrokerServer } from './server/server.js';
+export { Broker, type ListenOptions } from './spillway-broker.js';
 export type { RecoveryReport, TruncationReport } from './storage/log-loader.js';
 export type {
   AppendResult,

@@ -11,15 +11,18 @@ import {
   indexIntervalBytesDefault,
   retentionCheckIntervalMsDefault,
   segmentBytesDefault,
+  segmentBytesMax,
+  segmentBytesMin,
   segmentMsDefault,
 } from '../limits.js';
 import type { Durability } from '../protocol/types.js';
 import type { LogFactory } from '../storage/log-store.js';
 import { PartitionLog } from '../storage/partition-log.js';
+import type { StateLogTuning } from './metadata-store.js';
 import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
 
 export interface BrokerOptions {
-  /** Where metadata.json and `topics/<name>/<partition>/` live. Default './spillway-data'. */
+  /** Where `topics/<name>/<partition>/` (and the internal `topics/__metadata/0/`) live. Default './spillway-data'. */
   dataDir?: string;
   /** Default durability of new topics. Default 'interval'. */
   durability?: Durability;
@@ -50,9 +53,15 @@ export interface BrokerOptions {
    * For tests and embedding: opens the log of each partition (`LogStore`). Default: PartitionLog
    * (segment files). `memoryLogFactory` (storage/memory-log.ts) keeps every log in memory; a factory
    * returning FaultyLog wrappers (storage/faulty-log.ts) injects storage faults. The broker still owns
-   * `dataDir`: metadata.json and one (possibly empty) directory per partition.
+   * `dataDir`: its metadata and one (possibly empty) directory per partition. The internal state
+   * logs (`__metadata`) are always PartitionLogs on disk.
    */
   logFactory?: LogFactory;
+  /**
+   * Internal state logs (`__metadata`): segment size (default 4 MiB) and the bytes of changes
+   * between two snapshots, at least (default 1 MiB). For tuning and tests.
+   */
+  stateLog?: StateLogTuning;
 }
 
 export interface ResolvedBrokerOptions {
@@ -64,6 +73,7 @@ export interface ResolvedBrokerOptions {
   checkpointIntervalMs: number;
   clock: Clock;
   logFactory: LogFactory;
+  stateLog: StateLogTuning;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -152,5 +162,29 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       checkpointIntervalMsDefault,
       3_600_000,
     ),
+    stateLog: resolveStateLogTuning(options.stateLog),
   };
+}
+
+function resolveStateLogTuning(tuning: unknown): StateLogTuning {
+  if (tuning === undefined) return {};
+  if (typeof tuning !== 'object' || tuning === null) {
+    throw new InvalidArgumentError('broker option stateLog must be an object');
+  }
+  const { segmentBytes, snapshotBytesMin, ...rest } = tuning as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown broker option stateLog.${unknown[0]}`);
+  const resolved: StateLogTuning = {};
+  if (segmentBytes !== undefined) {
+    resolved.segmentBytes = positiveInteger('stateLog.segmentBytes', segmentBytes, 0, segmentBytesMax);
+    if (resolved.segmentBytes < segmentBytesMin) {
+      throw new InvalidArgumentError(
+        `broker option stateLog.segmentBytes must be at least ${segmentBytesMin}`,
+      );
+    }
+  }
+  if (snapshotBytesMin !== undefined) {
+    resolved.snapshotBytesMin = positiveInteger('stateLog.snapshotBytesMin', snapshotBytesMin, 0, 1 << 30);
+  }
+  return resolved;
 }

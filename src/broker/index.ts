@@ -3,12 +3,15 @@ export type {
   BrokerApi,
   FetchOptions,
   FetchResult,
+  ListTopicsOptions,
+  MessageService,
   OffsetSpec,
   PartitionDescription,
   ProduceResult,
   TopicConfig,
   TopicDescription,
+  TopicService,
 } from '../protocol/broker-api.js';
-export { Broker, type BrokerServer, type ListenOptions, type RetentionPassResult } from './broker.js';
+export { BrokerEngine, type RetentionPassResult } from './broker-engine.js';
 export type { BrokerOptions } from './broker-options.js';
 export type { BrokerOpenReport, PartitionRecovery } from './open-report.js';

@@ -1,126 +1,218 @@
 /**
- * The broker's metadata: which topics exist, their partition counts, configs and creation times.
- * One crash-safe file, `dataDir/metadata.json` (CheckpointFile: tmp + fsync + rename + fsync dir, and
- * a CRC32C line), rewritten whole on every change; it is small (a few hundred bytes per topic).
+ * The broker's topic metadata (state/metadata-state.ts), kept in the internal state log `__metadata`
+ * (state/state-log.ts): partition 0 of an internal topic at `dataDir/topics/__metadata/0/`, durability
+ * `always`, written through group commit like any append. Topic administration records each change
+ * as one entry; the state log snapshots and recovers it.
  *
- * Format (version 1):
- *
- *   { "version": 1,
- *     "topics": { "<name>": { "partitionCount": 3, "createdAtMs": 1700000000000,
- *                             "config": { "durability": "interval", "flushIntervalMs": 200, ... } } } }
- *
- * `config` holds every TopicConfig field except `partitions` (partitionCount is the truth). A field
- * missing from a stored config takes the broker's current default (forward compatibility when fields
- * are added); an unknown field, a bad value or a bad name makes the file invalid.
- *
- * A missing file is an empty broker. A damaged or invalid file is a CorruptLogError: starting with no
- * topics would hide every topic's data, so the broker refuses to open until an operator looks.
+ * Opening:
+ *  - A new data directory gets an empty snapshot at once, so that from then on an empty or missing
+ *    metadata log means "lost", never "new".
+ *  - `metadata.json` (the format of earlier versions: one file rewritten whole) is migrated: its topics
+ *    are committed and snapshotted into the state log, then the file is renamed to
+ *    `metadata.json.migrated`. A crash before the snapshot is complete redoes the migration from the
+ *    file (the log is emptied first); after it, the log is the truth and only the rename is finished.
+ *  - A metadata log that is missing or empty while topic directories exist (and no metadata.json to
+ *    migrate) is refused with CORRUPT_LOG: starting with no topics would hide every topic's data.
  */
+import { existsSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Clock } from '../clock.js';
 import { CorruptLogError } from '../errors.js';
-import { partitionCountMax } from '../limits.js';
-import { CheckpointFile } from '../storage/checkpoint-file.js';
-import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
-import { validateTopicName } from './topic-name.js';
+import { CheckpointFile, fsyncDirectorySync } from '../storage/checkpoint-file.js';
+import { PartitionLog } from '../storage/partition-log.js';
+import {
+  type MetadataEntry,
+  MetadataState,
+  metadataCodec,
+  parseTopicRecord,
+  type TopicRecord,
+} from './state/metadata-state.js';
+import { StateLog } from './state/state-log.js';
+import type { ResolvedTopicConfig } from './topic-config.js';
+import { topicsDirectory } from './topic-directories.js';
+import { asideSuffixPattern, isInternalTopicName } from './topic-name.js';
 
-export const metadataFileName = 'metadata.json';
-const metadataVersion = 1;
+export type { TopicRecord } from './state/metadata-state.js';
 
-/** A topic as metadata.json records it. */
-export interface TopicRecord {
-  name: string;
-  partitionCount: number;
-  createdAtMs: number;
-  /** `partitions` equals partitionCount. */
-  config: ResolvedTopicConfig;
+export const metadataTopicName = '__metadata';
+export const legacyMetadataFileName = 'metadata.json';
+const legacyMetadataVersion = 1;
+/** Segment size of internal state logs: they hold little, and the state log deletes old segments. */
+export const stateLogSegmentBytesDefault = 4 * 1024 * 1024;
+/** Bytes of metadata changes between two snapshots, at least. */
+export const stateLogSnapshotBytesMinDefault = 1024 * 1024;
+
+/** Tuning of the internal state logs (tests use small values to exercise snapshots and segment deletion). */
+export interface StateLogTuning {
+  /** Segment size of internal state logs. Default 4 MiB. */
+  segmentBytes?: number;
+  /** Bytes of changes between two snapshots, at least. Default 1 MiB. */
+  snapshotBytesMin?: number;
 }
 
-interface StoredTopic {
-  partitionCount: number;
-  createdAtMs: number;
-  config: Omit<ResolvedTopicConfig, 'partitions'>;
-}
-
-interface StoredMetadata {
-  version: number;
-  topics: Record<string, StoredTopic>;
+export interface MetadataStoreOptions {
+  dataDir: string;
+  defaults: ResolvedTopicConfig;
+  tuning?: StateLogTuning;
+  checkpointIntervalMs?: number;
+  /** The broker's clock, for the log's timers. Default `systemClock`. */
+  clock?: Clock;
 }
 
 export class MetadataStore {
-  readonly path: string;
-  private readonly file: CheckpointFile<StoredMetadata>;
+  /** The partition log of `__metadata/0` (served read-only as an internal topic). */
+  readonly log: PartitionLog;
+  /** Segment size of the metadata log. */
+  readonly segmentBytes: number;
+  readonly state: StateLog<MetadataEntry>;
+  /** What opening found and did (migration, skipped snapshots), one line each. */
+  readonly notes: string[];
+  private readonly machine: MetadataState;
 
-  constructor(dataDir: string) {
-    this.path = join(dataDir, metadataFileName);
-    this.file = new CheckpointFile(this.path);
+  private constructor(
+    log: PartitionLog,
+    segmentBytes: number,
+    state: StateLog<MetadataEntry>,
+    machine: MetadataState,
+    notes: string[],
+  ) {
+    this.log = log;
+    this.segmentBytes = segmentBytes;
+    this.state = state;
+    this.machine = machine;
+    this.notes = notes;
   }
 
-  /** Reads the topics (none when the file does not exist). Throws CorruptLogError when invalid. */
-  load(defaults: ResolvedTopicConfig): TopicRecord[] {
-    const read = this.file.read();
-    if (read.status === 'missing') return [];
-    if (read.status === 'corrupt') throw new CorruptLogError(this.path, 0, read.reason);
+  static async open(options: MetadataStoreOptions): Promise<MetadataStore> {
+    const { dataDir, defaults } = options;
+    const directory = join(topicsDirectory(dataDir), metadataTopicName, '0');
+    const legacyPath = join(dataDir, legacyMetadataFileName);
+    const legacy = existsSync(legacyPath);
+    const existed = existsSync(directory);
+    const notes: string[] = [];
+    const segmentBytes = options.tuning?.segmentBytes ?? stateLogSegmentBytesDefault;
+    const log = await PartitionLog.open({
+      directory,
+      durability: 'always',
+      segmentBytes,
+      spareSegment: false,
+      ...(options.clock !== undefined ? { clock: options.clock } : {}),
+      ...(options.checkpointIntervalMs !== undefined
+        ? { checkpointIntervalMs: options.checkpointIntervalMs }
+        : {}),
+    });
     try {
-      return parseMetadata(read.value, defaults);
+      const machine = new MetadataState();
+      const open = (): StateLog<MetadataEntry> =>
+        StateLog.open({
+          name: `${metadataTopicName}/0`,
+          log,
+          machine,
+          codec: metadataCodec(defaults),
+          snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
+        });
+      let state = open();
+      for (const skipped of state.recovery.skippedSnapshots) {
+        notes.push(
+          `${metadataTopicName}/0: snapshot at offset ${skipped.beginOffset} skipped (${skipped.reason})`,
+        );
+      }
+      if (legacy) {
+        if (state.recovery.snapshots.length === 0) {
+          // Never migrated, or a migration a crash interrupted: start over from the file.
+          if (log.logEndOffset > 0) log.truncateTo(0);
+          state = open();
+          const records = readLegacyMetadata(legacyPath, defaults);
+          await Promise.all(records.map((topic) => state.commit({ type: 'topic', topic })));
+          await state.snapshot();
+          notes.push(
+            `migrated ${records.length} topic(s) from ${legacyPath} into the ${metadataTopicName} state log; the file is kept as ${legacyMetadataFileName}.migrated`,
+          );
+        }
+        renameSync(legacyPath, `${legacyPath}.migrated`);
+        fsyncDirectorySync(dataDir);
+      } else if (log.logEndOffset === 0) {
+        const topics = userTopicDirectories(dataDir);
+        if (topics.length > 0) {
+          throw new CorruptLogError(
+            directory,
+            0,
+            `the metadata log is ${existed ? 'empty' : 'missing'} but ${topics.length} topic director${topics.length === 1 ? 'y exists' : 'ies exist'} (${topics.slice(0, 5).join(', ')}${topics.length > 5 ? ', ...' : ''}): restore ${directory} from a backup, or move the topic directories out of ${topicsDirectory(dataDir)} to start without them`,
+          );
+        }
+        await state.snapshot();
+      }
+      return new MetadataStore(log, segmentBytes, state, machine, notes);
     } catch (error) {
-      throw new CorruptLogError(this.path, 0, (error as Error).message);
+      await log.close().catch(() => undefined);
+      throw error;
     }
   }
 
-  /** Replaces the file's content with `topics`, crash-safely. Calls are applied in call order. */
-  save(topics: Iterable<TopicRecord>): Promise<void> {
-    return this.file.write(serialize(topics));
+  /** Every topic the metadata holds. */
+  records(): TopicRecord[] {
+    return this.machine.records();
   }
 
-  /** Synchronous `save`, for open (nothing is being served yet). */
-  saveSync(topics: Iterable<TopicRecord>): void {
-    this.file.writeSync(serialize(topics));
+  /** Records a created topic, or a topic's new partition count; resolves once durable and applied. */
+  async putTopic(topic: TopicRecord): Promise<void> {
+    await this.state.commit({ type: 'topic', topic });
   }
 
-  /** Resolves when every save issued so far has finished. */
+  /** Records a deleted topic; resolves once durable and applied. */
+  async deleteTopic(name: string): Promise<void> {
+    await this.state.commit({ type: 'topic-deleted', name });
+  }
+
+  /** Resolves when every change issued so far is durable and applied. */
   idle(): Promise<void> {
-    return this.file.idle();
+    return this.state.idle();
+  }
+
+  /** Finishes what is in flight, then closes the log. */
+  async close(): Promise<void> {
+    await this.state.close();
+    await this.log.close();
   }
 }
 
-function serialize(topics: Iterable<TopicRecord>): StoredMetadata {
-  const stored: Record<string, StoredTopic> = {};
-  for (const topic of topics) {
-    const { partitions: _partitions, ...config } = topic.config;
-    stored[topic.name] = { partitionCount: topic.partitionCount, createdAtMs: topic.createdAtMs, config };
-  }
-  return { version: metadataVersion, topics: stored };
+/** Names of the user topic directories under `dataDir/topics/` (not internal, not set aside). */
+function userTopicDirectories(dataDir: string): string[] {
+  const root = topicsDirectory(dataDir);
+  if (!existsSync(root)) return [];
+  return readdirSync(root).filter((name) => {
+    if (isInternalTopicName(name) || asideSuffixPattern.test(name)) return false;
+    try {
+      return statSync(join(root, name)).isDirectory();
+    } catch {
+      return false;
+    }
+  });
 }
 
-/** Bad file content throws (plain errors here, typed ones from the validators); `load` wraps each in CorruptLogError. */
-function parseMetadata(value: unknown, defaults: ResolvedTopicConfig): TopicRecord[] {
-  if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');
-  const { version, topics } = value as Partial<StoredMetadata>;
-  if (version !== metadataVersion) throw new Error(`unknown metadata version ${String(version)}`);
-  if (typeof topics !== 'object' || topics === null || Array.isArray(topics)) {
-    throw new Error('"topics" is not an object');
+/**
+ * Reads `metadata.json` of earlier versions (a CheckpointFile: JSON + CRC line):
+ *   { "version": 1, "topics": { "<name>": { "partitionCount", "createdAtMs", "config": {...} } } }
+ * A damaged or invalid file is a CorruptLogError (bad input, never an assertion): the broker refuses
+ * to open until an operator looks.
+ */
+function readLegacyMetadata(path: string, defaults: ResolvedTopicConfig): TopicRecord[] {
+  const read = new CheckpointFile<unknown>(path).read();
+  if (read.status === 'missing') return [];
+  if (read.status === 'corrupt') throw new CorruptLogError(path, 0, read.reason);
+  try {
+    const value = read.value;
+    if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');
+    const { version, topics } = value as { version?: unknown; topics?: unknown };
+    if (version !== legacyMetadataVersion) throw new Error(`unknown metadata version ${String(version)}`);
+    if (typeof topics !== 'object' || topics === null || Array.isArray(topics)) {
+      throw new Error('"topics" is not an object');
+    }
+    return Object.entries(topics).map(([name, topic]) => {
+      if (typeof topic !== 'object' || topic === null) throw new Error(`topic '${name}' is not an object`);
+      return parseTopicRecord(name, topic as Record<string, unknown>, defaults);
+    });
+  } catch (error) {
+    throw new CorruptLogError(path, 0, (error as Error).message);
   }
-  const records: TopicRecord[] = [];
-  for (const [name, topic] of Object.entries(topics)) {
-    validateTopicName(name);
-    if (typeof topic !== 'object' || topic === null) throw new Error(`topic '${name}' is not an object`);
-    const { partitionCount, createdAtMs, config } = topic as Partial<StoredTopic>;
-    if (
-      typeof partitionCount !== 'number' ||
-      !Number.isSafeInteger(partitionCount) ||
-      partitionCount < 1 ||
-      partitionCount > partitionCountMax
-    ) {
-      throw new Error(`topic '${name}' has partitionCount ${String(partitionCount)}`);
-    }
-    if (typeof createdAtMs !== 'number' || !Number.isSafeInteger(createdAtMs) || createdAtMs < 0) {
-      throw new Error(`topic '${name}' has createdAtMs ${String(createdAtMs)}`);
-    }
-    if (typeof config === 'object' && config !== null && 'partitions' in config) {
-      throw new Error(`topic '${name}' config holds 'partitions'`);
-    }
-    const resolved = resolveTopicConfig(config ?? {}, { ...defaults, partitions: partitionCount });
-    records.push({ name, partitionCount, createdAtMs, config: resolved });
-  }
-  return records;
 }

@@ -15,7 +15,7 @@ export interface BrokerOpenReport {
   /** The recovery report of every partition log opened. */
   partitions: PartitionRecovery[];
   /**
-   * Directories under `topics/` that metadata.json does not name (a crash during createTopic, or
+   * Directories under `topics/` that the metadata does not name (a crash during createTopic, or
    * data put there by hand). Left untouched and ignored; createTopic of such a name moves the
    * directory aside to `<name>.orphan-<ms>` first.
    */

@@ -1,6 +1,6 @@
 /**
  * Per-topic configuration: what a caller may give (`TopicConfig`, every field optional) and what the
- * broker stores in metadata.json and reports (`ResolvedTopicConfig`, every field set). Defaults come
+ * broker stores in its metadata and reports (`ResolvedTopicConfig`, every field set). Defaults come
  * from the broker's options at creation time and are then stored, so changing a broker default later
  * does not change existing topics.
  *
@@ -9,7 +9,13 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import { dedupWindowMsMax, partitionCountMax, segmentBytesMax, segmentBytesMin } from '../limits.js';
+import {
+  dedupWindowMsMax,
+  flushIntervalMsDefault,
+  partitionCountMax,
+  segmentBytesMax,
+  segmentBytesMin,
+} from '../limits.js';
 import { type TopicConfig, topicConfigKeys } from '../protocol/broker-api.js';
 import { type Durability, durabilities } from '../protocol/types.js';
 
@@ -116,5 +122,21 @@ export function resolveTopicConfig(
       label,
       ' (0: disabled)',
     ),
+  };
+}
+
+/**
+ * The config an internal topic (a state log, e.g. `__metadata`) reports: one partition, kept forever
+ * (the state log deletes what its snapshots make unneeded, not retention), no dedup.
+ */
+export function internalTopicConfig(durability: Durability, segmentBytes: number): ResolvedTopicConfig {
+  return {
+    partitions: 1,
+    durability,
+    flushIntervalMs: flushIntervalMsDefault,
+    retentionMs: -1,
+    retentionBytes: -1,
+    segmentBytes,
+    dedupWindowMs: 0,
   };
 }

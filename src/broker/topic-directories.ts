@@ -1,16 +1,18 @@
 /**
- * The on-disk layout of topics and its reconciliation with metadata.json at open, kept apart from
- * the running broker (like log-loader.ts is from the partition log).
+ * The on-disk layout of topics and its reconciliation with the topic metadata at open, kept apart
+ * from the running broker (like log-loader.ts is from the partition log).
  *
  * Layout:
  *
- *   dataDir/metadata.json                     topics, configs, partition counts (metadata-store.ts)
+ *   dataDir/topics/__metadata/0/               the metadata state log: topics, configs, partition
+ *                                              counts (metadata-store.ts); internal topics (`__`
+ *                                              names) are not reconciled here
  *   dataDir/topics/<name>/<partition>/         one PartitionLog directory per partition, 0..count-1
  *   dataDir/topics/<name>.deleted-<ms>/        a topic being deleted (renamed first, then removed)
  *   dataDir/topics/<name>.orphan-<ms>/         an orphan directory moved aside by createTopic
  *   dataDir/topics/<name>/<p>.stray-<ms>/      a partition directory of an unfinished addPartitions
  *
- * deleteTopic renames `<name>` to `<name>.deleted-<ms>`, then writes the metadata without the topic,
+ * deleteTopic renames `<name>` to `<name>.deleted-<ms>`, then records the deletion in the metadata,
  * then removes the renamed directory. A crash between any two steps is completed here: a
  * `.deleted-` directory that is not itself a topic is removed, and a topic of the metadata whose
  * directory is gone while a `<name>.deleted-<ms>` exists is dropped from the metadata.
@@ -19,6 +21,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from
 import { join } from 'node:path';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
 import type { TopicRecord } from './metadata-store.js';
+import { isInternalTopicName } from './topic-name.js';
 
 export const topicsDirectoryName = 'topics';
 
@@ -50,7 +53,7 @@ export function asidePath(path: string, kind: 'deleted' | 'orphan' | 'stray', no
 export interface Reconciliation {
   /** The topics to open (metadata minus completed deletions). */
   topics: TopicRecord[];
-  /** True when `topics` differs from what metadata.json holds: it must be rewritten. */
+  /** True when `topics` differs from what the metadata holds: the deletions must be recorded. */
   metadataChanged: boolean;
   orphanTopicDirectories: string[];
   missingPartitionDirectories: string[];
@@ -99,7 +102,7 @@ export function reconcileTopicDirectories(
   const deleting = new Set<string>();
   let rootChanged = false;
   for (const entry of entries) {
-    if (known.has(entry)) continue;
+    if (known.has(entry) || isInternalTopicName(entry)) continue;
     const match = deletedSuffixPattern.exec(entry);
     if (match === null) {
       result.orphanTopicDirectories.push(join(root, entry));

@@ -27,7 +27,7 @@ export class Topic {
     return this.partitions.length;
   }
 
-  /** What metadata.json holds for this topic, with `partitionCount` partitions. */
+  /** What the metadata records for this topic, with `partitionCount` partitions. */
   record(partitionCount = this.partitions.length): TopicRecord {
     return {
       name: this.name,

@@ -52,8 +52,10 @@ export class Admin {
     await this.transport.request(Opcode.deleteTopic, request);
   }
 
-  async listTopics(): Promise<TopicDescription[]> {
-    const response = await this.transport.request(Opcode.listTopics, {});
+  /** Topics by name; internal ones (names starting with `__`) only with `{ internal: true }`. */
+  async listTopics(options: { internal?: boolean } = {}): Promise<TopicDescription[]> {
+    const header = options.internal === true ? { internal: true } : {};
+    const response = await this.transport.request(Opcode.listTopics, header);
     const topics = (response.header as { topics?: unknown } | null)?.topics;
     if (!Array.isArray(topics)) {
       throw new SpillwayError('PROTOCOL_ERROR', "listTopics: the broker's answer has no topic list");

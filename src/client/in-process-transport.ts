@@ -42,15 +42,17 @@ export interface InProcessTransportOptions {
 
 const emptyBody = new Uint8Array(0);
 
+function isService(value: unknown, methods: readonly string[]): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  const service = value as Record<string, unknown>;
+  return methods.every((method) => typeof service[method] === 'function');
+}
+
 /** True when `value` looks like a broker engine (has the BrokerApi methods). */
 export function isBrokerApi(value: unknown): value is BrokerApi {
   if (value === null || typeof value !== 'object') return false;
   const api = value as Record<string, unknown>;
-  return (
-    typeof api['produce'] === 'function' &&
-    typeof api['fetch'] === 'function' &&
-    typeof api['describeTopic'] === 'function'
-  );
+  return isService(api['topics'], ['create', 'describe']) && isService(api['messages'], ['produce', 'fetch']);
 }
 
 export class InProcessTransport implements Transport {
@@ -79,7 +81,7 @@ export class InProcessTransport implements Transport {
   }
 
   static async connect(api: BrokerApi, options: InProcessTransportOptions = {}): Promise<InProcessTransport> {
-    if (!isBrokerApi(api)) throw new InvalidArgumentError('not a broker: it lacks the BrokerApi methods');
+    if (!isBrokerApi(api)) throw new InvalidArgumentError('not a broker: it lacks the BrokerApi services');
     const transport = new InProcessTransport(api, options);
     const request: HelloRequest = { protocolVersion };
     if (options.clientId !== undefined) request.clientId = options.clientId;

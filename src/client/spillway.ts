@@ -68,7 +68,7 @@ export class Spillway {
       return new Spillway(await WebSocketTransport.connect(target, options), options);
     if (isBrokerApi(target)) return new Spillway(await InProcessTransport.connect(target, options), options);
     throw new InvalidArgumentError(
-      'Spillway.connect takes a ws:// URL or a broker (an object with the BrokerApi methods)',
+      'Spillway.connect takes a ws:// URL or a broker (an object with the BrokerApi services)',
     );
   }
 

@@ -88,6 +88,10 @@ export function batchRecordCountAt(bytes: Uint8Array, position = 0): number {
   return batchLengthAt(bytes, position + 12);
 }
 
+export function batchFirstTimestampAt(bytes: Uint8Array, position = 0): number {
+  return readInt64LE(bytes, position + BatchHeader.firstTimestamp);
+}
+
 export function batchMaxTimestampAt(bytes: Uint8Array, position = 0): number {
   return readInt64LE(bytes, position + BatchHeader.maxTimestamp);
 }

@@ -88,15 +88,37 @@ export interface FetchResult {
 
 export type OffsetSpec = 'earliest' | 'latest' | { timestamp: number };
 
-export interface BrokerApi {
-  createTopic(name: string, config?: TopicConfig): Promise<TopicDescription>;
-  deleteTopic(name: string): Promise<void>;
-  listTopics(): TopicDescription[];
-  describeTopic(name: string): TopicDescription;
+/** Topic administration: create, delete, list, describe, add partitions. */
+export interface TopicService {
+  create(name: string, config?: TopicConfig): Promise<TopicDescription>;
+  delete(name: string): Promise<void>;
+  /** Sorted by name; internal topics (names starting with `__`) only with `{ internal: true }`. */
+  list(options?: ListTopicsOptions): TopicDescription[];
+  /** Any topic, internal ones included. */
+  describe(name: string): TopicDescription;
+  /** Adds `count` partitions (not: grows to `count`); existing partitions are untouched. */
   addPartitions(name: string, count: number): Promise<TopicDescription>;
+}
+
+export interface ListTopicsOptions {
+  /** Include internal topics (names starting with `__`). Default false. */
+  internal?: boolean;
+}
+
+/** Messages: produce, fetch and offset lookup on partitions. */
+export interface MessageService {
   /** Validates (limits, structure, CRC32C natively), assigns offsets, appends, acks per durability. */
   produce(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult>;
   fetch(topic: string, partition: number, offset: number, options: FetchOptions): Promise<FetchResult>;
   /** earliest = log start, latest = log end, timestamp = first offset with a timestamp >= it (or log end). */
   listOffset(topic: string, partition: number, spec: OffsetSpec): number;
+}
+
+/**
+ * The engine as front ends see it: one service per concern. A later feature (consumer groups,
+ * delayed messages, transactions, producer state) adds a service here instead of growing another.
+ */
+export interface BrokerApi {
+  readonly topics: TopicService;
+  readonly messages: MessageService;
 }

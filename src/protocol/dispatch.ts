@@ -17,6 +17,7 @@ import {
   parseFetch,
   parseHello,
   parseListOffset,
+  parseListTopics,
   parseProduce,
   parseTopicName,
 } from './messages.js';
@@ -95,32 +96,32 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.createTopic: {
       requireNoBody(request);
       const { name, config } = parseCreateTopic(request.header);
-      return response(request, await api.createTopic(name, config));
+      return response(request, await api.topics.create(name, config));
     }
     case Opcode.deleteTopic: {
       requireNoBody(request);
-      await api.deleteTopic(parseTopicName(request.header).name);
+      await api.topics.delete(parseTopicName(request.header).name);
       return response(request, {});
     }
     case Opcode.listTopics:
       requireNoBody(request);
-      return response(request, { topics: api.listTopics() });
+      return response(request, { topics: api.topics.list(parseListTopics(request.header)) });
     case Opcode.describeTopic:
       requireNoBody(request);
-      return response(request, api.describeTopic(parseTopicName(request.header).name));
+      return response(request, api.topics.describe(parseTopicName(request.header).name));
     case Opcode.addPartitions: {
       requireNoBody(request);
       const { name, count } = parseAddPartitions(request.header);
-      return response(request, await api.addPartitions(name, count));
+      return response(request, await api.topics.addPartitions(name, count));
     }
     case Opcode.produce: {
       const { topic, partition } = parseProduce(request.header);
-      return response(request, await api.produce(topic, partition, request.body));
+      return response(request, await api.messages.produce(topic, partition, request.body));
     }
     case Opcode.fetch: {
       requireNoBody(request);
       const fetch = parseFetch(request.header);
-      const result = await api.fetch(fetch.topic, fetch.partition, fetch.offset, {
+      const result = await api.messages.fetch(fetch.topic, fetch.partition, fetch.offset, {
         maxBytes: fetch.maxBytes,
         maxWaitMs: fetch.maxWaitMs,
         minBytes: fetch.minBytes,
@@ -138,7 +139,7 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.listOffset: {
       requireNoBody(request);
       const { topic, partition, spec } = parseListOffset(request.header);
-      return response(request, { offset: api.listOffset(topic, partition, spec) });
+      return response(request, { offset: api.messages.listOffset(topic, partition, spec) });
     }
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);

@@ -18,6 +18,10 @@ export interface HelloResponse {
   frameBytesMax: number;
   inFlightRequestsMax: number;
 }
+export interface ListTopicsRequest {
+  /** Include internal topics (names starting with `__`). */
+  internal?: boolean;
+}
 export interface TopicNameRequest {
   name: string;
 }
@@ -131,6 +135,15 @@ export function parseHello(header: unknown): HelloRequest {
   const request: HelloRequest = { protocolVersion: integerField(fields, 'protocolVersion', 0, 0xffff) };
   if (fields['clientId'] !== undefined) request.clientId = stringField(fields, 'clientId', 256);
   return request;
+}
+
+export function parseListTopics(header: unknown): ListTopicsRequest {
+  const fields = asFields(header);
+  const internal = fields['internal'];
+  if (internal !== undefined && typeof internal !== 'boolean') {
+    throw new InvalidArgumentError(`internal must be a boolean, got ${JSON.stringify(internal)}`);
+  }
+  return internal === undefined ? {} : { internal };
 }
 
 export function parseTopicName(header: unknown): TopicNameRequest {

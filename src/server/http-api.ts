@@ -192,7 +192,8 @@ export class HttpApi {
     });
     route('/v1/topics', 'topics', (exchange, request, method) => {
       if (method === 'get') {
-        this.track(exchange.run(() => ({ status: 200, json: { topics: this.context.api.listTopics() } })));
+        const query = new URLSearchParams(request.getQuery() ?? '');
+        this.track(exchange.run(() => ({ status: 200, json: { topics: this.listTopics(query) } })));
       } else if (method === 'post') {
         const body = exchange.readBody(request.getHeader('content-length'), httpBodyBytesMax);
         this.track(exchange.run(async () => this.createTopic(await body)));
@@ -205,9 +206,9 @@ export class HttpApi {
       this.track(
         exchange.run(async () => {
           const name = decodeParameter(rawName, 'topic name');
-          if (method === 'get') return { status: 200, json: this.context.api.describeTopic(name) };
+          if (method === 'get') return { status: 200, json: this.context.api.topics.describe(name) };
           if (method === 'delete') {
-            await this.context.api.deleteTopic(name);
+            await this.context.api.topics.delete(name);
             return { status: 204 };
           }
           throw methodNotAllowed(method, 'GET, DELETE');
@@ -271,7 +272,7 @@ export class HttpApi {
     const fields = asObject(parseJson(body), 'request body');
     const name = stringField(fields, 'name', 249);
     const { name: _name, ...config } = fields;
-    const description = await this.context.api.createTopic(name, parseTopicConfig(config));
+    const description = await this.context.api.topics.create(name, parseTopicConfig(config));
     return { status: 201, json: description };
   }
 
@@ -288,7 +289,7 @@ export class HttpApi {
       throw new InvalidArgumentError('messages must be a non-empty array');
     }
     const parsed = messages.map((message, index) => parseProduceMessage(message, index, encoding));
-    const partitionCount = this.context.api.describeTopic(topic).partitionCount;
+    const partitionCount = this.context.api.topics.describe(topic).partitionCount;
 
     // Group by partition, keeping input order within each partition (offsets follow it).
     const byPartition = new Map<number, number[]>();
@@ -333,7 +334,7 @@ export class HttpApi {
     }
     // Partitions are written independently: on an error, some partitions may have been written.
     const results = await Promise.all(
-      batches.map(([partition, batch]) => this.context.api.produce(topic, partition, batch)),
+      batches.map(([partition, batch]) => this.context.api.messages.produce(topic, partition, batch)),
     );
     const baseOffsets = new Map<number, number>();
     for (const result of results) baseOffsets.set(result.partition, result.baseOffset);
@@ -344,6 +345,18 @@ export class HttpApi {
       return { partition, offset: baseOffsets.get(partition)! + position };
     });
     return { status: 200, json: { offsets } };
+  }
+
+  /** GET /v1/topics[?internal=true|false]. */
+  private listTopics(query: URLSearchParams) {
+    for (const name of query.keys()) {
+      if (name !== 'internal') throw new InvalidArgumentError(`unknown query parameter '${name}'`);
+    }
+    const internal = query.get('internal');
+    if (internal !== null && internal !== 'true' && internal !== 'false') {
+      throw new InvalidArgumentError(`internal must be true or false, got '${internal}'`);
+    }
+    return this.context.api.topics.list({ internal: internal === 'true' });
   }
 
   private async fetch(topic: string, rawPartition: string, query: URLSearchParams, abort: AbortController) {
@@ -366,14 +379,14 @@ export class HttpApi {
     const api = this.context.api;
     let offset: number;
     if (offsetText === null || offsetText === '' || offsetText === 'earliest') {
-      offset = api.listOffset(topic, partition, 'earliest');
+      offset = api.messages.listOffset(topic, partition, 'earliest');
     } else if (offsetText === 'latest') {
-      offset = api.listOffset(topic, partition, 'latest');
+      offset = api.messages.listOffset(topic, partition, 'latest');
     } else {
       offset = integerParameter(offsetText, 'offset', 0, Number.MAX_SAFE_INTEGER);
     }
 
-    const result = await api.fetch(topic, partition, offset, {
+    const result = await api.messages.fetch(topic, partition, offset, {
       maxBytes,
       maxWaitMs,
       signal: abort.signal,

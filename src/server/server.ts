@@ -232,7 +232,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
   });
   httpApi.register(app, () =>
     metrics.render(
-      () => api.listTopics(),
+      () => api.topics.list({ internal: true }),
       () => [...connections].map((connection) => connection.bufferedBytes),
     ),
   );

@@ -252,6 +252,30 @@ export class MemoryLog implements LogStore {
   }
 
   /**
+   * PartitionLog.deleteBelow with the batch as the unit: deletes the batches that hold only offsets
+   * below `offset` (never the newest one).
+   */
+  deleteBelow(offset: number): MemoryRetentionResult {
+    this.checkOpen();
+    let deletedBatches = 0;
+    let deletedBytes = 0;
+    while (this.batches.length > 1) {
+      const oldest = this.batches[0]!;
+      if (oldest.baseOffset + oldest.recordCount > offset) break;
+      this.batches.shift();
+      this.startOffset = this.batches[0]!.baseOffset;
+      deletedBatches++;
+      deletedBytes += oldest.bytes.length;
+    }
+    return {
+      deletedBatches,
+      deletedSegments: deletedBatches,
+      deletedBytes,
+      logStartOffset: this.startOffset,
+    };
+  }
+
+  /**
    * A simplified retention rule, with the batch as the unit where PartitionLog uses the segment:
    * while more than one batch is left, the oldest is deleted when its max timestamp is before
    * `nowMs - retentionMs`, or when the batches after it hold at least `retentionBytes`. The newest

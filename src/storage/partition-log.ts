@@ -595,6 +595,29 @@ export class PartitionLog implements LogStore {
     return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
   }
 
+  /**
+   * Deletes the sealed segments that hold only offsets below `offset` (never the active one): the
+   * log start moves to the first segment kept. For logs whose owner knows what is no longer needed,
+   * such as a state log behind its snapshots (src/broker/state/). Returns what was deleted.
+   */
+  deleteBelow(offset: number): RetentionResult {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new InvalidArgumentError(`offset must be a non-negative integer, got ${offset}`);
+    }
+    let deletedSegments = 0;
+    let deletedBytes = 0;
+    while (this.segments.length > 1 && this.segments[0]!.nextOffset <= offset) {
+      const oldest = this.segments.shift()!;
+      this.dirty.delete(oldest);
+      deletedBytes += oldest.sizeBytes;
+      deletedSegments++;
+      oldest.delete();
+    }
+    if (deletedSegments > 0) this.syncer.markDirectoryDirty();
+    return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+  }
+
   /** Syncs everything appended so far to disk (whatever the durability mode). */
   async flush(): Promise<void> {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);

@@ -41,31 +41,31 @@ describe('Broker on a ManualClock', () => {
       retentionCheckIntervalMs: hour,
       segmentBytes,
     });
-    await broker.createTopic('t', { retentionMs: 24 * hour });
+    await broker.topics.create('t', { retentionMs: 24 * hour });
     // Three segments, stamped with the clock's time, one hour apart.
     for (let i = 0; i < 3; i++) {
-      await broker.produce('t', 0, bigBatch(`b${i}`, clock.nowMs()));
+      await broker.messages.produce('t', 0, bigBatch(`b${i}`, clock.nowMs()));
       clock.advance(hour); // Retention passes run here and find nothing expired yet.
     }
     expect(broker.lastRetentionPass).toMatchObject({ deletedSegments: 0, failures: [] });
-    expect(broker.describeTopic('t').partitions[0]).toMatchObject({ segmentCount: 3, logStartOffset: 0 });
+    expect(broker.topics.describe('t').partitions[0]).toMatchObject({ segmentCount: 3, logStartOffset: 0 });
     // The first batch (stamped at 0) expires once the clock passes 24 h; the pass at 24 h is not past.
     clock.advance(21 * hour);
     expect(broker.lastRetentionPass).toMatchObject({ deletedSegments: 0 });
     clock.advance(hour);
     expect(broker.lastRetentionPass).toMatchObject({ deletedSegments: 1, failures: [] });
-    expect(broker.describeTopic('t').partitions[0]).toMatchObject({ segmentCount: 2, logStartOffset: 1 });
+    expect(broker.topics.describe('t').partitions[0]).toMatchObject({ segmentCount: 2, logStartOffset: 1 });
     // The active segment always stays, however old.
     clock.advance(1000 * hour);
-    expect(broker.describeTopic('t').partitions[0]).toMatchObject({ segmentCount: 1, logStartOffset: 2 });
+    expect(broker.topics.describe('t').partitions[0]).toMatchObject({ segmentCount: 1, logStartOffset: 2 });
   });
 
   it('answers a long-poll when the clock reaches maxWaitMs, not before', async () => {
     const clock = new ManualClock();
     const broker = await openBroker(temporaryDirectory(), { clock });
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     const timersBefore = clock.pendingTimerCount;
-    const waiting = track(broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 30_000 }));
+    const waiting = track(broker.messages.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 30_000 }));
     await settle();
     expect(broker.waitingFetchCount).toBe(1);
     expect(clock.pendingTimerCount).toBe(timersBefore + 1);
@@ -81,14 +81,14 @@ describe('Broker on a ManualClock', () => {
   it('keeps the long-poll deadline across wake-ups that bring too little', async () => {
     const clock = new ManualClock();
     const broker = await openBroker(temporaryDirectory(), { clock });
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     const size = batchOf('a').length;
     const waiting = track(
-      broker.fetch('t', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 30_000, minBytes: 3 * size }),
+      broker.messages.fetch('t', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 30_000, minBytes: 3 * size }),
     );
     await settle();
     clock.advance(10_000);
-    await broker.produce('t', 0, batchOf('a')); // Wakes it: too little, it waits again for the rest.
+    await broker.messages.produce('t', 0, batchOf('a')); // Wakes it: too little, it waits again for the rest.
     await settle();
     clock.advance(19_999);
     await settle();
@@ -101,9 +101,9 @@ describe('Broker on a ManualClock', () => {
   it('answers a long-poll with maxWaitMs 0 at once, with no timer', async () => {
     const clock = new ManualClock();
     const broker = await openBroker(temporaryDirectory(), { clock });
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     const timersBefore = clock.pendingTimerCount;
-    expect((await broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 0 })).batchCount).toBe(0);
+    expect((await broker.messages.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 0 })).batchCount).toBe(0);
     expect(clock.pendingTimerCount).toBe(timersBefore);
   });
 
@@ -111,12 +111,17 @@ describe('Broker on a ManualClock', () => {
     const clock = new ManualClock(1_234_000);
     const dataDir = temporaryDirectory();
     const broker = await openBroker(dataDir, { clock });
-    expect((await broker.createTopic('first')).createdAtMs).toBe(1_234_000);
+    expect((await broker.topics.create('first')).createdAtMs).toBe(1_234_000);
     clock.advance(5_000);
     // A directory the metadata does not know is moved aside, stamped with the clock.
     mkdirSync(join(dataDir, 'topics', 'second'), { recursive: true });
-    expect((await broker.createTopic('second')).createdAtMs).toBe(1_239_000);
+    expect((await broker.topics.create('second')).createdAtMs).toBe(1_239_000);
     expect(existsSync(join(dataDir, 'topics', 'second.orphan-1239000'))).toBe(true);
-    expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual(['first', 'second', 'second.orphan-1239000']);
+    expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
+      '__metadata',
+      'first',
+      'second',
+      'second.orphan-1239000',
+    ]);
   });
 });

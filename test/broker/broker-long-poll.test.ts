@@ -9,12 +9,12 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 describe('Broker long-poll fetch', () => {
   it('waits for an append and answers as soon as it happens', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('t', { partitions: 2 });
+    await broker.topics.create('t', { partitions: 2 });
     const startedAt = performance.now();
-    const waiting = broker.fetch('t', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 5000 });
+    const waiting = broker.messages.fetch('t', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 5000 });
     await sleep(30);
-    await broker.produce('t', 1, batchOf('other')); // another partition: no answer
-    await broker.produce('t', 0, batchOf('mine', 2));
+    await broker.messages.produce('t', 1, batchOf('other')); // another partition: no answer
+    await broker.messages.produce('t', 0, batchOf('mine', 2));
     const result = await waiting;
     expect(valuesOf(result.records)).toEqual(['mine/0', 'mine/1']);
     expect(result.nextOffset).toBe(2);
@@ -23,10 +23,10 @@ describe('Broker long-poll fetch', () => {
 
   it('times out with an empty answer after maxWaitMs, leaking no timer', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     const timersBefore = timeoutCount();
     const startedAt = performance.now();
-    const result = await broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 120 });
+    const result = await broker.messages.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 120 });
     const elapsed = performance.now() - startedAt;
     expect(result).toMatchObject({ batchCount: 0, nextOffset: 0, highWatermark: 0 });
     expect(elapsed).toBeGreaterThanOrEqual(110);
@@ -37,37 +37,46 @@ describe('Broker long-poll fetch', () => {
 
   it('waits for minBytes across several appends', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     const size = batchOf('a').length;
     let answered = false;
-    const waiting = broker
+    const waiting = broker.messages
       .fetch('t', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 5000, minBytes: 2 * size })
       .then((r) => {
         answered = true;
         return r;
       });
-    await broker.produce('t', 0, batchOf('a'));
+    await broker.messages.produce('t', 0, batchOf('a'));
     await sleep(30);
     expect(answered).toBe(false);
-    await broker.produce('t', 0, batchOf('b'));
+    await broker.messages.produce('t', 0, batchOf('b'));
     expect(valuesOf((await waiting).records)).toEqual(['a/0', 'b/0']);
   });
 
   it('ends early, with what is there, when its signal aborts', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     const timersBefore = timeoutCount();
     const controller = new AbortController();
     const startedAt = performance.now();
-    const waiting = broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000, signal: controller.signal });
+    const waiting = broker.messages.fetch('t', 0, 0, {
+      maxBytes: 1024,
+      maxWaitMs: 10_000,
+      signal: controller.signal,
+    });
     await sleep(20);
     controller.abort();
     expect((await waiting).batchCount).toBe(0);
     expect(performance.now() - startedAt).toBeLessThan(2000);
     // Already aborted: answers at once.
     expect(
-      (await broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000, signal: controller.signal }))
-        .batchCount,
+      (
+        await broker.messages.fetch('t', 0, 0, {
+          maxBytes: 1024,
+          maxWaitMs: 10_000,
+          signal: controller.signal,
+        })
+      ).batchCount,
     ).toBe(0);
     expect(timeoutCount()).toBeLessThanOrEqual(timersBefore);
     expect(broker.waitingFetchCount).toBe(0);
@@ -75,10 +84,10 @@ describe('Broker long-poll fetch', () => {
 
   it('answers waiting fetches when the broker closes', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('t', { partitions: 3 });
-    await broker.produce('t', 2, batchOf('x'));
+    await broker.topics.create('t', { partitions: 3 });
+    await broker.messages.produce('t', 2, batchOf('x'));
     const waiting = [0, 1, 2].map((partition) =>
-      broker.fetch('t', partition, partition === 2 ? 1 : 0, { maxBytes: 1024, maxWaitMs: 10_000 }),
+      broker.messages.fetch('t', partition, partition === 2 ? 1 : 0, { maxBytes: 1024, maxWaitMs: 10_000 }),
     );
     await sleep(20);
     const startedAt = performance.now();
@@ -91,18 +100,18 @@ describe('Broker long-poll fetch', () => {
 
   it('fails a waiting fetch with UNKNOWN_TOPIC when its topic is deleted', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('t');
-    const waiting = rejectedCode(broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000 }));
+    await broker.topics.create('t');
+    const waiting = rejectedCode(broker.messages.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000 }));
     await sleep(10);
-    await broker.deleteTopic('t');
+    await broker.topics.delete('t');
     expect(await waiting).toBe('UNKNOWN_TOPIC');
   });
 
   it('wakes a long-poll on an `always` topic once the batch is on disk', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('safe', { durability: 'always' });
-    const waiting = broker.fetch('safe', 0, 0, { maxBytes: 1024, maxWaitMs: 5000 });
-    await broker.produce('safe', 0, batchOf('s'));
+    await broker.topics.create('safe', { durability: 'always' });
+    const waiting = broker.messages.fetch('safe', 0, 0, { maxBytes: 1024, maxWaitMs: 5000 });
+    await broker.messages.produce('safe', 0, batchOf('s'));
     const result = await waiting;
     expect(valuesOf(result.records)).toEqual(['s/0']);
     expect(result.highWatermark).toBe(1);
@@ -110,22 +119,22 @@ describe('Broker long-poll fetch', () => {
 
   it('bounds the fetches waiting on one partition with BACKPRESSURE', async () => {
     const broker = await openBroker(temporaryDirectory());
-    await broker.createTopic('t', { partitions: 2 });
+    await broker.topics.create('t', { partitions: 2 });
     const timersBefore = timeoutCount();
     const waiting = Array.from({ length: fetchWaitersPerPartitionMax }, () =>
-      broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000 }),
+      broker.messages.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000 }),
     );
     await sleep(10);
-    expect(await rejectedCode(broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000 }))).toBe(
+    expect(await rejectedCode(broker.messages.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 10_000 }))).toBe(
       'BACKPRESSURE',
     );
     // Without waiting, or on another partition, fetches still work.
-    expect((await broker.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 0 })).batchCount).toBe(0);
-    const other = broker.fetch('t', 1, 0, { maxBytes: 1024, maxWaitMs: 10_000 });
-    await broker.produce('t', 0, batchOf('all'));
+    expect((await broker.messages.fetch('t', 0, 0, { maxBytes: 1024, maxWaitMs: 0 })).batchCount).toBe(0);
+    const other = broker.messages.fetch('t', 1, 0, { maxBytes: 1024, maxWaitMs: 10_000 });
+    await broker.messages.produce('t', 0, batchOf('all'));
     const results = await Promise.all(waiting);
     expect(results.every((result) => result.batchCount === 1)).toBe(true);
-    await broker.produce('t', 1, batchOf('one'));
+    await broker.messages.produce('t', 1, batchOf('one'));
     expect((await other).batchCount).toBe(1);
     expect(timeoutCount()).toBeLessThanOrEqual(timersBefore);
     expect(broker.waitingFetchCount).toBe(0);

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Broker } from '../../src/broker/index.js';
 import { partitionCountMax } from '../../src/limits.js';
+import { Broker } from '../../src/spillway-broker.js';
 import {
   batchOf,
   openBroker,
@@ -19,7 +19,7 @@ describe('Broker topics', () => {
   it('creates, lists, describes and deletes topics', async () => {
     const broker = await openBroker(temporaryDirectory());
     const before = Date.now();
-    const created = await broker.createTopic('orders', {
+    const created = await broker.topics.create('orders', {
       partitions: 3,
       durability: 'always',
       retentionMs: 60_000,
@@ -47,67 +47,70 @@ describe('Broker topics', () => {
         segmentCount: 1,
       })),
     );
-    await broker.createTopic('audit');
+    await broker.topics.create('audit');
     expect(
-      broker.listTopics().map((topic) => [topic.name, topic.partitionCount, topic.config.durability]),
+      broker.topics.list().map((topic) => [topic.name, topic.partitionCount, topic.config.durability]),
     ).toEqual([
       ['audit', 1, 'none'],
       ['orders', 3, 'always'],
     ]);
-    await broker.produce('orders', 1, batchOf('a', 2));
-    expect(broker.describeTopic('orders').partitions[1]).toMatchObject({ logEndOffset: 2, durableOffset: 2 });
-    await broker.deleteTopic('orders');
-    expect(broker.listTopics().map((topic) => topic.name)).toEqual(['audit']);
-    expect(thrownCode(() => broker.describeTopic('orders'))).toBe('UNKNOWN_TOPIC');
+    await broker.messages.produce('orders', 1, batchOf('a', 2));
+    expect(broker.topics.describe('orders').partitions[1]).toMatchObject({
+      logEndOffset: 2,
+      durableOffset: 2,
+    });
+    await broker.topics.delete('orders');
+    expect(broker.topics.list().map((topic) => topic.name)).toEqual(['audit']);
+    expect(thrownCode(() => broker.topics.describe('orders'))).toBe('UNKNOWN_TOPIC');
   });
 
   it('rejects bad names, bad configs, duplicates and unknown topics with their codes', async () => {
     const broker = await openBroker(temporaryDirectory());
-    expect(await rejectedCode(broker.createTopic('..'))).toBe('INVALID_TOPIC_NAME');
-    expect(await rejectedCode(broker.createTopic('a/b'))).toBe('INVALID_TOPIC_NAME');
-    expect(await rejectedCode(broker.createTopic('x'.repeat(250)))).toBe('INVALID_TOPIC_NAME');
-    expect(await rejectedCode(broker.createTopic('t', { partitions: 0 }))).toBe('INVALID_ARGUMENT');
-    expect(await rejectedCode(broker.createTopic('t', { partitions: partitionCountMax + 1 }))).toBe(
+    expect(await rejectedCode(broker.topics.create('..'))).toBe('INVALID_TOPIC_NAME');
+    expect(await rejectedCode(broker.topics.create('a/b'))).toBe('INVALID_TOPIC_NAME');
+    expect(await rejectedCode(broker.topics.create('x'.repeat(250)))).toBe('INVALID_TOPIC_NAME');
+    expect(await rejectedCode(broker.topics.create('t', { partitions: 0 }))).toBe('INVALID_ARGUMENT');
+    expect(await rejectedCode(broker.topics.create('t', { partitions: partitionCountMax + 1 }))).toBe(
       'INVALID_ARGUMENT',
     );
-    expect(await rejectedCode(broker.createTopic('t', { segmentBytes: 10 }))).toBe('INVALID_ARGUMENT');
-    expect(await rejectedCode(broker.createTopic('t', { durability: 'maybe' as 'none' }))).toBe(
+    expect(await rejectedCode(broker.topics.create('t', { segmentBytes: 10 }))).toBe('INVALID_ARGUMENT');
+    expect(await rejectedCode(broker.topics.create('t', { durability: 'maybe' as 'none' }))).toBe(
       'INVALID_ARGUMENT',
     );
-    await broker.createTopic('t');
-    expect(await rejectedCode(broker.createTopic('t'))).toBe('TOPIC_EXISTS');
+    await broker.topics.create('t');
+    expect(await rejectedCode(broker.topics.create('t'))).toBe('TOPIC_EXISTS');
     // Concurrent creations of one name: exactly one wins.
-    const outcomes = await Promise.allSettled([broker.createTopic('race'), broker.createTopic('race')]);
+    const outcomes = await Promise.allSettled([broker.topics.create('race'), broker.topics.create('race')]);
     expect(outcomes.map((outcome) => outcome.status).sort()).toEqual(['fulfilled', 'rejected']);
-    expect(await rejectedCode(broker.deleteTopic('nope'))).toBe('UNKNOWN_TOPIC');
-    expect(await rejectedCode(broker.addPartitions('nope', 1))).toBe('UNKNOWN_TOPIC');
-    expect(await rejectedCode(broker.addPartitions('t', 0))).toBe('INVALID_ARGUMENT');
-    expect(await rejectedCode(broker.addPartitions('t', partitionCountMax))).toBe('INVALID_ARGUMENT');
-    expect(thrownCode(() => broker.describeTopic('nope'))).toBe('UNKNOWN_TOPIC');
-    expect(await rejectedCode(broker.produce('nope', 0, batchOf('a')))).toBe('UNKNOWN_TOPIC');
-    expect(await rejectedCode(broker.produce('t', 1, batchOf('a')))).toBe('UNKNOWN_PARTITION');
-    expect(await rejectedCode(broker.produce('t', -1, batchOf('a')))).toBe('UNKNOWN_PARTITION');
-    expect(await rejectedCode(broker.produce('t', 0.5, batchOf('a')))).toBe('INVALID_ARGUMENT');
-    expect(await rejectedCode(broker.fetch('nope', 0, 0, fetchAll))).toBe('UNKNOWN_TOPIC');
-    expect(await rejectedCode(broker.fetch('t', 7, 0, fetchAll))).toBe('UNKNOWN_PARTITION');
-    expect(thrownCode(() => broker.listOffset('nope', 0, 'latest'))).toBe('UNKNOWN_TOPIC');
-    expect(thrownCode(() => broker.listOffset('t', 3, 'latest'))).toBe('UNKNOWN_PARTITION');
+    expect(await rejectedCode(broker.topics.delete('nope'))).toBe('UNKNOWN_TOPIC');
+    expect(await rejectedCode(broker.topics.addPartitions('nope', 1))).toBe('UNKNOWN_TOPIC');
+    expect(await rejectedCode(broker.topics.addPartitions('t', 0))).toBe('INVALID_ARGUMENT');
+    expect(await rejectedCode(broker.topics.addPartitions('t', partitionCountMax))).toBe('INVALID_ARGUMENT');
+    expect(thrownCode(() => broker.topics.describe('nope'))).toBe('UNKNOWN_TOPIC');
+    expect(await rejectedCode(broker.messages.produce('nope', 0, batchOf('a')))).toBe('UNKNOWN_TOPIC');
+    expect(await rejectedCode(broker.messages.produce('t', 1, batchOf('a')))).toBe('UNKNOWN_PARTITION');
+    expect(await rejectedCode(broker.messages.produce('t', -1, batchOf('a')))).toBe('UNKNOWN_PARTITION');
+    expect(await rejectedCode(broker.messages.produce('t', 0.5, batchOf('a')))).toBe('INVALID_ARGUMENT');
+    expect(await rejectedCode(broker.messages.fetch('nope', 0, 0, fetchAll))).toBe('UNKNOWN_TOPIC');
+    expect(await rejectedCode(broker.messages.fetch('t', 7, 0, fetchAll))).toBe('UNKNOWN_PARTITION');
+    expect(thrownCode(() => broker.messages.listOffset('nope', 0, 'latest'))).toBe('UNKNOWN_TOPIC');
+    expect(thrownCode(() => broker.messages.listOffset('t', 3, 'latest'))).toBe('UNKNOWN_PARTITION');
   });
 
   it('keeps topics, configs and data across close and reopen', async () => {
     const dataDir = temporaryDirectory();
     let broker = await Broker.open({ dataDir, segmentBytes: 64 * 1024, durability: 'interval' });
-    await broker.createTopic('orders', {
+    await broker.topics.create('orders', {
       partitions: 2,
       durability: 'always',
       retentionBytes: 1 << 20,
       dedupWindowMs: 5000,
     });
-    await broker.createTopic('logs', { durability: 'none', flushIntervalMs: 50 });
-    for (let i = 0; i < 20; i++) await broker.produce('orders', i % 2, batchOf(`o${i}`, 3));
-    await broker.produce('logs', 0, batchOf('l', 5));
+    await broker.topics.create('logs', { durability: 'none', flushIntervalMs: 50 });
+    for (let i = 0; i < 20; i++) await broker.messages.produce('orders', i % 2, batchOf(`o${i}`, 3));
+    await broker.messages.produce('logs', 0, batchOf('l', 5));
     // After a clean close everything is on disk: durableOffset catches up with logEndOffset.
-    const before = broker.listTopics().map((topic) => ({
+    const before = broker.topics.list().map((topic) => ({
       ...topic,
       partitions: topic.partitions.map((partition) => ({
         ...partition,
@@ -119,7 +122,7 @@ describe('Broker topics', () => {
 
     broker = await Broker.open({ dataDir, durability: 'interval' });
     try {
-      expect(broker.listTopics()).toEqual(before);
+      expect(broker.topics.list()).toEqual(before);
       expect(broker.openReport).toMatchObject({
         topicCount: 2,
         partitionCount: 3,
@@ -134,7 +137,7 @@ describe('Broker topics', () => {
       expect(await readAll(broker, 'orders', 1)).toHaveLength(30);
       expect(await readAll(broker, 'logs', 0)).toHaveLength(5);
       // Appends continue where the log ended.
-      expect(await broker.produce('orders', 1, batchOf('new'))).toMatchObject({
+      expect(await broker.messages.produce('orders', 1, batchOf('new'))).toMatchObject({
         baseOffset: 30,
         durability: 'always',
       });
@@ -146,59 +149,62 @@ describe('Broker topics', () => {
   it('adds partitions online while producing, leaving existing partitions untouched', async () => {
     const dataDir = temporaryDirectory();
     const broker = await openBroker(dataDir);
-    await broker.createTopic('grow', { partitions: 2 });
+    await broker.topics.create('grow', { partitions: 2 });
     let stop = false;
     let produced = 0;
     const producing = (async () => {
       while (!stop) {
-        await broker.produce('grow', produced % 2, batchOf(`p${produced}`));
+        await broker.messages.produce('grow', produced % 2, batchOf(`p${produced}`));
         produced++;
         await new Promise((resolve) => setImmediate(resolve));
       }
     })();
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const grown = await broker.addPartitions('grow', 3);
+    const grown = await broker.topics.addPartitions('grow', 3);
     expect(grown.partitionCount).toBe(5);
     expect(grown.config.partitions).toBe(5);
     expect(grown.partitions.slice(2).map((partition) => partition.logEndOffset)).toEqual([0, 0, 0]);
-    expect(await broker.produce('grow', 4, batchOf('four'))).toMatchObject({ partition: 4, baseOffset: 0 });
+    expect(await broker.messages.produce('grow', 4, batchOf('four'))).toMatchObject({
+      partition: 4,
+      baseOffset: 0,
+    });
     await new Promise((resolve) => setTimeout(resolve, 20));
     stop = true;
     await producing;
-    const ends = broker.describeTopic('grow').partitions.map((partition) => partition.logEndOffset);
+    const ends = broker.topics.describe('grow').partitions.map((partition) => partition.logEndOffset);
     expect(ends[0]! + ends[1]!).toBe(produced);
     const even = await readAll(broker, 'grow', 0);
     expect(even).toEqual(Array.from({ length: ends[0]! }, (_, i) => `p${2 * i}/0`));
     await broker.close();
     const reopened = await openBroker(dataDir);
-    expect(reopened.describeTopic('grow').partitionCount).toBe(5);
-    expect(valuesOf((await reopened.fetch('grow', 4, 0, fetchAll)).records)).toEqual(['four/0']);
+    expect(reopened.topics.describe('grow').partitionCount).toBe(5);
+    expect(valuesOf((await reopened.messages.fetch('grow', 4, 0, fetchAll)).records)).toEqual(['four/0']);
   });
 
   it('deletes a topic with its data; the name can be reused, also after reopen', async () => {
     const dataDir = temporaryDirectory();
     let broker = await openBroker(dataDir);
-    await broker.createTopic('temp', { partitions: 2 });
-    await broker.produce('temp', 0, batchOf('old', 4));
-    await broker.deleteTopic('temp');
-    expect(readdirSync(join(dataDir, 'topics'))).toEqual([]);
-    const again = await broker.createTopic('temp', { partitions: 1 });
+    await broker.topics.create('temp', { partitions: 2 });
+    await broker.messages.produce('temp', 0, batchOf('old', 4));
+    await broker.topics.delete('temp');
+    expect(readdirSync(join(dataDir, 'topics'))).toEqual(['__metadata']);
+    const again = await broker.topics.create('temp', { partitions: 1 });
     expect(again.partitions[0]!.logEndOffset).toBe(0);
-    expect((await broker.fetch('temp', 0, 0, fetchAll)).records.length).toBe(0);
-    await broker.produce('temp', 0, batchOf('new'));
+    expect((await broker.messages.fetch('temp', 0, 0, fetchAll)).records.length).toBe(0);
+    await broker.messages.produce('temp', 0, batchOf('new'));
     await broker.close();
     broker = await openBroker(dataDir);
-    expect(broker.describeTopic('temp').partitionCount).toBe(1);
-    expect(valuesOf((await broker.fetch('temp', 0, 0, fetchAll)).records)).toEqual(['new/0']);
+    expect(broker.topics.describe('temp').partitionCount).toBe(1);
+    expect(valuesOf((await broker.messages.fetch('temp', 0, 0, fetchAll)).records)).toEqual(['new/0']);
   });
 
   it('completes deletions and reports directory problems a crash (or a person) left behind', async () => {
     const dataDir = temporaryDirectory();
     let broker = await openBroker(dataDir);
-    await broker.createTopic('gone', { partitions: 1 });
-    await broker.createTopic('kept', { partitions: 3 });
-    await broker.createTopic('reborn', { partitions: 1 });
-    await broker.produce('kept', 0, batchOf('k'));
+    await broker.topics.create('gone', { partitions: 1 });
+    await broker.topics.create('kept', { partitions: 3 });
+    await broker.topics.create('reborn', { partitions: 1 });
+    await broker.messages.produce('kept', 0, batchOf('k'));
     await broker.close();
     const topics = join(dataDir, 'topics');
     // A deletion interrupted after the rename, before the metadata was rewritten.
@@ -215,7 +221,7 @@ describe('Broker topics', () => {
 
     broker = await openBroker(dataDir);
     const report = broker.openReport;
-    expect(broker.listTopics().map((topic) => topic.name)).toEqual(['kept', 'reborn']);
+    expect(broker.topics.list().map((topic) => topic.name)).toEqual(['kept', 'reborn']);
     expect(report.completedDeletions.sort()).toEqual(['gone.deleted-123', 'reborn.deleted-99']);
     expect(report.orphanTopicDirectories).toEqual([join(topics, 'orphan')]);
     expect(report.missingPartitionDirectories).toEqual([join(topics, 'kept', '2')]);
@@ -224,11 +230,11 @@ describe('Broker topics', () => {
     expect(report.warnings.length).toBeGreaterThanOrEqual(5);
     expect(existsSync(join(topics, 'gone.deleted-123'))).toBe(false);
     expect(existsSync(join(topics, 'orphan', '0', 'keep-me'))).toBe(true);
-    expect(broker.describeTopic('kept').partitions.map((partition) => partition.logEndOffset)).toEqual([
+    expect(broker.topics.describe('kept').partitions.map((partition) => partition.logEndOffset)).toEqual([
       1, 0, 0,
     ]);
     // Creating a topic over an orphan directory moves the orphan aside, keeping its content.
-    await broker.createTopic('orphan');
+    await broker.topics.create('orphan');
     const aside = readdirSync(topics).filter((name) => name.startsWith('orphan.orphan-'));
     expect(aside).toHaveLength(1);
     expect(existsSync(join(topics, aside[0]!, '0', 'keep-me'))).toBe(true);
@@ -237,17 +243,25 @@ describe('Broker topics', () => {
     broker = await openBroker(dataDir);
     expect(broker.openReport.completedDeletions).toEqual([]);
     expect(broker.openReport.missingPartitionDirectories).toEqual([]);
-    expect(broker.listTopics().map((topic) => topic.name)).toEqual(['kept', 'orphan', 'reborn']);
+    expect(broker.topics.list().map((topic) => topic.name)).toEqual(['kept', 'orphan', 'reborn']);
   });
 
   it('refuses to open over damaged metadata (CORRUPT_LOG) and a data directory already open', async () => {
     const dataDir = temporaryDirectory();
     const broker = await openBroker(dataDir);
     expect(await rejectedCode(Broker.open({ dataDir }))).toBe('INVALID_ARGUMENT');
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     await broker.close();
-    writeFileSync(join(dataDir, 'metadata.json'), '{"version":1,"topics":{}}\n00000000\n');
+    // The metadata log's last entry (topic 't') damaged: no snapshot after it, so nothing can stand in.
+    const segment = join(dataDir, 'topics', '__metadata', '0', '00000000000000000000.log');
+    const bytes = readFileSync(segment);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
+    writeFileSync(segment, bytes);
     expect(await rejectedCode(Broker.open({ dataDir }))).toBe('CORRUPT_LOG');
+    // A damaged metadata.json of an earlier version, to be migrated: refused too.
+    const legacyDir = temporaryDirectory();
+    writeFileSync(join(legacyDir, 'metadata.json'), '{"version":1,"topics":{}}\n00000000\n');
+    expect(await rejectedCode(Broker.open({ dataDir: legacyDir }))).toBe('CORRUPT_LOG');
     expect(
       await rejectedCode(Broker.open({ dataDir: temporaryDirectory(), durability: 'fast' as 'none' })),
     ).toBe('INVALID_ARGUMENT');

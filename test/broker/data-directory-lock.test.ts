@@ -3,10 +3,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../../src/broker/broker.js';
+import { Broker } from '../../src/spillway-broker.js';
 
 const repositoryRoot = resolve(import.meta.dirname, '../..');
-const compiledBroker = join(repositoryRoot, 'dist/src/broker/broker.js');
+const compiledBroker = join(repositoryRoot, 'dist/src/spillway-broker.js');
 const directories: string[] = [];
 
 afterEach(() => {

@@ -2,9 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
-import { Broker, type BrokerOptions } from '../../src/broker/index.js';
+import type { BrokerOptions } from '../../src/broker/index.js';
 import { batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords, encodeBatch } from '../../src/format/record-batch.js';
+import { Broker } from '../../src/spillway-broker.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 
@@ -84,7 +85,7 @@ export async function readAll(
 ): Promise<string[]> {
   const values: string[] = [];
   for (;;) {
-    const result = await broker.fetch(topic, partition, offset, { maxBytes: 1 << 20, maxWaitMs: 0 });
+    const result = await broker.messages.fetch(topic, partition, offset, { maxBytes: 1 << 20, maxWaitMs: 0 });
     if (result.batchCount === 0) return values;
     // A fetch starts at the batch holding `offset`; keep only records from `offset` on.
     for (const record of recordsOf(result.records)) if (record.offset >= offset) values.push(record.value);

@@ -1,9 +1,9 @@
 import { describe, expect, test } from 'vitest';
-import type { Broker } from '../../src/broker/broker.js';
 import { type ConsumedMessage, type Consumer, type Spillway, SpillwayError } from '../../src/client/index.js';
 import { BrokerClosingError } from '../../src/errors.js';
 import { encodeBatch } from '../../src/format/record-batch.js';
-import type { BrokerApi, FetchOptions } from '../../src/protocol/broker-api.js';
+import type { FetchOptions, MessageService } from '../../src/protocol/broker-api.js';
+import type { Broker } from '../../src/spillway-broker.js';
 import { connect, delegate, openBroker, sleep, waitFor } from './helpers.js';
 
 /** Takes `count` messages from the consumer (without closing it). */
@@ -22,7 +22,7 @@ async function produceValues(sw: Spillway, topic: string, values: string[], part
   await Promise.all(values.map((value) => producer.send(topic, { partition, value })));
 }
 
-async function setup(overrides: (broker: Broker) => Partial<BrokerApi> = () => ({})) {
+async function setup(overrides: (broker: Broker) => Partial<MessageService> = () => ({})) {
   const broker = await openBroker();
   const fetches: Array<{ topic: string; partition: number; offset: number; options: FetchOptions }> = [];
   const extra = overrides(broker);
@@ -32,7 +32,7 @@ async function setup(overrides: (broker: Broker) => Partial<BrokerApi> = () => (
       fetches.push({ topic, partition, offset, options });
       return extra.fetch
         ? extra.fetch(topic, partition, offset, options)
-        : broker.fetch(topic, partition, offset, options);
+        : broker.messages.fetch(topic, partition, offset, options);
     },
   });
   const sw = await connect(api);
@@ -214,7 +214,7 @@ describe('consumer', () => {
   test('a corrupt batch is an error, not skipped', async () => {
     const { sw } = await setup((broker) => ({
       fetch: async (topic, partition, offset, options) => {
-        const result = await broker.fetch(topic, partition, offset, options);
+        const result = await broker.messages.fetch(topic, partition, offset, options);
         if (result.records.length === 0) return result;
         const records = Uint8Array.from(result.records);
         records[records.length - 3]! ^= 0x40;
@@ -233,7 +233,7 @@ describe('consumer', () => {
   test('a corrupt batch after good ones in the same answer: the good messages, then the error', async () => {
     const { sw } = await setup((broker) => ({
       fetch: async (topic, partition, offset, options) => {
-        const result = await broker.fetch(topic, partition, offset, options);
+        const result = await broker.messages.fetch(topic, partition, offset, options);
         if (result.records.length === 0) return result;
         const records = Uint8Array.from(result.records);
         records[records.length - 3]! ^= 0x40;
@@ -262,7 +262,7 @@ describe('consumer', () => {
   test('a truncated answer is an error too', async () => {
     const { sw } = await setup((broker) => ({
       fetch: async (topic, partition, offset, options) => {
-        const result = await broker.fetch(topic, partition, offset, options);
+        const result = await broker.messages.fetch(topic, partition, offset, options);
         return { ...result, records: result.records.subarray(0, Math.max(0, result.records.length - 1)) };
       },
     }));
@@ -280,7 +280,7 @@ describe('consumer', () => {
           failuresLeft--;
           throw new BrokerClosingError();
         }
-        return broker.fetch(topic, partition, offset, options);
+        return broker.messages.fetch(topic, partition, offset, options);
       },
     }));
     await sw.admin.createTopic('t');
@@ -321,7 +321,7 @@ describe('consumer', () => {
   test('batches from another producer (encoded by hand) decode the same', async () => {
     const { broker, sw } = await setup();
     await sw.admin.createTopic('t');
-    await broker.produce(
+    await broker.messages.produce(
       't',
       0,
       encodeBatch([

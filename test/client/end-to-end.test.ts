@@ -93,7 +93,7 @@ describe('end to end', () => {
 
   test('producer and consumer ride out a server restart (reconnect, retries)', async () => {
     const broker = await openBroker();
-    await broker.createTopic('r', { partitions: 2 });
+    await broker.topics.create('r', { partitions: 2 });
     let server = await serve(broker);
     // Clients reach the server through a relay on a fixed port: the restarted server gets a new port
     // (uWS cannot listen on the old one while it is in TIME_WAIT), the clients keep their URL.
@@ -131,7 +131,7 @@ describe('end to end', () => {
       for (let i = 0; i < 50; i++) expect(values.has(`${prefix}-${i}`)).toBe(true);
     }
     // No duplicates: nothing was appended while the server was down.
-    const ends = broker.describeTopic('r').partitions.map((partition) => partition.logEndOffset);
+    const ends = broker.topics.describe('r').partitions.map((partition) => partition.logEndOffset);
     expect(ends[0]! + ends[1]!).toBe(150);
     expect([...before, ...duringResults, ...after]).toHaveLength(150);
   });

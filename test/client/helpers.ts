@@ -4,11 +4,11 @@ import { type AddressInfo, createConnection, createServer, type Socket } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
-import { Broker } from '../../src/broker/broker.js';
 import type { BrokerOptions } from '../../src/broker/broker-options.js';
 import { Spillway, type SpillwayOptions } from '../../src/client/index.js';
-import type { BrokerApi } from '../../src/protocol/broker-api.js';
+import type { BrokerApi, MessageService } from '../../src/protocol/broker-api.js';
 import { type BrokerServer, type ServerOptions, startServer } from '../../src/server/server.js';
+import { Broker } from '../../src/spillway-broker.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 
@@ -61,17 +61,16 @@ export async function connect(target: string | BrokerApi, options: SpillwayOptio
 }
 
 /** A BrokerApi that forwards to `broker` except for the methods in `overrides`. */
-export function delegate(broker: BrokerApi, overrides: Partial<BrokerApi> = {}): BrokerApi {
+export function delegate(broker: BrokerApi, overrides: Partial<MessageService> = {}): BrokerApi {
+  const messages = broker.messages;
   return {
-    createTopic: (name, config) => broker.createTopic(name, config),
-    deleteTopic: (name) => broker.deleteTopic(name),
-    listTopics: () => broker.listTopics(),
-    describeTopic: (name) => broker.describeTopic(name),
-    addPartitions: (name, count) => broker.addPartitions(name, count),
-    produce: (topic, partition, batch) => broker.produce(topic, partition, batch),
-    fetch: (topic, partition, offset, options) => broker.fetch(topic, partition, offset, options),
-    listOffset: (topic, partition, spec) => broker.listOffset(topic, partition, spec),
-    ...overrides,
+    topics: broker.topics,
+    messages: {
+      produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
+      fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),
+      listOffset: (topic, partition, spec) => messages.listOffset(topic, partition, spec),
+      ...overrides,
+    },
   };
 }
 

@@ -1,11 +1,11 @@
 import { describe, expect, test } from 'vitest';
-import type { Broker } from '../../src/broker/broker.js';
 import { producerDefaults, SpillwayError } from '../../src/client/index.js';
 import { nextStickyPartition, partitionOfKey } from '../../src/client/partition-chooser.js';
 import { BackpressureError } from '../../src/errors.js';
 import { batchRecordCountAt } from '../../src/format/batch-header.js';
-import type { BrokerApi } from '../../src/protocol/broker-api.js';
+import type { MessageService } from '../../src/protocol/broker-api.js';
 import { partitionForKey } from '../../src/protocol/partitioner.js';
+import type { Broker } from '../../src/spillway-broker.js';
 import { connect, deferred, delegate, openBroker, sleep, waitFor } from './helpers.js';
 
 interface ProduceCall {
@@ -16,14 +16,16 @@ interface ProduceCall {
 }
 
 /** The broker behind a wrapper that records every produce call. */
-async function recordingBroker(overrides: (broker: Broker) => Partial<BrokerApi> = () => ({})) {
+async function recordingBroker(overrides: (broker: Broker) => Partial<MessageService> = () => ({})) {
   const broker = await openBroker();
   const calls: ProduceCall[] = [];
   const extra = overrides(broker);
   const api = delegate(broker, {
     produce: (topic, partition, batch) => {
       calls.push({ topic, partition, recordCount: batchRecordCountAt(batch), bytes: batch.length });
-      return extra.produce ? extra.produce(topic, partition, batch) : broker.produce(topic, partition, batch);
+      return extra.produce
+        ? extra.produce(topic, partition, batch)
+        : broker.messages.produce(topic, partition, batch);
     },
     ...(extra.fetch ? { fetch: extra.fetch } : {}),
   });
@@ -182,7 +184,9 @@ describe('producer', () => {
         expect(result.partition).toBe(partitionForKey(keys[i]!, 8));
       });
     }
-    expect(broker.describeTopic('k').partitions.every((partition) => partition.logEndOffset > 0)).toBe(true);
+    expect(broker.topics.describe('k').partitions.every((partition) => partition.logEndOffset > 0)).toBe(
+      true,
+    );
   });
 
   test('keyless records stick to one partition per batch, then move to another', async () => {
@@ -292,7 +296,7 @@ describe('producer', () => {
           failuresLeft--;
           throw new BackpressureError('busy, try later');
         }
-        return broker.produce(topic, partition, batch);
+        return broker.messages.produce(topic, partition, batch);
       },
     }));
     const sw = await connect(api);
@@ -349,7 +353,7 @@ describe('producer', () => {
     const { api, calls } = await recordingBroker((broker) => ({
       produce: async (topic, partition, batch) => {
         if (partition === 1) throw new SpillwayError('STORAGE_IO', 'partition 1 disk broke');
-        return broker.produce(topic, partition, batch);
+        return broker.messages.produce(topic, partition, batch);
       },
     }));
     const sw = await connect(api);
@@ -384,7 +388,7 @@ describe('producer', () => {
     const { api, calls } = await recordingBroker((broker) => ({
       produce: async (topic, partition, batch) => {
         await gate.promise;
-        return broker.produce(topic, partition, batch);
+        return broker.messages.produce(topic, partition, batch);
       },
     }));
     const sw = await connect(api);
@@ -415,7 +419,7 @@ describe('producer', () => {
           failFirst = false;
           throw new SpillwayError('TIMEOUT', 'slow');
         }
-        return broker.produce(topic, partition, batch);
+        return broker.messages.produce(topic, partition, batch);
       },
     }));
     const sw = await connect(api);
@@ -443,7 +447,7 @@ describe('producer', () => {
         await sleep(5);
         inFlight--;
         perPartition.set(partition, perPartition.get(partition)! - 1);
-        return broker.produce(topic, partition, batch);
+        return broker.messages.produce(topic, partition, batch);
       },
     }));
     const sw = await connect(api);
@@ -473,7 +477,7 @@ describe('producer', () => {
     const { api } = await recordingBroker((broker) => ({
       produce: async (topic, partition, batch) => {
         await gate.promise;
-        return broker.produce(topic, partition, batch);
+        return broker.messages.produce(topic, partition, batch);
       },
     }));
     const sw = await connect(api);

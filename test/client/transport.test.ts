@@ -262,7 +262,7 @@ describe('in-process transport', () => {
 
   test('close ends a pending long-poll at once and refuses later requests', async () => {
     const broker = await openBroker();
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     const transport = await InProcessTransport.connect(broker);
     const poll = transport.request(Opcode.fetch, { topic: 't', partition: 0, offset: 0, maxWaitMs: 30_000 });
     await sleep(20);
@@ -276,7 +276,7 @@ describe('in-process transport', () => {
 
   test('bounds requests in flight like the network transport', async () => {
     const broker = await openBroker();
-    await broker.createTopic('t');
+    await broker.topics.create('t');
     let inFlight = 0;
     let inFlightMax = 0;
     const api = delegate(broker, {
@@ -284,15 +284,14 @@ describe('in-process transport', () => {
         inFlight++;
         inFlightMax = Math.max(inFlightMax, inFlight);
         inFlight--;
-        return broker.listOffset(topic, partition, spec);
+        return broker.messages.listOffset(topic, partition, spec);
       },
-      describeTopic: (name) => broker.describeTopic(name),
       fetch: async (topic, partition, offset, options) => {
         inFlight++;
         inFlightMax = Math.max(inFlightMax, inFlight);
         await sleep(5);
         inFlight--;
-        return broker.fetch(topic, partition, offset, { ...options, maxWaitMs: 0 });
+        return broker.messages.fetch(topic, partition, offset, { ...options, maxWaitMs: 0 });
       },
     });
     const transport = await InProcessTransport.connect(api, { inFlightRequestsMax: 4 });

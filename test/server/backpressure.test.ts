@@ -18,9 +18,13 @@ const valueBytes = 100 * 1024;
 
 beforeAll(async () => {
   harness = await startTestServer({}, { segmentBytes: 8 * 1024 * 1024 });
-  await harness.broker.createTopic('bp', { partitions: 1 });
+  await harness.broker.topics.create('bp', { partitions: 1 });
   for (let i = 0; i < batchCount; i++) {
-    await harness.broker.produce('bp', 0, encodeBatch([{ key: `k${i}`, value: 'x'.repeat(valueBytes) }]));
+    await harness.broker.messages.produce(
+      'bp',
+      0,
+      encodeBatch([{ key: `k${i}`, value: 'x'.repeat(valueBytes) }]),
+    );
   }
 });
 afterAll(async () => {

@@ -17,12 +17,12 @@ describe('server close', () => {
       delegate(broker, {
         produce: async (topic, partition, batch) => {
           await new Promise((resolve) => setTimeout(resolve, produceDelayMs));
-          return broker.produce(topic, partition, batch);
+          return broker.messages.produce(topic, partition, batch);
         },
       }),
     );
     try {
-      await harness.broker.createTopic('closing', { partitions: 1 });
+      await harness.broker.topics.create('closing', { partitions: 1 });
       const client = await TestClient.connect(harness.server.url);
       const idle = await TestClient.connect(`${harness.server.url}/v1/ws`);
       const longPoll = client.request(Opcode.fetch, {
@@ -76,7 +76,7 @@ describe('server close', () => {
       await harness.server.close();
       expect(Date.now() - started).toBeLessThan(500);
       expect((await client.closed).code).toBe(1001);
-      expect(harness.broker.listTopics()).toEqual([]);
+      expect(harness.broker.topics.list()).toEqual([]);
       // A new server on the same broker.
       const again = await harness.broker.listen({ port: 0 });
       const other = await TestClient.connect(again.url);

@@ -33,11 +33,14 @@ beforeAll(async () => {
   harness = await startTestServer({}, {}, (broker) =>
     delegate(broker, {
       fetch: (topic, partition, offset, options) =>
-        broker.fetch(topic, partition, offset, { ...options, maxWaitMs: Math.min(options.maxWaitMs, 50) }),
+        broker.messages.fetch(topic, partition, offset, {
+          ...options,
+          maxWaitMs: Math.min(options.maxWaitMs, 50),
+        }),
     }),
   );
-  await harness.broker.createTopic('fuzz', { partitions: 2 });
-  await harness.broker.produce('fuzz', 0, encodeBatch([{ key: 'k', value: 'v' }]));
+  await harness.broker.topics.create('fuzz', { partitions: 2 });
+  await harness.broker.messages.produce('fuzz', 0, encodeBatch([{ key: 'k', value: 'v' }]));
 });
 afterAll(async () => {
   await harness.stop();

@@ -3,12 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { Broker } from '../../src/broker/broker.js';
 import type { BrokerOptions } from '../../src/broker/broker-options.js';
 import type { BrokerApi } from '../../src/protocol/broker-api.js';
 import { decodeFrame, encodeFrame, type Frame, FrameFlags } from '../../src/protocol/frame.js';
 import type { ErrorHeader } from '../../src/protocol/messages.js';
 import { type BrokerServer, type ServerOptions, startServer } from '../../src/server/server.js';
+import { Broker } from '../../src/spillway-broker.js';
 
 export interface TestServer {
   broker: Broker;

@@ -155,8 +155,9 @@ describe('HTTP API', () => {
     expect(produced.json).toEqual({ offsets: [{ partition: 0, offset: 0 }] });
     const fetched = await call('GET', '/v1/topics/http-b64/partitions/0/messages?valueEncoding=base64');
     expect(fetched.json).toMatchObject({ messages: [{ key: 'aw==', value: bytes.toString('base64') }] });
-    const records = (await harness.broker.fetch('http-b64', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 0 }))
-      .records;
+    const records = (
+      await harness.broker.messages.fetch('http-b64', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 0 })
+    ).records;
     const [record] = [...decodeRecords(records, 0)];
     expect(Buffer.from(record!.value!)).toEqual(bytes);
     expect(batchLengthAt(records, 0)).toBe(records.length);

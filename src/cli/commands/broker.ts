@@ -101,7 +101,7 @@ export async function runBroker(argv: string[]): Promise<number> {
   }
   const dataDir = values['data-dir'] ?? file.dataDir ?? './spillway-data';
 
-  const { Broker } = await import('../../broker/broker.js');
+  const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
     dataDir,
     durability,

@@ -6,7 +6,7 @@ import { attachNegativeValues, brokerUrlFlag, integerFlag, UsageError } from '..
 
 export const topicUsage = `usage: spillway topic create NAME [--partitions N] [--durability none|interval|always] [--retention-ms N]
                             [--retention-bytes N] [--segment-bytes N] [--dedup-window-ms N]
-       spillway topic list
+       spillway topic list [--internal]
        spillway topic describe NAME
        spillway topic delete NAME
        spillway topic add-partitions NAME --count N
@@ -28,6 +28,7 @@ export async function runTopic(argv: string[]): Promise<number> {
       'segment-bytes': { type: 'string' },
       'dedup-window-ms': { type: 'string' },
       count: { type: 'string' },
+      internal: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: true,
@@ -41,6 +42,8 @@ export async function runTopic(argv: string[]): Promise<number> {
   }
   if (needsName && name === undefined) throw new UsageError(`topic ${action} needs a topic NAME`);
   if (action === 'list' && name !== undefined) throw new UsageError('topic list takes no NAME');
+  if (action !== 'list' && values.internal !== undefined)
+    throw new UsageError('--internal is for topic list');
   if (values.durability !== undefined && !durabilities.includes(values.durability as Durability)) {
     throw new UsageError(`--durability must be one of ${durabilities.join(', ')}`);
   }
@@ -65,7 +68,7 @@ export async function runTopic(argv: string[]): Promise<number> {
         break;
       }
       case 'list':
-        print(await sw.admin.listTopics());
+        print(await sw.admin.listTopics({ internal: values.internal === true }));
         break;
       case 'describe':
         print(await sw.admin.describeTopic(name!));

@@ -1,0 +1,313 @@
+/**
+ * The topic service of a broker: the topics it serves, their partitions, and topic administration
+ * (create, delete, add partitions). It owns the metadata store and the topic directories.
+ *
+ * Concurrency: one event loop. Administration is serialized, one operation at a time, so the
+ * metadata and the directories change in one order. Every step that changes the disk is ordered so
+ * that a crash between two steps is either invisible or completed at the next open:
+ *  - create:        open the logs (directories), fsync the parents, record the topic, then serve.
+ *  - addPartitions: open the new logs, fsync the topic directory, record the count, then serve them.
+ *  - delete:        stop serving, close the logs, rename to `<name>.deleted-<ms>`, record the
+ *                   deletion, remove the renamed directory.
+ * Lookups (`topicNamed`, `partitionOf`) run concurrently with everything.
+ */
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import {
+  InvalidArgumentError,
+  storageErrorFrom,
+  TopicExistsError,
+  UnknownPartitionError,
+  UnknownTopicError,
+} from '../errors.js';
+import { partitionCountMax, topicCountMax } from '../limits.js';
+import type {
+  ListTopicsOptions,
+  TopicConfig,
+  TopicDescription,
+  TopicService,
+} from '../protocol/broker-api.js';
+import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
+import type { LogStore } from '../storage/log-store.js';
+import type { ResolvedBrokerOptions } from './broker-options.js';
+import type { Lifecycle } from './lifecycle.js';
+import type { MetadataStore, TopicRecord } from './metadata-store.js';
+import { Partition } from './partition.js';
+import { Topic } from './topic.js';
+import { resolveTopicConfig } from './topic-config.js';
+import { asidePath, partitionDirectory, topicDirectory, topicsDirectory } from './topic-directories.js';
+import { isInternalTopicName, validateUserTopicName } from './topic-name.js';
+
+export function checkInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Closes every log, waiting for all, ignoring errors (used to undo a half-done operation). */
+export async function closeQuietly(partitions: Partition[]): Promise<void> {
+  await Promise.allSettled(partitions.map((partition) => partition.log.close()));
+}
+
+function refuseInternal(name: string, what: string): void {
+  if (isInternalTopicName(name)) {
+    throw new InvalidArgumentError(`topic '${name}' is internal: it cannot be ${what} by a client`);
+  }
+}
+
+export class BrokerTopics implements TopicService {
+  private readonly options: ResolvedBrokerOptions;
+  private readonly dataDir: string;
+  private readonly lifecycle: Lifecycle;
+  private readonly metadata: MetadataStore;
+  private readonly topics = new Map<string, Topic>();
+  private readonly deletionListeners: Array<(topic: Topic) => void> = [];
+  /** Tail of the queue of topic administration operations. */
+  private adminQueue: Promise<void> = Promise.resolve();
+
+  constructor(
+    options: ResolvedBrokerOptions,
+    dataDir: string,
+    lifecycle: Lifecycle,
+    metadata: MetadataStore,
+    topics: Topic[],
+  ) {
+    this.options = options;
+    this.dataDir = dataDir;
+    this.lifecycle = lifecycle;
+    this.metadata = metadata;
+    for (const topic of topics) this.topics.set(topic.name, topic);
+  }
+
+  async create(name: string, config?: TopicConfig): Promise<TopicDescription> {
+    this.lifecycle.assertOpen();
+    validateUserTopicName(name);
+    const resolved = resolveTopicConfig(config, this.options.topicDefaults);
+    if (this.topics.has(name)) throw new TopicExistsError(name);
+    return this.administer(async () => {
+      if (this.topics.has(name)) throw new TopicExistsError(name);
+      if (this.topics.size >= topicCountMax) {
+        throw new InvalidArgumentError(`the broker already holds the maximum of ${topicCountMax} topics`);
+      }
+      const directory = topicDirectory(this.dataDir, name);
+      // A directory the metadata does not know (open reported it): keep its content, out of the way.
+      if (existsSync(directory))
+        renameSync(directory, asidePath(directory, 'orphan', this.options.clock.nowMs()));
+      const record: TopicRecord = {
+        name,
+        partitionCount: resolved.partitions,
+        createdAtMs: this.options.clock.nowMs(),
+        config: resolved,
+      };
+      let partitions: Partition[];
+      try {
+        partitions = await openPartitions(this.options, this.dataDir, record, 0, record.partitionCount);
+      } catch (error) {
+        rmSync(directory, { recursive: true, force: true });
+        throw error;
+      }
+      try {
+        fsyncDirectorySync(directory);
+        fsyncDirectorySync(topicsDirectory(this.dataDir));
+        await this.metadata.putTopic(record);
+      } catch (error) {
+        await closeQuietly(partitions);
+        rmSync(directory, { recursive: true, force: true });
+        throw storageErrorFrom(`creating topic '${name}'`, error);
+      }
+      const topic = new Topic(record, partitions);
+      this.topics.set(name, topic);
+      return topic.describe();
+    });
+  }
+
+  async delete(name: string): Promise<void> {
+    this.lifecycle.assertOpen();
+    this.topicNamed(name);
+    refuseInternal(name, 'deleted');
+    return this.administer(async () => {
+      const topic = this.topicNamed(name);
+      // From here on the topic is gone for every request; those waiting wake and fail.
+      topic.deleted = true;
+      this.topics.delete(name);
+      for (const listener of this.deletionListeners) listener(topic);
+      await closeQuietly(topic.partitions);
+      const directory = topicDirectory(this.dataDir, name);
+      const aside = asidePath(directory, 'deleted', this.options.clock.nowMs());
+      try {
+        if (existsSync(directory)) {
+          renameSync(directory, aside);
+          fsyncDirectorySync(topicsDirectory(this.dataDir));
+        }
+        await this.metadata.deleteTopic(name);
+      } catch (error) {
+        // The topic is gone from memory; the next open completes what is left (topic-directories.ts).
+        throw storageErrorFrom(`deleting topic '${name}'`, error);
+      }
+      await rm(aside, { recursive: true, force: true });
+    });
+  }
+
+  list(options: ListTopicsOptions = {}): TopicDescription[] {
+    this.lifecycle.assertOpen();
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError('list options must be an object');
+    }
+    const internal = options.internal ?? false;
+    if (typeof internal !== 'boolean')
+      throw new InvalidArgumentError('list option internal must be a boolean');
+    return [...this.topics.values()]
+      .filter((topic) => internal || !isInternalTopicName(topic.name))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((topic) => topic.describe());
+  }
+
+  describe(name: string): TopicDescription {
+    this.lifecycle.assertOpen();
+    return this.topicNamed(name).describe();
+  }
+
+  async addPartitions(name: string, count: number): Promise<TopicDescription> {
+    this.lifecycle.assertOpen();
+    checkInteger('partition count to add', count, 1, partitionCountMax);
+    const checkRoom = (topic: Topic): void => {
+      if (topic.partitionCount + count > partitionCountMax) {
+        throw new InvalidArgumentError(
+          `topic '${name}' has ${topic.partitionCount} partitions: adding ${count} would exceed the limit of ${partitionCountMax}`,
+        );
+      }
+    };
+    checkRoom(this.topicNamed(name));
+    refuseInternal(name, 'given partitions');
+    return this.administer(async () => {
+      const topic = this.topicNamed(name);
+      checkRoom(topic);
+      const from = topic.partitionCount;
+      const to = from + count;
+      for (let index = from; index < to; index++) {
+        // Left by an addPartitions a crash interrupted (holds nothing acknowledged): keep it aside.
+        const directory = partitionDirectory(this.dataDir, name, index);
+        if (existsSync(directory))
+          renameSync(directory, asidePath(directory, 'stray', this.options.clock.nowMs()));
+      }
+      const record = topic.record(to);
+      let added: Partition[];
+      try {
+        added = await openPartitions(this.options, this.dataDir, record, from, to);
+      } catch (error) {
+        for (let index = from; index < to; index++) {
+          rmSync(partitionDirectory(this.dataDir, name, index), { recursive: true, force: true });
+        }
+        throw error;
+      }
+      try {
+        fsyncDirectorySync(topicDirectory(this.dataDir, name));
+        await this.metadata.putTopic(record);
+      } catch (error) {
+        await closeQuietly(added);
+        for (const partition of added) {
+          rmSync(partitionDirectory(this.dataDir, name, partition.index), { recursive: true, force: true });
+        }
+        throw storageErrorFrom(`adding partitions to topic '${name}'`, error);
+      }
+      topic.addPartitions(added);
+      return topic.describe();
+    });
+  }
+
+  /** Called with a topic right after delete() stopped serving it (its logs are still open). */
+  onTopicDeleted(listener: (topic: Topic) => void): void {
+    this.deletionListeners.push(listener);
+  }
+
+  /** Every topic served now, internal ones included. */
+  all(): IterableIterator<Topic> {
+    return this.topics.values();
+  }
+
+  /** The topic named `name`, or UnknownTopicError. */
+  topicNamed(name: string): Topic {
+    if (typeof name !== 'string') throw new InvalidArgumentError('topic must be a string');
+    const topic = this.topics.get(name);
+    if (topic === undefined) throw new UnknownTopicError(name);
+    return topic;
+  }
+
+  /** Partition `partition` of topic `topicName`, or UnknownTopicError / UnknownPartitionError. */
+  partitionOf(topicName: string, partition: number): Partition {
+    const topic = this.topicNamed(topicName);
+    if (typeof partition !== 'number' || !Number.isSafeInteger(partition)) {
+      throw new InvalidArgumentError(`partition must be an integer, got ${String(partition)}`);
+    }
+    const target = topic.partitions[partition];
+    if (partition < 0 || target === undefined) {
+      throw new UnknownPartitionError(topicName, partition, topic.partitionCount);
+    }
+    return target;
+  }
+
+  /** Resolves when the running and queued administration operations have finished. */
+  idle(): Promise<void> {
+    return this.adminQueue;
+  }
+
+  /**
+   * Runs `operation` after every admin operation queued before it. An operation accepted before
+   * close() still runs (close waits for the queue); calls after close() never get here.
+   */
+  private administer<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.adminQueue.then(operation);
+    this.adminQueue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+}
+
+/**
+ * Opens the logs of partitions [from, to) of `record` in parallel, through `options.logFactory`, in
+ * directories it creates; on any failure closes the others.
+ */
+export async function openPartitions(
+  options: ResolvedBrokerOptions,
+  dataDir: string,
+  record: TopicRecord,
+  from: number,
+  to: number,
+): Promise<Partition[]> {
+  const { config } = record;
+  const indexes = Array.from({ length: to - from }, (_, i) => from + i);
+  const outcomes = await Promise.allSettled(
+    indexes.map(async (index) => {
+      const directory = partitionDirectory(dataDir, record.name, index);
+      mkdirSync(directory, { recursive: true });
+      return options.logFactory({
+        topic: record.name,
+        partition: index,
+        directory,
+        durability: config.durability,
+        flushIntervalMs: config.flushIntervalMs,
+        segmentBytes: config.segmentBytes,
+        retentionMs: config.retentionMs,
+        retentionBytes: config.retentionBytes,
+        segmentMs: options.segmentMs,
+        indexIntervalBytes: options.indexIntervalBytes,
+        checkpointIntervalMs: options.checkpointIntervalMs,
+        clock: options.clock,
+      });
+    }),
+  );
+  const logs: LogStore[] = [];
+  let failure: unknown = null;
+  for (const outcome of outcomes) {
+    if (outcome.status === 'fulfilled') logs.push(outcome.value);
+    else failure ??= outcome.reason;
+  }
+  if (failure !== null) {
+    await Promise.allSettled(logs.map((log) => log.close()));
+    throw storageErrorFrom(`opening partition logs of topic '${record.name}'`, failure);
+  }
+  return logs.map((log, i) => new Partition(record.name, from + i, log, config.durability));
+}

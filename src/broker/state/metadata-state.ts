@@ -1,0 +1,136 @@
+/**
+ * The broker's topic metadata as a state machine (state-machine.ts), kept in the internal state log
+ * `__metadata` (metadata-store.ts opens it): which topics exist, their partition counts, configs and
+ * creation times.
+ *
+ * Entries (msgpack maps):
+ *
+ *   { type: 'topic', name, partitionCount, createdAtMs, config }   a topic was created, or its
+ *                                                                  partition count grew (the whole record)
+ *   { type: 'topic-deleted', name }                                 a topic was deleted
+ *
+ * `config` holds every TopicConfig field except `partitions` (partitionCount is the truth). A field
+ * missing from a stored config takes the broker's current default (forward compatibility when fields
+ * are added); an unknown field, a bad value or a bad name makes the entry invalid, and recovery then
+ * reports the state log as corrupt rather than open with topics missing.
+ */
+import { partitionCountMax } from '../../limits.js';
+import type { ResolvedTopicConfig } from '../topic-config.js';
+import { resolveTopicConfig } from '../topic-config.js';
+import { validateTopicName } from '../topic-name.js';
+import { type EntryCodec, msgpackCodec, type StateMachine } from './state-machine.js';
+
+/** A topic as the metadata records it. */
+export interface TopicRecord {
+  name: string;
+  partitionCount: number;
+  createdAtMs: number;
+  /** `partitions` equals partitionCount. */
+  config: ResolvedTopicConfig;
+}
+
+export type MetadataEntry = { type: 'topic'; topic: TopicRecord } | { type: 'topic-deleted'; name: string };
+
+interface StoredTopicEntry {
+  type: 'topic';
+  name: string;
+  partitionCount: number;
+  createdAtMs: number;
+  config: Omit<ResolvedTopicConfig, 'partitions'>;
+}
+
+/** Checks a stored topic (from the state log, or from a metadata.json being migrated). */
+export function parseTopicRecord(
+  name: unknown,
+  fields: { partitionCount?: unknown; createdAtMs?: unknown; config?: unknown },
+  defaults: ResolvedTopicConfig,
+): TopicRecord {
+  validateTopicName(name);
+  const { partitionCount, createdAtMs, config } = fields;
+  if (
+    typeof partitionCount !== 'number' ||
+    !Number.isSafeInteger(partitionCount) ||
+    partitionCount < 1 ||
+    partitionCount > partitionCountMax
+  ) {
+    throw new Error(`topic '${name}' has partitionCount ${String(partitionCount)}`);
+  }
+  if (typeof createdAtMs !== 'number' || !Number.isSafeInteger(createdAtMs) || createdAtMs < 0) {
+    throw new Error(`topic '${name}' has createdAtMs ${String(createdAtMs)}`);
+  }
+  if (typeof config === 'object' && config !== null && 'partitions' in config) {
+    throw new Error(`topic '${name}' config holds 'partitions'`);
+  }
+  const resolved = resolveTopicConfig(config ?? {}, { ...defaults, partitions: partitionCount });
+  return { name, partitionCount, createdAtMs, config: resolved };
+}
+
+/** The codec of metadata entries; `defaults` fill config fields older entries do not have. */
+export function metadataCodec(defaults: ResolvedTopicConfig): EntryCodec<MetadataEntry> {
+  const codec = msgpackCodec<MetadataEntry>((value) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new Error('metadata entry is not a map');
+    }
+    const fields = value as Record<string, unknown>;
+    if (fields['type'] === 'topic') {
+      return { type: 'topic', topic: parseTopicRecord(fields['name'], fields, defaults) };
+    }
+    if (fields['type'] === 'topic-deleted') {
+      const name = fields['name'];
+      validateTopicName(name);
+      return { type: 'topic-deleted', name };
+    }
+    throw new Error(`unknown metadata entry type ${JSON.stringify(fields['type'])}`);
+  });
+  return {
+    encode(entry) {
+      if (entry.type === 'topic-deleted') return codec.encode(entry);
+      const { partitions: _partitions, ...config } = entry.topic.config;
+      const stored: StoredTopicEntry = {
+        type: 'topic',
+        name: entry.topic.name,
+        partitionCount: entry.topic.partitionCount,
+        createdAtMs: entry.topic.createdAtMs,
+        config,
+      };
+      return codec.encode(stored as unknown as MetadataEntry);
+    },
+    decode: codec.decode,
+  };
+}
+
+export class MetadataState implements StateMachine<MetadataEntry> {
+  private readonly topics = new Map<string, TopicRecord>();
+
+  /** Every topic, in creation order of their first entry. */
+  records(): TopicRecord[] {
+    return [...this.topics.values()];
+  }
+
+  get(name: string): TopicRecord | undefined {
+    return this.topics.get(name);
+  }
+
+  apply(entry: MetadataEntry): void {
+    if (entry.type === 'topic') {
+      const known = this.topics.get(entry.topic.name);
+      if (known !== undefined && entry.topic.partitionCount < known.partitionCount) {
+        throw new Error(
+          `topic '${entry.topic.name}' cannot shrink from ${known.partitionCount} to ${entry.topic.partitionCount} partitions`,
+        );
+      }
+      this.topics.set(entry.topic.name, entry.topic);
+      return;
+    }
+    if (!this.topics.delete(entry.name))
+      throw new Error(`topic '${entry.name}' is deleted but does not exist`);
+  }
+
+  *snapshot(): Iterable<MetadataEntry> {
+    for (const topic of this.topics.values()) yield { type: 'topic', topic };
+  }
+
+  reset(): void {
+    this.topics.clear();
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * Recovery of a state log (state-log.ts has the log layout): rebuilds the machine from the newest
+ * usable snapshot and the changes after it. Kept apart from the running state log, as the partition
+ * log keeps its loader apart.
+ *
+ * Two passes over the log, from its start:
+ *  1. Find the snapshots: a snapshot is usable when its begin marker, all its entries and its end
+ *     marker are there and every batch of it passes its CRC32C. A snapshot cut short (the broker was
+ *     killed while writing it) or damaged is skipped, and reported. A change batch that fails its CRC
+ *     is remembered: it is harmless below the snapshot chosen, fatal above it.
+ *  2. Reset the machine, apply the entries of the newest usable snapshot (none: start from an empty
+ *     machine at the log start, which must then be offset 0), then every change after it, in order.
+ *     Control batches outside the chosen snapshot (other snapshots) are skipped.
+ *
+ * Why this is safe: the state log deletes segments only below the older of its two newest complete
+ * snapshots, so when the newest one is damaged, the one before and every change since are still in
+ * the log.
+ */
+import { CorruptLogError } from '../../errors.js';
+import {
+  BatchAttributes,
+  BatchHeader,
+  batchBaseOffset,
+  batchLengthAt,
+  batchRecordCountAt,
+  checkBatchHeader,
+} from '../../format/batch-header.js';
+import { RecordCursor, verifyBatchCrc } from '../../format/record-batch.js';
+import { crc32c as nativeCrc32c } from '../../native.js';
+import type { LogStore } from '../../storage/log-store.js';
+import type { EntryCodec, StateMachine } from './state-machine.js';
+
+/** Record keys of the control records that frame a snapshot. */
+export const SnapshotRecordKey = {
+  begin: 'snapshot-begin',
+  entry: 'snapshot-entry',
+  end: 'snapshot-end',
+} as const;
+
+/** Bytes read from the log at a time while recovering (at least one whole batch is returned). */
+const recoveryReadBytes = 4 * 1024 * 1024;
+
+/** A snapshot found in the log. Offsets: begin marker `beginOffset`, end marker `endOffset`. */
+export interface SnapshotExtent {
+  beginOffset: number;
+  endOffset: number;
+  entryCount: number;
+  /** Bytes of the batches that hold it. */
+  bytes: number;
+}
+
+export interface StateRecoveryReport {
+  /** Begin offset of the snapshot recovery started from, null when it replayed from the log start. */
+  snapshotOffset: number | null;
+  /** Entries applied from that snapshot. */
+  snapshotEntries: number;
+  /** Changes applied after it. */
+  changesReplayed: number;
+  /** Bytes of the log after the snapshot used (or from the start): what replay read. */
+  replayedBytes: number;
+  /** Usable snapshots in the log, oldest first. */
+  snapshots: SnapshotExtent[];
+  /** Snapshots skipped, each with the reason (cut short, damaged). */
+  skippedSnapshots: Array<{ beginOffset: number; reason: string }>;
+  /** Change batches that failed their CRC below the snapshot used (harmless, reported). */
+  damagedBatchesBelowSnapshot: Array<{ baseOffset: number; lastOffset: number }>;
+  logStartOffset: number;
+  logEndOffset: number;
+  durationMs: number;
+}
+
+interface BatchView {
+  bytes: Uint8Array;
+  position: number;
+  baseOffset: number;
+  lastOffset: number;
+  length: number;
+  control: boolean;
+  crcOk: boolean;
+}
+
+const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
+const textDecoder = new TextDecoder();
+
+/** Every batch of the log from its start, in order, with its CRC checked. */
+function* batchesOf(log: LogStore, where: string, from: number): Generator<BatchView> {
+  let offset = from;
+  const end = log.logEndOffset;
+  while (offset < end) {
+    const read = log.read(offset, recoveryReadBytes);
+    if (read.batchCount === 0) {
+      throw new CorruptLogError(where, 0, `no batch readable at offset ${offset} below the log end ${end}`);
+    }
+    let position = 0;
+    for (let i = 0; i < read.batchCount; i++) {
+      const bytes = read.bytes;
+      const problem = checkBatchHeader(bytes, position, bytes.length - position);
+      if (problem !== null) throw new CorruptLogError(where, 0, `batch at offset ${offset}: ${problem}`);
+      const length = batchLengthAt(bytes, position);
+      const baseOffset = batchBaseOffset(bytes, position);
+      const count = batchRecordCountAt(bytes, position);
+      const attributes =
+        bytes[position + BatchHeader.attributes]! | (bytes[position + BatchHeader.attributes + 1]! << 8);
+      yield {
+        bytes,
+        position,
+        baseOffset,
+        lastOffset: baseOffset + count - 1,
+        length,
+        control: (attributes & BatchAttributes.control) !== 0,
+        crcOk: verifyBatchCrc(bytes, position, crc32cOfBytes),
+      };
+      position += length;
+      offset = baseOffset + count;
+    }
+  }
+}
+
+interface ControlRecord {
+  offset: number;
+  key: string;
+  value: Uint8Array;
+}
+
+/** The records of a control batch (key as text, value view). */
+function* controlRecords(batch: BatchView): Generator<ControlRecord> {
+  const cursor = new RecordCursor(batch.bytes, batch.position);
+  while (cursor.next()) {
+    const key = cursor.key();
+    const value = cursor.value();
+    yield {
+      offset: cursor.offset,
+      key: key === null ? '' : textDecoder.decode(key),
+      value: value ?? new Uint8Array(0),
+    };
+  }
+}
+
+/** Pass 1's bookkeeping: the snapshot being read, and those found complete or skipped. */
+class SnapshotScan {
+  readonly complete: SnapshotExtent[] = [];
+  readonly skipped: Array<{ beginOffset: number; reason: string }> = [];
+  private open: {
+    beginOffset: number;
+    entryCount: number;
+    seen: number;
+    bytes: number;
+    damaged: boolean;
+  } | null = null;
+
+  begin(beginOffset: number, entryCount: number): void {
+    this.open = { beginOffset, entryCount, seen: 0, bytes: 0, damaged: false };
+  }
+
+  entry(): void {
+    if (this.open !== null) this.open.seen++;
+  }
+
+  addBytes(bytes: number): void {
+    if (this.open !== null) this.open.bytes += bytes;
+  }
+
+  /** True when `batch` lies inside the open snapshot, which is then damaged. */
+  takeDamage(batch: BatchView): boolean {
+    const open = this.open;
+    if (open === null) return false;
+    if (batch.baseOffset <= open.beginOffset || batch.lastOffset > open.beginOffset + open.entryCount + 1)
+      return false;
+    open.damaged = true;
+    open.bytes += batch.length;
+    return true;
+  }
+
+  end(marker: SnapshotMarker, offset: number, batchBytes: number): void {
+    const open = this.open;
+    if (open === null || marker.beginOffset !== open.beginOffset) return;
+    if (open.damaged) {
+      this.skip('damaged: a batch of it fails its CRC32C');
+    } else if (open.seen !== open.entryCount || marker.entryCount !== open.entryCount) {
+      this.skip(`incomplete: ${open.seen} of ${open.entryCount} entries`);
+    } else {
+      this.complete.push({
+        beginOffset: open.beginOffset,
+        endOffset: offset,
+        entryCount: open.entryCount,
+        bytes: open.bytes + batchBytes,
+      });
+      this.open = null;
+    }
+  }
+
+  /** Gives up on the open snapshot (if any) for `reason`. */
+  skip(reason: string): void {
+    if (this.open !== null) this.skipped.push({ beginOffset: this.open.beginOffset, reason });
+    this.open = null;
+  }
+}
+
+export interface SnapshotMarker {
+  version: number;
+  entryCount: number;
+  /** In the end marker: the offset of the begin marker. */
+  beginOffset?: number;
+}
+
+/**
+ * Rebuilds `machine` from `log`. Throws CorruptLogError when the state cannot be rebuilt: damage in a
+ * change above the newest usable snapshot, an entry the machine or codec refuses, or a log whose start
+ * was deleted with no usable snapshot left.
+ */
+export function recoverState<Entry>(
+  log: LogStore,
+  where: string,
+  machine: StateMachine<Entry>,
+  codec: EntryCodec<Entry>,
+  decodeMarker: (bytes: Uint8Array) => SnapshotMarker,
+): StateRecoveryReport {
+  // Real time, not the broker's clock: only measured for the report, it decides nothing.
+  const startedAt = performance.now();
+  const logStartOffset = log.logStartOffset;
+  const logEndOffset = log.logEndOffset;
+  const snapshots: SnapshotExtent[] = [];
+  const skippedSnapshots: Array<{ beginOffset: number; reason: string }> = [];
+  const damagedChanges: Array<{ baseOffset: number; lastOffset: number }> = [];
+
+  // Pass 1: snapshots and damage.
+  const scan = new SnapshotScan();
+  for (const batch of batchesOf(log, where, logStartOffset)) {
+    if (!batch.crcOk) {
+      // Inside a snapshot whose begin marker was read: the snapshot is damaged, nothing else is.
+      // Anywhere else it may hold changes (the control bit itself may be what flipped).
+      if (!scan.takeDamage(batch)) {
+        damagedChanges.push({ baseOffset: batch.baseOffset, lastOffset: batch.lastOffset });
+      }
+      continue;
+    }
+    if (!batch.control) {
+      scan.skip('cut short: changes follow its last entry');
+      continue;
+    }
+    for (const record of controlRecords(batch)) {
+      if (record.key === SnapshotRecordKey.begin) {
+        scan.skip('cut short: another snapshot begins');
+        scan.begin(record.offset, decodeMarker(record.value).entryCount);
+      } else if (record.key === SnapshotRecordKey.entry) {
+        scan.entry();
+      } else if (record.key === SnapshotRecordKey.end) {
+        scan.end(decodeMarker(record.value), record.offset, batch.length);
+      } else {
+        throw new CorruptLogError(
+          where,
+          0,
+          `unknown control record '${record.key}' at offset ${record.offset}`,
+        );
+      }
+    }
+    scan.addBytes(batch.length);
+  }
+  scan.skip('cut short: the log ends inside it');
+  snapshots.push(...scan.complete);
+  skippedSnapshots.push(...scan.skipped);
+
+  const chosen = snapshots.length > 0 ? snapshots[snapshots.length - 1]! : null;
+  const replayFrom = chosen?.beginOffset ?? logStartOffset;
+  const fatal = damagedChanges.find((damage) => damage.lastOffset >= replayFrom);
+  if (fatal !== undefined) {
+    throw new CorruptLogError(
+      where,
+      0,
+      `the change batch at offsets ${fatal.baseOffset}..${fatal.lastOffset} fails its CRC32C and no usable snapshot follows it`,
+    );
+  }
+  if (chosen === null && logStartOffset !== 0) {
+    throw new CorruptLogError(
+      where,
+      0,
+      `the log starts at offset ${logStartOffset} but holds no usable snapshot: the state before it is lost`,
+    );
+  }
+
+  // Pass 2: replay.
+  machine.reset();
+  let snapshotEntries = 0;
+  let changesReplayed = 0;
+  let replayedBytes = 0;
+  for (const batch of batchesOf(log, where, replayFrom)) {
+    if (batch.control) {
+      if (chosen === null || batch.baseOffset > chosen.endOffset) continue;
+      for (const record of controlRecords(batch)) {
+        if (record.offset < chosen.beginOffset || record.offset > chosen.endOffset) continue;
+        if (record.key !== SnapshotRecordKey.entry) continue;
+        applyEntry(machine, codec, where, record.value, record.offset);
+        snapshotEntries++;
+      }
+      continue;
+    }
+    replayedBytes += batch.length;
+    const cursor = new RecordCursor(batch.bytes, batch.position);
+    while (cursor.next()) {
+      applyEntry(machine, codec, where, cursor.value() ?? new Uint8Array(0), cursor.offset);
+      changesReplayed++;
+    }
+  }
+  return {
+    snapshotOffset: chosen?.beginOffset ?? null,
+    snapshotEntries,
+    changesReplayed,
+    replayedBytes,
+    snapshots,
+    skippedSnapshots,
+    damagedBatchesBelowSnapshot: damagedChanges,
+    logStartOffset,
+    logEndOffset,
+    durationMs: performance.now() - startedAt,
+  };
+}
+
+function applyEntry<Entry>(
+  machine: StateMachine<Entry>,
+  codec: EntryCodec<Entry>,
+  where: string,
+  bytes: Uint8Array,
+  offset: number,
+): void {
+  let entry: Entry;
+  try {
+    entry = codec.decode(bytes);
+    machine.apply(entry, offset);
+  } catch (error) {
+    throw new CorruptLogError(
+      where,
+      0,
+      `entry at offset ${offset} is invalid: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}

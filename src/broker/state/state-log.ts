@@ -1,0 +1,517 @@
+/**
+ * A state log: broker state (topic metadata now; committed offsets, group generations, delay timers,
+ * transactions, producer ids later) kept as a state machine (state-machine.ts) over an internal
+ * partition log of the storage engine. Every change is an entry appended to the log and applied to the
+ * machine once the log acknowledged it under its durability; snapshots of the whole state are written
+ * into the same log; recovery is the newest usable snapshot plus a replay of the changes after it
+ * (state-log-recovery.ts). The log is the only file: replication copies state by copying the log.
+ *
+ * Log layout (batches of the record-batch format, docs/FORMAT.md; docs/STATE.md explains the choices):
+ *
+ *   change batch     attributes 0; one record per entry: key null, value = the encoded entry
+ *   snapshot         control batches (attribute bit 5), written back to back in one go:
+ *                      offset b        key "snapshot-begin"  value msgpack { version: 1, entryCount: N }
+ *                      offsets b+1..   key "snapshot-entry"  value = one encoded entry each (N records)
+ *                      offset b+N+1    key "snapshot-end"    value msgpack { version: 1, entryCount: N, beginOffset: b }
+ *                    Its entries rebuild the state as of offset b: every change below b is in it.
+ *
+ * Writes: `commit(entry)` queues the entry; everything queued in one event-loop turn goes out as one
+ * or a few batches (group commit), so many entries share one append and, with `always`, one fdatasync.
+ * Entries are applied in log order once their batch is acknowledged, then their commits resolve with
+ * the entry's offset. After a failed append the state log is failed: every later commit rejects with
+ * the same error (the machine would otherwise miss a change that may still be in the log).
+ *
+ * Snapshots: once the bytes of changes since the last snapshot reach max(snapshotBytesMin,
+ * snapshotGrowthFactor x the last snapshot's size), the next turn holds new commits until everything
+ * appended is applied, writes the snapshot, then resumes. When a snapshot is acknowledged, the
+ * segments below the previous one are deleted: the log keeps the two newest snapshots and every change
+ * since the older, so a damaged newest snapshot falls back to the one before.
+ *
+ * Concurrency: one event loop. `commit` may be called any number of times without awaiting, up to
+ * `pendingBytesMax` queued bytes (then it rejects with BACKPRESSURE).
+ */
+import { BackpressureError, InvalidArgumentError, LogClosedError, SpillwayError } from '../../errors.js';
+import { BatchAttributes } from '../../format/batch-header.js';
+import { BatchBuilder } from '../../format/record-batch.js';
+import { crc32c as nativeCrc32c } from '../../native.js';
+import type { LogStore } from '../../storage/log-store.js';
+import {
+  recoverState,
+  type SnapshotExtent,
+  type SnapshotMarker,
+  SnapshotRecordKey,
+  type StateRecoveryReport,
+} from './state-log-recovery.js';
+import { type EntryCodec, msgpackCodec, type StateMachine } from './state-machine.js';
+
+/** What a state log needs from its partition log: a LogStore that can drop whole segments. */
+export interface StateLogStore extends LogStore {
+  /** Deletes the stored units (segments) holding only offsets below `offset`. */
+  deleteBelow(offset: number): { logStartOffset: number };
+}
+
+export interface StateLogOptions<Entry> {
+  /** Names the log in errors and reports, e.g. `__metadata/0`. */
+  name: string;
+  log: StateLogStore;
+  machine: StateMachine<Entry>;
+  codec: EntryCodec<Entry>;
+  /** A snapshot is written once the changes since the last one reach at least this many bytes. Default 16 MiB. */
+  snapshotBytesMin?: number;
+  /** ... and at least this multiple of the last snapshot's size. Default 2. */
+  snapshotGrowthFactor?: number;
+  /** Largest batch written. Default 1 MiB; an entry must fit in one. */
+  batchBytesMax?: number;
+  /** Bytes of entries queued and not yet appended before commit rejects with BACKPRESSURE. Default 64 MiB. */
+  pendingBytesMax?: number;
+  /** Wall clock for record timestamps. Default Date.now. */
+  nowMs?: () => number;
+}
+
+export const stateLogDefaults = {
+  snapshotBytesMin: 16 * 1024 * 1024,
+  snapshotGrowthFactor: 2,
+  batchBytesMax: 1024 * 1024,
+  pendingBytesMax: 64 * 1024 * 1024,
+} as const;
+
+/** What a state log did since it was opened (for describe, metrics, tests and benchmarks). */
+export interface StateLogStats {
+  committedEntries: number;
+  appendedBatches: number;
+  snapshotsWritten: number;
+  lastSnapshotOffset: number | null;
+  /** Bytes of changes appended since the newest snapshot. */
+  bytesSinceSnapshot: number;
+  /** Where the log starts now (segments behind the older kept snapshot are deleted). */
+  logStartOffset: number;
+  /** The last error deleting old segments, null when none (kept longer, retried at the next snapshot). */
+  cleanupFailure: unknown;
+}
+
+interface PendingCommit<Entry> {
+  entry: Entry;
+  bytes: Uint8Array;
+  resolve: (offset: number) => void;
+  reject: (error: unknown) => void;
+}
+
+/** An appended batch waiting for its acknowledgement; a snapshot batch carries no commits. */
+interface InFlightBatch<Entry> {
+  baseOffset: number;
+  commits: PendingCommit<Entry>[];
+  settled: boolean;
+  error: unknown;
+  /** For the last batch of a snapshot: the snapshot it completes. */
+  completesSnapshot: SnapshotExtent | null;
+}
+
+const markerCodec = msgpackCodec<SnapshotMarker>((value) => {
+  if (typeof value !== 'object' || value === null) throw new Error('snapshot marker is not a map');
+  const { version, entryCount, beginOffset } = value as Partial<SnapshotMarker>;
+  if (version !== 1) throw new Error(`unknown snapshot marker version ${String(version)}`);
+  if (typeof entryCount !== 'number' || !Number.isSafeInteger(entryCount) || entryCount < 0) {
+    throw new Error(`snapshot marker entryCount ${String(entryCount)}`);
+  }
+  if (beginOffset !== undefined && (typeof beginOffset !== 'number' || !Number.isSafeInteger(beginOffset))) {
+    throw new Error(`snapshot marker beginOffset ${String(beginOffset)}`);
+  }
+  return beginOffset === undefined ? { version, entryCount } : { version, entryCount, beginOffset };
+});
+
+const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
+const textEncoder = new TextEncoder();
+const snapshotKeys = {
+  begin: textEncoder.encode(SnapshotRecordKey.begin),
+  entry: textEncoder.encode(SnapshotRecordKey.entry),
+  end: textEncoder.encode(SnapshotRecordKey.end),
+};
+
+function positiveOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidArgumentError(
+      `state log option ${name} must be a positive number, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+export class StateLog<Entry> {
+  readonly name: string;
+  /** What recovery found and did when the state log was opened. */
+  readonly recovery: StateRecoveryReport;
+
+  private readonly log: StateLogStore;
+  private readonly machine: StateMachine<Entry>;
+  private readonly codec: EntryCodec<Entry>;
+  private readonly snapshotBytesMin: number;
+  private readonly snapshotGrowthFactor: number;
+  private readonly pendingBytesMax: number;
+  /** Called after every append to the log (e.g. to wake readers of the internal topic). */
+  onAppend: (() => void) | null = null;
+  private readonly nowMs: () => number;
+  private readonly builder: BatchBuilder;
+  private pending: PendingCommit<Entry>[] = [];
+  private pendingBytes = 0;
+  private readonly inFlight: InFlightBatch<Entry>[] = [];
+  private flushScheduled = false;
+  private snapshotWanted = false;
+  /** The newest complete snapshots, oldest first (at most two are needed). */
+  private readonly snapshots: SnapshotExtent[];
+  private lastSnapshotBytes: number;
+  private failure: unknown = null;
+  private closed = false;
+  private readonly idleWaiters: Array<() => void> = [];
+  private readonly counters = { committedEntries: 0, appendedBatches: 0, snapshotsWritten: 0 };
+  private cleanupFailure: unknown = null;
+  private bytesSinceSnapshot: number;
+
+  private constructor(options: StateLogOptions<Entry>) {
+    this.name = options.name;
+    this.log = options.log;
+    this.machine = options.machine;
+    this.codec = options.codec;
+    this.snapshotBytesMin = positiveOption(
+      'snapshotBytesMin',
+      options.snapshotBytesMin,
+      stateLogDefaults.snapshotBytesMin,
+    );
+    this.snapshotGrowthFactor = positiveOption(
+      'snapshotGrowthFactor',
+      options.snapshotGrowthFactor,
+      stateLogDefaults.snapshotGrowthFactor,
+    );
+    this.pendingBytesMax = positiveOption(
+      'pendingBytesMax',
+      options.pendingBytesMax,
+      stateLogDefaults.pendingBytesMax,
+    );
+    const batchBytesMax = positiveOption(
+      'batchBytesMax',
+      options.batchBytesMax,
+      stateLogDefaults.batchBytesMax,
+    );
+    this.builder = new BatchBuilder({
+      maxBatchBytes: batchBytesMax,
+      initialBytes: Math.min(batchBytesMax, 64 * 1024),
+    });
+    this.nowMs = options.nowMs ?? Date.now;
+    this.recovery = recoverState(this.log, this.name, this.machine, this.codec, markerCodec.decode);
+    this.snapshots = this.recovery.snapshots.slice(-2);
+    this.lastSnapshotBytes = this.snapshots.at(-1)?.bytes ?? 0;
+    this.bytesSinceSnapshot = this.recovery.replayedBytes;
+    if (this.snapshotDue()) {
+      this.snapshotWanted = true;
+      this.scheduleFlush();
+    }
+  }
+
+  private snapshotDue(): boolean {
+    return (
+      this.bytesSinceSnapshot > 0 &&
+      this.bytesSinceSnapshot >=
+        Math.max(this.snapshotBytesMin, this.snapshotGrowthFactor * this.lastSnapshotBytes)
+    );
+  }
+
+  /**
+   * Recovers the machine from `options.log` (already open) and returns the running state log.
+   * Throws CorruptLogError when the state cannot be rebuilt (state-log-recovery.ts).
+   */
+  static open<Entry>(options: StateLogOptions<Entry>): StateLog<Entry> {
+    return new StateLog(options);
+  }
+
+  /** True when the log holds no entry at all (a new state log). */
+  get isEmpty(): boolean {
+    return this.log.logEndOffset === 0;
+  }
+
+  get stats(): StateLogStats {
+    return {
+      ...this.counters,
+      lastSnapshotOffset: this.snapshots.at(-1)?.beginOffset ?? null,
+      bytesSinceSnapshot: this.bytesSinceSnapshot,
+      logStartOffset: this.log.logStartOffset,
+      cleanupFailure: this.cleanupFailure,
+    };
+  }
+
+  /**
+   * Appends `entry` (with the next entries of this turn, in one batch) and applies it to the machine
+   * once the log acknowledged it; resolves with its offset. The machine must accept the entry
+   * (validate first): a refusal after the append is an invariant violation.
+   */
+  commit(entry: Entry): Promise<number> {
+    if (this.closed) return Promise.reject(new LogClosedError(`state log ${this.name}`));
+    if (this.failure !== null) return Promise.reject(this.failure);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.codec.encode(entry);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.pendingBytes + bytes.length > this.pendingBytesMax) {
+      return Promise.reject(
+        new BackpressureError(`state log ${this.name} has ${this.pendingBytes} bytes of entries queued`),
+      );
+    }
+    return new Promise<number>((resolve, reject) => {
+      this.pending.push({ entry, bytes, resolve, reject });
+      this.pendingBytes += bytes.length;
+      this.scheduleFlush();
+    });
+  }
+
+  /**
+   * Writes a snapshot now (after what is queued), whatever the size of the changes since the last;
+   * resolves once it is acknowledged, rejects when the state log failed.
+   */
+  snapshot(): Promise<void> {
+    if (this.closed) return Promise.reject(new LogClosedError(`state log ${this.name}`));
+    this.snapshotWanted = true;
+    this.scheduleFlush();
+    return this.idle().then(() => {
+      if (this.failure !== null) throw this.failure;
+    });
+  }
+
+  /** Resolves when nothing is queued or in flight (a failure is reported by the commits, not here). */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Waits for what is queued and in flight, then refuses new commits. Does not close the log. */
+  async close(): Promise<void> {
+    await this.idle();
+    this.closed = true;
+  }
+
+  private isIdle(): boolean {
+    return (
+      this.pending.length === 0 && this.inFlight.length === 0 && !this.flushScheduled && !this.snapshotWanted
+    );
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Appends what is queued, or first the snapshot that is due (once everything appended is applied). */
+  private flush(): void {
+    if (this.snapshotWanted) {
+      if (this.inFlight.length > 0) return; // settle() calls flush again once they are applied.
+      if (this.failure === null) this.writeSnapshot();
+    }
+    if (this.failure !== null) {
+      this.snapshotWanted = false;
+      this.failQueued();
+      this.notifyIdle();
+      return;
+    }
+    const queued = this.pending;
+    if (queued.length > 0) {
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.appendChanges(queued);
+    }
+    this.notifyIdle();
+  }
+
+  private appendChanges(queued: PendingCommit<Entry>[]): void {
+    const builder = this.builder;
+    let commits: PendingCommit<Entry>[] = [];
+    builder.reset();
+    for (const commit of queued) {
+      const record = { key: null, value: commit.bytes, timestamp: this.nowMs() };
+      if (!builder.append(record)) {
+        if (commits.length === 0) {
+          commit.reject(
+            new InvalidArgumentError(
+              `state log ${this.name}: an entry of ${commit.bytes.length} bytes does not fit one batch of ${builder.maxBatchBytes}`,
+            ),
+          );
+          continue;
+        }
+        this.appendBatch(builder.finish({ crc32c: crc32cOfBytes }), commits, null, 0);
+        commits = [];
+        builder.reset();
+        if (!builder.append(record)) {
+          commit.reject(
+            new InvalidArgumentError(
+              `state log ${this.name}: an entry of ${commit.bytes.length} bytes does not fit one batch of ${builder.maxBatchBytes}`,
+            ),
+          );
+          continue;
+        }
+      }
+      commits.push(commit);
+    }
+    if (commits.length > 0) this.appendBatch(builder.finish({ crc32c: crc32cOfBytes }), commits, null, 0);
+  }
+
+  /**
+   * Appends one finished batch (the log copies it before returning) and tracks its acknowledgement.
+   * `attributes` tell a change batch (0) from a snapshot batch (control).
+   */
+  private appendBatch(
+    batch: Uint8Array,
+    commits: PendingCommit<Entry>[],
+    completesSnapshot: SnapshotExtent | null,
+    attributes: number,
+  ): void {
+    const baseOffset = this.log.logEndOffset;
+    const inFlight: InFlightBatch<Entry> = {
+      baseOffset,
+      commits,
+      settled: false,
+      error: null,
+      completesSnapshot,
+    };
+    this.inFlight.push(inFlight);
+    this.counters.appendedBatches++;
+    if (attributes === 0) this.bytesSinceSnapshot += batch.length;
+    this.log.append(batch).then(
+      (appended) => {
+        if (appended.baseOffset !== baseOffset) {
+          inFlight.error = new SpillwayError(
+            'INTERNAL',
+            `state log ${this.name}: batch appended at ${appended.baseOffset}, expected ${baseOffset}`,
+          );
+        }
+        inFlight.settled = true;
+        this.settle();
+      },
+      (error: unknown) => {
+        inFlight.error = error;
+        inFlight.settled = true;
+        this.settle();
+      },
+    );
+    this.onAppend?.();
+    if (attributes === 0 && this.snapshotDue()) this.snapshotWanted = true;
+  }
+
+  /** Applies acknowledged batches in log order and settles their commits. */
+  private settle(): void {
+    while (this.inFlight.length > 0 && this.inFlight[0]!.settled) {
+      const batch = this.inFlight.shift()!;
+      if (batch.error !== null || this.failure !== null) {
+        this.failure ??= batch.error;
+        for (const commit of batch.commits) commit.reject(this.failure);
+        continue;
+      }
+      let offset = batch.baseOffset;
+      for (const commit of batch.commits) {
+        if (this.failure !== null) {
+          commit.reject(this.failure);
+          continue;
+        }
+        try {
+          this.machine.apply(commit.entry, offset);
+        } catch (error) {
+          // The entry is in the log but not in the machine: nothing after it may be applied.
+          this.failure = new SpillwayError(
+            'INTERNAL',
+            `state log ${this.name}: the machine refused the committed entry at offset ${offset}: ${error instanceof Error ? error.message : String(error)}`,
+          );
+          commit.reject(this.failure);
+          continue;
+        }
+        this.counters.committedEntries++;
+        commit.resolve(offset);
+        offset++;
+      }
+      if (batch.completesSnapshot !== null) this.snapshotAcknowledged(batch.completesSnapshot);
+    }
+    if (this.inFlight.length === 0) {
+      if (this.snapshotWanted || this.pending.length > 0) this.scheduleFlush();
+      else this.notifyIdle();
+    }
+  }
+
+  /** Writes the whole state as a snapshot. Only when nothing is in flight: the machine is the log. */
+  private writeSnapshot(): void {
+    this.snapshotWanted = false;
+    const entries: Uint8Array[] = [];
+    try {
+      for (const entry of this.machine.snapshot()) entries.push(this.codec.encode(entry));
+    } catch (error) {
+      this.failure = error;
+      return;
+    }
+    const beginOffset = this.log.logEndOffset;
+    const builder = this.builder;
+    const timestamp = this.nowMs();
+    const finish = (last: SnapshotExtent | null): void => {
+      this.appendBatch(
+        builder.finish({ crc32c: crc32cOfBytes, attributes: BatchAttributes.control }),
+        [],
+        last,
+        1,
+      );
+      builder.reset();
+    };
+    builder.reset();
+    const records: Array<{ key: Uint8Array; value: Uint8Array }> = [
+      { key: snapshotKeys.begin, value: markerCodec.encode({ version: 1, entryCount: entries.length }) },
+      ...entries.map((value) => ({ key: snapshotKeys.entry, value })),
+      {
+        key: snapshotKeys.end,
+        value: markerCodec.encode({ version: 1, entryCount: entries.length, beginOffset }),
+      },
+    ];
+    let bytes = 0;
+    for (let i = 0; i < records.length; i++) {
+      const record = { ...records[i]!, timestamp };
+      if (!builder.append(record)) {
+        bytes += builder.sizeBytes;
+        finish(null);
+        if (!builder.append(record)) {
+          this.failure = new InvalidArgumentError(
+            `state log ${this.name}: a snapshot entry does not fit one batch of ${builder.maxBatchBytes}`,
+          );
+          return;
+        }
+      }
+    }
+    bytes += builder.sizeBytes;
+    finish({ beginOffset, endOffset: beginOffset + entries.length + 1, entryCount: entries.length, bytes });
+    this.counters.snapshotsWritten++;
+    this.bytesSinceSnapshot = 0;
+    this.lastSnapshotBytes = bytes;
+  }
+
+  /** A snapshot is acknowledged: segments below the one before it are no longer needed. */
+  private snapshotAcknowledged(snapshot: SnapshotExtent): void {
+    this.snapshots.push(snapshot);
+    if (this.snapshots.length > 2) this.snapshots.shift();
+    if (this.snapshots.length < 2) return;
+    try {
+      this.log.deleteBelow(this.snapshots[0]!.beginOffset);
+      this.cleanupFailure = null;
+    } catch (error) {
+      // Keeping segments longer is harmless; the next snapshot tries again.
+      this.cleanupFailure = error;
+    }
+  }
+
+  private failQueued(): void {
+    const queued = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    for (const commit of queued) commit.reject(this.failure);
+  }
+
+  private notifyIdle(): void {
+    if (!this.isIdle()) return;
+    for (const waiter of this.idleWaiters.splice(0)) waiter();
+  }
+}
