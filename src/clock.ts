@@ -19,6 +19,7 @@
  * Single-threaded: a clock and its timers belong to one event loop.
  */
 import { assert } from './assert.js';
+import { timerDelayMsMax } from './limits.js';
 
 /** A scheduled callback; `cancel` is idempotent. */
 export interface ClockTimer {
@@ -43,16 +44,13 @@ export interface Clock {
   clearTimer(timer: ClockTimer | null | undefined): void;
 }
 
-/** Largest delay a Node.js timer takes (a longer one fires after 1 ms): longer waits are chained. */
-export const nodeTimerDelayMsMax = 2_147_483_647;
-
 function checkDelay(delayMs: number): void {
   assert(!Number.isNaN(delayMs), 'timer delay is NaN');
 }
 
 /**
  * A timer of the system clock: one Node.js timer at a time, re-armed for intervals and for delays
- * past `nodeTimerDelayMsMax` (which Node would otherwise shorten to 1 ms).
+ * past `timerDelayMsMax` (limits.ts), which Node would otherwise shorten to 1 ms.
  */
 class SystemTimer implements ClockTimer {
   private handle: NodeJS.Timeout | null = null;
@@ -70,7 +68,7 @@ class SystemTimer implements ClockTimer {
   }
 
   private arm(delayMs: number): void {
-    const step = Math.min(Math.max(0, delayMs), nodeTimerDelayMsMax);
+    const step = Math.min(Math.max(0, delayMs), timerDelayMsMax);
     this.handle = setTimeout(() => this.fire(), step);
     if (this.unref) this.handle.unref();
   }
@@ -80,7 +78,7 @@ class SystemTimer implements ClockTimer {
     if (this.cancelled) return;
     const remainingMs = this.dueMs - performance.now();
     // Only a chained long delay can be early by more than timer jitter.
-    if (remainingMs > nodeTimerDelayMsMax / 2) {
+    if (remainingMs > timerDelayMsMax / 2) {
       this.arm(remainingMs);
       return;
     }

@@ -1,7 +1,8 @@
 /**
  * One error hierarchy for Spillway. Every operating error (bad input, full disk, corruption) is a
- * `SpillwayError` with a stable `code` (documented in docs/ERRORS.md and, for the wire, in
- * docs/PROTOCOL.md) and a `retriable` flag telling a client whether the same request may succeed later.
+ * `SpillwayError` with a stable `code` (every code is documented in docs/PROTOCOL.md, section
+ * "Error codes"; test/protocol/error-codes.test.ts checks it) and a `retriable` flag telling a client
+ * whether the same request may succeed later.
  * Programmer errors (broken invariants) are plain assertions and crash.
  */
 export type ErrorCode =

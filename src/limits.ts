@@ -1,5 +1,8 @@
 /**
- * Every queue, frame, batch and window in Spillway has a named bound, and they all live here.
+ * Every queue, frame, batch and window in Spillway has a named bound. The bounds the broker, the
+ * storage and the protocol enforce, and the ranges of configurable values, live here; defaults of
+ * client options and a few module-private bounds (the client's builder pool, the CLI's output window)
+ * are named next to their use.
  * Units are last in the name (`Bytes`, `Ms`, `Count`). Changing a bound that is part of the on-disk
  * or wire format (record-batch limits) is a format change: update docs/FORMAT.md too.
  */
@@ -26,10 +29,18 @@ export const segmentBytesDefault = 256 * 1024 * 1024;
 export const indexIntervalBytesDefault = 4096;
 /** Default age after which the active segment is rolled even if not full (7 days, like Kafka). */
 export const segmentMsDefault = 7 * 24 * 60 * 60 * 1000;
+/** Largest bytes between two sparse index entries a partition log may be configured with (1 GiB). */
+export const indexIntervalBytesMax = 1 << 30;
 /** Default interval between fdatasync calls with durability `interval`. */
 export const flushIntervalMsDefault = 200;
+/** Longest flush interval of a topic or a partition log (durability `interval`): one hour. */
+export const flushIntervalMsMax = 3_600_000;
 /** Default interval between writes of the recovery-point checkpoint file. */
 export const checkpointIntervalMsDefault = 5000;
+/** Longest interval between recovery-point checkpoint writes: one hour. */
+export const checkpointIntervalMsMax = 3_600_000;
+/** Longest delay a Node.js timer accepts (2^31 - 1 ms): bounds intervals the broker runs on a timer. */
+export const timerDelayMsMax = 2_147_483_647;
 /** Appends waiting for a group-commit fdatasync at once (durability `always`) before append rejects. */
 export const pendingSyncAppendCountMax = 100_000;
 
@@ -41,10 +52,19 @@ export const frameHeaderBytesMax = 64 * 1024;
 export const inFlightRequestsPerConnectionMax = 1024;
 /** Open connections per server. */
 export const connectionsMax = 10_000;
+/** Longest client id a HELLO may carry. */
+export const clientIdLengthMax = 256;
+/**
+ * Largest partition number a request may name (a signed 32-bit integer, as in Kafka); a number past
+ * the topic's partition count is answered UNKNOWN_PARTITION.
+ */
+export const partitionIndexMax = 0x7fff_ffff;
 /** Longest long-poll a fetch may ask for. */
 export const fetchMaxWaitMsMax = 30_000;
 /** Largest maxBytes a fetch may ask for: an answer must fit one frame with its header. */
 export const fetchMaxBytesMax = frameBytesMax - frameHeaderBytesMax - 16;
+/** maxBytes of a fetch that does not say (protocol, HTTP and the client's consumer). */
+export const fetchMaxBytesDefault = 1024 * 1024;
 
 /** Longest topic name (the name is a directory name; 249 like Kafka, leaving room for suffixes). */
 export const topicNameLengthMax = 249;
@@ -58,7 +78,10 @@ export const fetchWaitersPerPartitionMax = 1024;
 export const fetchWaitersTotalMax = 65_536;
 /** Default interval between two retention passes over every partition log (5 minutes). */
 export const retentionCheckIntervalMsDefault = 5 * 60 * 1000;
-/** Longest msg-id dedup window a topic may be configured with (7 days). */
+/**
+ * Longest msg-id dedup window older versions accepted and stored (7 days). Msg-id dedup arrives in a
+ * later version: new topics take only 0, and a stored window within this range loads as 0.
+ */
 export const dedupWindowMsMax = 7 * 24 * 60 * 60 * 1000;
 
 /**
@@ -79,5 +102,16 @@ export const httpBodyBytesMax = 32 * 1024 * 1024;
 export const httpInFlightRequestsMax = 4096;
 /** Most messages one HTTP fetch (`GET .../messages?maxMessages=N`) returns. */
 export const httpFetchMessagesMax = 10_000;
+/** Largest TCP port a server may listen on. */
+export const portMax = 65_535;
 /** How long server close() waits for in-flight requests before closing connections anyway. */
 export const serverCloseTimeoutMs = 10_000;
+
+/** Longest linger a producer may be configured with. */
+export const producerLingerMsMax = 60_000;
+/** Longest retry backoff (and backoff cap) of a producer or consumer: one hour. */
+export const retryBackoffMsMax = 3_600_000;
+/** Most batches in flight per partition a producer may be configured with. */
+export const producerInFlightBatchesPerPartitionMax = 1024;
+/** Most batches in flight in all a producer may be configured with. */
+export const producerInFlightBatchesMax = 65_536;

@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  type ClockTimer,
-  ManualClock,
-  manualClockStartMs,
-  nodeTimerDelayMsMax,
-  systemClock,
-} from '../src/clock.js';
+import { type ClockTimer, ManualClock, manualClockStartMs, systemClock } from '../src/clock.js';
+import { timerDelayMsMax } from '../src/limits.js';
 
 describe('ManualClock', () => {
   it('starts at a fixed time; advance moves wall and monotonic time, set only the wall time', () => {
@@ -162,7 +157,7 @@ describe('systemClock', () => {
     let fired = false;
     const timer = systemClock.setTimeout(() => {
       fired = true;
-    }, nodeTimerDelayMsMax + 10);
+    }, timerDelayMsMax + 10);
     for (let i = 0; i < 4; i++) await nextTimerTurn();
     expect(fired).toBe(false);
     timer.cancel();

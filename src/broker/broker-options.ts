@@ -7,13 +7,16 @@ import { type Clock, systemClock } from '../clock.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   checkpointIntervalMsDefault,
+  checkpointIntervalMsMax,
   flushIntervalMsDefault,
   indexIntervalBytesDefault,
+  indexIntervalBytesMax,
   retentionCheckIntervalMsDefault,
   segmentBytesDefault,
   segmentBytesMax,
   segmentBytesMin,
   segmentMsDefault,
+  timerDelayMsMax,
 } from '../limits.js';
 import type { Durability } from '../protocol/types.js';
 import type { LogFactory } from '../storage/log-store.js';
@@ -87,9 +90,6 @@ function isClock(value: unknown): value is Clock {
   );
 }
 
-/** Largest delay a Node.js timer accepts. */
-const timerMsMax = 2_147_483_647;
-
 function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max) {
@@ -147,20 +147,20 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       'retentionCheckIntervalMs',
       options.retentionCheckIntervalMs,
       retentionCheckIntervalMsDefault,
-      timerMsMax,
+      timerDelayMsMax,
     ),
     segmentMs: positiveInteger('segmentMs', options.segmentMs, segmentMsDefault, Number.MAX_SAFE_INTEGER),
     indexIntervalBytes: positiveInteger(
       'indexIntervalBytes',
       options.indexIntervalBytes,
       indexIntervalBytesDefault,
-      1 << 30,
+      indexIntervalBytesMax,
     ),
     checkpointIntervalMs: positiveInteger(
       'checkpointIntervalMs',
       options.checkpointIntervalMs,
       checkpointIntervalMsDefault,
-      3_600_000,
+      checkpointIntervalMsMax,
     ),
     stateLog: resolveStateLogTuning(options.stateLog),
   };

@@ -122,7 +122,11 @@ export class MetadataStore {
           // Never migrated, or a migration a crash interrupted: start over from the file.
           if (log.logEndOffset > 0) log.truncateTo(0);
           state = open();
-          const records = readLegacyMetadata(legacyPath, defaults);
+          const records = readLegacyMetadata(legacyPath, defaults, (name, dedupWindowMs) =>
+            notes.push(
+              `topic '${name}': stored dedupWindowMs ${dedupWindowMs} reset to 0 (msg-id dedup was never in effect; it arrives in a later version)`,
+            ),
+          );
           await Promise.all(records.map((topic) => state.commit({ type: 'topic', topic })));
           await state.snapshot();
           notes.push(
@@ -196,7 +200,11 @@ function userTopicDirectories(dataDir: string): string[] {
  * A damaged or invalid file is a CorruptLogError (bad input, never an assertion): the broker refuses
  * to open until an operator looks.
  */
-function readLegacyMetadata(path: string, defaults: ResolvedTopicConfig): TopicRecord[] {
+function readLegacyMetadata(
+  path: string,
+  defaults: ResolvedTopicConfig,
+  onDroppedDedupWindow: (name: string, dedupWindowMs: number) => void,
+): TopicRecord[] {
   const read = new CheckpointFile<unknown>(path).read();
   if (read.status === 'missing') return [];
   if (read.status === 'corrupt') throw new CorruptLogError(path, 0, read.reason);
@@ -210,7 +218,7 @@ function readLegacyMetadata(path: string, defaults: ResolvedTopicConfig): TopicR
     }
     return Object.entries(topics).map(([name, topic]) => {
       if (typeof topic !== 'object' || topic === null) throw new Error(`topic '${name}' is not an object`);
-      return parseTopicRecord(name, topic as Record<string, unknown>, defaults);
+      return parseTopicRecord(name, topic as Record<string, unknown>, defaults, onDroppedDedupWindow);
     });
   } catch (error) {
     throw new CorruptLogError(path, 0, (error as Error).message);

@@ -6,23 +6,27 @@
  *
  * Validation is strict: an unknown field (a typo such as `retention`) is an error rather than being
  * ignored, and every value must be an integer within its stated range.
+ *
+ * `dedupWindowMs` is reserved for msg-id dedup, which this version does not implement: any value but
+ * 0 is refused (INVALID_ARGUMENT) from a caller or as a broker default, rather than stored and shown
+ * as if it did something. Metadata written by an older version may hold a non-zero window:
+ * `resolveStoredTopicConfig` still loads it (a broker must not become unopenable) and resets it to 0
+ * — the value it always had in effect — reporting each topic so the broker can warn.
  */
 
 import { InvalidArgumentError } from '../errors.js';
 import {
   dedupWindowMsMax,
   flushIntervalMsDefault,
+  flushIntervalMsMax,
   partitionCountMax,
   segmentBytesMax,
   segmentBytesMin,
 } from '../limits.js';
-import { type TopicConfig, topicConfigKeys } from '../protocol/broker-api.js';
+import { dedupWindowNotYetMessage, type TopicConfig, topicConfigKeys } from '../protocol/broker-api.js';
 import { type Durability, durabilities } from '../protocol/types.js';
 
 export type ResolvedTopicConfig = Required<TopicConfig>;
-
-/** Largest flushIntervalMs a topic may have (as PartitionLog accepts): one hour. */
-const flushIntervalMsMax = 3_600_000;
 
 function integerField(
   name: keyof TopicConfig,
@@ -113,15 +117,7 @@ export function resolveTopicConfig(
       segmentBytesMax,
       label,
     ),
-    dedupWindowMs: integerField(
-      'dedupWindowMs',
-      given['dedupWindowMs'],
-      defaults.dedupWindowMs,
-      0,
-      dedupWindowMsMax,
-      label,
-      ' (0: disabled)',
-    ),
+    dedupWindowMs: dedupWindowField(given['dedupWindowMs'], defaults.dedupWindowMs, label),
   };
 }
 
@@ -139,4 +135,40 @@ export function internalTopicConfig(durability: Durability, segmentBytes: number
     segmentBytes,
     dedupWindowMs: 0,
   };
+}
+
+/** 0 (or absent, taking the default, itself checked the same way): anything else is refused. */
+function dedupWindowField(value: unknown, fallback: number, label: string): number {
+  const window = integerField('dedupWindowMs', value, fallback, 0, dedupWindowMsMax, label, ' (0: disabled)');
+  if (window !== 0) {
+    throw new InvalidArgumentError(`${label} ${dedupWindowNotYetMessage}, got ${window}`);
+  }
+  return window;
+}
+
+/** A stored config as loaded, and whether a non-zero dedupWindowMs of an older version was reset to 0. */
+export interface StoredTopicConfig {
+  config: ResolvedTopicConfig;
+  /** The stored dedupWindowMs when it was non-zero (now 0), else null. */
+  droppedDedupWindowMs: number | null;
+}
+
+/**
+ * `resolveTopicConfig` for a config read back from metadata: the same checks, except that a non-zero
+ * dedupWindowMs within its old range [0, dedupWindowMsMax] (accepted, and ignored, by older versions)
+ * is reset to 0 and reported instead of refused. It never had an effect, so 0 describes the topic
+ * truthfully; the next metadata save stores 0.
+ */
+export function resolveStoredTopicConfig(
+  config: unknown,
+  defaults: ResolvedTopicConfig,
+  label = 'stored topic config',
+): StoredTopicConfig {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    return { config: resolveTopicConfig(config, defaults, label), droppedDedupWindowMs: null };
+  }
+  const stored = (config as Record<string, unknown>)['dedupWindowMs'];
+  const window = integerField('dedupWindowMs', stored, 0, 0, dedupWindowMsMax, label, ' (0: disabled)');
+  const resolved = resolveTopicConfig({ ...config, dedupWindowMs: 0 }, defaults, label);
+  return { config: resolved, droppedDedupWindowMs: window === 0 ? null : window };
 }

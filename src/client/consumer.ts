@@ -23,7 +23,7 @@ import { setMaxListeners } from 'node:events';
 import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import { batchBaseOffset, batchRecordCountAt } from '../format/batch-header.js';
 import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
-import { batchBytesMax, fetchMaxWaitMsMax } from '../limits.js';
+import { batchBytesMax, fetchMaxBytesDefault, fetchMaxWaitMsMax, retryBackoffMsMax } from '../limits.js';
 import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import type { Admin } from './admin.js';
@@ -58,7 +58,7 @@ export interface ConsumerOptions {
 
 export const consumerDefaults = {
   from: 'latest',
-  maxBytes: 1024 * 1024,
+  maxBytes: fetchMaxBytesDefault,
   maxWaitMs: 500,
   requestTimeoutMs: 30_000,
   retryBackoffMs: 100,
@@ -279,14 +279,14 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
       options.retryBackoffMs,
       'retryBackoffMs',
       1,
-      3_600_000,
+      retryBackoffMsMax,
       consumerDefaults.retryBackoffMs,
     );
     this.retryBackoffMaxMs = integerOption(
       options.retryBackoffMaxMs,
       'retryBackoffMaxMs',
       1,
-      3_600_000,
+      retryBackoffMsMax,
       consumerDefaults.retryBackoffMaxMs,
     );
     // One listener per partition's pending fetch.

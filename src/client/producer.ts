@@ -23,7 +23,13 @@
  */
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import { batchBytesMin, setBatchBaseOffset } from '../format/batch-header.js';
-import { batchBytesMax } from '../limits.js';
+import {
+  batchBytesMax,
+  producerInFlightBatchesMax,
+  producerInFlightBatchesPerPartitionMax,
+  producerLingerMsMax,
+  retryBackoffMsMax,
+} from '../limits.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { Accumulator, PartitionQueue, type ProducerBatch } from './accumulator.js';
 import type { MetadataCache, TopicMetadata } from './metadata-cache.js';
@@ -69,7 +75,11 @@ export interface ProducerOptions {
   retryBackoffMs?: number;
   /** Longest retry backoff. Default 5 000. */
   retryBackoffMaxMs?: number;
-  /** A batch fails for good once this long has passed since it was opened. Default 120 000. */
+  /**
+   * No retry of a batch starts once it would end past this long after the batch was opened (the
+   * batch then fails with its last error). It bounds retries only: a batch waiting for its first send
+   * is not failed by it, and a send in flight ends by the transport's request timeout. Default 120 000.
+   */
   deliveryTimeoutMs?: number;
   /** Batches in flight per partition. Default 5. */
   inFlightBatchesPerPartitionMax?: number;
@@ -121,15 +131,20 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
   }
   const max = Number.MAX_SAFE_INTEGER;
   return {
-    lingerMs: integerOption(options, 'lingerMs', 0, 60_000),
+    lingerMs: integerOption(options, 'lingerMs', 0, producerLingerMsMax),
     batchBytes: integerOption(options, 'batchBytes', batchBytesMin, batchBytesMax),
     bufferMemoryBytes: integerOption(options, 'bufferMemoryBytes', batchBytesMin, max),
     retries: integerOption(options, 'retries', 0, max),
-    retryBackoffMs: integerOption(options, 'retryBackoffMs', 1, 3_600_000),
-    retryBackoffMaxMs: integerOption(options, 'retryBackoffMaxMs', 1, 3_600_000),
+    retryBackoffMs: integerOption(options, 'retryBackoffMs', 1, retryBackoffMsMax),
+    retryBackoffMaxMs: integerOption(options, 'retryBackoffMaxMs', 1, retryBackoffMsMax),
     deliveryTimeoutMs: integerOption(options, 'deliveryTimeoutMs', 1, max),
-    inFlightBatchesPerPartitionMax: integerOption(options, 'inFlightBatchesPerPartitionMax', 1, 1024),
-    inFlightBatchesMax: integerOption(options, 'inFlightBatchesMax', 1, 65_536),
+    inFlightBatchesPerPartitionMax: integerOption(
+      options,
+      'inFlightBatchesPerPartitionMax',
+      1,
+      producerInFlightBatchesPerPartitionMax,
+    ),
+    inFlightBatchesMax: integerOption(options, 'inFlightBatchesMax', 1, producerInFlightBatchesMax),
   };
 }
 

@@ -19,9 +19,15 @@ export interface TopicConfig {
   /** Per partition; -1: no limit. */
   retentionBytes?: number;
   segmentBytes?: number;
-  /** Msg-id dedup window (a later issue); 0 disables. */
+  /**
+   * Reserved for the msg-id dedup window, which arrives in a later version: only 0 (disabled) is
+   * accepted; anything else is refused with INVALID_ARGUMENT.
+   */
   dedupWindowMs?: number;
 }
+
+/** Why a non-zero dedupWindowMs is refused (broker and protocol validation say the same). */
+export const dedupWindowNotYetMessage = 'dedupWindowMs must be 0: msg-id dedup arrives in a later version';
 
 /** Every key a topic config may have: the broker and the protocol refuse any other. */
 export const topicConfigKeys: ReadonlySet<string> = new Set<keyof TopicConfig>([

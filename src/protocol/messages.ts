@@ -4,8 +4,20 @@
  * before the broker sees it, and a bad one is an INVALID_ARGUMENT naming the field.
  */
 import { type ErrorCode, InvalidArgumentError } from '../errors.js';
-import { fetchMaxBytesMax, fetchMaxWaitMsMax } from '../limits.js';
-import { type OffsetSpec, type TopicConfig, topicConfigKeys } from './broker-api.js';
+import {
+  clientIdLengthMax,
+  fetchMaxBytesDefault,
+  fetchMaxBytesMax,
+  fetchMaxWaitMsMax,
+  partitionIndexMax,
+  topicNameLengthMax,
+} from '../limits.js';
+import {
+  dedupWindowNotYetMessage,
+  type OffsetSpec,
+  type TopicConfig,
+  topicConfigKeys,
+} from './broker-api.js';
 import { type Durability, durabilities } from './types.js';
 
 export interface HelloRequest {
@@ -127,13 +139,16 @@ export function parseTopicConfig(value: unknown): TopicConfig {
     const parsed = optionalInteger(fields, name, -1, Number.MAX_SAFE_INTEGER);
     if (parsed !== undefined) config[name] = parsed;
   }
+  if (config.dedupWindowMs !== undefined && config.dedupWindowMs !== 0) {
+    throw new InvalidArgumentError(`${dedupWindowNotYetMessage}, got ${config.dedupWindowMs}`);
+  }
   return config;
 }
 
 export function parseHello(header: unknown): HelloRequest {
   const fields = asFields(header);
   const request: HelloRequest = { protocolVersion: integerField(fields, 'protocolVersion', 0, 0xffff) };
-  if (fields['clientId'] !== undefined) request.clientId = stringField(fields, 'clientId', 256);
+  if (fields['clientId'] !== undefined) request.clientId = stringField(fields, 'clientId', clientIdLengthMax);
   return request;
 }
 
@@ -147,18 +162,21 @@ export function parseListTopics(header: unknown): ListTopicsRequest {
 }
 
 export function parseTopicName(header: unknown): TopicNameRequest {
-  return { name: stringField(asFields(header), 'name', 249) };
+  return { name: stringField(asFields(header), 'name', topicNameLengthMax) };
 }
 
 export function parseCreateTopic(header: unknown): CreateTopicRequest {
   const fields = asFields(header);
-  return { name: stringField(fields, 'name', 249), config: parseTopicConfig(fields['config']) };
+  return {
+    name: stringField(fields, 'name', topicNameLengthMax),
+    config: parseTopicConfig(fields['config']),
+  };
 }
 
 export function parseAddPartitions(header: unknown): AddPartitionsRequest {
   const fields = asFields(header);
   return {
-    name: stringField(fields, 'name', 249),
+    name: stringField(fields, 'name', topicNameLengthMax),
     count: integerField(fields, 'count', 1, Number.MAX_SAFE_INTEGER),
   };
 }
@@ -166,18 +184,18 @@ export function parseAddPartitions(header: unknown): AddPartitionsRequest {
 export function parseProduce(header: unknown): ProduceRequest {
   const fields = asFields(header);
   return {
-    topic: stringField(fields, 'topic', 249),
-    partition: integerField(fields, 'partition', 0, 0x7fffffff),
+    topic: stringField(fields, 'topic', topicNameLengthMax),
+    partition: integerField(fields, 'partition', 0, partitionIndexMax),
   };
 }
 
 export function parseFetch(header: unknown): FetchRequest {
   const fields = asFields(header);
   return {
-    topic: stringField(fields, 'topic', 249),
-    partition: integerField(fields, 'partition', 0, 0x7fffffff),
+    topic: stringField(fields, 'topic', topicNameLengthMax),
+    partition: integerField(fields, 'partition', 0, partitionIndexMax),
     offset: integerField(fields, 'offset', 0, Number.MAX_SAFE_INTEGER),
-    maxBytes: integerField(fields, 'maxBytes', 1, fetchMaxBytesMax, 1024 * 1024),
+    maxBytes: integerField(fields, 'maxBytes', 1, fetchMaxBytesMax, fetchMaxBytesDefault),
     maxWaitMs: integerField(fields, 'maxWaitMs', 0, fetchMaxWaitMsMax, 0),
     minBytes: integerField(fields, 'minBytes', 1, fetchMaxBytesMax, 1),
   };
@@ -195,8 +213,8 @@ export function parseOffsetSpec(value: unknown): OffsetSpec {
 export function parseListOffset(header: unknown): ListOffsetRequest {
   const fields = asFields(header);
   return {
-    topic: stringField(fields, 'topic', 249),
-    partition: integerField(fields, 'partition', 0, 0x7fffffff),
+    topic: stringField(fields, 'topic', topicNameLengthMax),
+    partition: integerField(fields, 'partition', 0, partitionIndexMax),
     spec: parseOffsetSpec(fields['spec']),
   };
 }

@@ -10,10 +10,13 @@ import { InvalidArgumentError } from '../errors.js';
 import { BatchBuilder, decodeRecords, type RecordInput } from '../format/record-batch.js';
 import {
   batchBytesMax,
+  fetchMaxBytesDefault,
   fetchMaxWaitMsMax,
   httpBodyBytesMax,
   httpFetchMessagesMax,
   httpInFlightRequestsMax,
+  partitionIndexMax,
+  topicNameLengthMax,
 } from '../limits.js';
 import { crc32c } from '../native.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
@@ -37,8 +40,6 @@ type ValueEncoding = 'utf8' | 'base64';
 
 /** Default number of messages of one HTTP fetch. */
 const fetchMessagesDefault = 100;
-/** Default bytes of batches one HTTP fetch reads from the log. */
-const fetchBytesDefault = 1024 * 1024;
 const base64Pattern = /^[A-Za-z0-9+/]*={0,2}$/;
 
 function notSupported(route: string): HttpError {
@@ -140,7 +141,7 @@ function parseProduceMessage(value: unknown, index: number, encoding: ValueEncod
     record.headers = pairs;
   }
   const partition =
-    fields['partition'] === undefined ? undefined : integerField(fields, 'partition', 0, 0x7fffffff);
+    fields['partition'] === undefined ? undefined : integerField(fields, 'partition', 0, partitionIndexMax);
   return { record, keyBytes, partition };
 }
 
@@ -270,7 +271,7 @@ export class HttpApi {
 
   private async createTopic(body: Buffer) {
     const fields = asObject(parseJson(body), 'request body');
-    const name = stringField(fields, 'name', 249);
+    const name = stringField(fields, 'name', topicNameLengthMax);
     const { name: _name, ...config } = fields;
     const description = await this.context.api.topics.create(name, parseTopicConfig(config));
     return { status: 201, json: description };
@@ -360,7 +361,7 @@ export class HttpApi {
   }
 
   private async fetch(topic: string, rawPartition: string, query: URLSearchParams, abort: AbortController) {
-    const partition = integerParameter(rawPartition, 'partition', 0, 0x7fffffff);
+    const partition = integerParameter(rawPartition, 'partition', 0, partitionIndexMax);
     const known = new Set(['offset', 'maxMessages', 'maxWaitMs', 'maxBytes', 'valueEncoding']);
     for (const name of query.keys()) {
       if (!known.has(name)) throw new InvalidArgumentError(`unknown query parameter '${name}'`);
@@ -373,7 +374,13 @@ export class HttpApi {
       fetchMessagesDefault,
     );
     const maxWaitMs = integerParameter(query.get('maxWaitMs'), 'maxWaitMs', 0, fetchMaxWaitMsMax, 0);
-    const maxBytes = integerParameter(query.get('maxBytes'), 'maxBytes', 1, batchBytesMax, fetchBytesDefault);
+    const maxBytes = integerParameter(
+      query.get('maxBytes'),
+      'maxBytes',
+      1,
+      batchBytesMax,
+      fetchMaxBytesDefault,
+    );
     const encoding = parseValueEncoding(query.get('valueEncoding') ?? undefined);
     const offsetText = query.get('offset');
     const api = this.context.api;

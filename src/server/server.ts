@@ -20,7 +20,13 @@ import uWS, {
   type us_socket_context_t,
 } from '@trufflesuite/uws-js-unofficial';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
-import { connectionsMax, frameBytesMax, sendBufferBytesHardMax, serverCloseTimeoutMs } from '../limits.js';
+import {
+  connectionsMax,
+  frameBytesMax,
+  portMax,
+  sendBufferBytesHardMax,
+  serverCloseTimeoutMs,
+} from '../limits.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import type { Frame } from '../protocol/frame.js';
 import { Connection, type ConnectionContext, type ConnectionData, closeCodeGoingAway } from './connection.js';
@@ -116,8 +122,8 @@ function defaultInternalErrorHandler(error: unknown): void {
 
 function checkOptions(options: ServerOptions): void {
   const { port, maxConnections, closeTimeoutMs, idleTimeoutSeconds } = options;
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
-    throw new InvalidArgumentError(`port must be an integer in [0, 65535], got ${port}`);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > portMax)) {
+    throw new InvalidArgumentError(`port must be an integer in [0, ${portMax}], got ${port}`);
   }
   if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) {
     throw new InvalidArgumentError(`maxConnections must be a positive integer, got ${maxConnections}`);

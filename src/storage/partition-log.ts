@@ -37,8 +37,11 @@ import {
 } from '../format/batch-header.js';
 import {
   checkpointIntervalMsDefault,
+  checkpointIntervalMsMax,
   flushIntervalMsDefault,
+  flushIntervalMsMax,
   indexIntervalBytesDefault,
+  indexIntervalBytesMax,
   segmentBytesDefault,
   segmentBytesMax,
   segmentBytesMin,
@@ -156,7 +159,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       options.flushIntervalMs,
       flushIntervalMsDefault,
       1,
-      3_600_000,
+      flushIntervalMsMax,
     ),
     segmentBytes: integerOption(
       'segmentBytes',
@@ -171,7 +174,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       options.indexIntervalBytes,
       indexIntervalBytesDefault,
       1,
-      1 << 30,
+      indexIntervalBytesMax,
     ),
     retentionMs: integerOption('retentionMs', options.retentionMs, -1, -1, forever),
     retentionBytes: integerOption('retentionBytes', options.retentionBytes, -1, -1, forever),
@@ -180,7 +183,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       options.checkpointIntervalMs,
       checkpointIntervalMsDefault,
       1,
-      3_600_000,
+      checkpointIntervalMsMax,
     ),
     clock: options.clock ?? systemClock,
     crc32c: options.crc32c ?? nativeCrc32c,

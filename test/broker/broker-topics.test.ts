@@ -1,8 +1,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { legacyMetadataFileName } from '../../src/broker/metadata-store.js';
 import { partitionCountMax } from '../../src/limits.js';
 import { Broker } from '../../src/spillway-broker.js';
+import { CheckpointFile } from '../../src/storage/checkpoint-file.js';
 import {
   batchOf,
   openBroker,
@@ -77,6 +79,11 @@ describe('Broker topics', () => {
     expect(await rejectedCode(broker.topics.create('t', { durability: 'maybe' as 'none' }))).toBe(
       'INVALID_ARGUMENT',
     );
+    await expect(broker.topics.create('d', { dedupWindowMs: 5000 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: 'topic config dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 5000',
+    });
+    expect(broker.topics.list().map((topic) => topic.name)).not.toContain('d');
     await broker.topics.create('t');
     expect(await rejectedCode(broker.topics.create('t'))).toBe('TOPIC_EXISTS');
     // Concurrent creations of one name: exactly one wins.
@@ -104,7 +111,7 @@ describe('Broker topics', () => {
       partitions: 2,
       durability: 'always',
       retentionBytes: 1 << 20,
-      dedupWindowMs: 5000,
+      dedupWindowMs: 0,
     });
     await broker.topics.create('logs', { durability: 'none', flushIntervalMs: 50 });
     for (let i = 0; i < 20; i++) await broker.messages.produce('orders', i % 2, batchOf(`o${i}`, 3));
@@ -265,5 +272,99 @@ describe('Broker topics', () => {
     expect(
       await rejectedCode(Broker.open({ dataDir: temporaryDirectory(), durability: 'fast' as 'none' })),
     ).toBe('INVALID_ARGUMENT');
+  });
+
+  it('refuses a non-zero dedupWindowMs broker default; 0 is accepted', async () => {
+    await expect(Broker.open({ dataDir: temporaryDirectory(), dedupWindowMs: 60_000 })).rejects.toMatchObject(
+      {
+        code: 'INVALID_ARGUMENT',
+        message: 'broker option dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 60000',
+      },
+    );
+    const broker = await openBroker(temporaryDirectory(), { dedupWindowMs: 0 });
+    expect((await broker.topics.create('t')).config.dedupWindowMs).toBe(0);
+    expect((await broker.topics.create('u', { dedupWindowMs: 0 })).config.dedupWindowMs).toBe(0);
+  });
+
+  it('migrates metadata.json of an earlier version into the __metadata state log, once', async () => {
+    const dataDir = temporaryDirectory();
+    let broker = await openBroker(dataDir);
+    const described = await broker.topics.create('old', { partitions: 2 });
+    await broker.topics.create('plain');
+    await broker.messages.produce('old', 1, batchOf('kept', 2));
+    await broker.close();
+    // What an earlier version left: metadata.json (a CheckpointFile) and no metadata log. It stored
+    // dedupWindowMs without acting on it.
+    rmSync(join(dataDir, 'topics', '__metadata'), { recursive: true });
+    const { partitions: _partitions, ...config } = described.config;
+    const legacy = {
+      version: 1,
+      topics: {
+        old: {
+          partitionCount: 2,
+          createdAtMs: described.createdAtMs,
+          config: { ...config, dedupWindowMs: 60_000 },
+        },
+        plain: { partitionCount: 1, createdAtMs: described.createdAtMs, config },
+      },
+    };
+    const file = new CheckpointFile<typeof legacy>(join(dataDir, legacyMetadataFileName));
+    file.writeSync(legacy);
+
+    broker = await openBroker(dataDir);
+    expect(broker.openReport.warnings).toEqual([
+      "topic 'old': stored dedupWindowMs 60000 reset to 0 (msg-id dedup was never in effect; it arrives in a later version)",
+      `migrated 2 topic(s) from ${join(dataDir, legacyMetadataFileName)} into the __metadata state log; the file is kept as metadata.json.migrated`,
+    ]);
+    expect(broker.topics.describe('old')).toMatchObject({
+      partitionCount: 2,
+      createdAtMs: described.createdAtMs,
+      config: { ...described.config, dedupWindowMs: 0 },
+    });
+    expect(await readAll(broker, 'old', 1)).toEqual(['kept/0', 'kept/1']);
+    expect(broker.topics.list().map((topic) => topic.name)).toEqual(['old', 'plain']);
+    await broker.close();
+    expect(existsSync(join(dataDir, legacyMetadataFileName))).toBe(false);
+    expect(existsSync(join(dataDir, `${legacyMetadataFileName}.migrated`))).toBe(true);
+
+    // The log is the truth from now on: no migration again, nothing to warn about.
+    broker = await openBroker(dataDir);
+    expect(broker.openReport.warnings).toEqual([]);
+    expect(broker.topics.list().map((topic) => topic.name)).toEqual(['old', 'plain']);
+    await broker.close();
+
+    // A metadata.json next to a complete metadata log (the rename after a migration did not happen):
+    // the log wins, the file is set aside.
+    file.writeSync({ version: 1, topics: {} as typeof legacy.topics });
+    broker = await openBroker(dataDir);
+    expect(broker.topics.list().map((topic) => topic.name)).toEqual(['old', 'plain']);
+    await broker.close();
+    expect(existsSync(join(dataDir, legacyMetadataFileName))).toBe(false);
+
+    // Out of the range older versions accepted: invalid metadata, refused.
+    const invalidDir = temporaryDirectory();
+    new CheckpointFile<typeof legacy>(join(invalidDir, legacyMetadataFileName)).writeSync({
+      version: 1,
+      topics: { ...legacy.topics, old: { ...legacy.topics.old, config: { ...config, dedupWindowMs: -5 } } },
+    });
+    expect(await rejectedCode(Broker.open({ dataDir: invalidDir }))).toBe('CORRUPT_LOG');
+  });
+
+  it('refuses to open when the metadata log is lost while topic directories exist', async () => {
+    const dataDir = temporaryDirectory();
+    let broker = await openBroker(dataDir);
+    await broker.topics.create('orders', { partitions: 2 });
+    await broker.close();
+    rmSync(join(dataDir, 'topics', '__metadata'), { recursive: true });
+    await expect(Broker.open({ dataDir })).rejects.toMatchObject({
+      code: 'CORRUPT_LOG',
+      message: expect.stringMatching(/metadata log is missing but 1 topic directory exists \(orders\)/),
+    });
+    // Nothing was changed: with the topic directory moved away, the broker starts empty.
+    expect(readdirSync(join(dataDir, 'topics', 'orders')).sort()).toEqual(['0', '1']);
+    rmSync(join(dataDir, 'topics', 'orders'), { recursive: true });
+    broker = await openBroker(dataDir);
+    expect(broker.topics.list()).toEqual([]);
+    await broker.close();
   });
 });

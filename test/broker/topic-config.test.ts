@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type ResolvedTopicConfig, resolveTopicConfig } from '../../src/broker/topic-config.js';
+import {
+  type ResolvedTopicConfig,
+  resolveStoredTopicConfig,
+  resolveTopicConfig,
+} from '../../src/broker/topic-config.js';
 import { dedupWindowMsMax, partitionCountMax, segmentBytesMin } from '../../src/limits.js';
 
 const defaults: ResolvedTopicConfig = {
@@ -35,6 +39,11 @@ describe('resolveTopicConfig', () => {
       [{ retentionBytes: Number.NaN }, /retentionBytes/],
       [{ segmentBytes: segmentBytesMin - 1 }, /segmentBytes/],
       [{ dedupWindowMs: dedupWindowMsMax + 1 }, /dedupWindowMs/],
+      [{ dedupWindowMs: -1 }, /dedupWindowMs must be an integer in \[0, /],
+      [
+        { dedupWindowMs: 1 },
+        /^topic config dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 1$/,
+      ],
       [{ retention: 5 }, /unknown topic config 'retention'/],
     ];
     for (const [config, message] of cases) {
@@ -43,5 +52,39 @@ describe('resolveTopicConfig', () => {
       );
     }
     expect(() => resolveTopicConfig('fast', defaults)).toThrow(/must be an object/);
+  });
+
+  it('accepts dedupWindowMs 0 only, also as a default', () => {
+    expect(resolveTopicConfig({ dedupWindowMs: 0 }, defaults).dedupWindowMs).toBe(0);
+    expect(() => resolveTopicConfig({}, { ...defaults, dedupWindowMs: 1000 }, 'broker option')).toThrow(
+      /^broker option dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 1000$/,
+    );
+  });
+});
+
+describe('resolveStoredTopicConfig', () => {
+  it('loads a non-zero dedupWindowMs an older version stored as 0, and says so', () => {
+    expect(resolveStoredTopicConfig({ dedupWindowMs: 60_000, retentionMs: 5 }, defaults)).toEqual({
+      config: { ...defaults, retentionMs: 5, dedupWindowMs: 0 },
+      droppedDedupWindowMs: 60_000,
+    });
+    expect(resolveStoredTopicConfig({ dedupWindowMs: 0 }, defaults)).toEqual({
+      config: defaults,
+      droppedDedupWindowMs: null,
+    });
+    expect(resolveStoredTopicConfig({}, defaults)).toEqual({ config: defaults, droppedDedupWindowMs: null });
+  });
+
+  it('still refuses what no version could have stored', () => {
+    for (const config of [
+      { dedupWindowMs: dedupWindowMsMax + 1 },
+      { dedupWindowMs: 'long' },
+      { retention: 5 },
+      { partitions: 0 },
+    ]) {
+      expect(() => resolveStoredTopicConfig(config, defaults)).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+      );
+    }
   });
 });

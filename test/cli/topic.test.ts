@@ -56,7 +56,7 @@ describe('spillway topic', () => {
       '--segment-bytes',
       '1048576',
       '--dedup-window-ms',
-      '60000',
+      '0',
     );
     expect(created.code).toBe(0);
     expect(created.stderr).toBe('');
@@ -70,7 +70,7 @@ describe('spillway topic', () => {
         retentionMs: 3_600_000,
         retentionBytes: 10_000_000,
         segmentBytes: 1_048_576,
-        dedupWindowMs: 60_000,
+        dedupWindowMs: 0,
       },
     });
     expect(description.partitions.map((p) => [p.partition, p.logStartOffset, p.logEndOffset])).toEqual([
@@ -127,6 +127,10 @@ describe('spillway topic', () => {
     [['add-partitions', 'never-made', '--count', '1'], /UNKNOWN_TOPIC/],
     [['create', 'bad/name'], /INVALID_TOPIC_NAME/],
     [['create', 'huge', '--partitions', '100000000'], /INVALID_ARGUMENT/],
+    [
+      ['create', 'deduped', '--dedup-window-ms', '60000'],
+      /^spillway topic: INVALID_ARGUMENT: dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 60000$/m,
+    ],
   ])('expected errors exit 1 with one line: %j', async (args, pattern) => {
     const result = await topic(...args);
     expect(result.code).toBe(1);
@@ -166,6 +170,7 @@ describe('spillway topic', () => {
     const names = (JSON.parse(listed.stdout) as Description[]).map((t) => t.name);
     expect(names).not.toContain('x');
     expect(names).not.toContain('a');
+    expect(names).not.toContain('deduped');
   });
 
   it('--help prints the usage, exit 0', async () => {

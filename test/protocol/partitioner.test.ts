@@ -23,8 +23,83 @@ describe('murmur2 (Kafka Utils.murmur2)', () => {
       expect(Number.isInteger(value)).toBe(true);
       expect(value).toBe(value | 0);
     }
-    // Empty input: Java gives h = seed ^ 0 then the final mix.
-    expect(murmur2(new Uint8Array(0))).toBe(murmur2(Buffer.alloc(0)));
+  });
+
+  it('empty input: Kafka Utils.murmur2(new byte[0]) = 275646681', () => {
+    // No blocks, no tail: h = 0x9747b28c ^ 0, then h ^= h >>> 13; h *= m; h ^= h >>> 15. Worked out
+    // apart from this code (a 32-bit transcription of the Java method, which also reproduces the
+    // values of the table above).
+    expect(murmur2(new Uint8Array(0))).toBe(275646681);
+    expect(partitionForKey('', 3)).toBe(0);
+  });
+
+  // Partitions Kafka's Java producer picks for these UTF-8 key bytes (toPositive(murmur2) % n), from
+  // the same independent transcription: tails of 1, 2, 3 and 0 bytes, negative hashes, multi-byte UTF-8.
+  const assignments: Array<[string, number, Array<[number, number]>]> = [
+    [
+      'key',
+      -1079937367,
+      [
+        [3, 1],
+        [8, 1],
+        [12, 1],
+        [100, 81],
+      ],
+    ],
+    [
+      'user-1',
+      1404122828,
+      [
+        [3, 2],
+        [8, 4],
+        [12, 8],
+        [100, 28],
+      ],
+    ],
+    [
+      'order-42',
+      501153024,
+      [
+        [3, 0],
+        [8, 0],
+        [12, 0],
+        [100, 24],
+      ],
+    ],
+    [
+      'h\u00e9llo',
+      614509002,
+      [
+        [3, 0],
+        [8, 2],
+        [12, 6],
+        [100, 2],
+      ],
+    ],
+    [
+      'a',
+      -1563381124,
+      [
+        [3, 1],
+        [8, 4],
+        [12, 4],
+        [100, 24],
+      ],
+    ],
+    [
+      'ab',
+      316155434,
+      [
+        [3, 2],
+        [8, 2],
+        [12, 2],
+        [100, 34],
+      ],
+    ],
+  ];
+  it.each(assignments)('key %j: murmur2 %i and the partitions Kafka picks', (key, hash, partitions) => {
+    expect(murmur2(Buffer.from(key, 'utf8'))).toBe(hash);
+    for (const [count, partition] of partitions) expect(partitionForKey(key, count)).toBe(partition);
   });
 
   it('partition = (murmur2 & 0x7fffffff) % n, in range, for string and byte keys alike', () => {

@@ -96,6 +96,19 @@ describe('HTTP API', () => {
     expectError(await call('GET', '/v1/nothing-here'), 404, 'INVALID_ARGUMENT');
   });
 
+  it('refuses a non-zero dedupWindowMs (msg-id dedup is not in this version); accepts 0', async () => {
+    const refused = await call('POST', '/v1/topics', { name: 'http-dedup', dedupWindowMs: 60_000 });
+    expectError(refused, 400, 'INVALID_ARGUMENT');
+    expect((refused.json as { error: { message: string } }).error.message).toBe(
+      'dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 60000',
+    );
+    expectError(await call('GET', '/v1/topics/http-dedup'), 404, 'UNKNOWN_TOPIC');
+    const created = await call('POST', '/v1/topics', { name: 'http-dedup', dedupWindowMs: 0 });
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ config: { dedupWindowMs: 0 } });
+    expect((await call('DELETE', '/v1/topics/http-dedup')).status).toBe(204);
+  });
+
   it('produces and fetches messages: keys by murmur2, keyless round-robin, explicit partitions', async () => {
     expect((await call('POST', '/v1/topics', { name: 'http-msgs', partitions: 4 })).status).toBe(201);
     const produced = await call('POST', '/v1/topics/http-msgs/messages', {

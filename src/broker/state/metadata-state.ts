@@ -15,8 +15,7 @@
  * reports the state log as corrupt rather than open with topics missing.
  */
 import { partitionCountMax } from '../../limits.js';
-import type { ResolvedTopicConfig } from '../topic-config.js';
-import { resolveTopicConfig } from '../topic-config.js';
+import { type ResolvedTopicConfig, resolveStoredTopicConfig } from '../topic-config.js';
 import { validateTopicName } from '../topic-name.js';
 import { type EntryCodec, msgpackCodec, type StateMachine } from './state-machine.js';
 
@@ -39,11 +38,16 @@ interface StoredTopicEntry {
   config: Omit<ResolvedTopicConfig, 'partitions'>;
 }
 
-/** Checks a stored topic (from the state log, or from a metadata.json being migrated). */
+/**
+ * Checks a stored topic (from the state log, or from a metadata.json being migrated). A non-zero
+ * dedupWindowMs stored by an older version is reset to 0 (topic-config.ts resolveStoredTopicConfig)
+ * and reported through `onDroppedDedupWindow`.
+ */
 export function parseTopicRecord(
   name: unknown,
   fields: { partitionCount?: unknown; createdAtMs?: unknown; config?: unknown },
   defaults: ResolvedTopicConfig,
+  onDroppedDedupWindow?: (name: string, dedupWindowMs: number) => void,
 ): TopicRecord {
   validateTopicName(name);
   const { partitionCount, createdAtMs, config } = fields;
@@ -61,8 +65,9 @@ export function parseTopicRecord(
   if (typeof config === 'object' && config !== null && 'partitions' in config) {
     throw new Error(`topic '${name}' config holds 'partitions'`);
   }
-  const resolved = resolveTopicConfig(config ?? {}, { ...defaults, partitions: partitionCount });
-  return { name, partitionCount, createdAtMs, config: resolved };
+  const stored = resolveStoredTopicConfig(config ?? {}, { ...defaults, partitions: partitionCount });
+  if (stored.droppedDedupWindowMs !== null) onDroppedDedupWindow?.(name, stored.droppedDedupWindowMs);
+  return { name, partitionCount, createdAtMs, config: stored.config };
 }
 
 /** The codec of metadata entries; `defaults` fill config fields older entries do not have. */

@@ -140,6 +140,8 @@ function* controlRecords(batch: BatchView): Generator<ControlRecord> {
 class SnapshotScan {
   readonly complete: SnapshotExtent[] = [];
   readonly skipped: Array<{ beginOffset: number; reason: string }> = [];
+  /** The offset ranges intact end markers claim, whether or not their snapshot was read whole. */
+  readonly endMarkers: Array<{ beginOffset: number; endOffset: number }> = [];
   private open: {
     beginOffset: number;
     entryCount: number;
@@ -172,6 +174,9 @@ class SnapshotScan {
   }
 
   end(marker: SnapshotMarker, offset: number, batchBytes: number): void {
+    if (marker.beginOffset !== undefined && offset - marker.beginOffset === marker.entryCount + 1) {
+      this.endMarkers.push({ beginOffset: marker.beginOffset, endOffset: offset });
+    }
     const open = this.open;
     if (open === null || marker.beginOffset !== open.beginOffset) return;
     if (open.damaged) {
@@ -191,7 +196,10 @@ class SnapshotScan {
 
   /** Gives up on the open snapshot (if any) for `reason`. */
   skip(reason: string): void {
-    if (this.open !== null) this.skipped.push({ beginOffset: this.open.beginOffset, reason });
+    if (this.open !== null) {
+      const why = this.open.damaged ? 'damaged: a batch of it fails its CRC32C' : reason;
+      this.skipped.push({ beginOffset: this.open.beginOffset, reason: why });
+    }
     this.open = null;
   }
 }
@@ -259,6 +267,23 @@ export function recoverState<Entry>(
   scan.skip('cut short: the log ends inside it');
   snapshots.push(...scan.complete);
   skippedSnapshots.push(...scan.skipped);
+  // A damaged batch inside the range an intact end marker claims (its begin marker may be what was
+  // damaged) belongs to that snapshot, which is then not usable; it holds no changes.
+  for (let i = damagedChanges.length - 1; i >= 0; i--) {
+    const damage = damagedChanges[i]!;
+    const owner = scan.endMarkers.find(
+      (range) => damage.baseOffset >= range.beginOffset && damage.lastOffset <= range.endOffset,
+    );
+    if (owner === undefined) continue;
+    damagedChanges.splice(i, 1);
+    if (!skippedSnapshots.some((skipped) => skipped.beginOffset === owner.beginOffset)) {
+      skippedSnapshots.push({
+        beginOffset: owner.beginOffset,
+        reason: 'damaged: a batch of it fails its CRC32C',
+      });
+    }
+  }
+  skippedSnapshots.sort((a, b) => a.beginOffset - b.beginOffset);
 
   const chosen = snapshots.length > 0 ? snapshots[snapshots.length - 1]! : null;
   const replayFrom = chosen?.beginOffset ?? logStartOffset;

@@ -331,19 +331,13 @@ export class StateLog<Entry> {
     builder.reset();
     for (const commit of queued) {
       const record = { key: null, value: commit.bytes, timestamp: this.nowMs() };
-      if (!builder.append(record)) {
-        if (commits.length === 0) {
-          commit.reject(
-            new InvalidArgumentError(
-              `state log ${this.name}: an entry of ${commit.bytes.length} bytes does not fit one batch of ${builder.maxBatchBytes}`,
-            ),
-          );
-          continue;
+      if (!this.fits(record)) {
+        if (commits.length > 0) {
+          this.appendBatch(builder.finish({ crc32c: crc32cOfBytes }), commits, null, 0);
+          commits = [];
+          builder.reset();
         }
-        this.appendBatch(builder.finish({ crc32c: crc32cOfBytes }), commits, null, 0);
-        commits = [];
-        builder.reset();
-        if (!builder.append(record)) {
+        if (!this.fits(record)) {
           commit.reject(
             new InvalidArgumentError(
               `state log ${this.name}: an entry of ${commit.bytes.length} bytes does not fit one batch of ${builder.maxBatchBytes}`,
@@ -450,43 +444,59 @@ export class StateLog<Entry> {
     const beginOffset = this.log.logEndOffset;
     const builder = this.builder;
     const timestamp = this.nowMs();
+    let bytes = 0;
     const finish = (last: SnapshotExtent | null): void => {
-      this.appendBatch(
-        builder.finish({ crc32c: crc32cOfBytes, attributes: BatchAttributes.control }),
-        [],
-        last,
-        1,
-      );
+      const batch = builder.finish({ crc32c: crc32cOfBytes, attributes: BatchAttributes.control });
+      if (last !== null) last.bytes = bytes + batch.length;
+      bytes += batch.length;
+      this.appendBatch(batch, [], last, BatchAttributes.control);
       builder.reset();
     };
+    // The begin and end markers go in batches of their own: damage to any one batch of a snapshot
+    // can then be told apart from damage to changes (state-log-recovery.ts).
     builder.reset();
-    const records: Array<{ key: Uint8Array; value: Uint8Array }> = [
-      { key: snapshotKeys.begin, value: markerCodec.encode({ version: 1, entryCount: entries.length }) },
-      ...entries.map((value) => ({ key: snapshotKeys.entry, value })),
-      {
-        key: snapshotKeys.end,
-        value: markerCodec.encode({ version: 1, entryCount: entries.length, beginOffset }),
-      },
-    ];
-    let bytes = 0;
-    for (let i = 0; i < records.length; i++) {
-      const record = { ...records[i]!, timestamp };
-      if (!builder.append(record)) {
-        bytes += builder.sizeBytes;
-        finish(null);
-        if (!builder.append(record)) {
-          this.failure = new InvalidArgumentError(
-            `state log ${this.name}: a snapshot entry does not fit one batch of ${builder.maxBatchBytes}`,
-          );
-          return;
-        }
+    builder.append({
+      key: snapshotKeys.begin,
+      value: markerCodec.encode({ version: 1, entryCount: entries.length }),
+      timestamp,
+    });
+    finish(null);
+    for (const value of entries) {
+      const record = { key: snapshotKeys.entry, value, timestamp };
+      if (this.fits(record)) continue;
+      finish(null);
+      if (!this.fits(record)) {
+        this.failure = new InvalidArgumentError(
+          `state log ${this.name}: a snapshot entry of ${value.length} bytes does not fit one batch of ${builder.maxBatchBytes}`,
+        );
+        return;
       }
     }
-    bytes += builder.sizeBytes;
-    finish({ beginOffset, endOffset: beginOffset + entries.length + 1, entryCount: entries.length, bytes });
+    if (builder.recordCount > 0) finish(null);
+    builder.append({
+      key: snapshotKeys.end,
+      value: markerCodec.encode({ version: 1, entryCount: entries.length, beginOffset }),
+      timestamp,
+    });
+    finish({
+      beginOffset,
+      endOffset: beginOffset + entries.length + 1,
+      entryCount: entries.length,
+      bytes: 0,
+    });
+    this.lastSnapshotBytes = bytes;
     this.counters.snapshotsWritten++;
     this.bytesSinceSnapshot = 0;
-    this.lastSnapshotBytes = bytes;
+  }
+
+  /** Appends `record` to the builder; false when the batch is full (or the record can never fit). */
+  private fits(record: { key: Uint8Array | null; value: Uint8Array; timestamp: number }): boolean {
+    try {
+      return this.builder.append(record);
+    } catch {
+      // BatchBuilder refuses a record larger than any batch it can make.
+      return false;
+    }
   }
 
   /** A snapshot is acknowledged: segments below the one before it are no longer needed. */

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { flushIntervalMsMax, portMax } from '../../limits.js';
 import { type Durability, durabilities } from '../../protocol/types.js';
 import { integerFlag, UsageError } from '../cli-error.js';
 
@@ -18,9 +19,6 @@ interface BrokerConfigFile {
   flushIntervalMs?: number;
 }
 
-/** The broker's bound on a topic's flush interval (src/broker/topic-config.ts): one hour. */
-const flushIntervalMsMax = 3_600_000;
-
 const isInteger = (value: unknown, min: number, max: number): boolean =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max;
 const isNonEmptyString = (value: unknown): boolean => typeof value === 'string' && value.length > 0;
@@ -33,7 +31,7 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
   {
     dataDir: { expected: 'a non-empty string', valid: isNonEmptyString },
     host: { expected: 'a non-empty string', valid: isNonEmptyString },
-    port: { expected: 'an integer in [0, 65535]', valid: (value) => isInteger(value, 0, 65535) },
+    port: { expected: `an integer in [0, ${portMax}]`, valid: (value) => isInteger(value, 0, portMax) },
     durability: {
       expected: `one of ${durabilities.join(', ')}`,
       valid: (value) => durabilities.includes(value as Durability),
@@ -92,7 +90,7 @@ export async function runBroker(argv: string[]): Promise<number> {
     throw new UsageError(`--durability must be one of ${durabilities.join(', ')}`);
   }
   const port = integerFlag('port', values.port) ?? file.port ?? 7070;
-  if (port > 65535) throw new UsageError('--port must be at most 65535');
+  if (port > portMax) throw new UsageError(`--port must be at most ${portMax}`);
   const host = values.host ?? file.host ?? '127.0.0.1';
   const flushIntervalMs =
     integerFlag('flush-interval-ms', values['flush-interval-ms'], 1) ?? file.flushIntervalMs;

@@ -1,0 +1,60 @@
+/**
+ * docs/OPERATIONS.md ("Monitoring") and docs/PROTOCOL.md ("Metrics") name what GET /metrics serves:
+ * every metric family the code renders must be named in both, and where OPERATIONS.md gives a
+ * family's labels (`name{a,b}`) they must be the labels the code writes.
+ */
+import { readFileSync } from 'node:fs';
+import { expect, it } from 'vitest';
+import type { TopicDescription } from '../../src/protocol/broker-api.js';
+import { Opcode } from '../../src/protocol/opcodes.js';
+import { okResult, ServerMetrics } from '../../src/server/metrics.js';
+
+const read = (name: string) => readFileSync(new URL(`../../docs/${name}`, import.meta.url), 'utf8');
+const operations = read('OPERATIONS.md');
+const protocol = read('PROTOCOL.md');
+
+/** Family name -> label names, from a rendering with every kind of series present. */
+function renderedFamilies(): Map<string, Set<string>> {
+  const metrics = new ServerMetrics();
+  metrics.countRequest(Opcode.hello, okResult);
+  metrics.countHttpRequest('produce', 200);
+  const topic = {
+    name: 't',
+    partitions: [
+      { partition: 0, logStartOffset: 0, logEndOffset: 1, durableOffset: 1, sizeBytes: 9, segmentCount: 1 },
+    ],
+  } as unknown as TopicDescription;
+  const families = new Map<string, Set<string>>();
+  for (const line of metrics
+    .render(
+      () => [topic],
+      () => [5],
+    )
+    .split('\n')) {
+    const type = /^# TYPE (\w+) /.exec(line);
+    if (type !== null) families.set(type[1]!, new Set());
+    const sample = /^(\w+)\{([^}]*)\} /.exec(line);
+    if (sample !== null) {
+      for (const pair of sample[2]!.split(',')) families.get(sample[1]!)!.add(pair.split('=')[0]!);
+    }
+  }
+  return families;
+}
+
+it('every metric family is documented, with the labels the code writes', () => {
+  const families = renderedFamilies();
+  expect(families.size).toBeGreaterThan(10);
+  expect(families.get('spillway_requests_total')).toEqual(new Set(['opcode', 'code']));
+  for (const [name, labels] of families) {
+    expect(operations, `${name} in OPERATIONS.md`).toMatch(new RegExp(`\`${name}[{\`]`));
+    const suffix = name.replace(/^spillway_partition/, '');
+    expect(
+      protocol.includes(`\`${name}\``) || protocol.includes(`\`${suffix}\``),
+      `${name} in PROTOCOL.md`,
+    ).toBe(true);
+    const documented = new RegExp(`\`${name}\\{([\\w,]*)\\}\``).exec(operations);
+    if (documented !== null) {
+      expect(new Set(documented[1]!.split(',')), `labels of ${name} in OPERATIONS.md`).toEqual(labels);
+    }
+  }
+});
