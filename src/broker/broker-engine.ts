@@ -180,6 +180,7 @@ export class BrokerEngine implements BrokerApi {
         topicCount: topics.length,
         partitionCount: partitions.length,
         partitions,
+        stateLogs: [{ name: metadata.state.name, recovery: metadata.state.recovery }],
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
         strayPartitionDirectories: reconciliation.strayPartitionDirectories,

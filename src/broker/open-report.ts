@@ -1,5 +1,12 @@
 /** What `Broker.open()` found on disk and did about it: `broker.openReport`. */
 import type { RecoveryReport } from '../storage/log-loader.js';
+import type { StateRecoveryReport } from './state/state-log-recovery.js';
+
+/** The recovery of one internal state log (e.g. `__metadata/0`). */
+export interface StateLogRecovery {
+  name: string;
+  recovery: StateRecoveryReport;
+}
 
 export interface PartitionRecovery {
   topic: string;
@@ -12,8 +19,10 @@ export interface BrokerOpenReport {
   durationMs: number;
   topicCount: number;
   partitionCount: number;
-  /** The recovery report of every partition log opened. */
+  /** The recovery report of every partition log opened (user topics; internal ones in stateLogs). */
   partitions: PartitionRecovery[];
+  /** How every internal state log was rebuilt: the snapshot used, changes replayed, snapshots skipped. */
+  stateLogs: StateLogRecovery[];
   /**
    * Directories under `topics/` that the metadata does not name (a crash during createTopic, or
    * data put there by hand). Left untouched and ignored; createTopic of such a name moves the
