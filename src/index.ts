@@ -1,9 +1,11 @@
 /**
  * The `spillway` package: the embedded engine (`Broker`) and the client (`Spillway`, also alone from
- * `spillway/client`), plus the storage engine and the record-batch format for those who embed them.
+ * `spillway/client`), plus the storage engine and the record-batch format for those who embed them,
+ * and the clock and in-memory log a test of an embedding application can hand to `Broker.open()`.
  */
 export * from './broker/index.js';
 export * from './client/index.js';
+export { type Clock, type ClockTimer, ManualClock, systemClock, type TimerOptions } from './clock.js';
 export * from './errors.js';
 export * from './format/batch-header.js';
 export * from './format/crc32c.js';
@@ -12,5 +14,13 @@ export * as limits from './limits.js';
 export type { BrokerServer } from './server/server.js';
 export { Broker, type ListenOptions } from './spillway-broker.js';
 export type { RecoveryReport, TruncationReport } from './storage/log-loader.js';
-export type { AppendResult, LogStore, ReadResult, RetentionResult } from './storage/log-store.js';
+export type {
+  AppendResult,
+  LogFactory,
+  LogOpenRequest,
+  LogStore,
+  ReadResult,
+  RetentionResult,
+} from './storage/log-store.js';
+export { MemoryLog, type MemoryLogOptions, memoryLogFactory } from './storage/memory-log.js';
 export { PartitionLog, type PartitionLogOptions } from './storage/partition-log.js';

@@ -5,7 +5,8 @@
  * client's in-process transport reach the engine through `BrokerApi`, one service per concern.
  *
  * On disk (topic-directories.ts has the details): `dataDir/topics/__metadata/0/` (the metadata state
- * log, metadata-store.ts) and `dataDir/topics/<name>/<partition>/` (one PartitionLog each).
+ * log, metadata-store.ts) and `dataDir/topics/<name>/<partition>/` (one partition log each: a
+ * PartitionLog, or what `BrokerOptions.logFactory` opens).
  *
  * Closing: `close()` rejects every later call with BROKER_CLOSING, answers waiting long-polls with
  * what is there, lets in-flight produces and fetches and the running admin operation finish, then
@@ -13,6 +14,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { Clock, ClockTimer } from '../clock.js';
 import { batchFirstTimestampAt } from '../format/batch-header.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import type { PartitionLog } from '../storage/partition-log.js';
@@ -71,12 +73,15 @@ export class BrokerEngine implements BrokerApi {
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
   private readonly lock: DataDirectoryLock;
-  private retentionTimer: NodeJS.Timeout | null = null;
+  /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
+  private readonly clock: Clock;
+  private retentionTimer: ClockTimer | null = null;
   private lastRetention: RetentionPassResult | null = null;
   private closePromise: Promise<void> | null = null;
 
   protected constructor(parts: BrokerEngineParts) {
     this.dataDir = parts.dataDir;
+    this.clock = parts.options.clock;
     this.lock = parts.lock;
     this.metadata = parts.metadata;
     this.openReport = parts.openReport;
@@ -87,13 +92,16 @@ export class BrokerEngine implements BrokerApi {
       parts.metadata,
       parts.topics,
     );
-    this.messages = new BrokerMessages(this.topics, this.lifecycle);
+    this.messages = new BrokerMessages(this.topics, this.lifecycle, this.clock);
     const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
     parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
-    this.retentionTimer = setInterval(() => {
-      this.lastRetention = this.applyRetention();
-    }, parts.options.retentionCheckIntervalMs);
-    this.retentionTimer.unref();
+    this.retentionTimer = this.clock.setInterval(
+      () => {
+        this.lastRetention = this.applyRetention();
+      },
+      parts.options.retentionCheckIntervalMs,
+      { unref: true },
+    );
   }
 
   /**
@@ -107,6 +115,7 @@ export class BrokerEngine implements BrokerApi {
 
   /** The opening work of `open`, for subclasses (the composition root) to construct themselves. */
   protected static async openParts(options: BrokerOptions): Promise<BrokerEngineParts> {
+    // Real time, not the clock: only measured for the open report, it decides nothing.
     const startedAt = performance.now();
     const resolved = resolveBrokerOptions(options);
     const dataDir = resolve(resolved.dataDir);
@@ -119,9 +128,10 @@ export class BrokerEngine implements BrokerApi {
         defaults: resolved.topicDefaults,
         tuning: resolved.stateLog,
         checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
       });
       const records = metadata.records();
-      const reconciliation = reconcileTopicDirectories(dataDir, records);
+      const reconciliation = reconcileTopicDirectories(dataDir, records, resolved.clock.nowMs());
       const kept = new Set(reconciliation.topics.map((topic) => topic.name));
       for (const record of records) {
         if (!kept.has(record.name)) await metadata.deleteTopic(record.name);
@@ -209,9 +219,10 @@ export class BrokerEngine implements BrokerApi {
 
   /**
    * Deletes, in every partition, whole sealed segments past the topic's retention limits. Runs every
-   * `retentionCheckIntervalMs` by itself; callable directly (tests, operators).
+   * `retentionCheckIntervalMs` by itself; callable directly (tests, operators). `nowMs`: wall time,
+   * the clock's by default.
    */
-  applyRetention(nowMs = Date.now()): RetentionPassResult {
+  applyRetention(nowMs = this.clock.nowMs()): RetentionPassResult {
     const result: RetentionPassResult = { deletedSegments: 0, deletedBytes: 0, failures: [] };
     if (this.lifecycle.closing) return result;
     for (const topic of this.topics.all()) {
@@ -247,7 +258,7 @@ export class BrokerEngine implements BrokerApi {
   }
 
   private async closeNow(): Promise<void> {
-    if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
+    this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
     this.messages.wakeAll();
     await this.topics.idle();

@@ -8,6 +8,7 @@
  * Concurrency: one event loop; produce and fetch run concurrently with everything, including topic
  * administration. Each call is counted in the broker's Lifecycle so close() can wait for it.
  */
+import type { Clock } from '../clock.js';
 import { InvalidArgumentError, InvalidBatchError, UnknownTopicError } from '../errors.js';
 import { BatchAttributes } from '../format/batch-header.js';
 import { validateBatch } from '../format/record-batch.js';
@@ -67,11 +68,15 @@ function resolveFetchOptions(options: FetchOptions): ResolvedFetchOptions {
 export class BrokerMessages implements MessageService {
   private readonly topics: BrokerTopics;
   private readonly lifecycle: Lifecycle;
-  private readonly waiters = new FetchWaiters<Partition>(fetchWaitersPerPartitionMax, fetchWaitersTotalMax);
+  /** The broker's clock: long-poll deadlines and timeouts. */
+  private readonly clock: Clock;
+  private readonly waiters: FetchWaiters<Partition>;
 
-  constructor(topics: BrokerTopics, lifecycle: Lifecycle) {
+  constructor(topics: BrokerTopics, lifecycle: Lifecycle, clock: Clock) {
     this.topics = topics;
     this.lifecycle = lifecycle;
+    this.clock = clock;
+    this.waiters = new FetchWaiters(fetchWaitersPerPartitionMax, fetchWaitersTotalMax, clock);
     topics.onTopicDeleted((topic) => {
       for (const partition of topic.partitions) this.waiters.wake(partition);
     });
@@ -125,7 +130,7 @@ export class BrokerMessages implements MessageService {
       throw new InvalidArgumentError(`offset must be an integer, got ${offset}`);
     this.lifecycle.begin();
     try {
-      const deadline = performance.now() + maxWaitMs;
+      const deadline = this.clock.monotonicMs() + maxWaitMs;
       for (;;) {
         if (owner.deleted) throw new UnknownTopicError(topic);
         const result = target.read(offset, maxBytes);
@@ -133,7 +138,7 @@ export class BrokerMessages implements MessageService {
         const enough =
           result.records.length >= minBytes ||
           (result.batchCount > 0 && result.nextOffset < result.highWatermark);
-        const remainingMs = deadline - performance.now();
+        const remainingMs = deadline - this.clock.monotonicMs();
         if (enough || remainingMs <= 0 || this.lifecycle.closing || signal?.aborted) return result;
         const reason = await this.waiters.wait(target, Math.ceil(remainingMs), signal);
         if (reason !== 'data') {

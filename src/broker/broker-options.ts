@@ -3,6 +3,7 @@
  * dedup window) apply to topics created later without those fields and are then stored with the
  * topic; the other options apply to the whole broker.
  */
+import { type Clock, systemClock } from '../clock.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   checkpointIntervalMsDefault,
@@ -18,6 +19,8 @@ import {
   timerDelayMsMax,
 } from '../limits.js';
 import type { Durability } from '../protocol/types.js';
+import type { LogFactory } from '../storage/log-store.js';
+import { PartitionLog } from '../storage/partition-log.js';
 import type { StateLogTuning } from './metadata-store.js';
 import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
 
@@ -45,6 +48,19 @@ export interface BrokerOptions {
   /** Every partition log: interval between recovery-point checkpoint writes. Default 5 s. */
   checkpointIntervalMs?: number;
   /**
+   * For tests and embedding: the broker's one clock (wall time, monotonic time, timers), handed to
+   * every partition log and every timed feature. Default `systemClock`; tests pass a ManualClock.
+   */
+  clock?: Clock;
+  /**
+   * For tests and embedding: opens the log of each partition (`LogStore`). Default: PartitionLog
+   * (segment files). `memoryLogFactory` (storage/memory-log.ts) keeps every log in memory; a factory
+   * returning FaultyLog wrappers (storage/faulty-log.ts) injects storage faults. The broker still owns
+   * `dataDir`: its metadata and one (possibly empty) directory per partition. The internal state
+   * logs (`__metadata`) are always PartitionLogs on disk.
+   */
+  logFactory?: LogFactory;
+  /**
    * Internal state logs (`__metadata`): segment size (default 4 MiB) and the bytes of changes
    * between two snapshots, at least (default 1 MiB). For tuning and tests.
    */
@@ -58,7 +74,20 @@ export interface ResolvedBrokerOptions {
   segmentMs: number;
   indexIntervalBytes: number;
   checkpointIntervalMs: number;
+  clock: Clock;
+  logFactory: LogFactory;
   stateLog: StateLogTuning;
+}
+
+/** Opens segment-file logs: the default `logFactory`. */
+const openPartitionLog: LogFactory = (request) => PartitionLog.open(request);
+
+function isClock(value: unknown): value is Clock {
+  if (typeof value !== 'object' || value === null) return false;
+  const clock = value as Record<string, unknown>;
+  return ['nowMs', 'monotonicMs', 'setTimeout', 'setInterval', 'clearTimer'].every(
+    (name) => typeof clock[name] === 'function',
+  );
 }
 
 function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
@@ -99,9 +128,21 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
     },
     'broker option',
   );
+  const clock = options.clock ?? systemClock;
+  if (!isClock(clock)) {
+    throw new InvalidArgumentError(
+      'broker option clock must implement nowMs, monotonicMs, setTimeout, setInterval and clearTimer',
+    );
+  }
+  const logFactory = options.logFactory ?? openPartitionLog;
+  if (typeof logFactory !== 'function') {
+    throw new InvalidArgumentError('broker option logFactory must be a function');
+  }
   return {
     dataDir,
     topicDefaults,
+    clock,
+    logFactory,
     retentionCheckIntervalMs: positiveInteger(
       'retentionCheckIntervalMs',
       options.retentionCheckIntervalMs,

@@ -11,7 +11,7 @@
  *                   deletion, remove the renamed directory.
  * Lookups (`topicNamed`, `partitionOf`) run concurrently with everything.
  */
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import {
   InvalidArgumentError,
@@ -28,7 +28,7 @@ import type {
   TopicService,
 } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
-import { PartitionLog } from '../storage/partition-log.js';
+import type { LogStore } from '../storage/log-store.js';
 import type { ResolvedBrokerOptions } from './broker-options.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { MetadataStore, TopicRecord } from './metadata-store.js';
@@ -92,11 +92,12 @@ export class BrokerTopics implements TopicService {
       }
       const directory = topicDirectory(this.dataDir, name);
       // A directory the metadata does not know (open reported it): keep its content, out of the way.
-      if (existsSync(directory)) renameSync(directory, asidePath(directory, 'orphan'));
+      if (existsSync(directory))
+        renameSync(directory, asidePath(directory, 'orphan', this.options.clock.nowMs()));
       const record: TopicRecord = {
         name,
         partitionCount: resolved.partitions,
-        createdAtMs: Date.now(),
+        createdAtMs: this.options.clock.nowMs(),
         config: resolved,
       };
       let partitions: Partition[];
@@ -133,7 +134,7 @@ export class BrokerTopics implements TopicService {
       for (const listener of this.deletionListeners) listener(topic);
       await closeQuietly(topic.partitions);
       const directory = topicDirectory(this.dataDir, name);
-      const aside = asidePath(directory, 'deleted');
+      const aside = asidePath(directory, 'deleted', this.options.clock.nowMs());
       try {
         if (existsSync(directory)) {
           renameSync(directory, aside);
@@ -187,7 +188,8 @@ export class BrokerTopics implements TopicService {
       for (let index = from; index < to; index++) {
         // Left by an addPartitions a crash interrupted (holds nothing acknowledged): keep it aside.
         const directory = partitionDirectory(this.dataDir, name, index);
-        if (existsSync(directory)) renameSync(directory, asidePath(directory, 'stray'));
+        if (existsSync(directory))
+          renameSync(directory, asidePath(directory, 'stray', this.options.clock.nowMs()));
       }
       const record = topic.record(to);
       let added: Partition[];
@@ -204,7 +206,9 @@ export class BrokerTopics implements TopicService {
         await this.metadata.putTopic(record);
       } catch (error) {
         await closeQuietly(added);
-        for (const partition of added) rmSync(partition.log.directory, { recursive: true, force: true });
+        for (const partition of added) {
+          rmSync(partitionDirectory(this.dataDir, name, partition.index), { recursive: true, force: true });
+        }
         throw storageErrorFrom(`adding partitions to topic '${name}'`, error);
       }
       topic.addPartitions(added);
@@ -262,7 +266,10 @@ export class BrokerTopics implements TopicService {
   }
 }
 
-/** Opens the logs of partitions [from, to) of `record` in parallel; on any failure closes the others. */
+/**
+ * Opens the logs of partitions [from, to) of `record` in parallel, through `options.logFactory`, in
+ * directories it creates; on any failure closes the others.
+ */
 export async function openPartitions(
   options: ResolvedBrokerOptions,
   dataDir: string,
@@ -273,9 +280,13 @@ export async function openPartitions(
   const { config } = record;
   const indexes = Array.from({ length: to - from }, (_, i) => from + i);
   const outcomes = await Promise.allSettled(
-    indexes.map((index) =>
-      PartitionLog.open({
-        directory: partitionDirectory(dataDir, record.name, index),
+    indexes.map(async (index) => {
+      const directory = partitionDirectory(dataDir, record.name, index);
+      mkdirSync(directory, { recursive: true });
+      return options.logFactory({
+        topic: record.name,
+        partition: index,
+        directory,
         durability: config.durability,
         flushIntervalMs: config.flushIntervalMs,
         segmentBytes: config.segmentBytes,
@@ -284,10 +295,11 @@ export async function openPartitions(
         segmentMs: options.segmentMs,
         indexIntervalBytes: options.indexIntervalBytes,
         checkpointIntervalMs: options.checkpointIntervalMs,
-      }),
-    ),
+        clock: options.clock,
+      });
+    }),
   );
-  const logs: PartitionLog[] = [];
+  const logs: LogStore[] = [];
   let failure: unknown = null;
   for (const outcome of outcomes) {
     if (outcome.status === 'fulfilled') logs.push(outcome.value);

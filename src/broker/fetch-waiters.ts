@@ -7,8 +7,12 @@
  * fails at once with BackpressureError. Every waiter owns one timer and at most one abort listener,
  * both released the moment it settles, whatever settles it: nothing leaks.
  *
+ * Timeouts run on the injected clock (the broker's), so a test can time them out with a ManualClock.
+ * A waiting fetch's timer keeps the process alive (someone awaits its answer).
+ *
  * Keys are compared by identity (the broker uses its Partition objects). Single-threaded.
  */
+import { type Clock, type ClockTimer, systemClock } from '../clock.js';
 import { BackpressureError } from '../errors.js';
 
 /** Why a wait ended: data arrived (or the partition changed), the time ran out, the caller gave up, the broker closes. */
@@ -17,7 +21,7 @@ export type WakeReason = 'data' | 'timeout' | 'abort' | 'close';
 interface Waiter<K> {
   key: K;
   resolve: (reason: WakeReason) => void;
-  timer: NodeJS.Timeout | null;
+  timer: ClockTimer | null;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | null;
   settled: boolean;
@@ -28,10 +32,12 @@ export class FetchWaiters<K> {
   private count = 0;
   private readonly perKeyMax: number;
   private readonly totalMax: number;
+  private readonly clock: Clock;
 
-  constructor(perKeyMax: number, totalMax: number) {
+  constructor(perKeyMax: number, totalMax: number, clock: Clock = systemClock) {
     this.perKeyMax = perKeyMax;
     this.totalMax = totalMax;
+    this.clock = clock;
   }
 
   /** Waiters registered now, over all keys. */
@@ -65,7 +71,7 @@ export class FetchWaiters<K> {
     const set = waiters;
     return new Promise<WakeReason>((resolve) => {
       const waiter: Waiter<K> = { key, resolve, timer: null, signal, onAbort: null, settled: false };
-      waiter.timer = setTimeout(() => this.settle(waiter, 'timeout'), Math.max(0, timeoutMs));
+      waiter.timer = this.clock.setTimeout(() => this.settle(waiter, 'timeout'), Math.max(0, timeoutMs));
       if (signal !== undefined) {
         waiter.onAbort = () => this.settle(waiter, 'abort');
         signal.addEventListener('abort', waiter.onAbort, { once: true });
@@ -92,7 +98,7 @@ export class FetchWaiters<K> {
   private settle(waiter: Waiter<K>, reason: WakeReason): void {
     if (waiter.settled) return;
     waiter.settled = true;
-    if (waiter.timer !== null) clearTimeout(waiter.timer);
+    this.clock.clearTimer(waiter.timer);
     waiter.timer = null;
     if (waiter.onAbort !== null) waiter.signal?.removeEventListener('abort', waiter.onAbort);
     waiter.onAbort = null;

@@ -16,6 +16,7 @@
  */
 import { existsSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Clock } from '../clock.js';
 import { CorruptLogError } from '../errors.js';
 import { CheckpointFile, fsyncDirectorySync } from '../storage/checkpoint-file.js';
 import { PartitionLog } from '../storage/partition-log.js';
@@ -54,6 +55,8 @@ export interface MetadataStoreOptions {
   defaults: ResolvedTopicConfig;
   tuning?: StateLogTuning;
   checkpointIntervalMs?: number;
+  /** The broker's clock, for the log's timers. Default `systemClock`. */
+  clock?: Clock;
 }
 
 export class MetadataStore {
@@ -93,6 +96,7 @@ export class MetadataStore {
       durability: 'always',
       segmentBytes,
       spareSegment: false,
+      ...(options.clock !== undefined ? { clock: options.clock } : {}),
       ...(options.checkpointIntervalMs !== undefined
         ? { checkpointIntervalMs: options.checkpointIntervalMs }
         : {}),
@@ -193,7 +197,8 @@ function userTopicDirectories(dataDir: string): string[] {
 /**
  * Reads `metadata.json` of earlier versions (a CheckpointFile: JSON + CRC line):
  *   { "version": 1, "topics": { "<name>": { "partitionCount", "createdAtMs", "config": {...} } } }
- * A damaged or invalid file is a CorruptLogError: the broker refuses to open until an operator looks.
+ * A damaged or invalid file is a CorruptLogError (bad input, never an assertion): the broker refuses
+ * to open until an operator looks.
  */
 function readLegacyMetadata(
   path: string,

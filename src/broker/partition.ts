@@ -1,22 +1,24 @@
 /**
- * One partition of a topic as the broker serves it: its PartitionLog plus what the broker adds on
- * top, namely what a consumer may see. With durability `always` a consumer sees only what is on
- * disk (below the log's durableOffset), so nothing it read can vanish in a crash; with `interval`
- * and `none` it sees everything appended (the ack did not promise more either).
+ * One partition of a topic as the broker serves it: its log (a LogStore: PartitionLog, or in tests
+ * MemoryLog or FaultyLog) plus what the broker adds on top, namely what a consumer may see. With
+ * durability `always` a consumer sees only what is on disk (below the log's durableOffset), so
+ * nothing it read can vanish in a crash; with `interval` and `none` it sees everything appended (the
+ * ack did not promise more either).
  *
- * Buffer ownership: `read` returns views of mapped segments (see PartitionLog), valid while referenced.
+ * Buffer ownership: `read` returns what the log's read returns (views of mapped segments for
+ * PartitionLog), valid while referenced.
  */
 import type { FetchResult, PartitionDescription } from '../protocol/broker-api.js';
 import type { Durability } from '../protocol/types.js';
-import type { PartitionLog } from '../storage/partition-log.js';
+import type { LogStore } from '../storage/log-store.js';
 
 export class Partition {
   readonly topic: string;
   readonly index: number;
-  readonly log: PartitionLog;
+  readonly log: LogStore;
   readonly durability: Durability;
 
-  constructor(topic: string, index: number, log: PartitionLog, durability: Durability) {
+  constructor(topic: string, index: number, log: LogStore, durability: Durability) {
     this.topic = topic;
     this.index = index;
     this.log = log;

@@ -40,8 +40,11 @@ export function partitionDirectory(dataDir: string, topic: string, partition: nu
   return join(dataDir, topicsDirectoryName, topic, String(partition));
 }
 
-/** `path` + `.<kind>-<ms>`, with the number raised until nothing of that name exists. */
-export function asidePath(path: string, kind: 'deleted' | 'orphan' | 'stray', nowMs = Date.now()): string {
+/**
+ * `path` + `.<kind>-<ms>` (`nowMs`: wall time of the broker's clock), with the number raised until
+ * nothing of that name exists.
+ */
+export function asidePath(path: string, kind: 'deleted' | 'orphan' | 'stray', nowMs: number): string {
   let stamp = nowMs;
   while (existsSync(`${path}.${kind}-${stamp}`)) stamp++;
   return `${path}.${kind}-${stamp}`;
@@ -69,9 +72,14 @@ function isDirectory(path: string): boolean {
 
 /**
  * Compares metadata with the directories under `dataDir/topics/` and repairs what a crash can leave
- * behind (see the header). Synchronous: runs once at open, before anything is served.
+ * behind (see the header). Synchronous: runs once at open, before anything is served. `nowMs`
+ * (wall time) stamps the directories it moves aside.
  */
-export function reconcileTopicDirectories(dataDir: string, metadata: TopicRecord[]): Reconciliation {
+export function reconcileTopicDirectories(
+  dataDir: string,
+  metadata: TopicRecord[],
+  nowMs: number,
+): Reconciliation {
   const root = topicsDirectory(dataDir);
   if (!existsSync(root)) {
     mkdirSync(root, { recursive: true });
@@ -143,7 +151,7 @@ export function reconcileTopicDirectories(dataDir: string, metadata: TopicRecord
     for (const entry of partitionEntries) {
       if (!partitionNamePattern.test(entry) || Number(entry) < topic.partitionCount) continue;
       const from = join(directory, entry);
-      const to = asidePath(from, 'stray');
+      const to = asidePath(from, 'stray', nowMs);
       renameSync(from, to);
       topicChanged = true;
       result.strayPartitionDirectories.push({ from, to });

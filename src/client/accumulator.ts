@@ -24,6 +24,7 @@
  * failed for good); the producer makes send() wait while it is above `bufferMemoryBytes`.
  * Single-threaded; callbacks (`onSendable`) run synchronously from append() or the linger timer.
  */
+import { assert } from '../assert.js';
 import { BatchBuilder, type RecordInput } from '../format/record-batch.js';
 import { batchBytesMax } from '../limits.js';
 import type { SendResult } from './producer.js';
@@ -110,11 +111,10 @@ export class ProducerBatch {
   }
 
   private checkTracked(): void {
-    if (this.tracked !== this.recordCount) {
-      throw new Error(
-        `ProducerBatch: ${this.tracked} sends tracked for ${this.recordCount} records at settle`,
-      );
-    }
+    assert(
+      this.tracked === this.recordCount,
+      () => `ProducerBatch: ${this.tracked} sends tracked for ${this.recordCount} records at settle`,
+    );
     this.settled = true;
   }
 }
@@ -208,7 +208,8 @@ export class Accumulator {
         builder = batch.builder!;
         before = builder.sizeBytes;
         appended = builder.append(record);
-        if (!appended) throw new Error('Accumulator: a record did not fit an empty batch');
+        // append() throws for a record no batch can hold, so an empty one takes any other.
+        assert(appended, 'Accumulator: a record did not fit an empty batch');
       }
     } catch (error) {
       if (builder.recordCount === 0) this.discardEmpty(queue);

@@ -9,7 +9,9 @@
  * with the broker's errors, TIMEOUT, or CONNECTION_CLOSED (not retriable) after close(), which also
  * ends pending long-polls at once.
  */
+
 import { setMaxListeners } from 'node:events';
+import { assert } from '../assert.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { dispatch } from '../protocol/dispatch.js';
@@ -99,7 +101,7 @@ export class InProcessTransport implements Transport {
   }
 
   get hello(): HelloInfo {
-    if (this.helloInfo === null) throw new Error('InProcessTransport.hello before connect');
+    assert(this.helloInfo !== null, 'InProcessTransport.hello before connect');
     return this.helloInfo;
   }
 

@@ -4,6 +4,7 @@
  * BACKPRESSURE (retriable). tryAcquire() takes a slot without allocating when one is free.
  * Single-threaded; every acquire that succeeded must be paired with exactly one release().
  */
+import { assert } from '../assert.js';
 import { SpillwayError } from '../errors.js';
 
 interface Waiter {
@@ -86,7 +87,7 @@ export class RequestWindow {
   }
 
   release(): void {
-    if (this.inFlight <= 0) throw new Error('RequestWindow.release without a matching acquire');
+    assert(this.inFlight > 0, 'RequestWindow.release without a matching acquire');
     this.inFlight--;
     this.admit();
   }

@@ -16,7 +16,9 @@
  * protocol never passes through the HTTP caches that masking protects). The caller's body is not
  * modified. Not for concurrent use from several threads (nothing in Node is).
  */
+
 import { WebSocket } from 'ws';
+import { assert } from '../assert.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import { frameBytesMax } from '../limits.js';
 import { decodeFrame, encodeFrame, FrameFlags } from '../protocol/frame.js';
@@ -155,7 +157,7 @@ export class WebSocketTransport implements Transport {
   }
 
   get hello(): HelloInfo {
-    if (this.helloInfo === null) throw new Error('WebSocketTransport.hello before the first connection');
+    assert(this.helloInfo !== null, 'WebSocketTransport.hello before the first connection');
     return this.helloInfo;
   }
 

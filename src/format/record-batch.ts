@@ -31,6 +31,7 @@
  * outlive the map). None of these classes may be used from two places at once.
  */
 import { isUtf8 } from 'node:buffer';
+import { assert, unreachable } from '../assert.js';
 import { CorruptBatchError, InvalidArgumentError, InvalidBatchError } from '../errors.js';
 import {
   batchBytesMax,
@@ -181,10 +182,11 @@ export class BatchBuilder {
    * Appends one record. Returns false, writing nothing, when the record would take the batch past
    * maxBatchBytes or batchRecordCountMax (finish this batch and append it to the next one). Throws
    * InvalidBatchError when the record can never fit a batch or a key or header exceeds its limit,
-   * InvalidArgumentError for a bad timestamp or header key.
+   * InvalidArgumentError for a bad timestamp or header key, or after `finish` without `reset`
+   * (misuse by the caller of a public class: a typed error, not an assertion).
    */
   append(record: RecordInput): boolean {
-    if (this.finished) throw new Error('BatchBuilder.append after finish: call reset() first');
+    if (this.finished) throw new InvalidArgumentError('BatchBuilder.append after finish: call reset() first');
     const timestamp = record.timestamp ?? Date.now();
     if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
       throw new InvalidArgumentError(`timestamp ${timestamp} is not a safe integer >= 0`);
@@ -231,7 +233,7 @@ export class BatchBuilder {
     const end = start + recordBytes;
     if (end > this.maxBatchBytes || index >= batchRecordCountMax) return false;
     if (end > this.buffer.length) {
-      if (textAt >= 0) throw new Error('BatchBuilder: buffer too small for a value written ahead');
+      assert(textAt < 0, 'BatchBuilder: buffer too small for a value written ahead');
       this.grow(end);
     }
 
@@ -251,9 +253,8 @@ export class BatchBuilder {
       position = writeBytes(buffer, position, value!, valueLength);
     }
     position = headers == null ? writeVarint(buffer, position, 0) : this.writeHeaders(position, headers);
-    if (position !== end) {
-      throw new Error(`BatchBuilder: wrote ${position - start} bytes, computed ${recordBytes}`);
-    }
+    if (position !== end)
+      unreachable(`BatchBuilder: wrote ${position - start} bytes, computed ${recordBytes}`);
 
     this.position = end;
     this.count = index + 1;
@@ -485,8 +486,7 @@ function writeBytes(buffer: Buffer, position: number, data: string | Uint8Array,
     for (let i = 0; i < length; i++) buffer[position + i] = data.charCodeAt(i);
   } else {
     const written = buffer.write(data, position, length);
-    if (written !== length)
-      throw new Error(`BatchBuilder: wrote ${written} bytes of a ${length}-byte string`);
+    if (written !== length) unreachable(`BatchBuilder: wrote ${written} bytes of a ${length}-byte string`);
   }
   return position + length;
 }

@@ -84,6 +84,7 @@ function listDirectory(directory: string): { baseOffsets: number[]; temporaryNam
 }
 
 export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<RecoveryCheckpoint>): LoadedLog {
+  // Real time, not the injected clock: only measured for the report, it decides nothing.
   const startedAt = performance.now();
   const { directory, segmentBytes, indexIntervalBytes, crc32c } = options;
   const read = checkpoint.read();

@@ -36,7 +36,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { CorruptLogError, storageErrorFrom } from '../errors.js';
+import { assert, unreachable } from '../assert.js';
+import { CorruptLogError, StorageIoError, storageErrorFrom } from '../errors.js';
 import {
   BatchHeader,
   batchLengthAt,
@@ -87,8 +88,6 @@ export class LogSegment {
   readonly indexPath: string;
   readonly timeIndexPath: string;
   readonly indexIntervalBytes: number;
-  /** When the segment was created or, for a recovered one, opened (for time-based rolling). */
-  readonly createdAtMs: number;
   /** Size of the .log file when it was opened, before any preallocation (0 for a new segment). */
   readonly fileBytesAtOpen: number;
 
@@ -132,7 +131,6 @@ export class LogSegment {
     this.capacityBytes = capacityBytes;
     this.state = state;
     this.indexIntervalBytes = indexIntervalBytes;
-    this.createdAtMs = Date.now();
     this.fileBytesAtOpen = fileBytesAtOpen;
   }
 
@@ -202,7 +200,10 @@ export class LogSegment {
     try {
       const fileBytes = fstatSync(fd).size;
       if (fileBytes !== capacityBytes) {
-        throw new Error(`spare file ${sparePath} holds ${fileBytes} bytes, expected ${capacityBytes}`);
+        // Changed behind our back (the spare code only ever hands over a full file): operating error.
+        throw new StorageIoError(
+          `spare file ${sparePath} holds ${fileBytes} bytes, expected ${capacityBytes}`,
+        );
       }
       renameSync(sparePath, path);
       renamed = true;
@@ -295,7 +296,7 @@ export class LogSegment {
 
   /** Installs the state found by recovery or loaded from the index files. */
   restore(state: SegmentState): void {
-    if (state.sizeBytes > this.capacityBytes) throw new Error('restored size exceeds the file');
+    assert(state.sizeBytes <= this.capacityBytes, 'restored size exceeds the file');
     this.state = state;
   }
 
@@ -308,9 +309,10 @@ export class LogSegment {
    * already zero-filled and writes nothing.
    */
   setZeroWriteBytes(zeroWriteBytes: number): void {
-    if (!Number.isSafeInteger(zeroWriteBytes) || zeroWriteBytes < 0 || zeroWriteBytes > zeroWriteBytesLarge) {
-      throw new Error(`zero-write size must be in [0, ${zeroWriteBytesLarge}], got ${zeroWriteBytes}`);
-    }
+    assert(
+      Number.isSafeInteger(zeroWriteBytes) && zeroWriteBytes >= 0 && zeroWriteBytes <= zeroWriteBytesLarge,
+      () => `zero-write size must be in [0, ${zeroWriteBytesLarge}], got ${zeroWriteBytes}`,
+    );
     this.zeroWriteBytes = zeroWriteBytes;
   }
 
@@ -323,10 +325,10 @@ export class LogSegment {
    * to the segment's next offset. Returns the position it was written at.
    */
   append(batch: Uint8Array): number {
-    if (!this.writable) throw new Error(`segment ${this.logPath} is not writable`);
+    if (!this.writable) unreachable(`append to segment ${this.logPath}, which is not writable`);
     const position = this.state.sizeBytes;
     const length = batch.length;
-    if (position + length > this.capacityBytes) throw new Error('append past the segment capacity');
+    if (position + length > this.capacityBytes) unreachable('append past the segment capacity');
     if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0) this.zeroAhead(position + length);
     this.map.set(batch, position);
     const baseOffset = this.state.nextOffset;
@@ -367,7 +369,7 @@ export class LogSegment {
   /** A zero-copy view of `[start, end)`; the range must be within the valid bytes. */
   view(start: number, end: number): Buffer {
     if (start < 0 || end > this.state.sizeBytes || start > end) {
-      throw new RangeError(`view [${start}, ${end}) outside [0, ${this.state.sizeBytes})`);
+      unreachable(`view [${start}, ${end}) outside [0, ${this.state.sizeBytes})`);
     }
     return this.map.subarray(start, end);
   }
@@ -441,7 +443,7 @@ export class LogSegment {
    * stale batch can be mistaken for data after a later crash. `nextOffset` becomes `offset`.
    */
   truncateTo(position: number, offset: number, maxTimestamp: number): void {
-    if (!this.writable) throw new Error('truncate a sealed segment: reopen it writable first');
+    assert(this.writable, 'truncate a sealed segment: reopen it writable first');
     const oldSize = this.state.sizeBytes;
     this.zeroRange(position, oldSize);
     this.state.offsetIndex.truncateToPosition(position);
@@ -532,7 +534,7 @@ export class LogSegment {
    * trims it, as `seal` would have.
    */
   completeRecoveredSeal(): void {
-    if (this.writable) throw new Error('completeRecoveredSeal is for sealed segments');
+    assert(!this.writable, 'completeRecoveredSeal is for sealed segments');
     this.writeIndexes();
     const size = this.state.sizeBytes;
     if (this.capacityBytes === size) return;

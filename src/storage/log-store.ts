@@ -1,8 +1,15 @@
 /**
- * What a partition log offers to the broker. Two implementations: PartitionLog (segment files,
- * the real one) and MemoryLog (an in-memory model, used by property tests as the reference and by
- * tests of higher layers that do not need files). Both must give the same answers.
+ * What a partition log offers to the broker: the broker's Partition depends on this interface only.
+ * Implementations: PartitionLog (segment files, the real one), MemoryLog (an in-memory model, used by
+ * property tests as the reference and by tests of higher layers that do not need files) and FaultyLog
+ * (a wrapper that injects storage faults and delays into any of them). PartitionLog and MemoryLog
+ * must give the same answers.
+ *
+ * `LogFactory` is how the broker opens its logs (`BrokerOptions.logFactory`): PartitionLog.open by
+ * default; tests and embedders may hand in another.
  */
+import type { Clock } from '../clock.js';
+import type { RecoveryReport } from './log-loader.js';
 import type { Durability } from './sync-scheduler.js';
 
 export interface AppendResult {
@@ -36,6 +43,14 @@ export interface RetentionResult {
 export interface LogStore {
   readonly logStartOffset: number;
   readonly logEndOffset: number;
+  /** Offset below which everything is durable (synced); at most `logEndOffset`. */
+  readonly durableOffset: number;
+  /** Bytes of log data held. */
+  readonly sizeBytes: number;
+  /** Units retention deletes (segments for PartitionLog); at least 1. */
+  readonly segmentCount: number;
+  /** What opening the log found and did (a log with nothing to recover reports a clean, empty open). */
+  readonly recovery: RecoveryReport;
   /** Append one batch (its baseOffset field is ignored and set by the log). */
   append(batch: Uint8Array): Promise<AppendResult>;
   /**
@@ -47,5 +62,36 @@ export interface LogStore {
   offsetForTime(timestamp: number): number | null;
   /** Removes every batch at or after `offset`, which must be a batch boundary. */
   truncateTo(offset: number): void;
+  /**
+   * Deletes the oldest data past the log's retention limits (never the newest unit); `nowMs` is wall
+   * time, compared with record timestamps.
+   */
+  applyRetention(nowMs: number): RetentionResult;
+  /** Makes everything appended so far durable. */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** What the broker asks for when it opens the log of one partition (`LogFactory`). */
+export interface LogOpenRequest {
+  topic: string;
+  partition: number;
+  /** The partition's directory; the broker created it (a log need not put anything in it). */
+  directory: string;
+  durability: Durability;
+  flushIntervalMs: number;
+  segmentBytes: number;
+  segmentMs: number;
+  indexIntervalBytes: number;
+  retentionMs: number;
+  retentionBytes: number;
+  checkpointIntervalMs: number;
+  /** The broker's clock: every timer and time the log uses. */
+  clock: Clock;
+}
+
+/**
+ * Opens (creating or recovering) the log of one partition. Rejects with a SpillwayError (or a
+ * system error, which the broker turns into STORAGE_FULL / STORAGE_IO) when it cannot.
+ */
+export type LogFactory = (request: LogOpenRequest) => Promise<LogStore>;

@@ -12,14 +12,22 @@
  *    larger than it) and both return at least one batch when there is one that `maxOffset` allows.
  *  - Retention works on batches, not segments (see `applyRetention`); `deleteBefore` moves the log
  *    start to any batch boundary, so a test can follow PartitionLog's segment deletions exactly.
- *  - Nothing is durable: the durability given to the constructor is only reported in AppendResult,
- *    so the model can stand in for a log of any durability. No batch size limit beyond the batch
- *    format's own (PartitionLog also rejects a batch larger than its segment size).
+ *  - Nothing is on disk, but the model behaves as a log whose syncs complete at once: the
+ *    durability given to the constructor is only reported in AppendResult, and `durableOffset` is
+ *    always the log end, so the model can stand in for a log of any durability (with `always`, the
+ *    broker shows a consumer everything appended). `flush` does nothing. No batch size limit beyond
+ *    the batch format's own (PartitionLog also rejects a batch larger than its segment size).
+ *  - For the broker (LogStore), each batch counts as one retention unit: `segmentCount` is the
+ *    number of batches (at least 1, as PartitionLog always has an active segment) and
+ *    `applyRetention` reports deleted batches as `deletedSegments`. `recovery` reports a clean,
+ *    empty open.
  *
  * Buffer ownership: `append` copies the batch (the caller's bytes are never modified); `read` returns
  * a fresh copy the caller owns. Single-threaded like PartitionLog; `append` may be called without
  * awaiting, and offsets are assigned in call order.
  */
+
+import { type Clock, systemClock } from '../clock.js';
 import { InvalidArgumentError, InvalidBatchError, LogClosedError, OffsetOutOfRangeError } from '../errors.js';
 import {
   batchLengthAt,
@@ -28,7 +36,8 @@ import {
   checkBatchHeader,
   setBatchBaseOffset,
 } from '../format/batch-header.js';
-import type { AppendResult, LogStore, ReadResult } from './log-store.js';
+import type { RecoveryReport } from './log-loader.js';
+import type { AppendResult, LogFactory, LogStore, ReadResult, RetentionResult } from './log-store.js';
 import { type Durability, durabilities } from './sync-scheduler.js';
 
 export interface MemoryLogOptions {
@@ -38,12 +47,13 @@ export interface MemoryLogOptions {
   retentionMs?: number;
   /** Oldest batches are deleted by `applyRetention` while the log is larger than this. -1: no limit. */
   retentionBytes?: number;
+  /** Wall time for `applyRetention` without an argument. Default `systemClock`. */
+  clock?: Clock;
 }
 
-export interface MemoryRetentionResult {
+/** RetentionResult with `deletedSegments` equal to `deletedBatches` (a batch is the unit here). */
+export interface MemoryRetentionResult extends RetentionResult {
   deletedBatches: number;
-  deletedBytes: number;
-  logStartOffset: number;
 }
 
 interface StoredBatch {
@@ -66,6 +76,18 @@ export class MemoryLog implements LogStore {
   readonly durability: Durability;
   readonly retentionMs: number;
   readonly retentionBytes: number;
+  readonly recovery: RecoveryReport = {
+    cleanShutdown: true,
+    recoveryPoint: 0,
+    checkpointProblem: null,
+    segmentCount: 1,
+    segmentsScanned: 0,
+    bytesVerified: 0,
+    indexesRebuilt: [],
+    truncation: null,
+    durationMs: 0,
+  };
+  private readonly clock: Clock;
 
   /** Batches in offset order, contiguous from `startOffset`. */
   private readonly batches: StoredBatch[] = [];
@@ -83,6 +105,7 @@ export class MemoryLog implements LogStore {
     this.durability = durability;
     this.retentionMs = retentionOption('retentionMs', options.retentionMs);
     this.retentionBytes = retentionOption('retentionBytes', options.retentionBytes);
+    this.clock = options.clock ?? systemClock;
   }
 
   get logStartOffset(): number {
@@ -102,6 +125,16 @@ export class MemoryLog implements LogStore {
 
   get batchCount(): number {
     return this.batches.length;
+  }
+
+  /** Always the log end: the model's syncs complete at once (see the header). */
+  get durableOffset(): number {
+    return this.endOffset;
+  }
+
+  /** The number of batches held, at least 1 (see the header). */
+  get segmentCount(): number {
+    return Math.max(1, this.batches.length);
   }
 
   /** Base offsets of the batches held, in order: the offsets `truncateTo` and `deleteBefore` accept, with the log end. */
@@ -234,7 +267,12 @@ export class MemoryLog implements LogStore {
       deletedBatches++;
       deletedBytes += oldest.bytes.length;
     }
-    return { deletedBatches, deletedBytes, logStartOffset: this.startOffset };
+    return {
+      deletedBatches,
+      deletedSegments: deletedBatches,
+      deletedBytes,
+      logStartOffset: this.startOffset,
+    };
   }
 
   /**
@@ -243,7 +281,7 @@ export class MemoryLog implements LogStore {
    * `nowMs - retentionMs`, or when the batches after it hold at least `retentionBytes`. The newest
    * batch is always kept (as PartitionLog always keeps its active segment).
    */
-  applyRetention(nowMs = Date.now()): MemoryRetentionResult {
+  applyRetention(nowMs = this.clock.nowMs()): MemoryRetentionResult {
     this.checkOpen();
     let deletedBatches = 0;
     let deletedBytes = 0;
@@ -259,7 +297,17 @@ export class MemoryLog implements LogStore {
       deletedBatches++;
       this.startOffset = oldest.baseOffset + oldest.recordCount;
     }
-    return { deletedBatches, deletedBytes, logStartOffset: this.startOffset };
+    return {
+      deletedBatches,
+      deletedSegments: deletedBatches,
+      deletedBytes,
+      logStartOffset: this.startOffset,
+    };
+  }
+
+  /** Nothing to sync (see the header); fails like PartitionLog once closed. */
+  async flush(): Promise<void> {
+    this.checkOpen();
   }
 
   async close(): Promise<void> {
@@ -279,3 +327,17 @@ export class MemoryLog implements LogStore {
     return index;
   }
 }
+
+/**
+ * A LogFactory (`BrokerOptions.logFactory`) that gives every partition a MemoryLog with the
+ * request's durability, retention and clock: a broker whose logs live in memory (tests, embedding).
+ */
+export const memoryLogFactory: LogFactory = (request) =>
+  Promise.resolve(
+    new MemoryLog({
+      durability: request.durability,
+      retentionMs: request.retentionMs,
+      retentionBytes: request.retentionBytes,
+      clock: request.clock,
+    }),
+  );

@@ -8,6 +8,7 @@
  * The index is derived data: written when a segment is sealed or closed, validated on load and
  * rebuilt from the log when missing or invalid. It is kept in memory while the segment is open.
  */
+import { unreachable } from '../assert.js';
 
 const entryBytes = 8;
 
@@ -31,7 +32,7 @@ export class OffsetIndex {
       const lastOffset = this.relativeOffsets[this.length - 1]!;
       const lastPosition = this.positions[this.length - 1]!;
       if (relativeOffset <= lastOffset || position <= lastPosition) {
-        throw new Error(
+        unreachable(
           `offset index must grow: (${relativeOffset}, ${position}) after (${lastOffset}, ${lastPosition})`,
         );
       }
@@ -87,7 +88,7 @@ export class OffsetIndex {
   }
 
   entry(index: number): { relativeOffset: number; position: number } {
-    if (index < 0 || index >= this.length) throw new RangeError(`no offset index entry ${index}`);
+    if (index < 0 || index >= this.length) unreachable(`no offset index entry ${index}`);
     return { relativeOffset: this.relativeOffsets[index]!, position: this.positions[index]! };
   }
 

@@ -20,6 +20,7 @@
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Clock, type ClockTimer, systemClock } from '../clock.js';
 import {
   CorruptLogError,
   InvalidArgumentError,
@@ -76,6 +77,11 @@ export interface PartitionLogOptions {
   /** Oldest sealed segments are deleted while the log is larger than this. -1: no limit. */
   retentionBytes?: number;
   checkpointIntervalMs?: number;
+  /**
+   * Time for the flush and checkpoint timers, segment age and retention (`systemClock` by default).
+   * The broker passes its own clock, so one ManualClock drives every log in a test.
+   */
+  clock?: Clock;
   /** CRC32C used to verify batches in recovery and `verify` (the native one by default). */
   crc32c?: Crc32cFunction;
   /**
@@ -114,6 +120,7 @@ interface ResolvedOptions {
   retentionMs: number;
   retentionBytes: number;
   checkpointIntervalMs: number;
+  clock: Clock;
   crc32c: Crc32cFunction;
   spareSegment: boolean;
   spareFileSystem: SpareFileSystem;
@@ -178,6 +185,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
       1,
       checkpointIntervalMsMax,
     ),
+    clock: options.clock ?? systemClock,
     crc32c: options.crc32c ?? nativeCrc32c,
     spareSegment: options.spareSegment ?? true,
     spareFileSystem: options.spareFileSystem ?? nodeSpareFileSystem,
@@ -198,8 +206,11 @@ export class PartitionLog implements LogStore {
   /** Segments written since the last sync started. */
   private readonly dirty = new Set<LogSegment>();
   private checkpointedOffset: number;
-  private flushTimer: NodeJS.Timeout | null = null;
-  private checkpointTimer: NodeJS.Timeout | null = null;
+  private readonly clock: Clock;
+  private flushTimer: ClockTimer | null = null;
+  private checkpointTimer: ClockTimer | null = null;
+  /** When the active segment became active (clock's monotonic time): it rolls `segmentMs` later. */
+  private activeSinceMs: number;
   private closed = false;
   /** The next segment being prepared or ready (spare-segment.ts), or null. */
   private spare: SpareSegment | null = null;
@@ -217,6 +228,8 @@ export class PartitionLog implements LogStore {
 
   private constructor(options: ResolvedOptions) {
     this.options = options;
+    this.clock = options.clock;
+    this.activeSinceMs = options.clock.monotonicMs();
     this.directory = options.directory;
     this.durability = options.durability;
     this.spareWanted = options.spareSegment;
@@ -265,11 +278,15 @@ export class PartitionLog implements LogStore {
     );
     if (this.dirty.size > 0) this.backgroundSync();
     if (this.durability === 'interval') {
-      this.flushTimer = setInterval(() => this.backgroundSync(), options.flushIntervalMs);
-      this.flushTimer.unref();
+      this.flushTimer = this.clock.setInterval(() => this.backgroundSync(), options.flushIntervalMs, {
+        unref: true,
+      });
     }
-    this.checkpointTimer = setInterval(() => this.backgroundCheckpoint(), options.checkpointIntervalMs);
-    this.checkpointTimer.unref();
+    this.checkpointTimer = this.clock.setInterval(
+      () => this.backgroundCheckpoint(),
+      options.checkpointIntervalMs,
+      { unref: true },
+    );
   }
 
   /** Opens (creating or recovering) the log in `options.directory`. */
@@ -340,7 +357,7 @@ export class PartitionLog implements LogStore {
     let segment = this.active;
     if (
       segment.remainingBytes() < length ||
-      (!segment.isEmpty && Date.now() - segment.createdAtMs >= this.options.segmentMs)
+      (!segment.isEmpty && this.clock.monotonicMs() - this.activeSinceMs >= this.options.segmentMs)
     ) {
       segment = this.roll();
     }
@@ -408,6 +425,7 @@ export class PartitionLog implements LogStore {
     fresh.setZeroWriteBytes(this.zeroWriteBytes);
     old.seal();
     this.segments.push(fresh);
+    this.activeSinceMs = this.clock.monotonicMs();
     this.syncer.markDirectoryDirty();
     this.spareWanted = this.options.spareSegment;
     // Sealed data goes to disk soon whatever the durability, so the recovery point can pass it.
@@ -536,6 +554,8 @@ export class PartitionLog implements LogStore {
     if (boundary !== offset) {
       throw new InvalidArgumentError(`offset ${offset} is inside a batch; truncate to a batch base offset`);
     }
+    // An older segment that becomes active again counts its age for rolling from now.
+    if (index < this.segments.length - 1) this.activeSinceMs = this.clock.monotonicMs();
     for (const later of this.segments.splice(index + 1)) {
       this.dirty.delete(later);
       later.delete();
@@ -553,9 +573,10 @@ export class PartitionLog implements LogStore {
 
   /**
    * Deletes whole sealed segments past the retention limits (never the active one).
+   * `nowMs` is wall time (compared with record timestamps), the clock's by default.
    * The broker calls this periodically.
    */
-  applyRetention(nowMs = Date.now()): RetentionResult {
+  applyRetention(nowMs = this.clock.nowMs()): RetentionResult {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);
     let deletedSegments = 0;
     let deletedBytes = 0;
@@ -643,8 +664,10 @@ export class PartitionLog implements LogStore {
   /** Syncs, writes the indexes, trims the active segment and records a clean shutdown. */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.flushTimer) clearInterval(this.flushTimer);
-    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    this.clock.clearTimer(this.flushTimer);
+    this.clock.clearTimer(this.checkpointTimer);
+    this.flushTimer = null;
+    this.checkpointTimer = null;
     let syncError: unknown = null;
     try {
       await this.syncer.syncAll();

@@ -29,6 +29,7 @@
  */
 import { closeSync, fdatasync, openSync, unlinkSync, write } from 'node:fs';
 import { join } from 'node:path';
+import { assert } from '../assert.js';
 import { type SpillwayError, StorageIoError, storageErrorFrom } from '../errors.js';
 import { fallocate } from '../native.js';
 import { zeroBuffer, zeroWriteBytesLarge } from './zero-fill.js';
@@ -123,17 +124,15 @@ export class SpareSegment {
     options: SpareOptions,
     fileSystem: SpareFileSystem = nodeSpareFileSystem,
   ): SpareSegment {
-    if (!Number.isSafeInteger(capacityBytes) || capacityBytes <= 0) {
-      throw new Error(`spare segment capacity must be a positive integer, got ${capacityBytes}`);
-    }
+    assert(
+      Number.isSafeInteger(capacityBytes) && capacityBytes > 0,
+      () => `spare segment capacity must be a positive integer, got ${capacityBytes}`,
+    );
     const { zeroWriteBytes } = options;
-    if (
-      !Number.isSafeInteger(zeroWriteBytes) ||
-      zeroWriteBytes <= 0 ||
-      zeroWriteBytes > zeroWriteBytesLarge
-    ) {
-      throw new Error(`zero-write size must be in [1, ${zeroWriteBytesLarge}], got ${zeroWriteBytes}`);
-    }
+    assert(
+      Number.isSafeInteger(zeroWriteBytes) && zeroWriteBytes > 0 && zeroWriteBytes <= zeroWriteBytesLarge,
+      () => `zero-write size must be in [1, ${zeroWriteBytesLarge}], got ${zeroWriteBytes}`,
+    );
     const spare = new SpareSegment(directory, capacityBytes, options, fileSystem);
     try {
       spare.fd = fileSystem.open(spare.path);
@@ -165,8 +164,7 @@ export class SpareSegment {
    * zeros) and forgets it. The caller renames the file (`LogSegment.adopt`) and owns the descriptor.
    */
   take(): number {
-    if (this.currentState !== 'ready')
-      throw new Error(`take() of a spare segment in state ${this.currentState}`);
+    assert(this.currentState === 'ready', () => `take() of a spare segment in state ${this.currentState}`);
     this.currentState = 'taken';
     this.created = false;
     const fd = this.fd;
@@ -197,8 +195,7 @@ export class SpareSegment {
     }
     const length = Math.min(this.zeroWriteBytes, this.capacityBytes - position);
     // The invariant of the class header: only the spare's own file, only while filling.
-    if (this.currentState !== 'filling' || this.fd < 0)
-      throw new Error('zero-write outside the filling state');
+    assert(this.currentState === 'filling' && this.fd >= 0, 'zero-write outside the filling state');
     this.fileSystem.write(this.fd, zeroBuffer(), length, position, (error, bytesWritten) => {
       if (error !== null) {
         this.fail(error);

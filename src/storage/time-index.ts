@@ -9,6 +9,7 @@
  *   8 uint32 position             byte position of the indexed batch in the .log file
  * Derived data, like the offset index: validated on load, rebuilt when missing or invalid.
  */
+import { unreachable } from '../assert.js';
 import { readInt64LE, writeInt64LE } from '../format/int64.js';
 
 const entryBytes = 12;
@@ -33,7 +34,7 @@ export class TimeIndex {
         position <= this.positions[this.length - 1]! ||
         maxTimestampBefore < this.timestamps[this.length - 1]!
       ) {
-        throw new Error(`time index must grow: (${maxTimestampBefore}, ${position})`);
+        unreachable(`time index must grow: (${maxTimestampBefore}, ${position})`);
       }
     }
     if (this.length === this.positions.length) {
@@ -67,7 +68,7 @@ export class TimeIndex {
   }
 
   positionAt(index: number): number {
-    if (index < 0 || index >= this.length) throw new RangeError(`no time index entry ${index}`);
+    if (index < 0 || index >= this.length) unreachable(`no time index entry ${index}`);
     return this.positions[index]!;
   }
 

@@ -18,6 +18,8 @@
  * large writes for `none` and `interval` (whose syncs cover many pages anyway), 16 KiB for `always`.
  */
 import { writeSync } from 'node:fs';
+import { assert } from '../assert.js';
+import { StorageIoError } from '../errors.js';
 import type { Durability } from './sync-scheduler.js';
 
 /** Zero-write size for `none` and `interval`: large folios, fastest copies. Also the buffer size. */
@@ -42,13 +44,13 @@ export function zeroBuffer(): Buffer {
  * `zeroWriteBytesLarge`). The caller guarantees that the range holds no data.
  */
 export function writeZerosSync(fd: number, start: number, end: number, writeBytes: number): void {
-  if (!(writeBytes > 0 && writeBytes <= zeroWriteBytesLarge))
-    throw new Error(`bad zero-write size ${writeBytes}`);
+  assert(writeBytes > 0 && writeBytes <= zeroWriteBytesLarge, () => `bad zero-write size ${writeBytes}`);
   const zeros = zeroBuffer();
   let position = start;
   while (position < end) {
     const written = writeSync(fd, zeros, 0, Math.min(writeBytes, end - position), position);
-    if (written <= 0) throw new Error(`zero-write at ${position} wrote nothing`);
+    // The file system refused to make progress: an operating error, not a bug of ours.
+    if (written <= 0) throw new StorageIoError(`zero-write at ${position} wrote nothing`);
     position += written;
   }
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
 import { batchBaseOffset, batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords, encodeBatch } from '../../src/format/record-batch.js';
 import { MemoryLog } from '../../src/storage/memory-log.js';
@@ -119,6 +120,7 @@ describe('MemoryLog', () => {
     const oneBatchBytes = log.read(2, 1).bytes.length;
     expect(log.applyRetention(2102)).toEqual({
       deletedBatches: 1,
+      deletedSegments: 1,
       deletedBytes: oneBatchBytes,
       logStartOffset: 4,
     });
@@ -155,5 +157,24 @@ describe('MemoryLog', () => {
     expect(() => log.read(0, 1)).toThrow(expect.objectContaining({ code: 'LOG_CLOSED' }));
     expect(() => log.offsetForTime(0)).toThrow(expect.objectContaining({ code: 'LOG_CLOSED' }));
     expect(() => log.truncateTo(0)).toThrow(expect.objectContaining({ code: 'LOG_CLOSED' }));
+  });
+
+  it('answers what the broker asks of a LogStore', async () => {
+    const clock = new ManualClock(10_000);
+    const log = new MemoryLog({ durability: 'always', retentionMs: 1_000, clock });
+    expect([log.durableOffset, log.segmentCount, log.sizeBytes]).toEqual([0, 1, 0]);
+    expect(log.recovery).toMatchObject({ cleanShutdown: true, truncation: null, segmentsScanned: 0 });
+    await log.append(makeBatch('a', 2, 8_000));
+    await log.append(makeBatch('b', 1, 9_500));
+    // Syncs complete at once in the model: everything appended is durable.
+    expect([log.durableOffset, log.segmentCount]).toEqual([3, 2]);
+    await log.flush();
+    // Retention without an argument uses the clock's wall time: at 10 000, `a` (8 001) is expired.
+    expect(log.applyRetention()).toMatchObject({ deletedSegments: 1, deletedBatches: 1, logStartOffset: 2 });
+    clock.advance(60_000);
+    // The newest batch always stays.
+    expect(log.applyRetention()).toMatchObject({ deletedSegments: 0, logStartOffset: 2 });
+    await log.close();
+    await expect(log.flush()).rejects.toMatchObject({ code: 'LOG_CLOSED' });
   });
 });

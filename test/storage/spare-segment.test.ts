@@ -46,7 +46,7 @@ describe('SpareSegment', () => {
     expect(spare.path).toBe(join(dir, spareSegmentFileName));
     expect(spare.state).toBe('filling');
     expect(spare.isReady).toBe(false);
-    expect(() => spare.take()).toThrow(/state filling/);
+    // take() now would be a programmer error: it aborts (test/assert.test.ts).
     // One write in flight at a time.
     expect(held.heldCount()).toBe(1);
     await releaseUntilFilled(spare, held.releaseOne);
@@ -126,7 +126,7 @@ describe('SpareSegment', () => {
     expect(spare.state).toBe('failed');
     expect(spare.failure?.code).toBe('STORAGE_FULL');
     expect(existsSync(spare.path)).toBe(false);
-    expect(() => spare.take()).toThrow(/state failed/);
+    // take() of a failed spare would be a programmer error: it aborts (test/assert.test.ts).
     await spare.close();
   });
 
@@ -171,14 +171,7 @@ describe('SpareSegment', () => {
     expect(existsSync(first.path)).toBe(false);
   });
 
-  it('rejects bad sizes (programmer errors)', () => {
-    const dir = directory();
-    expect(() => SpareSegment.prepare(dir, 0, { syncWhenFilled: false, zeroWriteBytes: 4096 })).toThrow();
-    expect(() => SpareSegment.prepare(dir, 4096, { syncWhenFilled: false, zeroWriteBytes: 0 })).toThrow();
-    expect(() =>
-      SpareSegment.prepare(dir, 4096, { syncWhenFilled: false, zeroWriteBytes: 64 * 1024 * 1024 }),
-    ).toThrow();
-  });
+  // Bad sizes are programmer errors: they abort the process (tested in a child, test/assert.test.ts).
 
   it('leaves a stale file alone when it did not create it', () => {
     const dir = directory();

@@ -221,6 +221,7 @@ export function recoverState<Entry>(
   codec: EntryCodec<Entry>,
   decodeMarker: (bytes: Uint8Array) => SnapshotMarker,
 ): StateRecoveryReport {
+  // Real time, not the broker's clock: only measured for the report, it decides nothing.
   const startedAt = performance.now();
   const logStartOffset = log.logStartOffset;
   const logEndOffset = log.logEndOffset;

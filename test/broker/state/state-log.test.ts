@@ -256,6 +256,18 @@ describe('StateLog', () => {
       get logEndOffset() {
         return memory.logEndOffset;
       },
+      get durableOffset() {
+        return memory.durableOffset;
+      },
+      get sizeBytes() {
+        return memory.sizeBytes;
+      },
+      get segmentCount() {
+        return memory.segmentCount;
+      },
+      recovery: memory.recovery,
+      applyRetention: (nowMs) => memory.applyRetention(nowMs),
+      flush: () => memory.flush(),
       append: (batch) =>
         failing ? Promise.reject(new StorageIoError('injected EIO')) : memory.append(batch),
       read: (offset, maxBytes, maxOffset) => memory.read(offset, maxBytes, maxOffset),
