@@ -110,6 +110,7 @@ export class MetadataStore {
           machine,
           codec: metadataCodec(defaults),
           snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
+          ...(options.clock !== undefined ? { nowMs: () => options.clock!.nowMs() } : {}),
         });
       let state = open();
       for (const skipped of state.recovery.skippedSnapshots) {

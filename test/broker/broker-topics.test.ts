@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { legacyMetadataFileName } from '../../src/broker/metadata-store.js';
+import { decodeRecords } from '../../src/format/record-batch.js';
 import { partitionCountMax } from '../../src/limits.js';
 import { Broker } from '../../src/spillway-broker.js';
 import { CheckpointFile } from '../../src/storage/checkpoint-file.js';
@@ -64,6 +65,35 @@ describe('Broker topics', () => {
     await broker.topics.delete('orders');
     expect(broker.topics.list().map((topic) => topic.name)).toEqual(['audit']);
     expect(thrownCode(() => broker.topics.describe('orders'))).toBe('UNKNOWN_TOPIC');
+  });
+
+  it('serves __metadata as a read-only internal topic: hidden from list, described, fetched, woken', async () => {
+    const broker = await openBroker(temporaryDirectory());
+    expect(broker.topics.list()).toEqual([]);
+    expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual(['__metadata']);
+    expect(broker.topics.describe('__metadata')).toMatchObject({
+      name: '__metadata',
+      partitionCount: 1,
+      config: { durability: 'always', retentionMs: -1 },
+    });
+    const end = broker.messages.listOffset('__metadata', 0, 'latest');
+    // A long-poll on the metadata log wakes when a topic is created.
+    const waiting = broker.messages.fetch('__metadata', 0, end, { maxBytes: 1 << 20, maxWaitMs: 20_000 });
+    await broker.topics.create('orders', { partitions: 2 });
+    const fetched = await waiting;
+    expect(fetched.batchCount).toBe(1);
+    const [entry] = [...decodeRecords(fetched.records)];
+    expect(Buffer.from(entry!.key!).toString()).toBe('orders');
+    expect(await rejectedCode(broker.messages.produce('__metadata', 0, batchOf('x')))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect(await rejectedCode(broker.topics.delete('__metadata'))).toBe('INVALID_ARGUMENT');
+    expect(await rejectedCode(broker.topics.addPartitions('__metadata', 1))).toBe('INVALID_ARGUMENT');
+    expect(await rejectedCode(broker.topics.create('__metadata'))).toBe('INVALID_TOPIC_NAME');
+    expect(await rejectedCode(broker.topics.create('orders.deleted-5'))).toBe('INVALID_TOPIC_NAME');
+    expect(() => broker.topics.list({ internal: 'yes' as unknown as boolean })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
   });
 
   it('rejects bad names, bad configs, duplicates and unknown topics with their codes', async () => {

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { isValidTopicName, validateTopicName } from '../../src/broker/topic-name.js';
+import {
+  isInternalTopicName,
+  isValidTopicName,
+  validateTopicName,
+  validateUserTopicName,
+} from '../../src/broker/topic-name.js';
 import { topicNameLengthMax } from '../../src/limits.js';
 import { thrownCode } from './helpers.js';
 
@@ -38,5 +43,24 @@ describe('validateTopicName', () => {
         String(name),
       ).toBe('INVALID_TOPIC_NAME');
     }
+  });
+});
+
+describe('validateUserTopicName', () => {
+  it('refuses the internal namespace and the suffixes the broker gives to directories it sets aside', () => {
+    for (const name of ['__metadata', '__x', 'a.deleted-1', 'orders.orphan-1700000000000', '3.stray-42']) {
+      expect(
+        thrownCode(() => validateUserTopicName(name)),
+        name,
+      ).toBe('INVALID_TOPIC_NAME');
+    }
+    for (const name of ['_x', 'a__b', 'a.deleted', 'a.deleted-x', 'deleted-1', 'a.deleted-1b']) {
+      expect(
+        thrownCode(() => validateUserTopicName(name)),
+        name,
+      ).toBe('none');
+    }
+    expect(isInternalTopicName('__metadata')).toBe(true);
+    expect(isInternalTopicName('_metadata')).toBe(false);
   });
 });

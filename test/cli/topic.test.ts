@@ -115,6 +115,24 @@ describe('spillway topic', () => {
     expect((JSON.parse(listedAfter.stdout) as Description[]).map((t) => t.name)).toEqual(['plain']);
   });
 
+  it('list --internal also shows internal topics; --internal elsewhere is bad usage', async () => {
+    const plain = await topic('list');
+    expect(plain.code).toBe(0);
+    expect((JSON.parse(plain.stdout) as Array<{ name: string }>).map((t) => t.name)).not.toContain(
+      '__metadata',
+    );
+    const all = await topic('list', '--internal');
+    expect(all.code).toBe(0);
+    expect((JSON.parse(all.stdout) as Array<{ name: string }>).map((t) => t.name)).toContain('__metadata');
+    const described = await topic('describe', '__metadata');
+    expect(JSON.parse(described.stdout)).toMatchObject({ name: '__metadata', partitionCount: 1 });
+    const misplaced = await topic('describe', '__metadata', '--internal');
+    expect(misplaced.code).toBe(2);
+    const reserved = await topic('create', '__mine');
+    expect(reserved.code).toBe(1);
+    expectOneLineError(reserved.stderr, /INVALID_TOPIC_NAME.*reserved for internal topics/);
+  });
+
   it('create of an existing topic: TOPIC_EXISTS, exit 1, one line', async () => {
     expect((await topic('create', 'plain-twice')).code).toBe(0);
     const result = await topic('create', 'plain-twice');

@@ -84,6 +84,31 @@ describe('HTTP API', () => {
     expectError(await call('PUT', '/v1/topics/http-admin'), 405, 'INVALID_ARGUMENT');
   });
 
+  it('hides internal topics from the list unless ?internal=true; they describe but refuse writes', async () => {
+    const names = async (query: string): Promise<string[]> =>
+      ((await call('GET', `/v1/topics${query}`)).json as { topics: Array<{ name: string }> }).topics.map(
+        (topic) => topic.name,
+      );
+    expect(await names('')).not.toContain('__metadata');
+    expect(await names('?internal=false')).not.toContain('__metadata');
+    expect(await names('?internal=true')).toContain('__metadata');
+    expectError(await call('GET', '/v1/topics?internal=yes'), 400, 'INVALID_ARGUMENT');
+    expectError(await call('GET', '/v1/topics?colour=red'), 400, 'INVALID_ARGUMENT');
+    expect((await call('GET', '/v1/topics/__metadata')).json).toMatchObject({
+      name: '__metadata',
+      partitionCount: 1,
+      config: { durability: 'always' },
+    });
+    expectError(await call('POST', '/v1/topics', { name: '__mine' }), 400, 'INVALID_TOPIC_NAME');
+    expectError(await call('POST', '/v1/topics', { name: 'x.deleted-17' }), 400, 'INVALID_TOPIC_NAME');
+    expectError(await call('DELETE', '/v1/topics/__metadata'), 400, 'INVALID_ARGUMENT');
+    expectError(
+      await call('POST', '/v1/topics/__metadata/messages', { messages: [{ value: 'x' }] }),
+      400,
+      'INVALID_ARGUMENT',
+    );
+  });
+
   it('rejects bad input with 400', async () => {
     expectError(await call('POST', '/v1/topics', '{"name": '), 400, 'INVALID_ARGUMENT');
     expectError(await call('POST', '/v1/topics', ''), 400, 'INVALID_ARGUMENT');

@@ -19,7 +19,8 @@
  * Writes: `commit(entry)` queues the entry; everything queued in one event-loop turn goes out as one
  * or a few batches (group commit), so many entries share one append and, with `always`, one fdatasync.
  * Entries are applied in log order once their batch is acknowledged, then their commits resolve with
- * the entry's offset. After a failed append the state log is failed: every later commit rejects with
+ * the entry's offset. A machine that refuses an entry it was committed is an invariant violation
+ * (src/assert.ts aborts the process): callers validate entries before they commit them. After a failed append the state log is failed: every later commit rejects with
  * the same error (the machine would otherwise miss a change that may still be in the log).
  *
  * Snapshots: once the bytes of changes since the last snapshot reach max(snapshotBytesMin,
@@ -31,7 +32,8 @@
  * Concurrency: one event loop. `commit` may be called any number of times without awaiting, up to
  * `pendingBytesMax` queued bytes (then it rejects with BACKPRESSURE).
  */
-import { BackpressureError, InvalidArgumentError, LogClosedError, SpillwayError } from '../../errors.js';
+import { assert, unreachable } from '../../assert.js';
+import { BackpressureError, InvalidArgumentError, LogClosedError } from '../../errors.js';
 import { BatchAttributes } from '../../format/batch-header.js';
 import { BatchBuilder } from '../../format/record-batch.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
@@ -384,12 +386,10 @@ export class StateLog<Entry> {
     if (attributes === 0) this.bytesSinceSnapshot += batch.length;
     this.log.append(batch).then(
       (appended) => {
-        if (appended.baseOffset !== baseOffset) {
-          inFlight.error = new SpillwayError(
-            'INTERNAL',
-            `state log ${this.name}: batch appended at ${appended.baseOffset}, expected ${baseOffset}`,
-          );
-        }
+        assert(
+          appended.baseOffset === baseOffset,
+          () => `state log ${this.name}: batch appended at ${appended.baseOffset}, expected ${baseOffset}`,
+        );
         inFlight.settled = true;
         this.settle();
       },
@@ -421,13 +421,12 @@ export class StateLog<Entry> {
         try {
           this.machine.apply(commit.entry, offset);
         } catch (error) {
-          // The entry is in the log but not in the machine: nothing after it may be applied.
-          this.failure = new SpillwayError(
-            'INTERNAL',
-            `state log ${this.name}: the machine refused the committed entry at offset ${offset}: ${error instanceof Error ? error.message : String(error)}`,
+          // Callers validate before they commit: the entry is in the log and the machine cannot take
+          // it, so memory and log disagree from here on. A broker in that state must not serve.
+          unreachable(
+            () =>
+              `state log ${this.name}: the machine refused the committed entry at offset ${offset}: ${error instanceof Error ? error.message : String(error)}`,
           );
-          commit.reject(this.failure);
-          continue;
         }
         this.counters.committedEntries++;
         commit.resolve(offset);
