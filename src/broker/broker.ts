@@ -19,8 +19,9 @@
  * what is on disk (Partition.visibleEndOffset), so nothing it read can be lost in a crash.
  *
  * Closing: `close()` rejects every later call with BROKER_CLOSING, answers waiting long-polls with
- * what is there, lets in-flight produces and fetches and the running admin operation finish, then
- * closes every log (sync, clean-shutdown checkpoint).
+ * what is there, closes the sessions still open (their connections are dropped, their close hooks
+ * run), lets in-flight produces and fetches and the running admin operation finish, then closes
+ * every log (sync, clean-shutdown checkpoint).
  */
 
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
@@ -63,6 +64,7 @@ import { FetchWaiters } from './fetch-waiters.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
 import { Partition } from './partition.js';
+import { SessionRegistry } from './session-registry.js';
 import { Topic } from './topic.js';
 import { resolveTopicConfig } from './topic-config.js';
 import {
@@ -154,6 +156,8 @@ export class Broker implements BrokerApi {
   readonly dataDir: string;
   /** What opening found on disk and did about it. */
   readonly openReport: BrokerOpenReport;
+  /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
+  readonly sessions = new SessionRegistry();
 
   private readonly options: ResolvedBrokerOptions;
   private readonly metadata: MetadataStore;
@@ -527,9 +531,12 @@ export class Broker implements BrokerApi {
   }
 
   private async closeNow(): Promise<void> {
+    // At once: no session opens from here on; hooks may still use the broker's state.
+    const sessionsClosed = this.sessions.closeAll('the broker is closing');
     if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
     this.retentionTimer = null;
     this.waiters.wakeAll('close');
+    await sessionsClosed;
     await this.adminQueue;
     if (this.inFlightRequests > 0) {
       await new Promise<void>((resolve) => {

@@ -9,6 +9,15 @@ export type {
   TopicConfig,
   TopicDescription,
 } from '../protocol/broker-api.js';
+export type {
+  Principal,
+  ServerRequestOptions,
+  Session,
+  SessionCloseHook,
+  SessionInfo,
+  SessionKind,
+} from '../protocol/session.js';
 export { Broker, type BrokerServer, type ListenOptions, type RetentionPassResult } from './broker.js';
 export type { BrokerOptions } from './broker-options.js';
 export type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
+export { type SessionHookFailureListener, SessionRegistry } from './session-registry.js';

@@ -6,6 +6,7 @@
  * Ownership: `produce` copies the batch (the caller may reuse its buffer once the promise settles);
  * `fetch` returns views of mapped segments, valid while referenced.
  */
+import type { SessionService } from './session.js';
 import type { Durability } from './types.js';
 
 export interface TopicConfig {
@@ -99,4 +100,6 @@ export interface BrokerApi {
   fetch(topic: string, partition: number, offset: number, options: FetchOptions): Promise<FetchResult>;
   /** earliest = log start, latest = log end, timestamp = first offset with a timestamp >= it (or log end). */
   listOffset(topic: string, partition: number, spec: OffsetSpec): number;
+  /** Sessions: one per client connection or HTTP request (protocol/session.ts). */
+  readonly sessions: SessionService;
 }

@@ -71,6 +71,7 @@ export function delegate(broker: BrokerApi, overrides: Partial<BrokerApi> = {}):
     produce: (topic, partition, batch) => broker.produce(topic, partition, batch),
     fetch: (topic, partition, offset, options) => broker.fetch(topic, partition, offset, options),
     listOffset: (topic, partition, spec) => broker.listOffset(topic, partition, spec),
+    sessions: broker.sessions,
     ...overrides,
   };
 }

@@ -185,7 +185,8 @@ describe('malformed frames', () => {
   });
 
   it('reserved flag bits and reserved bytes must be zero', () => {
-    for (let bit = 2; bit < 8; bit++) {
+    // Bits 0-2: response, error, serverRequest.
+    for (let bit = 3; bit < 8; bit++) {
       const bytes = valid();
       bytes[1] = 1 << bit;
       expectProtocolError(bytes, /reserved flag bits/);
