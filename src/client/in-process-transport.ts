@@ -186,7 +186,10 @@ export class InProcessTransport implements Transport {
     const transport: SessionTransport = {
       sendServerRequest: (frame) => {
         if (this.closed) throw closedError('the client');
-        void this.serverRequests.answer(frame).then((answer) => session.receiveResponse(answer));
+        // Not from inside session.request(): the handler starts on a later microtask.
+        queueMicrotask(() => {
+          void this.serverRequests.answer(frame).then((answer) => session.receiveResponse(answer));
+        });
       },
       disconnect: (reason) => this.sessionEnded(session, reason),
     };

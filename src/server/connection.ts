@@ -145,10 +145,11 @@ export class Connection implements SessionTransport {
         error instanceof SpillwayError ? error : new ProtocolError(`undecodable frame: ${String(error)}`);
       metrics.countRequest(invalidFrameOpcode, failure.code);
       let correlationId = peekCorrelationId(bytes) ?? 0;
-      if (((peekFlags(bytes) ?? 0) & FrameFlags.serverRequest) !== 0) {
+      const flags = peekFlags(bytes) ?? 0;
+      if ((flags & FrameFlags.serverRequest) !== 0) {
         // Meant as an answer to a server request: that request fails now rather than by its timeout.
-        if (correlationId !== 0) this.session.failRequest(correlationId, failure);
-        correlationId = 0;
+        if ((flags & FrameFlags.response) !== 0) this.session.failRequest(correlationId, failure);
+        correlationId = 0; // the server's id space: never address the client with it
       }
       this.sendNow(errorFrame(bytes.length > 0 ? bytes[0]! : 0, correlationId, failure));
       return;
