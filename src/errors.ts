@@ -29,6 +29,8 @@ export type ErrorCode =
   | 'TOO_MANY_REQUESTS'
   | 'TIMEOUT'
   | 'CONNECTION_CLOSED'
+  | 'NO_HANDLER'
+  | 'HANDLER_FAILED'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -56,6 +58,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   TOO_MANY_REQUESTS: true,
   TIMEOUT: true,
   CONNECTION_CLOSED: true,
+  NO_HANDLER: false,
+  HANDLER_FAILED: true, // the client's handler may succeed when asked again
   INTERNAL: false,
 };
 

@@ -104,6 +104,24 @@ export const httpInFlightRequestsMax = 4096;
 export const httpFetchMessagesMax = 10_000;
 /** Largest TCP port a server may listen on. */
 export const portMax = 65_535;
+/**
+ * Sessions open at once per broker: one per WebSocket connection (connectionsMax), per HTTP request
+ * being handled (httpInFlightRequestsMax) and per in-process client (up to 1024). More: TOO_MANY_REQUESTS.
+ */
+export const sessionsMax = connectionsMax + httpInFlightRequestsMax + 1024;
+/**
+ * Server requests (server -> client) of one session awaiting their answer; one more fails at once
+ * with TOO_MANY_REQUESTS. A client runs at most this many server-request handlers at once.
+ */
+export const serverRequestsPerSessionMax = 64;
+/** Default time a server request waits for the client's answer before failing with TIMEOUT. */
+export const serverRequestTimeoutMsDefault = 10_000;
+/** Longest timeout a server request may be given. */
+export const serverRequestTimeoutMsMax = 5 * 60 * 1000;
+/** Close hooks one session may hold at once (each later feature registers a few per session). */
+export const sessionCloseHooksMax = 4096;
+/** How long closing a session waits for its close hooks before reporting the late ones and going on. */
+export const sessionCloseHooksWaitMs = 5_000;
 /** How long server close() waits for in-flight requests before closing connections anyway. */
 export const serverCloseTimeoutMs = 10_000;
 

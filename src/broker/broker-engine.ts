@@ -9,8 +9,9 @@
  * PartitionLog, or what `BrokerOptions.logFactory` opens).
  *
  * Closing: `close()` rejects every later call with BROKER_CLOSING, answers waiting long-polls with
- * what is there, lets in-flight produces and fetches and the running admin operation finish, then
- * closes every log (sync, clean-shutdown checkpoint).
+ * what is there, closes the sessions still open (their connections are dropped, their close hooks
+ * run), lets in-flight produces and fetches and the running admin operation finish, then closes
+ * every log (sync, clean-shutdown checkpoint).
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -26,6 +27,7 @@ import { Lifecycle } from './lifecycle.js';
 import { MetadataStore, metadataTopicName } from './metadata-store.js';
 import type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
 import { Partition } from './partition.js';
+import { SessionRegistry } from './session-registry.js';
 import { Topic } from './topic.js';
 import { internalTopicConfig } from './topic-config.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
@@ -69,6 +71,8 @@ export class BrokerEngine implements BrokerApi {
   readonly openReport: BrokerOpenReport;
   readonly topics: BrokerTopics;
   readonly messages: BrokerMessages;
+  /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
+  readonly sessions = new SessionRegistry();
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
@@ -258,9 +262,12 @@ export class BrokerEngine implements BrokerApi {
   }
 
   private async closeNow(): Promise<void> {
+    // At once: no session opens from here on; hooks may still use the broker's state.
+    const sessionsClosed = this.sessions.closeAll('the broker is closing');
     this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
     this.messages.wakeAll();
+    await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
     const partitions = [...this.topics.all()]

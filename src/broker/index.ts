@@ -12,6 +12,15 @@ export type {
   TopicDescription,
   TopicService,
 } from '../protocol/broker-api.js';
+export type {
+  Principal,
+  ServerRequestOptions,
+  Session,
+  SessionCloseHook,
+  SessionInfo,
+  SessionKind,
+} from '../protocol/session.js';
 export { BrokerEngine, type RetentionPassResult } from './broker-engine.js';
 export type { BrokerOptions } from './broker-options.js';
 export type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
+export { type SessionHookFailureListener, SessionRegistry } from './session-registry.js';

@@ -8,6 +8,13 @@
  * import the engine, see src/client/index.ts). There is no connection to lose: requests fail only
  * with the broker's errors, TIMEOUT, or CONNECTION_CLOSED (not retriable) after close(), which also
  * ends pending long-polls at once.
+ *
+ * Session: the transport opens one broker session (`api.sessions.open`) and says HELLO in it, like a
+ * connection; close() closes it (its close hooks have run when close() resolves). Should the broker
+ * end the session (it is closing), disconnect listeners run and the next request opens a new one
+ * (failing with BROKER_CLOSING while the broker is closed). Server requests of the session are
+ * answered by the handlers registered with onServerRequest, asynchronously, the frames passed by
+ * reference (no serialization).
  */
 
 import { setMaxListeners } from 'node:events';
@@ -16,9 +23,10 @@ import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { dispatch } from '../protocol/dispatch.js';
 import { type Frame, FrameFlags } from '../protocol/frame.js';
-import type { HelloRequest } from '../protocol/messages.js';
-import { Opcode, protocolVersion } from '../protocol/opcodes.js';
+import { Opcode } from '../protocol/opcodes.js';
+import type { SessionEndpoint, SessionTransport } from '../protocol/session.js';
 import { abortError, RequestWindow } from './request-window.js';
+import { type ServerRequestHandler, ServerRequestHandlers } from './server-requests.js';
 import type {
   DisconnectListener,
   HelloInfo,
@@ -26,7 +34,13 @@ import type {
   Transport,
   TransportResponse,
 } from './transport.js';
-import { closedError, errorFromHeader, parseHelloResponse } from './wire.js';
+import {
+  checkNegotiatedVersion,
+  closedError,
+  errorFromHeader,
+  helloRequest,
+  parseHelloResponse,
+} from './wire.js';
 
 export interface InProcessTransportOptions {
   clientId?: string;
@@ -52,7 +66,11 @@ function isService(value: unknown, methods: readonly string[]): boolean {
 export function isBrokerApi(value: unknown): value is BrokerApi {
   if (value === null || typeof value !== 'object') return false;
   const api = value as Record<string, unknown>;
-  return isService(api['topics'], ['create', 'describe']) && isService(api['messages'], ['produce', 'fetch']);
+  return (
+    isService(api['topics'], ['create', 'describe']) &&
+    isService(api['messages'], ['produce', 'fetch']) &&
+    isService(api['sessions'], ['open'])
+  );
 }
 
 export class InProcessTransport implements Transport {
@@ -64,9 +82,18 @@ export class InProcessTransport implements Transport {
   private readonly lifetime = new AbortController();
   private helloInfo: HelloInfo | null = null;
   private nextCorrelationId = 1;
+  private readonly clientId: string | undefined;
+  private readonly inFlightRequestsWanted: number | undefined;
+  /** The broker session requests run in; null before the first and after the broker ended one. */
+  private session: SessionEndpoint | null = null;
+  private opening: Promise<SessionEndpoint> | null = null;
+  private readonly serverRequests = new ServerRequestHandlers();
+  private readonly disconnectListeners = new Set<DisconnectListener>();
 
   private constructor(api: BrokerApi, options: InProcessTransportOptions) {
     this.api = api;
+    this.clientId = options.clientId;
+    this.inFlightRequestsWanted = options.inFlightRequestsMax;
     const version = (api as unknown as { version?: unknown }).version;
     this.brokerVersion = options.brokerVersion ?? (typeof version === 'string' ? version : 'in-process');
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
@@ -83,20 +110,7 @@ export class InProcessTransport implements Transport {
   static async connect(api: BrokerApi, options: InProcessTransportOptions = {}): Promise<InProcessTransport> {
     if (!isBrokerApi(api)) throw new InvalidArgumentError('not a broker: it lacks the BrokerApi services');
     const transport = new InProcessTransport(api, options);
-    const request: HelloRequest = { protocolVersion };
-    if (options.clientId !== undefined) request.clientId = options.clientId;
-    const response = await transport.call(
-      Opcode.hello,
-      request,
-      emptyBody,
-      transport.requestTimeoutMs,
-      undefined,
-    );
-    const hello = parseHelloResponse(response.header);
-    transport.helloInfo = hello;
-    transport.window.setLimit(
-      Math.min(options.inFlightRequestsMax ?? hello.inFlightRequestsMax, hello.inFlightRequestsMax),
-    );
+    await transport.ensureSession();
     return transport;
   }
 
@@ -109,9 +123,19 @@ export class InProcessTransport implements Transport {
     return this.lifetime.signal.aborted;
   }
 
-  onDisconnect(_listener: DisconnectListener): () => void {
-    // An in-process broker has no connection to lose.
-    return () => undefined;
+  /** Called when the broker ends this client's session (it is closing). */
+  onDisconnect(listener: DisconnectListener): () => void {
+    this.disconnectListeners.add(listener);
+    return () => this.disconnectListeners.delete(listener);
+  }
+
+  onServerRequest(opcode: number, handler: ServerRequestHandler): () => void {
+    return this.serverRequests.register(opcode, handler);
+  }
+
+  /** The broker session requests run in now (null before connect and after the broker ended it). */
+  get sessionId(): number | null {
+    return this.session?.id ?? null;
   }
 
   async request(
@@ -125,20 +149,96 @@ export class InProcessTransport implements Transport {
     if (!this.window.tryAcquire()) await this.window.wait(signal);
     try {
       if (this.closed) throw closedError('the client');
-      return await this.call(opcode, header, body, options?.timeoutMs ?? this.requestTimeoutMs, signal);
+      const session = this.session ?? (await this.ensureSession());
+      return await this.call(
+        session,
+        opcode,
+        header,
+        body,
+        options?.timeoutMs ?? this.requestTimeoutMs,
+        signal,
+      );
     } finally {
       this.window.release();
     }
   }
 
+  /** Rejects what is pending, then closes the session: its close hooks have run when this resolves. */
   async close(): Promise<void> {
     if (this.closed) return;
     const error = closedError('the client');
     this.window.rejectQueued(error);
     this.lifetime.abort(error);
+    if (this.opening) await this.opening.catch(() => undefined);
+    const session = this.session;
+    this.session = null;
+    if (session) await session.close();
+  }
+
+  private ensureSession(): Promise<SessionEndpoint> {
+    if (this.session) return Promise.resolve(this.session);
+    if (!this.opening) {
+      this.opening = this.openSession().finally(() => {
+        this.opening = null;
+      });
+    }
+    return this.opening;
+  }
+
+  /** Opens a broker session and says HELLO in it. */
+  private async openSession(): Promise<SessionEndpoint> {
+    const transport: SessionTransport = {
+      sendServerRequest: (frame) => {
+        if (this.closed) throw closedError('the client');
+        // Not from inside session.request(): the handler starts on a later microtask.
+        queueMicrotask(() => {
+          void this.serverRequests.answer(frame).then((answer) => session.receiveResponse(answer));
+        });
+      },
+      disconnect: (reason) => this.sessionEnded(session, reason),
+    };
+    const session = this.api.sessions.open({
+      kind: 'in-process',
+      transport,
+      ...(this.clientId === undefined ? {} : { clientId: this.clientId }),
+    });
+    try {
+      const response = await this.call(
+        session,
+        Opcode.hello,
+        helloRequest(this.clientId),
+        emptyBody,
+        this.requestTimeoutMs,
+        undefined,
+      );
+      const hello = parseHelloResponse(response.header);
+      checkNegotiatedVersion(hello, 'the in-process broker');
+      if (this.closed) throw closedError('the client');
+      this.helloInfo = hello;
+      this.window.setLimit(
+        Math.min(this.inFlightRequestsWanted ?? hello.inFlightRequestsMax, hello.inFlightRequestsMax),
+      );
+    } catch (error) {
+      await session.close();
+      throw error;
+    }
+    this.session = session;
+    return session;
+  }
+
+  /** The broker ended a session (closing): the next request opens another one. */
+  private sessionEnded(session: SessionEndpoint, reason: string): void {
+    if (this.session !== session) return;
+    this.session = null;
+    if (this.closed) return;
+    const error = new SpillwayError('CONNECTION_CLOSED', `the broker ended the session: ${reason}`, {
+      retriable: true,
+    });
+    for (const listener of this.disconnectListeners) listener(error);
   }
 
   private call(
+    session: SessionEndpoint,
     opcode: number,
     header: unknown,
     body: Uint8Array,
@@ -174,7 +274,7 @@ export class InProcessTransport implements Transport {
         );
       }, timeoutMs);
       combined.addEventListener('abort', onAbort, { once: true });
-      dispatch(this.api, frame, { brokerVersion: this.brokerVersion, signal: combined }).then(
+      dispatch(this.api, frame, { session, brokerVersion: this.brokerVersion, signal: combined }).then(
         (answer) => {
           if (settled) return;
           finish();

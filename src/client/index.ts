@@ -28,5 +28,6 @@ export {
   producerDefaults,
   type SendResult,
 } from './producer.js';
+export type { ServerRequest, ServerRequestAnswer, ServerRequestHandler } from './server-requests.js';
 export { Spillway, type SpillwayOptions, spillwayDefaults } from './spillway.js';
 export type { HelloInfo } from './transport.js';

@@ -12,6 +12,7 @@ import { Consumer, type ConsumerOptions } from './consumer.js';
 import { InProcessTransport, isBrokerApi } from './in-process-transport.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Producer, type ProducerOptions } from './producer.js';
+import type { ServerRequestHandler } from './server-requests.js';
 import type { HelloInfo, Transport } from './transport.js';
 import { WebSocketTransport } from './websocket-transport.js';
 
@@ -75,6 +76,18 @@ export class Spillway {
   /** What the broker said when the client connected: versions and limits. */
   get broker(): HelloInfo {
     return this.transport.hello;
+  }
+
+  /**
+   * Registers the handler answering the broker's requests of `opcode` on this client's connection
+   * (and on the next ones after a reconnect); returns an unregister function. One handler per
+   * opcode. A request with no handler is answered NO_HANDLER, a handler that throws HANDLER_FAILED;
+   * PING is answered built in. Needs protocol version 2 (`broker.protocolVersion`): an older broker
+   * sends no server requests.
+   */
+  onServerRequest(opcode: number, handler: ServerRequestHandler): () => void {
+    this.assertOpen();
+    return this.transport.onServerRequest(opcode, handler);
   }
 
   producer(options: ProducerOptions = {}): Producer {

@@ -13,8 +13,12 @@
  *    for a slot, CONNECTION_CLOSED (not retriable) once the transport is closed;
  *  - may be called any number of times without awaiting: at most `inFlightRequestsMax` requests
  *    are on the wire at once, the others wait in a bounded queue, in call order.
+ *
+ * The other direction: the broker may send requests to the client (protocol version 2), answered by
+ * the handlers registered with `onServerRequest` (PING is answered built in).
  */
 import type { SpillwayError } from '../errors.js';
+import type { ServerRequestHandler } from './server-requests.js';
 
 export interface TransportResponse {
   header: unknown;
@@ -29,10 +33,13 @@ export interface RequestOptions {
 }
 
 export interface HelloInfo {
+  /** The version negotiated: 2 and up carry server requests, 1 does not (an older broker). */
   protocolVersion: number;
   brokerVersion: string;
   frameBytesMax: number;
   inFlightRequestsMax: number;
+  /** The broker's session of this connection; null from a broker that does not say (version 1). */
+  sessionId: number | null;
 }
 
 export type DisconnectListener = (error: SpillwayError) => void;
@@ -48,6 +55,11 @@ export interface Transport {
   ): Promise<TransportResponse>;
   /** Called each time a live connection is lost (not when close() is called). Returns an unsubscribe. */
   onDisconnect(listener: DisconnectListener): () => void;
+  /**
+   * Registers the handler answering the broker's server requests of `opcode` (client/server-requests.ts),
+   * on this connection and the next ones. Returns an unregister function.
+   */
+  onServerRequest(opcode: number, handler: ServerRequestHandler): () => void;
   /** Rejects pending and queued requests (CONNECTION_CLOSED, not retriable) and releases the connection. */
   close(): Promise<void>;
   readonly closed: boolean;

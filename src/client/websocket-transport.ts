@@ -11,6 +11,11 @@
  * request reconnects, and after failed attempts the next one first waits an exponential backoff
  * (reconnectBackoffMs doubling up to reconnectBackoffMaxMs), so a dead broker is not hammered.
  *
+ * Server requests (protocol version 2): a frame with the serverRequest flag is a request of the
+ * broker, answered on the socket it came on by the handlers registered with onServerRequest
+ * (client/server-requests.ts); answers to a socket that closed meanwhile are dropped. The broker
+ * answering anything with the serverRequest flag and response set is a protocol violation.
+ *
  * Frames are sent as one WebSocket message with a zero masking key: a client must mask, and `ws`
  * would otherwise copy every payload to XOR it; a zero key keeps the bytes as they are (this
  * protocol never passes through the HTTP caches that masking protects). The caller's body is not
@@ -21,10 +26,14 @@ import { WebSocket } from 'ws';
 import { assert } from '../assert.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import { frameBytesMax } from '../limits.js';
-import { decodeFrame, encodeFrame, FrameFlags } from '../protocol/frame.js';
-import type { HelloRequest } from '../protocol/messages.js';
-import { Opcode, protocolVersion } from '../protocol/opcodes.js';
+import { decodeFrame, encodeFrame, type Frame, FrameFlags } from '../protocol/frame.js';
+import { Opcode } from '../protocol/opcodes.js';
 import { abortError, RequestWindow } from './request-window.js';
+import {
+  type ServerRequestHandler,
+  ServerRequestHandlers,
+  serverRequestErrorAnswer,
+} from './server-requests.js';
 import type {
   DisconnectListener,
   HelloInfo,
@@ -32,7 +41,13 @@ import type {
   Transport,
   TransportResponse,
 } from './transport.js';
-import { closedError, errorFromHeader, parseHelloResponse } from './wire.js';
+import {
+  checkNegotiatedVersion,
+  closedError,
+  errorFromHeader,
+  helloRequest,
+  parseHelloResponse,
+} from './wire.js';
 
 export interface WebSocketTransportOptions {
   /** Sent in HELLO; shows in broker logs. */
@@ -93,6 +108,7 @@ export class WebSocketTransport implements Transport {
   private readonly window: RequestWindow;
   private readonly pending = new Map<number, PendingRequest>();
   private readonly disconnectListeners = new Set<DisconnectListener>();
+  private readonly serverRequests = new ServerRequestHandlers();
   /** Sockets whose loss was handled (dropSocket, then the 'close' event, must not do it twice). */
   private readonly closedSockets = new WeakSet<WebSocket>();
   private socket: WebSocket | null = null;
@@ -173,6 +189,10 @@ export class WebSocketTransport implements Transport {
   onDisconnect(listener: DisconnectListener): () => void {
     this.disconnectListeners.add(listener);
     return () => this.disconnectListeners.delete(listener);
+  }
+
+  onServerRequest(opcode: number, handler: ServerRequestHandler): () => void {
+    return this.serverRequests.register(opcode, handler);
   }
 
   async request(
@@ -353,23 +373,16 @@ export class WebSocketTransport implements Transport {
 
   /** HELLO on a fresh socket, before it serves requests (so outside the window). */
   private async sayHello(socket: WebSocket): Promise<HelloInfo> {
-    const request: HelloRequest = { protocolVersion };
-    if (this.clientId !== undefined) request.clientId = this.clientId;
     const response = await this.send(
       socket,
       Opcode.hello,
-      request,
+      helloRequest(this.clientId),
       undefined,
       this.connectTimeoutMs,
       undefined,
     );
     const hello = parseHelloResponse(response.header);
-    if (hello.protocolVersion !== protocolVersion) {
-      throw new SpillwayError(
-        'UNSUPPORTED_VERSION',
-        `broker at ${this.url} speaks protocol ${hello.protocolVersion}, this client ${protocolVersion}`,
-      );
-    }
+    checkNegotiatedVersion(hello, `the broker at ${this.url}`);
     return hello;
   }
 
@@ -390,11 +403,15 @@ export class WebSocketTransport implements Transport {
     if (Buffer.isBuffer(data)) bytes = data;
     else if (Array.isArray(data)) bytes = Buffer.concat(data);
     else bytes = new Uint8Array(data);
-    let frame: ReturnType<typeof decodeFrame>;
+    let frame: Frame;
     try {
       if (!isBinary) throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent a text message');
       frame = decodeFrame(bytes);
-      if ((frame.flags & FrameFlags.response) === 0) {
+      if ((frame.flags & FrameFlags.serverRequest) !== 0) {
+        if ((frame.flags & (FrameFlags.response | FrameFlags.error)) !== 0) {
+          throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent an answer flagged serverRequest');
+        }
+      } else if ((frame.flags & FrameFlags.response) === 0) {
         throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent a frame that is not a response');
       }
     } catch (error) {
@@ -402,11 +419,32 @@ export class WebSocketTransport implements Transport {
       this.dropSocket(socket, error);
       return;
     }
+    if ((frame.flags & FrameFlags.serverRequest) !== 0) {
+      void this.serverRequests.answer(frame).then((answer) => this.sendServerAnswer(socket, answer));
+      return;
+    }
     const entry = this.pending.get(frame.correlationId);
     if (entry === undefined) return; // timed out or aborted: the late answer is dropped
     this.settle(frame.correlationId, entry);
     if ((frame.flags & FrameFlags.error) !== 0) entry.reject(errorFromHeader(frame.header));
     else entry.resolve({ header: frame.header, body: frame.body });
+  }
+
+  /** Sends the answer to a server request on the socket it came on, if that is still open. */
+  private sendServerAnswer(socket: WebSocket, answer: Frame): void {
+    if (this.closedSockets.has(socket) || socket.readyState !== WebSocket.OPEN) return;
+    let bytes: Buffer;
+    try {
+      bytes = encodeFrame(answer);
+    } catch (error) {
+      // Too large for a frame, or a header msgpack cannot encode: the broker hears why.
+      const failure =
+        error instanceof SpillwayError
+          ? error
+          : new SpillwayError('HANDLER_FAILED', `cannot encode the answer: ${String(error)}`);
+      bytes = encodeFrame(serverRequestErrorAnswer(answer, failure));
+    }
+    socket.send(bytes);
   }
 
   private dropSocket(socket: WebSocket, cause: unknown): void {

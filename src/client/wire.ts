@@ -4,8 +4,12 @@
  * Answers come from a broker we trust less than our own code: their fields are checked, and a
  * missing or ill-typed one is a PROTOCOL_ERROR, never a crash further in.
  */
-import { isErrorCode, retriableByCode, SpillwayError } from '../errors.js';
+import { SpillwayError } from '../errors.js';
+import type { HelloRequest } from '../protocol/messages.js';
+import { protocolVersion, protocolVersionMin } from '../protocol/opcodes.js';
 import type { HelloInfo } from './transport.js';
+
+export { errorFromHeader } from '../protocol/error-header.js';
 
 type Fields = Record<string, unknown>;
 
@@ -14,20 +18,6 @@ function fieldsOf(header: unknown, what: string): Fields {
     throw new SpillwayError('PROTOCOL_ERROR', `${what}: the broker's answer header is not a map`);
   }
   return header as Fields;
-}
-
-/** The SpillwayError an error frame stands for. An unknown code becomes INTERNAL (message kept). */
-export function errorFromHeader(header: unknown): SpillwayError {
-  const fields =
-    header !== null && typeof header === 'object' && !Array.isArray(header) ? (header as Fields) : {};
-  const code = fields['code'];
-  const message =
-    typeof fields['message'] === 'string' ? fields['message'] : 'broker error without a message';
-  if (!isErrorCode(code)) {
-    return new SpillwayError('INTERNAL', `${message} (unknown error code ${JSON.stringify(code)})`);
-  }
-  const retriable = typeof fields['retriable'] === 'boolean' ? fields['retriable'] : retriableByCode[code];
-  return new SpillwayError(code, message, { retriable });
 }
 
 /** A safe non-negative integer field of a broker answer, or PROTOCOL_ERROR. */
@@ -49,7 +39,25 @@ export function parseHelloResponse(header: unknown): HelloInfo {
     brokerVersion: typeof fields['brokerVersion'] === 'string' ? fields['brokerVersion'] : 'unknown',
     frameBytesMax: integerOf(header, 'frameBytesMax', 'HELLO'),
     inFlightRequestsMax: Math.max(1, integerOf(header, 'inFlightRequestsMax', 'HELLO')),
+    sessionId: fields['sessionId'] === undefined ? null : integerOf(header, 'sessionId', 'HELLO'),
   };
+}
+
+/** The HELLO request of this client: the range of protocol versions it speaks, and its id. */
+export function helloRequest(clientId: string | undefined): HelloRequest {
+  const request: HelloRequest = { protocolVersion: protocolVersionMin, protocolVersionMax: protocolVersion };
+  if (clientId !== undefined) request.clientId = clientId;
+  return request;
+}
+
+/** Checks the version a broker chose in HELLO: one this client speaks, else UNSUPPORTED_VERSION. */
+export function checkNegotiatedVersion(hello: HelloInfo, broker: string): void {
+  if (hello.protocolVersion < protocolVersionMin || hello.protocolVersion > protocolVersion) {
+    throw new SpillwayError(
+      'UNSUPPORTED_VERSION',
+      `${broker} chose protocol version ${hello.protocolVersion}; this client speaks ${protocolVersionMin}..${protocolVersion}`,
+    );
+  }
 }
 
 /** CONNECTION_CLOSED for requests made after (or pending during) the client's own close(). */

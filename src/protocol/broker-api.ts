@@ -6,6 +6,7 @@
  * Ownership: `produce` copies the batch (the caller may reuse its buffer once the promise settles);
  * `fetch` returns views of mapped segments, valid while referenced.
  */
+import type { SessionService } from './session.js';
 import type { Durability } from './types.js';
 
 export interface TopicConfig {
@@ -127,4 +128,6 @@ export interface MessageService {
 export interface BrokerApi {
   readonly topics: TopicService;
   readonly messages: MessageService;
+  /** Sessions: one per client connection or HTTP request (protocol/session.ts). */
+  readonly sessions: SessionService;
 }

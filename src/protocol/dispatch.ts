@@ -3,6 +3,11 @@
  * WebSocket server and the client's in-process transport, so both behave the same.
  * Never throws: every failure becomes an error frame with a stable code (docs/PROTOCOL.md).
  * An unexpected exception becomes INTERNAL and is reported through `onInternalError`.
+ *
+ * Every request runs with the session of its connection (protocol/session.ts); HELLO negotiates
+ * the session's protocol version and records its client id. Only client requests come here (flags
+ * 0): answers to server requests go to the session (`receiveResponse`) before dispatch.
+ * The options object is the connection's, reused for each request (nothing allocated per request).
  */
 import { SpillwayError } from '../errors.js';
 import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
@@ -21,16 +26,27 @@ import {
   parseProduce,
   parseTopicName,
 } from './messages.js';
-import { Opcode, opcodeName, protocolVersion } from './opcodes.js';
+import {
+  negotiateProtocolVersion,
+  Opcode,
+  opcodeName,
+  protocolVersion,
+  protocolVersionMin,
+} from './opcodes.js';
+import type { SessionEndpoint } from './session.js';
 
 export interface DispatchOptions {
-  /** Aborted when the connection closes: ends long-polls early. */
+  /** The session of the connection the request came on. */
+  session: SessionEndpoint;
+  /** Aborted when the connection closes or the server shuts down: ends long-polls early. */
   signal?: AbortSignal;
   brokerVersion: string;
   onInternalError?: (error: unknown, request: Frame) => void;
 }
 
 const emptyBody = new Uint8Array(0);
+/** Flags a client request must not have. */
+const requestFlagsMask = FrameFlags.response | FrameFlags.error | FrameFlags.serverRequest;
 
 function response(request: Frame, header: unknown, body: Uint8Array = emptyBody): Frame {
   return {
@@ -50,8 +66,13 @@ export function errorFrame(opcode: number, correlationId: number, error: Spillwa
 
 export async function dispatch(api: BrokerApi, request: Frame, options: DispatchOptions): Promise<Frame> {
   try {
-    if ((request.flags & FrameFlags.response) !== 0) {
-      throw new SpillwayError('PROTOCOL_ERROR', 'a client may only send requests');
+    if ((request.flags & requestFlagsMask) !== 0) {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        (request.flags & FrameFlags.serverRequest) !== 0
+          ? 'the serverRequest flag is only for answers to server requests'
+          : 'a client may only send requests (flags 0) here',
+      );
     }
     return await answer(api, request, options);
   } catch (error) {
@@ -79,17 +100,21 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.hello: {
       requireNoBody(request);
       const hello = parseHello(request.header);
-      if (hello.protocolVersion !== protocolVersion) {
+      const clientMax = hello.protocolVersionMax ?? hello.protocolVersion;
+      const chosen = negotiateProtocolVersion(hello.protocolVersion, clientMax);
+      if (chosen === null) {
         throw new SpillwayError(
           'UNSUPPORTED_VERSION',
-          `protocol version ${hello.protocolVersion} is not supported; this broker speaks ${protocolVersion}`,
+          `protocol versions ${hello.protocolVersion}..${clientMax} are not supported; this broker speaks ${protocolVersionMin}..${protocolVersion}`,
         );
       }
+      options.session.identify(hello.clientId ?? null, chosen);
       const header: HelloResponse = {
-        protocolVersion,
+        protocolVersion: chosen,
         brokerVersion: options.brokerVersion,
         frameBytesMax,
         inFlightRequestsMax: inFlightRequestsPerConnectionMax,
+        sessionId: options.session.id,
       };
       return response(request, header);
     }
@@ -141,6 +166,8 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       const { topic, partition, spec } = parseListOffset(request.header);
       return response(request, { offset: api.messages.listOffset(topic, partition, spec) });
     }
+    case Opcode.ping:
+      throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);
   }

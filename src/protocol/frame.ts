@@ -3,13 +3,19 @@
  * docs/PROTOCOL.md documents it byte for byte; golden-byte tests keep the two honest.
  *
  *   0  uint8   opcode          what the request is (opcodes.ts); a response repeats it
- *   1  uint8   flags           bit 0: response, bit 1: error (the header is an ErrorHeader)
+ *   1  uint8   flags           bit 0: response, bit 1: error (the header is an ErrorHeader),
+ *                              bit 2: serverRequest (a server-initiated exchange, see below)
  *   2  uint16  reserved        0
- *   4  uint32  correlationId   chosen by the client, echoed in the response (pipelining)
+ *   4  uint32  correlationId   chosen by the requester, echoed in the response (pipelining)
  *   8  uint32  headerBytes     length of the control header
  *  12  ...     header          msgpack (plain maps, no extensions), headerBytes long
  *  ..  ...     body            raw bytes to the end of the frame: record batches in PRODUCE
  *                              requests and FETCH responses, never re-encoded; empty otherwise
+ *
+ * Two correlation id spaces share a connection. Client requests (flags 0) and their answers
+ * (response, response|error) use ids the client chooses. Requests the server sends (serverRequest)
+ * and the client's answers to them (serverRequest|response, serverRequest|response|error) use ids
+ * the server chooses: the serverRequest bit tells the spaces apart, so equal ids never collide.
  *
  * All integers little-endian. Frames are validated before anything else is looked at: a frame too
  * short, too long, with reserved bits set or a header that does not parse is a PROTOCOL_ERROR.
@@ -23,8 +29,10 @@ export const framePrefixBytes = 12;
 export const FrameFlags = {
   response: 1,
   error: 2,
+  /** Set on a request the server sends and on the client's answer to it (protocol version 2). */
+  serverRequest: 4,
   /** Bits that must be zero. */
-  reservedMask: 0xfc,
+  reservedMask: 0xf8,
 } as const;
 
 export interface Frame {
@@ -114,6 +122,11 @@ export function decodeFrame(bytes: Uint8Array): Frame {
     throw new ProtocolError('header must be a map');
   }
   return { opcode, flags, correlationId, header, body: bytes.subarray(framePrefixBytes + headerBytes) };
+}
+
+/** Peeks the flags byte of a frame that may be invalid, or null when the frame is shorter than 2 bytes. */
+export function peekFlags(bytes: Uint8Array): number | null {
+  return bytes.length < 2 ? null : bytes[1]!;
 }
 
 /** Peeks the correlation id of a frame that may be invalid (to address an error answer), or null. */

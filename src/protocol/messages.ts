@@ -21,14 +21,20 @@ import {
 import { type Durability, durabilities } from './types.js';
 
 export interface HelloRequest {
+  /** The lowest protocol version the client speaks (a version 1 client: its only one). */
   protocolVersion: number;
+  /** The highest protocol version the client speaks; absent: protocolVersion. */
+  protocolVersionMax?: number;
   clientId?: string;
 }
 export interface HelloResponse {
+  /** The version chosen: the highest both sides speak. */
   protocolVersion: number;
   brokerVersion: string;
   frameBytesMax: number;
   inFlightRequestsMax: number;
+  /** The session of this connection (logs, `GET /v1/sessions`). */
+  sessionId: number;
 }
 export interface ListTopicsRequest {
   /** Include internal topics (names starting with `__`). */
@@ -148,6 +154,9 @@ export function parseTopicConfig(value: unknown): TopicConfig {
 export function parseHello(header: unknown): HelloRequest {
   const fields = asFields(header);
   const request: HelloRequest = { protocolVersion: integerField(fields, 'protocolVersion', 0, 0xffff) };
+  if (fields['protocolVersionMax'] !== undefined) {
+    request.protocolVersionMax = integerField(fields, 'protocolVersionMax', request.protocolVersion, 0xffff);
+  }
   if (fields['clientId'] !== undefined) request.clientId = stringField(fields, 'clientId', clientIdLengthMax);
   return request;
 }

@@ -1,4 +1,8 @@
-/** Opcodes of the wire protocol (docs/PROTOCOL.md). Numbers are part of the format: never reuse one. */
+/**
+ * Opcodes of the wire protocol (docs/PROTOCOL.md). Numbers are part of the format: never reuse one.
+ * 1-63: requests a client sends; 64-127: requests the server sends (FrameFlags.serverRequest, from
+ * protocol version 2); 128-255: unassigned.
+ */
 export const Opcode = {
   hello: 1,
   createTopic: 2,
@@ -9,6 +13,8 @@ export const Opcode = {
   produce: 10,
   fetch: 11,
   listOffset: 12,
+  /** Server -> client: liveness check; the client answers `{}` by itself. */
+  ping: 64,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;
@@ -21,5 +27,18 @@ export function opcodeName(opcode: number): OpcodeName | undefined {
   return names.get(opcode);
 }
 
-/** Protocol version spoken by this code; HELLO negotiates it. */
-export const protocolVersion = 1;
+/** Highest protocol version spoken by this code; HELLO negotiates it. */
+export const protocolVersion = 2;
+/** Lowest protocol version spoken by this code (version 1: no server requests). */
+export const protocolVersionMin = 1;
+/** First protocol version with server requests (FrameFlags.serverRequest). */
+export const serverRequestsProtocolVersion = 2;
+
+/**
+ * The version a broker picks in HELLO: the highest version both sides speak, the client speaking
+ * [clientMin, clientMax]; null when the ranges do not meet.
+ */
+export function negotiateProtocolVersion(clientMin: number, clientMax: number): number | null {
+  const chosen = Math.min(clientMax, protocolVersion);
+  return chosen >= Math.max(clientMin, protocolVersionMin) ? chosen : null;
+}

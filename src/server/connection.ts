@@ -21,13 +21,23 @@
  * - The WebSocket is never touched after its close event (uWS throws on use after close).
  * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
  *   one message, corked into one write.
+ * - Each connection has a session (protocol/session.ts), opened with the connection (the upgrade is
+ *   refused when that fails) and closed by the close event, however the connection ends. The
+ *   connection is the session's transport: server requests go out as frames with the serverRequest
+ *   flag, sent at once like small error answers (bounded by serverRequestsPerSessionMax and the hard
+ *   send-buffer limit).
+ * - Frames with the serverRequest flag are not requests: serverRequest|response(|error) is the
+ *   client's answer to a server request and goes to the session (an answer nobody waits for is
+ *   dropped, counted); any other use of the flag is answered PROTOCOL_ERROR with correlation id 0,
+ *   since the id is in the server's space and must not be mistaken for one of the client's. An
+ *   undecodable frame with the flag is answered the same way, and fails the server request it names.
  */
 import { setMaxListeners } from 'node:events';
 import type { WebSocket } from '@trufflesuite/uws-js-unofficial';
 import { SpillwayError } from '../errors.js';
 import { inFlightRequestsPerConnectionMax, sendBufferBytesHardMax, sendBufferBytesMax } from '../limits.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
-import { dispatch, errorFrame } from '../protocol/dispatch.js';
+import { type DispatchOptions, dispatch, errorFrame } from '../protocol/dispatch.js';
 import {
   decodeFrame,
   encodeFrameParts,
@@ -35,9 +45,11 @@ import {
   FrameFlags,
   ProtocolError,
   peekCorrelationId,
+  peekFlags,
 } from '../protocol/frame.js';
 import type { ErrorHeader } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
+import type { SessionEndpoint, SessionTransport } from '../protocol/session.js';
 import { invalidFrameOpcode, okResult, type ServerMetrics } from './metrics.js';
 
 export interface ConnectionContext {
@@ -62,11 +74,16 @@ export const closeCodeBackpressure = 1008;
 /** Close code sent when the server shuts down (going away). */
 export const closeCodeGoingAway = 1001;
 
-export class Connection {
+export class Connection implements SessionTransport {
   /** Set by the close event; after it the WebSocket must not be used. */
   closed = false;
   /** Aborted when the connection closes or the server shuts down: ends long-polls. */
   readonly abortController = new AbortController();
+  /** Opened with the connection, closed by its close event. */
+  readonly session: SessionEndpoint;
+  /** Settles when the session's close hooks have run (after the close event). */
+  sessionClosed: Promise<void> | null = null;
+  private readonly dispatchOptions: DispatchOptions;
   private socket: WebSocket<ConnectionData> | undefined;
   private inFlight = 0;
   /** FETCH requests not started because the send buffer was full (bodies already copied). */
@@ -75,10 +92,18 @@ export class Connection {
   private readonly heldAnswers: FrameParts[] = [];
   private readonly onInternalError: (error: unknown, request: Frame) => void;
 
+  /** Throws (BROKER_CLOSING, TOO_MANY_REQUESTS) when the broker opens no session: refuse the upgrade. */
   constructor(private readonly context: ConnectionContext) {
     this.onInternalError = (error, request) => context.onInternalError(error, request);
     // Every long-poll of the connection listens to its signal: up to one per request in flight.
     setMaxListeners(inFlightRequestsPerConnectionMax + 16, this.abortController.signal);
+    this.session = context.api.sessions.open({ kind: 'websocket', transport: this });
+    this.dispatchOptions = {
+      session: this.session,
+      signal: this.abortController.signal,
+      brokerVersion: context.brokerVersion,
+      onInternalError: this.onInternalError,
+    };
   }
 
   /** Requests accepted and not yet handed to the socket. */
@@ -119,10 +144,21 @@ export class Connection {
       const failure =
         error instanceof SpillwayError ? error : new ProtocolError(`undecodable frame: ${String(error)}`);
       metrics.countRequest(invalidFrameOpcode, failure.code);
-      this.sendNow(errorFrame(bytes.length > 0 ? bytes[0]! : 0, peekCorrelationId(bytes) ?? 0, failure));
+      let correlationId = peekCorrelationId(bytes) ?? 0;
+      const flags = peekFlags(bytes) ?? 0;
+      if ((flags & FrameFlags.serverRequest) !== 0) {
+        // Meant as an answer to a server request: that request fails now rather than by its timeout.
+        if ((flags & FrameFlags.response) !== 0) this.session.failRequest(correlationId, failure);
+        correlationId = 0; // the server's id space: never address the client with it
+      }
+      this.sendNow(errorFrame(bytes.length > 0 ? bytes[0]! : 0, correlationId, failure));
       return;
     }
     if (request.body.length > 0) request.body = Buffer.from(request.body); // a copy (see header)
+    if ((request.flags & FrameFlags.serverRequest) !== 0) {
+      this.onServerRequestAnswer(request);
+      return;
+    }
     if (this.context.isClosing()) {
       this.refuse(request, new SpillwayError('BROKER_CLOSING', 'the broker is shutting down'));
       return;
@@ -154,7 +190,7 @@ export class Connection {
     this.pump();
   }
 
-  /** The close event: from here on the socket must not be used. */
+  /** The close event: from here on the socket must not be used. Closes the session. */
   onClose(): void {
     if (this.closed) return;
     this.closed = true;
@@ -163,6 +199,21 @@ export class Connection {
     this.inFlight -= this.heldFetches.length + this.heldAnswers.length;
     this.heldFetches.length = 0;
     this.heldAnswers.length = 0;
+    this.sessionClosed = this.session.close();
+  }
+
+  /** SessionTransport: a server request goes out now (small; bounded per session). */
+  sendServerRequest(frame: Frame): void {
+    if (this.closed || this.socket === undefined) {
+      throw new SpillwayError('CONNECTION_CLOSED', 'the connection is closed');
+    }
+    this.write(encodeFrameParts(frame)); // FRAME_TOO_LARGE propagates to the request
+    this.context.metrics.serverRequestsSent++;
+  }
+
+  /** SessionTransport: the broker is closing. */
+  disconnect(reason: string): void {
+    this.end(closeCodeGoingAway, reason);
   }
 
   /** Ends long-polls of this connection early (server shutting down). */
@@ -177,13 +228,29 @@ export class Connection {
     this.onClose(); // uWS calls the close handler from end(); this is a no-op then
   }
 
+  /** A frame with the serverRequest flag: the client's answer to a server request, or a protocol error. */
+  private onServerRequestAnswer(frame: Frame): void {
+    const { metrics } = this.context;
+    if ((frame.flags & FrameFlags.response) === 0) {
+      metrics.countRequest(invalidFrameOpcode, 'PROTOCOL_ERROR');
+      this.sendNow(
+        errorFrame(
+          frame.opcode,
+          0,
+          new ProtocolError('the serverRequest flag without response: a client cannot send server requests'),
+        ),
+      );
+      return;
+    }
+    if (this.session.receiveResponse(frame)) metrics.serverRequestAnswers++;
+    else metrics.serverRequestAnswersDropped++;
+  }
+
   private start(request: Frame): void {
     const { context } = this;
-    const work = dispatch(context.api, request, {
-      signal: this.abortController.signal,
-      brokerVersion: context.brokerVersion,
-      onInternalError: this.onInternalError,
-    }).then((answer) => this.deliver(request, answer));
+    const work = dispatch(context.api, request, this.dispatchOptions).then((answer) =>
+      this.deliver(request, answer),
+    );
     context.track(work);
   }
 

@@ -156,6 +156,8 @@ export class HttpApi {
       onFinish: (exchange, status) => {
         context.exchanges.delete(exchange);
         if (status !== 0) metrics.countHttpRequest(exchange.route, status);
+        // Answered or aborted: the request's session ends (its close hooks run).
+        if (exchange.session !== null) context.track(exchange.session.close());
       },
       onBytesReceived: (bytes) => {
         metrics.bytesReceived.http += bytes;
@@ -233,6 +235,10 @@ export class HttpApi {
         ),
       );
     });
+    route('/v1/sessions', 'sessions', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      exchange.answer({ status: 200, json: { sessions: this.context.api.sessions.list() } });
+    });
     route('/v1/groups/*', 'groups', (exchange, request) => {
       exchange.answerError(notSupported(`queue-style consumption (${request.getUrl()})`));
     });
@@ -259,6 +265,12 @@ export class HttpApi {
       exchange.answerError(
         new HttpError(429, 'TOO_MANY_REQUESTS', `more than ${httpInFlightRequestsMax} HTTP requests at once`),
       );
+      return undefined;
+    }
+    try {
+      exchange.session = context.api.sessions.open({ kind: 'http', transport: null });
+    } catch (error) {
+      exchange.answerError(error);
       return undefined;
     }
     context.exchanges.add(exchange);

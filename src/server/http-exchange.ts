@@ -11,6 +11,7 @@
  */
 import type { HttpResponse } from '@trufflesuite/uws-js-unofficial';
 import { SpillwayError } from '../errors.js';
+import type { SessionEndpoint } from '../protocol/session.js';
 import { HttpError, httpStatusOf, statusText } from './http-status.js';
 
 export interface HttpAnswer {
@@ -33,6 +34,8 @@ export interface HttpExchangeHooks {
 
 export class HttpExchange {
   readonly abortController = new AbortController();
+  /** The request's short-lived session (set by the HTTP API once opened; closed when the exchange ends). */
+  session: SessionEndpoint | null = null;
   private aborted = false;
   private finished = false;
 

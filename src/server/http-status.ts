@@ -30,6 +30,9 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   NATIVE_UNAVAILABLE: 503,
   CONNECTION_CLOSED: 503,
   TIMEOUT: 504,
+  // Answers of a client to a server request: they never reach HTTP, but every code has a status.
+  NO_HANDLER: 501,
+  HANDLER_FAILED: 502,
 };
 
 export const statusText: Readonly<Record<number, string>> = {
@@ -45,6 +48,7 @@ export const statusText: Readonly<Record<number, string>> = {
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   501: 'Not Implemented',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };

@@ -9,6 +9,7 @@
  */
 import type { TopicDescription } from '../protocol/broker-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
+import type { SessionKind, SessionService } from '../protocol/session.js';
 
 /** Result label of a request answered without error. */
 export const okResult = 'OK';
@@ -43,6 +44,12 @@ export class ServerMetrics {
   fetchesHeld = 0;
   /** Answers held (not yet given to the socket) for the same reason. */
   answersHeld = 0;
+  /** Server requests sent to WebSocket clients. */
+  serverRequestsSent = 0;
+  /** Client answers to server requests handed to their session. */
+  serverRequestAnswers = 0;
+  /** Client answers to server requests nobody waited for (timed out, or an unknown correlation id): dropped. */
+  serverRequestAnswersDropped = 0;
   readonly bytesReceived = { ws: 0, http: 0 };
   readonly bytesSent = { ws: 0, http: 0 };
   /** opcode name -> result code -> count. */
@@ -59,8 +66,15 @@ export class ServerMetrics {
     increment(this.httpRequests, route, String(status));
   }
 
-  /** The exposition text. `topics` gives the per-partition gauges (omitted when it throws). */
-  render(topics: () => TopicDescription[], sendBuffers: () => number[] = () => []): string {
+  /**
+   * The exposition text. `topics` gives the per-partition gauges (omitted when it throws); `sessions`
+   * the session gauges.
+   */
+  render(
+    topics: () => TopicDescription[],
+    sendBuffers: () => number[] = () => [],
+    sessions?: SessionService,
+  ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -117,6 +131,29 @@ export class ServerMetrics {
         );
       }
     }
+    if (sessions !== undefined) {
+      const byKind: Record<SessionKind, number> = { websocket: 0, 'in-process': 0, http: 0 };
+      for (const session of sessions.list()) byKind[session.kind]++;
+      metric('spillway_sessions', 'gauge', 'Sessions open, by kind (one per connection or HTTP request).');
+      for (const [kind, count] of Object.entries(byKind)) {
+        lines.push(`spillway_sessions{kind="${kind}"} ${count}`);
+      }
+      metric(
+        'spillway_session_close_hook_failures_total',
+        'counter',
+        'Session close hooks that threw, rejected or did not finish in time.',
+      );
+      lines.push(`spillway_session_close_hook_failures_total ${sessions.closeHookFailureCount}`);
+    }
+    metric('spillway_server_requests_total', 'counter', 'Server requests sent to WebSocket clients.');
+    lines.push(`spillway_server_requests_total ${this.serverRequestsSent}`);
+    metric(
+      'spillway_server_request_answers_total',
+      'counter',
+      'Client answers to server requests: handed to their session, or dropped (nobody waited).',
+    );
+    lines.push(`spillway_server_request_answers_total{result="delivered"} ${this.serverRequestAnswers}`);
+    lines.push(`spillway_server_request_answers_total{result="dropped"} ${this.serverRequestAnswersDropped}`);
     metric('spillway_received_bytes_total', 'counter', 'Bytes received (WebSocket messages, HTTP bodies).');
     lines.push(`spillway_received_bytes_total{transport="ws"} ${this.bytesReceived.ws}`);
     lines.push(`spillway_received_bytes_total{transport="http"} ${this.bytesReceived.http}`);

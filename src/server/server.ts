@@ -6,8 +6,9 @@
  *
  * close(): stops accepting (listen socket closed, new upgrades 503, new requests BROKER_CLOSING),
  * aborts long-polls, waits for in-flight requests and for answers still being sent (bounded by
- * closeTimeoutMs), closes every WebSocket with 1001, then closes the remaining sockets. It does not
- * close the broker: the owner does that after the server.
+ * closeTimeoutMs), closes every WebSocket with 1001, then closes the remaining sockets, and resolves
+ * once the sessions of those connections are closed (their close hooks run). It does not close the
+ * broker: the owner does that after the server.
  *
  * Everything runs on the event loop thread that called startServer; nothing here is thread-safe.
  */
@@ -168,7 +169,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
   };
 
   const app = uWS.App();
-  const refuseUpgrade = (response: HttpResponse, message: string): void => {
+  const refuseUpgrade = (response: HttpResponse, message: string, code?: string): void => {
     metrics.connectionsRejected++;
     response.cork(() => {
       response
@@ -176,7 +177,9 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
         .writeHeader('content-type', 'application/json')
         .writeHeader('retry-after', '1')
         .end(
-          JSON.stringify({ error: { code: closing ? 'BROKER_CLOSING' : 'TOO_MANY_REQUESTS', message } }),
+          JSON.stringify({
+            error: { code: code ?? (closing ? 'BROKER_CLOSING' : 'TOO_MANY_REQUESTS'), message },
+          }),
           true,
         );
     });
@@ -194,8 +197,15 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       if (connections.size >= maxConnections) {
         return refuseUpgrade(response, `connection limit of ${maxConnections} reached`);
       }
+      let connection: Connection;
+      try {
+        connection = new Connection(connectionContext); // opens its session
+      } catch (error) {
+        if (!(error instanceof SpillwayError)) throw error;
+        return refuseUpgrade(response, error.message, error.code);
+      }
       // upgrade() calls `open` before it returns: the connection is counted at once.
-      const data: ConnectionData = { connection: new Connection(connectionContext) };
+      const data: ConnectionData = { connection };
       response.upgrade(
         data,
         request.getHeader('sec-websocket-key'),
@@ -203,6 +213,8 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
         request.getHeader('sec-websocket-extensions'),
         context,
       );
+      // Should uWS not have opened it, no close event will come: end the session here.
+      if (!connections.has(connection)) connection.onClose();
     },
     open: (socket: uWS.WebSocket<ConnectionData>) => {
       const { connection } = socket.getUserData();
@@ -240,6 +252,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     metrics.render(
       () => api.topics.list({ internal: true }),
       () => [...connections].map((connection) => connection.bufferedBytes),
+      api.sessions,
     ),
   );
 
@@ -282,13 +295,16 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     while (Date.now() < deadline && [...connections].some((connection) => connection.hasUnsentAnswers)) {
       await sleep(10);
     }
-    for (const connection of [...connections]) connection.end(closeCodeGoingAway, 'server closing');
+    const open = [...connections];
+    for (const connection of open) connection.end(closeCodeGoingAway, 'server closing');
     for (const exchange of [...exchanges]) {
       exchange.answerError(new SpillwayError('BROKER_CLOSING', 'the broker is shutting down'));
     }
     // Outside any uWS callback, so the close frames are written before the sockets go.
     await sleep(0);
     (app as unknown as { close(): void }).close();
+    // The sessions' close hooks have run (each bounded by sessionCloseHooksWaitMs) when close() resolves.
+    await Promise.allSettled(open.map((connection) => connection.sessionClosed));
   };
 
   return {

@@ -129,7 +129,7 @@ describe('Broker on FaultyLog', () => {
         header: { topic: 't', partition: 1 },
         body: batchOf('wire'),
       },
-      { brokerVersion: 'test' },
+      { brokerVersion: 'test', session: broker.sessions.open({ kind: 'http', transport: null }) },
     );
     expect(answer.flags & FrameFlags.error).not.toBe(0);
     expect(answer.header).toMatchObject({ code: 'STORAGE_IO', retriable: false });

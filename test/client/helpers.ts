@@ -60,11 +60,16 @@ export async function connect(target: string | BrokerApi, options: SpillwayOptio
   return client;
 }
 
-/** A BrokerApi that forwards to `broker` except for the methods in `overrides`. */
-export function delegate(broker: BrokerApi, overrides: Partial<MessageService> = {}): BrokerApi {
+/** A BrokerApi that forwards to `broker` except for the message methods in `overrides` and the services in `services`. */
+export function delegate(
+  broker: BrokerApi,
+  overrides: Partial<MessageService> = {},
+  services: Partial<Pick<BrokerApi, 'sessions'>> = {},
+): BrokerApi {
   const messages = broker.messages;
   return {
     topics: broker.topics,
+    sessions: services.sessions ?? broker.sessions,
     messages: {
       produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
       fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),

@@ -5,7 +5,7 @@ import { InProcessTransport } from '../../src/client/in-process-transport.js';
 import { WebSocketTransport } from '../../src/client/websocket-transport.js';
 import { SpillwayError } from '../../src/errors.js';
 import { decodeFrame, encodeFrame, type Frame, FrameFlags } from '../../src/protocol/frame.js';
-import { Opcode, protocolVersion } from '../../src/protocol/opcodes.js';
+import { Opcode, protocolVersion, protocolVersionMin } from '../../src/protocol/opcodes.js';
 import { delegate, onCleanup, openBroker, sleep, waitFor } from './helpers.js';
 
 type Reply = (header: unknown, options?: { error?: boolean; body?: Uint8Array }) => void;
@@ -93,7 +93,9 @@ describe('WebSocket transport', () => {
       }
     });
     const transport = await transportTo(broker.url, { clientId: 'test-client' });
-    expect(broker.hellos).toEqual([{ protocolVersion, clientId: 'test-client' }]);
+    expect(broker.hellos).toEqual([
+      { protocolVersion: protocolVersionMin, protocolVersionMax: protocolVersion, clientId: 'test-client' },
+    ]);
     expect(transport.hello).toMatchObject({
       protocolVersion,
       brokerVersion: 'fake',

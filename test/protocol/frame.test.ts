@@ -51,6 +51,22 @@ const errorHex = [
   'a9726574726961626c65', // "retriable"
   'c2', // false
 ].join('');
+const pingRequest = { opcode: Opcode.ping, flags: FrameFlags.serverRequest, correlationId: 1, header: {} };
+const pingRequestHex = [
+  '40', // opcode 64 (PING)
+  '04', // flags: serverRequest
+  '0000', // reserved
+  '01000000', // correlationId 1, in the server's space
+  '03000000', // headerBytes 3
+  'de0000', // map16, 0 entries
+].join('');
+const pingAnswer = {
+  opcode: Opcode.ping,
+  flags: FrameFlags.serverRequest | FrameFlags.response,
+  correlationId: 1,
+  header: {},
+};
+const pingAnswerHex = '400500000100000003000000de0000'; // the same, flags serverRequest | response
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 const fromHex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'hex'));
@@ -71,6 +87,8 @@ describe('golden bytes (docs/PROTOCOL.md examples)', () => {
   it('encodes the HELLO request and the error answer to exactly the documented bytes', () => {
     expect(hex(encodeFrame(helloRequest))).toBe(helloHex);
     expect(hex(encodeFrame(errorAnswer))).toBe(errorHex);
+    expect(hex(encodeFrame(pingRequest))).toBe(pingRequestHex);
+    expect(hex(encodeFrame(pingAnswer))).toBe(pingAnswerHex);
   });
 
   it('decodes the documented bytes', () => {
@@ -85,13 +103,16 @@ describe('golden bytes (docs/PROTOCOL.md examples)', () => {
       correlationId: 7,
       header: { code: 'UNKNOWN_TOPIC', message: "no topic 'x'", retriable: false },
     });
+    expect(decodeFrame(fromHex(pingRequestHex))).toMatchObject(pingRequest);
+    expect(decodeFrame(fromHex(pingAnswerHex))).toMatchObject(pingAnswer);
   });
 
   it('matches the hex dumps in docs/PROTOCOL.md', () => {
     const doc = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
     const dumps = [...doc.matchAll(/(\d+) bytes:\n\n```\n([0-9a-f \n]+)```/g)];
-    expect(dumps.map((dump) => dump[2]!.replace(/\s+/g, ''))).toEqual([helloHex, errorHex]);
-    expect(dumps.map((dump) => Number(dump[1]))).toEqual([helloHex.length / 2, errorHex.length / 2]);
+    const all = [helloHex, errorHex, pingRequestHex, pingAnswerHex];
+    expect(dumps.map((dump) => dump[2]!.replace(/\s+/g, ''))).toEqual(all);
+    expect(dumps.map((dump) => Number(dump[1]))).toEqual(all.map((text) => text.length / 2));
   });
 });
 
@@ -107,7 +128,7 @@ describe('encode / decode', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: 255 }),
-        fc.integer({ min: 0, max: 3 }),
+        fc.integer({ min: 0, max: 7 }),
         fc.integer({ min: 0, max: 0xffffffff }),
         fc.dictionary(
           fc.string({ minLength: 1, maxLength: 10 }).filter((key) => key !== '__proto__'),
@@ -185,7 +206,8 @@ describe('malformed frames', () => {
   });
 
   it('reserved flag bits and reserved bytes must be zero', () => {
-    for (let bit = 2; bit < 8; bit++) {
+    // Bits 0-2: response, error, serverRequest.
+    for (let bit = 3; bit < 8; bit++) {
       const bytes = valid();
       bytes[1] = 1 << bit;
       expectProtocolError(bytes, /reserved flag bits/);

@@ -3,10 +3,14 @@
  * Every binary or text message must get exactly one answer, addressed by the correlation id at bytes
  * 4-7 (0 when the message is shorter than 8 bytes, or text), no connection may be dropped, and the
  * broker must then still answer valid requests correctly, on the same connections and on a new one.
+ * Frames with the serverRequest flag are in the server's correlation id space: a well-formed answer
+ * to a server request (serverRequest | response) that nobody waits for is dropped without an answer
+ * (and counted); any other use of the flag, or an undecodable frame carrying it, is answered with
+ * correlation id 0.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBatch } from '../../src/format/record-batch.js';
-import { encodeFrame, FrameFlags } from '../../src/protocol/frame.js';
+import { decodeFrame, encodeFrame, FrameFlags } from '../../src/protocol/frame.js';
 import { Opcode, protocolVersion } from '../../src/protocol/opcodes.js';
 import { delegate, errorCode, ok, startTestServer, TestClient, type TestServer } from './helpers.js';
 
@@ -94,8 +98,17 @@ function makeGenerator(next: () => number) {
         );
         return frame;
       case 4: // unknown or response opcode / flags
-        frame[0] = pick([0, 7, 9, 13, 99, 255, integer(256)]);
+        frame[0] = pick([0, 7, 9, 13, 64, 99, 255, integer(256)]);
         frame[1] = pick([0, FrameFlags.response, FrameFlags.error, 4, 0x80, integer(256)]);
+        return frame;
+      case 7: // the serverRequest flag in every combination, on an otherwise valid frame
+        frame[1] = pick([
+          FrameFlags.serverRequest,
+          FrameFlags.serverRequest | FrameFlags.error,
+          FrameFlags.serverRequest | FrameFlags.response,
+          FrameFlags.serverRequest | FrameFlags.response | FrameFlags.error,
+          FrameFlags.serverRequest | 0x10,
+        ]);
         return frame;
       case 5: // header replaced by msgpack-ish garbage
         return Uint8Array.from([
@@ -115,8 +128,18 @@ function makeGenerator(next: () => number) {
   };
 }
 
-function expectedCorrelationId(message: Uint8Array | string): number {
+/** The correlation id the broker must answer `message` with, or null when it must not answer. */
+function expectedCorrelationId(message: Uint8Array | string): number | null {
   if (typeof message === 'string' || message.length < 8) return 0;
+  if ((message[1]! & FrameFlags.serverRequest) !== 0) {
+    try {
+      // A well-formed answer to a server request: no server request is pending, so it is dropped.
+      if ((decodeFrame(message).flags & FrameFlags.response) !== 0) return null;
+    } catch {
+      // Undecodable: answered with correlation id 0.
+    }
+    return 0;
+  }
   return new DataView(message.buffer, message.byteOffset, message.byteLength).getUint32(4, true);
 }
 
@@ -127,17 +150,21 @@ describe(`fuzz (seed ${seed}; set SPILLWAY_FUZZ_SEED to replay)`, () => {
       Array.from({ length: connectionCount }, () => TestClient.connect(harness.server.url)),
     );
     const expected: number[][] = clients.map(() => []);
+    let unanswered = 0;
     for (let i = 0; i < framesPerConnection; i++) {
       clients.forEach((client, index) => {
         const message = generate();
-        expected[index]!.push(expectedCorrelationId(message));
+        const correlationId = expectedCorrelationId(message);
+        if (correlationId === null) unanswered++;
+        else expected[index]!.push(correlationId);
         client.sendRaw(message);
       });
     }
+    expect(unanswered).toBeGreaterThan(0);
     const results = new Set<string>();
     for (const [index, client] of clients.entries()) {
       const answers = [];
-      for (let i = 0; i < framesPerConnection; i++) answers.push(await client.nextUnaddressed());
+      for (let i = 0; i < expected[index]!.length; i++) answers.push(await client.nextUnaddressed());
       expect(answers.map((answer) => answer.correlationId).sort()).toEqual(expected[index]!.sort());
       for (const answer of answers) {
         expect(answer.flags & FrameFlags.response).toBe(FrameFlags.response);
@@ -153,7 +180,10 @@ describe(`fuzz (seed ${seed}; set SPILLWAY_FUZZ_SEED to replay)`, () => {
     // The same connections still work.
     for (const client of clients) {
       expect(ok(await client.request(Opcode.hello, { protocolVersion }))).toMatchObject({ protocolVersion });
+      // Nothing more came before that answer: the dropped frames were not answered late.
+      expect(client.unaddressed).toHaveLength(0);
     }
+    expect(harness.server.metrics.serverRequestAnswersDropped).toBe(unanswered);
     // And so does a fresh one, end to end.
     const fresh = await TestClient.connect(harness.server.url);
     ok(await fresh.request(Opcode.createTopic, { name: 'after-fuzz' }));

@@ -50,6 +50,7 @@ describe('WebSocket protocol', () => {
         brokerVersion: '9.9.9-test',
         frameBytesMax: expect.any(Number),
         inFlightRequestsMax: inFlightRequestsPerConnectionMax,
+        sessionId: expect.any(Number),
       });
       const wrong = await client.request(Opcode.hello, { protocolVersion: 99 });
       expect(errorCode(wrong)).toBe('UNSUPPORTED_VERSION');
