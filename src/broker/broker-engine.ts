@@ -72,7 +72,7 @@ export class BrokerEngine implements BrokerApi {
   readonly topics: BrokerTopics;
   readonly messages: BrokerMessages;
   /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
-  readonly sessions = new SessionRegistry();
+  readonly sessions: SessionRegistry;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
@@ -86,6 +86,7 @@ export class BrokerEngine implements BrokerApi {
   protected constructor(parts: BrokerEngineParts) {
     this.dataDir = parts.dataDir;
     this.clock = parts.options.clock;
+    this.sessions = new SessionRegistry(this.clock);
     this.lock = parts.lock;
     this.metadata = parts.metadata;
     this.openReport = parts.openReport;

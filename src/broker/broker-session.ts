@@ -11,6 +11,7 @@
  *
  * Not thread-safe: the broker's event loop only.
  */
+import type { Clock, ClockTimer } from '../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import {
   serverRequestsPerSessionMax,
@@ -37,11 +38,13 @@ interface PendingServerRequest {
   opcode: number;
   resolve: (answer: Frame) => void;
   reject: (error: SpillwayError) => void;
-  timer: NodeJS.Timeout;
+  timer: ClockTimer;
 }
 
 /** What a session needs from its registry. */
 export interface SessionOwner {
+  /** The broker's clock: open time, server-request timeouts, the close-hook wait. */
+  readonly clock: Clock;
   /** The session closed: forget it (called once, synchronously, from close()). */
   sessionClosed(session: BrokerSession): void;
   /** A close hook threw, rejected or did not finish within sessionCloseHooksWaitMs. */
@@ -75,7 +78,7 @@ export class BrokerSession implements SessionEndpoint {
     this.kind = options.kind;
     this.transport = options.transport;
     this.currentClientId = options.clientId ?? null;
-    this.openedAtMs = Date.now();
+    this.openedAtMs = owner.clock.nowMs();
     this.owner = owner;
   }
 
@@ -250,7 +253,7 @@ export class BrokerSession implements SessionEndpoint {
     const correlationId = this.takeCorrelationId();
     const frame: Frame = { opcode, flags: FrameFlags.serverRequest, correlationId, header, body };
     return new Promise<Frame>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.owner.clock.setTimeout(() => {
         const entry = this.pending.get(correlationId);
         if (entry === undefined) return;
         this.settle(correlationId, entry);
@@ -280,7 +283,7 @@ export class BrokerSession implements SessionEndpoint {
 
   private settle(correlationId: number, entry: PendingServerRequest): void {
     this.pending.delete(correlationId);
-    clearTimeout(entry.timer);
+    entry.timer.cancel();
   }
 
   private takeCorrelationId(): number {
@@ -297,10 +300,9 @@ export class BrokerSession implements SessionEndpoint {
     this.hooks.clear();
     if (hooks.length === 0) return;
     const runs = hooks.map(({ hook }) => this.runHook(hook));
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ClockTimer | undefined;
     const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), sessionCloseHooksWaitMs);
-      timer.unref();
+      timer = this.owner.clock.setTimeout(() => resolve('late'), sessionCloseHooksWaitMs, { unref: true });
     });
     let unfinished = runs.length;
     const all = Promise.all(runs.map((run) => run.then(() => void unfinished--)));
@@ -315,7 +317,7 @@ export class BrokerSession implements SessionEndpoint {
         );
       }
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
   }
 

@@ -10,6 +10,7 @@
  * A close hook that fails is reported to `onHookFailure` (default: one line on stderr) and counted.
  * Not thread-safe: the broker's event loop only.
  */
+import { type Clock, systemClock } from '../clock.js';
 import { BrokerClosingError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import { sessionsMax } from '../limits.js';
 import { Opcode } from '../protocol/opcodes.js';
@@ -42,8 +43,9 @@ export class SessionRegistry implements SessionService {
   private hookFailures = 0;
   private closing: Promise<void> | null = null;
 
-  constructor() {
+  constructor(clock: Clock = systemClock) {
     this.owner = {
+      clock,
       sessionClosed: (session) => {
         this.sessions.delete(session.id);
       },

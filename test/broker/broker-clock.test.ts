@@ -125,3 +125,30 @@ describe('Broker on a ManualClock', () => {
     ]);
   });
 });
+
+describe('sessions on a ManualClock', () => {
+  it('times out a server request and stamps the open time on the broker clock', async () => {
+    const clock = new ManualClock();
+    const broker = await openBroker(temporaryDirectory(), { clock });
+    const sent: number[] = [];
+    const session = broker.sessions.open({
+      kind: 'in-process',
+      transport: {
+        sendServerRequest: (frame) => void sent.push(frame.correlationId),
+        disconnect: () => undefined,
+      },
+    });
+    session.identify('test-client', 2);
+    expect(session.openedAtMs).toBe(clock.nowMs());
+    const request = track(session.request(64, {}, undefined, { timeoutMs: 60_000 }));
+    await settle();
+    expect(sent).toHaveLength(1);
+    clock.advance(59_999);
+    await settle();
+    expect(request.done()).toBe(false);
+    clock.advance(1);
+    await expect(request.promise).rejects.toMatchObject({ code: 'TIMEOUT' });
+    await session.close();
+    await broker.close();
+  });
+});
