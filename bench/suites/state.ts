@@ -4,8 +4,8 @@
  * long recovery takes with many entries since the last snapshot.
  *
  * Commit rate: a KeyValueState over a PartitionLog (`always`, 64 MiB segments, no spare) in the scratch
- * directory; entries `{op:'put', key:'k<i mod 100000>', value: 64 ASCII bytes}` (about 100 bytes
- * encoded); W writers (1 and 16), each keeping up to `windowPerWriter` commits in flight (a writer
+ * directory; entries `{op:'put', key:'k<i mod 100000>', value: 93 raw bytes}` (100-byte records of
+ * key and value, `bytesValues`); W writers (1 and 16), each keeping up to `windowPerWriter` commits in flight (a writer
  * awaits its oldest commit when its window is full, like a pipelined producer). Snapshots happen as
  * configured by default (every 16 MiB of changes, at least twice the last snapshot). Targets: >= 200k
  * entries/s.
@@ -16,7 +16,7 @@
  */
 import * as path from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { KeyValueState, keyValueCodec } from '../../src/broker/state/key-value-state.js';
+import { bytesValues, KeyValueState, keyValueCodec } from '../../src/broker/state/key-value-state.js';
 import { StateLog } from '../../src/broker/state/state-log.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import type { Durability } from '../../src/storage/sync-scheduler.js';
@@ -24,8 +24,9 @@ import { type BenchContext, type BenchRow, type BenchSuite, median } from '../re
 
 const suiteName = 'state';
 const keySpace = 100_000;
-const value = 'v'.repeat(64);
-const codec = keyValueCodec<string>((decoded) => decoded as string);
+/** 93 bytes: with a key of 'k' and up to 5 digits, entries of 100 bytes. */
+const value = new Uint8Array(93).fill(0x76);
+const codec = keyValueCodec(bytesValues);
 
 interface Parameters {
   runs: number;
@@ -67,7 +68,7 @@ interface CommitRun {
 
 async function commitRun(context: BenchContext, writers: number, parameters: Parameters): Promise<CommitRun> {
   const log = await openLog(context, 'always');
-  const machine = new KeyValueState<string>();
+  const machine = new KeyValueState<Uint8Array>();
   const state = StateLog.open({ name: 'bench/0', log, machine, codec });
   const syncsBefore = log.syncCount;
   let committed = 0;
@@ -116,7 +117,7 @@ async function recoveryRun(context: BenchContext, entries: number): Promise<Reco
   const writeState = StateLog.open({
     name: 'bench/0',
     log,
-    machine: new KeyValueState<string>(),
+    machine: new KeyValueState<Uint8Array>(),
     codec,
     snapshotBytesMin: 1 << 30,
   });
@@ -139,7 +140,7 @@ async function recoveryRun(context: BenchContext, entries: number): Promise<Reco
     spareSegment: false,
   });
   const stateStartedAt = performance.now();
-  const machine = new KeyValueState<string>();
+  const machine = new KeyValueState<Uint8Array>();
   const state = StateLog.open({ name: 'bench/0', log, machine, codec, snapshotBytesMin: 1 << 30 });
   const done = performance.now();
   if (machine.size !== Math.min(entries, keySpace)) {

@@ -9,7 +9,7 @@
  * seq and `w<w>` = seq for seq = 1, 2, ... (values grow per key), a few at a time. Each acknowledged
  * commit prints `{"key":K,"seq":S}`. It never closes the log.
  */
-import { KeyValueState, keyValueCodec } from '../../../src/broker/state/key-value-state.js';
+import { KeyValueState, keyValueCodec, msgpackValues } from '../../../src/broker/state/key-value-state.js';
 import { StateLog } from '../../../src/broker/state/state-log.js';
 import { PartitionLog } from '../../../src/storage/partition-log.js';
 
@@ -28,11 +28,13 @@ const state = StateLog.open({
   name: 'crash/0',
   log,
   machine,
-  codec: keyValueCodec<number>((value) => {
-    if (typeof value !== 'number' || !Number.isSafeInteger(value))
-      throw new Error('value must be an integer');
-    return value;
-  }),
+  codec: keyValueCodec<number>(
+    msgpackValues((value) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value))
+        throw new Error('value must be an integer');
+      return value;
+    }),
+  ),
   snapshotBytesMin: 4096,
   batchBytesMax: 2048,
 });

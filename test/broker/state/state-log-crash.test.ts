@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyValueState, keyValueCodec } from '../../../src/broker/state/key-value-state.js';
+import { KeyValueState, keyValueCodec, msgpackValues } from '../../../src/broker/state/key-value-state.js';
 import { StateLog } from '../../../src/broker/state/state-log.js';
 import { PartitionLog } from '../../../src/storage/partition-log.js';
 import { ensureBuilt, repositoryRoot, runUntilKilled, seededRandom } from '../../kill-runner.js';
@@ -79,7 +79,7 @@ describe('StateLog killed with SIGKILL', () => {
       name: 'crash/0',
       log,
       machine,
-      codec: keyValueCodec<number>((value) => value as number),
+      codec: keyValueCodec<number>(msgpackValues((value) => value as number)),
     });
     for (const [key, value] of acknowledged) expect(machine.get(key) ?? 0).toBeGreaterThanOrEqual(value);
     for (const [key, value] of machine.view()) {

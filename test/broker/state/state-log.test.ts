@@ -12,6 +12,7 @@ import {
   type KeyValueEntry,
   KeyValueState,
   keyValueCodec,
+  msgpackValues,
 } from '../../../src/broker/state/key-value-state.js';
 import { StateLog, type StateLogStore } from '../../../src/broker/state/state-log.js';
 import { SpillwayError, StorageIoError } from '../../../src/errors.js';
@@ -20,10 +21,12 @@ import { MemoryLog } from '../../../src/storage/memory-log.js';
 import { PartitionLog } from '../../../src/storage/partition-log.js';
 
 type Entry = KeyValueEntry<string>;
-const codec = keyValueCodec<string>((value) => {
-  if (typeof value !== 'string') throw new Error('value must be a string');
-  return value;
-});
+const codec = keyValueCodec<string>(
+  msgpackValues((value) => {
+    if (typeof value !== 'string') throw new Error('value must be a string');
+    return value;
+  }),
+);
 
 const directories: string[] = [];
 afterEach(() => {
