@@ -30,6 +30,8 @@ export const segmentMsDefault = 7 * 24 * 60 * 60 * 1000;
 export const flushIntervalMsDefault = 200;
 /** Default interval between writes of the recovery-point checkpoint file. */
 export const checkpointIntervalMsDefault = 5000;
+/** Damaged ranges one repair of a partition log sets aside before it gives up (log-repair.ts). */
+export const repairStepsMax = 10_000;
 /** Appends waiting for a group-commit fdatasync at once (durability `always`) before append rejects. */
 export const pendingSyncAppendCountMax = 100_000;
 

@@ -14,14 +14,23 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { BrokerApi } from '../protocol/broker-api.js';
+import { BrokerIntegrity } from './broker-integrity.js';
 import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
-import { BrokerTopics, closeQuietly, openPartitions } from './broker-topics.js';
+import { BrokerTopics, closeQuietly, openPartitions, partitionLogOptions } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { Lifecycle } from './lifecycle.js';
 import { MetadataStore } from './metadata-store.js';
-import type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
+import {
+  type BrokerOpenReport,
+  damageFinding,
+  findingLine,
+  type OpenFinding,
+  type PartitionRecovery,
+  recoveryFindings,
+} from './open-report.js';
 import type { Partition } from './partition.js';
+import type { PartitionDamage } from './partition-damage.js';
 import { Topic } from './topic.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
 
@@ -50,6 +59,7 @@ export class BrokerEngine implements BrokerApi {
   readonly openReport: BrokerOpenReport;
   readonly topics: BrokerTopics;
   readonly messages: BrokerMessages;
+  readonly integrity: BrokerIntegrity;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
@@ -71,6 +81,9 @@ export class BrokerEngine implements BrokerApi {
       parts.topics,
     );
     this.messages = new BrokerMessages(this.topics, this.lifecycle);
+    this.integrity = new BrokerIntegrity(this.topics, this.lifecycle, parts.openReport, (record, index) =>
+      partitionLogOptions(parts.options, parts.dataDir, record, index),
+    );
     this.retentionTimer = setInterval(() => {
       this.lastRetention = this.applyRetention();
     }, parts.options.retentionCheckIntervalMs);
@@ -79,8 +92,9 @@ export class BrokerEngine implements BrokerApi {
 
   /**
    * Opens (creating it if needed) the broker in `options.dataDir`: reads the metadata, reconciles it
-   * with the directories, opens (recovering) every partition log. Fails with CorruptLogError when the
-   * metadata or acknowledged log data is damaged.
+   * with the directories, opens (recovering) every partition log. A partition whose data is damaged
+   * or missing is stopped (PARTITION_DAMAGED, `openReport.damagedPartitions`), the others serve.
+   * Fails with CorruptLogError when the metadata is damaged.
    */
   static async open(options: BrokerOptions = {}): Promise<BrokerEngine> {
     return new BrokerEngine(await BrokerEngine.openParts(options));
@@ -100,7 +114,7 @@ export class BrokerEngine implements BrokerApi {
       if (reconciliation.metadataChanged) metadata.saveSync(reconciliation.topics);
       const opened = await Promise.allSettled(
         reconciliation.topics.map((record) =>
-          openPartitions(resolved, dataDir, record, 0, record.partitionCount),
+          openPartitions(resolved, dataDir, record, 0, record.partitionCount, true),
         ),
       );
       const failure = opened.find((outcome) => outcome.status === 'rejected');
@@ -113,39 +127,40 @@ export class BrokerEngine implements BrokerApi {
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
       const partitions: PartitionRecovery[] = [];
-      const warnings = [...reconciliation.warnings];
+      const damagedPartitions: PartitionDamage[] = [];
+      const findings: OpenFinding[] = reconciliation.warnings.map((what) => ({
+        severity: 'warning' as const,
+        what,
+        fix: 'see docs/OPERATIONS.md, "The data directory"',
+      }));
       for (const topic of topics) {
         for (const partition of topic.partitions) {
+          const damage = partition.damage;
+          if (damage !== null) {
+            damagedPartitions.push(damage);
+            findings.push(damageFinding(damage));
+            continue;
+          }
           const recovery = partition.log.recovery;
           partitions.push({ topic: topic.name, partition: partition.index, recovery });
-          const where = `${topic.name}/${partition.index}`;
-          if (recovery.checkpointProblem !== null) {
-            warnings.push(`${where}: recovery checkpoint unreadable (${recovery.checkpointProblem})`);
-          }
-          if (!recovery.cleanShutdown && recovery.segmentsScanned > 0) {
-            warnings.push(
-              `${where}: recovered after an unclean shutdown (${recovery.segmentsScanned} segment(s), ${recovery.bytesVerified} bytes verified)`,
-            );
-          }
-          const cut = recovery.truncation;
-          if (cut !== null) {
-            warnings.push(
-              `${where}: torn tail cut in ${cut.file} at position ${cut.position} (${cut.reason}); log now ends at offset ${cut.truncatedToOffset}`,
-            );
-          }
+          findings.push(...recoveryFindings(topic.name, partition.index, recovery));
         }
       }
+      const severityOrder = { damage: 0, warning: 1, info: 2 } as const;
+      findings.sort((a, b) => severityOrder[a.severity] - severityOrder[b.severity]);
       const report: BrokerOpenReport = {
         dataDir,
         durationMs: performance.now() - startedAt,
         topicCount: topics.length,
-        partitionCount: partitions.length,
+        partitionCount: topics.reduce((sum, topic) => sum + topic.partitionCount, 0),
         partitions,
+        damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
         strayPartitionDirectories: reconciliation.strayPartitionDirectories,
         completedDeletions: reconciliation.completedDeletions,
-        warnings,
+        findings,
+        warnings: findings.map(findingLine),
       };
       return { options: resolved, dataDir, lock, metadata, topics, openReport: report };
     } catch (error) {
@@ -178,8 +193,10 @@ export class BrokerEngine implements BrokerApi {
     if (this.lifecycle.closing) return result;
     for (const topic of this.topics.all()) {
       for (const partition of topic.partitions) {
+        const log = partition.openLog;
+        if (log === null) continue; // stopped: its files wait for a repair
         try {
-          const done = partition.log.applyRetention(nowMs);
+          const done = log.applyRetention(nowMs);
           result.deletedSegments += done.deletedSegments;
           result.deletedBytes += done.deletedBytes;
         } catch (error) {
@@ -215,7 +232,7 @@ export class BrokerEngine implements BrokerApi {
     await this.topics.idle();
     await this.lifecycle.drained();
     const partitions = [...this.topics.all()].flatMap((topic) => topic.partitions);
-    const outcomes = await Promise.allSettled(partitions.map((partition) => partition.log.close()));
+    const outcomes = await Promise.allSettled(partitions.map((partition) => partition.openLog?.close()));
     await this.metadata.idle();
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

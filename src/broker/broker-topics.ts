@@ -28,11 +28,17 @@ import type {
   TopicService,
 } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
-import { PartitionLog } from '../storage/partition-log.js';
+import { PartitionLog, type PartitionLogOptions } from '../storage/partition-log.js';
 import type { ResolvedBrokerOptions } from './broker-options.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { MetadataStore, TopicRecord } from './metadata-store.js';
 import { Partition } from './partition.js';
+import {
+  damageFromError,
+  isCorruptLogError,
+  missingDirectoryDamage,
+  type PartitionDamage,
+} from './partition-damage.js';
 import { Topic } from './topic.js';
 import { resolveTopicConfig } from './topic-config.js';
 import { asidePath, partitionDirectory, topicDirectory, topicsDirectory } from './topic-directories.js';
@@ -47,7 +53,7 @@ export function checkInteger(name: string, value: unknown, min: number, max: num
 
 /** Closes every log, waiting for all, ignoring errors (used to undo a half-done operation). */
 export async function closeQuietly(partitions: Partition[]): Promise<void> {
-  await Promise.allSettled(partitions.map((partition) => partition.log.close()));
+  await Promise.allSettled(partitions.map((partition) => partition.openLog?.close()));
 }
 
 function refuseInternal(name: string, what: string): void {
@@ -204,7 +210,9 @@ export class BrokerTopics implements TopicService {
         await this.metadata.save(this.records().map((other) => (other.name === name ? record : other)));
       } catch (error) {
         await closeQuietly(added);
-        for (const partition of added) rmSync(partition.log.directory, { recursive: true, force: true });
+        for (let index = from; index < to; index++) {
+          rmSync(partitionDirectory(this.dataDir, name, index), { recursive: true, force: true });
+        }
         throw storageErrorFrom(`adding partitions to topic '${name}'`, error);
       }
       topic.addPartitions(added);
@@ -250,9 +258,10 @@ export class BrokerTopics implements TopicService {
 
   /**
    * Runs `operation` after every admin operation queued before it. An operation accepted before
-   * close() still runs (close waits for the queue); calls after close() never get here.
+   * close() still runs (close waits for the queue); calls after close() never get here. Also used
+   * by partition repair (broker-integrity.ts), which must not overlap a delete of the same topic.
    */
-  private administer<T>(operation: () => Promise<T>): Promise<T> {
+  administer<T>(operation: () => Promise<T>): Promise<T> {
     const run = this.adminQueue.then(operation);
     this.adminQueue = run.then(
       () => undefined,
@@ -266,40 +275,67 @@ export class BrokerTopics implements TopicService {
   }
 }
 
-/** Opens the logs of partitions [from, to) of `record` in parallel; on any failure closes the others. */
+/** The options of partition `index` of `record`'s log. */
+export function partitionLogOptions(
+  options: ResolvedBrokerOptions,
+  dataDir: string,
+  record: TopicRecord,
+  index: number,
+): PartitionLogOptions {
+  const { config } = record;
+  return {
+    directory: partitionDirectory(dataDir, record.name, index),
+    durability: config.durability,
+    flushIntervalMs: config.flushIntervalMs,
+    segmentBytes: config.segmentBytes,
+    retentionMs: config.retentionMs,
+    retentionBytes: config.retentionBytes,
+    segmentMs: options.segmentMs,
+    indexIntervalBytes: options.indexIntervalBytes,
+    checkpointIntervalMs: options.checkpointIntervalMs,
+  };
+}
+
+/**
+ * Opens the logs of partitions [from, to) of `record` in parallel; on any failure closes the others.
+ * With `stopDamaged` (the broker's open), a partition whose directory is missing or whose log is
+ * damaged (CorruptLogError) is returned stopped instead (partition.ts): only that partition is
+ * out of service. Otherwise (create, addPartitions) every failure fails the whole call.
+ */
 export async function openPartitions(
   options: ResolvedBrokerOptions,
   dataDir: string,
   record: TopicRecord,
   from: number,
   to: number,
+  stopDamaged = false,
 ): Promise<Partition[]> {
-  const { config } = record;
   const indexes = Array.from({ length: to - from }, (_, i) => from + i);
   const outcomes = await Promise.allSettled(
-    indexes.map((index) =>
-      PartitionLog.open({
-        directory: partitionDirectory(dataDir, record.name, index),
-        durability: config.durability,
-        flushIntervalMs: config.flushIntervalMs,
-        segmentBytes: config.segmentBytes,
-        retentionMs: config.retentionMs,
-        retentionBytes: config.retentionBytes,
-        segmentMs: options.segmentMs,
-        indexIntervalBytes: options.indexIntervalBytes,
-        checkpointIntervalMs: options.checkpointIntervalMs,
-      }),
-    ),
+    indexes.map(async (index): Promise<PartitionLog | PartitionDamage> => {
+      const logOptions = partitionLogOptions(options, dataDir, record, index);
+      if (stopDamaged && !existsSync(logOptions.directory)) {
+        return missingDirectoryDamage(record.name, index, logOptions.directory);
+      }
+      try {
+        return await PartitionLog.open(logOptions);
+      } catch (error) {
+        if (stopDamaged && isCorruptLogError(error)) {
+          return damageFromError(record.name, index, logOptions.directory, error);
+        }
+        throw error;
+      }
+    }),
   );
-  const logs: PartitionLog[] = [];
+  const opened: Array<PartitionLog | PartitionDamage> = [];
   let failure: unknown = null;
   for (const outcome of outcomes) {
-    if (outcome.status === 'fulfilled') logs.push(outcome.value);
+    if (outcome.status === 'fulfilled') opened.push(outcome.value);
     else failure ??= outcome.reason;
   }
   if (failure !== null) {
-    await Promise.allSettled(logs.map((log) => log.close()));
+    await Promise.allSettled(opened.map((log) => ('summary' in log ? undefined : log.close())));
     throw storageErrorFrom(`opening partition logs of topic '${record.name}'`, failure);
   }
-  return logs.map((log, i) => new Partition(record.name, from + i, log, config.durability));
+  return opened.map((log, i) => new Partition(record.name, from + i, log, record.config.durability));
 }

@@ -19,6 +19,7 @@ import {
   parseListOffset,
   parseListTopics,
   parseProduce,
+  parseRepairPartition,
   parseTopicName,
 } from './messages.js';
 import { Opcode, opcodeName, protocolVersion } from './opcodes.js';
@@ -140,6 +141,14 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       requireNoBody(request);
       const { topic, partition, spec } = parseListOffset(request.header);
       return response(request, { offset: api.messages.listOffset(topic, partition, spec) });
+    }
+    case Opcode.integrityReport:
+      requireNoBody(request);
+      return response(request, api.integrity.report());
+    case Opcode.repairPartition: {
+      requireNoBody(request);
+      const { topic, partition } = parseRepairPartition(request.header);
+      return response(request, await api.integrity.repair(topic, partition));
     }
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);

@@ -9,6 +9,8 @@ export const Opcode = {
   produce: 10,
   fetch: 11,
   listOffset: 12,
+  integrityReport: 30,
+  repairPartition: 31,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

@@ -195,6 +195,8 @@ export class PartitionLog implements LogStore {
   /** Segments written since the last sync started. */
   private readonly dirty = new Set<LogSegment>();
   private checkpointedOffset: number;
+  /** Background checkpoint writes not finished yet (retention waits for none). */
+  private checkpointWritesInFlight = 0;
   private flushTimer: NodeJS.Timeout | null = null;
   private checkpointTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -241,7 +243,7 @@ export class PartitionLog implements LogStore {
     for (const segment of this.segments) {
       if (segment.nextOffset > recoveryPoint) this.dirty.add(segment);
     }
-    this.checkpoint.writeSync({ version: 1, recoveryPoint, cleanShutdown: false });
+    this.checkpoint.writeSync(this.checkpointValue(recoveryPoint, false));
     this.checkpointedOffset = recoveryPoint;
     let recoveredPending = recoveryPoint < end;
     this.syncer = new SyncScheduler(
@@ -545,7 +547,7 @@ export class PartitionLog implements LogStore {
     this.syncer.markDirectoryDirty();
     // The recovery point must not stay past data that no longer exists.
     this.checkpointedOffset = Math.min(this.checkpointedOffset, offset);
-    this.checkpoint.writeSync({ version: 1, recoveryPoint: this.syncer.durableOffset, cleanShutdown: false });
+    this.checkpoint.writeSync(this.checkpointValue(this.syncer.durableOffset, false));
   }
 
   /**
@@ -558,14 +560,34 @@ export class PartitionLog implements LogStore {
     let deletedBytes = 0;
     const { retentionMs, retentionBytes } = this.options;
     let total = this.sizeBytes;
-    while (this.segments.length > 1) {
-      const oldest = this.segments[0]!;
+    /** Oldest segments to delete. */
+    let count = 0;
+    while (count < this.segments.length - 1) {
+      const oldest = this.segments[count]!;
       const expired = retentionMs >= 0 && oldest.maxTimestamp < nowMs - retentionMs;
       const oversize = retentionBytes >= 0 && total - oldest.sizeBytes >= retentionBytes;
       if (!expired && !oversize) break;
+      total -= oldest.sizeBytes;
+      count++;
+    }
+    // A background checkpoint write in flight carries the old log start and could land after the
+    // write below: leave the deletion to the next pass.
+    if (count === 0 || this.checkpointWritesInFlight > 0) {
+      return { deletedSegments: 0, deletedBytes: 0, logStartOffset: this.logStartOffset };
+    }
+    // The checkpoint records the new log start before any file goes: a crash in between leaves
+    // segments below it (kept by the next open), never a start the files do not reach (which
+    // the next open would take for a lost segment).
+    const recoveryPoint = this.syncer.durableOffset;
+    this.checkpoint.writeSync({
+      ...this.checkpointValue(recoveryPoint, false),
+      logStartOffset: this.segments[count]!.baseOffset,
+    });
+    this.checkpointedOffset = recoveryPoint;
+    while (deletedSegments < count) {
+      const oldest = this.segments[0]!;
       this.segments.shift();
       this.dirty.delete(oldest);
-      total -= oldest.sizeBytes;
       deletedBytes += oldest.sizeBytes;
       deletedSegments++;
       oldest.delete();
@@ -634,7 +656,7 @@ export class PartitionLog implements LogStore {
     }
     for (const segment of this.segments) segment.close();
     if (syncError === null) {
-      this.checkpoint.writeSync({ version: 1, recoveryPoint: this.logEndOffset, cleanShutdown: true });
+      this.checkpoint.writeSync(this.checkpointValue(this.logEndOffset, true));
     }
     closeSync(this.directoryFd);
     if (syncError !== null) throw syncError;
@@ -692,12 +714,23 @@ export class PartitionLog implements LogStore {
     this.syncer.syncAll().catch(() => undefined);
   }
 
+  /** The checkpoint content: the recovery point, the clean-shutdown flag and the log start. */
+  private checkpointValue(recoveryPoint: number, cleanShutdown: boolean): RecoveryCheckpoint {
+    return { version: 1, recoveryPoint, cleanShutdown, logStartOffset: this.logStartOffset };
+  }
+
   private backgroundCheckpoint(): void {
     const offset = this.syncer.durableOffset;
     if (this.closed || offset === this.checkpointedOffset) return;
     this.checkpointedOffset = offset;
-    this.checkpoint.write({ version: 1, recoveryPoint: offset, cleanShutdown: false }).catch(() => {
-      this.checkpointedOffset = -1; // Try again at the next tick.
-    });
+    this.checkpointWritesInFlight++;
+    this.checkpoint
+      .write(this.checkpointValue(offset, false))
+      .catch(() => {
+        this.checkpointedOffset = -1; // Try again at the next tick.
+      })
+      .finally(() => {
+        this.checkpointWritesInFlight--;
+      });
   }
 }

@@ -12,6 +12,7 @@ import {
   BatchHeader,
   batchCrcAt,
   batchLengthAt,
+  batchMagic,
   batchMaxTimestampAt,
   batchRecordCountAt,
   checkBatchHeader,
@@ -142,6 +143,39 @@ export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): 
     timeIndex: loaded.timeIndex,
     bytesSinceIndexEntry: fileBytes - indexedPosition,
   });
+  return null;
+}
+
+/**
+ * The first valid batch after `from` in `bytes[0, end)`: a structurally valid header whose base
+ * offset lies in [minOffset, maxOffset) and whose CRC32C matches. Used after damage, to tell damage
+ * followed by intact data from a torn tail, and to find where the data resumes. Skips runs without
+ * the magic byte natively (`indexOf`), so zeros cost next to nothing.
+ */
+export function findNextValidBatch(
+  bytes: Buffer,
+  from: number,
+  end: number,
+  minOffset: number,
+  maxOffset: number,
+  crc32c: Crc32cFunction,
+): { position: number; offset: number } | null {
+  let candidate = from + 1;
+  while (candidate + BatchHeader.size <= end) {
+    const magicAt = bytes.indexOf(batchMagic, candidate + BatchHeader.magic);
+    if (magicAt < 0) return null;
+    candidate = magicAt - BatchHeader.magic;
+    if (candidate + BatchHeader.size > end) return null;
+    if (checkBatchHeader(bytes, candidate, end - candidate) === null) {
+      const baseOffset = readInt64LE(bytes, candidate + BatchHeader.baseOffset);
+      if (baseOffset >= minOffset && baseOffset < maxOffset) {
+        const length = batchLengthAt(bytes, candidate);
+        const actual = crc32c(bytes, 0, candidate + BatchHeader.crcStart, candidate + length);
+        if (actual === batchCrcAt(bytes, candidate)) return { position: candidate, offset: baseOffset };
+      }
+    }
+    candidate++;
+  }
   return null;
 }
 

@@ -65,6 +65,7 @@ export function delegate(broker: BrokerApi, overrides: Partial<MessageService> =
   const messages = broker.messages;
   return {
     topics: broker.topics,
+    integrity: broker.integrity,
     messages: {
       produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
       fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),
