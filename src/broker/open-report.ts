@@ -89,10 +89,14 @@ export function recoveryFindings(topic: string, partition: number, recovery: Rec
   }
   const cut = recovery.truncation;
   if (cut !== null) {
+    const durable =
+      recovery.checkpointProblem === null
+        ? 'at or past the durable point (nothing acknowledged as durable was cut)'
+        : 'the durable point is unknown without a checkpoint: the cut batch may have been acknowledged';
     add(
       'warning',
-      `torn tail cut in ${cut.file} at position ${cut.position} (${cut.reason}): ${cut.bytesCut} non-zero bytes zeroed; the log ends at offset ${cut.truncatedToOffset}, at or past the durable point (nothing acknowledged as durable was cut)`,
-      'nothing to do: a write interrupted by the crash',
+      `torn tail cut in ${cut.file} at position ${cut.position} (${cut.reason}): ${cut.bytesCut} non-zero bytes zeroed; the log ends at offset ${cut.truncatedToOffset}, ${durable}`,
+      'nothing to do: a write interrupted by a crash (the invalid bytes after the last valid batch are zeroed)',
     );
   }
   if (recovery.quarantineProblem !== null) {

@@ -465,11 +465,14 @@ export class PartitionLog implements LogStore {
     let segment = this.segments[index]!;
     let position = this.findBatch(segment, offset);
     while (position === null) {
-      // The offset is the end of this segment: continue with the next one.
+      // The offset is the end of this segment: continue with the next one. Offsets a repair set
+      // aside (quarantine.ts) are a gap before it: the read continues after the gap.
       index++;
       segment = this.segments[index]!;
       position = segment.isEmpty ? null : 0;
-      if (index === this.segments.length - 1 && position === null) return empty;
+      if (index === this.segments.length - 1 && position === null) {
+        return { ...empty, nextOffset: Math.max(offset, segment.baseOffset) };
+      }
     }
     const limit = maxOffset ?? Number.POSITIVE_INFINITY;
     const firstOffset = segment.batchBaseOffsetAt(position);
