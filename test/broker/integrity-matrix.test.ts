@@ -109,7 +109,10 @@ function filesUnder(dir: string, prefix = ''): string[] {
   return names;
 }
 
-async function httpJson(broker: BrokerProcess, path: string): Promise<{ status: number; body: any }> {
+// biome-ignore lint/suspicious/noExplicitAny: test-side view of JSON answers of several shapes
+type HttpBody = any;
+
+async function httpJson(broker: BrokerProcess, path: string): Promise<{ status: number; body: HttpBody }> {
   const response = await fetch(`http://127.0.0.1:${broker.port}${path}`);
   const text = await response.text();
   let body: unknown = text;
@@ -138,7 +141,7 @@ async function readAll(broker: BrokerProcess, partition: number): Promise<string
   throw new Error('readAll did not reach the end');
 }
 
-function valueOf(index: number): string {
+function messageValue(index: number): string {
   return `m${index}`.padEnd(100, ' ');
 }
 
@@ -153,9 +156,9 @@ beforeAll(async () => {
     const producer = sw.producer({ batchBytes: 4096, lingerMs: 1 });
     const sends: Array<Promise<unknown>> = [];
     for (let i = 0; i < messageCount; i++)
-      sends.push(producer.send('t', { value: valueOf(i), partition: 0 }));
+      sends.push(producer.send('t', { value: messageValue(i), partition: 0 }));
     for (let i = 0; i < otherPartitionCount; i++) {
-      sends.push(producer.send('t', { value: valueOf(i), partition: 1 }));
+      sends.push(producer.send('t', { value: messageValue(i), partition: 1 }));
     }
     const acks = (await Promise.all(sends)) as Array<{ partition: number; offset: number }>;
     expect(acks.filter((ack) => ack.partition === 0).map((ack) => ack.offset)).toEqual(
@@ -395,7 +398,7 @@ describe('corruption matrix: damage at start, real broker processes', () => {
         for (let i = 1; i < expectedIndexes.length; i++) {
           expect(expectedIndexes[i]!).toBeGreaterThan(expectedIndexes[i - 1]!);
         }
-        for (const value of values) expect(value).toBe(valueOf(Number(value.slice(1))).trim());
+        for (const value of values) expect(value).toBe(messageValue(Number(value.slice(1))).trim());
         const unreadable = messageCount - values.length;
         expect(unreadable).toBe(expectedLost);
 

@@ -691,7 +691,7 @@ describe('fuzz: random bytes in the tail past the recovery point', () => {
         opened = await PartitionLog.open(options(roundDir));
       }
       // Every intact batch is readable, and nothing else.
-      const intact = appended.filter((batch, index) => {
+      const intact = appended.filter((_batch, index) => {
         const onDiskIndex = index - firstActiveIndex;
         return onDiskIndex < 0 || !touched(onDisk[onDiskIndex]!);
       });
