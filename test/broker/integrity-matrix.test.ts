@@ -124,8 +124,19 @@ async function httpJson(broker: BrokerProcess, path: string): Promise<{ status: 
   return { status: response.status, body };
 }
 
-/** Reads a partition from its start over HTTP; returns the values read, in order. */
+/**
+ * Reads a partition from its start over HTTP; returns the values read, in order. The topic is
+ * `always`: consumers see what is synced, and after an unclean open (no checkpoint) the open syncs
+ * in the background, so first wait until the durable offset reached the log end.
+ */
 async function readAll(broker: BrokerProcess, partition: number): Promise<string[]> {
+  for (let attempt = 0; ; attempt++) {
+    const { body } = await httpJson(broker, '/v1/topics/t');
+    const state = body.partitions[partition];
+    if (state.durableOffset === state.logEndOffset) break;
+    if (attempt > 1000) throw new Error(`partition ${partition} never synced: ${JSON.stringify(state)}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
   const values: string[] = [];
   let offset: number | 'earliest' = 'earliest';
   for (let round = 0; round < 1000; round++) {
