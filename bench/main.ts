@@ -68,6 +68,8 @@ export interface RunBenchOptions {
   scratch?: string;
   /** Recorded in the metadata. Default `process.argv`. */
   commandLine?: readonly string[];
+  /** Data directory size of the recovery suite's start-up case (default 1 GiB, quick 256 MiB). */
+  recoveryDataBytes?: number;
   /** Receives the Markdown table as it grows. Default: stdout. */
   write?: (text: string) => void;
   /** Receives progress lines. Default: stderr. */
@@ -202,6 +204,7 @@ export async function runBench(options: RunBenchOptions = {}): Promise<RunBenchR
       mkdirSync(suiteScratch);
       const context: BenchContext & CompareContextExtras = {
         quick,
+        ...(options.recoveryDataBytes !== undefined ? { recoveryDataBytes: options.recoveryDataBytes } : {}),
         scratchDir: suiteScratch,
         previous: Object.freeze([...rows]),
         log: (message) => log(suite.name, message),
@@ -285,6 +288,7 @@ const usage = `usage: node dist/bench/main.js [--quick] [--suite NAME]... [--out
   --suite NAME    run only this suite (repeatable): ${suiteNames.join(', ')}
   --out DIR       results directory (default bench/results/<date-time>)
   --scratch DIR   where the run's scratch directory is made (default .bench-scratch/; not /tmp)
+  --recovery-gib N  data directory size of the recovery suite's start-up case (default 1; quick 0.25)
 ${compareUsage}`;
 
 /** The command line of the bench runner (`node dist/bench/main.js ...` and `spillway bench ...`). Returns the exit code. */
@@ -295,6 +299,7 @@ export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
     out?: string;
     scratch?: string;
     help?: boolean;
+    'recovery-gib'?: string;
   } & Partial<Record<keyof typeof compareFlagNames, string>>;
   try {
     values = parseArgs({
@@ -303,6 +308,7 @@ export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
         suite: { type: 'string', multiple: true },
         out: { type: 'string' },
         scratch: { type: 'string' },
+        'recovery-gib': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         systems: { type: 'string' },
         durability: { type: 'string' },
@@ -326,6 +332,15 @@ export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
+  let recoveryDataBytes: number | undefined;
+  if (values['recovery-gib'] !== undefined) {
+    const gib = Number(values['recovery-gib']);
+    if (!Number.isFinite(gib) || gib <= 0 || gib > 1024) {
+      process.stderr.write(`--recovery-gib must be a number in (0, 1024]\n${usage}\n`);
+      return 2;
+    }
+    recoveryDataBytes = Math.round(gib * 1024 * 1024 * 1024);
+  }
   const compare: CompareFlags = {};
   for (const [flag, field] of Object.entries(compareFlagNames)) {
     const value = values[flag as keyof typeof compareFlagNames];
@@ -339,6 +354,7 @@ export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
       compare,
       out: values.out,
       scratch: values.scratch,
+      ...(recoveryDataBytes !== undefined ? { recoveryDataBytes } : {}),
       commandLine: process.argv,
       handleSignals: true,
     });

@@ -24,6 +24,8 @@ export interface BenchContext {
   /** Rows of suites that already ran in this process (a suite may report ratios against them). */
   previous: readonly BenchRow[];
   log(message: string): void;
+  /** Size of the data directory of the recovery suite's start-up case (--recovery-gib). */
+  recoveryDataBytes?: number;
 }
 
 export interface BenchSuite {

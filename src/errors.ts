@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'INVALID_BATCH'
   | 'CORRUPT_BATCH'
   | 'CORRUPT_LOG'
+  | 'PARTITION_DAMAGED'
   | 'OFFSET_OUT_OF_RANGE'
   | 'LOG_CLOSED'
   | 'LOG_TRUNCATED'
@@ -39,6 +40,7 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   INVALID_BATCH: false,
   CORRUPT_BATCH: true, // corrupted in transit: a resend carries fresh bytes
   CORRUPT_LOG: false,
+  PARTITION_DAMAGED: false, // until an operator repairs it (docs/OPERATIONS.md)
   OFFSET_OUT_OF_RANGE: false,
   LOG_CLOSED: true,
   LOG_TRUNCATED: true,
@@ -118,6 +120,26 @@ export class CorruptLogError extends SpillwayError {
     this.name = 'CorruptLogError';
     this.file = file;
     this.position = position;
+  }
+}
+
+/**
+ * The partition was stopped at open because its data on disk is damaged or missing (a bit flip in
+ * history, a lost segment or directory): every request to it fails with this code until an operator
+ * repairs it (`spillway repair TOPIC PARTITION`, docs/OPERATIONS.md). The other partitions serve.
+ */
+export class PartitionDamagedError extends SpillwayError {
+  readonly topic: string;
+  readonly partition: number;
+
+  constructor(topic: string, partition: number, detail: string) {
+    super(
+      'PARTITION_DAMAGED',
+      `partition ${topic}/${partition} is stopped: ${detail} (run 'spillway repair ${topic} ${partition}')`,
+    );
+    this.name = 'PartitionDamagedError';
+    this.topic = topic;
+    this.partition = partition;
   }
 }
 

@@ -41,6 +41,8 @@ export const checkpointIntervalMsDefault = 5000;
 export const checkpointIntervalMsMax = 3_600_000;
 /** Longest delay a Node.js timer accepts (2^31 - 1 ms): bounds intervals the broker runs on a timer. */
 export const timerDelayMsMax = 2_147_483_647;
+/** Damaged ranges one repair of a partition log sets aside before it gives up (log-repair.ts). */
+export const repairStepsMax = 10_000;
 /** Appends waiting for a group-commit fdatasync at once (durability `always`) before append rejects. */
 export const pendingSyncAppendCountMax = 100_000;
 

@@ -19,14 +19,23 @@ import type { Clock, ClockTimer } from '../clock.js';
 import { batchFirstTimestampAt } from '../format/batch-header.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import type { PartitionLog } from '../storage/partition-log.js';
+import { BrokerIntegrity } from './broker-integrity.js';
 import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
-import { BrokerTopics, closeQuietly, openPartitions } from './broker-topics.js';
+import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { Lifecycle } from './lifecycle.js';
 import { MetadataStore, metadataTopicName } from './metadata-store.js';
-import type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
+import {
+  type BrokerOpenReport,
+  damageFinding,
+  findingLine,
+  type OpenFinding,
+  type PartitionRecovery,
+  recoveryFindings,
+} from './open-report.js';
 import { Partition } from './partition.js';
+import type { PartitionDamage } from './partition-damage.js';
 import { SessionRegistry } from './session-registry.js';
 import { Topic } from './topic.js';
 import { internalTopicConfig } from './topic-config.js';
@@ -73,6 +82,7 @@ export class BrokerEngine implements BrokerApi {
   readonly messages: BrokerMessages;
   /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
   readonly sessions: SessionRegistry;
+  readonly integrity: BrokerIntegrity;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
@@ -98,6 +108,9 @@ export class BrokerEngine implements BrokerApi {
       parts.topics,
     );
     this.messages = new BrokerMessages(this.topics, this.lifecycle, this.clock);
+    this.integrity = new BrokerIntegrity(this.topics, this.lifecycle, parts.openReport, (record, index) =>
+      partitionLogRequest(parts.options, parts.dataDir, record, index),
+    );
     const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
     parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
     this.retentionTimer = this.clock.setInterval(
@@ -111,8 +124,9 @@ export class BrokerEngine implements BrokerApi {
 
   /**
    * Opens (creating it if needed) the broker in `options.dataDir`: reads the metadata, reconciles it
-   * with the directories, opens (recovering) every partition log. Fails with CorruptLogError when the
-   * metadata or acknowledged log data is damaged.
+   * with the directories, opens (recovering) every partition log. A partition whose data is damaged
+   * or missing is stopped (PARTITION_DAMAGED, `openReport.damagedPartitions`), the others serve.
+   * Fails with CorruptLogError when the metadata is damaged.
    */
   static async open(options: BrokerOptions = {}): Promise<BrokerEngine> {
     return new BrokerEngine(await BrokerEngine.openParts(options));
@@ -143,7 +157,7 @@ export class BrokerEngine implements BrokerApi {
       }
       const opened = await Promise.allSettled(
         reconciliation.topics.map((record) =>
-          openPartitions(resolved, dataDir, record, 0, record.partitionCount),
+          openPartitions(resolved, dataDir, record, 0, record.partitionCount, true),
         ),
       );
       const failure = opened.find((outcome) => outcome.status === 'rejected');
@@ -157,40 +171,44 @@ export class BrokerEngine implements BrokerApi {
       );
       const internal = internalTopic(metadataTopicName, metadata.log, metadata.segmentBytes);
       const partitions: PartitionRecovery[] = [];
-      const warnings = [...metadata.notes, ...reconciliation.warnings];
+      const damagedPartitions: PartitionDamage[] = [];
+      const findings: OpenFinding[] = [
+        ...metadata.notes,
+        ...reconciliation.warnings.map((what) => ({
+          severity: 'warning' as const,
+          what,
+          fix: 'see docs/OPERATIONS.md, "The data directory"',
+        })),
+      ];
       for (const topic of topics) {
         for (const partition of topic.partitions) {
+          const damage = partition.damage;
+          if (damage !== null) {
+            damagedPartitions.push(damage);
+            findings.push(damageFinding(damage));
+            continue;
+          }
           const recovery = partition.log.recovery;
           partitions.push({ topic: topic.name, partition: partition.index, recovery });
-          const where = `${topic.name}/${partition.index}`;
-          if (recovery.checkpointProblem !== null) {
-            warnings.push(`${where}: recovery checkpoint unreadable (${recovery.checkpointProblem})`);
-          }
-          if (!recovery.cleanShutdown && recovery.segmentsScanned > 0) {
-            warnings.push(
-              `${where}: recovered after an unclean shutdown (${recovery.segmentsScanned} segment(s), ${recovery.bytesVerified} bytes verified)`,
-            );
-          }
-          const cut = recovery.truncation;
-          if (cut !== null) {
-            warnings.push(
-              `${where}: torn tail cut in ${cut.file} at position ${cut.position} (${cut.reason}); log now ends at offset ${cut.truncatedToOffset}`,
-            );
-          }
+          findings.push(...recoveryFindings(topic.name, partition.index, recovery));
         }
       }
+      const severityOrder = { damage: 0, warning: 1, info: 2 } as const;
+      findings.sort((a, b) => severityOrder[a.severity] - severityOrder[b.severity]);
       const report: BrokerOpenReport = {
         dataDir,
         durationMs: performance.now() - startedAt,
         topicCount: topics.length,
-        partitionCount: partitions.length,
+        partitionCount: topics.reduce((sum, topic) => sum + topic.partitionCount, 0),
         partitions,
         stateLogs: [{ name: metadata.state.name, recovery: metadata.state.recovery }],
+        damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
         strayPartitionDirectories: reconciliation.strayPartitionDirectories,
         completedDeletions: reconciliation.completedDeletions,
-        warnings,
+        findings,
+        warnings: findings.map(findingLine),
       };
       return {
         options: resolved,
@@ -232,8 +250,10 @@ export class BrokerEngine implements BrokerApi {
     if (this.lifecycle.closing) return result;
     for (const topic of this.topics.all()) {
       for (const partition of topic.partitions) {
+        const log = partition.openLog;
+        if (log === null) continue; // stopped: its files wait for a repair
         try {
-          const done = partition.log.applyRetention(nowMs);
+          const done = log.applyRetention(nowMs);
           result.deletedSegments += done.deletedSegments;
           result.deletedBytes += done.deletedBytes;
         } catch (error) {
@@ -275,7 +295,7 @@ export class BrokerEngine implements BrokerApi {
       .filter((topic) => !isInternalTopicName(topic.name))
       .flatMap((topic) => topic.partitions);
     const outcomes = await Promise.allSettled([
-      ...partitions.map((partition) => partition.log.close()),
+      ...partitions.map((partition) => partition.openLog?.close()),
       this.metadata.close(),
     ]);
     this.lock.release();

@@ -28,11 +28,17 @@ import type {
   TopicService,
 } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
-import type { LogStore } from '../storage/log-store.js';
+import type { LogOpenRequest, LogStore } from '../storage/log-store.js';
 import type { ResolvedBrokerOptions } from './broker-options.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { MetadataStore, TopicRecord } from './metadata-store.js';
 import { Partition } from './partition.js';
+import {
+  damageFromError,
+  isCorruptLogError,
+  missingDirectoryDamage,
+  type PartitionDamage,
+} from './partition-damage.js';
 import { Topic } from './topic.js';
 import { resolveTopicConfig } from './topic-config.js';
 import { asidePath, partitionDirectory, topicDirectory, topicsDirectory } from './topic-directories.js';
@@ -47,7 +53,7 @@ export function checkInteger(name: string, value: unknown, min: number, max: num
 
 /** Closes every log, waiting for all, ignoring errors (used to undo a half-done operation). */
 export async function closeQuietly(partitions: Partition[]): Promise<void> {
-  await Promise.allSettled(partitions.map((partition) => partition.log.close()));
+  await Promise.allSettled(partitions.map((partition) => partition.openLog?.close()));
 }
 
 function refuseInternal(name: string, what: string): void {
@@ -206,8 +212,8 @@ export class BrokerTopics implements TopicService {
         await this.metadata.putTopic(record);
       } catch (error) {
         await closeQuietly(added);
-        for (const partition of added) {
-          rmSync(partitionDirectory(this.dataDir, name, partition.index), { recursive: true, force: true });
+        for (let index = from; index < to; index++) {
+          rmSync(partitionDirectory(this.dataDir, name, index), { recursive: true, force: true });
         }
         throw storageErrorFrom(`adding partitions to topic '${name}'`, error);
       }
@@ -254,9 +260,10 @@ export class BrokerTopics implements TopicService {
 
   /**
    * Runs `operation` after every admin operation queued before it. An operation accepted before
-   * close() still runs (close waits for the queue); calls after close() never get here.
+   * close() still runs (close waits for the queue); calls after close() never get here. Also used
+   * by partition repair (broker-integrity.ts), which must not overlap a delete of the same topic.
    */
-  private administer<T>(operation: () => Promise<T>): Promise<T> {
+  administer<T>(operation: () => Promise<T>): Promise<T> {
     const run = this.adminQueue.then(operation);
     this.adminQueue = run.then(
       () => undefined,
@@ -266,9 +273,36 @@ export class BrokerTopics implements TopicService {
   }
 }
 
+/** What the broker asks its log factory for to open partition `index` of `record`. */
+export function partitionLogRequest(
+  options: ResolvedBrokerOptions,
+  dataDir: string,
+  record: TopicRecord,
+  index: number,
+): LogOpenRequest {
+  const { config } = record;
+  return {
+    topic: record.name,
+    partition: index,
+    directory: partitionDirectory(dataDir, record.name, index),
+    durability: config.durability,
+    flushIntervalMs: config.flushIntervalMs,
+    segmentBytes: config.segmentBytes,
+    retentionMs: config.retentionMs,
+    retentionBytes: config.retentionBytes,
+    segmentMs: options.segmentMs,
+    indexIntervalBytes: options.indexIntervalBytes,
+    checkpointIntervalMs: options.checkpointIntervalMs,
+    clock: options.clock,
+  };
+}
+
 /**
- * Opens the logs of partitions [from, to) of `record` in parallel, through `options.logFactory`, in
- * directories it creates; on any failure closes the others.
+ * Opens the logs of partitions [from, to) of `record` in parallel, through `options.logFactory`;
+ * on any failure closes the others. With `stopDamaged` (the broker's open), a partition whose
+ * directory is missing or whose log is damaged (CorruptLogError) is returned stopped instead
+ * (partition.ts): only that partition is out of service. Otherwise (create, addPartitions) the
+ * directories are created and every failure fails the whole call.
  */
 export async function openPartitions(
   options: ResolvedBrokerOptions,
@@ -276,38 +310,35 @@ export async function openPartitions(
   record: TopicRecord,
   from: number,
   to: number,
+  stopDamaged = false,
 ): Promise<Partition[]> {
-  const { config } = record;
   const indexes = Array.from({ length: to - from }, (_, i) => from + i);
   const outcomes = await Promise.allSettled(
-    indexes.map(async (index) => {
-      const directory = partitionDirectory(dataDir, record.name, index);
-      mkdirSync(directory, { recursive: true });
-      return options.logFactory({
-        topic: record.name,
-        partition: index,
-        directory,
-        durability: config.durability,
-        flushIntervalMs: config.flushIntervalMs,
-        segmentBytes: config.segmentBytes,
-        retentionMs: config.retentionMs,
-        retentionBytes: config.retentionBytes,
-        segmentMs: options.segmentMs,
-        indexIntervalBytes: options.indexIntervalBytes,
-        checkpointIntervalMs: options.checkpointIntervalMs,
-        clock: options.clock,
-      });
+    indexes.map(async (index): Promise<LogStore | PartitionDamage> => {
+      const request = partitionLogRequest(options, dataDir, record, index);
+      if (stopDamaged && !existsSync(request.directory)) {
+        return missingDirectoryDamage(record.name, index, request.directory);
+      }
+      mkdirSync(request.directory, { recursive: true });
+      try {
+        return await options.logFactory(request);
+      } catch (error) {
+        if (stopDamaged && isCorruptLogError(error)) {
+          return damageFromError(record.name, index, request.directory, error);
+        }
+        throw error;
+      }
     }),
   );
-  const logs: LogStore[] = [];
+  const opened: Array<LogStore | PartitionDamage> = [];
   let failure: unknown = null;
   for (const outcome of outcomes) {
-    if (outcome.status === 'fulfilled') logs.push(outcome.value);
+    if (outcome.status === 'fulfilled') opened.push(outcome.value);
     else failure ??= outcome.reason;
   }
   if (failure !== null) {
-    await Promise.allSettled(logs.map((log) => log.close()));
+    await Promise.allSettled(opened.map((log) => ('summary' in log ? undefined : log.close())));
     throw storageErrorFrom(`opening partition logs of topic '${record.name}'`, failure);
   }
-  return logs.map((log, i) => new Partition(record.name, from + i, log, config.durability));
+  return opened.map((log, i) => new Partition(record.name, from + i, log, record.config.durability));
 }

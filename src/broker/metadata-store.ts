@@ -50,6 +50,13 @@ export interface StateLogTuning {
   snapshotBytesMin?: number;
 }
 
+/** What opening the metadata found or did, worth a line in the open report. */
+export interface MetadataNote {
+  severity: 'warning' | 'info';
+  what: string;
+  fix: string;
+}
+
 export interface MetadataStoreOptions {
   dataDir: string;
   defaults: ResolvedTopicConfig;
@@ -66,7 +73,7 @@ export class MetadataStore {
   readonly segmentBytes: number;
   readonly state: StateLog<MetadataEntry>;
   /** What opening found and did (migration, skipped snapshots), one line each. */
-  readonly notes: string[];
+  readonly notes: MetadataNote[];
   private readonly machine: MetadataState;
 
   private constructor(
@@ -74,7 +81,7 @@ export class MetadataStore {
     segmentBytes: number,
     state: StateLog<MetadataEntry>,
     machine: MetadataState,
-    notes: string[],
+    notes: MetadataNote[],
   ) {
     this.log = log;
     this.segmentBytes = segmentBytes;
@@ -89,7 +96,7 @@ export class MetadataStore {
     const legacyPath = join(dataDir, legacyMetadataFileName);
     const legacy = existsSync(legacyPath);
     const existed = existsSync(directory);
-    const notes: string[] = [];
+    const notes: MetadataNote[] = [];
     const segmentBytes = options.tuning?.segmentBytes ?? stateLogSegmentBytesDefault;
     const log = await PartitionLog.open({
       directory,
@@ -114,9 +121,11 @@ export class MetadataStore {
         });
       let state = open();
       for (const skipped of state.recovery.skippedSnapshots) {
-        notes.push(
-          `${metadataTopicName}/0: snapshot at offset ${skipped.beginOffset} skipped (${skipped.reason})`,
-        );
+        notes.push({
+          severity: 'warning',
+          what: `${metadataTopicName}/0: snapshot at offset ${skipped.beginOffset} skipped (${skipped.reason}); recovered from an older one`,
+          fix: 'nothing to do: the next snapshot replaces it (docs/STATE.md)',
+        });
       }
       if (legacy) {
         if (state.recovery.snapshots.length === 0) {
@@ -124,15 +133,19 @@ export class MetadataStore {
           if (log.logEndOffset > 0) log.truncateTo(0);
           state = open();
           const records = readLegacyMetadata(legacyPath, defaults, (name, dedupWindowMs) =>
-            notes.push(
-              `topic '${name}': stored dedupWindowMs ${dedupWindowMs} reset to 0 (msg-id dedup was never in effect; it arrives in a later version)`,
-            ),
+            notes.push({
+              severity: 'warning',
+              what: `topic '${name}': stored dedupWindowMs ${dedupWindowMs} reset to 0 (msg-id dedup was never in effect; it arrives in a later version)`,
+              fix: 'nothing to do',
+            }),
           );
           await Promise.all(records.map((topic) => state.commit({ type: 'topic', topic })));
           await state.snapshot();
-          notes.push(
-            `migrated ${records.length} topic(s) from ${legacyPath} into the ${metadataTopicName} state log; the file is kept as ${legacyMetadataFileName}.migrated`,
-          );
+          notes.push({
+            severity: 'info',
+            what: `migrated ${records.length} topic(s) from ${legacyPath} into the ${metadataTopicName} state log; the file is kept as ${legacyMetadataFileName}.migrated`,
+            fix: `nothing to do; ${legacyMetadataFileName}.migrated may be deleted`,
+          });
         }
         renameSync(legacyPath, `${legacyPath}.migrated`);
         fsyncDirectorySync(dataDir);

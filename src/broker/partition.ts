@@ -5,30 +5,65 @@
  * nothing it read can vanish in a crash; with `interval` and `none` it sees everything appended (the
  * ack did not promise more either).
  *
+ * A partition whose log could not be opened because its data is damaged or missing is **stopped**
+ * (`damage` set, no log): every use of `log` throws PartitionDamagedError (PARTITION_DAMAGED), so
+ * produce, fetch and offset lookups on it fail with that code while every other partition serves.
+ * `resume` puts a repaired log in place (partition-repair in broker-integrity.ts).
+ *
  * Buffer ownership: `read` returns what the log's read returns (views of mapped segments for
  * PartitionLog), valid while referenced.
  */
+import { PartitionDamagedError } from '../errors.js';
 import type { FetchResult, PartitionDescription } from '../protocol/broker-api.js';
 import type { Durability } from '../protocol/types.js';
 import type { LogStore } from '../storage/log-store.js';
+import type { PartitionDamage } from './partition-damage.js';
 
 export class Partition {
   readonly topic: string;
   readonly index: number;
-  readonly log: LogStore;
   readonly durability: Durability;
+  private current: LogStore | null;
+  private stoppedBy: PartitionDamage | null;
 
-  constructor(topic: string, index: number, log: LogStore, durability: Durability) {
+  constructor(topic: string, index: number, log: LogStore | PartitionDamage, durability: Durability) {
     this.topic = topic;
     this.index = index;
-    this.log = log;
     this.durability = durability;
+    const damaged = 'summary' in log;
+    this.current = damaged ? null : log;
+    this.stoppedBy = damaged ? log : null;
+  }
+
+  /** The log; throws PartitionDamagedError while the partition is stopped. */
+  get log(): LogStore {
+    if (this.current === null) {
+      throw new PartitionDamagedError(this.topic, this.index, this.stoppedBy!.summary);
+    }
+    return this.current;
+  }
+
+  /** The log, or null while the partition is stopped (for close, retention, metrics). */
+  get openLog(): LogStore | null {
+    return this.current;
+  }
+
+  /** Why the partition is stopped, or null while it serves. */
+  get damage(): PartitionDamage | null {
+    return this.stoppedBy;
+  }
+
+  /** Serves `log` (a repaired one) from now on. */
+  resume(log: LogStore): void {
+    this.current = log;
+    this.stoppedBy = null;
   }
 
   /** Offset after the last record a consumer may read (the high watermark). */
   get visibleEndOffset(): number {
-    const end = this.log.logEndOffset;
-    return this.durability === 'always' ? Math.min(end, this.log.durableOffset) : end;
+    const log = this.log;
+    const end = log.logEndOffset;
+    return this.durability === 'always' ? Math.min(end, log.durableOffset) : end;
   }
 
   /**
@@ -36,9 +71,10 @@ export class Partition {
    * visible end. Throws OffsetOutOfRangeError before the log start or past the log end.
    */
   read(offset: number, maxBytes: number): FetchResult {
+    const log = this.log;
     const visibleEnd = this.visibleEndOffset;
-    const limited = visibleEnd < this.log.logEndOffset;
-    const result = this.log.read(offset, maxBytes, limited ? visibleEnd : undefined);
+    const limited = visibleEnd < log.logEndOffset;
+    const result = log.read(offset, maxBytes, limited ? visibleEnd : undefined);
     return {
       topic: this.topic,
       partition: this.index,
@@ -52,7 +88,18 @@ export class Partition {
   }
 
   describe(): PartitionDescription {
-    const log = this.log;
+    const log = this.current;
+    if (log === null) {
+      return {
+        partition: this.index,
+        logStartOffset: 0,
+        logEndOffset: 0,
+        durableOffset: 0,
+        sizeBytes: 0,
+        segmentCount: 0,
+        damaged: this.stoppedBy!.summary,
+      };
+    }
     return {
       partition: this.index,
       logStartOffset: log.logStartOffset,

@@ -130,9 +130,7 @@ export function reconcileTopicDirectories(
       for (let partition = 0; partition < topic.partitionCount; partition++) {
         result.missingPartitionDirectories.push(join(directory, String(partition)));
       }
-      result.warnings.push(
-        `topic '${topic.name}' has no directory ${directory}: its ${topic.partitionCount} partition(s) are recreated empty, their data is lost`,
-      );
+      // Reported as damage by the broker: each of these partitions is stopped, never recreated silently.
       result.topics.push(topic);
       continue;
     }
@@ -143,8 +141,7 @@ export function reconcileTopicDirectories(
     for (let partition = 0; partition < topic.partitionCount; partition++) {
       if (!partitionEntries.has(String(partition))) {
         const missing = join(directory, String(partition));
-        result.missingPartitionDirectories.push(missing);
-        result.warnings.push(`partition directory ${missing} is missing: recreated empty, its data is lost`);
+        result.missingPartitionDirectories.push(missing); // the broker stops that partition
       }
     }
     let topicChanged = false;

@@ -12,6 +12,8 @@ commands:
   topic create|list|describe|delete|add-partitions
   produce TOPIC                one message per stdin line (or --value V)
   consume TOPIC                print messages as JSON lines
+  repair TOPIC PARTITION       set a stopped partition's damaged ranges aside into quarantine/
+  doctor                       what the broker found on disk at start, and how to fix each finding
   bench                        run the benchmark suite (same as npm run bench)
   help                         show this text
 
@@ -36,6 +38,14 @@ async function load(name: string): Promise<{ run: Command; usage: string } | nul
     case 'consume': {
       const module = await import('./commands/consume.js');
       return { run: module.runConsume, usage: module.consumeUsage };
+    }
+    case 'repair': {
+      const module = await import('./commands/repair.js');
+      return { run: module.runRepair, usage: module.repairUsage };
+    }
+    case 'doctor': {
+      const module = await import('./commands/repair.js');
+      return { run: module.runDoctor, usage: module.doctorUsage };
     }
     case 'bench': {
       const module = await import('../../bench/main.js');

@@ -4,11 +4,18 @@
  * TOPIC_EXISTS, INVALID_TOPIC_NAME, INVALID_ARGUMENT, ...
  */
 import { SpillwayError } from '../errors.js';
-import type { OffsetSpec, TopicConfig, TopicDescription } from '../protocol/broker-api.js';
+import type {
+  IntegrityReport,
+  OffsetSpec,
+  RepairResult,
+  TopicConfig,
+  TopicDescription,
+} from '../protocol/broker-api.js';
 import type {
   AddPartitionsRequest,
   CreateTopicRequest,
   ListOffsetRequest,
+  RepairPartitionRequest,
   TopicNameRequest,
 } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
@@ -84,5 +91,35 @@ export class Admin {
     const request: ListOffsetRequest = { topic, partition, spec };
     const response = await this.transport.request(Opcode.listOffset, request);
     return integerOf(response.header, 'offset', 'listOffset');
+  }
+
+  /**
+   * What the broker found on disk when it opened (damage, orphans, leftovers, each with its fix),
+   * the partitions stopped now and the repairs since (`spillway doctor`).
+   */
+  async integrityReport(): Promise<IntegrityReport> {
+    const response = await this.transport.request(Opcode.integrityReport, {});
+    const report = response.header as Partial<IntegrityReport> | null;
+    if (report === null || typeof report !== 'object' || !Array.isArray(report.findings)) {
+      throw new SpillwayError('PROTOCOL_ERROR', "integrityReport: the broker's answer is not a report");
+    }
+    return report as IntegrityReport;
+  }
+
+  /**
+   * Repairs a stopped partition: its damaged ranges are moved into its quarantine/ folder (never
+   * deleted) and it serves again. Says exactly which offsets were set aside (`spillway repair`).
+   */
+  async repairPartition(topic: string, partition: number): Promise<RepairResult> {
+    const request: RepairPartitionRequest = { topic, partition };
+    const response = await this.transport.request(Opcode.repairPartition, request);
+    const result = response.header as Partial<RepairResult> | null;
+    if (result === null || typeof result !== 'object' || !Array.isArray(result.setAside)) {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        "repairPartition: the broker's answer is not a repair result",
+      );
+    }
+    return result as RepairResult;
   }
 }

@@ -49,6 +49,11 @@ export interface PartitionDescription {
   durableOffset: number;
   sizeBytes: number;
   segmentCount: number;
+  /**
+   * Present only when the partition is stopped because its data is damaged or missing: what was
+   * found (then the numbers above are 0 and requests to it fail with PARTITION_DAMAGED).
+   */
+  damaged?: string;
 }
 
 export interface TopicDescription {
@@ -121,6 +126,88 @@ export interface MessageService {
   listOffset(topic: string, partition: number, spec: OffsetSpec): number;
 }
 
+/** One thing the broker found when it opened its data directory (docs/OPERATIONS.md). */
+export interface IntegrityFinding {
+  /** `damage`: a partition is stopped; `warning`: dealt with, or worth a look; `info`: normal. */
+  severity: 'damage' | 'warning' | 'info';
+  topic?: string;
+  partition?: number;
+  what: string;
+  /** What the operator can do ('nothing to do' when nothing is needed). */
+  fix: string;
+}
+
+/** A partition stopped because its data on disk is damaged or missing. */
+export interface DamagedPartition {
+  topic: string;
+  partition: number;
+  directory: string;
+  /** `corrupt-data`, `missing-data`, `overlap` or `missing-directory`. */
+  kind: string;
+  /** The file the damage is in or before (the directory when there is none). */
+  file: string;
+  /** Byte position in `file`. */
+  position: number;
+  reason: string;
+  /** First offset that cannot be read (null: unknown, a whole directory lost). */
+  fromOffset: number | null;
+  /** Offset where readable data resumes (null: unknown). */
+  toOffset: number | null;
+  summary: string;
+}
+
+/** A range of offsets a repair moved out of a partition log into its `quarantine/` folder. */
+export interface SetAsideRange {
+  fromOffset: number;
+  /** Exclusive. */
+  toOffset: number;
+  kind: string;
+  reason: string;
+  /** Segment file (name) the damage was in or before, and the byte position there. */
+  file: string;
+  position: number;
+  /** Names, inside quarantine/, of the files moved or copied there. */
+  movedFiles: string[];
+  atMs: number;
+}
+
+export interface RepairResult {
+  topic: string;
+  partition: number;
+  quarantineDirectory: string;
+  /** Exactly what was set aside (empty when the log opened as it was, e.g. files restored). */
+  setAside: SetAsideRange[];
+  /** True when the partition directory was missing and the partition starts again empty at 0. */
+  recreatedEmpty: boolean;
+  logStartOffset: number;
+  logEndOffset: number;
+  atMs: number;
+}
+
+export interface IntegrityReport {
+  /** `degraded` while some partition is stopped. */
+  status: 'ok' | 'degraded';
+  /** One line: topics, partitions, stopped, warnings. */
+  summary: string;
+  openDurationMs: number;
+  /** What the open found (damage, orphans, leftovers), each with its fix. */
+  findings: IntegrityFinding[];
+  /** Partitions stopped now. */
+  damagedPartitions: DamagedPartition[];
+  /** Repairs since the broker started. */
+  repairs: RepairResult[];
+}
+
+/** What the broker found on disk, and the explicit repair of a stopped partition. */
+export interface IntegrityService {
+  report(): IntegrityReport;
+  /**
+   * Sets the damaged ranges of a stopped partition aside into its quarantine/ folder (moved or
+   * copied, never deleted) and serves it again. INVALID_ARGUMENT when the partition is not stopped.
+   */
+  repair(topic: string, partition: number): Promise<RepairResult>;
+}
+
 /**
  * The engine as front ends see it: one service per concern. A later feature (consumer groups,
  * delayed messages, transactions, producer state) adds a service here instead of growing another.
@@ -130,4 +217,5 @@ export interface BrokerApi {
   readonly messages: MessageService;
   /** Sessions: one per client connection or HTTP request (protocol/session.ts). */
   readonly sessions: SessionService;
+  readonly integrity: IntegrityService;
 }

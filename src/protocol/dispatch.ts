@@ -24,6 +24,7 @@ import {
   parseListOffset,
   parseListTopics,
   parseProduce,
+  parseRepairPartition,
   parseTopicName,
 } from './messages.js';
 import {
@@ -165,6 +166,14 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       requireNoBody(request);
       const { topic, partition, spec } = parseListOffset(request.header);
       return response(request, { offset: api.messages.listOffset(topic, partition, spec) });
+    }
+    case Opcode.integrityReport:
+      requireNoBody(request);
+      return response(request, api.integrity.report());
+    case Opcode.repairPartition: {
+      requireNoBody(request);
+      const { topic, partition } = parseRepairPartition(request.header);
+      return response(request, await api.integrity.repair(topic, partition));
     }
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');

@@ -198,6 +198,16 @@ export function parseProduce(header: unknown): ProduceRequest {
   };
 }
 
+/** REPAIR_PARTITION request header. */
+export interface RepairPartitionRequest {
+  topic: string;
+  partition: number;
+}
+
+export function parseRepairPartition(header: unknown): RepairPartitionRequest {
+  return parseProduce(header);
+}
+
 export function parseFetch(header: unknown): FetchRequest {
   const fields = asFields(header);
   return {

@@ -13,6 +13,8 @@ export const Opcode = {
   produce: 10,
   fetch: 11,
   listOffset: 12,
+  integrityReport: 30,
+  repairPartition: 31,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
 } as const;

@@ -193,6 +193,11 @@ export class HttpApi {
         contentType: 'text/plain; version=0.0.4; charset=utf-8',
       }));
     });
+    route('/v1/health/details', 'health_details', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      // 200 even when degraded: the body says so (`status`), the broker itself is up.
+      void exchange.run(() => ({ status: 200, json: this.context.api.integrity.report() }));
+    });
     route('/v1/topics', 'topics', (exchange, request, method) => {
       if (method === 'get') {
         const query = new URLSearchParams(request.getQuery() ?? '');

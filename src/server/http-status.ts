@@ -26,6 +26,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   BROKER_CLOSING: 503,
   STORAGE_FULL: 503,
   LOG_CLOSED: 503,
+  PARTITION_DAMAGED: 503,
   LOG_TRUNCATED: 503,
   NATIVE_UNAVAILABLE: 503,
   CONNECTION_CLOSED: 503,

@@ -7,7 +7,7 @@
  * than with prom-client: a dozen series do not need a registry, and prom-client's label hashing
  * would sit on every request.
  */
-import type { TopicDescription } from '../protocol/broker-api.js';
+import type { IntegrityReport, TopicDescription } from '../protocol/broker-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 
@@ -68,12 +68,13 @@ export class ServerMetrics {
 
   /**
    * The exposition text. `topics` gives the per-partition gauges (omitted when it throws); `sessions`
-   * the session gauges.
+   * the session gauges; `integrity` the damage and repair gauges.
    */
   render(
     topics: () => TopicDescription[],
     sendBuffers: () => number[] = () => [],
     sessions?: SessionService,
+    integrity: () => IntegrityReport | null = () => null,
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -179,9 +180,50 @@ export class ServerMetrics {
       for (const topic of described) {
         const topicLabel = escapeLabelValue(topic.name);
         for (const partition of topic.partitions) {
+          if (partition.damaged !== undefined) continue; // stopped: see spillway_partition_damaged
           lines.push(`${name}{topic="${topicLabel}",partition="${partition.partition}"} ${partition[field]}`);
         }
       }
+    }
+    let report: IntegrityReport | null = null;
+    try {
+      report = integrity();
+    } catch {
+      // The broker is closing.
+    }
+    if (report !== null) {
+      metric(
+        'spillway_partition_damaged',
+        'gauge',
+        'Partitions stopped because their data on disk is damaged or missing (1 each; see spillway doctor).',
+      );
+      for (const damaged of report.damagedPartitions) {
+        lines.push(
+          `spillway_partition_damaged{topic="${escapeLabelValue(damaged.topic)}",partition="${damaged.partition}",kind="${escapeLabelValue(damaged.kind)}"} 1`,
+        );
+      }
+      metric('spillway_partitions_damaged', 'gauge', 'Number of partitions stopped for damage now.');
+      lines.push(`spillway_partitions_damaged ${report.damagedPartitions.length}`);
+      metric('spillway_open_findings', 'gauge', 'What the broker found on disk at start, by severity.');
+      for (const severity of ['damage', 'warning', 'info'] as const) {
+        const count = report.findings.filter((finding) => finding.severity === severity).length;
+        lines.push(`spillway_open_findings{severity="${severity}"} ${count}`);
+      }
+      metric('spillway_open_duration_seconds', 'gauge', 'Time the broker took to open its data directory.');
+      lines.push(`spillway_open_duration_seconds ${(report.openDurationMs / 1000).toFixed(3)}`);
+      metric('spillway_repairs_total', 'counter', 'Partition repairs since start.');
+      lines.push(`spillway_repairs_total ${report.repairs.length}`);
+      metric(
+        'spillway_repair_set_aside_offsets_total',
+        'counter',
+        'Offsets set aside into quarantine/ by repairs since start.',
+      );
+      const setAside = report.repairs.reduce(
+        (sum, repair) =>
+          sum + repair.setAside.reduce((total, range) => total + range.toOffset - range.fromOffset, 0),
+        0,
+      );
+      lines.push(`spillway_repair_set_aside_offsets_total ${setAside}`);
     }
     lines.push('');
     return lines.join('\n');

@@ -253,6 +253,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       () => api.topics.list({ internal: true }),
       () => [...connections].map((connection) => connection.bufferedBytes),
       api.sessions,
+      () => api.integrity.report(),
     ),
   );
 

@@ -85,6 +85,9 @@ export class MemoryLog implements LogStore {
     bytesVerified: 0,
     indexesRebuilt: [],
     truncation: null,
+    quarantinedOffsets: 0,
+    quarantineProblem: null,
+    retentionLeftovers: [],
     durationMs: 0,
   };
   private readonly clock: Clock;

@@ -211,6 +211,8 @@ export class PartitionLog implements LogStore {
   private checkpointTimer: ClockTimer | null = null;
   /** When the active segment became active (clock's monotonic time): it rolls `segmentMs` later. */
   private activeSinceMs: number;
+  /** Background checkpoint writes not finished yet (retention waits for none). */
+  private checkpointWritesInFlight = 0;
   private closed = false;
   /** The next segment being prepared or ready (spare-segment.ts), or null. */
   private spare: SpareSegment | null = null;
@@ -257,7 +259,7 @@ export class PartitionLog implements LogStore {
     for (const segment of this.segments) {
       if (segment.nextOffset > recoveryPoint) this.dirty.add(segment);
     }
-    this.checkpoint.writeSync({ version: 1, recoveryPoint, cleanShutdown: false });
+    this.checkpoint.writeSync(this.checkpointValue(recoveryPoint, false));
     this.checkpointedOffset = recoveryPoint;
     let recoveredPending = recoveryPoint < end;
     this.syncer = new SyncScheduler(
@@ -484,11 +486,14 @@ export class PartitionLog implements LogStore {
     let segment = this.segments[index]!;
     let position = this.findBatch(segment, offset);
     while (position === null) {
-      // The offset is the end of this segment: continue with the next one.
+      // The offset is the end of this segment: continue with the next one. Offsets a repair set
+      // aside (quarantine.ts) are a gap before it: the read continues after the gap.
       index++;
       segment = this.segments[index]!;
       position = segment.isEmpty ? null : 0;
-      if (index === this.segments.length - 1 && position === null) return empty;
+      if (index === this.segments.length - 1 && position === null) {
+        return { ...empty, nextOffset: Math.max(offset, segment.baseOffset) };
+      }
     }
     const limit = maxOffset ?? Number.POSITIVE_INFINITY;
     const firstOffset = segment.batchBaseOffsetAt(position);
@@ -568,7 +573,7 @@ export class PartitionLog implements LogStore {
     this.syncer.markDirectoryDirty();
     // The recovery point must not stay past data that no longer exists.
     this.checkpointedOffset = Math.min(this.checkpointedOffset, offset);
-    this.checkpoint.writeSync({ version: 1, recoveryPoint: this.syncer.durableOffset, cleanShutdown: false });
+    this.checkpoint.writeSync(this.checkpointValue(this.syncer.durableOffset, false));
   }
 
   /**
@@ -582,14 +587,34 @@ export class PartitionLog implements LogStore {
     let deletedBytes = 0;
     const { retentionMs, retentionBytes } = this.options;
     let total = this.sizeBytes;
-    while (this.segments.length > 1) {
-      const oldest = this.segments[0]!;
+    /** Oldest segments to delete. */
+    let count = 0;
+    while (count < this.segments.length - 1) {
+      const oldest = this.segments[count]!;
       const expired = retentionMs >= 0 && oldest.maxTimestamp < nowMs - retentionMs;
       const oversize = retentionBytes >= 0 && total - oldest.sizeBytes >= retentionBytes;
       if (!expired && !oversize) break;
+      total -= oldest.sizeBytes;
+      count++;
+    }
+    // A background checkpoint write in flight carries the old log start and could land after the
+    // write below: leave the deletion to the next pass.
+    if (count === 0 || this.checkpointWritesInFlight > 0) {
+      return { deletedSegments: 0, deletedBytes: 0, logStartOffset: this.logStartOffset };
+    }
+    // The checkpoint records the new log start before any file goes: a crash in between leaves
+    // segments below it (kept by the next open), never a start the files do not reach (which
+    // the next open would take for a lost segment).
+    const recoveryPoint = this.syncer.durableOffset;
+    this.checkpoint.writeSync({
+      ...this.checkpointValue(recoveryPoint, false),
+      logStartOffset: this.segments[count]!.baseOffset,
+    });
+    this.checkpointedOffset = recoveryPoint;
+    while (deletedSegments < count) {
+      const oldest = this.segments[0]!;
       this.segments.shift();
       this.dirty.delete(oldest);
-      total -= oldest.sizeBytes;
       deletedBytes += oldest.sizeBytes;
       deletedSegments++;
       oldest.delete();
@@ -683,7 +708,7 @@ export class PartitionLog implements LogStore {
     }
     for (const segment of this.segments) segment.close();
     if (syncError === null) {
-      this.checkpoint.writeSync({ version: 1, recoveryPoint: this.logEndOffset, cleanShutdown: true });
+      this.checkpoint.writeSync(this.checkpointValue(this.logEndOffset, true));
     }
     closeSync(this.directoryFd);
     if (syncError !== null) throw syncError;
@@ -741,12 +766,23 @@ export class PartitionLog implements LogStore {
     this.syncer.syncAll().catch(() => undefined);
   }
 
+  /** The checkpoint content: the recovery point, the clean-shutdown flag and the log start. */
+  private checkpointValue(recoveryPoint: number, cleanShutdown: boolean): RecoveryCheckpoint {
+    return { version: 1, recoveryPoint, cleanShutdown, logStartOffset: this.logStartOffset };
+  }
+
   private backgroundCheckpoint(): void {
     const offset = this.syncer.durableOffset;
     if (this.closed || offset === this.checkpointedOffset) return;
     this.checkpointedOffset = offset;
-    this.checkpoint.write({ version: 1, recoveryPoint: offset, cleanShutdown: false }).catch(() => {
-      this.checkpointedOffset = -1; // Try again at the next tick.
-    });
+    this.checkpointWritesInFlight++;
+    this.checkpoint
+      .write(this.checkpointValue(offset, false))
+      .catch(() => {
+        this.checkpointedOffset = -1; // Try again at the next tick.
+      })
+      .finally(() => {
+        this.checkpointWritesInFlight--;
+      });
   }
 }

@@ -12,6 +12,7 @@ import {
   BatchHeader,
   batchCrcAt,
   batchLengthAt,
+  batchMagic,
   batchMaxTimestampAt,
   batchRecordCountAt,
   checkBatchHeader,
@@ -35,6 +36,17 @@ export interface ScanResult {
   stop: ScanStop | null;
   batchCount: number;
   bytesVerified: number;
+}
+
+/** The base offset at `position`, or -1 when damage made it negative or larger than 2^53 - 1. */
+function baseOffsetOrInvalid(bytes: Uint8Array, position: number): number {
+  const high =
+    bytes[position + 4]! |
+    (bytes[position + 5]! << 8) |
+    (bytes[position + 6]! << 16) |
+    (bytes[position + 7]! << 24);
+  if (high < 0 || high > 0x1fffff) return -1;
+  return readInt64LE(bytes, position + BatchHeader.baseOffset);
 }
 
 function isZero(bytes: Uint8Array, start: number, end: number): boolean {
@@ -65,7 +77,7 @@ export function scanSegment(
       return { stop: { kind, position, expectedOffset, reason: problem }, batchCount, bytesVerified };
     }
     const length = batchLengthAt(bytes, position);
-    const baseOffset = readInt64LE(bytes, position + BatchHeader.baseOffset);
+    const baseOffset = baseOffsetOrInvalid(bytes, position);
     if (baseOffset !== expectedOffset) {
       return {
         stop: {
@@ -126,7 +138,7 @@ export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): 
   while (position < fileBytes) {
     const problem = checkBatchHeader(bytes, position, fileBytes - position);
     if (problem !== null) return `batch at ${position}: ${problem}`;
-    const baseOffset = readInt64LE(bytes, position + BatchHeader.baseOffset);
+    const baseOffset = baseOffsetOrInvalid(bytes, position);
     if (baseOffset !== nextOffset)
       return `batch at ${position} has offset ${baseOffset}, expected ${nextOffset}`;
     nextOffset = baseOffset + batchRecordCountAt(bytes, position);
@@ -142,6 +154,56 @@ export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): 
     timeIndex: loaded.timeIndex,
     bytesSinceIndexEntry: fileBytes - indexedPosition,
   });
+  return null;
+}
+
+/**
+ * The first valid batch after `from` in `bytes[0, end)`: a structurally valid header whose CRC32C
+ * matches, whose base offset lies in [minOffset, maxOffset) and is reachable (every record takes at
+ * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose successor chains to it
+ * (unless the next batch is valid and does not continue its offsets). The base offset is outside the
+ * CRC, so the last two checks keep a damaged base offset from being taken for the resume point.
+ * Used after damage, to tell damage followed by intact data from a torn tail, and to find where the
+ * data resumes. Runs without the magic byte are skipped natively (`indexOf`): zeros cost little.
+ */
+export function findNextValidBatch(
+  bytes: Buffer,
+  from: number,
+  end: number,
+  minOffset: number,
+  maxOffset: number,
+  crc32c: Crc32cFunction,
+): { position: number; offset: number } | null {
+  const isValidAt = (position: number): boolean => {
+    if (checkBatchHeader(bytes, position, end - position) !== null) return false;
+    const length = batchLengthAt(bytes, position);
+    return (
+      crc32c(bytes, 0, position + BatchHeader.crcStart, position + length) === batchCrcAt(bytes, position)
+    );
+  };
+  let candidate = from + 1;
+  while (candidate + BatchHeader.size <= end) {
+    const magicAt = bytes.indexOf(batchMagic, candidate + BatchHeader.magic);
+    if (magicAt < 0) return null;
+    candidate = magicAt - BatchHeader.magic;
+    if (candidate + BatchHeader.size > end) return null;
+    const baseOffset = baseOffsetOrInvalid(bytes, candidate);
+    const reachable = minOffset + Math.ceil((candidate - from) / 7);
+    if (
+      baseOffset >= minOffset &&
+      baseOffset < maxOffset &&
+      baseOffset <= reachable &&
+      isValidAt(candidate)
+    ) {
+      const next = candidate + batchLengthAt(bytes, candidate);
+      const nextOffset = baseOffset + batchRecordCountAt(bytes, candidate);
+      // A valid successor that does not continue the offsets means this base offset is damaged.
+      const chains =
+        next + BatchHeader.size > end || baseOffsetOrInvalid(bytes, next) === nextOffset || !isValidAt(next);
+      if (chains) return { position: candidate, offset: baseOffset };
+    }
+    candidate++;
+  }
   return null;
 }
 

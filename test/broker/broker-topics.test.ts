@@ -270,6 +270,27 @@ describe('Broker topics', () => {
     expect(broker.topics.describe('kept').partitions.map((partition) => partition.logEndOffset)).toEqual([
       1, 0, 0,
     ]);
+    // The missing partition is stopped, not recreated: requests to it fail, the others serve.
+    expect(broker.topics.describe('kept').partitions[2]!.damaged).toMatch(
+      /partition directory .* is missing/,
+    );
+    expect(existsSync(join(topics, 'kept', '2'))).toBe(false);
+    expect(report.damagedPartitions).toMatchObject([
+      { topic: 'kept', partition: 2, kind: 'missing-directory' },
+    ]);
+    expect(await rejectedCode(broker.messages.produce('kept', 2, batchOf('x')))).toBe('PARTITION_DAMAGED');
+    expect(broker.integrity.report().status).toBe('degraded');
+    // An explicit repair starts it again, empty.
+    const repaired = await broker.integrity.repair('kept', 2);
+    expect(repaired).toMatchObject({
+      recreatedEmpty: true,
+      setAside: [],
+      logStartOffset: 0,
+      logEndOffset: 0,
+    });
+    expect(broker.integrity.report().status).toBe('ok');
+    expect((await broker.messages.produce('kept', 2, batchOf('x'))).baseOffset).toBe(0);
+    expect(await rejectedCode(broker.integrity.repair('kept', 2))).toBe('INVALID_ARGUMENT');
     // Creating a topic over an orphan directory moves the orphan aside, keeping its content.
     await broker.topics.create('orphan');
     const aside = readdirSync(topics).filter((name) => name.startsWith('orphan.orphan-'));
@@ -343,8 +364,8 @@ describe('Broker topics', () => {
 
     broker = await openBroker(dataDir);
     expect(broker.openReport.warnings).toEqual([
-      "topic 'old': stored dedupWindowMs 60000 reset to 0 (msg-id dedup was never in effect; it arrives in a later version)",
-      `migrated 2 topic(s) from ${join(dataDir, legacyMetadataFileName)} into the __metadata state log; the file is kept as metadata.json.migrated`,
+      "warning: topic 'old': stored dedupWindowMs 60000 reset to 0 (msg-id dedup was never in effect; it arrives in a later version)",
+      `info: migrated 2 topic(s) from ${join(dataDir, legacyMetadataFileName)} into the __metadata state log; the file is kept as metadata.json.migrated`,
     ]);
     expect(broker.topics.describe('old')).toMatchObject({
       partitionCount: 2,

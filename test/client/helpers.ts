@@ -70,6 +70,7 @@ export function delegate(
   return {
     topics: broker.topics,
     sessions: services.sessions ?? broker.sessions,
+    integrity: broker.integrity,
     messages: {
       produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
       fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),

@@ -44,7 +44,9 @@ import {
 } from '../../src/format/batch-header.js';
 import { decodeRecords, verifyBatchCrc } from '../../src/format/record-batch.js';
 import { CheckpointFile } from '../../src/storage/checkpoint-file.js';
+import { LogDamagedError } from '../../src/storage/log-damage.js';
 import { type RecoveryCheckpoint, recoveryCheckpointFileName } from '../../src/storage/log-loader.js';
+import { repairPartitionLog } from '../../src/storage/log-repair.js';
 import { PartitionLog, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import { makeBatch, temporaryDirectory } from './helpers.js';
 
@@ -262,8 +264,10 @@ describe('torn tail of the active segment after a crash', () => {
       position: end,
       reason: expect.stringMatching(reason),
       truncatedToOffset: endOffset,
-      deletedSegments: [],
+      bytesCut: expect.any(Number),
     });
+    expect(reopened.recovery.truncation!.bytesCut).toBeGreaterThan(0);
+    expect(reopened.recovery.truncation!.bytesCut).toBeLessThanOrEqual(damagedBytes);
     expect(reopened.logEndOffset).toBe(endOffset);
     expect(readValues(reopened)).toEqual(expectedValues(appended));
     // The cut bytes are zero on disk: a later crash cannot read them back as data.
@@ -302,13 +306,14 @@ describe('torn tail of the active segment after a crash', () => {
 });
 
 describe('damage past the recovery point', () => {
-  it('cuts at a batch with a flipped payload byte and deletes the later segments', async () => {
+  it('stops at a flipped payload byte in a sealed segment: nothing cut or deleted; repair sets aside that batch only', async () => {
     const dir = directory();
     const { log, appended } = await filledLog(dir, 200);
+    const endOffset = log.logEndOffset;
     await log.close();
     const logs = segmentLogs(dir);
     expect(logs.length).toBeGreaterThanOrEqual(4);
-    // Recovery point at the 3rd batch of segment 1, damage in its 6th: segments 2.. follow the cut.
+    // Recovery point at the 3rd batch of segment 1, damage in its 6th: segments 2.. follow it.
     const batches = batchesOnDisk(logs[1]!);
     const recoveryPoint = batches[2]!.baseOffset;
     const damaged = batches[5]!;
@@ -317,25 +322,40 @@ describe('damage past the recovery point', () => {
     writeAt(logs[1]!, flipAt, Buffer.from([bytes[flipAt]! ^ 0x10]));
     writeCheckpoint(dir, recoveryPoint);
 
-    const reopened = await PartitionLog.open(options(dir));
-    expect(reopened.recovery.recoveryPoint).toBe(recoveryPoint);
-    expect(reopened.recovery.truncation).toEqual({
+    const before = snapshot(dir);
+    const error = await PartitionLog.open(options(dir)).then(
+      () => null,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(LogDamagedError);
+    const damage = (error as LogDamagedError).damage;
+    expect(damage).toMatchObject({
+      kind: 'corrupt-data',
       file: logs[1],
       position: damaged.position,
-      reason: expect.stringMatching(/^CRC32C /),
-      truncatedToOffset: damaged.baseOffset,
-      deletedSegments: logs.slice(2),
+      fromOffset: damaged.baseOffset,
+      toOffset: damaged.nextOffset,
+      resume: { position: damaged.position + damaged.length, offset: damaged.nextOffset },
     });
-    for (const deleted of logs.slice(2)) expect(existsSync(deleted)).toBe(false);
-    expect(reopened.segmentCount).toBe(2);
-    expect(reopened.logEndOffset).toBe(damaged.baseOffset);
-    const kept = appended.filter((batch) => batch.lastOffset < damaged.baseOffset);
-    expect(readValues(reopened)).toEqual(expectedValues(kept));
-    expect(reopened.verify()).toBe(kept.length);
-    expect((await reopened.append(makeBatch('after'))).baseOffset).toBe(damaged.baseOffset);
-    await reopened.close();
+    expect(snapshot(dir)).toEqual(before);
+
+    const { log: repaired, setAside } = await repairPartitionLog(options(dir), 1_700_000_000_000);
+    expect(setAside.map((range) => [range.fromOffset, range.toOffset])).toEqual([
+      [damaged.baseOffset, damaged.nextOffset],
+    ]);
+    for (const file of logs) expect(existsSync(file)).toBe(true); // the head replaces segment 1
+    expect(existsSync(join(dir, 'quarantine', `${logs[1]!.slice(dir.length + 1)}.1700000000000`))).toBe(true);
+    expect(repaired.logEndOffset).toBe(endOffset);
+    const kept = appended.filter((batch) => batch.baseOffset !== damaged.baseOffset);
+    expect(readValues(repaired)).toEqual(expectedValues(kept));
+    expect(repaired.verify()).toBe(kept.length);
+    // A read of a set-aside offset continues at the next batch.
+    expect(repaired.read(damaged.baseOffset, 1).firstOffset).toBe(damaged.nextOffset);
+    expect((await repaired.append(makeBatch('after'))).baseOffset).toBe(endOffset);
+    await repaired.close();
     const again = await PartitionLog.open(options(dir));
-    expect(again.logEndOffset).toBe(damaged.baseOffset + 1);
+    expect(again.recovery.quarantinedOffsets).toBe(damaged.nextOffset - damaged.baseOffset);
+    expect(again.logEndOffset).toBe(endOffset + 1);
     expect(again.verify()).toBe(kept.length + 1);
     await again.close();
   });
@@ -608,7 +628,7 @@ describe('recovery checkpoint file', () => {
 });
 
 describe('fuzz: random bytes in the tail past the recovery point', () => {
-  it(`always opens a valid log keeping every batch before the damage (${fuzzRoundCount} rounds)`, async () => {
+  it(`cuts only a torn tail, stops at anything else, and repair keeps every intact batch (${fuzzRoundCount} rounds)`, async () => {
     console.log(`corruption fuzz seed ${fuzzSeed} (rerun with SPILLWAY_FUZZ_SEED=${fuzzSeed})`);
     const random = seededRandom(fuzzSeed);
     const dir = directory();
@@ -626,6 +646,7 @@ describe('fuzz: random bytes in the tail past the recovery point', () => {
     const recoveryPoint = onDisk[fromBatch]!.baseOffset;
     const regionStart = onDisk[fromBatch]!.position;
     const regionEnd = end + 2048;
+    const firstActiveIndex = appended.findIndex((batch) => batch.baseOffset === onDisk[0]!.baseOffset);
 
     for (let round = 0; round < fuzzRoundCount; round++) {
       const roundDir = directory();
@@ -633,48 +654,54 @@ describe('fuzz: random bytes in the tail past the recovery point', () => {
       writeCheckpoint(roundDir, recoveryPoint);
       const file = join(roundDir, activeName);
       const spots = 1 + Math.floor(random() * 3);
-      let firstDamaged = Number.POSITIVE_INFINITY;
+      const damagedBytes = new Set<number>();
       for (let spot = 0; spot < spots; spot++) {
         const length = 1 + Math.floor(random() * 64);
         const position = regionStart + Math.floor(random() * (regionEnd - regionStart - length));
         const bytes = Buffer.from(Array.from({ length }, () => Math.floor(random() * 256)));
         writeAt(file, position, bytes);
-        for (let i = 0; i < length; i++) {
-          if (bytes[i] !== pristine[position + i]) firstDamaged = Math.min(firstDamaged, position + i);
-        }
+        for (let i = 0; i < length; i++)
+          if (bytes[i] !== pristine[position + i]) damagedBytes.add(position + i);
       }
-      // The first batch touched by the damage ends the log; with damage only past the data, nothing.
-      const hit = onDisk.find((batch) => batch.position + batch.length > firstDamaged);
-      const expectedEnd = hit === undefined ? endOffset : hit.baseOffset;
-      const context = `round ${round} (seed ${fuzzSeed}), first damaged byte ${firstDamaged}`;
+      const touched = (batch: BatchOnDisk): boolean => {
+        for (let p = batch.position; p < batch.position + batch.length; p++)
+          if (damagedBytes.has(p)) return true;
+        return false;
+      };
+      const hit = onDisk.findIndex(touched);
+      const intactAfterHit = hit >= 0 && onDisk.slice(hit + 1).some((batch) => !touched(batch));
+      const context = `round ${round} (seed ${fuzzSeed}), damaged bytes ${[...damagedBytes].slice(0, 5).join(',')}`;
 
-      const reopened = await PartitionLog.open(options(roundDir));
-      expect(reopened.logEndOffset, context).toBe(expectedEnd);
-      expect(reopened.logEndOffset, context).toBeGreaterThanOrEqual(recoveryPoint);
-      expect(reopened.verify(), context).toBe(appended.filter((b) => b.lastOffset < expectedEnd).length);
-      const truncation = reopened.recovery.truncation;
-      if (hit !== undefined) {
-        expect(truncation, context).toMatchObject({
-          file,
-          position: hit.position,
-          truncatedToOffset: hit.baseOffset,
-        });
-      } else if (truncation !== null) {
-        // Garbage right at the end of the data: cut there, nothing lost.
-        expect(truncation, context).toMatchObject({ file, position: end, truncatedToOffset: endOffset });
+      let opened: PartitionLog;
+      let setAside = 0;
+      if (intactAfterHit) {
+        // Damage followed by intact batches is not a torn write: the open refuses, changing nothing.
+        await expectOpenFails(roundDir, file, onDisk[hit]!.position);
+        const repaired = await repairPartitionLog(options(roundDir));
+        opened = repaired.log;
+        setAside = repaired.setAside.reduce((sum, range) => sum + range.toOffset - range.fromOffset, 0);
+        console.log(
+          round,
+          JSON.stringify(repaired.setAside),
+          opened.logEndOffset,
+          JSON.stringify(opened.recovery),
+          onDisk.filter(touched).map((b) => [b.baseOffset, b.position, b.length]),
+        );
+      } else {
+        opened = await PartitionLog.open(options(roundDir));
       }
-      expect(readValues(reopened), context).toEqual(
-        expectedValues(appended.filter((batch) => batch.lastOffset < expectedEnd)),
-      );
-      const cutFrom = hit === undefined ? end : hit.position;
-      expect(
-        readFileSync(file)
-          .subarray(cutFrom, regionEnd)
-          .every((byte) => byte === 0),
-        context,
-      ).toBe(true);
-      expect((await reopened.append(makeBatch('after'))).baseOffset, context).toBe(expectedEnd);
-      await reopened.close();
+      // Every intact batch is readable, and nothing else.
+      const intact = appended.filter((_batch, index) => {
+        const onDiskIndex = index - firstActiveIndex;
+        return onDiskIndex < 0 || !touched(onDisk[onDiskIndex]!);
+      });
+      expect(readValues(opened), context).toEqual(expectedValues(intact));
+      expect(opened.logEndOffset, context).toBeGreaterThanOrEqual(recoveryPoint);
+      // What became unreadable is exactly the records of the touched batches.
+      const touchedRecords = onDisk.filter(touched).reduce((sum, b) => sum + b.nextOffset - b.baseOffset, 0);
+      expect(setAside + (endOffset - opened.logEndOffset), context).toBe(touchedRecords);
+      expect((await opened.append(makeBatch('after'))).baseOffset, context).toBe(opened.logEndOffset - 1);
+      await opened.close();
     }
   });
 });

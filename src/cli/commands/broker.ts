@@ -112,6 +112,13 @@ export async function runBroker(argv: string[]): Promise<number> {
     await broker.close();
     throw error;
   }
+  // The open report: one line per finding (with its fix) and a summary, on stderr, once listening.
+  const { findingLine, reportSummary } = await import('../../broker/open-report.js');
+  for (const finding of broker.openReport.findings) {
+    const fix = finding.severity === 'info' ? '' : ` (fix: ${finding.fix})`;
+    process.stderr.write(`spillway: ${findingLine(finding)}${fix}\n`);
+  }
+  process.stderr.write(`spillway: ${reportSummary(broker.openReport)}\n`);
   process.stdout.write(`spillway listening on ${server.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {
