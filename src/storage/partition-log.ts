@@ -583,8 +583,8 @@ export class PartitionLog implements LogStore {
    */
   applyRetention(nowMs = this.clock.nowMs()): RetentionResult {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);
-    let deletedSegments = 0;
-    let deletedBytes = 0;
+    const deletedSegments = 0;
+    const deletedBytes = 0;
     const { retentionMs, retentionBytes } = this.options;
     let total = this.sizeBytes;
     /** Oldest segments to delete. */
@@ -597,8 +597,15 @@ export class PartitionLog implements LogStore {
       total -= oldest.sizeBytes;
       count++;
     }
-    // A background checkpoint write in flight carries the old log start and could land after the
-    // write below: leave the deletion to the next pass.
+    return this.deleteOldest(count);
+  }
+
+  /**
+   * Deletes the `count` oldest segments (never the active one), recording the new log start in the
+   * checkpoint first. A background checkpoint write in flight carries the old log start and could
+   * land after that write: then nothing is deleted now (the caller's next pass does it).
+   */
+  private deleteOldest(count: number): RetentionResult {
     if (count === 0 || this.checkpointWritesInFlight > 0) {
       return { deletedSegments: 0, deletedBytes: 0, logStartOffset: this.logStartOffset };
     }
@@ -611,39 +618,34 @@ export class PartitionLog implements LogStore {
       logStartOffset: this.segments[count]!.baseOffset,
     });
     this.checkpointedOffset = recoveryPoint;
-    while (deletedSegments < count) {
-      const oldest = this.segments[0]!;
-      this.segments.shift();
-      this.dirty.delete(oldest);
-      deletedBytes += oldest.sizeBytes;
-      deletedSegments++;
-      oldest.delete();
-    }
-    if (deletedSegments > 0) this.syncer.markDirectoryDirty();
-    return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
-  }
-
-  /**
-   * Deletes the sealed segments that hold only offsets below `offset` (never the active one): the
-   * log start moves to the first segment kept. For logs whose owner knows what is no longer needed,
-   * such as a state log behind its snapshots (src/broker/state/). Returns what was deleted.
-   */
-  deleteBelow(offset: number): RetentionResult {
-    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw new InvalidArgumentError(`offset must be a non-negative integer, got ${offset}`);
-    }
     let deletedSegments = 0;
     let deletedBytes = 0;
-    while (this.segments.length > 1 && this.segments[0]!.nextOffset <= offset) {
+    while (deletedSegments < count) {
       const oldest = this.segments.shift()!;
       this.dirty.delete(oldest);
       deletedBytes += oldest.sizeBytes;
       deletedSegments++;
       oldest.delete();
     }
-    if (deletedSegments > 0) this.syncer.markDirectoryDirty();
+    this.syncer.markDirectoryDirty();
     return { deletedSegments, deletedBytes, logStartOffset: this.logStartOffset };
+  }
+
+  /**
+   * Deletes the sealed segments that hold only offsets below `offset` (never the active one): the
+   * log start moves to the first segment kept. For logs whose owner knows what is no longer needed,
+   * such as a state log behind its snapshots (src/broker/state/). Like retention, it records the new
+   * log start in the checkpoint before deleting, and defers (deletes nothing) while a background
+   * checkpoint write is in flight. Returns what was deleted.
+   */
+  deleteBelow(offset: number): RetentionResult {
+    if (this.closed) throw new LogClosedError(`log ${this.directory}`);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new InvalidArgumentError(`offset must be a non-negative integer, got ${offset}`);
+    }
+    let count = 0;
+    while (count < this.segments.length - 1 && this.segments[count]!.nextOffset <= offset) count++;
+    return this.deleteOldest(count);
   }
 
   /** Syncs everything appended so far to disk (whatever the durability mode). */
