@@ -583,8 +583,6 @@ export class PartitionLog implements LogStore {
    */
   applyRetention(nowMs = this.clock.nowMs()): RetentionResult {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);
-    const deletedSegments = 0;
-    const deletedBytes = 0;
     const { retentionMs, retentionBytes } = this.options;
     let total = this.sizeBytes;
     /** Oldest segments to delete. */
