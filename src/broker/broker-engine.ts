@@ -16,9 +16,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Clock, ClockTimer } from '../clock.js';
-import { batchFirstTimestampAt } from '../format/batch-header.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
-import type { PartitionLog } from '../storage/partition-log.js';
 import { BrokerIntegrity } from './broker-integrity.js';
 import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
@@ -34,26 +32,13 @@ import {
   type PartitionRecovery,
   recoveryFindings,
 } from './open-report.js';
-import { Partition } from './partition.js';
+import type { Partition } from './partition.js';
 import type { PartitionDamage } from './partition-damage.js';
 import { SessionRegistry } from './session-registry.js';
+import { internalTopic } from './state/state-log-partition.js';
 import { Topic } from './topic.js';
-import { internalTopicConfig } from './topic-config.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
 import { isInternalTopicName } from './topic-name.js';
-
-/**
- * The internal topic served over the state log `log` (one partition, read-only for clients): its
- * creation time is the timestamp of the oldest record still in the log (0 when empty).
- */
-function internalTopic(name: string, log: PartitionLog, segmentBytes: number): Topic {
-  const first = log.read(log.logStartOffset, 1);
-  const createdAtMs = first.batchCount > 0 ? batchFirstTimestampAt(first.bytes, 0) : 0;
-  const config = internalTopicConfig(log.durability, segmentBytes);
-  return new Topic({ name, partitionCount: 1, createdAtMs, config }, [
-    new Partition(name, 0, log, log.durability),
-  ]);
-}
 
 /** What one retention pass did (`BrokerEngine.applyRetention`). */
 export interface RetentionPassResult {
@@ -169,7 +154,7 @@ export class BrokerEngine implements BrokerApi {
         (outcome, i) =>
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
-      const internal = internalTopic(metadataTopicName, metadata.log, metadata.segmentBytes);
+      const internal = internalTopic(metadataTopicName, metadata.partition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [

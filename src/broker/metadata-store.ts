@@ -19,7 +19,6 @@ import { join } from 'node:path';
 import type { Clock } from '../clock.js';
 import { CorruptLogError } from '../errors.js';
 import { CheckpointFile, fsyncDirectorySync } from '../storage/checkpoint-file.js';
-import { PartitionLog } from '../storage/partition-log.js';
 import {
   type MetadataEntry,
   MetadataState,
@@ -28,28 +27,23 @@ import {
   type TopicRecord,
 } from './state/metadata-state.js';
 import { StateLog } from './state/state-log.js';
+import {
+  openStateLogPartition,
+  type StateLogPartition,
+  type StateLogTuning,
+  stateLogDirectory,
+  stateLogSnapshotBytesMinDefault,
+} from './state/state-log-partition.js';
 import type { ResolvedTopicConfig } from './topic-config.js';
 import { topicsDirectory } from './topic-directories.js';
 import { asideSuffixPattern, isInternalTopicName } from './topic-name.js';
 
 export type { TopicRecord } from './state/metadata-state.js';
+export type { StateLogTuning } from './state/state-log-partition.js';
 
 export const metadataTopicName = '__metadata';
 export const legacyMetadataFileName = 'metadata.json';
 const legacyMetadataVersion = 1;
-/** Segment size of internal state logs: they hold little, and the state log deletes old segments. */
-export const stateLogSegmentBytesDefault = 4 * 1024 * 1024;
-/** Bytes of metadata changes between two snapshots, at least. */
-export const stateLogSnapshotBytesMinDefault = 1024 * 1024;
-
-/** Tuning of the internal state logs (tests use small values to exercise snapshots and segment deletion). */
-export interface StateLogTuning {
-  /** Segment size of internal state logs. Default 4 MiB. */
-  segmentBytes?: number;
-  /** Bytes of changes between two snapshots, at least. Default 1 MiB. */
-  snapshotBytesMin?: number;
-}
-
 /** What opening the metadata found or did, worth a line in the open report. */
 export interface MetadataNote {
   severity: 'warning' | 'info';
@@ -67,24 +61,20 @@ export interface MetadataStoreOptions {
 }
 
 export class MetadataStore {
-  /** The partition log of `__metadata/0` (served read-only as an internal topic). */
-  readonly log: PartitionLog;
-  /** Segment size of the metadata log. */
-  readonly segmentBytes: number;
+  /** The partition of `__metadata/0` (served read-only as an internal topic). */
+  readonly partition: StateLogPartition;
   readonly state: StateLog<MetadataEntry>;
   /** What opening found and did (migration, skipped snapshots), one line each. */
   readonly notes: MetadataNote[];
   private readonly machine: MetadataState;
 
   private constructor(
-    log: PartitionLog,
-    segmentBytes: number,
+    partition: StateLogPartition,
     state: StateLog<MetadataEntry>,
     machine: MetadataState,
     notes: MetadataNote[],
   ) {
-    this.log = log;
-    this.segmentBytes = segmentBytes;
+    this.partition = partition;
     this.state = state;
     this.machine = machine;
     this.notes = notes;
@@ -92,22 +82,21 @@ export class MetadataStore {
 
   static async open(options: MetadataStoreOptions): Promise<MetadataStore> {
     const { dataDir, defaults } = options;
-    const directory = join(topicsDirectory(dataDir), metadataTopicName, '0');
+    const directory = stateLogDirectory(dataDir, metadataTopicName);
     const legacyPath = join(dataDir, legacyMetadataFileName);
     const legacy = existsSync(legacyPath);
     const existed = existsSync(directory);
     const notes: MetadataNote[] = [];
-    const segmentBytes = options.tuning?.segmentBytes ?? stateLogSegmentBytesDefault;
-    const log = await PartitionLog.open({
-      directory,
-      durability: 'always',
-      segmentBytes,
-      spareSegment: false,
+    const partition = await openStateLogPartition({
+      dataDir,
+      name: metadataTopicName,
+      ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
       ...(options.clock !== undefined ? { clock: options.clock } : {}),
       ...(options.checkpointIntervalMs !== undefined
         ? { checkpointIntervalMs: options.checkpointIntervalMs }
         : {}),
     });
+    const { log } = partition;
     try {
       const machine = new MetadataState();
       const open = (): StateLog<MetadataEntry> =>
@@ -160,7 +149,7 @@ export class MetadataStore {
         }
         await state.snapshot();
       }
-      return new MetadataStore(log, segmentBytes, state, machine, notes);
+      return new MetadataStore(partition, state, machine, notes);
     } catch (error) {
       await log.close().catch(() => undefined);
       throw error;
@@ -190,7 +179,7 @@ export class MetadataStore {
   /** Finishes what is in flight, then closes the log. */
   async close(): Promise<void> {
     await this.state.close();
-    await this.log.close();
+    await this.partition.log.close();
   }
 }
 
