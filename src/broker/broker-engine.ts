@@ -22,6 +22,8 @@ import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
 import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
+import { ConsumerOffsetsStore, consumerOffsetsTopicName } from './groups/consumer-offsets-store.js';
+import { GroupCoordinator } from './groups/group-coordinator.js';
 import { Lifecycle } from './lifecycle.js';
 import { MetadataStore, metadataTopicName } from './metadata-store.js';
 import {
@@ -54,6 +56,7 @@ export interface BrokerEngineParts {
   dataDir: string;
   lock: DataDirectoryLock;
   metadata: MetadataStore;
+  offsets: ConsumerOffsetsStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
 }
@@ -68,9 +71,11 @@ export class BrokerEngine implements BrokerApi {
   /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
   readonly sessions: SessionRegistry;
   readonly integrity: BrokerIntegrity;
+  readonly groups: GroupCoordinator;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
+  private readonly offsets: ConsumerOffsetsStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   private readonly clock: Clock;
@@ -98,6 +103,10 @@ export class BrokerEngine implements BrokerApi {
     );
     const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
     parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
+    this.offsets = parts.offsets;
+    this.groups = new GroupCoordinator(this.topics, this.messages, parts.offsets, this.clock, this.lifecycle);
+    const offsetsPartition = this.topics.partitionOf(consumerOffsetsTopicName, 0);
+    parts.offsets.state.onAppend = () => this.messages.wake(offsetsPartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -126,10 +135,17 @@ export class BrokerEngine implements BrokerApi {
     mkdirSync(dataDir, { recursive: true });
     const lock = DataDirectoryLock.acquire(dataDir);
     let metadata: MetadataStore | null = null;
+    let offsets: ConsumerOffsetsStore | null = null;
     try {
       metadata = await MetadataStore.open({
         dataDir,
         defaults: resolved.topicDefaults,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      offsets = await ConsumerOffsetsStore.open({
+        dataDir,
         tuning: resolved.stateLog,
         checkpointIntervalMs: resolved.checkpointIntervalMs,
         clock: resolved.clock,
@@ -155,6 +171,7 @@ export class BrokerEngine implements BrokerApi {
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
       const internal = internalTopic(metadataTopicName, metadata.partition);
+      const offsetsTopic = internalTopic(consumerOffsetsTopicName, offsets.partition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -186,7 +203,10 @@ export class BrokerEngine implements BrokerApi {
         topicCount: topics.length,
         partitionCount: topics.reduce((sum, topic) => sum + topic.partitionCount, 0),
         partitions,
-        stateLogs: [{ name: metadata.state.name, recovery: metadata.state.recovery }],
+        stateLogs: [
+          { name: metadata.state.name, recovery: metadata.state.recovery },
+          { name: offsets.state.name, recovery: offsets.state.recovery },
+        ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
@@ -200,11 +220,13 @@ export class BrokerEngine implements BrokerApi {
         dataDir,
         lock,
         metadata,
-        topics: [internal, ...topics],
+        offsets,
+        topics: [internal, offsetsTopic, ...topics],
         openReport: report,
       };
     } catch (error) {
       await metadata?.close().catch(() => undefined);
+      await offsets?.close().catch(() => undefined);
       lock.release();
       throw error;
     }
@@ -269,6 +291,7 @@ export class BrokerEngine implements BrokerApi {
 
   private async closeNow(): Promise<void> {
     // At once: no session opens from here on; hooks may still use the broker's state.
+    this.groups.closeAll();
     const sessionsClosed = this.sessions.closeAll('the broker is closing');
     this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
@@ -282,6 +305,7 @@ export class BrokerEngine implements BrokerApi {
     const outcomes = await Promise.allSettled([
       ...partitions.map((partition) => partition.openLog?.close()),
       this.metadata.close(),
+      this.offsets.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');
