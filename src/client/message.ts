@@ -5,6 +5,29 @@
  */
 export type MessageHeaders = Record<string, Buffer | null>;
 
+export interface NackOptions {
+  /** Wait this long before the message is delivered again. Default 0. */
+  delayMs?: number;
+  /** Why it failed (kept with the message where the mode stores it, e.g. dead letters). */
+  error?: string;
+}
+
+/**
+ * What `msg.ack()` / `msg.nack()` call: each consumption mode gives its messages one. Group and
+ * broadcast mode (group-consumer.ts): ack marks the message finished (the contiguous finished prefix
+ * is committed in batches); nack rewinds its partition to it (see GroupConsumer).
+ */
+export interface MessageSettler {
+  ack(message: ConsumedMessage): Promise<void>;
+  nack(message: ConsumedMessage, options?: NackOptions): Promise<void>;
+}
+
+/** The settler of consumers that store nothing (no group): ack and nack do nothing. */
+export const noStoreSettler: MessageSettler = {
+  ack: () => Promise.resolve(),
+  nack: () => Promise.resolve(),
+};
+
 export class ConsumedMessage {
   readonly topic: string;
   readonly partition: number;
@@ -15,8 +38,9 @@ export class ConsumedMessage {
   readonly headers: MessageHeaders;
   /** Milliseconds since the epoch, as the producer set it. */
   readonly timestamp: number;
-  /** Times this message was delivered: always 1 until acknowledgements arrive (a later version). */
+  /** Times this message was delivered to this consumer (more than 1 after a nack rewound to it). */
   readonly deliveryCount: number;
+  private readonly settler: MessageSettler;
 
   constructor(
     topic: string,
@@ -26,6 +50,8 @@ export class ConsumedMessage {
     value: Buffer | null,
     headers: MessageHeaders,
     timestamp: number,
+    settler: MessageSettler = noStoreSettler,
+    deliveryCount = 1,
   ) {
     this.topic = topic;
     this.partition = partition;
@@ -34,7 +60,18 @@ export class ConsumedMessage {
     this.value = value;
     this.headers = headers;
     this.timestamp = timestamp;
-    this.deliveryCount = 1;
+    this.deliveryCount = deliveryCount;
+    this.settler = settler;
+  }
+
+  /** Marks the message finished (what that stores depends on the mode: see MessageSettler). */
+  ack(): Promise<void> {
+    return this.settler.ack(this);
+  }
+
+  /** Marks the message failed: it is delivered again (when and how depends on the mode). */
+  nack(options?: NackOptions): Promise<void> {
+    return this.settler.nack(this, options);
   }
 
   /** The fields as plain JSON-friendly values: key, value and headers as UTF-8 text. */

@@ -103,7 +103,11 @@ export class ConsumerOffsetsStore {
   private readonly machine: KeyValueState<OffsetsValue>;
   private pending = 0;
 
-  private constructor(partition: StateLogPartition, state: StateLog<OffsetsEntry>, machine: KeyValueState<OffsetsValue>) {
+  private constructor(
+    partition: StateLogPartition,
+    state: StateLog<OffsetsEntry>,
+    machine: KeyValueState<OffsetsValue>,
+  ) {
     this.partition = partition;
     this.state = state;
     this.machine = machine;
@@ -115,7 +119,9 @@ export class ConsumerOffsetsStore {
       name: consumerOffsetsTopicName,
       ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
       ...(options.clock !== undefined ? { clock: options.clock } : {}),
-      ...(options.checkpointIntervalMs !== undefined ? { checkpointIntervalMs: options.checkpointIntervalMs } : {}),
+      ...(options.checkpointIntervalMs !== undefined
+        ? { checkpointIntervalMs: options.checkpointIntervalMs }
+        : {}),
     });
     try {
       const machine = new KeyValueState<OffsetsValue>();

@@ -178,12 +178,15 @@ export class GroupCoordinator implements GroupService {
       }
       memberId = stable;
       const previous = group.members.get(memberId);
-      if (previous !== undefined) this.removeMember(group, previous, 'replaced by a new member with its id', false);
+      if (previous !== undefined)
+        this.removeMember(group, previous, 'replaced by a new member with its id', false);
     } else {
       memberId = `${session.clientId ?? 'member'}-${session.id}-${++this.memberSequence}`;
     }
     if (group.members.size >= groupMembersMax) {
-      throw new InvalidArgumentError(`group '${group.name}' has groupMembersMax (${groupMembersMax}) members`);
+      throw new InvalidArgumentError(
+        `group '${group.name}' has groupMembersMax (${groupMembersMax}) members`,
+      );
     }
     group.mode = request.mode;
     group.topics = topics;
@@ -203,7 +206,8 @@ export class GroupCoordinator implements GroupService {
     });
     this.armExpiry(group, member);
     await this.rebalance(group);
-    if (group.members.get(memberId) !== member) throw new UnknownMemberError(group.name, memberId, 'removed while joining');
+    if (group.members.get(memberId) !== member)
+      throw new UnknownMemberError(group.name, memberId, 'removed while joining');
     return this.view(group, member);
   }
 
@@ -234,7 +238,8 @@ export class GroupCoordinator implements GroupService {
       timer = this.clock.setTimeout(done, request.waitMs, { unref: true });
       signal?.addEventListener('abort', done, { once: true });
     });
-    if (group.members.get(member.id) !== member) throw new UnknownMemberError(group.name, member.id, 'removed');
+    if (group.members.get(member.id) !== member)
+      throw new UnknownMemberError(group.name, member.id, 'removed');
     this.armExpiry(group, member);
     return this.view(group, member);
   }
@@ -338,7 +343,8 @@ export class GroupCoordinator implements GroupService {
   /** Removes every member at once (the broker is closing): nothing is written. */
   closeAll(): void {
     for (const group of this.groups.values()) {
-      for (const member of [...group.members.values()]) this.removeMember(group, member, 'broker closing', false);
+      for (const member of [...group.members.values()])
+        this.removeMember(group, member, 'broker closing', false);
     }
   }
 
@@ -388,7 +394,10 @@ export class GroupCoordinator implements GroupService {
       for (const [key, owner] of group.owner) {
         if (owner !== member.id) continue;
         const ref = refOf(key);
-        assigned.push({ ...ref, committed: this.store.offset(offsetKey(group.name, ref.topic, ref.partition)) });
+        assigned.push({
+          ...ref,
+          committed: this.store.offset(offsetKey(group.name, ref.topic, ref.partition)),
+        });
         if (group.target.get(key) !== member.id) revoking.push(ref);
       }
     } else {
@@ -425,7 +434,9 @@ export class GroupCoordinator implements GroupService {
     }
     group.generation++;
     this.notify(group, new Set(group.members.keys()));
-    await this.store.put([{ key: generationKey(group.name), value: { generation: group.generation, mode: group.mode } }]);
+    await this.store.put([
+      { key: generationKey(group.name), value: { generation: group.generation, mode: group.mode } },
+    ]);
   }
 
   private rebalanceInBackground(group: GroupState): void {
