@@ -139,7 +139,7 @@ class HeldPartition implements MessageSettler {
   }
 
   ack(message: ConsumedMessage): Promise<void> {
-    if (this.active) this.prefix.finish(message.offset);
+    if (this.active && this.prefix.finish(message.offset)) this.owner.finished();
     return Promise.resolve();
   }
 
@@ -261,6 +261,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
   private readonly starting: Promise<void>;
   private commitTimer: NodeJS.Timeout | null = null;
   private commitInFlight: Promise<void> | null = null;
+  private lastCommitMs = 0;
   private failure: unknown = null;
   private closing: Promise<void> | null = null;
   /** Frames sent, for tests and benchmarks. */
@@ -394,12 +395,16 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
     return this.generationSeen;
   }
 
-  /** The partitions this member reads now, with the offset of the next fetch and the committable offset. */
+  /**
+   * The partitions this member reads now: the offset of the next fetch, the committable offset (end
+   * of the finished prefix) and the last offset the broker acknowledged as committed (-1: none yet).
+   */
   assignment(): Array<{
     topic: string;
     partition: number;
     position: number;
     committable: number;
+    committed: number;
     revoking: boolean;
   }> {
     return [...this.held.values()].map((held) => ({
@@ -407,6 +412,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
       partition: held.partition,
       position: held.position,
       committable: held.prefix.committable,
+      committed: held.committed,
       revoking: held.revoking,
     }));
   }
@@ -583,10 +589,15 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
       }
     }
     const starting: Array<Promise<void>> = [];
+    const neverStarted: PartitionRef[] = [];
     for (const [key, entry] of assigned) {
-      if (this.held.has(key) || revoking.has(key)) continue;
-      starting.push(this.startPartition(key, entry.topic, entry.partition, entry.committed));
+      if (this.held.has(key)) continue;
+      // Revoked before this member started it (the view it joined with was already moving it on):
+      // nothing to finish or commit, hand it over at once.
+      if (revoking.has(key)) neverStarted.push({ topic: entry.topic, partition: entry.partition });
+      else starting.push(this.startPartition(key, entry.topic, entry.partition, entry.committed));
     }
+    if (neverStarted.length > 0) this.track(this.release(neverStarted));
     await Promise.all(starting);
   }
 
@@ -635,23 +646,36 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
     held.active = false;
     const key = keyOf(held.topic, held.partition);
     if (this.held.get(key) === held) this.held.delete(key);
-    if (this.memberId === null || this.transport.closed) return;
+    await this.release([{ topic: held.topic, partition: held.partition }]);
+  }
+
+  /** RELEASE_PARTITIONS, then takes the view it answers. */
+  private async release(partitions: PartitionRef[]): Promise<void> {
+    if (this.memberId === null || this.transport.closed || this.closed) return;
     try {
       const response = await this.transport.request(
         Opcode.releasePartitions,
-        {
-          group: this.group,
-          memberId: this.memberId,
-          partitions: [{ topic: held.topic, partition: held.partition }],
-        },
+        { group: this.group, memberId: this.memberId, partitions },
         undefined,
         { timeoutMs: this.requestTimeoutMs },
       );
       this.stats.releases++;
       if (!this.closed) await this.apply(parseGroupView(response.header));
     } catch {
-      // Lost the membership meanwhile: the partition moved on without us; the heartbeat rejoins.
+      // Lost the membership meanwhile: the partitions moved on without us; the heartbeat rejoins.
     }
+  }
+
+  /**
+   * Something finished: commits now when the last commit is commitIntervalMs old and none is in
+   * flight (a busy iteration never lets the interval timer run; the timer covers idle times).
+   */
+  finished(): void {
+    if (this.commitInFlight !== null) return;
+    const now = performance.now();
+    if (now - this.lastCommitMs < this.commitIntervalMs) return;
+    this.lastCommitMs = now;
+    this.commitNow().catch((error) => this.commitFailed(error));
   }
 
   /** A nack: the partition is read again from `offset` (after delayMs). */
