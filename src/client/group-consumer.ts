@@ -110,6 +110,8 @@ function keyOf(topic: string, partition: number): string {
 
 /** One partition this member holds, for one epoch (a nack rewind or a reassignment starts a new one). */
 class HeldPartition implements MessageSettler {
+  /** A nack rewinds the partition to the message (see the file header). */
+  readonly redelivery = 'rewind' as const;
   readonly topic: string;
   readonly partition: number;
   readonly prefix: FinishedPrefix;
@@ -143,8 +145,8 @@ class HeldPartition implements MessageSettler {
     return Promise.resolve();
   }
 
-  nack(message: ConsumedMessage, options?: NackOptions): Promise<void> {
-    if (this.active) this.owner.rewind(this, message.offset, options?.delayMs ?? 0);
+  nack(message: ConsumedMessage, options: NackOptions): Promise<void> {
+    if (this.active) this.owner.rewind(this, message.offset, options.delayMs ?? 0);
     return Promise.resolve();
   }
 }
@@ -225,8 +227,8 @@ class Chunk {
       value,
       headers,
       cursor.timestamp,
-      held,
       deliveries,
+      held,
     );
   }
 }

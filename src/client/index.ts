@@ -20,13 +20,7 @@ export type { Durability } from '../protocol/types.js';
 export { Admin } from './admin.js';
 export { Consumer, type ConsumerOptions, consumerDefaults, type StartPosition } from './consumer.js';
 export { GroupConsumer, type GroupConsumerOptions, groupConsumerDefaults } from './group-consumer.js';
-export {
-  ConsumedMessage,
-  type MessageHeaders,
-  type MessageSettler,
-  type NackOptions,
-  noStoreSettler,
-} from './message.js';
+export { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 export {
   type MessageBytes,
   Producer,
