@@ -24,6 +24,7 @@ export const suiteNames = [
   'recovery',
   'state',
   'broker',
+  'groups',
   'peers',
   'compare',
 ] as const;
