@@ -166,3 +166,8 @@ export const groupSessionTimeoutMsDefault = 10_000;
 export const groupHeartbeatWaitMsMax = 60_000;
 /** Heartbeats of one member waiting at once (a client keeps one). More: TOO_MANY_REQUESTS. */
 export const groupHeartbeatsWaitingPerMemberMax = 4;
+/**
+ * Messages of one partition a group consumer has handed out and not seen acked: at this many it hands
+ * out no more of that partition until some are acked (the finished-prefix bookkeeping stays bounded).
+ */
+export const groupConsumerUnfinishedMessagesMax = 1_000_000;

@@ -25,7 +25,8 @@
  * its deliveryCount one higher. What was acked after it is delivered again too.
  *
  * Bounds: per partition one fetch in flight, not fetched while `partitionBufferBytesMax` of its bytes
- * wait; one commit and one heartbeat in flight.
+ * wait; one commit and one heartbeat in flight; a partition with groupConsumerUnfinishedMessagesMax
+ * messages taken and not acked yields no more until some are acked (the iterator waits).
  */
 import { setMaxListeners } from 'node:events';
 import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
@@ -35,6 +36,7 @@ import {
   batchBytesMax,
   fetchMaxBytesDefault,
   fetchMaxWaitMsMax,
+  groupConsumerUnfinishedMessagesMax,
   groupNameLengthMax,
   groupSessionTimeoutMsDefault,
   groupSessionTimeoutMsMax,
@@ -141,7 +143,7 @@ class HeldPartition implements MessageSettler {
   }
 
   ack(message: ConsumedMessage): Promise<void> {
-    if (this.active && this.prefix.finish(message.offset)) this.owner.finished();
+    if (this.active && this.prefix.finish(message.offset)) this.owner.finished(this);
     return Promise.resolve();
   }
 
@@ -264,6 +266,8 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
   private commitTimer: NodeJS.Timeout | null = null;
   private commitInFlight: Promise<void> | null = null;
   private lastCommitMs = 0;
+  /** The partition whose unfinished messages reached groupConsumerUnfinishedMessagesMax, if any. */
+  private blockedOn: HeldPartition | null = null;
   private failure: unknown = null;
   private closing: Promise<void> | null = null;
   /** Frames sent, for tests and benchmarks. */
@@ -672,7 +676,11 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
    * Something finished: commits now when the last commit is commitIntervalMs old and none is in
    * flight (a busy iteration never lets the interval timer run; the timer covers idle times).
    */
-  finished(): void {
+  finished(held: HeldPartition): void {
+    if (this.blockedOn === held) {
+      this.blockedOn = null;
+      this.wakeReaders();
+    }
     if (this.commitInFlight !== null) return;
     const now = performance.now();
     if (now - this.lastCommitMs < this.commitIntervalMs) return;
@@ -823,6 +831,11 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
     while (this.head < chunks.length) {
       const chunk = chunks[this.head];
       if (chunk !== undefined && !chunk.stale) {
+        if (chunk.held.prefix.pendingCount >= groupConsumerUnfinishedMessagesMax) {
+          // Bounded: this partition waits for acks (its ack wakes the readers).
+          this.blockedOn = chunk.held;
+          return null;
+        }
         const message = chunk.next();
         if (message !== null) {
           chunk.held.prefix.deliver(message.offset);
