@@ -34,7 +34,8 @@ export const bytesValues: ValueCodec<Uint8Array> = {
     if (!(value instanceof Uint8Array)) throw new Error('a bytes value must be a Uint8Array');
     return value;
   },
-  decode: (bytes) => bytes.slice(),
+  // Buffer.from copies small values into Node's shared pool: no ArrayBuffer allocated per value.
+  decode: (bytes) => Buffer.from(bytes),
 };
 
 export function keyValueCodec<Value>(values: ValueCodec<Value>): EntryCodec<KeyValueEntry<Value>> {
