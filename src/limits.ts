@@ -20,8 +20,20 @@ export const recordHeaderCountMax = 256;
 /** Smallest and largest segment a partition log may be configured with. */
 export const segmentBytesMin = 64 * 1024;
 export const segmentBytesMax = 2 * 1024 * 1024 * 1024 - 1;
-/** Default segment size: preallocated, mapped, trimmed when rolled. */
+/** Default segment size: the most an active segment grows to; trimmed when rolled. */
 export const segmentBytesDefault = 256 * 1024 * 1024;
+/**
+ * The active segment grows in steps (log-segment.ts): the first step preallocates this much, each
+ * next one doubles what the segment holds, up to `segmentGrowthBytesMax` per step. Disk in
+ * proportion to use: a partition with one small message holds one first step.
+ */
+export const segmentGrowthBytesMin = 64 * 1024;
+export const segmentGrowthBytesMax = 64 * 1024 * 1024;
+/**
+ * A log prepares a spare segment (spare-segment.ts: the next segment, preallocated and zero-filled
+ * in the background) only when it rolls often: after a segment filled up within this time.
+ */
+export const spareSegmentFillMsMax = 10 * 60 * 1000;
 /** Bytes of log between two sparse index entries (offset index and time index). */
 export const indexIntervalBytesDefault = 4096;
 /** Default age after which the active segment is rolled even if not full (7 days, like Kafka). */

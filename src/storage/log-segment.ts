@@ -3,14 +3,25 @@
  * (`.index`, `.timeindex`, see offset-index.ts and time-index.ts).
  *
  * The .log file is a sequence of record batches (docs/FORMAT.md) starting at position 0, with no
- * gaps; batch offsets are contiguous from the segment's base offset. The active segment is
- * preallocated to its capacity with fallocate (so a full disk fails there, not as SIGBUS on a write
- * into the map) and mapped read-write; appends are a memcpy into the map plus a patch of the 8-byte
- * baseOffset. Bytes past `sizeBytes` are zero. When sealed (rolled) or closed, the indexes are
- * written, the file is remapped read-only at its real size and then trimmed to it: the old writable
- * map is only dropped (its page-table entries released at once, the mapping itself unmapped by the
- * garbage collector), and no view ever reaches past `sizeBytes`, so trimming never cuts a region
- * anyone reads (that would raise SIGBUS).
+ * gaps; batch offsets are contiguous from the segment's base offset. The active segment is mapped
+ * read-write; appends are a memcpy into the map plus a patch of the 8-byte baseOffset. Bytes past
+ * `sizeBytes` are zero.
+ *
+ * Disk in proportion to use: a new segment starts as an empty file and the active segment grows in
+ * steps (`grow`): the next step is preallocated with fallocate (so a full disk fails there, as a
+ * StorageFullError to the appender, not as SIGBUS on a write into the map), then the file is mapped
+ * again at its new size. Invariants: the map never reaches past the end of the file (`mappedBytes`
+ * = file size while writable), and no byte is written through the map past `allocatedBytes` (the
+ * prefix known to have disk blocks). Steps start at `segmentGrowthBytesMin`, double, and are at most
+ * `segmentGrowthBytesMax`, up to the segment's capacity (`segmentBytes`); so an active segment holds
+ * at most max(2 × its data, data + the largest step) of disk. Opening an existing segment never
+ * preallocates (opening on a full disk works; the segment then grows at its first append, or the
+ * append fails with STORAGE_FULL). A replaced map is only dropped (its page-table entries released,
+ * the mapping unmapped by the garbage collector): views of it stay valid, the file only grew.
+ *
+ * When sealed (rolled) or closed, the indexes are written, the file is remapped read-only at its
+ * real size and then trimmed to it: the old writable map is only dropped, and no view ever reaches
+ * past `sizeBytes`, so trimming never cuts a region anyone reads (that would raise SIGBUS).
  *
  * Pages are written with zeros before data is copied into them (zero-fill.ts: a copy into an
  * unwritten, fallocated page faults slowly on the event loop). A segment made by `adopt` from a
@@ -46,6 +57,7 @@ import {
   setBatchBaseOffset,
 } from '../format/batch-header.js';
 import { readInt64LE } from '../format/int64.js';
+import { segmentGrowthBytesMax, segmentGrowthBytesMin } from '../limits.js';
 import { fallocate, pageSize, punchHole } from '../native.js';
 import { dropPageTableEntries, mapFile } from './memory-map.js';
 import { OffsetIndex } from './offset-index.js';
@@ -95,7 +107,12 @@ export class LogSegment {
   private fd: number;
   private map: Buffer;
   private writable: boolean;
+  /** Bytes the map covers; while writable, also the size of the file. */
   private capacityBytes: number;
+  /** While writable: bytes from position 0 known to have disk blocks (writable through the map). */
+  private allocatedBytes: number;
+  /** While writable: the size the segment may grow to (`segmentBytes`). */
+  private maxCapacityBytes: number;
   private state: SegmentState;
   /**
    * Inline zero-fill (zero-fill.ts): size of the zero-writes, 0 when off. Bytes in
@@ -130,35 +147,46 @@ export class LogSegment {
     this.map = map;
     this.writable = writable;
     this.capacityBytes = capacityBytes;
+    this.allocatedBytes = writable ? capacityBytes : 0;
+    this.maxCapacityBytes = capacityBytes;
     this.state = state;
     this.indexIntervalBytes = indexIntervalBytes;
     this.createdAtMs = Date.now();
     this.fileBytesAtOpen = fileBytesAtOpen;
   }
 
-  /** A new, empty, writable segment on `fd` (already `capacityBytes` long), mapped read-write. */
+  /**
+   * A new, empty, writable segment on `fd` (`fileBytes` long and preallocated), mapped read-write,
+   * which may grow to `maxCapacityBytes`.
+   */
   private static empty(
     directory: string,
     baseOffset: number,
     fd: number,
-    capacityBytes: number,
+    fileBytes: number,
+    maxCapacityBytes: number,
     indexIntervalBytes: number,
   ): LogSegment {
-    const map = mapFile(fd, capacityBytes, true);
-    return new LogSegment(
+    const map = mapFile(fd, fileBytes, true);
+    const segment = new LogSegment(
       directory,
       baseOffset,
       fd,
       map,
       true,
-      capacityBytes,
+      fileBytes,
       emptyState(baseOffset),
       indexIntervalBytes,
       0,
     );
+    segment.maxCapacityBytes = Math.max(maxCapacityBytes, fileBytes);
+    return segment;
   }
 
-  /** Creates a new, empty, preallocated and writable segment. Throws StorageFullError on ENOSPC. */
+  /**
+   * Creates a new, empty, writable segment that may grow to `capacityBytes`. The file starts empty:
+   * nothing is preallocated before the first append (`grow`).
+   */
   static create(
     directory: string,
     baseOffset: number,
@@ -169,8 +197,7 @@ export class LogSegment {
     let fd = -1;
     try {
       fd = openSync(path, 'w+');
-      fallocate(fd, 0, capacityBytes);
-      return LogSegment.empty(directory, baseOffset, fd, capacityBytes, indexIntervalBytes);
+      return LogSegment.empty(directory, baseOffset, fd, 0, capacityBytes, indexIntervalBytes);
     } catch (error) {
       if (fd >= 0) closeSync(fd);
       try {
@@ -206,7 +233,14 @@ export class LogSegment {
       }
       renameSync(sparePath, path);
       renamed = true;
-      const segment = LogSegment.empty(directory, baseOffset, fd, capacityBytes, indexIntervalBytes);
+      const segment = LogSegment.empty(
+        directory,
+        baseOffset,
+        fd,
+        capacityBytes,
+        capacityBytes,
+        indexIntervalBytes,
+      );
       segment.zeroedUpTo = capacityBytes;
       return segment;
     } catch (error) {
@@ -223,7 +257,8 @@ export class LogSegment {
   /**
    * Opens an existing segment file. The caller (log recovery) then fills in its state with
    * `restore`, from the index files or from a scan of `bytes()`.
-   * A writable segment is extended to `capacityBytes` (preallocated) and mapped read-write.
+   * A writable segment is mapped read-write at its file size and may grow to `capacityBytes` later
+   * (nothing is preallocated here, so an open works on a full disk).
    */
   static open(
     directory: string,
@@ -236,23 +271,23 @@ export class LogSegment {
     const fd = openSync(path, writable ? 'r+' : 'r');
     try {
       const fileBytes = fstatSync(fd).size;
-      let mappedBytes = fileBytes;
-      if (writable) {
-        mappedBytes = Math.max(fileBytes, capacityBytes);
-        if (mappedBytes > fileBytes) fallocate(fd, 0, mappedBytes);
-      }
-      const map = mapFile(fd, mappedBytes, writable);
-      return new LogSegment(
+      const map = mapFile(fd, fileBytes, writable);
+      const segment = new LogSegment(
         directory,
         baseOffset,
         fd,
         map,
         writable,
-        mappedBytes,
+        fileBytes,
         emptyState(baseOffset),
         indexIntervalBytes,
         fileBytes,
       );
+      if (writable) {
+        segment.maxCapacityBytes = Math.max(capacityBytes, fileBytes);
+        segment.allocatedBytes = allocatedPrefix(fd, fileBytes);
+      }
+      return segment;
     } catch (error) {
       closeSync(fd);
       throw storageErrorFrom(`opening segment ${path}`, error);
@@ -279,9 +314,14 @@ export class LogSegment {
     return this.state.sizeBytes === 0;
   }
 
-  /** Bytes of file that the map covers (the preallocated capacity for the active segment). */
+  /** Bytes of file that the map covers (the whole file while the segment is writable). */
   get mappedBytes(): number {
     return this.capacityBytes;
+  }
+
+  /** Bytes of disk preallocated for the active segment (0 once sealed). */
+  get preallocatedBytes(): number {
+    return this.writable ? this.allocatedBytes : 0;
   }
 
   get fileDescriptor(): number {
@@ -314,8 +354,56 @@ export class LogSegment {
     this.zeroWriteBytes = zeroWriteBytes;
   }
 
+  /** Bytes that may still be appended before the segment is full (it grows as needed up to there). */
   remainingBytes(): number {
-    return this.writable ? this.capacityBytes - this.state.sizeBytes : 0;
+    return this.writable ? this.maxCapacityBytes - this.state.sizeBytes : 0;
+  }
+
+  /**
+   * Makes `[0, end)` writable through the map: preallocates the next growth step (or, when the disk
+   * cannot hold that, just what is needed) and maps the file again when it grew. Throws
+   * StorageFullError (ENOSPC) or StorageIoError, leaving the segment as it was.
+   */
+  private grow(end: number): void {
+    if (end > this.maxCapacityBytes) throw new Error('append past the segment capacity');
+    const page = pageSize();
+    const needed = Math.min(this.maxCapacityBytes, Math.ceil(end / page) * page);
+    const step = Math.min(
+      segmentGrowthBytesMax,
+      Math.max(segmentGrowthBytesMin, this.allocatedBytes, needed - this.allocatedBytes),
+    );
+    const wanted = Math.min(this.maxCapacityBytes, Math.max(needed, this.allocatedBytes + step));
+    // What lies before the page holding the end of the data is data: it has its blocks.
+    const from = Math.max(this.allocatedBytes, Math.floor(this.state.sizeBytes / page) * page);
+    let target = wanted;
+    try {
+      fallocate(this.fd, from, target - from);
+    } catch (error) {
+      if (needed === wanted) throw storageErrorFrom(`growing segment ${this.logPath}`, error);
+      // Near a full disk: the whole step may not fit while what this append needs does.
+      target = needed;
+      try {
+        fallocate(this.fd, from, target - from);
+      } catch (retryError) {
+        throw storageErrorFrom(`growing segment ${this.logPath}`, retryError);
+      }
+    }
+    this.allocatedBytes = target;
+    if (target <= this.capacityBytes) return;
+    let map: Buffer;
+    try {
+      map = mapFile(this.fd, target, true);
+    } catch (error) {
+      throw storageErrorFrom(`mapping segment ${this.logPath}`, error);
+    }
+    const old = this.map;
+    this.map = map;
+    this.capacityBytes = target;
+    try {
+      dropPageTableEntries(old);
+    } catch {
+      // Only releases page-table entries early; the old map stays valid either way.
+    }
   }
 
   /**
@@ -326,7 +414,7 @@ export class LogSegment {
     if (!this.writable) throw new Error(`segment ${this.logPath} is not writable`);
     const position = this.state.sizeBytes;
     const length = batch.length;
-    if (position + length > this.capacityBytes) throw new Error('append past the segment capacity');
+    if (position + length > this.allocatedBytes) this.grow(position + length);
     if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0) this.zeroAhead(position + length);
     this.map.set(batch, position);
     const baseOffset = this.state.nextOffset;
@@ -462,11 +550,16 @@ export class LogSegment {
     const lastWholePage = Math.floor(end / page) * page;
     if (lastWholePage - firstWholePage >= 16 * page) {
       this.map.fill(0, start, firstWholePage);
+      let punched = false;
       try {
         punchHole(this.fd, firstWholePage, lastWholePage - firstWholePage);
+        punched = true;
         fallocate(this.fd, firstWholePage, lastWholePage - firstWholePage);
       } catch {
-        this.map.fill(0, firstWholePage, lastWholePage);
+        // A hole already reads as zeros, and writing into it through the map on a full disk would
+        // raise SIGBUS: appends preallocate it again first (`grow`). Without a hole, write zeros.
+        if (punched) this.allocatedBytes = Math.min(this.allocatedBytes, firstWholePage);
+        else this.map.fill(0, firstWholePage, lastWholePage);
       }
       this.map.fill(0, lastWholePage, end);
     } else {
@@ -555,16 +648,20 @@ export class LogSegment {
     else this.closeNow();
   }
 
-  /** Makes a sealed segment writable again (truncation of the log into it). */
+  /**
+   * Makes a sealed segment writable again (truncation of the log into it), mapped at its file size;
+   * it grows at later appends up to `capacityBytes` (nothing is preallocated here).
+   */
   reopenWritable(capacityBytes: number): void {
     if (this.writable) return;
     if (this.syncsInFlight > 0) this.retiredFds.push(this.fd);
     else closeSync(this.fd);
     this.fd = openSync(this.logPath, 'r+');
-    const mapped = Math.max(capacityBytes, this.state.sizeBytes);
-    fallocate(this.fd, 0, mapped);
-    this.map = mapFile(this.fd, mapped, true);
-    this.capacityBytes = mapped;
+    const fileBytes = fstatSync(this.fd).size;
+    this.map = mapFile(this.fd, fileBytes, true);
+    this.capacityBytes = fileBytes;
+    this.allocatedBytes = allocatedPrefix(this.fd, fileBytes);
+    this.maxCapacityBytes = Math.max(capacityBytes, fileBytes);
     this.writable = true;
     this.zeroedUpTo = 0;
   }
@@ -623,7 +720,7 @@ export class LogSegment {
     const page = pageSize();
     // Whole pages past the valid bytes only: the page holding the end of the data is never written.
     const start = Math.max(this.zeroedUpTo, Math.ceil(this.state.sizeBytes / page) * page);
-    const stop = Math.min(this.capacityBytes, Math.ceil(end / page) * page + zeroAheadBytes);
+    const stop = Math.min(this.allocatedBytes, Math.ceil(end / page) * page + zeroAheadBytes);
     if (stop <= start) return;
     try {
       writeZerosSync(this.fd, start, stop, this.zeroWriteBytes);
@@ -633,6 +730,21 @@ export class LogSegment {
       // shows up again in the next fdatasync, which reports it.
       this.zeroWriteBytes = 0;
     }
+  }
+}
+
+/**
+ * How much of an existing file can be written through a map without SIGBUS on a full disk: all of
+ * it when preallocating its whole length succeeds (a no-op where its blocks exist), otherwise none
+ * (the first append preallocates from the end of the data, and fails cleanly if it cannot).
+ */
+function allocatedPrefix(fd: number, fileBytes: number): number {
+  if (fileBytes === 0) return 0;
+  try {
+    fallocate(fd, 0, fileBytes);
+    return fileBytes;
+  } catch {
+    return 0;
   }
 }
 
