@@ -70,6 +70,18 @@ export const fetchWaitersPerPartitionMax = 1024;
 export const fetchWaitersTotalMax = 65_536;
 /** Default interval between two retention passes over every partition log (5 minutes). */
 export const retentionCheckIntervalMsDefault = 5 * 60 * 1000;
+/** Default disk reserve (disk-reserve.ts): this fraction of the data directory's file system... */
+export const diskReserveFractionDefault = 0.05;
+/** ...but at most this much. */
+export const diskReserveBytesDefaultMax = 1024 * 1024 * 1024;
+/** Longest time between two readings of the free disk space while produces arrive. */
+export const diskCheckIntervalMs = 100;
+/** Default scrub rate (scrubber.ts): bytes of sealed segments re-verified per second; 0: off. */
+export const scrubBytesPerSecondDefault = 16 * 1024 * 1024;
+/** Default pause between the end of one scrub pass over every sealed segment and the next. */
+export const scrubPassIntervalMsDefault = 24 * 60 * 60 * 1000;
+/** Scrub damage findings kept (the oldest are dropped past it; counters keep counting). */
+export const scrubFindingsMax = 1000;
 /** Longest msg-id dedup window a topic may be configured with (7 days). */
 export const dedupWindowMsMax = 7 * 24 * 60 * 60 * 1000;
 

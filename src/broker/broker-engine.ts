@@ -13,15 +13,17 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { BrokerApi } from '../protocol/broker-api.js';
+import type { BrokerApi, StorageStats } from '../protocol/broker-api.js';
 import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
 import { BrokerTopics, closeQuietly, openPartitions } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
+import { DiskReserve } from './disk-reserve.js';
 import { Lifecycle } from './lifecycle.js';
 import { MetadataStore } from './metadata-store.js';
 import type { BrokerOpenReport, PartitionRecovery } from './open-report.js';
 import type { Partition } from './partition.js';
+import { Scrubber, type ScrubTarget } from './scrubber.js';
 import { Topic } from './topic.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
 
@@ -41,6 +43,7 @@ export interface BrokerEngineParts {
   metadata: MetadataStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
+  diskReserve: DiskReserve;
 }
 
 export class BrokerEngine implements BrokerApi {
@@ -50,6 +53,10 @@ export class BrokerEngine implements BrokerApi {
   readonly openReport: BrokerOpenReport;
   readonly topics: BrokerTopics;
   readonly messages: BrokerMessages;
+  /** The broker-wide disk reserve (disk-reserve.ts). */
+  readonly diskReserve: DiskReserve;
+  /** The background scrub of sealed segments (scrubber.ts). */
+  readonly scrubber: Scrubber;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
@@ -63,14 +70,21 @@ export class BrokerEngine implements BrokerApi {
     this.lock = parts.lock;
     this.metadata = parts.metadata;
     this.openReport = parts.openReport;
+    this.diskReserve = parts.diskReserve;
     this.topics = new BrokerTopics(
       parts.options,
       parts.dataDir,
       this.lifecycle,
       parts.metadata,
       parts.topics,
+      parts.diskReserve,
     );
-    this.messages = new BrokerMessages(this.topics, this.lifecycle);
+    this.messages = new BrokerMessages(this.topics, this.lifecycle, parts.diskReserve);
+    this.scrubber = new Scrubber(() => this.scrubTargets(), {
+      bytesPerSecond: parts.options.scrubBytesPerSecond,
+      passIntervalMs: parts.options.scrubPassIntervalMs,
+    });
+    this.scrubber.start();
     this.retentionTimer = setInterval(() => {
       this.lastRetention = this.applyRetention();
     }, parts.options.retentionCheckIntervalMs);
@@ -94,6 +108,7 @@ export class BrokerEngine implements BrokerApi {
     mkdirSync(dataDir, { recursive: true });
     const lock = DataDirectoryLock.acquire(dataDir);
     try {
+      const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       const metadata = new MetadataStore(dataDir);
       const records = metadata.load(resolved.topicDefaults);
       const reconciliation = reconcileTopicDirectories(dataDir, records);
@@ -147,11 +162,46 @@ export class BrokerEngine implements BrokerApi {
         completedDeletions: reconciliation.completedDeletions,
         warnings,
       };
-      return { options: resolved, dataDir, lock, metadata, topics, openReport: report };
+      return { options: resolved, dataDir, lock, metadata, topics, openReport: report, diskReserve };
     } catch (error) {
       lock.release();
       throw error;
     }
+  }
+
+  /** Disk use, the reserve and the scrub's findings (for metrics and health). */
+  storageStats(): StorageStats {
+    let preallocatedBytes = 0;
+    for (const topic of this.topics.all()) {
+      for (const partition of topic.partitions) preallocatedBytes += partition.log.preallocatedBytes;
+    }
+    const scrub = this.scrubber.stats;
+    return {
+      disk: this.diskReserve.stats,
+      preallocatedBytes,
+      scrub: {
+        bytesPerSecond: scrub.bytesPerSecond,
+        passesCompleted: scrub.passesCompleted,
+        bytesScrubbed: scrub.bytesScrubbed,
+        batchesScrubbed: scrub.batchesScrubbed,
+        segmentsScrubbed: scrub.segmentsScrubbed,
+        damageFound: scrub.damageFound,
+        findings: scrub.findings,
+      },
+    };
+  }
+
+  /** Every partition served now, for the scrub. */
+  private scrubTargets(): ScrubTarget[] {
+    if (this.lifecycle.closing) return [];
+    const targets: ScrubTarget[] = [];
+    for (const topic of this.topics.all()) {
+      if (topic.deleted) continue;
+      for (const partition of topic.partitions) {
+        targets.push({ topic: topic.name, partition: partition.index, log: partition.log });
+      }
+    }
+    return targets;
   }
 
   /** What the last timed retention pass did (failures included), null before the first one. */
@@ -211,6 +261,7 @@ export class BrokerEngine implements BrokerApi {
   private async closeNow(): Promise<void> {
     if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
     this.retentionTimer = null;
+    await this.scrubber.stop();
     this.messages.wakeAll();
     await this.topics.idle();
     await this.lifecycle.drained();

@@ -26,6 +26,7 @@ import type {
   ProduceResult,
 } from '../protocol/broker-api.js';
 import { type BrokerTopics, checkInteger } from './broker-topics.js';
+import type { DiskReserve } from './disk-reserve.js';
 import { FetchWaiters } from './fetch-waiters.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Partition } from './partition.js';
@@ -67,11 +68,13 @@ function resolveFetchOptions(options: FetchOptions): ResolvedFetchOptions {
 export class BrokerMessages implements MessageService {
   private readonly topics: BrokerTopics;
   private readonly lifecycle: Lifecycle;
+  private readonly diskReserve: DiskReserve;
   private readonly waiters = new FetchWaiters<Partition>(fetchWaitersPerPartitionMax, fetchWaitersTotalMax);
 
-  constructor(topics: BrokerTopics, lifecycle: Lifecycle) {
+  constructor(topics: BrokerTopics, lifecycle: Lifecycle, diskReserve: DiskReserve) {
     this.topics = topics;
     this.lifecycle = lifecycle;
+    this.diskReserve = diskReserve;
     topics.onTopicDeleted((topic) => {
       for (const partition of topic.partitions) this.waiters.wake(partition);
     });
@@ -100,6 +103,8 @@ export class BrokerMessages implements MessageService {
         throw new InvalidBatchError(`${feature} batches are not supported yet`);
       }
     }
+    // Early and clean: refused before the log has to grow into the last bytes of the disk.
+    this.diskReserve.admit(batch.length, `produce to ${topic}/${partition}`);
     this.lifecycle.begin();
     try {
       const appended = await target.log.append(batch);

@@ -9,6 +9,8 @@ import {
   flushIntervalMsDefault,
   indexIntervalBytesDefault,
   retentionCheckIntervalMsDefault,
+  scrubBytesPerSecondDefault,
+  scrubPassIntervalMsDefault,
   segmentBytesDefault,
   segmentMsDefault,
 } from '../limits.js';
@@ -22,7 +24,7 @@ export interface BrokerOptions {
   durability?: Durability;
   /** Default flush interval of new topics with durability 'interval'. Default 200 ms. */
   flushIntervalMs?: number;
-  /** Default segment size of new topics. Default 256 MiB (preallocated per active segment). */
+  /** Default segment size of new topics. Default 256 MiB (the active segment grows to it in steps). */
   segmentBytes?: number;
   /** Default time retention of new topics; -1 (default): forever. */
   retentionMs?: number;
@@ -38,6 +40,16 @@ export interface BrokerOptions {
   indexIntervalBytes?: number;
   /** Every partition log: interval between recovery-point checkpoint writes. Default 5 s. */
   checkpointIntervalMs?: number;
+  /**
+   * Free space to keep on the data directory's file system: below it, produce, topic creation and
+   * adding partitions fail with STORAGE_FULL (reads and deletions work). Default: 5% of the file
+   * system, at most 1 GiB. 0: no reserve.
+   */
+  diskReserveBytes?: number;
+  /** Rate of the background scrub of sealed segments (CRC32C re-verification). Default 16 MiB/s; 0: off. */
+  scrubBytesPerSecond?: number;
+  /** Pause between two scrub passes. Default 24 hours. */
+  scrubPassIntervalMs?: number;
 }
 
 export interface ResolvedBrokerOptions {
@@ -47,10 +59,22 @@ export interface ResolvedBrokerOptions {
   segmentMs: number;
   indexIntervalBytes: number;
   checkpointIntervalMs: number;
+  /** Undefined: the default for the file system (disk-reserve.ts). */
+  diskReserveBytes: number | undefined;
+  scrubBytesPerSecond: number;
+  scrubPassIntervalMs: number;
 }
 
 /** Largest delay a Node.js timer accepts. */
 const timerMsMax = 2_147_483_647;
+
+function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidArgumentError(`broker option ${name} must be an integer >= 0, got ${String(value)}`);
+  }
+  return value;
+}
 
 function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;
@@ -111,6 +135,21 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       options.checkpointIntervalMs,
       checkpointIntervalMsDefault,
       3_600_000,
+    ),
+    diskReserveBytes:
+      options.diskReserveBytes === undefined
+        ? undefined
+        : nonNegativeInteger('diskReserveBytes', options.diskReserveBytes, 0),
+    scrubBytesPerSecond: nonNegativeInteger(
+      'scrubBytesPerSecond',
+      options.scrubBytesPerSecond,
+      scrubBytesPerSecondDefault,
+    ),
+    scrubPassIntervalMs: positiveInteger(
+      'scrubPassIntervalMs',
+      options.scrubPassIntervalMs,
+      scrubPassIntervalMsDefault,
+      timerMsMax,
     ),
   };
 }

@@ -234,6 +234,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     metrics.render(
       () => api.topics.list({ internal: true }),
       () => [...connections].map((connection) => connection.bufferedBytes),
+      () => api.storageStats?.() ?? null,
     ),
   );
 

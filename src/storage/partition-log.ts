@@ -32,7 +32,8 @@ import {
   InvalidBatchError,
   LogClosedError,
   OffsetOutOfRangeError,
-  SpillwayError,
+  type SpillwayError,
+  storageErrorFrom,
 } from '../errors.js';
 import {
   BatchHeader,
@@ -241,7 +242,13 @@ export class PartitionLog implements LogStore {
     this.recovery = loaded.report;
     this.zeroWriteBytes = zeroWriteBytesFor(options.durability);
     this.active.setZeroWriteBytes(this.zeroWriteBytes);
-    this.directoryFd = openSync(options.directory, 'r');
+    try {
+      this.directoryFd = openSync(options.directory, 'r');
+    } catch (error) {
+      // Out of file descriptors, typically: close what the loader opened, change nothing.
+      for (const segment of this.segments) segment.abandon();
+      throw storageErrorFrom(`opening log directory ${options.directory}`, error);
+    }
     // What recovery kept may only be in the page cache (a process crash): it is synced in the
     // background, and until that sync ends the durable offset stays at the old recovery point.
     // The checkpoint says the log is open (not cleanly closed) before anything is appended.
@@ -255,7 +262,12 @@ export class PartitionLog implements LogStore {
       this.checkpoint.writeSync(openCheckpoint);
     } catch (error) {
       // A full disk: serve reads; appends retry the checkpoint first (`appendNow`).
-      if (!(error instanceof SpillwayError && error.code === 'STORAGE_FULL')) throw error;
+      const typed = storageErrorFrom(`writing ${this.checkpoint.path}`, error);
+      if (typed.code !== 'STORAGE_FULL') {
+        for (const segment of this.segments) segment.abandon();
+        closeSync(this.directoryFd);
+        throw typed;
+      }
       this.openCheckpoint = openCheckpoint;
     }
     this.checkpointedOffset = recoveryPoint;
@@ -366,8 +378,11 @@ export class PartitionLog implements LogStore {
     const failure = this.syncer.failed;
     if (failure) throw failure;
     if (this.openCheckpoint !== null) {
-      // Throws StorageFullError while the disk is still full.
-      this.checkpoint.writeSync(this.openCheckpoint);
+      try {
+        this.checkpoint.writeSync(this.openCheckpoint);
+      } catch (error) {
+        throw storageErrorFrom(`writing ${this.checkpoint.path}`, error); // STORAGE_FULL: still full
+      }
       this.openCheckpoint = null;
     }
     const problem = checkBatchHeader(batch, 0, batch.length);

@@ -6,7 +6,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/spillway-broker.js';
 
 const repositoryRoot = resolve(import.meta.dirname, '../..');
-const compiledBroker = join(repositoryRoot, 'dist/src/broker/broker.js');
+const compiledBroker = join(repositoryRoot, 'dist/src/spillway-broker.js');
 const directories: string[] = [];
 
 afterEach(() => {
