@@ -33,6 +33,7 @@ import type {
 } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
 import { PartitionLog } from '../storage/partition-log.js';
+import { releaseSegmentSpace } from '../storage/release-space.js';
 import type { ResolvedBrokerOptions } from './broker-options.js';
 import type { DiskReserve } from './disk-reserve.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -164,7 +165,11 @@ export class BrokerTopics implements TopicService {
         // The topic is gone from memory; the next open completes what is left (topic-directories.ts).
         throw storageErrorFrom(`deleting topic '${name}'`, error);
       }
+      // Mapped segment files keep their blocks until their maps are collected: give them back now.
+      releaseSegmentSpace(aside);
       await rm(aside, { recursive: true, force: true });
+      // The space is free now: writes refused for the reserve may go on at once.
+      this.diskReserve.refresh();
     });
   }
 
