@@ -22,6 +22,7 @@ export const suiteNames = [
   'append',
   'read',
   'recovery',
+  'scrub',
   'broker',
   'peers',
   'compare',

@@ -137,12 +137,13 @@ export class Scrubber {
   /**
    * Runs one pass over every sealed segment at `bytesPerSecond` (default: the configured rate, or
    * unthrottled when that is 0; `Infinity` is unthrottled). Waits for a pass already running.
+   * Aborting `signal` ends the pass after the slice being verified (it is then not counted complete).
    */
-  async scrubPass(bytesPerSecond?: number): Promise<ScrubPassResult> {
+  async scrubPass(bytesPerSecond?: number, signal?: AbortSignal): Promise<ScrubPassResult> {
     while (this.pass !== null) await this.pass.catch(() => undefined);
     const rate = bytesPerSecond ?? (this.bytesPerSecond > 0 ? this.bytesPerSecond : Number.POSITIVE_INFINITY);
     if (!(rate > 0)) throw new Error(`scrub rate must be positive, got ${rate}`);
-    this.pass = this.runPass(rate);
+    this.pass = this.runPass(rate, signal);
     try {
       return await this.pass;
     } finally {
@@ -157,8 +158,18 @@ export class Scrubber {
     }
   }
 
-  private async runPass(rate: number): Promise<ScrubPassResult> {
+  private async runPass(rate: number, signal: AbortSignal | undefined): Promise<ScrubPassResult> {
     const startedAt = performance.now();
+    const onAbort = (): void => this.wakeSleeper?.();
+    signal?.addEventListener('abort', onAbort);
+    try {
+      return await this.walk(rate, startedAt, () => this.stopped || signal?.aborted === true);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async walk(rate: number, startedAt: number, cancelled: () => boolean): Promise<ScrubPassResult> {
     const result: ScrubPassResult = { bytes: 0, batches: 0, segments: 0, durationMs: 0, damage: [] };
     const sliceBytes = Number.isFinite(rate)
       ? Math.min(sliceBytesMax, Math.max(sliceBytesMin, Math.floor(rate / 20)))
@@ -168,7 +179,7 @@ export class Scrubber {
         const bytes = segment.bytes();
         let position = 0;
         let expected = segment.baseOffset;
-        while (position < bytes.length && !this.stopped) {
+        while (position < bytes.length && !cancelled()) {
           const step = verifyBatches(bytes, position, bytes.length, expected, sliceBytes, this.crc32c);
           result.bytes += step.bytes;
           result.batches += step.batches;
@@ -194,15 +205,15 @@ export class Scrubber {
           if (step.stopped) break;
           position = step.position;
           expected = step.nextOffset;
-          await this.pace(rate, result.bytes, startedAt);
+          await this.pace(rate, result.bytes, startedAt, cancelled);
         }
-        if (this.stopped) break;
+        if (cancelled()) break;
         result.segments++;
         this.counters.segmentsScrubbed++;
       }
-      if (this.stopped) break;
+      if (cancelled()) break;
     }
-    if (!this.stopped) this.counters.passesCompleted++;
+    if (!cancelled()) this.counters.passesCompleted++;
     result.durationMs = performance.now() - startedAt;
     return result;
   }
@@ -223,9 +234,14 @@ export class Scrubber {
   }
 
   /** Yields to the event loop, and sleeps while the pass is ahead of its rate. */
-  private async pace(rate: number, bytes: number, startedAt: number): Promise<void> {
+  private async pace(
+    rate: number,
+    bytes: number,
+    startedAt: number,
+    cancelled: () => boolean,
+  ): Promise<void> {
     const aheadMs = Number.isFinite(rate) ? (bytes / rate) * 1000 - (performance.now() - startedAt) : 0;
-    if (aheadMs >= 1) await this.sleep(aheadMs);
+    if (aheadMs >= 1 && !cancelled()) await this.sleep(aheadMs);
     else await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
