@@ -7,17 +7,17 @@
  * read-write; appends are a memcpy into the map plus a patch of the 8-byte baseOffset. Bytes past
  * `sizeBytes` are zero.
  *
- * Disk in proportion to use: a new segment starts as an empty file and the active segment grows in
- * steps (`grow`): the next step is preallocated with fallocate (so a full disk fails there, as a
- * StorageFullError to the appender, not as SIGBUS on a write into the map), then the file is mapped
- * again at its new size. Invariants: the map never reaches past the end of the file (`mappedBytes`
- * = file size while writable), and no byte is written through the map past `allocatedBytes` (the
- * prefix known to have disk blocks). Steps start at `segmentGrowthBytesMin`, double, and are at most
- * `segmentGrowthBytesMax`, up to the segment's capacity (`segmentBytes`); so an active segment holds
- * at most max(2 × its data, data + the largest step) of disk. Opening an existing segment never
- * preallocates (opening on a full disk works; the segment then grows at its first append, or the
- * append fails with STORAGE_FULL). A replaced map is only dropped (its page-table entries released,
- * the mapping unmapped by the garbage collector): views of it stay valid, the file only grew.
+ * Disk in proportion to use: a writable segment's file is sized to its capacity (`segmentBytes`) as
+ * a sparse file (ftruncate: no disk blocks) and mapped once, whole; disk blocks are preallocated in
+ * steps (`grow`, fallocate) ahead of the appends, so a full disk fails there, as a StorageFullError
+ * to the appender, not as SIGBUS on a write into the map. Invariants: the map never reaches past
+ * the end of the file (`mappedBytes` = file size), and no byte is written through the map past
+ * `allocatedBytes` (the prefix known to have disk blocks; a write into a hole on a full disk would
+ * raise SIGBUS). Steps start at `segmentGrowthBytesMin`, double, and are at most
+ * `segmentGrowthBytesMax`; so an active segment holds at most max(2 × its data, data + the largest
+ * step) of disk. Opening an existing segment allocates nothing (opening on a full disk works; the
+ * segment grows at its first append, or the append fails with STORAGE_FULL). Mapping once keeps the
+ * hot path as it was with a fully preallocated file: no remap, no second round of page faults.
  *
  * When sealed (rolled) or closed, the indexes are written, the file is remapped read-only at its
  * real size and then trimmed to it: the old writable map is only dropped, and no view ever reaches
@@ -147,7 +147,7 @@ export class LogSegment {
     this.map = map;
     this.writable = writable;
     this.capacityBytes = capacityBytes;
-    this.allocatedBytes = writable ? capacityBytes : 0;
+    this.allocatedBytes = 0;
     this.maxCapacityBytes = capacityBytes;
     this.state = state;
     this.indexIntervalBytes = indexIntervalBytes;
@@ -156,17 +156,19 @@ export class LogSegment {
   }
 
   /**
-   * A new, empty, writable segment on `fd` (`fileBytes` long and preallocated), mapped read-write,
-   * which may grow to `maxCapacityBytes`.
+   * A new, empty, writable segment on `fd` (`allocatedBytes` long and preallocated), extended to
+   * `maxCapacityBytes` as a sparse file and mapped read-write, whole.
    */
   private static empty(
     directory: string,
     baseOffset: number,
     fd: number,
-    fileBytes: number,
+    allocatedBytes: number,
     maxCapacityBytes: number,
     indexIntervalBytes: number,
   ): LogSegment {
+    const fileBytes = Math.max(maxCapacityBytes, allocatedBytes);
+    if (fileBytes > allocatedBytes) ftruncateSync(fd, fileBytes);
     const map = mapFile(fd, fileBytes, true);
     const segment = new LogSegment(
       directory,
@@ -179,13 +181,13 @@ export class LogSegment {
       indexIntervalBytes,
       0,
     );
-    segment.maxCapacityBytes = Math.max(maxCapacityBytes, fileBytes);
+    segment.allocatedBytes = allocatedBytes;
     return segment;
   }
 
   /**
-   * Creates a new, empty, writable segment that may grow to `capacityBytes`. The file starts empty:
-   * nothing is preallocated before the first append (`grow`).
+   * Creates a new, empty, writable segment of `capacityBytes`: a sparse file, no disk blocks
+   * preallocated before the first append (`grow`).
    */
   static create(
     directory: string,
@@ -257,8 +259,8 @@ export class LogSegment {
   /**
    * Opens an existing segment file. The caller (log recovery) then fills in its state with
    * `restore`, from the index files or from a scan of `bytes()`.
-   * A writable segment is mapped read-write at its file size and may grow to `capacityBytes` later
-   * (nothing is preallocated here, so an open works on a full disk).
+   * A writable segment is extended to `capacityBytes` as a sparse file and mapped read-write; no
+   * disk block is allocated here (an open works on a full disk), appends allocate from its data on.
    */
   static open(
     directory: string,
@@ -271,22 +273,22 @@ export class LogSegment {
     const fd = openSync(path, writable ? 'r+' : 'r');
     try {
       const fileBytes = fstatSync(fd).size;
-      const map = mapFile(fd, fileBytes, writable);
+      const mappedBytes = writable ? Math.max(fileBytes, capacityBytes) : fileBytes;
+      if (mappedBytes > fileBytes) ftruncateSync(fd, mappedBytes);
+      const map = mapFile(fd, mappedBytes, writable);
       const segment = new LogSegment(
         directory,
         baseOffset,
         fd,
         map,
         writable,
-        fileBytes,
+        mappedBytes,
         emptyState(baseOffset),
         indexIntervalBytes,
         fileBytes,
       );
-      if (writable) {
-        segment.maxCapacityBytes = Math.max(capacityBytes, fileBytes);
-        segment.allocatedBytes = allocatedPrefix(fd, fileBytes);
-      }
+      // Unknown until the data's end is known: appends allocate from there (`grow`).
+      segment.allocatedBytes = 0;
       return segment;
     } catch (error) {
       closeSync(fd);
@@ -361,11 +363,13 @@ export class LogSegment {
 
   /**
    * Makes `[0, end)` writable through the map: preallocates the next growth step (or, when the disk
-   * cannot hold that, just what is needed) and maps the file again when it grew. Throws
-   * StorageFullError (ENOSPC) or StorageIoError, leaving the segment as it was.
+   * cannot hold that, just what is needed). Throws StorageFullError (ENOSPC) or StorageIoError,
+   * leaving the segment as it was.
    */
   private grow(end: number): void {
-    if (end > this.maxCapacityBytes) throw new Error('append past the segment capacity');
+    if (end > this.maxCapacityBytes || this.maxCapacityBytes > this.capacityBytes) {
+      throw new Error('append past the segment capacity or the map');
+    }
     const page = pageSize();
     const needed = Math.min(this.maxCapacityBytes, Math.ceil(end / page) * page);
     const step = Math.min(
@@ -389,21 +393,6 @@ export class LogSegment {
       }
     }
     this.allocatedBytes = target;
-    if (target <= this.capacityBytes) return;
-    let map: Buffer;
-    try {
-      map = mapFile(this.fd, target, true);
-    } catch (error) {
-      throw storageErrorFrom(`mapping segment ${this.logPath}`, error);
-    }
-    const old = this.map;
-    this.map = map;
-    this.capacityBytes = target;
-    try {
-      dropPageTableEntries(old);
-    } catch {
-      // Only releases page-table entries early; the old map stays valid either way.
-    }
   }
 
   /**
@@ -550,16 +539,13 @@ export class LogSegment {
     const lastWholePage = Math.floor(end / page) * page;
     if (lastWholePage - firstWholePage >= 16 * page) {
       this.map.fill(0, start, firstWholePage);
-      let punched = false;
       try {
+        // A hole reads as zeros and gives the disk back; appends preallocate it again (`grow`):
+        // writing into a hole through the map on a full disk would raise SIGBUS.
         punchHole(this.fd, firstWholePage, lastWholePage - firstWholePage);
-        punched = true;
-        fallocate(this.fd, firstWholePage, lastWholePage - firstWholePage);
+        this.allocatedBytes = Math.min(this.allocatedBytes, firstWholePage);
       } catch {
-        // A hole already reads as zeros, and writing into it through the map on a full disk would
-        // raise SIGBUS: appends preallocate it again first (`grow`). Without a hole, write zeros.
-        if (punched) this.allocatedBytes = Math.min(this.allocatedBytes, firstWholePage);
-        else this.map.fill(0, firstWholePage, lastWholePage);
+        this.map.fill(0, firstWholePage, lastWholePage);
       }
       this.map.fill(0, lastWholePage, end);
     } else {
@@ -649,8 +635,8 @@ export class LogSegment {
   }
 
   /**
-   * Makes a sealed segment writable again (truncation of the log into it), mapped at its file size;
-   * it grows at later appends up to `capacityBytes` (nothing is preallocated here).
+   * Makes a sealed segment writable again (truncation of the log into it): extended to
+   * `capacityBytes` as a sparse file and mapped whole; appends allocate from the data on.
    */
   reopenWritable(capacityBytes: number): void {
     if (this.writable) return;
@@ -658,10 +644,12 @@ export class LogSegment {
     else closeSync(this.fd);
     this.fd = openSync(this.logPath, 'r+');
     const fileBytes = fstatSync(this.fd).size;
-    this.map = mapFile(this.fd, fileBytes, true);
-    this.capacityBytes = fileBytes;
-    this.allocatedBytes = allocatedPrefix(this.fd, fileBytes);
-    this.maxCapacityBytes = Math.max(capacityBytes, fileBytes);
+    const mappedBytes = Math.max(capacityBytes, fileBytes, this.state.sizeBytes);
+    if (mappedBytes > fileBytes) ftruncateSync(this.fd, mappedBytes);
+    this.map = mapFile(this.fd, mappedBytes, true);
+    this.capacityBytes = mappedBytes;
+    this.allocatedBytes = 0;
+    this.maxCapacityBytes = mappedBytes;
     this.writable = true;
     this.zeroedUpTo = 0;
   }
@@ -730,21 +718,6 @@ export class LogSegment {
       // shows up again in the next fdatasync, which reports it.
       this.zeroWriteBytes = 0;
     }
-  }
-}
-
-/**
- * How much of an existing file can be written through a map without SIGBUS on a full disk: all of
- * it when preallocating its whole length succeeds (a no-op where its blocks exist), otherwise none
- * (the first append preallocates from the end of the data, and fails cleanly if it cannot).
- */
-function allocatedPrefix(fd: number, fileBytes: number): number {
-  if (fileBytes === 0) return 0;
-  try {
-    fallocate(fd, 0, fileBytes);
-    return fileBytes;
-  } catch {
-    return 0;
   }
 }
 
