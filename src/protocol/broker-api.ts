@@ -212,10 +212,46 @@ export interface IntegrityService {
  * The engine as front ends see it: one service per concern. A later feature (consumer groups,
  * delayed messages, transactions, producer state) adds a service here instead of growing another.
  */
+/** Disk use, the disk reserve and the scrub of a broker (metrics; docs/OPERATIONS.md). */
+export interface StorageStats {
+  disk: {
+    /** Free space below which writes are refused with STORAGE_FULL (0: no reserve). */
+    reserveBytes: number;
+    /** Free bytes of the data directory's file system, as last read. */
+    freeBytes: number;
+    totalBytes: number;
+    /** Writes refused for the reserve since open. */
+    refusals: number;
+  };
+  /** Disk preallocated ahead of the data (active segments' growth steps, spare segments). */
+  preallocatedBytes: number;
+  scrub: {
+    /** 0 when the background scrub is off. */
+    bytesPerSecond: number;
+    passesCompleted: number;
+    bytesScrubbed: number;
+    batchesScrubbed: number;
+    segmentsScrubbed: number;
+    damageFound: number;
+    findings: Array<{
+      topic: string;
+      partition: number;
+      file: string;
+      position: number;
+      baseOffset: number;
+      nextOffset: number;
+      reason: string;
+      foundAtMs: number;
+    }>;
+  };
+}
+
 export interface BrokerApi {
   readonly topics: TopicService;
   readonly messages: MessageService;
   /** Sessions: one per client connection or HTTP request (protocol/session.ts). */
   readonly sessions: SessionService;
   readonly integrity: IntegrityService;
+  /** Disk and scrub figures (a broker engine has them; other implementations may not). */
+  storageStats?(): StorageStats;
 }
