@@ -203,7 +203,10 @@ export class HttpApi {
     route('/v1/health/details', 'health_details', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       // 200 even when degraded: the body says so (`status`), the broker itself is up.
-      void exchange.run(() => ({ status: 200, json: this.context.api.integrity.report() }));
+      void exchange.run(() => ({
+        status: 200,
+        json: { ...this.context.api.integrity.report(), storage: this.context.api.storageStats?.() ?? null },
+      }));
     });
     route('/v1/topics', 'topics', (exchange, request, method) => {
       if (method === 'get') {
