@@ -15,9 +15,11 @@
  *
  * Concurrency: one event loop; at most one pass runs at a time (`scrubPass` waits for a running one).
  */
+
 import { type Clock, systemClock } from '../clock.js';
 import { scrubFindingsMax } from '../limits.js';
 import { crc32c as nativeCrc32c } from '../native.js';
+import type { ScrubFinding } from '../protocol/broker-api.js';
 import { verifyBatches } from '../storage/batch-verifier.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import type { Crc32cFunction } from '../storage/segment-scan.js';
@@ -28,22 +30,7 @@ export interface ScrubTarget {
   log: PartitionLog;
 }
 
-/** Damage found by the scrub: one batch (CRC32C mismatch) or the rest of a segment (bad header). */
-export interface ScrubFinding {
-  topic: string;
-  partition: number;
-  /** The segment file. */
-  file: string;
-  /** Byte position of the damaged batch in the file. */
-  position: number;
-  /** First offset affected. */
-  baseOffset: number;
-  /** Offset after the last one affected (for a damaged header: the end of the segment). */
-  nextOffset: number;
-  reason: string;
-  /** Wall-clock time of the first finding (epoch ms). */
-  foundAtMs: number;
-}
+export type { ScrubFinding } from '../protocol/broker-api.js';
 
 export interface ScrubStats {
   /** Configured rate; 0 when the scrub is off. */

@@ -212,6 +212,23 @@ export interface IntegrityService {
  * The engine as front ends see it: one service per concern. A later feature (consumer groups,
  * delayed messages, transactions, producer state) adds a service here instead of growing another.
  */
+/** Damage found by the scrub: one batch (CRC32C mismatch) or the rest of a segment (bad header). */
+export interface ScrubFinding {
+  topic: string;
+  partition: number;
+  /** The segment file. */
+  file: string;
+  /** Byte position of the damaged batch in the file. */
+  position: number;
+  /** First offset affected. */
+  baseOffset: number;
+  /** Offset after the last one affected (for a damaged header: the end of the segment). */
+  nextOffset: number;
+  reason: string;
+  /** Wall-clock time of the first finding (epoch ms). */
+  foundAtMs: number;
+}
+
 /** Disk use, the disk reserve and the scrub of a broker (metrics; docs/OPERATIONS.md). */
 export interface StorageStats {
   disk: {
@@ -233,16 +250,7 @@ export interface StorageStats {
     batchesScrubbed: number;
     segmentsScrubbed: number;
     damageFound: number;
-    findings: Array<{
-      topic: string;
-      partition: number;
-      file: string;
-      position: number;
-      baseOffset: number;
-      nextOffset: number;
-      reason: string;
-      foundAtMs: number;
-    }>;
+    findings: ScrubFinding[];
   };
 }
 
