@@ -70,16 +70,6 @@ interface ChildRun {
 }
 
 /** Runs the child on `dir` and SIGKILLs it `killDelayMs` after its first acknowledgement. */
-/** runChild, run again when the child could not open the log because of the known bug above. */
-async function runChildRepairing(
-  dir: string,
-  durability: Durability,
-  firstBatch: number,
-  killDelayMs: number,
-): Promise<ChildRun> {
-  return runChild(dir, durability, firstBatch, killDelayMs);
-}
-
 async function runChild(
   dir: string,
   durability: Durability,
@@ -285,7 +275,7 @@ describe('PartitionLog killed with SIGKILL', () => {
       const firstBatch = round * batchNumbersPerRound;
       const killDelayMs = killDelayMsMin + Math.floor(random() * (killDelayMsMax - killDelayMsMin + 1));
       const inPlace = round % 2 === 0;
-      const run = await runChildRepairing(dir, 'always', firstBatch, killDelayMs);
+      const run = await runChild(dir, 'always', firstBatch, killDelayMs);
       const fresh = collectAcks(dir, run, firstBatch, acked);
       if (run.opened!.recovery.truncation !== null) truncations++;
       let checked = dir;
@@ -310,7 +300,7 @@ describe('PartitionLog killed with SIGKILL', () => {
     const acked = new Map<number, CrashAck>();
     // Late enough that thousands of appends (and several rolls) are in flight when the kill comes.
     const killDelayMs = 150 + Math.floor(random() * (killDelayMsMax - 150 + 1));
-    const run = await runChildRepairing(dir, 'none', 0, killDelayMs);
+    const run = await runChild(dir, 'none', 0, killDelayMs);
     const fresh = collectAcks(dir, run, 0, acked);
     // `none` promises nothing for a power loss; a killed process leaves its writes in the page cache
     // (the map is shared), so everything acknowledged is still there.
