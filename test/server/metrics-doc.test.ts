@@ -44,6 +44,7 @@ function renderedFamilies(): Map<string, Set<string>> {
       () => [5],
       undefined,
       () => null,
+      () => null,
       () => [groupOf('group', null), groupOf('broadcast', 'm')],
     )
     .split('\n')) {

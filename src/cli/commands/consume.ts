@@ -5,14 +5,17 @@
  * message came for --idle-exit-ms, or on SIGINT/SIGTERM (then commits what was printed and leaves
  * the group). `--group G` joins group G (`--mode group`, the default, or `broadcast`: the member id is
  * `--member-id`, default `spillway-cli-<group>`); `--from` then applies only where G has no offset.
+ * Without a group, with --on-corrupt-batch skip, a batch failing its CRC32C check is passed over and
+ * reported on stderr as one JSON line `{"skipped":{"topic","partition","firstOffset","nextOffset","reason"}}`;
+ * the default (fail) stops with CORRUPT_BATCH.
  */
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
 export const consumeUsage = `usage: spillway consume TOPIC [--group G [--mode group|broadcast] [--member-id ID]] [--from earliest|latest]
-                        [--max-messages N] [--idle-exit-ms N] [--broker URL]
-  (--mode shared|key_shared arrive with queues)`;
+                        [--max-messages N] [--idle-exit-ms N] [--on-corrupt-batch fail|skip] [--broker URL]
+  (--mode shared|key_shared arrive with queues; --on-corrupt-batch skip is for reads without --group)`;
 
 function text(bytes: Uint8Array | null): string | null {
   return bytes === null
@@ -31,6 +34,7 @@ export async function runConsume(argv: string[]): Promise<number> {
       from: { type: 'string', default: 'earliest' },
       'max-messages': { type: 'string' },
       'idle-exit-ms': { type: 'string' },
+      'on-corrupt-batch': { type: 'string', default: 'fail' },
     },
     strict: true,
     allowPositionals: true,
@@ -50,12 +54,24 @@ export async function runConsume(argv: string[]): Promise<number> {
   }
   if (values['member-id'] !== undefined && mode !== 'broadcast')
     throw new UsageError('--member-id is for --mode broadcast');
+  const onCorruptBatch = values['on-corrupt-batch'];
+  if (onCorruptBatch !== 'fail' && onCorruptBatch !== 'skip') {
+    throw new UsageError('--on-corrupt-batch must be fail or skip');
+  }
+  if (onCorruptBatch === 'skip' && values.group !== undefined) {
+    throw new UsageError('--on-corrupt-batch skip is for reads without --group');
+  }
   const maxMessages = integerFlag('max-messages', values['max-messages'], 1);
   const idleExitMs = integerFlag('idle-exit-ms', values['idle-exit-ms'], 1);
   const sw = await Spillway.connect(brokerUrlFlag(values.broker));
   const consumer =
     values.group === undefined
-      ? sw.consumer({ topics: [topic], from: values.from })
+      ? sw.consumer({
+          topics: [topic],
+          from: values.from,
+          onCorruptBatch,
+          onSkippedBatch: (skipped) => process.stderr.write(`${JSON.stringify({ skipped })}\n`),
+        })
       : sw.consumer({
           group: values.group,
           topics: [topic],
