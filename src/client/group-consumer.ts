@@ -532,8 +532,15 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
   private async heartbeatLoop(): Promise<void> {
     const signal = this.lifetime.signal;
     let failures = 0;
+    let rejoin = false;
     while (!signal.aborted) {
       try {
+        if (rejoin) {
+          await this.join();
+          rejoin = false;
+          failures = 0;
+          continue;
+        }
         const response = await this.transport.request(
           Opcode.heartbeat,
           {
@@ -551,18 +558,10 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
         await this.apply(parseGroupView(response.header));
       } catch (error) {
         if (signal.aborted) return;
-        if (error instanceof SpillwayError && error.code === 'UNKNOWN_MEMBER') {
+        if (!rejoin && error instanceof SpillwayError && error.code === 'UNKNOWN_MEMBER') {
           // Removed (session timeout, reconnect): everything held is lost; join again.
           this.dropAll();
-          try {
-            await this.join();
-          } catch (joinError) {
-            if (!(joinError instanceof SpillwayError && joinError.retriable)) {
-              this.fail(joinError);
-              return;
-            }
-            await this.sleep(retryBackoffMs);
-          }
+          rejoin = true;
           continue;
         }
         if (error instanceof SpillwayError && error.retriable) {

@@ -148,6 +148,28 @@ describe('GroupConsumer, group mode', () => {
     await producer.close();
   });
 
+  test('a member the broker removed joins again and goes on from the committed offset', async () => {
+    const broker = await openBroker();
+    const sw = await connect(broker);
+    await sw.admin.createTopic('t');
+    const seen: ConsumedMessage[] = [];
+    const consumer = sw.consumer({ group: 'g', topics: ['t'], from: 'earliest', commitIntervalMs: 5 });
+    const run = drain(consumer, seen);
+    await consumer.ready();
+    await produceKeyed(sw, 't', 10);
+    await waitFor(() => seen.length === 10);
+    await waitFor(() => consumer.assignment()[0]?.committed === 10);
+    const first = consumer.member!;
+    const session = broker.sessions.get(sw.broker.sessionId!)!;
+    await broker.groups.leave(session, { group: 'g', memberId: first });
+    await waitFor(() => consumer.member !== first && consumer.assignment().length === 1);
+    await produceKeyed(sw, 't', 5, 'after');
+    await waitFor(() => seen.length === 15);
+    expect(values(seen.slice(10)).every((value) => value.startsWith('after'))).toBe(true);
+    expect(consumer.stats.joins).toBe(2);
+    await run.stop();
+  });
+
   test('bad options and mismatched joins are typed errors', async () => {
     const broker = await openBroker();
     const sw = await connect(broker);
