@@ -117,8 +117,7 @@ export class FencedGenerationError extends SpillwayError {
 export class GroupCoordinator implements GroupService {
   private readonly groups = new Map<string, GroupState>();
   private memberSequence = 0;
-  /** Failures writing a generation in the background (timers, close hooks), for metrics and tests. */
-  backgroundFailures = 0;
+  private backgroundFailureCount = 0;
 
   constructor(
     private readonly topics: BrokerTopics,
@@ -144,6 +143,11 @@ export class GroupCoordinator implements GroupService {
     }
     topics.onPartitionsAdded((topic) => this.topicChanged(topic.name));
     topics.onTopicDeleted((topic) => this.topicChanged(topic.name));
+  }
+
+  /** Rebalances started by a timer or a close hook whose generation write failed (e.g. disk full). */
+  get backgroundFailures(): number {
+    return this.backgroundFailureCount;
   }
 
   async join(session: Session, request: JoinGroupRequest): Promise<GroupView> {
@@ -442,7 +446,7 @@ export class GroupCoordinator implements GroupService {
   private rebalanceInBackground(group: GroupState): void {
     if (this.lifecycle.closing) return;
     this.rebalance(group).catch(() => {
-      this.backgroundFailures++;
+      this.backgroundFailureCount++;
     });
   }
 
