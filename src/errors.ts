@@ -32,6 +32,8 @@ export type ErrorCode =
   | 'CONNECTION_CLOSED'
   | 'NO_HANDLER'
   | 'HANDLER_FAILED'
+  | 'RECEIPT_EXPIRED'
+  | 'RECEIPT_INVALID'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -62,6 +64,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   CONNECTION_CLOSED: true,
   NO_HANDLER: false,
   HANDLER_FAILED: true, // the client's handler may succeed when asked again
+  RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
+  RECEIPT_INVALID: false,
   INTERNAL: false,
 };
 

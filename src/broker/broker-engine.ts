@@ -34,6 +34,8 @@ import {
 } from './open-report.js';
 import type { Partition } from './partition.js';
 import type { PartitionDamage } from './partition-damage.js';
+import { BrokerQueues } from './queues/broker-queues.js';
+import { QueueStateStore, queueStateTopicName } from './queues/queue-state-store.js';
 import { SessionRegistry } from './session-registry.js';
 import { internalTopic } from './state/state-log-partition.js';
 import { Topic } from './topic.js';
@@ -54,6 +56,7 @@ export interface BrokerEngineParts {
   dataDir: string;
   lock: DataDirectoryLock;
   metadata: MetadataStore;
+  queueState: QueueStateStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
 }
@@ -68,9 +71,12 @@ export class BrokerEngine implements BrokerApi {
   /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
   readonly sessions: SessionRegistry;
   readonly integrity: BrokerIntegrity;
+  /** Shared and key_shared consumption (queues/broker-queues.ts), its state in `__queue_state`. */
+  readonly queues: BrokerQueues;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
+  private readonly queueState: QueueStateStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   private readonly clock: Clock;
@@ -98,6 +104,18 @@ export class BrokerEngine implements BrokerApi {
     );
     const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
     parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
+    this.queueState = parts.queueState;
+    this.queues = new BrokerQueues({
+      topics: this.topics,
+      lifecycle: this.lifecycle,
+      clock: this.clock,
+      state: parts.queueState.state,
+      machine: parts.queueState.machine,
+      produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
+    });
+    this.messages.onAppended = (topic) => this.queues.appended(topic);
+    const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
+    parts.queueState.state.onAppend = () => this.messages.wake(queueStatePartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -126,6 +144,7 @@ export class BrokerEngine implements BrokerApi {
     mkdirSync(dataDir, { recursive: true });
     const lock = DataDirectoryLock.acquire(dataDir);
     let metadata: MetadataStore | null = null;
+    let queueState: QueueStateStore | null = null;
     try {
       metadata = await MetadataStore.open({
         dataDir,
@@ -155,6 +174,13 @@ export class BrokerEngine implements BrokerApi {
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
       const internal = internalTopic(metadataTopicName, metadata.partition);
+      queueState = await QueueStateStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -186,7 +212,10 @@ export class BrokerEngine implements BrokerApi {
         topicCount: topics.length,
         partitionCount: topics.reduce((sum, topic) => sum + topic.partitionCount, 0),
         partitions,
-        stateLogs: [{ name: metadata.state.name, recovery: metadata.state.recovery }],
+        stateLogs: [
+          { name: metadata.state.name, recovery: metadata.state.recovery },
+          { name: queueState.state.name, recovery: queueState.state.recovery },
+        ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
@@ -200,10 +229,12 @@ export class BrokerEngine implements BrokerApi {
         dataDir,
         lock,
         metadata,
-        topics: [internal, ...topics],
+        queueState,
+        topics: [internal, queueInternal, ...topics],
         openReport: report,
       };
     } catch (error) {
+      await queueState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       lock.release();
       throw error;
@@ -273,6 +304,7 @@ export class BrokerEngine implements BrokerApi {
     this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
     this.messages.wakeAll();
+    this.queues.close();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
@@ -282,6 +314,7 @@ export class BrokerEngine implements BrokerApi {
     const outcomes = await Promise.allSettled([
       ...partitions.map((partition) => partition.openLog?.close()),
       this.metadata.close(),
+      this.queueState.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

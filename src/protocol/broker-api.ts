@@ -6,6 +6,7 @@
  * Ownership: `produce` copies the batch (the caller may reuse its buffer once the promise settles);
  * `fetch` returns views of mapped segments, valid while referenced.
  */
+import type { QueueService } from './queue-api.js';
 import type { SessionService } from './session.js';
 import type { Durability } from './types.js';
 
@@ -218,4 +219,6 @@ export interface BrokerApi {
   /** Sessions: one per client connection or HTTP request (protocol/session.ts). */
   readonly sessions: SessionService;
   readonly integrity: IntegrityService;
+  /** Shared and key_shared consumption: receive, ack, nack (protocol/queue-api.ts). */
+  readonly queues: QueueService;
 }
