@@ -15,6 +15,10 @@ export const Opcode = {
   listOffset: 12,
   integrityReport: 30,
   repairPartition: 31,
+  queueReceive: 50,
+  queueAck: 51,
+  queueNack: 52,
+  queueDescribe: 53,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
 } as const;
