@@ -131,6 +131,16 @@ export const serverCloseTimeoutMs = 10_000;
 export const producerLingerMsMax = 60_000;
 /** Longest retry backoff (and backoff cap) of a producer or consumer: one hour. */
 export const retryBackoffMsMax = 3_600_000;
+/** Longest error text a nack carries (longer texts are cut): it ends up in dead-letter headers. */
+export const nackErrorTextLengthMax = 4096;
+/** Most handler calls consumer.run may have running at once (its `concurrency`). */
+export const runConcurrencyMax = 4096;
+/** Most worker threads consumer.run may start (its `threads`). */
+export const runThreadsMax = 256;
+/** Most messages consumer.run (or its worker pool) takes from the consumer ahead of the handlers. */
+export const runQueuedMessagesMax = 1_000_000;
+/** Most messages the worker pool hands to a worker in one task (its `batchMessages`). */
+export const runBatchMessagesMax = 65_536;
 /** Most batches in flight per partition a producer may be configured with. */
 export const producerInFlightBatchesPerPartitionMax = 1024;
 /** Most batches in flight in all a producer may be configured with. */

@@ -19,7 +19,7 @@ export type {
 export type { Durability } from '../protocol/types.js';
 export { Admin } from './admin.js';
 export { Consumer, type ConsumerOptions, consumerDefaults, type StartPosition } from './consumer.js';
-export { ConsumedMessage, type MessageHeaders } from './message.js';
+export { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 export {
   type MessageBytes,
   Producer,
