@@ -12,6 +12,7 @@ import { Consumer, type ConsumerOptions } from './consumer.js';
 import { InProcessTransport, isBrokerApi } from './in-process-transport.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Producer, type ProducerOptions } from './producer.js';
+import { QueueConsumer, type QueueConsumerOptions } from './queue-consumer.js';
 import type { ServerRequestHandler } from './server-requests.js';
 import type { HelloInfo, Transport } from './transport.js';
 import { WebSocketTransport } from './websocket-transport.js';
@@ -44,7 +45,7 @@ export class Spillway {
   private readonly transport: Transport;
   private readonly metadata: MetadataCache;
   private readonly producers = new Set<Producer>();
-  private readonly consumers = new Set<Consumer>();
+  private readonly consumers = new Set<Consumer | QueueConsumer>();
   private closing: Promise<void> | null = null;
 
   private constructor(transport: Transport, options: SpillwayOptions) {
@@ -97,9 +98,21 @@ export class Spillway {
     return producer;
   }
 
-  consumer(options: ConsumerOptions): Consumer {
+  /**
+   * A consumer: `mode: 'shared' | 'key_shared'` gives a QueueConsumer (queue-consumer.ts), otherwise
+   * the log consumer (consumer.ts).
+   */
+  consumer(options: QueueConsumerOptions): QueueConsumer;
+  consumer(options: ConsumerOptions): Consumer;
+  consumer(options: ConsumerOptions | QueueConsumerOptions): Consumer | QueueConsumer {
     this.assertOpen();
-    const consumer = new Consumer(this.transport, this.admin, options);
+    const mode = (options as { mode?: unknown } | null)?.mode;
+    if (mode === 'shared' || mode === 'key_shared') {
+      const consumer = new QueueConsumer(this.transport, options as QueueConsumerOptions);
+      this.consumers.add(consumer);
+      return consumer;
+    }
+    const consumer = new Consumer(this.transport, this.admin, options as ConsumerOptions);
     this.consumers.add(consumer);
     return consumer;
   }
