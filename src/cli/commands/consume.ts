@@ -2,14 +2,15 @@
  * `spillway consume TOPIC`: prints one JSON line per message:
  * `{"topic","partition","offset","key","value","headers","timestamp","deliveryCount"}` (key, value and
  * header values as UTF-8 text). Stops after --max-messages, or when no message came for
- * --idle-exit-ms, or on SIGINT/SIGTERM.
+ * --idle-exit-ms, or on SIGINT/SIGTERM. Each message is acked after it is printed (`--mode shared` or
+ * `key_shared` with `--group G`: the group's ack state on the broker; without a group nothing is stored).
  */
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
-export const consumeUsage = `usage: spillway consume TOPIC [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--broker URL]
-  (--group and --mode arrive with consumer groups)`;
+export const consumeUsage = `usage: spillway consume TOPIC [--group G --mode shared|key_shared] [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--broker URL]
+  (acks each message after printing it)`;
 
 function text(bytes: Uint8Array | null): string | null {
   return bytes === null
@@ -35,15 +36,21 @@ export async function runConsume(argv: string[]): Promise<number> {
   const topic = positionals[0]!;
   if (values.from !== 'earliest' && values.from !== 'latest')
     throw new UsageError('--from must be earliest or latest');
-  if (values.group !== undefined || values.mode !== undefined) {
-    throw new UsageError(
-      '--group and --mode are not supported by this version yet (consumer groups arrive later)',
-    );
+  const queueMode = values.mode === 'shared' || values.mode === 'key_shared' ? values.mode : null;
+  if (values.mode !== undefined && queueMode === null) {
+    throw new UsageError(`--mode ${values.mode} is not supported by this version (shared, key_shared)`);
+  }
+  if (queueMode !== null && values.group === undefined) throw new UsageError(`--mode ${queueMode} needs --group G`);
+  if (values.group !== undefined && queueMode === null) {
+    throw new UsageError('--group needs --mode shared|key_shared in this version');
   }
   const maxMessages = integerFlag('max-messages', values['max-messages'], 1);
   const idleExitMs = integerFlag('idle-exit-ms', values['idle-exit-ms'], 1);
   const sw = await Spillway.connect(brokerUrlFlag(values.broker));
-  const consumer = sw.consumer({ topics: [topic], from: values.from });
+  const consumer =
+    queueMode !== null && values.group !== undefined
+      ? sw.consumer({ group: values.group, topics: [topic], mode: queueMode })
+      : sw.consumer({ topics: [topic], from: values.from });
   let idleTimer: NodeJS.Timeout | null = null;
   const armIdle = () => {
     if (idleExitMs === undefined) return;
@@ -71,6 +78,7 @@ export async function runConsume(argv: string[]): Promise<number> {
           deliveryCount: message.deliveryCount,
         })}\n`,
       );
+      await message.ack();
       count++;
       if (maxMessages !== undefined && count >= maxMessages) break;
       armIdle();
