@@ -97,7 +97,9 @@ class PendingSettle {
 function integerOption(value: unknown, name: string, min: number, max: number, fallback: number): number {
   const resolved = value ?? fallback;
   if (typeof resolved !== 'number' || !Number.isSafeInteger(resolved) || resolved < min || resolved > max) {
-    throw new InvalidArgumentError(`consumer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+    throw new InvalidArgumentError(
+      `consumer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`,
+    );
   }
   return resolved;
 }
@@ -139,10 +141,15 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
       throw new InvalidArgumentError(`mode '${options.mode}' needs a group (consumer option group)`);
     }
     const topics = options.topics;
-    if (!Array.isArray(topics) || topics.length === 0 || !topics.every((topic) => typeof topic === 'string' && topic.length > 0)) {
+    if (
+      !Array.isArray(topics) ||
+      topics.length === 0 ||
+      !topics.every((topic) => typeof topic === 'string' && topic.length > 0)
+    ) {
       throw new InvalidArgumentError('consumer option topics must be a non-empty array of topic names');
     }
-    if (new Set(topics).size !== topics.length) throw new InvalidArgumentError('consumer option topics repeats a topic');
+    if (new Set(topics).size !== topics.length)
+      throw new InvalidArgumentError('consumer option topics repeats a topic');
     this.group = options.group;
     this.topics = [...topics];
     this.mode = options.mode;
@@ -153,7 +160,13 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
       ...(options.retryBackoffMs !== undefined ? { retryBackoffMs: options.retryBackoffMs } : {}),
       ...(options.deadLetterTopic !== undefined ? { deadLetterTopic: options.deadLetterTopic } : {}),
     };
-    this.maxMessages = integerOption(options.maxMessages, 'maxMessages', 1, queueReceiveMessagesMax, queueConsumerDefaults.maxMessages);
+    this.maxMessages = integerOption(
+      options.maxMessages,
+      'maxMessages',
+      1,
+      queueReceiveMessagesMax,
+      queueConsumerDefaults.maxMessages,
+    );
     this.bufferMessagesMax = integerOption(
       options.bufferMessagesMax,
       'bufferMessagesMax',
@@ -161,7 +174,13 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
       1_000_000,
       queueConsumerDefaults.bufferMessagesMax,
     );
-    this.maxWaitMs = integerOption(options.maxWaitMs, 'maxWaitMs', 0, fetchMaxWaitMsMax, queueConsumerDefaults.maxWaitMs);
+    this.maxWaitMs = integerOption(
+      options.maxWaitMs,
+      'maxWaitMs',
+      0,
+      fetchMaxWaitMsMax,
+      queueConsumerDefaults.maxWaitMs,
+    );
     this.maxBytes = integerOption(options.maxBytes, 'maxBytes', 1, batchBytesMax, fetchMaxBytesDefault);
     this.requestTimeoutMs = integerOption(
       options.requestTimeoutMs,
@@ -277,7 +296,10 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
     this.nacks = new Map();
     const sends: Array<Promise<void>> = [];
     for (const [topic, pending] of acks) {
-      const partitions = [...pending.byPartition].map(([partition, offsets]) => ({ partition, ranges: rangesOf(offsets) }));
+      const partitions = [...pending.byPartition].map(([partition, offsets]) => ({
+        partition,
+        ranges: rangesOf(offsets),
+      }));
       sends.push(this.send(Opcode.queueAck, { group: this.group, topic, partitions }, pending));
     }
     for (const pending of nacks.values()) {
@@ -325,7 +347,10 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
       }
       header['max'] = Math.min(this.maxMessages, room);
       try {
-        const response = await this.transport.request(Opcode.queueReceive, header, undefined, { timeoutMs, signal });
+        const response = await this.transport.request(Opcode.queueReceive, header, undefined, {
+          timeoutMs,
+          signal,
+        });
         failures = 0;
         const messages = decodeReceive(topic, response.header, response.body, this);
         if (signal.aborted) {
@@ -341,7 +366,9 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
         if (signal.aborted) return;
         if (error instanceof SpillwayError && error.retriable) {
           failures++;
-          await this.sleep(Math.min(retryBackoffMsFirst * 2 ** Math.min(failures - 1, 10), retryBackoffMsLast));
+          await this.sleep(
+            Math.min(retryBackoffMsFirst * 2 ** Math.min(failures - 1, 10), retryBackoffMsLast),
+          );
           continue;
         }
         this.fail(error);
@@ -397,7 +424,12 @@ export function rangesOf(offsets: number[]): number[] {
 }
 
 /** The messages of a QUEUE_RECEIVE answer: the delivered offsets of each partition's batches. */
-function decodeReceive(topic: string, header: unknown, body: Uint8Array, settler: MessageSettler): ConsumedMessage[] {
+function decodeReceive(
+  topic: string,
+  header: unknown,
+  body: Uint8Array,
+  settler: MessageSettler,
+): ConsumedMessage[] {
   const partitions = (header as { partitions?: unknown } | null)?.partitions;
   if (!Array.isArray(partitions)) {
     throw new SpillwayError('PROTOCOL_ERROR', "QUEUE_RECEIVE: the broker's answer has no partitions list");
@@ -422,7 +454,9 @@ function decodeReceive(topic: string, header: unknown, body: Uint8Array, settler
     const found: ConsumedMessage[] = [];
     while (position < end) {
       if (!verifyBatchCrc(body, position)) {
-        throw new CorruptBatchError(`batch at byte ${position} of a receive of ${topic}/${partition} fails its CRC32C or length check`);
+        throw new CorruptBatchError(
+          `batch at byte ${position} of a receive of ${topic}/${partition} fails its CRC32C or length check`,
+        );
       }
       const cursor = new RecordCursor(body, position);
       while (cursor.next()) {
@@ -434,7 +468,10 @@ function decodeReceive(topic: string, header: unknown, body: Uint8Array, settler
       position = cursor.batchEnd;
     }
     if (counts.size > 0) {
-      throw new SpillwayError('PROTOCOL_ERROR', `QUEUE_RECEIVE: ${counts.size} delivered offset(s) of ${topic}/${partition} missing from the batches`);
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        `QUEUE_RECEIVE: ${counts.size} delivered offset(s) of ${topic}/${partition} missing from the batches`,
+      );
     }
     // Deliveries come in the broker's order (redeliveries first); hand them out by offset.
     found.sort((a, b) => a.offset - b.offset);
@@ -451,14 +488,31 @@ function messageAt(
   deliveryCount: number,
   settler: MessageSettler,
 ): ConsumedMessage {
-  const key = cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
-  const value = cursor.valueLength < 0 ? null : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
+  const key =
+    cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
+  const value =
+    cursor.valueLength < 0
+      ? null
+      : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
   let headers = emptyHeaders;
   if (cursor.headerCount > 0) {
     headers = {};
     for (const [name, headerValue] of cursor.headers()) {
-      headers[name] = headerValue === null ? null : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
+      headers[name] =
+        headerValue === null
+          ? null
+          : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
     }
   }
-  return new ConsumedMessage(topic, partition, cursor.offset, key, value, headers, cursor.timestamp, deliveryCount, settler);
+  return new ConsumedMessage(
+    topic,
+    partition,
+    cursor.offset,
+    key,
+    value,
+    headers,
+    cursor.timestamp,
+    deliveryCount,
+    settler,
+  );
 }

@@ -77,7 +77,8 @@ export function parseReceive(header: unknown): ReceiveRequest {
 
 function parseNackSettings(fields: Record<string, unknown>): NackSettings {
   const settings: NackSettings = {};
-  if (fields['delayMs'] !== undefined) settings.delayMs = integerField(fields, 'delayMs', 0, Number.MAX_SAFE_INTEGER);
+  if (fields['delayMs'] !== undefined)
+    settings.delayMs = integerField(fields, 'delayMs', 0, Number.MAX_SAFE_INTEGER);
   if (fields['error'] !== undefined) {
     if (typeof fields['error'] !== 'string') throw new InvalidArgumentError('error must be a string');
     settings.error = fields['error'];
@@ -95,7 +96,9 @@ export function parseReceipts(fields: Record<string, unknown>): string[] | null 
     receipts.length > queueSettleOffsetsMax ||
     !receipts.every((receipt) => typeof receipt === 'string' && receipt.length <= 128)
   ) {
-    throw new InvalidArgumentError(`receipts must be a list of 1 to ${queueSettleOffsetsMax} receipt strings`);
+    throw new InvalidArgumentError(
+      `receipts must be a list of 1 to ${queueSettleOffsetsMax} receipt strings`,
+    );
   }
   return receipts as string[];
 }
@@ -126,7 +129,10 @@ export function parseAck(header: unknown): AckByRanges | ByReceipts {
           throw new InvalidArgumentError(`ranges: pair ${i / 2} is not offsets with from <= to`);
         }
       }
-      return { partition: integerField(partition, 'partition', 0, partitionIndexMax), ranges: ranges as number[] };
+      return {
+        partition: integerField(partition, 'partition', 0, partitionIndexMax),
+        ranges: ranges as number[],
+      };
     }),
   };
 }
@@ -146,12 +152,17 @@ export function parseNack(header: unknown): NackByOffsets | ByReceipts {
       if (!Array.isArray(offsets) || !offsets.every(isOffset)) {
         throw new InvalidArgumentError('offsets must be a list of offsets');
       }
-      return { partition: integerField(partition, 'partition', 0, partitionIndexMax), offsets: offsets as number[] };
+      return {
+        partition: integerField(partition, 'partition', 0, partitionIndexMax),
+        offsets: offsets as number[],
+      };
     }),
   };
 }
 
 export function parseDescribeQueues(header: unknown): { group?: string } {
   const fields = asFields(header ?? {});
-  return fields['group'] === undefined ? {} : { group: stringField(fields, 'group', queueGroupNameLengthMax) };
+  return fields['group'] === undefined
+    ? {}
+    : { group: stringField(fields, 'group', queueGroupNameLengthMax) };
 }

@@ -390,7 +390,16 @@ export class HttpApi {
 
   /** POST /v1/groups/G/receive {"topic","max","waitMs", ...}: shared-mode messages with receipts. */
   private async receive(group: string, fields: Record<string, unknown>, exchange: HttpExchange) {
-    const known = new Set(['topic', 'max', 'waitMs', 'valueEncoding', 'ackTimeoutMs', 'maxDeliveries', 'retryBackoffMs', 'deadLetterTopic']);
+    const known = new Set([
+      'topic',
+      'max',
+      'waitMs',
+      'valueEncoding',
+      'ackTimeoutMs',
+      'maxDeliveries',
+      'retryBackoffMs',
+      'deadLetterTopic',
+    ]);
     for (const name of Object.keys(fields)) {
       if (!known.has(name)) throw new InvalidArgumentError(`unknown field '${name}'`);
     }
@@ -445,7 +454,8 @@ export class HttpApi {
     const queues = this.context.api.queues;
     if (action === 'ack') return { status: 200, json: await queues.ackReceipts(group, receipts) };
     const settings: NackSettings = {};
-    if (fields['delayMs'] !== undefined) settings.delayMs = integerField(fields, 'delayMs', 0, queueDelayMsMax);
+    if (fields['delayMs'] !== undefined)
+      settings.delayMs = integerField(fields, 'delayMs', 0, queueDelayMsMax);
     if (fields['error'] !== undefined) {
       if (typeof fields['error'] !== 'string') throw new InvalidArgumentError('error must be a string');
       settings.error = fields['error'];

@@ -46,7 +46,11 @@ describe('HTTP queue API', () => {
   it('receives with receipts, acks, nacks with a delay; stale and foreign receipts are typed errors', async () => {
     expect((await post('/v1/topics', { name: 'hq', partitions: 2 })).status).toBe(201);
     const produced = await post('/v1/topics/hq/messages', {
-      messages: [{ key: 'a', value: 'one' }, { key: 'b', value: 'two' }, { key: 'c', value: 'three' }],
+      messages: [
+        { key: 'a', value: 'one' },
+        { key: 'b', value: 'two' },
+        { key: 'c', value: 'three' },
+      ],
     });
     expect(produced.status).toBe(200);
 
@@ -71,11 +75,17 @@ describe('HTTP queue API', () => {
     const malformed = await post('/v1/groups/billing/nack', { receipts: ['nope'] });
     expect(malformed.json.error!.code).toBe('RECEIPT_INVALID');
 
-    const nack = await post('/v1/groups/billing/nack', { receipts: [three!.receipt], delayMs: 0, error: 'boom' });
+    const nack = await post('/v1/groups/billing/nack', {
+      receipts: [three!.receipt],
+      delayMs: 0,
+      error: 'boom',
+    });
     expect(nack).toEqual({ status: 200, json: { settled: 1, ignored: 0 } });
     const again = await receive('billing', { topic: 'hq', max: 10, waitMs: 1000 });
     expect(again.map((m) => [m.value, m.deliveryCount])).toEqual([['three', 2]]);
-    expect((await post('/v1/groups/billing/ack', { receipts: [again[0]!.receipt, two!.receipt] })).json).toEqual({
+    expect(
+      (await post('/v1/groups/billing/ack', { receipts: [again[0]!.receipt, two!.receipt] })).json,
+    ).toEqual({
       settled: 2,
       ignored: 0,
     });

@@ -166,7 +166,8 @@ export class AckState {
 
   /** Drops counts and retries in [from, to) by walking the maps (a huge range). */
   private dropBetween(from: number, to: number): void {
-    for (const offset of [...this.counts.keys()]) if (offset >= from && offset < to) this.counts.delete(offset);
+    for (const offset of [...this.counts.keys()])
+      if (offset >= from && offset < to) this.counts.delete(offset);
     for (const offset of [...this.retries.keys()])
       if (offset >= from && offset < to) this.retries.delete(offset);
   }

@@ -168,7 +168,13 @@ function checkSettings(request: QueueSettings, topic: string): Required<QueueSet
     }
     return value;
   };
-  const ackTimeoutMs = integer('ackTimeoutMs', request.ackTimeoutMs, 1, queueDelayMsMax, queueDefaults.ackTimeoutMs);
+  const ackTimeoutMs = integer(
+    'ackTimeoutMs',
+    request.ackTimeoutMs,
+    1,
+    queueDelayMsMax,
+    queueDefaults.ackTimeoutMs,
+  );
   const maxDeliveries = integer(
     'maxDeliveries',
     request.maxDeliveries,
@@ -184,11 +190,14 @@ function checkSettings(request: QueueSettings, topic: string): Required<QueueSet
         `retryBackoffMs must be a list of 1 to ${queueRetryBackoffStepsMax} delays in ms`,
       );
     }
-    retryBackoffMs = steps.map((step, index) => integer(`retryBackoffMs[${index}]`, step, 0, queueDelayMsMax, 0));
+    retryBackoffMs = steps.map((step, index) =>
+      integer(`retryBackoffMs[${index}]`, step, 0, queueDelayMsMax, 0),
+    );
   }
   const deadLetterTopic = request.deadLetterTopic ?? defaultDeadLetterTopic(topic);
   validateUserTopicName(deadLetterTopic);
-  if (deadLetterTopic === topic) throw new InvalidArgumentError('deadLetterTopic must not be the topic itself');
+  if (deadLetterTopic === topic)
+    throw new InvalidArgumentError('deadLetterTopic must not be the topic itself');
   return { ackTimeoutMs, maxDeliveries, retryBackoffMs, deadLetterTopic };
 }
 
@@ -243,7 +252,8 @@ export class BrokerQueues implements QueueService {
 
   /** Something was appended to `topic`: waiting receives look again. */
   appended(topic: string): void {
-    for (const group of this.groups.values()) if (group.topic === topic && group.waiters.size > 0) group.wakeAll();
+    for (const group of this.groups.values())
+      if (group.topic === topic && group.waiters.size > 0) group.wakeAll();
   }
 
   async receive(session: Session, request: ReceiveRequest): Promise<ReceiveResult> {
@@ -256,7 +266,9 @@ export class BrokerQueues implements QueueService {
       throw new InvalidArgumentError(`mode must be 'shared' or 'key_shared', got ${String(request.mode)}`);
     }
     if (request.mode === 'key_shared' && session.kind === 'http') {
-      throw new InvalidArgumentError('key_shared needs a session that lasts (WebSocket or in-process): HTTP receives are shared');
+      throw new InvalidArgumentError(
+        'key_shared needs a session that lasts (WebSocket or in-process): HTTP receives are shared',
+      );
     }
     const group = this.groupOf(request, session);
     lifecycle.begin();
@@ -265,7 +277,8 @@ export class BrokerQueues implements QueueService {
       for (;;) {
         const result = this.collect(group, session.id, max, maxBytes);
         const remainingMs = deadline - clock.monotonicMs();
-        if (result.partitions.length > 0 || remainingMs <= 0 || lifecycle.closing || session.closed) return result;
+        if (result.partitions.length > 0 || remainingMs <= 0 || lifecycle.closing || session.closed)
+          return result;
         if (request.signal?.aborted) return result;
         await this.wait(group, remainingMs, request.signal ?? null, session);
         if (!this.groups.has(groupKey(group.group, group.topic))) throw new UnknownTopicError(group.topic);
@@ -283,9 +296,12 @@ export class BrokerQueues implements QueueService {
     this.options.lifecycle.assertOpen();
     const queueGroup = this.groups.get(groupKey(group, topic));
     let total = 0;
-    for (const { ranges } of partitions) for (let i = 0; i < ranges.length; i += 2) total += ranges[i + 1]! - ranges[i]!;
+    for (const { ranges } of partitions)
+      for (let i = 0; i < ranges.length; i += 2) total += ranges[i + 1]! - ranges[i]!;
     if (total > queueSettleOffsetsMax) {
-      throw new InvalidArgumentError(`one ACK settles at most ${queueSettleOffsetsMax} offsets, got ${total}`);
+      throw new InvalidArgumentError(
+        `one ACK settles at most ${queueSettleOffsetsMax} offsets, got ${total}`,
+      );
     }
     if (queueGroup === undefined) return { settled: 0, ignored: total };
     const result: SettleResult = { settled: 0, ignored: 0 };
@@ -328,7 +344,9 @@ export class BrokerQueues implements QueueService {
     let total = 0;
     for (const { offsets } of partitions) total += offsets.length;
     if (total > queueSettleOffsetsMax) {
-      throw new InvalidArgumentError(`one NACK settles at most ${queueSettleOffsetsMax} offsets, got ${total}`);
+      throw new InvalidArgumentError(
+        `one NACK settles at most ${queueSettleOffsetsMax} offsets, got ${total}`,
+      );
     }
     if (queueGroup === undefined) return { settled: 0, ignored: total };
     const result: SettleResult = { settled: 0, ignored: 0 };
@@ -342,7 +360,9 @@ export class BrokerQueues implements QueueService {
           continue;
         }
         result.settled++;
-        work.push(this.failed(queueGroup, queue, offset, delivery.key, delivery.deliveryCount, error, delayMs));
+        work.push(
+          this.failed(queueGroup, queue, offset, delivery.key, delivery.deliveryCount, error, delayMs),
+        );
       }
     }
     await Promise.all(work);
@@ -364,7 +384,11 @@ export class BrokerQueues implements QueueService {
     return result;
   }
 
-  async nackReceipts(group: string, receipts: readonly string[], settings: NackSettings): Promise<SettleResult> {
+  async nackReceipts(
+    group: string,
+    receipts: readonly string[],
+    settings: NackSettings,
+  ): Promise<SettleResult> {
     this.options.lifecycle.assertOpen();
     const { delayMs, error } = checkNack(settings);
     const found = this.resolveReceipts(group, receipts);
@@ -375,7 +399,9 @@ export class BrokerQueues implements QueueService {
         const delivery = queue.endDelivery(offset);
         if (delivery === undefined) continue;
         result.settled++;
-        work.push(this.failed(found.group, queue, offset, delivery.key, delivery.deliveryCount, error, delayMs));
+        work.push(
+          this.failed(found.group, queue, offset, delivery.key, delivery.deliveryCount, error, delayMs),
+        );
       }
     }
     await Promise.all(work);
@@ -407,7 +433,9 @@ export class BrokerQueues implements QueueService {
         }),
       });
     }
-    return descriptions.sort((a, b) => (a.group === b.group ? a.topic.localeCompare(b.topic) : a.group.localeCompare(b.group)));
+    return descriptions.sort((a, b) =>
+      a.group === b.group ? a.topic.localeCompare(b.topic) : a.group.localeCompare(b.group),
+    );
   }
 
   /** Stops the timer and answers waiting receives (the broker is closing). */
@@ -428,7 +456,9 @@ export class BrokerQueues implements QueueService {
     if (request.group.includes('\u0000')) throw new InvalidArgumentError('group must not contain NUL');
     if (typeof request.topic !== 'string') throw new InvalidArgumentError('topic must be a string');
     if (isInternalTopicName(request.topic)) {
-      throw new InvalidArgumentError(`topic '${request.topic}' is internal: it cannot be consumed as a queue`);
+      throw new InvalidArgumentError(
+        `topic '${request.topic}' is internal: it cannot be consumed as a queue`,
+      );
     }
     const topic = topics.topicNamed(request.topic);
     const settings = checkSettings(request, request.topic);
@@ -442,7 +472,10 @@ export class BrokerQueues implements QueueService {
     let group = this.groups.get(key);
     if (group === undefined) {
       if (this.groups.size >= queueGroupsMax) {
-        throw new SpillwayError('TOO_MANY_REQUESTS', `more than ${queueGroupsMax} queue groups (group, topic)`);
+        throw new SpillwayError(
+          'TOO_MANY_REQUESTS',
+          `more than ${queueGroupsMax} queue groups (group, topic)`,
+        );
       }
       group = new QueueGroup(request.group, request.topic, request.mode, settings);
       this.groups.set(key, group);
@@ -485,7 +518,15 @@ export class BrokerQueues implements QueueService {
         for (const offset of queue.deliveriesOf(member)) {
           const delivery = queue.endDelivery(offset);
           if (delivery === undefined) continue;
-          void this.failed(group, queue, offset, delivery.key, delivery.deliveryCount, 'the consumer went away', 0);
+          void this.failed(
+            group,
+            queue,
+            offset,
+            delivery.key,
+            delivery.deliveryCount,
+            'the consumer went away',
+            0,
+          );
         }
       }
       group.wakeAll();
@@ -537,14 +578,21 @@ export class BrokerQueues implements QueueService {
       this.pushDue({ dueMs: deadlineMs, queue, group, offset: -1, batch: collected.batch });
       offsets.sort((a, b) => a - b);
       // Written behind: the answer does not wait for delivery counts to be durable.
-      this.options.state.commit({ type: 'delivered', queue: queue.key, ranges: rangesOf(offsets) }).catch(() => undefined);
+      this.options.state
+        .commit({ type: 'delivered', queue: queue.key, ranges: rangesOf(offsets) })
+        .catch(() => undefined);
       const received: ReceivedPartition = { partition: index, records: collected.records, deliveries };
       result.partitions.push(received);
     }
     return result;
   }
 
-  private wait(group: QueueGroup, waitMs: number, signal: AbortSignal | null, session: Session): Promise<void> {
+  private wait(
+    group: QueueGroup,
+    waitMs: number,
+    signal: AbortSignal | null,
+    session: Session,
+  ): Promise<void> {
     if (group.waiters.size >= queueReceiveWaitersMax) {
       throw new SpillwayError(
         'TOO_MANY_REQUESTS',
@@ -635,7 +683,8 @@ export class BrokerQueues implements QueueService {
     try {
       const read = queue.partition.read(offset, 1);
       const record = [...decodeRecords(read.records, 0)].find((candidate) => candidate.offset === offset);
-      if (record === undefined) throw new SpillwayError('INTERNAL', `offset ${offset} not found for dead-lettering`);
+      if (record === undefined)
+        throw new SpillwayError('INTERNAL', `offset ${offset} not found for dead-lettering`);
       const headers: Array<[string, string | Uint8Array | null]> = record.headers.filter(
         ([name]) => !name.startsWith('spillway-dlq-'),
       );
@@ -659,7 +708,8 @@ export class BrokerQueues implements QueueService {
         try {
           description = await topics.create(target, { partitions: 1 });
         } catch (createError) {
-          if (!(createError instanceof SpillwayError) || createError.code !== 'TOPIC_EXISTS') throw createError;
+          if (!(createError instanceof SpillwayError) || createError.code !== 'TOPIC_EXISTS')
+            throw createError;
           description = topics.describe(target);
         }
       }
@@ -713,7 +763,8 @@ export class BrokerQueues implements QueueService {
     for (const receipt of receipts) {
       const parsed = typeof receipt === 'string' ? parseReceipt(receipt) : null;
       if (parsed === null) throw receiptInvalid(`receipt ${JSON.stringify(receipt)} is malformed`);
-      if (parsed.tag !== tag) throw receiptInvalid(`receipt ${receipt} belongs to another group than '${group}'`);
+      if (parsed.tag !== tag)
+        throw receiptInvalid(`receipt ${receipt} belongs to another group than '${group}'`);
       let found: { group: QueueGroup; queue: PartitionQueue } | null = null;
       for (const candidate of this.groups.values()) {
         if (candidate.group !== group) continue;
@@ -819,7 +870,9 @@ function checkInteger(name: string, value: unknown, min: number, max: number): n
 
 function checkNack(settings: NackSettings): { delayMs: number | undefined; error: string } {
   const delayMs =
-    settings.delayMs === undefined ? undefined : checkInteger('delayMs', settings.delayMs, 0, queueDelayMsMax);
+    settings.delayMs === undefined
+      ? undefined
+      : checkInteger('delayMs', settings.delayMs, 0, queueDelayMsMax);
   const error = settings.error ?? '';
   if (typeof error !== 'string') throw new InvalidArgumentError('error must be a string');
   return { delayMs, error: error.slice(0, queueErrorTextLengthMax) };
@@ -827,7 +880,9 @@ function checkNack(settings: NackSettings): { delayMs: number | undefined; error
 
 const receiptPattern = /^([A-Za-z0-9_-]{16})\.(\d{1,9})\.(\d{1,16})\.(\d{1,10})$/;
 
-function parseReceipt(receipt: string): { tag: string; partition: number; offset: number; lease: number } | null {
+function parseReceipt(
+  receipt: string,
+): { tag: string; partition: number; offset: number; lease: number } | null {
   const match = receiptPattern.exec(receipt);
   if (match === null) return null;
   const offset = Number(match[3]);

@@ -41,7 +41,9 @@ export class QueueStateStore {
       name: queueStateTopicName,
       ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
       ...(options.clock !== undefined ? { clock: options.clock } : {}),
-      ...(options.checkpointIntervalMs !== undefined ? { checkpointIntervalMs: options.checkpointIntervalMs } : {}),
+      ...(options.checkpointIntervalMs !== undefined
+        ? { checkpointIntervalMs: options.checkpointIntervalMs }
+        : {}),
     });
     try {
       const machine = new QueueStateMachine();

@@ -40,7 +40,8 @@ export async function runConsume(argv: string[]): Promise<number> {
   if (values.mode !== undefined && queueMode === null) {
     throw new UsageError(`--mode ${values.mode} is not supported by this version (shared, key_shared)`);
   }
-  if (queueMode !== null && values.group === undefined) throw new UsageError(`--mode ${queueMode} needs --group G`);
+  if (queueMode !== null && values.group === undefined)
+    throw new UsageError(`--mode ${queueMode} needs --group G`);
   if (values.group !== undefined && queueMode === null) {
     throw new UsageError('--group needs --mode shared|key_shared in this version');
   }

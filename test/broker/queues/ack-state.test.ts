@@ -127,7 +127,11 @@ describe('AckState', () => {
 
 describe('QueueStateMachine', () => {
   it('replaying entries through the codec, or its snapshot, gives the same state as applying them', () => {
-    const queues = [queuePartitionKey('g', 't', 0), queuePartitionKey('g', 't', 1), queuePartitionKey('h', 'u', 0)];
+    const queues = [
+      queuePartitionKey('g', 't', 0),
+      queuePartitionKey('g', 't', 1),
+      queuePartitionKey('h', 'u', 0),
+    ];
     const entry: fc.Arbitrary<QueueEntry> = fc.oneof(
       fc.record({
         type: fc.constant('delivered' as const),
@@ -182,7 +186,11 @@ describe('QueueStateMachine', () => {
       });
     expect(bad({ t: 'x' })).toThrow();
     expect(() =>
-      queueStateCodec.decode({ key: () => null, keyText: () => 'no-separators', value: () => new Uint8Array(1) }),
+      queueStateCodec.decode({
+        key: () => null,
+        keyText: () => 'no-separators',
+        value: () => new Uint8Array(1),
+      }),
     ).toThrow();
   });
 });

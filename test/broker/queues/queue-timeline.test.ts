@@ -24,7 +24,9 @@ function session(broker: Broker): SessionEndpoint {
 
 /** [offset, deliveryCount] of every delivery, partition by partition. */
 function delivered(result: ReceiveResult): Array<[number, number]> {
-  return result.partitions.flatMap((p) => p.deliveries.map((d): [number, number] => [d.offset, d.deliveryCount]));
+  return result.partitions.flatMap((p) =>
+    p.deliveries.map((d): [number, number] => [d.offset, d.deliveryCount]),
+  );
 }
 
 function request(overrides: Partial<ReceiveRequest> = {}): ReceiveRequest {
@@ -64,8 +66,14 @@ describe('queue timeline (ManualClock)', () => {
     ]);
     // Everything is in flight: nothing more.
     expect(delivered(await broker.queues.receive(member, request()))).toEqual([]);
-    expect(await broker.queues.ack('g', 't', [{ partition: 0, ranges: [0, 1] }])).toEqual({ settled: 1, ignored: 0 });
-    expect(await broker.queues.ack('g', 't', [{ partition: 0, ranges: [0, 1] }])).toEqual({ settled: 0, ignored: 1 });
+    expect(await broker.queues.ack('g', 't', [{ partition: 0, ranges: [0, 1] }])).toEqual({
+      settled: 1,
+      ignored: 0,
+    });
+    expect(await broker.queues.ack('g', 't', [{ partition: 0, ranges: [0, 1] }])).toEqual({
+      settled: 0,
+      ignored: 1,
+    });
     // Nack 1 without a delay: the schedule's first step (100 ms).
     expect(await broker.queues.nack('g', 't', [{ partition: 0, offsets: [1] }], { error: 'first' })).toEqual({
       settled: 1,
@@ -88,7 +96,9 @@ describe('queue timeline (ManualClock)', () => {
     await settle();
     const dlq = broker.messages.fetch(defaultDeadLetterTopic('t'), 0, 0, { maxBytes: 65536, maxWaitMs: 0 });
     const [letter] = [...decodeRecords((await dlq).records)];
-    const headers = Object.fromEntries(letter!.headers.map(([name, value]) => [name, Buffer.from(value!).toString()]));
+    const headers = Object.fromEntries(
+      letter!.headers.map(([name, value]) => [name, Buffer.from(value!).toString()]),
+    );
     expect(Buffer.from(letter!.value!).toString()).toBe('b');
     expect(headers).toMatchObject({
       h: 'v',
@@ -140,7 +150,11 @@ describe('queue timeline (ManualClock)', () => {
     const broker = await openBroker(temporaryDirectory(), { clock });
     await broker.topics.create('t', { partitions: 1 });
     const keys = ['k1', 'k2', 'k3', 'k4', 'k1', 'k2', 'k3', 'k4'];
-    await produce(broker, keys.map((key, i) => `${key}/${i}`), keys);
+    await produce(
+      broker,
+      keys.map((key, i) => `${key}/${i}`),
+      keys,
+    );
     const a = session(broker);
     const b = session(broker);
     const ks = request({ mode: 'key_shared', max: 100 });
@@ -155,7 +169,11 @@ describe('queue timeline (ManualClock)', () => {
     expect(delivered(await broker.queues.receive(a, ks))).toEqual([[0, 2]]);
     // a acks everything: keys are free; new messages of them go by hash over {a, b}.
     await broker.queues.ack('g', 't', [{ partition: 0, ranges: [0, 8] }]);
-    await produce(broker, keys.map((key, i) => `${key}/again/${i}`), keys);
+    await produce(
+      broker,
+      keys.map((key, i) => `${key}/again/${i}`),
+      keys,
+    );
     const toB = delivered(await broker.queues.receive(b, ks)).map(([offset]) => keys[offset - 8]);
     const toA = delivered(await broker.queues.receive(a, ks)).map(([offset]) => keys[offset - 8]);
     expect([...toA, ...toB].sort()).toEqual([...keys].sort());
@@ -169,12 +187,17 @@ describe('queue timeline (ManualClock)', () => {
     const total = queueUnackedPerPartitionMax + 10;
     for (let start = 0; start < total; start += 5000) {
       const count = Math.min(5000, total - start);
-      await produce(broker, Array.from({ length: count }, (_, i) => `m${start + i}`));
+      await produce(
+        broker,
+        Array.from({ length: count }, (_, i) => `m${start + i}`),
+      );
     }
     const member = session(broker);
     let received = 0;
     for (;;) {
-      const got = delivered(await broker.queues.receive(member, request({ max: 10_000, maxBytes: 8 * 1024 * 1024 }))).length;
+      const got = delivered(
+        await broker.queues.receive(member, request({ max: 10_000, maxBytes: 8 * 1024 * 1024 })),
+      ).length;
       if (got === 0) break;
       received += got;
     }
