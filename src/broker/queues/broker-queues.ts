@@ -54,7 +54,12 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { StateLog } from '../state/state-log.js';
 import { isInternalTopicName, validateUserTopicName } from '../topic-name.js';
 import { type DeliveryBatch, PartitionQueue } from './partition-queue.js';
-import { type QueueEntry, type QueueStateMachine, queuePartitionKey } from './queue-state.js';
+import {
+  parseQueuePartitionKey,
+  type QueueEntry,
+  type QueueStateMachine,
+  queuePartitionKey,
+} from './queue-state.js';
 
 export const queueDefaults = {
   ackTimeoutMs: 30_000,
@@ -237,6 +242,8 @@ export class BrokerQueues implements QueueService {
   private closed = false;
   /** Dead letters produced since the broker started (tests, describe). */
   deadLettered = 0;
+  /** Retry times that could not be written (the state log failed or is closing); the redelivery still happens. */
+  backgroundFailures = 0;
 
   constructor(options: BrokerQueuesOptions) {
     this.options = options;
@@ -246,6 +253,13 @@ export class BrokerQueues implements QueueService {
           group.wakeAll();
           this.groups.delete(key);
         }
+      }
+      // The ack state of the deleted topic goes too: a topic created again with the name starts afresh.
+      for (const queue of [...options.machine.view().keys()]) {
+        if (parseQueuePartitionKey(queue).topic !== topic.name) continue;
+        options.state.commit({ type: 'dropped', queue }).catch(() => {
+          this.backgroundFailures++;
+        });
       }
     });
   }
@@ -518,14 +532,13 @@ export class BrokerQueues implements QueueService {
         for (const offset of queue.deliveriesOf(member)) {
           const delivery = queue.endDelivery(offset);
           if (delivery === undefined) continue;
-          void this.failed(
+          this.failInBackground(
             group,
             queue,
             offset,
             delivery.key,
             delivery.deliveryCount,
             'the consumer went away',
-            0,
           );
         }
       }
@@ -621,13 +634,34 @@ export class BrokerQueues implements QueueService {
 
   /** Acks sorted `offsets` of `queue`: out of every list at once, durable when the promise resolves. */
   private async settle(group: QueueGroup, queue: PartitionQueue, offsets: number[]): Promise<void> {
+    const keys = offsets.map((offset) => queue.inFlight.get(offset)?.key ?? queue.waitingKey(offset));
     for (const offset of offsets) queue.beginSettle(offset);
     try {
       await this.options.state.commit({ type: 'settled', queue: queue.key, ranges: rangesOf(offsets) });
-    } finally {
-      for (const offset of offsets) queue.endSettle(offset);
+    } catch (error) {
+      // Not durable: the offsets are unsettled again and may be delivered again.
+      offsets.forEach((offset, index) => {
+        queue.endSettle(offset);
+        queue.makeReady(offset, keys[index] ?? null);
+      });
+      throw error;
     }
+    for (const offset of offsets) queue.endSettle(offset);
     group.wakeAll();
+  }
+
+  /** `failed` for callers that cannot wait (timers, session close): a failure is counted, never thrown. */
+  private failInBackground(
+    group: QueueGroup,
+    queue: PartitionQueue,
+    offset: number,
+    key: string | null,
+    deliveryCount: number,
+    error: string,
+  ): void {
+    this.failed(group, queue, offset, key, deliveryCount, error, 0).catch(() => {
+      this.backgroundFailures++;
+    });
   }
 
   /**
@@ -848,7 +882,7 @@ export class BrokerQueues implements QueueService {
         const delivery = queue.inFlight.get(offsets[i]!);
         if (delivery === undefined || delivery.lease !== leases[i]) continue;
         queue.endDelivery(offsets[i]!);
-        void this.failed(group, queue, offsets[i]!, delivery.key, delivery.deliveryCount, 'ack timeout', 0);
+        this.failInBackground(group, queue, offsets[i]!, delivery.key, delivery.deliveryCount, 'ack timeout');
         woken.add(group);
       }
     }

@@ -8,6 +8,7 @@
  *   retry       { t: 'r', o: offset, at: ms, e: text }  failed; not delivered again before `at` (wall ms)
  *   state       { t: 'S', f: floor, s: [...], c: [...], y: [[o, at, e], ...] }   the whole AckState
  *                                                        (snapshot entries; AckStateData)
+ *   dropped     null (a tombstone)                       the topic was deleted: the state is gone
  *
  * The key of a queue partition: `group NUL topic NUL partition` (queuePartitionKey). Entries are
  * validated when decoded (they come from disk) and by the broker before it commits them.
@@ -20,7 +21,8 @@ export type QueueEntry =
   | { type: 'delivered'; queue: string; ranges: number[] }
   | { type: 'settled'; queue: string; ranges: number[] }
   | { type: 'retry'; queue: string; offset: number; atMs: number; error: string }
-  | { type: 'state'; queue: string; data: AckStateData };
+  | { type: 'state'; queue: string; data: AckStateData }
+  | { type: 'dropped'; queue: string };
 
 export function queuePartitionKey(group: string, topic: string, partition: number): string {
   return `${group}\u0000${topic}\u0000${partition}`;
@@ -75,6 +77,9 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
         return;
       case 'state':
         this.queues.set(entry.queue, AckState.fromData(entry.data));
+        return;
+      case 'dropped':
+        this.queues.delete(entry.queue);
         return;
     }
   }
@@ -132,8 +137,10 @@ function checkStateData(fields: Record<string, unknown>): AckStateData {
 
 export const queueStateCodec: EntryCodec<QueueEntry> = {
   encode(entry) {
-    let value: unknown;
+    let value: unknown = null;
     switch (entry.type) {
+      case 'dropped':
+        break;
       case 'delivered':
         value = { t: 'd', r: entry.ranges };
         break;
@@ -149,13 +156,14 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
         break;
       }
     }
-    return { key: keyBytes(entry.queue), value: statePackr.pack(value) };
+    return { key: keyBytes(entry.queue), value: value === null ? null : statePackr.pack(value) };
   },
   decode(record) {
     const queue = record.keyText();
     const bytes = record.value();
-    if (queue === null || bytes === null) throw new Error('queue state entry without key or value');
+    if (queue === null) throw new Error('queue state entry without key');
     parseQueuePartitionKey(queue);
+    if (bytes === null) return { type: 'dropped', queue };
     const value: unknown = statePackr.unpack(bytes);
     if (typeof value !== 'object' || value === null) throw new Error('queue state entry is not a map');
     const fields = value as Record<string, unknown>;

@@ -180,6 +180,26 @@ describe('queue timeline (ManualClock)', () => {
     for (const key of new Set(keys)) expect(toA.includes(key) && toB.includes(key)).toBe(false);
   });
 
+  it('a deleted topic takes its ack state along: created again, it is consumed from its start', async () => {
+    const clock = new ManualClock();
+    const dataDir = temporaryDirectory();
+    let broker = await openBroker(dataDir, { clock });
+    await broker.topics.create('t', { partitions: 1 });
+    await produce(broker, ['a', 'b']);
+    const member = session(broker);
+    expect(delivered(await broker.queues.receive(member, request())).length).toBe(2);
+    await broker.queues.ack('g', 't', [{ partition: 0, ranges: [0, 2] }]);
+    await broker.topics.delete('t');
+    await broker.topics.create('t', { partitions: 1 });
+    await produce(broker, ['c']);
+    await settle();
+    expect(delivered(await broker.queues.receive(member, request()))).toEqual([[0, 1]]);
+    // And after a restart (the drop is in the log): delivered again (its second delivery), not skipped.
+    await broker.close();
+    broker = await openBroker(dataDir, { clock });
+    expect(delivered(await broker.queues.receive(session(broker), request()))).toEqual([[0, 2]]);
+  });
+
   it('stops handing out past ack floor + queueUnackedPerPartitionMax', async () => {
     const clock = new ManualClock();
     const broker = await openBroker(temporaryDirectory(), { clock, segmentBytes: 16 * 1024 * 1024 });
