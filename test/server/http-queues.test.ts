@@ -90,6 +90,13 @@ describe('HTTP queue API', () => {
       ignored: 0,
     });
     expect(await receive('billing', { topic: 'hq', max: 10, waitMs: 0 })).toEqual([]);
+    // The queue gauges: everything acked, nothing in flight.
+    const metrics = await (await fetch(`${harness.http}/metrics`)).text();
+    const floors = metrics
+      .split('\n')
+      .filter((line) => line.startsWith('spillway_queue_ack_floor{group="billing",topic="hq"'));
+    expect(floors.reduce((sum, line) => sum + Number(line.split(' ')[1]), 0)).toBe(3);
+    expect(metrics).toMatch(/spillway_queue_in_flight\{group="billing",topic="hq",partition="0"\} 0/);
   });
 
   it('a receipt is useless after its ack timeout: the message comes again with a new one', async () => {
