@@ -23,6 +23,7 @@ export const suiteNames = [
   'read',
   'recovery',
   'state',
+  'queues',
   'broker',
   'peers',
   'compare',

@@ -4,7 +4,8 @@
  * `for await (const msg of consumer) { ...; await msg.ack(); }`; leaving the loop closes it.
  *
  * Per topic one long-poll QUEUE_RECEIVE is in flight at a time, asking for up to `maxMessages` (at
- * most as many as the buffer has room for: `bufferMessagesMax` messages received and not yet taken).
+ * most as many as the buffer has room for: `bufferMessagesMax` messages received and not yet taken;
+ * it waits until there is room for min(maxMessages, bufferMessagesMax / 2), so receives stay large).
  * The broker hands out each message to one member of the group; unacked ones come back after
  * `ackTimeoutMs`, nacked ones after `delayMs` or the `retryBackoffMs` schedule; after `maxDeliveries`
  * a message goes to `deadLetterTopic`. In key_shared mode one key is with one member at a time, in order.
@@ -82,16 +83,22 @@ const knownOptions = new Set([
   'requestTimeoutMs',
 ]);
 
-interface Settlement {
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
-
-/** Acks (or nacks of one delay and error) of one topic waiting to be sent. */
+/** Acks (or nacks of one delay and error) of one topic waiting to be sent: one promise for all. */
 class PendingSettle {
   readonly byPartition = new Map<number, number[]>();
-  readonly waiters: Settlement[] = [];
   count = 0;
+  readonly promise: Promise<void>;
+  resolve: () => void = () => undefined;
+  reject: (error: unknown) => void = () => undefined;
+
+  constructor() {
+    this.promise = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // Rejections reach every caller of ack()/nack(); this keeps an unobserved one from being unhandled.
+    this.promise.catch(() => undefined);
+  }
 }
 
 function integerOption(value: unknown, name: string, min: number, max: number, fallback: number): number {
@@ -116,6 +123,8 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
   private readonly maxWaitMs: number;
   private readonly maxBytes: number;
   private readonly requestTimeoutMs: number;
+  /** A receive is sent only once the buffer has room for this many (no trickle of tiny receives). */
+  private readonly receiveRoomMin: number;
   private buffer: ConsumedMessage[] = [];
   private head = 0;
   private readonly readerWaiters: Array<() => void> = [];
@@ -189,6 +198,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
       Number.MAX_SAFE_INTEGER,
       queueConsumerDefaults.requestTimeoutMs,
     );
+    this.receiveRoomMin = Math.max(1, Math.min(this.maxMessages, Math.floor(this.bufferMessagesMax / 2)));
     this.loops = this.topics.map((topic) => this.receiveLoop(topic));
   }
 
@@ -278,7 +288,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
     }
     list.push(message.offset);
     pending.count++;
-    const promise = new Promise<void>((resolve, reject) => pending.waiters.push({ resolve, reject }));
+    const promise = pending.promise;
     if (pending.count >= ackFlushCount) void this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -314,12 +324,8 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
 
   private send(opcode: number, header: unknown, pending: PendingSettle): Promise<void> {
     const sent = this.transport.request(opcode, header).then(
-      () => {
-        for (const waiter of pending.waiters) waiter.resolve();
-      },
-      (error: unknown) => {
-        for (const waiter of pending.waiters) waiter.reject(error);
-      },
+      () => pending.resolve(),
+      (error: unknown) => pending.reject(error),
     );
     this.inFlightSettles.add(sent);
     void sent.finally(() => this.inFlightSettles.delete(sent));
@@ -341,7 +347,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
     };
     while (!signal.aborted) {
       const room = this.bufferMessagesMax - this.bufferedCount;
-      if (room <= 0) {
+      if (room < this.receiveRoomMin) {
         await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
         continue;
       }
@@ -389,7 +395,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
 
   private wakeRoom(): void {
     if (this.roomWaiters.length === 0) return;
-    if (this.bufferedCount < this.bufferMessagesMax || this.lifetime.signal.aborted) {
+    if (this.bufferMessagesMax - this.bufferedCount >= this.receiveRoomMin || this.lifetime.signal.aborted) {
       for (const wake of this.roomWaiters.splice(0)) wake();
     }
   }

@@ -197,10 +197,11 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
           bytes += records.length;
         }
         total += bytes;
-        const deliveries: number[] = new Array(received.deliveries.length * 2);
-        for (let i = 0; i < received.deliveries.length; i++) {
-          deliveries[i * 2] = received.deliveries[i]!.offset;
-          deliveries[i * 2 + 1] = received.deliveries[i]!.deliveryCount;
+        const { offsets, deliveryCounts } = received;
+        const deliveries: number[] = new Array(offsets.length * 2);
+        for (let i = 0; i < offsets.length; i++) {
+          deliveries[i * 2] = offsets[i]!;
+          deliveries[i * 2 + 1] = deliveryCounts[i]!;
         }
         partitions.push({ partition: received.partition, bytes, deliveries });
       }

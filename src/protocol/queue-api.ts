@@ -32,21 +32,18 @@ export interface ReceiveRequest extends QueueSettings {
   signal?: AbortSignal;
 }
 
-/** One message handed out: where it is, how often it was delivered, how to settle it over HTTP. */
-export interface Delivery {
-  partition: number;
-  offset: number;
-  /** 1 the first time. */
-  deliveryCount: number;
-  /** Opaque; bound to the group and this delivery; expires with the delivery. */
-  receipt: string;
-}
-
+/**
+ * The messages handed out from one partition, as parallel lists (no object per message): offset i
+ * was delivered for the deliveryCounts[i]-th time (1 the first time) under lease leases[i] (what a
+ * receipt is made of: `QueueService.receipt`).
+ */
 export interface ReceivedPartition {
   partition: number;
-  /** Whole batches back to back holding the delivered offsets (and other records to skip). */
+  /** Whole batches holding the delivered offsets (and other records to skip). */
   records: Uint8Array[];
-  deliveries: Delivery[];
+  offsets: number[];
+  deliveryCounts: number[];
+  leases: number[];
 }
 
 export interface ReceiveResult {
@@ -116,6 +113,8 @@ export interface QueueService {
    */
   ackReceipts(group: string, receipts: readonly string[]): Promise<SettleResult>;
   nackReceipts(group: string, receipts: readonly string[], settings: NackSettings): Promise<SettleResult>;
+  /** The receipt of a delivery: opaque, bound to the group and this delivery; expires with it. */
+  receipt(group: string, partition: number, offset: number, lease: number): string;
   /** Queue groups (all, or of one group name). */
   describe(group?: string): QueueGroupDescription[];
 }

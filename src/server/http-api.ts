@@ -419,11 +419,12 @@ export class HttpApi {
     const result = await this.context.api.queues.receive(session, request);
     const messages: unknown[] = [];
     for (const received of result.partitions) {
-      const byOffset = new Map(received.deliveries.map((delivery) => [delivery.offset, delivery]));
+      const byOffset = new Map(received.offsets.map((offset, index) => [offset, index]));
       for (const records of received.records) {
         for (const record of decodeRecords(records, 0)) {
-          const delivery = byOffset.get(record.offset);
-          if (delivery === undefined) continue;
+          const index = byOffset.get(record.offset);
+          if (index === undefined) continue;
+          byOffset.delete(record.offset);
           const headers: Record<string, string | null> = {};
           for (const [name, value] of record.headers) headers[name] = encodeBytes(value, encoding);
           messages.push({
@@ -434,8 +435,13 @@ export class HttpApi {
             key: encodeBytes(record.key, encoding),
             value: encodeBytes(record.value, encoding),
             headers,
-            deliveryCount: delivery.deliveryCount,
-            receipt: delivery.receipt,
+            deliveryCount: received.deliveryCounts[index],
+            receipt: this.context.api.queues.receipt(
+              group,
+              received.partition,
+              record.offset,
+              received.leases[index]!,
+            ),
           });
         }
       }

@@ -68,6 +68,7 @@ export class AckState {
 
   isSettled(offset: number): boolean {
     if (offset < this.floorOffset) return true;
+    if (this.ranges.length === 0 || offset >= this.ranges[this.ranges.length - 1]!) return false;
     const index = this.rangeIndexAtOrBefore(offset);
     return index >= 0 && offset < this.ranges[index * 2 + 1]!;
   }

@@ -37,7 +37,6 @@ import {
 } from '../../limits.js';
 import { crc32c } from '../../native.js';
 import type {
-  Delivery,
   NackSettings,
   QueueGroupDescription,
   QueueMode,
@@ -422,6 +421,10 @@ export class BrokerQueues implements QueueService {
     return result;
   }
 
+  receipt(group: string, partition: number, offset: number, lease: number): string {
+    return `${this.groupTag(group)}.${partition}.${offset}.${lease}`;
+  }
+
   describe(group?: string): QueueGroupDescription[] {
     const descriptions: QueueGroupDescription[] = [];
     for (const queueGroup of this.groups.values()) {
@@ -549,18 +552,17 @@ export class BrokerQueues implements QueueService {
   private collect(group: QueueGroup, member: number, max: number, maxBytes: number): ReceiveResult {
     const { clock } = this.options;
     const result: ReceiveResult = { topic: group.topic, partitions: [] };
-    const count = group.partitions.length;
-    if (count === 0) return result;
+    const partitionCount = group.partitions.length;
+    if (partitionCount === 0) return result;
     const members = group.members.length > 0 ? group.members : [member];
     const nowMonotonicMs = clock.monotonicMs();
     const nowWallMs = clock.nowMs();
     const deadlineMs = nowMonotonicMs + group.settings.ackTimeoutMs;
-    const start = group.rotation++ % count;
+    const start = group.rotation++ % partitionCount;
     if (group.rotation >= 0x3fffffff) group.rotation = 0;
     let remaining = max;
-    const tag = this.groupTag(group.group);
-    for (let step = 0; step < count && remaining > 0; step++) {
-      const index = (start + step) % count;
+    for (let step = 0; step < partitionCount && remaining > 0; step++) {
+      const index = (start + step) % partitionCount;
       const queue = group.partitions[index]!;
       if (queue.partition.damage !== null) continue;
       const collected = queue.collect(
@@ -574,27 +576,22 @@ export class BrokerQueues implements QueueService {
         nowMonotonicMs,
         (offset, dueMs) => this.pushDue({ dueMs, queue, group, offset, batch: null }),
       );
-      if (collected.deliveries.length === 0) continue;
-      remaining -= collected.deliveries.length;
-      const deliveries: Delivery[] = new Array(collected.deliveries.length);
-      const offsets: number[] = new Array(collected.deliveries.length);
-      for (let i = 0; i < collected.deliveries.length; i++) {
-        const { offset, deliveryCount, lease } = collected.deliveries[i]!;
-        offsets[i] = offset;
-        deliveries[i] = {
-          partition: index,
-          offset,
-          deliveryCount,
-          receipt: `${tag}.${index}.${offset}.${lease}`,
-        };
-      }
+      const count = collected.offsets.length;
+      if (count === 0) continue;
+      remaining -= count;
+      const offsets = collected.offsets.slice().sort((a, b) => a - b);
       this.pushDue({ dueMs: deadlineMs, queue, group, offset: -1, batch: collected.batch });
-      offsets.sort((a, b) => a - b);
       // Written behind: the answer does not wait for delivery counts to be durable.
       this.options.state
         .commit({ type: 'delivered', queue: queue.key, ranges: rangesOf(offsets) })
         .catch(() => undefined);
-      const received: ReceivedPartition = { partition: index, records: collected.records, deliveries };
+      const received: ReceivedPartition = {
+        partition: index,
+        records: collected.records,
+        offsets: collected.offsets.slice(),
+        deliveryCounts: collected.deliveryCounts,
+        leases: collected.leases.slice(),
+      };
       result.partitions.push(received);
     }
     return result;
@@ -711,7 +708,7 @@ export class BrokerQueues implements QueueService {
     deliveryCount: number,
     error: string,
   ): Promise<void> {
-    queue.beginSettle(offset);
+    queue.beginSettle(offset, true);
     const { topics, clock } = this.options;
     const target = group.settings.deadLetterTopic;
     try {

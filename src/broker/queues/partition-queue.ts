@@ -67,8 +67,10 @@ interface KeyState {
 export interface Collected {
   /** Batches holding the offsets (each once). */
   records: Uint8Array[];
-  /** [offset, deliveryCount, lease] per delivery. */
-  deliveries: Array<{ offset: number; deliveryCount: number; lease: number }>;
+  /** Parallel lists, one entry per delivery. */
+  offsets: number[];
+  deliveryCounts: number[];
+  leases: number[];
   batch: DeliveryBatch;
 }
 
@@ -112,7 +114,7 @@ export class PartitionQueue {
   /** Offset -> monotonic due time. */
   readonly scheduled = new Map<number, number>();
   readonly settling = new Set<number>();
-  /** Delivery counts not yet applied to the AckState (its entries apply once durable). */
+  /** Delivery counts of offsets not in flight (ready, scheduled): the AckState's may lag behind. */
   private readonly counts = new Map<number, number>();
   /** key_shared: keys of the offsets below the cursor that are unsettled and not in flight. */
   private readonly waitingKeys = new Map<number, string | null>();
@@ -133,11 +135,18 @@ export class PartitionQueue {
   }
 
   isSettled(offset: number): boolean {
-    return this.settling.has(offset) || this.ackOf().isSettled(offset);
+    return (this.settling.size > 0 && this.settling.has(offset)) || this.ackOf().isSettled(offset);
   }
 
+  /** Times `offset` was delivered (in flight: counting that delivery). */
   deliveryCount(offset: number): number {
-    return this.counts.get(offset) ?? this.ackOf().deliveryCount(offset);
+    const delivery = this.inFlight.get(offset);
+    if (delivery !== undefined) return delivery.deliveryCount;
+    if (this.counts.size > 0) {
+      const count = this.counts.get(offset);
+      if (count !== undefined) return count;
+    }
+    return this.ackOf().deliveryCount(offset);
   }
 
   /** True when nothing can be handed out right now (a receive would come back empty). */
@@ -162,23 +171,28 @@ export class PartitionQueue {
     onSchedule: (offset: number, dueMonotonicMs: number) => void,
   ): Collected {
     const batch: DeliveryBatch = { deadlineMs, offsets: [], leases: [], live: 0 };
-    const collected: Collected = { records: [], deliveries: [], batch };
+    const collected: Collected = {
+      records: [],
+      offsets: batch.offsets!,
+      deliveryCounts: [],
+      leases: batch.leases!,
+      batch,
+    };
     const batchBases = new Set<number>();
     const blocked = this.mode === 'key_shared' ? new Set<string>() : null;
     const take = (offset: number, key: string | null): void => {
       const deliveryCount = this.deliveryCount(offset) + 1;
-      this.counts.set(offset, deliveryCount);
       const lease = nextLease();
       this.inFlight.set(offset, { member, lease, deadlineMs, deliveryCount, key, batch });
-      batch.offsets!.push(offset);
-      batch.leases!.push(lease);
+      collected.offsets.push(offset);
+      collected.leases.push(lease);
+      collected.deliveryCounts.push(deliveryCount);
       batch.live++;
       if (key !== null) {
         const state = this.keyState(key);
         state.owner = member;
         state.inFlight++;
       }
-      collected.deliveries.push({ offset, deliveryCount, lease });
     };
     const addBatchOf = (offset: number): void => {
       const read = this.partition.read(offset, 1);
@@ -191,7 +205,7 @@ export class PartitionQueue {
 
     // 1. Ready offsets, lowest first.
     const windowEnd = this.windowEnd;
-    for (let i = 0; i < this.ready.length && collected.deliveries.length < max; ) {
+    for (let i = 0; i < this.ready.length && collected.offsets.length < max; ) {
       const offset = this.ready[i]!;
       if (offset >= windowEnd) break;
       if (this.isSettled(offset)) {
@@ -212,7 +226,7 @@ export class PartitionQueue {
 
     // 2. New offsets from the cursor.
     let bytesRead = 0;
-    while (collected.deliveries.length < max && bytesRead < maxBytes) {
+    while (collected.offsets.length < max && bytesRead < maxBytes) {
       const end = Math.min(this.partition.visibleEndOffset, windowEnd);
       if (this.cursor >= end) break;
       const read = this.partition.read(this.cursor, maxBytes - bytesRead);
@@ -221,7 +235,7 @@ export class PartitionQueue {
       const records = read.records;
       let position = 0;
       let advanced = false;
-      while (position < records.length && collected.deliveries.length < max) {
+      while (position < records.length && collected.offsets.length < max) {
         const length = batchLengthAt(records, position);
         const base = batchBaseOffset(records, position);
         const last = base + batchRecordCountAt(records, position) - 1;
@@ -231,7 +245,7 @@ export class PartitionQueue {
         let used = false;
         const cursor = blocked !== null ? new RecordCursor(batch, 0) : null;
         for (let offset = Math.max(base, this.cursor); offset <= last; offset++) {
-          if (offset >= end || collected.deliveries.length >= max) break;
+          if (offset >= end || collected.offsets.length >= max) break;
           let key: string | null = null;
           if (cursor !== null) {
             while (cursor.offset < offset && cursor.next()) {}
@@ -276,6 +290,8 @@ export class PartitionQueue {
     const delivery = this.inFlight.get(offset);
     if (delivery === undefined) return undefined;
     this.inFlight.delete(offset);
+    // Its count outlives the delivery (the AckState gets it once the 'delivered' entry applies).
+    this.counts.set(offset, delivery.deliveryCount);
     const batch = delivery.batch;
     if (--batch.live === 0) {
       batch.offsets = null;
@@ -322,20 +338,38 @@ export class PartitionQueue {
     return this.waitingKeys.get(offset) ?? null;
   }
 
-  /** Marks `offset` as being settled: out of every list, never handed out again. */
-  beginSettle(offset: number): void {
-    this.settling.add(offset);
-    this.endDelivery(offset);
-    if (this.scheduled.delete(offset) || this.waitingKeys.has(offset) || this.ready.length > 0) {
-      removeSorted(this.ready, offset);
+  /**
+   * Takes `offset` out of every list (in flight, ready, scheduled): it is being settled and is never
+   * handed out again. `guard`: also refuse it while its settlement is written (dead letters, whose
+   * write may fail and undo; an ack's offset is below the cursor and out of every list already).
+   */
+  beginSettle(offset: number, guard = false): void {
+    if (guard) this.settling.add(offset);
+    const delivery = this.inFlight.get(offset);
+    if (delivery !== undefined) {
+      this.inFlight.delete(offset);
+      const batch = delivery.batch;
+      if (--batch.live === 0) {
+        batch.offsets = null;
+        batch.leases = null;
+      }
+      if (delivery.key !== null) {
+        const state = this.keys.get(delivery.key);
+        if (state !== undefined) {
+          state.inFlight--;
+          this.dropKeyIfIdle(delivery.key, state);
+        }
+      }
     }
+    if (this.scheduled.size > 0) this.scheduled.delete(offset);
+    if (this.ready.length > 0) removeSorted(this.ready, offset);
     this.forgetWaiting(offset);
-    this.counts.delete(offset);
+    if (this.counts.size > 0) this.counts.delete(offset);
   }
 
   /** The settlement of `offset` is durable and applied (or failed: then `undo`). */
   endSettle(offset: number): void {
-    this.settling.delete(offset);
+    if (this.settling.size > 0) this.settling.delete(offset);
   }
 
   /** Releases every delivery of `member` (its session closed); returns the offsets released. */

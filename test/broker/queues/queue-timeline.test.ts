@@ -25,7 +25,7 @@ function session(broker: Broker): SessionEndpoint {
 /** [offset, deliveryCount] of every delivery, partition by partition. */
 function delivered(result: ReceiveResult): Array<[number, number]> {
   return result.partitions.flatMap((p) =>
-    p.deliveries.map((d): [number, number] => [d.offset, d.deliveryCount]),
+    p.offsets.map((offset, i): [number, number] => [offset, p.deliveryCounts[i]!]),
   );
 }
 
