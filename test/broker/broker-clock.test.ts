@@ -119,6 +119,7 @@ describe('Broker on a ManualClock', () => {
     expect(existsSync(join(dataDir, 'topics', 'second.orphan-1239000'))).toBe(true);
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__metadata',
+      '__queue_state',
       'first',
       'second',
       'second.orphan-1239000',
