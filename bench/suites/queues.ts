@@ -44,7 +44,7 @@ async function openBroker(context: BenchContext): Promise<Broker> {
 
 async function fill(broker: Broker, topic: string, messages: number): Promise<void> {
   await broker.topics.create(topic, { partitions, durability: 'none' });
-  const perBatch = 1000;
+  const perBatch = Math.max(1, Math.min(1000, Math.floor(messages / partitions / 4)));
   const batch = encodeBatch(Array.from({ length: perBatch }, () => ({ value })));
   for (let sent = 0, index = 0; sent < messages; sent += perBatch, index++) {
     await broker.messages.produce(topic, index % partitions, batch);

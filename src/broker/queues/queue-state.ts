@@ -14,7 +14,7 @@
  * validated when decoded (they come from disk) and by the broker before it commits them.
  */
 import { InvalidArgumentError } from '../../errors.js';
-import { type EntryCodec, keyBytes, type StateMachine, statePackr } from '../state/state-machine.js';
+import { type EntryCodec, type StateMachine, statePackr } from '../state/state-machine.js';
 import { AckState, type AckStateData } from './ack-state.js';
 
 export type QueueEntry =
@@ -156,7 +156,7 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
         break;
       }
     }
-    return { key: keyBytes(entry.queue), value: value === null ? null : statePackr.pack(value) };
+    return { key: entry.queue, value: value === null ? null : statePackr.pack(value) };
   },
   decode(record) {
     const queue = record.keyText();

@@ -4,12 +4,16 @@
  * header values as UTF-8 text). Stops after --max-messages, or when no message came for
  * --idle-exit-ms, or on SIGINT/SIGTERM. Each message is acked after it is printed (`--mode shared` or
  * `key_shared` with `--group G`: the group's ack state on the broker; without a group nothing is stored).
+ * With --on-corrupt-batch skip (log consumer), a batch failing its CRC32C check is passed over and
+ * reported on stderr as one JSON line `{"skipped":{"topic","partition","firstOffset","nextOffset","reason"}}`;
+ * the default (fail) stops with CORRUPT_BATCH.
  */
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
-export const consumeUsage = `usage: spillway consume TOPIC [--group G --mode shared|key_shared] [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--broker URL]
+export const consumeUsage = `usage: spillway consume TOPIC [--group G --mode shared|key_shared] [--from earliest|latest] [--max-messages N]
+                        [--idle-exit-ms N] [--on-corrupt-batch fail|skip] [--broker URL]
   (acks each message after printing it)`;
 
 function text(bytes: Uint8Array | null): string | null {
@@ -28,6 +32,7 @@ export async function runConsume(argv: string[]): Promise<number> {
       from: { type: 'string', default: 'earliest' },
       'max-messages': { type: 'string' },
       'idle-exit-ms': { type: 'string' },
+      'on-corrupt-batch': { type: 'string', default: 'fail' },
     },
     strict: true,
     allowPositionals: true,
@@ -45,13 +50,22 @@ export async function runConsume(argv: string[]): Promise<number> {
   if (values.group !== undefined && queueMode === null) {
     throw new UsageError('--group needs --mode shared|key_shared in this version');
   }
+  const onCorruptBatch = values['on-corrupt-batch'];
+  if (onCorruptBatch !== 'fail' && onCorruptBatch !== 'skip') {
+    throw new UsageError('--on-corrupt-batch must be fail or skip');
+  }
   const maxMessages = integerFlag('max-messages', values['max-messages'], 1);
   const idleExitMs = integerFlag('idle-exit-ms', values['idle-exit-ms'], 1);
   const sw = await Spillway.connect(brokerUrlFlag(values.broker));
   const consumer =
     queueMode !== null && values.group !== undefined
       ? sw.consumer({ group: values.group, topics: [topic], mode: queueMode })
-      : sw.consumer({ topics: [topic], from: values.from });
+      : sw.consumer({
+          topics: [topic],
+          from: values.from,
+          onCorruptBatch,
+          onSkippedBatch: (skipped) => process.stderr.write(`${JSON.stringify({ skipped })}\n`),
+        });
   let idleTimer: NodeJS.Timeout | null = null;
   const armIdle = () => {
     if (idleExitMs === undefined) return;

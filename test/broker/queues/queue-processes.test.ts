@@ -103,7 +103,7 @@ describe('queues with real processes', () => {
     cleanups.push(() => sw.close());
     const partitions = 4;
     const keys = 64;
-    const total = 20_000;
+    const total = 12_000;
     await sw.admin.createTopic('orders', { partitions });
     const consumers = ['c0', 'c1', 'c2', 'c3'].map(
       (name) => new ConsumerProcess(name, broker.url, 'billing', 'orders', 'key_shared'),
