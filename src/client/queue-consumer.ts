@@ -454,10 +454,10 @@ function decodeReceive(
     ) {
       throw new SpillwayError('PROTOCOL_ERROR', 'QUEUE_RECEIVE: malformed partition entry in the answer');
     }
-    const counts = new Map<number, number>();
-    for (let i = 0; i < deliveries.length; i += 2) counts.set(deliveries[i]!, deliveries[i + 1]!);
+    // Deliveries and batches both come in ascending offset order (docs/PROTOCOL.md): walk them together.
+    const wanted = deliveries.length / 2;
+    let next = 0;
     const end = position + bytes;
-    const found: ConsumedMessage[] = [];
     while (position < end) {
       if (!verifyBatchCrc(body, position)) {
         throw new CorruptBatchError(
@@ -465,23 +465,22 @@ function decodeReceive(
         );
       }
       const cursor = new RecordCursor(body, position);
-      while (cursor.next()) {
-        const deliveryCount = counts.get(cursor.offset);
-        if (deliveryCount === undefined) continue;
-        counts.delete(cursor.offset);
-        found.push(messageAt(topic, partition, cursor, text, deliveryCount, settler));
+      while (next < wanted && cursor.next()) {
+        const offset = cursor.offset;
+        const want = deliveries[next * 2]!;
+        if (offset < want) continue;
+        if (offset > want) break;
+        messages.push(messageAt(topic, partition, cursor, text, deliveries[next * 2 + 1]!, settler));
+        next++;
       }
       position = cursor.batchEnd;
     }
-    if (counts.size > 0) {
+    if (next < wanted) {
       throw new SpillwayError(
         'PROTOCOL_ERROR',
-        `QUEUE_RECEIVE: ${counts.size} delivered offset(s) of ${topic}/${partition} missing from the batches`,
+        `QUEUE_RECEIVE: ${wanted - next} delivered offset(s) of ${topic}/${partition} missing from the batches (or out of order)`,
       );
     }
-    // Deliveries come in the broker's order (redeliveries first); hand them out by offset.
-    found.sort((a, b) => a.offset - b.offset);
-    for (const message of found) messages.push(message);
   }
   return messages;
 }

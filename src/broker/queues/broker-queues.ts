@@ -631,7 +631,10 @@ export class BrokerQueues implements QueueService {
 
   /** Acks sorted `offsets` of `queue`: out of every list at once, durable when the promise resolves. */
   private async settle(group: QueueGroup, queue: PartitionQueue, offsets: number[]): Promise<void> {
-    const keys = offsets.map((offset) => queue.inFlight.get(offset)?.key ?? queue.waitingKey(offset));
+    const keys =
+      queue.mode === 'key_shared'
+        ? offsets.map((offset) => queue.inFlight.get(offset)?.key ?? queue.waitingKey(offset))
+        : null;
     for (const offset of offsets) queue.beginSettle(offset);
     try {
       await this.options.state.commit({ type: 'settled', queue: queue.key, ranges: rangesOf(offsets) });
@@ -639,7 +642,7 @@ export class BrokerQueues implements QueueService {
       // Not durable: the offsets are unsettled again and may be delivered again.
       offsets.forEach((offset, index) => {
         queue.endSettle(offset);
-        queue.makeReady(offset, keys[index] ?? null);
+        queue.makeReady(offset, keys?.[index] ?? null);
       });
       throw error;
     }

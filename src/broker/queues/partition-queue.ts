@@ -120,22 +120,28 @@ export class PartitionQueue {
   private readonly waitingKeys = new Map<number, string | null>();
   private readonly keys = new Map<string, KeyState>();
   private readonly ackOf: () => AckState;
+  /**
+   * The AckState object, looked up again at each collect: the machine replaces it when recovery
+   * applies a snapshot and drops it when its topic is deleted (the drop applies once durable).
+   */
+  private ackState: AckState;
 
   constructor(key: string, partition: Partition, mode: QueueMode, ackOf: () => AckState) {
     this.key = key;
     this.partition = partition;
     this.mode = mode;
     this.ackOf = ackOf;
-    this.cursor = ackOf().floor;
+    this.ackState = ackOf();
+    this.cursor = this.ackState.floor;
   }
 
-  /** The durable state (looked up each time: recovery may replace the object). */
+  /** The durable state. */
   ack(): AckState {
-    return this.ackOf();
+    return this.ackState;
   }
 
   isSettled(offset: number): boolean {
-    return (this.settling.size > 0 && this.settling.has(offset)) || this.ackOf().isSettled(offset);
+    return (this.settling.size > 0 && this.settling.has(offset)) || this.ackState.isSettled(offset);
   }
 
   /** Times `offset` was delivered (in flight: counting that delivery). */
@@ -146,12 +152,12 @@ export class PartitionQueue {
       const count = this.counts.get(offset);
       if (count !== undefined) return count;
     }
-    return this.ackOf().deliveryCount(offset);
+    return this.ackState.deliveryCount(offset);
   }
 
   /** True when nothing can be handed out right now (a receive would come back empty). */
   get windowEnd(): number {
-    return this.ackOf().floor + queueUnackedPerPartitionMax;
+    return this.ackState.floor + queueUnackedPerPartitionMax;
   }
 
   /**
@@ -170,6 +176,7 @@ export class PartitionQueue {
     nowMonotonicMs: number,
     onSchedule: (offset: number, dueMonotonicMs: number) => void,
   ): Collected {
+    this.ackState = this.ackOf();
     const batch: DeliveryBatch = { deadlineMs, offsets: [], leases: [], live: 0 };
     const collected: Collected = {
       records: [],
@@ -259,7 +266,7 @@ export class PartitionQueue {
           this.cursor = offset + 1;
           advanced = true;
           if (this.isSettled(offset)) continue;
-          const retry = this.ackOf().retry(offset);
+          const retry = this.ackState.retry(offset);
           if (retry !== undefined && retry.atMs > nowWallMs) {
             this.addWaiting(offset, key);
             const due = nowMonotonicMs + (retry.atMs - nowWallMs);
