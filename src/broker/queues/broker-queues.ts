@@ -229,6 +229,8 @@ export interface BrokerQueuesOptions {
 export class BrokerQueues implements QueueService {
   private readonly options: BrokerQueuesOptions;
   private readonly groups = new Map<string, QueueGroup>();
+  /** Topic -> its queue groups (a produce wakes only those). */
+  private readonly groupsByTopic = new Map<string, Set<QueueGroup>>();
   private readonly modes = new Map<string, QueueMode>();
   /** Session id -> groups it is a member of. */
   private readonly memberships = new Map<number, Set<QueueGroup>>();
@@ -247,12 +249,11 @@ export class BrokerQueues implements QueueService {
   constructor(options: BrokerQueuesOptions) {
     this.options = options;
     options.topics.onTopicDeleted((topic) => {
-      for (const [key, group] of this.groups) {
-        if (group.topic === topic.name) {
-          group.wakeAll();
-          this.groups.delete(key);
-        }
+      for (const group of this.groupsByTopic.get(topic.name) ?? []) {
+        group.wakeAll();
+        this.groups.delete(groupKey(group.group, group.topic));
       }
+      this.groupsByTopic.delete(topic.name);
       // The ack state of the deleted topic goes too: a topic created again with the name starts afresh.
       for (const queue of [...options.machine.view().keys()]) {
         if (parseQueuePartitionKey(queue).topic !== topic.name) continue;
@@ -265,8 +266,9 @@ export class BrokerQueues implements QueueService {
 
   /** Something was appended to `topic`: waiting receives look again. */
   appended(topic: string): void {
-    for (const group of this.groups.values())
-      if (group.topic === topic && group.waiters.size > 0) group.wakeAll();
+    const groups = this.groupsByTopic.get(topic);
+    if (groups === undefined) return;
+    for (const group of groups) if (group.waiters.size > 0) group.wakeAll();
   }
 
   async receive(session: Session, request: ReceiveRequest): Promise<ReceiveResult> {
@@ -496,6 +498,12 @@ export class BrokerQueues implements QueueService {
       }
       group = new QueueGroup(request.group, request.topic, request.mode, settings);
       this.groups.set(key, group);
+      let forTopic = this.groupsByTopic.get(request.topic);
+      if (forTopic === undefined) {
+        forTopic = new Set();
+        this.groupsByTopic.set(request.topic, forTopic);
+      }
+      forTopic.add(group);
       this.modes.set(request.group, request.mode);
     }
     group.settings = settings;

@@ -180,6 +180,36 @@ describe('queue timeline (ManualClock)', () => {
     for (const key of new Set(keys)) expect(toA.includes(key) && toB.includes(key)).toBe(false);
   });
 
+  it('key_shared: when a member goes, its keys move to the others once its deliveries are released, in order', async () => {
+    const clock = new ManualClock();
+    const broker = await openBroker(temporaryDirectory(), { clock });
+    await broker.topics.create('t', { partitions: 1 });
+    const keys = ['k1', 'k2', 'k1', 'k2', 'k1'];
+    await produce(
+      broker,
+      keys.map((key, i) => `${key}/${i}`),
+      keys,
+    );
+    const a = session(broker);
+    const b = session(broker);
+    const ks = request({ mode: 'key_shared', max: 2 });
+    // a takes the first two (k1/0, k2/1); then b joins: k1 and k2 are with a, b gets nothing.
+    expect(delivered(await broker.queues.receive(a, ks))).toEqual([
+      [0, 1],
+      [1, 1],
+    ]);
+    expect(delivered(await broker.queues.receive(b, request({ mode: 'key_shared', max: 10 })))).toEqual([]);
+    // a goes away: its deliveries are released; b (now alone) gets every message, each key in order.
+    await a.close();
+    expect(delivered(await broker.queues.receive(b, request({ mode: 'key_shared', max: 10 })))).toEqual([
+      [0, 2],
+      [1, 2],
+      [2, 1],
+      [3, 1],
+      [4, 1],
+    ]);
+  });
+
   it('a deleted topic takes its ack state along: created again, it is consumed from its start', async () => {
     const clock = new ManualClock();
     const dataDir = temporaryDirectory();
