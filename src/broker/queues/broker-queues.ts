@@ -806,7 +806,9 @@ export class BrokerQueues implements QueueService {
       const parsed = typeof receipt === 'string' ? parseReceipt(receipt) : null;
       if (parsed === null) throw receiptInvalid(`receipt ${JSON.stringify(receipt)} is malformed`);
       if (parsed.tag !== tag)
-        throw receiptInvalid(`receipt ${receipt} belongs to another group than '${group}'`);
+        throw receiptInvalid(
+          `receipt ${receipt} belongs to another group than '${group}' (or was given before the broker restarted)`,
+        );
       let found: { group: QueueGroup; queue: PartitionQueue } | null = null;
       for (const candidate of this.groups.values()) {
         if (candidate.group !== group) continue;
