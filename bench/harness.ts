@@ -23,6 +23,7 @@ export const suiteNames = [
   'read',
   'recovery',
   'state',
+  'queues',
   'scrub',
   'broker',
   'groups',

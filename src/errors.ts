@@ -36,6 +36,8 @@ export type ErrorCode =
   | 'UNKNOWN_GROUP'
   | 'UNKNOWN_MEMBER'
   | 'FENCED_GENERATION'
+  | 'RECEIPT_EXPIRED'
+  | 'RECEIPT_INVALID'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -70,6 +72,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   UNKNOWN_GROUP: false,
   UNKNOWN_MEMBER: false, // the member was removed (left, session closed or timed out): join again
   FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment
+  RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
+  RECEIPT_INVALID: false,
   INTERNAL: false,
 };
 

@@ -195,3 +195,25 @@ export const groupHeartbeatsWaitingPerMemberMax = 4;
  * out no more of that partition until some are acked (the finished-prefix bookkeeping stays bounded).
  */
 export const groupConsumerUnfinishedMessagesMax = 1_000_000;
+/**
+ * Queue consumption (shared, key_shared): the broker hands out offsets of a queue partition only below
+ * its ack floor + this many, so in-flight deliveries, settled ranges, delivery counts and retries of
+ * a partition stay bounded; a consumer that never acks stops receiving from that partition.
+ */
+export const queueUnackedPerPartitionMax = 20_000;
+/** Most messages one RECEIVE (or HTTP receive) answers. */
+export const queueReceiveMessagesMax = 10_000;
+/** Receives long-polling at once on one queue group (group, topic). More: TOO_MANY_REQUESTS. */
+export const queueReceiveWaitersMax = 1024;
+/** Queue groups (group, topic) a broker serves at once. More: TOO_MANY_REQUESTS. */
+export const queueGroupsMax = 10_000;
+/** Longest ack timeout and nack delay of a queue delivery: one day. */
+export const queueDelayMsMax = 24 * 3_600_000;
+/** Highest maxDeliveries of a queue group. */
+export const queueMaxDeliveriesMax = 1000;
+/** Most steps of a retryBackoffMs schedule. */
+export const queueRetryBackoffStepsMax = 32;
+/** Most offsets one ACK or NACK settles (ranges counted by their offsets), and receipts per HTTP call. */
+export const queueSettleOffsetsMax = 100_000;
+/** Longest error text kept for a failed delivery (longer is cut). */
+export const queueErrorTextLengthMax = 1024;

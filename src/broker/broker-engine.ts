@@ -38,6 +38,8 @@ import {
 } from './open-report.js';
 import type { Partition } from './partition.js';
 import type { PartitionDamage } from './partition-damage.js';
+import { BrokerQueues } from './queues/broker-queues.js';
+import { QueueStateStore, queueStateTopicName } from './queues/queue-state-store.js';
 import { Scrubber, type ScrubTarget } from './scrubber.js';
 import { SessionRegistry } from './session-registry.js';
 import { internalTopic } from './state/state-log-partition.js';
@@ -60,6 +62,7 @@ export interface BrokerEngineParts {
   lock: DataDirectoryLock;
   metadata: MetadataStore;
   offsets: ConsumerOffsetsStore;
+  queueState: QueueStateStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -76,6 +79,8 @@ export class BrokerEngine implements BrokerApi {
   readonly sessions: SessionRegistry;
   readonly integrity: BrokerIntegrity;
   readonly groups: GroupCoordinator;
+  /** Shared and key_shared consumption (queues/broker-queues.ts), its state in `__queue_state`. */
+  readonly queues: BrokerQueues;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -84,6 +89,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
   private readonly offsets: ConsumerOffsetsStore;
+  private readonly queueState: QueueStateStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   private readonly clock: Clock;
@@ -123,6 +129,18 @@ export class BrokerEngine implements BrokerApi {
     this.groups = new GroupCoordinator(this.topics, this.messages, parts.offsets, this.clock, this.lifecycle);
     const offsetsPartition = this.topics.partitionOf(consumerOffsetsTopicName, 0);
     parts.offsets.state.onAppend = () => this.messages.wake(offsetsPartition);
+    this.queueState = parts.queueState;
+    this.queues = new BrokerQueues({
+      topics: this.topics,
+      lifecycle: this.lifecycle,
+      clock: this.clock,
+      state: parts.queueState.state,
+      machine: parts.queueState.machine,
+      produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
+    });
+    this.messages.onAppended = (topic) => this.queues.appended(topic);
+    const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
+    parts.queueState.state.onAppend = () => this.messages.wake(queueStatePartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -152,6 +170,7 @@ export class BrokerEngine implements BrokerApi {
     const lock = DataDirectoryLock.acquire(dataDir);
     let metadata: MetadataStore | null = null;
     let offsets: ConsumerOffsetsStore | null = null;
+    let queueState: QueueStateStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -189,6 +208,13 @@ export class BrokerEngine implements BrokerApi {
       );
       const internal = internalTopic(metadataTopicName, metadata.partition);
       const offsetsTopic = internalTopic(consumerOffsetsTopicName, offsets.partition);
+      queueState = await QueueStateStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -223,6 +249,7 @@ export class BrokerEngine implements BrokerApi {
         stateLogs: [
           { name: metadata.state.name, recovery: metadata.state.recovery },
           { name: offsets.state.name, recovery: offsets.state.recovery },
+          { name: queueState.state.name, recovery: queueState.state.recovery },
         ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
@@ -238,11 +265,13 @@ export class BrokerEngine implements BrokerApi {
         lock,
         metadata,
         offsets,
-        topics: [internal, offsetsTopic, ...topics],
+        queueState,
+        topics: [internal, offsetsTopic, queueInternal, ...topics],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
+      await queueState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       await offsets?.close().catch(() => undefined);
       lock.release();
@@ -355,6 +384,7 @@ export class BrokerEngine implements BrokerApi {
     this.retentionTimer = null;
     await this.scrubber.stop();
     this.messages.wakeAll();
+    this.queues.close();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
@@ -365,6 +395,7 @@ export class BrokerEngine implements BrokerApi {
       ...partitions.map((partition) => partition.openLog?.close()),
       this.metadata.close(),
       this.offsets.close(),
+      this.queueState.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

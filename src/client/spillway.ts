@@ -13,6 +13,7 @@ import { GroupConsumer, type GroupConsumerOptions } from './group-consumer.js';
 import { InProcessTransport, isBrokerApi } from './in-process-transport.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Producer, type ProducerOptions } from './producer.js';
+import { QueueConsumer, type QueueConsumerOptions } from './queue-consumer.js';
 import type { ServerRequestHandler } from './server-requests.js';
 import type { HelloInfo, Transport } from './transport.js';
 import { WebSocketTransport } from './websocket-transport.js';
@@ -45,7 +46,7 @@ export class Spillway {
   private readonly transport: Transport;
   private readonly metadata: MetadataCache;
   private readonly producers = new Set<Producer>();
-  private readonly consumers = new Set<Consumer | GroupConsumer>();
+  private readonly consumers = new Set<Consumer | GroupConsumer | QueueConsumer>();
   private readonly clientId: string | undefined;
   private closing: Promise<void> | null = null;
 
@@ -101,24 +102,30 @@ export class Spillway {
   }
 
   /**
-   * A consumer. With `group` and mode 'group' (the default with a group) or 'broadcast': a
-   * GroupConsumer (group-consumer.ts); without a group: the log consumer (consumer.ts).
+   * A consumer, by mode: 'shared' or 'key_shared' (with `group`): a QueueConsumer (queue-consumer.ts);
+   * 'group' (the default with a group) or 'broadcast': a GroupConsumer (group-consumer.ts); without a
+   * group: the log consumer (consumer.ts).
    */
+  consumer(options: QueueConsumerOptions): QueueConsumer;
   consumer(options: GroupConsumerOptions & { group: string }): GroupConsumer;
   consumer(options: ConsumerOptions): Consumer;
-  consumer(options: ConsumerOptions | GroupConsumerOptions): Consumer | GroupConsumer {
+  consumer(
+    options: ConsumerOptions | GroupConsumerOptions | QueueConsumerOptions,
+  ): Consumer | GroupConsumer | QueueConsumer {
     this.assertOpen();
-    const mode = options?.mode;
-    const consumer =
-      options !== null &&
-      typeof options === 'object' &&
-      options.group !== undefined &&
-      (mode === undefined || mode === 'group' || mode === 'broadcast')
-        ? new GroupConsumer(this.transport, this.admin, {
-            ...(options as GroupConsumerOptions),
-            ...(this.clientId !== undefined ? { clientId: this.clientId } : {}),
-          })
-        : new Consumer(this.transport, this.admin, options as ConsumerOptions);
+    const mode = (options as { mode?: unknown } | null)?.mode;
+    const group = (options as { group?: unknown } | null)?.group;
+    let consumer: Consumer | GroupConsumer | QueueConsumer;
+    if (mode === 'shared' || mode === 'key_shared') {
+      consumer = new QueueConsumer(this.transport, options as QueueConsumerOptions);
+    } else if (group !== undefined && (mode === undefined || mode === 'group' || mode === 'broadcast')) {
+      consumer = new GroupConsumer(this.transport, this.admin, {
+        ...(options as GroupConsumerOptions),
+        ...(this.clientId !== undefined ? { clientId: this.clientId } : {}),
+      });
+    } else {
+      consumer = new Consumer(this.transport, this.admin, options as ConsumerOptions);
+    }
     this.consumers.add(consumer);
     return consumer;
   }

@@ -43,6 +43,13 @@ import {
   protocolVersion,
   protocolVersionMin,
 } from './opcodes.js';
+import {
+  parseAck,
+  parseDescribeQueues,
+  parseNack,
+  parseReceive,
+  type ReceiveResponsePartition,
+} from './queue-messages.js';
 import type { SessionEndpoint } from './session.js';
 
 export interface DispatchOptions {
@@ -231,6 +238,57 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.describeGroup:
       requireNoBody(request);
       return response(request, api.groups.describe(parseGroupName(request.header).group));
+    case Opcode.queueReceive: {
+      requireNoBody(request);
+      const receive = parseReceive(request.header);
+      if (options.signal) receive.signal = options.signal;
+      const result = await api.queues.receive(options.session, receive);
+      const partitions: ReceiveResponsePartition[] = [];
+      const chunks: Uint8Array[] = [];
+      let total = 0;
+      for (const received of result.partitions) {
+        let bytes = 0;
+        for (const records of received.records) {
+          chunks.push(records);
+          bytes += records.length;
+        }
+        total += bytes;
+        const { offsets, deliveryCounts } = received;
+        const deliveries: number[] = new Array(offsets.length * 2);
+        for (let i = 0; i < offsets.length; i++) {
+          deliveries[i * 2] = offsets[i]!;
+          deliveries[i * 2 + 1] = deliveryCounts[i]!;
+        }
+        partitions.push({ partition: received.partition, bytes, deliveries });
+      }
+      let body: Uint8Array = emptyBody;
+      if (chunks.length === 1) body = chunks[0]!;
+      else if (chunks.length > 1) body = Buffer.concat(chunks, total);
+      return response(request, { partitions }, body);
+    }
+    case Opcode.queueAck: {
+      requireNoBody(request);
+      const ack = parseAck(request.header);
+      if ('receipts' in ack) return response(request, await api.queues.ackReceipts(ack.group, ack.receipts));
+      return response(request, await api.queues.ack(ack.group, ack.topic, ack.partitions));
+    }
+    case Opcode.queueNack: {
+      requireNoBody(request);
+      const nack = parseNack(request.header);
+      const settings = {
+        ...(nack.delayMs !== undefined ? { delayMs: nack.delayMs } : {}),
+        ...(nack.error !== undefined ? { error: nack.error } : {}),
+      };
+      if ('receipts' in nack) {
+        return response(request, await api.queues.nackReceipts(nack.group, nack.receipts, settings));
+      }
+      return response(request, await api.queues.nack(nack.group, nack.topic, nack.partitions, settings));
+    }
+    case Opcode.queueDescribe: {
+      requireNoBody(request);
+      const { group } = parseDescribeQueues(request.header);
+      return response(request, { groups: api.queues.describe(group) });
+    }
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');
     default:

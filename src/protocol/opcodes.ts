@@ -24,6 +24,10 @@ export const Opcode = {
   groupFetch: 45,
   listGroups: 46,
   describeGroup: 47,
+  queueReceive: 50,
+  queueAck: 51,
+  queueNack: 52,
+  queueDescribe: 53,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
 } as const;

@@ -10,6 +10,7 @@
 import type { IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
 import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
+import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 
 /** Result label of a request answered without error. */
@@ -78,6 +79,7 @@ export class ServerMetrics {
     integrity: () => IntegrityReport | null = () => null,
     storage: () => StorageStats | null = () => null,
     groups: () => GroupDescription[] = () => [],
+    queues: () => QueueGroupDescription[] = () => [],
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -227,6 +229,35 @@ export class ServerMetrics {
         0,
       );
       lines.push(`spillway_repair_set_aside_offsets_total ${setAside}`);
+    }
+    let queueGroups: QueueGroupDescription[] = [];
+    try {
+      queueGroups = queues();
+    } catch {
+      // The broker is closing.
+    }
+    const queueMetrics = [
+      ['spillway_queue_backlog', 'Queue partition: visible end offset minus the ack floor.', 'backlog'],
+      [
+        'spillway_queue_ack_floor',
+        'Queue partition: every offset below is acked or dead-lettered.',
+        'ackFloor',
+      ],
+      ['spillway_queue_in_flight', 'Queue partition: deliveries awaiting their ack.', 'inFlight'],
+      [
+        'spillway_queue_scheduled',
+        'Queue partition: nacked messages waiting for their retry time.',
+        'scheduled',
+      ],
+    ] as const;
+    for (const [name, help, field] of queueMetrics) {
+      metric(name, 'gauge', help);
+      for (const group of queueGroups) {
+        const labels = `group="${escapeLabelValue(group.group)}",topic="${escapeLabelValue(group.topic)}"`;
+        for (const partition of group.partitions) {
+          lines.push(`${name}{${labels},partition="${partition.partition}"} ${partition[field]}`);
+        }
+      }
     }
     let stats: StorageStats | null = null;
     try {

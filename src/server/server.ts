@@ -256,6 +256,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       () => api.integrity.report(),
       () => api.storageStats?.() ?? null,
       () => api.groups.list().map((group) => api.groups.describe(group.group)),
+      () => api.queues.describe(),
     ),
   );
 

@@ -73,6 +73,7 @@ describe('Broker topics', () => {
     expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual([
       '__consumer_offsets',
       '__metadata',
+      '__queue_state',
     ]);
     expect(broker.topics.describe('__metadata')).toMatchObject({
       name: '__metadata',
@@ -227,7 +228,11 @@ describe('Broker topics', () => {
     await broker.topics.create('temp', { partitions: 2 });
     await broker.messages.produce('temp', 0, batchOf('old', 4));
     await broker.topics.delete('temp');
-    expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual(['__consumer_offsets', '__metadata']);
+    expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
+      '__consumer_offsets',
+      '__metadata',
+      '__queue_state',
+    ]);
     const again = await broker.topics.create('temp', { partitions: 1 });
     expect(again.partitions[0]!.logEndOffset).toBe(0);
     expect((await broker.messages.fetch('temp', 0, 0, fetchAll)).records.length).toBe(0);

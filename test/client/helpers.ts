@@ -72,6 +72,7 @@ export function delegate(
     sessions: services.sessions ?? broker.sessions,
     integrity: broker.integrity,
     groups: broker.groups,
+    queues: broker.queues,
     messages: {
       produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
       fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),

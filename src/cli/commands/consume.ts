@@ -3,8 +3,9 @@
  * `{"topic","partition","offset","key","value","headers","timestamp","deliveryCount"}` (key, value and
  * header values as UTF-8 text), and acks it once printed. Stops after --max-messages, or when no
  * message came for --idle-exit-ms, or on SIGINT/SIGTERM (then commits what was printed and leaves
- * the group). `--group G` joins group G (`--mode group`, the default, or `broadcast`: the member id is
- * `--member-id`, default `spillway-cli-<group>`); `--from` then applies only where G has no offset.
+ * the group). `--group G` joins group G: `--mode group` (the default) or `broadcast` (the member id is
+ * `--member-id`, default `spillway-cli-<group>`), where `--from` applies only where G has no offset;
+ * or `--mode shared` / `key_shared`: the group's per-message ack state on the broker.
  * Without a group, with --on-corrupt-batch skip, a batch failing its CRC32C check is passed over and
  * reported on stderr as one JSON line `{"skipped":{"topic","partition","firstOffset","nextOffset","reason"}}`;
  * the default (fail) stops with CORRUPT_BATCH.
@@ -13,9 +14,10 @@ import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
-export const consumeUsage = `usage: spillway consume TOPIC [--group G [--mode group|broadcast] [--member-id ID]] [--from earliest|latest]
-                        [--max-messages N] [--idle-exit-ms N] [--on-corrupt-batch fail|skip] [--broker URL]
-  (--mode shared|key_shared arrive with queues; --on-corrupt-batch skip is for reads without --group)`;
+export const consumeUsage = `usage: spillway consume TOPIC [--group G [--mode group|broadcast|shared|key_shared] [--member-id ID]]
+                        [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--on-corrupt-batch fail|skip]
+                        [--broker URL]
+  (acks each message after printing it; --member-id is for broadcast; --on-corrupt-batch skip is for reads without --group)`;
 
 function text(bytes: Uint8Array | null): string | null {
   return bytes === null
@@ -45,12 +47,8 @@ export async function runConsume(argv: string[]): Promise<number> {
     throw new UsageError('--from must be earliest or latest');
   if (values.mode !== undefined && values.group === undefined) throw new UsageError('--mode needs --group');
   const mode = values.mode ?? 'group';
-  if (mode !== 'group' && mode !== 'broadcast') {
-    throw new UsageError(
-      mode === 'shared' || mode === 'key_shared'
-        ? `--mode ${mode} is not supported by this version yet (queues arrive later)`
-        : '--mode must be group or broadcast',
-    );
+  if (mode !== 'group' && mode !== 'broadcast' && mode !== 'shared' && mode !== 'key_shared') {
+    throw new UsageError('--mode must be group, broadcast, shared or key_shared');
   }
   if (values['member-id'] !== undefined && mode !== 'broadcast')
     throw new UsageError('--member-id is for --mode broadcast');
@@ -72,15 +70,17 @@ export async function runConsume(argv: string[]): Promise<number> {
           onCorruptBatch,
           onSkippedBatch: (skipped) => process.stderr.write(`${JSON.stringify({ skipped })}\n`),
         })
-      : sw.consumer({
-          group: values.group,
-          topics: [topic],
-          mode,
-          from: values.from,
-          ...(mode === 'broadcast'
-            ? { memberId: values['member-id'] ?? `spillway-cli-${values.group}` }
-            : {}),
-        });
+      : mode === 'shared' || mode === 'key_shared'
+        ? sw.consumer({ group: values.group, topics: [topic], mode })
+        : sw.consumer({
+            group: values.group,
+            topics: [topic],
+            mode,
+            from: values.from,
+            ...(mode === 'broadcast'
+              ? { memberId: values['member-id'] ?? `spillway-cli-${values.group}` }
+              : {}),
+          });
   let idleTimer: NodeJS.Timeout | null = null;
   const armIdle = () => {
     if (idleExitMs === undefined) return;
