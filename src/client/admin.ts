@@ -21,6 +21,7 @@ import type {
   TopicNameRequest,
 } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
+import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { Transport } from './transport.js';
 import { integerOf } from './wire.js';
 
@@ -103,6 +104,20 @@ export class Admin {
       throw new SpillwayError('PROTOCOL_ERROR', "listGroups: the broker's answer has no group list");
     }
     return groups as GroupSummary[];
+  }
+
+  /**
+   * The queue groups (shared and key_shared consumption) of `group`, or every one: per (group, topic)
+   * the mode, settings, receiving members and per partition the ack floor, backlog, in-flight and
+   * scheduled counts.
+   */
+  async describeQueues(group?: string): Promise<QueueGroupDescription[]> {
+    const response = await this.transport.request(Opcode.queueDescribe, group === undefined ? {} : { group });
+    const groups = (response.header as { groups?: unknown } | null)?.groups;
+    if (!Array.isArray(groups)) {
+      throw new SpillwayError('PROTOCOL_ERROR', "describeQueues: the broker's answer has no group list");
+    }
+    return groups as QueueGroupDescription[];
   }
 
   /** A group's mode, generation, members, assignment, committed offsets and lag per partition. */

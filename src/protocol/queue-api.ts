@@ -118,3 +118,23 @@ export interface QueueService {
   /** Queue groups (all, or of one group name). */
   describe(group?: string): QueueGroupDescription[];
 }
+
+/** One row of a group list for a queue group: what `spillway group list` and `GET /v1/groups` show. */
+export interface QueueGroupSummary {
+  group: string;
+  mode: QueueMode;
+  topic: string;
+  memberCount: number;
+  /** Sum of the partitions' backlog (visible end minus the ack floor). */
+  backlog: number;
+}
+
+export function queueGroupSummary(queue: QueueGroupDescription): QueueGroupSummary {
+  return {
+    group: queue.group,
+    mode: queue.mode,
+    topic: queue.topic,
+    memberCount: queue.members.length,
+    backlog: queue.partitions.reduce((sum, partition) => sum + partition.backlog, 0),
+  };
+}

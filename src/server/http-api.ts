@@ -6,7 +6,7 @@
  * messages sent over WebSocket; fetch decodes batches into JSON messages.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
-import { CorruptStoredBatchError, InvalidArgumentError } from '../errors.js';
+import { CorruptStoredBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import {
   BatchHeader,
   batchBaseOffset,
@@ -31,7 +31,7 @@ import { crc32c } from '../native.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
 import { partitionForKey } from '../protocol/partitioner.js';
-import type { NackSettings } from '../protocol/queue-api.js';
+import { type NackSettings, queueGroupSummary } from '../protocol/queue-api.js';
 import { parseReceipts, parseReceive } from '../protocol/queue-messages.js';
 import { HttpExchange, type HttpExchangeHooks } from './http-exchange.js';
 import { HttpError } from './http-status.js';
@@ -258,14 +258,18 @@ export class HttpApi {
     });
     route('/v1/groups', 'groups_list', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
-      void exchange.run(() => ({ status: 200, json: { groups: this.context.api.groups.list() } }));
+      const api = this.context.api;
+      void exchange.run(() => ({
+        status: 200,
+        json: { groups: [...api.groups.list(), ...api.queues.describe().map(queueGroupSummary)] },
+      }));
     });
     route('/v1/groups/:group', 'group', (exchange, request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       const rawName = request.getParameter(0);
       void exchange.run(() => ({
         status: 200,
-        json: this.context.api.groups.describe(decodeParameter(rawName, 'group name')),
+        json: this.describeGroup(decodeParameter(rawName, 'group name')),
       }));
     });
     route('/v1/groups/:group/:action', 'queue', (exchange, request, method) => {
@@ -484,6 +488,19 @@ export class HttpApi {
       settings.error = fields['error'];
     }
     return { status: 200, json: await queues.nackReceipts(group, receipts, settings) };
+  }
+
+  /** GET /v1/groups/G: the coordinator's description, or the group's queues (shared, key_shared). */
+  private describeGroup(group: string) {
+    const api = this.context.api;
+    try {
+      return api.groups.describe(group);
+    } catch (error) {
+      if (!(error instanceof SpillwayError) || error.code !== 'UNKNOWN_GROUP') throw error;
+      const queues = api.queues.describe(group);
+      if (queues.length === 0) throw error;
+      return { group, mode: queues[0]!.mode, queues };
+    }
   }
 
   /** GET /v1/topics[?internal=true|false]. */

@@ -97,6 +97,21 @@ describe('HTTP queue API', () => {
       .filter((line) => line.startsWith('spillway_queue_ack_floor{group="billing",topic="hq"'));
     expect(floors.reduce((sum, line) => sum + Number(line.split(' ')[1]), 0)).toBe(3);
     expect(metrics).toMatch(/spillway_queue_in_flight\{group="billing",topic="hq",partition="0"\} 0/);
+    // The group list and describe show queue groups too.
+    const listed = (await (await fetch(`${harness.http}/v1/groups`)).json()) as { groups: unknown[] };
+    expect(listed.groups).toContainEqual({
+      group: 'billing',
+      mode: 'shared',
+      topic: 'hq',
+      memberCount: 0,
+      backlog: 0,
+    });
+    const described = (await (await fetch(`${harness.http}/v1/groups/billing`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(described).toMatchObject({ group: 'billing', mode: 'shared', queues: [{ topic: 'hq' }] });
+    expect((await fetch(`${harness.http}/v1/groups/nobody`)).status).toBe(404);
   });
 
   it('a receipt is useless after its ack timeout: the message comes again with a new one', async () => {
