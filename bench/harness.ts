@@ -24,6 +24,7 @@ export const suiteNames = [
   'recovery',
   'state',
   'broker',
+  'consume-pool',
   'peers',
   'compare',
 ] as const;

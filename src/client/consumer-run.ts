@@ -227,7 +227,9 @@ export class Runner implements RunScheduler {
   private failure: { error: unknown } | null = null;
   private consumerEnded = false;
   private capacityWaiter: (() => void) | null = null;
-  private readonly settling = new Set<Promise<void>>();
+  /** ack/nack promises not yet settled, and who waits for them to be none. */
+  private settling = 0;
+  private settledWaiter: (() => void) | null = null;
   private executor: RunExecutor | null = null;
 
   constructor(
@@ -273,7 +275,11 @@ export class Runner implements RunScheduler {
     this.consumerEnded = true;
     this.dropQueued();
     await executor.idle();
-    await Promise.allSettled([...this.settling]);
+    if (this.settling > 0) {
+      await new Promise<void>((wake) => {
+        this.settledWaiter = wake;
+      });
+    }
     const threads = await executor.shutdown();
     if (this.failure !== null) {
       await this.consumer.close();
@@ -384,18 +390,19 @@ export class Runner implements RunScheduler {
       if (this.rewinds) this.dropAfter(message);
     }
     this.finished(1);
-    const tracked = settlement.then(
-      () => {
-        this.settling.delete(tracked);
-      },
-      (error: unknown) => {
-        this.settling.delete(tracked);
-        // Once the consumer is closed, settling may fail (nothing comes again): not an error of the run.
-        if (!this.consumerEnded) this.fail(error);
-      },
-    );
-    this.settling.add(tracked);
+    this.settling++;
+    settlement.then(this.onSettled, this.onSettleFailed);
   }
+
+  private readonly onSettled = (): void => {
+    if (--this.settling === 0 && this.settledWaiter !== null) this.settledWaiter();
+  };
+
+  private readonly onSettleFailed = (error: unknown): void => {
+    // Once the consumer is closed, settling may fail (nothing comes again): not an error of the run.
+    if (!this.consumerEnded) this.fail(error);
+    this.onSettled();
+  };
 
   fail(error: unknown): void {
     if (this.failure !== null) return;

@@ -9,17 +9,19 @@
  */
 import type { ConsumedMessage } from './message.js';
 
-/** What a worker module's `handler` receives: the message as plain data. */
+/**
+ * What a worker module's `handler` receives: the message as data (no ack/nack: the return or throw
+ * decides). key, value and header values are Buffers viewing the batch's bytes, made on each access.
+ */
 export interface WorkerMessage {
-  topic: string;
-  partition: number;
-  offset: number;
-  /** Views into the batch's bytes (valid as long as the message is referenced). */
-  key: Buffer | null;
-  value: Buffer | null;
-  headers: Record<string, Buffer | null>;
-  timestamp: number;
-  deliveryCount: number;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers: Record<string, Buffer | null>;
+  readonly timestamp: number;
+  readonly deliveryCount: number;
 }
 
 /** A task for pool-worker.ts's runBatch. */
@@ -138,32 +140,67 @@ export function packBatch(
   };
 }
 
+const noHeaders: Record<string, Buffer | null> = Object.freeze({}) as Record<string, Buffer | null>;
+
+/**
+ * A message of a batch in the worker: numbers read at once, key/value/headers made on first access
+ * (a handler that does not look at them costs no Buffer).
+ */
+class BatchMessage implements WorkerMessage {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly timestamp: number;
+  readonly deliveryCount: number;
+  private readonly task: BatchTask;
+  private readonly data: Buffer;
+  private readonly base: number;
+
+  constructor(task: BatchTask, data: Buffer, index: number) {
+    const meta = task.meta;
+    const base = index * metaFields;
+    this.task = task;
+    this.data = data;
+    this.base = base;
+    this.topic = task.topics[meta[base + field.topic]!]!;
+    this.partition = meta[base + field.partition]!;
+    this.offset = meta[base + field.offset]!;
+    this.timestamp = meta[base + field.timestamp]!;
+    this.deliveryCount = meta[base + field.deliveryCount]!;
+  }
+
+  get key(): Buffer | null {
+    const meta = this.task.meta;
+    return this.view(meta[this.base + field.keyStart]!, meta[this.base + field.keyLength]!);
+  }
+
+  get value(): Buffer | null {
+    const meta = this.task.meta;
+    return this.view(meta[this.base + field.valueStart]!, meta[this.base + field.valueLength]!);
+  }
+
+  get headers(): Record<string, Buffer | null> {
+    const { meta, headerMeta, headerNames } = this.task;
+    const count = meta[this.base + field.headerCount]!;
+    if (count === 0) return noHeaders;
+    const headers: Record<string, Buffer | null> = {};
+    const start = meta[this.base + field.headerStart]!;
+    for (let header = start; header < start + count; header++) {
+      headers[headerNames[header]!] = this.view(headerMeta[header * 2]!, headerMeta[header * 2 + 1]!);
+    }
+    return headers;
+  }
+
+  private view(start: number, length: number): Buffer | null {
+    return length < 0 ? null : this.data.subarray(start, start + length);
+  }
+}
+
 /** The messages of a task, as the worker hands them to the handler. */
 export function unpackBatch(task: BatchTask): WorkerMessage[] {
-  const { meta, headerMeta, headerNames, topics } = task;
   const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
-  const view = (start: number, length: number): Buffer | null =>
-    length < 0 ? null : data.subarray(start, start + length);
   const messages: WorkerMessage[] = new Array(task.count);
-  for (let index = 0; index < task.count; index++) {
-    const base = index * metaFields;
-    const headers: Record<string, Buffer | null> = {};
-    const headerStart = meta[base + field.headerStart]!;
-    const headerEnd = headerStart + meta[base + field.headerCount]!;
-    for (let header = headerStart; header < headerEnd; header++) {
-      headers[headerNames[header]!] = view(headerMeta[header * 2]!, headerMeta[header * 2 + 1]!);
-    }
-    messages[index] = {
-      topic: topics[meta[base + field.topic]!]!,
-      partition: meta[base + field.partition]!,
-      offset: meta[base + field.offset]!,
-      key: view(meta[base + field.keyStart]!, meta[base + field.keyLength]!),
-      value: view(meta[base + field.valueStart]!, meta[base + field.valueLength]!),
-      headers,
-      timestamp: meta[base + field.timestamp]!,
-      deliveryCount: meta[base + field.deliveryCount]!,
-    };
-  }
+  for (let index = 0; index < task.count; index++) messages[index] = new BatchMessage(task, data, index);
   return messages;
 }
 

@@ -9,7 +9,8 @@
  * the worker does not ack. Returning (or resolving) means handled: the main thread acks it.
  * Throwing (or rejecting) means failed: the main thread nacks it with the error's message (in log
  * and group modes the partition rewinds to it; in shared modes it takes the retry/dead-letter path).
- * The module is imported once per thread; module-level state lives per thread.
+ * The module is imported once per thread; module-level state lives per thread, and the thread's
+ * event loop keeps running between batches (piscina `atomics: 'async'`), so its timers and sockets work.
  *
  * Scheduling (see consumer-run.ts for lanes): messages go to workers in batches of up to
  * `batchMessages`, packed into transferred buffers (pool-batch.ts), not one task per message. A
@@ -63,6 +64,9 @@ export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecu
     maxThreads: threads,
     concurrentTasksPerWorker: 1,
     idleTimeout: 60_000,
+    // Between batches a thread keeps running its event loop (the handler module's timers and
+    // sockets work); 'sync' would freeze the thread until the next batch.
+    atomics: 'async',
   });
   const counts = { threadsStarted: 0, threadsExited: 0 };
   pool.on('workerCreate', () => {
