@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import type { ConsumedMessage, RunSummary, Spillway } from '../../src/client/index.js';
 import { SpillwayError } from '../../src/errors.js';
-import { connect, onCleanup, openBroker, sleep, waitFor } from './helpers.js';
+import { connect, deferred, onCleanup, openBroker, sleep, waitFor } from './helpers.js';
 
 interface Seen {
   partition: number;
@@ -215,6 +215,40 @@ describe('consumer.run({ handler })', () => {
     });
     expect(summary.handled).toBe(300);
     expect(summary.peakPendingMessages).toBe(10);
+  });
+
+  test('closing the consumer: run waits for the running handler, drops what is queued, then resolves', async () => {
+    const sw = await setup(1);
+    await produce(sw, 1, 20, 1);
+    const consumer = sw.consumer({ topics: ['t'], from: 'earliest' });
+    const release = deferred();
+    const started = deferred();
+    let finished = false;
+    let calls = 0;
+    const running = consumer.run({
+      handler: async (message) => {
+        calls++;
+        started.resolve();
+        if (message.offset === 0) await release.promise;
+        finished = true;
+      },
+    });
+    let resolved = false;
+    void running.then(() => {
+      resolved = true;
+    });
+    await started.promise;
+    await waitFor(() => consumer.assignment()[0]!.position === 20);
+    await sleep(20);
+    await consumer.close();
+    await sleep(20);
+    expect(resolved).toBe(false);
+    release.resolve();
+    const summary = await running;
+    expect(finished).toBe(true);
+    expect(calls).toBe(1);
+    expect(summary).toMatchObject({ handled: 1, failed: 0 });
+    expect(summary.dropped).toBeGreaterThan(0);
   });
 
   test('options are checked; one run at a time; a consumer failure rejects run', async () => {
