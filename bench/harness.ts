@@ -23,6 +23,7 @@ export const suiteNames = [
   'read',
   'recovery',
   'state',
+  'scrub',
   'broker',
   'consume-pool',
   'peers',

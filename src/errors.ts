@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'LOG_TRUNCATED'
   | 'STORAGE_FULL'
   | 'STORAGE_IO'
+  | 'TOO_MANY_OPEN_FILES'
   | 'BACKPRESSURE'
   | 'NATIVE_UNAVAILABLE'
   | 'UNKNOWN_TOPIC'
@@ -46,6 +47,7 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   LOG_TRUNCATED: true,
   STORAGE_FULL: true,
   STORAGE_IO: false,
+  TOO_MANY_OPEN_FILES: false,
   BACKPRESSURE: true,
   NATIVE_UNAVAILABLE: false,
   UNKNOWN_TOPIC: false,
@@ -107,6 +109,31 @@ export class CorruptBatchError extends SpillwayError {
   constructor(message: string) {
     super('CORRUPT_BATCH', message);
     this.name = 'CorruptBatchError';
+  }
+}
+
+/**
+ * A batch stored in a partition log fails its CRC32C check when read (bit rot after it was
+ * acknowledged): code CORRUPT_LOG, not retriable. Names the partition and the batch's offsets as its
+ * header gives them; reading from `nextOffset` goes past it.
+ */
+export class CorruptStoredBatchError extends SpillwayError {
+  readonly topic: string;
+  readonly partition: number;
+  readonly baseOffset: number;
+  /** Offset after the damaged batch (where a reader may resume). */
+  readonly nextOffset: number;
+
+  constructor(topic: string, partition: number, baseOffset: number, nextOffset: number, reason: string) {
+    super(
+      'CORRUPT_LOG',
+      `corrupt stored batch in ${topic}/${partition} at offsets ${baseOffset}..${nextOffset - 1}: ${reason}; read from offset ${nextOffset} to skip it`,
+    );
+    this.name = 'CorruptStoredBatchError';
+    this.topic = topic;
+    this.partition = partition;
+    this.baseOffset = baseOffset;
+    this.nextOffset = nextOffset;
   }
 }
 
@@ -182,6 +209,14 @@ export class StorageIoError extends SpillwayError {
   }
 }
 
+/** The process ran out of file descriptors (EMFILE/ENFILE): raise `ulimit -n`, or use fewer partitions. */
+export class TooManyOpenFilesError extends SpillwayError {
+  constructor(message: string, cause?: unknown) {
+    super('TOO_MANY_OPEN_FILES', message, { cause, retriable: false });
+    this.name = 'TooManyOpenFilesError';
+  }
+}
+
 /** Too much work is queued; try again later. */
 export class BackpressureError extends SpillwayError {
   constructor(message: string) {
@@ -197,6 +232,9 @@ export function storageErrorFrom(operation: string, error: unknown): SpillwayErr
   const detail = error instanceof Error ? error.message : String(error);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new StorageFullError(`${operation}: no space left on device (${detail})`, error);
+  }
+  if (code === 'EMFILE' || code === 'ENFILE') {
+    return new TooManyOpenFilesError(`${operation}: too many open files (${detail})`, error);
   }
   return new StorageIoError(`${operation}: ${detail}`, error);
 }

@@ -23,8 +23,20 @@ export const recordHeaderCountMax = 256;
 /** Smallest and largest segment a partition log may be configured with. */
 export const segmentBytesMin = 64 * 1024;
 export const segmentBytesMax = 2 * 1024 * 1024 * 1024 - 1;
-/** Default segment size: preallocated, mapped, trimmed when rolled. */
+/** Default segment size: the most an active segment grows to; trimmed when rolled. */
 export const segmentBytesDefault = 256 * 1024 * 1024;
+/**
+ * The active segment grows in steps (log-segment.ts): the first step preallocates this much, each
+ * next one doubles what the segment holds, up to `segmentGrowthBytesMax` per step. Disk in
+ * proportion to use: a partition with one small message holds one first step.
+ */
+export const segmentGrowthBytesMin = 64 * 1024;
+export const segmentGrowthBytesMax = 64 * 1024 * 1024;
+/**
+ * A log prepares a spare segment (spare-segment.ts: the next segment, preallocated and zero-filled
+ * in the background) only when it rolls often: after a segment filled up within this time.
+ */
+export const spareSegmentFillMsMax = 10 * 60 * 1000;
 /** Bytes of log between two sparse index entries (offset index and time index). */
 export const indexIntervalBytesDefault = 4096;
 /** Default age after which the active segment is rolled even if not full (7 days, like Kafka). */
@@ -80,6 +92,18 @@ export const fetchWaitersPerPartitionMax = 1024;
 export const fetchWaitersTotalMax = 65_536;
 /** Default interval between two retention passes over every partition log (5 minutes). */
 export const retentionCheckIntervalMsDefault = 5 * 60 * 1000;
+/** Default disk reserve (disk-reserve.ts): this fraction of the data directory's file system... */
+export const diskReserveFractionDefault = 0.05;
+/** ...but at most this much. */
+export const diskReserveBytesDefaultMax = 1024 * 1024 * 1024;
+/** Longest time between two readings of the free disk space while produces arrive. */
+export const diskCheckIntervalMs = 100;
+/** Default scrub rate (scrubber.ts): bytes of sealed segments re-verified per second; 0: off. */
+export const scrubBytesPerSecondDefault = 16 * 1024 * 1024;
+/** Default pause between the end of one scrub pass over every sealed segment and the next. */
+export const scrubPassIntervalMsDefault = 24 * 60 * 60 * 1000;
+/** Scrub damage findings kept (the oldest are dropped past it; counters keep counting). */
+export const scrubFindingsMax = 1000;
 /**
  * Longest msg-id dedup window older versions accepted and stored (7 days). Msg-id dedup arrives in a
  * later version: new topics take only 0, and a stored window within this range loads as 0.

@@ -16,12 +16,14 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Clock, ClockTimer } from '../clock.js';
-import type { BrokerApi } from '../protocol/broker-api.js';
+import type { BrokerApi, StorageStats } from '../protocol/broker-api.js';
+import { PartitionLog } from '../storage/partition-log.js';
 import { BrokerIntegrity } from './broker-integrity.js';
 import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
 import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
+import { DiskReserve } from './disk-reserve.js';
 import { Lifecycle } from './lifecycle.js';
 import { MetadataStore, metadataTopicName } from './metadata-store.js';
 import {
@@ -34,6 +36,7 @@ import {
 } from './open-report.js';
 import type { Partition } from './partition.js';
 import type { PartitionDamage } from './partition-damage.js';
+import { Scrubber, type ScrubTarget } from './scrubber.js';
 import { SessionRegistry } from './session-registry.js';
 import { internalTopic } from './state/state-log-partition.js';
 import { Topic } from './topic.js';
@@ -56,6 +59,7 @@ export interface BrokerEngineParts {
   metadata: MetadataStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
+  diskReserve: DiskReserve;
 }
 
 export class BrokerEngine implements BrokerApi {
@@ -68,6 +72,10 @@ export class BrokerEngine implements BrokerApi {
   /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
   readonly sessions: SessionRegistry;
   readonly integrity: BrokerIntegrity;
+  /** The broker-wide disk reserve (disk-reserve.ts). */
+  readonly diskReserve: DiskReserve;
+  /** The background scrub of sealed segments (scrubber.ts). */
+  readonly scrubber: Scrubber;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
@@ -85,14 +93,22 @@ export class BrokerEngine implements BrokerApi {
     this.lock = parts.lock;
     this.metadata = parts.metadata;
     this.openReport = parts.openReport;
+    this.diskReserve = parts.diskReserve;
     this.topics = new BrokerTopics(
       parts.options,
       parts.dataDir,
       this.lifecycle,
       parts.metadata,
       parts.topics,
+      parts.diskReserve,
     );
-    this.messages = new BrokerMessages(this.topics, this.lifecycle, this.clock);
+    this.messages = new BrokerMessages(this.topics, this.lifecycle, this.clock, parts.diskReserve);
+    this.scrubber = new Scrubber(() => this.scrubTargets(), {
+      bytesPerSecond: parts.options.scrubBytesPerSecond,
+      passIntervalMs: parts.options.scrubPassIntervalMs,
+      clock: this.clock,
+    });
+    this.scrubber.start();
     this.integrity = new BrokerIntegrity(this.topics, this.lifecycle, parts.openReport, (record, index) =>
       partitionLogRequest(parts.options, parts.dataDir, record, index),
     );
@@ -127,6 +143,7 @@ export class BrokerEngine implements BrokerApi {
     const lock = DataDirectoryLock.acquire(dataDir);
     let metadata: MetadataStore | null = null;
     try {
+      const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
         dataDir,
         defaults: resolved.topicDefaults,
@@ -202,12 +219,53 @@ export class BrokerEngine implements BrokerApi {
         metadata,
         topics: [internal, ...topics],
         openReport: report,
+        diskReserve,
       };
     } catch (error) {
       await metadata?.close().catch(() => undefined);
       lock.release();
       throw error;
     }
+  }
+
+  /** Disk use, the reserve and the scrub's findings (for metrics and health). */
+  storageStats(): StorageStats {
+    let preallocatedBytes = 0;
+    for (const topic of this.topics.all()) {
+      for (const partition of topic.partitions) {
+        const log = partition.openLog;
+        if (log instanceof PartitionLog) preallocatedBytes += log.preallocatedBytes;
+      }
+    }
+    const scrub = this.scrubber.stats;
+    return {
+      disk: this.diskReserve.stats,
+      preallocatedBytes,
+      scrub: {
+        bytesPerSecond: scrub.bytesPerSecond,
+        passesCompleted: scrub.passesCompleted,
+        bytesScrubbed: scrub.bytesScrubbed,
+        batchesScrubbed: scrub.batchesScrubbed,
+        segmentsScrubbed: scrub.segmentsScrubbed,
+        damageFound: scrub.damageFound,
+        findings: scrub.findings,
+      },
+    };
+  }
+
+  /** Every partition served now, for the scrub. */
+  private scrubTargets(): ScrubTarget[] {
+    if (this.lifecycle.closing) return [];
+    const targets: ScrubTarget[] = [];
+    for (const topic of this.topics.all()) {
+      if (topic.deleted) continue;
+      for (const partition of topic.partitions) {
+        // Segment files only (a log from another LogFactory has none); stopped partitions wait for repair.
+        const log = partition.openLog;
+        if (log instanceof PartitionLog) targets.push({ topic: topic.name, partition: partition.index, log });
+      }
+    }
+    return targets;
   }
 
   /** What the last timed retention pass did (failures included), null before the first one. */
@@ -272,6 +330,7 @@ export class BrokerEngine implements BrokerApi {
     const sessionsClosed = this.sessions.closeAll('the broker is closing');
     this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
+    await this.scrubber.stop();
     this.messages.wakeAll();
     await sessionsClosed;
     await this.topics.idle();

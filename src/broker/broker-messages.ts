@@ -27,6 +27,7 @@ import type {
   ProduceResult,
 } from '../protocol/broker-api.js';
 import { type BrokerTopics, checkInteger } from './broker-topics.js';
+import type { DiskReserve } from './disk-reserve.js';
 import { FetchWaiters } from './fetch-waiters.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Partition } from './partition.js';
@@ -70,12 +71,14 @@ export class BrokerMessages implements MessageService {
   private readonly lifecycle: Lifecycle;
   /** The broker's clock: long-poll deadlines and timeouts. */
   private readonly clock: Clock;
+  private readonly diskReserve: DiskReserve;
   private readonly waiters: FetchWaiters<Partition>;
 
-  constructor(topics: BrokerTopics, lifecycle: Lifecycle, clock: Clock) {
+  constructor(topics: BrokerTopics, lifecycle: Lifecycle, clock: Clock, diskReserve: DiskReserve) {
     this.topics = topics;
     this.lifecycle = lifecycle;
     this.clock = clock;
+    this.diskReserve = diskReserve;
     this.waiters = new FetchWaiters(fetchWaitersPerPartitionMax, fetchWaitersTotalMax, clock);
     topics.onTopicDeleted((topic) => {
       for (const partition of topic.partitions) this.waiters.wake(partition);
@@ -105,6 +108,8 @@ export class BrokerMessages implements MessageService {
         throw new InvalidBatchError(`${feature} batches are not supported yet`);
       }
     }
+    // Early and clean: refused before the log has to grow into the last bytes of the disk.
+    this.diskReserve.admit(batch.length, `produce to ${topic}/${partition}`);
     this.lifecycle.begin();
     try {
       const appended = await target.log.append(batch);

@@ -12,6 +12,8 @@ import {
   indexIntervalBytesDefault,
   indexIntervalBytesMax,
   retentionCheckIntervalMsDefault,
+  scrubBytesPerSecondDefault,
+  scrubPassIntervalMsDefault,
   segmentBytesDefault,
   segmentBytesMax,
   segmentBytesMin,
@@ -31,7 +33,7 @@ export interface BrokerOptions {
   durability?: Durability;
   /** Default flush interval of new topics with durability 'interval'. Default 200 ms. */
   flushIntervalMs?: number;
-  /** Default segment size of new topics. Default 256 MiB (preallocated per active segment). */
+  /** Default segment size of new topics. Default 256 MiB (the active segment grows to it in steps). */
   segmentBytes?: number;
   /** Default time retention of new topics; -1 (default): forever. */
   retentionMs?: number;
@@ -65,6 +67,16 @@ export interface BrokerOptions {
    * between two snapshots, at least (default 1 MiB). For tuning and tests.
    */
   stateLog?: StateLogTuning;
+  /**
+   * Free space to keep on the data directory's file system: below it, produce, topic creation and
+   * adding partitions fail with STORAGE_FULL (reads and deletions work). Default: 5% of the file
+   * system, at most 1 GiB. 0: no reserve.
+   */
+  diskReserveBytes?: number;
+  /** Rate of the background scrub of sealed segments (CRC32C re-verification). Default 16 MiB/s; 0: off. */
+  scrubBytesPerSecond?: number;
+  /** Pause between two scrub passes. Default 24 hours. */
+  scrubPassIntervalMs?: number;
 }
 
 export interface ResolvedBrokerOptions {
@@ -77,6 +89,10 @@ export interface ResolvedBrokerOptions {
   clock: Clock;
   logFactory: LogFactory;
   stateLog: StateLogTuning;
+  /** Undefined: the default for the file system (disk-reserve.ts). */
+  diskReserveBytes: number | undefined;
+  scrubBytesPerSecond: number;
+  scrubPassIntervalMs: number;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -88,6 +104,14 @@ function isClock(value: unknown): value is Clock {
   return ['nowMs', 'monotonicMs', 'setTimeout', 'setInterval', 'clearTimer'].every(
     (name) => typeof clock[name] === 'function',
   );
+}
+
+function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidArgumentError(`broker option ${name} must be an integer >= 0, got ${String(value)}`);
+  }
+  return value;
 }
 
 function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
@@ -163,6 +187,21 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       checkpointIntervalMsMax,
     ),
     stateLog: resolveStateLogTuning(options.stateLog),
+    diskReserveBytes:
+      options.diskReserveBytes === undefined
+        ? undefined
+        : nonNegativeInteger('diskReserveBytes', options.diskReserveBytes, 0),
+    scrubBytesPerSecond: nonNegativeInteger(
+      'scrubBytesPerSecond',
+      options.scrubBytesPerSecond,
+      scrubBytesPerSecondDefault,
+    ),
+    scrubPassIntervalMs: positiveInteger(
+      'scrubPassIntervalMs',
+      options.scrubPassIntervalMs,
+      scrubPassIntervalMsDefault,
+      timerDelayMsMax,
+    ),
   };
 }
 

@@ -5,14 +5,18 @@
  * Concurrency: one event loop. Administration is serialized, one operation at a time, so the
  * metadata and the directories change in one order. Every step that changes the disk is ordered so
  * that a crash between two steps is either invisible or completed at the next open:
- *  - create:        open the logs (directories), fsync the parents, record the topic, then serve.
+ *  - create:        mark the topic directory as being created (`.creating`), open the logs,
+ *                   fsync the parents, record the topic, remove the mark, then serve. A crash
+ *                   before the record leaves a marked directory, removed at the next open; a
+ *                   failure (a full disk, out of file descriptors) removes it at once.
  *  - addPartitions: open the new logs, fsync the topic directory, record the count, then serve them.
  *  - delete:        stop serving, close the logs, rename to `<name>.deleted-<ms>`, record the
  *                   deletion, remove the renamed directory.
  * Lookups (`topicNamed`, `partitionOf`) run concurrently with everything.
  */
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   InvalidArgumentError,
   storageErrorFrom,
@@ -29,7 +33,9 @@ import type {
 } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
 import type { LogOpenRequest, LogStore } from '../storage/log-store.js';
+import { releaseSegmentSpace } from '../storage/release-space.js';
 import type { ResolvedBrokerOptions } from './broker-options.js';
+import type { DiskReserve } from './disk-reserve.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { MetadataStore, TopicRecord } from './metadata-store.js';
 import { Partition } from './partition.js';
@@ -41,7 +47,13 @@ import {
 } from './partition-damage.js';
 import { Topic } from './topic.js';
 import { resolveTopicConfig } from './topic-config.js';
-import { asidePath, partitionDirectory, topicDirectory, topicsDirectory } from './topic-directories.js';
+import {
+  asidePath,
+  creatingMarkerName,
+  partitionDirectory,
+  topicDirectory,
+  topicsDirectory,
+} from './topic-directories.js';
 import { isInternalTopicName, validateUserTopicName } from './topic-name.js';
 
 export function checkInteger(name: string, value: unknown, min: number, max: number): number {
@@ -67,6 +79,7 @@ export class BrokerTopics implements TopicService {
   private readonly dataDir: string;
   private readonly lifecycle: Lifecycle;
   private readonly metadata: MetadataStore;
+  private readonly diskReserve: DiskReserve;
   private readonly topics = new Map<string, Topic>();
   private readonly deletionListeners: Array<(topic: Topic) => void> = [];
   /** Tail of the queue of topic administration operations. */
@@ -78,11 +91,13 @@ export class BrokerTopics implements TopicService {
     lifecycle: Lifecycle,
     metadata: MetadataStore,
     topics: Topic[],
+    diskReserve: DiskReserve,
   ) {
     this.options = options;
     this.dataDir = dataDir;
     this.lifecycle = lifecycle;
     this.metadata = metadata;
+    this.diskReserve = diskReserve;
     for (const topic of topics) this.topics.set(topic.name, topic);
   }
 
@@ -96,6 +111,7 @@ export class BrokerTopics implements TopicService {
       if (this.topics.size >= topicCountMax) {
         throw new InvalidArgumentError(`the broker already holds the maximum of ${topicCountMax} topics`);
       }
+      this.diskReserve.admit(0, `creating topic '${name}'`);
       const directory = topicDirectory(this.dataDir, name);
       // A directory the metadata does not know (open reported it): keep its content, out of the way.
       if (existsSync(directory))
@@ -106,21 +122,26 @@ export class BrokerTopics implements TopicService {
         createdAtMs: this.options.clock.nowMs(),
         config: resolved,
       };
-      let partitions: Partition[];
+      const marker = join(directory, creatingMarkerName);
+      let partitions: Partition[] = [];
       try {
-        partitions = await openPartitions(this.options, this.dataDir, record, 0, record.partitionCount);
-      } catch (error) {
-        rmSync(directory, { recursive: true, force: true });
-        throw error;
-      }
-      try {
-        fsyncDirectorySync(directory);
+        mkdirSync(directory);
+        writeFileSync(marker, '');
         fsyncDirectorySync(topicsDirectory(this.dataDir));
+        partitions = await openPartitions(this.options, this.dataDir, record, 0, record.partitionCount);
+        fsyncDirectorySync(directory);
         await this.metadata.putTopic(record);
       } catch (error) {
+        // Nothing half-made stays: the logs are closed (their descriptors freed) and removed.
         await closeQuietly(partitions);
         rmSync(directory, { recursive: true, force: true });
         throw storageErrorFrom(`creating topic '${name}'`, error);
+      }
+      try {
+        unlinkSync(marker);
+        fsyncDirectorySync(directory);
+      } catch {
+        // The topic is recorded: a mark left on a known topic is removed by the next open.
       }
       const topic = new Topic(record, partitions);
       this.topics.set(name, topic);
@@ -151,7 +172,11 @@ export class BrokerTopics implements TopicService {
         // The topic is gone from memory; the next open completes what is left (topic-directories.ts).
         throw storageErrorFrom(`deleting topic '${name}'`, error);
       }
+      // Mapped segment files keep their blocks until their maps are collected: give them back now.
+      releaseSegmentSpace(aside);
       await rm(aside, { recursive: true, force: true });
+      // The space is free now: writes refused for the reserve may go on at once.
+      this.diskReserve.refresh();
     });
   }
 
@@ -189,6 +214,7 @@ export class BrokerTopics implements TopicService {
     return this.administer(async () => {
       const topic = this.topicNamed(name);
       checkRoom(topic);
+      this.diskReserve.admit(0, `adding partitions to topic '${name}'`);
       const from = topic.partitionCount;
       const to = from + count;
       for (let index = from; index < to; index++) {
@@ -205,7 +231,7 @@ export class BrokerTopics implements TopicService {
         for (let index = from; index < to; index++) {
           rmSync(partitionDirectory(this.dataDir, name, index), { recursive: true, force: true });
         }
-        throw error;
+        throw storageErrorFrom(`adding partitions to topic '${name}'`, error);
       }
       try {
         fsyncDirectorySync(topicDirectory(this.dataDir, name));

@@ -3,27 +3,15 @@
  * directory missing. Reported at start (open report), in GET /v1/health/details, by `spillway
  * doctor`, and in the PARTITION_DAMAGED error of every request to the partition.
  */
+
 import { CorruptLogError } from '../errors.js';
+import type { DamagedPartition } from '../protocol/broker-api.js';
 import { describeDamagedOffsets, LogDamagedError, type LogDamageKind } from '../storage/log-damage.js';
 
 export type PartitionDamageKind = LogDamageKind | 'missing-directory';
 
-export interface PartitionDamage {
-  topic: string;
-  partition: number;
-  directory: string;
+export interface PartitionDamage extends DamagedPartition {
   kind: PartitionDamageKind;
-  /** The file the damage is in or before (the directory when there is none). */
-  file: string;
-  /** Byte position in `file`. */
-  position: number;
-  reason: string;
-  /** First offset that cannot be read; null when unknown (a whole directory lost). */
-  fromOffset: number | null;
-  /** Offset where readable data resumes; null when unknown. */
-  toOffset: number | null;
-  /** One line for people: what, where, which offsets. */
-  summary: string;
 }
 
 /** The damage behind a CorruptLogError thrown by opening the log in `directory`. */

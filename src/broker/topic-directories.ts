@@ -11,19 +11,25 @@
  *   dataDir/topics/<name>.deleted-<ms>/        a topic being deleted (renamed first, then removed)
  *   dataDir/topics/<name>.orphan-<ms>/         an orphan directory moved aside by createTopic
  *   dataDir/topics/<name>/<p>.stray-<ms>/      a partition directory of an unfinished addPartitions
+ *   dataDir/topics/<name>/.creating            a topic directory being created (not yet recorded)
  *
+ * A topic directory the metadata does not name and that holds `.creating` is a creation a crash
+ * interrupted (the topic was never recorded, so never served): it is removed. The mark left on a
+ * recorded topic (a crash between recording it and removing the mark) is removed.
  * deleteTopic renames `<name>` to `<name>.deleted-<ms>`, then records the deletion in the metadata,
  * then removes the renamed directory. A crash between any two steps is completed here: a
  * `.deleted-` directory that is not itself a topic is removed, and a topic of the metadata whose
  * directory is gone while a `<name>.deleted-<ms>` exists is dropped from the metadata.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
 import type { TopicRecord } from './metadata-store.js';
 import { isInternalTopicName } from './topic-name.js';
 
 export const topicsDirectoryName = 'topics';
+/** Marks a topic directory whose creation is not finished (broker-topics.ts). */
+export const creatingMarkerName = '.creating';
 
 const deletedSuffixPattern = /^(.+)\.deleted-\d+$/;
 const partitionNamePattern = /^(0|[1-9][0-9]*)$/;
@@ -102,7 +108,19 @@ export function reconcileTopicDirectories(
   const deleting = new Set<string>();
   let rootChanged = false;
   for (const entry of entries) {
-    if (known.has(entry) || isInternalTopicName(entry)) continue;
+    const marker = join(root, entry, creatingMarkerName);
+    if (known.has(entry) || isInternalTopicName(entry)) {
+      if (existsSync(marker)) unlinkSync(marker);
+      continue;
+    }
+    if (existsSync(marker)) {
+      rmSync(join(root, entry), { recursive: true, force: true });
+      rootChanged = true;
+      result.warnings.push(
+        `removed ${join(root, entry)}, left by a topic creation a crash interrupted (the topic was never recorded, it held no acknowledged data)`,
+      );
+      continue;
+    }
     const match = deletedSuffixPattern.exec(entry);
     if (match === null) {
       result.orphanTopicDirectories.push(join(root, entry));

@@ -22,8 +22,11 @@
  * in offset order; partitions interleave in the order their answers arrived.
  *
  * Each batch's CRC32C is checked (pure TypeScript, src/format/crc32c.ts) before its records are
- * read: a corrupt batch is an error (CORRUPT_BATCH), never skipped. A fetch answer may start with
- * a batch holding offsets below the one asked for: those records are skipped.
+ * read. A corrupt batch is an error (CORRUPT_BATCH) by default (`onCorruptBatch: 'fail'`); with
+ * `onCorruptBatch: 'skip'` it is passed over instead: its offsets go to the `onSkippedBatch`
+ * callback (or a process warning when there is none) and are counted in `skippedBatches`, and the
+ * consumer goes on with the next batch. A fetch answer may start with a batch holding offsets below
+ * the one asked for: those records are skipped.
  *
  * Errors: a retriable fetch error (connection lost, timeout, broker closing) is retried with
  * backoff, the transport reconnecting; any other (UNKNOWN_TOPIC, OFFSET_OUT_OF_RANGE when the data
@@ -32,7 +35,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
-import { batchBaseOffset, batchRecordCountAt } from '../format/batch-header.js';
+import { BatchHeader, batchBaseOffset, batchLengthAt, batchRecordCountAt } from '../format/batch-header.js';
 import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
 import { batchBytesMax, fetchMaxBytesDefault, fetchMaxWaitMsMax, retryBackoffMsMax } from '../limits.js';
 import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
@@ -66,7 +69,38 @@ export interface ConsumerOptions {
   group?: string;
   /** Consumption modes arrive with consumer groups in a later version: must be absent. */
   mode?: string;
+  /**
+   * A fetched batch that fails its CRC32C check (damaged on the broker's disk or in transit):
+   * 'fail' (default) ends the iteration with CORRUPT_BATCH; 'skip' passes over it (its messages are
+   * lost to this consumer), reports it to `onSkippedBatch` and counts it in `skippedBatches`.
+   */
+  onCorruptBatch?: 'fail' | 'skip';
+  /** Called for every batch skipped with `onCorruptBatch: 'skip'`. Default: a process warning. */
+  onSkippedBatch?: (skipped: SkippedBatch) => void;
 }
+
+/** A batch passed over with `onCorruptBatch: 'skip'`: offsets [firstOffset, nextOffset) of a partition. */
+export interface SkippedBatch {
+  topic: string;
+  partition: number;
+  /** First offset skipped (the damaged batch's base offset as its header gives it). */
+  firstOffset: number;
+  /** Offset after the last one skipped: reading goes on from here. */
+  nextOffset: number;
+  reason: string;
+}
+
+/** What `onCorruptBatch: 'skip'` passed over so far. */
+export interface SkippedBatches {
+  batches: number;
+  /** Offsets skipped (sum of nextOffset - firstOffset). */
+  offsets: number;
+  /** The last `skippedBatchesKept` skips, oldest first. */
+  last: SkippedBatch[];
+}
+
+/** Skips kept in `Consumer.skippedBatches.last`. */
+const skippedBatchesKept = 100;
 
 export const consumerDefaults = {
   from: 'latest',
@@ -149,16 +183,60 @@ class FetchedChunk {
   private readonly settler: MessageSettler;
   /** Records below this offset (the one fetched) are skipped. */
   readonly skipBelow: number;
+  /** The answer's nextOffset: the offset after its last batch. */
+  readonly endOffset: number;
+  /** Null: a corrupt batch throws; otherwise it is passed to this and skipped. */
+  private readonly onCorrupt: ((skipped: SkippedBatch) => void) | null;
   private position = 0;
   private cursor: RecordCursor | null = null;
   private readonly text: Buffer;
 
-  constructor(reader: PartitionReader, body: Uint8Array, skipBelow: number, settler: MessageSettler) {
+  constructor(
+    reader: PartitionReader,
+    body: Uint8Array,
+    skipBelow: number,
+    endOffset: number,
+    onCorrupt: ((skipped: SkippedBatch) => void) | null,
+    settler: MessageSettler,
+  ) {
     this.reader = reader;
     this.settler = settler;
     this.body = body;
     this.skipBelow = skipBelow;
+    this.endOffset = endOffset;
+    this.onCorrupt = onCorrupt;
     this.text = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  }
+
+  /**
+   * Passes over the corrupt batch at `position`: by its length when that is sane and a batch
+   * follows, otherwise to the end of the answer (whose nextOffset is where the next fetch starts).
+   */
+  private skipCorrupt(position: number): void {
+    const body = this.body;
+    const length = body.length - position >= BatchHeader.size ? batchLengthAt(body, position) : 0;
+    const firstOffset =
+      body.length - position >= BatchHeader.size
+        ? Math.max(this.skipBelow, batchBaseOffset(body, position))
+        : this.skipBelow;
+    let end = body.length;
+    let nextOffset = this.endOffset;
+    const following = position + length;
+    if (length >= BatchHeader.size && following + BatchHeader.size <= body.length) {
+      const followingBase = batchBaseOffset(body, following);
+      if (followingBase > firstOffset && followingBase <= this.endOffset) {
+        end = following;
+        nextOffset = followingBase;
+      }
+    }
+    this.position = end;
+    this.onCorrupt!({
+      topic: this.reader.topic,
+      partition: this.reader.partition,
+      firstOffset: Math.min(firstOffset, nextOffset),
+      nextOffset,
+      reason: 'the batch fails its CRC32C or length check',
+    });
   }
 
   /** The next message, or null at the end. Throws CorruptBatchError / InvalidBatchError. */
@@ -170,6 +248,10 @@ class FetchedChunk {
         const position = this.position;
         if (position >= body.length) return null;
         if (!verifyBatchCrc(body, position)) {
+          if (this.onCorrupt !== null) {
+            this.skipCorrupt(position);
+            continue;
+          }
           throw new CorruptBatchError(
             `batch at byte ${position} of a fetch of ${this.reader.topic}/${this.reader.partition} (offset >= ${this.skipBelow}) fails its CRC32C or length check`,
           );
@@ -244,6 +326,9 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
   private readonly requestTimeoutMs: number;
   private readonly retryBackoffMs: number;
   private readonly retryBackoffMaxMs: number;
+  /** Null with onCorruptBatch 'fail'. */
+  private readonly onCorrupt: ((skipped: SkippedBatch) => void) | null;
+  private readonly skipped: SkippedBatches = { batches: 0, offsets: 0, last: [] };
   private readonly readers: PartitionReader[] = [];
   private readonly readersByName = new Map<string, PartitionReader>();
   /** What msg.ack()/nack() call: see the header. */
@@ -332,6 +417,30 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
       retryBackoffMsMax,
       consumerDefaults.retryBackoffMaxMs,
     );
+    const onCorruptBatch = options.onCorruptBatch ?? 'fail';
+    if (onCorruptBatch !== 'fail' && onCorruptBatch !== 'skip') {
+      throw new InvalidArgumentError("consumer option onCorruptBatch must be 'fail' or 'skip'");
+    }
+    const onSkippedBatch = options.onSkippedBatch;
+    if (onSkippedBatch !== undefined && typeof onSkippedBatch !== 'function') {
+      throw new InvalidArgumentError('consumer option onSkippedBatch must be a function');
+    }
+    this.onCorrupt =
+      onCorruptBatch === 'fail'
+        ? null
+        : (skipped) => {
+            this.skipped.batches++;
+            this.skipped.offsets += skipped.nextOffset - skipped.firstOffset;
+            this.skipped.last.push(skipped);
+            if (this.skipped.last.length > skippedBatchesKept) this.skipped.last.shift();
+            if (onSkippedBatch !== undefined) onSkippedBatch(skipped);
+            else {
+              process.emitWarning(
+                `skipped a corrupt batch of ${skipped.topic}/${skipped.partition}: offsets ${skipped.firstOffset}..${skipped.nextOffset - 1} (${skipped.reason})`,
+                'SpillwayCorruptBatch',
+              );
+            }
+          };
     // One listener per partition's pending fetch.
     setMaxListeners(0, this.lifetime.signal);
     this.starting = this.start();
@@ -342,6 +451,11 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
   /** Resolves once every partition's starting offset is known (so 'latest' is pinned). */
   ready(): Promise<void> {
     return this.starting;
+  }
+
+  /** What `onCorruptBatch: 'skip'` passed over so far (a copy). */
+  get skippedBatches(): SkippedBatches {
+    return { ...this.skipped, last: [...this.skipped.last] };
   }
 
   /** The partitions being read, with the offset each will fetch next. */
@@ -505,7 +619,9 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         const nextOffset = integerOf(response.header, 'nextOffset', 'fetch');
         if (response.body.length > 0) {
           this.compact();
-          this.chunks.push(new FetchedChunk(reader, response.body, requested, this.settler));
+          this.chunks.push(
+            new FetchedChunk(reader, response.body, requested, nextOffset, this.onCorrupt, this.settler),
+          );
           reader.bufferedBytes += response.body.length;
           this.wakeReaders();
         }

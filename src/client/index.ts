@@ -18,7 +18,14 @@ export type {
 } from '../protocol/broker-api.js';
 export type { Durability } from '../protocol/types.js';
 export { Admin } from './admin.js';
-export { Consumer, type ConsumerOptions, consumerDefaults, type StartPosition } from './consumer.js';
+export {
+  Consumer,
+  type ConsumerOptions,
+  consumerDefaults,
+  type SkippedBatch,
+  type SkippedBatches,
+  type StartPosition,
+} from './consumer.js';
 export type { MessageHandler, RunOptions, RunOrdering, RunSummary } from './consumer-run.js';
 export { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 export type { WorkerMessage } from './pool-batch.js';

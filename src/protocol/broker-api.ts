@@ -212,10 +212,54 @@ export interface IntegrityService {
  * The engine as front ends see it: one service per concern. A later feature (consumer groups,
  * delayed messages, transactions, producer state) adds a service here instead of growing another.
  */
+/** Damage found by the scrub: one batch (CRC32C mismatch) or the rest of a segment (bad header). */
+export interface ScrubFinding {
+  topic: string;
+  partition: number;
+  /** The segment file. */
+  file: string;
+  /** Byte position of the damaged batch in the file. */
+  position: number;
+  /** First offset affected. */
+  baseOffset: number;
+  /** Offset after the last one affected (for a damaged header: the end of the segment). */
+  nextOffset: number;
+  reason: string;
+  /** Wall-clock time of the first finding (epoch ms). */
+  foundAtMs: number;
+}
+
+/** Disk use, the disk reserve and the scrub of a broker (metrics; docs/OPERATIONS.md). */
+export interface StorageStats {
+  disk: {
+    /** Free space below which writes are refused with STORAGE_FULL (0: no reserve). */
+    reserveBytes: number;
+    /** Free bytes of the data directory's file system, as last read. */
+    freeBytes: number;
+    totalBytes: number;
+    /** Writes refused for the reserve since open. */
+    refusals: number;
+  };
+  /** Disk preallocated ahead of the data (active segments' growth steps, spare segments). */
+  preallocatedBytes: number;
+  scrub: {
+    /** 0 when the background scrub is off. */
+    bytesPerSecond: number;
+    passesCompleted: number;
+    bytesScrubbed: number;
+    batchesScrubbed: number;
+    segmentsScrubbed: number;
+    damageFound: number;
+    findings: ScrubFinding[];
+  };
+}
+
 export interface BrokerApi {
   readonly topics: TopicService;
   readonly messages: MessageService;
   /** Sessions: one per client connection or HTTP request (protocol/session.ts). */
   readonly sessions: SessionService;
   readonly integrity: IntegrityService;
+  /** Disk and scrub figures (a broker engine has them; other implementations may not). */
+  storageStats?(): StorageStats;
 }

@@ -6,7 +6,14 @@
  * messages sent over WebSocket; fetch decodes batches into JSON messages.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
-import { InvalidArgumentError } from '../errors.js';
+import { CorruptStoredBatchError, InvalidArgumentError } from '../errors.js';
+import {
+  BatchHeader,
+  batchBaseOffset,
+  batchCrcAt,
+  batchLengthAt,
+  batchRecordCountAt,
+} from '../format/batch-header.js';
 import { BatchBuilder, decodeRecords, type RecordInput } from '../format/record-batch.js';
 import {
   batchBytesMax,
@@ -196,7 +203,10 @@ export class HttpApi {
     route('/v1/health/details', 'health_details', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       // 200 even when degraded: the body says so (`status`), the broker itself is up.
-      void exchange.run(() => ({ status: 200, json: this.context.api.integrity.report() }));
+      void exchange.run(() => ({
+        status: 200,
+        json: { ...this.context.api.integrity.report(), storage: this.context.api.storageStats?.() ?? null },
+      }));
     });
     route('/v1/topics', 'topics', (exchange, request, method) => {
       if (method === 'get') {
@@ -420,7 +430,23 @@ export class HttpApi {
     let nextOffset = result.nextOffset;
     let position = 0;
     batches: while (position < records.length) {
-      const batchLength = new DataView(records.buffer, records.byteOffset + position, 12).getInt32(8, true);
+      // Every batch's CRC32C is checked before its bytes are decoded: damaged data on disk is never
+      // served. Messages before the damaged batch are answered; it is the error of the next fetch.
+      const batchLength = batchLengthAt(records, position);
+      const baseOffset = batchBaseOffset(records, position);
+      const crcStart = position + BatchHeader.crcStart;
+      const intact =
+        batchLength >= BatchHeader.size &&
+        batchLength <= records.length - position &&
+        crc32c(records, 0, crcStart, position + batchLength) >>> 0 === batchCrcAt(records, position);
+      if (!intact) {
+        if (messages.length > 0) {
+          nextOffset = Math.max(offset, baseOffset);
+          break;
+        }
+        const batchEnd = baseOffset + batchRecordCountAt(records, position);
+        throw new CorruptStoredBatchError(topic, partition, baseOffset, batchEnd, 'CRC32C mismatch');
+      }
       for (const record of decodeRecords(records, position)) {
         if (record.offset < offset) continue;
         if (messages.length === maxMessages) {

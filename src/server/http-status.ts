@@ -25,6 +25,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   INTERNAL: 500,
   BROKER_CLOSING: 503,
   STORAGE_FULL: 503,
+  TOO_MANY_OPEN_FILES: 503,
   LOG_CLOSED: 503,
   PARTITION_DAMAGED: 503,
   LOG_TRUNCATED: 503,

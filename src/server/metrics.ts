@@ -7,7 +7,7 @@
  * than with prom-client: a dozen series do not need a registry, and prom-client's label hashing
  * would sit on every request.
  */
-import type { IntegrityReport, TopicDescription } from '../protocol/broker-api.js';
+import type { IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 
@@ -68,13 +68,14 @@ export class ServerMetrics {
 
   /**
    * The exposition text. `topics` gives the per-partition gauges (omitted when it throws); `sessions`
-   * the session gauges; `integrity` the damage and repair gauges.
+   * the session gauges; `integrity` the damage and repair gauges; `storage` the disk and scrub figures.
    */
   render(
     topics: () => TopicDescription[],
     sendBuffers: () => number[] = () => [],
     sessions?: SessionService,
     integrity: () => IntegrityReport | null = () => null,
+    storage: () => StorageStats | null = () => null,
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -225,7 +226,80 @@ export class ServerMetrics {
       );
       lines.push(`spillway_repair_set_aside_offsets_total ${setAside}`);
     }
+    let stats: StorageStats | null = null;
+    try {
+      stats = storage();
+    } catch {
+      // The broker is closing: no storage figures.
+    }
+    if (stats !== null) renderStorage(stats, metric, lines);
     lines.push('');
     return lines.join('\n');
+  }
+}
+
+/** Disk and scrub series (docs/OPERATIONS.md). */
+function renderStorage(
+  stats: StorageStats,
+  metric: (name: string, type: 'counter' | 'gauge', help: string) => void,
+  lines: string[],
+): void {
+  const gauge = (name: string, help: string, value: number): void => {
+    metric(name, 'gauge', help);
+    lines.push(`${name} ${value}`);
+  };
+  const counter = (name: string, help: string, value: number): void => {
+    metric(name, 'counter', help);
+    lines.push(`${name} ${value}`);
+  };
+  gauge(
+    'spillway_disk_free_bytes',
+    'Free bytes of the data directory file system (last reading).',
+    stats.disk.freeBytes,
+  );
+  gauge('spillway_disk_total_bytes', 'Size of the data directory file system.', stats.disk.totalBytes);
+  gauge(
+    'spillway_disk_reserve_bytes',
+    'Free space below which writes fail with STORAGE_FULL.',
+    stats.disk.reserveBytes,
+  );
+  counter(
+    'spillway_disk_reserve_refusals_total',
+    'Writes refused because free space was below the reserve.',
+    stats.disk.refusals,
+  );
+  gauge(
+    'spillway_preallocated_bytes',
+    'Disk preallocated ahead of the data (active segment steps, spares).',
+    stats.preallocatedBytes,
+  );
+  const scrub = stats.scrub;
+  gauge(
+    'spillway_scrub_rate_bytes_per_second',
+    'Configured scrub rate (0: the background scrub is off).',
+    scrub.bytesPerSecond,
+  );
+  counter(
+    'spillway_scrub_passes_total',
+    'Scrub passes completed over every sealed segment.',
+    scrub.passesCompleted,
+  );
+  counter(
+    'spillway_scrub_bytes_total',
+    'Bytes of sealed segments re-verified by the scrub.',
+    scrub.bytesScrubbed,
+  );
+  counter('spillway_scrub_batches_total', 'Batches re-verified by the scrub.', scrub.batchesScrubbed);
+  counter('spillway_scrub_segments_total', 'Sealed segments scrubbed to their end.', scrub.segmentsScrubbed);
+  counter('spillway_scrub_damage_total', 'Distinct damaged places the scrub found.', scrub.damageFound);
+  metric(
+    'spillway_scrub_damage',
+    'gauge',
+    'One series per damaged place the scrub found (kept: the last 1000).',
+  );
+  for (const finding of scrub.findings) {
+    lines.push(
+      `spillway_scrub_damage{topic="${escapeLabelValue(finding.topic)}",partition="${finding.partition}",file="${escapeLabelValue(finding.file)}",position="${finding.position}",first_offset="${finding.baseOffset}",next_offset="${finding.nextOffset}",reason="${escapeLabelValue(finding.reason)}"} 1`,
+    );
   }
 }

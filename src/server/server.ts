@@ -254,6 +254,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       () => [...connections].map((connection) => connection.bufferedBytes),
       api.sessions,
       () => api.integrity.report(),
+      () => api.storageStats?.() ?? null,
     ),
   );
 

@@ -3,14 +3,25 @@
  * (`.index`, `.timeindex`, see offset-index.ts and time-index.ts).
  *
  * The .log file is a sequence of record batches (docs/FORMAT.md) starting at position 0, with no
- * gaps; batch offsets are contiguous from the segment's base offset. The active segment is
- * preallocated to its capacity with fallocate (so a full disk fails there, not as SIGBUS on a write
- * into the map) and mapped read-write; appends are a memcpy into the map plus a patch of the 8-byte
- * baseOffset. Bytes past `sizeBytes` are zero. When sealed (rolled) or closed, the indexes are
- * written, the file is remapped read-only at its real size and then trimmed to it: the old writable
- * map is only dropped (its page-table entries released at once, the mapping itself unmapped by the
- * garbage collector), and no view ever reaches past `sizeBytes`, so trimming never cuts a region
- * anyone reads (that would raise SIGBUS).
+ * gaps; batch offsets are contiguous from the segment's base offset. The active segment is mapped
+ * read-write; appends are a memcpy into the map plus a patch of the 8-byte baseOffset. Bytes past
+ * `sizeBytes` are zero.
+ *
+ * Disk in proportion to use: a writable segment's file is sized to its capacity (`segmentBytes`) as
+ * a sparse file (ftruncate: no disk blocks) and mapped once, whole; disk blocks are preallocated in
+ * steps (`grow`, fallocate) ahead of the appends, so a full disk fails there, as a StorageFullError
+ * to the appender, not as SIGBUS on a write into the map. Invariants: the map never reaches past
+ * the end of the file (`mappedBytes` = file size), and no byte is written through the map past
+ * `allocatedBytes` (the prefix known to have disk blocks; a write into a hole on a full disk would
+ * raise SIGBUS). Steps start at `segmentGrowthBytesMin`, double, and are at most
+ * `segmentGrowthBytesMax`; so an active segment holds at most max(2 × its data, data + the largest
+ * step) of disk. Opening an existing segment allocates nothing (opening on a full disk works; the
+ * segment grows at its first append, or the append fails with STORAGE_FULL). Mapping once keeps the
+ * hot path as it was with a fully preallocated file: no remap, no second round of page faults.
+ *
+ * When sealed (rolled) or closed, the indexes are written, the file is remapped read-only at its
+ * real size and then trimmed to it: the old writable map is only dropped, and no view ever reaches
+ * past `sizeBytes`, so trimming never cuts a region anyone reads (that would raise SIGBUS).
  *
  * Pages are written with zeros before data is copied into them (zero-fill.ts: a copy into an
  * unwritten, fallocated page faults slowly on the event loop). A segment made by `adopt` from a
@@ -47,6 +58,7 @@ import {
   setBatchBaseOffset,
 } from '../format/batch-header.js';
 import { readInt64LE } from '../format/int64.js';
+import { segmentGrowthBytesMax, segmentGrowthBytesMin } from '../limits.js';
 import { fallocate, pageSize, punchHole } from '../native.js';
 import { dropPageTableEntries, mapFile } from './memory-map.js';
 import { OffsetIndex } from './offset-index.js';
@@ -94,7 +106,12 @@ export class LogSegment {
   private fd: number;
   private map: Buffer;
   private writable: boolean;
+  /** Bytes the map covers; while writable, also the size of the file. */
   private capacityBytes: number;
+  /** While writable: bytes from position 0 known to have disk blocks (writable through the map). */
+  private allocatedBytes: number;
+  /** While writable: the size the segment may grow to (`segmentBytes`). */
+  private maxCapacityBytes: number;
   private state: SegmentState;
   /**
    * Inline zero-fill (zero-fill.ts): size of the zero-writes, 0 when off. Bytes in
@@ -129,34 +146,47 @@ export class LogSegment {
     this.map = map;
     this.writable = writable;
     this.capacityBytes = capacityBytes;
+    this.allocatedBytes = 0;
+    this.maxCapacityBytes = capacityBytes;
     this.state = state;
     this.indexIntervalBytes = indexIntervalBytes;
     this.fileBytesAtOpen = fileBytesAtOpen;
   }
 
-  /** A new, empty, writable segment on `fd` (already `capacityBytes` long), mapped read-write. */
+  /**
+   * A new, empty, writable segment on `fd` (`allocatedBytes` long and preallocated), extended to
+   * `maxCapacityBytes` as a sparse file and mapped read-write, whole.
+   */
   private static empty(
     directory: string,
     baseOffset: number,
     fd: number,
-    capacityBytes: number,
+    allocatedBytes: number,
+    maxCapacityBytes: number,
     indexIntervalBytes: number,
   ): LogSegment {
-    const map = mapFile(fd, capacityBytes, true);
-    return new LogSegment(
+    const fileBytes = Math.max(maxCapacityBytes, allocatedBytes);
+    if (fileBytes > allocatedBytes) ftruncateSync(fd, fileBytes);
+    const map = mapFile(fd, fileBytes, true);
+    const segment = new LogSegment(
       directory,
       baseOffset,
       fd,
       map,
       true,
-      capacityBytes,
+      fileBytes,
       emptyState(baseOffset),
       indexIntervalBytes,
       0,
     );
+    segment.allocatedBytes = allocatedBytes;
+    return segment;
   }
 
-  /** Creates a new, empty, preallocated and writable segment. Throws StorageFullError on ENOSPC. */
+  /**
+   * Creates a new, empty, writable segment of `capacityBytes`: a sparse file, no disk blocks
+   * preallocated before the first append (`grow`).
+   */
   static create(
     directory: string,
     baseOffset: number,
@@ -167,8 +197,7 @@ export class LogSegment {
     let fd = -1;
     try {
       fd = openSync(path, 'w+');
-      fallocate(fd, 0, capacityBytes);
-      return LogSegment.empty(directory, baseOffset, fd, capacityBytes, indexIntervalBytes);
+      return LogSegment.empty(directory, baseOffset, fd, 0, capacityBytes, indexIntervalBytes);
     } catch (error) {
       if (fd >= 0) closeSync(fd);
       try {
@@ -207,7 +236,14 @@ export class LogSegment {
       }
       renameSync(sparePath, path);
       renamed = true;
-      const segment = LogSegment.empty(directory, baseOffset, fd, capacityBytes, indexIntervalBytes);
+      const segment = LogSegment.empty(
+        directory,
+        baseOffset,
+        fd,
+        capacityBytes,
+        capacityBytes,
+        indexIntervalBytes,
+      );
       segment.zeroedUpTo = capacityBytes;
       return segment;
     } catch (error) {
@@ -224,7 +260,8 @@ export class LogSegment {
   /**
    * Opens an existing segment file. The caller (log recovery) then fills in its state with
    * `restore`, from the index files or from a scan of `bytes()`.
-   * A writable segment is extended to `capacityBytes` (preallocated) and mapped read-write.
+   * A writable segment is extended to `capacityBytes` as a sparse file and mapped read-write; no
+   * disk block is allocated here (an open works on a full disk), appends allocate from its data on.
    */
   static open(
     directory: string,
@@ -237,13 +274,10 @@ export class LogSegment {
     const fd = openSync(path, writable ? 'r+' : 'r');
     try {
       const fileBytes = fstatSync(fd).size;
-      let mappedBytes = fileBytes;
-      if (writable) {
-        mappedBytes = Math.max(fileBytes, capacityBytes);
-        if (mappedBytes > fileBytes) fallocate(fd, 0, mappedBytes);
-      }
+      const mappedBytes = writable ? Math.max(fileBytes, capacityBytes) : fileBytes;
+      if (mappedBytes > fileBytes) ftruncateSync(fd, mappedBytes);
       const map = mapFile(fd, mappedBytes, writable);
-      return new LogSegment(
+      const segment = new LogSegment(
         directory,
         baseOffset,
         fd,
@@ -254,6 +288,9 @@ export class LogSegment {
         indexIntervalBytes,
         fileBytes,
       );
+      // Unknown until the data's end is known: appends allocate from there (`grow`).
+      segment.allocatedBytes = 0;
+      return segment;
     } catch (error) {
       closeSync(fd);
       throw storageErrorFrom(`opening segment ${path}`, error);
@@ -280,9 +317,14 @@ export class LogSegment {
     return this.state.sizeBytes === 0;
   }
 
-  /** Bytes of file that the map covers (the preallocated capacity for the active segment). */
+  /** Bytes of file that the map covers (the whole file while the segment is writable). */
   get mappedBytes(): number {
     return this.capacityBytes;
+  }
+
+  /** Bytes of disk preallocated for the active segment (0 once sealed). */
+  get preallocatedBytes(): number {
+    return this.writable ? this.allocatedBytes : 0;
   }
 
   get fileDescriptor(): number {
@@ -316,8 +358,43 @@ export class LogSegment {
     this.zeroWriteBytes = zeroWriteBytes;
   }
 
+  /** Bytes that may still be appended before the segment is full (it grows as needed up to there). */
   remainingBytes(): number {
-    return this.writable ? this.capacityBytes - this.state.sizeBytes : 0;
+    return this.writable ? this.maxCapacityBytes - this.state.sizeBytes : 0;
+  }
+
+  /**
+   * Makes `[0, end)` writable through the map: preallocates the next growth step (or, when the disk
+   * cannot hold that, just what is needed). Throws StorageFullError (ENOSPC) or StorageIoError,
+   * leaving the segment as it was.
+   */
+  private grow(end: number): void {
+    if (end > this.maxCapacityBytes || this.maxCapacityBytes > this.capacityBytes) {
+      throw new Error('append past the segment capacity or the map');
+    }
+    const page = pageSize();
+    const needed = Math.min(this.maxCapacityBytes, Math.ceil(end / page) * page);
+    const step = Math.min(
+      segmentGrowthBytesMax,
+      Math.max(segmentGrowthBytesMin, this.allocatedBytes, needed - this.allocatedBytes),
+    );
+    const wanted = Math.min(this.maxCapacityBytes, Math.max(needed, this.allocatedBytes + step));
+    // What lies before the page holding the end of the data is data: it has its blocks.
+    const from = Math.max(this.allocatedBytes, Math.floor(this.state.sizeBytes / page) * page);
+    let target = wanted;
+    try {
+      fallocate(this.fd, from, target - from);
+    } catch (error) {
+      if (needed === wanted) throw storageErrorFrom(`growing segment ${this.logPath}`, error);
+      // Near a full disk: the whole step may not fit while what this append needs does.
+      target = needed;
+      try {
+        fallocate(this.fd, from, target - from);
+      } catch (retryError) {
+        throw storageErrorFrom(`growing segment ${this.logPath}`, retryError);
+      }
+    }
+    this.allocatedBytes = target;
   }
 
   /**
@@ -328,7 +405,7 @@ export class LogSegment {
     if (!this.writable) unreachable(`append to segment ${this.logPath}, which is not writable`);
     const position = this.state.sizeBytes;
     const length = batch.length;
-    if (position + length > this.capacityBytes) unreachable('append past the segment capacity');
+    if (position + length > this.allocatedBytes) this.grow(position + length);
     if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0) this.zeroAhead(position + length);
     this.map.set(batch, position);
     const baseOffset = this.state.nextOffset;
@@ -465,8 +542,10 @@ export class LogSegment {
     if (lastWholePage - firstWholePage >= 16 * page) {
       this.map.fill(0, start, firstWholePage);
       try {
+        // A hole reads as zeros and gives the disk back; appends preallocate it again (`grow`):
+        // writing into a hole through the map on a full disk would raise SIGBUS.
         punchHole(this.fd, firstWholePage, lastWholePage - firstWholePage);
-        fallocate(this.fd, firstWholePage, lastWholePage - firstWholePage);
+        this.allocatedBytes = Math.min(this.allocatedBytes, firstWholePage);
       } catch {
         this.map.fill(0, firstWholePage, lastWholePage);
       }
@@ -557,16 +636,22 @@ export class LogSegment {
     else this.closeNow();
   }
 
-  /** Makes a sealed segment writable again (truncation of the log into it). */
+  /**
+   * Makes a sealed segment writable again (truncation of the log into it): extended to
+   * `capacityBytes` as a sparse file and mapped whole; appends allocate from the data on.
+   */
   reopenWritable(capacityBytes: number): void {
     if (this.writable) return;
     if (this.syncsInFlight > 0) this.retiredFds.push(this.fd);
     else closeSync(this.fd);
     this.fd = openSync(this.logPath, 'r+');
-    const mapped = Math.max(capacityBytes, this.state.sizeBytes);
-    fallocate(this.fd, 0, mapped);
-    this.map = mapFile(this.fd, mapped, true);
-    this.capacityBytes = mapped;
+    const fileBytes = fstatSync(this.fd).size;
+    const mappedBytes = Math.max(capacityBytes, fileBytes, this.state.sizeBytes);
+    if (mappedBytes > fileBytes) ftruncateSync(this.fd, mappedBytes);
+    this.map = mapFile(this.fd, mappedBytes, true);
+    this.capacityBytes = mappedBytes;
+    this.allocatedBytes = 0;
+    this.maxCapacityBytes = mappedBytes;
     this.writable = true;
     this.zeroedUpTo = 0;
   }
@@ -625,7 +710,7 @@ export class LogSegment {
     const page = pageSize();
     // Whole pages past the valid bytes only: the page holding the end of the data is never written.
     const start = Math.max(this.zeroedUpTo, Math.ceil(this.state.sizeBytes / page) * page);
-    const stop = Math.min(this.capacityBytes, Math.ceil(end / page) * page + zeroAheadBytes);
+    const stop = Math.min(this.allocatedBytes, Math.ceil(end / page) * page + zeroAheadBytes);
     if (stop <= start) return;
     try {
       writeZerosSync(this.fd, start, stop, this.zeroWriteBytes);

@@ -8,12 +8,18 @@
  * `recovery-point.checkpoint` (checkpoint-file.ts): the offset below which everything was synced,
  * and whether the log was closed cleanly. It is rewritten at open, once the data an unclean open
  * kept is synced, every `checkpointIntervalMs` when the synced offset moved, after a truncation and
- * at close. And, while the log is in use, `spare-segment.tmp` (spare-segment.ts): the next segment,
- * zero-filled in the background from the first append after an open or a roll on, renamed to its
+ * at close. And, while the log is in use by a log that rolls often (its last segment filled up
+ * within `spareSegmentFillMsMax`), `spare-segment.tmp` (spare-segment.ts): the next segment,
+ * zero-filled in the background from the first append after such a roll on, renamed to its
  * segment name at the roll that takes it (a roll that finds it not ready yet creates its segment
  * itself and leaves the spare to the next roll). It never holds data; close deletes it, and so does
- * the next open after a crash. Segments that were not spares are zero-filled inline by their
- * appends (log-segment.ts, zero-fill.ts).
+ * the next open after a crash. Segments that were not spares start empty and grow in steps, and
+ * are zero-filled inline by their appends (log-segment.ts, zero-fill.ts).
+ *
+ * Disk: a log holds its data, plus the growth step of its active segment, plus a spare only while
+ * it rolls often. Opening writes nothing but the checkpoint; when even that fails for a full disk,
+ * the log opens read-only for appends (they fail with STORAGE_FULL until the checkpoint can be
+ * written) and serves reads.
  *
  * Concurrency: single-threaded (one event loop); `append` may be called many times without awaiting
  * (that is how `always` gets group commit). Views returned by `read` stay valid while referenced.
@@ -28,6 +34,7 @@ import {
   LogClosedError,
   OffsetOutOfRangeError,
   type SpillwayError,
+  storageErrorFrom,
 } from '../errors.js';
 import {
   BatchHeader,
@@ -46,6 +53,7 @@ import {
   segmentBytesMax,
   segmentBytesMin,
   segmentMsDefault,
+  spareSegmentFillMsMax,
 } from '../limits.js';
 import { crc32c as nativeCrc32c } from '../native.js';
 import { CheckpointFile } from './checkpoint-file.js';
@@ -85,10 +93,11 @@ export interface PartitionLogOptions {
   /** CRC32C used to verify batches in recovery and `verify` (the native one by default). */
   crc32c?: Crc32cFunction;
   /**
-   * Prepare the next segment in the background (spare-segment.ts), default true. Costs, per log that
-   * appends: one more `segmentBytes` of disk and page cache while a spare exists, and `segmentBytes`
-   * of zeros written per segment (with `interval` and `always` also fdatasync'd, in the background;
-   * with `none` they reach the disk only if written back before data overwrites them).
+   * Prepare the next segment in the background (spare-segment.ts) when the log rolls often (a
+   * segment filled up within `spareSegmentFillMsMax`), default true. Costs, per such log: one more
+   * `segmentBytes` of disk and page cache while a spare exists, and `segmentBytes` of zeros written
+   * per segment (with `interval` and `always` also fdatasync'd, in the background; with `none` they
+   * reach the disk only if written back before data overwrites them).
    */
   spareSegment?: boolean;
   /** TEST-ONLY: replaces the file-system calls of the spare segment preparation (fault injection). */
@@ -217,7 +226,9 @@ export class PartitionLog implements LogStore {
   /** The next segment being prepared or ready (spare-segment.ts), or null. */
   private spare: SpareSegment | null = null;
   /** Whether the active segment still has to start a spare preparation at its first append. */
-  private spareWanted: boolean;
+  private spareWanted = false;
+  /** The checkpoint of the open could not be written (a full disk): appends wait until it is. */
+  private openCheckpoint: RecoveryCheckpoint | null = null;
   /** Inline zero-fill of segments that were not prepared as spares (zero-fill.ts). */
   private readonly zeroWriteBytes: number;
   private readonly spareStats: Omit<SpareSegmentStats, 'state'> = {
@@ -234,7 +245,6 @@ export class PartitionLog implements LogStore {
     this.activeSinceMs = options.clock.monotonicMs();
     this.directory = options.directory;
     this.durability = options.durability;
-    this.spareWanted = options.spareSegment;
     mkdirSync(options.directory, { recursive: true });
     this.checkpoint = new CheckpointFile(join(options.directory, recoveryCheckpointFileName));
     const loaded = loadLog(
@@ -250,7 +260,13 @@ export class PartitionLog implements LogStore {
     this.recovery = loaded.report;
     this.zeroWriteBytes = zeroWriteBytesFor(options.durability);
     this.active.setZeroWriteBytes(this.zeroWriteBytes);
-    this.directoryFd = openSync(options.directory, 'r');
+    try {
+      this.directoryFd = openSync(options.directory, 'r');
+    } catch (error) {
+      // Out of file descriptors, typically: close what the loader opened, change nothing.
+      for (const segment of this.segments) segment.abandon();
+      throw storageErrorFrom(`opening log directory ${options.directory}`, error);
+    }
     // What recovery kept may only be in the page cache (a process crash): it is synced in the
     // background, and until that sync ends the durable offset stays at the old recovery point.
     // The checkpoint says the log is open (not cleanly closed) before anything is appended.
@@ -259,7 +275,19 @@ export class PartitionLog implements LogStore {
     for (const segment of this.segments) {
       if (segment.nextOffset > recoveryPoint) this.dirty.add(segment);
     }
-    this.checkpoint.writeSync(this.checkpointValue(recoveryPoint, false));
+    const openCheckpoint: RecoveryCheckpoint = this.checkpointValue(recoveryPoint, false);
+    try {
+      this.checkpoint.writeSync(openCheckpoint);
+    } catch (error) {
+      // A full disk: serve reads; appends retry the checkpoint first (`appendNow`).
+      const typed = storageErrorFrom(`writing ${this.checkpoint.path}`, error);
+      if (typed.code !== 'STORAGE_FULL') {
+        for (const segment of this.segments) segment.abandon();
+        closeSync(this.directoryFd);
+        throw typed;
+      }
+      this.openCheckpoint = openCheckpoint;
+    }
     this.checkpointedOffset = recoveryPoint;
     let recoveredPending = recoveryPoint < end;
     this.syncer = new SyncScheduler(
@@ -324,6 +352,32 @@ export class PartitionLog implements LogStore {
     return this.syncer.syncCount;
   }
 
+  /** Disk preallocated ahead of the data: the active segment's growth step plus a spare's file. */
+  get preallocatedBytes(): number {
+    const active = this.active;
+    const spare = this.spare;
+    const spareBytes =
+      spare !== null && spare.state !== 'closed' && spare.state !== 'taken' ? spare.capacityBytes : 0;
+    return Math.max(0, active.preallocatedBytes - active.sizeBytes) + spareBytes;
+  }
+
+  /**
+   * The sealed segments (every one but the active), oldest first, for a scrub (read-only): `bytes()`
+   * is a view of the segment's valid bytes, valid while referenced, also after the segment is
+   * deleted by retention.
+   */
+  sealedSegments(): Array<{ baseOffset: number; nextOffset: number; logPath: string; bytes: () => Buffer }> {
+    if (this.closed) return [];
+    return this.segments
+      .filter((segment) => !segment.isWritable)
+      .map((segment) => ({
+        baseOffset: segment.baseOffset,
+        nextOffset: segment.nextOffset,
+        logPath: segment.logPath,
+        bytes: () => segment.view(0, segment.sizeBytes),
+      }));
+  }
+
   /** What the spare segment preparation did so far (a copy). */
   get spareSegmentStats(): SpareSegmentStats {
     return { ...this.spareStats, state: this.spare?.state ?? 'none' };
@@ -345,6 +399,14 @@ export class PartitionLog implements LogStore {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);
     const failure = this.syncer.failed;
     if (failure) throw failure;
+    if (this.openCheckpoint !== null) {
+      try {
+        this.checkpoint.writeSync(this.openCheckpoint);
+      } catch (error) {
+        throw storageErrorFrom(`writing ${this.checkpoint.path}`, error); // STORAGE_FULL: still full
+      }
+      this.openCheckpoint = null;
+    }
     const problem = checkBatchHeader(batch, 0, batch.length);
     if (problem !== null) throw new InvalidBatchError(problem);
     const length = batch.length;
@@ -357,14 +419,21 @@ export class PartitionLog implements LogStore {
       );
     }
     let segment = this.active;
+    const full = segment.remainingBytes() < length;
     if (
-      segment.remainingBytes() < length ||
+      full ||
       (!segment.isEmpty && this.clock.monotonicMs() - this.activeSinceMs >= this.options.segmentMs)
     ) {
-      segment = this.roll();
+      segment = this.roll(full);
     }
     const baseOffset = segment.nextOffset;
-    segment.append(batch);
+    try {
+      segment.append(batch);
+    } catch (error) {
+      // The segment could not grow (a full disk): a spare being prepared holds disk; give it back.
+      void this.spare?.close();
+      throw error;
+    }
     this.dirty.add(segment);
     if (this.spareWanted) this.startSpare();
     const lastOffset = baseOffset + batchRecordCountAt(batch, 0) - 1;
@@ -375,10 +444,12 @@ export class PartitionLog implements LogStore {
 
   /**
    * Seals the active segment and starts a new one at the log end: the spare when it is ready,
-   * otherwise a new preallocated file (`LogSegment.create`, which throws StorageFullError or
+   * otherwise a new empty file that grows as appended to (`LogSegment.create`, which throws
    * StorageIoError). A spare still being prepared is left to finish: it serves the next roll.
+   * `full`: the active segment is full (not just old); when it filled up quickly, the log rolls
+   * often and prepares a spare for the next roll.
    */
-  private roll(): LogSegment {
+  private roll(full: boolean): LogSegment {
     const old = this.active;
     const baseOffset = old.nextOffset;
     const { segmentBytes, indexIntervalBytes } = this.options;
@@ -417,7 +488,7 @@ export class PartitionLog implements LogStore {
       try {
         fresh = LogSegment.create(this.directory, baseOffset, segmentBytes, indexIntervalBytes);
       } catch (error) {
-        // A full disk: a spare still being prepared holds segmentBytes of it. Give that back so a
+        // A spare still being prepared may hold segmentBytes of a full disk. Give that back so a
         // retry can succeed (its file is deleted once its write in flight ends; until then it stays
         // in `this.spare`, so no new preparation starts beside it).
         void this.spare?.close();
@@ -425,11 +496,13 @@ export class PartitionLog implements LogStore {
       }
     }
     fresh.setZeroWriteBytes(this.zeroWriteBytes);
+    // The active segment became active at activeSinceMs (the clock's monotonic time).
+    const filledQuickly = full && this.clock.monotonicMs() - this.activeSinceMs <= spareSegmentFillMsMax;
     old.seal();
     this.segments.push(fresh);
     this.activeSinceMs = this.clock.monotonicMs();
     this.syncer.markDirectoryDirty();
-    this.spareWanted = this.options.spareSegment;
+    this.spareWanted = this.options.spareSegment && filledQuickly;
     // Sealed data goes to disk soon whatever the durability, so the recovery point can pass it.
     // Only the sealed segments: the new active one is synced by `always` appends, the interval
     // timer or a flush.
@@ -439,7 +512,7 @@ export class PartitionLog implements LogStore {
 
   /**
    * Starts preparing a spare segment unless one exists (still being prepared, or ready). Called at
-   * the first append after open and after each roll, so an idle log never writes a spare.
+   * the first append after a roll of a log that rolls often, so an idle log never writes a spare.
    */
   private startSpare(): void {
     this.spareWanted = false;

@@ -368,6 +368,8 @@ describe('corruption matrix: damage at start, real broker processes', () => {
         expect(broker.stderr).toMatch(/spillway: opened .*: 1 topic\(s\), 2 partition\(s\)/);
         const health = await httpJson(broker, '/v1/health/details');
         expect(health.status).toBe(200);
+        // Disk and scrub figures come along (the scrub's findings: docs/OPERATIONS.md).
+        expect(health.body.storage).toMatchObject({ disk: {}, scrub: { damageFound: expect.any(Number) } });
         // The other partition serves whatever happened to partition 0.
         expect(await readAll(broker, 1)).toHaveLength(otherPartitionCount);
 

@@ -163,15 +163,20 @@ export class BrokerProcess {
    */
   static async start(
     args: readonly string[],
-    options: { port?: number; portInArgs?: boolean; timeoutMs?: number } = {},
+    options: { port?: number; portInArgs?: boolean; timeoutMs?: number; openFilesMax?: number } = {},
   ): Promise<BrokerProcess> {
     const chosenPort = options.port ?? (await freePort());
     const timeoutMs = options.timeoutMs ?? 15_000;
     const portArgs = options.portInArgs ? [] : ['--port', String(chosenPort)];
-    const child = spawn(process.execPath, [cliPath, 'broker', ...portArgs, ...args], {
-      cwd: repositoryRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const command = [process.execPath, cliPath, 'broker', ...portArgs, ...args];
+    // With openFilesMax: through a shell that lowers the descriptor limit (`ulimit -n`), then execs.
+    const child =
+      options.openFilesMax === undefined
+        ? spawn(command[0]!, command.slice(1), { cwd: repositoryRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+        : spawn('sh', ['-c', `ulimit -n ${options.openFilesMax} && exec "$@"`, 'sh', ...command], {
+            cwd: repositoryRoot,
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
     running.add(child);
     child.once('exit', () => running.delete(child));
     const stderrChunks: Buffer[] = [];

@@ -14,16 +14,15 @@
  * follow the seed; the exact kill moment still depends on timing). SPILLWAY_CRASH_ROUNDS overrides
  * the number of rounds (default 20, also in CI).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cpSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { batchBaseOffset, batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords } from '../../src/format/record-batch.js';
 import type { RecoveryReport } from '../../src/storage/log-loader.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import type { Durability } from '../../src/storage/sync-scheduler.js';
+import { ensureBuilt, repositoryRoot, runUntilKilled, seededRandom } from '../kill-runner.js';
 import {
   type CrashAck,
   crashBatch,
@@ -33,7 +32,6 @@ import {
 } from './crash-child.js';
 import { temporaryDirectory } from './helpers.js';
 
-const repositoryRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const childScript = join(repositoryRoot, 'dist/test/storage/crash-child.js');
 const childSource = join(repositoryRoot, 'test/storage/crash-child.ts');
 
@@ -61,25 +59,7 @@ function directory(): string {
   return dir.path;
 }
 
-/** mulberry32: a small seeded generator, so kill delays are reproducible from the printed seed. */
-function seededRandom(state: number): () => number {
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-beforeAll(() => {
-  // `npm test` runs tsc first; `npx vitest run test/storage/crash.test.ts` alone may find no build.
-  if (existsSync(childScript) && statSync(childScript).mtimeMs >= statSync(childSource).mtimeMs) return;
-  const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: repositoryRoot, encoding: 'utf8' });
-  // tsc emits even with type errors elsewhere in the tree; only a missing child is fatal here.
-  if (!existsSync(childScript)) {
-    throw new Error(`tsc did not produce ${childScript}:\n${build.stdout}${build.stderr}`);
-  }
-}, 120_000);
+beforeAll(() => ensureBuilt(childScript, childSource), 120_000);
 
 interface ChildRun {
   opened: { logEndOffset: number; recovery: RecoveryReport } | null;
@@ -90,63 +70,27 @@ interface ChildRun {
 }
 
 /** Runs the child on `dir` and SIGKILLs it `killDelayMs` after its first acknowledgement. */
-/** runChild, run again when the child could not open the log because of the known bug above. */
-async function runChildRepairing(
+async function runChild(
   dir: string,
   durability: Durability,
   firstBatch: number,
   killDelayMs: number,
 ): Promise<ChildRun> {
-  return runChild(dir, durability, firstBatch, killDelayMs);
-}
-
-function runChild(
-  dir: string,
-  durability: Durability,
-  firstBatch: number,
-  killDelayMs: number,
-): Promise<ChildRun> {
-  return new Promise((resolvePromise, reject) => {
-    const child: ChildProcess = spawn(
-      process.execPath,
-      [childScript, dir, durability, String(firstBatch), String(segmentBytes)],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const run: ChildRun = { opened: null, acks: [], code: null, signal: null, stderr: '' };
-    let pending = '';
-    let killTimer: NodeJS.Timeout | null = null;
-    const watchdog = setTimeout(() => child.kill('SIGKILL'), firstAckTimeoutMs);
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (chunk: string) => {
-      const lines = (pending + chunk).split('\n');
-      // The last piece is an unfinished line (or ''): a line is an acknowledgement once complete.
-      pending = lines.pop()!;
-      for (const line of lines) {
-        const message = JSON.parse(line) as CrashAck | { opened: NonNullable<ChildRun['opened']> };
-        if ('opened' in message) {
-          run.opened = message.opened;
-          continue;
-        }
-        run.acks.push(message);
-        if (killTimer === null) {
-          clearTimeout(watchdog);
-          killTimer = setTimeout(() => child.kill('SIGKILL'), killDelayMs);
-        }
-      }
-    });
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (chunk: string) => {
-      run.stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(watchdog);
-      if (killTimer !== null) clearTimeout(killTimer);
-      run.code = code;
-      run.signal = signal;
-      resolvePromise(run);
-    });
+  type Line = CrashAck | { opened: NonNullable<ChildRun['opened']> };
+  const run = await runUntilKilled<Line>({
+    script: childScript,
+    args: [dir, durability, String(firstBatch), String(segmentBytes)],
+    isAck: (line) => !('opened' in line),
+    killDelayMs,
+    firstAckTimeoutMs,
   });
+  let opened: ChildRun['opened'] = null;
+  const acks: CrashAck[] = [];
+  for (const line of run.lines) {
+    if ('opened' in line) opened = line.opened;
+    else acks.push(line);
+  }
+  return { opened, acks, code: run.code, signal: run.signal, stderr: run.stderr };
 }
 
 /** The files of `dir` with their sizes, for failure messages. */
@@ -331,7 +275,7 @@ describe('PartitionLog killed with SIGKILL', () => {
       const firstBatch = round * batchNumbersPerRound;
       const killDelayMs = killDelayMsMin + Math.floor(random() * (killDelayMsMax - killDelayMsMin + 1));
       const inPlace = round % 2 === 0;
-      const run = await runChildRepairing(dir, 'always', firstBatch, killDelayMs);
+      const run = await runChild(dir, 'always', firstBatch, killDelayMs);
       const fresh = collectAcks(dir, run, firstBatch, acked);
       if (run.opened!.recovery.truncation !== null) truncations++;
       let checked = dir;
@@ -356,7 +300,7 @@ describe('PartitionLog killed with SIGKILL', () => {
     const acked = new Map<number, CrashAck>();
     // Late enough that thousands of appends (and several rolls) are in flight when the kill comes.
     const killDelayMs = 150 + Math.floor(random() * (killDelayMsMax - 150 + 1));
-    const run = await runChildRepairing(dir, 'none', 0, killDelayMs);
+    const run = await runChild(dir, 'none', 0, killDelayMs);
     const fresh = collectAcks(dir, run, 0, acked);
     // `none` promises nothing for a power loss; a killed process leaves its writes in the page cache
     // (the map is shared), so everything acknowledged is still there.

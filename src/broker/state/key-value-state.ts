@@ -10,7 +10,7 @@
  * (numbers, strings, plain objects; `validate` checks what is read back), and `bytesValues` for raw
  * bytes stored as they are (no encoding at all: the fastest to recover).
  */
-import { type EntryCodec, keyBytes, type StateMachine, statePackr } from './state-machine.js';
+import { type EntryCodec, type StateMachine, statePackr } from './state-machine.js';
 
 export type KeyValueEntry<Value> = { op: 'put'; key: string; value: Value } | { op: 'delete'; key: string };
 
@@ -34,7 +34,8 @@ export const bytesValues: ValueCodec<Uint8Array> = {
     if (!(value instanceof Uint8Array)) throw new Error('a bytes value must be a Uint8Array');
     return value;
   },
-  decode: (bytes) => bytes.slice(),
+  // Buffer.from copies small values into Node's shared pool: no ArrayBuffer allocated per value.
+  decode: (bytes) => Buffer.from(bytes),
 };
 
 export function keyValueCodec<Value>(values: ValueCodec<Value>): EntryCodec<KeyValueEntry<Value>> {
@@ -43,7 +44,7 @@ export function keyValueCodec<Value>(values: ValueCodec<Value>): EntryCodec<KeyV
       if (typeof entry.key !== 'string' || entry.key.length > keyValueKeyLengthMax) {
         throw new Error(`key-value entry key must be a string of at most ${keyValueKeyLengthMax} characters`);
       }
-      return { key: keyBytes(entry.key), value: entry.op === 'put' ? values.encode(entry.value) : null };
+      return { key: entry.key, value: entry.op === 'put' ? values.encode(entry.value) : null };
     },
     decode(record) {
       const key = record.keyText();

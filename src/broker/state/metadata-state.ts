@@ -17,7 +17,7 @@
 import { partitionCountMax } from '../../limits.js';
 import { type ResolvedTopicConfig, resolveStoredTopicConfig } from '../topic-config.js';
 import { validateTopicName } from '../topic-name.js';
-import { type EntryCodec, keyBytes, type StateMachine, statePackr } from './state-machine.js';
+import { type EntryCodec, type StateMachine, statePackr } from './state-machine.js';
 
 /** A topic as the metadata records it. */
 export interface TopicRecord {
@@ -66,10 +66,10 @@ export function parseTopicRecord(
 export function metadataCodec(defaults: ResolvedTopicConfig): EntryCodec<MetadataEntry> {
   return {
     encode(entry) {
-      if (entry.type === 'topic-deleted') return { key: keyBytes(entry.name), value: null };
+      if (entry.type === 'topic-deleted') return { key: entry.name, value: null };
       const { name, partitionCount, createdAtMs, config } = entry.topic;
       const { partitions: _partitions, ...stored } = config;
-      return { key: keyBytes(name), value: statePackr.pack({ partitionCount, createdAtMs, config: stored }) };
+      return { key: name, value: statePackr.pack({ partitionCount, createdAtMs, config: stored }) };
     },
     decode(record) {
       const name = record.keyText();

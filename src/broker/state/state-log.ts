@@ -234,11 +234,6 @@ export class StateLog<Entry> {
     return new StateLog(options);
   }
 
-  /** True when the log holds no entry at all (a new state log). */
-  get isEmpty(): boolean {
-    return this.log.logEndOffset === 0;
-  }
-
   get stats(): StateLogStats {
     return {
       ...this.counters,
@@ -263,6 +258,7 @@ export class StateLog<Entry> {
     } catch (error) {
       return Promise.reject(error);
     }
+    // A string key counts its UTF-16 length: close enough for a bound (keys are short).
     const bytes = (record.key?.length ?? 0) + (record.value?.length ?? 0);
     if (this.pendingBytes + bytes > this.pendingBytesMax) {
       return Promise.reject(
@@ -341,8 +337,15 @@ export class StateLog<Entry> {
     const builder = this.builder;
     let commits: PendingCommit<Entry>[] = [];
     builder.reset();
+    // One record object and one timestamp for the whole turn: no allocation per entry here.
+    const record: { key: string | Uint8Array | null; value: Uint8Array | null; timestamp: number } = {
+      key: null,
+      value: null,
+      timestamp: this.nowMs(),
+    };
     for (const commit of queued) {
-      const record = { key: commit.record.key, value: commit.record.value, timestamp: this.nowMs() };
+      record.key = commit.record.key;
+      record.value = commit.record.value;
       if (!this.fits(record)) {
         if (commits.length > 0) {
           this.appendBatch(builder.finish({ crc32c: crc32cOfBytes }), commits, null, 0);
@@ -501,7 +504,11 @@ export class StateLog<Entry> {
   }
 
   /** Appends `record` to the builder; false when the batch is full (or the record can never fit). */
-  private fits(record: { key: Uint8Array | null; value: Uint8Array | null; timestamp: number }): boolean {
+  private fits(record: {
+    key: string | Uint8Array | null;
+    value: Uint8Array | null;
+    timestamp: number;
+  }): boolean {
     try {
       return this.builder.append(record);
     } catch {

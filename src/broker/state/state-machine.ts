@@ -24,7 +24,8 @@ export interface StateMachine<Entry> {
  * gone). Keyed records keep the log open to compaction by key, as Kafka's internal topics use it.
  */
 export interface EncodedEntry {
-  key: Uint8Array | null;
+  /** A string is written as UTF-8 by the batch builder without an intermediate copy. */
+  key: string | Uint8Array | null;
   value: Uint8Array | null;
 }
 
@@ -49,10 +50,3 @@ export const statePackr = new Packr({
   moreTypes: false,
   int64AsType: 'number',
 });
-
-const textEncoder = new TextEncoder();
-
-/** UTF-8 bytes of a record key. */
-export function keyBytes(key: string): Uint8Array {
-  return textEncoder.encode(key);
-}

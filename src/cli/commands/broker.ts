@@ -9,7 +9,8 @@ import { type Durability, durabilities } from '../../protocol/types.js';
 import { integerFlag, UsageError } from '../cli-error.js';
 
 export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [--port P] [--durability none|interval|always]
-                       [--flush-interval-ms N] [--config FILE]`;
+                       [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
+                       [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -17,6 +18,9 @@ interface BrokerConfigFile {
   port?: number;
   durability?: Durability;
   flushIntervalMs?: number;
+  diskReserveBytes?: number;
+  scrubBytesPerSecond?: number;
+  scrubPassIntervalMs?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -39,6 +43,18 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
     flushIntervalMs: {
       expected: `an integer in [1, ${flushIntervalMsMax}]`,
       valid: (value) => isInteger(value, 1, flushIntervalMsMax),
+    },
+    diskReserveBytes: {
+      expected: 'an integer >= 0',
+      valid: (value) => isInteger(value, 0, Number.MAX_SAFE_INTEGER),
+    },
+    scrubBytesPerSecond: {
+      expected: 'an integer >= 0',
+      valid: (value) => isInteger(value, 0, Number.MAX_SAFE_INTEGER),
+    },
+    scrubPassIntervalMs: {
+      expected: 'an integer in [1, 2147483647]',
+      valid: (value) => isInteger(value, 1, 2_147_483_647),
     },
   };
 
@@ -79,6 +95,8 @@ export async function runBroker(argv: string[]): Promise<number> {
       port: { type: 'string' },
       durability: { type: 'string' },
       'flush-interval-ms': { type: 'string' },
+      'disk-reserve-bytes': { type: 'string' },
+      'scrub-bytes-per-second': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -98,12 +116,24 @@ export async function runBroker(argv: string[]): Promise<number> {
     throw new UsageError(`--flush-interval-ms must be at most ${flushIntervalMsMax}`);
   }
   const dataDir = values['data-dir'] ?? file.dataDir ?? './spillway-data';
+  const diskReserveBytes =
+    integerFlag('disk-reserve-bytes', values['disk-reserve-bytes']) ?? file.diskReserveBytes;
+  const scrubBytesPerSecond =
+    integerFlag('scrub-bytes-per-second', values['scrub-bytes-per-second']) ?? file.scrubBytesPerSecond;
 
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
     dataDir,
     durability,
     ...(flushIntervalMs !== undefined ? { flushIntervalMs } : {}),
+    ...(diskReserveBytes !== undefined ? { diskReserveBytes } : {}),
+    ...(scrubBytesPerSecond !== undefined ? { scrubBytesPerSecond } : {}),
+    ...(file.scrubPassIntervalMs !== undefined ? { scrubPassIntervalMs: file.scrubPassIntervalMs } : {}),
+  });
+  broker.scrubber.onFinding((finding) => {
+    process.stderr.write(
+      `spillway: scrub found damage in ${finding.topic}/${finding.partition}: ${finding.file} at position ${finding.position}, offsets ${finding.baseOffset}..${finding.nextOffset - 1} (${finding.reason}); data left as is, see docs/OPERATIONS.md\n`,
+    );
   });
   let server: Awaited<ReturnType<typeof broker.listen>>;
   try {

@@ -2,13 +2,17 @@
  * `spillway consume TOPIC`: prints one JSON line per message:
  * `{"topic","partition","offset","key","value","headers","timestamp","deliveryCount"}` (key, value and
  * header values as UTF-8 text). Stops after --max-messages, or when no message came for
- * --idle-exit-ms, or on SIGINT/SIGTERM.
+ * --idle-exit-ms, or on SIGINT/SIGTERM. With --on-corrupt-batch skip, a batch failing its CRC32C
+ * check is passed over and reported on stderr as one JSON line
+ * `{"skipped":{"topic","partition","firstOffset","nextOffset","reason"}}`; the default (fail) stops
+ * with CORRUPT_BATCH.
  */
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
-export const consumeUsage = `usage: spillway consume TOPIC [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--broker URL]
+export const consumeUsage = `usage: spillway consume TOPIC [--from earliest|latest] [--max-messages N] [--idle-exit-ms N]
+                        [--on-corrupt-batch fail|skip] [--broker URL]
   (--group and --mode arrive with consumer groups)`;
 
 function text(bytes: Uint8Array | null): string | null {
@@ -27,6 +31,7 @@ export async function runConsume(argv: string[]): Promise<number> {
       from: { type: 'string', default: 'earliest' },
       'max-messages': { type: 'string' },
       'idle-exit-ms': { type: 'string' },
+      'on-corrupt-batch': { type: 'string', default: 'fail' },
     },
     strict: true,
     allowPositionals: true,
@@ -40,10 +45,19 @@ export async function runConsume(argv: string[]): Promise<number> {
       '--group and --mode are not supported by this version yet (consumer groups arrive later)',
     );
   }
+  const onCorruptBatch = values['on-corrupt-batch'];
+  if (onCorruptBatch !== 'fail' && onCorruptBatch !== 'skip') {
+    throw new UsageError('--on-corrupt-batch must be fail or skip');
+  }
   const maxMessages = integerFlag('max-messages', values['max-messages'], 1);
   const idleExitMs = integerFlag('idle-exit-ms', values['idle-exit-ms'], 1);
   const sw = await Spillway.connect(brokerUrlFlag(values.broker));
-  const consumer = sw.consumer({ topics: [topic], from: values.from });
+  const consumer = sw.consumer({
+    topics: [topic],
+    from: values.from,
+    onCorruptBatch,
+    onSkippedBatch: (skipped) => process.stderr.write(`${JSON.stringify({ skipped })}\n`),
+  });
   let idleTimer: NodeJS.Timeout | null = null;
   const armIdle = () => {
     if (idleExitMs === undefined) return;
