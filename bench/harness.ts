@@ -25,6 +25,7 @@ export const suiteNames = [
   'state',
   'scrub',
   'broker',
+  'groups',
   'consume-pool',
   'peers',
   'compare',

@@ -33,6 +33,9 @@ export type ErrorCode =
   | 'CONNECTION_CLOSED'
   | 'NO_HANDLER'
   | 'HANDLER_FAILED'
+  | 'UNKNOWN_GROUP'
+  | 'UNKNOWN_MEMBER'
+  | 'FENCED_GENERATION'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -64,6 +67,9 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   CONNECTION_CLOSED: true,
   NO_HANDLER: false,
   HANDLER_FAILED: true, // the client's handler may succeed when asked again
+  UNKNOWN_GROUP: false,
+  UNKNOWN_MEMBER: false, // the member was removed (left, session closed or timed out): join again
+  FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment
   INTERNAL: false,
 };
 

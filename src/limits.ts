@@ -169,3 +169,29 @@ export const runBatchMessagesMax = 65_536;
 export const producerInFlightBatchesPerPartitionMax = 1024;
 /** Most batches in flight in all a producer may be configured with. */
 export const producerInFlightBatchesMax = 65_536;
+
+/** Consumer groups (group and broadcast mode) a broker keeps, with or without members. More: INVALID_ARGUMENT. */
+export const groupsMax = 10_000;
+/** Members of one group at once. One more join: INVALID_ARGUMENT. */
+export const groupMembersMax = 1_000;
+/** Longest group name, in characters. */
+export const groupNameLengthMax = 255;
+/** Longest member id (a broadcast member's own id), in characters. */
+export const memberIdLengthMax = 255;
+/** Offsets one COMMIT_OFFSETS request may carry. */
+export const groupCommitOffsetsMax = 4_096;
+/** Offset commits written to `__consumer_offsets` and not yet durable, broker-wide. More: BACKPRESSURE. */
+export const groupCommitsPendingMax = 65_536;
+/** Session timeout of a group member: the bounds a join may ask for, and the default. */
+export const groupSessionTimeoutMsMin = 100;
+export const groupSessionTimeoutMsMax = 5 * 60 * 1000;
+export const groupSessionTimeoutMsDefault = 10_000;
+/** Longest a HEARTBEAT waits for a change of the member's assignment before it is answered. */
+export const groupHeartbeatWaitMsMax = 60_000;
+/** Heartbeats of one member waiting at once (a client keeps one). More: TOO_MANY_REQUESTS. */
+export const groupHeartbeatsWaitingPerMemberMax = 4;
+/**
+ * Messages of one partition a group consumer has handed out and not seen acked: at this many it hands
+ * out no more of that partition until some are acked (the finished-prefix bookkeeping stays bounded).
+ */
+export const groupConsumerUnfinishedMessagesMax = 1_000_000;

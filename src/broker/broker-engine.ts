@@ -24,6 +24,8 @@ import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } 
 import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { DiskReserve } from './disk-reserve.js';
+import { ConsumerOffsetsStore, consumerOffsetsTopicName } from './groups/consumer-offsets-store.js';
+import { GroupCoordinator } from './groups/group-coordinator.js';
 import { Lifecycle } from './lifecycle.js';
 import { MetadataStore, metadataTopicName } from './metadata-store.js';
 import {
@@ -57,6 +59,7 @@ export interface BrokerEngineParts {
   dataDir: string;
   lock: DataDirectoryLock;
   metadata: MetadataStore;
+  offsets: ConsumerOffsetsStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -72,6 +75,7 @@ export class BrokerEngine implements BrokerApi {
   /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
   readonly sessions: SessionRegistry;
   readonly integrity: BrokerIntegrity;
+  readonly groups: GroupCoordinator;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -79,6 +83,7 @@ export class BrokerEngine implements BrokerApi {
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
+  private readonly offsets: ConsumerOffsetsStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   private readonly clock: Clock;
@@ -114,6 +119,10 @@ export class BrokerEngine implements BrokerApi {
     );
     const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
     parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
+    this.offsets = parts.offsets;
+    this.groups = new GroupCoordinator(this.topics, this.messages, parts.offsets, this.clock, this.lifecycle);
+    const offsetsPartition = this.topics.partitionOf(consumerOffsetsTopicName, 0);
+    parts.offsets.state.onAppend = () => this.messages.wake(offsetsPartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -142,11 +151,18 @@ export class BrokerEngine implements BrokerApi {
     mkdirSync(dataDir, { recursive: true });
     const lock = DataDirectoryLock.acquire(dataDir);
     let metadata: MetadataStore | null = null;
+    let offsets: ConsumerOffsetsStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
         dataDir,
         defaults: resolved.topicDefaults,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      offsets = await ConsumerOffsetsStore.open({
+        dataDir,
         tuning: resolved.stateLog,
         checkpointIntervalMs: resolved.checkpointIntervalMs,
         clock: resolved.clock,
@@ -172,6 +188,7 @@ export class BrokerEngine implements BrokerApi {
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
       const internal = internalTopic(metadataTopicName, metadata.partition);
+      const offsetsTopic = internalTopic(consumerOffsetsTopicName, offsets.partition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -203,7 +220,10 @@ export class BrokerEngine implements BrokerApi {
         topicCount: topics.length,
         partitionCount: topics.reduce((sum, topic) => sum + topic.partitionCount, 0),
         partitions,
-        stateLogs: [{ name: metadata.state.name, recovery: metadata.state.recovery }],
+        stateLogs: [
+          { name: metadata.state.name, recovery: metadata.state.recovery },
+          { name: offsets.state.name, recovery: offsets.state.recovery },
+        ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
@@ -217,12 +237,14 @@ export class BrokerEngine implements BrokerApi {
         dataDir,
         lock,
         metadata,
-        topics: [internal, ...topics],
+        offsets,
+        topics: [internal, offsetsTopic, ...topics],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
       await metadata?.close().catch(() => undefined);
+      await offsets?.close().catch(() => undefined);
       lock.release();
       throw error;
     }
@@ -327,6 +349,7 @@ export class BrokerEngine implements BrokerApi {
 
   private async closeNow(): Promise<void> {
     // At once: no session opens from here on; hooks may still use the broker's state.
+    this.groups.closeAll();
     const sessionsClosed = this.sessions.closeAll('the broker is closing');
     this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
@@ -341,6 +364,7 @@ export class BrokerEngine implements BrokerApi {
     const outcomes = await Promise.allSettled([
       ...partitions.map((partition) => partition.openLog?.close()),
       this.metadata.close(),
+      this.offsets.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

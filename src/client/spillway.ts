@@ -9,6 +9,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { Admin } from './admin.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
+import { GroupConsumer, type GroupConsumerOptions } from './group-consumer.js';
 import { InProcessTransport, isBrokerApi } from './in-process-transport.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Producer, type ProducerOptions } from './producer.js';
@@ -44,11 +45,13 @@ export class Spillway {
   private readonly transport: Transport;
   private readonly metadata: MetadataCache;
   private readonly producers = new Set<Producer>();
-  private readonly consumers = new Set<Consumer>();
+  private readonly consumers = new Set<Consumer | GroupConsumer>();
+  private readonly clientId: string | undefined;
   private closing: Promise<void> | null = null;
 
   private constructor(transport: Transport, options: SpillwayOptions) {
     this.transport = transport;
+    this.clientId = options.clientId;
     this.admin = new Admin(transport);
     this.metadata = new MetadataCache(
       this.admin,
@@ -97,9 +100,25 @@ export class Spillway {
     return producer;
   }
 
-  consumer(options: ConsumerOptions): Consumer {
+  /**
+   * A consumer. With `group` and mode 'group' (the default with a group) or 'broadcast': a
+   * GroupConsumer (group-consumer.ts); without a group: the log consumer (consumer.ts).
+   */
+  consumer(options: GroupConsumerOptions & { group: string }): GroupConsumer;
+  consumer(options: ConsumerOptions): Consumer;
+  consumer(options: ConsumerOptions | GroupConsumerOptions): Consumer | GroupConsumer {
     this.assertOpen();
-    const consumer = new Consumer(this.transport, this.admin, options);
+    const mode = options?.mode;
+    const consumer =
+      options !== null &&
+      typeof options === 'object' &&
+      options.group !== undefined &&
+      (mode === undefined || mode === 'group' || mode === 'broadcast')
+        ? new GroupConsumer(this.transport, this.admin, {
+            ...(options as GroupConsumerOptions),
+            ...(this.clientId !== undefined ? { clientId: this.clientId } : {}),
+          })
+        : new Consumer(this.transport, this.admin, options as ConsumerOptions);
     this.consumers.add(consumer);
     return consumer;
   }

@@ -14,6 +14,15 @@ import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
 import type { BrokerApi } from './broker-api.js';
 import { type Frame, FrameFlags } from './frame.js';
 import {
+  parseCommitOffsets,
+  parseGroupFetch,
+  parseGroupName,
+  parseHeartbeat,
+  parseJoinGroup,
+  parseMemberRequest,
+  parseReleasePartitions,
+} from './group-messages.js';
+import {
   type ErrorHeader,
   type FetchResponse,
   type HelloResponse,
@@ -175,6 +184,53 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       const { topic, partition } = parseRepairPartition(request.header);
       return response(request, await api.integrity.repair(topic, partition));
     }
+    case Opcode.joinGroup:
+      requireNoBody(request);
+      return response(request, await api.groups.join(options.session, parseJoinGroup(request.header)));
+    case Opcode.heartbeat:
+      requireNoBody(request);
+      return response(
+        request,
+        await api.groups.heartbeat(options.session, parseHeartbeat(request.header), options.signal),
+      );
+    case Opcode.leaveGroup:
+      requireNoBody(request);
+      await api.groups.leave(options.session, parseMemberRequest(request.header));
+      return response(request, {});
+    case Opcode.releasePartitions:
+      requireNoBody(request);
+      return response(
+        request,
+        await api.groups.release(options.session, parseReleasePartitions(request.header)),
+      );
+    case Opcode.commitOffsets:
+      requireNoBody(request);
+      await api.groups.commit(options.session, parseCommitOffsets(request.header));
+      return response(request, {});
+    case Opcode.groupFetch: {
+      requireNoBody(request);
+      const fetch = parseGroupFetch(request.header);
+      const result = await api.groups.fetch(options.session, fetch, {
+        maxBytes: fetch.maxBytes,
+        maxWaitMs: fetch.maxWaitMs,
+        minBytes: fetch.minBytes,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      const header: FetchResponse = {
+        batchCount: result.batchCount,
+        firstOffset: result.firstOffset,
+        nextOffset: result.nextOffset,
+        logStartOffset: result.logStartOffset,
+        highWatermark: result.highWatermark,
+      };
+      return response(request, header, result.records);
+    }
+    case Opcode.listGroups:
+      requireNoBody(request);
+      return response(request, { groups: api.groups.list() });
+    case Opcode.describeGroup:
+      requireNoBody(request);
+      return response(request, api.groups.describe(parseGroupName(request.header).group));
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');
     default:

@@ -254,6 +254,18 @@ export class HttpApi {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       exchange.answer({ status: 200, json: { sessions: this.context.api.sessions.list() } });
     });
+    route('/v1/groups', 'groups_list', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      void exchange.run(() => ({ status: 200, json: { groups: this.context.api.groups.list() } }));
+    });
+    route('/v1/groups/:group', 'group', (exchange, request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      const rawName = request.getParameter(0);
+      void exchange.run(() => ({
+        status: 200,
+        json: this.context.api.groups.describe(decodeParameter(rawName, 'group name')),
+      }));
+    });
     route('/v1/groups/*', 'groups', (exchange, request) => {
       exchange.answerError(notSupported(`queue-style consumption (${request.getUrl()})`));
     });

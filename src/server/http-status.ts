@@ -14,6 +14,9 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_OPCODE: 400,
   UNKNOWN_TOPIC: 404,
   UNKNOWN_PARTITION: 404,
+  UNKNOWN_GROUP: 404,
+  UNKNOWN_MEMBER: 409,
+  FENCED_GENERATION: 409,
   TOPIC_EXISTS: 409,
   FRAME_TOO_LARGE: 413,
   // 416 rather than 400: a client can tell "ask again from logStartOffset" from bad input.

@@ -8,6 +8,7 @@
  * would sit on every request.
  */
 import type { IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
+import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 
@@ -76,6 +77,7 @@ export class ServerMetrics {
     sessions?: SessionService,
     integrity: () => IntegrityReport | null = () => null,
     storage: () => StorageStats | null = () => null,
+    groups: () => GroupDescription[] = () => [],
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -233,6 +235,55 @@ export class ServerMetrics {
       // The broker is closing: no storage figures.
     }
     if (stats !== null) renderStorage(stats, metric, lines);
+    let groupDescriptions: GroupDescription[] = [];
+    try {
+      groupDescriptions = groups();
+    } catch {
+      // The broker is closing.
+    }
+    metric(
+      'spillway_group_members',
+      'gauge',
+      'Members of each consumer group (group and broadcast mode) now.',
+    );
+    metric(
+      'spillway_group_generation',
+      'gauge',
+      'Generation of each consumer group (bumped at every rebalance).',
+    );
+    for (const group of groupDescriptions) {
+      const label = escapeLabelValue(group.group);
+      lines.push(`spillway_group_members{group="${label}",mode="${group.mode}"} ${group.members.length}`);
+      lines.push(`spillway_group_generation{group="${label}"} ${group.generation}`);
+    }
+    metric(
+      'spillway_group_lag',
+      'gauge',
+      "Group mode: messages of a partition past the group's committed offset (log end minus committed).",
+    );
+    for (const group of groupDescriptions) {
+      if (group.mode !== 'group') continue;
+      const label = escapeLabelValue(group.group);
+      for (const row of group.partitions) {
+        lines.push(
+          `spillway_group_lag{group="${label}",topic="${escapeLabelValue(row.topic)}",partition="${row.partition}"} ${row.lag}`,
+        );
+      }
+    }
+    metric(
+      'spillway_broadcast_lag',
+      'gauge',
+      "Broadcast mode: messages of a partition past a member's own position.",
+    );
+    for (const group of groupDescriptions) {
+      if (group.mode !== 'broadcast') continue;
+      const label = escapeLabelValue(group.group);
+      for (const row of group.partitions) {
+        lines.push(
+          `spillway_broadcast_lag{group="${label}",member="${escapeLabelValue(row.member ?? '')}",topic="${escapeLabelValue(row.topic)}",partition="${row.partition}"} ${row.lag}`,
+        );
+      }
+    }
     lines.push('');
     return lines.join('\n');
   }
