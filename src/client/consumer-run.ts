@@ -13,7 +13,9 @@
  * Settling: a handler that returns/resolves acks its message; one that throws/rejects nacks it with
  * the error's text (`nack({ error })`). When the consumer's nack rewinds the partition (settler
  * redelivery 'rewind': log and group modes), the messages of that partition held here after the
- * nacked one are dropped unhandled (they come again from the consumer, in order). A handler failing
+ * nacked one are dropped unhandled (they come again from the consumer, in order); with ordering
+ * 'key' or 'none', those of them already running in other lanes finish and come again too (handled
+ * twice: at-least-once). A handler failing
  * every time is retried as the mode retries: forever in log mode (no dead letters without a queue
  * mode), up to maxDeliveries then dead-lettered in shared modes.
  *

@@ -416,6 +416,35 @@ ${body}
     appendFileSync(log, '');
   });
 
+  test('group mode through the pool: handled messages are committed, a failure rewinds and comes again', async () => {
+    const broker = await openBroker();
+    const sw = await connect(broker);
+    await sw.admin.createTopic('t', { partitions: 3 });
+    await produce(sw, 3, 100, 4);
+    const { url, log } = workerModule(
+      `export function handler(message) {
+  if (message.value.toString() === '2-50' && message.deliveryCount === 1) throw new Error('once');
+  record(message);
+}`,
+    );
+    const consumer = sw.consumer({ group: 'g', topics: ['t'], from: 'earliest', commitIntervalMs: 5 });
+    const running = consumer.run({ worker: url, threads: 4, batchMessages: 16 });
+    await waitFor(
+      () =>
+        consumer.assignment().length === 3 &&
+        consumer.assignment().every((partition) => partition.committable === 100),
+      30_000,
+    );
+    await consumer.close();
+    const summary = await running;
+    expect(summary).toMatchObject({ handled: 300, failed: 1, threadsStarted: 4, threadsExited: 4 });
+    const seen = readSeen(log);
+    expectOrdered(seen, (entry) => `${entry.partition}`);
+    expect(seen.find((entry) => entry.value === '2-50')!.deliveryCount).toBe(2);
+    const description = await sw.admin.describeGroup('g');
+    expect(description.partitions.map((partition) => partition.committed)).toEqual([100, 100, 100]);
+  });
+
   test('a worker module without a handler export, or missing, rejects run with INVALID_ARGUMENT', async () => {
     const sw = await setup(1);
     await produce(sw, 1, 3, 1);
