@@ -11,8 +11,9 @@
  * reports its count over a BroadcastChannel every 2 ms), then closes the consumer. Pool start-up
  * (threads, module import) is inside the time. Median of 3 runs (1 quick), N = 1M (100k quick).
  *
- * Issue 10's target: group mode through the pool, no-op handler, 2 threads >= 1M msg/s (here the
- * log consumer: group mode arrives separately and adds its commits).
+ * The same two in group mode (a group consumer, one member, fresh group per run: acks feed the
+ * committed contiguous prefix, commits batched). Issue 10's target: group mode through the pool,
+ * no-op handler, 2 threads >= 1M msg/s.
  */
 import * as path from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -50,8 +51,12 @@ async function produce(sw: Spillway, count: number): Promise<void> {
 }
 
 /** Seconds from run() until `count` messages were handled. */
-async function timeRun(sw: Spillway, count: number, options: RunOptions): Promise<number> {
-  const consumer = sw.consumer({ topics: [topic], from: 'earliest' });
+let groupNumber = 0;
+
+async function timeRun(sw: Spillway, count: number, options: RunOptions, group = false): Promise<number> {
+  const consumer = group
+    ? sw.consumer({ group: `pool-bench-${groupNumber++}`, topics: [topic], from: 'earliest' })
+    : sw.consumer({ topics: [topic], from: 'earliest' });
   await consumer.ready();
   let handled = 0;
   let reached: () => void = () => undefined;
@@ -100,7 +105,7 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
     context.log(`consume-pool: producing ${count} messages of 100 B`);
     await produce(sw, count);
     const worker = workerModule();
-    const cases: Array<{ name: string; options: RunOptions }> = [
+    const cases: Array<{ name: string; options: RunOptions; group?: boolean }> = [
       {
         name: 'run({handler}) no-op, concurrency 1, ordering partition',
         options: { handler: () => undefined },
@@ -112,15 +117,25 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       { name: 'pool no-op, 2 threads, ordering partition', options: { worker, threads: 2 } },
       { name: 'pool no-op, 2 threads, ordering key', options: { worker, threads: 2, ordering: 'key' } },
       { name: 'pool no-op, 2 threads, ordering none', options: { worker, threads: 2, ordering: 'none' } },
+      {
+        name: 'group mode: run({handler}) no-op, concurrency 1, ordering partition',
+        options: { handler: () => undefined },
+        group: true,
+      },
+      {
+        name: 'group mode: pool no-op, 2 threads, ordering partition',
+        options: { worker, threads: 2 },
+        group: true,
+      },
     ];
     // Unreported warm-up of both paths (JIT, page cache).
     await timeRun(sw, Math.min(count, 50_000), cases[0]!.options);
     await timeRun(sw, Math.min(count, 50_000), cases[2]!.options);
     const rates = new Map<string, number>();
-    for (const { name, options } of cases) {
+    for (const { name, options, group } of cases) {
       const samples: number[] = [];
       for (let index = 0; index < runs; index++) {
-        samples.push(count / (await timeRun(sw, count, options)));
+        samples.push(count / (await timeRun(sw, count, options, group)));
         await yieldToEventLoop();
       }
       const rate = median(samples);
@@ -142,6 +157,15 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       value: Math.round((poolRate / handlerRate) * 1000) / 1000,
       unit: 'x',
       detail: 'throughput ratio, no-op handler: below 1 is the pool overhead for a handler that does nothing',
+    });
+    const groupHandlerRate = rates.get(cases[5]!.name)!;
+    const groupPoolRate = rates.get(cases[6]!.name)!;
+    rows.push({
+      suite: suiteName,
+      name: 'group mode: pool (2 threads) / run({handler}) (concurrency 1)',
+      value: Math.round((groupPoolRate / groupHandlerRate) * 1000) / 1000,
+      unit: 'x',
+      detail: 'throughput ratio in group mode (acks feed the committed prefix), no-op handler',
     });
     await sw.close();
   } finally {
