@@ -301,10 +301,10 @@ ${body}
   }
 
   function readSeen(log: string): Seen[] {
-    return readFileSync(log, 'utf8')
-      .split('\n')
-      .filter((line) => line.length > 0)
-      .map((line) => JSON.parse(line) as Seen);
+    // Only complete lines: a worker may be in the middle of appending one.
+    const lines = readFileSync(log, 'utf8').split('\n');
+    lines.pop();
+    return lines.map((line) => JSON.parse(line) as Seen);
   }
 
   async function runUntil(
