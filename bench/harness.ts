@@ -27,6 +27,7 @@ export const suiteNames = [
   'scrub',
   'broker',
   'groups',
+  'consume-pool',
   'peers',
   'compare',
 ] as const;

@@ -41,6 +41,7 @@ import { batchBytesMax, fetchMaxBytesDefault, fetchMaxWaitMsMax, retryBackoffMsM
 import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import type { Admin } from './admin.js';
+import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
 import { closedError, integerOf } from './wire.js';
@@ -469,6 +470,14 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
       partition: reader.partition,
       position: reader.position,
     }));
+  }
+
+  /**
+   * Runs a handler over the messages, in this thread or in worker threads, acking what it handles
+   * and nacking what it fails (here: a rewind); resolves when the consumer closes. See consumer-run.ts.
+   */
+  run(options: RunOptions): Promise<RunSummary> {
+    return runConsumer(this, options, this.settler);
   }
 
   [Symbol.asyncIterator](): this {

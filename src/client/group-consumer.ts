@@ -47,6 +47,7 @@ import type { GroupMode, GroupView, PartitionRef } from '../protocol/group-api.j
 import type { ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import type { Admin } from './admin.js';
+import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { FinishedPrefix } from './finished-prefix.js';
 import { parseGroupView } from './group-view.js';
 import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
@@ -421,6 +422,16 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
       committed: held.committed,
       revoking: held.revoking,
     }));
+  }
+
+  /**
+   * Runs a handler over the messages, in this thread or in worker threads (consumer-run.ts): what it
+   * handles is acked (committed with the contiguous finished prefix), what it fails is nacked (the
+   * partition rewinds). Messages still running when close() commits are committed only if acked
+   * before; the others come again to the partition's next owner.
+   */
+  run(options: RunOptions): Promise<RunSummary> {
+    return runConsumer(this, options, { redelivery: 'rewind' });
   }
 
   [Symbol.asyncIterator](): this {

@@ -26,8 +26,10 @@ export {
   type SkippedBatches,
   type StartPosition,
 } from './consumer.js';
+export type { MessageHandler, RunOptions, RunOrdering, RunSummary } from './consumer-run.js';
 export { GroupConsumer, type GroupConsumerOptions, groupConsumerDefaults } from './group-consumer.js';
 export { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
+export type { WorkerMessage } from './pool-batch.js';
 export {
   type MessageBytes,
   Producer,

@@ -23,6 +23,7 @@
  * Errors: retriable receive errors (connection lost, broker closing) are retried with backoff; any
  * other is thrown by the iterator after the buffered messages, and the consumer closes.
  */
+
 import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
 import {
@@ -34,6 +35,7 @@ import {
 import { Opcode } from '../protocol/opcodes.js';
 import type { QueueMode, QueueSettings } from '../protocol/queue-api.js';
 import type { ReceiveResponsePartition } from '../protocol/queue-messages.js';
+import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
 import { closedError } from './wire.js';
@@ -259,6 +261,15 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
       this.nacks.set(key, pending);
     }
     return this.gather(pending, message);
+  }
+
+  /**
+   * Runs a handler over the messages, in this thread or in worker threads (consumer-run.ts): what it
+   * handles is acked, what it fails is nacked with the error text (redelivered after the backoff, or
+   * dead-lettered after maxDeliveries, by the broker).
+   */
+  run(options: RunOptions): Promise<RunSummary> {
+    return runConsumer(this, options, this);
   }
 
   /** Stops receiving, hands back what was not taken, sends pending settlements. Idempotent. */

@@ -72,3 +72,31 @@ describe('QueueConsumer', () => {
     await dead.close();
   });
 });
+
+describe('QueueConsumer.run', () => {
+  it('acks what the handler finishes and redelivers what it throws on (handler in this thread)', async () => {
+    const broker = await openBroker();
+    const client = await connect(broker);
+    await client.admin.createTopic('tasks', { partitions: 2 });
+    const producer = client.producer();
+    for (let i = 0; i < 40; i++) void producer.send('tasks', { key: `k${i % 5}`, value: `t${i}` });
+    await producer.flush();
+    const consumer = client.consumer({ group: 'g', topics: ['tasks'], mode: 'shared', retryBackoffMs: [0] });
+    const handled = new Map<string, number[]>();
+    const run = consumer.run({
+      concurrency: 4,
+      ordering: 'key',
+      handler: async (message) => {
+        const value = message.value!.toString();
+        handled.set(value, [...(handled.get(value) ?? []), message.deliveryCount]);
+        if (value === 't7' && message.deliveryCount === 1) throw new Error('first try fails');
+        if ([...handled.keys()].length === 40 && handled.get('t7')!.length === 2) void consumer.close();
+      },
+    });
+    await run;
+    expect(handled.size).toBe(40);
+    expect(handled.get('t7')).toEqual([1, 2]);
+    const [description] = broker.queues.describe('g');
+    expect(description!.partitions.reduce((sum, p) => sum + p.ackFloor, 0)).toBe(40);
+  });
+});

@@ -1,0 +1,155 @@
+/**
+ * consumer.run({ worker, threads, ordering }): the handler runs in a piscina pool of `threads`
+ * worker threads (loaded only when asked for: importing the client does not load piscina).
+ *
+ * The worker module's contract (any ES module Node can import, compiled .js):
+ *   export async function handler(message: WorkerMessage): Promise<void>   // or a plain function
+ * `message` is plain data — topic, partition, offset, key, value (Buffer | null, viewing the batch's
+ * bytes), headers (Record<string, Buffer | null>), timestamp, deliveryCount — not a ConsumedMessage:
+ * the worker does not ack. Returning (or resolving) means handled: the main thread acks it.
+ * Throwing (or rejecting) means failed: the main thread nacks it with the error's message (in log
+ * and group modes the partition rewinds to it; in shared modes it takes the retry/dead-letter path).
+ * The module is imported once per thread; module-level state lives per thread, and the thread's
+ * event loop keeps running between batches (piscina `atomics: 'async'`), so its timers and sockets work.
+ *
+ * Scheduling (see consumer-run.ts for lanes): messages go to workers in batches of up to
+ * `batchMessages`, packed into transferred buffers (pool-batch.ts), not one task per message. A
+ * batch takes whole runs of queued messages from ready lanes, and a lane stays busy until its batch
+ * is back, so a partition's (or key's) messages run one at a time in order while different lanes
+ * run in parallel in different threads. At most 2 tasks per thread are in flight (one running, one
+ * waiting so the thread does not idle); the runner's pendingMessagesMax bounds what is taken from
+ * the consumer, so a slow handler stops the fetches. When a batch is back its handled messages are
+ * acked and its failed ones nacked (the settler of the consumer's mode turns that into commits of
+ * the contiguous finished prefix or per-message acks). On run's end (consumer closed) the pool
+ * waits for the batches in flight, then is destroyed (its threads exit).
+ *
+ * The worker entry is pool-worker.js next to this module; from TypeScript sources (tests) the
+ * compiled dist/src/client/pool-worker.js is used, so build first (`npx tsc -p tsconfig.json`).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, SpillwayError } from '../errors.js';
+import type { RunExecutor, RunScheduler } from './consumer-run.js';
+import { type BatchResult, batchStatus, packBatch } from './pool-batch.js';
+
+/** Tasks in flight per thread: one running and one ready to start. */
+const tasksPerThread = 2;
+
+function workerEntry(): string {
+  const here = import.meta.url;
+  const entry = here.endsWith('.ts')
+    ? new URL('../../dist/src/client/pool-worker.js', here)
+    : new URL('./pool-worker.js', here);
+  const path = fileURLToPath(entry);
+  if (!existsSync(path)) {
+    throw new InvalidArgumentError(
+      `the worker pool's entry ${path} is missing: build the project (tsc) first`,
+    );
+  }
+  return path;
+}
+
+export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecutor> {
+  const moduleUrl = scheduler.options.worker;
+  if (moduleUrl === null) throw new InvalidArgumentError('startWorkerPool needs a worker module');
+  if (!existsSync(fileURLToPath(moduleUrl)))
+    throw new InvalidArgumentError(`run option worker: ${fileURLToPath(moduleUrl)} does not exist`);
+  const filename = workerEntry();
+  const { Piscina } = await import('piscina');
+  const threads = scheduler.options.threads;
+  const pool = new Piscina({
+    filename,
+    name: 'runBatch',
+    minThreads: threads,
+    maxThreads: threads,
+    concurrentTasksPerWorker: 1,
+    idleTimeout: 60_000,
+    // Between batches a thread keeps running its event loop (the handler module's timers and
+    // sockets work); 'sync' would freeze the thread until the next batch.
+    atomics: 'async',
+  });
+  const counts = { threadsStarted: 0, threadsExited: 0 };
+  pool.on('workerCreate', () => {
+    counts.threadsStarted++;
+  });
+  pool.on('workerDestroy', () => {
+    counts.threadsExited++;
+  });
+  const tasksMax = threads * tasksPerThread;
+  const batchMessages = scheduler.options.batchMessages;
+  let tasks = 0;
+  let scheduled = false;
+  let idleWaiter: (() => void) | null = null;
+
+  const dispatch = (): void => {
+    while (tasks < tasksMax && scheduler.queuedCount > 0) {
+      const free = tasksMax - tasks;
+      const size = Math.min(batchMessages, Math.max(1, Math.ceil(scheduler.queuedCount / free)));
+      const taken = scheduler.take(size);
+      if (taken === null) return;
+      tasks++;
+      const { task, buffers } = packBatch(moduleUrl, scheduler.rewinds, taken.messages);
+      pool.run(task, { name: 'runBatch', transferList: buffers }).then(
+        (result: BatchResult) => {
+          tasks--;
+          scheduler.release(taken.lanes);
+          if (result.fatal !== undefined) {
+            scheduler.fail(new InvalidArgumentError(result.fatal));
+            for (const message of taken.messages) scheduler.settle(message, 'skipped');
+          } else {
+            const errors = new Map(result.errors.map((failure) => [failure.index, failure.error]));
+            const status = result.status;
+            for (let index = 0; index < taken.messages.length; index++) {
+              const message = taken.messages[index]!;
+              const outcome = status[index];
+              if (outcome === batchStatus.handled) scheduler.settle(message, { error: null });
+              else if (outcome === batchStatus.failed)
+                scheduler.settle(message, { error: errors.get(index) ?? 'failed' });
+              else scheduler.settle(message, 'skipped');
+            }
+          }
+          done();
+        },
+        (error: unknown) => {
+          tasks--;
+          scheduler.release(taken.lanes);
+          const text = error instanceof Error ? error.message : String(error);
+          scheduler.fail(new SpillwayError('INTERNAL', `a worker thread failed running a batch: ${text}`));
+          for (const message of taken.messages) scheduler.settle(message, 'skipped');
+          done();
+        },
+      );
+    }
+  };
+
+  const done = (): void => {
+    if (tasks === 0 && idleWaiter !== null) {
+      const wake = idleWaiter;
+      idleWaiter = null;
+      wake();
+    }
+    dispatch();
+  };
+
+  return {
+    pump(): void {
+      // Deferred so that what the consumer has buffered is queued first and goes in full batches.
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        dispatch();
+      });
+    },
+    idle(): Promise<void> {
+      if (tasks === 0) return Promise.resolve();
+      return new Promise<void>((wake) => {
+        idleWaiter = wake;
+      });
+    },
+    async shutdown() {
+      await pool.destroy();
+      return { ...counts };
+    },
+  };
+}
