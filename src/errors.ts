@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'CONNECTION_CLOSED'
   | 'NO_HANDLER'
   | 'HANDLER_FAILED'
+  | 'ORIGIN_NOT_ALLOWED'
+  | 'HOST_NOT_ALLOWED'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -64,6 +66,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   CONNECTION_CLOSED: true,
   NO_HANDLER: false,
   HANDLER_FAILED: true, // the client's handler may succeed when asked again
+  ORIGIN_NOT_ALLOWED: false,
+  HOST_NOT_ALLOWED: false,
   INTERNAL: false,
 };
 

@@ -81,7 +81,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly metadata: MetadataStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
-  private readonly clock: Clock;
+  protected readonly clock: Clock;
   private retentionTimer: ClockTimer | null = null;
   private lastRetention: RetentionPassResult | null = null;
   private closePromise: Promise<void> | null = null;
