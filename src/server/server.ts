@@ -22,6 +22,7 @@ import uWS, {
 } from '@trufflesuite/uws-js-unofficial';
 import { type Clock, systemClock } from '../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
+import { readPackageVersion } from '../package-version.js';
 import {
   connectionsMax,
   connectionsPerAddressDefault,
@@ -123,28 +124,6 @@ function cancellableTimeout(ms: number): { promise: Promise<void>; cancel(): voi
     timer = setTimeout(resolve, ms);
   });
   return { promise, cancel: () => clearTimeout(timer) };
-}
-
-let packageVersion: string | undefined;
-
-async function readPackageVersion(): Promise<string> {
-  if (packageVersion !== undefined) return packageVersion;
-  const { readFile } = await import('node:fs/promises');
-  // src/server/ or dist/src/server/: the package root is two or three levels up.
-  for (const relative of ['../../package.json', '../../../package.json']) {
-    try {
-      const text = await readFile(new URL(relative, import.meta.url), 'utf8');
-      const parsed = JSON.parse(text) as { name?: string; version?: string };
-      if (parsed.name === 'spillway' && typeof parsed.version === 'string') {
-        packageVersion = parsed.version;
-        return packageVersion;
-      }
-    } catch {
-      // try the next candidate
-    }
-  }
-  packageVersion = '0.0.0';
-  return packageVersion;
 }
 
 function defaultInternalErrorHandler(error: unknown): void {
