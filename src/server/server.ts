@@ -22,7 +22,6 @@ import uWS, {
 } from '@trufflesuite/uws-js-unofficial';
 import { type Clock, systemClock } from '../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
-import { readPackageVersion } from '../package-version.js';
 import {
   connectionsMax,
   connectionsPerAddressDefault,
@@ -35,6 +34,7 @@ import {
   sendBufferBytesHardMax,
   serverCloseTimeoutMs,
 } from '../limits.js';
+import { readPackageVersion } from '../package-version.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import type { Frame } from '../protocol/frame.js';
 import { Connection, type ConnectionContext, type ConnectionData, closeCodeGoingAway } from './connection.js';
