@@ -18,6 +18,7 @@ import { BatchBuilder, decodeRecords, type RecordInput } from '../format/record-
 import {
   batchBytesMax,
   fetchMaxBytesDefault,
+  fetchMaxBytesMax,
   fetchMaxWaitMsMax,
   httpBodyBytesMax,
   httpFetchMessagesMax,
@@ -446,7 +447,7 @@ export class HttpApi {
       query.get('maxBytes'),
       'maxBytes',
       1,
-      batchBytesMax,
+      fetchMaxBytesMax, // the broker's bound for every fetch (WebSocket and HTTP alike)
       fetchMaxBytesDefault,
     );
     const encoding = parseValueEncoding(query.get('valueEncoding') ?? undefined);
