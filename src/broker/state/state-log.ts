@@ -234,11 +234,6 @@ export class StateLog<Entry> {
     return new StateLog(options);
   }
 
-  /** True when the log holds no entry at all (a new state log). */
-  get isEmpty(): boolean {
-    return this.log.logEndOffset === 0;
-  }
-
   get stats(): StateLogStats {
     return {
       ...this.counters,
