@@ -140,8 +140,12 @@ export const jsonDepthMax = 64;
  * holding more than a quarter of it is closed.
  */
 export const httpSendBudgetBytesDefault = 256 * 1024 * 1024;
-/** Open WebSocket connections from one source address (`maxConnectionsPerAddress` may lower it). */
-export const connectionsPerAddressDefault = 64;
+/**
+ * Open WebSocket connections from one source address (`maxConnectionsPerAddress` changes it). uWS
+ * buffers a frame being received (up to frameBytesMax) out of the server's sight: this bounds what
+ * one address can make the broker hold that way (16 x 16 MiB).
+ */
+export const connectionsPerAddressDefault = 16;
 /** How long a new WebSocket connection may go without a HELLO before it is closed (1008). */
 export const handshakeTimeoutMsDefault = 10_000;
 /** HTTP requests being handled at once per server (long-polls included). More: 429. */

@@ -187,6 +187,25 @@ export class HttpExchange {
       body = JSON.stringify(answer.json);
       contentType ??= 'application/json';
     }
+    if (
+      answer.json !== undefined &&
+      body !== undefined &&
+      body.length > largeAnswerChars &&
+      this.budget.sendFull
+    ) {
+      // Slow readers already hold the send budget: a large answer (a fetch) would add to it. Refuse
+      // instead. Text answers (/metrics) still go: monitoring matters most under load.
+      this.answered = false;
+      this.budget.refusals++;
+      return this.answerError(
+        new HttpError(
+          503,
+          'BACKPRESSURE',
+          `answers waiting for slow readers hold more than ${this.budget.sendMaxBytes} bytes: ask again later`,
+          { retriable: true },
+        ),
+      );
+    }
     const closeConnection = answer.headers?.['connection'] === 'close';
     const response = this.response;
     // Large answers are written with tryEnd: what the socket does not take now stays here, counted
