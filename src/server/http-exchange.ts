@@ -197,7 +197,7 @@ export class HttpExchange {
       // instead. Text answers (/metrics) still go: monitoring matters most under load.
       this.answered = false;
       this.budget.refusals++;
-      return this.answerError(
+      this.answerError(
         new HttpError(
           503,
           'BACKPRESSURE',
@@ -205,6 +205,7 @@ export class HttpExchange {
           { retriable: true },
         ),
       );
+      return;
     }
     const closeConnection = answer.headers?.['connection'] === 'close';
     const response = this.response;

@@ -4,10 +4,11 @@
  * - Origin: a request that carries an `Origin` header comes from a web page; it is refused (403
  *   ORIGIN_NOT_ALLOWED) unless that origin is in the allowed list (`*` allows every origin). Programs
  *   (the Spillway client, curl) send no Origin and are not affected.
- * - Host: when the server listens on a loopback address, the `Host` header must name the server as a
- *   browser on this machine would (`localhost`, `127.0.0.1` or `[::1]` with the port) or be one of the
- *   allowed host names: a page whose DNS name was rebound to 127.0.0.1 sends its own name and is
- *   refused (403 HOST_NOT_ALLOWED). A request without Host (HTTP/1.0, not a browser) passes.
+ * - Host: when the server listens on a loopback address, the `Host` header must name this machine
+ *   (`localhost`, `127.0.0.1`, `[::1]`, any port: a local proxy or tunnel may front the broker) or
+ *   be one of the allowed host names (`name` for any port, `name:port` for that one): a page whose
+ *   DNS name was rebound to 127.0.0.1 sends its own name and is refused (403 HOST_NOT_ALLOWED). A
+ *   request without Host (HTTP/1.0, not a browser) passes.
  * - Content type: where a JSON body is expected, only `application/json` is accepted (415), so a plain
  *   HTML form (`text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) cannot
  *   drive the API even if an origin check were relaxed.
@@ -19,7 +20,7 @@ import { HttpError } from './http-status.js';
 export interface RequestGuardOptions {
   /** Origins (`scheme://host[:port]`, as browsers send them) allowed to connect; `*`: any. */
   allowedOrigins: readonly string[];
-  /** Extra Host names (with or without `:port`) accepted when listening on loopback. */
+  /** Extra Host names (`name`: any port; `name:port`: that port) accepted when listening on loopback. */
   allowedHosts: readonly string[];
   /** The address the server listens on and its port. */
   listenHost: string;
@@ -50,24 +51,23 @@ export class RequestGuard {
     if (!isLoopbackAddress(options.listenHost)) {
       this.hosts = null; // reachable from elsewhere under any name: the Host header proves nothing
     } else {
-      const { port } = options;
-      const hosts = new Set<string>();
-      for (const name of [
-        'localhost',
-        '127.0.0.1',
-        '[::1]',
-        options.listenHost.includes(':') ? `[${options.listenHost}]` : options.listenHost,
-      ]) {
-        hosts.add(`${name}:${port}`);
-        if (port === 80) hosts.add(name);
-      }
-      for (const name of options.allowedHosts) {
-        const lower = name.toLowerCase();
-        hosts.add(lower);
-        if (!/:\d+$/.test(lower)) hosts.add(`${lower}:${port}`);
-      }
+      const hosts = new Set(['localhost', '127.0.0.1', '[::1]']);
+      if (!options.listenHost.includes(':')) hosts.add(options.listenHost.toLowerCase());
+      for (const name of options.allowedHosts) hosts.add(name.toLowerCase());
       this.hosts = hosts;
     }
+  }
+
+  /** True when the Host header names this machine, or an allowed name (its port, if given, too). */
+  private hostAllowed(host: string): boolean {
+    const hosts = this.hosts;
+    if (hosts === null) return true;
+    const lower = host.toLowerCase();
+    if (hosts.has(lower)) return true;
+    // `name:port` or `[v6]:port`: the name decides (any port: a local proxy or tunnel may front the
+    // broker; a rebound page sends its own name, whatever the port).
+    const name = /^(.*):\d+$/.exec(lower)?.[1];
+    return name !== undefined && hosts.has(name);
   }
 
   /** The error to answer a request with these headers, or null when it may go on. */
@@ -79,7 +79,7 @@ export class RequestGuard {
         `requests from the web page origin '${origin}' are refused: start the broker with --allow-origin ${origin} to allow it`,
       );
     }
-    if (host !== '' && this.hosts !== null && !this.hosts.has(host.toLowerCase())) {
+    if (host !== '' && !this.hostAllowed(host)) {
       return new HttpError(
         403,
         'HOST_NOT_ALLOWED',
