@@ -23,8 +23,10 @@ export const suiteNames = [
   'read',
   'recovery',
   'state',
+  'queues',
   'scrub',
   'broker',
+  'groups',
   'peers',
   'compare',
 ] as const;

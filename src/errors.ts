@@ -35,6 +35,11 @@ export type ErrorCode =
   | 'HANDLER_FAILED'
   | 'ORIGIN_NOT_ALLOWED'
   | 'HOST_NOT_ALLOWED'
+  | 'UNKNOWN_GROUP'
+  | 'UNKNOWN_MEMBER'
+  | 'FENCED_GENERATION'
+  | 'RECEIPT_EXPIRED'
+  | 'RECEIPT_INVALID'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -68,6 +73,11 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   HANDLER_FAILED: true, // the client's handler may succeed when asked again
   ORIGIN_NOT_ALLOWED: false,
   HOST_NOT_ALLOWED: false,
+  UNKNOWN_GROUP: false,
+  UNKNOWN_MEMBER: false, // the member was removed (left, session closed or timed out): join again
+  FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment
+  RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
+  RECEIPT_INVALID: false,
   INTERNAL: false,
 };
 

@@ -179,7 +179,65 @@ export const serverCloseTimeoutMs = 10_000;
 export const producerLingerMsMax = 60_000;
 /** Longest retry backoff (and backoff cap) of a producer or consumer: one hour. */
 export const retryBackoffMsMax = 3_600_000;
+/** Longest error text a nack carries (longer texts are cut): it ends up in dead-letter headers. */
+export const nackErrorTextLengthMax = 4096;
+/** Most handler calls consumer.run may have running at once (its `concurrency`). */
+export const runConcurrencyMax = 4096;
+/** Most worker threads consumer.run may start (its `threads`). */
+export const runThreadsMax = 256;
+/** Most messages consumer.run (or its worker pool) takes from the consumer ahead of the handlers. */
+export const runQueuedMessagesMax = 1_000_000;
+/** Most messages the worker pool hands to a worker in one task (its `batchMessages`). */
+export const runBatchMessagesMax = 65_536;
 /** Most batches in flight per partition a producer may be configured with. */
 export const producerInFlightBatchesPerPartitionMax = 1024;
 /** Most batches in flight in all a producer may be configured with. */
 export const producerInFlightBatchesMax = 65_536;
+
+/** Consumer groups (group and broadcast mode) a broker keeps, with or without members. More: INVALID_ARGUMENT. */
+export const groupsMax = 10_000;
+/** Members of one group at once. One more join: INVALID_ARGUMENT. */
+export const groupMembersMax = 1_000;
+/** Longest group name, in characters. */
+export const groupNameLengthMax = 255;
+/** Longest member id (a broadcast member's own id), in characters. */
+export const memberIdLengthMax = 255;
+/** Offsets one COMMIT_OFFSETS request may carry. */
+export const groupCommitOffsetsMax = 4_096;
+/** Offset commits written to `__consumer_offsets` and not yet durable, broker-wide. More: BACKPRESSURE. */
+export const groupCommitsPendingMax = 65_536;
+/** Session timeout of a group member: the bounds a join may ask for, and the default. */
+export const groupSessionTimeoutMsMin = 100;
+export const groupSessionTimeoutMsMax = 5 * 60 * 1000;
+export const groupSessionTimeoutMsDefault = 10_000;
+/** Longest a HEARTBEAT waits for a change of the member's assignment before it is answered. */
+export const groupHeartbeatWaitMsMax = 60_000;
+/** Heartbeats of one member waiting at once (a client keeps one). More: TOO_MANY_REQUESTS. */
+export const groupHeartbeatsWaitingPerMemberMax = 4;
+/**
+ * Messages of one partition a group consumer has handed out and not seen acked: at this many it hands
+ * out no more of that partition until some are acked (the finished-prefix bookkeeping stays bounded).
+ */
+export const groupConsumerUnfinishedMessagesMax = 1_000_000;
+/**
+ * Queue consumption (shared, key_shared): the broker hands out offsets of a queue partition only below
+ * its ack floor + this many, so in-flight deliveries, settled ranges, delivery counts and retries of
+ * a partition stay bounded; a consumer that never acks stops receiving from that partition.
+ */
+export const queueUnackedPerPartitionMax = 20_000;
+/** Most messages one RECEIVE (or HTTP receive) answers. */
+export const queueReceiveMessagesMax = 10_000;
+/** Receives long-polling at once on one queue group (group, topic). More: TOO_MANY_REQUESTS. */
+export const queueReceiveWaitersMax = 1024;
+/** Queue groups (group, topic) a broker serves at once. More: TOO_MANY_REQUESTS. */
+export const queueGroupsMax = 10_000;
+/** Longest ack timeout and nack delay of a queue delivery: one day. */
+export const queueDelayMsMax = 24 * 3_600_000;
+/** Highest maxDeliveries of a queue group. */
+export const queueMaxDeliveriesMax = 1000;
+/** Most steps of a retryBackoffMs schedule. */
+export const queueRetryBackoffStepsMax = 32;
+/** Most offsets one ACK or NACK settles (ranges counted by their offsets), and receipts per HTTP call. */
+export const queueSettleOffsetsMax = 100_000;
+/** Longest error text kept for a failed delivery (longer is cut). */
+export const queueErrorTextLengthMax = 1024;

@@ -25,6 +25,8 @@ import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } 
 import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { DiskReserve } from './disk-reserve.js';
+import { ConsumerOffsetsStore, consumerOffsetsTopicName } from './groups/consumer-offsets-store.js';
+import { GroupCoordinator } from './groups/group-coordinator.js';
 import { Lifecycle } from './lifecycle.js';
 import { MetadataStore, metadataTopicName } from './metadata-store.js';
 import {
@@ -37,6 +39,8 @@ import {
 } from './open-report.js';
 import type { Partition } from './partition.js';
 import type { PartitionDamage } from './partition-damage.js';
+import { BrokerQueues } from './queues/broker-queues.js';
+import { QueueStateStore, queueStateTopicName } from './queues/queue-state-store.js';
 import { Scrubber, type ScrubTarget } from './scrubber.js';
 import { SessionRegistry } from './session-registry.js';
 import { internalTopic } from './state/state-log-partition.js';
@@ -58,6 +62,8 @@ export interface BrokerEngineParts {
   dataDir: string;
   lock: DataDirectoryLock;
   metadata: MetadataStore;
+  offsets: ConsumerOffsetsStore;
+  queueState: QueueStateStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -73,6 +79,9 @@ export class BrokerEngine implements BrokerApi {
   /** Live client sessions (protocol/session.ts); closed, hooks run, before the logs close. */
   readonly sessions: SessionRegistry;
   readonly integrity: BrokerIntegrity;
+  readonly groups: GroupCoordinator;
+  /** Shared and key_shared consumption (queues/broker-queues.ts), its state in `__queue_state`. */
+  readonly queues: BrokerQueues;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -80,6 +89,8 @@ export class BrokerEngine implements BrokerApi {
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;
+  private readonly offsets: ConsumerOffsetsStore;
+  private readonly queueState: QueueStateStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -115,6 +126,22 @@ export class BrokerEngine implements BrokerApi {
     );
     const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
     parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
+    this.offsets = parts.offsets;
+    this.groups = new GroupCoordinator(this.topics, this.messages, parts.offsets, this.clock, this.lifecycle);
+    const offsetsPartition = this.topics.partitionOf(consumerOffsetsTopicName, 0);
+    parts.offsets.state.onAppend = () => this.messages.wake(offsetsPartition);
+    this.queueState = parts.queueState;
+    this.queues = new BrokerQueues({
+      topics: this.topics,
+      lifecycle: this.lifecycle,
+      clock: this.clock,
+      state: parts.queueState.state,
+      machine: parts.queueState.machine,
+      produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
+    });
+    this.messages.onAppended = (topic) => this.queues.appended(topic);
+    const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
+    parts.queueState.state.onAppend = () => this.messages.wake(queueStatePartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -151,11 +178,19 @@ export class BrokerEngine implements BrokerApi {
     }
     const lock = DataDirectoryLock.acquire(dataDir);
     let metadata: MetadataStore | null = null;
+    let offsets: ConsumerOffsetsStore | null = null;
+    let queueState: QueueStateStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
         dataDir,
         defaults: resolved.topicDefaults,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      offsets = await ConsumerOffsetsStore.open({
+        dataDir,
         tuning: resolved.stateLog,
         checkpointIntervalMs: resolved.checkpointIntervalMs,
         clock: resolved.clock,
@@ -181,6 +216,14 @@ export class BrokerEngine implements BrokerApi {
           new Topic(reconciliation.topics[i]!, (outcome as PromiseFulfilledResult<Partition[]>).value),
       );
       const internal = internalTopic(metadataTopicName, metadata.partition);
+      const offsetsTopic = internalTopic(consumerOffsetsTopicName, offsets.partition);
+      queueState = await QueueStateStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -213,7 +256,11 @@ export class BrokerEngine implements BrokerApi {
         topicCount: topics.length,
         partitionCount: topics.reduce((sum, topic) => sum + topic.partitionCount, 0),
         partitions,
-        stateLogs: [{ name: metadata.state.name, recovery: metadata.state.recovery }],
+        stateLogs: [
+          { name: metadata.state.name, recovery: metadata.state.recovery },
+          { name: offsets.state.name, recovery: offsets.state.recovery },
+          { name: queueState.state.name, recovery: queueState.state.recovery },
+        ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
@@ -227,12 +274,16 @@ export class BrokerEngine implements BrokerApi {
         dataDir,
         lock,
         metadata,
-        topics: [internal, ...topics],
+        offsets,
+        queueState,
+        topics: [internal, offsetsTopic, queueInternal, ...topics],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
+      await queueState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
+      await offsets?.close().catch(() => undefined);
       lock.release();
       throw error;
     }
@@ -337,11 +388,13 @@ export class BrokerEngine implements BrokerApi {
 
   private async closeNow(): Promise<void> {
     // At once: no session opens from here on; hooks may still use the broker's state.
+    this.groups.closeAll();
     const sessionsClosed = this.sessions.closeAll('the broker is closing');
     this.clock.clearTimer(this.retentionTimer);
     this.retentionTimer = null;
     await this.scrubber.stop();
     this.messages.wakeAll();
+    this.queues.close();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
@@ -351,6 +404,8 @@ export class BrokerEngine implements BrokerApi {
     const outcomes = await Promise.allSettled([
       ...partitions.map((partition) => partition.openLog?.close()),
       this.metadata.close(),
+      this.offsets.close(),
+      this.queueState.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

@@ -73,6 +73,8 @@ export class BrokerMessages implements MessageService {
   private readonly clock: Clock;
   private readonly diskReserve: DiskReserve;
   private readonly waiters: FetchWaiters<Partition>;
+  /** Told after each produce to `topic` (the queue service wakes its waiting receives). */
+  onAppended: ((topic: string) => void) | null = null;
 
   constructor(topics: BrokerTopics, lifecycle: Lifecycle, clock: Clock, diskReserve: DiskReserve) {
     this.topics = topics;
@@ -115,6 +117,7 @@ export class BrokerMessages implements MessageService {
       const appended = await target.log.append(batch);
       // Long-polls on this partition read again (with `always`, now that the batch is on disk).
       this.waiters.wake(target);
+      this.onAppended?.(topic);
       return {
         partition,
         baseOffset: appended.baseOffset,

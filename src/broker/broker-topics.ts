@@ -83,6 +83,7 @@ export class BrokerTopics implements TopicService {
   private readonly diskReserve: DiskReserve;
   private readonly topics = new Map<string, Topic>();
   private readonly deletionListeners: Array<(topic: Topic) => void> = [];
+  private readonly growthListeners: Array<(topic: Topic) => void> = [];
   /** Tail of the queue of topic administration operations. */
   private adminQueue: Promise<void> = Promise.resolve();
 
@@ -245,6 +246,7 @@ export class BrokerTopics implements TopicService {
         throw storageErrorFrom(`adding partitions to topic '${name}'`, error);
       }
       topic.addPartitions(added);
+      for (const listener of this.growthListeners) listener(topic);
       return topic.describe();
     });
   }
@@ -252,6 +254,11 @@ export class BrokerTopics implements TopicService {
   /** Called with a topic right after delete() stopped serving it (its logs are still open). */
   onTopicDeleted(listener: (topic: Topic) => void): void {
     this.deletionListeners.push(listener);
+  }
+
+  /** Called with a topic right after addPartitions() started serving its new partitions. */
+  onPartitionsAdded(listener: (topic: Topic) => void): void {
+    this.growthListeners.push(listener);
   }
 
   /** Every topic served now, internal ones included. */

@@ -11,7 +11,8 @@ commands:
   broker                       run the broker in the foreground
   topic create|list|describe|delete|add-partitions
   produce TOPIC                one message per stdin line (or --value V)
-  consume TOPIC                print messages as JSON lines
+  consume TOPIC                print messages as JSON lines (--group G --mode group|broadcast)
+  group list|describe          consumer groups: members, assignment, committed offsets, lag
   repair TOPIC PARTITION       set a stopped partition's damaged ranges aside into quarantine/
   doctor                       what the broker found on disk at start, and how to fix each finding
   bench                        run the benchmark suite (same as npm run bench)
@@ -39,6 +40,10 @@ async function load(name: string): Promise<{ run: Command; usage: string } | nul
     case 'consume': {
       const module = await import('./commands/consume.js');
       return { run: module.runConsume, usage: module.consumeUsage };
+    }
+    case 'group': {
+      const module = await import('./commands/group.js');
+      return { run: module.runGroup, usage: module.groupUsage };
     }
     case 'repair': {
       const module = await import('./commands/repair.js');

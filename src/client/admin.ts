@@ -3,6 +3,7 @@
  * (TopicDescription from src/protocol/broker-api.ts). Errors are the broker's: UNKNOWN_TOPIC,
  * TOPIC_EXISTS, INVALID_TOPIC_NAME, INVALID_ARGUMENT, ...
  */
+
 import { SpillwayError } from '../errors.js';
 import type {
   IntegrityReport,
@@ -11,6 +12,7 @@ import type {
   TopicConfig,
   TopicDescription,
 } from '../protocol/broker-api.js';
+import type { GroupDescription, GroupSummary } from '../protocol/group-api.js';
 import type {
   AddPartitionsRequest,
   CreateTopicRequest,
@@ -91,6 +93,34 @@ export class Admin {
     const request: ListOffsetRequest = { topic, partition, spec };
     const response = await this.transport.request(Opcode.listOffset, request);
     return integerOf(response.header, 'offset', 'listOffset');
+  }
+
+  /** Every group the broker knows (group and broadcast mode), by name, with member count and lag. */
+  async listGroups(): Promise<GroupSummary[]> {
+    const response = await this.transport.request(Opcode.listGroups, {});
+    const groups = (response.header as { groups?: unknown } | null)?.groups;
+    if (!Array.isArray(groups)) {
+      throw new SpillwayError('PROTOCOL_ERROR', "listGroups: the broker's answer has no group list");
+    }
+    return groups as GroupSummary[];
+  }
+
+  /** A group's mode, generation, members, assignment, committed offsets and lag per partition. */
+  async describeGroup(group: string): Promise<GroupDescription> {
+    const response = await this.transport.request(Opcode.describeGroup, { group });
+    const header = response.header as Partial<GroupDescription> | null;
+    if (
+      header === null ||
+      typeof header !== 'object' ||
+      !Array.isArray(header.partitions) ||
+      !Array.isArray(header.members)
+    ) {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        "describeGroup: the broker's answer is not a group description",
+      );
+    }
+    return header as GroupDescription;
   }
 
   /**

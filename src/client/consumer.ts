@@ -1,8 +1,19 @@
 /**
- * The consumer of this version: reads every partition of the given topics (or the partitions
- * given) from a starting point, with no group, no commits and no acknowledgements (those arrive
- * with consumer groups, a later version). An async iterator: `for await (const msg of consumer)`;
- * leaving the loop (break, return, throw) closes it.
+ * The log consumer (no group): reads every partition of the given topics (or the partitions
+ * given) from a starting point, with no group and no commits. An async iterator:
+ * `for await (const msg of consumer)`; leaving the loop (break, return, throw) closes it.
+ * `consumer.run(...)` (consumer-run.ts) runs a handler over it instead.
+ *
+ * Settling without a group (its MessageSettler, redelivery 'rewind'): nothing is stored anywhere.
+ * - `msg.ack()` tells the consumer the message is done and resolves at once; the consumer's position
+ *   already moved past it when it was fetched, so acking changes nothing it will fetch. It exists so
+ *   that code written for groups runs unchanged.
+ * - `msg.nack({ delayMs })` rewinds the message's partition to the message: the messages of that
+ *   partition fetched or taken after it are dropped, and the partition is read again from its offset
+ *   (after `delayMs`, default 0), so it and every later message of the partition come again with
+ *   `deliveryCount` one higher (it counts this consumer's deliveries of the offset). A nack of a
+ *   message a previous nack already rewound past does nothing more. `error` is not stored. After
+ *   close() a nack rejects (CONNECTION_CLOSED): nothing comes again.
  *
  * Per partition one long-poll FETCH is in flight at a time (`maxWaitMs`, default 500), asking for
  * up to `maxBytes`; the answer's batches are queued whole and decoded lazily as messages are taken.
@@ -30,7 +41,7 @@ import { batchBytesMax, fetchMaxBytesDefault, fetchMaxWaitMsMax, retryBackoffMsM
 import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import type { Admin } from './admin.js';
-import { ConsumedMessage, type MessageHeaders } from './message.js';
+import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
 import { closedError, integerOf } from './wire.js';
 
@@ -142,6 +153,16 @@ class PartitionReader {
   bufferedBytes = 0;
   /** Set while the fetch loop waits for the buffer to drain. */
   resume: (() => void) | null = null;
+  /** Raised by every rewind: fetch answers and buffered chunks of an older epoch are dropped. */
+  epoch = 0;
+  /** Offset after the last message yielded (where a rewind sends it back from). */
+  nextYield = 0;
+  /** Offset ranges [from, to) being yielded again, one per rewind: each adds 1 to deliveryCount. */
+  redeliveries: Array<{ from: number; to: number }> = [];
+  /** Date.now() before which the partition is not fetched (a nack's delayMs). */
+  notBefore = 0;
+  /** Aborts the fetch in flight (a rewind does, so the partition is read again at once). */
+  fetchAbort: AbortController | null = null;
   /** The fetch request header, reused (only `offset` changes). */
   readonly request: FetchRequest;
 
@@ -156,6 +177,9 @@ class PartitionReader {
 class FetchedChunk {
   readonly reader: PartitionReader;
   readonly body: Uint8Array;
+  /** Set when a rewind of its partition drops it (its bytes already released). */
+  dropped = false;
+  private readonly settler: MessageSettler;
   /** Records below this offset (the one fetched) are skipped. */
   readonly skipBelow: number;
   /** The answer's nextOffset: the offset after its last batch. */
@@ -172,8 +196,10 @@ class FetchedChunk {
     skipBelow: number,
     endOffset: number,
     onCorrupt: ((skipped: SkippedBatch) => void) | null,
+    settler: MessageSettler,
   ) {
     this.reader = reader;
+    this.settler = settler;
     this.body = body;
     this.skipBelow = skipBelow;
     this.endOffset = endOffset;
@@ -265,14 +291,24 @@ class FetchedChunk {
             : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
       }
     }
+    const reader = this.reader;
+    const offset = cursor.offset;
+    let deliveryCount = 1;
+    if (reader.redeliveries.length > 0) {
+      reader.redeliveries = reader.redeliveries.filter((range) => range.to > offset);
+      for (const range of reader.redeliveries) if (range.from <= offset) deliveryCount++;
+    }
+    reader.nextYield = offset + 1;
     return new ConsumedMessage(
-      this.reader.topic,
-      this.reader.partition,
-      cursor.offset,
+      reader.topic,
+      reader.partition,
+      offset,
       key,
       value,
       headers,
       cursor.timestamp,
+      deliveryCount,
+      this.settler,
     );
   }
 }
@@ -293,6 +329,13 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
   private readonly onCorrupt: ((skipped: SkippedBatch) => void) | null;
   private readonly skipped: SkippedBatches = { batches: 0, offsets: 0, last: [] };
   private readonly readers: PartitionReader[] = [];
+  private readonly readersByName = new Map<string, PartitionReader>();
+  /** What msg.ack()/nack() call: see the header. */
+  private readonly settler: MessageSettler = {
+    redelivery: 'rewind',
+    ack: () => Promise.resolve(),
+    nack: (message, options) => this.rewind(message, options),
+  };
   /** Fetched answers in arrival order; `head` indexes the first one not fully taken. */
   private chunks: Array<FetchedChunk | undefined> = [];
   private head = 0;
@@ -507,12 +550,15 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
               `topic '${description.name}' has no partition ${partition} (it has ${description.partitionCount})`,
             );
           }
-          this.readers.push(new PartitionReader(description.name, partition, this.maxBytes, this.maxWaitMs));
+          const reader = new PartitionReader(description.name, partition, this.maxBytes, this.maxWaitMs);
+          this.readers.push(reader);
+          this.readersByName.set(`${reader.topic}\u0000${partition}`, reader);
         }
       }
       await Promise.all(
         this.readers.map(async (reader) => {
           reader.position = await this.startOffset(reader);
+          reader.nextYield = reader.position;
         }),
       );
     } catch (error) {
@@ -542,25 +588,39 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         });
         continue;
       }
+      const waitMs = reader.notBefore - Date.now();
+      if (waitMs > 0) {
+        await this.sleep(waitMs);
+        continue;
+      }
       const requested = reader.position;
+      const epoch = reader.epoch;
       reader.request.offset = requested;
       try {
+        const fetchAbort = new AbortController();
+        reader.fetchAbort = fetchAbort;
         const response = await this.transport.request(Opcode.fetch, reader.request, undefined, {
           timeoutMs,
-          signal,
+          signal: AbortSignal.any([signal, fetchAbort.signal]),
         });
+        reader.fetchAbort = null;
         failures = 0;
         if (signal.aborted) return;
+        if (reader.epoch !== epoch) continue;
         const nextOffset = integerOf(response.header, 'nextOffset', 'fetch');
         if (response.body.length > 0) {
           this.compact();
-          this.chunks.push(new FetchedChunk(reader, response.body, requested, nextOffset, this.onCorrupt));
+          this.chunks.push(
+            new FetchedChunk(reader, response.body, requested, nextOffset, this.onCorrupt, this.settler),
+          );
           reader.bufferedBytes += response.body.length;
           this.wakeReaders();
         }
         if (nextOffset > requested) reader.position = nextOffset;
       } catch (error) {
+        reader.fetchAbort = null;
         if (signal.aborted) return;
+        if (reader.epoch !== epoch) continue;
         if (error instanceof SpillwayError && error.retriable) {
           failures++;
           await this.sleep(this.backoffMs(failures));
@@ -577,10 +637,13 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     const chunks = this.chunks;
     while (this.head < chunks.length) {
       const chunk = chunks[this.head]!;
-      const message = chunk.next();
-      if (message !== null) return message;
+      if (!chunk.dropped) {
+        const message = chunk.next();
+        if (message !== null) return message;
+      }
       chunks[this.head] = undefined;
       this.head++;
+      if (chunk.dropped) continue;
       const reader = chunk.reader;
       reader.bufferedBytes -= chunk.body.length;
       if (reader.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(reader);
@@ -590,6 +653,35 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
       this.head = 0;
     }
     return null;
+  }
+
+  /** The log mode's nack: see the header. */
+  private rewind(message: ConsumedMessage, options: NackOptions): Promise<void> {
+    if (this.closed) return Promise.reject(closedError('the consumer'));
+    const reader = this.readersByName.get(`${message.topic}\u0000${message.partition}`);
+    if (reader === undefined) {
+      return Promise.reject(
+        new InvalidArgumentError(`${message.topic}/${message.partition} is not read by this consumer`),
+      );
+    }
+    const offset = message.offset;
+    if (offset >= reader.nextYield) return Promise.resolve();
+    reader.redeliveries.push({ from: offset, to: reader.nextYield });
+    reader.epoch++;
+    reader.position = offset;
+    reader.nextYield = offset;
+    reader.notBefore =
+      options.delayMs !== undefined && options.delayMs > 0 ? Date.now() + options.delayMs : 0;
+    for (let index = this.head; index < this.chunks.length; index++) {
+      const chunk = this.chunks[index];
+      if (chunk !== undefined && chunk.reader === reader && !chunk.dropped) {
+        chunk.dropped = true;
+        reader.bufferedBytes -= chunk.body.length;
+      }
+    }
+    reader.fetchAbort?.abort(closedError('a fetch dropped by a rewind'));
+    this.wakeFetch(reader);
+    return Promise.resolve();
   }
 
   /** Drops taken answers from the front of the queue once they are most of it. */

@@ -26,7 +26,8 @@ export {
   type SkippedBatches,
   type StartPosition,
 } from './consumer.js';
-export { ConsumedMessage, type MessageHeaders } from './message.js';
+export { GroupConsumer, type GroupConsumerOptions, groupConsumerDefaults } from './group-consumer.js';
+export { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 export {
   type MessageBytes,
   Producer,

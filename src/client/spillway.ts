@@ -9,9 +9,11 @@ import { InvalidArgumentError } from '../errors.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { Admin } from './admin.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
+import { GroupConsumer, type GroupConsumerOptions } from './group-consumer.js';
 import { InProcessTransport, isBrokerApi } from './in-process-transport.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Producer, type ProducerOptions } from './producer.js';
+import { QueueConsumer, type QueueConsumerOptions } from './queue-consumer.js';
 import type { ServerRequestHandler } from './server-requests.js';
 import type { HelloInfo, Transport } from './transport.js';
 import { WebSocketTransport } from './websocket-transport.js';
@@ -44,11 +46,13 @@ export class Spillway {
   private readonly transport: Transport;
   private readonly metadata: MetadataCache;
   private readonly producers = new Set<Producer>();
-  private readonly consumers = new Set<Consumer>();
+  private readonly consumers = new Set<Consumer | GroupConsumer | QueueConsumer>();
+  private readonly clientId: string | undefined;
   private closing: Promise<void> | null = null;
 
   private constructor(transport: Transport, options: SpillwayOptions) {
     this.transport = transport;
+    this.clientId = options.clientId;
     this.admin = new Admin(transport);
     this.metadata = new MetadataCache(
       this.admin,
@@ -97,9 +101,31 @@ export class Spillway {
     return producer;
   }
 
-  consumer(options: ConsumerOptions): Consumer {
+  /**
+   * A consumer, by mode: 'shared' or 'key_shared' (with `group`): a QueueConsumer (queue-consumer.ts);
+   * 'group' (the default with a group) or 'broadcast': a GroupConsumer (group-consumer.ts); without a
+   * group: the log consumer (consumer.ts).
+   */
+  consumer(options: QueueConsumerOptions): QueueConsumer;
+  consumer(options: GroupConsumerOptions & { group: string }): GroupConsumer;
+  consumer(options: ConsumerOptions): Consumer;
+  consumer(
+    options: ConsumerOptions | GroupConsumerOptions | QueueConsumerOptions,
+  ): Consumer | GroupConsumer | QueueConsumer {
     this.assertOpen();
-    const consumer = new Consumer(this.transport, this.admin, options);
+    const mode = (options as { mode?: unknown } | null)?.mode;
+    const group = (options as { group?: unknown } | null)?.group;
+    let consumer: Consumer | GroupConsumer | QueueConsumer;
+    if (mode === 'shared' || mode === 'key_shared') {
+      consumer = new QueueConsumer(this.transport, options as QueueConsumerOptions);
+    } else if (group !== undefined && (mode === undefined || mode === 'group' || mode === 'broadcast')) {
+      consumer = new GroupConsumer(this.transport, this.admin, {
+        ...(options as GroupConsumerOptions),
+        ...(this.clientId !== undefined ? { clientId: this.clientId } : {}),
+      });
+    } else {
+      consumer = new Consumer(this.transport, this.admin, options as ConsumerOptions);
+    }
     this.consumers.add(consumer);
     return consumer;
   }

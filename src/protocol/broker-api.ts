@@ -6,6 +6,8 @@
  * Ownership: `produce` copies the batch (the caller may reuse its buffer once the promise settles);
  * `fetch` returns views of mapped segments, valid while referenced.
  */
+import type { GroupService } from './group-api.js';
+import type { QueueService } from './queue-api.js';
 import type { SessionService } from './session.js';
 import type { Durability } from './types.js';
 
@@ -260,6 +262,10 @@ export interface BrokerApi {
   /** Sessions: one per client connection or HTTP request (protocol/session.ts). */
   readonly sessions: SessionService;
   readonly integrity: IntegrityService;
+  /** Group mode and broadcast consumption: the group coordinator (protocol/group-api.ts). */
+  readonly groups: GroupService;
+  /** Shared and key_shared consumption: receive, ack, nack (protocol/queue-api.ts). */
+  readonly queues: QueueService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
 }

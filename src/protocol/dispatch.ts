@@ -14,6 +14,15 @@ import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
 import type { BrokerApi } from './broker-api.js';
 import { type Frame, FrameFlags } from './frame.js';
 import {
+  parseCommitOffsets,
+  parseGroupFetch,
+  parseGroupName,
+  parseHeartbeat,
+  parseJoinGroup,
+  parseMemberRequest,
+  parseReleasePartitions,
+} from './group-messages.js';
+import {
   type ErrorHeader,
   type FetchResponse,
   type HelloResponse,
@@ -34,6 +43,13 @@ import {
   protocolVersion,
   protocolVersionMin,
 } from './opcodes.js';
+import {
+  parseAck,
+  parseDescribeQueues,
+  parseNack,
+  parseReceive,
+  type ReceiveResponsePartition,
+} from './queue-messages.js';
 import type { SessionEndpoint } from './session.js';
 
 export interface DispatchOptions {
@@ -174,6 +190,104 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       requireNoBody(request);
       const { topic, partition } = parseRepairPartition(request.header);
       return response(request, await api.integrity.repair(topic, partition));
+    }
+    case Opcode.joinGroup:
+      requireNoBody(request);
+      return response(request, await api.groups.join(options.session, parseJoinGroup(request.header)));
+    case Opcode.heartbeat:
+      requireNoBody(request);
+      return response(
+        request,
+        await api.groups.heartbeat(options.session, parseHeartbeat(request.header), options.signal),
+      );
+    case Opcode.leaveGroup:
+      requireNoBody(request);
+      await api.groups.leave(options.session, parseMemberRequest(request.header));
+      return response(request, {});
+    case Opcode.releasePartitions:
+      requireNoBody(request);
+      return response(
+        request,
+        await api.groups.release(options.session, parseReleasePartitions(request.header)),
+      );
+    case Opcode.commitOffsets:
+      requireNoBody(request);
+      await api.groups.commit(options.session, parseCommitOffsets(request.header));
+      return response(request, {});
+    case Opcode.groupFetch: {
+      requireNoBody(request);
+      const fetch = parseGroupFetch(request.header);
+      const result = await api.groups.fetch(options.session, fetch, {
+        maxBytes: fetch.maxBytes,
+        maxWaitMs: fetch.maxWaitMs,
+        minBytes: fetch.minBytes,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      const header: FetchResponse = {
+        batchCount: result.batchCount,
+        firstOffset: result.firstOffset,
+        nextOffset: result.nextOffset,
+        logStartOffset: result.logStartOffset,
+        highWatermark: result.highWatermark,
+      };
+      return response(request, header, result.records);
+    }
+    case Opcode.listGroups:
+      requireNoBody(request);
+      return response(request, { groups: api.groups.list() });
+    case Opcode.describeGroup:
+      requireNoBody(request);
+      return response(request, api.groups.describe(parseGroupName(request.header).group));
+    case Opcode.queueReceive: {
+      requireNoBody(request);
+      const receive = parseReceive(request.header);
+      if (options.signal) receive.signal = options.signal;
+      const result = await api.queues.receive(options.session, receive);
+      const partitions: ReceiveResponsePartition[] = [];
+      const chunks: Uint8Array[] = [];
+      let total = 0;
+      for (const received of result.partitions) {
+        let bytes = 0;
+        for (const records of received.records) {
+          chunks.push(records);
+          bytes += records.length;
+        }
+        total += bytes;
+        const { offsets, deliveryCounts } = received;
+        const deliveries: number[] = new Array(offsets.length * 2);
+        for (let i = 0; i < offsets.length; i++) {
+          deliveries[i * 2] = offsets[i]!;
+          deliveries[i * 2 + 1] = deliveryCounts[i]!;
+        }
+        partitions.push({ partition: received.partition, bytes, deliveries });
+      }
+      let body: Uint8Array = emptyBody;
+      if (chunks.length === 1) body = chunks[0]!;
+      else if (chunks.length > 1) body = Buffer.concat(chunks, total);
+      return response(request, { partitions }, body);
+    }
+    case Opcode.queueAck: {
+      requireNoBody(request);
+      const ack = parseAck(request.header);
+      if ('receipts' in ack) return response(request, await api.queues.ackReceipts(ack.group, ack.receipts));
+      return response(request, await api.queues.ack(ack.group, ack.topic, ack.partitions));
+    }
+    case Opcode.queueNack: {
+      requireNoBody(request);
+      const nack = parseNack(request.header);
+      const settings = {
+        ...(nack.delayMs !== undefined ? { delayMs: nack.delayMs } : {}),
+        ...(nack.error !== undefined ? { error: nack.error } : {}),
+      };
+      if ('receipts' in nack) {
+        return response(request, await api.queues.nackReceipts(nack.group, nack.receipts, settings));
+      }
+      return response(request, await api.queues.nack(nack.group, nack.topic, nack.partitions, settings));
+    }
+    case Opcode.queueDescribe: {
+      requireNoBody(request);
+      const { group } = parseDescribeQueues(request.header);
+      return response(request, { groups: api.queues.describe(group) });
     }
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');

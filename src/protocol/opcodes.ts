@@ -15,6 +15,19 @@ export const Opcode = {
   listOffset: 12,
   integrityReport: 30,
   repairPartition: 31,
+  /** Consumer groups (group and broadcast mode), protocol/group-api.ts. */
+  joinGroup: 40,
+  heartbeat: 41,
+  leaveGroup: 42,
+  releasePartitions: 43,
+  commitOffsets: 44,
+  groupFetch: 45,
+  listGroups: 46,
+  describeGroup: 47,
+  queueReceive: 50,
+  queueAck: 51,
+  queueNack: 52,
+  queueDescribe: 53,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
 } as const;

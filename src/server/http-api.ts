@@ -25,12 +25,16 @@ import {
   httpInFlightRequestsMax,
   jsonDepthMax,
   partitionIndexMax,
+  queueDelayMsMax,
+  queueReceiveMessagesMax,
   topicNameLengthMax,
 } from '../limits.js';
 import { crc32c } from '../native.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
 import { partitionForKey } from '../protocol/partitioner.js';
+import type { NackSettings } from '../protocol/queue-api.js';
+import { parseReceipts, parseReceive } from '../protocol/queue-messages.js';
 import type { HttpBudget } from './http-budget.js';
 import { HttpExchange, type HttpExchangeHooks } from './http-exchange.js';
 import { HttpError } from './http-status.js';
@@ -54,13 +58,11 @@ export interface HttpApiContext {
 
 type ValueEncoding = 'utf8' | 'base64';
 
+/** Default number of messages of one HTTP receive. */
+const httpReceiveMessagesDefault = 100;
 /** Default number of messages of one HTTP fetch. */
 const fetchMessagesDefault = 100;
 const base64Pattern = /^[A-Za-z0-9+/]*={0,2}$/;
-
-function notSupported(route: string): HttpError {
-  return new HttpError(501, 'INVALID_ARGUMENT', `${route} is not implemented yet`);
-}
 
 function methodNotAllowed(method: string, allowed: string): HttpError {
   return new HttpError(405, 'INVALID_ARGUMENT', `method ${method.toUpperCase()} not allowed here`, {
@@ -275,8 +277,36 @@ export class HttpApi {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       exchange.answer({ status: 200, json: { sessions: this.context.api.sessions.list() } });
     });
-    route('/v1/groups/*', 'groups', (exchange, request) => {
-      exchange.answerError(notSupported(`queue-style consumption (${request.getUrl()})`));
+    route('/v1/groups', 'groups_list', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      void exchange.run(() => ({ status: 200, json: { groups: this.context.api.groups.list() } }));
+    });
+    route('/v1/groups/:group', 'group', (exchange, request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      const rawName = request.getParameter(0);
+      void exchange.run(() => ({
+        status: 200,
+        json: this.context.api.groups.describe(decodeParameter(rawName, 'group name')),
+      }));
+    });
+    route('/v1/groups/:group/:action', 'queue', (exchange, request, method) => {
+      const rawGroup = request.getParameter(0);
+      const action = request.getParameter(1);
+      if (action !== 'receive' && action !== 'ack' && action !== 'nack') {
+        return void exchange.answerError(
+          new HttpError(404, 'INVALID_ARGUMENT', `no route ${method.toUpperCase()} ${request.getUrl()}`),
+        );
+      }
+      if (method !== 'post') return void exchange.answerError(methodNotAllowed(method, 'POST'));
+      const body = this.readJsonBody(exchange, request);
+      this.track(
+        exchange.run(async () => {
+          const group = decodeParameter(rawGroup, 'group');
+          const fields = asObject(parseJson(await body), 'request body');
+          if (action === 'receive') return this.receive(group, fields, exchange);
+          return this.settle(group, action, fields);
+        }),
+      );
     });
     route('/*', 'unknown', (exchange, request, method) => {
       exchange.answerError(
@@ -415,6 +445,87 @@ export class HttpApi {
       return { partition, offset: baseOffsets.get(partition)! + position };
     });
     return { status: 200, json: { offsets } };
+  }
+
+  /** POST /v1/groups/G/receive {"topic","max","waitMs", ...}: shared-mode messages with receipts. */
+  private async receive(group: string, fields: Record<string, unknown>, exchange: HttpExchange) {
+    const known = new Set([
+      'topic',
+      'max',
+      'waitMs',
+      'valueEncoding',
+      'ackTimeoutMs',
+      'maxDeliveries',
+      'retryBackoffMs',
+      'deadLetterTopic',
+    ]);
+    for (const name of Object.keys(fields)) {
+      if (!known.has(name)) throw new InvalidArgumentError(`unknown field '${name}'`);
+    }
+    const encoding = parseValueEncoding(fields['valueEncoding']);
+    const request = parseReceive({
+      ...fields,
+      group,
+      mode: 'shared',
+      max: fields['max'] ?? httpReceiveMessagesDefault,
+      waitMs: fields['waitMs'] ?? 0,
+    });
+    request.max = integerField({ max: request.max }, 'max', 1, queueReceiveMessagesMax);
+    request.waitMs = integerField({ waitMs: request.waitMs }, 'waitMs', 0, fetchMaxWaitMsMax);
+    request.signal = exchange.abortController.signal;
+    const session = exchange.session;
+    if (session === null) throw new InvalidArgumentError('no session');
+    const result = await this.context.api.queues.receive(session, request);
+    const messages: unknown[] = [];
+    for (const received of result.partitions) {
+      const byOffset = new Map(received.offsets.map((offset, index) => [offset, index]));
+      for (const records of received.records) {
+        for (const record of decodeRecords(records, 0)) {
+          const index = byOffset.get(record.offset);
+          if (index === undefined) continue;
+          byOffset.delete(record.offset);
+          const headers: Record<string, string | null> = {};
+          for (const [name, value] of record.headers) headers[name] = encodeBytes(value, encoding);
+          messages.push({
+            topic: result.topic,
+            partition: received.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            key: encodeBytes(record.key, encoding),
+            value: encodeBytes(record.value, encoding),
+            headers,
+            deliveryCount: received.deliveryCounts[index],
+            receipt: this.context.api.queues.receipt(
+              group,
+              received.partition,
+              record.offset,
+              received.leases[index]!,
+            ),
+          });
+        }
+      }
+    }
+    return { status: 200, json: { messages } };
+  }
+
+  /** POST /v1/groups/G/ack {"receipts"} and /nack {"receipts","delayMs"?,"error"?}. */
+  private async settle(group: string, action: 'ack' | 'nack', fields: Record<string, unknown>) {
+    const known = action === 'ack' ? ['receipts'] : ['receipts', 'delayMs', 'error'];
+    for (const name of Object.keys(fields)) {
+      if (!known.includes(name)) throw new InvalidArgumentError(`unknown field '${name}'`);
+    }
+    const receipts = parseReceipts(fields);
+    if (receipts === null) throw new InvalidArgumentError('receipts is required');
+    const queues = this.context.api.queues;
+    if (action === 'ack') return { status: 200, json: await queues.ackReceipts(group, receipts) };
+    const settings: NackSettings = {};
+    if (fields['delayMs'] !== undefined)
+      settings.delayMs = integerField(fields, 'delayMs', 0, queueDelayMsMax);
+    if (fields['error'] !== undefined) {
+      if (typeof fields['error'] !== 'string') throw new InvalidArgumentError('error must be a string');
+      settings.error = fields['error'];
+    }
+    return { status: 200, json: await queues.nackReceipts(group, receipts, settings) };
   }
 
   /** GET /v1/topics[?internal=true|false]. */

@@ -16,7 +16,13 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_OPCODE: 400,
   UNKNOWN_TOPIC: 404,
   UNKNOWN_PARTITION: 404,
+  UNKNOWN_GROUP: 404,
+  UNKNOWN_MEMBER: 409,
+  FENCED_GENERATION: 409,
   TOPIC_EXISTS: 409,
+  // The delivery is over (deadline passed, settled, given again): the receipt no longer counts.
+  RECEIPT_EXPIRED: 409,
+  RECEIPT_INVALID: 400,
   FRAME_TOO_LARGE: 413,
   // 416 rather than 400: a client can tell "ask again from logStartOffset" from bad input.
   OFFSET_OUT_OF_RANGE: 416,

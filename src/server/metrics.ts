@@ -8,7 +8,9 @@
  * would sit on every request.
  */
 import type { IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
+import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
+import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 import type { HttpBudget } from './http-budget.js';
 
@@ -83,6 +85,8 @@ export class ServerMetrics {
     sessions?: SessionService,
     integrity: () => IntegrityReport | null = () => null,
     storage: () => StorageStats | null = () => null,
+    groups: () => GroupDescription[] = () => [],
+    queues: () => QueueGroupDescription[] = () => [],
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -258,6 +262,35 @@ export class ServerMetrics {
       );
       lines.push(`spillway_repair_set_aside_offsets_total ${setAside}`);
     }
+    let queueGroups: QueueGroupDescription[] = [];
+    try {
+      queueGroups = queues();
+    } catch {
+      // The broker is closing.
+    }
+    const queueMetrics = [
+      ['spillway_queue_backlog', 'Queue partition: visible end offset minus the ack floor.', 'backlog'],
+      [
+        'spillway_queue_ack_floor',
+        'Queue partition: every offset below is acked or dead-lettered.',
+        'ackFloor',
+      ],
+      ['spillway_queue_in_flight', 'Queue partition: deliveries awaiting their ack.', 'inFlight'],
+      [
+        'spillway_queue_scheduled',
+        'Queue partition: nacked messages waiting for their retry time.',
+        'scheduled',
+      ],
+    ] as const;
+    for (const [name, help, field] of queueMetrics) {
+      metric(name, 'gauge', help);
+      for (const group of queueGroups) {
+        const labels = `group="${escapeLabelValue(group.group)}",topic="${escapeLabelValue(group.topic)}"`;
+        for (const partition of group.partitions) {
+          lines.push(`${name}{${labels},partition="${partition.partition}"} ${partition[field]}`);
+        }
+      }
+    }
     let stats: StorageStats | null = null;
     try {
       stats = storage();
@@ -265,6 +298,55 @@ export class ServerMetrics {
       // The broker is closing: no storage figures.
     }
     if (stats !== null) renderStorage(stats, metric, lines);
+    let groupDescriptions: GroupDescription[] = [];
+    try {
+      groupDescriptions = groups();
+    } catch {
+      // The broker is closing.
+    }
+    metric(
+      'spillway_group_members',
+      'gauge',
+      'Members of each consumer group (group and broadcast mode) now.',
+    );
+    metric(
+      'spillway_group_generation',
+      'gauge',
+      'Generation of each consumer group (bumped at every rebalance).',
+    );
+    for (const group of groupDescriptions) {
+      const label = escapeLabelValue(group.group);
+      lines.push(`spillway_group_members{group="${label}",mode="${group.mode}"} ${group.members.length}`);
+      lines.push(`spillway_group_generation{group="${label}"} ${group.generation}`);
+    }
+    metric(
+      'spillway_group_lag',
+      'gauge',
+      "Group mode: messages of a partition past the group's committed offset (log end minus committed).",
+    );
+    for (const group of groupDescriptions) {
+      if (group.mode !== 'group') continue;
+      const label = escapeLabelValue(group.group);
+      for (const row of group.partitions) {
+        lines.push(
+          `spillway_group_lag{group="${label}",topic="${escapeLabelValue(row.topic)}",partition="${row.partition}"} ${row.lag}`,
+        );
+      }
+    }
+    metric(
+      'spillway_broadcast_lag',
+      'gauge',
+      "Broadcast mode: messages of a partition past a member's own position.",
+    );
+    for (const group of groupDescriptions) {
+      if (group.mode !== 'broadcast') continue;
+      const label = escapeLabelValue(group.group);
+      for (const row of group.partitions) {
+        lines.push(
+          `spillway_broadcast_lag{group="${label}",member="${escapeLabelValue(row.member ?? '')}",topic="${escapeLabelValue(row.topic)}",partition="${row.partition}"} ${row.lag}`,
+        );
+      }
+    }
     lines.push('');
     return lines.join('\n');
   }

@@ -345,6 +345,8 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       api.sessions,
       () => api.integrity.report(),
       () => api.storageStats?.() ?? null,
+      () => api.groups.list().map((group) => api.groups.describe(group.group)),
+      () => api.queues.describe(),
     ),
   );
 

@@ -118,7 +118,9 @@ describe('Broker on a ManualClock', () => {
     expect((await broker.topics.create('second')).createdAtMs).toBe(1_239_000);
     expect(existsSync(join(dataDir, 'topics', 'second.orphan-1239000'))).toBe(true);
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
+      '__consumer_offsets',
       '__metadata',
+      '__queue_state',
       'first',
       'second',
       'second.orphan-1239000',

@@ -71,7 +71,11 @@ describe('Broker topics', () => {
   it('serves __metadata as a read-only internal topic: hidden from list, described, fetched, woken', async () => {
     const broker = await openBroker(temporaryDirectory());
     expect(broker.topics.list()).toEqual([]);
-    expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual(['__metadata']);
+    expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual([
+      '__consumer_offsets',
+      '__metadata',
+      '__queue_state',
+    ]);
     expect(broker.topics.describe('__metadata')).toMatchObject({
       name: '__metadata',
       partitionCount: 1,
@@ -225,7 +229,11 @@ describe('Broker topics', () => {
     await broker.topics.create('temp', { partitions: 2 });
     await broker.messages.produce('temp', 0, batchOf('old', 4));
     await broker.topics.delete('temp');
-    expect(readdirSync(join(dataDir, 'topics'))).toEqual(['__metadata']);
+    expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
+      '__consumer_offsets',
+      '__metadata',
+      '__queue_state',
+    ]);
     const again = await broker.topics.create('temp', { partitions: 1 });
     expect(again.partitions[0]!.logEndOffset).toBe(0);
     expect((await broker.messages.fetch('temp', 0, 0, fetchAll)).records.length).toBe(0);

@@ -244,8 +244,13 @@ describe('spillway produce / consume', () => {
     [['produce', 'lines', '--partition', 'two'], /--partition must be an integer/, 'produce'],
     [['produce', 'lines', '--msg-id', 'm'], /--msg-id are not supported/, 'produce'],
     [['consume'], /consume needs exactly one TOPIC/, 'consume'],
-    [['consume', 'lines', '--group', 'g'], /--group and --mode are not supported/, 'consume'],
-    [['consume', 'lines', '--mode', 'shared'], /--group and --mode are not supported/, 'consume'],
+    [['consume', 'lines', '--mode', 'group'], /--mode needs --group/, 'consume'],
+    [['consume', 'lines', '--mode', 'shared'], /--mode needs --group/, 'consume'],
+    [
+      ['consume', 'lines', '--group', 'g', '--mode', 'fanout'],
+      /--mode must be group, broadcast, shared or key_shared/,
+      'consume',
+    ],
     [['consume', 'lines', '--from', 'middle'], /--from must be earliest or latest/, 'consume'],
     [['consume', 'lines', '--max-messages', '0'], /--max-messages must be an integer >= 1/, 'consume'],
   ])('bad usage %j: exit 2 with the usage', async (args, pattern, command) => {

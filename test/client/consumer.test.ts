@@ -300,16 +300,16 @@ describe('consumer', () => {
     });
   });
 
-  test('groups and modes are refused until they exist; options are checked', async () => {
+  test('queue modes are refused until they exist (group mode: group-consumer.test.ts); options are checked', async () => {
     const { sw } = await setup();
-    expect(() => sw.consumer({ topics: ['t'], group: 'g' })).toThrow(
+    expect(() => sw.consumer({ topics: ['t'], group: 'g', mode: 'shared' })).toThrow(
       'consumer groups arrive in a later version',
     );
-    expect(() => sw.consumer({ topics: ['t'], mode: 'shared' })).toThrow(
-      'consumer groups arrive in a later version',
+    expect(() => sw.consumer({ topics: ['t'], mode: 'shared' } as never)).toThrow(
+      "mode 'shared' needs a group",
     );
     try {
-      sw.consumer({ topics: ['t'], group: 'g' });
+      sw.consumer({ topics: ['t'], group: 'g', mode: 'key_shared' });
     } catch (error) {
       expect((error as SpillwayError).code).toBe('INVALID_ARGUMENT');
     }

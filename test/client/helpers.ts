@@ -71,6 +71,8 @@ export function delegate(
     topics: broker.topics,
     sessions: services.sessions ?? broker.sessions,
     integrity: broker.integrity,
+    groups: broker.groups,
+    queues: broker.queues,
     messages: {
       produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
       fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),

@@ -268,8 +268,8 @@ describe('HTTP API', () => {
       'INVALID_ARGUMENT',
     );
     expectError(await call('POST', '/v1/topics/http-errors/messages', 'not json'), 400, 'INVALID_ARGUMENT');
-    expectError(await call('POST', '/v1/groups/g/receive', { topic: 'x' }), 501, 'INVALID_ARGUMENT');
-    expectError(await call('POST', '/v1/groups/g/ack', { receipts: [] }), 501, 'INVALID_ARGUMENT');
+    expectError(await call('POST', '/v1/groups/g/receive', { topic: 'x' }), 404, 'UNKNOWN_TOPIC');
+    expectError(await call('POST', '/v1/groups/g/ack', { receipts: [] }), 400, 'INVALID_ARGUMENT');
   });
 
   it('refuses a body over the limit with 413 and stays available', async () => {

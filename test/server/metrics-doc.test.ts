@@ -6,12 +6,25 @@
 import { readFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import type { TopicDescription } from '../../src/protocol/broker-api.js';
+import type { GroupDescription } from '../../src/protocol/group-api.js';
 import { Opcode } from '../../src/protocol/opcodes.js';
 import { okResult, ServerMetrics } from '../../src/server/metrics.js';
 
 const read = (name: string) => readFileSync(new URL(`../../docs/${name}`, import.meta.url), 'utf8');
 const operations = read('OPERATIONS.md');
 const protocol = read('PROTOCOL.md');
+
+function groupOf(mode: 'group' | 'broadcast', member: string | null): GroupDescription {
+  return {
+    group: `g-${mode}`,
+    mode,
+    generation: 1,
+    topics: ['t'],
+    members: [],
+    partitions: [{ topic: 't', partition: 0, member, committed: 0, logEndOffset: 1, lag: 1 }],
+    lag: 1,
+  };
+}
 
 /** Family name -> label names, from a rendering with every kind of series present. */
 function renderedFamilies(): Map<string, Set<string>> {
@@ -29,6 +42,10 @@ function renderedFamilies(): Map<string, Set<string>> {
     .render(
       () => [topic],
       () => [5],
+      undefined,
+      () => null,
+      () => null,
+      () => [groupOf('group', null), groupOf('broadcast', 'm')],
     )
     .split('\n')) {
     const type = /^# TYPE (\w+) /.exec(line);

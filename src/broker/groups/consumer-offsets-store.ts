@@ -1,0 +1,172 @@
+/**
+ * The state of consumer groups that outlives a broker restart, kept in the internal state log
+ * `__consumer_offsets` (state/state-log.ts over `dataDir/topics/__consumer_offsets/0/`, durability
+ * `always`) as a key -> value map (state/key-value-state.ts). Entries (docs/STATE.md):
+ *
+ *   key `o["<group>","<topic>",<partition>]`            value <offset>     group mode: the committed offset
+ *   key `p["<group>","<member>","<topic>",<partition>]` value <offset>     broadcast: a member's own position
+ *   key `g["<group>"]`                                  value { generation, mode }   the group's last generation
+ *
+ * An offset is the next one to consume (everything below it is finished). Keys are JSON arrays
+ * after a one-letter kind, so names never collide. Each change is one record; the state log group-
+ * commits many into one append (one fdatasync under `always`), snapshots the map and recovers it.
+ * Membership itself is not stored: members are sessions, and sessions end with the broker.
+ */
+import type { Clock } from '../../clock.js';
+import { BackpressureError } from '../../errors.js';
+import { groupCommitsPendingMax } from '../../limits.js';
+import { type KeyValueEntry, KeyValueState, keyValueCodec, msgpackValues } from '../state/key-value-state.js';
+import { StateLog } from '../state/state-log.js';
+import {
+  openStateLogPartition,
+  type StateLogPartition,
+  type StateLogTuning,
+  stateLogSnapshotBytesMinDefault,
+} from '../state/state-log-partition.js';
+
+export const consumerOffsetsTopicName = '__consumer_offsets';
+
+import type { GroupMode } from '../../protocol/group-api.js';
+
+export type { GroupMode };
+export const groupModes: readonly GroupMode[] = ['group', 'broadcast'];
+
+export interface GenerationRecord {
+  generation: number;
+  mode: GroupMode;
+}
+
+export type OffsetsValue = number | GenerationRecord;
+export type OffsetsEntry = KeyValueEntry<OffsetsValue>;
+
+function validateValue(value: unknown): OffsetsValue {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) throw new Error(`offset ${value} is not an integer >= 0`);
+    return value;
+  }
+  if (typeof value === 'object' && value !== null) {
+    const { generation, mode } = value as Partial<GenerationRecord>;
+    if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 0) {
+      throw new Error(`generation ${String(generation)} is not an integer >= 0`);
+    }
+    if (!groupModes.includes(mode as GroupMode)) throw new Error(`unknown group mode ${String(mode)}`);
+    return { generation, mode: mode as GroupMode };
+  }
+  throw new Error('a __consumer_offsets value is an offset or a generation record');
+}
+
+export function offsetKey(group: string, topic: string, partition: number): string {
+  return `o${JSON.stringify([group, topic, partition])}`;
+}
+export function positionKey(group: string, member: string, topic: string, partition: number): string {
+  return `p${JSON.stringify([group, member, topic, partition])}`;
+}
+export function generationKey(group: string): string {
+  return `g${JSON.stringify([group])}`;
+}
+
+/** A decoded key: what it is about. */
+export type OffsetsKey =
+  | { kind: 'offset'; group: string; topic: string; partition: number }
+  | { kind: 'position'; group: string; member: string; topic: string; partition: number }
+  | { kind: 'generation'; group: string };
+
+export function parseOffsetsKey(key: string): OffsetsKey | null {
+  try {
+    const parts: unknown = JSON.parse(key.slice(1));
+    if (!Array.isArray(parts)) return null;
+    if (key[0] === 'o' && parts.length === 3)
+      return { kind: 'offset', group: parts[0], topic: parts[1], partition: parts[2] };
+    if (key[0] === 'p' && parts.length === 4)
+      return { kind: 'position', group: parts[0], member: parts[1], topic: parts[2], partition: parts[3] };
+    if (key[0] === 'g' && parts.length === 1) return { kind: 'generation', group: parts[0] };
+  } catch {
+    return null;
+  }
+  return null;
+}
+
+export interface ConsumerOffsetsStoreOptions {
+  dataDir: string;
+  tuning?: StateLogTuning;
+  checkpointIntervalMs?: number;
+  clock?: Clock;
+}
+
+/**
+ * `__consumer_offsets`: reads are from memory (the applied map); writes resolve once durable and
+ * applied. Writes not yet durable are bounded by groupCommitsPendingMax (then BACKPRESSURE).
+ */
+export class ConsumerOffsetsStore {
+  readonly partition: StateLogPartition;
+  readonly state: StateLog<OffsetsEntry>;
+  private readonly machine: KeyValueState<OffsetsValue>;
+  private pending = 0;
+
+  private constructor(
+    partition: StateLogPartition,
+    state: StateLog<OffsetsEntry>,
+    machine: KeyValueState<OffsetsValue>,
+  ) {
+    this.partition = partition;
+    this.state = state;
+    this.machine = machine;
+  }
+
+  static async open(options: ConsumerOffsetsStoreOptions): Promise<ConsumerOffsetsStore> {
+    const partition = await openStateLogPartition({
+      dataDir: options.dataDir,
+      name: consumerOffsetsTopicName,
+      ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
+      ...(options.clock !== undefined ? { clock: options.clock } : {}),
+      ...(options.checkpointIntervalMs !== undefined
+        ? { checkpointIntervalMs: options.checkpointIntervalMs }
+        : {}),
+    });
+    try {
+      const machine = new KeyValueState<OffsetsValue>();
+      const state = StateLog.open({
+        name: `${consumerOffsetsTopicName}/0`,
+        log: partition.log,
+        machine,
+        codec: keyValueCodec(msgpackValues(validateValue)),
+        snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
+        ...(options.clock !== undefined ? { nowMs: () => options.clock!.nowMs() } : {}),
+      });
+      return new ConsumerOffsetsStore(partition, state, machine);
+    } catch (error) {
+      await partition.log.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Every entry applied, for building the coordinator's view at open and for describe. */
+  entries(): ReadonlyMap<string, OffsetsValue> {
+    return this.machine.view();
+  }
+
+  offset(key: string): number | null {
+    const value = this.machine.get(key);
+    return typeof value === 'number' ? value : null;
+  }
+
+  /** Writes (group-committed); resolves once durable and applied. BACKPRESSURE past the bound. */
+  async put(entries: ReadonlyArray<{ key: string; value: OffsetsValue }>): Promise<void> {
+    if (this.pending + entries.length > groupCommitsPendingMax) {
+      throw new BackpressureError(
+        `${this.pending} offset commits are waiting to be durable (groupCommitsPendingMax ${groupCommitsPendingMax}); retry later`,
+      );
+    }
+    this.pending += entries.length;
+    try {
+      await Promise.all(entries.map(({ key, value }) => this.state.commit({ op: 'put', key, value })));
+    } finally {
+      this.pending -= entries.length;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.state.close();
+    await this.partition.log.close();
+  }
+}

@@ -1,0 +1,939 @@
+/**
+ * The queue service of a broker (`BrokerApi.queues`): shared and key_shared consumption with
+ * per-message acknowledgement, ack timeouts, nack with delay, a retry backoff schedule and dead
+ * letters. docs/PROTOCOL.md ("Queues") states the semantics; docs/STATE.md the `__queue_state` log.
+ *
+ * A queue group is (group, topic); it has one PartitionQueue (partition-queue.ts) per partition and
+ * the settings of its latest receive. Its members are the sessions receiving for it (WebSocket and
+ * in-process): when one closes, its in-flight deliveries are released at once (a failed delivery,
+ * counted towards maxDeliveries) and key_shared keys it held move. HTTP sessions last one request:
+ * their deliveries stay until acked by receipt or expired.
+ *
+ * Durability: acks and retry times are committed to `__queue_state` before ACK / NACK answer (group
+ * commit, durability `always`); delivery counts are committed without waiting (a crash may lose the
+ * last increments: a message may then be delivered a little more than maxDeliveries times). A dead
+ * letter is produced to the dead-letter topic first, then settled: a crash between the two produces it
+ * again (at least once). After a restart nothing settled is delivered again and everything unsettled
+ * is (the in-flight deliveries of before are gone; their late acks are ignored).
+ *
+ * Time: deadlines and retry times run on the broker's clock (BrokerOptions.clock): one timer for the
+ * earliest due time of all queues (a binary heap of due times, stale entries skipped).
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import type { Clock, ClockTimer } from '../../clock.js';
+import { InvalidArgumentError, SpillwayError, UnknownTopicError } from '../../errors.js';
+import { BatchBuilder, decodeRecords } from '../../format/record-batch.js';
+import {
+  batchBytesMax,
+  fetchMaxBytesDefault,
+  queueDelayMsMax,
+  queueErrorTextLengthMax,
+  queueGroupsMax,
+  queueMaxDeliveriesMax,
+  queueReceiveMessagesMax,
+  queueReceiveWaitersMax,
+  queueRetryBackoffStepsMax,
+  queueSettleOffsetsMax,
+} from '../../limits.js';
+import { crc32c } from '../../native.js';
+import type {
+  NackSettings,
+  QueueGroupDescription,
+  QueueMode,
+  QueueService,
+  QueueSettings,
+  ReceivedPartition,
+  ReceiveRequest,
+  ReceiveResult,
+  SettleResult,
+} from '../../protocol/queue-api.js';
+import type { Session } from '../../protocol/session.js';
+import type { BrokerTopics } from '../broker-topics.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { StateLog } from '../state/state-log.js';
+import { isInternalTopicName, validateUserTopicName } from '../topic-name.js';
+import { type DeliveryBatch, PartitionQueue } from './partition-queue.js';
+import {
+  parseQueuePartitionKey,
+  type QueueEntry,
+  type QueueStateMachine,
+  queuePartitionKey,
+} from './queue-state.js';
+
+export const queueDefaults = {
+  ackTimeoutMs: 30_000,
+  maxDeliveries: 16,
+  retryBackoffMs: [1000, 5000, 30_000],
+} as const;
+
+/** Header names of a dead letter (docs/PROTOCOL.md). */
+export const deadLetterHeaders = {
+  topic: 'spillway-dlq-topic',
+  partition: 'spillway-dlq-partition',
+  offset: 'spillway-dlq-offset',
+  deliveryCount: 'spillway-dlq-delivery-count',
+  error: 'spillway-dlq-error',
+  time: 'spillway-dlq-time',
+  group: 'spillway-dlq-group',
+} as const;
+
+/** The dead-letter topic of `topic` when none is configured. */
+export function defaultDeadLetterTopic(topic: string): string {
+  return `${topic}.dlq`;
+}
+
+interface Waiter {
+  wake: () => void;
+}
+
+class QueueGroup {
+  readonly group: string;
+  readonly topic: string;
+  readonly mode: QueueMode;
+  settings: Required<QueueSettings>;
+  readonly partitions: PartitionQueue[] = [];
+  /** Sorted session ids receiving for this group (WebSocket and in-process sessions). */
+  members: number[] = [];
+  readonly waiters = new Set<Waiter>();
+  rotation = 0;
+
+  constructor(group: string, topic: string, mode: QueueMode, settings: Required<QueueSettings>) {
+    this.group = group;
+    this.topic = topic;
+    this.mode = mode;
+    this.settings = settings;
+  }
+
+  wakeAll(): void {
+    for (const waiter of [...this.waiters]) waiter.wake();
+  }
+}
+
+/** A retry time of one offset, or the deadline of a batch of deliveries. */
+interface DueEntry {
+  dueMs: number;
+  queue: PartitionQueue;
+  group: QueueGroup;
+  /** Retry: the offset; deadline: -1. */
+  offset: number;
+  batch: DeliveryBatch | null;
+}
+
+/** A binary min-heap of due times. */
+class DueHeap {
+  private readonly items: DueEntry[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): DueEntry | undefined {
+    return this.items[0];
+  }
+
+  push(item: DueEntry): void {
+    const items = this.items;
+    items.push(item);
+    let index = items.length - 1;
+    while (index > 0) {
+      const parent = (index - 1) >> 1;
+      if (items[parent]!.dueMs <= item.dueMs) break;
+      items[index] = items[parent]!;
+      index = parent;
+    }
+    items[index] = item;
+  }
+
+  pop(): DueEntry | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (top === undefined || last === undefined || items.length === 0) return top;
+    let index = 0;
+    for (;;) {
+      const left = index * 2 + 1;
+      if (left >= items.length) break;
+      const right = left + 1;
+      const child = right < items.length && items[right]!.dueMs < items[left]!.dueMs ? right : left;
+      if (items[child]!.dueMs >= last.dueMs) break;
+      items[index] = items[child]!;
+      index = child;
+    }
+    items[index] = last;
+    return top;
+  }
+}
+
+function checkSettings(request: QueueSettings, topic: string): Required<QueueSettings> {
+  const integer = (name: string, value: unknown, min: number, max: number, fallback: number): number => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+    }
+    return value;
+  };
+  const ackTimeoutMs = integer(
+    'ackTimeoutMs',
+    request.ackTimeoutMs,
+    1,
+    queueDelayMsMax,
+    queueDefaults.ackTimeoutMs,
+  );
+  const maxDeliveries = integer(
+    'maxDeliveries',
+    request.maxDeliveries,
+    1,
+    queueMaxDeliveriesMax,
+    queueDefaults.maxDeliveries,
+  );
+  let retryBackoffMs: number[] = [...queueDefaults.retryBackoffMs];
+  if (request.retryBackoffMs !== undefined) {
+    const steps = request.retryBackoffMs;
+    if (!Array.isArray(steps) || steps.length === 0 || steps.length > queueRetryBackoffStepsMax) {
+      throw new InvalidArgumentError(
+        `retryBackoffMs must be a list of 1 to ${queueRetryBackoffStepsMax} delays in ms`,
+      );
+    }
+    retryBackoffMs = steps.map((step, index) =>
+      integer(`retryBackoffMs[${index}]`, step, 0, queueDelayMsMax, 0),
+    );
+  }
+  const deadLetterTopic = request.deadLetterTopic ?? defaultDeadLetterTopic(topic);
+  validateUserTopicName(deadLetterTopic);
+  if (deadLetterTopic === topic)
+    throw new InvalidArgumentError('deadLetterTopic must not be the topic itself');
+  return { ackTimeoutMs, maxDeliveries, retryBackoffMs, deadLetterTopic };
+}
+
+/** Flat [from, to) ranges of a sorted list of offsets. */
+function rangesOf(offsets: readonly number[]): number[] {
+  const ranges: number[] = [];
+  for (const offset of offsets) {
+    const last = ranges.length - 1;
+    if (last > 0 && ranges[last] === offset) ranges[last] = offset + 1;
+    else ranges.push(offset, offset + 1);
+  }
+  return ranges;
+}
+
+export interface BrokerQueuesOptions {
+  topics: BrokerTopics;
+  lifecycle: Lifecycle;
+  clock: Clock;
+  state: StateLog<QueueEntry>;
+  machine: QueueStateMachine;
+  /** Appends a batch to a partition (the broker's produce, used for dead letters). */
+  produce(topic: string, partition: number, batch: Uint8Array): Promise<unknown>;
+}
+
+export class BrokerQueues implements QueueService {
+  private readonly options: BrokerQueuesOptions;
+  private readonly groups = new Map<string, QueueGroup>();
+  /** Topic -> its queue groups (a produce wakes only those). */
+  private readonly groupsByTopic = new Map<string, Set<QueueGroup>>();
+  private readonly modes = new Map<string, QueueMode>();
+  /** Session id -> groups it is a member of. */
+  private readonly memberships = new Map<number, Set<QueueGroup>>();
+  private readonly due = new DueHeap();
+  private timer: ClockTimer | null = null;
+  private timerDueMs = Number.POSITIVE_INFINITY;
+  private leaseCounter = randomBytes(4).readUInt32BE(0) & 0x3fffffff;
+  private readonly receiptKey = randomBytes(32);
+  private readonly groupTags = new Map<string, string>();
+  private closed = false;
+  /** Dead letters produced since the broker started (tests, describe). */
+  deadLettered = 0;
+  /** Retry times that could not be written (the state log failed or is closing); the redelivery still happens. */
+  backgroundFailures = 0;
+
+  constructor(options: BrokerQueuesOptions) {
+    this.options = options;
+    options.topics.onTopicDeleted((topic) => {
+      for (const group of this.groupsByTopic.get(topic.name) ?? []) {
+        group.wakeAll();
+        this.groups.delete(groupKey(group.group, group.topic));
+      }
+      this.groupsByTopic.delete(topic.name);
+      // The ack state of the deleted topic goes too: a topic created again with the name starts afresh.
+      for (const queue of [...options.machine.view().keys()]) {
+        if (parseQueuePartitionKey(queue).topic !== topic.name) continue;
+        options.state.commit({ type: 'dropped', queue }).catch(() => {
+          this.backgroundFailures++;
+        });
+      }
+    });
+  }
+
+  /** Something was appended to `topic`: waiting receives look again. */
+  appended(topic: string): void {
+    const groups = this.groupsByTopic.get(topic);
+    if (groups === undefined) return;
+    for (const group of groups) if (group.waiters.size > 0) group.wakeAll();
+  }
+
+  async receive(session: Session, request: ReceiveRequest): Promise<ReceiveResult> {
+    const { lifecycle, clock } = this.options;
+    lifecycle.assertOpen();
+    const max = checkInteger('max', request.max, 1, queueReceiveMessagesMax);
+    const waitMs = checkInteger('waitMs', request.waitMs, 0, queueDelayMsMax);
+    const maxBytes = checkInteger('maxBytes', request.maxBytes ?? fetchMaxBytesDefault, 1, batchBytesMax);
+    if (request.mode !== 'shared' && request.mode !== 'key_shared') {
+      throw new InvalidArgumentError(`mode must be 'shared' or 'key_shared', got ${String(request.mode)}`);
+    }
+    if (request.mode === 'key_shared' && session.kind === 'http') {
+      throw new InvalidArgumentError(
+        'key_shared needs a session that lasts (WebSocket or in-process): HTTP receives are shared',
+      );
+    }
+    const group = this.groupOf(request, session);
+    lifecycle.begin();
+    try {
+      const deadline = clock.monotonicMs() + waitMs;
+      for (;;) {
+        const result = this.collect(group, session.id, max, maxBytes);
+        const remainingMs = deadline - clock.monotonicMs();
+        if (result.partitions.length > 0 || remainingMs <= 0 || lifecycle.closing || session.closed)
+          return result;
+        if (request.signal?.aborted) return result;
+        await this.wait(group, remainingMs, request.signal ?? null, session);
+        if (!this.groups.has(groupKey(group.group, group.topic))) throw new UnknownTopicError(group.topic);
+      }
+    } finally {
+      lifecycle.settled();
+    }
+  }
+
+  async ack(
+    group: string,
+    topic: string,
+    partitions: ReadonlyArray<{ partition: number; ranges: number[] }>,
+  ): Promise<SettleResult> {
+    this.options.lifecycle.assertOpen();
+    const queueGroup = this.groups.get(groupKey(group, topic));
+    let total = 0;
+    for (const { ranges } of partitions)
+      for (let i = 0; i < ranges.length; i += 2) total += ranges[i + 1]! - ranges[i]!;
+    if (total > queueSettleOffsetsMax) {
+      throw new InvalidArgumentError(
+        `one ACK settles at most ${queueSettleOffsetsMax} offsets, got ${total}`,
+      );
+    }
+    if (queueGroup === undefined) return { settled: 0, ignored: total };
+    const result: SettleResult = { settled: 0, ignored: 0 };
+    const commits: Array<Promise<unknown>> = [];
+    for (const { partition, ranges } of partitions) {
+      const queue = queueGroup.partitions[partition];
+      if (queue === undefined) {
+        for (let i = 0; i < ranges.length; i += 2) result.ignored += ranges[i + 1]! - ranges[i]!;
+        continue;
+      }
+      const offsets: number[] = [];
+      for (let i = 0; i < ranges.length; i += 2) {
+        for (let offset = ranges[i]!; offset < ranges[i + 1]!; offset++) {
+          if (offset >= queue.cursor || queue.isSettled(offset)) {
+            result.ignored++;
+            continue;
+          }
+          offsets.push(offset);
+        }
+      }
+      if (offsets.length === 0) continue;
+      offsets.sort((a, b) => a - b);
+      result.settled += offsets.length;
+      commits.push(this.settle(queueGroup, queue, offsets));
+    }
+    await Promise.all(commits);
+    if (result.settled > 0) queueGroup.wakeAll();
+    return result;
+  }
+
+  async nack(
+    group: string,
+    topic: string,
+    partitions: ReadonlyArray<{ partition: number; offsets: number[] }>,
+    settings: NackSettings,
+  ): Promise<SettleResult> {
+    this.options.lifecycle.assertOpen();
+    const { delayMs, error } = checkNack(settings);
+    const queueGroup = this.groups.get(groupKey(group, topic));
+    let total = 0;
+    for (const { offsets } of partitions) total += offsets.length;
+    if (total > queueSettleOffsetsMax) {
+      throw new InvalidArgumentError(
+        `one NACK settles at most ${queueSettleOffsetsMax} offsets, got ${total}`,
+      );
+    }
+    if (queueGroup === undefined) return { settled: 0, ignored: total };
+    const result: SettleResult = { settled: 0, ignored: 0 };
+    const work: Array<Promise<unknown>> = [];
+    for (const { partition, offsets } of partitions) {
+      const queue = queueGroup.partitions[partition];
+      for (const offset of offsets) {
+        const delivery = queue?.endDelivery(offset);
+        if (queue === undefined || delivery === undefined) {
+          result.ignored++;
+          continue;
+        }
+        result.settled++;
+        work.push(
+          this.failed(queueGroup, queue, offset, delivery.key, delivery.deliveryCount, error, delayMs),
+        );
+      }
+    }
+    await Promise.all(work);
+    return result;
+  }
+
+  async ackReceipts(group: string, receipts: readonly string[]): Promise<SettleResult> {
+    this.options.lifecycle.assertOpen();
+    const found = this.resolveReceipts(group, receipts);
+    const result: SettleResult = { settled: 0, ignored: 0 };
+    const commits: Array<Promise<unknown>> = [];
+    for (const [queue, entries] of found.byQueue) {
+      const offsets = entries.map((entry) => entry.offset).sort((a, b) => a - b);
+      result.settled += offsets.length;
+      commits.push(this.settle(found.group, queue, offsets));
+    }
+    await Promise.all(commits);
+    found.group.wakeAll();
+    return result;
+  }
+
+  async nackReceipts(
+    group: string,
+    receipts: readonly string[],
+    settings: NackSettings,
+  ): Promise<SettleResult> {
+    this.options.lifecycle.assertOpen();
+    const { delayMs, error } = checkNack(settings);
+    const found = this.resolveReceipts(group, receipts);
+    const result: SettleResult = { settled: 0, ignored: 0 };
+    const work: Array<Promise<unknown>> = [];
+    for (const [queue, entries] of found.byQueue) {
+      for (const { offset } of entries) {
+        const delivery = queue.endDelivery(offset);
+        if (delivery === undefined) continue;
+        result.settled++;
+        work.push(
+          this.failed(found.group, queue, offset, delivery.key, delivery.deliveryCount, error, delayMs),
+        );
+      }
+    }
+    await Promise.all(work);
+    return result;
+  }
+
+  receipt(group: string, partition: number, offset: number, lease: number): string {
+    return `${this.groupTag(group)}.${partition}.${offset}.${lease}`;
+  }
+
+  describe(group?: string): QueueGroupDescription[] {
+    const descriptions: QueueGroupDescription[] = [];
+    for (const queueGroup of this.groups.values()) {
+      if (group !== undefined && queueGroup.group !== group) continue;
+      descriptions.push({
+        group: queueGroup.group,
+        topic: queueGroup.topic,
+        mode: queueGroup.mode,
+        members: [...queueGroup.members],
+        settings: { ...queueGroup.settings, retryBackoffMs: [...queueGroup.settings.retryBackoffMs] },
+        partitions: queueGroup.partitions.map((queue, partition) => {
+          const ack = queue.ack();
+          return {
+            partition,
+            ackFloor: ack.floor,
+            settledRanges: ack.settledRanges.length / 2,
+            inFlight: queue.inFlight.size,
+            scheduled: queue.scheduled.size,
+            ready: queue.ready.length,
+            cursor: queue.cursor,
+            backlog: Math.max(0, queue.partition.visibleEndOffset - ack.floor),
+          };
+        }),
+      });
+    }
+    return descriptions.sort((a, b) =>
+      a.group === b.group ? a.topic.localeCompare(b.topic) : a.group.localeCompare(b.group),
+    );
+  }
+
+  /** Stops the timer and answers waiting receives (the broker is closing). */
+  close(): void {
+    this.closed = true;
+    this.options.clock.clearTimer(this.timer);
+    this.timer = null;
+    for (const group of this.groups.values()) group.wakeAll();
+  }
+
+  // --- receiving -------------------------------------------------------------------------------
+
+  private groupOf(request: ReceiveRequest, session: Session): QueueGroup {
+    const { topics } = this.options;
+    if (typeof request.group !== 'string' || request.group.length === 0 || request.group.length > 255) {
+      throw new InvalidArgumentError('group must be a non-empty string of at most 255 characters');
+    }
+    if (request.group.includes('\u0000')) throw new InvalidArgumentError('group must not contain NUL');
+    if (typeof request.topic !== 'string') throw new InvalidArgumentError('topic must be a string');
+    if (isInternalTopicName(request.topic)) {
+      throw new InvalidArgumentError(
+        `topic '${request.topic}' is internal: it cannot be consumed as a queue`,
+      );
+    }
+    const topic = topics.topicNamed(request.topic);
+    const settings = checkSettings(request, request.topic);
+    const knownMode = this.modes.get(request.group);
+    if (knownMode !== undefined && knownMode !== request.mode) {
+      throw new InvalidArgumentError(
+        `group '${request.group}' consumes in mode '${knownMode}': a '${request.mode}' receive cannot join it`,
+      );
+    }
+    const key = groupKey(request.group, request.topic);
+    let group = this.groups.get(key);
+    if (group === undefined) {
+      if (this.groups.size >= queueGroupsMax) {
+        throw new SpillwayError(
+          'TOO_MANY_REQUESTS',
+          `more than ${queueGroupsMax} queue groups (group, topic)`,
+        );
+      }
+      group = new QueueGroup(request.group, request.topic, request.mode, settings);
+      this.groups.set(key, group);
+      let forTopic = this.groupsByTopic.get(request.topic);
+      if (forTopic === undefined) {
+        forTopic = new Set();
+        this.groupsByTopic.set(request.topic, forTopic);
+      }
+      forTopic.add(group);
+      this.modes.set(request.group, request.mode);
+    }
+    group.settings = settings;
+    // Partitions added since: their queues start at their ack floor.
+    for (let index = group.partitions.length; index < topic.partitionCount; index++) {
+      const queueKey = queuePartitionKey(group.group, group.topic, index);
+      const machine = this.options.machine;
+      group.partitions.push(
+        new PartitionQueue(queueKey, topic.partitions[index]!, group.mode, () => machine.stateOf(queueKey)),
+      );
+    }
+    if (session.kind !== 'http' && !group.members.includes(session.id)) this.join(group, session);
+    return group;
+  }
+
+  private join(group: QueueGroup, session: Session): void {
+    group.members.push(session.id);
+    group.members.sort((a, b) => a - b);
+    let groups = this.memberships.get(session.id);
+    if (groups === undefined) {
+      groups = new Set();
+      this.memberships.set(session.id, groups);
+      session.onClose(() => this.leave(session.id));
+    }
+    groups.add(group);
+    group.wakeAll();
+  }
+
+  /** A member's session closed: its deliveries fail (released for redelivery), its keys move. */
+  private leave(member: number): void {
+    const groups = this.memberships.get(member);
+    this.memberships.delete(member);
+    if (groups === undefined) return;
+    for (const group of groups) {
+      group.members = group.members.filter((id) => id !== member);
+      for (const queue of group.partitions) {
+        for (const offset of queue.deliveriesOf(member)) {
+          const delivery = queue.endDelivery(offset);
+          if (delivery === undefined) continue;
+          this.failInBackground(
+            group,
+            queue,
+            offset,
+            delivery.key,
+            delivery.deliveryCount,
+            'the consumer went away',
+          );
+        }
+      }
+      group.wakeAll();
+    }
+  }
+
+  private collect(group: QueueGroup, member: number, max: number, maxBytes: number): ReceiveResult {
+    const { clock } = this.options;
+    const result: ReceiveResult = { topic: group.topic, partitions: [] };
+    const partitionCount = group.partitions.length;
+    if (partitionCount === 0) return result;
+    const members = group.members.length > 0 ? group.members : [member];
+    const nowMonotonicMs = clock.monotonicMs();
+    const nowWallMs = clock.nowMs();
+    const deadlineMs = nowMonotonicMs + group.settings.ackTimeoutMs;
+    const start = group.rotation++ % partitionCount;
+    if (group.rotation >= 0x3fffffff) group.rotation = 0;
+    let remaining = max;
+    for (let step = 0; step < partitionCount && remaining > 0; step++) {
+      const index = (start + step) % partitionCount;
+      const queue = group.partitions[index]!;
+      if (queue.partition.damage !== null) continue;
+      const collected = queue.collect(
+        member,
+        members,
+        remaining,
+        maxBytes,
+        deadlineMs,
+        () => this.nextLease(),
+        nowWallMs,
+        nowMonotonicMs,
+        (offset, dueMs) => this.pushDue({ dueMs, queue, group, offset, batch: null }),
+      );
+      const count = collected.offsets.length;
+      if (count === 0) continue;
+      remaining -= count;
+      const offsets = collected.offsets.slice().sort((a, b) => a - b);
+      this.pushDue({ dueMs: deadlineMs, queue, group, offset: -1, batch: collected.batch });
+      // Written behind: the answer does not wait for delivery counts to be durable.
+      this.options.state
+        .commit({ type: 'delivered', queue: queue.key, ranges: rangesOf(offsets) })
+        .catch(() => undefined);
+      const received: ReceivedPartition = {
+        partition: index,
+        records: collected.records,
+        offsets: collected.offsets.slice(),
+        deliveryCounts: collected.deliveryCounts,
+        leases: collected.leases.slice(),
+      };
+      result.partitions.push(received);
+    }
+    return result;
+  }
+
+  private wait(
+    group: QueueGroup,
+    waitMs: number,
+    signal: AbortSignal | null,
+    session: Session,
+  ): Promise<void> {
+    if (group.waiters.size >= queueReceiveWaitersMax) {
+      throw new SpillwayError(
+        'TOO_MANY_REQUESTS',
+        `more than ${queueReceiveWaitersMax} receives waiting on group '${group.group}' topic '${group.topic}'`,
+      );
+    }
+    return new Promise<void>((resolve) => {
+      const { clock } = this.options;
+      let timer: ClockTimer | null = null;
+      const finish = (): void => {
+        group.waiters.delete(waiter);
+        clock.clearTimer(timer);
+        signal?.removeEventListener('abort', finish);
+        session.signal.removeEventListener('abort', finish);
+        resolve();
+      };
+      const waiter: Waiter = { wake: finish };
+      group.waiters.add(waiter);
+      timer = clock.setTimeout(finish, Math.ceil(waitMs));
+      signal?.addEventListener('abort', finish, { once: true });
+      session.signal.addEventListener('abort', finish, { once: true });
+    });
+  }
+
+  // --- settling --------------------------------------------------------------------------------
+
+  /** Acks sorted `offsets` of `queue`: out of every list at once, durable when the promise resolves. */
+  private async settle(group: QueueGroup, queue: PartitionQueue, offsets: number[]): Promise<void> {
+    const keys =
+      queue.mode === 'key_shared'
+        ? offsets.map((offset) => queue.inFlight.get(offset)?.key ?? queue.waitingKey(offset))
+        : null;
+    for (const offset of offsets) queue.beginSettle(offset);
+    try {
+      await this.options.state.commit({ type: 'settled', queue: queue.key, ranges: rangesOf(offsets) });
+    } catch (error) {
+      // Not durable: the offsets are unsettled again and may be delivered again.
+      offsets.forEach((offset, index) => {
+        queue.endSettle(offset);
+        queue.makeReady(offset, keys?.[index] ?? null);
+      });
+      throw error;
+    }
+    for (const offset of offsets) queue.endSettle(offset);
+    group.wakeAll();
+  }
+
+  /** `failed` for callers that cannot wait (timers, session close): a failure is counted, never thrown. */
+  private failInBackground(
+    group: QueueGroup,
+    queue: PartitionQueue,
+    offset: number,
+    key: string | null,
+    deliveryCount: number,
+    error: string,
+  ): void {
+    this.failed(group, queue, offset, key, deliveryCount, error, 0).catch(() => {
+      this.backgroundFailures++;
+    });
+  }
+
+  /**
+   * A delivery failed (nack, ack timeout, session gone): dead-lettered after maxDeliveries, else
+   * delivered again after `delayMs` (undefined: the backoff schedule; timeouts and releases: 0).
+   */
+  private async failed(
+    group: QueueGroup,
+    queue: PartitionQueue,
+    offset: number,
+    key: string | null,
+    deliveryCount: number,
+    error: string,
+    delayMs: number | undefined,
+  ): Promise<void> {
+    const { maxDeliveries, retryBackoffMs } = group.settings;
+    if (deliveryCount >= maxDeliveries) {
+      await this.deadLetter(group, queue, offset, deliveryCount, error);
+      return;
+    }
+    const delay = delayMs ?? retryBackoffMs[Math.min(deliveryCount - 1, retryBackoffMs.length - 1)]!;
+    const { clock } = this.options;
+    if (delay <= 0) {
+      queue.makeReady(offset, key);
+      group.wakeAll();
+    } else {
+      const dueMs = clock.monotonicMs() + delay;
+      queue.schedule(offset, key, dueMs);
+      this.pushDue({ dueMs, queue, group, offset, batch: null });
+    }
+    if (delay > 0 || error !== '') {
+      await this.options.state.commit({
+        type: 'retry',
+        queue: queue.key,
+        offset,
+        atMs: clock.nowMs() + Math.max(0, delay),
+        error,
+      });
+    }
+  }
+
+  /** Produces the message to the dead-letter topic, then settles it. On failure it is retried later. */
+  private async deadLetter(
+    group: QueueGroup,
+    queue: PartitionQueue,
+    offset: number,
+    deliveryCount: number,
+    error: string,
+  ): Promise<void> {
+    queue.beginSettle(offset, true);
+    const { topics, clock } = this.options;
+    const target = group.settings.deadLetterTopic;
+    try {
+      const read = queue.partition.read(offset, 1);
+      const record = [...decodeRecords(read.records, 0)].find((candidate) => candidate.offset === offset);
+      if (record === undefined)
+        throw new SpillwayError('INTERNAL', `offset ${offset} not found for dead-lettering`);
+      const headers: Array<[string, string | Uint8Array | null]> = record.headers.filter(
+        ([name]) => !name.startsWith('spillway-dlq-'),
+      );
+      headers.push(
+        [deadLetterHeaders.topic, group.topic],
+        [deadLetterHeaders.partition, String(queue.partition.index)],
+        [deadLetterHeaders.offset, String(offset)],
+        [deadLetterHeaders.deliveryCount, String(deliveryCount)],
+        [deadLetterHeaders.error, error],
+        [deadLetterHeaders.time, String(clock.nowMs())],
+        [deadLetterHeaders.group, group.group],
+      );
+      const builder = new BatchBuilder();
+      builder.append({ key: record.key, value: record.value, headers, timestamp: record.timestamp });
+      const batch = builder.finishCopy({ crc32c: (bytes) => crc32c(bytes) });
+      let description: { partitionCount: number };
+      try {
+        description = topics.describe(target);
+      } catch (cause) {
+        if (!(cause instanceof SpillwayError) || cause.code !== 'UNKNOWN_TOPIC') throw cause;
+        try {
+          description = await topics.create(target, { partitions: 1 });
+        } catch (createError) {
+          if (!(createError instanceof SpillwayError) || createError.code !== 'TOPIC_EXISTS')
+            throw createError;
+          description = topics.describe(target);
+        }
+      }
+      const partition = queue.partition.index % description.partitionCount;
+      await this.options.produce(target, partition, batch);
+      await this.options.state.commit({ type: 'settled', queue: queue.key, ranges: [offset, offset + 1] });
+      this.deadLettered++;
+    } catch (cause) {
+      // Not dead-lettered: it stays unsettled and is tried again in a second (or after a restart).
+      queue.endSettle(offset);
+      if (!this.closed) {
+        const dueMs = clock.monotonicMs() + 1000;
+        queue.schedule(offset, null, dueMs);
+        this.pushDue({ dueMs, queue, group, offset, batch: null });
+      }
+      void cause;
+      return;
+    }
+    queue.endSettle(offset);
+    group.wakeAll();
+  }
+
+  // --- receipts --------------------------------------------------------------------------------
+
+  private groupTag(group: string): string {
+    let tag = this.groupTags.get(group);
+    if (tag === undefined) {
+      tag = createHmac('sha256', this.receiptKey).update(group).digest('base64url').slice(0, 16);
+      if (this.groupTags.size >= queueGroupsMax) this.groupTags.clear();
+      this.groupTags.set(group, tag);
+    }
+    return tag;
+  }
+
+  /** Receipt = `<group tag>.<partition>.<offset>.<lease>`; the topic is the queue group's. */
+  private resolveReceipts(
+    group: string,
+    receipts: readonly string[],
+  ): { group: QueueGroup; byQueue: Map<PartitionQueue, Array<{ offset: number }>> } {
+    if (!Array.isArray(receipts) || receipts.length === 0) {
+      throw new InvalidArgumentError('receipts must be a non-empty list');
+    }
+    if (receipts.length > queueSettleOffsetsMax) {
+      throw new InvalidArgumentError(`at most ${queueSettleOffsetsMax} receipts at once`);
+    }
+    const tag = this.groupTag(group);
+    const nowMs = this.options.clock.monotonicMs();
+    let queueGroup: QueueGroup | null = null;
+    const byQueue = new Map<PartitionQueue, Array<{ offset: number }>>();
+    const expired: string[] = [];
+    for (const receipt of receipts) {
+      const parsed = typeof receipt === 'string' ? parseReceipt(receipt) : null;
+      if (parsed === null) throw receiptInvalid(`receipt ${JSON.stringify(receipt)} is malformed`);
+      if (parsed.tag !== tag)
+        throw receiptInvalid(
+          `receipt ${receipt} belongs to another group than '${group}' (or was given before the broker restarted)`,
+        );
+      let found: { group: QueueGroup; queue: PartitionQueue } | null = null;
+      for (const candidate of this.groups.values()) {
+        if (candidate.group !== group) continue;
+        const queue = candidate.partitions[parsed.partition];
+        const delivery = queue?.inFlight.get(parsed.offset);
+        if (queue !== undefined && delivery !== undefined && delivery.lease === parsed.lease) {
+          found = { group: candidate, queue };
+          if (delivery.deadlineMs <= nowMs) found = null;
+          break;
+        }
+      }
+      if (found === null) {
+        expired.push(receipt);
+        continue;
+      }
+      if (queueGroup !== null && queueGroup !== found.group) {
+        throw new InvalidArgumentError('receipts of one call must be of one topic');
+      }
+      queueGroup = found.group;
+      let list = byQueue.get(found.queue);
+      if (list === undefined) {
+        list = [];
+        byQueue.set(found.queue, list);
+      }
+      list.push({ offset: parsed.offset });
+    }
+    if (expired.length > 0 || queueGroup === null) {
+      throw new SpillwayError(
+        'RECEIPT_EXPIRED',
+        `${expired.length} of ${receipts.length} receipt(s) no longer awaited (deadline passed, settled, or delivered again), e.g. ${expired[0]}: nothing was settled`,
+      );
+    }
+    return { group: queueGroup, byQueue };
+  }
+
+  // --- time ------------------------------------------------------------------------------------
+
+  private nextLease(): number {
+    this.leaseCounter = (this.leaseCounter + 1) & 0x3fffffff;
+    return this.leaseCounter;
+  }
+
+  private pushDue(entry: DueEntry): void {
+    this.due.push(entry);
+    if (entry.dueMs < this.timerDueMs) this.armTimer();
+  }
+
+  private armTimer(): void {
+    if (this.closed) return;
+    const { clock } = this.options;
+    const next = this.due.peek();
+    clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerDueMs = Number.POSITIVE_INFINITY;
+    if (next === undefined) return;
+    this.timerDueMs = next.dueMs;
+    this.timer = clock.setTimeout(() => this.onTimer(), Math.max(0, next.dueMs - clock.monotonicMs()), {
+      unref: true,
+    });
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    this.timerDueMs = Number.POSITIVE_INFINITY;
+    const nowMs = this.options.clock.monotonicMs();
+    const woken = new Set<QueueGroup>();
+    for (;;) {
+      const next = this.due.peek();
+      if (next === undefined || next.dueMs > nowMs) break;
+      this.due.pop();
+      const { queue, group, offset, batch } = next;
+      if (this.groups.get(groupKey(group.group, group.topic)) !== group) continue;
+      if (batch === null) {
+        if (queue.scheduleDue(offset, next.dueMs)) woken.add(group);
+        continue;
+      }
+      const offsets = batch.offsets;
+      const leases = batch.leases;
+      if (offsets === null || leases === null) continue;
+      for (let i = 0; i < offsets.length; i++) {
+        const delivery = queue.inFlight.get(offsets[i]!);
+        if (delivery === undefined || delivery.lease !== leases[i]) continue;
+        queue.endDelivery(offsets[i]!);
+        this.failInBackground(group, queue, offsets[i]!, delivery.key, delivery.deliveryCount, 'ack timeout');
+        woken.add(group);
+      }
+    }
+    for (const group of woken) group.wakeAll();
+    this.armTimer();
+  }
+}
+
+function groupKey(group: string, topic: string): string {
+  return `${group}\u0000${topic}`;
+}
+
+function checkInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkNack(settings: NackSettings): { delayMs: number | undefined; error: string } {
+  const delayMs =
+    settings.delayMs === undefined
+      ? undefined
+      : checkInteger('delayMs', settings.delayMs, 0, queueDelayMsMax);
+  const error = settings.error ?? '';
+  if (typeof error !== 'string') throw new InvalidArgumentError('error must be a string');
+  return { delayMs, error: error.slice(0, queueErrorTextLengthMax) };
+}
+
+const receiptPattern = /^([A-Za-z0-9_-]{16})\.(\d{1,9})\.(\d{1,16})\.(\d{1,10})$/;
+
+function parseReceipt(
+  receipt: string,
+): { tag: string; partition: number; offset: number; lease: number } | null {
+  const match = receiptPattern.exec(receipt);
+  if (match === null) return null;
+  const offset = Number(match[3]);
+  if (!Number.isSafeInteger(offset)) return null;
+  return { tag: match[1]!, partition: Number(match[2]), offset, lease: Number(match[4]) };
+}
+
+function receiptInvalid(message: string): SpillwayError {
+  return new SpillwayError('RECEIPT_INVALID', message);
+}

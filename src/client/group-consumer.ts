@@ -1,0 +1,897 @@
+/**
+ * The consumer of a group: `sw.consumer({ group, topics, mode: 'group' | 'broadcast', from })`. An
+ * async iterator of ConsumedMessage, like the log consumer; `msg.ack()` marks a message finished.
+ *
+ * Group mode (clustering): the broker's coordinator gives each member some partitions (sticky); the
+ * consumer fetches only those (GROUP_FETCH, fenced by the broker once a partition is not its own),
+ * and commits, every `commitIntervalMs` in one COMMIT_OFFSETS frame, the contiguous prefix of finished
+ * (acked) messages of each partition (finished-prefix.ts). A partition starts at the group's committed
+ * offset; `from` applies only when the group has none (partitions added to a topic while the consumer
+ * runs start at the earliest offset, so nothing produced into them is skipped).
+ *
+ * Broadcast: every member reads every partition; its position is its own, stored under its member id
+ * (`memberId`, default the client's `clientId`; one is required), and resumes from there.
+ *
+ * Rebalance (cooperative): a HEARTBEAT long-poll answers as soon as this member's view changes.
+ * Partitions revoked from it stop being fetched, their buffered, not yet taken messages are dropped;
+ * once every message already taken is acked (or `rebalanceTimeoutMs` passed) the prefix is committed
+ * and the partitions are released to their new member, which starts from that commit. New partitions
+ * start fetching at once. If the broker removed this member (session timeout, reconnect) it joins
+ * again. Messages not finished when a member dies are delivered again to the next member (at least
+ * once); duplicates come only from such unfinished work.
+ *
+ * nack: group and broadcast mode have no broker-side redelivery: `msg.nack({ delayMs })` rewinds
+ * that partition to the message (after delayMs): it and the messages after it are delivered again,
+ * its deliveryCount one higher. What was acked after it is delivered again too.
+ *
+ * Bounds: per partition one fetch in flight, not fetched while `partitionBufferBytesMax` of its bytes
+ * wait; one commit and one heartbeat in flight; a partition with groupConsumerUnfinishedMessagesMax
+ * messages taken and not acked yields no more until some are acked (the iterator waits).
+ */
+import { setMaxListeners } from 'node:events';
+import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
+import { batchBaseOffset, batchRecordCountAt } from '../format/batch-header.js';
+import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
+import {
+  batchBytesMax,
+  fetchMaxBytesDefault,
+  fetchMaxWaitMsMax,
+  groupConsumerUnfinishedMessagesMax,
+  groupNameLengthMax,
+  groupSessionTimeoutMsDefault,
+  groupSessionTimeoutMsMax,
+  groupSessionTimeoutMsMin,
+  memberIdLengthMax,
+} from '../limits.js';
+import type { GroupMode, GroupView, PartitionRef } from '../protocol/group-api.js';
+import type { ListOffsetRequest } from '../protocol/messages.js';
+import { Opcode } from '../protocol/opcodes.js';
+import type { Admin } from './admin.js';
+import { FinishedPrefix } from './finished-prefix.js';
+import { parseGroupView } from './group-view.js';
+import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
+import type { Transport } from './transport.js';
+import { closedError, integerOf } from './wire.js';
+
+export interface GroupConsumerOptions {
+  group: string;
+  topics: string[];
+  mode?: GroupMode;
+  /** Where a partition with no committed offset (position) starts. Default 'latest'. */
+  from?: 'earliest' | 'latest' | { timestamp: number };
+  /** Broadcast: this member's stable id (its position is stored under it). Default: the clientId. */
+  memberId?: string;
+  /** The broker removes this member when no heartbeat came for this long. Default 10 000. */
+  sessionTimeoutMs?: number;
+  /** How long a heartbeat waits at the broker for a change. Default sessionTimeoutMs / 3. */
+  heartbeatIntervalMs?: number;
+  /** Finished offsets are committed this often (one frame for all partitions). Default 100. */
+  commitIntervalMs?: number;
+  /** A revoked partition waits this long for taken messages to be acked before it is released. Default 10 000. */
+  rebalanceTimeoutMs?: number;
+  maxBytes?: number;
+  maxWaitMs?: number;
+  partitionBufferBytesMax?: number;
+  requestTimeoutMs?: number;
+  /** Given by spillway.ts: the client's id (the default broadcast member id). */
+  clientId?: string;
+}
+
+export const groupConsumerDefaults = {
+  from: 'latest',
+  sessionTimeoutMs: groupSessionTimeoutMsDefault,
+  commitIntervalMs: 100,
+  rebalanceTimeoutMs: 10_000,
+  maxBytes: fetchMaxBytesDefault,
+  maxWaitMs: 500,
+  requestTimeoutMs: 30_000,
+} as const;
+
+const emptyHeaders: MessageHeaders = Object.freeze({}) as MessageHeaders;
+const retryBackoffMs = 100;
+
+function integerOption(
+  value: number | undefined,
+  name: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  const resolved = value ?? fallback;
+  if (typeof resolved !== 'number' || !Number.isSafeInteger(resolved) || resolved < min || resolved > max) {
+    throw new InvalidArgumentError(
+      `consumer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`,
+    );
+  }
+  return resolved;
+}
+
+function keyOf(topic: string, partition: number): string {
+  return `${topic}\n${partition}`;
+}
+
+/** One partition this member holds, for one epoch (a nack rewind or a reassignment starts a new one). */
+class HeldPartition implements MessageSettler {
+  /** A nack rewinds the partition to the message (see the file header). */
+  readonly redelivery = 'rewind' as const;
+  readonly topic: string;
+  readonly partition: number;
+  readonly prefix: FinishedPrefix;
+  position: number;
+  active = true;
+  revoking = false;
+  bufferedBytes = 0;
+  resume: (() => void) | null = null;
+  /** Deliveries of offsets a nack rewound to: offset -> count. */
+  readonly redelivered = new Map<number, number>();
+  /** Bumped by a rewind: chunks and loops of an older epoch stop. */
+  epoch = 0;
+  committed: number;
+
+  constructor(
+    private readonly owner: GroupConsumer,
+    topic: string,
+    partition: number,
+    start: number,
+    committed: number | null,
+  ) {
+    this.topic = topic;
+    this.partition = partition;
+    this.position = start;
+    this.prefix = new FinishedPrefix(start);
+    this.committed = committed ?? -1;
+  }
+
+  ack(message: ConsumedMessage): Promise<void> {
+    if (this.active && this.prefix.finish(message.offset)) this.owner.finished(this);
+    return Promise.resolve();
+  }
+
+  nack(message: ConsumedMessage, options: NackOptions): Promise<void> {
+    if (this.active) this.owner.rewind(this, message.offset, options.delayMs ?? 0);
+    return Promise.resolve();
+  }
+}
+
+/** One fetch answer being taken apart. */
+class Chunk {
+  private position = 0;
+  private cursor: RecordCursor | null = null;
+  private readonly text: Buffer;
+
+  constructor(
+    readonly held: HeldPartition,
+    readonly epoch: number,
+    readonly body: Uint8Array,
+    readonly skipBelow: number,
+  ) {
+    this.text = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  }
+
+  get stale(): boolean {
+    return !this.held.active || this.held.revoking || this.held.epoch !== this.epoch;
+  }
+
+  next(): ConsumedMessage | null {
+    const body = this.body;
+    for (;;) {
+      let cursor = this.cursor;
+      if (cursor === null) {
+        const position = this.position;
+        if (position >= body.length) return null;
+        if (!verifyBatchCrc(body, position)) {
+          throw new CorruptBatchError(
+            `batch at byte ${position} of a fetch of ${this.held.topic}/${this.held.partition} fails its CRC32C or length check`,
+          );
+        }
+        cursor = new RecordCursor(body, position);
+        if (batchBaseOffset(body, position) + batchRecordCountAt(body, position) - 1 < this.skipBelow) {
+          this.position = cursor.batchEnd;
+          continue;
+        }
+        this.cursor = cursor;
+      }
+      if (!cursor.next()) {
+        this.position = cursor.batchEnd;
+        this.cursor = null;
+        continue;
+      }
+      if (cursor.offset < this.skipBelow) continue;
+      return this.message(cursor);
+    }
+  }
+
+  private message(cursor: RecordCursor): ConsumedMessage {
+    const text = this.text;
+    const key =
+      cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
+    const value =
+      cursor.valueLength < 0
+        ? null
+        : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
+    let headers = emptyHeaders;
+    if (cursor.headerCount > 0) {
+      headers = {};
+      for (const [name, headerValue] of cursor.headers()) {
+        headers[name] =
+          headerValue === null
+            ? null
+            : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
+      }
+    }
+    const held = this.held;
+    const deliveries = held.redelivered.size === 0 ? 1 : (held.redelivered.get(cursor.offset) ?? 1);
+    return new ConsumedMessage(
+      held.topic,
+      held.partition,
+      cursor.offset,
+      key,
+      value,
+      headers,
+      cursor.timestamp,
+      deliveries,
+      held,
+    );
+  }
+}
+
+export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
+  readonly group: string;
+  readonly topics: readonly string[];
+  readonly mode: GroupMode;
+  private readonly transport: Transport;
+  private readonly admin: Admin;
+  private readonly from: 'earliest' | 'latest' | { timestamp: number };
+  private readonly stableMemberId: string | undefined;
+  private readonly sessionTimeoutMs: number;
+  private readonly heartbeatIntervalMs: number;
+  private readonly commitIntervalMs: number;
+  private readonly rebalanceTimeoutMs: number;
+  private readonly maxBytes: number;
+  private readonly maxWaitMs: number;
+  private readonly partitionBufferBytesMax: number;
+  private readonly requestTimeoutMs: number;
+  private memberId: string | null = null;
+  private viewVersion = -1;
+  private generationSeen = 0;
+  private readonly held = new Map<string, HeldPartition>();
+  /** Partition counts when this consumer started: partitions added later start at 'earliest'. */
+  private readonly initialPartitionCounts = new Map<string, number>();
+  private chunks: Array<Chunk | undefined> = [];
+  private head = 0;
+  private readonly readerWaiters: Array<() => void> = [];
+  private readonly lifetime = new AbortController();
+  private readonly loops = new Set<Promise<void>>();
+  private readonly starting: Promise<void>;
+  private commitTimer: NodeJS.Timeout | null = null;
+  private commitInFlight: Promise<void> | null = null;
+  private lastCommitMs = 0;
+  /** The partition whose unfinished messages reached groupConsumerUnfinishedMessagesMax, if any. */
+  private blockedOn: HeldPartition | null = null;
+  private failure: unknown = null;
+  private closing: Promise<void> | null = null;
+  /** Frames sent, for tests and benchmarks. */
+  readonly stats = { commits: 0, heartbeats: 0, joins: 0, releases: 0 };
+
+  /** @internal Made by Spillway.consumer(). */
+  constructor(transport: Transport, admin: Admin, options: GroupConsumerOptions) {
+    const group = options.group;
+    if (typeof group !== 'string' || group.length === 0 || group.length > groupNameLengthMax) {
+      throw new InvalidArgumentError(
+        `consumer option group must be a non-empty string of at most ${groupNameLengthMax} characters`,
+      );
+    }
+    const topics = options.topics;
+    if (
+      !Array.isArray(topics) ||
+      topics.length === 0 ||
+      !topics.every((topic) => typeof topic === 'string' && topic.length > 0)
+    ) {
+      throw new InvalidArgumentError('consumer option topics must be a non-empty array of topic names');
+    }
+    if (new Set(topics).size !== topics.length)
+      throw new InvalidArgumentError('consumer option topics repeats a topic');
+    const mode = options.mode ?? 'group';
+    if (mode !== 'group' && mode !== 'broadcast') {
+      throw new InvalidArgumentError(`GroupConsumer takes mode 'group' or 'broadcast', got ${String(mode)}`);
+    }
+    const from = options.from ?? groupConsumerDefaults.from;
+    if (
+      from !== 'earliest' &&
+      from !== 'latest' &&
+      !(
+        typeof from === 'object' &&
+        from !== null &&
+        Number.isSafeInteger((from as { timestamp?: unknown }).timestamp)
+      )
+    ) {
+      throw new InvalidArgumentError(
+        "consumer option from must be 'earliest', 'latest' or { timestamp } with a group",
+      );
+    }
+    const memberId = options.memberId ?? options.clientId;
+    if (
+      mode === 'broadcast' &&
+      (typeof memberId !== 'string' || memberId.length === 0 || memberId.length > memberIdLengthMax)
+    ) {
+      throw new InvalidArgumentError(
+        `a broadcast consumer needs a stable memberId (option memberId or the client's clientId) of 1 to ${memberIdLengthMax} characters`,
+      );
+    }
+    this.group = group;
+    this.topics = [...topics];
+    this.mode = mode;
+    this.transport = transport;
+    this.admin = admin;
+    this.from = from;
+    this.stableMemberId = mode === 'broadcast' ? memberId : undefined;
+    this.sessionTimeoutMs = integerOption(
+      options.sessionTimeoutMs,
+      'sessionTimeoutMs',
+      groupSessionTimeoutMsMin,
+      groupSessionTimeoutMsMax,
+      groupConsumerDefaults.sessionTimeoutMs,
+    );
+    this.heartbeatIntervalMs = integerOption(
+      options.heartbeatIntervalMs,
+      'heartbeatIntervalMs',
+      1,
+      this.sessionTimeoutMs,
+      Math.max(1, Math.floor(this.sessionTimeoutMs / 3)),
+    );
+    this.commitIntervalMs = integerOption(
+      options.commitIntervalMs,
+      'commitIntervalMs',
+      1,
+      3_600_000,
+      groupConsumerDefaults.commitIntervalMs,
+    );
+    this.rebalanceTimeoutMs = integerOption(
+      options.rebalanceTimeoutMs,
+      'rebalanceTimeoutMs',
+      0,
+      3_600_000,
+      groupConsumerDefaults.rebalanceTimeoutMs,
+    );
+    this.maxBytes = integerOption(
+      options.maxBytes,
+      'maxBytes',
+      1,
+      batchBytesMax,
+      groupConsumerDefaults.maxBytes,
+    );
+    this.maxWaitMs = integerOption(
+      options.maxWaitMs,
+      'maxWaitMs',
+      0,
+      fetchMaxWaitMsMax,
+      groupConsumerDefaults.maxWaitMs,
+    );
+    this.partitionBufferBytesMax = integerOption(
+      options.partitionBufferBytesMax,
+      'partitionBufferBytesMax',
+      1,
+      Number.MAX_SAFE_INTEGER,
+      this.maxBytes,
+    );
+    this.requestTimeoutMs = integerOption(
+      options.requestTimeoutMs,
+      'requestTimeoutMs',
+      1,
+      Number.MAX_SAFE_INTEGER,
+      groupConsumerDefaults.requestTimeoutMs,
+    );
+    setMaxListeners(0, this.lifetime.signal);
+    this.starting = this.start();
+    this.starting.catch(() => undefined);
+  }
+
+  /** Resolves once the member joined and its first assignment is being fetched. */
+  ready(): Promise<void> {
+    return this.starting;
+  }
+
+  /** This member's id in the group (null before it joined). */
+  get member(): string | null {
+    return this.memberId;
+  }
+
+  /** The last generation this member saw. */
+  get generation(): number {
+    return this.generationSeen;
+  }
+
+  /**
+   * The partitions this member reads now: the offset of the next fetch, the committable offset (end
+   * of the finished prefix) and the last offset the broker acknowledged as committed (-1: none yet).
+   */
+  assignment(): Array<{
+    topic: string;
+    partition: number;
+    position: number;
+    committable: number;
+    committed: number;
+    revoking: boolean;
+  }> {
+    return [...this.held.values()].map((held) => ({
+      topic: held.topic,
+      partition: held.partition,
+      position: held.position,
+      committable: held.prefix.committable,
+      committed: held.committed,
+      revoking: held.revoking,
+    }));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    for (;;) {
+      let message: ConsumedMessage | null;
+      try {
+        message = this.takeBuffered();
+      } catch (error) {
+        await this.close();
+        throw error;
+      }
+      if (message !== null) return { done: false, value: message };
+      if (this.failure !== null) {
+        const failure = this.failure;
+        this.failure = null;
+        await this.close();
+        throw failure;
+      }
+      if (this.closed) return { done: true, value: undefined };
+      await new Promise<void>((resolve) => this.readerWaiters.push(resolve));
+    }
+  }
+
+  async return(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    await this.close();
+    return { done: true, value: undefined };
+  }
+
+  /**
+   * Stops fetching, commits what is finished, leaves the group (its partitions go to the other
+   * members at once). Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.lifetime.abort(closedError('the consumer'));
+      if (this.commitTimer !== null) clearInterval(this.commitTimer);
+      for (const held of this.held.values()) this.wakeFetch(held);
+      this.wakeReaders();
+      this.closing = (async () => {
+        await this.starting.catch(() => undefined);
+        await Promise.allSettled([...this.loops]);
+        await this.commitNow().catch(() => undefined);
+        const memberId = this.memberId;
+        if (memberId !== null && !this.transport.closed) {
+          await this.transport
+            .request(Opcode.leaveGroup, { group: this.group, memberId }, undefined, {
+              timeoutMs: this.requestTimeoutMs,
+            })
+            .catch(() => undefined);
+        }
+        for (const held of this.held.values()) held.active = false;
+        this.held.clear();
+        this.chunks = [];
+        this.head = 0;
+      })();
+    }
+    return this.closing;
+  }
+
+  private get closed(): boolean {
+    return this.lifetime.signal.aborted;
+  }
+
+  private async start(): Promise<void> {
+    try {
+      const descriptions = await Promise.all(this.topics.map((topic) => this.admin.describeTopic(topic)));
+      for (const description of descriptions)
+        this.initialPartitionCounts.set(description.name, description.partitionCount);
+      await this.join();
+    } catch (error) {
+      this.fail(error);
+      throw error;
+    }
+    if (this.closed) return;
+    this.commitTimer = setInterval(
+      () => void this.commitNow().catch((error) => this.commitFailed(error)),
+      this.commitIntervalMs,
+    );
+    this.commitTimer.unref?.();
+    this.track(this.heartbeatLoop());
+  }
+
+  private track(loop: Promise<void>): void {
+    this.loops.add(loop);
+    void loop.finally(() => this.loops.delete(loop));
+  }
+
+  private async join(): Promise<void> {
+    const header: Record<string, unknown> = {
+      group: this.group,
+      topics: this.topics,
+      mode: this.mode,
+      sessionTimeoutMs: this.sessionTimeoutMs,
+    };
+    if (this.stableMemberId !== undefined) header['memberId'] = this.stableMemberId;
+    const response = await this.transport.request(Opcode.joinGroup, header, undefined, {
+      timeoutMs: this.requestTimeoutMs,
+    });
+    this.stats.joins++;
+    const view = parseGroupView(response.header);
+    this.memberId = view.memberId;
+    await this.apply(view);
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    const signal = this.lifetime.signal;
+    let failures = 0;
+    let rejoin = false;
+    while (!signal.aborted) {
+      try {
+        if (rejoin) {
+          await this.join();
+          rejoin = false;
+          failures = 0;
+          continue;
+        }
+        const response = await this.transport.request(
+          Opcode.heartbeat,
+          {
+            group: this.group,
+            memberId: this.memberId,
+            viewVersion: this.viewVersion,
+            waitMs: this.heartbeatIntervalMs,
+          },
+          undefined,
+          { timeoutMs: this.heartbeatIntervalMs + this.requestTimeoutMs, signal },
+        );
+        this.stats.heartbeats++;
+        failures = 0;
+        if (signal.aborted) return;
+        await this.apply(parseGroupView(response.header));
+      } catch (error) {
+        if (signal.aborted) return;
+        if (!rejoin && error instanceof SpillwayError && error.code === 'UNKNOWN_MEMBER') {
+          // Removed (session timeout, reconnect): everything held is lost; join again.
+          this.dropAll();
+          rejoin = true;
+          continue;
+        }
+        if (error instanceof SpillwayError && error.retriable) {
+          failures++;
+          await this.sleep(Math.min(retryBackoffMs * 2 ** Math.min(failures, 6), 5_000));
+          continue;
+        }
+        this.fail(error);
+        return;
+      }
+    }
+  }
+
+  /** Takes a view: drops lost partitions, starts revocations, starts fetching new partitions. */
+  private async apply(view: GroupView): Promise<void> {
+    if (view.memberId === this.memberId && view.viewVersion <= this.viewVersion) return; // not newer
+    this.viewVersion = view.viewVersion;
+    this.generationSeen = view.generation;
+    const assigned = new Map(view.assigned.map((entry) => [keyOf(entry.topic, entry.partition), entry]));
+    const revoking = new Set(view.revoking.map((ref) => keyOf(ref.topic, ref.partition)));
+    for (const [key, held] of [...this.held]) {
+      if (!assigned.has(key)) {
+        held.active = false;
+        this.held.delete(key);
+        this.wakeFetch(held);
+      } else if (revoking.has(key) && !held.revoking) {
+        held.revoking = true;
+        this.wakeFetch(held);
+        this.track(this.revoke(held));
+      }
+    }
+    const starting: Array<Promise<void>> = [];
+    const neverStarted: PartitionRef[] = [];
+    for (const [key, entry] of assigned) {
+      if (this.held.has(key)) continue;
+      // Revoked before this member started it (the view it joined with was already moving it on):
+      // nothing to finish or commit, hand it over at once.
+      if (revoking.has(key)) neverStarted.push({ topic: entry.topic, partition: entry.partition });
+      else starting.push(this.startPartition(key, entry.topic, entry.partition, entry.committed));
+    }
+    if (neverStarted.length > 0) this.track(this.release(neverStarted));
+    await Promise.all(starting);
+  }
+
+  private async startPartition(
+    key: string,
+    topic: string,
+    partition: number,
+    committed: number | null,
+  ): Promise<void> {
+    let start = committed;
+    if (start === null) {
+      const known = this.initialPartitionCounts.get(topic) ?? 0;
+      const spec = partition >= known ? 'earliest' : this.from;
+      const request: ListOffsetRequest = { topic, partition, spec };
+      const response = await this.transport.request(Opcode.listOffset, request, undefined, {
+        timeoutMs: this.requestTimeoutMs,
+      });
+      start = integerOf(response.header, 'offset', 'listOffset');
+    }
+    if (this.closed || this.held.has(key)) return;
+    const held = new HeldPartition(this, topic, partition, start, committed);
+    this.held.set(key, held);
+    this.track(this.fetchLoop(held, held.epoch));
+  }
+
+  /** Waits for the taken messages of a revoked partition to finish, commits, releases it. */
+  private async revoke(held: HeldPartition): Promise<void> {
+    this.dropBuffered(held);
+    let timer: NodeJS.Timeout | null = null;
+    const signal = this.lifetime.signal;
+    let onAbort: (() => void) | null = null;
+    await Promise.race([
+      held.prefix.drained(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.rebalanceTimeoutMs);
+        const abort = (): void => resolve();
+        onAbort = abort;
+        signal.addEventListener('abort', abort, { once: true });
+      }),
+    ]);
+    if (timer !== null) clearTimeout(timer);
+    if (onAbort !== null) signal.removeEventListener('abort', onAbort);
+    if (this.closed) return; // close() commits and leaves: the partition moves on at once
+    if (!held.active) return;
+    await this.commitNow().catch(() => undefined);
+    held.active = false;
+    const key = keyOf(held.topic, held.partition);
+    if (this.held.get(key) === held) this.held.delete(key);
+    await this.release([{ topic: held.topic, partition: held.partition }]);
+  }
+
+  /** RELEASE_PARTITIONS, then takes the view it answers. */
+  private async release(partitions: PartitionRef[]): Promise<void> {
+    if (this.memberId === null || this.transport.closed || this.closed) return;
+    try {
+      const response = await this.transport.request(
+        Opcode.releasePartitions,
+        { group: this.group, memberId: this.memberId, partitions },
+        undefined,
+        { timeoutMs: this.requestTimeoutMs },
+      );
+      this.stats.releases++;
+      if (!this.closed) await this.apply(parseGroupView(response.header));
+    } catch {
+      // Lost the membership meanwhile: the partitions moved on without us; the heartbeat rejoins.
+    }
+  }
+
+  /**
+   * Something finished: commits now when the last commit is commitIntervalMs old and none is in
+   * flight (a busy iteration never lets the interval timer run; the timer covers idle times).
+   */
+  finished(held: HeldPartition): void {
+    if (this.blockedOn === held) {
+      this.blockedOn = null;
+      this.wakeReaders();
+    }
+    if (this.commitInFlight !== null) return;
+    const now = performance.now();
+    if (now - this.lastCommitMs < this.commitIntervalMs) return;
+    this.lastCommitMs = now;
+    this.commitNow().catch((error) => this.commitFailed(error));
+  }
+
+  /** A nack: the partition is read again from `offset` (after delayMs). */
+  rewind(held: HeldPartition, offset: number, delayMs: number): void {
+    if (!held.active || held.revoking || offset < held.prefix.committable) return;
+    held.epoch++;
+    held.prefix.rewind(offset);
+    held.redelivered.set(offset, (held.redelivered.get(offset) ?? 1) + 1);
+    this.dropBuffered(held);
+    held.position = offset;
+    this.wakeFetch(held);
+    const epoch = held.epoch;
+    const restart = (): void => {
+      if (held.active && held.epoch === epoch && !this.closed) this.track(this.fetchLoop(held, epoch));
+    };
+    if (delayMs > 0) setTimeout(restart, delayMs).unref?.();
+    else restart();
+  }
+
+  private async fetchLoop(held: HeldPartition, epoch: number): Promise<void> {
+    const signal = this.lifetime.signal;
+    const timeoutMs = this.maxWaitMs + this.requestTimeoutMs;
+    const header = {
+      group: this.group,
+      memberId: this.memberId,
+      topic: held.topic,
+      partition: held.partition,
+      offset: 0,
+      maxBytes: this.maxBytes,
+      maxWaitMs: this.maxWaitMs,
+      minBytes: 1,
+    };
+    let failures = 0;
+    const current = (): boolean => !signal.aborted && held.active && !held.revoking && held.epoch === epoch;
+    while (current()) {
+      if (held.bufferedBytes >= this.partitionBufferBytesMax) {
+        await new Promise<void>((resolve) => {
+          held.resume = resolve;
+        });
+        continue;
+      }
+      const requested = held.position;
+      header.offset = requested;
+      header.memberId = this.memberId;
+      try {
+        const response = await this.transport.request(Opcode.groupFetch, header, undefined, {
+          timeoutMs,
+          signal,
+        });
+        failures = 0;
+        if (!current()) return;
+        const nextOffset = integerOf(response.header, 'nextOffset', 'groupFetch');
+        if (response.body.length > 0) {
+          this.compact();
+          this.chunks.push(new Chunk(held, epoch, response.body, requested));
+          held.bufferedBytes += response.body.length;
+          this.wakeReaders();
+        }
+        if (nextOffset > requested) held.position = nextOffset;
+      } catch (error) {
+        if (!current()) return;
+        if (
+          error instanceof SpillwayError &&
+          (error.code === 'FENCED_GENERATION' || error.code === 'UNKNOWN_MEMBER')
+        ) {
+          // Not ours any more: the heartbeat brings the new view (or rejoins); stop here.
+          return;
+        }
+        if (error instanceof SpillwayError && error.retriable) {
+          failures++;
+          await this.sleep(Math.min(retryBackoffMs * 2 ** Math.min(failures, 6), 5_000));
+          continue;
+        }
+        this.fail(error);
+        return;
+      }
+    }
+  }
+
+  /** Sends one COMMIT_OFFSETS with every partition whose finished prefix grew; one at a time. */
+  private commitNow(): Promise<void> {
+    if (this.commitInFlight !== null) {
+      // Chain: a caller (revoke, close) needs what is finished now to be committed when this resolves.
+      return this.commitInFlight.then(() => this.commitNow());
+    }
+    const offsets: Array<PartitionRef & { offset: number }> = [];
+    const committing: Array<[HeldPartition, number]> = [];
+    for (const held of this.held.values()) {
+      const offset = held.prefix.committable;
+      if (offset > held.committed) {
+        offsets.push({ topic: held.topic, partition: held.partition, offset });
+        committing.push([held, offset]);
+      }
+    }
+    if (offsets.length === 0 || this.memberId === null) return Promise.resolve();
+    const request = this.transport
+      .request(Opcode.commitOffsets, { group: this.group, memberId: this.memberId, offsets }, undefined, {
+        timeoutMs: this.requestTimeoutMs,
+      })
+      .then(() => {
+        this.stats.commits++;
+        for (const [held, offset] of committing) if (offset > held.committed) held.committed = offset;
+      });
+    this.commitInFlight = request.finally(() => {
+      this.commitInFlight = null;
+    });
+    return this.commitInFlight;
+  }
+
+  private commitFailed(error: unknown): void {
+    // FENCED / UNKNOWN_MEMBER: the heartbeat brings the new view; retriable: the next tick retries.
+    if (
+      error instanceof SpillwayError &&
+      (error.retriable || error.code === 'FENCED_GENERATION' || error.code === 'UNKNOWN_MEMBER')
+    ) {
+      return;
+    }
+    this.fail(error);
+  }
+
+  private dropAll(): void {
+    for (const held of this.held.values()) {
+      held.active = false;
+      this.wakeFetch(held);
+    }
+    this.held.clear();
+    this.viewVersion = -1;
+  }
+
+  /** Releases the bytes of a partition's buffered chunks (they are skipped when reached). */
+  private dropBuffered(held: HeldPartition): void {
+    for (let index = this.head; index < this.chunks.length; index++) {
+      const chunk = this.chunks[index];
+      if (chunk !== undefined && chunk.held === held && chunk.stale) {
+        held.bufferedBytes -= chunk.body.length;
+        this.chunks[index] = undefined;
+      }
+    }
+  }
+
+  private takeBuffered(): ConsumedMessage | null {
+    const chunks = this.chunks;
+    while (this.head < chunks.length) {
+      const chunk = chunks[this.head];
+      if (chunk !== undefined && !chunk.stale) {
+        if (chunk.held.prefix.pendingCount >= groupConsumerUnfinishedMessagesMax) {
+          // Bounded: this partition waits for acks (its ack wakes the readers).
+          this.blockedOn = chunk.held;
+          return null;
+        }
+        const message = chunk.next();
+        if (message !== null) {
+          chunk.held.prefix.deliver(message.offset);
+          return message;
+        }
+      }
+      chunks[this.head] = undefined;
+      this.head++;
+      if (chunk !== undefined) {
+        const held = chunk.held;
+        held.bufferedBytes -= chunk.body.length;
+        if (held.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(held);
+      }
+    }
+    if (this.head > 0) {
+      this.chunks = [];
+      this.head = 0;
+    }
+    return null;
+  }
+
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private fail(error: unknown): void {
+    if (this.failure !== null || this.closed) return;
+    this.failure = error;
+    this.wakeReaders();
+  }
+
+  private wakeReaders(): void {
+    const waiters = this.readerWaiters.splice(0);
+    for (const wake of waiters) wake();
+  }
+
+  private wakeFetch(held: HeldPartition): void {
+    const resume = held.resume;
+    held.resume = null;
+    resume?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const signal = this.lifetime.signal;
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
