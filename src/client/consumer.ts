@@ -64,9 +64,12 @@ export interface ConsumerOptions {
   /** First backoff after a retriable fetch error; doubles, up to retryBackoffMaxMs. Default 100. */
   retryBackoffMs?: number;
   retryBackoffMaxMs?: number;
-  /** Consumer groups arrive in a later version: must be absent. */
+  /**
+   * Must be absent for this log consumer: `Spillway.consumer` gives a GroupConsumer (group-consumer.ts)
+   * or a QueueConsumer (queue-consumer.ts) when a group is given.
+   */
   group?: string;
-  /** Consumption modes arrive with consumer groups in a later version: must be absent. */
+  /** Must be absent here: 'group', 'broadcast', 'shared' and 'key_shared' are the group consumers'. */
   mode?: string;
   /**
    * A fetched batch that fails its CRC32C check (damaged on the broker's disk or in transit):
@@ -351,7 +354,9 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     if (options === null || typeof options !== 'object')
       throw new InvalidArgumentError('consumer options must be an object');
     if (options.group !== undefined || options.mode !== undefined) {
-      throw new InvalidArgumentError('consumer groups arrive in a later version');
+      throw new InvalidArgumentError(
+        `mode ${JSON.stringify(options.mode)} with group ${JSON.stringify(options.group)}: the mode must be 'group', 'broadcast', 'shared' or 'key_shared' (the queue modes need a group)`,
+      );
     }
     const topics = options.topics;
     if (
