@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'CONNECTION_CLOSED'
   | 'NO_HANDLER'
   | 'HANDLER_FAILED'
+  | 'ORIGIN_NOT_ALLOWED'
+  | 'HOST_NOT_ALLOWED'
   | 'UNKNOWN_GROUP'
   | 'UNKNOWN_MEMBER'
   | 'FENCED_GENERATION'
@@ -69,6 +71,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   CONNECTION_CLOSED: true,
   NO_HANDLER: false,
   HANDLER_FAILED: true, // the client's handler may succeed when asked again
+  ORIGIN_NOT_ALLOWED: false,
+  HOST_NOT_ALLOWED: false,
   UNKNOWN_GROUP: false,
   UNKNOWN_MEMBER: false, // the member was removed (left, session closed or timed out): join again
   FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment

@@ -124,6 +124,30 @@ export const sendBufferBytesMax = 8 * 1024 * 1024;
 export const sendBufferBytesHardMax = sendBufferBytesMax + frameBytesMax + 1024 * 1024;
 /** Largest HTTP request body (JSON; base64 values grow 4/3). Larger: 413. */
 export const httpBodyBytesMax = 32 * 1024 * 1024;
+/**
+ * Bytes of HTTP request bodies being received, summed over every request of a server, before a body
+ * that would pass it is refused (503 BACKPRESSURE, connection closed): slow or large uploads from
+ * many clients cannot grow broker memory past it.
+ */
+export const httpBodyBudgetBytesDefault = 256 * 1024 * 1024;
+/** Longest time an HTTP request body may take to arrive (408 TIMEOUT, connection closed). */
+export const httpBodyTimeoutMsDefault = 30_000;
+/** Deepest nesting of arrays and objects a JSON request body may have (400 above). */
+export const jsonDepthMax = 64;
+/**
+ * Bytes of HTTP answers written to sockets and not yet taken by the kernel, summed over every
+ * connection of a server: while above it, new fetches are refused (503 BACKPRESSURE); a connection
+ * holding more than a quarter of it is closed.
+ */
+export const httpSendBudgetBytesDefault = 256 * 1024 * 1024;
+/**
+ * Open WebSocket connections from one source address (`maxConnectionsPerAddress` changes it). uWS
+ * buffers a frame being received (up to frameBytesMax) out of the server's sight: this bounds what
+ * one address can make the broker hold that way (16 x 16 MiB).
+ */
+export const connectionsPerAddressDefault = 16;
+/** How long a new WebSocket connection may go without a HELLO before it is closed (1008). */
+export const handshakeTimeoutMsDefault = 10_000;
 /** HTTP requests being handled at once per server (long-polls included). More: 429. */
 export const httpInFlightRequestsMax = 4096;
 /** Most messages one HTTP fetch (`GET .../messages?maxMessages=N`) returns. */

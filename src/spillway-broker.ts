@@ -22,6 +22,7 @@ export class Broker extends BrokerEngine {
   async listen(options: ListenOptions = {}): Promise<BrokerServer> {
     this.assertOpen();
     const { startServer } = await import('./server/server.js');
-    return startServer(this, options);
+    // The server's timers (handshake, body timeouts) run on the broker's clock unless told otherwise.
+    return startServer(this, { clock: this.clock, ...options });
   }
 }

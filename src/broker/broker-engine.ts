@@ -13,10 +13,11 @@
  * run), lets in-flight produces and fetches and the running admin operation finish, then closes
  * every log (sync, clean-shutdown checkpoint).
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { BrokerApi, StorageStats } from '../protocol/broker-api.js';
+import { fileModes, setFileModes } from '../storage/file-modes.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import { BrokerIntegrity } from './broker-integrity.js';
 import { BrokerMessages } from './broker-messages.js';
@@ -92,7 +93,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly queueState: QueueStateStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
-  private readonly clock: Clock;
+  protected readonly clock: Clock;
   private retentionTimer: ClockTimer | null = null;
   private lastRetention: RetentionPassResult | null = null;
   private closePromise: Promise<void> | null = null;
@@ -166,7 +167,15 @@ export class BrokerEngine implements BrokerApi {
     const startedAt = performance.now();
     const resolved = resolveBrokerOptions(options);
     const dataDir = resolve(resolved.dataDir);
-    mkdirSync(dataDir, { recursive: true });
+    setFileModes(resolved.fileMode, resolved.directoryMode);
+    mkdirSync(dataDir, { recursive: true, mode: fileModes.directory });
+    // The data directory itself, even if it existed: what is below it is reachable only through it.
+    try {
+      chmodSync(dataDir, fileModes.directory);
+    } catch (error) {
+      // Not ours to change (a mount point owned by another user): its owner decides.
+      if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+    }
     const lock = DataDirectoryLock.acquire(dataDir);
     let metadata: MetadataStore | null = null;
     let offsets: ConsumerOffsetsStore | null = null;
@@ -224,6 +233,7 @@ export class BrokerEngine implements BrokerApi {
           what,
           fix: 'see docs/OPERATIONS.md, "The data directory"',
         })),
+        ...reconciliation.unexplained.map(({ what, fix }) => ({ severity: 'warning' as const, what, fix })),
       ];
       for (const topic of topics) {
         for (const partition of topic.partitions) {

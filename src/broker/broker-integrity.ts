@@ -12,6 +12,7 @@ import { dirname } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import type { IntegrityReport, IntegrityService, RepairResult } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
+import { fileModes } from '../storage/file-modes.js';
 import { repairPartitionLog } from '../storage/log-repair.js';
 import type { LogOpenRequest } from '../storage/log-store.js';
 import { quarantineDirectory } from '../storage/quarantine.js';
@@ -79,7 +80,7 @@ export class BrokerIntegrity implements IntegrityService {
       const directory = options.directory;
       const recreatedEmpty = !existsSync(directory);
       if (recreatedEmpty) {
-        mkdirSync(directory, { recursive: true });
+        mkdirSync(directory, { recursive: true, mode: fileModes.directory });
         fsyncDirectorySync(dirname(directory));
       }
       const atMs = options.clock.nowMs();

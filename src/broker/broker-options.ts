@@ -77,6 +77,13 @@ export interface BrokerOptions {
   scrubBytesPerSecond?: number;
   /** Pause between two scrub passes. Default 24 hours. */
   scrubPassIntervalMs?: number;
+  /**
+   * Permission bits of files the broker creates (storage/file-modes.ts), whatever the umask. Default
+   * 0o600 (owner only). Process-wide: the last broker opened sets them.
+   */
+  fileMode?: number;
+  /** Permission bits of directories the broker creates, and of the data directory. Default 0o700. */
+  directoryMode?: number;
 }
 
 export interface ResolvedBrokerOptions {
@@ -93,6 +100,8 @@ export interface ResolvedBrokerOptions {
   diskReserveBytes: number | undefined;
   scrubBytesPerSecond: number;
   scrubPassIntervalMs: number;
+  fileMode: number;
+  directoryMode: number;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -202,7 +211,19 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       scrubPassIntervalMsDefault,
       timerDelayMsMax,
     ),
+    fileMode: permissionMode('fileMode', options.fileMode, 0o600),
+    directoryMode: permissionMode('directoryMode', options.directoryMode, 0o700),
   };
+}
+
+function permissionMode(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > 0o777) {
+    throw new InvalidArgumentError(
+      `broker option ${name} must be permission bits in [0, 0o777], got ${String(value)}`,
+    );
+  }
+  return value;
 }
 
 function resolveStateLogTuning(tuning: unknown): StateLogTuning {

@@ -32,6 +32,7 @@ import type {
   TopicService,
 } from '../protocol/broker-api.js';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
+import { fileModes } from '../storage/file-modes.js';
 import type { LogOpenRequest, LogStore } from '../storage/log-store.js';
 import { releaseSegmentSpace } from '../storage/release-space.js';
 import type { ResolvedBrokerOptions } from './broker-options.js';
@@ -126,8 +127,8 @@ export class BrokerTopics implements TopicService {
       const marker = join(directory, creatingMarkerName);
       let partitions: Partition[] = [];
       try {
-        mkdirSync(directory);
-        writeFileSync(marker, '');
+        mkdirSync(directory, { mode: fileModes.directory });
+        writeFileSync(marker, '', { mode: fileModes.file });
         fsyncDirectorySync(topicsDirectory(this.dataDir));
         partitions = await openPartitions(this.options, this.dataDir, record, 0, record.partitionCount);
         fsyncDirectorySync(directory);
@@ -352,7 +353,7 @@ export async function openPartitions(
       if (stopDamaged && !existsSync(request.directory)) {
         return missingDirectoryDamage(record.name, index, request.directory);
       }
-      mkdirSync(request.directory, { recursive: true });
+      mkdirSync(request.directory, { recursive: true, mode: fileModes.directory });
       try {
         return await options.logFactory(request);
       } catch (error) {

@@ -8,6 +8,7 @@ import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { tryLockFile } from '../native.js';
+import { fileModes } from '../storage/file-modes.js';
 
 export const lockFileName = 'broker.lock';
 
@@ -21,7 +22,7 @@ export class DataDirectoryLock {
   /** Takes the lock of `dataDir` (which must exist), or throws INVALID_ARGUMENT when it is held. */
   static acquire(dataDir: string): DataDirectoryLock {
     const path = join(dataDir, lockFileName);
-    const fd = openSync(path, 'a+');
+    const fd = openSync(path, 'a+', fileModes.file);
     let acquired = false;
     try {
       acquired = tryLockFile(fd);

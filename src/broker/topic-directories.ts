@@ -24,8 +24,9 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDirectorySync } from '../storage/checkpoint-file.js';
+import { fileModes } from '../storage/file-modes.js';
 import type { TopicRecord } from './metadata-store.js';
-import { isInternalTopicName } from './topic-name.js';
+import { asideSuffixPattern, isInternalTopicName } from './topic-name.js';
 
 export const topicsDirectoryName = 'topics';
 /** Marks a topic directory whose creation is not finished (broker-topics.ts). */
@@ -66,6 +67,17 @@ export interface Reconciliation {
   strayPartitionDirectories: Array<{ from: string; to: string }>;
   completedDeletions: string[];
   warnings: string[];
+  /**
+   * Directories the broker did not make sense of and left in place (unknown topic directories,
+   * `.orphan-` and `.stray-` directories set aside earlier), each with the command that removes it
+   * once an operator has looked: `spillway doctor` and the open report list them.
+   */
+  unexplained: Array<{ what: string; fix: string }>;
+}
+
+/** A shell command removing `path` (single-quoted, so any name is safe to paste). */
+export function removeCommand(path: string): string {
+  return `rm -rf -- '${path.replace(/'/g, "'\\''")}'`;
 }
 
 function isDirectory(path: string): boolean {
@@ -88,7 +100,7 @@ export function reconcileTopicDirectories(
 ): Reconciliation {
   const root = topicsDirectory(dataDir);
   if (!existsSync(root)) {
-    mkdirSync(root, { recursive: true });
+    mkdirSync(root, { recursive: true, mode: fileModes.directory });
     fsyncDirectorySync(dataDir);
   }
   const result: Reconciliation = {
@@ -99,6 +111,7 @@ export function reconcileTopicDirectories(
     strayPartitionDirectories: [],
     completedDeletions: [],
     warnings: [],
+    unexplained: [],
   };
   const known = new Map(metadata.map((topic) => [topic.name, topic]));
   const entries = readdirSync(root).filter((name) => isDirectory(join(root, name)));
@@ -124,9 +137,13 @@ export function reconcileTopicDirectories(
     const match = deletedSuffixPattern.exec(entry);
     if (match === null) {
       result.orphanTopicDirectories.push(join(root, entry));
-      result.warnings.push(
-        `topic directory ${join(root, entry)} is not in the metadata: left untouched and ignored`,
-      );
+      const aside = /\.orphan-\d+$/.test(entry)
+        ? ' (set aside by a topic creation that found it in the way)'
+        : '';
+      result.unexplained.push({
+        what: `topic directory ${join(root, entry)} is not in the metadata${aside}: left untouched and ignored`,
+        fix: `inspect it; if it holds nothing you need: ${removeCommand(join(root, entry))}`,
+      });
       continue;
     }
     deleting.add(match[1]!);
@@ -163,6 +180,15 @@ export function reconcileTopicDirectories(
       }
     }
     let topicChanged = false;
+    for (const entry of partitionEntries) {
+      if (asideSuffixPattern.test(entry)) {
+        const path = join(directory, entry);
+        result.unexplained.push({
+          what: `partition directory ${path} was set aside by an unfinished addPartitions (it holds nothing acknowledged)`,
+          fix: removeCommand(path),
+        });
+      }
+    }
     for (const entry of partitionEntries) {
       if (!partitionNamePattern.test(entry) || Number(entry) < topic.partitionCount) continue;
       const from = join(directory, entry);

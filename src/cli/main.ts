@@ -17,6 +17,7 @@ commands:
   doctor                       what the broker found on disk at start, and how to fix each finding
   bench                        run the benchmark suite (same as npm run bench)
   help                         show this text
+  --version                    print the version of spillway
 
 run 'spillway <command> --help' for a command's options`;
 
@@ -87,6 +88,11 @@ export async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     process.stdout.write(`${usage}\n`);
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === 'version' || name === '-v') {
+    const { readPackageVersion } = await import('../package-version.js');
+    process.stdout.write(`spillway ${await readPackageVersion()}\n`);
+    return 0;
   }
   const command = await load(name);
   if (command === null) {

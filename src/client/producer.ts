@@ -14,7 +14,10 @@
  * whose connection dropped may be appended twice (no idempotence yet): at-least-once delivery.
  *
  * Backpressure: while the bytes of unacknowledged batches reach `bufferMemoryBytes`, send() waits
- * (sends are taken in call order). flush() sends every batch now and waits for all records sent
+ * (sends are taken in call order), or with `onBufferFull: 'reject'` rejects at once with BACKPRESSURE
+ * (retriable). Waiting sends are bounded too: batches and waiting messages (estimated bytes plus a
+ * fixed overhead each) together may hold twice `bufferMemoryBytes`; a send past that rejects with
+ * BACKPRESSURE, so a caller that never awaits cannot grow the client without bound. flush() sends every batch now and waits for all records sent
  * before it to settle. close() flushes, then refuses sends (CONNECTION_CLOSED, not retriable).
  *
  * Partition counts come from describeTopic, cached (metadata-cache.ts) and refreshed every
@@ -67,8 +70,13 @@ export interface ProducerOptions {
   lingerMs?: number;
   /** A batch is sent once it reaches this size (one record may take it past). Default 65 536. */
   batchBytes?: number;
-  /** Bytes of unacknowledged batches above which send() waits. Default 32 MiB. */
+  /**
+   * Bytes of unacknowledged batches above which send() waits (or rejects, see onBufferFull); once
+   * batches and waiting sends together hold twice this, send() rejects with BACKPRESSURE. Default 32 MiB.
+   */
   bufferMemoryBytes?: number;
+  /** What send() does while the buffer is full: 'wait' (default) in line, or 'reject' with BACKPRESSURE. */
+  onBufferFull?: 'wait' | 'reject';
   /** Resends of a batch after retriable errors. Default 10. */
   retries?: number;
   /** First retry backoff; doubles per attempt. Default 100. */
@@ -163,6 +171,22 @@ interface WaitingSend {
   reject: (error: unknown) => void;
   /** What send() returned (flush waits for it). */
   promise: Promise<SendResult>;
+  /** Counted in waitingBytes: the message's estimated bytes plus waitingSendOverheadBytes. */
+  bytes: number;
+}
+
+/** What a waiting send costs beyond its message bytes (the entry, its promise and closures). */
+const waitingSendOverheadBytes = 256;
+
+/** A lower bound of a message's bytes (a string has at least a byte per UTF-16 unit). */
+function estimatedBytes(message: ProducerMessage): number {
+  const size = (value: unknown): number =>
+    typeof value === 'string' || value instanceof Uint8Array ? value.length : 0;
+  let bytes = size(message.value) + size(message.key);
+  if (message.headers !== undefined && message.headers !== null && typeof message.headers === 'object') {
+    for (const [name, value] of Object.entries(message.headers)) bytes += name.length + size(value);
+  }
+  return bytes;
 }
 
 function isBytes(value: unknown): value is MessageBytes {
@@ -186,6 +210,9 @@ export class Producer {
    */
   private waiting: Array<WaitingSend | undefined> = [];
   private waitingHead = 0;
+  /** Bytes of the waiting sends (bounded by bufferMemoryBytes). */
+  private waitingBytes = 0;
+  private readonly rejectWhenFull: boolean;
   /** Topics whose partition count is being fetched for waiting sends. */
   private readonly loadingTopics = new Set<string>();
   /** Why a topic's partition count could not be fetched: fails the sends that waited for it. */
@@ -199,6 +226,16 @@ export class Producer {
     this.transport = transport;
     this.metadata = metadata;
     this.options = resolveOptions(options);
+    if (
+      options.onBufferFull !== undefined &&
+      options.onBufferFull !== 'wait' &&
+      options.onBufferFull !== 'reject'
+    ) {
+      throw new InvalidArgumentError(
+        `producer option onBufferFull must be 'wait' or 'reject', got ${String(options.onBufferFull)}`,
+      );
+    }
+    this.rejectWhenFull = options.onBufferFull === 'reject';
     this.accumulator = new Accumulator({
       batchBytes: this.options.batchBytes,
       lingerMs: this.options.lingerMs,
@@ -220,11 +257,16 @@ export class Producer {
   send(topic: string, message: ProducerMessage): Promise<SendResult> {
     if (this.state !== 'open') return Promise.reject(closedError('the producer'));
     const state = this.topics.get(topic) ?? this.topicFromCache(topic);
-    if (
-      state === undefined ||
-      this.waitingHead < this.waiting.length ||
-      this.accumulator.bufferedBytes >= this.options.bufferMemoryBytes
-    ) {
+    const full = this.accumulator.bufferedBytes >= this.options.bufferMemoryBytes;
+    if (full && this.rejectWhenFull) {
+      return Promise.reject(
+        new SpillwayError(
+          'BACKPRESSURE',
+          `the producer buffer is full (${this.accumulator.bufferedBytes} bytes unacknowledged, bufferMemoryBytes ${this.options.bufferMemoryBytes}): send again once earlier sends settle`,
+        ),
+      );
+    }
+    if (state === undefined || this.waitingHead < this.waiting.length || full) {
       return this.enqueue(topic, message);
     }
     try {
@@ -327,13 +369,24 @@ export class Producer {
 
   /** A send that cannot go into a batch now: it waits in line (see `waiting`). */
   private enqueue(topic: string, message: ProducerMessage): Promise<SendResult> {
+    const bytes = estimatedBytes(message) + waitingSendOverheadBytes;
+    const held = this.accumulator.bufferedBytes + this.waitingBytes + bytes;
+    if (held > 2 * this.options.bufferMemoryBytes && this.waitingHead < this.waiting.length) {
+      return Promise.reject(
+        new SpillwayError(
+          'BACKPRESSURE',
+          `the producer holds ${held - bytes} bytes of batches and waiting sends (twice bufferMemoryBytes ${this.options.bufferMemoryBytes} at most): await send() before sending more`,
+        ),
+      );
+    }
+    this.waitingBytes += bytes;
     let resolve!: WaitingSend['resolve'];
     let reject!: WaitingSend['reject'];
     const promise = new Promise<SendResult>((resolvePromise, rejectPromise) => {
       resolve = resolvePromise;
       reject = rejectPromise;
     });
-    this.waiting.push({ topic, message, resolve, reject, promise });
+    this.waiting.push({ topic, message, resolve, reject, promise, bytes });
     if (!this.topics.has(topic)) this.loadTopic(topic);
     return promise;
   }
@@ -398,6 +451,7 @@ export class Producer {
   }
 
   private dequeue(): void {
+    this.waitingBytes -= this.waiting[this.waitingHead]!.bytes;
     this.waiting[this.waitingHead] = undefined;
     this.waitingHead++;
   }

@@ -18,6 +18,8 @@
  *   read costs at most sendBufferBytesMax + one frame of send buffer, plus held answers that are
  *   views of the log. Small error answers are still sent at once; a client that keeps sending while
  *   never reading passes sendBufferBytesHardMax and is disconnected with close code 1008.
+ * - A connection that sends no HELLO within `handshakeTimeoutMs` of opening is closed with 1008
+ *   (timer on the broker's clock): idle connections cannot hold connection slots for free.
  * - The WebSocket is never touched after its close event (uWS throws on use after close).
  * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
  *   one message, corked into one write.
@@ -34,6 +36,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { WebSocket } from '@trufflesuite/uws-js-unofficial';
+import type { Clock, ClockTimer } from '../clock.js';
 import { SpillwayError } from '../errors.js';
 import { inFlightRequestsPerConnectionMax, sendBufferBytesHardMax, sendBufferBytesMax } from '../limits.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
@@ -60,6 +63,9 @@ export interface ConnectionContext {
   /** Registers a running request so server close() can wait for it. */
   track(work: Promise<unknown>): void;
   onInternalError(error: unknown, request?: Frame): void;
+  /** How long a connection may stay without a HELLO before it is closed (1008); 0: no limit. */
+  handshakeTimeoutMs: number;
+  clock: Clock;
 }
 
 /** What uWS keeps as the WebSocket's user data. */
@@ -71,6 +77,8 @@ type FrameParts = [Uint8Array, Uint8Array];
 
 /** Close code sent when a client's send buffer passes sendBufferBytesHardMax (policy violation). */
 export const closeCodeBackpressure = 1008;
+/** Close code sent when a connection says no HELLO within the handshake timeout (policy violation). */
+export const closeCodePolicy = 1008;
 /** Close code sent when the server shuts down (going away). */
 export const closeCodeGoingAway = 1001;
 
@@ -91,9 +99,15 @@ export class Connection implements SessionTransport {
   /** Encoded answers not yet given to the socket because the send buffer was full. */
   private readonly heldAnswers: FrameParts[] = [];
   private readonly onInternalError: (error: unknown, request: Frame) => void;
+  /** Closes the connection if no HELLO arrives in time; null once one did (or none is required). */
+  private handshakeTimer: ClockTimer | null = null;
 
   /** Throws (BROKER_CLOSING, TOO_MANY_REQUESTS) when the broker opens no session: refuse the upgrade. */
-  constructor(private readonly context: ConnectionContext) {
+  constructor(
+    private readonly context: ConnectionContext,
+    /** The client's address as text (the per-address connection count is kept by it). */
+    readonly remoteAddress = '',
+  ) {
     this.onInternalError = (error, request) => context.onInternalError(error, request);
     // Every long-poll of the connection listens to its signal: up to one per request in flight.
     setMaxListeners(inFlightRequestsPerConnectionMax + 16, this.abortController.signal);
@@ -123,6 +137,19 @@ export class Connection implements SessionTransport {
 
   opened(socket: WebSocket<ConnectionData>): void {
     this.socket = socket;
+    const { handshakeTimeoutMs, clock, metrics } = this.context;
+    if (handshakeTimeoutMs > 0) {
+      this.handshakeTimer = clock.setTimeout(
+        () => {
+          this.handshakeTimer = null;
+          if (this.closed) return;
+          metrics.connectionsClosedForHandshakeTimeout++;
+          this.end(closeCodePolicy, `no HELLO within ${handshakeTimeoutMs} ms`);
+        },
+        handshakeTimeoutMs,
+        { unref: true },
+      );
+    }
   }
 
   onMessage(message: ArrayBuffer, isBinary: boolean): void {
@@ -158,6 +185,10 @@ export class Connection implements SessionTransport {
     if ((request.flags & FrameFlags.serverRequest) !== 0) {
       this.onServerRequestAnswer(request);
       return;
+    }
+    if (request.opcode === Opcode.hello && this.handshakeTimer !== null) {
+      this.handshakeTimer.cancel();
+      this.handshakeTimer = null;
     }
     if (this.context.isClosing()) {
       this.refuse(request, new SpillwayError('BROKER_CLOSING', 'the broker is shutting down'));
@@ -195,6 +226,8 @@ export class Connection implements SessionTransport {
     if (this.closed) return;
     this.closed = true;
     this.socket = undefined;
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = null;
     this.abortController.abort();
     this.inFlight -= this.heldFetches.length + this.heldAnswers.length;
     this.heldFetches.length = 0;

@@ -18,10 +18,12 @@ import { BatchBuilder, decodeRecords, type RecordInput } from '../format/record-
 import {
   batchBytesMax,
   fetchMaxBytesDefault,
+  fetchMaxBytesMax,
   fetchMaxWaitMsMax,
   httpBodyBytesMax,
   httpFetchMessagesMax,
   httpInFlightRequestsMax,
+  jsonDepthMax,
   partitionIndexMax,
   queueDelayMsMax,
   queueReceiveMessagesMax,
@@ -33,9 +35,12 @@ import { integerField, parseTopicConfig, stringField } from '../protocol/message
 import { partitionForKey } from '../protocol/partitioner.js';
 import { type NackSettings, queueGroupSummary } from '../protocol/queue-api.js';
 import { parseReceipts, parseReceive } from '../protocol/queue-messages.js';
+import type { HttpBudget } from './http-budget.js';
 import { HttpExchange, type HttpExchangeHooks } from './http-exchange.js';
 import { HttpError } from './http-status.js';
+import { checkJsonDepth } from './json-depth.js';
 import type { ServerMetrics } from './metrics.js';
+import { type RequestGuard, requireJsonContentType } from './request-guard.js';
 
 export interface HttpApiContext {
   api: BrokerApi;
@@ -45,6 +50,10 @@ export interface HttpApiContext {
   track(work: Promise<unknown>): void;
   exchanges: Set<HttpExchange>;
   onInternalError(error: unknown): void;
+  /** Origin and Host checks made before any route runs. */
+  guard: RequestGuard;
+  /** The receive and send budgets shared by every exchange. */
+  budget: HttpBudget;
 }
 
 type ValueEncoding = 'utf8' | 'base64';
@@ -63,6 +72,7 @@ function methodNotAllowed(method: string, allowed: string): HttpError {
 
 function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw new InvalidArgumentError('request body is empty: send JSON');
+  checkJsonDepth(body, jsonDepthMax);
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (error) {
@@ -185,7 +195,7 @@ export class HttpApi {
       handler: (exchange: HttpExchange, request: HttpRequest, method: string) => void,
     ) => {
       app.any(pattern, (response, request) => {
-        const exchange = this.begin(response, name);
+        const exchange = this.begin(response, request, name);
         if (exchange !== undefined) handler(exchange, request, request.getMethod());
       });
     };
@@ -215,7 +225,7 @@ export class HttpApi {
         const query = new URLSearchParams(request.getQuery() ?? '');
         this.track(exchange.run(() => ({ status: 200, json: { topics: this.listTopics(query) } })));
       } else if (method === 'post') {
-        const body = exchange.readBody(request.getHeader('content-length'), httpBodyBytesMax);
+        const body = this.readJsonBody(exchange, request);
         this.track(exchange.run(async () => this.createTopic(await body)));
       } else {
         exchange.answerError(methodNotAllowed(method, 'GET, POST'));
@@ -238,7 +248,7 @@ export class HttpApi {
     route('/v1/topics/:name/messages', 'produce', (exchange, request, method) => {
       if (method !== 'post') return void exchange.answerError(methodNotAllowed(method, 'POST'));
       const rawName = request.getParameter(0);
-      const body = exchange.readBody(request.getHeader('content-length'), httpBodyBytesMax);
+      const body = this.readJsonBody(exchange, request);
       this.track(exchange.run(async () => this.produce(decodeParameter(rawName, 'topic name'), await body)));
     });
     route('/v1/topics/:name/partitions/:partition/messages', 'fetch', (exchange, request, method) => {
@@ -246,6 +256,17 @@ export class HttpApi {
       const rawName = request.getParameter(0);
       const rawPartition = request.getParameter(1);
       const query = new URLSearchParams(request.getQuery() ?? '');
+      if (this.context.budget.sendFull) {
+        this.context.budget.refusals++;
+        return void exchange.answerError(
+          new HttpError(
+            503,
+            'BACKPRESSURE',
+            `answers waiting for slow readers hold more than ${this.context.budget.sendMaxBytes} bytes: fetch again later`,
+            { retriable: true },
+          ),
+        );
+      }
       this.track(
         exchange.run(() =>
           this.fetch(decodeParameter(rawName, 'topic name'), rawPartition, query, exchange.abortController),
@@ -281,7 +302,7 @@ export class HttpApi {
         );
       }
       if (method !== 'post') return void exchange.answerError(methodNotAllowed(method, 'POST'));
-      const body = exchange.readBody(request.getHeader('content-length'), httpBodyBytesMax);
+      const body = this.readJsonBody(exchange, request);
       this.track(
         exchange.run(async () => {
           const group = decodeParameter(rawGroup, 'group');
@@ -299,9 +320,15 @@ export class HttpApi {
   }
 
   /** Starts an exchange, or answers at once (server closing: 503; too many requests: 429). */
-  private begin(response: HttpResponse, route: string): HttpExchange | undefined {
+  private begin(response: HttpResponse, request: HttpRequest, route: string): HttpExchange | undefined {
     const { context } = this;
-    const exchange = new HttpExchange(response, route, this.hooks);
+    const exchange = new HttpExchange(response, route, this.hooks, context.budget);
+    const refusal = context.guard.check(request.getHeader('origin'), request.getHeader('host'));
+    if (refusal !== null) {
+      context.metrics.requestsRefusedByGuard++;
+      exchange.answerError(refusal);
+      return undefined;
+    }
     if (context.isClosing()) {
       exchange.answerError(
         new HttpError(503, 'BROKER_CLOSING', 'the broker is shutting down', {
@@ -324,6 +351,21 @@ export class HttpApi {
     }
     context.exchanges.add(exchange);
     return exchange;
+  }
+
+  /**
+   * The body of a request that must be JSON: refused (415) before it is read unless its content type
+   * is application/json, so a cross-site HTML form cannot send one.
+   */
+  private readJsonBody(exchange: HttpExchange, request: HttpRequest): Promise<Buffer> {
+    try {
+      requireJsonContentType(request.getHeader('content-type'));
+    } catch (error) {
+      const refused = Promise.reject(error);
+      refused.catch(() => undefined); // answered by exchange.run, which awaits it
+      return refused;
+    }
+    return exchange.readBody(request.getHeader('content-length'), httpBodyBytesMax);
   }
 
   private track(work: Promise<void>): void {
@@ -533,7 +575,7 @@ export class HttpApi {
       query.get('maxBytes'),
       'maxBytes',
       1,
-      batchBytesMax,
+      fetchMaxBytesMax, // the broker's bound for every fetch (WebSocket and HTTP alike)
       fetchMaxBytesDefault,
     );
     const encoding = parseValueEncoding(query.get('valueEncoding') ?? undefined);

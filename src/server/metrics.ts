@@ -12,6 +12,7 @@ import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
 import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
+import type { HttpBudget } from './http-budget.js';
 
 /** Result label of a request answered without error. */
 export const okResult = 'OK';
@@ -40,6 +41,12 @@ export class ServerMetrics {
   connectionsAccepted = 0;
   /** Upgrades refused: over the connection limit, or the server closing. */
   connectionsRejected = 0;
+  /** HTTP requests and WebSocket upgrades refused by the Origin or Host check (request-guard.ts). */
+  requestsRefusedByGuard = 0;
+  /** WebSocket connections closed because they sent no HELLO within the handshake timeout. */
+  connectionsClosedForHandshakeTimeout = 0;
+  /** The HTTP receive and send budgets (set by the server; read when rendering). */
+  httpBudget: HttpBudget | null = null;
   /** Connections the server closed because their send buffer passed sendBufferBytesHardMax. */
   connectionsClosedForBackpressure = 0;
   /** FETCH requests held because their connection's send buffer was over sendBufferBytesMax. */
@@ -95,6 +102,31 @@ export class ServerMetrics {
       'WebSocket upgrades refused (connection limit reached or server closing).',
     );
     lines.push(`spillway_connections_rejected_total ${this.connectionsRejected}`);
+    metric(
+      'spillway_requests_refused_by_origin_check_total',
+      'counter',
+      'HTTP requests and WebSocket upgrades refused because of their Origin or Host header.',
+    );
+    lines.push(`spillway_requests_refused_by_origin_check_total ${this.requestsRefusedByGuard}`);
+    metric(
+      'spillway_connections_closed_for_handshake_timeout_total',
+      'counter',
+      'WebSocket connections closed because they sent no HELLO in time.',
+    );
+    lines.push(
+      `spillway_connections_closed_for_handshake_timeout_total ${this.connectionsClosedForHandshakeTimeout}`,
+    );
+    const budget = this.httpBudget;
+    metric('spillway_http_body_bytes', 'gauge', 'Bytes of HTTP request bodies received and held now.');
+    lines.push(`spillway_http_body_bytes ${budget?.receivingBytes ?? 0}`);
+    metric('spillway_http_unsent_bytes', 'gauge', 'Bytes of HTTP answers waiting for slow readers now.');
+    lines.push(`spillway_http_unsent_bytes ${budget?.sendingBytes ?? 0}`);
+    metric(
+      'spillway_http_budget_refusals_total',
+      'counter',
+      'HTTP requests refused because a memory budget was spent or a body arrived too slowly.',
+    );
+    lines.push(`spillway_http_budget_refusals_total ${budget?.refusals ?? 0}`);
     metric(
       'spillway_connections_closed_for_backpressure_total',
       'counter',

@@ -20,20 +20,29 @@ import uWS, {
   type us_listen_socket,
   type us_socket_context_t,
 } from '@trufflesuite/uws-js-unofficial';
+import { type Clock, systemClock } from '../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import {
   connectionsMax,
+  connectionsPerAddressDefault,
   frameBytesMax,
+  handshakeTimeoutMsDefault,
+  httpBodyBudgetBytesDefault,
+  httpBodyTimeoutMsDefault,
+  httpSendBudgetBytesDefault,
   portMax,
   sendBufferBytesHardMax,
   serverCloseTimeoutMs,
 } from '../limits.js';
+import { readPackageVersion } from '../package-version.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import type { Frame } from '../protocol/frame.js';
 import { Connection, type ConnectionContext, type ConnectionData, closeCodeGoingAway } from './connection.js';
 import { HttpApi } from './http-api.js';
+import { HttpBudget } from './http-budget.js';
 import type { HttpExchange } from './http-exchange.js';
 import { ServerMetrics } from './metrics.js';
+import { RequestGuard } from './request-guard.js';
 
 export interface ServerOptions {
   /** Address to listen on. Default 127.0.0.1. */
@@ -48,6 +57,29 @@ export interface ServerOptions {
   closeTimeoutMs?: number;
   /** Seconds without any traffic (pings included) before uWS closes a WebSocket. Default 120. */
   idleTimeoutSeconds?: number;
+  /**
+   * Web page origins (as browsers send them in `Origin`, e.g. `https://app.example:8443`) allowed to
+   * use the HTTP API and open WebSockets; `*` allows any. Default none: every request that carries
+   * an Origin header is refused with 403 ORIGIN_NOT_ALLOWED (programs send none).
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * Host names (optionally `name:port`) accepted in the Host header besides localhost, 127.0.0.1 and
+   * [::1] with the port, when the server listens on a loopback address. Default none.
+   */
+  allowedHosts?: readonly string[];
+  /** Open WebSocket connections from one source address. Default limits.connectionsPerAddressDefault. */
+  maxConnectionsPerAddress?: number;
+  /** A WebSocket that sends no HELLO within this time is closed (1008); 0: never. Default 10 000. */
+  handshakeTimeoutMs?: number;
+  /** Bytes of HTTP request bodies held at once, all requests together. Default 256 MiB. */
+  httpBodyBudgetBytes?: number;
+  /** Bytes of HTTP answers waiting for slow readers before fetches are refused. Default 256 MiB. */
+  httpSendBudgetBytes?: number;
+  /** Longest time an HTTP request body may take to arrive (408). Default 30 000. */
+  httpBodyTimeoutMs?: number;
+  /** Clock of the server's timers (handshake and body timeouts). Broker.listen passes the broker's. */
+  clock?: Clock;
   /** Called with unexpected exceptions (bugs), which are answered INTERNAL. Default: print to stderr. */
   onInternalError?: (error: unknown, request?: Frame) => void;
 }
@@ -94,28 +126,6 @@ function cancellableTimeout(ms: number): { promise: Promise<void>; cancel(): voi
   return { promise, cancel: () => clearTimeout(timer) };
 }
 
-let packageVersion: string | undefined;
-
-async function readPackageVersion(): Promise<string> {
-  if (packageVersion !== undefined) return packageVersion;
-  const { readFile } = await import('node:fs/promises');
-  // src/server/ or dist/src/server/: the package root is two or three levels up.
-  for (const relative of ['../../package.json', '../../../package.json']) {
-    try {
-      const text = await readFile(new URL(relative, import.meta.url), 'utf8');
-      const parsed = JSON.parse(text) as { name?: string; version?: string };
-      if (parsed.name === 'spillway' && typeof parsed.version === 'string') {
-        packageVersion = parsed.version;
-        return packageVersion;
-      }
-    } catch {
-      // try the next candidate
-    }
-  }
-  packageVersion = '0.0.0';
-  return packageVersion;
-}
-
 function defaultInternalErrorHandler(error: unknown): void {
   const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
   process.stderr.write(`spillway server: internal error: ${detail}\n`);
@@ -123,6 +133,35 @@ function defaultInternalErrorHandler(error: unknown): void {
 
 function checkOptions(options: ServerOptions): void {
   const { port, maxConnections, closeTimeoutMs, idleTimeoutSeconds } = options;
+  const positive = {
+    maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+    httpBodyBudgetBytes: options.httpBodyBudgetBytes,
+    httpSendBudgetBytes: options.httpSendBudgetBytes,
+    httpBodyTimeoutMs: options.httpBodyTimeoutMs,
+  };
+  for (const [name, value] of Object.entries(positive)) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+      throw new InvalidArgumentError(`${name} must be a positive integer, got ${value}`);
+    }
+  }
+  const { handshakeTimeoutMs } = options;
+  if (
+    handshakeTimeoutMs !== undefined &&
+    (!Number.isSafeInteger(handshakeTimeoutMs) || handshakeTimeoutMs < 0)
+  ) {
+    throw new InvalidArgumentError(`handshakeTimeoutMs must be an integer >= 0, got ${handshakeTimeoutMs}`);
+  }
+  for (const [name, list] of [
+    ['allowedOrigins', options.allowedOrigins],
+    ['allowedHosts', options.allowedHosts],
+  ] as const) {
+    if (
+      list !== undefined &&
+      (!Array.isArray(list) || list.some((item) => typeof item !== 'string' || item === ''))
+    ) {
+      throw new InvalidArgumentError(`${name} must be an array of non-empty strings`);
+    }
+  }
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > portMax)) {
     throw new InvalidArgumentError(`port must be an integer in [0, ${portMax}], got ${port}`);
   }
@@ -149,8 +188,31 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
   const closeTimeoutMs = options.closeTimeoutMs ?? serverCloseTimeoutMs;
   const onInternalError = options.onInternalError ?? defaultInternalErrorHandler;
 
+  const clock = options.clock ?? systemClock;
+  const maxConnectionsPerAddress = options.maxConnectionsPerAddress ?? connectionsPerAddressDefault;
   const metrics = new ServerMetrics();
+  const budget = new HttpBudget(
+    options.httpBodyBudgetBytes ?? httpBodyBudgetBytesDefault,
+    options.httpSendBudgetBytes ?? httpSendBudgetBytesDefault,
+    options.httpBodyTimeoutMs ?? httpBodyTimeoutMsDefault,
+    clock,
+  );
+  metrics.httpBudget = budget;
   const connections = new Set<Connection>();
+  /** Open WebSocket connections (and upgrades in progress) per source address. */
+  const connectionsByAddress = new Map<string, number>();
+  const releaseAddress = (address: string): void => {
+    const count = (connectionsByAddress.get(address) ?? 1) - 1;
+    if (count <= 0) connectionsByAddress.delete(address);
+    else connectionsByAddress.set(address, count);
+  };
+  // Set once listening: the Host check needs the port.
+  let guard = new RequestGuard({
+    allowedOrigins: [],
+    allowedHosts: [],
+    listenHost: host,
+    port: requestedPort,
+  });
   const exchanges = new Set<HttpExchange>();
   const running = new Set<Promise<unknown>>();
   let closing = false;
@@ -166,14 +228,21 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     isClosing: () => closing,
     track,
     onInternalError,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? handshakeTimeoutMsDefault,
+    clock,
   };
 
   const app = uWS.App();
-  const refuseUpgrade = (response: HttpResponse, message: string, code?: string): void => {
+  const refuseUpgrade = (
+    response: HttpResponse,
+    message: string,
+    code?: string,
+    status = '503 Service Unavailable',
+  ): void => {
     metrics.connectionsRejected++;
     response.cork(() => {
       response
-        .writeStatus('503 Service Unavailable')
+        .writeStatus(status)
         .writeHeader('content-type', 'application/json')
         .writeHeader('retry-after', '1')
         .end(
@@ -194,16 +263,30 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     compression: uWS.DISABLED,
     upgrade: (response: HttpResponse, request: HttpRequest, context: us_socket_context_t) => {
       if (closing) return refuseUpgrade(response, 'the broker is shutting down');
+      const refusal = guard.check(request.getHeader('origin'), request.getHeader('host'));
+      if (refusal !== null) {
+        metrics.requestsRefusedByGuard++;
+        return refuseUpgrade(response, refusal.message, refusal.code, '403 Forbidden');
+      }
       if (connections.size >= maxConnections) {
         return refuseUpgrade(response, `connection limit of ${maxConnections} reached`);
       }
+      const address = Buffer.from(response.getRemoteAddressAsText()).toString();
+      const fromAddress = connectionsByAddress.get(address) ?? 0;
+      if (fromAddress >= maxConnectionsPerAddress) {
+        return refuseUpgrade(
+          response,
+          `connection limit of ${maxConnectionsPerAddress} per source address reached for ${address}`,
+        );
+      }
       let connection: Connection;
       try {
-        connection = new Connection(connectionContext); // opens its session
+        connection = new Connection(connectionContext, address); // opens its session
       } catch (error) {
         if (!(error instanceof SpillwayError)) throw error;
         return refuseUpgrade(response, error.message, error.code);
       }
+      connectionsByAddress.set(address, fromAddress + 1);
       // upgrade() calls `open` before it returns: the connection is counted at once.
       const data: ConnectionData = { connection };
       response.upgrade(
@@ -214,7 +297,10 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
         context,
       );
       // Should uWS not have opened it, no close event will come: end the session here.
-      if (!connections.has(connection)) connection.onClose();
+      if (!connections.has(connection)) {
+        connection.onClose();
+        releaseAddress(address);
+      }
     },
     open: (socket: uWS.WebSocket<ConnectionData>) => {
       const { connection } = socket.getUserData();
@@ -233,7 +319,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     close: (socket: uWS.WebSocket<ConnectionData>) => {
       const { connection } = socket.getUserData();
       connection.onClose();
-      connections.delete(connection);
+      if (connections.delete(connection)) releaseAddress(connection.remoteAddress);
       metrics.connectionsOpen = connections.size;
     },
   };
@@ -247,6 +333,10 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     track,
     exchanges,
     onInternalError: (error) => onInternalError(error),
+    get guard() {
+      return guard;
+    },
+    budget,
   });
   httpApi.register(app, () =>
     metrics.render(
@@ -275,6 +365,12 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     });
   });
   const port = uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket);
+  guard = new RequestGuard({
+    allowedOrigins: options.allowedOrigins ?? [],
+    allowedHosts: options.allowedHosts ?? [],
+    listenHost: host,
+    port,
+  });
   const urlHost = host.includes(':') ? `[${host}]` : host;
 
   let closed: Promise<void> | undefined;

@@ -11,6 +11,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } f
 import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { crc32c } from '../format/crc32c.js';
+import { fileModes } from './file-modes.js';
 
 export type CheckpointRead<T> =
   | { status: 'missing' }
@@ -75,7 +76,7 @@ export class CheckpointFile<T> {
   /** Synchronous crash-safe write (used on open and close). */
   writeSync(value: T): void {
     const temporary = `${this.path}.tmp`;
-    const fd = openSync(temporary, 'w');
+    const fd = openSync(temporary, 'w', fileModes.file);
     try {
       const bytes = encode(value);
       let written = 0;
@@ -103,7 +104,7 @@ export class CheckpointFile<T> {
 
   private async writeNow(value: T): Promise<void> {
     const temporary = `${this.path}.tmp`;
-    const handle = await open(temporary, 'w');
+    const handle = await open(temporary, 'w', fileModes.file);
     try {
       await handle.writeFile(encode(value));
       await handle.sync();

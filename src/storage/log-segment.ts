@@ -60,6 +60,7 @@ import {
 import { readInt64LE } from '../format/int64.js';
 import { segmentGrowthBytesMax, segmentGrowthBytesMin } from '../limits.js';
 import { fallocate, pageSize, punchHole } from '../native.js';
+import { fileModes } from './file-modes.js';
 import { dropPageTableEntries, mapFile } from './memory-map.js';
 import { OffsetIndex } from './offset-index.js';
 import { TimeIndex } from './time-index.js';
@@ -196,7 +197,7 @@ export class LogSegment {
     const path = join(directory, segmentFileName(baseOffset, '.log'));
     let fd = -1;
     try {
-      fd = openSync(path, 'w+');
+      fd = openSync(path, 'w+', fileModes.file);
       return LogSegment.empty(directory, baseOffset, fd, 0, capacityBytes, indexIntervalBytes);
     } catch (error) {
       if (fd >= 0) closeSync(fd);
@@ -736,6 +737,6 @@ export function emptyState(baseOffset: number): SegmentState {
 
 function writeAtomically(path: string, bytes: Uint8Array): void {
   const temporary = `${path}.tmp`;
-  writeFileSync(temporary, bytes);
+  writeFileSync(temporary, bytes, { mode: fileModes.file });
   renameSync(temporary, path);
 }

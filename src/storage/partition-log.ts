@@ -57,6 +57,7 @@ import {
 } from '../limits.js';
 import { crc32c as nativeCrc32c } from '../native.js';
 import { CheckpointFile } from './checkpoint-file.js';
+import { fileModes } from './file-modes.js';
 import {
   loadLog,
   type RecoveryCheckpoint,
@@ -245,7 +246,7 @@ export class PartitionLog implements LogStore {
     this.activeSinceMs = options.clock.monotonicMs();
     this.directory = options.directory;
     this.durability = options.durability;
-    mkdirSync(options.directory, { recursive: true });
+    mkdirSync(options.directory, { recursive: true, mode: fileModes.directory });
     this.checkpoint = new CheckpointFile(join(options.directory, recoveryCheckpointFileName));
     const loaded = loadLog(
       {

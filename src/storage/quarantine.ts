@@ -40,6 +40,7 @@ import {
 import { basename, join } from 'node:path';
 import { CorruptLogError } from '../errors.js';
 import { CheckpointFile, fsyncDirectorySync } from './checkpoint-file.js';
+import { fileModes } from './file-modes.js';
 import type { LogDamage, LogDamageKind } from './log-damage.js';
 import { parseSegmentFileName, segmentFileName } from './log-segment.js';
 
@@ -111,7 +112,7 @@ function freshName(quarantine: string, name: string, nowMs: number): string {
 
 /** Writes bytes [start, end) of the file open on `sourceFd` to a new file `target`, fsynced. */
 function copyRange(sourceFd: number, start: number, end: number, target: string): void {
-  const fd = openSync(target, 'w');
+  const fd = openSync(target, 'w', fileModes.file);
   try {
     const buffer = Buffer.allocUnsafe(Math.min(copyChunkBytes, Math.max(1, end - start)));
     let position = start;
@@ -142,7 +143,7 @@ function renameIfExists(from: string, to: string): boolean {
 function createEmptySegment(logDirectory: string, baseOffset: number): void {
   const path = join(logDirectory, segmentFileName(baseOffset, '.log'));
   if (existsSync(path)) return;
-  const fd = openSync(path, 'w');
+  const fd = openSync(path, 'w', fileModes.file);
   try {
     fsyncSync(fd);
   } finally {
@@ -164,7 +165,7 @@ export function quarantineDamage(logDirectory: string, damage: LogDamage, nowMs:
   }
   const quarantine = quarantineDirectory(logDirectory);
   if (!existsSync(quarantine)) {
-    mkdirSync(quarantine);
+    mkdirSync(quarantine, { mode: fileModes.directory });
     fsyncDirectorySync(logDirectory);
   }
   const range: QuarantinedRange = {

@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { assert } from '../assert.js';
 import { type SpillwayError, StorageIoError, storageErrorFrom } from '../errors.js';
 import { fallocate } from '../native.js';
+import { fileModes } from './file-modes.js';
 import { zeroBuffer, zeroWriteBytesLarge } from './zero-fill.js';
 
 export const spareSegmentFileName = 'spare-segment.tmp';
@@ -58,7 +59,7 @@ export interface SpareFileSystem {
 
 export const nodeSpareFileSystem: SpareFileSystem = {
   // O_EXCL: every preparation creates its own file, so two spares can never share one.
-  open: (path) => openSync(path, 'wx+'),
+  open: (path) => openSync(path, 'wx+', fileModes.file),
   allocate: (fd, offset, length) => fallocate(fd, offset, length),
   write: (fd, buffer, length, position, callback) => write(fd, buffer, 0, length, position, callback),
   datasync: (fd, callback) => fdatasync(fd, callback),

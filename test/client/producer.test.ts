@@ -482,10 +482,10 @@ describe('producer', () => {
     }));
     const sw = await connect(api);
     await sw.admin.createTopic('m');
-    const producer = sw.producer({ bufferMemoryBytes: 4096, batchBytes: 1024 });
-    const value = 'x'.repeat(200);
+    const producer = sw.producer({ bufferMemoryBytes: 32768, batchBytes: 1024 });
+    const value = 'x'.repeat(1000);
     const settled: number[] = [];
-    const sends = Array.from({ length: 100 }, (_, i) =>
+    const sends = Array.from({ length: 50 }, (_, i) =>
       producer.send('m', { value }).then((result) => {
         settled.push(i);
         return result;
@@ -493,14 +493,80 @@ describe('producer', () => {
     );
     await sleep(30);
     // About bufferMemoryBytes of records were taken; the rest wait.
-    expect(producer.bufferedBytes).toBeGreaterThanOrEqual(4096);
-    expect(producer.bufferedBytes).toBeLessThan(4096 + 1024 + 300);
+    expect(producer.bufferedBytes).toBeGreaterThanOrEqual(32768);
+    expect(producer.bufferedBytes).toBeLessThan(32768 + 1024 + 1100);
     expect(settled).toHaveLength(0);
     gate.resolve();
     const results = await Promise.all(sends);
-    expect(settled).toEqual(Array.from({ length: 100 }, (_, i) => i));
-    expect(results.map((result) => result.offset)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(settled).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(results.map((result) => result.offset)).toEqual(Array.from({ length: 50 }, (_, i) => i));
     expect(producer.bufferedBytes).toBe(0);
+  });
+
+  test('a caller that never awaits is bounded: sends past the waiting room reject with BACKPRESSURE', async () => {
+    const gate = deferred();
+    const { api } = await recordingBroker((broker) => ({
+      produce: async (topic, partition, batch) => {
+        await gate.promise;
+        return broker.messages.produce(topic, partition, batch);
+      },
+    }));
+    const sw = await connect(api);
+    await sw.admin.createTopic('bounded');
+    const bufferMemoryBytes = 64 * 1024;
+    const producer = sw.producer({ bufferMemoryBytes, batchBytes: 4096 });
+    // The topic's partition count known (the first send fetches it), so sends go straight to batches.
+    const first = producer.send('bounded', { value: 'first' });
+    await waitFor(() => producer.bufferedBytes > 0);
+    const outcomes: Array<Promise<string>> = [];
+    for (let i = 0; i < 100_000; i++) {
+      outcomes.push(
+        producer.send('bounded', { value: 'x'.repeat(100) }).then(
+          () => 'ok',
+          (error: SpillwayError) => error.code,
+        ),
+      );
+    }
+    // Held: about bufferMemoryBytes in batches, then waiting sends (100 B + 256 B each) up to twice it.
+    const waitingRoom = Math.floor(bufferMemoryBytes / (100 + 256));
+    gate.resolve();
+    await first;
+    const results = await Promise.all(outcomes);
+    const accepted = results.filter((code) => code === 'ok').length;
+    expect(results.filter((code) => code !== 'ok').every((code) => code === 'BACKPRESSURE')).toBe(true);
+    expect(accepted).toBeGreaterThan(bufferMemoryBytes / 100);
+    expect(accepted).toBeLessThanOrEqual(Math.ceil((bufferMemoryBytes + 4096) / 100) + waitingRoom + 1);
+    expect(accepted).toBeLessThan(100_000 / 50);
+    expect(producer.bufferedBytes).toBe(0);
+    await expect(producer.send('bounded', { value: 'after' })).resolves.toMatchObject({ partition: 0 });
+  });
+
+  test("onBufferFull: 'reject' rejects at once with BACKPRESSURE while the buffer is full", async () => {
+    const gate = deferred();
+    const { api } = await recordingBroker((broker) => ({
+      produce: async (topic, partition, batch) => {
+        await gate.promise;
+        return broker.messages.produce(topic, partition, batch);
+      },
+    }));
+    const sw = await connect(api);
+    await sw.admin.createTopic('r');
+    const producer = sw.producer({ bufferMemoryBytes: 4096, batchBytes: 1024, onBufferFull: 'reject' });
+    const taken: Array<Promise<unknown>> = [];
+    let refused: SpillwayError | undefined;
+    for (let i = 0; i < 100 && refused === undefined; i++) {
+      const send = producer.send('r', { value: 'y'.repeat(200) });
+      taken.push(send);
+      await Promise.race([send, sleep(5)]).catch((error: SpillwayError) => {
+        refused = error;
+      });
+    }
+    expect(refused?.code).toBe('BACKPRESSURE');
+    expect(refused?.message).toMatch(/producer buffer is full/);
+    gate.resolve();
+    await Promise.allSettled(taken);
+    await expect(producer.send('r', { value: 'again' })).resolves.toBeDefined();
+    expect(() => sw.producer({ onBufferFull: 'drop' as 'wait' })).toThrow(/onBufferFull/);
   });
 
   test('flush sends lingering batches now and waits for their acks', async () => {

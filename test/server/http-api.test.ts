@@ -294,6 +294,7 @@ describe('HTTP API', () => {
     });
     const chunked = await fetch(`${harness.http}/v1/topics`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: stream,
       duplex: 'half',
     } as RequestInit).then(

@@ -10,7 +10,8 @@ import { integerFlag, UsageError } from '../cli-error.js';
 
 export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [--port P] [--durability none|interval|always]
                        [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
-                       [--config FILE]`;
+                       [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
+                       [--handshake-timeout-ms N] [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -21,11 +22,29 @@ interface BrokerConfigFile {
   diskReserveBytes?: number;
   scrubBytesPerSecond?: number;
   scrubPassIntervalMs?: number;
+  allowedOrigins?: string[];
+  allowedHosts?: string[];
+  maxConnectionsPerAddress?: number;
+  handshakeTimeoutMs?: number;
+  httpBodyBudgetBytes?: number;
+  httpSendBudgetBytes?: number;
+  httpBodyTimeoutMs?: number;
+  fileMode?: number;
+  directoryMode?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max;
 const isNonEmptyString = (value: unknown): boolean => typeof value === 'string' && value.length > 0;
+const isStringList = (value: unknown): boolean => Array.isArray(value) && value.every(isNonEmptyString);
+const positiveCheck = {
+  expected: 'a positive integer',
+  valid: (value: unknown) => isInteger(value, 1, Number.MAX_SAFE_INTEGER),
+};
+const modeCheck = {
+  expected: 'permission bits in [0, 511] (0o777)',
+  valid: (value: unknown) => isInteger(value, 0, 0o777),
+};
 
 /**
  * The keys a config file may hold and what each must be: a wrong type is bad usage (exit 2), like the
@@ -56,6 +75,18 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
       expected: 'an integer in [1, 2147483647]',
       valid: (value) => isInteger(value, 1, 2_147_483_647),
     },
+    allowedOrigins: { expected: 'an array of non-empty strings', valid: isStringList },
+    allowedHosts: { expected: 'an array of non-empty strings', valid: isStringList },
+    maxConnectionsPerAddress: positiveCheck,
+    handshakeTimeoutMs: {
+      expected: 'an integer >= 0',
+      valid: (value) => isInteger(value, 0, 2_147_483_647),
+    },
+    httpBodyBudgetBytes: positiveCheck,
+    httpSendBudgetBytes: positiveCheck,
+    httpBodyTimeoutMs: positiveCheck,
+    fileMode: modeCheck,
+    directoryMode: modeCheck,
   };
 
 function readConfig(path: string): BrokerConfigFile {
@@ -86,6 +117,15 @@ function readConfig(path: string): BrokerConfigFile {
   return parsed as BrokerConfigFile;
 }
 
+/** The entries of `values` that are not undefined (exactOptionalPropertyTypes). */
+function definedOnly<T extends Record<string, number | undefined>>(values: T): { [K in keyof T]?: number } {
+  const result: { [K in keyof T]?: number } = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (value !== undefined) result[key as keyof T] = value;
+  }
+  return result;
+}
+
 export async function runBroker(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -97,6 +137,10 @@ export async function runBroker(argv: string[]): Promise<number> {
       'flush-interval-ms': { type: 'string' },
       'disk-reserve-bytes': { type: 'string' },
       'scrub-bytes-per-second': { type: 'string' },
+      'allow-origin': { type: 'string', multiple: true },
+      'allow-host': { type: 'string', multiple: true },
+      'max-connections-per-address': { type: 'string' },
+      'handshake-timeout-ms': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -129,6 +173,8 @@ export async function runBroker(argv: string[]): Promise<number> {
     ...(diskReserveBytes !== undefined ? { diskReserveBytes } : {}),
     ...(scrubBytesPerSecond !== undefined ? { scrubBytesPerSecond } : {}),
     ...(file.scrubPassIntervalMs !== undefined ? { scrubPassIntervalMs: file.scrubPassIntervalMs } : {}),
+    ...(file.fileMode !== undefined ? { fileMode: file.fileMode } : {}),
+    ...(file.directoryMode !== undefined ? { directoryMode: file.directoryMode } : {}),
   });
   broker.scrubber.onFinding((finding) => {
     process.stderr.write(
@@ -137,7 +183,22 @@ export async function runBroker(argv: string[]): Promise<number> {
   });
   let server: Awaited<ReturnType<typeof broker.listen>>;
   try {
-    server = await broker.listen({ host, port });
+    server = await broker.listen({
+      host,
+      port,
+      allowedOrigins: [...(file.allowedOrigins ?? []), ...(values['allow-origin'] ?? [])],
+      allowedHosts: [...(file.allowedHosts ?? []), ...(values['allow-host'] ?? [])],
+      ...definedOnly({
+        maxConnectionsPerAddress:
+          integerFlag('max-connections-per-address', values['max-connections-per-address'], 1) ??
+          file.maxConnectionsPerAddress,
+        handshakeTimeoutMs:
+          integerFlag('handshake-timeout-ms', values['handshake-timeout-ms']) ?? file.handshakeTimeoutMs,
+        httpBodyBudgetBytes: file.httpBodyBudgetBytes,
+        httpSendBudgetBytes: file.httpSendBudgetBytes,
+        httpBodyTimeoutMs: file.httpBodyTimeoutMs,
+      }),
+    });
   } catch (error) {
     await broker.close();
     throw error;
@@ -149,6 +210,12 @@ export async function runBroker(argv: string[]): Promise<number> {
     process.stderr.write(`spillway: ${findingLine(finding)}${fix}\n`);
   }
   process.stderr.write(`spillway: ${reportSummary(broker.openReport)}\n`);
+  const { isLoopbackAddress } = await import('../../server/request-guard.js');
+  if (!isLoopbackAddress(host)) {
+    process.stderr.write(
+      `spillway: warning: listening on ${host}, reachable from other machines, without authentication: anyone who reaches the port can read, write and delete every topic\n`,
+    );
+  }
   process.stdout.write(`spillway listening on ${server.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {

@@ -14,6 +14,13 @@ export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partitio
 
 /** Messages sent but not yet printed; reading stdin pauses beyond this. */
 const unprintedMessagesMax = 100_000;
+/**
+ * Bytes of those messages (lines) beyond which reading pauses too: well under what the producer
+ * holds before it refuses sends (twice its bufferMemoryBytes), so long lines never meet BACKPRESSURE.
+ */
+const unprintedBytesMax = 16 * 1024 * 1024;
+/** The batch size the command aims at, unless the topic's segments are smaller. */
+const batchBytesTarget = 256 * 1024;
 
 export async function runProduce(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -36,8 +43,21 @@ export async function runProduce(argv: string[]): Promise<number> {
   }
   const partition = integerFlag('partition', values.partition, 0);
   const sw = await Spillway.connect(brokerUrlFlag(values.broker));
-  const producer = sw.producer({ lingerMs: 2, batchBytes: 256 * 1024 });
+  // A batch must fit one segment of the topic: aim at half a segment when segments are small.
+  let batchBytes = batchBytesTarget;
+  try {
+    const description = await sw.admin.describeTopic(topic);
+    batchBytes = Math.max(
+      16 * 1024,
+      Math.min(batchBytesTarget, Math.floor(description.config.segmentBytes / 2)),
+    );
+  } catch {
+    // Unknown topic and the like: the first send reports it.
+  }
+  const producer = sw.producer({ lingerMs: 2, batchBytes });
   const pending: Array<Promise<{ partition: number; offset: number }>> = [];
+  const pendingBytes: number[] = [];
+  let unprintedBytes = 0;
   let head = 0;
   let output = '';
   const flushOutput = () => {
@@ -47,15 +67,20 @@ export async function runProduce(argv: string[]): Promise<number> {
     }
   };
   const printReady = async (all: boolean) => {
-    while (head < pending.length && (all || pending.length - head >= unprintedMessagesMax)) {
+    while (
+      head < pending.length &&
+      (all || pending.length - head >= unprintedMessagesMax || unprintedBytes >= unprintedBytesMax)
+    ) {
       const ack = await pending[head]!;
       pending[head] = undefined as never;
+      unprintedBytes -= pendingBytes[head]!;
       head++;
       output += `{"partition":${ack.partition},"offset":${ack.offset}}\n`;
       if (output.length > 64 * 1024) flushOutput();
     }
     if (head > 4096 && head * 2 > pending.length) {
       pending.splice(0, head);
+      pendingBytes.splice(0, head);
       head = 0;
     }
   };
@@ -66,6 +91,8 @@ export async function runProduce(argv: string[]): Promise<number> {
     const promise = producer.send(topic, message);
     promise.catch(() => undefined); // Reported in order by printReady.
     pending.push(promise);
+    pendingBytes.push(value.length);
+    unprintedBytes += value.length;
   };
   try {
     if (values.value !== undefined) {
@@ -74,7 +101,9 @@ export async function runProduce(argv: string[]): Promise<number> {
       const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of lines) {
         send(line);
-        if (pending.length - head >= unprintedMessagesMax) await printReady(false);
+        if (pending.length - head >= unprintedMessagesMax || unprintedBytes >= unprintedBytesMax) {
+          await printReady(false);
+        }
       }
     }
     await producer.flush();
