@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { legacyMetadataFileName } from '../../src/broker/metadata-store.js';
+import { ManualClock } from '../../src/clock.js';
 import { decodeRecords } from '../../src/format/record-batch.js';
 import { partitionCountMax } from '../../src/limits.js';
 import { Broker } from '../../src/spillway-broker.js';
@@ -69,7 +70,7 @@ describe('Broker topics', () => {
   });
 
   it('serves __metadata as a read-only internal topic: hidden from list, described, fetched, woken', async () => {
-    const broker = await openBroker(temporaryDirectory());
+    const broker = await openBroker(temporaryDirectory(), { clock: new ManualClock() });
     expect(broker.topics.list()).toEqual([]);
     expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual([
       '__consumer_offsets',
@@ -83,6 +84,7 @@ describe('Broker topics', () => {
     });
     const end = broker.messages.listOffset('__metadata', 0, 'latest');
     // A long-poll on the metadata log wakes when a topic is created.
+    // On a ManualClock the long-poll never times out: only the append can answer it.
     const waiting = broker.messages.fetch('__metadata', 0, end, { maxBytes: 1 << 20, maxWaitMs: 20_000 });
     await broker.topics.create('orders', { partitions: 2 });
     const fetched = await waiting;

@@ -159,7 +159,7 @@ export class StateLog<Entry> {
   private readonly snapshotBytesMin: number;
   private readonly snapshotGrowthFactor: number;
   private readonly pendingBytesMax: number;
-  /** Called after every append to the log (e.g. to wake readers of the internal topic). */
+  /** Called after every acknowledged append to the log (e.g. to wake readers of the internal topic). */
   onAppend: (() => void) | null = null;
   private readonly nowMs: () => number;
   private readonly builder: BatchBuilder;
@@ -395,6 +395,8 @@ export class StateLog<Entry> {
         );
         inFlight.settled = true;
         this.settle();
+        // Readers of the internal topic see a batch once it is acknowledged (durable with `always`).
+        this.onAppend?.();
       },
       (error: unknown) => {
         inFlight.error = error;
@@ -402,7 +404,6 @@ export class StateLog<Entry> {
         this.settle();
       },
     );
-    this.onAppend?.();
     if (attributes === 0 && this.snapshotDue()) this.snapshotWanted = true;
   }
 
