@@ -9,7 +9,8 @@ import { type Durability, durabilities } from '../../src/protocol/types.js';
 export const systemNames = ['spillway', 'nats', 'redis', 'rabbitmq'] as const;
 export type SystemName = (typeof systemNames)[number];
 
-export const scenarioNames = ['produce', 'consume', 'latency', 'sweep'] as const;
+/** 'queue': queue mode, 100 B messages each acknowledged on its own (bench/compare/runner.ts). */
+export const scenarioNames = ['produce', 'consume', 'queue', 'latency', 'sweep'] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 export interface CompareOptions {

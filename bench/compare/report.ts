@@ -189,7 +189,7 @@ function referenceLines(reference: ReferenceFigures): string[] {
   ];
 }
 
-function throughputTable(results: CompareResults, scenario: 'produce' | 'consume'): string[] {
+function throughputTable(results: CompareResults, scenario: ThroughputMeasurement['scenario']): string[] {
   const measurements = sortThroughput(results.throughput.filter((entry) => entry.scenario === scenario));
   if (measurements.length === 0) return ['(not run)'];
   const clientsName = scenario === 'produce' ? 'producers' : 'consumers';
@@ -275,7 +275,7 @@ function latencyTable(results: CompareResults, scenario: 'latency' | 'sweep'): s
 }
 
 /** The at-a-glance table: msg/s per system, one line per cell (mode, size, clients, partitions). */
-export function summaryTable(results: CompareResults, scenario: 'produce' | 'consume'): string[] {
+export function summaryTable(results: CompareResults, scenario: ThroughputMeasurement['scenario']): string[] {
   const systems = results.options.systems;
   const measurements = results.throughput.filter((entry) => entry.scenario === scenario);
   const keys = new Map<string, ThroughputMeasurement>();
@@ -402,6 +402,21 @@ export function compareMarkdown(results: CompareResults): string {
     '',
     ...throughputTable(results, 'consume'),
     '',
+    ...(options.scenarios.includes('queue')
+      ? [
+          '### Queue mode with per-message ack (msg/s acked)',
+          '',
+          'Consume in queue mode, every message acknowledged on its own: Spillway shared-mode consumers',
+          '(`msg.ack()`, acks confirmed durable), RabbitMQ quorum queue with manual ack per delivery (AMQP',
+          'does not confirm acks), NATS JetStream AckPolicy.Explicit (a flush after the last ack), Redis',
+          'XREADGROUP + one XACK per entry (replies awaited). Filled first by a produce of the same cell (not timed).',
+          '',
+          ...summaryTable(results, 'queue'),
+          '',
+          ...throughputTable(results, 'queue'),
+          '',
+        ]
+      : []),
     `### End-to-end latency at ${formatRate(options.latencyRatePerSecond)} msg/s (1 producer, 1 consumer, open loop)`,
     '',
     ...latencyTable(results, 'latency'),

@@ -45,7 +45,8 @@ export interface TargetReport {
 
 /** The cell of a throughput figure: everything that must be equal for two figures to be compared. */
 export interface ThroughputCell {
-  scenario: 'produce' | 'consume';
+  /** 'queue': consume in queue mode, every message acknowledged on its own (at 100 B). */
+  scenario: 'produce' | 'consume' | 'queue';
   durability: Durability;
   messageBytes: number;
   /** Producer connections (produce) or consumer connections (consume). */
@@ -120,6 +121,7 @@ export function referenceFor(
   cell: Pick<ThroughputCell, 'scenario' | 'durability'>,
   reference: ReferenceFigures,
 ): { megabytesPerSecond: number; name: string } | undefined {
+  if (cell.scenario === 'queue') return undefined; // per-message work, not bandwidth: no physical bound to divide by
   if (cell.scenario === 'consume') {
     const gigabytes = reference.memcpyGigabytesPerSecond;
     return gigabytes === undefined

@@ -41,6 +41,9 @@ export interface RunCompareContext {
   targetFor?: (system: CompareTarget['system'], durability: Durability) => CompareTarget;
 }
 
+/** Payload bytes of the queue scenario (per-message ack): small messages, where the ack cost shows. */
+export const queueMessageBytes = 100;
+
 /** Added to each cell's own time budget before the watchdog gives up on it. */
 const watchdogSlackMs = 45_000;
 
@@ -56,6 +59,8 @@ const consecutiveFailuresMax = 2;
 /** The cells one target runs, in order. */
 interface Plan {
   throughput: Array<{ messageBytes: number; clients: number; partitions: number }>;
+  /** Queue mode with per-message ack: consumers and partitions, at `queueMessageBytes`. */
+  queue: Array<{ clients: number; partitions: number }>;
   latencySizes: number[];
   sweepRates: number[];
   sweepBytes: number;
@@ -73,8 +78,14 @@ function planFor(target: CompareTarget, options: CompareOptions): Plan {
         ),
       )
     : [];
+  const queue = options.scenarios.includes('queue')
+    ? options.clients.flatMap((clients) =>
+        partitions.map((partitionCount) => ({ clients, partitions: partitionCount })),
+      )
+    : [];
   return {
     throughput,
+    queue,
     latencySizes: options.scenarios.includes('latency') ? options.sizes : [],
     sweepRates: options.scenarios.includes('sweep') ? options.sweepRatesPerSecond : [],
     sweepBytes: sweepMessageBytes(options.sizes),
@@ -87,7 +98,7 @@ export function sweepMessageBytes(sizes: readonly number[]): number {
 }
 
 function stepsOf(plan: Plan): number {
-  return plan.throughput.length + plan.latencySizes.length + plan.sweepRates.length;
+  return plan.throughput.length + plan.queue.length + plan.latencySizes.length + plan.sweepRates.length;
 }
 
 export async function runCompare(
@@ -319,6 +330,53 @@ async function runTarget(
       `${system} ${durability} ${what}`,
       `produce ${formatRate(produce.messagesPerSecond)} msg/s (${produce.megabytesPerSecond.toFixed(1)} MB/s), ` +
         `consume ${formatRate(consume.messagesPerSecond)} msg/s`,
+    );
+  }
+
+  for (const { clients, partitions } of plan.queue) {
+    if (abandoned) break;
+    const what = `queue ${formatSize(queueMessageBytes)} ${clients}c ${partitions}part`;
+    const runs = await cell(what, options.runs * 2 * options.durationMs, async () => {
+      const perRun: Array<{ rate: number; bytes: number; acked: number; filled: number }> = [];
+      for (let run = 0; run < options.runs; run += 1) {
+        const fill = await peer.produce(produceOptions(queueMessageBytes, clients, partitions));
+        if (fill.acked === 0) throw new Error('no message was acknowledged');
+        const consume = await peer.consume({
+          messages: fill.acked,
+          consumers: clients,
+          durationMsMax: options.durationMs,
+          ack: 'each',
+        });
+        perRun.push({
+          rate: consume.messagesPerSecond,
+          bytes: consume.bytesPerSecond,
+          acked: consume.received,
+          filled: fill.acked,
+        });
+      }
+      return perRun;
+    });
+    if (runs === undefined) continue;
+    const measurement: ThroughputMeasurement = {
+      system,
+      durability,
+      scenario: 'queue',
+      messageBytes: queueMessageBytes,
+      clients,
+      partitions,
+      messagesPerSecond: median(runs.map((run) => run.rate)),
+      megabytesPerSecond: median(runs.map((run) => run.bytes)) / 1e6,
+      messages: runs.map((run) => run.acked),
+      perRun: runs.map((run) => run.rate),
+    };
+    const short = runs.filter((run) => run.acked < run.filled);
+    if (short.length > 0) {
+      measurement.note = `acked ${short.map((run) => `${run.acked} of ${run.filled}`).join(', ')} within the ${options.durationMs} ms cap`;
+    }
+    results.throughput.push(measurement);
+    progress(
+      `${system} ${durability} ${what}`,
+      `${formatRate(measurement.messagesPerSecond)} msg/s acked one by one (runs ${runs.map((run) => formatRate(run.rate)).join(' / ')})`,
     );
   }
 

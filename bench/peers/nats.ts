@@ -7,7 +7,9 @@
  * - produce: `js.publish` awaiting each PubAck, `publishWindow` publishes in flight per connection.
  * - consume: one durable pull consumer (AckPolicy.All) per stream; each consumer `consume()`s in
  *   batches of `consumeBatchMessages` and acknowledges every `consumeBatchMessages`-th message
- *   (which acknowledges all before it).
+ *   (which acknowledges all before it). With `ack: 'each'` (queue mode) the consumer is
+ *   AckPolicy.Explicit and every message is acknowledged on its own; a flush (one round trip) after
+ *   the last ack stops the clock once the server has taken them all.
  * - latency: `js.publish` at a fixed rate; a live pull consumer on its own connection.
  */
 import { spawnSync } from 'node:child_process';
@@ -142,9 +144,10 @@ export class NatsJetStreamPeer extends ServerPeer<NatsConnection> {
     const stream = this.producedStream;
     if (stream === undefined) throw new Error('consume before produce');
     const target = Math.min(options.messages, this.producedCount);
+    const each = options.ack === 'each';
     await this.jsm().consumers.add(stream, {
       durable_name: durableName,
-      ack_policy: AckPolicy.All,
+      ack_policy: each ? AckPolicy.Explicit : AckPolicy.All,
       deliver_policy: DeliverPolicy.All,
       max_ack_pending: consumeUnackedMax,
     });
@@ -167,7 +170,7 @@ export class NatsJetStreamPeer extends ServerPeer<NatsConnection> {
             received += 1;
             sinceAck += 1;
             last = message;
-            if (sinceAck === consumeBatchMessages) {
+            if (each || sinceAck === consumeBatchMessages) {
               message.ack();
               sinceAck = 0;
             }
@@ -175,6 +178,7 @@ export class NatsJetStreamPeer extends ServerPeer<NatsConnection> {
           }
           messages.stop();
           if (last !== undefined && sinceAck > 0) await last.ackAck();
+          if (each) await connection.flush(); // a round trip: the server has taken every ack before it
           if (received >= target) stopAll();
         }),
       ),

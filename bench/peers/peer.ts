@@ -57,6 +57,14 @@ export interface ConsumeOptions {
   messages: number;
   consumers: number;
   durationMsMax: number;
+  /**
+   * 'batch' (default): the peer's usual group read, acknowledging a batch at a time where it can
+   * (cumulative acks). 'each': queue mode, every message acknowledged on its own (no cumulative ack,
+   * no ack of a range in one call): the compare suite's 'queue' scenario. `received` then counts
+   * messages acknowledged, and the clock stops once the last ack was sent (and confirmed, where the
+   * protocol confirms acks).
+   */
+  ack?: 'batch' | 'each';
 }
 
 export interface ConsumeResult {

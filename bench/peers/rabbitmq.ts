@@ -13,7 +13,9 @@
  * - produce: a confirm channel per producer connection, `sendToQueue(persistent)`, `publishWindow`
  *   unconfirmed messages in flight.
  * - consume: a channel per consumer with prefetch `consumeUnackedMax`, acknowledging every
- *   `consumeBatchMessages`-th delivery with `allUpTo`.
+ *   `consumeBatchMessages`-th delivery with `allUpTo`; with `ack: 'each'` (queue mode) every delivery
+ *   is acknowledged on its own (basic.ack, multiple false). AMQP does not confirm acks: the clock
+ *   stops at the last ack sent.
  * - latency: confirmed publishes at a fixed rate; a live consumer acknowledging each delivery.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -189,6 +191,11 @@ export class RabbitmqQuorumPeer extends ServerPeer<ChannelModel> {
             if (message === null) return; // cancelled by the server
             checkPayloadBytes(message.content, this.messageBytes);
             received += 1;
+            if (options.ack === 'each') {
+              channel.ack(message); // this delivery only
+              if (received >= target) finish();
+              return;
+            }
             const last = { message, unacked: (lastOf.get(channel)?.unacked ?? 0) + 1 };
             if (last.unacked === consumeBatchMessages) {
               channel.ack(message, true);

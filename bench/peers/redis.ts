@@ -6,6 +6,8 @@
  *   each producer connection keeps `publishWindow` XADDs in flight (10 pipelines).
  * - consume: one consumer group per stream (the broker keeps the position); each consumer loops
  *   XREADGROUP COUNT `consumeBatchMessages` and XACKs each batch, the XACK pipelined with the next read.
+ *   With `ack: 'each'` (queue mode) every entry gets its own XACK (one id per command, the batch's
+ *   XACKs pipelined together, their replies awaited before the next read's are used).
  * - latency: XADD at a fixed rate; a live consumer on its own connection with XREADGROUP BLOCK.
  */
 
@@ -169,7 +171,10 @@ export class RedisStreamsPeer extends ServerPeer<RedisClient> {
           if (entries.length === 0) break; // drained: the others took the rest
           for (const entry of entries) checkPayloadBytes(entry.payload, this.messageBytes);
           received += entries.length;
-          pendingAck = client.sendCommand(['XACK', stream, group, ...entries.map((entry) => entry.id)]);
+          pendingAck =
+            options.ack === 'each'
+              ? Promise.all(entries.map((entry) => client.sendCommand(['XACK', stream, group, entry.id])))
+              : client.sendCommand(['XACK', stream, group, ...entries.map((entry) => entry.id)]);
         }
         await pendingAck;
       }),

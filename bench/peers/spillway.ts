@@ -15,6 +15,8 @@
  *   per item (long-poll fetch, 1 MiB per fetch). Spillway has no consumer groups and no
  *   acknowledgements in this version: the position lives in the client, the broker stores nothing
  *   per read, which is less work than the peers' acknowledged group reads (stated in every row).
+ *   With `ack: 'each'` (queue mode): one shared-mode queue consumer (new group) per connection,
+ *   `msg.ack()` on every message, counted once the broker confirmed the ack durable.
  * - latency: a 1-partition topic; a producer on one connection sending at a fixed rate, a consumer
  *   from 'latest' on another. With `always` a consumer only sees synced data, so the latency
  *   includes the fdatasync.
@@ -78,6 +80,11 @@ const producerOptions = { lingerMs: 0, batchBytes: 64 * 1024 } as const;
 /** Bytes a consumer's fetch asks for. */
 const fetchMaxBytes = 1024 * 1024;
 
+/** Queue mode (consume with ack 'each'): most messages per receive, buffered ones, receive long-poll. */
+const queueReceiveMessages = 2000;
+const queueBufferMessages = 8192;
+const queueWaitMs = 20;
+
 /** The built CLI (the broker runs as its own process, like every peer). */
 export function spillwayCliPath(): string {
   return path.join(findRepositoryRoot(), 'dist', 'src', 'cli', 'main.js');
@@ -122,6 +129,7 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
   private url = '';
   private topicNumber = 0;
   private producedTopic: string | undefined;
+  private queueGroupNumber = 0;
   private admin: Spillway | undefined;
 
   constructor(readonly mode: Durability) {
@@ -191,6 +199,7 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
     if (stored !== this.producedCount) {
       throw new Error(`topic ${topic} holds ${stored} messages, ${this.producedCount} were acknowledged`);
     }
+    if (options.ack === 'each') return this.consumeQueue(topic, options);
     // Read back at most `messages`: whole partitions in order, the last one cut short.
     let remaining = Math.min(options.messages, this.producedCount);
     const target = remaining;
@@ -234,6 +243,62 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
     await this.clients.release(clients);
     if (received > target) throw new Error(`consumed ${received} of ${target}: duplicates`);
     return { ...throughput(received, this.messageBytes, elapsedMs), received };
+  }
+
+  /**
+   * Queue mode: `consumers` connections, each one shared-mode consumer of a new group on `topic`,
+   * every message acked on its own with `msg.ack()` (not awaited: the client gathers the acks of one
+   * turn of the event loop into one QUEUE_ACK of ranges). Counts acks the broker confirmed durable;
+   * the clock stops at the last one, or at `durationMsMax`.
+   */
+  private async consumeQueue(topic: string, options: ConsumeOptions): Promise<ConsumeResult> {
+    const target = Math.min(options.messages, this.producedCount);
+    this.queueGroupNumber += 1;
+    const group = `bench-queue-${this.queueGroupNumber}`;
+    const clients = await Promise.all(Array.from({ length: options.consumers }, () => this.client()));
+    let acked = 0;
+    let taken = 0;
+    let allAcked: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => {
+      allAcked = resolve;
+    });
+    const onAcked = (): void => {
+      acked += 1;
+      if (acked >= target) allAcked();
+    };
+    if (target === 0) allAcked();
+    const consumers = clients.map((client) =>
+      client.consumer({
+        group,
+        topics: [topic],
+        mode: 'shared',
+        maxMessages: queueReceiveMessages,
+        bufferMessagesMax: queueBufferMessages,
+        maxWaitMs: queueWaitMs,
+      }),
+    );
+    let failure: unknown;
+    const loops = consumers.map(async (consumer) => {
+      for (;;) {
+        const next = await consumer.next();
+        if (next.done) return;
+        checkPayloadBytes(next.value.value ?? new Uint8Array(0), this.messageBytes);
+        taken += 1;
+        next.value.ack().then(onAcked, (error: unknown) => {
+          failure ??= error;
+          allAcked();
+        });
+      }
+    });
+    const closeAll = (): void => allAcked();
+    const elapsedMs = await timedUntil(options.durationMsMax, closeAll, () => done);
+    const counted = acked;
+    await Promise.all(consumers.map((consumer) => consumer.close()));
+    await Promise.all(loops);
+    await this.clients.release(clients);
+    if (failure !== undefined) throw failure;
+    if (taken > target) throw new Error(`took ${taken} of ${target}: duplicates`);
+    return { ...throughput(counted, this.messageBytes, elapsedMs), received: counted };
   }
 
   async endToEndLatency(options: LatencyOptions): Promise<LatencyResult> {

@@ -161,6 +161,9 @@ function syntheticResults(): CompareResults {
       throughput('spillway', 'always', 50_000, { partitions: 8 }),
       throughput('spillway', 'none', 400_000, { scenario: 'consume' }),
       throughput('redis', 'none', 200_000, { scenario: 'consume' }),
+      throughput('spillway', 'always', 600_000, { scenario: 'queue', messageBytes: 100 }),
+      throughput('redis', 'always', 70_000, { scenario: 'queue', messageBytes: 100 }),
+      throughput('rabbitmq', 'always', 150_000, { scenario: 'queue', messageBytes: 100 }),
     ],
     latency: [
       latency('spillway', 3000),
@@ -305,6 +308,10 @@ describe('ratios', () => {
     expect(find('spillway', 'always').bestPeer).toBe('rabbitmq');
     expect(find('redis', 'always').ratioToBestPeer).toBeCloseTo(0.5);
     expect(find('rabbitmq', 'always').ratioToBestPeer).toBeCloseTo(1);
+    // Queue mode (per-message ack): ratio to the best peer (rabbitmq 150k), no reference ratio.
+    expect(find('spillway', 'always', 1, 'queue').ratioToBestPeer).toBeCloseTo(4);
+    expect(find('spillway', 'always', 1, 'queue').bestPeer).toBe('rabbitmq');
+    expect(find('spillway', 'always', 1, 'queue').ratioToReference).toBeUndefined();
     // No peer has 8 partitions: no peer ratio rather than a wrong one.
     expect(find('spillway', 'always', 8).ratioToBestPeer).toBeUndefined();
     // Latency: p99 ÷ the lowest peer p99; saturated steps neither get nor serve as a best.
@@ -451,6 +458,10 @@ describe.skipIf(cliMissing)('spillway peer (skipped when dist/ is not built: npm
       expect(produced.acked).toBe(3000);
       const consumed = await peer.consume({ messages: 3000, consumers: 3, durationMsMax: 10_000 });
       expect(consumed.received).toBe(3000);
+      // Queue mode: a new shared group over the same topic, every message acked on its own.
+      const queued = await peer.consume({ messages: 3000, consumers: 2, durationMsMax: 10_000, ack: 'each' });
+      expect(queued.received).toBe(3000);
+      expect(queued.messagesPerSecond).toBeGreaterThan(0);
       const measured = await peer.endToEndLatency({ ratePerSecond: 400, durationMs: 400, messageBytes: 100 });
       expect(measured.lost).toBe(0);
       expect(measured.p50Us).toBeGreaterThan(0);
@@ -493,8 +504,8 @@ describe.skipIf(cliMissing)(
       expect(results.rows.some((row) => row.suite === 'reference')).toBe(true);
       const compareRowsWritten = results.rows.filter((row) => row.suite === 'compare');
       const systemCount = redisMissing ? 1 : 2;
-      // produce + consume per system and mode; 3 latency rows for each of latency and sweep.
-      expect(compareRowsWritten.filter((row) => row.unit === 'msg/s')).toHaveLength(systemCount * 2 * 2);
+      // produce + consume + queue per system and mode; 3 latency rows for each of latency and sweep.
+      expect(compareRowsWritten.filter((row) => row.unit === 'msg/s')).toHaveLength(systemCount * 2 * 3);
       expect(compareRowsWritten.filter((row) => row.unit === 'µs')).toHaveLength(systemCount * 2 * 6);
       for (const row of compareRowsWritten) expect(row.value, row.name).toBeGreaterThan(0);
 
@@ -502,7 +513,16 @@ describe.skipIf(cliMissing)(
       expect(compare.reference.pageCacheWriteMegabytesPerSecond).toBeGreaterThan(0);
       expect(compare.targets.map((target) => target.status)).toEqual(Array(systemCount * 2).fill('measured'));
       expect(compare.failures).toEqual([]);
-      for (const entry of compare.throughput) expect(entry.ratioToReference).toBeGreaterThan(0);
+      for (const entry of compare.throughput) {
+        if (entry.scenario === 'queue') expect(entry.ratioToReference).toBeUndefined();
+        else expect(entry.ratioToReference).toBeGreaterThan(0);
+      }
+      const queue = compare.throughput.filter((entry) => entry.scenario === 'queue');
+      expect(queue).toHaveLength(systemCount * 2);
+      for (const entry of queue) {
+        expect(entry.messageBytes).toBe(100);
+        expect(entry.messages[0], entry.system).toBeGreaterThan(0);
+      }
       if (!redisMissing) {
         for (const entry of compare.throughput) expect(entry.ratioToBestPeer).toBeGreaterThan(0);
       }
@@ -510,6 +530,7 @@ describe.skipIf(cliMissing)(
       const markdown = readFileSync(path.join(out, 'compare.md'), 'utf8');
       expect(markdown).toContain('### Settings and what they guarantee');
       expect(markdown).toContain('### Physical reference (this machine, this run)');
+      expect(markdown).toContain('### Queue mode with per-message ack (msg/s acked)');
       const charts = readdirSync(path.join(out, 'charts')).sort();
       expect(charts).toEqual([
         'consume-1KiB-1p-1part.svg',

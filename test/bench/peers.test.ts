@@ -98,6 +98,9 @@ describe.skipIf(redisMissing)(`redis peer (skipped if ${skipReason})`, () => {
       expect(produced.bytesPerSecond).toBeCloseTo(produced.messagesPerSecond * 100, 0);
       const consumed = await peer.consume({ messages: 2000, consumers: 2, durationMsMax: 5000 });
       expect(consumed.received).toBe(2000);
+      // Queue mode: one XACK per entry (a new group over the same stream).
+      const queued = await peer.consume({ messages: 2000, consumers: 2, durationMsMax: 5000, ack: 'each' });
+      expect(queued.received).toBe(2000);
       const latency = await peer.endToEndLatency({ ratePerSecond: 400, durationMs: 500, messageBytes: 100 });
       expect(latency.lost).toBe(0);
       expect(latency.measured).toBeGreaterThan(0);
