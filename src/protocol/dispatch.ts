@@ -11,7 +11,7 @@
  */
 import { SpillwayError } from '../errors.js';
 import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
-import type { BrokerApi } from './broker-api.js';
+import type { BrokerApi, FetchOptions, FetchResult } from './broker-api.js';
 import { type Frame, FrameFlags } from './frame.js';
 import {
   parseCommitOffsets,
@@ -79,6 +79,31 @@ function response(request: Frame, header: unknown, body: Uint8Array = emptyBody)
 export function errorFrame(opcode: number, correlationId: number, error: SpillwayError): Frame {
   const header: ErrorHeader = { code: error.code, message: error.message, retriable: error.retriable };
   return { opcode, flags: FrameFlags.response | FrameFlags.error, correlationId, header, body: emptyBody };
+}
+
+/** The fetch options of a FETCH or GROUP_FETCH request, with the connection's abort signal. */
+function fetchOptions(
+  fetch: { maxBytes: number; maxWaitMs: number; minBytes: number },
+  options: DispatchOptions,
+): FetchOptions {
+  return {
+    maxBytes: fetch.maxBytes,
+    maxWaitMs: fetch.maxWaitMs,
+    minBytes: fetch.minBytes,
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+}
+
+/** The answer of a FETCH or GROUP_FETCH: the fetch figures as header, the batches as body. */
+function fetchAnswer(request: Frame, result: FetchResult): Frame {
+  const header: FetchResponse = {
+    batchCount: result.batchCount,
+    firstOffset: result.firstOffset,
+    nextOffset: result.nextOffset,
+    logStartOffset: result.logStartOffset,
+    highWatermark: result.highWatermark,
+  };
+  return response(request, header, result.records);
 }
 
 export async function dispatch(api: BrokerApi, request: Frame, options: DispatchOptions): Promise<Frame> {
@@ -163,20 +188,13 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.fetch: {
       requireNoBody(request);
       const fetch = parseFetch(request.header);
-      const result = await api.messages.fetch(fetch.topic, fetch.partition, fetch.offset, {
-        maxBytes: fetch.maxBytes,
-        maxWaitMs: fetch.maxWaitMs,
-        minBytes: fetch.minBytes,
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-      const header: FetchResponse = {
-        batchCount: result.batchCount,
-        firstOffset: result.firstOffset,
-        nextOffset: result.nextOffset,
-        logStartOffset: result.logStartOffset,
-        highWatermark: result.highWatermark,
-      };
-      return response(request, header, result.records);
+      const result = await api.messages.fetch(
+        fetch.topic,
+        fetch.partition,
+        fetch.offset,
+        fetchOptions(fetch, options),
+      );
+      return fetchAnswer(request, result);
     }
     case Opcode.listOffset: {
       requireNoBody(request);
@@ -217,20 +235,10 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.groupFetch: {
       requireNoBody(request);
       const fetch = parseGroupFetch(request.header);
-      const result = await api.groups.fetch(options.session, fetch, {
-        maxBytes: fetch.maxBytes,
-        maxWaitMs: fetch.maxWaitMs,
-        minBytes: fetch.minBytes,
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-      const header: FetchResponse = {
-        batchCount: result.batchCount,
-        firstOffset: result.firstOffset,
-        nextOffset: result.nextOffset,
-        logStartOffset: result.logStartOffset,
-        highWatermark: result.highWatermark,
-      };
-      return response(request, header, result.records);
+      return fetchAnswer(
+        request,
+        await api.groups.fetch(options.session, fetch, fetchOptions(fetch, options)),
+      );
     }
     case Opcode.listGroups:
       requireNoBody(request);
