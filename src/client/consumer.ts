@@ -33,6 +33,7 @@
  * was deleted by retention, CORRUPT_BATCH) is thrown by the iterator after the messages already
  * taken from the partitions, and the consumer closes.
  */
+
 import { setMaxListeners } from 'node:events';
 import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import { BatchHeader, batchBaseOffset, batchLengthAt, batchRecordCountAt } from '../format/batch-header.js';
@@ -40,6 +41,7 @@ import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
 import { batchBytesMax, fetchMaxBytesDefault, fetchMaxWaitMsMax, retryBackoffMsMax } from '../limits.js';
 import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
+import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
@@ -724,18 +726,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const signal = this.lifetime.signal;
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleepUnlessAborted(ms, this.lifetime.signal);
   }
 
   private backoffMs(failures: number): number {

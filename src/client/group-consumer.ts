@@ -28,6 +28,7 @@
  * wait; one commit and one heartbeat in flight; a partition with groupConsumerUnfinishedMessagesMax
  * messages taken and not acked yields no more until some are acked (the iterator waits).
  */
+
 import { setMaxListeners } from 'node:events';
 import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import { batchBaseOffset, batchRecordCountAt } from '../format/batch-header.js';
@@ -46,6 +47,7 @@ import {
 import type { GroupMode, GroupView, PartitionRef } from '../protocol/group-api.js';
 import type { ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
+import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { FinishedPrefix } from './finished-prefix.js';
@@ -892,17 +894,6 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const signal = this.lifetime.signal;
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleepUnlessAborted(ms, this.lifetime.signal);
   }
 }

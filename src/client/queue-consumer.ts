@@ -35,6 +35,7 @@ import {
 import { Opcode } from '../protocol/opcodes.js';
 import type { QueueMode, QueueSettings } from '../protocol/queue-api.js';
 import type { ReceiveResponsePartition } from '../protocol/queue-messages.js';
+import { sleepUnlessAborted } from './abortable-sleep.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
@@ -412,18 +413,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const signal = this.lifetime.signal;
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleepUnlessAborted(ms, this.lifetime.signal);
   }
 }
 
