@@ -44,7 +44,7 @@ import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
-import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
+import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
 import { closedError, integerOf } from './wire.js';
 
@@ -115,8 +115,6 @@ export const consumerDefaults = {
   retryBackoffMs: 100,
   retryBackoffMaxMs: 5_000,
 } as const;
-
-const emptyHeaders: MessageHeaders = Object.freeze({}) as MessageHeaders;
 
 function integerOption(
   value: number | undefined,
@@ -280,23 +278,6 @@ class FetchedChunk {
   }
 
   private message(cursor: RecordCursor): ConsumedMessage {
-    const text = this.text;
-    const key =
-      cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
-    const value =
-      cursor.valueLength < 0
-        ? null
-        : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
-    let headers = emptyHeaders;
-    if (cursor.headerCount > 0) {
-      headers = {};
-      for (const [name, headerValue] of cursor.headers()) {
-        headers[name] =
-          headerValue === null
-            ? null
-            : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
-      }
-    }
     const reader = this.reader;
     const offset = cursor.offset;
     let deliveryCount = 1;
@@ -305,17 +286,7 @@ class FetchedChunk {
       for (const range of reader.redeliveries) if (range.from <= offset) deliveryCount++;
     }
     reader.nextYield = offset + 1;
-    return new ConsumedMessage(
-      reader.topic,
-      reader.partition,
-      offset,
-      key,
-      value,
-      headers,
-      cursor.timestamp,
-      deliveryCount,
-      this.settler,
-    );
+    return messageAt(reader.topic, reader.partition, cursor, this.text, deliveryCount, this.settler);
   }
 }
 

@@ -52,7 +52,7 @@ import type { Admin } from './admin.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { FinishedPrefix } from './finished-prefix.js';
 import { parseGroupView } from './group-view.js';
-import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
+import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
 import { closedError, integerOf } from './wire.js';
 
@@ -90,7 +90,6 @@ export const groupConsumerDefaults = {
   requestTimeoutMs: 30_000,
 } as const;
 
-const emptyHeaders: MessageHeaders = Object.freeze({}) as MessageHeaders;
 const retryBackoffMs = 100;
 
 function integerOption(
@@ -205,36 +204,9 @@ class Chunk {
   }
 
   private message(cursor: RecordCursor): ConsumedMessage {
-    const text = this.text;
-    const key =
-      cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
-    const value =
-      cursor.valueLength < 0
-        ? null
-        : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
-    let headers = emptyHeaders;
-    if (cursor.headerCount > 0) {
-      headers = {};
-      for (const [name, headerValue] of cursor.headers()) {
-        headers[name] =
-          headerValue === null
-            ? null
-            : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
-      }
-    }
     const held = this.held;
     const deliveries = held.redelivered.size === 0 ? 1 : (held.redelivered.get(cursor.offset) ?? 1);
-    return new ConsumedMessage(
-      held.topic,
-      held.partition,
-      cursor.offset,
-      key,
-      value,
-      headers,
-      cursor.timestamp,
-      deliveries,
-      held,
-    );
+    return messageAt(held.topic, held.partition, cursor, this.text, deliveries, held);
   }
 }
 

@@ -11,6 +11,7 @@
  * after a nack() or the other way round rejects with INVALID_ARGUMENT and changes nothing.
  */
 import { InvalidArgumentError } from '../errors.js';
+import type { RecordCursor } from '../format/record-batch.js';
 import { nackErrorTextLengthMax, retryBackoffMsMax } from '../limits.js';
 
 export type MessageHeaders = Record<string, Buffer | null>;
@@ -161,4 +162,47 @@ export function checkNackOptions(options: NackOptions): NackOptions {
     checked.error = error.length > nackErrorTextLengthMax ? error.slice(0, nackErrorTextLengthMax) : error;
   }
   return checked;
+}
+
+const emptyHeaders: MessageHeaders = Object.freeze({}) as MessageHeaders;
+
+/**
+ * The message at `cursor`'s current record: key and value are views of `text` (the fetched bytes as a
+ * Buffer, the cursor's `bytes`), header values views too. Shared by every consumer kind.
+ */
+export function messageAt(
+  topic: string,
+  partition: number,
+  cursor: RecordCursor,
+  text: Buffer,
+  deliveryCount: number,
+  settler: MessageSettler,
+): ConsumedMessage {
+  const key =
+    cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
+  const value =
+    cursor.valueLength < 0
+      ? null
+      : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
+  let headers = emptyHeaders;
+  if (cursor.headerCount > 0) {
+    headers = {};
+    for (const [name, headerValue] of cursor.headers()) {
+      headers[name] =
+        headerValue === null
+          ? null
+          : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
+    }
+  }
+  return new ConsumedMessage(
+    topic,
+    partition,
+    cursor.offset,
+    key,
+    value,
+    headers,
+    cursor.timestamp,
+    deliveryCount,
+    settler,
+  );
 }

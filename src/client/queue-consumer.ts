@@ -37,7 +37,7 @@ import type { QueueMode, QueueSettings } from '../protocol/queue-api.js';
 import type { ReceiveResponsePartition } from '../protocol/queue-messages.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
-import { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
+import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
 import { closedError } from './wire.js';
 
@@ -70,7 +70,6 @@ export const queueConsumerDefaults = {
 const ackFlushCount = 4096;
 const retryBackoffMsFirst = 100;
 const retryBackoffMsLast = 5000;
-const emptyHeaders: MessageHeaders = Object.freeze({}) as MessageHeaders;
 const knownOptions = new Set([
   'group',
   'topics',
@@ -484,41 +483,4 @@ function decodeReceive(
     }
   }
   return messages;
-}
-
-function messageAt(
-  topic: string,
-  partition: number,
-  cursor: RecordCursor,
-  text: Buffer,
-  deliveryCount: number,
-  settler: MessageSettler,
-): ConsumedMessage {
-  const key =
-    cursor.keyLength < 0 ? null : text.subarray(cursor.keyPosition, cursor.keyPosition + cursor.keyLength);
-  const value =
-    cursor.valueLength < 0
-      ? null
-      : text.subarray(cursor.valuePosition, cursor.valuePosition + cursor.valueLength);
-  let headers = emptyHeaders;
-  if (cursor.headerCount > 0) {
-    headers = {};
-    for (const [name, headerValue] of cursor.headers()) {
-      headers[name] =
-        headerValue === null
-          ? null
-          : Buffer.from(headerValue.buffer, headerValue.byteOffset, headerValue.byteLength);
-    }
-  }
-  return new ConsumedMessage(
-    topic,
-    partition,
-    cursor.offset,
-    key,
-    value,
-    headers,
-    cursor.timestamp,
-    deliveryCount,
-    settler,
-  );
 }
