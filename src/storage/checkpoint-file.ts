@@ -1,6 +1,6 @@
 /**
  * Small crash-safe state files (the recovery point of a partition log, later the metadata of the
- * broker). A write goes to `<name>.tmp`, is fsynced, renamed over `<name>`, then the directory is
+ * broker). A write goes to `<name>.tmp` (`<name>.async.tmp` for `write`), is fsynced, renamed over `<name>`, then the directory is
  * fsynced: after a crash the file holds either the old or the new content, never a mix.
  *
  * Content: one JSON document, then a newline and the CRC32C of the JSON bytes in hex, so a file
@@ -8,7 +8,7 @@
  * Writes of one CheckpointFile are serialized; `write` may be called concurrently.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { crc32c } from '../format/crc32c.js';
 import { fileModes } from './file-modes.js';
@@ -45,6 +45,8 @@ export async function fsyncDirectory(directory: string): Promise<void> {
 export class CheckpointFile<T> {
   readonly path: string;
   private chain: Promise<void> = Promise.resolve();
+  /** Writes started so far (sync and async): an async write whose turn was overtaken is not renamed. */
+  private generation = 0;
 
   constructor(path: string) {
     this.path = path;
@@ -75,6 +77,7 @@ export class CheckpointFile<T> {
 
   /** Synchronous crash-safe write (used on open and close). */
   writeSync(value: T): void {
+    this.generation++;
     const temporary = `${this.path}.tmp`;
     const fd = openSync(temporary, 'w', fileModes.file);
     try {
@@ -91,7 +94,8 @@ export class CheckpointFile<T> {
 
   /** Asynchronous crash-safe write; concurrent calls are applied in call order. */
   write(value: T): Promise<void> {
-    const next = this.chain.then(() => this.writeNow(value));
+    const generation = ++this.generation;
+    const next = this.chain.then(() => this.writeNow(value, generation));
     // A failed write must not poison later ones; the caller of this write still sees the error.
     this.chain = next.catch(() => undefined);
     return next;
@@ -102,14 +106,24 @@ export class CheckpointFile<T> {
     await this.chain;
   }
 
-  private async writeNow(value: T): Promise<void> {
-    const temporary = `${this.path}.tmp`;
+  /**
+   * An async write has its own temporary file, and is not renamed into place when a later write
+   * (sync, or async: it comes next) was started meanwhile: that one holds newer content, and a
+   * stale value must never land over it (a recovery point past a truncation, say).
+   */
+  private async writeNow(value: T, generation: number): Promise<void> {
+    if (generation !== this.generation) return;
+    const temporary = `${this.path}.async.tmp`;
     const handle = await open(temporary, 'w', fileModes.file);
     try {
       await handle.writeFile(encode(value));
       await handle.sync();
     } finally {
       await handle.close();
+    }
+    if (generation !== this.generation) {
+      await rm(temporary, { force: true });
+      return;
     }
     await rename(temporary, this.path);
     await fsyncDirectory(dirname(this.path));
