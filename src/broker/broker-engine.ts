@@ -16,6 +16,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Clock, ClockTimer } from '../clock.js';
+import { InvalidArgumentError } from '../errors.js';
 import type { BrokerApi, StorageStats } from '../protocol/broker-api.js';
 import { fileModes, setFileModes } from '../storage/file-modes.js';
 import { PartitionLog } from '../storage/partition-log.js';
@@ -43,6 +44,8 @@ import { BrokerQueues } from './queues/broker-queues.js';
 import { QueueStateStore, queueStateTopicName } from './queues/queue-state-store.js';
 import { Scrubber, type ScrubTarget } from './scrubber.js';
 import { SessionRegistry } from './session-registry.js';
+import type { StateLog } from './state/state-log.js';
+import { guardStateLog } from './state/state-log-guard.js';
 import { internalTopic } from './state/state-log-partition.js';
 import { Topic } from './topic.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
@@ -224,10 +227,43 @@ export class BrokerEngine implements BrokerApi {
         clock: resolved.clock,
       });
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
+      const guarded = [
+        {
+          name: consumerOffsetsTopicName,
+          partition: offsets.partition,
+          state: offsets.state,
+          holds: 'committed offsets and broadcast positions of consumer groups',
+        },
+        {
+          name: queueStateTopicName,
+          partition: queueState.partition,
+          state: queueState.state,
+          holds: 'ack state of shared and key_shared queues',
+        },
+      ];
+      const guardFindings: OpenFinding[] = [];
+      for (const name of resolved.resetStateLogs) {
+        if (!guarded.some((log) => log.name === name)) {
+          throw new InvalidArgumentError(
+            `broker option resetStateLogs: '${name}' is not a state log that can be reset (${guarded.map((log) => log.name).join(', ')})`,
+          );
+        }
+      }
+      for (const log of guarded) {
+        const finding = await guardStateLog<unknown>({
+          metadata,
+          ...log,
+          state: log.state as StateLog<unknown>,
+          resetStateLogs: resolved.resetStateLogs,
+          nowMs: resolved.clock.nowMs(),
+        });
+        if (finding !== null) guardFindings.push(finding);
+      }
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
         ...metadata.notes,
+        ...guardFindings,
         ...reconciliation.warnings.map((what) => ({
           severity: 'warning' as const,
           what,

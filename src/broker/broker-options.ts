@@ -25,6 +25,7 @@ import type { LogFactory } from '../storage/log-store.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import type { StateLogTuning } from './metadata-store.js';
 import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
+import { isInternalTopicName } from './topic-name.js';
 
 export interface BrokerOptions {
   /** Where `topics/<name>/<partition>/` (and the internal `topics/__metadata/0/`) live. Default './spillway-data'. */
@@ -84,6 +85,12 @@ export interface BrokerOptions {
   fileMode?: number;
   /** Permission bits of directories the broker creates, and of the data directory. Default 0o700. */
   directoryMode?: number;
+  /**
+   * Internal state logs (e.g. `__consumer_offsets`) allowed to start empty although the broker created
+   * them before and their log is now empty or missing (state/state-log-guard.ts). Without it such a
+   * log refuses the open with CORRUPT_LOG. For an operator who has no backup and accepts the loss.
+   */
+  resetStateLogs?: string[];
 }
 
 export interface ResolvedBrokerOptions {
@@ -102,6 +109,7 @@ export interface ResolvedBrokerOptions {
   scrubPassIntervalMs: number;
   fileMode: number;
   directoryMode: number;
+  resetStateLogs: ReadonlySet<string>;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -213,7 +221,21 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
     ),
     fileMode: permissionMode('fileMode', options.fileMode, 0o600),
     directoryMode: permissionMode('directoryMode', options.directoryMode, 0o700),
+    resetStateLogs: stateLogNames(options.resetStateLogs),
   };
+}
+
+function stateLogNames(value: unknown): ReadonlySet<string> {
+  if (value === undefined) return new Set();
+  if (
+    !Array.isArray(value) ||
+    !value.every((name) => typeof name === 'string' && isInternalTopicName(name))
+  ) {
+    throw new InvalidArgumentError(
+      `broker option resetStateLogs must be a list of internal state log names ('__...'), got ${JSON.stringify(value)}`,
+    );
+  }
+  return new Set(value as string[]);
 }
 
 function permissionMode(name: string, value: unknown, fallback: number): number {

@@ -24,6 +24,7 @@ import {
   MetadataState,
   metadataCodec,
   parseTopicRecord,
+  type StateLogRecord,
   type TopicRecord,
 } from './state/metadata-state.js';
 import { StateLog } from './state/state-log.js';
@@ -164,6 +165,16 @@ export class MetadataStore {
   /** Records a created topic, or a topic's new partition count; resolves once durable and applied. */
   async putTopic(topic: TopicRecord): Promise<void> {
     await this.state.commit({ type: 'topic', topic });
+  }
+
+  /** The registration of internal state log `name`, if the broker ever created it (state-log-guard.ts). */
+  stateLog(name: string): StateLogRecord | undefined {
+    return this.machine.stateLog(name);
+  }
+
+  /** Records that state log `name` exists from now on; resolves once durable and applied. */
+  async registerStateLog(name: string, createdAtMs: number): Promise<void> {
+    await this.state.commit({ type: 'state-log', stateLog: { name, createdAtMs } });
   }
 
   /** Records a deleted topic; resolves once durable and applied. */

@@ -8,6 +8,8 @@
  *   topic      value msgpack { partitionCount, createdAtMs, config }   a topic was created, or its
  *                                                                      partition count grew (the whole record)
  *   deletion   value null (a tombstone)                                 the topic was deleted
+ *   state log  key `__<name>`, value msgpack { stateLogCreatedAtMs }   the broker created internal state
+ *                                                                      log `__<name>` (state-log-guard.ts)
  *
  * `config` holds every TopicConfig field except `partitions` (partitionCount is the truth). A field
  * missing from a stored config takes the broker's current default (forward compatibility when fields
@@ -16,7 +18,7 @@
  */
 import { partitionCountMax } from '../../limits.js';
 import { type ResolvedTopicConfig, resolveStoredTopicConfig } from '../topic-config.js';
-import { validateTopicName } from '../topic-name.js';
+import { isInternalTopicName, validateTopicName } from '../topic-name.js';
 import { type EntryCodec, type StateMachine, statePackr } from './state-machine.js';
 
 /** A topic as the metadata records it. */
@@ -28,7 +30,19 @@ export interface TopicRecord {
   config: ResolvedTopicConfig;
 }
 
-export type MetadataEntry = { type: 'topic'; topic: TopicRecord } | { type: 'topic-deleted'; name: string };
+/**
+ * A state log the broker created (key: its internal topic name, `__...`; value: { stateLogCreatedAtMs }).
+ * Once registered, an empty or missing log of that name means "lost", never "new" (state-log-guard.ts).
+ */
+export interface StateLogRecord {
+  name: string;
+  createdAtMs: number;
+}
+
+export type MetadataEntry =
+  | { type: 'topic'; topic: TopicRecord }
+  | { type: 'topic-deleted'; name: string }
+  | { type: 'state-log'; stateLog: StateLogRecord };
 
 /**
  * Checks a stored topic (from the state log, or from a metadata.json being migrated). A non-zero
@@ -67,6 +81,10 @@ export function metadataCodec(defaults: ResolvedTopicConfig): EntryCodec<Metadat
   return {
     encode(entry) {
       if (entry.type === 'topic-deleted') return { key: entry.name, value: null };
+      if (entry.type === 'state-log') {
+        const { name, createdAtMs } = entry.stateLog;
+        return { key: name, value: statePackr.pack({ stateLogCreatedAtMs: createdAtMs }) };
+      }
       const { name, partitionCount, createdAtMs, config } = entry.topic;
       const { partitions: _partitions, ...stored } = config;
       return { key: name, value: statePackr.pack({ partitionCount, createdAtMs, config: stored }) };
@@ -75,6 +93,14 @@ export function metadataCodec(defaults: ResolvedTopicConfig): EntryCodec<Metadat
       const name = record.keyText();
       validateTopicName(name);
       const value = record.value();
+      if (isInternalTopicName(name)) {
+        const fields: unknown = value === null ? null : statePackr.unpack(value);
+        const createdAtMs = (fields as { stateLogCreatedAtMs?: unknown } | null)?.stateLogCreatedAtMs;
+        if (typeof createdAtMs !== 'number' || !Number.isSafeInteger(createdAtMs) || createdAtMs < 0) {
+          throw new Error(`metadata of state log '${name}' has no valid stateLogCreatedAtMs`);
+        }
+        return { type: 'state-log', stateLog: { name, createdAtMs } };
+      }
       if (value === null) return { type: 'topic-deleted', name };
       const fields: unknown = statePackr.unpack(value);
       if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
@@ -87,6 +113,12 @@ export function metadataCodec(defaults: ResolvedTopicConfig): EntryCodec<Metadat
 
 export class MetadataState implements StateMachine<MetadataEntry> {
   private readonly topics = new Map<string, TopicRecord>();
+  private readonly stateLogs = new Map<string, StateLogRecord>();
+
+  /** The registration of state log `name`, if the broker ever created it. */
+  stateLog(name: string): StateLogRecord | undefined {
+    return this.stateLogs.get(name);
+  }
 
   /** Every topic, in creation order of their first entry. */
   records(): TopicRecord[] {
@@ -98,6 +130,10 @@ export class MetadataState implements StateMachine<MetadataEntry> {
   }
 
   apply(entry: MetadataEntry): void {
+    if (entry.type === 'state-log') {
+      this.stateLogs.set(entry.stateLog.name, entry.stateLog);
+      return;
+    }
     if (entry.type === 'topic') {
       const known = this.topics.get(entry.topic.name);
       if (known !== undefined && entry.topic.partitionCount < known.partitionCount) {
@@ -114,9 +150,11 @@ export class MetadataState implements StateMachine<MetadataEntry> {
 
   *snapshot(): Iterable<MetadataEntry> {
     for (const topic of this.topics.values()) yield { type: 'topic', topic };
+    for (const stateLog of this.stateLogs.values()) yield { type: 'state-log', stateLog };
   }
 
   reset(): void {
     this.topics.clear();
+    this.stateLogs.clear();
   }
 }

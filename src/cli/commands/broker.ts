@@ -11,7 +11,7 @@ import { integerFlag, UsageError } from '../cli-error.js';
 export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [--port P] [--durability none|interval|always]
                        [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
-                       [--handshake-timeout-ms N] [--config FILE]`;
+                       [--handshake-timeout-ms N] [--reset-state-log NAME]... [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -141,6 +141,7 @@ export async function runBroker(argv: string[]): Promise<number> {
       'allow-host': { type: 'string', multiple: true },
       'max-connections-per-address': { type: 'string' },
       'handshake-timeout-ms': { type: 'string' },
+      'reset-state-log': { type: 'string', multiple: true },
       config: { type: 'string' },
     },
     strict: true,
@@ -175,6 +176,7 @@ export async function runBroker(argv: string[]): Promise<number> {
     ...(file.scrubPassIntervalMs !== undefined ? { scrubPassIntervalMs: file.scrubPassIntervalMs } : {}),
     ...(file.fileMode !== undefined ? { fileMode: file.fileMode } : {}),
     ...(file.directoryMode !== undefined ? { directoryMode: file.directoryMode } : {}),
+    ...(values['reset-state-log'] !== undefined ? { resetStateLogs: values['reset-state-log'] } : {}),
   });
   broker.scrubber.onFinding((finding) => {
     process.stderr.write(
