@@ -196,6 +196,13 @@ export const producerInFlightBatchesMax = 65_536;
 
 /** Consumer groups (group and broadcast mode) a broker keeps, with or without members. More: INVALID_ARGUMENT. */
 export const groupsMax = 10_000;
+/**
+ * How long a group with no members keeps its committed offsets, positions and generation (like Kafka's
+ * offsets.retention.minutes): then they are deleted and the group is forgotten. Default 7 days.
+ */
+export const groupRetentionMsDefault = 7 * 24 * 60 * 60 * 1000;
+/** Longest time between two passes looking for groups past their retention. */
+export const groupExpiryCheckIntervalMsMax = 60_000;
 /** Members of one group at once. One more join: INVALID_ARGUMENT. */
 export const groupMembersMax = 1_000;
 /** Longest group name, in characters. */

@@ -130,7 +130,14 @@ export class BrokerEngine implements BrokerApi {
     const metadataPartition = this.topics.partitionOf(metadataTopicName, 0);
     parts.metadata.state.onAppend = () => this.messages.wake(metadataPartition);
     this.offsets = parts.offsets;
-    this.groups = new GroupCoordinator(this.topics, this.messages, parts.offsets, this.clock, this.lifecycle);
+    this.groups = new GroupCoordinator(
+      this.topics,
+      this.messages,
+      parts.offsets,
+      this.clock,
+      this.lifecycle,
+      parts.options.groupRetentionMs,
+    );
     const offsetsPartition = this.topics.partitionOf(consumerOffsetsTopicName, 0);
     parts.offsets.state.onAppend = () => this.messages.wake(offsetsPartition);
     this.queueState = parts.queueState;

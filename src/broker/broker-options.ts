@@ -9,6 +9,7 @@ import {
   checkpointIntervalMsDefault,
   checkpointIntervalMsMax,
   flushIntervalMsDefault,
+  groupRetentionMsDefault,
   indexIntervalBytesDefault,
   indexIntervalBytesMax,
   retentionCheckIntervalMsDefault,
@@ -91,6 +92,11 @@ export interface BrokerOptions {
    * log refuses the open with CORRUPT_LOG. For an operator who has no backup and accepts the loss.
    */
   resetStateLogs?: string[];
+  /**
+   * How long a consumer group with no members keeps its committed offsets and positions before they
+   * are deleted and the group is forgotten (group-coordinator.ts). Default 7 days.
+   */
+  groupRetentionMs?: number;
 }
 
 export interface ResolvedBrokerOptions {
@@ -110,6 +116,7 @@ export interface ResolvedBrokerOptions {
   fileMode: number;
   directoryMode: number;
   resetStateLogs: ReadonlySet<string>;
+  groupRetentionMs: number;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -222,6 +229,12 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
     fileMode: permissionMode('fileMode', options.fileMode, 0o600),
     directoryMode: permissionMode('directoryMode', options.directoryMode, 0o700),
     resetStateLogs: stateLogNames(options.resetStateLogs),
+    groupRetentionMs: positiveInteger(
+      'groupRetentionMs',
+      options.groupRetentionMs,
+      groupRetentionMsDefault,
+      Number.MAX_SAFE_INTEGER,
+    ),
   };
 }
 

@@ -266,6 +266,11 @@ export class BrokerTopics implements TopicService {
     return this.topics.values();
   }
 
+  /** True when a topic named `name` exists (internal ones included). */
+  has(name: string): boolean {
+    return this.topics.has(name);
+  }
+
   /** The topic named `name`, or UnknownTopicError. */
   topicNamed(name: string): Topic {
     if (typeof name !== 'string') throw new InvalidArgumentError('topic must be a string');

@@ -5,7 +5,9 @@
  *
  *   key `o["<group>","<topic>",<partition>]`            value <offset>     group mode: the committed offset
  *   key `p["<group>","<member>","<topic>",<partition>]` value <offset>     broadcast: a member's own position
- *   key `g["<group>"]`                                  value { generation, mode }   the group's last generation
+ *   key `g["<group>"]`                                  value { generation, mode, emptySinceMs? }
+ *                                                          the group's last generation; emptySinceMs when
+ *                                                          it had no members after it (group retention)
  *
  * An offset is the next one to consume (everything below it is finished). Keys are JSON arrays
  * after a one-letter kind, so names never collide. Each change is one record; the state log group-
@@ -34,6 +36,8 @@ export const groupModes: readonly GroupMode[] = ['group', 'broadcast'];
 export interface GenerationRecord {
   generation: number;
   mode: GroupMode;
+  /** Set when the group had no members after this generation: since when (ms since the epoch). */
+  emptySinceMs?: number;
 }
 
 export type OffsetsValue = number | GenerationRecord;
@@ -50,7 +54,12 @@ function validateValue(value: unknown): OffsetsValue {
       throw new Error(`generation ${String(generation)} is not an integer >= 0`);
     }
     if (!groupModes.includes(mode as GroupMode)) throw new Error(`unknown group mode ${String(mode)}`);
-    return { generation, mode: mode as GroupMode };
+    const { emptySinceMs } = value as Partial<GenerationRecord>;
+    if (emptySinceMs === undefined) return { generation, mode: mode as GroupMode };
+    if (typeof emptySinceMs !== 'number' || !Number.isSafeInteger(emptySinceMs) || emptySinceMs < 0) {
+      throw new Error(`emptySinceMs ${String(emptySinceMs)} is not an integer >= 0`);
+    }
+    return { generation, mode: mode as GroupMode, emptySinceMs };
   }
   throw new Error('a __consumer_offsets value is an offset or a generation record');
 }
@@ -162,6 +171,21 @@ export class ConsumerOffsetsStore {
       await Promise.all(entries.map(({ key, value }) => this.state.commit({ op: 'put', key, value })));
     } finally {
       this.pending -= entries.length;
+    }
+  }
+
+  /** Deletes `keys` (tombstones, group-committed); resolves once durable and applied. */
+  async remove(keys: readonly string[]): Promise<void> {
+    if (this.pending + keys.length > groupCommitsPendingMax) {
+      throw new BackpressureError(
+        `${this.pending} offset commits are waiting to be durable (groupCommitsPendingMax ${groupCommitsPendingMax}); retry later`,
+      );
+    }
+    this.pending += keys.length;
+    try {
+      await Promise.all(keys.map((key) => this.state.commit({ op: 'delete', key })));
+    } finally {
+      this.pending -= keys.length;
     }
   }
 

@@ -16,6 +16,13 @@
  * was answered unless another arrived (a waiting heartbeat keeps it alive), and at once when its
  * session closes (session.onClose: a client process killed closes its connection).
  *
+ * Retention: a group with no members keeps its offsets, positions and generation for `retentionMs`
+ * (default 7 days; the time it became empty is stored with its generation, so a restart does not
+ * reset it), then they are deleted and the group forgotten (a pass at most every minute on the
+ * clock). Offsets and positions of a deleted topic are deleted with it (also at open, for a topic
+ * deleted by a broker that crashed before it could), so a topic created again under the name starts
+ * from `from`, not from the old topic's offsets.
+ *
  * Bounds: groupsMax groups, groupMembersMax members per group, groupCommitOffsetsMax offsets per
  * commit, groupCommitsPendingMax commits not yet durable, groupHeartbeatsWaitingPerMemberMax
  * waiting heartbeats per member. One event loop; nothing here is thread-safe.
@@ -23,6 +30,7 @@
 import type { Clock, ClockTimer } from '../../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
+  groupExpiryCheckIntervalMsMax,
   groupHeartbeatsWaitingPerMemberMax,
   groupMembersMax,
   groupSessionTimeoutMsDefault,
@@ -50,6 +58,7 @@ import type { BrokerTopics } from '../broker-topics.js';
 import type { Lifecycle } from '../lifecycle.js';
 import {
   type ConsumerOffsetsStore,
+  type GenerationRecord,
   generationKey,
   offsetKey,
   parseOffsetsKey,
@@ -80,6 +89,8 @@ class GroupState {
   target = new Map<string, string>();
   /** Keys of this group's stored offsets / positions (`__consumer_offsets`). */
   readonly storedKeys = new Set<string>();
+  /** Since when the group has had no members (ms since the epoch); null while it has some. */
+  emptySinceMs: number | null = null;
 
   constructor(name: string, mode: GroupMode, generation: number) {
     this.name = name;
@@ -119,13 +130,19 @@ export class GroupCoordinator implements GroupService {
   private memberSequence = 0;
   private backgroundFailureCount = 0;
 
+  private readonly expiryTimer: ClockTimer;
+  /** Groups forgotten after their retention since the broker started (describe, tests). */
+  expiredGroups = 0;
+
   constructor(
     private readonly topics: BrokerTopics,
     private readonly messages: MessageService,
     private readonly store: ConsumerOffsetsStore,
     private readonly clock: Clock,
     private readonly lifecycle: Lifecycle,
+    private readonly retentionMs: number,
   ) {
+    const stale: string[] = [];
     for (const [key, value] of store.entries()) {
       const parsed = parseOffsetsKey(key);
       if (parsed === null) continue;
@@ -137,12 +154,26 @@ export class GroupCoordinator implements GroupService {
       if (parsed.kind === 'generation' && typeof value === 'object') {
         group.generation = value.generation;
         group.mode = value.mode;
+        if (value.emptySinceMs !== undefined) group.emptySinceMs = value.emptySinceMs;
       } else if (parsed.kind !== 'generation') {
-        group.storedKeys.add(key);
+        if (topics.has(parsed.topic)) group.storedKeys.add(key);
+        else stale.push(key);
       }
     }
+    // No member survives a restart: a group empty since an unknown time is empty since now.
+    const now = clock.nowMs();
+    for (const group of this.groups.values()) group.emptySinceMs ??= now;
+    if (stale.length > 0) this.removeInBackground(stale);
     topics.onPartitionsAdded((topic) => this.topicChanged(topic.name));
-    topics.onTopicDeleted((topic) => this.topicChanged(topic.name));
+    topics.onTopicDeleted((topic) => {
+      this.topicChanged(topic.name);
+      this.forgetTopic(topic.name);
+    });
+    this.expiryTimer = clock.setInterval(
+      () => this.expireGroups(),
+      Math.min(groupExpiryCheckIntervalMsMax, retentionMs),
+      { unref: true },
+    );
   }
 
   /** Rebalances started by a timer or a close hook whose generation write failed (e.g. disk full). */
@@ -194,6 +225,7 @@ export class GroupCoordinator implements GroupService {
     }
     group.mode = request.mode;
     group.topics = topics;
+    group.emptySinceMs = null;
     const member: Member = {
       id: memberId,
       session,
@@ -346,6 +378,7 @@ export class GroupCoordinator implements GroupService {
 
   /** Removes every member at once (the broker is closing): nothing is written. */
   closeAll(): void {
+    this.clock.clearTimer(this.expiryTimer);
     for (const group of this.groups.values()) {
       for (const member of [...group.members.values()])
         this.removeMember(group, member, 'broker closing', false);
@@ -438,9 +471,45 @@ export class GroupCoordinator implements GroupService {
     }
     group.generation++;
     this.notify(group, new Set(group.members.keys()));
-    await this.store.put([
-      { key: generationKey(group.name), value: { generation: group.generation, mode: group.mode } },
-    ]);
+    const record: GenerationRecord = { generation: group.generation, mode: group.mode };
+    if (group.emptySinceMs !== null) record.emptySinceMs = group.emptySinceMs;
+    await this.store.put([{ key: generationKey(group.name), value: record }]);
+  }
+
+  /** Deletes the offsets and positions every group stored for deleted topic `topic`. */
+  private forgetTopic(topic: string): void {
+    const keys: string[] = [];
+    for (const group of this.groups.values()) {
+      for (const key of [...group.storedKeys]) {
+        const parsed = parseOffsetsKey(key);
+        if (parsed !== null && parsed.kind !== 'generation' && parsed.topic === topic) {
+          group.storedKeys.delete(key);
+          keys.push(key);
+        }
+      }
+    }
+    if (keys.length > 0) this.removeInBackground(keys);
+  }
+
+  /** Forgets the groups with no members for `retentionMs` or more, and deletes what they stored. */
+  private expireGroups(): void {
+    if (this.lifecycle.closing) return;
+    const now = this.clock.nowMs();
+    const keys: string[] = [];
+    for (const group of [...this.groups.values()]) {
+      if (group.members.size > 0 || group.emptySinceMs === null) continue;
+      if (now - group.emptySinceMs < this.retentionMs) continue;
+      this.groups.delete(group.name);
+      keys.push(...group.storedKeys, generationKey(group.name));
+      this.expiredGroups++;
+    }
+    if (keys.length > 0) this.removeInBackground(keys);
+  }
+
+  private removeInBackground(keys: string[]): void {
+    this.store.remove(keys).catch(() => {
+      this.backgroundFailureCount++;
+    });
   }
 
   private rebalanceInBackground(group: GroupState): void {
@@ -467,7 +536,10 @@ export class GroupCoordinator implements GroupService {
     member.unhook();
     for (const wake of [...member.waiting]) wake();
     for (const [key, owner] of [...group.owner]) if (owner === member.id) group.owner.delete(key);
-    if (group.members.size === 0) group.topics = [];
+    if (group.members.size === 0) {
+      group.topics = [];
+      group.emptySinceMs = this.clock.nowMs();
+    }
     if (rebalance) this.rebalanceInBackground(group);
   }
 

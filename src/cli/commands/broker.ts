@@ -11,7 +11,8 @@ import { integerFlag, UsageError } from '../cli-error.js';
 export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [--port P] [--durability none|interval|always]
                        [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
-                       [--handshake-timeout-ms N] [--reset-state-log NAME]... [--config FILE]`;
+                       [--handshake-timeout-ms N] [--reset-state-log NAME]... [--group-retention-ms N]
+                       [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -142,6 +143,7 @@ export async function runBroker(argv: string[]): Promise<number> {
       'max-connections-per-address': { type: 'string' },
       'handshake-timeout-ms': { type: 'string' },
       'reset-state-log': { type: 'string', multiple: true },
+      'group-retention-ms': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -177,6 +179,7 @@ export async function runBroker(argv: string[]): Promise<number> {
     ...(file.fileMode !== undefined ? { fileMode: file.fileMode } : {}),
     ...(file.directoryMode !== undefined ? { directoryMode: file.directoryMode } : {}),
     ...(values['reset-state-log'] !== undefined ? { resetStateLogs: values['reset-state-log'] } : {}),
+    ...definedOnly({ groupRetentionMs: integerFlag('group-retention-ms', values['group-retention-ms'], 1) }),
   });
   broker.scrubber.onFinding((finding) => {
     process.stderr.write(
