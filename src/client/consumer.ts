@@ -43,6 +43,7 @@ import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
+import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
@@ -313,14 +314,12 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     ack: () => Promise.resolve(),
     nack: (message, options) => this.rewind(message, options),
   };
-  /** Fetched answers in arrival order; `head` indexes the first one not fully taken. */
-  private chunks: Array<FetchedChunk | undefined> = [];
-  private head = 0;
-  private readonly readerWaiters: Array<() => void> = [];
+  /** Fetched answers in arrival order. */
+  private readonly chunks = new BufferQueue<FetchedChunk>();
   private readonly lifetime = new AbortController();
+  private readonly inbox = new ConsumerInbox(this.lifetime.signal);
   private readonly loops: Array<Promise<void>> = [];
   private readonly starting: Promise<void>;
-  private failure: unknown = null;
   private closing: Promise<void> | null = null;
 
   /** @internal Made by Spillway.consumer(). */
@@ -460,7 +459,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
   next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
     // A buffered message is answered without an async function frame (one fewer object and
     // suspension per message); everything else takes the slow path, which starts the same way.
-    if (this.head < this.chunks.length) {
+    if (!this.chunks.isEmpty) {
       let message: ConsumedMessage | null;
       try {
         message = this.takeBuffered();
@@ -477,25 +476,11 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     throw error;
   }
 
-  private async nextWaiting(): Promise<IteratorResult<ConsumedMessage, undefined>> {
-    for (;;) {
-      let message: ConsumedMessage | null;
-      try {
-        message = this.takeBuffered();
-      } catch (error) {
-        await this.close();
-        throw error;
-      }
-      if (message !== null) return { done: false, value: message };
-      if (this.failure !== null) {
-        const failure = this.failure;
-        this.failure = null;
-        await this.close();
-        throw failure;
-      }
-      if (this.lifetime.signal.aborted) return { done: true, value: undefined };
-      await new Promise<void>((resolve) => this.readerWaiters.push(resolve));
-    }
+  private nextWaiting(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    return this.inbox.next(
+      () => this.takeBuffered(),
+      () => this.close(),
+    );
   }
 
   /** Called when a for-await loop is left early: closes the consumer. */
@@ -509,12 +494,11 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     if (this.closing === null) {
       this.lifetime.abort(closedError('the consumer'));
       for (const reader of this.readers) this.wakeFetch(reader);
-      this.wakeReaders();
+      this.inbox.wake();
       this.closing = (async () => {
         await this.starting.catch(() => undefined);
         await Promise.allSettled(this.loops);
-        this.chunks = [];
-        this.head = 0;
+        this.chunks.clear();
       })();
     }
     return this.closing;
@@ -549,7 +533,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         }),
       );
     } catch (error) {
-      this.fail(error);
+      this.inbox.fail(error);
       throw error;
     }
     if (this.closed) return;
@@ -596,12 +580,11 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         if (reader.epoch !== epoch) continue;
         const nextOffset = integerOf(response.header, 'nextOffset', 'fetch');
         if (response.body.length > 0) {
-          this.compact();
           this.chunks.push(
             new FetchedChunk(reader, response.body, requested, nextOffset, this.onCorrupt, this.settler),
           );
           reader.bufferedBytes += response.body.length;
-          this.wakeReaders();
+          this.inbox.wake();
         }
         if (nextOffset > requested) reader.position = nextOffset;
       } catch (error) {
@@ -613,7 +596,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
           await this.sleep(this.backoffMs(failures));
           continue;
         }
-        this.fail(error);
+        this.inbox.fail(error);
         return;
       }
     }
@@ -622,22 +605,17 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
   /** The next buffered message, or null. Releases fully taken answers (and resumes their fetches). */
   private takeBuffered(): ConsumedMessage | null {
     const chunks = this.chunks;
-    while (this.head < chunks.length) {
-      const chunk = chunks[this.head]!;
+    while (!chunks.isEmpty) {
+      const chunk = chunks.front()!;
       if (!chunk.dropped) {
         const message = chunk.next();
         if (message !== null) return message;
       }
-      chunks[this.head] = undefined;
-      this.head++;
+      chunks.shift();
       if (chunk.dropped) continue;
       const reader = chunk.reader;
       reader.bufferedBytes -= chunk.body.length;
       if (reader.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(reader);
-    }
-    if (this.head > 0) {
-      this.chunks = [];
-      this.head = 0;
     }
     return null;
   }
@@ -659,35 +637,15 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     reader.nextYield = offset;
     reader.notBefore =
       options.delayMs !== undefined && options.delayMs > 0 ? Date.now() + options.delayMs : 0;
-    for (let index = this.head; index < this.chunks.length; index++) {
-      const chunk = this.chunks[index];
-      if (chunk !== undefined && chunk.reader === reader && !chunk.dropped) {
+    this.chunks.forEach((chunk) => {
+      if (chunk.reader === reader && !chunk.dropped) {
         chunk.dropped = true;
         reader.bufferedBytes -= chunk.body.length;
       }
-    }
+    });
     reader.fetchAbort?.abort(closedError('a fetch dropped by a rewind'));
     this.wakeFetch(reader);
     return Promise.resolve();
-  }
-
-  /** Drops taken answers from the front of the queue once they are most of it. */
-  private compact(): void {
-    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
-      this.chunks = this.chunks.slice(this.head);
-      this.head = 0;
-    }
-  }
-
-  private fail(error: unknown): void {
-    if (this.failure !== null || this.closed) return;
-    this.failure = error;
-    this.wakeReaders();
-  }
-
-  private wakeReaders(): void {
-    const waiters = this.readerWaiters.splice(0);
-    for (const wake of waiters) wake();
   }
 
   private wakeFetch(reader: PartitionReader): void {

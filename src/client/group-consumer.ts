@@ -49,6 +49,7 @@ import type { ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
+import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { FinishedPrefix } from './finished-prefix.js';
 import { parseGroupView } from './group-view.js';
@@ -232,10 +233,9 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
   private readonly held = new Map<string, HeldPartition>();
   /** Partition counts when this consumer started: partitions added later start at 'earliest'. */
   private readonly initialPartitionCounts = new Map<string, number>();
-  private chunks: Array<Chunk | undefined> = [];
-  private head = 0;
-  private readonly readerWaiters: Array<() => void> = [];
+  private readonly chunks = new BufferQueue<Chunk>();
   private readonly lifetime = new AbortController();
+  private readonly inbox = new ConsumerInbox(this.lifetime.signal);
   private readonly loops = new Set<Promise<void>>();
   private readonly starting: Promise<void>;
   private commitTimer: NodeJS.Timeout | null = null;
@@ -243,7 +243,6 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
   private lastCommitMs = 0;
   /** The partition whose unfinished messages reached groupConsumerUnfinishedMessagesMax, if any. */
   private blockedOn: HeldPartition | null = null;
-  private failure: unknown = null;
   private closing: Promise<void> | null = null;
   /** Frames sent, for tests and benchmarks. */
   readonly stats = { commits: 0, heartbeats: 0, joins: 0, releases: 0 };
@@ -412,25 +411,11 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
     return this;
   }
 
-  async next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
-    for (;;) {
-      let message: ConsumedMessage | null;
-      try {
-        message = this.takeBuffered();
-      } catch (error) {
-        await this.close();
-        throw error;
-      }
-      if (message !== null) return { done: false, value: message };
-      if (this.failure !== null) {
-        const failure = this.failure;
-        this.failure = null;
-        await this.close();
-        throw failure;
-      }
-      if (this.closed) return { done: true, value: undefined };
-      await new Promise<void>((resolve) => this.readerWaiters.push(resolve));
-    }
+  next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    return this.inbox.next(
+      () => this.takeBuffered(),
+      () => this.close(),
+    );
   }
 
   async return(): Promise<IteratorResult<ConsumedMessage, undefined>> {
@@ -447,7 +432,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
       this.lifetime.abort(closedError('the consumer'));
       if (this.commitTimer !== null) clearInterval(this.commitTimer);
       for (const held of this.held.values()) this.wakeFetch(held);
-      this.wakeReaders();
+      this.inbox.wake();
       this.closing = (async () => {
         await this.starting.catch(() => undefined);
         await Promise.allSettled([...this.loops]);
@@ -462,8 +447,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
         }
         for (const held of this.held.values()) held.active = false;
         this.held.clear();
-        this.chunks = [];
-        this.head = 0;
+        this.chunks.clear();
       })();
     }
     return this.closing;
@@ -480,7 +464,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
         this.initialPartitionCounts.set(description.name, description.partitionCount);
       await this.join();
     } catch (error) {
-      this.fail(error);
+      this.inbox.fail(error);
       throw error;
     }
     if (this.closed) return;
@@ -554,7 +538,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
           await this.sleep(Math.min(retryBackoffMs * 2 ** Math.min(failures, 6), 5_000));
           continue;
         }
-        this.fail(error);
+        this.inbox.fail(error);
         return;
       }
     }
@@ -663,7 +647,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
   finished(held: HeldPartition): void {
     if (this.blockedOn === held) {
       this.blockedOn = null;
-      this.wakeReaders();
+      this.inbox.wake();
     }
     if (this.commitInFlight !== null) return;
     const now = performance.now();
@@ -723,10 +707,9 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
         if (!current()) return;
         const nextOffset = integerOf(response.header, 'nextOffset', 'groupFetch');
         if (response.body.length > 0) {
-          this.compact();
           this.chunks.push(new Chunk(held, epoch, response.body, requested));
           held.bufferedBytes += response.body.length;
-          this.wakeReaders();
+          this.inbox.wake();
         }
         if (nextOffset > requested) held.position = nextOffset;
       } catch (error) {
@@ -743,7 +726,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
           await this.sleep(Math.min(retryBackoffMs * 2 ** Math.min(failures, 6), 5_000));
           continue;
         }
-        this.fail(error);
+        this.inbox.fail(error);
         return;
       }
     }
@@ -787,7 +770,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
     ) {
       return;
     }
-    this.fail(error);
+    this.inbox.fail(error);
   }
 
   private dropAll(): void {
@@ -801,19 +784,17 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
 
   /** Releases the bytes of a partition's buffered chunks (they are skipped when reached). */
   private dropBuffered(held: HeldPartition): void {
-    for (let index = this.head; index < this.chunks.length; index++) {
-      const chunk = this.chunks[index];
-      if (chunk !== undefined && chunk.held === held && chunk.stale) {
-        held.bufferedBytes -= chunk.body.length;
-        this.chunks[index] = undefined;
-      }
-    }
+    this.chunks.removeWhere((chunk) => {
+      if (chunk.held !== held || !chunk.stale) return false;
+      held.bufferedBytes -= chunk.body.length;
+      return true;
+    });
   }
 
   private takeBuffered(): ConsumedMessage | null {
     const chunks = this.chunks;
-    while (this.head < chunks.length) {
-      const chunk = chunks[this.head];
+    while (!chunks.isEmpty) {
+      const chunk = chunks.front();
       if (chunk !== undefined && !chunk.stale) {
         if (chunk.held.prefix.pendingCount >= groupConsumerUnfinishedMessagesMax) {
           // Bounded: this partition waits for acks (its ack wakes the readers).
@@ -826,37 +807,14 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
           return message;
         }
       }
-      chunks[this.head] = undefined;
-      this.head++;
+      chunks.shift();
       if (chunk !== undefined) {
         const held = chunk.held;
         held.bufferedBytes -= chunk.body.length;
         if (held.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(held);
       }
     }
-    if (this.head > 0) {
-      this.chunks = [];
-      this.head = 0;
-    }
     return null;
-  }
-
-  private compact(): void {
-    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
-      this.chunks = this.chunks.slice(this.head);
-      this.head = 0;
-    }
-  }
-
-  private fail(error: unknown): void {
-    if (this.failure !== null || this.closed) return;
-    this.failure = error;
-    this.wakeReaders();
-  }
-
-  private wakeReaders(): void {
-    const waiters = this.readerWaiters.splice(0);
-    for (const wake of waiters) wake();
   }
 
   private wakeFetch(held: HeldPartition): void {

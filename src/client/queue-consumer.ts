@@ -36,6 +36,7 @@ import { Opcode } from '../protocol/opcodes.js';
 import type { QueueMode, QueueSettings } from '../protocol/queue-api.js';
 import type { ReceiveResponsePartition } from '../protocol/queue-messages.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
+import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
@@ -127,13 +128,11 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
   private readonly requestTimeoutMs: number;
   /** A receive is sent only once the buffer has room for this many (no trickle of tiny receives). */
   private readonly receiveRoomMin: number;
-  private buffer: ConsumedMessage[] = [];
-  private head = 0;
-  private readonly readerWaiters: Array<() => void> = [];
+  private readonly buffer = new BufferQueue<ConsumedMessage>();
   private readonly roomWaiters: Array<() => void> = [];
   private readonly lifetime = new AbortController();
+  private readonly inbox = new ConsumerInbox(this.lifetime.signal);
   private readonly loops: Array<Promise<void>>;
-  private failure: unknown = null;
   private closing: Promise<void> | null = null;
   private acks = new Map<string, PendingSettle>();
   /** Key: topic NUL delayMs NUL error. */
@@ -208,28 +207,19 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
     return this;
   }
 
-  async next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
-    for (;;) {
-      if (this.head < this.buffer.length) {
-        const message = this.buffer[this.head]!;
-        this.buffer[this.head] = undefined as unknown as ConsumedMessage;
-        this.head++;
-        if (this.head === this.buffer.length) {
-          this.buffer = [];
-          this.head = 0;
-        }
-        this.wakeRoom();
-        return { done: false, value: message };
-      }
-      if (this.failure !== null) {
-        const failure = this.failure;
-        this.failure = null;
-        await this.close();
-        throw failure;
-      }
-      if (this.lifetime.signal.aborted) return { done: true, value: undefined };
-      await new Promise<void>((resolve) => this.readerWaiters.push(resolve));
-    }
+  next(): Promise<IteratorResult<ConsumedMessage, undefined>> {
+    return this.inbox.next(
+      () => this.takeBuffered(),
+      () => this.close(),
+    );
+  }
+
+  private takeBuffered(): ConsumedMessage | null {
+    const message = this.buffer.front();
+    if (message === undefined) return null;
+    this.buffer.shift();
+    this.wakeRoom();
+    return message;
   }
 
   async return(): Promise<IteratorResult<ConsumedMessage, undefined>> {
@@ -239,7 +229,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
 
   /** Messages received and not yet taken. */
   get bufferedCount(): number {
-    return this.buffer.length - this.head;
+    return this.buffer.length;
   }
 
   /** MessageSettler: gathers the ack; resolves once the broker made it durable. */
@@ -276,13 +266,11 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
   close(): Promise<void> {
     if (this.closing === null) {
       this.lifetime.abort(closedError('the consumer'));
-      this.wakeReaders();
+      this.inbox.wake();
       this.wakeRoom();
       this.closing = (async () => {
         await Promise.allSettled(this.loops);
-        const untaken = this.buffer.slice(this.head);
-        this.buffer = [];
-        this.head = 0;
+        const untaken = this.buffer.drain();
         for (const message of untaken) void this.nack(message, { delayMs: 0 }).catch(() => undefined);
         await this.flush();
         await Promise.allSettled([...this.inFlightSettles]);
@@ -377,7 +365,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
         }
         if (messages.length > 0) {
           for (const message of messages) this.buffer.push(message);
-          this.wakeReaders();
+          this.inbox.wake();
         }
       } catch (error) {
         if (signal.aborted) return;
@@ -388,20 +376,10 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
           );
           continue;
         }
-        this.fail(error);
+        this.inbox.fail(error);
         return;
       }
     }
-  }
-
-  private fail(error: unknown): void {
-    if (this.failure !== null || this.lifetime.signal.aborted) return;
-    this.failure = error;
-    this.wakeReaders();
-  }
-
-  private wakeReaders(): void {
-    for (const wake of this.readerWaiters.splice(0)) wake();
   }
 
   private wakeRoom(): void {
