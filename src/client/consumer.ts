@@ -44,6 +44,7 @@ import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
+import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
@@ -116,22 +117,6 @@ export const consumerDefaults = {
   retryBackoffMs: 100,
   retryBackoffMaxMs: 5_000,
 } as const;
-
-function integerOption(
-  value: number | undefined,
-  name: string,
-  min: number,
-  max: number,
-  fallback: number,
-): number {
-  const resolved = value ?? fallback;
-  if (typeof resolved !== 'number' || !Number.isSafeInteger(resolved) || resolved < min || resolved > max) {
-    throw new InvalidArgumentError(
-      `consumer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`,
-    );
-  }
-  return resolved;
-}
 
 function checkStartPosition(from: unknown): StartPosition {
   if (from === 'earliest' || from === 'latest') return from;
@@ -331,16 +316,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         `mode ${JSON.stringify(options.mode)} with group ${JSON.stringify(options.group)}: the mode must be 'group', 'broadcast', 'shared' or 'key_shared' (the queue modes need a group)`,
       );
     }
-    const topics = options.topics;
-    if (
-      !Array.isArray(topics) ||
-      topics.length === 0 ||
-      !topics.every((topic) => typeof topic === 'string' && topic.length > 0)
-    ) {
-      throw new InvalidArgumentError('consumer option topics must be a non-empty array of topic names');
-    }
-    if (new Set(topics).size !== topics.length)
-      throw new InvalidArgumentError('consumer option topics repeats a topic');
+    const topics = consumerTopicsOption(options.topics);
     if (options.partitions !== undefined) {
       const partitions = options.partitions;
       if (
@@ -354,40 +330,46 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
       }
       this.partitionsWanted = [...new Set(partitions)].sort((a, b) => a - b);
     }
-    this.topics = [...topics];
+    this.topics = topics;
     this.transport = transport;
     this.admin = admin;
     this.from = checkStartPosition(options.from ?? consumerDefaults.from);
-    this.maxBytes = integerOption(options.maxBytes, 'maxBytes', 1, batchBytesMax, consumerDefaults.maxBytes);
-    this.maxWaitMs = integerOption(
+    this.maxBytes = consumerIntegerOption(
+      options.maxBytes,
+      'maxBytes',
+      1,
+      batchBytesMax,
+      consumerDefaults.maxBytes,
+    );
+    this.maxWaitMs = consumerIntegerOption(
       options.maxWaitMs,
       'maxWaitMs',
       0,
       fetchMaxWaitMsMax,
       consumerDefaults.maxWaitMs,
     );
-    this.partitionBufferBytesMax = integerOption(
+    this.partitionBufferBytesMax = consumerIntegerOption(
       options.partitionBufferBytesMax,
       'partitionBufferBytesMax',
       1,
       Number.MAX_SAFE_INTEGER,
       this.maxBytes,
     );
-    this.requestTimeoutMs = integerOption(
+    this.requestTimeoutMs = consumerIntegerOption(
       options.requestTimeoutMs,
       'requestTimeoutMs',
       1,
       Number.MAX_SAFE_INTEGER,
       consumerDefaults.requestTimeoutMs,
     );
-    this.retryBackoffMs = integerOption(
+    this.retryBackoffMs = consumerIntegerOption(
       options.retryBackoffMs,
       'retryBackoffMs',
       1,
       retryBackoffMsMax,
       consumerDefaults.retryBackoffMs,
     );
-    this.retryBackoffMaxMs = integerOption(
+    this.retryBackoffMaxMs = consumerIntegerOption(
       options.retryBackoffMaxMs,
       'retryBackoffMaxMs',
       1,

@@ -50,6 +50,7 @@ import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
+import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { FinishedPrefix } from './finished-prefix.js';
 import { parseGroupView } from './group-view.js';
@@ -92,22 +93,6 @@ export const groupConsumerDefaults = {
 } as const;
 
 const retryBackoffMs = 100;
-
-function integerOption(
-  value: number | undefined,
-  name: string,
-  min: number,
-  max: number,
-  fallback: number,
-): number {
-  const resolved = value ?? fallback;
-  if (typeof resolved !== 'number' || !Number.isSafeInteger(resolved) || resolved < min || resolved > max) {
-    throw new InvalidArgumentError(
-      `consumer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`,
-    );
-  }
-  return resolved;
-}
 
 function keyOf(topic: string, partition: number): string {
   return `${topic}\n${partition}`;
@@ -255,16 +240,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
         `consumer option group must be a non-empty string of at most ${groupNameLengthMax} characters`,
       );
     }
-    const topics = options.topics;
-    if (
-      !Array.isArray(topics) ||
-      topics.length === 0 ||
-      !topics.every((topic) => typeof topic === 'string' && topic.length > 0)
-    ) {
-      throw new InvalidArgumentError('consumer option topics must be a non-empty array of topic names');
-    }
-    if (new Set(topics).size !== topics.length)
-      throw new InvalidArgumentError('consumer option topics repeats a topic');
+    const topics = consumerTopicsOption(options.topics);
     const mode = options.mode ?? 'group';
     if (mode !== 'group' && mode !== 'broadcast') {
       throw new InvalidArgumentError(`GroupConsumer takes mode 'group' or 'broadcast', got ${String(mode)}`);
@@ -293,62 +269,62 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
       );
     }
     this.group = group;
-    this.topics = [...topics];
+    this.topics = topics;
     this.mode = mode;
     this.transport = transport;
     this.admin = admin;
     this.from = from;
     this.stableMemberId = mode === 'broadcast' ? memberId : undefined;
-    this.sessionTimeoutMs = integerOption(
+    this.sessionTimeoutMs = consumerIntegerOption(
       options.sessionTimeoutMs,
       'sessionTimeoutMs',
       groupSessionTimeoutMsMin,
       groupSessionTimeoutMsMax,
       groupConsumerDefaults.sessionTimeoutMs,
     );
-    this.heartbeatIntervalMs = integerOption(
+    this.heartbeatIntervalMs = consumerIntegerOption(
       options.heartbeatIntervalMs,
       'heartbeatIntervalMs',
       1,
       this.sessionTimeoutMs,
       Math.max(1, Math.floor(this.sessionTimeoutMs / 3)),
     );
-    this.commitIntervalMs = integerOption(
+    this.commitIntervalMs = consumerIntegerOption(
       options.commitIntervalMs,
       'commitIntervalMs',
       1,
       3_600_000,
       groupConsumerDefaults.commitIntervalMs,
     );
-    this.rebalanceTimeoutMs = integerOption(
+    this.rebalanceTimeoutMs = consumerIntegerOption(
       options.rebalanceTimeoutMs,
       'rebalanceTimeoutMs',
       0,
       3_600_000,
       groupConsumerDefaults.rebalanceTimeoutMs,
     );
-    this.maxBytes = integerOption(
+    this.maxBytes = consumerIntegerOption(
       options.maxBytes,
       'maxBytes',
       1,
       batchBytesMax,
       groupConsumerDefaults.maxBytes,
     );
-    this.maxWaitMs = integerOption(
+    this.maxWaitMs = consumerIntegerOption(
       options.maxWaitMs,
       'maxWaitMs',
       0,
       fetchMaxWaitMsMax,
       groupConsumerDefaults.maxWaitMs,
     );
-    this.partitionBufferBytesMax = integerOption(
+    this.partitionBufferBytesMax = consumerIntegerOption(
       options.partitionBufferBytesMax,
       'partitionBufferBytesMax',
       1,
       Number.MAX_SAFE_INTEGER,
       this.maxBytes,
     );
-    this.requestTimeoutMs = integerOption(
+    this.requestTimeoutMs = consumerIntegerOption(
       options.requestTimeoutMs,
       'requestTimeoutMs',
       1,

@@ -37,6 +37,7 @@ import type { QueueMode, QueueSettings } from '../protocol/queue-api.js';
 import type { ReceiveResponsePartition } from '../protocol/queue-messages.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
+import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
@@ -104,16 +105,6 @@ class PendingSettle {
   }
 }
 
-function integerOption(value: unknown, name: string, min: number, max: number, fallback: number): number {
-  const resolved = value ?? fallback;
-  if (typeof resolved !== 'number' || !Number.isSafeInteger(resolved) || resolved < min || resolved > max) {
-    throw new InvalidArgumentError(
-      `consumer option ${name} must be an integer in [${min}, ${max}], got ${String(value)}`,
-    );
-  }
-  return resolved;
-}
-
 export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, MessageSettler {
   readonly redelivery = 'message' as const;
   readonly group: string;
@@ -150,18 +141,9 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
     if (typeof options.group !== 'string' || options.group.length === 0) {
       throw new InvalidArgumentError(`mode '${options.mode}' needs a group (consumer option group)`);
     }
-    const topics = options.topics;
-    if (
-      !Array.isArray(topics) ||
-      topics.length === 0 ||
-      !topics.every((topic) => typeof topic === 'string' && topic.length > 0)
-    ) {
-      throw new InvalidArgumentError('consumer option topics must be a non-empty array of topic names');
-    }
-    if (new Set(topics).size !== topics.length)
-      throw new InvalidArgumentError('consumer option topics repeats a topic');
+    const topics = consumerTopicsOption(options.topics);
     this.group = options.group;
-    this.topics = [...topics];
+    this.topics = topics;
     this.mode = options.mode;
     this.transport = transport;
     this.settings = {
@@ -170,29 +152,35 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
       ...(options.retryBackoffMs !== undefined ? { retryBackoffMs: options.retryBackoffMs } : {}),
       ...(options.deadLetterTopic !== undefined ? { deadLetterTopic: options.deadLetterTopic } : {}),
     };
-    this.maxMessages = integerOption(
+    this.maxMessages = consumerIntegerOption(
       options.maxMessages,
       'maxMessages',
       1,
       queueReceiveMessagesMax,
       queueConsumerDefaults.maxMessages,
     );
-    this.bufferMessagesMax = integerOption(
+    this.bufferMessagesMax = consumerIntegerOption(
       options.bufferMessagesMax,
       'bufferMessagesMax',
       1,
       1_000_000,
       queueConsumerDefaults.bufferMessagesMax,
     );
-    this.maxWaitMs = integerOption(
+    this.maxWaitMs = consumerIntegerOption(
       options.maxWaitMs,
       'maxWaitMs',
       0,
       fetchMaxWaitMsMax,
       queueConsumerDefaults.maxWaitMs,
     );
-    this.maxBytes = integerOption(options.maxBytes, 'maxBytes', 1, batchBytesMax, fetchMaxBytesDefault);
-    this.requestTimeoutMs = integerOption(
+    this.maxBytes = consumerIntegerOption(
+      options.maxBytes,
+      'maxBytes',
+      1,
+      batchBytesMax,
+      fetchMaxBytesDefault,
+    );
+    this.requestTimeoutMs = consumerIntegerOption(
       options.requestTimeoutMs,
       'requestTimeoutMs',
       1,
