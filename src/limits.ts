@@ -220,6 +220,13 @@ export const groupHeartbeatsWaitingPerMemberMax = 4;
  */
 export const groupConsumerUnfinishedMessagesMax = 1_000_000;
 /**
+ * Backlog drain (client/backlog-drain.ts): most source offsets a resume finds copied into the target
+ * above the group's committed offsets (copied by an interrupted run, not yet committed). A normal
+ * interruption leaves at most the drain's in-flight window plus one commit interval of copies; more
+ * means the group's offsets were moved back, and the drain stops with INVALID_ARGUMENT.
+ */
+export const drainResumeOffsetsMax = 4_000_000;
+/**
  * Queue consumption (shared, key_shared): the broker hands out offsets of a queue partition only below
  * its ack floor + this many, so in-flight deliveries, settled ranges, delivery counts and retries of
  * a partition stay bounded; a consumer that never acks stops receiving from that partition.
