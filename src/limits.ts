@@ -194,6 +194,12 @@ export const producerInFlightBatchesPerPartitionMax = 1024;
 /** Most batches in flight in all a producer may be configured with. */
 export const producerInFlightBatchesMax = 65_536;
 
+/**
+ * Per-partition lag series (spillway_group_lag, spillway_broadcast_lag, spillway_queue_*) one scrape
+ * of GET /metrics writes at most; queue groups, then groups, each in name order, get theirs until
+ * the budget is spent, the others only their per-group sum (spillway_group_lag_sum, bounded by groupsMax + queueGroupsMax).
+ */
+export const metricsLagSeriesMax = 10_000;
 /** Consumer groups (group and broadcast mode) a broker keeps, with or without members. More: INVALID_ARGUMENT. */
 export const groupsMax = 10_000;
 /** Members of one group at once. One more join: INVALID_ARGUMENT. */

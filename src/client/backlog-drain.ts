@@ -136,7 +136,9 @@ function validate(options: DrainOptions): void {
   if (options.source === options.into)
     throw new InvalidArgumentError('the drain target must be another topic than the source');
   if (!Number.isSafeInteger(options.partitions) || options.partitions < 1)
-    throw new InvalidArgumentError(`drain option partitions must be an integer >= 1, got ${options.partitions}`);
+    throw new InvalidArgumentError(
+      `drain option partitions must be an integer >= 1, got ${options.partitions}`,
+    );
   const window = options.inFlightMessagesMax;
   if (window !== undefined && (!Number.isSafeInteger(window) || window < 1))
     throw new InvalidArgumentError(`drain option inFlightMessagesMax must be an integer >= 1, got ${window}`);
@@ -409,9 +411,7 @@ export async function drainBacklog(sw: Spillway, options: DrainOptions): Promise
     headers[drainSourceHeader] = drainSourceValue(options.source, message.partition, message.offset);
     headers[drainGroupHeader] = options.group;
     const partition =
-      message.key === null
-        ? spread++ % options.partitions
-        : partitionForKey(message.key, options.partitions);
+      message.key === null ? spread++ % options.partitions : partitionForKey(message.key, options.partitions);
     return producer
       .send(options.into, {
         key: message.key,

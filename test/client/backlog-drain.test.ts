@@ -170,8 +170,7 @@ describe('drainBacklog', () => {
     // and one of another topic, which must not count.
     const producer = sw.producer();
     const planted = source.filter(
-      (m) =>
-        (m.partition === 0 && m.offset < 120 && m.offset !== 50) || (m.partition === 1 && m.offset < 10),
+      (m) => (m.partition === 0 && m.offset < 120 && m.offset !== 50) || (m.partition === 1 && m.offset < 10),
     );
     for (const m of planted) {
       await producer.send('tmp', {
@@ -197,7 +196,12 @@ describe('drainBacklog', () => {
     });
     await producer.close();
     const result = await drainBacklog(sw, { source: 'src', group: 'g', into: 'tmp', partitions: 4 });
-    expect(result).toMatchObject({ created: false, total: 1000, skipped: planted.length, interrupted: false });
+    expect(result).toMatchObject({
+      created: false,
+      total: 1000,
+      skipped: planted.length,
+      interrupted: false,
+    });
     expect(result.copied).toBe(1000 - planted.length);
     const copies = (await readAll(sw, 'tmp')).filter(
       (c) => c.headers[drainGroupHeader] === 'g' && c.source.topic === 'src',
@@ -284,7 +288,11 @@ describe('drainBacklog', () => {
 });
 
 it('parseDrainSource reads what drainSourceValue writes, topics with colons included', () => {
-  expect(parseDrainSource(drainSourceValue('a:b', 3, 42))).toEqual({ topic: 'a:b', partition: 3, offset: 42 });
+  expect(parseDrainSource(drainSourceValue('a:b', 3, 42))).toEqual({
+    topic: 'a:b',
+    partition: 3,
+    offset: 42,
+  });
   expect(parseDrainSource('nope')).toBeNull();
   expect(parseDrainSource('t:x:1')).toBeNull();
   expect(parseDrainSource(':1:2')).toBeNull();
