@@ -339,9 +339,6 @@ export async function drainBacklog(sw: Spillway, options: DrainOptions): Promise
   let failure: unknown = null;
   let spread = 0;
   let progressTimer: NodeJS.Timeout | null = null;
-  let stopWaiting: (() => void) | null = null;
-  const onAbort = (): void => stopWaiting?.();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await consumer.ready();
     checkAssignment(consumer, options, partitionCount);
@@ -355,14 +352,9 @@ export async function drainBacklog(sw: Spillway, options: DrainOptions): Promise
     }
     let checkedAt = Date.now();
     while (remaining > 0 && failure === null && !aborted(options.signal)) {
-      const next = await Promise.race([
-        consumer.next(),
-        new Promise<null>((resolve) => {
-          stopWaiting = () => resolve(null);
-        }),
-      ]);
-      stopWaiting = null;
-      if (next === null || next.done === true) break;
+      // While a partition has backlog left, a message is always coming: no need to race the signal.
+      const next = await consumer.next();
+      if (next.done === true) break;
       const message = next.value;
       const partition = message.partition;
       if (partition >= partitionCount || done[partition]) continue; // past the end taken at start
@@ -395,7 +387,6 @@ export async function drainBacklog(sw: Spillway, options: DrainOptions): Promise
     await Promise.all(inFlight.slice(inFlightHead));
     if (failure !== null) throw failure;
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
     if (progressTimer !== null) clearInterval(progressTimer);
     await producer.close().catch(() => undefined);
     await consumer.close(); // commits the acked prefix, then leaves the group
@@ -427,7 +418,6 @@ export async function drainBacklog(sw: Spillway, options: DrainOptions): Promise
         },
         (error: unknown) => {
           failure ??= error;
-          stopWaiting?.();
         },
       );
   }
