@@ -1,6 +1,7 @@
 /**
  * `spillway backlog drain` against a broker child process, with a large backlog: the drain process is
- * SIGKILLed in the middle, then run again: every backlog message is in the target exactly once, with
+ * stopped with SIGINT (it commits what it copied, exit 130), run again and SIGKILLed in the middle,
+ * then run a third time: every backlog message is in the target exactly once, with
  * its key, headers and timestamp, per-key order kept, and the group's committed offsets at the end.
  * The lag figures of `spillway group describe`, GET /v1/groups, GET /v1/groups/G and /metrics are
  * checked before (the backlog) and after (0).
@@ -81,7 +82,43 @@ async function lagFigures(
   };
 }
 
-it(`drains a backlog of ${count.toLocaleString('en-US')} messages, SIGKILLed in the middle and resumed: exactly once, per-key order, offsets at the end`, async () => {
+it('refuses bad usage (exit 2) and a group with a live member (exit 1, GROUP_NOT_EMPTY)', async () => {
+  const url = ['--broker', broker.url];
+  expect((await runCli(['backlog', 'drain', 'x', '--into', 'y', '--partitions', '2', ...url])).code).toBe(2);
+  expect((await runCli(['backlog', 'drain', 'x', '--group', 'g', '--partitions', '2', ...url])).code).toBe(2);
+  expect((await runCli(['backlog', 'drain', 'x', '--group', 'g', '--into', 'y', ...url])).code).toBe(2);
+  expect(
+    (await runCli(['backlog', 'drain', 'x', '--group', 'g', '--into', 'y', '--partitions', '0', ...url]))
+      .code,
+  ).toBe(2);
+  expect((await runCli(['backlog', 'move', 'x', ...url])).code).toBe(2);
+  const sw = await Spillway.connect(broker.url);
+  try {
+    await sw.admin.createTopic('busy-src', { partitions: 2 });
+    const member = sw.consumer({ group: 'busy', topics: ['busy-src'], from: 'earliest' });
+    await member.ready();
+    const refused = await runCli([
+      'backlog',
+      'drain',
+      'busy-src',
+      '--group',
+      'busy',
+      '--into',
+      'busy-tmp',
+      '--partitions',
+      '4',
+      ...url,
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^spillway backlog: GROUP_NOT_EMPTY: group 'busy' has 1 live member/);
+    expect((await sw.admin.listTopics()).some((topic) => topic.name === 'busy-tmp')).toBe(false);
+    await member.close();
+  } finally {
+    await sw.close();
+  }
+});
+
+it(`drains a backlog of ${count.toLocaleString('en-US')} messages, stopped with Ctrl-C, then SIGKILLed, then resumed: exactly once, per-key order, offsets at the end`, async () => {
   const sw = await Spillway.connect(broker.url);
   try {
     await sw.admin.createTopic('src', { partitions: sourcePartitions, durability: 'interval' });
@@ -121,7 +158,8 @@ it(`drains a backlog of ${count.toLocaleString('en-US')} messages, SIGKILLed in 
     const sourceEnds = (await sw.admin.describeTopic('src')).partitions.map((p) => p.logEndOffset);
     const committedBefore = (await sw.admin.describeGroup('billing')).partitions.map((p) => p.committed ?? 0);
 
-    // First run, SIGKILLed once about 40% of the backlog is in the target.
+    // Runs of the drain command as a child process, stopped by `signal` once `fraction` of the
+    // backlog is in the target.
     const args = [
       cliPath,
       'backlog',
@@ -136,35 +174,58 @@ it(`drains a backlog of ${count.toLocaleString('en-US')} messages, SIGKILLed in 
       '--broker',
       broker.url,
     ];
-    drainChild = spawn(process.execPath, args, { cwd: repositoryRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      drainChild!.once('exit', (code, signal) => resolve({ code, signal })),
-    );
-    let copiedAtKill = 0;
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      expect(Date.now(), 'the drain made no progress').toBeLessThan(deadline);
-      const exists = (await sw.admin.listTopics()).some((topic) => topic.name === 'wide');
-      if (exists) {
-        const wide = await sw.admin.describeTopic('wide');
-        copiedAtKill = wide.partitions.reduce((sum, p) => sum + p.logEndOffset, 0);
-        if (copiedAtKill >= backlog * 0.4) break;
+    const stopAt = async (
+      fraction: number,
+      signal: NodeJS.Signals,
+    ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; inTarget: number }> => {
+      const child = spawn(process.execPath, args, { cwd: repositoryRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      drainChild = child;
+      let stdout = '';
+      child.stdout!.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString('utf8');
+      });
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.once('close', (code, signal) => resolve({ code, signal })),
+      );
+      let inTarget = 0;
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        expect(Date.now(), 'the drain made no progress').toBeLessThan(deadline);
+        expect(child.exitCode, 'the drain ended before it was stopped').toBeNull();
+        if ((await sw.admin.listTopics()).some((topic) => topic.name === 'wide')) {
+          const wide = await sw.admin.describeTopic('wide');
+          inTarget = wide.partitions.reduce((sum, p) => sum + p.logEndOffset, 0);
+          if (inTarget >= backlog * fraction) break;
+        }
+        await sleep(10);
       }
-      await sleep(10);
-    }
-    process.kill(drainChild.pid!, 'SIGKILL');
-    expect(await exited).toEqual({ code: null, signal: 'SIGKILL' });
-    const committedAtKill = (await sw.admin.describeGroup('billing')).partitions.reduce(
-      (sum, p) => sum + (p.committed ?? 0),
-      0,
-    );
+      process.kill(child.pid!, signal);
+      return { ...(await exited), stdout, inTarget };
+    };
+    const committedSum = async (): Promise<number> =>
+      (await sw.admin.describeGroup('billing')).partitions.reduce((sum, p) => sum + (p.committed ?? 0), 0);
+
+    // First run: Ctrl-C at 20%. It commits what it copied and says so.
+    const interrupted = await stopAt(0.2, 'SIGINT');
+    expect(interrupted.code).toBe(130);
+    const first = JSON.parse(interrupted.stdout) as { copied: number; interrupted: boolean; skipped: number };
+    expect(first).toMatchObject({ interrupted: true, skipped: 0 });
+    expect(await committedSum()).toBe(consumedFirst + first.copied);
+    const wideAfterInterrupt = await sw.admin.describeTopic('wide');
+    expect(wideAfterInterrupt.partitions.reduce((sum, p) => sum + p.logEndOffset, 0)).toBe(first.copied);
+
+    // Second run: SIGKILLed once about 50% of the backlog is in the target.
+    const killed = await stopAt(0.5, 'SIGKILL');
+    expect(killed).toMatchObject({ code: null, signal: 'SIGKILL' });
+    const copiedAtKill = killed.inTarget;
+    const committedAtKill = await committedSum();
     expect(committedAtKill - consumedFirst).toBeLessThan(backlog);
 
-    // Second run: resumes, copies the rest.
-    const second = await runCli(args.slice(1), { timeoutMs: 300_000 });
-    expect(second.stderr).toBe('');
-    expect(second.code).toBe(0);
-    const summary = JSON.parse(second.stdout) as {
+    // Third run: resumes, copies the rest.
+    const last = await runCli(args.slice(1), { timeoutMs: 300_000 });
+    expect(last.stderr).toBe('');
+    expect(last.code).toBe(0);
+    const summary = JSON.parse(last.stdout) as {
       total: number;
       copied: number;
       skipped: number;
@@ -174,7 +235,7 @@ it(`drains a backlog of ${count.toLocaleString('en-US')} messages, SIGKILLed in 
     expect(summary.total).toBe(count - committedAtKill);
     expect(summary.copied + summary.skipped).toBe(summary.total);
     console.log(
-      `drain test: ${count} messages, backlog ${backlog}; killed with ${copiedAtKill} in the target and ${committedAtKill - consumedFirst} committed; the resume skipped ${summary.skipped} and copied ${summary.copied}`,
+      `drain test: ${count} messages, backlog ${backlog}; Ctrl-C after ${first.copied} copied; killed with ${copiedAtKill} in the target and ${committedAtKill - consumedFirst} committed; the resume skipped ${summary.skipped} and copied ${summary.copied}`,
     );
 
     // The target: every backlog message once, content kept, per-key order.
