@@ -27,6 +27,7 @@ export const suiteNames = [
   'scrub',
   'broker',
   'groups',
+  'drain',
   'consume-pool',
   'peers',
   'compare',

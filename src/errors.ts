@@ -40,6 +40,7 @@ export type ErrorCode =
   | 'FENCED_GENERATION'
   | 'RECEIPT_EXPIRED'
   | 'RECEIPT_INVALID'
+  | 'GROUP_NOT_EMPTY'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -78,6 +79,7 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment
   RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
   RECEIPT_INVALID: false,
+  GROUP_NOT_EMPTY: false, // stop the group's members first (backlog drain)
   INTERNAL: false,
 };
 

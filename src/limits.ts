@@ -194,6 +194,12 @@ export const producerInFlightBatchesPerPartitionMax = 1024;
 /** Most batches in flight in all a producer may be configured with. */
 export const producerInFlightBatchesMax = 65_536;
 
+/**
+ * Per-partition lag series (spillway_group_lag, spillway_broadcast_lag, spillway_queue_*) one scrape
+ * of GET /metrics writes at most; queue groups, then groups, each in name order, get theirs until
+ * the budget is spent, the others only their per-group sum (spillway_group_lag_sum, bounded by groupsMax + queueGroupsMax).
+ */
+export const metricsLagSeriesMax = 10_000;
 /** Consumer groups (group and broadcast mode) a broker keeps, with or without members. More: INVALID_ARGUMENT. */
 export const groupsMax = 10_000;
 /**
@@ -226,6 +232,13 @@ export const groupHeartbeatsWaitingPerMemberMax = 4;
  * out no more of that partition until some are acked (the finished-prefix bookkeeping stays bounded).
  */
 export const groupConsumerUnfinishedMessagesMax = 1_000_000;
+/**
+ * Backlog drain (client/backlog-drain.ts): most source offsets a resume finds copied into the target
+ * above the group's committed offsets (copied by an interrupted run, not yet committed). A normal
+ * interruption leaves at most the drain's in-flight window plus one commit interval of copies; more
+ * means the group's offsets were moved back, and the drain stops with INVALID_ARGUMENT.
+ */
+export const drainResumeOffsetsMax = 4_000_000;
 /**
  * Queue consumption (shared, key_shared): the broker hands out offsets of a queue partition only below
  * its ack floor + this many, so in-flight deliveries, settled ranges, delivery counts and retries of

@@ -19,6 +19,13 @@ export type {
 export type { Durability } from '../protocol/types.js';
 export { Admin } from './admin.js';
 export {
+  type DrainOptions,
+  type DrainProgress,
+  type DrainResult,
+  drainBacklog,
+  drainDefaults,
+} from './backlog-drain.js';
+export {
   Consumer,
   type ConsumerOptions,
   consumerDefaults,

@@ -67,6 +67,8 @@ export interface NackSettings {
 
 export interface QueuePartitionDescription {
   partition: number;
+  /** Visible end offset of the partition (what a receive may hand out up to). */
+  logEndOffset: number;
   /** Every offset below is settled. */
   ackFloor: number;
   /** Settled [from, to) ranges above the floor. */
@@ -80,6 +82,11 @@ export interface QueuePartitionDescription {
   cursor: number;
   /** Visible end offset of the partition minus the floor. */
   backlog: number;
+  /**
+   * Messages below the visible end not yet settled (acked or dead-lettered): the backlog minus the
+   * settled ones above the floor. In flight, ready, scheduled and never handed out ones all count.
+   */
+  lag: number;
 }
 
 export interface QueueGroupDescription {
@@ -127,6 +134,10 @@ export interface QueueGroupSummary {
   memberCount: number;
   /** Sum of the partitions' backlog (visible end minus the ack floor). */
   backlog: number;
+  /** Sum of the partitions' lag (messages not yet settled). */
+  lag: number;
+  /** Sum of the partitions' deliveries awaiting an ack. */
+  inFlight: number;
 }
 
 export function queueGroupSummary(queue: QueueGroupDescription): QueueGroupSummary {
@@ -136,5 +147,7 @@ export function queueGroupSummary(queue: QueueGroupDescription): QueueGroupSumma
     topic: queue.topic,
     memberCount: queue.members.length,
     backlog: queue.partitions.reduce((sum, partition) => sum + partition.backlog, 0),
+    lag: queue.partitions.reduce((sum, partition) => sum + partition.lag, 0),
+    inFlight: queue.partitions.reduce((sum, partition) => sum + partition.inFlight, 0),
   };
 }

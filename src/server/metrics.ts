@@ -7,6 +7,8 @@
  * than with prom-client: a dozen series do not need a registry, and prom-client's label hashing
  * would sit on every request.
  */
+
+import { metricsLagSeriesMax } from '../limits.js';
 import type { IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
 import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
@@ -271,6 +273,11 @@ export class ServerMetrics {
     const queueMetrics = [
       ['spillway_queue_backlog', 'Queue partition: visible end offset minus the ack floor.', 'backlog'],
       [
+        'spillway_queue_lag',
+        'Queue partition: messages below the visible end not yet acked or dead-lettered.',
+        'lag',
+      ],
+      [
         'spillway_queue_ack_floor',
         'Queue partition: every offset below is acked or dead-lettered.',
         'ackFloor',
@@ -282,9 +289,24 @@ export class ServerMetrics {
         'scheduled',
       ],
     ] as const;
+    // Per-partition lag series are bounded (metricsLagSeriesMax): groups in name order get their
+    // rows until the budget is spent; the per-group sums below are always there.
+    let lagSeriesLeft = metricsLagSeriesMax;
+    let lagSeriesOmitted = 0;
+    const queueRowsShown = new Set<QueueGroupDescription>();
+    for (const group of queueGroups) {
+      const rows = group.partitions.length * queueMetrics.length;
+      if (rows <= lagSeriesLeft) {
+        lagSeriesLeft -= rows;
+        queueRowsShown.add(group);
+      } else {
+        lagSeriesOmitted += rows;
+      }
+    }
     for (const [name, help, field] of queueMetrics) {
       metric(name, 'gauge', help);
       for (const group of queueGroups) {
+        if (!queueRowsShown.has(group)) continue;
         const labels = `group="${escapeLabelValue(group.group)}",topic="${escapeLabelValue(group.topic)}"`;
         for (const partition of group.partitions) {
           lines.push(`${name}{${labels},partition="${partition.partition}"} ${partition[field]}`);
@@ -319,13 +341,22 @@ export class ServerMetrics {
       lines.push(`spillway_group_members{group="${label}",mode="${group.mode}"} ${group.members.length}`);
       lines.push(`spillway_group_generation{group="${label}"} ${group.generation}`);
     }
+    const groupRowsShown = new Set<GroupDescription>();
+    for (const group of groupDescriptions) {
+      if (group.partitions.length <= lagSeriesLeft) {
+        lagSeriesLeft -= group.partitions.length;
+        groupRowsShown.add(group);
+      } else {
+        lagSeriesOmitted += group.partitions.length;
+      }
+    }
     metric(
       'spillway_group_lag',
       'gauge',
       "Group mode: messages of a partition past the group's committed offset (log end minus committed).",
     );
     for (const group of groupDescriptions) {
-      if (group.mode !== 'group') continue;
+      if (group.mode !== 'group' || !groupRowsShown.has(group)) continue;
       const label = escapeLabelValue(group.group);
       for (const row of group.partitions) {
         lines.push(
@@ -339,7 +370,7 @@ export class ServerMetrics {
       "Broadcast mode: messages of a partition past a member's own position.",
     );
     for (const group of groupDescriptions) {
-      if (group.mode !== 'broadcast') continue;
+      if (group.mode !== 'broadcast' || !groupRowsShown.has(group)) continue;
       const label = escapeLabelValue(group.group);
       for (const row of group.partitions) {
         lines.push(
@@ -347,6 +378,28 @@ export class ServerMetrics {
         );
       }
     }
+    metric(
+      'spillway_group_lag_sum',
+      'gauge',
+      'Per group, all its partitions: group mode the sum of spillway_group_lag, broadcast the sum over members, shared and key_shared the sum of spillway_queue_lag over its topics.',
+    );
+    for (const group of groupDescriptions) {
+      lines.push(
+        `spillway_group_lag_sum{group="${escapeLabelValue(group.group)}",mode="${group.mode}"} ${group.lag}`,
+      );
+    }
+    const queueSums = new Map<string, number>();
+    for (const group of queueGroups) {
+      const key = `group="${escapeLabelValue(group.group)}",mode="${group.mode}"`;
+      queueSums.set(key, (queueSums.get(key) ?? 0) + group.partitions.reduce((sum, row) => sum + row.lag, 0));
+    }
+    for (const [labels, lag] of queueSums) lines.push(`spillway_group_lag_sum{${labels}} ${lag}`);
+    metric(
+      'spillway_lag_series_omitted',
+      'gauge',
+      'Per-partition group and queue series left out of this scrape to keep it under metricsLagSeriesMax (the per-group sums are complete).',
+    );
+    lines.push(`spillway_lag_series_omitted ${lagSeriesOmitted}`);
     lines.push('');
     return lines.join('\n');
   }

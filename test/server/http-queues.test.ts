@@ -105,6 +105,8 @@ describe('HTTP queue API', () => {
       topic: 'hq',
       memberCount: 0,
       backlog: 0,
+      lag: 0,
+      inFlight: 0,
     });
     const described = (await (await fetch(`${harness.http}/v1/groups/billing`)).json()) as Record<
       string,

@@ -439,15 +439,24 @@ export class BrokerQueues implements QueueService {
         settings: { ...queueGroup.settings, retryBackoffMs: [...queueGroup.settings.retryBackoffMs] },
         partitions: queueGroup.partitions.map((queue, partition) => {
           const ack = queue.ack();
+          const end = queue.partition.visibleEndOffset;
+          const ranges = ack.settledRanges;
+          let settledAbove = 0;
+          for (let index = 0; index < ranges.length; index += 2) {
+            settledAbove += Math.min(ranges[index + 1]!, end) - Math.min(ranges[index]!, end);
+          }
+          const backlog = Math.max(0, end - ack.floor);
           return {
             partition,
+            logEndOffset: end,
             ackFloor: ack.floor,
-            settledRanges: ack.settledRanges.length / 2,
+            settledRanges: ranges.length / 2,
             inFlight: queue.inFlight.size,
             scheduled: queue.scheduled.size,
             ready: queue.ready.length,
             cursor: queue.cursor,
-            backlog: Math.max(0, queue.partition.visibleEndOffset - ack.floor),
+            backlog,
+            lag: Math.max(0, backlog - settledAbove),
           };
         }),
       });
