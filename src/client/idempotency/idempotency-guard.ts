@@ -1,0 +1,217 @@
+/**
+ * consumer.run's side of the idempotency kit: around each handler call (or worker-pool batch) it
+ * checks the store, claims the id in this process, and records the id after success.
+ *
+ * In-process claim: while a delivery of an id is being checked or handled, another delivery of the
+ * same id (a duplicate in another lane, or running concurrently) does not run its handler: it waits
+ * for the first one's outcome. Recorded → the duplicate is acked (counted as skipped); failed → the
+ * handler path claims the id in turn and runs (the worker path nacks it: it comes again). Claims are
+ * only held by messages consumer.run has taken, so there are at most pendingMessagesMax of them.
+ * Across processes no claim exists: what two processes running one id at once do depends on the
+ * store (see docs/IDEMPOTENCY.md).
+ *
+ * Store errors (seen/record failing) and a bad key make the message fail (nack, it comes again):
+ * a message is never acked unless its id was found recorded or recorded after its handler succeeded.
+ *
+ * Single-threaded: one guard per run, used from the main thread only.
+ */
+import { IdempotencyStoreError } from '../../errors.js';
+import type { ConsumedMessage } from '../message.js';
+import { type IdempotencyKeyFunction, idempotencyKeyOf } from './idempotency-key.js';
+import type { IdempotencyHandling, IdempotencyStore, RunContext } from './idempotency-store.js';
+
+/** Outcome of one message: handled (error null), failed (error text), duplicate (acked, skipped), or not run. */
+export type GuardedOutcome = { error: string | null } | 'duplicate' | 'skipped';
+
+/** One in-process claim of an id: `done` resolves true when the holder recorded the id, false if not. */
+interface Claim {
+  readonly done: Promise<boolean>;
+  finish(recorded: boolean): void;
+}
+
+export function errorText(thrown: unknown): string {
+  return thrown instanceof Error ? thrown.message || thrown.name : String(thrown);
+}
+
+export class IdempotencyGuard<Extra extends object> {
+  private readonly store: IdempotencyStore<Extra>;
+  private readonly keyFunction: IdempotencyKeyFunction;
+  private readonly claims = new Map<string, Claim>();
+
+  constructor(store: IdempotencyStore<Extra>, keyFunction: IdempotencyKeyFunction) {
+    this.store = store;
+    this.keyFunction = keyFunction;
+  }
+
+  /** Ids claimed now (for tests and the bound: never above the run's pending messages). */
+  get claimedCount(): number {
+    return this.claims.size;
+  }
+
+  /**
+   * The handler path: runs `handler(message, context)` unless the id is recorded. Resolves
+   * 'duplicate' (skip and ack) or 'handled' (recorded); rejects with what the handler or the store
+   * threw (nothing recorded).
+   */
+  async handle(
+    message: ConsumedMessage,
+    handler: (message: ConsumedMessage, context: RunContext<Extra>) => unknown,
+  ): Promise<'handled' | 'duplicate'> {
+    const id = idempotencyKeyOf(message, this.keyFunction);
+    for (let held = this.claims.get(id); held !== undefined; held = this.claims.get(id)) {
+      if (await held.done) return 'duplicate';
+    }
+    const claim = this.claim(id);
+    let recorded = false;
+    try {
+      if (await this.seen(id)) {
+        recorded = true;
+        return 'duplicate';
+      }
+      const handling = this.store.handling?.(id) ?? null;
+      const context = contextOf(id, handling);
+      try {
+        await handler(message, context);
+      } catch (error) {
+        if (handling?.outcome() === 'duplicate') {
+          recorded = true;
+          return 'duplicate';
+        }
+        throw error;
+      }
+      const outcome = handling?.outcome() ?? 'unrecorded';
+      if (outcome === 'unrecorded') await this.record(id);
+      recorded = true;
+      return outcome === 'duplicate' ? 'duplicate' : 'handled';
+    } finally {
+      this.release(id, claim, recorded);
+    }
+  }
+
+  /**
+   * The worker-pool path: admits the messages whose ids are neither recorded nor claimed, has
+   * `run` handle those (in worker threads: no handler context there), records the handled ones and
+   * answers an outcome per message, in order. If `run` throws, the claims are released unrecorded
+   * and the error goes to the caller.
+   */
+  async handleBatch(
+    messages: readonly ConsumedMessage[],
+    run: (admitted: ConsumedMessage[]) => Promise<GuardedOutcome[]>,
+  ): Promise<GuardedOutcome[]> {
+    const outcomes: GuardedOutcome[] = new Array(messages.length);
+    const admitted: Array<{ index: number; id: string; claim: Claim }> = [];
+    const followers: Array<{ index: number; done: Promise<boolean> }> = [];
+    for (let index = 0; index < messages.length; index++) {
+      let id: string;
+      try {
+        id = idempotencyKeyOf(messages[index]!, this.keyFunction);
+      } catch (error) {
+        outcomes[index] = { error: errorText(error) };
+        continue;
+      }
+      const held = this.claims.get(id);
+      if (held !== undefined) followers.push({ index, done: held.done });
+      else admitted.push({ index, id, claim: this.claim(id) });
+    }
+    const seen = await Promise.all(
+      admitted.map((entry) =>
+        this.seen(entry.id).then(
+          (found) => found,
+          (error: unknown) => error as Error,
+        ),
+      ),
+    );
+    const toRun: typeof admitted = [];
+    for (let position = 0; position < admitted.length; position++) {
+      const entry = admitted[position]!;
+      const found = seen[position]!;
+      if (found === true) {
+        outcomes[entry.index] = 'duplicate';
+        this.release(entry.id, entry.claim, true);
+      } else if (found === false) {
+        toRun.push(entry);
+      } else {
+        outcomes[entry.index] = { error: errorText(found) };
+        this.release(entry.id, entry.claim, false);
+      }
+    }
+    let ran: GuardedOutcome[] = [];
+    if (toRun.length > 0) {
+      try {
+        ran = await run(toRun.map((entry) => messages[entry.index]!));
+      } catch (error) {
+        for (const entry of toRun) this.release(entry.id, entry.claim, false);
+        throw error;
+      }
+    }
+    await Promise.all(
+      toRun.map(async (entry, position) => {
+        let outcome = ran[position] ?? 'skipped';
+        let recorded = false;
+        if (outcome !== 'skipped' && outcome !== 'duplicate' && outcome.error === null) {
+          try {
+            await this.record(entry.id);
+            recorded = true;
+          } catch (error) {
+            outcome = { error: errorText(error) };
+          }
+        }
+        outcomes[entry.index] = outcome;
+        this.release(entry.id, entry.claim, recorded);
+      }),
+    );
+    for (const follower of followers) {
+      outcomes[follower.index] = (await follower.done)
+        ? 'duplicate'
+        : { error: 'another delivery with the same idempotency key failed' };
+    }
+    return outcomes;
+  }
+
+  private claim(id: string): Claim {
+    let finish!: (recorded: boolean) => void;
+    const done = new Promise<boolean>((resolve) => {
+      finish = resolve;
+    });
+    const claim = { done, finish };
+    this.claims.set(id, claim);
+    return claim;
+  }
+
+  private release(id: string, claim: Claim, recorded: boolean): void {
+    if (this.claims.get(id) === claim) this.claims.delete(id);
+    claim.finish(recorded);
+  }
+
+  private async seen(id: string): Promise<boolean> {
+    try {
+      return await this.store.seen(id);
+    } catch (error) {
+      throw storeError(this.store.kind, 'seen', error);
+    }
+  }
+
+  private async record(id: string): Promise<void> {
+    try {
+      await this.store.record(id);
+    } catch (error) {
+      throw storeError(this.store.kind, 'record', error);
+    }
+  }
+}
+
+/** Store failures as IdempotencyStoreError (as they are, when the store already threw one). */
+function storeError(kind: string, operation: string, error: unknown): Error {
+  if (error instanceof IdempotencyStoreError) return error;
+  return new IdempotencyStoreError(`${kind} idempotency store: ${operation} failed: ${errorText(error)}`, {
+    cause: error,
+  });
+}
+
+function contextOf<Extra extends object>(
+  id: string,
+  handling: IdempotencyHandling<Extra> | null,
+): RunContext<Extra> {
+  if (handling === null) return { idempotencyKey: id } as RunContext<Extra>;
+  return { ...handling.context, idempotencyKey: id };
+}
