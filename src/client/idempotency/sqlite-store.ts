@@ -162,7 +162,7 @@ export class SqliteStore implements IdempotencyStore<SqliteHandlingContext> {
       this.statements = {
         seen: db.prepare(`SELECT 1 FROM ${table} WHERE id = ? AND expires_at > ?`),
         record: db.prepare(
-          `INSERT INTO ${table} (id, processed_at, expires_at) VALUES (?1, ?2, ?3)
+          `INSERT INTO ${table} (id, processed_at, expires_at) VALUES (?, ?, ?)
            ON CONFLICT (id) DO UPDATE SET processed_at = excluded.processed_at, expires_at = excluded.expires_at
            WHERE ${table}.expires_at <= excluded.processed_at`,
         ),
