@@ -16,7 +16,10 @@ export const redisMissing = redisExecutable === undefined;
 export const redisSkipReason =
   'redis-server is not installed (install it with `node dist/bench/peers/install.js redis` as root)';
 
-export type TestRedisClient = ReturnType<typeof createClient>;
+function newClient(port: number) {
+  return createClient({ socket: { host: '127.0.0.1', port, reconnectStrategy: false } });
+}
+export type TestRedisClient = ReturnType<typeof newClient>;
 
 export interface TestRedis {
   port: number;
@@ -55,7 +58,7 @@ export async function startRedis(): Promise<TestRedis> {
     port,
     pid: server.pid,
     async client() {
-      const client = createClient({ socket: { host: '127.0.0.1', port, reconnectStrategy: false } });
+      const client = newClient(port);
       client.on('error', () => {}); // surfaced by the failing command
       await client.connect();
       clients.push(client);

@@ -17,7 +17,11 @@ import {
   SpillwayError,
   sqliteStore,
 } from '../../../src/client/index.js';
-import { idempotencyMemoryIdsMax, idempotencySqlitePurgeRowsMax, idempotencyTtlMsMax } from '../../../src/limits.js';
+import {
+  idempotencyMemoryIdsMax,
+  idempotencySqlitePurgeRowsMax,
+  idempotencyTtlMsMax,
+} from '../../../src/limits.js';
 import { onCleanup } from '../helpers.js';
 import { redisMissing, redisSkipReason, startRedis, type TestRedis } from './redis-server.js';
 
@@ -143,7 +147,9 @@ describe('sqliteStore on a file database', () => {
     const db = new Database(path);
     db.exec('CREATE TABLE IF NOT EXISTS accounts (name TEXT PRIMARY KEY, balance INTEGER NOT NULL)');
     db.prepare("INSERT OR IGNORE INTO accounts VALUES ('alice', 100)").run();
-    onCleanup(() => db.close());
+    onCleanup(() => {
+      db.close();
+    });
     return db;
   }
   const balance = (db: Database.Database): number =>
@@ -238,7 +244,9 @@ describe('sqliteStore on a file database', () => {
     // A database of ours without fsync per commit (thousands of records): the store keeps our settings.
     const db = new Database(join(temporaryDirectory(), 'ids.db'));
     db.pragma('synchronous = OFF');
-    onCleanup(() => db.close());
+    onCleanup(() => {
+      db.close();
+    });
     const store = sqliteStore(db, { ttlMs: 1000, now: () => now });
     await store.record('old');
     now += 1000;
