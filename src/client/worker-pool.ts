@@ -126,7 +126,7 @@ export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecu
       outcomes =
         scheduler.guard === null
           ? await runInPool(messages)
-          : await scheduler.guard.handleBatch(messages, runInPool);
+          : await scheduler.guard.handleBatch(messages, runInPool, scheduler.rewinds);
     } catch (error) {
       failure = error;
     }

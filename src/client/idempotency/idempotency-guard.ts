@@ -4,8 +4,10 @@
  *
  * In-process claim: while a delivery of an id is being checked or handled, another delivery of the
  * same id (a duplicate in another lane, or running concurrently) does not run its handler: it waits
- * for the first one's outcome. Recorded → the duplicate is acked (counted as skipped); failed → the
- * handler path claims the id in turn and runs (the worker path nacks it: it comes again). Claims are
+ * for the first one's outcome. Recorded → the duplicate is acked (counted as skipped); not recorded
+ * (failed, or not run) → the duplicate claims the id in turn and runs, except in the worker path
+ * when the consumer rewinds and the duplicate is later in the first one's partition: it is dropped
+ * unsettled then, since the rewind brings it again in order. Claims are
  * only held by messages consumer.run has taken, so there are at most pendingMessagesMax of them.
  * Across processes no claim exists: what two processes running one id at once do depends on the
  * store (see docs/IDEMPOTENCY.md).
@@ -23,8 +25,9 @@ import type { IdempotencyHandling, IdempotencyStore, RunContext } from './idempo
 /** Outcome of one message: handled (error null), failed (error text), duplicate (acked, skipped), or not run. */
 export type GuardedOutcome = { error: string | null } | 'duplicate' | 'skipped';
 
-/** One in-process claim of an id: `done` resolves true when the holder recorded the id, false if not. */
+/** One in-process claim of an id, by the delivery `holder`: `done` resolves with whether it recorded the id. */
 interface Claim {
+  readonly holder: ConsumedMessage;
   readonly done: Promise<boolean>;
   finish(recorded: boolean): void;
 }
@@ -61,7 +64,7 @@ export class IdempotencyGuard<Extra extends object> {
     for (let held = this.claims.get(id); held !== undefined; held = this.claims.get(id)) {
       if (await held.done) return 'duplicate';
     }
-    const claim = this.claim(id);
+    const claim = this.claim(id, message);
     let recorded = false;
     try {
       if (await this.seen(id)) {
@@ -91,16 +94,19 @@ export class IdempotencyGuard<Extra extends object> {
   /**
    * The worker-pool path: admits the messages whose ids are neither recorded nor claimed, has
    * `run` handle those (in worker threads: no handler context there), records the handled ones and
-   * answers an outcome per message, in order. If `run` throws, the claims are released unrecorded
-   * and the error goes to the caller.
+   * answers an outcome per message, in order. Messages whose id was claimed wait for the claim and
+   * are then duplicates, dropped (`rewinds`: later in the failed holder's partition) or admitted in
+   * a further round. If `run` throws, the claims are released unrecorded and the error goes to the
+   * caller.
    */
   async handleBatch(
     messages: readonly ConsumedMessage[],
     run: (admitted: ConsumedMessage[]) => Promise<GuardedOutcome[]>,
+    rewinds: boolean,
   ): Promise<GuardedOutcome[]> {
     const outcomes: GuardedOutcome[] = new Array(messages.length);
     const admitted: Array<{ index: number; id: string; claim: Claim }> = [];
-    const followers: Array<{ index: number; done: Promise<boolean> }> = [];
+    const followers: Array<{ index: number; claim: Claim }> = [];
     for (let index = 0; index < messages.length; index++) {
       let id: string;
       try {
@@ -110,8 +116,8 @@ export class IdempotencyGuard<Extra extends object> {
         continue;
       }
       const held = this.claims.get(id);
-      if (held !== undefined) followers.push({ index, done: held.done });
-      else admitted.push({ index, id, claim: this.claim(id) });
+      if (held !== undefined) followers.push({ index, claim: held });
+      else admitted.push({ index, id, claim: this.claim(id, messages[index]!) });
     }
     const seen = await Promise.all(
       admitted.map((entry) =>
@@ -160,20 +166,38 @@ export class IdempotencyGuard<Extra extends object> {
         this.release(entry.id, entry.claim, recorded);
       }),
     );
-    for (const follower of followers) {
-      outcomes[follower.index] = (await follower.done)
-        ? 'duplicate'
-        : { error: 'another delivery with the same idempotency key failed' };
+    const again: number[] = [];
+    for (const { index, claim } of followers) {
+      const message = messages[index]!;
+      const holder = claim.holder;
+      if (await claim.done) outcomes[index] = 'duplicate';
+      else if (
+        rewinds &&
+        message.topic === holder.topic &&
+        message.partition === holder.partition &&
+        message.offset > holder.offset
+      )
+        outcomes[index] = 'skipped';
+      else again.push(index);
+    }
+    if (again.length > 0) {
+      const more = await this.handleBatch(
+        again.map((index) => messages[index]!),
+        run,
+        rewinds,
+      );
+      for (let position = 0; position < again.length; position++)
+        outcomes[again[position]!] = more[position]!;
     }
     return outcomes;
   }
 
-  private claim(id: string): Claim {
+  private claim(id: string, holder: ConsumedMessage): Claim {
     let finish!: (recorded: boolean) => void;
     const done = new Promise<boolean>((resolve) => {
       finish = resolve;
     });
-    const claim = { done, finish };
+    const claim = { holder, done, finish };
     this.claims.set(id, claim);
     return claim;
   }

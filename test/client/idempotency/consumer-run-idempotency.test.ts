@@ -300,6 +300,50 @@ describe('consumer.run with an idempotency store', () => {
     expect(await store.seen('transfers/id/transfer-7')).toBe(true);
   });
 
+  test.each(consumerKinds.filter(([kind]) => kind !== 'group'))(
+    'worker pool, %s consumer: a failing first run of a key (its duplicate in the same batch waits for it) comes again and is applied once',
+    async (_kind, makeConsumer) => {
+      const sw = await setup(1);
+      await produceEachTwice(sw);
+      const directory = temporaryDirectory();
+      const log = join(directory, 'applied.jsonl');
+      const failedOnce = join(directory, 'failed-once');
+      writeFileSync(log, '');
+      const module = join(directory, 'handler.mjs');
+      writeFileSync(
+        module,
+        `import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+export function handler(message) {
+  const transfer = JSON.parse(message.value.toString());
+  if (transfer.amount === 8 && !existsSync(${JSON.stringify(failedOnce)})) {
+    writeFileSync(${JSON.stringify(failedOnce)}, '');
+    throw new Error('downstream unavailable');
+  }
+  appendFileSync(${JSON.stringify(log)}, message.value.toString() + '\\n');
+}
+`,
+      );
+      const store = memoryStore();
+      const summary = await runUntil(makeConsumer(sw), 2, {
+        worker: pathToFileURL(module),
+        threads: 2,
+        batchMessages: 32,
+        idempotency: store,
+      });
+      const totals: Record<string, number> = {};
+      for (const line of readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((text) => text.length > 0)) {
+        const { account, amount } = JSON.parse(line) as { account: string; amount: number };
+        totals[account] = (totals[account] ?? 0) + amount;
+      }
+      expect(totals).toEqual(expectedTotals());
+      expect(summary.handled).toBe(messagesCount);
+      expect(summary.failed).toBe(1);
+      expect(await store.seen('transfers/id/transfer-7')).toBe(true);
+    },
+  );
+
   test('a store that fails: the message is nacked (IDEMPOTENCY_STORE), comes again, and is applied once', async () => {
     const sw = await setup(1);
     await produceEachTwice(sw);
