@@ -28,6 +28,7 @@ export const suiteNames = [
   'broker',
   'groups',
   'consume-pool',
+  'idempotency',
   'peers',
   'compare',
 ] as const;

@@ -25,11 +25,33 @@ import type { IdempotencyHandling, IdempotencyStore, RunContext } from './idempo
 /** Outcome of one message: handled (error null), failed (error text), duplicate (acked, skipped), or not run. */
 export type GuardedOutcome = { error: string | null } | 'duplicate' | 'skipped';
 
-/** One in-process claim of an id, by the delivery `holder`: `done` resolves with whether it recorded the id. */
-interface Claim {
+/**
+ * One in-process claim of an id, by the delivery `holder`. `wait()` resolves with whether the
+ * holder recorded the id; the promise is made only when someone waits (most claims end unwaited).
+ */
+class Claim {
   readonly holder: ConsumedMessage;
-  readonly done: Promise<boolean>;
-  finish(recorded: boolean): void;
+  private recorded: boolean | null = null;
+  private waiters: Array<(recorded: boolean) => void> | null = null;
+
+  constructor(holder: ConsumedMessage) {
+    this.holder = holder;
+  }
+
+  wait(): Promise<boolean> {
+    if (this.recorded !== null) return Promise.resolve(this.recorded);
+    return new Promise((resolve) => {
+      this.waiters ??= [];
+      this.waiters.push(resolve);
+    });
+  }
+
+  finish(recorded: boolean): void {
+    this.recorded = recorded;
+    const waiters = this.waiters;
+    this.waiters = null;
+    if (waiters !== null) for (const wake of waiters) wake(recorded);
+  }
 }
 
 export function errorText(thrown: unknown): string {
@@ -62,12 +84,13 @@ export class IdempotencyGuard<Extra extends object> {
   ): Promise<'handled' | 'duplicate'> {
     const id = idempotencyKeyOf(message, this.keyFunction);
     for (let held = this.claims.get(id); held !== undefined; held = this.claims.get(id)) {
-      if (await held.done) return 'duplicate';
+      if (await held.wait()) return 'duplicate';
     }
     const claim = this.claim(id, message);
     let recorded = false;
     try {
-      if (await this.seen(id)) {
+      const seen = this.seen(id);
+      if (typeof seen === 'boolean' ? seen : await seen) {
         recorded = true;
         return 'duplicate';
       }
@@ -83,7 +106,10 @@ export class IdempotencyGuard<Extra extends object> {
         throw error;
       }
       const outcome = handling?.outcome() ?? 'unrecorded';
-      if (outcome === 'unrecorded') await this.record(id);
+      if (outcome === 'unrecorded') {
+        const recording = this.record(id);
+        if (recording !== undefined) await recording;
+      }
       recorded = true;
       return outcome === 'duplicate' ? 'duplicate' : 'handled';
     } finally {
@@ -121,10 +147,12 @@ export class IdempotencyGuard<Extra extends object> {
     }
     const seen = await Promise.all(
       admitted.map((entry) =>
-        this.seen(entry.id).then(
-          (found) => found,
-          (error: unknown) => error as Error,
-        ),
+        Promise.resolve()
+          .then(() => this.seen(entry.id))
+          .then(
+            (found) => found,
+            (error: unknown) => error as Error,
+          ),
       ),
     );
     const toRun: typeof admitted = [];
@@ -170,7 +198,7 @@ export class IdempotencyGuard<Extra extends object> {
     for (const { index, claim } of followers) {
       const message = messages[index]!;
       const holder = claim.holder;
-      if (await claim.done) outcomes[index] = 'duplicate';
+      if (await claim.wait()) outcomes[index] = 'duplicate';
       else if (
         rewinds &&
         message.topic === holder.topic &&
@@ -193,11 +221,7 @@ export class IdempotencyGuard<Extra extends object> {
   }
 
   private claim(id: string, holder: ConsumedMessage): Claim {
-    let finish!: (recorded: boolean) => void;
-    const done = new Promise<boolean>((resolve) => {
-      finish = resolve;
-    });
-    const claim = { holder, done, finish };
+    const claim = new Claim(holder);
     this.claims.set(id, claim);
     return claim;
   }
@@ -207,20 +231,34 @@ export class IdempotencyGuard<Extra extends object> {
     claim.finish(recorded);
   }
 
-  private async seen(id: string): Promise<boolean> {
+  /** The store's answer, synchronous when the store's is (memoryStore); failures as IdempotencyStoreError. */
+  private seen(id: string): boolean | Promise<boolean> {
+    let answer: boolean | Promise<boolean>;
     try {
-      return await this.store.seen(id);
+      answer = this.store.seen(id);
     } catch (error) {
       throw storeError(this.store.kind, 'seen', error);
     }
+    if (typeof answer === 'boolean') return answer;
+    return Promise.resolve(answer).then(
+      (found) => found === true,
+      (error: unknown) => {
+        throw storeError(this.store.kind, 'seen', error);
+      },
+    );
   }
 
-  private async record(id: string): Promise<void> {
+  private record(id: string): undefined | Promise<void> {
+    let answer: void | Promise<void>;
     try {
-      await this.store.record(id);
+      answer = this.store.record(id);
     } catch (error) {
       throw storeError(this.store.kind, 'record', error);
     }
+    if (typeof (answer as Promise<void> | undefined)?.then !== 'function') return undefined;
+    return Promise.resolve(answer).then(undefined, (error: unknown) => {
+      throw storeError(this.store.kind, 'record', error);
+    });
   }
 }
 

@@ -36,10 +36,10 @@ export interface IdempotencyStore<Extra extends object = object> {
   readonly kind: string;
   /** Called once by consumer.run before it consumes: opens files or checks the connection. */
   open?(): Promise<void>;
-  /** Whether `id` is recorded as processed (and not expired). */
-  seen(id: string): Promise<boolean>;
+  /** Whether `id` is recorded as processed (and not expired). Synchronous answers are taken as they are. */
+  seen(id: string): boolean | Promise<boolean>;
   /** Records `id` as processed (for the store's time to live). Recording an id twice is harmless. */
-  record(id: string): Promise<void>;
+  record(id: string): void | Promise<void>;
   /** What the handler's context gets for this id (sqliteStore: a transaction that records it). */
   handling?(id: string): IdempotencyHandling<Extra>;
 }

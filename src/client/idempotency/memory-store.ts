@@ -75,23 +75,23 @@ export class MemoryStore implements IdempotencyStore {
     return this.expiries.size;
   }
 
-  seen(id: string): Promise<boolean> {
+  /** Synchronous (consumer.run takes the answer without waiting a turn). */
+  seen(id: string): boolean {
     const expiry = this.expiries.get(id);
-    if (expiry === undefined) return Promise.resolve(false);
+    if (expiry === undefined) return false;
     this.expiries.delete(id);
-    if (expiry <= this.now()) return Promise.resolve(false);
+    if (expiry <= this.now()) return false;
     this.expiries.set(id, expiry);
-    return Promise.resolve(true);
+    return true;
   }
 
-  record(id: string): Promise<void> {
+  record(id: string): void {
     this.expiries.delete(id);
     this.expiries.set(id, this.now() + this.ttlMs);
     if (this.expiries.size > this.max) {
       const oldest = this.expiries.keys().next();
       if (!oldest.done) this.expiries.delete(oldest.value);
     }
-    return Promise.resolve();
   }
 
   clear(): void {
