@@ -29,6 +29,7 @@ export const suiteNames = [
   'groups',
   'drain',
   'consume-pool',
+  'idempotency',
   'peers',
   'compare',
 ] as const;

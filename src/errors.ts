@@ -41,6 +41,8 @@ export type ErrorCode =
   | 'RECEIPT_EXPIRED'
   | 'RECEIPT_INVALID'
   | 'GROUP_NOT_EMPTY'
+  | 'IDEMPOTENCY_STORE'
+  | 'DUPLICATE_DELIVERY'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -80,6 +82,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
   RECEIPT_INVALID: false,
   GROUP_NOT_EMPTY: false, // stop the group's members first (backlog drain)
+  IDEMPOTENCY_STORE: true, // the consumer's idempotency store failed (I/O, connection): the message comes again
+  DUPLICATE_DELIVERY: false, // the id was already recorded: the handler's transaction rolled back
   INTERNAL: false,
 };
 
@@ -306,5 +310,31 @@ export class BrokerClosingError extends SpillwayError {
   constructor() {
     super('BROKER_CLOSING', 'the broker is closing');
     this.name = 'BrokerClosingError';
+  }
+}
+
+/**
+ * The consumer-side idempotency store (client/idempotency/) failed: a SQLite or Redis error, a
+ * missing driver, a store used after close. Retriable: the message is nacked and comes again.
+ */
+export class IdempotencyStoreError extends SpillwayError {
+  constructor(message: string, options: SpillwayErrorOptions = {}) {
+    super('IDEMPOTENCY_STORE', message, options);
+    this.name = 'IdempotencyStoreError';
+  }
+}
+
+/**
+ * A handler's store transaction (sqliteStore's `context.transaction`) found the message's id already
+ * recorded (another process or delivery committed it first): the transaction was rolled back, and
+ * consumer.run acks the message as a duplicate.
+ */
+export class DuplicateDeliveryError extends SpillwayError {
+  readonly idempotencyKey: string;
+
+  constructor(idempotencyKey: string) {
+    super('DUPLICATE_DELIVERY', `idempotency key ${JSON.stringify(idempotencyKey)} is already recorded`);
+    this.name = 'DuplicateDeliveryError';
+    this.idempotencyKey = idempotencyKey;
   }
 }

@@ -189,6 +189,14 @@ export const runThreadsMax = 256;
 export const runQueuedMessagesMax = 1_000_000;
 /** Most messages the worker pool hands to a worker in one task (its `batchMessages`). */
 export const runBatchMessagesMax = 65_536;
+/** Longest idempotency key consumer.run accepts (msgId, topic/partition/offset or the user's function). */
+export const idempotencyKeyLengthMax = 1024;
+/** Most ids an idempotency memoryStore may be configured to keep (its `max`). */
+export const idempotencyMemoryIdsMax = 10_000_000;
+/** Longest time an idempotency store may keep an id (its `ttlMs`): 366 days. */
+export const idempotencyTtlMsMax = 366 * 24 * 60 * 60 * 1000;
+/** Expired rows the SQLite idempotency store deletes per purge (one purge every this many records). */
+export const idempotencySqlitePurgeRowsMax = 1000;
 /** Most batches in flight per partition a producer may be configured with. */
 export const producerInFlightBatchesPerPartitionMax = 1024;
 /** Most batches in flight in all a producer may be configured with. */

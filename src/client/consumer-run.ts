@@ -29,22 +29,42 @@
  * for what runs, when the consumer fails (its error), when settling fails while the consumer is
  * open (that error), or when the worker module cannot be used (INVALID_ARGUMENT). One run per
  * consumer at a time; iterating the consumer yourself while it runs takes messages from the runner.
+ *
+ * Idempotency (`idempotency: store`, optional `idempotencyKey`; docs/IDEMPOTENCY.md): a message whose
+ * idempotency key the store has recorded is acked without running the handler (counted in
+ * `skipped`); the key is recorded after the handler succeeds; a failed handler records nothing.
+ * Two deliveries of one key never run at once in this run (idempotency/idempotency-guard.ts). With
+ * `worker` the check and the record happen in this thread around each batch; the handler context
+ * (the store's transaction) exists only with `handler`.
  */
 import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError } from '../errors.js';
 import { runBatchMessagesMax, runConcurrencyMax, runQueuedMessagesMax, runThreadsMax } from '../limits.js';
+import { errorText, IdempotencyGuard } from './idempotency/idempotency-guard.js';
+import { defaultIdempotencyKey, type IdempotencyKeyFunction } from './idempotency/idempotency-key.js';
+import type { IdempotencyStore, RunContext } from './idempotency/idempotency-store.js';
 import type { ConsumedMessage, MessageSettler } from './message.js';
 
 export type RunOrdering = 'partition' | 'key' | 'none';
 
-/** What a calling-thread handler is: resolve = ack, throw/reject = nack with the error text. */
-export type MessageHandler = (message: ConsumedMessage) => unknown;
+/**
+ * What a calling-thread handler is: resolve = ack, throw/reject = nack with the error text. The
+ * context holds the idempotency key (null without a store) and what the store adds.
+ */
+export type MessageHandler<Extra extends object = object> = (
+  message: ConsumedMessage,
+  context: RunContext<Extra>,
+) => unknown;
 
-export interface RunOptions {
+export interface RunOptions<Extra extends object = object> {
   /** Runs in this thread. Exactly one of handler and worker. */
-  handler?: MessageHandler;
+  handler?: MessageHandler<Extra>;
+  /** Skips messages whose idempotency key the store recorded; records it after success. */
+  idempotency?: IdempotencyStore<Extra>;
+  /** With idempotency: the key of a message. Default: its msgId, else topic/partition/offset. */
+  idempotencyKey?: IdempotencyKeyFunction;
   /**
    * A module (file URL, or path resolved from the working directory) exporting
    * `handler(message: WorkerMessage)`, run in worker threads: see worker-pool.ts.
@@ -72,6 +92,8 @@ export interface RunSummary {
   failed: number;
   /** Messages dropped unhandled: behind a rewinding nack, or queued at close. */
   dropped: number;
+  /** With idempotency: duplicates acked without running the handler (their key was recorded). */
+  skipped: number;
   /** Most messages pending (queued + running) at once: never above pendingMessagesMax. */
   peakPendingMessages: number;
   /** worker: threads the pool started and threads that had exited when run resolved. */
@@ -87,6 +109,8 @@ export interface RunnableConsumer {
 
 export interface CheckedRunOptions {
   handler: MessageHandler | null;
+  idempotency: IdempotencyStore | null;
+  idempotencyKey: IdempotencyKeyFunction;
   /** file: URL of the worker module. */
   worker: string | null;
   concurrency: number;
@@ -106,7 +130,7 @@ function integerOption(value: unknown, name: string, min: number, max: number, f
   return resolved;
 }
 
-export function checkRunOptions(options: RunOptions): CheckedRunOptions {
+export function checkRunOptions<Extra extends object>(options: RunOptions<Extra>): CheckedRunOptions {
   if (options === null || typeof options !== 'object')
     throw new InvalidArgumentError('run options must be an object');
   const { handler, worker } = options;
@@ -136,6 +160,23 @@ export function checkRunOptions(options: RunOptions): CheckedRunOptions {
       'run options threads and batchMessages are for worker; handler takes concurrency',
     );
   }
+  const { idempotency, idempotencyKey } = options;
+  if (
+    idempotency !== undefined &&
+    (idempotency === null ||
+      typeof idempotency !== 'object' ||
+      typeof idempotency.seen !== 'function' ||
+      typeof idempotency.record !== 'function')
+  )
+    throw new InvalidArgumentError(
+      'run option idempotency must be a store (memoryStore(), sqliteStore(...), redisStore(...))',
+    );
+  if (idempotencyKey !== undefined) {
+    if (typeof idempotencyKey !== 'function')
+      throw new InvalidArgumentError('run option idempotencyKey must be a function of the message');
+    if (idempotency === undefined)
+      throw new InvalidArgumentError('run option idempotencyKey needs an idempotency store');
+  }
   const ordering = options.ordering ?? 'partition';
   if (ordering !== 'partition' && ordering !== 'key' && ordering !== 'none')
     throw new InvalidArgumentError("run option ordering must be 'partition', 'key' or 'none'");
@@ -160,7 +201,10 @@ export function checkRunOptions(options: RunOptions): CheckedRunOptions {
     pendingDefault,
   );
   return {
-    handler: handler ?? null,
+    // The context's type is the store's: checked together by RunOptions<Extra>.
+    handler: (handler as MessageHandler | undefined) ?? null,
+    idempotency: (idempotency as IdempotencyStore | undefined) ?? null,
+    idempotencyKey: idempotencyKey ?? defaultIdempotencyKey,
     worker: workerUrl,
     concurrency,
     threads,
@@ -191,13 +235,18 @@ class Lane {
 export interface RunScheduler {
   readonly options: CheckedRunOptions;
   readonly rewinds: boolean;
+  /** The run's idempotency guard (null without a store). */
+  readonly guard: IdempotencyGuard<object> | null;
   /** Queued messages not yet taken. */
   readonly queuedCount: number;
   /** Up to `max` queued messages, their lanes marked busy until release(). */
   take(max: number): { messages: ConsumedMessage[]; lanes: Lane[] } | null;
   release(lanes: readonly Lane[]): void;
-  /** Settles a finished message (error null: ack), or drops it (skipped). */
-  settle(message: ConsumedMessage, outcome: { error: string | null } | 'skipped'): void;
+  /**
+   * Settles a finished message (error null: ack; 'duplicate': ack, counted as skipped), or drops
+   * it unsettled ('skipped').
+   */
+  settle(message: ConsumedMessage, outcome: { error: string | null } | 'duplicate' | 'skipped'): void;
   fail(error: unknown): void;
 }
 
@@ -216,6 +265,7 @@ const laneKeyNone = '';
 export class Runner implements RunScheduler {
   readonly options: CheckedRunOptions;
   readonly rewinds: boolean;
+  readonly guard: IdempotencyGuard<object> | null;
   private readonly consumer: RunnableConsumer;
   private readonly lanes = new Map<string, Lane>();
   private readyLanes: Lane[] = [];
@@ -226,6 +276,7 @@ export class Runner implements RunScheduler {
   private handled = 0;
   private failed = 0;
   private dropped = 0;
+  private skipped = 0;
   private failure: { error: unknown } | null = null;
   private consumerEnded = false;
   private capacityWaiter: (() => void) | null = null;
@@ -242,6 +293,8 @@ export class Runner implements RunScheduler {
     this.consumer = consumer;
     this.options = options;
     this.rewinds = settler.redelivery === 'rewind';
+    this.guard =
+      options.idempotency === null ? null : new IdempotencyGuard(options.idempotency, options.idempotencyKey);
   }
 
   get queuedCount(): number {
@@ -251,6 +304,7 @@ export class Runner implements RunScheduler {
   async run(makeExecutor: (scheduler: RunScheduler) => Promise<RunExecutor>): Promise<RunSummary> {
     let executor: RunExecutor;
     try {
+      await this.options.idempotency?.open?.();
       executor = await makeExecutor(this);
     } catch (error) {
       await this.consumer.close();
@@ -291,6 +345,7 @@ export class Runner implements RunScheduler {
       handled: this.handled,
       failed: this.failed,
       dropped: this.dropped,
+      skipped: this.skipped,
       peakPendingMessages: this.peakPending,
       ...threads,
     };
@@ -376,14 +431,17 @@ export class Runner implements RunScheduler {
     }
   }
 
-  settle(message: ConsumedMessage, outcome: { error: string | null } | 'skipped'): void {
+  settle(message: ConsumedMessage, outcome: { error: string | null } | 'duplicate' | 'skipped'): void {
     if (outcome === 'skipped') {
       this.dropped++;
       this.finished(1);
       return;
     }
     let settlement: Promise<void>;
-    if (outcome.error === null) {
+    if (outcome === 'duplicate') {
+      this.skipped++;
+      settlement = message.ack();
+    } else if (outcome.error === null) {
       this.handled++;
       settlement = message.ack();
     } else {
@@ -473,9 +531,12 @@ export class Runner implements RunScheduler {
 }
 
 /** Runs `options.handler` in this thread, up to `concurrency` calls at once. */
+const noIdempotencyContext: RunContext = Object.freeze({ idempotencyKey: null });
+
 class HandlerExecutor implements RunExecutor {
   private readonly scheduler: RunScheduler;
   private readonly handler: MessageHandler;
+  private readonly guard: IdempotencyGuard<object> | null;
   private readonly concurrency: number;
   private running = 0;
   private idleWaiter: (() => void) | null = null;
@@ -483,6 +544,7 @@ class HandlerExecutor implements RunExecutor {
   constructor(scheduler: RunScheduler, handler: MessageHandler) {
     this.scheduler = scheduler;
     this.handler = handler;
+    this.guard = scheduler.guard;
     this.concurrency = scheduler.options.concurrency;
   }
 
@@ -496,15 +558,16 @@ class HandlerExecutor implements RunExecutor {
   }
 
   private async call(message: ConsumedMessage, lanes: Lane[]): Promise<void> {
-    let error: string | null = null;
+    let outcome: { error: string | null } | 'duplicate' = { error: null };
     try {
-      await this.handler(message);
+      if (this.guard === null) await this.handler(message, noIdempotencyContext);
+      else if ((await this.guard.handle(message, this.handler)) === 'duplicate') outcome = 'duplicate';
     } catch (thrown) {
-      error = thrown instanceof Error ? thrown.message || thrown.name : String(thrown);
+      outcome = { error: errorText(thrown) };
     }
     this.running--;
     this.scheduler.release(lanes);
-    this.scheduler.settle(message, { error });
+    this.scheduler.settle(message, outcome);
     if (this.running === 0 && this.idleWaiter !== null) {
       const wake = this.idleWaiter;
       this.idleWaiter = null;
@@ -528,9 +591,9 @@ class HandlerExecutor implements RunExecutor {
 const runningConsumers = new WeakSet<RunnableConsumer>();
 
 /** consumer.run(options) of every consumer kind: see the header. */
-export async function runConsumer(
+export async function runConsumer<Extra extends object>(
   consumer: RunnableConsumer,
-  options: RunOptions,
+  options: RunOptions<Extra>,
   settler: Pick<MessageSettler, 'redelivery'>,
 ): Promise<RunSummary> {
   const checked = checkRunOptions(options);

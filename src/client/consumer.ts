@@ -430,7 +430,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
    * Runs a handler over the messages, in this thread or in worker threads, acking what it handles
    * and nacking what it fails (here: a rewind); resolves when the consumer closes. See consumer-run.ts.
    */
-  run(options: RunOptions): Promise<RunSummary> {
+  run<Extra extends object = object>(options: RunOptions<Extra>): Promise<RunSummary> {
     return runConsumer(this, options, this.settler);
   }
 

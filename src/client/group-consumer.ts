@@ -379,7 +379,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
    * partition rewinds). Messages still running when close() commits are committed only if acked
    * before; the others come again to the partition's next owner.
    */
-  run(options: RunOptions): Promise<RunSummary> {
+  run<Extra extends object = object>(options: RunOptions<Extra>): Promise<RunSummary> {
     return runConsumer(this, options, { redelivery: 'rewind' });
   }
 

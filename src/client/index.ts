@@ -1,10 +1,13 @@
 /**
  * `spillway/client`: the client alone. It loads without the native addon, mmap or uWebSockets:
  * nothing under src/client imports src/native.ts, src/storage/, src/broker/ or src/server/
- * (test/client/import-isolation.test.ts checks it). Its dependencies are `ws` and `msgpackr`.
+ * (test/client/import-isolation.test.ts checks it). Its dependencies are `ws` and `msgpackr`; piscina
+ * (consumer.run({ worker })) and better-sqlite3 (sqliteStore given a path) are loaded only when used.
  */
 export {
+  DuplicateDeliveryError,
   type ErrorCode,
+  IdempotencyStoreError,
   isErrorCode,
   retriableByCode,
   SpillwayError,
@@ -35,6 +38,34 @@ export {
 } from './consumer.js';
 export type { MessageHandler, RunOptions, RunOrdering, RunSummary } from './consumer-run.js';
 export { GroupConsumer, type GroupConsumerOptions, groupConsumerDefaults } from './group-consumer.js';
+export { defaultIdempotencyKey, type IdempotencyKeyFunction } from './idempotency/idempotency-key.js';
+export type {
+  HandlingOutcome,
+  IdempotencyHandling,
+  IdempotencyStore,
+  RunContext,
+} from './idempotency/idempotency-store.js';
+export {
+  MemoryStore,
+  type MemoryStoreOptions,
+  memoryStore,
+  memoryStoreDefaults,
+} from './idempotency/memory-store.js';
+export {
+  type RedisCommandClient,
+  RedisStore,
+  type RedisStoreOptions,
+  redisStore,
+  redisStoreDefaults,
+} from './idempotency/redis-store.js';
+export {
+  type SqliteDatabase,
+  type SqliteHandlingContext,
+  SqliteStore,
+  type SqliteStoreOptions,
+  sqliteStore,
+  sqliteStoreDefaults,
+} from './idempotency/sqlite-store.js';
 export { ConsumedMessage, type MessageHeaders, type MessageSettler, type NackOptions } from './message.js';
 export type { WorkerMessage } from './pool-batch.js';
 export {

@@ -246,7 +246,7 @@ export class QueueConsumer implements AsyncIterableIterator<ConsumedMessage>, Me
    * handles is acked, what it fails is nacked with the error text (redelivered after the backoff, or
    * dead-lettered after maxDeliveries, by the broker).
    */
-  run(options: RunOptions): Promise<RunSummary> {
+  run<Extra extends object = object>(options: RunOptions<Extra>): Promise<RunSummary> {
     return runConsumer(this, options, this);
   }
 

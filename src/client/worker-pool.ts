@@ -23,6 +23,10 @@
  * the contiguous finished prefix or per-message acks). On run's end (consumer closed) the pool
  * waits for the batches in flight, then is destroyed (its threads exit).
  *
+ * With an idempotency store, the main thread checks and claims each message's key before its batch
+ * goes to a worker (recorded ones are acked as duplicates and not sent) and records the handled ones
+ * when the batch is back, before they are acked (idempotency/idempotency-guard.ts).
+ *
  * The worker entry is pool-worker.js next to this module; from TypeScript sources (tests) the
  * compiled dist/src/client/pool-worker.js is used, so build first (`npx tsc -p tsconfig.json`).
  */
@@ -30,6 +34,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import type { RunExecutor, RunScheduler } from './consumer-run.js';
+import type { GuardedOutcome } from './idempotency/idempotency-guard.js';
+import type { ConsumedMessage } from './message.js';
 import { type BatchResult, batchStatus, packBatch } from './pool-batch.js';
 
 /** Tasks in flight per thread: one running and one ready to start. */
@@ -88,38 +94,52 @@ export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecu
       const taken = scheduler.take(size);
       if (taken === null) return;
       tasks++;
-      const { task, buffers } = packBatch(moduleUrl, scheduler.rewinds, taken.messages);
-      pool.run(task, { name: 'runBatch', transferList: buffers }).then(
-        (result: BatchResult) => {
-          tasks--;
-          scheduler.release(taken.lanes);
-          if (result.fatal !== undefined) {
-            scheduler.fail(new InvalidArgumentError(result.fatal));
-            for (const message of taken.messages) scheduler.settle(message, 'skipped');
-          } else {
-            const errors = new Map(result.errors.map((failure) => [failure.index, failure.error]));
-            const status = result.status;
-            for (let index = 0; index < taken.messages.length; index++) {
-              const message = taken.messages[index]!;
-              const outcome = status[index];
-              if (outcome === batchStatus.handled) scheduler.settle(message, { error: null });
-              else if (outcome === batchStatus.failed)
-                scheduler.settle(message, { error: errors.get(index) ?? 'failed' });
-              else scheduler.settle(message, 'skipped');
-            }
-          }
-          done();
-        },
-        (error: unknown) => {
-          tasks--;
-          scheduler.release(taken.lanes);
-          const text = error instanceof Error ? error.message : String(error);
-          scheduler.fail(new SpillwayError('INTERNAL', `a worker thread failed running a batch: ${text}`));
-          for (const message of taken.messages) scheduler.settle(message, 'skipped');
-          done();
-        },
-      );
+      void runBatch(taken.messages, taken.lanes);
     }
+  };
+
+  /** Runs `messages` in a worker: an outcome per message; throws when the pool or the module fails. */
+  const runInPool = async (messages: ConsumedMessage[]): Promise<GuardedOutcome[]> => {
+    const { task, buffers } = packBatch(moduleUrl, scheduler.rewinds, messages);
+    let result: BatchResult;
+    try {
+      result = await pool.run(task, { name: 'runBatch', transferList: buffers });
+    } catch (error) {
+      const text = error instanceof Error ? error.message : String(error);
+      throw new SpillwayError('INTERNAL', `a worker thread failed running a batch: ${text}`);
+    }
+    if (result.fatal !== undefined) throw new InvalidArgumentError(result.fatal);
+    const errors = new Map(result.errors.map((failure) => [failure.index, failure.error]));
+    return messages.map((_, index): GuardedOutcome => {
+      const outcome = result.status[index];
+      if (outcome === batchStatus.handled) return { error: null };
+      if (outcome === batchStatus.failed) return { error: errors.get(index) ?? 'failed' };
+      return 'skipped';
+    });
+  };
+
+  /** One task: the batch in a worker (behind the idempotency guard when the run has a store), then settled. */
+  const runBatch = async (messages: ConsumedMessage[], lanes: Parameters<RunScheduler['release']>[0]) => {
+    let outcomes: GuardedOutcome[] | null = null;
+    let failure: unknown = null;
+    try {
+      outcomes =
+        scheduler.guard === null
+          ? await runInPool(messages)
+          : await scheduler.guard.handleBatch(messages, runInPool, scheduler.rewinds);
+    } catch (error) {
+      failure = error;
+    }
+    tasks--;
+    scheduler.release(lanes);
+    if (outcomes === null) {
+      scheduler.fail(failure);
+      for (const message of messages) scheduler.settle(message, 'skipped');
+    } else {
+      for (let index = 0; index < messages.length; index++)
+        scheduler.settle(messages[index]!, outcomes[index] ?? 'skipped');
+    }
+    done();
   };
 
   const done = (): void => {

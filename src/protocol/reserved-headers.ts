@@ -12,3 +12,9 @@
 export const drainSourceHeader = 'sw-drain-source';
 /** Backlog drain: the group whose backlog was drained (two groups may drain into one topic). */
 export const drainGroupHeader = 'sw-drain-group';
+
+/**
+ * The message id of `send({ msgId })`: the broker folds a repeated id within the topic's
+ * `dedupWindowMs`, and consumer.run's idempotency kit uses it as the default idempotency key.
+ */
+export const msgIdHeader = 'sw-msg-id';

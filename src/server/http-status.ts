@@ -44,6 +44,9 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   // Answers of a client to a server request: they never reach HTTP, but every code has a status.
   NO_HANDLER: 501,
   HANDLER_FAILED: 502,
+  // Client-side errors of consumer.run's idempotency stores: they never reach HTTP.
+  IDEMPOTENCY_STORE: 503,
+  DUPLICATE_DELIVERY: 409,
 };
 
 export const statusText: Readonly<Record<number, string>> = {

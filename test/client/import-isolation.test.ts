@@ -77,9 +77,11 @@ test('the import graph of src/client reaches no engine module and no native pack
   }
   expect(problems).toEqual([]);
   expect([...visited].some((name) => name.startsWith('src/protocol/'))).toBe(true);
-  // What the client may use: Node built-ins, ws, msgpackr, and piscina (only for consumer.run({ worker }),
-  // loaded on demand: the run-time check below refuses it while the client loads).
+  // What the client may use: Node built-ins, ws, msgpackr, piscina (only for consumer.run({ worker })) and
+  // better-sqlite3 (only for sqliteStore opening a path), both loaded on demand: the run-time check below
+  // refuses them while the client loads.
   expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual([
+    'better-sqlite3',
     'msgpackr',
     'piscina',
     'ws',
@@ -114,7 +116,7 @@ test('the compiled client loads in a fresh process without the forbidden modules
     // A resolve hook that refuses the forbidden modules and records what was loaded.
     writeFileSync(
       join(outDir, 'hooks.mjs'),
-      `const forbidden = [/\\/src\\/native\\.js$/, /\\/src\\/(storage|broker|server)\\//, /mmap-io/, /uws/i, /\\.node$/, /piscina/];
+      `const forbidden = [/\\/src\\/native\\.js$/, /\\/src\\/(storage|broker|server)\\//, /mmap-io/, /uws/i, /\\.node$/, /piscina/, /better-sqlite3/];
 export async function resolve(specifier, context, next) {
   const result = await next(specifier, context);
   if (forbidden.some((pattern) => pattern.test(result.url))) throw new Error('forbidden import: ' + result.url);
