@@ -37,13 +37,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Topic } from '../topic.js';
 import { isInternalTopicName } from '../topic-name.js';
 import { batchMsgIds, keepRecords } from './batch-msg-ids.js';
-import {
-  dedupOffsetMax,
-  packPosition,
-  positionOffset,
-  positionPartition,
-  type TopicIds,
-} from './dedup-state.js';
+import { dedupOffsetMax, positionOffset, positionPartition, type TopicIds } from './dedup-state.js';
 import type { DedupStore } from './dedup-store.js';
 
 /** Buckets per window: an id is dropped at most window/16 after the window ends. */
@@ -97,7 +91,8 @@ export class BrokerDedup {
   /** Expire entries being committed, per topic. */
   private readonly expiring = new Map<string, Promise<void>>();
   private sweepTimer: ClockTimer | null;
-  private sweeping = false;
+  /** Topics whose drop is being committed. */
+  private readonly dropping = new Set<string>();
   private duplicates = 0;
 
   constructor(options: BrokerDedupOptions) {
@@ -160,7 +155,9 @@ export class BrokerDedup {
     for (const id of ids) {
       if (id === null) continue;
       const claim = claims.get(id);
-      if (claim !== undefined) (waits ??= []).push(claim.ended);
+      if (claim === undefined) continue;
+      waits ??= [];
+      waits.push(claim.ended);
     }
     return waits;
   }
@@ -321,43 +318,35 @@ export class BrokerDedup {
    * the mark of each partition with nothing in flight to its log end (bounding the scan at open).
    */
   private sweep(): void {
-    if (this.sweeping || this.lifecycle.closing) return;
-    this.sweeping = true;
-    const work: Array<Promise<unknown>> = [];
-    try {
-      const machine = this.store.machine;
-      for (const name of machine.topicNames()) {
-        const topic = this.liveTopic(name);
-        if (topic === null || topic.config.dedupWindowMs === 0) {
-          if (!this.claims.has(name)) work.push(this.store.state.commit({ type: 'drop', topic: name }));
-          continue;
-        }
-        const expired = this.expireDue(name, topic.config.dedupWindowMs);
-        if (expired !== undefined) work.push(expired);
+    if (this.lifecycle.closing) return;
+    // A failed state log fails the produces that need it; the sweep has nothing to add.
+    const failed = (): void => undefined;
+    const machine = this.store.machine;
+    for (const name of machine.topicNames()) {
+      const topic = this.liveTopic(name);
+      if (topic === null || topic.config.dedupWindowMs === 0) {
+        if (this.claims.has(name) || this.dropping.has(name)) continue;
+        this.dropping.add(name);
+        const dropped = (): void => {
+          this.dropping.delete(name);
+        };
+        this.store.state.commit({ type: 'drop', topic: name }).then(dropped, dropped);
+        continue;
       }
-      for (const topic of this.topics.all()) {
-        if (topic.deleted || isInternalTopicName(topic.name) || topic.config.dedupWindowMs === 0) continue;
-        const ids = machine.topic(topic.name);
-        for (const partition of topic.partitions) {
-          const log = partition.openLog;
-          if (log === null || this.busyPartitions.has(`${topic.name}\0${partition.index}`)) continue;
-          const end = log.logEndOffset;
-          if (end > (ids?.mark(partition.index) ?? 0)) {
-            work.push(
-              this.store.state.commit({
-                type: 'mark',
-                topic: topic.name,
-                partition: partition.index,
-                offset: end,
-              }),
-            );
-          }
+      this.expireDue(name, topic.config.dedupWindowMs)?.catch(failed);
+    }
+    for (const topic of this.topics.all()) {
+      if (topic.deleted || isInternalTopicName(topic.name) || topic.config.dedupWindowMs === 0) continue;
+      const ids = machine.topic(topic.name);
+      for (const partition of topic.partitions) {
+        const log = partition.openLog;
+        if (log === null || this.busyPartitions.has(`${topic.name}\0${partition.index}`)) continue;
+        const end = log.logEndOffset;
+        if (end > (ids?.mark(partition.index) ?? 0)) {
+          const entry = { type: 'mark', topic: topic.name, partition: partition.index, offset: end } as const;
+          this.store.state.commit(entry).catch(failed);
         }
       }
-    } finally {
-      Promise.allSettled(work).then(() => {
-        this.sweeping = false;
-      });
     }
   }
 
