@@ -242,7 +242,7 @@ describe('spillway produce / consume', () => {
     [['produce', 'lines', '--bogus'], /Unknown option '--bogus'/, 'produce'],
     [['produce'], /produce needs exactly one TOPIC/, 'produce'],
     [['produce', 'lines', '--partition', 'two'], /--partition must be an integer/, 'produce'],
-    [['produce', 'lines', '--msg-id', 'm'], /--msg-id are not supported/, 'produce'],
+    [['produce', 'lines', '--delay-ms', '5'], /--delay-ms is not supported/, 'produce'],
     [['consume'], /consume needs exactly one TOPIC/, 'consume'],
     [['consume', 'lines', '--mode', 'group'], /--mode needs --group/, 'consume'],
     [['consume', 'lines', '--mode', 'shared'], /--mode needs --group/, 'consume'],
