@@ -6,13 +6,15 @@
  * none is appended untouched (plain topics never come here: broker-messages.ts checks the window).
  *
  * Contracts:
- *  - An acknowledged record is never written again within the window, across restarts and crashes:
- *    its id is committed to `__dedup` (durability `always`) after the data append and before the
- *    answer. A crash between the two leaves the data unindexed: at open (`reconcileDedup`) every partition
- *    is scanned from its mark (how far it was indexed; raised by the sweep every
- *    dedupSweepIntervalMs while nothing is in flight) to its end, and the ids found are indexed
- *    before the broker serves, so even a copy whose answer was lost is folded. Ids at offsets the
- *    data log lost in a crash (a topic with durability `none`/`interval`) are forgotten.
+ *  - An acknowledged record is never written again within the window, across restarts and crashes.
+ *    Its id is committed to `__dedup` (durability `always`) after the data append; the answer does
+ *    not wait for that commit, but the id stays claimed until it is applied. A crash before the
+ *    entry is durable leaves the data unindexed: at open (`reconcileDedup`) every partition is scanned
+ *    from its mark (how far it is known indexed: raised only by the sweep every dedupSweepIntervalMs,
+ *    to the log end of a partition with no claim in flight) to its end, and the ids found are
+ *    indexed before the broker serves, so even a copy whose answer was lost is folded. Ids at
+ *    offsets the data log lost in a crash (a topic with durability `none`/`interval`) are forgotten.
+ *    A failed `__dedup` append (its state log fails closed) fails every later msgId produce.
  *  - Concurrency: a new id is claimed (in memory) from the check until its entry is applied; a
  *    produce meeting an id claimed by another waits for that claim to end, then checks again (the
  *    other may have failed). A produce holding claims never waits for another's, so there is no
@@ -94,6 +96,8 @@ export class BrokerDedup {
   /** Topics whose drop is being committed. */
   private readonly dropping = new Set<string>();
   private duplicates = 0;
+  /** Why recording ids in `__dedup` failed (the state log fails closed): every later msgId produce fails. */
+  private failure: unknown = null;
 
   constructor(options: BrokerDedupOptions) {
     this.store = options.store;
@@ -103,7 +107,8 @@ export class BrokerDedup {
     this.idsMax = options.idsMax;
     this.sweepTimer = this.clock.setInterval(() => this.sweep(), dedupSweepIntervalMs, { unref: true });
     this.topics.onTopicDeleted((topic) => {
-      if (this.store.machine.topic(topic.name) === undefined) return;
+      // Committed after any ids of the topic still on their way: applied after them.
+      if (topic.config.dedupWindowMs === 0 && this.store.machine.topic(topic.name) === undefined) return;
       this.store.state.commit({ type: 'drop', topic: topic.name }).catch(() => undefined);
     });
   }
@@ -131,15 +136,18 @@ export class BrokerDedup {
   ): Promise<ProduceResult> {
     const ids = batchMsgIds(batch);
     if (ids === null) return append(batch);
+    if (this.failure !== null) throw this.failure;
     this.lifecycle.begin();
     try {
       const windowMs = topic.config.dedupWindowMs;
-      await this.expireDue(topic.name, windowMs);
       for (;;) {
+        // Again after each wait: the ids a claim held may have landed in a bucket now due.
+        await this.expireDue(topic.name, windowMs);
         const waits = this.claimedElsewhere(topic.name, ids);
         if (waits === null) break;
         await Promise.all(waits);
         this.lifecycle.assertOpen();
+        if (this.failure !== null) throw this.failure;
       }
       return await this.produceClaimed(topic, partition, batch, fields, ids, append);
     } finally {
@@ -203,6 +211,7 @@ export class BrokerDedup {
       );
     }
     const claim = newIds > 0 ? this.claim(name, partition, firstInBatch.keys()) : null;
+    let releaseLater = false;
     try {
       const written = count - duplicates;
       let result: ProduceResult | null = null;
@@ -244,7 +253,19 @@ export class BrokerDedup {
           offset++;
         }
         const bucketMs = bucketStart(this.clock.nowMs(), dedupBucketMs(topic.config.dedupWindowMs));
-        await Promise.all(commitIds(this.store, name, bucketMs, partition, newList, offsets));
+        // Not awaited: the answer goes once the data is appended. The claim holds copies back until
+        // the ids are applied; a crash before they are durable is covered by the scan at open (the
+        // partition's mark cannot pass them: the sweep skips partitions with claims).
+        const recorded = Promise.all(commitIds(this.store, name, bucketMs, partition, newList, offsets));
+        const held = claim!;
+        releaseLater = true;
+        recorded.then(
+          () => this.release(held),
+          (error: unknown) => {
+            this.failure ??= error;
+            this.release(held);
+          },
+        );
       }
       if (result === null) {
         const durability = this.topics.partitionOf(name, partition).durability;
@@ -252,7 +273,7 @@ export class BrokerDedup {
       }
       return positions === null ? result : { ...result, ...positionsOf(positions) };
     } finally {
-      if (claim !== null) this.release(claim);
+      if (claim !== null && !releaseLater) this.release(claim);
     }
   }
 

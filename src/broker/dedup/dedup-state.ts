@@ -7,7 +7,8 @@
  * Entries (record key = the topic name; value msgpack; docs/STATE.md "Msg-id dedup"):
  *
  *   ids      { t: 'i', b, i: [id...], p: [partition...], o: [offset...] }   ids recorded in the bucket starting at b (wall ms)
- *   mark     { t: 'm', p, o }     partition p is indexed up to offset o (exclusive); marks only grow...
+ *   mark     { t: 'm', p, o }     every msgId of partition p below offset o is indexed (or expired);
+ *                                 written by the sweep and at open, never by `ids`; marks only grow...
  *   forget   { t: 'f', p, o }     ...except here: ids of partition p at offsets >= o are gone (the data
  *                                 log lost them in a crash) and the mark goes back to o
  *   expire   { t: 'e', b }        the buckets starting before b are dropped with their ids
@@ -73,10 +74,6 @@ export class TopicIds {
     return this.marks.get(partition) ?? 0;
   }
 
-  private raiseMark(partition: number, offset: number): void {
-    if (offset > (this.marks.get(partition) ?? 0)) this.marks.set(partition, offset);
-  }
-
   bucketAt(startMs: number): Bucket {
     const buckets = this.buckets;
     let index = buckets.length;
@@ -95,7 +92,6 @@ export class TopicIds {
       const id = ids[index]!;
       const partition = partitions[index]!;
       const offset = offsets[index]!;
-      this.raiseMark(partition, offset + 1);
       if (this.positions.has(id)) continue;
       this.positions.set(id, packPosition(partition, offset));
       bucket.ids.push(id);
