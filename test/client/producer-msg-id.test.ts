@@ -5,7 +5,6 @@
  * is sent (INVALID_ARGUMENT), a bad reserved header by the broker (INVALID_BATCH).
  */
 import { describe, expect, test } from 'vitest';
-import type { Spillway } from '../../src/client/index.js';
 import { connect, openBroker, serve } from './helpers.js';
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
