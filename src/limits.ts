@@ -104,11 +104,20 @@ export const scrubBytesPerSecondDefault = 16 * 1024 * 1024;
 export const scrubPassIntervalMsDefault = 24 * 60 * 60 * 1000;
 /** Scrub damage findings kept (the oldest are dropped past it; counters keep counting). */
 export const scrubFindingsMax = 1000;
-/**
- * Longest msg-id dedup window older versions accepted and stored (7 days). Msg-id dedup arrives in a
- * later version: new topics take only 0, and a stored window within this range loads as 0.
- */
+/** Longest msg-id dedup window of a topic (7 days). */
 export const dedupWindowMsMax = 7 * 24 * 60 * 60 * 1000;
+/** Longest msgId (record header `sw-msg-id`), in UTF-8 bytes. */
+export const msgIdBytesMax = 256;
+/**
+ * Msg ids the broker's dedup index holds at most, all topics together (recorded and in flight);
+ * past it, produces with new msgIds to dedup topics are refused with BACKPRESSURE until old ids
+ * expire. 10^7 ids x ~80 bytes measured (docs/BENCHMARKS.md): ~750 MiB at most.
+ */
+export const dedupIdsMaxDefault = 10_000_000;
+/** How often the dedup service expires old ids and records how far each partition was indexed. */
+export const dedupSweepIntervalMs = 1000;
+/** Ids per `__dedup` entry (an entry must fit one state-log batch of 1 MiB: 2048 x 256 B ids). */
+export const dedupEntryIdsMax = 2048;
 
 /**
  * WebSocket send buffer (bytes uWS holds for one connection, not yet taken by the kernel) above which

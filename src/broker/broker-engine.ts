@@ -25,6 +25,8 @@ import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
 import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
+import { BrokerDedup, reconcileDedup } from './dedup/broker-dedup.js';
+import { DedupStore, dedupTopicName } from './dedup/dedup-store.js';
 import { DiskReserve } from './disk-reserve.js';
 import { ConsumerOffsetsStore, consumerOffsetsTopicName } from './groups/consumer-offsets-store.js';
 import { GroupCoordinator } from './groups/group-coordinator.js';
@@ -67,6 +69,7 @@ export interface BrokerEngineParts {
   metadata: MetadataStore;
   offsets: ConsumerOffsetsStore;
   queueState: QueueStateStore;
+  dedupStore: DedupStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -85,6 +88,8 @@ export class BrokerEngine implements BrokerApi {
   readonly groups: GroupCoordinator;
   /** Shared and key_shared consumption (queues/broker-queues.ts), its state in `__queue_state`. */
   readonly queues: BrokerQueues;
+  /** Msg-id dedup of topics with dedupWindowMs > 0 (dedup/broker-dedup.ts), its index in `__dedup`. */
+  readonly dedup: BrokerDedup;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -94,6 +99,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly metadata: MetadataStore;
   private readonly offsets: ConsumerOffsetsStore;
   private readonly queueState: QueueStateStore;
+  private readonly dedupStore: DedupStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -152,6 +158,17 @@ export class BrokerEngine implements BrokerApi {
     this.messages.onAppended = (topic) => this.queues.appended(topic);
     const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
     parts.queueState.state.onAppend = () => this.messages.wake(queueStatePartition);
+    this.dedupStore = parts.dedupStore;
+    this.dedup = new BrokerDedup({
+      store: parts.dedupStore,
+      topics: this.topics,
+      clock: this.clock,
+      lifecycle: this.lifecycle,
+      idsMax: parts.options.dedupIdsMax,
+    });
+    this.messages.dedup = this.dedup;
+    const dedupPartition = this.topics.partitionOf(dedupTopicName, 0);
+    parts.dedupStore.state.onAppend = () => this.messages.wake(dedupPartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -190,6 +207,7 @@ export class BrokerEngine implements BrokerApi {
     let metadata: MetadataStore | null = null;
     let offsets: ConsumerOffsetsStore | null = null;
     let queueState: QueueStateStore | null = null;
+    let dedupStore: DedupStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -234,6 +252,13 @@ export class BrokerEngine implements BrokerApi {
         clock: resolved.clock,
       });
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
+      dedupStore = await DedupStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      const dedupInternal = internalTopic(dedupTopicName, dedupStore.partition);
       const guarded = [
         {
           name: consumerOffsetsTopicName,
@@ -266,6 +291,9 @@ export class BrokerEngine implements BrokerApi {
         });
         if (finding !== null) guardFindings.push(finding);
       }
+      // Not guarded: a lost __dedup is rebuilt here from the data logs (every mark starts at 0).
+      // Before anything is served: what a crash left appended but unindexed is indexed now.
+      await reconcileDedup(dedupStore, topics, resolved.clock.nowMs());
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -303,6 +331,7 @@ export class BrokerEngine implements BrokerApi {
           { name: metadata.state.name, recovery: metadata.state.recovery },
           { name: offsets.state.name, recovery: offsets.state.recovery },
           { name: queueState.state.name, recovery: queueState.state.recovery },
+          { name: dedupStore.state.name, recovery: dedupStore.state.recovery },
         ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
@@ -319,11 +348,13 @@ export class BrokerEngine implements BrokerApi {
         metadata,
         offsets,
         queueState,
-        topics: [internal, offsetsTopic, queueInternal, ...topics],
+        dedupStore,
+        topics: [internal, offsetsTopic, queueInternal, dedupInternal, ...topics],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
+      await dedupStore?.close().catch(() => undefined);
       await queueState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       await offsets?.close().catch(() => undefined);
@@ -438,6 +469,7 @@ export class BrokerEngine implements BrokerApi {
     await this.scrubber.stop();
     this.messages.wakeAll();
     this.queues.close();
+    this.dedup.close();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
@@ -449,6 +481,7 @@ export class BrokerEngine implements BrokerApi {
       this.metadata.close(),
       this.offsets.close(),
       this.queueState.close(),
+      this.dedupStore.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

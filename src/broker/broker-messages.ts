@@ -27,6 +27,7 @@ import type {
   ProduceResult,
 } from '../protocol/broker-api.js';
 import { type BrokerTopics, checkInteger } from './broker-topics.js';
+import type { BrokerDedup } from './dedup/broker-dedup.js';
 import type { DiskReserve } from './disk-reserve.js';
 import { FetchWaiters } from './fetch-waiters.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -73,6 +74,8 @@ export class BrokerMessages implements MessageService {
   private readonly clock: Clock;
   private readonly diskReserve: DiskReserve;
   private readonly waiters: FetchWaiters<Partition>;
+  /** Msg-id dedup of topics with dedupWindowMs > 0 (set by the engine; null: none, e.g. in unit tests). */
+  dedup: BrokerDedup | null = null;
   /** Told after each produce to `topic` (the queue service wakes its waiting receives). */
   onAppended: ((topic: string) => void) | null = null;
 
@@ -110,6 +113,23 @@ export class BrokerMessages implements MessageService {
         throw new InvalidBatchError(`${feature} batches are not supported yet`);
       }
     }
+    // (4) Msg-id dedup: only topics with a window decode the batch (dedup/broker-dedup.ts).
+    const owner = this.topics.topicNamed(topic);
+    if (owner.config.dedupWindowMs > 0 && this.dedup !== null) {
+      return this.dedup.produce(owner, partition, batch, fields, (bytes) =>
+        this.append(target, topic, partition, bytes),
+      );
+    }
+    return this.append(target, topic, partition, batch);
+  }
+
+  /** Appends a validated batch to `target` and answers under its durability. */
+  private async append(
+    target: Partition,
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+  ): Promise<ProduceResult> {
     // Early and clean: refused before the log has to grow into the last bytes of the disk.
     this.diskReserve.admit(batch.length, `produce to ${topic}/${partition}`);
     this.lifecycle.begin();

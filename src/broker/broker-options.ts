@@ -8,6 +8,7 @@ import { InvalidArgumentError } from '../errors.js';
 import {
   checkpointIntervalMsDefault,
   checkpointIntervalMsMax,
+  dedupIdsMaxDefault,
   flushIntervalMsDefault,
   groupRetentionMsDefault,
   indexIntervalBytesDefault,
@@ -43,6 +44,11 @@ export interface BrokerOptions {
   retentionBytes?: number;
   /** Default msg-id dedup window of new topics; 0 (default): disabled. */
   dedupWindowMs?: number;
+  /**
+   * Msg ids the dedup index holds at most, all topics together; past it, produces with new msgIds
+   * to dedup topics are refused with BACKPRESSURE until old ids expire. Default 10 000 000.
+   */
+  dedupIdsMax?: number;
   /** Time between two retention passes over every partition. Default 5 minutes. */
   retentionCheckIntervalMs?: number;
   /** Every partition log: roll the active segment once it is this old. Default 7 days. */
@@ -106,6 +112,7 @@ export interface ResolvedBrokerOptions {
   segmentMs: number;
   indexIntervalBytes: number;
   checkpointIntervalMs: number;
+  dedupIdsMax: number;
   clock: Clock;
   logFactory: LogFactory;
   stateLog: StateLogTuning;
@@ -209,6 +216,12 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       options.checkpointIntervalMs,
       checkpointIntervalMsDefault,
       checkpointIntervalMsMax,
+    ),
+    dedupIdsMax: positiveInteger(
+      'dedupIdsMax',
+      options.dedupIdsMax,
+      dedupIdsMaxDefault,
+      Number.MAX_SAFE_INTEGER,
     ),
     stateLog: resolveStateLogTuning(options.stateLog),
     diskReserveBytes:

@@ -125,7 +125,7 @@ export class MetadataStore {
           const records = readLegacyMetadata(legacyPath, defaults, (name, dedupWindowMs) =>
             notes.push({
               severity: 'warning',
-              what: `topic '${name}': stored dedupWindowMs ${dedupWindowMs} reset to 0 (msg-id dedup was never in effect; it arrives in a later version)`,
+              what: `topic '${name}': stored dedupWindowMs ${dedupWindowMs} reset to 0 (the version that wrote metadata.json never acted on it)`,
               fix: 'nothing to do',
             }),
           );

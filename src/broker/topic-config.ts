@@ -7,11 +7,11 @@
  * Validation is strict: an unknown field (a typo such as `retention`) is an error rather than being
  * ignored, and every value must be an integer within its stated range.
  *
- * `dedupWindowMs` is reserved for msg-id dedup, which this version does not implement: any value but
- * 0 is refused (INVALID_ARGUMENT) from a caller or as a broker default, rather than stored and shown
- * as if it did something. Metadata written by an older version may hold a non-zero window:
- * `resolveStoredTopicConfig` still loads it (a broker must not become unopenable) and resets it to 0
- * — the value it always had in effect — reporting each topic so the broker can warn.
+ * `dedupWindowMs` is the msg-id dedup window (src/broker/dedup/, docs/STATE.md): 0 disables it, else
+ * 1..dedupWindowMsMax (7 days). A `metadata.json` of the versions before the state log may hold a
+ * non-zero window that was never in effect (those versions stored it without acting on it):
+ * `resolveStoredTopicConfig` with `resetDedupWindow` loads it as 0 and reports each topic, so a
+ * migration does not switch dedup on by itself.
  */
 
 import { InvalidArgumentError } from '../errors.js';
@@ -23,7 +23,7 @@ import {
   segmentBytesMax,
   segmentBytesMin,
 } from '../limits.js';
-import { dedupWindowNotYetMessage, type TopicConfig, topicConfigKeys } from '../protocol/broker-api.js';
+import { type TopicConfig, topicConfigKeys } from '../protocol/broker-api.js';
 import { type Durability, durabilities } from '../protocol/types.js';
 
 export type ResolvedTopicConfig = Required<TopicConfig>;
@@ -137,16 +137,12 @@ export function internalTopicConfig(durability: Durability, segmentBytes: number
   };
 }
 
-/** 0 (or absent, taking the default, itself checked the same way): anything else is refused. */
+/** 0 (disabled) up to dedupWindowMsMax; absent takes the default, itself checked the same way. */
 function dedupWindowField(value: unknown, fallback: number, label: string): number {
-  const window = integerField('dedupWindowMs', value, fallback, 0, dedupWindowMsMax, label, ' (0: disabled)');
-  if (window !== 0) {
-    throw new InvalidArgumentError(`${label} ${dedupWindowNotYetMessage}, got ${window}`);
-  }
-  return window;
+  return integerField('dedupWindowMs', value, fallback, 0, dedupWindowMsMax, label, ' (0: disabled)');
 }
 
-/** A stored config as loaded, and whether a non-zero dedupWindowMs of an older version was reset to 0. */
+/** A stored config as loaded, and whether a non-zero dedupWindowMs of a legacy metadata.json was reset to 0. */
 export interface StoredTopicConfig {
   config: ResolvedTopicConfig;
   /** The stored dedupWindowMs when it was non-zero (now 0), else null. */
@@ -154,17 +150,17 @@ export interface StoredTopicConfig {
 }
 
 /**
- * `resolveTopicConfig` for a config read back from metadata: the same checks, except that a non-zero
- * dedupWindowMs within its old range [0, dedupWindowMsMax] (accepted, and ignored, by older versions)
- * is reset to 0 and reported instead of refused. It never had an effect, so 0 describes the topic
- * truthfully; the next metadata save stores 0.
+ * `resolveTopicConfig` for a config read back from metadata. With `resetDedupWindow` (a legacy
+ * `metadata.json`, whose versions stored dedupWindowMs without acting on it) a non-zero window is
+ * reset to 0 and reported: it never had an effect, so 0 describes the topic truthfully.
  */
 export function resolveStoredTopicConfig(
   config: unknown,
   defaults: ResolvedTopicConfig,
   label = 'stored topic config',
+  resetDedupWindow = false,
 ): StoredTopicConfig {
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+  if (!resetDedupWindow || typeof config !== 'object' || config === null || Array.isArray(config)) {
     return { config: resolveTopicConfig(config, defaults, label), droppedDedupWindowMs: null };
   }
   const stored = (config as Record<string, unknown>)['dedupWindowMs'];

@@ -27,6 +27,7 @@
 import { assert } from '../assert.js';
 import { BatchBuilder, type RecordInput } from '../format/record-batch.js';
 import { batchBytesMax } from '../limits.js';
+import type { RecordPositions } from './msg-id-send.js';
 import type { SendResult } from './producer.js';
 
 /**
@@ -35,7 +36,11 @@ import type { SendResult } from './producer.js';
  * n-th call is record n.
  */
 function nextRecordResult(batch: ProducerBatch): SendResult {
-  return { partition: batch.queue.partition, offset: batch.baseOffset + batch.resultsMade++ };
+  const record = batch.resultsMade++;
+  const positions = batch.positions;
+  if (positions !== null)
+    return { partition: positions.partitions[record]!, offset: positions.offsets[record]! };
+  return { partition: batch.queue.partition, offset: batch.baseOffset + record };
 }
 
 function ignore(): void {}
@@ -59,6 +64,8 @@ export class ProducerBatch {
   settled = false;
   /** The broker's baseOffset once acked. */
   baseOffset = -1;
+  /** Per-record positions when the broker answered some record with its first copy (msg-id dedup). */
+  positions: RecordPositions | null = null;
   /** Records whose send() result was made (see nextRecordResult). */
   resultsMade = 0;
   /** Records whose send() promise was made. */
@@ -97,10 +104,11 @@ export class ProducerBatch {
     return this.acked.then(ignore, ignore);
   }
 
-  /** Resolves record i with { partition, offset: baseOffset + i }. */
-  resolve(baseOffset: number): void {
+  /** Resolves record i with { partition, offset: baseOffset + i }, or with positions[i] when given. */
+  resolve(baseOffset: number, positions: RecordPositions | null = null): void {
     this.checkTracked();
     this.baseOffset = baseOffset;
+    this.positions = positions;
     this.resolveAcked(this);
   }
 
@@ -251,10 +259,10 @@ export class Accumulator {
   }
 
   /** Ends a batch for good with the broker's ack: frees its bytes, resolves its records' sends. */
-  resolve(batch: ProducerBatch, baseOffset: number): void {
+  resolve(batch: ProducerBatch, baseOffset: number, positions: RecordPositions | null = null): void {
     if (batch.settled) return;
     this.release(batch);
-    batch.resolve(baseOffset);
+    batch.resolve(baseOffset, positions);
   }
 
   /** Ends a batch for good with the error that ended its retries: frees its bytes, rejects its sends. */

@@ -36,6 +36,7 @@ import {
 import { Opcode } from '../protocol/opcodes.js';
 import { Accumulator, PartitionQueue, type ProducerBatch } from './accumulator.js';
 import type { MetadataCache, TopicMetadata } from './metadata-cache.js';
+import { type RecordPositions, recordPositionsOf, recordWithMsgId } from './msg-id-send.js';
 import { nextStickyPartition, partitionOfKey } from './partition-chooser.js';
 import type { Transport, TransportResponse } from './transport.js';
 import { closedError, integerOf } from './wire.js';
@@ -56,7 +57,11 @@ export interface ProducerMessage {
   delayMs?: number;
   /** Not in this version (delayed messages): rejected with INVALID_ARGUMENT. */
   deliverAt?: number;
-  /** Not in this version (msg-id dedup): rejected with INVALID_ARGUMENT. */
+  /**
+   * Deduplicated within the topic's dedupWindowMs (docs/PROTOCOL.md): a message whose msgId was
+   * written to the topic within the window is not written again, and send() resolves with the first
+   * copy's partition and offset. 1 to 256 UTF-8 bytes; sent as the record header `sw-msg-id`.
+   */
   msgId?: string;
 }
 
@@ -329,8 +334,7 @@ export class Producer {
     if (message.delayMs !== undefined || message.deliverAt !== undefined) {
       throw new InvalidArgumentError('delayed messages arrive in a later version');
     }
-    if (message.msgId !== undefined)
-      throw new InvalidArgumentError('msgId deduplication arrives in a later version');
+    const record = message.msgId === undefined ? message : recordWithMsgId(message);
     const partitionCount = state.metadata.partitionCount;
     let partition: number;
     const explicit = message.partition;
@@ -349,7 +353,7 @@ export class Producer {
     const queue = state.queues[partition] ?? this.createQueue(state, partition);
     // UTF-8 takes at least a byte per UTF-16 unit: a lower bound of the record's size.
     const leastBytes = (value === null ? 0 : value.length) + (key == null ? 0 : key.length);
-    return this.accumulator.append(queue, message, leastBytes);
+    return this.accumulator.append(queue, record, leastBytes);
   }
 
   /** The topic's state if the client's metadata cache knows its partition count (another producer asked). */
@@ -532,13 +536,15 @@ export class Producer {
     queue.inFlight--;
     this.inFlightTotal--;
     let baseOffset = -1;
+    let positions: RecordPositions | null = null;
     let answerError: unknown = null;
     try {
-      baseOffset = integerOf(response.header, 'baseOffset', 'produce');
+      positions = recordPositionsOf(response.header, batch.recordCount);
+      if (positions === null) baseOffset = integerOf(response.header, 'baseOffset', 'produce');
     } catch (error) {
       answerError = error;
     }
-    if (answerError === null) this.accumulator.resolve(batch, baseOffset);
+    if (answerError === null) this.accumulator.resolve(batch, baseOffset, positions);
     else this.accumulator.reject(batch, answerError);
     this.afterSettle(queue);
   }

@@ -23,14 +23,12 @@ export interface TopicConfig {
   retentionBytes?: number;
   segmentBytes?: number;
   /**
-   * Reserved for the msg-id dedup window, which arrives in a later version: only 0 (disabled) is
-   * accepted; anything else is refused with INVALID_ARGUMENT.
+   * Msg-id dedup window: a message whose msgId (record header `sw-msg-id`) was written to this topic
+   * less than this long ago is acknowledged with the first copy's partition and offset and not
+   * written again. 0 (default): disabled. At most dedupWindowMsMax (7 days).
    */
   dedupWindowMs?: number;
 }
-
-/** Why a non-zero dedupWindowMs is refused (broker and protocol validation say the same). */
-export const dedupWindowNotYetMessage = 'dedupWindowMs must be 0: msg-id dedup arrives in a later version';
 
 /** Every key a topic config may have: the broker and the protocol refuse any other. */
 export const topicConfigKeys: ReadonlySet<string> = new Set<keyof TopicConfig>([
@@ -68,10 +66,18 @@ export interface TopicDescription {
 
 export interface ProduceResult {
   partition: number;
+  /** First and last offset written; both -1 when nothing was (every record a msgId duplicate). */
   baseOffset: number;
   lastOffset: number;
   /** The guarantee that held when this was acknowledged. */
   durability: Durability;
+  /**
+   * Only when some record of the batch was a msgId duplicate (a topic with dedupWindowMs > 0): the
+   * partition and offset of each record of the batch, in batch order; a duplicate has its first
+   * copy's (possibly on another partition). Without them record i is at baseOffset + i.
+   */
+  recordPartitions?: number[];
+  recordOffsets?: number[];
 }
 
 export interface FetchOptions {

@@ -12,12 +12,7 @@ import {
   partitionIndexMax,
   topicNameLengthMax,
 } from '../limits.js';
-import {
-  dedupWindowNotYetMessage,
-  type OffsetSpec,
-  type TopicConfig,
-  topicConfigKeys,
-} from './broker-api.js';
+import { type OffsetSpec, type TopicConfig, topicConfigKeys } from './broker-api.js';
 import { type Durability, durabilities } from './types.js';
 
 export interface HelloRequest {
@@ -144,9 +139,6 @@ export function parseTopicConfig(value: unknown): TopicConfig {
   ] as const) {
     const parsed = optionalInteger(fields, name, -1, Number.MAX_SAFE_INTEGER);
     if (parsed !== undefined) config[name] = parsed;
-  }
-  if (config.dedupWindowMs !== undefined && config.dedupWindowMs !== 0) {
-    throw new InvalidArgumentError(`${dedupWindowNotYetMessage}, got ${config.dedupWindowMs}`);
   }
   return config;
 }

@@ -32,9 +32,11 @@ import {
 import { crc32c } from '../native.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
+import { checkMsgId } from '../protocol/msg-id.js';
 import { partitionForKey } from '../protocol/partitioner.js';
 import { type NackSettings, queueGroupSummary } from '../protocol/queue-api.js';
 import { parseReceipts, parseReceive } from '../protocol/queue-messages.js';
+import { msgIdHeader } from '../protocol/reserved-headers.js';
 import type { HttpBudget } from './http-budget.js';
 import { HttpExchange, type HttpExchangeHooks } from './http-exchange.js';
 import { HttpError } from './http-status.js';
@@ -133,13 +135,13 @@ interface ProduceMessage {
 
 function parseProduceMessage(value: unknown, index: number, encoding: ValueEncoding): ProduceMessage {
   const fields = asObject(value, `messages[${index}]`);
-  for (const name of ['msgId', 'delayMs', 'deliverAt'] as const) {
+  for (const name of ['delayMs', 'deliverAt'] as const) {
     if (fields[name] !== undefined) {
       throw new InvalidArgumentError(`messages[${index}].${name}: not supported yet`);
     }
   }
   for (const name of Object.keys(fields)) {
-    if (!['key', 'value', 'headers', 'partition'].includes(name)) {
+    if (!['key', 'value', 'headers', 'partition', 'msgId'].includes(name)) {
       throw new InvalidArgumentError(`messages[${index}]: unknown field '${name}'`);
     }
   }
@@ -157,6 +159,17 @@ function parseProduceMessage(value: unknown, index: number, encoding: ValueEncod
     for (const [name, headerValue] of Object.entries(headers)) {
       pairs.push([name, decodeBytes(headerValue, encoding, `messages[${index}].headers.${name}`)]);
     }
+    record.headers = pairs;
+  }
+  if (fields['msgId'] !== undefined) {
+    const msgId = checkMsgId(fields['msgId'], `messages[${index}].msgId`);
+    const pairs = (record.headers ?? []) as Array<[string, string | Uint8Array | null]>;
+    if (pairs.some(([name]) => name === msgIdHeader)) {
+      throw new InvalidArgumentError(
+        `messages[${index}] has both msgId and a ${msgIdHeader} header: give one`,
+      );
+    }
+    pairs.push([msgIdHeader, msgId]);
     record.headers = pairs;
   }
   const partition =
@@ -440,13 +453,17 @@ export class HttpApi {
     const results = await Promise.all(
       batches.map(([partition, batch]) => this.context.api.messages.produce(topic, partition, batch)),
     );
-    const baseOffsets = new Map<number, number>();
-    for (const result of results) baseOffsets.set(result.partition, result.baseOffset);
+    const byResult = new Map(results.map((result) => [result.partition, result]));
     const positionInBatch = new Map<number, number>();
     const offsets = partitions.map((partition) => {
       const position = positionInBatch.get(partition) ?? 0;
       positionInBatch.set(partition, position + 1);
-      return { partition, offset: baseOffsets.get(partition)! + position };
+      const result = byResult.get(partition)!;
+      // A msgId duplicate (dedup topics) is answered with its first copy's partition and offset.
+      if (result.recordOffsets !== undefined && result.recordPartitions !== undefined) {
+        return { partition: result.recordPartitions[position]!, offset: result.recordOffsets[position]! };
+      }
+      return { partition, offset: result.baseOffset + position };
     });
     return { status: 200, json: { offsets } };
   }

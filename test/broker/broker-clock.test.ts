@@ -119,6 +119,7 @@ describe('Broker on a ManualClock', () => {
     expect(existsSync(join(dataDir, 'topics', 'second.orphan-1239000'))).toBe(true);
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
+      '__dedup',
       '__metadata',
       '__queue_state',
       'first',

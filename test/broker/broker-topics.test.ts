@@ -74,6 +74,7 @@ describe('Broker topics', () => {
     expect(broker.topics.list()).toEqual([]);
     expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual([
       '__consumer_offsets',
+      '__dedup',
       '__metadata',
       '__queue_state',
     ]);
@@ -116,9 +117,9 @@ describe('Broker topics', () => {
     expect(await rejectedCode(broker.topics.create('t', { durability: 'maybe' as 'none' }))).toBe(
       'INVALID_ARGUMENT',
     );
-    await expect(broker.topics.create('d', { dedupWindowMs: 5000 })).rejects.toMatchObject({
+    await expect(broker.topics.create('d', { dedupWindowMs: -5 })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
-      message: 'topic config dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 5000',
+      message: 'topic config dedupWindowMs must be an integer in [0, 604800000] (0: disabled), got -5',
     });
     expect(broker.topics.list().map((topic) => topic.name)).not.toContain('d');
     await broker.topics.create('t');
@@ -233,6 +234,7 @@ describe('Broker topics', () => {
     await broker.topics.delete('temp');
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
+      '__dedup',
       '__metadata',
       '__queue_state',
     ]);
@@ -350,15 +352,16 @@ describe('Broker topics', () => {
     ).toBe('INVALID_ARGUMENT');
   });
 
-  it('refuses a non-zero dedupWindowMs broker default; 0 is accepted', async () => {
-    await expect(Broker.open({ dataDir: temporaryDirectory(), dedupWindowMs: 60_000 })).rejects.toMatchObject(
-      {
-        code: 'INVALID_ARGUMENT',
-        message: 'broker option dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 60000',
-      },
-    );
-    const broker = await openBroker(temporaryDirectory(), { dedupWindowMs: 0 });
-    expect((await broker.topics.create('t')).config.dedupWindowMs).toBe(0);
+  it('takes a dedupWindowMs broker default within [0, 7 days]; a topic may override it', async () => {
+    await expect(
+      Broker.open({ dataDir: temporaryDirectory(), dedupWindowMs: 604_800_001 }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message:
+        'broker option dedupWindowMs must be an integer in [0, 604800000] (0: disabled), got 604800001',
+    });
+    const broker = await openBroker(temporaryDirectory(), { dedupWindowMs: 60_000 });
+    expect((await broker.topics.create('t')).config.dedupWindowMs).toBe(60_000);
     expect((await broker.topics.create('u', { dedupWindowMs: 0 })).config.dedupWindowMs).toBe(0);
   });
 
@@ -389,7 +392,7 @@ describe('Broker topics', () => {
 
     broker = await openBroker(dataDir);
     expect(broker.openReport.warnings).toEqual([
-      "warning: topic 'old': stored dedupWindowMs 60000 reset to 0 (msg-id dedup was never in effect; it arrives in a later version)",
+      "warning: topic 'old': stored dedupWindowMs 60000 reset to 0 (the version that wrote metadata.json never acted on it)",
       `info: migrated 2 topic(s) from ${join(dataDir, legacyMetadataFileName)} into the __metadata state log; the file is kept as metadata.json.migrated`,
     ]);
     expect(broker.topics.describe('old')).toMatchObject({

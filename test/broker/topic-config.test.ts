@@ -40,10 +40,7 @@ describe('resolveTopicConfig', () => {
       [{ segmentBytes: segmentBytesMin - 1 }, /segmentBytes/],
       [{ dedupWindowMs: dedupWindowMsMax + 1 }, /dedupWindowMs/],
       [{ dedupWindowMs: -1 }, /dedupWindowMs must be an integer in \[0, /],
-      [
-        { dedupWindowMs: 1 },
-        /^topic config dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 1$/,
-      ],
+      [{ dedupWindowMs: 1.5 }, /dedupWindowMs must be an integer in \[0, 604800000\] \(0: disabled\)/],
       [{ retention: 5 }, /unknown topic config 'retention'/],
     ];
     for (const [config, message] of cases) {
@@ -54,17 +51,27 @@ describe('resolveTopicConfig', () => {
     expect(() => resolveTopicConfig('fast', defaults)).toThrow(/must be an object/);
   });
 
-  it('accepts dedupWindowMs 0 only, also as a default', () => {
+  it('accepts dedupWindowMs from 0 (off) to 7 days, also as a default', () => {
     expect(resolveTopicConfig({ dedupWindowMs: 0 }, defaults).dedupWindowMs).toBe(0);
-    expect(() => resolveTopicConfig({}, { ...defaults, dedupWindowMs: 1000 }, 'broker option')).toThrow(
-      /^broker option dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 1000$/,
+    expect(resolveTopicConfig({ dedupWindowMs: 1 }, defaults).dedupWindowMs).toBe(1);
+    expect(resolveTopicConfig({ dedupWindowMs: dedupWindowMsMax }, defaults).dedupWindowMs).toBe(
+      dedupWindowMsMax,
+    );
+    expect(resolveTopicConfig({}, { ...defaults, dedupWindowMs: 1000 }, 'broker option').dedupWindowMs).toBe(
+      1000,
     );
   });
 });
 
 describe('resolveStoredTopicConfig', () => {
-  it('loads a non-zero dedupWindowMs an older version stored as 0, and says so', () => {
-    expect(resolveStoredTopicConfig({ dedupWindowMs: 60_000, retentionMs: 5 }, defaults)).toEqual({
+  it('loads a non-zero dedupWindowMs of a legacy metadata.json as 0, and says so; keeps it otherwise', () => {
+    expect(resolveStoredTopicConfig({ dedupWindowMs: 60_000 }, defaults)).toEqual({
+      config: { ...defaults, dedupWindowMs: 60_000 },
+      droppedDedupWindowMs: null,
+    });
+    expect(
+      resolveStoredTopicConfig({ dedupWindowMs: 60_000, retentionMs: 5 }, defaults, 'legacy', true),
+    ).toEqual({
       config: { ...defaults, retentionMs: 5, dedupWindowMs: 0 },
       droppedDedupWindowMs: 60_000,
     });
@@ -82,7 +89,7 @@ describe('resolveStoredTopicConfig', () => {
       { retention: 5 },
       { partitions: 0 },
     ]) {
-      expect(() => resolveStoredTopicConfig(config, defaults)).toThrow(
+      expect(() => resolveStoredTopicConfig(config, defaults, 'legacy', true)).toThrow(
         expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
       );
     }

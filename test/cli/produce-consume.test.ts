@@ -231,6 +231,47 @@ describe('spillway produce / consume', () => {
     expectOneLineError(consumed.stderr, /^spillway consume: UNKNOWN_TOPIC: .*no-such-topic/);
   });
 
+  it('--msg-id: a run repeated on a dedup topic writes nothing twice and prints the first positions', async () => {
+    const created = await cli([
+      'topic',
+      'create',
+      'deduped',
+      '--partitions',
+      '2',
+      '--dedup-window-ms',
+      '600000',
+    ]);
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ config: { dedupWindowMs: 600000 } });
+    const one = await cli(['produce', 'deduped', '--value', 'v', '--msg-id', 'single', '--key', 'a']);
+    const oneAgain = await cli(['produce', 'deduped', '--value', 'v', '--msg-id', 'single', '--key', 'b']);
+    expect(one.code).toBe(0);
+    expect(oneAgain.stdout).toBe(one.stdout);
+    const input = `${Array.from({ length: 500 }, (_, i) => `row-${i}`).join('\n')}\n`;
+    const first = await cli(['produce', 'deduped', '--msg-id', 'import-7'], input);
+    const second = await cli(['produce', 'deduped', '--msg-id', 'import-7'], input);
+    expect(first.code).toBe(0);
+    expect(second.stdout).toBe(first.stdout);
+    expect(first.stdout.trim().split('\n')).toHaveLength(500);
+    const consumed = await cli(['consume', 'deduped', '--from', 'earliest', '--idle-exit-ms', '500']);
+    const lines = consumed.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { value: string; headers: Record<string, string> });
+    expect(lines).toHaveLength(501);
+    expect(new Set(lines.map((line) => line.headers['sw-msg-id'])).size).toBe(501);
+    expect(lines.find((line) => line.value === 'row-9')?.headers['sw-msg-id']).toBe('import-7-10');
+    // A bad msgId is a typed error, exit 1, one line.
+    for (const bad of ['', 'x'.repeat(257)]) {
+      const refused = await cli(['produce', 'deduped', '--value', 'v', '--msg-id', bad]);
+      expect(refused.code).toBe(1);
+      expectOneLineError(
+        refused.stderr,
+        /^spillway produce: INVALID_ARGUMENT: --msg-id must be 1 to 256 UTF-8 bytes/,
+      );
+    }
+  });
+
   it('a partition the topic does not have is exit 1, one line', async () => {
     await createTopic('two', 2);
     const result = await cli(['produce', 'two', '--partition', '9', '--value', 'v']);
@@ -242,7 +283,7 @@ describe('spillway produce / consume', () => {
     [['produce', 'lines', '--bogus'], /Unknown option '--bogus'/, 'produce'],
     [['produce'], /produce needs exactly one TOPIC/, 'produce'],
     [['produce', 'lines', '--partition', 'two'], /--partition must be an integer/, 'produce'],
-    [['produce', 'lines', '--msg-id', 'm'], /--msg-id are not supported/, 'produce'],
+    [['produce', 'lines', '--delay-ms', '5'], /--delay-ms is not supported/, 'produce'],
     [['consume'], /consume needs exactly one TOPIC/, 'consume'],
     [['consume', 'lines', '--mode', 'group'], /--mode needs --group/, 'consume'],
     [['consume', 'lines', '--mode', 'shared'], /--mode needs --group/, 'consume'],

@@ -146,8 +146,8 @@ describe('spillway topic', () => {
     [['create', 'bad/name'], /INVALID_TOPIC_NAME/],
     [['create', 'huge', '--partitions', '100000000'], /INVALID_ARGUMENT/],
     [
-      ['create', 'deduped', '--dedup-window-ms', '60000'],
-      /^spillway topic: INVALID_ARGUMENT: dedupWindowMs must be 0: msg-id dedup arrives in a later version, got 60000$/m,
+      ['create', 'deduped', '--dedup-window-ms', '604800001'],
+      /^spillway topic: INVALID_ARGUMENT: topic config dedupWindowMs must be an integer in \[0, 604800000\] \(0: disabled\), got 604800001$/m,
     ],
   ])('expected errors exit 1 with one line: %j', async (args, pattern) => {
     const result = await topic(...args);

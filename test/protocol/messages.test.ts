@@ -13,20 +13,14 @@ const invalid = (message: RegExp) =>
   expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
 
 describe('parseTopicConfig', () => {
-  it('refuses a non-zero dedupWindowMs: msg-id dedup is not in this version', () => {
+  it('passes a dedupWindowMs on (the broker checks its range); refuses a non-integer', () => {
     for (const dedupWindowMs of [1, 60_000]) {
-      expect(() => parseTopicConfig({ dedupWindowMs })).toThrow(
-        invalid(
-          new RegExp(
-            `^dedupWindowMs must be 0: msg-id dedup arrives in a later version, got ${dedupWindowMs}$`,
-          ),
-        ),
-      );
-      expect(() => parseCreateTopic({ name: 't', config: { dedupWindowMs } })).toThrow(
-        invalid(/msg-id dedup arrives in a later version/),
-      );
+      expect(parseTopicConfig({ dedupWindowMs })).toEqual({ dedupWindowMs });
+      expect(parseCreateTopic({ name: 't', config: { dedupWindowMs } })).toEqual({
+        name: 't',
+        config: { dedupWindowMs },
+      });
     }
-    expect(() => parseTopicConfig({ dedupWindowMs: -1 })).toThrow(invalid(/dedupWindowMs must be 0/));
     expect(() => parseTopicConfig({ dedupWindowMs: 'soon' })).toThrow(
       invalid(/dedupWindowMs must be an integer/),
     );

@@ -45,9 +45,9 @@ export type MetadataEntry =
   | { type: 'state-log'; stateLog: StateLogRecord };
 
 /**
- * Checks a stored topic (from the state log, or from a metadata.json being migrated). A non-zero
- * dedupWindowMs stored by an older version is reset to 0 (topic-config.ts resolveStoredTopicConfig)
- * and reported through `onDroppedDedupWindow`.
+ * Checks a stored topic (from the state log, or from a metadata.json being migrated). With
+ * `onDroppedDedupWindow` (the migration of a metadata.json, whose versions never acted on the window)
+ * a non-zero dedupWindowMs is reset to 0 (topic-config.ts resolveStoredTopicConfig) and reported.
  */
 export function parseTopicRecord(
   name: unknown,
@@ -71,7 +71,12 @@ export function parseTopicRecord(
   if (typeof config === 'object' && config !== null && 'partitions' in config) {
     throw new Error(`topic '${name}' config holds 'partitions'`);
   }
-  const stored = resolveStoredTopicConfig(config ?? {}, { ...defaults, partitions: partitionCount });
+  const stored = resolveStoredTopicConfig(
+    config ?? {},
+    { ...defaults, partitions: partitionCount },
+    'stored topic config',
+    onDroppedDedupWindow !== undefined,
+  );
   if (stored.droppedDedupWindowMs !== null) onDroppedDedupWindow?.(name, stored.droppedDedupWindowMs);
   return { name, partitionCount, createdAtMs, config: stored.config };
 }

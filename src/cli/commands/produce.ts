@@ -6,11 +6,14 @@
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { Spillway } from '../../client/index.js';
+import { type ProducerMessage, Spillway } from '../../client/index.js';
+import { checkMsgId } from '../../protocol/msg-id.js';
 import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
-export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--broker URL]
-  (--delay-ms and --msg-id arrive with delayed messages and msg-id dedup)`;
+export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--msg-id ID] [--broker URL]
+  --msg-id ID: the message's msgId (deduplicated within the topic's dedup window); with lines from
+               stdin, line N (from 1) gets ID-N, so running the same import again writes nothing twice
+  (--delay-ms arrives with delayed messages)`;
 
 /** Messages sent but not yet printed; reading stdin pauses beyond this. */
 const unprintedMessagesMax = 100_000;
@@ -38,9 +41,10 @@ export async function runProduce(argv: string[]): Promise<number> {
   });
   if (positionals.length !== 1) throw new UsageError('produce needs exactly one TOPIC');
   const topic = positionals[0]!;
-  if (values['delay-ms'] !== undefined || values['msg-id'] !== undefined) {
-    throw new UsageError('--delay-ms and --msg-id are not supported by this version yet');
+  if (values['delay-ms'] !== undefined) {
+    throw new UsageError('--delay-ms is not supported by this version yet');
   }
+  const msgIdBase = values['msg-id'] === undefined ? undefined : checkMsgId(values['msg-id'], '--msg-id');
   const partition = integerFlag('partition', values.partition, 0);
   const sw = await Spillway.connect(brokerUrlFlag(values.broker));
   // A batch must fit one segment of the topic: aim at half a segment when segments are small.
@@ -84,10 +88,12 @@ export async function runProduce(argv: string[]): Promise<number> {
       head = 0;
     }
   };
-  const send = (value: string) => {
-    const message: { value: string; key?: string; partition?: number } = { value };
+  let lineNumber = 0;
+  const send = (value: string, msgId?: string) => {
+    const message: ProducerMessage = { value };
     if (values.key !== undefined) message.key = values.key;
     if (partition !== undefined) message.partition = partition;
+    if (msgId !== undefined) message.msgId = msgId;
     const promise = producer.send(topic, message);
     promise.catch(() => undefined); // Reported in order by printReady.
     pending.push(promise);
@@ -96,11 +102,15 @@ export async function runProduce(argv: string[]): Promise<number> {
   };
   try {
     if (values.value !== undefined) {
-      send(values.value);
+      send(values.value, msgIdBase);
     } else {
       const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of lines) {
-        send(line);
+        lineNumber++;
+        send(
+          line,
+          msgIdBase === undefined ? undefined : checkMsgId(`${msgIdBase}-${lineNumber}`, '--msg-id'),
+        );
         if (pending.length - head >= unprintedMessagesMax || unprintedBytes >= unprintedBytesMax) {
           await printReady(false);
         }

@@ -11,7 +11,7 @@ export const topicUsage = `usage: spillway topic create NAME [--partitions N] [-
        spillway topic delete NAME
        spillway topic add-partitions NAME --count N
   all take --broker URL (default ws://127.0.0.1:7070)
-  (--dedup-window-ms accepts only 0 until msg-id dedup arrives in a later version)`;
+  --dedup-window-ms N: msg-id dedup window, 0 (default: off) to 604800000 (7 days)`;
 
 function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
