@@ -40,6 +40,11 @@ export type ErrorCode =
   | 'FENCED_GENERATION'
   | 'RECEIPT_EXPIRED'
   | 'RECEIPT_INVALID'
+  | 'UNKNOWN_TRANSACTION'
+  | 'TRANSACTION_COMMITTED'
+  | 'TRANSACTION_ROLLED_BACK'
+  | 'TOO_MANY_TRANSACTIONS'
+  | 'TRANSACTION_TOO_LARGE'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -78,6 +83,11 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment
   RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
   RECEIPT_INVALID: false,
+  UNKNOWN_TRANSACTION: false, // never begun here, or its outcome is no longer remembered
+  TRANSACTION_COMMITTED: false, // a rollback or send came after the commit
+  TRANSACTION_ROLLED_BACK: false, // a commit or send came after the rollback (by the producer, a check-back or the timeout)
+  TOO_MANY_TRANSACTIONS: true, // once others are decided
+  TRANSACTION_TOO_LARGE: false,
   INTERNAL: false,
 };
 

@@ -47,6 +47,9 @@ import { internalTopic } from './state/state-log-partition.js';
 import { Topic } from './topic.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
 import { isInternalTopicName } from './topic-name.js';
+import { BrokerTransactions } from './transactions/broker-transactions.js';
+import { halfTopicName } from './transactions/half-log.js';
+import { TransactionStore, transactionsTopicName } from './transactions/transaction-store.js';
 
 /** What one retention pass did (`BrokerEngine.applyRetention`). */
 export interface RetentionPassResult {
@@ -64,6 +67,7 @@ export interface BrokerEngineParts {
   metadata: MetadataStore;
   offsets: ConsumerOffsetsStore;
   queueState: QueueStateStore;
+  transactionStore: TransactionStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -82,6 +86,8 @@ export class BrokerEngine implements BrokerApi {
   readonly groups: GroupCoordinator;
   /** Shared and key_shared consumption (queues/broker-queues.ts), its state in `__queue_state`. */
   readonly queues: BrokerQueues;
+  /** Transactional messages (transactions/broker-transactions.ts), state in `__transactions` and `__txn_half`. */
+  readonly transactions: BrokerTransactions;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -91,6 +97,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly metadata: MetadataStore;
   private readonly offsets: ConsumerOffsetsStore;
   private readonly queueState: QueueStateStore;
+  private readonly transactionStore: TransactionStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -142,6 +149,22 @@ export class BrokerEngine implements BrokerApi {
     this.messages.onAppended = (topic) => this.queues.appended(topic);
     const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
     parts.queueState.state.onAppend = () => this.messages.wake(queueStatePartition);
+    this.transactionStore = parts.transactionStore;
+    this.transactions = new BrokerTransactions({
+      topics: this.topics,
+      lifecycle: this.lifecycle,
+      clock: this.clock,
+      diskReserve: parts.diskReserve,
+      state: parts.transactionStore.state,
+      machine: parts.transactionStore.machine,
+      halves: parts.transactionStore.halves,
+      wake: (partition) => {
+        this.messages.wake(partition);
+        this.messages.onAppended?.(partition.topic);
+      },
+    });
+    const transactionsPartition = this.topics.partitionOf(transactionsTopicName, 0);
+    parts.transactionStore.state.onAppend = () => this.messages.wake(transactionsPartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -158,7 +181,21 @@ export class BrokerEngine implements BrokerApi {
    * Fails with CorruptLogError when the metadata is damaged.
    */
   static async open(options: BrokerOptions = {}): Promise<BrokerEngine> {
-    return new BrokerEngine(await BrokerEngine.openParts(options));
+    return BrokerEngine.recovered(new BrokerEngine(await BrokerEngine.openParts(options)));
+  }
+
+  /**
+   * Finishes the open of a constructed engine: the work recovery does through the engine itself
+   * (commits a crash interrupted). Closes the engine when that fails.
+   */
+  protected static async recovered<Engine extends BrokerEngine>(engine: Engine): Promise<Engine> {
+    try {
+      await engine.transactions.recover();
+    } catch (error) {
+      await engine.close().catch(() => undefined);
+      throw error;
+    }
+    return engine;
   }
 
   /** The opening work of `open`, for subclasses (the composition root) to construct themselves. */
@@ -180,6 +217,7 @@ export class BrokerEngine implements BrokerApi {
     let metadata: MetadataStore | null = null;
     let offsets: ConsumerOffsetsStore | null = null;
     let queueState: QueueStateStore | null = null;
+    let transactionStore: TransactionStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -224,6 +262,15 @@ export class BrokerEngine implements BrokerApi {
         clock: resolved.clock,
       });
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
+      transactionStore = await TransactionStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        flushIntervalMs: resolved.topicDefaults.flushIntervalMs,
+        clock: resolved.clock,
+      });
+      const transactionsInternal = internalTopic(transactionsTopicName, transactionStore.partition);
+      const halfInternal = internalTopic(halfTopicName, transactionStore.halfPartition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -260,6 +307,7 @@ export class BrokerEngine implements BrokerApi {
           { name: metadata.state.name, recovery: metadata.state.recovery },
           { name: offsets.state.name, recovery: offsets.state.recovery },
           { name: queueState.state.name, recovery: queueState.state.recovery },
+          { name: transactionStore.state.name, recovery: transactionStore.state.recovery },
         ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
@@ -276,11 +324,13 @@ export class BrokerEngine implements BrokerApi {
         metadata,
         offsets,
         queueState,
-        topics: [internal, offsetsTopic, queueInternal, ...topics],
+        transactionStore,
+        topics: [internal, offsetsTopic, queueInternal, transactionsInternal, halfInternal, ...topics],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
+      await transactionStore?.close().catch(() => undefined);
       await queueState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       await offsets?.close().catch(() => undefined);
@@ -395,6 +445,7 @@ export class BrokerEngine implements BrokerApi {
     await this.scrubber.stop();
     this.messages.wakeAll();
     this.queues.close();
+    this.transactions.close();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
@@ -406,6 +457,7 @@ export class BrokerEngine implements BrokerApi {
       this.metadata.close(),
       this.offsets.close(),
       this.queueState.close(),
+      this.transactionStore.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');
