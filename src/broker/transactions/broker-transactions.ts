@@ -214,6 +214,20 @@ export class BrokerTransactions implements TransactionService {
    * open ones. Awaited before the broker serves.
    */
   async recover(): Promise<void> {
+    // What a crash left in the page cache of an `always` partition is invisible until synced (the
+    // durable offset restarts at the recovery point): sync it now, so that a transaction delivered
+    // to an `always` and an `interval` partition before the crash is not seen in part after it.
+    const syncs: Array<Promise<void>> = [];
+    for (const topic of this.topics.all()) {
+      if (isInternalTopicName(topic.name)) continue;
+      for (const partition of topic.partitions) {
+        const log = partition.openLog;
+        if (partition.durability === 'always' && log !== null && log.durableOffset < log.logEndOffset) {
+          syncs.push(log.flush());
+        }
+      }
+    }
+    await Promise.all(syncs);
     const records = [...this.machine.live.values()];
     if (records.length === 0) return;
     for (const record of records) {
