@@ -2,7 +2,8 @@
  * Transactional messages (docs/TRANSACTIONS.md): half messages, commit/rollback, check-back.
  *
  *  - BEGIN records the transaction (group, check settings, deadlines, where its halves start in
- *    `__txn_half`) in `__transactions`, durable, before answering.
+ *    `__txn_half`) in `__transactions`; the answer does not wait for that record to be durable
+ *    (the commit decision, written after it in the same log, does).
  *  - SEND stores the producer's batch in `__txn_half` under the target topic's durability; nothing
  *    reaches the target, so its consumers see nothing.
  *  - END commit: waits for the transaction's sends in flight, records the decision (state
@@ -352,12 +353,14 @@ export class BrokerTransactions implements TransactionService {
     }
     this.openPerSession.set(session.id, sessionOpen + 1);
     this.live.set(id, live);
-    try {
-      await this.state.commit({ kind: 'transaction', record });
-    } catch (error) {
-      this.forget(live);
-      throw error;
-    }
+    // Not awaited: the begin record is appended in this turn's group commit, ahead of anything else
+    // about this transaction (its decision included), so a durable decision implies a durable begin.
+    // A crash before it is durable forgets the transaction: its halves are orphans (never delivered,
+    // cleaned with the half log) and the producer's next request gets UNKNOWN_TRANSACTION.
+    this.state.commit({ kind: 'transaction', record }).catch((error: unknown) => {
+      if (this.live.get(id) === live && live.decision === null) this.forget(live);
+      this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
+    });
     this.scheduleCheck(live);
     return { id };
   }
