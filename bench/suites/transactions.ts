@@ -35,8 +35,15 @@ let directoryNumber = 0;
 
 type Mode = 'transactional' | 'plain';
 
-/** Rounds per second of `size` messages each, transactional (committed) or plain sends. */
-async function run(context: BenchContext, mode: Mode, size: number, rounds: number): Promise<number> {
+interface RunResult {
+  /** Rounds per second of wall time. */
+  rate: number;
+  /** CPU time of this process (user + system) per round, µs: what the rate would cost on an idle core. */
+  cpuMicrosPerRound: number;
+}
+
+/** Rounds of `size` messages each, transactional (committed) or plain sends. */
+async function run(context: BenchContext, mode: Mode, size: number, rounds: number): Promise<RunResult> {
   const broker = await Broker.open({
     dataDir: path.join(context.scratchDir, `transactions-${directoryNumber++}`),
     durability: 'interval',
@@ -48,6 +55,7 @@ async function run(context: BenchContext, mode: Mode, size: number, rounds: numb
     const clients = await Promise.all(Array.from({ length: clientsCount }, () => Spillway.connect(broker)));
     let started = 0;
     const startedAt = performance.now();
+    const cpuBefore = process.cpuUsage();
     const loop = async (client: Spillway): Promise<void> => {
       if (mode === 'plain') {
         const producer = client.producer({ lingerMs: 0 });
@@ -71,8 +79,9 @@ async function run(context: BenchContext, mode: Mode, size: number, rounds: numb
       clients.flatMap((client) => Array.from({ length: loopsPerClient }, () => loop(client))),
     );
     const seconds = (performance.now() - startedAt) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
     await Promise.all(clients.map((client) => client.close()));
-    return rounds / seconds;
+    return { rate: rounds / seconds, cpuMicrosPerRound: (cpu.user + cpu.system) / rounds };
   } finally {
     await broker.close();
   }
@@ -84,11 +93,16 @@ export const suite: BenchSuite = {
     const parameters = context.quick ? quickParameters : fullParameters;
     const rows: BenchRow[] = [];
     const rates = { t1: [] as number[], t10: [] as number[], p10: [] as number[] };
+    const cpu = { t1: [] as number[], t10: [] as number[], p10: [] as number[] };
+    const record = (key: 't1' | 't10' | 'p10', result: RunResult): void => {
+      rates[key].push(result.rate);
+      cpu[key].push(result.cpuMicrosPerRound);
+    };
     for (let i = 0; i < parameters.runs; i++) {
       await yieldToEventLoop();
-      rates.t1.push(await run(context, 'transactional', 1, parameters.rounds));
-      rates.t10.push(await run(context, 'transactional', 10, Math.ceil(parameters.rounds / 4)));
-      rates.p10.push(await run(context, 'plain', 10, Math.ceil(parameters.rounds / 4)));
+      record('t1', await run(context, 'transactional', 1, parameters.rounds));
+      record('t10', await run(context, 'transactional', 10, Math.ceil(parameters.rounds / 4)));
+      record('p10', await run(context, 'plain', 10, Math.ceil(parameters.rounds / 4)));
       context.log(
         `transactions: ${Math.round(rates.t1.at(-1)!)} tx/s of 1, ${Math.round(rates.t10.at(-1)!)} tx/s of 10, plain rounds of 10 ${Math.round(rates.p10.at(-1)!)}/s`,
       );
@@ -101,6 +115,13 @@ export const suite: BenchSuite = {
       value: Math.round(median(rates.t1)),
       unit: 'tx/s',
       detail: `${detail}; runs ${list(rates.t1)}; target >= 20000`,
+    });
+    rows.push({
+      suite: suiteName,
+      name: 'CPU per transaction of 1 message (broker and clients, one process)',
+      value: Math.round(median(cpu.t1)),
+      unit: 'µs',
+      detail: `runs ${list(cpu.t1)}; 1e6 / this = transactions/s one idle core would carry; 10 messages: ${Math.round(median(cpu.t10))} µs; plain round of 10: ${Math.round(median(cpu.p10))} µs`,
     });
     rows.push({
       suite: suiteName,
