@@ -121,6 +121,8 @@ describe('Broker on a ManualClock', () => {
       '__consumer_offsets',
       '__metadata',
       '__queue_state',
+      '__transactions',
+      '__txn_half',
       'first',
       'second',
       'second.orphan-1239000',
