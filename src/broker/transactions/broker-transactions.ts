@@ -32,7 +32,13 @@
  * (TRANSACTION_TOO_LARGE), producerGroupsMax. One event loop; every method may run concurrently.
  */
 import type { Clock, ClockTimer } from '../../clock.js';
-import { InvalidArgumentError, InvalidBatchError, SpillwayError, UnknownTopicError } from '../../errors.js';
+import {
+  InvalidArgumentError,
+  InvalidBatchError,
+  SpillwayError,
+  UnknownPartitionError,
+  UnknownTopicError,
+} from '../../errors.js';
 import { BatchAttributes, BatchHeader, batchLengthAt } from '../../format/batch-header.js';
 import { writeInt64LE } from '../../format/int64.js';
 import { validateBatch } from '../../format/record-batch.js';
@@ -254,11 +260,21 @@ export class BrokerTransactions implements TransactionService {
       this.halfBytesTotal += location.bytes;
     });
     for (const live of this.live.values()) {
-      if (live.record.state === 'open') this.scheduleCheck(live);
-      else {
+      if (live.record.state === 'open') {
+        this.scheduleCheck(live);
+        continue;
+      }
+      try {
         const ending = this.finishCommit(live, this.deliveredHalves(live.record), false);
         live.ending = ending;
         await ending;
+      } catch (error) {
+        // E.g. a target partition stopped for damage: the broker serves the rest; a later END
+        // commit (or the next open) finishes it.
+        live.ending = null;
+        this.onLog(
+          `transaction ${live.record.id}: finishing its commit at open failed (${String(error)}); retried by a later commit or restart`,
+        );
       }
     }
   }
@@ -653,7 +669,17 @@ export class BrokerTransactions implements TransactionService {
     for (let index = 0; index < live.halves.length; index++) {
       if (delivered.has(index)) continue;
       const half = live.halves[index]!;
-      const partition = this.topics.partitionOf(half.topic, half.partition);
+      let partition: Partition;
+      try {
+        partition = this.topics.partitionOf(half.topic, half.partition);
+      } catch (error) {
+        if (!(error instanceof UnknownTopicError || error instanceof UnknownPartitionError)) throw error;
+        // Deleted after the decision: nothing to deliver there.
+        this.onLog(
+          `transaction ${id}: ${half.topic}/${half.partition} no longer exists; its messages are dropped`,
+        );
+        continue;
+      }
       deliveries.push({
         partition,
         deliver: () =>

@@ -286,6 +286,19 @@ describe('transactions', () => {
     expect(next.id).toBeGreaterThan(txn.id);
   });
 
+  it('a target topic deleted before the commit: the commit is refused, the rollback works', async () => {
+    const { broker } = await setup();
+    const session = broker.sessions.open({ kind: 'in-process', transport: null });
+    await broker.topics.create('doomed', { partitions: 1 });
+    const { id } = await broker.transactions.begin(session, { group: 'g' });
+    await broker.transactions.send(session, id, 'doomed', 0, encodeBatch([{ value: 'gone' }]));
+    await broker.transactions.send(session, id, 'orders', 0, encodeBatch([{ value: 'kept?' }]));
+    await broker.topics.delete('doomed');
+    expect(await codeOf(broker.transactions.end(session, id, 'commit'))).toBe('UNKNOWN_TOPIC');
+    expect(await visible(broker, 'orders')).toEqual([]);
+    expect(await broker.transactions.end(session, id, 'rollback')).toMatchObject({ outcome: 'rolled-back' });
+  });
+
   it('bounds and refusals are typed errors', async () => {
     const { broker } = await setup();
     const session = broker.sessions.open({ kind: 'in-process', transport: null });
