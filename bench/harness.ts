@@ -25,6 +25,7 @@ export const suiteNames = [
   'state',
   'queues',
   'dedup',
+  'transactions',
   'scrub',
   'broker',
   'groups',

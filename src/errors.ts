@@ -43,6 +43,11 @@ export type ErrorCode =
   | 'GROUP_NOT_EMPTY'
   | 'IDEMPOTENCY_STORE'
   | 'DUPLICATE_DELIVERY'
+  | 'UNKNOWN_TRANSACTION'
+  | 'TRANSACTION_COMMITTED'
+  | 'TRANSACTION_ROLLED_BACK'
+  | 'TOO_MANY_TRANSACTIONS'
+  | 'TRANSACTION_TOO_LARGE'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -84,6 +89,11 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   GROUP_NOT_EMPTY: false, // stop the group's members first (backlog drain)
   IDEMPOTENCY_STORE: true, // the consumer's idempotency store failed (I/O, connection): the message comes again
   DUPLICATE_DELIVERY: false, // the id was already recorded: the handler's transaction rolled back
+  UNKNOWN_TRANSACTION: false, // never begun here, or its outcome is no longer remembered
+  TRANSACTION_COMMITTED: false, // a rollback or send came after the commit
+  TRANSACTION_ROLLED_BACK: false, // a commit or send came after the rollback (by the producer, a check-back or the timeout)
+  TOO_MANY_TRANSACTIONS: true, // once others are decided
+  TRANSACTION_TOO_LARGE: false,
   INTERNAL: false,
 };
 

@@ -278,3 +278,30 @@ export const queueRetryBackoffStepsMax = 32;
 export const queueSettleOffsetsMax = 100_000;
 /** Longest error text kept for a failed delivery (longer is cut). */
 export const queueErrorTextLengthMax = 1024;
+/** Transactions open at once broker-wide (begun, not yet decided). One more BEGIN: TOO_MANY_TRANSACTIONS. */
+export const transactionsOpenMax = 100_000;
+/** Transactions one session (one producer connection) may hold open at once. More: TOO_MANY_TRANSACTIONS. */
+export const transactionsOpenPerSessionMax = 10_000;
+/** Bytes of half messages (batches as sent) one transaction may hold. More: TRANSACTION_TOO_LARGE. */
+export const transactionHalfBytesMax = 64 * 1024 * 1024;
+/** Half batches (sends) one transaction may hold. More: TRANSACTION_TOO_LARGE. */
+export const transactionHalfBatchesMax = 10_000;
+/** Largest half batch: it is stored wrapped in one record of `__txn_half`. */
+export const transactionHalfBatchBytesMax = batchBytesMax - 64 * 1024;
+/** Decided transactions whose outcome the broker remembers (to answer a repeated decision). */
+export const transactionOutcomesMax = 100_000;
+/** Longest producer group name, in characters. */
+export const producerGroupNameLengthMax = 255;
+/** Bounds of a producer group's checkAfterMs, and its default. */
+export const transactionCheckAfterMsMin = 1;
+export const transactionCheckAfterMsMax = 24 * 3_600_000;
+export const transactionCheckAfterMsDefault = 5_000;
+/** Bounds of a producer group's maxChecks, and its default. */
+export const transactionMaxChecksMax = 1000;
+export const transactionMaxChecksDefault = 5;
+/** Longest wait between two check-backs of one transaction (the backoff doubles up to it). */
+export const transactionCheckBackoffMsMax = 60_000;
+/** Longest the broker waits for a producer's answer to a check-back. */
+export const transactionCheckTimeoutMs = 10_000;
+/** Producer groups a broker knows connected members of at once. More: TOO_MANY_REQUESTS. */
+export const producerGroupsMax = 10_000;

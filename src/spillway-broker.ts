@@ -15,7 +15,7 @@ export type ListenOptions = ServerOptions;
 
 export class Broker extends BrokerEngine {
   static override async open(options: BrokerOptions = {}): Promise<Broker> {
-    return new Broker(await BrokerEngine.openParts(options));
+    return BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
   }
 
   /** Starts the network front end (WebSocket protocol, HTTP API, metrics) on this broker. */

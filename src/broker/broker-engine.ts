@@ -52,6 +52,9 @@ import { internalTopic } from './state/state-log-partition.js';
 import { Topic } from './topic.js';
 import { reconcileTopicDirectories } from './topic-directories.js';
 import { isInternalTopicName } from './topic-name.js';
+import { BrokerTransactions } from './transactions/broker-transactions.js';
+import { halfTopicName } from './transactions/half-log.js';
+import { TransactionStore, transactionsTopicName } from './transactions/transaction-store.js';
 
 /** What one retention pass did (`BrokerEngine.applyRetention`). */
 export interface RetentionPassResult {
@@ -70,6 +73,7 @@ export interface BrokerEngineParts {
   offsets: ConsumerOffsetsStore;
   queueState: QueueStateStore;
   dedupStore: DedupStore;
+  transactionStore: TransactionStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -90,6 +94,8 @@ export class BrokerEngine implements BrokerApi {
   readonly queues: BrokerQueues;
   /** Msg-id dedup of topics with dedupWindowMs > 0 (dedup/broker-dedup.ts), its index in `__dedup`. */
   readonly dedup: BrokerDedup;
+  /** Transactional messages (transactions/broker-transactions.ts), state in `__transactions` and `__txn_half`. */
+  readonly transactions: BrokerTransactions;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -100,6 +106,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly offsets: ConsumerOffsetsStore;
   private readonly queueState: QueueStateStore;
   private readonly dedupStore: DedupStore;
+  private readonly transactionStore: TransactionStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -169,6 +176,22 @@ export class BrokerEngine implements BrokerApi {
     this.messages.dedup = this.dedup;
     const dedupPartition = this.topics.partitionOf(dedupTopicName, 0);
     parts.dedupStore.state.onAppend = () => this.messages.wake(dedupPartition);
+    this.transactionStore = parts.transactionStore;
+    this.transactions = new BrokerTransactions({
+      topics: this.topics,
+      lifecycle: this.lifecycle,
+      clock: this.clock,
+      diskReserve: parts.diskReserve,
+      state: parts.transactionStore.state,
+      machine: parts.transactionStore.machine,
+      halves: parts.transactionStore.halves,
+      wake: (partition) => {
+        this.messages.wake(partition);
+        this.messages.onAppended?.(partition.topic);
+      },
+    });
+    const transactionsPartition = this.topics.partitionOf(transactionsTopicName, 0);
+    parts.transactionStore.state.onAppend = () => this.messages.wake(transactionsPartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -185,7 +208,21 @@ export class BrokerEngine implements BrokerApi {
    * Fails with CorruptLogError when the metadata is damaged.
    */
   static async open(options: BrokerOptions = {}): Promise<BrokerEngine> {
-    return new BrokerEngine(await BrokerEngine.openParts(options));
+    return BrokerEngine.recovered(new BrokerEngine(await BrokerEngine.openParts(options)));
+  }
+
+  /**
+   * Finishes the open of a constructed engine: the work recovery does through the engine itself
+   * (commits a crash interrupted). Closes the engine when that fails.
+   */
+  protected static async recovered<Engine extends BrokerEngine>(engine: Engine): Promise<Engine> {
+    try {
+      await engine.transactions.recover();
+    } catch (error) {
+      await engine.close().catch(() => undefined);
+      throw error;
+    }
+    return engine;
   }
 
   /** The opening work of `open`, for subclasses (the composition root) to construct themselves. */
@@ -208,6 +245,7 @@ export class BrokerEngine implements BrokerApi {
     let offsets: ConsumerOffsetsStore | null = null;
     let queueState: QueueStateStore | null = null;
     let dedupStore: DedupStore | null = null;
+    let transactionStore: TransactionStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -259,6 +297,15 @@ export class BrokerEngine implements BrokerApi {
         clock: resolved.clock,
       });
       const dedupInternal = internalTopic(dedupTopicName, dedupStore.partition);
+      transactionStore = await TransactionStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        flushIntervalMs: resolved.topicDefaults.flushIntervalMs,
+        clock: resolved.clock,
+      });
+      const transactionsInternal = internalTopic(transactionsTopicName, transactionStore.partition);
+      const halfInternal = internalTopic(halfTopicName, transactionStore.halfPartition);
       const guarded = [
         {
           name: consumerOffsetsTopicName,
@@ -271,6 +318,12 @@ export class BrokerEngine implements BrokerApi {
           partition: queueState.partition,
           state: queueState.state,
           holds: 'ack state of shared and key_shared queues',
+        },
+        {
+          name: transactionsTopicName,
+          partition: transactionStore.partition,
+          state: transactionStore.state,
+          holds: 'open and committing transactions (their decisions and check-back clocks)',
         },
       ];
       const guardFindings: OpenFinding[] = [];
@@ -332,6 +385,7 @@ export class BrokerEngine implements BrokerApi {
           { name: offsets.state.name, recovery: offsets.state.recovery },
           { name: queueState.state.name, recovery: queueState.state.recovery },
           { name: dedupStore.state.name, recovery: dedupStore.state.recovery },
+          { name: transactionStore.state.name, recovery: transactionStore.state.recovery },
         ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
@@ -349,12 +403,22 @@ export class BrokerEngine implements BrokerApi {
         offsets,
         queueState,
         dedupStore,
-        topics: [internal, offsetsTopic, queueInternal, dedupInternal, ...topics],
+        transactionStore,
+        topics: [
+          internal,
+          offsetsTopic,
+          queueInternal,
+          dedupInternal,
+          transactionsInternal,
+          halfInternal,
+          ...topics,
+        ],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
       await dedupStore?.close().catch(() => undefined);
+      await transactionStore?.close().catch(() => undefined);
       await queueState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       await offsets?.close().catch(() => undefined);
@@ -470,6 +534,7 @@ export class BrokerEngine implements BrokerApi {
     this.messages.wakeAll();
     this.queues.close();
     this.dedup.close();
+    this.transactions.close();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
@@ -482,6 +547,7 @@ export class BrokerEngine implements BrokerApi {
       this.offsets.close(),
       this.queueState.close(),
       this.dedupStore.close(),
+      this.transactionStore.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

@@ -25,6 +25,12 @@ export class Partition {
   readonly durability: Durability;
   private current: LogStore | null;
   private stoppedBy: PartitionDamage | null;
+  /**
+   * Visibility holds (transactions/commit-rounds.ts): while any is taken, consumers see nothing at
+   * or after the lowest held offset, so a transaction's batches in several partitions become visible
+   * in the same instant. Empty almost always.
+   */
+  private readonly holds: number[] = [];
 
   constructor(topic: string, index: number, log: LogStore | PartitionDamage, durability: Durability) {
     this.topic = topic;
@@ -63,7 +69,19 @@ export class Partition {
   get visibleEndOffset(): number {
     const log = this.log;
     const end = log.logEndOffset;
-    return this.durability === 'always' ? Math.min(end, log.durableOffset) : end;
+    const visible = this.durability === 'always' ? Math.min(end, log.durableOffset) : end;
+    return this.holds.length === 0 ? visible : Math.min(visible, ...this.holds);
+  }
+
+  /** Hides from consumers what is appended from `offset` on, until `release(offset)`. */
+  hold(offset: number): void {
+    this.holds.push(offset);
+  }
+
+  /** Ends one hold taken at `offset`. */
+  release(offset: number): void {
+    const index = this.holds.indexOf(offset);
+    if (index >= 0) this.holds.splice(index, 1);
   }
 
   /**

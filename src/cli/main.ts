@@ -14,6 +14,7 @@ commands:
   consume TOPIC                print messages as JSON lines (--group G --mode group|broadcast)
   group list|describe          consumer groups: members, assignment, committed offsets, lag
   backlog drain SRC            move a group's backlog into a wider topic (--group G --into TMP --partitions N)
+  txn list                     open transactions: id, producer group, age, checks made
   repair TOPIC PARTITION       set a stopped partition's damaged ranges aside into quarantine/
   doctor                       what the broker found on disk at start, and how to fix each finding
   bench                        run the benchmark suite (same as npm run bench)
@@ -41,6 +42,10 @@ async function load(name: string): Promise<{ run: Command; usage: string } | nul
     case 'consume': {
       const module = await import('./commands/consume.js');
       return { run: module.runConsume, usage: module.consumeUsage };
+    }
+    case 'txn': {
+      const module = await import('./commands/txn.js');
+      return { run: module.runTxn, usage: module.txnUsage };
     }
     case 'group': {
       const module = await import('./commands/group.js');

@@ -22,6 +22,7 @@ import type {
 } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import type { QueueGroupDescription } from '../protocol/queue-api.js';
+import type { TransactionInfo, TransactionStats } from '../protocol/transaction-api.js';
 import type { Transport } from './transport.js';
 import { integerOf } from './wire.js';
 
@@ -118,6 +119,19 @@ export class Admin {
       throw new SpillwayError('PROTOCOL_ERROR', "describeQueues: the broker's answer has no group list");
     }
     return groups as QueueGroupDescription[];
+  }
+
+  /** Open transactions (id, producer group, age, checks made) and the broker's transaction figures. */
+  async listTransactions(): Promise<{ transactions: TransactionInfo[]; stats: TransactionStats }> {
+    const response = await this.transport.request(Opcode.txnList, {});
+    const header = response.header as { transactions?: unknown; stats?: unknown } | null;
+    if (!Array.isArray(header?.transactions) || typeof header?.stats !== 'object') {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        "listTransactions: the broker's answer has no transaction list",
+      );
+    }
+    return header as { transactions: TransactionInfo[]; stats: TransactionStats };
   }
 
   /** A group's mode, generation, members, assignment, committed offsets and lag per partition. */

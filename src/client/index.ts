@@ -78,4 +78,14 @@ export {
 } from './producer.js';
 export type { ServerRequest, ServerRequestAnswer, ServerRequestHandler } from './server-requests.js';
 export { Spillway, type SpillwayOptions, spillwayDefaults } from './spillway.js';
+export {
+  type CheckAnswer,
+  type CheckTransaction,
+  type EndTransactionResult,
+  Transaction,
+  TransactionalProducer,
+  type TransactionalProducerOptions,
+  type TransactionCheck,
+  type TransactionSendResult,
+} from './transactional-producer.js';
 export type { HelloInfo } from './transport.js';

@@ -100,9 +100,9 @@ export interface ProducerOptions {
   inFlightBatchesMax?: number;
   /** Not in this version (idempotent producer): only false is accepted. */
   idempotent?: boolean;
-  /** Not in this version (transactional producer): rejected. */
+  /** Transactional producers only (Spillway.producer makes a TransactionalProducer): rejected here. */
   group?: string;
-  /** Not in this version (transactional producer): rejected. */
+  /** Transactional producers only (Spillway.producer makes a TransactionalProducer): rejected here. */
   checkTransaction?: unknown;
 }
 
@@ -140,7 +140,9 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
     throw new InvalidArgumentError('idempotent producers arrive in a later version');
   }
   if (options.group !== undefined || options.checkTransaction !== undefined) {
-    throw new InvalidArgumentError('transactional producers arrive in a later version');
+    throw new InvalidArgumentError(
+      'group and checkTransaction make a transactional producer: use Spillway.producer',
+    );
   }
   const max = Number.MAX_SAFE_INTEGER;
   return {

@@ -15,6 +15,7 @@ import { MetadataCache } from './metadata-cache.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { QueueConsumer, type QueueConsumerOptions } from './queue-consumer.js';
 import type { ServerRequestHandler } from './server-requests.js';
+import { TransactionalProducer, type TransactionalProducerOptions } from './transactional-producer.js';
 import type { HelloInfo, Transport } from './transport.js';
 import { WebSocketTransport } from './websocket-transport.js';
 
@@ -94,9 +95,18 @@ export class Spillway {
     return this.transport.onServerRequest(opcode, handler);
   }
 
-  producer(options: ProducerOptions = {}): Producer {
+  /** A producer; with `group` and `checkTransaction`, a TransactionalProducer (transactional-producer.ts). */
+  producer(options: TransactionalProducerOptions): TransactionalProducer;
+  producer(options?: ProducerOptions): Producer;
+  producer(options: ProducerOptions | TransactionalProducerOptions = {}): Producer {
     this.assertOpen();
-    const producer = new Producer(this.transport, this.metadata, options);
+    const transactional =
+      options !== null &&
+      typeof options === 'object' &&
+      (options.group !== undefined || options.checkTransaction !== undefined);
+    const producer = transactional
+      ? new TransactionalProducer(this.transport, this.metadata, options as TransactionalProducerOptions)
+      : new Producer(this.transport, this.metadata, options as ProducerOptions);
     this.producers.add(producer);
     return producer;
   }

@@ -9,6 +9,7 @@
 import type { GroupService } from './group-api.js';
 import type { QueueService } from './queue-api.js';
 import type { SessionService } from './session.js';
+import type { TransactionService } from './transaction-api.js';
 import type { Durability } from './types.js';
 
 export interface TopicConfig {
@@ -272,6 +273,8 @@ export interface BrokerApi {
   readonly groups: GroupService;
   /** Shared and key_shared consumption: receive, ack, nack (protocol/queue-api.ts). */
   readonly queues: QueueService;
+  /** Transactional messages: half messages, commit/rollback, check-back (protocol/transaction-api.ts). */
+  readonly transactions: TransactionService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
 }

@@ -51,6 +51,12 @@ import {
   type ReceiveResponsePartition,
 } from './queue-messages.js';
 import type { SessionEndpoint } from './session.js';
+import {
+  parseTransactionBegin,
+  parseTransactionEnd,
+  parseTransactionRegister,
+  parseTransactionSend,
+} from './transaction-messages.js';
 
 export interface DispatchOptions {
   /** The session of the connection the request came on. */
@@ -297,8 +303,35 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       const { group } = parseDescribeQueues(request.header);
       return response(request, { groups: api.queues.describe(group) });
     }
+    case Opcode.txnBegin:
+      requireNoBody(request);
+      return response(
+        request,
+        await api.transactions.begin(options.session, parseTransactionBegin(request.header)),
+      );
+    case Opcode.txnSend: {
+      const { id, topic, partition } = parseTransactionSend(request.header);
+      return response(
+        request,
+        await api.transactions.send(options.session, id, topic, partition, request.body),
+      );
+    }
+    case Opcode.txnEnd: {
+      requireNoBody(request);
+      const { id, decision } = parseTransactionEnd(request.header);
+      return response(request, await api.transactions.end(options.session, id, decision));
+    }
+    case Opcode.txnList:
+      requireNoBody(request);
+      return response(request, { transactions: api.transactions.list(), stats: api.transactions.stats() });
+    case Opcode.txnRegister:
+      requireNoBody(request);
+      api.transactions.register(options.session, parseTransactionRegister(request.header).group);
+      return response(request, {});
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');
+    case Opcode.txnCheck:
+      throw new SpillwayError('UNKNOWN_OPCODE', 'TXN_CHECK (65) is a request the server sends, not a client');
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);
   }

@@ -13,6 +13,12 @@ export const Opcode = {
   produce: 10,
   fetch: 11,
   listOffset: 12,
+  /** Transactions, protocol/transaction-api.ts. */
+  txnBegin: 20,
+  txnSend: 21,
+  txnEnd: 22,
+  txnList: 23,
+  txnRegister: 24,
   integrityReport: 30,
   repairPartition: 31,
   /** Consumer groups (group and broadcast mode), protocol/group-api.ts. */
@@ -30,6 +36,8 @@ export const Opcode = {
   queueDescribe: 53,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
+  /** Server -> client: is this transaction to be committed? (check-back; answered by a transactional producer). */
+  txnCheck: 65,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

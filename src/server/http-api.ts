@@ -290,6 +290,14 @@ export class HttpApi {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       exchange.answer({ status: 200, json: { sessions: this.context.api.sessions.list() } });
     });
+    route('/v1/transactions', 'transactions', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      const api = this.context.api;
+      void exchange.run(() => ({
+        status: 200,
+        json: { transactions: api.transactions.list(), stats: api.transactions.stats() },
+      }));
+    });
     route('/v1/groups', 'groups_list', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       const api = this.context.api;

@@ -21,6 +21,11 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   FENCED_GENERATION: 409,
   GROUP_NOT_EMPTY: 409,
   TOPIC_EXISTS: 409,
+  UNKNOWN_TRANSACTION: 404,
+  TRANSACTION_COMMITTED: 409,
+  TRANSACTION_ROLLED_BACK: 409,
+  TRANSACTION_TOO_LARGE: 413,
+  TOO_MANY_TRANSACTIONS: 429,
   // The delivery is over (deadline passed, settled, given again): the receipt no longer counts.
   RECEIPT_EXPIRED: 409,
   RECEIPT_INVALID: 400,

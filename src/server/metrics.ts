@@ -14,6 +14,7 @@ import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
 import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
+import type { TransactionStats } from '../protocol/transaction-api.js';
 import type { HttpBudget } from './http-budget.js';
 
 /** Result label of a request answered without error. */
@@ -89,6 +90,7 @@ export class ServerMetrics {
     storage: () => StorageStats | null = () => null,
     groups: () => GroupDescription[] = () => [],
     queues: () => QueueGroupDescription[] = () => [],
+    transactions: () => TransactionStats | null = () => null,
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -320,6 +322,13 @@ export class ServerMetrics {
       // The broker is closing: no storage figures.
     }
     if (stats !== null) renderStorage(stats, metric, lines);
+    let transactionStats: TransactionStats | null = null;
+    try {
+      transactionStats = transactions();
+    } catch {
+      // The broker is closing.
+    }
+    if (transactionStats !== null) renderTransactions(transactionStats, metric, lines);
     let groupDescriptions: GroupDescription[] = [];
     try {
       groupDescriptions = groups();
@@ -469,4 +478,43 @@ function renderStorage(
       `spillway_scrub_damage{topic="${escapeLabelValue(finding.topic)}",partition="${finding.partition}",file="${escapeLabelValue(finding.file)}",position="${finding.position}",first_offset="${finding.baseOffset}",next_offset="${finding.nextOffset}",reason="${escapeLabelValue(finding.reason)}"} 1`,
     );
   }
+}
+
+/** Transactions: open and committing now, outcomes and check-backs since start, half bytes held. */
+function renderTransactions(
+  stats: TransactionStats,
+  metric: (name: string, type: 'counter' | 'gauge', help: string) => void,
+  lines: string[],
+): void {
+  metric('spillway_transactions_open', 'gauge', 'Transactions begun and not yet decided.');
+  lines.push(`spillway_transactions_open ${stats.open}`);
+  metric(
+    'spillway_transactions_committing',
+    'gauge',
+    'Transactions decided commit whose messages are being delivered.',
+  );
+  lines.push(`spillway_transactions_committing ${stats.committing}`);
+  metric(
+    'spillway_transactions_total',
+    'counter',
+    'Transactions finished since start, by outcome (timed_out: rolled back by the broker after maxChecks).',
+  );
+  lines.push(`spillway_transactions_total{outcome="committed"} ${stats.committed}`);
+  lines.push(`spillway_transactions_total{outcome="rolled_back"} ${stats.rolledBack - stats.timedOut}`);
+  lines.push(`spillway_transactions_total{outcome="timed_out"} ${stats.timedOut}`);
+  metric(
+    'spillway_transaction_checks_total',
+    'counter',
+    'Check-backs made since start, by what came of them.',
+  );
+  for (const result of ['commit', 'rollback', 'unknown', 'failed'] as const) {
+    lines.push(`spillway_transaction_checks_total{result="${result}"} ${stats.checkAnswers[result]}`);
+  }
+  lines.push(`spillway_transaction_checks_total{result="no_producer"} ${stats.checksWithoutProducer}`);
+  metric(
+    'spillway_transaction_half_bytes',
+    'gauge',
+    'Bytes of half messages held by undecided transactions.',
+  );
+  lines.push(`spillway_transaction_half_bytes ${stats.halfBytes}`);
 }

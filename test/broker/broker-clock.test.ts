@@ -122,6 +122,8 @@ describe('Broker on a ManualClock', () => {
       '__dedup',
       '__metadata',
       '__queue_state',
+      '__transactions',
+      '__txn_half',
       'first',
       'second',
       'second.orphan-1239000',

@@ -77,6 +77,8 @@ describe('Broker topics', () => {
       '__dedup',
       '__metadata',
       '__queue_state',
+      '__transactions',
+      '__txn_half',
     ]);
     expect(broker.topics.describe('__metadata')).toMatchObject({
       name: '__metadata',
@@ -237,6 +239,8 @@ describe('Broker topics', () => {
       '__dedup',
       '__metadata',
       '__queue_state',
+      '__transactions',
+      '__txn_half',
     ]);
     const again = await broker.topics.create('temp', { partitions: 1 });
     expect(again.partitions[0]!.logEndOffset).toBe(0);

@@ -46,6 +46,18 @@ function renderedFamilies(): Map<string, Set<string>> {
       () => null,
       () => null,
       () => [groupOf('group', null), groupOf('broadcast', 'm')],
+      () => [],
+      () => ({
+        open: 1,
+        committing: 0,
+        committed: 2,
+        rolledBack: 1,
+        timedOut: 1,
+        checksSent: 1,
+        checksWithoutProducer: 1,
+        checkAnswers: { commit: 0, rollback: 0, unknown: 0, failed: 0 },
+        halfBytes: 10,
+      }),
     )
     .split('\n')) {
     const type = /^# TYPE (\w+) /.exec(line);

@@ -1,0 +1,894 @@
+/**
+ * Transactional messages (docs/TRANSACTIONS.md): half messages, commit/rollback, check-back.
+ *
+ *  - BEGIN records the transaction (group, check settings, deadlines, where its halves start in
+ *    `__txn_half`) in `__transactions`; the answer does not wait for that record to be durable
+ *    (the commit decision, written after it in the same log, does).
+ *  - SEND stores the producer's batch in `__txn_half` under the target topic's durability; nothing
+ *    reaches the target, so its consumers see nothing.
+ *  - END commit: waits for the transaction's sends in flight, records the decision (state
+ *    `committing`, with each target's log end) durably, then delivers every half, in send order,
+ *    through `deliverCommitted` inside one commit round (commit-rounds.ts: the targets' visibility is
+ *    held until all are appended and acknowledged, then released in one step), then records
+ *    `committed` (not awaited: recovery finds delivered batches by their stamp, below).
+ *    END rollback: records `rolled-back`; the halves are left for the half log's cleanup.
+ *  - A delivered batch is the producer's batch stamped by the broker: attribute transactional,
+ *    producerId = transaction id, producerEpoch 0, baseSequence = the half's index in the
+ *    transaction, CRC32C recomputed. After a crash in the middle of a commit, recovery (`recover`,
+ *    awaited before the broker serves) scans each target from the recorded log end for batches so
+ *    stamped and delivers only the missing halves: a commit is finished once, never doubled.
+ *  - Check-back: an open transaction undecided at `nextCheckAtMs` is asked about (server request
+ *    TXN_CHECK, opcode 65) on a connected session of its producer group (round robin over the
+ *    members, the next member tried when one fails), at most `maxChecks` times, the wait doubling
+ *    from checkAfterMs up to transactionCheckBackoffMsMax; past that it is rolled back (decidedBy
+ *    'timeout') and `onLog` says so. The deadlines are wall times in `__transactions`: after a
+ *    restart the clock resumes where it was.
+ *  - A decision applied twice: the second END (or answer) gets the first outcome, `duplicate` true;
+ *    a contradicting one fails with TRANSACTION_COMMITTED / TRANSACTION_ROLLED_BACK saying who
+ *    decided and when. Outcomes of the newest transactionOutcomesMax transactions are remembered.
+ *
+ * Bounds: transactionsOpenMax, transactionsOpenPerSessionMax (TOO_MANY_TRANSACTIONS),
+ * transactionHalfBytesMax, transactionHalfBatchesMax, transactionHalfBatchBytesMax
+ * (TRANSACTION_TOO_LARGE), producerGroupsMax. One event loop; every method may run concurrently.
+ */
+import type { Clock, ClockTimer } from '../../clock.js';
+import {
+  InvalidArgumentError,
+  InvalidBatchError,
+  SpillwayError,
+  UnknownPartitionError,
+  UnknownTopicError,
+} from '../../errors.js';
+import { BatchAttributes, BatchHeader, batchLengthAt } from '../../format/batch-header.js';
+import { writeInt64LE } from '../../format/int64.js';
+import { validateBatch } from '../../format/record-batch.js';
+import {
+  producerGroupNameLengthMax,
+  producerGroupsMax,
+  transactionCheckAfterMsDefault,
+  transactionCheckAfterMsMax,
+  transactionCheckAfterMsMin,
+  transactionCheckBackoffMsMax,
+  transactionCheckTimeoutMs,
+  transactionHalfBatchBytesMax,
+  transactionHalfBatchesMax,
+  transactionHalfBytesMax,
+  transactionMaxChecksDefault,
+  transactionMaxChecksMax,
+  transactionsOpenMax,
+  transactionsOpenPerSessionMax,
+} from '../../limits.js';
+import { crc32c as nativeCrc32c } from '../../native.js';
+import { Opcode } from '../../protocol/opcodes.js';
+import type { Session } from '../../protocol/session.js';
+import type {
+  BeginTransactionRequest,
+  CheckAnswer,
+  EndTransactionResult,
+  SendHalfResult,
+  TransactionDecision,
+  TransactionInfo,
+  TransactionService,
+  TransactionStats,
+} from '../../protocol/transaction-api.js';
+import type { LogStore } from '../../storage/log-store.js';
+import type { BrokerTopics } from '../broker-topics.js';
+import type { DiskReserve } from '../disk-reserve.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { Partition } from '../partition.js';
+import type { StateLog } from '../state/state-log.js';
+import { isInternalTopicName } from '../topic-name.js';
+import { CheckSchedule } from './check-schedule.js';
+import { type CommitRound, CommitRounds } from './commit-rounds.js';
+import type { HalfLocation, HalfLog } from './half-log.js';
+import type {
+  CommitTarget,
+  DecidedBy,
+  TransactionEntry,
+  TransactionRecord,
+  TransactionStateMachine,
+} from './transaction-state.js';
+
+const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
+
+/** A transaction not finished yet, as the service holds it. */
+interface LiveTransaction {
+  /** The newest record written (or being written) to `__transactions`. */
+  record: TransactionRecord;
+  halves: HalfLocation[];
+  halfBytes: number;
+  halfRecords: number;
+  /** Sends being stored, and who waits for them to settle. */
+  sendsInFlight: number;
+  sendsIdle: Array<() => void>;
+  decision: TransactionDecision | null;
+  ending: Promise<EndTransactionResult> | null;
+  /** The session that began it (for the per-session bound); null after a restart. */
+  sessionId: number | null;
+}
+
+export interface BrokerTransactionsOptions {
+  topics: BrokerTopics;
+  lifecycle: Lifecycle;
+  clock: Clock;
+  diskReserve: DiskReserve;
+  state: StateLog<TransactionEntry>;
+  machine: TransactionStateMachine;
+  halves: HalfLog;
+  /** Readers of a partition read again (its visibility hold was released). */
+  wake: (partition: Partition) => void;
+}
+
+function checkGroup(group: unknown): string {
+  if (typeof group !== 'string' || group.length === 0 || group.length > producerGroupNameLengthMax) {
+    throw new InvalidArgumentError(
+      `producer group must be a string of 1 to ${producerGroupNameLengthMax} characters`,
+    );
+  }
+  return group;
+}
+
+function integerSetting(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+/** The producer's batch as delivered: transactional, stamped with the transaction and the half index. */
+export function stampCommittedBatch(batch: Uint8Array, transactionId: number, halfIndex: number): Uint8Array {
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.length);
+  view.setUint16(
+    BatchHeader.attributes,
+    view.getUint16(BatchHeader.attributes, true) | BatchAttributes.transactional,
+    true,
+  );
+  writeInt64LE(batch, transactionId, BatchHeader.producerId);
+  view.setInt16(BatchHeader.producerEpoch, 0, true);
+  view.setInt32(BatchHeader.baseSequence, halfIndex, true);
+  view.setUint32(BatchHeader.crc, crc32cOfBytes(batch.subarray(BatchHeader.crcStart)) >>> 0, true);
+  return batch;
+}
+
+function describeDecision(record: TransactionRecord): string {
+  const when = record.decidedAtMs === null ? '' : ` at ${new Date(record.decidedAtMs).toISOString()}`;
+  const by =
+    record.decidedBy === 'timeout'
+      ? `by the broker after ${record.checks} check-backs without a decision`
+      : record.decidedBy === 'check-back'
+        ? "by a producer's answer to a check-back"
+        : 'by the producer';
+  return `${by}${when}`;
+}
+
+export class BrokerTransactions implements TransactionService {
+  /** Told of what the broker decided by itself (timeout rollbacks) and of delivery retries. */
+  onLog: (line: string) => void = (line) => console.warn(`spillway: ${line}`);
+
+  private readonly topics: BrokerTopics;
+  private readonly lifecycle: Lifecycle;
+  private readonly clock: Clock;
+  private readonly diskReserve: DiskReserve;
+  private readonly state: StateLog<TransactionEntry>;
+  private readonly machine: TransactionStateMachine;
+  private readonly halfLog: HalfLog;
+  private readonly live = new Map<number, LiveTransaction>();
+  private nextId: number;
+  private readonly schedule = new CheckSchedule();
+  private timer: ClockTimer | null = null;
+  private timerAtMs = Number.POSITIVE_INFINITY;
+  private readonly rounds: CommitRounds;
+  /** Connected members of each producer group, in registration order. */
+  private readonly groups = new Map<string, Set<Session>>();
+  private readonly nextMember = new Map<string, number>();
+  private readonly openPerSession = new Map<number, number>();
+  private cleanupTimer: ClockTimer | null = null;
+  private readonly counters = {
+    committed: 0,
+    rolledBack: 0,
+    timedOut: 0,
+    checksSent: 0,
+    checksWithoutProducer: 0,
+    checkAnswers: { commit: 0, rollback: 0, unknown: 0, failed: 0 },
+  };
+  private halfBytesTotal = 0;
+
+  constructor(options: BrokerTransactionsOptions) {
+    this.topics = options.topics;
+    this.lifecycle = options.lifecycle;
+    this.clock = options.clock;
+    this.diskReserve = options.diskReserve;
+    this.state = options.state;
+    this.machine = options.machine;
+    this.halfLog = options.halves;
+    this.nextId = options.machine.nextId;
+    this.rounds = new CommitRounds((partitions) => {
+      for (const partition of partitions) options.wake(partition);
+    });
+    this.cleanupTimer = this.clock.setInterval(() => this.cleanHalves(), 5_000, { unref: true });
+  }
+
+  /**
+   * Rebuilds the unfinished transactions from `__transactions` and `__txn_half`, finishes the
+   * commits a crash interrupted (delivering only what is missing), and resumes the check-back clock of
+   * open ones. Awaited before the broker serves.
+   */
+  async recover(): Promise<void> {
+    // What a crash left in the page cache of an `always` partition is invisible until synced (the
+    // durable offset restarts at the recovery point): sync it now, so that a transaction delivered
+    // to an `always` and an `interval` partition before the crash is not seen in part after it.
+    const syncs: Array<Promise<void>> = [];
+    for (const topic of this.topics.all()) {
+      if (isInternalTopicName(topic.name)) continue;
+      for (const partition of topic.partitions) {
+        const log = partition.openLog;
+        if (partition.durability === 'always' && log !== null && log.durableOffset < log.logEndOffset) {
+          syncs.push(log.flush());
+        }
+      }
+    }
+    await Promise.all(syncs);
+    const records = [...this.machine.live.values()];
+    if (records.length === 0) return;
+    for (const record of records) {
+      this.live.set(record.id, {
+        record,
+        halves: [],
+        halfBytes: 0,
+        halfRecords: 0,
+        sendsInFlight: 0,
+        sendsIdle: [],
+        decision: record.state === 'committing' ? 'commit' : null,
+        ending: null,
+        sessionId: null,
+      });
+    }
+    const from = Math.min(...records.map((record) => record.halfFrom));
+    this.halfLog.scan(from, (id, location) => {
+      const live = this.live.get(id);
+      if (live === undefined || location.halfOffset < live.record.halfFrom) return;
+      live.halves.push(location);
+      live.halfBytes += location.bytes;
+      live.halfRecords += location.records;
+      this.halfBytesTotal += location.bytes;
+    });
+    for (const live of this.live.values()) {
+      if (live.record.state === 'open') {
+        this.scheduleCheck(live);
+        continue;
+      }
+      try {
+        const ending = this.finishCommit(live, this.deliveredHalves(live.record), false);
+        live.ending = ending;
+        await ending;
+      } catch (error) {
+        // E.g. a target partition stopped for damage: the broker serves the rest; a later END
+        // commit (or the next open) finishes it.
+        live.ending = null;
+        this.onLog(
+          `transaction ${live.record.id}: finishing its commit at open failed (${String(error)}); retried by a later commit or restart`,
+        );
+      }
+    }
+  }
+
+  register(session: Session, group: string): void {
+    this.lifecycle.assertOpen();
+    checkGroup(group);
+    let members = this.groups.get(group);
+    if (members === undefined) {
+      if (this.groups.size >= producerGroupsMax) {
+        throw new SpillwayError(
+          'TOO_MANY_REQUESTS',
+          `${producerGroupsMax} producer groups have members connected`,
+        );
+      }
+      members = new Set();
+      this.groups.set(group, members);
+    }
+    if (members.has(session)) return;
+    members.add(session);
+    session.onClose(() => {
+      members.delete(session);
+      if (members.size === 0 && this.groups.get(group) === members) this.groups.delete(group);
+    });
+  }
+
+  async begin(session: Session, request: BeginTransactionRequest): Promise<{ id: number }> {
+    this.lifecycle.assertOpen();
+    if (typeof request !== 'object' || request === null)
+      throw new InvalidArgumentError('begin takes { group }');
+    const group = checkGroup(request.group);
+    const checkAfterMs = integerSetting(
+      'checkAfterMs',
+      request.checkAfterMs,
+      transactionCheckAfterMsDefault,
+      transactionCheckAfterMsMin,
+      transactionCheckAfterMsMax,
+    );
+    const maxChecks = integerSetting(
+      'maxChecks',
+      request.maxChecks,
+      transactionMaxChecksDefault,
+      0,
+      transactionMaxChecksMax,
+    );
+    if (this.live.size >= transactionsOpenMax) {
+      throw new SpillwayError(
+        'TOO_MANY_TRANSACTIONS',
+        `${this.live.size} transactions are open on this broker (transactionsOpenMax ${transactionsOpenMax}): commit or roll back some first`,
+      );
+    }
+    const sessionOpen = this.openPerSession.get(session.id) ?? 0;
+    if (sessionOpen >= transactionsOpenPerSessionMax) {
+      throw new SpillwayError(
+        'TOO_MANY_TRANSACTIONS',
+        `this connection holds ${sessionOpen} open transactions (transactionsOpenPerSessionMax ${transactionsOpenPerSessionMax})`,
+      );
+    }
+    this.register(session, group);
+    const id = this.nextId++;
+    const now = this.clock.nowMs();
+    const record: TransactionRecord = {
+      id,
+      group,
+      beganAtMs: now,
+      checkAfterMs,
+      maxChecks,
+      checks: 0,
+      nextCheckAtMs: now + checkAfterMs,
+      halfFrom: this.halfLog.endOffset,
+      state: 'open',
+      decidedBy: null,
+      decidedAtMs: null,
+      messages: 0,
+      targets: [],
+    };
+    const live: LiveTransaction = {
+      record,
+      halves: [],
+      halfBytes: 0,
+      halfRecords: 0,
+      sendsInFlight: 0,
+      sendsIdle: [],
+      decision: null,
+      ending: null,
+      sessionId: session.id,
+    };
+    if (sessionOpen === 0) {
+      session.onClose(() => {
+        this.openPerSession.delete(session.id);
+      });
+    }
+    this.openPerSession.set(session.id, sessionOpen + 1);
+    this.live.set(id, live);
+    // Not awaited: the begin record is appended in this turn's group commit, ahead of anything else
+    // about this transaction (its decision included), so a durable decision implies a durable begin.
+    // A crash before it is durable forgets the transaction: its halves are orphans (never delivered,
+    // cleaned with the half log) and the producer's next request gets UNKNOWN_TRANSACTION.
+    this.state.commit({ kind: 'transaction', record }).catch((error: unknown) => {
+      if (this.live.get(id) === live && live.decision === null) this.forget(live);
+      this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
+    });
+    this.scheduleCheck(live);
+    return { id };
+  }
+
+  async send(
+    _session: Session,
+    id: number,
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+  ): Promise<SendHalfResult> {
+    this.lifecycle.assertOpen();
+    const live = this.undecided(id);
+    if (isInternalTopicName(topic)) {
+      throw new InvalidArgumentError(`topic '${topic}' is internal: only the broker writes to it`);
+    }
+    const target = this.topics.partitionOf(topic, partition);
+    if (!(batch instanceof Uint8Array)) throw new InvalidArgumentError('batch must be a Uint8Array');
+    const fields = validateBatch(batch, { crc32c: crc32cOfBytes, baseOffset: 0 });
+    if (fields.batchLength !== batch.length) {
+      throw new InvalidBatchError(
+        `${batch.length} bytes given for a batch of ${fields.batchLength}: a send takes exactly one batch`,
+      );
+    }
+    if ((fields.attributes & BatchAttributes.delayed) !== 0) {
+      throw new InvalidArgumentError('delayed messages inside a transaction are not supported yet');
+    }
+    if ((fields.attributes & (BatchAttributes.transactional | BatchAttributes.control)) !== 0) {
+      throw new InvalidBatchError('a half batch is sent as a plain batch (no transactional or control bit)');
+    }
+    if (fields.producerId !== -1) {
+      throw new InvalidArgumentError(
+        'idempotent batches (producerId >= 0) cannot be sent inside a transaction',
+      );
+    }
+    if (batch.length > transactionHalfBatchBytesMax) {
+      throw new SpillwayError(
+        'TRANSACTION_TOO_LARGE',
+        `a half batch of ${batch.length} bytes exceeds transactionHalfBatchBytesMax ${transactionHalfBatchBytesMax}`,
+      );
+    }
+    if (live.halfBytes + batch.length > transactionHalfBytesMax) {
+      throw new SpillwayError(
+        'TRANSACTION_TOO_LARGE',
+        `transaction ${id} would hold ${live.halfBytes + batch.length} bytes of half messages (transactionHalfBytesMax ${transactionHalfBytesMax})`,
+      );
+    }
+    if (live.halves.length + live.sendsInFlight >= transactionHalfBatchesMax) {
+      throw new SpillwayError(
+        'TRANSACTION_TOO_LARGE',
+        `transaction ${id} holds ${transactionHalfBatchesMax} half batches (transactionHalfBatchesMax)`,
+      );
+    }
+    this.diskReserve.admit(batch.length, `transactional send to ${topic}/${partition}`);
+    live.halfBytes += batch.length;
+    this.halfBytesTotal += batch.length;
+    live.sendsInFlight++;
+    this.lifecycle.begin();
+    try {
+      const halfOffset = await this.halfLog.append(
+        id,
+        topic,
+        partition,
+        batch,
+        target.durability,
+        this.clock.nowMs(),
+      );
+      live.halves.push({ halfOffset, topic, partition, bytes: batch.length, records: fields.recordCount });
+      live.halfRecords += fields.recordCount;
+      return { halfOffset, records: fields.recordCount };
+    } catch (error) {
+      live.halfBytes -= batch.length;
+      this.halfBytesTotal -= batch.length;
+      throw error;
+    } finally {
+      live.sendsInFlight--;
+      if (live.sendsInFlight === 0) for (const idle of live.sendsIdle.splice(0)) idle();
+      this.lifecycle.settled();
+    }
+  }
+
+  end(_session: Session | null, id: number, decision: TransactionDecision): Promise<EndTransactionResult> {
+    return this.decide(id, decision, 'producer');
+  }
+
+  list(): TransactionInfo[] {
+    const now = this.clock.nowMs();
+    const infos: TransactionInfo[] = [];
+    for (const live of this.live.values()) {
+      const { record } = live;
+      if (record.state !== 'open' && record.state !== 'committing') continue;
+      infos.push({
+        id: record.id,
+        group: record.group,
+        state: record.state,
+        beganAtMs: record.beganAtMs,
+        ageMs: Math.max(0, now - record.beganAtMs),
+        checks: record.checks,
+        maxChecks: record.maxChecks,
+        nextCheckAtMs: record.nextCheckAtMs,
+        halves: live.halves.length,
+        messages: live.halfRecords,
+        halfBytes: live.halfBytes,
+      });
+    }
+    return infos.sort((a, b) => a.id - b.id);
+  }
+
+  stats(): TransactionStats {
+    let open = 0;
+    let committing = 0;
+    for (const live of this.live.values()) {
+      if (live.record.state === 'open') open++;
+      else if (live.record.state === 'committing') committing++;
+    }
+    return {
+      open,
+      committing,
+      committed: this.counters.committed,
+      rolledBack: this.counters.rolledBack,
+      timedOut: this.counters.timedOut,
+      checksSent: this.counters.checksSent,
+      checksWithoutProducer: this.counters.checksWithoutProducer,
+      checkAnswers: { ...this.counters.checkAnswers },
+      halfBytes: this.halfBytesTotal,
+    };
+  }
+
+  /** Stops the check-back clock (the broker is closing); unfinished transactions resume at the next open. */
+  close(): void {
+    this.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.clock.clearTimer(this.cleanupTimer);
+    this.cleanupTimer = null;
+    this.schedule.clear();
+  }
+
+  /**
+   * Where a committed batch goes: appended to (topic, partition), synchronously (the offset is
+   * assigned before this returns a promise), acknowledged under the topic's durability. Every batch
+   * a commit makes visible passes here, once.
+   */
+  deliverCommitted(topic: string, partition: number, batch: Uint8Array): Promise<unknown> {
+    const view = new DataView(batch.buffer, batch.byteOffset, batch.length);
+    if ((view.getUint16(BatchHeader.attributes, true) & BatchAttributes.delayed) !== 0) {
+      return Promise.reject(
+        new InvalidArgumentError('delayed messages inside a transaction are not supported yet'),
+      );
+    }
+    return this.topics.partitionOf(topic, partition).log.append(batch);
+  }
+
+  /** Applies a decision once; see the header. */
+  private async decide(
+    id: number,
+    decision: TransactionDecision,
+    by: DecidedBy,
+  ): Promise<EndTransactionResult> {
+    this.lifecycle.assertOpen();
+    if (decision !== 'commit' && decision !== 'rollback') {
+      throw new InvalidArgumentError(`decision must be 'commit' or 'rollback', got ${String(decision)}`);
+    }
+    const live = this.live.get(id);
+    if (live === undefined) return this.repeatedDecision(id, decision, this.machine.outcomes.get(id));
+    if (live.decision !== null && live.decision !== decision) {
+      const rolledBack = live.decision === 'rollback';
+      throw new SpillwayError(
+        rolledBack ? 'TRANSACTION_ROLLED_BACK' : 'TRANSACTION_COMMITTED',
+        `transaction ${id} is being ${rolledBack ? 'rolled back' : 'committed'} ${describeDecision(live.record)}`,
+      );
+    }
+    if (live.ending !== null) {
+      const result = await live.ending;
+      return { ...result, duplicate: true };
+    }
+    live.decision = decision;
+    this.lifecycle.begin();
+    try {
+      live.ending = decision === 'commit' ? this.commit(live, by) : this.rollback(live, by);
+      return await live.ending;
+    } catch (error) {
+      // Nothing was decided durably (or, committing, the delivery failed: a later END retries it).
+      if (live.record.state === 'open') live.decision = null;
+      live.ending = null;
+      throw error;
+    } finally {
+      this.lifecycle.settled();
+    }
+  }
+
+  private repeatedDecision(
+    id: number,
+    decision: TransactionDecision,
+    outcome: TransactionRecord | undefined,
+  ): EndTransactionResult {
+    if (outcome === undefined) {
+      throw new SpillwayError(
+        'UNKNOWN_TRANSACTION',
+        `no transaction ${id} here: never begun on this broker, or decided long ago (the newest outcomes are kept)`,
+      );
+    }
+    const committed = outcome.state === 'committed';
+    if (committed !== (decision === 'commit')) {
+      throw new SpillwayError(
+        committed ? 'TRANSACTION_COMMITTED' : 'TRANSACTION_ROLLED_BACK',
+        `transaction ${id} was already ${committed ? 'committed' : 'rolled back'} ${describeDecision(outcome)}`,
+      );
+    }
+    return this.result(outcome, true);
+  }
+
+  private result(record: TransactionRecord, duplicate: boolean): EndTransactionResult {
+    return {
+      id: record.id,
+      outcome: record.state === 'committed' || record.state === 'committing' ? 'committed' : 'rolled-back',
+      duplicate,
+      decidedBy: record.decidedBy ?? 'producer',
+      messages: record.messages,
+    };
+  }
+
+  private waitForSends(live: LiveTransaction): Promise<void> {
+    if (live.sendsInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => live.sendsIdle.push(resolve));
+  }
+
+  private async rollback(live: LiveTransaction, by: DecidedBy): Promise<EndTransactionResult> {
+    await this.waitForSends(live);
+    const record: TransactionRecord = {
+      ...live.record,
+      state: 'rolled-back',
+      decidedBy: by,
+      decidedAtMs: this.clock.nowMs(),
+      messages: live.halfRecords,
+      targets: [],
+    };
+    await this.state.commit({ kind: 'transaction', record });
+    live.record = record;
+    this.forget(live);
+    this.counters.rolledBack++;
+    if (by === 'timeout') {
+      this.counters.timedOut++;
+      this.onLog(
+        `transaction ${record.id} of producer group '${record.group}' rolled back: undecided after ${record.checks} check-backs (${live.halfRecords} messages discarded)`,
+      );
+    }
+    return this.result(record, false);
+  }
+
+  private async commit(live: LiveTransaction, by: DecidedBy): Promise<EndTransactionResult> {
+    if (live.record.state === 'committing') {
+      // A commit whose delivery failed earlier: deliver what is missing.
+      return this.finishCommit(live, this.deliveredHalves(live.record), true);
+    }
+    await this.waitForSends(live);
+    live.halves.sort((a, b) => a.halfOffset - b.halfOffset);
+    const targets: CommitTarget[] = [];
+    const seen = new Set<string>();
+    for (const half of live.halves) {
+      const key = `${half.partition} ${half.topic}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const partition = this.topics.partitionOf(half.topic, half.partition);
+      targets.push({ topic: half.topic, partition: half.partition, fromOffset: partition.log.logEndOffset });
+    }
+    const record: TransactionRecord = {
+      ...live.record,
+      state: 'committing',
+      decidedBy: by,
+      decidedAtMs: this.clock.nowMs(),
+      messages: live.halfRecords,
+      targets,
+    };
+    await this.state.commit({ kind: 'transaction', record });
+    live.record = record;
+    return this.finishCommit(live, new Set(), true);
+  }
+
+  /**
+   * Delivers the halves not in `delivered` (indexes) in one commit round, then records the end.
+   * `retry`: on a failed delivery, try again every second while the broker is open.
+   */
+  private async finishCommit(
+    live: LiveTransaction,
+    delivered: Set<number>,
+    retry: boolean,
+  ): Promise<EndTransactionResult> {
+    const id = live.record.id;
+    const deliveries = [];
+    for (let index = 0; index < live.halves.length; index++) {
+      if (delivered.has(index)) continue;
+      const half = live.halves[index]!;
+      let partition: Partition;
+      try {
+        partition = this.topics.partitionOf(half.topic, half.partition);
+      } catch (error) {
+        if (!(error instanceof UnknownTopicError || error instanceof UnknownPartitionError)) throw error;
+        // Deleted after the decision: nothing to deliver there.
+        this.onLog(
+          `transaction ${id}: ${half.topic}/${half.partition} no longer exists; its messages are dropped`,
+        );
+        continue;
+      }
+      deliveries.push({
+        partition,
+        deliver: () =>
+          this.deliverCommitted(
+            half.topic,
+            half.partition,
+            stampCommittedBatch(this.halfLog.read(half.halfOffset), id, index),
+          ),
+      });
+    }
+    if (deliveries.length > 0) {
+      const round: CommitRound = this.rounds.start(deliveries);
+      for (;;) {
+        try {
+          await round.run();
+          break;
+        } catch (error) {
+          if (!retry || this.lifecycle.closing) {
+            round.abandon();
+            throw error;
+          }
+          this.onLog(
+            `transaction ${id}: delivering its committed messages failed (${String(error)}); retrying`,
+          );
+          await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 1000, { unref: true }));
+        }
+      }
+    }
+    const record: TransactionRecord = { ...live.record, state: 'committed', targets: [] };
+    live.record = record;
+    this.counters.committed++;
+    this.halfBytesTotal -= live.halfBytes;
+    this.decrementSession(live);
+    // Not awaited: a crash before it is durable redoes nothing (the stamps say what was delivered).
+    this.state.commit({ kind: 'transaction', record }).then(
+      () => this.live.delete(id),
+      (error: unknown) => this.onLog(`transaction ${id}: recording its end failed (${String(error)})`),
+    );
+    return this.result(record, false);
+  }
+
+  /** Indexes of the halves of a committing transaction already in their targets (stamped batches). */
+  private deliveredHalves(record: TransactionRecord): Set<number> {
+    const delivered = new Set<number>();
+    for (const target of record.targets) {
+      let log: LogStore;
+      try {
+        log = this.topics.partitionOf(target.topic, target.partition).log;
+      } catch (error) {
+        if (error instanceof UnknownTopicError) continue;
+        throw error;
+      }
+      let offset = Math.max(target.fromOffset, log.logStartOffset);
+      while (offset < log.logEndOffset) {
+        const result = log.read(offset, 1024 * 1024);
+        if (result.batchCount === 0) break;
+        const bytes = result.bytes;
+        let position = 0;
+        while (position < bytes.length) {
+          const view = new DataView(bytes.buffer, bytes.byteOffset + position, BatchHeader.size);
+          const transactional =
+            (view.getUint16(BatchHeader.attributes, true) & BatchAttributes.transactional) !== 0;
+          if (transactional && Number(view.getBigInt64(BatchHeader.producerId, true)) === record.id) {
+            delivered.add(view.getInt32(BatchHeader.baseSequence, true));
+          }
+          position += batchLengthAt(bytes, position);
+        }
+        offset = result.nextOffset;
+      }
+    }
+    return delivered;
+  }
+
+  /** An undecided live transaction, or the error saying why not. */
+  private undecided(id: number): LiveTransaction {
+    const live = this.live.get(id);
+    if (live !== undefined && live.decision === null) return live;
+    const record = live?.record ?? this.machine.outcomes.get(id);
+    if (record === undefined) {
+      throw new SpillwayError(
+        'UNKNOWN_TRANSACTION',
+        `no transaction ${id} here (never begun, or long decided)`,
+      );
+    }
+    const committed = live !== undefined ? live.decision === 'commit' : record.state === 'committed';
+    throw new SpillwayError(
+      committed ? 'TRANSACTION_COMMITTED' : 'TRANSACTION_ROLLED_BACK',
+      `transaction ${id} is ${committed ? 'committed' : 'rolled back'} ${describeDecision(record)}: no more sends`,
+    );
+  }
+
+  private forget(live: LiveTransaction): void {
+    this.live.delete(live.record.id);
+    this.halfBytesTotal -= live.halfBytes;
+    this.decrementSession(live);
+  }
+
+  private decrementSession(live: LiveTransaction): void {
+    const sessionId = live.sessionId;
+    if (sessionId === null) return;
+    live.sessionId = null;
+    const count = this.openPerSession.get(sessionId);
+    if (count !== undefined) this.openPerSession.set(sessionId, count - 1);
+  }
+
+  private scheduleCheck(live: LiveTransaction): void {
+    const at = live.record.nextCheckAtMs;
+    this.schedule.push(at, live.record.id);
+    if (at < this.timerAtMs) this.arm();
+  }
+
+  private arm(): void {
+    this.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerAtMs = Number.POSITIVE_INFINITY;
+    const next = this.schedule.peekAtMs();
+    if (next === null || this.lifecycle.closing) return;
+    this.timerAtMs = next;
+    this.timer = this.clock.setTimeout(() => this.onTimer(), Math.max(0, next - this.clock.nowMs()), {
+      unref: true,
+    });
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    this.timerAtMs = Number.POSITIVE_INFINITY;
+    const now = this.clock.nowMs();
+    while (this.schedule.size > 0 && this.schedule.peekAtMs()! <= now) {
+      const at = this.schedule.peekAtMs()!;
+      const live = this.live.get(this.schedule.pop());
+      if (live === undefined || live.decision !== null || live.record.nextCheckAtMs !== at) continue;
+      void this.check(live);
+    }
+    this.arm();
+  }
+
+  /** One check-back of an undecided transaction, or its rollback once maxChecks were made. */
+  private async check(live: LiveTransaction): Promise<void> {
+    const record = live.record;
+    if (record.checks >= record.maxChecks) {
+      await this.decide(record.id, 'rollback', 'timeout').catch((error: unknown) => {
+        this.onLog(`transaction ${record.id}: the timeout rollback failed (${String(error)})`);
+      });
+      return;
+    }
+    const checks = record.checks + 1;
+    const waitMs = Math.max(
+      record.checkAfterMs,
+      Math.min(record.checkAfterMs * 2 ** checks, transactionCheckBackoffMsMax),
+    );
+    live.record = { ...record, checks, nextCheckAtMs: this.clock.nowMs() + waitMs };
+    this.scheduleCheck(live);
+    this.counters.checksSent++;
+    try {
+      await this.state.commit({ kind: 'transaction', record: live.record });
+    } catch (error) {
+      this.onLog(`transaction ${record.id}: recording a check-back failed (${String(error)})`);
+      return;
+    }
+    const answer = await this.ask(live.record);
+    if (answer === null || answer === 'unknown') return;
+    if (live.decision !== null) return;
+    await this.decide(record.id, answer, 'check-back').catch((error: unknown) => {
+      this.onLog(
+        `transaction ${record.id}: applying the check-back answer '${answer}' failed (${String(error)})`,
+      );
+    });
+  }
+
+  /** Asks connected members of the group in turn until one answers; null when none does. */
+  private async ask(record: TransactionRecord): Promise<CheckAnswer | null> {
+    const members = [...(this.groups.get(record.group) ?? [])].filter((session) => session.canRequest);
+    if (members.length === 0) {
+      this.counters.checksWithoutProducer++;
+      return null;
+    }
+    const start = (this.nextMember.get(record.group) ?? 0) % members.length;
+    this.nextMember.set(record.group, start + 1);
+    for (let i = 0; i < Math.min(members.length, 3); i++) {
+      const session = members[(start + i) % members.length]!;
+      try {
+        const answer = await session.request(
+          Opcode.txnCheck,
+          { id: record.id, group: record.group, beganAtMs: record.beganAtMs, checks: record.checks },
+          undefined,
+          { timeoutMs: Math.min(transactionCheckTimeoutMs, record.checkAfterMs) },
+        );
+        const decision = (answer.header as { decision?: unknown } | null)?.decision;
+        if (decision === 'commit' || decision === 'rollback' || decision === 'unknown') {
+          this.counters.checkAnswers[decision]++;
+          return decision;
+        }
+        this.counters.checkAnswers.failed++;
+      } catch {
+        this.counters.checkAnswers.failed++;
+      }
+    }
+    return null;
+  }
+
+  /** Deletes `__txn_half` segments below every unfinished transaction's halves. */
+  private cleanHalves(): void {
+    if (this.lifecycle.closing) return;
+    let floor = this.halfLog.endOffset;
+    for (const live of this.live.values()) floor = Math.min(floor, live.record.halfFrom);
+    try {
+      this.halfLog.log.deleteBelow(floor);
+    } catch (error) {
+      this.onLog(`cleaning ${'__txn_half'} failed (${String(error)}); retried later`);
+    }
+  }
+}

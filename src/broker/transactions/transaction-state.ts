@@ -1,0 +1,168 @@
+/**
+ * The state machine of `__transactions` (docs/STATE.md, "Transactions"): every transaction the
+ * broker has not finished, and the outcome of the newest `transactionOutcomesMax` finished ones (to
+ * answer a decision that arrives twice). Entries, as records (key → msgpack value):
+ *
+ *   key `t<id>`   value TransactionRecord   the whole transaction as it is now (begin, a check made,
+ *                                           the commit decision, the end)
+ *   key `n`       value { nextId }          snapshot only: ids are never given twice
+ *
+ * A record's `state` moves open → committing → committed, or open → rolled-back; committed and
+ * rolled-back are final: the record leaves the live map and joins the outcomes, oldest dropped first
+ * past `outcomesMax` (deterministic: replay drops the same ones).
+ */
+import { transactionOutcomesMax } from '../../limits.js';
+import { type EntryCodec, type StateMachine, statePackr } from '../state/state-machine.js';
+
+export type TransactionStatus = 'open' | 'committing' | 'committed' | 'rolled-back';
+export type DecidedBy = 'producer' | 'check-back' | 'timeout';
+
+/** Where a committing transaction's batches may already be: scan the target from `fromOffset`. */
+export interface CommitTarget {
+  topic: string;
+  partition: number;
+  /** The target's log end when the commit decision was taken: every delivered batch is at or after it. */
+  fromOffset: number;
+}
+
+export interface TransactionRecord {
+  id: number;
+  group: string;
+  /** Wall ms (the broker's clock). */
+  beganAtMs: number;
+  checkAfterMs: number;
+  maxChecks: number;
+  /** Check-backs made so far. */
+  checks: number;
+  /** Wall ms of the next check-back (or of the rollback once `checks` reached `maxChecks`). */
+  nextCheckAtMs: number;
+  /** `__txn_half` log end at begin: every half of this transaction is at or after it. */
+  halfFrom: number;
+  state: TransactionStatus;
+  decidedBy: DecidedBy | null;
+  decidedAtMs: number | null;
+  /** Messages (records) committed or discarded; 0 while open. */
+  messages: number;
+  /** While committing: where to look for batches already delivered. */
+  targets: CommitTarget[];
+}
+
+export type TransactionEntry =
+  | { kind: 'transaction'; record: TransactionRecord }
+  | { kind: 'next'; nextId: number };
+
+const statuses: readonly TransactionStatus[] = ['open', 'committing', 'committed', 'rolled-back'];
+const deciders: readonly DecidedBy[] = ['producer', 'check-back', 'timeout'];
+
+function integer(value: unknown, name: string, min = 0): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new Error(`transaction field ${name} is not an integer >= ${min}: ${String(value)}`);
+  }
+  return value;
+}
+
+function validateRecord(value: unknown): TransactionRecord {
+  if (typeof value !== 'object' || value === null) throw new Error('a transaction record is not a map');
+  const fields = value as Record<string, unknown>;
+  const state = fields['state'] as TransactionStatus;
+  if (!statuses.includes(state)) throw new Error(`unknown transaction state ${String(state)}`);
+  const decidedBy = fields['decidedBy'] ?? null;
+  if (decidedBy !== null && !deciders.includes(decidedBy as DecidedBy)) {
+    throw new Error(`unknown transaction decider ${String(decidedBy)}`);
+  }
+  if (typeof fields['group'] !== 'string') throw new Error('transaction group is not a string');
+  const targets = fields['targets'] ?? [];
+  if (!Array.isArray(targets)) throw new Error('transaction targets is not a list');
+  return {
+    id: integer(fields['id'], 'id', 1),
+    group: fields['group'],
+    beganAtMs: integer(fields['beganAtMs'], 'beganAtMs'),
+    checkAfterMs: integer(fields['checkAfterMs'], 'checkAfterMs', 1),
+    maxChecks: integer(fields['maxChecks'], 'maxChecks'),
+    checks: integer(fields['checks'], 'checks'),
+    nextCheckAtMs: integer(fields['nextCheckAtMs'], 'nextCheckAtMs'),
+    halfFrom: integer(fields['halfFrom'], 'halfFrom'),
+    state,
+    decidedBy: decidedBy as DecidedBy | null,
+    decidedAtMs: fields['decidedAtMs'] == null ? null : integer(fields['decidedAtMs'], 'decidedAtMs'),
+    messages: integer(fields['messages'] ?? 0, 'messages'),
+    targets: targets.map((target: unknown) => {
+      const t = target as Record<string, unknown>;
+      if (typeof t?.['topic'] !== 'string') throw new Error('commit target topic is not a string');
+      return {
+        topic: t['topic'],
+        partition: integer(t['partition'], 'partition'),
+        fromOffset: integer(t['fromOffset'], 'fromOffset'),
+      };
+    }),
+  };
+}
+
+export const transactionCodec: EntryCodec<TransactionEntry> = {
+  encode(entry) {
+    if (entry.kind === 'next') return { key: 'n', value: statePackr.pack({ nextId: entry.nextId }) };
+    return { key: `t${entry.record.id}`, value: statePackr.pack(entry.record) };
+  },
+  decode(record) {
+    const key = record.keyText();
+    const value = record.value();
+    if (key === null || value === null) throw new Error('a __transactions entry has a key and a value');
+    const decoded: unknown = statePackr.unpack(value);
+    if (key === 'n') {
+      return { kind: 'next', nextId: integer((decoded as Record<string, unknown>)?.['nextId'], 'nextId', 1) };
+    }
+    const record_ = validateRecord(decoded);
+    if (key !== `t${record_.id}`)
+      throw new Error(`__transactions key ${key} does not match id ${record_.id}`);
+    return { kind: 'transaction', record: record_ };
+  },
+};
+
+export function isFinished(state: TransactionStatus): boolean {
+  return state === 'committed' || state === 'rolled-back';
+}
+
+export class TransactionStateMachine implements StateMachine<TransactionEntry> {
+  /** Open and committing transactions by id. */
+  readonly live = new Map<number, TransactionRecord>();
+  /** Finished transactions by id, oldest first. */
+  readonly outcomes = new Map<number, TransactionRecord>();
+  nextId = 1;
+  private readonly outcomesMax: number;
+
+  constructor(outcomesMax = transactionOutcomesMax) {
+    this.outcomesMax = outcomesMax;
+  }
+
+  apply(entry: TransactionEntry): void {
+    if (entry.kind === 'next') {
+      this.nextId = Math.max(this.nextId, entry.nextId);
+      return;
+    }
+    const record = entry.record;
+    this.nextId = Math.max(this.nextId, record.id + 1);
+    if (isFinished(record.state)) {
+      this.live.delete(record.id);
+      this.outcomes.delete(record.id);
+      this.outcomes.set(record.id, record);
+      while (this.outcomes.size > this.outcomesMax) {
+        this.outcomes.delete(this.outcomes.keys().next().value!);
+      }
+    } else {
+      if (this.outcomes.has(record.id)) throw new Error(`transaction ${record.id} is already finished`);
+      this.live.set(record.id, record);
+    }
+  }
+
+  *snapshot(): Iterable<TransactionEntry> {
+    yield { kind: 'next', nextId: this.nextId };
+    for (const record of this.outcomes.values()) yield { kind: 'transaction', record };
+    for (const record of this.live.values()) yield { kind: 'transaction', record };
+  }
+
+  reset(): void {
+    this.live.clear();
+    this.outcomes.clear();
+    this.nextId = 1;
+  }
+}

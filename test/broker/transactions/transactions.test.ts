@@ -1,0 +1,335 @@
+/**
+ * Transactional messages end to end through the client (in-process transport) on a broker driven by
+ * a ManualClock: commit, rollback, decisions applied twice, check-back (commit, rollback, unknown then
+ * commit, no producer connected -> rollback after maxChecks, another member of the group answering),
+ * the check-back clock across a restart, and the bounds. Visibility is checked by reading every
+ * partition of the target topics.
+ */
+import { describe, expect, it } from 'vitest';
+import { Spillway } from '../../../src/client/index.js';
+import type { CheckAnswer, TransactionCheck } from '../../../src/client/transactional-producer.js';
+import { ManualClock } from '../../../src/clock.js';
+import { SpillwayError } from '../../../src/errors.js';
+import { BatchAttributes } from '../../../src/format/batch-header.js';
+import { encodeBatch } from '../../../src/format/record-batch.js';
+import { transactionsOpenPerSessionMax } from '../../../src/limits.js';
+import type { Broker } from '../../../src/spillway-broker.js';
+import { openBroker, temporaryDirectory, valuesOf } from '../helpers.js';
+
+/** Lets I/O in flight finish (state log fdatasyncs run on the thread pool, not on the clock). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+/** Waits until `condition` holds (fails the test after 10 s: a hang, not a timing assertion). */
+async function until(condition: () => boolean): Promise<void> {
+  for (let waited = 0; !condition(); waited += 5) {
+    if (waited > 10_000) throw new Error('condition not reached');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Every value visible to consumers in every partition of `topic`, partition by partition. */
+async function visible(broker: Broker, topic: string): Promise<string[]> {
+  const values: string[] = [];
+  const { partitionCount } = broker.topics.describe(topic);
+  for (let partition = 0; partition < partitionCount; partition++) {
+    const result = await broker.messages.fetch(topic, partition, 0, { maxBytes: 1 << 20, maxWaitMs: 0 });
+    values.push(...valuesOf(result.records));
+  }
+  return values.sort();
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'none';
+  } catch (error) {
+    return error instanceof SpillwayError ? error.code : String(error);
+  }
+}
+
+async function setup(options: { restartable?: boolean } = {}) {
+  const clock = new ManualClock();
+  const dataDir = temporaryDirectory();
+  const broker = await openBroker(dataDir, { clock, durability: 'interval' });
+  broker.transactions.onLog = (line) => logs.push(line);
+  const logs: string[] = [];
+  await broker.topics.create('orders', { partitions: 3 });
+  await broker.topics.create('audit', { partitions: 1, durability: 'always' });
+  void options;
+  return { clock, dataDir, broker, logs };
+}
+
+async function client(broker: Broker): Promise<Spillway> {
+  return Spillway.connect(broker);
+}
+
+describe('transactions', () => {
+  it('commit makes every message visible at once, across topics and partitions; duplicates are answered', async () => {
+    const { broker } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({ group: 'order-service', checkTransaction: () => 'unknown' });
+    const txn = await tp.beginTransaction();
+    await Promise.all([
+      txn.send('orders', { key: 'o-1', value: 'created-1' }),
+      txn.send('orders', { key: 'o-2', value: 'created-2' }),
+      txn.send('orders', { key: 'o-3', value: 'created-3' }),
+      txn.send('audit', { value: 'audit-1' }),
+    ]);
+    expect(await visible(broker, 'orders')).toEqual([]);
+    expect(await visible(broker, 'audit')).toEqual([]);
+    expect(broker.transactions.list()).toMatchObject([
+      { id: txn.id, group: 'order-service', halves: 4, messages: 4 },
+    ]);
+    const result = await txn.commit();
+    expect(result).toMatchObject({
+      id: txn.id,
+      outcome: 'committed',
+      duplicate: false,
+      decidedBy: 'producer',
+      messages: 4,
+    });
+    expect(await visible(broker, 'orders')).toEqual(['created-1', 'created-2', 'created-3']);
+    expect(await visible(broker, 'audit')).toEqual(['audit-1']);
+    // The delivered batch is marked transactional and stamped with the transaction.
+    const fetched = await broker.messages.fetch('audit', 0, 0, { maxBytes: 1 << 20, maxWaitMs: 0 });
+    const view = new DataView(fetched.records.buffer, fetched.records.byteOffset);
+    expect(view.getUint16(18, true) & BatchAttributes.transactional).not.toBe(0);
+    expect(Number(view.getBigInt64(40, true))).toBe(txn.id);
+    // Twice: applied once, the answer says so; a contradicting decision or a late send is refused.
+    expect(await txn.commit()).toMatchObject({ outcome: 'committed', duplicate: true });
+    await settle();
+    expect(await txn.commit()).toMatchObject({ outcome: 'committed', duplicate: true });
+    expect(await codeOf(txn.rollback())).toBe('TRANSACTION_COMMITTED');
+    expect(await codeOf(txn.send('orders', { value: 'late' }))).toBe('TRANSACTION_COMMITTED');
+    expect(await visible(broker, 'orders')).toHaveLength(3);
+    expect(broker.transactions.list()).toEqual([]);
+    expect(broker.transactions.stats()).toMatchObject({ committed: 1, open: 0, halfBytes: 0 });
+    await sw.close();
+  });
+
+  it('rollback discards; a commit after it is refused and says so', async () => {
+    const { broker } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({ group: 'g', checkTransaction: () => 'unknown' });
+    const txn = await tp.beginTransaction();
+    await txn.send('orders', { value: 'never' });
+    expect(await txn.rollback()).toMatchObject({ outcome: 'rolled-back', duplicate: false, messages: 1 });
+    expect(await txn.rollback()).toMatchObject({ outcome: 'rolled-back', duplicate: true });
+    await expect(txn.commit()).rejects.toMatchObject({
+      code: 'TRANSACTION_ROLLED_BACK',
+      message: /by the producer/,
+    });
+    expect(await visible(broker, 'orders')).toEqual([]);
+    // A plain producer on the same topic is unaffected.
+    await tp.send('orders', { value: 'plain' });
+    expect(await visible(broker, 'orders')).toEqual(['plain']);
+    expect(await codeOf(broker.transactions.end(null, 999_999, 'commit'))).toBe('UNKNOWN_TRANSACTION');
+    await sw.close();
+  });
+
+  it('check-back answered commit, rollback, and unknown then commit', async () => {
+    const { broker, clock } = await setup();
+    const sw = await client(broker);
+    const answers = new Map<string, CheckAnswer[]>();
+    const asked: TransactionCheck[] = [];
+    const tp = sw.producer({
+      group: 'g',
+      checkAfterMs: 1000,
+      checkTransaction: async (check) => {
+        asked.push(check);
+        const txnValue = byId.get(check.id)!;
+        return answers.get(txnValue)!.shift() ?? 'unknown';
+      },
+    });
+    const byId = new Map<number, string>();
+    async function undecided(value: string, script: CheckAnswer[]): Promise<number> {
+      const txn = await tp.beginTransaction();
+      byId.set(txn.id, value);
+      answers.set(value, script);
+      await txn.send('orders', { value });
+      return txn.id;
+    }
+    const committed = await undecided('by-check', ['commit']);
+    const rolledBack = await undecided('rolled-by-check', ['rollback']);
+    const later = await undecided('unknown-then-commit', ['unknown', 'commit']);
+    clock.advance(999);
+    await settle();
+    expect(asked).toEqual([]);
+    clock.advance(1);
+    await until(() => asked.length === 3 && broker.transactions.list().length === 1);
+    expect(asked.map((check) => [check.id, check.checks]).sort((a, b) => a[0]! - b[0]!)).toEqual([
+      [committed, 1],
+      [rolledBack, 1],
+      [later, 1],
+    ]);
+    expect(await visible(broker, 'orders')).toEqual(['by-check']);
+    expect(broker.transactions.list().map((info) => [info.id, info.checks])).toEqual([[later, 1]]);
+    // The backoff doubles: the second check comes 2 s after the first.
+    clock.advance(1999);
+    await settle();
+    expect(asked).toHaveLength(3);
+    clock.advance(1);
+    await until(() => asked.length === 4 && broker.transactions.list().length === 0);
+    expect(await visible(broker, 'orders')).toEqual(['by-check', 'unknown-then-commit']);
+    expect(await codeOf(broker.transactions.end(null, rolledBack, 'commit'))).toBe('TRANSACTION_ROLLED_BACK');
+    expect(await broker.transactions.end(null, committed, 'commit')).toMatchObject({
+      duplicate: true,
+      decidedBy: 'check-back',
+    });
+    expect(broker.transactions.stats().checkAnswers).toEqual({
+      commit: 2,
+      rollback: 1,
+      unknown: 1,
+      failed: 0,
+    });
+    await sw.close();
+  });
+
+  it('no producer connected: rolled back after maxChecks check-backs, logged; a late commit is told why', async () => {
+    const { broker, clock, logs } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({
+      group: 'g',
+      checkAfterMs: 1000,
+      maxChecks: 3,
+      checkTransaction: () => 'commit',
+    });
+    const txn = await tp.beginTransaction();
+    await txn.send('orders', { value: 'orphan' });
+    await sw.close();
+    await settle();
+    // Checks at 1 s, +2 s, +4 s; the rollback 8 s after the third.
+    for (const [index, step] of [1000, 2000, 4000].entries()) {
+      clock.advance(step);
+      await until(() => broker.transactions.stats().checksWithoutProducer === index + 1);
+    }
+    expect(broker.transactions.list()).toMatchObject([{ id: txn.id, checks: 3 }]);
+    clock.advance(7999);
+    await settle();
+    expect(broker.transactions.list()).toHaveLength(1);
+    clock.advance(1);
+    await until(() => broker.transactions.list().length === 0);
+    expect(broker.transactions.stats()).toMatchObject({ rolledBack: 1, timedOut: 1 });
+    expect(logs.join('\n')).toMatch(
+      new RegExp(`transaction ${txn.id} .* rolled back: undecided after 3 check-backs`),
+    );
+    await expect(broker.transactions.end(null, txn.id, 'commit')).rejects.toMatchObject({
+      code: 'TRANSACTION_ROLLED_BACK',
+      message: /by the broker after 3 check-backs/,
+    });
+    expect(await visible(broker, 'orders')).toEqual([]);
+  });
+
+  it('another member of the producer group answers when the sender is gone', async () => {
+    const { broker, clock } = await setup();
+    const sender = await client(broker);
+    const begun = await sender
+      .producer({ group: 'billing', checkAfterMs: 500, checkTransaction: () => 'rollback' })
+      .beginTransaction();
+    await begun.send('orders', { value: 'from-sender' });
+    await sender.close();
+    const other = await client(broker);
+    const seen: number[] = [];
+    const member = other.producer({
+      group: 'billing',
+      checkTransaction: (check) => {
+        seen.push(check.id);
+        return 'commit';
+      },
+    });
+    // A member of another group is never asked.
+    const stranger = await client(broker);
+    stranger.producer({ group: 'other', checkTransaction: () => 'rollback' });
+    await member.ready();
+    await settle();
+    clock.advance(500);
+    await until(() => broker.transactions.list().length === 0);
+    expect(seen).toEqual([begun.id]);
+    expect(await visible(broker, 'orders')).toEqual(['from-sender']);
+    await other.close();
+    await stranger.close();
+  });
+
+  it('an open transaction survives a restart and its check-back clock resumes where it was', async () => {
+    const { broker, clock, dataDir } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({ group: 'g', checkAfterMs: 10_000, checkTransaction: () => 'unknown' });
+    const txn = await tp.beginTransaction();
+    await txn.send('orders', { value: 'survivor' });
+    await txn.send('audit', { value: 'survivor-audit' });
+    clock.advance(4000);
+    await sw.close();
+    await broker.close();
+    const reopened = await openBroker(dataDir, { clock, durability: 'interval' });
+    expect(reopened.transactions.list()).toMatchObject([{ id: txn.id, checks: 0, ageMs: 4000, halves: 2 }]);
+    clock.advance(5999);
+    await settle();
+    expect(reopened.transactions.stats().checksWithoutProducer).toBe(0);
+    clock.advance(1);
+    await until(() => reopened.transactions.stats().checksWithoutProducer === 1);
+    // Committed after the restart: both halves are delivered.
+    expect(await reopened.transactions.end(null, txn.id, 'commit')).toMatchObject({
+      outcome: 'committed',
+      messages: 2,
+    });
+    expect(await visible(reopened, 'orders')).toEqual(['survivor']);
+    expect(await visible(reopened, 'audit')).toEqual(['survivor-audit']);
+    // A new transaction gets a new id.
+    const next = await reopened.transactions.begin(
+      reopened.sessions.open({ kind: 'in-process', transport: null }),
+      {
+        group: 'g',
+      },
+    );
+    expect(next.id).toBeGreaterThan(txn.id);
+  });
+
+  it('a target topic deleted before the commit: the commit is refused, the rollback works', async () => {
+    const { broker } = await setup();
+    const session = broker.sessions.open({ kind: 'in-process', transport: null });
+    await broker.topics.create('doomed', { partitions: 1 });
+    const { id } = await broker.transactions.begin(session, { group: 'g' });
+    await broker.transactions.send(session, id, 'doomed', 0, encodeBatch([{ value: 'gone' }]));
+    await broker.transactions.send(session, id, 'orders', 0, encodeBatch([{ value: 'kept?' }]));
+    await broker.topics.delete('doomed');
+    expect(await codeOf(broker.transactions.end(session, id, 'commit'))).toBe('UNKNOWN_TOPIC');
+    expect(await visible(broker, 'orders')).toEqual([]);
+    expect(await broker.transactions.end(session, id, 'rollback')).toMatchObject({ outcome: 'rolled-back' });
+  });
+
+  it('bounds and refusals are typed errors', async () => {
+    const { broker } = await setup();
+    const session = broker.sessions.open({ kind: 'in-process', transport: null });
+    const { id } = await broker.transactions.begin(session, { group: 'g' });
+    const delayed = encodeBatch([{ value: 'later' }], { attributes: BatchAttributes.delayed });
+    expect(await codeOf(broker.transactions.send(session, id, 'orders', 0, delayed))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect(
+      await codeOf(broker.transactions.send(session, id, '__metadata', 0, encodeBatch([{ value: 'x' }]))),
+    ).toBe('INVALID_ARGUMENT');
+    expect(
+      await codeOf(broker.transactions.send(session, id, 'nope', 0, encodeBatch([{ value: 'x' }]))),
+    ).toBe('UNKNOWN_TOPIC');
+    expect(
+      await codeOf(broker.transactions.send(session, 424242, 'orders', 0, encodeBatch([{ value: 'x' }]))),
+    ).toBe('UNKNOWN_TRANSACTION');
+    expect(await codeOf(broker.transactions.begin(session, { group: '' }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(broker.transactions.begin(session, { group: 'g', checkAfterMs: 0 }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    // A plain produce of a transactional batch is refused: halves go through TXN_SEND.
+    const transactional = encodeBatch([{ value: 'x' }], { attributes: BatchAttributes.transactional });
+    expect(await codeOf(broker.messages.produce('orders', 0, transactional))).toBe('INVALID_BATCH');
+    // Open transactions per session.
+    const begins = [];
+    for (let i = 1; i < transactionsOpenPerSessionMax; i++)
+      begins.push(broker.transactions.begin(session, { group: 'g' }));
+    await Promise.all(begins);
+    expect(await codeOf(broker.transactions.begin(session, { group: 'g' }))).toBe('TOO_MANY_TRANSACTIONS');
+    const other = broker.sessions.open({ kind: 'in-process', transport: null });
+    expect(await codeOf(broker.transactions.begin(other, { group: 'g' }))).toBe('none');
+  });
+});
