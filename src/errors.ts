@@ -40,6 +40,9 @@ export type ErrorCode =
   | 'FENCED_GENERATION'
   | 'RECEIPT_EXPIRED'
   | 'RECEIPT_INVALID'
+  | 'PRODUCER_FENCED'
+  | 'OUT_OF_ORDER_SEQUENCE'
+  | 'UNKNOWN_PRODUCER_ID'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -78,6 +81,9 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment
   RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
   RECEIPT_INVALID: false,
+  PRODUCER_FENCED: false, // a newer instance of the same producer identity registered: this one stops
+  OUT_OF_ORDER_SEQUENCE: false, // the batch does not follow the producer's last one on the partition
+  UNKNOWN_PRODUCER_ID: false, // expired, evicted or never assigned: register again (INIT_PRODUCER)
   INTERNAL: false,
 };
 
@@ -304,5 +310,29 @@ export class BrokerClosingError extends SpillwayError {
   constructor() {
     super('BROKER_CLOSING', 'the broker is closing');
     this.name = 'BrokerClosingError';
+  }
+}
+
+/** An idempotent batch (or INIT_PRODUCER) from an epoch older than the producer identity's current one. */
+export class ProducerFencedError extends SpillwayError {
+  constructor(message: string) {
+    super('PRODUCER_FENCED', message);
+    this.name = 'ProducerFencedError';
+  }
+}
+
+/** An idempotent batch whose sequence neither follows the producer's last batch nor repeats a recent one. */
+export class OutOfOrderSequenceError extends SpillwayError {
+  constructor(message: string) {
+    super('OUT_OF_ORDER_SEQUENCE', message);
+    this.name = 'OutOfOrderSequenceError';
+  }
+}
+
+/** An idempotent batch from a producer id the broker does not hold (expired, evicted, never assigned). */
+export class UnknownProducerIdError extends SpillwayError {
+  constructor(message: string) {
+    super('UNKNOWN_PRODUCER_ID', message);
+    this.name = 'UnknownProducerIdError';
   }
 }

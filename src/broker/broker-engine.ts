@@ -39,6 +39,8 @@ import {
 } from './open-report.js';
 import type { Partition } from './partition.js';
 import type { PartitionDamage } from './partition-damage.js';
+import { BrokerProducers } from './producers/broker-producers.js';
+import { ProducerStateStore, producerStateTopicName } from './producers/producer-state-store.js';
 import { BrokerQueues } from './queues/broker-queues.js';
 import { QueueStateStore, queueStateTopicName } from './queues/queue-state-store.js';
 import { Scrubber, type ScrubTarget } from './scrubber.js';
@@ -64,6 +66,7 @@ export interface BrokerEngineParts {
   metadata: MetadataStore;
   offsets: ConsumerOffsetsStore;
   queueState: QueueStateStore;
+  producerState: ProducerStateStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -82,6 +85,8 @@ export class BrokerEngine implements BrokerApi {
   readonly groups: GroupCoordinator;
   /** Shared and key_shared consumption (queues/broker-queues.ts), its state in `__queue_state`. */
   readonly queues: BrokerQueues;
+  /** Idempotent producers (producers/broker-producers.ts), their state in `__producer_state`. */
+  readonly producers: BrokerProducers;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -91,6 +96,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly metadata: MetadataStore;
   private readonly offsets: ConsumerOffsetsStore;
   private readonly queueState: QueueStateStore;
+  private readonly producerState: ProducerStateStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -142,6 +148,19 @@ export class BrokerEngine implements BrokerApi {
     this.messages.onAppended = (topic) => this.queues.appended(topic);
     const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
     parts.queueState.state.onAppend = () => this.messages.wake(queueStatePartition);
+    this.producerState = parts.producerState;
+    this.producers = new BrokerProducers({
+      store: parts.producerState,
+      topics: this.topics,
+      lifecycle: this.lifecycle,
+      clock: this.clock,
+      idleExpiryMs: parts.options.producerIdleExpiryMs,
+      producersMax: parts.options.producersMax,
+      snapshotIntervalMs: parts.options.producerSnapshotIntervalMs,
+    });
+    this.messages.producers = this.producers;
+    const producerStatePartition = this.topics.partitionOf(producerStateTopicName, 0);
+    parts.producerState.state.onAppend = () => this.messages.wake(producerStatePartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -180,6 +199,7 @@ export class BrokerEngine implements BrokerApi {
     let metadata: MetadataStore | null = null;
     let offsets: ConsumerOffsetsStore | null = null;
     let queueState: QueueStateStore | null = null;
+    let producerState: ProducerStateStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -224,6 +244,13 @@ export class BrokerEngine implements BrokerApi {
         clock: resolved.clock,
       });
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
+      producerState = await ProducerStateStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      const producerInternal = internalTopic(producerStateTopicName, producerState.partition);
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -260,6 +287,7 @@ export class BrokerEngine implements BrokerApi {
           { name: metadata.state.name, recovery: metadata.state.recovery },
           { name: offsets.state.name, recovery: offsets.state.recovery },
           { name: queueState.state.name, recovery: queueState.state.recovery },
+          { name: producerState.state.name, recovery: producerState.state.recovery },
         ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
@@ -276,12 +304,14 @@ export class BrokerEngine implements BrokerApi {
         metadata,
         offsets,
         queueState,
-        topics: [internal, offsetsTopic, queueInternal, ...topics],
+        producerState,
+        topics: [internal, offsetsTopic, queueInternal, producerInternal, ...topics],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
       await queueState?.close().catch(() => undefined);
+      await producerState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       await offsets?.close().catch(() => undefined);
       lock.release();
@@ -398,6 +428,8 @@ export class BrokerEngine implements BrokerApi {
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
+    // The last sequence snapshots, while the partition logs are still open.
+    await this.producers.close().catch(() => undefined);
     const partitions = [...this.topics.all()]
       .filter((topic) => !isInternalTopicName(topic.name))
       .flatMap((topic) => topic.partitions);
@@ -406,6 +438,7 @@ export class BrokerEngine implements BrokerApi {
       this.metadata.close(),
       this.offsets.close(),
       this.queueState.close(),
+      this.producerState.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

@@ -31,6 +31,7 @@ import type { DiskReserve } from './disk-reserve.js';
 import { FetchWaiters } from './fetch-waiters.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Partition } from './partition.js';
+import type { BrokerProducers } from './producers/broker-producers.js';
 import { isInternalTopicName } from './topic-name.js';
 
 /** Attribute bits of features the broker does not serve yet. */
@@ -75,6 +76,8 @@ export class BrokerMessages implements MessageService {
   private readonly waiters: FetchWaiters<Partition>;
   /** Told after each produce to `topic` (the queue service wakes its waiting receives). */
   onAppended: ((topic: string) => void) | null = null;
+  /** The idempotent producer service (producers/broker-producers.ts), set by the engine. */
+  producers: BrokerProducers | null = null;
 
   constructor(topics: BrokerTopics, lifecycle: Lifecycle, clock: Clock, diskReserve: DiskReserve) {
     this.topics = topics;
@@ -110,6 +113,25 @@ export class BrokerMessages implements MessageService {
         throw new InvalidBatchError(`${feature} batches are not supported yet`);
       }
     }
+    // (3) Idempotent producer: a repeat of a recent batch is answered with its offsets, not written.
+    if (fields.producerId >= 0 && this.producers !== null) {
+      return this.producers.produce(target, fields, batch, (checked) =>
+        this.append(topic, partition, target, checked),
+      );
+    }
+    return this.append(topic, partition, target, batch);
+  }
+
+  /**
+   * The append of a checked batch. Reaches the log's append without awaiting anything first: the
+   * producer service relies on it (the log assigns offsets in the call).
+   */
+  private async append(
+    topic: string,
+    partition: number,
+    target: Partition,
+    batch: Uint8Array,
+  ): Promise<ProduceResult> {
     // Early and clean: refused before the log has to grow into the last bytes of the disk.
     this.diskReserve.admit(batch.length, `produce to ${topic}/${partition}`);
     this.lifecycle.begin();

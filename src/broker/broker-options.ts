@@ -11,6 +11,10 @@ import {
   flushIntervalMsDefault,
   indexIntervalBytesDefault,
   indexIntervalBytesMax,
+  producerIdleExpiryMsDefault,
+  producerSnapshotIntervalMsDefault,
+  producersMaxDefault,
+  producersMaxMax,
   retentionCheckIntervalMsDefault,
   scrubBytesPerSecondDefault,
   scrubPassIntervalMsDefault,
@@ -84,6 +88,15 @@ export interface BrokerOptions {
   fileMode?: number;
   /** Permission bits of directories the broker creates, and of the data directory. Default 0o700. */
   directoryMode?: number;
+  /**
+   * Idempotent producers: a producer id unused this long is dropped with its sequences (its next
+   * batch gets UNKNOWN_PRODUCER_ID and the client registers again). Default 7 days.
+   */
+  producerIdleExpiryMs?: number;
+  /** Idempotent producers held at once; one more registration drops the one idle the longest. Default 100,000. */
+  producersMax?: number;
+  /** How often changed partitions get a sequence snapshot in `__producer_state`. Default 5,000 ms. */
+  producerSnapshotIntervalMs?: number;
 }
 
 export interface ResolvedBrokerOptions {
@@ -102,6 +115,9 @@ export interface ResolvedBrokerOptions {
   scrubPassIntervalMs: number;
   fileMode: number;
   directoryMode: number;
+  producerIdleExpiryMs: number;
+  producersMax: number;
+  producerSnapshotIntervalMs: number;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -213,6 +229,19 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
     ),
     fileMode: permissionMode('fileMode', options.fileMode, 0o600),
     directoryMode: permissionMode('directoryMode', options.directoryMode, 0o700),
+    producerIdleExpiryMs: positiveInteger(
+      'producerIdleExpiryMs',
+      options.producerIdleExpiryMs,
+      producerIdleExpiryMsDefault,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    producersMax: positiveInteger('producersMax', options.producersMax, producersMaxDefault, producersMaxMax),
+    producerSnapshotIntervalMs: positiveInteger(
+      'producerSnapshotIntervalMs',
+      options.producerSnapshotIntervalMs,
+      producerSnapshotIntervalMsDefault,
+      timerDelayMsMax,
+    ),
   };
 }
 

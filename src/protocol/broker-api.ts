@@ -7,6 +7,7 @@
  * `fetch` returns views of mapped segments, valid while referenced.
  */
 import type { GroupService } from './group-api.js';
+import type { ProducerService } from './producer-api.js';
 import type { QueueService } from './queue-api.js';
 import type { SessionService } from './session.js';
 import type { Durability } from './types.js';
@@ -266,6 +267,8 @@ export interface BrokerApi {
   readonly groups: GroupService;
   /** Shared and key_shared consumption: receive, ack, nack (protocol/queue-api.ts). */
   readonly queues: QueueService;
+  /** Idempotent producers: producer ids and epochs (protocol/producer-api.ts). */
+  readonly producers: ProducerService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
 }

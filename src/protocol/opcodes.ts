@@ -13,6 +13,8 @@ export const Opcode = {
   produce: 10,
   fetch: 11,
   listOffset: 12,
+  /** Idempotent producer: a producer id and epoch (protocol/producer-api.ts). */
+  initProducer: 13,
   integrityReport: 30,
   repairPartition: 31,
   /** Consumer groups (group and broadcast mode), protocol/group-api.ts. */

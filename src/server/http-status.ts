@@ -19,6 +19,9 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_GROUP: 404,
   UNKNOWN_MEMBER: 409,
   FENCED_GENERATION: 409,
+  PRODUCER_FENCED: 409,
+  OUT_OF_ORDER_SEQUENCE: 409,
+  UNKNOWN_PRODUCER_ID: 409,
   TOPIC_EXISTS: 409,
   // The delivery is over (deadline passed, settled, given again): the receipt no longer counts.
   RECEIPT_EXPIRED: 409,

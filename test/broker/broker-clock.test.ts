@@ -120,6 +120,7 @@ describe('Broker on a ManualClock', () => {
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
       '__metadata',
+      '__producer_state',
       '__queue_state',
       'first',
       'second',

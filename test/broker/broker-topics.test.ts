@@ -75,6 +75,7 @@ describe('Broker topics', () => {
     expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual([
       '__consumer_offsets',
       '__metadata',
+      '__producer_state',
       '__queue_state',
     ]);
     expect(broker.topics.describe('__metadata')).toMatchObject({
@@ -234,6 +235,7 @@ describe('Broker topics', () => {
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
       '__metadata',
+      '__producer_state',
       '__queue_state',
     ]);
     const again = await broker.topics.create('temp', { partitions: 1 });

@@ -73,6 +73,7 @@ export function delegate(
     integrity: broker.integrity,
     groups: broker.groups,
     queues: broker.queues,
+    producers: broker.producers,
     messages: {
       produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
       fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),

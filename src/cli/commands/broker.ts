@@ -11,7 +11,8 @@ import { integerFlag, UsageError } from '../cli-error.js';
 export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [--port P] [--durability none|interval|always]
                        [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
-                       [--handshake-timeout-ms N] [--config FILE]`;
+                       [--handshake-timeout-ms N] [--producer-idle-expiry-ms N] [--producers-max N]
+                       [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -31,6 +32,8 @@ interface BrokerConfigFile {
   httpBodyTimeoutMs?: number;
   fileMode?: number;
   directoryMode?: number;
+  producerIdleExpiryMs?: number;
+  producersMax?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -75,6 +78,8 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
       expected: 'an integer in [1, 2147483647]',
       valid: (value) => isInteger(value, 1, 2_147_483_647),
     },
+    producerIdleExpiryMs: positiveCheck,
+    producersMax: positiveCheck,
     allowedOrigins: { expected: 'an array of non-empty strings', valid: isStringList },
     allowedHosts: { expected: 'an array of non-empty strings', valid: isStringList },
     maxConnectionsPerAddress: positiveCheck,
@@ -141,6 +146,8 @@ export async function runBroker(argv: string[]): Promise<number> {
       'allow-host': { type: 'string', multiple: true },
       'max-connections-per-address': { type: 'string' },
       'handshake-timeout-ms': { type: 'string' },
+      'producer-idle-expiry-ms': { type: 'string' },
+      'producers-max': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -164,6 +171,9 @@ export async function runBroker(argv: string[]): Promise<number> {
     integerFlag('disk-reserve-bytes', values['disk-reserve-bytes']) ?? file.diskReserveBytes;
   const scrubBytesPerSecond =
     integerFlag('scrub-bytes-per-second', values['scrub-bytes-per-second']) ?? file.scrubBytesPerSecond;
+  const producerIdleExpiryMs =
+    integerFlag('producer-idle-expiry-ms', values['producer-idle-expiry-ms'], 1) ?? file.producerIdleExpiryMs;
+  const producersMax = integerFlag('producers-max', values['producers-max'], 1) ?? file.producersMax;
 
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
@@ -175,6 +185,8 @@ export async function runBroker(argv: string[]): Promise<number> {
     ...(file.scrubPassIntervalMs !== undefined ? { scrubPassIntervalMs: file.scrubPassIntervalMs } : {}),
     ...(file.fileMode !== undefined ? { fileMode: file.fileMode } : {}),
     ...(file.directoryMode !== undefined ? { directoryMode: file.directoryMode } : {}),
+    ...(producerIdleExpiryMs !== undefined ? { producerIdleExpiryMs } : {}),
+    ...(producersMax !== undefined ? { producersMax } : {}),
   });
   broker.scrubber.onFinding((finding) => {
     process.stderr.write(
