@@ -648,7 +648,8 @@ export class Producer {
   /** Registers for a new session once nothing is in flight, stamps what waits, and sends it. */
   private startSession(): void {
     const sequencer = this.idempotence!;
-    if (sequencer.ready || this.sessionStarting || this.inFlightTotal > 0 || this.state === 'closed') return;
+    if (sequencer.ready || sequencer.fatal !== null || this.sessionStarting) return;
+    if (this.inFlightTotal > 0 || this.state === 'closed') return;
     this.sessionStarting = true;
     let attempts = 0;
     const attempt = (): void => {

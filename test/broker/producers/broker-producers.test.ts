@@ -20,7 +20,8 @@ function idempotentBatch(
   count = 2,
 ): Uint8Array {
   const builder = new BatchBuilder();
-  for (let i = 0; i < count; i++) builder.append({ key: null, value: `${tag}/${i}`, timestamp: 1_700_000_000_000 });
+  for (let i = 0; i < count; i++)
+    builder.append({ key: null, value: `${tag}/${i}`, timestamp: 1_700_000_000_000 });
   return builder.finishCopy({ producerId, producerEpoch, baseSequence });
 }
 
@@ -52,20 +53,20 @@ describe('producer state', () => {
       baseOffset: 0,
       lastOffset: 1,
     });
-    expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 9, 'gap')))).toBe(
-      'OUT_OF_ORDER_SEQUENCE',
-    );
+    expect(
+      await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 9, 'gap'))),
+    ).toBe('OUT_OF_ORDER_SEQUENCE');
     // Same first sequence, other length: not a repeat.
-    expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 2, 'y', 3)))).toBe(
-      'OUT_OF_ORDER_SEQUENCE',
-    );
+    expect(
+      await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 2, 'y', 3))),
+    ).toBe('OUT_OF_ORDER_SEQUENCE');
     expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(77, 0, 0, 'who')))).toBe(
       'UNKNOWN_PRODUCER_ID',
     );
     await broker.producers.initProducer({ name: 'a' });
-    expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 4, 'old')))).toBe(
-      'PRODUCER_FENCED',
-    );
+    expect(
+      await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 4, 'old'))),
+    ).toBe('PRODUCER_FENCED');
     // The new epoch starts its sequences at 0.
     expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 1, 4, 'z')))).toBe(
       'OUT_OF_ORDER_SEQUENCE',
@@ -80,7 +81,8 @@ describe('producer state', () => {
     const broker = await openBroker(temporaryDirectory());
     await broker.topics.create('t');
     const { producerId } = await broker.producers.initProducer({});
-    for (let i = 0; i < 6; i++) await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 2 * i, `b${i}`));
+    for (let i = 0; i < 6; i++)
+      await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 2 * i, `b${i}`));
     expect(await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 2, 'b1'))).toMatchObject({
       baseOffset: 2,
     });
@@ -105,7 +107,11 @@ describe('producer state', () => {
 
   it('drops producers idle past producerIdleExpiryMs, and the idlest one past producersMax', async () => {
     const clock = new ManualClock();
-    const broker = await openBroker(temporaryDirectory(), { clock, producerIdleExpiryMs: 60_000, producersMax: 2 });
+    const broker = await openBroker(temporaryDirectory(), {
+      clock,
+      producerIdleExpiryMs: 60_000,
+      producersMax: 2,
+    });
     await broker.topics.create('t');
     const a = await broker.producers.initProducer({});
     clock.advance(10_000);
@@ -116,15 +122,15 @@ describe('producer state', () => {
     // Full: the idlest (b, unused since its registration) makes room.
     const c = await broker.producers.initProducer({});
     expect(broker.producers.stats()).toMatchObject({ producers: 2, evicted: 1 });
-    expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(b.producerId, 0, 0, 'b')))).toBe(
-      'UNKNOWN_PRODUCER_ID',
-    );
+    expect(
+      await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(b.producerId, 0, 0, 'b'))),
+    ).toBe('UNKNOWN_PRODUCER_ID');
     clock.advance(54_000);
     clock.advance(1_000);
     // a was last used 64 s ago, c 55 s ago.
-    expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(a.producerId, 0, 2, 'a')))).toBe(
-      'UNKNOWN_PRODUCER_ID',
-    );
+    expect(
+      await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(a.producerId, 0, 2, 'a'))),
+    ).toBe('UNKNOWN_PRODUCER_ID');
     expect(broker.producers.stats()).toMatchObject({ producers: 1, expired: 1 });
     expect(await broker.messages.produce('t', 0, idempotentBatch(c.producerId, 0, 0, 'c'))).toMatchObject({
       baseOffset: 2,
@@ -136,7 +142,8 @@ describe('producer state', () => {
     let broker = await openBroker(dataDir, { producerSnapshotIntervalMs: 3_600_000 });
     await broker.topics.create('t', { partitions: 2 });
     const { producerId } = await broker.producers.initProducer({ name: 'p' });
-    for (let i = 0; i < 4; i++) await broker.messages.produce('t', i % 2, idempotentBatch(producerId, 0, 2 * (i >> 1), `r${i}`));
+    for (let i = 0; i < 4; i++)
+      await broker.messages.produce('t', i % 2, idempotentBatch(producerId, 0, 2 * (i >> 1), `r${i}`));
     // A copy of the data directory while the broker runs: no sequence snapshot since the batches
     // (only the empty ones made before each partition's first batch), as after a SIGKILL.
     const copy = join(temporaryDirectory(), 'copy');
@@ -151,9 +158,9 @@ describe('producer state', () => {
       expect(await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 0, 'r0'))).toMatchObject({
         baseOffset: 0,
       });
-      expect(await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 6, 'gap')))).toBe(
-        'OUT_OF_ORDER_SEQUENCE',
-      );
+      expect(
+        await rejectedCode(broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 6, 'gap'))),
+      ).toBe('OUT_OF_ORDER_SEQUENCE');
       expect(await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 4, 'next'))).toMatchObject({
         baseOffset: 4,
       });
