@@ -7,14 +7,14 @@
  *  - fencing by producerName; recovery from UNKNOWN_PRODUCER_ID (idle expiry) with a new session.
  * The SIGKILL of a broker process during the storm is in idempotent-producer-kill.test.ts.
  */
-import { type AddressInfo, createConnection, createServer, type Socket } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { type SendResult, SpillwayError } from '../../src/client/index.js';
 import { batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords } from '../../src/format/record-batch.js';
 import type { Broker } from '../../src/spillway-broker.js';
 import { seededRandom } from '../kill-runner.js';
-import { connect, delegate, onCleanup, openBroker, serve } from './helpers.js';
+import { cuttingProxy } from './cutting-proxy.js';
+import { connect, delegate, openBroker, serve } from './helpers.js';
 
 /** Every record of a partition as [offset, value]. */
 async function partitionRecords(
@@ -69,59 +69,6 @@ async function sendAndCheck(
 /** Message i's value: about 100 bytes. */
 function valueOf(i: number): string {
   return `${i}:`.padEnd(100, '.');
-}
-
-/** A TCP proxy that cuts the connection (dropping what it carried) on a share of the chunks. */
-async function cuttingProxy(backendPort: number, random: () => number, cutShare: number) {
-  const sockets = new Set<Socket>();
-  let cuts = 0;
-  let cutting = false;
-  const server = createServer((client) => {
-    const upstream = createConnection({ host: '127.0.0.1', port: backendPort });
-    sockets.add(client);
-    sockets.add(upstream);
-    const cut = (): void => {
-      cuts++;
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', () => {
-      sockets.delete(client);
-      upstream.destroy();
-    });
-    upstream.on('close', () => {
-      sockets.delete(upstream);
-      client.destroy();
-    });
-    client.on('error', () => client.destroy());
-    upstream.on('error', () => upstream.destroy());
-    client.on('data', (chunk: Buffer) => {
-      if (cutting && random() < cutShare / 4) cut();
-      else upstream.write(chunk);
-    });
-    // Mostly answers are lost: the broker did the work, the client does not know.
-    upstream.on('data', (chunk: Buffer) => {
-      if (cutting && random() < cutShare) cut();
-      else client.write(chunk);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  onCleanup(async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    get cuts() {
-      return cuts;
-    },
-    start() {
-      cutting = true;
-    },
-    stop() {
-      cutting = false;
-    },
-  };
 }
 
 describe('idempotent producer', () => {
