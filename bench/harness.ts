@@ -26,6 +26,7 @@ export const suiteNames = [
   'queues',
   'scrub',
   'broker',
+  'idempotent',
   'groups',
   'consume-pool',
   'peers',

@@ -43,7 +43,7 @@ async function partitionRecords(
   }
 }
 
-const valueOf = (i: number): string => `${i}:`.padEnd(100, '.');
+const messageValue = (i: number): string => `${i}:`.padEnd(100, '.');
 
 describe('idempotent producer and a broker SIGKILL', () => {
   it('SIGKILL during the storm, restart, resend: each message once, in send order', async () => {
@@ -70,11 +70,11 @@ describe('idempotent producer and a broker SIGKILL', () => {
     const total = 60_000;
     let answered = 0;
     // The first one alone: the producer learns the partition count (a failure there fails the send).
-    const sends: Array<Promise<SendResult>> = [producer.send('k', { key: 'k0', value: valueOf(0) })];
+    const sends: Array<Promise<SendResult>> = [producer.send('k', { key: 'k0', value: messageValue(0) })];
     await sends[0];
     proxy.start();
     for (let i = 1; i < total; i++) {
-      const send = producer.send('k', { key: `k${i % 53}`, value: valueOf(i) });
+      const send = producer.send('k', { key: `k${i % 53}`, value: messageValue(i) });
       send.then(
         () => answered++,
         () => undefined,
@@ -99,7 +99,9 @@ describe('idempotent producer and a broker SIGKILL', () => {
     const reopened = await Broker.open({ dataDir });
     try {
       const expected: Array<Array<[number, string]>> = [[], [], []];
-      results.forEach((result, i) => expected[result.partition]!.push([result.offset, valueOf(i)]));
+      results.forEach((result, i) => {
+        expected[result.partition]!.push([result.offset, messageValue(i)]);
+      });
       for (let partition = 0; partition < 3; partition++) {
         expect(await partitionRecords(reopened, 'k', partition)).toEqual(expected[partition]);
       }

@@ -57,7 +57,9 @@ async function sendAndCheck(
   for (let i = 1; i < count; i++) sends.push(send(i));
   const results = await Promise.all(sends);
   const expected: Array<Array<[number, string]>> = Array.from({ length: partitions }, () => []);
-  results.forEach((result, i) => expected[result.partition]!.push([result.offset, valueOf(i)]));
+  results.forEach((result, i) => {
+    expected[result.partition]!.push([result.offset, messageValue(i)]);
+  });
   for (let partition = 0; partition < partitions; partition++) {
     const records = await partitionRecords(broker, topic, partition);
     expect(records.length, `partition ${partition}`).toBe(expected[partition]!.length);
@@ -67,7 +69,7 @@ async function sendAndCheck(
 }
 
 /** Message i's value: about 100 bytes. */
-function valueOf(i: number): string {
+function messageValue(i: number): string {
   return `${i}:`.padEnd(100, '.');
 }
 
@@ -102,7 +104,7 @@ describe('idempotent producer', () => {
     });
     await sendAndCheck(
       broker,
-      (i) => producer.send('storm', { key: `k${i % 97}`, value: valueOf(i) }),
+      (i) => producer.send('storm', { key: `k${i % 97}`, value: messageValue(i) }),
       100_000,
       'storm',
       4,
@@ -129,7 +131,7 @@ describe('idempotent producer', () => {
     });
     await sendAndCheck(
       broker,
-      (i) => producer.send('cuts', { key: `k${i % 31}`, value: valueOf(i) }),
+      (i) => producer.send('cuts', { key: `k${i % 31}`, value: messageValue(i) }),
       50_000,
       'cuts',
       3,
