@@ -11,8 +11,8 @@
  *    were lost from the log, see `restore`) takes any S.
  *
  * Where it comes from after a restart: a sequence snapshot in `__producer_state` (the state as of
- * an offset `u` of the partition, written only once everything below `u` is on disk), then the
- * batch headers of the partition from `u` to its end (every idempotent batch carries producerId,
+ * an offset `u` of the partition; batches the log lost since are dropped from it), then the
+ * batch headers of the partition from `u` (or its end, if shorter) to its end (every idempotent batch carries producerId,
  * epoch and baseSequence). The batch is the only write of a produce: the dedup information is as
  * durable as the batch itself, and a crash can never separate the two.
  */
@@ -27,6 +27,11 @@ import type { SequenceSnapshot, SnapshotProducer } from './producer-state-store.
 /** The sequence after `sequence` (sequences wrap from 2^31 - 1 to 0). */
 export function nextSequence(sequence: number): number {
   return sequence === producerSequenceMax ? 0 : sequence + 1;
+}
+
+/** The sequence before `sequence`; -1 before 0 (nothing written yet in the epoch). */
+export function previousSequence(sequence: number): number {
+  return sequence === 0 ? -1 : sequence - 1;
 }
 
 /** The sequence of the last record of a batch of `recordCount` records starting at `baseSequence`. */
@@ -145,8 +150,10 @@ export class PartitionSequences {
   }
 
   /**
-   * Loads a snapshot, keeping only producers `known` holds and batches below `logEnd` (a crash of
-   * a broker with durability `none` or `interval` may have lost the tail of the log).
+   * Loads a snapshot, keeping only producers `known` holds and batches below `logEnd`: the snapshot
+   * may cover batches that were appended but not on disk when the machine went down (never
+   * acknowledged under `always`); the producer's last sequence is then the one before the first
+   * batch lost, so a resend of that batch is taken again.
    */
   restore(
     snapshot: SequenceSnapshot,
@@ -156,10 +163,10 @@ export class PartitionSequences {
     for (const [producerId, epoch, last, flat] of snapshot.p) {
       if (known(producerId) === undefined) continue;
       const batches: RememberedBatch[] = [];
-      let lost = false;
+      let lastSequence = last;
       for (let i = 0; i + 3 < flat.length; i += 4) {
         if (flat[i + 3]! >= logEnd) {
-          lost = true;
+          lastSequence = previousSequence(flat[i]!);
           break;
         }
         batches.push({
@@ -170,11 +177,8 @@ export class PartitionSequences {
           result: null,
         });
       }
-      const lastSequence = lost
-        ? batches.length > 0
-          ? batches[batches.length - 1]!.lastSequence
-          : -1
-        : last;
+      // Lost from sequence 0 on: nothing of this epoch is left, its next batch starts at 0 again.
+      if (lastSequence === -1 && batches.length === 0 && last !== -1) continue;
       this.producers.set(producerId, { epoch, lastSequence, batches });
     }
   }

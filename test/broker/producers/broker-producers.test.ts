@@ -4,12 +4,12 @@
  * idle expiry and the producer cap, and recovery of ids, epochs and sequences across a clean restart
  * and an unclean one (the sequence snapshot left behind the log, rebuilt from the batch headers).
  */
-import { cpSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
 import { BatchBuilder } from '../../../src/format/record-batch.js';
-import { openBroker, readAll, rejectedCode, temporaryDirectory } from '../helpers.js';
+import { batchOf, openBroker, readAll, rejectedCode, temporaryDirectory } from '../helpers.js';
 
 /** An idempotent batch of `count` records valued `${tag}/i`. */
 function idempotentBatch(
@@ -191,5 +191,56 @@ describe('producer state', () => {
     expect(await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 2, 'b'))).toMatchObject({
       baseOffset: 2,
     });
+  });
+
+  it('a log shorter than its sequence snapshot (unsynced tail lost): lost batches are taken again', async () => {
+    const dataDir = temporaryDirectory();
+    const broker = await openBroker(dataDir, { producerSnapshotIntervalMs: 3_600_000 });
+    await broker.topics.create('t');
+    const { producerId } = await broker.producers.initProducer({});
+    await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 0, 'b0'));
+    await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 2, 'b1'));
+    const shortLog = join(temporaryDirectory(), 'short');
+    cpSync(join(dataDir, 'topics', 't'), shortLog, { recursive: true });
+    await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 4, 'b2'));
+    await broker.messages.produce('t', 0, idempotentBatch(producerId, 0, 6, 'b3'));
+    await broker.producers.snapshotChanged();
+    // The state log says b0..b3, the partition log kept b0 and b1 only.
+    const crashed = join(temporaryDirectory(), 'crashed');
+    cpSync(dataDir, crashed, { recursive: true, filter: (path) => !path.endsWith('.lock') });
+    rmSync(join(crashed, 'topics', 't'), { recursive: true });
+    cpSync(shortLog, join(crashed, 'topics', 't'), { recursive: true });
+    const first = await openBroker(crashed);
+    await first.messages.produce('t', 0, batchOf('plain'));
+    // b2 and b3 come again (never acknowledged, say): written, not mistaken for repeats.
+    expect(await first.messages.produce('t', 0, idempotentBatch(producerId, 0, 4, 'b2'))).toMatchObject({
+      baseOffset: 5,
+    });
+    expect(await first.messages.produce('t', 0, idempotentBatch(producerId, 0, 6, 'b3'))).toMatchObject({
+      baseOffset: 7,
+    });
+    expect(await readAll(first, 't', 0)).toEqual([
+      'b0/0',
+      'b0/1',
+      'b1/0',
+      'b1/1',
+      'plain/0',
+      'b2/0',
+      'b2/1',
+      'b3/0',
+      'b3/1',
+    ]);
+    // Killed again before any periodic snapshot: the snapshot written at the first open (as of
+    // offset 4) makes the second read b2 and b3 back from their headers; repeats get their offsets.
+    const again = join(temporaryDirectory(), 'again');
+    cpSync(crashed, again, { recursive: true, filter: (path) => !path.endsWith('.lock') });
+    const second = await openBroker(again);
+    expect(await second.messages.produce('t', 0, idempotentBatch(producerId, 0, 4, 'b2'))).toMatchObject({
+      baseOffset: 5,
+    });
+    expect(await second.messages.produce('t', 0, idempotentBatch(producerId, 0, 8, 'b4'))).toMatchObject({
+      baseOffset: 9,
+    });
+    expect((await readAll(second, 't', 0)).length).toBe(11);
   });
 });
