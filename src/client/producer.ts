@@ -661,12 +661,21 @@ export class Producer {
           for (const queue of queues) sequencer.stampReady(queue, queue.ready);
           for (const queue of queues) this.drain(queue);
         },
-        () => {
+        (error: unknown) => {
           if (sequencer.fatal !== null || this.transport.closed) {
             this.sessionStarting = false;
             sequencer.fatal ??= closedError('the producer');
             for (const queue of this.allQueues()) this.drain(queue);
             return;
+          }
+          // Batches waiting past deliveryTimeoutMs for a session fail with the registration's error.
+          for (const queue of this.allQueues()) {
+            while (
+              queue.ready.length > 0 &&
+              Date.now() - queue.ready[0]!.createdAtMs >= this.options.deliveryTimeoutMs
+            ) {
+              this.accumulator.reject(this.accumulator.takeSendable(queue)!, error);
+            }
           }
           const timer = setTimeout(() => {
             this.retryTimers.delete(timer);

@@ -173,4 +173,34 @@ describe('idempotent producer', () => {
     expect(await producer.send('e', { value: 'b' })).toEqual({ partition: 0, offset: 1 });
     expect((await partitionRecords(broker, 'e', 0)).map(([, value]) => value)).toEqual(['a', 'b']);
   });
+
+  test('a registration that keeps failing fails the sends after deliveryTimeoutMs; a refused one at once', async () => {
+    const broker = await openBroker();
+    await broker.topics.create('r');
+    let attempts = 0;
+    const failing = {
+      ...delegate(broker),
+      producers: {
+        initProducer: async () => {
+          attempts++;
+          throw new SpillwayError('BROKER_CLOSING', 'not now');
+        },
+      },
+    };
+    const sw = await connect(failing);
+    const producer = sw.producer({ idempotent: true, deliveryTimeoutMs: 300, retryBackoffMs: 10 });
+    await expect(producer.send('r', { value: 'a' })).rejects.toMatchObject({ code: 'BROKER_CLOSING' });
+    expect(attempts).toBeGreaterThan(1);
+    const refusing = {
+      ...delegate(broker),
+      producers: {
+        initProducer: async () => {
+          throw new SpillwayError('INVALID_ARGUMENT', 'no');
+        },
+      },
+    };
+    const refused = (await connect(refusing)).producer({ idempotent: true });
+    await expect(refused.send('r', { value: 'b' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(broker.messages.listOffset('r', 0, 'latest')).toBe(0);
+  });
 });
