@@ -670,11 +670,13 @@ export class Producer {
           }
           // Batches waiting past deliveryTimeoutMs for a session fail with the registration's error.
           for (const queue of this.allQueues()) {
-            while (
-              queue.ready.length > 0 &&
-              Date.now() - queue.ready[0]!.createdAtMs >= this.options.deliveryTimeoutMs
-            ) {
-              this.accumulator.reject(this.accumulator.takeSendable(queue)!, error);
+            for (;;) {
+              const next = queue.ready[0] ?? queue.open;
+              if (next === null || next === undefined) break;
+              if (Date.now() - next.createdAtMs < this.options.deliveryTimeoutMs) break;
+              const batch = this.accumulator.takeSendable(queue);
+              if (batch === null) break;
+              this.accumulator.reject(batch, error);
             }
           }
           const timer = setTimeout(() => {
