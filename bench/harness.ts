@@ -28,6 +28,7 @@ export const suiteNames = [
   'transactions',
   'scrub',
   'broker',
+  'idempotent',
   'groups',
   'drain',
   'consume-pool',

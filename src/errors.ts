@@ -48,6 +48,9 @@ export type ErrorCode =
   | 'TRANSACTION_ROLLED_BACK'
   | 'TOO_MANY_TRANSACTIONS'
   | 'TRANSACTION_TOO_LARGE'
+  | 'PRODUCER_FENCED'
+  | 'OUT_OF_ORDER_SEQUENCE'
+  | 'UNKNOWN_PRODUCER_ID'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -94,6 +97,9 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   TRANSACTION_ROLLED_BACK: false, // a commit or send came after the rollback (by the producer, a check-back or the timeout)
   TOO_MANY_TRANSACTIONS: true, // once others are decided
   TRANSACTION_TOO_LARGE: false,
+  PRODUCER_FENCED: false, // a newer instance of the same producer identity registered: this one stops
+  OUT_OF_ORDER_SEQUENCE: false, // the batch does not follow the producer's last one on the partition
+  UNKNOWN_PRODUCER_ID: false, // expired, evicted or never assigned: register again (INIT_PRODUCER)
   INTERNAL: false,
 };
 
@@ -346,5 +352,29 @@ export class DuplicateDeliveryError extends SpillwayError {
     super('DUPLICATE_DELIVERY', `idempotency key ${JSON.stringify(idempotencyKey)} is already recorded`);
     this.name = 'DuplicateDeliveryError';
     this.idempotencyKey = idempotencyKey;
+  }
+}
+
+/** An idempotent batch (or INIT_PRODUCER) from an epoch older than the producer identity's current one. */
+export class ProducerFencedError extends SpillwayError {
+  constructor(message: string) {
+    super('PRODUCER_FENCED', message);
+    this.name = 'ProducerFencedError';
+  }
+}
+
+/** An idempotent batch whose sequence neither follows the producer's last batch nor repeats a recent one. */
+export class OutOfOrderSequenceError extends SpillwayError {
+  constructor(message: string) {
+    super('OUT_OF_ORDER_SEQUENCE', message);
+    this.name = 'OutOfOrderSequenceError';
+  }
+}
+
+/** An idempotent batch from a producer id the broker does not hold (expired, evicted, never assigned). */
+export class UnknownProducerIdError extends SpillwayError {
+  constructor(message: string) {
+    super('UNKNOWN_PRODUCER_ID', message);
+    this.name = 'UnknownProducerIdError';
   }
 }

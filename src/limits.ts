@@ -217,6 +217,26 @@ export const producerInFlightBatchesMax = 65_536;
  * the budget is spent, the others only their per-group sum (spillway_group_lag_sum, bounded by groupsMax + queueGroupsMax).
  */
 export const metricsLagSeriesMax = 10_000;
+/**
+ * Idempotent producer: the broker remembers the offsets of this many last batches per (producer,
+ * partition), so a retried batch among them is answered with its original offsets. An idempotent
+ * client keeps at most this many batches in flight per partition (a retry is then always among them).
+ */
+export const producerBatchesRememberedMax = 5;
+/** Producer ids a broker holds at once (BrokerOptions.producersMax): the default and the bounds. */
+export const producersMaxDefault = 100_000;
+export const producersMaxMax = 10_000_000;
+/** A producer id unused this long is dropped with its sequences (BrokerOptions.producerIdleExpiryMs). */
+export const producerIdleExpiryMsDefault = 7 * 24 * 60 * 60 * 1000;
+/** How often the broker writes sequence snapshots of changed partitions (BrokerOptions.producerSnapshotIntervalMs). */
+export const producerSnapshotIntervalMsDefault = 5_000;
+/** Longest producer identity (ProducerOptions.producerName), in characters. */
+export const producerNameLengthMax = 255;
+/** Largest producer epoch (int16 in the batch header); past it the identity gets a new producer id. */
+export const producerEpochMax = 0x7fff;
+/** Sequences per (producer, partition) wrap from this to 0 (int32 in the batch header). */
+export const producerSequenceMax = 0x7fff_ffff;
+
 /** Consumer groups (group and broadcast mode) a broker keeps, with or without members. More: INVALID_ARGUMENT. */
 export const groupsMax = 10_000;
 /**

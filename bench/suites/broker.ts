@@ -105,7 +105,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-class BrokerChild {
+export class BrokerChild {
   private constructor(
     private readonly child: ChildProcess,
     readonly url: string,

@@ -42,6 +42,8 @@ import {
 } from './open-report.js';
 import type { Partition } from './partition.js';
 import type { PartitionDamage } from './partition-damage.js';
+import { BrokerProducers } from './producers/broker-producers.js';
+import { ProducerStateStore, producerStateTopicName } from './producers/producer-state-store.js';
 import { BrokerQueues } from './queues/broker-queues.js';
 import { QueueStateStore, queueStateTopicName } from './queues/queue-state-store.js';
 import { Scrubber, type ScrubTarget } from './scrubber.js';
@@ -74,6 +76,7 @@ export interface BrokerEngineParts {
   queueState: QueueStateStore;
   dedupStore: DedupStore;
   transactionStore: TransactionStore;
+  producerState: ProducerStateStore;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -96,6 +99,8 @@ export class BrokerEngine implements BrokerApi {
   readonly dedup: BrokerDedup;
   /** Transactional messages (transactions/broker-transactions.ts), state in `__transactions` and `__txn_half`. */
   readonly transactions: BrokerTransactions;
+  /** Idempotent producers (producers/broker-producers.ts), their state in `__producer_state`. */
+  readonly producers: BrokerProducers;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -107,6 +112,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly queueState: QueueStateStore;
   private readonly dedupStore: DedupStore;
   private readonly transactionStore: TransactionStore;
+  private readonly producerState: ProducerStateStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -192,6 +198,19 @@ export class BrokerEngine implements BrokerApi {
     });
     const transactionsPartition = this.topics.partitionOf(transactionsTopicName, 0);
     parts.transactionStore.state.onAppend = () => this.messages.wake(transactionsPartition);
+    this.producerState = parts.producerState;
+    this.producers = new BrokerProducers({
+      store: parts.producerState,
+      topics: this.topics,
+      lifecycle: this.lifecycle,
+      clock: this.clock,
+      idleExpiryMs: parts.options.producerIdleExpiryMs,
+      producersMax: parts.options.producersMax,
+      snapshotIntervalMs: parts.options.producerSnapshotIntervalMs,
+    });
+    this.messages.producers = this.producers;
+    const producerStatePartition = this.topics.partitionOf(producerStateTopicName, 0);
+    parts.producerState.state.onAppend = () => this.messages.wake(producerStatePartition);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -246,6 +265,7 @@ export class BrokerEngine implements BrokerApi {
     let queueState: QueueStateStore | null = null;
     let dedupStore: DedupStore | null = null;
     let transactionStore: TransactionStore | null = null;
+    let producerState: ProducerStateStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -290,6 +310,13 @@ export class BrokerEngine implements BrokerApi {
         clock: resolved.clock,
       });
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
+      producerState = await ProducerStateStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      const producerInternal = internalTopic(producerStateTopicName, producerState.partition);
       dedupStore = await DedupStore.open({
         dataDir,
         tuning: resolved.stateLog,
@@ -324,6 +351,12 @@ export class BrokerEngine implements BrokerApi {
           partition: transactionStore.partition,
           state: transactionStore.state,
           holds: 'open and committing transactions (their decisions and check-back clocks)',
+        },
+        {
+          name: producerStateTopicName,
+          partition: producerState.partition,
+          state: producerState.state,
+          holds: 'idempotent producer ids, epochs and sequences',
         },
       ];
       const guardFindings: OpenFinding[] = [];
@@ -386,6 +419,7 @@ export class BrokerEngine implements BrokerApi {
           { name: queueState.state.name, recovery: queueState.state.recovery },
           { name: dedupStore.state.name, recovery: dedupStore.state.recovery },
           { name: transactionStore.state.name, recovery: transactionStore.state.recovery },
+          { name: producerState.state.name, recovery: producerState.state.recovery },
         ],
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
@@ -403,12 +437,14 @@ export class BrokerEngine implements BrokerApi {
         offsets,
         queueState,
         dedupStore,
+        producerState,
         transactionStore,
         topics: [
           internal,
           offsetsTopic,
           queueInternal,
           dedupInternal,
+          producerInternal,
           transactionsInternal,
           halfInternal,
           ...topics,
@@ -420,6 +456,7 @@ export class BrokerEngine implements BrokerApi {
       await dedupStore?.close().catch(() => undefined);
       await transactionStore?.close().catch(() => undefined);
       await queueState?.close().catch(() => undefined);
+      await producerState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       await offsets?.close().catch(() => undefined);
       lock.release();
@@ -538,6 +575,8 @@ export class BrokerEngine implements BrokerApi {
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
+    // The last sequence snapshots, while the partition logs are still open.
+    await this.producers.close().catch(() => undefined);
     const partitions = [...this.topics.all()]
       .filter((topic) => !isInternalTopicName(topic.name))
       .flatMap((topic) => topic.partitions);
@@ -548,6 +587,7 @@ export class BrokerEngine implements BrokerApi {
       this.queueState.close(),
       this.dedupStore.close(),
       this.transactionStore.close(),
+      this.producerState.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

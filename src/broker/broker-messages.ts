@@ -27,11 +27,13 @@ import type {
   ProduceResult,
 } from '../protocol/broker-api.js';
 import { type BrokerTopics, checkInteger } from './broker-topics.js';
+import { batchMsgIds } from './dedup/batch-msg-ids.js';
 import type { BrokerDedup } from './dedup/broker-dedup.js';
 import type { DiskReserve } from './disk-reserve.js';
 import { FetchWaiters } from './fetch-waiters.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Partition } from './partition.js';
+import type { BrokerProducers } from './producers/broker-producers.js';
 import { isInternalTopicName } from './topic-name.js';
 
 /** Attribute bits of features the broker does not serve yet. */
@@ -78,6 +80,8 @@ export class BrokerMessages implements MessageService {
   dedup: BrokerDedup | null = null;
   /** Told after each produce to `topic` (the queue service wakes its waiting receives). */
   onAppended: ((topic: string) => void) | null = null;
+  /** The idempotent producer service (producers/broker-producers.ts), set by the engine. */
+  producers: BrokerProducers | null = null;
 
   constructor(topics: BrokerTopics, lifecycle: Lifecycle, clock: Clock, diskReserve: DiskReserve) {
     this.topics = topics;
@@ -113,21 +117,38 @@ export class BrokerMessages implements MessageService {
         throw new InvalidBatchError(`${feature} batches are not supported yet`);
       }
     }
-    // (4) Msg-id dedup: only topics with a window decode the batch (dedup/broker-dedup.ts).
     const owner = this.topics.topicNamed(topic);
-    if (owner.config.dedupWindowMs > 0 && this.dedup !== null) {
-      return this.dedup.produce(owner, partition, batch, fields, (bytes) =>
-        this.append(target, topic, partition, bytes),
+    const deduplicated = owner.config.dedupWindowMs > 0 && this.dedup !== null;
+    // (3) Idempotent producer: a repeat of a recent batch is answered with its offsets, not written.
+    if (fields.producerId >= 0 && this.producers !== null) {
+      // Msg-id dedup may drop records and wait for another copy's claim, both of which the sequence
+      // check cannot follow (docs/PROTOCOL.md, "Msg-id dedup"): refused rather than half-deduplicated.
+      if (deduplicated && batchMsgIds(batch) !== null) {
+        throw new InvalidBatchError(
+          `topic '${topic}' deduplicates by msgId (dedupWindowMs ${owner.config.dedupWindowMs}): an idempotent producer's batch cannot carry msgIds to it; send msgIds from a producer without idempotent: true (idempotence already keeps its own retries from doubling)`,
+        );
+      }
+      return this.producers.produce(target, fields, batch, (checked) =>
+        this.append(topic, partition, target, checked),
       );
     }
-    return this.append(target, topic, partition, batch);
+    // (4) Msg-id dedup: only topics with a window decode the batch (dedup/broker-dedup.ts).
+    if (deduplicated) {
+      return this.dedup!.produce(owner, partition, batch, fields, (bytes) =>
+        this.append(topic, partition, target, bytes),
+      );
+    }
+    return this.append(topic, partition, target, batch);
   }
 
-  /** Appends a validated batch to `target` and answers under its durability. */
+  /**
+   * The append of a checked batch. Reaches the log's append without awaiting anything first: the
+   * producer service relies on it (the log assigns offsets in the call).
+   */
   private async append(
-    target: Partition,
     topic: string,
     partition: number,
+    target: Partition,
     batch: Uint8Array,
   ): Promise<ProduceResult> {
     // Early and clean: refused before the log has to grow into the last bytes of the disk.

@@ -13,6 +13,10 @@ import {
   groupRetentionMsDefault,
   indexIntervalBytesDefault,
   indexIntervalBytesMax,
+  producerIdleExpiryMsDefault,
+  producerSnapshotIntervalMsDefault,
+  producersMaxDefault,
+  producersMaxMax,
   retentionCheckIntervalMsDefault,
   scrubBytesPerSecondDefault,
   scrubPassIntervalMsDefault,
@@ -103,6 +107,15 @@ export interface BrokerOptions {
    * are deleted and the group is forgotten (group-coordinator.ts). Default 7 days.
    */
   groupRetentionMs?: number;
+  /**
+   * Idempotent producers: a producer id unused this long is dropped with its sequences (its next
+   * batch gets UNKNOWN_PRODUCER_ID and the client registers again). Default 7 days.
+   */
+  producerIdleExpiryMs?: number;
+  /** Idempotent producers held at once; one more registration drops the one idle the longest. Default 100,000. */
+  producersMax?: number;
+  /** How often changed partitions get a sequence snapshot in `__producer_state`. Default 5,000 ms. */
+  producerSnapshotIntervalMs?: number;
 }
 
 export interface ResolvedBrokerOptions {
@@ -124,6 +137,9 @@ export interface ResolvedBrokerOptions {
   directoryMode: number;
   resetStateLogs: ReadonlySet<string>;
   groupRetentionMs: number;
+  producerIdleExpiryMs: number;
+  producersMax: number;
+  producerSnapshotIntervalMs: number;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -247,6 +263,19 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       options.groupRetentionMs,
       groupRetentionMsDefault,
       Number.MAX_SAFE_INTEGER,
+    ),
+    producerIdleExpiryMs: positiveInteger(
+      'producerIdleExpiryMs',
+      options.producerIdleExpiryMs,
+      producerIdleExpiryMsDefault,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    producersMax: positiveInteger('producersMax', options.producersMax, producersMaxDefault, producersMaxMax),
+    producerSnapshotIntervalMs: positiveInteger(
+      'producerSnapshotIntervalMs',
+      options.producerSnapshotIntervalMs,
+      producerSnapshotIntervalMsDefault,
+      timerDelayMsMax,
     ),
   };
 }

@@ -25,7 +25,7 @@
  * Single-threaded; callbacks (`onSendable`) run synchronously from append() or the linger timer.
  */
 import { assert } from '../assert.js';
-import { BatchBuilder, type RecordInput } from '../format/record-batch.js';
+import { BatchBuilder, type FinishOptions, type RecordInput } from '../format/record-batch.js';
 import { batchBytesMax } from '../limits.js';
 import type { RecordPositions } from './msg-id-send.js';
 import type { SendResult } from './producer.js';
@@ -155,6 +155,8 @@ export interface AccumulatorOptions {
   onSendable: (queue: PartitionQueue) => void;
   /** Called when a batch of the partition is sealed (the producer moves its sticky partition on). */
   onSealed: (queue: PartitionQueue) => void;
+  /** Header fields of a batch being sealed (the idempotent producer's sequences, idempotence.ts). */
+  sealFields?: (batch: ProducerBatch, recordCount: number) => FinishOptions | undefined;
 }
 
 /** Builders kept for reuse when no partition is filling them. */
@@ -165,6 +167,7 @@ export class Accumulator {
   readonly lingerMs: number;
   private readonly onSendable: (queue: PartitionQueue) => void;
   private readonly onSealed: (queue: PartitionQueue) => void;
+  private readonly sealFields: AccumulatorOptions['sealFields'];
   private readonly builderPool: BatchBuilder[] = [];
   /** Partitions with an open batch (visited by the linger timer and by flush). */
   private readonly openQueues = new Set<PartitionQueue>();
@@ -183,6 +186,7 @@ export class Accumulator {
     this.lingerMs = options.lingerMs;
     this.onSendable = options.onSendable;
     this.onSealed = options.onSealed;
+    this.sealFields = options.sealFields;
   }
 
   get bufferedBytes(): number {
@@ -323,7 +327,7 @@ export class Accumulator {
   private seal(queue: PartitionQueue): void {
     const batch = queue.open!;
     const builder = batch.builder!;
-    batch.bytes = builder.finishCopy();
+    batch.bytes = builder.finishCopy(this.sealFields?.(batch, builder.recordCount));
     batch.recordCount = builder.recordCount;
     const grown = batch.bytes.length - batch.accountedBytes;
     batch.accountedBytes += grown;

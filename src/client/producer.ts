@@ -11,7 +11,14 @@
  * reject with that error. The transport reconnects on the retry. While a failed batch of a
  * partition waits for its retry nothing else is sent to that partition and the retry goes before
  * later batches; order can still change if a batch fails after a later one succeeded, and a batch
- * whose connection dropped may be appended twice (no idempotence yet): at-least-once delivery.
+ * whose connection dropped may be appended twice: at-least-once delivery.
+ *
+ * Idempotent (`idempotent: true`, idempotence.ts): the producer registers for a producer id and
+ * epoch at first use (again when the broker has dropped it), stamps per-partition sequences into
+ * each batch, keeps at most 5 batches in flight per partition, and resends failed batches of a
+ * partition in order only once its other batches in flight have settled: the broker writes each
+ * batch once, in send order, and answers a repeat with its original offsets (exactly once per
+ * partition while the producer lives; a batch failed for good starts a new session for the rest).
  *
  * Backpressure: while the bytes of unacknowledged batches reach `bufferMemoryBytes`, send() waits
  * (sends are taken in call order), or with `onBufferFull: 'reject'` rejects at once with BACKPRESSURE
@@ -28,6 +35,7 @@ import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import { batchBytesMin, setBatchBaseOffset } from '../format/batch-header.js';
 import {
   batchBytesMax,
+  producerBatchesRememberedMax,
   producerInFlightBatchesMax,
   producerInFlightBatchesPerPartitionMax,
   producerLingerMsMax,
@@ -35,6 +43,7 @@ import {
 } from '../limits.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { Accumulator, PartitionQueue, type ProducerBatch } from './accumulator.js';
+import { checkProducerName, IdempotentSequencer } from './idempotence.js';
 import type { MetadataCache, TopicMetadata } from './metadata-cache.js';
 import { type RecordPositions, recordPositionsOf, recordWithMsgId } from './msg-id-send.js';
 import { nextStickyPartition, partitionOfKey } from './partition-chooser.js';
@@ -98,8 +107,16 @@ export interface ProducerOptions {
   inFlightBatchesPerPartitionMax?: number;
   /** Batches in flight in all. Default 256. */
   inFlightBatchesMax?: number;
-  /** Not in this version (idempotent producer): only false is accepted. */
+  /**
+   * Exactly once per partition, in send order, across lost answers, reconnects and broker restarts
+   * (docs/PROTOCOL.md, "Idempotent PRODUCE"). inFlightBatchesPerPartitionMax is then at most 5.
+   */
   idempotent?: boolean;
+  /**
+   * Idempotent producers: a stable identity. A producer registering with the same name fences the
+   * earlier one (its sends fail with PRODUCER_FENCED). Default: none (a new producer id each time).
+   */
+  producerName?: string;
   /** Transactional producers only (Spillway.producer makes a TransactionalProducer): rejected here. */
   group?: string;
   /** Transactional producers only (Spillway.producer makes a TransactionalProducer): rejected here. */
@@ -136,9 +153,13 @@ function integerOption(
 }
 
 function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
-  if (options.idempotent !== undefined && options.idempotent !== false) {
-    throw new InvalidArgumentError('idempotent producers arrive in a later version');
+  if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
+    throw new InvalidArgumentError('producer option idempotent must be a boolean');
   }
+  if (options.producerName !== undefined && options.idempotent !== true) {
+    throw new InvalidArgumentError('producer option producerName needs idempotent: true');
+  }
+  checkProducerName(options.producerName);
   if (options.group !== undefined || options.checkTransaction !== undefined) {
     throw new InvalidArgumentError(
       'group and checkTransaction make a transactional producer: use Spillway.producer',
@@ -157,7 +178,7 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
       options,
       'inFlightBatchesPerPartitionMax',
       1,
-      producerInFlightBatchesPerPartitionMax,
+      options.idempotent === true ? producerBatchesRememberedMax : producerInFlightBatchesPerPartitionMax,
     ),
     inFlightBatchesMax: integerOption(options, 'inFlightBatchesMax', 1, producerInFlightBatchesMax),
   };
@@ -227,6 +248,12 @@ export class Producer {
   /** Sends whose explicit partition was beyond the known count, waiting for a refresh. */
   private readonly refreshingSends = new Set<Promise<SendResult>>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /** Idempotent producers: the producer id, epoch and sequences (idempotence.ts); null otherwise. */
+  private readonly idempotence: IdempotentSequencer | null;
+  /** Idempotent: partitions whose resend waits for their batches in flight to settle. */
+  private readonly held = new Set<PartitionQueue>();
+  /** Idempotent: a registration (INIT_PRODUCER) is on its way or waiting for its retry. */
+  private sessionStarting = false;
 
   /** @internal Made by Spillway.producer(). */
   constructor(transport: Transport, metadata: MetadataCache, options: ProducerOptions = {}) {
@@ -243,11 +270,17 @@ export class Producer {
       );
     }
     this.rejectWhenFull = options.onBufferFull === 'reject';
+    const idempotence =
+      options.idempotent === true ? new IdempotentSequencer(transport, options.producerName) : null;
+    this.idempotence = idempotence;
     this.accumulator = new Accumulator({
       batchBytes: this.options.batchBytes,
       lingerMs: this.options.lingerMs,
       onSendable: (queue) => this.drain(queue),
       onSealed: (queue) => this.moveSticky(queue),
+      ...(idempotence !== null
+        ? { sealFields: (batch, recordCount) => idempotence.sealFields(batch, recordCount) }
+        : {}),
     });
   }
 
@@ -499,12 +532,14 @@ export class Producer {
 
   /** Sends what `queue` may send now, within the in-flight bounds. */
   private drain(queue: PartitionQueue): void {
+    if (this.idempotence !== null && !this.idempotentSendable(queue)) return;
     const perPartitionMax = this.options.inFlightBatchesPerPartitionMax;
     while (!queue.paused && queue.inFlight < perPartitionMax) {
       if (this.inFlightTotal >= this.options.inFlightBatchesMax) {
         this.waitingForSlot.add(queue);
         return;
       }
+      if (this.idempotence !== null && !this.idempotence.mayTake(queue, perPartitionMax)) return;
       const batch = this.accumulator.takeSendable(queue);
       if (batch === null) return;
       this.sendBatch(batch);
@@ -527,6 +562,10 @@ export class Producer {
     const bytes = batch.bytes!;
     // The broker writes offsets into its own copy; make sure a resend carries a producer's batch.
     if (batch.attempts > 1) setBatchBaseOffset(bytes, 0);
+    if (this.idempotence !== null) {
+      if (!this.idempotence.isCurrent(batch)) this.idempotence.stampReady(queue, [batch]);
+      this.idempotence.noteSent(batch);
+    }
     this.transport.request(Opcode.produce, queue.requestHeader, bytes).then(
       (response) => this.onProduced(batch, response),
       (error: unknown) => this.onProduceFailed(batch, error),
@@ -558,6 +597,11 @@ export class Producer {
     const code = error instanceof SpillwayError ? error.code : undefined;
     if (code === 'UNKNOWN_PARTITION' || code === 'UNKNOWN_TOPIC') this.metadata.refreshQuietly(queue.topic);
     const backoffMs = this.backoffMs(batch.attempts);
+    if (this.idempotence !== null) {
+      this.onIdempotentFailure(batch, error, backoffMs);
+      this.afterSettle(queue);
+      return;
+    }
     if (
       error instanceof SpillwayError &&
       error.retriable &&
@@ -582,9 +626,143 @@ export class Producer {
   }
 
   private afterSettle(queue: PartitionQueue): void {
+    if (this.idempotence !== null) this.idempotentSettled(queue);
     this.drain(queue);
     if (this.waitingForSlot.size > 0) this.drainWaiting();
     if (this.waitingHead < this.waiting.length) this.pump();
+  }
+
+  /**
+   * Idempotent: may `queue` send? Not while no session holds (one is started once nothing is in
+   * flight); after a fatal error, its batches fail with it.
+   */
+  private idempotentSendable(queue: PartitionQueue): boolean {
+    const sequencer = this.idempotence!;
+    if (sequencer.fatal !== null) {
+      for (
+        let batch = this.accumulator.takeSendable(queue);
+        batch !== null;
+        batch = this.accumulator.takeSendable(queue)
+      ) {
+        this.accumulator.reject(batch, sequencer.fatal);
+      }
+      return false;
+    }
+    if (sequencer.ready) return true;
+    this.startSession();
+    return false;
+  }
+
+  /** Registers for a new session once nothing is in flight, stamps what waits, and sends it. */
+  private startSession(): void {
+    const sequencer = this.idempotence!;
+    if (sequencer.ready || sequencer.fatal !== null || this.sessionStarting) return;
+    if (this.inFlightTotal > 0 || this.state === 'closed') return;
+    this.sessionStarting = true;
+    let attempts = 0;
+    const attempt = (): void => {
+      attempts++;
+      sequencer.register().then(
+        () => {
+          this.sessionStarting = false;
+          const queues = this.allQueues();
+          for (const queue of queues) sequencer.stampReady(queue, queue.ready);
+          for (const queue of queues) this.drain(queue);
+        },
+        (error: unknown) => {
+          if (sequencer.fatal !== null || this.transport.closed) {
+            this.sessionStarting = false;
+            sequencer.fatal ??= closedError('the producer');
+            for (const queue of this.allQueues()) this.drain(queue);
+            return;
+          }
+          // Batches waiting past deliveryTimeoutMs for a session fail with the registration's error.
+          for (const queue of this.allQueues()) {
+            for (;;) {
+              const next = queue.ready[0] ?? queue.open;
+              if (next === null || next === undefined) break;
+              if (Date.now() - next.createdAtMs < this.options.deliveryTimeoutMs) break;
+              const batch = this.accumulator.takeSendable(queue);
+              if (batch === null) break;
+              this.accumulator.reject(batch, error);
+            }
+          }
+          const timer = setTimeout(() => {
+            this.retryTimers.delete(timer);
+            attempt();
+          }, this.backoffMs(attempts));
+          this.retryTimers.add(timer);
+        },
+      );
+    };
+    attempt();
+  }
+
+  /** Idempotent: what a failed batch means (idempotence.ts, classify), then resend or fail it. */
+  private onIdempotentFailure(batch: ProducerBatch, error: unknown, backoffMs: number): void {
+    const sequencer = this.idempotence!;
+    const queue = batch.queue;
+    const verdict = sequencer.classify(batch, error, this.hasEarlierUnacked(batch));
+    if (verdict === 'resend') {
+      batch.attempts--;
+      this.accumulator.requeue(batch);
+      this.pauseForResend(queue, 0);
+      return;
+    }
+    if (
+      verdict === 'usual' &&
+      error instanceof SpillwayError &&
+      error.retriable &&
+      batch.attempts <= this.options.retries &&
+      Date.now() + backoffMs - batch.createdAtMs < this.options.deliveryTimeoutMs &&
+      !this.transport.closed
+    ) {
+      this.accumulator.requeue(batch);
+      this.pauseForResend(queue, backoffMs);
+      return;
+    }
+    // Failed for good: the partition's later batches would leave a gap, so they go in a new session.
+    if (sequencer.isCurrent(batch)) sequencer.endSession();
+    this.accumulator.reject(batch, error);
+    if (sequencer.fatal !== null)
+      for (const other of this.allQueues()) if (other !== queue) this.drain(other);
+  }
+
+  /** Idempotent: `queue` sends again after `backoffMs` and once its batches in flight have settled. */
+  private pauseForResend(queue: PartitionQueue, backoffMs: number): void {
+    if (queue.paused) return;
+    queue.paused = true;
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      if (queue.inFlight > 0) {
+        this.held.add(queue);
+        return;
+      }
+      queue.paused = false;
+      this.drain(queue);
+    }, backoffMs);
+    this.retryTimers.add(timer);
+  }
+
+  private idempotentSettled(queue: PartitionQueue): void {
+    if (queue.inFlight === 0 && this.held.delete(queue)) queue.paused = false;
+    if (!this.idempotence!.ready && this.inFlightTotal === 0) this.startSession();
+  }
+
+  /** An earlier batch of the same partition is not acknowledged yet (in flight or waiting to go again). */
+  private hasEarlierUnacked(batch: ProducerBatch): boolean {
+    for (const other of this.accumulator.unsettled) {
+      if (other.queue === batch.queue && other.sequence < batch.sequence && other.bytes !== null) return true;
+    }
+    return false;
+  }
+
+  private allQueues(): PartitionQueue[] {
+    const queues: PartitionQueue[] = [];
+    for (const topic of this.topics.values()) {
+      for (const queue of topic.queues) if (queue !== undefined) queues.push(queue);
+    }
+    return queues;
   }
 
   /** retryBackoffMs * 2^(attempts-1), at most retryBackoffMaxMs, ±20 % so that clients spread out. */

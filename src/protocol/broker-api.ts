@@ -7,6 +7,7 @@
  * `fetch` returns views of mapped segments, valid while referenced.
  */
 import type { GroupService } from './group-api.js';
+import type { ProducerService } from './producer-api.js';
 import type { QueueService } from './queue-api.js';
 import type { SessionService } from './session.js';
 import type { TransactionService } from './transaction-api.js';
@@ -275,6 +276,8 @@ export interface BrokerApi {
   readonly queues: QueueService;
   /** Transactional messages: half messages, commit/rollback, check-back (protocol/transaction-api.ts). */
   readonly transactions: TransactionService;
+  /** Idempotent producers: producer ids and epochs (protocol/producer-api.ts). */
+  readonly producers: ProducerService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
 }

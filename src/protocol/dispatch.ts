@@ -43,6 +43,7 @@ import {
   protocolVersion,
   protocolVersionMin,
 } from './opcodes.js';
+import { parseInitProducer } from './producer-api.js';
 import {
   parseAck,
   parseDescribeQueues,
@@ -207,6 +208,9 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       const { topic, partition, spec } = parseListOffset(request.header);
       return response(request, { offset: api.messages.listOffset(topic, partition, spec) });
     }
+    case Opcode.initProducer:
+      requireNoBody(request);
+      return response(request, await api.producers.initProducer(parseInitProducer(request.header)));
     case Opcode.integrityReport:
       requireNoBody(request);
       return response(request, api.integrity.report());

@@ -19,6 +19,8 @@ export const Opcode = {
   txnEnd: 22,
   txnList: 23,
   txnRegister: 24,
+  /** Idempotent producer: a producer id and epoch (protocol/producer-api.ts). */
+  initProducer: 13,
   integrityReport: 30,
   repairPartition: 31,
   /** Consumer groups (group and broadcast mode), protocol/group-api.ts. */

@@ -121,6 +121,7 @@ describe('Broker on a ManualClock', () => {
       '__consumer_offsets',
       '__dedup',
       '__metadata',
+      '__producer_state',
       '__queue_state',
       '__transactions',
       '__txn_half',

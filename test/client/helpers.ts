@@ -74,6 +74,7 @@ export function delegate(
     groups: broker.groups,
     queues: broker.queues,
     transactions: broker.transactions,
+    producers: broker.producers,
     messages: {
       produce: (topic, partition, batch) => messages.produce(topic, partition, batch),
       fetch: (topic, partition, offset, options) => messages.fetch(topic, partition, offset, options),

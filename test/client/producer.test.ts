@@ -290,7 +290,8 @@ describe('producer', () => {
     );
     expect(await good).toEqual({ partition: 0, offset: 0 });
     expect(await producer.send('t', { value: null, key: null })).toEqual({ partition: 0, offset: 1 });
-    expect(() => sw.producer({ idempotent: true })).toThrow(/later version/);
+    expect(() => sw.producer({ idempotent: true, inFlightBatchesPerPartitionMax: 6 })).toThrow(/\[1, 5\]/);
+    expect(() => sw.producer({ producerName: 'p' })).toThrow(/needs idempotent/);
     expect(() => sw.producer({ lingerMs: -1 })).toThrow(SpillwayError);
   });
 

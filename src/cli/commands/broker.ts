@@ -12,6 +12,7 @@ export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [
                        [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
                        [--handshake-timeout-ms N] [--reset-state-log NAME]... [--group-retention-ms N]
+                       [--producer-idle-expiry-ms N] [--producers-max N]
                        [--config FILE]`;
 
 interface BrokerConfigFile {
@@ -32,6 +33,8 @@ interface BrokerConfigFile {
   httpBodyTimeoutMs?: number;
   fileMode?: number;
   directoryMode?: number;
+  producerIdleExpiryMs?: number;
+  producersMax?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -76,6 +79,8 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
       expected: 'an integer in [1, 2147483647]',
       valid: (value) => isInteger(value, 1, 2_147_483_647),
     },
+    producerIdleExpiryMs: positiveCheck,
+    producersMax: positiveCheck,
     allowedOrigins: { expected: 'an array of non-empty strings', valid: isStringList },
     allowedHosts: { expected: 'an array of non-empty strings', valid: isStringList },
     maxConnectionsPerAddress: positiveCheck,
@@ -144,6 +149,8 @@ export async function runBroker(argv: string[]): Promise<number> {
       'handshake-timeout-ms': { type: 'string' },
       'reset-state-log': { type: 'string', multiple: true },
       'group-retention-ms': { type: 'string' },
+      'producer-idle-expiry-ms': { type: 'string' },
+      'producers-max': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -167,6 +174,9 @@ export async function runBroker(argv: string[]): Promise<number> {
     integerFlag('disk-reserve-bytes', values['disk-reserve-bytes']) ?? file.diskReserveBytes;
   const scrubBytesPerSecond =
     integerFlag('scrub-bytes-per-second', values['scrub-bytes-per-second']) ?? file.scrubBytesPerSecond;
+  const producerIdleExpiryMs =
+    integerFlag('producer-idle-expiry-ms', values['producer-idle-expiry-ms'], 1) ?? file.producerIdleExpiryMs;
+  const producersMax = integerFlag('producers-max', values['producers-max'], 1) ?? file.producersMax;
 
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
@@ -180,6 +190,8 @@ export async function runBroker(argv: string[]): Promise<number> {
     ...(file.directoryMode !== undefined ? { directoryMode: file.directoryMode } : {}),
     ...(values['reset-state-log'] !== undefined ? { resetStateLogs: values['reset-state-log'] } : {}),
     ...definedOnly({ groupRetentionMs: integerFlag('group-retention-ms', values['group-retention-ms'], 1) }),
+    ...(producerIdleExpiryMs !== undefined ? { producerIdleExpiryMs } : {}),
+    ...(producersMax !== undefined ? { producersMax } : {}),
   });
   broker.scrubber.onFinding((finding) => {
     process.stderr.write(
