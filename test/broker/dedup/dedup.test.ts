@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { dedupBucketMs } from '../../../src/broker/dedup/broker-dedup.js';
 import { dedupTopicName } from '../../../src/broker/dedup/dedup-store.js';
 import { ManualClock } from '../../../src/clock.js';
-import { encodeBatch, type RecordInput } from '../../../src/format/record-batch.js';
+import { BatchBuilder, encodeBatch, type RecordInput } from '../../../src/format/record-batch.js';
 import { dedupWindowMsMax, msgIdBytesMax } from '../../../src/limits.js';
 import { msgIdHeader } from '../../../src/protocol/reserved-headers.js';
 import type { Broker } from '../../../src/spillway-broker.js';
@@ -185,6 +185,23 @@ describe('msg-id dedup', () => {
     // The longest id is fine.
     await broker.messages.produce('t', 0, batch(record('v', 'é'.repeat(msgIdBytesMax / 2))));
     expect(await readAll(broker, 't', 0)).toEqual(['v']);
+  });
+
+  it('refuses an idempotent batch carrying msgIds; takes idempotent batches without them', async () => {
+    const broker = await openBroker(temporaryDirectory());
+    await broker.topics.create('t', { dedupWindowMs: 60_000 });
+    const { producerId, producerEpoch } = await broker.producers.initProducer({});
+    const idempotent = (records: RecordInput[], baseSequence: number): Uint8Array => {
+      const builder = new BatchBuilder();
+      for (const input of records) builder.append(input);
+      return builder.finishCopy({ producerId, producerEpoch, baseSequence });
+    };
+    expect(await rejectedCode(broker.messages.produce('t', 0, idempotent([record('a', 'id-1')], 0)))).toBe(
+      'INVALID_BATCH',
+    );
+    const plain = await broker.messages.produce('t', 0, idempotent([record('b'), record('c')], 0));
+    expect(plain).toMatchObject({ baseOffset: 0, lastOffset: 1 });
+    expect(await readAll(broker, 't', 0)).toEqual(['b', 'c']);
   });
 
   it('changes nothing without a window: msgId headers are plain headers there', async () => {
