@@ -40,6 +40,8 @@ export type ErrorCode =
   | 'FENCED_GENERATION'
   | 'RECEIPT_EXPIRED'
   | 'RECEIPT_INVALID'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -78,6 +80,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   FENCED_GENERATION: false, // the partition is no longer this member's: take the new assignment
   RECEIPT_EXPIRED: false, // the delivery is over: the message comes again with a new receipt
   RECEIPT_INVALID: false,
+  UNAUTHENTICATED: false, // a missing, unknown or wrong token: retrying the same one cannot help
+  FORBIDDEN: false, // the principal's access rules do not allow the request
   INTERNAL: false,
 };
 

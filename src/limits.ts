@@ -68,6 +68,8 @@ export const inFlightRequestsPerConnectionMax = 1024;
 export const connectionsMax = 10_000;
 /** Longest client id a HELLO may carry. */
 export const clientIdLengthMax = 256;
+/** Longest token a HELLO or an `Authorization: Bearer` header may carry (characters). */
+export const tokenLengthMax = 1024;
 /**
  * Largest partition number a request may name (a signed 32-bit integer, as in Kafka); a number past
  * the topic's partition count is answered UNKNOWN_PARTITION.

@@ -50,7 +50,20 @@ import {
   parseReceive,
   type ReceiveResponsePartition,
 } from './queue-messages.js';
-import type { SessionEndpoint } from './session.js';
+import { authorize } from './opcode-access.js';
+import type { Principal, SessionEndpoint } from './session.js';
+
+/**
+ * Authentication of a network front end (docs/SECURITY.md). Absent: nothing is checked (the
+ * in-process transport, whose sessions carry internalPrincipal; a broker without --auth-file).
+ */
+export interface DispatchSecurity {
+  /**
+   * Checks a HELLO's token and resolves with its principal; rejects UNAUTHENTICATED (no token, an
+   * unknown or wrong one) or TOO_MANY_REQUESTS (too many failed attempts from the client's address).
+   */
+  authenticate(token: string | undefined, session: SessionEndpoint): Promise<Principal>;
+}
 
 export interface DispatchOptions {
   /** The session of the connection the request came on. */
@@ -59,6 +72,8 @@ export interface DispatchOptions {
   signal?: AbortSignal;
   brokerVersion: string;
   onInternalError?: (error: unknown, request: Frame) => void;
+  /** Present when authentication is on: HELLO must authenticate, then the access table applies. */
+  security?: DispatchSecurity;
 }
 
 const emptyBody = new Uint8Array(0);
@@ -116,6 +131,13 @@ export async function dispatch(api: BrokerApi, request: Frame, options: Dispatch
           : 'a client may only send requests (flags 0) here',
       );
     }
+    if (options.security !== undefined && request.opcode !== Opcode.hello) {
+      const principal = options.session.principal;
+      if (principal === null) {
+        throw new SpillwayError('UNAUTHENTICATED', 'say HELLO with a token first: this broker requires one');
+      }
+      authorize(principal.access, principal.name, request.opcode, request.header);
+    }
     return await answer(api, request, options);
   } catch (error) {
     if (error instanceof SpillwayError) return errorFrame(request.opcode, request.correlationId, error);
@@ -150,6 +172,9 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
           `protocol versions ${hello.protocolVersion}..${clientMax} are not supported; this broker speaks ${protocolVersionMin}..${protocolVersion}`,
         );
       }
+      if (options.security !== undefined) {
+        options.session.authenticate(await options.security.authenticate(hello.token, options.session));
+      }
       options.session.identify(hello.clientId ?? null, chosen);
       const header: HelloResponse = {
         protocolVersion: chosen,
@@ -158,6 +183,7 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         inFlightRequestsMax: inFlightRequestsPerConnectionMax,
         sessionId: options.session.id,
       };
+      if (options.security !== undefined) header.principal = options.session.principal!.name;
       return response(request, header);
     }
     case Opcode.createTopic: {

@@ -6,6 +6,7 @@
 import { type ErrorCode, InvalidArgumentError } from '../errors.js';
 import {
   clientIdLengthMax,
+  tokenLengthMax,
   fetchMaxBytesDefault,
   fetchMaxBytesMax,
   fetchMaxWaitMsMax,
@@ -26,6 +27,8 @@ export interface HelloRequest {
   /** The highest protocol version the client speaks; absent: protocolVersion. */
   protocolVersionMax?: number;
   clientId?: string;
+  /** The client's token (docs/SECURITY.md); required when the broker runs with authentication. */
+  token?: string;
 }
 export interface HelloResponse {
   /** The version chosen: the highest both sides speak. */
@@ -35,6 +38,8 @@ export interface HelloResponse {
   inFlightRequestsMax: number;
   /** The session of this connection (logs, `GET /v1/sessions`). */
   sessionId: number;
+  /** The principal the token authenticated (absent when the broker runs without authentication). */
+  principal?: string;
 }
 export interface ListTopicsRequest {
   /** Include internal topics (names starting with `__`). */
@@ -158,6 +163,7 @@ export function parseHello(header: unknown): HelloRequest {
     request.protocolVersionMax = integerField(fields, 'protocolVersionMax', request.protocolVersion, 0xffff);
   }
   if (fields['clientId'] !== undefined) request.clientId = stringField(fields, 'clientId', clientIdLengthMax);
+  if (fields['token'] !== undefined) request.token = stringField(fields, 'token', tokenLengthMax);
   return request;
 }
 
