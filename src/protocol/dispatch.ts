@@ -36,6 +36,7 @@ import {
   parseRepairPartition,
   parseTopicName,
 } from './messages.js';
+import { authorize } from './opcode-access.js';
 import {
   negotiateProtocolVersion,
   Opcode,
@@ -50,7 +51,6 @@ import {
   parseReceive,
   type ReceiveResponsePartition,
 } from './queue-messages.js';
-import { authorize } from './opcode-access.js';
 import type { Principal, SessionEndpoint } from './session.js';
 
 /**

@@ -6,11 +6,11 @@
 import { type ErrorCode, InvalidArgumentError } from '../errors.js';
 import {
   clientIdLengthMax,
-  tokenLengthMax,
   fetchMaxBytesDefault,
   fetchMaxBytesMax,
   fetchMaxWaitMsMax,
   partitionIndexMax,
+  tokenLengthMax,
   topicNameLengthMax,
 } from '../limits.js';
 import {

@@ -57,11 +57,11 @@ const optionalTopic = (header: Record<string, unknown>): readonly string[] =>
   header['topic'] === undefined ? [] : [fieldOf(header, 'topic')];
 const cluster = (): readonly string[] => ['*'];
 
-const check = (
-  resource: ResourceType,
-  operation: Operation,
-  names: AccessCheck['names'],
-): AccessCheck => ({ resource, operation, names });
+const check = (resource: ResourceType, operation: Operation, names: AccessCheck['names']): AccessCheck => ({
+  resource,
+  operation,
+  names,
+});
 
 /** What each opcode needs. One line per opcode; keep the order of opcodes.ts. */
 export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, OpcodeAccess>([
@@ -120,12 +120,7 @@ const emptyHeader: Record<string, unknown> = {};
  * Throws FORBIDDEN unless `access` passes every check of `opcode` for this header. An opcode without
  * an entry in the table is refused (fail closed), as is a server-only opcode.
  */
-export function authorize(
-  access: AccessList,
-  principalName: string,
-  opcode: number,
-  header: unknown,
-): void {
+export function authorize(access: AccessList, principalName: string, opcode: number, header: unknown): void {
   const entry = opcodeAccess.get(opcode);
   if (entry === publicRequest) return;
   if (entry === undefined || entry === serverOnly) {
@@ -139,14 +134,21 @@ export function authorize(
       ? (header as Record<string, unknown>)
       : emptyHeader;
   for (const { resource, operation, names } of entry) {
-    for (const name of names(fields)) {
-      if (!access.allows(resource, operation, name)) {
-        const what = resource === 'cluster' ? 'the cluster' : `${resource} '${name}'`;
-        throw new SpillwayError(
-          'FORBIDDEN',
-          `principal '${principalName}' may not ${operation} ${what} (${opcodeName(opcode) ?? opcode})`,
-        );
-      }
-    }
+    for (const name of names(fields)) requireAccess(access, principalName, resource, operation, name, opcode);
   }
+}
+
+/** Throws FORBIDDEN unless `access` allows `operation` on the resource (HTTP routes call it too). */
+export function requireAccess(
+  access: AccessList,
+  principalName: string,
+  resource: ResourceType,
+  operation: Operation,
+  name: string,
+  opcode?: number,
+): void {
+  if (access.allows(resource, operation, name)) return;
+  const what = resource === 'cluster' ? 'the cluster' : `${resource} '${name}'`;
+  const request = opcode === undefined ? '' : ` (${opcodeName(opcode) ?? opcode})`;
+  throw new SpillwayError('FORBIDDEN', `principal '${principalName}' may not ${operation} ${what}${request}`);
 }
