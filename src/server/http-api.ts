@@ -233,11 +233,14 @@ export class HttpApi {
     });
     route('/metrics', 'metrics', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
-      void exchange.run(() => ({
-        status: 200,
-        text: (allow(exchange, 'cluster', 'describe'), renderMetrics()),
-        contentType: 'text/plain; version=0.0.4; charset=utf-8',
-      }));
+      void exchange.run(() => {
+        allow(exchange, 'cluster', 'describe');
+        return {
+          status: 200,
+          text: renderMetrics(),
+          contentType: 'text/plain; version=0.0.4; charset=utf-8',
+        };
+      });
     });
     route('/v1/health/details', 'health_details', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));

@@ -11,7 +11,8 @@ import { integerFlag, UsageError } from '../cli-error.js';
 export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [--port P] [--durability none|interval|always]
                        [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
-                       [--handshake-timeout-ms N] [--config FILE]`;
+                       [--handshake-timeout-ms N] [--auth-file FILE] [--tls-cert FILE --tls-key FILE]
+                       [--memory-budget-bytes N] [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -31,6 +32,11 @@ interface BrokerConfigFile {
   httpBodyTimeoutMs?: number;
   fileMode?: number;
   directoryMode?: number;
+  authFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  memoryBudgetBytes?: number;
+  memoryCeilingBytes?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -87,6 +93,11 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
     httpBodyTimeoutMs: positiveCheck,
     fileMode: modeCheck,
     directoryMode: modeCheck,
+    authFile: { expected: 'a non-empty string', valid: isNonEmptyString },
+    tlsCert: { expected: 'a non-empty string', valid: isNonEmptyString },
+    tlsKey: { expected: 'a non-empty string', valid: isNonEmptyString },
+    memoryBudgetBytes: positiveCheck,
+    memoryCeilingBytes: positiveCheck,
   };
 
 function readConfig(path: string): BrokerConfigFile {
@@ -141,6 +152,10 @@ export async function runBroker(argv: string[]): Promise<number> {
       'allow-host': { type: 'string', multiple: true },
       'max-connections-per-address': { type: 'string' },
       'handshake-timeout-ms': { type: 'string' },
+      'auth-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'memory-budget-bytes': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -165,6 +180,18 @@ export async function runBroker(argv: string[]): Promise<number> {
   const scrubBytesPerSecond =
     integerFlag('scrub-bytes-per-second', values['scrub-bytes-per-second']) ?? file.scrubBytesPerSecond;
 
+  const authFile = values['auth-file'] ?? file.authFile;
+  const tlsCert = values['tls-cert'] ?? file.tlsCert;
+  const tlsKey = values['tls-key'] ?? file.tlsKey;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  // Read before the broker opens: a broken auth file stops the start with its error.
+  const { loadAuthFile } = await import('../../server/auth/auth-file.js');
+  const auth = authFile === undefined ? undefined : loadAuthFile(authFile);
+  const memoryBudgetBytes =
+    integerFlag('memory-budget-bytes', values['memory-budget-bytes'], 1) ?? file.memoryBudgetBytes;
+
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
     dataDir,
@@ -188,7 +215,13 @@ export async function runBroker(argv: string[]): Promise<number> {
       port,
       allowedOrigins: [...(file.allowedOrigins ?? []), ...(values['allow-origin'] ?? [])],
       allowedHosts: [...(file.allowedHosts ?? []), ...(values['allow-host'] ?? [])],
+      ...(auth !== undefined ? { auth } : {}),
+      ...(tlsCert !== undefined && tlsKey !== undefined
+        ? { tls: { certFile: tlsCert, keyFile: tlsKey } }
+        : {}),
       ...definedOnly({
+        memoryBudgetBytes,
+        memoryCeilingBytes: file.memoryCeilingBytes,
         maxConnectionsPerAddress:
           integerFlag('max-connections-per-address', values['max-connections-per-address'], 1) ??
           file.maxConnectionsPerAddress,
@@ -211,9 +244,14 @@ export async function runBroker(argv: string[]): Promise<number> {
   }
   process.stderr.write(`spillway: ${reportSummary(broker.openReport)}\n`);
   const { isLoopbackAddress } = await import('../../server/request-guard.js');
-  if (!isLoopbackAddress(host)) {
+  if (!isLoopbackAddress(host) && auth === undefined) {
     process.stderr.write(
-      `spillway: warning: listening on ${host}, reachable from other machines, without authentication: anyone who reaches the port can read, write and delete every topic\n`,
+      `spillway: warning: listening on ${host}, reachable from other machines, without authentication (--auth-file): anyone who reaches the port can read, write and delete every topic\n`,
+    );
+  }
+  if (auth !== undefined) {
+    process.stderr.write(
+      `spillway: authentication on: ${auth.principals.size} principals from ${authFile}\n`,
     );
   }
   process.stdout.write(`spillway listening on ${server.url}\n`);

@@ -7,9 +7,9 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
-import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, connectionFlags, connectionOptions, integerFlag, UsageError } from '../cli-error.js';
 
-export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--broker URL]
+export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--broker URL] [--token T] [--ca-file PEM]
   (--delay-ms and --msg-id arrive with delayed messages and msg-id dedup)`;
 
 /** Messages sent but not yet printed; reading stdin pauses beyond this. */
@@ -27,6 +27,7 @@ export async function runProduce(argv: string[]): Promise<number> {
     args: argv,
     options: {
       broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      ...connectionFlags,
       key: { type: 'string' },
       partition: { type: 'string' },
       value: { type: 'string' },
@@ -42,7 +43,7 @@ export async function runProduce(argv: string[]): Promise<number> {
     throw new UsageError('--delay-ms and --msg-id are not supported by this version yet');
   }
   const partition = integerFlag('partition', values.partition, 0);
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   // A batch must fit one segment of the topic: aim at half a segment when segments are small.
   let batchBytes = batchBytesTarget;
   try {
