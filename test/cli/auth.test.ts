@@ -97,7 +97,15 @@ describe('spillway auth and --token', () => {
     const bad = join(directory, 'bad.json');
     const { writeFileSync } = await import('node:fs');
     writeFileSync(bad, JSON.stringify({ principals: [{ name: 'x', tokenHash: 'plain-token' }] }));
-    const started = await runCli(['broker', '--data-dir', join(directory, 'data-bad'), '--port', '0', '--auth-file', bad]);
+    const started = await runCli([
+      'broker',
+      '--data-dir',
+      join(directory, 'data-bad'),
+      '--port',
+      '0',
+      '--auth-file',
+      bad,
+    ]);
     expect(started.code).toBe(1);
     expect(started.stderr).toContain('tokenHash');
   });

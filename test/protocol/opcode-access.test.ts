@@ -74,7 +74,9 @@ describe('opcode access table', () => {
 
 describe('access rules', () => {
   it('accept exact names, prefixes and *, and refuse anything else', () => {
-    expect(parseAccessRule({ resource: 'topic', name: 'a.*', operations: ['produce'] }, 'r').name).toBe('a.*');
+    expect(parseAccessRule({ resource: 'topic', name: 'a.*', operations: ['produce'] }, 'r').name).toBe(
+      'a.*',
+    );
     for (const bad of [
       { resource: 'queue', name: 'a', operations: ['produce'] },
       { resource: 'topic', name: 'a*b', operations: ['produce'] },

@@ -95,7 +95,9 @@ describe('WebSocket', () => {
     const orders = await Spillway.connect(url, { token: tokens.orders });
     try {
       const producer = orders.producer();
-      expect((await producer.send('orders.eu', { partition: 0, value: 'a' })).offset).toBeGreaterThanOrEqual(0);
+      expect((await producer.send('orders.eu', { partition: 0, value: 'a' })).offset).toBeGreaterThanOrEqual(
+        0,
+      );
       expect(await codeOf(producer.send('secret', { value: 'b' }))).toBe('FORBIDDEN');
       await producer.close();
       expect(await codeOf(orders.admin.createTopic('orders.new'))).toBe('FORBIDDEN');
@@ -192,17 +194,21 @@ describe('HTTP', () => {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(body),
       });
-    expect((await post('/v1/topics/orders.eu/messages', tokens.orders, { messages: [{ value: 'h' }] })).status).toBe(
-      200,
-    );
+    expect(
+      (await post('/v1/topics/orders.eu/messages', tokens.orders, { messages: [{ value: 'h' }] })).status,
+    ).toBe(200);
     const forbidden = await post('/v1/topics/secret/messages', tokens.orders, { messages: [{ value: 'h' }] });
     expect(forbidden.status).toBe(403);
     expect(((await forbidden.json()) as { error: { code: string } }).error.code).toBe('FORBIDDEN');
     expect((await post('/v1/topics', tokens.orders, { name: 'orders.x' })).status).toBe(403);
     expect((await http('/v1/topics', { token: tokens.orders })).status).toBe(403);
     expect((await http('/metrics', { token: tokens.reader })).status).toBe(403);
-    expect((await http('/v1/topics/orders.eu/partitions/0/messages', { token: tokens.reader })).status).toBe(200);
-    expect((await http('/v1/topics/secret/partitions/0/messages', { token: tokens.reader })).status).toBe(403);
+    expect((await http('/v1/topics/orders.eu/partitions/0/messages', { token: tokens.reader })).status).toBe(
+      200,
+    );
+    expect((await http('/v1/topics/secret/partitions/0/messages', { token: tokens.reader })).status).toBe(
+      403,
+    );
     expect((await http('/v1/topics', { token: tokens.admin })).status).toBe(200);
     expect((await http('/v1/topics/orders.eu', { method: 'DELETE', token: tokens.reader })).status).toBe(403);
   });

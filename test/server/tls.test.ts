@@ -31,7 +31,10 @@ let server: TestServer;
 let ca: Buffer;
 const token = newToken('tls-user');
 
-function httpsGet(url: string, options: { ca?: Buffer; token?: string }): Promise<{ status: number; body: string }> {
+function httpsGet(
+  url: string,
+  options: { ca?: Buffer; token?: string },
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const outgoing = request(
       url,
