@@ -52,9 +52,13 @@ const topicsIn =
       item !== null && typeof item === 'object' ? fieldOf(item as Record<string, unknown>, 'topic') : '',
     );
   };
+/** The field `name` when present, else nothing. */
+const optionalField =
+  (name: string) =>
+  (header: Record<string, unknown>): readonly string[] =>
+    header[name] === undefined ? [] : [fieldOf(header, name)];
 /** The topic field when present (queue ack/nack by ranges), else nothing (by receipts). */
-const optionalTopic = (header: Record<string, unknown>): readonly string[] =>
-  header['topic'] === undefined ? [] : [fieldOf(header, 'topic')];
+const optionalTopic = optionalField('topic');
 const cluster = (): readonly string[] => ['*'];
 
 const check = (resource: ResourceType, operation: Operation, names: AccessCheck['names']): AccessCheck => ({
@@ -92,7 +96,12 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   [Opcode.describeGroup, [check('group', 'describe', field('group'))]],
   [
     Opcode.queueReceive,
-    [check('group', 'consume', field('group')), check('topic', 'consume', field('topic'))],
+    [
+      check('group', 'consume', field('group')),
+      check('topic', 'consume', field('topic')),
+      // A dead-letter topic the request names is written with the group's nacked messages.
+      check('topic', 'produce', optionalField('deadLetterTopic')),
+    ],
   ],
   [Opcode.queueAck, [check('group', 'consume', field('group')), check('topic', 'consume', optionalTopic)]],
   [Opcode.queueNack, [check('group', 'consume', field('group')), check('topic', 'consume', optionalTopic)]],

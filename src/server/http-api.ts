@@ -589,6 +589,7 @@ export class HttpApi {
     request.waitMs = integerField({ waitMs: request.waitMs }, 'waitMs', 0, fetchMaxWaitMsMax);
     request.signal = exchange.abortController.signal;
     allow(exchange, 'topic', 'consume', request.topic);
+    if (request.deadLetterTopic !== undefined) allow(exchange, 'topic', 'produce', request.deadLetterTopic);
     const session = exchange.session;
     if (session === null) throw new InvalidArgumentError('no session');
     const result = await this.context.api.queues.receive(session, request);

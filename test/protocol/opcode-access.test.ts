@@ -58,6 +58,13 @@ describe('opcode access table', () => {
     expect(run(Opcode.commitOffsets, { group: 'billing', offsets: [{ topic: 'audit' }] })).toBeNull();
     expect(run(Opcode.commitOffsets, { group: 'billing', offsets: [{ topic: 'secret' }] })).toBe('FORBIDDEN');
     expect(run(Opcode.queueAck, { group: 'billing', receipts: ['r'] })).toBeNull();
+    expect(run(Opcode.queueReceive, { group: 'billing', topic: 'audit' })).toBeNull();
+    expect(
+      run(Opcode.queueReceive, { group: 'billing', topic: 'audit', deadLetterTopic: 'orders.x' }),
+    ).toBeNull();
+    expect(run(Opcode.queueReceive, { group: 'billing', topic: 'audit', deadLetterTopic: 'audit' })).toBe(
+      'FORBIDDEN',
+    );
     expect(run(Opcode.queueDescribe, { group: 'billing' })).toBeNull();
     expect(run(Opcode.queueDescribe, {})).toBe('FORBIDDEN'); // all groups: cluster describe
     // a malformed header is checked as the empty name: refused, never allowed by accident
