@@ -26,6 +26,7 @@ export const suiteNames = [
   'queues',
   'scrub',
   'broker',
+  'security',
   'groups',
   'consume-pool',
   'peers',

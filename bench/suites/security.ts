@@ -1,0 +1,235 @@
+/**
+ * What security costs, end to end over loopback (issue 13): produce and consume throughput of 100 B
+ * messages against three `spillway broker` children started by this suite and alive side by side:
+ *  - plain: no auth file, ws://;
+ *  - auth: --auth-file with one principal whose rules are a prefix (`bench.*`), so every PRODUCE
+ *    and FETCH goes through authorization (the table lookup and the access-list cache);
+ *  - auth+TLS: the same and --tls-cert/--tls-key (a self-signed certificate made with the openssl
+ *    CLI; the case is skipped, saying why, when openssl is missing), wss:// with `ca`.
+ * Each run produces `messages` values from one client (pipelined: at most windowMessages
+ * unacknowledged, producer lingerMs 1, batchBytes 256 KiB) into a fresh 8-partition topic with
+ * durability `none`, then reads them back from `earliest` (long-poll fetches of 1 MiB). The three
+ * configurations run one after another within each round (each round starting with the next one,
+ * after one unreported warm-up run each), 3 rounds (1 in quick mode); rows are
+ * medians, details give the spread. Ratios: auth ÷ plain (target: overhead <= 5 % at 100 B, i.e.
+ * ratio >= 0.95) and TLS ÷ plain. The load average at the start and end is in the detail (the
+ * machine is shared: compare ratios measured in the same run, not across runs).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import * as path from 'node:path';
+import { type SendResult, Spillway, type SpillwayOptions } from '../../src/client/index.js';
+import { hashSecret, newToken, splitToken } from '../../src/server/auth/token-hash.js';
+import { payloadPool } from '../peers/payload.js';
+import { type BenchContext, type BenchRow, type BenchSuite, median } from '../report.js';
+import { BrokerChild } from './broker.js';
+
+const suiteName = 'security';
+const valueBytes = 100;
+const partitions = 8;
+const windowMessages = 65_536;
+const producerOptions = { lingerMs: 1, batchBytes: 256 * 1024 } as const;
+
+interface Configuration {
+  name: 'plain' | 'auth' | 'auth+tls';
+  broker: BrokerChild;
+  options: SpillwayOptions;
+  produced: number[];
+  consumed: number[];
+}
+
+function loadText(): string {
+  return loadavg()
+    .map((value) => value.toFixed(2))
+    .join(' ');
+}
+
+function openssl(directory: string): { cert: string; key: string } | string {
+  const cert = path.join(directory, 'cert.pem');
+  const key = path.join(directory, 'key.pem');
+  try {
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'].concat([
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ]),
+      { stdio: 'ignore' },
+    );
+  } catch (error) {
+    return `openssl failed or is missing (${(error as Error).message.split('\n')[0]})`;
+  }
+  return { cert, key };
+}
+
+async function produceRun(sw: Spillway, topic: string, count: number): Promise<number> {
+  const pool = payloadPool(valueBytes);
+  const producer = sw.producer(producerOptions);
+  const ring = new Array<Promise<SendResult> | undefined>(windowMessages);
+  const started = performance.now();
+  try {
+    for (let sent = 0; sent < count; sent++) {
+      const slot = sent % windowMessages;
+      const oldest = ring[slot];
+      if (oldest !== undefined) await oldest;
+      ring[slot] = producer.send(topic, { value: pool[sent % pool.length]! });
+    }
+    await Promise.all(ring.filter((promise) => promise !== undefined));
+  } finally {
+    await producer.close();
+  }
+  return (count / (performance.now() - started)) * 1000;
+}
+
+async function consumeRun(sw: Spillway, topic: string, count: number): Promise<number> {
+  const consumer = sw.consumer({ topics: [topic], from: 'earliest', maxWaitMs: 100 });
+  let seen = 0;
+  const started = performance.now();
+  try {
+    for await (const message of consumer) {
+      if (message.value?.length !== valueBytes) throw new Error(`${topic}: a value of the wrong size`);
+      if (++seen >= count) break;
+    }
+  } finally {
+    await consumer.close();
+  }
+  return (count / (performance.now() - started)) * 1000;
+}
+
+function spread(values: readonly number[]): string {
+  return `runs ${values.map((value) => Math.round(value).toLocaleString('en-US')).join(', ')}`;
+}
+
+async function run(context: BenchContext): Promise<BenchRow[]> {
+  const { quick, scratchDir, log } = context;
+  const messages = quick ? 20_000 : 500_000;
+  const rounds = quick ? 1 : 3;
+  const loadAtStart = loadText();
+  const token = newToken('bench');
+  const authFile = path.join(scratchDir, 'auth.json');
+  const parts = splitToken(token)!;
+  writeFileSync(
+    authFile,
+    JSON.stringify({
+      principals: [
+        {
+          name: parts.name,
+          tokenHash: await hashSecret(parts.secret),
+          allow: [{ resource: 'topic', name: 'bench.*', operations: ['admin', 'produce', 'consume'] }],
+        },
+      ],
+    }),
+    { mode: 0o600 },
+  );
+  const directory = (name: string) => {
+    const made = path.join(scratchDir, name);
+    mkdirSync(made, { recursive: true });
+    return made;
+  };
+  const configurations: Configuration[] = [];
+  const rows: BenchRow[] = [];
+  try {
+    configurations.push({
+      name: 'plain',
+      broker: await BrokerChild.start(directory('plain'), log),
+      options: {},
+      produced: [],
+      consumed: [],
+    });
+    configurations.push({
+      name: 'auth',
+      broker: await BrokerChild.start(directory('auth'), log, ['--auth-file', authFile]),
+      options: { token },
+      produced: [],
+      consumed: [],
+    });
+    const tls = openssl(directory('tls'));
+    if (typeof tls === 'string') {
+      log(`security: the auth+tls case is skipped: ${tls}`);
+    } else {
+      configurations.push({
+        name: 'auth+tls',
+        broker: await BrokerChild.start(
+          directory('auth-tls'),
+          log,
+          ['--auth-file', authFile, '--tls-cert', tls.cert, '--tls-key', tls.key],
+          'wss',
+        ),
+        options: { token, ca: readFileSync(tls.cert) },
+        produced: [],
+        consumed: [],
+      });
+    }
+    // One unreported warm-up per configuration (the client's JIT, the brokers' first segments).
+    for (const configuration of configurations) {
+      const sw = await Spillway.connect(configuration.broker.url, configuration.options);
+      try {
+        await sw.admin.createTopic('bench.warm-up', { partitions, durability: 'none' });
+        await produceRun(sw, 'bench.warm-up', Math.min(messages, 50_000));
+        await consumeRun(sw, 'bench.warm-up', Math.min(messages, 50_000));
+        await sw.admin.deleteTopic('bench.warm-up');
+      } finally {
+        await sw.close();
+      }
+    }
+    for (let round = 0; round < rounds; round++) {
+      // Each round starts with another configuration: drift of the shared machine spreads evenly.
+      const order = configurations.map(
+        (_, index) => configurations[(index + round) % configurations.length]!,
+      );
+      for (const configuration of order) {
+        const sw = await Spillway.connect(configuration.broker.url, configuration.options);
+        try {
+          const topic = `bench.r${round}`;
+          await sw.admin.createTopic(topic, { partitions, durability: 'none' });
+          configuration.produced.push(await produceRun(sw, topic, messages));
+          configuration.consumed.push(await consumeRun(sw, topic, messages));
+          await sw.admin.deleteTopic(topic);
+        } finally {
+          await sw.close();
+        }
+        log(
+          `security round ${round + 1}/${rounds} ${configuration.name}: produce ${Math.round(configuration.produced.at(-1)!)} msg/s, consume ${Math.round(configuration.consumed.at(-1)!)} msg/s`,
+        );
+      }
+    }
+  } finally {
+    for (const configuration of configurations) await configuration.broker.stop();
+  }
+  const load = `load ${loadAtStart} -> ${loadText()}`;
+  const plain = configurations[0]!;
+  for (const configuration of configurations) {
+    for (const phase of ['produce', 'consume'] as const) {
+      const values = phase === 'produce' ? configuration.produced : configuration.consumed;
+      rows.push({
+        suite: suiteName,
+        name: `${phase} 100 B, ${configuration.name}`,
+        value: median(values),
+        unit: 'msg/s',
+        detail: `${messages} messages, 1 client, ${spread(values)}; ${load}`,
+      });
+      if (configuration !== plain) {
+        const base = median(phase === 'produce' ? plain.produced : plain.consumed);
+        const ratio = median(values) / base;
+        rows.push({
+          suite: suiteName,
+          name: `${phase} ratio ${configuration.name} / plain`,
+          value: ratio,
+          unit: 'x',
+          detail:
+            configuration.name === 'auth'
+              ? `target >= 0.95 (auth+ACL overhead <= 5 %): ${ratio >= 0.95 ? 'met' : 'not met'}`
+              : 'TLS with auth: reported, no target',
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+export const suite: BenchSuite = { name: suiteName, run };
