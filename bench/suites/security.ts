@@ -22,7 +22,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import * as path from 'node:path';
 import { type SendResult, Spillway, type SpillwayOptions } from '../../src/client/index.js';
+import { BatchBuilder } from '../../src/format/record-batch.js';
+import { crc32c } from '../../src/native.js';
+import { type DispatchOptions, dispatch } from '../../src/protocol/dispatch.js';
+import { FrameFlags } from '../../src/protocol/frame.js';
+import { Opcode } from '../../src/protocol/opcodes.js';
+import { parseAuthConfig } from '../../src/server/auth/auth-file.js';
 import { hashSecret, newToken, splitToken } from '../../src/server/auth/token-hash.js';
+import { Broker } from '../../src/spillway-broker.js';
 import { payloadPool } from '../peers/payload.js';
 import { type BenchContext, type BenchRow, type BenchSuite, median } from '../report.js';
 import { BrokerChild } from './broker.js';
@@ -115,6 +122,88 @@ async function consumeRun(sw: Spillway, topic: string, count: number): Promise<n
     await consumer.close();
   }
   return (count / (performance.now() - started)) * 1000;
+}
+
+/**
+ * The request path alone, without network or client: PRODUCE requests of 100 records of 100 B
+ * dispatched straight to an in-process broker (durability none), with and without authentication
+ * (a session carrying a principal whose rule is a prefix, the access table checked on every
+ * request), alternating in rounds. CPU-bound in this one process, so less disturbed by the
+ * machine's other load than the end-to-end cases. Returns µs per request of each round.
+ */
+async function requestPathCase(
+  scratchDir: string,
+  rounds: number,
+  requests: number,
+  tokenHash: string,
+): Promise<{ plain: number[]; auth: number[] }> {
+  const broker = await Broker.open({ dataDir: path.join(scratchDir, 'request-path'), durability: 'none' });
+  try {
+    await broker.topics.create('bench.path', { partitions: 1, durability: 'none' });
+    const builder = new BatchBuilder();
+    const value = Buffer.alloc(valueBytes, 0x61);
+    for (let i = 0; i < 100; i++) builder.append({ value });
+    const batch = builder.finishCopy({ crc32c });
+    const config = parseAuthConfig(
+      {
+        principals: [
+          {
+            name: 'bench',
+            tokenHash,
+            allow: [{ resource: 'topic', name: 'bench.*', operations: ['produce'] }],
+          },
+        ],
+      },
+      'bench',
+    );
+    const principal = config.principals.get('bench')!;
+    const plainSession = broker.sessions.open({ kind: 'websocket', transport: null });
+    const authSession = broker.sessions.open({ kind: 'websocket', transport: null });
+    authSession.authenticate(principal);
+    const plainOptions: DispatchOptions = { session: plainSession, brokerVersion: 'bench' };
+    const authOptions: DispatchOptions = {
+      session: authSession,
+      brokerVersion: 'bench',
+      security: { authenticate: async () => principal },
+    };
+    const measure = async (options: DispatchOptions): Promise<number> => {
+      const started = performance.now();
+      for (let i = 0; i < requests; i++) {
+        const answer = await dispatch(
+          broker,
+          {
+            opcode: Opcode.produce,
+            flags: 0,
+            correlationId: i + 1,
+            header: { topic: 'bench.path', partition: 0 },
+            body: batch,
+          },
+          options,
+        );
+        if ((answer.flags & FrameFlags.error) !== 0)
+          throw new Error(`produce failed: ${JSON.stringify(answer.header)}`);
+      }
+      return ((performance.now() - started) * 1000) / requests;
+    };
+    const plain: number[] = [];
+    const auth: number[] = [];
+    await measure(plainOptions); // warm-up
+    await measure(authOptions);
+    for (let round = 0; round < rounds; round++) {
+      if (round % 2 === 0) {
+        plain.push(await measure(plainOptions));
+        auth.push(await measure(authOptions));
+      } else {
+        auth.push(await measure(authOptions));
+        plain.push(await measure(plainOptions));
+      }
+    }
+    await plainSession.close();
+    await authSession.close();
+    return { plain, auth };
+  } finally {
+    await broker.close();
+  }
 }
 
 function spread(values: readonly number[]): string {
@@ -228,6 +317,37 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
   } finally {
     for (const configuration of configurations) await configuration.broker.stop();
   }
+  const pathRounds = quick ? 2 : 7;
+  const path100 = await requestPathCase(
+    scratchDir,
+    pathRounds,
+    quick ? 200 : 2000,
+    await hashSecret('unused'),
+  );
+  const pathRatio = median(path100.auth) / median(path100.plain);
+  rows.push(
+    {
+      suite: suiteName,
+      name: 'request path: PRODUCE of 100 x 100 B, plain',
+      value: median(path100.plain),
+      unit: 'µs/request',
+      detail: `in-process dispatch, ${pathRounds} alternating rounds, ${spread(path100.plain)}`,
+    },
+    {
+      suite: suiteName,
+      name: 'request path: PRODUCE of 100 x 100 B, auth+ACL',
+      value: median(path100.auth),
+      unit: 'µs/request',
+      detail: spread(path100.auth),
+    },
+    {
+      suite: suiteName,
+      name: 'request path ratio auth / plain',
+      value: pathRatio,
+      unit: 'x',
+      detail: `target <= 1.05 (auth+ACL overhead <= 5 %): ${pathRatio <= 1.05 ? 'met' : 'not met'}`,
+    },
+  );
   const load = `load ${loadAtStart} -> ${loadText()}`;
   const plain = configurations[0]!;
   for (const configuration of configurations) {

@@ -110,3 +110,56 @@ describe('spillway auth and --token', () => {
     expect(started.stderr).toContain('tokenHash');
   });
 });
+
+describe('the warning of a broker reachable from elsewhere', () => {
+  /** Starts `spillway broker ARGS`, waits for its listening line, stops it by PID; returns stderr. */
+  async function startupStderr(args: readonly string[]): Promise<string> {
+    const { spawn } = await import('node:child_process');
+    const { cliPath, freePort } = await import('./cli-process.js');
+    const port = await freePort();
+    const child = spawn(process.execPath, [cliPath, 'broker', '--port', String(port), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 15_000);
+        child.stdout.on('data', (chunk: Buffer) => {
+          if (chunk.toString('utf8').includes('spillway listening on')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.once('exit', () => reject(new Error(`exited; stderr: ${stderr}`)));
+      });
+    } finally {
+      child.removeAllListeners('exit');
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      process.kill(child.pid!, 'SIGTERM');
+      await exited;
+    }
+    return stderr;
+  }
+
+  it('is printed once on a non-loopback address without --auth-file, not with one', async () => {
+    const open = await startupStderr(['--host', '0.0.0.0', '--data-dir', join(directory, 'data-open')]);
+    expect(open.match(/warning: listening on 0\.0\.0\.0.*without authentication/g)?.length).toBe(1);
+    const file = join(directory, 'auth-warning.json');
+    expect((await runCli(['auth', 'add', 'someone', '--file', file])).code).toBe(0);
+    const closed = await startupStderr([
+      '--host',
+      '0.0.0.0',
+      '--data-dir',
+      join(directory, 'data-closed'),
+      '--auth-file',
+      file,
+    ]);
+    expect(closed).not.toContain('warning');
+    expect(closed).toContain('authentication on: 1 principals');
+    const loopback = await startupStderr(['--data-dir', join(directory, 'data-loopback')]);
+    expect(loopback).not.toContain('warning');
+  }, 60_000);
+});
