@@ -78,7 +78,9 @@ export function parseAccessRule(value: unknown, where: string): AccessRule {
 
 export class AccessList {
   private readonly rules: CompiledRule[];
-  private readonly cache = new Map<string, boolean>();
+  /** resource -> operation -> name -> allowed (no string built per check). */
+  private readonly cache = new Map<ResourceType, Map<Operation, Map<string, boolean>>>();
+  private cachedCount = 0;
 
   constructor(rules: readonly AccessRule[]) {
     if (rules.length > accessRulesMax) {
@@ -105,8 +107,17 @@ export class AccessList {
   }
 
   allows(resource: ResourceType, operation: Operation, name: string): boolean {
-    const key = `${resource}\u0000${operation}\u0000${name}`;
-    const cached = this.cache.get(key);
+    let byOperation = this.cache.get(resource);
+    if (byOperation === undefined) {
+      byOperation = new Map();
+      this.cache.set(resource, byOperation);
+    }
+    let byName = byOperation.get(operation);
+    if (byName === undefined) {
+      byName = new Map();
+      byOperation.set(operation, byName);
+    }
+    const cached = byName.get(name);
     if (cached !== undefined) return cached;
     let allowed = false;
     for (const rule of this.rules) {
@@ -116,8 +127,12 @@ export class AccessList {
         break;
       }
     }
-    if (this.cache.size >= accessCacheEntriesMax) this.cache.clear();
-    this.cache.set(key, allowed);
+    if (this.cachedCount >= accessCacheEntriesMax) {
+      for (const operations of this.cache.values()) for (const names of operations.values()) names.clear();
+      this.cachedCount = 0;
+    }
+    byName.set(name, allowed);
+    this.cachedCount++;
     return allowed;
   }
 }
