@@ -25,9 +25,9 @@
  *   its principal's maxConnections (one more: TOO_MANY_REQUESTS), and the principal's byte quotas
  *   delay answers (produce: the request's batch bytes; FETCH, GROUP_FETCH, QUEUE_RECEIVE: the
  *   answer's) by the time the quota needs to pay the bytes back.
- * - Memory budget (memory-guard.ts): the connection reports its unsent bytes to the MemoryGuard;
- *   while the broker-wide sum is over budget, its large-answer requests are held when it has unsent
- *   bytes of its own, and the guard may close it with 1013.
+ * - Memory budget (memory-guard.ts): the connection reports its unsent bytes to the MemoryGuard and
+ *   reserves the maxBytes of each running large-answer request; while the broker-wide sum is over
+ *   budget, its large-answer requests are held, and the guard may close it with 1013.
  * - The WebSocket is never touched after its close event (uWS throws on use after close).
  * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
  *   one message, corked into one write.
@@ -46,7 +46,13 @@ import { setMaxListeners } from 'node:events';
 import type { WebSocket } from '@trufflesuite/uws-js-unofficial';
 import type { Clock, ClockTimer } from '../clock.js';
 import { SpillwayError } from '../errors.js';
-import { inFlightRequestsPerConnectionMax, sendBufferBytesHardMax, sendBufferBytesMax } from '../limits.js';
+import {
+  fetchMaxBytesDefault,
+  fetchMaxBytesMax,
+  inFlightRequestsPerConnectionMax,
+  sendBufferBytesHardMax,
+  sendBufferBytesMax,
+} from '../limits.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { type DispatchOptions, dispatch, errorFrame } from '../protocol/dispatch.js';
 import {
@@ -136,6 +142,8 @@ export class Connection implements SessionTransport, GuardedConnection {
   private reportedUnsent = 0;
   private drainedBytes = 0;
   private heard = false;
+  /** Bytes this connection's running large-answer requests reserve in the memory guard. */
+  private reservedBytes = 0;
 
   /** Throws (BROKER_CLOSING, TOO_MANY_REQUESTS) when the broker opens no session: refuse the upgrade. */
   constructor(
@@ -220,9 +228,17 @@ export class Connection implements SessionTransport, GuardedConnection {
     this.reportedUnsent = unsent;
   }
 
-  /** True while the broker is over its memory budget and this connection has unsent bytes. */
+  /** True while the broker is over its memory budget: large-answer requests wait. */
   private get heldForMemory(): boolean {
-    return this.context.memory.overBudget && this.unsentBytes > 0;
+    return this.context.memory.overBudget;
+  }
+
+  /** What a large-answer request reserves in the memory budget until its answer is written. */
+  private reservationOf(request: Frame): number {
+    if (!largeAnswerOpcodes.has(request.opcode)) return 0;
+    const header = request.header as { maxBytes?: unknown } | null;
+    const maxBytes = typeof header?.maxBytes === 'number' ? header.maxBytes : fetchMaxBytesDefault;
+    return Math.max(0, Math.min(maxBytes, fetchMaxBytesMax));
   }
 
   /** Requests accepted and not yet handed to the socket. */
@@ -340,6 +356,8 @@ export class Connection implements SessionTransport, GuardedConnection {
     this.heldFetches.length = 0;
     this.heldAnswers.length = 0;
     this.heldAnswerBytes = 0;
+    this.context.memory.reservedBytes -= this.reservedBytes;
+    this.reservedBytes = 0;
     this.report();
     if (this.principal !== null) this.context.security?.quotas.closeConnection(this.principal.name);
     this.principal = null;
@@ -392,6 +410,9 @@ export class Connection implements SessionTransport, GuardedConnection {
 
   private start(request: Frame): void {
     const { context } = this;
+    const reservation = this.reservationOf(request);
+    this.reservedBytes += reservation;
+    context.memory.reservedBytes += reservation;
     const work = dispatch(context.api, request, this.dispatchOptions).then((answer) =>
       this.principal === null ? this.deliver(request, answer) : this.throttle(request, answer),
     );
@@ -436,9 +457,12 @@ export class Connection implements SessionTransport, GuardedConnection {
     const isError = (answer.flags & FrameFlags.error) !== 0;
     metrics.countRequest(request.opcode, isError ? (answer.header as ErrorHeader).code : okResult);
     if (this.closed) {
-      this.inFlight--;
+      this.inFlight--; // its reservation went with the close
       return;
     }
+    const reservation = this.reservationOf(request);
+    this.reservedBytes -= reservation;
+    this.context.memory.reservedBytes -= reservation;
     if (request.opcode === Opcode.hello && !isError && this.handshakeTimer !== null) {
       this.handshakeTimer.cancel();
       this.handshakeTimer = null;

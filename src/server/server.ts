@@ -332,7 +332,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       if (connections.size >= maxConnections) {
         return refuseUpgrade(response, `connection limit of ${maxConnections} reached`);
       }
-      if (memory.underPressure) {
+      if (memory.checkPressure()) {
         return refuseUpgrade(response, 'the broker is over its memory ceiling: connect again later');
       }
       const address = Buffer.from(response.getRemoteAddressAsText()).toString();
