@@ -29,6 +29,7 @@ export const suiteNames = [
   'scrub',
   'broker',
   'idempotent',
+  'security',
   'groups',
   'drain',
   'consume-pool',

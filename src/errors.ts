@@ -51,6 +51,8 @@ export type ErrorCode =
   | 'PRODUCER_FENCED'
   | 'OUT_OF_ORDER_SEQUENCE'
   | 'UNKNOWN_PRODUCER_ID'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -100,6 +102,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   PRODUCER_FENCED: false, // a newer instance of the same producer identity registered: this one stops
   OUT_OF_ORDER_SEQUENCE: false, // the batch does not follow the producer's last one on the partition
   UNKNOWN_PRODUCER_ID: false, // expired, evicted or never assigned: register again (INIT_PRODUCER)
+  UNAUTHENTICATED: false, // a missing, unknown or wrong token: retrying the same one cannot help
+  FORBIDDEN: false, // the principal's access rules do not allow the request
   INTERNAL: false,
 };
 

@@ -11,6 +11,18 @@ export * from './format/batch-header.js';
 export * from './format/crc32c.js';
 export * from './format/record-batch.js';
 export * as limits from './limits.js';
+export {
+  type AccessRule,
+  operations as accessOperations,
+  resourceTypes as accessResourceTypes,
+} from './protocol/access-control.js';
+export {
+  type AuthConfig,
+  loadAuthFile,
+  type PrincipalQuotas,
+  parseAuthConfig,
+} from './server/auth/auth-file.js';
+export { hashSecret, newToken } from './server/auth/token-hash.js';
 export type { BrokerServer } from './server/server.js';
 export { Broker, type ListenOptions } from './spillway-broker.js';
 export type { RecoveryReport, TruncationReport } from './storage/log-loader.js';

@@ -68,6 +68,8 @@ export const inFlightRequestsPerConnectionMax = 1024;
 export const connectionsMax = 10_000;
 /** Longest client id a HELLO may carry. */
 export const clientIdLengthMax = 256;
+/** Longest token a HELLO or an `Authorization: Bearer` header may carry (characters). */
+export const tokenLengthMax = 1024;
 /**
  * Largest partition number a request may name (a signed 32-bit integer, as in Kafka); a number past
  * the topic's partition count is answered UNKNOWN_PARTITION.
@@ -155,6 +157,16 @@ export const httpSendBudgetBytesDefault = 256 * 1024 * 1024;
  * one address can make the broker hold that way (16 x 16 MiB).
  */
 export const connectionsPerAddressDefault = 16;
+/**
+ * Unsent WebSocket answer bytes of all connections together above which the server holds
+ * large-answer requests and closes connections that do not read (server/memory-guard.ts).
+ */
+export const memoryBudgetBytesDefault = 512 * 1024 * 1024;
+/**
+ * Anonymous resident memory of the broker process (heap and buffers, not the mapped log) above which
+ * new WebSocket connections are refused and connections that send nothing complete are closed.
+ */
+export const memoryCeilingBytesDefault = 1536 * 1024 * 1024;
 /** How long a new WebSocket connection may go without a HELLO before it is closed (1008). */
 export const handshakeTimeoutMsDefault = 10_000;
 /** HTTP requests being handled at once per server (long-polls included). More: 429. */

@@ -105,6 +105,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** A `spillway broker` child process (also used by the security suite, with extra arguments). */
 export class BrokerChild {
   private constructor(
     private readonly child: ChildProcess,
@@ -113,7 +114,12 @@ export class BrokerChild {
     private readonly exited: Promise<string>,
   ) {}
 
-  static async start(scratchDir: string, log: (message: string) => void): Promise<BrokerChild> {
+  static async start(
+    scratchDir: string,
+    log: (message: string) => void,
+    extraArgs: readonly string[] = [],
+    scheme: 'ws' | 'wss' = 'ws',
+  ): Promise<BrokerChild> {
     const cli = path.join(findRepositoryRoot(), 'dist', 'src', 'cli', 'main.js');
     if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (npx tsc -p tsconfig.json)`);
     const port = await freePort();
@@ -128,6 +134,7 @@ export class BrokerChild {
       path.join(scratchDir, 'data'),
       '--port',
       `${port}`,
+      ...extraArgs,
     ];
     const logFd = openSync(logFile, 'a');
     let child: ChildProcess;
@@ -141,8 +148,8 @@ export class BrokerChild {
         resolve(signal === null ? `exit code ${code}` : `signal ${signal}`),
       );
     });
-    const expected = `spillway listening on ws://127.0.0.1:${port}`;
-    const broker = new BrokerChild(child, `ws://127.0.0.1:${port}`, logFile, exited);
+    const expected = `spillway listening on ${scheme}://127.0.0.1:${port}`;
+    const broker = new BrokerChild(child, `${scheme}://127.0.0.1:${port}`, logFile, exited);
     let stdout = '';
     const ready = new Promise<boolean>((resolve) => {
       child.stdout!.on('data', (chunk: Buffer) => {

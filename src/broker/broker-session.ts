@@ -61,7 +61,7 @@ export class BrokerSession implements SessionEndpoint {
   readonly id: number;
   readonly kind: SessionKind;
   readonly openedAtMs: number;
-  readonly principal: Principal | null = null;
+  private currentPrincipal: Principal | null;
   private currentClientId: string | null;
   private currentProtocolVersion = protocolVersionMin;
   private readonly transport: SessionTransport | null;
@@ -78,12 +78,17 @@ export class BrokerSession implements SessionEndpoint {
     this.kind = options.kind;
     this.transport = options.transport;
     this.currentClientId = options.clientId ?? null;
+    this.currentPrincipal = options.principal ?? null;
     this.openedAtMs = owner.clock.nowMs();
     this.owner = owner;
   }
 
   get clientId(): string | null {
     return this.currentClientId;
+  }
+
+  get principal(): Principal | null {
+    return this.currentPrincipal;
   }
 
   get protocolVersion(): number {
@@ -129,6 +134,10 @@ export class BrokerSession implements SessionEndpoint {
   identify(clientId: string | null, protocolVersion: number): void {
     this.currentClientId = clientId;
     this.currentProtocolVersion = protocolVersion;
+  }
+
+  authenticate(principal: Principal): void {
+    this.currentPrincipal = principal;
   }
 
   onClose(hook: SessionCloseHook): () => void {

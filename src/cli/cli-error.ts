@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /** A usage mistake on the command line: printed with the usage text, exit code 2. */
 export class UsageError extends Error {
   constructor(message: string) {
@@ -24,7 +26,7 @@ export function brokerUrlFlag(value: string): string {
   } catch {
     throw new UsageError(`--broker must be a ws:// URL, got '${value}'`);
   }
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+  if (!['ws:', 'wss:', 'http:', 'https:'].includes(url.protocol)) {
     throw new UsageError(`--broker must be a ws:// or wss:// URL, got '${value}'`);
   }
   return value;
@@ -48,4 +50,36 @@ export function attachNegativeValues(argv: readonly string[], names: readonly st
     }
   }
   return out;
+}
+
+/** The options every client command takes besides --broker (docs/SECURITY.md). */
+export const connectionFlags = {
+  token: { type: 'string' },
+  'ca-file': { type: 'string' },
+} as const;
+
+/** Usage text of connectionFlags. */
+export const connectionFlagsUsage =
+  '--token T (or SPILLWAY_TOKEN) authenticates to a broker with --auth-file; --ca-file PEM trusts a wss:// broker certificate';
+
+/**
+ * The client options of --token (else the SPILLWAY_TOKEN environment variable) and --ca-file: the
+ * token as given, the CA file's contents. A file that cannot be read is a usage mistake.
+ */
+export function connectionOptions(values: { token?: string | undefined; 'ca-file'?: string | undefined }): {
+  token?: string;
+  ca?: Buffer;
+} {
+  const token = values.token ?? process.env['SPILLWAY_TOKEN'];
+  const options: { token?: string; ca?: Buffer } = {};
+  if (token !== undefined && token !== '') options.token = token;
+  const caFile = values['ca-file'];
+  if (caFile !== undefined) {
+    try {
+      options.ca = readFileSync(caFile);
+    } catch (error) {
+      throw new UsageError(`cannot read --ca-file ${caFile}: ${(error as Error).message}`);
+    }
+  }
+  return options;
 }

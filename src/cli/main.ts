@@ -17,6 +17,7 @@ commands:
   txn list                     open transactions: id, producer group, age, checks made
   repair TOPIC PARTITION       set a stopped partition's damaged ranges aside into quarantine/
   doctor                       what the broker found on disk at start, and how to fix each finding
+  auth add|hash-token          principals and tokens of an auth file (docs/SECURITY.md)
   bench                        run the benchmark suite (same as npm run bench)
   help                         show this text
   --version                    print the version of spillway
@@ -62,6 +63,10 @@ async function load(name: string): Promise<{ run: Command; usage: string } | nul
     case 'doctor': {
       const module = await import('./commands/repair.js');
       return { run: module.runDoctor, usage: module.doctorUsage };
+    }
+    case 'auth': {
+      const module = await import('./commands/auth.js');
+      return { run: module.runAuth, usage: module.authUsage };
     }
     case 'bench': {
       const module = await import('../../bench/main.js');

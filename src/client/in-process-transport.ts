@@ -24,7 +24,7 @@ import type { BrokerApi } from '../protocol/broker-api.js';
 import { dispatch } from '../protocol/dispatch.js';
 import { type Frame, FrameFlags } from '../protocol/frame.js';
 import { Opcode } from '../protocol/opcodes.js';
-import type { SessionEndpoint, SessionTransport } from '../protocol/session.js';
+import { internalPrincipal, type SessionEndpoint, type SessionTransport } from '../protocol/session.js';
 import { abortError, RequestWindow } from './request-window.js';
 import { type ServerRequestHandler, ServerRequestHandlers } from './server-requests.js';
 import type {
@@ -200,6 +200,7 @@ export class InProcessTransport implements Transport {
     const session = this.api.sessions.open({
       kind: 'in-process',
       transport,
+      principal: internalPrincipal,
       ...(this.clientId === undefined ? {} : { clientId: this.clientId }),
     });
     try {

@@ -22,6 +22,13 @@ import { WebSocketTransport } from './websocket-transport.js';
 export interface SpillwayOptions {
   /** Sent to the broker in HELLO. */
   clientId?: string;
+  /**
+   * The principal's token (`NAME.SECRET`), sent in HELLO, for a broker started with --auth-file
+   * (docs/SECURITY.md). Ignored in-process: in-process clients are trusted.
+   */
+  token?: string;
+  /** wss://: trusted certificate authorities (PEM), e.g. a self-signed broker certificate. */
+  ca?: string | Buffer | Array<string | Buffer>;
   /** A request not answered within this fails with TIMEOUT (retriable). Default 30 000. */
   requestTimeoutMs?: number;
   /** WebSocket: opening the connection plus HELLO. Default 10 000. */

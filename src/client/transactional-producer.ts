@@ -215,7 +215,7 @@ export class TransactionalProducer extends Producer {
     });
     const response = await this.txnTransport.request(
       Opcode.txnSend,
-      { id, topic, partition },
+      { id, topic, partition, group: this.group },
       builder.finish(),
     );
     return { partition, halfOffset: integerOf(response.header, 'halfOffset', 'TXN_SEND') };
@@ -223,7 +223,7 @@ export class TransactionalProducer extends Producer {
 
   /** @internal */
   async endTransaction(id: number, decision: 'commit' | 'rollback'): Promise<EndTransactionResult> {
-    const response = await this.txnTransport.request(Opcode.txnEnd, { id, decision });
+    const response = await this.txnTransport.request(Opcode.txnEnd, { id, decision, group: this.group });
     return response.header as EndTransactionResult;
   }
 }

@@ -52,6 +52,13 @@ import {
 export interface WebSocketTransportOptions {
   /** Sent in HELLO; shows in broker logs. */
   clientId?: string;
+  /** Sent in HELLO: the principal's token when the broker runs with authentication (docs/SECURITY.md). */
+  token?: string;
+  /**
+   * wss://: certificate authorities to trust (PEM) instead of Node's default list, for a broker with
+   * a self-signed or private certificate. NODE_EXTRA_CA_CERTS works too.
+   */
+  ca?: string | Buffer | Array<string | Buffer>;
   /** A request not answered within this is rejected with TIMEOUT (retriable). Default 30 000. */
   requestTimeoutMs?: number;
   /** Opening the socket plus HELLO. Default 10 000. */
@@ -100,6 +107,8 @@ function positiveInteger(value: number | undefined, name: string, fallback: numb
 export class WebSocketTransport implements Transport {
   readonly url: string;
   private readonly clientId: string | undefined;
+  private readonly token: string | undefined;
+  private readonly ca: string | Buffer | Array<string | Buffer> | undefined;
   private readonly requestTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly reconnectBackoffMs: number;
@@ -126,12 +135,22 @@ export class WebSocketTransport implements Transport {
     } catch {
       throw new InvalidArgumentError(`'${url}' is not a URL (expected ws://host:port)`);
     }
+    if (parsed.protocol === 'http:' || parsed.protocol === 'https:') {
+      // The broker serves both on one port: http(s)://host:port means the same broker.
+      parsed.protocol = parsed.protocol === 'https:' ? 'wss:' : 'ws:';
+      url = parsed.toString();
+    }
     if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
       throw new InvalidArgumentError(`broker URL '${url}' must start with ws:// or wss://`);
+    }
+    if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '')) {
+      throw new InvalidArgumentError('token must be a non-empty string');
     }
     const defaults = webSocketTransportDefaults;
     this.url = url;
     this.clientId = options.clientId;
+    this.token = options.token;
+    this.ca = options.ca;
     this.requestTimeoutMs = positiveInteger(
       options.requestTimeoutMs,
       'requestTimeoutMs',
@@ -346,6 +365,7 @@ export class WebSocketTransport implements Transport {
         maxPayload: frameBytesMax,
         handshakeTimeout: this.connectTimeoutMs,
         generateMask: zeroMask,
+        ...(this.ca !== undefined ? { ca: this.ca } : {}),
       });
       socket.binaryType = 'nodebuffer';
       const onOpen = (): void => {
@@ -376,7 +396,7 @@ export class WebSocketTransport implements Transport {
     const response = await this.send(
       socket,
       Opcode.hello,
-      helloRequest(this.clientId),
+      helloRequest(this.clientId, this.token),
       undefined,
       this.connectTimeoutMs,
       undefined,

@@ -44,9 +44,10 @@ export function parseHelloResponse(header: unknown): HelloInfo {
 }
 
 /** The HELLO request of this client: the range of protocol versions it speaks, and its id. */
-export function helloRequest(clientId: string | undefined): HelloRequest {
+export function helloRequest(clientId: string | undefined, token?: string): HelloRequest {
   const request: HelloRequest = { protocolVersion: protocolVersionMin, protocolVersionMax: protocolVersion };
   if (clientId !== undefined) request.clientId = clientId;
+  if (token !== undefined) request.token = token;
   return request;
 }
 

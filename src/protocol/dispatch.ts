@@ -36,6 +36,7 @@ import {
   parseRepairPartition,
   parseTopicName,
 } from './messages.js';
+import { authorize } from './opcode-access.js';
 import {
   negotiateProtocolVersion,
   Opcode,
@@ -51,13 +52,25 @@ import {
   parseReceive,
   type ReceiveResponsePartition,
 } from './queue-messages.js';
-import type { SessionEndpoint } from './session.js';
+import type { Principal, SessionEndpoint } from './session.js';
 import {
   parseTransactionBegin,
   parseTransactionEnd,
   parseTransactionRegister,
   parseTransactionSend,
 } from './transaction-messages.js';
+
+/**
+ * Authentication of a network front end (docs/SECURITY.md). Absent: nothing is checked (the
+ * in-process transport, whose sessions carry internalPrincipal; a broker without --auth-file).
+ */
+export interface DispatchSecurity {
+  /**
+   * Checks a HELLO's token and resolves with its principal; rejects UNAUTHENTICATED (no token, an
+   * unknown or wrong one) or TOO_MANY_REQUESTS (too many failed attempts from the client's address).
+   */
+  authenticate(token: string | undefined, session: SessionEndpoint): Promise<Principal>;
+}
 
 export interface DispatchOptions {
   /** The session of the connection the request came on. */
@@ -66,6 +79,8 @@ export interface DispatchOptions {
   signal?: AbortSignal;
   brokerVersion: string;
   onInternalError?: (error: unknown, request: Frame) => void;
+  /** Present when authentication is on: HELLO must authenticate, then the access table applies. */
+  security?: DispatchSecurity;
 }
 
 const emptyBody = new Uint8Array(0);
@@ -123,6 +138,13 @@ export async function dispatch(api: BrokerApi, request: Frame, options: Dispatch
           : 'a client may only send requests (flags 0) here',
       );
     }
+    if (options.security !== undefined && request.opcode !== Opcode.hello) {
+      const principal = options.session.principal;
+      if (principal === null) {
+        throw new SpillwayError('UNAUTHENTICATED', 'say HELLO with a token first: this broker requires one');
+      }
+      authorize(principal.access, principal.name, request.opcode, request.header);
+    }
     return await answer(api, request, options);
   } catch (error) {
     if (error instanceof SpillwayError) return errorFrame(request.opcode, request.correlationId, error);
@@ -157,6 +179,9 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
           `protocol versions ${hello.protocolVersion}..${clientMax} are not supported; this broker speaks ${protocolVersionMin}..${protocolVersion}`,
         );
       }
+      if (options.security !== undefined) {
+        options.session.authenticate(await options.security.authenticate(hello.token, options.session));
+      }
       options.session.identify(hello.clientId ?? null, chosen);
       const header: HelloResponse = {
         protocolVersion: chosen,
@@ -165,6 +190,7 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         inFlightRequestsMax: inFlightRequestsPerConnectionMax,
         sessionId: options.session.id,
       };
+      if (options.security !== undefined) header.principal = options.session.principal!.name;
       return response(request, header);
     }
     case Opcode.createTopic: {
@@ -314,7 +340,8 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         await api.transactions.begin(options.session, parseTransactionBegin(request.header)),
       );
     case Opcode.txnSend: {
-      const { id, topic, partition } = parseTransactionSend(request.header);
+      const { id, topic, partition, group } = parseTransactionSend(request.header);
+      checkTransactionGroup(api, id, group);
       return response(
         request,
         await api.transactions.send(options.session, id, topic, partition, request.body),
@@ -322,7 +349,8 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     }
     case Opcode.txnEnd: {
       requireNoBody(request);
-      const { id, decision } = parseTransactionEnd(request.header);
+      const { id, decision, group } = parseTransactionEnd(request.header);
+      checkTransactionGroup(api, id, group);
       return response(request, await api.transactions.end(options.session, id, decision));
     }
     case Opcode.txnList:
@@ -338,5 +366,20 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       throw new SpillwayError('UNKNOWN_OPCODE', 'TXN_CHECK (65) is a request the server sends, not a client');
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);
+  }
+}
+
+/**
+ * A TXN_SEND / TXN_END naming a producer group acts only on that group's transactions: with
+ * authentication on, the principal's produce right on the group is what lets it decide them.
+ */
+function checkTransactionGroup(api: BrokerApi, id: number, group: string | null): void {
+  if (group === null) return;
+  const owner = api.transactions.groupOf(id);
+  if (owner !== null && owner !== group) {
+    throw new SpillwayError(
+      'FORBIDDEN',
+      `transaction ${id} belongs to producer group '${owner}', not '${group}'`,
+    );
   }
 }

@@ -10,6 +10,7 @@ import {
   fetchMaxBytesMax,
   fetchMaxWaitMsMax,
   partitionIndexMax,
+  tokenLengthMax,
   topicNameLengthMax,
 } from '../limits.js';
 import { type OffsetSpec, type TopicConfig, topicConfigKeys } from './broker-api.js';
@@ -21,6 +22,8 @@ export interface HelloRequest {
   /** The highest protocol version the client speaks; absent: protocolVersion. */
   protocolVersionMax?: number;
   clientId?: string;
+  /** The client's token (docs/SECURITY.md); required when the broker runs with authentication. */
+  token?: string;
 }
 export interface HelloResponse {
   /** The version chosen: the highest both sides speak. */
@@ -30,6 +33,8 @@ export interface HelloResponse {
   inFlightRequestsMax: number;
   /** The session of this connection (logs, `GET /v1/sessions`). */
   sessionId: number;
+  /** The principal the token authenticated (absent when the broker runs without authentication). */
+  principal?: string;
 }
 export interface ListTopicsRequest {
   /** Include internal topics (names starting with `__`). */
@@ -150,6 +155,7 @@ export function parseHello(header: unknown): HelloRequest {
     request.protocolVersionMax = integerField(fields, 'protocolVersionMax', request.protocolVersion, 0xffff);
   }
   if (fields['clientId'] !== undefined) request.clientId = stringField(fields, 'clientId', clientIdLengthMax);
+  if (fields['token'] !== undefined) request.token = stringField(fields, 'token', tokenLengthMax);
   return request;
 }
 

@@ -23,15 +23,25 @@
  * Everything runs on the broker's event loop; nothing here is thread-safe.
  */
 import type { SpillwayError } from '../errors.js';
+import { AccessList } from './access-control.js';
 import type { Frame } from './frame.js';
 
 /** Which front end a session belongs to. */
 export type SessionKind = 'websocket' | 'in-process' | 'http';
 
-/** Who a client authenticated as. Authentication is a later feature: every session has null for now. */
+/**
+ * Who a client authenticated as (docs/SECURITY.md) and what it may do. The in-process transport is
+ * trusted: its sessions carry `internalPrincipal`. With authentication off, network sessions carry
+ * null and nothing is checked; with it on, a network session carries null until its HELLO presents a
+ * valid token, and every request but HELLO is refused (UNAUTHENTICATED) until then.
+ */
 export interface Principal {
   readonly name: string;
+  readonly access: AccessList;
 }
+
+/** The principal of in-process clients: trusted by construction (they share the broker's process). */
+export const internalPrincipal: Principal = { name: 'internal', access: AccessList.allowAll() };
 
 export interface ServerRequestOptions {
   /** How long to wait for the answer: 1 to serverRequestTimeoutMsMax; default serverRequestTimeoutMsDefault. */
@@ -48,7 +58,7 @@ export interface Session {
   readonly kind: SessionKind;
   /** From HELLO (`clientId`), or given when the session was opened; null when none. */
   readonly clientId: string | null;
-  /** The authenticated principal; always null until authentication exists. */
+  /** The authenticated principal (see Principal); null: none (auth off, or not yet authenticated). */
   readonly principal: Principal | null;
   /** The protocol version HELLO negotiated; 1 until a HELLO says otherwise. */
   readonly protocolVersion: number;
@@ -91,12 +101,16 @@ export interface SessionOpenOptions {
   transport: SessionTransport | null;
   /** Known before HELLO (an in-process client); HELLO may set it too. */
   clientId?: string;
+  /** Known before HELLO (the in-process transport: internalPrincipal); HELLO may set it too. */
+  principal?: Principal;
 }
 
 /** A session as its front end holds it: a Session plus what only the front end and dispatch do. */
 export interface SessionEndpoint extends Session {
   /** HELLO: records the client id (null: none) and the negotiated protocol version. Called by dispatch. */
   identify(clientId: string | null, protocolVersion: number): void;
+  /** HELLO with a valid token: the session acts as this principal from now on. Called by dispatch. */
+  authenticate(principal: Principal): void;
   /**
    * A client's answer to a server request (flags serverRequest | response, maybe | error). Returns
    * false when no request with its correlation id is pending (timed out, or never sent): the caller

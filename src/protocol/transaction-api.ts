@@ -81,6 +81,8 @@ export interface TransactionService {
     batch: Uint8Array,
   ): Promise<SendHalfResult>;
   end(session: Session, id: number, decision: TransactionDecision): Promise<EndTransactionResult>;
+  /** The producer group of open or committing transaction `id`; null when no such transaction is live. */
+  groupOf(id: number): string | null;
   /** Open and committing transactions, oldest first. */
   list(): TransactionInfo[];
   stats(): TransactionStats;

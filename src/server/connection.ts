@@ -18,8 +18,16 @@
  *   read costs at most sendBufferBytesMax + one frame of send buffer, plus held answers that are
  *   views of the log. Small error answers are still sent at once; a client that keeps sending while
  *   never reading passes sendBufferBytesHardMax and is disconnected with close code 1008.
- * - A connection that sends no HELLO within `handshakeTimeoutMs` of opening is closed with 1008
- *   (timer on the broker's clock): idle connections cannot hold connection slots for free.
+ * - A connection that sends no successful HELLO within `handshakeTimeoutMs` of opening is closed
+ *   with 1008 (timer on the broker's clock): idle connections cannot hold connection slots for free.
+ * - Authentication (context.security set, docs/SECURITY.md): HELLO's token is checked by the
+ *   server's Authenticator (rate-limited per source address); the connection then counts against
+ *   its principal's maxConnections (one more: TOO_MANY_REQUESTS), and the principal's byte quotas
+ *   delay answers (produce: the request's batch bytes; FETCH, GROUP_FETCH, QUEUE_RECEIVE: the
+ *   answer's) by the time the quota needs to pay the bytes back.
+ * - Memory budget (memory-guard.ts): the connection reports its unsent bytes to the MemoryGuard and
+ *   reserves the maxBytes of each running large-answer request; while the broker-wide sum is over
+ *   budget, its large-answer requests are held, and the guard may close it with 1013.
  * - The WebSocket is never touched after its close event (uWS throws on use after close).
  * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
  *   one message, corked into one write.
@@ -38,7 +46,13 @@ import { setMaxListeners } from 'node:events';
 import type { WebSocket } from '@trufflesuite/uws-js-unofficial';
 import type { Clock, ClockTimer } from '../clock.js';
 import { SpillwayError } from '../errors.js';
-import { inFlightRequestsPerConnectionMax, sendBufferBytesHardMax, sendBufferBytesMax } from '../limits.js';
+import {
+  fetchMaxBytesDefault,
+  fetchMaxBytesMax,
+  inFlightRequestsPerConnectionMax,
+  sendBufferBytesHardMax,
+  sendBufferBytesMax,
+} from '../limits.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { type DispatchOptions, dispatch, errorFrame } from '../protocol/dispatch.js';
 import {
@@ -52,7 +66,11 @@ import {
 } from '../protocol/frame.js';
 import type { ErrorHeader } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
-import type { SessionEndpoint, SessionTransport } from '../protocol/session.js';
+import type { Principal, SessionEndpoint, SessionTransport } from '../protocol/session.js';
+import type { ConfiguredPrincipal } from './auth/auth-file.js';
+import type { Authenticator } from './auth/authenticator.js';
+import type { PrincipalQuotaTracker, QuotaKind } from './auth/principal-quotas.js';
+import { closeCodeMemoryBudget, type GuardedConnection, type MemoryGuard } from './memory-guard.js';
 import { invalidFrameOpcode, okResult, type ServerMetrics } from './metrics.js';
 
 export interface ConnectionContext {
@@ -66,7 +84,22 @@ export interface ConnectionContext {
   /** How long a connection may stay without a HELLO before it is closed (1008); 0: no limit. */
   handshakeTimeoutMs: number;
   clock: Clock;
+  /** Authentication and quotas; null when the server runs without an auth file. */
+  security: ConnectionSecurity | null;
+  memory: MemoryGuard;
 }
+
+export interface ConnectionSecurity {
+  authenticator: Authenticator;
+  quotas: PrincipalQuotaTracker;
+}
+
+/** Opcodes whose answers carry record batches (held under memory pressure, charged to fetch quotas). */
+const largeAnswerOpcodes: ReadonlySet<number> = new Set([
+  Opcode.fetch,
+  Opcode.groupFetch,
+  Opcode.queueReceive,
+]);
 
 /** What uWS keeps as the WebSocket's user data. */
 export interface ConnectionData {
@@ -82,7 +115,7 @@ export const closeCodePolicy = 1008;
 /** Close code sent when the server shuts down (going away). */
 export const closeCodeGoingAway = 1001;
 
-export class Connection implements SessionTransport {
+export class Connection implements SessionTransport, GuardedConnection {
   /** Set by the close event; after it the WebSocket must not be used. */
   closed = false;
   /** Aborted when the connection closes or the server shuts down: ends long-polls. */
@@ -101,6 +134,16 @@ export class Connection implements SessionTransport {
   private readonly onInternalError: (error: unknown, request: Frame) => void;
   /** Closes the connection if no HELLO arrives in time; null once one did (or none is required). */
   private handshakeTimer: ClockTimer | null = null;
+  /** The authenticated principal (auth on), holding one of its connection slots. */
+  private principal: ConfiguredPrincipal | null = null;
+  /** Bytes of heldAnswers. */
+  private heldAnswerBytes = 0;
+  /** Unsent bytes last reported to the memory guard. */
+  private reportedUnsent = 0;
+  private drainedBytes = 0;
+  private heard = false;
+  /** Bytes this connection's running large-answer requests reserve in the memory guard. */
+  private reservedBytes = 0;
 
   /** Throws (BROKER_CLOSING, TOO_MANY_REQUESTS) when the broker opens no session: refuse the upgrade. */
   constructor(
@@ -118,6 +161,84 @@ export class Connection implements SessionTransport {
       brokerVersion: context.brokerVersion,
       onInternalError: this.onInternalError,
     };
+    const security = context.security;
+    if (security !== null) {
+      this.dispatchOptions.security = {
+        authenticate: (token) => this.authenticate(security, token),
+      };
+    }
+  }
+
+  /** HELLO's token: the principal, holding a connection slot of its own (see the header). */
+  private async authenticate(security: ConnectionSecurity, token: string | undefined): Promise<Principal> {
+    const principal = await security.authenticator.authenticate(token, this.remoteAddress);
+    if (this.closed || this.principal?.name === principal.name) return principal;
+    if (!security.quotas.openConnection(principal.name, principal.quotas)) {
+      throw new SpillwayError(
+        'TOO_MANY_REQUESTS',
+        `principal '${principal.name}' already holds its ${principal.quotas.maxConnections} connections`,
+      );
+    }
+    if (this.principal !== null) security.quotas.closeConnection(this.principal.name);
+    this.principal = principal;
+    return principal;
+  }
+
+  /** Unsent answer bytes: what uWS holds plus answers held here. */
+  get unsentBytes(): number {
+    return this.bufferedBytes + this.heldAnswerBytes;
+  }
+
+  /** MemoryGuard: bytes the client took since the previous call. */
+  takeDrainedBytes(): number {
+    const drained = this.drainedBytes;
+    this.drainedBytes = 0;
+    return drained;
+  }
+
+  /** MemoryGuard: whether a complete message or a pong arrived since the previous call. */
+  takeHeardFrom(): boolean {
+    const heard = this.heard;
+    this.heard = false;
+    return heard;
+  }
+
+  ping(): void {
+    if (!this.closed && this.socket !== undefined) this.socket.ping();
+  }
+
+  /** A pong from the client (answer to the guard's ping or to uWS's automatic one). */
+  onPong(): void {
+    this.heard = true;
+  }
+
+  endForMemory(reason: string): void {
+    this.end(closeCodeMemoryBudget, reason);
+  }
+
+  resumeHeld(): void {
+    this.pump();
+  }
+
+  /** Reports the change of unsent bytes to the memory guard. */
+  private report(): void {
+    const unsent = this.closed ? 0 : this.unsentBytes;
+    if (unsent < this.reportedUnsent) this.drainedBytes += this.reportedUnsent - unsent;
+    this.context.memory.unsentBytes += unsent - this.reportedUnsent;
+    this.reportedUnsent = unsent;
+  }
+
+  /** True while the broker is over its memory budget: large-answer requests wait. */
+  private get heldForMemory(): boolean {
+    return this.context.memory.overBudget;
+  }
+
+  /** What a large-answer request reserves in the memory budget until its answer is written. */
+  private reservationOf(request: Frame): number {
+    if (!largeAnswerOpcodes.has(request.opcode)) return 0;
+    const header = request.header as { maxBytes?: unknown } | null;
+    const maxBytes = typeof header?.maxBytes === 'number' ? header.maxBytes : fetchMaxBytesDefault;
+    return Math.max(0, Math.min(maxBytes, fetchMaxBytesMax));
   }
 
   /** Requests accepted and not yet handed to the socket. */
@@ -156,6 +277,7 @@ export class Connection implements SessionTransport {
     if (this.closed) return;
     const { metrics } = this.context;
     metrics.bytesReceived.ws += message.byteLength;
+    this.heard = true;
     if (!isBinary) {
       metrics.countRequest(invalidFrameOpcode, 'PROTOCOL_ERROR');
       this.sendNow(
@@ -186,10 +308,6 @@ export class Connection implements SessionTransport {
       this.onServerRequestAnswer(request);
       return;
     }
-    if (request.opcode === Opcode.hello && this.handshakeTimer !== null) {
-      this.handshakeTimer.cancel();
-      this.handshakeTimer = null;
-    }
     if (this.context.isClosing()) {
       this.refuse(request, new SpillwayError('BROKER_CLOSING', 'the broker is shutting down'));
       return;
@@ -206,10 +324,14 @@ export class Connection implements SessionTransport {
     }
     this.inFlight++;
     if (
-      request.opcode === Opcode.fetch &&
-      (this.heldFetches.length > 0 || this.heldAnswers.length > 0 || this.bufferedBytes > sendBufferBytesMax)
+      largeAnswerOpcodes.has(request.opcode) &&
+      (this.heldFetches.length > 0 ||
+        this.heldAnswers.length > 0 ||
+        this.bufferedBytes > sendBufferBytesMax ||
+        this.heldForMemory)
     ) {
       metrics.fetchesHeld++;
+      if (this.heldForMemory) this.context.memory.requestsHeld++;
       this.heldFetches.push(request);
       return;
     }
@@ -219,6 +341,7 @@ export class Connection implements SessionTransport {
   /** uWS drained some of the send buffer: send held answers, then start held fetches. */
   onDrain(): void {
     this.pump();
+    this.report();
   }
 
   /** The close event: from here on the socket must not be used. Closes the session. */
@@ -232,6 +355,12 @@ export class Connection implements SessionTransport {
     this.inFlight -= this.heldFetches.length + this.heldAnswers.length;
     this.heldFetches.length = 0;
     this.heldAnswers.length = 0;
+    this.heldAnswerBytes = 0;
+    this.context.memory.reservedBytes -= this.reservedBytes;
+    this.reservedBytes = 0;
+    this.report();
+    if (this.principal !== null) this.context.security?.quotas.closeConnection(this.principal.name);
+    this.principal = null;
     this.sessionClosed = this.session.close();
   }
 
@@ -281,10 +410,46 @@ export class Connection implements SessionTransport {
 
   private start(request: Frame): void {
     const { context } = this;
+    const reservation = this.reservationOf(request);
+    this.reservedBytes += reservation;
+    context.memory.reservedBytes += reservation;
     const work = dispatch(context.api, request, this.dispatchOptions).then((answer) =>
-      this.deliver(request, answer),
+      this.principal === null ? this.deliver(request, answer) : this.throttle(request, answer),
     );
     context.track(work);
+  }
+
+  /** Charges the principal's byte quotas, then delivers the answer after the delay they ask for. */
+  private async throttle(request: Frame, answer: Frame): Promise<void> {
+    const principal = this.principal!;
+    let kind: QuotaKind | null = null;
+    let bytes = 0;
+    if (request.opcode === Opcode.produce) {
+      kind = 'produce';
+      bytes = request.body.length;
+      request.body = new Uint8Array(0); // appended: not held while the answer waits
+    } else if (largeAnswerOpcodes.has(request.opcode)) {
+      kind = 'fetch';
+      bytes = answer.body.length;
+    }
+    const delayMs =
+      kind === null || (answer.flags & FrameFlags.error) !== 0
+        ? 0
+        : this.context.security!.quotas.charge(principal.name, principal.quotas, kind, bytes);
+    if (delayMs > 0 && !this.closed) {
+      await new Promise<void>((resolve) => {
+        const timer = this.context.clock.setTimeout(() => {
+          this.abortController.signal.removeEventListener('abort', stop);
+          resolve();
+        }, delayMs);
+        const stop = () => {
+          timer.cancel();
+          resolve();
+        };
+        this.abortController.signal.addEventListener('abort', stop, { once: true });
+      });
+    }
+    this.deliver(request, answer);
   }
 
   private deliver(request: Frame, answer: Frame): void {
@@ -292,13 +457,22 @@ export class Connection implements SessionTransport {
     const isError = (answer.flags & FrameFlags.error) !== 0;
     metrics.countRequest(request.opcode, isError ? (answer.header as ErrorHeader).code : okResult);
     if (this.closed) {
-      this.inFlight--;
+      this.inFlight--; // its reservation went with the close
       return;
+    }
+    const reservation = this.reservationOf(request);
+    this.reservedBytes -= reservation;
+    this.context.memory.reservedBytes -= reservation;
+    if (request.opcode === Opcode.hello && !isError && this.handshakeTimer !== null) {
+      this.handshakeTimer.cancel();
+      this.handshakeTimer = null;
     }
     const parts = this.encode(answer);
     if (this.heldAnswers.length > 0 || this.bufferedBytes > sendBufferBytesMax) {
       metrics.answersHeld++;
       this.heldAnswers.push(parts);
+      this.heldAnswerBytes += parts[0].length + parts[1].length;
+      this.report();
       return;
     }
     this.inFlight--;
@@ -322,13 +496,16 @@ export class Connection implements SessionTransport {
   private pump(): void {
     while (!this.closed && this.heldAnswers.length > 0 && this.bufferedBytes <= sendBufferBytesMax) {
       this.inFlight--;
-      this.write(this.heldAnswers.shift()!);
+      const parts = this.heldAnswers.shift()!;
+      this.heldAnswerBytes -= parts[0].length + parts[1].length;
+      this.write(parts);
     }
     while (
       !this.closed &&
       this.heldAnswers.length === 0 &&
       this.heldFetches.length > 0 &&
-      this.bufferedBytes <= sendBufferBytesMax
+      this.bufferedBytes <= sendBufferBytesMax &&
+      !this.heldForMemory
     ) {
       this.start(this.heldFetches.shift()!);
     }
@@ -358,6 +535,7 @@ export class Connection implements SessionTransport {
       }
     });
     this.context.metrics.bytesSent.ws += prefix.length + body.length;
+    this.report();
     if (dropped) {
       // Cannot happen with maxBackpressure above the hard limit; a lost answer would hang a client.
       this.end(1011, 'an answer was dropped');

@@ -4,8 +4,17 @@
  * http-status.ts. Produce builds one record batch per partition with the same codec as the client
  * (and the client's murmur2 partitioner), so messages sent over HTTP are indistinguishable from
  * messages sent over WebSocket; fetch decodes batches into JSON messages.
+ *
+ * With authentication on (context.security), every route but /healthz needs `Authorization: Bearer
+ * TOKEN` (401 UNAUTHENTICATED without a valid one, `www-authenticate: Bearer`), checked before the
+ * handler runs, and each route checks the access its WebSocket opcode needs (403 FORBIDDEN):
+ * metrics, health details, topic and group lists: cluster describe; topic describe; create and delete:
+ * topic admin; produce: topic produce; fetch: topic consume; group describe; receive: group and topic
+ * consume; ack and nack: group consume. Produce and fetch bytes are charged to the principal's quotas
+ * and their answers held back by the delay the quotas ask for.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
+import type { Clock } from '../clock.js';
 import { CorruptStoredBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import {
   BatchHeader,
@@ -30,13 +39,17 @@ import {
   topicNameLengthMax,
 } from '../limits.js';
 import { crc32c } from '../native.js';
+import type { Operation, ResourceType } from '../protocol/access-control.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
 import { checkMsgId } from '../protocol/msg-id.js';
+import { requireAccess } from '../protocol/opcode-access.js';
 import { partitionForKey } from '../protocol/partitioner.js';
 import { type NackSettings, queueGroupSummary } from '../protocol/queue-api.js';
 import { parseReceipts, parseReceive } from '../protocol/queue-messages.js';
 import { msgIdHeader } from '../protocol/reserved-headers.js';
+import type { QuotaKind } from './auth/principal-quotas.js';
+import type { ConnectionSecurity } from './connection.js';
 import type { HttpBudget } from './http-budget.js';
 import { HttpExchange, type HttpExchangeHooks } from './http-exchange.js';
 import { HttpError } from './http-status.js';
@@ -56,6 +69,20 @@ export interface HttpApiContext {
   guard: RequestGuard;
   /** The receive and send budgets shared by every exchange. */
   budget: HttpBudget;
+  /** Authentication and quotas; null without an auth file. */
+  security: ConnectionSecurity | null;
+  clock: Clock;
+}
+
+/** Throws FORBIDDEN unless the exchange's principal (auth on) may do this; nothing with auth off. */
+function allow(exchange: HttpExchange, resource: ResourceType, operation: Operation, name = '*'): void {
+  const principal = exchange.principal;
+  if (principal !== null) requireAccess(principal.access, principal.name, resource, operation, name);
+}
+
+/** The token of an `Authorization: Bearer TOKEN` header; undefined when there is none. */
+function bearerToken(header: string): string | undefined {
+  return /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)?.[1];
 }
 
 type ValueEncoding = 'utf8' | 'base64';
@@ -219,27 +246,41 @@ export class HttpApi {
     });
     route('/metrics', 'metrics', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
-      void exchange.run(() => ({
-        status: 200,
-        text: renderMetrics(),
-        contentType: 'text/plain; version=0.0.4; charset=utf-8',
-      }));
+      void exchange.run(() => {
+        allow(exchange, 'cluster', 'describe');
+        return {
+          status: 200,
+          text: renderMetrics(),
+          contentType: 'text/plain; version=0.0.4; charset=utf-8',
+        };
+      });
     });
     route('/v1/health/details', 'health_details', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       // 200 even when degraded: the body says so (`status`), the broker itself is up.
-      void exchange.run(() => ({
-        status: 200,
-        json: { ...this.context.api.integrity.report(), storage: this.context.api.storageStats?.() ?? null },
-      }));
+      void exchange.run(() => {
+        allow(exchange, 'cluster', 'describe');
+        return {
+          status: 200,
+          json: {
+            ...this.context.api.integrity.report(),
+            storage: this.context.api.storageStats?.() ?? null,
+          },
+        };
+      });
     });
     route('/v1/topics', 'topics', (exchange, request, method) => {
       if (method === 'get') {
         const query = new URLSearchParams(request.getQuery() ?? '');
-        this.track(exchange.run(() => ({ status: 200, json: { topics: this.listTopics(query) } })));
+        this.track(
+          exchange.run(() => {
+            allow(exchange, 'cluster', 'describe');
+            return { status: 200, json: { topics: this.listTopics(query) } };
+          }),
+        );
       } else if (method === 'post') {
         const body = this.readJsonBody(exchange, request);
-        this.track(exchange.run(async () => this.createTopic(await body)));
+        this.track(exchange.run(async () => this.createTopic(exchange, await body)));
       } else {
         exchange.answerError(methodNotAllowed(method, 'GET, POST'));
       }
@@ -249,8 +290,12 @@ export class HttpApi {
       this.track(
         exchange.run(async () => {
           const name = decodeParameter(rawName, 'topic name');
-          if (method === 'get') return { status: 200, json: this.context.api.topics.describe(name) };
+          if (method === 'get') {
+            allow(exchange, 'topic', 'describe', name);
+            return { status: 200, json: this.context.api.topics.describe(name) };
+          }
           if (method === 'delete') {
+            allow(exchange, 'topic', 'admin', name);
             await this.context.api.topics.delete(name);
             return { status: 204 };
           }
@@ -262,7 +307,13 @@ export class HttpApi {
       if (method !== 'post') return void exchange.answerError(methodNotAllowed(method, 'POST'));
       const rawName = request.getParameter(0);
       const body = this.readJsonBody(exchange, request);
-      this.track(exchange.run(async () => this.produce(decodeParameter(rawName, 'topic name'), await body)));
+      this.track(
+        exchange.run(async () => {
+          const topic = decodeParameter(rawName, 'topic name');
+          allow(exchange, 'topic', 'produce', topic);
+          return this.produce(exchange, topic, await body);
+        }),
+      );
     });
     route('/v1/topics/:name/partitions/:partition/messages', 'fetch', (exchange, request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
@@ -281,37 +332,48 @@ export class HttpApi {
         );
       }
       this.track(
-        exchange.run(() =>
-          this.fetch(decodeParameter(rawName, 'topic name'), rawPartition, query, exchange.abortController),
-        ),
+        exchange.run(() => {
+          const topic = decodeParameter(rawName, 'topic name');
+          allow(exchange, 'topic', 'consume', topic);
+          return this.fetch(exchange, topic, rawPartition, query);
+        }),
       );
     });
     route('/v1/sessions', 'sessions', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
-      exchange.answer({ status: 200, json: { sessions: this.context.api.sessions.list() } });
+      void exchange.run(() => {
+        allow(exchange, 'cluster', 'describe');
+        return { status: 200, json: { sessions: this.context.api.sessions.list() } };
+      });
     });
     route('/v1/transactions', 'transactions', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       const api = this.context.api;
-      void exchange.run(() => ({
-        status: 200,
-        json: { transactions: api.transactions.list(), stats: api.transactions.stats() },
-      }));
+      void exchange.run(() => {
+        allow(exchange, 'cluster', 'describe');
+        return {
+          status: 200,
+          json: { transactions: api.transactions.list(), stats: api.transactions.stats() },
+        };
+      });
     });
     route('/v1/groups', 'groups_list', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       const api = this.context.api;
-      void exchange.run(() => ({
-        status: 200,
-        json: { groups: [...api.groups.list(), ...api.queues.describe().map(queueGroupSummary)] },
-      }));
+      void exchange.run(() => {
+        allow(exchange, 'cluster', 'describe');
+        return {
+          status: 200,
+          json: { groups: [...api.groups.list(), ...api.queues.describe().map(queueGroupSummary)] },
+        };
+      });
     });
     route('/v1/groups/:group', 'group', (exchange, request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       const rawName = request.getParameter(0);
       void exchange.run(() => ({
         status: 200,
-        json: this.describeGroup(decodeParameter(rawName, 'group name')),
+        json: this.describeGroup(exchange, decodeParameter(rawName, 'group name')),
       }));
     });
     route('/v1/groups/:group/:action', 'queue', (exchange, request, method) => {
@@ -327,6 +389,7 @@ export class HttpApi {
       this.track(
         exchange.run(async () => {
           const group = decodeParameter(rawGroup, 'group');
+          allow(exchange, 'group', 'consume', group);
           const fields = asObject(parseJson(await body), 'request body');
           if (action === 'receive') return this.receive(group, fields, exchange);
           return this.settle(group, action, fields);
@@ -370,6 +433,30 @@ export class HttpApi {
       exchange.answerError(error);
       return undefined;
     }
+    const security = context.security;
+    if (security !== null && route !== 'healthz') {
+      const token = bearerToken(request.getHeader('authorization'));
+      const address = Buffer.from(response.getRemoteAddressAsText()).toString();
+      exchange.authenticated = security.authenticator.authenticate(token, address).then(
+        (principal) => {
+          exchange.principal = principal;
+          exchange.session?.authenticate(principal);
+        },
+        (error: unknown) => {
+          if (error instanceof SpillwayError && error.code === 'UNAUTHENTICATED') {
+            throw new HttpError(
+              401,
+              'UNAUTHENTICATED',
+              `${error.message}: send Authorization: Bearer TOKEN`,
+              {
+                headers: { 'www-authenticate': 'Bearer realm="spillway"' },
+              },
+            );
+          }
+          throw error;
+        },
+      );
+    }
     context.exchanges.add(exchange);
     return exchange;
   }
@@ -393,15 +480,37 @@ export class HttpApi {
     this.context.track(work);
   }
 
-  private async createTopic(body: Buffer) {
+  /** Charges `bytes` to the principal's quota (auth on) and waits the delay it asks for. */
+  private async throttle(exchange: HttpExchange, kind: QuotaKind, bytes: number): Promise<void> {
+    const { security, clock } = this.context;
+    const principal = exchange.principal;
+    if (security === null || principal === null) return;
+    const delayMs = security.quotas.charge(principal.name, principal.quotas, kind, bytes);
+    if (delayMs <= 0) return;
+    const signal = exchange.abortController.signal;
+    await new Promise<void>((resolve) => {
+      const timer = clock.setTimeout(() => {
+        signal.removeEventListener('abort', stop);
+        resolve();
+      }, delayMs);
+      const stop = () => {
+        timer.cancel();
+        resolve();
+      };
+      signal.addEventListener('abort', stop, { once: true });
+    });
+  }
+
+  private async createTopic(exchange: HttpExchange, body: Buffer) {
     const fields = asObject(parseJson(body), 'request body');
     const name = stringField(fields, 'name', topicNameLengthMax);
+    allow(exchange, 'topic', 'admin', name);
     const { name: _name, ...config } = fields;
     const description = await this.context.api.topics.create(name, parseTopicConfig(config));
     return { status: 201, json: description };
   }
 
-  private async produce(topic: string, body: Buffer) {
+  private async produce(exchange: HttpExchange, topic: string, body: Buffer) {
     const fields = asObject(parseJson(body), 'request body');
     for (const name of Object.keys(fields)) {
       if (name !== 'messages' && name !== 'valueEncoding') {
@@ -461,6 +570,11 @@ export class HttpApi {
     const results = await Promise.all(
       batches.map(([partition, batch]) => this.context.api.messages.produce(topic, partition, batch)),
     );
+    await this.throttle(
+      exchange,
+      'produce',
+      batches.reduce((sum, [, batch]) => sum + batch.length, 0),
+    );
     const byResult = new Map(results.map((result) => [result.partition, result]));
     const positionInBatch = new Map<number, number>();
     const offsets = partitions.map((partition) => {
@@ -502,9 +616,16 @@ export class HttpApi {
     request.max = integerField({ max: request.max }, 'max', 1, queueReceiveMessagesMax);
     request.waitMs = integerField({ waitMs: request.waitMs }, 'waitMs', 0, fetchMaxWaitMsMax);
     request.signal = exchange.abortController.signal;
+    allow(exchange, 'topic', 'consume', request.topic);
+    if (request.deadLetterTopic !== undefined) allow(exchange, 'topic', 'produce', request.deadLetterTopic);
     const session = exchange.session;
     if (session === null) throw new InvalidArgumentError('no session');
     const result = await this.context.api.queues.receive(session, request);
+    let receivedBytes = 0;
+    for (const received of result.partitions) {
+      for (const records of received.records) receivedBytes += records.length;
+    }
+    await this.throttle(exchange, 'fetch', receivedBytes);
     const messages: unknown[] = [];
     for (const received of result.partitions) {
       const byOffset = new Map(received.offsets.map((offset, index) => [offset, index]));
@@ -558,7 +679,8 @@ export class HttpApi {
   }
 
   /** GET /v1/groups/G: the coordinator's description, or the group's queues (shared, key_shared). */
-  private describeGroup(group: string) {
+  private describeGroup(exchange: HttpExchange, group: string) {
+    allow(exchange, 'group', 'describe', group);
     const api = this.context.api;
     try {
       return api.groups.describe(group);
@@ -582,7 +704,8 @@ export class HttpApi {
     return this.context.api.topics.list({ internal: internal === 'true' });
   }
 
-  private async fetch(topic: string, rawPartition: string, query: URLSearchParams, abort: AbortController) {
+  private async fetch(exchange: HttpExchange, topic: string, rawPartition: string, query: URLSearchParams) {
+    const abort = exchange.abortController;
     const partition = integerParameter(rawPartition, 'partition', 0, partitionIndexMax);
     const known = new Set(['offset', 'maxMessages', 'maxWaitMs', 'maxBytes', 'valueEncoding']);
     for (const name of query.keys()) {
@@ -621,6 +744,7 @@ export class HttpApi {
       signal: abort.signal,
     });
     const records = result.records;
+    await this.throttle(exchange, 'fetch', records.length);
     const messages: unknown[] = [];
     let nextOffset = result.nextOffset;
     let position = 0;

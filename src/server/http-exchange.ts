@@ -12,6 +12,7 @@
 import type { HttpResponse } from '@trufflesuite/uws-js-unofficial';
 import { SpillwayError } from '../errors.js';
 import type { SessionEndpoint } from '../protocol/session.js';
+import type { ConfiguredPrincipal } from './auth/auth-file.js';
 import type { HttpBudget } from './http-budget.js';
 import { HttpError, httpStatusOf, statusText } from './http-status.js';
 
@@ -40,6 +41,13 @@ export class HttpExchange {
   readonly abortController = new AbortController();
   /** The request's short-lived session (set by the HTTP API once opened; closed when the exchange ends). */
   session: SessionEndpoint | null = null;
+  /**
+   * With authentication on: settles once the request's bearer token is checked (rejects with the
+   * error to answer); `run` waits for it before the handler. Null: nothing to wait for.
+   */
+  authenticated: Promise<void> | null = null;
+  /** The principal of the bearer token, once checked (auth on); null with auth off. */
+  principal: ConfiguredPrincipal | null = null;
   private aborted = false;
   private finished = false;
   private answered = false;
@@ -147,10 +155,14 @@ export class HttpExchange {
   /** Runs the handler and answers with its result, or with the error it threw. */
   run(handler: () => Promise<HttpAnswer> | HttpAnswer): Promise<void> {
     let result: Promise<HttpAnswer>;
-    try {
-      result = Promise.resolve(handler());
-    } catch (error) {
-      result = Promise.reject(error);
+    if (this.authenticated !== null) {
+      result = this.authenticated.then(handler);
+    } else {
+      try {
+        result = Promise.resolve(handler());
+      } catch (error) {
+        result = Promise.reject(error);
+      }
     }
     return result.then(
       (answer) => this.answer(answer),

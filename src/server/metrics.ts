@@ -15,7 +15,10 @@ import { opcodeName } from '../protocol/opcodes.js';
 import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 import type { TransactionStats } from '../protocol/transaction-api.js';
+import type { Authenticator } from './auth/authenticator.js';
+import type { PrincipalQuotaTracker } from './auth/principal-quotas.js';
 import type { HttpBudget } from './http-budget.js';
+import type { MemoryGuard } from './memory-guard.js';
 
 /** Result label of a request answered without error. */
 export const okResult = 'OK';
@@ -50,6 +53,10 @@ export class ServerMetrics {
   connectionsClosedForHandshakeTimeout = 0;
   /** The HTTP receive and send budgets (set by the server; read when rendering). */
   httpBudget: HttpBudget | null = null;
+  /** The WebSocket memory budget (set by the server). */
+  memory: MemoryGuard | null = null;
+  /** Authentication and quotas (set by the server when it runs with an auth file). */
+  security: { authenticator: Authenticator; quotas: PrincipalQuotaTracker } | null = null;
   /** Connections the server closed because their send buffer passed sendBufferBytesHardMax. */
   connectionsClosedForBackpressure = 0;
   /** FETCH requests held because their connection's send buffer was over sendBufferBytesMax. */
@@ -144,6 +151,78 @@ export class ServerMetrics {
     );
     lines.push(`spillway_backpressure_held_total{kind="fetch"} ${this.fetchesHeld}`);
     lines.push(`spillway_backpressure_held_total{kind="answer"} ${this.answersHeld}`);
+    const memory = this.memory;
+    metric(
+      'spillway_unsent_bytes',
+      'gauge',
+      'Unsent WebSocket answer bytes, all connections (memory budget).',
+    );
+    lines.push(`spillway_unsent_bytes ${memory?.unsentBytes ?? 0}`);
+    metric('spillway_memory_budget_bytes', 'gauge', 'Memory budget of unsent WebSocket answer bytes.');
+    lines.push(`spillway_memory_budget_bytes ${memory?.budgetBytes ?? 0}`);
+    metric('spillway_anonymous_rss_bytes', 'gauge', 'Anonymous resident memory at the last memory sweep.');
+    lines.push(`spillway_anonymous_rss_bytes ${memory?.lastRssBytes ?? 0}`);
+    metric(
+      'spillway_memory_guard_total',
+      'counter',
+      'Memory guard actions: requests held over budget, connections closed (unread answers, silent under pressure).',
+    );
+    lines.push(`spillway_memory_guard_total{action="held"} ${memory?.requestsHeld ?? 0}`);
+    lines.push(`spillway_memory_guard_total{action="closed_unread"} ${memory?.closedForUnread ?? 0}`);
+    lines.push(`spillway_memory_guard_total{action="closed_silent"} ${memory?.closedForSilence ?? 0}`);
+    const security = this.security;
+    if (security !== null) {
+      const { authenticator, quotas } = security;
+      metric(
+        'spillway_auth_failures_total',
+        'counter',
+        'Failed authentication attempts (bad or missing token).',
+      );
+      lines.push(`spillway_auth_failures_total ${authenticator.failures}`);
+      metric(
+        'spillway_auth_throttled_total',
+        'counter',
+        'Authentication attempts refused unchecked (too many failures from the address, or checks at once).',
+      );
+      lines.push(`spillway_auth_throttled_total ${authenticator.throttled}`);
+      metric('spillway_auth_checks_total', 'counter', 'Token checks that ran scrypt (not remembered).');
+      lines.push(`spillway_auth_checks_total ${authenticator.checks}`);
+      const usages = quotas.usage().map(([name, usage]) => [escapeLabelValue(name), usage] as const);
+      metric('spillway_quota_bytes_total', 'counter', 'Bytes produced and fetched, by principal.');
+      for (const [principal, usage] of usages) {
+        for (const kind of ['produce', 'fetch'] as const) {
+          lines.push(
+            `spillway_quota_bytes_total{principal="${principal}",kind="${kind}"} ${usage.bytes[kind]}`,
+          );
+        }
+      }
+      metric(
+        'spillway_quota_throttle_seconds_total',
+        'counter',
+        'Time answers were held back for byte quotas, by principal.',
+      );
+      for (const [principal, usage] of usages) {
+        for (const kind of ['produce', 'fetch'] as const) {
+          lines.push(
+            `spillway_quota_throttle_seconds_total{principal="${principal}",kind="${kind}"} ${usage.throttleMs[kind] / 1000}`,
+          );
+        }
+      }
+      metric('spillway_principal_connections', 'gauge', 'WebSocket connections of each principal.');
+      for (const [principal, usage] of usages) {
+        lines.push(`spillway_principal_connections{principal="${principal}"} ${usage.connections}`);
+      }
+      metric(
+        'spillway_principal_connections_refused_total',
+        'counter',
+        'HELLOs refused because the principal held maxConnections.',
+      );
+      for (const [principal, usage] of usages) {
+        lines.push(
+          `spillway_principal_connections_refused_total{principal="${principal}"} ${usage.connectionsRefused}`,
+        );
+      }
+    }
     const buffered = sendBuffers();
     metric(
       'spillway_send_buffer_bytes',

@@ -10,8 +10,14 @@
  * once the sessions of those connections are closed (their close hooks run). It does not close the
  * broker: the owner does that after the server.
  *
+ * Security (docs/SECURITY.md): with `auth` (the parsed --auth-file), WebSocket sessions authenticate
+ * in HELLO and HTTP requests with `Authorization: Bearer` (every route but /healthz), and every
+ * request is authorized by the opcode table (protocol/opcode-access.ts) or its HTTP route's
+ * equivalent; with `tls`, the same port speaks TLS (uWS SSLApp: wss:// and https://).
+ *
  * Everything runs on the event loop thread that called startServer; nothing here is thread-safe.
  */
+import { accessSync, constants } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import uWS, {
@@ -30,6 +36,8 @@ import {
   httpBodyBudgetBytesDefault,
   httpBodyTimeoutMsDefault,
   httpSendBudgetBytesDefault,
+  memoryBudgetBytesDefault,
+  memoryCeilingBytesDefault,
   portMax,
   sendBufferBytesHardMax,
   serverCloseTimeoutMs,
@@ -37,10 +45,14 @@ import {
 import { readPackageVersion } from '../package-version.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import type { Frame } from '../protocol/frame.js';
+import type { AuthConfig } from './auth/auth-file.js';
+import { Authenticator } from './auth/authenticator.js';
+import { PrincipalQuotaTracker } from './auth/principal-quotas.js';
 import { Connection, type ConnectionContext, type ConnectionData, closeCodeGoingAway } from './connection.js';
 import { HttpApi } from './http-api.js';
 import { HttpBudget } from './http-budget.js';
 import type { HttpExchange } from './http-exchange.js';
+import { MemoryGuard } from './memory-guard.js';
 import { ServerMetrics } from './metrics.js';
 import { RequestGuard } from './request-guard.js';
 
@@ -82,12 +94,29 @@ export interface ServerOptions {
   clock?: Clock;
   /** Called with unexpected exceptions (bugs), which are answered INTERNAL. Default: print to stderr. */
   onInternalError?: (error: unknown, request?: Frame) => void;
+  /**
+   * Principals, token hashes, access rules and quotas (server/auth/auth-file.ts, `loadAuthFile`).
+   * Absent: no authentication (every network client may do everything).
+   */
+  auth?: AuthConfig;
+  /** Certificate chain and private key files (PEM): the server speaks TLS (wss://, https://). */
+  tls?: { certFile: string; keyFile: string; passphrase?: string };
+  /**
+   * Unsent WebSocket answer bytes, all connections together, above which large-answer requests are
+   * held and non-reading connections closed (memory-guard.ts). Default limits.memoryBudgetBytesDefault.
+   */
+  memoryBudgetBytes?: number;
+  /**
+   * Anonymous resident memory of the process above which new connections are refused and silent
+   * connections (partial frames) closed. Default limits.memoryCeilingBytesDefault.
+   */
+  memoryCeilingBytes?: number;
 }
 
 export interface BrokerServer {
   readonly host: string;
   readonly port: number;
-  /** `ws://host:port`: what clients connect to. */
+  /** `ws://host:port` (`wss://` with TLS): what clients connect to. */
   readonly url: string;
   /** The server's counters (also served by GET /metrics). */
   readonly metrics: ServerMetrics;
@@ -134,6 +163,8 @@ function defaultInternalErrorHandler(error: unknown): void {
 function checkOptions(options: ServerOptions): void {
   const { port, maxConnections, closeTimeoutMs, idleTimeoutSeconds } = options;
   const positive = {
+    memoryBudgetBytes: options.memoryBudgetBytes,
+    memoryCeilingBytes: options.memoryCeilingBytes,
     maxConnectionsPerAddress: options.maxConnectionsPerAddress,
     httpBodyBudgetBytes: options.httpBodyBudgetBytes,
     httpSendBudgetBytes: options.httpSendBudgetBytes,
@@ -199,6 +230,18 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
   );
   metrics.httpBudget = budget;
   const connections = new Set<Connection>();
+  const security =
+    options.auth === undefined
+      ? null
+      : { authenticator: new Authenticator(options.auth, clock), quotas: new PrincipalQuotaTracker(clock) };
+  const memory = new MemoryGuard(
+    options.memoryBudgetBytes ?? memoryBudgetBytesDefault,
+    options.memoryCeilingBytes ?? memoryCeilingBytesDefault,
+    () => connections,
+    clock,
+  );
+  metrics.memory = memory;
+  metrics.security = security;
   /** Open WebSocket connections (and upgrades in progress) per source address. */
   const connectionsByAddress = new Map<string, number>();
   const releaseAddress = (address: string): void => {
@@ -230,9 +273,27 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     onInternalError,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? handshakeTimeoutMsDefault,
     clock,
+    security,
+    memory,
   };
 
-  const app = uWS.App();
+  let app: uWS.TemplatedApp;
+  if (options.tls === undefined) {
+    app = uWS.App();
+  } else {
+    for (const file of [options.tls.certFile, options.tls.keyFile]) {
+      try {
+        accessSync(file, constants.R_OK);
+      } catch {
+        throw new InvalidArgumentError(`cannot read TLS file ${file}`);
+      }
+    }
+    app = uWS.SSLApp({
+      cert_file_name: options.tls.certFile,
+      key_file_name: options.tls.keyFile,
+      ...(options.tls.passphrase !== undefined ? { passphrase: options.tls.passphrase } : {}),
+    });
+  }
   const refuseUpgrade = (
     response: HttpResponse,
     message: string,
@@ -270,6 +331,9 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       }
       if (connections.size >= maxConnections) {
         return refuseUpgrade(response, `connection limit of ${maxConnections} reached`);
+      }
+      if (memory.checkPressure()) {
+        return refuseUpgrade(response, 'the broker is over its memory ceiling: connect again later');
       }
       const address = Buffer.from(response.getRemoteAddressAsText()).toString();
       const fromAddress = connectionsByAddress.get(address) ?? 0;
@@ -316,6 +380,9 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     drain: (socket: uWS.WebSocket<ConnectionData>) => {
       socket.getUserData().connection.onDrain();
     },
+    pong: (socket: uWS.WebSocket<ConnectionData>) => {
+      socket.getUserData().connection.onPong();
+    },
     close: (socket: uWS.WebSocket<ConnectionData>) => {
       const { connection } = socket.getUserData();
       connection.onClose();
@@ -337,6 +404,8 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       return guard;
     },
     budget,
+    security,
+    clock,
   });
   httpApi.register(app, () =>
     metrics.render(
@@ -373,10 +442,12 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     port,
   });
   const urlHost = host.includes(':') ? `[${host}]` : host;
+  memory.start();
 
   let closed: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     closing = true;
+    memory.stop();
     uWS.us_listen_socket_close(listenSocket);
     for (const connection of connections) connection.abort();
     for (const exchange of exchanges) exchange.abortController.abort();
@@ -411,7 +482,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
   return {
     host,
     port,
-    url: `ws://${urlHost}:${port}`,
+    url: `${options.tls === undefined ? 'ws' : 'wss'}://${urlHost}:${port}`,
     metrics,
     close: () => {
       closed ??= close();

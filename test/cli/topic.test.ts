@@ -176,7 +176,8 @@ describe('spillway topic', () => {
   });
 
   it('a --broker that is not a ws:// URL is bad usage (exit 2)', async () => {
-    for (const url of ['http://127.0.0.1:1', 'nonsense']) {
+    // http(s):// names the same port (docs/SECURITY.md); other schemes are mistakes.
+    for (const url of ['ftp://127.0.0.1:1', 'nonsense']) {
       const result = await runCli(['topic', 'list', '--broker', url]);
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/--broker must be a ws:\/\/ (or wss:\/\/ )?URL/);

@@ -40,7 +40,9 @@ describe.each(['websocket', 'in-process'] as const)('sessions over %s', (kind) =
   it('one session per client, named by its client id, version 2, closed (hooks run) by client.close()', async () => {
     const { broker, client, session } = await setup(kind, 'billing-1');
     expect(client.broker.protocolVersion).toBe(protocolVersion);
-    expect(session).toMatchObject({ kind, clientId: 'billing-1', protocolVersion: 2, principal: null });
+    // In-process clients are trusted: principal 'internal'; no auth file here: WebSocket sessions carry none.
+    expect(session).toMatchObject({ kind, clientId: 'billing-1', protocolVersion: 2 });
+    expect(session.principal?.name ?? null).toBe(kind === 'in-process' ? 'internal' : null);
     expect(session.canRequest).toBe(true);
     expect(broker.sessions.list().filter((info) => info.clientId === 'billing-1')).toHaveLength(1);
     const released: number[] = [];

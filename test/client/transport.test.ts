@@ -139,9 +139,12 @@ describe('WebSocket transport', () => {
     expect(error.code).toBe('UNSUPPORTED_VERSION');
     const nobody = await rejection(WebSocketTransport.connect('ws://127.0.0.1:1'));
     expect([nobody.code, nobody.retriable]).toEqual(['CONNECTION_CLOSED', true]);
-    await expect(WebSocketTransport.connect('http://127.0.0.1:1')).rejects.toMatchObject({
+    // http(s):// names the broker's port too (mapped to ws(s)://); other schemes are refused.
+    await expect(WebSocketTransport.connect('ftp://127.0.0.1:1')).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
+    const viaHttp = await rejection(WebSocketTransport.connect('http://127.0.0.1:1'));
+    expect(viaHttp.code).toBe('CONNECTION_CLOSED');
   });
 
   test("at most HELLO's inFlightRequestsMax requests are on the wire; the others queue, boundedly", async () => {

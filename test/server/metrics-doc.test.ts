@@ -5,9 +5,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
 import type { TopicDescription } from '../../src/protocol/broker-api.js';
 import type { GroupDescription } from '../../src/protocol/group-api.js';
 import { Opcode } from '../../src/protocol/opcodes.js';
+import { parseAuthConfig } from '../../src/server/auth/auth-file.js';
+import { Authenticator } from '../../src/server/auth/authenticator.js';
+import { PrincipalQuotaTracker } from '../../src/server/auth/principal-quotas.js';
 import { okResult, ServerMetrics } from '../../src/server/metrics.js';
 
 const read = (name: string) => readFileSync(new URL(`../../docs/${name}`, import.meta.url), 'utf8');
@@ -31,6 +35,13 @@ function renderedFamilies(): Map<string, Set<string>> {
   const metrics = new ServerMetrics();
   metrics.countRequest(Opcode.hello, okResult);
   metrics.countHttpRequest('produce', 200);
+  // With an auth file: the authentication and per-principal families are rendered too.
+  const quotas = new PrincipalQuotaTracker(systemClock);
+  quotas.charge('svc', {}, 'produce', 10);
+  metrics.security = {
+    authenticator: new Authenticator(parseAuthConfig({ principals: [] }, 'test'), systemClock),
+    quotas,
+  };
   const topic = {
     name: 't',
     partitions: [

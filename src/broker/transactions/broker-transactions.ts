@@ -462,6 +462,10 @@ export class BrokerTransactions implements TransactionService {
     return this.decide(id, decision, 'producer');
   }
 
+  groupOf(id: number): string | null {
+    return this.live.get(id)?.record.group ?? null;
+  }
+
   list(): TransactionInfo[] {
     const now = this.clock.nowMs();
     const infos: TransactionInfo[] = [];

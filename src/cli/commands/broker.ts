@@ -12,8 +12,8 @@ export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [
                        [--flush-interval-ms N] [--disk-reserve-bytes N] [--scrub-bytes-per-second N]
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
                        [--handshake-timeout-ms N] [--reset-state-log NAME]... [--group-retention-ms N]
-                       [--producer-idle-expiry-ms N] [--producers-max N]
-                       [--config FILE]`;
+                       [--producer-idle-expiry-ms N] [--producers-max N] [--auth-file FILE]
+                       [--tls-cert FILE --tls-key FILE] [--memory-budget-bytes N] [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -35,6 +35,11 @@ interface BrokerConfigFile {
   directoryMode?: number;
   producerIdleExpiryMs?: number;
   producersMax?: number;
+  authFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  memoryBudgetBytes?: number;
+  memoryCeilingBytes?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -93,6 +98,11 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
     httpBodyTimeoutMs: positiveCheck,
     fileMode: modeCheck,
     directoryMode: modeCheck,
+    authFile: { expected: 'a non-empty string', valid: isNonEmptyString },
+    tlsCert: { expected: 'a non-empty string', valid: isNonEmptyString },
+    tlsKey: { expected: 'a non-empty string', valid: isNonEmptyString },
+    memoryBudgetBytes: positiveCheck,
+    memoryCeilingBytes: positiveCheck,
   };
 
 function readConfig(path: string): BrokerConfigFile {
@@ -151,6 +161,10 @@ export async function runBroker(argv: string[]): Promise<number> {
       'group-retention-ms': { type: 'string' },
       'producer-idle-expiry-ms': { type: 'string' },
       'producers-max': { type: 'string' },
+      'auth-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'memory-budget-bytes': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -177,6 +191,18 @@ export async function runBroker(argv: string[]): Promise<number> {
   const producerIdleExpiryMs =
     integerFlag('producer-idle-expiry-ms', values['producer-idle-expiry-ms'], 1) ?? file.producerIdleExpiryMs;
   const producersMax = integerFlag('producers-max', values['producers-max'], 1) ?? file.producersMax;
+
+  const authFile = values['auth-file'] ?? file.authFile;
+  const tlsCert = values['tls-cert'] ?? file.tlsCert;
+  const tlsKey = values['tls-key'] ?? file.tlsKey;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  // Read before the broker opens: a broken auth file stops the start with its error.
+  const { loadAuthFile } = await import('../../server/auth/auth-file.js');
+  const auth = authFile === undefined ? undefined : loadAuthFile(authFile);
+  const memoryBudgetBytes =
+    integerFlag('memory-budget-bytes', values['memory-budget-bytes'], 1) ?? file.memoryBudgetBytes;
 
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
@@ -205,7 +231,13 @@ export async function runBroker(argv: string[]): Promise<number> {
       port,
       allowedOrigins: [...(file.allowedOrigins ?? []), ...(values['allow-origin'] ?? [])],
       allowedHosts: [...(file.allowedHosts ?? []), ...(values['allow-host'] ?? [])],
+      ...(auth !== undefined ? { auth } : {}),
+      ...(tlsCert !== undefined && tlsKey !== undefined
+        ? { tls: { certFile: tlsCert, keyFile: tlsKey } }
+        : {}),
       ...definedOnly({
+        memoryBudgetBytes,
+        memoryCeilingBytes: file.memoryCeilingBytes,
         maxConnectionsPerAddress:
           integerFlag('max-connections-per-address', values['max-connections-per-address'], 1) ??
           file.maxConnectionsPerAddress,
@@ -228,9 +260,14 @@ export async function runBroker(argv: string[]): Promise<number> {
   }
   process.stderr.write(`spillway: ${reportSummary(broker.openReport)}\n`);
   const { isLoopbackAddress } = await import('../../server/request-guard.js');
-  if (!isLoopbackAddress(host)) {
+  if (!isLoopbackAddress(host) && auth === undefined) {
     process.stderr.write(
-      `spillway: warning: listening on ${host}, reachable from other machines, without authentication: anyone who reaches the port can read, write and delete every topic\n`,
+      `spillway: warning: listening on ${host}, reachable from other machines, without authentication (--auth-file): anyone who reaches the port can read, write and delete every topic\n`,
+    );
+  }
+  if (auth !== undefined) {
+    process.stderr.write(
+      `spillway: authentication on: ${auth.principals.size} principals from ${authFile}\n`,
     );
   }
   process.stdout.write(`spillway listening on ${server.url}\n`);

@@ -12,11 +12,11 @@
  */
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
-import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, connectionFlags, connectionOptions, integerFlag, UsageError } from '../cli-error.js';
 
 export const consumeUsage = `usage: spillway consume TOPIC [--group G [--mode group|broadcast|shared|key_shared] [--member-id ID]]
                         [--from earliest|latest] [--max-messages N] [--idle-exit-ms N] [--on-corrupt-batch fail|skip]
-                        [--broker URL]
+                        [--broker URL] [--token T] [--ca-file PEM]
   (acks each message after printing it; --member-id is for broadcast; --on-corrupt-batch skip is for reads without --group)`;
 
 function text(bytes: Uint8Array | null): string | null {
@@ -30,6 +30,7 @@ export async function runConsume(argv: string[]): Promise<number> {
     args: argv,
     options: {
       broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      ...connectionFlags,
       group: { type: 'string' },
       mode: { type: 'string' },
       'member-id': { type: 'string' },
@@ -61,7 +62,7 @@ export async function runConsume(argv: string[]): Promise<number> {
   }
   const maxMessages = integerFlag('max-messages', values['max-messages'], 1);
   const idleExitMs = integerFlag('idle-exit-ms', values['idle-exit-ms'], 1);
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   const consumer =
     values.group === undefined
       ? sw.consumer({

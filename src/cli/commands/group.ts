@@ -8,11 +8,11 @@
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { queueGroupSummary } from '../../protocol/queue-api.js';
-import { brokerUrlFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, connectionFlags, connectionOptions, UsageError } from '../cli-error.js';
 
 export const groupUsage = `usage: spillway group list
        spillway group describe GROUP
-  both take --broker URL (default ws://127.0.0.1:7070)`;
+  both take --broker URL (default ws://127.0.0.1:7070), --token T (or SPILLWAY_TOKEN), --ca-file PEM`;
 
 /** Group and broadcast groups (the coordinator's), then queue groups (shared, key_shared) by topic. */
 async function listAll(sw: Spillway): Promise<unknown[]> {
@@ -35,7 +35,7 @@ async function describeAny(sw: Spillway, group: string): Promise<unknown> {
 export async function runGroup(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { broker: { type: 'string', default: 'ws://127.0.0.1:7070' } },
+    options: { broker: { type: 'string', default: 'ws://127.0.0.1:7070' }, ...connectionFlags },
     strict: true,
     allowPositionals: true,
   });
@@ -45,7 +45,7 @@ export async function runGroup(argv: string[]): Promise<number> {
     throw new UsageError('group needs an action: list or describe');
   if (action === 'describe' && name === undefined) throw new UsageError('group describe needs a GROUP');
   if (action === 'list' && name !== undefined) throw new UsageError('group list takes no GROUP');
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   try {
     const result = action === 'list' ? await listAll(sw) : await describeAny(sw, name!);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -8,9 +8,10 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { type ProducerMessage, Spillway } from '../../client/index.js';
 import { checkMsgId } from '../../protocol/msg-id.js';
-import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, connectionFlags, connectionOptions, integerFlag, UsageError } from '../cli-error.js';
 
 export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--msg-id ID] [--broker URL]
+                        [--token T] [--ca-file PEM]
   --msg-id ID: the message's msgId (deduplicated within the topic's dedup window); with lines from
                stdin, line N (from 1) gets ID-N, so running the same import again writes nothing twice
   (--delay-ms arrives with delayed messages)`;
@@ -30,6 +31,7 @@ export async function runProduce(argv: string[]): Promise<number> {
     args: argv,
     options: {
       broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      ...connectionFlags,
       key: { type: 'string' },
       partition: { type: 'string' },
       value: { type: 'string' },
@@ -46,7 +48,7 @@ export async function runProduce(argv: string[]): Promise<number> {
   }
   const msgIdBase = values['msg-id'] === undefined ? undefined : checkMsgId(values['msg-id'], '--msg-id');
   const partition = integerFlag('partition', values.partition, 0);
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   // A batch must fit one segment of the topic: aim at half a segment when segments are small.
   let batchBytes = batchBytesTarget;
   try {

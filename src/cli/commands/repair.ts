@@ -8,21 +8,22 @@
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import type { IntegrityReport, RepairResult } from '../../protocol/broker-api.js';
-import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, connectionFlags, connectionOptions, integerFlag, UsageError } from '../cli-error.js';
 
 export const repairUsage = `usage: spillway repair TOPIC PARTITION [--json]
   sets the damaged ranges of a stopped partition aside into its quarantine/ folder (never deleted)
-  and serves it again; takes --broker URL (default ws://127.0.0.1:7070)`;
+  and serves it again; takes --broker URL (default ws://127.0.0.1:7070), --token T (or SPILLWAY_TOKEN), --ca-file PEM`;
 
 export const doctorUsage = `usage: spillway doctor [--json]
   what the broker found on disk at start (damage, orphans, leftovers) and how to fix each;
-  exit 1 while a partition is stopped; takes --broker URL (default ws://127.0.0.1:7070)`;
+  exit 1 while a partition is stopped; takes --broker URL (default ws://127.0.0.1:7070), --token T (or SPILLWAY_TOKEN), --ca-file PEM`;
 
 function parse(argv: string[]) {
   return parseArgs({
     args: argv,
     options: {
       broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      ...connectionFlags,
       json: { type: 'boolean' },
     },
     strict: true,
@@ -85,7 +86,7 @@ export async function runRepair(argv: string[]): Promise<number> {
     throw new UsageError('repair needs TOPIC and PARTITION');
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
   const partition = integerFlag('PARTITION', partitionText)!;
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   try {
     const result = await sw.admin.repairPartition(topic, partition);
     const text = values.json ? JSON.stringify(result, null, 2) : repairLines(result).join('\n');
@@ -99,7 +100,7 @@ export async function runRepair(argv: string[]): Promise<number> {
 export async function runDoctor(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv);
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   let report: IntegrityReport;
   try {
     report = await sw.admin.integrityReport();

@@ -2,7 +2,14 @@
 import { parseArgs } from 'node:util';
 import { Spillway } from '../../client/index.js';
 import { type Durability, durabilities } from '../../protocol/types.js';
-import { attachNegativeValues, brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
+import {
+  attachNegativeValues,
+  brokerUrlFlag,
+  connectionFlags,
+  connectionOptions,
+  integerFlag,
+  UsageError,
+} from '../cli-error.js';
 
 export const topicUsage = `usage: spillway topic create NAME [--partitions N] [--durability none|interval|always] [--retention-ms N]
                             [--retention-bytes N] [--segment-bytes N] [--dedup-window-ms N]
@@ -10,7 +17,7 @@ export const topicUsage = `usage: spillway topic create NAME [--partitions N] [-
        spillway topic describe NAME
        spillway topic delete NAME
        spillway topic add-partitions NAME --count N
-  all take --broker URL (default ws://127.0.0.1:7070)
+  all take --broker URL (default ws://127.0.0.1:7070), --token T (or SPILLWAY_TOKEN), --ca-file PEM
   --dedup-window-ms N: msg-id dedup window, 0 (default: off) to 604800000 (7 days)`;
 
 function print(value: unknown): void {
@@ -22,6 +29,7 @@ export async function runTopic(argv: string[]): Promise<number> {
     args: attachNegativeValues(argv, ['retention-ms', 'retention-bytes']),
     options: {
       broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      ...connectionFlags,
       partitions: { type: 'string' },
       durability: { type: 'string' },
       'retention-ms': { type: 'string' },
@@ -52,7 +60,7 @@ export async function runTopic(argv: string[]): Promise<number> {
   if (action === 'add-partitions' && count === undefined)
     throw new UsageError('topic add-partitions needs --count N');
 
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   try {
     switch (action) {
       case 'create': {
