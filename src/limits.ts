@@ -193,6 +193,19 @@ export const runBatchMessagesMax = 65_536;
 export const producerInFlightBatchesPerPartitionMax = 1024;
 /** Most batches in flight in all a producer may be configured with. */
 export const producerInFlightBatchesMax = 65_536;
+/** Default bytes of batches a producer keeps in flight per partition (one batch may take it past). */
+export const producerInFlightBytesPerPartitionDefault = 4 * 1024 * 1024;
+/** Default bytes of batches a producer keeps in flight in all, on its one connection. */
+export const producerInFlightBytesDefault = 16 * 1024 * 1024;
+/**
+ * Largest batch the producer's adaptive sizing makes on its own: with the default batchBytes, a batch
+ * grows to hold at least producerBatchRecordsTarget records of the size being sent, up to this.
+ */
+export const producerAdaptiveBatchBytesMax = 1024 * 1024;
+/** Records a batch is sized for when the records are large (see producerAdaptiveBatchBytesMax). */
+export const producerBatchRecordsTarget = 32;
+/** Most records one producer.sendBatch() call may carry. */
+export const sendBatchRecordsMax = 1_000_000;
 
 /** Consumer groups (group and broadcast mode) a broker keeps, with or without members. More: INVALID_ARGUMENT. */
 export const groupsMax = 10_000;

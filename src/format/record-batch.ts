@@ -94,6 +94,8 @@ export interface BatchBuilderOptions {
   initialBytes?: number;
   /** Largest batch this builder makes, header included. Default and upper bound: limits.batchBytesMax. */
   maxBatchBytes?: number;
+  /** The CRC32C finish() uses when its options name none. Default: the pure TypeScript crc32c. */
+  crc32c?: Crc32cFunction;
 }
 
 export interface FinishOptions {
@@ -105,7 +107,7 @@ export interface FinishOptions {
   baseSequence?: number;
   /** BatchAttributes bits (transactional, control, delayed); compression must be 0 for now. */
   attributes?: number;
-  /** Default: the pure TypeScript crc32c. */
+  /** Default: the builder's (BatchBuilderOptions.crc32c). */
   crc32c?: Crc32cFunction;
 }
 
@@ -124,6 +126,7 @@ const initialBytesDefault = 16 * 1024;
  */
 export class BatchBuilder {
   readonly maxBatchBytes: number;
+  private readonly crc32c: Crc32cFunction;
   private buffer: Buffer;
   /** End of the records written so far; BatchHeader.size when empty. */
   private position: number = BatchHeader.size;
@@ -151,6 +154,7 @@ export class BatchBuilder {
       throw new InvalidArgumentError(`initialBytes ${initialBytes} is not a non-negative integer`);
     }
     this.maxBatchBytes = maxBatchBytes;
+    this.crc32c = options.crc32c ?? crc32c;
     this.buffer = Buffer.allocUnsafeSlow(Math.min(Math.max(initialBytes, batchBytesMin), maxBatchBytes));
   }
 
@@ -311,7 +315,7 @@ export class BatchBuilder {
     buffer.writeInt16LE(0, BatchHeader.reserved2);
     buffer.writeInt32LE(baseSequence, BatchHeader.baseSequence);
     const batch = new Uint8Array(buffer.buffer, buffer.byteOffset, length);
-    const crc = (options.crc32c ?? crc32c)(batch.subarray(BatchHeader.crcStart, length));
+    const crc = (options.crc32c ?? this.crc32c)(batch.subarray(BatchHeader.crcStart, length));
     buffer.writeUInt32LE(crc >>> 0, BatchHeader.crc);
     this.finished = true;
     return batch;
