@@ -199,11 +199,13 @@ export const producerInFlightBytesPerPartitionDefault = 4 * 1024 * 1024;
 export const producerInFlightBytesDefault = 16 * 1024 * 1024;
 /**
  * Largest batch the producer's adaptive sizing makes on its own: with the default batchBytes, a batch
- * grows to hold at least producerBatchRecordsTarget records of the size being sent, up to this.
+ * grows to hold at least producerBatchRecordsTarget records of the size being sent, up to this. A
+ * quarter of a consumer's default fetch (1 MiB), so that fetches carry 3–4 whole batches: with 512 KiB
+ * batches a 1 MiB fetch carried one (measured: 16 KiB consume 0.5–0.8x).
  */
-export const producerAdaptiveBatchBytesMax = 1024 * 1024;
+export const producerAdaptiveBatchBytesMax = 256 * 1024;
 /** Records a batch is sized for when the records are large (see producerAdaptiveBatchBytesMax). */
-export const producerBatchRecordsTarget = 32;
+export const producerBatchRecordsTarget = 16;
 /** Most records one producer.sendBatch() call may carry. */
 export const sendBatchRecordsMax = 1_000_000;
 

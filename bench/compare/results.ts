@@ -92,6 +92,8 @@ export interface LatencyMeasurement extends LatencyCell {
   producerLagMaxMs: number;
   /** Why this rate is past what the system sustains (the sweep stops here); absent when sustained. */
   saturated?: string;
+  /** With --runs > 1 (latency cells): each run's p99, µs; the percentiles above are medians. */
+  perRunP99Us?: number[];
   /** p99 ÷ the best (lowest) peer p99 in the same cell: below 1 is better. */
   p99RatioToBestPeer?: number;
   bestPeer?: SystemName;

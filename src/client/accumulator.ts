@@ -22,7 +22,7 @@
  *
  * Target size: `batchBytes`; with `adaptive`, a batch whose records are large grows to hold
  * producerBatchRecordsTarget records of the largest size appended to it, up to
- * max(batchBytes, producerAdaptiveBatchBytesMax): 16 KiB records travel in 512 KiB batches, 100 B
+ * max(batchBytes, producerAdaptiveBatchBytesMax): 16 KiB records travel 15 to a 256 KiB batch, 100 B
  * ones in batchBytes. CRC32C of sealed batches: client-crc32c.ts (native when registered).
  *
  * sendBatch: while `collector` is set, append() adds records without a send() promise and hands

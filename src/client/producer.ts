@@ -79,7 +79,7 @@ export interface ProducerOptions {
   lingerMs?: number;
   /**
    * A batch is sent once it reaches this size (one record may take it past). Default 65 536, and
-   * then a batch of large records grows to hold 32 of them, up to 1 MiB; set, it is the size.
+   * then a batch of large records grows to hold 16 of them, up to 256 KiB; set, it is the size.
    */
   batchBytes?: number;
   /**

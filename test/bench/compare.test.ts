@@ -19,7 +19,7 @@ import {
   referenceFor,
   type ThroughputMeasurement,
 } from '../../bench/compare/results.js';
-import { saturation, sweepMessageBytes } from '../../bench/compare/runner.js';
+import { combineLatencyRuns, saturation, sweepMessageBytes } from '../../bench/compare/runner.js';
 import { compareTarget } from '../../bench/compare/targets.js';
 import { type BenchResults, BenchUsageError, runBench } from '../../bench/main.js';
 import { findExecutable } from '../../bench/peers/install.js';
@@ -554,3 +554,28 @@ describe.skipIf(cliMissing)(
     }, 60_000);
   },
 );
+
+describe('combineLatencyRuns', () => {
+  it('takes the median of each percentile over the runs, the largest max and lag, and sums the counts', () => {
+    const run = (p99Us: number, maxUs: number) => ({
+      p50Us: p99Us / 10,
+      p99Us,
+      p999Us: p99Us * 2,
+      maxUs,
+      measured: 1900,
+      lost: 1,
+      producerLagMaxMs: p99Us / 1000,
+    });
+    const combined = combineLatencyRuns([run(3000, 9000), run(1000, 2500), run(2000, 3000)]);
+    expect(combined).toEqual({
+      p50Us: 200,
+      p99Us: 2000,
+      // Percentiles never above a run's exact max: 2,500 and 3,000 cap 2,000 and 4,000.
+      p999Us: 3000,
+      maxUs: 9000,
+      measured: 5700,
+      lost: 3,
+      producerLagMaxMs: 3,
+    });
+  });
+});

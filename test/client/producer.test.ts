@@ -516,7 +516,7 @@ describe('producer', () => {
     }
   });
 
-  test('with the default batchBytes a batch of large records grows to hold 32 of them; a set batchBytes is kept', async () => {
+  test('with the default batchBytes a batch of large records grows to hold 15–16 of them (256 KiB); a set batchBytes is kept', async () => {
     const { api, calls } = await recordingBroker();
     const sw = await connect(api);
     await sw.admin.createTopic('big');
@@ -525,7 +525,8 @@ describe('producer', () => {
     const first = Array.from({ length: 40 }, () => adaptive.send('big', { value }));
     await adaptive.flush();
     await Promise.all(first);
-    expect(calls.map((call) => call.recordCount)).toEqual([32, 8]);
+    expect(calls.map((call) => call.recordCount)).toEqual([15, 15, 10]);
+    expect(Math.max(...calls.map((call) => call.bytes))).toBeLessThanOrEqual(256 * 1024);
     calls.length = 0;
     const fixed = sw.producer({ lingerMs: 10_000, batchBytes: 64 * 1024 });
     const second = Array.from({ length: 8 }, () => fixed.send('big', { value }));
