@@ -330,6 +330,10 @@ export class Producer {
       for (const message of messages) {
         if (this.append(state, message) === null) collector.addPending(this.sendAfterRefresh(state, message));
       }
+    } catch (error) {
+      // The records before the bad one are in batches nobody else waits for: observe their outcome.
+      collector.result().catch(() => undefined);
+      throw error;
     } finally {
       this.accumulator.collector = null;
     }

@@ -697,6 +697,13 @@ describe('producer', () => {
     expect(await producer.sendBatch('sx', [])).toEqual([]);
     await expectCode(producer.sendBatch('sx', 'nope' as never), 'INVALID_ARGUMENT');
     await expectCode(producer.sendBatch('sx', [{ value: 5 as never }]), 'INVALID_ARGUMENT');
+    // A bad record after good ones: the call rejects, the records before it are sent.
+    await expectCode(
+      producer.sendBatch('sx', [{ value: 'kept' }, { value: 5 as never }]),
+      'INVALID_ARGUMENT',
+    );
+    await producer.flush();
+    expect(await producer.send('sx', { value: 'next' })).toEqual({ partition: 0, offset: 1 });
     await expectCode(producer.sendBatch('nowhere', [{ value: 'x' }]), 'UNKNOWN_TOPIC');
     await expectCode(producer.sendBatch('sx', [{ value: 'x', partition: 3 }]), 'UNKNOWN_PARTITION');
     await producer.close();
