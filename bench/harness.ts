@@ -20,6 +20,7 @@ export const suiteNames = [
   'record-batch',
   'micro',
   'append',
+  'embedded',
   'read',
   'recovery',
   'state',

@@ -2,7 +2,15 @@
  * The `spillway` package: the embedded engine (`Broker`) and the client (`Spillway`, also alone from
  * `spillway/client`), plus the storage engine and the record-batch format for those who embed them,
  * and the clock and in-memory log a test of an embedding application can hand to `Broker.open()`.
+ *
+ * Importing it registers the native CRC32C with the client (client/client-crc32c.ts): the engine
+ * loads the addon anyway, and `spillway/client` alone keeps its pure TypeScript one.
  */
+import { useClientCrc32c } from './client/client-crc32c.js';
+import { crc32cImplementation, crc32c as nativeCrc32c } from './native.js';
+
+useClientCrc32c(nativeCrc32c, `native ${crc32cImplementation()}`);
+
 export * from './broker/index.js';
 export * from './client/index.js';
 export { type Clock, type ClockTimer, ManualClock, systemClock, type TimerOptions } from './clock.js';

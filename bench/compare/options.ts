@@ -111,7 +111,7 @@ export const compareUsage = `comparison flags (suite 'compare'; any of them runs
   --partitions LIST   Spillway topic partitions: 1,8 (default 1,8; peers: 1 only, others n/a)
   --scenarios LIST    ${scenarioNames.join(',')} (default: all)
   --duration-ms N     cap of each produce/consume phase and latency run (default 2000, quick 400)
-  --runs N            repetitions of each produce/consume cell, median reported (default 1)
+  --runs N            repetitions of each produce/consume and latency cell, medians reported (default 1)
   --sweep-rates LIST  offered msg/s of the latency sweep (default 1000,4000,16000,64000)
   full matrix with medians (roughly 30–40 min): --runs 3 --duration-ms 5000`;
 

@@ -15,6 +15,7 @@ import {
   groupedBarChartSvg,
 } from '../charts.js';
 import type { BenchRow } from '../report.js';
+import { spillwayProducerSettings } from '../spillway-producer.js';
 import { formatSize, type SystemName, systemNames } from './options.js';
 import type {
   CompareResults,
@@ -146,6 +147,9 @@ export function compareRows(results: CompareResults): BenchRow[] {
     const base = `${measurement.scenario} ${measurement.durability} ${formatSize(measurement.messageBytes)} ${measurement.ratePerSecond}/s ${measurement.system}`;
     const detail = [
       `${measurement.measured} measured, ${measurement.lost} lost, max ${formatMicroseconds(measurement.maxUs)}`,
+      measurement.perRunP99Us === undefined
+        ? undefined
+        : `median of ${measurement.perRunP99Us.length} runs, p99 per run ${measurement.perRunP99Us.map(formatMicroseconds).join(' / ')}`,
       measurement.p99RatioToBestPeer === undefined
         ? undefined
         : `p99 ${formatRatio(measurement.p99RatioToBestPeer)} best peer (${measurement.bestPeer})`,
@@ -183,7 +187,8 @@ function referenceLines(reference: ReferenceFigures): string[] {
     value === undefined ? 'not measured' : `${formatMegabytes(value)} ${unit}`;
   return [
     `- page-cache write (1 MiB chunks): ${figure(reference.pageCacheWriteMegabytesPerSecond, 'MB/s')}: the ceiling of \`none\` produce`,
-    `- page-cache write + fdatasync: ${figure(reference.syncedWriteMegabytesPerSecond, 'MB/s')}: the ceiling of \`interval\` and \`always\` produce (every byte reaches the disk)`,
+    `- page-cache write + fdatasync: ${figure(reference.syncedWriteMegabytesPerSecond, 'MB/s')}: the ceiling of \`interval\` produce (every byte reaches the disk)`,
+    `- write 1 MiB + fdatasync each: ${figure(reference.syncedEachMegabytesPerSecond, 'MB/s')}: the ceiling of \`always\` produce (each acknowledgement after its own fdatasync; a group-committed log can approach it)`,
     `- memcpy: ${figure(reference.memcpyGigabytesPerSecond, 'GB/s')}: the ceiling of consume (reads from the page cache)`,
     `- fdatasync of a 4 KiB append: p50 ${reference.fdatasyncP50Us === undefined ? '–' : formatMicroseconds(reference.fdatasyncP50Us)}, p99 ${reference.fdatasyncP99Us === undefined ? '–' : formatMicroseconds(reference.fdatasyncP99Us)}: the floor of an \`always\` acknowledgement`,
   ];
@@ -267,7 +272,14 @@ function latencyTable(results: CompareResults, scenario: 'latency' | 'sweep'): s
         entry.p99RatioToBestPeer === undefined
           ? '–'
           : `${formatRatio(entry.p99RatioToBestPeer)} (${entry.bestPeer})`,
-        entry.saturated === undefined ? '' : `saturated: ${entry.saturated}`,
+        [
+          entry.perRunP99Us === undefined
+            ? ''
+            : `median of ${entry.perRunP99Us.length} runs (p99 ${entry.perRunP99Us.map(formatMicroseconds).join(' / ')})`,
+          entry.saturated === undefined ? '' : `saturated: ${entry.saturated}`,
+        ]
+          .filter((part) => part !== '')
+          .join('; '),
       ]),
     );
   }
@@ -362,9 +374,11 @@ const likeWithLike = [
   '- Known differences that favour one side: Spillway has no consumer groups or acknowledgements yet,',
   '  so its consumers keep the position themselves while the peers acknowledge every batch to the broker',
   '  (consume figures favour Spillway). Peers are driven with one stream or queue, so partition counts',
-  '  above 1 are Spillway only. Spillway batches records on the client (64 KiB batches, linger 0), as',
-  '  Kafka-style clients do; node-redis pipelines 100 XADDs per round trip; nats.js and amqplib send one',
-  '  message per publish.',
+  '  above 1 are Spillway only. Spillway batches records on the client, as Kafka-style clients do',
+  `  (${spillwayProducerSettings}; the broker suite uses the same); node-redis pipelines 100 XADDs per`,
+  '  round trip; nats.js and amqplib send one message per publish. In flight on the wire: Spillway at',
+  '  most the 1,000 messages of the window and 4 MiB per partition, whichever is less (16 KiB: 256',
+  '  messages); the peers the 1,000 messages of the window.',
 ];
 
 export function compareMarkdown(results: CompareResults): string {

@@ -14,6 +14,11 @@ export interface ReferenceFigures {
   pageCacheWriteMegabytesPerSecond: number | undefined;
   /** MB/s, 'page-cache write + fdatasync': the ceiling of bytes that must reach the disk. */
   syncedWriteMegabytesPerSecond: number | undefined;
+  /**
+   * MB/s, 'write 1MiB + fdatasync each': the ceiling of `always`, every acknowledgement after its own
+   * fdatasync (a group-committed log approaches it). Optional: results of older runs lack it.
+   */
+  syncedEachMegabytesPerSecond?: number | undefined;
   /** GB/s, 'memcpy': the ceiling of reading from the page cache. */
   memcpyGigabytesPerSecond: number | undefined;
   /** µs, one fdatasync of a 4 KiB append, p50 and p99: the floor of an `always` latency. */
@@ -25,6 +30,7 @@ export function referenceFiguresOf(rows: readonly BenchRow[]): ReferenceFigures 
   return {
     pageCacheWriteMegabytesPerSecond: referenceValue(rows, referenceRowNames.pageCacheWrite1MiB),
     syncedWriteMegabytesPerSecond: referenceValue(rows, referenceRowNames.pageCacheWriteFdatasync),
+    syncedEachMegabytesPerSecond: referenceValue(rows, referenceRowNames.write1MiBFdatasyncEach),
     memcpyGigabytesPerSecond: referenceValue(rows, referenceRowNames.memcpy),
     fdatasyncP50Us: referenceValue(rows, referenceRowNames.fdatasyncP50),
     fdatasyncP99Us: referenceValue(rows, referenceRowNames.fdatasyncP99),
@@ -92,6 +98,8 @@ export interface LatencyMeasurement extends LatencyCell {
   producerLagMaxMs: number;
   /** Why this rate is past what the system sustains (the sweep stops here); absent when sustained. */
   saturated?: string;
+  /** With --runs > 1 (latency cells): each run's p99, µs; the percentiles above are medians. */
+  perRunP99Us?: number[];
   /** p99 ÷ the best (lowest) peer p99 in the same cell: below 1 is better. */
   p99RatioToBestPeer?: number;
   bestPeer?: SystemName;
@@ -133,6 +141,10 @@ export function referenceFor(
     return value === undefined
       ? undefined
       : { megabytesPerSecond: value, name: referenceRowNames.pageCacheWrite1MiB };
+  }
+  const each = reference.syncedEachMegabytesPerSecond;
+  if (cell.durability === 'always' && each !== undefined) {
+    return { megabytesPerSecond: each, name: referenceRowNames.write1MiBFdatasyncEach };
   }
   const value = reference.syncedWriteMegabytesPerSecond;
   return value === undefined

@@ -16,7 +16,7 @@ import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Durability } from '../../src/protocol/types.js';
 import { latencyDrainMs } from '../peers/load.js';
-import { type Peer, PeerUnavailableError } from '../peers/peer.js';
+import { type LatencyResult, type Peer, PeerUnavailableError } from '../peers/peer.js';
 import type { SpillwayProduceOptions } from '../peers/spillway.js';
 import { waitAtMost } from '../peers/wait.js';
 import { median } from '../report.js';
@@ -387,10 +387,17 @@ async function runTarget(
     durationMs: number,
   ): Promise<LatencyMeasurement | undefined> => {
     const what = `${scenario} ${formatSize(messageBytes)} ${formatRate(ratePerSecond)} msg/s`;
-    const latency = await cell(what, durationMs + latencyDrainMs, () =>
-      peer.endToEndLatency({ ratePerSecond, durationMs, messageBytes }),
-    );
-    if (latency === undefined) return undefined;
+    // A latency cell honours --runs (medians of the percentiles); a sweep step runs once.
+    const runs = scenario === 'latency' ? options.runs : 1;
+    const perRun = await cell(what, runs * (durationMs + latencyDrainMs), async () => {
+      const all: LatencyResult[] = [];
+      for (let run = 0; run < runs; run += 1) {
+        all.push(await peer.endToEndLatency({ ratePerSecond, durationMs, messageBytes }));
+      }
+      return all;
+    });
+    if (perRun === undefined) return undefined;
+    const latency = combineLatencyRuns(perRun);
     // HDR percentiles are the top of the value's bucket (3 significant digits): never above the exact max.
     const measurement: LatencyMeasurement = {
       system,
@@ -403,6 +410,7 @@ async function runTarget(
       p99Us: Math.min(latency.p99Us, latency.maxUs),
       p999Us: Math.min(latency.p999Us, latency.maxUs),
     };
+    if (perRun.length > 1) measurement.perRunP99Us = perRun.map((run) => Math.min(run.p99Us, run.maxUs));
     const saturated = saturation(measurement);
     if (scenario === 'sweep' && saturated !== undefined) measurement.saturated = saturated;
     results.latency.push(measurement);
@@ -430,6 +438,22 @@ async function runTarget(
     }
   }
   return { measured, failed, skippedSteps: remaining, saturatedSteps };
+}
+
+/**
+ * One figure of several latency runs of a cell: the median of each percentile, the largest max and
+ * producer lag, the sums of measured and lost messages.
+ */
+export function combineLatencyRuns(runs: readonly LatencyResult[]): LatencyResult {
+  return {
+    p50Us: median(runs.map((run) => Math.min(run.p50Us, run.maxUs))),
+    p99Us: median(runs.map((run) => Math.min(run.p99Us, run.maxUs))),
+    p999Us: median(runs.map((run) => Math.min(run.p999Us, run.maxUs))),
+    maxUs: Math.max(...runs.map((run) => run.maxUs)),
+    measured: runs.reduce((sum, run) => sum + run.measured, 0),
+    lost: runs.reduce((sum, run) => sum + run.lost, 0),
+    producerLagMaxMs: Math.max(...runs.map((run) => run.producerLagMaxMs)),
+  };
 }
 
 /** Why a latency run's rate is past what the system sustains, or undefined. */

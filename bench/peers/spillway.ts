@@ -5,10 +5,11 @@
  * one WebSocket connection per producer or consumer) with the common workload of peer.ts.
  *
  * - produce: a NEW topic of `partitions` partitions (default 1) with the durability of the peer (the
- *   previous topic is deleted); per connection one producer (lingerMs 0, batchBytes 64 KiB, keyless
- *   records, so batches go to a sticky partition that moves on when a batch is sealed) with
- *   `publishWindow` sends in flight, each awaited: a message counts once the broker acknowledged its
- *   batch under the topic's durability.
+ *   previous topic is deleted); per connection one producer with the settings of
+ *   bench/spillway-producer.ts (the broker suite's too; keyless records, so batches go to a sticky
+ *   partition that moves on when a batch is sealed), sending with sendBatch calls of 250 messages,
+ *   `publishWindow` messages unacknowledged (as every peer): a message counts once the broker
+ *   acknowledged its batch under the topic's durability.
  * - consume: the topic's offsets [logStart, logEnd) are cut into work items (whole partitions when
  *   there are at least as many partitions as consumers, else each partition split into equal offset
  *   ranges) dealt round-robin to `consumers` connections, each reading its items with one consumer
@@ -29,7 +30,8 @@ import * as path from 'node:path';
 import { type Consumer, Spillway } from '../../src/client/index.js';
 import type { Durability } from '../../src/protocol/types.js';
 import { findRepositoryRoot } from '../harness.js';
-import { checkPayloadBytes, measureLatency, pipelined, publishWindow, split, throughput } from './load.js';
+import { produceWithSendBatch, spillwayProducerOptions } from '../spillway-producer.js';
+import { checkPayloadBytes, measureLatency, publishWindow, split, throughput } from './load.js';
 import {
   type ConsumeOptions,
   type ConsumeResult,
@@ -74,8 +76,8 @@ const stopTimeoutMs = 15_000;
 /** Client request timeout: the bench fails visibly rather than hang on a broker that stopped answering. */
 const requestTimeoutMs = 30_000;
 
-/** Producer settings of every run: sent at the next tick, in batches of up to 64 KiB. */
-const producerOptions = { lingerMs: 0, batchBytes: 64 * 1024 } as const;
+/** Producer settings of every run (bench/spillway-producer.ts). */
+const producerOptions = spillwayProducerOptions;
 
 /** Bytes a consumer's fetch asks for. */
 const fetchMaxBytes = 1024 * 1024;
@@ -181,10 +183,7 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
       connect: () => this.client(),
       producer: (client) => client.producer(producerOptions),
       publish: (producer, messages, deadline, pool) =>
-        pipelined(messages, publishWindow, deadline, async (message) => {
-          await producer.send(topic, { value: pool[message % pool.length]! });
-          return 1;
-        }),
+        produceWithSendBatch(producer, topic, pool, messages, publishWindow, deadline),
     });
   }
 

@@ -8,9 +8,9 @@
  *  - produce: 100 B and 1 KiB values, keyless (the producer's sticky partitioning), durability
  *    `none`, `interval` (200 ms) and `always`, with 1 and 4 producers. The 4 producers are 4
  *    clients (4 WebSocket connections) in THIS process, not child processes: on this 2-core machine
- *    the broker child takes one core and this process the other. Sends are pipelined: `send()` is
- *    not awaited one by one; each producer keeps at most `windowMessages` unacknowledged (it awaits
- *    the oldest when the window is full). Producer options: lingerMs 1, batchBytes 256 KiB. Bounded
+ *    the broker child takes one core and this process the other. Sends are pipelined: sendBatch
+ *    calls of 250 messages, each producer keeping at most `windowMessages` unacknowledged. Producer
+ *    settings: those of the compare suite (bench/spillway-producer.ts, stated in the rows). Bounded
  *    by a message count (1M of 100 B, 250k of 1 KiB; quick: 20k / 5k) and a time cap (10 s, `always`
  *    6 s); what was acknowledged by the cap counts. msg/s and MB/s of values (decimal MB), first
  *    send to last acknowledgement. Each case runs 3 times on a fresh topic (1 in quick mode): rows
@@ -35,11 +35,16 @@ import { type AddressInfo, createServer } from 'node:net';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as hdr from 'hdr-histogram-js';
-import { type SendResult, Spillway } from '../../src/client/index.js';
+import { Spillway } from '../../src/client/index.js';
 import type { Durability } from '../../src/protocol/types.js';
 import { findRepositoryRoot } from '../harness.js';
 import { payloadPool } from '../peers/payload.js';
 import { type BenchContext, type BenchRow, type BenchSuite, median } from '../report.js';
+import {
+  produceWithSendBatch,
+  spillwayProducerOptions,
+  spillwayProducerSettings,
+} from '../spillway-producer.js';
 
 const suiteName = 'broker';
 const partitions = 8;
@@ -84,7 +89,7 @@ function windowMessages(valueBytes: number): number {
   return Math.max(4096, Math.floor((8 * 1024 * 1024) / valueBytes));
 }
 
-const producerOptions = { lingerMs: 1, batchBytes: 256 * 1024 } as const;
+const producerOptions = spillwayProducerOptions;
 
 const targets = {
   produceNoneMessagesPerSecond: 1_000_000,
@@ -215,21 +220,11 @@ async function produceLoop(
   deadline: number,
 ): Promise<number> {
   const producer = sw.producer(producerOptions);
-  const ring = new Array<Promise<SendResult> | undefined>(window);
-  let sent = 0;
   try {
-    while (sent < count && (sent % 1024 !== 0 || performance.now() < deadline)) {
-      const slot = sent % window;
-      const oldest = ring[slot];
-      if (oldest !== undefined) await oldest;
-      ring[slot] = producer.send(topic, { value: pool[sent % pool.length]! });
-      sent++;
-    }
-    await Promise.all(ring.filter((promise) => promise !== undefined));
+    return await produceWithSendBatch(producer, topic, pool, count, window, deadline);
   } finally {
     await producer.close();
   }
-  return sent;
 }
 
 async function produceCase(
@@ -451,7 +446,7 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
           const perSecond = median(produceRates);
           const consumedPerSecond = median(consumeRates);
           const clientsNote = producers > 1 ? `${producers} client connections in one process, ` : '';
-          const detail = `${clientsNote}median of ${size.runs} (${spread(produceRates)}); ${notes.join(', ')}`;
+          const detail = `${clientsNote}median of ${size.runs} (${spread(produceRates)}); ${notes.join(', ')}; window ${windowMessages(valueBytes).toLocaleString('en-US')} messages per producer; ${spillwayProducerSettings}`;
           row(`produce ${label}`, perSecond, 'msg/s', detail);
           row(
             `produce ${label}, MB/s`,

@@ -27,6 +27,11 @@ export const referenceRowNames = {
   write64KiBFdatasyncEach: 'write 64KiB + fdatasync each',
   /** MB/s: the same loop as bandwidth. */
   write64KiBFdatasyncEachBandwidth: 'write 64KiB + fdatasync each, bandwidth',
+  /**
+   * MB/s: append 1 MiB, fdatasync, one at a time: what a group-committed log (durability `always`)
+   * can approach, every acknowledgement after its own fdatasync.
+   */
+  write1MiBFdatasyncEach: 'write 1MiB + fdatasync each',
   /** ops/s: append 4 KiB, fdatasync, one at a time. */
   append4KiBFdatasync: '4KiB append + fdatasync',
   /** µs: latency of the fdatasync call in the 4 KiB append loop, 50th percentile. */
@@ -50,6 +55,7 @@ interface Parameters {
   runs: number;
   sequentialFileBytes: number;
   write64KiBCount: number;
+  write1MiBCount: number;
   append4KiBCount: number;
   memcpyRepetitions: number;
   /** Per run of a synced loop: stop early past this, so a slow disk cannot stretch the suite. */
@@ -64,6 +70,7 @@ const fullParameters: Parameters = {
   runs: 3,
   sequentialFileBytes: 1 * GiB,
   write64KiBCount: 3000,
+  write1MiBCount: 256,
   append4KiBCount: 20_000,
   memcpyRepetitions: 16,
   syncedLoopTimeCapMs: 5000,
@@ -73,6 +80,7 @@ const quickParameters: Parameters = {
   runs: 1,
   sequentialFileBytes: 64 * MiB,
   write64KiBCount: 300,
+  write1MiBCount: 16,
   append4KiBCount: 2000,
   memcpyRepetitions: 2,
   syncedLoopTimeCapMs: 500,
@@ -161,6 +169,17 @@ export const suite: BenchSuite = {
       median(bandwidth64KiB),
       'MB/s',
       `${count64KiB} appends per run, ${spread(bandwidth64KiB)}`,
+    );
+
+    const each1MiB = await runs('write 1 MiB + fdatasync each', () =>
+      appendSynced(file, source.subarray(0, MiB), parameters.write1MiBCount, parameters.syncedLoopTimeCapMs),
+    );
+    const bandwidth1MiB = each1MiB.map((result) => (result.operationsPerSecond * MiB) / 1e6);
+    row(
+      referenceRowNames.write1MiBFdatasyncEach,
+      median(bandwidth1MiB),
+      'MB/s',
+      `${each1MiB.map((result) => result.operations).join('/')} appends of 1 MiB per run, ${spread(bandwidth1MiB)}; the ceiling of \`always\``,
     );
 
     const append4KiB = await runs('4 KiB append + fdatasync', () =>

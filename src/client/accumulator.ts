@@ -13,12 +13,22 @@
  * { partition, offset: baseOffset + n }. A failed batch rejects every send with its error.
  *
  * A batch is sealed (finishCopy: the bytes the transport sends, and resends on retry; the builder
- * goes back to the pool) when it reaches `batchBytes`, or before a record that would take it past
+ * goes back to the pool) when it reaches its target size, or before a record that would take it past
  * (judged from the record's least size: multi-byte text may still pass it by one record; a record
  * is never split, and one larger than batchBytes travels alone), or when the producer takes it to
  * send: after `lingerMs` (0: at the next setImmediate, so everything sent in the same tick shares
  * a batch) or at once while flushing. An open batch whose partition has no free in-flight slot
  * stays open and keeps growing: under load, batches fill up instead of queueing small.
+ *
+ * Target size: `batchBytes`; with `adaptive`, a batch whose records are large grows to hold
+ * producerBatchRecordsTarget records of the largest size appended to it, up to
+ * max(batchBytes, producerAdaptiveBatchBytesMax): 16 KiB records travel 15 to a 256 KiB batch, 100 B
+ * ones in batchBytes. CRC32C of sealed batches: client-crc32c.ts (native when registered).
+ *
+ * sendBatch: while `collector` is set, append() adds records without a send() promise and hands
+ * each record's batch to the collector (send-batch-collector.ts), which waits for `ProducerBatch.acked`
+ * as a whole. A batch holds only tracked or only untracked records (record n's result is the n-th
+ * reaction): an open batch of the other kind is sealed first.
  *
  * Memory: `bufferedBytes` counts every byte of open and sealed batches not yet settled (acked or
  * failed for good); the producer makes send() wait while it is above `bufferMemoryBytes`.
@@ -26,9 +36,11 @@
  */
 import { assert } from '../assert.js';
 import { BatchBuilder, type FinishOptions, type RecordInput } from '../format/record-batch.js';
-import { batchBytesMax } from '../limits.js';
+import { batchBytesMax, producerAdaptiveBatchBytesMax, producerBatchRecordsTarget } from '../limits.js';
+import { clientCrc32c } from './client-crc32c.js';
 import type { RecordPositions } from './msg-id-send.js';
 import type { SendResult } from './producer.js';
+import type { SendBatchCollector } from './send-batch-collector.js';
 
 /**
  * The reaction every send() promise of a batch has on the batch's ack: one shared function, no
@@ -68,10 +80,14 @@ export class ProducerBatch {
   positions: RecordPositions | null = null;
   /** Records whose send() result was made (see nextRecordResult). */
   resultsMade = 0;
-  /** Records whose send() promise was made. */
+  /** Records whose send() promise was made, or appended untracked (sendBatch). */
   tracked = 0;
+  /** Size at which the batch is sealed (batchBytes, or more for large records when adaptive). */
+  targetBytes: number;
+  /** Its records were appended for sendBatch (no send() promise each). */
+  untracked = false;
   /** Settles once: with this batch once acked, or with the error that ended the retries. */
-  private readonly acked: Promise<ProducerBatch>;
+  readonly acked: Promise<ProducerBatch>;
   private resolveAcked!: (batch: ProducerBatch) => void;
   private rejectAcked!: (error: unknown) => void;
 
@@ -81,8 +97,10 @@ export class ProducerBatch {
     builder: BatchBuilder,
     nowMs: number,
     lingerDeadlineMs: number,
+    targetBytes: number,
   ) {
     this.queue = queue;
+    this.targetBytes = targetBytes;
     this.sequence = sequence;
     this.builder = builder;
     this.createdAtMs = nowMs;
@@ -137,6 +155,8 @@ export class PartitionQueue {
   /** Sealed batches not in flight, by sequence (a retried batch goes back before later ones). */
   readonly ready: ProducerBatch[] = [];
   inFlight = 0;
+  /** Bytes of this partition's batches in flight. */
+  inFlightBytes = 0;
   /** Set while a failed batch of this partition waits for its retry backoff: nothing is sent meanwhile. */
   paused = false;
   nextSequence = 0;
@@ -150,6 +170,8 @@ export class PartitionQueue {
 
 export interface AccumulatorOptions {
   batchBytes: number;
+  /** Grow batches of large records past batchBytes (see the file header). */
+  adaptive: boolean;
   lingerMs: number;
   /** Called when a partition may have something to send (a batch sealed or its linger ended). */
   onSendable: (queue: PartitionQueue) => void;
@@ -165,6 +187,9 @@ const builderPoolSizeMax = 64;
 export class Accumulator {
   readonly batchBytes: number;
   readonly lingerMs: number;
+  private readonly adaptive: boolean;
+  /** Largest target an adaptive batch takes. */
+  private readonly targetBytesMax: number;
   private readonly onSendable: (queue: PartitionQueue) => void;
   private readonly onSealed: (queue: PartitionQueue) => void;
   private readonly sealFields: AccumulatorOptions['sealFields'];
@@ -174,6 +199,10 @@ export class Accumulator {
   /** Batches not settled yet (open, ready, in flight or waiting for a retry). */
   readonly unsettled = new Set<ProducerBatch>();
   private bufferedByteCount = 0;
+  /** The send() promise appendRecord made for append() (handed over at once, then null). */
+  private lastPromise: Promise<SendResult> | null = null;
+  /** Set by the producer during a sendBatch() call: append() reports records to it, untracked. */
+  collector: SendBatchCollector | null = null;
   /** While > 0 every open batch is sendable at once (flush). */
   private flushing = 0;
   private lingerTimer: NodeJS.Timeout | null = null;
@@ -184,6 +213,8 @@ export class Accumulator {
   constructor(options: AccumulatorOptions) {
     this.batchBytes = options.batchBytes;
     this.lingerMs = options.lingerMs;
+    this.adaptive = options.adaptive;
+    this.targetBytesMax = Math.max(options.batchBytes, producerAdaptiveBatchBytesMax);
     this.onSendable = options.onSendable;
     this.onSealed = options.onSealed;
     this.sealFields = options.sealFields;
@@ -201,11 +232,34 @@ export class Accumulator {
    * record cannot fit in it within batchBytes: a large record does not drag a batch past its size.
    */
   append(queue: PartitionQueue, record: RecordInput, leastBytes: number): Promise<SendResult> {
-    if (queue.open !== null && queue.open.builder!.sizeBytes + leastBytes > this.batchBytes) {
-      this.seal(queue);
-      this.onSendable(queue);
+    const collector = this.collector;
+    if (collector !== null) {
+      const batch = this.appendRecord(queue, record, leastBytes, false);
+      collector.add(batch, batch.tracked - 1);
+      return collector.promise;
     }
-    let batch = queue.open ?? this.openBatch(queue);
+    this.appendRecord(queue, record, leastBytes, true);
+    const promise = this.lastPromise!;
+    this.lastPromise = null;
+    return promise;
+  }
+
+  private appendRecord(
+    queue: PartitionQueue,
+    record: RecordInput,
+    leastBytes: number,
+    tracked: boolean,
+  ): ProducerBatch {
+    const target = this.targetFor(leastBytes);
+    if (queue.open !== null) {
+      const open = queue.open;
+      if (target > open.targetBytes) open.targetBytes = target;
+      if (open.builder!.sizeBytes + leastBytes > open.targetBytes || open.untracked === tracked) {
+        this.seal(queue);
+        this.onSendable(queue);
+      }
+    }
+    let batch = queue.open ?? this.openBatch(queue, target);
     let builder = batch.builder!;
     let before = builder.sizeBytes;
     let appended: boolean;
@@ -216,7 +270,7 @@ export class Accumulator {
         // The batch cannot take it (largest batch or record count): seal it and start another.
         this.seal(queue);
         sealed = true;
-        batch = this.openBatch(queue);
+        batch = this.openBatch(queue, target);
         builder = batch.builder!;
         before = builder.sizeBytes;
         appended = builder.append(record);
@@ -231,13 +285,26 @@ export class Accumulator {
     batch.accountedBytes += grown;
     this.bufferedByteCount += grown;
     // Tracked before a seal, which may send the batch (and an in-process ack may settle it).
-    const promise = batch.track();
-    if (builder.sizeBytes >= this.batchBytes) {
+    if (tracked) {
+      this.lastPromise = batch.track();
+    } else {
+      batch.untracked = true;
+      batch.tracked++;
+    }
+    if (builder.sizeBytes >= batch.targetBytes) {
       this.seal(queue);
       sealed = true;
     }
     if (sealed) this.onSendable(queue);
-    return promise;
+    return batch;
+  }
+
+  /** The target size of a batch holding records of at least `leastBytes`. */
+  private targetFor(leastBytes: number): number {
+    if (!this.adaptive) return this.batchBytes;
+    // Room for the records' own overhead (lengths, varints) and the batch header.
+    const wanted = (leastBytes + 32) * producerBatchRecordsTarget + 128;
+    return wanted <= this.batchBytes ? this.batchBytes : Math.min(wanted, this.targetBytesMax);
   }
 
   /**
@@ -301,9 +368,10 @@ export class Accumulator {
     this.lingerImmediate = null;
   }
 
-  private openBatch(queue: PartitionQueue): ProducerBatch {
+  private openBatch(queue: PartitionQueue, targetBytes: number): ProducerBatch {
     const builder =
-      this.builderPool.pop() ?? new BatchBuilder({ initialBytes: Math.min(this.batchBytes, batchBytesMax) });
+      this.builderPool.pop() ??
+      new BatchBuilder({ initialBytes: Math.min(this.batchBytes, batchBytesMax), crc32c: clientCrc32c });
     const nowMs = Date.now();
     const immediate = this.lingerMs === 0 || this.flushing > 0;
     const batch = new ProducerBatch(
@@ -312,6 +380,7 @@ export class Accumulator {
       builder,
       nowMs,
       immediate ? 0 : nowMs + this.lingerMs,
+      targetBytes,
     );
     // The header is counted from the start: an open batch holds it.
     batch.accountedBytes = builder.sizeBytes;

@@ -21,7 +21,7 @@
  * (bounded memory when the application is slower than the broker). Messages of one partition come
  * in offset order; partitions interleave in the order their answers arrived.
  *
- * Each batch's CRC32C is checked (pure TypeScript, src/format/crc32c.ts) before its records are
+ * Each batch's CRC32C is checked (client-crc32c.ts: native when registered) before its records are
  * read. A corrupt batch is an error (CORRUPT_BATCH) by default (`onCorruptBatch: 'fail'`); with
  * `onCorruptBatch: 'skip'` it is passed over instead: its offsets go to the `onSkippedBatch`
  * callback (or a process warning when there is none) and are counted in `skippedBatches`, and the
@@ -43,6 +43,7 @@ import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
+import { clientCrc32c } from './client-crc32c.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
 import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
@@ -236,7 +237,7 @@ class FetchedChunk {
       if (cursor === null) {
         const position = this.position;
         if (position >= body.length) return null;
-        if (!verifyBatchCrc(body, position)) {
+        if (!verifyBatchCrc(body, position, clientCrc32c)) {
           if (this.onCorrupt !== null) {
             this.skipCorrupt(position);
             continue;

@@ -49,6 +49,7 @@ import type { ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
+import { clientCrc32c } from './client-crc32c.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
 import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
@@ -167,7 +168,7 @@ class Chunk {
       if (cursor === null) {
         const position = this.position;
         if (position >= body.length) return null;
-        if (!verifyBatchCrc(body, position)) {
+        if (!verifyBatchCrc(body, position, clientCrc32c)) {
           throw new CorruptBatchError(
             `batch at byte ${position} of a fetch of ${this.held.topic}/${this.held.partition} fails its CRC32C or length check`,
           );

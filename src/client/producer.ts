@@ -1,8 +1,13 @@
 /**
  * The producer: send() puts a record into its partition's open batch (accumulator.ts) and resolves
  * with the record's { partition, offset } once the broker acknowledged the batch under the topic's
- * durability. Batches are pipelined: up to `inFlightBatchesPerPartitionMax` per partition and
- * `inFlightBatchesMax` in all; more wait, sealed or still filling.
+ * durability. sendBatch() takes many records with one promise for all of them. Batches are
+ * pipelined, bounded in bytes: another batch of a partition is sent while its batches in flight hold
+ * less than `inFlightBytesPerPartitionMax` and the producer's (on its one connection) less than
+ * `inFlightBytesMax` (so each bound may be passed by one batch); the batch counts
+ * `inFlightBatchesPerPartitionMax` / `inFlightBatchesMax` bound it too. More wait, sealed or still
+ * filling. Batches are `batchBytes` long; unless batchBytes is set, larger for large records
+ * (accumulator.ts, adaptive size).
  *
  * Failures: a batch that fails with a retriable error (connection lost, timeout, broker closing,
  * backpressure, ...) is sent again after an exponential backoff (retryBackoffMs doubling up to
@@ -38,8 +43,11 @@ import {
   producerBatchesRememberedMax,
   producerInFlightBatchesMax,
   producerInFlightBatchesPerPartitionMax,
+  producerInFlightBytesDefault,
+  producerInFlightBytesPerPartitionDefault,
   producerLingerMsMax,
   retryBackoffMsMax,
+  sendBatchRecordsMax,
 } from '../limits.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { Accumulator, PartitionQueue, type ProducerBatch } from './accumulator.js';
@@ -47,6 +55,7 @@ import { checkProducerName, IdempotentSequencer } from './idempotence.js';
 import type { MetadataCache, TopicMetadata } from './metadata-cache.js';
 import { type RecordPositions, recordPositionsOf, recordWithMsgId } from './msg-id-send.js';
 import { nextStickyPartition, partitionOfKey } from './partition-chooser.js';
+import { SendBatchCollector } from './send-batch-collector.js';
 import type { Transport, TransportResponse } from './transport.js';
 import { closedError, integerOf } from './wire.js';
 
@@ -82,7 +91,10 @@ export interface SendResult {
 export interface ProducerOptions {
   /** How long a batch waits for more records before it is sent. 0 (default): the next tick. */
   lingerMs?: number;
-  /** A batch is sent once it reaches this size (one record may take it past). Default 65 536. */
+  /**
+   * A batch is sent once it reaches this size (one record may take it past). Default 65 536, and
+   * then a batch of large records grows to hold 16 of them, up to 256 KiB; set, it is the size.
+   */
   batchBytes?: number;
   /**
    * Bytes of unacknowledged batches above which send() waits (or rejects, see onBufferFull); once
@@ -103,9 +115,13 @@ export interface ProducerOptions {
    * is not failed by it, and a send in flight ends by the transport's request timeout. Default 120 000.
    */
   deliveryTimeoutMs?: number;
-  /** Batches in flight per partition. Default 5. */
+  /** Bytes of batches in flight per partition before the next waits (one batch may pass it). Default 4 MiB. */
+  inFlightBytesPerPartitionMax?: number;
+  /** Bytes of batches in flight in all (this producer's connection). Default 16 MiB. */
+  inFlightBytesMax?: number;
+  /** Batches in flight per partition. Default 1 024 (the bytes bound it first). */
   inFlightBatchesPerPartitionMax?: number;
-  /** Batches in flight in all. Default 256. */
+  /** Batches in flight in all. Default 4 096. */
   inFlightBatchesMax?: number;
   /**
    * Exactly once per partition, in send order, across lost answers, reconnects and broker restarts
@@ -131,8 +147,10 @@ export const producerDefaults = {
   retryBackoffMs: 100,
   retryBackoffMaxMs: 5_000,
   deliveryTimeoutMs: 120_000,
-  inFlightBatchesPerPartitionMax: 5,
-  inFlightBatchesMax: 256,
+  inFlightBytesPerPartitionMax: producerInFlightBytesPerPartitionDefault,
+  inFlightBytesMax: producerInFlightBytesDefault,
+  inFlightBatchesPerPartitionMax: 1024,
+  inFlightBatchesMax: 4096,
 } as const;
 
 type ResolvedProducerOptions = { -readonly [K in keyof typeof producerDefaults]: number };
@@ -181,6 +199,8 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
       options.idempotent === true ? producerBatchesRememberedMax : producerInFlightBatchesPerPartitionMax,
     ),
     inFlightBatchesMax: integerOption(options, 'inFlightBatchesMax', 1, producerInFlightBatchesMax),
+    inFlightBytesPerPartitionMax: integerOption(options, 'inFlightBytesPerPartitionMax', 1, max),
+    inFlightBytesMax: integerOption(options, 'inFlightBytesMax', 1, max),
   };
 }
 
@@ -230,6 +250,7 @@ export class Producer {
   private state: 'open' | 'closing' | 'closed' = 'open';
   private closing: Promise<void> | null = null;
   private inFlightTotal = 0;
+  private inFlightBytesTotal = 0;
   /** Partitions with something to send, waiting for a slot of inFlightBatchesMax. */
   private readonly waitingForSlot = new Set<PartitionQueue>();
   /**
@@ -275,6 +296,7 @@ export class Producer {
     this.idempotence = idempotence;
     this.accumulator = new Accumulator({
       batchBytes: this.options.batchBytes,
+      adaptive: options.batchBytes === undefined,
       lingerMs: this.options.lingerMs,
       onSendable: (queue) => this.drain(queue),
       onSealed: (queue) => this.moveSticky(queue),
@@ -314,6 +336,48 @@ export class Producer {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * Sends many records with one promise: resolves with each record's { partition, offset }, in the
+   * order of `messages`, once every batch holding one of them was acknowledged; rejects with the
+   * first error that ended a batch's retries (records in other batches may be stored: at-least-once,
+   * as with send()). Partitions, validation and errors per record are those of send(); a bad record
+   * rejects the call and the records after it are not sent (those before it are). The records go
+   * into batches of their own (no send() promise per record). While earlier sends wait (buffer full,
+   * topic not known yet) the records are sent one by one behind them, as send() would.
+   * More than sendBatchRecordsMax records: INVALID_ARGUMENT, nothing sent.
+   */
+  async sendBatch(topic: string, messages: readonly ProducerMessage[]): Promise<SendResult[]> {
+    if (!Array.isArray(messages)) throw new InvalidArgumentError('sendBatch takes an array of messages');
+    if (messages.length > sendBatchRecordsMax) {
+      throw new InvalidArgumentError(
+        `sendBatch takes at most ${sendBatchRecordsMax} messages, got ${messages.length}`,
+      );
+    }
+    if (this.state !== 'open') throw closedError('the producer');
+    const state = this.topics.get(topic) ?? this.topicFromCache(topic);
+    if (
+      state === undefined ||
+      this.waitingHead < this.waiting.length ||
+      this.accumulator.bufferedBytes >= this.options.bufferMemoryBytes
+    ) {
+      return Promise.all(messages.map((message) => this.send(topic, message)));
+    }
+    const collector = new SendBatchCollector();
+    this.accumulator.collector = collector;
+    try {
+      for (const message of messages) {
+        if (this.append(state, message) === null) collector.addPending(this.sendAfterRefresh(state, message));
+      }
+    } catch (error) {
+      // The records before the bad one are in batches nobody else waits for: observe their outcome.
+      collector.result().catch(() => undefined);
+      throw error;
+    } finally {
+      this.accumulator.collector = null;
+    }
+    return collector.result();
   }
 
   /** Sends every batch now and waits until every record sent before this call is acked or failed. */
@@ -534,32 +598,43 @@ export class Producer {
   private drain(queue: PartitionQueue): void {
     if (this.idempotence !== null && !this.idempotentSendable(queue)) return;
     const perPartitionMax = this.options.inFlightBatchesPerPartitionMax;
-    while (!queue.paused && queue.inFlight < perPartitionMax) {
-      if (this.inFlightTotal >= this.options.inFlightBatchesMax) {
+    const perPartitionBytes = this.options.inFlightBytesPerPartitionMax;
+    while (!queue.paused && queue.inFlight < perPartitionMax && queue.inFlightBytes < perPartitionBytes) {
+      if (this.connectionWindowFull()) {
         this.waitingForSlot.add(queue);
         return;
       }
       if (this.idempotence !== null && !this.idempotence.mayTake(queue, perPartitionMax)) return;
       const batch = this.accumulator.takeSendable(queue);
       if (batch === null) return;
-      this.sendBatch(batch);
+      this.transmit(batch);
     }
+  }
+
+  /** True while the producer's batches in flight reach inFlightBatchesMax or inFlightBytesMax. */
+  private connectionWindowFull(): boolean {
+    return (
+      this.inFlightTotal >= this.options.inFlightBatchesMax ||
+      this.inFlightBytesTotal >= this.options.inFlightBytesMax
+    );
   }
 
   private drainWaiting(): void {
     for (const queue of this.waitingForSlot) {
-      if (this.inFlightTotal >= this.options.inFlightBatchesMax) return;
+      if (this.connectionWindowFull()) return;
       this.waitingForSlot.delete(queue);
       this.drain(queue);
     }
   }
 
-  private sendBatch(batch: ProducerBatch): void {
+  private transmit(batch: ProducerBatch): void {
     const queue = batch.queue;
+    const bytes = batch.bytes!;
     queue.inFlight++;
     this.inFlightTotal++;
+    queue.inFlightBytes += bytes.length;
+    this.inFlightBytesTotal += bytes.length;
     batch.attempts++;
-    const bytes = batch.bytes!;
     // The broker writes offsets into its own copy; make sure a resend carries a producer's batch.
     if (batch.attempts > 1) setBatchBaseOffset(bytes, 0);
     if (this.idempotence !== null) {
@@ -574,8 +649,7 @@ export class Producer {
 
   private onProduced(batch: ProducerBatch, response: TransportResponse): void {
     const queue = batch.queue;
-    queue.inFlight--;
-    this.inFlightTotal--;
+    this.landed(batch);
     let baseOffset = -1;
     let positions: RecordPositions | null = null;
     let answerError: unknown = null;
@@ -592,8 +666,7 @@ export class Producer {
 
   private onProduceFailed(batch: ProducerBatch, error: unknown): void {
     const queue = batch.queue;
-    queue.inFlight--;
-    this.inFlightTotal--;
+    this.landed(batch);
     const code = error instanceof SpillwayError ? error.code : undefined;
     if (code === 'UNKNOWN_PARTITION' || code === 'UNKNOWN_TOPIC') this.metadata.refreshQuietly(queue.topic);
     const backoffMs = this.backoffMs(batch.attempts);
@@ -623,6 +696,16 @@ export class Producer {
       this.accumulator.reject(batch, error);
     }
     this.afterSettle(queue);
+  }
+
+  /** A batch sent by transmit() is no longer in flight (answered or failed). */
+  private landed(batch: ProducerBatch): void {
+    const queue = batch.queue;
+    const length = batch.bytes!.length;
+    queue.inFlight--;
+    this.inFlightTotal--;
+    queue.inFlightBytes -= length;
+    this.inFlightBytesTotal -= length;
   }
 
   private afterSettle(queue: PartitionQueue): void {

@@ -36,6 +36,7 @@ import { Opcode } from '../protocol/opcodes.js';
 import type { QueueMode, QueueSettings } from '../protocol/queue-api.js';
 import type { ReceiveResponsePartition } from '../protocol/queue-messages.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
+import { clientCrc32c } from './client-crc32c.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
 import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
@@ -425,7 +426,7 @@ function decodeReceive(
     let next = 0;
     const end = position + bytes;
     while (position < end) {
-      if (!verifyBatchCrc(body, position)) {
+      if (!verifyBatchCrc(body, position, clientCrc32c)) {
         throw new CorruptBatchError(
           `batch at byte ${position} of a receive of ${topic}/${partition} fails its CRC32C or length check`,
         );

@@ -479,6 +479,76 @@ describe('producer', () => {
     }
   });
 
+  test('in-flight bytes are bounded per partition and in total (each bound passed by one batch at most)', async () => {
+    let bytes = 0;
+    let bytesMax = 0;
+    const perPartition = new Map<number, number>();
+    let perPartitionMax = 0;
+    let batchMax = 0;
+    const { api } = await recordingBroker((broker) => ({
+      produce: async (topic, partition, batch) => {
+        bytes += batch.length;
+        perPartition.set(partition, (perPartition.get(partition) ?? 0) + batch.length);
+        bytesMax = Math.max(bytesMax, bytes);
+        perPartitionMax = Math.max(perPartitionMax, perPartition.get(partition)!);
+        batchMax = Math.max(batchMax, batch.length);
+        await sleep(5);
+        bytes -= batch.length;
+        perPartition.set(partition, perPartition.get(partition)! - batch.length);
+        return broker.messages.produce(topic, partition, batch);
+      },
+    }));
+    const sw = await connect(api);
+    await sw.admin.createTopic('b', { partitions: 4 });
+    const producer = sw.producer({
+      batchBytes: 300,
+      inFlightBytesPerPartitionMax: 700,
+      inFlightBytesMax: 1500,
+    });
+    const sends = Array.from({ length: 400 }, (_, i) =>
+      producer.send('b', { partition: i % 4, value: 'v'.repeat(50) }),
+    );
+    const results = await Promise.all(sends);
+    expect(batchMax).toBeLessThanOrEqual(300);
+    // Another batch goes while less than the bound is in flight: up to bound + one batch.
+    expect(perPartitionMax).toBeGreaterThanOrEqual(700);
+    expect(perPartitionMax).toBeLessThan(700 + batchMax);
+    expect(bytesMax).toBeGreaterThanOrEqual(1500);
+    expect(bytesMax).toBeLessThan(1500 + batchMax);
+    for (let partition = 0; partition < 4; partition++) {
+      const offsets = results
+        .filter((result) => result.partition === partition)
+        .map((result) => result.offset);
+      expect(offsets).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    }
+  });
+
+  test('with the default batchBytes a batch of large records grows to hold 15–16 of them (256 KiB); a set batchBytes is kept', async () => {
+    const { api, calls } = await recordingBroker();
+    const sw = await connect(api);
+    await sw.admin.createTopic('big');
+    const value = new Uint8Array(16 * 1024).fill(7);
+    const adaptive = sw.producer({ lingerMs: 10_000 });
+    const first = Array.from({ length: 40 }, () => adaptive.send('big', { value }));
+    await adaptive.flush();
+    await Promise.all(first);
+    expect(calls.map((call) => call.recordCount)).toEqual([15, 15, 10]);
+    expect(Math.max(...calls.map((call) => call.bytes))).toBeLessThanOrEqual(256 * 1024);
+    calls.length = 0;
+    const fixed = sw.producer({ lingerMs: 10_000, batchBytes: 64 * 1024 });
+    const second = Array.from({ length: 8 }, () => fixed.send('big', { value }));
+    await fixed.flush();
+    await Promise.all(second);
+    expect(calls.map((call) => call.recordCount)).toEqual([3, 3, 2]);
+    expect(Math.max(...calls.map((call) => call.bytes))).toBeLessThanOrEqual(64 * 1024);
+    // Small records: batchBytes as before.
+    calls.length = 0;
+    const small = Array.from({ length: 2000 }, () => adaptive.send('big', { value: 'x'.repeat(100) }));
+    await adaptive.flush();
+    await Promise.all(small);
+    expect(Math.max(...calls.map((call) => call.bytes))).toBeLessThanOrEqual(64 * 1024);
+  });
+
   test('send waits while bufferMemoryBytes of batches are unacknowledged, and keeps the call order', async () => {
     const gate = deferred();
     const { api } = await recordingBroker((broker) => ({
@@ -576,6 +646,77 @@ describe('producer', () => {
     expect(() => sw.producer({ onBufferFull: 'drop' as 'wait' })).toThrow(/onBufferFull/);
   });
 
+  test('sendBatch: one promise for many records, results in record order, batches of their own', async () => {
+    const { broker, api, calls } = await recordingBroker();
+    const sw = await connect(api);
+    await sw.admin.createTopic('sb', { partitions: 4 });
+    const producer = sw.producer({ lingerMs: 10_000 });
+    // Unknown to the producer yet: the first call goes record by record behind the metadata load.
+    const firstCall = producer.sendBatch('sb', [{ value: 'a', partition: 2 }]);
+    await producer.flush();
+    const first = await firstCall;
+    expect(first).toEqual([{ partition: 2, offset: 0 }]);
+    calls.length = 0;
+    const single = producer.send('sb', { value: 'before', partition: 1 });
+    const messages = Array.from({ length: 300 }, (_, i) => ({ key: `k-${i % 7}`, value: `v-${i}` }));
+    const pending = producer.sendBatch('sb', messages);
+    const after = producer.send('sb', { value: 'after', partition: 1 });
+    await producer.flush();
+    const results = await pending;
+    expect(results).toHaveLength(300);
+    expect(await single).toEqual({ partition: 1, offset: 0 });
+    // Each record where its key says, offsets dense per partition in record order.
+    const next = new Map<number, number>([
+      [1, 1],
+      [2, 1],
+    ]);
+    for (const [i, result] of results.entries()) {
+      expect(result.partition).toBe(partitionForKey(`k-${i % 7}`, 4));
+      expect(result.offset).toBe(next.get(result.partition) ?? 0);
+      next.set(result.partition, result.offset + 1);
+    }
+    // A tracked send() after the call is not mixed into the call's batch: its offset is right.
+    expect(await after).toEqual({ partition: 1, offset: next.get(1) });
+    // What the broker stored at each record's (partition, offset) is that record.
+    const stored = new Map<string, string>();
+    for (let partition = 0; partition < 4; partition++) {
+      const end = broker.messages.listOffset('sb', partition, 'latest');
+      if (end === 0) continue;
+      const consumer = sw.consumer({ topics: ['sb'], partitions: [partition], from: 'earliest' });
+      for await (const message of consumer) {
+        stored.set(`${partition}:${message.offset}`, message.value!.toString());
+        if (message.offset === end - 1) break;
+      }
+      await consumer.close();
+    }
+    for (const [i, result] of results.entries()) {
+      expect(stored.get(`${result.partition}:${result.offset}`)).toBe(`v-${i}`);
+    }
+    // Batched: far fewer produce requests than records.
+    expect(calls.length).toBeLessThanOrEqual(8);
+  });
+
+  test('sendBatch: bad input is a typed error; an empty list resolves with none', async () => {
+    const { api } = await recordingBroker();
+    const sw = await connect(api);
+    await sw.admin.createTopic('sx');
+    const producer = sw.producer();
+    expect(await producer.sendBatch('sx', [])).toEqual([]);
+    await expectCode(producer.sendBatch('sx', 'nope' as never), 'INVALID_ARGUMENT');
+    await expectCode(producer.sendBatch('sx', [{ value: 5 as never }]), 'INVALID_ARGUMENT');
+    // A bad record after good ones: the call rejects, the records before it are sent.
+    await expectCode(
+      producer.sendBatch('sx', [{ value: 'kept' }, { value: 5 as never }]),
+      'INVALID_ARGUMENT',
+    );
+    await producer.flush();
+    expect(await producer.send('sx', { value: 'next' })).toEqual({ partition: 0, offset: 1 });
+    await expectCode(producer.sendBatch('nowhere', [{ value: 'x' }]), 'UNKNOWN_TOPIC');
+    await expectCode(producer.sendBatch('sx', [{ value: 'x', partition: 3 }]), 'UNKNOWN_PARTITION');
+    await producer.close();
+    await expectCode(producer.sendBatch('sx', [{ value: 'x' }]), 'CONNECTION_CLOSED');
+  });
+
   test('flush sends lingering batches now and waits for their acks', async () => {
     const { api, calls } = await recordingBroker();
     const sw = await connect(api);
@@ -629,7 +770,8 @@ describe('producer', () => {
       lingerMs: 0,
       batchBytes: 65536,
       bufferMemoryBytes: 32 * 1024 * 1024,
-      inFlightBatchesPerPartitionMax: 5,
+      inFlightBytesPerPartitionMax: 4 * 1024 * 1024,
+      inFlightBytesMax: 16 * 1024 * 1024,
     });
   });
 

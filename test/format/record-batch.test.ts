@@ -773,3 +773,40 @@ describe('negative space: validateBatch and the decoder', () => {
     expect(decoded(both, first.length)).toEqual(expected([{ value: 'second', timestamp: 7 }]));
   });
 });
+
+describe('BatchBuilder.appendValues', () => {
+  it('writes the same bytes as append() of the same value-only records, for any lengths', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 200 }),
+        fc.integer({ min: 0, max: 2 ** 41 }),
+        (values, timestamp) => {
+          const one = new BatchBuilder({ initialBytes: 64 });
+          for (const value of values) expect(one.append({ value, timestamp })).toBe(true);
+          const many = new BatchBuilder({ initialBytes: 64 });
+          expect(many.appendValues(values, timestamp)).toBe(values.length);
+          expect(Buffer.from(many.finish())).toEqual(Buffer.from(one.finish()));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('stops at a full batch and goes on from an index after a reset; typed errors for misuse', () => {
+    const values = Array.from({ length: 100 }, (_, i) => new Uint8Array(100).fill(i));
+    const builder = new BatchBuilder({ maxBatchBytes: 4096 });
+    const first = builder.appendValues(values, 1000);
+    expect(first).toBeGreaterThan(10);
+    expect(first).toBeLessThan(100);
+    const batch = builder.finish();
+    expect(batch.length).toBeLessThanOrEqual(4096);
+    expect([...decodeRecords(batch)].map((record) => record.value![0])).toEqual(
+      Array.from({ length: first }, (_, i) => i),
+    );
+    expect(() => builder.appendValues(values, 1000)).toThrow(InvalidArgumentError);
+    builder.reset();
+    expect(builder.appendValues(values, 2000, first)).toBeGreaterThan(0);
+    expect(() => builder.appendValues(values, -1)).toThrow(InvalidArgumentError);
+    expect(() => builder.appendValues([new Uint8Array(5000)], 1)).toThrow(InvalidBatchError);
+  });
+});
