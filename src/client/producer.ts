@@ -192,12 +192,19 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
     retryBackoffMs: integerOption(options, 'retryBackoffMs', 1, retryBackoffMsMax),
     retryBackoffMaxMs: integerOption(options, 'retryBackoffMaxMs', 1, retryBackoffMsMax),
     deliveryTimeoutMs: integerOption(options, 'deliveryTimeoutMs', 1, max),
-    inFlightBatchesPerPartitionMax: integerOption(
-      options,
-      'inFlightBatchesPerPartitionMax',
-      1,
-      options.idempotent === true ? producerBatchesRememberedMax : producerInFlightBatchesPerPartitionMax,
-    ),
+    // Idempotent: a retried batch must be among the broker's remembered ones, so at most that many
+    // in flight per partition (the default then too); the byte bounds still apply.
+    inFlightBatchesPerPartitionMax:
+      options.idempotent === true && options.inFlightBatchesPerPartitionMax === undefined
+        ? producerBatchesRememberedMax
+        : integerOption(
+            options,
+            'inFlightBatchesPerPartitionMax',
+            1,
+            options.idempotent === true
+              ? producerBatchesRememberedMax
+              : producerInFlightBatchesPerPartitionMax,
+          ),
     inFlightBatchesMax: integerOption(options, 'inFlightBatchesMax', 1, producerInFlightBatchesMax),
     inFlightBytesPerPartitionMax: integerOption(options, 'inFlightBytesPerPartitionMax', 1, max),
     inFlightBytesMax: integerOption(options, 'inFlightBytesMax', 1, max),
