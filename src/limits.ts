@@ -241,3 +241,14 @@ export const queueRetryBackoffStepsMax = 32;
 export const queueSettleOffsetsMax = 100_000;
 /** Longest error text kept for a failed delivery (longer is cut). */
 export const queueErrorTextLengthMax = 1024;
+
+/** Furthest ahead a delayed message may be due (10 years; 0 = now); further: INVALID_BATCH. */
+export const delayAheadMsMax = 10 * 365 * 24 * 60 * 60 * 1000;
+/** Largest batch of fired copies the delay service appends to one target partition at a time. */
+export const delayFireBatchBytesMax = 1024 * 1024;
+/** Most records in one batch of fired copies. */
+export const delayFireRecordsMax = 10_000;
+/** Segment size of `__delay` and `__delay_dead`: above batchBytesMax, so any produced batch fits. */
+export const delaySegmentBytes = 32 * 1024 * 1024;
+/** Wait before a round of fired copies that failed with a retriable error is tried again. */
+export const delayRetryMs = 1000;

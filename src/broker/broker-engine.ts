@@ -24,6 +24,8 @@ import { BrokerMessages } from './broker-messages.js';
 import { type BrokerOptions, type ResolvedBrokerOptions, resolveBrokerOptions } from './broker-options.js';
 import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from './broker-topics.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
+import { BrokerDelay, type RecoveredDelay } from './delay/broker-delay.js';
+import { DelayStore, delayDeadTopicName, delayStateTopicName, delayTopicName } from './delay/delay-store.js';
 import { DiskReserve } from './disk-reserve.js';
 import { ConsumerOffsetsStore, consumerOffsetsTopicName } from './groups/consumer-offsets-store.js';
 import { GroupCoordinator } from './groups/group-coordinator.js';
@@ -64,6 +66,8 @@ export interface BrokerEngineParts {
   metadata: MetadataStore;
   offsets: ConsumerOffsetsStore;
   queueState: QueueStateStore;
+  delayStore: DelayStore;
+  delayRecovered: RecoveredDelay;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -82,6 +86,8 @@ export class BrokerEngine implements BrokerApi {
   readonly groups: GroupCoordinator;
   /** Shared and key_shared consumption (queues/broker-queues.ts), its state in `__queue_state`. */
   readonly queues: BrokerQueues;
+  /** Delayed messages (delay/broker-delay.ts), kept in `__delay`, `__delay_state`, `__delay_dead`. */
+  readonly delay: BrokerDelay;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -91,6 +97,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly metadata: MetadataStore;
   private readonly offsets: ConsumerOffsetsStore;
   private readonly queueState: QueueStateStore;
+  private readonly delayStore: DelayStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -142,6 +149,29 @@ export class BrokerEngine implements BrokerApi {
     this.messages.onAppended = (topic) => this.queues.appended(topic);
     const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
     parts.queueState.state.onAppend = () => this.messages.wake(queueStatePartition);
+    this.delayStore = parts.delayStore;
+    const delayPartitions = new Map(
+      [delayTopicName, delayDeadTopicName, delayStateTopicName].map((name) => [
+        name,
+        this.topics.partitionOf(name, 0),
+      ]),
+    );
+    const wakeDelayTopic = (name: string) => this.messages.wake(delayPartitions.get(name)!);
+    this.delay = new BrokerDelay(
+      {
+        store: parts.delayStore,
+        clock: this.clock,
+        lifecycle: this.lifecycle,
+        diskReserve: parts.diskReserve,
+        topicNamed: (name) => this.topics.topicIfExists(name),
+        produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
+        onInternalAppend: (log) =>
+          wakeDelayTopic(log === parts.delayStore.dead.log ? delayDeadTopicName : delayTopicName),
+      },
+      parts.delayRecovered,
+    );
+    parts.delayStore.state.onAppend = () => wakeDelayTopic(delayStateTopicName);
+    this.messages.scheduleDelayed = (topic, partition, batch) => this.delay.schedule(topic, partition, batch);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -180,6 +210,7 @@ export class BrokerEngine implements BrokerApi {
     let metadata: MetadataStore | null = null;
     let offsets: ConsumerOffsetsStore | null = null;
     let queueState: QueueStateStore | null = null;
+    let delayStore: DelayStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -224,6 +255,21 @@ export class BrokerEngine implements BrokerApi {
         clock: resolved.clock,
       });
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
+      delayStore = await DelayStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
+      const topicsByName = new Map(topics.map((topic) => [topic.name, topic]));
+      const delayRecovered = await BrokerDelay.recover(delayStore, resolved.clock, (name) =>
+        topicsByName.get(name),
+      );
+      const delayInternal = [
+        internalTopic(delayTopicName, delayStore.delay),
+        internalTopic(delayStateTopicName, delayStore.statePartition),
+        internalTopic(delayDeadTopicName, delayStore.dead),
+      ];
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -260,7 +306,9 @@ export class BrokerEngine implements BrokerApi {
           { name: metadata.state.name, recovery: metadata.state.recovery },
           { name: offsets.state.name, recovery: offsets.state.recovery },
           { name: queueState.state.name, recovery: queueState.state.recovery },
+          { name: delayStore.state.name, recovery: delayStore.state.recovery },
         ],
+        delay: delayRecovered.report,
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
@@ -276,11 +324,14 @@ export class BrokerEngine implements BrokerApi {
         metadata,
         offsets,
         queueState,
-        topics: [internal, offsetsTopic, queueInternal, ...topics],
+        delayStore,
+        delayRecovered,
+        topics: [internal, offsetsTopic, queueInternal, ...delayInternal, ...topics],
         openReport: report,
         diskReserve,
       };
     } catch (error) {
+      await delayStore?.close().catch(() => undefined);
       await queueState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
       await offsets?.close().catch(() => undefined);
@@ -395,6 +446,7 @@ export class BrokerEngine implements BrokerApi {
     await this.scrubber.stop();
     this.messages.wakeAll();
     this.queues.close();
+    await this.delay.stop();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
@@ -406,6 +458,7 @@ export class BrokerEngine implements BrokerApi {
       this.metadata.close(),
       this.offsets.close(),
       this.queueState.close(),
+      this.delayStore.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

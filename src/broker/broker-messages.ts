@@ -37,7 +37,6 @@ import { isInternalTopicName } from './topic-name.js';
 const unsupportedAttributes: ReadonlyArray<readonly [number, string]> = [
   [BatchAttributes.transactional, 'transactional'],
   [BatchAttributes.control, 'control'],
-  [BatchAttributes.delayed, 'delayed'],
 ];
 
 /** record-batch's Crc32cFunction takes only the bytes; the native one takes optional ranges too. */
@@ -73,6 +72,9 @@ export class BrokerMessages implements MessageService {
   private readonly clock: Clock;
   private readonly diskReserve: DiskReserve;
   private readonly waiters: FetchWaiters<Partition>;
+  /** Takes a delayed batch (the delay service, delay/broker-delay.ts); null: delayed batches are refused. */
+  scheduleDelayed: ((topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>) | null =
+    null;
   /** Told after each produce to `topic` (the queue service wakes its waiting receives). */
   onAppended: ((topic: string) => void) | null = null;
 
@@ -109,6 +111,11 @@ export class BrokerMessages implements MessageService {
       if ((fields.attributes & bit) !== 0) {
         throw new InvalidBatchError(`${feature} batches are not supported yet`);
       }
+    }
+    if ((fields.attributes & BatchAttributes.delayed) !== 0) {
+      if (this.scheduleDelayed === null)
+        throw new InvalidBatchError('delayed batches are not supported here');
+      return this.scheduleDelayed(topic, partition, batch);
     }
     // Early and clean: refused before the log has to grow into the last bytes of the disk.
     this.diskReserve.admit(batch.length, `produce to ${topic}/${partition}`);

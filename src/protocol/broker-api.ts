@@ -6,6 +6,8 @@
  * Ownership: `produce` copies the batch (the caller may reuse its buffer once the promise settles);
  * `fetch` returns views of mapped segments, valid while referenced.
  */
+
+import type { DelayService } from './delay-api.js';
 import type { GroupService } from './group-api.js';
 import type { QueueService } from './queue-api.js';
 import type { SessionService } from './session.js';
@@ -72,6 +74,11 @@ export interface ProduceResult {
   lastOffset: number;
   /** The guarantee that held when this was acknowledged. */
   durability: Durability;
+  /**
+   * Present (true) for a delayed batch: it waits in `__delay`, and baseOffset/lastOffset are its
+   * records' offsets there (each fired copy carries it in `sw-delay-ref`), not offsets of the topic.
+   */
+  delayed?: true;
 }
 
 export interface FetchOptions {
@@ -266,6 +273,8 @@ export interface BrokerApi {
   readonly groups: GroupService;
   /** Shared and key_shared consumption: receive, ack, nack (protocol/queue-api.ts). */
   readonly queues: QueueService;
+  /** Delayed messages: their figures (protocol/delay-api.ts). Absent: DELAY_STATS is refused. */
+  readonly delay?: DelayService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
 }

@@ -47,7 +47,7 @@ export interface HorizonCounts {
 
 export class TimingWheel {
   private now: number;
-  private readonly ready = new EntryList();
+  private ready = new EntryList();
   /** levels[L][slot]: null when empty. */
   private readonly levels: Array<Array<EntryList | null>>;
   private readonly far = new Map<number, EntryList>();
@@ -117,7 +117,7 @@ export class TimingWheel {
     if (this.ready.size === 0) return;
     const ready = this.ready;
     // Detach first: sink may add entries (they go into the new ready list or the levels).
-    (this as { ready: EntryList }).ready = new EntryList();
+    this.ready = new EntryList();
     this.count -= ready.size;
     ready.forEach(sink);
   }
