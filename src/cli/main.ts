@@ -13,6 +13,7 @@ commands:
   produce TOPIC                one message per stdin line (or --value V)
   consume TOPIC                print messages as JSON lines (--group G --mode group|broadcast)
   group list|describe          consumer groups: members, assignment, committed offsets, lag
+  delay stats                  delayed messages: pending by horizon, next due
   repair TOPIC PARTITION       set a stopped partition's damaged ranges aside into quarantine/
   doctor                       what the broker found on disk at start, and how to fix each finding
   bench                        run the benchmark suite (same as npm run bench)
@@ -44,6 +45,10 @@ async function load(name: string): Promise<{ run: Command; usage: string } | nul
     case 'group': {
       const module = await import('./commands/group.js');
       return { run: module.runGroup, usage: module.groupUsage };
+    }
+    case 'delay': {
+      const module = await import('./commands/delay.js');
+      return { run: module.runDelay, usage: module.delayUsage };
     }
     case 'repair': {
       const module = await import('./commands/repair.js');

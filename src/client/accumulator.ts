@@ -132,10 +132,13 @@ export class PartitionQueue {
   /** Set while a failed batch of this partition waits for its retry backoff: nothing is sent meanwhile. */
   paused = false;
   nextSequence = 0;
+  /** Batch attributes of this queue's batches (BatchAttributes.delayed for delayed messages). */
+  readonly attributes: number;
 
-  constructor(topic: string, partition: number) {
+  constructor(topic: string, partition: number, attributes = 0) {
     this.topic = topic;
     this.partition = partition;
+    this.attributes = attributes;
     this.requestHeader = { topic, partition };
   }
 }
@@ -315,7 +318,7 @@ export class Accumulator {
   private seal(queue: PartitionQueue): void {
     const batch = queue.open!;
     const builder = batch.builder!;
-    batch.bytes = builder.finishCopy();
+    batch.bytes = builder.finishCopy({ attributes: queue.attributes });
     batch.recordCount = builder.recordCount;
     const grown = batch.bytes.length - batch.accountedBytes;
     batch.accountedBytes += grown;

@@ -25,7 +25,7 @@
  * of times without awaiting.
  */
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
-import { batchBytesMin, setBatchBaseOffset } from '../format/batch-header.js';
+import { BatchAttributes, batchBytesMin, setBatchBaseOffset } from '../format/batch-header.js';
 import {
   batchBytesMax,
   producerInFlightBatchesMax,
@@ -33,6 +33,7 @@ import {
   producerLingerMsMax,
   retryBackoffMsMax,
 } from '../limits.js';
+import { delayedRecord, dueTimeOf } from '../protocol/delayed-record.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { Accumulator, PartitionQueue, type ProducerBatch } from './accumulator.js';
 import type { MetadataCache, TopicMetadata } from './metadata-cache.js';
@@ -52,9 +53,13 @@ export interface ProducerMessage {
   partition?: number;
   /** Milliseconds since the epoch. Default: now. */
   timestamp?: number;
-  /** Not in this version (delayed messages): rejected with INVALID_ARGUMENT. */
+  /**
+   * Delayed message: appended to the topic this many ms after the send (0 .. 10 years); the broker
+   * keeps it meanwhile. Its send() resolves once stored, with its offset in `__delay` (where it
+   * waits; the fired copy carries it in `sw-delay-ref`). Not with deliverAt.
+   */
   delayMs?: number;
-  /** Not in this version (delayed messages): rejected with INVALID_ARGUMENT. */
+  /** Delayed message: appended to the topic at this time (epoch ms). Not with delayMs. */
   deliverAt?: number;
   /** Not in this version (msg-id dedup): rejected with INVALID_ARGUMENT. */
   msgId?: string;
@@ -160,6 +165,8 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
 interface ProducerTopic {
   readonly metadata: TopicMetadata;
   readonly queues: Array<PartitionQueue | undefined>;
+  /** Queues of delayed messages (batches with the delayed attribute), delayed-send.ts. */
+  readonly delayedQueues: Array<PartitionQueue | undefined>;
   sticky: number;
 }
 
@@ -326,9 +333,7 @@ export class Producer {
     if (key != null && !isBytes(key)) {
       throw new InvalidArgumentError('message key must be a string, a Uint8Array, null or absent');
     }
-    if (message.delayMs !== undefined || message.deliverAt !== undefined) {
-      throw new InvalidArgumentError('delayed messages arrive in a later version');
-    }
+    const dueMs = dueTimeOf(message, Date.now());
     if (message.msgId !== undefined)
       throw new InvalidArgumentError('msgId deduplication arrives in a later version');
     const partitionCount = state.metadata.partitionCount;
@@ -346,10 +351,16 @@ export class Producer {
       if (state.sticky >= partitionCount) state.sticky = nextStickyPartition(-1, partitionCount);
       partition = state.sticky;
     }
-    const queue = state.queues[partition] ?? this.createQueue(state, partition);
+    const queue =
+      (dueMs === null ? state.queues : state.delayedQueues)[partition] ??
+      this.createQueue(state, partition, dueMs !== null);
     // UTF-8 takes at least a byte per UTF-16 unit: a lower bound of the record's size.
     const leastBytes = (value === null ? 0 : value.length) + (key == null ? 0 : key.length);
-    return this.accumulator.append(queue, message, leastBytes);
+    return this.accumulator.append(
+      queue,
+      dueMs === null ? message : delayedRecord(message, dueMs),
+      leastBytes,
+    );
   }
 
   /** The topic's state if the client's metadata cache knows its partition count (another producer asked). */
@@ -361,7 +372,12 @@ export class Producer {
   private addTopic(metadata: TopicMetadata): ProducerTopic {
     let state = this.topics.get(metadata.name);
     if (state === undefined) {
-      state = { metadata, queues: [], sticky: nextStickyPartition(-1, metadata.partitionCount) };
+      state = {
+        metadata,
+        queues: [],
+        delayedQueues: [],
+        sticky: nextStickyPartition(-1, metadata.partitionCount),
+      };
       this.topics.set(metadata.name, state);
     }
     return state;
@@ -477,9 +493,9 @@ export class Producer {
     return promise;
   }
 
-  private createQueue(state: ProducerTopic, partition: number): PartitionQueue {
-    const queue = new PartitionQueue(state.metadata.name, partition);
-    state.queues[partition] = queue;
+  private createQueue(state: ProducerTopic, partition: number, delayed = false): PartitionQueue {
+    const queue = new PartitionQueue(state.metadata.name, partition, delayed ? BatchAttributes.delayed : 0);
+    (delayed ? state.delayedQueues : state.queues)[partition] = queue;
     return queue;
   }
 

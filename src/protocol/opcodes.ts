@@ -13,6 +13,8 @@ export const Opcode = {
   produce: 10,
   fetch: 11,
   listOffset: 12,
+  /** Delayed messages: pending by horizon, next due, counters (protocol/delay-api.ts). */
+  delayStats: 26,
   integrityReport: 30,
   repairPartition: 31,
   /** Consumer groups (group and broadcast mode), protocol/group-api.ts. */

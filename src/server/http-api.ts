@@ -8,6 +8,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { CorruptStoredBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import {
+  BatchAttributes,
   BatchHeader,
   batchBaseOffset,
   batchCrcAt,
@@ -31,6 +32,7 @@ import {
 } from '../limits.js';
 import { crc32c } from '../native.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
+import { delayedRecord, dueTimeOf } from '../protocol/delayed-record.js';
 import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
 import { partitionForKey } from '../protocol/partitioner.js';
 import { type NackSettings, queueGroupSummary } from '../protocol/queue-api.js';
@@ -129,17 +131,17 @@ interface ProduceMessage {
   record: RecordInput;
   keyBytes: Uint8Array | null;
   partition: number | undefined;
+  /** Delayed (delayMs/deliverAt): goes in a batch with the delayed attribute. */
+  delayed: boolean;
 }
 
 function parseProduceMessage(value: unknown, index: number, encoding: ValueEncoding): ProduceMessage {
   const fields = asObject(value, `messages[${index}]`);
-  for (const name of ['msgId', 'delayMs', 'deliverAt'] as const) {
-    if (fields[name] !== undefined) {
-      throw new InvalidArgumentError(`messages[${index}].${name}: not supported yet`);
-    }
+  if (fields['msgId'] !== undefined) {
+    throw new InvalidArgumentError(`messages[${index}].msgId: not supported yet`);
   }
   for (const name of Object.keys(fields)) {
-    if (!['key', 'value', 'headers', 'partition'].includes(name)) {
+    if (!['key', 'value', 'headers', 'partition', 'delayMs', 'deliverAt'].includes(name)) {
       throw new InvalidArgumentError(`messages[${index}]: unknown field '${name}'`);
     }
   }
@@ -161,7 +163,18 @@ function parseProduceMessage(value: unknown, index: number, encoding: ValueEncod
   }
   const partition =
     fields['partition'] === undefined ? undefined : integerField(fields, 'partition', 0, partitionIndexMax);
-  return { record, keyBytes, partition };
+  let dueMs: number | null;
+  try {
+    const delay = {
+      delayMs: fields['delayMs'] as number | undefined,
+      deliverAt: fields['deliverAt'] as number | undefined,
+    };
+    dueMs = dueTimeOf(delay, Date.now());
+  } catch (error) {
+    throw new InvalidArgumentError(`messages[${index}]: ${(error as Error).message}`);
+  }
+  if (dueMs === null) return { record, keyBytes, partition, delayed: false };
+  return { record: delayedRecord(record, dueMs), keyBytes, partition, delayed: true };
 }
 
 export class HttpApi {
@@ -276,6 +289,15 @@ export class HttpApi {
     route('/v1/sessions', 'sessions', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
       exchange.answer({ status: 200, json: { sessions: this.context.api.sessions.list() } });
+    });
+    route('/v1/delay/stats', 'delay_stats', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      const delay = this.context.api.delay;
+      void exchange.run(() => {
+        if (delay === undefined)
+          throw new SpillwayError('UNKNOWN_OPCODE', 'this broker has no delay service');
+        return { status: 200, json: delay.stats() };
+      });
     });
     route('/v1/groups', 'groups_list', (exchange, _request, method) => {
       if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
@@ -395,7 +417,8 @@ export class HttpApi {
     const parsed = messages.map((message, index) => parseProduceMessage(message, index, encoding));
     const partitionCount = this.context.api.topics.describe(topic).partitionCount;
 
-    // Group by partition, keeping input order within each partition (offsets follow it).
+    // Group by partition and delayed or not (one batch each; key: partition * 2 + 1 when delayed),
+    // keeping input order within each group (offsets follow it).
     const byPartition = new Map<number, number[]>();
     const partitions = parsed.map((message, index) => {
       let partition: number;
@@ -412,18 +435,20 @@ export class HttpApi {
         partition = this.nextPartition++ % partitionCount;
         if (this.nextPartition >= 0x7fffffff) this.nextPartition = 0;
       }
-      let indexes = byPartition.get(partition);
+      const group = partition * 2 + (message.delayed ? 1 : 0);
+      let indexes = byPartition.get(group);
       if (indexes === undefined) {
         indexes = [];
-        byPartition.set(partition, indexes);
+        byPartition.set(group, indexes);
       }
       indexes.push(index);
-      return partition;
+      return group;
     });
 
     const builder = new BatchBuilder();
     const batches: Array<[number, Uint8Array]> = [];
-    for (const [partition, indexes] of byPartition) {
+    for (const [group, indexes] of byPartition) {
+      const partition = group >> 1;
       builder.reset();
       for (const index of indexes) {
         if (!builder.append(parsed[index]!.record)) {
@@ -434,19 +459,22 @@ export class HttpApi {
           );
         }
       }
-      batches.push([partition, builder.finishCopy({ crc32c })]);
+      const attributes = group & 1 ? BatchAttributes.delayed : 0;
+      batches.push([group, builder.finishCopy({ crc32c, attributes })]);
     }
     // Partitions are written independently: on an error, some partitions may have been written.
     const results = await Promise.all(
-      batches.map(([partition, batch]) => this.context.api.messages.produce(topic, partition, batch)),
+      batches.map(([group, batch]) => this.context.api.messages.produce(topic, group >> 1, batch)),
     );
     const baseOffsets = new Map<number, number>();
-    for (const result of results) baseOffsets.set(result.partition, result.baseOffset);
+    for (const [index, result] of results.entries()) baseOffsets.set(batches[index]![0], result.baseOffset);
     const positionInBatch = new Map<number, number>();
-    const offsets = partitions.map((partition) => {
-      const position = positionInBatch.get(partition) ?? 0;
-      positionInBatch.set(partition, position + 1);
-      return { partition, offset: baseOffsets.get(partition)! + position };
+    // A delayed message's offset is where it waits in `__delay` (docs/PROTOCOL.md, "Delayed messages").
+    const offsets = partitions.map((group) => {
+      const position = positionInBatch.get(group) ?? 0;
+      positionInBatch.set(group, position + 1);
+      const offset = baseOffsets.get(group)! + position;
+      return group & 1 ? { partition: group >> 1, offset, delayed: true } : { partition: group >> 1, offset };
     });
     return { status: 200, json: { offsets } };
   }

@@ -347,6 +347,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       () => api.storageStats?.() ?? null,
       () => api.groups.list().map((group) => api.groups.describe(group.group)),
       () => api.queues.describe(),
+      () => api.delay?.stats() ?? null,
     ),
   );
 

@@ -280,7 +280,8 @@ describe('producer', () => {
     const good = producer.send('t', { value: 'ok' });
     await expectCode(producer.send('t', { value: 42 as unknown as string }), 'INVALID_ARGUMENT');
     await expectCode(producer.send('t', { key: 'k'.repeat(70_000), value: 'x' }), 'INVALID_BATCH');
-    await expectCode(producer.send('t', { value: 'x', delayMs: 10 }), 'INVALID_ARGUMENT');
+    await expectCode(producer.send('t', { value: 'x', delayMs: -1 }), 'INVALID_ARGUMENT');
+    await expectCode(producer.send('t', { value: 'x', delayMs: 1, deliverAt: 1 }), 'INVALID_ARGUMENT');
     await expectCode(producer.send('t', { value: 'x', msgId: 'id' }), 'INVALID_ARGUMENT');
     expect(await good).toEqual({ partition: 0, offset: 0 });
     expect(await producer.send('t', { value: null, key: null })).toEqual({ partition: 0, offset: 1 });

@@ -256,9 +256,10 @@ describe('HTTP API', () => {
       call('POST', '/v1/topics/http-errors/messages', { messages: [message] });
     expectError(await send({ value: 'x', msgId: 'm1' }), 400, 'INVALID_ARGUMENT');
     expect(
-      ((await send({ value: 'x', delayMs: 5 })).json as { error: { message: string } }).error.message,
-    ).toMatch(/not supported yet/);
-    expectError(await send({ value: 'x', deliverAt: Date.now() }), 400, 'INVALID_ARGUMENT');
+      ((await send({ value: 'x', delayMs: -5 })).json as { error: { message: string } }).error.message,
+    ).toMatch(/delayMs must be an integer/);
+    expectError(await send({ value: 'x', deliverAt: 'soon' }), 400, 'INVALID_ARGUMENT');
+    expectError(await send({ value: 'x', delayMs: 1, deliverAt: 1 }), 400, 'INVALID_ARGUMENT');
     expectError(await send({ value: 'x', partition: 2 }), 400, 'INVALID_ARGUMENT');
     expectError(await send({ value: 5 }), 400, 'INVALID_ARGUMENT');
     expectError(await send({ key: 'k' }), 400, 'INVALID_ARGUMENT');

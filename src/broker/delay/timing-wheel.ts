@@ -104,14 +104,18 @@ export class TimingWheel {
           const list = slots[slot];
           if (list == null) continue;
           slots[slot] = null;
-          list.forEach((dueMs, ref) => this.place(dueMs, ref));
+          list.forEach((dueMs, ref) => {
+            this.place(dueMs, ref);
+          });
         }
       }
       const lastBucket = Math.floor(nowMs / widths[levelCount]!);
       for (const [bucket, list] of this.far) {
         if (bucket > lastBucket) continue;
         this.far.delete(bucket);
-        list.forEach((dueMs, ref) => this.place(dueMs, ref));
+        list.forEach((dueMs, ref) => {
+          this.place(dueMs, ref);
+        });
       }
     }
     if (this.ready.size === 0) return;

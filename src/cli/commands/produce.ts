@@ -10,7 +10,21 @@ import { Spillway } from '../../client/index.js';
 import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
 
 export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--broker URL]
-  (--delay-ms and --msg-id arrive with delayed messages and msg-id dedup)`;
+                        [--delay-ms N | --deliver-at ISO|MS]
+  --delay-ms N        deliver each message N ms after it is sent (delayed message)
+  --deliver-at T      deliver at T: an ISO 8601 time or epoch ms
+  (a delayed message prints its offset in __delay, where it waits, with "delayed":true)
+  (--msg-id arrives with msg-id dedup)`;
+
+/** --deliver-at: epoch ms (digits) or an ISO 8601 time. */
+function deliverAtFlag(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = /^\d{1,16}$/.test(text) ? Number(text) : Date.parse(text);
+  if (!Number.isSafeInteger(ms) || ms < 0) {
+    throw new UsageError(`--deliver-at must be an ISO 8601 time or epoch ms, got '${text}'`);
+  }
+  return ms;
+}
 
 /** Messages sent but not yet printed; reading stdin pauses beyond this. */
 const unprintedMessagesMax = 100_000;
@@ -31,6 +45,7 @@ export async function runProduce(argv: string[]): Promise<number> {
       partition: { type: 'string' },
       value: { type: 'string' },
       'delay-ms': { type: 'string' },
+      'deliver-at': { type: 'string' },
       'msg-id': { type: 'string' },
     },
     strict: true,
@@ -38,10 +53,14 @@ export async function runProduce(argv: string[]): Promise<number> {
   });
   if (positionals.length !== 1) throw new UsageError('produce needs exactly one TOPIC');
   const topic = positionals[0]!;
-  if (values['delay-ms'] !== undefined || values['msg-id'] !== undefined) {
-    throw new UsageError('--delay-ms and --msg-id are not supported by this version yet');
+  if (values['msg-id'] !== undefined) throw new UsageError('--msg-id is not supported by this version yet');
+  if (values['delay-ms'] !== undefined && values['deliver-at'] !== undefined) {
+    throw new UsageError('give --delay-ms or --deliver-at, not both');
   }
   const partition = integerFlag('partition', values.partition, 0);
+  const delayMs = integerFlag('delay-ms', values['delay-ms'], 0);
+  const deliverAt = deliverAtFlag(values['deliver-at']);
+  const delayedSuffix = delayMs !== undefined || deliverAt !== undefined ? ',"delayed":true' : '';
   const sw = await Spillway.connect(brokerUrlFlag(values.broker));
   // A batch must fit one segment of the topic: aim at half a segment when segments are small.
   let batchBytes = batchBytesTarget;
@@ -75,7 +94,7 @@ export async function runProduce(argv: string[]): Promise<number> {
       pending[head] = undefined as never;
       unprintedBytes -= pendingBytes[head]!;
       head++;
-      output += `{"partition":${ack.partition},"offset":${ack.offset}}\n`;
+      output += `{"partition":${ack.partition},"offset":${ack.offset}${delayedSuffix}}\n`;
       if (output.length > 64 * 1024) flushOutput();
     }
     if (head > 4096 && head * 2 > pending.length) {
@@ -85,9 +104,12 @@ export async function runProduce(argv: string[]): Promise<number> {
     }
   };
   const send = (value: string) => {
-    const message: { value: string; key?: string; partition?: number } = { value };
+    const message: { value: string; key?: string; partition?: number; delayMs?: number; deliverAt?: number } =
+      { value };
     if (values.key !== undefined) message.key = values.key;
     if (partition !== undefined) message.partition = partition;
+    if (delayMs !== undefined) message.delayMs = delayMs;
+    if (deliverAt !== undefined) message.deliverAt = deliverAt;
     const promise = producer.send(topic, message);
     promise.catch(() => undefined); // Reported in order by printReady.
     pending.push(promise);

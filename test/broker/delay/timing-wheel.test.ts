@@ -110,7 +110,7 @@ describe('TimingWheel', () => {
     const start = 1_700_000_000_000;
     const wheel = new TimingWheel(start);
     const dues = [1, 2, 255, 256, 257, 1000, 65_535, 65_536, 70_000];
-    dues.forEach((ahead, index) => wheel.add(start + ahead, index));
+    for (const [index, ahead] of dues.entries()) wheel.add(start + ahead, index);
     const firedAt = new Map<number, number>();
     for (let now = start + 1; now <= start + 70_000; now++) {
       wheel.advance(now, (due, ref) => {
