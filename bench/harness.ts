@@ -24,6 +24,7 @@ export const suiteNames = [
   'recovery',
   'state',
   'queues',
+  'delay',
   'scrub',
   'broker',
   'groups',

@@ -252,3 +252,10 @@ export const delayFireRecordsMax = 10_000;
 export const delaySegmentBytes = 32 * 1024 * 1024;
 /** Wait before a round of fired copies that failed with a retriable error is tried again. */
 export const delayRetryMs = 1000;
+/**
+ * Bytes appended to `__delay` after which its mapped pages are dropped from the broker's resident set
+ * (they stay in the page cache): pending messages are read once, when due, so they need not count in RSS.
+ */
+export const delayResidentBytesMax = 16 * 1024 * 1024;
+/** A delayed batch due sooner than this commits its target's fence at once, not at the first firing. */
+export const delayPrefenceMs = 10_000;

@@ -727,6 +727,15 @@ export class PartitionLog implements LogStore {
   }
 
   /**
+   * Takes the mapped pages of every segment out of this process's resident set (they stay in the page
+   * cache; maps and views stay valid). For logs read rarely but kept long, such as `__delay`.
+   */
+  releaseResidentPages(): void {
+    if (this.closed) return;
+    for (const segment of this.segments) segment.releaseResidentPages();
+  }
+
+  /**
    * Deep check: walks every batch of every segment and verifies its CRC32C. Throws CorruptLogError
    * naming the file and position of the first damaged batch. Returns the number of batches checked.
    */

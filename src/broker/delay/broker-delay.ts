@@ -32,7 +32,14 @@ import type { Clock, ClockTimer } from '../../clock.js';
 import { InvalidBatchError, SpillwayError, UnknownPartitionError, UnknownTopicError } from '../../errors.js';
 import { BatchAttributes, BatchHeader } from '../../format/batch-header.js';
 import { BatchBuilder, RecordCursor } from '../../format/record-batch.js';
-import { delayAheadMsMax, delayFireBatchBytesMax, delayFireRecordsMax, delayRetryMs } from '../../limits.js';
+import {
+  delayAheadMsMax,
+  delayFireBatchBytesMax,
+  delayFireRecordsMax,
+  delayPrefenceMs,
+  delayResidentBytesMax,
+  delayRetryMs,
+} from '../../limits.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
 import type { DelayService, DelayStats } from '../../protocol/delay-api.js';
@@ -114,6 +121,8 @@ interface Firer {
   head: number;
   running: boolean;
   fenced: boolean;
+  /** The fence commit under way (started early for messages due soon), or null. */
+  fencing: Promise<void> | null;
   retryTimer: ClockTimer | null;
 }
 
@@ -141,6 +150,7 @@ export class BrokerDelay implements DelayService {
   private latenessCount = 0;
   /** Messages handed to firers and not appended yet (part of `pending`). */
   private queued = 0;
+  private bytesSinceRelease = 0;
 
   /** Starts firing what `recover` loaded: what came due meanwhile fires at once. */
   constructor(options: BrokerDelayOptions, recovered: RecoveredDelay) {
@@ -188,6 +198,7 @@ export class BrokerDelay implements DelayService {
       }
     }
     const wheel = new TimingWheel(clock.nowMs());
+    // The scan below touches the whole log: release its pages from the resident set afterwards.
     const skippedBatches = scanScheduledBatches(store.delay.log, store.delay.log.logStartOffset, (batch) => {
       if (machine.isDoneRange(batch.base - 1, batch.base + batch.count)) return;
       const cursor = new RecordCursor(batch.bytes, 0);
@@ -197,6 +208,7 @@ export class BrokerDelay implements DelayService {
         wheel.add(deliverAtOf(cursor) ?? 0, ref);
       }
     });
+    store.delay.log.releaseResidentPages();
     return { wheel, report: { pending: wheel.size, cleanStart, copiesFound, scannedBytes, skippedBatches } };
   }
 
@@ -219,6 +231,7 @@ export class BrokerDelay implements DelayService {
       throw new InvalidBatchError('the delay service takes only batches with the delayed attribute');
     }
     const dues = new Float64Array(cursor.recordCount);
+    let soonest = Number.POSITIVE_INFINITY;
     while (cursor.next()) {
       const due = deliverAtOf(cursor);
       if (due === null) {
@@ -232,6 +245,7 @@ export class BrokerDelay implements DelayService {
         );
       }
       dues[cursor.index] = due;
+      if (due < soonest) soonest = due;
     }
     const target: DelayTarget = { topic, partition, createdAtMs: owner.createdAtMs };
     const targetBatch = this.targetEncoder.encode(target, nowMs);
@@ -247,9 +261,20 @@ export class BrokerDelay implements DelayService {
       const durability = owner.config.durability;
       if (durability === 'always') await log.flush();
       this.onInternalAppend(log);
+      this.bytesSinceRelease += batch.length + targetBatch.length;
+      if (this.bytesSinceRelease >= delayResidentBytesMax) {
+        // The written pages are not read again until due: out of the resident set (page cache keeps them).
+        this.bytesSinceRelease = 0;
+        this.store.delay.log.releaseResidentPages();
+      }
+      if (soonest - this.clock.nowMs() < delayPrefenceMs) {
+        const firer = this.firerFor(targetKey(topic, partition), topic, partition);
+        if (!firer.fenced)
+          this.fence(firer, owner.partitions[partition]!.log).catch((error: unknown) => this.fail(error));
+      }
       for (let index = 0; index < dues.length; index++) this.wheel.add(dues[index]!, baseOffset + index);
       this.counters.scheduled += dues.length;
-      this.arm();
+      this.armAt(soonest);
       return { partition, baseOffset, lastOffset, durability, delayed: true };
     } finally {
       this.lifecycle.settled();
@@ -312,9 +337,13 @@ export class BrokerDelay implements DelayService {
 
   /** Sets the timer for the wheel's next due time (sooner than the one set, if any). */
   private arm(): void {
-    if (this.stopped) return;
     const next = this.wheel.nextDueMs();
-    if (next === null || next >= this.timerDueMs) return;
+    if (next !== null) this.armAt(next);
+  }
+
+  /** Sets the timer for `next` unless one is set for that time or sooner. */
+  private armAt(next: number): void {
+    if (this.stopped || next >= this.timerDueMs) return;
     this.clock.clearTimer(this.timer);
     const nowMs = this.clock.nowMs();
     // Timers hold at most ~24.8 days: wake up then and look again.
@@ -378,7 +407,17 @@ export class BrokerDelay implements DelayService {
   private firerFor(key: string, topic: string, partition: number): Firer {
     let firer = this.firers.get(key);
     if (firer === undefined) {
-      firer = { key, topic, partition, queue: [], head: 0, running: false, fenced: false, retryTimer: null };
+      firer = {
+        key,
+        topic,
+        partition,
+        queue: [],
+        head: 0,
+        running: false,
+        fenced: false,
+        fencing: null,
+        retryTimer: null,
+      };
       this.firers.set(key, firer);
     }
     return firer;
@@ -394,6 +433,26 @@ export class BrokerDelay implements DelayService {
     this.running.add(done);
   }
 
+  /**
+   * Commits the firer's first fence of this run (the target's log end now: every copy appended later
+   * lies at or after it). Started early by `schedule` for messages due within delayPrefenceMs, so
+   * that their first round does not wait for the fdatasync.
+   */
+  private fence(firer: Firer, log: LogStore): Promise<void> {
+    if (firer.fencing === null) {
+      firer.fencing = this.store.state.commit({ t: 'e', key: firer.key, e: log.logEndOffset }).then(
+        () => {
+          firer.fenced = true;
+        },
+        (error: unknown) => {
+          firer.fencing = null;
+          throw error;
+        },
+      );
+    }
+    return firer.fencing;
+  }
+
   /** Appends the firer's queue in rounds until it is empty (or the service stops). */
   private async fire(firer: Firer): Promise<void> {
     while (firer.head < firer.queue.length && !this.stopped && this.failure === null) {
@@ -404,12 +463,11 @@ export class BrokerDelay implements DelayService {
       }
       if (!firer.fenced) {
         try {
-          await this.store.state.commit({ t: 'e', key: firer.key, e: log.logEndOffset });
+          await this.fence(firer, log);
         } catch (error) {
           this.fail(error);
           return;
         }
-        firer.fenced = true;
       }
       const start = firer.head;
       const { bytes, triples, end } = this.buildRound(firer);

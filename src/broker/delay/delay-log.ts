@@ -13,6 +13,7 @@
  */
 import { BatchAttributes, batchRecordCountAt, readBatchHeader } from '../../format/batch-header.js';
 import { BatchBuilder, RecordCursor } from '../../format/record-batch.js';
+import { VarintReader } from '../../format/varint.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
 import { deliverAtHeader } from '../../protocol/reserved-headers.js';
 import type { LogStore } from '../../storage/log-store.js';
@@ -57,17 +58,31 @@ function decodeTarget(cursor: RecordCursor): DelayTarget | null {
   return { topic, partition: p, createdAtMs: c };
 }
 
+const deliverAtName = new TextEncoder().encode(deliverAtHeader);
+
 /**
  * The due time of the cursor's current record (its `sw-deliver-at` header, epoch ms), or null when
- * it has none or it is not a decimal integer.
+ * it has none or it is not decimal digits. Reads the header bytes in place (the lengths were checked
+ * by the cursor's next()): nothing allocated per record.
  */
 export function deliverAtOf(cursor: RecordCursor): number | null {
-  for (const [name, value] of cursor.headers()) {
-    if (name !== deliverAtHeader) continue;
-    if (value === null || value.length === 0 || value.length > 16) return null;
+  const bytes = cursor.bytes;
+  const reader = new VarintReader(bytes, cursor.headersPosition, cursor.batchEnd, cursor.batchPosition);
+  for (let header = 0; header < cursor.headerCount; header++) {
+    const nameLength = reader.readVarint();
+    const nameStart = reader.position;
+    reader.position = nameStart + nameLength;
+    const valueLength = reader.readVarint();
+    const valueStart = reader.position;
+    if (valueLength > 0) reader.position += valueLength;
+    if (nameLength !== deliverAtName.length) continue;
+    let same = true;
+    for (let i = 0; i < nameLength && same; i++) same = bytes[nameStart + i] === deliverAtName[i];
+    if (!same) continue;
+    if (valueLength <= 0 || valueLength > 16) return null;
     let ms = 0;
-    for (let i = 0; i < value.length; i++) {
-      const digit = value[i]! - 48;
+    for (let i = 0; i < valueLength; i++) {
+      const digit = bytes[valueStart + i]! - 48;
       if (digit < 0 || digit > 9) return null;
       ms = ms * 10 + digit;
     }
