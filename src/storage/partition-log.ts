@@ -367,7 +367,14 @@ export class PartitionLog implements LogStore {
    * is a view of the segment's valid bytes, valid while referenced, also after the segment is
    * deleted by retention.
    */
-  sealedSegments(): Array<{ baseOffset: number; nextOffset: number; logPath: string; bytes: () => Buffer }> {
+  sealedSegments(): Array<{
+    baseOffset: number;
+    nextOffset: number;
+    logPath: string;
+    bytes: () => Buffer;
+    /** Drops the segment's pages from the resident set (LogSegment.releaseResidentPages). */
+    releaseResidentPages: () => void;
+  }> {
     if (this.closed) return [];
     return this.segments
       .filter((segment) => !segment.isWritable)
@@ -376,6 +383,7 @@ export class PartitionLog implements LogStore {
         nextOffset: segment.nextOffset,
         logPath: segment.logPath,
         bytes: () => segment.view(0, segment.sizeBytes),
+        releaseResidentPages: () => segment.releaseResidentPages(),
       }));
   }
 
