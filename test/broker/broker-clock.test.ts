@@ -119,6 +119,9 @@ describe('Broker on a ManualClock', () => {
     expect(existsSync(join(dataDir, 'topics', 'second.orphan-1239000'))).toBe(true);
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
+      '__delay',
+      '__delay_dead',
+      '__delay_state',
       '__metadata',
       '__queue_state',
       'first',

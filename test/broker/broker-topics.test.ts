@@ -74,6 +74,9 @@ describe('Broker topics', () => {
     expect(broker.topics.list()).toEqual([]);
     expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual([
       '__consumer_offsets',
+      '__delay',
+      '__delay_dead',
+      '__delay_state',
       '__metadata',
       '__queue_state',
     ]);
@@ -233,6 +236,9 @@ describe('Broker topics', () => {
     await broker.topics.delete('temp');
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
+      '__delay',
+      '__delay_dead',
+      '__delay_state',
       '__metadata',
       '__queue_state',
     ]);
