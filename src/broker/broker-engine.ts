@@ -171,6 +171,7 @@ export class BrokerEngine implements BrokerApi {
       parts.delayRecovered,
     );
     parts.delayStore.state.onAppend = () => wakeDelayTopic(delayStateTopicName);
+    this.topics.onTopicDeleted((topic) => this.delay.topicDeleted(topic.name));
     this.messages.scheduleDelayed = (topic, partition, batch) => this.delay.schedule(topic, partition, batch);
     this.retentionTimer = this.clock.setInterval(
       () => {

@@ -281,6 +281,19 @@ export class BrokerDelay implements DelayService {
     }
   }
 
+  /**
+   * The topic was deleted: its firers' fences belong to the old partitions, so a topic created again
+   * under the name gets a new fence before its first round (what is queued for it goes to the dead
+   * letters when it comes to be appended).
+   */
+  topicDeleted(topic: string): void {
+    for (const firer of this.firers.values()) {
+      if (firer.topic !== topic || firer.key === deadKey) continue;
+      firer.fenced = false;
+      firer.fencing = null;
+    }
+  }
+
   stats(): DelayStats {
     const nowMs = this.clock.nowMs();
     const horizons = this.wheel.horizonCounts(nowMs);
