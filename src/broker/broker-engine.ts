@@ -447,10 +447,12 @@ export class BrokerEngine implements BrokerApi {
     await this.scrubber.stop();
     this.messages.wakeAll();
     this.queues.close();
-    await this.delay.stop();
+    // Stops firing at once; finishes the rounds in flight and commits the clean flag meanwhile.
+    const delayStopped = this.delay.stop();
     await sessionsClosed;
     await this.topics.idle();
     await this.lifecycle.drained();
+    await delayStopped;
     const partitions = [...this.topics.all()]
       .filter((topic) => !isInternalTopicName(topic.name))
       .flatMap((topic) => topic.partitions);

@@ -343,7 +343,9 @@ export class BrokerDelay implements DelayService {
       firer.retryTimer = null;
     }
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
-    if (this.failure === null) {
+    const machine = this.store.machine;
+    // Only when a scan would have something to do (a fence exists and the flag is not set already).
+    if (this.failure === null && !machine.closedCleanly && machine.fences.size > 0) {
       await this.store.state.commit({ t: 'c', v: true }).catch(() => undefined);
     }
   }
