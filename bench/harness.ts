@@ -27,6 +27,7 @@ export const suiteNames = [
   'queues',
   'dedup',
   'transactions',
+  'delay',
   'scrub',
   'broker',
   'idempotent',

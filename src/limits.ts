@@ -352,3 +352,21 @@ export const transactionCheckBackoffMsMax = 60_000;
 export const transactionCheckTimeoutMs = 10_000;
 /** Producer groups a broker knows connected members of at once. More: TOO_MANY_REQUESTS. */
 export const producerGroupsMax = 10_000;
+
+/** Furthest ahead a delayed message may be due (10 years; 0 = now); further: INVALID_BATCH. */
+export const delayAheadMsMax = 10 * 365 * 24 * 60 * 60 * 1000;
+/** Largest batch of fired copies the delay service appends to one target partition at a time. */
+export const delayFireBatchBytesMax = 1024 * 1024;
+/** Most records in one batch of fired copies. */
+export const delayFireRecordsMax = 10_000;
+/** Segment size of `__delay` and `__delay_dead`: above batchBytesMax, so any produced batch fits. */
+export const delaySegmentBytes = 32 * 1024 * 1024;
+/** Wait before a round of fired copies that failed with a retriable error is tried again. */
+export const delayRetryMs = 1000;
+/**
+ * Bytes appended to `__delay` after which its mapped pages are dropped from the broker's resident set
+ * (they stay in the page cache): pending messages are read once, when due, so they need not count in RSS.
+ */
+export const delayResidentBytesMax = 16 * 1024 * 1024;
+/** A delayed batch due sooner than this commits its target's fence at once, not at the first firing. */
+export const delayPrefenceMs = 10_000;

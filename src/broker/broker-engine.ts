@@ -27,6 +27,8 @@ import { BrokerTopics, closeQuietly, openPartitions, partitionLogRequest } from 
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { BrokerDedup, reconcileDedup } from './dedup/broker-dedup.js';
 import { DedupStore, dedupTopicName } from './dedup/dedup-store.js';
+import { BrokerDelay, type RecoveredDelay } from './delay/broker-delay.js';
+import { DelayStore, delayDeadTopicName, delayStateTopicName, delayTopicName } from './delay/delay-store.js';
 import { DiskReserve } from './disk-reserve.js';
 import { ConsumerOffsetsStore, consumerOffsetsTopicName } from './groups/consumer-offsets-store.js';
 import { GroupCoordinator } from './groups/group-coordinator.js';
@@ -77,6 +79,8 @@ export interface BrokerEngineParts {
   dedupStore: DedupStore;
   transactionStore: TransactionStore;
   producerState: ProducerStateStore;
+  delayStore: DelayStore;
+  delayRecovered: RecoveredDelay;
   topics: Topic[];
   openReport: BrokerOpenReport;
   diskReserve: DiskReserve;
@@ -101,6 +105,8 @@ export class BrokerEngine implements BrokerApi {
   readonly transactions: BrokerTransactions;
   /** Idempotent producers (producers/broker-producers.ts), their state in `__producer_state`. */
   readonly producers: BrokerProducers;
+  /** Delayed messages (delay/broker-delay.ts), kept in `__delay`, `__delay_state`, `__delay_dead`. */
+  readonly delay: BrokerDelay;
   /** The broker-wide disk reserve (disk-reserve.ts). */
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
@@ -113,6 +119,7 @@ export class BrokerEngine implements BrokerApi {
   private readonly dedupStore: DedupStore;
   private readonly transactionStore: TransactionStore;
   private readonly producerState: ProducerStateStore;
+  private readonly delayStore: DelayStore;
   private readonly lock: DataDirectoryLock;
   /** The one clock of this broker (BrokerOptions.clock): every time and timer of the broker and its logs. */
   protected readonly clock: Clock;
@@ -211,6 +218,30 @@ export class BrokerEngine implements BrokerApi {
     this.messages.producers = this.producers;
     const producerStatePartition = this.topics.partitionOf(producerStateTopicName, 0);
     parts.producerState.state.onAppend = () => this.messages.wake(producerStatePartition);
+    this.delayStore = parts.delayStore;
+    const delayPartitions = new Map(
+      [delayTopicName, delayDeadTopicName, delayStateTopicName].map((name) => [
+        name,
+        this.topics.partitionOf(name, 0),
+      ]),
+    );
+    const wakeDelayTopic = (name: string) => this.messages.wake(delayPartitions.get(name)!);
+    this.delay = new BrokerDelay(
+      {
+        store: parts.delayStore,
+        clock: this.clock,
+        lifecycle: this.lifecycle,
+        diskReserve: parts.diskReserve,
+        topicNamed: (name) => this.topics.topicIfExists(name),
+        produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
+        onInternalAppend: (log) =>
+          wakeDelayTopic(log === parts.delayStore.dead.log ? delayDeadTopicName : delayTopicName),
+      },
+      parts.delayRecovered,
+    );
+    parts.delayStore.state.onAppend = () => wakeDelayTopic(delayStateTopicName);
+    this.topics.onTopicDeleted((topic) => this.delay.topicDeleted(topic.name));
+    this.messages.scheduleDelayed = (topic, partition, batch) => this.delay.schedule(topic, partition, batch);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -266,6 +297,7 @@ export class BrokerEngine implements BrokerApi {
     let dedupStore: DedupStore | null = null;
     let transactionStore: TransactionStore | null = null;
     let producerState: ProducerStateStore | null = null;
+    let delayStore: DelayStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
       metadata = await MetadataStore.open({
@@ -316,6 +348,12 @@ export class BrokerEngine implements BrokerApi {
         checkpointIntervalMs: resolved.checkpointIntervalMs,
         clock: resolved.clock,
       });
+      delayStore = await DelayStore.open({
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      });
       const producerInternal = internalTopic(producerStateTopicName, producerState.partition);
       dedupStore = await DedupStore.open({
         dataDir,
@@ -358,6 +396,12 @@ export class BrokerEngine implements BrokerApi {
           state: producerState.state,
           holds: 'idempotent producer ids, epochs and sequences',
         },
+        {
+          name: delayStateTopicName,
+          partition: delayStore.statePartition,
+          state: delayStore.state,
+          holds: 'which delayed messages fired and where firing resumes',
+        },
       ];
       const guardFindings: OpenFinding[] = [];
       for (const name of resolved.resetStateLogs) {
@@ -380,6 +424,15 @@ export class BrokerEngine implements BrokerApi {
       // Not guarded: a lost __dedup is rebuilt here from the data logs (every mark starts at 0).
       // Before anything is served: what a crash left appended but unindexed is indexed now.
       await reconcileDedup(dedupStore, topics, resolved.clock.nowMs());
+      const topicsByName = new Map(topics.map((topic) => [topic.name, topic]));
+      const delayRecovered = await BrokerDelay.recover(delayStore, resolved.clock, (name) =>
+        topicsByName.get(name),
+      );
+      const delayInternal = [
+        internalTopic(delayTopicName, delayStore.delay),
+        internalTopic(delayStateTopicName, delayStore.statePartition),
+        internalTopic(delayDeadTopicName, delayStore.dead),
+      ];
       const partitions: PartitionRecovery[] = [];
       const damagedPartitions: PartitionDamage[] = [];
       const findings: OpenFinding[] = [
@@ -420,7 +473,9 @@ export class BrokerEngine implements BrokerApi {
           { name: dedupStore.state.name, recovery: dedupStore.state.recovery },
           { name: transactionStore.state.name, recovery: transactionStore.state.recovery },
           { name: producerState.state.name, recovery: producerState.state.recovery },
+          { name: delayStore.state.name, recovery: delayStore.state.recovery },
         ],
+        delay: delayRecovered.report,
         damagedPartitions,
         orphanTopicDirectories: reconciliation.orphanTopicDirectories,
         missingPartitionDirectories: reconciliation.missingPartitionDirectories,
@@ -447,14 +502,18 @@ export class BrokerEngine implements BrokerApi {
           producerInternal,
           transactionsInternal,
           halfInternal,
+          ...delayInternal,
           ...topics,
         ],
+        delayStore,
+        delayRecovered,
         openReport: report,
         diskReserve,
       };
     } catch (error) {
       await dedupStore?.close().catch(() => undefined);
       await transactionStore?.close().catch(() => undefined);
+      await delayStore?.close().catch(() => undefined);
       await queueState?.close().catch(() => undefined);
       await producerState?.close().catch(() => undefined);
       await metadata?.close().catch(() => undefined);
@@ -577,6 +636,12 @@ export class BrokerEngine implements BrokerApi {
     await this.lifecycle.drained();
     // The last sequence snapshots, while the partition logs are still open.
     await this.producers.close().catch(() => undefined);
+    // Stops firing at once; finishes the rounds in flight and commits the clean flag meanwhile.
+    const delayStopped = this.delay.stop();
+    await sessionsClosed;
+    await this.topics.idle();
+    await this.lifecycle.drained();
+    await delayStopped;
     const partitions = [...this.topics.all()]
       .filter((topic) => !isInternalTopicName(topic.name))
       .flatMap((topic) => topic.partitions);
@@ -588,6 +653,7 @@ export class BrokerEngine implements BrokerApi {
       this.dedupStore.close(),
       this.transactionStore.close(),
       this.producerState.close(),
+      this.delayStore.close(),
     ]);
     this.lock.release();
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');

@@ -40,7 +40,6 @@ import { isInternalTopicName } from './topic-name.js';
 const unsupportedAttributes: ReadonlyArray<readonly [number, string]> = [
   [BatchAttributes.transactional, 'transactional'],
   [BatchAttributes.control, 'control'],
-  [BatchAttributes.delayed, 'delayed'],
 ];
 
 /** record-batch's Crc32cFunction takes only the bytes; the native one takes optional ranges too. */
@@ -78,6 +77,9 @@ export class BrokerMessages implements MessageService {
   private readonly waiters: FetchWaiters<Partition>;
   /** Msg-id dedup of topics with dedupWindowMs > 0 (set by the engine; null: none, e.g. in unit tests). */
   dedup: BrokerDedup | null = null;
+  /** Takes a delayed batch (the delay service, delay/broker-delay.ts); null: delayed batches are refused. */
+  scheduleDelayed: ((topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>) | null =
+    null;
   /** Told after each produce to `topic` (the queue service wakes its waiting receives). */
   onAppended: ((topic: string) => void) | null = null;
   /** The idempotent producer service (producers/broker-producers.ts), set by the engine. */
@@ -116,6 +118,11 @@ export class BrokerMessages implements MessageService {
       if ((fields.attributes & bit) !== 0) {
         throw new InvalidBatchError(`${feature} batches are not supported yet`);
       }
+    }
+    if ((fields.attributes & BatchAttributes.delayed) !== 0) {
+      if (this.scheduleDelayed === null)
+        throw new InvalidBatchError('delayed batches are not supported here');
+      return this.scheduleDelayed(topic, partition, batch);
     }
     const owner = this.topics.topicNamed(topic);
     const deduplicated = owner.config.dedupWindowMs > 0 && this.dedup !== null;

@@ -279,6 +279,11 @@ export class BrokerTopics implements TopicService {
     return topic;
   }
 
+  /** The topic named `name`, or undefined (never created, or deleted). */
+  topicIfExists(name: string): Topic | undefined {
+    return this.topics.get(name);
+  }
+
   /** Partition `partition` of topic `topicName`, or UnknownTopicError / UnknownPartitionError. */
   partitionOf(topicName: string, partition: number): Partition {
     const topic = this.topicNamed(topicName);

@@ -12,6 +12,7 @@ export interface StateLogRecovery {
   recovery: StateRecoveryReport;
 }
 
+import type { DelayRecoveryReport } from './delay/broker-delay.js';
 import type { PartitionDamage } from './partition-damage.js';
 
 export interface PartitionRecovery {
@@ -45,6 +46,8 @@ export interface BrokerOpenReport {
   partitions: PartitionRecovery[];
   /** How every internal state log was rebuilt: the snapshot used, changes replayed, snapshots skipped. */
   stateLogs: StateLogRecovery[];
+  /** What recovering the delayed messages did (delay/broker-delay.ts). */
+  delay?: DelayRecoveryReport;
   /** Partitions stopped because their data is damaged or missing: they answer PARTITION_DAMAGED. */
   damagedPartitions: PartitionDamage[];
   /**

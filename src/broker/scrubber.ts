@@ -194,6 +194,8 @@ export class Scrubber {
             });
             result.damage.push(finding);
           }
+          // A scrub reads every page once: do not leave them counted in the broker's RSS.
+          releaseQuietly(segment);
           if (step.stopped) break;
           position = step.position;
           expected = step.nextOffset;
@@ -251,5 +253,14 @@ export class Scrubber {
       }
       this.wakeSleeper = done;
     });
+  }
+}
+
+/** Drops a scrubbed segment's pages from the resident set (only memory accounting: never fails a scrub). */
+function releaseQuietly(segment: { releaseResidentPages: () => void }): void {
+  try {
+    segment.releaseResidentPages();
+  } catch {
+    // The map stays valid either way.
   }
 }

@@ -15,6 +15,7 @@ commands:
   group list|describe          consumer groups: members, assignment, committed offsets, lag
   backlog drain SRC            move a group's backlog into a wider topic (--group G --into TMP --partitions N)
   txn list                     open transactions: id, producer group, age, checks made
+  delay stats                  delayed messages: pending by horizon, next due
   repair TOPIC PARTITION       set a stopped partition's damaged ranges aside into quarantine/
   doctor                       what the broker found on disk at start, and how to fix each finding
   auth add|hash-token          principals and tokens of an auth file (docs/SECURITY.md)
@@ -55,6 +56,10 @@ async function load(name: string): Promise<{ run: Command; usage: string } | nul
     case 'backlog': {
       const module = await import('./commands/backlog.js');
       return { run: module.runBacklog, usage: module.backlogUsage };
+    }
+    case 'delay': {
+      const module = await import('./commands/delay.js');
+      return { run: module.runDelay, usage: module.delayUsage };
     }
     case 'repair': {
       const module = await import('./commands/repair.js');

@@ -160,10 +160,13 @@ export class PartitionQueue {
   /** Set while a failed batch of this partition waits for its retry backoff: nothing is sent meanwhile. */
   paused = false;
   nextSequence = 0;
+  /** Batch attributes of this queue's batches (BatchAttributes.delayed for delayed messages). */
+  readonly attributes: number;
 
-  constructor(topic: string, partition: number) {
+  constructor(topic: string, partition: number, attributes = 0) {
     this.topic = topic;
     this.partition = partition;
+    this.attributes = attributes;
     this.requestHeader = { topic, partition };
   }
 }
@@ -396,7 +399,10 @@ export class Accumulator {
   private seal(queue: PartitionQueue): void {
     const batch = queue.open!;
     const builder = batch.builder!;
-    batch.bytes = builder.finishCopy(this.sealFields?.(batch, builder.recordCount));
+    batch.bytes = builder.finishCopy({
+      ...this.sealFields?.(batch, builder.recordCount),
+      attributes: queue.attributes,
+    });
     batch.recordCount = builder.recordCount;
     const grown = batch.bytes.length - batch.accountedBytes;
     batch.accountedBytes += grown;

@@ -12,6 +12,7 @@ import type {
   TopicConfig,
   TopicDescription,
 } from '../protocol/broker-api.js';
+import type { DelayStats } from '../protocol/delay-api.js';
 import type { GroupDescription, GroupSummary } from '../protocol/group-api.js';
 import type {
   AddPartitionsRequest,
@@ -95,6 +96,16 @@ export class Admin {
     const request: ListOffsetRequest = { topic, partition, spec };
     const response = await this.transport.request(Opcode.listOffset, request);
     return integerOf(response.header, 'offset', 'listOffset');
+  }
+
+  /** Delayed messages: pending by horizon (<1 min, <1 h, <1 day, later), next due, counters. */
+  async delayStats(): Promise<DelayStats> {
+    const response = await this.transport.request(Opcode.delayStats, {});
+    const stats = response.header as DelayStats | null;
+    if (stats === null || typeof stats !== 'object' || typeof stats.pending !== 'number') {
+      throw new SpillwayError('PROTOCOL_ERROR', "delayStats: the broker's answer has no pending count");
+    }
+    return stats;
   }
 
   /** Every group the broker knows (group and broadcast mode), by name, with member count and lag. */

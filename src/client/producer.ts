@@ -37,7 +37,7 @@
  * of times without awaiting.
  */
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
-import { batchBytesMin, setBatchBaseOffset } from '../format/batch-header.js';
+import { BatchAttributes, batchBytesMin, setBatchBaseOffset } from '../format/batch-header.js';
 import {
   batchBytesMax,
   producerBatchesRememberedMax,
@@ -49,6 +49,7 @@ import {
   retryBackoffMsMax,
   sendBatchRecordsMax,
 } from '../limits.js';
+import { delayedRecord, dueTimeOf } from '../protocol/delayed-record.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { Accumulator, PartitionQueue, type ProducerBatch } from './accumulator.js';
 import { checkProducerName, IdempotentSequencer } from './idempotence.js';
@@ -71,9 +72,13 @@ export interface ProducerMessage {
   partition?: number;
   /** Milliseconds since the epoch. Default: now. */
   timestamp?: number;
-  /** Not in this version (delayed messages): rejected with INVALID_ARGUMENT. */
+  /**
+   * Delayed message: appended to the topic this many ms after the send (0 .. 10 years); the broker
+   * keeps it meanwhile. Its send() resolves once stored, with its offset in `__delay` (where it
+   * waits; the fired copy carries it in `sw-delay-ref`). Not with deliverAt.
+   */
   delayMs?: number;
-  /** Not in this version (delayed messages): rejected with INVALID_ARGUMENT. */
+  /** Delayed message: appended to the topic at this time (epoch ms). Not with delayMs. */
   deliverAt?: number;
   /**
    * Deduplicated within the topic's dedupWindowMs (docs/PROTOCOL.md): a message whose msgId was
@@ -215,6 +220,8 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
 interface ProducerTopic {
   readonly metadata: TopicMetadata;
   readonly queues: Array<PartitionQueue | undefined>;
+  /** Queues of delayed messages (batches with the delayed attribute), delayed-send.ts. */
+  readonly delayedQueues: Array<PartitionQueue | undefined>;
   sticky: number;
 }
 
@@ -437,10 +444,15 @@ export class Producer {
     if (key != null && !isBytes(key)) {
       throw new InvalidArgumentError('message key must be a string, a Uint8Array, null or absent');
     }
-    if (message.delayMs !== undefined || message.deliverAt !== undefined) {
-      throw new InvalidArgumentError('delayed messages arrive in a later version');
+    const dueMs = dueTimeOf(message, Date.now());
+    if (dueMs !== null && this.idempotence !== null) {
+      // Delayed batches go to the broker's delay log, outside the partition's sequence: an
+      // idempotent producer would see its sequences break (docs/PROTOCOL.md, "Delayed messages").
+      throw new InvalidArgumentError(
+        'an idempotent producer does not send delayed messages: use a producer without idempotent: true for them',
+      );
     }
-    const record = message.msgId === undefined ? message : recordWithMsgId(message);
+    const withMsgId = message.msgId === undefined ? message : recordWithMsgId(message);
     const partitionCount = state.metadata.partitionCount;
     let partition: number;
     const explicit = message.partition;
@@ -456,10 +468,16 @@ export class Producer {
       if (state.sticky >= partitionCount) state.sticky = nextStickyPartition(-1, partitionCount);
       partition = state.sticky;
     }
-    const queue = state.queues[partition] ?? this.createQueue(state, partition);
+    const queue =
+      (dueMs === null ? state.queues : state.delayedQueues)[partition] ??
+      this.createQueue(state, partition, dueMs !== null);
     // UTF-8 takes at least a byte per UTF-16 unit: a lower bound of the record's size.
     const leastBytes = (value === null ? 0 : value.length) + (key == null ? 0 : key.length);
-    return this.accumulator.append(queue, record, leastBytes);
+    return this.accumulator.append(
+      queue,
+      dueMs === null ? withMsgId : delayedRecord(withMsgId, dueMs),
+      leastBytes,
+    );
   }
 
   /** The topic's state if the client's metadata cache knows its partition count (another producer asked). */
@@ -471,7 +489,12 @@ export class Producer {
   private addTopic(metadata: TopicMetadata): ProducerTopic {
     let state = this.topics.get(metadata.name);
     if (state === undefined) {
-      state = { metadata, queues: [], sticky: nextStickyPartition(-1, metadata.partitionCount) };
+      state = {
+        metadata,
+        queues: [],
+        delayedQueues: [],
+        sticky: nextStickyPartition(-1, metadata.partitionCount),
+      };
       this.topics.set(metadata.name, state);
     }
     return state;
@@ -587,9 +610,9 @@ export class Producer {
     return promise;
   }
 
-  private createQueue(state: ProducerTopic, partition: number): PartitionQueue {
-    const queue = new PartitionQueue(state.metadata.name, partition);
-    state.queues[partition] = queue;
+  private createQueue(state: ProducerTopic, partition: number, delayed = false): PartitionQueue {
+    const queue = new PartitionQueue(state.metadata.name, partition, delayed ? BatchAttributes.delayed : 0);
+    (delayed ? state.delayedQueues : state.queues)[partition] = queue;
     return queue;
   }
 

@@ -6,6 +6,8 @@
  * Ownership: `produce` copies the batch (the caller may reuse its buffer once the promise settles);
  * `fetch` returns views of mapped segments, valid while referenced.
  */
+
+import type { DelayService } from './delay-api.js';
 import type { GroupService } from './group-api.js';
 import type { ProducerService } from './producer-api.js';
 import type { QueueService } from './queue-api.js';
@@ -80,6 +82,11 @@ export interface ProduceResult {
    */
   recordPartitions?: number[];
   recordOffsets?: number[];
+  /**
+   * Present (true) for a delayed batch: it waits in `__delay`, and baseOffset/lastOffset are its
+   * records' offsets there (each fired copy carries it in `sw-delay-ref`), not offsets of the topic.
+   */
+  delayed?: true;
 }
 
 export interface FetchOptions {
@@ -278,6 +285,8 @@ export interface BrokerApi {
   readonly transactions: TransactionService;
   /** Idempotent producers: producer ids and epochs (protocol/producer-api.ts). */
   readonly producers: ProducerService;
+  /** Delayed messages: their figures (protocol/delay-api.ts). Absent: DELAY_STATS is refused. */
+  readonly delay?: DelayService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
 }

@@ -276,6 +276,12 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         await api.groups.fetch(options.session, fetch, fetchOptions(fetch, options)),
       );
     }
+    case Opcode.delayStats:
+      requireNoBody(request);
+      if (api.delay === undefined) {
+        throw new SpillwayError('UNKNOWN_OPCODE', 'DELAY_STATS (26): this broker has no delay service');
+      }
+      return response(request, api.delay.stats());
     case Opcode.listGroups:
       requireNoBody(request);
       return response(request, { groups: api.groups.list() });

@@ -85,6 +85,7 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   [Opcode.txnEnd, [check('group', 'produce', field('group'))]],
   [Opcode.txnList, [check('cluster', 'describe', cluster)]],
   [Opcode.txnRegister, [check('group', 'produce', field('group'))]],
+  [Opcode.delayStats, [check('cluster', 'describe', cluster)]],
   [Opcode.integrityReport, [check('cluster', 'describe', cluster)]],
   [Opcode.repairPartition, [check('cluster', 'admin', cluster)]],
   [Opcode.joinGroup, [check('group', 'consume', field('group')), check('topic', 'consume', list('topics'))]],

@@ -21,6 +21,8 @@ export const Opcode = {
   txnRegister: 24,
   /** Idempotent producer: a producer id and epoch (protocol/producer-api.ts). */
   initProducer: 13,
+  /** Delayed messages: pending by horizon, next due, counters (protocol/delay-api.ts). */
+  delayStats: 26,
   integrityReport: 30,
   repairPartition: 31,
   /** Consumer groups (group and broadcast mode), protocol/group-api.ts. */

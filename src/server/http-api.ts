@@ -17,6 +17,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-
 import type { Clock } from '../clock.js';
 import { CorruptStoredBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import {
+  BatchAttributes,
   BatchHeader,
   batchBaseOffset,
   batchCrcAt,
@@ -41,6 +42,7 @@ import {
 import { crc32c } from '../native.js';
 import type { Operation, ResourceType } from '../protocol/access-control.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
+import { delayedRecord, dueTimeOf } from '../protocol/delayed-record.js';
 import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
 import { checkMsgId } from '../protocol/msg-id.js';
 import { requireAccess } from '../protocol/opcode-access.js';
@@ -158,17 +160,14 @@ interface ProduceMessage {
   record: RecordInput;
   keyBytes: Uint8Array | null;
   partition: number | undefined;
+  /** Delayed (delayMs/deliverAt): goes in a batch with the delayed attribute. */
+  delayed: boolean;
 }
 
 function parseProduceMessage(value: unknown, index: number, encoding: ValueEncoding): ProduceMessage {
   const fields = asObject(value, `messages[${index}]`);
-  for (const name of ['delayMs', 'deliverAt'] as const) {
-    if (fields[name] !== undefined) {
-      throw new InvalidArgumentError(`messages[${index}].${name}: not supported yet`);
-    }
-  }
   for (const name of Object.keys(fields)) {
-    if (!['key', 'value', 'headers', 'partition', 'msgId'].includes(name)) {
+    if (!['key', 'value', 'headers', 'partition', 'msgId', 'delayMs', 'deliverAt'].includes(name)) {
       throw new InvalidArgumentError(`messages[${index}]: unknown field '${name}'`);
     }
   }
@@ -201,7 +200,18 @@ function parseProduceMessage(value: unknown, index: number, encoding: ValueEncod
   }
   const partition =
     fields['partition'] === undefined ? undefined : integerField(fields, 'partition', 0, partitionIndexMax);
-  return { record, keyBytes, partition };
+  let dueMs: number | null;
+  try {
+    const delay = {
+      delayMs: fields['delayMs'] as number | undefined,
+      deliverAt: fields['deliverAt'] as number | undefined,
+    };
+    dueMs = dueTimeOf(delay, Date.now());
+  } catch (error) {
+    throw new InvalidArgumentError(`messages[${index}]: ${(error as Error).message}`);
+  }
+  if (dueMs === null) return { record, keyBytes, partition, delayed: false };
+  return { record: delayedRecord(record, dueMs), keyBytes, partition, delayed: true };
 }
 
 export class HttpApi {
@@ -355,6 +365,16 @@ export class HttpApi {
           status: 200,
           json: { transactions: api.transactions.list(), stats: api.transactions.stats() },
         };
+      });
+    });
+    route('/v1/delay/stats', 'delay_stats', (exchange, _request, method) => {
+      if (method !== 'get') return void exchange.answerError(methodNotAllowed(method, 'GET'));
+      const delay = this.context.api.delay;
+      void exchange.run(() => {
+        allow(exchange, 'cluster', 'describe');
+        if (delay === undefined)
+          throw new SpillwayError('UNKNOWN_OPCODE', 'this broker has no delay service');
+        return { status: 200, json: delay.stats() };
       });
     });
     route('/v1/groups', 'groups_list', (exchange, _request, method) => {
@@ -525,7 +545,8 @@ export class HttpApi {
     const parsed = messages.map((message, index) => parseProduceMessage(message, index, encoding));
     const partitionCount = this.context.api.topics.describe(topic).partitionCount;
 
-    // Group by partition, keeping input order within each partition (offsets follow it).
+    // Group by partition and delayed or not (one batch each; key: partition * 2 + 1 when delayed),
+    // keeping input order within each group (offsets follow it).
     const byPartition = new Map<number, number[]>();
     const partitions = parsed.map((message, index) => {
       let partition: number;
@@ -542,18 +563,20 @@ export class HttpApi {
         partition = this.nextPartition++ % partitionCount;
         if (this.nextPartition >= 0x7fffffff) this.nextPartition = 0;
       }
-      let indexes = byPartition.get(partition);
+      const group = partition * 2 + (message.delayed ? 1 : 0);
+      let indexes = byPartition.get(group);
       if (indexes === undefined) {
         indexes = [];
-        byPartition.set(partition, indexes);
+        byPartition.set(group, indexes);
       }
       indexes.push(index);
-      return partition;
+      return group;
     });
 
     const builder = new BatchBuilder();
     const batches: Array<[number, Uint8Array]> = [];
-    for (const [partition, indexes] of byPartition) {
+    for (const [group, indexes] of byPartition) {
+      const partition = group >> 1;
       builder.reset();
       for (const index of indexes) {
         if (!builder.append(parsed[index]!.record)) {
@@ -564,28 +587,31 @@ export class HttpApi {
           );
         }
       }
-      batches.push([partition, builder.finishCopy({ crc32c })]);
+      const attributes = group & 1 ? BatchAttributes.delayed : 0;
+      batches.push([group, builder.finishCopy({ crc32c, attributes })]);
     }
     // Partitions are written independently: on an error, some partitions may have been written.
     const results = await Promise.all(
-      batches.map(([partition, batch]) => this.context.api.messages.produce(topic, partition, batch)),
+      batches.map(([group, batch]) => this.context.api.messages.produce(topic, group >> 1, batch)),
     );
     await this.throttle(
       exchange,
       'produce',
       batches.reduce((sum, [, batch]) => sum + batch.length, 0),
     );
-    const byResult = new Map(results.map((result) => [result.partition, result]));
+    const byGroup = new Map(results.map((result, index) => [batches[index]![0], result]));
     const positionInBatch = new Map<number, number>();
-    const offsets = partitions.map((partition) => {
-      const position = positionInBatch.get(partition) ?? 0;
-      positionInBatch.set(partition, position + 1);
-      const result = byResult.get(partition)!;
+    // A delayed message's offset is where it waits in `__delay` (docs/PROTOCOL.md, "Delayed messages").
+    const offsets = partitions.map((group) => {
+      const position = positionInBatch.get(group) ?? 0;
+      positionInBatch.set(group, position + 1);
+      const result = byGroup.get(group)!;
       // A msgId duplicate (dedup topics) is answered with its first copy's partition and offset.
       if (result.recordOffsets !== undefined && result.recordPartitions !== undefined) {
         return { partition: result.recordPartitions[position]!, offset: result.recordOffsets[position]! };
       }
-      return { partition, offset: result.baseOffset + position };
+      const offset = result.baseOffset + position;
+      return group & 1 ? { partition: group >> 1, offset, delayed: true } : { partition: group >> 1, offset };
     });
     return { status: 200, json: { offsets } };
   }

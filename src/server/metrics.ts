@@ -10,6 +10,7 @@
 
 import { metricsLagSeriesMax } from '../limits.js';
 import type { IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
+import type { DelayStats } from '../protocol/delay-api.js';
 import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
 import type { QueueGroupDescription } from '../protocol/queue-api.js';
@@ -98,6 +99,7 @@ export class ServerMetrics {
     groups: () => GroupDescription[] = () => [],
     queues: () => QueueGroupDescription[] = () => [],
     transactions: () => TransactionStats | null = () => null,
+    delay: () => DelayStats | null = () => null,
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -393,6 +395,41 @@ export class ServerMetrics {
           lines.push(`${name}{${labels},partition="${partition.partition}"} ${partition[field]}`);
         }
       }
+    }
+    let delayStats: DelayStats | null = null;
+    try {
+      delayStats = delay();
+    } catch {
+      // The broker is closing.
+    }
+    if (delayStats !== null) {
+      metric('spillway_delay_pending', 'gauge', 'Delayed messages waiting, by how far ahead they are due.');
+      for (const horizon of ['withinMinute', 'withinHour', 'withinDay', 'later'] as const) {
+        lines.push(`spillway_delay_pending{horizon="${horizon}"} ${delayStats[horizon]}`);
+      }
+      metric(
+        'spillway_delay_next_due_seconds',
+        'gauge',
+        'Epoch time of the earliest pending delayed message (0: none).',
+      );
+      lines.push(`spillway_delay_next_due_seconds ${((delayStats.nextDueMs ?? 0) / 1000).toFixed(3)}`);
+      metric(
+        'spillway_delay_messages_total',
+        'counter',
+        'Delayed messages since the broker opened, by outcome.',
+      );
+      lines.push(`spillway_delay_messages_total{outcome="scheduled"} ${delayStats.scheduled}`);
+      lines.push(`spillway_delay_messages_total{outcome="fired"} ${delayStats.fired}`);
+      lines.push(`spillway_delay_messages_total{outcome="dead_lettered"} ${delayStats.deadLettered}`);
+      metric('spillway_delay_lateness_seconds', 'gauge', 'Firing lateness of the recent fired messages.');
+      lines.push(
+        `spillway_delay_lateness_seconds{quantile="0.5"} ${(delayStats.lateness.p50Ms / 1000).toFixed(3)}`,
+      );
+      lines.push(
+        `spillway_delay_lateness_seconds{quantile="0.99"} ${(delayStats.lateness.p99Ms / 1000).toFixed(3)}`,
+      );
+      metric('spillway_delay_wheel_bytes', 'gauge', 'Bytes of the timing wheel entry arrays.');
+      lines.push(`spillway_delay_wheel_bytes ${delayStats.wheelBytes}`);
     }
     let stats: StorageStats | null = null;
     try {

@@ -417,6 +417,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       () => api.groups.list().map((group) => api.groups.describe(group.group)),
       () => api.queues.describe(),
       () => api.transactions.stats(),
+      () => api.delay?.stats() ?? null,
     ),
   );
 

@@ -584,6 +584,14 @@ export class LogSegment {
   }
 
   /**
+   * Drops this process's page-table entries for the segment's map (dropPageTableEntries): the pages
+   * stay in the page cache and the map stays valid (views too); the next access faults them in.
+   */
+  releaseResidentPages(): void {
+    dropPageTableEntries(this.map);
+  }
+
+  /**
    * Seals the segment: writes its indexes, remaps it read-only at its real size, trims the file.
    * The data must already be on disk when the caller needs it durable (sealing does not fsync).
    */

@@ -367,7 +367,14 @@ export class PartitionLog implements LogStore {
    * is a view of the segment's valid bytes, valid while referenced, also after the segment is
    * deleted by retention.
    */
-  sealedSegments(): Array<{ baseOffset: number; nextOffset: number; logPath: string; bytes: () => Buffer }> {
+  sealedSegments(): Array<{
+    baseOffset: number;
+    nextOffset: number;
+    logPath: string;
+    bytes: () => Buffer;
+    /** Drops the segment's pages from the resident set (LogSegment.releaseResidentPages). */
+    releaseResidentPages: () => void;
+  }> {
     if (this.closed) return [];
     return this.segments
       .filter((segment) => !segment.isWritable)
@@ -376,6 +383,7 @@ export class PartitionLog implements LogStore {
         nextOffset: segment.nextOffset,
         logPath: segment.logPath,
         bytes: () => segment.view(0, segment.sizeBytes),
+        releaseResidentPages: () => segment.releaseResidentPages(),
       }));
   }
 
@@ -724,6 +732,15 @@ export class PartitionLog implements LogStore {
   async flush(): Promise<void> {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);
     await this.syncer.syncAll();
+  }
+
+  /**
+   * Takes the mapped pages of every segment out of this process's resident set (they stay in the page
+   * cache; maps and views stay valid). For logs read rarely but kept long, such as `__delay`.
+   */
+  releaseResidentPages(): void {
+    if (this.closed) return;
+    for (const segment of this.segments) segment.releaseResidentPages();
   }
 
   /**

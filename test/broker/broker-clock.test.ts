@@ -120,6 +120,9 @@ describe('Broker on a ManualClock', () => {
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
       '__dedup',
+      '__delay',
+      '__delay_dead',
+      '__delay_state',
       '__metadata',
       '__producer_state',
       '__queue_state',

@@ -116,7 +116,11 @@ describe('Broker produce and fetch', () => {
         'INVALID_BATCH',
       ],
       ['control', encodeBatch([{ value: 'v' }], { attributes: BatchAttributes.control }), 'INVALID_BATCH'],
-      ['delayed', encodeBatch([{ value: 'v' }], { attributes: BatchAttributes.delayed }), 'INVALID_BATCH'],
+      [
+        'delayed without a due time',
+        encodeBatch([{ value: 'v' }], { attributes: BatchAttributes.delayed }),
+        'INVALID_BATCH',
+      ],
       ['not bytes', 'hello', 'INVALID_ARGUMENT'],
     ];
     for (const [name, batch, code] of cases) {
@@ -124,7 +128,7 @@ describe('Broker produce and fetch', () => {
     }
     await expect(
       broker.messages.produce('t', 0, encodeBatch([{ value: 'v' }], { attributes: BatchAttributes.delayed })),
-    ).rejects.toThrow(/delayed batches are not supported yet/);
+    ).rejects.toThrow(/has no valid sw-deliver-at header/);
     expect(broker.topics.describe('t').partitions[0]!.logEndOffset).toBe(1);
     expect(await readAll(broker, 't', 0)).toEqual(['good/0']);
   });

@@ -75,6 +75,9 @@ describe('Broker topics', () => {
     expect(broker.topics.list({ internal: true }).map((topic) => topic.name)).toEqual([
       '__consumer_offsets',
       '__dedup',
+      '__delay',
+      '__delay_dead',
+      '__delay_state',
       '__metadata',
       '__producer_state',
       '__queue_state',
@@ -238,6 +241,9 @@ describe('Broker topics', () => {
     expect(readdirSync(join(dataDir, 'topics')).sort()).toEqual([
       '__consumer_offsets',
       '__dedup',
+      '__delay',
+      '__delay_dead',
+      '__delay_state',
       '__metadata',
       '__producer_state',
       '__queue_state',

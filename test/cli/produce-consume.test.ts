@@ -134,6 +134,33 @@ describe('spillway produce / consume', () => {
     expect(messages.filter((m) => m.value === 'only one')).toHaveLength(1);
   });
 
+  it('--delay-ms and --deliver-at: acknowledged as delayed, in the topic at their due time, not before', async () => {
+    await createTopic('later', 1);
+    const dueAfter = Date.now() + 1500;
+    const delayed = await cli(['produce', 'later', '--delay-ms', '1500'], 'd1\nd2\n');
+    expect(delayed.code).toBe(0);
+    expect(jsonLines(delayed.stdout).map((ack) => ack['delayed'])).toEqual([true, true]);
+    const at = new Date(Date.now() + 1500).toISOString();
+    const iso = await cli(['produce', 'later', '--deliver-at', at, '--value', 'd3']);
+    expect(iso.code).toBe(0);
+    const sw = await Spillway.connect(broker.url);
+    try {
+      expect((await sw.admin.describeTopic('later')).partitions[0]!.logEndOffset).toBe(0);
+      const consumed = await cli(['consume', 'later', '--max-messages', '3', '--idle-exit-ms', '10000']);
+      const messages = jsonLines<Printed>(consumed.stdout);
+      expect(messages.map((m) => m.value)).toEqual(['d1', 'd2', 'd3']);
+      for (const message of messages) {
+        const due = Number(message.headers['sw-original-deliver-at']);
+        expect(due).toBeGreaterThanOrEqual(dueAfter);
+        expect(message.timestamp).toBeGreaterThanOrEqual(due);
+      }
+      const stats = await cli(['delay', 'stats']);
+      expect(JSON.parse(stats.stdout)).toMatchObject({ pending: 0, nextDueMs: null });
+    } finally {
+      await sw.close();
+    }
+  });
+
   it('consume prints the fields of API.md, one JSON line each, and stops at --max-messages', async () => {
     await createTopic('fields', 1);
     const before = Date.now();
@@ -283,7 +310,17 @@ describe('spillway produce / consume', () => {
     [['produce', 'lines', '--bogus'], /Unknown option '--bogus'/, 'produce'],
     [['produce'], /produce needs exactly one TOPIC/, 'produce'],
     [['produce', 'lines', '--partition', 'two'], /--partition must be an integer/, 'produce'],
-    [['produce', 'lines', '--delay-ms', '5'], /--delay-ms is not supported/, 'produce'],
+    [['produce', 'lines', '--delay-ms', 'soon'], /--delay-ms must be an integer/, 'produce'],
+    [
+      ['produce', 'lines', '--deliver-at', 'tomorrow'],
+      /--deliver-at must be an ISO 8601 time or epoch ms/,
+      'produce',
+    ],
+    [
+      ['produce', 'lines', '--delay-ms', '1', '--deliver-at', '1'],
+      /--delay-ms or --deliver-at, not both/,
+      'produce',
+    ],
     [['consume'], /consume needs exactly one TOPIC/, 'consume'],
     [['consume', 'lines', '--mode', 'group'], /--mode needs --group/, 'consume'],
     [['consume', 'lines', '--mode', 'shared'], /--mode needs --group/, 'consume'],

@@ -280,7 +280,6 @@ describe('producer', () => {
     const good = producer.send('t', { value: 'ok' });
     await expectCode(producer.send('t', { value: 42 as unknown as string }), 'INVALID_ARGUMENT');
     await expectCode(producer.send('t', { key: 'k'.repeat(70_000), value: 'x' }), 'INVALID_BATCH');
-    await expectCode(producer.send('t', { value: 'x', delayMs: 10 }), 'INVALID_ARGUMENT');
     for (const msgId of [42, '', 'x'.repeat(257), null]) {
       await expectCode(producer.send('t', { value: 'x', msgId: msgId as string }), 'INVALID_ARGUMENT');
     }
@@ -288,6 +287,8 @@ describe('producer', () => {
       producer.send('t', { value: 'x', msgId: 'm', headers: { 'sw-msg-id': 'n' } }),
       'INVALID_ARGUMENT',
     );
+    await expectCode(producer.send('t', { value: 'x', delayMs: -1 }), 'INVALID_ARGUMENT');
+    await expectCode(producer.send('t', { value: 'x', delayMs: 1, deliverAt: 1 }), 'INVALID_ARGUMENT');
     expect(await good).toEqual({ partition: 0, offset: 0 });
     expect(await producer.send('t', { value: null, key: null })).toEqual({ partition: 0, offset: 1 });
     expect(() => sw.producer({ idempotent: true, inFlightBatchesPerPartitionMax: 6 })).toThrow(/\[1, 5\]/);

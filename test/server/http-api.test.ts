@@ -305,9 +305,19 @@ describe('HTTP API', () => {
     const send = (message: unknown) =>
       call('POST', '/v1/topics/http-errors/messages', { messages: [message] });
     expect(
-      ((await send({ value: 'x', delayMs: 5 })).json as { error: { message: string } }).error.message,
-    ).toMatch(/not supported yet/);
-    expectError(await send({ value: 'x', deliverAt: Date.now() }), 400, 'INVALID_ARGUMENT');
+      ((await send({ value: 'x', delayMs: -5 })).json as { error: { message: string } }).error.message,
+    ).toMatch(/delayMs must be an integer/);
+    expectError(await send({ value: 'x', deliverAt: 'soon' }), 400, 'INVALID_ARGUMENT');
+    expectError(await send({ value: 'x', delayMs: 1, deliverAt: 1 }), 400, 'INVALID_ARGUMENT');
+    const delayed = await call('POST', '/v1/topics/http-errors/messages', {
+      messages: [{ value: 'soon', delayMs: 120_000 }, { value: 'now' }],
+    });
+    expect(delayed.status).toBe(200);
+    expect((delayed.json as { offsets: Array<{ delayed?: boolean }> }).offsets.map((o) => o.delayed)).toEqual(
+      [true, undefined],
+    );
+    const stats = await call('GET', '/v1/delay/stats');
+    expect(stats.json).toMatchObject({ pending: 1, withinHour: 1 });
     expectError(await send({ value: 'x', partition: 2 }), 400, 'INVALID_ARGUMENT');
     expectError(await send({ value: 5 }), 400, 'INVALID_ARGUMENT');
     expectError(await send({ key: 'k' }), 400, 'INVALID_ARGUMENT');

@@ -13,10 +13,23 @@ import { checkMsgId } from '../../protocol/msg-id.js';
 import { brokerUrlFlag, connectionFlags, connectionOptions, integerFlag, UsageError } from '../cli-error.js';
 
 export const produceUsage = `usage: spillway produce TOPIC [--key K] [--partition P] [--value V] [--msg-id ID] [--broker URL]
-                        [--token T] [--ca-file PEM]
-  --msg-id ID: the message's msgId (deduplicated within the topic's dedup window); with lines from
-               stdin, line N (from 1) gets ID-N, so running the same import again writes nothing twice
-  (--delay-ms arrives with delayed messages)`;
+                        [--delay-ms N | --deliver-at ISO|MS] [--token T] [--ca-file PEM]
+  --msg-id ID         the message's msgId (deduplicated within the topic's dedup window); with lines
+                      from stdin, line N (from 1) gets ID-N, so running the same import again writes
+                      nothing twice
+  --delay-ms N        deliver each message N ms after it is sent (delayed message)
+  --deliver-at T      deliver at T: an ISO 8601 time or epoch ms
+  (a delayed message prints its offset in __delay, where it waits, with "delayed":true)`;
+
+/** --deliver-at: epoch ms (digits) or an ISO 8601 time. */
+function deliverAtFlag(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = /^\d{1,16}$/.test(text) ? Number(text) : Date.parse(text);
+  if (!Number.isSafeInteger(ms) || ms < 0) {
+    throw new UsageError(`--deliver-at must be an ISO 8601 time or epoch ms, got '${text}'`);
+  }
+  return ms;
+}
 
 /** Messages sent but not yet printed; reading stdin pauses beyond this. */
 const unprintedMessagesMax = 100_000;
@@ -50,6 +63,7 @@ export async function runProduce(argv: string[]): Promise<number> {
       partition: { type: 'string' },
       value: { type: 'string' },
       'delay-ms': { type: 'string' },
+      'deliver-at': { type: 'string' },
       'msg-id': { type: 'string' },
     },
     strict: true,
@@ -57,11 +71,14 @@ export async function runProduce(argv: string[]): Promise<number> {
   });
   if (positionals.length !== 1) throw new UsageError('produce needs exactly one TOPIC');
   const topic = positionals[0]!;
-  if (values['delay-ms'] !== undefined) {
-    throw new UsageError('--delay-ms is not supported by this version yet');
+  if (values['delay-ms'] !== undefined && values['deliver-at'] !== undefined) {
+    throw new UsageError('give --delay-ms or --deliver-at, not both');
   }
   const msgIdBase = values['msg-id'] === undefined ? undefined : checkMsgId(values['msg-id'], '--msg-id');
   const partition = integerFlag('partition', values.partition, 0);
+  const delayMs = integerFlag('delay-ms', values['delay-ms'], 0);
+  const deliverAt = deliverAtFlag(values['deliver-at']);
+  const delayedSuffix = delayMs !== undefined || deliverAt !== undefined ? ',"delayed":true' : '';
   await useNativeCrc32c();
   const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   // A batch must fit one segment of the topic: aim at half a segment when segments are small.
@@ -103,7 +120,7 @@ export async function runProduce(argv: string[]): Promise<number> {
       unprintedMessages -= acks.length;
       head++;
       for (const ack of acks) {
-        output += `{"partition":${ack.partition},"offset":${ack.offset}}\n`;
+        output += `{"partition":${ack.partition},"offset":${ack.offset}${delayedSuffix}}\n`;
         if (output.length > 64 * 1024) flushOutput();
       }
     }
@@ -130,6 +147,8 @@ export async function runProduce(argv: string[]): Promise<number> {
     if (values.key !== undefined) message.key = values.key;
     if (partition !== undefined) message.partition = partition;
     if (msgId !== undefined) message.msgId = msgId;
+    if (delayMs !== undefined) message.delayMs = delayMs;
+    if (deliverAt !== undefined) message.deliverAt = deliverAt;
     chunk.push(message);
     chunkBytes += value.length;
     unprintedBytes += value.length;

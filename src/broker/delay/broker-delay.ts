@@ -1,0 +1,681 @@
+/**
+ * The delay service: delayed messages, from the produce that schedules them to the append that fires
+ * them into their topic, exactly once across restarts and crashes (docs/STATE.md, "Delayed messages").
+ *
+ * Scheduling (`schedule`, called by produce and, at commit, by transactions): the batch's records
+ * must each carry `sw-deliver-at`; the batch is appended to `__delay` behind a target record
+ * (delay-log.ts), synced first when the topic's durability is `always`, and only then answered and
+ * put into the timing wheel (timing-wheel.ts) as (due time, `__delay` offset) pairs. The answer's
+ * offsets are the records' offsets in `__delay` (where they wait), marked `delayed: true`.
+ *
+ * Firing: one clock timer at the wheel's next due time. Due entries go to a firer per target
+ * partition, which appends them in rounds (one batch of copies per round, one round in flight):
+ * each copy has the key, value and headers of the original (minus `sw-deliver-at`) plus
+ * `sw-original-deliver-at` and `sw-delay-ref` (its `__delay` offset), and the fire time as timestamp.
+ * Once a round is appended, a fired marker (the refs, and the target's log end as the new fence) is
+ * committed to `__delay_state`. Before the first round of a run to a target, a fence (the target's log
+ * end) is committed and awaited. So every fired copy without a durable marker lies at or after the
+ * target's last durable fence, and recovery after a crash scans only from there for `sw-delay-ref`
+ * headers (markers are a prefix of the rounds, since the state log is sequential and rounds of a
+ * target are serial). A clean close commits a clean flag last: the next open scans nothing.
+ *
+ * Dead letters: a due message whose topic is gone (deleted, or deleted and created again, or the
+ * partition no longer exists) is appended to `__delay_dead` with `sw-delay-dead-reason` and
+ * `sw-delay-target`, through the same firer machinery (its own fence and markers).
+ *
+ * Memory: the wheel holds 16 bytes per pending message; the firers' queues 24 bytes per due message
+ * not yet appended; nothing else grows with the pending count.
+ *
+ * Concurrency: one event loop. `schedule` runs concurrently with firing and with topic admin.
+ */
+import type { Clock, ClockTimer } from '../../clock.js';
+import { InvalidBatchError, SpillwayError, UnknownPartitionError, UnknownTopicError } from '../../errors.js';
+import { BatchAttributes, BatchHeader } from '../../format/batch-header.js';
+import { BatchBuilder, RecordCursor } from '../../format/record-batch.js';
+import {
+  delayAheadMsMax,
+  delayFireBatchBytesMax,
+  delayFireRecordsMax,
+  delayPrefenceMs,
+  delayResidentBytesMax,
+  delayRetryMs,
+} from '../../limits.js';
+import { crc32c as nativeCrc32c } from '../../native.js';
+import type { ProduceResult } from '../../protocol/broker-api.js';
+import type { DelayService, DelayStats } from '../../protocol/delay-api.js';
+import {
+  delayDeadReasonHeader,
+  delayRefHeader,
+  delayTargetHeader,
+  deliverAtHeader,
+  originalDeliverAtHeader,
+} from '../../protocol/reserved-headers.js';
+import type { LogStore } from '../../storage/log-store.js';
+import type { DiskReserve } from '../disk-reserve.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { Topic } from '../topic.js';
+import {
+  type DelayTarget,
+  deliverAtOf,
+  readScheduledBatch,
+  type ScheduledBatch,
+  scanScheduledBatches,
+  TargetBatchEncoder,
+} from './delay-log.js';
+import { targetKey } from './delay-state.js';
+import { type DelayStore, delayDeadTopicName } from './delay-store.js';
+import { TimingWheel } from './timing-wheel.js';
+
+const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
+const textEncoder = new TextEncoder();
+const deadKey = targetKey(delayDeadTopicName, 0);
+/** Lateness samples kept for the stats (a ring). */
+const latenessSamplesMax = 8192;
+
+/** Why a message went to `__delay_dead` (the header text). */
+const deadReasons = [
+  'the target topic was deleted',
+  'the target topic was deleted and created again',
+  'the target partition does not exist',
+] as const;
+
+export interface BrokerDelayOptions {
+  store: DelayStore;
+  clock: Clock;
+  lifecycle: Lifecycle;
+  diskReserve: DiskReserve;
+  /** The topic named so, or undefined (deleted or never created). */
+  topicNamed: (name: string) => Topic | undefined;
+  /** Appends fired copies to a topic partition like a produce (waking its readers). */
+  produce: (topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>;
+  /** Called after an append to one of the delay service's own logs (wakes readers of the internal topic). */
+  onInternalAppend?: (log: LogStore) => void;
+}
+
+/** What opening found (broker.openReport). */
+export interface DelayRecoveryReport {
+  pending: number;
+  /** The previous run closed cleanly: no fence scan was needed. */
+  cleanStart: boolean;
+  /** Fired copies found in target partitions whose markers were lost (now marked, not fired again). */
+  copiesFound: number;
+  /** Bytes of target partitions scanned for them. */
+  scannedBytes: number;
+  /** Batches of `__delay` out of place (a target record without its batch: an unanswered produce). */
+  skippedBatches: number;
+}
+
+/** What recovery prepared for the service. */
+export interface RecoveredDelay {
+  wheel: TimingWheel;
+  report: DelayRecoveryReport;
+}
+
+/** The firing queue of one target partition (or of the dead letters). */
+interface Firer {
+  key: string;
+  topic: string;
+  partition: number;
+  /** Flat [ref, dueMs, deadReason (-1: none)] triples from `head`. */
+  queue: number[];
+  head: number;
+  running: boolean;
+  fenced: boolean;
+  /** The fence commit under way (started early for messages due soon), or null. */
+  fencing: Promise<void> | null;
+  retryTimer: ClockTimer | null;
+}
+
+export class BrokerDelay implements DelayService {
+  readonly recovery: DelayRecoveryReport;
+  private readonly store: DelayStore;
+  private readonly clock: Clock;
+  private readonly lifecycle: Lifecycle;
+  private readonly diskReserve: DiskReserve;
+  private readonly topicNamed: (name: string) => Topic | undefined;
+  private readonly produceCopies: BrokerDelayOptions['produce'];
+  private readonly onInternalAppend: (log: LogStore) => void;
+  private readonly wheel: TimingWheel;
+  private readonly targetEncoder = new TargetBatchEncoder();
+  private readonly fireBuilder = new BatchBuilder({ maxBatchBytes: delayFireBatchBytesMax * 2 });
+  private readonly firers = new Map<string, Firer>();
+  private readonly running = new Set<Promise<void>>();
+  private timer: ClockTimer | null = null;
+  private timerDueMs = Number.POSITIVE_INFINITY;
+  private stopped = false;
+  private failure: unknown = null;
+  private cleanupScheduled = false;
+  private readonly counters = { scheduled: 0, fired: 0, deadLettered: 0 };
+  private readonly lateness = new Float64Array(latenessSamplesMax);
+  private latenessCount = 0;
+  /** Messages handed to firers and not appended yet (part of `pending`). */
+  private queued = 0;
+  private bytesSinceRelease = 0;
+
+  /** Starts firing what `recover` loaded: what came due meanwhile fires at once. */
+  constructor(options: BrokerDelayOptions, recovered: RecoveredDelay) {
+    this.store = options.store;
+    this.clock = options.clock;
+    this.lifecycle = options.lifecycle;
+    this.diskReserve = options.diskReserve;
+    this.topicNamed = options.topicNamed;
+    this.produceCopies = options.produce;
+    this.onInternalAppend = options.onInternalAppend ?? (() => undefined);
+    this.wheel = recovered.wheel;
+    this.recovery = recovered.report;
+    this.arm();
+  }
+
+  /**
+   * Recovery, before the broker serves: marks the fired copies a crash left without markers (found
+   * from the fences on), then loads every unhandled message of `__delay` into a new wheel.
+   */
+  static async recover(
+    store: DelayStore,
+    clock: Clock,
+    topicNamed: (name: string) => Topic | undefined,
+  ): Promise<RecoveredDelay> {
+    const machine = store.machine;
+    let copiesFound = 0;
+    let scannedBytes = 0;
+    const cleanStart = machine.closedCleanly;
+    if (!cleanStart) {
+      for (const [key, fence] of [...machine.fences]) {
+        const log = targetLog(store, topicNamed, key);
+        if (log === null) continue;
+        const found = findFiredCopies(log, fence);
+        scannedBytes += found.scannedBytes;
+        const triples: number[] = [];
+        for (const ref of found.refs) {
+          const batch = readScheduledBatch(store.delay.log, ref);
+          if (batch === null || machine.isHandled(ref, batch.base)) continue;
+          triples.push(ref, batch.base, batch.count);
+        }
+        if (triples.length > 0) {
+          copiesFound += triples.length / 3;
+          await store.state.commit({ t: 'f', key, r: triples, e: log.logEndOffset });
+        }
+      }
+    }
+    const wheel = new TimingWheel(clock.nowMs());
+    // The scan below touches the whole log: release its pages from the resident set afterwards.
+    const skippedBatches = scanScheduledBatches(store.delay.log, store.delay.log.logStartOffset, (batch) => {
+      if (machine.isDoneRange(batch.base - 1, batch.base + batch.count)) return;
+      const cursor = new RecordCursor(batch.bytes, 0);
+      while (cursor.next()) {
+        const ref = batch.base + cursor.index;
+        if (machine.isHandled(ref, batch.base)) continue;
+        wheel.add(deliverAtOf(cursor) ?? 0, ref);
+      }
+    });
+    store.delay.log.releaseResidentPages();
+    return { wheel, report: { pending: wheel.size, cleanStart, copiesFound, scannedBytes, skippedBatches } };
+  }
+
+  /**
+   * Schedules the delayed batch `batch` (validated by the caller: CRC, structure, the `delayed`
+   * attribute) for `topic`/`partition` (which exist): checks every record's `sw-deliver-at`, stores
+   * the batch durably under the topic's durability, then puts its records into the wheel. The one
+   * entry point for delayed batches (produce now; transactions at commit, so delays count from it).
+   */
+  async schedule(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
+    this.lifecycle.assertOpen();
+    if (this.failure !== null) throw this.failure;
+    const owner = this.topicNamed(topic);
+    if (owner === undefined) throw new UnknownTopicError(topic);
+    if (partition >= owner.partitionCount)
+      throw new UnknownPartitionError(topic, partition, owner.partitionCount);
+    const nowMs = this.clock.nowMs();
+    const cursor = new RecordCursor(batch, 0);
+    if ((batch[BatchHeader.attributes]! & BatchAttributes.delayed) === 0) {
+      throw new InvalidBatchError('the delay service takes only batches with the delayed attribute');
+    }
+    const dues = new Float64Array(cursor.recordCount);
+    let soonest = Number.POSITIVE_INFINITY;
+    while (cursor.next()) {
+      const due = deliverAtOf(cursor);
+      if (due === null) {
+        throw new InvalidBatchError(
+          `record ${cursor.index} of a delayed batch has no valid ${deliverAtHeader} header (epoch ms as decimal digits)`,
+        );
+      }
+      if (due > nowMs + delayAheadMsMax) {
+        throw new InvalidBatchError(
+          `record ${cursor.index} is due at ${due}, more than ${delayAheadMsMax} ms (10 years) ahead`,
+        );
+      }
+      dues[cursor.index] = due;
+      if (due < soonest) soonest = due;
+    }
+    const target: DelayTarget = { topic, partition, createdAtMs: owner.createdAtMs };
+    const targetBatch = this.targetEncoder.encode(target, nowMs);
+    this.diskReserve.admit(batch.length + targetBatch.length, `delayed produce to ${topic}/${partition}`);
+    const log = this.store.delay.log;
+    this.lifecycle.begin();
+    try {
+      // Both appends take their offsets now, back to back: nothing can land between them.
+      const targetAppended = log.append(targetBatch);
+      const appended = log.append(batch);
+      await targetAppended;
+      const { baseOffset, lastOffset } = await appended;
+      const durability = owner.config.durability;
+      if (durability === 'always') await log.flush();
+      this.onInternalAppend(log);
+      this.bytesSinceRelease += batch.length + targetBatch.length;
+      if (this.bytesSinceRelease >= delayResidentBytesMax) {
+        // The written pages are not read again until due: out of the resident set (page cache keeps them).
+        this.bytesSinceRelease = 0;
+        this.store.delay.log.releaseResidentPages();
+      }
+      if (soonest - this.clock.nowMs() < delayPrefenceMs) {
+        const firer = this.firerFor(targetKey(topic, partition), topic, partition);
+        if (!firer.fenced)
+          this.fence(firer, owner.partitions[partition]!.log).catch((error: unknown) => this.fail(error));
+      }
+      for (let index = 0; index < dues.length; index++) this.wheel.add(dues[index]!, baseOffset + index);
+      this.counters.scheduled += dues.length;
+      this.armAt(soonest);
+      return { partition, baseOffset, lastOffset, durability, delayed: true };
+    } finally {
+      this.lifecycle.settled();
+    }
+  }
+
+  /**
+   * The topic was deleted: its firers' fences belong to the old partitions, so a topic created again
+   * under the name gets a new fence before its first round (what is queued for it goes to the dead
+   * letters when it comes to be appended).
+   */
+  topicDeleted(topic: string): void {
+    for (const firer of this.firers.values()) {
+      if (firer.topic !== topic || firer.key === deadKey) continue;
+      firer.fenced = false;
+      firer.fencing = null;
+    }
+  }
+
+  stats(): DelayStats {
+    const nowMs = this.clock.nowMs();
+    const horizons = this.wheel.horizonCounts(nowMs);
+    const samples = Math.min(this.latenessCount, latenessSamplesMax);
+    const sorted = this.lateness.slice(0, samples).sort();
+    const percentile = (p: number): number =>
+      samples === 0 ? 0 : sorted[Math.min(samples - 1, Math.floor(p * samples))]!;
+    const next = this.wheel.nextDueMs();
+    let firerNext = Number.POSITIVE_INFINITY;
+    for (const firer of this.firers.values()) {
+      for (let i = firer.head; i < firer.queue.length; i += 3)
+        firerNext = Math.min(firerNext, firer.queue[i + 1]!);
+    }
+    const nextDue = Math.min(next ?? Number.POSITIVE_INFINITY, firerNext);
+    return {
+      pending: this.wheel.size + this.queued,
+      withinMinute: horizons.withinMinute + this.queued,
+      withinHour: horizons.withinHour,
+      withinDay: horizons.withinDay,
+      later: horizons.later,
+      nextDueMs: nextDue === Number.POSITIVE_INFINITY ? null : nextDue,
+      scheduled: this.counters.scheduled,
+      fired: this.counters.fired,
+      deadLettered: this.counters.deadLettered,
+      lateness: {
+        samples,
+        p50Ms: percentile(0.5),
+        p99Ms: percentile(0.99),
+        maxMs: samples === 0 ? 0 : sorted[samples - 1]!,
+      },
+      wheelBytes: this.wheel.capacityBytes,
+      delayLogBytes: this.store.delay.log.sizeBytes,
+    };
+  }
+
+  /**
+   * Stops firing: lets the rounds being appended finish and their markers commit, then commits the
+   * clean-close flag (the next open scans nothing). Messages due and not appended fire after restart.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clock.clearTimer(this.timer);
+    this.timer = null;
+    for (const firer of this.firers.values()) {
+      this.clock.clearTimer(firer.retryTimer);
+      firer.retryTimer = null;
+    }
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+    const machine = this.store.machine;
+    // Only when a scan would have something to do (a fence exists and the flag is not set already).
+    if (this.failure === null && !machine.closedCleanly && machine.fences.size > 0) {
+      await this.store.state.commit({ t: 'c', v: true }).catch(() => undefined);
+    }
+  }
+
+  /** Sets the timer for the wheel's next due time (sooner than the one set, if any). */
+  private arm(): void {
+    const next = this.wheel.nextDueMs();
+    if (next !== null) this.armAt(next);
+  }
+
+  /** Sets the timer for `next` unless one is set for that time or sooner. */
+  private armAt(next: number): void {
+    if (this.stopped || next >= this.timerDueMs) return;
+    this.clock.clearTimer(this.timer);
+    const nowMs = this.clock.nowMs();
+    // Timers hold at most ~24.8 days: wake up then and look again.
+    const waitMs = Math.min(Math.max(0, next - nowMs), 2 ** 31 - 1);
+    this.timerDueMs = next;
+    if (waitMs === 0) {
+      // Due already (also with a manual clock, whose timers run only when it moves): next turn.
+      this.timer = null;
+      setImmediate(() => {
+        if (this.timerDueMs === next) this.tick();
+      });
+      return;
+    }
+    this.timer = this.clock.setTimeout(() => this.tick(), waitMs, { unref: true });
+  }
+
+  private tick(): void {
+    this.timer = null;
+    this.timerDueMs = Number.POSITIVE_INFINITY;
+    if (this.stopped) return;
+    const due: number[] = [];
+    this.wheel.advance(this.clock.nowMs(), (dueMs, ref) => {
+      due.push(ref, dueMs);
+    });
+    if (due.length > 0) this.dispatch(due);
+    this.arm();
+  }
+
+  /** Hands due [ref, dueMs] pairs to the firers of their targets. */
+  private dispatch(due: number[]): void {
+    let batch: ScheduledBatch | null = null;
+    const touched = new Set<Firer>();
+    for (let i = 0; i < due.length; i += 2) {
+      const ref = due[i]!;
+      const dueMs = due[i + 1]!;
+      if (batch === null || ref < batch.base || ref >= batch.base + batch.count) {
+        batch = readScheduledBatch(this.store.delay.log, ref);
+      }
+      if (batch === null) {
+        // Only damage to `__delay` can do this (the log is kept while anything in it is pending).
+        process.emitWarning(`delayed message at __delay offset ${ref} could not be read: not fired`);
+        continue;
+      }
+      const { target } = batch;
+      const topic = this.topicNamed(target.topic);
+      let reason = -1;
+      if (topic === undefined) reason = 0;
+      else if (topic.createdAtMs !== target.createdAtMs) reason = 1;
+      else if (target.partition >= topic.partitionCount) reason = 2;
+      const firer =
+        reason < 0
+          ? this.firerFor(targetKey(target.topic, target.partition), target.topic, target.partition)
+          : this.firerFor(deadKey, delayDeadTopicName, 0);
+      firer.queue.push(ref, dueMs, reason);
+      this.queued++;
+      touched.add(firer);
+    }
+    for (const firer of touched) this.run(firer);
+  }
+
+  private firerFor(key: string, topic: string, partition: number): Firer {
+    let firer = this.firers.get(key);
+    if (firer === undefined) {
+      firer = {
+        key,
+        topic,
+        partition,
+        queue: [],
+        head: 0,
+        running: false,
+        fenced: false,
+        fencing: null,
+        retryTimer: null,
+      };
+      this.firers.set(key, firer);
+    }
+    return firer;
+  }
+
+  private run(firer: Firer): void {
+    if (firer.running || this.stopped || firer.retryTimer !== null) return;
+    firer.running = true;
+    const done = this.fire(firer).finally(() => {
+      firer.running = false;
+      this.running.delete(done);
+    });
+    this.running.add(done);
+  }
+
+  /**
+   * Commits the firer's first fence of this run (the target's log end now: every copy appended later
+   * lies at or after it). Started early by `schedule` for messages due within delayPrefenceMs, so
+   * that their first round does not wait for the fdatasync.
+   */
+  private fence(firer: Firer, log: LogStore): Promise<void> {
+    if (firer.fencing === null) {
+      firer.fencing = this.store.state.commit({ t: 'e', key: firer.key, e: log.logEndOffset }).then(
+        () => {
+          firer.fenced = true;
+        },
+        (error: unknown) => {
+          firer.fencing = null;
+          throw error;
+        },
+      );
+    }
+    return firer.fencing;
+  }
+
+  /** Appends the firer's queue in rounds until it is empty (or the service stops). */
+  private async fire(firer: Firer): Promise<void> {
+    while (firer.head < firer.queue.length && !this.stopped && this.failure === null) {
+      const log = this.logOf(firer);
+      if (log === null) {
+        this.redirectToDead(firer, firer.head, firer.queue.length, 0);
+        continue;
+      }
+      if (!firer.fenced) {
+        try {
+          await this.fence(firer, log);
+        } catch (error) {
+          this.fail(error);
+          return;
+        }
+      }
+      const start = firer.head;
+      const { bytes, triples, end } = this.buildRound(firer);
+      if (triples.length === 0) {
+        this.queued -= (end - start) / 3;
+        firer.head = end;
+        continue;
+      }
+      try {
+        if (firer.key === deadKey) {
+          await this.store.dead.log.append(bytes);
+          this.onInternalAppend(this.store.dead.log);
+        } else {
+          await this.produceCopies(firer.topic, firer.partition, bytes);
+        }
+      } catch (error) {
+        if (error instanceof UnknownTopicError || error instanceof UnknownPartitionError) {
+          // Deleted while due: what this round held goes to the dead letters.
+          this.redirectToDead(firer, start, end, error instanceof UnknownTopicError ? 0 : 2);
+          continue;
+        }
+        if (this.stopped) return;
+        // Retriable or not, nothing was appended: the round stays at the head, tried again later.
+        process.emitWarning(
+          `delayed messages for ${firer.topic}/${firer.partition} not fired yet: ${(error as Error).message}`,
+        );
+        firer.retryTimer = this.clock.setTimeout(
+          () => {
+            firer.retryTimer = null;
+            this.run(firer);
+          },
+          delayRetryMs,
+          { unref: true },
+        );
+        return;
+      }
+      firer.head = end;
+      const fence = this.logOf(firer)?.logEndOffset ?? 0;
+      const count = triples.length / 3;
+      this.queued -= (end - start) / 3;
+      const nowMs = this.clock.nowMs();
+      for (let i = start; i < end; i += 3) {
+        this.lateness[this.latenessCount++ % latenessSamplesMax] = nowMs - firer.queue[i + 1]!;
+      }
+      if (firer.key === deadKey) this.counters.deadLettered += count;
+      else this.counters.fired += count;
+      if (firer.head === firer.queue.length) {
+        firer.queue = [];
+        firer.head = 0;
+      } else if (firer.head > 3 * 65_536) {
+        firer.queue = firer.queue.slice(firer.head);
+        firer.head = 0;
+      }
+      this.store.state.commit({ t: 'f', key: firer.key, r: triples, e: fence }).then(
+        () => this.scheduleCleanup(),
+        (error: unknown) => this.fail(error),
+      );
+    }
+  }
+
+  /**
+   * The batch of fired copies for the firer's next entries (at most delayFireRecordsMax records and
+   * about delayFireBatchBytesMax bytes; one larger record travels alone), with their marker triples.
+   */
+  private buildRound(firer: Firer): { bytes: Uint8Array; triples: number[]; end: number } {
+    const builder = this.fireBuilder;
+    builder.reset();
+    const nowMs = this.clock.nowMs();
+    const triples: number[] = [];
+    const queue = firer.queue;
+    let batch: ScheduledBatch | null = null;
+    let cursor: RecordCursor | null = null;
+    let index = firer.head;
+    for (; index < queue.length && builder.recordCount < delayFireRecordsMax; index += 3) {
+      const ref = queue[index]!;
+      if (batch === null || ref < batch.base || ref >= batch.base + batch.count) {
+        batch = readScheduledBatch(this.store.delay.log, ref);
+        cursor = null;
+        if (batch === null) continue; // damage: warned at dispatch, cannot happen here otherwise
+      }
+      if (cursor === null || cursor.index > ref - batch.base) cursor = new RecordCursor(batch.bytes, 0);
+      while (cursor.index < ref - batch.base && cursor.next()) {}
+      const headers: Array<[string, Uint8Array | string | null]> = [];
+      for (const header of cursor.headers()) if (header[0] !== deliverAtHeader) headers.push(header);
+      headers.push([originalDeliverAtHeader, String(queue[index + 1]!)]);
+      headers.push([delayRefHeader, String(ref)]);
+      const reason = queue[index + 2]!;
+      if (reason >= 0) {
+        headers.push([delayDeadReasonHeader, deadReasons[reason]!]);
+        headers.push([delayTargetHeader, `${batch.target.topic}/${batch.target.partition}`]);
+      }
+      const record = { key: cursor.key(), value: cursor.value(), headers, timestamp: nowMs };
+      if (builder.recordCount > 0 && builder.sizeBytes >= delayFireBatchBytesMax) break;
+      if (!builder.append(record)) break;
+      triples.push(ref, batch.base, batch.count);
+    }
+    return { bytes: builder.finishCopy({ crc32c: crc32cOfBytes }), triples, end: index };
+  }
+
+  /** Moves the firer's entries [from, to) to the dead letters with `reason`. */
+  private redirectToDead(firer: Firer, from: number, to: number, reason: number): void {
+    const dead = this.firerFor(deadKey, delayDeadTopicName, 0);
+    for (let i = from; i < to; i += 3) dead.queue.push(firer.queue[i]!, firer.queue[i + 1]!, reason);
+    firer.head = to;
+    if (firer.head === firer.queue.length) {
+      firer.queue = [];
+      firer.head = 0;
+    }
+    this.run(dead);
+  }
+
+  private logOf(firer: Firer): LogStore | null {
+    if (firer.key === deadKey) return this.store.dead.log;
+    const topic = this.topicNamed(firer.topic);
+    return topic?.partitions[firer.partition]?.openLog ?? null;
+  }
+
+  /** Deletes `__delay` segments whose messages are all handled (at most once a second). */
+  private scheduleCleanup(): void {
+    if (this.cleanupScheduled || this.stopped) return;
+    this.cleanupScheduled = true;
+    this.clock.setTimeout(
+      () => {
+        this.cleanupScheduled = false;
+        if (this.stopped || this.failure !== null) return;
+        const log = this.store.delay.log;
+        const before = log.logStartOffset;
+        const firstNeeded = this.store.machine.firstNotDone(before);
+        if (firstNeeded <= before) return;
+        try {
+          const { logStartOffset } = log.deleteBelow(firstNeeded);
+          if (logStartOffset > before) {
+            this.store.state
+              .commit({ t: 'L', o: logStartOffset })
+              .catch((error: unknown) => this.fail(error));
+          }
+        } catch (error) {
+          process.emitWarning(`deleting handled __delay segments failed (retried later): ${String(error)}`);
+        }
+      },
+      1000,
+      { unref: true },
+    );
+  }
+
+  /** The state log failed: stop firing (nothing is fired that could not be marked). */
+  private fail(error: unknown): void {
+    if (this.failure !== null) return;
+    this.failure = error instanceof SpillwayError ? error : new SpillwayError('STORAGE_IO', String(error));
+    process.emitWarning(`delayed messages stopped firing: ${String(error)}`);
+  }
+}
+
+/** The log of the target named by `key` (a fence key), or null when it is gone. */
+function targetLog(
+  store: DelayStore,
+  topicNamed: (name: string) => Topic | undefined,
+  key: string,
+): LogStore | null {
+  if (key === deadKey) return store.dead.log;
+  const separator = key.lastIndexOf('\u0000');
+  const topic = topicNamed(key.slice(0, separator));
+  const partition = Number(key.slice(separator + 1));
+  return topic?.partitions[partition]?.openLog ?? null;
+}
+
+/** The `sw-delay-ref` values of the records of `log` from `from` on. */
+function findFiredCopies(log: LogStore, from: number): { refs: number[]; scannedBytes: number } {
+  const refs: number[] = [];
+  let scannedBytes = 0;
+  const name = textEncoder.encode(delayRefHeader);
+  let offset = Math.max(from, log.logStartOffset);
+  while (offset < log.logEndOffset) {
+    const result = log.read(offset, 4 * 1024 * 1024);
+    if (result.batchCount === 0) break;
+    scannedBytes += result.bytes.length;
+    let position = 0;
+    while (position < result.bytes.length) {
+      const cursor = new RecordCursor(result.bytes, position);
+      while (cursor.next()) {
+        if (cursor.offset < from || cursor.headerCount === 0) continue;
+        for (const [header, value] of cursor.headers()) {
+          if (header.length === name.length && header === delayRefHeader && value !== null) {
+            const ref = Number(
+              Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'),
+            );
+            if (Number.isSafeInteger(ref) && ref >= 0) refs.push(ref);
+          }
+        }
+      }
+      position = cursor.batchEnd;
+    }
+    offset = result.nextOffset;
+  }
+  return { refs, scannedBytes };
+}

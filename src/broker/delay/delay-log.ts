@@ -1,0 +1,160 @@
+/**
+ * The layout of the `__delay` log (docs/STATE.md, "Delayed messages"): each scheduled batch is two
+ * adjacent batches, appended in one synchronous step (so nothing lands between them):
+ *
+ *   offset b - 1   target batch: attributes 0, one record: key = the target topic (UTF-8),
+ *                  value = msgpack { p: partition, c: the topic's createdAtMs }
+ *   offsets b..    the producer's batch as it came (attribute `delayed`; each record carries
+ *                  `sw-deliver-at`), records b .. b + count - 1
+ *
+ * A record's `__delay` offset is its reference (`ref`) everywhere: in the timing wheel, in the fired
+ * markers of `__delay_state`, and in the `sw-delay-ref` header of the fired copy. A target batch not
+ * followed by its scheduled batch (a torn tail) is skipped: its produce was never acknowledged.
+ */
+import { BatchAttributes, batchRecordCountAt, readBatchHeader } from '../../format/batch-header.js';
+import { BatchBuilder, RecordCursor } from '../../format/record-batch.js';
+import { VarintReader } from '../../format/varint.js';
+import { crc32c as nativeCrc32c } from '../../native.js';
+import { deliverAtHeader } from '../../protocol/reserved-headers.js';
+import type { LogStore } from '../../storage/log-store.js';
+import { statePackr } from '../state/state-machine.js';
+
+/** Where a scheduled batch goes. */
+export interface DelayTarget {
+  topic: string;
+  partition: number;
+  /** The topic's creation time when scheduled: a topic deleted and created again is another topic. */
+  createdAtMs: number;
+}
+
+const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
+
+/** Builds target batches; reused (finish returns a view valid until the next call). */
+export class TargetBatchEncoder {
+  private readonly builder = new BatchBuilder({ initialBytes: 1024 });
+
+  /** The target batch of `target` (a view of the builder: append it before the next call). */
+  encode(target: DelayTarget, nowMs: number): Uint8Array {
+    this.builder.reset();
+    this.builder.append({
+      key: target.topic,
+      value: statePackr.pack({ p: target.partition, c: target.createdAtMs }),
+      timestamp: nowMs,
+    });
+    return this.builder.finish({ crc32c: crc32cOfBytes });
+  }
+}
+
+function decodeTarget(cursor: RecordCursor): DelayTarget | null {
+  if (!cursor.next()) return null;
+  const topic = cursor.keyText();
+  const value = cursor.value();
+  if (topic === null || value === null) return null;
+  const fields: unknown = statePackr.unpack(value);
+  if (typeof fields !== 'object' || fields === null) return null;
+  const { p, c } = fields as { p?: unknown; c?: unknown };
+  if (typeof p !== 'number' || !Number.isSafeInteger(p) || p < 0) return null;
+  if (typeof c !== 'number' || !Number.isSafeInteger(c)) return null;
+  return { topic, partition: p, createdAtMs: c };
+}
+
+const deliverAtName = new TextEncoder().encode(deliverAtHeader);
+
+/**
+ * The due time of the cursor's current record (its `sw-deliver-at` header, epoch ms), or null when
+ * it has none or it is not decimal digits. Reads the header bytes in place (the lengths were checked
+ * by the cursor's next()): nothing allocated per record.
+ */
+export function deliverAtOf(cursor: RecordCursor): number | null {
+  const bytes = cursor.bytes;
+  const reader = new VarintReader(bytes, cursor.headersPosition, cursor.batchEnd, cursor.batchPosition);
+  for (let header = 0; header < cursor.headerCount; header++) {
+    const nameLength = reader.readVarint();
+    const nameStart = reader.position;
+    reader.position = nameStart + nameLength;
+    const valueLength = reader.readVarint();
+    const valueStart = reader.position;
+    if (valueLength > 0) reader.position += valueLength;
+    if (nameLength !== deliverAtName.length) continue;
+    let same = true;
+    for (let i = 0; i < nameLength && same; i++) same = bytes[nameStart + i] === deliverAtName[i];
+    if (!same) continue;
+    if (valueLength <= 0 || valueLength > 16) return null;
+    let ms = 0;
+    for (let i = 0; i < valueLength; i++) {
+      const digit = bytes[valueStart + i]! - 48;
+      if (digit < 0 || digit > 9) return null;
+      ms = ms * 10 + digit;
+    }
+    return ms;
+  }
+  return null;
+}
+
+/** A scheduled batch read back from `__delay`: valid while the log keeps its segment. */
+export interface ScheduledBatch {
+  target: DelayTarget;
+  /** Offset of its first record. */
+  base: number;
+  count: number;
+  /** The batch bytes (a view). */
+  bytes: Uint8Array;
+}
+
+/** The scheduled batch holding `__delay` offset `ref`, or null when the log does not have it. */
+export function readScheduledBatch(log: LogStore, ref: number): ScheduledBatch | null {
+  if (ref <= log.logStartOffset || ref >= log.logEndOffset) return null;
+  const data = log.read(ref, 1);
+  if (data.batchCount === 0 || data.firstOffset > ref) return null;
+  const base = data.firstOffset;
+  const targetRead = log.read(base - 1, 1);
+  if (targetRead.batchCount === 0 || targetRead.firstOffset !== base - 1) return null;
+  const target = decodeTarget(new RecordCursor(targetRead.bytes, 0));
+  if (target === null) return null;
+  const length = readBatchHeader(data.bytes, 0).batchLength;
+  return { target, base, count: batchRecordCountAt(data.bytes, 0), bytes: data.bytes.subarray(0, length) };
+}
+
+/**
+ * Walks the scheduled batches of `log` from `from` to its end, in order, calling `visit` for each
+ * complete pair (target batch then delayed batch). Returns the number of batches skipped (a target
+ * without its batch, or anything else out of place).
+ */
+export function scanScheduledBatches(
+  log: LogStore,
+  from: number,
+  visit: (batch: ScheduledBatch) => void,
+  readBytes = 4 * 1024 * 1024,
+): number {
+  let offset = Math.max(from, log.logStartOffset);
+  let target: DelayTarget | null = null;
+  let targetOffset = -1;
+  let skipped = 0;
+  while (offset < log.logEndOffset) {
+    const result = log.read(offset, readBytes);
+    if (result.batchCount === 0) break;
+    let position = 0;
+    while (position < result.bytes.length) {
+      const header = readBatchHeader(result.bytes, position);
+      const bytes = result.bytes.subarray(position, position + header.batchLength);
+      position += header.batchLength;
+      const base = header.baseOffset;
+      if (base + header.recordCount <= offset) continue; // before `from`
+      if ((header.attributes & BatchAttributes.delayed) === 0) {
+        if (target !== null) skipped++;
+        target = decodeTarget(new RecordCursor(bytes, 0));
+        targetOffset = base;
+        if (target === null) skipped++;
+      } else {
+        if (target !== null && targetOffset === base - 1) {
+          visit({ target, base, count: header.recordCount, bytes });
+        } else {
+          skipped++;
+        }
+        target = null;
+      }
+    }
+    offset = result.nextOffset;
+  }
+  return skipped;
+}
