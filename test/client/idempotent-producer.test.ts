@@ -158,6 +158,18 @@ describe('idempotent producer', () => {
     expect((await partitionRecords(broker, 'f', 0)).map(([, value]) => value)).toEqual(['a', 'b', 'c']);
   });
 
+  test('refuses delayed messages (they bypass the sequence) and sends on afterwards', async () => {
+    const broker = await openBroker();
+    await broker.topics.create('d');
+    const sw = await connect(broker);
+    const producer = sw.producer({ idempotent: true });
+    await expect(producer.send('d', { value: 'later', delayMs: 1000 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    expect(await producer.send('d', { value: 'now' })).toEqual({ partition: 0, offset: 0 });
+    expect((await partitionRecords(broker, 'd', 0)).map(([, value]) => value)).toEqual(['now']);
+  });
+
   test('after its producer id expired, the producer registers again and goes on', async () => {
     const broker = await openBroker({ producerIdleExpiryMs: 40 });
     await broker.topics.create('e');
