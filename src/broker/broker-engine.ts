@@ -300,6 +300,13 @@ export class BrokerEngine implements BrokerApi {
     let delayStore: DelayStore | null = null;
     try {
       const diskReserve = new DiskReserve(dataDir, resolved.diskReserveBytes);
+      // Every store of broker state opens its state log with these (state/state-log-partition.ts).
+      const stateLogOptions = {
+        dataDir,
+        tuning: resolved.stateLog,
+        checkpointIntervalMs: resolved.checkpointIntervalMs,
+        clock: resolved.clock,
+      };
       metadata = await MetadataStore.open({
         dataDir,
         defaults: resolved.topicDefaults,
@@ -307,12 +314,7 @@ export class BrokerEngine implements BrokerApi {
         checkpointIntervalMs: resolved.checkpointIntervalMs,
         clock: resolved.clock,
       });
-      offsets = await ConsumerOffsetsStore.open({
-        dataDir,
-        tuning: resolved.stateLog,
-        checkpointIntervalMs: resolved.checkpointIntervalMs,
-        clock: resolved.clock,
-      });
+      offsets = await ConsumerOffsetsStore.open(stateLogOptions);
       const records = metadata.records();
       const reconciliation = reconcileTopicDirectories(dataDir, records, resolved.clock.nowMs());
       const kept = new Set(reconciliation.topics.map((topic) => topic.name));
@@ -335,32 +337,12 @@ export class BrokerEngine implements BrokerApi {
       );
       const internal = internalTopic(metadataTopicName, metadata.partition);
       const offsetsTopic = internalTopic(consumerOffsetsTopicName, offsets.partition);
-      queueState = await QueueStateStore.open({
-        dataDir,
-        tuning: resolved.stateLog,
-        checkpointIntervalMs: resolved.checkpointIntervalMs,
-        clock: resolved.clock,
-      });
+      queueState = await QueueStateStore.open(stateLogOptions);
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
-      producerState = await ProducerStateStore.open({
-        dataDir,
-        tuning: resolved.stateLog,
-        checkpointIntervalMs: resolved.checkpointIntervalMs,
-        clock: resolved.clock,
-      });
-      delayStore = await DelayStore.open({
-        dataDir,
-        tuning: resolved.stateLog,
-        checkpointIntervalMs: resolved.checkpointIntervalMs,
-        clock: resolved.clock,
-      });
+      producerState = await ProducerStateStore.open(stateLogOptions);
+      delayStore = await DelayStore.open(stateLogOptions);
       const producerInternal = internalTopic(producerStateTopicName, producerState.partition);
-      dedupStore = await DedupStore.open({
-        dataDir,
-        tuning: resolved.stateLog,
-        checkpointIntervalMs: resolved.checkpointIntervalMs,
-        clock: resolved.clock,
-      });
+      dedupStore = await DedupStore.open(stateLogOptions);
       const dedupInternal = internalTopic(dedupTopicName, dedupStore.partition);
       transactionStore = await TransactionStore.open({
         dataDir,

@@ -5,24 +5,17 @@
  * the changes after it) with the broker, served read-only as an internal topic, closed last. A
  * missing or empty log means no msgId was recorded yet.
  */
-import type { Clock } from '../../clock.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
-  openStateLogPartition,
+  openStateLog,
   type StateLogPartition,
-  type StateLogTuning,
-  stateLogSnapshotBytesMinDefault,
+  type StateLogStoreOptions,
 } from '../state/state-log-partition.js';
 import { type DedupEntry, DedupState, dedupCodec } from './dedup-state.js';
 
 export const dedupTopicName = '__dedup';
 
-export interface DedupStoreOptions {
-  dataDir: string;
-  tuning?: StateLogTuning;
-  checkpointIntervalMs?: number;
-  clock?: Clock;
-}
+export type DedupStoreOptions = StateLogStoreOptions;
 
 export class DedupStore {
   readonly partition: StateLogPartition;
@@ -36,31 +29,9 @@ export class DedupStore {
   }
 
   static async open(options: DedupStoreOptions): Promise<DedupStore> {
-    const partition = await openStateLogPartition({
-      dataDir: options.dataDir,
-      name: dedupTopicName,
-      ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
-      ...(options.clock !== undefined ? { clock: options.clock } : {}),
-      ...(options.checkpointIntervalMs !== undefined
-        ? { checkpointIntervalMs: options.checkpointIntervalMs }
-        : {}),
-    });
-    try {
-      const machine = new DedupState();
-      const clock = options.clock;
-      const state = StateLog.open({
-        name: `${dedupTopicName}/0`,
-        log: partition.log,
-        machine,
-        codec: dedupCodec,
-        snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-        ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-      });
-      return new DedupStore(partition, state, machine);
-    } catch (error) {
-      await partition.log.close().catch(() => undefined);
-      throw error;
-    }
+    const machine = new DedupState();
+    const { partition, state } = await openStateLog(options, dedupTopicName, machine, dedupCodec);
+    return new DedupStore(partition, state, machine);
   }
 
   /** Finishes what is in flight, then closes the log. */

@@ -14,16 +14,14 @@
  * commits many into one append (one fdatasync under `always`), snapshots the map and recovers it.
  * Membership itself is not stored: members are sessions, and sessions end with the broker.
  */
-import type { Clock } from '../../clock.js';
 import { BackpressureError } from '../../errors.js';
 import { groupCommitsPendingMax } from '../../limits.js';
 import { type KeyValueEntry, KeyValueState, keyValueCodec, msgpackValues } from '../state/key-value-state.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
-  openStateLogPartition,
+  openStateLog,
   type StateLogPartition,
-  type StateLogTuning,
-  stateLogSnapshotBytesMinDefault,
+  type StateLogStoreOptions,
 } from '../state/state-log-partition.js';
 
 export const consumerOffsetsTopicName = '__consumer_offsets';
@@ -95,12 +93,7 @@ export function parseOffsetsKey(key: string): OffsetsKey | null {
   return null;
 }
 
-export interface ConsumerOffsetsStoreOptions {
-  dataDir: string;
-  tuning?: StateLogTuning;
-  checkpointIntervalMs?: number;
-  clock?: Clock;
-}
+export type ConsumerOffsetsStoreOptions = StateLogStoreOptions;
 
 /**
  * `__consumer_offsets`: reads are from memory (the applied map); writes resolve once durable and
@@ -123,30 +116,10 @@ export class ConsumerOffsetsStore {
   }
 
   static async open(options: ConsumerOffsetsStoreOptions): Promise<ConsumerOffsetsStore> {
-    const partition = await openStateLogPartition({
-      dataDir: options.dataDir,
-      name: consumerOffsetsTopicName,
-      ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
-      ...(options.clock !== undefined ? { clock: options.clock } : {}),
-      ...(options.checkpointIntervalMs !== undefined
-        ? { checkpointIntervalMs: options.checkpointIntervalMs }
-        : {}),
-    });
-    try {
-      const machine = new KeyValueState<OffsetsValue>();
-      const state = StateLog.open({
-        name: `${consumerOffsetsTopicName}/0`,
-        log: partition.log,
-        machine,
-        codec: keyValueCodec(msgpackValues(validateValue)),
-        snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-        ...(options.clock !== undefined ? { nowMs: () => options.clock!.nowMs() } : {}),
-      });
-      return new ConsumerOffsetsStore(partition, state, machine);
-    } catch (error) {
-      await partition.log.close().catch(() => undefined);
-      throw error;
-    }
+    const machine = new KeyValueState<OffsetsValue>();
+    const codec = keyValueCodec(msgpackValues(validateValue));
+    const { partition, state } = await openStateLog(options, consumerOffsetsTopicName, machine, codec);
+    return new ConsumerOffsetsStore(partition, state, machine);
   }
 
   /** Every entry applied, for building the coordinator's view at open and for describe. */

@@ -5,24 +5,17 @@
  * plus the changes after it) with the broker, served read-only as an internal topic, closed last.
  * A missing or empty log means no queue group has consumed yet.
  */
-import type { Clock } from '../../clock.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
-  openStateLogPartition,
+  openStateLog,
   type StateLogPartition,
-  type StateLogTuning,
-  stateLogSnapshotBytesMinDefault,
+  type StateLogStoreOptions,
 } from '../state/state-log-partition.js';
 import { type QueueEntry, QueueStateMachine, queueStateCodec } from './queue-state.js';
 
 export const queueStateTopicName = '__queue_state';
 
-export interface QueueStateStoreOptions {
-  dataDir: string;
-  tuning?: StateLogTuning;
-  checkpointIntervalMs?: number;
-  clock?: Clock;
-}
+export type QueueStateStoreOptions = StateLogStoreOptions;
 
 export class QueueStateStore {
   readonly partition: StateLogPartition;
@@ -36,31 +29,9 @@ export class QueueStateStore {
   }
 
   static async open(options: QueueStateStoreOptions): Promise<QueueStateStore> {
-    const partition = await openStateLogPartition({
-      dataDir: options.dataDir,
-      name: queueStateTopicName,
-      ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
-      ...(options.clock !== undefined ? { clock: options.clock } : {}),
-      ...(options.checkpointIntervalMs !== undefined
-        ? { checkpointIntervalMs: options.checkpointIntervalMs }
-        : {}),
-    });
-    try {
-      const machine = new QueueStateMachine();
-      const clock = options.clock;
-      const state = StateLog.open({
-        name: `${queueStateTopicName}/0`,
-        log: partition.log,
-        machine,
-        codec: queueStateCodec,
-        snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-        ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-      });
-      return new QueueStateStore(partition, state, machine);
-    } catch (error) {
-      await partition.log.close().catch(() => undefined);
-      throw error;
-    }
+    const machine = new QueueStateMachine();
+    const { partition, state } = await openStateLog(options, queueStateTopicName, machine, queueStateCodec);
+    return new QueueStateStore(partition, state, machine);
   }
 
   /** Finishes what is in flight, then closes the log. */

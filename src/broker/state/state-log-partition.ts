@@ -13,6 +13,8 @@ import { Partition } from '../partition.js';
 import { Topic } from '../topic.js';
 import { internalTopicConfig } from '../topic-config.js';
 import { topicsDirectory } from '../topic-directories.js';
+import { StateLog } from './state-log.js';
+import type { EntryCodec, StateMachine } from './state-machine.js';
 
 /** Segment size of internal state logs: they hold little, and the state log deletes old segments. */
 export const stateLogSegmentBytesDefault = 4 * 1024 * 1024;
@@ -76,4 +78,50 @@ export function internalTopic(name: string, partition: StateLogPartition): Topic
   return new Topic({ name, partitionCount: 1, createdAtMs, config }, [
     new Partition(name, 0, log, log.durability),
   ]);
+}
+
+/** Where and how a store opens its state log (the broker's options for every state log). */
+export interface StateLogStoreOptions {
+  dataDir: string;
+  tuning?: StateLogTuning;
+  checkpointIntervalMs?: number;
+  /** The broker's clock, for the log's timers and snapshot times. Default `systemClock`. */
+  clock?: Clock;
+}
+
+/**
+ * Opens internal state log `name`: its partition (recovered), then the StateLog over `machine`
+ * (snapshot + replay). Closes the partition again when the replay fails. What every store of broker
+ * state (offsets, queue state, dedup, producers, ...) does at open.
+ */
+export async function openStateLog<Entry>(
+  options: StateLogStoreOptions,
+  name: string,
+  machine: StateMachine<Entry>,
+  codec: EntryCodec<Entry>,
+): Promise<{ partition: StateLogPartition; state: StateLog<Entry> }> {
+  const partition = await openStateLogPartition({
+    dataDir: options.dataDir,
+    name,
+    ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
+    ...(options.clock !== undefined ? { clock: options.clock } : {}),
+    ...(options.checkpointIntervalMs !== undefined
+      ? { checkpointIntervalMs: options.checkpointIntervalMs }
+      : {}),
+  });
+  try {
+    const clock = options.clock;
+    const state = StateLog.open({
+      name: `${name}/0`,
+      log: partition.log,
+      machine,
+      codec,
+      snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
+      ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
+    });
+    return { partition, state };
+  } catch (error) {
+    await partition.log.close().catch(() => undefined);
+    throw error;
+  }
 }
