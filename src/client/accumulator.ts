@@ -162,11 +162,17 @@ export class PartitionQueue {
   nextSequence = 0;
   /** Batch attributes of this queue's batches (BatchAttributes.delayed for delayed messages). */
   readonly attributes: number;
+  /**
+   * True for the queues an idempotent producer keeps outside its sequences (delayed messages, and
+   * messages with a msgId): their batches carry no producer id, sequence or epoch.
+   */
+  readonly unsequenced: boolean;
 
-  constructor(topic: string, partition: number, attributes = 0) {
+  constructor(topic: string, partition: number, attributes = 0, unsequenced = false) {
     this.topic = topic;
     this.partition = partition;
     this.attributes = attributes;
+    this.unsequenced = unsequenced;
     this.requestHeader = { topic, partition };
   }
 }
@@ -400,7 +406,7 @@ export class Accumulator {
     const batch = queue.open!;
     const builder = batch.builder!;
     batch.bytes = builder.finishCopy({
-      ...this.sealFields?.(batch, builder.recordCount),
+      ...(queue.unsequenced ? undefined : this.sealFields?.(batch, builder.recordCount)),
       attributes: queue.attributes,
     });
     batch.recordCount = builder.recordCount;

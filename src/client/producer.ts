@@ -216,12 +216,17 @@ function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
   };
 }
 
+/** Which queue of a partition a message goes to (see Producer.append). */
+type QueueKind = 'plain' | 'delayed' | 'msgId';
+
 /** Per topic: its partition count (shared with the metadata cache), its queues, its sticky partition. */
 interface ProducerTopic {
   readonly metadata: TopicMetadata;
   readonly queues: Array<PartitionQueue | undefined>;
   /** Queues of delayed messages (batches with the delayed attribute), delayed-send.ts. */
   readonly delayedQueues: Array<PartitionQueue | undefined>;
+  /** Idempotent producers: queues of messages with a msgId, outside the sequences (see append). */
+  readonly msgIdQueues: Array<PartitionQueue | undefined>;
   sticky: number;
 }
 
@@ -445,13 +450,6 @@ export class Producer {
       throw new InvalidArgumentError('message key must be a string, a Uint8Array, null or absent');
     }
     const dueMs = dueTimeOf(message, Date.now());
-    if (dueMs !== null && this.idempotence !== null) {
-      // Delayed batches go to the broker's delay log, outside the partition's sequence: an
-      // idempotent producer would see its sequences break (docs/PROTOCOL.md, "Delayed messages").
-      throw new InvalidArgumentError(
-        'an idempotent producer does not send delayed messages: use a producer without idempotent: true for them',
-      );
-    }
     const withMsgId = message.msgId === undefined ? message : recordWithMsgId(message);
     const partitionCount = state.metadata.partitionCount;
     let partition: number;
@@ -468,9 +466,17 @@ export class Producer {
       if (state.sticky >= partitionCount) state.sticky = nextStickyPartition(-1, partitionCount);
       partition = state.sticky;
     }
-    const queue =
-      (dueMs === null ? state.queues : state.delayedQueues)[partition] ??
-      this.createQueue(state, partition, dueMs !== null);
+    // An idempotent producer keeps delayed messages (they wait in the broker's delay log, outside
+    // the partition) and messages with a msgId (msg-id dedup may drop records of a batch) out of its
+    // sequences: their batches go unsequenced, a retry of them is folded by msgId on a dedup topic
+    // and may be written twice otherwise (docs/PROTOCOL.md, "Idempotent PRODUCE").
+    const kind: QueueKind =
+      dueMs !== null
+        ? 'delayed'
+        : this.idempotence !== null && message.msgId !== undefined
+          ? 'msgId'
+          : 'plain';
+    const queue = this.queuesOf(state, kind)[partition] ?? this.createQueue(state, partition, kind);
     // UTF-8 takes at least a byte per UTF-16 unit: a lower bound of the record's size.
     const leastBytes = (value === null ? 0 : value.length) + (key == null ? 0 : key.length);
     return this.accumulator.append(
@@ -493,6 +499,7 @@ export class Producer {
         metadata,
         queues: [],
         delayedQueues: [],
+        msgIdQueues: [],
         sticky: nextStickyPartition(-1, metadata.partitionCount),
       };
       this.topics.set(metadata.name, state);
@@ -610,10 +617,24 @@ export class Producer {
     return promise;
   }
 
-  private createQueue(state: ProducerTopic, partition: number, delayed = false): PartitionQueue {
-    const queue = new PartitionQueue(state.metadata.name, partition, delayed ? BatchAttributes.delayed : 0);
-    (delayed ? state.delayedQueues : state.queues)[partition] = queue;
+  private queuesOf(state: ProducerTopic, kind: QueueKind): Array<PartitionQueue | undefined> {
+    return kind === 'plain' ? state.queues : kind === 'delayed' ? state.delayedQueues : state.msgIdQueues;
+  }
+
+  private createQueue(state: ProducerTopic, partition: number, kind: QueueKind = 'plain'): PartitionQueue {
+    const queue = new PartitionQueue(
+      state.metadata.name,
+      partition,
+      kind === 'delayed' ? BatchAttributes.delayed : 0,
+      kind !== 'plain',
+    );
+    this.queuesOf(state, kind)[partition] = queue;
     return queue;
+  }
+
+  /** True when `queue`'s batches carry the idempotent producer's id, epoch and sequences. */
+  private sequenced(queue: PartitionQueue): boolean {
+    return this.idempotence !== null && !queue.unsequenced;
   }
 
   private moveSticky(queue: PartitionQueue): void {
@@ -626,7 +647,7 @@ export class Producer {
 
   /** Sends what `queue` may send now, within the in-flight bounds. */
   private drain(queue: PartitionQueue): void {
-    if (this.idempotence !== null && !this.idempotentSendable(queue)) return;
+    if (this.sequenced(queue) && !this.idempotentSendable(queue)) return;
     const perPartitionMax = this.options.inFlightBatchesPerPartitionMax;
     const perPartitionBytes = this.options.inFlightBytesPerPartitionMax;
     while (!queue.paused && queue.inFlight < perPartitionMax && queue.inFlightBytes < perPartitionBytes) {
@@ -634,7 +655,7 @@ export class Producer {
         this.waitingForSlot.add(queue);
         return;
       }
-      if (this.idempotence !== null && !this.idempotence.mayTake(queue, perPartitionMax)) return;
+      if (this.sequenced(queue) && !this.idempotence!.mayTake(queue, perPartitionMax)) return;
       const batch = this.accumulator.takeSendable(queue);
       if (batch === null) return;
       this.transmit(batch);
@@ -667,9 +688,10 @@ export class Producer {
     batch.attempts++;
     // The broker writes offsets into its own copy; make sure a resend carries a producer's batch.
     if (batch.attempts > 1) setBatchBaseOffset(bytes, 0);
-    if (this.idempotence !== null) {
-      if (!this.idempotence.isCurrent(batch)) this.idempotence.stampReady(queue, [batch]);
-      this.idempotence.noteSent(batch);
+    if (this.sequenced(queue)) {
+      const sequencer = this.idempotence!;
+      if (!sequencer.isCurrent(batch)) sequencer.stampReady(queue, [batch]);
+      sequencer.noteSent(batch);
     }
     this.transport.request(Opcode.produce, queue.requestHeader, bytes).then(
       (response) => this.onProduced(batch, response),
@@ -700,7 +722,7 @@ export class Producer {
     const code = error instanceof SpillwayError ? error.code : undefined;
     if (code === 'UNKNOWN_PARTITION' || code === 'UNKNOWN_TOPIC') this.metadata.refreshQuietly(queue.topic);
     const backoffMs = this.backoffMs(batch.attempts);
-    if (this.idempotence !== null) {
+    if (this.sequenced(queue)) {
       this.onIdempotentFailure(batch, error, backoffMs);
       this.afterSettle(queue);
       return;
@@ -739,7 +761,7 @@ export class Producer {
   }
 
   private afterSettle(queue: PartitionQueue): void {
-    if (this.idempotence !== null) this.idempotentSettled(queue);
+    if (this.sequenced(queue)) this.idempotentSettled(queue);
     this.drain(queue);
     if (this.waitingForSlot.size > 0) this.drainWaiting();
     if (this.waitingHead < this.waiting.length) this.pump();

@@ -158,16 +158,20 @@ describe('idempotent producer', () => {
     expect((await partitionRecords(broker, 'f', 0)).map(([, value]) => value)).toEqual(['a', 'b', 'c']);
   });
 
-  test('refuses delayed messages (they bypass the sequence) and sends on afterwards', async () => {
+  test('sends delayed messages and msgIds outside its sequences; its sequenced sends go on', async () => {
     const broker = await openBroker();
-    await broker.topics.create('d');
+    await broker.topics.create('d', { dedupWindowMs: 60_000 });
     const sw = await connect(broker);
     const producer = sw.producer({ idempotent: true });
-    await expect(producer.send('d', { value: 'later', delayMs: 1000 })).rejects.toMatchObject({
-      code: 'INVALID_ARGUMENT',
-    });
-    expect(await producer.send('d', { value: 'now' })).toEqual({ partition: 0, offset: 0 });
-    expect((await partitionRecords(broker, 'd', 0)).map(([, value]) => value)).toEqual(['now']);
+    expect(await producer.send('d', { value: 'a' })).toEqual({ partition: 0, offset: 0 });
+    const first = await producer.send('d', { value: 'm', msgId: 'order-42' });
+    // The same msgId again (a resend by the application): folded onto the first copy.
+    expect(await producer.send('d', { value: 'm again', msgId: 'order-42' })).toEqual(first);
+    await producer.send('d', { value: 'later', delayMs: 60_000 });
+    expect(await producer.send('d', { value: 'b' })).toMatchObject({ partition: 0 });
+    await producer.flush();
+    expect((await partitionRecords(broker, 'd', 0)).map(([, value]) => value)).toEqual(['a', 'm', 'b']);
+    expect(broker.delay.stats()).toMatchObject({ pending: 1 });
   });
 
   test('after its producer id expired, the producer registers again and goes on', async () => {
