@@ -36,10 +36,10 @@ import type { Partition } from './partition.js';
 import type { BrokerProducers } from './producers/broker-producers.js';
 import { isInternalTopicName } from './topic-name.js';
 
-/** Attribute bits of features the broker does not serve yet. */
+/** Attribute bits PRODUCE refuses, with why (INVALID_BATCH). */
 const unsupportedAttributes: ReadonlyArray<readonly [number, string]> = [
-  [BatchAttributes.transactional, 'transactional'],
-  [BatchAttributes.control, 'control'],
+  [BatchAttributes.transactional, 'transactional batches go through TXN_SEND (a transaction), not PRODUCE'],
+  [BatchAttributes.control, 'control batches are written by the broker only'],
 ];
 
 /** record-batch's Crc32cFunction takes only the bytes; the native one takes optional ranges too. */
@@ -116,7 +116,7 @@ export class BrokerMessages implements MessageService {
     }
     for (const [bit, feature] of unsupportedAttributes) {
       if ((fields.attributes & bit) !== 0) {
-        throw new InvalidBatchError(`${feature} batches are not supported yet`);
+        throw new InvalidBatchError(feature);
       }
     }
     if ((fields.attributes & BatchAttributes.delayed) !== 0) {
