@@ -12,15 +12,13 @@
  * [baseSequence, lastSequence, baseOffset, lastOffset, ...] of its last batches, oldest first]`.
  * Batches at and after `u` are read back from the partition's own batch headers at open.
  */
-import type { Clock } from '../../clock.js';
 import { producerBatchesRememberedMax } from '../../limits.js';
 import { type KeyValueEntry, KeyValueState, keyValueCodec, msgpackValues } from '../state/key-value-state.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
-  openStateLogPartition,
+  openStateLog,
   type StateLogPartition,
-  type StateLogTuning,
-  stateLogSnapshotBytesMinDefault,
+  type StateLogStoreOptions,
 } from '../state/state-log-partition.js';
 
 export const producerStateTopicName = '__producer_state';
@@ -108,12 +106,7 @@ function validateValue(value: unknown): ProducerStateValue {
   throw new Error('a __producer_state value is a next id, a producer record or a sequence snapshot');
 }
 
-export interface ProducerStateStoreOptions {
-  dataDir: string;
-  tuning?: StateLogTuning;
-  checkpointIntervalMs?: number;
-  clock?: Clock;
-}
+export type ProducerStateStoreOptions = StateLogStoreOptions;
 
 export class ProducerStateStore {
   readonly partition: StateLogPartition;
@@ -131,31 +124,10 @@ export class ProducerStateStore {
   }
 
   static async open(options: ProducerStateStoreOptions): Promise<ProducerStateStore> {
-    const partition = await openStateLogPartition({
-      dataDir: options.dataDir,
-      name: producerStateTopicName,
-      ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
-      ...(options.clock !== undefined ? { clock: options.clock } : {}),
-      ...(options.checkpointIntervalMs !== undefined
-        ? { checkpointIntervalMs: options.checkpointIntervalMs }
-        : {}),
-    });
-    try {
-      const machine = new KeyValueState<ProducerStateValue>();
-      const clock = options.clock;
-      const state = StateLog.open({
-        name: `${producerStateTopicName}/0`,
-        log: partition.log,
-        machine,
-        codec: keyValueCodec(msgpackValues(validateValue)),
-        snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-        ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-      });
-      return new ProducerStateStore(partition, state, machine);
-    } catch (error) {
-      await partition.log.close().catch(() => undefined);
-      throw error;
-    }
+    const machine = new KeyValueState<ProducerStateValue>();
+    const codec = keyValueCodec(msgpackValues(validateValue));
+    const { partition, state } = await openStateLog(options, producerStateTopicName, machine, codec);
+    return new ProducerStateStore(partition, state, machine);
   }
 
   /** Every entry applied (recovered at open). */
