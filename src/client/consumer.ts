@@ -38,14 +38,14 @@ import { setMaxListeners } from 'node:events';
 import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../errors.js';
 import { BatchHeader, batchBaseOffset, batchLengthAt, batchRecordCountAt } from '../format/batch-header.js';
 import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
-import { batchBytesMax, fetchMaxBytesDefault, fetchMaxWaitMsMax, retryBackoffMsMax } from '../limits.js';
+import { fetchMaxBytesDefault, retryBackoffMsMax } from '../limits.js';
 import type { FetchRequest, ListOffsetRequest } from '../protocol/messages.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
 import { clientCrc32c } from './client-crc32c.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
-import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
+import { consumerFetchOptions, consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
 import type { Transport } from './transport.js';
@@ -335,34 +335,12 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     this.transport = transport;
     this.admin = admin;
     this.from = checkStartPosition(options.from ?? consumerDefaults.from);
-    this.maxBytes = consumerIntegerOption(
-      options.maxBytes,
-      'maxBytes',
-      1,
-      batchBytesMax,
-      consumerDefaults.maxBytes,
-    );
-    this.maxWaitMs = consumerIntegerOption(
-      options.maxWaitMs,
-      'maxWaitMs',
-      0,
-      fetchMaxWaitMsMax,
-      consumerDefaults.maxWaitMs,
-    );
-    this.partitionBufferBytesMax = consumerIntegerOption(
-      options.partitionBufferBytesMax,
-      'partitionBufferBytesMax',
-      1,
-      Number.MAX_SAFE_INTEGER,
-      this.maxBytes,
-    );
-    this.requestTimeoutMs = consumerIntegerOption(
-      options.requestTimeoutMs,
-      'requestTimeoutMs',
-      1,
-      Number.MAX_SAFE_INTEGER,
-      consumerDefaults.requestTimeoutMs,
-    );
+    ({
+      maxBytes: this.maxBytes,
+      maxWaitMs: this.maxWaitMs,
+      partitionBufferBytesMax: this.partitionBufferBytesMax,
+      requestTimeoutMs: this.requestTimeoutMs,
+    } = consumerFetchOptions(options, consumerDefaults));
     this.retryBackoffMs = consumerIntegerOption(
       options.retryBackoffMs,
       'retryBackoffMs',

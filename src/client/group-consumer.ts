@@ -34,9 +34,7 @@ import { CorruptBatchError, InvalidArgumentError, SpillwayError } from '../error
 import { batchBaseOffset, batchRecordCountAt } from '../format/batch-header.js';
 import { RecordCursor, verifyBatchCrc } from '../format/record-batch.js';
 import {
-  batchBytesMax,
   fetchMaxBytesDefault,
-  fetchMaxWaitMsMax,
   groupConsumerUnfinishedMessagesMax,
   groupNameLengthMax,
   groupSessionTimeoutMsDefault,
@@ -51,7 +49,7 @@ import { sleepUnlessAborted } from './abortable-sleep.js';
 import type { Admin } from './admin.js';
 import { clientCrc32c } from './client-crc32c.js';
 import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
-import { consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
+import { consumerFetchOptions, consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { FinishedPrefix } from './finished-prefix.js';
 import { parseGroupView } from './group-view.js';
@@ -304,34 +302,12 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
       3_600_000,
       groupConsumerDefaults.rebalanceTimeoutMs,
     );
-    this.maxBytes = consumerIntegerOption(
-      options.maxBytes,
-      'maxBytes',
-      1,
-      batchBytesMax,
-      groupConsumerDefaults.maxBytes,
-    );
-    this.maxWaitMs = consumerIntegerOption(
-      options.maxWaitMs,
-      'maxWaitMs',
-      0,
-      fetchMaxWaitMsMax,
-      groupConsumerDefaults.maxWaitMs,
-    );
-    this.partitionBufferBytesMax = consumerIntegerOption(
-      options.partitionBufferBytesMax,
-      'partitionBufferBytesMax',
-      1,
-      Number.MAX_SAFE_INTEGER,
-      this.maxBytes,
-    );
-    this.requestTimeoutMs = consumerIntegerOption(
-      options.requestTimeoutMs,
-      'requestTimeoutMs',
-      1,
-      Number.MAX_SAFE_INTEGER,
-      groupConsumerDefaults.requestTimeoutMs,
-    );
+    ({
+      maxBytes: this.maxBytes,
+      maxWaitMs: this.maxWaitMs,
+      partitionBufferBytesMax: this.partitionBufferBytesMax,
+      requestTimeoutMs: this.requestTimeoutMs,
+    } = consumerFetchOptions(options, groupConsumerDefaults));
     setMaxListeners(0, this.lifetime.signal);
     this.starting = this.start();
     this.starting.catch(() => undefined);
