@@ -15,13 +15,12 @@ import type { Clock } from '../../clock.js';
 import { delaySegmentBytes } from '../../limits.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import type { Durability } from '../../storage/sync-scheduler.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
-  openStateLogPartition,
+  openStateLog,
   type StateLogPartition,
   type StateLogTuning,
   stateLogDirectory,
-  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { type DelayEntry, DelayStateMachine, delayStateCodec } from './delay-state.js';
 
@@ -88,26 +87,13 @@ export class DelayStore {
       opened.push(delay);
       const dead = await openDataLog(options, delayDeadTopicName, 'always');
       opened.push(dead);
-      const statePartition = await openStateLogPartition({
-        dataDir: options.dataDir,
-        name: delayStateTopicName,
-        ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
-        ...(options.clock !== undefined ? { clock: options.clock } : {}),
-        ...(options.checkpointIntervalMs !== undefined
-          ? { checkpointIntervalMs: options.checkpointIntervalMs }
-          : {}),
-      });
-      opened.push(statePartition);
       const machine = new DelayStateMachine();
-      const clock = options.clock;
-      const state = StateLog.open({
-        name: `${delayStateTopicName}/0`,
-        log: statePartition.log,
+      const { partition: statePartition, state } = await openStateLog(
+        options,
+        delayStateTopicName,
         machine,
-        codec: delayStateCodec,
-        snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-        ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-      });
+        delayStateCodec,
+      );
       return new DelayStore(delay, dead, statePartition, state, machine);
     } catch (error) {
       for (const partition of opened) await partition.log.close().catch(() => undefined);

@@ -8,13 +8,12 @@
  */
 import type { Clock } from '../../clock.js';
 import { PartitionLog } from '../../storage/partition-log.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
-  openStateLogPartition,
+  openStateLog,
   type StateLogPartition,
   type StateLogTuning,
   stateLogDirectory,
-  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { HalfLog, halfTopicName } from './half-log.js';
 import { type TransactionEntry, TransactionStateMachine, transactionCodec } from './transaction-state.js';
@@ -59,24 +58,15 @@ export class TransactionStore {
         ? { checkpointIntervalMs: options.checkpointIntervalMs }
         : {}),
     };
-    const partition = await openStateLogPartition({
-      dataDir: options.dataDir,
-      name: transactionsTopicName,
-      ...(options.tuning !== undefined ? { tuning: options.tuning } : {}),
-      ...common,
-    });
+    const machine = new TransactionStateMachine();
+    const { partition, state } = await openStateLog(
+      options,
+      transactionsTopicName,
+      machine,
+      transactionCodec,
+    );
     let halfLog: PartitionLog | null = null;
     try {
-      const machine = new TransactionStateMachine();
-      const clock = options.clock;
-      const state = StateLog.open({
-        name: `${transactionsTopicName}/0`,
-        log: partition.log,
-        machine,
-        codec: transactionCodec,
-        snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-        ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-      });
       const directory = stateLogDirectory(options.dataDir, halfTopicName);
       halfLog = await PartitionLog.open({
         directory,
