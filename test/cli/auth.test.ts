@@ -60,6 +60,15 @@ describe('spillway auth and --token', () => {
       input: 'one\ntwo\n',
     });
     expect(produced.code, produced.stderr).toBe(0);
+    // The admin listings take --token too (ops holds cluster describe).
+    for (const args of [
+      ['txn', 'list'],
+      ['delay', 'stats'],
+    ]) {
+      expect((await runCli([...args, '--broker', url])).stderr).toContain('UNAUTHENTICATED');
+      const listed = await runCli([...args, '--broker', url, '--token', opsToken]);
+      expect(listed.code, listed.stderr).toBe(0);
+    }
     // SPILLWAY_TOKEN when --token is absent
     process.env['SPILLWAY_TOKEN'] = readerToken;
     try {

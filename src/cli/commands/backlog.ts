@@ -9,9 +9,10 @@
 import { parseArgs } from 'node:util';
 import { type DrainProgress, drainBacklog } from '../../client/backlog-drain.js';
 import { Spillway } from '../../client/index.js';
-import { brokerUrlFlag, integerFlag, UsageError } from '../cli-error.js';
+import { brokerUrlFlag, connectionFlags, connectionOptions, integerFlag, UsageError } from '../cli-error.js';
 
 export const backlogUsage = `usage: spillway backlog drain SRC --group G --into TMP --partitions N [--broker URL]
+                              [--token T] [--ca-file PEM]
   copies group G's unconsumed messages of SRC (from its committed offsets to the end offsets now)
   into TMP (created with N partitions and SRC's durability when missing), keyed messages by key hash,
   then commits G's offsets on SRC. G's consumers must be stopped. Run it again to resume.`;
@@ -33,6 +34,7 @@ export async function runBacklog(argv: string[]): Promise<number> {
     args: argv,
     options: {
       broker: { type: 'string', default: 'ws://127.0.0.1:7070' },
+      ...connectionFlags,
       group: { type: 'string' },
       into: { type: 'string' },
       partitions: { type: 'string' },
@@ -48,7 +50,7 @@ export async function runBacklog(argv: string[]): Promise<number> {
   if (values.into === undefined) throw new UsageError('backlog drain needs --into TMP');
   const partitions = integerFlag('partitions', values.partitions, 1);
   if (partitions === undefined) throw new UsageError('backlog drain needs --partitions N');
-  const sw = await Spillway.connect(brokerUrlFlag(values.broker));
+  const sw = await Spillway.connect(brokerUrlFlag(values.broker), connectionOptions(values));
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.on('SIGINT', onSignal);
