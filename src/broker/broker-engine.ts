@@ -17,7 +17,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Clock, ClockTimer } from '../clock.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { BrokerApi, StorageStats } from '../protocol/broker-api.js';
+import type { BrokerApi, DedupStats, StorageStats } from '../protocol/broker-api.js';
 import { fileModes, setFileModes } from '../storage/file-modes.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import { BrokerIntegrity } from './broker-integrity.js';
@@ -503,6 +503,11 @@ export class BrokerEngine implements BrokerApi {
       lock.release();
       throw error;
     }
+  }
+
+  /** What the msg-id dedup index holds (for metrics). */
+  dedupStats(): DedupStats {
+    return this.dedup.stats;
   }
 
   /** Disk use, the reserve and the scrub's findings (for metrics and health). */

@@ -289,4 +289,18 @@ export interface BrokerApi {
   readonly delay?: DelayService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
+  /** Msg-id dedup index figures (a broker engine has them; other implementations may not). */
+  dedupStats?(): DedupStats;
+}
+
+/** What the msg-id dedup index holds (for metrics and benchmarks). */
+export interface DedupStats {
+  /** Ids held in the index across all topics. */
+  ids: number;
+  /** Ids claimed by produces still being written. */
+  claimed: number;
+  /** Topics with ids in the index. */
+  topics: number;
+  /** Duplicates answered with their first copy since the broker opened. */
+  duplicates: number;
 }

@@ -9,7 +9,7 @@
  */
 
 import { metricsLagSeriesMax } from '../limits.js';
-import type { IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
+import type { DedupStats, IntegrityReport, StorageStats, TopicDescription } from '../protocol/broker-api.js';
 import type { DelayStats } from '../protocol/delay-api.js';
 import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
@@ -100,6 +100,7 @@ export class ServerMetrics {
     queues: () => QueueGroupDescription[] = () => [],
     transactions: () => TransactionStats | null = () => null,
     delay: () => DelayStats | null = () => null,
+    dedup: () => DedupStats | null = () => null,
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -430,6 +431,26 @@ export class ServerMetrics {
       );
       metric('spillway_delay_wheel_bytes', 'gauge', 'Bytes of the timing wheel entry arrays.');
       lines.push(`spillway_delay_wheel_bytes ${delayStats.wheelBytes}`);
+    }
+    let dedupStats: DedupStats | null = null;
+    try {
+      dedupStats = dedup();
+    } catch {
+      // The broker is closing.
+    }
+    if (dedupStats !== null) {
+      metric('spillway_dedup_ids', 'gauge', 'Message ids held in the msg-id dedup index.');
+      lines.push(`spillway_dedup_ids ${dedupStats.ids}`);
+      metric('spillway_dedup_claims', 'gauge', 'Message ids claimed by produces still being written.');
+      lines.push(`spillway_dedup_claims ${dedupStats.claimed}`);
+      metric('spillway_dedup_topics', 'gauge', 'Topics with ids in the msg-id dedup index.');
+      lines.push(`spillway_dedup_topics ${dedupStats.topics}`);
+      metric(
+        'spillway_dedup_duplicates_total',
+        'counter',
+        'Duplicate messages answered with their first copy since the broker opened.',
+      );
+      lines.push(`spillway_dedup_duplicates_total ${dedupStats.duplicates}`);
     }
     let stats: StorageStats | null = null;
     try {

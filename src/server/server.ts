@@ -418,6 +418,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       () => api.queues.describe(),
       () => api.transactions.stats(),
       () => api.delay?.stats() ?? null,
+      () => api.dedupStats?.() ?? null,
     ),
   );
 

@@ -367,6 +367,27 @@ describe('HTTP API', () => {
     expect((await call('GET', '/healthz')).status).toBe(200);
   });
 
+  it('counts msg-id dedup in /metrics: ids held and duplicates answered', async () => {
+    const created = await call('POST', '/v1/topics', {
+      name: 'http-dedup',
+      partitions: 1,
+      dedupWindowMs: 60_000,
+    });
+    expect(created.status).toBe(201);
+    const before = metricValue((await call('GET', '/metrics')).text, 'spillway_dedup_duplicates_total');
+    for (let copy = 0; copy < 3; copy++) {
+      const sent = await call('POST', '/v1/topics/http-dedup/messages', {
+        messages: [{ value: 'a', msgId: 'm-1' }],
+      });
+      expect(sent.status).toBe(200);
+    }
+    const text = (await call('GET', '/metrics')).text;
+    expect(before).toBeTypeOf('number');
+    expect(metricValue(text, 'spillway_dedup_duplicates_total')).toBe(before! + 2);
+    expect(metricValue(text, 'spillway_dedup_ids')).toBeGreaterThanOrEqual(1);
+    expect(metricValue(text, 'spillway_dedup_topics')).toBeGreaterThanOrEqual(1);
+  });
+
   it('serves Prometheus metrics: connections, requests, bytes, partition offsets', async () => {
     expect((await call('POST', '/v1/topics', { name: 'http-metrics', partitions: 2 })).status).toBe(201);
     await call('POST', '/v1/topics/http-metrics/messages', { messages: [{ value: 'a', partition: 1 }] });

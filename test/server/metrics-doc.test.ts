@@ -69,6 +69,21 @@ function renderedFamilies(): Map<string, Set<string>> {
         checkAnswers: { commit: 0, rollback: 0, unknown: 0, failed: 0 },
         halfBytes: 10,
       }),
+      () => ({
+        pending: 1,
+        withinMinute: 1,
+        withinHour: 0,
+        withinDay: 0,
+        later: 0,
+        nextDueMs: 1,
+        scheduled: 1,
+        fired: 0,
+        deadLettered: 0,
+        lateness: { samples: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 },
+        wheelBytes: 16,
+        delayLogBytes: 100,
+      }),
+      () => ({ ids: 2, claimed: 0, topics: 1, duplicates: 1 }),
     )
     .split('\n')) {
     const type = /^# TYPE (\w+) /.exec(line);

@@ -32,7 +32,7 @@ import type { Clock, ClockTimer } from '../../clock.js';
 import { BackpressureError } from '../../errors.js';
 import { type BatchHeaderFields, batchBaseOffset, batchLengthAt } from '../../format/batch-header.js';
 import { dedupEntryIdsMax, dedupSweepIntervalMs } from '../../limits.js';
-import type { ProduceResult } from '../../protocol/broker-api.js';
+import type { DedupStats, ProduceResult } from '../../protocol/broker-api.js';
 import type { LogStore } from '../../storage/log-store.js';
 import type { BrokerTopics } from '../broker-topics.js';
 import type { Lifecycle } from '../lifecycle.js';
@@ -68,15 +68,6 @@ export interface BrokerDedupOptions {
   lifecycle: Lifecycle;
   /** Ids held and claimed at most (limits.ts dedupIdsMaxDefault). */
   idsMax: number;
-}
-
-/** What the dedup index holds (for metrics and benchmarks). */
-export interface DedupStats {
-  ids: number;
-  claimed: number;
-  topics: number;
-  /** Duplicates answered with their first copy since the broker opened. */
-  duplicates: number;
 }
 
 export class BrokerDedup {
