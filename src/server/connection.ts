@@ -141,7 +141,9 @@ export class Connection implements SessionTransport, GuardedConnection {
   /** Unsent bytes last reported to the memory guard. */
   private reportedUnsent = 0;
   private drainedBytes = 0;
-  private heard = false;
+  /** MemoryGuard: clock times of the last complete message, and of the last message or pong. */
+  lastMessageMs: number;
+  lastHeardMs: number;
   /** Bytes this connection's running large-answer requests reserve in the memory guard. */
   private reservedBytes = 0;
 
@@ -152,6 +154,8 @@ export class Connection implements SessionTransport, GuardedConnection {
     readonly remoteAddress = '',
   ) {
     this.onInternalError = (error, request) => context.onInternalError(error, request);
+    this.lastMessageMs = context.clock.monotonicMs();
+    this.lastHeardMs = this.lastMessageMs;
     // Every long-poll of the connection listens to its signal: up to one per request in flight.
     setMaxListeners(inFlightRequestsPerConnectionMax + 16, this.abortController.signal);
     this.session = context.api.sessions.open({ kind: 'websocket', transport: this });
@@ -196,20 +200,13 @@ export class Connection implements SessionTransport, GuardedConnection {
     return drained;
   }
 
-  /** MemoryGuard: whether a complete message or a pong arrived since the previous call. */
-  takeHeardFrom(): boolean {
-    const heard = this.heard;
-    this.heard = false;
-    return heard;
-  }
-
   ping(): void {
     if (!this.closed && this.socket !== undefined) this.socket.ping();
   }
 
   /** A pong from the client (answer to the guard's ping or to uWS's automatic one). */
   onPong(): void {
-    this.heard = true;
+    this.lastHeardMs = this.context.clock.monotonicMs();
   }
 
   endForMemory(reason: string): void {
@@ -277,7 +274,8 @@ export class Connection implements SessionTransport, GuardedConnection {
     if (this.closed) return;
     const { metrics } = this.context;
     metrics.bytesReceived.ws += message.byteLength;
-    this.heard = true;
+    this.lastMessageMs = this.context.clock.monotonicMs();
+    this.lastHeardMs = this.lastMessageMs;
     if (!isBinary) {
       metrics.countRequest(invalidFrameOpcode, 'PROTOCOL_ERROR');
       this.sendNow(
