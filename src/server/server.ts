@@ -275,6 +275,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     clock,
     security,
     memory,
+    deferWrites: options.tls !== undefined,
   };
 
   let app: uWS.TemplatedApp;
