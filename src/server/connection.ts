@@ -120,6 +120,12 @@ export interface ConnectionData {
 
 type FrameParts = [Uint8Array, Uint8Array];
 
+function sameTokenHash(a: ConfiguredPrincipal, b: ConfiguredPrincipal): boolean {
+  const x = a.tokenHash;
+  const y = b.tokenHash;
+  return x.N === y.N && x.r === y.r && x.p === y.p && x.salt.equals(y.salt) && x.hash.equals(y.hash);
+}
+
 /** Close code sent when a client's send buffer passes sendBufferBytesHardMax (policy violation). */
 export const closeCodeBackpressure = 1008;
 /** Close code sent when a connection says no HELLO within the handshake timeout (policy violation). */
@@ -202,6 +208,27 @@ export class Connection implements SessionTransport, GuardedConnection {
     if (this.principal !== null) security.quotas.closeConnection(this.principal.name);
     this.principal = principal;
     return principal;
+  }
+
+  /**
+   * The auth file was reloaded: the connection's principal takes its new entry (rules, quotas), or
+   * the connection is closed (1008) when the principal is gone or its token hash changed. Returns
+   * whether it stays open.
+   */
+  onAuthReload(security: ConnectionSecurity): boolean {
+    const current = this.principal;
+    if (current === null || this.closed) return true;
+    const next = security.authenticator.principal(current.name);
+    if (next === undefined || !sameTokenHash(next, current)) {
+      this.end(
+        closeCodePolicy,
+        `the auth file was reloaded without principal '${current.name}' or with another token for it`,
+      );
+      return false;
+    }
+    this.principal = next;
+    this.session.authenticate(next);
+    return true;
   }
 
   /** Unsent answer bytes: what uWS holds plus answers held here. */
