@@ -107,8 +107,9 @@ export interface ServerOptions {
    */
   memoryBudgetBytes?: number;
   /**
-   * Anonymous resident memory of the process above which new connections are refused and silent
-   * connections (partial frames) closed. Default limits.memoryCeilingBytesDefault.
+   * Anonymous resident memory the process is kept under: a margin before it, new connections are
+   * refused and silent connections (partial frames) closed (memory-guard.ts). Default
+   * limits.memoryCeilingBytesDefault.
    */
   memoryCeilingBytes?: number;
 }
