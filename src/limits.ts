@@ -163,8 +163,9 @@ export const connectionsPerAddressDefault = 16;
  */
 export const memoryBudgetBytesDefault = 512 * 1024 * 1024;
 /**
- * Anonymous resident memory of the broker process (heap and buffers, not the mapped log) above which
- * new WebSocket connections are refused and connections that send nothing complete are closed.
+ * Anonymous resident memory of the broker process (heap and buffers, not the mapped log) the memory
+ * guard keeps it under: a margin before it, new WebSocket connections are refused and connections
+ * that answer no ping are closed (server/memory-guard.ts).
  */
 export const memoryCeilingBytesDefault = 1536 * 1024 * 1024;
 /** How long a new WebSocket connection may go without a HELLO before it is closed (1008). */

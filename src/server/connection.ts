@@ -31,6 +31,13 @@
  * - The WebSocket is never touched after its close event (uWS throws on use after close).
  * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
  *   one message, corked into one write.
+ * - With TLS (context.deferWrites), answers are never written inside a uWS callback: they are
+ *   queued and written together (corked) from a setImmediate. uSockets' SSL write discards the
+ *   encrypted input still to be decrypted from the current read (us_internal_ssl_socket_write resets
+ *   the loop's ssl_read_input_length), so an answer written while a large read is being handed out
+ *   (pipelined PRODUCE batches, whose acks promise continuations write from inside the message
+ *   callback) cut the TLS stream: uWS closed the connection (the client saw 1006 and reconnected),
+ *   which is what made TLS produce 0.1-0.25x of plain. Queued bytes count as buffered.
  * - Each connection has a session (protocol/session.ts), opened with the connection (the upgrade is
  *   refused when that fails) and closed by the close event, however the connection ends. The
  *   connection is the session's transport: server requests go out as frames with the serverRequest
@@ -87,6 +94,11 @@ export interface ConnectionContext {
   /** Authentication and quotas; null when the server runs without an auth file. */
   security: ConnectionSecurity | null;
   memory: MemoryGuard;
+  /**
+   * Write answers after the uWS callback that made them, not inside it (TLS: see the header).
+   * Default false.
+   */
+  deferWrites?: boolean;
 }
 
 export interface ConnectionSecurity {
@@ -107,6 +119,12 @@ export interface ConnectionData {
 }
 
 type FrameParts = [Uint8Array, Uint8Array];
+
+function sameTokenHash(a: ConfiguredPrincipal, b: ConfiguredPrincipal): boolean {
+  const x = a.tokenHash;
+  const y = b.tokenHash;
+  return x.N === y.N && x.r === y.r && x.p === y.p && x.salt.equals(y.salt) && x.hash.equals(y.hash);
+}
 
 /** Close code sent when a client's send buffer passes sendBufferBytesHardMax (policy violation). */
 export const closeCodeBackpressure = 1008;
@@ -141,7 +159,13 @@ export class Connection implements SessionTransport, GuardedConnection {
   /** Unsent bytes last reported to the memory guard. */
   private reportedUnsent = 0;
   private drainedBytes = 0;
-  private heard = false;
+  /** Answers waiting for the setImmediate that writes them (deferWrites), and their bytes. */
+  private deferred: FrameParts[] = [];
+  private deferredBytes = 0;
+  private flushScheduled = false;
+  /** MemoryGuard: clock times of the last complete message, and of the last message or pong. */
+  lastMessageMs: number;
+  lastHeardMs: number;
   /** Bytes this connection's running large-answer requests reserve in the memory guard. */
   private reservedBytes = 0;
 
@@ -152,6 +176,8 @@ export class Connection implements SessionTransport, GuardedConnection {
     readonly remoteAddress = '',
   ) {
     this.onInternalError = (error, request) => context.onInternalError(error, request);
+    this.lastMessageMs = context.clock.monotonicMs();
+    this.lastHeardMs = this.lastMessageMs;
     // Every long-poll of the connection listens to its signal: up to one per request in flight.
     setMaxListeners(inFlightRequestsPerConnectionMax + 16, this.abortController.signal);
     this.session = context.api.sessions.open({ kind: 'websocket', transport: this });
@@ -184,6 +210,27 @@ export class Connection implements SessionTransport, GuardedConnection {
     return principal;
   }
 
+  /**
+   * The auth file was reloaded: the connection's principal takes its new entry (rules, quotas), or
+   * the connection is closed (1008) when the principal is gone or its token hash changed. Returns
+   * whether it stays open.
+   */
+  onAuthReload(security: ConnectionSecurity): boolean {
+    const current = this.principal;
+    if (current === null || this.closed) return true;
+    const next = security.authenticator.principal(current.name);
+    if (next === undefined || !sameTokenHash(next, current)) {
+      this.end(
+        closeCodePolicy,
+        `the auth file was reloaded without principal '${current.name}' or with another token for it`,
+      );
+      return false;
+    }
+    this.principal = next;
+    this.session.authenticate(next);
+    return true;
+  }
+
   /** Unsent answer bytes: what uWS holds plus answers held here. */
   get unsentBytes(): number {
     return this.bufferedBytes + this.heldAnswerBytes;
@@ -196,20 +243,13 @@ export class Connection implements SessionTransport, GuardedConnection {
     return drained;
   }
 
-  /** MemoryGuard: whether a complete message or a pong arrived since the previous call. */
-  takeHeardFrom(): boolean {
-    const heard = this.heard;
-    this.heard = false;
-    return heard;
-  }
-
   ping(): void {
     if (!this.closed && this.socket !== undefined) this.socket.ping();
   }
 
   /** A pong from the client (answer to the guard's ping or to uWS's automatic one). */
   onPong(): void {
-    this.heard = true;
+    this.lastHeardMs = this.context.clock.monotonicMs();
   }
 
   endForMemory(reason: string): void {
@@ -248,7 +288,9 @@ export class Connection implements SessionTransport, GuardedConnection {
 
   /** Bytes uWS holds for this connection (0 once closed). */
   get bufferedBytes(): number {
-    return this.closed || this.socket === undefined ? 0 : this.socket.getBufferedAmount();
+    return this.closed || this.socket === undefined
+      ? 0
+      : this.socket.getBufferedAmount() + this.deferredBytes;
   }
 
   /** True when answers wait to be sent or uWS still holds unsent bytes. */
@@ -277,7 +319,8 @@ export class Connection implements SessionTransport, GuardedConnection {
     if (this.closed) return;
     const { metrics } = this.context;
     metrics.bytesReceived.ws += message.byteLength;
-    this.heard = true;
+    this.lastMessageMs = this.context.clock.monotonicMs();
+    this.lastHeardMs = this.lastMessageMs;
     if (!isBinary) {
       metrics.countRequest(invalidFrameOpcode, 'PROTOCOL_ERROR');
       this.sendNow(
@@ -386,6 +429,9 @@ export class Connection implements SessionTransport, GuardedConnection {
   /** Closes gracefully with a close frame; the close event follows at once. */
   end(code: number, reason: string): void {
     if (this.closed || this.socket === undefined) return;
+    // Answers queued before the close go out first (the stream ends anyway: no input to lose).
+    if (this.deferred.length > 0) this.flushDeferred();
+    if (this.closed) return;
     this.socket.end(code, reason);
     this.onClose(); // uWS calls the close handler from end(); this is a no-op then
   }
@@ -522,19 +568,51 @@ export class Connection implements SessionTransport, GuardedConnection {
     this.write(this.encode(frame));
   }
 
-  private write([prefix, body]: FrameParts): void {
+  private write(parts: FrameParts): void {
+    if (this.closed || this.socket === undefined) return;
+    if (this.context.deferWrites !== true) {
+      this.writeNow([parts]);
+      return;
+    }
+    this.deferred.push(parts);
+    this.deferredBytes += parts[0].length + parts[1].length;
+    this.report();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flushDeferred();
+        // Held answers wait for a drain event, which uWS sends only after backpressure: if the
+        // flush left the socket's buffer under the limit, nothing else would resume them.
+        if (!this.closed && this.bufferedBytes <= sendBufferBytesMax) this.pump();
+      });
+    }
+  }
+
+  private flushDeferred(): void {
+    const list = this.deferred;
+    this.deferred = [];
+    this.deferredBytes = 0;
+    if (list.length > 0) this.writeNow(list);
+  }
+
+  private writeNow(list: readonly FrameParts[]): void {
     const socket = this.socket;
     if (this.closed || socket === undefined) return;
     let dropped = false;
+    let bytes = 0;
     socket.cork(() => {
-      if (body.length === 0) {
-        dropped = socket.send(prefix, true, false) === 2;
-      } else {
-        socket.sendFirstFragment(prefix, true, false);
-        socket.sendLastFragment(body, false);
+      for (const [prefix, body] of list) {
+        bytes += prefix.length + body.length;
+        if (body.length === 0) {
+          dropped = socket.send(prefix, true, false) === 2 || dropped;
+        } else {
+          socket.sendFirstFragment(prefix, true, false);
+          socket.sendLastFragment(body, false);
+        }
       }
     });
-    this.context.metrics.bytesSent.ws += prefix.length + body.length;
+    this.context.metrics.bytesSent.ws += bytes;
     this.report();
     if (dropped) {
       // Cannot happen with maxBackpressure above the hard limit; a lost answer would hang a client.

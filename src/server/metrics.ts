@@ -163,7 +163,11 @@ export class ServerMetrics {
     lines.push(`spillway_unsent_bytes ${memory?.unsentBytes ?? 0}`);
     metric('spillway_memory_budget_bytes', 'gauge', 'Memory budget of unsent WebSocket answer bytes.');
     lines.push(`spillway_memory_budget_bytes ${memory?.budgetBytes ?? 0}`);
-    metric('spillway_anonymous_rss_bytes', 'gauge', 'Anonymous resident memory at the last memory sweep.');
+    metric(
+      'spillway_anonymous_rss_bytes',
+      'gauge',
+      'Anonymous resident memory at the last read (every 10 ms).',
+    );
     lines.push(`spillway_anonymous_rss_bytes ${memory?.lastRssBytes ?? 0}`);
     metric(
       'spillway_memory_guard_total',

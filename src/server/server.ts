@@ -107,8 +107,9 @@ export interface ServerOptions {
    */
   memoryBudgetBytes?: number;
   /**
-   * Anonymous resident memory of the process above which new connections are refused and silent
-   * connections (partial frames) closed. Default limits.memoryCeilingBytesDefault.
+   * Anonymous resident memory the process is kept under: a margin before it, new connections are
+   * refused and silent connections (partial frames) closed (memory-guard.ts). Default
+   * limits.memoryCeilingBytesDefault.
    */
   memoryCeilingBytes?: number;
 }
@@ -120,6 +121,13 @@ export interface BrokerServer {
   readonly url: string;
   /** The server's counters (also served by GET /metrics). */
   readonly metrics: ServerMetrics;
+  /**
+   * Replaces the principals, rules and quotas (auth file reload, docs/SECURITY.md): new checks use
+   * them at once; open WebSocket connections take their principal's new entry, or are closed
+   * (1008) when it is gone or its token hash changed. INVALID_ARGUMENT when the server was started
+   * without `auth`. Returns the number of connections closed.
+   */
+  reloadAuth(config: AuthConfig): number;
   close(): Promise<void>;
 }
 
@@ -275,6 +283,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     clock,
     security,
     memory,
+    deferWrites: options.tls !== undefined,
   };
 
   let app: uWS.TemplatedApp;
@@ -486,6 +495,17 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     port,
     url: `${options.tls === undefined ? 'ws' : 'wss'}://${urlHost}:${port}`,
     metrics,
+    reloadAuth: (config: AuthConfig): number => {
+      if (security === null) {
+        throw new InvalidArgumentError('this server was started without an auth file: nothing to reload');
+      }
+      security.authenticator.replace(config);
+      let closedCount = 0;
+      for (const connection of [...connections]) {
+        if (!connection.onAuthReload(security)) closedCount++;
+      }
+      return closedCount;
+    },
     close: () => {
       closed ??= close();
       return closed;

@@ -1,5 +1,6 @@
 /**
- * `spillway broker`: runs the broker in the foreground until SIGINT/SIGTERM, then stops accepting,
+ * `spillway broker`: runs the broker in the foreground until SIGINT/SIGTERM (SIGHUP reloads the
+ * auth file, keeping the previous one when the new one does not load), then stops accepting,
  * lets in-flight requests finish, flushes every log to disk and exits 0.
  */
 import { readFileSync } from 'node:fs';
@@ -271,6 +272,27 @@ export async function runBroker(argv: string[]): Promise<number> {
     );
   }
   process.stdout.write(`spillway listening on ${server.url}\n`);
+  // SIGHUP reloads the auth file; a file that does not load keeps the previous one.
+  const reloadAuth = () => {
+    if (authFile === undefined) {
+      process.stderr.write('spillway: SIGHUP: no --auth-file to reload\n');
+      return;
+    }
+    let next: ReturnType<typeof loadAuthFile>;
+    try {
+      next = loadAuthFile(authFile);
+    } catch (error) {
+      process.stderr.write(
+        `spillway: auth file reload failed, the previous one stays in force: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+      return;
+    }
+    const closed = server.reloadAuth(next);
+    process.stderr.write(
+      `spillway: auth file reloaded: ${next.principals.size} principals from ${authFile}; ${closed} connection(s) closed\n`,
+    );
+  };
+  process.on('SIGHUP', reloadAuth);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);
@@ -280,6 +302,7 @@ export async function runBroker(argv: string[]): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  process.off('SIGHUP', reloadAuth);
   process.stderr.write('spillway: shutting down\n');
   await server.close();
   await broker.close();

@@ -12,6 +12,9 @@
  *   TOO_MANY_REQUESTS without checking anything. At most authFailureAddressesMax addresses are
  *   tracked (full buckets are forgotten first). Unverified checks in flight at once are bounded by
  *   authChecksInFlightMax (more: TOO_MANY_REQUESTS), so a flood cannot queue scrypt work without end.
+ * - replace() swaps the configuration (auth file reload): the remembered tokens are forgotten, so a
+ *   removed principal or a changed hash takes effect at the next check; a check running across the
+ *   swap answers by the configuration it started with.
  * Counters (failures, throttled, checks) are read by /metrics. Single-threaded (the event loop).
  */
 import { createHash } from 'node:crypto';
@@ -53,9 +56,20 @@ export class Authenticator {
   private inFlight = 0;
 
   constructor(
-    private readonly config: AuthConfig,
+    private config: AuthConfig,
     private readonly clock: Clock,
   ) {}
+
+  /** The principals checked from now on (auth file reload); forgets every verified token. */
+  replace(config: AuthConfig): void {
+    this.config = config;
+    this.verified.clear();
+  }
+
+  /** The current configuration's entry for `name`, if any. */
+  principal(name: string): ConfiguredPrincipal | undefined {
+    return this.config.principals.get(name);
+  }
 
   get principalCount(): number {
     return this.config.principals.size;
