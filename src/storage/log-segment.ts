@@ -3,34 +3,38 @@
  * (`.index`, `.timeindex`, see offset-index.ts and time-index.ts).
  *
  * The .log file is a sequence of record batches (docs/FORMAT.md) starting at position 0, with no
- * gaps; batch offsets are contiguous from the segment's base offset. The active segment is mapped
- * read-write; appends are a memcpy into the map plus a patch of the 8-byte baseOffset. Bytes past
+ * gaps; batch offsets are contiguous from the segment's base offset. Every segment, the active one
+ * too, is mapped read-only: reads are zero-copy views of the map, and appends are one `pwritev` of
+ * the new 8-byte baseOffset plus the rest of the batch into the file (the page cache is shared, so
+ * the map sees the bytes as soon as the write returns). Appending by `pwrite` rather than by copying
+ * into a writable map: no page fault per new page (the kernel copies into the page cache directly,
+ * with no zeros written ahead), and no writable page-table entries, so writing pages back never
+ * has to write-protect them (one TLB-shootdown interrupt per page in this VM). Bytes past
  * `sizeBytes` are zero.
  *
  * Disk in proportion to use: a writable segment's file is sized to its capacity (`segmentBytes`) as
  * a sparse file (ftruncate: no disk blocks) and mapped once, whole; disk blocks are preallocated in
  * steps (`grow`, fallocate) ahead of the appends, so a full disk fails there, as a StorageFullError
- * to the appender, not as SIGBUS on a write into the map. Invariants: the map never reaches past
- * the end of the file (`mappedBytes` = file size), and no byte is written through the map past
- * `allocatedBytes` (the prefix known to have disk blocks; a write into a hole on a full disk would
- * raise SIGBUS). Steps start at `segmentGrowthBytesMin`, double, and are at most
+ * to the appender (before any byte of the batch is written). Invariants: the map never reaches past
+ * the end of the file (`mappedBytes` = file size), and no batch is written past `allocatedBytes`
+ * (the prefix known to have disk blocks). Steps start at `segmentGrowthBytesMin`, double, and are at most
  * `segmentGrowthBytesMax`; so an active segment holds at most max(2 × its data, data + the largest
  * step) of disk. Opening an existing segment allocates nothing (opening on a full disk works; the
- * segment grows at its first append, or the append fails with STORAGE_FULL). Mapping once keeps the
- * hot path as it was with a fully preallocated file: no remap, no second round of page faults.
+ * segment grows at its first append, or the append fails with STORAGE_FULL). Mapping once: no remap
+ * as the segment grows.
  *
  * When sealed (rolled) or closed, the indexes are written, the file is remapped read-only at its
- * real size and then trimmed to it: the old writable map is only dropped, and no view ever reaches
+ * real size and then trimmed to it: the old map is only dropped, and no view ever reaches
  * past `sizeBytes`, so trimming never cuts a region anyone reads (that would raise SIGBUS).
  *
- * Pages are written with zeros before data is copied into them (zero-fill.ts: a copy into an
- * unwritten, fallocated page faults slowly on the event loop). A segment made by `adopt` from a
- * spare (spare-segment.ts) was zero-filled in the background. Every other writable segment (the
- * first one after an open, one created by `create` when no spare was ready at a roll, one reopened
- * by a truncation) is zero-filled inline by `append`, synchronously, `zeroAheadBytes` at a time
- * (`setZeroWriteBytes`). It is not done in the background because an append must never copy into a
- * region a zero-write is still in flight for, and appends cannot wait; so those segments cost one
- * zero-write on the event loop per byte (much less than the page faults it saves).
+ * With durability `always` (the log decides, `setZeroWriteBytes`), pages are written with zeros
+ * before data is written into them, so an fdatasync after an append finds written extents and has
+ * no unwritten extent to convert (zero-fill.ts). A segment made by `adopt` from a spare
+ * (spare-segment.ts) was zero-filled in the background. Every other writable segment (the first
+ * one after an open, one created by `create` when no spare was ready at a roll, one reopened by a
+ * truncation) is then zero-filled inline by `append`, synchronously, `zeroAheadBytes` at a time. It
+ * is not done in the background because an append must never write into a region a zero-write is
+ * still in flight for, and appends cannot wait.
  *
  * Buffer ownership: `view()` returns subarrays of the map. They stay valid while referenced, also
  * after the segment is deleted (unlinked files stay mapped), but a `truncateTo` zeroes what it cuts.
@@ -45,6 +49,8 @@ import {
   renameSync,
   unlinkSync,
   writeFileSync,
+  writeSync,
+  writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { assert, unreachable } from '../assert.js';
@@ -109,7 +115,7 @@ export class LogSegment {
   private writable: boolean;
   /** Bytes the map covers; while writable, also the size of the file. */
   private capacityBytes: number;
-  /** While writable: bytes from position 0 known to have disk blocks (writable through the map). */
+  /** While writable: bytes from position 0 known to have disk blocks (writable by appends). */
   private allocatedBytes: number;
   /** While writable: the size the segment may grow to (`segmentBytes`). */
   private maxCapacityBytes: number;
@@ -126,6 +132,8 @@ export class LogSegment {
   /** Older descriptors of this file replaced while a sync was in flight on them. */
   private retiredFds: number[] = [];
   private closed = false;
+  /** The base offset of the batch being written (`writeBatch`); reused, appends are synchronous. */
+  private readonly baseOffsetBytes = Buffer.alloc(8);
 
   private constructor(
     directory: string,
@@ -156,7 +164,7 @@ export class LogSegment {
 
   /**
    * A new, empty, writable segment on `fd` (`allocatedBytes` long and preallocated), extended to
-   * `maxCapacityBytes` as a sparse file and mapped read-write, whole.
+   * `maxCapacityBytes` as a sparse file and mapped (read-only), whole.
    */
   private static empty(
     directory: string,
@@ -168,7 +176,7 @@ export class LogSegment {
   ): LogSegment {
     const fileBytes = Math.max(maxCapacityBytes, allocatedBytes);
     if (fileBytes > allocatedBytes) ftruncateSync(fd, fileBytes);
-    const map = mapFile(fd, fileBytes, true);
+    const map = mapFile(fd, fileBytes, false);
     const segment = new LogSegment(
       directory,
       baseOffset,
@@ -261,7 +269,7 @@ export class LogSegment {
   /**
    * Opens an existing segment file. The caller (log recovery) then fills in its state with
    * `restore`, from the index files or from a scan of `bytes()`.
-   * A writable segment is extended to `capacityBytes` as a sparse file and mapped read-write; no
+   * A writable segment is extended to `capacityBytes` as a sparse file and mapped (read-only); no
    * disk block is allocated here (an open works on a full disk), appends allocate from its data on.
    */
   static open(
@@ -277,7 +285,7 @@ export class LogSegment {
       const fileBytes = fstatSync(fd).size;
       const mappedBytes = writable ? Math.max(fileBytes, capacityBytes) : fileBytes;
       if (mappedBytes > fileBytes) ftruncateSync(fd, mappedBytes);
-      const map = mapFile(fd, mappedBytes, writable);
+      const map = mapFile(fd, mappedBytes, false);
       const segment = new LogSegment(
         directory,
         baseOffset,
@@ -344,11 +352,11 @@ export class LogSegment {
   }
 
   /**
-   * Turns on inline zero-fill for this writable segment (0 turns it off): before a copy into pages
-   * past `zeroedUpTo`, the next `zeroAheadBytes` are written with zeros through `write()` in writes of
-   * `zeroWriteBytes` (zero-fill.ts explains why and the sizes). Synchronous, on the event loop, so no
-   * zero-write is ever in flight while an append copies: each covers whole pages past the valid bytes
-   * only, and completes before the copy that needed it starts. A segment adopted from a spare is
+   * Turns on inline zero-fill for this writable segment (0 turns it off): before a batch is written
+   * into pages past `zeroedUpTo`, the next `zeroAheadBytes` are written with zeros through `write()`
+   * in writes of `zeroWriteBytes` (zero-fill.ts explains why and the sizes). Synchronous, on the
+   * event loop, so no zero-write is ever in flight while an append writes: each covers whole pages
+   * past the valid bytes only, and completes before the append that needed it writes. A segment adopted from a spare is
    * already zero-filled and writes nothing.
    */
   setZeroWriteBytes(zeroWriteBytes: number): void {
@@ -365,7 +373,7 @@ export class LogSegment {
   }
 
   /**
-   * Makes `[0, end)` writable through the map: preallocates the next growth step (or, when the disk
+   * Makes `[0, end)` appendable: preallocates the next growth step (or, when the disk
    * cannot hold that, just what is needed). Throws StorageFullError (ENOSPC) or StorageIoError,
    * leaving the segment as it was.
    */
@@ -399,7 +407,7 @@ export class LogSegment {
   }
 
   /**
-   * Copies `batch` (a whole, validated batch) to the end of the segment and sets its base offset
+   * Writes `batch` (a whole, validated batch) at the end of the segment with its base offset set
    * to the segment's next offset. Returns the position it was written at.
    */
   append(batch: Uint8Array): number {
@@ -408,9 +416,8 @@ export class LogSegment {
     const length = batch.length;
     if (position + length > this.allocatedBytes) this.grow(position + length);
     if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0) this.zeroAhead(position + length);
-    this.map.set(batch, position);
     const baseOffset = this.state.nextOffset;
-    setBatchBaseOffset(this.map, baseOffset, position);
+    this.writeBatch(batch, baseOffset, position);
     this.recordBatch(
       position,
       baseOffset,
@@ -534,25 +541,29 @@ export class LogSegment {
     this.state.bytesSinceIndexEntry = position - (last ? last.position : 0);
   }
 
-  /** Zeroes `[start, end)` of the file through the map (punching a hole for whole pages). */
+  /** Zeroes `[start, end)` of the file with zero-writes (punching a hole for whole pages). */
   zeroRange(start: number, end: number): void {
     if (end <= start) return;
     const page = pageSize();
     const firstWholePage = Math.ceil(start / page) * page;
     const lastWholePage = Math.floor(end / page) * page;
-    if (lastWholePage - firstWholePage >= 16 * page) {
-      this.map.fill(0, start, firstWholePage);
-      try {
-        // A hole reads as zeros and gives the disk back; appends preallocate it again (`grow`):
-        // writing into a hole through the map on a full disk would raise SIGBUS.
-        punchHole(this.fd, firstWholePage, lastWholePage - firstWholePage);
-        this.allocatedBytes = Math.min(this.allocatedBytes, firstWholePage);
-      } catch {
-        this.map.fill(0, firstWholePage, lastWholePage);
+    try {
+      if (lastWholePage - firstWholePage >= 16 * page) {
+        writeZerosSync(this.fd, start, firstWholePage, zeroWriteBytesLarge);
+        try {
+          // A hole reads as zeros and gives the disk back; appends preallocate it again (`grow`),
+          // so a full disk fails there.
+          punchHole(this.fd, firstWholePage, lastWholePage - firstWholePage);
+          this.allocatedBytes = Math.min(this.allocatedBytes, firstWholePage);
+        } catch {
+          writeZerosSync(this.fd, firstWholePage, lastWholePage, zeroWriteBytesLarge);
+        }
+        writeZerosSync(this.fd, lastWholePage, end, zeroWriteBytesLarge);
+      } else {
+        writeZerosSync(this.fd, start, end, zeroWriteBytesLarge);
       }
-      this.map.fill(0, lastWholePage, end);
-    } else {
-      this.map.fill(0, start, end);
+    } catch (error) {
+      throw storageErrorFrom(`zeroing [${start}, ${end}) of segment ${this.logPath}`, error);
     }
     // Punched pages are unwritten extents again.
     this.zeroedUpTo = Math.min(this.zeroedUpTo, firstWholePage);
@@ -599,14 +610,8 @@ export class LogSegment {
     if (!this.writable) return;
     this.writeIndexes();
     const size = this.state.sizeBytes;
-    // New read-only map first; the old read-write map is dropped, never touched again.
-    const writableMap = this.map;
+    // A map of the real size (views of the old one stay valid: they cover only data).
     this.map = size > 0 ? mapFile(this.fd, size, false) : Buffer.alloc(0);
-    try {
-      dropPageTableEntries(writableMap);
-    } catch {
-      // Only spares the writeback some TLB shootdowns; the map stays valid either way.
-    }
     this.writable = false;
     this.capacityBytes = size;
     try {
@@ -657,7 +662,7 @@ export class LogSegment {
     const fileBytes = fstatSync(this.fd).size;
     const mappedBytes = Math.max(capacityBytes, fileBytes, this.state.sizeBytes);
     if (mappedBytes > fileBytes) ftruncateSync(this.fd, mappedBytes);
-    this.map = mapFile(this.fd, mappedBytes, true);
+    this.map = mapFile(this.fd, mappedBytes, false);
     this.capacityBytes = mappedBytes;
     this.allocatedBytes = 0;
     this.maxCapacityBytes = mappedBytes;
@@ -714,6 +719,32 @@ export class LogSegment {
     closeSync(this.fd);
   }
 
+  /**
+   * Writes `batch` at `position` with its base offset set to `baseOffset`: one `pwritev` of the new
+   * 8 bytes and the rest of the caller's batch (left unchanged). The caller made sure the range is
+   * preallocated (`grow`). Throws a typed storage error; a failed write leaves the state as it was
+   * (the next append writes over whatever part landed; recovery cuts a torn tail by its CRC).
+   */
+  private writeBatch(batch: Uint8Array, baseOffset: number, position: number): void {
+    const head = this.baseOffsetBytes;
+    setBatchBaseOffset(head, baseOffset);
+    const length = batch.length;
+    try {
+      let written = writevSync(this.fd, [head, batch.subarray(BatchHeader.batchLength)], position);
+      // A regular file takes a whole write unless the disk fails or fills; finish a short one.
+      while (written < length) {
+        const more =
+          written < 8
+            ? writeSync(this.fd, head, written, 8 - written, position + written)
+            : writeSync(this.fd, batch, written, length - written, position + written);
+        if (more <= 0) throw new StorageIoError(`write at ${position + written} wrote nothing`);
+        written += more;
+      }
+    } catch (error) {
+      throw storageErrorFrom(`appending to segment ${this.logPath}`, error);
+    }
+  }
+
   /** Inline zero-fill up to `end` plus `zeroAheadBytes` (see `setZeroWriteBytes`). */
   private zeroAhead(end: number): void {
     const page = pageSize();
@@ -725,7 +756,7 @@ export class LogSegment {
       writeZerosSync(this.fd, start, stop, this.zeroWriteBytes);
       this.zeroedUpTo = stop;
     } catch {
-      // Only an optimisation: the copy through the map works without it (slower). A real I/O error
+      // Only an optimisation: appends work without it (slower fdatasyncs). A real I/O error
       // shows up again in the next fdatasync, which reports it.
       this.zeroWriteBytes = 0;
     }

@@ -8,13 +8,14 @@
  * `recovery-point.checkpoint` (checkpoint-file.ts): the offset below which everything was synced,
  * and whether the log was closed cleanly. It is rewritten at open, once the data an unclean open
  * kept is synced, every `checkpointIntervalMs` when the synced offset moved, after a truncation and
- * at close. And, while the log is in use by a log that rolls often (its last segment filled up
+ * at close. And, with durability `always` (or `spareSegment: true`), while the log is in use by a
+ * log that rolls often (its last segment filled up
  * within `spareSegmentFillMsMax`), `spare-segment.tmp` (spare-segment.ts): the next segment,
  * zero-filled in the background from the first append after such a roll on, renamed to its
  * segment name at the roll that takes it (a roll that finds it not ready yet creates its segment
  * itself and leaves the spare to the next roll). It never holds data; close deletes it, and so does
- * the next open after a crash. Segments that were not spares start empty and grow in steps, and
- * are zero-filled inline by their appends (log-segment.ts, zero-fill.ts).
+ * the next open after a crash. Segments that were not spares start empty and grow in steps; with
+ * `always` they are zero-filled inline by their appends (log-segment.ts, zero-fill.ts).
  *
  * Disk: a log holds its data, plus the growth step of its active segment, plus a spare only while
  * it rolls often. Opening writes nothing but the checkpoint; when even that fails for a full disk,
@@ -69,7 +70,7 @@ import type { AppendResult, LogStore, ReadResult, RetentionResult } from './log-
 import type { Crc32cFunction } from './segment-scan.js';
 import { nodeSpareFileSystem, type SpareFileSystem, SpareSegment, type SpareState } from './spare-segment.js';
 import { type Durability, durabilities, SyncScheduler } from './sync-scheduler.js';
-import { zeroWriteBytesFor } from './zero-fill.js';
+import { inlineZeroWriteBytesFor, zeroWriteBytesFor } from './zero-fill.js';
 
 export interface PartitionLogOptions {
   directory: string;
@@ -95,7 +96,9 @@ export interface PartitionLogOptions {
   crc32c?: Crc32cFunction;
   /**
    * Prepare the next segment in the background (spare-segment.ts) when the log rolls often (a
-   * segment filled up within `spareSegmentFillMsMax`), default true. Costs, per such log: one more
+   * segment filled up within `spareSegmentFillMsMax`); default true with durability `always`
+   * (its fdatasyncs then find written extents: nothing to convert), false otherwise (appends are
+   * `pwrite`s, which need no zeros ahead; the zeros would only double the bytes written). Costs, per such log: one more
    * `segmentBytes` of disk and page cache while a spare exists, and `segmentBytes` of zeros written
    * per segment (with `interval` and `always` also fdatasync'd, in the background; with `none` they
    * reach the disk only if written back before data overwrites them).
@@ -197,7 +200,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
     ),
     clock: options.clock ?? systemClock,
     crc32c: options.crc32c ?? nativeCrc32c,
-    spareSegment: options.spareSegment ?? true,
+    spareSegment: options.spareSegment ?? durability === 'always',
     spareFileSystem: options.spareFileSystem ?? nodeSpareFileSystem,
   };
 }
@@ -259,7 +262,7 @@ export class PartitionLog implements LogStore {
     );
     this.segments = loaded.segments;
     this.recovery = loaded.report;
-    this.zeroWriteBytes = zeroWriteBytesFor(options.durability);
+    this.zeroWriteBytes = inlineZeroWriteBytesFor(options.durability);
     this.active.setZeroWriteBytes(this.zeroWriteBytes);
     try {
       this.directoryFd = openSync(options.directory, 'r');
@@ -833,7 +836,7 @@ export class PartitionLog implements LogStore {
    * The files of a sync round. When no waiter needs data of the active segment (the sync a roll
    * starts for the sealed segments), the active segment is left out: a segment adopted from a spare
    * is all dirty zero pages with `none`, and syncing it would write hundreds of MiB of zeros to disk
-   * while appends copy into it.
+   * while appends write into it.
    */
   private takeSyncRound(neededOffset: number): {
     offset: number;

@@ -4,7 +4,7 @@
  *
  * File: `spare-segment.tmp` in the log directory. The preparation creates it (O_EXCL: each
  * preparation has its own file), preallocates `capacityBytes` synchronously (so a full disk shows
- * up as ENOSPC here, not as SIGBUS in a later copy into the map), writes zeros over the whole file
+ * up as ENOSPC here, not in a later append), writes zeros over the whole file
  * with asynchronous `write()` calls in libuv's thread pool (one in flight at a time, from the shared
  * zero buffer, `zeroWriteBytes` each), and, with `syncWhenFilled` (durability `interval` or
  * `always`), fdatasyncs it in the background, so the first sync after the roll does not flush

@@ -2,9 +2,9 @@
  * Flushing a partition log to disk: one fdatasync at a time per log, covering everything appended
  * before it started, shared by every append waiting on it (group commit). Durability modes:
  *
- *  - `none`:     appends are acknowledged after the memcpy into the page cache; the OS writes back.
+ *  - `none`:     appends are acknowledged after the write into the page cache; the OS writes back.
  *                (The log still syncs a segment in the background when it rolls, for recovery.)
- *  - `interval`: acknowledged after the memcpy; a timer syncs every `flushIntervalMs`.
+ *  - `interval`: acknowledged after the write; a timer syncs every `flushIntervalMs`.
  *  - `always`:   acknowledged only when an fdatasync that started after the batch was written has
  *                completed. Appends arriving while a sync is in flight wait for the next one, which
  *                starts as soon as the current one ends: under load each fdatasync covers many appends.

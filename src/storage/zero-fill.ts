@@ -1,21 +1,24 @@
 /**
- * Writing zeros over the preallocated part of a segment file before any data is copied into it.
+ * Writing zeros over the preallocated part of a segment file before any data is written into it.
  *
- * Why: a segment is preallocated with fallocate (so a full disk fails there and not as SIGBUS in a
- * copy into the map), which leaves unwritten extents. The first write through the map to each page
- * of such an extent faults, and the kernel allocates and zeroes a page and does the ext4 work for an
- * unwritten block inside the fault, on the event loop: ~1.2 GB/s measured here. When the pages were
- * first written with zeros through `write()`, they are in the page cache and the copy runs at
- * ~9 GB/s; with `always`, an fdatasync then also has no extent to convert: 64 KiB copy + fdatasync
- * took ~0.79 ms into a fallocated file and ~0.18 ms into a zero-filled, synced one (one appender,
- * measured on this machine).
+ * Why, with durability `always` only: a segment is preallocated with fallocate (so a full disk fails
+ * there, before a batch is written), which leaves unwritten extents. An fdatasync after data landed
+ * in an unwritten extent has to convert it (an ext4 journal commit) on top of writing the data: 64 KiB
+ * write + fdatasync took ~0.79 ms into a fallocated file and ~0.18 ms into a zero-filled, synced one
+ * (one appender, measured on this machine); 16 KiB batches, one appender awaiting each, ran at 5 MB/s
+ * without zero-fill and 22 MB/s with it (2026-12-06, PartitionLog with pwrite appends). Zeros written
+ * ahead are synced with the data once, and later fdatasyncs overwrite written extents.
+ *
+ * With `none` and `interval` no zeros are written ahead: appends are `pwrite`s (log-segment.ts),
+ * which need no page in the cache beforehand, and no acknowledgement waits for their syncs. (Until
+ * 2026-12 appends copied into a writable map, where the first touch of an unwritten page faulted on
+ * the event loop at ~1.2 GB/s; the zeros were written ahead for every mode then.)
  *
  * The size of the zero `write()` calls matters because the page cache keeps the folio size the write
- * created (ext4 with large folios): a copy into large folios is faster (9 GB/s with 256 KiB or more
- * per write, 5.5–6 GB/s with 16 KiB), but a write through the map marks its whole folio dirty, so each
- * fdatasync writes whole folios back. With 4 MiB writes, 1 KiB copy + fdatasync took 1.3 ms instead of
- * 0.1 ms; with 16 KiB writes 0.11 ms, as into a fallocated file, and a 64 KiB one 0.17–0.19 ms. Hence
- * large writes for `none` and `interval` (whose syncs cover many pages anyway), 16 KiB for `always`.
+ * created (ext4 with large folios), and each fdatasync writes whole dirty folios back: with 4 MiB
+ * zero-writes a 1 KiB append + fdatasync took 1.3 ms instead of 0.1 ms; with 16 KiB writes 0.11 ms,
+ * as into a fallocated file. Hence 16 KiB for `always`; a spare segment of a `none` or `interval`
+ * log (only when asked for, `spareSegment: true`) is zero-filled in 4 MiB writes.
  */
 import { writeSync } from 'node:fs';
 import { assert } from '../assert.js';
@@ -26,6 +29,15 @@ import type { Durability } from './sync-scheduler.js';
 export const zeroWriteBytesLarge = 4 * 1024 * 1024;
 /** Zero-write size for `always`: small folios, so an fdatasync writes back little beyond the data. */
 export const zeroWriteBytesSmall = 16 * 1024;
+
+/**
+ * Inline zero-fill of segments that were not prepared as spares (LogSegment.setZeroWriteBytes):
+ * `always` only, in small writes; 0 (off) for `none` and `interval`, whose appends are `pwrite`s
+ * that need no zeros ahead and whose syncs are not waited for by an acknowledgement.
+ */
+export function inlineZeroWriteBytesFor(durability: Durability): number {
+  return durability === 'always' ? zeroWriteBytesSmall : 0;
+}
 
 export function zeroWriteBytesFor(durability: Durability): number {
   return durability === 'always' ? zeroWriteBytesSmall : zeroWriteBytesLarge;

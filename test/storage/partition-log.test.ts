@@ -266,11 +266,13 @@ async function vi_waitFor(condition: () => boolean, timeoutMs = 5000): Promise<v
 
 describe('PartitionLog spare segment', () => {
   const segmentBytes = 64 * 1024;
+  // A spare is the default with `always` only; `none` keeps these tests fast (no fdatasync per append).
   const base = (dir: string): PartitionLogOptions => ({
     directory: dir,
     durability: 'none',
     segmentBytes,
     indexIntervalBytes: 1024,
+    spareSegment: true,
   });
   /** Values of every record from offset 0, without the padding. */
   const allValues = (log: PartitionLog): string[] => {
@@ -490,6 +492,20 @@ describe('PartitionLog spare segment', () => {
     expect(existsSync(join(dir, spareSegmentFileName))).toBe(false);
     expect(log.verify()).toBe(60);
     await log.close();
+  });
+
+  it('prepares spares by default with `always` only (`none` and `interval` append by pwrite, no zeros)', async () => {
+    for (const durability of ['none', 'interval', 'always'] as const) {
+      const dir = directory();
+      const { spareSegment: _omitted, ...defaults } = base(dir);
+      const log = await PartitionLog.open({ ...defaults, durability });
+      for (let i = 0; i < 40; i++) await appendAndYield(log, i);
+      expect(log.segmentCount).toBeGreaterThan(2);
+      if (durability === 'always') expect(log.spareSegmentStats.prepared).toBeGreaterThan(0);
+      else expect(log.spareSegmentStats).toMatchObject({ prepared: 0, fallbacks: 0, state: 'none' });
+      expect(log.verify()).toBe(40);
+      await log.close();
+    }
   });
 
   it('the sync a roll starts covers the sealed segments only', async () => {
