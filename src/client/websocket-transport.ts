@@ -19,14 +19,16 @@
  * Frames are sent as one WebSocket message with a zero masking key: a client must mask, and `ws`
  * would otherwise copy every payload to XOR it; a zero key keeps the bytes as they are (this
  * protocol never passes through the HTTP caches that masking protects). The caller's body is not
- * modified. Not for concurrent use from several threads (nothing in Node is).
+ * modified. Messages are received as their fragments (`binaryType` 'fragments'): an answer the
+ * broker sent as prefix + body fragments (server/connection.ts) is decoded with the body fragment as
+ * it is, not joined into a copy first. Not for concurrent use from several threads (nothing in Node is).
  */
 
 import { WebSocket } from 'ws';
 import { assert } from '../assert.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import { frameBytesMax } from '../limits.js';
-import { decodeFrame, encodeFrame, type Frame, FrameFlags } from '../protocol/frame.js';
+import { decodeFrameFragments, encodeFrame, type Frame, FrameFlags } from '../protocol/frame.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { abortError, RequestWindow } from './request-window.js';
 import {
@@ -367,7 +369,9 @@ export class WebSocketTransport implements Transport {
         generateMask: zeroMask,
         ...(this.ca !== undefined ? { ca: this.ca } : {}),
       });
-      socket.binaryType = 'nodebuffer';
+      // The fragments of a message as received: the broker sends an answer's body as a fragment of
+      // its own, which is then used as it is instead of being joined into a copy (decodeFrameFragments).
+      socket.binaryType = 'fragments';
       const onOpen = (): void => {
         socket.off('error', onError);
         socket.off('close', onEarlyClose);
@@ -419,14 +423,12 @@ export class WebSocketTransport implements Transport {
   }
 
   private onMessage(socket: WebSocket, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
-    let bytes: Uint8Array;
-    if (Buffer.isBuffer(data)) bytes = data;
-    else if (Array.isArray(data)) bytes = Buffer.concat(data);
-    else bytes = new Uint8Array(data);
     let frame: Frame;
     try {
       if (!isBinary) throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent a text message');
-      frame = decodeFrame(bytes);
+      frame = decodeFrameFragments(
+        Array.isArray(data) ? data : [Buffer.isBuffer(data) ? data : new Uint8Array(data)],
+      );
       if ((frame.flags & FrameFlags.serverRequest) !== 0) {
         if ((frame.flags & (FrameFlags.response | FrameFlags.error)) !== 0) {
           throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent an answer flagged serverRequest');

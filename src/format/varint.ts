@@ -117,6 +117,16 @@ export class VarintReader {
       this.position = position;
       return (byte >>> 1) ^ -(byte & 1);
     }
+    // Two bytes (|value| < 8192: record and value lengths of small messages), canonical (second byte
+    // not 0), within the end: decoded here; everything else by the general loop with its checks.
+    if (position < this.end) {
+      const second = bytes[position]!;
+      if (second < 0x80 && second !== 0) {
+        this.position = position + 1;
+        const result = (byte & 0x7f) | (second << 7);
+        return (result >>> 1) ^ -(result & 1);
+      }
+    }
     return this.readVarintSlow();
   }
 

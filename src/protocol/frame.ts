@@ -93,22 +93,54 @@ export function encodeFrame(frame: Omit<Frame, 'body'> & { body?: Uint8Array }):
 
 /** Decodes and validates a received frame. The body is a view of `bytes`. Throws ProtocolError. */
 export function decodeFrame(bytes: Uint8Array): Frame {
-  if (bytes.length < framePrefixBytes)
-    throw new ProtocolError(`frame of ${bytes.length} bytes is shorter than its prefix`);
-  if (bytes.length > frameBytesMax) {
-    throw new SpillwayError('FRAME_TOO_LARGE', `frame of ${bytes.length} bytes exceeds ${frameBytesMax}`);
+  return decodeFrameHead(bytes, bytes.length);
+}
+
+/**
+ * Decodes a frame received as WebSocket fragments (what `encodeFrameParts` sends: the prefix with
+ * the header, then the body) without joining them when the first fragment holds exactly the prefix
+ * and the header and one fragment follows: the body is then that fragment as it is. Any other
+ * split is joined first (one copy) and decoded like `decodeFrame`. Throws ProtocolError.
+ */
+export function decodeFrameFragments(fragments: readonly Uint8Array[]): Frame {
+  if (fragments.length === 1) return decodeFrame(fragments[0]!);
+  const head = fragments[0];
+  if (fragments.length === 2 && head !== undefined && head.length >= framePrefixBytes) {
+    const body = fragments[1]!;
+    if (framePrefixBytes + view(head).getUint32(8, true) === head.length) {
+      const frame = decodeFrameHead(head, head.length + body.length);
+      frame.body = body;
+      return frame;
+    }
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const opcode = view.getUint8(0);
-  const flags = view.getUint8(1);
+  return decodeFrame(Buffer.concat(fragments));
+}
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Validates the prefix and decodes the header of a frame of `frameLength` bytes whose first bytes
+ * are `bytes`; the body is the rest of `bytes` (a view).
+ */
+function decodeFrameHead(bytes: Uint8Array, frameLength: number): Frame {
+  if (frameLength < framePrefixBytes)
+    throw new ProtocolError(`frame of ${frameLength} bytes is shorter than its prefix`);
+  if (frameLength > frameBytesMax) {
+    throw new SpillwayError('FRAME_TOO_LARGE', `frame of ${frameLength} bytes exceeds ${frameBytesMax}`);
+  }
+  const prefix = view(bytes);
+  const opcode = prefix.getUint8(0);
+  const flags = prefix.getUint8(1);
   if ((flags & FrameFlags.reservedMask) !== 0) throw new ProtocolError(`reserved flag bits set (${flags})`);
-  if (view.getUint16(2, true) !== 0) throw new ProtocolError('reserved bytes 2-3 are not zero');
-  const correlationId = view.getUint32(4, true);
-  const headerBytes = view.getUint32(8, true);
+  if (prefix.getUint16(2, true) !== 0) throw new ProtocolError('reserved bytes 2-3 are not zero');
+  const correlationId = prefix.getUint32(4, true);
+  const headerBytes = prefix.getUint32(8, true);
   if (headerBytes > frameHeaderBytesMax)
     throw new ProtocolError(`header of ${headerBytes} bytes exceeds ${frameHeaderBytesMax}`);
   if (framePrefixBytes + headerBytes > bytes.length) {
-    throw new ProtocolError(`header of ${headerBytes} bytes runs past the ${bytes.length}-byte frame`);
+    throw new ProtocolError(`header of ${headerBytes} bytes runs past the ${frameLength}-byte frame`);
   }
   let header: unknown;
   try {

@@ -32,9 +32,13 @@
  * no unwritten extent to convert (zero-fill.ts). A segment made by `adopt` from a spare
  * (spare-segment.ts) was zero-filled in the background. Every other writable segment (the first
  * one after an open, one created by `create` when no spare was ready at a roll, one reopened by a
- * truncation) is then zero-filled inline by `append`, synchronously, `zeroAheadBytes` at a time. It
- * is not done in the background because an append must never write into a region a zero-write is
- * still in flight for, and appends cannot wait.
+ * truncation) is then zero-filled by `append`, synchronously, `zeroAheadBytes` at a time. It is not
+ * done in the background because an append must never write into a region a zero-write is still
+ * in flight for, and appends cannot wait. To keep it off the append → ack path, an append that
+ * leaves less than half of `zeroAheadBytes` zero-filled ahead schedules the next zero-write for the
+ * following turn of the event loop (`zeroAheadLater`), after the appends of the current turn were
+ * answered; an append zero-fills inline only when it outruns that (a growth step, a large batch,
+ * many appends in one turn).
  *
  * Buffer ownership: `view()` returns subarrays of the map. They stay valid while referenced, also
  * after the segment is deleted (unlinked files stay mapped), but a `truncateTo` zeroes what it cuts.
@@ -126,6 +130,8 @@ export class LogSegment {
    */
   private zeroWriteBytes = 0;
   private zeroedUpTo = 0;
+  /** A zero-fill after the appends is scheduled (`zeroAheadLater`). */
+  private zeroAheadScheduled = false;
   /** fdatasync calls in flight on this segment's fd: the fd is closed only when none are. */
   private syncsInFlight = 0;
   private closeWhenIdle = false;
@@ -425,7 +431,33 @@ export class LogSegment {
       batchRecordCountAt(batch, 0),
       batchMaxTimestampAt(batch, 0),
     );
+    if (
+      this.zeroWriteBytes > 0 &&
+      !this.zeroAheadScheduled &&
+      this.zeroedUpTo < Math.min(this.allocatedBytes, position + length + zeroAheadBytes / 2)
+    ) {
+      this.zeroAheadScheduled = true;
+      setImmediate(this.zeroAheadLater);
+    }
     return position;
+  }
+
+  /**
+   * The zero-fill ahead of the appends, after them: run in the next turn of the event loop (after
+   * the appends of this turn were answered), it keeps `zeroAheadBytes` past the data zero-filled
+   * within what is allocated, so an append rarely zero-fills inline (only past a growth step, or a
+   * batch larger than half of `zeroAheadBytes`). Still synchronous, so still never in flight while
+   * an append copies. Does not grow the file (disk in proportion to use).
+   */
+  private readonly zeroAheadLater = (): void => {
+    this.zeroAheadScheduled = false;
+    if (!this.writable || this.closed || this.zeroWriteBytes === 0) return;
+    this.zeroAhead(this.state.sizeBytes);
+  };
+
+  /** Bytes past the data known to be written with zeros (what the next appends copy into at full speed). */
+  get zeroFilledAheadBytes(): number {
+    return this.writable ? Math.max(0, this.zeroedUpTo - this.state.sizeBytes) : 0;
   }
 
   /**

@@ -7,6 +7,7 @@ import { frameBytesMax, frameHeaderBytesMax } from '../../src/limits.js';
 import { errorFrame } from '../../src/protocol/dispatch.js';
 import {
   decodeFrame,
+  decodeFrameFragments,
   encodeFrame,
   encodeFrameParts,
   type Frame,
@@ -154,6 +155,52 @@ describe('encode / decode', () => {
         },
       ),
     );
+  });
+
+  it('decodes fragments: the body fragment used as it is, any other split joined first', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.dictionary(
+          fc.string({ minLength: 1, maxLength: 10 }).filter((key) => key !== '__proto__'),
+          fc.integer(),
+          {
+            maxKeys: 4,
+          },
+        ),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.array(fc.nat(), { maxLength: 3 }),
+        (correlationId, header, body, cuts) => {
+          const frame = { opcode: Opcode.fetch, flags: FrameFlags.response, correlationId, header, body };
+          const whole = encodeFrame(frame);
+          const expected = { ...decodeFrame(whole), body: [...body] };
+          // As the broker sends it: prefix + header, then the body.
+          const [prefix, bodyPart] = encodeFrameParts(frame);
+          const sent = decodeFrameFragments([prefix, bodyPart]);
+          expect(sent.body).toBe(bodyPart); // not copied
+          expect({ ...sent, body: [...sent.body] }).toEqual(expected);
+          // Cut anywhere else (inside the prefix or the header, several pieces): the same frame.
+          const points = [...new Set(cuts.map((cut) => cut % (whole.length + 1)))].sort((a, b) => a - b);
+          const pieces: Uint8Array[] = [];
+          let from = 0;
+          for (const point of [...points, whole.length]) {
+            pieces.push(whole.subarray(from, point));
+            from = point;
+          }
+          const cut = decodeFrameFragments(pieces);
+          expect({ ...cut, body: [...cut.body] }).toEqual(expected);
+        },
+      ),
+    );
+  });
+
+  it('fragments that do not make a frame are a ProtocolError, as one buffer would be', () => {
+    const [prefix, body] = encodeFrameParts({ opcode: 1, flags: 0, correlationId: 3, header: { a: 1 } });
+    expect(() => decodeFrameFragments([prefix.subarray(0, 5), body])).toThrow(ProtocolError);
+    expect(() => decodeFrameFragments([prefix.subarray(0, prefix.length - 1), body])).toThrow(ProtocolError);
+    const flagged = Buffer.from(prefix);
+    flagged[1] = 0x80;
+    expect(() => decodeFrameFragments([flagged, Uint8Array.of(1, 2)])).toThrow(/reserved flag bits/);
   });
 
   it('a "__proto__" key in a header does not reach any prototype', () => {
