@@ -206,37 +206,31 @@ describe('replication', () => {
     expect(c.node(1).manager!.roleOf(topic, 0)).toBeInstanceOf(PartitionFollower);
     expect(c.node(2).manager!.roleOf(topic, 0)).toBeInstanceOf(PartitionLeader);
     expect(() =>
-      c
-        .node(2)
-        .broker.replication!.offsetForLeaderEpoch({
-          topic,
-          partition: 0,
-          replicaId: 1,
-          leaderEpoch: 1,
-          epoch: 1,
-        }),
+      c.node(2).broker.replication!.offsetForLeaderEpoch({
+        topic,
+        partition: 0,
+        replicaId: 1,
+        leaderEpoch: 1,
+        epoch: 1,
+      }),
     ).toThrow(expect.objectContaining({ code: 'FENCED_LEADER_EPOCH' }));
     expect(() =>
-      c
-        .node(2)
-        .broker.replication!.offsetForLeaderEpoch({
-          topic,
-          partition: 0,
-          replicaId: 1,
-          leaderEpoch: 3,
-          epoch: 1,
-        }),
+      c.node(2).broker.replication!.offsetForLeaderEpoch({
+        topic,
+        partition: 0,
+        replicaId: 1,
+        leaderEpoch: 3,
+        epoch: 1,
+      }),
     ).toThrow(expect.objectContaining({ code: 'NOT_LEADER' }));
     expect(
-      c
-        .node(2)
-        .broker.replication!.offsetForLeaderEpoch({
-          topic,
-          partition: 0,
-          replicaId: 1,
-          leaderEpoch: 2,
-          epoch: 1,
-        }),
+      c.node(2).broker.replication!.offsetForLeaderEpoch({
+        topic,
+        partition: 0,
+        replicaId: 1,
+        leaderEpoch: 2,
+        epoch: 1,
+      }),
     ).toEqual({
       epoch: 1,
       endOffset: 1,
