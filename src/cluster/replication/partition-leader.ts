@@ -75,6 +75,12 @@ export class PartitionLeader implements PartitionReplica {
   /** The waiting REPLICA_FETCH of each follower: calling it answers it. */
   private readonly fetchWakers = new Map<number, () => void>();
   private isrChangeInFlight = false;
+  /**
+   * The ISR asked for while a change is in flight: the HW counts the union of it and the current
+   * ISR (KIP-497's maximal ISR), so a follower the controller may already hold in sync (and elect)
+   * has everything acknowledged, and one being dropped still counts until the drop is confirmed.
+   */
+  private pendingIsr: readonly number[] = [];
   private readonly lagTimer: ClockTimer;
   private stopped: string | null = null;
 
@@ -314,6 +320,7 @@ export class PartitionLeader implements PartitionReplica {
     if (this.stopped !== null || this.partition.openLog === null) return;
     let candidate = Number.MAX_SAFE_INTEGER;
     for (const id of this.inSync) candidate = Math.min(candidate, this.replicatedOffsetOf(id));
+    for (const id of this.pendingIsr) candidate = Math.min(candidate, this.replicatedOffsetOf(id));
     if (candidate <= this.hw) return;
     this.hw = candidate;
     const shortfall = this.inSync.length < this.minInSyncReplicas;
@@ -383,6 +390,7 @@ export class PartitionLeader implements PartitionReplica {
 
   private async changeIsr(isr: number[], why: string): Promise<void> {
     this.isrChangeInFlight = true;
+    this.pendingIsr = isr;
     const { topic, index } = this.partition;
     try {
       const result = await this.context.isrChanger.changeIsr(topic, index, this.epoch, isr);
@@ -401,6 +409,8 @@ export class PartitionLeader implements PartitionReplica {
       );
     } finally {
       this.isrChangeInFlight = false;
+      this.pendingIsr = [];
+      this.advanceHighWatermark();
     }
   }
 
