@@ -92,7 +92,7 @@ class ChildBroker {
   }
 
   send(line: unknown): void {
-    this.child?.stdin!.write(`${JSON.stringify(line)}\n`);
+    this.child?.stdin?.write(`${JSON.stringify(line)}\n`);
   }
 
   command(fields: Record<string, unknown>): Promise<void> {
