@@ -184,7 +184,9 @@ function integerOption(
 
 function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
   if (options.acks !== undefined && options.acks !== 'all' && options.acks !== 'leader') {
-    throw new InvalidArgumentError(`producer option acks must be 'all' or 'leader', got ${String(options.acks)}`);
+    throw new InvalidArgumentError(
+      `producer option acks must be 'all' or 'leader', got ${String(options.acks)}`,
+    );
   }
   if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
     throw new InvalidArgumentError('producer option idempotent must be a boolean');
