@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { PartitionAssignment } from '../../src/cluster/partition-role.js';
 import { PartitionFollower } from '../../src/cluster/replication/partition-follower.js';
 import { PartitionLeader } from '../../src/cluster/replication/partition-leader.js';
-import { batchOf, valuesOf } from '../broker/helpers.js';
+import { batchOf, openBroker, valuesOf } from '../broker/helpers.js';
 import { eventually, logBytes, TestCluster } from './replication-helpers.js';
 
 let cluster: TestCluster | null = null;
@@ -100,7 +100,8 @@ describe('replication', () => {
 
   it('acks all is refused with NOT_ENOUGH_REPLICAS below minInSyncReplicas; acks leader is taken; produces to a follower get NOT_LEADER, stale epochs FENCED_LEADER_EPOCH', async () => {
     const c = await startCluster();
-    await c.assign(assignment(1, 4, [1], 2));
+    // Only the leader gets the assignment for now: followers would catch up an empty log at once.
+    await c.assign(assignment(1, 4, [1], 2), [1]);
     const leader = c.node(1).broker;
     await expect(leader.messages.produce(topic, 0, batchOf('x'), { acks: 'all' })).rejects.toMatchObject({
       code: 'NOT_ENOUGH_REPLICAS',
@@ -113,6 +114,7 @@ describe('replication', () => {
     await expect(leader.messages.produce(topic, 0, batchOf('y'), { acks: 'leader' })).resolves.toMatchObject({
       baseOffset: 0,
     });
+    await c.applyEverywhere(c.isr.get(topic, 0)!, [2, 3]);
     await expect(
       c.node(2).broker.messages.produce(topic, 0, batchOf('z'), { acks: 'leader' }),
     ).rejects.toMatchObject({
@@ -250,5 +252,38 @@ describe('replication', () => {
       }
     }
     expect(logBytes(c.node(3).broker, topic).equals(logBytes(c.node(1).broker, topic))).toBe(true);
+  });
+
+  it('a restarted broker keeps its epoch history, and as leader shows consumers nothing its ISR may lack until the followers fetched', async () => {
+    const c = await startCluster();
+    await c.assign(assignment(1, 1, [1, 2]), [1, 2]);
+    for (let i = 0; i < 5; i++)
+      await c.node(1).broker.messages.produce(topic, 0, batchOf(`m${i}`), { acks: 'all' });
+    await c.node(2).manager!.close();
+    c.node(2).manager = null;
+    for (let i = 0; i < 3; i++)
+      await c.node(1).broker.messages.produce(topic, 0, batchOf(`t${i}`), { acks: 'leader' });
+    // Restart broker 1 on its data directory.
+    const old = c.node(1);
+    await old.manager!.close();
+    const dataDir = old.broker.dataDir;
+    await old.broker.close();
+    old.broker = await openBroker(dataDir);
+    old.url = (await old.broker.listen({ host: '127.0.0.1', port: 0 })).url;
+    c.endpoints.set(1, { brokerId: 1, url: old.url });
+    const manager = c.attach(old);
+    await c.assign(assignment(1, 2, [1, 2]), [1]);
+    expect(manager.historyOf(topic, 0)!.entries).toEqual([
+      { epoch: 1, startOffset: 0 },
+      { epoch: 2, startOffset: 8 },
+    ]);
+    const partition = old.broker.topics.partitionOf(topic, 0);
+    expect(partition.log.logEndOffset).toBe(8);
+    // Broker 2, in the ISR, has not fetched in this epoch: nothing is known to be on it.
+    expect(partition.visibleEndOffset).toBe(0);
+    c.attach(c.node(2));
+    await c.applyEverywhere(c.isr.get(topic, 0)!, [2]);
+    await eventually(() => partition.visibleEndOffset === 8, 'HW 8 once broker 2 copied the tail');
+    expect(logBytes(c.node(2).broker, topic).equals(logBytes(old.broker, topic))).toBe(true);
   });
 });

@@ -241,7 +241,10 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       }
       if (role instanceof PartitionFollower && role.leaderId === leaderId) return;
     }
-    const previousHighWatermark = local.replica?.highWatermark ?? local.visibleEndOffset;
+    // The HW this replica knew; none at its first assignment since the broker started (the HW is
+    // not checkpointed yet): then it starts at the log start and moves up as the ISR fetches, so a
+    // restarted leader does not show consumers a tail its followers may not have.
+    const previousHighWatermark = local.replica?.highWatermark ?? local.log.logStartOffset;
     await this.stopRole(state, `epoch ${leaderEpoch}: broker ${leaderId} leads`);
     state.epoch = leaderEpoch;
     const what = `${topic}/${partition}`;
