@@ -54,6 +54,20 @@ interface AckWaiter {
   timer: ClockTimer;
 }
 
+/**
+ * A follower that has not fetched in this epoch: it holds the HW where it is, and counts as caught
+ * up from `now` (it gets replicaLagTimeMs to show up before it leaves the ISR).
+ */
+function unknownFollower(now: number): FollowerState {
+  return {
+    logEndOffset: 0,
+    durableOffset: 0,
+    lastCaughtUpMs: now,
+    lastFetchLeaderEndOffset: 0,
+    lastFetchMs: now,
+  };
+}
+
 /** Why a leader stopped leading, for the errors of what was waiting. */
 function notLeader(topic: string, partition: number, why: string): SpillwayError {
   return new SpillwayError('NOT_LEADER', `not the leader of ${topic}/${partition} (${why})`);
@@ -108,13 +122,7 @@ export class PartitionLeader implements PartitionReplica {
       if (id === context.brokerId) continue;
       // Unknown until it fetches: it holds the HW where it is, and counts as caught up from now on
       // (it gets replicaLagTimeMs to show up before it leaves the ISR).
-      this.followers.set(id, {
-        logEndOffset: 0,
-        durableOffset: 0,
-        lastCaughtUpMs: now,
-        lastFetchLeaderEndOffset: 0,
-        lastFetchMs: now,
-      });
+      this.followers.set(id, unknownFollower(now));
     }
     const interval = Math.max(1, Math.floor(context.replicaLagTimeMs / 2));
     this.lagTimer = context.clock.setInterval(() => this.checkLaggingFollowers(), interval, { unref: true });
@@ -142,6 +150,15 @@ export class PartitionLeader implements PartitionReplica {
   update(assignment: PartitionAssignment): void {
     this.minInSyncReplicas = assignment.minInSyncReplicas ?? this.minInSyncReplicas;
     this.replicas = [...assignment.replicas];
+    const now = this.context.clock.monotonicMs();
+    for (const id of this.replicas) {
+      if (id !== this.context.brokerId && !this.followers.has(id)) {
+        this.followers.set(id, unknownFollower(now));
+      }
+    }
+    for (const id of [...this.followers.keys()]) {
+      if (!this.replicas.includes(id)) this.followers.delete(id);
+    }
     if (!this.isrChangeInFlight) this.setIsr(assignment.isr);
   }
 
