@@ -36,6 +36,7 @@ export const suiteNames = [
   'drain',
   'consume-pool',
   'idempotency',
+  'replication',
   'peers',
   'compare',
 ] as const;

@@ -53,6 +53,9 @@ export type ErrorCode =
   | 'UNKNOWN_PRODUCER_ID'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
+  | 'NOT_LEADER'
+  | 'FENCED_LEADER_EPOCH'
+  | 'NOT_ENOUGH_REPLICAS'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -104,6 +107,9 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   UNKNOWN_PRODUCER_ID: false, // expired, evicted or never assigned: register again (INIT_PRODUCER)
   UNAUTHENTICATED: false, // a missing, unknown or wrong token: retrying the same one cannot help
   FORBIDDEN: false, // the principal's access rules do not allow the request
+  NOT_LEADER: true, // a cluster: refresh which broker leads the partition and send there
+  FENCED_LEADER_EPOCH: true, // a cluster: the request's leader epoch is not the partition's current one; refresh
+  NOT_ENOUGH_REPLICAS: true, // a cluster: fewer in-sync replicas than minInSyncReplicas, until followers catch up
   INTERNAL: false,
 };
 

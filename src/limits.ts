@@ -371,3 +371,21 @@ export const delayRetryMs = 1000;
 export const delayResidentBytesMax = 16 * 1024 * 1024;
 /** A delayed batch due sooner than this commits its target's fence at once, not at the first firing. */
 export const delayPrefenceMs = 10_000;
+
+// Replication (src/cluster/replication/, docs/CLUSTER-REPLICATION.md).
+/** Largest leader epoch (a signed 32-bit integer, as in Kafka). */
+export const leaderEpochMax = 0x7fff_ffff;
+/** Largest broker id of a cluster. */
+export const brokerIdMax = 0x7fff_ffff;
+/** Entries a partition's leader epoch history keeps (the oldest go first; far more than leader changes in practice). */
+export const leaderEpochEntriesMax = 1024;
+/** Longest a REPLICA_FETCH may long-poll on the leader. */
+export const replicaFetchMaxWaitMsMax = 10_000;
+/** Default: a follower that has not caught up with the leader's log end for this long leaves the ISR. */
+export const replicaLagTimeMsDefault = 10_000;
+/** Default: an `acks: 'all'` produce not replicated to the in-sync set within this fails with TIMEOUT. */
+export const replicationTimeoutMsDefault = 30_000;
+/** `acks: 'all'` produces of one partition waiting for replication at once (BACKPRESSURE past it). */
+export const replicationWaitersPerPartitionMax = 100_000;
+/** Bytes a follower asks for per REPLICA_FETCH. */
+export const replicaFetchMaxBytesDefault = 1024 * 1024;

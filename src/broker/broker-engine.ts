@@ -18,6 +18,7 @@ import { resolve } from 'node:path';
 import type { Clock, ClockTimer } from '../clock.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { BrokerApi, DedupStats, StorageStats } from '../protocol/broker-api.js';
+import type { ReplicationService } from '../protocol/replication-api.js';
 import { fileModes, setFileModes } from '../storage/file-modes.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import { BrokerIntegrity } from './broker-integrity.js';
@@ -111,6 +112,11 @@ export class BrokerEngine implements BrokerApi {
   readonly diskReserve: DiskReserve;
   /** The background scrub of sealed segments (scrubber.ts). */
   readonly scrubber: Scrubber;
+  /**
+   * Replication (src/cluster/replication/broker-replica-manager.ts), set by `BrokerReplicaManager.attach`;
+   * undefined on a broker without a cluster.
+   */
+  replication: ReplicationService | undefined = undefined;
 
   private readonly lifecycle = new Lifecycle();
   private readonly metadata: MetadataStore;

@@ -26,6 +26,7 @@ import type {
   OffsetSpec,
   ProduceResult,
 } from '../protocol/broker-api.js';
+import type { ProduceOptions } from '../protocol/replication-api.js';
 import { type BrokerTopics, checkInteger } from './broker-topics.js';
 import { batchMsgIds } from './dedup/batch-msg-ids.js';
 import type { BrokerDedup } from './dedup/broker-dedup.js';
@@ -101,9 +102,17 @@ export class BrokerMessages implements MessageService {
     return this.waiters.waitingCount;
   }
 
-  async produce(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
+  async produce(
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    options?: ProduceOptions,
+  ): Promise<ProduceResult> {
     this.lifecycle.assertOpen();
     const target = this.topics.partitionOf(topic, partition);
+    // Replication: only the leader at the producer's epoch takes produces (and acks 'all' only
+    // with enough in-sync replicas). Null on a broker without replication.
+    target.replica?.admitProduce(options);
     if (isInternalTopicName(topic)) {
       throw new InvalidArgumentError(`topic '${topic}' is internal: only the broker writes to it`);
     }
@@ -136,16 +145,16 @@ export class BrokerMessages implements MessageService {
         );
       }
       return this.producers.produce(target, fields, batch, (checked) =>
-        this.append(topic, partition, target, checked),
+        this.append(topic, partition, target, checked, options),
       );
     }
     // (4) Msg-id dedup: only topics with a window decode the batch (dedup/broker-dedup.ts).
     if (deduplicated) {
       return this.dedup!.produce(owner, partition, batch, fields, (bytes) =>
-        this.append(topic, partition, target, bytes),
+        this.append(topic, partition, target, bytes, options),
       );
     }
-    return this.append(topic, partition, target, batch);
+    return this.append(topic, partition, target, batch, options);
   }
 
   /**
@@ -157,6 +166,7 @@ export class BrokerMessages implements MessageService {
     partition: number,
     target: Partition,
     batch: Uint8Array,
+    options?: ProduceOptions,
   ): Promise<ProduceResult> {
     // Early and clean: refused before the log has to grow into the last bytes of the disk.
     this.diskReserve.admit(batch.length, `produce to ${topic}/${partition}`);
@@ -166,6 +176,11 @@ export class BrokerMessages implements MessageService {
       // Long-polls on this partition read again (with `always`, now that the batch is on disk).
       this.waiters.wake(target);
       this.onAppended?.(topic);
+      const replica = target.replica;
+      if (replica !== null) {
+        replica.appended();
+        await replica.replicated(appended.lastOffset + 1, options);
+      }
       return {
         partition,
         baseOffset: appended.baseOffset,

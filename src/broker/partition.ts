@@ -10,6 +10,9 @@
  * produce, fetch and offset lookups on it fail with that code while every other partition serves.
  * `resume` puts a repaired log in place (partition-repair in broker-integrity.ts).
  *
+ * With replication (`replica` set, src/cluster/replication/), a consumer sees only up to the high
+ * watermark: what every in-sync replica has.
+ *
  * Buffer ownership: `read` returns what the log's read returns (views of mapped segments for
  * PartitionLog), valid while referenced.
  */
@@ -18,6 +21,7 @@ import type { FetchResult, PartitionDescription } from '../protocol/broker-api.j
 import type { Durability } from '../protocol/types.js';
 import type { LogStore } from '../storage/log-store.js';
 import type { PartitionDamage } from './partition-damage.js';
+import type { PartitionReplica } from './partition-replica.js';
 
 export class Partition {
   readonly topic: string;
@@ -31,6 +35,11 @@ export class Partition {
    * in the same instant. Empty almost always.
    */
   private readonly holds: number[] = [];
+  /**
+   * Replication (src/cluster/replication/): the partition's role as leader or follower, which bounds
+   * what consumers see by the high watermark. Null on a broker without replication.
+   */
+  replica: PartitionReplica | null = null;
 
   constructor(topic: string, index: number, log: LogStore | PartitionDamage, durability: Durability) {
     this.topic = topic;
@@ -69,7 +78,8 @@ export class Partition {
   get visibleEndOffset(): number {
     const log = this.log;
     const end = log.logEndOffset;
-    const visible = this.durability === 'always' ? Math.min(end, log.durableOffset) : end;
+    let visible = this.durability === 'always' ? Math.min(end, log.durableOffset) : end;
+    if (this.replica !== null) visible = Math.min(visible, this.replica.highWatermark);
     return this.holds.length === 0 ? visible : Math.min(visible, ...this.holds);
   }
 

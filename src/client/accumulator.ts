@@ -149,8 +149,8 @@ export class ProducerBatch {
 export class PartitionQueue {
   readonly topic: string;
   readonly partition: number;
-  /** The produce request header of this partition, made once. */
-  readonly requestHeader: { topic: string; partition: number };
+  /** The produce request header of this partition, made once (`acks` only when the producer sets it). */
+  readonly requestHeader: { topic: string; partition: number; acks?: 'all' | 'leader' };
   open: ProducerBatch | null = null;
   /** Sealed batches not in flight, by sequence (a retried batch goes back before later ones). */
   readonly ready: ProducerBatch[] = [];
@@ -168,12 +168,18 @@ export class PartitionQueue {
    */
   readonly unsequenced: boolean;
 
-  constructor(topic: string, partition: number, attributes = 0, unsequenced = false) {
+  constructor(
+    topic: string,
+    partition: number,
+    attributes = 0,
+    unsequenced = false,
+    acks?: 'all' | 'leader',
+  ) {
     this.topic = topic;
     this.partition = partition;
     this.attributes = attributes;
     this.unsequenced = unsequenced;
-    this.requestHeader = { topic, partition };
+    this.requestHeader = acks === undefined ? { topic, partition } : { topic, partition, acks };
   }
 }
 

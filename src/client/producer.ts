@@ -134,6 +134,13 @@ export interface ProducerOptions {
    */
   idempotent?: boolean;
   /**
+   * In a cluster (docs/CLUSTER-REPLICATION.md): `all` (the broker's default there) acknowledges a
+   * batch once every in-sync replica has it under the topic's durability; `leader` once the leader
+   * appended it (lost if the leader dies before its followers copied it). A single broker ignores it.
+   * Default: not sent (the broker's default).
+   */
+  acks?: 'all' | 'leader';
+  /**
    * Idempotent producers: a stable identity. A producer registering with the same name fences the
    * earlier one (its sends fail with PRODUCER_FENCED). Default: none (a new producer id each time).
    */
@@ -176,6 +183,11 @@ function integerOption(
 }
 
 function resolveOptions(options: ProducerOptions): ResolvedProducerOptions {
+  if (options.acks !== undefined && options.acks !== 'all' && options.acks !== 'leader') {
+    throw new InvalidArgumentError(
+      `producer option acks must be 'all' or 'leader', got ${String(options.acks)}`,
+    );
+  }
   if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
     throw new InvalidArgumentError('producer option idempotent must be a boolean');
   }
@@ -264,6 +276,8 @@ export class Producer {
   private readonly transport: Transport;
   private readonly metadata: MetadataCache;
   private readonly options: ResolvedProducerOptions;
+  /** `acks` of every produce request (ProducerOptions.acks); undefined: not sent. */
+  private readonly acks: 'all' | 'leader' | undefined;
   private readonly accumulator: Accumulator;
   private readonly topics = new Map<string, ProducerTopic>();
   private state: 'open' | 'closing' | 'closed' = 'open';
@@ -300,6 +314,7 @@ export class Producer {
     this.transport = transport;
     this.metadata = metadata;
     this.options = resolveOptions(options);
+    this.acks = options.acks;
     if (
       options.onBufferFull !== undefined &&
       options.onBufferFull !== 'wait' &&
@@ -627,6 +642,7 @@ export class Producer {
       partition,
       kind === 'delayed' ? BatchAttributes.delayed : 0,
       kind !== 'plain',
+      this.acks,
     );
     this.queuesOf(state, kind)[partition] = queue;
     return queue;

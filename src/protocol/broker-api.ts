@@ -11,6 +11,7 @@ import type { DelayService } from './delay-api.js';
 import type { GroupService } from './group-api.js';
 import type { ProducerService } from './producer-api.js';
 import type { QueueService } from './queue-api.js';
+import type { ProduceOptions, ReplicationService } from './replication-api.js';
 import type { SessionService } from './session.js';
 import type { TransactionService } from './transaction-api.js';
 import type { Durability } from './types.js';
@@ -137,7 +138,12 @@ export interface ListTopicsOptions {
 /** Messages: produce, fetch and offset lookup on partitions. */
 export interface MessageService {
   /** Validates (limits, structure, CRC32C natively), assigns offsets, appends, acks per durability. */
-  produce(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult>;
+  produce(
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    options?: ProduceOptions,
+  ): Promise<ProduceResult>;
   fetch(topic: string, partition: number, offset: number, options: FetchOptions): Promise<FetchResult>;
   /** earliest = log start, latest = log end, timestamp = first offset with a timestamp >= it (or log end). */
   listOffset(topic: string, partition: number, spec: OffsetSpec): number;
@@ -287,6 +293,11 @@ export interface BrokerApi {
   readonly producers: ProducerService;
   /** Delayed messages: their figures (protocol/delay-api.ts). Absent: DELAY_STATS is refused. */
   readonly delay?: DelayService;
+  /**
+   * Replication (docs/CLUSTER-REPLICATION.md): what a leader answers its followers. Absent on a
+   * broker without replication: REPLICA_FETCH and OFFSET_FOR_LEADER_EPOCH are refused.
+   */
+  readonly replication?: ReplicationService;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
   /** Msg-id dedup index figures (a broker engine has them; other implementations may not). */

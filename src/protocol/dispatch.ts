@@ -52,6 +52,8 @@ import {
   parseReceive,
   type ReceiveResponsePartition,
 } from './queue-messages.js';
+import type { ReplicaFetchResult } from './replication-api.js';
+import { parseOffsetForLeaderEpoch, parseProduceOptions, parseReplicaFetch } from './replication-messages.js';
 import type { Principal, SessionEndpoint } from './session.js';
 import {
   parseTransactionBegin,
@@ -216,7 +218,8 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     }
     case Opcode.produce: {
       const { topic, partition } = parseProduce(request.header);
-      return response(request, await api.messages.produce(topic, partition, request.body));
+      const produceOptions = parseProduceOptions(request.header);
+      return response(request, await api.messages.produce(topic, partition, request.body, produceOptions));
     }
     case Opcode.fetch: {
       requireNoBody(request);
@@ -366,6 +369,24 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       requireNoBody(request);
       api.transactions.register(options.session, parseTransactionRegister(request.header).group);
       return response(request, {});
+    case Opcode.replicaFetch: {
+      requireNoBody(request);
+      const replication = replicationOf(api, 'REPLICA_FETCH (80)');
+      const result: ReplicaFetchResult = await replication.replicaFetch(
+        parseReplicaFetch(request.header),
+        options.signal,
+      );
+      const { records, ...header } = result;
+      return response(request, header, records);
+    }
+    case Opcode.offsetForLeaderEpoch:
+      requireNoBody(request);
+      return response(
+        request,
+        replicationOf(api, 'OFFSET_FOR_LEADER_EPOCH (81)').offsetForLeaderEpoch(
+          parseOffsetForLeaderEpoch(request.header),
+        ),
+      );
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');
     case Opcode.txnCheck:
@@ -373,6 +394,14 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);
   }
+}
+
+/** The broker's replication service; UNKNOWN_OPCODE on a broker without replication. */
+function replicationOf(api: BrokerApi, what: string): NonNullable<BrokerApi['replication']> {
+  if (api.replication === undefined) {
+    throw new SpillwayError('UNKNOWN_OPCODE', `${what}: this broker does not replicate (no cluster)`);
+  }
+  return api.replication;
 }
 
 /**

@@ -130,6 +130,9 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   ],
   [Opcode.ping, serverOnly],
   [Opcode.txnCheck, serverOnly],
+  // Replication: a follower reads every partition it follows and reports for the ISR: the cluster's admin.
+  [Opcode.replicaFetch, [check('cluster', 'admin', cluster)]],
+  [Opcode.offsetForLeaderEpoch, [check('cluster', 'admin', cluster)]],
 ]);
 
 const emptyHeader: Record<string, unknown> = {};

@@ -42,6 +42,12 @@ export const Opcode = {
   ping: 64,
   /** Server -> client: is this transaction to be committed? (check-back; answered by a transactional producer). */
   txnCheck: 65,
+  /**
+   * Replication data plane (80-89, broker -> broker, sent like client requests despite the range:
+   * session 4 gave 70-79 to the cluster control plane and 80-89 to replication; protocol/replication-api.ts).
+   */
+  replicaFetch: 80,
+  offsetForLeaderEpoch: 81,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

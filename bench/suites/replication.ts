@@ -1,0 +1,228 @@
+/**
+ * Replicated produce (docs/CLUSTER-REPLICATION.md): RF=3 with `acks: 'all'` against one broker, in
+ * the same run, both as child processes of the same script (bench/replica-broker-child.ts) on
+ * 127.0.0.1, durability `always` (the issue's case: acknowledged = fdatasync'd on every in-sync
+ * replica).
+ *
+ * Cases: 100 B and 16 KiB values, keyless, one producer client, 4 partitions (each replicated by its
+ * own follower fetch loop), lingerMs 1, batchBytes 256 KiB, at most 8 MiB of values unacknowledged.
+ * Per run: 200k messages of 100 B or 20k of 16 KiB (quick: a tenth), time cap 10 s, a fresh topic;
+ * single and replicated runs alternate, 3 of each (quick: 1). Rows: the medians (msg/s, MB/s), the
+ * ratio replicated ÷ single (issue 14's target: ≥ 0.5 on this machine, where the three brokers share
+ * its cores) and the CPU seconds each broker process used per replicated run (/proc, Linux).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ProducerOptions, type SendResult, Spillway } from '../../src/client/index.js';
+import type { PartitionAssignment } from '../../src/cluster/partition-role.js';
+import { payloadPool } from '../peers/payload.js';
+import { type BenchContext, type BenchRow, type BenchSuite, median } from '../report.js';
+
+const suiteName = 'replication';
+const partitions = 4;
+const windowBytes = 8 * 1024 * 1024;
+const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'replica-broker-child.js');
+
+class ReplicaChild {
+  url = '';
+  private seq = 0;
+  private readonly waiting = new Map<number, (failure: string | null) => void>();
+
+  private constructor(private readonly child: ChildProcess) {}
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  static start(directory: string, id: number): Promise<ReplicaChild> {
+    const child = spawn(process.execPath, [childScript, directory, String(id)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const replica = new ReplicaChild(child);
+    let pending = '';
+    return new Promise((resolve, reject) => {
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (chunk: string) => {
+        const lines = (pending + chunk).split('\n');
+        pending = lines.pop()!;
+        for (const text of lines) {
+          const line = JSON.parse(text) as {
+            listening?: string;
+            done?: number;
+            failed?: number;
+            message?: string;
+          };
+          if (line.listening !== undefined) {
+            replica.url = line.listening;
+            resolve(replica);
+          } else if (line.done !== undefined) replica.waiting.get(line.done)?.(null);
+          else if (line.failed !== undefined) replica.waiting.get(line.failed)?.(line.message ?? 'failed');
+        }
+      });
+      child.once('exit', () => reject(new Error(`replica child ${id} exited`)));
+    });
+  }
+
+  assign(assignment: PartitionAssignment, endpoints: Array<[number, string]>): Promise<void> {
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(seq, (failure) => (failure === null ? resolve() : reject(new Error(failure))));
+      this.child.stdin!.write(`${JSON.stringify({ seq, assign: assignment, endpoints })}\n`);
+    });
+  }
+
+  /** CPU seconds used so far (utime + stime), NaN where /proc is not. */
+  cpuSeconds(): number {
+    try {
+      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      return Number.NaN;
+    }
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.child.exitCode !== null) return resolve();
+      this.child.once('exit', () => resolve());
+      this.child.kill('SIGTERM');
+    });
+  }
+}
+
+async function produceRun(
+  url: string,
+  topic: string,
+  valueBytes: number,
+  count: number,
+  capMs: number,
+): Promise<[number, number]> {
+  const sw = await Spillway.connect(url, { clientId: 'bench-replication' });
+  const options: ProducerOptions = { lingerMs: 1, batchBytes: 256 * 1024, acks: 'all' };
+  const producer = sw.producer(options);
+  const pool = payloadPool(valueBytes);
+  const window = Math.max(1, Math.floor(windowBytes / valueBytes));
+  const ring = new Array<Promise<SendResult> | undefined>(window);
+  await producer.send(topic, { value: pool[0]! });
+  const started = performance.now();
+  const deadline = started + capMs;
+  let sent = 0;
+  try {
+    while (sent < count && (sent % 256 !== 0 || performance.now() < deadline)) {
+      const slot = sent % window;
+      const oldest = ring[slot];
+      if (oldest !== undefined) await oldest;
+      ring[slot] = producer.send(topic, { value: pool[sent % pool.length]! });
+      sent++;
+    }
+    await Promise.all(ring.filter((promise) => promise !== undefined));
+  } finally {
+    await producer.close();
+    await sw.close();
+  }
+  return [sent, performance.now() - started];
+}
+
+async function run(context: BenchContext): Promise<BenchRow[]> {
+  const runs = context.quick ? 1 : 3;
+  const rows: BenchRow[] = [];
+  const single = await ReplicaChild.start(mkdtempSync(path.join(context.scratchDir, 'single-')), 1);
+  const cluster: ReplicaChild[] = [];
+  try {
+    for (let id = 1; id <= 3; id++) {
+      cluster.push(
+        await ReplicaChild.start(mkdtempSync(path.join(context.scratchDir, `replica-${id}-`)), id),
+      );
+    }
+    const endpoints: Array<[number, string]> = cluster.map((child, i) => [i + 1, child.url]);
+    let topicNumber = 0;
+    const once = async (
+      replicated: boolean,
+      valueBytes: number,
+      count: number,
+    ): Promise<[number, number[]]> => {
+      const topic = `repl-${topicNumber++}`;
+      const targets = replicated ? cluster : [single];
+      for (const target of targets) {
+        const sw = await Spillway.connect(target.url);
+        await sw.admin.createTopic(topic, { partitions, durability: 'always' });
+        await sw.close();
+      }
+      if (replicated) {
+        for (let partition = 0; partition < partitions; partition++) {
+          const assignment: PartitionAssignment = {
+            topic,
+            partition,
+            replicas: [1, 2, 3],
+            leaderId: 1,
+            leaderEpoch: 1,
+            isr: [1, 2, 3],
+            minInSyncReplicas: 2,
+          };
+          for (const child of cluster) await child.assign(assignment, endpoints);
+        }
+      }
+      const cpuBefore = targets.map((target) => target.cpuSeconds());
+      const [acked, elapsedMs] = await produceRun(targets[0]!.url, topic, valueBytes, count, 10_000);
+      const cpu = targets.map((target, i) => target.cpuSeconds() - cpuBefore[i]!);
+      return [acked / (elapsedMs / 1000), cpu];
+    };
+    for (const valueBytes of [100, 16 * 1024]) {
+      const count = (valueBytes === 100 ? 200_000 : 20_000) / (context.quick ? 10 : 1);
+      const singleRates: number[] = [];
+      const replicatedRates: number[] = [];
+      const cpus: number[][] = [[], [], []];
+      for (let i = 0; i < runs; i++) {
+        context.log(`${suiteName}: ${valueBytes} B run ${i + 1}/${runs}`);
+        singleRates.push((await once(false, valueBytes, count))[0]);
+        const [rate, cpu] = await once(true, valueBytes, count);
+        replicatedRates.push(rate);
+        for (const [broker, seconds] of cpu.entries()) cpus[broker]!.push(seconds);
+      }
+      const size = valueBytes === 100 ? '100 B' : '16 KiB';
+      const singleRate = median(singleRates);
+      const replicatedRate = median(replicatedRates);
+      const detail = `${partitions} partitions, durability always, ${runs} runs, medians`;
+      rows.push(
+        {
+          suite: suiteName,
+          name: `single broker, ${size}`,
+          value: Math.round(singleRate),
+          unit: 'msg/s',
+          detail,
+        },
+        {
+          suite: suiteName,
+          name: `RF=3 acks all, ${size}`,
+          value: Math.round(replicatedRate),
+          unit: 'msg/s',
+          detail,
+        },
+        {
+          suite: suiteName,
+          name: `RF=3 acks all ÷ single, ${size}`,
+          value: Number((replicatedRate / singleRate).toFixed(2)),
+          unit: '×',
+          detail: `target ≥ 0.5; ${((replicatedRate * valueBytes) / 1e6).toFixed(1)} MB/s replicated`,
+        },
+        {
+          suite: suiteName,
+          name: `RF=3 CPU per broker per run, ${size}`,
+          value: Number(median(cpus[0]!).toFixed(2)),
+          unit: 's (leader)',
+          detail: `followers ${median(cpus[1]!).toFixed(2)} s and ${median(cpus[2]!).toFixed(2)} s`,
+        },
+      );
+    }
+  } finally {
+    await single.stop();
+    // Followers first: a leader stopping under them only makes them warn.
+    for (const child of [...cluster].reverse()) await child.stop();
+  }
+  return rows;
+}
+
+export const suite: BenchSuite = { name: suiteName, run };
