@@ -180,6 +180,7 @@ export class BrokerEngine implements BrokerApi {
       state: parts.queueState.state,
       machine: parts.queueState.machine,
       produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
+      retentionMs: parts.options.groupRetentionMs,
     });
     this.messages.onAppended = (topic) => this.queues.appended(topic);
     const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);

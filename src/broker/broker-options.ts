@@ -104,7 +104,8 @@ export interface BrokerOptions {
   resetStateLogs?: string[];
   /**
    * How long a consumer group with no members keeps its committed offsets and positions before they
-   * are deleted and the group is forgotten (group-coordinator.ts). Default 7 days.
+   * are deleted and the group is forgotten (group-coordinator.ts); a shared/key_shared queue group
+   * idle this long is forgotten too, with its ack state (broker-queues.ts). Default 7 days.
    */
   groupRetentionMs?: number;
   /**

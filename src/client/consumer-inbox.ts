@@ -108,12 +108,12 @@ export class ConsumerInbox {
    * `close()`), or the end once the consumer closes, or a wait for wake(). An error thrown by
    * `take` (e.g. a corrupt batch) also closes the consumer and is thrown.
    */
-  async next(
-    take: () => ConsumedMessage | null,
+  async next<Item = ConsumedMessage>(
+    take: () => Item | null,
     close: () => Promise<void>,
-  ): Promise<IteratorResult<ConsumedMessage, undefined>> {
+  ): Promise<IteratorResult<Item, undefined>> {
     for (;;) {
-      let message: ConsumedMessage | null;
+      let message: Item | null;
       try {
         message = take();
       } catch (error) {

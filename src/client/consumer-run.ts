@@ -30,6 +30,12 @@
  * open (that error), or when the worker module cannot be used (INVALID_ARGUMENT). One run per
  * consumer at a time; iterating the consumer yourself while it runs takes messages from the runner.
  *
+ * Record spans: with `worker`, ordering 'partition', no idempotency store and a consumer that offers
+ * `nextSpan` (the group consumer), the run goes through pool-span-run.ts instead of the lanes below:
+ * the same contract (order per partition, handled prefix acked, a failure nacked and its partition's
+ * queued messages dropped, the pendingMessagesMax bound), settled per run of records rather than per
+ * message, with no ConsumedMessage made in this thread.
+ *
  * Idempotency (`idempotency: store`, optional `idempotencyKey`; docs/IDEMPOTENCY.md): a message whose
  * idempotency key the store has recorded is acked without running the handler (counted in
  * `skipped`); the key is recorded after the handler succeeds; a failed handler records nothing.
@@ -46,6 +52,7 @@ import { errorText, IdempotencyGuard } from './idempotency/idempotency-guard.js'
 import { defaultIdempotencyKey, type IdempotencyKeyFunction } from './idempotency/idempotency-key.js';
 import type { IdempotencyStore, RunContext } from './idempotency/idempotency-store.js';
 import type { ConsumedMessage, MessageSettler } from './message.js';
+import type { SpanConsumer } from './pool-span-run.js';
 
 export type RunOrdering = 'partition' | 'key' | 'none';
 
@@ -105,6 +112,11 @@ export interface RunSummary {
 export interface RunnableConsumer {
   next(): Promise<IteratorResult<ConsumedMessage, undefined>>;
   close(): Promise<void>;
+  /**
+   * Optional (the group consumer): record spans packed for the worker pool, used with `worker`,
+   * ordering 'partition' and no idempotency store (pool-span-run.ts).
+   */
+  nextSpan?: SpanConsumer['nextSpan'];
 }
 
 export interface CheckedRunOptions {
@@ -601,6 +613,20 @@ export async function runConsumer<Extra extends object>(
     throw new InvalidArgumentError('this consumer is already running (one run at a time)');
   runningConsumers.add(consumer);
   try {
+    if (
+      checked.worker !== null &&
+      checked.ordering === 'partition' &&
+      checked.idempotency === null &&
+      consumer.nextSpan !== undefined
+    ) {
+      // Loaded only here, like the pool: spans packed straight from the fetched batches.
+      const { SpanRunner } = await import('./pool-span-run.js');
+      const spans: SpanConsumer = {
+        nextSpan: consumer.nextSpan.bind(consumer),
+        close: () => consumer.close(),
+      };
+      return await new SpanRunner(spans, checked).run();
+    }
     const runner = new Runner(consumer, checked, settler);
     return await runner.run(async (scheduler) => {
       if (checked.handler !== null) return new HandlerExecutor(scheduler, checked.handler);

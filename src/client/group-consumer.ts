@@ -54,6 +54,7 @@ import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js
 import { FinishedPrefix } from './finished-prefix.js';
 import { parseGroupView } from './group-view.js';
 import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
+import { RecordPartBuilder, type RecordSpan, type SpanSettler } from './pool-batch.js';
 import type { Transport } from './transport.js';
 import { closedError, integerOf } from './wire.js';
 
@@ -98,7 +99,7 @@ function keyOf(topic: string, partition: number): string {
 }
 
 /** One partition this member holds, for one epoch (a nack rewind or a reassignment starts a new one). */
-class HeldPartition implements MessageSettler {
+class HeldPartition implements MessageSettler, SpanSettler {
   /** A nack rewinds the partition to the message (see the file header). */
   readonly redelivery = 'rewind' as const;
   readonly topic: string;
@@ -138,21 +139,40 @@ class HeldPartition implements MessageSettler {
     if (this.active) this.owner.rewind(this, message.offset, options.delayMs ?? 0);
     return Promise.resolve();
   }
+
+  /** The worker pool's ack of a span's handled messages (pool-span-run.ts). */
+  ackRange(from: number, to: number): void {
+    if (!this.active) return;
+    let progressed = false;
+    for (let offset = from; offset < to; offset++) if (this.prefix.finish(offset)) progressed = true;
+    if (progressed) this.owner.finished(this);
+  }
+
+  /** The worker pool's nack of a failed message: the partition rewinds to it. */
+  nackAt(offset: number, _error: string): void {
+    if (this.active) this.owner.rewind(this, offset, 0);
+  }
 }
 
-/** One fetch answer being taken apart. */
+/**
+ * One fetch answer being taken apart: message by message (next) or in spans packed for the worker
+ * pool (nextSpan); both go on from where the other stopped.
+ */
 class Chunk {
   private position = 0;
   private cursor: RecordCursor | null = null;
   private readonly text: Buffer;
+  /** Offsets below are skipped: below the fetch's offset, or already taken. */
+  private skipBelow: number;
 
   constructor(
     readonly held: HeldPartition,
     readonly epoch: number,
     readonly body: Uint8Array,
-    readonly skipBelow: number,
+    skipBelow: number,
   ) {
     this.text = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    this.skipBelow = skipBelow;
   }
 
   get stale(): boolean {
@@ -184,8 +204,65 @@ class Chunk {
         continue;
       }
       if (cursor.offset < this.skipBelow) continue;
+      this.skipBelow = cursor.offset + 1;
       return this.message(cursor);
     }
+  }
+
+  /**
+   * The next consecutive records (at most `max`, max >= 1) packed for a worker, or null at the end.
+   * Throws CorruptBatchError as next() does.
+   */
+  nextSpan(max: number): RecordSpan | null {
+    const body = this.body;
+    const held = this.held;
+    let builder: RecordPartBuilder | null = null;
+    let first = -1;
+    let count = 0;
+    while (count < max) {
+      let cursor = this.cursor;
+      if (cursor === null) {
+        const position = this.position;
+        if (position >= body.length) break;
+        const base = batchBaseOffset(body, position);
+        // A span is consecutive offsets: a gap before the next batch ends it.
+        if (count > 0 && Math.max(base, this.skipBelow) !== first + count) break;
+        if (!verifyBatchCrc(body, position, clientCrc32c)) {
+          throw new CorruptBatchError(
+            `batch at byte ${position} of a fetch of ${held.topic}/${held.partition} fails its CRC32C or length check`,
+          );
+        }
+        cursor = new RecordCursor(body, position);
+        if (base + batchRecordCountAt(body, position) - 1 < this.skipBelow) {
+          this.position = cursor.batchEnd;
+          continue;
+        }
+        this.cursor = cursor;
+      }
+      if (!cursor.next()) {
+        this.position = cursor.batchEnd;
+        this.cursor = null;
+        continue;
+      }
+      const offset = cursor.offset;
+      if (offset < this.skipBelow) continue;
+      if (builder === null) {
+        builder = new RecordPartBuilder(held.topic, held.partition, body, max);
+        first = offset;
+      }
+      builder.add(cursor, held.redelivered.size === 0 ? 1 : (held.redelivered.get(offset) ?? 1));
+      count++;
+      this.skipBelow = offset + 1;
+    }
+    if (builder === null) return null;
+    return {
+      topic: held.topic,
+      partition: held.partition,
+      firstOffset: first,
+      count,
+      part: builder.finish(),
+      settler: held,
+    };
   }
 
   private message(cursor: RecordCursor): ConsumedMessage {
@@ -358,6 +435,19 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
    */
   run<Extra extends object = object>(options: RunOptions<Extra>): Promise<RunSummary> {
     return runConsumer(this, options, { redelivery: 'rewind' });
+  }
+
+  /**
+   * @internal The worker pool's way to take messages (pool-span-run.ts): the next run of at most
+   * `max` consecutive messages of one partition, packed for a worker thread; done once closed. Each
+   * is delivered (counts towards the partition's unfinished bound) and settled through ackRange /
+   * nackAt of its settler.
+   */
+  nextSpan(max: number): Promise<IteratorResult<RecordSpan, undefined>> {
+    return this.inbox.next(
+      () => this.takeSpan(max),
+      () => this.close(),
+    );
   }
 
   [Symbol.asyncIterator](): this {
@@ -758,6 +848,35 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
         if (message !== null) {
           chunk.held.prefix.deliver(message.offset);
           return message;
+        }
+      }
+      chunks.shift();
+      if (chunk !== undefined) {
+        const held = chunk.held;
+        held.bufferedBytes -= chunk.body.length;
+        if (held.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(held);
+      }
+    }
+    return null;
+  }
+
+  private takeSpan(max: number): RecordSpan | null {
+    const chunks = this.chunks;
+    while (!chunks.isEmpty) {
+      const chunk = chunks.front();
+      if (chunk !== undefined && !chunk.stale) {
+        const prefix = chunk.held.prefix;
+        const room = groupConsumerUnfinishedMessagesMax - prefix.pendingCount;
+        if (room <= 0) {
+          // Bounded: this partition waits for acks (its ack wakes the readers).
+          this.blockedOn = chunk.held;
+          return null;
+        }
+        const span = chunk.nextSpan(Math.min(max, room));
+        if (span !== null) {
+          const end = span.firstOffset + span.count;
+          for (let offset = span.firstOffset; offset < end; offset++) prefix.deliver(offset);
+          return span;
         }
       }
       chunks.shift();

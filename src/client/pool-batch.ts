@@ -1,12 +1,21 @@
 /**
- * How the worker pool hands messages to a worker thread: a batch of messages packed as plain data
- * in two buffers that are transferred (moved, not copied) to the worker, and the worker's answer.
- * One pack per batch, whatever its size: the key, value and header value bytes are copied once
- * into `data` (a ConsumedMessage's Buffers view a whole fetch answer, which structured cloning would
- * copy whole for each message); `meta` holds the numbers, `meta[i * metaFields + field]`.
+ * How the worker pool hands messages to a worker thread: a task of one or more parts, each a run of
+ * messages packed as plain data in buffers that are transferred (moved, not copied) to the worker,
+ * and the worker's answer. A part's key, value and header value bytes are in `data` (copied once
+ * from the fetched bytes: a fetch answer is not the pool's to move, and structured cloning would copy
+ * it whole for each message); `meta` holds the numbers, `meta[i * metaFields + field]`.
  *
- * Shared by worker-pool.ts (main thread: packBatch) and pool-worker.ts (worker: unpackBatch).
+ * Two ways to make a part:
+ * - packMessages(messages): from ConsumedMessages (any consumer, any ordering);
+ * - RecordPartBuilder: straight from a fetched record batch's cursor, without a ConsumedMessage or a
+ *   Buffer per message; the record bytes of the part are copied with one copy of the byte range they
+ *   span (positions rebased). The group consumer makes RecordSpans this way (group-consumer.ts), which
+ *   the worker pool runs with ordering 'partition' (pool-span-run.ts).
+ *
+ * Shared by the main thread (worker-pool.ts, pool-span-run.ts, group-consumer.ts) and pool-worker.ts
+ * (worker: unpackBatch).
  */
+import type { RecordCursor } from '../format/record-batch.js';
 import type { ConsumedMessage } from './message.js';
 
 /**
@@ -24,12 +33,8 @@ export interface WorkerMessage {
   readonly deliveryCount: number;
 }
 
-/** A task for pool-worker.ts's runBatch. */
-export interface BatchTask {
-  /** URL of the user's worker module (imported once per thread). */
-  module: string;
-  /** On a failure, skip the rest of that partition's messages in the batch (status 'skipped'). */
-  stopPartitionOnFailure: boolean;
+/** Messages packed as data: one part of a task. */
+export interface BatchPart {
   count: number;
   topics: string[];
   meta: Float64Array;
@@ -37,6 +42,45 @@ export interface BatchTask {
   headerNames: string[];
   /** Per header: value start, value length (-1: null). */
   headerMeta: Float64Array;
+}
+
+/** A task for pool-worker.ts's runBatch: its messages are the parts' messages, in order. */
+export interface BatchTask {
+  /** URL of the user's worker module (imported once per thread). */
+  module: string;
+  /** On a failure, skip the rest of that partition's messages in the batch (status 'skipped'). */
+  stopPartitionOnFailure: boolean;
+  parts: BatchPart[];
+}
+
+/** The buffers of `parts`, to transfer. */
+export function partBuffers(parts: readonly BatchPart[]): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  for (const part of parts) {
+    buffers.push(part.meta.buffer as ArrayBuffer, part.data.buffer as ArrayBuffer);
+    if (part.headerMeta.length > 0) buffers.push(part.headerMeta.buffer as ArrayBuffer);
+  }
+  return buffers;
+}
+
+/**
+ * How a run of one partition's records made by RecordPartBuilder is settled: acked offsets as a
+ * range, a failed one nacked (in group mode the partition rewinds to it).
+ */
+export interface SpanSettler {
+  ackRange(from: number, to: number): void;
+  nackAt(offset: number, error: string): void;
+}
+
+/** Consecutive records of one partition, packed for a worker, and how to settle them. */
+export interface RecordSpan {
+  readonly topic: string;
+  readonly partition: number;
+  /** Records firstOffset .. firstOffset + count - 1, in order. */
+  readonly firstOffset: number;
+  readonly count: number;
+  readonly part: BatchPart;
+  readonly settler: SpanSettler;
 }
 
 export const batchStatus = { handled: 0, failed: 1, skipped: 2 } as const;
@@ -65,12 +109,8 @@ const field = {
 } as const;
 const metaFields = 11;
 
-/** Packs `messages` into a task; `buffers` lists what to transfer. */
-export function packBatch(
-  module: string,
-  stopPartitionOnFailure: boolean,
-  messages: readonly ConsumedMessage[],
-): { task: BatchTask; buffers: ArrayBuffer[] } {
+/** Packs `messages` into a part. */
+export function packMessages(messages: readonly ConsumedMessage[]): BatchPart {
   const count = messages.length;
   let bytes = 0;
   let headerCount = 0;
@@ -134,10 +174,100 @@ export function packBatch(
     }
     meta[base + field.headerCount] = headers;
   }
-  return {
-    task: { module, stopPartitionOnFailure, count, topics, meta, data, headerNames, headerMeta },
-    buffers: [data.buffer, meta.buffer, headerMeta.buffer],
-  };
+  return { count, topics, meta, data, headerNames, headerMeta };
+}
+
+const noHeaderMeta = new Float64Array(0);
+
+/**
+ * Packs consecutive records of one partition from record cursors (one fetch answer's bytes, `body`):
+ * add() after each cursor.next(), then finish(). Positions are noted as they are read; finish()
+ * copies the byte range the records span once and rebases them.
+ */
+export class RecordPartBuilder {
+  private readonly body: Uint8Array;
+  private readonly topics: string[];
+  private readonly partition: number;
+  private meta: Float64Array;
+  private count = 0;
+  private low = -1;
+  private high = 0;
+  private readonly headerNames: string[] = [];
+  private readonly headerMeta: number[] = [];
+
+  constructor(topic: string, partition: number, body: Uint8Array, capacity: number) {
+    this.body = body;
+    this.topics = [topic];
+    this.partition = partition;
+    this.meta = new Float64Array(capacity * metaFields);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Adds the cursor's current record (at most `capacity` records). */
+  add(cursor: RecordCursor, deliveryCount: number): void {
+    const meta = this.meta;
+    const base = this.count * metaFields;
+    if (this.low < 0) this.low = cursor.keyPosition;
+    meta[base + field.topic] = 0;
+    meta[base + field.partition] = this.partition;
+    meta[base + field.offset] = cursor.offset;
+    meta[base + field.timestamp] = cursor.timestamp;
+    meta[base + field.deliveryCount] = deliveryCount;
+    meta[base + field.keyStart] = cursor.keyPosition;
+    meta[base + field.keyLength] = cursor.keyLength;
+    meta[base + field.valueStart] = cursor.valuePosition;
+    meta[base + field.valueLength] = cursor.valueLength;
+    let end = cursor.valueLength > 0 ? cursor.valuePosition + cursor.valueLength : cursor.valuePosition;
+    const headerCount = cursor.headerCount;
+    meta[base + field.headerCount] = headerCount;
+    if (headerCount > 0) {
+      const names = this.headerNames;
+      const headerMeta = this.headerMeta;
+      meta[base + field.headerStart] = names.length;
+      const bytesOffset = cursor.bytes.byteOffset;
+      for (const [name, value] of cursor.headers()) {
+        names.push(name);
+        if (value === null) {
+          headerMeta.push(0, -1);
+        } else {
+          const start = value.byteOffset - bytesOffset;
+          headerMeta.push(start, value.length);
+          if (start + value.length > end) end = start + value.length;
+        }
+      }
+    } else {
+      meta[base + field.headerStart] = 0;
+    }
+    if (end > this.high) this.high = end;
+    this.count++;
+  }
+
+  /** The part: the records' bytes copied once, positions made relative to that copy. */
+  finish(): BatchPart {
+    const count = this.count;
+    const low = Math.max(0, this.low);
+    // A copy of its own (transferred to the worker): never a view of the fetched bytes, which are
+    // not the pool's to move (Buffer#slice would give a view).
+    const data = new Uint8Array(Math.max(0, this.high - low));
+    data.set(this.body.subarray(low, low + data.length));
+    let meta = this.meta;
+    if (count * metaFields < meta.length) meta = meta.slice(0, count * metaFields);
+    for (let base = 0; base < meta.length; base += metaFields) {
+      meta[base + field.keyStart] = meta[base + field.keyStart]! - low;
+      meta[base + field.valueStart] = meta[base + field.valueStart]! - low;
+    }
+    let headerMeta = noHeaderMeta;
+    if (this.headerMeta.length > 0) {
+      headerMeta = Float64Array.from(this.headerMeta);
+      for (let at = 0; at < headerMeta.length; at += 2) {
+        if (headerMeta[at + 1]! >= 0) headerMeta[at] = headerMeta[at]! - low;
+      }
+    }
+    return { count, topics: this.topics, meta, data, headerNames: this.headerNames, headerMeta };
+  }
 }
 
 const noHeaders: Record<string, Buffer | null> = Object.freeze({}) as Record<string, Buffer | null>;
@@ -152,11 +282,11 @@ class BatchMessage implements WorkerMessage {
   readonly offset: number;
   readonly timestamp: number;
   readonly deliveryCount: number;
-  private readonly task: BatchTask;
+  private readonly task: BatchPart;
   private readonly data: Buffer;
   private readonly base: number;
 
-  constructor(task: BatchTask, data: Buffer, index: number) {
+  constructor(task: BatchPart, data: Buffer, index: number) {
     const meta = task.meta;
     const base = index * metaFields;
     this.task = task;
@@ -196,16 +326,12 @@ class BatchMessage implements WorkerMessage {
   }
 }
 
-/** The messages of a task, as the worker hands them to the handler. */
+/** The messages of a task, as the worker hands them to the handler (every part's, in order). */
 export function unpackBatch(task: BatchTask): WorkerMessage[] {
-  const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
-  const messages: WorkerMessage[] = new Array(task.count);
-  for (let index = 0; index < task.count; index++) messages[index] = new BatchMessage(task, data, index);
+  const messages: WorkerMessage[] = [];
+  for (const part of task.parts) {
+    const data = Buffer.from(part.data.buffer, part.data.byteOffset, part.data.byteLength);
+    for (let index = 0; index < part.count; index++) messages.push(new BatchMessage(part, data, index));
+  }
   return messages;
-}
-
-/** Identifies a message's partition within a task (for stopPartitionOnFailure). */
-export function partitionIdOf(task: BatchTask, index: number): number {
-  const base = index * metaFields;
-  return task.meta[base + field.topic]! * 0x1_0000_0000 + task.meta[base + field.partition]!;
 }

@@ -5,7 +5,8 @@
  * runBatch(task): imports the user's module once per thread, takes its exported `handler` function,
  * and calls it for each message of the batch in order, awaiting each call (one message at a time in
  * this thread: the main thread puts a partition's or key's messages in one batch at a time, so they
- * run in order). A handler that returns (or resolves) handled the message; one that throws (or
+ * run in order). The pool hands a thread its next task while one runs (so it never waits for the
+ * main thread between two); tasks run one after the other, in the order they came. A handler that returns (or resolves) handled the message; one that throws (or
  * rejects) failed it: its error text goes back, and with `stopPartitionOnFailure` the rest of that
  * partition's messages in the batch are skipped (they come again after the rewind). A module that
  * cannot be imported or has no `handler` function answers `fatal` (consumer.run then rejects).
@@ -14,7 +15,6 @@ import {
   type BatchResult,
   type BatchTask,
   batchStatus,
-  partitionIdOf,
   unpackBatch,
   type WorkerMessage,
 } from './pool-batch.js';
@@ -45,15 +45,31 @@ function errorText(error: unknown): string {
   return String(error);
 }
 
-export async function runBatch(task: BatchTask): Promise<BatchResult> {
+function partitionIdOf(message: WorkerMessage): string {
+  return `${message.partition}\u0000${message.topic}`;
+}
+
+/** The task running in this thread: the next one starts when it ends (one message at a time). */
+let running: Promise<unknown> = Promise.resolve();
+
+/** Runs `task` once the tasks given to this thread before it have finished. */
+export function runBatch(task: BatchTask): Promise<BatchResult> {
+  const run = running.then(() => runTask(task));
+  running = run.catch(() => undefined);
+  return run;
+}
+
+async function runTask(task: BatchTask): Promise<BatchResult> {
   const handler = await loadHandler(task.module);
-  const status = new Uint8Array(task.count);
+  let count = 0;
+  for (const part of task.parts) count += part.count;
+  const status = new Uint8Array(count);
   if (typeof handler === 'string') return { status, errors: [], fatal: handler };
   const errors: BatchResult['errors'] = [];
   const messages = unpackBatch(task);
-  let stopped: Set<number> | null = null;
+  let stopped: Set<string> | null = null;
   for (let index = 0; index < messages.length; index++) {
-    if (stopped?.has(partitionIdOf(task, index))) {
+    if (stopped?.has(partitionIdOf(messages[index]!))) {
       status[index] = batchStatus.skipped;
       continue;
     }
@@ -70,7 +86,7 @@ export async function runBatch(task: BatchTask): Promise<BatchResult> {
       errors.push({ index, error: errorText(error) });
       if (task.stopPartitionOnFailure) {
         stopped ??= new Set();
-        stopped.add(partitionIdOf(task, index));
+        stopped.add(partitionIdOf(messages[index]!));
       }
     }
   }

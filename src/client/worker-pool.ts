@@ -16,12 +16,16 @@
  * `batchMessages`, packed into transferred buffers (pool-batch.ts), not one task per message. A
  * batch takes whole runs of queued messages from ready lanes, and a lane stays busy until its batch
  * is back, so a partition's (or key's) messages run one at a time in order while different lanes
- * run in parallel in different threads. At most 2 tasks per thread are in flight (one running, one
- * waiting so the thread does not idle); the runner's pendingMessagesMax bounds what is taken from
- * the consumer, so a slow handler stops the fetches. When a batch is back its handled messages are
+ * run in parallel in different threads. At most 2 tasks per thread are in flight (one running, the
+ * next already handed to the thread, so it does not wait for this thread between two); the runner's
+ * pendingMessagesMax bounds what is taken from the consumer, so a slow handler stops the fetches. When a batch is back its handled messages are
  * acked and its failed ones nacked (the settler of the consumer's mode turns that into commits of
  * the contiguous finished prefix or per-message acks). On run's end (consumer closed) the pool
  * waits for the batches in flight, then is destroyed (its threads exit).
+ *
+ * The group consumer with ordering 'partition' and no idempotency store takes another path to the
+ * same pool (pool-span-run.ts): runs of records packed straight from the fetched record batches, with
+ * no ConsumedMessage per message in this thread. startPool is shared by both.
  *
  * With an idempotency store, the main thread checks and claims each message's key before its batch
  * goes to a worker (recorded ones are acked as duplicates and not sent) and records the handled ones
@@ -36,10 +40,23 @@ import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import type { RunExecutor, RunScheduler } from './consumer-run.js';
 import type { GuardedOutcome } from './idempotency/idempotency-guard.js';
 import type { ConsumedMessage } from './message.js';
-import { type BatchResult, batchStatus, packBatch } from './pool-batch.js';
+import { type BatchPart, type BatchResult, batchStatus, packMessages, partBuffers } from './pool-batch.js';
 
 /** Tasks in flight per thread: one running and one ready to start. */
 const tasksPerThread = 2;
+
+/** A started piscina pool running the worker module's handler over packed batches. */
+export interface WorkerPool {
+  /** Most tasks in flight: tasksPerThread per thread. */
+  readonly tasksMax: number;
+  /**
+   * Runs `parts` (transferred: unusable here afterwards) in a thread. Throws INTERNAL when the thread
+   * failed, INVALID_ARGUMENT when the module cannot be used.
+   */
+  run(parts: BatchPart[], stopPartitionOnFailure: boolean): Promise<BatchResult>;
+  /** Destroys the pool (its threads exit). */
+  shutdown(): Promise<{ threadsStarted: number; threadsExited: number }>;
+}
 
 function workerEntry(): string {
   const here = import.meta.url;
@@ -55,21 +72,23 @@ function workerEntry(): string {
   return path;
 }
 
-export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecutor> {
-  const moduleUrl = scheduler.options.worker;
+/** Starts `threads` threads running `moduleUrl`'s handler (see the header). */
+export async function startPool(moduleUrl: string | null, threads: number): Promise<WorkerPool> {
   if (moduleUrl === null) throw new InvalidArgumentError('startWorkerPool needs a worker module');
   if (!existsSync(fileURLToPath(moduleUrl)))
     throw new InvalidArgumentError(`run option worker: ${fileURLToPath(moduleUrl)} does not exist`);
   const filename = workerEntry();
   const { Piscina } = await import('piscina');
-  const threads = scheduler.options.threads;
   const pool = new Piscina({
     filename,
     name: 'runBatch',
     minThreads: threads,
     maxThreads: threads,
-    concurrentTasksPerWorker: 1,
+    // The next task is already in the thread when one ends (pool-worker.ts runs them one at a time).
+    concurrentTasksPerWorker: tasksPerThread,
     idleTimeout: 60_000,
+    // No wait/run time histograms: they cost on every task and nothing reads them.
+    recordTiming: false,
     // Between batches a thread keeps running its event loop (the handler module's timers and
     // sockets work); 'sync' would freeze the thread until the next batch.
     atomics: 'async',
@@ -81,7 +100,31 @@ export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecu
   pool.on('workerDestroy', () => {
     counts.threadsExited++;
   });
-  const tasksMax = threads * tasksPerThread;
+  return {
+    tasksMax: threads * tasksPerThread,
+    async run(parts, stopPartitionOnFailure) {
+      const task = { module: moduleUrl, stopPartitionOnFailure, parts };
+      let result: BatchResult;
+      try {
+        result = await pool.run(task, { name: 'runBatch', transferList: partBuffers(parts) });
+      } catch (error) {
+        const text = error instanceof Error ? error.message : String(error);
+        throw new SpillwayError('INTERNAL', `a worker thread failed running a batch: ${text}`);
+      }
+      if (result.fatal !== undefined) throw new InvalidArgumentError(result.fatal);
+      return result;
+    },
+    async shutdown() {
+      await pool.destroy();
+      return { ...counts };
+    },
+  };
+}
+
+/** The executor of a run over ConsumedMessages (any consumer, any ordering): see the header. */
+export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecutor> {
+  const pool = await startPool(scheduler.options.worker, scheduler.options.threads);
+  const tasksMax = pool.tasksMax;
   const batchMessages = scheduler.options.batchMessages;
   let tasks = 0;
   let scheduled = false;
@@ -100,15 +143,7 @@ export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecu
 
   /** Runs `messages` in a worker: an outcome per message; throws when the pool or the module fails. */
   const runInPool = async (messages: ConsumedMessage[]): Promise<GuardedOutcome[]> => {
-    const { task, buffers } = packBatch(moduleUrl, scheduler.rewinds, messages);
-    let result: BatchResult;
-    try {
-      result = await pool.run(task, { name: 'runBatch', transferList: buffers });
-    } catch (error) {
-      const text = error instanceof Error ? error.message : String(error);
-      throw new SpillwayError('INTERNAL', `a worker thread failed running a batch: ${text}`);
-    }
-    if (result.fatal !== undefined) throw new InvalidArgumentError(result.fatal);
+    const result = await pool.run([packMessages(messages)], scheduler.rewinds);
     const errors = new Map(result.errors.map((failure) => [failure.index, failure.error]));
     return messages.map((_, index): GuardedOutcome => {
       const outcome = result.status[index];
@@ -167,9 +202,8 @@ export async function startWorkerPool(scheduler: RunScheduler): Promise<RunExecu
         idleWaiter = wake;
       });
     },
-    async shutdown() {
-      await pool.destroy();
-      return { ...counts };
+    shutdown() {
+      return pool.shutdown();
     },
   };
 }

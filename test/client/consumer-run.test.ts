@@ -312,8 +312,12 @@ ${body}
     log: string,
     count: number,
     options: Parameters<ReturnType<Spillway['consumer']>['run']>[0],
+    group?: string,
   ): Promise<{ summary: RunSummary; seen: Seen[] }> {
-    const consumer = sw.consumer({ topics: ['t'], from: 'earliest', maxWaitMs: 50 });
+    const consumer =
+      group === undefined
+        ? sw.consumer({ topics: ['t'], from: 'earliest', maxWaitMs: 50 })
+        : sw.consumer({ group, topics: ['t'], from: 'earliest', maxWaitMs: 50 });
     const running = consumer.run(options);
     let failure: unknown = null;
     running.catch((error: unknown) => {
@@ -443,6 +447,61 @@ ${body}
     expect(seen.find((entry) => entry.value === '2-50')!.deliveryCount).toBe(2);
     const description = await sw.admin.describeGroup('g');
     expect(description.partitions.map((partition) => partition.committed)).toEqual([100, 100, 100]);
+  });
+
+  test("group mode, ordering 'partition' under 4 threads (spans packed from the fetched batches): in order, every field right", async () => {
+    const sw = await setup(6);
+    await produce(sw, 6, 200, 5);
+    const { url, log } = workerModule('export async function handler(message) { record(message); }');
+    const { summary, seen } = await runUntil(
+      sw,
+      log,
+      1200,
+      { worker: url, threads: 4, batchMessages: 16 },
+      'g',
+    );
+    expect(seen).toHaveLength(1200);
+    expectOrdered(seen, (entry) => `${entry.partition}`);
+    expect(new Set(seen.map((entry) => entry.thread)).size).toBeGreaterThan(1);
+    expect(summary).toMatchObject({
+      handled: 1200,
+      failed: 0,
+      dropped: 0,
+      threadsStarted: 4,
+      threadsExited: 4,
+    });
+    for (const entry of seen as Array<Seen & { header: string; topic: string; timestamp: number }>) {
+      expect(entry).toMatchObject({
+        topic: 't',
+        key: `k${entry.offset % 5}`,
+        value: `${entry.partition}-${entry.offset}`,
+        header: `${entry.offset}`,
+        deliveryCount: 1,
+      });
+      expect(entry.timestamp).toBeGreaterThan(0);
+    }
+  });
+
+  test('group mode: a slow worker holds back the consumer: pending messages stay within the bound', async () => {
+    const sw = await setup(4);
+    await produce(sw, 4, 100, 4);
+    const { url, log } = workerModule(
+      `export async function handler(message) {
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  record(message);
+}`,
+    );
+    const { summary, seen } = await runUntil(
+      sw,
+      log,
+      400,
+      { worker: url, threads: 2, batchMessages: 4, pendingMessagesMax: 24 },
+      'g',
+    );
+    expect(seen).toHaveLength(400);
+    expectOrdered(seen, (entry) => `${entry.partition}`);
+    expect(summary.peakPendingMessages).toBeLessThanOrEqual(24);
+    expect(summary.peakPendingMessages).toBeGreaterThanOrEqual(8);
   });
 
   test('a worker module without a handler export, or missing, rejects run with INVALID_ARGUMENT', async () => {

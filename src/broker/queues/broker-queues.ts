@@ -18,6 +18,17 @@
  *
  * Time: deadlines and retry times run on the broker's clock (BrokerOptions.clock): one timer for the
  * earliest due time of all queues (a binary heap of due times, stale entries skipped).
+ *
+ * Retention (`retentionMs`, the broker's groupRetentionMs): a queue group is in use while it has
+ * members, receives waiting or deliveries in flight; an HTTP receive, ack or nack uses it too. One
+ * idle (none of that) for retentionMs is forgotten: a `forgotten` entry in `__queue_state` drops the
+ * ack state of all its partitions, and it no longer counts towards queueGroupsMax. The time it became
+ * idle is durable (`idle` entries: written when its last member leaves, when it is first seen idle,
+ * and at most once per check for a group used over HTTP since), so a restart does not restart the
+ * count; a group with state but no idle time recorded (in use when the broker stopped) is idle from
+ * the open. Checked every min(groupExpiryCheckIntervalMsMax, retentionMs) on the broker's clock; HTTP
+ * use written at the checks only, so after a crash such a group may be forgotten up to one check
+ * interval early.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Clock, ClockTimer } from '../../clock.js';
@@ -26,6 +37,8 @@ import { BatchBuilder, decodeRecords } from '../../format/record-batch.js';
 import {
   batchBytesMax,
   fetchMaxBytesDefault,
+  groupExpiryCheckIntervalMsMax,
+  groupRetentionMsDefault,
   queueDelayMsMax,
   queueErrorTextLengthMax,
   queueGroupsMax,
@@ -54,9 +67,11 @@ import type { StateLog } from '../state/state-log.js';
 import { isInternalTopicName, validateUserTopicName } from '../topic-name.js';
 import { type DeliveryBatch, PartitionQueue } from './partition-queue.js';
 import {
+  parseQueueGroupKey,
   parseQueuePartitionKey,
   type QueueEntry,
   type QueueStateMachine,
+  queueGroupKey,
   queuePartitionKey,
 } from './queue-state.js';
 
@@ -96,12 +111,30 @@ class QueueGroup {
   members: number[] = [];
   readonly waiters = new Set<Waiter>();
   rotation = 0;
+  /** Wall ms of its last use without members (HTTP, or its last member leaving); null: in use now. */
+  idleSinceMs: number | null;
 
-  constructor(group: string, topic: string, mode: QueueMode, settings: Required<QueueSettings>) {
+  constructor(
+    group: string,
+    topic: string,
+    mode: QueueMode,
+    settings: Required<QueueSettings>,
+    idleSinceMs: number | null,
+  ) {
     this.group = group;
     this.topic = topic;
     this.mode = mode;
     this.settings = settings;
+    this.idleSinceMs = idleSinceMs;
+  }
+
+  /** Members, receives waiting or deliveries in flight. */
+  get inUse(): boolean {
+    return (
+      this.members.length > 0 ||
+      this.waiters.size > 0 ||
+      this.partitions.some((queue) => queue.inFlight.size > 0)
+    );
   }
 
   wakeAll(): void {
@@ -224,6 +257,8 @@ export interface BrokerQueuesOptions {
   machine: QueueStateMachine;
   /** Appends a batch to a partition (the broker's produce, used for dead letters). */
   produce(topic: string, partition: number, batch: Uint8Array): Promise<unknown>;
+  /** A queue group idle this long is forgotten (the broker's groupRetentionMs). Default 7 days. */
+  retentionMs?: number;
 }
 
 export class BrokerQueues implements QueueService {
@@ -241,13 +276,30 @@ export class BrokerQueues implements QueueService {
   private readonly receiptKey = randomBytes(32);
   private readonly groupTags = new Map<string, string>();
   private closed = false;
+  private readonly retentionMs: number;
+  private readonly expiryTimer: ClockTimer;
+  /** Queue groups being forgotten (their `forgotten` entry not yet applied): a receive waits. */
+  private readonly forgetting = new Map<string, Promise<unknown>>();
   /** Dead letters produced since the broker started (tests, describe). */
   deadLettered = 0;
+  /** Queue groups forgotten after retentionMs idle since the broker started. */
+  expiredGroups = 0;
   /** Retry times that could not be written (the state log failed or is closing); the redelivery still happens. */
   backgroundFailures = 0;
 
   constructor(options: BrokerQueuesOptions) {
     this.options = options;
+    this.retentionMs = options.retentionMs ?? groupRetentionMsDefault;
+    // Groups with state but no idle time recorded were in use when the broker stopped: idle from now.
+    const now = options.clock.nowMs();
+    for (const [key, record] of options.machine.groups()) {
+      if (record.idleSinceMs === null) this.commitInBackground({ type: 'idle', group: key, sinceMs: now });
+    }
+    this.expiryTimer = options.clock.setInterval(
+      () => this.expireGroups(),
+      Math.min(groupExpiryCheckIntervalMsMax, this.retentionMs),
+      { unref: true },
+    );
     options.topics.onTopicDeleted((topic) => {
       for (const group of this.groupsByTopic.get(topic.name) ?? []) {
         group.wakeAll();
@@ -285,7 +337,10 @@ export class BrokerQueues implements QueueService {
         'key_shared needs a session that lasts (WebSocket or in-process): HTTP receives are shared',
       );
     }
+    const forgetting = this.forgetting.get(groupKey(request.group, request.topic));
+    if (forgetting !== undefined) await forgetting;
     const group = this.groupOf(request, session);
+    if (session.kind === 'http') group.idleSinceMs = clock.nowMs();
     lifecycle.begin();
     try {
       const deadline = clock.monotonicMs() + waitMs;
@@ -319,6 +374,7 @@ export class BrokerQueues implements QueueService {
       );
     }
     if (queueGroup === undefined) return { settled: 0, ignored: total };
+    this.used(queueGroup);
     const result: SettleResult = { settled: 0, ignored: 0 };
     const commits: Array<Promise<unknown>> = [];
     for (const { partition, ranges } of partitions) {
@@ -364,6 +420,7 @@ export class BrokerQueues implements QueueService {
       );
     }
     if (queueGroup === undefined) return { settled: 0, ignored: total };
+    this.used(queueGroup);
     const result: SettleResult = { settled: 0, ignored: 0 };
     const work: Array<Promise<unknown>> = [];
     for (const { partition, offsets } of partitions) {
@@ -387,6 +444,7 @@ export class BrokerQueues implements QueueService {
   async ackReceipts(group: string, receipts: readonly string[]): Promise<SettleResult> {
     this.options.lifecycle.assertOpen();
     const found = this.resolveReceipts(group, receipts);
+    this.used(found.group);
     const result: SettleResult = { settled: 0, ignored: 0 };
     const commits: Array<Promise<unknown>> = [];
     for (const [queue, entries] of found.byQueue) {
@@ -407,6 +465,7 @@ export class BrokerQueues implements QueueService {
     this.options.lifecycle.assertOpen();
     const { delayMs, error } = checkNack(settings);
     const found = this.resolveReceipts(group, receipts);
+    this.used(found.group);
     const result: SettleResult = { settled: 0, ignored: 0 };
     const work: Array<Promise<unknown>> = [];
     for (const [queue, entries] of found.byQueue) {
@@ -469,6 +528,7 @@ export class BrokerQueues implements QueueService {
   /** Stops the timer and answers waiting receives (the broker is closing). */
   close(): void {
     this.closed = true;
+    this.options.clock.clearTimer(this.expiryTimer);
     this.options.clock.clearTimer(this.timer);
     this.timer = null;
     for (const group of this.groups.values()) group.wakeAll();
@@ -505,7 +565,9 @@ export class BrokerQueues implements QueueService {
           `more than ${queueGroupsMax} queue groups (group, topic)`,
         );
       }
-      group = new QueueGroup(request.group, request.topic, request.mode, settings);
+      // A group known from the state log keeps its recorded idle time until a member joins.
+      const idleSinceMs = this.options.machine.groups().get(key)?.idleSinceMs ?? this.options.clock.nowMs();
+      group = new QueueGroup(request.group, request.topic, request.mode, settings, idleSinceMs);
       this.groups.set(key, group);
       let forTopic = this.groupsByTopic.get(request.topic);
       if (forTopic === undefined) {
@@ -529,6 +591,11 @@ export class BrokerQueues implements QueueService {
   }
 
   private join(group: QueueGroup, session: Session): void {
+    if (group.members.length === 0) {
+      // In use again: recorded, so that a restart does not count it idle since it was last idle.
+      group.idleSinceMs = null;
+      this.commitInBackground({ type: 'idle', group: groupKey(group.group, group.topic), sinceMs: null });
+    }
     group.members.push(session.id);
     group.members.sort((a, b) => a - b);
     let groups = this.memberships.get(session.id);
@@ -548,6 +615,14 @@ export class BrokerQueues implements QueueService {
     if (groups === undefined) return;
     for (const group of groups) {
       group.members = group.members.filter((id) => id !== member);
+      if (group.members.length === 0 && this.groups.get(groupKey(group.group, group.topic)) === group) {
+        group.idleSinceMs = this.options.clock.nowMs();
+        this.commitInBackground({
+          type: 'idle',
+          group: groupKey(group.group, group.topic),
+          sinceMs: group.idleSinceMs,
+        });
+      }
       for (const queue of group.partitions) {
         for (const offset of queue.deliveriesOf(member)) {
           const delivery = queue.endDelivery(offset);
@@ -783,6 +858,78 @@ export class BrokerQueues implements QueueService {
     group.wakeAll();
   }
 
+  // --- retention -------------------------------------------------------------------------------
+
+  /** An HTTP ack or nack: the group was used (it has no members to say so). */
+  private used(group: QueueGroup): void {
+    if (group.members.length === 0) group.idleSinceMs = this.options.clock.nowMs();
+  }
+
+  private commitInBackground(entry: QueueEntry): Promise<unknown> {
+    return this.options.state.commit(entry).catch(() => {
+      this.backgroundFailures++;
+    });
+  }
+
+  /**
+   * Forgets the queue groups idle for retentionMs (in memory, and those only in the state log since
+   * a restart), and records the idle time of groups whose recorded one is older (used over HTTP).
+   */
+  private expireGroups(): void {
+    if (this.closed || this.options.lifecycle.closing) return;
+    const now = this.options.clock.nowMs();
+    const records = this.options.machine.groups();
+    const seen = new Set<string>();
+    for (const [key, group] of [...this.groups]) {
+      seen.add(key);
+      if (group.inUse) {
+        group.idleSinceMs = null;
+        continue;
+      }
+      group.idleSinceMs ??= now;
+      if (now - group.idleSinceMs >= this.retentionMs) {
+        this.forget(key, group);
+        continue;
+      }
+      const recorded = records.get(key)?.idleSinceMs ?? null;
+      if (recorded === null || recorded < group.idleSinceMs) {
+        this.commitInBackground({ type: 'idle', group: key, sinceMs: group.idleSinceMs });
+      }
+    }
+    for (const [key, record] of [...records]) {
+      if (seen.has(key) || this.forgetting.has(key) || record.idleSinceMs === null) continue;
+      if (now - record.idleSinceMs >= this.retentionMs) this.forget(key, null);
+    }
+  }
+
+  /** Forgets a queue group: out of memory now, its state out of `__queue_state` once committed. */
+  private forget(key: string, group: QueueGroup | null): void {
+    if (group !== null) {
+      this.groups.delete(key);
+      const forTopic = this.groupsByTopic.get(group.topic);
+      forTopic?.delete(group);
+      if (forTopic?.size === 0) this.groupsByTopic.delete(group.topic);
+      group.wakeAll();
+    }
+    const { group: name } = parseQueueGroupKey(key);
+    let named = false;
+    for (const other of this.groups.values()) {
+      if (other.group === name) {
+        named = true;
+        break;
+      }
+    }
+    if (!named) {
+      this.modes.delete(name);
+      this.groupTags.delete(name);
+    }
+    this.expiredGroups++;
+    const forgotten = this.commitInBackground({ type: 'forgotten', group: key }).finally(() =>
+      this.forgetting.delete(key),
+    );
+    this.forgetting.set(key, forgotten);
+  }
+
   // --- receipts --------------------------------------------------------------------------------
 
   private groupTag(group: string): string {
@@ -911,7 +1058,7 @@ export class BrokerQueues implements QueueService {
 }
 
 function groupKey(group: string, topic: string): string {
-  return `${group}\u0000${topic}`;
+  return queueGroupKey(group, topic);
 }
 
 function checkInteger(name: string, value: unknown, min: number, max: number): number {

@@ -10,6 +10,13 @@
  *                                                        (snapshot entries; AckStateData)
  *   dropped     null (a tombstone)                       the topic was deleted: the state is gone
  *
+ * and, keyed by a queue group `group NUL topic` (queueGroupKey), for retention (broker-queues.ts):
+ *
+ *   idle        { t: 'i', at: ms | null }               the group has had no members (and no HTTP
+ *                                                        use) since `at` (wall ms); null: in use again
+ *   forgotten   null (a tombstone)                       the group was idle for groupRetentionMs: the
+ *                                                        state of all its partitions is gone
+ *
  * The key of a queue partition: `group NUL topic NUL partition` (queuePartitionKey). Entries are
  * validated when decoded (they come from disk) and by the broker before it commits them.
  */
@@ -22,7 +29,35 @@ export type QueueEntry =
   | { type: 'settled'; queue: string; ranges: number[] }
   | { type: 'retry'; queue: string; offset: number; atMs: number; error: string }
   | { type: 'state'; queue: string; data: AckStateData }
-  | { type: 'dropped'; queue: string };
+  | { type: 'dropped'; queue: string }
+  | { type: 'idle'; group: string; sinceMs: number | null }
+  | { type: 'forgotten'; group: string };
+
+/** The key of a queue group: `group NUL topic` (groups and topics never contain NUL). */
+export function queueGroupKey(group: string, topic: string): string {
+  return `${group}\u0000${topic}`;
+}
+
+/** The queue group key of a queue partition key (everything before the last NUL). */
+export function queueGroupKeyOf(queue: string): string {
+  return queue.slice(0, queue.lastIndexOf('\u0000'));
+}
+
+/** The (group, topic) of a queue group key. */
+export function parseQueueGroupKey(key: string): { group: string; topic: string } {
+  const parts = key.split('\u0000');
+  if (parts.length !== 2 || parts[0]!.length === 0) {
+    throw new Error(`bad queue group key ${JSON.stringify(key)}`);
+  }
+  return { group: parts[0]!, topic: parts[1]! };
+}
+
+/** What the machine knows of one queue group: its partitions' keys and since when it is idle. */
+export interface QueueGroupRecord {
+  readonly queues: Set<string>;
+  /** Wall ms since when the group has been idle (durable); null: in use, or not recorded. */
+  idleSinceMs: number | null;
+}
 
 export function queuePartitionKey(group: string, topic: string, partition: number): string {
   return `${group}\u0000${topic}\u0000${partition}`;
@@ -40,13 +75,15 @@ export function parseQueuePartitionKey(key: string): { group: string; topic: str
 
 export class QueueStateMachine implements StateMachine<QueueEntry> {
   private readonly queues = new Map<string, AckState>();
+  /** Queue group key -> its partitions known here and its idle time. */
+  private readonly groupRecords = new Map<string, QueueGroupRecord>();
 
   /** The AckState of a queue partition, created empty (floor 0) when unknown. */
   stateOf(queue: string): AckState {
     let state = this.queues.get(queue);
     if (state === undefined) {
       state = new AckState();
-      this.queues.set(queue, state);
+      this.setState(queue, state);
     }
     return state;
   }
@@ -54,6 +91,34 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
   /** Every queue partition known, by key (read-only). */
   view(): ReadonlyMap<string, AckState> {
     return this.queues;
+  }
+
+  /** Every queue group known (with state or an idle time), by queue group key (read-only). */
+  groups(): ReadonlyMap<string, QueueGroupRecord> {
+    return this.groupRecords;
+  }
+
+  private recordOf(group: string): QueueGroupRecord {
+    let record = this.groupRecords.get(group);
+    if (record === undefined) {
+      record = { queues: new Set(), idleSinceMs: null };
+      this.groupRecords.set(group, record);
+    }
+    return record;
+  }
+
+  private setState(queue: string, state: AckState): void {
+    this.queues.set(queue, state);
+    this.recordOf(queueGroupKeyOf(queue)).queues.add(queue);
+  }
+
+  private deleteState(queue: string): void {
+    this.queues.delete(queue);
+    const group = queueGroupKeyOf(queue);
+    const record = this.groupRecords.get(group);
+    if (record === undefined) return;
+    record.queues.delete(queue);
+    if (record.queues.size === 0) this.groupRecords.delete(group);
   }
 
   apply(entry: QueueEntry): void {
@@ -76,20 +141,37 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
         this.stateOf(entry.queue).scheduleRetry(entry.offset, entry.atMs, entry.error);
         return;
       case 'state':
-        this.queues.set(entry.queue, AckState.fromData(entry.data));
+        this.setState(entry.queue, AckState.fromData(entry.data));
         return;
       case 'dropped':
-        this.queues.delete(entry.queue);
+        this.deleteState(entry.queue);
         return;
+      case 'idle': {
+        const record = this.recordOf(entry.group);
+        record.idleSinceMs = entry.sinceMs;
+        if (entry.sinceMs === null && record.queues.size === 0) this.groupRecords.delete(entry.group);
+        return;
+      }
+      case 'forgotten': {
+        const record = this.groupRecords.get(entry.group);
+        if (record === undefined) return;
+        for (const queue of record.queues) this.queues.delete(queue);
+        this.groupRecords.delete(entry.group);
+        return;
+      }
     }
   }
 
   *snapshot(): Iterable<QueueEntry> {
     for (const [queue, state] of this.queues) yield { type: 'state', queue, data: state.toData() };
+    for (const [group, record] of this.groupRecords) {
+      if (record.idleSinceMs !== null) yield { type: 'idle', group, sinceMs: record.idleSinceMs };
+    }
   }
 
   reset(): void {
     this.queues.clear();
+    this.groupRecords.clear();
   }
 }
 
@@ -141,6 +223,10 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
     switch (entry.type) {
       case 'dropped':
         break;
+      case 'idle':
+        return { key: entry.group, value: statePackr.pack({ t: 'i', at: entry.sinceMs }) };
+      case 'forgotten':
+        return { key: entry.group, value: null };
       case 'delivered':
         value = { t: 'd', r: entry.ranges };
         break;
@@ -162,6 +248,17 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
     const queue = record.keyText();
     const bytes = record.value();
     if (queue === null) throw new Error('queue state entry without key');
+    if (queue.split('\u0000').length === 2) {
+      // A queue group's entry: idle time or forgotten.
+      parseQueueGroupKey(queue);
+      if (bytes === null) return { type: 'forgotten', group: queue };
+      const value: unknown = statePackr.unpack(bytes);
+      const at = (value as Record<string, unknown> | null)?.['at'];
+      if ((value as Record<string, unknown> | null)?.['t'] !== 'i' || (at !== null && !isOffset(at))) {
+        throw new Error('queue group entry is not { t: "i", at: ms | null }');
+      }
+      return { type: 'idle', group: queue, sinceMs: at };
+    }
     parseQueuePartitionKey(queue);
     if (bytes === null) return { type: 'dropped', queue };
     const value: unknown = statePackr.unpack(bytes);

@@ -9,10 +9,11 @@ import { AckState } from '../../../src/broker/queues/ack-state.js';
 import {
   type QueueEntry,
   QueueStateMachine,
+  queueGroupKey,
   queuePartitionKey,
   queueStateCodec,
 } from '../../../src/broker/queues/queue-state.js';
-import type { EntryRecord } from '../../../src/broker/state/state-machine.js';
+import { type EntryRecord, statePackr } from '../../../src/broker/state/state-machine.js';
 
 type Operation =
   | { op: 'settle'; from: number; length: number }
@@ -133,6 +134,7 @@ describe('QueueStateMachine', () => {
       queuePartitionKey('g', 't', 1),
       queuePartitionKey('h', 'u', 0),
     ];
+    const groups = [queueGroupKey('g', 't'), queueGroupKey('h', 'u')];
     const entry: fc.Arbitrary<QueueEntry> = fc.oneof(
       fc.record({
         type: fc.constant('delivered' as const),
@@ -151,7 +153,19 @@ describe('QueueStateMachine', () => {
         atMs: fc.nat(10_000),
         error: fc.string({ maxLength: 8 }),
       }),
+      fc.record({ type: fc.constant('dropped' as const), queue: fc.constantFrom(...queues) }),
+      fc.record({
+        type: fc.constant('idle' as const),
+        group: fc.constantFrom(...groups),
+        sinceMs: fc.option(fc.nat(10_000), { nil: null }),
+      }),
+      fc.record({ type: fc.constant('forgotten' as const), group: fc.constantFrom(...groups) }),
     );
+    /** The queue groups a machine knows: their partitions and idle times. */
+    const groupsOf = (machine: QueueStateMachine) =>
+      new Map(
+        [...machine.groups()].map(([key, record]) => [key, [[...record.queues].sort(), record.idleSinceMs]]),
+      );
     fc.assert(
       fc.property(fc.array(entry, { maxLength: 80 }), (entries) => {
         const direct = new QueueStateMachine();
@@ -162,6 +176,8 @@ describe('QueueStateMachine', () => {
         }
         const fromSnapshot = new QueueStateMachine();
         for (const next of direct.snapshot()) fromSnapshot.apply(roundTrip(next));
+        expect(groupsOf(replayed)).toEqual(groupsOf(direct));
+        expect(groupsOf(fromSnapshot)).toEqual(groupsOf(direct));
         for (const queue of queues) {
           const expected = direct.stateOf(queue).toData();
           expect(replayed.stateOf(queue).toData()).toEqual(expected);
@@ -186,6 +202,19 @@ describe('QueueStateMachine', () => {
         value: () => Buffer.from(JSON.stringify(value)),
       });
     expect(bad({ t: 'x' })).toThrow();
+    const badGroup = (value: unknown) => () =>
+      queueStateCodec.decode({
+        key: () => Buffer.from(queueGroupKey('g', 't')),
+        keyText: () => queueGroupKey('g', 't'),
+        value: () => statePackr.pack(value),
+      });
+    expect(badGroup({ t: 'i', at: -1 })).toThrow();
+    expect(badGroup({ t: 'x', at: 5 })).toThrow();
+    expect(badGroup({ t: 'i', at: 5 })()).toEqual({
+      type: 'idle',
+      group: queueGroupKey('g', 't'),
+      sinceMs: 5,
+    });
     expect(() =>
       queueStateCodec.decode({
         key: () => null,
