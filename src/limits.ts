@@ -335,6 +335,10 @@ export const transactionHalfBytesMax = 64 * 1024 * 1024;
 export const transactionHalfBatchesMax = 10_000;
 /** Largest half batch: it is stored wrapped in one record of `__txn_half`. */
 export const transactionHalfBatchBytesMax = batchBytesMax - 64 * 1024;
+/** Transaction ids one TXN_IDS reserves at most (a producer begins that many without a request). */
+export const transactionIdLeaseMax = 1024;
+/** Id reservations one session holds; the oldest is dropped (its unused ids unknown) past it. */
+export const transactionIdLeasesPerSessionMax = 4;
 /** Decided transactions whose outcome the broker remembers (to answer a repeated decision). */
 export const transactionOutcomesMax = 100_000;
 /** Longest producer group name, in characters. */

@@ -53,6 +53,8 @@ import {
   transactionHalfBatchBytesMax,
   transactionHalfBatchesMax,
   transactionHalfBytesMax,
+  transactionIdLeaseMax,
+  transactionIdLeasesPerSessionMax,
   transactionMaxChecksDefault,
   transactionMaxChecksMax,
   transactionsOpenMax,
@@ -65,7 +67,9 @@ import type {
   BeginTransactionRequest,
   CheckAnswer,
   EndTransactionResult,
+  IdLease,
   SendHalfResult,
+  SendHalvesResult,
   TransactionDecision,
   TransactionInfo,
   TransactionService,
@@ -105,6 +109,14 @@ interface LiveTransaction {
   ending: Promise<EndTransactionResult> | null;
   /** The session that began it (for the per-session bound); null after a restart. */
   sessionId: number | null;
+}
+
+/** Ids reserved by one session (TXN_IDS), each begun at most once by that session's first send or end. */
+interface LeasedIds {
+  group: string;
+  from: number;
+  /** 1 once the id at that index was begun. */
+  used: Uint8Array;
 }
 
 export interface BrokerTransactionsOptions {
@@ -189,6 +201,8 @@ export class BrokerTransactions implements TransactionService {
   private readonly groups = new Map<string, Set<Session>>();
   private readonly nextMember = new Map<string, number>();
   private readonly openPerSession = new Map<number, number>();
+  /** Id reservations per session id, oldest first (at most transactionIdLeasesPerSessionMax). */
+  private readonly leases = new Map<number, LeasedIds[]>();
   private cleanupTimer: ClockTimer | null = null;
   private readonly counters = {
     committed: 0,
@@ -303,6 +317,67 @@ export class BrokerTransactions implements TransactionService {
 
   async begin(session: Session, request: BeginTransactionRequest): Promise<{ id: number }> {
     this.lifecycle.assertOpen();
+    return { id: this.start(session, null, request) };
+  }
+
+  /**
+   * Reserves `count` ids for this session (docs/TRANSACTIONS.md, "Begin without a request"): its
+   * first TXN_SEND or TXN_END naming one of them with `begin` begins that transaction. The reservation
+   * is durable before the answer, so no id is given twice even across a crash; it lasts as long as the
+   * session (and at most transactionIdLeasesPerSessionMax reservations per session).
+   */
+  async reserveIds(session: Session, group: string, count: number): Promise<IdLease> {
+    this.lifecycle.assertOpen();
+    checkGroup(group);
+    if (!Number.isSafeInteger(count) || count < 1 || count > transactionIdLeaseMax) {
+      throw new InvalidArgumentError(
+        `count must be an integer in [1, ${transactionIdLeaseMax}], got ${String(count)}`,
+      );
+    }
+    this.register(session, group);
+    const from = this.nextId;
+    this.nextId += count;
+    await this.state.commit({ kind: 'next', nextId: this.nextId });
+    let leases = this.leases.get(session.id);
+    if (leases === undefined) {
+      leases = [];
+      this.leases.set(session.id, leases);
+      session.onClose(() => {
+        this.leases.delete(session.id);
+      });
+    }
+    leases.push({ group, from, used: new Uint8Array(count) });
+    if (leases.length > transactionIdLeasesPerSessionMax) leases.shift();
+    return { from, count };
+  }
+
+  /**
+   * Begins transaction `id` if it is an id reserved by this session and not begun yet; does nothing
+   * when it is live already or not such an id (the send or end that follows says what it is).
+   */
+  beginLeased(session: Session, id: number, request: BeginTransactionRequest): void {
+    this.lifecycle.assertOpen();
+    if (this.live.has(id)) return;
+    const leases = this.leases.get(session.id);
+    if (leases === undefined) return;
+    for (const lease of leases) {
+      const index = id - lease.from;
+      if (index < 0 || index >= lease.used.length) continue;
+      if (lease.used[index] === 1) return;
+      if (request.group !== lease.group) {
+        throw new SpillwayError(
+          'FORBIDDEN',
+          `transaction id ${id} was reserved for producer group '${lease.group}', not '${String(request.group)}'`,
+        );
+      }
+      this.start(session, id, request);
+      lease.used[index] = 1;
+      return;
+    }
+  }
+
+  /** Validates and records a new transaction (`id` null: the next id); see begin. */
+  private start(session: Session, givenId: number | null, request: BeginTransactionRequest): number {
     if (typeof request !== 'object' || request === null)
       throw new InvalidArgumentError('begin takes { group }');
     const group = checkGroup(request.group);
@@ -334,7 +409,7 @@ export class BrokerTransactions implements TransactionService {
       );
     }
     this.register(session, group);
-    const id = this.nextId++;
+    const id = givenId ?? this.nextId++;
     const now = this.clock.nowMs();
     const record: TransactionRecord = {
       id,
@@ -378,7 +453,43 @@ export class BrokerTransactions implements TransactionService {
       this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
     });
     this.scheduleCheck(live);
-    return { id };
+    return id;
+  }
+
+  /**
+   * Several half batches in one request: `body` holds one batch per part, back to back, stored in
+   * that order (as that many sends issued at once).
+   */
+  async sendMany(
+    session: Session,
+    id: number,
+    parts: ReadonlyArray<{ topic: string; partition: number }>,
+    body: Uint8Array,
+  ): Promise<SendHalvesResult> {
+    this.lifecycle.assertOpen();
+    if (!(body instanceof Uint8Array)) throw new InvalidArgumentError('the body must hold the batches');
+    const batches: Uint8Array[] = [];
+    let position = 0;
+    for (let i = 0; i < parts.length; i++) {
+      if (body.length - position < BatchHeader.size) {
+        throw new InvalidBatchError(`the body holds fewer batches than the ${parts.length} parts named`);
+      }
+      const length = batchLengthAt(body, position);
+      if (length < BatchHeader.size || position + length > body.length) {
+        throw new InvalidBatchError(`batch ${i} of the body is cut short (${length} bytes at ${position})`);
+      }
+      batches.push(body.subarray(position, position + length));
+      position += length;
+    }
+    if (position !== body.length) {
+      throw new InvalidBatchError(`${body.length - position} bytes after the ${parts.length} batches named`);
+    }
+    const results = await Promise.all(
+      parts.map((part, i) => this.send(session, id, part.topic, part.partition, batches[i]!)),
+    );
+    let records = 0;
+    for (const result of results) records += result.records;
+    return { halfOffsets: results.map((result) => result.halfOffset), records };
   }
 
   async send(

@@ -71,7 +71,7 @@ describe('transactions', () => {
     const sw = await client(broker);
     const tp = sw.producer({ group: 'order-service', checkTransaction: () => 'unknown' });
     const txn = await tp.beginTransaction();
-    await Promise.all([
+    const sent = await Promise.all([
       txn.send('orders', { key: 'o-1', value: 'created-1' }),
       txn.send('orders', { key: 'o-2', value: 'created-2' }),
       txn.send('orders', { key: 'o-3', value: 'created-3' }),
@@ -79,8 +79,13 @@ describe('transactions', () => {
     ]);
     expect(await visible(broker, 'orders')).toEqual([]);
     expect(await visible(broker, 'audit')).toEqual([]);
+    // Sends of one turn travel in one TXN_SEND: one half batch per target partition.
+    const halves = new Set(sent.map((result) => result.halfOffset)).size;
+    expect(halves).toBe(
+      new Set(sent.map((result, i) => `${i === 3 ? 'audit' : 'orders'} ${result.partition}`)).size,
+    );
     expect(broker.transactions.list()).toMatchObject([
-      { id: txn.id, group: 'order-service', halves: 4, messages: 4 },
+      { id: txn.id, group: 'order-service', halves, messages: 4 },
     ]);
     const result = await txn.commit();
     expect(result).toMatchObject({
