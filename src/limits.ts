@@ -337,8 +337,13 @@ export const transactionHalfBatchesMax = 10_000;
 export const transactionHalfBatchBytesMax = batchBytesMax - 64 * 1024;
 /** Transaction ids one TXN_IDS reserves at most (a producer begins that many without a request). */
 export const transactionIdLeaseMax = 1024;
-/** Id reservations one session holds; the oldest is dropped (its unused ids unknown) past it. */
-export const transactionIdLeasesPerSessionMax = 4;
+/**
+ * Id reservations one session holds (a reservation is forgotten once all its ids were begun), and
+ * reserved ids not begun yet per session: past either, the oldest reservation is dropped (its unused
+ * ids are then unknown: UNKNOWN_TRANSACTION).
+ */
+export const transactionIdLeasesPerSessionMax = 64;
+export const transactionIdsReservedPerSessionMax = 16_384;
 /** Decided transactions whose outcome the broker remembers (to answer a repeated decision). */
 export const transactionOutcomesMax = 100_000;
 /** Longest producer group name, in characters. */

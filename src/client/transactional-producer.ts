@@ -6,8 +6,8 @@
  *   await txn.send('orders', { key, value });  // TXN_SEND (the first one begins it): a half message
  *   await txn.commit();                        // TXN_END commit: all of it visible at once (or txn.rollback())
  *
- * Begin: the producer reserves transaction ids for its connection in blocks (TXN_IDS, 16 ids first,
- * doubling up to transactionIdLeaseMax); `beginTransaction` takes the next one, and the first
+ * Begin: the producers of a connection reserve transaction ids in blocks (TXN_IDS,
+ * transaction-ids.ts); `beginTransaction` takes the next one, and the first
  * TXN_SEND (or TXN_END) of the transaction carries `begin`, which begins it on the broker. A broker
  * without TXN_IDS (UNKNOWN_OPCODE) gets one TXN_BEGIN per transaction instead. A transaction whose
  * first send comes after its connection was replaced (reconnect) is unknown to the broker
@@ -30,15 +30,16 @@
  * group may be asked, not only the one that began the transaction. One handler of opcode 65 per
  * connection routes the checks to the producer of their group.
  */
-import { InvalidArgumentError, SpillwayError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { BatchBuilder } from '../format/record-batch.js';
-import { transactionHalfBatchBytesMax, transactionIdLeaseMax } from '../limits.js';
+import { transactionHalfBatchBytesMax } from '../limits.js';
 import { Opcode } from '../protocol/opcodes.js';
 import type { CheckAnswer, EndTransactionResult } from '../protocol/transaction-api.js';
 import type { MetadataCache } from './metadata-cache.js';
 import { partitionOfKey } from './partition-chooser.js';
 import { Producer, type ProducerMessage, type ProducerOptions } from './producer.js';
 import type { ServerRequest, ServerRequestAnswer } from './server-requests.js';
+import { transactionIdsOf } from './transaction-ids.js';
 import type { Transport } from './transport.js';
 import { integerOf } from './wire.js';
 
@@ -103,8 +104,6 @@ const routers = new WeakMap<Transport, CheckRouter>();
 
 /** Bytes of batches one coalesced TXN_SEND carries at most (more: another request). */
 const sendCoalesceBytesMax = 1024 * 1024;
-/** Ids the first TXN_IDS of a producer reserves (doubling up to transactionIdLeaseMax). */
-const leaseSizeFirst = 16;
 
 /** A `txn.send` waiting for its TXN_SEND. */
 interface QueuedSend {
@@ -125,11 +124,6 @@ export class TransactionalProducer extends Producer {
   private readonly router: CheckRouter;
   private readonly unsubscribe: () => void;
   private nextPartition = 0;
-  /** Reserved ids not taken yet, valid on the connection (session) that reserved them. */
-  private lease: { sessionId: number | null; next: number; end: number } | null = null;
-  private leasing: Promise<void> | null = null;
-  private leaseSize = leaseSizeFirst;
-  private leasesUnsupported = false;
 
   /** @internal Made by Spillway.producer(). */
   constructor(transport: Transport, metadata: MetadataCache, options: TransactionalProducerOptions) {
@@ -198,41 +192,10 @@ export class TransactionalProducer extends Producer {
    */
   async beginTransaction(): Promise<Transaction> {
     await this.ready();
-    while (!this.leasesUnsupported) {
-      const sessionId = this.txnTransport.hello.sessionId;
-      const lease = this.lease;
-      if (lease !== null && lease.sessionId === sessionId && lease.next < lease.end) {
-        return new Transaction(this, lease.next++, true);
-      }
-      try {
-        await this.reserveIds();
-      } catch (error) {
-        if (!(error instanceof SpillwayError && error.code === 'UNKNOWN_OPCODE')) throw error;
-        this.leasesUnsupported = true;
-      }
-    }
+    const id = await transactionIdsOf(this.txnTransport).take(this.group);
+    if (id !== null) return new Transaction(this, id, true);
     const response = await this.txnTransport.request(Opcode.txnBegin, this.beginHeader);
     return new Transaction(this, integerOf(response.header, 'id', 'TXN_BEGIN'), false);
-  }
-
-  /** One TXN_IDS at a time; the callers waiting for ids share it. */
-  private reserveIds(): Promise<void> {
-    if (this.leasing === null) {
-      const sessionId = this.txnTransport.hello.sessionId;
-      const count = this.leaseSize;
-      this.leasing = this.txnTransport
-        .request(Opcode.txnIds, { group: this.group, count })
-        .then((response) => {
-          const from = integerOf(response.header, 'from', 'TXN_IDS');
-          const got = integerOf(response.header, 'count', 'TXN_IDS');
-          this.lease = { sessionId, next: from, end: from + got };
-          this.leaseSize = Math.min(count * 2, transactionIdLeaseMax);
-        })
-        .finally(() => {
-          this.leasing = null;
-        });
-    }
-    return this.leasing;
   }
 
   override async close(): Promise<void> {

@@ -55,6 +55,7 @@ import {
   transactionHalfBytesMax,
   transactionIdLeaseMax,
   transactionIdLeasesPerSessionMax,
+  transactionIdsReservedPerSessionMax,
   transactionMaxChecksDefault,
   transactionMaxChecksMax,
   transactionsOpenMax,
@@ -113,10 +114,18 @@ interface LiveTransaction {
 
 /** Ids reserved by one session (TXN_IDS), each begun at most once by that session's first send or end. */
 interface LeasedIds {
-  group: string;
   from: number;
   /** 1 once the id at that index was begun. */
   used: Uint8Array;
+  /** Ids of it not begun yet. */
+  unused: number;
+}
+
+/** The reservations of one session, oldest first. */
+interface SessionLeases {
+  list: LeasedIds[];
+  /** Ids reserved and not begun yet, over the list. */
+  unused: number;
 }
 
 export interface BrokerTransactionsOptions {
@@ -201,8 +210,8 @@ export class BrokerTransactions implements TransactionService {
   private readonly groups = new Map<string, Set<Session>>();
   private readonly nextMember = new Map<string, number>();
   private readonly openPerSession = new Map<number, number>();
-  /** Id reservations per session id, oldest first (at most transactionIdLeasesPerSessionMax). */
-  private readonly leases = new Map<number, LeasedIds[]>();
+  /** Id reservations per session id (bounded by transactionIdLeasesPerSessionMax and transactionIdsReservedPerSessionMax). */
+  private readonly leases = new Map<number, SessionLeases>();
   private cleanupTimer: ClockTimer | null = null;
   private readonly counters = {
     committed: 0,
@@ -340,14 +349,20 @@ export class BrokerTransactions implements TransactionService {
     await this.state.commit({ kind: 'next', nextId: this.nextId });
     let leases = this.leases.get(session.id);
     if (leases === undefined) {
-      leases = [];
+      leases = { list: [], unused: 0 };
       this.leases.set(session.id, leases);
       session.onClose(() => {
         this.leases.delete(session.id);
       });
     }
-    leases.push({ group, from, used: new Uint8Array(count) });
-    if (leases.length > transactionIdLeasesPerSessionMax) leases.shift();
+    leases.list.push({ from, used: new Uint8Array(count), unused: count });
+    leases.unused += count;
+    while (
+      leases.list.length > transactionIdLeasesPerSessionMax ||
+      leases.unused > transactionIdsReservedPerSessionMax
+    ) {
+      leases.unused -= leases.list.shift()!.unused;
+    }
     return { from, count };
   }
 
@@ -360,18 +375,16 @@ export class BrokerTransactions implements TransactionService {
     if (this.live.has(id)) return;
     const leases = this.leases.get(session.id);
     if (leases === undefined) return;
-    for (const lease of leases) {
+    for (let i = 0; i < leases.list.length; i++) {
+      const lease = leases.list[i]!;
       const index = id - lease.from;
       if (index < 0 || index >= lease.used.length) continue;
       if (lease.used[index] === 1) return;
-      if (request.group !== lease.group) {
-        throw new SpillwayError(
-          'FORBIDDEN',
-          `transaction id ${id} was reserved for producer group '${lease.group}', not '${String(request.group)}'`,
-        );
-      }
       this.start(session, id, request);
       lease.used[index] = 1;
+      lease.unused--;
+      leases.unused--;
+      if (lease.unused === 0) leases.list.splice(i, 1);
       return;
     }
   }

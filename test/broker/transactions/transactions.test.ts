@@ -291,6 +291,98 @@ describe('transactions', () => {
     expect(next.id).toBeGreaterThan(txn.id);
   });
 
+  it('reserved ids (TXN_IDS) begin on their first send or end, on their session only, once; they survive restarts', async () => {
+    const { broker, dataDir, clock } = await setup();
+    const mine = broker.sessions.open({ kind: 'in-process', transport: null });
+    const other = broker.sessions.open({ kind: 'in-process', transport: null });
+    const { from, count } = await broker.transactions.reserveIds(mine, 'g', 3);
+    expect(count).toBe(3);
+    const batch = () => encodeBatch([{ value: `v${from}` }]);
+    // Another session cannot begin it: the send says the id is unknown.
+    broker.transactions.beginLeased(other, from, { group: 'g' });
+    expect(await codeOf(broker.transactions.send(other, from, 'orders', 0, batch()))).toBe(
+      'UNKNOWN_TRANSACTION',
+    );
+    broker.transactions.beginLeased(mine, from, { group: 'g', checkAfterMs: 2000 });
+    broker.transactions.beginLeased(mine, from, { group: 'g' }); // live already: nothing
+    const sent = await broker.transactions.sendMany(
+      mine,
+      from,
+      [
+        { topic: 'orders', partition: 0 },
+        { topic: 'audit', partition: 0 },
+      ],
+      Buffer.concat([encodeBatch([{ value: 'o' }, { value: 'p' }]), encodeBatch([{ value: 'a' }])]),
+    );
+    expect(sent).toMatchObject({ records: 3 });
+    expect(sent.halfOffsets).toHaveLength(2);
+    expect(broker.transactions.list()).toMatchObject([{ id: from, halves: 2, messages: 3 }]);
+    expect(await broker.transactions.end(mine, from, 'commit')).toMatchObject({
+      outcome: 'committed',
+      messages: 3,
+    });
+    expect(await visible(broker, 'orders')).toEqual(['o', 'p']);
+    // Begun once: a second begin does nothing, the send is refused as for any decided transaction.
+    broker.transactions.beginLeased(mine, from, { group: 'g' });
+    expect(await codeOf(broker.transactions.send(mine, from, 'orders', 0, batch()))).toBe(
+      'TRANSACTION_COMMITTED',
+    );
+    // An end with no send before it: an empty transaction, decided once.
+    broker.transactions.beginLeased(mine, from + 1, { group: 'g' });
+    expect(await broker.transactions.end(mine, from + 1, 'rollback')).toMatchObject({
+      outcome: 'rolled-back',
+      messages: 0,
+    });
+    // Bad sizes of a multi-batch body are typed errors.
+    broker.transactions.beginLeased(mine, from + 2, { group: 'g' });
+    const one = encodeBatch([{ value: 'x' }]);
+    const parts = [
+      { topic: 'orders', partition: 0 },
+      { topic: 'orders', partition: 1 },
+    ];
+    expect(await codeOf(broker.transactions.sendMany(mine, from + 2, parts, one))).toBe('INVALID_BATCH');
+    expect(
+      await codeOf(
+        broker.transactions.sendMany(mine, from + 2, parts.slice(0, 1), Buffer.concat([one, one])),
+      ),
+    ).toBe('INVALID_BATCH');
+    expect(await codeOf(broker.transactions.reserveIds(mine, 'g', 0))).toBe('INVALID_ARGUMENT');
+    // The reservation is durable: ids after a restart come after it.
+    await broker.close();
+    const reopened = await openBroker(dataDir, { clock, durability: 'interval' });
+    const next = await reopened.transactions.begin(
+      reopened.sessions.open({ kind: 'in-process', transport: null }),
+      {
+        group: 'g',
+      },
+    );
+    expect(next.id).toBeGreaterThanOrEqual(from + count);
+    await reopened.close();
+  });
+
+  it('a transactional producer begins without a request of its own and coalesces the sends of one turn', async () => {
+    const { broker } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({ group: 'g', checkTransaction: () => 'unknown' });
+    const first = await tp.beginTransaction();
+    const second = await tp.beginTransaction();
+    expect(second.id).toBe(first.id + 1);
+    expect(broker.transactions.list()).toEqual([]); // nothing begun on the broker yet
+    const results = await Promise.all([
+      first.send('orders', { value: 'a', partition: 0 }),
+      first.send('orders', { value: 'b', partition: 0 }),
+      first.send('audit', { value: 'c', partition: 0 }),
+    ]);
+    expect(results[0]!.halfOffset).toBe(results[1]!.halfOffset); // one batch for orders/0
+    expect(broker.transactions.list()).toMatchObject([{ id: first.id, halves: 2, messages: 3 }]);
+    expect(await first.commit()).toMatchObject({ outcome: 'committed', messages: 3, duplicate: false });
+    expect(await first.commit()).toMatchObject({ outcome: 'committed', duplicate: true });
+    expect(await visible(broker, 'orders')).toEqual(['a', 'b']);
+    // Never sent to: the end begins and decides it.
+    expect(await second.rollback()).toMatchObject({ id: second.id, outcome: 'rolled-back', messages: 0 });
+    await sw.close();
+  });
+
   it('a target topic deleted before the commit: the commit is refused, the rollback works', async () => {
     const { broker } = await setup();
     const session = broker.sessions.open({ kind: 'in-process', transport: null });
