@@ -209,8 +209,11 @@ export class TransactionalProducer extends Producer {
     await super.close();
   }
 
-  /** The partition of a message of a transaction (as a plain send would pick it). */
-  private async partitionOf(topic: string, message: ProducerMessage): Promise<number> {
+  /**
+   * The partition of a message of a transaction (as a plain send would pick it); a promise only when
+   * the topic's partition count must be fetched first. Throws for a bad message.
+   */
+  private partitionOf(topic: string, message: ProducerMessage): number | Promise<number> {
     if (message === null || typeof message !== 'object') {
       throw new InvalidArgumentError('a message must be an object { key?, value, headers?, partition? }');
     }
@@ -227,9 +230,11 @@ export class TransactionalProducer extends Producer {
       }
       return partition;
     }
-    const count = (this.txnMetadata.peek(topic) ?? (await this.txnMetadata.load(topic))).partitionCount;
-    if (message.key != null) return partitionOfKey(message.key, count);
-    return this.nextPartition++ % count;
+    const choose = (count: number): number =>
+      message.key != null ? partitionOfKey(message.key, count) : this.nextPartition++ % count;
+    const cached = this.txnMetadata.peek(topic);
+    if (cached !== undefined) return choose(cached.partitionCount);
+    return this.txnMetadata.load(topic).then((metadata) => choose(metadata.partitionCount));
   }
 
   /**
@@ -239,18 +244,14 @@ export class TransactionalProducer extends Producer {
    */
   async sendHalves(id: number, queued: QueuedSend[], begin: boolean): Promise<boolean> {
     const placed: Array<{ send: QueuedSend; partition: number }> = [];
-    await Promise.all(
-      queued.map(async (send) => {
-        try {
-          placed.push({ send, partition: await this.partitionOf(send.topic, send.message) });
-        } catch (error) {
-          send.reject(error);
-        }
-      }),
-    );
-    // Call order (the partitions resolve in any order when a topic's metadata had to be loaded).
-    const order = new Map(queued.map((send, index) => [send, index]));
-    placed.sort((a, b) => order.get(a.send)! - order.get(b.send)!);
+    for (const send of queued) {
+      try {
+        const partition = this.partitionOf(send.topic, send.message);
+        placed.push({ send, partition: typeof partition === 'number' ? partition : await partition });
+      } catch (error) {
+        send.reject(error);
+      }
+    }
     let begun = false;
     let start = 0;
     while (start < placed.length) {

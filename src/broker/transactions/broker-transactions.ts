@@ -45,6 +45,7 @@ import { validateBatch } from '../../format/record-batch.js';
 import {
   producerGroupNameLengthMax,
   producerGroupsMax,
+  transactionBeginRecordDelayMs,
   transactionCheckAfterMsDefault,
   transactionCheckAfterMsMax,
   transactionCheckAfterMsMin,
@@ -110,6 +111,8 @@ interface LiveTransaction {
   ending: Promise<EndTransactionResult> | null;
   /** The session that began it (for the per-session bound); null after a restart. */
   sessionId: number | null;
+  /** A record of it was written (or is being written) to `__transactions`. */
+  recorded: boolean;
 }
 
 /** Ids reserved by one session (TXN_IDS), each begun at most once by that session's first send or end. */
@@ -213,6 +216,9 @@ export class BrokerTransactions implements TransactionService {
   /** Id reservations per session id (bounded by transactionIdLeasesPerSessionMax and transactionIdsReservedPerSessionMax). */
   private readonly leases = new Map<number, SessionLeases>();
   private cleanupTimer: ClockTimer | null = null;
+  /** Begun, begin record not written yet (see start), and the timer that writes them. */
+  private unrecorded: LiveTransaction[] = [];
+  private beginTimer: ClockTimer | null = null;
   private readonly counters = {
     committed: 0,
     rolledBack: 0,
@@ -271,6 +277,7 @@ export class BrokerTransactions implements TransactionService {
         decision: record.state === 'committing' ? 'commit' : null,
         ending: null,
         sessionId: null,
+        recorded: true,
       });
     }
     const from = Math.min(...records.map((record) => record.halfFrom));
@@ -449,6 +456,7 @@ export class BrokerTransactions implements TransactionService {
       decision: null,
       ending: null,
       sessionId: session.id,
+      recorded: false,
     };
     if (sessionOpen === 0) {
       session.onClose(() => {
@@ -457,16 +465,36 @@ export class BrokerTransactions implements TransactionService {
     }
     this.openPerSession.set(session.id, sessionOpen + 1);
     this.live.set(id, live);
-    // Not awaited: the begin record is appended in this turn's group commit, ahead of anything else
-    // about this transaction (its decision included), so a durable decision implies a durable begin.
-    // A crash before it is durable forgets the transaction: its halves are orphans (never delivered,
-    // cleaned with the half log) and the producer's next request gets UNKNOWN_TRANSACTION.
-    this.state.commit({ kind: 'transaction', record }).catch((error: unknown) => {
-      if (this.live.get(id) === live && live.decision === null) this.forget(live);
-      this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
-    });
+    // The begin record is written transactionBeginRecordDelayMs later, and only if nothing else
+    // about the transaction was recorded by then (a decision or a check-back record holds all of it):
+    // a transaction decided within that time costs one record less. A crash before a record of it
+    // is durable forgets the transaction: its halves are orphans (never delivered, cleaned with the
+    // half log) and the producer's next request gets UNKNOWN_TRANSACTION.
+    this.unrecorded.push(live);
+    if (this.beginTimer === null) {
+      this.beginTimer = this.clock.setTimeout(() => this.recordBegins(), transactionBeginRecordDelayMs, {
+        unref: true,
+      });
+    }
     this.scheduleCheck(live);
     return id;
+  }
+
+  /** Writes the begin record of the transactions begun and neither recorded nor decided since. */
+  private recordBegins(): void {
+    this.clock.clearTimer(this.beginTimer);
+    this.beginTimer = null;
+    const begun = this.unrecorded;
+    this.unrecorded = [];
+    for (const live of begun) {
+      const id = live.record.id;
+      if (live.recorded || live.decision !== null || this.live.get(id) !== live) continue;
+      live.recorded = true;
+      this.state.commit({ kind: 'transaction', record: live.record }).catch((error: unknown) => {
+        if (this.live.get(id) === live && live.decision === null) this.forget(live);
+        this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
+      });
+    }
   }
 
   /**
@@ -635,6 +663,8 @@ export class BrokerTransactions implements TransactionService {
 
   /** Stops the check-back clock (the broker is closing); unfinished transactions resume at the next open. */
   close(): void {
+    // Open transactions survive a clean close: their begin records go now (the state log closes after).
+    this.recordBegins();
     this.clock.clearTimer(this.timer);
     this.timer = null;
     this.clock.clearTimer(this.cleanupTimer);
@@ -741,6 +771,7 @@ export class BrokerTransactions implements TransactionService {
       messages: live.halfRecords,
       targets: [],
     };
+    live.recorded = true;
     await this.state.commit({ kind: 'transaction', record });
     live.record = record;
     this.forget(live);
@@ -778,6 +809,7 @@ export class BrokerTransactions implements TransactionService {
       messages: live.halfRecords,
       targets,
     };
+    live.recorded = true;
     await this.state.commit({ kind: 'transaction', record });
     live.record = record;
     return this.finishCommit(live, new Set(), true);
@@ -959,6 +991,7 @@ export class BrokerTransactions implements TransactionService {
       Math.min(record.checkAfterMs * 2 ** checks, transactionCheckBackoffMsMax),
     );
     live.record = { ...record, checks, nextCheckAtMs: this.clock.nowMs() + waitMs };
+    live.recorded = true;
     this.scheduleCheck(live);
     this.counters.checksSent++;
     try {

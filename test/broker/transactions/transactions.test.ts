@@ -12,7 +12,7 @@ import { ManualClock } from '../../../src/clock.js';
 import { SpillwayError } from '../../../src/errors.js';
 import { BatchAttributes } from '../../../src/format/batch-header.js';
 import { encodeBatch } from '../../../src/format/record-batch.js';
-import { transactionsOpenPerSessionMax } from '../../../src/limits.js';
+import { transactionBeginRecordDelayMs, transactionsOpenPerSessionMax } from '../../../src/limits.js';
 import type { Broker } from '../../../src/spillway-broker.js';
 import { openBroker, temporaryDirectory, valuesOf } from '../helpers.js';
 
@@ -381,6 +381,32 @@ describe('transactions', () => {
     // Never sent to: the end begins and decides it.
     expect(await second.rollback()).toMatchObject({ id: second.id, outcome: 'rolled-back', messages: 0 });
     await sw.close();
+  });
+
+  it('the begin record is written 100 ms after the begin unless a decision recorded the transaction first; a clean close writes it', async () => {
+    const { broker, clock, dataDir } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({ group: 'g', checkTransaction: () => 'unknown' });
+    const entries = () => broker.topics.partitionOf('__transactions', 0).log.logEndOffset;
+    const quick = await tp.beginTransaction(); // reserves ids first (TXN_IDS: one entry)
+    await settle();
+    const before = entries();
+    await quick.send('orders', { value: 'quick' });
+    await quick.commit();
+    await until(() => entries() === before + 2); // committing, committed: no begin record
+    const slow = await tp.beginTransaction();
+    await slow.send('orders', { value: 'slow' });
+    await settle();
+    expect(entries()).toBe(before + 2);
+    clock.advance(transactionBeginRecordDelayMs);
+    await until(() => entries() === before + 3);
+    const unrecorded = await tp.beginTransaction();
+    await unrecorded.send('audit', { value: 'kept by the close' });
+    await sw.close();
+    await broker.close();
+    const reopened = await openBroker(dataDir, { clock, durability: 'interval' });
+    expect(reopened.transactions.list().map((txn) => txn.id)).toEqual([slow.id, unrecorded.id]);
+    await reopened.close();
   });
 
   it('a target topic deleted before the commit: the commit is refused, the rollback works', async () => {
