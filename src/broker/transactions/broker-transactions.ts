@@ -1,11 +1,13 @@
 /**
  * Transactional messages (docs/TRANSACTIONS.md): half messages, commit/rollback, check-back.
  *
- *  - BEGIN records the transaction (group, check settings, deadlines, where its halves start in
- *    `__txn_half`) in `__transactions`; the answer does not wait for that record to be durable
- *    (the commit decision, written after it in the same log, does).
+ *  - BEGIN (TXN_BEGIN, or the first TXN_SEND / TXN_END naming with `begin` an id TXN_IDS reserved
+ *    for the session: `reserveIds`, `beginLeased`) makes the transaction (group, check settings,
+ *    deadlines, where its halves start in `__txn_half`); its `open` record goes to `__transactions`
+ *    transactionBeginRecordDelayMs later, unless a decision or check-back recorded it first (the
+ *    decision holds every field; a commit decision is durable before any delivery).
  *  - SEND stores the producer's batch in `__txn_half` under the target topic's durability; nothing
- *    reaches the target, so its consumers see nothing.
+ *    reaches the target, so its consumers see nothing. `sendMany`: several batches of one request.
  *  - END commit: waits for the transaction's sends in flight, records the decision (state
  *    `committing`, with each target's log end) durably, then delivers every half, in send order,
  *    through `deliverCommitted` inside one commit round (commit-rounds.ts: the targets' visibility is
