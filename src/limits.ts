@@ -336,6 +336,20 @@ export const transactionHalfBytesMax = 64 * 1024 * 1024;
 export const transactionHalfBatchesMax = 10_000;
 /** Largest half batch: it is stored wrapped in one record of `__txn_half`. */
 export const transactionHalfBatchBytesMax = batchBytesMax - 64 * 1024;
+/**
+ * A transaction's begin record is written this long after its begin, unless a decision (or a
+ * check-back) recorded it first: a crash within it forgets the undecided transaction.
+ */
+export const transactionBeginRecordDelayMs = 100;
+/** Transaction ids one TXN_IDS reserves at most (a producer begins that many without a request). */
+export const transactionIdLeaseMax = 1024;
+/**
+ * Id reservations one session holds (a reservation is forgotten once all its ids were begun), and
+ * reserved ids not begun yet per session: past either, the oldest reservation is dropped (its unused
+ * ids are then unknown: UNKNOWN_TRANSACTION).
+ */
+export const transactionIdLeasesPerSessionMax = 64;
+export const transactionIdsReservedPerSessionMax = 16_384;
 /** Decided transactions whose outcome the broker remembers (to answer a repeated decision). */
 export const transactionOutcomesMax = 100_000;
 /** Longest producer group name, in characters. */

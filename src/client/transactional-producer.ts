@@ -2,13 +2,22 @@
  * The transactional producer (docs/TRANSACTIONS.md): `sw.producer({ group, checkTransaction })`.
  * Besides what a Producer does (plain sends), it begins transactions:
  *
- *   const txn = await tp.beginTransaction();   // TXN_BEGIN: the broker records it durably
- *   await txn.send('orders', { key, value });  // TXN_SEND: a half message, invisible to consumers
+ *   const txn = await tp.beginTransaction();   // an id reserved by TXN_IDS: no request of its own
+ *   await txn.send('orders', { key, value });  // TXN_SEND (the first one begins it): a half message
  *   await txn.commit();                        // TXN_END commit: all of it visible at once (or txn.rollback())
  *
- * Each `txn.send` is one batch of one record, stored by the broker under the target topic's
- * durability before it resolves; sends of a transaction may run concurrently (send order is the
- * order of the calls that succeeded). A transaction with a failed send cannot be committed (its
+ * Begin: the producers of a connection reserve transaction ids in blocks (TXN_IDS,
+ * transaction-ids.ts); `beginTransaction` takes the next one, and the first
+ * TXN_SEND (or TXN_END) of the transaction carries `begin`, which begins it on the broker. A broker
+ * without TXN_IDS (UNKNOWN_OPCODE) gets one TXN_BEGIN per transaction instead. A transaction whose
+ * first send comes after its connection was replaced (reconnect) is unknown to the broker
+ * (UNKNOWN_TRANSACTION): ids are reserved per connection.
+ *
+ * Sends: the `txn.send` calls of one transaction made in the same turn of the event loop go in one
+ * TXN_SEND (one batch per target partition, in call order; at most sendCoalesceBytesMax bytes per
+ * request), stored by the broker under the target topics' durability before they resolve; sends of
+ * a transaction may run concurrently (send order within a partition is the order of the calls that
+ * succeeded). A transaction with a failed send cannot be committed (its
  * commit rejects with INVALID_ARGUMENT): roll it back. `commit()` resolves with the outcome
  * (`duplicate` true when the transaction had already been committed) and rejects with
  * TRANSACTION_ROLLED_BACK when the broker had rolled it back (a check-back answered 'rollback', or
@@ -23,12 +32,14 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { BatchBuilder } from '../format/record-batch.js';
+import { transactionHalfBatchBytesMax } from '../limits.js';
 import { Opcode } from '../protocol/opcodes.js';
 import type { CheckAnswer, EndTransactionResult } from '../protocol/transaction-api.js';
 import type { MetadataCache } from './metadata-cache.js';
 import { partitionOfKey } from './partition-chooser.js';
 import { Producer, type ProducerMessage, type ProducerOptions } from './producer.js';
 import type { ServerRequest, ServerRequestAnswer } from './server-requests.js';
+import { transactionIdsOf } from './transaction-ids.js';
 import type { Transport } from './transport.js';
 import { integerOf } from './wire.js';
 
@@ -90,6 +101,17 @@ class CheckRouter {
 }
 
 const routers = new WeakMap<Transport, CheckRouter>();
+
+/** Bytes of batches one coalesced TXN_SEND carries at most (more: another request). */
+const sendCoalesceBytesMax = 1024 * 1024;
+
+/** A `txn.send` waiting for its TXN_SEND. */
+interface QueuedSend {
+  topic: string;
+  message: ProducerMessage;
+  resolve: (result: TransactionSendResult) => void;
+  reject: (error: unknown) => void;
+}
 
 export class TransactionalProducer extends Producer {
   readonly group: string;
@@ -164,11 +186,16 @@ export class TransactionalProducer extends Producer {
     return this.registering;
   }
 
-  /** Begins a transaction (recorded durably by the broker before this resolves). */
+  /**
+   * Begins a transaction: takes a reserved id (TXN_IDS when none is left), begun on the broker by the
+   * transaction's first send or end. Against a broker without TXN_IDS: one TXN_BEGIN.
+   */
   async beginTransaction(): Promise<Transaction> {
     await this.ready();
+    const id = await transactionIdsOf(this.txnTransport).take(this.group);
+    if (id !== null) return new Transaction(this, id, true);
     const response = await this.txnTransport.request(Opcode.txnBegin, this.beginHeader);
-    return new Transaction(this, integerOf(response.header, 'id', 'TXN_BEGIN'));
+    return new Transaction(this, integerOf(response.header, 'id', 'TXN_BEGIN'), false);
   }
 
   override async close(): Promise<void> {
@@ -182,8 +209,11 @@ export class TransactionalProducer extends Producer {
     await super.close();
   }
 
-  /** @internal */
-  async sendHalf(id: number, topic: string, message: ProducerMessage): Promise<TransactionSendResult> {
+  /**
+   * The partition of a message of a transaction (as a plain send would pick it); a promise only when
+   * the topic's partition count must be fetched first. Throws for a bad message.
+   */
+  private partitionOf(topic: string, message: ProducerMessage): number | Promise<number> {
     if (message === null || typeof message !== 'object') {
       throw new InvalidArgumentError('a message must be an object { key?, value, headers?, partition? }');
     }
@@ -193,38 +223,123 @@ export class TransactionalProducer extends Producer {
     if (message.msgId !== undefined) {
       throw new InvalidArgumentError('msgId deduplication inside a transaction is not supported');
     }
-    const metadata = await this.txnMetadata.load(topic);
-    const count = metadata.partitionCount;
-    let partition: number;
     if (message.partition !== undefined) {
-      partition = message.partition;
+      const partition = message.partition;
       if (!Number.isSafeInteger(partition) || partition < 0) {
         throw new InvalidArgumentError(`message partition must be an integer >= 0, got ${String(partition)}`);
       }
-    } else if (message.key != null) {
-      partition = partitionOfKey(message.key, count);
-    } else {
-      partition = this.nextPartition++ % count;
+      return partition;
     }
-    const builder = new BatchBuilder({ initialBytes: 256 });
-    builder.append({
-      key: message.key ?? null,
-      value: message.value,
-      headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
-      timestamp: message.timestamp ?? Date.now(),
-    });
-    const response = await this.txnTransport.request(
-      Opcode.txnSend,
-      { id, topic, partition, group: this.group },
-      builder.finish(),
-    );
-    return { partition, halfOffset: integerOf(response.header, 'halfOffset', 'TXN_SEND') };
+    const choose = (count: number): number =>
+      message.key != null ? partitionOfKey(message.key, count) : this.nextPartition++ % count;
+    const cached = this.txnMetadata.peek(topic);
+    if (cached !== undefined) return choose(cached.partitionCount);
+    return this.txnMetadata.load(topic).then((metadata) => choose(metadata.partitionCount));
   }
 
-  /** @internal */
-  async endTransaction(id: number, decision: 'commit' | 'rollback'): Promise<EndTransactionResult> {
-    const response = await this.txnTransport.request(Opcode.txnEnd, { id, decision, group: this.group });
+  /**
+   * @internal Sends the queued messages of transaction `id` in as few TXN_SEND as fit
+   * sendCoalesceBytesMax: per request one batch per target partition, in call order. `begin`: the
+   * first request(s) of a reserved id carry it. Settles every queued send.
+   */
+  async sendHalves(id: number, queued: QueuedSend[], begin: boolean): Promise<boolean> {
+    const placed: Array<{ send: QueuedSend; partition: number }> = [];
+    for (const send of queued) {
+      try {
+        const partition = this.partitionOf(send.topic, send.message);
+        placed.push({ send, partition: typeof partition === 'number' ? partition : await partition });
+      } catch (error) {
+        send.reject(error);
+      }
+    }
+    let begun = false;
+    let start = 0;
+    while (start < placed.length) {
+      const builders = new Map<
+        string,
+        { topic: string; partition: number; builder: BatchBuilder; sends: QueuedSend[] }
+      >();
+      let bytes = 0;
+      let index = start;
+      for (; index < placed.length && bytes < sendCoalesceBytesMax; index++) {
+        const { send, partition } = placed[index]!;
+        const key = `${partition} ${send.topic}`;
+        let part = builders.get(key);
+        if (part === undefined) {
+          part = {
+            topic: send.topic,
+            partition,
+            builder: new BatchBuilder({ initialBytes: 256, maxBatchBytes: transactionHalfBatchBytesMax }),
+            sends: [],
+          };
+          builders.set(key, part);
+        }
+        const before = part.builder.sizeBytes;
+        try {
+          const record = {
+            key: send.message.key ?? null,
+            value: send.message.value,
+            headers: send.message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
+            timestamp: send.message.timestamp ?? Date.now(),
+          };
+          if (!part.builder.append(record)) break; // this batch is full: the rest goes next
+        } catch (error) {
+          send.reject(error);
+          continue;
+        }
+        part.sends.push(send);
+        bytes += part.builder.sizeBytes - before;
+      }
+      start = index;
+      const parts = [...builders.values()].filter((part) => part.sends.length > 0);
+      if (parts.length === 0) continue;
+      const batches = parts.map((part) => part.builder.finish());
+      const header: Record<string, unknown> = { id, group: this.group };
+      if (begin && !begun) header['begin'] = this.beginSettings;
+      let body: Uint8Array;
+      if (parts.length === 1) {
+        header['topic'] = parts[0]!.topic;
+        header['partition'] = parts[0]!.partition;
+        body = batches[0]!;
+      } else {
+        header['parts'] = parts.map((part) => ({ topic: part.topic, partition: part.partition }));
+        body = Buffer.concat(batches);
+      }
+      try {
+        const response = await this.txnTransport.request(Opcode.txnSend, header, body);
+        begun = true;
+        const offsets =
+          parts.length === 1
+            ? [integerOf(response.header, 'halfOffset', 'TXN_SEND')]
+            : ((response.header as { halfOffsets?: unknown } | null)?.halfOffsets as number[] | undefined);
+        if (!Array.isArray(offsets) || offsets.length !== parts.length) {
+          throw new InvalidArgumentError('TXN_SEND answered without the offsets of its halves');
+        }
+        parts.forEach((part, i) => {
+          for (const send of part.sends) send.resolve({ partition: part.partition, halfOffset: offsets[i]! });
+        });
+      } catch (error) {
+        for (const part of parts) for (const send of part.sends) send.reject(error);
+      }
+    }
+    return begun;
+  }
+
+  /** @internal `begin`: the transaction (a reserved id) may not be begun on the broker yet. */
+  async endTransaction(
+    id: number,
+    decision: 'commit' | 'rollback',
+    begin: boolean,
+  ): Promise<EndTransactionResult> {
+    const header: Record<string, unknown> = { id, decision, group: this.group };
+    if (begin) header['begin'] = this.beginSettings;
+    const response = await this.txnTransport.request(Opcode.txnEnd, header);
     return response.header as EndTransactionResult;
+  }
+
+  private get beginSettings(): { checkAfterMs?: number; maxChecks?: number } {
+    const { group: _group, ...settings } = this.beginHeader;
+    return settings;
   }
 }
 
@@ -234,16 +349,26 @@ export class Transaction {
   private readonly producer: TransactionalProducer;
   private failedSend: unknown = null;
   private readonly sends = new Set<Promise<unknown>>();
+  /** A reserved id not known to be begun on the broker yet: requests carry `begin`. */
+  private beginPending: boolean;
+  private queued: QueuedSend[] = [];
 
-  /** @internal */
-  constructor(producer: TransactionalProducer, id: number) {
+  /** @internal `leased`: a reserved id, begun by the first send or end. */
+  constructor(producer: TransactionalProducer, id: number, leased: boolean) {
     this.producer = producer;
     this.id = id;
+    this.beginPending = leased;
   }
 
-  /** Sends a half message: stored by the broker, invisible to consumers until the commit. */
+  /**
+   * Sends a half message: stored by the broker, invisible to consumers until the commit. The sends
+   * of one turn of the event loop travel together (see the file header).
+   */
   send(topic: string, message: ProducerMessage): Promise<TransactionSendResult> {
-    const sent = this.producer.sendHalf(this.id, topic, message);
+    const sent = new Promise<TransactionSendResult>((resolve, reject) => {
+      if (this.queued.length === 0) queueMicrotask(() => this.flush());
+      this.queued.push({ topic, message, resolve, reject });
+    });
     this.sends.add(sent);
     sent.then(
       () => this.sends.delete(sent),
@@ -255,6 +380,20 @@ export class Transaction {
     return sent;
   }
 
+  private flush(): void {
+    const queued = this.queued;
+    this.queued = [];
+    if (queued.length === 0) return;
+    this.producer.sendHalves(this.id, queued, this.beginPending).then(
+      (begun) => {
+        if (begun) this.beginPending = false;
+      },
+      (error: unknown) => {
+        for (const send of queued) send.reject(error);
+      },
+    );
+  }
+
   /** Makes every message of the transaction visible at once (after the sends in flight settle). */
   async commit(): Promise<EndTransactionResult> {
     await Promise.allSettled([...this.sends]);
@@ -262,12 +401,18 @@ export class Transaction {
       const reason = this.failedSend instanceof Error ? this.failedSend.message : String(this.failedSend);
       throw new InvalidArgumentError(`transaction ${this.id} had a failed send (${reason}): roll it back`);
     }
-    return this.producer.endTransaction(this.id, 'commit');
+    return this.end('commit');
   }
 
   /** Discards every message of the transaction. */
   async rollback(): Promise<EndTransactionResult> {
     await Promise.allSettled([...this.sends]);
-    return this.producer.endTransaction(this.id, 'rollback');
+    return this.end('rollback');
+  }
+
+  private async end(decision: 'commit' | 'rollback'): Promise<EndTransactionResult> {
+    const result = await this.producer.endTransaction(this.id, decision, this.beginPending);
+    this.beginPending = false;
+    return result;
   }
 }

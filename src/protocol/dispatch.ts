@@ -58,6 +58,7 @@ import type { Principal, SessionEndpoint } from './session.js';
 import {
   parseTransactionBegin,
   parseTransactionEnd,
+  parseTransactionIds,
   parseTransactionRegister,
   parseTransactionSend,
 } from './transaction-messages.js';
@@ -349,18 +350,32 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         await api.transactions.begin(options.session, parseTransactionBegin(request.header)),
       );
     case Opcode.txnSend: {
-      const { id, topic, partition, group } = parseTransactionSend(request.header);
-      checkTransactionGroup(api, id, group);
+      const send = parseTransactionSend(request.header);
+      if (send.begin !== null) api.transactions.beginLeased(options.session, send.id, send.begin);
+      checkTransactionGroup(api, send.id, send.group);
+      if (send.single) {
+        const part = send.parts[0]!;
+        return response(
+          request,
+          await api.transactions.send(options.session, send.id, part.topic, part.partition, request.body),
+        );
+      }
       return response(
         request,
-        await api.transactions.send(options.session, id, topic, partition, request.body),
+        await api.transactions.sendMany(options.session, send.id, send.parts, request.body),
       );
     }
     case Opcode.txnEnd: {
       requireNoBody(request);
-      const { id, decision, group } = parseTransactionEnd(request.header);
+      const { id, decision, group, begin } = parseTransactionEnd(request.header);
+      if (begin !== null) api.transactions.beginLeased(options.session, id, begin);
       checkTransactionGroup(api, id, group);
       return response(request, await api.transactions.end(options.session, id, decision));
+    }
+    case Opcode.txnIds: {
+      requireNoBody(request);
+      const { group, count } = parseTransactionIds(request.header);
+      return response(request, await api.transactions.reserveIds(options.session, group, count));
     }
     case Opcode.txnList:
       requireNoBody(request);

@@ -60,6 +60,11 @@ const optionalField =
 /** The topic field when present (queue ack/nack by ranges), else nothing (by receipts). */
 const optionalTopic = optionalField('topic');
 const cluster = (): readonly string[] => ['*'];
+/** TXN_SEND: its `topic`, and the topic of every part of `parts` (at least one name: none checks ''). */
+const topicOrParts = (header: Record<string, unknown>): readonly string[] => {
+  const names = [...optionalField('topic')(header), ...topicsIn('parts')(header)];
+  return names.length > 0 ? names : [''];
+};
 
 const check = (resource: ResourceType, operation: Operation, names: AccessCheck['names']): AccessCheck => ({
   resource,
@@ -81,10 +86,11 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   // Like Kafka's IdempotentWrite on the cluster: producer ids are a broker-wide, bounded resource.
   [Opcode.initProducer, [check('cluster', 'produce', cluster)]],
   [Opcode.txnBegin, [check('group', 'produce', field('group'))]],
-  [Opcode.txnSend, [check('group', 'produce', field('group')), check('topic', 'produce', field('topic'))]],
+  [Opcode.txnSend, [check('group', 'produce', field('group')), check('topic', 'produce', topicOrParts)]],
   [Opcode.txnEnd, [check('group', 'produce', field('group'))]],
   [Opcode.txnList, [check('cluster', 'describe', cluster)]],
   [Opcode.txnRegister, [check('group', 'produce', field('group'))]],
+  [Opcode.txnIds, [check('group', 'produce', field('group'))]],
   [Opcode.delayStats, [check('cluster', 'describe', cluster)]],
   [Opcode.integrityReport, [check('cluster', 'describe', cluster)]],
   [Opcode.repairPartition, [check('cluster', 'admin', cluster)]],

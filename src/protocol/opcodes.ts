@@ -19,6 +19,7 @@ export const Opcode = {
   txnEnd: 22,
   txnList: 23,
   txnRegister: 24,
+  txnIds: 25,
   /** Idempotent producer: a producer id and epoch (protocol/producer-api.ts). */
   initProducer: 13,
   /** Delayed messages: pending by horizon, next due, counters (protocol/delay-api.ts). */

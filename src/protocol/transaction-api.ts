@@ -26,6 +26,19 @@ export interface SendHalfResult {
   records: number;
 }
 
+/** Several halves stored by one TXN_SEND: their offsets in `__txn_half`, in the order sent. */
+export interface SendHalvesResult {
+  halfOffsets: number[];
+  /** Records of all the batches. */
+  records: number;
+}
+
+/** Transaction ids reserved for one session (TXN_IDS): `from` to `from + count - 1`. */
+export interface IdLease {
+  from: number;
+  count: number;
+}
+
 export interface EndTransactionResult {
   id: number;
   outcome: 'committed' | 'rolled-back';
@@ -72,6 +85,10 @@ export interface TransactionService {
   /** Makes the session a member of producer group `group`: check-backs of the group may go to it. */
   register(session: Session, group: string): void;
   begin(session: Session, request: BeginTransactionRequest): Promise<{ id: number }>;
+  /** Reserves `count` ids for the session (durably): each is begun by its first send or end naming it with `begin`. */
+  reserveIds(session: Session, group: string, count: number): Promise<IdLease>;
+  /** Begins reserved id `id` of this session if not begun yet; nothing when live already or not such an id. */
+  beginLeased(session: Session, id: number, request: BeginTransactionRequest): void;
   /** Stores one producer batch for (topic, partition) as a half message of transaction `id`. */
   send(
     session: Session,
@@ -80,6 +97,13 @@ export interface TransactionService {
     partition: number,
     batch: Uint8Array,
   ): Promise<SendHalfResult>;
+  /** Several batches, one per part, back to back in `body`: stored in that order. */
+  sendMany(
+    session: Session,
+    id: number,
+    parts: ReadonlyArray<{ topic: string; partition: number }>,
+    body: Uint8Array,
+  ): Promise<SendHalvesResult>;
   end(session: Session, id: number, decision: TransactionDecision): Promise<EndTransactionResult>;
   /** The producer group of open or committing transaction `id`; null when no such transaction is live. */
   groupOf(id: number): string | null;

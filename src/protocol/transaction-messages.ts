@@ -3,8 +3,14 @@
  * for the broker (dispatch.ts); the client builds them:
  *
  *   TXN_BEGIN (20)     { group, checkAfterMs?, maxChecks? }            -> { id }
- *   TXN_SEND (21)      { id, topic, partition, group? }  body: one batch -> { halfOffset, records }
- *   TXN_END (22)       { id, decision: 'commit' | 'rollback', group? } -> { id, outcome, duplicate, decidedBy, messages }
+ *   TXN_SEND (21)      { id, topic, partition, group?, begin? }  body: one batch -> { halfOffset, records }
+ *                      { id, parts: [{ topic, partition }, ...], group?, begin? }  body: one batch per part
+ *                                                                  -> { halfOffsets, records }
+ *   TXN_END (22)       { id, decision: 'commit' | 'rollback', group?, begin? } -> { id, outcome, duplicate, decidedBy, messages }
+ *   TXN_IDS (25)       { group, count }                                -> { from, count }
+ *
+ * `begin` ({ checkAfterMs?, maxChecks? }, with `group`): begins transaction `id` first when it is an
+ * id TXN_IDS reserved for this session and not begun yet (docs/TRANSACTIONS.md).
  *
  * `group` in TXN_SEND and TXN_END: the producer group the sender acts for (the client always sends
  * it). When given, a transaction of another group is refused; with authentication on, the
@@ -14,7 +20,13 @@
  *   TXN_CHECK (65, server -> client)  { id, group, beganAtMs, checks } -> { decision: 'commit' | 'rollback' | 'unknown' }
  */
 import { InvalidArgumentError } from '../errors.js';
-import { partitionIndexMax, producerGroupNameLengthMax, topicNameLengthMax } from '../limits.js';
+import {
+  partitionIndexMax,
+  producerGroupNameLengthMax,
+  topicNameLengthMax,
+  transactionHalfBatchesMax,
+  transactionIdLeaseMax,
+} from '../limits.js';
 import { asFields, integerField, stringField } from './messages.js';
 import type { BeginTransactionRequest, TransactionDecision } from './transaction-api.js';
 
@@ -37,18 +49,68 @@ function optionalGroup(fields: Record<string, unknown>): string | null {
   return fields['group'] === undefined ? null : stringField(fields, 'group', producerGroupNameLengthMax);
 }
 
-export function parseTransactionSend(header: unknown): {
+/** The optional `begin` of TXN_SEND / TXN_END: the transaction's settings, null when absent. */
+function optionalBegin(
+  fields: Record<string, unknown>,
+  group: string | null,
+): BeginTransactionRequest | null {
+  if (fields['begin'] === undefined) return null;
+  if (group === null) throw new InvalidArgumentError('begin needs the producer group (group)');
+  return parseTransactionBegin({ ...asFields(fields['begin']), group });
+}
+
+export interface TransactionSendRequest {
   id: number;
-  topic: string;
-  partition: number;
+  /** Where each batch of the body goes; `single`: the one-batch form ({ topic, partition }). */
+  parts: Array<{ topic: string; partition: number }>;
+  single: boolean;
   group: string | null;
-} {
+  begin: BeginTransactionRequest | null;
+}
+
+export function parseTransactionSend(header: unknown): TransactionSendRequest {
+  const fields = asFields(header);
+  const id = integerField(fields, 'id', 1, Number.MAX_SAFE_INTEGER);
+  const group = optionalGroup(fields);
+  const begin = optionalBegin(fields, group);
+  if (fields['parts'] === undefined) {
+    return {
+      id,
+      parts: [
+        {
+          topic: stringField(fields, 'topic', topicNameLengthMax),
+          partition: integerField(fields, 'partition', 0, partitionIndexMax),
+        },
+      ],
+      single: true,
+      group,
+      begin,
+    };
+  }
+  if (fields['topic'] !== undefined || fields['partition'] !== undefined) {
+    throw new InvalidArgumentError('TXN_SEND takes either topic and partition or parts, not both');
+  }
+  const list = fields['parts'];
+  if (!Array.isArray(list) || list.length === 0 || list.length > transactionHalfBatchesMax) {
+    throw new InvalidArgumentError(
+      `parts must be a list of 1 to ${transactionHalfBatchesMax} { topic, partition }`,
+    );
+  }
+  const parts = list.map((part: unknown) => {
+    const partFields = asFields(part);
+    return {
+      topic: stringField(partFields, 'topic', topicNameLengthMax),
+      partition: integerField(partFields, 'partition', 0, partitionIndexMax),
+    };
+  });
+  return { id, parts, single: false, group, begin };
+}
+
+export function parseTransactionIds(header: unknown): { group: string; count: number } {
   const fields = asFields(header);
   return {
-    id: integerField(fields, 'id', 1, Number.MAX_SAFE_INTEGER),
-    topic: stringField(fields, 'topic', topicNameLengthMax),
-    partition: integerField(fields, 'partition', 0, partitionIndexMax),
-    group: optionalGroup(fields),
+    group: stringField(fields, 'group', producerGroupNameLengthMax),
+    count: integerField(fields, 'count', 1, transactionIdLeaseMax),
   };
 }
 
@@ -56,6 +118,7 @@ export function parseTransactionEnd(header: unknown): {
   id: number;
   decision: TransactionDecision;
   group: string | null;
+  begin: BeginTransactionRequest | null;
 } {
   const fields = asFields(header);
   const decision = fields['decision'];
@@ -64,10 +127,12 @@ export function parseTransactionEnd(header: unknown): {
       `decision must be 'commit' or 'rollback', got ${JSON.stringify(decision)}`,
     );
   }
+  const group = optionalGroup(fields);
   return {
     id: integerField(fields, 'id', 1, Number.MAX_SAFE_INTEGER),
     decision,
-    group: optionalGroup(fields),
+    group,
+    begin: optionalBegin(fields, group),
   };
 }
 

@@ -67,6 +67,21 @@ describe('opcode access table', () => {
     );
     expect(run(Opcode.queueDescribe, { group: 'billing' })).toBeNull();
     expect(run(Opcode.queueDescribe, {})).toBe('FORBIDDEN'); // all groups: cluster describe
+    // transactional sends: the group, and every target (one topic, or each of parts)
+    const txnAccess = new AccessList([
+      { resource: 'topic', name: 'orders.*', operations: ['produce'] },
+      { resource: 'group', name: 'shop', operations: ['produce'] },
+    ]);
+    const txn = (opcode: number, header: unknown) => codeOf(() => authorize(txnAccess, 'p', opcode, header));
+    expect(txn(Opcode.txnIds, { group: 'shop', count: 16 })).toBeNull();
+    expect(txn(Opcode.txnIds, { group: 'other', count: 16 })).toBe('FORBIDDEN');
+    expect(txn(Opcode.txnSend, { group: 'shop', id: 1, topic: 'orders.eu', partition: 0 })).toBeNull();
+    const parts = (...topics: string[]) => topics.map((topic) => ({ topic, partition: 0 }));
+    expect(txn(Opcode.txnSend, { group: 'shop', id: 1, parts: parts('orders.eu', 'orders.us') })).toBeNull();
+    expect(txn(Opcode.txnSend, { group: 'shop', id: 1, parts: parts('orders.eu', 'audit') })).toBe(
+      'FORBIDDEN',
+    );
+    expect(txn(Opcode.txnSend, { group: 'shop', id: 1 })).toBe('FORBIDDEN'); // no target: the empty name
     // a malformed header is checked as the empty name: refused, never allowed by accident
     expect(run(Opcode.produce, { topic: 42 })).toBe('FORBIDDEN');
     expect(run(Opcode.produce, null)).toBe('FORBIDDEN');

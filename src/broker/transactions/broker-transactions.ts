@@ -1,11 +1,13 @@
 /**
  * Transactional messages (docs/TRANSACTIONS.md): half messages, commit/rollback, check-back.
  *
- *  - BEGIN records the transaction (group, check settings, deadlines, where its halves start in
- *    `__txn_half`) in `__transactions`; the answer does not wait for that record to be durable
- *    (the commit decision, written after it in the same log, does).
+ *  - BEGIN (TXN_BEGIN, or the first TXN_SEND / TXN_END naming with `begin` an id TXN_IDS reserved
+ *    for the session: `reserveIds`, `beginLeased`) makes the transaction (group, check settings,
+ *    deadlines, where its halves start in `__txn_half`); its `open` record goes to `__transactions`
+ *    transactionBeginRecordDelayMs later, unless a decision or check-back recorded it first (the
+ *    decision holds every field; a commit decision is durable before any delivery).
  *  - SEND stores the producer's batch in `__txn_half` under the target topic's durability; nothing
- *    reaches the target, so its consumers see nothing.
+ *    reaches the target, so its consumers see nothing. `sendMany`: several batches of one request.
  *  - END commit: waits for the transaction's sends in flight, records the decision (state
  *    `committing`, with each target's log end) durably, then delivers every half, in send order,
  *    through `deliverCommitted` inside one commit round (commit-rounds.ts: the targets' visibility is
@@ -45,6 +47,7 @@ import { validateBatch } from '../../format/record-batch.js';
 import {
   producerGroupNameLengthMax,
   producerGroupsMax,
+  transactionBeginRecordDelayMs,
   transactionCheckAfterMsDefault,
   transactionCheckAfterMsMax,
   transactionCheckAfterMsMin,
@@ -53,6 +56,9 @@ import {
   transactionHalfBatchBytesMax,
   transactionHalfBatchesMax,
   transactionHalfBytesMax,
+  transactionIdLeaseMax,
+  transactionIdLeasesPerSessionMax,
+  transactionIdsReservedPerSessionMax,
   transactionMaxChecksDefault,
   transactionMaxChecksMax,
   transactionsOpenMax,
@@ -65,7 +71,9 @@ import type {
   BeginTransactionRequest,
   CheckAnswer,
   EndTransactionResult,
+  IdLease,
   SendHalfResult,
+  SendHalvesResult,
   TransactionDecision,
   TransactionInfo,
   TransactionService,
@@ -105,6 +113,24 @@ interface LiveTransaction {
   ending: Promise<EndTransactionResult> | null;
   /** The session that began it (for the per-session bound); null after a restart. */
   sessionId: number | null;
+  /** A record of it was written (or is being written) to `__transactions`. */
+  recorded: boolean;
+}
+
+/** Ids reserved by one session (TXN_IDS), each begun at most once by that session's first send or end. */
+interface LeasedIds {
+  from: number;
+  /** 1 once the id at that index was begun. */
+  used: Uint8Array;
+  /** Ids of it not begun yet. */
+  unused: number;
+}
+
+/** The reservations of one session, oldest first. */
+interface SessionLeases {
+  list: LeasedIds[];
+  /** Ids reserved and not begun yet, over the list. */
+  unused: number;
 }
 
 export interface BrokerTransactionsOptions {
@@ -189,7 +215,12 @@ export class BrokerTransactions implements TransactionService {
   private readonly groups = new Map<string, Set<Session>>();
   private readonly nextMember = new Map<string, number>();
   private readonly openPerSession = new Map<number, number>();
+  /** Id reservations per session id (bounded by transactionIdLeasesPerSessionMax and transactionIdsReservedPerSessionMax). */
+  private readonly leases = new Map<number, SessionLeases>();
   private cleanupTimer: ClockTimer | null = null;
+  /** Begun, begin record not written yet (see start), and the timer that writes them. */
+  private unrecorded: LiveTransaction[] = [];
+  private beginTimer: ClockTimer | null = null;
   private readonly counters = {
     committed: 0,
     rolledBack: 0,
@@ -248,6 +279,7 @@ export class BrokerTransactions implements TransactionService {
         decision: record.state === 'committing' ? 'commit' : null,
         ending: null,
         sessionId: null,
+        recorded: true,
       });
     }
     const from = Math.min(...records.map((record) => record.halfFrom));
@@ -303,6 +335,71 @@ export class BrokerTransactions implements TransactionService {
 
   async begin(session: Session, request: BeginTransactionRequest): Promise<{ id: number }> {
     this.lifecycle.assertOpen();
+    return { id: this.start(session, null, request) };
+  }
+
+  /**
+   * Reserves `count` ids for this session (docs/TRANSACTIONS.md, "Begin without a request"): its
+   * first TXN_SEND or TXN_END naming one of them with `begin` begins that transaction. The reservation
+   * is durable before the answer, so no id is given twice even across a crash; it lasts as long as the
+   * session (and at most transactionIdLeasesPerSessionMax reservations per session).
+   */
+  async reserveIds(session: Session, group: string, count: number): Promise<IdLease> {
+    this.lifecycle.assertOpen();
+    checkGroup(group);
+    if (!Number.isSafeInteger(count) || count < 1 || count > transactionIdLeaseMax) {
+      throw new InvalidArgumentError(
+        `count must be an integer in [1, ${transactionIdLeaseMax}], got ${String(count)}`,
+      );
+    }
+    this.register(session, group);
+    const from = this.nextId;
+    this.nextId += count;
+    await this.state.commit({ kind: 'next', nextId: this.nextId });
+    let leases = this.leases.get(session.id);
+    if (leases === undefined) {
+      leases = { list: [], unused: 0 };
+      this.leases.set(session.id, leases);
+      session.onClose(() => {
+        this.leases.delete(session.id);
+      });
+    }
+    leases.list.push({ from, used: new Uint8Array(count), unused: count });
+    leases.unused += count;
+    while (
+      leases.list.length > transactionIdLeasesPerSessionMax ||
+      leases.unused > transactionIdsReservedPerSessionMax
+    ) {
+      leases.unused -= leases.list.shift()!.unused;
+    }
+    return { from, count };
+  }
+
+  /**
+   * Begins transaction `id` if it is an id reserved by this session and not begun yet; does nothing
+   * when it is live already or not such an id (the send or end that follows says what it is).
+   */
+  beginLeased(session: Session, id: number, request: BeginTransactionRequest): void {
+    this.lifecycle.assertOpen();
+    if (this.live.has(id)) return;
+    const leases = this.leases.get(session.id);
+    if (leases === undefined) return;
+    for (let i = 0; i < leases.list.length; i++) {
+      const lease = leases.list[i]!;
+      const index = id - lease.from;
+      if (index < 0 || index >= lease.used.length) continue;
+      if (lease.used[index] === 1) return;
+      this.start(session, id, request);
+      lease.used[index] = 1;
+      lease.unused--;
+      leases.unused--;
+      if (lease.unused === 0) leases.list.splice(i, 1);
+      return;
+    }
+  }
+
+  /** Validates and records a new transaction (`id` null: the next id); see begin. */
+  private start(session: Session, givenId: number | null, request: BeginTransactionRequest): number {
     if (typeof request !== 'object' || request === null)
       throw new InvalidArgumentError('begin takes { group }');
     const group = checkGroup(request.group);
@@ -334,7 +431,7 @@ export class BrokerTransactions implements TransactionService {
       );
     }
     this.register(session, group);
-    const id = this.nextId++;
+    const id = givenId ?? this.nextId++;
     const now = this.clock.nowMs();
     const record: TransactionRecord = {
       id,
@@ -361,6 +458,7 @@ export class BrokerTransactions implements TransactionService {
       decision: null,
       ending: null,
       sessionId: session.id,
+      recorded: false,
     };
     if (sessionOpen === 0) {
       session.onClose(() => {
@@ -369,16 +467,72 @@ export class BrokerTransactions implements TransactionService {
     }
     this.openPerSession.set(session.id, sessionOpen + 1);
     this.live.set(id, live);
-    // Not awaited: the begin record is appended in this turn's group commit, ahead of anything else
-    // about this transaction (its decision included), so a durable decision implies a durable begin.
-    // A crash before it is durable forgets the transaction: its halves are orphans (never delivered,
-    // cleaned with the half log) and the producer's next request gets UNKNOWN_TRANSACTION.
-    this.state.commit({ kind: 'transaction', record }).catch((error: unknown) => {
-      if (this.live.get(id) === live && live.decision === null) this.forget(live);
-      this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
-    });
+    // The begin record is written transactionBeginRecordDelayMs later, and only if nothing else
+    // about the transaction was recorded by then (a decision or a check-back record holds all of it):
+    // a transaction decided within that time costs one record less. A crash before a record of it
+    // is durable forgets the transaction: its halves are orphans (never delivered, cleaned with the
+    // half log) and the producer's next request gets UNKNOWN_TRANSACTION.
+    this.unrecorded.push(live);
+    if (this.beginTimer === null) {
+      this.beginTimer = this.clock.setTimeout(() => this.recordBegins(), transactionBeginRecordDelayMs, {
+        unref: true,
+      });
+    }
     this.scheduleCheck(live);
-    return { id };
+    return id;
+  }
+
+  /** Writes the begin record of the transactions begun and neither recorded nor decided since. */
+  private recordBegins(): void {
+    this.clock.clearTimer(this.beginTimer);
+    this.beginTimer = null;
+    const begun = this.unrecorded;
+    this.unrecorded = [];
+    for (const live of begun) {
+      const id = live.record.id;
+      if (live.recorded || live.decision !== null || this.live.get(id) !== live) continue;
+      live.recorded = true;
+      this.state.commit({ kind: 'transaction', record: live.record }).catch((error: unknown) => {
+        if (this.live.get(id) === live && live.decision === null) this.forget(live);
+        this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
+      });
+    }
+  }
+
+  /**
+   * Several half batches in one request: `body` holds one batch per part, back to back, stored in
+   * that order (as that many sends issued at once).
+   */
+  async sendMany(
+    session: Session,
+    id: number,
+    parts: ReadonlyArray<{ topic: string; partition: number }>,
+    body: Uint8Array,
+  ): Promise<SendHalvesResult> {
+    this.lifecycle.assertOpen();
+    if (!(body instanceof Uint8Array)) throw new InvalidArgumentError('the body must hold the batches');
+    const batches: Uint8Array[] = [];
+    let position = 0;
+    for (let i = 0; i < parts.length; i++) {
+      if (body.length - position < BatchHeader.size) {
+        throw new InvalidBatchError(`the body holds fewer batches than the ${parts.length} parts named`);
+      }
+      const length = batchLengthAt(body, position);
+      if (length < BatchHeader.size || position + length > body.length) {
+        throw new InvalidBatchError(`batch ${i} of the body is cut short (${length} bytes at ${position})`);
+      }
+      batches.push(body.subarray(position, position + length));
+      position += length;
+    }
+    if (position !== body.length) {
+      throw new InvalidBatchError(`${body.length - position} bytes after the ${parts.length} batches named`);
+    }
+    const results = await Promise.all(
+      parts.map((part, i) => this.send(session, id, part.topic, part.partition, batches[i]!)),
+    );
+    let records = 0;
+    for (const result of results) records += result.records;
+    return { halfOffsets: results.map((result) => result.halfOffset), records };
   }
 
   async send(
@@ -511,6 +665,8 @@ export class BrokerTransactions implements TransactionService {
 
   /** Stops the check-back clock (the broker is closing); unfinished transactions resume at the next open. */
   close(): void {
+    // Open transactions survive a clean close: their begin records go now (the state log closes after).
+    this.recordBegins();
     this.clock.clearTimer(this.timer);
     this.timer = null;
     this.clock.clearTimer(this.cleanupTimer);
@@ -617,6 +773,7 @@ export class BrokerTransactions implements TransactionService {
       messages: live.halfRecords,
       targets: [],
     };
+    live.recorded = true;
     await this.state.commit({ kind: 'transaction', record });
     live.record = record;
     this.forget(live);
@@ -654,6 +811,7 @@ export class BrokerTransactions implements TransactionService {
       messages: live.halfRecords,
       targets,
     };
+    live.recorded = true;
     await this.state.commit({ kind: 'transaction', record });
     live.record = record;
     return this.finishCommit(live, new Set(), true);
@@ -835,6 +993,7 @@ export class BrokerTransactions implements TransactionService {
       Math.min(record.checkAfterMs * 2 ** checks, transactionCheckBackoffMsMax),
     );
     live.record = { ...record, checks, nextCheckAtMs: this.clock.nowMs() + waitMs };
+    live.recorded = true;
     this.scheduleCheck(live);
     this.counters.checksSent++;
     try {

@@ -12,7 +12,7 @@ import { ManualClock } from '../../../src/clock.js';
 import { SpillwayError } from '../../../src/errors.js';
 import { BatchAttributes } from '../../../src/format/batch-header.js';
 import { encodeBatch } from '../../../src/format/record-batch.js';
-import { transactionsOpenPerSessionMax } from '../../../src/limits.js';
+import { transactionBeginRecordDelayMs, transactionsOpenPerSessionMax } from '../../../src/limits.js';
 import type { Broker } from '../../../src/spillway-broker.js';
 import { openBroker, temporaryDirectory, valuesOf } from '../helpers.js';
 
@@ -71,7 +71,7 @@ describe('transactions', () => {
     const sw = await client(broker);
     const tp = sw.producer({ group: 'order-service', checkTransaction: () => 'unknown' });
     const txn = await tp.beginTransaction();
-    await Promise.all([
+    const sent = await Promise.all([
       txn.send('orders', { key: 'o-1', value: 'created-1' }),
       txn.send('orders', { key: 'o-2', value: 'created-2' }),
       txn.send('orders', { key: 'o-3', value: 'created-3' }),
@@ -79,8 +79,13 @@ describe('transactions', () => {
     ]);
     expect(await visible(broker, 'orders')).toEqual([]);
     expect(await visible(broker, 'audit')).toEqual([]);
+    // Sends of one turn travel in one TXN_SEND: one half batch per target partition.
+    const halves = new Set(sent.map((result) => result.halfOffset)).size;
+    expect(halves).toBe(
+      new Set(sent.map((result, i) => `${i === 3 ? 'audit' : 'orders'} ${result.partition}`)).size,
+    );
     expect(broker.transactions.list()).toMatchObject([
-      { id: txn.id, group: 'order-service', halves: 4, messages: 4 },
+      { id: txn.id, group: 'order-service', halves, messages: 4 },
     ]);
     const result = await txn.commit();
     expect(result).toMatchObject({
@@ -284,6 +289,124 @@ describe('transactions', () => {
       },
     );
     expect(next.id).toBeGreaterThan(txn.id);
+  });
+
+  it('reserved ids (TXN_IDS) begin on their first send or end, on their session only, once; they survive restarts', async () => {
+    const { broker, dataDir, clock } = await setup();
+    const mine = broker.sessions.open({ kind: 'in-process', transport: null });
+    const other = broker.sessions.open({ kind: 'in-process', transport: null });
+    const { from, count } = await broker.transactions.reserveIds(mine, 'g', 3);
+    expect(count).toBe(3);
+    const batch = () => encodeBatch([{ value: `v${from}` }]);
+    // Another session cannot begin it: the send says the id is unknown.
+    broker.transactions.beginLeased(other, from, { group: 'g' });
+    expect(await codeOf(broker.transactions.send(other, from, 'orders', 0, batch()))).toBe(
+      'UNKNOWN_TRANSACTION',
+    );
+    broker.transactions.beginLeased(mine, from, { group: 'g', checkAfterMs: 2000 });
+    broker.transactions.beginLeased(mine, from, { group: 'g' }); // live already: nothing
+    const sent = await broker.transactions.sendMany(
+      mine,
+      from,
+      [
+        { topic: 'orders', partition: 0 },
+        { topic: 'audit', partition: 0 },
+      ],
+      Buffer.concat([encodeBatch([{ value: 'o' }, { value: 'p' }]), encodeBatch([{ value: 'a' }])]),
+    );
+    expect(sent).toMatchObject({ records: 3 });
+    expect(sent.halfOffsets).toHaveLength(2);
+    expect(broker.transactions.list()).toMatchObject([{ id: from, halves: 2, messages: 3 }]);
+    expect(await broker.transactions.end(mine, from, 'commit')).toMatchObject({
+      outcome: 'committed',
+      messages: 3,
+    });
+    expect(await visible(broker, 'orders')).toEqual(['o', 'p']);
+    // Begun once: a second begin does nothing, the send is refused as for any decided transaction.
+    broker.transactions.beginLeased(mine, from, { group: 'g' });
+    expect(await codeOf(broker.transactions.send(mine, from, 'orders', 0, batch()))).toBe(
+      'TRANSACTION_COMMITTED',
+    );
+    // An end with no send before it: an empty transaction, decided once.
+    broker.transactions.beginLeased(mine, from + 1, { group: 'g' });
+    expect(await broker.transactions.end(mine, from + 1, 'rollback')).toMatchObject({
+      outcome: 'rolled-back',
+      messages: 0,
+    });
+    // Bad sizes of a multi-batch body are typed errors.
+    broker.transactions.beginLeased(mine, from + 2, { group: 'g' });
+    const one = encodeBatch([{ value: 'x' }]);
+    const parts = [
+      { topic: 'orders', partition: 0 },
+      { topic: 'orders', partition: 1 },
+    ];
+    expect(await codeOf(broker.transactions.sendMany(mine, from + 2, parts, one))).toBe('INVALID_BATCH');
+    expect(
+      await codeOf(
+        broker.transactions.sendMany(mine, from + 2, parts.slice(0, 1), Buffer.concat([one, one])),
+      ),
+    ).toBe('INVALID_BATCH');
+    expect(await codeOf(broker.transactions.reserveIds(mine, 'g', 0))).toBe('INVALID_ARGUMENT');
+    // The reservation is durable: ids after a restart come after it.
+    await broker.close();
+    const reopened = await openBroker(dataDir, { clock, durability: 'interval' });
+    const next = await reopened.transactions.begin(
+      reopened.sessions.open({ kind: 'in-process', transport: null }),
+      {
+        group: 'g',
+      },
+    );
+    expect(next.id).toBeGreaterThanOrEqual(from + count);
+    await reopened.close();
+  });
+
+  it('a transactional producer begins without a request of its own and coalesces the sends of one turn', async () => {
+    const { broker } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({ group: 'g', checkTransaction: () => 'unknown' });
+    const first = await tp.beginTransaction();
+    const second = await tp.beginTransaction();
+    expect(second.id).toBe(first.id + 1);
+    expect(broker.transactions.list()).toEqual([]); // nothing begun on the broker yet
+    const results = await Promise.all([
+      first.send('orders', { value: 'a', partition: 0 }),
+      first.send('orders', { value: 'b', partition: 0 }),
+      first.send('audit', { value: 'c', partition: 0 }),
+    ]);
+    expect(results[0]!.halfOffset).toBe(results[1]!.halfOffset); // one batch for orders/0
+    expect(broker.transactions.list()).toMatchObject([{ id: first.id, halves: 2, messages: 3 }]);
+    expect(await first.commit()).toMatchObject({ outcome: 'committed', messages: 3, duplicate: false });
+    expect(await first.commit()).toMatchObject({ outcome: 'committed', duplicate: true });
+    expect(await visible(broker, 'orders')).toEqual(['a', 'b']);
+    // Never sent to: the end begins and decides it.
+    expect(await second.rollback()).toMatchObject({ id: second.id, outcome: 'rolled-back', messages: 0 });
+    await sw.close();
+  });
+
+  it('the begin record is written 100 ms after the begin unless a decision recorded the transaction first; a clean close writes it', async () => {
+    const { broker, clock, dataDir } = await setup();
+    const sw = await client(broker);
+    const tp = sw.producer({ group: 'g', checkTransaction: () => 'unknown' });
+    const entries = () => broker.topics.partitionOf('__transactions', 0).log.logEndOffset;
+    const quick = await tp.beginTransaction(); // reserves ids first (TXN_IDS: one entry)
+    await settle();
+    const before = entries();
+    await quick.send('orders', { value: 'quick' });
+    await quick.commit();
+    await until(() => entries() === before + 2); // committing, committed: no begin record
+    const slow = await tp.beginTransaction();
+    await slow.send('orders', { value: 'slow' });
+    await settle();
+    expect(entries()).toBe(before + 2);
+    clock.advance(transactionBeginRecordDelayMs);
+    await until(() => entries() === before + 3);
+    const unrecorded = await tp.beginTransaction();
+    await unrecorded.send('audit', { value: 'kept by the close' });
+    await sw.close();
+    await broker.close();
+    const reopened = await openBroker(dataDir, { clock, durability: 'interval' });
+    expect(reopened.transactions.list().map((txn) => txn.id)).toEqual([slow.id, unrecorded.id]);
+    await reopened.close();
   });
 
   it('a target topic deleted before the commit: the commit is refused, the rollback works', async () => {
