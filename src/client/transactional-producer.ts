@@ -22,8 +22,11 @@
  * connection routes the checks to the producer of their group.
  */
 import { InvalidArgumentError } from '../errors.js';
-import { BatchBuilder } from '../format/record-batch.js';
+import { BatchAttributes } from '../format/batch-header.js';
+import { BatchBuilder, type RecordInput } from '../format/record-batch.js';
+import { dueTimeOf } from '../protocol/delayed-record.js';
 import { Opcode } from '../protocol/opcodes.js';
+import { delayMsHeader, deliverAtHeader } from '../protocol/reserved-headers.js';
 import type { CheckAnswer, EndTransactionResult } from '../protocol/transaction-api.js';
 import type { MetadataCache } from './metadata-cache.js';
 import { partitionOfKey } from './partition-chooser.js';
@@ -187,9 +190,9 @@ export class TransactionalProducer extends Producer {
     if (message === null || typeof message !== 'object') {
       throw new InvalidArgumentError('a message must be an object { key?, value, headers?, partition? }');
     }
-    if (message.delayMs !== undefined || message.deliverAt !== undefined) {
-      throw new InvalidArgumentError('delayed messages inside a transaction are not supported yet');
-    }
+    // Delayed: `deliverAt` stays absolute, `delayMs` counts from the commit (the broker adds it to
+    // the commit time): `sw-delay-ms` rather than a due time computed here.
+    const delayed = dueTimeOf(message, Date.now()) !== null;
     if (message.msgId !== undefined) {
       throw new InvalidArgumentError('msgId deduplication inside a transaction is not supported');
     }
@@ -207,16 +210,23 @@ export class TransactionalProducer extends Producer {
       partition = this.nextPartition++ % count;
     }
     const builder = new BatchBuilder({ initialBytes: 256 });
-    builder.append({
+    const record = {
       key: message.key ?? null,
       value: message.value,
       headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
       timestamp: message.timestamp ?? Date.now(),
-    });
+    };
+    builder.append(
+      !delayed
+        ? record
+        : message.delayMs !== undefined
+          ? withHeader(record, delayMsHeader, String(message.delayMs))
+          : withHeader(record, deliverAtHeader, String(message.deliverAt)),
+    );
     const response = await this.txnTransport.request(
       Opcode.txnSend,
       { id, topic, partition, group: this.group },
-      builder.finish(),
+      builder.finish(delayed ? { attributes: BatchAttributes.delayed } : {}),
     );
     return { partition, halfOffset: integerOf(response.header, 'halfOffset', 'TXN_SEND') };
   }
@@ -270,4 +280,13 @@ export class Transaction {
     await Promise.allSettled([...this.sends]);
     return this.producer.endTransaction(this.id, 'rollback');
   }
+}
+
+/** `record` with one more header. */
+function withHeader(record: RecordInput, name: string, value: string): RecordInput {
+  const headers = record.headers;
+  const pairs: Array<readonly [string, RecordInput['value']]> =
+    headers == null ? [] : Array.isArray(headers) ? [...headers] : Object.entries(headers);
+  pairs.push([name, value]);
+  return { ...record, headers: pairs };
 }

@@ -728,6 +728,11 @@ export class PartitionLog implements LogStore {
     return this.deleteOldest(count);
   }
 
+  /** The offset after the oldest segment (its next segment's base; the log end when it is the only one). */
+  get oldestSegmentEndOffset(): number {
+    return this.segments[0]!.nextOffset;
+  }
+
   /** Syncs everything appended so far to disk (whatever the durability mode). */
   async flush(): Promise<void> {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);
