@@ -728,9 +728,9 @@ export class PartitionLog implements LogStore {
     return this.deleteOldest(count);
   }
 
-  /** The offset after the oldest segment (its next segment's base; the log end when it is the only one). */
-  get oldestSegmentEndOffset(): number {
-    return this.segments[0]!.nextOffset;
+  /** The base offset of each segment, oldest first (the last one is the active segment's). */
+  segmentBaseOffsets(): number[] {
+    return this.segments.map((segment) => segment.baseOffset);
   }
 
   /** Syncs everything appended so far to disk (whatever the durability mode). */

@@ -245,24 +245,34 @@ export class BrokerDelay implements DelayService {
     const wheel = new TimingWheel(clock.nowMs());
     const transactionBatches = new Map<number, Map<number, number>>();
     // The scan below touches the whole log: release its pages from the resident set afterwards.
-    const skippedBatches = scanScheduledBatches(store.delay.log, store.delay.log.logStartOffset, (batch) => {
-      const stamp = transactionStampOf(batch.bytes);
-      if (stamp !== null && !transactionSettled(stamp.id)) {
-        let indexes = transactionBatches.get(stamp.id);
-        if (indexes === undefined) {
-          indexes = new Map();
-          transactionBatches.set(stamp.id, indexes);
+    const orphans: number[] = [];
+    const skippedBatches = scanScheduledBatches(
+      store.delay.log,
+      store.delay.log.logStartOffset,
+      (batch) => {
+        const stamp = transactionStampOf(batch.bytes);
+        if (stamp !== null && !transactionSettled(stamp.id)) {
+          let indexes = transactionBatches.get(stamp.id);
+          if (indexes === undefined) {
+            indexes = new Map();
+            transactionBatches.set(stamp.id, indexes);
+          }
+          indexes.set(stamp.index, batch.base);
         }
-        indexes.set(stamp.index, batch.base);
-      }
-      if (machine.isDoneRange(batch.base - 1, batch.base + batch.count)) return;
-      const cursor = new RecordCursor(batch.bytes, 0);
-      while (cursor.next()) {
-        const ref = batch.base + cursor.index;
-        if (machine.isHandled(ref, batch.base)) continue;
-        wheel.add(dueOf(cursor, batch.target.baseMs) ?? 0, ref);
-      }
-    });
+        if (machine.isDoneRange(batch.base - 1, batch.base + batch.count)) return;
+        const cursor = new RecordCursor(batch.bytes, 0);
+        while (cursor.next()) {
+          const ref = batch.base + cursor.index;
+          if (machine.isHandled(ref, batch.base)) continue;
+          wheel.add(dueOf(cursor, batch.target.baseMs) ?? 0, ref);
+        }
+      },
+      (offset) => {
+        if (!machine.isDoneRange(offset, offset + 1)) orphans.push(offset);
+      },
+    );
+    // Not a torn tail only: once later pairs follow, an orphan would hold its segment forever.
+    if (orphans.length > 0) await store.state.commit({ t: 'x', o: orphans });
     store.delay.log.releaseResidentPages();
     return {
       wheel,
@@ -744,7 +754,7 @@ export class BrokerDelay implements DelayService {
         const log = this.store.delay.log;
         const before = log.logStartOffset;
         const firstNeeded = Math.min(this.store.machine.firstNotDone(before), this.transactionFloor());
-        if (log.segmentCount > 1 && firstNeeded < log.oldestSegmentEndOffset) this.startRewrite();
+        if (log.segmentCount > 1 && firstNeeded < log.segmentBaseOffsets()[1]!) this.startRewrite();
         if (firstNeeded <= before) return;
         try {
           const { logStartOffset } = log.deleteBelow(firstNeeded);
@@ -805,8 +815,9 @@ export class BrokerDelay implements DelayService {
   }
 
   /**
-   * One forward rewrite pass ("Rewrite" in docs/STATE.md): when the oldest `__delay` segment holds
-   * few live (unhandled) messages, none due within delayRewriteAheadMsMin and none of a transaction
+   * One forward rewrite pass ("Rewrite" in docs/STATE.md): from the oldest `__delay` segment on,
+   * while a sealed segment holds few live (unhandled) messages (at most delayRewriteScanRecordsMax,
+   * a quarter of the segment size), none due within delayRewriteAheadMsMin and none of a transaction
    * still finishing, copies up to delayRewriteRecordsMax of them (delayRewriteBytesMax) to the log
    * end — each source batch's live records as one pair whose target record lists the refs they came
    * from — syncs `__delay`, then commits a marker under the rewrite key that marks the old refs
@@ -818,20 +829,62 @@ export class BrokerDelay implements DelayService {
   private async rewrite(): Promise<void> {
     const log = this.store.delay.log;
     const machine = this.store.machine;
-    const end = Math.min(log.oldestSegmentEndOffset, this.transactionFloor());
+    const bases = log.segmentBaseOffsets();
+    const floor = this.transactionFloor();
     const nowMs = this.clock.nowMs();
     const moves: Array<{ batch: ScheduledBatch; indexes: number[] }> = [];
-    let liveRecords = 0;
-    let liveBytes = 0;
     let movedRecords = 0;
     let movedBytes = 0;
     let offset = machine.firstNotDone(log.logStartOffset);
+    // Segment by segment (never the active one), while sparse and the bounds allow.
+    for (let segment = 0; segment < bases.length - 1; segment++) {
+      const end = Math.min(bases[segment + 1]!, floor);
+      const before = moves.length;
+      const beforeRecords = movedRecords;
+      const beforeBytes = movedBytes;
+      const scan = this.collectMoves(offset, end, nowMs, moves, movedRecords, movedBytes);
+      if (scan === null) {
+        // Dense or due soon: this segment stays, and so does everything after it.
+        moves.length = before;
+        movedRecords = beforeRecords;
+        movedBytes = beforeBytes;
+        break;
+      }
+      ({ movedRecords, movedBytes, offset } = scan);
+      if (scan.full || end === floor) break; // the bounds were reached, or a transaction's batches
+    }
+    await this.moveForward(moves, movedRecords, nowMs);
+  }
+
+  /**
+   * Collects into `moves` the live records of `__delay` from `offset` to `end` (one segment) within
+   * the per-pass bounds; null when that segment is dense or holds a record due soon. Returns the
+   * counts so far, whether the bounds were reached (the rest of the segment is still counted, to
+   * tell a dense segment, but not collected) and where the walk stopped (at or past `end`: a pair may
+   * straddle two segments; the next segment's walk starts there, so nothing is collected twice).
+   */
+  private collectMoves(
+    from: number,
+    end: number,
+    nowMs: number,
+    moves: Array<{ batch: ScheduledBatch; indexes: number[] }>,
+    recordsSoFar: number,
+    bytesSoFar: number,
+  ): { movedRecords: number; movedBytes: number; full: boolean; offset: number } | null {
+    const log = this.store.delay.log;
+    const machine = this.store.machine;
+    let liveRecords = 0;
+    let liveBytes = 0;
+    let movedRecords = recordsSoFar;
+    let movedBytes = bytesSoFar;
+    let offset = from;
+    let full = false;
     while (offset < end) {
       const batch = scheduledBatchAt(log, offset);
       if (batch === null) {
         // A torn pair (never answered) or damage: nothing to move there.
         const read = log.read(offset, 1);
-        if (read.batchCount === 0) return;
+        if (read.batchCount === 0) return null;
         offset = machine.firstNotDone(read.nextOffset);
         continue;
       }
@@ -842,19 +895,36 @@ export class BrokerDelay implements DelayService {
         const ref = batch.base + cursor.index;
         if (machine.isHandled(ref, batch.base)) continue;
         const due = dueOf(cursor, batch.target.baseMs) ?? 0;
-        if (due < nowMs + delayRewriteAheadMsMin) return; // fires soon: the segment frees itself
+        if (due < nowMs + delayRewriteAheadMsMin) return null; // fires soon: the segment frees itself
         liveRecords++;
         liveBytes += perRecord;
-        if (movedRecords < delayRewriteRecordsMax && movedBytes + perRecord <= delayRewriteBytesMax) {
+        if (
+          !full &&
+          movedRecords < delayRewriteRecordsMax &&
+          movedBytes + perRecord <= delayRewriteBytesMax
+        ) {
           indexes.push(cursor.index);
           movedRecords++;
           movedBytes += perRecord;
+        } else {
+          full = true;
         }
       }
-      if (liveRecords > delayRewriteScanRecordsMax || liveBytes > this.store.delay.segmentBytes / 4) return;
+      if (liveRecords > delayRewriteScanRecordsMax || liveBytes > this.store.delay.segmentBytes / 4)
+        return null;
       if (indexes.length > 0) moves.push({ batch, indexes });
       offset = machine.firstNotDone(batch.base + batch.count);
     }
+    return { movedRecords, movedBytes, full, offset };
+  }
+
+  /** Copies `moves` to the log end, durably, marks their old places, redirects the wheel (see rewrite). */
+  private async moveForward(
+    moves: Array<{ batch: ScheduledBatch; indexes: number[] }>,
+    movedRecords: number,
+    nowMs: number,
+  ): Promise<void> {
+    const log = this.store.delay.log;
     if (moves.length === 0) return;
     if (this.redirects.size + movedRecords > delayRedirectsMax) return;
     if (!this.rewriteFenced) {

@@ -163,13 +163,15 @@ export function readScheduledBatch(log: LogStore, ref: number): ScheduledBatch |
 
 /**
  * Walks the scheduled batches of `log` from `from` to its end, in order, calling `visit` for each
- * complete pair (target batch then delayed batch). Returns the number of batches skipped (a target
- * without its batch, or anything else out of place).
+ * complete pair (target batch then delayed batch) and `onOrphan` for a target batch followed by
+ * another target batch (its own batch never made it: a crash between the two appends). Returns the
+ * number of batches skipped (such a target, or anything else out of place).
  */
 export function scanScheduledBatches(
   log: LogStore,
   from: number,
   visit: (batch: ScheduledBatch) => void,
+  onOrphan: (targetOffset: number) => void = () => undefined,
   readBytes = 4 * 1024 * 1024,
 ): number {
   let offset = Math.max(from, log.logStartOffset);
@@ -187,7 +189,10 @@ export function scanScheduledBatches(
       const base = header.baseOffset;
       if (base + header.recordCount <= offset) continue; // before `from`
       if ((header.attributes & BatchAttributes.delayed) === 0) {
-        if (target !== null) skipped++;
+        if (target !== null) {
+          skipped++;
+          onOrphan(targetOffset);
+        }
         target = decodeTarget(new RecordCursor(bytes, 0));
         targetOffset = base;
         if (target === null) skipped++;
@@ -196,11 +201,17 @@ export function scanScheduledBatches(
           visit({ target, base, count: header.recordCount, bytes });
         } else {
           skipped++;
+          if (target !== null) onOrphan(targetOffset);
         }
         target = null;
       }
     }
     offset = result.nextOffset;
+  }
+  if (target !== null) {
+    // A torn tail: the produce was never answered.
+    skipped++;
+    onOrphan(targetOffset);
   }
   return skipped;
 }
