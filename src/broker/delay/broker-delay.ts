@@ -77,6 +77,8 @@ const textEncoder = new TextEncoder();
 const deadKey = targetKey(delayDeadTopicName, 0);
 /** The fence and marker key of the forward rewrite (copies appended to `__delay` itself). */
 const rewriteKey = targetKey(delayTopicName, 0);
+/** Scheduled batches a dispatch keeps at hand (due entries interleave the batches of the targets). */
+const dispatchBatchesCached = 16;
 /** Lateness samples kept for the stats (a ring). */
 const latenessSamplesMax = 8192;
 
@@ -144,6 +146,9 @@ interface Firer {
   /** The fence commit under way (started early for messages due soon), or null. */
   fencing: Promise<void> | null;
   retryTimer: ClockTimer | null;
+  /** The batch of the last entry built into a round and a cursor at that entry (see buildRound). */
+  batch: ScheduledBatch | null;
+  cursor: RecordCursor | null;
 }
 
 export class BrokerDelay implements DelayService {
@@ -518,6 +523,9 @@ export class BrokerDelay implements DelayService {
    */
   private dispatch(due: number[]): void {
     let batch: ScheduledBatch | null = null;
+    // Due entries interleave the batches of several targets: the batches met in this call, so that
+    // each is read (and its target decoded) once, not at every switch. Valid during this call only.
+    const recent: ScheduledBatch[] = [];
     const touched = new Set<Firer>();
     const redirected = this.redirects.size > 0 || this.moving.size > 0;
     for (let i = 0; i < due.length; i += 2) {
@@ -536,7 +544,21 @@ export class BrokerDelay implements DelayService {
         }
       }
       if (batch === null || ref < batch.base || ref >= batch.base + batch.count) {
-        batch = readScheduledBatch(this.store.delay.log, ref);
+        batch = null;
+        for (let r = recent.length - 1; r >= 0; r--) {
+          const candidate = recent[r]!;
+          if (ref >= candidate.base && ref < candidate.base + candidate.count) {
+            batch = candidate;
+            break;
+          }
+        }
+        if (batch === null) {
+          batch = readScheduledBatch(this.store.delay.log, ref);
+          if (batch !== null) {
+            if (recent.length >= dispatchBatchesCached) recent.shift();
+            recent.push(batch);
+          }
+        }
       }
       if (batch === null) {
         // Only damage to `__delay` can do this (the log is kept while anything in it is pending).
@@ -573,6 +595,8 @@ export class BrokerDelay implements DelayService {
         fenced: false,
         fencing: null,
         retryTimer: null,
+        batch: null,
+        cursor: null,
       };
       this.firers.set(key, firer);
     }
@@ -694,8 +718,12 @@ export class BrokerDelay implements DelayService {
     const nowMs = this.clock.nowMs();
     const triples: number[] = [];
     const queue = firer.queue;
-    let batch: ScheduledBatch | null = null;
-    let cursor: RecordCursor | null = null;
+    // The firer's batch and cursor from its last round, used when its next entry is in that batch
+    // (then the batch has a message not handled, so its segment is not deleted; a cached batch whose
+    // messages are all handled is never read again: no new entry falls in its range). Entries of one
+    // batch come in record order, so a cursor walks each batch once, not from its start every round.
+    let batch: ScheduledBatch | null = firer.batch;
+    let cursor: RecordCursor | null = firer.cursor;
     let index = firer.head;
     for (; index < queue.length && builder.recordCount < delayFireRecordsMax; index += 3) {
       const ref = queue[index]!;
@@ -722,6 +750,8 @@ export class BrokerDelay implements DelayService {
       if (!builder.append(record)) break;
       triples.push(ref, batch.base, batch.count);
     }
+    firer.batch = batch;
+    firer.cursor = cursor;
     return { bytes: builder.finishCopy({ crc32c: crc32cOfBytes }), triples, end: index };
   }
 
