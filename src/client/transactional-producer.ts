@@ -6,6 +6,10 @@
  *   await txn.send('orders', { key, value });  // TXN_SEND: a half message, invisible to consumers
  *   await txn.commit();                        // TXN_END commit: all of it visible at once (or txn.rollback())
  *
+ * `txn.send(topic, { delayMs })` (or `{ deliverAt }`) sends a delayed message: `deliverAt` is
+ * absolute; `delayMs` travels as the header `sw-delay-ms` and counts from the commit (the broker
+ * adds it to the commit decision's time), so nothing is scheduled before the commit.
+ *
  * Each `txn.send` is one batch of one record, stored by the broker under the target topic's
  * durability before it resolves; sends of a transaction may run concurrently (send order is the
  * order of the calls that succeeded). A transaction with a failed send cannot be committed (its

@@ -1090,7 +1090,7 @@ function transactionStampOf(batch: Uint8Array): { id: number; index: number } | 
 function checkDue(index: number, due: number | null, nowMs: number): void {
   if (due === null) {
     throw new InvalidBatchError(
-      `record ${index} of a delayed batch has no valid ${deliverAtHeader} or ${delayMsHeader} header (ms as decimal digits)`,
+      `record ${index} of a delayed batch has no valid ${deliverAtHeader} header (epoch ms as decimal digits) nor ${delayMsHeader} (ms)`,
     );
   }
   if (due > nowMs + delayAheadMsMax) {
