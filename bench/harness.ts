@@ -28,6 +28,7 @@ export const suiteNames = [
   'dedup',
   'transactions',
   'delay',
+  'delay-firing',
   'scrub',
   'broker',
   'idempotent',

@@ -386,6 +386,22 @@ export const delayResidentBytesMax = 16 * 1024 * 1024;
 /** A delayed batch due sooner than this commits its target's fence at once, not at the first firing. */
 export const delayPrefenceMs = 10_000;
 
+/**
+ * Forward rewrite of `__delay` (broker-delay.ts, "Rewrite"): records moved to the log end per pass
+ * at most, and their bytes.
+ */
+export const delayRewriteRecordsMax = 4096;
+export const delayRewriteBytesMax = 4 * 1024 * 1024;
+/**
+ * Rewrite: live records of the oldest `__delay` segment counted per pass at most; a segment with
+ * more (or whose live records exceed a quarter of its size) is dense and left where it is.
+ */
+export const delayRewriteScanRecordsMax = 65_536;
+/** Rewrite: a pass moves nothing when a live record of the oldest segment is due sooner than this. */
+export const delayRewriteAheadMsMin = 60_000;
+/** Rewrite: pending messages moved since the last restart (wheel references redirected) at most. */
+export const delayRedirectsMax = 100_000;
+
 // Replication (src/cluster/replication/, docs/CLUSTER-REPLICATION.md).
 /** Largest leader epoch (a signed 32-bit integer, as in Kafka). */
 export const leaderEpochMax = 0x7fff_ffff;

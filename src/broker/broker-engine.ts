@@ -243,12 +243,15 @@ export class BrokerEngine implements BrokerApi {
         produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
         onInternalAppend: (log) =>
           wakeDelayTopic(log === parts.delayStore.dead.log ? delayDeadTopicName : delayTopicName),
+        transactionSettled: (id) => !parts.transactionStore.machine.live.has(id),
       },
       parts.delayRecovered,
     );
     parts.delayStore.state.onAppend = () => wakeDelayTopic(delayStateTopicName);
     this.topics.onTopicDeleted((topic) => this.delay.topicDeleted(topic.name));
     this.messages.scheduleDelayed = (topic, partition, batch) => this.delay.schedule(topic, partition, batch);
+    this.transactions.scheduleDelayed = (topic, partition, batch, commitMs) =>
+      this.delay.scheduleCommitted(topic, partition, batch, commitMs);
     this.retentionTimer = this.clock.setInterval(
       () => {
         this.lastRetention = this.applyRetention();
@@ -347,7 +350,7 @@ export class BrokerEngine implements BrokerApi {
       queueState = await QueueStateStore.open(stateLogOptions);
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
       producerState = await ProducerStateStore.open(stateLogOptions);
-      delayStore = await DelayStore.open(stateLogOptions);
+      delayStore = await DelayStore.open({ ...stateLogOptions, segmentBytes: resolved.delaySegmentBytes });
       const producerInternal = internalTopic(producerStateTopicName, producerState.partition);
       dedupStore = await DedupStore.open(stateLogOptions);
       const dedupInternal = internalTopic(dedupTopicName, dedupStore.partition);
@@ -414,8 +417,12 @@ export class BrokerEngine implements BrokerApi {
       // Before anything is served: what a crash left appended but unindexed is indexed now.
       await reconcileDedup(dedupStore, topics, resolved.clock.nowMs());
       const topicsByName = new Map(topics.map((topic) => [topic.name, topic]));
-      const delayRecovered = await BrokerDelay.recover(delayStore, resolved.clock, (name) =>
-        topicsByName.get(name),
+      const transactionMachine = transactionStore.machine;
+      const delayRecovered = await BrokerDelay.recover(
+        delayStore,
+        resolved.clock,
+        (name) => topicsByName.get(name),
+        (id) => !transactionMachine.live.has(id),
       );
       const delayInternal = [
         internalTopic(delayTopicName, delayStore.delay),

@@ -9,6 +9,7 @@ import {
   checkpointIntervalMsDefault,
   checkpointIntervalMsMax,
   dedupIdsMaxDefault,
+  delaySegmentBytes as delaySegmentBytesDefault,
   flushIntervalMsDefault,
   groupRetentionMsDefault,
   indexIntervalBytesDefault,
@@ -117,6 +118,11 @@ export interface BrokerOptions {
   producersMax?: number;
   /** How often changed partitions get a sequence snapshot in `__producer_state`. Default 5,000 ms. */
   producerSnapshotIntervalMs?: number;
+  /**
+   * Segment size of `__delay` and `__delay_dead` (the largest delayed batch is this). Default 32 MiB;
+   * smaller ones make the forward rewrite and deletion of `__delay` finer (tests use them).
+   */
+  delaySegmentBytes?: number;
 }
 
 export interface ResolvedBrokerOptions {
@@ -141,6 +147,7 @@ export interface ResolvedBrokerOptions {
   producerIdleExpiryMs: number;
   producersMax: number;
   producerSnapshotIntervalMs: number;
+  delaySegmentBytes: number;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -210,7 +217,7 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   if (typeof logFactory !== 'function') {
     throw new InvalidArgumentError('broker option logFactory must be a function');
   }
-  return {
+  const resolved: ResolvedBrokerOptions = {
     dataDir,
     topicDefaults,
     clock,
@@ -278,7 +285,17 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       producerSnapshotIntervalMsDefault,
       timerDelayMsMax,
     ),
+    delaySegmentBytes: positiveInteger(
+      'delaySegmentBytes',
+      options.delaySegmentBytes,
+      delaySegmentBytesDefault,
+      segmentBytesMax,
+    ),
   };
+  if (resolved.delaySegmentBytes < segmentBytesMin) {
+    throw new InvalidArgumentError(`broker option delaySegmentBytes must be at least ${segmentBytesMin}`);
+  }
+  return resolved;
 }
 
 function stateLogNames(value: unknown): ReadonlySet<string> {

@@ -13,6 +13,11 @@
  * first send comes after its connection was replaced (reconnect) is unknown to the broker
  * (UNKNOWN_TRANSACTION): ids are reserved per connection.
  *
+ * `txn.send(topic, { delayMs })` (or `{ deliverAt }`) sends a delayed message: `deliverAt` is
+ * absolute; `delayMs` travels as the header `sw-delay-ms` and counts from the commit (the broker
+ * adds it to the commit decision's time), so nothing is scheduled before the commit. Delayed
+ * messages travel in batches of their own (the batch's delayed attribute).
+ *
  * Sends: the `txn.send` calls of one transaction made in the same turn of the event loop go in one
  * TXN_SEND (one batch per target partition, in call order; at most sendCoalesceBytesMax bytes per
  * request), stored by the broker under the target topics' durability before they resolve; sends of
@@ -31,9 +36,12 @@
  * connection routes the checks to the producer of their group.
  */
 import { InvalidArgumentError } from '../errors.js';
-import { BatchBuilder } from '../format/record-batch.js';
+import { BatchAttributes } from '../format/batch-header.js';
+import { BatchBuilder, type RecordInput } from '../format/record-batch.js';
 import { transactionHalfBatchBytesMax } from '../limits.js';
+import { dueTimeOf } from '../protocol/delayed-record.js';
 import { Opcode } from '../protocol/opcodes.js';
+import { delayMsHeader, deliverAtHeader } from '../protocol/reserved-headers.js';
 import type { CheckAnswer, EndTransactionResult } from '../protocol/transaction-api.js';
 import type { MetadataCache } from './metadata-cache.js';
 import { partitionOfKey } from './partition-chooser.js';
@@ -217,9 +225,6 @@ export class TransactionalProducer extends Producer {
     if (message === null || typeof message !== 'object') {
       throw new InvalidArgumentError('a message must be an object { key?, value, headers?, partition? }');
     }
-    if (message.delayMs !== undefined || message.deliverAt !== undefined) {
-      throw new InvalidArgumentError('delayed messages inside a transaction are not supported yet');
-    }
     if (message.msgId !== undefined) {
       throw new InvalidArgumentError('msgId deduplication inside a transaction is not supported');
     }
@@ -257,18 +262,29 @@ export class TransactionalProducer extends Producer {
     while (start < placed.length) {
       const builders = new Map<
         string,
-        { topic: string; partition: number; builder: BatchBuilder; sends: QueuedSend[] }
+        { topic: string; partition: number; delayed: boolean; builder: BatchBuilder; sends: QueuedSend[] }
       >();
       let bytes = 0;
       let index = start;
       for (; index < placed.length && bytes < sendCoalesceBytesMax; index++) {
         const { send, partition } = placed[index]!;
-        const key = `${partition} ${send.topic}`;
+        const message = send.message;
+        // Delayed: `deliverAt` stays absolute, `delayMs` counts from the commit (the broker adds it
+        // to the commit time): `sw-delay-ms` rather than a due time computed here. A batch of its own.
+        let delayed: boolean;
+        try {
+          delayed = dueTimeOf(message, Date.now()) !== null;
+        } catch (error) {
+          send.reject(error);
+          continue;
+        }
+        const key = `${partition} ${delayed ? 'd' : 'p'} ${send.topic}`;
         let part = builders.get(key);
         if (part === undefined) {
           part = {
             topic: send.topic,
             partition,
+            delayed,
             builder: new BatchBuilder({ initialBytes: 256, maxBatchBytes: transactionHalfBatchBytesMax }),
             sends: [],
           };
@@ -276,13 +292,18 @@ export class TransactionalProducer extends Producer {
         }
         const before = part.builder.sizeBytes;
         try {
-          const record = {
-            key: send.message.key ?? null,
-            value: send.message.value,
-            headers: send.message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
-            timestamp: send.message.timestamp ?? Date.now(),
+          const record: RecordInput = {
+            key: message.key ?? null,
+            value: message.value,
+            headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
+            timestamp: message.timestamp ?? Date.now(),
           };
-          if (!part.builder.append(record)) break; // this batch is full: the rest goes next
+          const appended = !delayed
+            ? record
+            : message.delayMs !== undefined
+              ? withHeader(record, delayMsHeader, String(message.delayMs))
+              : withHeader(record, deliverAtHeader, String(message.deliverAt));
+          if (!part.builder.append(appended)) break; // this batch is full: the rest goes next
         } catch (error) {
           send.reject(error);
           continue;
@@ -293,7 +314,9 @@ export class TransactionalProducer extends Producer {
       start = index;
       const parts = [...builders.values()].filter((part) => part.sends.length > 0);
       if (parts.length === 0) continue;
-      const batches = parts.map((part) => part.builder.finish());
+      const batches = parts.map((part) =>
+        part.builder.finish(part.delayed ? { attributes: BatchAttributes.delayed } : {}),
+      );
       const header: Record<string, unknown> = { id, group: this.group };
       if (begin && !begun) header['begin'] = this.beginSettings;
       let body: Uint8Array;
@@ -415,4 +438,13 @@ export class Transaction {
     this.beginPending = false;
     return result;
   }
+}
+
+/** `record` with one more header. */
+function withHeader(record: RecordInput, name: string, value: string): RecordInput {
+  const headers = record.headers;
+  const pairs: Array<readonly [string, RecordInput['value']]> =
+    headers == null ? [] : Array.isArray(headers) ? [...headers] : Object.entries(headers);
+  pairs.push([name, value]);
+  return { ...record, headers: pairs };
 }

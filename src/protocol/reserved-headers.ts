@@ -25,6 +25,12 @@ export const msgIdHeader = 'sw-msg-id';
  * with a record that lacks it. Not copied into the fired message.
  */
 export const deliverAtHeader = 'sw-deliver-at';
+/**
+ * Delayed messages: the delay of a record in a delayed batch, ms as decimal text, counted by the
+ * broker: from the commit of its transaction (`txn.send({ delayMs })`), or from when the broker
+ * stored it (a produce). `sw-deliver-at` wins when both are given. Not copied into the fired message.
+ */
+export const delayMsHeader = 'sw-delay-ms';
 /** Delayed messages: on the fired copy in the target topic, the due time (epoch ms, decimal text). */
 export const originalDeliverAtHeader = 'sw-original-deliver-at';
 /**

@@ -731,6 +731,11 @@ export class PartitionLog implements LogStore {
     return this.deleteOldest(count);
   }
 
+  /** The base offset of each segment, oldest first (the last one is the active segment's). */
+  segmentBaseOffsets(): number[] {
+    return this.segments.map((segment) => segment.baseOffset);
+  }
+
   /** Syncs everything appended so far to disk (whatever the durability mode). */
   async flush(): Promise<void> {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);

@@ -37,14 +37,20 @@ import {
   delayFireBatchBytesMax,
   delayFireRecordsMax,
   delayPrefenceMs,
+  delayRedirectsMax,
   delayResidentBytesMax,
   delayRetryMs,
+  delayRewriteAheadMsMin,
+  delayRewriteBytesMax,
+  delayRewriteRecordsMax,
+  delayRewriteScanRecordsMax,
 } from '../../limits.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
 import type { DelayService, DelayStats } from '../../protocol/delay-api.js';
 import {
   delayDeadReasonHeader,
+  delayMsHeader,
   delayRefHeader,
   delayTargetHeader,
   deliverAtHeader,
@@ -56,19 +62,23 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Topic } from '../topic.js';
 import {
   type DelayTarget,
-  deliverAtOf,
+  dueOf,
   readScheduledBatch,
   type ScheduledBatch,
   scanScheduledBatches,
   TargetBatchEncoder,
 } from './delay-log.js';
 import { targetKey } from './delay-state.js';
-import { type DelayStore, delayDeadTopicName } from './delay-store.js';
+import { type DelayStore, delayDeadTopicName, delayTopicName } from './delay-store.js';
 import { TimingWheel } from './timing-wheel.js';
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
 const textEncoder = new TextEncoder();
 const deadKey = targetKey(delayDeadTopicName, 0);
+/** The fence and marker key of the forward rewrite (copies appended to `__delay` itself). */
+const rewriteKey = targetKey(delayTopicName, 0);
+/** Scheduled batches a dispatch keeps at hand (due entries interleave the batches of the targets). */
+const dispatchBatchesCached = 16;
 /** Lateness samples kept for the stats (a ring). */
 const latenessSamplesMax = 8192;
 
@@ -90,6 +100,11 @@ export interface BrokerDelayOptions {
   produce: (topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>;
   /** Called after an append to one of the delay service's own logs (wakes readers of the internal topic). */
   onInternalAppend?: (log: LogStore) => void;
+  /**
+   * True once transaction `id` is durably finished (or unknown): transactions recovery will never
+   * deliver its batches again. Until then its scheduled batches are kept in `__delay`.
+   */
+  transactionSettled?: (id: number) => boolean;
 }
 
 /** What opening found (broker.openReport). */
@@ -103,13 +118,20 @@ export interface DelayRecoveryReport {
   scannedBytes: number;
   /** Batches of `__delay` out of place (a target record without its batch: an unanswered produce). */
   skippedBatches: number;
+  /** Messages the forward rewrite had copied whose markers were lost (now marked at their old place). */
+  movedFound: number;
 }
 
 /** What recovery prepared for the service. */
 export interface RecoveredDelay {
   wheel: TimingWheel;
   report: DelayRecoveryReport;
+  /** Batches of transactions not durably finished, found in `__delay`: id -> index -> base offset. */
+  transactionBatches: Map<number, Map<number, number>>;
 }
+
+/** A committed transaction's delayed batch: being stored (a promise) or stored (at `base`). */
+type TransactionBatch = number | Promise<ProduceResult>;
 
 /** The firing queue of one target partition (or of the dead letters). */
 interface Firer {
@@ -124,10 +146,18 @@ interface Firer {
   /** The fence commit under way (started early for messages due soon), or null. */
   fencing: Promise<void> | null;
   retryTimer: ClockTimer | null;
+  /** The batch of the last entry built into a round and a cursor at that entry (see buildRound). */
+  batch: ScheduledBatch | null;
+  cursor: RecordCursor | null;
 }
 
 export class BrokerDelay implements DelayService {
   readonly recovery: DelayRecoveryReport;
+  /**
+   * Called at each step of a rewrite pass: 'copied' once the copies are durable (before the marker),
+   * 'marked' once the marker is. For crash tests (a child kills itself there); nothing else.
+   */
+  onRewriteStep: ((step: 'copied' | 'marked') => void) | null = null;
   private readonly store: DelayStore;
   private readonly clock: Clock;
   private readonly lifecycle: Lifecycle;
@@ -151,6 +181,18 @@ export class BrokerDelay implements DelayService {
   /** Messages handed to firers and not appended yet (part of `pending`). */
   private queued = 0;
   private bytesSinceRelease = 0;
+  private readonly transactionSettled: (id: number) => boolean;
+  /** Delayed batches of transactions not known to be durably finished: id -> index -> batch. */
+  private readonly transactionBatches: Map<number, Map<number, TransactionBatch>>;
+  /** Rewrite: wheel ref -> where the message is now, and back (moved messages only). */
+  private readonly redirects = new Map<number, number>();
+  private readonly redirectedFrom = new Map<number, number>();
+  /** Rewrite: wheel refs of messages being moved; their due entries wait in `deferred`. */
+  private readonly moving = new Set<number>();
+  private deferred: number[] = [];
+  private rewriting = false;
+  private rewriteFenced = false;
+  private readonly rewriteCounters = { passes: 0, moved: 0 };
 
   /** Starts firing what `recover` loaded: what came due meanwhile fires at once. */
   constructor(options: BrokerDelayOptions, recovered: RecoveredDelay) {
@@ -161,6 +203,8 @@ export class BrokerDelay implements DelayService {
     this.topicNamed = options.topicNamed;
     this.produceCopies = options.produce;
     this.onInternalAppend = options.onInternalAppend ?? (() => undefined);
+    this.transactionSettled = options.transactionSettled ?? (() => true);
+    this.transactionBatches = recovered.transactionBatches;
     this.wheel = recovered.wheel;
     this.recovery = recovered.report;
     this.arm();
@@ -174,13 +218,19 @@ export class BrokerDelay implements DelayService {
     store: DelayStore,
     clock: Clock,
     topicNamed: (name: string) => Topic | undefined,
+    transactionSettled: (id: number) => boolean = () => true,
   ): Promise<RecoveredDelay> {
     const machine = store.machine;
     let copiesFound = 0;
     let scannedBytes = 0;
+    let movedFound = 0;
     const cleanStart = machine.closedCleanly;
     if (!cleanStart) {
       for (const [key, fence] of [...machine.fences]) {
+        if (key === rewriteKey) {
+          movedFound += await markMoved(store, fence);
+          continue;
+        }
         const log = targetLog(store, topicNamed, key);
         if (log === null) continue;
         const found = findFiredCopies(log, fence);
@@ -198,18 +248,42 @@ export class BrokerDelay implements DelayService {
       }
     }
     const wheel = new TimingWheel(clock.nowMs());
+    const transactionBatches = new Map<number, Map<number, number>>();
     // The scan below touches the whole log: release its pages from the resident set afterwards.
-    const skippedBatches = scanScheduledBatches(store.delay.log, store.delay.log.logStartOffset, (batch) => {
-      if (machine.isDoneRange(batch.base - 1, batch.base + batch.count)) return;
-      const cursor = new RecordCursor(batch.bytes, 0);
-      while (cursor.next()) {
-        const ref = batch.base + cursor.index;
-        if (machine.isHandled(ref, batch.base)) continue;
-        wheel.add(deliverAtOf(cursor) ?? 0, ref);
-      }
-    });
+    const orphans: number[] = [];
+    const skippedBatches = scanScheduledBatches(
+      store.delay.log,
+      store.delay.log.logStartOffset,
+      (batch) => {
+        const stamp = transactionStampOf(batch.bytes);
+        if (stamp !== null && !transactionSettled(stamp.id)) {
+          let indexes = transactionBatches.get(stamp.id);
+          if (indexes === undefined) {
+            indexes = new Map();
+            transactionBatches.set(stamp.id, indexes);
+          }
+          indexes.set(stamp.index, batch.base);
+        }
+        if (machine.isDoneRange(batch.base - 1, batch.base + batch.count)) return;
+        const cursor = new RecordCursor(batch.bytes, 0);
+        while (cursor.next()) {
+          const ref = batch.base + cursor.index;
+          if (machine.isHandled(ref, batch.base)) continue;
+          wheel.add(dueOf(cursor, batch.target.baseMs) ?? 0, ref);
+        }
+      },
+      (offset) => {
+        if (!machine.isDoneRange(offset, offset + 1)) orphans.push(offset);
+      },
+    );
+    // Not a torn tail only: once later pairs follow, an orphan would hold its segment forever.
+    if (orphans.length > 0) await store.state.commit({ t: 'x', o: orphans });
     store.delay.log.releaseResidentPages();
-    return { wheel, report: { pending: wheel.size, cleanStart, copiesFound, scannedBytes, skippedBatches } };
+    return {
+      wheel,
+      report: { pending: wheel.size, cleanStart, copiesFound, scannedBytes, skippedBatches, movedFound },
+      transactionBatches,
+    };
   }
 
   /**
@@ -220,6 +294,65 @@ export class BrokerDelay implements DelayService {
    */
   async schedule(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
     this.lifecycle.assertOpen();
+    return this.storeBatch(topic, partition, batch, this.clock.nowMs(), true);
+  }
+
+  /**
+   * Schedules the delayed batch of a committed transaction, stamped by the transactions service
+   * (attribute transactional, producerId = the transaction id, baseSequence = the batch's index in
+   * it): `sw-delay-ms` counts from `commitMs` (the decision time recorded with the commit, the same
+   * when recovery delivers it again), `sw-deliver-at` stays absolute. Idempotent per (transaction id,
+   * index): a batch stored already, or being stored, is not stored again (transactions recovery
+   * delivers the halves of an unfinished commit again). The batch was checked when sent (TXN_SEND,
+   * `checkDelayedBatch`): a record without a valid due time fires at commit time.
+   */
+  scheduleCommitted(
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    commitMs: number,
+  ): Promise<ProduceResult> {
+    const stamp = transactionStampOf(batch);
+    if (stamp === null) {
+      return Promise.reject(new InvalidBatchError('a committed delayed batch carries its transaction stamp'));
+    }
+    let indexes = this.transactionBatches.get(stamp.id);
+    const known = indexes?.get(stamp.index);
+    if (known !== undefined) {
+      if (typeof known !== 'number') return known;
+      const durability = this.topicNamed(topic)?.config.durability ?? 'interval';
+      return Promise.resolve({ partition, baseOffset: known, lastOffset: known, durability, delayed: true });
+    }
+    if (indexes === undefined) {
+      if (this.transactionBatches.size >= 1024) this.pruneTransactionBatches();
+      indexes = new Map();
+      this.transactionBatches.set(stamp.id, indexes);
+    }
+    const stored = this.storeBatch(topic, partition, batch, commitMs, false);
+    indexes.set(stamp.index, stored);
+    stored.then(
+      (result) => {
+        if (indexes.get(stamp.index) === stored) indexes.set(stamp.index, result.baseOffset);
+      },
+      () => {
+        if (indexes.get(stamp.index) === stored) indexes.delete(stamp.index);
+      },
+    );
+    return stored;
+  }
+
+  /**
+   * Stores `batch` in `__delay` and puts its records into the wheel; `baseMs`: what `sw-delay-ms`
+   * counts from; `strict`: refuse records without a valid due time or due too far ahead (a produce),
+   * or fire them at `baseMs` (a commit, whose sends were checked).
+   */
+  private async storeBatch(
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    baseMs: number,
+    strict: boolean,
+  ): Promise<ProduceResult> {
     if (this.failure !== null) throw this.failure;
     const owner = this.topicNamed(topic);
     if (owner === undefined) throw new UnknownTopicError(topic);
@@ -233,21 +366,13 @@ export class BrokerDelay implements DelayService {
     const dues = new Float64Array(cursor.recordCount);
     let soonest = Number.POSITIVE_INFINITY;
     while (cursor.next()) {
-      const due = deliverAtOf(cursor);
-      if (due === null) {
-        throw new InvalidBatchError(
-          `record ${cursor.index} of a delayed batch has no valid ${deliverAtHeader} header (epoch ms as decimal digits)`,
-        );
-      }
-      if (due > nowMs + delayAheadMsMax) {
-        throw new InvalidBatchError(
-          `record ${cursor.index} is due at ${due}, more than ${delayAheadMsMax} ms (10 years) ahead`,
-        );
-      }
+      let due = dueOf(cursor, baseMs);
+      if (strict) checkDue(cursor.index, due, nowMs);
+      due ??= baseMs;
       dues[cursor.index] = due;
       if (due < soonest) soonest = due;
     }
-    const target: DelayTarget = { topic, partition, createdAtMs: owner.createdAtMs };
+    const target: DelayTarget = { topic, partition, createdAtMs: owner.createdAtMs, baseMs };
     const targetBatch = this.targetEncoder.encode(target, nowMs);
     this.diskReserve.admit(batch.length + targetBatch.length, `delayed produce to ${topic}/${partition}`);
     const log = this.store.delay.log;
@@ -292,6 +417,11 @@ export class BrokerDelay implements DelayService {
       firer.fenced = false;
       firer.fencing = null;
     }
+  }
+
+  /** Forward rewrite passes that moved something, and the messages moved, since open. */
+  get rewriteStats(): { passes: number; moved: number; redirects: number } {
+    return { ...this.rewriteCounters, redirects: this.redirects.size };
   }
 
   stats(): DelayStats {
@@ -387,15 +517,48 @@ export class BrokerDelay implements DelayService {
     this.arm();
   }
 
-  /** Hands due [ref, dueMs] pairs to the firers of their targets. */
+  /**
+   * Hands due [wheel ref, dueMs] pairs to the firers of their targets (a moved message's wheel ref
+   * is redirected to where it is now; one being moved waits for the move to end).
+   */
   private dispatch(due: number[]): void {
     let batch: ScheduledBatch | null = null;
+    // Due entries interleave the batches of several targets: the batches met in this call, so that
+    // each is read (and its target decoded) once, not at every switch. Valid during this call only.
+    const recent: ScheduledBatch[] = [];
     const touched = new Set<Firer>();
+    const redirected = this.redirects.size > 0 || this.moving.size > 0;
     for (let i = 0; i < due.length; i += 2) {
-      const ref = due[i]!;
+      let ref = due[i]!;
       const dueMs = due[i + 1]!;
+      if (redirected) {
+        if (this.moving.has(ref)) {
+          this.deferred.push(ref, dueMs);
+          continue;
+        }
+        const now = this.redirects.get(ref);
+        if (now !== undefined) {
+          this.redirects.delete(ref);
+          this.redirectedFrom.delete(now);
+          ref = now;
+        }
+      }
       if (batch === null || ref < batch.base || ref >= batch.base + batch.count) {
-        batch = readScheduledBatch(this.store.delay.log, ref);
+        batch = null;
+        for (let r = recent.length - 1; r >= 0; r--) {
+          const candidate = recent[r]!;
+          if (ref >= candidate.base && ref < candidate.base + candidate.count) {
+            batch = candidate;
+            break;
+          }
+        }
+        if (batch === null) {
+          batch = readScheduledBatch(this.store.delay.log, ref);
+          if (batch !== null) {
+            if (recent.length >= dispatchBatchesCached) recent.shift();
+            recent.push(batch);
+          }
+        }
       }
       if (batch === null) {
         // Only damage to `__delay` can do this (the log is kept while anything in it is pending).
@@ -432,6 +595,8 @@ export class BrokerDelay implements DelayService {
         fenced: false,
         fencing: null,
         retryTimer: null,
+        batch: null,
+        cursor: null,
       };
       this.firers.set(key, firer);
     }
@@ -553,8 +718,12 @@ export class BrokerDelay implements DelayService {
     const nowMs = this.clock.nowMs();
     const triples: number[] = [];
     const queue = firer.queue;
-    let batch: ScheduledBatch | null = null;
-    let cursor: RecordCursor | null = null;
+    // The firer's batch and cursor from its last round, used when its next entry is in that batch
+    // (then the batch has a message not handled, so its segment is not deleted; a cached batch whose
+    // messages are all handled is never read again: no new entry falls in its range). Entries of one
+    // batch come in record order, so a cursor walks each batch once, not from its start every round.
+    let batch: ScheduledBatch | null = firer.batch;
+    let cursor: RecordCursor | null = firer.cursor;
     let index = firer.head;
     for (; index < queue.length && builder.recordCount < delayFireRecordsMax; index += 3) {
       const ref = queue[index]!;
@@ -566,7 +735,9 @@ export class BrokerDelay implements DelayService {
       if (cursor === null || cursor.index > ref - batch.base) cursor = new RecordCursor(batch.bytes, 0);
       while (cursor.index < ref - batch.base && cursor.next()) {}
       const headers: Array<[string, Uint8Array | string | null]> = [];
-      for (const header of cursor.headers()) if (header[0] !== deliverAtHeader) headers.push(header);
+      for (const header of cursor.headers()) {
+        if (header[0] !== deliverAtHeader && header[0] !== delayMsHeader) headers.push(header);
+      }
       headers.push([originalDeliverAtHeader, String(queue[index + 1]!)]);
       headers.push([delayRefHeader, String(ref)]);
       const reason = queue[index + 2]!;
@@ -579,6 +750,8 @@ export class BrokerDelay implements DelayService {
       if (!builder.append(record)) break;
       triples.push(ref, batch.base, batch.count);
     }
+    firer.batch = batch;
+    firer.cursor = cursor;
     return { bytes: builder.finishCopy({ crc32c: crc32cOfBytes }), triples, end: index };
   }
 
@@ -610,7 +783,8 @@ export class BrokerDelay implements DelayService {
         if (this.stopped || this.failure !== null) return;
         const log = this.store.delay.log;
         const before = log.logStartOffset;
-        const firstNeeded = this.store.machine.firstNotDone(before);
+        const firstNeeded = Math.min(this.store.machine.firstNotDone(before), this.transactionFloor());
+        if (log.segmentCount > 1 && firstNeeded < log.segmentBaseOffsets()[1]!) this.startRewrite();
         if (firstNeeded <= before) return;
         try {
           const { logStartOffset } = log.deleteBelow(firstNeeded);
@@ -626,6 +800,228 @@ export class BrokerDelay implements DelayService {
       1000,
       { unref: true },
     );
+  }
+
+  /**
+   * The first `__delay` offset a transaction not yet durably finished may still need (its recovery
+   * looks there for the batches stored already); drops the finished ones.
+   */
+  private transactionFloor(): number {
+    let floor = Number.POSITIVE_INFINITY;
+    for (const [id, indexes] of this.transactionBatches) {
+      if (this.transactionSettled(id) && ![...indexes.values()].some((value) => typeof value !== 'number')) {
+        this.transactionBatches.delete(id);
+        continue;
+      }
+      for (const value of indexes.values()) {
+        // A batch being stored lands at the log end or later.
+        const base = typeof value === 'number' ? value - 1 : this.store.delay.log.logEndOffset;
+        if (base < floor) floor = base;
+      }
+    }
+    return floor;
+  }
+
+  private pruneTransactionBatches(): void {
+    this.transactionFloor();
+  }
+
+  /** Runs one rewrite pass unless one runs (its failure stops the service: see rewrite()). */
+  private startRewrite(): void {
+    if (this.rewriting || this.stopped || this.failure !== null) return;
+    this.rewriting = true;
+    const done = this.rewrite()
+      .catch((error: unknown) => this.fail(error))
+      .finally(() => {
+        this.rewriting = false;
+        this.running.delete(done);
+        if (this.deferred.length > 0) {
+          const deferred = this.deferred;
+          this.deferred = [];
+          if (!this.stopped) this.dispatch(deferred);
+        }
+      });
+    this.running.add(done);
+  }
+
+  /**
+   * One forward rewrite pass ("Rewrite" in docs/STATE.md): from the oldest `__delay` segment on,
+   * while a sealed segment holds few live (unhandled) messages (at most delayRewriteScanRecordsMax,
+   * a quarter of the segment size), none due within delayRewriteAheadMsMin and none of a transaction
+   * still finishing, copies up to delayRewriteRecordsMax of them (delayRewriteBytesMax) to the log
+   * end — each source batch's live records as one pair whose target record lists the refs they came
+   * from — syncs `__delay`, then commits a marker under the rewrite key that marks the old refs
+   * handled (its fence: the rewrite key's fence, committed before the first copy of the run, so a
+   * crash before the marker is found by recovery's scan from it). Only then are the wheel's refs
+   * redirected; the cleanup deletes the segment once all of it is handled. A failure stops the
+   * service (copies without a marker must not survive a clean close, which skips that scan).
+   */
+  private async rewrite(): Promise<void> {
+    const log = this.store.delay.log;
+    const machine = this.store.machine;
+    const bases = log.segmentBaseOffsets();
+    const floor = this.transactionFloor();
+    const nowMs = this.clock.nowMs();
+    const moves: Array<{ batch: ScheduledBatch; indexes: number[] }> = [];
+    let movedRecords = 0;
+    let movedBytes = 0;
+    let offset = machine.firstNotDone(log.logStartOffset);
+    // Segment by segment (never the active one), while sparse and the bounds allow.
+    for (let segment = 0; segment < bases.length - 1; segment++) {
+      const end = Math.min(bases[segment + 1]!, floor);
+      const before = moves.length;
+      const beforeRecords = movedRecords;
+      const beforeBytes = movedBytes;
+      const scan = this.collectMoves(offset, end, nowMs, moves, movedRecords, movedBytes);
+      if (scan === null) {
+        // Dense or due soon: this segment stays, and so does everything after it.
+        moves.length = before;
+        movedRecords = beforeRecords;
+        movedBytes = beforeBytes;
+        break;
+      }
+      ({ movedRecords, movedBytes, offset } = scan);
+      if (scan.full || end === floor) break; // the bounds were reached, or a transaction's batches
+    }
+    await this.moveForward(moves, movedRecords, nowMs);
+  }
+
+  /**
+   * Collects into `moves` the live records of `__delay` from `offset` to `end` (one segment) within
+   * the per-pass bounds; null when that segment is dense or holds a record due soon. Returns the
+   * counts so far, whether the bounds were reached (the rest of the segment is still counted, to
+   * tell a dense segment, but not collected) and where the walk stopped (at or past `end`: a pair may
+   * straddle two segments; the next segment's walk starts there, so nothing is collected twice).
+   */
+  private collectMoves(
+    from: number,
+    end: number,
+    nowMs: number,
+    moves: Array<{ batch: ScheduledBatch; indexes: number[] }>,
+    recordsSoFar: number,
+    bytesSoFar: number,
+  ): { movedRecords: number; movedBytes: number; full: boolean; offset: number } | null {
+    const log = this.store.delay.log;
+    const machine = this.store.machine;
+    let liveRecords = 0;
+    let liveBytes = 0;
+    let movedRecords = recordsSoFar;
+    let movedBytes = bytesSoFar;
+    let offset = from;
+    let full = false;
+    while (offset < end) {
+      const batch = scheduledBatchAt(log, offset);
+      if (batch === null) {
+        // A torn pair (never answered) or damage: nothing to move there.
+        const read = log.read(offset, 1);
+        if (read.batchCount === 0) return null;
+        offset = machine.firstNotDone(read.nextOffset);
+        continue;
+      }
+      const perRecord = batch.bytes.length / batch.count;
+      const indexes: number[] = [];
+      const cursor = new RecordCursor(batch.bytes, 0);
+      while (cursor.next()) {
+        const ref = batch.base + cursor.index;
+        if (machine.isHandled(ref, batch.base)) continue;
+        const due = dueOf(cursor, batch.target.baseMs) ?? 0;
+        if (due < nowMs + delayRewriteAheadMsMin) return null; // fires soon: the segment frees itself
+        liveRecords++;
+        liveBytes += perRecord;
+        if (
+          !full &&
+          movedRecords < delayRewriteRecordsMax &&
+          movedBytes + perRecord <= delayRewriteBytesMax
+        ) {
+          indexes.push(cursor.index);
+          movedRecords++;
+          movedBytes += perRecord;
+        } else {
+          full = true;
+        }
+      }
+      if (liveRecords > delayRewriteScanRecordsMax || liveBytes > this.store.delay.segmentBytes / 4)
+        return null;
+      if (indexes.length > 0) moves.push({ batch, indexes });
+      offset = machine.firstNotDone(batch.base + batch.count);
+    }
+    return { movedRecords, movedBytes, full, offset };
+  }
+
+  /** Copies `moves` to the log end, durably, marks their old places, redirects the wheel (see rewrite). */
+  private async moveForward(
+    moves: Array<{ batch: ScheduledBatch; indexes: number[] }>,
+    movedRecords: number,
+    nowMs: number,
+  ): Promise<void> {
+    const log = this.store.delay.log;
+    if (moves.length === 0) return;
+    if (this.redirects.size + movedRecords > delayRedirectsMax) return;
+    if (!this.rewriteFenced) {
+      await this.store.state.commit({ t: 'e', key: rewriteKey, e: log.logEndOffset });
+      this.rewriteFenced = true;
+    }
+    if (this.stopped) return;
+    // Wheel refs of the messages moved (where the wheel holds them: their first place).
+    const wheelRefs: number[] = [];
+    for (const { batch, indexes } of moves) {
+      for (const index of indexes) {
+        const ref = batch.base + index;
+        const wheelRef = this.redirectedFrom.get(ref) ?? ref;
+        wheelRefs.push(wheelRef);
+        this.moving.add(wheelRef);
+      }
+    }
+    try {
+      const appends: Array<Promise<{ baseOffset: number }>> = [];
+      const triples: number[] = [];
+      for (const { batch, indexes } of moves) {
+        const builder = new BatchBuilder({ initialBytes: 1024 });
+        const movedFrom: number[] = [];
+        const cursor = new RecordCursor(batch.bytes, 0);
+        for (const index of indexes) {
+          while (cursor.index < index && cursor.next()) {}
+          builder.append({
+            key: cursor.key(),
+            value: cursor.value(),
+            headers: cursor.headers(),
+            timestamp: cursor.timestamp,
+          });
+          movedFrom.push(batch.base + index);
+          triples.push(batch.base + index, batch.base, batch.count);
+        }
+        const copies = builder.finishCopy({ crc32c: crc32cOfBytes, attributes: BatchAttributes.delayed });
+        const pair = this.targetEncoder.encode({ ...batch.target, movedFrom }, nowMs);
+        // Back to back, synchronously: nothing lands between the target record and its batch.
+        appends.push(log.append(pair));
+        appends.push(log.append(copies));
+      }
+      const results = await Promise.all(appends);
+      await log.flush();
+      this.onInternalAppend(log);
+      this.onRewriteStep?.('copied');
+      await this.store.state.commit({ t: 'f', key: rewriteKey, r: triples, e: log.logEndOffset });
+      this.onRewriteStep?.('marked');
+      // The old places are handled (durably): redirect the wheel's refs to the new ones.
+      let moved = 0;
+      for (let pair = 0; pair < moves.length; pair++) {
+        const newBase = results[pair * 2 + 1]!.baseOffset;
+        const { batch, indexes } = moves[pair]!;
+        for (let i = 0; i < indexes.length; i++) {
+          const oldRef = batch.base + indexes[i]!;
+          const wheelRef = wheelRefs[moved++]!;
+          const newRef = newBase + i;
+          this.redirectedFrom.delete(oldRef);
+          this.redirects.set(wheelRef, newRef);
+          this.redirectedFrom.set(newRef, wheelRef);
+        }
+      }
+      this.rewriteCounters.passes++;
+      this.rewriteCounters.moved += movedRecords;
+      this.scheduleCleanup();
+    } finally {
+      for (const wheelRef of wheelRefs) this.moving.delete(wheelRef);
+    }
   }
 
   /** The state log failed: stop firing (nothing is fired that could not be marked). */
@@ -678,4 +1074,70 @@ function findFiredCopies(log: LogStore, from: number): { refs: number[]; scanned
     offset = result.nextOffset;
   }
   return { refs, scannedBytes };
+}
+
+/** The transaction stamp of a committed batch (attribute transactional), or null. */
+function transactionStampOf(batch: Uint8Array): { id: number; index: number } | null {
+  const view = new DataView(batch.buffer, batch.byteOffset, BatchHeader.size);
+  if ((view.getUint16(BatchHeader.attributes, true) & BatchAttributes.transactional) === 0) return null;
+  return {
+    id: Number(view.getBigInt64(BatchHeader.producerId, true)),
+    index: view.getInt32(BatchHeader.baseSequence, true),
+  };
+}
+
+/** Throws INVALID_BATCH when record `index`'s due time is missing or more than 10 years ahead. */
+function checkDue(index: number, due: number | null, nowMs: number): void {
+  if (due === null) {
+    throw new InvalidBatchError(
+      `record ${index} of a delayed batch has no valid ${deliverAtHeader} header (epoch ms as decimal digits) nor ${delayMsHeader} (ms)`,
+    );
+  }
+  if (due > nowMs + delayAheadMsMax) {
+    throw new InvalidBatchError(
+      `record ${index} is due at ${due}, more than ${delayAheadMsMax} ms (10 years) ahead`,
+    );
+  }
+}
+
+/**
+ * Checks a delayed batch sent inside a transaction (TXN_SEND): every record has `sw-deliver-at` or
+ * `sw-delay-ms` (counted from the commit), within 10 years of `nowMs`. Throws INVALID_BATCH.
+ */
+export function checkDelayedBatch(batch: Uint8Array, nowMs: number): void {
+  const cursor = new RecordCursor(batch, 0);
+  while (cursor.next()) {
+    const due = dueOf(cursor, nowMs);
+    checkDue(cursor.index, due, nowMs);
+  }
+}
+
+/** The scheduled batch holding `__delay` offset `offset` (a record, or its target record), or null. */
+function scheduledBatchAt(log: LogStore, offset: number): ScheduledBatch | null {
+  const read = log.read(offset, 1);
+  if (read.batchCount === 0) return null;
+  const delayed = (read.bytes[BatchHeader.attributes]! & BatchAttributes.delayed) !== 0;
+  return readScheduledBatch(log, delayed ? offset : read.firstOffset + 1);
+}
+
+/**
+ * Recovery of the forward rewrite: the copies appended to `__delay` from the rewrite fence on whose
+ * marker was lost get it now (their old places marked handled). Returns the records so marked.
+ */
+async function markMoved(store: DelayStore, fence: number): Promise<number> {
+  const machine = store.machine;
+  const triples: number[] = [];
+  scanScheduledBatches(store.delay.log, fence, (batch) => {
+    const movedFrom = batch.target.movedFrom;
+    if (movedFrom === undefined || movedFrom.length !== batch.count) return;
+    for (const ref of movedFrom) {
+      const old = readScheduledBatch(store.delay.log, ref);
+      if (old === null || machine.isHandled(ref, old.base)) continue;
+      triples.push(ref, old.base, old.count);
+    }
+  });
+  if (triples.length > 0) {
+    await store.state.commit({ t: 'f', key: rewriteKey, r: triples, e: store.delay.log.logEndOffset });
+  }
+  return triples.length / 3;
 }

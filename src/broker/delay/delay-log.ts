@@ -3,9 +3,17 @@
  * adjacent batches, appended in one synchronous step (so nothing lands between them):
  *
  *   offset b - 1   target batch: attributes 0, one record: key = the target topic (UTF-8),
- *                  value = msgpack { p: partition, c: the topic's createdAtMs }
+ *                  value = msgpack { p: partition, c: the topic's createdAtMs, b?: base ms,
+ *                  m?: [moved-from ref, ...] }
  *   offsets b..    the producer's batch as it came (attribute `delayed`; each record carries
- *                  `sw-deliver-at`), records b .. b + count - 1
+ *                  `sw-deliver-at`, or `sw-delay-ms` counted from the base ms `b`: the commit time of
+ *                  a transaction, the schedule time of a produce), records b .. b + count - 1. A
+ *                  transaction's batch keeps the stamp of its commit (attribute transactional,
+ *                  producerId = transaction id, baseSequence = its index in the transaction).
+ *
+ * A pair written by the forward rewrite (broker-delay.ts, "Rewrite") has `m`: the `__delay` offsets
+ * its records were moved from, one per record, in order; the batch holds copies of those records
+ * (key, value, headers, timestamp unchanged).
  *
  * A record's `__delay` offset is its reference (`ref`) everywhere: in the timing wheel, in the fired
  * markers of `__delay_state`, and in the `sw-delay-ref` header of the fired copy. A target batch not
@@ -15,7 +23,7 @@ import { BatchAttributes, batchRecordCountAt, readBatchHeader } from '../../form
 import { BatchBuilder, RecordCursor } from '../../format/record-batch.js';
 import { VarintReader } from '../../format/varint.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
-import { deliverAtHeader } from '../../protocol/reserved-headers.js';
+import { delayMsHeader, deliverAtHeader } from '../../protocol/reserved-headers.js';
 import type { LogStore } from '../../storage/log-store.js';
 import { statePackr } from '../state/state-machine.js';
 
@@ -25,6 +33,10 @@ export interface DelayTarget {
   partition: number;
   /** The topic's creation time when scheduled: a topic deleted and created again is another topic. */
   createdAtMs: number;
+  /** What `sw-delay-ms` counts from (epoch ms): the commit of a transaction, or the schedule time. */
+  baseMs?: number;
+  /** Rewrite pairs only: the refs the records were moved from (one per record). */
+  movedFrom?: number[];
 }
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
@@ -38,7 +50,12 @@ export class TargetBatchEncoder {
     this.builder.reset();
     this.builder.append({
       key: target.topic,
-      value: statePackr.pack({ p: target.partition, c: target.createdAtMs }),
+      value: statePackr.pack({
+        p: target.partition,
+        c: target.createdAtMs,
+        ...(target.baseMs !== undefined ? { b: target.baseMs } : {}),
+        ...(target.movedFrom !== undefined ? { m: target.movedFrom } : {}),
+      }),
       timestamp: nowMs,
     });
     return this.builder.finish({ crc32c: crc32cOfBytes });
@@ -52,20 +69,49 @@ function decodeTarget(cursor: RecordCursor): DelayTarget | null {
   if (topic === null || value === null) return null;
   const fields: unknown = statePackr.unpack(value);
   if (typeof fields !== 'object' || fields === null) return null;
-  const { p, c } = fields as { p?: unknown; c?: unknown };
+  const { p, c, b, m } = fields as { p?: unknown; c?: unknown; b?: unknown; m?: unknown };
   if (typeof p !== 'number' || !Number.isSafeInteger(p) || p < 0) return null;
   if (typeof c !== 'number' || !Number.isSafeInteger(c)) return null;
-  return { topic, partition: p, createdAtMs: c };
+  const target: DelayTarget = { topic, partition: p, createdAtMs: c };
+  if (typeof b === 'number' && Number.isSafeInteger(b) && b >= 0) target.baseMs = b;
+  if (
+    Array.isArray(m) &&
+    m.every((ref) => typeof ref === 'number' && Number.isSafeInteger(ref) && ref >= 0)
+  ) {
+    target.movedFrom = m as number[];
+  }
+  return target;
 }
 
 const deliverAtName = new TextEncoder().encode(deliverAtHeader);
+const delayMsName = new TextEncoder().encode(delayMsHeader);
+
+/**
+ * The due time of the cursor's current record: its `sw-deliver-at` header (epoch ms), else its
+ * `sw-delay-ms` header plus `baseMs` (when given); null when it has neither or a value is not
+ * decimal digits. Reads the header bytes in place: nothing allocated per record.
+ */
+export function dueOf(cursor: RecordCursor, baseMs: number | undefined): number | null {
+  const at = headerMsOf(cursor, deliverAtName);
+  if (at !== undefined || baseMs === undefined) return at ?? null;
+  const delay = headerMsOf(cursor, delayMsName);
+  return delay === undefined || delay === null ? null : baseMs + delay;
+}
 
 /**
  * The due time of the cursor's current record (its `sw-deliver-at` header, epoch ms), or null when
- * it has none or it is not decimal digits. Reads the header bytes in place (the lengths were checked
- * by the cursor's next()): nothing allocated per record.
+ * it has none or it is not decimal digits.
  */
 export function deliverAtOf(cursor: RecordCursor): number | null {
+  return headerMsOf(cursor, deliverAtName) ?? null;
+}
+
+/**
+ * The value of the header named `name` as decimal ms: undefined when the record has no such header,
+ * null when its value is not 1 to 16 decimal digits. Reads in place (the lengths were checked by the
+ * cursor's next()).
+ */
+function headerMsOf(cursor: RecordCursor, name: Uint8Array): number | null | undefined {
   const bytes = cursor.bytes;
   const reader = new VarintReader(bytes, cursor.headersPosition, cursor.batchEnd, cursor.batchPosition);
   for (let header = 0; header < cursor.headerCount; header++) {
@@ -75,9 +121,9 @@ export function deliverAtOf(cursor: RecordCursor): number | null {
     const valueLength = reader.readVarint();
     const valueStart = reader.position;
     if (valueLength > 0) reader.position += valueLength;
-    if (nameLength !== deliverAtName.length) continue;
+    if (nameLength !== name.length) continue;
     let same = true;
-    for (let i = 0; i < nameLength && same; i++) same = bytes[nameStart + i] === deliverAtName[i];
+    for (let i = 0; i < nameLength && same; i++) same = bytes[nameStart + i] === name[i];
     if (!same) continue;
     if (valueLength <= 0 || valueLength > 16) return null;
     let ms = 0;
@@ -88,7 +134,7 @@ export function deliverAtOf(cursor: RecordCursor): number | null {
     }
     return ms;
   }
-  return null;
+  return undefined;
 }
 
 /** A scheduled batch read back from `__delay`: valid while the log keeps its segment. */
@@ -117,13 +163,15 @@ export function readScheduledBatch(log: LogStore, ref: number): ScheduledBatch |
 
 /**
  * Walks the scheduled batches of `log` from `from` to its end, in order, calling `visit` for each
- * complete pair (target batch then delayed batch). Returns the number of batches skipped (a target
- * without its batch, or anything else out of place).
+ * complete pair (target batch then delayed batch) and `onOrphan` for a target batch followed by
+ * another target batch (its own batch never made it: a crash between the two appends). Returns the
+ * number of batches skipped (such a target, or anything else out of place).
  */
 export function scanScheduledBatches(
   log: LogStore,
   from: number,
   visit: (batch: ScheduledBatch) => void,
+  onOrphan: (targetOffset: number) => void = () => undefined,
   readBytes = 4 * 1024 * 1024,
 ): number {
   let offset = Math.max(from, log.logStartOffset);
@@ -141,7 +189,10 @@ export function scanScheduledBatches(
       const base = header.baseOffset;
       if (base + header.recordCount <= offset) continue; // before `from`
       if ((header.attributes & BatchAttributes.delayed) === 0) {
-        if (target !== null) skipped++;
+        if (target !== null) {
+          skipped++;
+          onOrphan(targetOffset);
+        }
         target = decodeTarget(new RecordCursor(bytes, 0));
         targetOffset = base;
         if (target === null) skipped++;
@@ -150,11 +201,17 @@ export function scanScheduledBatches(
           visit({ target, base, count: header.recordCount, bytes });
         } else {
           skipped++;
+          if (target !== null) onOrphan(targetOffset);
         }
         target = null;
       }
     }
     offset = result.nextOffset;
+  }
+  if (target !== null) {
+    // A torn tail: the produce was never answered.
+    skipped++;
+    onOrphan(targetOffset);
   }
   return skipped;
 }

@@ -20,6 +20,9 @@
  *   { t: 'e', e }                               a fence set before the first round of a run
  *   { t: 'c', v }                               clean close (true), written last at close
  *   { t: 'L', o }                               `__delay` now starts at o: state below it is dropped
+ *   { t: 'x', o: [offset, ...] }                target records whose batch never made it (a crash
+ *                                               between the two appends): done, so that they do not
+ *                                               hold their segment forever
  *   { t: 'D', d: [from, to, ...] }              snapshot: done ranges (in order, in chunks)
  *   { t: 'P', b, r: [ref, ...] }                snapshot: a partial batch
  *
@@ -33,6 +36,7 @@ export type DelayEntry =
   | { t: 'e'; key: string; e: number }
   | { t: 'c'; v: boolean }
   | { t: 'L'; o: number }
+  | { t: 'x'; o: number[] }
   | { t: 'D'; d: number[] }
   | { t: 'P'; b: number; r: number[] };
 
@@ -99,6 +103,9 @@ export class DelayStateMachine implements StateMachine<DelayEntry> {
         return;
       case 'L':
         this.dropBelow(entry.o);
+        return;
+      case 'x':
+        for (const offset of entry.o) this.addRange(offset, offset + 1);
         return;
       case 'D':
         for (let i = 0; i < entry.d.length; i += 2) this.addRange(entry.d[i]!, entry.d[i + 1]!);
@@ -245,6 +252,8 @@ export const delayStateCodec: EntryCodec<DelayEntry> = {
         return { t: 'c', v: fields['v'] };
       case 'L':
         return { t: 'L', o: integer(fields['o'], 'o') };
+      case 'x':
+        return { t: 'x', o: numbers(fields['o'], 'o') };
       case 'D': {
         const d = numbers(fields['d'], 'd');
         if (d.length % 2 !== 0) throw new Error('delay state entry: d must hold pairs');

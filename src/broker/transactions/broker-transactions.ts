@@ -81,6 +81,7 @@ import type {
 } from '../../protocol/transaction-api.js';
 import type { LogStore } from '../../storage/log-store.js';
 import type { BrokerTopics } from '../broker-topics.js';
+import { checkDelayedBatch } from '../delay/broker-delay.js';
 import type { DiskReserve } from '../disk-reserve.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Partition } from '../partition.js';
@@ -230,6 +231,11 @@ export class BrokerTransactions implements TransactionService {
     checkAnswers: { commit: 0, rollback: 0, unknown: 0, failed: 0 },
   };
   private halfBytesTotal = 0;
+
+  /** Where committed delayed batches go (the delay service's scheduleCommitted); null: refused. */
+  scheduleDelayed:
+    | ((topic: string, partition: number, batch: Uint8Array, commitMs: number) => Promise<unknown>)
+    | null = null;
 
   constructor(options: BrokerTransactionsOptions) {
     this.topics = options.topics;
@@ -556,7 +562,11 @@ export class BrokerTransactions implements TransactionService {
       );
     }
     if ((fields.attributes & BatchAttributes.delayed) !== 0) {
-      throw new InvalidArgumentError('delayed messages inside a transaction are not supported yet');
+      // Delayed: each record due at `sw-deliver-at` or `sw-delay-ms` after the commit (checked now).
+      if (this.scheduleDelayed === null) {
+        throw new InvalidArgumentError('delayed messages are not supported by this broker');
+      }
+      checkDelayedBatch(batch, this.clock.nowMs());
     }
     if ((fields.attributes & (BatchAttributes.transactional | BatchAttributes.control)) !== 0) {
       throw new InvalidBatchError('a half batch is sent as a plain batch (no transactional or control bit)');
@@ -682,9 +692,14 @@ export class BrokerTransactions implements TransactionService {
   deliverCommitted(topic: string, partition: number, batch: Uint8Array): Promise<unknown> {
     const view = new DataView(batch.buffer, batch.byteOffset, batch.length);
     if ((view.getUint16(BatchHeader.attributes, true) & BatchAttributes.delayed) !== 0) {
-      return Promise.reject(
-        new InvalidArgumentError('delayed messages inside a transaction are not supported yet'),
-      );
+      // A delayed batch goes to the delay service, idempotently per (transaction id, index): its
+      // delays count from the decision time recorded with the commit (the same after a restart).
+      const id = Number(view.getBigInt64(BatchHeader.producerId, true));
+      const commitMs = this.live.get(id)?.record.decidedAtMs ?? this.clock.nowMs();
+      if (this.scheduleDelayed === null) {
+        return Promise.reject(new InvalidArgumentError('delayed messages are not supported by this broker'));
+      }
+      return this.scheduleDelayed(topic, partition, batch, commitMs);
     }
     return this.topics.partitionOf(topic, partition).log.append(batch);
   }

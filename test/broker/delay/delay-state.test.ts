@@ -92,5 +92,22 @@ describe('DelayStateMachine', () => {
     );
     expect(() => delayStateCodec.decode(record('k', statePackr.pack({ t: 'e', e: -1 })))).toThrow(/integer/);
     expect(() => delayStateCodec.decode(record('k', statePackr.pack({ t: 'z' })))).toThrow(/unknown kind/);
+    expect(() => delayStateCodec.decode(record('k', statePackr.pack({ t: 'x', o: [-1] })))).toThrow(
+      /integers/,
+    );
+  });
+
+  it('an orphan target record is done: it joins the ranges around it and survives a snapshot', () => {
+    const machine = new DelayStateMachine();
+    // Batch [1, 3) behind its target 0, an orphan target at 3, then batch [5, 6) behind target 4.
+    machine.apply(throughCodec({ t: 'f', key: 't\u00000', r: [1, 1, 2, 2, 1, 2], e: 0 }));
+    expect(machine.firstNotDone(0)).toBe(3);
+    machine.apply(throughCodec({ t: 'x', o: [3] }));
+    expect(machine.firstNotDone(0)).toBe(4);
+    machine.apply(throughCodec({ t: 'f', key: 't\u00000', r: [5, 5, 1], e: 0 }));
+    const copy = new DelayStateMachine();
+    for (const entry of machine.snapshot()) copy.apply(throughCodec(entry));
+    expect(copy.firstNotDone(0)).toBe(6);
+    expect(copy.rangeCount).toBe(1);
   });
 });

@@ -426,10 +426,9 @@ describe('transactions', () => {
     const { broker } = await setup();
     const session = broker.sessions.open({ kind: 'in-process', transport: null });
     const { id } = await broker.transactions.begin(session, { group: 'g' });
+    // A delayed batch is taken (test/broker/delay/delay-transactions.test.ts), not one without a due time.
     const delayed = encodeBatch([{ value: 'later' }], { attributes: BatchAttributes.delayed });
-    expect(await codeOf(broker.transactions.send(session, id, 'orders', 0, delayed))).toBe(
-      'INVALID_ARGUMENT',
-    );
+    expect(await codeOf(broker.transactions.send(session, id, 'orders', 0, delayed))).toBe('INVALID_BATCH');
     expect(
       await codeOf(broker.transactions.send(session, id, '__metadata', 0, encodeBatch([{ value: 'x' }]))),
     ).toBe('INVALID_ARGUMENT');
