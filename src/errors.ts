@@ -53,6 +53,8 @@ export type ErrorCode =
   | 'UNKNOWN_PRODUCER_ID'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
+  | 'CLUSTER_UNAVAILABLE'
+  | 'BROKER_ID_IN_USE'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -104,6 +106,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   UNKNOWN_PRODUCER_ID: false, // expired, evicted or never assigned: register again (INIT_PRODUCER)
   UNAUTHENTICATED: false, // a missing, unknown or wrong token: retrying the same one cannot help
   FORBIDDEN: false, // the principal's access rules do not allow the request
+  CLUSTER_UNAVAILABLE: true, // etcd did not answer in time: it may be back later
+  BROKER_ID_IN_USE: false, // another live broker holds the id: a configuration mistake
   INTERNAL: false,
 };
 
@@ -380,5 +384,24 @@ export class UnknownProducerIdError extends SpillwayError {
   constructor(message: string) {
     super('UNKNOWN_PRODUCER_ID', message);
     this.name = 'UnknownProducerIdError';
+  }
+}
+
+/**
+ * Cluster mode (src/cluster/control/): etcd could not be reached, or did not answer within
+ * `etcdRequestTimeoutMs`. Retriable: etcd may be back later.
+ */
+export class ClusterUnavailableError extends SpillwayError {
+  constructor(message: string, options: SpillwayErrorOptions = {}) {
+    super('CLUSTER_UNAVAILABLE', message, options);
+    this.name = 'ClusterUnavailableError';
+  }
+}
+
+/** Cluster mode: the broker id is registered by another live broker (two processes given the same id). */
+export class BrokerIdInUseError extends SpillwayError {
+  constructor(message: string) {
+    super('BROKER_ID_IN_USE', message);
+    this.name = 'BrokerIdInUseError';
   }
 }

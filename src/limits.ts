@@ -370,3 +370,24 @@ export const delayRetryMs = 1000;
 export const delayResidentBytesMax = 16 * 1024 * 1024;
 /** A delayed batch due sooner than this commits its target's fence at once, not at the first firing. */
 export const delayPrefenceMs = 10_000;
+
+/** Cluster (docs/CLUSTER.md): broker ids are integers in [0, brokerIdMax]. */
+export const brokerIdMax = 2_147_483_647;
+/** Cluster: the etcd session (lease) of a broker lasts this long without a keep-alive, by default. */
+export const clusterSessionTimeoutMsDefault = 6_000;
+/** Cluster: bounds of the session timeout (etcd leases count whole seconds, at least 1). */
+export const clusterSessionTimeoutMsMin = 1_000;
+export const clusterSessionTimeoutMsMax = 300_000;
+/** Cluster: longest wait for one etcd request (not watches); past it: CLUSTER_UNAVAILABLE. */
+export const etcdRequestTimeoutMs = 5_000;
+/** Cluster: brokers registered at once that the control plane accepts to read (one etcd range). */
+export const clusterBrokersMax = 1_000;
+/** Cluster: partitions (all topics) the control plane holds in etcd; one reconcile reads them all. */
+export const clusterPartitionsMax = 100_000;
+/** Cluster: first and longest wait before a failed reconcile (etcd down, a refused CAS) runs again. */
+export const clusterRetryMsMin = 50;
+export const clusterRetryMsMax = 2_000;
+/** Cluster: default replicationFactor of a new topic is min(this, live brokers). */
+export const replicationFactorDefaultMax = 3;
+/** Cluster: largest replicationFactor a topic may ask for. */
+export const replicationFactorMax = 16;
