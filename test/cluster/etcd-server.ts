@@ -19,7 +19,8 @@ import { freePort, ServerProcess } from '../../bench/peers/server-process.js';
 
 export const etcdExecutable = findExecutable('etcd');
 export const etcdMissing = etcdExecutable === undefined;
-export const etcdSkipReason = 'etcd is not installed (install it with `apt-get install -y etcd-server` as root)';
+export const etcdSkipReason =
+  'etcd is not installed (install it with `apt-get install -y etcd-server` as root)';
 
 export interface TestEtcd {
   /** `etcd://127.0.0.1:PORT`, what `--cluster` takes. */

@@ -1,0 +1,100 @@
+/**
+ * How one broker learns its partitions (docs/CLUSTER.md, "How brokers learn their assignments").
+ * `pass()` (run by a ReconcileLoop on every change under the namespace) reads a snapshot and, for
+ * each partition whose replicas include this broker, calls the data plane's
+ * `ReplicaManager.applyAssignment` when the assignment differs from the last one applied, or when the
+ * advertised URL of one of its replicas changed; it calls `removePartition` for a partition applied
+ * before that no longer lists this broker or no longer exists.
+ *
+ * Guarantees to the ReplicaManager: calls are made one at a time, in a pass's order; a partition is
+ * never given an assignment older than one already applied (a lower leaderEpoch is skipped); a call
+ * that throws is not recorded as applied and is made again at the next pass (the pass reports
+ * 'again' after a failure through the thrown error, so the loop backs off). `endpoints` holds every
+ * live broker (id → advertised URL).
+ */
+import type { Namespace } from 'etcd3';
+import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
+import { readClusterSnapshot } from './cluster-snapshot.js';
+import type { PassOutcome } from './reconcile-loop.js';
+
+interface Applied {
+  assignment: PartitionAssignment;
+  /** Advertised URLs of the replicas at the time (absent: not registered). */
+  replicaUrls: string;
+}
+
+export class AssignmentWatcher {
+  private readonly applied = new Map<string, Applied>();
+  private endpointsView: ReadonlyMap<number, BrokerEndpoint> = new Map();
+
+  constructor(
+    private readonly namespace: Namespace,
+    private readonly brokerId: number,
+    private readonly replicaManager: ReplicaManager,
+  ) {}
+
+  /** The assignments applied on this broker, by `topic/partition` (copies). */
+  appliedAssignments(): Map<string, PartitionAssignment> {
+    return new Map([...this.applied].map(([id, { assignment }]) => [id, { ...assignment }]));
+  }
+
+  /** The live brokers as of the last pass. */
+  get endpoints(): ReadonlyMap<number, BrokerEndpoint> {
+    return this.endpointsView;
+  }
+
+  async pass(): Promise<PassOutcome> {
+    const snapshot = await readClusterSnapshot(this.namespace);
+    const endpoints = new Map<number, BrokerEndpoint>();
+    for (const [brokerId, { record }] of snapshot.brokers)
+      endpoints.set(brokerId, { brokerId, url: record.url });
+    this.endpointsView = endpoints;
+    let failure: unknown;
+    const wanted = new Set<string>();
+    for (const [id, entry] of snapshot.partitions) {
+      const { record } = entry;
+      if (!record.replicas.includes(this.brokerId)) continue;
+      wanted.add(id);
+      const assignment: PartitionAssignment = {
+        topic: entry.topic,
+        partition: entry.partition,
+        replicas: [...record.replicas],
+        leaderId: record.leaderId,
+        leaderEpoch: record.leaderEpoch,
+        isr: [...record.isr],
+      };
+      const replicaUrls = record.replicas.map((replica) => endpoints.get(replica)?.url ?? '').join(' ');
+      const previous = this.applied.get(id);
+      if (previous !== undefined) {
+        if (assignment.leaderEpoch < previous.assignment.leaderEpoch) continue; // never go back
+        if (sameAssignment(previous.assignment, assignment) && previous.replicaUrls === replicaUrls) continue;
+      }
+      try {
+        await this.replicaManager.applyAssignment(assignment, endpoints);
+        this.applied.set(id, { assignment, replicaUrls });
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    for (const [id, { assignment }] of this.applied) {
+      if (wanted.has(id)) continue;
+      try {
+        await this.replicaManager.removePartition(assignment.topic, assignment.partition);
+        this.applied.delete(id);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
+    return 'done';
+  }
+}
+
+function sameAssignment(a: PartitionAssignment, b: PartitionAssignment): boolean {
+  return (
+    a.leaderId === b.leaderId &&
+    a.leaderEpoch === b.leaderEpoch &&
+    a.replicas.join(',') === b.replicas.join(',') &&
+    a.isr.join(',') === b.isr.join(',')
+  );
+}
