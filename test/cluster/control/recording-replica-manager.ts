@@ -3,7 +3,11 @@
  * seam, src/cluster/partition-role.ts) and checks what the seam promises: per partition, the leader
  * epoch never goes back, and a second call at one epoch changes the ISR only.
  */
-import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../../../src/cluster/partition-role.js';
+import type {
+  BrokerEndpoint,
+  PartitionAssignment,
+  ReplicaManager,
+} from '../../../src/cluster/partition-role.js';
 
 export type RecordedCall =
   | { kind: 'apply'; assignment: PartitionAssignment; endpoints: Map<number, BrokerEndpoint> }
@@ -29,7 +33,9 @@ export class RecordingReplicaManager implements ReplicaManager {
     const previous = this.current.get(id);
     if (previous !== undefined) {
       if (assignment.leaderEpoch < previous.leaderEpoch) {
-        this.violations.push(`${id}: epoch went back from ${previous.leaderEpoch} to ${assignment.leaderEpoch}`);
+        this.violations.push(
+          `${id}: epoch went back from ${previous.leaderEpoch} to ${assignment.leaderEpoch}`,
+        );
       } else if (
         assignment.leaderEpoch === previous.leaderEpoch &&
         (assignment.leaderId !== previous.leaderId || assignment.replicas.join() !== previous.replicas.join())
