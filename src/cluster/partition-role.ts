@@ -21,6 +21,11 @@ export interface PartitionAssignment {
   leaderId: number;
   leaderEpoch: number;
   isr: number[];
+  /**
+   * Compatible extension (data plane): the topic's minInSyncReplicas; `acks: 'all'` produces are
+   * refused with NOT_ENOUGH_REPLICAS while the ISR is smaller. Absent: 1.
+   */
+  minInSyncReplicas?: number;
 }
 
 /** Implemented by the data plane; the control plane calls it whenever etcd says something changed. */

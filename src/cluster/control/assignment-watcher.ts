@@ -10,10 +10,11 @@
  * never given an assignment older than one already applied (a lower leaderEpoch is skipped); a call
  * that throws is not recorded as applied and is made again at the next pass (the pass reports
  * 'again' after a failure through the thrown error, so the loop backs off). `endpoints` holds every
- * live broker (id → advertised URL).
+ * live broker (id → advertised URL); `minInSyncReplicas` is the topic's.
  */
 import type { Namespace } from 'etcd3';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
+import type { TopicRecord } from './cluster-records.js';
 import { readClusterSnapshot } from './cluster-snapshot.js';
 import type { PassOutcome } from './reconcile-loop.js';
 
@@ -25,12 +26,20 @@ interface Applied {
 
 export class AssignmentWatcher {
   private readonly applied = new Map<string, Applied>();
+  /** Topics prepared locally, with the mod revision of the topic record they were prepared for. */
+  private readonly prepared = new Map<string, { modRevision: string }>();
   private endpointsView: ReadonlyMap<number, BrokerEndpoint> = new Map();
 
   constructor(
     private readonly namespace: Namespace,
     private readonly brokerId: number,
     private readonly replicaManager: ReplicaManager,
+    /**
+     * Called before the first applyAssignment of a topic's partition and whenever the topic's record
+     * changed (more partitions): makes the local topic exist with the record's partitions and config.
+     * A throw counts like a failed applyAssignment (retried at a later pass).
+     */
+    private readonly prepareTopic: (topic: string, record: TopicRecord) => Promise<void> = async () => {},
   ) {}
 
   /** The assignments applied on this broker, by `topic/partition` (copies). */
@@ -54,6 +63,8 @@ export class AssignmentWatcher {
     for (const [id, entry] of snapshot.partitions) {
       const { record } = entry;
       if (!record.replicas.includes(this.brokerId)) continue;
+      const topicRecord = snapshot.topics.get(entry.topic)?.record;
+      if (topicRecord === undefined) continue; // being deleted: the controller deletes the partition next
       wanted.add(id);
       const assignment: PartitionAssignment = {
         topic: entry.topic,
@@ -62,6 +73,7 @@ export class AssignmentWatcher {
         leaderId: record.leaderId,
         leaderEpoch: record.leaderEpoch,
         isr: [...record.isr],
+        minInSyncReplicas: topicRecord.minInSyncReplicas,
       };
       const replicaUrls = record.replicas.map((replica) => endpoints.get(replica)?.url ?? '').join(' ');
       const previous = this.applied.get(id);
@@ -70,6 +82,16 @@ export class AssignmentWatcher {
         if (sameAssignment(previous.assignment, assignment) && previous.replicaUrls === replicaUrls) continue;
       }
       try {
+        const prepared = this.prepared.get(entry.topic);
+        if (
+          prepared === undefined ||
+          prepared.modRevision !== snapshot.topics.get(entry.topic)?.modRevision
+        ) {
+          await this.prepareTopic(entry.topic, topicRecord);
+          this.prepared.set(entry.topic, {
+            modRevision: snapshot.topics.get(entry.topic)?.modRevision ?? '',
+          });
+        }
         await this.replicaManager.applyAssignment(assignment, endpoints);
         this.applied.set(id, { assignment, replicaUrls });
       } catch (error) {
@@ -85,6 +107,7 @@ export class AssignmentWatcher {
         failure ??= error;
       }
     }
+    for (const topic of this.prepared.keys()) if (!snapshot.topics.has(topic)) this.prepared.delete(topic);
     if (failure !== undefined) throw failure;
     return 'done';
   }
@@ -92,6 +115,7 @@ export class AssignmentWatcher {
 
 function sameAssignment(a: PartitionAssignment, b: PartitionAssignment): boolean {
   return (
+    a.minInSyncReplicas === b.minInSyncReplicas &&
     a.leaderId === b.leaderId &&
     a.leaderEpoch === b.leaderEpoch &&
     a.replicas.join(',') === b.replicas.join(',') &&

@@ -11,12 +11,14 @@
  * - `describe`: the topic's record and its partitions' records as etcd has them now.
  */
 import type { Namespace } from 'etcd3';
-import { validateTopicName } from '../../broker/topic-name.js';
+import { validateUserTopicName } from '../../broker/topic-name.js';
 import { InvalidArgumentError, TopicExistsError, UnknownTopicError } from '../../errors.js';
 import { partitionCountMax, replicationFactorDefaultMax, replicationFactorMax } from '../../limits.js';
 import {
   decodeTopic,
   encodeRecord,
+  isLocalTopicConfig,
+  type LocalTopicConfig,
   type PartitionRecord,
   type TopicRecord,
   topicKey,
@@ -28,6 +30,8 @@ export interface ClusterTopicConfig {
   partitions?: number;
   replicationFactor?: number;
   minInSyncReplicas?: number;
+  /** The local topic config every replica creates the topic with (durability, retention, ...). Default {}. */
+  config?: LocalTopicConfig;
 }
 
 export interface ClusterTopicDescription {
@@ -50,14 +54,14 @@ export class ClusterAdmin {
     private readonly nowMs: () => number = Date.now,
   ) {}
 
-  async createTopic(topic: string, config: ClusterTopicConfig = {}): Promise<TopicRecord> {
-    validateTopicName(topic);
+  async createTopic(topic: string, topicConfig: ClusterTopicConfig = {}): Promise<TopicRecord> {
+    validateUserTopicName(topic);
     const snapshot = await readClusterSnapshot(this.namespace);
     const liveBrokers = snapshot.brokers.size;
-    const partitions = integerIn('partitions', config.partitions ?? 1, 1, partitionCountMax);
+    const partitions = integerIn('partitions', topicConfig.partitions ?? 1, 1, partitionCountMax);
     const replicationFactor = integerIn(
       'replicationFactor',
-      config.replicationFactor ?? Math.max(1, Math.min(replicationFactorDefaultMax, liveBrokers)),
+      topicConfig.replicationFactor ?? Math.max(1, Math.min(replicationFactorDefaultMax, liveBrokers)),
       1,
       replicationFactorMax,
     );
@@ -68,15 +72,22 @@ export class ClusterAdmin {
     }
     const minInSyncReplicas = integerIn(
       'minInSyncReplicas',
-      config.minInSyncReplicas ?? Math.min(2, replicationFactor),
+      topicConfig.minInSyncReplicas ?? Math.min(2, replicationFactor),
       1,
       replicationFactor,
     );
+    const config = topicConfig.config ?? {};
+    if (!isLocalTopicConfig(config)) {
+      throw new InvalidArgumentError(
+        'config must be a flat object of numbers and strings, without partitions',
+      );
+    }
     const record: TopicRecord = {
       partitions,
       replicationFactor,
       minInSyncReplicas,
       createdAtMs: this.nowMs(),
+      config: { ...config },
     };
     const key = topicKey(topic);
     const response = await etcdCall(`create ${key}`, () =>

@@ -26,7 +26,7 @@ import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } 
 import { AssignmentWatcher } from './assignment-watcher.js';
 import { BrokerSession } from './broker-session.js';
 import { ClusterAdmin } from './cluster-admin.js';
-import { clusterNamespace } from './cluster-records.js';
+import { clusterNamespace, type TopicRecord } from './cluster-records.js';
 import { ClusterController, type ControllerEvent } from './controller.js';
 import { connectEtcd, etcdCall } from './etcd-call.js';
 import { EtcdIsrChanger } from './etcd-isr-changer.js';
@@ -46,7 +46,10 @@ export interface ClusterOptions {
 }
 
 export interface ClusterNodeOptions extends ClusterOptions {
-  replicaManager: ReplicaManager;
+  /** The data plane, or a function building it with this node's IsrChanger. */
+  replicaManager: ReplicaManager | ((isrChanger: IsrChanger) => ReplicaManager);
+  /** Makes the local topic exist before its partitions are applied (assignment-watcher.ts). */
+  prepareTopic?: (topic: string, record: TopicRecord) => Promise<void>;
   /** One line per notable event (elected, partition changes, errors). Default: nothing. */
   log?: (line: string) => void;
   /** Wall clock for registration times. Default Date.now. */
@@ -140,7 +143,16 @@ export class ClusterNode {
       () => this.controller.pass(),
       (error) => this.log(`controller: ${(error as Error).message}`),
     );
-    this.assignments = new AssignmentWatcher(namespace, options.brokerId, options.replicaManager);
+    const replicaManager =
+      typeof options.replicaManager === 'function'
+        ? options.replicaManager(this.isrChanger)
+        : options.replicaManager;
+    this.assignments = new AssignmentWatcher(
+      namespace,
+      options.brokerId,
+      replicaManager,
+      options.prepareTopic,
+    );
     this.assignmentLoop = new ReconcileLoop(
       () => this.assignments.pass(),
       (error) => this.log(`assignments: ${(error as Error).message}`),

@@ -32,11 +32,20 @@ export interface ControllerEpochRecord {
   controllerEpoch: number;
 }
 
+/**
+ * The per-broker topic config every replica creates its local topic with (durability, retention,
+ * segment size, ...: protocol/broker-api.ts TopicConfig without `partitions`), as resolved by the
+ * broker that created the topic. Checked here for shape only; each broker validates it fully
+ * (topic-config.ts) when it creates the local topic.
+ */
+export type LocalTopicConfig = Record<string, number | string>;
+
 export interface TopicRecord {
   partitions: number;
   replicationFactor: number;
   minInSyncReplicas: number;
   createdAtMs: number;
+  config: LocalTopicConfig;
 }
 
 /** Leader -1: no in-sync replica is alive (the partition is offline). */
@@ -145,6 +154,20 @@ const isWebSocketUrl = (value: unknown): value is string => {
   }
 };
 
+/** A flat object of numbers and strings, without `partitions` (that is the cluster's own field). */
+export function isLocalTopicConfig(value: unknown): value is LocalTopicConfig {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const entries = Object.entries(value);
+  return (
+    entries.length <= 16 &&
+    entries.every(
+      ([key, field]) =>
+        key !== 'partitions' &&
+        (typeof field === 'number' || (typeof field === 'string' && field.length <= 64)),
+    )
+  );
+}
+
 export function decodeBroker(text: string): BrokerRecord | undefined {
   const fields = parseObject(text, ['brokerId', 'url', 'registeredAtMs']);
   if (fields === undefined) return undefined;
@@ -176,18 +199,25 @@ export function decodeControllerEpoch(text: string): ControllerEpochRecord | und
 }
 
 export function decodeTopic(text: string): TopicRecord | undefined {
-  const fields = parseObject(text, ['partitions', 'replicationFactor', 'minInSyncReplicas', 'createdAtMs']);
+  const fields = parseObject(text, [
+    'partitions',
+    'replicationFactor',
+    'minInSyncReplicas',
+    'createdAtMs',
+    'config',
+  ]);
   if (fields === undefined) return undefined;
-  const { partitions, replicationFactor, minInSyncReplicas, createdAtMs } = fields;
+  const { partitions, replicationFactor, minInSyncReplicas, createdAtMs, config } = fields;
   if (
     !isInteger(partitions, 1, partitionCountMax) ||
     !isInteger(replicationFactor, 1, replicationFactorMax) ||
     !isInteger(minInSyncReplicas, 1, replicationFactor as number) ||
-    !isInteger(createdAtMs, 0, Number.MAX_SAFE_INTEGER)
+    !isInteger(createdAtMs, 0, Number.MAX_SAFE_INTEGER) ||
+    !isLocalTopicConfig(config)
   ) {
     return undefined;
   }
-  return { partitions, replicationFactor, minInSyncReplicas, createdAtMs };
+  return { partitions, replicationFactor, minInSyncReplicas, createdAtMs, config };
 }
 
 export function decodePartition(text: string): PartitionRecord | undefined {
