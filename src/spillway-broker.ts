@@ -1,21 +1,41 @@
 /**
  * The composition root of an embedded broker: the engine (src/broker/broker-engine.ts) plus its
- * network front end (src/server/server.ts). This is the `Broker` that `spillway` exports and that
- * `spillway broker` runs; the engine itself knows nothing of the network.
+ * network front end (src/server/server.ts) and, with `BrokerOptions.cluster`, its cluster membership
+ * (src/cluster/control/broker-cluster.ts). This is the `Broker` that `spillway` exports and that
+ * `spillway broker` runs; the engine itself knows nothing of the network or the cluster.
  *
  * The server module is imported on first `listen()`, so an embedded broker that never listens does
- * not load uWebSockets.js.
+ * not load uWebSockets.js; the cluster modules (and etcd3) are imported only with `cluster` set.
  */
 import { BrokerEngine } from './broker/broker-engine.js';
-import type { BrokerOptions } from './broker/broker-options.js';
+import type { BrokerClusterOptions, BrokerOptions } from './broker/broker-options.js';
+import type { BrokerCluster } from './cluster/control/broker-cluster.js';
 import type { BrokerServer, ServerOptions } from './server/server.js';
 
 /** Options of `Broker.listen`: the server's (host, port, limits). */
 export type ListenOptions = ServerOptions;
 
 export class Broker extends BrokerEngine {
+  /** The cluster membership when opened with `cluster`; undefined for a single broker. */
+  cluster: BrokerCluster | undefined = undefined;
+  private closing: Promise<void> | undefined;
+
   static override async open(options: BrokerOptions = {}): Promise<Broker> {
-    return BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
+    const clusterOptions = options.cluster;
+    if (clusterOptions === undefined) {
+      return BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
+    }
+    // Checked before the data directory is touched: a bad flag must not open (and lock) anything.
+    const { BrokerCluster } = await import('./cluster/control/broker-cluster.js');
+    BrokerCluster.validate(clusterOptions);
+    const broker = await BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
+    try {
+      broker.cluster = await BrokerCluster.join(broker, clusterOptions as BrokerClusterOptions<Broker>);
+    } catch (error) {
+      await broker.close();
+      throw error;
+    }
+    return broker;
   }
 
   /** Starts the network front end (WebSocket protocol, HTTP API, metrics) on this broker. */
@@ -24,5 +44,19 @@ export class Broker extends BrokerEngine {
     const { startServer } = await import('./server/server.js');
     // The server's timers (handshake, body timeouts) run on the broker's clock unless told otherwise.
     return startServer(this, { clock: this.clock, ...options });
+  }
+
+  /** Leaves the cluster first (if a member: its session ends at once), then closes the engine. */
+  override close(): Promise<void> {
+    this.closing ??= (async () => {
+      const cluster = this.cluster;
+      this.cluster = undefined;
+      try {
+        await cluster?.close();
+      } finally {
+        await super.close();
+      }
+    })();
+    return this.closing;
   }
 }

@@ -6,7 +6,8 @@
  * - `createTopic`: create-if-absent (TOPIC_EXISTS otherwise). `replicationFactor` defaults to
  *   min(3, live brokers) and may not exceed the live brokers (INVALID_ARGUMENT: the controller could
  *   not place it); `minInSyncReplicas` defaults to min(2, replicationFactor), 1..replicationFactor.
- * - `addPartitions`: the count only grows (compare-and-swap on the topic key's mod revision).
+ * - `addPartitions`: adds `count` partitions, like BrokerTopics.addPartitions (compare-and-swap on the
+ *   topic key's mod revision).
  * - `deleteTopic`: deletes the intent (UNKNOWN_TOPIC if absent); the controller deletes the partitions.
  * - `describe`: the topic's record and its partitions' records as etcd has them now.
  */
@@ -108,8 +109,8 @@ export class ClusterAdmin {
       const current = kv === undefined ? undefined : decodeTopic(kv.value.toString('utf8'));
       if (kv === undefined || current === undefined)
         throw new UnknownTopicError(`no topic '${topic}' in the cluster`);
-      integerIn('count', count, current.partitions + 1, partitionCountMax);
-      const next: TopicRecord = { ...current, partitions: count };
+      integerIn('count', count, 1, partitionCountMax - current.partitions);
+      const next: TopicRecord = { ...current, partitions: current.partitions + count };
       const written = await etcdCall(`update ${key}`, () =>
         this.namespace
           .if(key, 'Mod', '==', kv.mod_revision)

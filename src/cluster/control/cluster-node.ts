@@ -13,37 +13,17 @@
  * The ReplicaManager belongs to the caller: `close()` does not close it.
  */
 import type { Etcd3, Namespace, Watcher } from 'etcd3';
-import { InvalidArgumentError } from '../../errors.js';
-import {
-  brokerIdMax,
-  clusterRetryMsMax,
-  clusterRetryMsMin,
-  clusterSessionTimeoutMsDefault,
-  clusterSessionTimeoutMsMax,
-  clusterSessionTimeoutMsMin,
-} from '../../limits.js';
+import { clusterRetryMsMax, clusterRetryMsMin, clusterSessionTimeoutMsDefault } from '../../limits.js';
 import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import { AssignmentWatcher } from './assignment-watcher.js';
 import { BrokerSession } from './broker-session.js';
 import { ClusterAdmin } from './cluster-admin.js';
+import { type ClusterOptions, validateClusterOptions } from './cluster-options.js';
 import { clusterNamespace, type TopicRecord } from './cluster-records.js';
 import { ClusterController, type ControllerEvent } from './controller.js';
 import { connectEtcd, etcdCall } from './etcd-call.js';
 import { EtcdIsrChanger } from './etcd-isr-changer.js';
 import { ReconcileLoop } from './reconcile-loop.js';
-
-export interface ClusterOptions {
-  /** `etcd://host:port[,host:port...]`. */
-  etcd: string;
-  /** This broker's id in the cluster, an integer in [0, 2^31). */
-  brokerId: number;
-  /** The ws:// (or wss://) URL other brokers and clients reach this broker at. */
-  advertise: string;
-  /** Several clusters may share one etcd: keys live under `/spillway/<name>/`. Default 'default'. */
-  name?: string;
-  /** The session (lease) TTL, rounded up to whole seconds. Default 6000 ms. */
-  sessionTimeoutMs?: number;
-}
 
 export interface ClusterNodeOptions extends ClusterOptions {
   /** The data plane, or a function building it with this node's IsrChanger. */
@@ -54,55 +34,6 @@ export interface ClusterNodeOptions extends ClusterOptions {
   log?: (line: string) => void;
   /** Wall clock for registration times. Default Date.now. */
   nowMs?: () => number;
-}
-
-const clusterNamePattern = /^[a-zA-Z0-9._-]{1,64}$/;
-
-/** Checks the options a user gives (CLI, BrokerOptions.cluster); INVALID_ARGUMENT naming the field. */
-export function validateClusterOptions(options: ClusterOptions): void {
-  if (typeof options.etcd !== 'string' || !options.etcd.startsWith('etcd://')) {
-    throw new InvalidArgumentError(
-      `cluster.etcd must look like etcd://host:port, got '${String(options.etcd)}'`,
-    );
-  }
-  const { brokerId } = options;
-  if (
-    typeof brokerId !== 'number' ||
-    !Number.isSafeInteger(brokerId) ||
-    brokerId < 0 ||
-    brokerId > brokerIdMax
-  ) {
-    throw new InvalidArgumentError(
-      `cluster.brokerId must be an integer in [0, ${brokerIdMax}], got ${String(brokerId)}`,
-    );
-  }
-  let advertised: URL | undefined;
-  try {
-    advertised = new URL(options.advertise);
-  } catch {
-    advertised = undefined;
-  }
-  if (advertised === undefined || (advertised.protocol !== 'ws:' && advertised.protocol !== 'wss:')) {
-    throw new InvalidArgumentError(
-      `cluster.advertise must be a ws:// or wss:// URL, got '${String(options.advertise)}'`,
-    );
-  }
-  if (options.name !== undefined && !clusterNamePattern.test(options.name)) {
-    throw new InvalidArgumentError(
-      `cluster.name must be 1-64 characters of [a-zA-Z0-9._-], got '${options.name}'`,
-    );
-  }
-  const timeout = options.sessionTimeoutMs;
-  if (
-    timeout !== undefined &&
-    (!Number.isSafeInteger(timeout) ||
-      timeout < clusterSessionTimeoutMsMin ||
-      timeout > clusterSessionTimeoutMsMax)
-  ) {
-    throw new InvalidArgumentError(
-      `cluster.sessionTimeoutMs must be an integer in [${clusterSessionTimeoutMsMin}, ${clusterSessionTimeoutMsMax}], got ${String(timeout)}`,
-    );
-  }
 }
 
 export class ClusterNode {

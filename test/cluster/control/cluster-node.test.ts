@@ -225,7 +225,8 @@ describe.skipIf(etcdMissing)(`cluster control plane on a real etcd (skipped if $
     const description = await node.admin.describe('orders');
     expect(description.config).toMatchObject({ partitions: 3, replicationFactor: 3, minInSyncReplicas: 2 });
 
-    await node.admin.addPartitions('orders', 4);
+    await expect(node.admin.addPartitions('orders', 0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await node.admin.addPartitions('orders', 1);
     await waitFor('orders/3', () => readPartition('orders', 3));
     await node.admin.deleteTopic('orders');
     for (const [brokerId, manager] of managers) {
