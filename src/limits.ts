@@ -391,3 +391,5 @@ export const clusterRetryMsMax = 2_000;
 export const replicationFactorDefaultMax = 3;
 /** Cluster: largest replicationFactor a topic may ask for. */
 export const replicationFactorMax = 16;
+/** Topics one METADATA request may name (docs/PROTOCOL.md, "Cluster metadata"). */
+export const metadataTopicsMax = 1_000;

@@ -10,6 +10,7 @@
 import { BrokerEngine } from './broker/broker-engine.js';
 import type { BrokerClusterOptions, BrokerOptions } from './broker/broker-options.js';
 import type { BrokerCluster } from './cluster/control/broker-cluster.js';
+import type { ClusterMetadataService } from './protocol/cluster-metadata-api.js';
 import type { BrokerServer, ServerOptions } from './server/server.js';
 
 /** Options of `Broker.listen`: the server's (host, port, limits). */
@@ -36,6 +37,11 @@ export class Broker extends BrokerEngine {
       throw error;
     }
     return broker;
+  }
+
+  /** METADATA's source in a cluster (protocol/cluster-metadata-api.ts); undefined for a single broker. */
+  get clusterMetadata(): ClusterMetadataService | undefined {
+    return this.cluster?.node;
   }
 
   /** Starts the network front end (WebSocket protocol, HTTP API, metrics) on this broker. */

@@ -13,9 +13,10 @@
  * live broker (id → advertised URL); `minInSyncReplicas` is the topic's.
  */
 import type { Namespace } from 'etcd3';
+import type { ClusterMetadata, MetadataPartition } from '../../protocol/cluster-metadata-api.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import type { TopicRecord } from './cluster-records.js';
-import { readClusterSnapshot } from './cluster-snapshot.js';
+import { type ClusterSnapshot, partitionId, readClusterSnapshot } from './cluster-snapshot.js';
 import type { PassOutcome } from './reconcile-loop.js';
 
 interface Applied {
@@ -29,6 +30,7 @@ export class AssignmentWatcher {
   /** Topics prepared locally, with the mod revision of the topic record they were prepared for. */
   private readonly prepared = new Map<string, { modRevision: string }>();
   private endpointsView: ReadonlyMap<number, BrokerEndpoint> = new Map();
+  private lastSnapshot: ClusterSnapshot | undefined;
 
   constructor(
     private readonly namespace: Namespace,
@@ -52,8 +54,44 @@ export class AssignmentWatcher {
     return this.endpointsView;
   }
 
+  /**
+   * METADATA's answer from the last snapshot read (protocol/cluster-metadata-api.ts): live brokers,
+   * the controller, and the assigned partitions of `topics`.
+   */
+  metadata(topics: readonly string[]): ClusterMetadata {
+    const snapshot = this.lastSnapshot;
+    const partitions: MetadataPartition[] = [];
+    if (snapshot !== undefined) {
+      for (const topic of topics) {
+        const topicRecord = snapshot.topics.get(topic)?.record;
+        if (topicRecord === undefined) continue;
+        for (let partition = 0; partition < topicRecord.partitions; partition++) {
+          const record = snapshot.partitions.get(partitionId(topic, partition))?.record;
+          if (record === undefined) continue;
+          const { leaderId, leaderEpoch, replicas, isr } = record;
+          partitions.push({
+            topic,
+            partition,
+            leaderId,
+            leaderEpoch,
+            replicas: [...replicas],
+            isr: [...isr],
+          });
+        }
+      }
+    }
+    return {
+      cluster: true,
+      brokerId: this.brokerId,
+      controllerId: snapshot?.controller?.record.brokerId ?? null,
+      brokers: [...this.endpointsView.values()].map(({ brokerId, url }) => ({ brokerId, url })),
+      partitions,
+    };
+  }
+
   async pass(): Promise<PassOutcome> {
     const snapshot = await readClusterSnapshot(this.namespace);
+    this.lastSnapshot = snapshot;
     const endpoints = new Map<number, BrokerEndpoint>();
     for (const [brokerId, { record }] of snapshot.brokers)
       endpoints.set(brokerId, { brokerId, url: record.url });

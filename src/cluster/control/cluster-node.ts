@@ -14,6 +14,7 @@
  */
 import type { Etcd3, Namespace, Watcher } from 'etcd3';
 import { clusterRetryMsMax, clusterRetryMsMin, clusterSessionTimeoutMsDefault } from '../../limits.js';
+import type { ClusterMetadata, ClusterMetadataService } from '../../protocol/cluster-metadata-api.js';
 import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import { AssignmentWatcher } from './assignment-watcher.js';
 import { BrokerSession } from './broker-session.js';
@@ -36,7 +37,7 @@ export interface ClusterNodeOptions extends ClusterOptions {
   nowMs?: () => number;
 }
 
-export class ClusterNode {
+export class ClusterNode implements ClusterMetadataService {
   readonly admin: ClusterAdmin;
   readonly isrChanger: IsrChanger;
   private session: BrokerSession | undefined;
@@ -130,6 +131,11 @@ export class ClusterNode {
   /** Assignments applied on this broker through the ReplicaManager, by `topic/partition`. */
   appliedAssignments(): Map<string, PartitionAssignment> {
     return this.assignments.appliedAssignments();
+  }
+
+  /** METADATA's answer (protocol/cluster-metadata-api.ts) from this broker's last view of etcd. */
+  metadata(topics: readonly string[]): ClusterMetadata {
+    return this.assignments.metadata(topics);
   }
 
   /** Live brokers as of the last assignment pass. */
