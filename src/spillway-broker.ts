@@ -52,17 +52,26 @@ export class Broker extends BrokerEngine {
     return startServer(this, { clock: this.clock, ...options });
   }
 
-  /** Leaves the cluster first (if a member: its session ends at once), then closes the engine. */
+  /**
+   * Closes the engine (at once: later calls fail with BROKER_CLOSING, as without a cluster) and, if a
+   * member, leaves the cluster alongside (its session is revoked, so the others react at once, not
+   * after the session timeout); resolves when both are done. Idempotent.
+   */
   override close(): Promise<void> {
-    this.closing ??= (async () => {
-      const cluster = this.cluster;
-      this.cluster = undefined;
-      try {
-        await cluster?.close();
-      } finally {
-        await super.close();
-      }
-    })();
+    if (this.closing !== undefined) return this.closing;
+    const cluster = this.cluster;
+    this.cluster = undefined;
+    const engineClosed = super.close();
+    this.closing =
+      cluster === undefined
+        ? engineClosed
+        : (async () => {
+            try {
+              await cluster.close();
+            } finally {
+              await engineClosed;
+            }
+          })();
     return this.closing;
   }
 }
