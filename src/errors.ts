@@ -56,6 +56,8 @@ export type ErrorCode =
   | 'NOT_LEADER'
   | 'FENCED_LEADER_EPOCH'
   | 'NOT_ENOUGH_REPLICAS'
+  | 'CLUSTER_UNAVAILABLE'
+  | 'BROKER_ID_IN_USE'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -110,6 +112,8 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   NOT_LEADER: true, // a cluster: refresh which broker leads the partition and send there
   FENCED_LEADER_EPOCH: true, // a cluster: the request's leader epoch is not the partition's current one; refresh
   NOT_ENOUGH_REPLICAS: true, // a cluster: fewer in-sync replicas than minInSyncReplicas, until followers catch up
+  CLUSTER_UNAVAILABLE: true, // etcd did not answer in time: it may be back later
+  BROKER_ID_IN_USE: false, // another live broker holds the id: a configuration mistake
   INTERNAL: false,
 };
 
@@ -386,5 +390,24 @@ export class UnknownProducerIdError extends SpillwayError {
   constructor(message: string) {
     super('UNKNOWN_PRODUCER_ID', message);
     this.name = 'UnknownProducerIdError';
+  }
+}
+
+/**
+ * Cluster mode (src/cluster/control/): etcd could not be reached, or did not answer within
+ * `etcdRequestTimeoutMs`. Retriable: etcd may be back later.
+ */
+export class ClusterUnavailableError extends SpillwayError {
+  constructor(message: string, options: SpillwayErrorOptions = {}) {
+    super('CLUSTER_UNAVAILABLE', message, options);
+    this.name = 'ClusterUnavailableError';
+  }
+}
+
+/** Cluster mode: the broker id is registered by another live broker (two processes given the same id). */
+export class BrokerIdInUseError extends SpillwayError {
+  constructor(message: string) {
+    super('BROKER_ID_IN_USE', message);
+    this.name = 'BrokerIdInUseError';
   }
 }

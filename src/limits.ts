@@ -405,8 +405,6 @@ export const delayRedirectsMax = 100_000;
 // Replication (src/cluster/replication/, docs/CLUSTER-REPLICATION.md).
 /** Largest leader epoch (a signed 32-bit integer, as in Kafka). */
 export const leaderEpochMax = 0x7fff_ffff;
-/** Largest broker id of a cluster. */
-export const brokerIdMax = 0x7fff_ffff;
 /** Entries a partition's leader epoch history keeps (the oldest go first; far more than leader changes in practice). */
 export const leaderEpochEntriesMax = 1024;
 /** Longest a REPLICA_FETCH may long-poll on the leader. */
@@ -419,3 +417,26 @@ export const replicationTimeoutMsDefault = 30_000;
 export const replicationWaitersPerPartitionMax = 100_000;
 /** Bytes a follower asks for per REPLICA_FETCH. */
 export const replicaFetchMaxBytesDefault = 1024 * 1024;
+
+/** Cluster (docs/CLUSTER.md): broker ids are integers in [0, brokerIdMax]. */
+export const brokerIdMax = 2_147_483_647;
+/** Cluster: the etcd session (lease) of a broker lasts this long without a keep-alive, by default. */
+export const clusterSessionTimeoutMsDefault = 6_000;
+/** Cluster: bounds of the session timeout (etcd leases count whole seconds, at least 1). */
+export const clusterSessionTimeoutMsMin = 1_000;
+export const clusterSessionTimeoutMsMax = 300_000;
+/** Cluster: longest wait for one etcd request (not watches); past it: CLUSTER_UNAVAILABLE. */
+export const etcdRequestTimeoutMs = 5_000;
+/** Cluster: brokers registered at once that the control plane accepts to read (one etcd range). */
+export const clusterBrokersMax = 1_000;
+/** Cluster: partitions (all topics) the control plane holds in etcd; one reconcile reads them all. */
+export const clusterPartitionsMax = 100_000;
+/** Cluster: first and longest wait before a failed reconcile (etcd down, a refused CAS) runs again. */
+export const clusterRetryMsMin = 50;
+export const clusterRetryMsMax = 2_000;
+/** Cluster: default replicationFactor of a new topic is min(this, live brokers). */
+export const replicationFactorDefaultMax = 3;
+/** Cluster: largest replicationFactor a topic may ask for. */
+export const replicationFactorMax = 16;
+/** Topics one METADATA request may name (docs/PROTOCOL.md, "Cluster metadata"). */
+export const metadataTopicsMax = 1_000;

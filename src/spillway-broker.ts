@@ -1,21 +1,62 @@
 /**
  * The composition root of an embedded broker: the engine (src/broker/broker-engine.ts) plus its
- * network front end (src/server/server.ts). This is the `Broker` that `spillway` exports and that
- * `spillway broker` runs; the engine itself knows nothing of the network.
+ * network front end (src/server/server.ts) and, with `BrokerOptions.cluster`, its cluster membership
+ * (src/cluster/control/broker-cluster.ts). This is the `Broker` that `spillway` exports and that
+ * `spillway broker` runs; the engine itself knows nothing of the network or the cluster.
  *
  * The server module is imported on first `listen()`, so an embedded broker that never listens does
- * not load uWebSockets.js.
+ * not load uWebSockets.js; the cluster modules (and etcd3) are imported only with `cluster` set.
  */
 import { BrokerEngine } from './broker/broker-engine.js';
-import type { BrokerOptions } from './broker/broker-options.js';
+import type { BrokerClusterOptions, BrokerOptions } from './broker/broker-options.js';
+import type { BrokerCluster } from './cluster/control/broker-cluster.js';
+import type { ClusterMetadataService } from './protocol/cluster-metadata-api.js';
 import type { BrokerServer, ServerOptions } from './server/server.js';
 
 /** Options of `Broker.listen`: the server's (host, port, limits). */
 export type ListenOptions = ServerOptions;
 
 export class Broker extends BrokerEngine {
+  /** The cluster membership when opened with `cluster`; undefined for a single broker. */
+  cluster: BrokerCluster | undefined = undefined;
+  private closing: Promise<void> | undefined;
+
   static override async open(options: BrokerOptions = {}): Promise<Broker> {
-    return BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
+    let clusterOptions = options.cluster;
+    if (clusterOptions === undefined) {
+      return BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
+    }
+    // Checked before the data directory is touched: a bad flag must not open (and lock) anything.
+    const { BrokerCluster } = await import('./cluster/control/broker-cluster.js');
+    if (clusterOptions.replicaManager === undefined) {
+      // The data plane by default: partitions replicated by BrokerReplicaManager (src/cluster/replication/).
+      const { BrokerReplicaManager } = await import('./cluster/replication/broker-replica-manager.js');
+      const brokerId = clusterOptions.brokerId;
+      const clock = options.clock;
+      clusterOptions = {
+        ...clusterOptions,
+        replicaManager: (engine, isrChanger) =>
+          BrokerReplicaManager.attach(engine, {
+            brokerId,
+            isrChanger,
+            ...(clock !== undefined ? { clock } : {}),
+          }),
+      };
+    }
+    BrokerCluster.validate(clusterOptions);
+    const broker = await BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
+    try {
+      broker.cluster = await BrokerCluster.join(broker, clusterOptions as BrokerClusterOptions<Broker>);
+    } catch (error) {
+      await broker.close();
+      throw error;
+    }
+    return broker;
+  }
+
+  /** METADATA's source in a cluster (protocol/cluster-metadata-api.ts); undefined for a single broker. */
+  get clusterMetadata(): ClusterMetadataService | undefined {
+    return this.cluster?.node;
   }
 
   /** Starts the network front end (WebSocket protocol, HTTP API, metrics) on this broker. */
@@ -24,5 +65,28 @@ export class Broker extends BrokerEngine {
     const { startServer } = await import('./server/server.js');
     // The server's timers (handshake, body timeouts) run on the broker's clock unless told otherwise.
     return startServer(this, { clock: this.clock, ...options });
+  }
+
+  /**
+   * Closes the engine (at once: later calls fail with BROKER_CLOSING, as without a cluster) and, if a
+   * member, leaves the cluster alongside (its session is revoked, so the others react at once, not
+   * after the session timeout); resolves when both are done. Idempotent.
+   */
+  override close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
+    const cluster = this.cluster;
+    this.cluster = undefined;
+    const engineClosed = super.close();
+    this.closing =
+      cluster === undefined
+        ? engineClosed
+        : (async () => {
+            try {
+              await cluster.close();
+            } finally {
+              await engineClosed;
+            }
+          })();
+    return this.closing;
   }
 }

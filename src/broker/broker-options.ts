@@ -3,7 +3,9 @@
  * dedup window) apply to topics created later without those fields and are then stored with the
  * topic; the other options apply to the whole broker.
  */
+
 import { type Clock, systemClock } from '../clock.js';
+import type { IsrChanger, ReplicaManager } from '../cluster/partition-role.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   checkpointIntervalMsDefault,
@@ -30,9 +32,34 @@ import {
 import type { Durability } from '../protocol/types.js';
 import type { LogFactory } from '../storage/log-store.js';
 import { PartitionLog } from '../storage/partition-log.js';
+import type { BrokerEngine } from './broker-engine.js';
 import type { StateLogTuning } from './metadata-store.js';
 import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
 import { isInternalTopicName } from './topic-name.js';
+
+/**
+ * Cluster membership (docs/CLUSTER.md; src/cluster/control/broker-cluster.ts). Without it (the
+ * default) the broker is a single broker and nothing of the cluster is loaded.
+ */
+export interface BrokerClusterOptions<Engine = BrokerEngine> {
+  /** `etcd://host:port[,host:port...]`. */
+  etcd: string;
+  /** This broker's id in the cluster, an integer in [0, 2^31). */
+  brokerId: number;
+  /** The ws:// (or wss://) URL other brokers and clients reach this broker at. */
+  advertise: string;
+  /** Several clusters may share one etcd: keys live under `/spillway/<name>/`. Default 'default'. */
+  name?: string;
+  /** The broker's etcd session (lease) TTL, rounded up to whole seconds. Default 6000 ms. */
+  sessionTimeoutMs?: number;
+  /**
+   * Builds the replication data plane (src/cluster/replication/) for this broker with the control
+   * plane's IsrChanger. Required: without a data plane the broker refuses to open in cluster mode.
+   */
+  replicaManager?: (broker: Engine, isrChanger: IsrChanger) => ReplicaManager;
+  /** Where cluster events are logged, one line each. Default: stderr. */
+  log?: (line: string) => void;
+}
 
 export interface BrokerOptions {
   /** Where `topics/<name>/<partition>/` (and the internal `topics/__metadata/0/`) live. Default './spillway-data'. */
@@ -123,6 +150,8 @@ export interface BrokerOptions {
    * smaller ones make the forward rewrite and deletion of `__delay` finer (tests use them).
    */
   delaySegmentBytes?: number;
+  /** Cluster membership; absent (default): a single broker. Used by `Broker.open` (spillway-broker.ts). */
+  cluster?: BrokerClusterOptions;
 }
 
 export interface ResolvedBrokerOptions {

@@ -12,6 +12,7 @@ import type {
   TopicConfig,
   TopicDescription,
 } from '../protocol/broker-api.js';
+import type { ClusterMetadata } from '../protocol/cluster-metadata-api.js';
 import type { DelayStats } from '../protocol/delay-api.js';
 import type { GroupDescription, GroupSummary } from '../protocol/group-api.js';
 import type {
@@ -106,6 +107,28 @@ export class Admin {
       throw new SpillwayError('PROTOCOL_ERROR', "delayStats: the broker's answer has no pending count");
     }
     return stats;
+  }
+
+  /**
+   * METADATA (70): which broker leads which partition of `topics` (docs/CLUSTER.md). A single broker
+   * answers `cluster: false` with empty lists.
+   */
+  async metadata(topics: readonly string[]): Promise<ClusterMetadata> {
+    const response = await this.transport.request(Opcode.metadata, { topics: [...topics] });
+    const metadata = response.header as ClusterMetadata | null;
+    if (
+      metadata === null ||
+      typeof metadata !== 'object' ||
+      typeof metadata.cluster !== 'boolean' ||
+      !Array.isArray(metadata.brokers) ||
+      !Array.isArray(metadata.partitions)
+    ) {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        "metadata: the broker's answer has no broker or partition list",
+      );
+    }
+    return metadata;
   }
 
   /** Every group the broker knows (group and broadcast mode), by name, with member count and lag. */

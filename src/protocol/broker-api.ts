@@ -7,6 +7,7 @@
  * `fetch` returns views of mapped segments, valid while referenced.
  */
 
+import type { ClusterMetadataService } from './cluster-metadata-api.js';
 import type { DelayService } from './delay-api.js';
 import type { GroupService } from './group-api.js';
 import type { ProducerService } from './producer-api.js';
@@ -298,6 +299,8 @@ export interface BrokerApi {
    * broker without replication: REPLICA_FETCH and OFFSET_FOR_LEADER_EPOCH are refused.
    */
   readonly replication?: ReplicationService;
+  /** Cluster metadata (protocol/cluster-metadata-api.ts). Absent: METADATA answers as a single broker. */
+  readonly clusterMetadata?: ClusterMetadataService | undefined;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
   /** Msg-id dedup index figures (a broker engine has them; other implementations may not). */

@@ -12,6 +12,7 @@
 import { SpillwayError } from '../errors.js';
 import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
 import type { BrokerApi, FetchOptions, FetchResult } from './broker-api.js';
+import { parseMetadataRequest, singleBrokerMetadata } from './cluster-metadata-api.js';
 import { type Frame, FrameFlags } from './frame.js';
 import {
   parseCommitOffsets,
@@ -286,6 +287,11 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         throw new SpillwayError('UNKNOWN_OPCODE', 'DELAY_STATS (26): this broker has no delay service');
       }
       return response(request, api.delay.stats());
+    case Opcode.metadata: {
+      requireNoBody(request);
+      const { topics } = parseMetadataRequest(request.header);
+      return response(request, api.clusterMetadata?.metadata(topics) ?? singleBrokerMetadata());
+    }
     case Opcode.listGroups:
       requireNoBody(request);
       return response(request, { groups: api.groups.list() });

@@ -92,6 +92,7 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   [Opcode.txnRegister, [check('group', 'produce', field('group'))]],
   [Opcode.txnIds, [check('group', 'produce', field('group'))]],
   [Opcode.delayStats, [check('cluster', 'describe', cluster)]],
+  [Opcode.metadata, [check('topic', 'describe', list('topics'))]],
   [Opcode.integrityReport, [check('cluster', 'describe', cluster)]],
   [Opcode.repairPartition, [check('cluster', 'admin', cluster)]],
   [Opcode.joinGroup, [check('group', 'consume', field('group')), check('topic', 'consume', list('topics'))]],

@@ -39,6 +39,11 @@ export const Opcode = {
   queueAck: 51,
   queueNack: 52,
   queueDescribe: 53,
+  /**
+   * Cluster control plane (docs/CLUSTER.md): 70-79 are its numbers (client -> broker metadata, broker
+   * -> broker control calls). METADATA: which broker leads which partition (protocol/cluster-metadata-api.ts).
+   */
+  metadata: 70,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
   /** Server -> client: is this transaction to be committed? (check-back; answered by a transactional producer). */

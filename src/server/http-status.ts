@@ -60,6 +60,9 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   // Client-side errors of consumer.run's idempotency stores: they never reach HTTP.
   IDEMPOTENCY_STORE: 503,
   DUPLICATE_DELIVERY: 409,
+  // Cluster mode (docs/CLUSTER.md).
+  CLUSTER_UNAVAILABLE: 503,
+  BROKER_ID_IN_USE: 409,
 };
 
 export const statusText: Readonly<Record<number, string>> = {

@@ -5,7 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { flushIntervalMsMax, portMax } from '../../limits.js';
+import type { BrokerClusterOptions } from '../../broker/broker-options.js';
+import { validateClusterOptions } from '../../cluster/control/cluster-options.js';
+import { SpillwayError } from '../../errors.js';
+import { brokerIdMax, flushIntervalMsMax, portMax } from '../../limits.js';
 import { type Durability, durabilities } from '../../protocol/types.js';
 import { integerFlag, UsageError } from '../cli-error.js';
 
@@ -14,7 +17,8 @@ export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
                        [--handshake-timeout-ms N] [--reset-state-log NAME]... [--group-retention-ms N]
                        [--producer-idle-expiry-ms N] [--producers-max N] [--auth-file FILE]
-                       [--tls-cert FILE --tls-key FILE] [--memory-budget-bytes N] [--config FILE]`;
+                       [--tls-cert FILE --tls-key FILE] [--memory-budget-bytes N]
+                       [--cluster etcd://H:P --broker-id N [--advertise ws://H:P]] [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -41,6 +45,11 @@ interface BrokerConfigFile {
   tlsKey?: string;
   memoryBudgetBytes?: number;
   memoryCeilingBytes?: number;
+  cluster?: string;
+  brokerId?: number;
+  advertise?: string;
+  clusterName?: string;
+  clusterSessionTimeoutMs?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -104,6 +113,14 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
     tlsKey: { expected: 'a non-empty string', valid: isNonEmptyString },
     memoryBudgetBytes: positiveCheck,
     memoryCeilingBytes: positiveCheck,
+    cluster: { expected: 'an etcd://host:port address', valid: isNonEmptyString },
+    brokerId: {
+      expected: 'an integer in [0, 2147483647]',
+      valid: (value) => isInteger(value, 0, brokerIdMax),
+    },
+    advertise: { expected: 'a ws:// or wss:// URL', valid: isNonEmptyString },
+    clusterName: { expected: 'a non-empty string', valid: isNonEmptyString },
+    clusterSessionTimeoutMs: positiveCheck,
   };
 
 function readConfig(path: string): BrokerConfigFile {
@@ -166,6 +183,9 @@ export async function runBroker(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'memory-budget-bytes': { type: 'string' },
+      cluster: { type: 'string' },
+      'broker-id': { type: 'string' },
+      advertise: { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -205,8 +225,11 @@ export async function runBroker(argv: string[]): Promise<number> {
   const memoryBudgetBytes =
     integerFlag('memory-budget-bytes', values['memory-budget-bytes'], 1) ?? file.memoryBudgetBytes;
 
+  const cluster = clusterFlags(values, file, host, port);
+
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
+    ...(cluster !== undefined ? { cluster } : {}),
     dataDir,
     durability,
     ...(flushIntervalMs !== undefined ? { flushIntervalMs } : {}),
@@ -307,4 +330,53 @@ export async function runBroker(argv: string[]): Promise<number> {
   await server.close();
   await broker.close();
   return 0;
+}
+
+/**
+ * `--cluster etcd://H:P --broker-id N [--advertise ws://H:P]` (or the config file's `cluster`,
+ * `brokerId`, `advertise`, `clusterName`, `clusterSessionTimeoutMs`): the cluster membership, or
+ * undefined for a single broker. `--advertise` defaults to the listen address, which must then be
+ * reachable by the other brokers (not 0.0.0.0). Mistakes are usage errors (exit 2).
+ */
+function clusterFlags(
+  values: { cluster?: string | undefined; 'broker-id'?: string | undefined; advertise?: string | undefined },
+  file: BrokerConfigFile,
+  host: string,
+  port: number,
+): BrokerClusterOptions | undefined {
+  const etcd = values.cluster ?? file.cluster;
+  const brokerId = integerFlag('broker-id', values['broker-id']) ?? file.brokerId;
+  const advertiseGiven = values.advertise ?? file.advertise;
+  if (etcd === undefined) {
+    if (brokerId !== undefined || advertiseGiven !== undefined) {
+      throw new UsageError('--broker-id and --advertise go with --cluster etcd://host:port');
+    }
+    return undefined;
+  }
+  if (brokerId === undefined) throw new UsageError('--cluster needs --broker-id N (unique in the cluster)');
+  if (advertiseGiven === undefined && (host === '0.0.0.0' || host === '::')) {
+    throw new UsageError(
+      `--cluster with --host ${host} needs --advertise ws://host:port (an address the other brokers reach)`,
+    );
+  }
+  const advertise = advertiseGiven ?? `ws://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const options: BrokerClusterOptions = {
+    etcd,
+    brokerId,
+    advertise,
+    ...(file.clusterName !== undefined ? { name: file.clusterName } : {}),
+    ...(file.clusterSessionTimeoutMs !== undefined ? { sessionTimeoutMs: file.clusterSessionTimeoutMs } : {}),
+  };
+  return checkedClusterOptions(options);
+}
+
+function checkedClusterOptions(options: BrokerClusterOptions): BrokerClusterOptions {
+  try {
+    validateClusterOptions(options);
+  } catch (error) {
+    if (error instanceof SpillwayError && error.code === 'INVALID_ARGUMENT')
+      throw new UsageError(error.message);
+    throw error;
+  }
+  return options;
 }

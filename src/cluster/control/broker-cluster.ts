@@ -1,0 +1,95 @@
+/**
+ * Joins an open broker to a cluster (`BrokerOptions.cluster`, docs/CLUSTER.md): starts its
+ * ClusterNode with the data plane's ReplicaManager (built by `cluster.replicaManager` with the
+ * node's IsrChanger) and a `prepareTopic` that makes each assigned topic exist locally — created with
+ * the cluster record's partition count and local config, or grown to it — before the data plane is
+ * told its role (the data plane expects the local partition to exist).
+ *
+ * `BrokerCluster.close()` leaves the cluster (revokes the session) and then closes the ReplicaManager
+ * it built. Local topic data is never deleted by the control plane: a partition removed from this
+ * broker is handed to `removePartition` (the data plane fences it).
+ */
+import type { BrokerClusterOptions } from '../../broker/broker-options.js';
+import type { BrokerTopics } from '../../broker/broker-topics.js';
+import { InvalidArgumentError, SpillwayError } from '../../errors.js';
+import type { TopicConfig } from '../../protocol/broker-api.js';
+import type { ReplicaManager } from '../partition-role.js';
+import { ClusterNode } from './cluster-node.js';
+import { validateClusterOptions } from './cluster-options.js';
+import type { TopicRecord } from './cluster-records.js';
+
+/** The part of the broker the cluster membership uses. */
+export interface ClusterBroker {
+  readonly topics: Pick<BrokerTopics, 'create' | 'addPartitions' | 'describe'>;
+}
+
+export class BrokerCluster {
+  private constructor(
+    readonly node: ClusterNode,
+    private readonly replicaManager: ReplicaManager,
+  ) {}
+
+  /** Checks the options before the broker opens anything (INVALID_ARGUMENT naming the field). */
+  static validate<Engine>(options: BrokerClusterOptions<Engine>): void {
+    validateClusterOptions(options);
+    if (typeof options.replicaManager !== 'function') {
+      throw new InvalidArgumentError(
+        'cluster mode needs the replication data plane: cluster.replicaManager (a function building the ReplicaManager) is missing',
+      );
+    }
+  }
+
+  static async join<Engine extends ClusterBroker>(
+    broker: Engine,
+    options: BrokerClusterOptions<Engine>,
+  ): Promise<BrokerCluster> {
+    BrokerCluster.validate(options);
+    const build = options.replicaManager as NonNullable<typeof options.replicaManager>;
+    let replicaManager: ReplicaManager | undefined;
+    const node = await ClusterNode.start({
+      etcd: options.etcd,
+      brokerId: options.brokerId,
+      advertise: options.advertise,
+      ...(options.name !== undefined ? { name: options.name } : {}),
+      ...(options.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
+      replicaManager: (isrChanger) => {
+        replicaManager = build(broker, isrChanger);
+        return replicaManager;
+      },
+      prepareTopic: (topic, record) => prepareLocalTopic(broker, topic, record),
+      log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
+    });
+    return new BrokerCluster(node, replicaManager as ReplicaManager);
+  }
+
+  async close(): Promise<void> {
+    await this.node.close();
+    await this.replicaManager.close();
+  }
+}
+
+/** Creates the topic locally with the cluster's partition count and config, or grows it to that count. */
+export async function prepareLocalTopic(
+  broker: ClusterBroker,
+  topic: string,
+  record: TopicRecord,
+): Promise<void> {
+  let partitionCount: number;
+  try {
+    partitionCount = broker.topics.describe(topic).partitionCount;
+  } catch (error) {
+    if (!(error instanceof SpillwayError) || error.code !== 'UNKNOWN_TOPIC') throw error;
+    const config = { ...record.config, partitions: record.partitions } as TopicConfig;
+    try {
+      await broker.topics.create(topic, config);
+      return;
+    } catch (createError) {
+      // Created in between by a concurrent caller: fall through to the partition count check.
+      if (!(createError instanceof SpillwayError) || createError.code !== 'TOPIC_EXISTS') throw createError;
+      partitionCount = broker.topics.describe(topic).partitionCount;
+    }
+  }
+  if (partitionCount < record.partitions) {
+    await broker.topics.addPartitions(topic, record.partitions - partitionCount); // the count to add
+  }
+}

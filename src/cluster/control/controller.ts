@@ -1,0 +1,179 @@
+/**
+ * The cluster controller role of one broker (docs/CLUSTER.md, "Controller election and fencing",
+ * "What the controller does"). Every broker runs one; at most one of them holds the `controller` key
+ * at a time.
+ *
+ * `pass()` is one level-triggered reconcile, run by a ReconcileLoop on every change under the
+ * namespace: it reads a snapshot; if nobody is controller it campaigns (a transaction creating the
+ * `controller` key under this broker's lease and bumping `controller-epoch`); if this broker is
+ * controller (the key's create revision is its fence) it makes every partition what
+ * partition-planner.ts says, each write through FencedWriter. If the key exists with another create
+ * revision, this broker is not (or no longer) controller and does nothing more.
+ *
+ * `stepDown()` forgets the fence at once (the session's lease was lost). Calls are serialized by the
+ * loop; not safe to call `pass()` concurrently.
+ */
+import type { Namespace } from 'etcd3';
+import { controllerEpochKey, controllerKey, encodeRecord, type PartitionRecord } from './cluster-records.js';
+import { type ClusterSnapshot, partitionId, readClusterSnapshot } from './cluster-snapshot.js';
+import { etcdCall } from './etcd-call.js';
+import { FencedWriter } from './fenced-writer.js';
+import { assignReplicas, newPartitionRecord, planPartition } from './partition-planner.js';
+import type { PassOutcome } from './reconcile-loop.js';
+
+export interface ControllerSession {
+  /** The lease id of the broker's current session, undefined between sessions. */
+  lease(): string | undefined;
+}
+
+export type ControllerEvent =
+  | { kind: 'elected'; controllerEpoch: number; fence: string }
+  | { kind: 'deposed'; controllerEpoch: number }
+  | { kind: 'partition'; topic: string; partition: number; record: PartitionRecord; created: boolean }
+  | { kind: 'unassignable'; topic: string; partition: number; replicationFactor: number; liveBrokers: number }
+  | { kind: 'invalid-keys'; keys: string[] };
+
+export class ClusterController {
+  private writer: FencedWriter | undefined;
+  private epoch = 0;
+  private reportedInvalid = '';
+  /** Per unassignable partition, the live broker count it was reported with (bounded by the partitions). */
+  private reportedUnassignable = new Map<string, number>();
+
+  constructor(
+    private readonly namespace: Namespace,
+    private readonly brokerId: number,
+    private readonly session: ControllerSession,
+    private readonly onEvent: (event: ControllerEvent) => void = () => {},
+  ) {}
+
+  /** True while this broker believes it is controller (etcd may already have deposed it: writes are fenced). */
+  get active(): boolean {
+    return this.writer !== undefined;
+  }
+
+  get controllerEpoch(): number {
+    return this.epoch;
+  }
+
+  /** The fence (create revision of the controller key) while active. */
+  get fence(): string | undefined {
+    return this.writer?.fence;
+  }
+
+  stepDown(): void {
+    if (this.writer === undefined) return;
+    this.writer = undefined;
+    this.onEvent({ kind: 'deposed', controllerEpoch: this.epoch });
+  }
+
+  async pass(): Promise<PassOutcome> {
+    const snapshot = await readClusterSnapshot(this.namespace);
+    this.reportInvalid(snapshot);
+    const controller = snapshot.controller;
+    if (controller === undefined) {
+      this.stepDown();
+      return (await this.campaign(snapshot)) ? 'again' : 'done';
+    }
+    if (this.writer === undefined || controller.createRevision !== this.writer.fence) {
+      this.stepDown();
+      return 'done';
+    }
+    return this.reconcile(snapshot, this.writer);
+  }
+
+  /** Creates the controller key under this broker's lease if still absent; true if elected. */
+  private async campaign(snapshot: ClusterSnapshot): Promise<boolean> {
+    const lease = this.session.lease();
+    if (lease === undefined || snapshot.brokers.get(this.brokerId)?.lease !== lease) return false; // not registered (yet)
+    const previous = snapshot.controllerEpoch;
+    const controllerEpoch = (previous?.record.controllerEpoch ?? 0) + 1;
+    const response = await etcdCall('campaign for controller', () => {
+      const transaction = this.namespace.if(controllerKey, 'Create', '==', 0);
+      if (previous === undefined) transaction.and(controllerEpochKey, 'Create', '==', 0);
+      else transaction.and(controllerEpochKey, 'Mod', '==', previous.modRevision);
+      return transaction
+        .then(
+          this.namespace
+            .put(controllerKey)
+            .value(encodeRecord({ brokerId: this.brokerId, controllerEpoch }))
+            .lease(lease),
+          this.namespace.put(controllerEpochKey).value(encodeRecord({ controllerEpoch })),
+        )
+        .commit();
+    });
+    if (!response.succeeded) return false;
+    // Both puts happened in this transaction: the controller key's create revision is its revision.
+    const fence = response.header.revision;
+    this.writer = new FencedWriter(this.namespace, fence);
+    this.epoch = controllerEpoch;
+    this.reportedUnassignable.clear();
+    this.onEvent({ kind: 'elected', controllerEpoch, fence });
+    return true;
+  }
+
+  private async reconcile(snapshot: ClusterSnapshot, writer: FencedWriter): Promise<PassOutcome> {
+    const live = new Set(snapshot.brokers.keys());
+    let refused = false;
+    // New partitions of topics (and partitions added to them).
+    for (const [topic, { record: topicRecord }] of snapshot.topics) {
+      for (let partition = 0; partition < topicRecord.partitions; partition++) {
+        if (snapshot.partitions.has(partitionId(topic, partition))) continue;
+        const replicas = assignReplicas(topic, partition, topicRecord.replicationFactor, live);
+        if (replicas === undefined) {
+          this.reportUnassignable(topic, partition, topicRecord.replicationFactor, live.size);
+          continue;
+        }
+        const record = newPartitionRecord(replicas, this.epoch);
+        this.reportedUnassignable.delete(partitionId(topic, partition));
+        if (await writer.createPartition(topic, partition, record)) {
+          this.onEvent({ kind: 'partition', topic, partition, record, created: true });
+        } else {
+          refused = true;
+        }
+      }
+    }
+    // Existing partitions: gone with their topic, or a leader / ISR to change.
+    for (const entry of snapshot.partitions.values()) {
+      const topicRecord = snapshot.topics.get(entry.topic)?.record;
+      if (topicRecord === undefined || entry.partition >= topicRecord.partitions) {
+        if (!(await writer.deletePartition(entry.topic, entry.partition, entry.modRevision))) refused = true;
+        continue;
+      }
+      const next = planPartition(entry.record, live, this.epoch);
+      if (next === undefined) continue;
+      if (await writer.updatePartition(entry.topic, entry.partition, entry.modRevision, next)) {
+        this.onEvent({
+          kind: 'partition',
+          topic: entry.topic,
+          partition: entry.partition,
+          record: next,
+          created: false,
+        });
+      } else {
+        refused = true;
+      }
+    }
+    return refused ? 'again' : 'done';
+  }
+
+  private reportInvalid(snapshot: ClusterSnapshot): void {
+    const keys = snapshot.invalid.join('\n');
+    if (keys !== this.reportedInvalid && snapshot.invalid.length > 0) {
+      this.onEvent({ kind: 'invalid-keys', keys: [...snapshot.invalid] });
+    }
+    this.reportedInvalid = keys;
+  }
+
+  private reportUnassignable(
+    topic: string,
+    partition: number,
+    replicationFactor: number,
+    liveBrokers: number,
+  ): void {
+    const id = partitionId(topic, partition);
+    if (this.reportedUnassignable.get(id) === liveBrokers) return;
+    this.reportedUnassignable.set(id, liveBrokers);
+    this.onEvent({ kind: 'unassignable', topic, partition, replicationFactor, liveBrokers });
+  }
+}

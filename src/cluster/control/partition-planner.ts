@@ -1,0 +1,82 @@
+/**
+ * The controller's decisions, as pure functions of a partition's record and the set of live brokers
+ * (docs/CLUSTER.md, "What the controller does"). No I/O: the controller reads a snapshot, asks these
+ * what each partition should become, and writes the answers with compare-and-swap.
+ *
+ * Rules (Kafka's ZooKeeper-era controller, unclean election off):
+ * - the leader is always an ISR member; a new leader is chosen from the live ISR only, first in
+ *   `replicas` order (the preferred order);
+ * - every change the controller makes bumps `leaderEpoch` by one;
+ * - the ISR is never emptied: with no live ISR member the leader becomes `noLeader` (-1) and the ISR
+ *   stays as it was (those replicas have every acknowledged write);
+ * - a dead follower leaves the ISR (not the last member).
+ */
+import { noLeader, type PartitionRecord } from './cluster-records.js';
+
+/**
+ * Replicas for the partitions of a new topic: `replicationFactor` distinct brokers from `liveBrokerIds`
+ * (sorted here), round-robin from a start that depends on the topic name, so leaders (the first
+ * replica) spread over the brokers across partitions and topics. Undefined when fewer brokers live.
+ */
+export function assignReplicas(
+  topic: string,
+  partition: number,
+  replicationFactor: number,
+  liveBrokerIds: Iterable<number>,
+): number[] | undefined {
+  const brokers = [...liveBrokerIds].sort((a, b) => a - b);
+  if (brokers.length < replicationFactor || replicationFactor < 1) return undefined;
+  const start = (topicHash(topic) + partition) % brokers.length;
+  const replicas: number[] = [];
+  for (let index = 0; index < replicationFactor; index++) {
+    replicas.push(brokers[(start + index) % brokers.length] as number);
+  }
+  return replicas;
+}
+
+/** The record of a partition just created: the first replica leads, every replica is in sync (empty logs). */
+export function newPartitionRecord(replicas: number[], controllerEpoch: number): PartitionRecord {
+  return {
+    replicas: [...replicas],
+    leaderId: replicas[0] as number,
+    leaderEpoch: 0,
+    isr: [...replicas],
+    controllerEpoch,
+  };
+}
+
+/**
+ * What the partition should become given the live brokers, or undefined when it is fine as it is.
+ * `controllerEpoch` is stamped on the answer.
+ */
+export function planPartition(
+  current: PartitionRecord,
+  live: ReadonlySet<number>,
+  controllerEpoch: number,
+): PartitionRecord | undefined {
+  const liveIsr = current.isr.filter((id) => live.has(id));
+  const leaderAlive = current.leaderId !== noLeader && live.has(current.leaderId);
+  if (leaderAlive) {
+    // Rule 4: dead followers leave the ISR (the leader is alive, so the ISR stays non-empty).
+    if (liveIsr.length === current.isr.length) return undefined;
+    return { ...current, isr: liveIsr, leaderEpoch: current.leaderEpoch + 1, controllerEpoch };
+  }
+  // Rules 2 and 3: the leader is dead or there is none; elect from the live ISR in replicas order.
+  const leaderId = current.replicas.find((id) => liveIsr.includes(id));
+  if (leaderId === undefined) {
+    if (current.leaderId === noLeader) return undefined; // offline already, nothing new
+    return { ...current, leaderId: noLeader, leaderEpoch: current.leaderEpoch + 1, controllerEpoch };
+  }
+  const isr = current.replicas.filter((id) => liveIsr.includes(id));
+  return { ...current, leaderId, isr, leaderEpoch: current.leaderEpoch + 1, controllerEpoch };
+}
+
+/** FNV-1a of the topic name: a stable spread of each topic's first leader, not a security hash. */
+function topicHash(topic: string): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < topic.length; index++) {
+    hash ^= topic.charCodeAt(index);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
