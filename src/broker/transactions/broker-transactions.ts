@@ -93,6 +93,7 @@ import type {
   CommitTarget,
   DecidedBy,
   TransactionEntry,
+  TransactionOutcome,
   TransactionRecord,
   TransactionStateMachine,
 } from './transaction-state.js';
@@ -183,7 +184,7 @@ export function stampCommittedBatch(batch: Uint8Array, transactionId: number, ha
   return batch;
 }
 
-function describeDecision(record: TransactionRecord): string {
+function describeDecision(record: Pick<TransactionRecord, 'decidedAtMs' | 'decidedBy' | 'checks'>): string {
   const when = record.decidedAtMs === null ? '' : ` at ${new Date(record.decidedAtMs).toISOString()}`;
   const by =
     record.decidedBy === 'timeout'
@@ -730,7 +731,7 @@ export class BrokerTransactions implements TransactionService {
   private repeatedDecision(
     id: number,
     decision: TransactionDecision,
-    outcome: TransactionRecord | undefined,
+    outcome: TransactionOutcome | undefined,
   ): EndTransactionResult {
     if (outcome === undefined) {
       throw new SpillwayError(
@@ -748,7 +749,10 @@ export class BrokerTransactions implements TransactionService {
     return this.result(outcome, true);
   }
 
-  private result(record: TransactionRecord, duplicate: boolean): EndTransactionResult {
+  private result(
+    record: Pick<TransactionRecord, 'id' | 'state' | 'decidedBy' | 'messages'>,
+    duplicate: boolean,
+  ): EndTransactionResult {
     return {
       id: record.id,
       outcome: record.state === 'committed' || record.state === 'committing' ? 'committed' : 'rolled-back',
