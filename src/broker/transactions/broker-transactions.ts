@@ -184,6 +184,9 @@ export function stampCommittedBatch(batch: Uint8Array, transactionId: number, ha
   return batch;
 }
 
+/** For a first commit attempt: no half delivered yet (never written to). */
+const nothingDelivered: ReadonlySet<number> = new Set();
+
 function describeDecision(record: Pick<TransactionRecord, 'decidedAtMs' | 'decidedBy' | 'checks'>): string {
   const when = record.decidedAtMs === null ? '' : ` at ${new Date(record.decidedAtMs).toISOString()}`;
   const by =
@@ -799,11 +802,16 @@ export class BrokerTransactions implements TransactionService {
     await this.waitForSends(live);
     live.halves.sort((a, b) => a.halfOffset - b.halfOffset);
     const targets: CommitTarget[] = [];
-    const seen = new Set<string>();
+    // Few halves (the common case): a linear look, without a key string per half and a set per commit.
+    const seen = live.halves.length > 8 ? new Set<string>() : null;
     for (const half of live.halves) {
-      const key = `${half.partition} ${half.topic}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
+      if (seen === null) {
+        if (targets.some((t) => t.partition === half.partition && t.topic === half.topic)) continue;
+      } else {
+        const key = `${half.partition} ${half.topic}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
       const partition = this.topics.partitionOf(half.topic, half.partition);
       targets.push({ topic: half.topic, partition: half.partition, fromOffset: partition.log.logEndOffset });
     }
@@ -818,7 +826,7 @@ export class BrokerTransactions implements TransactionService {
     live.recorded = true;
     await this.state.commit({ kind: 'transaction', record });
     live.record = record;
-    return this.finishCommit(live, new Set(), true);
+    return this.finishCommit(live, nothingDelivered, true);
   }
 
   /**
@@ -827,7 +835,7 @@ export class BrokerTransactions implements TransactionService {
    */
   private async finishCommit(
     live: LiveTransaction,
-    delivered: Set<number>,
+    delivered: ReadonlySet<number>,
     retry: boolean,
   ): Promise<EndTransactionResult> {
     const id = live.record.id;
