@@ -94,6 +94,7 @@ import type {
   CommitTarget,
   DecidedBy,
   TransactionEntry,
+  TransactionOutcome,
   TransactionRecord,
   TransactionStateMachine,
 } from './transaction-state.js';
@@ -184,7 +185,10 @@ export function stampCommittedBatch(batch: Uint8Array, transactionId: number, ha
   return batch;
 }
 
-function describeDecision(record: TransactionRecord): string {
+/** For a first commit attempt: no half delivered yet (never written to). */
+const nothingDelivered: ReadonlySet<number> = new Set();
+
+function describeDecision(record: Pick<TransactionRecord, 'decidedAtMs' | 'decidedBy' | 'checks'>): string {
   const when = record.decidedAtMs === null ? '' : ` at ${new Date(record.decidedAtMs).toISOString()}`;
   const by =
     record.decidedBy === 'timeout'
@@ -745,7 +749,7 @@ export class BrokerTransactions implements TransactionService {
   private repeatedDecision(
     id: number,
     decision: TransactionDecision,
-    outcome: TransactionRecord | undefined,
+    outcome: TransactionOutcome | undefined,
   ): EndTransactionResult {
     if (outcome === undefined) {
       throw new SpillwayError(
@@ -763,7 +767,10 @@ export class BrokerTransactions implements TransactionService {
     return this.result(outcome, true);
   }
 
-  private result(record: TransactionRecord, duplicate: boolean): EndTransactionResult {
+  private result(
+    record: Pick<TransactionRecord, 'id' | 'state' | 'decidedBy' | 'messages'>,
+    duplicate: boolean,
+  ): EndTransactionResult {
     return {
       id: record.id,
       outcome: record.state === 'committed' || record.state === 'committing' ? 'committed' : 'rolled-back',
@@ -810,11 +817,16 @@ export class BrokerTransactions implements TransactionService {
     await this.waitForSends(live);
     live.halves.sort((a, b) => a.halfOffset - b.halfOffset);
     const targets: CommitTarget[] = [];
-    const seen = new Set<string>();
+    // Few halves (the common case): a linear look, without a key string per half and a set per commit.
+    const seen = live.halves.length > 8 ? new Set<string>() : null;
     for (const half of live.halves) {
-      const key = `${half.partition} ${half.topic}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
+      if (seen === null) {
+        if (targets.some((t) => t.partition === half.partition && t.topic === half.topic)) continue;
+      } else {
+        const key = `${half.partition} ${half.topic}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
       const partition = this.topics.partitionOf(half.topic, half.partition);
       targets.push({ topic: half.topic, partition: half.partition, fromOffset: partition.log.logEndOffset });
     }
@@ -829,7 +841,7 @@ export class BrokerTransactions implements TransactionService {
     live.recorded = true;
     await this.state.commit({ kind: 'transaction', record });
     live.record = record;
-    return this.finishCommit(live, new Set(), true);
+    return this.finishCommit(live, nothingDelivered, true);
   }
 
   /**
@@ -838,7 +850,7 @@ export class BrokerTransactions implements TransactionService {
    */
   private async finishCommit(
     live: LiveTransaction,
-    delivered: Set<number>,
+    delivered: ReadonlySet<number>,
     retry: boolean,
   ): Promise<EndTransactionResult> {
     const id = live.record.id;

@@ -80,6 +80,14 @@ export class CommitRound {
    */
   async run(): Promise<void> {
     const deliveries = this.pending;
+    if (deliveries.length === 1) {
+      // The common round (one target batch): no settled-result objects.
+      await deliveries[0]!.deliver();
+      this.pending = [];
+      await this.previous;
+      this.release();
+      return;
+    }
     const outcomes = await Promise.allSettled(
       deliveries.map((delivery) => {
         try {

@@ -10,8 +10,10 @@
  *                                           never given twice
  *
  * A record's `state` moves open → committing → committed, or open → rolled-back; committed and
- * rolled-back are final: the record leaves the live map and joins the outcomes, oldest dropped first
- * past `outcomesMax` (deterministic: replay drops the same ones).
+ * rolled-back are final: the record leaves the live map and its outcome (id, state, decider, decision
+ * time, check-backs, messages) joins the outcomes, oldest dropped first past `outcomesMax`
+ * (deterministic: replay drops the same ones). Snapshots write an outcome as a finished record with
+ * the fields it does not keep empty.
  */
 import { transactionOutcomesMax } from '../../limits.js';
 import { type EntryCodec, type StateMachine, statePackr } from '../state/state-machine.js';
@@ -182,16 +184,169 @@ export function isFinished(state: TransactionStatus): boolean {
   return state === 'committed' || state === 'rolled-back';
 }
 
+/** What is kept of a finished transaction: enough to answer a repeated decision. */
+export interface TransactionOutcome {
+  id: number;
+  state: 'committed' | 'rolled-back';
+  decidedBy: DecidedBy | null;
+  decidedAtMs: number | null;
+  checks: number;
+  messages: number;
+}
+
+/** First ring capacity; the ring doubles up to `outcomesMax`. */
+const outcomeRingInitial = 1024;
+const noDecider = 255;
+
+/**
+ * The newest finished transactions' outcomes as a ring of parallel typed arrays, oldest first, plus
+ * id → slot. No object per outcome: the whole records used to be kept here, lived long enough to
+ * reach the old generation and then died there (a quarter of the transaction service's profile was
+ * GC). A repeated finished id updates its slot in place (it keeps its age).
+ */
+class OutcomeRing {
+  private readonly max: number;
+  private ids: Float64Array;
+  private states: Uint8Array;
+  private deciders: Uint8Array;
+  private decidedAt: Float64Array;
+  private checks: Uint32Array;
+  private messages: Float64Array;
+  /** Slot of the oldest outcome. */
+  private head = 0;
+  private readonly slots = new Map<number, number>();
+
+  constructor(max: number) {
+    this.max = max;
+    const capacity = Math.max(1, Math.min(max, outcomeRingInitial));
+    this.ids = new Float64Array(capacity);
+    this.states = new Uint8Array(capacity);
+    this.deciders = new Uint8Array(capacity);
+    this.decidedAt = new Float64Array(capacity);
+    this.checks = new Uint32Array(capacity);
+    this.messages = new Float64Array(capacity);
+  }
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  has(id: number): boolean {
+    return this.slots.has(id);
+  }
+
+  get(id: number): TransactionOutcome | undefined {
+    const slot = this.slots.get(id);
+    return slot === undefined ? undefined : this.at(slot);
+  }
+
+  /** Records a finished transaction; drops the oldest past `max`. */
+  add(record: TransactionRecord): void {
+    let slot = this.slots.get(record.id);
+    if (slot === undefined) {
+      const capacity = this.ids.length;
+      if (this.slots.size === capacity) {
+        if (capacity < this.max) this.grow(Math.min(this.max, capacity * 2));
+        else {
+          this.slots.delete(this.ids[this.head]!);
+          this.head = (this.head + 1) % capacity;
+        }
+      }
+      slot = (this.head + this.slots.size) % this.ids.length;
+      this.slots.set(record.id, slot);
+    }
+    this.ids[slot] = record.id;
+    this.states[slot] = record.state === 'committed' ? 1 : 0;
+    this.deciders[slot] = record.decidedBy === null ? noDecider : deciders.indexOf(record.decidedBy);
+    this.decidedAt[slot] = record.decidedAtMs ?? Number.NaN;
+    this.checks[slot] = record.checks;
+    this.messages[slot] = record.messages;
+  }
+
+  /** Oldest first. */
+  *values(): Iterable<TransactionOutcome> {
+    const capacity = this.ids.length;
+    for (let i = 0; i < this.slots.size; i++) yield this.at((this.head + i) % capacity);
+  }
+
+  clear(): void {
+    this.slots.clear();
+    this.head = 0;
+  }
+
+  private at(slot: number): TransactionOutcome {
+    const decider = this.deciders[slot]!;
+    const decidedAt = this.decidedAt[slot]!;
+    return {
+      id: this.ids[slot]!,
+      state: this.states[slot] === 1 ? 'committed' : 'rolled-back',
+      decidedBy: decider === noDecider ? null : deciders[decider]!,
+      decidedAtMs: Number.isNaN(decidedAt) ? null : decidedAt,
+      checks: this.checks[slot]!,
+      messages: this.messages[slot]!,
+    };
+  }
+
+  private grow(capacity: number): void {
+    const oldIds = this.ids;
+    const oldStates = this.states;
+    const oldDeciders = this.deciders;
+    const oldDecidedAt = this.decidedAt;
+    const oldChecks = this.checks;
+    const oldMessages = this.messages;
+    const oldCapacity = oldIds.length;
+    this.ids = new Float64Array(capacity);
+    this.states = new Uint8Array(capacity);
+    this.deciders = new Uint8Array(capacity);
+    this.decidedAt = new Float64Array(capacity);
+    this.checks = new Uint32Array(capacity);
+    this.messages = new Float64Array(capacity);
+    for (let i = 0; i < this.slots.size; i++) {
+      const from = (this.head + i) % oldCapacity;
+      this.ids[i] = oldIds[from]!;
+      this.states[i] = oldStates[from]!;
+      this.deciders[i] = oldDeciders[from]!;
+      this.decidedAt[i] = oldDecidedAt[from]!;
+      this.checks[i] = oldChecks[from]!;
+      this.messages[i] = oldMessages[from]!;
+      this.slots.set(this.ids[i]!, i);
+    }
+    this.head = 0;
+  }
+}
+
+/**
+ * A finished record rebuilt from its outcome, for snapshots (the entry form is unchanged, so any
+ * snapshot still loads): what an outcome does not keep (group, times of begin and checks, half
+ * position, targets) is written empty; nothing reads it back.
+ */
+function outcomeRecord(outcome: TransactionOutcome): TransactionRecord {
+  return {
+    id: outcome.id,
+    group: '',
+    beganAtMs: 0,
+    checkAfterMs: 1,
+    maxChecks: outcome.checks,
+    checks: outcome.checks,
+    nextCheckAtMs: 0,
+    halfFrom: 0,
+    state: outcome.state,
+    decidedBy: outcome.decidedBy,
+    decidedAtMs: outcome.decidedAtMs,
+    messages: outcome.messages,
+    targets: [],
+  };
+}
+
 export class TransactionStateMachine implements StateMachine<TransactionEntry> {
   /** Open and committing transactions by id. */
   readonly live = new Map<number, TransactionRecord>();
-  /** Finished transactions by id, oldest first. */
-  readonly outcomes = new Map<number, TransactionRecord>();
+  /** Finished transactions' outcomes by id, oldest first. */
+  readonly outcomes: OutcomeRing;
   nextId = 1;
-  private readonly outcomesMax: number;
 
   constructor(outcomesMax = transactionOutcomesMax) {
-    this.outcomesMax = outcomesMax;
+    this.outcomes = new OutcomeRing(outcomesMax);
   }
 
   apply(entry: TransactionEntry): void {
@@ -203,11 +358,7 @@ export class TransactionStateMachine implements StateMachine<TransactionEntry> {
     this.nextId = Math.max(this.nextId, record.id + 1);
     if (isFinished(record.state)) {
       this.live.delete(record.id);
-      this.outcomes.delete(record.id);
-      this.outcomes.set(record.id, record);
-      while (this.outcomes.size > this.outcomesMax) {
-        this.outcomes.delete(this.outcomes.keys().next().value!);
-      }
+      this.outcomes.add(record);
     } else {
       if (this.outcomes.has(record.id)) throw new Error(`transaction ${record.id} is already finished`);
       this.live.set(record.id, record);
@@ -216,7 +367,9 @@ export class TransactionStateMachine implements StateMachine<TransactionEntry> {
 
   *snapshot(): Iterable<TransactionEntry> {
     yield { kind: 'next', nextId: this.nextId };
-    for (const record of this.outcomes.values()) yield { kind: 'transaction', record };
+    for (const outcome of this.outcomes.values()) {
+      yield { kind: 'transaction', record: outcomeRecord(outcome) };
+    }
     for (const record of this.live.values()) yield { kind: 'transaction', record };
   }
 

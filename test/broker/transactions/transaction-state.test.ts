@@ -1,12 +1,14 @@
 /**
  * The `__transactions` codec: records round-trip in their positional form, and the map form written
- * before it is still read (logs of older brokers recover).
+ * before it is still read (logs of older brokers recover); the state machine keeps the newest
+ * finished outcomes compactly, drops the oldest first, and snapshots them as loadable records.
  */
 import { describe, expect, it } from 'vitest';
 import { type EntryRecord, statePackr } from '../../../src/broker/state/state-machine.js';
 import {
   type TransactionEntry,
   type TransactionRecord,
+  TransactionStateMachine,
   transactionCodec,
 } from '../../../src/broker/transactions/transaction-state.js';
 
@@ -62,5 +64,67 @@ describe('transactionCodec', () => {
     expect(() => transactionCodec.decode(recordOf('t42', statePackr.pack([2, 42])))).toThrow(/form/);
     const encoded = transactionCodec.encode({ kind: 'transaction', record: committing });
     expect(() => transactionCodec.decode(recordOf('t43', encoded.value!))).toThrow(/does not match/);
+  });
+});
+
+describe('TransactionStateMachine outcomes', () => {
+  const finished = (id: number, committed: boolean): TransactionRecord => ({
+    ...committing,
+    id,
+    state: committed ? 'committed' : 'rolled-back',
+    decidedBy: committed ? 'producer' : id % 2 === 0 ? 'timeout' : null,
+    decidedAtMs: committed ? 1_700_000_000_000 + id : null,
+    checks: id % 7,
+    messages: id * 3,
+    targets: [],
+  });
+
+  it('keeps the newest outcomes past growth and wrap, oldest dropped first', () => {
+    const machine = new TransactionStateMachine(3000);
+    for (let id = 1; id <= 5000; id++) {
+      machine.apply({ kind: 'transaction', record: { ...committing, id, state: 'open', targets: [] } });
+      machine.apply({ kind: 'transaction', record: finished(id, id % 3 !== 0) });
+    }
+    expect(machine.live.size).toBe(0);
+    expect(machine.outcomes.size).toBe(3000);
+    expect(machine.outcomes.get(2000)).toBeUndefined();
+    expect(machine.outcomes.get(2002)).toEqual({
+      id: 2002,
+      state: 'committed',
+      decidedBy: 'producer',
+      decidedAtMs: 1_700_000_002_002,
+      checks: 2002 % 7,
+      messages: 6006,
+    });
+    expect(machine.outcomes.get(4998)).toEqual({
+      id: 4998,
+      state: 'rolled-back',
+      decidedBy: 'timeout',
+      decidedAtMs: null,
+      checks: 4998 % 7,
+      messages: 14994,
+    });
+    expect(machine.outcomes.get(4995)?.decidedBy).toBeNull();
+    expect([...machine.outcomes.values()].map((outcome) => outcome.id)).toEqual(
+      Array.from({ length: 3000 }, (_, i) => 2001 + i),
+    );
+    expect(() =>
+      machine.apply({ kind: 'transaction', record: { ...committing, id: 4000, state: 'open' } }),
+    ).toThrow(/already finished/);
+  });
+
+  it('snapshots outcomes as records that load into the same outcomes', () => {
+    const machine = new TransactionStateMachine(10);
+    for (let id = 1; id <= 25; id++)
+      machine.apply({ kind: 'transaction', record: finished(id, id % 4 !== 0) });
+    machine.apply({ kind: 'transaction', record: { ...committing, id: 26 } });
+    const restored = new TransactionStateMachine(10);
+    for (const entry of machine.snapshot()) {
+      const encoded = transactionCodec.encode(entry);
+      restored.apply(transactionCodec.decode(recordOf(encoded.key as string, encoded.value!)));
+    }
+    expect([...restored.outcomes.values()]).toEqual([...machine.outcomes.values()]);
+    expect(restored.live.get(26)).toEqual({ ...committing, id: 26 });
+    expect(restored.nextId).toBe(27);
   });
 });
