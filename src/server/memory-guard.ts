@@ -17,11 +17,14 @@
  *   and every buffer, not the mapped log; one pread, ~3 µs) every pollIntervalMs, and acts before
  *   `rssCeilingBytes`, `reactionMarginBytes(ceiling)` apart:
  *   - over `softLineBytes` (ceiling - 2 margins): new connections are refused (503) and every
- *     connection not heard from (complete message or pong) for recentMs is pinged (at most every
- *     pingEveryMs);
- *   - over `hardLineBytes` (ceiling - 1 margin): every connection not heard from for recentMs and
- *     waiting for no answer is closed at once (1013): it answered no ping, so it is inside a frame
- *     it does not finish (a pong cannot be sent inside a frame), or dead. Still over the hard line
+ *     connection not heard from (complete message or pong) for pingEveryMs is pinged (at most every
+ *     pingEveryMs; one ping at a time per connection);
+ *   - over `hardLineBytes` (ceiling - 1 margin): silent connections are pinged as over the soft line,
+ *     and every connection waiting for no answer that left a ping unanswered for pongGraceMs, or was
+ *     not heard from for recentMs, is closed at once (1013): it is inside a frame it does not finish
+ *     (a pong cannot be sent inside a frame), or dead. (Waiting for a ping's answer rather than for
+ *     recentMs of silence matters when many connections start large frames right after their HELLO:
+ *     memory would grow for a whole recentMs before any of them counted as silent.) Still over the hard line
  *     escalateAfterMs later, the silent ones waiting for an answer are closed too, and those that
  *     completed no message for recentMs (a client that answers pings between the fragments of a
  *     message it never ends), pongs or not.
@@ -41,6 +44,8 @@ export const pollIntervalMs = 10;
 export const recentMs = 1000;
 /** Under pressure, silent connections are pinged at most this often. */
 export const pingEveryMs = 50;
+/** Over the hard line, a connection that left a ping unanswered this long is closed. */
+export const pongGraceMs = 30;
 /** Over the hard line this long: connections that complete no message are closed, pongs or not. */
 export const escalateAfterMs = 250;
 /** A connection holding less than this unsent is never closed for not reading. */
@@ -50,9 +55,9 @@ export const closeCodeMemoryBudget = 1013;
 /** Largest reaction margin: 128 MiB. */
 const reactionMarginBytesMax = 128 * 1024 * 1024;
 
-/** How far under the ceiling the guard acts: an eighth of it, at most 128 MiB. */
+/** How far under the ceiling the guard acts: a sixth of it, at most 128 MiB. */
 export function reactionMarginBytes(ceilingBytes: number): number {
-  return Math.min(Math.floor(ceilingBytes / 8), reactionMarginBytesMax);
+  return Math.min(Math.floor(ceilingBytes / 6), reactionMarginBytesMax);
 }
 
 /** What the guard needs of a connection. */
@@ -130,6 +135,8 @@ export class MemoryGuard {
   private lastPingMs = Number.NEGATIVE_INFINITY;
   /** Since when memory is over the hard line (null: it is not). */
   private overHardSinceMs: number | null = null;
+  /** When each connection was sent the ping it has not answered yet (absent or older: answered). */
+  private readonly pingedAt = new WeakMap<GuardedConnection, number>();
 
   constructor(
     readonly budgetBytes: number,
@@ -180,13 +187,9 @@ export class MemoryGuard {
       this.overHardSinceMs = null;
       return;
     }
+    this.pingSilent(now);
     if (rss <= this.hardLineBytes) {
       this.overHardSinceMs = null;
-      if (now - this.lastPingMs < pingEveryMs) return;
-      this.lastPingMs = now;
-      for (const connection of this.connections()) {
-        if (now - connection.lastHeardMs >= recentMs) connection.ping();
-      }
       return;
     }
     this.overHardSinceMs ??= now;
@@ -197,10 +200,13 @@ export class MemoryGuard {
     for (const connection of [...this.connections()]) {
       const silentMs = now - connection.lastHeardMs;
       const quietMs = now - connection.lastMessageMs;
-      if (silentMs >= recentMs && (connection.inFlightCount === 0 || escalated)) {
+      const pinged = this.pingedAt.get(connection);
+      const unanswered =
+        pinged !== undefined && connection.lastHeardMs < pinged && now - pinged >= pongGraceMs;
+      if ((silentMs >= recentMs || unanswered) && (connection.inFlightCount === 0 || escalated)) {
         this.closedForSilence++;
         connection.endForMemory(
-          `memory pressure: nothing received complete for ${Math.round(silentMs)} ms (a partial frame?)`,
+          `memory pressure: nothing received complete for ${Math.round(silentMs)} ms and no answer to a ping (a partial frame?)`,
         );
       } else if (escalated && quietMs >= recentMs) {
         this.closedForSilence++;
@@ -208,6 +214,22 @@ export class MemoryGuard {
           `memory pressure: no message completed for ${Math.round(quietMs)} ms (a partial message?)`,
         );
       }
+    }
+  }
+
+  /**
+   * Pings (at most every pingEveryMs) each connection not heard from for pingEveryMs that has no
+   * ping unanswered; a connection inside a frame cannot answer.
+   */
+  private pingSilent(now: number): void {
+    if (now - this.lastPingMs < pingEveryMs) return;
+    this.lastPingMs = now;
+    for (const connection of this.connections()) {
+      if (now - connection.lastHeardMs < pingEveryMs) continue;
+      const pinged = this.pingedAt.get(connection);
+      if (pinged !== undefined && connection.lastHeardMs < pinged) continue; // still waiting for its pong
+      this.pingedAt.set(connection, now);
+      connection.ping();
     }
   }
 

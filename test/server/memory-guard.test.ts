@@ -11,7 +11,9 @@ import {
   escalateAfterMs,
   type GuardedConnection,
   MemoryGuard,
+  pingEveryMs,
   pollIntervalMs,
+  pongGraceMs,
   reactionMarginBytes,
   recentMs,
   stalledUnsentBytesMin,
@@ -167,5 +169,38 @@ describe('MemoryGuard', () => {
     guard.poll();
     expect(waiting.closedWith).toMatch(/partial frame/);
     expect(guard.closedForSilence).toBe(2);
+  });
+
+  it('over the hard line closes connections heard moments ago that leave a ping unanswered', () => {
+    connections.clear();
+    const clock = new ManualClock();
+    let rss = 0;
+    const guard = new MemoryGuard(
+      1 << 30,
+      1024 * 1024 * 1024,
+      () => connections,
+      clock,
+      () => rss,
+    );
+    // Both said HELLO just now, then one starts a frame it never finishes: memory jumps at once.
+    const inFrame = new FakeConnection(clock);
+    const healthy = new FakeConnection(clock);
+    connections.add(inFrame).add(healthy);
+    clock.advance(pingEveryMs);
+    rss = guard.hardLineBytes + 1;
+    guard.poll();
+    expect(inFrame.pings).toBe(1);
+    expect(healthy.pings).toBe(1);
+    expect(inFrame.closedWith).toBeNull(); // heard pingEveryMs ago: pinged, not closed yet
+    healthy.pong();
+    clock.advance(pongGraceMs - 1);
+    guard.poll();
+    expect(inFrame.closedWith).toBeNull();
+    expect(inFrame.pings).toBe(1); // one ping at a time
+    clock.advance(1);
+    guard.poll();
+    expect(inFrame.closedWith).toMatch(/no answer to a ping/);
+    expect(healthy.closedWith).toBeNull();
+    expect(guard.closedForSilence).toBe(1);
   });
 });
