@@ -48,8 +48,8 @@ import { freshDirectory, timedUntil } from './workload.js';
 /** What an acknowledgement guarantees in each mode (docs/OPERATIONS.md), stated like the peers'. */
 export const spillwayDurabilityOf: Readonly<Record<Durability, string>> = {
   none:
-    'durability none: the produce is acknowledged once the batch is copied into the memory-mapped ' +
-    'segment (page cache), before any fsync, and is never synced for the append: survives a crash of ' +
+    'durability none: the produce is acknowledged once the batch is written (pwritev) into the ' +
+    'segment file (page cache), before any fsync, and is never synced for the append: survives a crash of ' +
     'the broker process, a power failure or kernel crash can lose what the kernel had not written back',
   interval:
     'durability interval (flushIntervalMs 200): acknowledged after the copy into the page cache, before ' +
