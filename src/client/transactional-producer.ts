@@ -113,6 +113,11 @@ const routers = new WeakMap<Transport, CheckRouter>();
 /** Bytes of batches one coalesced TXN_SEND carries at most (more: another request). */
 const sendCoalesceBytesMax = 1024 * 1024;
 
+/** Spare BatchBuilders a producer keeps between TXN_SENDs (the batches are copied out at finish). */
+const spareBuildersMax = 8;
+/** A builder whose buffer grew past this is dropped rather than kept spare. */
+const spareBuilderBytesMax = 64 * 1024;
+
 /** A `txn.send` waiting for its TXN_SEND. */
 interface QueuedSend {
   topic: string;
@@ -127,11 +132,15 @@ export class TransactionalProducer extends Producer {
   private readonly txnMetadata: MetadataCache;
   private readonly checkTransaction: CheckTransaction;
   private readonly beginHeader: { group: string; checkAfterMs?: number; maxChecks?: number };
+  /** The `begin` of a TXN_SEND / TXN_END (the begin header without the group); never modified. */
+  private readonly beginSettings: { checkAfterMs?: number; maxChecks?: number };
   private registeredSession: number | null | undefined = undefined;
   private registering: Promise<void> | null = null;
   private readonly router: CheckRouter;
   private readonly unsubscribe: () => void;
   private nextPartition = 0;
+  /** Builders reused by sendHalves (at most spareBuildersMax, each at most spareBuilderBytesMax). */
+  private readonly spareBuilders: BatchBuilder[] = [];
 
   /** @internal Made by Spillway.producer(). */
   constructor(transport: Transport, metadata: MetadataCache, options: TransactionalProducerOptions) {
@@ -154,6 +163,8 @@ export class TransactionalProducer extends Producer {
       ...(checkAfterMs !== undefined ? { checkAfterMs } : {}),
       ...(maxChecks !== undefined ? { maxChecks } : {}),
     };
+    const { group: _group, ...settings } = this.beginHeader;
+    this.beginSettings = settings;
     let router = routers.get(transport);
     if (router === undefined) {
       router = new CheckRouter(transport);
@@ -266,6 +277,7 @@ export class TransactionalProducer extends Producer {
       >();
       let bytes = 0;
       let index = start;
+      const now = Date.now();
       for (; index < placed.length && bytes < sendCoalesceBytesMax; index++) {
         const { send, partition } = placed[index]!;
         const message = send.message;
@@ -273,7 +285,7 @@ export class TransactionalProducer extends Producer {
         // to the commit time): `sw-delay-ms` rather than a due time computed here. A batch of its own.
         let delayed: boolean;
         try {
-          delayed = dueTimeOf(message, Date.now()) !== null;
+          delayed = dueTimeOf(message, now) !== null;
         } catch (error) {
           send.reject(error);
           continue;
@@ -285,7 +297,7 @@ export class TransactionalProducer extends Producer {
             topic: send.topic,
             partition,
             delayed,
-            builder: new BatchBuilder({ initialBytes: 256, maxBatchBytes: transactionHalfBatchBytesMax }),
+            builder: this.takeBuilder(),
             sends: [],
           };
           builders.set(key, part);
@@ -296,7 +308,7 @@ export class TransactionalProducer extends Producer {
             key: message.key ?? null,
             value: message.value,
             headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
-            timestamp: message.timestamp ?? Date.now(),
+            timestamp: message.timestamp ?? now,
           };
           const appended = !delayed
             ? record
@@ -312,11 +324,20 @@ export class TransactionalProducer extends Producer {
         bytes += part.builder.sizeBytes - before;
       }
       start = index;
-      const parts = [...builders.values()].filter((part) => part.sends.length > 0);
+      const parts: Array<{ topic: string; partition: number; sends: QueuedSend[] }> = [];
+      const batches: Uint8Array[] = [];
+      for (const part of builders.values()) {
+        if (part.sends.length > 0) {
+          // A copy the request owns (the builder goes back to the spares): from Buffer's pool when small.
+          const view = part.builder.finish(part.delayed ? delayedFinish : plainFinish);
+          const batch = Buffer.allocUnsafe(view.length);
+          batch.set(view);
+          parts.push(part);
+          batches.push(batch);
+        }
+        this.releaseBuilder(part.builder);
+      }
       if (parts.length === 0) continue;
-      const batches = parts.map((part) =>
-        part.builder.finish(part.delayed ? { attributes: BatchAttributes.delayed } : {}),
-      );
       const header: Record<string, unknown> = { id, group: this.group };
       if (begin && !begun) header['begin'] = this.beginSettings;
       let body: Uint8Array;
@@ -348,23 +369,37 @@ export class TransactionalProducer extends Producer {
     return begun;
   }
 
+  private takeBuilder(): BatchBuilder {
+    const spare = this.spareBuilders.pop();
+    if (spare === undefined) {
+      return new BatchBuilder({ initialBytes: 256, maxBatchBytes: transactionHalfBatchBytesMax });
+    }
+    spare.reset();
+    return spare;
+  }
+
+  private releaseBuilder(builder: BatchBuilder): void {
+    if (this.spareBuilders.length < spareBuildersMax && builder.capacityBytes <= spareBuilderBytesMax) {
+      this.spareBuilders.push(builder);
+    }
+  }
+
   /** @internal `begin`: the transaction (a reserved id) may not be begun on the broker yet. */
   async endTransaction(
     id: number,
     decision: 'commit' | 'rollback',
     begin: boolean,
   ): Promise<EndTransactionResult> {
-    const header: Record<string, unknown> = { id, decision, group: this.group };
-    if (begin) header['begin'] = this.beginSettings;
+    const header = begin
+      ? { id, decision, group: this.group, begin: this.beginSettings }
+      : { id, decision, group: this.group };
     const response = await this.txnTransport.request(Opcode.txnEnd, header);
     return response.header as EndTransactionResult;
   }
-
-  private get beginSettings(): { checkAfterMs?: number; maxChecks?: number } {
-    const { group: _group, ...settings } = this.beginHeader;
-    return settings;
-  }
 }
+
+const plainFinish = {};
+const delayedFinish = { attributes: BatchAttributes.delayed };
 
 /** One transaction of a TransactionalProducer. */
 export class Transaction {
@@ -419,7 +454,7 @@ export class Transaction {
 
   /** Makes every message of the transaction visible at once (after the sends in flight settle). */
   async commit(): Promise<EndTransactionResult> {
-    await Promise.allSettled([...this.sends]);
+    if (this.sends.size > 0) await Promise.allSettled([...this.sends]);
     if (this.failedSend !== null) {
       const reason = this.failedSend instanceof Error ? this.failedSend.message : String(this.failedSend);
       throw new InvalidArgumentError(`transaction ${this.id} had a failed send (${reason}): roll it back`);
@@ -429,7 +464,7 @@ export class Transaction {
 
   /** Discards every message of the transaction. */
   async rollback(): Promise<EndTransactionResult> {
-    await Promise.allSettled([...this.sends]);
+    if (this.sends.size > 0) await Promise.allSettled([...this.sends]);
     return this.end('rollback');
   }
 
