@@ -850,12 +850,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
           return message;
         }
       }
-      chunks.shift();
-      if (chunk !== undefined) {
-        const held = chunk.held;
-        held.bufferedBytes -= chunk.body.length;
-        if (held.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(held);
-      }
+      this.shiftChunk(chunk);
     }
     return null;
   }
@@ -879,14 +874,18 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
           return span;
         }
       }
-      chunks.shift();
-      if (chunk !== undefined) {
-        const held = chunk.held;
-        held.bufferedBytes -= chunk.body.length;
-        if (held.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(held);
-      }
+      this.shiftChunk(chunk);
     }
     return null;
+  }
+
+  /** Drops the front chunk (read to its end, or stale) and gives its bytes back to its partition. */
+  private shiftChunk(chunk: Chunk | undefined): void {
+    this.chunks.shift();
+    if (chunk === undefined) return;
+    const held = chunk.held;
+    held.bufferedBytes -= chunk.body.length;
+    if (held.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(held);
   }
 
   private wakeFetch(held: HeldPartition): void {
