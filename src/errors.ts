@@ -56,6 +56,7 @@ export type ErrorCode =
   | 'NOT_LEADER'
   | 'FENCED_LEADER_EPOCH'
   | 'NOT_ENOUGH_REPLICAS'
+  | 'NOT_COORDINATOR'
   | 'CLUSTER_UNAVAILABLE'
   | 'BROKER_ID_IN_USE'
   | 'INTERNAL';
@@ -112,6 +113,7 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   NOT_LEADER: true, // a cluster: refresh which broker leads the partition and send there
   FENCED_LEADER_EPOCH: true, // a cluster: the request's leader epoch is not the partition's current one; refresh
   NOT_ENOUGH_REPLICAS: true, // a cluster: fewer in-sync replicas than minInSyncReplicas, until followers catch up
+  NOT_COORDINATOR: true, // a cluster: the service (groups, queues, transactions, producer ids, delay) runs on the leader of its internal partition; refresh and send there
   CLUSTER_UNAVAILABLE: true, // etcd did not answer in time: it may be back later
   BROKER_ID_IN_USE: false, // another live broker holds the id: a configuration mistake
   INTERNAL: false,

@@ -14,6 +14,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   NOT_LEADER: 503,
   FENCED_LEADER_EPOCH: 409,
   NOT_ENOUGH_REPLICAS: 503,
+  NOT_COORDINATOR: 503,
   ORIGIN_NOT_ALLOWED: 403,
   HOST_NOT_ALLOWED: 403,
   PROTOCOL_ERROR: 400,
