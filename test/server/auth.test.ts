@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
+import { ManualClock } from '../../src/clock.js';
 import { SpillwayError } from '../../src/errors.js';
 import { type AuthConfig, parseAuthConfig } from '../../src/server/auth/auth-file.js';
 import { authFailuresBurst } from '../../src/server/auth/authenticator.js';
@@ -217,8 +218,9 @@ describe('HTTP', () => {
 
 describe('failed attempts', () => {
   it('are rate-limited per source address and counted in /metrics', async () => {
-    // A server of its own: the attempts of the other tests do not share its buckets.
-    const own = await startTestServer({ auth: await authConfig() });
+    // A server of its own: the attempts of the other tests do not share its buckets. Its clock stands
+    // still, so no attempt is refilled however slowly the machine runs the loop below.
+    const own = await startTestServer({ auth: await authConfig(), clock: new ManualClock(Date.now()) });
     try {
       // Verified before the failures: a remembered token is served even from a throttled address.
       const first = await fetch(`${own.http}/metrics`, {

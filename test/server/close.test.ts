@@ -37,6 +37,13 @@ describe('server close', () => {
         { topic: 'closing', partition: 0 },
         encodeBatch([{ value: 'v' }]),
       );
+      // Close only once both long-polls wait and the produce is in flight (a fixed sleep was too short
+      // on a loaded machine: the HTTP long-poll then came after the close and got 503).
+      const waitUntil = Date.now() + 10_000;
+      while (harness.broker.messages.waitingFetchCount < 2 && Date.now() < waitUntil) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(harness.broker.messages.waitingFetchCount).toBe(2);
       await new Promise((resolve) => setTimeout(resolve, 50));
 
       const started = Date.now();
