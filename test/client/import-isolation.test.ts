@@ -50,7 +50,8 @@ function sourceFiles(directory: string): string[] {
   });
 }
 
-test('the import graph of src/client reaches no engine module and no native package', () => {
+/** The files the client reaches from every source under src/client, the packages they import, and what is wrong. */
+function clientImportGraph(): { visited: Set<string>; packages: Set<string>; problems: string[] } {
   const visited = new Set<string>();
   const packages = new Set<string>();
   const problems: string[] = [];
@@ -75,6 +76,11 @@ test('the import graph of src/client reaches no engine module and no native pack
       }
     }
   }
+  return { visited, packages, problems };
+}
+
+test('the import graph of src/client reaches no engine module and no native package', () => {
+  const { visited, packages, problems } = clientImportGraph();
   expect(problems).toEqual([]);
   expect([...visited].some((name) => name.startsWith('src/protocol/'))).toBe(true);
   // What the client may use: Node built-ins, ws, msgpackr, piscina (only for consumer.run({ worker })) and
@@ -94,24 +100,19 @@ test('the compiled client loads in a fresh process without the forbidden modules
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   try {
-    const program = ts.createProgram([join(clientDirectory, 'index.ts')], {
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.NodeNext,
-      moduleResolution: ts.ModuleResolutionKind.NodeNext,
-      rootDir: root,
-      outDir,
-      skipLibCheck: true,
-      types: ['node'],
-      strict: true,
-    });
-    const emitted = program.emit();
-    expect(emitted.emitSkipped).toBe(false);
-    const emittedFiles = program
-      .getSourceFiles()
-      .map((file) => relative(root, file.fileName))
-      .filter((name) => !name.startsWith('node_modules') && !name.includes('/node_modules/'));
-    expect(emittedFiles.filter((name) => forbiddenFiles.some((pattern) => pattern.test(name)))).toEqual([]);
-
+    // Each file the client's import graph reaches, transpiled alone (no type check: `npm run build`
+    // does that; a whole-program emit took most of this test's time).
+    const { visited, problems } = clientImportGraph();
+    expect(problems).toEqual([]);
+    for (const name of visited) {
+      const output = ts.transpileModule(readFileSync(join(root, name), 'utf8'), {
+        fileName: name,
+        compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
+      });
+      const target = join(outDir, name.replace(/\.ts$/, '.js'));
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, output.outputText);
+    }
     writeFileSync(join(outDir, 'package.json'), JSON.stringify({ type: 'module' }));
     // A resolve hook that refuses the forbidden modules and records what was loaded.
     writeFileSync(
