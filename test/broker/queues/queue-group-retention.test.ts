@@ -14,7 +14,8 @@ import type { ReceiveRequest } from '../../../src/protocol/queue-api.js';
 import type { Broker } from '../../../src/spillway-broker.js';
 import { openBroker, temporaryDirectory } from '../helpers.js';
 
-const day = 24 * 60 * 60 * 1000;
+// Retention in hours, not days: each jump of the ManualClock fires every broker timer on the way.
+const hour = 60 * 60 * 1000;
 
 async function settle(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
@@ -54,11 +55,11 @@ describe('queue group retention', () => {
   it('forgets a group idle for groupRetentionMs, not before, counted across a restart', async () => {
     const dataDir = temporaryDirectory();
     const clock = new ManualClock();
-    let broker = await openBroker(dataDir, { clock, groupRetentionMs: 7 * day });
+    let broker = await openBroker(dataDir, { clock, groupRetentionMs: 7 * hour });
     await broker.topics.create('t', { partitions: 1 });
     await broker.messages.produce('t', 0, encodeBatch(['a', 'b', 'c', 'd'].map((value) => ({ value }))));
     await consumeAndLeave(broker, 'old', 2);
-    clock.advance(4 * day);
+    clock.advance(4 * hour);
     await consumeAndLeave(broker, 'young', 1);
     // A member that stays keeps its group however long.
     const member = broker.sessions.open({ kind: 'in-process', transport: null });
@@ -67,17 +68,17 @@ describe('queue group retention', () => {
     await settle();
     await broker.close();
     const idle = await recordedGroups(dataDir);
-    expect(idle.get(queueGroupKey('old', 't'))).toBe(clock.nowMs() - 4 * day);
+    expect(idle.get(queueGroupKey('old', 't'))).toBe(clock.nowMs() - 4 * hour);
     expect(idle.get(queueGroupKey('young', 't'))).toBe(clock.nowMs());
 
     // The restart does not reset the time 'old' and 'young' became idle; 'kept' (in use when the
     // broker stopped) is idle from the open.
     const later = new ManualClock(clock.nowMs() + 1000);
-    broker = await openBroker(dataDir, { clock: later, groupRetentionMs: 7 * day });
-    later.advance(2 * day);
+    broker = await openBroker(dataDir, { clock: later, groupRetentionMs: 7 * hour });
+    later.advance(2 * hour);
     await settle();
     expect(broker.queues.expiredGroups).toBe(0);
-    later.advance(1 * day + 60_000);
+    later.advance(1 * hour + 60_000);
     await settle();
     expect(broker.queues.expiredGroups).toBe(1);
     // 'old' starts afresh: everything again; 'young' keeps its acks.
@@ -87,24 +88,24 @@ describe('queue group retention', () => {
     // They were just used over HTTP: that use counts, recorded at the next check.
     later.advance(60_000);
     await settle();
-    later.advance(6 * day);
+    later.advance(6 * hour);
     await settle();
     expect(inMemory(broker).sort()).toEqual(['kept', 'old', 'young']);
     // A member joining makes it in use: not forgotten while it stays.
     const session = broker.sessions.open({ kind: 'in-process', transport: null });
     await broker.queues.receive(session, request('young', { max: 1 }));
-    later.advance(8 * day);
+    later.advance(8 * hour);
     await settle();
     expect(inMemory(broker)).toEqual(['young']);
     session.close();
-    later.advance(7 * day + 60_000);
+    later.advance(7 * hour + 60_000);
     await settle();
     expect(inMemory(broker)).toEqual([]);
     await broker.close();
     expect(await recordedGroups(dataDir)).toEqual(new Map());
 
     // Forgotten durably: after another restart the state is gone.
-    broker = await openBroker(dataDir, { clock: later, groupRetentionMs: 7 * day });
+    broker = await openBroker(dataDir, { clock: later, groupRetentionMs: 7 * hour });
     expect(await unsettled(broker, 'young')).toEqual([0, 1, 2, 3]);
     await broker.close();
   });
@@ -112,19 +113,19 @@ describe('queue group retention', () => {
   it('a crash after a member joined an idle group does not count it idle from before', async () => {
     const dataDir = temporaryDirectory();
     const clock = new ManualClock();
-    let broker = await openBroker(dataDir, { clock, groupRetentionMs: 7 * day });
+    let broker = await openBroker(dataDir, { clock, groupRetentionMs: 7 * hour });
     await broker.topics.create('t', { partitions: 1 });
     await broker.messages.produce('t', 0, encodeBatch(['a', 'b'].map((value) => ({ value }))));
     await consumeAndLeave(broker, 'g', 1);
-    clock.advance(6 * day);
+    clock.advance(6 * hour);
     const member = broker.sessions.open({ kind: 'in-process', transport: null });
     await broker.queues.receive(member, request('g', { max: 1 }));
-    clock.advance(6 * day);
+    clock.advance(6 * hour);
     await settle();
     await broker.close();
     const reopened = new ManualClock(clock.nowMs());
-    broker = await openBroker(dataDir, { clock: reopened, groupRetentionMs: 7 * day });
-    reopened.advance(6 * day);
+    broker = await openBroker(dataDir, { clock: reopened, groupRetentionMs: 7 * hour });
+    reopened.advance(6 * hour);
     await settle();
     expect(broker.queues.expiredGroups).toBe(0);
     expect(await unsettled(broker, 'g')).toEqual([1]);
