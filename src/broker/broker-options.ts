@@ -53,6 +53,11 @@ export interface BrokerClusterOptions<Engine = BrokerEngine> {
   /** The broker's etcd session (lease) TTL, rounded up to whole seconds. Default 6000 ms. */
   sessionTimeoutMs?: number;
   /**
+   * replicationFactor of the internal state topics (`__consumer_offsets`; docs/CLUSTER.md). Default 3:
+   * groups are served once that many brokers are live.
+   */
+  internalReplicationFactor?: number;
+  /**
    * Builds the replication data plane (src/cluster/replication/) for this broker with the control
    * plane's IsrChanger. Required: without a data plane the broker refuses to open in cluster mode.
    */
