@@ -15,6 +15,7 @@ import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import { replicationFactorDefaultMax } from '../../limits.js';
 import type { TopicConfig } from '../../protocol/broker-api.js';
 import type { ReplicaManager } from '../partition-role.js';
+import { replicatedStateTopics } from '../state-services/replicated-state-topics.js';
 import { type LeadershipBroker, ServiceLeadership } from '../state-services/service-leadership.js';
 import { ClusterNode } from './cluster-node.js';
 import { validateClusterOptions } from './cluster-options.js';
@@ -58,6 +59,7 @@ export class BrokerCluster {
       ...(options.name !== undefined ? { name: options.name } : {}),
       ...(options.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
       internalReplicationFactor,
+      internalTopics: replicatedStateTopics,
       replicaManager: (isrChanger) => {
         replicaManager = new ServiceLeadership(
           options.brokerId,

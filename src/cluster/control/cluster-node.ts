@@ -31,6 +31,8 @@ export interface ClusterNodeOptions extends ClusterOptions {
   replicaManager: ReplicaManager | ((isrChanger: IsrChanger) => ReplicaManager);
   /** Makes the local topic exist before its partitions are applied (assignment-watcher.ts). */
   prepareTopic?: (topic: string, record: TopicRecord) => Promise<void>;
+  /** Internal topics the controller creates when missing (controller.ts). Default none. */
+  internalTopics?: readonly string[];
   /** One line per notable event (elected, partition changes, errors). Default: nothing. */
   log?: (line: string) => void;
   /** Wall clock for registration times. Default Date.now. */
@@ -75,6 +77,7 @@ export class ClusterNode implements ClusterMetadataService {
       (event) => this.log(describeEvent(event)),
       {
         nowMs: this.nowMs,
+        ...(options.internalTopics !== undefined ? { internalTopics: options.internalTopics } : {}),
         ...(options.internalReplicationFactor !== undefined
           ? { internalReplicationFactor: options.internalReplicationFactor }
           : {}),

@@ -15,7 +15,6 @@
  */
 import type { Namespace } from 'etcd3';
 import { replicationFactorDefaultMax } from '../../limits.js';
-import { replicatedStateTopics } from '../state-services/replicated-state-topics.js';
 import {
   controllerEpochKey,
   controllerKey,
@@ -35,6 +34,11 @@ export interface ControllerSession {
 }
 
 export interface ControllerOptions {
+  /**
+   * Internal topics the controller creates when missing, one partition each (the broker passes
+   * state-services/replicated-state-topics.ts). Default none.
+   */
+  internalTopics?: readonly string[];
   /**
    * replicationFactor of the internal state topics the controller creates (replicated-state-topics.ts).
    * Default replicationFactorDefaultMax (3); their partition is assigned once that many brokers live.
@@ -136,7 +140,7 @@ export class ClusterController {
     const live = new Set(snapshot.brokers.keys());
     let refused = false;
     // The internal state topics whose services follow leadership: created once, like any topic.
-    for (const topic of replicatedStateTopics) {
+    for (const topic of this.options.internalTopics ?? []) {
       if (snapshot.topics.has(topic)) continue;
       const replicationFactor = this.options.internalReplicationFactor ?? replicationFactorDefaultMax;
       const record: TopicRecord = {
