@@ -161,6 +161,11 @@ export interface BrokerOptions {
 
 export interface ResolvedBrokerOptions {
   dataDir: string;
+  /**
+   * True with `cluster`: the state logs that follow leadership (`__consumer_offsets`) open without
+   * writing and their services start stopped, until the cluster names this broker their leader.
+   */
+  clusterMember: boolean;
   topicDefaults: ResolvedTopicConfig;
   retentionCheckIntervalMs: number;
   segmentMs: number;
@@ -253,6 +258,7 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   }
   const resolved: ResolvedBrokerOptions = {
     dataDir,
+    clusterMember: options.cluster !== undefined,
     topicDefaults,
     clock,
     logFactory,

@@ -145,8 +145,12 @@ export class GroupCoordinator implements GroupService {
     private readonly clock: Clock,
     private readonly lifecycle: Lifecycle,
     private readonly retentionMs: number,
+    /**
+     * False (a cluster member): starts stopped, without reading or writing `__consumer_offsets`,
+     * until `startCoordinating`. Default true.
+     */
+    coordinating = true,
   ) {
-    this.load();
     topics.onPartitionsAdded((topic) => {
       if (this.notCoordinating === null) this.topicChanged(topic.name);
     });
@@ -155,7 +159,13 @@ export class GroupCoordinator implements GroupService {
       this.topicChanged(topic.name);
       this.forgetTopic(topic.name);
     });
-    this.expiryTimer = this.armExpiryCheck();
+    if (coordinating) {
+      this.load();
+      this.expiryTimer = this.armExpiryCheck();
+    } else {
+      this.notCoordinating = 'waiting for the cluster to name the leader of __consumer_offsets';
+      this.expiryTimer = null;
+    }
   }
 
   /** True while this broker coordinates groups (always on a single broker). */

@@ -69,6 +69,11 @@ export interface StateLogOptions<Entry> {
   pendingBytesMax?: number;
   /** Wall clock for record timestamps. Default Date.now. */
   nowMs?: () => number;
+  /**
+   * False: the open writes nothing (no snapshot even when one is due) — for a log a replication
+   * follower may be writing (a cluster's internal partition before this broker leads it). Default true.
+   */
+  writeAtOpen?: boolean;
 }
 
 export const stateLogDefaults = {
@@ -222,7 +227,7 @@ export class StateLog<Entry> {
     this.snapshots = this.recovery.snapshots.slice(-2);
     this.lastSnapshotBytes = this.snapshots.at(-1)?.bytes ?? 0;
     this.bytesSinceSnapshot = this.recovery.replayedBytes;
-    if (this.snapshotDue()) {
+    if (options.writeAtOpen !== false && this.snapshotDue()) {
       this.snapshotWanted = true;
       this.scheduleFlush();
     }
