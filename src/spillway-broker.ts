@@ -11,6 +11,7 @@ import { BrokerEngine } from './broker/broker-engine.js';
 import type { BrokerClusterOptions, BrokerOptions } from './broker/broker-options.js';
 import type { BrokerCluster } from './cluster/control/broker-cluster.js';
 import type { ClusterMetadataService } from './protocol/cluster-metadata-api.js';
+import type { CoordinatorGate } from './protocol/coordinator-routing.js';
 import type { BrokerServer, ServerOptions } from './server/server.js';
 
 /** Options of `Broker.listen`: the server's (host, port, limits). */
@@ -57,6 +58,11 @@ export class Broker extends BrokerEngine {
   /** METADATA's source in a cluster (protocol/cluster-metadata-api.ts); undefined for a single broker. */
   get clusterMetadata(): ClusterMetadataService | undefined {
     return this.cluster?.node;
+  }
+
+  /** Which coordinator requests this broker serves in a cluster (BrokerApi.coordinators); undefined alone. */
+  get coordinators(): CoordinatorGate | undefined {
+    return this.cluster?.services;
   }
 
   /** Starts the network front end (WebSocket protocol, HTTP API, metrics) on this broker. */

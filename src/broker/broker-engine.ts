@@ -169,6 +169,7 @@ export class BrokerEngine implements BrokerApi {
       this.clock,
       this.lifecycle,
       parts.options.groupRetentionMs,
+      !parts.options.clusterMember,
     );
     const offsetsPartition = this.topics.partitionOf(consumerOffsetsTopicName, 0);
     parts.offsets.state.onAppend = () => this.messages.wake(offsetsPartition);
@@ -324,7 +325,11 @@ export class BrokerEngine implements BrokerApi {
         checkpointIntervalMs: resolved.checkpointIntervalMs,
         clock: resolved.clock,
       });
-      offsets = await ConsumerOffsetsStore.open(stateLogOptions);
+      // In a cluster the replication follower may write this log: nothing is written until this broker leads it.
+      offsets = await ConsumerOffsetsStore.open({
+        ...stateLogOptions,
+        ...(resolved.clusterMember ? { writeAtOpen: false } : {}),
+      });
       const records = metadata.records();
       const reconciliation = reconcileTopicDirectories(dataDir, records, resolved.clock.nowMs());
       const kept = new Set(reconciliation.topics.map((topic) => topic.name));

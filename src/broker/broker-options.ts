@@ -53,6 +53,11 @@ export interface BrokerClusterOptions<Engine = BrokerEngine> {
   /** The broker's etcd session (lease) TTL, rounded up to whole seconds. Default 6000 ms. */
   sessionTimeoutMs?: number;
   /**
+   * replicationFactor of the internal state topics (`__consumer_offsets`; docs/CLUSTER.md). Default 3:
+   * groups are served once that many brokers are live.
+   */
+  internalReplicationFactor?: number;
+  /**
    * Builds the replication data plane (src/cluster/replication/) for this broker with the control
    * plane's IsrChanger. Required: without a data plane the broker refuses to open in cluster mode.
    */
@@ -156,6 +161,11 @@ export interface BrokerOptions {
 
 export interface ResolvedBrokerOptions {
   dataDir: string;
+  /**
+   * True with `cluster`: the state logs that follow leadership (`__consumer_offsets`) open without
+   * writing and their services start stopped, until the cluster names this broker their leader.
+   */
+  clusterMember: boolean;
   topicDefaults: ResolvedTopicConfig;
   retentionCheckIntervalMs: number;
   segmentMs: number;
@@ -248,6 +258,7 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   }
   const resolved: ResolvedBrokerOptions = {
     dataDir,
+    clusterMember: options.cluster !== undefined,
     topicDefaults,
     clock,
     logFactory,

@@ -8,6 +8,7 @@
  */
 
 import type { ClusterMetadataService } from './cluster-metadata-api.js';
+import type { CoordinatorGate } from './coordinator-routing.js';
 import type { DelayService } from './delay-api.js';
 import type { GroupService } from './group-api.js';
 import type { ProducerService } from './producer-api.js';
@@ -301,6 +302,11 @@ export interface BrokerApi {
   readonly replication?: ReplicationService;
   /** Cluster metadata (protocol/cluster-metadata-api.ts). Absent: METADATA answers as a single broker. */
   readonly clusterMetadata?: ClusterMetadataService | undefined;
+  /**
+   * In a cluster: which coordinator requests this broker serves (protocol/coordinator-routing.ts).
+   * Absent (a single broker): every service is served here.
+   */
+  readonly coordinators?: CoordinatorGate | undefined;
   /** Disk and scrub figures (a broker engine has them; other implementations may not). */
   storageStats?(): StorageStats;
   /** Msg-id dedup index figures (a broker engine has them; other implementations may not). */

@@ -48,3 +48,13 @@ const byOpcode = new Map<number, CoordinatorTopic>([
 export function coordinatorTopicOf(opcode: number): CoordinatorTopic | undefined {
   return byOpcode.get(opcode);
 }
+
+/**
+ * A cluster broker's check of coordinator requests (`BrokerApi.coordinators`, src/cluster/state-services/):
+ * throws NOT_COORDINATOR when this broker does not run the service of `coordinatorTopicOf(opcode)`,
+ * or a non-retriable error for a service that does not run in a cluster yet. Absent on a single
+ * broker: nothing is checked.
+ */
+export interface CoordinatorGate {
+  check(opcode: number): void;
+}

@@ -149,6 +149,8 @@ export async function dispatch(api: BrokerApi, request: Frame, options: Dispatch
       }
       authorize(principal.access, principal.name, request.opcode, request.header);
     }
+    // A cluster broker refuses the requests of services it does not run (NOT_COORDINATOR).
+    api.coordinators?.check(request.opcode);
     return await answer(api, request, options);
   } catch (error) {
     if (error instanceof SpillwayError) return errorFrame(request.opcode, request.correlationId, error);

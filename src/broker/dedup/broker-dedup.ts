@@ -29,7 +29,7 @@
  * Single event loop; every produce is counted in the broker's Lifecycle so close() waits for it.
  */
 import type { Clock, ClockTimer } from '../../clock.js';
-import { BackpressureError } from '../../errors.js';
+import { BackpressureError, type SpillwayError } from '../../errors.js';
 import { type BatchHeaderFields, batchBaseOffset, batchLengthAt } from '../../format/batch-header.js';
 import { dedupEntryIdsMax, dedupSweepIntervalMs } from '../../limits.js';
 import type { DedupStats, ProduceResult } from '../../protocol/broker-api.js';
@@ -114,6 +114,12 @@ export class BrokerDedup {
   }
 
   /**
+   * Set in cluster mode (src/cluster/state-services/): batches with msgIds are refused with it, since
+   * the `__dedup` index is not replicated yet. Null: served (a single broker).
+   */
+  refusal: SpillwayError | null = null;
+
+  /**
    * Produces `batch` (validated, `fields` its header) to `topic`/`partition` through `append`
    * (the plain append of broker-messages.ts), writing only the records whose msgId is new to the
    * topic within its window. Throws INVALID_BATCH for a bad msgId, BACKPRESSURE past idsMax.
@@ -127,6 +133,7 @@ export class BrokerDedup {
   ): Promise<ProduceResult> {
     const ids = batchMsgIds(batch);
     if (ids === null) return append(batch);
+    if (this.refusal !== null) throw this.refusal;
     if (this.failure !== null) throw this.failure;
     this.lifecycle.begin();
     try {

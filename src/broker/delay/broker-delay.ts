@@ -287,6 +287,12 @@ export class BrokerDelay implements DelayService {
   }
 
   /**
+   * Set in cluster mode (src/cluster/state-services/): delayed produces are refused with it, since
+   * `__delay` is not replicated yet. Null: served (a single broker).
+   */
+  refusal: SpillwayError | null = null;
+
+  /**
    * Schedules the delayed batch `batch` (validated by the caller: CRC, structure, the `delayed`
    * attribute) for `topic`/`partition` (which exist): checks every record's `sw-deliver-at`, stores
    * the batch durably under the topic's durability, then puts its records into the wheel. The one
@@ -294,6 +300,7 @@ export class BrokerDelay implements DelayService {
    */
   async schedule(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
     this.lifecycle.assertOpen();
+    if (this.refusal !== null) throw this.refusal;
     return this.storeBatch(topic, partition, batch, this.clock.nowMs(), true);
   }
 

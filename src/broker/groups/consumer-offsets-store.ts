@@ -14,14 +14,15 @@
  * commits many into one append (one fdatasync under `always`), snapshots the map and recovers it.
  * Membership itself is not stored: members are sessions, and sessions end with the broker.
  */
-import { BackpressureError } from '../../errors.js';
+import { BackpressureError, LogClosedError } from '../../errors.js';
 import { groupCommitsPendingMax } from '../../limits.js';
 import { type KeyValueEntry, KeyValueState, keyValueCodec, msgpackValues } from '../state/key-value-state.js';
-import type { StateLog } from '../state/state-log.js';
+import { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogStoreOptions,
+  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 
 export const consumerOffsetsTopicName = '__consumer_offsets';
@@ -62,6 +63,8 @@ function validateValue(value: unknown): OffsetsValue {
   throw new Error('a __consumer_offsets value is an offset or a generation record');
 }
 
+const offsetsCodec = keyValueCodec(msgpackValues(validateValue));
+
 export function offsetKey(group: string, topic: string, partition: number): string {
   return `o${JSON.stringify([group, topic, partition])}`;
 }
@@ -101,25 +104,66 @@ export type ConsumerOffsetsStoreOptions = StateLogStoreOptions;
  */
 export class ConsumerOffsetsStore {
   readonly partition: StateLogPartition;
-  readonly state: StateLog<OffsetsEntry>;
-  private readonly machine: KeyValueState<OffsetsValue>;
+  private stateLog: StateLog<OffsetsEntry>;
+  private machine: KeyValueState<OffsetsValue>;
+  private readonly snapshotBytesMin: number;
+  private readonly nowMs: (() => number) | undefined;
   private pending = 0;
 
   private constructor(
     partition: StateLogPartition,
     state: StateLog<OffsetsEntry>,
     machine: KeyValueState<OffsetsValue>,
+    options: ConsumerOffsetsStoreOptions,
   ) {
     this.partition = partition;
-    this.state = state;
+    this.stateLog = state;
     this.machine = machine;
+    this.snapshotBytesMin = options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault;
+    const clock = options.clock;
+    this.nowMs = clock === undefined ? undefined : () => clock.nowMs();
   }
 
   static async open(options: ConsumerOffsetsStoreOptions): Promise<ConsumerOffsetsStore> {
     const machine = new KeyValueState<OffsetsValue>();
-    const codec = keyValueCodec(msgpackValues(validateValue));
-    const { partition, state } = await openStateLog(options, consumerOffsetsTopicName, machine, codec);
-    return new ConsumerOffsetsStore(partition, state, machine);
+    const { partition, state } = await openStateLog(options, consumerOffsetsTopicName, machine, offsetsCodec);
+    return new ConsumerOffsetsStore(partition, state, machine, options);
+  }
+
+  /** The running state log (a new one after `reopen`). */
+  get state(): StateLog<OffsetsEntry> {
+    return this.stateLog;
+  }
+
+  /**
+   * Stops writing at once (src/cluster/state-services/: this broker no longer leads the partition):
+   * queued writes and every later one reject with `error`; nothing more is appended.
+   */
+  detach(error: unknown): void {
+    this.stateLog.detach(error);
+  }
+
+  /**
+   * Recovers the state again from the partition log as it is now (snapshot + replay: what the
+   * replication follower copied while this broker did not lead it) and writes through a new state
+   * log, with the hooks of the old one. Call after `detach` (or on a state log with nothing queued).
+   */
+  reopen(): void {
+    const previous = this.stateLog;
+    const machine = new KeyValueState<OffsetsValue>();
+    const state = StateLog.open({
+      name: previous.name,
+      log: this.partition.log,
+      machine,
+      codec: offsetsCodec,
+      snapshotBytesMin: this.snapshotBytesMin,
+      ...(this.nowMs !== undefined ? { nowMs: this.nowMs } : {}),
+    });
+    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
+    state.onAppend = previous.onAppend;
+    state.replicate = previous.replicate;
+    this.stateLog = state;
+    this.machine = machine;
   }
 
   /** Every entry applied, for building the coordinator's view at open and for describe. */
@@ -141,7 +185,8 @@ export class ConsumerOffsetsStore {
     }
     this.pending += entries.length;
     try {
-      await Promise.all(entries.map(({ key, value }) => this.state.commit({ op: 'put', key, value })));
+      const state = this.stateLog;
+      await Promise.all(entries.map(({ key, value }) => state.commit({ op: 'put', key, value })));
     } finally {
       this.pending -= entries.length;
     }
@@ -156,14 +201,15 @@ export class ConsumerOffsetsStore {
     }
     this.pending += keys.length;
     try {
-      await Promise.all(keys.map((key) => this.state.commit({ op: 'delete', key })));
+      const state = this.stateLog;
+      await Promise.all(keys.map((key) => state.commit({ op: 'delete', key })));
     } finally {
       this.pending -= keys.length;
     }
   }
 
   async close(): Promise<void> {
-    await this.state.close();
+    await this.stateLog.close();
     await this.partition.log.close();
   }
 }

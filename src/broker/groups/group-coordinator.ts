@@ -130,7 +130,11 @@ export class GroupCoordinator implements GroupService {
   private memberSequence = 0;
   private backgroundFailureCount = 0;
 
-  private readonly expiryTimer: ClockTimer;
+  private expiryTimer: ClockTimer | null;
+  /** Why this broker does not coordinate groups now; null while it does (always on a single broker). */
+  private notCoordinating: string | null = null;
+  /** Bumped at every stop and start of coordinating: a write awaited across one is NOT_COORDINATOR. */
+  private serviceEpoch = 0;
   /** Groups forgotten after their retention since the broker started (describe, tests). */
   expiredGroups = 0;
 
@@ -141,7 +145,114 @@ export class GroupCoordinator implements GroupService {
     private readonly clock: Clock,
     private readonly lifecycle: Lifecycle,
     private readonly retentionMs: number,
+    /**
+     * False (a cluster member): starts stopped, without reading or writing `__consumer_offsets`,
+     * until `startCoordinating`. Default true.
+     */
+    coordinating = true,
   ) {
+    topics.onPartitionsAdded((topic) => {
+      if (this.notCoordinating === null) this.topicChanged(topic.name);
+    });
+    topics.onTopicDeleted((topic) => {
+      if (this.notCoordinating !== null) return;
+      this.topicChanged(topic.name);
+      this.forgetTopic(topic.name);
+    });
+    if (coordinating) {
+      this.load();
+      this.expiryTimer = this.armExpiryCheck();
+    } else {
+      this.notCoordinating = 'waiting for the cluster to name the leader of __consumer_offsets';
+      this.expiryTimer = null;
+    }
+  }
+
+  /** True while this broker coordinates groups (always on a single broker). */
+  get coordinating(): boolean {
+    return this.notCoordinating === null;
+  }
+
+  /**
+   * Stops coordinating (src/cluster/state-services/: this broker no longer leads `__consumer_offsets`):
+   * every member is dropped (waiting heartbeats wake and fail), nothing more is written, and every
+   * request fails with NOT_COORDINATOR naming `why` until `startCoordinating`. Idempotent.
+   */
+  stopCoordinating(why: string): void {
+    if (this.notCoordinating !== null) return;
+    this.notCoordinating = why;
+    this.serviceEpoch++;
+    this.clock.clearTimer(this.expiryTimer);
+    this.expiryTimer = null;
+    for (const group of this.groups.values()) {
+      for (const member of [...group.members.values()]) this.removeMember(group, member, why, false);
+    }
+    this.groups.clear();
+    this.store.detach(new SpillwayError('NOT_COORDINATOR', `groups are not coordinated here: ${why}`));
+  }
+
+  /**
+   * Coordinates again from the state `__consumer_offsets` holds now: the store recovers it from the
+   * log (what replication copied), groups and offsets are rebuilt as at a broker's open.
+   */
+  startCoordinating(): void {
+    if (this.notCoordinating === null) return;
+    this.store.reopen();
+    this.load();
+    this.notCoordinating = null;
+    this.serviceEpoch++;
+    this.expiryTimer = this.armExpiryCheck();
+  }
+
+  /**
+   * In a cluster: every write to `__consumer_offsets` is answered only once `replicate(endOffset)`
+   * resolves (the in-sync replicas have it: StateLog.replicate).
+   */
+  replicateWrites(replicate: (endOffset: number) => Promise<void>): void {
+    this.store.state.replicate = replicate;
+  }
+
+  private armExpiryCheck(): ClockTimer {
+    return this.clock.setInterval(
+      () => this.expireGroups(),
+      Math.min(groupExpiryCheckIntervalMsMax, this.retentionMs),
+      { unref: true },
+    );
+  }
+
+  private assertCoordinating(): void {
+    this.lifecycle.assertOpen();
+    if (this.notCoordinating !== null) {
+      throw new SpillwayError('NOT_COORDINATOR', `groups are not coordinated here: ${this.notCoordinating}`);
+    }
+  }
+
+  /** Awaits a write; a failure after the broker stopped coordinating meanwhile is NOT_COORDINATOR. */
+  private async stored(write: Promise<void>): Promise<void> {
+    const epoch = this.serviceEpoch;
+    try {
+      await write;
+    } catch (error) {
+      if (this.serviceEpoch !== epoch) this.assertCoordinatingSince(epoch);
+      throw error;
+    }
+    this.assertCoordinatingSince(epoch);
+  }
+
+  /** NOT_COORDINATOR when the broker stopped coordinating since `epoch` (the answer would be stale). */
+  private assertCoordinatingSince(epoch: number): void {
+    if (this.serviceEpoch === epoch) return;
+    throw new SpillwayError(
+      'NOT_COORDINATOR',
+      `groups are not coordinated here: ${this.notCoordinating ?? 'the coordinator moved meanwhile'}`,
+    );
+  }
+
+  /** Builds the groups (generation, mode, stored keys) from the store; deletes what deleted topics left. */
+  private load(): void {
+    const topics = this.topics;
+    const store = this.store;
+    const clock = this.clock;
     const stale: string[] = [];
     for (const [key, value] of store.entries()) {
       const parsed = parseOffsetsKey(key);
@@ -164,16 +275,6 @@ export class GroupCoordinator implements GroupService {
     const now = clock.nowMs();
     for (const group of this.groups.values()) group.emptySinceMs ??= now;
     if (stale.length > 0) this.removeInBackground(stale);
-    topics.onPartitionsAdded((topic) => this.topicChanged(topic.name));
-    topics.onTopicDeleted((topic) => {
-      this.topicChanged(topic.name);
-      this.forgetTopic(topic.name);
-    });
-    this.expiryTimer = clock.setInterval(
-      () => this.expireGroups(),
-      Math.min(groupExpiryCheckIntervalMsMax, retentionMs),
-      { unref: true },
-    );
   }
 
   /** Rebalances started by a timer or a close hook whose generation write failed (e.g. disk full). */
@@ -182,7 +283,7 @@ export class GroupCoordinator implements GroupService {
   }
 
   async join(session: Session, request: JoinGroupRequest): Promise<GroupView> {
-    this.lifecycle.assertOpen();
+    this.assertCoordinating();
     const topics = [...new Set(request.topics)].sort();
     for (const topic of topics) this.topics.topicNamed(topic); // UNKNOWN_TOPIC
     let group = this.groups.get(request.group);
@@ -241,14 +342,14 @@ export class GroupCoordinator implements GroupService {
       if (joined.members.get(memberId) === member) this.removeMember(joined, member, 'session closed', true);
     });
     this.armExpiry(group, member);
-    await this.rebalance(group);
+    await this.stored(this.rebalance(group));
     if (group.members.get(memberId) !== member)
       throw new UnknownMemberError(group.name, memberId, 'removed while joining');
     return this.view(group, member);
   }
 
   async heartbeat(session: Session, request: HeartbeatRequest, signal?: AbortSignal): Promise<GroupView> {
-    this.lifecycle.assertOpen();
+    this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
     if (member.viewVersion !== request.viewVersion || request.waitMs === 0) {
       this.armExpiry(group, member);
@@ -274,6 +375,9 @@ export class GroupCoordinator implements GroupService {
       timer = this.clock.setTimeout(done, request.waitMs, { unref: true });
       signal?.addEventListener('abort', done, { once: true });
     });
+    if (this.notCoordinating !== null) {
+      throw new SpillwayError('NOT_COORDINATOR', `groups are not coordinated here: ${this.notCoordinating}`);
+    }
     if (group.members.get(member.id) !== member)
       throw new UnknownMemberError(group.name, member.id, 'removed');
     this.armExpiry(group, member);
@@ -281,7 +385,7 @@ export class GroupCoordinator implements GroupService {
   }
 
   async release(session: Session, request: ReleasePartitionsRequest): Promise<GroupView> {
-    this.lifecycle.assertOpen();
+    this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
     this.armExpiry(group, member);
     if (group.mode === 'group') {
@@ -303,14 +407,14 @@ export class GroupCoordinator implements GroupService {
   }
 
   async leave(session: Session, request: MemberRequest): Promise<void> {
-    this.lifecycle.assertOpen();
+    this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
     this.removeMember(group, member, 'left', false);
-    await this.rebalance(group);
+    await this.stored(this.rebalance(group));
   }
 
   async commit(session: Session, request: CommitOffsetsRequest): Promise<void> {
-    this.lifecycle.assertOpen();
+    this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
     const writes: Array<{ key: string; value: number }> = [];
     for (const { topic, partition, offset } of request.offsets) {
@@ -327,17 +431,18 @@ export class GroupCoordinator implements GroupService {
           : positionKey(group.name, member.id, topic, partition);
       writes.push({ key, value: offset });
     }
-    await this.store.put(writes);
+    await this.stored(this.store.put(writes));
     for (const { key } of writes) group.storedKeys.add(key);
   }
 
   async fetch(session: Session, request: GroupFetchRequest, options: FetchOptions): Promise<FetchResult> {
-    this.lifecycle.assertOpen();
+    this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
     this.checkOwner(group, member, request.topic, request.partition);
     return this.messages.fetch(request.topic, request.partition, request.offset, options);
   }
 
+  /** The groups coordinated here: none while not coordinating (metrics list them on every broker). */
   list(): GroupSummary[] {
     return [...this.groups.values()]
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
@@ -351,6 +456,7 @@ export class GroupCoordinator implements GroupService {
   }
 
   describe(name: string): GroupDescription {
+    this.assertCoordinating();
     const group = this.groups.get(name);
     if (group === undefined) throw new SpillwayError('UNKNOWN_GROUP', `unknown group '${name}'`);
     const partitions = this.partitionStates(group);
@@ -493,7 +599,7 @@ export class GroupCoordinator implements GroupService {
 
   /** Forgets the groups with no members for `retentionMs` or more, and deletes what they stored. */
   private expireGroups(): void {
-    if (this.lifecycle.closing) return;
+    if (this.lifecycle.closing || this.notCoordinating !== null) return;
     const now = this.clock.nowMs();
     const keys: string[] = [];
     for (const group of [...this.groups.values()]) {
@@ -513,7 +619,7 @@ export class GroupCoordinator implements GroupService {
   }
 
   private rebalanceInBackground(group: GroupState): void {
-    if (this.lifecycle.closing) return;
+    if (this.lifecycle.closing || this.notCoordinating !== null) return;
     this.rebalance(group).catch(() => {
       this.backgroundFailureCount++;
     });

@@ -87,6 +87,8 @@ export interface StateLogStoreOptions {
   checkpointIntervalMs?: number;
   /** The broker's clock, for the log's timers and snapshot times. Default `systemClock`. */
   clock?: Clock;
+  /** StateLogOptions.writeAtOpen. Default true. */
+  writeAtOpen?: boolean;
 }
 
 /**
@@ -118,6 +120,7 @@ export async function openStateLog<Entry>(
       codec,
       snapshotBytesMin: options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
       ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
+      ...(options.writeAtOpen === false ? { writeAtOpen: false } : {}),
     });
     return { partition, state };
   } catch (error) {

@@ -69,6 +69,11 @@ export interface StateLogOptions<Entry> {
   pendingBytesMax?: number;
   /** Wall clock for record timestamps. Default Date.now. */
   nowMs?: () => number;
+  /**
+   * False: the open writes nothing (no snapshot even when one is due) — for a log a replication
+   * follower may be writing (a cluster's internal partition before this broker leads it). Default true.
+   */
+  writeAtOpen?: boolean;
 }
 
 export const stateLogDefaults = {
@@ -107,6 +112,8 @@ interface InFlightBatch<Entry> {
   commits: PendingCommit<Entry>[];
   settled: boolean;
   error: unknown;
+  /** The batch is in the log but its replication failed (StateLog.replicate): commits reject with it. */
+  replicationError: unknown;
   /** For the last batch of a snapshot: the snapshot it completes. */
   completesSnapshot: SnapshotExtent | null;
 }
@@ -161,6 +168,14 @@ export class StateLog<Entry> {
   private readonly pendingBytesMax: number;
   /** Called after every acknowledged append to the log (e.g. to wake readers of the internal topic). */
   onAppend: (() => void) | null = null;
+  /**
+   * In a cluster (src/cluster/state-services/): after the local append of a batch ending before
+   * `endOffset`, resolves once the in-sync replicas have it (acks 'all' on the internal partition).
+   * Its commits resolve only then. A rejection (NOT_LEADER, NOT_ENOUGH_REPLICAS, TIMEOUT) still
+   * applies the entries (they are in the local log, like a produce that was written but not
+   * acknowledged) and rejects their commits with that error. Null (a single broker): not waited for.
+   */
+  replicate: ((endOffset: number) => Promise<void>) | null = null;
   private readonly nowMs: () => number;
   private readonly builder: BatchBuilder;
   private pending: PendingCommit<Entry>[] = [];
@@ -212,7 +227,7 @@ export class StateLog<Entry> {
     this.snapshots = this.recovery.snapshots.slice(-2);
     this.lastSnapshotBytes = this.snapshots.at(-1)?.bytes ?? 0;
     this.bytesSinceSnapshot = this.recovery.replayedBytes;
-    if (this.snapshotDue()) {
+    if (options.writeAtOpen !== false && this.snapshotDue()) {
       this.snapshotWanted = true;
       this.scheduleFlush();
     }
@@ -289,6 +304,21 @@ export class StateLog<Entry> {
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * At once, without waiting: refuses every later commit and rejects the queued ones (not appended)
+   * with `error`; batches already appended settle as usual. For a service that stops leading its
+   * internal partition (src/cluster/state-services/): nothing more may be appended to a log the
+   * replication follower now writes. The state log is not used again (a new one recovers the log).
+   */
+  detach(error: unknown): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failure ??= error;
+    this.snapshotWanted = false;
+    this.failQueued();
+    this.notifyIdle();
   }
 
   /** Waits for what is queued and in flight, then refuses new commits. Does not close the log. */
@@ -382,6 +412,7 @@ export class StateLog<Entry> {
       commits,
       settled: false,
       error: null,
+      replicationError: null,
       completesSnapshot,
     };
     this.inFlight.push(inFlight);
@@ -393,10 +424,23 @@ export class StateLog<Entry> {
           appended.baseOffset === baseOffset,
           () => `state log ${this.name}: batch appended at ${appended.baseOffset}, expected ${baseOffset}`,
         );
-        inFlight.settled = true;
-        this.settle();
-        // Readers of the internal topic see a batch once it is acknowledged (durable with `always`).
-        this.onAppend?.();
+        const replicate = this.replicate;
+        if (replicate === null) {
+          inFlight.settled = true;
+          this.settle();
+          // Readers of the internal topic see a batch once it is acknowledged (durable with `always`).
+          this.onAppend?.();
+          return;
+        }
+        const replicated = (): void => {
+          inFlight.settled = true;
+          this.settle();
+          this.onAppend?.();
+        };
+        replicate(appended.lastOffset + 1).then(replicated, (error: unknown) => {
+          inFlight.replicationError = error;
+          replicated();
+        });
       },
       (error: unknown) => {
         inFlight.error = error;
@@ -433,7 +477,8 @@ export class StateLog<Entry> {
           );
         }
         this.counters.committedEntries++;
-        commit.resolve(offset);
+        if (batch.replicationError !== null) commit.reject(batch.replicationError);
+        else commit.resolve(offset);
         offset++;
       }
       if (batch.completesSnapshot !== null) this.snapshotAcknowledged(batch.completesSnapshot);

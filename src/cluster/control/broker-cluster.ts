@@ -12,21 +12,26 @@
 import type { BrokerClusterOptions } from '../../broker/broker-options.js';
 import type { BrokerTopics } from '../../broker/broker-topics.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
+import { replicationFactorDefaultMax } from '../../limits.js';
 import type { TopicConfig } from '../../protocol/broker-api.js';
 import type { ReplicaManager } from '../partition-role.js';
+import { replicatedStateTopics } from '../state-services/replicated-state-topics.js';
+import { type LeadershipBroker, ServiceLeadership } from '../state-services/service-leadership.js';
 import { ClusterNode } from './cluster-node.js';
 import { validateClusterOptions } from './cluster-options.js';
 import type { TopicRecord } from './cluster-records.js';
 
 /** The part of the broker the cluster membership uses. */
-export interface ClusterBroker {
-  readonly topics: Pick<BrokerTopics, 'create' | 'addPartitions' | 'describe'>;
+export interface ClusterBroker extends LeadershipBroker {
+  readonly topics: Pick<BrokerTopics, 'create' | 'addPartitions' | 'describe' | 'partitionOf'>;
 }
 
 export class BrokerCluster {
   private constructor(
     readonly node: ClusterNode,
     private readonly replicaManager: ReplicaManager,
+    /** The services following their internal partition's leader; `check` is BrokerApi.coordinators. */
+    readonly services: ServiceLeadership,
   ) {}
 
   /** Checks the options before the broker opens anything (INVALID_ARGUMENT naming the field). */
@@ -45,21 +50,30 @@ export class BrokerCluster {
   ): Promise<BrokerCluster> {
     BrokerCluster.validate(options);
     const build = options.replicaManager as NonNullable<typeof options.replicaManager>;
-    let replicaManager: ReplicaManager | undefined;
+    let replicaManager: ServiceLeadership | undefined;
+    const internalReplicationFactor = options.internalReplicationFactor ?? replicationFactorDefaultMax;
     const node = await ClusterNode.start({
       etcd: options.etcd,
       brokerId: options.brokerId,
       advertise: options.advertise,
       ...(options.name !== undefined ? { name: options.name } : {}),
       ...(options.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
+      internalReplicationFactor,
+      internalTopics: replicatedStateTopics,
       replicaManager: (isrChanger) => {
-        replicaManager = build(broker, isrChanger);
+        replicaManager = new ServiceLeadership(
+          options.brokerId,
+          broker,
+          build(broker, isrChanger),
+          internalReplicationFactor,
+        );
         return replicaManager;
       },
       prepareTopic: (topic, record) => prepareLocalTopic(broker, topic, record),
       log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
     });
-    return new BrokerCluster(node, replicaManager as ReplicaManager);
+    const services = replicaManager as ServiceLeadership;
+    return new BrokerCluster(node, services, services);
   }
 
   async close(): Promise<void> {

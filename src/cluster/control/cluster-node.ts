@@ -31,6 +31,8 @@ export interface ClusterNodeOptions extends ClusterOptions {
   replicaManager: ReplicaManager | ((isrChanger: IsrChanger) => ReplicaManager);
   /** Makes the local topic exist before its partitions are applied (assignment-watcher.ts). */
   prepareTopic?: (topic: string, record: TopicRecord) => Promise<void>;
+  /** Internal topics the controller creates when missing (controller.ts). Default none. */
+  internalTopics?: readonly string[];
   /** One line per notable event (elected, partition changes, errors). Default: nothing. */
   log?: (line: string) => void;
   /** Wall clock for registration times. Default Date.now. */
@@ -68,8 +70,18 @@ export class ClusterNode implements ClusterMetadataService {
     this.admin = new ClusterAdmin(namespace, this.nowMs);
     const lease = () => (this.session?.alive === true ? this.session.leaseId : undefined);
     this.isrChanger = new EtcdIsrChanger(namespace, options.brokerId, lease);
-    this.controller = new ClusterController(namespace, options.brokerId, { lease }, (event) =>
-      this.log(describeEvent(event)),
+    this.controller = new ClusterController(
+      namespace,
+      options.brokerId,
+      { lease },
+      (event) => this.log(describeEvent(event)),
+      {
+        nowMs: this.nowMs,
+        ...(options.internalTopics !== undefined ? { internalTopics: options.internalTopics } : {}),
+        ...(options.internalReplicationFactor !== undefined
+          ? { internalReplicationFactor: options.internalReplicationFactor }
+          : {}),
+      },
     );
     this.controllerLoop = new ReconcileLoop(
       () => this.controller.pass(),
@@ -236,6 +248,8 @@ function describeEvent(event: ControllerEvent): string {
       const { topic, partition, record } = event;
       return `controller: ${event.created ? 'created' : 'changed'} ${topic}/${partition}: leader ${record.leaderId} epoch ${record.leaderEpoch} isr [${record.isr.join(', ')}] replicas [${record.replicas.join(', ')}]`;
     }
+    case 'internal-topic':
+      return `controller: created internal topic ${event.topic}: replicationFactor ${event.record.replicationFactor}, minInSyncReplicas ${event.record.minInSyncReplicas}`;
     case 'unassignable':
       return `controller: cannot place ${event.topic}/${event.partition}: replicationFactor ${event.replicationFactor} > ${event.liveBrokers} live brokers (waiting for brokers)`;
     case 'invalid-keys':

@@ -9,6 +9,7 @@ import {
   clusterSessionTimeoutMsMax,
   clusterSessionTimeoutMsMin,
   portMax,
+  replicationFactorMax,
 } from '../../limits.js';
 
 export interface ClusterOptions {
@@ -22,6 +23,11 @@ export interface ClusterOptions {
   name?: string;
   /** The session (lease) TTL, rounded up to whole seconds. Default 6000 ms. */
   sessionTimeoutMs?: number;
+  /**
+   * replicationFactor of the internal state topics (`__consumer_offsets`), 1..replicationFactorMax.
+   * Default 3: their partition is assigned, and groups served, once that many brokers are live.
+   */
+  internalReplicationFactor?: number;
 }
 
 /** `etcd://h:p,h2:p2` → `['http://h:p', 'http://h2:p2']`; INVALID_ARGUMENT for anything else. */
@@ -78,6 +84,15 @@ export function validateClusterOptions(options: ClusterOptions): void {
   if (options.name !== undefined && !clusterNamePattern.test(options.name)) {
     throw new InvalidArgumentError(
       `cluster.name must be 1-64 characters of [a-zA-Z0-9._-], got '${options.name}'`,
+    );
+  }
+  const internal = options.internalReplicationFactor;
+  if (
+    internal !== undefined &&
+    (!Number.isSafeInteger(internal) || internal < 1 || internal > replicationFactorMax)
+  ) {
+    throw new InvalidArgumentError(
+      `cluster.internalReplicationFactor must be an integer in [1, ${replicationFactorMax}], got ${String(internal)}`,
     );
   }
   const timeout = options.sessionTimeoutMs;

@@ -14,7 +14,14 @@
  * loop; not safe to call `pass()` concurrently.
  */
 import type { Namespace } from 'etcd3';
-import { controllerEpochKey, controllerKey, encodeRecord, type PartitionRecord } from './cluster-records.js';
+import { replicationFactorDefaultMax } from '../../limits.js';
+import {
+  controllerEpochKey,
+  controllerKey,
+  encodeRecord,
+  type PartitionRecord,
+  type TopicRecord,
+} from './cluster-records.js';
 import { type ClusterSnapshot, partitionId, readClusterSnapshot } from './cluster-snapshot.js';
 import { etcdCall } from './etcd-call.js';
 import { FencedWriter } from './fenced-writer.js';
@@ -26,10 +33,26 @@ export interface ControllerSession {
   lease(): string | undefined;
 }
 
+export interface ControllerOptions {
+  /**
+   * Internal topics the controller creates when missing, one partition each (the broker passes
+   * state-services/replicated-state-topics.ts). Default none.
+   */
+  internalTopics?: readonly string[];
+  /**
+   * replicationFactor of the internal state topics the controller creates (replicated-state-topics.ts).
+   * Default replicationFactorDefaultMax (3); their partition is assigned once that many brokers live.
+   */
+  internalReplicationFactor?: number;
+  /** Wall clock for the internal topics' creation time. Default Date.now. */
+  nowMs?: () => number;
+}
+
 export type ControllerEvent =
   | { kind: 'elected'; controllerEpoch: number; fence: string }
   | { kind: 'deposed'; controllerEpoch: number }
   | { kind: 'partition'; topic: string; partition: number; record: PartitionRecord; created: boolean }
+  | { kind: 'internal-topic'; topic: string; record: TopicRecord }
   | { kind: 'unassignable'; topic: string; partition: number; replicationFactor: number; liveBrokers: number }
   | { kind: 'invalid-keys'; keys: string[] };
 
@@ -45,6 +68,7 @@ export class ClusterController {
     private readonly brokerId: number,
     private readonly session: ControllerSession,
     private readonly onEvent: (event: ControllerEvent) => void = () => {},
+    private readonly options: ControllerOptions = {},
   ) {}
 
   /** True while this broker believes it is controller (etcd may already have deposed it: writes are fenced). */
@@ -115,6 +139,20 @@ export class ClusterController {
   private async reconcile(snapshot: ClusterSnapshot, writer: FencedWriter): Promise<PassOutcome> {
     const live = new Set(snapshot.brokers.keys());
     let refused = false;
+    // The internal state topics whose services follow leadership: created once, like any topic.
+    for (const topic of this.options.internalTopics ?? []) {
+      if (snapshot.topics.has(topic)) continue;
+      const replicationFactor = this.options.internalReplicationFactor ?? replicationFactorDefaultMax;
+      const record: TopicRecord = {
+        partitions: 1,
+        replicationFactor,
+        minInSyncReplicas: Math.min(2, replicationFactor),
+        createdAtMs: (this.options.nowMs ?? Date.now)(),
+        config: {},
+      };
+      if (await writer.createTopic(topic, record)) this.onEvent({ kind: 'internal-topic', topic, record });
+      refused = true; // either way: a fresh look creates its partition (or sees who did)
+    }
     // New partitions of topics (and partitions added to them).
     for (const [topic, { record: topicRecord }] of snapshot.topics) {
       for (let partition = 0; partition < topicRecord.partitions; partition++) {

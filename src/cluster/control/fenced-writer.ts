@@ -8,7 +8,14 @@
  * (docs/CLUSTER.md, "Controller election and fencing").
  */
 import type { Namespace } from 'etcd3';
-import { controllerKey, encodeRecord, type PartitionRecord, partitionKey } from './cluster-records.js';
+import {
+  controllerKey,
+  encodeRecord,
+  type PartitionRecord,
+  partitionKey,
+  type TopicRecord,
+  topicKey,
+} from './cluster-records.js';
 import { etcdCall } from './etcd-call.js';
 
 export class FencedWriter {
@@ -17,6 +24,19 @@ export class FencedWriter {
     /** The create revision of the `controller` key this controller created. */
     readonly fence: string,
   ) {}
+
+  /** Creates the topic key (an internal topic's); false if it exists already or the fence no longer holds. */
+  async createTopic(topic: string, record: TopicRecord): Promise<boolean> {
+    const key = topicKey(topic);
+    const response = await etcdCall(`create ${key}`, () =>
+      this.namespace
+        .if(controllerKey, 'Create', '==', this.fence)
+        .and(key, 'Create', '==', 0)
+        .then(this.namespace.put(key).value(encodeRecord(record)))
+        .commit(),
+    );
+    return response.succeeded;
+  }
 
   /** Creates the partition key; false if it exists already or the fence no longer holds. */
   async createPartition(topic: string, partition: number, record: PartitionRecord): Promise<boolean> {

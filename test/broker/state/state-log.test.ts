@@ -408,3 +408,60 @@ describe('StateLog model', () => {
     );
   });
 });
+
+describe('state log in a cluster (replicate, detach)', () => {
+  it('answers a commit only once replicate resolves; a failed replication applies but rejects', async () => {
+    const log = new MemoryLog();
+    const { machine, state } = openState(log);
+    const waiting: Array<{ endOffset: number; resolve: () => void; reject: (error: unknown) => void }> = [];
+    state.replicate = (endOffset) =>
+      new Promise<void>((resolve, reject) => waiting.push({ endOffset, resolve, reject }));
+    let answered = false;
+    const first = state.commit({ op: 'put', key: 'a', value: '1' }).then((offset) => {
+      answered = true;
+      return offset;
+    });
+    await waitUntil(() => waiting.length === 1);
+    expect(waiting[0]!.endOffset).toBe(log.logEndOffset);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(answered).toBe(false);
+    expect(contents(machine)).toEqual({});
+    waiting[0]!.resolve();
+    expect(await first).toBe(log.logEndOffset - 1);
+    expect(contents(machine)).toEqual({ a: '1' });
+
+    const second = state.commit({ op: 'put', key: 'b', value: '2' });
+    await waitUntil(() => waiting.length === 2);
+    waiting[1]!.reject(new SpillwayError('NOT_ENOUGH_REPLICAS', 'the ISR shrank'));
+    await expect(second).rejects.toMatchObject({ code: 'NOT_ENOUGH_REPLICAS' });
+    // In the local log, so in the machine (a later leader may or may not keep it).
+    expect(contents(machine)).toEqual({ a: '1', b: '2' });
+    // Not failed: later commits go on.
+    const third = state.commit({ op: 'put', key: 'c', value: '3' });
+    await waitUntil(() => waiting.length === 3);
+    waiting[2]!.resolve();
+    await third;
+    expect(contents(machine)).toEqual({ a: '1', b: '2', c: '3' });
+  });
+
+  it('detach refuses queued and later commits at once and appends nothing more', async () => {
+    const log = new MemoryLog();
+    const { state } = openState(log);
+    await state.commit({ op: 'put', key: 'a', value: '1' });
+    const end = log.logEndOffset;
+    const queued = state.commit({ op: 'put', key: 'b', value: '2' });
+    state.detach(new SpillwayError('NOT_COORDINATOR', 'moved'));
+    await expect(queued).rejects.toMatchObject({ code: 'NOT_COORDINATOR' });
+    await expect(state.commit({ op: 'put', key: 'c', value: '3' })).rejects.toMatchObject({
+      code: 'LOG_CLOSED',
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(log.logEndOffset).toBe(end);
+  });
+});
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  for (let turn = 0; turn < 1000 && !condition(); turn++)
+    await new Promise((resolve) => setImmediate(resolve));
+  expect(condition()).toBe(true);
+}
