@@ -234,6 +234,12 @@ export const producerInFlightBytesDefault = 16 * 1024 * 1024;
  * batches a 1 MiB fetch carried one (measured: 16 KiB consume 0.5–0.8x).
  */
 export const producerAdaptiveBatchBytesMax = 256 * 1024;
+/**
+ * Bytes of acknowledged batch buffers a producer keeps to seal its next batches in (accumulator.ts):
+ * two partitions' default in-flight bytes, enough for the acks of one fdatasync (group commit) to
+ * come back at once without the next seals allocating.
+ */
+export const producerSpareBatchBytesMax = 8 * 1024 * 1024;
 /** Records a batch is sized for when the records are large (see producerAdaptiveBatchBytesMax). */
 export const producerBatchRecordsTarget = 16;
 /** Most records one producer.sendBatch() call may carry. */

@@ -5,6 +5,10 @@
  * Visibility: a consumer sees what was appended, except with durability `always`, where it sees only
  * what is on disk (Partition.visibleEndOffset), so nothing it read can be lost in a crash.
  *
+ * Produce reads the caller's batch only until its first await (MessageService.produce): the plain
+ * append is synchronous up to the log's write; the delayed, idempotent and msg-id dedup paths,
+ * which may wait first, take a copy.
+ *
  * Concurrency: one event loop; produce and fetch run concurrently with everything, including topic
  * administration. Each call is counted in the broker's Lifecycle so close() can wait for it.
  */
@@ -131,7 +135,7 @@ export class BrokerMessages implements MessageService {
     if ((fields.attributes & BatchAttributes.delayed) !== 0) {
       if (this.scheduleDelayed === null)
         throw new InvalidBatchError('delayed batches are not supported here');
-      return this.scheduleDelayed(topic, partition, batch);
+      return this.scheduleDelayed(topic, partition, batch.slice()); // kept: a copy (see MessageService)
     }
     const owner = this.topics.topicNamed(topic);
     const deduplicated = owner.config.dedupWindowMs > 0 && this.dedup !== null;
@@ -144,13 +148,14 @@ export class BrokerMessages implements MessageService {
           `topic '${topic}' deduplicates by msgId (dedupWindowMs ${owner.config.dedupWindowMs}): an idempotent producer's batch cannot carry msgIds to it; send msgIds from a producer without idempotent: true (idempotence already keeps its own retries from doubling)`,
         );
       }
-      return this.producers.produce(target, fields, batch, (checked) =>
+      // The producer service may wait before the append: it gets a copy (see MessageService.produce).
+      return this.producers.produce(target, fields, batch.slice(), (checked) =>
         this.append(topic, partition, target, checked, options),
       );
     }
     // (4) Msg-id dedup: only topics with a window decode the batch (dedup/broker-dedup.ts).
     if (deduplicated) {
-      return this.dedup!.produce(owner, partition, batch, fields, (bytes) =>
+      return this.dedup!.produce(owner, partition, batch.slice(), fields, (bytes) =>
         this.append(topic, partition, target, bytes, options),
       );
     }

@@ -12,8 +12,8 @@
  * reactions in the order they were added, so the n-th call of nextRecordResult is record n:
  * { partition, offset: baseOffset + n }. A failed batch rejects every send with its error.
  *
- * A batch is sealed (finishCopy: the bytes the transport sends, and resends on retry; the builder
- * goes back to the pool) when it reaches its target size, or before a record that would take it past
+ * A batch is sealed (the bytes the transport sends, and resends on retry; the builder goes back to
+ * the pool) when it reaches its target size, or before a record that would take it past
  * (judged from the record's least size: multi-byte text may still pass it by one record; a record
  * is never split, and one larger than batchBytes travels alone), or when the producer takes it to
  * send: after `lingerMs` (0: at the next setImmediate, so everything sent in the same tick shares
@@ -30,13 +30,26 @@
  * as a whole. A batch holds only tracked or only untracked records (record n's result is the n-th
  * reaction): an open batch of the other kind is sealed first.
  *
+ * Sealing without a copy: a batch that fills at least half of its builder's buffer takes the buffer
+ * itself (BatchBuilder.finishDetach) and the builder continues in another one; a smaller batch is
+ * copied out (finishCopy), so a batch never holds more than twice its bytes. With `recycle` (the
+ * transport is done with a body once its answer came: the broker has its own copy), the buffer of
+ * an acknowledged batch goes to a spare list (at most producerSpareBatchBytesMax bytes) that the next
+ * seals continue in: no allocation, zero-fill or garbage per batch at a steady rate. A batch that
+ * failed is never recycled (a timed-out send may still sit in the socket's queue).
+ *
  * Memory: `bufferedBytes` counts every byte of open and sealed batches not yet settled (acked or
  * failed for good); the producer makes send() wait while it is above `bufferMemoryBytes`.
  * Single-threaded; callbacks (`onSendable`) run synchronously from append() or the linger timer.
  */
 import { assert } from '../assert.js';
 import { BatchBuilder, type FinishOptions, type RecordInput } from '../format/record-batch.js';
-import { batchBytesMax, producerAdaptiveBatchBytesMax, producerBatchRecordsTarget } from '../limits.js';
+import {
+  batchBytesMax,
+  producerAdaptiveBatchBytesMax,
+  producerBatchRecordsTarget,
+  producerSpareBatchBytesMax,
+} from '../limits.js';
 import { clientCrc32c } from './client-crc32c.js';
 import type { RecordPositions } from './msg-id-send.js';
 import type { SendResult } from './producer.js';
@@ -69,6 +82,8 @@ export class ProducerBatch {
   builder: BatchBuilder | null;
   /** The sealed batch, owned by this object. */
   bytes: Uint8Array | null = null;
+  /** The sealed batch is the whole of a builder's former buffer (finishDetach): recyclable once acked. */
+  detached = false;
   recordCount = 0;
   /** Bytes counted in the accumulator's bufferedBytes for this batch. */
   accountedBytes = 0;
@@ -192,6 +207,11 @@ export interface AccumulatorOptions {
   onSendable: (queue: PartitionQueue) => void;
   /** Called when a batch of the partition is sealed (the producer moves its sticky partition on). */
   onSealed: (queue: PartitionQueue) => void;
+  /**
+   * Reuse the buffers of acknowledged batches (see the file header): only when the transport no
+   * longer reads a body once its answer came and the broker keeps none of the caller's bytes.
+   */
+  recycle?: boolean;
   /** Header fields of a batch being sealed (the idempotent producer's sequences, idempotence.ts). */
   sealFields?: (batch: ProducerBatch, recordCount: number) => FinishOptions | undefined;
 }
@@ -209,6 +229,10 @@ export class Accumulator {
   private readonly onSealed: (queue: PartitionQueue) => void;
   private readonly sealFields: AccumulatorOptions['sealFields'];
   private readonly builderPool: BatchBuilder[] = [];
+  private readonly recycle: boolean;
+  /** Buffers of acknowledged batches, for the next seals (at most producerSpareBatchBytesMax bytes). */
+  private readonly spareBuffers: Buffer[] = [];
+  private spareBytes = 0;
   /** Partitions with an open batch (visited by the linger timer and by flush). */
   private readonly openQueues = new Set<PartitionQueue>();
   /** Batches not settled yet (open, ready, in flight or waiting for a retry). */
@@ -233,6 +257,7 @@ export class Accumulator {
     this.onSendable = options.onSendable;
     this.onSealed = options.onSealed;
     this.sealFields = options.sealFields;
+    this.recycle = options.recycle ?? false;
   }
 
   get bufferedBytes(): number {
@@ -347,6 +372,7 @@ export class Accumulator {
   /** Ends a batch for good with the broker's ack: frees its bytes, resolves its records' sends. */
   resolve(batch: ProducerBatch, baseOffset: number, positions: RecordPositions | null = null): void {
     if (batch.settled) return;
+    this.keepSpare(batch);
     this.release(batch);
     batch.resolve(baseOffset, positions);
   }
@@ -356,6 +382,16 @@ export class Accumulator {
     if (batch.settled) return;
     this.release(batch);
     batch.reject(error);
+  }
+
+  /** Keeps the buffer of an acknowledged detached batch for the next seals (within the bound). */
+  private keepSpare(batch: ProducerBatch): void {
+    const bytes = batch.bytes;
+    if (!this.recycle || !batch.detached || bytes === null) return;
+    const capacity = bytes.buffer.byteLength;
+    if (this.spareBytes + capacity > producerSpareBatchBytesMax) return;
+    this.spareBuffers.push(Buffer.from(bytes.buffer, 0, capacity));
+    this.spareBytes += capacity;
   }
 
   private release(batch: ProducerBatch): void {
@@ -411,12 +447,20 @@ export class Accumulator {
   private seal(queue: PartitionQueue): void {
     const batch = queue.open!;
     const builder = batch.builder!;
-    batch.bytes = builder.finishCopy({
+    const fields = {
       ...(queue.unsequenced ? undefined : this.sealFields?.(batch, builder.recordCount)),
       attributes: queue.attributes,
-    });
+    };
+    const capacity = builder.capacityBytes;
+    if (2 * builder.sizeBytes >= capacity) {
+      batch.bytes = builder.finishDetach(fields, this.takeSpare(capacity));
+      batch.detached = true;
+    } else {
+      batch.bytes = builder.finishCopy(fields);
+    }
     batch.recordCount = builder.recordCount;
-    const grown = batch.bytes.length - batch.accountedBytes;
+    // A detached batch holds its whole buffer: counted as such.
+    const grown = (batch.detached ? capacity : batch.bytes.length) - batch.accountedBytes;
     batch.accountedBytes += grown;
     this.bufferedByteCount += grown;
     builder.reset();
@@ -426,6 +470,16 @@ export class Accumulator {
     this.openQueues.delete(queue);
     queue.ready.push(batch);
     this.onSealed(queue);
+  }
+
+  /** A spare buffer of at least `capacity` bytes, or undefined (spares too small are dropped). */
+  private takeSpare(capacity: number): Buffer | undefined {
+    for (;;) {
+      const spare = this.spareBuffers.pop();
+      if (spare === undefined) return undefined;
+      this.spareBytes -= spare.length;
+      if (spare.length >= capacity) return spare;
+    }
   }
 
   /** Drops an open batch that holds no record (its first append threw). */

@@ -334,6 +334,7 @@ export class Producer {
       lingerMs: this.options.lingerMs,
       onSendable: (queue) => this.drain(queue),
       onSealed: (queue) => this.moveSticky(queue),
+      recycle: transport.bodyReusableAfterAnswer === true,
       ...(idempotence !== null
         ? { sealFields: (batch, recordCount) => idempotence.sealFields(batch, recordCount) }
         : {}),

@@ -47,6 +47,12 @@ export type DisconnectListener = (error: SpillwayError) => void;
 export interface Transport {
   /** What the broker said in its HELLO answer (after the first connection). */
   readonly hello: HelloInfo;
+  /**
+   * True when neither the transport nor the broker reads a request's body any more once its answer
+   * arrived (it was written to the socket, the broker received a copy): the caller may reuse the
+   * body's memory then. Absent or false: the broker may keep the caller's bytes (in process).
+   */
+  readonly bodyReusableAfterAnswer?: boolean;
   request(
     opcode: number,
     header: unknown,

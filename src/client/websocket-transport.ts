@@ -19,7 +19,8 @@
  * Frames are sent as one WebSocket message with a zero masking key: a client must mask, and `ws`
  * would otherwise copy every payload to XOR it; a zero key keeps the bytes as they are (this
  * protocol never passes through the HTTP caches that masking protects). The caller's body is not
- * modified. Messages are received as their fragments (`binaryType` 'fragments'): an answer the
+ * modified, and one of at least 8 KiB is not copied either: it travels as the second fragment of the
+ * message (the broker joins fragments into one message). Messages are received as their fragments (`binaryType` 'fragments'): an answer the
  * broker sent as prefix + body fragments (server/connection.ts) is decoded with the body fragment as
  * it is, not joined into a copy first. Not for concurrent use from several threads (nothing in Node is).
  */
@@ -28,7 +29,13 @@ import { WebSocket } from 'ws';
 import { assert } from '../assert.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import { frameBytesMax } from '../limits.js';
-import { decodeFrameFragments, encodeFrame, type Frame, FrameFlags } from '../protocol/frame.js';
+import {
+  decodeFrameFragments,
+  encodeFrame,
+  encodeFrameParts,
+  type Frame,
+  FrameFlags,
+} from '../protocol/frame.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { abortError, RequestWindow } from './request-window.js';
 import {
@@ -93,6 +100,13 @@ interface PendingRequest {
   onAbort: (() => void) | undefined;
 }
 
+/**
+ * Bodies from this size on are sent as their own fragment (prefix + header first, then the body as
+ * it is) instead of being copied behind the prefix: a copy of a large body costs more than the
+ * second WebSocket frame header and write.
+ */
+const fragmentedBodyBytesMin = 8 * 1024;
+
 /** Fills the masking key with zeros: `ws` then sends the payload without copying it. */
 function zeroMask(mask: Buffer): void {
   mask.fill(0);
@@ -108,6 +122,8 @@ function positiveInteger(value: number | undefined, name: string, fallback: numb
 
 export class WebSocketTransport implements Transport {
   readonly url: string;
+  /** A body answered was written out whole before the answer (one socket, in order): reusable. */
+  readonly bodyReusableAfterAnswer = true;
   private readonly clientId: string | undefined;
   private readonly token: string | undefined;
   private readonly ca: string | Buffer | Array<string | Buffer> | undefined;
@@ -263,7 +279,12 @@ export class WebSocketTransport implements Transport {
   ): Promise<TransportResponse> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const correlationId = this.takeCorrelationId();
-    const bytes = encodeFrame({ opcode, flags: 0, correlationId, header, body });
+    // A large body goes as the second fragment of the message, as it is; a small one is joined.
+    const parts =
+      body !== undefined && body.length >= fragmentedBodyBytesMin
+        ? encodeFrameParts({ opcode, flags: 0, correlationId, header, body })
+        : null;
+    const bytes = parts === null ? encodeFrame({ opcode, flags: 0, correlationId, header, body }) : null;
     return new Promise<TransportResponse>((resolve, reject) => {
       const entry: PendingRequest = { socket, resolve, reject, timer: undefined, signal, onAbort: undefined };
       entry.timer = setTimeout(() => {
@@ -285,7 +306,12 @@ export class WebSocketTransport implements Transport {
         signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.pending.set(correlationId, entry);
-      socket.send(bytes);
+      if (parts === null) {
+        socket.send(bytes!);
+      } else {
+        socket.send(parts[0], { fin: false });
+        socket.send(parts[1], { fin: true });
+      }
     });
   }
 

@@ -122,7 +122,8 @@ const initialBytesDefault = 16 * 1024;
  * 90 ns per record faster than Buffer.byteLength + write, even with the move).
  *
  * Ownership: finish() returns a view of the builder's buffer, valid until the next reset() (the next
- * batch overwrites it). A caller that keeps the batch longer uses finishCopy(). Not reentrant.
+ * batch overwrites it). A caller that keeps the batch longer uses finishCopy(), or finishDetach(),
+ * which hands the buffer itself over (no copy) and continues in another one. Not reentrant.
  */
 export class BatchBuilder {
   readonly maxBatchBytes: number;
@@ -374,6 +375,24 @@ export class BatchBuilder {
     const crc = (options.crc32c ?? this.crc32c)(batch.subarray(BatchHeader.crcStart, length));
     buffer.writeUInt32LE(crc >>> 0, BatchHeader.crc);
     this.finished = true;
+    return batch;
+  }
+
+  /**
+   * finish(), then hands the builder's buffer over with the batch instead of copying it: the result
+   * (a view at offset 0 of its own ArrayBuffer, whose whole length is the old buffer) is the
+   * caller's, and the builder continues in `next` (a buffer nobody reads or writes any more, e.g.
+   * the storage of an acknowledged batch) or, without one, in a new buffer as large as the old one.
+   * Call reset() before the next append, as after finish().
+   */
+  finishDetach(options: FinishOptions = {}, next?: Buffer): Uint8Array {
+    const batch = this.finish(options);
+    if (next !== undefined && (next.buffer === this.buffer.buffer || next.length < batchBytesMin)) {
+      throw new InvalidArgumentError(
+        'BatchBuilder.finishDetach: next must be another buffer of at least a batch header',
+      );
+    }
+    this.buffer = next ?? Buffer.allocUnsafeSlow(this.buffer.length);
     return batch;
   }
 

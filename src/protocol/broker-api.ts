@@ -139,7 +139,12 @@ export interface ListTopicsOptions {
 
 /** Messages: produce, fetch and offset lookup on partitions. */
 export interface MessageService {
-  /** Validates (limits, structure, CRC32C natively), assigns offsets, appends, acks per durability. */
+  /**
+   * Validates (limits, structure, CRC32C natively), assigns offsets, appends, acks per durability.
+   * `batch` is read only during the synchronous part of the call (up to its first await): an
+   * implementation that needs the bytes later copies them first, so the caller may lend a buffer it
+   * reuses at once (the server passes the socket's received message, valid only in its callback).
+   */
   produce(
     topic: string,
     partition: number,

@@ -3,9 +3,11 @@
  * out, answered by correlation id in whatever order they complete (pipelining).
  *
  * Rules kept here:
- * - The received ArrayBuffer belongs to uWS and is neutered when the message handler returns, while a
- *   request lives on (produce copies its batch only when its promise settles). The frame is decoded
- *   in place, then the body is copied. The decoded header holds JS strings and numbers; a msgpack
+ * - The received ArrayBuffer belongs to uWS and is neutered (detached: views of it read as empty)
+ *   when the message handler returns, while a request lives on. The frame is decoded in place, then
+ *   the body is copied, except a PRODUCE body: dispatch() reaches MessageService.produce within the
+ *   handler, and produce reads its batch only until its first await (the plain append writes it to
+ *   the log synchronously; paths that wait copy it), so the batch is lent, not copied. The decoded header holds JS strings and numbers; a msgpack
  *   `bin` value would be a view of the neutered buffer (no opcode takes one today: copy it if one
  *   ever does).
  * - A frame that does not decode is answered with an error frame addressed by the correlation id
@@ -346,7 +348,9 @@ export class Connection implements SessionTransport, GuardedConnection {
       this.sendNow(errorFrame(bytes.length > 0 ? bytes[0]! : 0, correlationId, failure));
       return;
     }
-    if (request.body.length > 0) request.body = Buffer.from(request.body); // a copy (see header)
+    const bodyBytes = request.body.length;
+    const lent = request.opcode === Opcode.produce && request.flags === 0;
+    if (bodyBytes > 0 && !lent) request.body = Buffer.from(request.body); // a copy (see header)
     if ((request.flags & FrameFlags.serverRequest) !== 0) {
       this.onServerRequestAnswer(request);
       return;
@@ -378,7 +382,7 @@ export class Connection implements SessionTransport, GuardedConnection {
       this.heldFetches.push(request);
       return;
     }
-    this.start(request);
+    this.start(request, bodyBytes);
   }
 
   /** uWS drained some of the send buffer: send held answers, then start held fetches. */
@@ -454,25 +458,26 @@ export class Connection implements SessionTransport, GuardedConnection {
     else metrics.serverRequestAnswersDropped++;
   }
 
-  private start(request: Frame): void {
+  /** Dispatches `request`; `bodyBytes`: its body's size, for the produce quota (a lent body is gone by then). */
+  private start(request: Frame, bodyBytes = request.body.length): void {
     const { context } = this;
     const reservation = this.reservationOf(request);
     this.reservedBytes += reservation;
     context.memory.reservedBytes += reservation;
     const work = dispatch(context.api, request, this.dispatchOptions).then((answer) =>
-      this.principal === null ? this.deliver(request, answer) : this.throttle(request, answer),
+      this.principal === null ? this.deliver(request, answer) : this.throttle(request, answer, bodyBytes),
     );
     context.track(work);
   }
 
   /** Charges the principal's byte quotas, then delivers the answer after the delay they ask for. */
-  private async throttle(request: Frame, answer: Frame): Promise<void> {
+  private async throttle(request: Frame, answer: Frame, bodyBytes: number): Promise<void> {
     const principal = this.principal!;
     let kind: QuotaKind | null = null;
     let bytes = 0;
     if (request.opcode === Opcode.produce) {
       kind = 'produce';
-      bytes = request.body.length;
+      bytes = bodyBytes;
       request.body = new Uint8Array(0); // appended: not held while the answer waits
     } else if (largeAnswerOpcodes.has(request.opcode)) {
       kind = 'fetch';

@@ -166,6 +166,7 @@ export class FaultyLog implements LogStore {
     if (fault !== null) return Promise.reject(fault);
     const delayMs = this.delays.get('append') ?? 0;
     if (delayMs === 0) return this.appendInner(batch);
+    const held = batch.slice(); // appended later: the caller's batch may be reused once we return
     return new Promise<void>((resolve) => {
       const timer = this.clock.setTimeout(() => {
         this.delayedAppends.delete(release);
@@ -176,7 +177,7 @@ export class FaultyLog implements LogStore {
         resolve();
       };
       this.delayedAppends.add(release);
-    }).then(() => this.appendInner(batch));
+    }).then(() => this.appendInner(held));
   }
 
   private appendInner(batch: Uint8Array): Promise<AppendResult> {

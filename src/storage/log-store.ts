@@ -51,7 +51,10 @@ export interface LogStore {
   readonly segmentCount: number;
   /** What opening the log found and did (a log with nothing to recover reports a clean, empty open). */
   readonly recovery: RecoveryReport;
-  /** Append one batch (its baseOffset field is ignored and set by the log). */
+  /**
+   * Append one batch (its baseOffset field is ignored and set by the log). The log reads `batch` only
+   * during the call and keeps no reference to it (a log that needs the bytes later copies them).
+   */
   append(batch: Uint8Array): Promise<AppendResult>;
   /**
    * Whole batches starting with the one that holds `offset`, up to `maxBytes` (at least one batch

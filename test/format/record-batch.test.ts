@@ -407,6 +407,28 @@ describe('BatchBuilder', () => {
     expect(copy.buffer.byteLength).toBe(copy.length);
   });
 
+  it('finishDetach() hands its buffer over and continues in the one given (or a new one)', () => {
+    const builder = new BatchBuilder({ initialBytes: 4096 });
+    builder.append({ value: 'first', timestamp: 1 });
+    const first = builder.finishDetach();
+    const hex = toHex(first);
+    expect(first.byteOffset).toBe(0);
+    expect(first.buffer.byteLength).toBe(4096); // the whole former buffer
+    builder.reset();
+    builder.append({ value: 'second', timestamp: 2 });
+    const spare = Buffer.alloc(8192, 0xee);
+    const second = builder.finishDetach({}, spare);
+    expect(toHex(first)).toBe(hex); // not overwritten by the next batch
+    expect(second.buffer).not.toBe(first.buffer);
+    builder.reset();
+    builder.append({ value: 'third', timestamp: 3 });
+    const third = builder.finish();
+    expect(third.buffer).toBe(spare.buffer); // continued in the spare
+    expect([...decodeRecords(third)][0]!.value).toEqual(utf8('third'));
+    expect([...decodeRecords(second)][0]!.value).toEqual(utf8('second'));
+    expect(() => builder.finishDetach({}, Buffer.from(third.buffer))).toThrow(InvalidArgumentError);
+  });
+
   it('takes headers as an object (own keys only) or as a list with repeats', () => {
     const inherited = Object.create({ inherited: 'no' }) as Record<string, RecordBytes>;
     inherited['own'] = 'yes';

@@ -15,7 +15,9 @@ describe('server close', () => {
   it('finishes in-flight requests, ends long-polls, refuses new work, closes with 1001', async () => {
     const harness = await startTestServer({}, {}, (broker) =>
       delegate(broker, {
-        produce: async (topic, partition, batch) => {
+        produce: async (topic, partition, lent) => {
+          // The server lends the batch for the synchronous part of the call only (MessageService.produce).
+          const batch = lent.slice();
           await new Promise((resolve) => setTimeout(resolve, produceDelayMs));
           return broker.messages.produce(topic, partition, batch);
         },
