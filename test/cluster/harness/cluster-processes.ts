@@ -17,14 +17,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Etcd3, type Namespace } from 'etcd3';
+import { Etcd3, type Namespace, type Watcher } from 'etcd3';
 import { ClusterAdmin, type ClusterTopicConfig } from '../../../src/cluster/control/cluster-admin.js';
 import {
   brokerKey,
   clusterNamespace,
   controllerKey,
   decodeController,
+  decodePartition,
+  noLeader,
   type PartitionRecord,
+  parseKey,
 } from '../../../src/cluster/control/cluster-records.js';
 import { cliPath, ensureBuilt, freePort } from '../../cli/cli-process.js';
 import type { TestEtcd } from '../etcd-server.js';
@@ -84,6 +87,11 @@ export class ClusterProcesses {
   private readonly brokers = new Map<number, BrokerProcess>();
   private readonly brokerProxies = new Map<number, TcpProxy>();
   private readonly etcdProxies = new Map<number, TcpProxy>();
+  /** Every version of every partition key, in revision order (an etcd watch from the start). */
+  readonly partitionVersions = new Map<string, PartitionRecord[]>();
+  private watcher: Watcher | undefined;
+  /** How long each broker start took, spawn to listening (registered in etcd), in ms. */
+  readonly startDurations: number[] = [];
 
   private constructor(
     private readonly options: ClusterProcessesOptions,
@@ -99,6 +107,15 @@ export class ClusterProcesses {
     ensureBuilt();
     const cluster = new ClusterProcesses(options, mkdtempSync(join(tmpdir(), `spillway-${options.name}-`)));
     try {
+      cluster.watcher = await cluster.namespace.watch().prefix('partitions/').create();
+      cluster.watcher.on('put', (kv) => {
+        const key = kv.key.toString();
+        const record = parseKey(key)?.kind === 'partition' ? decodePartition(kv.value.toString()) : undefined;
+        if (record === undefined) return;
+        const versions = cluster.partitionVersions.get(key) ?? [];
+        versions.push(record);
+        cluster.partitionVersions.set(key, versions);
+      });
       for (const id of options.brokerIds) {
         const port = await freePort();
         let url = `ws://127.0.0.1:${port}`;
@@ -170,6 +187,7 @@ export class ClusterProcesses {
       '--advertise', broker.url,
       '--config', configFile,
     ];
+    const spawnedAt = performance.now();
     const log = openSync(broker.logFile, 'a');
     let child: ChildProcess;
     try {
@@ -194,6 +212,7 @@ export class ClusterProcesses {
           output = '';
           child.stdout?.removeAllListeners('data');
           child.stdout?.resume();
+          this.startDurations.push(performance.now() - spawnedAt);
           resolve();
         }
       });
@@ -293,6 +312,61 @@ export class ClusterProcesses {
     );
   }
 
+  /**
+   * Waits until every partition of `topic` is led by a live broker with at least `liveInSync` live
+   * registered replicas in its ISR (the leader included): one more failure leaves an ISR member to
+   * elect. Brokers may be down meanwhile.
+   */
+  async waitLeadable(topic: string, liveInSync: number, boundMs = 30_000): Promise<PartitionRecord[]> {
+    return waitFor(
+      `${topic}: every partition led with ${liveInSync} live replicas in sync`,
+      async () => {
+        const registered = await this.registered();
+        const live = (id: number): boolean =>
+          registered.includes(id) && this.running(id) && !this.broker(id).stopped;
+        const records = await this.partitions(topic);
+        const ok = records.every(
+          (record) =>
+            record !== undefined && live(record.leaderId) && record.isr.filter(live).length >= liveInSync,
+        );
+        return ok ? (records as PartitionRecord[]) : undefined;
+      },
+      boundMs,
+    );
+  }
+
+  /**
+   * What the controller did to the partitions of `topic` that breaks the rules (docs/CLUSTER.md):
+   * a leader epoch going back, two leaders at one epoch, or a new leader that was not in the ISR of
+   * the version before (an unclean election). Empty when every election was clean.
+   */
+  electionViolations(topic: string): string[] {
+    const violations: string[] = [];
+    for (const [key, versions] of this.partitionVersions) {
+      if (!key.startsWith(`partitions/${topic}/`)) continue;
+      for (let index = 1; index < versions.length; index++) {
+        const before = versions[index - 1] as PartitionRecord;
+        const after = versions[index] as PartitionRecord;
+        if (after.leaderEpoch < before.leaderEpoch) {
+          violations.push(`${key}: epoch ${before.leaderEpoch} -> ${after.leaderEpoch}`);
+        } else if (after.leaderEpoch === before.leaderEpoch && after.leaderId !== before.leaderId) {
+          violations.push(
+            `${key}: leaders ${before.leaderId} and ${after.leaderId} at epoch ${after.leaderEpoch}`,
+          );
+        } else if (
+          after.leaderId !== before.leaderId &&
+          after.leaderId !== noLeader &&
+          !before.isr.includes(after.leaderId)
+        ) {
+          violations.push(
+            `${key}: ${after.leaderId} elected at epoch ${after.leaderEpoch}, not in the ISR [${before.isr.join(', ')}]`,
+          );
+        }
+      }
+    }
+    return violations;
+  }
+
   /** The last lines of a broker's log. */
   logTail(id: number, lines = 40): string {
     try {
@@ -317,6 +391,10 @@ export class ClusterProcesses {
       await this.kill(id);
     }
     for (const proxy of [...this.brokerProxies.values(), ...this.etcdProxies.values()]) await proxy.close();
+    if (this.watcher !== undefined) {
+      this.watcher.removeAllListeners();
+      await this.watcher.cancel().catch(() => undefined);
+    }
     this.etcdClient.close();
     if (options.keepDirectory !== true) rmSync(this.directory, { recursive: true, force: true });
   }

@@ -94,6 +94,15 @@ export class OperationHistory {
     return this.byValue.get(value);
   }
 
+  /** The last error of each produce resent or given up, counted by error. */
+  errors(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const operation of this.produces) {
+      if (operation.error !== undefined) counts[operation.error] = (counts[operation.error] ?? 0) + 1;
+    }
+    return counts;
+  }
+
   counts(): { invoked: number; acked: number; failed: number; pending: number; resent: number } {
     const counts = { invoked: this.produces.length, acked: 0, failed: 0, pending: 0, resent: 0 };
     for (const operation of this.produces) {
