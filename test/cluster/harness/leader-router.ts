@@ -183,9 +183,10 @@ export class LeaderRouter {
         const url = leader.url;
         const client = this.client(url);
         try {
+          const { producer } = await withTimeout(client, this.requestTimeoutMs, `connect ${url}`);
+          // Counted only when the value really goes out again (a failed connect sent nothing).
           if (sent) onResend(lastError);
           sent = true;
-          const { producer } = await withTimeout(client, this.requestTimeoutMs, `connect ${url}`);
           const result = await producer.send(this.topic, { value, partition });
           return result.offset;
         } catch (error) {
