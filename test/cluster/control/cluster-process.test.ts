@@ -5,6 +5,11 @@
  * key from an etcd watch and checks the history: leader epochs never go back, every new leader at a
  * new epoch was in the previous ISR (never an out-of-sync replica), one controller epoch per
  * election, and the resumed zombie does not write after it was deposed.
+ *
+ * Then (issue 14) the controller is SIGKILLed while it creates a topic's partitions, and etcd itself
+ * is restarted: metadata converges (every partition assigned and led by a live broker, every replica
+ * told the record etcd holds), and no partition stays without a live leader longer than the election
+ * bound (session timeout + a new controller's election and reconcile, with margin for a loaded CI).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -26,6 +31,12 @@ import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from '../etcd-s
 
 const childScript = join(repositoryRoot, 'dist/test/cluster/control/cluster-node-child.js');
 const clusterName = 'processes';
+/**
+ * How long a partition may stay without a live leader: the session timeout (1 s, the children's),
+ * then a new controller's campaign and one reconcile; generous for a loaded 2-core CI (measured
+ * 1.2-2.3 s at load ~15).
+ */
+const electionBoundMs = 5_000;
 
 interface Child {
   brokerId: number;
@@ -199,5 +210,134 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
     const zombieLogs = zombie.lines.flatMap((line) => (typeof line['log'] === 'string' ? [line['log']] : []));
     expect(zombieLogs.some((line) => line.startsWith('session lost'))).toBe(true);
     expect(zombieLogs.some((line) => line.startsWith('controller: no longer controller'))).toBe(true);
+  });
+
+  test('controller SIGKILL during topic creation, then an etcd restart: metadata converges, no partition leaderless past the election bound', async () => {
+    const namespace = client.namespace(clusterNamespace(clusterName));
+    const admin = new ClusterAdmin(namespace);
+    // Back to three live brokers: the broker SIGKILLed by the test above starts again.
+    const dead = children.filter(
+      (child) => child.process.exitCode !== null || child.process.signalCode !== null,
+    );
+    for (const child of dead) await startChild(child.brokerId);
+    const live = (): Child[] =>
+      children.filter((child) => child.process.exitCode === null && child.process.signalCode === null);
+    const liveIds = async (): Promise<number[]> =>
+      (await namespace.getAll().prefix('brokers/').keys()).map((key) => Number(key.slice('brokers/'.length)));
+    await waitFor('three registered brokers', async () =>
+      (await liveIds()).length === 3 ? true : undefined,
+    );
+
+    /** When each partition of `topic` was first seen led by a live broker (performance.now). */
+    const ledAt = new Map<number, number>();
+    const topic = 'burst';
+    const partitionCount = 24;
+    const createdAt = performance.now();
+    const controller = await waitFor('a controller', async () => {
+      const text = await namespace.get(controllerKey).string();
+      return text === null ? undefined : decodeController(text);
+    });
+    // The controller creates the partition keys one CAS at a time: it is SIGKILLed as soon as the
+    // first one appears (watched), mid-way through the topic's creation.
+    const victim = children.find((child) => child.brokerId === controller.brokerId && live().includes(child));
+    let killedAt = 0;
+    let createdBeforeKill = 0;
+    const creation = await namespace.watch().prefix(`partitions/${topic}/`).create();
+    creation.on('put', () => {
+      createdBeforeKill++;
+      if (killedAt !== 0) return;
+      victim?.process.kill('SIGKILL');
+      killedAt = performance.now();
+    });
+    // Replication factor 2: the two survivors can host the partitions the victim did not create.
+    await admin.createTopic(topic, {
+      partitions: partitionCount,
+      replicationFactor: 2,
+      minInSyncReplicas: 1,
+    });
+    await waitFor('the first partition key', async () => (killedAt !== 0 ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 50)); // puts already on their way still count
+    const assignedAtKill = createdBeforeKill;
+    creation.removeAllListeners();
+    await creation.cancel();
+    const survivors = [1, 2, 3].filter((id) => id !== controller.brokerId);
+    await waitFor(`every ${topic} partition led by a live broker`, async () => {
+      const alive = await liveIds();
+      const description = await admin.describe(topic);
+      description.partitions.forEach((record, partition) => {
+        if (
+          record !== undefined &&
+          alive.includes(record.leaderId) &&
+          record.leaderId !== controller.brokerId
+        ) {
+          if (!ledAt.has(partition)) ledAt.set(partition, performance.now());
+        }
+      });
+      return ledAt.size === partitionCount ? true : undefined;
+    });
+    const leaderless = [...ledAt.values()].map((at) => at - createdAt);
+    const worst = Math.max(...leaderless);
+    console.log(
+      `controller SIGKILL ${Math.round(killedAt - createdAt)} ms after the topic intent (${assignedAtKill} of ${partitionCount} partitions assigned by then): every partition led by a live broker ${Math.round(worst)} ms after the intent`,
+    );
+    expect(worst).toBeLessThan(electionBoundMs);
+    // Never an unclean election, never on a dead broker.
+    for (const record of (await admin.describe(topic)).partitions) {
+      expect(record?.isr).toContain(record?.leaderId);
+      expect(survivors).toContain(record?.leaderId);
+    }
+
+    // etcd restarts (same data): sessions, controller and assignments converge.
+    await startChild(controller.brokerId); // three brokers again first
+    await waitFor('three registered brokers', async () =>
+      (await liveIds()).length === 3 ? true : undefined,
+    );
+    const restartedAt = performance.now();
+    await etcd.restart();
+    const converged = await waitFor(
+      'metadata converged after the etcd restart',
+      async () => {
+        const alive = await liveIds().catch(() => [] as number[]);
+        if (alive.length !== 3) return undefined;
+        const text = await namespace.get(controllerKey).string();
+        if (text === null) return undefined;
+        for (const name of ['hard', topic]) {
+          const description = await admin.describe(name);
+          if (
+            !description.partitions.every((record) => record !== undefined && alive.includes(record.leaderId))
+          )
+            return undefined;
+        }
+        return performance.now();
+      },
+      30_000,
+    );
+    console.log(
+      `etcd restart -> metadata converged (3 brokers, a controller, every partition led): ${Math.round(converged - restartedAt)} ms`,
+    );
+    // Every live replica applied exactly what etcd holds for its partitions.
+    await waitFor('every replica applied the records etcd holds', async () => {
+      for (const name of ['hard', topic]) {
+        const description = await admin.describe(name);
+        for (const [partition, record] of description.partitions.entries()) {
+          for (const replica of record?.replicas ?? []) {
+            const child = live().find((candidate) => candidate.brokerId === replica);
+            const applied = child?.lines
+              .flatMap((line) => {
+                const apply = line['apply'] as
+                  | { topic: string; partition: number; leaderEpoch: number; leaderId: number }
+                  | undefined;
+                return apply !== undefined && apply.topic === name && apply.partition === partition
+                  ? [apply]
+                  : [];
+              })
+              .at(-1);
+            if (applied?.leaderEpoch !== record?.leaderEpoch || applied?.leaderId !== record?.leaderId)
+              return undefined;
+          }
+        }
+      }
+      return true;
+    });
   });
 });
