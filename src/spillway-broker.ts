@@ -31,7 +31,7 @@ export class Broker extends BrokerEngine {
     if (clusterOptions.replicaManager === undefined) {
       // The data plane by default: partitions replicated by BrokerReplicaManager (src/cluster/replication/).
       const { BrokerReplicaManager } = await import('./cluster/replication/broker-replica-manager.js');
-      const brokerId = clusterOptions.brokerId;
+      const { brokerId, token } = clusterOptions;
       const clock = options.clock;
       clusterOptions = {
         ...clusterOptions,
@@ -40,6 +40,7 @@ export class Broker extends BrokerEngine {
             brokerId,
             isrChanger,
             ...(clock !== undefined ? { clock } : {}),
+            ...(token !== undefined ? { token } : {}),
           }),
       };
     }

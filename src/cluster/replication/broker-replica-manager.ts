@@ -38,6 +38,7 @@ import type {
   ProduceOptions,
   ReplicaFetchRequest,
   ReplicaFetchResult,
+  ReplicaPartitionStats,
   ReplicationService,
 } from '../../protocol/replication-api.js';
 import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } from '../partition-role.js';
@@ -191,6 +192,14 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     const state = this.partitions.get(partitionKey(request.topic, request.partition))!;
     const log = this.broker.topics.partitionOf(request.topic, request.partition).log;
     return state.history!.endOffsetFor(request.epoch, log.logEndOffset);
+  }
+
+  stats(): ReplicaPartitionStats[] {
+    const stats: ReplicaPartitionStats[] = [];
+    for (const state of this.partitions.values()) {
+      if (state.role !== null) stats.push(state.role.stats());
+    }
+    return stats;
   }
 
   private leaderFor(topic: string, partition: number, leaderEpoch: number): PartitionLeader {
