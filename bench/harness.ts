@@ -38,6 +38,7 @@ export const suiteNames = [
   'consume-pool',
   'idempotency',
   'replication',
+  'failover',
   'peers',
   'compare',
 ] as const;

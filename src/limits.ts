@@ -423,6 +423,8 @@ export const replicationTimeoutMsDefault = 30_000;
 export const replicationWaitersPerPartitionMax = 100_000;
 /** Bytes a follower asks for per REPLICA_FETCH. */
 export const replicaFetchMaxBytesDefault = 1024 * 1024;
+/** Default: how often replicated partitions' high watermarks are checkpointed into `__leader_epochs`. */
+export const highWatermarkCheckpointIntervalMsDefault = 5_000;
 
 /** Cluster (docs/CLUSTER.md): broker ids are integers in [0, brokerIdMax]. */
 export const brokerIdMax = 2_147_483_647;

@@ -32,7 +32,7 @@ export class Broker extends BrokerEngine {
     if (clusterOptions.replicaManager === undefined) {
       // The data plane by default: partitions replicated by BrokerReplicaManager (src/cluster/replication/).
       const { BrokerReplicaManager } = await import('./cluster/replication/broker-replica-manager.js');
-      const brokerId = clusterOptions.brokerId;
+      const { brokerId, token } = clusterOptions;
       const clock = options.clock;
       clusterOptions = {
         ...clusterOptions,
@@ -41,6 +41,7 @@ export class Broker extends BrokerEngine {
             brokerId,
             isrChanger,
             ...(clock !== undefined ? { clock } : {}),
+            ...(token !== undefined ? { token } : {}),
           }),
       };
     }

@@ -9,7 +9,9 @@
  * Per run: 200k messages of 100 B or 20k of 16 KiB (quick: a tenth), time cap 10 s, a fresh topic;
  * single and replicated runs alternate, 3 of each (quick: 1). Rows: the medians (msg/s, MB/s), the
  * ratio replicated ÷ single (issue 14's target: ≥ 0.5 on this machine, where the three brokers share
- * its cores) and the CPU seconds each broker process used per replicated run (/proc, Linux).
+ * its cores), the CPU seconds each broker process used per replicated run (/proc, Linux), and the
+ * CPU per MB acknowledged of the three RF=3 brokers together against the single broker's (what
+ * replication costs in CPU, less sensitive to the machine's other load than throughput).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -143,7 +145,7 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       replicated: boolean,
       valueBytes: number,
       count: number,
-    ): Promise<[number, number[]]> => {
+    ): Promise<[number, number[], number]> => {
       const topic = `repl-${topicNumber++}`;
       const targets = replicated ? cluster : [single];
       for (const target of targets) {
@@ -168,18 +170,24 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       const cpuBefore = targets.map((target) => target.cpuSeconds());
       const [acked, elapsedMs] = await produceRun(targets[0]!.url, topic, valueBytes, count, 10_000);
       const cpu = targets.map((target, i) => target.cpuSeconds() - cpuBefore[i]!);
-      return [acked / (elapsedMs / 1000), cpu];
+      return [acked / (elapsedMs / 1000), cpu, (acked * valueBytes) / 1e6];
     };
     for (const valueBytes of [100, 16 * 1024]) {
       const count = (valueBytes === 100 ? 200_000 : 20_000) / (context.quick ? 10 : 1);
       const singleRates: number[] = [];
       const replicatedRates: number[] = [];
       const cpus: number[][] = [[], [], []];
+      /** CPU ms per MB of values acknowledged: the single broker, and the three RF=3 brokers together. */
+      const singleCpuPerMb: number[] = [];
+      const replicatedCpuPerMb: number[] = [];
       for (let i = 0; i < runs; i++) {
         context.log(`${suiteName}: ${valueBytes} B run ${i + 1}/${runs}`);
-        singleRates.push((await once(false, valueBytes, count))[0]);
-        const [rate, cpu] = await once(true, valueBytes, count);
+        const [singleRate, singleCpu, singleMb] = await once(false, valueBytes, count);
+        singleRates.push(singleRate);
+        singleCpuPerMb.push((singleCpu[0]! * 1000) / singleMb);
+        const [rate, cpu, mb] = await once(true, valueBytes, count);
         replicatedRates.push(rate);
+        replicatedCpuPerMb.push((cpu.reduce((sum, seconds) => sum + seconds, 0) * 1000) / mb);
         for (const [broker, seconds] of cpu.entries()) cpus[broker]!.push(seconds);
       }
       const size = valueBytes === 100 ? '100 B' : '16 KiB';
@@ -214,6 +222,13 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
           value: Number(median(cpus[0]!).toFixed(2)),
           unit: 's (leader)',
           detail: `followers ${median(cpus[1]!).toFixed(2)} s and ${median(cpus[2]!).toFixed(2)} s`,
+        },
+        {
+          suite: suiteName,
+          name: `CPU per MB acknowledged, RF=3 (3 brokers) ÷ single, ${size}`,
+          value: Number((median(replicatedCpuPerMb) / median(singleCpuPerMb)).toFixed(2)),
+          unit: '×',
+          detail: `${median(replicatedCpuPerMb).toFixed(1)} vs ${median(singleCpuPerMb).toFixed(1)} CPU ms per MB of values (the machine's cores are shared: the CPU the copies cost)`,
         },
       );
     }

@@ -64,6 +64,12 @@ export interface BrokerClusterOptions<Engine = BrokerEngine> {
   replicaManager?: (broker: Engine, isrChanger: IsrChanger) => ReplicaManager;
   /** Where cluster events are logged, one line each. Default: stderr. */
   log?: (line: string) => void;
+  /**
+   * The token this broker presents to the other brokers (its followers' REPLICA_FETCH to leaders)
+   * when they run with authentication: a principal holding cluster `admin` (docs/SECURITY.md).
+   * Used by the default data plane (`replicaManager` unset). Default: none.
+   */
+  token?: string;
 }
 
 export interface BrokerOptions {

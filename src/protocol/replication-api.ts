@@ -76,7 +76,35 @@ export interface OffsetForLeaderEpochResult {
   endOffset: number;
 }
 
+/** What a leader knows of one follower (metrics). */
+export interface FollowerStats {
+  brokerId: number;
+  inSync: boolean;
+  /** The leader's log end minus the follower's (as of its last fetch). */
+  lagOffsets: number;
+  /** How long since the follower was last caught up with the leader's log end (0: caught up now). */
+  lagMs: number;
+}
+
+/** One replicated partition on this broker (metrics: docs/CLUSTER-REPLICATION.md "Metrics"). */
+export interface ReplicaPartitionStats {
+  topic: string;
+  partition: number;
+  role: 'leader' | 'follower';
+  leaderEpoch: number;
+  highWatermark: number;
+  logEndOffset: number;
+  /** Leader: the in-sync replica set size (itself included); follower: 0 (the leader knows). */
+  isrSize: number;
+  /** The replica set size. */
+  replicaCount: number;
+  /** Leader only: each follower; empty on a follower. */
+  followers: FollowerStats[];
+}
+
 export interface ReplicationService {
   replicaFetch(request: ReplicaFetchRequest, signal?: AbortSignal): Promise<ReplicaFetchResult>;
   offsetForLeaderEpoch(request: OffsetForLeaderEpochRequest): OffsetForLeaderEpochResult;
+  /** The partitions this broker leads or follows now, read at scrape time. */
+  stats(): ReplicaPartitionStats[];
 }

@@ -14,6 +14,7 @@ import type { DelayStats } from '../protocol/delay-api.js';
 import type { GroupDescription } from '../protocol/group-api.js';
 import { opcodeName } from '../protocol/opcodes.js';
 import type { QueueGroupDescription } from '../protocol/queue-api.js';
+import type { ReplicaPartitionStats } from '../protocol/replication-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 import type { TransactionStats } from '../protocol/transaction-api.js';
 import type { Authenticator } from './auth/authenticator.js';
@@ -101,6 +102,7 @@ export class ServerMetrics {
     transactions: () => TransactionStats | null = () => null,
     delay: () => DelayStats | null = () => null,
     dedup: () => DedupStats | null = () => null,
+    replication: () => ReplicaPartitionStats[] | null = () => null,
   ): string {
     const lines: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string): void => {
@@ -456,6 +458,13 @@ export class ServerMetrics {
       );
       lines.push(`spillway_dedup_duplicates_total ${dedupStats.duplicates}`);
     }
+    let replicaStats: ReplicaPartitionStats[] | null = null;
+    try {
+      replicaStats = replication();
+    } catch {
+      // The broker is closing.
+    }
+    if (replicaStats !== null) renderReplication(replicaStats, metric, lines);
     let stats: StorageStats | null = null;
     try {
       stats = storage();
@@ -556,6 +565,68 @@ export class ServerMetrics {
 }
 
 /** Disk and scrub series (docs/OPERATIONS.md). */
+/** Replication (a cluster broker only): per replicated partition here, and per follower on its leader. */
+function renderReplication(
+  partitions: ReplicaPartitionStats[],
+  metric: (name: string, type: 'counter' | 'gauge', help: string) => void,
+  lines: string[],
+): void {
+  metric(
+    'spillway_replica_leader_epoch',
+    'gauge',
+    'Leader epoch of each partition this broker replicates, by its role here.',
+  );
+  for (const p of partitions) {
+    lines.push(
+      `spillway_replica_leader_epoch{topic="${escapeLabelValue(p.topic)}",partition="${p.partition}",role="${p.role}"} ${p.leaderEpoch}`,
+    );
+  }
+  metric(
+    'spillway_replica_high_watermark',
+    'gauge',
+    'High watermark of each replicated partition (on a follower: as last heard from its leader).',
+  );
+  for (const p of partitions) {
+    lines.push(
+      `spillway_replica_high_watermark{topic="${escapeLabelValue(p.topic)}",partition="${p.partition}"} ${p.highWatermark}`,
+    );
+  }
+  const led = partitions.filter((p) => p.role === 'leader');
+  metric('spillway_replica_isr_size', 'gauge', 'In-sync replicas of each partition this broker leads.');
+  for (const p of led) {
+    lines.push(
+      `spillway_replica_isr_size{topic="${escapeLabelValue(p.topic)}",partition="${p.partition}"} ${p.isrSize}`,
+    );
+  }
+  metric(
+    'spillway_replica_under_replicated_partitions',
+    'gauge',
+    'Partitions this broker leads whose in-sync replica set is smaller than their replica set.',
+  );
+  lines.push(
+    `spillway_replica_under_replicated_partitions ${led.filter((p) => p.isrSize < p.replicaCount).length}`,
+  );
+  metric(
+    'spillway_replica_follower_lag_offsets',
+    'gauge',
+    "Offsets a follower is behind its leader's log end (on the leader, as of the follower's last fetch).",
+  );
+  metric(
+    'spillway_replica_follower_lag_seconds',
+    'gauge',
+    "Time since a follower was last caught up with its leader's log end (on the leader; 0: caught up).",
+  );
+  for (const p of led) {
+    const labels = `topic="${escapeLabelValue(p.topic)}",partition="${p.partition}"`;
+    for (const follower of p.followers) {
+      lines.push(
+        `spillway_replica_follower_lag_offsets{${labels},replica="${follower.brokerId}"} ${follower.lagOffsets}`,
+        `spillway_replica_follower_lag_seconds{${labels},replica="${follower.brokerId}"} ${(follower.lagMs / 1000).toFixed(3)}`,
+      );
+    }
+  }
+}
+
 function renderStorage(
   stats: StorageStats,
   metric: (name: string, type: 'counter' | 'gauge', help: string) => void,

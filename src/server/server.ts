@@ -428,6 +428,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
       () => api.transactions.stats(),
       () => api.delay?.stats() ?? null,
       () => api.dedupStats?.() ?? null,
+      () => api.replication?.stats() ?? null,
     ),
   );
 

@@ -84,6 +84,19 @@ function renderedFamilies(): Map<string, Set<string>> {
         delayLogBytes: 100,
       }),
       () => ({ ids: 2, claimed: 0, topics: 1, duplicates: 1 }),
+      () => [
+        {
+          topic: 't',
+          partition: 0,
+          role: 'leader',
+          leaderEpoch: 2,
+          highWatermark: 1,
+          logEndOffset: 1,
+          isrSize: 1,
+          replicaCount: 2,
+          followers: [{ brokerId: 2, inSync: false, lagOffsets: 1, lagMs: 1500 }],
+        },
+      ],
     )
     .split('\n')) {
     const type = /^# TYPE (\w+) /.exec(line);

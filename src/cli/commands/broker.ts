@@ -18,7 +18,8 @@ export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [
                        [--handshake-timeout-ms N] [--reset-state-log NAME]... [--group-retention-ms N]
                        [--producer-idle-expiry-ms N] [--producers-max N] [--auth-file FILE]
                        [--tls-cert FILE --tls-key FILE] [--memory-budget-bytes N]
-                       [--cluster etcd://H:P --broker-id N [--advertise ws://H:P]] [--config FILE]`;
+                       [--cluster etcd://H:P --broker-id N [--advertise ws://H:P] [--cluster-token-file FILE]]
+                       [--config FILE]`;
 
 interface BrokerConfigFile {
   dataDir?: string;
@@ -50,6 +51,7 @@ interface BrokerConfigFile {
   advertise?: string;
   clusterName?: string;
   clusterSessionTimeoutMs?: number;
+  clusterTokenFile?: string;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -121,6 +123,7 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
     advertise: { expected: 'a ws:// or wss:// URL', valid: isNonEmptyString },
     clusterName: { expected: 'a non-empty string', valid: isNonEmptyString },
     clusterSessionTimeoutMs: positiveCheck,
+    clusterTokenFile: { expected: 'a non-empty string', valid: isNonEmptyString },
   };
 
 function readConfig(path: string): BrokerConfigFile {
@@ -186,6 +189,7 @@ export async function runBroker(argv: string[]): Promise<number> {
       cluster: { type: 'string' },
       'broker-id': { type: 'string' },
       advertise: { type: 'string' },
+      'cluster-token-file': { type: 'string' },
       config: { type: 'string' },
     },
     strict: true,
@@ -225,7 +229,7 @@ export async function runBroker(argv: string[]): Promise<number> {
   const memoryBudgetBytes =
     integerFlag('memory-budget-bytes', values['memory-budget-bytes'], 1) ?? file.memoryBudgetBytes;
 
-  const cluster = clusterFlags(values, file, host, port);
+  const cluster = clusterFlags(values, file, host, port, auth !== undefined);
 
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
@@ -339,19 +343,34 @@ export async function runBroker(argv: string[]): Promise<number> {
  * reachable by the other brokers (not 0.0.0.0). Mistakes are usage errors (exit 2).
  */
 function clusterFlags(
-  values: { cluster?: string | undefined; 'broker-id'?: string | undefined; advertise?: string | undefined },
+  values: {
+    cluster?: string | undefined;
+    'broker-id'?: string | undefined;
+    advertise?: string | undefined;
+    'cluster-token-file'?: string | undefined;
+  },
   file: BrokerConfigFile,
   host: string,
   port: number,
+  authenticated: boolean,
 ): BrokerClusterOptions | undefined {
   const etcd = values.cluster ?? file.cluster;
   const brokerId = integerFlag('broker-id', values['broker-id']) ?? file.brokerId;
   const advertiseGiven = values.advertise ?? file.advertise;
+  const tokenFile = values['cluster-token-file'] ?? file.clusterTokenFile;
   if (etcd === undefined) {
-    if (brokerId !== undefined || advertiseGiven !== undefined) {
-      throw new UsageError('--broker-id and --advertise go with --cluster etcd://host:port');
+    if (brokerId !== undefined || advertiseGiven !== undefined || tokenFile !== undefined) {
+      throw new UsageError(
+        '--broker-id, --advertise and --cluster-token-file go with --cluster etcd://host:port',
+      );
     }
     return undefined;
+  }
+  const token = clusterToken(tokenFile);
+  if (authenticated && token === undefined) {
+    throw new UsageError(
+      '--cluster with --auth-file needs --cluster-token-file FILE (or SPILLWAY_CLUSTER_TOKEN): the token this broker presents to the others, a principal with cluster admin',
+    );
   }
   if (brokerId === undefined) throw new UsageError('--cluster needs --broker-id N (unique in the cluster)');
   if (advertiseGiven === undefined && (host === '0.0.0.0' || host === '::')) {
@@ -366,8 +385,26 @@ function clusterFlags(
     advertise,
     ...(file.clusterName !== undefined ? { name: file.clusterName } : {}),
     ...(file.clusterSessionTimeoutMs !== undefined ? { sessionTimeoutMs: file.clusterSessionTimeoutMs } : {}),
+    ...(token !== undefined ? { token } : {}),
   };
   return checkedClusterOptions(options);
+}
+
+/** The broker-to-broker token: the first line of `--cluster-token-file`, else SPILLWAY_CLUSTER_TOKEN. */
+function clusterToken(file: string | undefined): string | undefined {
+  if (file === undefined) {
+    const fromEnvironment = process.env['SPILLWAY_CLUSTER_TOKEN'];
+    return fromEnvironment === undefined || fromEnvironment === '' ? undefined : fromEnvironment;
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--cluster-token-file ${file}: ${(error as Error).message}`);
+  }
+  const token = text.split('\n')[0]!.trim();
+  if (token === '') throw new UsageError(`--cluster-token-file ${file} is empty`);
+  return token;
 }
 
 function checkedClusterOptions(options: BrokerClusterOptions): BrokerClusterOptions {

@@ -25,9 +25,10 @@ import type { PartitionReplica } from '../../broker/partition-replica.js';
 import { partitionDirectory } from '../../broker/topic-directories.js';
 import type { Transport } from '../../client/transport.js';
 import { WebSocketTransport } from '../../client/websocket-transport.js';
-import { type Clock, systemClock } from '../../clock.js';
+import { type Clock, type ClockTimer, systemClock } from '../../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
+  highWatermarkCheckpointIntervalMsDefault,
   replicaFetchMaxBytesDefault,
   replicaLagTimeMsDefault,
   replicationTimeoutMsDefault,
@@ -38,6 +39,7 @@ import type {
   ProduceOptions,
   ReplicaFetchRequest,
   ReplicaFetchResult,
+  ReplicaPartitionStats,
   ReplicationService,
 } from '../../protocol/replication-api.js';
 import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } from '../partition-role.js';
@@ -45,6 +47,7 @@ import { LeaderEpochHistory } from './leader-epoch-history.js';
 import { PartitionFollower } from './partition-follower.js';
 import { PartitionLeader } from './partition-leader.js';
 import { partitionKey, type ReplicaContext } from './replica-context.js';
+import { ReplicaStateStore, replicaStateTopicName } from './replica-state-store.js';
 
 export interface ReplicaManagerOptions {
   brokerId: number;
@@ -58,6 +61,12 @@ export interface ReplicaManagerOptions {
   replicaFetchMaxBytes?: number;
   /** Token followers present to leaders running with authentication (cluster admin). */
   token?: string;
+  /**
+   * How often each replicated partition's high watermark is checkpointed into `__leader_epochs`
+   * (when it changed; also when a role stops). Default 5 000 (Kafka's
+   * replica.high.watermark.checkpoint.interval.ms).
+   */
+  highWatermarkCheckpointIntervalMs?: number;
   /** Default: systemClock. */
   clock?: Clock;
   /** Where warnings go. Default: stderr. */
@@ -103,6 +112,9 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
   private readonly token: string | undefined;
   private readonly partitions = new Map<string, PartitionState>();
   private readonly connections = new Map<string, Promise<WebSocketTransport>>();
+  /** The local replica state log (HW checkpoints); null when it could not be opened (warned). */
+  private readonly store: Promise<ReplicaStateStore | null>;
+  private readonly checkpointTimer: ClockTimer;
   private closed = false;
 
   private constructor(broker: BrokerEngine, options: ReplicaManagerOptions) {
@@ -123,6 +135,23 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       wakeConsumers: (partition) => broker.messages.wake(partition),
       warn: options.warn ?? ((message) => process.stderr.write(`spillway replication: ${message}\n`)),
     };
+    this.store = ReplicaStateStore.open({ dataDir: broker.dataDir, clock: this.context.clock }).catch(
+      (error: unknown) => {
+        this.context.warn(
+          `${replicaStateTopicName} could not be opened, high watermarks start at the log start: ${error instanceof Error ? error.message : String(error)}`,
+        );
+        return null;
+      },
+    );
+    const interval = options.highWatermarkCheckpointIntervalMs ?? highWatermarkCheckpointIntervalMsDefault;
+    if (!Number.isSafeInteger(interval) || interval < 1) {
+      throw new InvalidArgumentError(
+        `highWatermarkCheckpointIntervalMs must be a positive integer, got ${interval}`,
+      );
+    }
+    this.checkpointTimer = this.context.clock.setInterval(() => void this.checkpointAll(), interval, {
+      unref: true,
+    });
   }
 
   /** Wires replication into `broker`: it answers REPLICA_FETCH and OFFSET_FOR_LEADER_EPOCH from now on. */
@@ -171,6 +200,11 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       stops.push(state.chain.then(() => this.stopRole(state, 'the replica manager closed')));
     }
     await Promise.all(stops);
+    this.context.clock.clearTimer(this.checkpointTimer);
+    const store = await this.store;
+    await store
+      ?.close()
+      .catch((error: unknown) => this.context.warn(`closing ${replicaStateTopicName}: ${String(error)}`));
     for (const connection of this.connections.values()) {
       await connection.then((transport) => transport.close()).catch(() => undefined);
     }
@@ -191,6 +225,14 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     const state = this.partitions.get(partitionKey(request.topic, request.partition))!;
     const log = this.broker.topics.partitionOf(request.topic, request.partition).log;
     return state.history!.endOffsetFor(request.epoch, log.logEndOffset);
+  }
+
+  stats(): ReplicaPartitionStats[] {
+    const stats: ReplicaPartitionStats[] = [];
+    for (const state of this.partitions.values()) {
+      if (state.role !== null) stats.push(state.role.stats());
+    }
+    return stats;
   }
 
   private leaderFor(topic: string, partition: number, leaderEpoch: number): PartitionLeader {
@@ -241,10 +283,16 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       }
       if (role instanceof PartitionFollower && role.leaderId === leaderId) return;
     }
-    // The HW this replica knew; none at its first assignment since the broker started (the HW is
-    // not checkpointed yet): then it starts at the log start and moves up as the ISR fetches, so a
-    // restarted leader does not show consumers a tail its followers may not have.
-    const previousHighWatermark = local.replica?.highWatermark ?? local.log.logStartOffset;
+    // The HW this replica knew; at its first assignment since the broker started, the one last
+    // checkpointed (capped by the log end: a log that lost a tail), else the log start. It then
+    // moves up as the ISR fetches: a restarted leader shows consumers nothing the ISR may lack.
+    const store = await this.store;
+    const checkpointed = store?.highWatermarkOf(topic, partition);
+    const previousHighWatermark =
+      local.replica?.highWatermark ??
+      (checkpointed === undefined
+        ? local.log.logStartOffset
+        : Math.max(local.log.logStartOffset, Math.min(checkpointed, local.log.logEndOffset)));
     await this.stopRole(state, `epoch ${leaderEpoch}: broker ${leaderId} leads`);
     state.epoch = leaderEpoch;
     const what = `${topic}/${partition}`;
@@ -294,6 +342,29 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     state.role = null;
     if (role instanceof PartitionLeader) role.stop(why);
     else if (role instanceof PartitionFollower) await role.stop();
+    if (role !== null) await this.checkpoint(role);
+  }
+
+  /** Checkpoints the HW of every role (the interval timer). */
+  private async checkpointAll(): Promise<void> {
+    await Promise.all(
+      [...this.partitions.values()].map((state) =>
+        state.role === null ? undefined : this.checkpoint(state.role),
+      ),
+    );
+  }
+
+  private async checkpoint(role: Role): Promise<void> {
+    const store = await this.store;
+    if (store === null) return;
+    const { topic, partition } = role.stats();
+    try {
+      await store.checkpoint(topic, partition, role.highWatermark);
+    } catch (error) {
+      this.context.warn(
+        `HW checkpoint of ${topic}/${partition}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
   }
 
   private localPartition(topic: string, partition: number): Partition | null {

@@ -35,6 +35,7 @@ import type {
   OffsetForLeaderEpochResult,
   ProduceOptions,
   ReplicaFetchRequest,
+  ReplicaPartitionStats,
 } from '../../protocol/replication-api.js';
 import type { PartitionAssignment } from '../partition-role.js';
 import type { LeaderEpochHistory } from './leader-epoch-history.js';
@@ -75,6 +76,7 @@ function parseFetchHeader(header: unknown): ReplicaFetchHeader {
 export class PartitionFollower implements PartitionReplica {
   readonly epoch: number;
   readonly leaderId: number;
+  private readonly replicaCount: number;
   private readonly partition: Partition;
   private readonly history: LeaderEpochHistory;
   private readonly context: ReplicaContext;
@@ -97,6 +99,7 @@ export class PartitionFollower implements PartitionReplica {
     this.partition = partition;
     this.epoch = assignment.leaderEpoch;
     this.leaderId = assignment.leaderId;
+    this.replicaCount = assignment.replicas.length;
     this.history = history;
     this.context = context;
     this.connect = connect;
@@ -106,6 +109,22 @@ export class PartitionFollower implements PartitionReplica {
   get highWatermark(): number {
     const log = this.partition.openLog;
     return log === null ? this.leaderHighWatermark : Math.min(this.leaderHighWatermark, log.logEndOffset);
+  }
+
+  /** Metrics: the HW as last heard from the leader (the leader keeps the ISR and the lags). */
+  stats(): ReplicaPartitionStats {
+    const log = this.partition.openLog;
+    return {
+      topic: this.partition.topic,
+      partition: this.partition.index,
+      role: 'follower',
+      leaderEpoch: this.epoch,
+      highWatermark: this.highWatermark,
+      logEndOffset: log === null ? this.highWatermark : log.logEndOffset,
+      isrSize: 0,
+      replicaCount: this.replicaCount,
+      followers: [],
+    };
   }
 
   admitProduce(_options: ProduceOptions | undefined): void {

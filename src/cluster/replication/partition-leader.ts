@@ -29,9 +29,11 @@ import type { ClockTimer } from '../../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import { replicationWaitersPerPartitionMax } from '../../limits.js';
 import type {
+  FollowerStats,
   ProduceOptions,
   ReplicaFetchRequest,
   ReplicaFetchResult,
+  ReplicaPartitionStats,
 } from '../../protocol/replication-api.js';
 import type { PartitionAssignment } from '../partition-role.js';
 import type { LeaderEpochHistory } from './leader-epoch-history.js';
@@ -136,6 +138,34 @@ export class PartitionLeader implements PartitionReplica {
   /** The in-sync replica set as this leader knows it (itself included). */
   get isr(): readonly number[] {
     return this.inSync;
+  }
+
+  /** Metrics: the ISR, the HW and each follower's lag (offsets behind the log end, ms since caught up). */
+  stats(): ReplicaPartitionStats {
+    const log = this.partition.openLog;
+    const logEnd = log === null ? this.hw : log.logEndOffset;
+    const now = this.context.clock.monotonicMs();
+    const followers: FollowerStats[] = [];
+    for (const [brokerId, follower] of this.followers) {
+      const lagOffsets = Math.max(0, logEnd - follower.logEndOffset);
+      followers.push({
+        brokerId,
+        inSync: this.inSync.includes(brokerId),
+        lagOffsets,
+        lagMs: lagOffsets === 0 ? 0 : Math.max(0, now - follower.lastCaughtUpMs),
+      });
+    }
+    return {
+      topic: this.partition.topic,
+      partition: this.partition.index,
+      role: 'leader',
+      leaderEpoch: this.epoch,
+      highWatermark: this.hw,
+      logEndOffset: logEnd,
+      isrSize: this.inSync.length,
+      replicaCount: this.replicas.length,
+      followers,
+    };
   }
 
   /** What each follower reported last (tests, metrics). */
