@@ -17,17 +17,24 @@ import type { ReplicaManager } from '../partition-role.js';
 import { ClusterNode } from './cluster-node.js';
 import { validateClusterOptions } from './cluster-options.js';
 import type { TopicRecord } from './cluster-records.js';
+import { ClusterTopics } from './cluster-topics.js';
 
 /** The part of the broker the cluster membership uses. */
 export interface ClusterBroker {
-  readonly topics: Pick<BrokerTopics, 'create' | 'addPartitions' | 'describe'>;
+  readonly topics: Pick<BrokerTopics, 'create' | 'addPartitions' | 'describe' | 'list' | 'topicDefaults'>;
 }
 
 export class BrokerCluster {
+  /** Topic administration in the cluster (the broker's admin requests, cluster-topics.ts). */
+  readonly topics: ClusterTopics;
+
   private constructor(
     readonly node: ClusterNode,
     private readonly replicaManager: ReplicaManager,
-  ) {}
+    broker: ClusterBroker,
+  ) {
+    this.topics = new ClusterTopics(node, broker.topics);
+  }
 
   /** Checks the options before the broker opens anything (INVALID_ARGUMENT naming the field). */
   static validate<Engine>(options: BrokerClusterOptions<Engine>): void {
@@ -59,7 +66,7 @@ export class BrokerCluster {
       prepareTopic: (topic, record) => prepareLocalTopic(broker, topic, record),
       log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
     });
-    return new BrokerCluster(node, replicaManager as ReplicaManager);
+    return new BrokerCluster(node, replicaManager as ReplicaManager, broker);
   }
 
   async close(): Promise<void> {
