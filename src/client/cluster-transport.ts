@@ -81,7 +81,8 @@ export class ClusterTransport implements Transport {
   private refreshing: { promise: Promise<void>; topics: ReadonlySet<string> } | null = null;
   private isClosed = false;
   private closing: Promise<void> | null = null;
-  private readonly helloInfo: HelloInfo;
+  /** The first connection: its HELLO answer (as of its last reconnect) is this transport's. */
+  private readonly first: WebSocketTransport;
 
   private constructor(
     first: WebSocketTransport,
@@ -89,7 +90,7 @@ export class ClusterTransport implements Transport {
     firstUrl: string,
     private readonly options: ClusterTransportOptions,
   ) {
-    this.helloInfo = first.hello;
+    this.first = first;
     this.rerouteTimeoutMs = options.rerouteTimeoutMs ?? clientRerouteTimeoutMsDefault;
     this.connections.set(firstBrokerId, {
       brokerId: firstBrokerId,
@@ -128,7 +129,7 @@ export class ClusterTransport implements Transport {
   }
 
   get hello(): HelloInfo {
-    return this.helloInfo;
+    return this.first.hello;
   }
 
   get closed(): boolean {
