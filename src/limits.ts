@@ -448,3 +448,12 @@ export const replicationFactorDefaultMax = 3;
 export const replicationFactorMax = 16;
 /** Topics one METADATA request may name (docs/PROTOCOL.md, "Cluster metadata"). */
 export const metadataTopicsMax = 1_000;
+/** Client in a cluster: connections one client holds at most (one per broker it needs, by advertised URL). */
+export const clientBrokerConnectionsMax = 64;
+/** Client in a cluster: first and longest wait before a rerouted request is sent again (doubles). */
+export const clientRerouteBackoffMsMin = 50;
+export const clientRerouteBackoffMsMax = 1_000;
+/** Client in a cluster: default bound of the time one request spends being rerouted before its error is given up. */
+export const clientRerouteTimeoutMsDefault = 30_000;
+/** Cluster: longest a topic admin request waits for this broker's view of etcd to show its effect (leaders elected). */
+export const clusterTopicWaitMs = 10_000;

@@ -10,6 +10,7 @@
 import { BrokerEngine } from './broker/broker-engine.js';
 import type { BrokerClusterOptions, BrokerOptions } from './broker/broker-options.js';
 import type { BrokerCluster } from './cluster/control/broker-cluster.js';
+import type { ClusterTopicService } from './protocol/broker-api.js';
 import type { ClusterMetadataService } from './protocol/cluster-metadata-api.js';
 import type { CoordinatorGate } from './protocol/coordinator-routing.js';
 import type { BrokerServer, ServerOptions } from './server/server.js';
@@ -54,6 +55,11 @@ export class Broker extends BrokerEngine {
       throw error;
     }
     return broker;
+  }
+
+  /** Topic administration in a cluster (protocol/topic-admin.ts); undefined for a single broker. */
+  get clusterTopics(): ClusterTopicService | undefined {
+    return this.cluster?.topics;
   }
 
   /** METADATA's source in a cluster (protocol/cluster-metadata-api.ts); undefined for a single broker. */

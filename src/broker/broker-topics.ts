@@ -47,7 +47,7 @@ import {
   type PartitionDamage,
 } from './partition-damage.js';
 import { Topic } from './topic.js';
-import { resolveTopicConfig } from './topic-config.js';
+import { type ResolvedTopicConfig, resolveTopicConfig } from './topic-config.js';
 import {
   asidePath,
   creatingMarkerName,
@@ -101,6 +101,11 @@ export class BrokerTopics implements TopicService {
     this.metadata = metadata;
     this.diskReserve = diskReserve;
     for (const topic of topics) this.topics.set(topic.name, topic);
+  }
+
+  /** The config a topic gets for what its creator leaves out (broker options). */
+  get topicDefaults(): ResolvedTopicConfig {
+    return this.options.topicDefaults;
   }
 
   async create(name: string, config?: TopicConfig): Promise<TopicDescription> {

@@ -6,10 +6,10 @@
 
 import { SpillwayError } from '../errors.js';
 import type {
+  CreateTopicOptions,
   IntegrityReport,
   OffsetSpec,
   RepairResult,
-  TopicConfig,
   TopicDescription,
 } from '../protocol/broker-api.js';
 import type { ClusterMetadata } from '../protocol/cluster-metadata-api.js';
@@ -44,6 +44,24 @@ function topicDescriptionOf(header: unknown, what: string): TopicDescription {
   return fields as TopicDescription;
 }
 
+/** A METADATA answer, checked for its lists (PROTOCOL_ERROR otherwise). */
+export function clusterMetadataOf(header: unknown): ClusterMetadata {
+  const metadata = header as ClusterMetadata | null;
+  if (
+    metadata === null ||
+    typeof metadata !== 'object' ||
+    typeof metadata.cluster !== 'boolean' ||
+    !Array.isArray(metadata.brokers) ||
+    !Array.isArray(metadata.partitions)
+  ) {
+    throw new SpillwayError(
+      'PROTOCOL_ERROR',
+      "metadata: the broker's answer has no broker or partition list",
+    );
+  }
+  return metadata;
+}
+
 export class Admin {
   private readonly transport: Transport;
 
@@ -52,8 +70,11 @@ export class Admin {
     this.transport = transport;
   }
 
-  /** Creates a topic (default 1 partition, the broker's default durability). TOPIC_EXISTS if it exists. */
-  async createTopic(name: string, config: TopicConfig = {}): Promise<TopicDescription> {
+  /**
+   * Creates a topic (default 1 partition, the broker's default durability). TOPIC_EXISTS if it exists.
+   * In a cluster also `replicationFactor` and `minInSyncReplicas` (a single broker accepts 1 only).
+   */
+  async createTopic(name: string, config: CreateTopicOptions = {}): Promise<TopicDescription> {
     const request: CreateTopicRequest = { name, config };
     const response = await this.transport.request(Opcode.createTopic, request);
     return topicDescriptionOf(response.header, 'createTopic');
@@ -115,20 +136,7 @@ export class Admin {
    */
   async metadata(topics: readonly string[]): Promise<ClusterMetadata> {
     const response = await this.transport.request(Opcode.metadata, { topics: [...topics] });
-    const metadata = response.header as ClusterMetadata | null;
-    if (
-      metadata === null ||
-      typeof metadata !== 'object' ||
-      typeof metadata.cluster !== 'boolean' ||
-      !Array.isArray(metadata.brokers) ||
-      !Array.isArray(metadata.partitions)
-    ) {
-      throw new SpillwayError(
-        'PROTOCOL_ERROR',
-        "metadata: the broker's answer has no broker or partition list",
-      );
-    }
-    return metadata;
+    return clusterMetadataOf(response.header);
   }
 
   /** Every group the broker knows (group and broadcast mode), by name, with member count and lag. */

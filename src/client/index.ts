@@ -14,8 +14,10 @@ export {
   type SpillwayErrorOptions,
 } from '../errors.js';
 export type {
+  CreateTopicOptions,
   OffsetSpec,
   PartitionDescription,
+  ReplicaPlacement,
   TopicConfig,
   TopicDescription,
 } from '../protocol/broker-api.js';

@@ -3,11 +3,14 @@
  * network, `await Spillway.connect(broker)` for a broker in this process (anything with the
  * BrokerApi methods, e.g. what `Broker.open()` returns), with the same API and the same errors.
  * One Spillway holds one transport (one WebSocket connection), shared by its admin, producers
- * and consumers. close() closes the consumers, flushes and closes the producers, then the transport.
+ * and consumers; in a cluster (the broker's METADATA says so) one connection per broker it needs,
+ * each request sent to the broker leading its partition or service (cluster-transport.ts).
+ * close() closes the consumers, flushes and closes the producers, then the transport.
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { Admin } from './admin.js';
+import { ClusterTransport } from './cluster-transport.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { GroupConsumer, type GroupConsumerOptions } from './group-consumer.js';
 import { InProcessTransport, isBrokerApi } from './in-process-transport.js';
@@ -43,6 +46,13 @@ export interface SpillwayOptions {
   queuedRequestsMax?: number;
   /** Producers fetch a topic's partition count again when it is older than this. Default 60 000. */
   metadataMaxAgeMs?: number;
+  /**
+   * In a cluster: send each request to the broker leading its partition or service, following leader
+   * changes (docs/CLUSTER.md, "Clients"). Default true; false: every request to the broker connected to.
+   */
+  clusterRouting?: boolean;
+  /** In a cluster: longest time one request is rerouted (leader changes, lost brokers) before its error is given up. Default 30 000. */
+  rerouteTimeoutMs?: number;
 }
 
 export const spillwayDefaults = {
@@ -77,8 +87,20 @@ export class Spillway {
     if (maxAgeMs !== undefined && (!Number.isSafeInteger(maxAgeMs) || maxAgeMs < 0)) {
       throw new InvalidArgumentError(`metadataMaxAgeMs must be an integer >= 0, got ${maxAgeMs}`);
     }
-    if (typeof target === 'string')
-      return new Spillway(await WebSocketTransport.connect(target, options), options);
+    if (options.clusterRouting !== undefined && typeof options.clusterRouting !== 'boolean') {
+      throw new InvalidArgumentError('clusterRouting must be a boolean');
+    }
+    ClusterTransport.checkOptions(options);
+    if (typeof target === 'string') {
+      const first = await WebSocketTransport.connect(target, options);
+      if (options.clusterRouting === false) return new Spillway(first, options);
+      try {
+        return new Spillway(await ClusterTransport.over(first, options), options);
+      } catch (error) {
+        await first.close();
+        throw error;
+      }
+    }
     if (isBrokerApi(target)) return new Spillway(await InProcessTransport.connect(target, options), options);
     throw new InvalidArgumentError(
       'Spillway.connect takes a ws:// URL or a broker (an object with the BrokerApi services)',

@@ -48,6 +48,20 @@ export const topicConfigKeys: ReadonlySet<string> = new Set<keyof TopicConfig>([
   'dedupWindowMs',
 ]);
 
+/**
+ * Where a topic's partitions are replicated, in a cluster (docs/CLUSTER.md, "Topics"; the CLI flags
+ * `--replication-factor N --min-insync N`). A single broker accepts 1 (it is the one replica).
+ */
+export interface ReplicaPlacement {
+  /** Replicas per partition: 1..replicationFactorMax, at most the live brokers. Default min(3, live brokers). */
+  replicationFactor?: number;
+  /** In-sync replicas an `acks: 'all'` produce needs: 1..replicationFactor. Default min(2, replicationFactor). */
+  minInSyncReplicas?: number;
+}
+
+/** What CREATE_TOPIC takes: the topic config and, in a cluster, the replica placement. */
+export type CreateTopicOptions = TopicConfig & ReplicaPlacement;
+
 export interface PartitionDescription {
   partition: number;
   logStartOffset: number;
@@ -61,11 +75,22 @@ export interface PartitionDescription {
    * found (then the numbers above are 0 and requests to it fail with PARTITION_DAMAGED).
    */
   damaged?: string;
+  /** In a cluster: the leader's broker id (-1: offline, no in-sync replica alive); absent on a single broker. */
+  leaderId?: number;
+  /** In a cluster: the partition's leader epoch. */
+  leaderEpoch?: number;
+  /** In a cluster: the brokers holding a replica, the preferred leader first. */
+  replicas?: number[];
+  /** In a cluster: the in-sync replicas. */
+  isr?: number[];
 }
 
 export interface TopicDescription {
   name: string;
   partitionCount: number;
+  /** In a cluster: the topic's replica placement (absent on a single broker). */
+  replicationFactor?: number;
+  minInSyncReplicas?: number;
   config: Required<TopicConfig>;
   createdAtMs: number;
   partitions: PartitionDescription[];
@@ -135,6 +160,14 @@ export interface TopicService {
 export interface ListTopicsOptions {
   /** Include internal topics (names starting with `__`). Default false. */
   internal?: boolean;
+}
+
+/**
+ * Topic administration of a broker in a cluster (src/cluster/control/cluster-topics.ts): the topics
+ * of the cluster (etcd), created with a replica placement; descriptions carry leaders and ISRs.
+ */
+export interface ClusterTopicService extends TopicService {
+  create(name: string, config?: CreateTopicOptions): Promise<TopicDescription>;
 }
 
 /** Messages: produce, fetch and offset lookup on partitions. */
@@ -305,6 +338,11 @@ export interface BrokerApi {
    * broker without replication: REPLICA_FETCH and OFFSET_FOR_LEADER_EPOCH are refused.
    */
   readonly replication?: ReplicationService;
+  /**
+   * Topic administration in a cluster: CREATE_TOPIC, DELETE_TOPIC, ADD_PARTITIONS, LIST_TOPICS and
+   * DESCRIBE_TOPIC (and their HTTP routes) go here instead of `topics` (protocol/topic-admin.ts).
+   */
+  readonly clusterTopics?: ClusterTopicService | undefined;
   /** Cluster metadata (protocol/cluster-metadata-api.ts). Absent: METADATA answers as a single broker. */
   readonly clusterMetadata?: ClusterMetadataService | undefined;
   /**

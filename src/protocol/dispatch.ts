@@ -56,6 +56,7 @@ import {
 import type { ReplicaFetchResult } from './replication-api.js';
 import { parseOffsetForLeaderEpoch, parseProduceOptions, parseReplicaFetch } from './replication-messages.js';
 import type { Principal, SessionEndpoint } from './session.js';
+import { adminTopics, createTopicThrough } from './topic-admin.js';
 import {
   parseTransactionBegin,
   parseTransactionEnd,
@@ -202,23 +203,23 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.createTopic: {
       requireNoBody(request);
       const { name, config } = parseCreateTopic(request.header);
-      return response(request, await api.topics.create(name, config));
+      return response(request, await createTopicThrough(api, name, config));
     }
     case Opcode.deleteTopic: {
       requireNoBody(request);
-      await api.topics.delete(parseTopicName(request.header).name);
+      await adminTopics(api).delete(parseTopicName(request.header).name);
       return response(request, {});
     }
     case Opcode.listTopics:
       requireNoBody(request);
-      return response(request, { topics: api.topics.list(parseListTopics(request.header)) });
+      return response(request, { topics: adminTopics(api).list(parseListTopics(request.header)) });
     case Opcode.describeTopic:
       requireNoBody(request);
-      return response(request, api.topics.describe(parseTopicName(request.header).name));
+      return response(request, adminTopics(api).describe(parseTopicName(request.header).name));
     case Opcode.addPartitions: {
       requireNoBody(request);
       const { name, count } = parseAddPartitions(request.header);
-      return response(request, await api.topics.addPartitions(name, count));
+      return response(request, await adminTopics(api).addPartitions(name, count));
     }
     case Opcode.produce: {
       const { topic, partition } = parseProduce(request.header);

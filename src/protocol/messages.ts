@@ -10,10 +10,11 @@ import {
   fetchMaxBytesMax,
   fetchMaxWaitMsMax,
   partitionIndexMax,
+  replicationFactorMax,
   tokenLengthMax,
   topicNameLengthMax,
 } from '../limits.js';
-import { type OffsetSpec, type TopicConfig, topicConfigKeys } from './broker-api.js';
+import { type CreateTopicOptions, type OffsetSpec, type TopicConfig, topicConfigKeys } from './broker-api.js';
 import { type Durability, durabilities } from './types.js';
 
 export interface HelloRequest {
@@ -45,7 +46,8 @@ export interface TopicNameRequest {
 }
 export interface CreateTopicRequest {
   name: string;
-  config: TopicConfig;
+  /** The topic config plus, in a cluster, `replicationFactor` and `minInSyncReplicas`. */
+  config: CreateTopicOptions;
 }
 export interface AddPartitionsRequest {
   name: string;
@@ -176,8 +178,21 @@ export function parseCreateTopic(header: unknown): CreateTopicRequest {
   const fields = asFields(header);
   return {
     name: stringField(fields, 'name', topicNameLengthMax),
-    config: parseTopicConfig(fields['config']),
+    config: parseCreateTopicOptions(fields['config']),
   };
+}
+
+/** A topic config plus the replica placement (`replicationFactor`, `minInSyncReplicas`: 1..replicationFactorMax). */
+export function parseCreateTopicOptions(value: unknown): CreateTopicOptions {
+  if (value === undefined) return {};
+  const { replicationFactor, minInSyncReplicas, ...rest } = asFields(value);
+  const placement: Fields = { replicationFactor, minInSyncReplicas };
+  const options: CreateTopicOptions = parseTopicConfig(rest);
+  const factor = optionalInteger(placement, 'replicationFactor', 1, replicationFactorMax);
+  if (factor !== undefined) options.replicationFactor = factor;
+  const minimum = optionalInteger(placement, 'minInSyncReplicas', 1, replicationFactorMax);
+  if (minimum !== undefined) options.minInSyncReplicas = minimum;
+  return options;
 }
 
 export function parseAddPartitions(header: unknown): AddPartitionsRequest {

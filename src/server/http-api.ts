@@ -43,13 +43,14 @@ import { crc32c } from '../native.js';
 import type { Operation, ResourceType } from '../protocol/access-control.js';
 import type { BrokerApi } from '../protocol/broker-api.js';
 import { delayedRecord, dueTimeOf } from '../protocol/delayed-record.js';
-import { integerField, parseTopicConfig, stringField } from '../protocol/messages.js';
+import { integerField, parseCreateTopicOptions, stringField } from '../protocol/messages.js';
 import { checkMsgId } from '../protocol/msg-id.js';
 import { requireAccess } from '../protocol/opcode-access.js';
 import { partitionForKey } from '../protocol/partitioner.js';
 import { type NackSettings, queueGroupSummary } from '../protocol/queue-api.js';
 import { parseReceipts, parseReceive } from '../protocol/queue-messages.js';
 import { msgIdHeader } from '../protocol/reserved-headers.js';
+import { adminTopics, createTopicThrough } from '../protocol/topic-admin.js';
 import type { QuotaKind } from './auth/principal-quotas.js';
 import type { ConnectionSecurity } from './connection.js';
 import type { HttpBudget } from './http-budget.js';
@@ -302,11 +303,11 @@ export class HttpApi {
           const name = decodeParameter(rawName, 'topic name');
           if (method === 'get') {
             allow(exchange, 'topic', 'describe', name);
-            return { status: 200, json: this.context.api.topics.describe(name) };
+            return { status: 200, json: adminTopics(this.context.api).describe(name) };
           }
           if (method === 'delete') {
             allow(exchange, 'topic', 'admin', name);
-            await this.context.api.topics.delete(name);
+            await adminTopics(this.context.api).delete(name);
             return { status: 204 };
           }
           throw methodNotAllowed(method, 'GET, DELETE');
@@ -526,7 +527,7 @@ export class HttpApi {
     const name = stringField(fields, 'name', topicNameLengthMax);
     allow(exchange, 'topic', 'admin', name);
     const { name: _name, ...config } = fields;
-    const description = await this.context.api.topics.create(name, parseTopicConfig(config));
+    const description = await createTopicThrough(this.context.api, name, parseCreateTopicOptions(config));
     return { status: 201, json: description };
   }
 
@@ -727,7 +728,7 @@ export class HttpApi {
     if (internal !== null && internal !== 'true' && internal !== 'false') {
       throw new InvalidArgumentError(`internal must be true or false, got '${internal}'`);
     }
-    return this.context.api.topics.list({ internal: internal === 'true' });
+    return adminTopics(this.context.api).list({ internal: internal === 'true' });
   }
 
   private async fetch(exchange: HttpExchange, topic: string, rawPartition: string, query: URLSearchParams) {

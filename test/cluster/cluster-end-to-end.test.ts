@@ -128,7 +128,8 @@ describe.skipIf(etcdMissing)(
       const newLeader = survivors.find((member) => member.id === moved.leaderId)!;
       const follower = survivors.find((member) => member !== newLeader)!;
       // Producing to the old leader's address is impossible (closed); to the follower: NOT_LEADER.
-      const wrong = await Spillway.connect(follower.url);
+      // Without routing (the client sends where it is connected): NOT_LEADER from the follower.
+      const wrong = await Spillway.connect(follower.url, { clusterRouting: false });
       await expect(
         wrong.producer({ acks: 'all' }).send('orders', { value: 'x', partition: 0 }),
       ).rejects.toMatchObject({

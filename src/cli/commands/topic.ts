@@ -13,12 +13,15 @@ import {
 
 export const topicUsage = `usage: spillway topic create NAME [--partitions N] [--durability none|interval|always] [--retention-ms N]
                             [--retention-bytes N] [--segment-bytes N] [--dedup-window-ms N]
+                            [--replication-factor N] [--min-insync N]
        spillway topic list [--internal]
        spillway topic describe NAME
        spillway topic delete NAME
        spillway topic add-partitions NAME --count N
   all take --broker URL (default ws://127.0.0.1:7070), --token T (or SPILLWAY_TOKEN), --ca-file PEM
-  --dedup-window-ms N: msg-id dedup window, 0 (default: off) to 604800000 (7 days)`;
+  --dedup-window-ms N: msg-id dedup window, 0 (default: off) to 604800000 (7 days)
+  --replication-factor N, --min-insync N: in a cluster, replicas per partition (default min(3, brokers))
+    and in-sync replicas an acks 'all' produce needs (default min(2, replication factor))`;
 
 function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -36,6 +39,8 @@ export async function runTopic(argv: string[]): Promise<number> {
       'retention-bytes': { type: 'string' },
       'segment-bytes': { type: 'string' },
       'dedup-window-ms': { type: 'string' },
+      'replication-factor': { type: 'string' },
+      'min-insync': { type: 'string' },
       count: { type: 'string' },
       internal: { type: 'boolean' },
     },
@@ -53,6 +58,10 @@ export async function runTopic(argv: string[]): Promise<number> {
   if (action === 'list' && name !== undefined) throw new UsageError('topic list takes no NAME');
   if (action !== 'list' && values.internal !== undefined)
     throw new UsageError('--internal is for topic list');
+  for (const flag of ['replication-factor', 'min-insync'] as const) {
+    if (action !== 'create' && values[flag] !== undefined)
+      throw new UsageError(`--${flag} is for topic create`);
+  }
   if (values.durability !== undefined && !durabilities.includes(values.durability as Durability)) {
     throw new UsageError(`--durability must be one of ${durabilities.join(', ')}`);
   }
@@ -71,6 +80,8 @@ export async function runTopic(argv: string[]): Promise<number> {
           retentionBytes: integerFlag('retention-bytes', values['retention-bytes'], -1),
           segmentBytes: integerFlag('segment-bytes', values['segment-bytes'], 1),
           dedupWindowMs: integerFlag('dedup-window-ms', values['dedup-window-ms'], 0),
+          replicationFactor: integerFlag('replication-factor', values['replication-factor'], 1),
+          minInSyncReplicas: integerFlag('min-insync', values['min-insync'], 1),
         };
         const defined = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined));
         print(await sw.admin.createTopic(name!, defined));

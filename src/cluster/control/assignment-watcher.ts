@@ -15,9 +15,16 @@
 import type { Namespace } from 'etcd3';
 import type { ClusterMetadata, MetadataPartition } from '../../protocol/cluster-metadata-api.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
-import type { TopicRecord } from './cluster-records.js';
+import type { PartitionRecord, TopicRecord } from './cluster-records.js';
 import { type ClusterSnapshot, partitionId, readClusterSnapshot } from './cluster-snapshot.js';
 import type { PassOutcome } from './reconcile-loop.js';
+
+/** A topic as the last snapshot has it (index of `partitions` = partition; undefined: not assigned yet). */
+export interface TopicView {
+  topic: string;
+  record: TopicRecord;
+  partitions: (PartitionRecord | undefined)[];
+}
 
 interface Applied {
   assignment: PartitionAssignment;
@@ -87,6 +94,23 @@ export class AssignmentWatcher {
       brokers: [...this.endpointsView.values()].map(({ brokerId, url }) => ({ brokerId, url })),
       partitions,
     };
+  }
+
+  /** The topic's record and its partitions' records in the last snapshot; undefined if absent there. */
+  topicView(topic: string): TopicView | undefined {
+    const snapshot = this.lastSnapshot;
+    const record = snapshot?.topics.get(topic)?.record;
+    if (snapshot === undefined || record === undefined) return undefined;
+    const partitions: (PartitionRecord | undefined)[] = [];
+    for (let partition = 0; partition < record.partitions; partition++) {
+      partitions.push(snapshot.partitions.get(partitionId(topic, partition))?.record);
+    }
+    return { topic, record, partitions };
+  }
+
+  /** The topics of the last snapshot, sorted by name. */
+  topicNames(): string[] {
+    return [...(this.lastSnapshot?.topics.keys() ?? [])].sort();
   }
 
   async pass(): Promise<PassOutcome> {

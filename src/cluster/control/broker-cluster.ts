@@ -20,19 +20,29 @@ import { type LeadershipBroker, ServiceLeadership } from '../state-services/serv
 import { ClusterNode } from './cluster-node.js';
 import { validateClusterOptions } from './cluster-options.js';
 import type { TopicRecord } from './cluster-records.js';
+import { ClusterTopics } from './cluster-topics.js';
 
 /** The part of the broker the cluster membership uses. */
 export interface ClusterBroker extends LeadershipBroker {
-  readonly topics: Pick<BrokerTopics, 'create' | 'addPartitions' | 'describe' | 'partitionOf'>;
+  readonly topics: Pick<
+    BrokerTopics,
+    'create' | 'addPartitions' | 'describe' | 'partitionOf' | 'list' | 'topicDefaults'
+  >;
 }
 
 export class BrokerCluster {
+  /** Topic administration in the cluster (the broker's admin requests, cluster-topics.ts). */
+  readonly topics: ClusterTopics;
+
   private constructor(
     readonly node: ClusterNode,
     private readonly replicaManager: ReplicaManager,
     /** The services following their internal partition's leader; `check` is BrokerApi.coordinators. */
     readonly services: ServiceLeadership,
-  ) {}
+    broker: ClusterBroker,
+  ) {
+    this.topics = new ClusterTopics(node, broker.topics);
+  }
 
   /** Checks the options before the broker opens anything (INVALID_ARGUMENT naming the field). */
   static validate<Engine>(options: BrokerClusterOptions<Engine>): void {
@@ -73,7 +83,7 @@ export class BrokerCluster {
       log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
     });
     const services = replicaManager as ServiceLeadership;
-    return new BrokerCluster(node, services, services);
+    return new BrokerCluster(node, services, services, broker);
   }
 
   async close(): Promise<void> {

@@ -16,7 +16,7 @@ import type { Etcd3, Namespace, Watcher } from 'etcd3';
 import { clusterRetryMsMax, clusterRetryMsMin, clusterSessionTimeoutMsDefault } from '../../limits.js';
 import type { ClusterMetadata, ClusterMetadataService } from '../../protocol/cluster-metadata-api.js';
 import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } from '../partition-role.js';
-import { AssignmentWatcher } from './assignment-watcher.js';
+import { AssignmentWatcher, type TopicView } from './assignment-watcher.js';
 import { BrokerSession } from './broker-session.js';
 import { ClusterAdmin } from './cluster-admin.js';
 import { type ClusterOptions, validateClusterOptions } from './cluster-options.js';
@@ -148,6 +148,16 @@ export class ClusterNode implements ClusterMetadataService {
   /** METADATA's answer (protocol/cluster-metadata-api.ts) from this broker's last view of etcd. */
   metadata(topics: readonly string[]): ClusterMetadata {
     return this.assignments.metadata(topics);
+  }
+
+  /** A topic as this broker last read it from etcd (cluster-topics.ts); undefined if absent. */
+  topicView(topic: string): TopicView | undefined {
+    return this.assignments.topicView(topic);
+  }
+
+  /** The cluster's topics as this broker last read them, sorted. */
+  topicNames(): string[] {
+    return this.assignments.topicNames();
   }
 
   /** Live brokers as of the last assignment pass. */
