@@ -31,8 +31,11 @@
  * - The WebSocket is never touched after its close event (uWS throws on use after close).
  * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
  *   one message, corked into one write.
- * - With TLS (context.deferWrites), answers are never written inside a uWS callback: they are
- *   queued and written together (corked) from a setImmediate. uSockets' SSL write discards the
+ * - With context.deferWrites (the server sets it for every connection), answers are never written
+ *   inside a uWS callback: they are queued and written together (corked) from a setImmediate, so the
+ *   answers of one turn of the event loop cost one write (one syscall) rather than one each (a
+ *   pipelining client, e.g. 1,024 transactions in flight, gets dozens per turn). With TLS it is
+ *   required for correctness: uSockets' SSL write discards the
  *   encrypted input still to be decrypted from the current read (us_internal_ssl_socket_write resets
  *   the loop's ssl_read_input_length), so an answer written while a large read is being handed out
  *   (pipelined PRODUCE batches, whose acks promise continuations write from inside the message
@@ -95,8 +98,8 @@ export interface ConnectionContext {
   security: ConnectionSecurity | null;
   memory: MemoryGuard;
   /**
-   * Write answers after the uWS callback that made them, not inside it (TLS: see the header).
-   * Default false.
+   * Write answers after the uWS callback that made them, not inside it, one corked write per turn
+   * (required with TLS: see the header). Default false (each answer written at once).
    */
   deferWrites?: boolean;
 }

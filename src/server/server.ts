@@ -283,7 +283,8 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     clock,
     security,
     memory,
-    deferWrites: options.tls !== undefined,
+    // One corked write per turn for the answers of a connection (and required with TLS): see connection.ts.
+    deferWrites: true,
   };
 
   let app: uWS.TemplatedApp;
