@@ -283,8 +283,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
     clock,
     security,
     memory,
-    // One corked write per turn for the answers of a connection (and required with TLS): see connection.ts.
-    deferWrites: true,
+    deferWrites: options.tls !== undefined,
   };
 
   let app: uWS.TemplatedApp;
