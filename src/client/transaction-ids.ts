@@ -27,6 +27,12 @@ export class TransactionIds {
     this.transport = transport;
   }
 
+  /** The next reserved id of this connection if one is left now (no request needed), else undefined. */
+  takeNow(): number | undefined {
+    if (this.next < this.end && this.sessionId === this.transport.hello.sessionId) return this.next++;
+    return undefined;
+  }
+
   /** The next reserved id of this connection; null when the broker cannot reserve ids. */
   async take(group: string): Promise<number | null> {
     while (!this.unsupported) {

@@ -118,13 +118,44 @@ const spareBuildersMax = 8;
 /** A builder whose buffer grew past this is dropped rather than kept spare. */
 const spareBuilderBytesMax = 64 * 1024;
 
+/** The batch of one (topic, partition, delayed or not) being built for a TXN_SEND. */
+interface PartBuilder {
+  topic: string;
+  partition: number;
+  delayed: boolean;
+  builder: BatchBuilder;
+  sends: QueuedSend[];
+}
+
+/** Parts of one TXN_SEND found by a linear look; past this many, by a map. */
+const linearPartsMax = 16;
+
 /** A `txn.send` waiting for its TXN_SEND. */
 interface QueuedSend {
   topic: string;
   message: ProducerMessage;
   resolve: (result: TransactionSendResult) => void;
   reject: (error: unknown) => void;
+  owner: Transaction;
+  settled: boolean;
 }
+
+/** Settles a send once (later calls do nothing) and tells its transaction. */
+function resolveSend(send: QueuedSend, result: TransactionSendResult): void {
+  if (send.settled) return;
+  send.settled = true;
+  send.owner.sendSettled(null);
+  send.resolve(result);
+}
+
+function rejectSend(send: QueuedSend, error: unknown): void {
+  if (send.settled) return;
+  send.settled = true;
+  send.owner.sendSettled(error);
+  send.reject(error);
+}
+
+const ignore = (): void => undefined;
 
 export class TransactionalProducer extends Producer {
   readonly group: string;
@@ -209,7 +240,19 @@ export class TransactionalProducer extends Producer {
    * Begins a transaction: takes a reserved id (TXN_IDS when none is left), begun on the broker by the
    * transaction's first send or end. Against a broker without TXN_IDS: one TXN_BEGIN.
    */
-  async beginTransaction(): Promise<Transaction> {
+  beginTransaction(): Promise<Transaction> {
+    // Registered on this connection and an id left: no await (the common case).
+    if (
+      this.registeredSession !== undefined &&
+      this.registeredSession === this.txnTransport.hello.sessionId
+    ) {
+      const id = transactionIdsOf(this.txnTransport).takeNow();
+      if (id !== undefined) return Promise.resolve(new Transaction(this, id, true));
+    }
+    return this.beginWaiting();
+  }
+
+  private async beginWaiting(): Promise<Transaction> {
     await this.ready();
     const id = await transactionIdsOf(this.txnTransport).take(this.group);
     if (id !== null) return new Transaction(this, id, true);
@@ -265,16 +308,15 @@ export class TransactionalProducer extends Producer {
         const partition = this.partitionOf(send.topic, send.message);
         placed.push({ send, partition: typeof partition === 'number' ? partition : await partition });
       } catch (error) {
-        send.reject(error);
+        rejectSend(send, error);
       }
     }
     let begun = false;
     let start = 0;
     while (start < placed.length) {
-      const builders = new Map<
-        string,
-        { topic: string; partition: number; delayed: boolean; builder: BatchBuilder; sends: QueuedSend[] }
-      >();
+      // Few parts (the common case): found by a linear look, without a key string per send.
+      const builders: PartBuilder[] = [];
+      let byKey: Map<string, PartBuilder> | null = null;
       let bytes = 0;
       let index = start;
       const now = Date.now();
@@ -287,20 +329,35 @@ export class TransactionalProducer extends Producer {
         try {
           delayed = dueTimeOf(message, now) !== null;
         } catch (error) {
-          send.reject(error);
+          rejectSend(send, error);
           continue;
         }
-        const key = `${partition} ${delayed ? 'd' : 'p'} ${send.topic}`;
-        let part = builders.get(key);
+        let part: PartBuilder | undefined;
+        if (byKey === null) {
+          for (const candidate of builders) {
+            if (
+              candidate.partition === partition &&
+              candidate.delayed === delayed &&
+              candidate.topic === send.topic
+            ) {
+              part = candidate;
+              break;
+            }
+          }
+        } else {
+          part = byKey.get(`${partition} ${delayed ? 'd' : 'p'} ${send.topic}`);
+        }
         if (part === undefined) {
-          part = {
-            topic: send.topic,
-            partition,
-            delayed,
-            builder: this.takeBuilder(),
-            sends: [],
-          };
-          builders.set(key, part);
+          part = { topic: send.topic, partition, delayed, builder: this.takeBuilder(), sends: [] };
+          builders.push(part);
+          if (byKey === null && builders.length > linearPartsMax) {
+            byKey = new Map();
+            for (const each of builders) {
+              byKey.set(`${each.partition} ${each.delayed ? 'd' : 'p'} ${each.topic}`, each);
+            }
+          } else if (byKey !== null) {
+            byKey.set(`${partition} ${delayed ? 'd' : 'p'} ${send.topic}`, part);
+          }
         }
         const before = part.builder.sizeBytes;
         try {
@@ -317,7 +374,7 @@ export class TransactionalProducer extends Producer {
               : withHeader(record, deliverAtHeader, String(message.deliverAt));
           if (!part.builder.append(appended)) break; // this batch is full: the rest goes next
         } catch (error) {
-          send.reject(error);
+          rejectSend(send, error);
           continue;
         }
         part.sends.push(send);
@@ -326,7 +383,7 @@ export class TransactionalProducer extends Producer {
       start = index;
       const parts: Array<{ topic: string; partition: number; sends: QueuedSend[] }> = [];
       const batches: Uint8Array[] = [];
-      for (const part of builders.values()) {
+      for (const part of builders) {
         if (part.sends.length > 0) {
           // A copy the request owns (the builder goes back to the spares): from Buffer's pool when small.
           const view = part.builder.finish(part.delayed ? delayedFinish : plainFinish);
@@ -360,10 +417,12 @@ export class TransactionalProducer extends Producer {
           throw new InvalidArgumentError('TXN_SEND answered without the offsets of its halves');
         }
         parts.forEach((part, i) => {
-          for (const send of part.sends) send.resolve({ partition: part.partition, halfOffset: offsets[i]! });
+          for (const send of part.sends) {
+            resolveSend(send, { partition: part.partition, halfOffset: offsets[i]! });
+          }
         });
       } catch (error) {
-        for (const part of parts) for (const send of part.sends) send.reject(error);
+        for (const part of parts) for (const send of part.sends) rejectSend(send, error);
       }
     }
     return begun;
@@ -398,6 +457,7 @@ export class TransactionalProducer extends Producer {
   }
 }
 
+const resolved = Promise.resolve();
 const plainFinish = {};
 const delayedFinish = { attributes: BatchAttributes.delayed };
 
@@ -406,10 +466,13 @@ export class Transaction {
   readonly id: number;
   private readonly producer: TransactionalProducer;
   private failedSend: unknown = null;
-  private readonly sends = new Set<Promise<unknown>>();
+  /** Sends not settled yet, and who waits for none to be left. */
+  private sendsInFlight = 0;
+  private sendsIdle: Array<() => void> | null = null;
   /** A reserved id not known to be begun on the broker yet: requests carry `begin`. */
   private beginPending: boolean;
   private queued: QueuedSend[] = [];
+  private readonly flushQueued = (): void => this.flush();
 
   /** @internal `leased`: a reserved id, begun by the first send or end. */
   constructor(producer: TransactionalProducer, id: number, leased: boolean) {
@@ -424,18 +487,34 @@ export class Transaction {
    */
   send(topic: string, message: ProducerMessage): Promise<TransactionSendResult> {
     const sent = new Promise<TransactionSendResult>((resolve, reject) => {
-      if (this.queued.length === 0) queueMicrotask(() => this.flush());
-      this.queued.push({ topic, message, resolve, reject });
+      // A promise reaction rather than queueMicrotask (which wraps each call in an AsyncResource).
+      if (this.queued.length === 0) void resolved.then(this.flushQueued);
+      this.queued.push({ topic, message, resolve, reject, owner: this, settled: false });
     });
-    this.sends.add(sent);
-    sent.then(
-      () => this.sends.delete(sent),
-      (error: unknown) => {
-        this.sends.delete(sent);
-        this.failedSend ??= error;
-      },
-    );
+    this.sendsInFlight++;
+    // A failed send is reported by commit: not an unhandled rejection when the caller does not await it.
+    sent.then(undefined, ignore);
     return sent;
+  }
+
+  /** @internal One of this transaction's sends settled (`error` null: it succeeded). */
+  sendSettled(error: unknown): void {
+    if (error !== null) this.failedSend ??= error;
+    this.sendsInFlight--;
+    if (this.sendsInFlight === 0 && this.sendsIdle !== null) {
+      const waiters = this.sendsIdle;
+      this.sendsIdle = null;
+      for (const waiter of waiters) waiter();
+    }
+  }
+
+  /** Resolves once no send of this transaction is in flight. */
+  private sendsSettled(): Promise<void> {
+    if (this.sendsInFlight === 0) return resolved;
+    return new Promise((resolve) => {
+      this.sendsIdle ??= [];
+      this.sendsIdle.push(resolve);
+    });
   }
 
   private flush(): void {
@@ -447,14 +526,14 @@ export class Transaction {
         if (begun) this.beginPending = false;
       },
       (error: unknown) => {
-        for (const send of queued) send.reject(error);
+        for (const send of queued) rejectSend(send, error);
       },
     );
   }
 
   /** Makes every message of the transaction visible at once (after the sends in flight settle). */
   async commit(): Promise<EndTransactionResult> {
-    if (this.sends.size > 0) await Promise.allSettled([...this.sends]);
+    if (this.sendsInFlight > 0) await this.sendsSettled();
     if (this.failedSend !== null) {
       const reason = this.failedSend instanceof Error ? this.failedSend.message : String(this.failedSend);
       throw new InvalidArgumentError(`transaction ${this.id} had a failed send (${reason}): roll it back`);
@@ -464,7 +543,7 @@ export class Transaction {
 
   /** Discards every message of the transaction. */
   async rollback(): Promise<EndTransactionResult> {
-    if (this.sends.size > 0) await Promise.allSettled([...this.sends]);
+    if (this.sendsInFlight > 0) await this.sendsSettled();
     return this.end('rollback');
   }
 

@@ -20,11 +20,14 @@
  * would otherwise copy every payload to XOR it; a zero key keeps the bytes as they are (this
  * protocol never passes through the HTTP caches that masking protects). The caller's body is not
  * modified, and one of at least 8 KiB is not copied either: it travels as the second fragment of the
- * message (the broker joins fragments into one message). Messages are received as their fragments (`binaryType` 'fragments'): an answer the
+ * message (the broker joins fragments into one message). The messages sent in one turn of the event
+ * loop (up to the end of its microtasks) leave in one write: the first corks the TCP socket under
+ * `ws`, a process.nextTick uncorks it. Messages are received as their fragments (`binaryType` 'fragments'): an answer the
  * broker sent as prefix + body fragments (server/connection.ts) is decoded with the body fragment as
  * it is, not joined into a copy first. Not for concurrent use from several threads (nothing in Node is).
  */
 
+import { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { assert } from '../assert.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
@@ -107,6 +110,15 @@ interface PendingRequest {
  */
 const fragmentedBodyBytesMin = 8 * 1024;
 
+/**
+ * The TCP (or TLS) socket under a `ws` WebSocket (its `_socket`, not part of `ws`'s typed API), or
+ * null when there is none (not connected yet, or a `ws` version without it): then nothing is corked.
+ */
+function netSocketOf(socket: WebSocket): Duplex | null {
+  const raw = (socket as unknown as { _socket?: unknown })._socket;
+  return raw instanceof Duplex ? raw : null;
+}
+
 /** Fills the masking key with zeros: `ws` then sends the payload without copying it. */
 function zeroMask(mask: Buffer): void {
   mask.fill(0);
@@ -145,6 +157,13 @@ export class WebSocketTransport implements Transport {
   private nextAttemptAtMs = 0;
   private helloInfo: HelloInfo | null = null;
   private isClosed = false;
+  /** The socket corked until the end of this turn (sendMessage), or null. */
+  private corked: Duplex | null = null;
+  private readonly uncorkTurn = (): void => {
+    const raw = this.corked;
+    this.corked = null;
+    raw?.uncork();
+  };
 
   private constructor(url: string, options: WebSocketTransportOptions) {
     let parsed: URL;
@@ -306,13 +325,32 @@ export class WebSocketTransport implements Transport {
         signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.pending.set(correlationId, entry);
-      if (parts === null) {
-        socket.send(bytes!);
-      } else {
-        socket.send(parts[0], { fin: false });
-        socket.send(parts[1], { fin: true });
-      }
+      this.sendMessage(socket, bytes, parts);
     });
+  }
+
+  /**
+   * Sends one message; the messages of one turn of the event loop (up to the end of its microtasks)
+   * leave in one write: the first corks the socket under `ws`, a process.nextTick uncorks it.
+   */
+  private sendMessage(
+    socket: WebSocket,
+    bytes: Buffer | null,
+    parts: ReturnType<typeof encodeFrameParts> | null,
+  ): void {
+    const raw = netSocketOf(socket);
+    if (raw !== null && this.corked !== raw) {
+      this.uncorkTurn();
+      raw.cork();
+      this.corked = raw;
+      process.nextTick(this.uncorkTurn);
+    }
+    if (parts === null) {
+      socket.send(bytes!);
+    } else {
+      socket.send(parts[0], { fin: false });
+      socket.send(parts[1], { fin: true });
+    }
   }
 
   /** Removes a pending request and its timer and abort listener. */
@@ -492,7 +530,7 @@ export class WebSocketTransport implements Transport {
           : new SpillwayError('HANDLER_FAILED', `cannot encode the answer: ${String(error)}`);
       bytes = encodeFrame(serverRequestErrorAnswer(answer, failure));
     }
-    socket.send(bytes);
+    this.sendMessage(socket, bytes, null);
   }
 
   private dropSocket(socket: WebSocket, cause: unknown): void {

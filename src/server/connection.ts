@@ -33,8 +33,11 @@
  * - The WebSocket is never touched after its close event (uWS throws on use after close).
  * - Answers with a body are sent without concatenation: the prefix and the body as two fragments of
  *   one message, corked into one write.
- * - With TLS (context.deferWrites), answers are never written inside a uWS callback: they are
- *   queued and written together (corked) from a setImmediate. uSockets' SSL write discards the
+ * - Answers are queued and written together (corked, one syscall) from a promise reaction: the
+ *   answers that the continuations already queued make go in one write rather than one each (a
+ *   pipelining client, e.g. 1,024 transactions in flight, gets dozens at once). With TLS
+ *   (context.deferWrites) they are written from a setImmediate instead, never inside a uWS callback,
+ *   which TLS needs for correctness: uSockets' SSL write discards the
  *   encrypted input still to be decrypted from the current read (us_internal_ssl_socket_write resets
  *   the loop's ssl_read_input_length), so an answer written while a large read is being handed out
  *   (pipelined PRODUCE batches, whose acks promise continuations write from inside the message
@@ -82,6 +85,8 @@ import type { PrincipalQuotaTracker, QuotaKind } from './auth/principal-quotas.j
 import { closeCodeMemoryBudget, type GuardedConnection, type MemoryGuard } from './memory-guard.js';
 import { invalidFrameOpcode, okResult, type ServerMetrics } from './metrics.js';
 
+const resolvedPromise = Promise.resolve();
+
 export interface ConnectionContext {
   api: BrokerApi;
   brokerVersion: string;
@@ -97,8 +102,8 @@ export interface ConnectionContext {
   security: ConnectionSecurity | null;
   memory: MemoryGuard;
   /**
-   * Write answers after the uWS callback that made them, not inside it (TLS: see the header).
-   * Default false.
+   * Write answers after the uWS callback that made them (a setImmediate), not inside it (TLS: see
+   * the header). Default false (written from a promise reaction, which may be inside the callback).
    */
   deferWrites?: boolean;
 }
@@ -575,24 +580,26 @@ export class Connection implements SessionTransport, GuardedConnection {
 
   private write(parts: FrameParts): void {
     if (this.closed || this.socket === undefined) return;
-    if (this.context.deferWrites !== true) {
-      this.writeNow([parts]);
-      return;
-    }
     this.deferred.push(parts);
     this.deferredBytes += parts[0].length + parts[1].length;
     this.report();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => {
-        this.flushScheduled = false;
-        this.flushDeferred();
-        // Held answers wait for a drain event, which uWS sends only after backpressure: if the
-        // flush left the socket's buffer under the limit, nothing else would resume them.
-        if (!this.closed && this.bufferedBytes <= sendBufferBytesMax) this.pump();
-      });
+      // TLS: after the uWS callback (setImmediate). Plain: a promise reaction, so the answers made
+      // by the continuations already queued go in the same write, with no wait for the next phase
+      // of the event loop (a setImmediate there cost plain PRODUCE round trips a third of their rate).
+      if (this.context.deferWrites === true) setImmediate(this.flushTurn);
+      else void resolvedPromise.then(this.flushTurn);
     }
   }
+
+  private readonly flushTurn = (): void => {
+    this.flushScheduled = false;
+    this.flushDeferred();
+    // Held answers wait for a drain event, which uWS sends only after backpressure: if the
+    // flush left the socket's buffer under the limit, nothing else would resume them.
+    if (!this.closed && this.bufferedBytes <= sendBufferBytesMax) this.pump();
+  };
 
   private flushDeferred(): void {
     const list = this.deferred;

@@ -12,7 +12,8 @@
  *    `committing`, with each target's log end) durably, then delivers every half, in send order,
  *    through `deliverCommitted` inside one commit round (commit-rounds.ts: the targets' visibility is
  *    held until all are appended and acknowledged, then released in one step), then records
- *    `committed` (not awaited: recovery finds delivered batches by their stamp, below).
+ *    `committed` (not awaited: recovery finds delivered batches by their stamp, below; one
+ *    `committed` entry for the commits finished in one turn, recordCommitted).
  *    END rollback: records `rolled-back`; the halves are left for the half log's cleanup.
  *  - A delivered batch is the producer's batch stamped by the broker: attribute transactional,
  *    producerId = transaction id, producerEpoch 0, baseSequence = the half's index in the
@@ -235,6 +236,8 @@ export class BrokerTransactions implements TransactionService {
     checkAnswers: { commit: 0, rollback: 0, unknown: 0, failed: 0 },
   };
   private halfBytesTotal = 0;
+  /** Commits finished in this turn, recorded together (recordCommitted). */
+  private committedNow: LiveTransaction[] = [];
 
   /** Where committed delayed batches go (the delay service's scheduleCommitted); null: refused. */
   scheduleDelayed:
@@ -681,6 +684,7 @@ export class BrokerTransactions implements TransactionService {
   close(): void {
     // Open transactions survive a clean close: their begin records go now (the state log closes after).
     this.recordBegins();
+    this.writeCommitted();
     this.clock.clearTimer(this.timer);
     this.timer = null;
     this.clock.clearTimer(this.cleanupTimer);
@@ -902,13 +906,37 @@ export class BrokerTransactions implements TransactionService {
     this.counters.committed++;
     this.halfBytesTotal -= live.halfBytes;
     this.decrementSession(live);
-    // Not awaited: a crash before it is durable redoes nothing (the stamps say what was delivered).
-    this.state.commit({ kind: 'transaction', record }).then(
-      () => this.live.delete(id),
-      (error: unknown) => this.onLog(`transaction ${id}: recording its end failed (${String(error)})`),
-    );
+    this.recordCommitted(live);
     return this.result(record, false);
   }
+
+  /**
+   * Records that `live` is committed: one `committed` entry (its id with those of every other commit
+   * finished in this turn, written at the end of the turn's microtasks). Not awaited by the commit:
+   * a crash before it is durable redoes nothing (the stamps say what was delivered).
+   */
+  private recordCommitted(live: LiveTransaction): void {
+    this.committedNow.push(live);
+    if (this.committedNow.length === 1) process.nextTick(this.writeCommitted);
+  }
+
+  private readonly writeCommitted = (): void => {
+    const finished = this.committedNow;
+    this.committedNow = [];
+    if (finished.length === 0) return;
+    const ids = finished.map((live) => live.record.id);
+    this.state.commit({ kind: 'committed', ids }).then(
+      () => {
+        for (const live of finished) {
+          if (this.live.get(live.record.id) === live) this.live.delete(live.record.id);
+        }
+      },
+      (error: unknown) =>
+        this.onLog(
+          `transactions ${ids[0]}..${ids.at(-1)} (${ids.length}): recording their end failed (${String(error)})`,
+        ),
+    );
+  };
 
   /** Indexes of the halves of a committing transaction already in their targets (stamped batches). */
   private deliveredHalves(record: TransactionRecord): Set<number> {

@@ -8,6 +8,9 @@
  *                                           (`positional`; the older map form is read too)
  *   key `n`       value { nextId }          in snapshots, and when TXN_IDS reserves ids: ids are
  *                                           never given twice
+ *   key `c`       value [id, ...]           committing transactions whose halves are all delivered:
+ *                                           each becomes committed (one entry for the commits that
+ *                                           finished in one turn, instead of a record each)
  *
  * A record's `state` moves open → committing → committed, or open → rolled-back; committed and
  * rolled-back are final: the record leaves the live map and its outcome (id, state, decider, decision
@@ -53,7 +56,9 @@ export interface TransactionRecord {
 
 export type TransactionEntry =
   | { kind: 'transaction'; record: TransactionRecord }
-  | { kind: 'next'; nextId: number };
+  | { kind: 'next'; nextId: number }
+  /** Committing transactions whose every half is delivered: each becomes `committed` as it stands. */
+  | { kind: 'committed'; ids: number[] };
 
 const statuses: readonly TransactionStatus[] = ['open', 'committing', 'committed', 'rolled-back'];
 const deciders: readonly DecidedBy[] = ['producer', 'check-back', 'timeout'];
@@ -162,6 +167,7 @@ function fromPositional(values: unknown[]): Record<string, unknown> {
 export const transactionCodec: EntryCodec<TransactionEntry> = {
   encode(entry) {
     if (entry.kind === 'next') return { key: 'n', value: statePackr.pack({ nextId: entry.nextId }) };
+    if (entry.kind === 'committed') return { key: 'c', value: statePackr.pack(entry.ids) };
     return { key: `t${entry.record.id}`, value: statePackr.pack(positional(entry.record)) };
   },
   decode(record) {
@@ -171,6 +177,10 @@ export const transactionCodec: EntryCodec<TransactionEntry> = {
     const decoded: unknown = statePackr.unpack(value);
     if (key === 'n') {
       return { kind: 'next', nextId: integer((decoded as Record<string, unknown>)?.['nextId'], 'nextId', 1) };
+    }
+    if (key === 'c') {
+      if (!Array.isArray(decoded)) throw new Error('a committed entry is not a list of ids');
+      return { kind: 'committed', ids: decoded.map((id: unknown) => integer(id, 'id', 1)) };
     }
     // Written as an array since the transaction-rate work; maps (the first form) are still read.
     const record_ = validateRecord(Array.isArray(decoded) ? fromPositional(decoded) : decoded);
@@ -352,6 +362,16 @@ export class TransactionStateMachine implements StateMachine<TransactionEntry> {
   apply(entry: TransactionEntry): void {
     if (entry.kind === 'next') {
       this.nextId = Math.max(this.nextId, entry.nextId);
+      return;
+    }
+    if (entry.kind === 'committed') {
+      // Only a committing transaction finishes so; any other id (not live, or open) is left as it is.
+      for (const id of entry.ids) {
+        const record = this.live.get(id);
+        if (record === undefined || record.state !== 'committing') continue;
+        this.live.delete(id);
+        this.outcomes.add({ ...record, state: 'committed', targets: [] });
+      }
       return;
     }
     const record = entry.record;

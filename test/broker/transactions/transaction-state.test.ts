@@ -127,4 +127,37 @@ describe('TransactionStateMachine outcomes', () => {
     expect(restored.live.get(26)).toEqual({ ...committing, id: 26 });
     expect(restored.nextId).toBe(27);
   });
+
+  it('a committed entry finishes the committing transactions it names, as a record of each would', () => {
+    const byEntry = new TransactionStateMachine(10);
+    const byRecords = new TransactionStateMachine(10);
+    const open = { ...committing, id: 7, state: 'open' as const, decidedBy: null, decidedAtMs: null };
+    for (const machine of [byEntry, byRecords]) {
+      machine.apply({ kind: 'transaction', record: { ...committing, id: 5 } });
+      machine.apply({ kind: 'transaction', record: { ...committing, id: 6, messages: 9 } });
+      machine.apply({ kind: 'transaction', record: open });
+    }
+    // Ids 7 (open: not finished by it) and 99 (unknown) are left as they are.
+    const encoded = transactionCodec.encode({ kind: 'committed', ids: [5, 6, 7, 99] });
+    expect(encoded.key).toBe('c');
+    const decoded = transactionCodec.decode(recordOf('c', encoded.value!));
+    expect(decoded).toEqual({ kind: 'committed', ids: [5, 6, 7, 99] });
+    byEntry.apply(decoded);
+    for (const id of [5, 6]) {
+      const record = byRecords.live.get(id)!;
+      byRecords.apply({ kind: 'transaction', record: { ...record, state: 'committed', targets: [] } });
+    }
+    expect([...byEntry.outcomes.values()]).toEqual([...byRecords.outcomes.values()]);
+    expect(byEntry.outcomes.get(6)).toMatchObject({
+      state: 'committed',
+      decidedBy: 'check-back',
+      messages: 9,
+    });
+    expect([...byEntry.live.keys()]).toEqual([7]);
+    expect(byEntry.live.get(7)).toEqual(open);
+    expect(() => transactionCodec.decode(recordOf('c', statePackr.pack({ ids: [1] })))).toThrow(
+      /list of ids/,
+    );
+    expect(() => transactionCodec.decode(recordOf('c', statePackr.pack([0])))).toThrow(/integer/);
+  });
 });
