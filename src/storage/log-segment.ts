@@ -35,8 +35,8 @@
  * truncation) is then zero-filled synchronously, on the event loop, at most `zeroAheadStepBytes`
  * at a time. It is not done in the background because an append must never write into a region a
  * zero-write is still in flight for, and appends cannot wait. To keep it off the append → ack path,
- * an append that leaves less than `zeroAheadBytes` zero-filled ahead schedules a zero-write of one
- * step for the following turn of the event loop (`zeroAheadLater`, again each turn until the
+ * an append that leaves a step or more missing from `zeroAheadBytes` zero-filled ahead schedules a
+ * zero-write of one step for the following turn of the event loop (`zeroAheadLater`, again each turn until the
  * margin is back), after the appends of the current turn were answered; that turn also grows the
  * file ahead of the data when the margin reaches the end of what is allocated. An append zero-fills
  * inline (one step past its end, once written) only when it outruns the zeros (a large batch, many appends in
@@ -447,10 +447,11 @@ export class LogSegment {
     if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0 && this.zeroedUpTo > 0) {
       this.zeroAhead(position + length, zeroAheadStepBytes);
     }
+    // Once a step is missing from the margin (so most fdatasyncs write back no zeros at all).
     if (
       this.zeroWriteBytes > 0 &&
       !this.zeroAheadScheduled &&
-      this.zeroedUpTo < position + length + zeroAheadBytes
+      this.zeroedUpTo <= position + length + zeroAheadBytes - zeroAheadStepBytes
     ) {
       this.zeroAheadScheduled = true;
       setImmediate(this.zeroAheadLater);
