@@ -38,7 +38,8 @@
  * an append that leaves a step or more missing from `zeroAheadBytes` zero-filled ahead schedules a
  * zero-write of one step for the following turn of the event loop (`zeroAheadLater`, again each turn until the
  * margin is back), after the appends of the current turn were answered; that turn also grows the
- * file ahead of the data when the margin reaches the end of what is allocated. An append zero-fills
+ * file ahead of the data when the margin reaches the end of what is allocated (once the segment
+ * holds at least a margin of data, so a small log stays small on disk). An append zero-fills
  * inline (one step past its end, once written) only when it outruns the zeros (a large batch, many appends in
  * one turn); the first appends into a new segment write their data into allocated, unwritten pages
  * (what an fdatasync converts, as without zero-fill) rather than waiting for zeros.
@@ -471,7 +472,9 @@ export class LogSegment {
     this.zeroAheadScheduled = false;
     if (!this.writable || this.closed || this.zeroWriteBytes === 0) return;
     const wanted = Math.min(this.maxCapacityBytes, this.state.sizeBytes + zeroAheadBytes);
-    if (wanted > this.allocatedBytes) {
+    // Only once the segment holds a margin's worth of data: a log that holds little keeps holding
+    // little on disk (the growth steps of its appends), zero-filled as far as it is allocated.
+    if (wanted > this.allocatedBytes && this.state.sizeBytes >= zeroAheadBytes) {
       try {
         this.grow(wanted);
       } catch {
