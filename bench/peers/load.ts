@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as hdr from 'hdr-histogram-js';
-import { indexedPayload, payloadIndex, payloadPool } from './payload.js';
+import { LatencyPayloads, payloadIndex, payloadPool } from './payload.js';
 import type { LatencyOptions, LatencyResult } from './peer.js';
 import { waitAtMost } from './wait.js';
 
@@ -22,6 +22,9 @@ export const latencyWarmUpMessages = 100;
 
 /** After the last latency message is sent, how long to wait for stragglers. */
 export const latencyDrainMs = 5000;
+
+/** Payload buffers made before a latency run (at most; fewer for short runs): LatencyPayloads. */
+export const latencyPayloadSlotsMax = 1024;
 
 /** Publishes sent in one tick of the latency loop at most, so a stalled timer cannot burst without bound. */
 const latencyBurstMax = 1000;
@@ -106,14 +109,19 @@ export interface LatencyHooks {
 /**
  * Open-loop latency: messages published at `ratePerSecond` for `durationMs`, each carrying its
  * index; latency = time of receipt − time of the publish call, both `performance.now()` in this
- * process. The first `latencyWarmUpMessages` are not measured.
+ * process. The first `latencyWarmUpMessages` are not measured. The payloads are made before the
+ * clock starts (LatencyPayloads): the loop allocates no message bytes of its own.
  */
 export async function measureLatency(options: LatencyOptions, hooks: LatencyHooks): Promise<LatencyResult> {
   const total = Math.max(1, Math.floor((options.ratePerSecond * options.durationMs) / 1000));
   const warmUp = Math.min(latencyWarmUpMessages, Math.floor(total / 10));
   const pool = payloadPool(options.messageBytes);
+  const payloads = new LatencyPayloads(pool, Math.min(total, latencyPayloadSlotsMax));
   const sentAt = new Float64Array(total).fill(Number.NaN);
   const received = new Uint8Array(total);
+  /** Message i's send promise settled (1): with received[i], its payload slot may be used again. */
+  const settled = new Uint8Array(total);
+  const reusable = (earlier: number): boolean => received[earlier] === 1 && settled[earlier] === 1;
   // µs, 1 µs to 60 s at 3 significant digits; longer is clamped (and visible as max).
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000 });
   let receivedCount = 0;
@@ -152,11 +160,17 @@ export async function measureLatency(options: LatencyOptions, hooks: LatencyHook
       while (sent < due && burst < latencyBurstMax) {
         const lag = performance.now() - (start + sent * intervalMs);
         if (lag > producerLagMaxMs) producerLagMaxMs = lag;
-        const payload = indexedPayload(pool, sent);
+        const payload = payloads.take(sent, reusable);
+        const index = sent;
         sentAt[sent] = performance.now();
-        hooks.send(payload).catch((error: unknown) => {
-          sendFailure ??= error;
-        });
+        hooks.send(payload).then(
+          () => {
+            settled[index] = 1;
+          },
+          (error: unknown) => {
+            sendFailure ??= error;
+          },
+        );
         sent += 1;
         burst += 1;
       }

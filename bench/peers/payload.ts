@@ -52,3 +52,44 @@ export function payloadIndex(payload: Uint8Array): number {
     throw new RangeError(`payload of ${payload.length} bytes has no index`);
   return ((payload[0]! << 24) | (payload[1]! << 16) | (payload[2]! << 8) | payload[3]!) >>> 0;
 }
+
+/**
+ * The payloads of a latency run, made before it starts so the publishing loop allocates nothing per
+ * message (a 16 KiB copy per message made the measuring process itself run a major GC every few
+ * hundred ms, which delayed every system's messages alike): `slots` buffers cut from one slab, slot
+ * `index % slots` for message `index`, its index written at its head by `take`. A slot is handed out
+ * again only once `reusable(earlier index)` says the message that last used it is done with (received
+ * and its send settled), since a client may still hold the bytes of a message in flight; otherwise
+ * `take` returns a fresh copy (counted in `copies`).
+ */
+export class LatencyPayloads {
+  private readonly slots: Buffer[];
+  /** Messages that got a fresh copy because their slot was still in use. */
+  copies = 0;
+
+  constructor(
+    private readonly pool: readonly Buffer[],
+    slotCount: number,
+  ) {
+    const size = pool[0]!.length;
+    const slab = Buffer.allocUnsafeSlow(size * slotCount);
+    this.slots = Array.from({ length: slotCount }, (_, slot) => {
+      const payload = slab.subarray(slot * size, (slot + 1) * size);
+      pool[slot % pool.length]!.copy(payload);
+      return payload;
+    });
+  }
+
+  /** The payload of message `index` (pool payload `index % pool.length`, index at its head). */
+  take(index: number, reusable: (earlier: number) => boolean): Buffer {
+    const slots = this.slots.length;
+    if (index >= slots && !reusable(index - slots)) {
+      this.copies += 1;
+      return indexedPayload(this.pool, index);
+    }
+    const payload = this.slots[index % slots]!;
+    if (index >= slots) this.pool[index % this.pool.length]!.copy(payload);
+    payload.writeUInt32BE(index >>> 0, 0);
+    return payload;
+  }
+}

@@ -19,10 +19,10 @@
  * Frames are sent as one WebSocket message with a zero masking key: a client must mask, and `ws`
  * would otherwise copy every payload to XOR it; a zero key keeps the bytes as they are (this
  * protocol never passes through the HTTP caches that masking protects). The caller's body is not
- * modified, and one of at least 8 KiB is not copied either: it travels as the second fragment of the
- * message (the broker joins fragments into one message). The messages sent in one turn of the event
- * loop (up to the end of its microtasks) leave in one write: the first corks the TCP socket under
- * `ws`, a process.nextTick uncorks it. Messages are received as their fragments (`binaryType` 'fragments'): an answer the
+ * modified, nor copied when it is `fragmentBodyBytesMin` or longer: the message is then the prefix
+ * and the body as two fragments (the broker joins fragments into one message). The messages sent in
+ * one turn of the event loop (up to the end of its microtasks) leave in one write: the first corks the
+ * TCP socket under `ws`, a process.nextTick uncorks it. Messages are received as their fragments (`binaryType` 'fragments'): an answer the
  * broker sent as prefix + body fragments (server/connection.ts) is decoded with the body fragment as
  * it is, not joined into a copy first. Not for concurrent use from several threads (nothing in Node is).
  */
@@ -104,13 +104,6 @@ interface PendingRequest {
 }
 
 /**
- * Bodies from this size on are sent as their own fragment (prefix + header first, then the body as
- * it is) instead of being copied behind the prefix: a copy of a large body costs more than the
- * second WebSocket frame header and write.
- */
-const fragmentedBodyBytesMin = 8 * 1024;
-
-/**
  * The TCP (or TLS) socket under a `ws` WebSocket (its `_socket`, not part of `ws`'s typed API), or
  * null when there is none (not connected yet, or a `ws` version without it): then nothing is corked.
  */
@@ -118,6 +111,16 @@ function netSocketOf(socket: WebSocket): Duplex | null {
   const raw = (socket as unknown as { _socket?: unknown })._socket;
   return raw instanceof Duplex ? raw : null;
 }
+
+/**
+ * Bodies at least this long go out as a WebSocket fragment of their own after the prefix fragment
+ * (the broker's uWS joins a message's fragments before handing it over), instead of being copied
+ * behind the prefix into a new buffer. Smaller ones are joined: the copy is cheap and comes from
+ * Buffer's shared pool. Why: at 16 KiB per message the joined copy was a new 16 KiB ArrayBuffer per
+ * request, and the client ran a major GC every 0.3-0.75 s at 1,000 msg/s (0 at 4 KiB); each pause
+ * delays every message in flight (issue 15, latency).
+ */
+export const fragmentBodyBytesMin = 4096;
 
 /** Fills the masking key with zeros: `ws` then sends the payload without copying it. */
 function zeroMask(mask: Buffer): void {
@@ -300,7 +303,7 @@ export class WebSocketTransport implements Transport {
     const correlationId = this.takeCorrelationId();
     // A large body goes as the second fragment of the message, as it is; a small one is joined.
     const parts =
-      body !== undefined && body.length >= fragmentedBodyBytesMin
+      body !== undefined && body.length >= fragmentBodyBytesMin
         ? encodeFrameParts({ opcode, flags: 0, correlationId, header, body })
         : null;
     const bytes = parts === null ? encodeFrame({ opcode, flags: 0, correlationId, header, body }) : null;

@@ -32,13 +32,17 @@
  * no unwritten extent to convert (zero-fill.ts). A segment made by `adopt` from a spare
  * (spare-segment.ts) was zero-filled in the background. Every other writable segment (the first
  * one after an open, one created by `create` when no spare was ready at a roll, one reopened by a
- * truncation) is then zero-filled by `append`, synchronously, `zeroAheadBytes` at a time. It is not
- * done in the background because an append must never write into a region a zero-write is still
- * in flight for, and appends cannot wait. To keep it off the append → ack path, an append that
- * leaves less than half of `zeroAheadBytes` zero-filled ahead schedules the next zero-write for the
- * following turn of the event loop (`zeroAheadLater`), after the appends of the current turn were
- * answered; an append zero-fills inline only when it outruns that (a growth step, a large batch,
- * many appends in one turn).
+ * truncation) is then zero-filled synchronously, on the event loop, at most `zeroAheadStepBytes`
+ * at a time. It is not done in the background because an append must never write into a region a
+ * zero-write is still in flight for, and appends cannot wait. To keep it off the append → ack path,
+ * an append that leaves a step or more missing from `zeroAheadBytes` zero-filled ahead schedules a
+ * zero-write of one step for the following turn of the event loop (`zeroAheadLater`, again each turn until the
+ * margin is back), after the appends of the current turn were answered; that turn also grows the
+ * file ahead of the data when the margin reaches the end of what is allocated (once the segment
+ * holds at least a margin of data, so a small log stays small on disk). An append zero-fills
+ * inline (one step past its end, once written) only when it outruns the zeros (a large batch, many appends in
+ * one turn); the first appends into a new segment write their data into allocated, unwritten pages
+ * (what an fdatasync converts, as without zero-fill) rather than waiting for zeros.
  *
  * Buffer ownership: `view()` returns subarrays of the map. They stay valid while referenced, also
  * after the segment is deleted (unlinked files stay mapped), but a `truncateTo` zeroes what it cuts.
@@ -88,8 +92,16 @@ export function parseSegmentFileName(name: string): number | null {
   return Number.isSafeInteger(value) ? value : null;
 }
 
-/** Inline zero-fill: how far past the end of an append the zeros are written (one event-loop pause). */
-const zeroAheadBytes = 1024 * 1024;
+/**
+ * Zero-fill ahead (`always`): the margin of zero-filled bytes kept past the data, and the most
+ * written in one turn of the event loop. Every zero byte written is written back by the next
+ * fdatasync, the one an acknowledgement waits for: a step bounds what one acknowledgement pays for
+ * zeros. With 512 KiB-1 MiB steps, every 32nd fdatasync of 16 KiB appends at 1,000/s carried
+ * 512 KiB of zeros, which was the `always` p99 (issue 15); 64 KiB steps spread the same zeros over
+ * every 4th.
+ */
+export const zeroAheadBytes = 256 * 1024;
+export const zeroAheadStepBytes = 64 * 1024;
 
 export interface SegmentState {
   /** Valid bytes: the end of the last whole batch. */
@@ -421,7 +433,6 @@ export class LogSegment {
     const position = this.state.sizeBytes;
     const length = batch.length;
     if (position + length > this.allocatedBytes) this.grow(position + length);
-    if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0) this.zeroAhead(position + length);
     const baseOffset = this.state.nextOffset;
     this.writeBatch(batch, baseOffset, position);
     this.recordBatch(
@@ -431,10 +442,17 @@ export class LogSegment {
       batchRecordCountAt(batch, 0),
       batchMaxTimestampAt(batch, 0),
     );
+    // Outrun (the batch went past the zeros): one step of zeros past it now, for the appends that
+    // follow in this turn. Zeros under the batch itself would be no use: the fdatasync that writes
+    // the data back converts those pages either way. Not for a new segment's first append.
+    if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0 && this.zeroedUpTo > 0) {
+      this.zeroAhead(position + length, zeroAheadStepBytes);
+    }
+    // Once a step is missing from the margin (so most fdatasyncs write back no zeros at all).
     if (
       this.zeroWriteBytes > 0 &&
       !this.zeroAheadScheduled &&
-      this.zeroedUpTo < Math.min(this.allocatedBytes, position + length + zeroAheadBytes / 2)
+      this.zeroedUpTo <= position + length + zeroAheadBytes - zeroAheadStepBytes
     ) {
       this.zeroAheadScheduled = true;
       setImmediate(this.zeroAheadLater);
@@ -444,15 +462,30 @@ export class LogSegment {
 
   /**
    * The zero-fill ahead of the appends, after them: run in the next turn of the event loop (after
-   * the appends of this turn were answered), it keeps `zeroAheadBytes` past the data zero-filled
-   * within what is allocated, so an append rarely zero-fills inline (only past a growth step, or a
-   * batch larger than half of `zeroAheadBytes`). Still synchronous, so still never in flight while
-   * an append copies. Does not grow the file (disk in proportion to use).
+   * the appends of this turn were answered), it writes one step of zeros towards `zeroAheadBytes`
+   * past the data, and schedules itself again until the margin is there. When the margin reaches
+   * the end of what is allocated it grows the file first (the growth step the next appends would
+   * take inline otherwise; a full disk leaves that to them, which report it). Still synchronous, so
+   * still never in flight while an append writes.
    */
   private readonly zeroAheadLater = (): void => {
     this.zeroAheadScheduled = false;
     if (!this.writable || this.closed || this.zeroWriteBytes === 0) return;
-    this.zeroAhead(this.state.sizeBytes);
+    const wanted = Math.min(this.maxCapacityBytes, this.state.sizeBytes + zeroAheadBytes);
+    // Only once the segment holds a margin's worth of data: a log that holds little keeps holding
+    // little on disk (the growth steps of its appends), zero-filled as far as it is allocated.
+    if (wanted > this.allocatedBytes && this.state.sizeBytes >= zeroAheadBytes) {
+      try {
+        this.grow(wanted);
+      } catch {
+        // Near a full disk: the appends grow (or fail with STORAGE_FULL) when they need to.
+      }
+    }
+    this.zeroAhead(this.state.sizeBytes, zeroAheadStepBytes);
+    if (this.zeroWriteBytes > 0 && this.zeroedUpTo < Math.min(this.allocatedBytes, wanted)) {
+      this.zeroAheadScheduled = true;
+      setImmediate(this.zeroAheadLater);
+    }
   };
 
   /** Bytes past the data known to be written with zeros (what the next appends copy into at full speed). */
@@ -778,11 +811,15 @@ export class LogSegment {
   }
 
   /** Inline zero-fill up to `end` plus `zeroAheadBytes` (see `setZeroWriteBytes`). */
-  private zeroAhead(end: number): void {
+  private zeroAhead(end: number, stepBytes: number): void {
     const page = pageSize();
     // Whole pages past the valid bytes only: the page holding the end of the data is never written.
     const start = Math.max(this.zeroedUpTo, Math.ceil(this.state.sizeBytes / page) * page);
-    const stop = Math.min(this.allocatedBytes, Math.ceil(end / page) * page + zeroAheadBytes);
+    const stop = Math.min(
+      this.allocatedBytes,
+      Math.ceil(end / page) * page + zeroAheadBytes,
+      Math.max(start, Math.ceil(end / page) * page) + stepBytes,
+    );
     if (stop <= start) return;
     try {
       writeZerosSync(this.fd, start, stop, this.zeroWriteBytes);

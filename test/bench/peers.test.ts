@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type PeerWorkload, peersSuiteName, runPeers, selectPeers } from '../../bench/peers/index.js';
 import { findExecutable } from '../../bench/peers/install.js';
-import { indexedPayload, payloadIndex, payloadPool } from '../../bench/peers/payload.js';
+import { indexedPayload, LatencyPayloads, payloadIndex, payloadPool } from '../../bench/peers/payload.js';
 import { RedisStreamsPeer } from '../../bench/peers/redis.js';
 
 const temporaryDirectories: string[] = [];
@@ -58,6 +58,32 @@ describe('peer payloads', () => {
     expect(payload.subarray(4).equals(pool[7]!.subarray(4))).toBe(true);
     expect(pool[7]!.equals(before)).toBe(true);
     expect(() => payloadPool(3)).toThrow(RangeError);
+  });
+});
+
+describe('latency payloads', () => {
+  it('are made up front, carry their index, and reuse a slot only when its last message is done', () => {
+    const pool = payloadPool(64);
+    const payloads = new LatencyPayloads(pool, 4);
+    const done = new Set<number>();
+    const taken = Array.from({ length: 4 }, (_, index) =>
+      payloads.take(index, (earlier) => done.has(earlier)),
+    );
+    for (const [index, payload] of taken.entries()) {
+      expect(payload.equals(indexedPayload(pool, index))).toBe(true);
+    }
+    // Message 4 would take message 0's slot: still in flight, so it gets a copy of its own.
+    const copy = payloads.take(4, (earlier) => done.has(earlier));
+    expect(copy.equals(indexedPayload(pool, 4))).toBe(true);
+    expect(copy.buffer).not.toBe(taken[0]!.buffer);
+    expect(taken[0]!.equals(indexedPayload(pool, 0))).toBe(true);
+    expect(payloads.copies).toBe(1);
+    // Message 1 is done: message 5 reuses its slot (the same bytes in memory), rewritten.
+    done.add(1);
+    const reused = payloads.take(5, (earlier) => done.has(earlier));
+    expect(reused).toBe(taken[1]);
+    expect(reused.equals(indexedPayload(pool, 5))).toBe(true);
+    expect(payloads.copies).toBe(1);
   });
 });
 

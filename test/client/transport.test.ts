@@ -1,12 +1,14 @@
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { type WebSocket as ServerSocket, WebSocketServer } from 'ws';
 import { InProcessTransport } from '../../src/client/in-process-transport.js';
-import { WebSocketTransport } from '../../src/client/websocket-transport.js';
+import { fragmentBodyBytesMin, WebSocketTransport } from '../../src/client/websocket-transport.js';
 import { SpillwayError } from '../../src/errors.js';
+import { BatchBuilder } from '../../src/format/record-batch.js';
 import { decodeFrame, encodeFrame, type Frame, FrameFlags } from '../../src/protocol/frame.js';
 import { Opcode, protocolVersion, protocolVersionMin } from '../../src/protocol/opcodes.js';
-import { delegate, onCleanup, openBroker, sleep, waitFor } from './helpers.js';
+import { delegate, onCleanup, openBroker, serve, sleep, waitFor } from './helpers.js';
 
 type Reply = (header: unknown, options?: { error?: boolean; body?: Uint8Array }) => void;
 
@@ -241,6 +243,42 @@ describe('WebSocket transport', () => {
     const later = await rejection(transport.request(Opcode.listTopics, {}));
     expect([later.code, later.retriable]).toEqual(['CONNECTION_CLOSED', false]);
     expect(transport.closed).toBe(true);
+  });
+
+  test('bodies below and above fragmentBodyBytesMin (joined, or sent as a fragment of their own) arrive whole', async () => {
+    const sizes = [1, fragmentBodyBytesMin - 1, fragmentBodyBytesMin, 16 * 1024 + 3, 300 * 1024];
+    const bodyOf = (size: number) =>
+      Buffer.from(Array.from({ length: size }, (_, i) => (i * 7 + size) & 0xff));
+    // A `ws` server joins the fragments of a message.
+    const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+    const fake = await fakeBroker((frame, reply) =>
+      reply({ length: frame.body.length, sha256: digest(frame.body) }),
+    );
+    const toFake = await transportTo(fake.url);
+    for (const size of sizes) {
+      const body = bodyOf(size);
+      const answer = await toFake.request(Opcode.listTopics, { size }, body);
+      expect(answer.header).toEqual({ length: size, sha256: digest(body) });
+      expect(body.equals(bodyOf(size))).toBe(true); // the caller's bytes are not modified
+    }
+    // So does the broker's uWS server: produced batches of each size are stored byte for byte.
+    const broker = await openBroker();
+    await broker.topics.create('fragments', { partitions: 1 });
+    const server = await serve(broker);
+    const toBroker = await transportTo(server.url);
+    for (const [index, size] of sizes.entries()) {
+      const builder = new BatchBuilder();
+      builder.append({ value: bodyOf(size) });
+      const batch = builder.finishCopy();
+      const answer = await toBroker.request(Opcode.produce, { topic: 'fragments', partition: 0 }, batch);
+      expect(answer.header).toMatchObject({ baseOffset: index });
+      const stored = broker.messages.fetch('fragments', 0, index, { maxBytes: 1, maxWaitMs: 0 });
+      expect(
+        Buffer.from((await stored).records)
+          .subarray(12)
+          .equals(Buffer.from(batch).subarray(12)),
+      ).toBe(true);
+    }
   });
 
   test('a broker that breaks the protocol loses the connection, not the process', async () => {

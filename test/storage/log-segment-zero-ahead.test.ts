@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LogSegment, segmentFileName } from '../../src/storage/log-segment.js';
+import {
+  LogSegment,
+  segmentFileName,
+  zeroAheadBytes,
+  zeroAheadStepBytes,
+} from '../../src/storage/log-segment.js';
 import { makeBatch, temporaryDirectory } from './helpers.js';
 
 const cleanups: Array<() => void> = [];
@@ -17,24 +22,46 @@ function nextTurn(): Promise<void> {
 }
 
 describe('LogSegment zero-fill after the appends', () => {
-  it('zero-fills ahead in the next turn of the event loop, within what is allocated', async () => {
+  it('zero-fills ahead after the appends, one step per turn of the event loop, up to the margin', async () => {
     const dir = temporaryDirectory();
     cleanups.push(dir.remove);
     const segment = LogSegment.create(dir.path, 0, 64 * MiB, 4 * KiB);
     segment.setZeroWriteBytes(16 * KiB);
     const batch = makeBatch('a', 50, 1_700_000_000_000, 1000); // ~50 KiB
-    // Past the 4 MiB growth step, 8 MiB are allocated: room for more than a zero-fill's reach.
-    while (segment.sizeBytes < 4.2 * MiB) segment.append(batch);
-    expect(segment.preallocatedBytes).toBeGreaterThanOrEqual(8 * MiB);
-    await nextTurn();
-    expect(segment.zeroFilledAheadBytes).toBeGreaterThanOrEqual(512 * KiB);
+    // The first append writes its data without waiting for zeros.
+    segment.append(batch);
+    expect(segment.zeroFilledAheadBytes).toBe(0);
+    // A segment that holds little stays small on disk: zeros only as far as it is allocated.
+    for (let turn = 0; turn < 8; turn++) await nextTurn();
+    expect(segment.preallocatedBytes).toBe(64 * KiB);
+    expect(segment.zeroFilledAheadBytes).toBe(64 * KiB - segment.sizeBytes);
+    // Once it holds a margin's worth of data, the turns after the appends grow it ahead of them.
+    while (segment.sizeBytes < zeroAheadBytes) segment.append(batch);
+    // Each later turn writes at most one step, and they go on until the margin is there, growing
+    // the file ahead of the data as needed.
+    let turns = 0;
+    while (segment.zeroFilledAheadBytes < zeroAheadBytes) {
+      const before = segment.zeroFilledAheadBytes;
+      await nextTurn();
+      turns++;
+      // (The first step also counts the unwritten rest of the data's last page.)
+      expect(segment.zeroFilledAheadBytes - before).toBeLessThanOrEqual(zeroAheadStepBytes + 4 * KiB);
+      expect(segment.zeroFilledAheadBytes).toBeGreaterThan(before);
+    }
+    expect(turns).toBeGreaterThanOrEqual(2); // step by step, not all at once
+    expect(segment.preallocatedBytes).toBeGreaterThanOrEqual(segment.sizeBytes + zeroAheadBytes);
     // Appends that eat into the zero-filled region do not refill it inline...
-    while (segment.zeroFilledAheadBytes >= 512 * KiB) segment.append(batch);
+    while (segment.zeroFilledAheadBytes >= zeroAheadStepBytes) segment.append(batch);
     const before = segment.zeroFilledAheadBytes;
-    // ...the next turn does.
+    // ...the next turns do.
     await nextTurn();
     expect(segment.zeroFilledAheadBytes).toBeGreaterThan(before);
-    expect(segment.zeroFilledAheadBytes).toBeGreaterThanOrEqual(512 * KiB);
+    for (let turn = 0; turn < 8; turn++) await nextTurn();
+    expect(segment.zeroFilledAheadBytes).toBeGreaterThanOrEqual(zeroAheadBytes);
+    // An append that outruns the zeros writes at most one step past its end inline.
+    const many = makeBatch('c', 300, 1_700_000_000_000, 1000); // ~300 KiB
+    segment.append(many);
+    expect(segment.zeroFilledAheadBytes).toBeLessThanOrEqual(zeroAheadStepBytes + 4 * KiB);
     // The data is intact: the zero-writes only ever covered bytes past it.
     const size = segment.sizeBytes;
     const view = Buffer.from(segment.view(0, size));
