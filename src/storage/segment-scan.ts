@@ -160,9 +160,13 @@ export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): 
 /**
  * The first valid batch after `from` in `bytes[0, end)`: a structurally valid header whose CRC32C
  * matches, whose base offset lies in [minOffset, maxOffset) and is reachable (every record takes at
- * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose successor chains to it
- * (unless the next batch is valid and does not continue its offsets). The base offset is outside the
- * CRC, so the last two checks keep a damaged base offset from being taken for the resume point.
+ * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose base offset is vouched
+ * for by what follows: its successor continues its offsets, or, when the successor is damaged too,
+ * the next valid batch after it does not hold offsets below its end. (A valid successor that does
+ * not continue its offsets rejects it.) The base offset is outside the CRC, so the last two checks
+ * keep a damaged base offset from being taken for the resume point: a resume point too high would
+ * make the next open take the intact batches after it for a torn tail (their offsets lie below the
+ * offset expected there) and cut them.
  * Used after damage, to tell damage followed by intact data from a torn tail, and to find where the
  * data resumes. Runs without the magic byte are skipped natively (`indexOf`): zeros cost little.
  */
@@ -181,30 +185,45 @@ export function findNextValidBatch(
       crc32c(bytes, 0, position + BatchHeader.crcStart, position + length) === batchCrcAt(bytes, position)
     );
   };
-  let candidate = from + 1;
-  while (candidate + BatchHeader.size <= end) {
-    const magicAt = bytes.indexOf(batchMagic, candidate + BatchHeader.magic);
-    if (magicAt < 0) return null;
-    candidate = magicAt - BatchHeader.magic;
-    if (candidate + BatchHeader.size > end) return null;
-    const baseOffset = baseOffsetOrInvalid(bytes, candidate);
-    const reachable = minOffset + Math.ceil((candidate - from) / 7);
-    if (
-      baseOffset >= minOffset &&
-      baseOffset < maxOffset &&
-      baseOffset <= reachable &&
-      isValidAt(candidate)
-    ) {
-      const next = candidate + batchLengthAt(bytes, candidate);
-      const nextOffset = baseOffset + batchRecordCountAt(bytes, candidate);
-      // A valid successor that does not continue the offsets means this base offset is damaged.
-      const chains =
-        next + BatchHeader.size > end || baseOffsetOrInvalid(bytes, next) === nextOffset || !isValidAt(next);
-      if (chains) return { position: candidate, offset: baseOffset };
+  const inRange = (baseOffset: number): boolean => baseOffset >= minOffset && baseOffset < maxOffset;
+  /** The first position >= `start` holding the magic byte where `accept` holds, with its base offset. */
+  const firstBatchFrom = (
+    start: number,
+    accept: (position: number, baseOffset: number) => boolean,
+  ): { position: number; offset: number } | null => {
+    let candidate = start;
+    while (candidate + BatchHeader.size <= end) {
+      const magicAt = bytes.indexOf(batchMagic, candidate + BatchHeader.magic);
+      if (magicAt < 0) return null;
+      candidate = magicAt - BatchHeader.magic;
+      if (candidate + BatchHeader.size > end) return null;
+      const baseOffset = baseOffsetOrInvalid(bytes, candidate);
+      if (accept(candidate, baseOffset)) return { position: candidate, offset: baseOffset };
+      candidate++;
     }
-    candidate++;
-  }
-  return null;
+    return null;
+  };
+  const vouchedFor = (position: number, baseOffset: number): boolean => {
+    const next = position + batchLengthAt(bytes, position);
+    const nextOffset = baseOffset + batchRecordCountAt(bytes, position);
+    if (next + BatchHeader.size > end || baseOffsetOrInvalid(bytes, next) === nextOffset) return true;
+    // A valid successor that does not continue the offsets means this base offset is damaged.
+    if (isValidAt(next)) return false;
+    // The successor is damaged too. Offsets only grow in a segment: the next valid batch must not
+    // start below this batch's end, or one of the two base offsets is damaged. Rejecting this one
+    // is the safe choice: it is set aside (kept in quarantine/), whereas a resume point too high
+    // would get the batches after it cut as a torn tail.
+    const witness = firstBatchFrom(next, (at, offset) => inRange(offset) && isValidAt(at));
+    return witness === null || witness.offset >= nextOffset;
+  };
+  return firstBatchFrom(
+    from + 1,
+    (candidate, baseOffset) =>
+      inRange(baseOffset) &&
+      baseOffset <= minOffset + Math.ceil((candidate - from) / 7) &&
+      isValidAt(candidate) &&
+      vouchedFor(candidate, baseOffset),
+  );
 }
 
 function hex(value: number): string {
