@@ -160,13 +160,10 @@ export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): 
 /**
  * The first valid batch after `from` in `bytes[0, end)`: a structurally valid header whose CRC32C
  * matches, whose base offset lies in [minOffset, maxOffset) and is reachable (every record takes at
- * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose base offset is vouched
- * for by what follows: its successor continues its offsets, or, when the successor is damaged too,
- * the next valid batch after it does not hold offsets below its end. (A valid successor that does
- * not continue its offsets rejects it.) The base offset is outside the CRC, so the last two checks
- * keep a damaged base offset from being taken for the resume point: a resume point too high would
- * make the next open take the intact batches after it for a torn tail (their offsets lie below the
- * offset expected there) and cut them.
+ * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose base offset the batches
+ * after it vouch for (`vouchedFor` below). The base offset is outside the CRC, so the last two checks
+ * keep a damaged base offset from being taken for the resume point, and a damaged base offset of
+ * the batch after an intact one from getting the intact one rejected.
  * Used after damage, to tell damage followed by intact data from a torn tail, and to find where the
  * data resumes. Runs without the magic byte are skipped natively (`indexOf`): zeros cost little.
  */
@@ -203,24 +200,46 @@ export function findNextValidBatch(
     }
     return null;
   };
+  /** The largest base offset a batch at `position` can have: every record takes at least 7 bytes. */
+  const reachableAt = (position: number): number => minOffset + Math.ceil((position - from) / 7);
+  /**
+   * Whether the batches after the candidate vouch for its base offset. Walks the valid batches that
+   * follow it, predicting their base offsets from its own (lengths and record counts are under the
+   * CRC, base offsets are not): one that matches confirms it. A valid batch that does not match means
+   * its base offset or the candidate's is damaged: when the candidate's offset implied by it is
+   * impossible (outside [minOffset, reachable]) that batch is the damaged one and the walk goes on;
+   * otherwise the candidate is in doubt, and rejected unless a later batch confirms it. Rejecting is
+   * the safe choice: a rejected batch is set aside (kept in quarantine/), whereas a resume point too
+   * high gets the intact batches after it cut as a torn tail on the next open. When the walk ends at
+   * a damaged batch, the next valid batch after it must not hold offsets below the predicted ones.
+   */
   const vouchedFor = (position: number, baseOffset: number): boolean => {
-    const next = position + batchLengthAt(bytes, position);
-    const nextOffset = baseOffset + batchRecordCountAt(bytes, position);
-    if (next + BatchHeader.size > end || baseOffsetOrInvalid(bytes, next) === nextOffset) return true;
-    // A valid successor that does not continue the offsets means this base offset is damaged.
-    if (isValidAt(next)) return false;
-    // The successor is damaged too. Offsets only grow in a segment: the next valid batch must not
-    // start below this batch's end, or one of the two base offsets is damaged. Rejecting this one
-    // is the safe choice: it is set aside (kept in quarantine/), whereas a resume point too high
-    // would get the batches after it cut as a torn tail.
-    const witness = firstBatchFrom(next, (at, offset) => inRange(offset) && isValidAt(at));
-    return witness === null || witness.offset >= nextOffset;
+    let at = position + batchLengthAt(bytes, position);
+    let recordsBefore = batchRecordCountAt(bytes, position);
+    let otherEstimate: number | null = null;
+    for (;;) {
+      if (at + BatchHeader.size > end) return otherEstimate === null;
+      const stored = baseOffsetOrInvalid(bytes, at);
+      if (stored === baseOffset + recordsBefore) return true;
+      if (!isValidAt(at)) break;
+      const estimate = stored - recordsBefore;
+      if (estimate >= minOffset && estimate <= reachableAt(position)) {
+        // Two batches agreeing with each other against the candidate: its base offset is damaged.
+        if (estimate === otherEstimate) return false;
+        otherEstimate = estimate;
+      }
+      recordsBefore += batchRecordCountAt(bytes, at);
+      at += batchLengthAt(bytes, at);
+    }
+    if (otherEstimate !== null) return false;
+    const witness = firstBatchFrom(at, (next, offset) => inRange(offset) && isValidAt(next));
+    return witness === null || witness.offset >= baseOffset + recordsBefore;
   };
   return firstBatchFrom(
     from + 1,
     (candidate, baseOffset) =>
       inRange(baseOffset) &&
-      baseOffset <= minOffset + Math.ceil((candidate - from) / 7) &&
+      baseOffset <= reachableAt(candidate) &&
       isValidAt(candidate) &&
       vouchedFor(candidate, baseOffset),
   );

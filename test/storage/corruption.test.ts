@@ -412,6 +412,37 @@ describe('a damaged base offset next to damaged batches', () => {
     expect(readValues(again)).toEqual(expectedValues(kept));
     await again.close();
   });
+  // Fixed bug (regression test; found by aiming the fuzz at batch headers): the base offsets of b68
+  // and b70 damaged (a high byte: 2^32 more), b69 between them intact. The resume search after b68
+  // took b70 (valid, not continuing b69's offsets) as proof that b69's base offset was damaged, and
+  // repair set aside the intact b69 with them.
+  it('a damaged base offset after an intact batch does not get the intact batch set aside', async () => {
+    const dir = directory();
+    const { log, appended } = await filledLog(dir, 80);
+    const endOffset = log.logEndOffset;
+    const crashed = await crashedCopy(log, dir);
+    await log.close();
+    const active = segmentLogs(crashed)[1]!;
+    const onDisk = batchesOnDisk(active);
+    const first = appended.findIndex((batch) => batch.baseOffset === onDisk[0]!.baseOffset);
+    const at = (tag: string): BatchOnDisk =>
+      onDisk[appended.findIndex((batch) => batch.tag === tag) - first]!;
+    const [b62, b68, b70] = [at('b62'), at('b68'), at('b70')];
+    writeCheckpoint(crashed, b62.baseOffset);
+    for (const damaged of [b68, b70]) writeAt(active, damaged.position + 4, Buffer.from([1]));
+
+    await expectOpenFails(crashed, active, b68.position);
+    const { log: repaired, setAside } = await repairPartitionLog(options(crashed), 1_700_000_000_000);
+    expect(setAside.map((range) => [range.fromOffset, range.toOffset])).toEqual([
+      [b68.baseOffset, b68.nextOffset],
+      [b70.baseOffset, b70.nextOffset],
+    ]);
+    expect(repaired.recovery.truncation).toBeNull();
+    expect(repaired.logEndOffset).toBe(endOffset);
+    const kept = appended.filter((batch) => batch.tag !== 'b68' && batch.tag !== 'b70');
+    expect(readValues(repaired)).toEqual(expectedValues(kept));
+    await repaired.close();
+  });
 });
 
 describe('damage before the recovery point is never cut', () => {
