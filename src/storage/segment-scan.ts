@@ -160,8 +160,9 @@ export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): 
 /**
  * The first valid batch after `from` in `bytes[0, end)`: a structurally valid header whose CRC32C
  * matches, whose base offset lies in [minOffset, maxOffset) and is reachable (every record takes at
- * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose base offset the batches
- * after it vouch for (`vouchedFor` below). The base offset is outside the CRC, so the last two checks
+ * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose base offset is vouched
+ * for: by the damaged batch at `from` when only its records are damaged, or by the batches after it
+ * (`vouchedFor` below). The base offset is outside the CRC, so the last two checks
  * keep a damaged base offset from being taken for the resume point, and a damaged base offset of
  * the batch after an intact one from getting the intact one rejected.
  * Used after damage, to tell damage followed by intact data from a torn tail, and to find where the
@@ -235,13 +236,22 @@ export function findNextValidBatch(
     const witness = firstBatchFrom(at, (next, offset) => inRange(offset) && isValidAt(next));
     return witness === null || witness.offset >= baseOffset + recordsBefore;
   };
+  // When the batch at `from` has a sound header and the expected base offset (the damage is in its
+  // records), its length and record count say where the next batch is and which offset it holds: a
+  // candidate exactly there is vouched for by it. Only ever evidence for a candidate, never against
+  // (the CRC failed, so its count may be the damaged field).
+  const predicted =
+    checkBatchHeader(bytes, from, end - from) === null && baseOffsetOrInvalid(bytes, from) === minOffset
+      ? { position: from + batchLengthAt(bytes, from), offset: minOffset + batchRecordCountAt(bytes, from) }
+      : null;
   return firstBatchFrom(
     from + 1,
     (candidate, baseOffset) =>
       inRange(baseOffset) &&
       baseOffset <= reachableAt(candidate) &&
       isValidAt(candidate) &&
-      vouchedFor(candidate, baseOffset),
+      ((candidate === predicted?.position && baseOffset === predicted.offset) ||
+        vouchedFor(candidate, baseOffset)),
   );
 }
 
