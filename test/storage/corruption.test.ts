@@ -443,6 +443,35 @@ describe('a damaged base offset next to damaged batches', () => {
     expect(readValues(repaired)).toEqual(expectedValues(kept));
     await repaired.close();
   });
+  // Fixed bug (regression test; found by aiming the fuzz at batch headers): b77's records damaged,
+  // b78 intact, the base offset of b79 (the last batch) 157 -> 193. b79 made b78 look doubtful, b78
+  // was rejected, and b79 became the resume point: repair set aside [153, 193), intact b78 with it.
+  // b77's sound header (length, record count) points at b78 and its offset: that vouches for b78.
+  it('the damaged batch header vouches for the intact batch after it', async () => {
+    const dir = directory();
+    const { log, appended } = await filledLog(dir, 80);
+    const crashed = await crashedCopy(log, dir);
+    await log.close();
+    const active = segmentLogs(crashed)[1]!;
+    const onDisk = batchesOnDisk(active);
+    const first = appended.findIndex((batch) => batch.baseOffset === onDisk[0]!.baseOffset);
+    const at = (tag: string): BatchOnDisk =>
+      onDisk[appended.findIndex((batch) => batch.tag === tag) - first]!;
+    const [b62, b77, b79] = [at('b62'), at('b77'), at('b79')];
+    expect([b77.baseOffset, b79.baseOffset, b79.nextOffset]).toEqual([153, 157, 159]);
+    writeCheckpoint(crashed, b62.baseOffset);
+    writeAt(active, b77.position + 1171, Buffer.from('5a5a5a5a', 'hex'));
+    writeAt(active, b79.position, Buffer.from([193]));
+
+    await expectOpenFails(crashed, active, b77.position);
+    const { log: repaired, setAside } = await repairPartitionLog(options(crashed), 1_700_000_000_000);
+    expect(setAside.map((range) => [range.fromOffset, range.toOffset])).toEqual([[153, 156]]);
+    // b79 is then a torn tail: cut (it is damaged), not kept at offsets 193..194.
+    expect(repaired.recovery.truncation).toMatchObject({ truncatedToOffset: 157 });
+    const kept = appended.filter((batch) => batch.tag !== 'b77' && batch.tag !== 'b79');
+    expect(readValues(repaired)).toEqual(expectedValues(kept));
+    await repaired.close();
+  });
 });
 
 describe('damage before the recovery point is never cut', () => {
