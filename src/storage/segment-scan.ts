@@ -160,9 +160,11 @@ export function loadSegmentFromIndexes(segment: LogSegment, fileBytes: number): 
 /**
  * The first valid batch after `from` in `bytes[0, end)`: a structurally valid header whose CRC32C
  * matches, whose base offset lies in [minOffset, maxOffset) and is reachable (every record takes at
- * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose successor chains to it
- * (unless the next batch is valid and does not continue its offsets). The base offset is outside the
- * CRC, so the last two checks keep a damaged base offset from being taken for the resume point.
+ * least 7 bytes, so the bytes skipped bound the offsets skipped), and whose base offset is vouched
+ * for: by the damaged batch at `from` when only its records are damaged, or by the batches after it
+ * (`vouchedFor` below). The base offset is outside the CRC, so the last two checks
+ * keep a damaged base offset from being taken for the resume point, and a damaged base offset of
+ * the batch after an intact one from getting the intact one rejected.
  * Used after damage, to tell damage followed by intact data from a torn tail, and to find where the
  * data resumes. Runs without the magic byte are skipped natively (`indexOf`): zeros cost little.
  */
@@ -181,30 +183,76 @@ export function findNextValidBatch(
       crc32c(bytes, 0, position + BatchHeader.crcStart, position + length) === batchCrcAt(bytes, position)
     );
   };
-  let candidate = from + 1;
-  while (candidate + BatchHeader.size <= end) {
-    const magicAt = bytes.indexOf(batchMagic, candidate + BatchHeader.magic);
-    if (magicAt < 0) return null;
-    candidate = magicAt - BatchHeader.magic;
-    if (candidate + BatchHeader.size > end) return null;
-    const baseOffset = baseOffsetOrInvalid(bytes, candidate);
-    const reachable = minOffset + Math.ceil((candidate - from) / 7);
-    if (
-      baseOffset >= minOffset &&
-      baseOffset < maxOffset &&
-      baseOffset <= reachable &&
-      isValidAt(candidate)
-    ) {
-      const next = candidate + batchLengthAt(bytes, candidate);
-      const nextOffset = baseOffset + batchRecordCountAt(bytes, candidate);
-      // A valid successor that does not continue the offsets means this base offset is damaged.
-      const chains =
-        next + BatchHeader.size > end || baseOffsetOrInvalid(bytes, next) === nextOffset || !isValidAt(next);
-      if (chains) return { position: candidate, offset: baseOffset };
+  const inRange = (baseOffset: number): boolean => baseOffset >= minOffset && baseOffset < maxOffset;
+  /** The first position >= `start` holding the magic byte where `accept` holds, with its base offset. */
+  const firstBatchFrom = (
+    start: number,
+    accept: (position: number, baseOffset: number) => boolean,
+  ): { position: number; offset: number } | null => {
+    let candidate = start;
+    while (candidate + BatchHeader.size <= end) {
+      const magicAt = bytes.indexOf(batchMagic, candidate + BatchHeader.magic);
+      if (magicAt < 0) return null;
+      candidate = magicAt - BatchHeader.magic;
+      if (candidate + BatchHeader.size > end) return null;
+      const baseOffset = baseOffsetOrInvalid(bytes, candidate);
+      if (accept(candidate, baseOffset)) return { position: candidate, offset: baseOffset };
+      candidate++;
     }
-    candidate++;
-  }
-  return null;
+    return null;
+  };
+  /** The largest base offset a batch at `position` can have: every record takes at least 7 bytes. */
+  const reachableAt = (position: number): number => minOffset + Math.ceil((position - from) / 7);
+  /**
+   * Whether the batches after the candidate vouch for its base offset. Walks the valid batches that
+   * follow it, predicting their base offsets from its own (lengths and record counts are under the
+   * CRC, base offsets are not): one that matches confirms it. A valid batch that does not match means
+   * its base offset or the candidate's is damaged: when the candidate's offset implied by it is
+   * impossible (outside [minOffset, reachable]) that batch is the damaged one and the walk goes on;
+   * otherwise the candidate is in doubt, and rejected unless a later batch confirms it. Rejecting is
+   * the safe choice: a rejected batch is set aside (kept in quarantine/), whereas a resume point too
+   * high gets the intact batches after it cut as a torn tail on the next open. When the walk ends at
+   * a damaged batch, the next valid batch after it must not hold offsets below the predicted ones.
+   */
+  const vouchedFor = (position: number, baseOffset: number): boolean => {
+    let at = position + batchLengthAt(bytes, position);
+    let recordsBefore = batchRecordCountAt(bytes, position);
+    let otherEstimate: number | null = null;
+    for (;;) {
+      if (at + BatchHeader.size > end) return otherEstimate === null;
+      const stored = baseOffsetOrInvalid(bytes, at);
+      if (stored === baseOffset + recordsBefore) return true;
+      if (!isValidAt(at)) break;
+      const estimate = stored - recordsBefore;
+      if (estimate >= minOffset && estimate <= reachableAt(position)) {
+        // Two batches agreeing with each other against the candidate: its base offset is damaged.
+        if (estimate === otherEstimate) return false;
+        otherEstimate = estimate;
+      }
+      recordsBefore += batchRecordCountAt(bytes, at);
+      at += batchLengthAt(bytes, at);
+    }
+    if (otherEstimate !== null) return false;
+    const witness = firstBatchFrom(at, (next, offset) => inRange(offset) && isValidAt(next));
+    return witness === null || witness.offset >= baseOffset + recordsBefore;
+  };
+  // When the batch at `from` has a sound header and the expected base offset (the damage is in its
+  // records), its length and record count say where the next batch is and which offset it holds: a
+  // candidate exactly there is vouched for by it. Only ever evidence for a candidate, never against
+  // (the CRC failed, so its count may be the damaged field).
+  const predicted =
+    checkBatchHeader(bytes, from, end - from) === null && baseOffsetOrInvalid(bytes, from) === minOffset
+      ? { position: from + batchLengthAt(bytes, from), offset: minOffset + batchRecordCountAt(bytes, from) }
+      : null;
+  return firstBatchFrom(
+    from + 1,
+    (candidate, baseOffset) =>
+      inRange(baseOffset) &&
+      baseOffset <= reachableAt(candidate) &&
+      isValidAt(candidate) &&
+      ((candidate === predicted?.position && baseOffset === predicted.offset) ||
+        vouchedFor(candidate, baseOffset)),
+  );
 }
 
 function hex(value: number): string {

@@ -361,6 +361,119 @@ describe('damage past the recovery point', () => {
   });
 });
 
+describe('a damaged base offset next to damaged batches', () => {
+  // Fixed bug (regression test; the fuzz below found it, seed 788930849 round 8): the base offset is
+  // outside the CRC. Damage ran from b69's payload into the first byte of b70's base offset (139 ->
+  // 177), and b71's payload was damaged too. The resume search after b69 took b70 for valid data at
+  // offset 177: its CRC matched, 177 was "reachable", and its successor b71, being damaged, was
+  // taken as no evidence against it. Repair set aside [138, 177) and moved b70.. to 177.log; the
+  // next open read b70 as offsets 177-178, stopped at b71 ("base offset 141, expected 179"), found
+  // nothing valid at 179 or above, took b72..b79 (intact, acknowledged) for a torn tail and zeroed them.
+  it('repair sets aside the damaged batches only and keeps every intact batch after them', async () => {
+    const dir = directory();
+    const { log, appended } = await filledLog(dir, 80);
+    expect(log.segmentCount).toBe(2);
+    const endOffset = log.logEndOffset;
+    const crashed = await crashedCopy(log, dir);
+    await log.close();
+    const active = segmentLogs(crashed)[1]!;
+    const onDisk = batchesOnDisk(active);
+    const indexOf = (tag: string): number => appended.findIndex((batch) => batch.tag === tag);
+    const first = appended.findIndex((batch) => batch.baseOffset === onDisk[0]!.baseOffset);
+    expect(first).toBe(54); // The layout the bytes below were taken from: b54 (offset 108) starts 108.log.
+    const at = (tag: string): BatchOnDisk => onDisk[indexOf(tag) - first]!;
+    const [b62, b69, b70, b71] = [at('b62'), at('b69'), at('b70'), at('b71')];
+    expect([b62.baseOffset, b69.baseOffset, b70.baseOffset, b71.baseOffset]).toEqual([123, 138, 139, 141]);
+    writeCheckpoint(crashed, b62.baseOffset);
+    // The fuzz's three spots, byte for byte.
+    writeAt(active, b62.position + 302, Buffer.from('40edaae0', 'hex'));
+    expect(b69.position + b69.length).toBe(b70.position);
+    writeAt(active, b69.position + 1164, Buffer.from('af3b0ed5c43b937a8d3f8361a9b1', 'hex'));
+    writeAt(active, b71.position + 258, Buffer.from('98b13b554f4e439578744c6c91641401', 'hex'));
+    const bytes = readFileSync(active);
+    expect(batchBaseOffset(bytes, b70.position)).toBe(177); // Its CRC still matches.
+    expect(verifyBatchCrc(bytes.subarray(b70.position, b70.position + b70.length))).toBe(true);
+
+    await expectOpenFails(crashed, active, b62.position);
+    const { log: repaired, setAside } = await repairPartitionLog(options(crashed), 1_700_000_000_000);
+    expect(setAside.map((range) => [range.fromOffset, range.toOffset])).toEqual([
+      [123, 126], // b62
+      [138, 144], // b69, b70 (its base offset), b71
+    ]);
+    expect(repaired.recovery.truncation).toBeNull();
+    expect(repaired.logEndOffset).toBe(endOffset);
+    const damagedTags = ['b62', 'b69', 'b70', 'b71'];
+    const kept = appended.filter((batch) => !damagedTags.includes(batch.tag));
+    expect(readValues(repaired)).toEqual(expectedValues(kept));
+    expect(repaired.verify()).toBe(kept.length);
+    await repaired.close();
+    const again = await PartitionLog.open(options(crashed));
+    expect(again.recovery.truncation).toBeNull();
+    expect(readValues(again)).toEqual(expectedValues(kept));
+    await again.close();
+  });
+  // Fixed bug (regression test; found by aiming the fuzz at batch headers): the base offsets of b68
+  // and b70 damaged (a high byte: 2^32 more), b69 between them intact. The resume search after b68
+  // took b70 (valid, not continuing b69's offsets) as proof that b69's base offset was damaged, and
+  // repair set aside the intact b69 with them.
+  it('a damaged base offset after an intact batch does not get the intact batch set aside', async () => {
+    const dir = directory();
+    const { log, appended } = await filledLog(dir, 80);
+    const endOffset = log.logEndOffset;
+    const crashed = await crashedCopy(log, dir);
+    await log.close();
+    const active = segmentLogs(crashed)[1]!;
+    const onDisk = batchesOnDisk(active);
+    const first = appended.findIndex((batch) => batch.baseOffset === onDisk[0]!.baseOffset);
+    const at = (tag: string): BatchOnDisk =>
+      onDisk[appended.findIndex((batch) => batch.tag === tag) - first]!;
+    const [b62, b68, b70] = [at('b62'), at('b68'), at('b70')];
+    writeCheckpoint(crashed, b62.baseOffset);
+    for (const damaged of [b68, b70]) writeAt(active, damaged.position + 4, Buffer.from([1]));
+
+    await expectOpenFails(crashed, active, b68.position);
+    const { log: repaired, setAside } = await repairPartitionLog(options(crashed), 1_700_000_000_000);
+    expect(setAside.map((range) => [range.fromOffset, range.toOffset])).toEqual([
+      [b68.baseOffset, b68.nextOffset],
+      [b70.baseOffset, b70.nextOffset],
+    ]);
+    expect(repaired.recovery.truncation).toBeNull();
+    expect(repaired.logEndOffset).toBe(endOffset);
+    const kept = appended.filter((batch) => batch.tag !== 'b68' && batch.tag !== 'b70');
+    expect(readValues(repaired)).toEqual(expectedValues(kept));
+    await repaired.close();
+  });
+  // Fixed bug (regression test; found by aiming the fuzz at batch headers): b77's records damaged,
+  // b78 intact, the base offset of b79 (the last batch) 157 -> 193. b79 made b78 look doubtful, b78
+  // was rejected, and b79 became the resume point: repair set aside [153, 193), intact b78 with it.
+  // b77's sound header (length, record count) points at b78 and its offset: that vouches for b78.
+  it('the damaged batch header vouches for the intact batch after it', async () => {
+    const dir = directory();
+    const { log, appended } = await filledLog(dir, 80);
+    const crashed = await crashedCopy(log, dir);
+    await log.close();
+    const active = segmentLogs(crashed)[1]!;
+    const onDisk = batchesOnDisk(active);
+    const first = appended.findIndex((batch) => batch.baseOffset === onDisk[0]!.baseOffset);
+    const at = (tag: string): BatchOnDisk =>
+      onDisk[appended.findIndex((batch) => batch.tag === tag) - first]!;
+    const [b62, b77, b79] = [at('b62'), at('b77'), at('b79')];
+    expect([b77.baseOffset, b79.baseOffset, b79.nextOffset]).toEqual([153, 157, 159]);
+    writeCheckpoint(crashed, b62.baseOffset);
+    writeAt(active, b77.position + 1171, Buffer.from('5a5a5a5a', 'hex'));
+    writeAt(active, b79.position, Buffer.from([193]));
+
+    await expectOpenFails(crashed, active, b77.position);
+    const { log: repaired, setAside } = await repairPartitionLog(options(crashed), 1_700_000_000_000);
+    expect(setAside.map((range) => [range.fromOffset, range.toOffset])).toEqual([[153, 156]]);
+    // b79 is then a torn tail: cut (it is damaged), not kept at offsets 193..194.
+    expect(repaired.recovery.truncation).toMatchObject({ truncatedToOffset: 157 });
+    const kept = appended.filter((batch) => batch.tag !== 'b77' && batch.tag !== 'b79');
+    expect(readValues(repaired)).toEqual(expectedValues(kept));
+    await repaired.close();
+  });
+});
+
 describe('damage before the recovery point is never cut', () => {
   /** A closed log of 4+ segments; `first` is segment 0 and its batches. */
   async function closedLog() {
