@@ -149,6 +149,7 @@ async function connectToLeader(
     const before = (await cluster.waitLeadable(topic, 2))[partition] as PartitionRecord;
     const broker = cluster.broker(before.leaderId);
     const sw = await Spillway.connect(direct ? broker.directUrl : broker.url, {
+      clusterRouting: false, // this broker's own client: it must not follow the leader elsewhere
       requestTimeoutMs: direct ? 2500 : 15_000,
     });
     const producer = sw.producer({ acks: 'all', retries: 0 });

@@ -142,7 +142,9 @@ describe.skipIf(etcdMissing)(
       );
 
       // Group requests are served by the coordinator only; unreplicated services are refused.
-      const elsewhere = await Spillway.connect(others[0]!.url);
+      // A client without cluster routing sees the refusal; a routed client connected to the same
+      // broker is served (it sends group requests to the leader of __consumer_offsets).
+      const elsewhere = await Spillway.connect(others[0]!.url, { clusterRouting: false });
       await expect(elsewhere.admin.listGroups()).rejects.toMatchObject({
         code: 'NOT_COORDINATOR',
         retriable: true,
@@ -151,6 +153,9 @@ describe.skipIf(etcdMissing)(
         code: 'NOT_COORDINATOR',
       });
       await elsewhere.close();
+      const routed = await Spillway.connect(others[0]!.url);
+      expect(Array.isArray(await routed.admin.listGroups())).toBe(true);
+      await routed.close();
       const eventsLeader = await placement(members[0]!, 'events', (p) => p.leaderId > 0);
       const dataLeader = await Spillway.connect(members.find((m) => m.id === eventsLeader.leaderId)!.url);
       await expect(

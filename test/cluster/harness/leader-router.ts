@@ -99,7 +99,11 @@ export class LeaderRouter {
     let client = this.clients.get(url);
     if (client === undefined) {
       client = (async () => {
+        // The client's own cluster routing is off: this router is the only one that resends, so every
+        // resend is counted in the history (a resend the client made by itself would look like a
+        // duplicate). test/cluster/cluster-client.test.ts covers the client's routing.
         const sw = await Spillway.connect(url, {
+          clusterRouting: false,
           requestTimeoutMs: this.requestTimeoutMs,
           connectTimeoutMs: this.requestTimeoutMs,
         });
