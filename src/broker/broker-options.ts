@@ -5,6 +5,7 @@
  */
 
 import { type Clock, systemClock } from '../clock.js';
+import type { ClusterOptions } from '../cluster/control/cluster-options.js';
 import type { IsrChanger, ReplicaManager } from '../cluster/partition-role.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
@@ -41,22 +42,7 @@ import { isInternalTopicName } from './topic-name.js';
  * Cluster membership (docs/CLUSTER.md; src/cluster/control/broker-cluster.ts). Without it (the
  * default) the broker is a single broker and nothing of the cluster is loaded.
  */
-export interface BrokerClusterOptions<Engine = BrokerEngine> {
-  /** `etcd://host:port[,host:port...]`. */
-  etcd: string;
-  /** This broker's id in the cluster, an integer in [0, 2^31). */
-  brokerId: number;
-  /** The ws:// (or wss://) URL other brokers and clients reach this broker at. */
-  advertise: string;
-  /** Several clusters may share one etcd: keys live under `/spillway/<name>/`. Default 'default'. */
-  name?: string;
-  /** The broker's etcd session (lease) TTL, rounded up to whole seconds. Default 6000 ms. */
-  sessionTimeoutMs?: number;
-  /**
-   * replicationFactor of the internal state topics (`__consumer_offsets`; docs/CLUSTER.md). Default 3:
-   * groups are served once that many brokers are live.
-   */
-  internalReplicationFactor?: number;
+export interface BrokerClusterOptions<Engine = BrokerEngine> extends ClusterOptions {
   /**
    * Builds the replication data plane (src/cluster/replication/) for this broker with the control
    * plane's IsrChanger. Required: without a data plane the broker refuses to open in cluster mode.

@@ -26,29 +26,13 @@ export class FencedWriter {
   ) {}
 
   /** Creates the topic key (an internal topic's); false if it exists already or the fence no longer holds. */
-  async createTopic(topic: string, record: TopicRecord): Promise<boolean> {
-    const key = topicKey(topic);
-    const response = await etcdCall(`create ${key}`, () =>
-      this.namespace
-        .if(controllerKey, 'Create', '==', this.fence)
-        .and(key, 'Create', '==', 0)
-        .then(this.namespace.put(key).value(encodeRecord(record)))
-        .commit(),
-    );
-    return response.succeeded;
+  createTopic(topic: string, record: TopicRecord): Promise<boolean> {
+    return this.createKey(topicKey(topic), encodeRecord(record));
   }
 
   /** Creates the partition key; false if it exists already or the fence no longer holds. */
-  async createPartition(topic: string, partition: number, record: PartitionRecord): Promise<boolean> {
-    const key = partitionKey(topic, partition);
-    const response = await etcdCall(`create ${key}`, () =>
-      this.namespace
-        .if(controllerKey, 'Create', '==', this.fence)
-        .and(key, 'Create', '==', 0)
-        .then(this.namespace.put(key).value(encodeRecord(record)))
-        .commit(),
-    );
-    return response.succeeded;
+  createPartition(topic: string, partition: number, record: PartitionRecord): Promise<boolean> {
+    return this.createKey(partitionKey(topic, partition), encodeRecord(record));
   }
 
   /** Replaces the partition's record if its mod revision is still `modRevision` and the fence holds. */
@@ -77,6 +61,18 @@ export class FencedWriter {
         .if(controllerKey, 'Create', '==', this.fence)
         .and(key, 'Mod', '==', modRevision)
         .then(this.namespace.delete().key(key))
+        .commit(),
+    );
+    return response.succeeded;
+  }
+
+  /** Puts `value` at `key` if the key does not exist and the fence holds. */
+  private async createKey(key: string, value: ReturnType<typeof encodeRecord>): Promise<boolean> {
+    const response = await etcdCall(`create ${key}`, () =>
+      this.namespace
+        .if(controllerKey, 'Create', '==', this.fence)
+        .and(key, 'Create', '==', 0)
+        .then(this.namespace.put(key).value(value))
         .commit(),
     );
     return response.succeeded;
