@@ -230,9 +230,12 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
     const offsets = acked.map((entry) => entry.result.offset);
     expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
     expect(new Set(offsets).size).toBe(total);
-    for (const read of [logRead, groupRead]) {
+    for (const [name, read] of [
+      ['log consumer', logRead],
+      ['group consumer', groupRead],
+    ] as const) {
       const byOffset = new Map(read.map((entry) => [entry.offset, entry.value]));
-      expect(byOffset.size).toBe(read.length); // no offset read twice
+      expect(byOffset.size, `${name}: no offset read twice`).toBe(read.length);
       expect(read.map((entry) => entry.offset)).toEqual([...read.map((e) => e.offset)].sort((a, b) => a - b));
       for (const { value, result } of acked) expect(byOffset.get(result.offset)).toBe(value);
     }
