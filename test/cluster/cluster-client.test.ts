@@ -236,7 +236,10 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
     ] as const) {
       const byOffset = new Map(read.map((entry) => [entry.offset, entry.value]));
       expect(byOffset.size, `${name}: no offset read twice`).toBe(read.length);
-      expect(read.map((entry) => entry.offset)).toEqual([...read.map((e) => e.offset)].sort((a, b) => a - b));
+      expect(
+        read.map((entry) => entry.offset),
+        `${name}: offsets in order`,
+      ).toEqual([...read.map((e) => e.offset)].sort((a, b) => a - b));
       for (const { value, result } of acked) expect(byOffset.get(result.offset)).toBe(value);
     }
     console.log(
