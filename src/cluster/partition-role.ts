@@ -42,11 +42,17 @@ export interface ReplicaManager {
 
 /** Implemented by the control plane; the data plane's leader calls it to shrink/expand the ISR. */
 export interface IsrChanger {
-  /** CAS in etcd: applies only if leaderEpoch is still current; resolves with the new assignment or null if stale. */
+  /**
+   * CAS in etcd: applies only if leaderEpoch is still current; resolves with the new assignment or
+   * null if stale. `basis`, when given, is the ISR the leader decided from: if the stored ISR is not
+   * that set any more (the controller removed a dead follower at the same epoch), nothing is written
+   * and the stored assignment is returned — the leader takes it and decides again.
+   */
   changeIsr(
     topic: string,
     partition: number,
     leaderEpoch: number,
     isr: number[],
+    basis?: readonly number[],
   ): Promise<PartitionAssignment | null>;
 }

@@ -242,6 +242,18 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
     expect(await logReading).toBeUndefined();
     expect(await groupReading).toBeUndefined();
 
+    const repeats = (read: Array<{ offset: number }>): string => {
+      const seen = new Set<number>();
+      const again = read.filter((entry) => seen.has(entry.offset) || !seen.add(entry.offset));
+      return again.length === 0
+        ? 'none'
+        : `${again.length} (offsets ${again[0]!.offset}..${again.at(-1)!.offset}, at read index ${read.indexOf(again[0]!)})`;
+    };
+    console.log(
+      `leader ${leader.id} SIGKILLed, group coordinator on broker ${coordinatorId}: offsets read again by ` +
+        `the log consumer ${repeats(logRead)}, by the group consumer ${repeats(groupRead)}`,
+    );
+
     // Every acknowledged message once, in send order, at its acknowledged offset.
     expect(acked).toHaveLength(total);
     const offsets = acked.map((entry) => entry.result.offset);

@@ -122,6 +122,25 @@ describe('replication', () => {
     expect(logBytes(c.node(3).broker, topic).equals(logBytes(leader, topic))).toBe(true);
   });
 
+  it('the controller removes a dead follower at the same epoch: the leader role goes on, acks all stop waiting for it, a change decided from the old ISR writes nothing', async () => {
+    const c = await startCluster();
+    await c.assign(assignment(1, 1, [1, 2, 3]));
+    const leader = c.node(1).broker;
+    await leader.messages.produce(topic, 0, batchOf('a', 2), { acks: 'all' });
+    const role = leader.topics.partitionOf(topic, 0).replica;
+    expect(role).toBeInstanceOf(PartitionLeader);
+    // Broker 3 dies; the controller takes it out of the ISR without a new epoch.
+    await c.node(3).manager!.close();
+    c.node(3).manager = null;
+    await c.assign(assignment(1, 1, [1, 2]));
+    expect(leader.topics.partitionOf(topic, 0).replica).toBe(role);
+    const written = await leader.messages.produce(topic, 0, batchOf('b', 2), { acks: 'all' });
+    expect(written.lastOffset).toBe(3);
+    // A leader's change decided from the ISR before the controller's writes nothing.
+    expect(await c.isr.changeIsr(topic, 0, 1, [1, 2, 3], [1, 2, 3])).toMatchObject({ isr: [1, 2] });
+    expect(c.isr.get(topic, 0)!.isr).toEqual([1, 2]);
+  });
+
   it('acks all is refused with NOT_ENOUGH_REPLICAS below minInSyncReplicas; acks leader is taken; produces to a follower get NOT_LEADER, stale epochs FENCED_LEADER_EPOCH', async () => {
     const c = await startCluster();
     // Only the leader gets the assignment for now: followers would catch up an empty log at once.

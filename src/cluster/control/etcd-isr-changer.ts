@@ -5,8 +5,10 @@
  * its current session lease. Before writing, the record read must show this broker as leader at
  * `leaderEpoch`; otherwise the request is stale and resolves null (the leader waits for its new
  * assignment). A refused transaction is read and decided again, up to `attemptsMax` times (each
- * refusal means the key changed: another ISR change, or the controller's decision, which bumps the
- * epoch and ends the loop with null).
+ * refusal means the key changed: another ISR change, or the controller's decision). A decision for
+ * another epoch or leader ends the loop with null; an ISR the controller changed at the same epoch
+ * (a dead follower removed) differs from the leader's `basis`: the stored assignment is returned
+ * unwritten, so a leader never writes back a follower the controller took out.
  *
  * An ISR that is not a subset of the replicas, is empty, repeats a broker, or lacks the leader is
  * INVALID_ARGUMENT. Unreachable etcd: CLUSTER_UNAVAILABLE.
@@ -14,6 +16,7 @@
 import type { Namespace } from 'etcd3';
 import { ClusterUnavailableError, InvalidArgumentError } from '../../errors.js';
 import type { IsrChanger, PartitionAssignment } from '../partition-role.js';
+import { sameMembers } from '../replication/memory-isr-changer.js';
 import { brokerKey, decodePartition, encodeRecord, partitionKey } from './cluster-records.js';
 import { etcdCall } from './etcd-call.js';
 
@@ -33,6 +36,7 @@ export class EtcdIsrChanger implements IsrChanger {
     partition: number,
     leaderEpoch: number,
     isr: number[],
+    basis?: readonly number[],
   ): Promise<PartitionAssignment | null> {
     const key = partitionKey(topic, partition);
     for (let attempt = 0; attempt < attemptsMax; attempt++) {
@@ -44,6 +48,16 @@ export class EtcdIsrChanger implements IsrChanger {
       const record = decodePartition(kv.value.toString('utf8'));
       if (record === undefined) return null;
       if (record.leaderEpoch !== leaderEpoch || record.leaderId !== this.brokerId) return null;
+      if (basis !== undefined && !sameMembers(record.isr, basis)) {
+        return {
+          topic,
+          partition,
+          replicas: [...record.replicas],
+          leaderId: record.leaderId,
+          leaderEpoch,
+          isr: [...record.isr],
+        };
+      }
       checkIsr(isr, record.replicas, this.brokerId, key);
       const next = { ...record, isr: [...isr] };
       const written = await etcdCall(`change the ISR of ${key}`, () =>

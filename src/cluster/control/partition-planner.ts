@@ -6,7 +6,10 @@
  * Rules (Kafka's ZooKeeper-era controller, unclean election off):
  * - the leader is always an ISR member; a new leader is chosen from the live ISR only, first in
  *   `replicas` order (the preferred order);
- * - every change the controller makes bumps `leaderEpoch` by one;
+ * - a change of leader (or to no leader) bumps `leaderEpoch` by one; a dead follower leaving the ISR
+ *   does not (the leader and its log go on; as KRaft's partition epoch vs leader epoch): the
+ *   leader's own ISR changes are compared with the ISR they were decided from (IsrChanger `basis`),
+ *   so one cannot put back a follower the controller just removed;
  * - the ISR is never emptied: with no live ISR member the leader becomes `noLeader` (-1) and the ISR
  *   stays as it was (those replicas have every acknowledged write);
  * - a dead follower leaves the ISR (not the last member).
@@ -57,9 +60,11 @@ export function planPartition(
   const liveIsr = current.isr.filter((id) => live.has(id));
   const leaderAlive = current.leaderId !== noLeader && live.has(current.leaderId);
   if (leaderAlive) {
-    // Rule 4: dead followers leave the ISR (the leader is alive, so the ISR stays non-empty).
+    // Rule 4: dead followers leave the ISR (the leader is alive, so the ISR stays non-empty). The
+    // epoch stays: services that run for a leader's term (group coordinator) and producers holding
+    // the epoch go on undisturbed.
     if (liveIsr.length === current.isr.length) return undefined;
-    return { ...current, isr: liveIsr, leaderEpoch: current.leaderEpoch + 1, controllerEpoch };
+    return { ...current, isr: liveIsr, controllerEpoch };
   }
   // Rules 2 and 3: the leader is dead or there is none; elect from the live ISR in replicas order.
   const leaderId = current.replicas.find((id) => liveIsr.includes(id));

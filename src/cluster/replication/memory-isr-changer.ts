@@ -29,15 +29,22 @@ export class MemoryIsrChanger implements IsrChanger {
     partition: number,
     leaderEpoch: number,
     isr: number[],
+    basis?: readonly number[],
   ): Promise<PartitionAssignment | null> {
     const current = this.assignments.get(partitionKey(topic, partition));
     if (current === undefined || current.leaderEpoch !== leaderEpoch) return null;
+    if (basis !== undefined && !sameMembers(current.isr, basis)) return cloneAssignment(current);
     current.isr = [...isr];
     const changed = cloneAssignment(current);
     this.changes.push(changed);
     this.onChange?.(cloneAssignment(current));
     return changed;
   }
+}
+
+/** True when `a` and `b` hold the same broker ids (order aside). */
+export function sameMembers(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id) => b.includes(id));
 }
 
 export function cloneAssignment(assignment: PartitionAssignment): PartitionAssignment {

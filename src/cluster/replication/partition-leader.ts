@@ -440,7 +440,7 @@ export class PartitionLeader implements PartitionReplica {
     this.pendingIsr = isr;
     const { topic, index } = this.partition;
     try {
-      const result = await this.context.isrChanger.changeIsr(topic, index, this.epoch, isr);
+      const result = await this.context.isrChanger.changeIsr(topic, index, this.epoch, isr, [...this.inSync]);
       if (this.stopped !== null) return;
       if (result === null || result.leaderEpoch !== this.epoch) {
         this.context.warn(

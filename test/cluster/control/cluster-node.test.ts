@@ -260,6 +260,12 @@ describe.skipIf(etcdMissing)(`cluster control plane on a real etcd (skipped if $
       leaderEpoch: 0,
       isr: [leader, follower],
     });
+    // A change decided from an ISR that is not the stored one any more (the controller removed a
+    // dead follower at the same epoch) writes nothing and answers the stored assignment.
+    expect(
+      await leaderNode.isrChanger.changeIsr('pay', 0, 0, [leader, follower, laggard], [leader, laggard]),
+    ).toMatchObject({ leaderEpoch: 0, isr: [leader, follower] });
+    expect((await readPartition('pay', 0))?.isr).toEqual([leader, follower]);
     // A follower is not leader, a stale epoch is stale: both resolve null, nothing written.
     expect(
       await (byId.get(follower) as ClusterNode).isrChanger.changeIsr('pay', 0, 0, [follower]),
