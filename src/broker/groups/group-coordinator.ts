@@ -534,6 +534,7 @@ export class GroupCoordinator implements GroupService {
   async commit(session: Session, request: CommitOffsetsRequest): Promise<void> {
     this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
+    const epoch = this.serviceEpoch;
     const writes: Array<{ key: string; value: number }> = [];
     for (const { topic, partition, offset } of request.offsets) {
       this.checkOwner(group, member, topic, partition);
@@ -541,7 +542,8 @@ export class GroupCoordinator implements GroupService {
       if (offset > end && this.storesMembers) {
         // A cluster: this replica's high watermark may lag the one the member read under (another
         // coordinator, or the leader's newer one): wait for it a little, then TIMEOUT (retriable).
-        end = await this.awaitVisible(topic, partition, offset, groupCommitVisibleWaitMs);
+        end = await this.awaitVisible(topic, partition, offset, groupCommitVisibleWaitMs, session.signal);
+        this.assertCoordinatingSince(epoch);
         this.checkOwner(group, member, topic, partition);
         if (offset > end) {
           throw new SpillwayError(
@@ -573,9 +575,12 @@ export class GroupCoordinator implements GroupService {
     if (this.storesMembers) {
       // A cluster: a member that read up to another replica's high watermark may ask past this
       // replica's for a moment (after a failover): wait up to maxWaitMs for it, else answer nothing.
+      const epoch = this.serviceEpoch;
       const end = this.messages.listOffset(topic, partition, 'latest');
-      if (offset > end && (await this.awaitVisible(topic, partition, offset, options.maxWaitMs)) < offset) {
-        this.assertCoordinating();
+      const waited = offset > end;
+      const signal = options.signal ?? session.signal;
+      if (waited && (await this.awaitVisible(topic, partition, offset, options.maxWaitMs, signal)) < offset) {
+        this.assertCoordinatingSince(epoch);
         return {
           topic,
           partition,
@@ -587,8 +592,10 @@ export class GroupCoordinator implements GroupService {
           highWatermark: this.messages.listOffset(topic, partition, 'latest'),
         };
       }
-      this.assertCoordinating();
-      this.checkOwner(group, member, topic, partition);
+      if (waited) {
+        this.assertCoordinatingSince(epoch);
+        this.checkOwner(group, member, topic, partition);
+      }
     }
     return this.messages.fetch(topic, partition, offset, options);
   }
@@ -602,13 +609,14 @@ export class GroupCoordinator implements GroupService {
     partition: number,
     offset: number,
     waitMs: number,
+    signal: AbortSignal,
   ): Promise<number> {
     const deadline = this.clock.monotonicMs() + waitMs;
     for (;;) {
       const end = this.messages.listOffset(topic, partition, 'latest');
       const remainingMs = Math.ceil(deadline - this.clock.monotonicMs());
-      if (end >= offset || remainingMs <= 0 || this.lifecycle.closing) return end;
-      await this.messages.fetch(topic, partition, end, { maxBytes: 1, maxWaitMs: remainingMs });
+      if (end >= offset || remainingMs <= 0 || this.lifecycle.closing || signal.aborted) return end;
+      await this.messages.fetch(topic, partition, end, { maxBytes: 1, maxWaitMs: remainingMs, signal });
     }
   }
 
