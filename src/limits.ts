@@ -457,3 +457,18 @@ export const clientRerouteBackoffMsMax = 1_000;
 export const clientRerouteTimeoutMsDefault = 30_000;
 /** Cluster: longest a topic admin request waits for this broker's view of etcd to show its effect (leaders elected). */
 export const clusterTopicWaitMs = 10_000;
+/**
+ * Cluster group coordinator (cl-groups): the membership record of one group in `__consumer_offsets`
+ * (members, partition ownership, generation; restored by the next coordinator after a failover) is
+ * stored only up to this many bytes (estimated before encoding). A larger group is not restored: its
+ * members join again after a failover, as they all did before membership was stored.
+ */
+export const groupMembershipRecordBytesMax = 256 * 1024;
+/** Longest principal name a stored group member carries (its identity when it re-attaches). */
+export const groupMemberPrincipalLengthMax = 1_024;
+/**
+ * Cluster group coordinator: a COMMIT_OFFSETS past what this broker's replica of the partition shows
+ * (a follower's high watermark lags the leader's for a fetch round) waits this long for it before
+ * failing with TIMEOUT (retriable).
+ */
+export const groupCommitVisibleWaitMs = 1_000;

@@ -16,9 +16,22 @@
  * Partitions revoked from it stop being fetched, their buffered, not yet taken messages are dropped;
  * once every message already taken is acked (or `rebalanceTimeoutMs` passed) the prefix is committed
  * and the partitions are released to their new member, which starts from that commit. New partitions
- * start fetching at once. If the broker removed this member (session timeout, reconnect) it joins
- * again. Messages not finished when a member dies are delivered again to the next member (at least
- * once); duplicates come only from such unfinished work.
+ * start fetching at once. If the broker removed this member (session timeout, its connection
+ * closed) it joins again: it drops everything it held and starts from the group's committed offsets.
+ *
+ * In a cluster the coordinator runs on the leader of `__consumer_offsets`; when it moves (its broker
+ * died or handed over), the transport sends this member's requests to the new one, which restored
+ * the members it stored (src/broker/groups/group-coordinator.ts): the member id and the client's
+ * identity re-attach this member there, with its generation, and the view it answers keeps what this
+ * member holds, so the partitions go on from their positions. Only when the new coordinator does not
+ * know the member (UNKNOWN_MEMBER: it timed out meanwhile, or its group was too large to store) does
+ * it join again as above.
+ *
+ * At least once: a message is delivered again when its partition moves on before the message was
+ * committed: a member died, left with work unfinished, or lost its membership (session timeout, its
+ * connection to the coordinator closed, a coordinator failover it was not restored from); acked
+ * messages are committed every `commitIntervalMs`, so up to that much acked work is delivered again
+ * then. A coordinator failover alone delivers nothing twice (test/cluster/group-failover.test.ts).
  *
  * nack: group and broadcast mode have no broker-side redelivery: `msg.nack({ delayMs })` rewinds
  * that partition to the message (after delayMs): it and the messages after it are delivered again,
@@ -114,6 +127,8 @@ class HeldPartition implements MessageSettler, SpanSettler {
   readonly redelivered = new Map<number, number>();
   /** Bumped by a rewind: chunks and loops of an older epoch stop. */
   epoch = 0;
+  /** Its fetch loop stopped on FENCED_GENERATION / UNKNOWN_MEMBER: a view still assigning it restarts it. */
+  fenced = false;
   committed: number;
 
   constructor(
@@ -603,6 +618,10 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
         held.revoking = true;
         this.wakeFetch(held);
         this.track(this.revoke(held));
+      } else if (held.fenced && !held.revoking) {
+        // Refused while the coordinator moved, ours in this view: fetch on from where it stopped.
+        held.fenced = false;
+        this.track(this.fetchLoop(held, held.epoch));
       }
     }
     const starting: Array<Promise<void>> = [];
@@ -762,6 +781,7 @@ export class GroupConsumer implements AsyncIterableIterator<ConsumedMessage> {
           (error.code === 'FENCED_GENERATION' || error.code === 'UNKNOWN_MEMBER')
         ) {
           // Not ours any more: the heartbeat brings the new view (or rejoins); stop here.
+          held.fenced = true;
           return;
         }
         if (error instanceof SpillwayError && error.retriable) {

@@ -171,7 +171,8 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
         : undefined;
     });
     // Where the group's coordinator runs (the leader of __consumer_offsets): when it is the broker
-    // killed below, the group consumer loses its membership and joins again (printed at the end).
+    // killed below, the new coordinator restores the group consumer's membership (printed at the end;
+    // test/cluster/group-failover.test.ts makes that case on purpose).
     const coordinatorId = await waitFor('the group coordinator placed', async () => {
       const partition = (await admin.admin.metadata(['__consumer_offsets'])).partitions[0];
       return partition !== undefined && partition.leaderId > 0 ? partition.leaderId : undefined;
@@ -181,7 +182,7 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
     const other = members.find((member) => member !== leader)!;
 
     // The producer and the log consumer connect to the leader itself (the broker that dies); the
-    // group consumer to another one (its group coordinator is not replicated yet: docs/CLUSTER.md).
+    // group consumer to another one (its requests go to the coordinator wherever it runs).
     const producing = await Spillway.connect(leader.url, { clientId: 'producer' });
     const grouped = await Spillway.connect(other.url, { clientId: 'group' });
     const producer = producing.producer({ acks: 'all' });

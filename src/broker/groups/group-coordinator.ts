@@ -16,6 +16,23 @@
  * was answered unless another arrived (a waiting heartbeat keeps it alive), and at once when its
  * session closes (session.onClose: a client process killed closes its connection).
  *
+ * Member ids: the clientId, a dash and 128 random bits (unguessable), in group mode; a broadcast
+ * member names itself.
+ *
+ * Across a coordinator failover (cluster only, `coordinating` false at construction): with every
+ * generation and every ownership change (join, leave, timeout, release) the group's members and
+ * partition ownership are written to `__consumer_offsets` too (`m` record, consumer-offsets-store.ts;
+ * a rebalance tells the members only once it is stored). `startCoordinating` restores them, each
+ * without a session, its session timeout running from then on the broker clock; the generation is
+ * kept. A HEARTBEAT, GROUP_FETCH, COMMIT_OFFSETS, RELEASE_PARTITIONS or LEAVE_GROUP naming a restored
+ * member re-attaches it to the session it came on, when that session has the same clientId and
+ * principal the member joined with (the proof of identity: the unguessable id plus the client's
+ * identity; with authentication on, the principal's token). Its first heartbeat is answered at once
+ * with a view version above the client's, so the client takes the view (keeping what it holds).
+ * Once attached, a member is tied to its session as on a single broker. A group whose record would
+ * pass groupMembershipRecordBytesMax is not stored (its members join again after a failover).
+ * A single broker stores and restores no member (its clients' connections end with it).
+ *
  * Retention: a group with no members keeps its offsets, positions and generation for `retentionMs`
  * (default 7 days; the time it became empty is stored with its generation, so a restart does not
  * reset it), then they are deleted and the group forgotten (a pass at most every minute on the
@@ -27,11 +44,14 @@
  * commit, groupCommitsPendingMax commits not yet durable, groupHeartbeatsWaitingPerMemberMax
  * waiting heartbeats per member. One event loop; nothing here is thread-safe.
  */
+import { randomBytes } from 'node:crypto';
 import type { Clock, ClockTimer } from '../../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
+  groupCommitVisibleWaitMs,
   groupExpiryCheckIntervalMsMax,
   groupHeartbeatsWaitingPerMemberMax,
+  groupMembershipRecordBytesMax,
   groupMembersMax,
   groupSessionTimeoutMsDefault,
   groupsMax,
@@ -60,6 +80,11 @@ import {
   type ConsumerOffsetsStore,
   type GenerationRecord,
   generationKey,
+  isGenerationRecord,
+  isMembershipRecord,
+  type MembershipRecord,
+  membershipKey,
+  membershipRecordBytes,
   offsetKey,
   parseOffsetsKey,
   positionKey,
@@ -68,9 +93,15 @@ import { assignSticky } from './sticky-assignor.js';
 
 interface Member {
   readonly id: string;
-  readonly session: Session;
+  /** The session it is attached to; null: restored after a coordinator failover, not re-attached yet. */
+  session: Session | null;
+  /** The identity it joined with (checked when it re-attaches). */
+  readonly clientId: string | null;
+  readonly principal: string | null;
   readonly sessionTimeoutMs: number;
   viewVersion: number;
+  /** Restored and not heartbeated since: its next heartbeat answers at once with a newer view. */
+  restored: boolean;
   expiry: ClockTimer | null;
   readonly waiting: Set<() => void>;
   unhook: () => void;
@@ -127,7 +158,6 @@ export class FencedGenerationError extends SpillwayError {
 
 export class GroupCoordinator implements GroupService {
   private readonly groups = new Map<string, GroupState>();
-  private memberSequence = 0;
   private backgroundFailureCount = 0;
 
   private expiryTimer: ClockTimer | null;
@@ -137,6 +167,13 @@ export class GroupCoordinator implements GroupService {
   private serviceEpoch = 0;
   /** Groups forgotten after their retention since the broker started (describe, tests). */
   expiredGroups = 0;
+  /** Cluster: members restored by startCoordinating, and how many of them re-attached (tests). */
+  restoredMembers = 0;
+  reattachedMembers = 0;
+  /** Cluster: membership records not written because they passed groupMembershipRecordBytesMax. */
+  membershipNotStored = 0;
+  /** Cluster: members and ownership are stored and restored across a coordinator failover. */
+  private readonly storesMembers: boolean;
 
   constructor(
     private readonly topics: BrokerTopics,
@@ -151,6 +188,7 @@ export class GroupCoordinator implements GroupService {
      */
     coordinating = true,
   ) {
+    this.storesMembers = !coordinating;
     topics.onPartitionsAdded((topic) => {
       if (this.notCoordinating === null) this.topicChanged(topic.name);
     });
@@ -160,7 +198,7 @@ export class GroupCoordinator implements GroupService {
       this.forgetTopic(topic.name);
     });
     if (coordinating) {
-      this.load();
+      this.load(false);
       this.expiryTimer = this.armExpiryCheck();
     } else {
       this.notCoordinating = 'waiting for the cluster to name the leader of __consumer_offsets';
@@ -193,15 +231,18 @@ export class GroupCoordinator implements GroupService {
 
   /**
    * Coordinates again from the state `__consumer_offsets` holds now: the store recovers it from the
-   * log (what replication copied), groups and offsets are rebuilt as at a broker's open.
+   * log (what replication copied), groups and offsets are rebuilt as at a broker's open, and the
+   * stored members are restored without a session (see the header); a group whose partitions
+   * changed meanwhile is rebalanced.
    */
   startCoordinating(): void {
     if (this.notCoordinating === null) return;
     this.store.reopen();
-    this.load();
     this.notCoordinating = null;
     this.serviceEpoch++;
+    const changed = this.load(this.storesMembers);
     this.expiryTimer = this.armExpiryCheck();
+    for (const group of changed) this.rebalanceInBackground(group);
   }
 
   /**
@@ -248,12 +289,17 @@ export class GroupCoordinator implements GroupService {
     );
   }
 
-  /** Builds the groups (generation, mode, stored keys) from the store; deletes what deleted topics left. */
-  private load(): void {
+  /**
+   * Builds the groups (generation, mode, stored keys) from the store; deletes what deleted topics
+   * left. With `restoreMembers` (a cluster coordinator starting) the stored members are restored;
+   * returns the groups whose partitions are not the stored ones any more (to rebalance).
+   */
+  private load(restoreMembers: boolean): GroupState[] {
     const topics = this.topics;
     const store = this.store;
     const clock = this.clock;
     const stale: string[] = [];
+    const memberships = new Map<GroupState, MembershipRecord>();
     for (const [key, value] of store.entries()) {
       const parsed = parseOffsetsKey(key);
       if (parsed === null) continue;
@@ -262,19 +308,75 @@ export class GroupCoordinator implements GroupService {
         group = new GroupState(parsed.group, 'group', 0);
         this.groups.set(parsed.group, group);
       }
-      if (parsed.kind === 'generation' && typeof value === 'object') {
+      if (parsed.kind === 'generation') {
+        if (!isGenerationRecord(value)) continue;
         group.generation = value.generation;
         group.mode = value.mode;
         if (value.emptySinceMs !== undefined) group.emptySinceMs = value.emptySinceMs;
-      } else if (parsed.kind !== 'generation') {
-        if (topics.has(parsed.topic)) group.storedKeys.add(key);
-        else stale.push(key);
+      } else if (parsed.kind === 'membership') {
+        if (isMembershipRecord(value)) memberships.set(group, value);
+      } else if (topics.has(parsed.topic)) group.storedKeys.add(key);
+      else stale.push(key);
+    }
+    const changed: GroupState[] = [];
+    if (restoreMembers) {
+      for (const [group, record] of memberships) {
+        if (this.restoreMembers(group, record)) changed.push(group);
       }
     }
-    // No member survives a restart: a group empty since an unknown time is empty since now.
+    // No other member survives a restart: a group empty since an unknown time is empty since now.
     const now = clock.nowMs();
-    for (const group of this.groups.values()) group.emptySinceMs ??= now;
+    for (const group of this.groups.values()) {
+      if (group.members.size === 0) group.emptySinceMs ??= now;
+    }
     if (stale.length > 0) this.removeInBackground(stale);
+    return changed;
+  }
+
+  /**
+   * Restores the members `record` stored (written with the group's current generation only), each
+   * without a session and with its session timeout running; returns true when the group's
+   * partitions are not the stored ones any more (a topic deleted or grown while no one coordinated).
+   */
+  private restoreMembers(group: GroupState, record: MembershipRecord): boolean {
+    if (record.generation !== group.generation || record.members.length === 0) return false;
+    group.topics = [...record.topics];
+    group.emptySinceMs = null;
+    const ids: string[] = [];
+    for (const stored of record.members.slice(0, groupMembersMax)) {
+      const member: Member = {
+        id: stored.id,
+        session: null,
+        clientId: stored.clientId,
+        principal: stored.principal,
+        sessionTimeoutMs: stored.sessionTimeoutMs,
+        viewVersion: 0,
+        restored: true,
+        expiry: null,
+        waiting: new Set(),
+        unhook: () => undefined,
+      };
+      group.members.set(member.id, member);
+      ids.push(member.id);
+      this.restoredMembers++;
+      this.armExpiry(group, member);
+    }
+    if (group.mode === 'broadcast') return false;
+    const present = new Set(this.partitionKeys(group));
+    let changed = false;
+    for (const [topicIndex, partition, ownerIndex, targetIndex] of record.partitions) {
+      const key = partitionKey(record.topics[topicIndex]!, partition);
+      if (!present.delete(key)) {
+        changed = true; // the topic was deleted or lost the partition
+        continue;
+      }
+      const owner = ids[ownerIndex];
+      const target = ids[targetIndex];
+      if (owner !== undefined) group.owner.set(key, owner);
+      if (target !== undefined) group.target.set(key, target);
+      if (owner === undefined || target === undefined) changed = true;
+    }
+    return changed || present.size > 0;
   }
 
   /** Rebalances started by a timer or a close hook whose generation write failed (e.g. disk full). */
@@ -317,7 +419,7 @@ export class GroupCoordinator implements GroupService {
       if (previous !== undefined)
         this.removeMember(group, previous, 'replaced by a new member with its id', false);
     } else {
-      memberId = `${session.clientId ?? 'member'}-${session.id}-${++this.memberSequence}`;
+      memberId = `${session.clientId ?? 'member'}-${randomBytes(16).toString('base64url')}`;
     }
     if (group.members.size >= groupMembersMax) {
       throw new InvalidArgumentError(
@@ -330,18 +432,17 @@ export class GroupCoordinator implements GroupService {
     const member: Member = {
       id: memberId,
       session,
+      clientId: session.clientId,
+      principal: session.principal?.name ?? null,
       sessionTimeoutMs: request.sessionTimeoutMs ?? groupSessionTimeoutMsDefault,
       viewVersion: 0,
+      restored: false,
       expiry: null,
       waiting: new Set(),
       unhook: () => undefined,
     };
     group.members.set(memberId, member);
-    const joined = group;
-    member.unhook = session.onClose(() => {
-      if (joined.members.get(memberId) === member) this.removeMember(joined, member, 'session closed', true);
-    });
-    this.armExpiry(group, member);
+    this.attach(group, member, session);
     await this.stored(this.rebalance(group));
     if (group.members.get(memberId) !== member)
       throw new UnknownMemberError(group.name, memberId, 'removed while joining');
@@ -351,6 +452,14 @@ export class GroupCoordinator implements GroupService {
   async heartbeat(session: Session, request: HeartbeatRequest, signal?: AbortSignal): Promise<GroupView> {
     this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
+    if (member.restored) {
+      // Restored after a failover: the client's view version is the old coordinator's; answer at
+      // once with a newer one so the client takes this view (it keeps what it holds and still owns).
+      member.restored = false;
+      member.viewVersion = Math.max(member.viewVersion, request.viewVersion + 1);
+      this.armExpiry(group, member);
+      return this.view(group, member);
+    }
     if (member.viewVersion !== request.viewVersion || request.waitMs === 0) {
       this.armExpiry(group, member);
       return this.view(group, member);
@@ -390,18 +499,27 @@ export class GroupCoordinator implements GroupService {
     this.armExpiry(group, member);
     if (group.mode === 'group') {
       const changed = new Set<string>([member.id]);
+      let moved = false;
       for (const ref of request.partitions) {
         const key = partitionKey(ref.topic, ref.partition);
         if (group.owner.get(key) !== member.id) continue; // already moved on: nothing to hand over
         const target = group.target.get(key);
         if (target === member.id) continue; // the revocation was cancelled by a later assignment
+        moved = true;
         if (target === undefined) group.owner.delete(key);
         else {
           group.owner.set(key, target);
           changed.add(target);
         }
       }
-      this.notify(group, changed);
+      if (moved && this.storesMembers) {
+        // The new owners start once the handover is stored: a failover then keeps it.
+        try {
+          await this.stored(this.store.put(this.membershipWrites(group)));
+        } finally {
+          this.notify(group, changed);
+        }
+      } else this.notify(group, changed);
     }
     return this.view(group, member);
   }
@@ -416,10 +534,24 @@ export class GroupCoordinator implements GroupService {
   async commit(session: Session, request: CommitOffsetsRequest): Promise<void> {
     this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
+    const epoch = this.serviceEpoch;
     const writes: Array<{ key: string; value: number }> = [];
     for (const { topic, partition, offset } of request.offsets) {
       this.checkOwner(group, member, topic, partition);
-      const end = this.messages.listOffset(topic, partition, 'latest');
+      let end = this.messages.listOffset(topic, partition, 'latest');
+      if (offset > end && this.storesMembers) {
+        // A cluster: this replica's high watermark may lag the one the member read under (another
+        // coordinator, or the leader's newer one): wait for it a little, then TIMEOUT (retriable).
+        end = await this.awaitVisible(topic, partition, offset, groupCommitVisibleWaitMs, session.signal);
+        this.assertCoordinatingSince(epoch);
+        this.checkOwner(group, member, topic, partition);
+        if (offset > end) {
+          throw new SpillwayError(
+            'TIMEOUT',
+            `offset ${offset} of ${topic}/${partition} is past what this broker's replica shows (${end}) after ${groupCommitVisibleWaitMs} ms: retry`,
+          );
+        }
+      }
       if (offset > end) {
         throw new InvalidArgumentError(
           `offset ${offset} of ${topic}/${partition} is past the log end ${end}: commit the next offset to consume`,
@@ -438,8 +570,54 @@ export class GroupCoordinator implements GroupService {
   async fetch(session: Session, request: GroupFetchRequest, options: FetchOptions): Promise<FetchResult> {
     this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
-    this.checkOwner(group, member, request.topic, request.partition);
-    return this.messages.fetch(request.topic, request.partition, request.offset, options);
+    const { topic, partition, offset } = request;
+    this.checkOwner(group, member, topic, partition);
+    if (this.storesMembers) {
+      // A cluster: a member that read up to another replica's high watermark may ask past this
+      // replica's for a moment (after a failover): wait up to maxWaitMs for it, else answer nothing.
+      const epoch = this.serviceEpoch;
+      const end = this.messages.listOffset(topic, partition, 'latest');
+      const waited = offset > end;
+      const signal = options.signal ?? session.signal;
+      if (waited && (await this.awaitVisible(topic, partition, offset, options.maxWaitMs, signal)) < offset) {
+        this.assertCoordinatingSince(epoch);
+        return {
+          topic,
+          partition,
+          records: new Uint8Array(0),
+          batchCount: 0,
+          firstOffset: offset,
+          nextOffset: offset,
+          logStartOffset: this.messages.listOffset(topic, partition, 'earliest'),
+          highWatermark: this.messages.listOffset(topic, partition, 'latest'),
+        };
+      }
+      if (waited) {
+        this.assertCoordinatingSince(epoch);
+        this.checkOwner(group, member, topic, partition);
+      }
+    }
+    return this.messages.fetch(topic, partition, offset, options);
+  }
+
+  /**
+   * Waits (long-polling the partition, at most `waitMs`) until this broker's replica shows `offset`
+   * (its visible end reaches it); returns the visible end then.
+   */
+  private async awaitVisible(
+    topic: string,
+    partition: number,
+    offset: number,
+    waitMs: number,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const deadline = this.clock.monotonicMs() + waitMs;
+    for (;;) {
+      const end = this.messages.listOffset(topic, partition, 'latest');
+      const remainingMs = Math.ceil(deadline - this.clock.monotonicMs());
+      if (end >= offset || remainingMs <= 0 || this.lifecycle.closing || signal.aborted) return end;
+      await this.messages.fetch(topic, partition, end, { maxBytes: 1, maxWaitMs: remainingMs, signal });
+    }
   }
 
   /** The groups coordinated here: none while not coordinating (metrics list them on every broker). */
@@ -464,8 +642,8 @@ export class GroupCoordinator implements GroupService {
       const view = this.view(group, member);
       return {
         memberId: member.id,
-        sessionId: member.session.id,
-        clientId: member.session.clientId,
+        sessionId: member.session?.id ?? 0,
+        clientId: member.clientId,
         topics: [...group.topics],
         assigned: view.assigned.map(({ topic, partition }) => ({ topic, partition })),
         revoking: view.revoking,
@@ -497,10 +675,37 @@ export class GroupCoordinator implements GroupService {
     if (group === undefined || member === undefined) {
       throw new UnknownMemberError(request.group, request.memberId, 'left, timed out or never joined');
     }
-    if (member.session.id !== session.id) {
+    if (member.session === null) this.reattach(group, member, session);
+    else if (member.session.id !== session.id) {
       throw new UnknownMemberError(group.name, member.id, 'the id belongs to another session now');
     }
     return { group, member };
+  }
+
+  /**
+   * A restored member's client came back on `session`: it is the member when its clientId and
+   * principal are the ones the member joined with (else UNKNOWN_MEMBER: that client joins anew).
+   */
+  private reattach(group: GroupState, member: Member, session: Session): void {
+    if (session.clientId !== member.clientId || (session.principal?.name ?? null) !== member.principal) {
+      throw new UnknownMemberError(
+        group.name,
+        member.id,
+        'restored after a coordinator failover; this connection is not its client (clientId or principal differs)',
+      );
+    }
+    this.attach(group, member, session);
+    this.reattachedMembers++;
+    this.armExpiry(group, member);
+  }
+
+  /** Ties `member` to `session`: the session closing removes it at once (and rebalances). */
+  private attach(group: GroupState, member: Member, session: Session): void {
+    member.session = session;
+    member.unhook = session.onClose(() => {
+      if (group.members.get(member.id) === member) this.removeMember(group, member, 'session closed', true);
+    });
+    this.armExpiry(group, member);
   }
 
   private checkOwner(group: GroupState, member: Member, topic: string, partition: number): void {
@@ -576,10 +781,66 @@ export class GroupCoordinator implements GroupService {
       for (const [key, target] of group.target) if (!group.owner.has(key)) group.owner.set(key, target);
     }
     group.generation++;
-    this.notify(group, new Set(group.members.keys()));
     const record: GenerationRecord = { generation: group.generation, mode: group.mode };
     if (group.emptySinceMs !== null) record.emptySinceMs = group.emptySinceMs;
-    await this.store.put([{ key: generationKey(group.name), value: record }]);
+    const write = { key: generationKey(group.name), value: record };
+    if (!this.storesMembers) {
+      this.notify(group, new Set(group.members.keys()));
+      await this.store.put([write]);
+      return;
+    }
+    // A cluster: the members learn the new assignment once it is stored (a failover keeps it).
+    try {
+      await this.store.put([write, ...this.membershipWrites(group)]);
+    } finally {
+      this.notify(group, new Set(group.members.keys()));
+    }
+  }
+
+  /**
+   * The group's membership record (cluster): its members and who holds which partition at its
+   * generation; a tombstone when it has no members or the record would pass
+   * groupMembershipRecordBytesMax (then its members join again after a failover).
+   */
+  private membershipWrites(group: GroupState): Array<{ key: string; value: MembershipRecord }> {
+    const key = membershipKey(group.name);
+    const members = [...group.members.values()];
+    const record: MembershipRecord = {
+      generation: group.generation,
+      topics: [...group.topics],
+      members: members.map((member) => ({
+        id: member.id,
+        clientId: member.clientId,
+        principal: member.principal,
+        sessionTimeoutMs: member.sessionTimeoutMs,
+      })),
+      partitions: [],
+    };
+    if (group.mode === 'group') {
+      const topicIndex = new Map(group.topics.map((topic, index) => [topic, index]));
+      const memberIndex = new Map(members.map((member, index) => [member.id, index]));
+      for (const key of new Set([...group.owner.keys(), ...group.target.keys()])) {
+        const ref = refOf(key);
+        const topic = topicIndex.get(ref.topic);
+        if (topic === undefined) continue;
+        const owner = group.owner.get(key);
+        const target = group.target.get(key);
+        record.partitions.push([
+          topic,
+          ref.partition,
+          owner === undefined ? -1 : (memberIndex.get(owner) ?? -1),
+          target === undefined ? -1 : (memberIndex.get(target) ?? -1),
+        ]);
+      }
+    }
+    if (members.length === 0 || membershipRecordBytes(record) > groupMembershipRecordBytesMax) {
+      if (members.length > 0) this.membershipNotStored++;
+      // An empty membership: the tombstone is written only when a record is there to delete.
+      if (this.store.get(key) === undefined) return [];
+      this.removeInBackground([key]);
+      return [];
+    }
+    return [{ key, value: record }];
   }
 
   /** Deletes the offsets and positions every group stored for deleted topic `topic`. */
@@ -588,7 +849,11 @@ export class GroupCoordinator implements GroupService {
     for (const group of this.groups.values()) {
       for (const key of [...group.storedKeys]) {
         const parsed = parseOffsetsKey(key);
-        if (parsed !== null && parsed.kind !== 'generation' && parsed.topic === topic) {
+        if (
+          parsed !== null &&
+          (parsed.kind === 'offset' || parsed.kind === 'position') &&
+          parsed.topic === topic
+        ) {
           group.storedKeys.delete(key);
           keys.push(key);
         }
@@ -607,6 +872,7 @@ export class GroupCoordinator implements GroupService {
       if (now - group.emptySinceMs < this.retentionMs) continue;
       this.groups.delete(group.name);
       keys.push(...group.storedKeys, generationKey(group.name));
+      if (this.store.get(membershipKey(group.name)) !== undefined) keys.push(membershipKey(group.name));
       this.expiredGroups++;
     }
     if (keys.length > 0) this.removeInBackground(keys);
