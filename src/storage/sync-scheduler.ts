@@ -1,6 +1,7 @@
 /**
- * Flushing a partition log to disk: one fdatasync at a time per log, covering everything appended
- * before it started, shared by every append waiting on it (group commit). Durability modes:
+ * Flushing a partition log to disk: rounds of fdatasync, each covering everything appended before
+ * it started, shared by every append waiting on it (group commit); one round at a time per log, two
+ * while the log is lightly loaded (below). Durability modes:
  *
  *  - `none`:     appends are acknowledged after the write into the page cache; the OS writes back.
  *                (The log still syncs a segment in the background when it rolls, for recovery.)
@@ -156,7 +157,7 @@ export class SyncScheduler {
   async idle(): Promise<void> {
     while (this.rounds.length > 0 || this.startScheduled) {
       const last = this.rounds.at(-1);
-      if (last !== undefined) await last.done;
+      if (last !== undefined) await last.done.catch(() => undefined);
       else await new Promise((resolve) => setImmediate(resolve));
     }
   }
@@ -197,7 +198,7 @@ export class SyncScheduler {
       for (const file of files) file.done();
     }
     // Complete in start order: what this round left out, an earlier round synced.
-    if (previous !== null) await previous;
+    if (previous !== null) await previous.catch(() => undefined);
     this.syncCount++;
     this.rounds.shift();
     if (error && this.failure === null) {
