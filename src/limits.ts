@@ -57,6 +57,18 @@ export const timerDelayMsMax = 2_147_483_647;
 export const repairStepsMax = 10_000;
 /** Appends waiting for a group-commit fdatasync at once (durability `always`) before append rejects. */
 export const pendingSyncAppendCountMax = 100_000;
+/**
+ * Group-commit fdatasync rounds of one log in flight at once (sync-scheduler.ts): on a lightly loaded
+ * log an append arriving while one runs gets its own round at once instead of waiting for that one
+ * to end (issue 15).
+ */
+export const syncRoundsInFlightMax = 2;
+/**
+ * A log is lightly loaded (sync rounds may overlap) while its last completed round acknowledged at
+ * most this many appends; more, and rounds run one at a time, each covering all that arrived
+ * meanwhile (overlapping rounds then only added fdatasyncs: `always` 100 B produce lost ~10-25%).
+ */
+export const syncPipelineWaitersMax = 4;
 
 /** Largest WebSocket frame (message) the protocol accepts: a whole batch plus its control header. */
 export const frameBytesMax = batchBytesMax + 64 * 1024;

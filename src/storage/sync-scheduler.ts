@@ -1,13 +1,23 @@
 /**
- * Flushing a partition log to disk: one fdatasync at a time per log, covering everything appended
- * before it started, shared by every append waiting on it (group commit). Durability modes:
+ * Flushing a partition log to disk: rounds of fdatasync, each covering everything appended before
+ * it started, shared by every append waiting on it (group commit); one round at a time per log, two
+ * while the log is lightly loaded (below). Durability modes:
  *
  *  - `none`:     appends are acknowledged after the write into the page cache; the OS writes back.
  *                (The log still syncs a segment in the background when it rolls, for recovery.)
  *  - `interval`: acknowledged after the write; a timer syncs every `flushIntervalMs`.
  *  - `always`:   acknowledged only when an fdatasync that started after the batch was written has
- *                completed. Appends arriving while a sync is in flight wait for the next one, which
- *                starts as soon as the current one ends: under load each fdatasync covers many appends.
+ *                completed. Appends arriving while a sync is in flight wait for the next round. On
+ *                a lightly loaded log (the last round acknowledged at most `syncPipelineWaitersMax`
+ *                appends) that round starts at once beside the one in flight (at most
+ *                `syncRoundsInFlightMax` in flight): a lone append waits for one fdatasync, not
+ *                for the rest of the previous one plus its own (issue 15: the `always` latency
+ *                tail). Under load the next round starts when the current one ends, so each
+ *                fdatasync covers every append that arrived meanwhile (group commit: throughput).
+ *
+ * Rounds complete in the order they started: a round's offset counts only once every earlier round
+ * has completed too (an earlier round synced files the later one left out), so the durable offset
+ * only ever moves forward over data that is on disk.
  *
  * fdatasync runs in libuv's thread pool, so the event loop never blocks on the disk. A failed
  * fdatasync (EIO) poisons the log: Linux may already have dropped the dirty pages, so retrying could
@@ -15,7 +25,7 @@
  */
 import { fdatasync, fsync } from 'node:fs';
 import { BackpressureError, LogTruncatedError, type SpillwayError, storageErrorFrom } from '../errors.js';
-import { pendingSyncAppendCountMax } from '../limits.js';
+import { pendingSyncAppendCountMax, syncPipelineWaitersMax, syncRoundsInFlightMax } from '../limits.js';
 
 export type Durability = 'none' | 'interval' | 'always';
 export const durabilities: readonly Durability[] = ['none', 'interval', 'always'];
@@ -41,6 +51,9 @@ interface Waiter {
   reject: (error: Error) => void;
 }
 
+/** Syncs one file: fdatasync, or fsync for a directory. Replaceable in tests (SyncScheduler's constructor). */
+export type SyncFileFunction = (fd: number, directory: boolean) => Promise<void>;
+
 function syncFile(fd: number, directory: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
     const done = (error: NodeJS.ErrnoException | null) => (error ? reject(error) : resolve());
@@ -52,8 +65,10 @@ function syncFile(fd: number, directory: boolean): Promise<void> {
 export class SyncScheduler {
   private readonly target: SyncTarget;
   private readonly directoryFd: number;
+  private readonly syncFile: SyncFileFunction;
   private syncedOffset: number;
-  private inFlight: Promise<void> | null = null;
+  /** Rounds started and not yet completed, oldest first (at most syncRoundsInFlightMax). */
+  private readonly rounds: Array<{ offset: number; done: Promise<void> }> = [];
   private startScheduled = false;
   private waiters: Waiter[] = [];
   private directoryDirty = false;
@@ -62,11 +77,22 @@ export class SyncScheduler {
   private truncations = 0;
   /** Number of fdatasync rounds completed, for metrics and tests of group commit. */
   syncCount = 0;
+  /** The most rounds in flight at once so far (tests of the pipelining). */
+  roundsInFlightPeak = 0;
+  /** Appends the last completed round acknowledged: few means a lightly loaded log (pipelining). */
+  private lastRoundWaiters = 0;
 
-  constructor(target: SyncTarget, directoryFd: number, syncedOffset: number) {
+  /** `sync`: TEST-ONLY replacement of fdatasync/fsync (to hold rounds in flight, or fail them). */
+  constructor(
+    target: SyncTarget,
+    directoryFd: number,
+    syncedOffset: number,
+    sync: SyncFileFunction = syncFile,
+  ) {
     this.target = target;
     this.directoryFd = directoryFd;
     this.syncedOffset = syncedOffset;
+    this.syncFile = sync;
   }
 
   get durableOffset(): number {
@@ -129,10 +155,16 @@ export class SyncScheduler {
 
   /** Resolves when no sync is running or about to start. */
   async idle(): Promise<void> {
-    while (this.inFlight || this.startScheduled) {
-      if (this.inFlight) await this.inFlight.catch(() => undefined);
+    while (this.rounds.length > 0 || this.startScheduled) {
+      const last = this.rounds.at(-1);
+      if (last !== undefined) await last.done.catch(() => undefined);
       else await new Promise((resolve) => setImmediate(resolve));
     }
+  }
+
+  /** The offset the rounds in flight will have synced when they complete (the synced offset if none). */
+  private get coveredOffset(): number {
+    return this.rounds.length > 0 ? this.rounds.at(-1)!.offset : this.syncedOffset;
   }
 
   private start(): void {
@@ -141,60 +173,78 @@ export class SyncScheduler {
     const { offset, files } = this.target.takeRound(neededOffset);
     const syncDirectory = this.directoryDirty;
     this.directoryDirty = false;
-    this.inFlight = this.run(offset, files, syncDirectory, this.truncations);
+    const previous = this.rounds.at(-1)?.done ?? null;
+    const round = { offset, done: Promise.resolve() };
+    round.done = this.run(offset, files, syncDirectory, this.truncations, previous);
+    this.rounds.push(round);
+    this.roundsInFlightPeak = Math.max(this.roundsInFlightPeak, this.rounds.length);
   }
 
+  /** Never rejects: a failure poisons the scheduler and fails the waiters instead. */
   private async run(
     offset: number,
     files: Array<{ fd: number; done: () => void }>,
     syncDirectory: boolean,
     truncations: number,
+    previous: Promise<void> | null,
   ): Promise<void> {
     let error: SpillwayError | null = null;
     try {
-      await Promise.all(files.map((file) => syncFile(file.fd, false)));
-      if (syncDirectory) await syncFile(this.directoryFd, true);
+      await Promise.all(files.map((file) => this.syncFile(file.fd, false)));
+      if (syncDirectory) await this.syncFile(this.directoryFd, true);
     } catch (cause) {
       error = storageErrorFrom('fdatasync', cause);
     } finally {
       for (const file of files) file.done();
     }
+    // Complete in start order: what this round left out, an earlier round synced.
+    if (previous !== null) await previous.catch(() => undefined);
     this.syncCount++;
-    if (error) {
+    this.rounds.shift();
+    if (error && this.failure === null) {
       this.failure = error;
       this.rejectAll(error);
-      this.inFlight = null;
-      return;
     }
+    if (this.failure !== null) return;
     if (truncations === this.truncations && offset > this.syncedOffset) this.syncedOffset = offset;
     this.target.onSynced(this.syncedOffset);
-    this.resolveUpTo(this.syncedOffset);
-    this.inFlight = null;
+    this.lastRoundWaiters = this.resolveUpTo(this.syncedOffset);
     if (this.pendingWaiterCount > 0) this.scheduleStart();
+  }
+
+  /** How many rounds may be in flight now: more than one only while the log is lightly loaded. */
+  private get roundsAllowed(): number {
+    return this.lastRoundWaiters <= syncPipelineWaitersMax ? syncRoundsInFlightMax : 1;
   }
 
   /**
    * Starts the next sync round after the current turn of the event loop (setImmediate), not at once:
    * appenders that were just acknowledged get to append again first, so one fdatasync covers all of
-   * them instead of alternating between one and the rest.
+   * them instead of alternating between one and the rest. A round starts only for waiters the rounds
+   * in flight do not cover, and only while fewer than `roundsAllowed` are in flight (the completion
+   * of one schedules the next).
    */
   private scheduleStart(): void {
-    if (this.inFlight !== null || this.startScheduled) return;
+    if (this.startScheduled || this.rounds.length >= this.roundsAllowed) return;
     this.startScheduled = true;
     setImmediate(() => {
       this.startScheduled = false;
-      if (this.inFlight === null && this.pendingWaiterCount > 0 && this.failure === null) this.start();
+      if (this.failure !== null || this.rounds.length >= this.roundsAllowed) return;
+      if (this.waiters.some((waiter) => waiter.offset > this.coveredOffset)) this.start();
     });
   }
 
-  private resolveUpTo(offset: number): void {
+  /** Resolves the waiters covered by `offset`; returns how many. */
+  private resolveUpTo(offset: number): number {
     // Waiters are not necessarily sorted (a truncation can lower offsets): resolve every covered one.
     const remaining: Waiter[] = [];
     for (const waiter of this.waiters) {
       if (waiter.offset <= offset) waiter.resolve();
       else remaining.push(waiter);
     }
+    const resolved = this.waiters.length - remaining.length;
     this.waiters = remaining;
+    return resolved;
   }
 
   private rejectAll(error: Error): void {
