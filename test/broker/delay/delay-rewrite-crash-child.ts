@@ -8,7 +8,8 @@
  * delays. Then it produces batches of 20 short delays (50 to 150 ms, 300 bytes) every 20 ms, printing
  *   {"acked":[first, last]} per batch (values `ROUND/step/i`) and {"bytes":delayLogBytes} each 50
  * With KILL_AT `copied` or `marked` it kills itself with SIGKILL at that step of the first forward
- * rewrite pass (copies durable but not marked; marked but not yet redirected and deleted); with
+ * rewrite pass after its far messages are in (copies durable but not marked; marked but not yet
+ * redirected and deleted); with
  * `random` the test kills it.
  */
 import { BatchAttributes, batchLengthAt } from '../../../src/format/batch-header.js';
@@ -57,11 +58,14 @@ print({
   },
 });
 
-if (killAt === 'copied' || killAt === 'marked') {
+// The kill at a rewrite step is armed once round 0 has all its far messages acknowledged: on a
+// loaded machine the steps are slow and the first rewrite pass could come before the 40th.
+const armKill = (): void => {
+  if (killAt !== 'copied' && killAt !== 'marked') return;
   broker.delay.onRewriteStep = (step) => {
     if (step === killAt) process.kill(process.pid, 'SIGKILL');
   };
-}
+};
 const padding = 'x'.repeat(300);
 const delayed = (items: Array<[string, number]>) =>
   encodeBatch(
@@ -72,6 +76,7 @@ const delayed = (items: Array<[string, number]>) =>
     { attributes: BatchAttributes.delayed },
   );
 for (let step = 0; ; step++) {
+  if (step === (round === 0 ? farCount : 0)) armKill();
   if (round === 0 && step < farCount) {
     await broker.messages.produce('s', 0, delayed([[`far/${step}`, Date.now() + 365 * 86_400_000 + step]]));
   }
