@@ -246,7 +246,7 @@ export class TransactionalProducer extends Producer {
       this.registeredSession !== undefined &&
       this.registeredSession === this.txnTransport.hello.sessionId
     ) {
-      const id = transactionIdsOf(this.txnTransport).takeNow();
+      const id = transactionIdsOf(this.txnTransport).takeNow(this.group);
       if (id !== undefined) return Promise.resolve(new Transaction(this, id, true));
     }
     return this.beginWaiting();
