@@ -302,6 +302,7 @@ export class TransactionalProducer extends Producer {
    * first request(s) of a reserved id carry it. Settles every queued send.
    */
   async sendHalves(id: number, queued: QueuedSend[], begin: boolean): Promise<boolean> {
+    if (queued.length === 1) return this.sendHalf(id, queued[0]!, begin);
     const placed: Array<{ send: QueuedSend; partition: number }> = [];
     for (const send of queued) {
       try {
@@ -426,6 +427,67 @@ export class TransactionalProducer extends Producer {
       }
     }
     return begun;
+  }
+
+  /**
+   * sendHalves of a single send (the common case): the same request as the general path makes for
+   * it, without its per-part lists and maps.
+   */
+  private async sendHalf(id: number, send: QueuedSend, begin: boolean): Promise<boolean> {
+    const message = send.message;
+    const now = Date.now();
+    let partition: number;
+    let batch: Buffer;
+    let delayed: boolean;
+    try {
+      const chosen = this.partitionOf(send.topic, message);
+      partition = typeof chosen === 'number' ? chosen : await chosen;
+      delayed = dueTimeOf(message, now) !== null;
+    } catch (error) {
+      rejectSend(send, error);
+      return false;
+    }
+    const builder = this.takeBuilder();
+    try {
+      const record: RecordInput = {
+        key: message.key ?? null,
+        value: message.value,
+        headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
+        timestamp: message.timestamp ?? now,
+      };
+      builder.append(
+        !delayed
+          ? record
+          : message.delayMs !== undefined
+            ? withHeader(record, delayMsHeader, String(message.delayMs))
+            : withHeader(record, deliverAtHeader, String(message.deliverAt)),
+      );
+      // A copy the request owns (the builder goes back to the spares): from Buffer's pool when small.
+      const view = builder.finish(delayed ? delayedFinish : plainFinish);
+      batch = Buffer.allocUnsafe(view.length);
+      batch.set(view);
+    } catch (error) {
+      rejectSend(send, error);
+      return false;
+    } finally {
+      this.releaseBuilder(builder);
+    }
+    const header = begin
+      ? { id, group: this.group, begin: this.beginSettings, topic: send.topic, partition }
+      : { id, group: this.group, topic: send.topic, partition };
+    let answer: unknown;
+    try {
+      answer = (await this.txnTransport.request(Opcode.txnSend, header, batch)).header;
+    } catch (error) {
+      rejectSend(send, error);
+      return false;
+    }
+    try {
+      resolveSend(send, { partition, halfOffset: integerOf(answer, 'halfOffset', 'TXN_SEND') });
+    } catch (error) {
+      rejectSend(send, error);
+    }
+    return true; // answered: begun on the broker
   }
 
   private takeBuilder(): BatchBuilder {

@@ -80,7 +80,7 @@ import type {
   TransactionService,
   TransactionStats,
 } from '../../protocol/transaction-api.js';
-import type { LogStore } from '../../storage/log-store.js';
+import type { AppendResult, LogStore } from '../../storage/log-store.js';
 import type { BrokerTopics } from '../broker-topics.js';
 import { checkDelayedBatch } from '../delay/broker-delay.js';
 import type { DiskReserve } from '../disk-reserve.js';
@@ -548,13 +548,22 @@ export class BrokerTransactions implements TransactionService {
     return { halfOffsets: results.map((result) => result.halfOffset), records };
   }
 
-  async send(
+  send(
     _session: Session,
     id: number,
     topic: string,
     partition: number,
     batch: Uint8Array,
   ): Promise<SendHalfResult> {
+    try {
+      return this.storeHalf(id, topic, partition, batch);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** `send`, throwing what it refuses; the append is started before it returns (no async frame). */
+  private storeHalf(id: number, topic: string, partition: number, batch: Uint8Array): Promise<SendHalfResult> {
     this.lifecycle.assertOpen();
     const live = this.undecided(id);
     if (isInternalTopicName(topic)) {
@@ -602,31 +611,48 @@ export class BrokerTransactions implements TransactionService {
       );
     }
     this.diskReserve.admit(batch.length, `transactional send to ${topic}/${partition}`);
-    live.halfBytes += batch.length;
-    this.halfBytesTotal += batch.length;
+    const bytes = batch.length;
+    const records = fields.recordCount;
+    live.halfBytes += bytes;
+    this.halfBytesTotal += bytes;
     live.sendsInFlight++;
     this.lifecycle.begin();
+    let stored: Promise<AppendResult>;
     try {
-      const halfOffset = await this.halfLog.append(
-        id,
-        topic,
-        partition,
-        batch,
-        target.durability,
-        this.clock.nowMs(),
-      );
-      live.halves.push({ halfOffset, topic, partition, bytes: batch.length, records: fields.recordCount });
-      live.halfRecords += fields.recordCount;
-      return { halfOffset, records: fields.recordCount };
+      stored = this.halfLog.append(id, topic, partition, batch, target.durability, this.clock.nowMs());
     } catch (error) {
-      live.halfBytes -= batch.length;
-      this.halfBytesTotal -= batch.length;
+      this.halfFailed(live, bytes);
       throw error;
-    } finally {
-      live.sendsInFlight--;
-      if (live.sendsInFlight === 0) for (const idle of live.sendsIdle.splice(0)) idle();
-      this.lifecycle.settled();
     }
+    return stored.then(
+      (appended) => {
+        const halfOffset = appended.baseOffset;
+        live.halves.push({ halfOffset, topic, partition, bytes, records });
+        live.halfRecords += records;
+        this.halfSettled(live);
+        return { halfOffset, records };
+      },
+      (error: unknown) => {
+        this.halfFailed(live, bytes);
+        throw error;
+      },
+    );
+  }
+
+  /** A half of `live` was not stored: its bytes are not held; see halfSettled. */
+  private halfFailed(live: LiveTransaction, bytes: number): void {
+    live.halfBytes -= bytes;
+    this.halfBytesTotal -= bytes;
+    this.halfSettled(live);
+  }
+
+  /** A send of `live` settled: who waits for its sends to settle goes on. */
+  private halfSettled(live: LiveTransaction): void {
+    live.sendsInFlight--;
+    if (live.sendsInFlight === 0 && live.sendsIdle.length > 0) {
+      for (const idle of live.sendsIdle.splice(0)) idle();
+    }
+    this.lifecycle.settled();
   }
 
   end(_session: Session | null, id: number, decision: TransactionDecision): Promise<EndTransactionResult> {
@@ -818,7 +844,7 @@ export class BrokerTransactions implements TransactionService {
       // A commit whose delivery failed earlier: deliver what is missing.
       return this.finishCommit(live, this.deliveredHalves(live.record), true);
     }
-    await this.waitForSends(live);
+    if (live.sendsInFlight > 0) await this.waitForSends(live);
     live.halves.sort((a, b) => a.halfOffset - b.halfOffset);
     const targets: CommitTarget[] = [];
     // Few halves (the common case): a linear look, without a key string per half and a set per commit.
