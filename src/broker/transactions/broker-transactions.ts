@@ -111,7 +111,7 @@ interface LiveTransaction {
   halfRecords: number;
   /** Sends being stored, and who waits for them to settle. */
   sendsInFlight: number;
-  sendsIdle: Array<() => void>;
+  sendsIdle: Array<() => void> | null;
   decision: TransactionDecision | null;
   ending: Promise<EndTransactionResult> | null;
   /** The session that began it (for the per-session bound); null after a restart. */
@@ -184,6 +184,11 @@ export function stampCommittedBatch(batch: Uint8Array, transactionId: number, ha
   view.setInt32(BatchHeader.baseSequence, halfIndex, true);
   view.setUint32(BatchHeader.crc, crc32cOfBytes(batch.subarray(BatchHeader.crcStart)) >>> 0, true);
   return batch;
+}
+
+function hasTarget(targets: readonly CommitTarget[], topic: string, partition: number): boolean {
+  for (const target of targets) if (target.partition === partition && target.topic === topic) return true;
+  return false;
 }
 
 /** For a first commit attempt: no half delivered yet (never written to). */
@@ -288,7 +293,7 @@ export class BrokerTransactions implements TransactionService {
         halfBytes: 0,
         halfRecords: 0,
         sendsInFlight: 0,
-        sendsIdle: [],
+        sendsIdle: null,
         decision: record.state === 'committing' ? 'commit' : null,
         ending: null,
         sessionId: null,
@@ -467,7 +472,7 @@ export class BrokerTransactions implements TransactionService {
       halfBytes: 0,
       halfRecords: 0,
       sendsInFlight: 0,
-      sendsIdle: [],
+      sendsIdle: null,
       decision: null,
       ending: null,
       sessionId: session.id,
@@ -563,7 +568,12 @@ export class BrokerTransactions implements TransactionService {
   }
 
   /** `send`, throwing what it refuses; the append is started before it returns (no async frame). */
-  private storeHalf(id: number, topic: string, partition: number, batch: Uint8Array): Promise<SendHalfResult> {
+  private storeHalf(
+    id: number,
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+  ): Promise<SendHalfResult> {
     this.lifecycle.assertOpen();
     const live = this.undecided(id);
     if (isInternalTopicName(topic)) {
@@ -649,8 +659,10 @@ export class BrokerTransactions implements TransactionService {
   /** A send of `live` settled: who waits for its sends to settle goes on. */
   private halfSettled(live: LiveTransaction): void {
     live.sendsInFlight--;
-    if (live.sendsInFlight === 0 && live.sendsIdle.length > 0) {
-      for (const idle of live.sendsIdle.splice(0)) idle();
+    if (live.sendsInFlight === 0 && live.sendsIdle !== null) {
+      const waiting = live.sendsIdle;
+      live.sendsIdle = null;
+      for (const idle of waiting) idle();
     }
     this.lifecycle.settled();
   }
@@ -812,11 +824,14 @@ export class BrokerTransactions implements TransactionService {
 
   private waitForSends(live: LiveTransaction): Promise<void> {
     if (live.sendsInFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => live.sendsIdle.push(resolve));
+    return new Promise((resolve) => {
+      live.sendsIdle ??= [];
+      live.sendsIdle.push(resolve);
+    });
   }
 
   private async rollback(live: LiveTransaction, by: DecidedBy): Promise<EndTransactionResult> {
-    await this.waitForSends(live);
+    if (live.sendsInFlight > 0) await this.waitForSends(live);
     const record: TransactionRecord = {
       ...live.record,
       state: 'rolled-back',
@@ -851,7 +866,7 @@ export class BrokerTransactions implements TransactionService {
     const seen = live.halves.length > 8 ? new Set<string>() : null;
     for (const half of live.halves) {
       if (seen === null) {
-        if (targets.some((t) => t.partition === half.partition && t.topic === half.topic)) continue;
+        if (hasTarget(targets, half.topic, half.partition)) continue;
       } else {
         const key = `${half.partition} ${half.topic}`;
         if (seen.has(key)) continue;
