@@ -229,8 +229,11 @@ export class BrokerTransactions implements TransactionService {
   /** Id reservations per session id (bounded by transactionIdLeasesPerSessionMax and transactionIdsReservedPerSessionMax). */
   private readonly leases = new Map<number, SessionLeases>();
   private cleanupTimer: ClockTimer | null = null;
-  /** Begun, begin record not written yet (see start), and the timer that writes them. */
-  private unrecorded: LiveTransaction[] = [];
+  /**
+   * Ids begun, begin record not written yet (see start), and the timer that writes them. Ids, not
+   * the transactions: a transaction decided meanwhile is not kept alive by this list.
+   */
+  private unrecorded: number[] = [];
   private beginTimer: ClockTimer | null = null;
   private readonly counters = {
     committed: 0,
@@ -490,7 +493,7 @@ export class BrokerTransactions implements TransactionService {
     // a transaction decided within that time costs one record less. A crash before a record of it
     // is durable forgets the transaction: its halves are orphans (never delivered, cleaned with the
     // half log) and the producer's next request gets UNKNOWN_TRANSACTION.
-    this.unrecorded.push(live);
+    this.unrecorded.push(id);
     if (this.beginTimer === null) {
       this.beginTimer = this.clock.setTimeout(() => this.recordBegins(), transactionBeginRecordDelayMs, {
         unref: true,
@@ -506,9 +509,9 @@ export class BrokerTransactions implements TransactionService {
     this.beginTimer = null;
     const begun = this.unrecorded;
     this.unrecorded = [];
-    for (const live of begun) {
-      const id = live.record.id;
-      if (live.recorded || live.decision !== null || this.live.get(id) !== live) continue;
+    for (const id of begun) {
+      const live = this.live.get(id);
+      if (live === undefined || live.recorded || live.decision !== null) continue;
       live.recorded = true;
       this.state.commit({ kind: 'transaction', record: live.record }).catch((error: unknown) => {
         if (this.live.get(id) === live && live.decision === null) this.forget(live);
