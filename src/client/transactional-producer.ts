@@ -138,6 +138,8 @@ interface QueuedSend {
   reject: (error: unknown) => void;
   owner: Transaction;
   settled: boolean;
+  /** The caller's promise (set once made): a rejection is marked handled (commit reports it). */
+  promise: Promise<TransactionSendResult> | null;
 }
 
 /** Settles a send once (later calls do nothing) and tells its transaction. */
@@ -152,6 +154,8 @@ function rejectSend(send: QueuedSend, error: unknown): void {
   if (send.settled) return;
   send.settled = true;
   send.owner.sendSettled(error);
+  // A failed send is reported by commit: not an unhandled rejection when the caller does not await it.
+  send.promise?.then(undefined, ignore);
   send.reject(error);
 }
 
@@ -246,7 +250,7 @@ export class TransactionalProducer extends Producer {
       this.registeredSession !== undefined &&
       this.registeredSession === this.txnTransport.hello.sessionId
     ) {
-      const id = transactionIdsOf(this.txnTransport).takeNow();
+      const id = transactionIdsOf(this.txnTransport).takeNow(this.group);
       if (id !== undefined) return Promise.resolve(new Transaction(this, id, true));
     }
     return this.beginWaiting();
@@ -301,7 +305,12 @@ export class TransactionalProducer extends Producer {
    * sendCoalesceBytesMax: per request one batch per target partition, in call order. `begin`: the
    * first request(s) of a reserved id carry it. Settles every queued send.
    */
-  async sendHalves(id: number, queued: QueuedSend[], begin: boolean): Promise<boolean> {
+  sendHalves(id: number, queued: QueuedSend[], begin: boolean): Promise<boolean> {
+    return queued.length === 1 ? this.sendHalf(id, queued[0]!, begin) : this.sendParts(id, queued, begin);
+  }
+
+  /** sendHalves of several sends. */
+  private async sendParts(id: number, queued: QueuedSend[], begin: boolean): Promise<boolean> {
     const placed: Array<{ send: QueuedSend; partition: number }> = [];
     for (const send of queued) {
       try {
@@ -428,6 +437,67 @@ export class TransactionalProducer extends Producer {
     return begun;
   }
 
+  /**
+   * sendHalves of a single send (the common case): the same request as the general path makes for
+   * it, without its per-part lists and maps.
+   */
+  private async sendHalf(id: number, send: QueuedSend, begin: boolean): Promise<boolean> {
+    const message = send.message;
+    const now = Date.now();
+    let partition: number;
+    let batch: Buffer;
+    let delayed: boolean;
+    try {
+      const chosen = this.partitionOf(send.topic, message);
+      partition = typeof chosen === 'number' ? chosen : await chosen;
+      delayed = dueTimeOf(message, now) !== null;
+    } catch (error) {
+      rejectSend(send, error);
+      return false;
+    }
+    const builder = this.takeBuilder();
+    try {
+      const record: RecordInput = {
+        key: message.key ?? null,
+        value: message.value,
+        headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
+        timestamp: message.timestamp ?? now,
+      };
+      builder.append(
+        !delayed
+          ? record
+          : message.delayMs !== undefined
+            ? withHeader(record, delayMsHeader, String(message.delayMs))
+            : withHeader(record, deliverAtHeader, String(message.deliverAt)),
+      );
+      // A copy the request owns (the builder goes back to the spares): from Buffer's pool when small.
+      const view = builder.finish(delayed ? delayedFinish : plainFinish);
+      batch = Buffer.allocUnsafe(view.length);
+      batch.set(view);
+    } catch (error) {
+      rejectSend(send, error);
+      return false;
+    } finally {
+      this.releaseBuilder(builder);
+    }
+    const header = begin
+      ? { id, group: this.group, begin: this.beginSettings, topic: send.topic, partition }
+      : { id, group: this.group, topic: send.topic, partition };
+    let answer: unknown;
+    try {
+      answer = (await this.txnTransport.request(Opcode.txnSend, header, batch)).header;
+    } catch (error) {
+      rejectSend(send, error);
+      return false;
+    }
+    try {
+      resolveSend(send, { partition, halfOffset: integerOf(answer, 'halfOffset', 'TXN_SEND') });
+    } catch (error) {
+      rejectSend(send, error);
+    }
+    return true; // answered: begun on the broker
+  }
+
   private takeBuilder(): BatchBuilder {
     const spare = this.spareBuilders.pop();
     if (spare === undefined) {
@@ -444,20 +514,17 @@ export class TransactionalProducer extends Producer {
   }
 
   /** @internal `begin`: the transaction (a reserved id) may not be begun on the broker yet. */
-  async endTransaction(
-    id: number,
-    decision: 'commit' | 'rollback',
-    begin: boolean,
-  ): Promise<EndTransactionResult> {
+  endTransaction(id: number, decision: 'commit' | 'rollback', begin: boolean): Promise<EndTransactionResult> {
     const header = begin
       ? { id, decision, group: this.group, begin: this.beginSettings }
       : { id, decision, group: this.group };
-    const response = await this.txnTransport.request(Opcode.txnEnd, header);
-    return response.header as EndTransactionResult;
+    return this.txnTransport.request(Opcode.txnEnd, header).then(headerOf);
   }
 }
 
 const resolved = Promise.resolve();
+const headerOf = (response: { header: unknown }): EndTransactionResult =>
+  response.header as EndTransactionResult;
 const plainFinish = {};
 const delayedFinish = { attributes: BatchAttributes.delayed };
 
@@ -486,14 +553,15 @@ export class Transaction {
    * of one turn of the event loop travel together (see the file header).
    */
   send(topic: string, message: ProducerMessage): Promise<TransactionSendResult> {
+    let queued!: QueuedSend;
     const sent = new Promise<TransactionSendResult>((resolve, reject) => {
-      // A promise reaction rather than queueMicrotask (which wraps each call in an AsyncResource).
-      if (this.queued.length === 0) void resolved.then(this.flushQueued);
-      this.queued.push({ topic, message, resolve, reject, owner: this, settled: false });
+      queued = { topic, message, resolve, reject, owner: this, settled: false, promise: null };
     });
+    queued.promise = sent;
+    // A promise reaction rather than queueMicrotask (which wraps each call in an AsyncResource).
+    if (this.queued.length === 0) void resolved.then(this.flushQueued);
+    this.queued.push(queued);
     this.sendsInFlight++;
-    // A failed send is reported by commit: not an unhandled rejection when the caller does not await it.
-    sent.then(undefined, ignore);
     return sent;
   }
 
@@ -532,7 +600,13 @@ export class Transaction {
   }
 
   /** Makes every message of the transaction visible at once (after the sends in flight settle). */
-  async commit(): Promise<EndTransactionResult> {
+  commit(): Promise<EndTransactionResult> {
+    // Sends settled and none failed (the common case): straight to TXN_END.
+    if (this.sendsInFlight === 0 && this.failedSend === null) return this.end('commit');
+    return this.commitAfterSends();
+  }
+
+  private async commitAfterSends(): Promise<EndTransactionResult> {
     if (this.sendsInFlight > 0) await this.sendsSettled();
     if (this.failedSend !== null) {
       const reason = this.failedSend instanceof Error ? this.failedSend.message : String(this.failedSend);
@@ -547,11 +621,19 @@ export class Transaction {
     return this.end('rollback');
   }
 
-  private async end(decision: 'commit' | 'rollback'): Promise<EndTransactionResult> {
-    const result = await this.producer.endTransaction(this.id, decision, this.beginPending);
+  private end(decision: 'commit' | 'rollback'): Promise<EndTransactionResult> {
+    try {
+      return this.producer.endTransaction(this.id, decision, this.beginPending).then(this.ended);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** TXN_END answered: the transaction is begun on the broker (later requests carry no `begin`). */
+  private readonly ended = (result: EndTransactionResult): EndTransactionResult => {
     this.beginPending = false;
     return result;
-  }
+  };
 }
 
 /** `record` with one more header. */

@@ -80,7 +80,7 @@ import type {
   TransactionService,
   TransactionStats,
 } from '../../protocol/transaction-api.js';
-import type { LogStore } from '../../storage/log-store.js';
+import type { AppendResult, LogStore } from '../../storage/log-store.js';
 import type { BrokerTopics } from '../broker-topics.js';
 import { checkDelayedBatch } from '../delay/broker-delay.js';
 import type { DiskReserve } from '../disk-reserve.js';
@@ -111,7 +111,7 @@ interface LiveTransaction {
   halfRecords: number;
   /** Sends being stored, and who waits for them to settle. */
   sendsInFlight: number;
-  sendsIdle: Array<() => void>;
+  sendsIdle: Array<() => void> | null;
   decision: TransactionDecision | null;
   ending: Promise<EndTransactionResult> | null;
   /** The session that began it (for the per-session bound); null after a restart. */
@@ -186,6 +186,11 @@ export function stampCommittedBatch(batch: Uint8Array, transactionId: number, ha
   return batch;
 }
 
+function hasTarget(targets: readonly CommitTarget[], topic: string, partition: number): boolean {
+  for (const target of targets) if (target.partition === partition && target.topic === topic) return true;
+  return false;
+}
+
 /** For a first commit attempt: no half delivered yet (never written to). */
 const nothingDelivered: ReadonlySet<number> = new Set();
 
@@ -224,8 +229,11 @@ export class BrokerTransactions implements TransactionService {
   /** Id reservations per session id (bounded by transactionIdLeasesPerSessionMax and transactionIdsReservedPerSessionMax). */
   private readonly leases = new Map<number, SessionLeases>();
   private cleanupTimer: ClockTimer | null = null;
-  /** Begun, begin record not written yet (see start), and the timer that writes them. */
-  private unrecorded: LiveTransaction[] = [];
+  /**
+   * Ids begun, begin record not written yet (see start), and the timer that writes them. Ids, not
+   * the transactions: a transaction decided meanwhile is not kept alive by this list.
+   */
+  private unrecorded: number[] = [];
   private beginTimer: ClockTimer | null = null;
   private readonly counters = {
     committed: 0,
@@ -288,7 +296,7 @@ export class BrokerTransactions implements TransactionService {
         halfBytes: 0,
         halfRecords: 0,
         sendsInFlight: 0,
-        sendsIdle: [],
+        sendsIdle: null,
         decision: record.state === 'committing' ? 'commit' : null,
         ending: null,
         sessionId: null,
@@ -467,7 +475,7 @@ export class BrokerTransactions implements TransactionService {
       halfBytes: 0,
       halfRecords: 0,
       sendsInFlight: 0,
-      sendsIdle: [],
+      sendsIdle: null,
       decision: null,
       ending: null,
       sessionId: session.id,
@@ -485,7 +493,7 @@ export class BrokerTransactions implements TransactionService {
     // a transaction decided within that time costs one record less. A crash before a record of it
     // is durable forgets the transaction: its halves are orphans (never delivered, cleaned with the
     // half log) and the producer's next request gets UNKNOWN_TRANSACTION.
-    this.unrecorded.push(live);
+    this.unrecorded.push(id);
     if (this.beginTimer === null) {
       this.beginTimer = this.clock.setTimeout(() => this.recordBegins(), transactionBeginRecordDelayMs, {
         unref: true,
@@ -501,9 +509,9 @@ export class BrokerTransactions implements TransactionService {
     this.beginTimer = null;
     const begun = this.unrecorded;
     this.unrecorded = [];
-    for (const live of begun) {
-      const id = live.record.id;
-      if (live.recorded || live.decision !== null || this.live.get(id) !== live) continue;
+    for (const id of begun) {
+      const live = this.live.get(id);
+      if (live === undefined || live.recorded || live.decision !== null) continue;
       live.recorded = true;
       this.state.commit({ kind: 'transaction', record: live.record }).catch((error: unknown) => {
         if (this.live.get(id) === live && live.decision === null) this.forget(live);
@@ -548,8 +556,22 @@ export class BrokerTransactions implements TransactionService {
     return { halfOffsets: results.map((result) => result.halfOffset), records };
   }
 
-  async send(
+  send(
     _session: Session,
+    id: number,
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+  ): Promise<SendHalfResult> {
+    try {
+      return this.storeHalf(id, topic, partition, batch);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** `send`, throwing what it refuses; the append is started before it returns (no async frame). */
+  private storeHalf(
     id: number,
     topic: string,
     partition: number,
@@ -602,31 +624,50 @@ export class BrokerTransactions implements TransactionService {
       );
     }
     this.diskReserve.admit(batch.length, `transactional send to ${topic}/${partition}`);
-    live.halfBytes += batch.length;
-    this.halfBytesTotal += batch.length;
+    const bytes = batch.length;
+    const records = fields.recordCount;
+    live.halfBytes += bytes;
+    this.halfBytesTotal += bytes;
     live.sendsInFlight++;
     this.lifecycle.begin();
+    let stored: Promise<AppendResult>;
     try {
-      const halfOffset = await this.halfLog.append(
-        id,
-        topic,
-        partition,
-        batch,
-        target.durability,
-        this.clock.nowMs(),
-      );
-      live.halves.push({ halfOffset, topic, partition, bytes: batch.length, records: fields.recordCount });
-      live.halfRecords += fields.recordCount;
-      return { halfOffset, records: fields.recordCount };
+      stored = this.halfLog.append(id, topic, partition, batch, target.durability, this.clock.nowMs());
     } catch (error) {
-      live.halfBytes -= batch.length;
-      this.halfBytesTotal -= batch.length;
+      this.halfFailed(live, bytes);
       throw error;
-    } finally {
-      live.sendsInFlight--;
-      if (live.sendsInFlight === 0) for (const idle of live.sendsIdle.splice(0)) idle();
-      this.lifecycle.settled();
     }
+    return stored.then(
+      (appended) => {
+        const halfOffset = appended.baseOffset;
+        live.halves.push({ halfOffset, topic, partition, bytes, records });
+        live.halfRecords += records;
+        this.halfSettled(live);
+        return { halfOffset, records };
+      },
+      (error: unknown) => {
+        this.halfFailed(live, bytes);
+        throw error;
+      },
+    );
+  }
+
+  /** A half of `live` was not stored: its bytes are not held; see halfSettled. */
+  private halfFailed(live: LiveTransaction, bytes: number): void {
+    live.halfBytes -= bytes;
+    this.halfBytesTotal -= bytes;
+    this.halfSettled(live);
+  }
+
+  /** A send of `live` settled: who waits for its sends to settle goes on. */
+  private halfSettled(live: LiveTransaction): void {
+    live.sendsInFlight--;
+    if (live.sendsInFlight === 0 && live.sendsIdle !== null) {
+      const waiting = live.sendsIdle;
+      live.sendsIdle = null;
+      for (const idle of waiting) idle();
+    }
+    this.lifecycle.settled();
   }
 
   end(_session: Session | null, id: number, decision: TransactionDecision): Promise<EndTransactionResult> {
@@ -786,11 +827,14 @@ export class BrokerTransactions implements TransactionService {
 
   private waitForSends(live: LiveTransaction): Promise<void> {
     if (live.sendsInFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => live.sendsIdle.push(resolve));
+    return new Promise((resolve) => {
+      live.sendsIdle ??= [];
+      live.sendsIdle.push(resolve);
+    });
   }
 
   private async rollback(live: LiveTransaction, by: DecidedBy): Promise<EndTransactionResult> {
-    await this.waitForSends(live);
+    if (live.sendsInFlight > 0) await this.waitForSends(live);
     const record: TransactionRecord = {
       ...live.record,
       state: 'rolled-back',
@@ -818,14 +862,14 @@ export class BrokerTransactions implements TransactionService {
       // A commit whose delivery failed earlier: deliver what is missing.
       return this.finishCommit(live, this.deliveredHalves(live.record), true);
     }
-    await this.waitForSends(live);
+    if (live.sendsInFlight > 0) await this.waitForSends(live);
     live.halves.sort((a, b) => a.halfOffset - b.halfOffset);
     const targets: CommitTarget[] = [];
     // Few halves (the common case): a linear look, without a key string per half and a set per commit.
     const seen = live.halves.length > 8 ? new Set<string>() : null;
     for (const half of live.halves) {
       if (seen === null) {
-        if (targets.some((t) => t.partition === half.partition && t.topic === half.topic)) continue;
+        if (hasTarget(targets, half.topic, half.partition)) continue;
       } else {
         const key = `${half.partition} ${half.topic}`;
         if (seen.has(key)) continue;

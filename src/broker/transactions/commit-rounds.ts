@@ -40,21 +40,26 @@ export class CommitRounds {
     this.tail = new Promise<void>((resolve) => {
       done = resolve;
     });
-    const held = new Map<Partition, number>();
+    // Parallel lists rather than a map: a round holds few partitions (usually one).
+    const partitions: Partition[] = [];
+    const offsets: number[] = [];
     for (const { partition } of deliveries) {
-      if (!held.has(partition)) {
+      if (!partitions.includes(partition)) {
         const offset = partition.log.logEndOffset;
         partition.hold(offset);
-        held.set(partition, offset);
+        partitions.push(partition);
+        offsets.push(offset);
       }
     }
-    return new CommitRound(previous, held, done, this.onReleased, deliveries);
+    return new CommitRound(previous, partitions, offsets, done, this.onReleased, deliveries);
   }
 }
 
 export class CommitRound {
   private readonly previous: Promise<void>;
-  private readonly held: Map<Partition, number>;
+  /** The partitions held, each at the offset of the same index. */
+  private readonly partitions: Partition[];
+  private readonly offsets: number[];
   private readonly done: () => void;
   private readonly onReleased: (partitions: Partition[]) => void;
   private pending: RoundDelivery[];
@@ -62,13 +67,15 @@ export class CommitRound {
 
   constructor(
     previous: Promise<void>,
-    held: Map<Partition, number>,
+    partitions: Partition[],
+    offsets: number[],
     done: () => void,
     onReleased: (partitions: Partition[]) => void,
     deliveries: RoundDelivery[],
   ) {
     this.previous = previous;
-    this.held = held;
+    this.partitions = partitions;
+    this.offsets = offsets;
     this.done = done;
     this.onReleased = onReleased;
     this.pending = deliveries;
@@ -113,8 +120,9 @@ export class CommitRound {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    for (const [partition, offset] of this.held) partition.release(offset);
+    const partitions = this.partitions;
+    for (let i = 0; i < partitions.length; i++) partitions[i]!.release(this.offsets[i]!);
     this.done();
-    this.onReleased([...this.held.keys()]);
+    this.onReleased(partitions);
   }
 }

@@ -20,6 +20,7 @@ import { batchLengthAt } from '../../format/batch-header.js';
 import { BatchBuilder, RecordCursor } from '../../format/record-batch.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
 import type { Durability } from '../../protocol/types.js';
+import type { AppendResult } from '../../storage/log-store.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
 
 export const halfTopicName = '__txn_half';
@@ -34,6 +35,9 @@ export interface HalfLocation {
   /** Records in it. */
   records: number;
 }
+
+/** Topic names whose JSON form is kept (cleared when full). */
+const quotedTopicsMax = 1024;
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
 
@@ -59,6 +63,7 @@ function parseKey(text: string | null): [number, string, number] | null {
 export class HalfLog {
   readonly log: PartitionLog;
   private readonly builder = new BatchBuilder({ initialBytes: 64 * 1024 });
+  private readonly quotedTopics = new Map<string, string>();
 
   constructor(log: PartitionLog) {
     this.log = log;
@@ -69,32 +74,40 @@ export class HalfLog {
   }
 
   /**
-   * Appends one half; resolves with its offset once durable under `durability` (the target topic's).
-   * The batch is copied: the caller may reuse it once this returns.
+   * Appends one half (now: its offset is assigned before this returns); resolves with the append
+   * once durable under `durability` (the target topic's). The batch is copied: the caller may reuse
+   * it once this returns. Throws (rather than rejects) when the append cannot even start.
    */
-  async append(
+  append(
     transactionId: number,
     topic: string,
     partition: number,
     batch: Uint8Array,
     durability: Durability,
     nowMs: number,
-  ): Promise<number> {
+  ): Promise<AppendResult> {
     const builder = this.builder;
     builder.reset();
     builder.append({
-      key: JSON.stringify([transactionId, topic, partition]),
+      key: `[${transactionId},${this.quotedTopic(topic)},${partition}]`,
       value: batch,
       timestamp: nowMs,
     });
     const wrapped = builder.finish({ crc32c: crc32cOfBytes });
     const appended = this.log.append(wrapped);
-    if (durability === 'always') {
-      const flushed = this.log.flush();
-      const [result] = await Promise.all([appended, flushed]);
-      return result.baseOffset;
+    if (durability !== 'always') return appended;
+    return Promise.all([appended, this.log.flush()]).then(([result]) => result);
+  }
+
+  /** `topic` as a JSON string (cached: a few topics take every half). */
+  private quotedTopic(topic: string): string {
+    let quoted = this.quotedTopics.get(topic);
+    if (quoted === undefined) {
+      if (this.quotedTopics.size >= quotedTopicsMax) this.quotedTopics.clear();
+      quoted = JSON.stringify(topic);
+      this.quotedTopics.set(topic, quoted);
     }
-    return (await appended).baseOffset;
+    return quoted;
   }
 
   /** The producer's batch of the half at `halfOffset`, as a copy. */

@@ -11,12 +11,15 @@
  *   key `c`       value [id, ...]           committing transactions whose halves are all delivered:
  *                                           each becomes committed (one entry for the commits that
  *                                           finished in one turn, instead of a record each)
+ *   key `o`       value binary block        in snapshots: up to outcomeBlockMax outcomes, oldest
+ *                                           first (`encodeOutcomeBlock`; snapshots of older brokers
+ *                                           wrote a finished `t<id>` record per outcome, still read)
  *
  * A record's `state` moves open → committing → committed, or open → rolled-back; committed and
  * rolled-back are final: the record leaves the live map and its outcome (id, state, decider, decision
  * time, check-backs, messages) joins the outcomes, oldest dropped first past `outcomesMax`
- * (deterministic: replay drops the same ones). Snapshots write an outcome as a finished record with
- * the fields it does not keep empty.
+ * (deterministic: replay drops the same ones). Snapshots write the outcomes as binary blocks (no
+ * object per outcome on either side).
  */
 import { transactionOutcomesMax } from '../../limits.js';
 import { type EntryCodec, type StateMachine, statePackr } from '../state/state-machine.js';
@@ -58,7 +61,9 @@ export type TransactionEntry =
   | { kind: 'transaction'; record: TransactionRecord }
   | { kind: 'next'; nextId: number }
   /** Committing transactions whose every half is delivered: each becomes `committed` as it stands. */
-  | { kind: 'committed'; ids: number[] };
+  | { kind: 'committed'; ids: number[] }
+  /** Finished outcomes, oldest first, as an outcome block (encodeOutcomeBlock; validated). */
+  | { kind: 'outcomes'; block: Uint8Array };
 
 const statuses: readonly TransactionStatus[] = ['open', 'committing', 'committed', 'rolled-back'];
 const deciders: readonly DecidedBy[] = ['producer', 'check-back', 'timeout'];
@@ -168,12 +173,17 @@ export const transactionCodec: EntryCodec<TransactionEntry> = {
   encode(entry) {
     if (entry.kind === 'next') return { key: 'n', value: statePackr.pack({ nextId: entry.nextId }) };
     if (entry.kind === 'committed') return { key: 'c', value: statePackr.pack(entry.ids) };
+    if (entry.kind === 'outcomes') return { key: 'o', value: entry.block };
     return { key: `t${entry.record.id}`, value: statePackr.pack(positional(entry.record)) };
   },
   decode(record) {
     const key = record.keyText();
     const value = record.value();
     if (key === null || value === null) throw new Error('a __transactions entry has a key and a value');
+    if (key === 'o') {
+      checkOutcomeBlock(value);
+      return { kind: 'outcomes', block: new Uint8Array(value) }; // a copy: `value` is a view
+    }
     const decoded: unknown = statePackr.unpack(value);
     if (key === 'n') {
       return { kind: 'next', nextId: integer((decoded as Record<string, unknown>)?.['nextId'], 'nextId', 1) };
@@ -202,6 +212,47 @@ export interface TransactionOutcome {
   decidedAtMs: number | null;
   checks: number;
   messages: number;
+}
+
+/**
+ * An outcome block (entry `o`, snapshots): byte 0 the version (1), bytes 1-4 the count (uint32 LE),
+ * then per outcome 30 bytes, little endian: id float64, decidedAtMs float64 (NaN: none), messages
+ * float64, checks uint32, state uint8 (1 committed, 0 rolled back), decider uint8 (an index of
+ * `deciders`, 255 none).
+ */
+const outcomeBlockVersion = 1;
+const outcomeBlockHeaderBytes = 5;
+const outcomeBytes = 30;
+/** Outcomes per block (about 120 KiB: well inside a state log batch). */
+export const outcomeBlockMax = 4096;
+
+function isCount(value: number, min: number): boolean {
+  return Number.isSafeInteger(value) && value >= min;
+}
+
+/** Throws unless `block` is a well-formed outcome block (it comes from disk). */
+function checkOutcomeBlock(block: Uint8Array): void {
+  if (block.length < outcomeBlockHeaderBytes || block[0] !== outcomeBlockVersion) {
+    throw new Error(`unknown outcome block form (${block.length} bytes, version ${String(block[0])})`);
+  }
+  const view = new DataView(block.buffer, block.byteOffset, block.length);
+  const count = view.getUint32(1, true);
+  if (count > outcomeBlockMax || block.length !== outcomeBlockHeaderBytes + count * outcomeBytes) {
+    throw new Error(`an outcome block of ${block.length} bytes does not hold ${count} outcomes`);
+  }
+  for (let i = 0, at = outcomeBlockHeaderBytes; i < count; i++, at += outcomeBytes) {
+    const decidedAt = view.getFloat64(at + 8, true);
+    const decider = view.getUint8(at + 29);
+    if (
+      !isCount(view.getFloat64(at, true), 1) ||
+      !(Number.isNaN(decidedAt) || isCount(decidedAt, 0)) ||
+      !isCount(view.getFloat64(at + 16, true), 0) ||
+      view.getUint8(at + 28) > 1 ||
+      (decider !== noDecider && decider >= deciders.length)
+    ) {
+      throw new Error(`outcome ${i} of an outcome block is not valid`);
+    }
+  }
 }
 
 /** First ring capacity; the ring doubles up to `outcomesMax`. */
@@ -252,7 +303,26 @@ class OutcomeRing {
 
   /** Records a finished transaction; drops the oldest past `max`. */
   add(record: TransactionRecord): void {
-    let slot = this.slots.get(record.id);
+    this.addOutcome(
+      record.id,
+      record.state === 'committed' ? 1 : 0,
+      record.decidedBy === null ? noDecider : deciders.indexOf(record.decidedBy),
+      record.decidedAtMs ?? Number.NaN,
+      record.checks,
+      record.messages,
+    );
+  }
+
+  /** `add` by fields: `state` 1 committed, 0 rolled back; `decider` an index of `deciders` or noDecider; `decidedAt` NaN for none. */
+  addOutcome(
+    id: number,
+    state: number,
+    decider: number,
+    decidedAt: number,
+    checks: number,
+    messages: number,
+  ): void {
+    let slot = this.slots.get(id);
     if (slot === undefined) {
       const capacity = this.ids.length;
       if (this.slots.size === capacity) {
@@ -263,14 +333,39 @@ class OutcomeRing {
         }
       }
       slot = (this.head + this.slots.size) % this.ids.length;
-      this.slots.set(record.id, slot);
+      this.slots.set(id, slot);
     }
-    this.ids[slot] = record.id;
-    this.states[slot] = record.state === 'committed' ? 1 : 0;
-    this.deciders[slot] = record.decidedBy === null ? noDecider : deciders.indexOf(record.decidedBy);
-    this.decidedAt[slot] = record.decidedAtMs ?? Number.NaN;
-    this.checks[slot] = record.checks;
-    this.messages[slot] = record.messages;
+    this.ids[slot] = id;
+    this.states[slot] = state;
+    this.deciders[slot] = decider;
+    this.decidedAt[slot] = decidedAt;
+    this.checks[slot] = checks;
+    this.messages[slot] = messages;
+  }
+
+  /** The outcomes, oldest first, as blocks of at most outcomeBlockMax (encodeOutcomeBlock's layout). */
+  *blocks(): Iterable<Uint8Array> {
+    const capacity = this.ids.length;
+    const size = this.slots.size;
+    for (let first = 0; first < size; first += outcomeBlockMax) {
+      const count = Math.min(outcomeBlockMax, size - first);
+      const block = new Uint8Array(outcomeBlockHeaderBytes + count * outcomeBytes);
+      const view = new DataView(block.buffer);
+      view.setUint8(0, outcomeBlockVersion);
+      view.setUint32(1, count, true);
+      let at = outcomeBlockHeaderBytes;
+      for (let i = 0; i < count; i++) {
+        const slot = (this.head + first + i) % capacity;
+        view.setFloat64(at, this.ids[slot]!, true);
+        view.setFloat64(at + 8, this.decidedAt[slot]!, true);
+        view.setFloat64(at + 16, this.messages[slot]!, true);
+        view.setUint32(at + 24, this.checks[slot]!, true);
+        view.setUint8(at + 28, this.states[slot]!);
+        view.setUint8(at + 29, this.deciders[slot]!);
+        at += outcomeBytes;
+      }
+      yield block;
+    }
   }
 
   /** Oldest first. */
@@ -325,29 +420,6 @@ class OutcomeRing {
   }
 }
 
-/**
- * A finished record rebuilt from its outcome, for snapshots (the entry form is unchanged, so any
- * snapshot still loads): what an outcome does not keep (group, times of begin and checks, half
- * position, targets) is written empty; nothing reads it back.
- */
-function outcomeRecord(outcome: TransactionOutcome): TransactionRecord {
-  return {
-    id: outcome.id,
-    group: '',
-    beganAtMs: 0,
-    checkAfterMs: 1,
-    maxChecks: outcome.checks,
-    checks: outcome.checks,
-    nextCheckAtMs: 0,
-    halfFrom: 0,
-    state: outcome.state,
-    decidedBy: outcome.decidedBy,
-    decidedAtMs: outcome.decidedAtMs,
-    messages: outcome.messages,
-    targets: [],
-  };
-}
-
 export class TransactionStateMachine implements StateMachine<TransactionEntry> {
   /** Open and committing transactions by id. */
   readonly live = new Map<number, TransactionRecord>();
@@ -370,8 +442,19 @@ export class TransactionStateMachine implements StateMachine<TransactionEntry> {
         const record = this.live.get(id);
         if (record === undefined || record.state !== 'committing') continue;
         this.live.delete(id);
-        this.outcomes.add({ ...record, state: 'committed', targets: [] });
+        this.outcomes.addOutcome(
+          id,
+          1,
+          record.decidedBy === null ? noDecider : deciders.indexOf(record.decidedBy),
+          record.decidedAtMs ?? Number.NaN,
+          record.checks,
+          record.messages,
+        );
       }
+      return;
+    }
+    if (entry.kind === 'outcomes') {
+      this.applyOutcomes(entry.block);
       return;
     }
     const record = entry.record;
@@ -387,10 +470,27 @@ export class TransactionStateMachine implements StateMachine<TransactionEntry> {
 
   *snapshot(): Iterable<TransactionEntry> {
     yield { kind: 'next', nextId: this.nextId };
-    for (const outcome of this.outcomes.values()) {
-      yield { kind: 'transaction', record: outcomeRecord(outcome) };
-    }
+    for (const block of this.outcomes.blocks()) yield { kind: 'outcomes', block };
     for (const record of this.live.values()) yield { kind: 'transaction', record };
+  }
+
+  /** Each outcome of a (validated) block as a finished record of it would be applied. */
+  private applyOutcomes(block: Uint8Array): void {
+    const view = new DataView(block.buffer, block.byteOffset, block.length);
+    const count = view.getUint32(1, true);
+    for (let i = 0, at = outcomeBlockHeaderBytes; i < count; i++, at += outcomeBytes) {
+      const id = view.getFloat64(at, true);
+      this.nextId = Math.max(this.nextId, id + 1);
+      this.live.delete(id);
+      this.outcomes.addOutcome(
+        id,
+        view.getUint8(at + 28),
+        view.getUint8(at + 29),
+        view.getFloat64(at + 8, true),
+        view.getUint32(at + 24, true),
+        view.getFloat64(at + 16, true),
+      );
+    }
   }
 
   reset(): void {
