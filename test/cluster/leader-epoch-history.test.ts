@@ -109,15 +109,18 @@ describe('LeaderEpochHistory', () => {
     store = await ReplicaStateStore.open({ dataDir, tuning });
     expect(pairs(await openHistory(store, directory, 5_000))).toEqual(expected);
     expect(store.highWatermarkOf(topic, 0)).toBe(3_000);
-    // The log lost its tail past 1,234 in a crash: the entries starting after it go, durably.
-    expect(pairs(await openHistory(store, directory, 1_234))).toEqual(
-      expected.filter(([, start]) => start <= 1_234),
-    );
+    // The log lost its tail from 1,230 in a crash: the entries starting at or after it go (epoch 123
+    // starts at 1,230: no record of it is left), durably.
+    const kept = expected.filter(([, start]) => start < 1_230);
+    expect(pairs(await openHistory(store, directory, 1_230))).toEqual(kept);
     await store.close();
     store = await ReplicaStateStore.open({ dataDir, tuning });
-    expect(pairs(await openHistory(store, directory, 5_000))).toEqual(
-      expected.filter(([, start]) => start <= 1_234),
-    );
+    expect(pairs(await openHistory(store, directory, 5_000))).toEqual(kept);
+    // An emptied log (a repair) keeps no epoch.
+    expect(pairs(await openHistory(store, directory, 0, { partition: 1 }))).toEqual([]);
+    const other = await openHistory(store, directory, 0, { partition: 1 });
+    await other.assign(7, 0);
+    expect(pairs(await openHistory(store, directory, 0, { partition: 1 }))).toEqual([]);
     // Another incarnation of the topic (deleted, created again): starts empty.
     expect(pairs(await openHistory(store, directory, 0, { createdAtMs: createdAtMs + 1 }))).toEqual([]);
     // A deleted topic's histories and HWs are forgotten.

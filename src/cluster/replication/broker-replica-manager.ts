@@ -389,6 +389,7 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
 
   /** A topic deleted here: its histories and HWs are forgotten (a new topic of that name starts afresh). */
   private async topicDeleted(topic: string, partitionCount: number): Promise<void> {
+    if (this.closed) return;
     for (let partition = 0; partition < partitionCount; partition++) {
       const state = this.partitions.get(partitionKey(topic, partition));
       if (state !== undefined) state.history = null;

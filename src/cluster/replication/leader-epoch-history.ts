@@ -31,9 +31,10 @@
  * file with no entry in the state log is an error, as before.
  *
  * Invariants: epochs strictly increase, start offsets never decrease; at most leaderEpochEntriesMax
- * entries (the oldest go first). At open, entries starting past the log end (the log lost a tail in
- * a crash) are dropped, and an entry of another incarnation of the topic (deleted and created again
- * under the same name) is ignored.
+ * entries (the oldest go first). At open, entries starting at or past the log end are dropped (no
+ * record of them is in the log: a crash took the tail, the epoch wrote nothing, or the log was emptied
+ * by a repair), and an entry of another incarnation of the topic (deleted and created again under the
+ * same name) is ignored.
  */
 import { existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -105,7 +106,7 @@ export class LeaderEpochHistory {
 
   /**
    * Reads the history of a partition from `options.store` (migrating a side file of the old format,
-   * see the header); entries starting past `logEndOffset` are dropped (and that is committed). A
+   * see the header); entries starting at or past `logEndOffset` are dropped (and that is committed). A
    * damaged side file with nothing in the store is an error (the caller decides); neither: empty.
    */
   static async open(options: LeaderEpochHistoryOpenOptions): Promise<LeaderEpochHistory> {
@@ -138,8 +139,10 @@ export class LeaderEpochHistory {
       put,
       entries.map(([epoch, startOffset]) => ({ epoch, startOffset })),
     );
-    if (history.list.some((entry) => entry.startOffset > logEndOffset)) {
-      await history.truncateFromEnd(logEndOffset + 1);
+    // An epoch starting at or past the log end has no record in this log (Kafka's truncateFromEnd at
+    // load): a crash took the tail, or the epoch began and wrote nothing, or the log was emptied.
+    if (history.list.some((entry) => entry.startOffset >= logEndOffset)) {
+      await history.truncateFromEnd(logEndOffset);
     }
     return history;
   }
