@@ -11,6 +11,8 @@ import { BrokerReplicaManager } from '../src/cluster/replication/broker-replica-
 import { MemoryIsrChanger } from '../src/cluster/replication/memory-isr-changer.js';
 import { Broker } from '../src/spillway-broker.js';
 
+// SIGTERM ends the process through exit(), so a `--cpu-prof` run writes its profile.
+process.once('SIGTERM', () => process.exit(0));
 const [directory, idText] = process.argv.slice(2) as [string, string];
 const print = (line: unknown): boolean => process.stdout.write(`${JSON.stringify(line)}\n`);
 const broker = await Broker.open({ dataDir: directory });

@@ -39,7 +39,7 @@ class ReplicaChild {
   }
 
   static start(directory: string, id: number): Promise<ReplicaChild> {
-    const child = spawn(process.execPath, [childScript, directory, String(id)], {
+    const child = spawn(process.execPath, [...process.execArgv, childScript, directory, String(id)], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     const replica = new ReplicaChild(child);
@@ -128,6 +128,20 @@ async function produceRun(
   return [sent, performance.now() - started];
 }
 
+/**
+ * The value sizes measured: 100 B and 16 KiB, or those of SPILLWAY_BENCH_REPLICATION_SIZES (bytes,
+ * comma-separated: an A/B of one size, a profile).
+ */
+function valueSizes(): number[] {
+  const text = process.env['SPILLWAY_BENCH_REPLICATION_SIZES'];
+  if (text === undefined || text === '') return [100, 16 * 1024];
+  const sizes = text.split(',').map(Number);
+  if (!sizes.every((size) => Number.isSafeInteger(size) && size > 0)) {
+    throw new Error(`SPILLWAY_BENCH_REPLICATION_SIZES: positive integers expected, got '${text}'`);
+  }
+  return sizes;
+}
+
 async function run(context: BenchContext): Promise<BenchRow[]> {
   const runs = context.quick ? 1 : 3;
   const rows: BenchRow[] = [];
@@ -172,8 +186,8 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       const cpu = targets.map((target, i) => target.cpuSeconds() - cpuBefore[i]!);
       return [acked / (elapsedMs / 1000), cpu, (acked * valueBytes) / 1e6];
     };
-    for (const valueBytes of [100, 16 * 1024]) {
-      const count = (valueBytes === 100 ? 200_000 : 20_000) / (context.quick ? 10 : 1);
+    for (const valueBytes of valueSizes()) {
+      const count = Math.round((valueBytes <= 1024 ? 200_000 : 20_000) / (context.quick ? 10 : 1));
       const singleRates: number[] = [];
       const replicatedRates: number[] = [];
       const cpus: number[][] = [[], [], []];
@@ -190,7 +204,7 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
         replicatedCpuPerMb.push((cpu.reduce((sum, seconds) => sum + seconds, 0) * 1000) / mb);
         for (const [broker, seconds] of cpu.entries()) cpus[broker]!.push(seconds);
       }
-      const size = valueBytes === 100 ? '100 B' : '16 KiB';
+      const size = valueBytes % 1024 === 0 ? `${valueBytes / 1024} KiB` : `${valueBytes} B`;
       const singleRate = median(singleRates);
       const replicatedRate = median(replicatedRates);
       const detail = `${partitions} partitions, durability always, ${runs} runs, medians`;

@@ -266,6 +266,24 @@ export class BrokerTopics implements TopicService {
     this.growthListeners.push(listener);
   }
 
+  /**
+   * Serves internal topic `topic`, whose state log is opened after the broker (the replica state
+   * `__leader_epochs` of a cluster member): listed with `internal: true`, described and read like the
+   * others, read-only for clients.
+   */
+  serveInternal(topic: Topic): void {
+    if (!isInternalTopicName(topic.name)) {
+      throw new InvalidArgumentError(`topic '${topic.name}' is not an internal topic`);
+    }
+    if (this.topics.has(topic.name)) throw new TopicExistsError(topic.name);
+    this.topics.set(topic.name, topic);
+  }
+
+  /** Stops serving internal topic `name` (served by `serveInternal`; its log is about to close). */
+  withdrawInternal(name: string): void {
+    if (isInternalTopicName(name)) this.topics.delete(name);
+  }
+
   /** Every topic served now, internal ones included. */
   all(): IterableIterator<Topic> {
     return this.topics.values();

@@ -4,10 +4,15 @@
  * watermark, acks 'all' vs 'leader', ISR shrink and expand, fencing, and truncation by leader epoch
  * on a leader change (KIP-101 / KIP-279 scenarios).
  */
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { partitionDirectory, topicsDirectory } from '../../src/broker/topic-directories.js';
 import type { PartitionAssignment } from '../../src/cluster/partition-role.js';
+import { leaderEpochFileName } from '../../src/cluster/replication/leader-epoch-history.js';
 import { PartitionFollower } from '../../src/cluster/replication/partition-follower.js';
 import { PartitionLeader } from '../../src/cluster/replication/partition-leader.js';
+import { CheckpointFile } from '../../src/storage/checkpoint-file.js';
 import { batchOf, openBroker, valuesOf } from '../broker/helpers.js';
 import { eventually, logBytes, TestCluster } from './replication-helpers.js';
 
@@ -334,5 +339,48 @@ describe('replication', () => {
     await c.applyEverywhere(c.isr.get(topic, 0)!, [2]);
     await eventually(() => partition.visibleEndOffset === 8, 'HW 8 once broker 2 copied the tail');
     expect(logBytes(c.node(2).broker, topic).equals(logBytes(old.broker, topic))).toBe(true);
+  });
+
+  it('a data directory of the old format: the side file is migrated into __leader_epochs at the first assignment, which is listed as an internal topic', async () => {
+    const c = await startCluster();
+    await c.assign(assignment(1, 1, [1, 2]), [1, 2]);
+    for (let i = 0; i < 3; i++)
+      await c.node(1).broker.messages.produce(topic, 0, batchOf(`m${i}`), { acks: 'all' });
+    const node = c.node(1);
+    const restart = async (): Promise<void> => {
+      await node.manager!.close();
+      expect(node.broker.topics.list({ internal: true }).map((t) => t.name)).not.toContain('__leader_epochs');
+      const dataDir = node.broker.dataDir;
+      await node.broker.close();
+      node.broker = await openBroker(dataDir);
+      node.url = (await node.broker.listen({ host: '127.0.0.1', port: 0 })).url;
+      c.endpoints.set(1, { brokerId: 1, url: node.url });
+      c.attach(node);
+    };
+    await node.manager!.close();
+    // What the version before kept: the history in the partition's side file, no epochs in the log.
+    const dataDir = node.broker.dataDir;
+    rmSync(join(topicsDirectory(dataDir), '__leader_epochs'), { recursive: true });
+    const file = join(partitionDirectory(dataDir, topic, 0), leaderEpochFileName);
+    new CheckpointFile<unknown>(file).writeSync({ version: 1, entries: [[1, 0]] });
+    c.attach(node);
+    await restart();
+    await c.assign(assignment(1, 2, [1, 2]), [1]);
+    expect(node.manager!.historyOf(topic, 0)!.entries).toEqual([
+      { epoch: 1, startOffset: 0 },
+      { epoch: 2, startOffset: 3 },
+    ]);
+    expect(existsSync(file)).toBe(false);
+    const internal = node.broker.topics.list({ internal: true }).find((t) => t.name === '__leader_epochs');
+    expect(internal?.partitionCount).toBe(1);
+    expect(node.broker.topics.describe('__leader_epochs').name).toBe('__leader_epochs');
+    expect(node.broker.topics.list().map((t) => t.name)).not.toContain('__leader_epochs');
+    // The next restart reads it from the state log; the new epoch replaces 2 (which wrote nothing).
+    await restart();
+    await c.assign(assignment(1, 3, [1, 2]), [1]);
+    expect(node.manager!.historyOf(topic, 0)!.entries).toEqual([
+      { epoch: 1, startOffset: 0 },
+      { epoch: 3, startOffset: 3 },
+    ]);
   });
 });

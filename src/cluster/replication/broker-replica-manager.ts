@@ -22,6 +22,7 @@
 import type { BrokerEngine } from '../../broker/broker-engine.js';
 import type { Partition } from '../../broker/partition.js';
 import type { PartitionReplica } from '../../broker/partition-replica.js';
+import { internalTopic } from '../../broker/state/state-log-partition.js';
 import { partitionDirectory } from '../../broker/topic-directories.js';
 import type { Transport } from '../../client/transport.js';
 import { WebSocketTransport } from '../../client/websocket-transport.js';
@@ -112,8 +113,12 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
   private readonly token: string | undefined;
   private readonly partitions = new Map<string, PartitionState>();
   private readonly connections = new Map<string, Promise<WebSocketTransport>>();
-  /** The local replica state log (HW checkpoints); null when it could not be opened (warned). */
+  /**
+   * The local replica state log (HW checkpoints, epoch histories); null when it could not be opened
+   * (warned: HWs start at the log start, and no partition can be replicated: `storeFailure`).
+   */
   private readonly store: Promise<ReplicaStateStore | null>;
+  private storeFailure: unknown = null;
   private readonly checkpointTimer: ClockTimer;
   private closed = false;
 
@@ -135,14 +140,21 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       wakeConsumers: (partition) => broker.messages.wake(partition),
       warn: options.warn ?? ((message) => process.stderr.write(`spillway replication: ${message}\n`)),
     };
-    this.store = ReplicaStateStore.open({ dataDir: broker.dataDir, clock: this.context.clock }).catch(
+    this.store = ReplicaStateStore.open({ dataDir: broker.dataDir, clock: this.context.clock }).then(
+      (store) => {
+        // Listed and described as the other internal topics (`topic list --internal`), read-only.
+        if (!this.closed) broker.topics.serveInternal(internalTopic(replicaStateTopicName, store.partition));
+        return store;
+      },
       (error: unknown) => {
+        this.storeFailure = error;
         this.context.warn(
-          `${replicaStateTopicName} could not be opened, high watermarks start at the log start: ${error instanceof Error ? error.message : String(error)}`,
+          `${replicaStateTopicName} could not be opened: no partition can be replicated here (its leader epoch history lives there): ${error instanceof Error ? error.message : String(error)}`,
         );
         return null;
       },
     );
+    broker.topics.onTopicDeleted((topic) => void this.topicDeleted(topic.name, topic.partitionCount));
     const interval = options.highWatermarkCheckpointIntervalMs ?? highWatermarkCheckpointIntervalMsDefault;
     if (!Number.isSafeInteger(interval) || interval < 1) {
       throw new InvalidArgumentError(
@@ -202,6 +214,7 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     await Promise.all(stops);
     this.context.clock.clearTimer(this.checkpointTimer);
     const store = await this.store;
+    if (store !== null) this.broker.topics.withdrawInternal(replicaStateTopicName);
     await store
       ?.close()
       .catch((error: unknown) => this.context.warn(`closing ${replicaStateTopicName}: ${String(error)}`));
@@ -296,17 +309,24 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     await this.stopRole(state, `epoch ${leaderEpoch}: broker ${leaderId} leads`);
     state.epoch = leaderEpoch;
     const what = `${topic}/${partition}`;
-    if (!assignment.replicas.includes(this.brokerId)) {
-      local.replica = new FencedReplica(what, previousHighWatermark);
-      return;
-    }
+    // Fenced while the epoch history is read and written: nothing is appended meanwhile.
+    local.replica = new FencedReplica(what, previousHighWatermark);
+    if (!assignment.replicas.includes(this.brokerId)) return;
     if (state.history === null) {
-      state.history = LeaderEpochHistory.open(
-        partitionDirectory(this.broker.dataDir, topic, partition),
-        local.log.logEndOffset,
-      );
+      if (store === null) throw this.storeFailure;
+      state.history = await LeaderEpochHistory.open({
+        store,
+        topic,
+        partition,
+        createdAtMs: this.broker.topics.topicNamed(topic).createdAtMs,
+        directory: partitionDirectory(this.broker.dataDir, topic, partition),
+        logEndOffset: local.log.logEndOffset,
+      });
     }
     if (leaderId === this.brokerId) {
+      // The epoch is durable before the first produce of it is admitted (a crash then leaves no
+      // record of an epoch the recovered history lacks).
+      await state.history.assign(leaderEpoch, local.log.logEndOffset);
       const leader = new PartitionLeader(
         local,
         assignment,
@@ -365,6 +385,21 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
         `HW checkpoint of ${topic}/${partition}: ${error instanceof Error ? error.message : String(error)}`,
       );
     }
+  }
+
+  /** A topic deleted here: its histories and HWs are forgotten (a new topic of that name starts afresh). */
+  private async topicDeleted(topic: string, partitionCount: number): Promise<void> {
+    if (this.closed) return;
+    for (let partition = 0; partition < partitionCount; partition++) {
+      const state = this.partitions.get(partitionKey(topic, partition));
+      if (state !== undefined) state.history = null;
+    }
+    const store = await this.store;
+    await store
+      ?.forgetTopic(topic, partitionCount)
+      .catch((error: unknown) =>
+        this.context.warn(`forgetting the replica state of deleted topic ${topic}: ${String(error)}`),
+      );
   }
 
   private localPartition(topic: string, partition: number): Partition | null {

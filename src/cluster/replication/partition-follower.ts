@@ -218,14 +218,16 @@ export class PartitionFollower implements PartitionReplica {
     if (target < logEnd) {
       // The batch holding `target` (a boundary in practice: both logs copied the same batches).
       const boundary = log.read(target, 1).firstOffset;
+      // The shortened history is durable before the log is cut: a crash between leaves a history
+      // ending before the log (the next truncation cuts more), never one naming cut records.
+      await this.history.truncateFromEnd(boundary);
       log.truncateTo(boundary);
-      this.history.truncateFromEnd(boundary);
       this.truncations++;
       this.context.warn(
         `${this.partition.topic}/${this.partition.index}: truncated from ${logEnd} to ${boundary} to follow broker ${this.leaderId} at epoch ${this.epoch}`,
       );
     } else {
-      this.history.truncateFromEnd(logEnd + 1);
+      await this.history.truncateFromEnd(logEnd + 1);
     }
   }
 
@@ -277,11 +279,18 @@ export class PartitionFollower implements PartitionReplica {
           `the leader sent a batch at ${baseOffset} for a log ending at ${log.logEndOffset}`,
         );
       }
+      let assigned: Promise<void> | null = null;
       for (const [epoch, startOffset] of epochs) {
         if (startOffset <= baseOffset && epoch > this.history.latestEpoch) {
           const latestStart = this.history.entries.at(-1)?.startOffset ?? 0;
-          this.history.assign(epoch, Math.max(startOffset, latestStart));
+          assigned = this.history.assign(epoch, Math.max(startOffset, latestStart));
         }
+      }
+      // A new epoch is durable in the history before its first batch is appended (leader changes
+      // only: the appends of an answer otherwise go out in one turn, one fdatasync).
+      if (assigned !== null) {
+        await assigned;
+        if (this.abort.signal.aborted) break;
       }
       pending.push(log.append(bytes.subarray(position, position + length)));
       position += length;

@@ -116,8 +116,8 @@ export class PartitionLeader implements PartitionReplica {
     if (!this.inSync.includes(context.brokerId)) this.inSync.push(context.brokerId);
     this.minInSyncReplicas = assignment.minInSyncReplicas ?? 1;
     const log = partition.log;
+    // The replica manager has made this epoch durable in the history at the log end (awaited).
     this.epochStartOffset = log.logEndOffset;
-    history.assign(this.epoch, this.epochStartOffset);
     this.hw = Math.min(initialHighWatermark, log.logEndOffset);
     const now = context.clock.monotonicMs();
     for (const id of this.replicas) {

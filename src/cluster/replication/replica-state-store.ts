@@ -15,6 +15,13 @@
  * consumers more than the ISR had. The log missing or empty: every HW starts at the log start (the
  * behaviour before checkpoints, safe).
  *
+ * Holds too, per replicated partition (key `epochs/<topic>/<partition>`; topic names have no `/`),
+ * its leader epoch history (leader-epoch-history.ts): the whole entry list `[[epoch, startOffset],
+ * ...]` (at most leaderEpochEntriesMax) and the creation time of the topic's local incarnation, so
+ * the history of a topic deleted and created again is not taken for the new one's. Written only at
+ * leader changes and truncations; each write is awaited by the role that made it. A topic deleted
+ * on this broker loses both keys (`forgetTopic`).
+ *
  * Writes are bounded by the state log's queued-bytes limit (a refused checkpoint is retried at the
  * next interval); one entry per partition whose HW changed, per interval.
  */
@@ -24,33 +31,46 @@ import {
   keyValueCodec,
   msgpackValues,
 } from '../../broker/state/key-value-state.js';
-import type { StateLog } from '../../broker/state/state-log.js';
+import type { StateLog, StateLogStats } from '../../broker/state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogStoreOptions,
 } from '../../broker/state/state-log-partition.js';
+import { leaderEpochEntriesMax } from '../../limits.js';
+import type { LeaderEpochStore } from './leader-epoch-history.js';
 
 export const replicaStateTopicName = '__leader_epochs';
 
-interface ReplicaStateValue {
-  highWatermark: number;
-}
+/** A checkpointed HW, or a leader epoch history (`epochs/` keys). */
+type ReplicaStateValue = { highWatermark: number } | { createdAtMs: number; epochs: Array<[number, number]> };
+
+const isOffset = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
 function validate(value: unknown): ReplicaStateValue {
-  const highWatermark = (value as { highWatermark?: unknown } | null)?.highWatermark;
-  if (typeof highWatermark !== 'number' || !Number.isSafeInteger(highWatermark) || highWatermark < 0) {
-    throw new Error(`bad replica state value ${JSON.stringify(value)}`);
+  const fields = (value ?? {}) as { highWatermark?: unknown; createdAtMs?: unknown; epochs?: unknown };
+  if (isOffset(fields.highWatermark)) return { highWatermark: fields.highWatermark };
+  const epochs = fields.epochs;
+  if (
+    isOffset(fields.createdAtMs) &&
+    Array.isArray(epochs) &&
+    epochs.length <= leaderEpochEntriesMax &&
+    epochs.every((entry) => Array.isArray(entry) && entry.length === 2 && entry.every(isOffset))
+  ) {
+    return { createdAtMs: fields.createdAtMs, epochs: epochs as Array<[number, number]> };
   }
-  return { highWatermark };
+  throw new Error(`bad replica state value ${JSON.stringify(value)}`);
 }
 
 const replicaStateCodec = keyValueCodec(msgpackValues(validate));
 
 const keyOf = (topic: string, partition: number): string => `${topic}/${partition}`;
+const epochsKeyOf = (topic: string, partition: number): string => `epochs/${topic}/${partition}`;
 
-export class ReplicaStateStore {
-  private readonly partition: StateLogPartition;
+export class ReplicaStateStore implements LeaderEpochStore {
+  /** The state log's partition (served as the internal topic `__leader_epochs`). */
+  readonly partition: StateLogPartition;
   private readonly state: StateLog<KeyValueEntry<ReplicaStateValue>>;
   private readonly machine: KeyValueState<ReplicaStateValue>;
   /** The HW last committed (or being committed) per key: unchanged ones are not written again. */
@@ -64,7 +84,9 @@ export class ReplicaStateStore {
     this.partition = partition;
     this.state = state;
     this.machine = machine;
-    for (const [key, value] of machine.view()) this.written.set(key, value.highWatermark);
+    for (const [key, value] of machine.view()) {
+      if ('highWatermark' in value) this.written.set(key, value.highWatermark);
+    }
   }
 
   static async open(options: StateLogStoreOptions): Promise<ReplicaStateStore> {
@@ -78,9 +100,46 @@ export class ReplicaStateStore {
     return new ReplicaStateStore(partition, state, machine);
   }
 
+  /** What the state log did since it was opened (snapshots written, log start). */
+  get stats(): StateLogStats {
+    return this.state.stats;
+  }
+
   /** The HW last checkpointed for this partition, or undefined. */
   highWatermarkOf(topic: string, partition: number): number | undefined {
-    return this.machine.get(keyOf(topic, partition))?.highWatermark;
+    const value = this.machine.get(keyOf(topic, partition));
+    return value !== undefined && 'highWatermark' in value ? value.highWatermark : undefined;
+  }
+
+  epochHistoryOf(topic: string, partition: number, createdAtMs: number): Array<[number, number]> | undefined {
+    const value = this.machine.get(epochsKeyOf(topic, partition));
+    if (value === undefined || !('epochs' in value) || value.createdAtMs !== createdAtMs) return undefined;
+    return value.epochs.map(([epoch, startOffset]) => [epoch, startOffset]);
+  }
+
+  async putEpochHistory(
+    topic: string,
+    partition: number,
+    createdAtMs: number,
+    entries: Array<[number, number]>,
+  ): Promise<void> {
+    await this.state.commit({
+      op: 'put',
+      key: epochsKeyOf(topic, partition),
+      value: { createdAtMs, epochs: entries },
+    });
+  }
+
+  /** A topic deleted on this broker: drops the HW and history of each of its partitions. */
+  async forgetTopic(topic: string, partitionCount: number): Promise<void> {
+    const commits: Array<Promise<number>> = [];
+    for (let partition = 0; partition < partitionCount; partition++) {
+      for (const key of [keyOf(topic, partition), epochsKeyOf(topic, partition)]) {
+        this.written.delete(key);
+        if (this.machine.get(key) !== undefined) commits.push(this.state.commit({ op: 'delete', key }));
+      }
+    }
+    await Promise.all(commits);
   }
 
   /** Records `highWatermark` unless it is what was recorded last; rejects when the log refused it. */
