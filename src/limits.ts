@@ -457,3 +457,7 @@ export const clientRerouteBackoffMsMax = 1_000;
 export const clientRerouteTimeoutMsDefault = 30_000;
 /** Cluster: longest a topic admin request waits for this broker's view of etcd to show its effect (leaders elected). */
 export const clusterTopicWaitMs = 10_000;
+
+// Idempotent producers in a cluster (cl-producers, docs/CLUSTER.md "Built: idempotent producers").
+/** Cluster: producer ids one broker claims from etcd at once (one compare-and-swap per block). */
+export const producerIdBlockSize = 1_000;

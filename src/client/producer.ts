@@ -116,7 +116,8 @@ export interface ProducerOptions {
   retryBackoffMaxMs?: number;
   /**
    * No retry of a batch starts once it would end past this long after the batch was opened (the
-   * batch then fails with its last error). It bounds retries only: a batch waiting for its first send
+   * batch then fails with its last error); for an idempotent producer this bounds its resends in a
+   * new session too (after UNKNOWN_PRODUCER_ID or OUT_OF_ORDER_SEQUENCE). It bounds retries only: a batch waiting for its first send
    * is not failed by it, and a send in flight ends by the transport's request timeout. Default 120 000.
    */
   deliveryTimeoutMs?: number;
@@ -855,7 +856,10 @@ export class Producer {
     const sequencer = this.idempotence!;
     const queue = batch.queue;
     const verdict = sequencer.classify(batch, error, this.hasEarlierUnacked(batch));
-    if (verdict === 'resend') {
+    // A resend (in a new session, or after an earlier batch) is not a retry, but it too ends once
+    // deliveryTimeoutMs has passed: a broker that keeps answering UNKNOWN_PRODUCER_ID must not keep
+    // the producer registering and resending for ever.
+    if (verdict === 'resend' && Date.now() - batch.createdAtMs < this.options.deliveryTimeoutMs) {
       batch.attempts--;
       this.accumulator.requeue(batch);
       this.pauseForResend(queue, 0);
