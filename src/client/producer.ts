@@ -309,6 +309,8 @@ export class Producer {
   private readonly held = new Set<PartitionQueue>();
   /** Idempotent: a registration (INIT_PRODUCER) is on its way or waiting for its retry. */
   private sessionStarting = false;
+  /** Idempotent: sessions started since a batch was last acknowledged (the next one backs off past 1). */
+  private sessionsSinceAck = 0;
 
   /** @internal Made by Spillway.producer(). */
   constructor(transport: Transport, metadata: MetadataCache, options: ProducerOptions = {}) {
@@ -720,6 +722,7 @@ export class Producer {
   private onProduced(batch: ProducerBatch, response: TransportResponse): void {
     const queue = batch.queue;
     this.landed(batch);
+    this.sessionsSinceAck = 0;
     let baseOffset = -1;
     let positions: RecordPositions | null = null;
     let answerError: unknown = null;
@@ -812,6 +815,9 @@ export class Producer {
     if (sequencer.ready || sequencer.fatal !== null || this.sessionStarting) return;
     if (this.inFlightTotal > 0 || this.state === 'closed') return;
     this.sessionStarting = true;
+    // Sessions that end before anything is acknowledged (a broker answering UNKNOWN_PRODUCER_ID
+    // again and again) start after the usual retry backoff, not in a tight loop.
+    this.sessionsSinceAck++;
     let attempts = 0;
     const attempt = (): void => {
       attempts++;
@@ -848,7 +854,15 @@ export class Producer {
         },
       );
     };
-    attempt();
+    if (this.sessionsSinceAck <= 1) {
+      attempt();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      attempt();
+    }, this.backoffMs(this.sessionsSinceAck - 1));
+    this.retryTimers.add(timer);
   }
 
   /** Idempotent: what a failed batch means (idempotence.ts, classify), then resend or fail it. */

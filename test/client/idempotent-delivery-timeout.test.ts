@@ -23,7 +23,7 @@ test('resends in new sessions stop at deliveryTimeoutMs with the typed error', a
   };
   const sw = await connect(split);
   const deliveryTimeoutMs = 600;
-  const producer = sw.producer({ idempotent: true, deliveryTimeoutMs, lingerMs: 0 });
+  const producer = sw.producer({ idempotent: true, deliveryTimeoutMs, lingerMs: 0, retryBackoffMs: 20 });
   const started = Date.now();
   const error = await producer.send('t', { value: 'a' }).then(
     () => new Error('acknowledged by a broker that never issued the producer id'),
@@ -32,7 +32,9 @@ test('resends in new sessions stop at deliveryTimeoutMs with the typed error', a
   const elapsedMs = Date.now() - started;
   expect(error).toMatchObject({ code: 'UNKNOWN_PRODUCER_ID' });
   expect(elapsedMs).toBeGreaterThanOrEqual(deliveryTimeoutMs - 50);
+  // Registered again after each UNKNOWN_PRODUCER_ID, with the retry backoff between (not thousands).
   expect(registrations).toBeGreaterThan(1);
+  expect(registrations).toBeLessThan(50);
   // The loop ended: no more registrations once the send failed (nothing else waits to be sent).
   const after = registrations;
   await new Promise((resolve) => setTimeout(resolve, 200));
