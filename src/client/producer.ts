@@ -858,10 +858,13 @@ export class Producer {
       attempt();
       return;
     }
-    const timer = setTimeout(() => {
-      this.retryTimers.delete(timer);
-      attempt();
-    }, this.backoffMs(this.sessionsSinceAck - 1));
+    const timer = setTimeout(
+      () => {
+        this.retryTimers.delete(timer);
+        attempt();
+      },
+      this.backoffMs(this.sessionsSinceAck - 1),
+    );
     this.retryTimers.add(timer);
   }
 
