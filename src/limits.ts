@@ -484,3 +484,7 @@ export const groupMemberPrincipalLengthMax = 1_024;
  * failing with TIMEOUT (retriable).
  */
 export const groupCommitVisibleWaitMs = 1_000;
+
+// Idempotent producers in a cluster (cl-producers, docs/CLUSTER.md "Built: idempotent producers").
+/** Cluster: producer ids one broker claims from etcd at once (one compare-and-swap per block). */
+export const producerIdBlockSize = 1_000;

@@ -149,8 +149,12 @@ export class BrokerMessages implements MessageService {
         );
       }
       // The producer service may wait before the append: it gets a copy (see MessageService.produce).
-      return this.producers.produce(target, fields, batch.slice(), (checked) =>
-        this.append(topic, partition, target, checked, options),
+      return this.producers.produce(
+        target,
+        fields,
+        batch.slice(),
+        (checked) => this.append(topic, partition, target, checked, options),
+        options,
       );
     }
     // (4) Msg-id dedup: only topics with a window decode the batch (dedup/broker-dedup.ts).

@@ -116,7 +116,8 @@ export interface ProducerOptions {
   retryBackoffMaxMs?: number;
   /**
    * No retry of a batch starts once it would end past this long after the batch was opened (the
-   * batch then fails with its last error). It bounds retries only: a batch waiting for its first send
+   * batch then fails with its last error); for an idempotent producer this bounds its resends in a
+   * new session too (after UNKNOWN_PRODUCER_ID or OUT_OF_ORDER_SEQUENCE). It bounds retries only: a batch waiting for its first send
    * is not failed by it, and a send in flight ends by the transport's request timeout. Default 120 000.
    */
   deliveryTimeoutMs?: number;
@@ -308,6 +309,8 @@ export class Producer {
   private readonly held = new Set<PartitionQueue>();
   /** Idempotent: a registration (INIT_PRODUCER) is on its way or waiting for its retry. */
   private sessionStarting = false;
+  /** Idempotent: sessions started since a batch was last acknowledged (the next one backs off past 1). */
+  private sessionsSinceAck = 0;
 
   /** @internal Made by Spillway.producer(). */
   constructor(transport: Transport, metadata: MetadataCache, options: ProducerOptions = {}) {
@@ -719,6 +722,7 @@ export class Producer {
   private onProduced(batch: ProducerBatch, response: TransportResponse): void {
     const queue = batch.queue;
     this.landed(batch);
+    this.sessionsSinceAck = 0;
     let baseOffset = -1;
     let positions: RecordPositions | null = null;
     let answerError: unknown = null;
@@ -811,6 +815,9 @@ export class Producer {
     if (sequencer.ready || sequencer.fatal !== null || this.sessionStarting) return;
     if (this.inFlightTotal > 0 || this.state === 'closed') return;
     this.sessionStarting = true;
+    // Sessions that end before anything is acknowledged (a broker answering UNKNOWN_PRODUCER_ID
+    // again and again) start after the usual retry backoff, not in a tight loop.
+    this.sessionsSinceAck++;
     let attempts = 0;
     const attempt = (): void => {
       attempts++;
@@ -847,7 +854,18 @@ export class Producer {
         },
       );
     };
-    attempt();
+    if (this.sessionsSinceAck <= 1) {
+      attempt();
+      return;
+    }
+    const timer = setTimeout(
+      () => {
+        this.retryTimers.delete(timer);
+        attempt();
+      },
+      this.backoffMs(this.sessionsSinceAck - 1),
+    );
+    this.retryTimers.add(timer);
   }
 
   /** Idempotent: what a failed batch means (idempotence.ts, classify), then resend or fail it. */
@@ -855,7 +873,10 @@ export class Producer {
     const sequencer = this.idempotence!;
     const queue = batch.queue;
     const verdict = sequencer.classify(batch, error, this.hasEarlierUnacked(batch));
-    if (verdict === 'resend') {
+    // A resend (in a new session, or after an earlier batch) is not a retry, but it too ends once
+    // deliveryTimeoutMs has passed: a broker that keeps answering UNKNOWN_PRODUCER_ID must not keep
+    // the producer registering and resending for ever.
+    if (verdict === 'resend' && Date.now() - batch.createdAtMs < this.options.deliveryTimeoutMs) {
       batch.attempts--;
       this.accumulator.requeue(batch);
       this.pauseForResend(queue, 0);

@@ -23,10 +23,24 @@
  *  - Memory: at most producersMax producers (the one idle the longest is dropped to make room), each
  *    with producerBatchesRememberedMax batches per partition it wrote to; a producer idle for
  *    idleExpiryMs is dropped (its id then gets UNKNOWN_PRODUCER_ID).
+ *  - Cluster mode (`joinCluster`, docs/CLUSTER.md "Built: idempotent producers"): producer ids come
+ *    from the cluster (`ProducerIdSource`, unique cluster-wide) and nothing is written to
+ *    `__producer_state`; a partition's state is rebuilt from its local log's batch headers (log start
+ *    to log end, in the turn of the check) on the first idempotent batch of each leadership
+ *    (`Partition.replica`, a new role object per leader epoch), so a new leader has every batch the
+ *    old one acknowledged with acks 'all'. A producer without state on the partition is taken from
+ *    sequence 0 (else UNKNOWN_PRODUCER_ID), an epoch older than the partition's is fenced. A repeat is
+ *    answered once replicated as `options` asks (acks), like a first append.
  * Single-threaded (one event loop).
  */
 import type { Clock, ClockTimer } from '../../clock.js';
-import { InvalidBatchError, ProducerFencedError, UnknownProducerIdError } from '../../errors.js';
+import {
+  ClusterUnavailableError,
+  InvalidArgumentError,
+  InvalidBatchError,
+  ProducerFencedError,
+  UnknownProducerIdError,
+} from '../../errors.js';
 import type { BatchHeaderFields } from '../../format/batch-header.js';
 import { producerEpochMax } from '../../limits.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
@@ -35,10 +49,13 @@ import type {
   InitProducerResult,
   ProducerService,
 } from '../../protocol/producer-api.js';
+import type { ProduceOptions } from '../../protocol/replication-api.js';
+import type { LogStore } from '../../storage/log-store.js';
 import type { BrokerTopics } from '../broker-topics.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Partition } from '../partition.js';
 import type { Topic } from '../topic.js';
+import type { ProducerIdSource } from './producer-id-source.js';
 import { lastSequenceOf, PartitionSequences } from './producer-sequences.js';
 import {
   nextIdKey,
@@ -62,6 +79,8 @@ export interface BrokerProducersOptions {
   /** How often changed partitions get a sequence snapshot. */
   snapshotIntervalMs: number;
 }
+
+const noop = (): void => undefined;
 
 /** Appends a checked batch to the partition; reaches the log's append synchronously. */
 export type AppendBatch = (batch: Uint8Array) => Promise<ProduceResult>;
@@ -104,6 +123,8 @@ export class BrokerProducers implements ProducerService {
   private snapshotting: Promise<void> | null = null;
   private readonly counts = { expired: 0, evicted: 0, duplicates: 0, snapshotsWritten: 0 };
   private readonly replayed = { batches: 0, partitions: 0 };
+  /** Cluster mode (joinCluster): where producer ids come from (null until the cluster is joined). */
+  private cluster: { ids: ProducerIdSource | null } | null = null;
 
   constructor(options: BrokerProducersOptions) {
     this.store = options.store;
@@ -138,8 +159,28 @@ export class BrokerProducers implements ProducerService {
     };
   }
 
+  /**
+   * Cluster mode from now on: ids from `ids` (or, until it is given, CLUSTER_UNAVAILABLE), the state
+   * of each partition rebuilt from its log when this broker starts leading it; what a single broker
+   * had loaded from `__producer_state` is forgotten (not deleted), and no snapshot is written.
+   */
+  joinCluster(ids: ProducerIdSource | null = null): void {
+    this.cluster = { ids };
+    this.clock.clearTimer(this.snapshotTimer);
+    this.snapshotTimer = null;
+    this.live.clear();
+    this.names.clear();
+    this.sequences.clear();
+  }
+
+  /** Cluster mode: the source of producer ids (given once the cluster is joined). */
+  useProducerIds(ids: ProducerIdSource): void {
+    if (this.cluster !== null) this.cluster.ids = ids;
+  }
+
   async initProducer(request: InitProducerRequest): Promise<InitProducerResult> {
     this.lifecycle.assertOpen();
+    if (this.cluster !== null) return this.initInCluster(request);
     const name = request.name ?? null;
     const now = this.clock.monotonicMs();
     if (name !== null) {
@@ -176,7 +217,9 @@ export class BrokerProducers implements ProducerService {
     fields: BatchHeaderFields,
     batch: Uint8Array,
     append: AppendBatch,
+    options?: ProduceOptions,
   ): Promise<ProduceResult> {
+    if (this.cluster !== null) return this.produceInCluster(target, fields, batch, append, options);
     const producerId = fields.producerId;
     const epoch = fields.producerEpoch;
     const producer = this.live.get(producerId);
@@ -246,6 +289,7 @@ export class BrokerProducers implements ProducerService {
 
   /** Writes a sequence snapshot of every partition changed since its last one. */
   snapshotChanged(): Promise<void> {
+    if (this.cluster !== null) return Promise.resolve();
     if (this.snapshotting !== null) return this.snapshotting;
     const run = async (): Promise<void> => {
       for (const [partition, sequences] of this.sequences) {
@@ -303,6 +347,7 @@ export class BrokerProducers implements ProducerService {
     if (producer.name !== null && this.names.get(producer.name) === producer.id)
       this.names.delete(producer.name);
     for (const sequences of producer.partitions) sequences.forget(producer.id);
+    if (this.cluster !== null) return;
     // Not awaited: a lost delete only brings an idle producer back after a restart.
     this.store.delete(producerKey(producer.id)).catch(() => undefined);
   }
@@ -352,8 +397,136 @@ export class BrokerProducers implements ProducerService {
       this.sequences.delete(partition);
       for (const producerId of sequences.producers.keys())
         this.live.get(producerId)?.partitions.delete(sequences);
+      if (this.cluster !== null) continue;
       this.store.delete(sequenceKey(topic.name, partition.index)).catch(() => undefined);
     }
+  }
+
+  /** Cluster mode: a new producer id from the cluster, epoch 0 (named producers are refused). */
+  private async initInCluster(request: InitProducerRequest): Promise<InitProducerResult> {
+    if (request.name !== undefined && request.name !== null) {
+      throw new InvalidArgumentError(
+        'named idempotent producers (producerName) do not run in cluster mode yet (no cluster-wide name registry: docs/CLUSTER.md)',
+      );
+    }
+    const ids = this.cluster!.ids;
+    if (ids === null) {
+      throw new ClusterUnavailableError(
+        'this broker has not joined the cluster yet: no producer ids to give',
+      );
+    }
+    const producerId = await ids.nextProducerId();
+    this.lifecycle.assertOpen();
+    return { producerId, producerEpoch: 0 };
+  }
+
+  /** Cluster mode: the idempotent branch of produce (this broker leads `target`: admitProduce passed). */
+  private produceInCluster(
+    target: Partition,
+    fields: BatchHeaderFields,
+    batch: Uint8Array,
+    append: AppendBatch,
+    options: ProduceOptions | undefined,
+  ): Promise<ProduceResult> {
+    const { producerId, producerEpoch: epoch, baseSequence } = fields;
+    if (baseSequence < 0) {
+      throw new InvalidBatchError(`idempotent batch of producer ${producerId} without a baseSequence`);
+    }
+    // PARTITION_DAMAGED for a stopped partition, before anything else.
+    const log = target.log;
+    const sequences = this.leaderSequences(target, log);
+    const state = sequences.producers.get(producerId);
+    const where = `${target.topic}/${target.index}`;
+    if (state !== undefined && epoch < state.epoch) {
+      throw new ProducerFencedError(
+        `producer ${producerId} epoch ${epoch} was fenced by epoch ${state.epoch} on ${where}`,
+      );
+    }
+    if (state === undefined && baseSequence !== 0) {
+      throw new UnknownProducerIdError(
+        `producer ${producerId} has no state on ${where} (expired, evicted, or its batches left the log) and sends sequence ${baseSequence}: register again`,
+      );
+    }
+    const lastSequence = lastSequenceOf(baseSequence, fields.recordCount);
+    const repeated = sequences.check(producerId, epoch, baseSequence, lastSequence);
+    const producer = this.liveInCluster(producerId, epoch);
+    if (repeated !== null) {
+      this.counts.duplicates++;
+      const answer: ProduceResult = {
+        partition: target.index,
+        baseOffset: repeated.baseOffset,
+        lastOffset: repeated.lastOffset,
+        durability: target.durability,
+      };
+      // In the log (this leader's own, or copied from the previous leader): answered once replicated
+      // as the repeat asks, whatever became of the first attempt's answer.
+      const replica = target.replica;
+      const first = repeated.result === null ? Promise.resolve() : repeated.result.then(noop, noop);
+      return first.then(() => replica?.replicated(repeated.lastOffset + 1, options)).then(() => answer);
+    }
+    const endBefore = log.logEndOffset;
+    const result = append(batch);
+    // The log assigns offsets in the call: written now, or refused before writing.
+    if (log.logEndOffset === endBefore + fields.recordCount) {
+      const remembered = {
+        baseSequence,
+        lastSequence,
+        baseOffset: endBefore,
+        lastOffset: endBefore + fields.recordCount - 1,
+        result: result as Promise<ProduceResult> | null,
+      };
+      sequences.record(producerId, epoch, remembered);
+      producer.partitions.add(sequences);
+      result.then(
+        () => {
+          remembered.result = null;
+        },
+        () => undefined,
+      );
+    }
+    return result;
+  }
+
+  /**
+   * Cluster mode: `target`'s state for the leadership it has now, rebuilt from the batch headers of
+   * its log when the leadership changed since it was built (or it never was).
+   */
+  private leaderSequences(target: Partition, log: LogStore): PartitionSequences {
+    const leadership = target.replica;
+    const built = this.sequences.get(target);
+    if (built !== undefined && built.leadership === leadership) return built;
+    if (built !== undefined) {
+      for (const producerId of built.producers.keys()) this.live.get(producerId)?.partitions.delete(built);
+    }
+    const topic = this.topics.topicNamed(target.topic);
+    const sequences = new PartitionSequences(target.topic, target.index, topic.createdAtMs, true);
+    sequences.leadership = leadership;
+    this.replayed.batches += sequences.replay(log, log.logStartOffset, () => 0);
+    this.replayed.partitions++;
+    sequences.keepNewest(this.producersMax);
+    sequences.dirty = false;
+    this.sequences.set(target, sequences);
+    for (const [producerId, state] of sequences.producers) {
+      this.liveInCluster(producerId, state.epoch).partitions.add(sequences);
+    }
+    return sequences;
+  }
+
+  /** Cluster mode: the producer's entry (made, dropping the idlest one when producersMax are held). */
+  private liveInCluster(producerId: number, epoch: number): LiveProducer {
+    const now = this.clock.monotonicMs();
+    let producer = this.live.get(producerId);
+    if (producer === undefined) {
+      while (this.live.size >= this.producersMax) {
+        this.counts.evicted++;
+        this.drop(this.idlest()!);
+      }
+      producer = { id: producerId, epoch, name: null, lastUsedMs: now, partitions: new Set() };
+      this.live.set(producerId, producer);
+    }
+    producer.epoch = Math.max(producer.epoch, epoch);
+    producer.lastUsedMs = now;
+    return producer;
   }
 
   /** Builds the producers and every partition's sequences from the state log and the logs' tails. */

@@ -70,6 +70,11 @@ export class PartitionSequences {
   marking: Promise<void> | null = null;
   /** Producers without state here take any sequence (the partition's state could not be rebuilt). */
   readonly lenient: boolean;
+  /**
+   * Cluster mode: the partition's replication role (`Partition.replica`) this state was rebuilt
+   * for; a new leadership has a new role object, and the state is rebuilt from the log again.
+   */
+  leadership: object | null = null;
 
   constructor(topic: string, partition: number, topicCreatedAtMs: number, marked: boolean, lenient = false) {
     this.topic = topic;
@@ -224,6 +229,18 @@ export class PartitionSequences {
       offset = read.nextOffset;
     }
     return batches;
+  }
+
+  /**
+   * Keeps the state of the `max` producers whose last remembered batch is the newest (a partition
+   * rebuilt from a long log may have seen more producers than a broker holds).
+   */
+  keepNewest(max: number): void {
+    if (this.producers.size <= max) return;
+    const lastOffset = (state: ProducerOnPartition): number =>
+      state.batches[state.batches.length - 1]?.lastOffset ?? -1;
+    const byAge = [...this.producers.entries()].sort((a, b) => lastOffset(a[1]) - lastOffset(b[1]));
+    for (const [producerId] of byAge.slice(0, byAge.length - max)) this.producers.delete(producerId);
   }
 
   /** Drops a producer's state (expired or evicted). */

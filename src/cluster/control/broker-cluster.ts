@@ -15,6 +15,7 @@ import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import { replicationFactorDefaultMax } from '../../limits.js';
 import type { TopicConfig } from '../../protocol/broker-api.js';
 import type { ReplicaManager } from '../partition-role.js';
+import { ProducerIdBlocks, producerIdNamespace } from '../state-services/producer-id-blocks.js';
 import { replicatedStateTopics } from '../state-services/replicated-state-topics.js';
 import { type LeadershipBroker, ServiceLeadership } from '../state-services/service-leadership.js';
 import { ClusterNode } from './cluster-node.js';
@@ -83,6 +84,9 @@ export class BrokerCluster {
       log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
     });
     const services = replicaManager as ServiceLeadership;
+    services.useProducerIds(
+      new ProducerIdBlocks(node.etcdNamespace(producerIdNamespace(options.name ?? 'default'))),
+    );
     return new BrokerCluster(node, services, services, broker);
   }
 

@@ -122,6 +122,14 @@ export class ClusterNode implements ClusterMetadataService {
     return node;
   }
 
+  /**
+   * An etcd namespace at `prefix`, on this node's client: for keys outside the watched cluster prefix
+   * (state-services/producer-id-blocks.ts).
+   */
+  etcdNamespace(prefix: string): Namespace {
+    return this.client.namespace(prefix);
+  }
+
   get brokerId(): number {
     return this.options.brokerId;
   }

@@ -18,21 +18,25 @@
  *
  * `check(opcode)` (`BrokerApi.coordinators`) refuses what this broker does not serve: NOT_COORDINATOR
  * (retriable) for a group request while another broker leads `__consumer_offsets`, INVALID_ARGUMENT
- * for the services that do not follow leadership yet (queues, transactions, producer ids, delay
- * stats), whose state would otherwise be silently local to one broker. Delayed batches and batches
+ * for the services that do not follow leadership yet (queues, transactions, delay stats), whose
+ * state would otherwise be silently local to one broker. INIT_PRODUCER is served by every broker:
+ * producer ids come from etcd (producer-id-blocks.ts, `useProducerIds`), and each partition leader
+ * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster). Delayed batches and batches
  * with msgIds to dedup topics are refused the same way in the produce path.
  */
 import type { BrokerDedup } from '../../broker/dedup/broker-dedup.js';
 import type { BrokerDelay } from '../../broker/delay/broker-delay.js';
 import type { GroupCoordinator } from '../../broker/groups/group-coordinator.js';
 import type { Partition } from '../../broker/partition.js';
+import type { BrokerProducers } from '../../broker/producers/broker-producers.js';
+import type { ProducerIdSource } from '../../broker/producers/producer-id-source.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
   type CoordinatorGate,
   coordinatorTopicOf,
   coordinatorTopics,
 } from '../../protocol/coordinator-routing.js';
-import { opcodeName } from '../../protocol/opcodes.js';
+import { Opcode, opcodeName } from '../../protocol/opcodes.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 
 /** What of the broker the services following leadership need. */
@@ -41,6 +45,7 @@ export interface LeadershipBroker {
   readonly topics: { partitionOf(topic: string, partition: number): Partition };
   readonly delay: BrokerDelay;
   readonly dedup: BrokerDedup;
+  readonly producers: BrokerProducers;
 }
 
 /** One service bound to the leadership of its internal topic's partition 0. */
@@ -61,6 +66,7 @@ const notInClusterYet = 'does not run in cluster mode yet (its state is not repl
 
 export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
   private readonly services = new Map<string, FollowedService>();
+  private readonly producers: BrokerProducers;
 
   constructor(
     private readonly brokerId: number,
@@ -78,6 +84,13 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     });
     broker.delay.refusal = new InvalidArgumentError(`delayed messages: the delay service ${notInClusterYet}`);
     broker.dedup.refusal = new InvalidArgumentError(`msgId dedup: the dedup index ${notInClusterYet}`);
+    this.producers = broker.producers;
+    this.producers.joinCluster();
+  }
+
+  /** Producer ids for INIT_PRODUCER, once the cluster node is up (broker-cluster.ts). */
+  useProducerIds(ids: ProducerIdSource): void {
+    this.producers.useProducerIds(ids);
   }
 
   /** True while this broker runs the service of internal topic `topic` (tests, metrics). */
@@ -88,7 +101,7 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
 
   check(opcode: number): void {
     const topic = coordinatorTopicOf(opcode);
-    if (topic === undefined) return;
+    if (topic === undefined || opcode === Opcode.initProducer) return;
     const service = this.services.get(topic);
     if (service === undefined) {
       throw new InvalidArgumentError(`${opcodeName(opcode)}: the service of ${topic} ${notInClusterYet}`);
