@@ -457,3 +457,14 @@ export const clientRerouteBackoffMsMax = 1_000;
 export const clientRerouteTimeoutMsDefault = 30_000;
 /** Cluster: longest a topic admin request waits for this broker's view of etcd to show its effect (leaders elected). */
 export const clusterTopicWaitMs = 10_000;
+
+// Client WebSocket receive path (issue 15, 16 KiB consume: src/client/websocket-frame-reader.ts).
+/**
+ * Client: the reused buffer the socket reads frame headers, small payloads and the upgrade answer
+ * into; a payload not wholly in it gets a buffer of its own that the socket then reads into directly.
+ */
+export const wsReceiveBufferBytes = 64 * 1024;
+/** Client: fragments of one received WebSocket message (each is a buffer of its own); more is a PROTOCOL_ERROR. */
+export const wsMessageFragmentsMax = 64;
+/** Client: the status line and headers of the broker's answer to the upgrade request; longer is a PROTOCOL_ERROR. */
+export const wsHandshakeResponseBytesMax = 16 * 1024;
