@@ -468,3 +468,10 @@ export const wsReceiveBufferBytes = 64 * 1024;
 export const wsMessageFragmentsMax = 64;
 /** Client: the status line and headers of the broker's answer to the upgrade request; longer is a PROTOCOL_ERROR. */
 export const wsHandshakeResponseBytesMax = 16 * 1024;
+/** Client, log consumer with reuseReceiveBuffers (receive-buffer-pool.ts): free receive buffers kept for reuse. */
+export const receiveBuffersKept = 4;
+/**
+ * Client, log consumer with reuseReceiveBuffers: the smallest receive buffer made; larger ones are
+ * the next power of two of the answer (answers of various sizes share them; at most twice the answer).
+ */
+export const receiveBufferBytesMin = 64 * 1024;

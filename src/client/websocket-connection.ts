@@ -69,6 +69,8 @@ export class WebSocketConnection {
   readonly socket: net.Socket;
   onMessage: (fragments: Uint8Array[], binary: boolean) => void = () => undefined;
   onClose: (code: number, reason: string) => void = () => undefined;
+  /** The buffer a large data payload is read into (WebSocketFrameReader's `allocate`); null: a new one. */
+  allocate: (bytes: number, fragmentsBefore: readonly Uint8Array[]) => Buffer | null = () => null;
   private state: ConnectionState = 'connecting';
   private readonly reader: WebSocketFrameReader;
   /** Inside a fragmented message being sent. */
@@ -89,6 +91,7 @@ export class WebSocketConnection {
         handshake: (head) => this.onHandshake(head, key),
         message: (fragments, binary) => this.onMessage(fragments, binary),
         control: (opcode, payload) => this.onControl(opcode, payload),
+        allocate: (bytes, fragmentsBefore) => this.allocate(bytes, fragmentsBefore),
       },
       options.maxPayload,
     );

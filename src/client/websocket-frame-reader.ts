@@ -8,7 +8,8 @@
  * already read are copied into it and the socket then reads the rest of the payload straight into
  * it. So a large answer (a FETCH of 1 MiB) costs one allocation and no copy, where `ws` allocated a
  * 64 KiB buffer per socket read and joined them into a new buffer per message. Each payload buffer
- * is handed out and never reused: a message's bytes stay valid for as long as anyone holds them.
+ * is handed out and never reused by the reader: a message's bytes stay valid for as long as anyone
+ * holds them, unless the `allocate` handler lent a buffer (its owner states the lifetime).
  *
  * `push(chunk)` does the same for bytes the socket delivered in a buffer of its own (TLS): copied
  * into `readBuffer()` piece by piece. Frames may be split anywhere across reads.
@@ -41,6 +42,11 @@ export interface FrameReaderHandlers {
   message(fragments: Uint8Array[], binary: boolean): void;
   /** A control frame (close, ping, pong) and its payload. */
   control(opcode: number, payload: Uint8Array): void;
+  /**
+   * Optional: the buffer for a data payload of `bytes` bytes not wholly in the reused buffer, given
+   * the message's fragments before it; null (or a buffer of another length) for a new one.
+   */
+  allocate?(bytes: number, fragmentsBefore: readonly Uint8Array[]): Buffer | null;
 }
 
 const emptyPayload = new Uint8Array(0);
@@ -169,7 +175,8 @@ export class WebSocketFrameReader {
         continue;
       }
       // The rest of the payload is read straight into a buffer of its own.
-      const target = Buffer.allocUnsafe(length);
+      const offered = opcode < 8 ? (this.handlers.allocate?.(length, this.fragments) ?? null) : null;
+      const target = offered !== null && offered.length === length ? offered : Buffer.allocUnsafe(length);
       scratch.copy(target, 0, this.start, this.end);
       this.target = target;
       this.targetFilled = inScratch;

@@ -38,6 +38,7 @@ import {
   encodeFrameParts,
   type Frame,
   FrameFlags,
+  framePrefixBytes,
 } from '../protocol/frame.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { abortError, RequestWindow } from './request-window.js';
@@ -102,6 +103,8 @@ interface PendingRequest {
   timer: NodeJS.Timeout | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** RequestOptions.bodyBuffer of the request, or undefined. */
+  bodyBuffer: ((bytes: number) => Buffer | null) | undefined;
 }
 
 /**
@@ -260,6 +263,7 @@ export class WebSocketTransport implements Transport {
         body,
         options?.timeoutMs ?? this.requestTimeoutMs,
         signal,
+        options?.bodyBuffer,
       );
     } finally {
       this.window.release();
@@ -285,6 +289,7 @@ export class WebSocketTransport implements Transport {
     body: Uint8Array | undefined,
     timeoutMs: number,
     signal: AbortSignal | undefined,
+    bodyBuffer?: (bytes: number) => Buffer | null,
   ): Promise<TransportResponse> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const correlationId = this.takeCorrelationId();
@@ -295,7 +300,15 @@ export class WebSocketTransport implements Transport {
         : null;
     const bytes = parts === null ? encodeFrame({ opcode, flags: 0, correlationId, header, body }) : null;
     return new Promise<TransportResponse>((resolve, reject) => {
-      const entry: PendingRequest = { socket, resolve, reject, timer: undefined, signal, onAbort: undefined };
+      const entry: PendingRequest = {
+        socket,
+        resolve,
+        reject,
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+        bodyBuffer,
+      };
       entry.timer = setTimeout(() => {
         if (this.pending.get(correlationId) !== entry) return;
         this.settle(correlationId, entry);
@@ -442,6 +455,21 @@ export class WebSocketTransport implements Transport {
   private attach(socket: WebSocketConnection): void {
     socket.onMessage = (fragments, isBinary) => this.onMessage(socket, fragments, isBinary);
     socket.onClose = (code, reason) => this.onSocketClosed(socket, code, reason);
+    socket.allocate = (bytes, fragmentsBefore) => this.bodyBufferFor(bytes, fragmentsBefore);
+  }
+
+  /**
+   * The buffer for an answer body the broker sent as a fragment of its own after the prefix: the
+   * request's RequestOptions.bodyBuffer, if it gave one and is still pending; else null.
+   */
+  private bodyBufferFor(bytes: number, fragmentsBefore: readonly Uint8Array[]): Buffer | null {
+    const prefix = fragmentsBefore.length === 1 ? fragmentsBefore[0]! : undefined;
+    if (prefix === undefined || prefix.length < framePrefixBytes) return null;
+    const flags = prefix[1]!;
+    if ((flags & (FrameFlags.response | FrameFlags.error | FrameFlags.serverRequest)) !== FrameFlags.response)
+      return null;
+    const correlationId = (prefix[4]! | (prefix[5]! << 8) | (prefix[6]! << 16) | (prefix[7]! << 24)) >>> 0;
+    return this.pending.get(correlationId)?.bodyBuffer?.(bytes) ?? null;
   }
 
   private onMessage(socket: WebSocketConnection, fragments: Uint8Array[], isBinary: boolean): void {
