@@ -57,6 +57,11 @@ export class ReceiveBufferPool {
     this.free.push(structuredClone(memory, { transfer: [memory] }));
   }
 
+  /** Free buffers kept for reuse (at most receiveBuffersKept). */
+  get freeBuffers(): number {
+    return this.free.length;
+  }
+
   /** Drops the free buffers (the consumer closed). */
   clear(): void {
     this.free.length = 0;
