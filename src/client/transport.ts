@@ -1,6 +1,6 @@
 /**
  * The transport behind the client: one request in, one response out, matched by correlation id.
- * Two implementations: WebSocketTransport (a broker over the network, npm `ws`) and
+ * Two implementations: WebSocketTransport (a broker over the network, websocket-connection.ts) and
  * InProcessTransport (a broker in this process, through the same dispatch() the server uses).
  * Producer, consumer and admin see only this interface, so they behave the same over both.
  *
