@@ -6,7 +6,7 @@ import { receiveBufferBytesMin, receiveBuffersKept } from '../../src/limits.js';
 import { connect, openBroker, serve } from './helpers.js';
 
 /** 20 KiB of bytes particular to `index`. */
-function valueOf(index: number): Buffer {
+function payloadOf(index: number): Buffer {
   const bytes = Buffer.allocUnsafe(20 * 1024);
   for (let position = 0; position < bytes.length; position++)
     bytes[position] = (position * 7 + index * 13) & 0xff;
@@ -23,7 +23,7 @@ async function setup() {
   await client.admin.createTopic('t', { partitions: 1 });
   const producer = client.producer();
   await Promise.all(
-    Array.from({ length: count }, (_, index) => producer.send('t', { value: valueOf(index) })),
+    Array.from({ length: count }, (_, index) => producer.send('t', { value: payloadOf(index) })),
   );
   return client;
 }
@@ -32,7 +32,7 @@ async function setup() {
 async function takeChecked(consumer: Consumer): Promise<ConsumedMessage[]> {
   const messages: ConsumedMessage[] = [];
   for await (const message of consumer) {
-    expect(Buffer.from(message.value!).equals(valueOf(message.offset))).toBe(true);
+    expect(Buffer.from(message.value!).equals(payloadOf(message.offset))).toBe(true);
     messages.push(message);
     if (messages.length === count) break;
   }
@@ -67,7 +67,7 @@ describe('receive buffers', () => {
     const consumer = client.consumer({ topics: ['t'], from: 'earliest', maxBytes: 64 * 1024 });
     const messages = await takeChecked(consumer);
     for (const message of messages) {
-      expect(Buffer.from(message.value!).equals(valueOf(message.offset))).toBe(true);
+      expect(Buffer.from(message.value!).equals(payloadOf(message.offset))).toBe(true);
     }
   });
 
@@ -83,7 +83,7 @@ describe('receive buffers', () => {
     let emptied = 0;
     for (const message of messages) {
       if (message.value!.length === 0) emptied++;
-      else expect(Buffer.from(message.value!).equals(valueOf(message.offset))).toBe(true);
+      else expect(Buffer.from(message.value!).equals(payloadOf(message.offset))).toBe(true);
     }
     expect(emptied).toBeGreaterThan(0);
     const runner = client.consumer({ topics: ['t'], from: 'earliest', reuseReceiveBuffers: true });
