@@ -53,8 +53,15 @@ export class ReceiveBufferPool {
     const memory = bytes.buffer as ArrayBuffer;
     if (!this.lent.has(memory)) return;
     this.lent.delete(memory);
-    if (this.free.length >= receiveBuffersKept) return;
-    this.free.push(structuredClone(memory, { transfer: [memory] }));
+    // A lent buffer is never empty: empty means its holder detached it (transferred it elsewhere).
+    if (this.free.length >= receiveBuffersKept || memory.byteLength === 0) return;
+    let moved: ArrayBuffer;
+    try {
+      moved = structuredClone(memory, { transfer: [memory] });
+    } catch {
+      return; // not transferable: not reused
+    }
+    this.free.push(moved);
   }
 
   /** Free buffers kept for reuse (at most receiveBuffersKept). */

@@ -59,6 +59,10 @@ describe('receive buffers', () => {
     expect(pool.freeBuffers).toBe(receiveBuffersKept);
     const reused = pool.take(5000);
     expect([reused.length, pool.freeBuffers]).toEqual([5000, receiveBuffersKept - 1]);
+    // A buffer its holder detached itself (transferred elsewhere) is not reused, and no error.
+    structuredClone(reused.buffer, { transfer: [reused.buffer as ArrayBuffer] });
+    pool.release(reused);
+    expect(pool.freeBuffers).toBe(receiveBuffersKept - 1);
   });
 
   test('by default a message kept across later fetches keeps its bytes', async () => {
