@@ -488,3 +488,21 @@ export const groupCommitVisibleWaitMs = 1_000;
 // Idempotent producers in a cluster (cl-producers, docs/CLUSTER.md "Built: idempotent producers").
 /** Cluster: producer ids one broker claims from etcd at once (one compare-and-swap per block). */
 export const producerIdBlockSize = 1_000;
+
+// Client WebSocket receive path (issue 15, 16 KiB consume: src/client/websocket-frame-reader.ts).
+/**
+ * Client: the reused buffer the socket reads frame headers, small payloads and the upgrade answer
+ * into; a payload not wholly in it gets a buffer of its own that the socket then reads into directly.
+ */
+export const wsReceiveBufferBytes = 64 * 1024;
+/** Client: fragments of one received WebSocket message (each is a buffer of its own); more is a PROTOCOL_ERROR. */
+export const wsMessageFragmentsMax = 64;
+/** Client: the status line and headers of the broker's answer to the upgrade request; longer is a PROTOCOL_ERROR. */
+export const wsHandshakeResponseBytesMax = 16 * 1024;
+/** Client, log consumer with reuseReceiveBuffers (receive-buffer-pool.ts): free receive buffers kept for reuse. */
+export const receiveBuffersKept = 4;
+/**
+ * Client, log consumer with reuseReceiveBuffers: the smallest receive buffer made; larger ones are
+ * the next power of two of the answer (answers of various sizes share them; at most twice the answer).
+ */
+export const receiveBufferBytesMin = 64 * 1024;

@@ -227,6 +227,9 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
               partitions: [item.partition],
               from: { offset: item.start },
               maxBytes: fetchMaxBytes,
+              // Each value is checked before the next message is taken: it may live in a reused
+              // receive buffer (consumer option reuseReceiveBuffers, src/client/consumer.ts).
+              reuseReceiveBuffers: true,
             });
             consumers.push(consumer); // synchronously, before the deadline timer can fire
             for await (const message of consumer) {

@@ -48,7 +48,8 @@ import { BufferQueue, ConsumerInbox } from './consumer-inbox.js';
 import { consumerFetchOptions, consumerIntegerOption, consumerTopicsOption } from './consumer-options.js';
 import { type RunOptions, type RunSummary, runConsumer } from './consumer-run.js';
 import { type ConsumedMessage, type MessageSettler, messageAt, type NackOptions } from './message.js';
-import type { Transport } from './transport.js';
+import { ReceiveBufferPool } from './receive-buffer-pool.js';
+import type { RequestOptions, Transport } from './transport.js';
 import { closedError, integerOf } from './wire.js';
 
 export type StartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
@@ -85,6 +86,15 @@ export interface ConsumerOptions {
   onCorruptBatch?: 'fail' | 'skip';
   /** Called for every batch skipped with `onCorruptBatch: 'skip'`. Default: a process warning. */
   onSkippedBatch?: (skipped: SkippedBatch) => void;
+  /**
+   * Receive fetch answers into buffers the consumer reuses (receive-buffer-pool.ts) instead of a new
+   * one per answer: much less garbage at large messages. The price is a lifetime: a message's
+   * `value`, `key` and `headers` values are valid until the next call of `next()` (the next turn of
+   * a for-await loop); afterwards they may read as empty (length 0): never as other bytes. Copy what
+   * you keep (`Buffer.from(msg.value)`). Not with `run()` (its handlers outlive that turn).
+   * Default false: every message's bytes stay valid for as long as they are held.
+   */
+  reuseReceiveBuffers?: boolean;
 }
 
 /** A batch passed over with `onCorruptBatch: 'skip'`: offsets [firstOffset, nextOffset) of a partition. */
@@ -168,6 +178,8 @@ class PartitionReader {
 class FetchedChunk {
   readonly reader: PartitionReader;
   readonly body: Uint8Array;
+  /** body.length when fetched (a reused receive buffer reads as empty once released). */
+  readonly bytes: number;
   /** Set when a rewind of its partition drops it (its bytes already released). */
   dropped = false;
   private readonly settler: MessageSettler;
@@ -192,6 +204,7 @@ class FetchedChunk {
     this.reader = reader;
     this.settler = settler;
     this.body = body;
+    this.bytes = body.length;
     this.skipBelow = skipBelow;
     this.endOffset = endOffset;
     this.onCorrupt = onCorrupt;
@@ -292,6 +305,8 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
   /** Null with onCorruptBatch 'fail'. */
   private readonly onCorrupt: ((skipped: SkippedBatch) => void) | null;
   private readonly skipped: SkippedBatches = { batches: 0, offsets: 0, last: [] };
+  /** Null unless reuseReceiveBuffers. */
+  private readonly receiveBuffers: ReceiveBufferPool | null;
   private readonly readers: PartitionReader[] = [];
   private readonly readersByName = new Map<string, PartitionReader>();
   /** What msg.ack()/nack() call: see the header. */
@@ -379,6 +394,10 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
               );
             }
           };
+    if (options.reuseReceiveBuffers !== undefined && typeof options.reuseReceiveBuffers !== 'boolean') {
+      throw new InvalidArgumentError('consumer option reuseReceiveBuffers must be a boolean');
+    }
+    this.receiveBuffers = options.reuseReceiveBuffers === true ? new ReceiveBufferPool() : null;
     // One listener per partition's pending fetch.
     setMaxListeners(0, this.lifetime.signal);
     this.starting = this.start();
@@ -410,6 +429,13 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
    * and nacking what it fails (here: a rewind); resolves when the consumer closes. See consumer-run.ts.
    */
   run<Extra extends object = object>(options: RunOptions<Extra>): Promise<RunSummary> {
+    if (this.receiveBuffers !== null) {
+      return Promise.reject(
+        new InvalidArgumentError(
+          'run() cannot be used with reuseReceiveBuffers: its handlers outlive the lifetime of the message bytes',
+        ),
+      );
+    }
     return runConsumer(this, options, this.settler);
   }
 
@@ -463,6 +489,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         await this.starting.catch(() => undefined);
         await Promise.allSettled(this.loops);
         this.chunks.clear();
+        this.receiveBuffers?.clear();
       })();
     }
     return this.closing;
@@ -536,14 +563,21 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         reader.fetchAbort = fetchAbort;
         // Aborted by a rewind, and by close() (which aborts every reader's fetch in flight): one
         // signal per fetch, not AbortSignal.any of two (costly when fetches are many and small).
-        const response = await this.transport.request(Opcode.fetch, reader.request, undefined, {
-          timeoutMs,
-          signal: fetchAbort.signal,
-        });
+        const requestOptions: RequestOptions = { timeoutMs, signal: fetchAbort.signal };
+        if (this.receiveBuffers !== null) requestOptions.bodyBuffer = this.receiveBuffers.take;
+        const response = await this.transport.request(
+          Opcode.fetch,
+          reader.request,
+          undefined,
+          requestOptions,
+        );
         reader.fetchAbort = null;
         failures = 0;
-        if (signal.aborted) return;
-        if (reader.epoch !== epoch) continue;
+        if (signal.aborted || reader.epoch !== epoch) {
+          this.receiveBuffers?.release(response.body);
+          if (signal.aborted) return;
+          continue;
+        }
         const nextOffset = integerOf(response.header, 'nextOffset', 'fetch');
         if (response.body.length > 0) {
           this.chunks.push(
@@ -578,9 +612,12 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
         if (message !== null) return message;
       }
       chunks.shift();
+      // The iteration moved past every message of this answer: its buffer may be reused (which
+      // empties every view of it, chunk.body included).
+      this.receiveBuffers?.release(chunk.body);
       if (chunk.dropped) continue;
       const reader = chunk.reader;
-      reader.bufferedBytes -= chunk.body.length;
+      reader.bufferedBytes -= chunk.bytes;
       if (reader.bufferedBytes < this.partitionBufferBytesMax) this.wakeFetch(reader);
     }
     return null;
@@ -606,7 +643,7 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
     this.chunks.forEach((chunk) => {
       if (chunk.reader === reader && !chunk.dropped) {
         chunk.dropped = true;
-        reader.bufferedBytes -= chunk.body.length;
+        reader.bufferedBytes -= chunk.bytes;
       }
     });
     reader.fetchAbort?.abort(closedError('a fetch dropped by a rewind'));

@@ -1,8 +1,9 @@
 /**
  * `spillway/client`: the client alone. It loads without the native addon, mmap or uWebSockets:
  * nothing under src/client imports src/native.ts, src/storage/, src/broker/ or src/server/
- * (test/client/import-isolation.test.ts checks it). Its dependencies are `ws` and `msgpackr`; piscina
- * (consumer.run({ worker })) and better-sqlite3 (sqliteStore given a path) are loaded only when used.
+ * (test/client/import-isolation.test.ts checks it). Its dependency is `msgpackr` (its WebSocket
+ * client is its own: websocket-connection.ts); piscina (consumer.run({ worker })) and better-sqlite3
+ * (sqliteStore given a path) are loaded only when used.
  */
 export {
   DuplicateDeliveryError,

@@ -1,6 +1,6 @@
 /**
  * The transport behind the client: one request in, one response out, matched by correlation id.
- * Two implementations: WebSocketTransport (a broker over the network, npm `ws`) and
+ * Two implementations: WebSocketTransport (a broker over the network, websocket-connection.ts) and
  * InProcessTransport (a broker in this process, through the same dispatch() the server uses).
  * Producer, consumer and admin see only this interface, so they behave the same over both.
  *
@@ -30,6 +30,12 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Aborting rejects the request at once (the broker may still carry it out). */
   signal?: AbortSignal;
+  /**
+   * Where a large answer body is received (the WebSocket transport, when the broker sends the body
+   * as a fragment of its own): called with its length, returns a buffer of exactly that length to
+   * read it into, or null for a new one. Others transports ignore it. See receive-buffer-pool.ts.
+   */
+  bodyBuffer?: (bytes: number) => Buffer | null;
 }
 
 export interface HelloInfo {

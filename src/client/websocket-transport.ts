@@ -1,5 +1,7 @@
 /**
- * Transport to a broker over one WebSocket connection (npm `ws`), one binary message per frame
+ * Transport to a broker over one WebSocket connection (websocket-connection.ts, the client's own
+ * WebSocket: its receive path reads a large answer straight into a buffer of its own, see there),
+ * one binary message per frame
  * (src/protocol/frame.ts). Many requests are pipelined on the connection and matched to their
  * answers by correlation id; at most the broker's `inFlightRequestsMax` (from HELLO, or less if the
  * caller asks) are on the wire, the rest wait in a bounded FIFO (RequestWindow).
@@ -16,19 +18,17 @@
  * (client/server-requests.ts); answers to a socket that closed meanwhile are dropped. The broker
  * answering anything with the serverRequest flag and response set is a protocol violation.
  *
- * Frames are sent as one WebSocket message with a zero masking key: a client must mask, and `ws`
+ * Frames are sent as one WebSocket message with a zero masking key: a client must mask, and masking
  * would otherwise copy every payload to XOR it; a zero key keeps the bytes as they are (this
  * protocol never passes through the HTTP caches that masking protects). The caller's body is not
  * modified, nor copied when it is `fragmentBodyBytesMin` or longer: the message is then the prefix
  * and the body as two fragments (the broker joins fragments into one message). The messages sent in
  * one turn of the event loop (up to the end of its microtasks) leave in one write: the first corks the
- * TCP socket under `ws`, a process.nextTick uncorks it. Messages are received as their fragments (`binaryType` 'fragments'): an answer the
+ * TCP socket, a process.nextTick uncorks it. Messages are received as their fragments: an answer the
  * broker sent as prefix + body fragments (server/connection.ts) is decoded with the body fragment as
- * it is, not joined into a copy first. Not for concurrent use from several threads (nothing in Node is).
+ * it is (a buffer of its own, never reused: views into it stay valid), not joined into a copy first. Not for concurrent use from several threads (nothing in Node is).
  */
 
-import { Duplex } from 'node:stream';
-import { WebSocket } from 'ws';
 import { assert } from '../assert.js';
 import { InvalidArgumentError, SpillwayError } from '../errors.js';
 import { frameBytesMax } from '../limits.js';
@@ -38,6 +38,7 @@ import {
   encodeFrameParts,
   type Frame,
   FrameFlags,
+  framePrefixBytes,
 } from '../protocol/frame.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { abortError, RequestWindow } from './request-window.js';
@@ -53,6 +54,7 @@ import type {
   Transport,
   TransportResponse,
 } from './transport.js';
+import { WebSocketConnection } from './websocket-connection.js';
 import {
   checkNegotiatedVersion,
   closedError,
@@ -95,21 +97,14 @@ export const webSocketTransportDefaults = {
 
 interface PendingRequest {
   /** The connection the request went out on: only its loss rejects the request. */
-  socket: WebSocket;
+  socket: WebSocketConnection;
   resolve: (response: TransportResponse) => void;
   reject: (error: unknown) => void;
   timer: NodeJS.Timeout | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-}
-
-/**
- * The TCP (or TLS) socket under a `ws` WebSocket (its `_socket`, not part of `ws`'s typed API), or
- * null when there is none (not connected yet, or a `ws` version without it): then nothing is corked.
- */
-function netSocketOf(socket: WebSocket): Duplex | null {
-  const raw = (socket as unknown as { _socket?: unknown })._socket;
-  return raw instanceof Duplex ? raw : null;
+  /** RequestOptions.bodyBuffer of the request, or undefined. */
+  bodyBuffer: ((bytes: number) => Buffer | null) | undefined;
 }
 
 /**
@@ -121,11 +116,6 @@ function netSocketOf(socket: WebSocket): Duplex | null {
  * delays every message in flight (issue 15, latency).
  */
 export const fragmentBodyBytesMin = 4096;
-
-/** Fills the masking key with zeros: `ws` then sends the payload without copying it. */
-function zeroMask(mask: Buffer): void {
-  mask.fill(0);
-}
 
 function positiveInteger(value: number | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -152,16 +142,16 @@ export class WebSocketTransport implements Transport {
   private readonly disconnectListeners = new Set<DisconnectListener>();
   private readonly serverRequests = new ServerRequestHandlers();
   /** Sockets whose loss was handled (dropSocket, then the 'close' event, must not do it twice). */
-  private readonly closedSockets = new WeakSet<WebSocket>();
-  private socket: WebSocket | null = null;
-  private connecting: Promise<WebSocket> | null = null;
+  private readonly closedSockets = new WeakSet<WebSocketConnection>();
+  private socket: WebSocketConnection | null = null;
+  private connecting: Promise<WebSocketConnection> | null = null;
   private nextCorrelationId = 1;
   private failedAttempts = 0;
   private nextAttemptAtMs = 0;
   private helloInfo: HelloInfo | null = null;
   private isClosed = false;
   /** The socket corked until the end of this turn (sendMessage), or null. */
-  private corked: Duplex | null = null;
+  private corked: WebSocketConnection['socket'] | null = null;
   private readonly uncorkTurn = (): void => {
     const raw = this.corked;
     this.corked = null;
@@ -273,6 +263,7 @@ export class WebSocketTransport implements Transport {
         body,
         options?.timeoutMs ?? this.requestTimeoutMs,
         signal,
+        options?.bodyBuffer,
       );
     } finally {
       this.window.release();
@@ -292,12 +283,13 @@ export class WebSocketTransport implements Transport {
   }
 
   private send(
-    socket: WebSocket,
+    socket: WebSocketConnection,
     opcode: number,
     header: unknown,
     body: Uint8Array | undefined,
     timeoutMs: number,
     signal: AbortSignal | undefined,
+    bodyBuffer?: (bytes: number) => Buffer | null,
   ): Promise<TransportResponse> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const correlationId = this.takeCorrelationId();
@@ -308,7 +300,15 @@ export class WebSocketTransport implements Transport {
         : null;
     const bytes = parts === null ? encodeFrame({ opcode, flags: 0, correlationId, header, body }) : null;
     return new Promise<TransportResponse>((resolve, reject) => {
-      const entry: PendingRequest = { socket, resolve, reject, timer: undefined, signal, onAbort: undefined };
+      const entry: PendingRequest = {
+        socket,
+        resolve,
+        reject,
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+        bodyBuffer,
+      };
       entry.timer = setTimeout(() => {
         if (this.pending.get(correlationId) !== entry) return;
         this.settle(correlationId, entry);
@@ -334,15 +334,15 @@ export class WebSocketTransport implements Transport {
 
   /**
    * Sends one message; the messages of one turn of the event loop (up to the end of its microtasks)
-   * leave in one write: the first corks the socket under `ws`, a process.nextTick uncorks it.
+   * leave in one write: the first corks the TCP socket, a process.nextTick uncorks it.
    */
   private sendMessage(
-    socket: WebSocket,
+    socket: WebSocketConnection,
     bytes: Buffer | null,
     parts: ReturnType<typeof encodeFrameParts> | null,
   ): void {
-    const raw = netSocketOf(socket);
-    if (raw !== null && this.corked !== raw) {
+    const raw = socket.socket;
+    if (this.corked !== raw) {
       this.uncorkTurn();
       raw.cork();
       this.corked = raw;
@@ -351,8 +351,8 @@ export class WebSocketTransport implements Transport {
     if (parts === null) {
       socket.send(bytes!);
     } else {
-      socket.send(parts[0], { fin: false });
-      socket.send(parts[1], { fin: true });
+      socket.send(parts[0], false);
+      socket.send(parts[1], true);
     }
   }
 
@@ -372,7 +372,7 @@ export class WebSocketTransport implements Transport {
   }
 
   /** Rejects the pending requests (of `socket` only, when given). */
-  private rejectPending(error: SpillwayError, socket?: WebSocket): void {
+  private rejectPending(error: SpillwayError, socket?: WebSocketConnection): void {
     const entries = [...this.pending];
     for (const [correlationId, entry] of entries) {
       if (socket !== undefined && entry.socket !== socket) continue;
@@ -383,7 +383,7 @@ export class WebSocketTransport implements Transport {
     }
   }
 
-  private ensureConnected(): Promise<WebSocket> {
+  private ensureConnected(): Promise<WebSocketConnection> {
     if (this.socket) return Promise.resolve(this.socket);
     if (!this.connecting) {
       this.connecting = this.openConnection().finally(() => {
@@ -393,11 +393,11 @@ export class WebSocketTransport implements Transport {
     return this.connecting;
   }
 
-  private async openConnection(): Promise<WebSocket> {
+  private async openConnection(): Promise<WebSocketConnection> {
     const waitMs = this.nextAttemptAtMs - Date.now();
     if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
     if (this.isClosed) throw closedError('the client');
-    let socket: WebSocket | null = null;
+    let socket: WebSocketConnection | null = null;
     try {
       socket = await this.openSocket();
       const hello = await this.sayHello(socket);
@@ -427,43 +427,18 @@ export class WebSocketTransport implements Transport {
     }
   }
 
-  private openSocket(): Promise<WebSocket> {
-    return new Promise<WebSocket>((resolve, reject) => {
-      const socket = new WebSocket(this.url, {
-        perMessageDeflate: false,
-        maxPayload: frameBytesMax,
-        handshakeTimeout: this.connectTimeoutMs,
-        generateMask: zeroMask,
-        ...(this.ca !== undefined ? { ca: this.ca } : {}),
-      });
-      // The fragments of a message as received: the broker sends an answer's body as a fragment of
-      // its own, which is then used as it is instead of being joined into a copy (decodeFrameFragments).
-      socket.binaryType = 'fragments';
-      const onOpen = (): void => {
-        socket.off('error', onError);
-        socket.off('close', onEarlyClose);
-        this.attach(socket);
-        resolve(socket);
-      };
-      const onError = (error: Error): void => {
-        socket.off('open', onOpen);
-        socket.off('close', onEarlyClose);
-        socket.on('error', () => undefined);
-        reject(error);
-      };
-      const onEarlyClose = (code: number): void => {
-        socket.off('open', onOpen);
-        socket.off('error', onError);
-        reject(new Error(`connection closed during the handshake (code ${code})`));
-      };
-      socket.once('open', onOpen);
-      socket.once('error', onError);
-      socket.once('close', onEarlyClose);
+  private async openSocket(): Promise<WebSocketConnection> {
+    const socket = await WebSocketConnection.open(new URL(this.url), {
+      maxPayload: frameBytesMax,
+      handshakeTimeoutMs: this.connectTimeoutMs,
+      ca: this.ca,
     });
+    this.attach(socket);
+    return socket;
   }
 
   /** HELLO on a fresh socket, before it serves requests (so outside the window). */
-  private async sayHello(socket: WebSocket): Promise<HelloInfo> {
+  private async sayHello(socket: WebSocketConnection): Promise<HelloInfo> {
     const response = await this.send(
       socket,
       Opcode.hello,
@@ -477,25 +452,31 @@ export class WebSocketTransport implements Transport {
     return hello;
   }
 
-  private attach(socket: WebSocket): void {
-    socket.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      this.onMessage(socket, data, isBinary);
-    });
-    socket.on('error', () => {
-      // 'close' follows and does the work; without a listener an error would crash the process.
-    });
-    socket.on('close', (code: number, reason: Buffer) => {
-      this.onSocketClosed(socket, code, reason.toString());
-    });
+  private attach(socket: WebSocketConnection): void {
+    socket.onMessage = (fragments, isBinary) => this.onMessage(socket, fragments, isBinary);
+    socket.onClose = (code, reason) => this.onSocketClosed(socket, code, reason);
+    socket.allocate = (bytes, fragmentsBefore) => this.bodyBufferFor(bytes, fragmentsBefore);
   }
 
-  private onMessage(socket: WebSocket, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+  /**
+   * The buffer for an answer body the broker sent as a fragment of its own after the prefix: the
+   * request's RequestOptions.bodyBuffer, if it gave one and is still pending; else null.
+   */
+  private bodyBufferFor(bytes: number, fragmentsBefore: readonly Uint8Array[]): Buffer | null {
+    const prefix = fragmentsBefore.length === 1 ? fragmentsBefore[0]! : undefined;
+    if (prefix === undefined || prefix.length < framePrefixBytes) return null;
+    const flags = prefix[1]!;
+    if ((flags & (FrameFlags.response | FrameFlags.error | FrameFlags.serverRequest)) !== FrameFlags.response)
+      return null;
+    const correlationId = (prefix[4]! | (prefix[5]! << 8) | (prefix[6]! << 16) | (prefix[7]! << 24)) >>> 0;
+    return this.pending.get(correlationId)?.bodyBuffer?.(bytes) ?? null;
+  }
+
+  private onMessage(socket: WebSocketConnection, fragments: Uint8Array[], isBinary: boolean): void {
     let frame: Frame;
     try {
       if (!isBinary) throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent a text message');
-      frame = decodeFrameFragments(
-        Array.isArray(data) ? data : [Buffer.isBuffer(data) ? data : new Uint8Array(data)],
-      );
+      frame = decodeFrameFragments(fragments);
       if ((frame.flags & FrameFlags.serverRequest) !== 0) {
         if ((frame.flags & (FrameFlags.response | FrameFlags.error)) !== 0) {
           throw new SpillwayError('PROTOCOL_ERROR', 'the broker sent an answer flagged serverRequest');
@@ -520,8 +501,8 @@ export class WebSocketTransport implements Transport {
   }
 
   /** Sends the answer to a server request on the socket it came on, if that is still open. */
-  private sendServerAnswer(socket: WebSocket, answer: Frame): void {
-    if (this.closedSockets.has(socket) || socket.readyState !== WebSocket.OPEN) return;
+  private sendServerAnswer(socket: WebSocketConnection, answer: Frame): void {
+    if (this.closedSockets.has(socket) || !socket.isOpen) return;
     let bytes: Buffer;
     try {
       bytes = encodeFrame(answer);
@@ -536,13 +517,13 @@ export class WebSocketTransport implements Transport {
     this.sendMessage(socket, bytes, null);
   }
 
-  private dropSocket(socket: WebSocket, cause: unknown): void {
+  private dropSocket(socket: WebSocketConnection, cause: unknown): void {
     const message = cause instanceof Error ? cause.message : String(cause);
     this.onSocketClosed(socket, 1002, message);
     socket.terminate();
   }
 
-  private onSocketClosed(socket: WebSocket, code: number, reason: string): void {
+  private onSocketClosed(socket: WebSocketConnection, code: number, reason: string): void {
     if (this.closedSockets.has(socket)) return;
     this.closedSockets.add(socket);
     const wasLive = this.socket === socket;
@@ -562,17 +543,8 @@ export class WebSocketTransport implements Transport {
 }
 
 /** Closes a socket politely, and forcibly if the peer does not answer within a second. */
-function closeSocket(socket: WebSocket): Promise<void> {
-  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      socket.terminate();
-      resolve();
-    }, 1000);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    socket.close(1000, 'client closed');
-  });
+function closeSocket(socket: WebSocketConnection): Promise<void> {
+  const timer = setTimeout(() => socket.terminate(), 1000);
+  socket.close(1000, 'client closed');
+  return socket.closed.then(() => clearTimeout(timer));
 }

@@ -83,14 +83,13 @@ test('the import graph of src/client reaches no engine module and no native pack
   const { visited, packages, problems } = clientImportGraph();
   expect(problems).toEqual([]);
   expect([...visited].some((name) => name.startsWith('src/protocol/'))).toBe(true);
-  // What the client may use: Node built-ins, ws, msgpackr, piscina (only for consumer.run({ worker })) and
+  // What the client may use: Node built-ins (its WebSocket is its own), msgpackr, piscina (only for consumer.run({ worker })) and
   // better-sqlite3 (only for sqliteStore opening a path), both loaded on demand: the run-time check below
   // refuses them while the client loads.
   expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual([
     'better-sqlite3',
     'msgpackr',
     'piscina',
-    'ws',
   ]);
 });
 

@@ -1,0 +1,206 @@
+import { createHash } from 'node:crypto';
+import * as net from 'node:net';
+import { describe, expect, test } from 'vitest';
+import { WebSocketConnection } from '../../src/client/websocket-connection.js';
+import { WebSocketTransport } from '../../src/client/websocket-transport.js';
+import { SpillwayError } from '../../src/errors.js';
+import { decodeFrame, encodeFrameParts, FrameFlags } from '../../src/protocol/frame.js';
+import { Opcode, protocolVersion } from '../../src/protocol/opcodes.js';
+import { onCleanup } from './helpers.js';
+
+/** An unmasked server frame. */
+function serverFrame(opcode: number, fin: boolean, payload: Uint8Array, firstByteExtra = 0): Buffer {
+  const length = payload.length;
+  const extended = length < 126 ? 0 : length < 65_536 ? 2 : 8;
+  const header = Buffer.alloc(2 + extended);
+  header[0] = (fin ? 0x80 : 0) | opcode | firstByteExtra;
+  if (extended === 0) header[1] = length;
+  else if (extended === 2) {
+    header[1] = 126;
+    header.writeUInt16BE(length, 2);
+  } else {
+    header[1] = 127;
+    header.writeBigUInt64BE(BigInt(length), 2);
+  }
+  return Buffer.concat([header, payload]);
+}
+
+/** Client frames received by the raw server: opcode, fin, the masking key and the (unmasked) payload. */
+interface ClientFrame {
+  opcode: number;
+  fin: boolean;
+  mask: Buffer;
+  payload: Buffer;
+}
+
+function parseClientFrames(bytes: Buffer): { frames: ClientFrame[]; rest: Buffer } {
+  const frames: ClientFrame[] = [];
+  let offset = 0;
+  for (;;) {
+    if (bytes.length - offset < 2) break;
+    let length = bytes[offset + 1]! & 0x7f;
+    let at = offset + 2;
+    if (length === 126) {
+      length = bytes.readUInt16BE(at);
+      at += 2;
+    } else if (length === 127) {
+      length = Number(bytes.readBigUInt64BE(at));
+      at += 8;
+    }
+    if (bytes.length < at + 4 + length) break;
+    const mask = bytes.subarray(at, at + 4);
+    const payload = Buffer.from(bytes.subarray(at + 4, at + 4 + length));
+    for (let index = 0; index < payload.length; index++) payload[index]! ^= mask[index % 4]!;
+    frames.push({ opcode: bytes[offset]! & 0x0f, fin: (bytes[offset]! & 0x80) !== 0, mask, payload });
+    offset = at + 4 + length;
+  }
+  return { frames, rest: bytes.subarray(offset) };
+}
+
+/**
+ * A WebSocket server written against the RFC with plain TCP: answers the upgrade with `status`
+ * (and a correct Sec-WebSocket-Accept when 101), then hands each client frame to `onFrame`.
+ */
+async function rawServer(onFrame: (frame: ClientFrame, socket: net.Socket) => void, status = 101) {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let pending = Buffer.alloc(0);
+    let upgraded = false;
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      if (!upgraded) {
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const key = /sec-websocket-key: (.*)\r\n/i.exec(pending.toString('latin1', 0, end + 2))![1]!;
+        pending = pending.subarray(end + 4);
+        upgraded = true;
+        const accept = createHash('sha1')
+          .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+          .digest('base64');
+        socket.write(
+          status === 101
+            ? `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`
+            : `HTTP/1.1 ${status} No\r\nContent-Length: 0\r\n\r\n`,
+        );
+      }
+      const { frames, rest } = parseClientFrames(pending);
+      pending = Buffer.from(rest);
+      for (const frame of frames) onFrame(frame, socket);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  onCleanup(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { url: `ws://127.0.0.1:${port}` };
+}
+
+/** Writes `bytes` in pieces of `piece` bytes, one per turn of the event loop (many TCP segments). */
+async function dribble(socket: net.Socket, bytes: Buffer, piece: number): Promise<void> {
+  for (let offset = 0; offset < bytes.length; offset += piece) {
+    socket.write(bytes.subarray(offset, offset + piece));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+function patterned(length: number, seed: number): Buffer {
+  const bytes = Buffer.allocUnsafe(length);
+  for (let index = 0; index < length; index++) bytes[index] = (index * 13 + seed) & 0xff;
+  return bytes;
+}
+
+describe('client WebSocket connection', () => {
+  test('sends masked frames with a zero key, receives a message dribbled over many TCP segments whole', async () => {
+    const body = patterned(300 * 1024, 5);
+    const received: ClientFrame[] = [];
+    const server = await rawServer((frame, socket) => {
+      received.push(frame);
+      if (frame.opcode === 0 && frame.fin) {
+        // The end of the client's fragmented message: answer with prefix, a ping, then the body.
+        const answer = Buffer.concat([
+          serverFrame(2, false, Buffer.from('prefix')),
+          serverFrame(9, true, Buffer.from('ping')),
+          serverFrame(0, true, body),
+        ]);
+        void dribble(socket, answer, 1000);
+      }
+    });
+    const connection = await WebSocketConnection.open(new URL(server.url), {
+      maxPayload: 1 << 24,
+      handshakeTimeoutMs: 5000,
+    });
+    onCleanup(() => connection.terminate());
+    const message = new Promise<Uint8Array[]>((resolve) => {
+      connection.onMessage = (fragments) => resolve(fragments);
+    });
+    connection.send(patterned(10, 1), false);
+    connection.send(patterned(5000, 2), true);
+    const fragments = await message;
+    expect(fragments.map((fragment) => fragment.length)).toEqual([6, body.length]);
+    expect(Buffer.from(fragments[1]!).equals(body)).toBe(true);
+    // The client's frames: a fragmented binary message, zero masking keys, payloads as given, and
+    // the pong answering the ping.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(received.map((frame) => [frame.opcode, frame.fin, frame.mask.toString('hex')])).toEqual([
+      [2, false, '00000000'],
+      [0, true, '00000000'],
+      [10, true, '00000000'],
+    ]);
+    expect(received[0]!.payload.equals(patterned(10, 1))).toBe(true);
+    expect(received[1]!.payload.equals(patterned(5000, 2))).toBe(true);
+    expect(received[2]!.payload.toString()).toBe('ping');
+  });
+
+  test('an upgrade refused by status is CONNECTION_CLOSED (retriable)', async () => {
+    const server = await rawServer(() => undefined, 503);
+    const error = await WebSocketTransport.connect(server.url, { connectTimeoutMs: 5000 }).then(
+      () => null,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(SpillwayError);
+    expect([(error as SpillwayError).code, (error as SpillwayError).retriable]).toEqual([
+      'CONNECTION_CLOSED',
+      true,
+    ]);
+    expect((error as SpillwayError).message).toContain('503');
+  });
+
+  test('a corrupt frame from the broker fails the requests on the connection with a typed error', async () => {
+    let corrupt = false;
+    const server = await rawServer((frame, socket) => {
+      const request = decodeFrame(frame.payload);
+      if (request.opcode === Opcode.hello) {
+        const [prefix, body] = encodeFrameParts({
+          opcode: Opcode.hello,
+          flags: FrameFlags.response,
+          correlationId: request.correlationId,
+          header: { protocolVersion, brokerVersion: 'raw', frameBytesMax: 1 << 24, inFlightRequestsMax: 8 },
+          body: new Uint8Array(0),
+        });
+        socket.write(serverFrame(2, true, Buffer.concat([prefix, body])));
+        return;
+      }
+      corrupt = true;
+      // A frame with a reserved bit set, split over segments.
+      void dribble(socket, serverFrame(2, true, patterned(100, 1), 0x20), 7);
+    });
+    const transport = await WebSocketTransport.connect(server.url);
+    onCleanup(() => transport.close());
+    const error = await transport.request(Opcode.listTopics, {}).then(
+      () => null,
+      (caught: unknown) => caught,
+    );
+    expect(corrupt).toBe(true);
+    expect(error).toBeInstanceOf(SpillwayError);
+    expect([(error as SpillwayError).code, (error as SpillwayError).retriable]).toEqual([
+      'CONNECTION_CLOSED',
+      true,
+    ]);
+    expect((error as SpillwayError).message).toContain('code 1002, a WebSocket frame has reserved bits set');
+  });
+});
