@@ -108,6 +108,7 @@ async function underAttack(name: string, attack: () => Promise<void>) {
   // later"), as it would any connection inside a frame. A well-behaved client then reconnects:
   // counted and printed, not hidden; served rounds are asserted by the tests.
   let probeClosed = 0;
+  let probeRefused = 0;
   let producer = probe!.producer();
   const prober = (async () => {
     while (running) {
@@ -119,7 +120,18 @@ async function underAttack(name: string, attack: () => Promise<void>) {
         if ((error as { code?: string }).code !== 'CONNECTION_CLOSED' || !running) throw error;
         probeClosed++;
         await probe!.close();
-        probe = await Spillway.connect(broker!.url);
+        // Over the soft line the broker refuses new connections (503, CONNECTION_CLOSED retriable):
+        // a well-behaved client tries again a little later, while the attack lasts.
+        for (;;) {
+          try {
+            probe = await Spillway.connect(broker!.url);
+            break;
+          } catch (refused) {
+            if ((refused as { code?: string }).code !== 'CONNECTION_CLOSED' || !running) throw refused;
+            probeRefused++;
+            await sleep(50);
+          }
+        }
         producer = probe.producer();
         continue;
       }
@@ -148,7 +160,7 @@ async function underAttack(name: string, attack: () => Promise<void>) {
     .map((match) => `${match[1]}=${match[2]}`)
     .join(' ');
   process.stdout.write(
-    `attack ${name}: broker RSS peak ${(peak / mib).toFixed(0)} MiB (resting ${(restingRss / mib).toFixed(0)} MiB, +${(growth / mib).toFixed(0)} MiB), anonymous ${(peakAnon / mib).toFixed(0)} MiB (ceiling ${ceilingBytes / mib}); probe ${rounds} rounds, slowest ${slowestMs.toFixed(0)} ms, closed by the guard ${probeClosed} times; guard ${guard}${noGuard ? ' (guard off)' : ''}\n`,
+    `attack ${name}: broker RSS peak ${(peak / mib).toFixed(0)} MiB (resting ${(restingRss / mib).toFixed(0)} MiB, +${(growth / mib).toFixed(0)} MiB), anonymous ${(peakAnon / mib).toFixed(0)} MiB (ceiling ${ceilingBytes / mib}); probe ${rounds} rounds, slowest ${slowestMs.toFixed(0)} ms, closed by the guard ${probeClosed} times, reconnects refused ${probeRefused} times; guard ${guard}${noGuard ? ' (guard off)' : ''}\n`,
   );
   return { growth, peakAnon, rounds };
 }
