@@ -319,7 +319,7 @@ async function runTarget(
     if (system === 'spillway') {
       consume.note = [
         consume.note,
-        'no consumer groups or acks in this Spillway version: the client keeps the position',
+        'a log consumer (no group, no acks: the client keeps the position) with reuseReceiveBuffers',
       ]
         .filter(Boolean)
         .join('; ');
