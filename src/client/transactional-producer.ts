@@ -370,12 +370,7 @@ export class TransactionalProducer extends Producer {
         }
         const before = part.builder.sizeBytes;
         try {
-          const record: RecordInput = {
-            key: message.key ?? null,
-            value: message.value,
-            headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
-            timestamp: message.timestamp ?? now,
-          };
+          const record = recordOf(message, now);
           const appended = !delayed
             ? record
             : message.delayMs !== undefined
@@ -457,12 +452,7 @@ export class TransactionalProducer extends Producer {
     }
     const builder = this.takeBuilder();
     try {
-      const record: RecordInput = {
-        key: message.key ?? null,
-        value: message.value,
-        headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
-        timestamp: message.timestamp ?? now,
-      };
+      const record = recordOf(message, now);
       builder.append(
         !delayed
           ? record
@@ -643,4 +633,14 @@ function withHeader(record: RecordInput, name: string, value: string): RecordInp
     headers == null ? [] : Array.isArray(headers) ? [...headers] : Object.entries(headers);
   pairs.push([name, value]);
   return { ...record, headers: pairs };
+}
+
+/** The record a transactional send appends (the message's fields; its timestamp defaults to `now`). */
+function recordOf(message: ProducerMessage, now: number): RecordInput {
+  return {
+    key: message.key ?? null,
+    value: message.value,
+    headers: message.headers as Readonly<Record<string, string | Uint8Array | null>> | undefined,
+    timestamp: message.timestamp ?? now,
+  };
 }

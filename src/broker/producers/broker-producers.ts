@@ -263,28 +263,7 @@ export class BrokerProducers implements ProducerService {
         })
       );
     }
-    const endBefore = log.logEndOffset;
-    const result = append(batch);
-    // The log assigns offsets in the call: written now, or refused before writing.
-    if (log.logEndOffset === endBefore + fields.recordCount) {
-      const remembered = {
-        baseSequence: fields.baseSequence,
-        lastSequence,
-        baseOffset: endBefore,
-        lastOffset: endBefore + fields.recordCount - 1,
-        result: result as Promise<ProduceResult> | null,
-      };
-      sequences.record(producerId, epoch, remembered);
-      producer.partitions.add(sequences);
-      // Answered: a repeat is answered from the offsets (a failed append keeps its error).
-      result.then(
-        () => {
-          remembered.result = null;
-        },
-        () => undefined,
-      );
-    }
-    return result;
+    return appendRemembered(log, sequences, producer, fields, lastSequence, batch, append);
   }
 
   /** Writes a sequence snapshot of every partition changed since its last one. */
@@ -464,27 +443,7 @@ export class BrokerProducers implements ProducerService {
       const first = repeated.result === null ? Promise.resolve() : repeated.result.then(noop, noop);
       return first.then(() => replica?.replicated(repeated.lastOffset + 1, options)).then(() => answer);
     }
-    const endBefore = log.logEndOffset;
-    const result = append(batch);
-    // The log assigns offsets in the call: written now, or refused before writing.
-    if (log.logEndOffset === endBefore + fields.recordCount) {
-      const remembered = {
-        baseSequence,
-        lastSequence,
-        baseOffset: endBefore,
-        lastOffset: endBefore + fields.recordCount - 1,
-        result: result as Promise<ProduceResult> | null,
-      };
-      sequences.record(producerId, epoch, remembered);
-      producer.partitions.add(sequences);
-      result.then(
-        () => {
-          remembered.result = null;
-        },
-        () => undefined,
-      );
-    }
-    return result;
+    return appendRemembered(log, sequences, producer, fields, lastSequence, batch, append);
   }
 
   /**
@@ -592,4 +551,41 @@ export class BrokerProducers implements ProducerService {
       return undefined;
     }
   }
+}
+
+/**
+ * Appends an idempotent batch and remembers its sequences and offsets for `producer` (both paths,
+ * single broker and cluster). The log assigns offsets in the `append` call: written now, or refused
+ * before writing; only a written batch is remembered. Once answered, a repeat is answered from the
+ * offsets (a failed append keeps its error for the repeat).
+ */
+function appendRemembered(
+  log: { readonly logEndOffset: number },
+  sequences: PartitionSequences,
+  producer: LiveProducer,
+  fields: BatchHeaderFields,
+  lastSequence: number,
+  batch: Uint8Array,
+  append: AppendBatch,
+): Promise<ProduceResult> {
+  const endBefore = log.logEndOffset;
+  const result = append(batch);
+  if (log.logEndOffset === endBefore + fields.recordCount) {
+    const remembered = {
+      baseSequence: fields.baseSequence,
+      lastSequence,
+      baseOffset: endBefore,
+      lastOffset: endBefore + fields.recordCount - 1,
+      result: result as Promise<ProduceResult> | null,
+    };
+    sequences.record(fields.producerId, fields.producerEpoch, remembered);
+    producer.partitions.add(sequences);
+    result.then(
+      () => {
+        remembered.result = null;
+      },
+      () => undefined,
+    );
+  }
+  return result;
 }
