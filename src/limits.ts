@@ -506,3 +506,10 @@ export const receiveBuffersKept = 4;
  * the next power of two of the answer (answers of various sizes share them; at most twice the answer).
  */
 export const receiveBufferBytesMin = 64 * 1024;
+/**
+ * Client: how long a WebSocket close handshake may take (close sent or received, the TCP connection
+ * not yet gone) before the socket is destroyed and the connection counts as closed.
+ */
+export const wsCloseHandshakeMs = 2_000;
+/** Client: unsent bytes on the socket above which a ping is not answered (a broker that pings and never reads). */
+export const wsPongBacklogBytesMax = 1024 * 1024;

@@ -14,7 +14,10 @@
  * `send(data, true)` ends it. A payload of `joinPayloadBytesMax` or less is joined behind its frame
  * header in one small buffer; a larger one is written as it is, after its header (the caller must
  * not modify it until the socket wrote it: the transport's caller waits for the answer). Sends on a
- * connection that is not open are dropped (its requests fail by the close).
+ * connection that is not open are dropped (its requests fail by the close). A close handshake (sent
+ * or received) lasts at most wsCloseHandshakeMs, then the socket is destroyed: a broker that answers
+ * a close but keeps TCP open cannot hold the connection half-closed. Pings are answered while the
+ * socket holds at most wsPongBacklogBytesMax unsent.
  *
  * Life: `open()` resolves once the broker accepted the upgrade (101 with the right
  * Sec-WebSocket-Accept), or rejects (socket error, other status, handshake timeout). `onMessage`
@@ -26,6 +29,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { SpillwayError } from '../errors.js';
+import { wsCloseHandshakeMs, wsPongBacklogBytesMax } from '../limits.js';
 import { ProtocolError } from '../protocol/frame.js';
 import { WebSocketFrameReader, WebSocketOpcode } from './websocket-frame-reader.js';
 
@@ -80,6 +84,8 @@ export class WebSocketConnection {
   private readonly closedPromise: Promise<void>;
   private resolveClosed: () => void = () => undefined;
   private handshakeDone: ((error: Error | null) => void) | null = null;
+  /** Destroys the socket if the close handshake outlasts wsCloseHandshakeMs. */
+  private closeTimer: NodeJS.Timeout | null = null;
 
   private constructor(url: URL, options: WebSocketConnectionOptions) {
     const key = randomBytes(16).toString('base64');
@@ -89,7 +95,10 @@ export class WebSocketConnection {
     this.reader = new WebSocketFrameReader(
       {
         handshake: (head) => this.onHandshake(head, key),
-        message: (fragments, binary) => this.onMessage(fragments, binary),
+        // Nothing after a close frame reaches the user, even in the same read.
+        message: (fragments, binary) => {
+          if (this.state === 'open') this.onMessage(fragments, binary);
+        },
         control: (opcode, payload) => this.onControl(opcode, payload),
         allocate: (bytes, fragmentsBefore) => this.allocate(bytes, fragmentsBefore),
       },
@@ -180,6 +189,14 @@ export class WebSocketConnection {
     this.closeCode = code;
     this.closeReason = reason;
     this.writeFrame(WebSocketOpcode.close, true, closePayload(code, reason));
+    this.armCloseTimer();
+  }
+
+  /** A broker that answers the close but keeps TCP open (or never answers) is cut off. */
+  private armCloseTimer(): void {
+    if (this.closeTimer !== null) return;
+    this.closeTimer = setTimeout(() => this.terminate(), wsCloseHandshakeMs);
+    this.closeTimer.unref();
   }
 
   /** Destroys the socket now. */
@@ -218,7 +235,7 @@ export class WebSocketConnection {
 
   private onHandshake(head: string, key: string): void {
     const lines = head.split('\r\n');
-    const status = /^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? '');
+    const status = /^HTTP\/1\.1 (\d{3})(?: |$)/.exec(lines[0] ?? '');
     if (status === null || status[1] !== '101') {
       throw new SpillwayError(
         'CONNECTION_CLOSED',
@@ -253,17 +270,21 @@ export class WebSocketConnection {
 
   private onControl(opcode: number, payload: Uint8Array): void {
     if (opcode === WebSocketOpcode.ping) {
-      if (this.state === 'open') this.writeFrame(WebSocketOpcode.pong, true, payload);
+      // Bounded: a broker that pings and never reads gets no more pongs once the socket holds
+      // wsPongBacklogBytesMax unsent (anything it does read later counts as life too).
+      if (this.state === 'open' && this.socket.writableLength <= wsPongBacklogBytesMax) {
+        this.writeFrame(WebSocketOpcode.pong, true, payload);
+      }
       return;
     }
     if (opcode !== WebSocketOpcode.close) return; // pong
     if (payload.length === 1) throw new ProtocolError('a WebSocket close frame of 1 byte');
     const code = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : 1005;
-    const reason = Buffer.from(
-      payload.buffer,
-      payload.byteOffset + 2,
-      Math.max(0, payload.length - 2),
-    ).toString();
+    // An empty close frame is legal (no code: 1005); it has no reason either.
+    const reason =
+      payload.length > 2
+        ? Buffer.from(payload.buffer, payload.byteOffset + 2, payload.length - 2).toString()
+        : '';
     if (this.state === 'open') {
       this.writeFrame(WebSocketOpcode.close, true, payload.length >= 2 ? closePayload(code, '') : payload);
     }
@@ -271,11 +292,14 @@ export class WebSocketConnection {
     this.closeCode = code;
     this.closeReason = reason;
     this.socket.end();
+    this.armCloseTimer();
   }
 
   private finish(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
     this.handshakeDone?.(
       new Error(this.closeReason || 'the connection closed during the WebSocket handshake'),
     );

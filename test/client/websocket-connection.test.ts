@@ -4,6 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { WebSocketConnection } from '../../src/client/websocket-connection.js';
 import { WebSocketTransport } from '../../src/client/websocket-transport.js';
 import { SpillwayError } from '../../src/errors.js';
+import { wsPongBacklogBytesMax } from '../../src/limits.js';
 import { decodeFrame, encodeFrameParts, FrameFlags } from '../../src/protocol/frame.js';
 import { Opcode, protocolVersion } from '../../src/protocol/opcodes.js';
 import { onCleanup } from './helpers.js';
@@ -61,9 +62,13 @@ function parseClientFrames(bytes: Buffer): { frames: ClientFrame[]; rest: Buffer
  * A WebSocket server written against the RFC with plain TCP: answers the upgrade with `status`
  * (and a correct Sec-WebSocket-Accept when 101), then hands each client frame to `onFrame`.
  */
-async function rawServer(onFrame: (frame: ClientFrame, socket: net.Socket) => void, status = 101) {
+async function rawServer(
+  onFrame: (frame: ClientFrame, socket: net.Socket) => void,
+  status = 101,
+  options: { allowHalfOpen?: boolean } = {},
+) {
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const server = net.createServer({ allowHalfOpen: options.allowHalfOpen ?? false }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
@@ -202,5 +207,96 @@ describe('client WebSocket connection', () => {
       true,
     ]);
     expect((error as SpillwayError).message).toContain('code 1002, a WebSocket frame has reserved bits set');
+  });
+
+  test('a close frame with TCP left open ends the connection within the close timeout; nothing after it is delivered', async () => {
+    const server = await rawServer(
+      (frame, socket) => {
+        if (frame.opcode !== 2) return;
+        // A close frame (1001, 'bye') and a data frame in the same write; TCP stays open.
+        socket.write(
+          Buffer.concat([
+            serverFrame(8, true, Buffer.concat([Buffer.from([0x03, 0xe9]), Buffer.from('bye')])),
+            serverFrame(2, true, Buffer.from('late')),
+          ]),
+        );
+      },
+      101,
+      { allowHalfOpen: true },
+    );
+    const connection = await WebSocketConnection.open(new URL(server.url), {
+      maxPayload: 1 << 24,
+      handshakeTimeoutMs: 5000,
+    });
+    onCleanup(() => connection.terminate());
+    const messages: Uint8Array[][] = [];
+    connection.onMessage = (fragments) => messages.push(fragments);
+    const closed = new Promise<[number, string]>((resolve) => {
+      connection.onClose = (code, reason) => resolve([code, reason]);
+    });
+    connection.send(Buffer.from('hello'));
+    expect(await closed).toEqual([1001, 'bye']);
+    expect(connection.isOpen).toBe(false);
+    expect(messages).toEqual([]);
+  });
+
+  test('an empty close frame (no code) is 1005 and is answered with an empty close', async () => {
+    const received: ClientFrame[] = [];
+    const server = await rawServer((frame, socket) => {
+      received.push(frame);
+      if (frame.opcode === 2) socket.write(serverFrame(8, true, Buffer.alloc(0)));
+    });
+    const connection = await WebSocketConnection.open(new URL(server.url), {
+      maxPayload: 1 << 24,
+      handshakeTimeoutMs: 5000,
+    });
+    onCleanup(() => connection.terminate());
+    const closed = new Promise<[number, string]>((resolve) => {
+      connection.onClose = (code, reason) => resolve([code, reason]);
+    });
+    connection.send(Buffer.from('hello'));
+    expect(await closed).toEqual([1005, '']);
+    expect(received.map((frame) => [frame.opcode, frame.payload.length])).toEqual([
+      [2, 5],
+      [8, 0],
+    ]);
+  });
+
+  test('pings are not answered while the socket holds more than wsPongBacklogBytesMax unsent', async () => {
+    let serverSocket: net.Socket | null = null;
+    const pongs: ClientFrame[] = [];
+    const server = await rawServer((frame, socket) => {
+      serverSocket = socket;
+      if (frame.opcode === 10) pongs.push(frame);
+    });
+    const connection = await WebSocketConnection.open(new URL(server.url), {
+      maxPayload: 1 << 24,
+      handshakeTimeoutMs: 5000,
+    });
+    onCleanup(() => connection.terminate());
+    connection.send(Buffer.from('first'));
+    while (serverSocket === null) await new Promise((resolve) => setTimeout(resolve, 5));
+    const raw = serverSocket as net.Socket;
+    raw.pause(); // the broker stops reading
+    const chunk = Buffer.alloc(1 << 20);
+    for (let sent = 0; connection.socket.writableLength <= 2 * wsPongBacklogBytesMax && sent < 512; sent++) {
+      connection.send(chunk);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(connection.socket.writableLength).toBeGreaterThan(wsPongBacklogBytesMax);
+    const pinged = new Promise((resolve) =>
+      raw.write(
+        Buffer.concat(Array.from({ length: 100 }, () => serverFrame(9, true, Buffer.from('p')))),
+        resolve,
+      ),
+    );
+    await pinged;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const backlog = connection.socket.writableLength;
+    raw.resume();
+    while (connection.socket.writableLength > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(backlog).toBeGreaterThan(wsPongBacklogBytesMax);
+    expect(pongs).toEqual([]);
   });
 });
