@@ -23,16 +23,22 @@ export class ReceiveBufferPool {
   /** The ArrayBuffers lent and not yet given back. */
   private readonly lent = new WeakSet<ArrayBuffer>();
 
-  /** A buffer of exactly `bytes` bytes, reused when a free one is large enough. */
+  /**
+   * A view of exactly `bytes` bytes: the smallest free buffer that holds it and is at most twice
+   * its size (or `receiveBufferBytesMin`), else a new one — so a small answer never pins a large
+   * buffer and the bytes a consumer buffers stay within twice what it counts.
+   */
   readonly take = (bytes: number): Buffer => {
-    let memory: ArrayBuffer | undefined;
-    for (let index = this.free.length - 1; index >= 0; index--) {
-      if (this.free[index]!.byteLength >= bytes) {
-        memory = this.free[index]!;
-        this.free.splice(index, 1);
-        break;
+    const largest = Math.max(2 * bytes, receiveBufferBytesMin);
+    let chosen = -1;
+    for (let index = 0; index < this.free.length; index++) {
+      const size = this.free[index]!.byteLength;
+      if (size >= bytes && size <= largest && (chosen < 0 || size < this.free[chosen]!.byteLength)) {
+        chosen = index;
       }
     }
+    let memory: ArrayBuffer | undefined;
+    if (chosen >= 0) memory = this.free.splice(chosen, 1)[0]!;
     memory ??= new ArrayBuffer(
       Math.max(2 ** Math.ceil(Math.log2(Math.max(bytes, 1))), receiveBufferBytesMin),
     );

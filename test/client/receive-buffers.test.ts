@@ -65,6 +65,24 @@ describe('receive buffers', () => {
     expect(pool.freeBuffers).toBe(receiveBuffersKept - 1);
   });
 
+  test('a small answer never takes a free buffer more than twice its size; the smallest fitting one is reused', () => {
+    const pool = new ReceiveBufferPool();
+    const big = pool.take(8 * receiveBufferBytesMin);
+    const small = pool.take(receiveBufferBytesMin);
+    const medium = pool.take(2 * receiveBufferBytesMin);
+    for (const buffer of [big, small, medium]) pool.release(buffer);
+    expect(pool.freeBuffers).toBe(3);
+    // 1,000 bytes: only the smallest (receiveBufferBytesMin) qualifies.
+    expect(pool.take(1000).buffer.byteLength).toBe(receiveBufferBytesMin);
+    // Just over receiveBufferBytesMin: the 2x one fits, the 8x one is too large.
+    expect(pool.take(receiveBufferBytesMin + 1).buffer.byteLength).toBe(2 * receiveBufferBytesMin);
+    // Nothing free fits 100 bytes within 2x (the 8x one is left): a new minimal buffer.
+    expect(pool.take(100).buffer.byteLength).toBe(receiveBufferBytesMin);
+    expect(pool.freeBuffers).toBe(1);
+    expect(pool.take(5 * receiveBufferBytesMin).buffer.byteLength).toBe(8 * receiveBufferBytesMin);
+    expect(pool.freeBuffers).toBe(0);
+  });
+
   test('by default a message kept across later fetches keeps its bytes', async () => {
     const client = await setup();
     // 64 KiB per fetch: the 40 messages come in many answers.
