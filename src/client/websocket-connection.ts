@@ -71,8 +71,16 @@ function frameHeader(opcode: number, fin: boolean, length: number): Buffer {
 export class WebSocketConnection {
   /** The TCP or TLS socket under the connection (the transport corks it per turn). */
   readonly socket: net.Socket;
-  onMessage: (fragments: Uint8Array[], binary: boolean) => void = () => undefined;
-  onClose: (code: number, reason: string) => void = () => undefined;
+  private messageHandler: ((fragments: Uint8Array[], binary: boolean) => void) | null = null;
+  /**
+   * Messages read before `onMessage` was set: those in the same read as the 101 answer, processed
+   * before `open()`'s caller runs (bounded by that one read, wsReceiveBufferBytes). Handed over when
+   * `onMessage` is set.
+   */
+  private early: Array<[Uint8Array[], boolean]> = [];
+  private closeHandler: ((code: number, reason: string) => void) | null = null;
+  /** The connection ended before `onClose` was set: the handler is called as soon as it is. */
+  private closeUnheard = false;
   /** The buffer a large data payload is read into (WebSocketFrameReader's `allocate`); null: a new one. */
   allocate: (bytes: number, fragmentsBefore: readonly Uint8Array[]) => Buffer | null = () => null;
   private state: ConnectionState = 'connecting';
@@ -97,7 +105,9 @@ export class WebSocketConnection {
         handshake: (head) => this.onHandshake(head, key),
         // Nothing after a close frame reaches the user, even in the same read.
         message: (fragments, binary) => {
-          if (this.state === 'open') this.onMessage(fragments, binary);
+          if (this.state !== 'open') return;
+          if (this.messageHandler !== null) this.messageHandler(fragments, binary);
+          else this.early.push([fragments, binary]);
         },
         control: (opcode, payload) => this.onControl(opcode, payload),
         allocate: (bytes, fragmentsBefore) => this.allocate(bytes, fragmentsBefore),
@@ -159,6 +169,23 @@ export class WebSocketConnection {
         reject(error);
       };
     });
+  }
+
+  /** Gets every message; messages read before it was set are handed to it when it is. */
+  set onMessage(handler: (fragments: Uint8Array[], binary: boolean) => void) {
+    this.messageHandler = handler;
+    const early = this.early;
+    this.early = [];
+    for (const [fragments, binary] of early) handler(fragments, binary);
+  }
+
+  /** Runs once when the connection is gone; set after that, it runs at once (in a microtask). */
+  set onClose(handler: (code: number, reason: string) => void) {
+    this.closeHandler = handler;
+    if (this.closeUnheard) {
+      this.closeUnheard = false;
+      queueMicrotask(() => handler(this.closeCode, this.closeReason));
+    }
   }
 
   get isOpen(): boolean {
@@ -303,7 +330,8 @@ export class WebSocketConnection {
     this.handshakeDone?.(
       new Error(this.closeReason || 'the connection closed during the WebSocket handshake'),
     );
-    this.onClose(this.closeCode, this.closeReason);
+    if (this.closeHandler !== null) this.closeHandler(this.closeCode, this.closeReason);
+    else this.closeUnheard = true;
     this.resolveClosed();
   }
 }

@@ -142,7 +142,8 @@ export class WebSocketTransport implements Transport {
   private readonly disconnectListeners = new Set<DisconnectListener>();
   private readonly serverRequests = new ServerRequestHandlers();
   /** Sockets whose loss was handled (dropSocket, then the 'close' event, must not do it twice). */
-  private readonly closedSockets = new WeakSet<WebSocketConnection>();
+  /** Sockets whose close was handled, with the error their requests failed with. */
+  private readonly closedSockets = new WeakMap<WebSocketConnection, SpillwayError>();
   private socket: WebSocketConnection | null = null;
   private connecting: Promise<WebSocketConnection> | null = null;
   private nextCorrelationId = 1;
@@ -292,6 +293,9 @@ export class WebSocketTransport implements Transport {
     bodyBuffer?: (bytes: number) => Buffer | null,
   ): Promise<TransportResponse> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
+    // A socket already gone (e.g. closed in the read that opened it) answers nothing: fail at once.
+    const gone = this.closedSockets.get(socket);
+    if (gone !== undefined) return Promise.reject(gone);
     const correlationId = this.takeCorrelationId();
     // A large body goes as the second fragment of the message, as it is; a small one is joined.
     const parts =
@@ -525,7 +529,6 @@ export class WebSocketTransport implements Transport {
 
   private onSocketClosed(socket: WebSocketConnection, code: number, reason: string): void {
     if (this.closedSockets.has(socket)) return;
-    this.closedSockets.add(socket);
     const wasLive = this.socket === socket;
     if (wasLive) this.socket = null;
     const error = this.isClosed
@@ -535,6 +538,7 @@ export class WebSocketTransport implements Transport {
           `connection to ${this.url} lost (code ${code}${reason ? `, ${reason}` : ''})`,
           { retriable: true },
         );
+    this.closedSockets.set(socket, error);
     this.rejectPending(error, socket);
     if (wasLive && !this.isClosed) {
       for (const listener of this.disconnectListeners) listener(error);

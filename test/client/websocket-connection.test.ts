@@ -65,7 +65,7 @@ function parseClientFrames(bytes: Buffer): { frames: ClientFrame[]; rest: Buffer
 async function rawServer(
   onFrame: (frame: ClientFrame, socket: net.Socket) => void,
   status = 101,
-  options: { allowHalfOpen?: boolean } = {},
+  options: { allowHalfOpen?: boolean; afterUpgrade?: Buffer } = {},
 ) {
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: options.allowHalfOpen ?? false }, (socket) => {
@@ -85,11 +85,12 @@ async function rawServer(
         const accept = createHash('sha1')
           .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
           .digest('base64');
-        socket.write(
+        const answer =
           status === 101
             ? `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`
-            : `HTTP/1.1 ${status} No\r\nContent-Length: 0\r\n\r\n`,
-        );
+            : `HTTP/1.1 ${status} No\r\nContent-Length: 0\r\n\r\n`;
+        // Frames the broker sends in the same write as its 101 answer, if any.
+        socket.write(Buffer.concat([Buffer.from(answer, 'latin1'), options.afterUpgrade ?? Buffer.alloc(0)]));
       }
       const { frames, rest } = parseClientFrames(pending);
       pending = Buffer.from(rest);
@@ -298,5 +299,42 @@ describe('client WebSocket connection', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(backlog).toBeGreaterThan(wsPongBacklogBytesMax);
     expect(pongs).toEqual([]);
+  });
+
+  test('a message and a close in the same read as the 101 answer reach handlers set after open()', async () => {
+    const server = await rawServer(() => undefined, 101, {
+      afterUpgrade: Buffer.concat([
+        serverFrame(2, true, Buffer.from('early')),
+        serverFrame(8, true, Buffer.concat([Buffer.from([0x03, 0xe8]), Buffer.from('done')])),
+      ]),
+    });
+    const connection = await WebSocketConnection.open(new URL(server.url), {
+      maxPayload: 1 << 24,
+      handshakeTimeoutMs: 5000,
+    });
+    onCleanup(() => connection.terminate());
+    const messages: string[] = [];
+    connection.onMessage = (fragments) => messages.push(Buffer.concat(fragments).toString());
+    const closed = new Promise<[number, string]>((resolve) => {
+      connection.onClose = (code, reason) => resolve([code, reason]);
+    });
+    expect(await closed).toEqual([1000, 'done']);
+    expect(messages).toEqual(['early']);
+  });
+
+  test('a corrupt frame in the same read as the 101 answer fails the connect with the violation, not a timeout', async () => {
+    const server = await rawServer(() => undefined, 101, {
+      afterUpgrade: serverFrame(2, true, patterned(10, 1), 0x20),
+    });
+    const started = performance.now();
+    const error = await WebSocketTransport.connect(server.url, { connectTimeoutMs: 20_000 }).then(
+      () => null,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(SpillwayError);
+    expect((error as SpillwayError).code).toBe('CONNECTION_CLOSED');
+    expect((error as SpillwayError).message).toContain('reserved bits');
+    // Not the connect timeout (20 s): the close was heard.
+    expect(performance.now() - started).toBeLessThan(15_000);
   });
 });
