@@ -8,23 +8,7 @@ import { wsPongBacklogBytesMax } from '../../src/limits.js';
 import { decodeFrame, encodeFrameParts, FrameFlags } from '../../src/protocol/frame.js';
 import { Opcode, protocolVersion } from '../../src/protocol/opcodes.js';
 import { onCleanup } from './helpers.js';
-
-/** An unmasked server frame. */
-function serverFrame(opcode: number, fin: boolean, payload: Uint8Array, firstByteExtra = 0): Buffer {
-  const length = payload.length;
-  const extended = length < 126 ? 0 : length < 65_536 ? 2 : 8;
-  const header = Buffer.alloc(2 + extended);
-  header[0] = (fin ? 0x80 : 0) | opcode | firstByteExtra;
-  if (extended === 0) header[1] = length;
-  else if (extended === 2) {
-    header[1] = 126;
-    header.writeUInt16BE(length, 2);
-  } else {
-    header[1] = 127;
-    header.writeBigUInt64BE(BigInt(length), 2);
-  }
-  return Buffer.concat([header, payload]);
-}
+import { patterned, serverFrame } from './websocket-frames.js';
 
 /** Client frames received by the raw server: opcode, fin, the masking key and the (unmasked) payload. */
 interface ClientFrame {
@@ -112,12 +96,6 @@ async function dribble(socket: net.Socket, bytes: Buffer, piece: number): Promis
     socket.write(bytes.subarray(offset, offset + piece));
     await new Promise((resolve) => setImmediate(resolve));
   }
-}
-
-function patterned(length: number, seed: number): Buffer {
-  const bytes = Buffer.allocUnsafe(length);
-  for (let index = 0; index < length; index++) bytes[index] = (index * 13 + seed) & 0xff;
-  return bytes;
 }
 
 describe('client WebSocket connection', () => {

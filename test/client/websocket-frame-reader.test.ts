@@ -7,31 +7,9 @@ import {
   wsMessageFragmentsMax,
   wsReceiveBufferBytes,
 } from '../../src/limits.js';
+import { patterned, serverFrame } from './websocket-frames.js';
 
 const handshake = Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n', 'latin1');
-
-/** A server frame (unmasked) with `payload`. */
-function serverFrame(opcode: number, fin: boolean, payload: Uint8Array, firstByteExtra = 0): Buffer {
-  const length = payload.length;
-  const extended = length < 126 ? 0 : length < 65_536 ? 2 : 8;
-  const header = Buffer.alloc(2 + extended);
-  header[0] = (fin ? 0x80 : 0) | opcode | firstByteExtra;
-  if (extended === 0) header[1] = length;
-  else if (extended === 2) {
-    header[1] = 126;
-    header.writeUInt16BE(length, 2);
-  } else {
-    header[1] = 127;
-    header.writeBigUInt64BE(BigInt(length), 2);
-  }
-  return Buffer.concat([header, payload]);
-}
-
-function patterned(length: number, seed: number): Buffer {
-  const bytes = Buffer.allocUnsafe(length);
-  for (let index = 0; index < length; index++) bytes[index] = (index * 31 + seed) & 0xff;
-  return bytes;
-}
 
 function collector(maxPayload = 1 << 24) {
   const messages: Array<{ fragments: Uint8Array[]; binary: boolean }> = [];
