@@ -132,6 +132,11 @@ export const dedupIdsMaxDefault = 10_000_000;
 export const dedupSweepIntervalMs = 1000;
 /** Ids per `__dedup` entry (an entry must fit one state-log batch of 1 MiB: 2048 x 256 B ids). */
 export const dedupEntryIdsMax = 2048;
+/**
+ * Cluster mode: bytes of a partition's log a new leader reads per event-loop turn while it rebuilds
+ * the partition's msgId index (dedup/cluster-dedup-index.ts).
+ */
+export const dedupRebuildSliceBytes = 1024 * 1024;
 
 /**
  * WebSocket send buffer (bytes uWS holds for one connection, not yet taken by the kernel) above which
@@ -447,6 +452,12 @@ export const clusterSessionTimeoutMsMin = 1_000;
 export const clusterSessionTimeoutMsMax = 300_000;
 /** Cluster: longest wait for one etcd request (not watches); past it: CLUSTER_UNAVAILABLE. */
 export const etcdRequestTimeoutMs = 5_000;
+/**
+ * Cluster: after 3 failed calls in a row to an etcd host, calls to it fail at once for this long,
+ * then one is let through (etcd3's per-host circuit breaker; its default of 5 s delayed recovery
+ * after an etcd restart by up to 5 s).
+ */
+export const etcdHostHalfOpenAfterMs = 500;
 /** Cluster: brokers registered at once that the control plane accepts to read (one etcd range). */
 export const clusterBrokersMax = 1_000;
 /** Cluster: partitions (all topics) the control plane holds in etcd; one reconcile reads them all. */

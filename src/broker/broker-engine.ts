@@ -419,8 +419,9 @@ export class BrokerEngine implements BrokerApi {
         if (finding !== null) guardFindings.push(finding);
       }
       // Not guarded: a lost __dedup is rebuilt here from the data logs (every mark starts at 0).
-      // Before anything is served: what a crash left appended but unindexed is indexed now.
-      await reconcileDedup(dedupStore, topics, resolved.clock.nowMs());
+      // Before anything is served: what a crash left appended but unindexed is indexed now. A
+      // cluster member keeps no index in __dedup (each partition leader rebuilds its own).
+      if (!resolved.clusterMember) await reconcileDedup(dedupStore, topics, resolved.clock.nowMs());
       const topicsByName = new Map(topics.map((topic) => [topic.name, topic]));
       const transactionMachine = transactionStore.machine;
       const delayRecovered = await BrokerDelay.recover(

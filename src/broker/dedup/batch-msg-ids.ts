@@ -5,7 +5,12 @@
  */
 
 import { InvalidBatchError } from '../../errors.js';
-import type { BatchHeaderFields } from '../../format/batch-header.js';
+import {
+  type BatchHeaderFields,
+  batchBaseOffset,
+  batchLengthAt,
+  batchMaxTimestampAt,
+} from '../../format/batch-header.js';
 import { BatchBuilder, RecordCursor, type RecordInput } from '../../format/record-batch.js';
 import { VarintReader } from '../../format/varint.js';
 import { batchBytesMax } from '../../limits.js';
@@ -53,6 +58,37 @@ export function batchMsgIds(batch: Uint8Array): Array<string | null> | null {
     ids[cursor.index] = id;
   }
   return ids;
+}
+
+/**
+ * Calls `found(msgId, offset, batchMaxTimestamp)` for every record with a msgId in the `batchCount`
+ * whole batches at the start of `bytes` (a log read), in offset order. Batches whose records the
+ * produce path would refuse (control batches, a bad msgId) hold no msgId and are skipped.
+ */
+export function forEachMsgId(
+  bytes: Uint8Array,
+  batchCount: number,
+  found: (msgId: string, offset: number, batchMaxTimestamp: number) => void,
+): void {
+  let position = 0;
+  for (let batch = 0; batch < batchCount; batch++) {
+    const length = batchLengthAt(bytes, position);
+    const one = bytes.subarray(position, position + length);
+    position += length;
+    let ids: Array<string | null> | null = null;
+    try {
+      ids = batchMsgIds(one);
+    } catch {
+      continue;
+    }
+    if (ids === null) continue;
+    const base = batchBaseOffset(one);
+    const maxTimestamp = batchMaxTimestampAt(one);
+    for (let record = 0; record < ids.length; record++) {
+      const id = ids[record];
+      if (id !== null && id !== undefined) found(id, base + record, maxTimestamp);
+    }
+  }
 }
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);

@@ -26,11 +26,15 @@
  *    for at least the window and at most window + window/16 (its time bucket), then dropped with
  *    its bucket (lazily before a produce to the topic, and by the sweep).
  *
+ *  - Cluster mode (`joinCluster`): the index is per partition, kept by its leader in memory and
+ *    rebuilt from the replicated data log by each new leadership (cluster-dedup-index.ts); nothing
+ *    is written to `__dedup`, and a msgId is recognised within its partition only.
+ *
  * Single event loop; every produce is counted in the broker's Lifecycle so close() waits for it.
  */
 import type { Clock, ClockTimer } from '../../clock.js';
-import { BackpressureError, type SpillwayError } from '../../errors.js';
-import { type BatchHeaderFields, batchBaseOffset, batchLengthAt } from '../../format/batch-header.js';
+import { BackpressureError } from '../../errors.js';
+import type { BatchHeaderFields } from '../../format/batch-header.js';
 import { dedupEntryIdsMax, dedupSweepIntervalMs } from '../../limits.js';
 import type { DedupStats, ProduceResult } from '../../protocol/broker-api.js';
 import type { LogStore } from '../../storage/log-store.js';
@@ -38,7 +42,8 @@ import type { BrokerTopics } from '../broker-topics.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Topic } from '../topic.js';
 import { isInternalTopicName } from '../topic-name.js';
-import { batchMsgIds, keepRecords } from './batch-msg-ids.js';
+import { batchMsgIds, forEachMsgId, keepRecords } from './batch-msg-ids.js';
+import { ClusterDedupIndex, type DedupScope } from './cluster-dedup-index.js';
 import { dedupOffsetMax, positionOffset, positionPartition, type TopicIds } from './dedup-state.js';
 import type { DedupStore } from './dedup-store.js';
 
@@ -89,6 +94,8 @@ export class BrokerDedup {
   private duplicates = 0;
   /** Why recording ids in `__dedup` failed (the state log fails closed): every later msgId produce fails. */
   private failure: unknown = null;
+  /** Cluster mode: the per-partition indexes of the partitions this broker leads (null: single broker). */
+  private cluster: ClusterDedupIndex | null = null;
 
   constructor(options: BrokerDedupOptions) {
     this.store = options.store;
@@ -98,26 +105,50 @@ export class BrokerDedup {
     this.idsMax = options.idsMax;
     this.sweepTimer = this.clock.setInterval(() => this.sweep(), dedupSweepIntervalMs, { unref: true });
     this.topics.onTopicDeleted((topic) => {
+      if (this.cluster !== null) {
+        for (const key of this.cluster.keys()) {
+          if (ClusterDedupIndex.parseKey(key).topic === topic.name) this.cluster.drop(key);
+        }
+        return;
+      }
       // Committed after any ids of the topic still on their way: applied after them.
       if (topic.config.dedupWindowMs === 0 && this.store.machine.topic(topic.name) === undefined) return;
       this.store.state.commit({ type: 'drop', topic: topic.name }).catch(() => undefined);
     });
   }
 
+  /** `topics`: topics indexed on a single broker, partitions indexed in a cluster. */
   get stats(): DedupStats {
     return {
-      ids: this.store.machine.size,
+      ids: this.heldIds,
       claimed: this.claimed,
-      topics: this.store.machine.topicNames().length,
+      topics: (this.cluster?.machine ?? this.store.machine).topicNames().length,
       duplicates: this.duplicates,
     };
   }
 
+  /** Ids held by the index (the local `__dedup` one, or the cluster's per-partition ones). */
+  private get heldIds(): number {
+    return this.store.machine.size + (this.cluster?.machine.size ?? 0);
+  }
+
   /**
-   * Set in cluster mode (src/cluster/state-services/): batches with msgIds are refused with it, since
-   * the `__dedup` index is not replicated yet. Null: served (a single broker).
+   * Cluster mode (src/cluster/state-services/service-leadership.ts): from now on the index is kept
+   * per partition by its leader and rebuilt from the data log (cluster-dedup-index.ts); `__dedup`
+   * is not written. Called before the broker serves.
    */
-  refusal: SpillwayError | null = null;
+  joinCluster(): void {
+    this.cluster ??= new ClusterDedupIndex(dedupBucketMs, () => this.clock.nowMs());
+  }
+
+  /** Rebuilds by new leaderships so far (cluster mode; tests and metrics). */
+  get clusterRebuilds(): { partitions: number; ids: number; batches: number } | null {
+    return this.cluster === null ? null : { ...this.cluster.rebuilt };
+  }
+
+  private logScope(topic: string): DedupScope {
+    return logScope(this.store, topic);
+  }
 
   /**
    * Produces `batch` (validated, `fields` its header) to `topic`/`partition` through `append`
@@ -133,21 +164,24 @@ export class BrokerDedup {
   ): Promise<ProduceResult> {
     const ids = batchMsgIds(batch);
     if (ids === null) return append(batch);
-    if (this.refusal !== null) throw this.refusal;
     if (this.failure !== null) throw this.failure;
     this.lifecycle.begin();
     try {
+      const scope =
+        this.cluster === null
+          ? this.logScope(topic.name)
+          : await this.cluster.scope(topic, this.topics.partitionOf(topic.name, partition));
       const windowMs = topic.config.dedupWindowMs;
       for (;;) {
         // Again after each wait: the ids a claim held may have landed in a bucket now due.
-        await this.expireDue(topic.name, windowMs);
-        const waits = this.claimedElsewhere(topic.name, ids);
+        await this.expireDue(scope, windowMs);
+        const waits = this.claimedElsewhere(scope.key, ids);
         if (waits === null) break;
         await Promise.all(waits);
         this.lifecycle.assertOpen();
         if (this.failure !== null) throw this.failure;
       }
-      return await this.produceClaimed(topic, partition, batch, fields, ids, append);
+      return await this.produceClaimed(scope, topic, partition, batch, fields, ids, append);
     } finally {
       this.lifecycle.settled();
     }
@@ -170,6 +204,7 @@ export class BrokerDedup {
 
   /** Synchronously from the check to the claims, then the append and the record of the new ids. */
   private async produceClaimed(
+    scope: DedupScope,
     topic: Topic,
     partition: number,
     batch: Uint8Array,
@@ -177,8 +212,7 @@ export class BrokerDedup {
     ids: ReadonlyArray<string | null>,
     append: (batch: Uint8Array) => Promise<ProduceResult>,
   ): Promise<ProduceResult> {
-    const name = topic.name;
-    const index: TopicIds | undefined = this.store.machine.topic(name);
+    const index: TopicIds | undefined = scope.machine.topic(scope.key);
     const count = ids.length;
     /** Per record: -1 written by this batch, else the packed position of its first copy, or -2 - i
      * for a copy of record i of this batch. */
@@ -203,12 +237,12 @@ export class BrokerDedup {
       firstInBatch.set(id, record);
     }
     const newIds = firstInBatch.size;
-    if (newIds > 0 && this.store.machine.size + this.claimed + newIds > this.idsMax) {
+    if (newIds > 0 && this.heldIds + this.claimed + newIds > this.idsMax) {
       throw new BackpressureError(
-        `the dedup index holds ${this.store.machine.size + this.claimed} msgIds (dedupIdsMax ${this.idsMax}): retry once older ids expire`,
+        `the dedup index holds ${this.heldIds + this.claimed} msgIds (dedupIdsMax ${this.idsMax}): retry once older ids expire`,
       );
     }
-    const claim = newIds > 0 ? this.claim(name, partition, firstInBatch.keys()) : null;
+    const claim = newIds > 0 ? this.claim(scope.key, partition, firstInBatch.keys()) : null;
     let releaseLater = false;
     try {
       const written = count - duplicates;
@@ -254,7 +288,7 @@ export class BrokerDedup {
         // Not awaited: the answer goes once the data is appended. The claim holds copies back until
         // the ids are applied; a crash before they are durable is covered by the scan at open (the
         // partition's mark cannot pass them: the sweep skips partitions with claims).
-        const recorded = Promise.all(commitIds(this.store, name, bucketMs, partition, newList, offsets));
+        const recorded = Promise.all(commitIds(scope, bucketMs, partition, newList, offsets));
         const held = claim!;
         releaseLater = true;
         recorded.then(
@@ -266,7 +300,7 @@ export class BrokerDedup {
         );
       }
       if (result === null) {
-        const durability = this.topics.partitionOf(name, partition).durability;
+        const durability = this.topics.partitionOf(topic.name, partition).durability;
         return { partition, baseOffset: -1, lastOffset: -1, durability, ...positionsOf(positions!) };
       }
       return positions === null ? result : { ...result, ...positionsOf(positions) };
@@ -310,15 +344,16 @@ export class BrokerDedup {
     set.claim.end();
   }
 
-  /** Commits (and waits for) the expiry of `topic`'s buckets wholly older than its window. */
-  private expireDue(topic: string, windowMs: number): Promise<void> | undefined {
-    const oldest = this.store.machine.topic(topic)?.oldestBucketMs ?? null;
+  /** Commits (and waits for) the expiry of the scope's buckets wholly older than its window. */
+  private expireDue(scope: DedupScope, windowMs: number): Promise<void> | undefined {
+    const topic = scope.key;
+    const oldest = scope.machine.topic(topic)?.oldestBucketMs ?? null;
     if (oldest === null) return undefined;
     const beforeMs = this.clock.nowMs() - windowMs - dedupBucketMs(windowMs) + 1;
     if (oldest >= beforeMs) return undefined;
     let expiring = this.expiring.get(topic);
     if (expiring === undefined) {
-      expiring = this.store.state.commit({ type: 'expire', topic, beforeMs }).then(
+      expiring = scope.commit({ type: 'expire', topic, beforeMs }).then(
         () => {
           this.expiring.delete(topic);
         },
@@ -340,6 +375,10 @@ export class BrokerDedup {
     if (this.lifecycle.closing) return;
     // A failed state log fails the produces that need it; the sweep has nothing to add.
     const failed = (): void => undefined;
+    if (this.cluster !== null) {
+      this.sweepCluster(this.cluster);
+      return;
+    }
     const machine = this.store.machine;
     for (const name of machine.topicNames()) {
       const topic = this.liveTopic(name);
@@ -352,7 +391,7 @@ export class BrokerDedup {
         this.store.state.commit({ type: 'drop', topic: name }).then(dropped, dropped);
         continue;
       }
-      this.expireDue(name, topic.config.dedupWindowMs)?.catch(failed);
+      this.expireDue(this.logScope(name), topic.config.dedupWindowMs)?.catch(failed);
     }
     for (const topic of this.topics.all()) {
       if (topic.deleted || isInternalTopicName(topic.name) || topic.config.dedupWindowMs === 0) continue;
@@ -366,6 +405,26 @@ export class BrokerDedup {
           this.store.state.commit(entry).catch(failed);
         }
       }
+    }
+  }
+
+  /**
+   * Cluster mode: drops the indexes of partitions gone, without dedup or no longer led under the
+   * leadership they were built for (nothing claimed on them), and expires the others' old buckets.
+   */
+  private sweepCluster(cluster: ClusterDedupIndex): void {
+    for (const key of cluster.keys()) {
+      if (this.claims.has(key)) continue;
+      const { topic: name, partition } = ClusterDedupIndex.parseKey(key);
+      const topic = this.liveTopic(name);
+      const target =
+        topic === null || partition >= topic.partitions.length ? null : topic.partitions[partition]!;
+      if (topic === null || topic.config.dedupWindowMs === 0 || !cluster.current(key, target)) {
+        cluster.drop(key);
+        continue;
+      }
+      const scope = { key, machine: cluster.machine, commit: cluster.commit.bind(cluster) };
+      this.expireDue(scope, topic.config.dedupWindowMs)?.catch(() => undefined);
     }
   }
 
@@ -429,7 +488,7 @@ export async function reconcileDedup(
         ids.push(id);
         offsets.push(offset);
       }
-      await Promise.all(commitIds(store, topic.name, bucketMs, partition.index, ids, offsets));
+      await Promise.all(commitIds(logScope(store, topic.name), bucketMs, partition.index, ids, offsets));
       if (end > mark) {
         await store.state.commit({
           type: 'mark',
@@ -444,20 +503,19 @@ export async function reconcileDedup(
 
 /** Commits `ids` (at `offsets` of `partition`) in entries of at most dedupEntryIdsMax ids. */
 function commitIds(
-  store: DedupStore,
-  topic: string,
+  scope: DedupScope,
   bucketMs: number,
   partition: number,
   ids: string[],
   offsets: number[],
-): Array<Promise<number>> {
-  const commits: Array<Promise<number>> = [];
+): Array<Promise<unknown>> {
+  const commits: Array<Promise<unknown>> = [];
   for (let start = 0; start < ids.length; start += dedupEntryIdsMax) {
     const chunk = ids.slice(start, start + dedupEntryIdsMax);
     commits.push(
-      store.state.commit({
+      scope.commit({
         type: 'ids',
-        topic,
+        topic: scope.key,
         bucketMs,
         ids: chunk,
         partitions: new Array<number>(chunk.length).fill(partition),
@@ -490,29 +548,16 @@ function scanMsgIds(log: LogStore, from: number, end: number): Map<string, numbe
   while (offset < end) {
     const read = log.read(offset, 1024 * 1024);
     if (read.batchCount === 0) break;
-    let position = 0;
-    const bytes = read.bytes;
-    for (let batch = 0; batch < read.batchCount; batch++) {
-      const length = batchLengthAt(bytes, position);
-      const one = bytes.subarray(position, position + length);
-      position += length;
-      const base = batchBaseOffset(one);
-      let ids: Array<string | null> | null = null;
-      try {
-        ids = batchMsgIds(one);
-      } catch {
-        continue; // a control batch or a record the produce path would refuse: not a msgId
-      }
-      if (ids === null) continue;
-      for (let record = 0; record < ids.length; record++) {
-        const id = ids[record];
-        const at = base + record;
-        if (id === null || id === undefined || at < from || at >= end || found.has(id)) continue;
-        found.set(id, at);
-      }
-    }
+    forEachMsgId(read.bytes, read.batchCount, (id, at) => {
+      if (at >= from && at < end && !found.has(id)) found.set(id, at);
+    });
     if (read.nextOffset <= offset) break;
     offset = read.nextOffset;
   }
   return found;
+}
+
+/** The scope of a single broker: `topic`'s index in `__dedup`. */
+function logScope(store: DedupStore, topic: string): DedupScope {
+  return { key: topic, machine: store.machine, commit: (entry) => store.state.commit(entry) };
 }

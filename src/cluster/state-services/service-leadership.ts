@@ -21,8 +21,9 @@
  * for the services that do not follow leadership yet (queues, transactions, delay stats), whose
  * state would otherwise be silently local to one broker. INIT_PRODUCER is served by every broker:
  * producer ids come from etcd (producer-id-blocks.ts, `useProducerIds`), and each partition leader
- * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster). Delayed batches and batches
- * with msgIds to dedup topics are refused the same way in the produce path.
+ * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster), and
+ * the msgId index of a dedup topic's partition from its log (BrokerDedup.joinCluster). Delayed
+ * batches are refused the same way in the produce path.
  */
 import type { BrokerDedup } from '../../broker/dedup/broker-dedup.js';
 import type { BrokerDelay } from '../../broker/delay/broker-delay.js';
@@ -83,7 +84,8 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       start: () => groups.startCoordinating(),
     });
     broker.delay.refusal = new InvalidArgumentError(`delayed messages: the delay service ${notInClusterYet}`);
-    broker.dedup.refusal = new InvalidArgumentError(`msgId dedup: the dedup index ${notInClusterYet}`);
+    // Msg-id dedup: each partition leader keeps its partition's index, rebuilt from the data log.
+    broker.dedup.joinCluster();
     this.producers = broker.producers;
     this.producers.joinCluster();
   }
