@@ -50,6 +50,7 @@ import {
   flushIntervalMsMax,
   indexIntervalBytesDefault,
   indexIntervalBytesMax,
+  preparedHeadBytes,
   segmentBytesDefault,
   segmentBytesMax,
   segmentBytesMin,
@@ -264,6 +265,9 @@ export class PartitionLog implements LogStore {
     this.recovery = loaded.report;
     this.zeroWriteBytes = inlineZeroWriteBytesFor(options.durability);
     this.active.setZeroWriteBytes(this.zeroWriteBytes);
+    // `always`: a new log's first appends overwrite zeros already on disk (log-segment.ts). Only
+    // at creation: opening an existing log preallocates nothing (it works on a full disk).
+    if (this.zeroWriteBytes > 0 && loaded.report.created) this.active.prepareHead(preparedHeadBytes);
     try {
       this.directoryFd = openSync(options.directory, 'r');
     } catch (error) {
