@@ -32,17 +32,22 @@
  * no unwritten extent to convert (zero-fill.ts). A segment made by `adopt` from a spare
  * (spare-segment.ts) was zero-filled in the background. Every other writable segment (the first
  * one after an open, one created by `create` when no spare was ready at a roll, one reopened by a
- * truncation) is then zero-filled synchronously, on the event loop, at most `zeroAheadStepBytes`
- * at a time. It is not done in the background because an append must never write into a region a
- * zero-write is still in flight for, and appends cannot wait. To keep it off the append → ack path,
- * an append that leaves a step or more missing from `zeroAheadBytes` zero-filled ahead schedules a
- * zero-write of one step for the following turn of the event loop (`zeroAheadLater`, again each turn until the
- * margin is back), after the appends of the current turn were answered; that turn also grows the
+ * truncation) is then zero-filled synchronously, on the event loop, one step at a time. It is not
+ * done in the background because an append must never write into a region a zero-write is still in
+ * flight for, and appends cannot wait. The first segment of a new log is prepared before any append
+ * (`prepareHead`, called by the log at its creation: `preparedHeadBytes` preallocated, zeroed and
+ * fdatasync'd), so a fresh topic's first appends overwrite zeros already on disk. To keep the rest
+ * off the append → ack path, an append that leaves less than `zeroAheadBytes` - `zeroAheadStepBytes`
+ * zero-filled ahead schedules a zero-write of one step for the following turn of the event loop
+ * (`zeroAheadLater`), after the appends of the current turn: `zeroAheadStepBytes` again each turn
+ * until the margin is back while the appends are large, one `zeroAheadStepBytesLarge` step written
+ * whole while they are small (`smallAppendBytesMax` on average), since every step costs the data
+ * fdatasync that carries it an extent conversion. That turn also grows the
  * file ahead of the data when the margin reaches the end of what is allocated (once the segment
  * holds at least a margin of data, so a small log stays small on disk). An append zero-fills
  * inline (one step past its end, once written) only when it outruns the zeros (a large batch, many appends in
- * one turn); the first appends into a new segment write their data into allocated, unwritten pages
- * (what an fdatasync converts, as without zero-fill) rather than waiting for zeros.
+ * one turn); the first appends into a segment that was not prepared write their data into
+ * allocated, unwritten pages (what an fdatasync converts, as without zero-fill) rather than wait.
  *
  * Buffer ownership: `view()` returns subarrays of the map. They stay valid while referenced, also
  * after the segment is deleted (unlinked files stay mapped), but a `truncateTo` zeroes what it cuts.

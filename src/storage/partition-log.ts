@@ -15,7 +15,9 @@
  * segment name at the roll that takes it (a roll that finds it not ready yet creates its segment
  * itself and leaves the spare to the next roll). It never holds data; close deletes it, and so does
  * the next open after a crash. Segments that were not spares start empty and grow in steps; with
- * `always` they are zero-filled inline by their appends (log-segment.ts, zero-fill.ts).
+ * `always` they are zero-filled inline by their appends (log-segment.ts, zero-fill.ts), and a new
+ * log's first segment has its head (`preparedHeadBytes`) preallocated, zeroed and fdatasync'd at
+ * creation (`LogSegment.prepareHead`): its first appends pay a plain data fdatasync.
  *
  * Disk: a log holds its data, plus the growth step of its active segment, plus a spare only while
  * it rolls often. Opening writes nothing but the checkpoint; when even that fails for a full disk,
