@@ -524,3 +524,13 @@ export const receiveBufferBytesMin = 64 * 1024;
 export const wsCloseHandshakeMs = 2_000;
 /** Client: unsent bytes on the socket above which a ping is not answered (a broker that pings and never reads). */
 export const wsPongBacklogBytesMax = 1024 * 1024;
+
+// --- brk-perf (session 7): storage write path ---
+/**
+ * Durability `always`: a new log's first segment (and the empty active segment of a log opened
+ * again) has this much preallocated, written with zeros and fdatasync'd when the log opens, before
+ * any append (log-segment.ts `prepareHead`): the appends of a fresh topic overwrite written, synced
+ * extents, so none of their fdatasyncs converts an extent or carries zeros (issue 15: a first
+ * message on a fresh topic is as fast as the thousandth). Disk: this much per `always` partition.
+ */
+export const preparedHeadBytes = 1024 * 1024;

@@ -78,6 +78,8 @@ export interface RecoveryReport {
   quarantineProblem: string | null;
   /** Segment files wholly below the recorded log start (a retention a crash interrupted): kept. */
   retentionLeftovers: string[];
+  /** No segment file existed: this open created the log's first segment (a new partition). */
+  created: boolean;
   durationMs: number;
 }
 
@@ -142,6 +144,7 @@ export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<Recover
           ? `${recoveryCheckpointFileName} is missing`
           : null,
     segmentCount: 0,
+    created: false,
     segmentsScanned: 0,
     bytesVerified: 0,
     indexesRebuilt: [],
@@ -305,6 +308,7 @@ export function loadLog(options: LoadOptions, checkpoint: CheckpointFile<Recover
         });
       }
       segments.push(LogSegment.create(directory, recoveryPoint, segmentBytes, indexIntervalBytes));
+      report.created = true;
     }
   } catch (error) {
     // Leave every file exactly as found.

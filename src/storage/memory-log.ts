@@ -88,6 +88,7 @@ export class MemoryLog implements LogStore {
     quarantinedOffsets: 0,
     quarantineProblem: null,
     retentionLeftovers: [],
+    created: true,
     durationMs: 0,
   };
   private readonly clock: Clock;

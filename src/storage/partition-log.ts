@@ -15,7 +15,9 @@
  * segment name at the roll that takes it (a roll that finds it not ready yet creates its segment
  * itself and leaves the spare to the next roll). It never holds data; close deletes it, and so does
  * the next open after a crash. Segments that were not spares start empty and grow in steps; with
- * `always` they are zero-filled inline by their appends (log-segment.ts, zero-fill.ts).
+ * `always` they are zero-filled inline by their appends (log-segment.ts, zero-fill.ts), and a new
+ * log's first segment has its head (`preparedHeadBytes`) preallocated, zeroed and fdatasync'd at
+ * creation (`LogSegment.prepareHead`): its first appends pay a plain data fdatasync.
  *
  * Disk: a log holds its data, plus the growth step of its active segment, plus a spare only while
  * it rolls often. Opening writes nothing but the checkpoint; when even that fails for a full disk,
@@ -50,6 +52,7 @@ import {
   flushIntervalMsMax,
   indexIntervalBytesDefault,
   indexIntervalBytesMax,
+  preparedHeadBytes,
   segmentBytesDefault,
   segmentBytesMax,
   segmentBytesMin,
@@ -264,6 +267,9 @@ export class PartitionLog implements LogStore {
     this.recovery = loaded.report;
     this.zeroWriteBytes = inlineZeroWriteBytesFor(options.durability);
     this.active.setZeroWriteBytes(this.zeroWriteBytes);
+    // `always`: a new log's first appends overwrite zeros already on disk (log-segment.ts). Only
+    // at creation: opening an existing log preallocates nothing (it works on a full disk).
+    if (this.zeroWriteBytes > 0 && loaded.report.created) this.active.prepareHead(preparedHeadBytes);
     try {
       this.directoryFd = openSync(options.directory, 'r');
     } catch (error) {

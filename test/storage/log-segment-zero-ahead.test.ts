@@ -4,8 +4,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   LogSegment,
   segmentFileName,
+  smallAppendBytesMax,
   zeroAheadBytes,
   zeroAheadStepBytes,
+  zeroAheadStepBytesLarge,
 } from '../../src/storage/log-segment.js';
 import { makeBatch, temporaryDirectory } from './helpers.js';
 
@@ -63,6 +65,38 @@ describe('LogSegment zero-fill after the appends', () => {
     segment.append(many);
     expect(segment.zeroFilledAheadBytes).toBeLessThanOrEqual(zeroAheadStepBytes + 4 * KiB);
     // The data is intact: the zero-writes only ever covered bytes past it.
+    const size = segment.sizeBytes;
+    const view = Buffer.from(segment.view(0, size));
+    segment.close();
+    const file = readFileSync(join(dir.path, segmentFileName(0, '.log')));
+    expect(file.subarray(0, size).equals(view)).toBe(true);
+  });
+
+  it('zero-fills ahead of small appends in one large step at a time, written whole in one turn', async () => {
+    const dir = temporaryDirectory();
+    cleanups.push(dir.remove);
+    const segment = LogSegment.create(dir.path, 0, 64 * MiB, 4 * KiB);
+    segment.setZeroWriteBytes(16 * KiB);
+    const batch = makeBatch('s', 1, 1_700_000_000_000, 100); // ~200 bytes
+    expect(batch.length).toBeLessThanOrEqual(smallAppendBytesMax);
+    while (segment.sizeBytes < zeroAheadBytes) {
+      segment.append(batch);
+      if (segment.sizeBytes % (16 * KiB) < batch.length) await nextTurn();
+    }
+    // The margin is reached in one turn, with one step of up to zeroAheadStepBytesLarge.
+    const lowWater = zeroAheadBytes - zeroAheadStepBytes;
+    while (segment.zeroFilledAheadBytes > lowWater) segment.append(batch);
+    await nextTurn();
+    const margin = lowWater + zeroAheadStepBytesLarge;
+    expect(segment.zeroFilledAheadBytes).toBeGreaterThan(margin - 8 * KiB);
+    expect(segment.zeroFilledAheadBytes).toBeLessThanOrEqual(margin);
+    // No zero-write in the turns after appends while more than the low-water mark is ahead.
+    const zeroedEnd = segment.sizeBytes + segment.zeroFilledAheadBytes;
+    for (let i = 0; i < 100; i++) {
+      segment.append(batch);
+      await nextTurn();
+    }
+    expect(segment.sizeBytes + segment.zeroFilledAheadBytes).toBe(zeroedEnd);
     const size = segment.sizeBytes;
     const view = Buffer.from(segment.view(0, size));
     segment.close();
