@@ -16,7 +16,7 @@ import { replicationFactorDefaultMax } from '../../limits.js';
 import type { TopicConfig } from '../../protocol/broker-api.js';
 import type { ReplicaManager } from '../partition-role.js';
 import { ProducerIdBlocks, producerIdNamespace } from '../state-services/producer-id-blocks.js';
-import { replicatedStateTopics } from '../state-services/replicated-state-topics.js';
+import { replicatedStateTopicGroups } from '../state-services/replicated-state-topics.js';
 import { type LeadershipBroker, ServiceLeadership } from '../state-services/service-leadership.js';
 import { ClusterNode } from './cluster-node.js';
 import { validateClusterOptions } from './cluster-options.js';
@@ -70,7 +70,7 @@ export class BrokerCluster {
       ...(options.name !== undefined ? { name: options.name } : {}),
       ...(options.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
       internalReplicationFactor,
-      internalTopics: replicatedStateTopics,
+      internalTopics: replicatedStateTopicGroups,
       replicaManager: (isrChanger) => {
         replicaManager = new ServiceLeadership(
           options.brokerId,
