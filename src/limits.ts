@@ -513,3 +513,18 @@ export const receiveBufferBytesMin = 64 * 1024;
 export const wsCloseHandshakeMs = 2_000;
 /** Client: unsent bytes on the socket above which a ping is not answered (a broker that pings and never reads). */
 export const wsPongBacklogBytesMax = 1024 * 1024;
+
+// Forwarding: a service appending into a partition another broker leads (cl-fwd, src/cluster/forwarding/).
+/** Forwarder: forwards of one service term sent at once (one per target partition at a time). */
+export const forwardInFlightMax = 64;
+/** Forwarder: forwards waiting for their turn (their partition's previous one, or a slot); more: TOO_MANY_REQUESTS. */
+export const forwardQueuedMax = 16_384;
+/** Forwarder: first wait before resending after a retriable error (doubles up to forwardRetryMsMax). */
+export const forwardRetryMsMin = 25;
+export const forwardRetryMsMax = 1_000;
+/** Forwarder: one FORWARD_PRODUCE / FORWARD_SCAN request's timeout (it waits for acks 'all'). */
+export const forwardRequestTimeoutMs = 30_000;
+/** FORWARD_SCAN: the most bytes of matching batches in one answer (and the default). */
+export const forwardScanBytesMax = 4 * 1024 * 1024;
+/** FORWARD_SCAN: the most log bytes read for one answer (a longer scan goes on in the next request). */
+export const forwardScanReadBytesMax = 64 * 1024 * 1024;

@@ -13,6 +13,7 @@ import { SpillwayError } from '../errors.js';
 import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
 import type { BrokerApi, FetchOptions, FetchResult } from './broker-api.js';
 import { parseMetadataRequest, singleBrokerMetadata } from './cluster-metadata-api.js';
+import { parseForwardProduce, parseForwardScan } from './forwarding-messages.js';
 import { type Frame, FrameFlags } from './frame.js';
 import {
   parseCommitOffsets,
@@ -411,6 +412,22 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
           parseOffsetForLeaderEpoch(request.header),
         ),
       );
+    case Opcode.forwardProduce: {
+      const forwarding = forwardingOf(api, 'FORWARD_PRODUCE (75)');
+      // Copied: the server lends the received body, and the answer waits for the in-sync replicas.
+      const result = await forwarding.forwardProduce(
+        parseForwardProduce(request.header),
+        request.body.slice(),
+      );
+      return response(request, result);
+    }
+    case Opcode.forwardScan: {
+      requireNoBody(request);
+      const { batches, ...header } = await forwardingOf(api, 'FORWARD_SCAN (76)').forwardScan(
+        parseForwardScan(request.header),
+      );
+      return response(request, header, batches);
+    }
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');
     case Opcode.txnCheck:
@@ -418,6 +435,14 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);
   }
+}
+
+/** The broker's forwarding service; UNKNOWN_OPCODE on a broker outside a cluster. */
+function forwardingOf(api: BrokerApi, what: string): NonNullable<BrokerApi['forwarding']> {
+  if (api.forwarding === undefined) {
+    throw new SpillwayError('UNKNOWN_OPCODE', `${what}: this broker forwards nothing (no cluster)`);
+  }
+  return api.forwarding;
 }
 
 /** The broker's replication service; UNKNOWN_OPCODE on a broker without replication. */

@@ -39,6 +39,7 @@ import {
   coordinatorTopics,
 } from '../../protocol/coordinator-routing.js';
 import { Opcode, opcodeName } from '../../protocol/opcodes.js';
+import type { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import { FollowedServices } from './followed-services.js';
 import { replicatedStateServices, type StateServiceTopics } from './replicated-state-topics.js';
@@ -72,6 +73,8 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     inner: ReplicaManager,
     /** replicationFactor of the internal topics, for the message while none is assigned. */
     private readonly internalReplicationFactor: number,
+    /** Services appending into data partitions make a forwarder per term from it (`forwarder(term)`). */
+    readonly forwarding: ClusterForwarding,
   ) {
     this.followed = new FollowedServices(brokerId, inner);
     const groups = broker.groups;
