@@ -323,8 +323,10 @@ export class Forwarder {
             }
             if (retryAt(error)) continue;
             if (!error.retriable) throw error;
+          } else if (route.brokerId === this.options.brokerId) {
+            throw error; // not a SpillwayError in process: a fault, not something a resend mends
           }
-          // Not a SpillwayError: a connection that could not open, a transport failure: retried.
+          // Else a connection that could not open, a transport failure: retried.
         }
       }
       await this.sleep(backoff);
