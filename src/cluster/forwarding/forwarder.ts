@@ -22,6 +22,8 @@
  *   waits for the first's answer); at most forwardInFlightMax partitions at once; at most
  *   forwardQueuedMax calls waiting (one more: TOO_MANY_REQUESTS, retriable). The forwarder owns the
  *   batch from the call on (it stamps the header; the caller must not reuse the bytes).
+ * - `logEnd(topic, partition)`: the same fencing, then the partition's log end once replicated (a
+ *   fence offset: the service's later batches lie at or after it).
  * - `scan(topic, partition, fromOffset, onBatch)`: first fences older terms on the partition's leader
  *   (no batch of an older term is appended there afterwards), then hands every batch of this service
  *   at or after `fromOffset` to `onBatch` in log order, each already on the in-sync replicas; resolves
@@ -187,6 +189,16 @@ export class Forwarder {
       if (answer.nextOffset >= answer.endOffset) return answer.endOffset;
       from = answer.nextOffset;
     }
+  }
+
+  /**
+   * The partition's log end on its leader, after fencing older terms there and waiting until its
+   * in-sync replicas hold everything below it: a fence offset for the service's own records (every
+   * batch this term appends to the partition later lies at or after it; a transaction commit's target
+   * offsets, the delay firer's fences). A scan from past the end, so no batch is read.
+   */
+  logEnd(topic: string, partition: number): Promise<number> {
+    return this.scan(topic, partition, Number.MAX_SAFE_INTEGER, () => undefined);
   }
 
   /** Ends the term: pending and later calls reject with SERVICE_FENCED (`why`). */

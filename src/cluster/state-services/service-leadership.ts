@@ -139,9 +139,10 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
 
 /**
  * Resolves once the in-sync replicas of internal partition `partition` hold everything before
- * `endOffset` (acks 'all'); NOT_COORDINATOR when the partition has no replication role here.
+ * `endOffset` (acks 'all'); NOT_COORDINATOR when the partition has no replication role here. What a
+ * service's state log (`StateLog.replicate`) and its other internal appends wait for before they count.
  */
-function replicatedOnInSyncReplicas(partition: Partition, endOffset: number): Promise<void> {
+export function replicatedOnInSyncReplicas(partition: Partition, endOffset: number): Promise<void> {
   const replica = partition.replica;
   if (replica === null) {
     return Promise.reject(

@@ -180,6 +180,7 @@ describe.skipIf(etcdMissing)(`forwarding between brokers (skipped if ${etcdSkipR
     });
     expect(found).toEqual(['x1', 'x2', 'x3']);
     expect(end).toBe(5);
+    expect(await newer.logEnd('scans', 0)).toBe(5);
     // From an offset, one batch per answer (the receiver's bound on matching bytes).
     const pieces = await leader.broker.cluster!.forwarding.target.forwardScan({
       service: 'delay',
