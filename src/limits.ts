@@ -528,3 +528,8 @@ export const forwardRequestTimeoutMs = 30_000;
 export const forwardScanBytesMax = 4 * 1024 * 1024;
 /** FORWARD_SCAN: the most log bytes read for one answer (a longer scan goes on in the next request). */
 export const forwardScanReadBytesMax = 64 * 1024 * 1024;
+/**
+ * Producer ids from here up are the brokers' own services' (forwarding-services.ts); in a cluster a
+ * client PRODUCE naming one is refused (it could fence a service's forwards to the partition).
+ */
+export const serviceProducerIdMin = Number.MAX_SAFE_INTEGER - 1023;

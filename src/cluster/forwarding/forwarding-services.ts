@@ -2,11 +2,10 @@
  * The services that forward into data partitions, and the producer id each one writes under
  * (forwarder.ts explains why forwarding rides on the idempotent producer's header fields).
  *
- * The ids are the top of the safe-integer range: producer ids handed to clients come from etcd
- * blocks counting up from 0 (producer-id-blocks.ts, 1,000 per claim) and never get near them. A
- * client batch carrying one of them is refused by FORWARD_PRODUCE's checks only when it comes that
- * way; a PRODUCE naming one would only fence itself against the service (its epoch is the service's
- * term) — see docs/CLUSTER.md, limits.
+ * The ids are the top of the safe-integer range (at or above serviceProducerIdMin): producer ids
+ * handed to clients come from etcd blocks counting up from 0 (producer-id-blocks.ts, 1,000 per
+ * claim) and never get near them, and in a cluster a client PRODUCE naming one is refused
+ * (INVALID_BATCH, protocol/dispatch.ts), so only FORWARD_PRODUCE (cluster admin) writes under them.
  *
  * To add a service (cl-txn: `transactions`): one line, a new id below the last. Never reuse an id.
  */

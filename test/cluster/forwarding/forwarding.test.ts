@@ -12,12 +12,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { freePort } from '../../../bench/peers/server-process.js';
+import { WebSocketTransport } from '../../../src/client/websocket-transport.js';
 import { ForwardTarget } from '../../../src/cluster/forwarding/forward-target.js';
 import { Forwarder } from '../../../src/cluster/forwarding/forwarder.js';
-import { forwardingProducerId } from '../../../src/cluster/forwarding/forwarding-services.js';
+import {
+  forwardingProducerId,
+  forwardingProducerIds,
+} from '../../../src/cluster/forwarding/forwarding-services.js';
 import type { ServiceTerm } from '../../../src/cluster/state-services/followed-services.js';
 import { decodeRecords, encodeBatch } from '../../../src/format/record-batch.js';
-import { forwardQueuedMax } from '../../../src/limits.js';
+import { forwardQueuedMax, serviceProducerIdMin } from '../../../src/limits.js';
+import { Opcode } from '../../../src/protocol/opcodes.js';
 import { Broker } from '../../../src/spillway-broker.js';
 import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from '../etcd-server.js';
 
@@ -253,6 +258,27 @@ describe.skipIf(etcdMissing)(`forwarding between brokers (skipped if ${etcdSkipR
     ).rejects.toMatchObject({ code: 'SERVICE_FENCED' });
     expect(storedValues(answer, 'moves', 0)).toEqual(['p', 'q']);
     forwarder.close('done');
+  });
+
+  test('a client PRODUCE under a service producer id is refused in a cluster; every service id is reserved', async () => {
+    for (const id of forwardingProducerIds.values()) expect(id).toBeGreaterThanOrEqual(serviceProducerIdMin);
+    const { leader } = await placed('orders', 0);
+    const url = leader.broker.cluster!.node.endpoints.get(leader.id)!.url;
+    const transport = await WebSocketTransport.connect(url, { clientId: 'forger' });
+    try {
+      const forged = encodeBatch([{ value: 'forged' }], {
+        producerId: forwardingProducerId('delay'),
+        producerEpoch: 32_000,
+        baseSequence: 0,
+      });
+      await expect(
+        transport.request(Opcode.produce, { topic: 'orders', partition: 0 }, forged),
+      ).rejects.toMatchObject({
+        code: 'INVALID_BATCH',
+      });
+    } finally {
+      await transport.close();
+    }
   });
 
   test('the waiting queue is bounded; closing rejects everything waiting', async () => {
