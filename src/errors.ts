@@ -59,6 +59,7 @@ export type ErrorCode =
   | 'NOT_COORDINATOR'
   | 'CLUSTER_UNAVAILABLE'
   | 'BROKER_ID_IN_USE'
+  | 'SERVICE_FENCED'
   | 'INTERNAL';
 
 /** Whether a request failing with this code may succeed if sent again later. */
@@ -116,6 +117,7 @@ export const retriableByCode: Readonly<Record<ErrorCode, boolean>> = {
   NOT_COORDINATOR: true, // a cluster: the service (groups, queues, transactions, producer ids, delay) runs on the leader of its internal partition; refresh and send there
   CLUSTER_UNAVAILABLE: true, // etcd did not answer in time: it may be back later
   BROKER_ID_IN_USE: false, // another live broker holds the id: a configuration mistake
+  SERVICE_FENCED: false, // a cluster: a newer term of the forwarding service (delay, transactions) runs elsewhere: this one stops
   INTERNAL: false,
 };
 

@@ -534,3 +534,22 @@ export const wsPongBacklogBytesMax = 1024 * 1024;
  * message on a fresh topic is as fast as the thousandth). Disk: this much per `always` partition.
  */
 export const preparedHeadBytes = 1024 * 1024;
+// Forwarding: a service appending into a partition another broker leads (cl-fwd, src/cluster/forwarding/).
+/** Forwarder: forwards of one service term sent at once (one per target partition at a time). */
+export const forwardInFlightMax = 64;
+/** Forwarder: forwards waiting for their turn (their partition's previous one, or a slot); more: TOO_MANY_REQUESTS. */
+export const forwardQueuedMax = 16_384;
+/** Forwarder: first wait before resending after a retriable error (doubles up to forwardRetryMsMax). */
+export const forwardRetryMsMin = 25;
+export const forwardRetryMsMax = 1_000;
+/** Forwarder: one FORWARD_PRODUCE / FORWARD_SCAN request's timeout (it waits for acks 'all'). */
+export const forwardRequestTimeoutMs = 30_000;
+/** FORWARD_SCAN: the most bytes of matching batches in one answer (and the default). */
+export const forwardScanBytesMax = 4 * 1024 * 1024;
+/** FORWARD_SCAN: the most log bytes read for one answer (a longer scan goes on in the next request). */
+export const forwardScanReadBytesMax = 64 * 1024 * 1024;
+/**
+ * Producer ids from here up are the brokers' own services' (forwarding-services.ts); in a cluster a
+ * client PRODUCE naming one is refused (it could fence a service's forwards to the partition).
+ */
+export const serviceProducerIdMin = Number.MAX_SAFE_INTEGER - 1023;

@@ -13,6 +13,7 @@ import type { BrokerCluster } from './cluster/control/broker-cluster.js';
 import type { ClusterTopicService } from './protocol/broker-api.js';
 import type { ClusterMetadataService } from './protocol/cluster-metadata-api.js';
 import type { CoordinatorGate } from './protocol/coordinator-routing.js';
+import type { ForwardingService } from './protocol/forwarding-api.js';
 import type { BrokerServer, ServerOptions } from './server/server.js';
 
 /** Options of `Broker.listen`: the server's (host, port, limits). */
@@ -65,6 +66,11 @@ export class Broker extends BrokerEngine {
   /** METADATA's source in a cluster (protocol/cluster-metadata-api.ts); undefined for a single broker. */
   get clusterMetadata(): ClusterMetadataService | undefined {
     return this.cluster?.node;
+  }
+
+  /** FORWARD_PRODUCE / FORWARD_SCAN's receiver in a cluster (BrokerApi.forwarding); undefined alone. */
+  get forwarding(): ForwardingService | undefined {
+    return this.cluster?.forwarding.target;
   }
 
   /** Which coordinator requests this broker serves in a cluster (BrokerApi.coordinators); undefined alone. */

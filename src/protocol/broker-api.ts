@@ -10,6 +10,7 @@
 import type { ClusterMetadataService } from './cluster-metadata-api.js';
 import type { CoordinatorGate } from './coordinator-routing.js';
 import type { DelayService } from './delay-api.js';
+import type { ForwardingService } from './forwarding-api.js';
 import type { GroupService } from './group-api.js';
 import type { ProducerService } from './producer-api.js';
 import type { QueueService } from './queue-api.js';
@@ -338,6 +339,12 @@ export interface BrokerApi {
    * broker without replication: REPLICA_FETCH and OFFSET_FOR_LEADER_EPOCH are refused.
    */
   readonly replication?: ReplicationService;
+  /**
+   * Forwarding (docs/CLUSTER.md, "Built: a service writing into a partition another broker leads"):
+   * another broker's service appending into / scanning a partition this broker leads. Absent on a
+   * single broker: FORWARD_PRODUCE and FORWARD_SCAN are refused.
+   */
+  readonly forwarding?: ForwardingService | undefined;
   /**
    * Topic administration in a cluster: CREATE_TOPIC, DELETE_TOPIC, ADD_PARTITIONS, LIST_TOPICS and
    * DESCRIBE_TOPIC (and their HTTP routes) go here instead of `topics` (protocol/topic-admin.ts).

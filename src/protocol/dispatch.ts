@@ -9,10 +9,13 @@
  * 0): answers to server requests go to the session (`receiveResponse`) before dispatch.
  * The options object is the connection's, reused for each request (nothing allocated per request).
  */
-import { SpillwayError } from '../errors.js';
-import { frameBytesMax, inFlightRequestsPerConnectionMax } from '../limits.js';
+import { InvalidBatchError, SpillwayError } from '../errors.js';
+import { BatchHeader } from '../format/batch-header.js';
+import { readInt64LE } from '../format/int64.js';
+import { frameBytesMax, inFlightRequestsPerConnectionMax, serviceProducerIdMin } from '../limits.js';
 import type { BrokerApi, FetchOptions, FetchResult } from './broker-api.js';
 import { parseMetadataRequest, singleBrokerMetadata } from './cluster-metadata-api.js';
+import { parseForwardProduce, parseForwardScan } from './forwarding-messages.js';
 import { type Frame, FrameFlags } from './frame.js';
 import {
   parseCommitOffsets,
@@ -224,6 +227,7 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     case Opcode.produce: {
       const { topic, partition } = parseProduce(request.header);
       const produceOptions = parseProduceOptions(request.header);
+      if (api.forwarding !== undefined) refuseServiceProducerId(request.body);
       return response(request, await api.messages.produce(topic, partition, request.body, produceOptions));
     }
     case Opcode.fetch: {
@@ -411,6 +415,22 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
           parseOffsetForLeaderEpoch(request.header),
         ),
       );
+    case Opcode.forwardProduce: {
+      const forwarding = forwardingOf(api, 'FORWARD_PRODUCE (75)');
+      // Copied: the server lends the received body, and the answer waits for the in-sync replicas.
+      const result = await forwarding.forwardProduce(
+        parseForwardProduce(request.header),
+        request.body.slice(),
+      );
+      return response(request, result);
+    }
+    case Opcode.forwardScan: {
+      requireNoBody(request);
+      const { batches, ...header } = await forwardingOf(api, 'FORWARD_SCAN (76)').forwardScan(
+        parseForwardScan(request.header),
+      );
+      return response(request, header, batches);
+    }
     case Opcode.ping:
       throw new SpillwayError('UNKNOWN_OPCODE', 'PING (64) is a request the server sends, not a client');
     case Opcode.txnCheck:
@@ -418,6 +438,28 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
     default:
       throw new SpillwayError('UNKNOWN_OPCODE', `unknown opcode ${request.opcode}`);
   }
+}
+
+/**
+ * In a cluster: a client batch naming a producer id of the brokers' own services (forwarding) is
+ * refused, so that no client can write under (or fence) a service's forwards.
+ */
+function refuseServiceProducerId(batch: Uint8Array): void {
+  if (batch.length < BatchHeader.size) return; // the produce path reports what is wrong with it
+  const producerId = readInt64LE(batch, BatchHeader.producerId);
+  if (producerId >= serviceProducerIdMin) {
+    throw new InvalidBatchError(
+      `producer id ${producerId} is reserved for the brokers' services (forwarding): a client uses the id INIT_PRODUCER gives`,
+    );
+  }
+}
+
+/** The broker's forwarding service; UNKNOWN_OPCODE on a broker outside a cluster. */
+function forwardingOf(api: BrokerApi, what: string): NonNullable<BrokerApi['forwarding']> {
+  if (api.forwarding === undefined) {
+    throw new SpillwayError('UNKNOWN_OPCODE', `${what}: this broker forwards nothing (no cluster)`);
+  }
+  return api.forwarding;
 }
 
 /** The broker's replication service; UNKNOWN_OPCODE on a broker without replication. */

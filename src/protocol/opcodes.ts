@@ -44,6 +44,12 @@ export const Opcode = {
    * -> broker control calls). METADATA: which broker leads which partition (protocol/cluster-metadata-api.ts).
    */
   metadata: 70,
+  /**
+   * Forwarding (broker -> broker, cluster admin; protocol/forwarding-api.ts): a service on one broker
+   * appends into / scans a data partition another broker leads. 77 reserved for it.
+   */
+  forwardProduce: 75,
+  forwardScan: 76,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
   /** Server -> client: is this transaction to be committed? (check-back; answered by a transactional producer). */

@@ -27,6 +27,7 @@ export const httpStatusByCode: Readonly<Record<ErrorCode, number>> = {
   FENCED_GENERATION: 409,
   GROUP_NOT_EMPTY: 409,
   PRODUCER_FENCED: 409,
+  SERVICE_FENCED: 409,
   OUT_OF_ORDER_SEQUENCE: 409,
   UNKNOWN_PRODUCER_ID: 409,
   TOPIC_EXISTS: 409,

@@ -14,9 +14,14 @@ import type { BrokerTopics } from '../../broker/broker-topics.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import { replicationFactorDefaultMax } from '../../limits.js';
 import type { TopicConfig } from '../../protocol/broker-api.js';
+import { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
+import type { ForwardTargetBroker } from '../forwarding/forward-target.js';
 import type { ReplicaManager } from '../partition-role.js';
 import { ProducerIdBlocks, producerIdNamespace } from '../state-services/producer-id-blocks.js';
-import { replicatedStateTopics } from '../state-services/replicated-state-topics.js';
+import {
+  replicatedStateServices,
+  replicatedStateTopicGroups,
+} from '../state-services/replicated-state-topics.js';
 import { type LeadershipBroker, ServiceLeadership } from '../state-services/service-leadership.js';
 import { ClusterNode } from './cluster-node.js';
 import { validateClusterOptions } from './cluster-options.js';
@@ -24,7 +29,7 @@ import type { TopicRecord } from './cluster-records.js';
 import { ClusterTopics } from './cluster-topics.js';
 
 /** The part of the broker the cluster membership uses. */
-export interface ClusterBroker extends LeadershipBroker {
+export interface ClusterBroker extends LeadershipBroker, ForwardTargetBroker {
   readonly topics: Pick<
     BrokerTopics,
     'create' | 'addPartitions' | 'describe' | 'partitionOf' | 'list' | 'topicDefaults'
@@ -41,6 +46,8 @@ export class BrokerCluster {
     /** The services following their internal partition's leader; `check` is BrokerApi.coordinators. */
     readonly services: ServiceLeadership,
     broker: ClusterBroker,
+    /** Forwarding (src/cluster/forwarding/): `target` is BrokerApi.forwarding; services' forwarders. */
+    readonly forwarding: ClusterForwarding,
   ) {
     this.topics = new ClusterTopics(node, broker.topics);
   }
@@ -62,6 +69,13 @@ export class BrokerCluster {
     BrokerCluster.validate(options);
     const build = options.replicaManager as NonNullable<typeof options.replicaManager>;
     let replicaManager: ServiceLeadership | undefined;
+    // Before the node starts: services started by its first assignments make forwarders from it.
+    const forwarding = new ClusterForwarding({
+      brokerId: options.brokerId,
+      broker,
+      services: replicatedStateServices,
+      ...(options.token !== undefined ? { token: options.token } : {}),
+    });
     const internalReplicationFactor = options.internalReplicationFactor ?? replicationFactorDefaultMax;
     const node = await ClusterNode.start({
       etcd: options.etcd,
@@ -70,13 +84,14 @@ export class BrokerCluster {
       ...(options.name !== undefined ? { name: options.name } : {}),
       ...(options.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
       internalReplicationFactor,
-      internalTopics: replicatedStateTopics,
+      internalTopics: replicatedStateTopicGroups,
       replicaManager: (isrChanger) => {
         replicaManager = new ServiceLeadership(
           options.brokerId,
           broker,
           build(broker, isrChanger),
           internalReplicationFactor,
+          forwarding,
         );
         return replicaManager;
       },
@@ -87,12 +102,14 @@ export class BrokerCluster {
     services.useProducerIds(
       new ProducerIdBlocks(node.etcdNamespace(producerIdNamespace(options.name ?? 'default'))),
     );
-    return new BrokerCluster(node, services, services, broker);
+    forwarding.attach(node);
+    return new BrokerCluster(node, services, services, broker, forwarding);
   }
 
   async close(): Promise<void> {
     await this.node.close();
     await this.replicaManager.close();
+    await this.forwarding.close();
   }
 }
 

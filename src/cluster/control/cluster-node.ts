@@ -31,8 +31,11 @@ export interface ClusterNodeOptions extends ClusterOptions {
   replicaManager: ReplicaManager | ((isrChanger: IsrChanger) => ReplicaManager);
   /** Makes the local topic exist before its partitions are applied (assignment-watcher.ts). */
   prepareTopic?: (topic: string, record: TopicRecord) => Promise<void>;
-  /** Internal topics the controller creates when missing (controller.ts). Default none. */
-  internalTopics?: readonly string[];
+  /**
+   * Internal topics the controller creates when missing, one group per service (its topics placed
+   * together, controller.ts). Default none.
+   */
+  internalTopics?: readonly (readonly string[])[];
   /** One line per notable event (elected, partition changes, errors). Default: nothing. */
   log?: (line: string) => void;
   /** Wall clock for registration times. Default Date.now. */

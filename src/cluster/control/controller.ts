@@ -19,13 +19,19 @@ import {
   controllerEpochKey,
   controllerKey,
   encodeRecord,
+  noLeader,
   type PartitionRecord,
   type TopicRecord,
 } from './cluster-records.js';
 import { type ClusterSnapshot, partitionId, readClusterSnapshot } from './cluster-snapshot.js';
 import { etcdCall } from './etcd-call.js';
 import { FencedWriter } from './fenced-writer.js';
-import { assignReplicas, newPartitionRecord, planPartition } from './partition-planner.js';
+import {
+  assignReplicas,
+  colocatedPartitionRecord,
+  newPartitionRecord,
+  planPartition,
+} from './partition-planner.js';
 import type { PassOutcome } from './reconcile-loop.js';
 
 export interface ControllerSession {
@@ -35,10 +41,12 @@ export interface ControllerSession {
 
 export interface ControllerOptions {
   /**
-   * Internal topics the controller creates when missing, one partition each (the broker passes
-   * state-services/replicated-state-topics.ts). Default none.
+   * Internal topics the controller creates when missing, one partition each, grouped per service
+   * (the broker passes state-services/replicated-state-topics.ts): the topics of one group are
+   * placed together and prefer the leader of the group's first topic (partition-planner.ts,
+   * co-location). Default none.
    */
-  internalTopics?: readonly string[];
+  internalTopics?: readonly (readonly string[])[];
   /**
    * replicationFactor of the internal state topics the controller creates (replicated-state-topics.ts).
    * Default replicationFactorDefaultMax (3); their partition is assigned once that many brokers live.
@@ -139,8 +147,17 @@ export class ClusterController {
   private async reconcile(snapshot: ClusterSnapshot, writer: FencedWriter): Promise<PassOutcome> {
     const live = new Set(snapshot.brokers.keys());
     let refused = false;
+    const groups = this.options.internalTopics ?? [];
+    /** Co-located topic -> its group's anchor (first topic). */
+    const anchorOf = new Map<string, string>();
+    for (const group of groups) for (const topic of group.slice(1)) anchorOf.set(topic, group[0] as string);
+    const anchorNames = new Set(groups.map((group) => group[0] as string));
+    /** Partition 0 records of the anchors as this pass leaves them (created or changed here). */
+    const anchors = new Map<string, PartitionRecord>();
+    const anchorRecord = (topic: string): PartitionRecord | undefined =>
+      anchors.get(topic) ?? snapshot.partitions.get(partitionId(topic, 0))?.record;
     // The internal state topics whose services follow leadership: created once, like any topic.
-    for (const topic of this.options.internalTopics ?? []) {
+    for (const topic of groups.flat()) {
       if (snapshot.topics.has(topic)) continue;
       const replicationFactor = this.options.internalReplicationFactor ?? replicationFactorDefaultMax;
       const record: TopicRecord = {
@@ -153,34 +170,55 @@ export class ClusterController {
       if (await writer.createTopic(topic, record)) this.onEvent({ kind: 'internal-topic', topic, record });
       refused = true; // either way: a fresh look creates its partition (or sees who did)
     }
-    // New partitions of topics (and partitions added to them).
-    for (const [topic, { record: topicRecord }] of snapshot.topics) {
+    // New partitions of topics (and partitions added to them); anchors before their co-located topics.
+    const topicsInOrder = [...snapshot.topics].sort(
+      ([a], [b]) => Number(anchorOf.has(a)) - Number(anchorOf.has(b)),
+    );
+    for (const [topic, { record: topicRecord }] of topicsInOrder) {
       for (let partition = 0; partition < topicRecord.partitions; partition++) {
         if (snapshot.partitions.has(partitionId(topic, partition))) continue;
-        const replicas = assignReplicas(topic, partition, topicRecord.replicationFactor, live);
-        if (replicas === undefined) {
+        const anchor = partition === 0 ? anchorOf.get(topic) : undefined;
+        const anchorNow = anchor === undefined ? undefined : anchorRecord(anchor);
+        let record: PartitionRecord | undefined;
+        if (anchorNow !== undefined && anchorNow.replicas.length === topicRecord.replicationFactor) {
+          record = colocatedPartitionRecord(anchorNow, live, this.epoch);
+        } else {
+          // The anchor's name places a group's topics alike even when created in one pass.
+          const replicas = assignReplicas(anchor ?? topic, partition, topicRecord.replicationFactor, live);
+          record = replicas === undefined ? undefined : newPartitionRecord(replicas, this.epoch);
+        }
+        if (record === undefined) {
           this.reportUnassignable(topic, partition, topicRecord.replicationFactor, live.size);
           continue;
         }
-        const record = newPartitionRecord(replicas, this.epoch);
         this.reportedUnassignable.delete(partitionId(topic, partition));
         if (await writer.createPartition(topic, partition, record)) {
+          if (partition === 0 && anchorNames.has(topic)) anchors.set(topic, record);
           this.onEvent({ kind: 'partition', topic, partition, record, created: true });
         } else {
           refused = true;
         }
       }
     }
-    // Existing partitions: gone with their topic, or a leader / ISR to change.
-    for (const entry of snapshot.partitions.values()) {
+    // Existing partitions: gone with their topic, or a leader / ISR to change (anchors first, so
+    // their co-located topics prefer the leader this pass gives them).
+    const partitionsInOrder = [...snapshot.partitions.values()].sort(
+      (a, b) => Number(anchorOf.has(a.topic)) - Number(anchorOf.has(b.topic)),
+    );
+    for (const entry of partitionsInOrder) {
       const topicRecord = snapshot.topics.get(entry.topic)?.record;
       if (topicRecord === undefined || entry.partition >= topicRecord.partitions) {
         if (!(await writer.deletePartition(entry.topic, entry.partition, entry.modRevision))) refused = true;
         continue;
       }
-      const next = planPartition(entry.record, live, this.epoch);
+      const anchor = entry.partition === 0 ? anchorOf.get(entry.topic) : undefined;
+      const preferred = anchor === undefined ? noLeader : (anchorRecord(anchor)?.leaderId ?? noLeader);
+      const next = planPartition(entry.record, live, this.epoch, preferred);
       if (next === undefined) continue;
       if (await writer.updatePartition(entry.topic, entry.partition, entry.modRevision, next)) {
+        if (entry.partition === 0 && anchorNames.has(entry.topic)) {
+          anchors.set(entry.topic, next);
+        }
         this.onEvent({
           kind: 'partition',
           topic: entry.topic,

@@ -13,6 +13,19 @@
  * - the ISR is never emptied: with no live ISR member the leader becomes `noLeader` (-1) and the ISR
  *   stays as it was (those replicas have every acknowledged write);
  * - a dead follower leaves the ISR (not the last member).
+ *
+ * Co-location of one service's internal topics (docs/CLUSTER.md, "Internal state logs as
+ * partitions"; the groups of state-services/replicated-state-topics.ts): a service runs only on a
+ * broker leading every topic of its group, so the controller makes them converge on one leader.
+ * Each group has an anchor (its first topic); the other topics' partition 0
+ * - is created with the anchor's replicas in the same order (`colocatedPartitionRecord`), led by the
+ *   anchor's leader when that is a live replica;
+ * - when its leader is elected, takes the anchor's leader if it is in the live ISR (`planPartition`'s
+ *   `preferredLeader`), else the usual first live ISR member in replicas order;
+ * - while its leader lives but differs from the anchor's, moves to the anchor's leader once that is
+ *   in its ISR (a clean election: the new leader has every acknowledged write; epoch + 1, as
+ *   Kafka's preferred-replica election).
+ * The anchor itself follows the plain rules.
  */
 import { noLeader, type PartitionRecord } from './cluster-records.js';
 
@@ -49,16 +62,42 @@ export function newPartitionRecord(replicas: number[], controllerEpoch: number):
 }
 
 /**
+ * The record of a new partition of a co-located topic whose group's anchor partition is `anchor`:
+ * the anchor's replicas in its order, the live ones in sync (the log is empty), led by the anchor's
+ * leader when it is one of them, else by the first live replica. Undefined when no replica lives.
+ */
+export function colocatedPartitionRecord(
+  anchor: PartitionRecord,
+  live: ReadonlySet<number>,
+  controllerEpoch: number,
+): PartitionRecord | undefined {
+  const isr = anchor.replicas.filter((id) => live.has(id));
+  const first = isr[0];
+  if (first === undefined) return undefined;
+  const leaderId = isr.includes(anchor.leaderId) ? anchor.leaderId : first;
+  return { replicas: [...anchor.replicas], leaderId, leaderEpoch: 0, isr, controllerEpoch };
+}
+
+/**
  * What the partition should become given the live brokers, or undefined when it is fine as it is.
- * `controllerEpoch` is stamped on the answer.
+ * `controllerEpoch` is stamped on the answer. `preferredLeader` (a co-located topic: its anchor's
+ * leader) is elected when it is in the live ISR, and a live leader moves to it the same way.
  */
 export function planPartition(
   current: PartitionRecord,
   live: ReadonlySet<number>,
   controllerEpoch: number,
+  preferredLeader: number = noLeader,
 ): PartitionRecord | undefined {
   const liveIsr = current.isr.filter((id) => live.has(id));
   const leaderAlive = current.leaderId !== noLeader && live.has(current.leaderId);
+  const preferred =
+    preferredLeader !== noLeader && liveIsr.includes(preferredLeader) ? preferredLeader : noLeader;
+  if (leaderAlive && preferred !== noLeader && preferred !== current.leaderId) {
+    // Co-location: the leader moves to the anchor's (in sync, so it has every acknowledged write).
+    const isr = current.replicas.filter((id) => liveIsr.includes(id));
+    return { ...current, leaderId: preferred, isr, leaderEpoch: current.leaderEpoch + 1, controllerEpoch };
+  }
   if (leaderAlive) {
     // Rule 4: dead followers leave the ISR (the leader is alive, so the ISR stays non-empty). The
     // epoch stays: services that run for a leader's term (group coordinator) and producers holding
@@ -67,7 +106,7 @@ export function planPartition(
     return { ...current, isr: liveIsr, controllerEpoch };
   }
   // Rules 2 and 3: the leader is dead or there is none; elect from the live ISR in replicas order.
-  const leaderId = current.replicas.find((id) => liveIsr.includes(id));
+  const leaderId = preferred !== noLeader ? preferred : current.replicas.find((id) => liveIsr.includes(id));
   if (leaderId === undefined) {
     if (current.leaderId === noLeader) return undefined; // offline already, nothing new
     return { ...current, leaderId: noLeader, leaderEpoch: current.leaderEpoch + 1, controllerEpoch };

@@ -1,13 +1,38 @@
 /**
  * The internal state topics that are cluster topics (docs/CLUSTER.md, "Internal state logs as
- * partitions"): the controller creates each as a one-partition topic replicated like any other, and
- * the service keeping its state there runs on the partition's leader only (service-leadership.ts).
+ * partitions"), grouped by the service keeping its state there. The controller creates each topic as
+ * a one-partition topic replicated like any other and places the topics of one service together
+ * (the same replicas in the same order; one leader preferred: partition-planner.ts), and the service
+ * runs only while this broker leads every topic of its group at their current epochs
+ * (service-leadership.ts).
+ *
+ * Contract for a new service (one line here, one `follow` line in ServiceLeadership's constructor):
+ * - `topics[0]` is the group's anchor: the topic `coordinatorTopicOf` routes the service's requests to
+ *   (clients find the service's broker by its leader) and whose leader the other topics follow;
+ * - a topic belongs to one group only; names are the internal topics of docs/STATE.md;
+ * - the service's term fence (`ServiceTerm.fence`: the sum of its topics' leader epochs) fits in a
+ *   producer epoch (forwarding, src/cluster/forwarding/): at most producerEpochMax.
  *
  * Only topics whose service follows leadership are listed: a state log written locally by a service
  * that does not stop on followers would be overwritten under it by the replication follower. The
  * others (`__queue_state`, `__transactions`, `__txn_half`, `__producer_state`, `__dedup`, `__delay`,
- * `__delay_state`, `__delay_dead`) stay local, and their services are refused in cluster mode.
+ * `__delay_state`, `__delay_dead` until their services follow) stay local, and their services are
+ * refused in cluster mode.
  */
 import { coordinatorTopics } from '../../protocol/coordinator-routing.js';
 
-export const replicatedStateTopics: readonly string[] = [coordinatorTopics.groups];
+/** One service's internal topics; `topics[0]` is its anchor. */
+export interface StateServiceTopics {
+  /** The service's name (logs, messages, forwarding's service name). */
+  readonly service: string;
+  readonly topics: readonly string[];
+}
+
+export const replicatedStateServices: readonly StateServiceTopics[] = [
+  { service: 'groups', topics: [coordinatorTopics.groups] },
+];
+
+/** Every replicated internal topic, grouped per service (the controller's `internalTopics`). */
+export const replicatedStateTopicGroups: readonly (readonly string[])[] = replicatedStateServices.map(
+  (entry) => entry.topics,
+);

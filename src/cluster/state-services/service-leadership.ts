@@ -1,8 +1,10 @@
 /**
- * Broker services that follow the leadership of their internal partition (docs/CLUSTER.md,
+ * Broker services that follow the leadership of their internal partitions (docs/CLUSTER.md,
  * "Internal state logs as partitions"). A `ReplicaManager` around the data plane's: the control plane
- * calls it, it forwards every call and, for the partition of a service's internal topic
- * (replicated-state-topics.ts; today `__consumer_offsets`, the group coordinator):
+ * calls it, it forwards every call and, for the partitions of a service's internal topics
+ * (replicated-state-topics.ts, one group per service; today `__consumer_offsets`, the group
+ * coordinator), starts and stops the service as followed-services.ts states (it runs only while
+ * this broker leads every topic of its group, at their current epochs):
  *
  * - before the data plane is told anything that ends this broker's leadership at the epoch the
  *   service runs at (another leader, a new epoch, removal), the service stops: members are dropped,
@@ -38,7 +40,10 @@ import {
   coordinatorTopics,
 } from '../../protocol/coordinator-routing.js';
 import { Opcode, opcodeName } from '../../protocol/opcodes.js';
+import type { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
+import { FollowedServices } from './followed-services.js';
+import { replicatedStateServices, type StateServiceTopics } from './replicated-state-topics.js';
 
 /** What of the broker the services following leadership need. */
 export interface LeadershipBroker {
@@ -49,37 +54,34 @@ export interface LeadershipBroker {
   readonly producers: BrokerProducers;
 }
 
-/** One service bound to the leadership of its internal topic's partition 0. */
-interface FollowedService {
-  readonly topic: string;
-  stop(why: string): void;
-  start(): void;
-  /** While running: the leader epoch it runs at. */
-  runningEpoch: number | null;
-  /** The last assignment seen (for NOT_COORDINATOR's message). */
-  leaderId: number;
-  leaderEpoch: number;
-  /** Serializes the changes of this service. */
-  chain: Promise<void>;
-}
-
 const notInClusterYet = 'does not run in cluster mode yet (its state is not replicated: docs/CLUSTER.md)';
 
+/** The replicated service named `service` (replicated-state-topics.ts). */
+function serviceTopics(service: string): StateServiceTopics {
+  const entry = replicatedStateServices.find((candidate) => candidate.service === service);
+  if (entry === undefined) throw new InvalidArgumentError(`no replicated state service ${service}`);
+  return entry;
+}
+
 export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
-  private readonly services = new Map<string, FollowedService>();
+  /** The services and their terms (followed-services.ts); the data plane's calls go through it. */
+  readonly followed: FollowedServices;
   private readonly producers: BrokerProducers;
 
   constructor(
     private readonly brokerId: number,
     broker: LeadershipBroker,
-    private readonly inner: ReplicaManager,
+    inner: ReplicaManager,
     /** replicationFactor of the internal topics, for the message while none is assigned. */
     private readonly internalReplicationFactor: number,
+    /** Services appending into data partitions make a forwarder per term from it (`forwarder(term)`). */
+    readonly forwarding: ClusterForwarding,
   ) {
+    this.followed = new FollowedServices(brokerId, inner);
     const groups = broker.groups;
     const offsets = broker.topics.partitionOf(coordinatorTopics.groups, 0);
     groups.replicateWrites((endOffset) => replicatedOnInSyncReplicas(offsets, endOffset));
-    this.follow(coordinatorTopics.groups, {
+    this.followed.follow(serviceTopics('groups'), {
       stop: (why) => groups.stopCoordinating(why),
       start: () => groups.startCoordinating(),
     });
@@ -95,25 +97,29 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     this.producers.useProducerIds(ids);
   }
 
-  /** True while this broker runs the service of internal topic `topic` (tests, metrics). */
+  /** True while this broker runs the service owning internal topic `topic` (tests, metrics). */
   leads(topic: string): boolean {
-    const service = this.services.get(topic);
-    return service !== undefined && service.runningEpoch !== null;
+    return this.followed.serviceOf(topic)?.term != null;
   }
 
   check(opcode: number): void {
     const topic = coordinatorTopicOf(opcode);
     if (topic === undefined || opcode === Opcode.initProducer) return;
-    const service = this.services.get(topic);
+    const service = this.followed.serviceOf(topic);
     if (service === undefined) {
       throw new InvalidArgumentError(`${opcodeName(opcode)}: the service of ${topic} ${notInClusterYet}`);
     }
-    if (service.runningEpoch !== null) return;
+    if (service.term !== null) return;
+    const leaderId = service.leaders[0] as number;
+    const leaderEpoch = service.epochs[0] as number;
+    const others = service.topics.length > 1 ? ` with ${service.topics.slice(1).join(', ')}` : '';
     throw new SpillwayError(
       'NOT_COORDINATOR',
-      service.leaderId >= 0 && service.leaderId !== this.brokerId
-        ? `${opcodeName(opcode)}: broker ${service.leaderId} coordinates (leads ${topic} at epoch ${service.leaderEpoch}), not broker ${this.brokerId}`
-        : `${opcodeName(opcode)}: no broker coordinates yet (${topic} has no leader; it needs ${this.internalReplicationFactor} live brokers)`,
+      leaderId >= 0 && leaderId !== this.brokerId
+        ? `${opcodeName(opcode)}: broker ${leaderId} coordinates (leads ${topic} at epoch ${leaderEpoch}), not broker ${this.brokerId}`
+        : leaderId === this.brokerId
+          ? `${opcodeName(opcode)}: broker ${this.brokerId} leads ${topic} but not yet${others} (the leaders are converging)`
+          : `${opcodeName(opcode)}: no broker coordinates yet (${topic} has no leader; it needs ${this.internalReplicationFactor} live brokers)`,
     );
   }
 
@@ -121,69 +127,24 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     assignment: PartitionAssignment,
     endpoints: ReadonlyMap<number, BrokerEndpoint>,
   ): Promise<void> {
-    const service = assignment.partition === 0 ? this.services.get(assignment.topic) : undefined;
-    if (service === undefined) return this.inner.applyAssignment(assignment, endpoints);
-    return this.serialized(service, async () => {
-      const { leaderId, leaderEpoch } = assignment;
-      if (leaderEpoch < service.leaderEpoch) return this.inner.applyAssignment(assignment, endpoints);
-      const leading = leaderId === this.brokerId;
-      if (service.runningEpoch !== null && (!leading || leaderEpoch !== service.runningEpoch)) {
-        service.runningEpoch = null;
-        service.stop(`broker ${leaderId} leads ${service.topic} at epoch ${leaderEpoch}`);
-      }
-      service.leaderId = leaderId;
-      service.leaderEpoch = leaderEpoch;
-      await this.inner.applyAssignment(assignment, endpoints);
-      if (leading && service.runningEpoch === null) {
-        service.start();
-        service.runningEpoch = leaderEpoch;
-      }
-    });
+    return this.followed.applyAssignment(assignment, endpoints);
   }
 
   removePartition(topic: string, partition: number): Promise<void> {
-    const service = partition === 0 ? this.services.get(topic) : undefined;
-    if (service === undefined) return this.inner.removePartition(topic, partition);
-    return this.serialized(service, async () => {
-      if (service.runningEpoch !== null) {
-        service.runningEpoch = null;
-        service.stop(`${topic} was removed from broker ${this.brokerId}`);
-      }
-      service.leaderId = -1;
-      await this.inner.removePartition(topic, partition);
-    });
+    return this.followed.removePartition(topic, partition);
   }
 
   close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  private follow(topic: string, actions: { stop(why: string): void; start(): void }): void {
-    const service: FollowedService = {
-      topic,
-      ...actions,
-      runningEpoch: null,
-      leaderId: -1,
-      leaderEpoch: -1,
-      chain: Promise.resolve(),
-    };
-    // Until the cluster names this broker the leader, it serves nothing of it.
-    service.stop(`waiting for the cluster to assign ${topic}`);
-    this.services.set(topic, service);
-  }
-
-  private serialized(service: FollowedService, action: () => Promise<void>): Promise<void> {
-    const run = service.chain.then(action);
-    service.chain = run.catch(() => undefined);
-    return run;
+    return this.followed.close();
   }
 }
 
 /**
  * Resolves once the in-sync replicas of internal partition `partition` hold everything before
- * `endOffset` (acks 'all'); NOT_COORDINATOR when the partition has no replication role here.
+ * `endOffset` (acks 'all'); NOT_COORDINATOR when the partition has no replication role here. What a
+ * service's state log (`StateLog.replicate`) and its other internal appends wait for before they count.
  */
-function replicatedOnInSyncReplicas(partition: Partition, endOffset: number): Promise<void> {
+export function replicatedOnInSyncReplicas(partition: Partition, endOffset: number): Promise<void> {
   const replica = partition.replica;
   if (replica === null) {
     return Promise.reject(

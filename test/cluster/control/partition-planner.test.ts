@@ -7,6 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { noLeader, type PartitionRecord } from '../../../src/cluster/control/cluster-records.js';
 import {
   assignReplicas,
+  colocatedPartitionRecord,
   newPartitionRecord,
   planPartition,
 } from '../../../src/cluster/control/partition-planner.js';
@@ -132,6 +133,61 @@ describe('planPartition', () => {
         }
       }),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe('co-location of one service topics (a group anchor and its other topics)', () => {
+  test('a new co-located partition copies the anchor replicas in order and takes its leader', () => {
+    const anchor = record({ replicas: [2, 3, 1], leaderId: 3, leaderEpoch: 5, isr: [2, 3, 1] });
+    expect(colocatedPartitionRecord(anchor, new Set([1, 2, 3]), 9)).toEqual({
+      replicas: [2, 3, 1],
+      leaderId: 3,
+      leaderEpoch: 0,
+      isr: [2, 3, 1],
+      controllerEpoch: 9,
+    });
+    // The anchor's leader dead: the first live replica; dead replicas out of the ISR.
+    expect(colocatedPartitionRecord(anchor, new Set([1, 2]), 9)).toMatchObject({ leaderId: 2, isr: [2, 1] });
+    expect(colocatedPartitionRecord(anchor, new Set([7]), 9)).toBeUndefined();
+  });
+
+  test('an election prefers the anchor leader when it is in the live ISR', () => {
+    const current = record({ leaderId: 1, isr: [1, 2, 3] });
+    expect(planPartition(current, new Set([2, 3]), 2, 3)).toMatchObject({ leaderId: 3, leaderEpoch: 5 });
+    // Not in the ISR: the plain rule (first live ISR member in replicas order), never an unclean election.
+    const lagging = record({ leaderId: 1, isr: [1, 2] });
+    expect(planPartition(lagging, new Set([2, 3]), 2, 3)).toMatchObject({ leaderId: 2, isr: [2] });
+  });
+
+  test('a live leader moves to the anchor leader once it is in sync, at epoch + 1; then nothing more', () => {
+    const current = record({ leaderId: 1, isr: [1, 2, 3] });
+    const moved = planPartition(current, new Set([1, 2, 3]), 2, 2);
+    expect(moved).toEqual({ ...current, leaderId: 2, leaderEpoch: 5, isr: [1, 2, 3], controllerEpoch: 2 });
+    expect(planPartition(moved as PartitionRecord, new Set([1, 2, 3]), 2, 2)).toBeUndefined();
+    // The anchor's leader out of this partition's ISR: stays where it is.
+    expect(planPartition(record({ leaderId: 1, isr: [1, 3] }), new Set([1, 2, 3]), 2, 2)).toBeUndefined();
+    // The anchor offline (no leader): no preference.
+    expect(planPartition(current, new Set([1, 2, 3]), 2, noLeader)).toBeUndefined();
+  });
+
+  test('property: with a preference the leader is still always a live ISR member', () => {
+    const brokerIds = [1, 2, 3, 4];
+    fc.assert(
+      fc.property(
+        fc.shuffledSubarray(brokerIds, { minLength: 1 }),
+        fc.subarray(brokerIds),
+        fc.constantFrom(noLeader, ...brokerIds),
+        (isr, liveList, preferred) => {
+          const current = record({ replicas: brokerIds, isr, leaderId: isr[0] as number });
+          const live = new Set(liveList);
+          const next = planPartition(current, live, 3, preferred);
+          if (next === undefined || next.leaderId === noLeader) return;
+          expect(live.has(next.leaderId)).toBe(true);
+          expect(current.isr).toContain(next.leaderId);
+          if (next.leaderId !== current.leaderId) expect(next.leaderEpoch).toBe(current.leaderEpoch + 1);
+        },
+      ),
     );
   });
 });

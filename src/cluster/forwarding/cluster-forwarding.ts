@@ -1,0 +1,110 @@
+/**
+ * One broker's forwarding (forwarder.ts has the contract): the receiving side other brokers' services
+ * reach through FORWARD_PRODUCE / FORWARD_SCAN (`target`, `BrokerApi.forwarding`), and `forwarder(term)`
+ * for this broker's own services, routed by its view of the cluster (the partition's leader from
+ * etcd, its advertised URL). Connections to other brokers are shared by every forwarder: one
+ * WebSocket per broker URL (opened on first use, reopened by the transport after a loss; a first
+ * connection that failed is forgotten so the next attempt opens another), closed by `close()`.
+ */
+import type { Transport } from '../../client/transport.js';
+import { WebSocketTransport } from '../../client/websocket-transport.js';
+import type { Clock } from '../../clock.js';
+import type { ServiceTerm } from '../state-services/followed-services.js';
+import type { StateServiceTopics } from '../state-services/replicated-state-topics.js';
+import { ForwardTarget, type ForwardTargetBroker } from './forward-target.js';
+import { Forwarder, type ForwardRoute } from './forwarder.js';
+
+/** What of the cluster node forwarding reads: partition records and live brokers' URLs. */
+export interface ForwardingView {
+  topicView(
+    topic: string,
+  ): { partitions: ({ leaderId: number; leaderEpoch: number } | undefined)[] } | undefined;
+  readonly endpoints: ReadonlyMap<number, { url: string }>;
+}
+
+export interface ClusterForwardingOptions {
+  brokerId: number;
+  broker: ForwardTargetBroker;
+  /** The services whose fence the cluster view gives (replicated-state-topics.ts). */
+  services: readonly StateServiceTopics[];
+  /** Token presented to other brokers running with authentication (cluster admin). */
+  token?: string;
+  clock?: Clock;
+}
+
+export class ClusterForwarding {
+  readonly target: ForwardTarget;
+  private readonly connections = new Map<string, Promise<Transport>>();
+  private closed = false;
+  /** The cluster node's view (set by `attach` once the node is up; until then no route is known). */
+  private view: ForwardingView | null = null;
+
+  constructor(private readonly options: ClusterForwardingOptions) {
+    this.target = new ForwardTarget(options.broker, (service) => this.fenceInView(service));
+  }
+
+  /** Routes by `view` from now on (the cluster node, once started). */
+  attach(view: ForwardingView): void {
+    this.view = view;
+  }
+
+  /** A forwarder for one term of service `term.service` (close it when the term ends). */
+  forwarder(term: ServiceTerm): Forwarder {
+    return new Forwarder({
+      service: term.service,
+      fence: term.fence,
+      brokerId: this.options.brokerId,
+      local: this.target,
+      route: (topic, partition) => this.route(topic, partition),
+      connect: (url) => this.connect(url),
+      ...(this.options.clock !== undefined ? { clock: this.options.clock } : {}),
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const open = [...this.connections.values()];
+    this.connections.clear();
+    for (const connection of open)
+      await connection.then((transport) => transport.close()).catch(() => undefined);
+  }
+
+  private route(topic: string, partition: number): ForwardRoute | undefined {
+    const view = this.view;
+    const leaderId = view?.topicView(topic)?.partitions[partition]?.leaderId;
+    if (view === null || leaderId === undefined || leaderId < 0) return undefined;
+    if (leaderId === this.options.brokerId) return { brokerId: leaderId, url: '' };
+    const url = view.endpoints.get(leaderId)?.url;
+    return url === undefined ? undefined : { brokerId: leaderId, url };
+  }
+
+  /** The service's fence as this broker's view of etcd has it: the sum of its topics' leader epochs. */
+  private fenceInView(service: string): number {
+    const entry = this.options.services.find((candidate) => candidate.service === service);
+    const view = this.view;
+    if (entry === undefined || view === null) return 0;
+    let fence = 0;
+    for (const topic of entry.topics)
+      fence += Math.max(0, view.topicView(topic)?.partitions[0]?.leaderEpoch ?? 0);
+    return fence;
+  }
+
+  private connect(url: string): Promise<Transport> {
+    if (this.closed) return Promise.reject(new Error('forwarding is closed'));
+    let connection = this.connections.get(url);
+    if (connection === undefined) {
+      connection = WebSocketTransport.connect(url, {
+        clientId: `spillway-forward-${this.options.brokerId}`,
+        ...(this.options.token !== undefined ? { token: this.options.token } : {}),
+        connectTimeoutMs: 5_000,
+        reconnectBackoffMs: 50,
+        reconnectBackoffMaxMs: 1_000,
+      });
+      this.connections.set(url, connection);
+      connection.catch(() => {
+        if (this.connections.get(url) === connection) this.connections.delete(url);
+      });
+    }
+    return connection;
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * Request headers of FORWARD_PRODUCE (75) and FORWARD_SCAN (76), parsed strictly (a bad field is
+ * INVALID_ARGUMENT). docs/PROTOCOL.md, "Forwarding".
+ */
+import { forwardScanBytesMax, leaderEpochMax, partitionIndexMax, topicNameLengthMax } from '../limits.js';
+import type { ForwardProduceRequest, ForwardScanRequest } from './forwarding-api.js';
+import { asFields, integerField, stringField } from './messages.js';
+
+/** Longest service name (`delay`, `transactions`). */
+const serviceNameLengthMax = 64;
+
+export function parseForwardProduce(header: unknown): ForwardProduceRequest {
+  const fields = asFields(header);
+  return {
+    service: stringField(fields, 'service', serviceNameLengthMax),
+    fence: integerField(fields, 'fence', 0, leaderEpochMax),
+    topic: stringField(fields, 'topic', topicNameLengthMax),
+    partition: integerField(fields, 'partition', 0, partitionIndexMax),
+  };
+}
+
+export function parseForwardScan(header: unknown): ForwardScanRequest {
+  const fields = asFields(header);
+  return {
+    service: stringField(fields, 'service', serviceNameLengthMax),
+    fence: integerField(fields, 'fence', 0, leaderEpochMax),
+    topic: stringField(fields, 'topic', topicNameLengthMax),
+    partition: integerField(fields, 'partition', 0, partitionIndexMax),
+    fromOffset: integerField(fields, 'fromOffset', 0, Number.MAX_SAFE_INTEGER),
+    maxBytes: integerField(fields, 'maxBytes', 1, forwardScanBytesMax, forwardScanBytesMax),
+  };
+}
