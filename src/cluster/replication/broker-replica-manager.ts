@@ -183,6 +183,11 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     return this.partitions.get(partitionKey(topic, partition))?.role ?? null;
   }
 
+  /** Receive buffers the followers of this broker have made so far (tests: reused, not one per answer). */
+  get receiveBuffersCreated(): number {
+    return this.context.receiveBuffers.created;
+  }
+
   /** The leader epoch history of a partition (null before its first assignment). */
   historyOf(topic: string, partition: number): LeaderEpochHistory | null {
     return this.partitions.get(partitionKey(topic, partition))?.history ?? null;

@@ -19,6 +19,11 @@
  * decides. A leader whose followers left it (a zombie after a failover) cannot shrink the ISR, so
  * its `acks: 'all'` produces time out instead of being acknowledged.
  *
+ * REPLICA_FETCH long-polls while the follower has everything; an append answers the waiting fetches
+ * at once, a HW move alone replicaHighWatermarkNotifyDelayMs later (the next data usually comes
+ * first and carries it), so each follower's `always` fdatasync round is not followed by a round
+ * that only tells it the HW its own report moved.
+ *
  * Bounds: one waiting REPLICA_FETCH per follower (a newer one answers the older), at most
  * replicationWaitersPerPartitionMax produces waiting for replication (BACKPRESSURE before the append).
  * Single-threaded like the rest of the broker.
@@ -27,7 +32,7 @@ import type { Partition } from '../../broker/partition.js';
 import type { PartitionReplica } from '../../broker/partition-replica.js';
 import type { ClockTimer } from '../../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
-import { replicationWaitersPerPartitionMax } from '../../limits.js';
+import { replicaHighWatermarkNotifyDelayMs, replicationWaitersPerPartitionMax } from '../../limits.js';
 import type {
   FollowerStats,
   ProduceOptions,
@@ -90,6 +95,8 @@ export class PartitionLeader implements PartitionReplica {
   private readonly ackWaiters: AckWaiter[] = [];
   /** The waiting REPLICA_FETCH of each follower: calling it answers it. */
   private readonly fetchWakers = new Map<number, () => void>();
+  /** Answers the waiting fetches after a HW move without data (`wakeFetchesSoon`); null: none due. */
+  private highWatermarkWake: ClockTimer | null = null;
   private isrChangeInFlight = false;
   /**
    * The ISR asked for while a change is in flight: the HW counts the union of it and the current
@@ -283,12 +290,14 @@ export class PartitionLeader implements PartitionReplica {
     follower.durableOffset = Math.min(request.durableOffset, request.fetchOffset);
     this.maybeExpandIsr(request.replicaId, follower);
     this.advanceHighWatermark();
-    if (
-      request.fetchOffset >= log.logEndOffset &&
-      this.hw <= request.highWatermark &&
-      request.maxWaitMs > 0
-    ) {
-      await this.waitForData(request.replicaId, request.maxWaitMs, signal);
+    if (request.fetchOffset >= log.logEndOffset && request.maxWaitMs > 0) {
+      // Nothing to send: wait for data, or, when the follower's HW is behind, a moment only (data
+      // coming meanwhile carries the HW along: one round instead of two).
+      const waitMs =
+        this.hw > request.highWatermark
+          ? Math.min(request.maxWaitMs, replicaHighWatermarkNotifyDelayMs)
+          : request.maxWaitMs;
+      await this.waitForData(request.replicaId, waitMs, signal);
       if (this.stopped !== null) throw notLeader(this.partition.topic, this.partition.index, this.stopped);
     }
     const read = this.partition.log.read(request.fetchOffset, request.maxBytes);
@@ -379,8 +388,9 @@ export class PartitionLeader implements PartitionReplica {
       else waiter.resolve();
     }
     this.context.wakeConsumers(this.partition);
-    // Followers learn the new HW at once (their consumers and their HW on a leader change).
-    this.wakeFetches();
+    // Followers learn the new HW soon (their consumers, their HW on a leader change): with the next
+    // data, or replicaHighWatermarkNotifyDelayMs from now.
+    this.wakeFetchesSoon();
   }
 
   private waitForData(replicaId: number, maxWaitMs: number, signal?: AbortSignal): Promise<void> {
@@ -399,8 +409,21 @@ export class PartitionLeader implements PartitionReplica {
   }
 
   private wakeFetches(): void {
+    if (this.highWatermarkWake !== null) {
+      this.context.clock.clearTimer(this.highWatermarkWake);
+      this.highWatermarkWake = null;
+    }
     if (this.fetchWakers.size === 0) return;
     for (const wake of [...this.fetchWakers.values()]) wake();
+  }
+
+  /** Answers the waiting fetches replicaHighWatermarkNotifyDelayMs from now, unless data does first. */
+  private wakeFetchesSoon(): void {
+    if (this.fetchWakers.size === 0 || this.highWatermarkWake !== null) return;
+    this.highWatermarkWake = this.context.clock.setTimeout(() => {
+      this.highWatermarkWake = null;
+      this.wakeFetches();
+    }, replicaHighWatermarkNotifyDelayMs);
   }
 
   private maybeExpandIsr(replicaId: number, follower: FollowerState): void {
