@@ -442,12 +442,6 @@ export const highWatermarkCheckpointIntervalMsDefault = 5_000;
  * each at least replicaFetchMaxBytes): a follower gives its buffer back within the turn its answer came.
  */
 export const replicaReceiveBuffersKept = 4;
-/**
- * A leader's high watermark moved with no new data: its followers' waiting REPLICA_FETCHes are
- * answered this much later (at once when data comes first, which carries the HW along), so a HW
- * move does not cost each follower a round of its own under a steady stream of produces.
- */
-export const replicaHighWatermarkNotifyDelayMs = 10;
 
 /** Cluster (docs/CLUSTER.md): broker ids are integers in [0, brokerIdMax]. */
 export const brokerIdMax = 2_147_483_647;

@@ -19,11 +19,6 @@
  * decides. A leader whose followers left it (a zombie after a failover) cannot shrink the ISR, so
  * its `acks: 'all'` produces time out instead of being acknowledged.
  *
- * REPLICA_FETCH long-polls while the follower has everything; an append answers the waiting fetches
- * at once, a HW move alone replicaHighWatermarkNotifyDelayMs later (the next data usually comes
- * first and carries it), so each follower's `always` fdatasync round is not followed by a round
- * that only tells it the HW its own report moved.
- *
  * Bounds: one waiting REPLICA_FETCH per follower (a newer one answers the older), at most
  * replicationWaitersPerPartitionMax produces waiting for replication (BACKPRESSURE before the append).
  * Single-threaded like the rest of the broker.
@@ -32,7 +27,7 @@ import type { Partition } from '../../broker/partition.js';
 import type { PartitionReplica } from '../../broker/partition-replica.js';
 import type { ClockTimer } from '../../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
-import { replicaHighWatermarkNotifyDelayMs, replicationWaitersPerPartitionMax } from '../../limits.js';
+import { replicationWaitersPerPartitionMax } from '../../limits.js';
 import type {
   FollowerStats,
   ProduceOptions,
@@ -95,8 +90,6 @@ export class PartitionLeader implements PartitionReplica {
   private readonly ackWaiters: AckWaiter[] = [];
   /** The waiting REPLICA_FETCH of each follower: calling it answers it. */
   private readonly fetchWakers = new Map<number, () => void>();
-  /** Answers the waiting fetches after a HW move without data (`wakeFetchesSoon`); null: none due. */
-  private highWatermarkWake: ClockTimer | null = null;
   private isrChangeInFlight = false;
   /**
    * The ISR asked for while a change is in flight: the HW counts the union of it and the current
@@ -290,14 +283,12 @@ export class PartitionLeader implements PartitionReplica {
     follower.durableOffset = Math.min(request.durableOffset, request.fetchOffset);
     this.maybeExpandIsr(request.replicaId, follower);
     this.advanceHighWatermark();
-    if (request.fetchOffset >= log.logEndOffset && request.maxWaitMs > 0) {
-      // Nothing to send: wait for data, or, when the follower's HW is behind, a moment only (data
-      // coming meanwhile carries the HW along: one round instead of two).
-      const waitMs =
-        this.hw > request.highWatermark
-          ? Math.min(request.maxWaitMs, replicaHighWatermarkNotifyDelayMs)
-          : request.maxWaitMs;
-      await this.waitForData(request.replicaId, waitMs, signal);
+    if (
+      request.fetchOffset >= log.logEndOffset &&
+      this.hw <= request.highWatermark &&
+      request.maxWaitMs > 0
+    ) {
+      await this.waitForData(request.replicaId, request.maxWaitMs, signal);
       if (this.stopped !== null) throw notLeader(this.partition.topic, this.partition.index, this.stopped);
     }
     const read = this.partition.log.read(request.fetchOffset, request.maxBytes);
@@ -388,9 +379,8 @@ export class PartitionLeader implements PartitionReplica {
       else waiter.resolve();
     }
     this.context.wakeConsumers(this.partition);
-    // Followers learn the new HW soon (their consumers, their HW on a leader change): with the next
-    // data, or replicaHighWatermarkNotifyDelayMs from now.
-    this.wakeFetchesSoon();
+    // Followers learn the new HW at once (their consumers and their HW on a leader change).
+    this.wakeFetches();
   }
 
   private waitForData(replicaId: number, maxWaitMs: number, signal?: AbortSignal): Promise<void> {
@@ -409,21 +399,8 @@ export class PartitionLeader implements PartitionReplica {
   }
 
   private wakeFetches(): void {
-    if (this.highWatermarkWake !== null) {
-      this.context.clock.clearTimer(this.highWatermarkWake);
-      this.highWatermarkWake = null;
-    }
     if (this.fetchWakers.size === 0) return;
     for (const wake of [...this.fetchWakers.values()]) wake();
-  }
-
-  /** Answers the waiting fetches replicaHighWatermarkNotifyDelayMs from now, unless data does first. */
-  private wakeFetchesSoon(): void {
-    if (this.fetchWakers.size === 0 || this.highWatermarkWake !== null) return;
-    this.highWatermarkWake = this.context.clock.setTimeout(() => {
-      this.highWatermarkWake = null;
-      this.wakeFetches();
-    }, replicaHighWatermarkNotifyDelayMs);
   }
 
   private maybeExpandIsr(replicaId: number, follower: FollowerState): void {
