@@ -442,6 +442,11 @@ export const replicationWaitersPerPartitionMax = 100_000;
 export const replicaFetchMaxBytesDefault = 1024 * 1024;
 /** Default: how often replicated partitions' high watermarks are checkpointed into `__leader_epochs`. */
 export const highWatermarkCheckpointIntervalMsDefault = 5_000;
+/**
+ * Free buffers a broker's followers keep for REPLICA_FETCH answer bodies (replica-receive-buffers.ts;
+ * each at least replicaFetchMaxBytes): a follower gives its buffer back within the turn its answer came.
+ */
+export const replicaReceiveBuffersKept = 4;
 
 /** Cluster (docs/CLUSTER.md): broker ids are integers in [0, brokerIdMax]. */
 export const brokerIdMax = 2_147_483_647;

@@ -48,6 +48,7 @@ import { LeaderEpochHistory } from './leader-epoch-history.js';
 import { PartitionFollower } from './partition-follower.js';
 import { PartitionLeader } from './partition-leader.js';
 import { partitionKey, type ReplicaContext } from './replica-context.js';
+import { ReplicaReceiveBuffers } from './replica-receive-buffers.js';
 import { ReplicaStateStore, replicaStateTopicName } from './replica-state-store.js';
 
 export interface ReplicaManagerOptions {
@@ -137,6 +138,7 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       replicationTimeoutMs: options.replicationTimeoutMs ?? replicationTimeoutMsDefault,
       replicaFetchMaxWaitMs: options.replicaFetchMaxWaitMs ?? 500,
       replicaFetchMaxBytes: options.replicaFetchMaxBytes ?? replicaFetchMaxBytesDefault,
+      receiveBuffers: new ReplicaReceiveBuffers(options.replicaFetchMaxBytes ?? replicaFetchMaxBytesDefault),
       wakeConsumers: (partition) => broker.messages.wake(partition),
       warn: options.warn ?? ((message) => process.stderr.write(`spillway replication: ${message}\n`)),
     };
@@ -181,6 +183,11 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     return this.partitions.get(partitionKey(topic, partition))?.role ?? null;
   }
 
+  /** Receive buffers the followers of this broker have made so far (tests: reused, not one per answer). */
+  get receiveBuffersCreated(): number {
+    return this.context.receiveBuffers.created;
+  }
+
   /** The leader epoch history of a partition (null before its first assignment). */
   historyOf(topic: string, partition: number): LeaderEpochHistory | null {
     return this.partitions.get(partitionKey(topic, partition))?.history ?? null;
@@ -222,6 +229,7 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       await connection.then((transport) => transport.close()).catch(() => undefined);
     }
     this.connections.clear();
+    this.context.receiveBuffers.clear();
     if (this.broker.replication === this) this.broker.replication = undefined;
   }
 

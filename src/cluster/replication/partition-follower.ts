@@ -244,22 +244,43 @@ export class PartitionFollower implements PartitionReplica {
       maxBytes: this.context.replicaFetchMaxBytes,
       maxWaitMs: this.context.replicaFetchMaxWaitMs,
     };
+    const receiveBuffers = this.context.receiveBuffers;
     const answer = await transport.request(Opcode.replicaFetch, request, undefined, {
       timeoutMs: this.context.replicaFetchMaxWaitMs + 10_000,
       signal: this.abort.signal,
+      bodyBuffer: receiveBuffers.take,
     });
-    if (this.abort.signal.aborted) return;
-    const header = parseFetchHeader(answer.header);
+    const pending: Array<Promise<unknown>> = [];
     const before = this.highWatermark;
-    const appended = await this.appendBatches(answer.body, header.epochs);
+    let header: ReplicaFetchHeader;
+    let appended: number;
+    try {
+      if (this.abort.signal.aborted) return;
+      header = parseFetchHeader(answer.header);
+      appended = await this.appendEach(answer.body, header.epochs, pending);
+    } catch (error) {
+      await Promise.allSettled(pending);
+      throw error;
+    } finally {
+      // The appends have written the body (the log keeps no view of it, LogStore.append): its
+      // buffer serves the next answer while these wait for their fdatasync (`always`).
+      receiveBuffers.release(answer.body);
+    }
+    await Promise.all(pending);
     this.leaderHighWatermark = header.highWatermark;
     if (appended > 0 || this.highWatermark !== before) this.context.wakeConsumers(this.partition);
   }
 
-  /** Appends the batches of `bytes` at their own offsets; returns how many. */
-  private async appendBatches(bytes: Uint8Array, epochs: Array<[number, number]>): Promise<number> {
+  /**
+   * Starts the appends of the batches of `bytes` at their own offsets (into `pending`); returns
+   * how many. Awaits only a new leader epoch's commit before its first batch.
+   */
+  private async appendEach(
+    bytes: Uint8Array,
+    epochs: Array<[number, number]>,
+    pending: Array<Promise<unknown>>,
+  ): Promise<number> {
     const log = this.partition.log;
-    const pending: Array<Promise<unknown>> = [];
     let position = 0;
     let count = 0;
     while (position < bytes.length) {
@@ -267,9 +288,9 @@ export class PartitionFollower implements PartitionReplica {
       if (problem !== null) throw new CorruptBatchError(`REPLICA_FETCH answer: ${problem}`);
       const length = batchLengthAt(bytes, position);
       const baseOffset = batchBaseOffset(bytes, position);
-      const stored = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).readUInt32LE(
-        position + BatchHeader.crc,
-      );
+      const at = position + BatchHeader.crc;
+      const stored =
+        (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
       if (crc32c(bytes, 0, position + BatchHeader.crcStart, position + length) !== stored) {
         throw new CorruptBatchError(`REPLICA_FETCH answer: CRC32C mismatch in the batch at ${baseOffset}`);
       }
@@ -296,7 +317,6 @@ export class PartitionFollower implements PartitionReplica {
       position += length;
       count++;
     }
-    await Promise.all(pending);
     return count;
   }
 }

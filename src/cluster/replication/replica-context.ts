@@ -6,6 +6,7 @@
 import type { Partition } from '../../broker/partition.js';
 import type { Clock } from '../../clock.js';
 import type { IsrChanger } from '../partition-role.js';
+import type { ReplicaReceiveBuffers } from './replica-receive-buffers.js';
 
 export interface ReplicaContext {
   /** This broker's id in the cluster. */
@@ -20,6 +21,11 @@ export interface ReplicaContext {
   replicaFetchMaxWaitMs: number;
   /** Bytes a follower asks for per REPLICA_FETCH. */
   replicaFetchMaxBytes: number;
+  /**
+   * Where followers receive REPLICA_FETCH answer bodies (shared by the broker's followers): a body
+   * is appended, then its buffer serves the next answer, so a stream of large answers makes no garbage.
+   */
+  receiveBuffers: ReplicaReceiveBuffers;
   /** Consumers' long-polls on the partition read again (the high watermark moved, or data came). */
   wakeConsumers(partition: Partition): void;
   /** Something worth an operator's attention that the data plane dealt with (retried, gave up). */
