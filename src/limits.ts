@@ -513,3 +513,10 @@ export const receiveBufferBytesMin = 64 * 1024;
 export const wsCloseHandshakeMs = 2_000;
 /** Client: unsent bytes on the socket above which a ping is not answered (a broker that pings and never reads). */
 export const wsPongBacklogBytesMax = 1024 * 1024;
+
+// --- Session 7, engineer lat16 (client garbage at 16 KiB) ---
+/**
+ * Client producer (spare-batch-buffers.ts): free batch buffers kept at most, besides their bytes
+ * (producerSpareBatchBytesMax), so finding one stays a short scan.
+ */
+export const producerSpareBatchBuffersMax = 64;
