@@ -5,7 +5,7 @@ import { decodeRecords } from '../../src/format/record-batch.js';
 import { producerSpareBatchBuffersMax, producerSpareBatchBytesMax } from '../../src/limits.js';
 
 /** `length` bytes particular to `seed`. */
-function valueOf(length: number, seed: number): Buffer {
+function patternOf(length: number, seed: number): Buffer {
   const bytes = Buffer.allocUnsafe(length);
   for (let index = 0; index < length; index++) bytes[index] = (index * 13 + seed * 7) & 0xff;
   return bytes;
@@ -74,7 +74,7 @@ describe('spare batch buffers', () => {
   test('one-record 16 KiB batches are copied into buffers of their own and reused only once acknowledged', () => {
     const { accumulator, sealOne } = setup(true);
     // Eight batches in flight at once: eight distinct buffers, each holding its own record.
-    const inFlight = Array.from({ length: 8 }, (_, index) => sealOne(valueOf(16 * 1024, index)));
+    const inFlight = Array.from({ length: 8 }, (_, index) => sealOne(patternOf(16 * 1024, index)));
     const memories = new Set(inFlight.map((batch) => batch.bytes!.buffer));
     expect(memories.size).toBe(8);
     for (const batch of inFlight) {
@@ -90,35 +90,35 @@ describe('spare batch buffers', () => {
     const freed = new Set(inFlight.slice(0, 4).map((batch) => batch.bytes));
     expect(freed).toEqual(new Set([null]));
     // The next four batches reuse exactly those buffers; the four still in flight keep their bytes.
-    const next = Array.from({ length: 4 }, (_, index) => sealOne(valueOf(16 * 1024, 100 + index)));
+    const next = Array.from({ length: 4 }, (_, index) => sealOne(patternOf(16 * 1024, 100 + index)));
     expect(accumulator.spareBuffers.count).toBe(0);
     for (const [index, batch] of next.entries()) {
       expect(memories.has(batch.bytes!.buffer)).toBe(true);
-      expect(valueIn(batch).equals(valueOf(16 * 1024, 100 + index))).toBe(true);
+      expect(valueIn(batch).equals(patternOf(16 * 1024, 100 + index))).toBe(true);
     }
     for (const [index, batch] of inFlight.slice(4).entries()) {
       expect(Buffer.from(batch.bytes!).equals(snapshots[4 + index]!)).toBe(true);
-      expect(valueIn(batch).equals(valueOf(16 * 1024, 4 + index))).toBe(true);
+      expect(valueIn(batch).equals(patternOf(16 * 1024, 4 + index))).toBe(true);
     }
     expect(accumulator.bufferedBytes).toBe(8 * 32 * 1024);
   });
 
   test('a batch that failed or was sent twice is never reused; small batches and no recycle keep no spares', () => {
     const { accumulator, sealOne } = setup(true);
-    const failed = sealOne(valueOf(16 * 1024, 1));
+    const failed = sealOne(patternOf(16 * 1024, 1));
     accumulator.reject(failed, new Error('lost'));
-    const retried = sealOne(valueOf(16 * 1024, 2));
+    const retried = sealOne(patternOf(16 * 1024, 2));
     retried.attempts++; // a second attempt: the first may still sit in a socket's queue
     accumulator.resolve(retried, 0);
     expect(accumulator.spareBuffers.count).toBe(0);
-    const small = sealOne(valueOf(100, 3));
+    const small = sealOne(patternOf(100, 3));
     expect(small.ownsBuffer).toBe(false);
     expect(small.bytes!.length).toBeLessThan(spareBatchBufferBytesMin);
     accumulator.resolve(small, 0);
     expect(accumulator.spareBuffers.count).toBe(0);
 
     const plain = setup(false);
-    const batch = plain.sealOne(valueOf(16 * 1024, 4));
+    const batch = plain.sealOne(patternOf(16 * 1024, 4));
     // Without recycle a copied batch holds exactly its bytes.
     expect(batch.bytes!.buffer.byteLength).toBe(batch.bytes!.length);
     plain.accumulator.resolve(batch, 0);
@@ -127,7 +127,7 @@ describe('spare batch buffers', () => {
 
   test('full batches keep going into the builder buffers of acknowledged ones', () => {
     const { accumulator, queue } = setup(true);
-    const value = valueOf(16 * 1024, 9);
+    const value = patternOf(16 * 1024, 9);
     const sealed: ProducerBatch[] = [];
     // 16 KiB records grow adaptive batches to 256 KiB: sealed full, detached from the builder.
     for (let index = 0; index < 64; index++) {
