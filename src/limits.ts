@@ -558,3 +558,9 @@ export const forwardScanReadBytesMax = 64 * 1024 * 1024;
  * client PRODUCE naming one is refused (it could fence a service's forwards to the partition).
  */
 export const serviceProducerIdMin = Number.MAX_SAFE_INTEGER - 1023;
+// --- Session 7, engineer lat16 (client garbage at 16 KiB) ---
+/**
+ * Client producer (spare-batch-buffers.ts): free batch buffers kept at most, besides their bytes
+ * (producerSpareBatchBytesMax), so finding one stays a short scan.
+ */
+export const producerSpareBatchBuffersMax = 64;

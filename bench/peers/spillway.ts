@@ -19,8 +19,9 @@
  *   With `ack: 'each'` (queue mode): one shared-mode queue consumer (new group) per connection,
  *   `msg.ack()` on every message, counted once the broker confirmed the ack durable.
  * - latency: a 1-partition topic; a producer on one connection sending at a fixed rate, a consumer
- *   from 'latest' on another. With `always` a consumer only sees synced data, so the latency
- *   includes the fdatasync.
+ *   from 'latest' on another (with `reuseReceiveBuffers`, like the consume cells: each payload is
+ *   read before the next message is taken). With `always` a consumer only sees synced data, so the
+ *   latency includes the fdatasync.
  *
  * Not safe for concurrent measurements on one instance (like every Peer).
  */
@@ -314,7 +315,14 @@ export class SpillwayPeer extends ServerPeer<Spillway> {
     try {
       return await measureLatency(options, {
         startConsumer: async (onPayload) => {
-          const live = consumerClient.consumer({ topics: [topic], from: 'latest', maxBytes: fetchMaxBytes });
+          // onPayload reads the payload before the next message is taken: it may live in a reused
+          // receive buffer (consumer option reuseReceiveBuffers), as in the consume cells.
+          const live = consumerClient.consumer({
+            topics: [topic],
+            from: 'latest',
+            maxBytes: fetchMaxBytes,
+            reuseReceiveBuffers: true,
+          });
           consumer = live;
           await live.ready();
           loop = (async () => {

@@ -32,11 +32,15 @@
  *
  * Sealing without a copy: a batch that fills at least half of its builder's buffer takes the buffer
  * itself (BatchBuilder.finishDetach) and the builder continues in another one; a smaller batch is
- * copied out (finishCopy), so a batch never holds more than twice its bytes. With `recycle` (the
- * transport is done with a body once its answer came: the broker has its own copy), the buffer of
- * an acknowledged batch goes to a spare list (at most producerSpareBatchBytesMax bytes) that the next
- * seals continue in: no allocation, zero-fill or garbage per batch at a steady rate. A batch that
- * failed is never recycled (a timed-out send may still sit in the socket's queue).
+ * copied out, so a batch never holds more than twice its bytes: below spareBatchBufferBytesMin
+ * into Buffer's shared pool, larger ones into a buffer of their own. With `recycle` (the transport
+ * is done with a body once its answer came: the broker has its own copy), the buffer of a batch
+ * acknowledged on its first attempt (a detached builder buffer, or the own buffer a batch was
+ * copied into) goes to the spare buffers (spare-batch-buffers.ts, bounded) that the next seals
+ * continue in or copy into: no allocation, zero-fill or garbage per batch at a steady rate, also
+ * for one-record batches (a latency producer at 16 KiB). A batch that failed or was sent more than
+ * once is never recycled (a timed-out send may still sit in a socket's queue). No caller ever sees
+ * a batch's bytes, so a recycled buffer cannot show other bytes to anyone.
  *
  * Memory: `bufferedBytes` counts every byte of open and sealed batches not yet settled (acked or
  * failed for good); the producer makes send() wait while it is above `bufferMemoryBytes`.
@@ -44,16 +48,12 @@
  */
 import { assert } from '../assert.js';
 import { BatchBuilder, type FinishOptions, type RecordInput } from '../format/record-batch.js';
-import {
-  batchBytesMax,
-  producerAdaptiveBatchBytesMax,
-  producerBatchRecordsTarget,
-  producerSpareBatchBytesMax,
-} from '../limits.js';
+import { batchBytesMax, producerAdaptiveBatchBytesMax, producerBatchRecordsTarget } from '../limits.js';
 import { clientCrc32c } from './client-crc32c.js';
 import type { RecordPositions } from './msg-id-send.js';
 import type { SendResult } from './producer.js';
 import type { SendBatchCollector } from './send-batch-collector.js';
+import { SpareBatchBuffers, spareBatchBufferBytesMin } from './spare-batch-buffers.js';
 
 /**
  * The reaction every send() promise of a batch has on the batch's ack: one shared function, no
@@ -82,8 +82,11 @@ export class ProducerBatch {
   builder: BatchBuilder | null;
   /** The sealed batch, owned by this object. */
   bytes: Uint8Array | null = null;
-  /** The sealed batch is the whole of a builder's former buffer (finishDetach): recyclable once acked. */
-  detached = false;
+  /**
+   * The sealed batch is a view at offset 0 of a buffer of its own (a builder's former buffer, see
+   * finishDetach, or the buffer it was copied into), counted whole: recyclable once acked.
+   */
+  ownsBuffer = false;
   recordCount = 0;
   /** Bytes counted in the accumulator's bufferedBytes for this batch. */
   accountedBytes = 0;
@@ -229,10 +232,8 @@ export class Accumulator {
   private readonly onSealed: (queue: PartitionQueue) => void;
   private readonly sealFields: AccumulatorOptions['sealFields'];
   private readonly builderPool: BatchBuilder[] = [];
-  private readonly recycle: boolean;
-  /** Buffers of acknowledged batches, for the next seals (at most producerSpareBatchBytesMax bytes). */
-  private readonly spareBuffers: Buffer[] = [];
-  private spareBytes = 0;
+  /** Buffers of acknowledged batches, for the next seals; null without `recycle`. */
+  private readonly spares: SpareBatchBuffers | null;
   /** Partitions with an open batch (visited by the linger timer and by flush). */
   private readonly openQueues = new Set<PartitionQueue>();
   /** Batches not settled yet (open, ready, in flight or waiting for a retry). */
@@ -257,7 +258,7 @@ export class Accumulator {
     this.onSendable = options.onSendable;
     this.onSealed = options.onSealed;
     this.sealFields = options.sealFields;
-    this.recycle = options.recycle ?? false;
+    this.spares = options.recycle === true ? new SpareBatchBuffers() : null;
   }
 
   get bufferedBytes(): number {
@@ -384,14 +385,16 @@ export class Accumulator {
     batch.reject(error);
   }
 
-  /** Keeps the buffer of an acknowledged detached batch for the next seals (within the bound). */
+  /** Keeps the buffer of a batch acknowledged on its first attempt for the next seals (see the header). */
   private keepSpare(batch: ProducerBatch): void {
     const bytes = batch.bytes;
-    if (!this.recycle || !batch.detached || bytes === null) return;
-    const capacity = bytes.buffer.byteLength;
-    if (this.spareBytes + capacity > producerSpareBatchBytesMax) return;
-    this.spareBuffers.push(Buffer.from(bytes.buffer, 0, capacity));
-    this.spareBytes += capacity;
+    if (this.spares === null || !batch.ownsBuffer || bytes === null || batch.attempts > 1) return;
+    this.spares.give(Buffer.from(bytes.buffer, 0, bytes.buffer.byteLength));
+  }
+
+  /** Free spare buffers and their bytes (tests; 0 without `recycle`). */
+  get spareBuffers(): { count: number; bytes: number } {
+    return { count: this.spares?.count ?? 0, bytes: this.spares?.freeBytes ?? 0 };
   }
 
   private release(batch: ProducerBatch): void {
@@ -452,15 +455,33 @@ export class Accumulator {
       attributes: queue.attributes,
     };
     const capacity = builder.capacityBytes;
+    let held: number;
     if (2 * builder.sizeBytes >= capacity) {
-      batch.bytes = builder.finishDetach(fields, this.takeSpare(capacity));
-      batch.detached = true;
+      batch.bytes = builder.finishDetach(fields, this.spares?.take(capacity));
+      batch.ownsBuffer = true;
+      held = capacity;
     } else {
-      batch.bytes = builder.finishCopy(fields);
+      const view = builder.finish(fields);
+      const length = view.length;
+      let copy: Buffer;
+      if (length < spareBatchBufferBytesMin) {
+        copy = Buffer.allocUnsafe(length); // a slice of Buffer's shared pool
+        held = length;
+      } else {
+        const spares = this.spares;
+        copy =
+          spares === null
+            ? Buffer.allocUnsafeSlow(length)
+            : (spares.take(length) ?? Buffer.allocUnsafeSlow(SpareBatchBuffers.sizeFor(length)));
+        batch.ownsBuffer = true;
+        held = copy.length;
+      }
+      copy.set(view);
+      batch.bytes = copy.length === length ? copy : copy.subarray(0, length);
     }
     batch.recordCount = builder.recordCount;
-    // A detached batch holds its whole buffer: counted as such.
-    const grown = (batch.detached ? capacity : batch.bytes.length) - batch.accountedBytes;
+    // A batch in a buffer of its own holds all of it: counted as such.
+    const grown = held - batch.accountedBytes;
     batch.accountedBytes += grown;
     this.bufferedByteCount += grown;
     builder.reset();
@@ -470,16 +491,6 @@ export class Accumulator {
     this.openQueues.delete(queue);
     queue.ready.push(batch);
     this.onSealed(queue);
-  }
-
-  /** A spare buffer of at least `capacity` bytes, or undefined (spares too small are dropped). */
-  private takeSpare(capacity: number): Buffer | undefined {
-    for (;;) {
-      const spare = this.spareBuffers.pop();
-      if (spare === undefined) return undefined;
-      this.spareBytes -= spare.length;
-      if (spare.length >= capacity) return spare;
-    }
   }
 
   /** Drops an open batch that holds no record (its first append threw). */

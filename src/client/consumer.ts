@@ -164,6 +164,14 @@ class PartitionReader {
   notBefore = 0;
   /** Aborts the fetch in flight (a rewind does, so the partition is read again at once). */
   fetchAbort: AbortController | null = null;
+  /**
+   * The controller of this reader's fetches, reused from fetch to fetch until one is aborted (then a
+   * new one): no AbortController and AbortSignal per fetch (at one message per fetch, a latency
+   * consumer, they were a fifth of its garbage). Set as `fetchAbort` only while a fetch is in flight.
+   */
+  fetchController: AbortController | null = null;
+  /** The request options of the fetches under `fetchController` (made with it). */
+  fetchOptions: RequestOptions | null = null;
   /** The fetch request header, reused (only `offset` changes). */
   readonly request: FetchRequest;
 
@@ -559,12 +567,19 @@ export class Consumer implements AsyncIterableIterator<ConsumedMessage> {
       const epoch = reader.epoch;
       reader.request.offset = requested;
       try {
-        const fetchAbort = new AbortController();
-        reader.fetchAbort = fetchAbort;
         // Aborted by a rewind, and by close() (which aborts every reader's fetch in flight): one
-        // signal per fetch, not AbortSignal.any of two (costly when fetches are many and small).
-        const requestOptions: RequestOptions = { timeoutMs, signal: fetchAbort.signal };
-        if (this.receiveBuffers !== null) requestOptions.bodyBuffer = this.receiveBuffers.take;
+        // signal per reader until aborted, not AbortSignal.any of two (costly when fetches are many
+        // and small).
+        let fetchAbort = reader.fetchController;
+        let requestOptions = reader.fetchOptions;
+        if (fetchAbort === null || requestOptions === null || fetchAbort.signal.aborted) {
+          fetchAbort = new AbortController();
+          requestOptions = { timeoutMs, signal: fetchAbort.signal };
+          if (this.receiveBuffers !== null) requestOptions.bodyBuffer = this.receiveBuffers.take;
+          reader.fetchController = fetchAbort;
+          reader.fetchOptions = requestOptions;
+        }
+        reader.fetchAbort = fetchAbort;
         const response = await this.transport.request(
           Opcode.fetch,
           reader.request,

@@ -7,9 +7,12 @@
  * payload not wholly in it gets a buffer of exactly its length (Buffer.allocUnsafe), the bytes
  * already read are copied into it and the socket then reads the rest of the payload straight into
  * it. So a large answer (a FETCH of 1 MiB) costs one allocation and no copy, where `ws` allocated a
- * 64 KiB buffer per socket read and joined them into a new buffer per message. Each payload buffer
- * is handed out and never reused by the reader: a message's bytes stay valid for as long as anyone
- * holds them, unless the `allocate` handler lent a buffer (its owner states the lifetime).
+ * 64 KiB buffer per socket read and joined them into a new buffer per message. The `allocate`
+ * handler may lend that buffer instead, also for a payload of `allocateScratchPayloadBytesMin` or
+ * more read whole into the reused buffer (copied into the lent one, not into a new one). Each
+ * payload buffer is handed out and never reused by the reader: a message's bytes stay valid for as
+ * long as anyone holds them, unless the `allocate` handler lent a buffer (its owner states the
+ * lifetime).
  *
  * `push(chunk)` does the same for bytes the socket delivered in a buffer of its own (TLS): copied
  * into `readBuffer()` piece by piece. Frames may be split anywhere across reads.
@@ -43,11 +46,19 @@ export interface FrameReaderHandlers {
   /** A control frame (close, ping, pong) and its payload. */
   control(opcode: number, payload: Uint8Array): void;
   /**
-   * Optional: the buffer for a data payload of `bytes` bytes not wholly in the reused buffer, given
-   * the message's fragments before it; null (or a buffer of another length) for a new one.
+   * Optional: the buffer for a data payload of `bytes` bytes not wholly in the reused buffer (read
+   * into it) or of at least `allocateScratchPayloadBytesMin` bytes wholly in it (copied into it),
+   * given the message's fragments before it; null (or a buffer of another length) for a new one.
    */
   allocate?(bytes: number, fragmentsBefore: readonly Uint8Array[]): Buffer | null;
 }
+
+/**
+ * A data payload of at least this many bytes that arrived whole in the scratch buffer is offered to
+ * `allocate` as well (smaller ones come from Buffer's shared pool, which allocUnsafe uses below half
+ * its 8 KiB): at 16 KiB per message a new buffer per answer was the consumer's main garbage.
+ */
+export const allocateScratchPayloadBytesMin = 4096;
 
 const emptyPayload = new Uint8Array(0);
 const headerEnd = Buffer.from('\r\n\r\n', 'latin1');
@@ -168,7 +179,18 @@ export class WebSocketFrameReader {
       this.start += headerBytes;
       const inScratch = this.end - this.start;
       if (length <= inScratch) {
-        const payload = length === 0 ? emptyPayload : Buffer.allocUnsafe(length);
+        // A large data payload read whole into the scratch buffer is copied into a buffer the
+        // handler lends, if it lends one (no allocation); else into a new one.
+        const offered =
+          opcode < 8 && length >= allocateScratchPayloadBytesMin
+            ? (this.handlers.allocate?.(length, this.fragments) ?? null)
+            : null;
+        const payload =
+          length === 0
+            ? emptyPayload
+            : offered !== null && offered.length === length
+              ? offered
+              : Buffer.allocUnsafe(length);
         if (length > 0) scratch.copy(payload as Buffer, 0, this.start, this.start + length);
         this.start += length;
         this.frame(opcode, fin, payload);

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, test } from 'vitest';
 import { type ConsumedMessage, type Consumer, type Spillway, SpillwayError } from '../../src/client/index.js';
 import { BrokerClosingError } from '../../src/errors.js';
@@ -156,6 +157,37 @@ describe('consumer', () => {
     const result = await next;
     expect(result.done).toBe(false);
     expect(Date.now() - started).toBeLessThan(1000);
+    await consumer.close();
+  });
+
+  test('fetches reuse one abort signal per partition until a rewind aborts one; no listener is left on it', async () => {
+    const { sw } = await setup();
+    await sw.admin.createTopic('t');
+    const consumer = sw.consumer({ topics: ['t'], from: 'earliest', maxWaitMs: 10_000 });
+    const reader = () =>
+      (consumer as unknown as { readers: Array<{ fetchController: AbortController | null }> }).readers[0]!;
+    const producer = sw.producer();
+    let controller: AbortController | null = null;
+    let last: ConsumedMessage | undefined;
+    // One message per fetch: each next() waits in a long-poll the send answers.
+    for (let index = 0; index < 6; index++) {
+      const next = consumer.next();
+      await sleep(5);
+      await producer.send('t', { value: `v${index}` });
+      const result = await next;
+      last = result.value as ConsumedMessage;
+      expect(Buffer.from(last.value!).toString()).toBe(`v${index}`);
+      controller ??= reader().fetchController;
+      expect(reader().fetchController).toBe(controller);
+    }
+    await sleep(20); // the next long-poll is in flight
+    expect(getEventListeners(controller!.signal, 'abort').length).toBeLessThanOrEqual(1);
+    // A nack rewinds: the fetch in flight is aborted, the message comes again, under a new signal.
+    await last!.nack();
+    const again = await consumer.next();
+    expect([again.value?.offset, again.value?.deliveryCount]).toEqual([5, 2]);
+    expect(controller!.signal.aborted).toBe(true);
+    expect(reader().fetchController).not.toBe(controller);
     await consumer.close();
   });
 

@@ -120,4 +120,31 @@ describe('receive buffers', () => {
       /reuseReceiveBuffers must be a boolean/,
     );
   });
+
+  test('with reuseReceiveBuffers, answers of one 20 KiB message (read whole with their frame) go into reused buffers too', async () => {
+    const client = await setup();
+    const consumer = client.consumer({ topics: ['t'], from: 'latest', reuseReceiveBuffers: true });
+    await consumer.ready();
+    const producer = client.producer({ lingerMs: 0 });
+    const kept: ConsumedMessage[] = [];
+    const rounds = 12;
+    for (let round = 0; round < rounds; round++) {
+      // One message per answer: the consumer's fetch waits for it.
+      const taken = consumer.next();
+      await producer.send('t', { value: payloadOf(count + round) });
+      const next = await taken;
+      expect(next.done).toBe(false);
+      const message = next.value as ConsumedMessage;
+      expect(Buffer.from(message.value!).equals(payloadOf(message.offset))).toBe(true);
+      kept.push(message);
+    }
+    await consumer.close();
+    let emptied = 0;
+    for (const message of kept) {
+      if (message.value!.length === 0) emptied++;
+      else expect(Buffer.from(message.value!).equals(payloadOf(message.offset))).toBe(true);
+    }
+    // Every answer but the last was given back (and its views emptied) when the next was taken.
+    expect(emptied).toBeGreaterThanOrEqual(rounds - 1);
+  });
 });

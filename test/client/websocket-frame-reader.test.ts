@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { WebSocketFrameReader, WebSocketOpcode } from '../../src/client/websocket-frame-reader.js';
+import {
+  allocateScratchPayloadBytesMin,
+  WebSocketFrameReader,
+  WebSocketOpcode,
+} from '../../src/client/websocket-frame-reader.js';
 import { SpillwayError } from '../../src/errors.js';
 import {
   wsHandshakeResponseBytesMax,
@@ -167,5 +171,53 @@ describe('WebSocket frame reader', () => {
       expect(errorOf(() => reader.advance(0))).toBe(error);
       expect(messages).toEqual([]);
     }
+  });
+
+  test('allocate lends the buffer of a large data payload, read whole in the scratch buffer or not', () => {
+    const offers: number[] = [];
+    const lent: Buffer[] = [];
+    const messages: Uint8Array[][] = [];
+    const reader = new WebSocketFrameReader(
+      {
+        handshake: () => undefined,
+        message: (fragments) => messages.push(fragments),
+        control: () => undefined,
+        allocate: (bytes) => {
+          offers.push(bytes);
+          // A buffer of another length is not used: the reader makes its own.
+          const buffer = Buffer.alloc(bytes === allocateScratchPayloadBytesMin + 1 ? bytes + 1 : bytes);
+          lent.push(buffer);
+          return buffer;
+        },
+      },
+      1 << 24,
+    );
+    const small = patterned(allocateScratchPayloadBytesMin - 1, 1);
+    const inScratch = patterned(allocateScratchPayloadBytesMin, 2);
+    const wrongLength = patterned(allocateScratchPayloadBytesMin + 1, 3);
+    const large = patterned(wsReceiveBufferBytes + 10, 4);
+    feed(
+      reader,
+      Buffer.concat([
+        handshake,
+        serverFrame(WebSocketOpcode.binary, true, small),
+        serverFrame(WebSocketOpcode.binary, true, inScratch),
+        serverFrame(WebSocketOpcode.ping, true, Buffer.from('x')),
+        serverFrame(WebSocketOpcode.binary, true, wrongLength),
+        serverFrame(WebSocketOpcode.binary, true, large),
+      ]),
+      wsReceiveBufferBytes,
+    );
+    // Below the threshold and control frames: never offered.
+    expect(offers).toEqual([inScratch.length, wrongLength.length, large.length]);
+    expect(messages.map((fragments) => fragments.length)).toEqual([1, 1, 1, 1]);
+    const [first, second, third, fourth] = messages.map((fragments) => fragments[0]!);
+    expect(Buffer.from(first!).equals(small)).toBe(true);
+    expect(second).toBe(lent[0]);
+    expect(Buffer.from(second!).equals(inScratch)).toBe(true);
+    expect(third).not.toBe(lent[1]);
+    expect(Buffer.from(third!).equals(wrongLength)).toBe(true);
+    expect(fourth).toBe(lent[2]);
+    expect(Buffer.from(fourth!).equals(large)).toBe(true);
   });
 });
