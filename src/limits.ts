@@ -528,3 +528,11 @@ export const forwardRequestTimeoutMs = 30_000;
 export const forwardScanBytesMax = 4 * 1024 * 1024;
 /** FORWARD_SCAN: the most log bytes read for one answer (a longer scan goes on in the next request). */
 export const forwardScanReadBytesMax = 64 * 1024 * 1024;
+
+// Transactions in a cluster (cl-txn, src/broker/transactions/, docs/TRANSACTIONS.md "In a cluster").
+/**
+ * Coordinator term: ids reserved in an earlier term (a lease on the previous coordinator) that this
+ * term begins, remembered so each is begun once; past this many such begins an earlier id is
+ * refused (UNKNOWN_TRANSACTION; the client reserves new ids).
+ */
+export const transactionEarlierIdsBegunMax = 1_000_000;
