@@ -79,8 +79,7 @@ export function parseTransactionSend(header: unknown): TransactionSendRequest {
   const id = integerField(fields, 'id', 1, Number.MAX_SAFE_INTEGER);
   const group = optionalGroup(fields);
   const begin = optionalBegin(fields, group);
-  const numbered =
-    fields['seq'] === undefined ? {} : { seq: integerField(fields, 'seq', 0, 2 ** 36) };
+  const numbered = fields['seq'] === undefined ? {} : { seq: integerField(fields, 'seq', 0, 2 ** 36) };
   if (fields['parts'] === undefined) {
     return {
       id,

@@ -106,9 +106,7 @@ describe.skipIf(etcdMissing)(`transactions in a cluster (skipped if ${etcdSkipRe
       };
       tracked.push(entry);
       try {
-        await Promise.all(
-          entry.values.map((value, partition) => txn.send(topic, { value, partition })),
-        );
+        await Promise.all(entry.values.map((value, partition) => txn.send(topic, { value, partition })));
       } catch {
         entry.fate = 'send-failed';
         await txn.rollback().catch(() => undefined);
@@ -199,7 +197,9 @@ describe.skipIf(etcdMissing)(`transactions in a cluster (skipped if ${etcdSkipRe
     expect(pending).toEqual([]);
     const fates = new Map<Fate, number>();
     for (const entry of tracked) fates.set(entry.fate, (fates.get(entry.fate) ?? 0) + 1);
-    console.log(`transactions in a cluster: ${JSON.stringify(Object.fromEntries(fates))}, ${checkBacks} check-backs`);
+    console.log(
+      `transactions in a cluster: ${JSON.stringify(Object.fromEntries(fates))}, ${checkBacks} check-backs`,
+    );
     expect(fates.get('committed')).toBeGreaterThanOrEqual(10 + rounds * 10);
     expect(fates.get('rolled-back') ?? 0).toBeGreaterThan(0);
     await sw.close();
