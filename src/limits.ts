@@ -564,3 +564,11 @@ export const serviceProducerIdMin = Number.MAX_SAFE_INTEGER - 1023;
  * (producerSpareBatchBytesMax), so finding one stays a short scan.
  */
 export const producerSpareBatchBuffersMax = 64;
+
+// Transactions in a cluster (cl-txn, src/broker/transactions/, docs/TRANSACTIONS.md "In a cluster").
+/**
+ * Coordinator term: ids reserved in an earlier term (a lease on the previous coordinator) that this
+ * term begins, remembered so each is begun once; past this many such begins an earlier id is
+ * refused (UNKNOWN_TRANSACTION; the client reserves new ids).
+ */
+export const transactionEarlierIdsBegunMax = 1_000_000;

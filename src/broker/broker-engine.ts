@@ -206,6 +206,8 @@ export class BrokerEngine implements BrokerApi {
       state: parts.transactionStore.state,
       machine: parts.transactionStore.machine,
       halves: parts.transactionStore.halves,
+      // A cluster member coordinates transactions only while it leads their logs (src/cluster/state-services/).
+      ...(parts.options.clusterMember ? { cluster: { store: parts.transactionStore } } : {}),
       wake: (partition) => {
         this.messages.wake(partition);
         this.messages.onAppended?.(partition.topic);
@@ -365,6 +367,7 @@ export class BrokerEngine implements BrokerApi {
         checkpointIntervalMs: resolved.checkpointIntervalMs,
         flushIntervalMs: resolved.topicDefaults.flushIntervalMs,
         clock: resolved.clock,
+        ...(resolved.clusterMember ? { writeAtOpen: false } : {}),
       });
       const transactionsInternal = internalTopic(transactionsTopicName, transactionStore.partition);
       const halfInternal = internalTopic(halfTopicName, transactionStore.halfPartition);

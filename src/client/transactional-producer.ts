@@ -18,7 +18,9 @@
  * adds it to the commit decision's time), so nothing is scheduled before the commit. Delayed
  * messages travel in batches of their own (the batch's delayed attribute).
  *
- * Sends: the `txn.send` calls of one transaction made in the same turn of the event loop go in one
+ * Sends: each TXN_SEND carries its number in the transaction (`seq`, from 0), so one resent after
+ * its coordinator moved (cluster-transport.ts reroutes it) is answered with the halves stored the
+ * first time. The `txn.send` calls of one transaction made in the same turn of the event loop go in one
  * TXN_SEND (one batch per target partition, in call order; at most sendCoalesceBytesMax bytes per
  * request), stored by the broker under the target topics' durability before they resolve; sends of
  * a transaction may run concurrently (send order within a partition is the order of the calls that
@@ -399,7 +401,11 @@ export class TransactionalProducer extends Producer {
         this.releaseBuilder(part.builder);
       }
       if (parts.length === 0) continue;
-      const header: Record<string, unknown> = { id, group: this.group };
+      const header: Record<string, unknown> = {
+        id,
+        group: this.group,
+        seq: parts[0]!.sends[0]!.owner.takeSeq(),
+      };
       if (begin && !begun) header['begin'] = this.beginSettings;
       let body: Uint8Array;
       if (parts.length === 1) {
@@ -470,9 +476,10 @@ export class TransactionalProducer extends Producer {
     } finally {
       this.releaseBuilder(builder);
     }
+    const seq = send.owner.takeSeq();
     const header = begin
-      ? { id, group: this.group, begin: this.beginSettings, topic: send.topic, partition }
-      : { id, group: this.group, topic: send.topic, partition };
+      ? { id, group: this.group, seq, begin: this.beginSettings, topic: send.topic, partition }
+      : { id, group: this.group, seq, topic: send.topic, partition };
     let answer: unknown;
     try {
       answer = (await this.txnTransport.request(Opcode.txnSend, header, batch)).header;
@@ -530,6 +537,8 @@ export class Transaction {
   private beginPending: boolean;
   private queued: QueuedSend[] = [];
   private readonly flushQueued = (): void => this.flush();
+  /** The number of this transaction's next TXN_SEND (`seq`): a resend of one is not stored twice. */
+  private nextSeq = 0;
 
   /** @internal `leased`: a reserved id, begun by the first send or end. */
   constructor(producer: TransactionalProducer, id: number, leased: boolean) {
@@ -553,6 +562,11 @@ export class Transaction {
     this.queued.push(queued);
     this.sendsInFlight++;
     return sent;
+  }
+
+  /** @internal The number of a new TXN_SEND of this transaction. */
+  takeSeq(): number {
+    return this.nextSeq++;
   }
 
   /** @internal One of this transaction's sends settled (`error` null: it succeeded). */

@@ -370,12 +370,19 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         const part = send.parts[0]!;
         return response(
           request,
-          await api.transactions.send(options.session, send.id, part.topic, part.partition, request.body),
+          await api.transactions.send(
+            options.session,
+            send.id,
+            part.topic,
+            part.partition,
+            request.body,
+            send.seq,
+          ),
         );
       }
       return response(
         request,
-        await api.transactions.sendMany(options.session, send.id, send.parts, request.body),
+        await api.transactions.sendMany(options.session, send.id, send.parts, request.body, send.seq),
       );
     }
     case Opcode.txnEnd: {

@@ -42,3 +42,9 @@ export const delayRefHeader = 'sw-delay-ref';
 export const delayDeadReasonHeader = 'sw-delay-dead-reason';
 /** Delayed messages sent to `__delay_dead`: the target topic and partition (`topic/partition`). */
 export const delayTargetHeader = 'sw-delay-target';
+/**
+ * Transactions in a cluster: on every message a commit copied into its target partition through
+ * forwarding, `<transaction id>:<half index>` (decimal). A coordinator taking over scans the targets
+ * for it to copy each half exactly once (docs/TRANSACTIONS.md, "In a cluster").
+ */
+export const transactionStampHeader = 'sw-txn';

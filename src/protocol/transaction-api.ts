@@ -96,6 +96,8 @@ export interface TransactionService {
     topic: string,
     partition: number,
     batch: Uint8Array,
+    /** The request's number in the transaction (TransactionSendRequest.seq): a repeat is not stored twice. */
+    seq?: number | null,
   ): Promise<SendHalfResult>;
   /** Several batches, one per part, back to back in `body`: stored in that order. */
   sendMany(
@@ -103,6 +105,7 @@ export interface TransactionService {
     id: number,
     parts: ReadonlyArray<{ topic: string; partition: number }>,
     body: Uint8Array,
+    seq?: number | null,
   ): Promise<SendHalvesResult>;
   end(session: Session, id: number, decision: TransactionDecision): Promise<EndTransactionResult>;
   /** The producer group of open or committing transaction `id`; null when no such transaction is live. */

@@ -66,6 +66,12 @@ export interface TransactionSendRequest {
   single: boolean;
   group: string | null;
   begin: BeginTransactionRequest | null;
+  /**
+   * The request's number within its transaction (the client counts its TXN_SENDs from 0):
+   * a resend of a numbered request (rerouted after its coordinator moved) is answered with the halves
+   * stored the first time instead of storing them again. Absent: not numbered.
+   */
+  seq?: number;
 }
 
 export function parseTransactionSend(header: unknown): TransactionSendRequest {
@@ -73,6 +79,7 @@ export function parseTransactionSend(header: unknown): TransactionSendRequest {
   const id = integerField(fields, 'id', 1, Number.MAX_SAFE_INTEGER);
   const group = optionalGroup(fields);
   const begin = optionalBegin(fields, group);
+  const numbered = fields['seq'] === undefined ? {} : { seq: integerField(fields, 'seq', 0, 2 ** 36) };
   if (fields['parts'] === undefined) {
     return {
       id,
@@ -85,6 +92,7 @@ export function parseTransactionSend(header: unknown): TransactionSendRequest {
       single: true,
       group,
       begin,
+      ...numbered,
     };
   }
   if (fields['topic'] !== undefined || fields['partition'] !== undefined) {
@@ -103,7 +111,7 @@ export function parseTransactionSend(header: unknown): TransactionSendRequest {
       partition: integerField(partFields, 'partition', 0, partitionIndexMax),
     };
   });
-  return { id, parts, single: false, group, begin };
+  return { id, parts, single: false, group, begin, ...numbered };
 }
 
 export function parseTransactionIds(header: unknown): { group: string; count: number } {

@@ -30,6 +30,20 @@
  *    a contradicting one fails with TRANSACTION_COMMITTED / TRANSACTION_ROLLED_BACK saying who
  *    decided and when. Outcomes of the newest transactionOutcomesMax transactions are remembered.
  *
+ * In a cluster (`clusterMember`; docs/TRANSACTIONS.md, "In a cluster"): the service runs only while
+ * this broker leads `__transactions` and `__txn_half` (src/cluster/state-services/), between
+ * `startServing(forwarder)` and `stopServing(why)`. Stopped, every request fails NOT_COORDINATOR
+ * (retriable: the client finds the new coordinator) and nothing is written to either log. Starting,
+ * it recovers the state from the logs as replication left them; every write (records, ids, halves)
+ * is answered only once the in-sync replicas have it. Commits copy the halves through the term's
+ * forwarder into target partitions led by any broker, each record stamped `sw-txn: id:index`
+ * (forwarded-commit.ts), without commit rounds (visibility is per partition, by its high
+ * watermark); a committing transaction found at the start is finished by scanning its targets
+ * (`forwarder.scan`, which first fences the previous term) for the stamps from the offsets recorded
+ * with the decision, copying only what is missing. Ids reserved by a session of an earlier term may
+ * be begun once by any session (their lease was on the old coordinator). A numbered TXN_SEND (`seq`)
+ * resent after a move is answered with the halves stored the first time.
+ *
  * Bounds: transactionsOpenMax, transactionsOpenPerSessionMax (TOO_MANY_TRANSACTIONS),
  * transactionHalfBytesMax, transactionHalfBatchesMax, transactionHalfBatchBytesMax
  * (TRANSACTION_TOO_LARGE), producerGroupsMax. One event loop; every method may run concurrently.
@@ -54,6 +68,7 @@ import {
   transactionCheckAfterMsMin,
   transactionCheckBackoffMsMax,
   transactionCheckTimeoutMs,
+  transactionEarlierIdsBegunMax,
   transactionHalfBatchBytesMax,
   transactionHalfBatchesMax,
   transactionHalfBytesMax,
@@ -90,7 +105,8 @@ import type { StateLog } from '../state/state-log.js';
 import { isInternalTopicName } from '../topic-name.js';
 import { CheckSchedule } from './check-schedule.js';
 import { type CommitRound, CommitRounds } from './commit-rounds.js';
-import type { HalfLocation, HalfLog } from './half-log.js';
+import { forwardedStampOf, stampForwardedBatch, type TransactionForwarder } from './forwarded-commit.js';
+import { type HalfLocation, type HalfLog, sendKeyOf } from './half-log.js';
 import type {
   CommitTarget,
   DecidedBy,
@@ -118,6 +134,8 @@ interface LiveTransaction {
   sessionId: number | null;
   /** A record of it was written (or is being written) to `__transactions`. */
   recorded: boolean;
+  /** Numbered sends stored or being stored (sendKey -> their result), for resends; null until one. */
+  sent: Map<number, Promise<SendHalfResult>> | null;
 }
 
 /** Ids reserved by one session (TXN_IDS), each begun at most once by that session's first send or end. */
@@ -146,6 +164,19 @@ export interface BrokerTransactionsOptions {
   halves: HalfLog;
   /** Readers of a partition read again (its visibility hold was released). */
   wake: (partition: Partition) => void;
+  /**
+   * A cluster member (see the header): starts stopped and serves between startServing and
+   * stopServing; `store` detaches and reopens the state log, `replicateHalves(endOffset)` resolves
+   * once the in-sync replicas of `__txn_half` hold everything before endOffset.
+   */
+  cluster?: {
+    store: {
+      readonly state: StateLog<TransactionEntry>;
+      readonly machine: TransactionStateMachine;
+      detach(error: unknown): void;
+      reopen(): void;
+    };
+  };
 }
 
 function checkGroup(group: unknown): string {
@@ -186,6 +217,8 @@ export function stampCommittedBatch(batch: Uint8Array, transactionId: number, ha
   return batch;
 }
 
+const ignoreBatch = (): void => undefined;
+
 function hasTarget(targets: readonly CommitTarget[], topic: string, partition: number): boolean {
   for (const target of targets) if (target.partition === partition && target.topic === topic) return true;
   return false;
@@ -213,8 +246,8 @@ export class BrokerTransactions implements TransactionService {
   private readonly lifecycle: Lifecycle;
   private readonly clock: Clock;
   private readonly diskReserve: DiskReserve;
-  private readonly state: StateLog<TransactionEntry>;
-  private readonly machine: TransactionStateMachine;
+  private state: StateLog<TransactionEntry>;
+  private machine: TransactionStateMachine;
   private readonly halfLog: HalfLog;
   private readonly live = new Map<number, LiveTransaction>();
   private nextId: number;
@@ -247,6 +280,23 @@ export class BrokerTransactions implements TransactionService {
   /** Commits finished in this turn, recorded together (recordCommitted). */
   private committedNow: LiveTransaction[] = [];
 
+  /** Cluster: the store's hooks; null on a single broker. */
+  private readonly cluster: NonNullable<BrokerTransactionsOptions['cluster']> | null;
+  /** Cluster: resolves once `__txn_half`'s in-sync replicas hold everything before endOffset. */
+  private replicateHalves: ((endOffset: number) => Promise<void>) | null = null;
+  /** Why this broker does not coordinate transactions now; null while it does (always on a single broker). */
+  private notServing: string | null = null;
+  /** Bumped at every stop and start: an answer awaited across one is NOT_COORDINATOR. */
+  private serviceEpoch = 0;
+  /** Cluster: the running term's forwarder. */
+  private forwarder: TransactionForwarder | null = null;
+  /** Cluster: per target (`partition topic`), the log end after this term's newest copy there. */
+  private readonly copiedEnds = new Map<string, number>();
+  /** Cluster: ids below it were reserved in an earlier term (their lease was on another coordinator). */
+  private termFirstId = 0;
+  /** Cluster: ids of an earlier term begun in this one (each is begun once). */
+  private readonly earlierIdsBegun = new Set<number>();
+
   /** Where committed delayed batches go (the delay service's scheduleCommitted); null: refused. */
   scheduleDelayed:
     | ((topic: string, partition: number, batch: Uint8Array, commitMs: number) => Promise<unknown>)
@@ -264,7 +314,111 @@ export class BrokerTransactions implements TransactionService {
     this.rounds = new CommitRounds((partitions) => {
       for (const partition of partitions) options.wake(partition);
     });
+    this.cluster = options.cluster ?? null;
+    if (this.cluster !== null) {
+      this.notServing = 'waiting for the cluster to assign __transactions and __txn_half';
+      return;
+    }
     this.cleanupTimer = this.clock.setInterval(() => this.cleanHalves(), 5_000, { unref: true });
+  }
+
+  /**
+   * Cluster: every write is answered only once the in-sync replicas have it: `state(endOffset)` for
+   * `__transactions` (StateLog.replicate, kept across reopen), `halves(endOffset)` for `__txn_half`.
+   */
+  replicateWrites(
+    state: (endOffset: number) => Promise<void>,
+    halves: (endOffset: number) => Promise<void>,
+  ): void {
+    if (this.cluster === null) return;
+    this.cluster.store.state.replicate = state;
+    this.replicateHalves = halves;
+  }
+
+  /** True while this broker coordinates transactions (always on a single broker). */
+  get serving(): boolean {
+    return this.notServing === null;
+  }
+
+  /**
+   * Cluster: stops at once (this broker no longer leads `__transactions` / `__txn_half`): nothing more
+   * is written to either log, the forwarder closes, the state is dropped, and every request fails
+   * NOT_COORDINATOR naming `why` until startServing. The producer-group registrations of connected
+   * sessions are kept (check-backs resume on them if the service comes back here). Idempotent.
+   */
+  stopServing(why: string): void {
+    const cluster = this.cluster;
+    if (cluster === null || this.notServing !== null) return;
+    this.notServing = why;
+    this.serviceEpoch++;
+    cluster.store.detach(this.notCoordinating());
+    this.forwarder?.close(why);
+    this.forwarder = null;
+    this.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerAtMs = Number.POSITIVE_INFINITY;
+    this.clock.clearTimer(this.beginTimer);
+    this.beginTimer = null;
+    this.clock.clearTimer(this.cleanupTimer);
+    this.cleanupTimer = null;
+    this.schedule.clear();
+    this.unrecorded = [];
+    this.committedNow = [];
+    this.live.clear();
+    this.leases.clear();
+    this.openPerSession.clear();
+    this.copiedEnds.clear();
+    this.earlierIdsBegun.clear();
+    this.halfBytesTotal = 0;
+  }
+
+  /**
+   * Cluster: serves for a new term (this broker leads both logs): recovers the state from
+   * `__transactions` and `__txn_half` as they are, resumes the check-back clock of open transactions
+   * and finishes the committing ones in the background (their END waits for it), through `forwarder`.
+   */
+  startServing(forwarder: TransactionForwarder): void {
+    const cluster = this.cluster;
+    if (cluster === null || this.notServing === null) return;
+    cluster.store.reopen();
+    this.state = cluster.store.state;
+    this.machine = cluster.store.machine;
+    this.nextId = this.machine.nextId;
+    this.termFirstId = this.nextId;
+    this.forwarder = forwarder;
+    this.notServing = null;
+    this.serviceEpoch++;
+    this.cleanupTimer = this.clock.setInterval(() => this.cleanHalves(), 5_000, { unref: true });
+    for (const live of this.rebuildLive()) {
+      const ending = this.finishCommit(live, null, true);
+      live.ending = ending;
+      ending.catch((error: unknown) => {
+        if (live.ending === ending) live.ending = null;
+        if (this.serving) {
+          this.onLog(
+            `transaction ${live.record.id}: finishing its commit failed (${String(error)}); a later END retries`,
+          );
+        }
+      });
+    }
+  }
+
+  private notCoordinating(): SpillwayError {
+    return new SpillwayError(
+      'NOT_COORDINATOR',
+      `transactions are not coordinated here: ${this.notServing ?? 'the coordinator moved meanwhile'}`,
+    );
+  }
+
+  /** The broker is open and coordinates transactions, or the error saying why not. */
+  private assertServing(): void {
+    this.lifecycle.assertOpen();
+    if (this.notServing !== null) throw this.notCoordinating();
+  }
+
+  /** NOT_COORDINATOR when the service stopped (or moved away and back) since `epoch`. */
+  private assertServingSince(epoch: number): void {
+    if (this.serviceEpoch !== epoch) throw this.notCoordinating();
   }
 
   /**
@@ -273,6 +427,8 @@ export class BrokerTransactions implements TransactionService {
    * open ones. Awaited before the broker serves.
    */
   async recover(): Promise<void> {
+    // A cluster member recovers at startServing, from the logs as replication left them.
+    if (this.cluster !== null) return;
     // What a crash left in the page cache of an `always` partition is invisible until synced (the
     // durable offset restarts at the recovery point): sync it now, so that a transaction delivered
     // to an `always` and an `interval` partition before the crash is not seen in part after it.
@@ -287,36 +443,7 @@ export class BrokerTransactions implements TransactionService {
       }
     }
     await Promise.all(syncs);
-    const records = [...this.machine.live.values()];
-    if (records.length === 0) return;
-    for (const record of records) {
-      this.live.set(record.id, {
-        record,
-        halves: [],
-        halfBytes: 0,
-        halfRecords: 0,
-        sendsInFlight: 0,
-        sendsIdle: null,
-        decision: record.state === 'committing' ? 'commit' : null,
-        ending: null,
-        sessionId: null,
-        recorded: true,
-      });
-    }
-    const from = Math.min(...records.map((record) => record.halfFrom));
-    this.halfLog.scan(from, (id, location) => {
-      const live = this.live.get(id);
-      if (live === undefined || location.halfOffset < live.record.halfFrom) return;
-      live.halves.push(location);
-      live.halfBytes += location.bytes;
-      live.halfRecords += location.records;
-      this.halfBytesTotal += location.bytes;
-    });
-    for (const live of this.live.values()) {
-      if (live.record.state === 'open') {
-        this.scheduleCheck(live);
-        continue;
-      }
+    for (const live of this.rebuildLive()) {
       try {
         const ending = this.finishCommit(live, this.deliveredHalves(live.record), false);
         live.ending = ending;
@@ -330,6 +457,54 @@ export class BrokerTransactions implements TransactionService {
         );
       }
     }
+  }
+
+  /**
+   * The unfinished transactions of the machine as live ones, with their halves found in `__txn_half`;
+   * schedules the open ones' check-backs and returns the committing ones (to finish).
+   */
+  private rebuildLive(): LiveTransaction[] {
+    const records = [...this.machine.live.values()];
+    const committing: LiveTransaction[] = [];
+    if (records.length === 0) return committing;
+    for (const record of records) {
+      this.live.set(record.id, {
+        record,
+        halves: [],
+        halfBytes: 0,
+        halfRecords: 0,
+        sendsInFlight: 0,
+        sendsIdle: null,
+        decision: record.state === 'committing' ? 'commit' : null,
+        ending: null,
+        sessionId: null,
+        recorded: true,
+        sent: null,
+      });
+    }
+    const from = Math.min(...records.map((record) => record.halfFrom));
+    this.halfLog.scan(from, (id, location) => {
+      const live = this.live.get(id);
+      if (live === undefined || location.halfOffset < live.record.halfFrom) return;
+      if (location.sendKey >= 0) {
+        live.sent ??= new Map();
+        // One half per sendKey (resends are answered with it): a second one would be ignored.
+        if (live.sent.has(location.sendKey)) return;
+        live.sent.set(
+          location.sendKey,
+          Promise.resolve({ halfOffset: location.halfOffset, records: location.records }),
+        );
+      }
+      live.halves.push(location);
+      live.halfBytes += location.bytes;
+      live.halfRecords += location.records;
+      this.halfBytesTotal += location.bytes;
+    });
+    for (const live of this.live.values()) {
+      if (live.record.state === 'open') this.scheduleCheck(live);
+      else committing.push(live);
+    }
+    return committing;
   }
 
   register(session: Session, group: string): void {
@@ -355,7 +530,7 @@ export class BrokerTransactions implements TransactionService {
   }
 
   async begin(session: Session, request: BeginTransactionRequest): Promise<{ id: number }> {
-    this.lifecycle.assertOpen();
+    this.assertServing();
     return { id: this.start(session, null, request) };
   }
 
@@ -366,7 +541,7 @@ export class BrokerTransactions implements TransactionService {
    * session (and at most transactionIdLeasesPerSessionMax reservations per session).
    */
   async reserveIds(session: Session, group: string, count: number): Promise<IdLease> {
-    this.lifecycle.assertOpen();
+    this.assertServing();
     checkGroup(group);
     if (!Number.isSafeInteger(count) || count < 1 || count > transactionIdLeaseMax) {
       throw new InvalidArgumentError(
@@ -376,7 +551,14 @@ export class BrokerTransactions implements TransactionService {
     this.register(session, group);
     const from = this.nextId;
     this.nextId += count;
-    await this.state.commit({ kind: 'next', nextId: this.nextId });
+    const epoch = this.serviceEpoch;
+    try {
+      await this.state.commit({ kind: 'next', nextId: this.nextId });
+    } catch (error) {
+      this.assertServingSince(epoch);
+      throw error;
+    }
+    this.assertServingSince(epoch);
     let leases = this.leases.get(session.id);
     if (leases === undefined) {
       leases = { list: [], unused: 0 };
@@ -401,10 +583,13 @@ export class BrokerTransactions implements TransactionService {
    * when it is live already or not such an id (the send or end that follows says what it is).
    */
   beginLeased(session: Session, id: number, request: BeginTransactionRequest): void {
-    this.lifecycle.assertOpen();
+    this.assertServing();
     if (this.live.has(id)) return;
     const leases = this.leases.get(session.id);
-    if (leases === undefined) return;
+    if (leases === undefined) {
+      this.beginEarlierId(session, id, request);
+      return;
+    }
     for (let i = 0; i < leases.list.length; i++) {
       const lease = leases.list[i]!;
       const index = id - lease.from;
@@ -417,6 +602,25 @@ export class BrokerTransactions implements TransactionService {
       if (lease.unused === 0) leases.list.splice(i, 1);
       return;
     }
+    this.beginEarlierId(session, id, request);
+  }
+
+  /**
+   * Cluster: begins `id` when it was reserved in an earlier term (below termFirstId: its lease was on
+   * a coordinator that stopped), is not known here (live or decided) and was not begun in this term.
+   */
+  private beginEarlierId(session: Session, id: number, request: BeginTransactionRequest): void {
+    if (
+      this.cluster === null ||
+      id >= this.termFirstId ||
+      this.earlierIdsBegun.has(id) ||
+      this.machine.outcomes.has(id) ||
+      this.earlierIdsBegun.size >= transactionEarlierIdsBegunMax
+    ) {
+      return;
+    }
+    this.start(session, id, request);
+    this.earlierIdsBegun.add(id);
   }
 
   /** Validates and records a new transaction (`id` null: the next id); see begin. */
@@ -480,6 +684,7 @@ export class BrokerTransactions implements TransactionService {
       ending: null,
       sessionId: session.id,
       recorded: false,
+      sent: null,
     };
     if (sessionOpen === 0) {
       session.onClose(() => {
@@ -515,7 +720,7 @@ export class BrokerTransactions implements TransactionService {
       live.recorded = true;
       this.state.commit({ kind: 'transaction', record: live.record }).catch((error: unknown) => {
         if (this.live.get(id) === live && live.decision === null) this.forget(live);
-        this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
+        if (this.serving) this.onLog(`transaction ${id}: recording its begin failed (${String(error)})`);
       });
     }
   }
@@ -529,8 +734,9 @@ export class BrokerTransactions implements TransactionService {
     id: number,
     parts: ReadonlyArray<{ topic: string; partition: number }>,
     body: Uint8Array,
+    seq: number | null = null,
   ): Promise<SendHalvesResult> {
-    this.lifecycle.assertOpen();
+    this.assertServing();
     if (!(body instanceof Uint8Array)) throw new InvalidArgumentError('the body must hold the batches');
     const batches: Uint8Array[] = [];
     let position = 0;
@@ -549,7 +755,9 @@ export class BrokerTransactions implements TransactionService {
       throw new InvalidBatchError(`${body.length - position} bytes after the ${parts.length} batches named`);
     }
     const results = await Promise.all(
-      parts.map((part, i) => this.send(session, id, part.topic, part.partition, batches[i]!)),
+      parts.map((part, i) =>
+        this.sendPart(session, id, part.topic, part.partition, batches[i]!, sendKeyOf(seq, i)),
+      ),
     );
     let records = 0;
     for (const result of results) records += result.records;
@@ -557,14 +765,38 @@ export class BrokerTransactions implements TransactionService {
   }
 
   send(
-    _session: Session,
+    session: Session,
     id: number,
     topic: string,
     partition: number,
     batch: Uint8Array,
+    seq: number | null = null,
+  ): Promise<SendHalfResult> {
+    return this.sendPart(session, id, topic, partition, batch, sendKeyOf(seq, 0));
+  }
+
+  private sendPart(
+    session: Session,
+    id: number,
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    sendKey: number,
   ): Promise<SendHalfResult> {
     try {
-      return this.storeHalf(id, topic, partition, batch);
+      if (sendKey < 0) return this.storeHalf(session, id, topic, partition, batch, -1);
+      // A numbered send: a resend (its coordinator moved, its answer was lost) gets the first result.
+      const live = this.live.get(id);
+      const earlier = live?.sent?.get(sendKey);
+      if (earlier !== undefined) return earlier;
+      const stored = this.storeHalf(session, id, topic, partition, batch, sendKey);
+      const owner = this.live.get(id)!;
+      owner.sent ??= new Map();
+      owner.sent.set(sendKey, stored);
+      stored.catch(() => {
+        if (owner.sent?.get(sendKey) === stored) owner.sent.delete(sendKey);
+      });
+      return stored;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -572,13 +804,18 @@ export class BrokerTransactions implements TransactionService {
 
   /** `send`, throwing what it refuses; the append is started before it returns (no async frame). */
   private storeHalf(
+    session: Session,
     id: number,
     topic: string,
     partition: number,
     batch: Uint8Array,
+    sendKey: number,
   ): Promise<SendHalfResult> {
-    this.lifecycle.assertOpen();
+    this.assertServing();
     const live = this.undecided(id);
+    // In a cluster, a session sending for the group's transaction is a member (check-backs reach it
+    // on the coordinator it reaches now, also after a move).
+    if (this.cluster !== null) this.register(session, live.record.group);
     if (isInternalTopicName(topic)) {
       throw new InvalidArgumentError(`topic '${topic}' is internal: only the broker writes to it`);
     }
@@ -592,6 +829,11 @@ export class BrokerTransactions implements TransactionService {
     }
     if ((fields.attributes & BatchAttributes.delayed) !== 0) {
       // Delayed: each record due at `sw-deliver-at` or `sw-delay-ms` after the commit (checked now).
+      if (this.cluster !== null) {
+        throw new InvalidArgumentError(
+          'delayed messages inside a transaction do not run in cluster mode yet (docs/CLUSTER.md)',
+        );
+      }
       if (this.scheduleDelayed === null) {
         throw new InvalidArgumentError('delayed messages are not supported by this broker');
       }
@@ -631,21 +873,44 @@ export class BrokerTransactions implements TransactionService {
     live.sendsInFlight++;
     this.lifecycle.begin();
     let stored: Promise<AppendResult>;
+    const epoch = this.serviceEpoch;
     try {
-      stored = this.halfLog.append(id, topic, partition, batch, target.durability, this.clock.nowMs());
+      stored = this.halfLog.append(
+        id,
+        topic,
+        partition,
+        batch,
+        target.durability,
+        this.clock.nowMs(),
+        sendKey,
+      );
+      const replicate = this.replicateHalves;
+      if (this.cluster !== null && replicate !== null) {
+        // Answered once the in-sync replicas of `__txn_half` have it (a new coordinator has it).
+        stored = stored.then((appended) => replicate(appended.lastOffset + 1).then(() => appended));
+      }
     } catch (error) {
       this.halfFailed(live, bytes);
       throw error;
     }
     return stored.then(
       (appended) => {
+        if (this.serviceEpoch !== epoch) {
+          // Stopped meanwhile: `live` was dropped with the state (the half is the next term's to find).
+          this.halfSettled(live);
+          throw this.notCoordinating();
+        }
         const halfOffset = appended.baseOffset;
-        live.halves.push({ halfOffset, topic, partition, bytes, records });
+        live.halves.push({ halfOffset, topic, partition, bytes, records, sendKey });
         live.halfRecords += records;
         this.halfSettled(live);
         return { halfOffset, records };
       },
       (error: unknown) => {
+        if (this.serviceEpoch !== epoch) {
+          this.halfSettled(live);
+          throw this.notCoordinating();
+        }
         this.halfFailed(live, bytes);
         throw error;
       },
@@ -670,7 +935,11 @@ export class BrokerTransactions implements TransactionService {
     this.lifecycle.settled();
   }
 
-  end(_session: Session | null, id: number, decision: TransactionDecision): Promise<EndTransactionResult> {
+  end(session: Session | null, id: number, decision: TransactionDecision): Promise<EndTransactionResult> {
+    if (this.cluster !== null && session !== null && this.notServing === null) {
+      const group = this.live.get(id)?.record.group;
+      if (group !== undefined) this.register(session, group);
+    }
     return this.decide(id, decision, 'producer');
   }
 
@@ -731,6 +1000,7 @@ export class BrokerTransactions implements TransactionService {
     this.clock.clearTimer(this.cleanupTimer);
     this.cleanupTimer = null;
     this.schedule.clear();
+    this.forwarder?.close('the broker is closing');
   }
 
   /**
@@ -759,7 +1029,7 @@ export class BrokerTransactions implements TransactionService {
     decision: TransactionDecision,
     by: DecidedBy,
   ): Promise<EndTransactionResult> {
-    this.lifecycle.assertOpen();
+    this.assertServing();
     if (decision !== 'commit' && decision !== 'rollback') {
       throw new InvalidArgumentError(`decision must be 'commit' or 'rollback', got ${String(decision)}`);
     }
@@ -772,16 +1042,28 @@ export class BrokerTransactions implements TransactionService {
         `transaction ${id} is being ${rolledBack ? 'rolled back' : 'committed'} ${describeDecision(live.record)}`,
       );
     }
+    const epoch = this.serviceEpoch;
     if (live.ending !== null) {
-      const result = await live.ending;
+      let result: EndTransactionResult;
+      try {
+        result = await live.ending;
+      } catch (error) {
+        this.assertServingSince(epoch);
+        throw error;
+      }
+      this.assertServingSince(epoch);
       return { ...result, duplicate: true };
     }
     live.decision = decision;
     this.lifecycle.begin();
     try {
       live.ending = decision === 'commit' ? this.commit(live, by) : this.rollback(live, by);
-      return await live.ending;
+      const result = await live.ending;
+      this.assertServingSince(epoch);
+      return result;
     } catch (error) {
+      // Stopped meanwhile: the next coordinator has what was decided durably (a resent END gets it).
+      this.assertServingSince(epoch);
       // Nothing was decided durably (or, committing, the delivery failed: a later END retries it).
       if (live.record.state === 'open') live.decision = null;
       live.ending = null;
@@ -860,24 +1142,12 @@ export class BrokerTransactions implements TransactionService {
   private async commit(live: LiveTransaction, by: DecidedBy): Promise<EndTransactionResult> {
     if (live.record.state === 'committing') {
       // A commit whose delivery failed earlier: deliver what is missing.
-      return this.finishCommit(live, this.deliveredHalves(live.record), true);
+      return this.finishCommit(live, this.cluster !== null ? null : this.deliveredHalves(live.record), true);
     }
     if (live.sendsInFlight > 0) await this.waitForSends(live);
     live.halves.sort((a, b) => a.halfOffset - b.halfOffset);
-    const targets: CommitTarget[] = [];
-    // Few halves (the common case): a linear look, without a key string per half and a set per commit.
-    const seen = live.halves.length > 8 ? new Set<string>() : null;
-    for (const half of live.halves) {
-      if (seen === null) {
-        if (hasTarget(targets, half.topic, half.partition)) continue;
-      } else {
-        const key = `${half.partition} ${half.topic}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-      }
-      const partition = this.topics.partitionOf(half.topic, half.partition);
-      targets.push({ topic: half.topic, partition: half.partition, fromOffset: partition.log.logEndOffset });
-    }
+    const targets: CommitTarget[] =
+      this.cluster !== null ? await this.clusterTargets(live.halves) : this.localTargets(live.halves);
     const record: TransactionRecord = {
       ...live.record,
       state: 'committing',
@@ -893,10 +1163,140 @@ export class BrokerTransactions implements TransactionService {
   }
 
   /**
+   * Cluster: each target partition of `halves` with an offset at or below where this commit's copies
+   * will land: the log end after this term's last copy there, else the log end the partition's
+   * leader reports (a scan from the end: nothing of this service is returned, and it fences nothing
+   * newer than this term).
+   */
+  private async clusterTargets(halves: readonly HalfLocation[]): Promise<CommitTarget[]> {
+    const forwarder = this.forwarder;
+    if (forwarder === null) throw this.notCoordinating();
+    const targets: CommitTarget[] = [];
+    const ends: Array<Promise<number>> = [];
+    for (const half of halves) {
+      if (hasTarget(targets, half.topic, half.partition)) continue;
+      targets.push({ topic: half.topic, partition: half.partition, fromOffset: 0 });
+      const known = this.copiedEnds.get(`${half.partition} ${half.topic}`);
+      ends.push(
+        known !== undefined
+          ? Promise.resolve(known)
+          : forwarder.scan(half.topic, half.partition, Number.MAX_SAFE_INTEGER, ignoreBatch),
+      );
+    }
+    const offsets = await Promise.all(ends);
+    return targets.map((target, index) => ({ ...target, fromOffset: offsets[index]! }));
+  }
+
+  /** Each target partition of `halves` with its log end now (a single broker). */
+  private localTargets(halves: readonly HalfLocation[]): CommitTarget[] {
+    const targets: CommitTarget[] = [];
+    // Few halves (the common case): a linear look, without a key string per half and a set per commit.
+    const seen = halves.length > 8 ? new Set<string>() : null;
+    for (const half of halves) {
+      if (seen === null) {
+        if (hasTarget(targets, half.topic, half.partition)) continue;
+      } else {
+        const key = `${half.partition} ${half.topic}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      const partition = this.topics.partitionOf(half.topic, half.partition);
+      targets.push({ topic: half.topic, partition: half.partition, fromOffset: partition.log.logEndOffset });
+    }
+    return targets;
+  }
+
+  /**
    * Delivers the halves not in `delivered` (indexes) in one commit round, then records the end.
    * `retry`: on a failed delivery, try again every second while the broker is open.
    */
   private async finishCommit(
+    live: LiveTransaction,
+    delivered: ReadonlySet<number> | null,
+    retry: boolean,
+  ): Promise<EndTransactionResult> {
+    if (this.cluster !== null) return this.finishCommitForwarded(live, delivered);
+    return this.finishCommitLocal(live, delivered ?? nothingDelivered, retry);
+  }
+
+  /**
+   * Cluster: copies the halves not in `delivered` (null: not known, scan the targets for this
+   * transaction's stamps first) through the term's forwarder, in index order (per target partition,
+   * in that order), then records the end. The forwarder retries what is retriable until the term
+   * ends; a deleted target's halves are dropped (logged).
+   */
+  private async finishCommitForwarded(
+    live: LiveTransaction,
+    delivered: ReadonlySet<number> | null,
+  ): Promise<EndTransactionResult> {
+    const forwarder = this.forwarder;
+    if (forwarder === null) throw this.notCoordinating();
+    const id = live.record.id;
+    const copied = delivered ?? (await this.forwardedHalves(forwarder, live.record));
+    const copies: Array<Promise<void>> = [];
+    for (let index = 0; index < live.halves.length; index++) {
+      if (copied.has(index)) continue;
+      const half = live.halves[index]!;
+      const key = `${half.partition} ${half.topic}`;
+      const batch = stampForwardedBatch(this.halfLog.read(half.halfOffset), id, index);
+      copies.push(
+        forwarder.append(half.topic, half.partition, batch).then(
+          (result) => {
+            if (forwarder === this.forwarder) {
+              this.copiedEnds.set(key, Math.max(this.copiedEnds.get(key) ?? 0, result.lastOffset + 1));
+            }
+          },
+          (error: unknown) => {
+            if (
+              error instanceof SpillwayError &&
+              (error.code === 'UNKNOWN_TOPIC' || error.code === 'UNKNOWN_PARTITION')
+            ) {
+              this.onLog(
+                `transaction ${id}: ${half.topic}/${half.partition} no longer exists; its messages are dropped`,
+              );
+              return;
+            }
+            throw error;
+          },
+        ),
+      );
+    }
+    const outcomes = await Promise.allSettled(copies);
+    if (forwarder !== this.forwarder) throw this.notCoordinating();
+    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    return this.committedNowDone(live);
+  }
+
+  /** Cluster: indexes of the halves of a committing transaction already copied (found by their stamp). */
+  private async forwardedHalves(
+    forwarder: TransactionForwarder,
+    record: TransactionRecord,
+  ): Promise<Set<number>> {
+    const copied = new Set<number>();
+    await Promise.all(
+      record.targets.map((target) =>
+        forwarder
+          .scan(target.topic, target.partition, target.fromOffset, (batch) => {
+            const stamp = forwardedStampOf(batch);
+            if (stamp !== null && stamp.id === record.id) copied.add(stamp.index);
+          })
+          .catch((error: unknown) => {
+            // A deleted target: nothing to copy there (finishCommitForwarded drops its halves).
+            if (
+              error instanceof SpillwayError &&
+              (error.code === 'UNKNOWN_TOPIC' || error.code === 'UNKNOWN_PARTITION')
+            ) {
+              return 0;
+            }
+            throw error;
+          }),
+      ),
+    );
+    return copied;
+  }
+
+  private async finishCommitLocal(
     live: LiveTransaction,
     delivered: ReadonlySet<number>,
     retry: boolean,
@@ -945,6 +1345,11 @@ export class BrokerTransactions implements TransactionService {
         }
       }
     }
+    return this.committedNowDone(live);
+  }
+
+  /** Every half of `live` is delivered: it is committed (its end recorded with this turn's). */
+  private committedNowDone(live: LiveTransaction): EndTransactionResult {
     const record: TransactionRecord = { ...live.record, state: 'committed', targets: [] };
     live.record = record;
     this.counters.committed++;
@@ -975,10 +1380,13 @@ export class BrokerTransactions implements TransactionService {
           if (this.live.get(live.record.id) === live) this.live.delete(live.record.id);
         }
       },
-      (error: unknown) =>
+      (error: unknown) => {
+        // Stopped (a cluster coordinator moved): the next term finishes them again from the logs.
+        if (!this.serving) return;
         this.onLog(
           `transactions ${ids[0]}..${ids.at(-1)} (${ids.length}): recording their end failed (${String(error)})`,
-        ),
+        );
+      },
     );
   };
 
@@ -1098,7 +1506,8 @@ export class BrokerTransactions implements TransactionService {
     try {
       await this.state.commit({ kind: 'transaction', record: live.record });
     } catch (error) {
-      this.onLog(`transaction ${record.id}: recording a check-back failed (${String(error)})`);
+      if (this.serving)
+        this.onLog(`transaction ${record.id}: recording a check-back failed (${String(error)})`);
       return;
     }
     const answer = await this.ask(live.record);
@@ -1144,7 +1553,7 @@ export class BrokerTransactions implements TransactionService {
 
   /** Deletes `__txn_half` segments below every unfinished transaction's halves. */
   private cleanHalves(): void {
-    if (this.lifecycle.closing) return;
+    if (this.lifecycle.closing || this.notServing !== null) return;
     let floor = this.halfLog.endOffset;
     for (const live of this.live.values()) floor = Math.min(floor, live.record.halfFrom);
     try {

@@ -6,8 +6,13 @@
  *
  * Layout: one batch per half, holding one record (built here, record-batch format):
  *
- *   key    UTF-8 JSON [transactionId, topic, partition]
+ *   key    UTF-8 JSON [transactionId, topic, partition] or, for a numbered send (TXN_SEND `seq`),
+ *          [transactionId, topic, partition, sendKey] with sendKey = seq * 65536 + the part's index
  *   value  the producer's batch, byte for byte as it was sent (baseOffset 0)
+ *
+ * In a cluster the half log is partition 0 of the replicated internal topic `__txn_half`: the
+ * service answers a send only once the in-sync replicas have it (BrokerTransactions), and the
+ * sendKey lets a coordinator that took over recognise a resend of a half it already holds.
  *
  * Segments wholly below the oldest unfinished transaction's `halfFrom` are deleted
  * (`deleteBelow`): recovery scans from there (`scan`), so its work is bounded by the halves of
@@ -34,6 +39,13 @@ export interface HalfLocation {
   bytes: number;
   /** Records in it. */
   records: number;
+  /** seq * 65536 + part index of the TXN_SEND that stored it; -1 for an unnumbered send. */
+  sendKey: number;
+}
+
+/** The sendKey of part `part` of numbered send `seq`, or -1 (sends without a number). */
+export function sendKeyOf(seq: number | null | undefined, part: number): number {
+  return seq === null || seq === undefined ? -1 : seq * 65536 + part;
 }
 
 /** Topic names whose JSON form is kept (cleared when full). */
@@ -41,18 +53,18 @@ const quotedTopicsMax = 1024;
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
 
-function parseKey(text: string | null): [number, string, number] | null {
+function parseKey(text: string | null): [number, string, number, number] | null {
   if (text === null) return null;
   try {
     const parts: unknown = JSON.parse(text);
     if (
       Array.isArray(parts) &&
-      parts.length === 3 &&
+      (parts.length === 3 || (parts.length === 4 && Number.isSafeInteger(parts[3]))) &&
       Number.isSafeInteger(parts[0]) &&
       typeof parts[1] === 'string' &&
       Number.isSafeInteger(parts[2])
     ) {
-      return parts as [number, string, number];
+      return [parts[0] as number, parts[1] as string, parts[2] as number, (parts[3] as number) ?? -1];
     }
   } catch {
     return null;
@@ -85,11 +97,13 @@ export class HalfLog {
     batch: Uint8Array,
     durability: Durability,
     nowMs: number,
+    sendKey = -1,
   ): Promise<AppendResult> {
     const builder = this.builder;
     builder.reset();
+    const numbered = sendKey >= 0 ? `,${sendKey}` : '';
     builder.append({
-      key: `[${transactionId},${this.quotedTopic(topic)},${partition}]`,
+      key: `[${transactionId},${this.quotedTopic(topic)},${partition}${numbered}]`,
       value: batch,
       timestamp: nowMs,
     });
@@ -145,6 +159,7 @@ export class HalfLog {
               partition: key[2],
               bytes: value.length,
               records: new DataView(value.buffer, value.byteOffset, value.length).getInt32(20, true),
+              sendKey: key[3],
             });
           }
         }

@@ -5,15 +5,22 @@
  *    TransactionStateMachine (transaction-state.ts), snapshot + replay;
  *  - `__txn_half` (a partition log, durability `interval`, half-log.ts): the half messages.
  * Missing or empty logs mean no transaction was ever begun.
+ *
+ * In a cluster both are partitions of replicated internal topics (src/cluster/state-services/): the
+ * store opens without writing (`writeAtOpen` false), `detach` stops every write at once when this
+ * broker stops leading them, and `reopen` recovers the state again from the log as the replication
+ * follower left it (a new state log and machine, with the old one's hooks).
  */
 import type { Clock } from '../../clock.js';
+import { LogClosedError } from '../../errors.js';
 import { PartitionLog } from '../../storage/partition-log.js';
-import type { StateLog } from '../state/state-log.js';
+import { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogTuning,
   stateLogDirectory,
+  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { HalfLog, halfTopicName } from './half-log.js';
 import { type TransactionEntry, TransactionStateMachine, transactionCodec } from './transaction-state.js';
@@ -29,26 +36,71 @@ export interface TransactionStoreOptions {
   /** fdatasync period of `__txn_half` (halves of `interval` topics). */
   flushIntervalMs: number;
   clock?: Clock;
+  /** False (a cluster member): the open writes nothing to `__transactions`. Default true. */
+  writeAtOpen?: boolean;
 }
 
 export class TransactionStore {
   readonly partition: StateLogPartition;
-  readonly state: StateLog<TransactionEntry>;
-  readonly machine: TransactionStateMachine;
   readonly halfPartition: StateLogPartition;
   readonly halves: HalfLog;
+  private stateLog: StateLog<TransactionEntry>;
+  private stateMachine: TransactionStateMachine;
+  private readonly snapshotBytesMin: number;
+  private readonly clock: Clock | undefined;
 
   private constructor(
     partition: StateLogPartition,
     state: StateLog<TransactionEntry>,
     machine: TransactionStateMachine,
     halfPartition: StateLogPartition,
+    options: TransactionStoreOptions,
   ) {
     this.partition = partition;
-    this.state = state;
-    this.machine = machine;
+    this.stateLog = state;
+    this.stateMachine = machine;
     this.halfPartition = halfPartition;
     this.halves = new HalfLog(halfPartition.log);
+    this.snapshotBytesMin = options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault;
+    this.clock = options.clock;
+  }
+
+  /** The running state log (a new one after `reopen`). */
+  get state(): StateLog<TransactionEntry> {
+    return this.stateLog;
+  }
+
+  /** The machine of the running state log. */
+  get machine(): TransactionStateMachine {
+    return this.stateMachine;
+  }
+
+  /** Refuses every later write to `__transactions` at once (queued ones reject with `error`). */
+  detach(error: unknown): void {
+    this.stateLog.detach(error);
+  }
+
+  /**
+   * Recovers the state again from `__transactions` as it is now (snapshot + replay) into a new
+   * machine, written through a new state log with the old one's hooks. Call after `detach`.
+   */
+  reopen(): void {
+    const previous = this.stateLog;
+    const machine = new TransactionStateMachine();
+    const clock = this.clock;
+    const state = StateLog.open({
+      name: previous.name,
+      log: this.partition.log,
+      machine,
+      codec: transactionCodec,
+      snapshotBytesMin: this.snapshotBytesMin,
+      ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
+    });
+    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
+    state.onAppend = previous.onAppend;
+    state.replicate = previous.replicate;
+    this.stateLog = state;
+    this.stateMachine = machine;
   }
 
   static async open(options: TransactionStoreOptions): Promise<TransactionStore> {
@@ -76,11 +128,17 @@ export class TransactionStore {
         spareSegment: false,
         ...common,
       });
-      return new TransactionStore(partition, state, machine, {
-        log: halfLog,
-        directory,
-        segmentBytes: halfSegmentBytes,
-      });
+      return new TransactionStore(
+        partition,
+        state,
+        machine,
+        {
+          log: halfLog,
+          directory,
+          segmentBytes: halfSegmentBytes,
+        },
+        options,
+      );
     } catch (error) {
       await halfLog?.close().catch(() => undefined);
       await partition.log.close().catch(() => undefined);

@@ -3,7 +3,7 @@
  * "Internal state logs as partitions"). A `ReplicaManager` around the data plane's: the control plane
  * calls it, it forwards every call and, for the partitions of a service's internal topics
  * (replicated-state-topics.ts, one group per service; today `__consumer_offsets`, the group
- * coordinator), starts and stops the service as followed-services.ts states (it runs only while
+ * coordinator, and `__transactions` + `__txn_half`, the transaction coordinator), starts and stops the service as followed-services.ts states (it runs only while
  * this broker leads every topic of its group, at their current epochs):
  *
  * - before the data plane is told anything that ends this broker's leadership at the epoch the
@@ -20,7 +20,7 @@
  *
  * `check(opcode)` (`BrokerApi.coordinators`) refuses what this broker does not serve: NOT_COORDINATOR
  * (retriable) for a group request while another broker leads `__consumer_offsets`, INVALID_ARGUMENT
- * for the services that do not follow leadership yet (queues, transactions, delay stats), whose
+ * for the services that do not follow leadership yet (queues, delay stats), whose
  * state would otherwise be silently local to one broker. INIT_PRODUCER is served by every broker:
  * producer ids come from etcd (producer-id-blocks.ts, `useProducerIds`), and each partition leader
  * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster), and
@@ -33,6 +33,7 @@ import type { GroupCoordinator } from '../../broker/groups/group-coordinator.js'
 import type { Partition } from '../../broker/partition.js';
 import type { BrokerProducers } from '../../broker/producers/broker-producers.js';
 import type { ProducerIdSource } from '../../broker/producers/producer-id-source.js';
+import type { BrokerTransactions } from '../../broker/transactions/broker-transactions.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
   type CoordinatorGate,
@@ -52,6 +53,7 @@ export interface LeadershipBroker {
   readonly delay: BrokerDelay;
   readonly dedup: BrokerDedup;
   readonly producers: BrokerProducers;
+  readonly transactions: BrokerTransactions;
 }
 
 const notInClusterYet = 'does not run in cluster mode yet (its state is not replicated: docs/CLUSTER.md)';
@@ -84,6 +86,20 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     this.followed.follow(serviceTopics('groups'), {
       stop: (why) => groups.stopCoordinating(why),
       start: () => groups.startCoordinating(),
+    });
+    // The transaction coordinator (cl-txn): `__transactions` (anchor) and `__txn_half`; commits copy
+    // halves into data partitions through the term's forwarder.
+    const transactions = broker.transactions;
+    const [transactionsTopic, halfTopic] = serviceTopics('transactions').topics as [string, string];
+    const transactionsLog = broker.topics.partitionOf(transactionsTopic, 0);
+    const halfLog = broker.topics.partitionOf(halfTopic, 0);
+    transactions.replicateWrites(
+      (endOffset) => replicatedOnInSyncReplicas(transactionsLog, endOffset),
+      (endOffset) => replicatedOnInSyncReplicas(halfLog, endOffset),
+    );
+    this.followed.follow(serviceTopics('transactions'), {
+      stop: (why) => transactions.stopServing(why),
+      start: (term) => transactions.startServing(forwarding.forwarder(term)),
     });
     broker.delay.refusal = new InvalidArgumentError(`delayed messages: the delay service ${notInClusterYet}`);
     // Msg-id dedup: each partition leader keeps its partition's index, rebuilt from the data log.
