@@ -82,6 +82,7 @@ import {
 } from '../../limits.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
 import { Opcode } from '../../protocol/opcodes.js';
+import { msgIdHeader } from '../../protocol/reserved-headers.js';
 import type { Session } from '../../protocol/session.js';
 import type {
   BeginTransactionRequest,
@@ -97,6 +98,7 @@ import type {
 } from '../../protocol/transaction-api.js';
 import type { AppendResult, LogStore } from '../../storage/log-store.js';
 import type { BrokerTopics } from '../broker-topics.js';
+import { batchMsgIds } from '../dedup/batch-msg-ids.js';
 import { checkDelayedBatch } from '../delay/broker-delay.js';
 import type { DiskReserve } from '../disk-reserve.js';
 import type { Lifecycle } from '../lifecycle.js';
@@ -845,6 +847,13 @@ export class BrokerTransactions implements TransactionService {
     if (fields.producerId !== -1) {
       throw new InvalidArgumentError(
         'idempotent batches (producerId >= 0) cannot be sent inside a transaction',
+      );
+    }
+    // Msg-id dedup does not apply to a commit's copies (on a single broker they are appended past
+    // it; in a cluster a forwarded copy with msgIds would be refused at the target): refused here.
+    if (this.topics.topicNamed(topic).config.dedupWindowMs > 0 && batchMsgIds(batch) !== null) {
+      throw new InvalidBatchError(
+        `topic '${topic}' deduplicates by msgId: a transaction's batch cannot carry msgIds (${msgIdHeader} headers); msg-id dedup does not apply inside transactions`,
       );
     }
     if (batch.length > transactionHalfBatchBytesMax) {

@@ -13,6 +13,7 @@ import { SpillwayError } from '../../../src/errors.js';
 import { BatchAttributes } from '../../../src/format/batch-header.js';
 import { encodeBatch } from '../../../src/format/record-batch.js';
 import { transactionBeginRecordDelayMs, transactionsOpenPerSessionMax } from '../../../src/limits.js';
+import { msgIdHeader } from '../../../src/protocol/reserved-headers.js';
 import type { Broker } from '../../../src/spillway-broker.js';
 import { openBroker, temporaryDirectory, valuesOf } from '../helpers.js';
 
@@ -442,6 +443,16 @@ describe('transactions', () => {
     expect(await codeOf(broker.transactions.begin(session, { group: 'g', checkAfterMs: 0 }))).toBe(
       'INVALID_ARGUMENT',
     );
+    // msgIds to a dedup topic: refused (dedup does not apply inside transactions); plain topics take the header.
+    await broker.topics.create('deduped', { partitions: 1, dedupWindowMs: 60_000 });
+    const withMsgId = encodeBatch([{ value: 'x', headers: [[msgIdHeader, 'm-1']] }]);
+    expect(await codeOf(broker.transactions.send(session, id, 'deduped', 0, withMsgId))).toBe(
+      'INVALID_BATCH',
+    );
+    expect(
+      await codeOf(broker.transactions.send(session, id, 'deduped', 0, encodeBatch([{ value: 'y' }]))),
+    ).toBe('none');
+    expect(await codeOf(broker.transactions.send(session, id, 'orders', 0, withMsgId))).toBe('none');
     // A plain produce of a transactional batch is refused: halves go through TXN_SEND.
     const transactional = encodeBatch([{ value: 'x' }], { attributes: BatchAttributes.transactional });
     expect(await codeOf(broker.messages.produce('orders', 0, transactional))).toBe('INVALID_BATCH');
