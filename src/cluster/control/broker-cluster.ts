@@ -16,6 +16,7 @@ import { replicationFactorDefaultMax } from '../../limits.js';
 import type { TopicConfig } from '../../protocol/broker-api.js';
 import type { ReplicaManager } from '../partition-role.js';
 import { ProducerIdBlocks, producerIdNamespace } from '../state-services/producer-id-blocks.js';
+import { ProducerNames } from '../state-services/producer-names.js';
 import { replicatedStateTopics } from '../state-services/replicated-state-topics.js';
 import { type LeadershipBroker, ServiceLeadership } from '../state-services/service-leadership.js';
 import { ClusterNode } from './cluster-node.js';
@@ -41,6 +42,8 @@ export class BrokerCluster {
     /** The services following their internal partition's leader; `check` is BrokerApi.coordinators. */
     readonly services: ServiceLeadership,
     broker: ClusterBroker,
+    /** The cluster-wide registry of named idempotent producers (producer-names.ts). */
+    readonly producerNames: ProducerNames,
   ) {
     this.topics = new ClusterTopics(node, broker.topics);
   }
@@ -84,13 +87,17 @@ export class BrokerCluster {
       log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
     });
     const services = replicaManager as ServiceLeadership;
-    services.useProducerIds(
-      new ProducerIdBlocks(node.etcdNamespace(producerIdNamespace(options.name ?? 'default'))),
-    );
-    return new BrokerCluster(node, services, services, broker);
+    const producerNamespace = node.etcdNamespace(producerIdNamespace(options.name ?? 'default'));
+    const ids = new ProducerIdBlocks(producerNamespace);
+    const log = options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`));
+    const names = new ProducerNames(producerNamespace, ids, { log });
+    names.start();
+    broker.producers.useProducerIds(ids, names);
+    return new BrokerCluster(node, services, services, broker, names);
   }
 
   async close(): Promise<void> {
+    await this.producerNames.close();
     await this.node.close();
     await this.replicaManager.close();
   }
