@@ -57,7 +57,7 @@ import type { Partition } from '../partition.js';
 import type { Topic } from '../topic.js';
 import type { ProducerIdSource } from './producer-id-source.js';
 import type { ProducerNameRegistry } from './producer-name-registry.js';
-import { lastSequenceOf, PartitionSequences } from './producer-sequences.js';
+import { lastSequenceOf, PartitionSequences, type ProducerOnPartition } from './producer-sequences.js';
 import {
   nextIdKey,
   type ProducerRecord,
@@ -177,6 +177,11 @@ export class BrokerProducers implements ProducerService {
       replayedPartitions: this.replayed.partitions,
       replayedSlices: this.replayed.slices,
     };
+  }
+
+  /** The sequence state held for `target` (its producers by id), if any (describe, tests). */
+  partitionState(target: Partition): ReadonlyMap<number, ProducerOnPartition> | undefined {
+    return this.sequences.get(target)?.producers;
   }
 
   /**
@@ -409,16 +414,16 @@ export class BrokerProducers implements ProducerService {
    */
   private async initInCluster(request: InitProducerRequest): Promise<InitProducerResult> {
     const { ids, names } = this.cluster!;
-    if (ids === null || names === null) {
+    const name = request.name ?? null;
+    if (ids === null || (name !== null && names === null)) {
       throw new ClusterUnavailableError(
         'this broker has not joined the cluster yet: no producer ids to give',
       );
     }
-    const name = request.name ?? null;
     const result =
       name === null
         ? { producerId: await ids.nextProducerId(), producerEpoch: 0 }
-        : await names.register(name);
+        : await names!.register(name);
     this.lifecycle.assertOpen();
     return result;
   }

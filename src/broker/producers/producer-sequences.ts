@@ -26,6 +26,11 @@ import type { SequenceSnapshot, SnapshotProducer } from './producer-state-store.
 
 /** Bytes of the log one read of a replay takes (whole batches; only their headers are looked at). */
 const replayReadBytes = 1 << 20;
+/**
+ * The same for a slice (`replaySlice` with a finite batchesMax): a slice ends after the read that
+ * reaches batchesMax, so it may go past it by one read's batches (64 KiB: ~800 of the smallest).
+ */
+const sliceReadBytes = 64 * 1024;
 
 /** The sequence after `sequence` (sequences wrap from 2^31 - 1 to 0). */
 export function nextSequence(sequence: number): number {
@@ -208,8 +213,8 @@ export class PartitionSequences {
   }
 
   /**
-   * `replay` of at most about `batchesMax` batch headers (whole reads of the log: it may go past it
-   * by one read's batches): from `from` (or the log start, if the log no longer has it) towards the
+   * `replay` of about `batchesMax` batch headers (whole reads of the log: it may go past it by one
+   * read's batches): from `from` (or the log start, if the log no longer has it) towards the
    * log's end now. Returns the batches read and the offset to go on from (at or past the end: done).
    */
   replaySlice(
@@ -221,9 +226,10 @@ export class PartitionSequences {
     const start = Math.max(from, log.logStartOffset);
     let offset = start;
     const end = log.logEndOffset;
+    const readBytes = batchesMax === Number.POSITIVE_INFINITY ? replayReadBytes : sliceReadBytes;
     let batches = 0;
     while (offset < end && batches < batchesMax) {
-      const read = log.read(offset, replayReadBytes, end);
+      const read = log.read(offset, readBytes, end);
       if (read.batchCount === 0) return { batches, next: end };
       const bytes = read.bytes;
       let position = 0;
