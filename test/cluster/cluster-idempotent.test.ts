@@ -17,23 +17,24 @@
  *   answered with its first offsets and not written again (the new leader rebuilt the producer's
  *   sequences from the replicated batch headers).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
 import type { SendResult } from '../../src/client/producer.js';
 import { WebSocketTransport } from '../../src/client/websocket-transport.js';
 import type { PartitionRecord } from '../../src/cluster/control/cluster-records.js';
 import { encodeBatch } from '../../src/format/record-batch.js';
 import { Opcode } from '../../src/protocol/opcodes.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-import { ClusterProcesses, waitFor } from './harness/cluster-processes.js';
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { useClusterProcesses } from './harness/cluster-fixture.js';
+import type { ClusterProcesses } from './harness/cluster-processes.js';
 import { checkHistory, describeViolations } from './harness/history-checker.js';
 import { readPartition } from './harness/leader-router.js';
 import { OperationHistory, type ProduceOperation } from './harness/operation-history.js';
+import { waitFor } from './harness/wait-for.js';
 
 const topic = 'idem';
 const partitions = [0, 1];
 
-let etcd: TestEtcd;
 let cluster: ClusterProcesses;
 
 async function rawConnect(url: string): Promise<WebSocketTransport> {
@@ -83,14 +84,9 @@ let instance2 = { producerId: -1, producerEpoch: -1 };
 let instance2Last = { baseOffset: -1, lastOffset: -1 };
 
 describe.skipIf(etcdMissing)(`idempotent producers in a cluster (skipped if ${etcdSkipReason})`, () => {
+  const fixture = useClusterProcesses({ brokerIds: [1, 2, 3], name: 'idem', sessionTimeoutMs: 1000 });
   beforeAll(async () => {
-    etcd = await startEtcd();
-    cluster = await ClusterProcesses.start({
-      etcd,
-      brokerIds: [1, 2, 3],
-      name: 'idem',
-      sessionTimeoutMs: 1000,
-    });
+    cluster = fixture.cluster;
     await cluster.createTopic(topic, {
       partitions: partitions.length,
       replicationFactor: 3,
@@ -99,11 +95,6 @@ describe.skipIf(etcdMissing)(`idempotent producers in a cluster (skipped if ${et
     });
     await cluster.waitHealthy(topic, 3);
   }, 60_000);
-
-  afterAll(async () => {
-    await cluster?.close();
-    await etcd?.close();
-  });
 
   test('INIT_PRODUCER on any broker: ids unique in the cluster', async () => {
     const ids: number[] = [];

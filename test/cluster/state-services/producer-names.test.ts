@@ -5,7 +5,7 @@
  * retention can be swept; a name at the largest epoch moves to a new id; a record this version
  * cannot read and an unreachable etcd are typed errors.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { connectEtcd } from '../../../src/cluster/control/etcd-call.js';
 import {
   ProducerIdBlocks,
@@ -18,20 +18,15 @@ import {
   producerNameKey,
 } from '../../../src/cluster/state-services/producer-names.js';
 import { producerEpochMax } from '../../../src/limits.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from '../etcd-server.js';
-import { waitFor } from '../harness/cluster-processes.js';
+import { etcdMissing, etcdSkipReason } from '../etcd-server.js';
+import { useEtcd } from '../harness/cluster-fixture.js';
+import { waitFor } from '../harness/wait-for.js';
 
 describe.skipIf(etcdMissing)(`producer names in etcd (skipped if ${etcdSkipReason})`, () => {
-  let etcd: TestEtcd;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-  }, 30_000);
-  afterAll(async () => {
-    await etcd?.close();
-  });
+  const fixture = useEtcd();
 
   test('racing registrations of one name: one id, distinct epochs; each broker sees the newest epoch', async () => {
-    const clients = [connectEtcd(etcd.url), connectEtcd(etcd.url)];
+    const clients = [connectEtcd(fixture.etcd.url), connectEtcd(fixture.etcd.url)];
     const registries = clients.map((client) => {
       const namespace = client.namespace(producerIdNamespace('race'));
       return new ProducerNames(namespace, new ProducerIdBlocks(namespace, 10));
@@ -70,7 +65,7 @@ describe.skipIf(etcdMissing)(`producer names in etcd (skipped if ${etcdSkipReaso
   }, 30_000);
 
   test('at most namesMax names; names unused for the retention are swept to make room', async () => {
-    const client = connectEtcd(etcd.url);
+    const client = connectEtcd(fixture.etcd.url);
     const namespace = client.namespace(producerIdNamespace('cap'));
     let nowMs = 1_000_000;
     const registry = new ProducerNames(namespace, new ProducerIdBlocks(namespace, 10), {
@@ -108,7 +103,7 @@ describe.skipIf(etcdMissing)(`producer names in etcd (skipped if ${etcdSkipReaso
   }, 30_000);
 
   test('the largest epoch moves the name to a new id; unreadable records and no etcd are typed errors', async () => {
-    const client = connectEtcd(etcd.url);
+    const client = connectEtcd(fixture.etcd.url);
     const namespace = client.namespace(producerIdNamespace('edge'));
     const registry = new ProducerNames(namespace, new ProducerIdBlocks(namespace, 10));
     try {
