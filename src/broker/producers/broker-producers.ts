@@ -24,12 +24,16 @@
  *    with producerBatchesRememberedMax batches per partition it wrote to; a producer idle for
  *    idleExpiryMs is dropped (its id then gets UNKNOWN_PRODUCER_ID).
  *  - Cluster mode (`joinCluster`, docs/CLUSTER.md "Built: idempotent producers"): producer ids come
- *    from the cluster (`ProducerIdSource`, unique cluster-wide) and nothing is written to
+ *    from the cluster (`ProducerIdSource`, unique cluster-wide), named producers' (id, epoch) from
+ *    the cluster-wide registry (`ProducerNameRegistry`), and nothing is written to
  *    `__producer_state`; a partition's state is rebuilt from its local log's batch headers (log start
- *    to log end, in the turn of the check) on the first idempotent batch of each leadership
- *    (`Partition.replica`, a new role object per leader epoch), so a new leader has every batch the
- *    old one acknowledged with acks 'all'. A producer without state on the partition is taken from
- *    sequence 0 (else UNKNOWN_PRODUCER_ID), an epoch older than the partition's is fenced. A repeat is
+ *    to log end) on the first idempotent batch of each leadership (`Partition.replica`, a new role
+ *    object per leader epoch), so a new leader has every batch the old one acknowledged with acks
+ *    'all'. The rebuild reads producerRebuildBatchesPerSlice headers per event-loop turn; the
+ *    partition's idempotent batches wait for it (at most producerRebuildWaitersMax, then
+ *    BACKPRESSURE) and are then admitted again (NOT_LEADER if the leadership moved). A producer
+ *    without state on the partition is taken from sequence 0 (else UNKNOWN_PRODUCER_ID); an epoch
+ *    older than the partition's, or than the registry's for a named id, is fenced. A repeat is
  *    answered once replicated as `options` asks (acks), like a first append.
  * Single-threaded (one event loop).
  */
@@ -199,10 +203,10 @@ export class BrokerProducers implements ProducerService {
   }
 
   /** Cluster mode: the source of producer ids and the name registry (given once the cluster is joined). */
-  useProducerIds(ids: ProducerIdSource, names: ProducerNameRegistry | null = null): void {
+  useProducerIds(ids: ProducerIdSource, names?: ProducerNameRegistry): void {
     if (this.cluster === null) return;
     this.cluster.ids = ids;
-    this.cluster.names = names;
+    if (names !== undefined) this.cluster.names = names;
   }
 
   async initProducer(request: InitProducerRequest): Promise<InitProducerResult> {
