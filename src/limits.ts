@@ -572,3 +572,21 @@ export const producerSpareBatchBuffersMax = 64;
  * refused (UNKNOWN_TRANSACTION; the client reserves new ids).
  */
 export const transactionEarlierIdsBegunMax = 1_000_000;
+// Named idempotent producers in a cluster and the producer-state rebuild (cl-names, docs/CLUSTER.md
+// "Built: idempotent producers"; src/cluster/state-services/producer-names.ts).
+/** Cluster: producer names (producerName) the cluster-wide registry in etcd holds at most. */
+export const producerNamesMax = 10_000;
+/**
+ * Cluster: a name is kept at least this long after its last INIT_PRODUCER; only names unused this
+ * long are removed, and only to make room for a new name when producerNamesMax are held.
+ */
+export const producerNameRetentionMs = 7 * 24 * 60 * 60 * 1000;
+/** Cluster: names read per etcd request when the registry is loaded or swept. */
+export const producerNamesPageSize = 500;
+/**
+ * Cluster: batch headers a new leader reads per event-loop turn when it rebuilds a partition's
+ * producer state from its log (~1.5 µs each: ~6 ms per turn); it yields between slices.
+ */
+export const producerRebuildBatchesPerSlice = 4_096;
+/** Cluster: idempotent batches that may wait for one partition's rebuild; more get BACKPRESSURE (retriable). */
+export const producerRebuildWaitersMax = 1_024;

@@ -9,74 +9,33 @@
  *   partition's leader: no send rejects, every acknowledged message is read once, in order, at its
  *   acknowledged offset, by both consumers.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
 import type { SendResult } from '../../src/client/producer.js';
-import { BrokerProcess, ensureBuilt, freePort, runCli } from '../cli/cli-process.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-
-const waitBoundMs = 30_000;
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + waitBoundMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+import { runCli } from '../cli/cli-process.js';
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { useClusterProcesses } from './harness/cluster-fixture.js';
+import { retrying, waitFor } from './harness/wait-for.js';
 
 interface Member {
   id: number;
-  process: BrokerProcess;
   url: string;
 }
 
 describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdSkipReason})`, () => {
-  let etcd: TestEtcd;
-  let directory: string;
-  const members: Member[] = [];
-
-  beforeAll(async () => {
-    ensureBuilt();
-    directory = mkdtempSync(join(tmpdir(), 'spillway-cluster-client-'));
-    etcd = await startEtcd();
-    const configFile = join(directory, 'cluster.json');
-    writeFileSync(configFile, JSON.stringify({ clusterName: 'client', clusterSessionTimeoutMs: 1000 }));
-    await Promise.all(
-      [1, 2, 3].map(async (id) => {
-        const port = await freePort();
-        const url = `ws://127.0.0.1:${port}`;
-        const process = await BrokerProcess.start(
-          [
-            '--data-dir',
-            join(directory, `broker-${id}`),
-            '--cluster',
-            etcd.url,
-            '--broker-id',
-            String(id),
-            '--advertise',
-            url,
-            '--config',
-            configFile,
-          ],
-          { port, timeoutMs: 30_000 },
-        );
-        members.push({ id, process, url });
-      }),
-    );
-    members.sort((a, b) => a.id - b.id);
-  }, 60_000);
-
-  afterAll(async () => {
-    for (const member of members) await member.process.stop('SIGKILL').catch(() => undefined);
-    await etcd?.close();
-    rmSync(directory, { recursive: true, force: true });
+  // The CLI's default durability (interval), as a broker started without --durability.
+  const fixture = useClusterProcesses({
+    brokerIds: [1, 2, 3],
+    name: 'client',
+    sessionTimeoutMs: 1000,
+    durability: 'interval',
   });
+  const members: Member[] = [1, 2, 3].map((id) => ({
+    id,
+    get url(): string {
+      return fixture.cluster.broker(id).url;
+    },
+  }));
 
   test('topic create with the CLI and the client on any broker; every broker describes it', async () => {
     const created = await runCli(
@@ -117,10 +76,14 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
       expect(made.replicationFactor).toBe(2);
       expect(made.minInSyncReplicas).toBe(2);
       expect(made.partitions.every((p) => p.leaderId !== undefined && p.leaderId > 0)).toBe(true);
-      const seen = await waitFor('broker 3 to see cli-made', async () => {
-        const topic = await sw.admin.describeTopic('cli-made');
-        return topic.partitions.every((p) => (p.leaderId ?? -1) > 0) ? topic : undefined;
-      });
+      const seen = await waitFor(
+        'broker 3 to see cli-made',
+        async () => {
+          const topic = await sw.admin.describeTopic('cli-made');
+          return topic.partitions.every((p) => (p.leaderId ?? -1) > 0) ? topic : undefined;
+        },
+        retrying,
+      );
       expect(seen.replicationFactor).toBe(3);
       expect((await sw.admin.listTopics()).map((topic) => topic.name)).toEqual(
         expect.arrayContaining(['cli-made', 'client-made']),
@@ -147,8 +110,11 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
       await sw.admin.deleteTopic('client-made');
       const other = await Spillway.connect(members[0]!.url);
       try {
-        await waitFor('broker 1 to forget client-made', async () =>
-          (await other.admin.listTopics()).some((topic) => topic.name === 'client-made') ? undefined : true,
+        await waitFor(
+          'broker 1 to forget client-made',
+          async () =>
+            (await other.admin.listTopics()).some((topic) => topic.name === 'client-made') ? undefined : true,
+          retrying,
         );
         await expect(other.admin.describeTopic('client-made')).rejects.toMatchObject({
           code: 'UNKNOWN_TOPIC',
@@ -164,19 +130,27 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
   test('producer (acks all), log consumer and group consumer ride through a leader SIGKILL', async () => {
     const admin = await Spillway.connect(members[0]!.url);
     await admin.admin.createTopic('ride', { partitions: 1, replicationFactor: 3, minInSyncReplicas: 2 });
-    const placed = await waitFor('all three replicas in sync', async () => {
-      const partition = (await admin.admin.metadata(['ride'])).partitions[0];
-      return partition !== undefined && partition.leaderId > 0 && partition.isr.length === 3
-        ? partition
-        : undefined;
-    });
+    const placed = await waitFor(
+      'all three replicas in sync',
+      async () => {
+        const partition = (await admin.admin.metadata(['ride'])).partitions[0];
+        return partition !== undefined && partition.leaderId > 0 && partition.isr.length === 3
+          ? partition
+          : undefined;
+      },
+      retrying,
+    );
     // Where the group's coordinator runs (the leader of __consumer_offsets): when it is the broker
     // killed below, the new coordinator restores the group consumer's membership (printed at the end;
     // test/cluster/group-failover.test.ts makes that case on purpose).
-    const coordinatorId = await waitFor('the group coordinator placed', async () => {
-      const partition = (await admin.admin.metadata(['__consumer_offsets'])).partitions[0];
-      return partition !== undefined && partition.leaderId > 0 ? partition.leaderId : undefined;
-    });
+    const coordinatorId = await waitFor(
+      'the group coordinator placed',
+      async () => {
+        const partition = (await admin.admin.metadata(['__consumer_offsets'])).partitions[0];
+        return partition !== undefined && partition.leaderId > 0 ? partition.leaderId : undefined;
+      },
+      retrying,
+    );
     await admin.close();
     const leader = members.find((member) => member.id === placed.leaderId)!;
     const other = members.find((member) => member !== leader)!;
@@ -212,7 +186,7 @@ describe.skipIf(etcdMissing)(`clients and admin in a cluster (skipped if ${etcdS
     let firstAfterKillMs = 0;
     for (let sent = 0; sent < total; sent += 20) {
       if (sent === killAt) {
-        await leader.process.stop('SIGKILL');
+        await fixture.cluster.kill(leader.id);
         killedAtMs = Date.now();
       }
       // 20 sends in one batch, then the next: order between batches is the send order.

@@ -6,74 +6,28 @@
  * with a higher epoch; the client produces to it; the new leader and the surviving follower hold
  * every acknowledged message once, in order, byte for byte the same log.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { freePort } from '../../bench/peers/server-process.js';
+import { describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
-import { Broker } from '../../src/spillway-broker.js';
 import { readAll } from '../broker/helpers.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-
-const waitBoundMs = 30_000;
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + waitBoundMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-interface Member {
-  id: number;
-  broker: Broker;
-  url: string;
-}
-
-let directory: string;
-beforeAll(() => {
-  directory = mkdtempSync(join(tmpdir(), 'spillway-cluster-e2e-'));
-});
-afterAll(() => {
-  rmSync(directory, { recursive: true, force: true });
-});
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { InProcessCluster, type InProcessMember as Member, useEtcd } from './harness/cluster-fixture.js';
+import { metadataPlacement } from './harness/placement.js';
+import { waitFor } from './harness/wait-for.js';
 
 describe.skipIf(etcdMissing)(
   `a replicated topic across a leader change (skipped if ${etcdSkipReason})`,
   () => {
-    let etcd: TestEtcd;
-    const members: Member[] = [];
-    beforeAll(async () => {
-      etcd = await startEtcd();
-    });
-    afterAll(async () => {
-      for (const member of members) await member.broker.close().catch(() => undefined);
-      await etcd?.close();
-    });
+    const fixture = useEtcd();
 
     test('acks all survive the leader leaving; the new leader comes from the ISR with a higher epoch', async () => {
-      for (const id of [1, 2, 3]) {
-        const port = await freePort();
-        const url = `ws://127.0.0.1:${port}`;
-        const broker = await Broker.open({
-          dataDir: join(directory, `broker-${id}`),
-          durability: 'interval',
-          cluster: {
-            etcd: etcd.url,
-            brokerId: id,
-            advertise: url,
-            name: 'e2e',
-            sessionTimeoutMs: 1000,
-            log: () => {},
-          },
-        });
-        await broker.listen({ host: '127.0.0.1', port });
-        members.push({ id, broker, url });
-      }
+      const cluster = await InProcessCluster.start({
+        etcd: fixture.etcd,
+        brokerIds: [1, 2, 3],
+        name: 'e2e',
+        durability: 'interval',
+      });
+      fixture.onClose(() => cluster.close());
+      const members = cluster.members;
       await members[0]!.broker.cluster!.node.admin.createTopic('orders', {
         partitions: 1,
         replicationFactor: 3,
@@ -81,15 +35,11 @@ describe.skipIf(etcdMissing)(
         config: { durability: 'interval' },
       });
 
-      const probe = await Spillway.connect(members[0]!.url);
-      const placed = await waitFor('a leader with all three replicas in sync', async () => {
-        const metadata = await probe.admin.metadata(['orders']);
-        const partition = metadata.partitions.find((p) => p.topic === 'orders' && p.partition === 0);
-        return partition !== undefined && partition.leaderId > 0 && partition.isr.length === 3
-          ? partition
-          : undefined;
-      });
-      await probe.close();
+      const placed = await metadataPlacement(
+        members[0]!.url,
+        'orders',
+        (partition) => partition.leaderId > 0 && partition.isr.length === 3,
+      );
 
       const sent: string[] = [];
       const produceTo = async (member: Member, from: number, count: number): Promise<void> => {
@@ -108,21 +58,17 @@ describe.skipIf(etcdMissing)(
       await produceTo(leader, 0, 300);
 
       // The leader leaves: its session is revoked at close, the controller elects another ISR member.
-      await leader.broker.close();
-      const survivors = members.filter((member) => member !== leader);
-      const probe2 = await Spillway.connect(survivors[0]!.url);
-      const moved = await waitFor('a new leader', async () => {
-        const metadata = await probe2.admin.metadata(['orders']);
-        const partition = metadata.partitions.find((p) => p.topic === 'orders' && p.partition === 0);
-        return partition !== undefined &&
+      await cluster.leave(leader);
+      const survivors = [...members];
+      const moved = await metadataPlacement(
+        survivors[0]!.url,
+        'orders',
+        (partition) =>
           partition.leaderId > 0 &&
           partition.leaderId !== leader.id &&
           partition.leaderEpoch > placed.leaderEpoch &&
-          partition.isr.length >= 2
-          ? partition
-          : undefined;
-      });
-      await probe2.close();
+          partition.isr.length >= 2,
+      );
       expect(placed.isr).toContain(moved.leaderId);
 
       const newLeader = survivors.find((member) => member.id === moved.leaderId)!;

@@ -16,19 +16,22 @@
  * acknowledged value at its offset in what consumers read, one sequence for all replicas, real-time
  * order per partition, no copies beyond the resends.
  *
- * Rounds per test: SPILLWAY_CLUSTER_ROUNDS (default 20, as the issue asks; fewer for a quick local run).
+ * Rounds per test: SPILLWAY_CLUSTER_ROUNDS (default 20, the issue's; fewer for a quick local run).
+ * The three scenarios share one round loop (`failoverRounds`) and one cluster (harness/cluster-fixture.ts).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
 import type { Producer } from '../../src/client/producer.js';
 import type { PartitionRecord } from '../../src/cluster/control/cluster-records.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-import { ClusterProcesses, waitFor } from './harness/cluster-processes.js';
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { useClusterProcesses } from './harness/cluster-fixture.js';
+import type { ClusterProcesses } from './harness/cluster-processes.js';
 import { checkHistory, describeViolations } from './harness/history-checker.js';
 import { errorCode, LeaderRouter, readPartition } from './harness/leader-router.js';
 import { OperationHistory } from './harness/operation-history.js';
 import { ProduceLoad } from './harness/produce-load.js';
 import { readEveryReplica, summary } from './harness/settle.js';
+import { waitFor } from './harness/wait-for.js';
 
 const rounds = Number(process.env['SPILLWAY_CLUSTER_ROUNDS'] ?? 20);
 if (!Number.isSafeInteger(rounds) || rounds < 1)
@@ -40,31 +43,8 @@ const testBoundMs = 60_000 + rounds * 20_000;
 /** Network partition rounds: one per five kill rounds (each costs a session timeout and an etcd reconnection). */
 const partitionRounds = Math.max(1, Math.floor(rounds / 5));
 
-/**
- * One cluster for the three tests (each on its own topic), every broker behind proxies (passing
- * traffic unless test C isolates one): a cluster start costs ~10 s on the loaded CI machine.
- */
-let etcd: TestEtcd;
+/** The cluster of the three tests (harness/cluster-fixture.ts, set up in the describe below). */
 let cluster: ClusterProcesses;
-beforeAll(async () => {
-  if (etcdMissing) return;
-  etcd = await startEtcd();
-  cluster = await ClusterProcesses.start({
-    etcd,
-    brokerIds: [1, 2, 3],
-    name: 'failures',
-    sessionTimeoutMs: 1000,
-    durability: 'always',
-    proxied: [1, 2, 3],
-  });
-}, 90_000);
-afterAll(async () => {
-  // SPILLWAY_CLUSTER_KEEP=1 keeps the brokers' data and logs (the path is printed).
-  const keep = process.env['SPILLWAY_CLUSTER_KEEP'] === '1';
-  if (keep && cluster !== undefined) console.log(`cluster data and logs kept in ${cluster.directory}`);
-  await cluster?.close({ keepDirectory: keep });
-  await etcd?.close();
-});
 
 interface Run {
   router: LeaderRouter;
@@ -170,27 +150,82 @@ async function waitForAcks(load: ProduceLoad, atLeast: number): Promise<void> {
   await waitFor(`${atLeast} acknowledgements`, () => (load.acked >= atLeast ? true : undefined));
 }
 
+interface Round {
+  round: number;
+  /** The partition whose leader fails this round. */
+  partition: number;
+  history: OperationHistory;
+  phases: Phases;
+  /** Failure -> new leader in etcd, ms, one per round (the failure pushes it). */
+  failovers: number[];
+}
+
+/**
+ * The round loop of the three scenarios: a run on its own topic under load; each round, once every
+ * partition's leader has a live in-sync follower and `acksPerRound` more writes were acknowledged,
+ * `fail` fails the leader of the round's partition (and records what it saw); then `afterRounds`,
+ * the checks of `finish`, and one line of figures: `describe(failover summary)`, then the time per phase.
+ */
+async function failoverRounds(
+  name: string,
+  count: number,
+  fail: (round: Round) => Promise<void>,
+  describe: (failovers: string) => string,
+  afterRounds: () => Promise<void> = async () => undefined,
+): Promise<void> {
+  const started = performance.now();
+  const phases = new Phases();
+  const run = await startRun(name);
+  phases.mark('start');
+  const { history, load } = run;
+  const failovers: number[] = [];
+  try {
+    for (let round = 0; round < count; round++) {
+      // Sound to fail a leader once every partition's leader has a live in-sync follower (the next
+      // leader); an earlier victim may still be restarting.
+      await cluster.waitLeadable(name, 2);
+      phases.mark('leadable');
+      await waitForAcks(load, load.acked + acksPerRound);
+      phases.mark('acks');
+      const partition = partitions[round % partitions.length] as number;
+      await fail({ round, partition, history, phases, failovers });
+    }
+    await afterRounds();
+    phases.mark('rounds');
+    await finish(run, name, count);
+    phases.mark('finish');
+  } finally {
+    await run.load.stop();
+    await run.router.close();
+  }
+  console.log(
+    `${describe(summary(failovers))}; test ${Math.round(performance.now() - started)} ms (${phases})`,
+  );
+}
+
 describe.skipIf(etcdMissing)(`leader failures under acks 'all' load (skipped if ${etcdSkipReason})`, () => {
+  // One cluster for the three tests (each on its own topic), every broker behind proxies (passing
+  // traffic unless test C isolates one): a cluster start costs ~10 s on the loaded CI machine.
+  const fixture = useClusterProcesses({
+    brokerIds: [1, 2, 3],
+    name: 'failures',
+    sessionTimeoutMs: 1000,
+    durability: 'always',
+    proxied: [1, 2, 3],
+  });
+  beforeAll(() => {
+    cluster = fixture.cluster;
+  });
+
   test(
     `A: leader SIGKILLed and restarted, ${rounds} rounds: nothing acknowledged lost or reordered`,
     async () => {
-      const started = performance.now();
-      const phases = new Phases();
       const name = 'kills';
-      const run = await startRun(name);
-      phases.mark('start');
-      const { history, load } = run;
-      const failovers: number[] = [];
-      try {
-        const restarts = new Map<number, Promise<void>>();
-        for (let round = 0; round < rounds; round++) {
-          // Sound to kill once every partition's leader has a live in-sync follower (the next leader);
-          // an earlier victim may still be restarting.
-          await cluster.waitLeadable(name, 2);
-          phases.mark('leadable');
-          await waitForAcks(load, load.acked + acksPerRound);
-          phases.mark('acks');
-          const partition = partitions[round % partitions.length] as number;
+      const restarts = new Map<number, Promise<void>>();
+      await failoverRounds(
+        name,
+        rounds,
+        async ({ round, partition, history, phases, failovers }) => {
           const before = (await cluster.waitLeadable(name, 2))[partition] as PartitionRecord;
           const victim = before.leaderId;
           const killedAt = performance.now();
@@ -203,18 +238,12 @@ describe.skipIf(etcdMissing)(`leader failures under acks 'all' load (skipped if 
           history.read(partition, `broker ${moved.leaderId} (new leader, round ${round})`, read.records);
           // The killed broker restarts while the next rounds run.
           restarts.set(victim, cluster.restart(victim));
-        }
-        await Promise.all(restarts.values());
-        console.log(`broker starts (spawn -> listening): ${summary(cluster.startDurations)}`);
-        phases.mark('rounds');
-        await finish(run, name, rounds);
-        phases.mark('finish');
-      } finally {
-        await run.load.stop();
-        await run.router.close();
-      }
-      console.log(
-        `A (SIGKILL, ${rounds} rounds): kill -> new leader in etcd ${summary(failovers)}; test ${Math.round(performance.now() - started)} ms (${phases})`,
+        },
+        (failovers) => `A (SIGKILL, ${rounds} rounds): kill -> new leader in etcd ${failovers}`,
+        async () => {
+          await Promise.all(restarts.values());
+          console.log(`broker starts (spawn -> listening): ${summary(cluster.startDurations)}`);
+        },
       );
     },
     testBoundMs,
@@ -223,21 +252,12 @@ describe.skipIf(etcdMissing)(`leader failures under acks 'all' load (skipped if 
   test(
     `B: leader SIGSTOPped past its session, written to while deposed, SIGCONTed, ${rounds} rounds: a zombie acknowledges nothing that vanishes`,
     async () => {
-      const started = performance.now();
-      const phases = new Phases();
       const name = 'zombies';
-      const run = await startRun(name);
-      phases.mark('start');
-      const { history, load } = run;
-      const failovers: number[] = [];
       const zombieOutcomes = new Map<string, number>();
-      try {
-        for (let round = 0; round < rounds; round++) {
-          await cluster.waitLeadable(name, 2);
-          phases.mark('leadable');
-          await waitForAcks(load, load.acked + acksPerRound);
-          phases.mark('acks');
-          const partition = partitions[round % partitions.length] as number;
+      await failoverRounds(
+        name,
+        rounds,
+        async ({ round, partition, history, phases, failovers }) => {
           // A client of the leader's own, connected before the pause (as an application would be),
           // once the leader etcd names acknowledged a write (it knows it leads).
           const { before, direct, zombieProducer } = await connectToLeader(name, partition, round, history);
@@ -276,16 +296,9 @@ describe.skipIf(etcdMissing)(`leader failures under acks 'all' load (skipped if 
           );
           if (zombieRead !== undefined)
             history.read(partition, `broker ${victim} (resumed zombie, round ${round})`, zombieRead.records);
-        }
-        phases.mark('rounds');
-        await finish(run, name, rounds);
-        phases.mark('finish');
-      } finally {
-        await run.load.stop();
-        await run.router.close();
-      }
-      console.log(
-        `B (SIGSTOP, ${rounds} rounds): stop -> new leader in etcd ${summary(failovers)}; writes to the zombie: ${JSON.stringify(Object.fromEntries(zombieOutcomes))}; test ${Math.round(performance.now() - started)} ms (${phases})`,
+        },
+        (failovers) =>
+          `B (SIGSTOP, ${rounds} rounds): stop -> new leader in etcd ${failovers}; writes to the zombie: ${JSON.stringify(Object.fromEntries(zombieOutcomes))}`,
       );
     },
     testBoundMs,
@@ -294,21 +307,12 @@ describe.skipIf(etcdMissing)(`leader failures under acks 'all' load (skipped if 
   test(
     `C: the leader cut off by a network partition, ${partitionRounds} rounds: it loses leadership, nothing acknowledged is lost`,
     async () => {
-      const started = performance.now();
-      const phases = new Phases();
       const name = 'partitions';
-      const run = await startRun(name);
-      phases.mark('start');
-      const { history, load } = run;
-      const failovers: number[] = [];
       const isolatedOutcomes = new Map<string, number>();
-      try {
-        for (let round = 0; round < partitionRounds; round++) {
-          await cluster.waitLeadable(name, 2);
-          phases.mark('leadable');
-          await waitForAcks(load, load.acked + acksPerRound);
-          phases.mark('acks');
-          const partition = partitions[round % partitions.length] as number;
+      await failoverRounds(
+        name,
+        partitionRounds,
+        async ({ round, partition, history, phases, failovers }) => {
           // A client on the leader's side of the partition: it reaches the broker directly.
           const connected = await connectToLeader(name, partition, round, history, true);
           const { before, direct } = connected;
@@ -348,16 +352,9 @@ describe.skipIf(etcdMissing)(`leader failures under acks 'all' load (skipped if 
             history.read(partition, `broker ${victim} (isolated, round ${round})`, minorityRead.records);
           await direct.close();
           cluster.heal(victim);
-        }
-        phases.mark('rounds');
-        await finish(run, name, partitionRounds);
-        phases.mark('finish');
-      } finally {
-        await run.load.stop();
-        await run.router.close();
-      }
-      console.log(
-        `C (partition, ${partitionRounds} rounds): isolate -> new leader in etcd ${summary(failovers)}; writes on the minority side: ${JSON.stringify(Object.fromEntries(isolatedOutcomes))}; test ${Math.round(performance.now() - started)} ms (${phases})`,
+        },
+        (failovers) =>
+          `C (partition, ${partitionRounds} rounds): isolate -> new leader in etcd ${failovers}; writes on the minority side: ${JSON.stringify(Object.fromEntries(isolatedOutcomes))}`,
       );
     },
     testBoundMs,

@@ -10,32 +10,12 @@
  * keeps its member id, its generation and its partition with its position (it joined once), so no
  * message is delivered twice and none is lost.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
 import type { MetadataPartition } from '../../src/protocol/cluster-metadata-api.js';
-import { BrokerProcess, ensureBuilt, freePort } from '../cli/cli-process.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-
-const waitBoundMs = 30_000;
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + waitBoundMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-interface Member {
-  id: number;
-  process: BrokerProcess;
-  url: string;
-}
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { useClusterProcesses } from './harness/cluster-fixture.js';
+import { retrying, waitFor } from './harness/wait-for.js';
 
 const cases = [
   { name: 'the coordinator (another broker leads the data partition)', coordinatorLeads: false },
@@ -45,57 +25,27 @@ const cases = [
 describe.skipIf(etcdMissing).each(cases)(
   `a group consumer across a SIGKILL of $name (skipped if ${etcdSkipReason})`,
   ({ coordinatorLeads }) => {
-    let etcd: TestEtcd;
-    let directory: string;
-    const members: Member[] = [];
-
-    beforeAll(async () => {
-      ensureBuilt();
-      directory = mkdtempSync(join(tmpdir(), 'spillway-group-failover-'));
-      etcd = await startEtcd();
-      const configFile = join(directory, 'cluster.json');
-      writeFileSync(configFile, JSON.stringify({ clusterName: 'groups', clusterSessionTimeoutMs: 1000 }));
-      await Promise.all(
-        [1, 2, 3].map(async (id) => {
-          const port = await freePort();
-          const url = `ws://127.0.0.1:${port}`;
-          const process = await BrokerProcess.start(
-            [
-              ...['--data-dir', join(directory, `broker-${id}`), '--durability', 'interval'],
-              ...[
-                '--cluster',
-                etcd.url,
-                '--broker-id',
-                String(id),
-                '--advertise',
-                url,
-                '--config',
-                configFile,
-              ],
-            ],
-            { port, timeoutMs: 30_000 },
-          );
-          members.push({ id, process, url });
-        }),
-      );
-      members.sort((a, b) => a.id - b.id);
-    }, 60_000);
-
-    afterAll(async () => {
-      for (const member of members) await member.process.stop('SIGKILL').catch(() => undefined);
-      await etcd?.close();
-      rmSync(directory, { recursive: true, force: true });
+    const fixture = useClusterProcesses({
+      brokerIds: [1, 2, 3],
+      name: 'groups',
+      sessionTimeoutMs: 1000,
+      durability: 'interval',
     });
+    const url = (id: number): string => fixture.cluster.broker(id).url;
 
     test('no message twice, none lost; the member keeps its id, generation and partition', async () => {
-      const admin = await Spillway.connect(members[0]!.url);
+      const admin = await Spillway.connect(url(1));
       const placed = async (topic: string): Promise<MetadataPartition> =>
-        waitFor(`${topic} in sync on three brokers`, async () => {
-          const partition = (await admin.admin.metadata([topic])).partitions[0];
-          return partition !== undefined && partition.leaderId > 0 && partition.isr.length === 3
-            ? partition
-            : undefined;
-        });
+        waitFor(
+          `${topic} in sync on three brokers`,
+          async () => {
+            const partition = (await admin.admin.metadata([topic])).partitions[0];
+            return partition !== undefined && partition.leaderId > 0 && partition.isr.length === 3
+              ? partition
+              : undefined;
+          },
+          retrying,
+        );
       const coordinatorId = (await placed('__consumer_offsets')).leaderId;
       // A data partition led by the coordinator or not, as the case asks (placement spreads leaders).
       let topic = '';
@@ -108,32 +58,35 @@ describe.skipIf(etcdMissing).each(cases)(
       }
       await admin.close();
       expect(data, `a data partition ${coordinatorLeads ? '' : 'not '}led by the coordinator`).toBeDefined();
-      const coordinator = members.find((member) => member.id === coordinatorId)!;
       // The clients connect to a broker that lives: the data leader when it is not the coordinator.
-      const leader = members.find(
-        (member) => member.id !== coordinatorId && (coordinatorLeads || member.id === data!.leaderId),
+      const leader = fixture.cluster.ids.find(
+        (id) => id !== coordinatorId && (coordinatorLeads || id === data!.leaderId),
       )!;
 
-      const producing = await Spillway.connect(leader.url, { clientId: 'producer' });
-      const grouped = await Spillway.connect(leader.url, { clientId: 'steady-consumer' });
+      const producing = await Spillway.connect(url(leader), { clientId: 'producer' });
+      const grouped = await Spillway.connect(url(leader), { clientId: 'steady-consumer' });
       const producer = producing.producer({ acks: 'all' });
       // The coordinator may not have created the new topic locally yet (UNKNOWN_TOPIC): try again.
-      const consumer = await waitFor('the consumer to join', async () => {
-        const candidate = grouped.consumer({
-          group: 'steady',
-          topics: [topic],
-          from: 'earliest',
-          commitIntervalMs: 5_000,
-          maxWaitMs: 100,
-        });
-        return candidate.ready().then(
-          () => candidate,
-          async () => {
-            await candidate.close();
-            return undefined;
-          },
-        );
-      });
+      const consumer = await waitFor(
+        'the consumer to join',
+        async () => {
+          const candidate = grouped.consumer({
+            group: 'steady',
+            topics: [topic],
+            from: 'earliest',
+            commitIntervalMs: 5_000,
+            maxWaitMs: 100,
+          });
+          return candidate.ready().then(
+            () => candidate,
+            async () => {
+              await candidate.close();
+              return undefined;
+            },
+          );
+        },
+        retrying,
+      );
       const read: number[] = [];
       const values = new Set<string>();
       const reading = (async () => {
@@ -153,10 +106,12 @@ describe.skipIf(etcdMissing).each(cases)(
       for (let sent = 0; sent < total; sent += 10) {
         if (sent === killAt) {
           // Most of what the consumer acked since its first commit is not committed yet (every 5 s).
-          await waitFor('the consumer to read what was sent', async () =>
-            read.length >= sent ? true : undefined,
+          await waitFor(
+            'the consumer to read what was sent',
+            async () => (read.length >= sent ? true : undefined),
+            retrying,
           );
-          await coordinator.process.stop('SIGKILL');
+          await fixture.cluster.kill(coordinatorId);
           killedAtMs = Date.now();
         }
         const results = await Promise.all(
@@ -169,21 +124,27 @@ describe.skipIf(etcdMissing).each(cases)(
         const seen = new Set(read);
         return acked.filter((offset) => !seen.has(offset)).length;
       };
-      await waitFor('the consumer to read every acknowledged message', async () =>
-        missing() === 0 ? true : undefined,
+      await waitFor(
+        'the consumer to read every acknowledged message',
+        async () => (missing() === 0 ? true : undefined),
+        retrying,
       ).catch(() => undefined);
       const assignment = consumer.assignment();
-      const successor = await waitFor('the new coordinator', async () => {
-        const sw = await Spillway.connect(leader.url);
-        try {
-          const partition = (await sw.admin.metadata(['__consumer_offsets'])).partitions[0];
-          return partition !== undefined && partition.leaderId > 0 && partition.leaderId !== coordinatorId
-            ? partition.leaderId
-            : undefined;
-        } finally {
-          await sw.close();
-        }
-      });
+      const successor = await waitFor(
+        'the new coordinator',
+        async () => {
+          const sw = await Spillway.connect(url(leader));
+          try {
+            const partition = (await sw.admin.metadata(['__consumer_offsets'])).partitions[0];
+            return partition !== undefined && partition.leaderId > 0 && partition.leaderId !== coordinatorId
+              ? partition.leaderId
+              : undefined;
+          } finally {
+            await sw.close();
+          }
+        },
+        retrying,
+      );
       await producing.close();
       await grouped.close();
       expect(await reading).toBeUndefined();

@@ -8,54 +8,20 @@
  * the group continues from its committed offset there. Services not following leadership yet are
  * refused with a clear error.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { freePort } from '../../bench/peers/server-process.js';
+import { describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
 import type { MetadataPartition } from '../../src/protocol/cluster-metadata-api.js';
-import { Broker } from '../../src/spillway-broker.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-
-const waitBoundMs = 30_000;
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + waitBoundMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-interface Member {
-  id: number;
-  broker: Broker;
-  url: string;
-}
-
-let directory: string;
-beforeAll(() => {
-  directory = mkdtempSync(join(tmpdir(), 'spillway-state-services-'));
-});
-afterAll(() => {
-  rmSync(directory, { recursive: true, force: true });
-});
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { InProcessCluster, type InProcessMember as Member, useEtcd } from './harness/cluster-fixture.js';
+import { metadataPlacement } from './harness/placement.js';
+import { waitFor } from './harness/wait-for.js';
 
 describe.skipIf(etcdMissing)(
   `group coordination following __consumer_offsets (skipped if ${etcdSkipReason})`,
   () => {
-    let etcd: TestEtcd;
-    const members: Member[] = [];
-    beforeAll(async () => {
-      etcd = await startEtcd();
-    });
-    afterAll(async () => {
-      for (const member of members) await member.broker.close().catch(() => undefined);
-      await etcd?.close();
-    });
+    const fixture = useEtcd();
+    /** The brokers still open (set by the test). */
+    let members: Member[] = [];
 
     /** The partition as METADATA on `member` names it, once `accept` holds. */
     async function placement(
@@ -63,16 +29,7 @@ describe.skipIf(etcdMissing)(
       topic: string,
       accept: (partition: MetadataPartition) => boolean,
     ): Promise<MetadataPartition> {
-      const sw = await Spillway.connect(member.url);
-      try {
-        return await waitFor(`${topic}/0 placed`, async () => {
-          const metadata = await sw.admin.metadata([topic]);
-          const partition = metadata.partitions.find((p) => p.topic === topic && p.partition === 0);
-          return partition !== undefined && accept(partition) ? partition : undefined;
-        });
-      } finally {
-        await sw.close();
-      }
+      return metadataPlacement(member.url, topic, accept);
     }
 
     async function produce(member: Member, values: string[]): Promise<void> {
@@ -109,24 +66,14 @@ describe.skipIf(etcdMissing)(
         if (process.env['SPILLWAY_TEST_TRACE'] !== undefined)
           console.log(`${Date.now() - started} ms: ${what}`);
       };
-      for (const id of [1, 2, 3]) {
-        const port = await freePort();
-        const url = `ws://127.0.0.1:${port}`;
-        const broker = await Broker.open({
-          dataDir: join(directory, `broker-${id}`),
-          durability: 'interval',
-          cluster: {
-            etcd: etcd.url,
-            brokerId: id,
-            advertise: url,
-            name: 'state',
-            sessionTimeoutMs: 1000,
-            log: () => {},
-          },
-        });
-        await broker.listen({ host: '127.0.0.1', port });
-        members.push({ id, broker, url });
-      }
+      const cluster = await InProcessCluster.start({
+        etcd: fixture.etcd,
+        brokerIds: [1, 2, 3],
+        name: 'state',
+        durability: 'interval',
+      });
+      fixture.onClose(() => cluster.close());
+      members = cluster.members;
       await members[0]!.broker.cluster!.node.admin.createTopic('events', {
         partitions: 1,
         replicationFactor: 3,
@@ -179,8 +126,7 @@ describe.skipIf(etcdMissing)(
       mark('30 consumed and committed');
 
       // The coordinator leaves: another in-sync replica of __consumer_offsets takes over.
-      await coordinator.broker.close();
-      members.splice(members.indexOf(coordinator), 1);
+      await cluster.leave(coordinator);
       const moved = await placement(
         others[0]!,
         '__consumer_offsets',

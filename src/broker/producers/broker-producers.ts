@@ -24,25 +24,29 @@
  *    with producerBatchesRememberedMax batches per partition it wrote to; a producer idle for
  *    idleExpiryMs is dropped (its id then gets UNKNOWN_PRODUCER_ID).
  *  - Cluster mode (`joinCluster`, docs/CLUSTER.md "Built: idempotent producers"): producer ids come
- *    from the cluster (`ProducerIdSource`, unique cluster-wide) and nothing is written to
+ *    from the cluster (`ProducerIdSource`, unique cluster-wide), named producers' (id, epoch) from
+ *    the cluster-wide registry (`ProducerNameRegistry`), and nothing is written to
  *    `__producer_state`; a partition's state is rebuilt from its local log's batch headers (log start
- *    to log end, in the turn of the check) on the first idempotent batch of each leadership
- *    (`Partition.replica`, a new role object per leader epoch), so a new leader has every batch the
- *    old one acknowledged with acks 'all'. A producer without state on the partition is taken from
- *    sequence 0 (else UNKNOWN_PRODUCER_ID), an epoch older than the partition's is fenced. A repeat is
+ *    to log end) on the first idempotent batch of each leadership (`Partition.replica`, a new role
+ *    object per leader epoch), so a new leader has every batch the old one acknowledged with acks
+ *    'all'. The rebuild reads producerRebuildBatchesPerSlice headers per event-loop turn; the
+ *    partition's idempotent batches wait for it (at most producerRebuildWaitersMax, then
+ *    BACKPRESSURE) and are then admitted again (NOT_LEADER if the leadership moved). A producer
+ *    without state on the partition is taken from sequence 0 (else UNKNOWN_PRODUCER_ID); an epoch
+ *    older than the partition's, or than the registry's for a named id, is fenced. A repeat is
  *    answered once replicated as `options` asks (acks), like a first append.
  * Single-threaded (one event loop).
  */
 import type { Clock, ClockTimer } from '../../clock.js';
 import {
+  BackpressureError,
   ClusterUnavailableError,
-  InvalidArgumentError,
   InvalidBatchError,
   ProducerFencedError,
   UnknownProducerIdError,
 } from '../../errors.js';
 import type { BatchHeaderFields } from '../../format/batch-header.js';
-import { producerEpochMax } from '../../limits.js';
+import { producerEpochMax, producerRebuildBatchesPerSlice, producerRebuildWaitersMax } from '../../limits.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
 import type {
   InitProducerRequest,
@@ -56,7 +60,8 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Partition } from '../partition.js';
 import type { Topic } from '../topic.js';
 import type { ProducerIdSource } from './producer-id-source.js';
-import { lastSequenceOf, PartitionSequences } from './producer-sequences.js';
+import type { ProducerNameRegistry } from './producer-name-registry.js';
+import { lastSequenceOf, PartitionSequences, type ProducerOnPartition } from './producer-sequences.js';
 import {
   nextIdKey,
   type ProducerRecord,
@@ -105,7 +110,20 @@ export interface ProducerStats {
   /** Batch headers read back at open, and from how many partitions. */
   replayedBatches: number;
   replayedPartitions: number;
+  /** Cluster mode: event-loop turns the rebuilds took (one per slice of batch headers). */
+  replayedSlices: number;
 }
+
+/** Cluster mode: a partition's producer state being rebuilt for a leadership. */
+interface Rebuild {
+  readonly leadership: object | null;
+  done: Promise<void>;
+  /** Idempotent batches waiting for it (bounded by producerRebuildWaitersMax). */
+  waiters: number;
+}
+
+/** Lets the event loop run what is waiting (I/O included) before going on. */
+const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class BrokerProducers implements ProducerService {
   private readonly store: ProducerStateStore;
@@ -122,9 +140,14 @@ export class BrokerProducers implements ProducerService {
   private expiryTimer: ClockTimer | null;
   private snapshotting: Promise<void> | null = null;
   private readonly counts = { expired: 0, evicted: 0, duplicates: 0, snapshotsWritten: 0 };
-  private readonly replayed = { batches: 0, partitions: 0 };
-  /** Cluster mode (joinCluster): where producer ids come from (null until the cluster is joined). */
-  private cluster: { ids: ProducerIdSource | null } | null = null;
+  private readonly replayed = { batches: 0, partitions: 0, slices: 0 };
+  /**
+   * Cluster mode (joinCluster): where producer ids and named producers' (id, epoch) come from (null
+   * until the cluster is joined).
+   */
+  private cluster: { ids: ProducerIdSource | null; names: ProducerNameRegistry | null } | null = null;
+  /** Cluster mode: partitions whose state is being rebuilt from the log (produces to them wait). */
+  private readonly rebuilds = new Map<Partition, Rebuild>();
 
   constructor(options: BrokerProducersOptions) {
     this.store = options.store;
@@ -156,7 +179,13 @@ export class BrokerProducers implements ProducerService {
       ...this.counts,
       replayedBatches: this.replayed.batches,
       replayedPartitions: this.replayed.partitions,
+      replayedSlices: this.replayed.slices,
     };
+  }
+
+  /** The sequence state held for `target` (its producers by id), if any (describe, tests). */
+  partitionState(target: Partition): ReadonlyMap<number, ProducerOnPartition> | undefined {
+    return this.sequences.get(target)?.producers;
   }
 
   /**
@@ -164,8 +193,8 @@ export class BrokerProducers implements ProducerService {
    * of each partition rebuilt from its log when this broker starts leading it; what a single broker
    * had loaded from `__producer_state` is forgotten (not deleted), and no snapshot is written.
    */
-  joinCluster(ids: ProducerIdSource | null = null): void {
-    this.cluster = { ids };
+  joinCluster(ids: ProducerIdSource | null = null, names: ProducerNameRegistry | null = null): void {
+    this.cluster = { ids, names };
     this.clock.clearTimer(this.snapshotTimer);
     this.snapshotTimer = null;
     this.live.clear();
@@ -173,9 +202,11 @@ export class BrokerProducers implements ProducerService {
     this.sequences.clear();
   }
 
-  /** Cluster mode: the source of producer ids (given once the cluster is joined). */
-  useProducerIds(ids: ProducerIdSource): void {
-    if (this.cluster !== null) this.cluster.ids = ids;
+  /** Cluster mode: the source of producer ids and the name registry (given once the cluster is joined). */
+  useProducerIds(ids: ProducerIdSource, names?: ProducerNameRegistry): void {
+    if (this.cluster === null) return;
+    this.cluster.ids = ids;
+    if (names !== undefined) this.cluster.names = names;
   }
 
   async initProducer(request: InitProducerRequest): Promise<InitProducerResult> {
@@ -381,22 +412,24 @@ export class BrokerProducers implements ProducerService {
     }
   }
 
-  /** Cluster mode: a new producer id from the cluster, epoch 0 (named producers are refused). */
+  /**
+   * Cluster mode: a new producer id from the cluster at epoch 0; a named producer's id with an epoch
+   * above every one given for the name before (the cluster-wide registry, producer-names.ts).
+   */
   private async initInCluster(request: InitProducerRequest): Promise<InitProducerResult> {
-    if (request.name !== undefined && request.name !== null) {
-      throw new InvalidArgumentError(
-        'named idempotent producers (producerName) do not run in cluster mode yet (no cluster-wide name registry: docs/CLUSTER.md)',
-      );
-    }
-    const ids = this.cluster!.ids;
-    if (ids === null) {
+    const { ids, names } = this.cluster!;
+    const name = request.name ?? null;
+    if (ids === null || (name !== null && names === null)) {
       throw new ClusterUnavailableError(
         'this broker has not joined the cluster yet: no producer ids to give',
       );
     }
-    const producerId = await ids.nextProducerId();
+    const result =
+      name === null
+        ? { producerId: await ids.nextProducerId(), producerEpoch: 0 }
+        : await names!.register(name);
     this.lifecycle.assertOpen();
-    return { producerId, producerEpoch: 0 };
+    return result;
   }
 
   /** Cluster mode: the idempotent branch of produce (this broker leads `target`: admitProduce passed). */
@@ -414,11 +447,20 @@ export class BrokerProducers implements ProducerService {
     // PARTITION_DAMAGED for a stopped partition, before anything else.
     const log = target.log;
     const sequences = this.leaderSequences(target, log);
+    if (sequences === null) return this.afterRebuild(target, fields, batch, append, options);
     const state = sequences.producers.get(producerId);
     const where = `${target.topic}/${target.index}`;
     if (state !== undefined && epoch < state.epoch) {
       throw new ProducerFencedError(
         `producer ${producerId} epoch ${epoch} was fenced by epoch ${state.epoch} on ${where}`,
+      );
+    }
+    // A named producer registered again (on any broker): its older instances are fenced here too,
+    // before the new instance has written to this partition.
+    const registered = this.cluster!.names?.epochOf(producerId);
+    if (registered !== undefined && epoch < registered) {
+      throw new ProducerFencedError(
+        `producer ${producerId} epoch ${epoch} was fenced by epoch ${registered} (the same producerName registered again)`,
       );
     }
     if (state === undefined && baseSequence !== 0) {
@@ -447,28 +489,89 @@ export class BrokerProducers implements ProducerService {
   }
 
   /**
-   * Cluster mode: `target`'s state for the leadership it has now, rebuilt from the batch headers of
-   * its log when the leadership changed since it was built (or it never was).
+   * Cluster mode: `target`'s state for the leadership it has now; null while it is being rebuilt
+   * from the batch headers of its log (started here when the leadership changed since it was built,
+   * or it never was; the caller waits for `rebuilds`).
    */
-  private leaderSequences(target: Partition, log: LogStore): PartitionSequences {
+  private leaderSequences(target: Partition, log: LogStore): PartitionSequences | null {
     const leadership = target.replica;
     const built = this.sequences.get(target);
     if (built !== undefined && built.leadership === leadership) return built;
+    const running = this.rebuilds.get(target);
+    if (running !== undefined && running.leadership === leadership) return null;
     if (built !== undefined) {
+      this.sequences.delete(target);
       for (const producerId of built.producers.keys()) this.live.get(producerId)?.partitions.delete(built);
     }
     const topic = this.topics.topicNamed(target.topic);
     const sequences = new PartitionSequences(target.topic, target.index, topic.createdAtMs, true);
     sequences.leadership = leadership;
-    this.replayed.batches += sequences.replay(log, log.logStartOffset, () => 0);
+    const rebuild: Rebuild = { leadership, done: Promise.resolve(), waiters: 0 };
+    rebuild.done = this.rebuild(target, log, sequences).finally(() => {
+      if (this.rebuilds.get(target) === rebuild) this.rebuilds.delete(target);
+    });
+    // Its failure (the log closed or failed under it) reaches the batches waiting for it, if any.
+    rebuild.done.catch(() => undefined);
+    if (this.sequences.get(target) === sequences) return sequences; // rebuilt in one slice
+    this.rebuilds.set(target, rebuild);
+    return null;
+  }
+
+  /**
+   * Reads `target`'s batch headers from the log start to its end into `sequences`,
+   * producerRebuildBatchesPerSlice per event-loop turn, and installs them in the turn that reads the
+   * last slice up to the log's end then. Stops (installing nothing) if the leadership changes or the
+   * partition stops meanwhile: the next idempotent batch starts again.
+   */
+  private async rebuild(target: Partition, log: LogStore, sequences: PartitionSequences): Promise<void> {
+    let offset = log.logStartOffset;
+    let slices = 0;
+    for (;;) {
+      if (slices > 0) {
+        await yieldTurn();
+        if (target.replica !== sequences.leadership || target.openLog !== log) return;
+      }
+      const step = sequences.replaySlice(log, offset, producerRebuildBatchesPerSlice, () => 0);
+      slices++;
+      this.replayed.batches += step.batches;
+      offset = step.next;
+      if (offset >= log.logEndOffset || step.batches === 0) break;
+    }
     this.replayed.partitions++;
+    this.replayed.slices += slices;
     sequences.keepNewest(this.producersMax);
     sequences.dirty = false;
     this.sequences.set(target, sequences);
     for (const [producerId, state] of sequences.producers) {
       this.liveInCluster(producerId, state.epoch).partitions.add(sequences);
     }
-    return sequences;
+  }
+
+  /** Cluster mode: a batch that came while its partition's state is rebuilt, checked once it is (bounded). */
+  private afterRebuild(
+    target: Partition,
+    fields: BatchHeaderFields,
+    batch: Uint8Array,
+    append: AppendBatch,
+    options: ProduceOptions | undefined,
+  ): Promise<ProduceResult> {
+    const rebuild = this.rebuilds.get(target)!;
+    if (rebuild.waiters >= producerRebuildWaitersMax) {
+      throw new BackpressureError(
+        `${rebuild.waiters} idempotent batches wait for the producer state of ${target.topic}/${target.index} to be rebuilt (producerRebuildWaitersMax): try again`,
+      );
+    }
+    rebuild.waiters++;
+    // `batch` is the produce path's own copy: it may wait.
+    const waited = rebuild.done.finally(() => {
+      rebuild.waiters--;
+    });
+    return waited.then(() => {
+      this.lifecycle.assertOpen();
+      // The leadership may have moved meanwhile: NOT_LEADER as for any produce.
+      target.replica?.admitProduce(options);
+      return this.produceInCluster(target, fields, batch, append, options);
+    });
   }
 
   /** Cluster mode: the producer's entry (made, dropping the idlest one when producersMax are held). */

@@ -24,6 +24,14 @@ import type { ProduceResult } from '../../protocol/broker-api.js';
 import type { LogStore } from '../../storage/log-store.js';
 import type { SequenceSnapshot, SnapshotProducer } from './producer-state-store.js';
 
+/** Bytes of the log one read of a replay takes (whole batches; only their headers are looked at). */
+const replayReadBytes = 1 << 20;
+/**
+ * The same for a slice (`replaySlice` with a finite batchesMax): a slice ends after the read that
+ * reaches batchesMax, so it may go past it by one read's batches (64 KiB: ~800 of the smallest).
+ */
+const sliceReadBytes = 64 * 1024;
+
 /** The sequence after `sequence` (sequences wrap from 2^31 - 1 to 0). */
 export function nextSequence(sequence: number): number {
   return sequence === producerSequenceMax ? 0 : sequence + 1;
@@ -194,13 +202,35 @@ export class PartitionSequences {
    * starts that epoch's state). Returns the number of batches read.
    */
   replay(log: LogStore, from: number, known: (producerId: number) => number | undefined): number {
+    let offset = from;
+    let batches = 0;
+    for (;;) {
+      const step = this.replaySlice(log, offset, Number.POSITIVE_INFINITY, known);
+      batches += step.batches;
+      if (step.next <= offset || step.next >= log.logEndOffset) return batches;
+      offset = step.next;
+    }
+  }
+
+  /**
+   * `replay` of about `batchesMax` batch headers (whole reads of the log: it may go past it by one
+   * read's batches): from `from` (or the log start, if the log no longer has it) towards the
+   * log's end now. Returns the batches read and the offset to go on from (at or past the end: done).
+   */
+  replaySlice(
+    log: LogStore,
+    from: number,
+    batchesMax: number,
+    known: (producerId: number) => number | undefined,
+  ): { batches: number; next: number } {
     const start = Math.max(from, log.logStartOffset);
     let offset = start;
     const end = log.logEndOffset;
+    const readBytes = batchesMax === Number.POSITIVE_INFINITY ? replayReadBytes : sliceReadBytes;
     let batches = 0;
-    while (offset < end) {
-      const read = log.read(offset, 1 << 20, end);
-      if (read.batchCount === 0) break;
+    while (offset < end && batches < batchesMax) {
+      const read = log.read(offset, readBytes, end);
+      if (read.batchCount === 0) return { batches, next: end };
       const bytes = read.bytes;
       let position = 0;
       for (let i = 0; i < read.batchCount; i++) {
@@ -225,10 +255,10 @@ export class PartitionSequences {
         batches++;
         position += length;
       }
-      if (read.nextOffset <= offset) break;
+      if (read.nextOffset <= offset) return { batches, next: end };
       offset = read.nextOffset;
     }
-    return batches;
+    return { batches, next: offset };
   }
 
   /**

@@ -18,6 +18,7 @@ import { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
 import type { ForwardTargetBroker } from '../forwarding/forward-target.js';
 import type { ReplicaManager } from '../partition-role.js';
 import { ProducerIdBlocks, producerIdNamespace } from '../state-services/producer-id-blocks.js';
+import { ProducerNames } from '../state-services/producer-names.js';
 import {
   replicatedStateServices,
   replicatedStateTopicGroups,
@@ -48,6 +49,8 @@ export class BrokerCluster {
     broker: ClusterBroker,
     /** Forwarding (src/cluster/forwarding/): `target` is BrokerApi.forwarding; services' forwarders. */
     readonly forwarding: ClusterForwarding,
+    /** The cluster-wide registry of named idempotent producers (producer-names.ts). */
+    readonly producerNames: ProducerNames,
   ) {
     this.topics = new ClusterTopics(node, broker.topics);
   }
@@ -99,14 +102,18 @@ export class BrokerCluster {
       log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
     });
     const services = replicaManager as ServiceLeadership;
-    services.useProducerIds(
-      new ProducerIdBlocks(node.etcdNamespace(producerIdNamespace(options.name ?? 'default'))),
-    );
+    const producerNamespace = node.etcdNamespace(producerIdNamespace(options.name ?? 'default'));
+    const ids = new ProducerIdBlocks(producerNamespace);
+    const log = options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`));
+    const names = new ProducerNames(producerNamespace, ids, { log });
+    names.start();
+    broker.producers.useProducerIds(ids, names);
     forwarding.attach(node);
-    return new BrokerCluster(node, services, services, broker, forwarding);
+    return new BrokerCluster(node, services, services, broker, forwarding, names);
   }
 
   async close(): Promise<void> {
+    await this.producerNames.close();
     await this.node.close();
     await this.replicaManager.close();
     await this.forwarding.close();

@@ -22,7 +22,7 @@
  * (retriable) for a group request while another broker leads `__consumer_offsets`, INVALID_ARGUMENT
  * for the services that do not follow leadership yet (queues, delay stats), whose
  * state would otherwise be silently local to one broker. INIT_PRODUCER is served by every broker:
- * producer ids come from etcd (producer-id-blocks.ts, `useProducerIds`), and each partition leader
+ * producer ids come from etcd (producer-id-blocks.ts, handed to the producers by broker-cluster.ts), and each partition leader
  * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster), and
  * the msgId index of a dedup topic's partition from its log (BrokerDedup.joinCluster). Delayed
  * batches are refused the same way in the produce path.
@@ -32,7 +32,6 @@ import type { BrokerDelay } from '../../broker/delay/broker-delay.js';
 import type { GroupCoordinator } from '../../broker/groups/group-coordinator.js';
 import type { Partition } from '../../broker/partition.js';
 import type { BrokerProducers } from '../../broker/producers/broker-producers.js';
-import type { ProducerIdSource } from '../../broker/producers/producer-id-source.js';
 import type { BrokerTransactions } from '../../broker/transactions/broker-transactions.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
@@ -68,7 +67,6 @@ function serviceTopics(service: string): StateServiceTopics {
 export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
   /** The services and their terms (followed-services.ts); the data plane's calls go through it. */
   readonly followed: FollowedServices;
-  private readonly producers: BrokerProducers;
 
   constructor(
     private readonly brokerId: number,
@@ -104,13 +102,7 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     broker.delay.refusal = new InvalidArgumentError(`delayed messages: the delay service ${notInClusterYet}`);
     // Msg-id dedup: each partition leader keeps its partition's index, rebuilt from the data log.
     broker.dedup.joinCluster();
-    this.producers = broker.producers;
-    this.producers.joinCluster();
-  }
-
-  /** Producer ids for INIT_PRODUCER, once the cluster node is up (broker-cluster.ts). */
-  useProducerIds(ids: ProducerIdSource): void {
-    this.producers.useProducerIds(ids);
+    broker.producers.joinCluster();
   }
 
   /** True while this broker runs the service owning internal topic `topic` (tests, metrics). */

@@ -15,7 +15,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { ClusterAdmin } from '../../../src/cluster/control/cluster-admin.js';
 import {
   clusterNamespace,
@@ -27,7 +27,9 @@ import {
   parseKey,
 } from '../../../src/cluster/control/cluster-records.js';
 import { ensureBuilt, repositoryRoot } from '../../cli/cli-process.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from '../etcd-server.js';
+import { etcdMissing, etcdSkipReason } from '../etcd-server.js';
+import { useEtcd } from '../harness/cluster-fixture.js';
+import { waitFor } from '../harness/wait-for.js';
 
 const childScript = join(repositoryRoot, 'dist/test/cluster/control/cluster-node-child.js');
 const clusterName = 'processes';
@@ -44,41 +46,32 @@ interface Child {
   lines: Record<string, unknown>[];
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, boundMs = 20_000): Promise<T> {
-  const deadline = Date.now() + boundMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+/** Bound of each wait of this file. */
+const waitBound = { boundMs: 20_000 };
 
 describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if ${etcdSkipReason})`, () => {
-  let etcd: TestEtcd;
+  const fixture = useEtcd();
   let client: Etcd3;
   const children: Child[] = [];
 
-  beforeAll(async () => {
+  beforeAll(() => {
     ensureBuilt();
-    etcd = await startEtcd();
-    client = new Etcd3({ hosts: etcd.clientUrl });
-  }, 180_000);
-  afterAll(async () => {
-    for (const child of children) {
-      if (child.process.exitCode === null && child.process.signalCode === null) {
-        child.process.kill('SIGCONT');
-        child.process.kill('SIGKILL');
+    client = new Etcd3({ hosts: fixture.etcd.clientUrl });
+    fixture.onClose(() => {
+      for (const child of children) {
+        if (child.process.exitCode === null && child.process.signalCode === null) {
+          child.process.kill('SIGCONT');
+          child.process.kill('SIGKILL');
+        }
       }
-    }
-    client?.close();
-    await etcd?.close();
-  });
+      client.close();
+    });
+  }, 180_000);
 
   async function startChild(brokerId: number): Promise<Child> {
     const child: Child = {
       brokerId,
-      process: spawn(process.execPath, [childScript, etcd.url, clusterName, String(brokerId)], {
+      process: spawn(process.execPath, [childScript, fixture.etcd.url, clusterName, String(brokerId)], {
         stdio: ['ignore', 'pipe', 'inherit'],
       }),
       lines: [],
@@ -87,8 +80,10 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
       child.lines.push(JSON.parse(line) as Record<string, unknown>);
     });
     children.push(child);
-    await waitFor(`broker ${brokerId} to start`, async () =>
-      child.lines.some((line) => 'started' in line) ? true : undefined,
+    await waitFor(
+      `broker ${brokerId} to start`,
+      async () => (child.lines.some((line) => 'started' in line) ? true : undefined),
+      waitBound,
     );
     return child;
   }
@@ -133,18 +128,22 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
       );
       return ok ? description : undefined;
     };
-    await waitFor('all partitions led by live brokers', () => settled([1, 2, 3]));
+    await waitFor('all partitions led by live brokers', () => settled([1, 2, 3]), waitBound);
 
     // 1. SIGKILL the controller.
-    const first = await waitFor('a controller', controllerNow);
+    const first = await waitFor('a controller', controllerNow, waitBound);
     const killedAt = performance.now();
     (byId.get(first.brokerId) as Child).process.kill('SIGKILL');
-    const second = await waitFor('a new controller', async () => {
-      const now = await controllerNow();
-      return now !== undefined && now.controllerEpoch > first.controllerEpoch ? now : undefined;
-    });
+    const second = await waitFor(
+      'a new controller',
+      async () => {
+        const now = await controllerNow();
+        return now !== undefined && now.controllerEpoch > first.controllerEpoch ? now : undefined;
+      },
+      waitBound,
+    );
     const alive = [1, 2, 3].filter((id) => id !== first.brokerId);
-    await waitFor('partitions led by the two live brokers', () => settled(alive));
+    await waitFor('partitions led by the two live brokers', () => settled(alive), waitBound);
     // Reported, not asserted (figures for docs/CLUSTER.md; timing is not a unit-test property).
     console.log(
       `controller SIGKILL -> every partition led by a live broker: ${Math.round(performance.now() - killedAt)} ms`,
@@ -154,13 +153,17 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
     const zombie = byId.get(second.brokerId) as Child;
     const stoppedAt = performance.now();
     zombie.process.kill('SIGSTOP');
-    const third = await waitFor('a third controller', async () => {
-      const now = await controllerNow();
-      return now !== undefined && now.controllerEpoch > second.controllerEpoch ? now : undefined;
-    });
+    const third = await waitFor(
+      'a third controller',
+      async () => {
+        const now = await controllerNow();
+        return now !== undefined && now.controllerEpoch > second.controllerEpoch ? now : undefined;
+      },
+      waitBound,
+    );
     const survivor = alive.find((id) => id !== second.brokerId) as number;
     expect(third.brokerId).toBe(survivor);
-    await waitFor('partitions led by the one live broker', () => settled([survivor]));
+    await waitFor('partitions led by the one live broker', () => settled([survivor]), waitBound);
     console.log(
       `controller SIGSTOP -> every partition led by the survivor: ${Math.round(performance.now() - stoppedAt)} ms`,
     );
@@ -168,12 +171,15 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
 
     // 3. Resume the zombie: it learns its session is gone, steps down and registers again.
     zombie.process.kill('SIGCONT');
-    await waitFor('the zombie to register again', async () =>
-      zombie.lines.some(
-        (line) => typeof line['log'] === 'string' && line['log'].startsWith('registered again'),
-      )
-        ? true
-        : undefined,
+    await waitFor(
+      'the zombie to register again',
+      async () =>
+        zombie.lines.some(
+          (line) => typeof line['log'] === 'string' && line['log'].startsWith('registered again'),
+        )
+          ? true
+          : undefined,
+      waitBound,
     );
     expect((await controllerNow())?.brokerId).toBe(survivor);
     watcher.removeAllListeners();
@@ -224,8 +230,10 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
       children.filter((child) => child.process.exitCode === null && child.process.signalCode === null);
     const liveIds = async (): Promise<number[]> =>
       (await namespace.getAll().prefix('brokers/').keys()).map((key) => Number(key.slice('brokers/'.length)));
-    await waitFor('three registered brokers', async () =>
-      (await liveIds()).length === 3 ? true : undefined,
+    await waitFor(
+      'three registered brokers',
+      async () => ((await liveIds()).length === 3 ? true : undefined),
+      waitBound,
     );
 
     /** When each partition of `topic` was first seen led by a live broker (performance.now). */
@@ -233,10 +241,14 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
     const topic = 'burst';
     const partitionCount = 24;
     const createdAt = performance.now();
-    const controller = await waitFor('a controller', async () => {
-      const text = await namespace.get(controllerKey).string();
-      return text === null ? undefined : decodeController(text);
-    });
+    const controller = await waitFor(
+      'a controller',
+      async () => {
+        const text = await namespace.get(controllerKey).string();
+        return text === null ? undefined : decodeController(text);
+      },
+      waitBound,
+    );
     // The controller creates the partition keys one CAS at a time: it is SIGKILLed as soon as the
     // first one appears (watched), mid-way through the topic's creation.
     const victim = children.find((child) => child.brokerId === controller.brokerId && live().includes(child));
@@ -255,26 +267,30 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
       replicationFactor: 2,
       minInSyncReplicas: 1,
     });
-    await waitFor('the first partition key', async () => (killedAt !== 0 ? true : undefined));
+    await waitFor('the first partition key', async () => (killedAt !== 0 ? true : undefined), waitBound);
     await new Promise((resolve) => setTimeout(resolve, 50)); // puts already on their way still count
     const assignedAtKill = createdBeforeKill;
     creation.removeAllListeners();
     await creation.cancel();
     const survivors = [1, 2, 3].filter((id) => id !== controller.brokerId);
-    await waitFor(`every ${topic} partition led by a live broker`, async () => {
-      const alive = await liveIds();
-      const description = await admin.describe(topic);
-      description.partitions.forEach((record, partition) => {
-        if (
-          record !== undefined &&
-          alive.includes(record.leaderId) &&
-          record.leaderId !== controller.brokerId
-        ) {
-          if (!ledAt.has(partition)) ledAt.set(partition, performance.now());
-        }
-      });
-      return ledAt.size === partitionCount ? true : undefined;
-    });
+    await waitFor(
+      `every ${topic} partition led by a live broker`,
+      async () => {
+        const alive = await liveIds();
+        const description = await admin.describe(topic);
+        description.partitions.forEach((record, partition) => {
+          if (
+            record !== undefined &&
+            alive.includes(record.leaderId) &&
+            record.leaderId !== controller.brokerId
+          ) {
+            if (!ledAt.has(partition)) ledAt.set(partition, performance.now());
+          }
+        });
+        return ledAt.size === partitionCount ? true : undefined;
+      },
+      waitBound,
+    );
     const leaderless = [...ledAt.values()].map((at) => at - createdAt);
     const worst = Math.max(...leaderless);
     console.log(
@@ -289,11 +305,13 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
 
     // etcd restarts (same data): sessions, controller and assignments converge.
     await startChild(controller.brokerId); // three brokers again first
-    await waitFor('three registered brokers', async () =>
-      (await liveIds()).length === 3 ? true : undefined,
+    await waitFor(
+      'three registered brokers',
+      async () => ((await liveIds()).length === 3 ? true : undefined),
+      waitBound,
     );
     const restartedAt = performance.now();
-    await etcd.restart();
+    await fixture.etcd.restart();
     const converged = await waitFor(
       'metadata converged after the etcd restart',
       async () => {
@@ -316,28 +334,32 @@ describe.skipIf(etcdMissing)(`control planes in separate processes (skipped if $
       `etcd restart -> metadata converged (3 brokers, a controller, every partition led): ${Math.round(converged - restartedAt)} ms`,
     );
     // Every live replica applied exactly what etcd holds for its partitions.
-    await waitFor('every replica applied the records etcd holds', async () => {
-      for (const name of ['hard', topic]) {
-        const description = await admin.describe(name);
-        for (const [partition, record] of description.partitions.entries()) {
-          for (const replica of record?.replicas ?? []) {
-            const child = live().find((candidate) => candidate.brokerId === replica);
-            const applied = child?.lines
-              .flatMap((line) => {
-                const apply = line['apply'] as
-                  | { topic: string; partition: number; leaderEpoch: number; leaderId: number }
-                  | undefined;
-                return apply !== undefined && apply.topic === name && apply.partition === partition
-                  ? [apply]
-                  : [];
-              })
-              .at(-1);
-            if (applied?.leaderEpoch !== record?.leaderEpoch || applied?.leaderId !== record?.leaderId)
-              return undefined;
+    await waitFor(
+      'every replica applied the records etcd holds',
+      async () => {
+        for (const name of ['hard', topic]) {
+          const description = await admin.describe(name);
+          for (const [partition, record] of description.partitions.entries()) {
+            for (const replica of record?.replicas ?? []) {
+              const child = live().find((candidate) => candidate.brokerId === replica);
+              const applied = child?.lines
+                .flatMap((line) => {
+                  const apply = line['apply'] as
+                    | { topic: string; partition: number; leaderEpoch: number; leaderId: number }
+                    | undefined;
+                  return apply !== undefined && apply.topic === name && apply.partition === partition
+                    ? [apply]
+                    : [];
+                })
+                .at(-1);
+              if (applied?.leaderEpoch !== record?.leaderEpoch || applied?.leaderId !== record?.leaderId)
+                return undefined;
+            }
           }
         }
-      }
-      return true;
-    });
+        return true;
+      },
+      waitBound,
+    );
   });
 });

@@ -32,6 +32,7 @@ import {
 import { cliPath, ensureBuilt, freePort } from '../../cli/cli-process.js';
 import type { TestEtcd } from '../etcd-server.js';
 import { TcpProxy } from './tcp-proxy.js';
+import { waitFor } from './wait-for.js';
 
 export interface ClusterProcessesOptions {
   etcd: TestEtcd;
@@ -63,22 +64,9 @@ export interface BrokerProcess {
 }
 
 const startTimeoutMs = 30_000;
-const pollMs = 25;
 
-/** Polls `probe` until it returns something other than undefined; throws after `boundMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  boundMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + boundMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-  }
-}
+/** The harness's wait (harness/wait-for.ts), kept importable from here. */
+export { waitFor } from './wait-for.js';
 
 export class ClusterProcesses {
   readonly etcdClient: Etcd3;

@@ -4,26 +4,21 @@
  * are all different; a claimer started again (a broker restarted) continues past every block claimed;
  * a key this version cannot read and an unreachable etcd are typed errors.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { connectEtcd } from '../../../src/cluster/control/etcd-call.js';
 import {
   ProducerIdBlocks,
   producerIdBlockKey,
   producerIdNamespace,
 } from '../../../src/cluster/state-services/producer-id-blocks.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from '../etcd-server.js';
+import { etcdMissing, etcdSkipReason } from '../etcd-server.js';
+import { useEtcd } from '../harness/cluster-fixture.js';
 
 describe.skipIf(etcdMissing)(`producer id blocks in etcd (skipped if ${etcdSkipReason})`, () => {
-  let etcd: TestEtcd;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-  }, 30_000);
-  afterAll(async () => {
-    await etcd?.close();
-  });
+  const fixture = useEtcd();
 
   test('racing claimers hand out distinct ids; a restarted one continues past every claimed block', async () => {
-    const clients = Array.from({ length: 4 }, () => connectEtcd(etcd.url));
+    const clients = Array.from({ length: 4 }, () => connectEtcd(fixture.etcd.url));
     try {
       const blocks = clients.map(
         (client) => new ProducerIdBlocks(client.namespace(producerIdNamespace('race')), 7),
