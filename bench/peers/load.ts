@@ -3,9 +3,8 @@
  * open-loop latency run with a histogram. Every loop is bounded in count and in time.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
 import * as hdr from 'hdr-histogram-js';
+import { collectGarbage } from '../suites/append.js';
 import { LatencyPayloads, payloadIndex, payloadPool } from './payload.js';
 import type { LatencyOptions, LatencyResult } from './peer.js';
 import { waitAtMost } from './wait.js';
@@ -30,18 +29,6 @@ export const latencyPayloadSlotsMax = 1024;
 
 /** Publishes sent in one tick of the latency loop at most, so a stalled timer cannot burst without bound. */
 const latencyBurstMax = 1000;
-
-let gc: (() => void) | null = null;
-
-/** A full garbage collection (V8's gc(), exposed on first use), then a turn of the event loop. */
-export async function collectGarbage(): Promise<void> {
-  if (gc === null) {
-    v8.setFlagsFromString('--expose-gc');
-    gc = vm.runInNewContext('gc') as () => void;
-  }
-  gc();
-  await new Promise<void>((resolve) => setImmediate(resolve));
-}
 
 /**
  * Runs `issue(index)` for index 0..count-1 with at most `window` in flight; issues nothing new past

@@ -6,9 +6,8 @@
  * WebSocket per broker URL (opened on first use, reopened by the transport after a loss; a first
  * connection that failed is forgotten so the next attempt opens another), closed by `close()`.
  */
-import type { Transport } from '../../client/transport.js';
-import { WebSocketTransport } from '../../client/websocket-transport.js';
 import type { Clock } from '../../clock.js';
+import { BrokerConnections } from '../broker-connections.js';
 import type { ServiceTerm } from '../state-services/followed-services.js';
 import type { StateServiceTopics } from '../state-services/replicated-state-topics.js';
 import { ForwardTarget, type ForwardTargetBroker } from './forward-target.js';
@@ -34,13 +33,17 @@ export interface ClusterForwardingOptions {
 
 export class ClusterForwarding {
   readonly target: ForwardTarget;
-  private readonly connections = new Map<string, Promise<Transport>>();
-  private closed = false;
+  private readonly connections: BrokerConnections;
   /** The cluster node's view (set by `attach` once the node is up; until then no route is known). */
   private view: ForwardingView | null = null;
 
   constructor(private readonly options: ClusterForwardingOptions) {
     this.target = new ForwardTarget(options.broker, (service) => this.fenceInView(service));
+    this.connections = new BrokerConnections(
+      `spillway-forward-${options.brokerId}`,
+      options.token,
+      'forwarding',
+    );
   }
 
   /** Routes by `view` from now on (the cluster node, once started). */
@@ -56,17 +59,13 @@ export class ClusterForwarding {
       brokerId: this.options.brokerId,
       local: this.target,
       route: (topic, partition) => this.route(topic, partition),
-      connect: (url) => this.connect(url),
+      connect: (url) => this.connections.to(url),
       ...(this.options.clock !== undefined ? { clock: this.options.clock } : {}),
     });
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    const open = [...this.connections.values()];
-    this.connections.clear();
-    for (const connection of open)
-      await connection.then((transport) => transport.close()).catch(() => undefined);
+  close(): Promise<void> {
+    return this.connections.close();
   }
 
   private route(topic: string, partition: number): ForwardRoute | undefined {
@@ -87,24 +86,5 @@ export class ClusterForwarding {
     for (const topic of entry.topics)
       fence += Math.max(0, view.topicView(topic)?.partitions[0]?.leaderEpoch ?? 0);
     return fence;
-  }
-
-  private connect(url: string): Promise<Transport> {
-    if (this.closed) return Promise.reject(new Error('forwarding is closed'));
-    let connection = this.connections.get(url);
-    if (connection === undefined) {
-      connection = WebSocketTransport.connect(url, {
-        clientId: `spillway-forward-${this.options.brokerId}`,
-        ...(this.options.token !== undefined ? { token: this.options.token } : {}),
-        connectTimeoutMs: 5_000,
-        reconnectBackoffMs: 50,
-        reconnectBackoffMaxMs: 1_000,
-      });
-      this.connections.set(url, connection);
-      connection.catch(() => {
-        if (this.connections.get(url) === connection) this.connections.delete(url);
-      });
-    }
-    return connection;
   }
 }

@@ -24,8 +24,6 @@ import type { Partition } from '../../broker/partition.js';
 import type { PartitionReplica } from '../../broker/partition-replica.js';
 import { internalTopic } from '../../broker/state/state-log-partition.js';
 import { partitionDirectory } from '../../broker/topic-directories.js';
-import type { Transport } from '../../client/transport.js';
-import { WebSocketTransport } from '../../client/websocket-transport.js';
 import { type Clock, type ClockTimer, systemClock } from '../../clock.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
@@ -43,6 +41,7 @@ import type {
   ReplicaPartitionStats,
   ReplicationService,
 } from '../../protocol/replication-api.js';
+import { BrokerConnections } from '../broker-connections.js';
 import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import { LeaderEpochHistory } from './leader-epoch-history.js';
 import { PartitionFollower } from './partition-follower.js';
@@ -111,9 +110,8 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
   readonly brokerId: number;
   private readonly broker: BrokerEngine;
   private readonly context: ReplicaContext;
-  private readonly token: string | undefined;
   private readonly partitions = new Map<string, PartitionState>();
-  private readonly connections = new Map<string, Promise<WebSocketTransport>>();
+  private readonly connections: BrokerConnections;
   /**
    * The local replica state log (HW checkpoints, epoch histories); null when it could not be opened
    * (warned: HWs start at the log start, and no partition can be replicated: `storeFailure`).
@@ -129,7 +127,11 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     }
     this.broker = broker;
     this.brokerId = options.brokerId;
-    this.token = options.token;
+    this.connections = new BrokerConnections(
+      `spillway-replica-${options.brokerId}`,
+      options.token,
+      'replication',
+    );
     this.context = {
       brokerId: options.brokerId,
       clock: options.clock ?? systemClock,
@@ -225,10 +227,7 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     await store
       ?.close()
       .catch((error: unknown) => this.context.warn(`closing ${replicaStateTopicName}: ${String(error)}`));
-    for (const connection of this.connections.values()) {
-      await connection.then((transport) => transport.close()).catch(() => undefined);
-    }
-    this.connections.clear();
+    await this.connections.close();
     this.context.receiveBuffers.clear();
     if (this.broker.replication === this) this.broker.replication = undefined;
   }
@@ -357,7 +356,7 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
       assignment,
       state.history,
       this.context,
-      () => this.connectionTo(endpoint.url),
+      () => this.connections.to(endpoint.url),
       previousHighWatermark,
     );
     state.role = follower;
@@ -416,25 +415,6 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     } catch {
       return null;
     }
-  }
-
-  private connectionTo(url: string): Promise<Transport> {
-    let connection = this.connections.get(url);
-    if (connection === undefined) {
-      connection = WebSocketTransport.connect(url, {
-        clientId: `spillway-replica-${this.brokerId}`,
-        ...(this.token !== undefined ? { token: this.token } : {}),
-        connectTimeoutMs: 5_000,
-        reconnectBackoffMs: 50,
-        reconnectBackoffMaxMs: 1_000,
-      });
-      this.connections.set(url, connection);
-      // A first connection that failed is forgotten, so the next attempt opens a new one.
-      connection.catch(() => {
-        if (this.connections.get(url) === connection) this.connections.delete(url);
-      });
-    }
-    return connection;
   }
 }
 
