@@ -10,20 +10,19 @@
  * - every live replica holds each msgId once; a copy sent to the other partition is written there
  *   (in a cluster a msgId is recognised within its partition: the documented scope).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
 import type { Producer, SendResult } from '../../src/client/producer.js';
 import type { PartitionRecord } from '../../src/cluster/control/cluster-records.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-import { ClusterProcesses, waitFor } from './harness/cluster-processes.js';
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { useClusterProcesses } from './harness/cluster-fixture.js';
+import type { ClusterProcesses } from './harness/cluster-processes.js';
 import { readPartition } from './harness/leader-router.js';
+import { waitFor } from './harness/wait-for.js';
 
 const topic = 'dd';
 const partitions = [0, 1];
 const count = 400;
-
-let etcd: TestEtcd;
-let cluster: ClusterProcesses;
 
 /** Sends msgIds m<from>..m<to - 1>, message i to partition i % 2 with value `prefix` + i. */
 function sendAll(producer: Producer, from: number, to: number, prefix: string): Promise<SendResult[]> {
@@ -35,14 +34,10 @@ function sendAll(producer: Producer, from: number, to: number, prefix: string): 
 }
 
 describe.skipIf(etcdMissing)(`msg-id dedup in a cluster (skipped if ${etcdSkipReason})`, () => {
+  const fixture = useClusterProcesses({ brokerIds: [1, 2, 3], name: 'dedup', sessionTimeoutMs: 1000 });
+  let cluster: ClusterProcesses;
   beforeAll(async () => {
-    etcd = await startEtcd();
-    cluster = await ClusterProcesses.start({
-      etcd,
-      brokerIds: [1, 2, 3],
-      name: 'dedup',
-      sessionTimeoutMs: 1000,
-    });
+    cluster = fixture.cluster;
     await cluster.createTopic(topic, {
       partitions: partitions.length,
       replicationFactor: 3,
@@ -59,11 +54,6 @@ describe.skipIf(etcdMissing)(`msg-id dedup in a cluster (skipped if ${etcdSkipRe
       });
     }
   }, 90_000);
-
-  afterAll(async () => {
-    await cluster?.close();
-    await etcd?.close();
-  });
 
   test('copies folded by each leader and by a new leader after a SIGKILL; each msgId once on every replica', async () => {
     const before = (await cluster.partitions(topic))[0] as PartitionRecord;

@@ -14,12 +14,14 @@
  * once; none of a rolled-back, abandoned or failed-before-commit one; a commit that failed (its
  * answer lost) appears whole exactly once or not at all.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
 import type { TransactionalProducer } from '../../src/client/transactional-producer.js';
-import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
-import { ClusterProcesses, waitFor } from './harness/cluster-processes.js';
+import { etcdMissing, etcdSkipReason } from './etcd-server.js';
+import { useClusterProcesses } from './harness/cluster-fixture.js';
+import type { ClusterProcesses } from './harness/cluster-processes.js';
 import { readPartition } from './harness/leader-router.js';
+import { waitFor } from './harness/wait-for.js';
 
 const topic = 'txn-orders';
 const partitions = [0, 1, 2];
@@ -34,19 +36,16 @@ interface Tracked {
   fate: Fate;
 }
 
-let etcd: TestEtcd;
-let cluster: ClusterProcesses;
-
 describe.skipIf(etcdMissing)(`transactions in a cluster (skipped if ${etcdSkipReason})`, () => {
+  const fixture = useClusterProcesses({
+    brokerIds: [1, 2, 3],
+    name: 'txn',
+    sessionTimeoutMs: 1000,
+    durability: 'interval',
+  });
+  let cluster: ClusterProcesses;
   beforeAll(async () => {
-    etcd = await startEtcd();
-    cluster = await ClusterProcesses.start({
-      etcd,
-      brokerIds: [1, 2, 3],
-      name: 'txn',
-      sessionTimeoutMs: 1000,
-      durability: 'interval',
-    });
+    cluster = fixture.cluster;
     await cluster.createTopic(topic, {
       partitions: partitions.length,
       replicationFactor: 3,
@@ -54,10 +53,6 @@ describe.skipIf(etcdMissing)(`transactions in a cluster (skipped if ${etcdSkipRe
       config: { durability: 'interval' },
     });
   }, 60_000);
-  afterAll(async () => {
-    await cluster?.close();
-    await etcd?.close();
-  });
 
   /** The coordinator: the leader of `__transactions` once `__txn_half` has the same leader, all in sync. */
   async function coordinator(except?: number): Promise<number> {
