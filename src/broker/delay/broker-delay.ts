@@ -70,10 +70,10 @@ import {
 } from './delay-log.js';
 import { targetKey } from './delay-state.js';
 import { type DelayStore, delayDeadTopicName, delayTopicName } from './delay-store.js';
+import { type DelayTargets, findFiredCopies, LocalDelayTargets } from './delay-targets.js';
 import { TimingWheel } from './timing-wheel.js';
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
-const textEncoder = new TextEncoder();
 const deadKey = targetKey(delayDeadTopicName, 0);
 /** The fence and marker key of the forward rewrite (copies appended to `__delay` itself). */
 const rewriteKey = targetKey(delayTopicName, 0);
@@ -98,6 +98,11 @@ export interface BrokerDelayOptions {
   topicNamed: (name: string) => Topic | undefined;
   /** Appends fired copies to a topic partition like a produce (waking its readers). */
   produce: (topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>;
+  /**
+   * Where fired copies go and how their fences are taken (delay-targets.ts). Default: this broker's
+   * logs, appended through `produce`.
+   */
+  targets?: DelayTargets;
   /** Called after an append to one of the delay service's own logs (wakes readers of the internal topic). */
   onInternalAppend?: (log: LogStore) => void;
   /**
@@ -163,7 +168,7 @@ export class BrokerDelay implements DelayService {
   private readonly lifecycle: Lifecycle;
   private readonly diskReserve: DiskReserve;
   private readonly topicNamed: (name: string) => Topic | undefined;
-  private readonly produceCopies: BrokerDelayOptions['produce'];
+  private readonly targets: DelayTargets;
   private readonly onInternalAppend: (log: LogStore) => void;
   private readonly wheel: TimingWheel;
   private readonly targetEncoder = new TargetBatchEncoder();
@@ -201,7 +206,7 @@ export class BrokerDelay implements DelayService {
     this.lifecycle = options.lifecycle;
     this.diskReserve = options.diskReserve;
     this.topicNamed = options.topicNamed;
-    this.produceCopies = options.produce;
+    this.targets = options.targets ?? new LocalDelayTargets(options.topicNamed, options.produce);
     this.onInternalAppend = options.onInternalAppend ?? (() => undefined);
     this.transactionSettled = options.transactionSettled ?? (() => true);
     this.transactionBatches = recovered.transactionBatches;
@@ -219,6 +224,8 @@ export class BrokerDelay implements DelayService {
     clock: Clock,
     topicNamed: (name: string) => Topic | undefined,
     transactionSettled: (id: number) => boolean = () => true,
+    /** Where the fired copies are looked for (default: this broker's logs). */
+    targets: DelayTargets = new LocalDelayTargets(topicNamed, null),
   ): Promise<RecoveredDelay> {
     const machine = store.machine;
     let copiesFound = 0;
@@ -231,9 +238,8 @@ export class BrokerDelay implements DelayService {
           movedFound += await markMoved(store, fence);
           continue;
         }
-        const log = targetLog(store, topicNamed, key);
-        if (log === null) continue;
-        const found = findFiredCopies(log, fence);
+        const found = await findFiredAt(store, targets, key, fence);
+        if (found === null) continue;
         scannedBytes += found.scannedBytes;
         const triples: number[] = [];
         for (const ref of found.refs) {
@@ -243,7 +249,7 @@ export class BrokerDelay implements DelayService {
         }
         if (triples.length > 0) {
           copiesFound += triples.length / 3;
-          await store.state.commit({ t: 'f', key, r: triples, e: log.logEndOffset });
+          await store.state.commit({ t: 'f', key, r: triples, e: found.endOffset });
         }
       }
     }
@@ -401,8 +407,7 @@ export class BrokerDelay implements DelayService {
       }
       if (soonest - this.clock.nowMs() < delayPrefenceMs) {
         const firer = this.firerFor(targetKey(topic, partition), topic, partition);
-        if (!firer.fenced)
-          this.fence(firer, owner.partitions[partition]!.log).catch((error: unknown) => this.fail(error));
+        if (!firer.fenced) this.fence(firer).catch((error: unknown) => this.fail(error));
       }
       for (let index = 0; index < dues.length; index++) this.wheel.add(dues[index]!, baseOffset + index);
       this.counters.scheduled += dues.length;
@@ -625,9 +630,18 @@ export class BrokerDelay implements DelayService {
    * lies at or after it). Started early by `schedule` for messages due within delayPrefenceMs, so
    * that their first round does not wait for the fdatasync.
    */
-  private fence(firer: Firer, log: LogStore): Promise<void> {
+  private fence(firer: Firer): Promise<void> {
     if (firer.fencing === null) {
-      firer.fencing = this.store.state.commit({ t: 'e', key: firer.key, e: log.logEndOffset }).then(
+      const offset =
+        firer.key === deadKey
+          ? this.store.dead.log.logEndOffset
+          : this.targets.fenceOffset(firer.topic, firer.partition);
+      // A local offset is committed in this turn (nothing appended meanwhile can precede it).
+      const committed =
+        typeof offset === 'number'
+          ? this.store.state.commit({ t: 'e', key: firer.key, e: offset })
+          : offset.then((e) => this.store.state.commit({ t: 'e', key: firer.key, e }));
+      firer.fencing = committed.then(
         () => {
           firer.fenced = true;
         },
@@ -643,14 +657,13 @@ export class BrokerDelay implements DelayService {
   /** Appends the firer's queue in rounds until it is empty (or the service stops). */
   private async fire(firer: Firer): Promise<void> {
     while (firer.head < firer.queue.length && !this.stopped && this.failure === null) {
-      const log = this.logOf(firer);
-      if (log === null) {
+      if (firer.key !== deadKey && !this.targets.exists(firer.topic, firer.partition)) {
         this.redirectToDead(firer, firer.head, firer.queue.length, 0);
         continue;
       }
       if (!firer.fenced) {
         try {
-          await this.fence(firer, log);
+          await this.fence(firer);
         } catch (error) {
           this.fail(error);
           return;
@@ -663,12 +676,14 @@ export class BrokerDelay implements DelayService {
         firer.head = end;
         continue;
       }
+      let fence: number;
       try {
         if (firer.key === deadKey) {
           await this.store.dead.log.append(bytes);
           this.onInternalAppend(this.store.dead.log);
+          fence = this.store.dead.log.logEndOffset;
         } else {
-          await this.produceCopies(firer.topic, firer.partition, bytes);
+          fence = await this.targets.append(firer.topic, firer.partition, bytes);
         }
       } catch (error) {
         if (error instanceof UnknownTopicError || error instanceof UnknownPartitionError) {
@@ -692,7 +707,6 @@ export class BrokerDelay implements DelayService {
         return;
       }
       firer.head = end;
-      const fence = this.logOf(firer)?.logEndOffset ?? 0;
       const count = triples.length / 3;
       this.queued -= (end - start) / 3;
       const nowMs = this.clock.nowMs();
@@ -772,12 +786,6 @@ export class BrokerDelay implements DelayService {
       firer.head = 0;
     }
     this.run(dead);
-  }
-
-  private logOf(firer: Firer): LogStore | null {
-    if (firer.key === deadKey) return this.store.dead.log;
-    const topic = this.topicNamed(firer.topic);
-    return topic?.partitions[firer.partition]?.openLog ?? null;
   }
 
   /** Deletes `__delay` segments whose messages are all handled (at most once a second). */
@@ -1039,48 +1047,19 @@ export class BrokerDelay implements DelayService {
   }
 }
 
-/** The log of the target named by `key` (a fence key), or null when it is gone. */
-function targetLog(
+/** The fired copies in the target named by `key` (a fence key) from `from` on, or null when it is gone. */
+async function findFiredAt(
   store: DelayStore,
-  topicNamed: (name: string) => Topic | undefined,
+  targets: DelayTargets,
   key: string,
-): LogStore | null {
-  if (key === deadKey) return store.dead.log;
-  const separator = key.lastIndexOf('\u0000');
-  const topic = topicNamed(key.slice(0, separator));
-  const partition = Number(key.slice(separator + 1));
-  return topic?.partitions[partition]?.openLog ?? null;
-}
-
-/** The `sw-delay-ref` values of the records of `log` from `from` on. */
-function findFiredCopies(log: LogStore, from: number): { refs: number[]; scannedBytes: number } {
-  const refs: number[] = [];
-  let scannedBytes = 0;
-  const name = textEncoder.encode(delayRefHeader);
-  let offset = Math.max(from, log.logStartOffset);
-  while (offset < log.logEndOffset) {
-    const result = log.read(offset, 4 * 1024 * 1024);
-    if (result.batchCount === 0) break;
-    scannedBytes += result.bytes.length;
-    let position = 0;
-    while (position < result.bytes.length) {
-      const cursor = new RecordCursor(result.bytes, position);
-      while (cursor.next()) {
-        if (cursor.offset < from || cursor.headerCount === 0) continue;
-        for (const [header, value] of cursor.headers()) {
-          if (header.length === name.length && header === delayRefHeader && value !== null) {
-            const ref = Number(
-              Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'),
-            );
-            if (Number.isSafeInteger(ref) && ref >= 0) refs.push(ref);
-          }
-        }
-      }
-      position = cursor.batchEnd;
-    }
-    offset = result.nextOffset;
+  from: number,
+): Promise<{ refs: number[]; scannedBytes: number; endOffset: number } | null> {
+  if (key === deadKey) {
+    const log = store.dead.log;
+    return { ...findFiredCopies(log, from), endOffset: log.logEndOffset };
   }
-  return { refs, scannedBytes };
+  const separator = key.lastIndexOf('\u0000');
+  return targets.findFired(key.slice(0, separator), Number(key.slice(separator + 1)), from);
 }
 
 /** The transaction stamp of a committed batch (attribute transactional), or null. */
