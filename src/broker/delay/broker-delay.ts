@@ -156,8 +156,27 @@ interface Firer {
   cursor: RecordCursor | null;
 }
 
+/**
+ * A cluster member's delay service (service-leadership.ts): the in-sync replicas of each of its
+ * internal topics, awaited before an append to it counts.
+ */
+export interface DelayReplication {
+  /** Resolves once the in-sync replicas of `__delay` hold everything before `endOffset`. */
+  delay(endOffset: number): Promise<void>;
+  /** The same for `__delay_dead`. */
+  dead(endOffset: number): Promise<void>;
+  /** The same for `__delay_state` (StateLog.replicate). */
+  state(endOffset: number): Promise<void>;
+}
+
+/** One term's targets in a cluster (forwarded-delay-targets.ts): closed when the term ends. */
+export interface TermDelayTargets extends DelayTargets {
+  close(why: string): void;
+}
+
 export class BrokerDelay implements DelayService {
-  readonly recovery: DelayRecoveryReport;
+  /** What the last recovery found (at open; in a cluster, at the start of the running term). */
+  recovery: DelayRecoveryReport;
   /**
    * Called at each step of a rewrite pass: 'copied' once the copies are durable (before the marker),
    * 'marked' once the marker is. For crash tests (a child kills itself there); nothing else.
@@ -168,12 +187,16 @@ export class BrokerDelay implements DelayService {
   private readonly lifecycle: Lifecycle;
   private readonly diskReserve: DiskReserve;
   private readonly topicNamed: (name: string) => Topic | undefined;
-  private readonly targets: DelayTargets;
+  private targets: DelayTargets;
+  /** Cluster member: the replication waits (null: a single broker). */
+  private replication: DelayReplication | null = null;
+  /** Bumped at each term's stop and start: work of an earlier term sees it and ends. */
+  private generation = 0;
   private readonly onInternalAppend: (log: LogStore) => void;
-  private readonly wheel: TimingWheel;
+  private wheel: TimingWheel;
   private readonly targetEncoder = new TargetBatchEncoder();
   private readonly fireBuilder = new BatchBuilder({ maxBatchBytes: delayFireBatchBytesMax * 2 });
-  private readonly firers = new Map<string, Firer>();
+  private firers = new Map<string, Firer>();
   private readonly running = new Set<Promise<void>>();
   private timer: ClockTimer | null = null;
   private timerDueMs = Number.POSITIVE_INFINITY;
@@ -188,12 +211,12 @@ export class BrokerDelay implements DelayService {
   private bytesSinceRelease = 0;
   private readonly transactionSettled: (id: number) => boolean;
   /** Delayed batches of transactions not known to be durably finished: id -> index -> batch. */
-  private readonly transactionBatches: Map<number, Map<number, TransactionBatch>>;
+  private transactionBatches: Map<number, Map<number, TransactionBatch>>;
   /** Rewrite: wheel ref -> where the message is now, and back (moved messages only). */
-  private readonly redirects = new Map<number, number>();
-  private readonly redirectedFrom = new Map<number, number>();
+  private redirects = new Map<number, number>();
+  private redirectedFrom = new Map<number, number>();
   /** Rewrite: wheel refs of messages being moved; their due entries wait in `deferred`. */
-  private readonly moving = new Set<number>();
+  private moving = new Set<number>();
   private deferred: number[] = [];
   private rewriting = false;
   private rewriteFenced = false;
@@ -216,6 +239,25 @@ export class BrokerDelay implements DelayService {
   }
 
   /**
+   * A cluster member at open: nothing recovered (no scan, no write: a term of the service recovers
+   * once this broker leads the delay topics, `startTerm`).
+   */
+  static notRecovered(clock: Clock): RecoveredDelay {
+    return {
+      wheel: new TimingWheel(clock.nowMs()),
+      report: {
+        pending: 0,
+        cleanStart: false,
+        copiesFound: 0,
+        scannedBytes: 0,
+        skippedBatches: 0,
+        movedFound: 0,
+      },
+      transactionBatches: new Map(),
+    };
+  }
+
+  /**
    * Recovery, before the broker serves: marks the fired copies a crash left without markers (found
    * from the fences on), then loads every unhandled message of `__delay` into a new wheel.
    */
@@ -226,12 +268,14 @@ export class BrokerDelay implements DelayService {
     transactionSettled: (id: number) => boolean = () => true,
     /** Where the fired copies are looked for (default: this broker's logs). */
     targets: DelayTargets = new LocalDelayTargets(topicNamed, null),
+    /** Scan from the fences even after a clean close (a cluster term: another broker may have fired). */
+    forceScan = false,
   ): Promise<RecoveredDelay> {
     const machine = store.machine;
     let copiesFound = 0;
     let scannedBytes = 0;
     let movedFound = 0;
-    const cleanStart = machine.closedCleanly;
+    const cleanStart = machine.closedCleanly && !forceScan;
     if (!cleanStart) {
       for (const [key, fence] of [...machine.fences]) {
         if (key === rewriteKey) {
@@ -297,6 +341,106 @@ export class BrokerDelay implements DelayService {
    * `__delay` is not replicated yet. Null: served (a single broker).
    */
   refusal: SpillwayError | null = null;
+
+  /**
+   * Makes this a cluster member's service (service-leadership.ts), before it serves: stopped (delayed
+   * produces refused with NOT_COORDINATOR) until `startTerm`; the state log's writes are answered
+   * once `replication.state` resolves, and `__delay` / `__delay_dead` appends count once replicated.
+   * Opened without recovery (the engine skips it for a cluster member): nothing was written.
+   */
+  joinCluster(replication: DelayReplication): void {
+    this.replication = replication;
+    this.store.state.replicate = replication.state;
+    this.stopTerm('waiting for the cluster to assign __delay, __delay_state, __delay_dead');
+  }
+
+  /**
+   * Stops the running term at once (this broker no longer leads the delay topics): timers and
+   * firers stop, the state log refuses every later write (nothing more is appended to logs the
+   * replication follower is about to write), the term's targets close (its forwards reject), and
+   * delayed produces fail with NOT_COORDINATOR. Work of the term still under way ends at its next
+   * step without writing. Idempotent.
+   */
+  stopTerm(why: string): void {
+    this.generation++;
+    const notHere = new SpillwayError('NOT_COORDINATOR', `delayed messages are not served here: ${why}`);
+    this.refusal = notHere;
+    this.stopped = true;
+    this.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerDueMs = Number.POSITIVE_INFINITY;
+    for (const firer of this.firers.values()) {
+      this.clock.clearTimer(firer.retryTimer);
+      firer.retryTimer = null;
+    }
+    this.store.state.detach(notHere);
+    (this.targets as Partial<TermDelayTargets>).close?.(why);
+  }
+
+  /**
+   * Starts a term (this broker leads the delay topics): the state log is recovered again from its
+   * partition log as replication left it, then, in the background, recovery runs as at a broker's
+   * open with each fence scan done through `targets` (the term's forwarder), and firing starts.
+   * Until recovery ends delayed produces fail with NOT_COORDINATOR (retriable); a failed recovery is
+   * tried again after delayRetryMs while the term lasts. Returns at once (a recovery waiting on a
+   * dead target's leader must not hold up the next leadership change).
+   */
+  startTerm(targets: TermDelayTargets): void {
+    this.stopTerm('a new term starts');
+    const generation = ++this.generation;
+    this.targets = targets;
+    this.refusal = new SpillwayError('NOT_COORDINATOR', 'delayed messages: the delay service is recovering');
+    const attempt = (): void => {
+      if (generation !== this.generation) return;
+      this.store.reopen();
+      const recovering = BrokerDelay.recover(
+        this.store,
+        this.clock,
+        this.topicNamed,
+        this.transactionSettled,
+        targets,
+        true,
+      ).then(
+        (recovered) => {
+          if (generation !== this.generation) return;
+          this.install(recovered);
+        },
+        (error: unknown) => {
+          if (generation !== this.generation) return;
+          process.emitWarning(`delay service recovery failed (tried again): ${String(error)}`);
+          this.clock.setTimeout(attempt, delayRetryMs, { unref: true });
+        },
+      );
+      this.running.add(recovering);
+      recovering.finally(() => this.running.delete(recovering));
+    };
+    attempt();
+  }
+
+  /** Serves a term from what recovery loaded (a fresh wheel, firers, rewrite state). */
+  private install(recovered: RecoveredDelay): void {
+    this.wheel = recovered.wheel;
+    this.recovery = recovered.report;
+    this.transactionBatches = recovered.transactionBatches;
+    this.firers = new Map();
+    this.redirects = new Map();
+    this.redirectedFrom = new Map();
+    this.moving = new Set();
+    this.deferred = [];
+    this.rewriteFenced = false;
+    this.queued = 0;
+    this.failure = null;
+    this.stopped = false;
+    this.refusal = null;
+    this.arm();
+  }
+
+  /** NOT_COORDINATOR when the term that began a step (`generation`) ended meanwhile. */
+  private assertTerm(generation: number): void {
+    if (generation !== this.generation) {
+      throw new SpillwayError('NOT_COORDINATOR', 'delayed messages: the delay service moved meanwhile');
+    }
+  }
 
   /**
    * Schedules the delayed batch `batch` (validated by the caller: CRC, structure, the `delayed`
@@ -389,6 +533,7 @@ export class BrokerDelay implements DelayService {
     const targetBatch = this.targetEncoder.encode(target, nowMs);
     this.diskReserve.admit(batch.length + targetBatch.length, `delayed produce to ${topic}/${partition}`);
     const log = this.store.delay.log;
+    const generation = this.generation;
     this.lifecycle.begin();
     try {
       // Both appends take their offsets now, back to back: nothing can land between them.
@@ -399,6 +544,11 @@ export class BrokerDelay implements DelayService {
       const durability = owner.config.durability;
       if (durability === 'always') await log.flush();
       this.onInternalAppend(log);
+      if (this.replication !== null) {
+        this.assertTerm(generation);
+        await this.replication.delay(lastOffset + 1);
+      }
+      this.assertTerm(generation);
       this.bytesSinceRelease += batch.length + targetBatch.length;
       if (this.bytesSinceRelease >= delayResidentBytesMax) {
         // The written pages are not read again until due: out of the resident set (page cache keeps them).
@@ -407,7 +557,10 @@ export class BrokerDelay implements DelayService {
       }
       if (soonest - this.clock.nowMs() < delayPrefenceMs) {
         const firer = this.firerFor(targetKey(topic, partition), topic, partition);
-        if (!firer.fenced) this.fence(firer).catch((error: unknown) => this.fail(error));
+        if (!firer.fenced)
+          this.fence(firer).catch((error: unknown) => {
+            if (generation === this.generation) this.fail(error);
+          });
       }
       for (let index = 0; index < dues.length; index++) this.wheel.add(dues[index]!, baseOffset + index);
       this.counters.scheduled += dues.length;
@@ -476,6 +629,11 @@ export class BrokerDelay implements DelayService {
    * clean-close flag (the next open scans nothing). Messages due and not appended fire after restart.
    */
   async stop(): Promise<void> {
+    if (this.replication !== null) {
+      this.stopTerm('the broker is closing');
+      while (this.running.size > 0) await Promise.allSettled([...this.running]);
+      return;
+    }
     if (this.stopped) return;
     this.stopped = true;
     this.clock.clearTimer(this.timer);
@@ -487,7 +645,13 @@ export class BrokerDelay implements DelayService {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
     const machine = this.store.machine;
     // Only when a scan would have something to do (a fence exists and the flag is not set already).
-    if (this.failure === null && !machine.closedCleanly && machine.fences.size > 0) {
+    // Not in a cluster: a term's recovery always scans (another broker may have fired meanwhile).
+    if (
+      this.replication === null &&
+      this.failure === null &&
+      !machine.closedCleanly &&
+      machine.fences.size > 0
+    ) {
       await this.store.state.commit({ t: 'c', v: true }).catch(() => undefined);
     }
   }
@@ -656,6 +820,7 @@ export class BrokerDelay implements DelayService {
 
   /** Appends the firer's queue in rounds until it is empty (or the service stops). */
   private async fire(firer: Firer): Promise<void> {
+    const generation = this.generation;
     while (firer.head < firer.queue.length && !this.stopped && this.failure === null) {
       if (firer.key !== deadKey && !this.targets.exists(firer.topic, firer.partition)) {
         this.redirectToDead(firer, firer.head, firer.queue.length, 0);
@@ -665,9 +830,10 @@ export class BrokerDelay implements DelayService {
         try {
           await this.fence(firer);
         } catch (error) {
-          this.fail(error);
+          if (generation === this.generation) this.fail(error);
           return;
         }
+        if (generation !== this.generation) return;
       }
       const start = firer.head;
       const { bytes, triples, end } = this.buildRound(firer);
@@ -682,16 +848,22 @@ export class BrokerDelay implements DelayService {
           await this.store.dead.log.append(bytes);
           this.onInternalAppend(this.store.dead.log);
           fence = this.store.dead.log.logEndOffset;
+          if (this.replication !== null) {
+            this.assertTerm(generation);
+            await this.replication.dead(fence);
+          }
         } else {
           fence = await this.targets.append(firer.topic, firer.partition, bytes);
         }
       } catch (error) {
-        if (error instanceof UnknownTopicError || error instanceof UnknownPartitionError) {
+        if (generation !== this.generation) return;
+        const code = error instanceof SpillwayError ? error.code : '';
+        if (code === 'UNKNOWN_TOPIC' || code === 'UNKNOWN_PARTITION') {
           // Deleted while due: what this round held goes to the dead letters.
-          this.redirectToDead(firer, start, end, error instanceof UnknownTopicError ? 0 : 2);
+          this.redirectToDead(firer, start, end, code === 'UNKNOWN_TOPIC' ? 0 : 2);
           continue;
         }
-        if (this.stopped) return;
+        if (this.stopped || code === 'SERVICE_FENCED') return;
         // Retriable or not, nothing was appended: the round stays at the head, tried again later.
         process.emitWarning(
           `delayed messages for ${firer.topic}/${firer.partition} not fired yet: ${(error as Error).message}`,
@@ -706,6 +878,7 @@ export class BrokerDelay implements DelayService {
         );
         return;
       }
+      if (generation !== this.generation) return;
       firer.head = end;
       const count = triples.length / 3;
       this.queued -= (end - start) / 3;
@@ -724,7 +897,9 @@ export class BrokerDelay implements DelayService {
       }
       this.store.state.commit({ t: 'f', key: firer.key, r: triples, e: fence }).then(
         () => this.scheduleCleanup(),
-        (error: unknown) => this.fail(error),
+        (error: unknown) => {
+          if (generation === this.generation) this.fail(error);
+        },
       );
     }
   }
@@ -845,8 +1020,11 @@ export class BrokerDelay implements DelayService {
   private startRewrite(): void {
     if (this.rewriting || this.stopped || this.failure !== null) return;
     this.rewriting = true;
+    const generation = this.generation;
     const done = this.rewrite()
-      .catch((error: unknown) => this.fail(error))
+      .catch((error: unknown) => {
+        if (generation === this.generation) this.fail(error);
+      })
       .finally(() => {
         this.rewriting = false;
         this.running.delete(done);
@@ -972,8 +1150,10 @@ export class BrokerDelay implements DelayService {
     const log = this.store.delay.log;
     if (moves.length === 0) return;
     if (this.redirects.size + movedRecords > delayRedirectsMax) return;
+    const generation = this.generation;
     if (!this.rewriteFenced) {
       await this.store.state.commit({ t: 'e', key: rewriteKey, e: log.logEndOffset });
+      this.assertTerm(generation);
       this.rewriteFenced = true;
     }
     if (this.stopped) return;
@@ -1014,9 +1194,15 @@ export class BrokerDelay implements DelayService {
       const results = await Promise.all(appends);
       await log.flush();
       this.onInternalAppend(log);
+      if (this.replication !== null) {
+        this.assertTerm(generation);
+        await this.replication.delay(log.logEndOffset);
+      }
+      this.assertTerm(generation);
       this.onRewriteStep?.('copied');
       await this.store.state.commit({ t: 'f', key: rewriteKey, r: triples, e: log.logEndOffset });
       this.onRewriteStep?.('marked');
+      this.assertTerm(generation);
       // The old places are handled (durably): redirect the wheel's refs to the new ones.
       let moved = 0;
       for (let pair = 0; pair < moves.length; pair++) {
