@@ -192,6 +192,12 @@ export class BrokerDelay implements DelayService {
   private replication: DelayReplication | null = null;
   /** Bumped at each term's stop and start: work of an earlier term sees it and ends. */
   private generation = 0;
+  /** Cluster member: delayed batches go there while no term runs here. */
+  private elsewhere:
+    | ((topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>)
+    | null = null;
+  /** Cluster member: a term was started here and not stopped (recovering or serving). */
+  private inTerm = false;
   private readonly onInternalAppend: (log: LogStore) => void;
   private wheel: TimingWheel;
   private readonly targetEncoder = new TargetBatchEncoder();
@@ -348,8 +354,13 @@ export class BrokerDelay implements DelayService {
    * once `replication.state` resolves, and `__delay` / `__delay_dead` appends count once replicated.
    * Opened without recovery (the engine skips it for a cluster member): nothing was written.
    */
-  joinCluster(replication: DelayReplication): void {
+  joinCluster(
+    replication: DelayReplication,
+    /** Takes a delayed batch to the broker running the service (DELAY_SCHEDULE) while it does not run here. */
+    elsewhere: (topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>,
+  ): void {
     this.replication = replication;
+    this.elsewhere = elsewhere;
     this.store.state.replicate = replication.state;
     this.stopTerm('waiting for the cluster to assign __delay, __delay_state, __delay_dead');
   }
@@ -363,6 +374,7 @@ export class BrokerDelay implements DelayService {
    */
   stopTerm(why: string): void {
     this.generation++;
+    this.inTerm = false;
     const notHere = new SpillwayError('NOT_COORDINATOR', `delayed messages are not served here: ${why}`);
     this.refusal = notHere;
     this.stopped = true;
@@ -388,6 +400,7 @@ export class BrokerDelay implements DelayService {
   startTerm(targets: TermDelayTargets): void {
     this.stopTerm('a new term starts');
     const generation = ++this.generation;
+    this.inTerm = true;
     this.targets = targets;
     this.refusal = new SpillwayError('NOT_COORDINATOR', 'delayed messages: the delay service is recovering');
     const attempt = (): void => {
@@ -450,6 +463,17 @@ export class BrokerDelay implements DelayService {
    */
   async schedule(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
     this.lifecycle.assertOpen();
+    // A cluster member not running the service: the broker that does takes it (the batch is ours).
+    if (this.elsewhere !== null && !this.inTerm) return this.elsewhere(topic, partition, batch);
+    return this.scheduleHere(topic, partition, batch);
+  }
+
+  /**
+   * `schedule` on this broker's service only (DELAY_SCHEDULE from another broker: never passed on);
+   * NOT_COORDINATOR while no term of it runs here.
+   */
+  async scheduleHere(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
+    this.lifecycle.assertOpen();
     if (this.refusal !== null) throw this.refusal;
     return this.storeBatch(topic, partition, batch, this.clock.nowMs(), true);
   }
@@ -477,7 +501,7 @@ export class BrokerDelay implements DelayService {
     const known = indexes?.get(stamp.index);
     if (known !== undefined) {
       if (typeof known !== 'number') return known;
-      const durability = this.topicNamed(topic)?.config.durability ?? 'interval';
+      const durability = this.targets.topic(topic)?.durability ?? 'interval';
       return Promise.resolve({ partition, baseOffset: known, lastOffset: known, durability, delayed: true });
     }
     if (indexes === undefined) {
@@ -511,7 +535,7 @@ export class BrokerDelay implements DelayService {
     strict: boolean,
   ): Promise<ProduceResult> {
     if (this.failure !== null) throw this.failure;
-    const owner = this.topicNamed(topic);
+    const owner = this.targets.topic(topic);
     if (owner === undefined) throw new UnknownTopicError(topic);
     if (partition >= owner.partitionCount)
       throw new UnknownPartitionError(topic, partition, owner.partitionCount);
@@ -541,7 +565,7 @@ export class BrokerDelay implements DelayService {
       const appended = log.append(batch);
       await targetAppended;
       const { baseOffset, lastOffset } = await appended;
-      const durability = owner.config.durability;
+      const durability = owner.durability;
       if (durability === 'always') await log.flush();
       this.onInternalAppend(log);
       if (this.replication !== null) {
@@ -742,7 +766,7 @@ export class BrokerDelay implements DelayService {
         continue;
       }
       const { target } = batch;
-      const topic = this.topicNamed(target.topic);
+      const topic = this.targets.topic(target.topic);
       let reason = -1;
       if (topic === undefined) reason = 0;
       else if (topic.createdAtMs !== target.createdAtMs) reason = 1;

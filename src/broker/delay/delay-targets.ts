@@ -9,6 +9,8 @@
  *   (src/cluster/forwarding/forwarded-delay-targets.ts): the target may be led by another broker.
  *
  * Contract (what broker-delay.ts relies on):
+ * - `topic(name)`: the target topic's identity (creation time: a topic deleted and created again is
+ *   another topic), partition count and durability, or undefined when there is none.
  * - `exists(topic, partition)`: the partition exists now (else its due messages go to `__delay_dead`).
  * - `fenceOffset`: an offset such that every copy appended to the partition after the call resolves
  *   lies at or after it.
@@ -22,6 +24,7 @@ import { RecordCursor } from '../../format/record-batch.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
 import { delayRefHeader } from '../../protocol/reserved-headers.js';
 import type { LogStore } from '../../storage/log-store.js';
+import type { Durability } from '../../storage/sync-scheduler.js';
 import type { Topic } from '../topic.js';
 
 /** The fired copies found in a target partition from a fence on. */
@@ -33,7 +36,15 @@ export interface FiredCopies {
   endOffset: number;
 }
 
+/** What the delay service needs of a target topic. */
+export interface DelayTopic {
+  createdAtMs: number;
+  partitionCount: number;
+  durability: Durability;
+}
+
 export interface DelayTargets {
+  topic(name: string): DelayTopic | undefined;
   exists(topic: string, partition: number): boolean;
   /** A number: read now (committed in the caller's turn); a promise: from another broker. */
   fenceOffset(topic: string, partition: number): number | Promise<number>;
@@ -50,6 +61,16 @@ export class LocalDelayTargets implements DelayTargets {
       | ((topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>)
       | null,
   ) {}
+
+  topic(name: string): DelayTopic | undefined {
+    const topic = this.topicNamed(name);
+    if (topic === undefined) return undefined;
+    return {
+      createdAtMs: topic.createdAtMs,
+      partitionCount: topic.partitionCount,
+      durability: topic.config.durability,
+    };
+  }
 
   exists(topic: string, partition: number): boolean {
     return this.logOf(topic, partition) !== null;

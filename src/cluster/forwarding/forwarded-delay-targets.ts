@@ -3,8 +3,8 @@
  * contract): one term's `Forwarder` (forwarder.ts), so a due message fires into its partition
  * whichever broker leads it, and a new term finds what an earlier one fired without a marker.
  *
- * - `exists`: the topic is known to this broker (the cluster creates every topic on every broker)
- *   and has the partition.
+ * - `topic` / `exists`: from this broker's view of etcd (the topic record: creation time, partition
+ *   count), not the local topics (a broker holds only the topics it has replicas of).
  * - `fenceOffset`: `Forwarder.logEnd` (older terms fenced there first, then the replicated log end).
  * - `append`: `Forwarder.append` (at most once, acks 'all'); the next fence is the round's
  *   `lastOffset + 1` (the local log, if any, is not the leader's).
@@ -13,18 +13,45 @@
  * - `close`: ends the term's forwarder (pending forwards reject with SERVICE_FENCED).
  */
 import type { TermDelayTargets } from '../../broker/delay/broker-delay.js';
-import { collectDelayRefs, type FiredCopies } from '../../broker/delay/delay-targets.js';
-import type { Topic } from '../../broker/topic.js';
+import { collectDelayRefs, type DelayTopic, type FiredCopies } from '../../broker/delay/delay-targets.js';
+import type { Durability } from '../../storage/sync-scheduler.js';
 import type { Forwarder } from './forwarder.js';
+
+/** What of the cluster node's view the targets read (a topic's record in etcd). */
+export interface DelayTopicView {
+  topicView(
+    topic: string,
+  ):
+    | { record: { partitions: number; createdAtMs: number; config: Record<string, number | string> } }
+    | undefined;
+}
+
+const durabilities: readonly string[] = ['none', 'interval', 'always'];
 
 export class ForwardedDelayTargets implements TermDelayTargets {
   constructor(
     private readonly forwarder: Forwarder,
-    private readonly topicNamed: (name: string) => Topic | undefined,
+    private readonly view: DelayTopicView,
+    /** The durability of a topic whose record names none (the local topic's, else the default). */
+    private readonly localDurability: (topic: string) => Durability | undefined,
   ) {}
 
+  topic(name: string): DelayTopic | undefined {
+    const record = this.view.topicView(name)?.record;
+    if (record === undefined) return undefined;
+    const configured = record.config.durability;
+    return {
+      createdAtMs: record.createdAtMs,
+      partitionCount: record.partitions,
+      durability:
+        typeof configured === 'string' && durabilities.includes(configured)
+          ? (configured as Durability)
+          : (this.localDurability(name) ?? 'interval'),
+    };
+  }
+
   exists(topic: string, partition: number): boolean {
-    const known = this.topicNamed(topic);
+    const known = this.topic(topic);
     return known !== undefined && partition < known.partitionCount;
   }
 

@@ -29,10 +29,12 @@
  */
 import type { BrokerDedup } from '../../broker/dedup/broker-dedup.js';
 import type { BrokerDelay } from '../../broker/delay/broker-delay.js';
+import { delayDeadTopicName, delayStateTopicName, delayTopicName } from '../../broker/delay/delay-store.js';
 import type { GroupCoordinator } from '../../broker/groups/group-coordinator.js';
 import type { Partition } from '../../broker/partition.js';
 import type { BrokerProducers } from '../../broker/producers/broker-producers.js';
 import type { ProducerIdSource } from '../../broker/producers/producer-id-source.js';
+import type { Topic } from '../../broker/topic.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
   type CoordinatorGate,
@@ -41,6 +43,7 @@ import {
 } from '../../protocol/coordinator-routing.js';
 import { Opcode, opcodeName } from '../../protocol/opcodes.js';
 import type { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
+import { ForwardedDelayTargets } from '../forwarding/forwarded-delay-targets.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import { FollowedServices } from './followed-services.js';
 import { replicatedStateServices, type StateServiceTopics } from './replicated-state-topics.js';
@@ -48,7 +51,10 @@ import { replicatedStateServices, type StateServiceTopics } from './replicated-s
 /** What of the broker the services following leadership need. */
 export interface LeadershipBroker {
   readonly groups: GroupCoordinator;
-  readonly topics: { partitionOf(topic: string, partition: number): Partition };
+  readonly topics: {
+    partitionOf(topic: string, partition: number): Partition;
+    topicIfExists(name: string): Topic | undefined;
+  };
   readonly delay: BrokerDelay;
   readonly dedup: BrokerDedup;
   readonly producers: BrokerProducers;
@@ -85,11 +91,50 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       stop: (why) => groups.stopCoordinating(why),
       start: () => groups.startCoordinating(),
     });
-    broker.delay.refusal = new InvalidArgumentError(`delayed messages: the delay service ${notInClusterYet}`);
+    if (replicatedStateServices.some((entry) => entry.service === 'delay')) {
+      this.followDelay(broker, forwarding);
+    } else {
+      broker.delay.refusal = new InvalidArgumentError(
+        `delayed messages: the delay service ${notInClusterYet}`,
+      );
+    }
     // Msg-id dedup: each partition leader keeps its partition's index, rebuilt from the data log.
     broker.dedup.joinCluster();
     this.producers = broker.producers;
     this.producers.joinCluster();
+  }
+
+  /**
+   * The delay service follows `__delay`, `__delay_state`, `__delay_dead` (broker-delay.ts, cluster
+   * terms): each append to them counts once the in-sync replicas have it; a term fires through its
+   * forwarder and reads target topics from the cluster's records; a delayed batch reaching a broker
+   * that does not run the service goes to the one that does (DELAY_SCHEDULE).
+   */
+  private followDelay(broker: LeadershipBroker, forwarding: ClusterForwarding): void {
+    const delay = broker.delay;
+    const replicated = (topic: string) => (endOffset: number) =>
+      replicatedOnInSyncReplicas(broker.topics.partitionOf(topic, 0), endOffset);
+    delay.joinCluster(
+      {
+        delay: replicated(delayTopicName),
+        dead: replicated(delayDeadTopicName),
+        state: replicated(delayStateTopicName),
+      },
+      (topic, partition, batch) => forwarding.delaySchedule(topic, partition, batch),
+    );
+    forwarding.target.scheduleDelayed = (topic, partition, batch) =>
+      delay.scheduleHere(topic, partition, batch);
+    this.followed.follow(serviceTopics('delay'), {
+      stop: (why) => delay.stopTerm(why),
+      start: (term) =>
+        delay.startTerm(
+          new ForwardedDelayTargets(
+            forwarding.forwarder(term),
+            forwarding,
+            (topic) => broker.topics.topicIfExists(topic)?.config.durability,
+          ),
+        ),
+    });
   }
 
   /** Producer ids for INIT_PRODUCER, once the cluster node is up (broker-cluster.ts). */

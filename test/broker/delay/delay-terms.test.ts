@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { TermDelayTargets } from '../../../src/broker/delay/broker-delay.js';
 import { LocalDelayTargets } from '../../../src/broker/delay/delay-targets.js';
 import { ManualClock } from '../../../src/clock.js';
+import { SpillwayError } from '../../../src/errors.js';
 import { BatchAttributes, batchLengthAt } from '../../../src/format/batch-header.js';
 import { decodeRecords, encodeBatch } from '../../../src/format/record-batch.js';
 import { deliverAtHeader } from '../../../src/protocol/reserved-headers.js';
@@ -74,9 +75,18 @@ describe('delay service terms (cluster mode, in process)', () => {
     await broker.topics.create('t', { partitions: 1 });
     await broker.topics.create('u', { partitions: 1 });
     const delay = broker.delay;
-    delay.joinCluster(immediate);
+    // No term here: a delayed batch goes to the broker running the service (DELAY_SCHEDULE there).
+    const elsewhere: string[] = [];
+    delay.joinCluster(immediate, async (topic) => {
+      elsewhere.push(topic);
+      throw new SpillwayError('NOT_COORDINATOR', 'no other broker in this test');
+    });
     const t0 = clock.nowMs();
     expect(await rejectedCode(delay.schedule('t', 0, delayedBatch('x', 1, t0 + 1000)))).toBe(
+      'NOT_COORDINATOR',
+    );
+    expect(elsewhere).toEqual(['t']);
+    expect(await rejectedCode(delay.scheduleHere('t', 0, delayedBatch('x', 1, t0 + 1000)))).toBe(
       'NOT_COORDINATOR',
     );
 
@@ -92,9 +102,10 @@ describe('delay service terms (cluster mode, in process)', () => {
     clock.advance(1000);
     await until(() => first.closed !== null);
     expect(first.closed).toBe('moved (test)');
-    expect(await rejectedCode(delay.schedule('t', 0, delayedBatch('y', 1, t0 + 2000)))).toBe(
+    expect(await rejectedCode(delay.scheduleHere('t', 0, delayedBatch('y', 1, t0 + 2000)))).toBe(
       'NOT_COORDINATOR',
     );
+    expect(elsewhere).toEqual(['t']);
     const appendedBefore = (await values(broker, 't')).length + (await values(broker, 'u')).length;
     expect(appendedBefore).toBeGreaterThan(0);
 
