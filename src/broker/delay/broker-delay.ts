@@ -26,6 +26,11 @@
  * Memory: the wheel holds 16 bytes per pending message; the firers' queues 24 bytes per due message
  * not yet appended; nothing else grows with the pending count.
  *
+ * In a cluster (docs/CLUSTER.md, "Built: delayed messages") the service runs in terms on the leader
+ * of its three topics (`joinCluster`, `startTerm`, `stopTerm`): nothing at open, recovery at each
+ * term's start with every fence scanned through the term's targets (a `Forwarder`), appends counted
+ * once replicated, a synchronous stop; work of an ended term stops at its next step (`generation`).
+ *
  * Concurrency: one event loop. `schedule` runs concurrently with firing and with topic admin.
  */
 import type { Clock, ClockTimer } from '../../clock.js';
@@ -343,8 +348,8 @@ export class BrokerDelay implements DelayService {
   }
 
   /**
-   * Set in cluster mode (src/cluster/state-services/): delayed produces are refused with it, since
-   * `__delay` is not replicated yet. Null: served (a single broker).
+   * Why delayed produces are refused now, or null (served). A cluster member: NOT_COORDINATOR while
+   * no term runs here or its recovery runs (`stopTerm`, `startTerm`); a single broker: null.
    */
   refusal: SpillwayError | null = null;
 

@@ -20,12 +20,13 @@
  *
  * `check(opcode)` (`BrokerApi.coordinators`) refuses what this broker does not serve: NOT_COORDINATOR
  * (retriable) for a group request while another broker leads `__consumer_offsets`, INVALID_ARGUMENT
- * for the services that do not follow leadership yet (queues, transactions, delay stats), whose
+ * for the services that do not follow leadership yet (queues, transactions), whose
  * state would otherwise be silently local to one broker. INIT_PRODUCER is served by every broker:
  * producer ids come from etcd (producer-id-blocks.ts, `useProducerIds`), and each partition leader
  * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster), and
- * the msgId index of a dedup topic's partition from its log (BrokerDedup.joinCluster). Delayed
- * batches are refused the same way in the produce path.
+ * the msgId index of a dedup topic's partition from its log (BrokerDedup.joinCluster). The delay
+ * service follows `__delay`, `__delay_state`, `__delay_dead` (`followDelay`, docs/CLUSTER.md "Built:
+ * delayed messages").
  */
 import type { BrokerDedup } from '../../broker/dedup/broker-dedup.js';
 import type { BrokerDelay } from '../../broker/delay/broker-delay.js';
@@ -91,13 +92,7 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       stop: (why) => groups.stopCoordinating(why),
       start: () => groups.startCoordinating(),
     });
-    if (replicatedStateServices.some((entry) => entry.service === 'delay')) {
-      this.followDelay(broker, forwarding);
-    } else {
-      broker.delay.refusal = new InvalidArgumentError(
-        `delayed messages: the delay service ${notInClusterYet}`,
-      );
-    }
+    this.followDelay(broker, forwarding);
     // Msg-id dedup: each partition leader keeps its partition's index, rebuilt from the data log.
     broker.dedup.joinCluster();
     this.producers = broker.producers;
