@@ -414,6 +414,10 @@ export class BrokerEngine implements BrokerApi {
         }
       }
       for (const log of guarded) {
+        // A cluster member's __delay_state is a replicated partition: empty is what a follower that
+        // truncated to follow its leader may hold (the replicas keep it), and the guard's snapshot
+        // would be a local write into it. A term of the delay service writes it (docs/CLUSTER.md).
+        if (resolved.clusterMember && log.name === delayStateTopicName) continue;
         const finding = await guardStateLog<unknown>({
           metadata,
           ...log,
