@@ -357,7 +357,12 @@ export class BrokerEngine implements BrokerApi {
       queueState = await QueueStateStore.open(stateLogOptions);
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
       producerState = await ProducerStateStore.open(stateLogOptions);
-      delayStore = await DelayStore.open({ ...stateLogOptions, segmentBytes: resolved.delaySegmentBytes });
+      delayStore = await DelayStore.open({
+        ...stateLogOptions,
+        segmentBytes: resolved.delaySegmentBytes,
+        // In a cluster the follower may write these logs: recovered by a term of the service only.
+        ...(resolved.clusterMember ? { writeAtOpen: false } : {}),
+      });
       const producerInternal = internalTopic(producerStateTopicName, producerState.partition);
       dedupStore = await DedupStore.open(stateLogOptions);
       const dedupInternal = internalTopic(dedupTopicName, dedupStore.partition);
@@ -412,6 +417,10 @@ export class BrokerEngine implements BrokerApi {
         }
       }
       for (const log of guarded) {
+        // A cluster member's __delay_state is a replicated partition: empty is what a follower that
+        // truncated to follow its leader may hold (the replicas keep it), and the guard's snapshot
+        // would be a local write into it. A term of the delay service writes it (docs/CLUSTER.md).
+        if (resolved.clusterMember && log.name === delayStateTopicName) continue;
         const finding = await guardStateLog<unknown>({
           metadata,
           ...log,
@@ -427,12 +436,14 @@ export class BrokerEngine implements BrokerApi {
       if (!resolved.clusterMember) await reconcileDedup(dedupStore, topics, resolved.clock.nowMs());
       const topicsByName = new Map(topics.map((topic) => [topic.name, topic]));
       const transactionMachine = transactionStore.machine;
-      const delayRecovered = await BrokerDelay.recover(
-        delayStore,
-        resolved.clock,
-        (name) => topicsByName.get(name),
-        (id) => !transactionMachine.live.has(id),
-      );
+      const delayRecovered = resolved.clusterMember
+        ? BrokerDelay.notRecovered(resolved.clock)
+        : await BrokerDelay.recover(
+            delayStore,
+            resolved.clock,
+            (name) => topicsByName.get(name),
+            (id) => !transactionMachine.live.has(id),
+          );
       const delayInternal = [
         internalTopic(delayTopicName, delayStore.delay),
         internalTopic(delayStateTopicName, delayStore.statePartition),

@@ -37,6 +37,12 @@ export interface ForwardScanResult {
   batches: Uint8Array;
 }
 
+/** DELAY_SCHEDULE (77): a delayed batch for topic/partition, taken to the delay service's broker. */
+export interface DelayScheduleRequest {
+  topic: string;
+  partition: number;
+}
+
 export interface ForwardingService {
   /**
    * Appends one batch of the service (producerId = the service's, producerEpoch = `fence`) with acks
@@ -46,4 +52,9 @@ export interface ForwardingService {
   forwardProduce(request: ForwardProduceRequest, batch: Uint8Array): Promise<ProduceResult>;
   /** Fences older terms, then returns the service's batches from `fromOffset` (see ForwardScanResult). */
   forwardScan(request: ForwardScanRequest): Promise<ForwardScanResult>;
+  /**
+   * Schedules a client's delayed batch that reached another broker (the target partition's leader)
+   * on this broker's delay service; NOT_COORDINATOR (retriable) while it does not run here.
+   */
+  delaySchedule(request: DelayScheduleRequest, batch: Uint8Array): Promise<ProduceResult>;
 }

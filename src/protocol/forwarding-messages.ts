@@ -1,9 +1,9 @@
 /**
- * Request headers of FORWARD_PRODUCE (75) and FORWARD_SCAN (76), parsed strictly (a bad field is
+ * Request headers of FORWARD_PRODUCE (75), FORWARD_SCAN (76) and DELAY_SCHEDULE (77), parsed strictly (a bad field is
  * INVALID_ARGUMENT). docs/PROTOCOL.md, "Forwarding".
  */
 import { forwardScanBytesMax, leaderEpochMax, partitionIndexMax, topicNameLengthMax } from '../limits.js';
-import type { ForwardProduceRequest, ForwardScanRequest } from './forwarding-api.js';
+import type { DelayScheduleRequest, ForwardProduceRequest, ForwardScanRequest } from './forwarding-api.js';
 import { asFields, integerField, stringField } from './messages.js';
 
 /** Longest service name (`delay`, `transactions`). */
@@ -28,5 +28,13 @@ export function parseForwardScan(header: unknown): ForwardScanRequest {
     partition: integerField(fields, 'partition', 0, partitionIndexMax),
     fromOffset: integerField(fields, 'fromOffset', 0, Number.MAX_SAFE_INTEGER),
     maxBytes: integerField(fields, 'maxBytes', 1, forwardScanBytesMax, forwardScanBytesMax),
+  };
+}
+
+export function parseDelaySchedule(header: unknown): DelayScheduleRequest {
+  const fields = asFields(header);
+  return {
+    topic: stringField(fields, 'topic', topicNameLengthMax),
+    partition: integerField(fields, 'partition', 0, partitionIndexMax),
   };
 }

@@ -143,6 +143,8 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   // Forwarding: a service of another broker writes into (and scans) any partition: the cluster's admin.
   [Opcode.forwardProduce, [check('cluster', 'admin', cluster)]],
   [Opcode.forwardScan, [check('cluster', 'admin', cluster)]],
+  // A partition leader hands a client's delayed batch (already admitted there) to the delay service.
+  [Opcode.delaySchedule, [check('cluster', 'admin', cluster)]],
 ]);
 
 const emptyHeader: Record<string, unknown> = {};

@@ -46,10 +46,12 @@ export const Opcode = {
   metadata: 70,
   /**
    * Forwarding (broker -> broker, cluster admin; protocol/forwarding-api.ts): a service on one broker
-   * appends into / scans a data partition another broker leads. 77 reserved for it.
+   * appends into / scans a data partition another broker leads; DELAY_SCHEDULE: a delayed produce
+   * taken by a partition leader to the delay service's broker.
    */
   forwardProduce: 75,
   forwardScan: 76,
+  delaySchedule: 77,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
   /** Server -> client: is this transaction to be committed? (check-back; answered by a transactional producer). */

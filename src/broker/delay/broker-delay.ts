@@ -26,6 +26,11 @@
  * Memory: the wheel holds 16 bytes per pending message; the firers' queues 24 bytes per due message
  * not yet appended; nothing else grows with the pending count.
  *
+ * In a cluster (docs/CLUSTER.md, "Built: delayed messages") the service runs in terms on the leader
+ * of its three topics (`joinCluster`, `startTerm`, `stopTerm`): nothing at open, recovery at each
+ * term's start with every fence scanned through the term's targets (a `Forwarder`), appends counted
+ * once replicated, a synchronous stop; work of an ended term stops at its next step (`generation`).
+ *
  * Concurrency: one event loop. `schedule` runs concurrently with firing and with topic admin.
  */
 import type { Clock, ClockTimer } from '../../clock.js';
@@ -70,10 +75,10 @@ import {
 } from './delay-log.js';
 import { targetKey } from './delay-state.js';
 import { type DelayStore, delayDeadTopicName, delayTopicName } from './delay-store.js';
+import { type DelayTargets, findFiredCopies, LocalDelayTargets } from './delay-targets.js';
 import { TimingWheel } from './timing-wheel.js';
 
 const crc32cOfBytes = (bytes: Uint8Array): number => nativeCrc32c(bytes);
-const textEncoder = new TextEncoder();
 const deadKey = targetKey(delayDeadTopicName, 0);
 /** The fence and marker key of the forward rewrite (copies appended to `__delay` itself). */
 const rewriteKey = targetKey(delayTopicName, 0);
@@ -98,6 +103,11 @@ export interface BrokerDelayOptions {
   topicNamed: (name: string) => Topic | undefined;
   /** Appends fired copies to a topic partition like a produce (waking its readers). */
   produce: (topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>;
+  /**
+   * Where fired copies go and how their fences are taken (delay-targets.ts). Default: this broker's
+   * logs, appended through `produce`.
+   */
+  targets?: DelayTargets;
   /** Called after an append to one of the delay service's own logs (wakes readers of the internal topic). */
   onInternalAppend?: (log: LogStore) => void;
   /**
@@ -151,8 +161,27 @@ interface Firer {
   cursor: RecordCursor | null;
 }
 
+/**
+ * A cluster member's delay service (service-leadership.ts): the in-sync replicas of each of its
+ * internal topics, awaited before an append to it counts.
+ */
+export interface DelayReplication {
+  /** Resolves once the in-sync replicas of `__delay` hold everything before `endOffset`. */
+  delay(endOffset: number): Promise<void>;
+  /** The same for `__delay_dead`. */
+  dead(endOffset: number): Promise<void>;
+  /** The same for `__delay_state` (StateLog.replicate). */
+  state(endOffset: number): Promise<void>;
+}
+
+/** One term's targets in a cluster (forwarded-delay-targets.ts): closed when the term ends. */
+export interface TermDelayTargets extends DelayTargets {
+  close(why: string): void;
+}
+
 export class BrokerDelay implements DelayService {
-  readonly recovery: DelayRecoveryReport;
+  /** What the last recovery found (at open; in a cluster, at the start of the running term). */
+  recovery: DelayRecoveryReport;
   /**
    * Called at each step of a rewrite pass: 'copied' once the copies are durable (before the marker),
    * 'marked' once the marker is. For crash tests (a child kills itself there); nothing else.
@@ -163,12 +192,22 @@ export class BrokerDelay implements DelayService {
   private readonly lifecycle: Lifecycle;
   private readonly diskReserve: DiskReserve;
   private readonly topicNamed: (name: string) => Topic | undefined;
-  private readonly produceCopies: BrokerDelayOptions['produce'];
+  private targets: DelayTargets;
+  /** Cluster member: the replication waits (null: a single broker). */
+  private replication: DelayReplication | null = null;
+  /** Bumped at each term's stop and start: work of an earlier term sees it and ends. */
+  private generation = 0;
+  /** Cluster member: delayed batches go there while no term runs here. */
+  private elsewhere:
+    | ((topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>)
+    | null = null;
+  /** Cluster member: a term was started here and not stopped (recovering or serving). */
+  private inTerm = false;
   private readonly onInternalAppend: (log: LogStore) => void;
-  private readonly wheel: TimingWheel;
+  private wheel: TimingWheel;
   private readonly targetEncoder = new TargetBatchEncoder();
   private readonly fireBuilder = new BatchBuilder({ maxBatchBytes: delayFireBatchBytesMax * 2 });
-  private readonly firers = new Map<string, Firer>();
+  private firers = new Map<string, Firer>();
   private readonly running = new Set<Promise<void>>();
   private timer: ClockTimer | null = null;
   private timerDueMs = Number.POSITIVE_INFINITY;
@@ -183,12 +222,12 @@ export class BrokerDelay implements DelayService {
   private bytesSinceRelease = 0;
   private readonly transactionSettled: (id: number) => boolean;
   /** Delayed batches of transactions not known to be durably finished: id -> index -> batch. */
-  private readonly transactionBatches: Map<number, Map<number, TransactionBatch>>;
+  private transactionBatches: Map<number, Map<number, TransactionBatch>>;
   /** Rewrite: wheel ref -> where the message is now, and back (moved messages only). */
-  private readonly redirects = new Map<number, number>();
-  private readonly redirectedFrom = new Map<number, number>();
+  private redirects = new Map<number, number>();
+  private redirectedFrom = new Map<number, number>();
   /** Rewrite: wheel refs of messages being moved; their due entries wait in `deferred`. */
-  private readonly moving = new Set<number>();
+  private moving = new Set<number>();
   private deferred: number[] = [];
   private rewriting = false;
   private rewriteFenced = false;
@@ -201,13 +240,32 @@ export class BrokerDelay implements DelayService {
     this.lifecycle = options.lifecycle;
     this.diskReserve = options.diskReserve;
     this.topicNamed = options.topicNamed;
-    this.produceCopies = options.produce;
+    this.targets = options.targets ?? new LocalDelayTargets(options.topicNamed, options.produce);
     this.onInternalAppend = options.onInternalAppend ?? (() => undefined);
     this.transactionSettled = options.transactionSettled ?? (() => true);
     this.transactionBatches = recovered.transactionBatches;
     this.wheel = recovered.wheel;
     this.recovery = recovered.report;
     this.arm();
+  }
+
+  /**
+   * A cluster member at open: nothing recovered (no scan, no write: a term of the service recovers
+   * once this broker leads the delay topics, `startTerm`).
+   */
+  static notRecovered(clock: Clock): RecoveredDelay {
+    return {
+      wheel: new TimingWheel(clock.nowMs()),
+      report: {
+        pending: 0,
+        cleanStart: false,
+        copiesFound: 0,
+        scannedBytes: 0,
+        skippedBatches: 0,
+        movedFound: 0,
+      },
+      transactionBatches: new Map(),
+    };
   }
 
   /**
@@ -219,21 +277,24 @@ export class BrokerDelay implements DelayService {
     clock: Clock,
     topicNamed: (name: string) => Topic | undefined,
     transactionSettled: (id: number) => boolean = () => true,
+    /** Where the fired copies are looked for (default: this broker's logs). */
+    targets: DelayTargets = new LocalDelayTargets(topicNamed, null),
+    /** Scan from the fences even after a clean close (a cluster term: another broker may have fired). */
+    forceScan = false,
   ): Promise<RecoveredDelay> {
     const machine = store.machine;
     let copiesFound = 0;
     let scannedBytes = 0;
     let movedFound = 0;
-    const cleanStart = machine.closedCleanly;
+    const cleanStart = machine.closedCleanly && !forceScan;
     if (!cleanStart) {
       for (const [key, fence] of [...machine.fences]) {
         if (key === rewriteKey) {
           movedFound += await markMoved(store, fence);
           continue;
         }
-        const log = targetLog(store, topicNamed, key);
-        if (log === null) continue;
-        const found = findFiredCopies(log, fence);
+        const found = await findFiredAt(store, targets, key, fence);
+        if (found === null) continue;
         scannedBytes += found.scannedBytes;
         const triples: number[] = [];
         for (const ref of found.refs) {
@@ -243,7 +304,7 @@ export class BrokerDelay implements DelayService {
         }
         if (triples.length > 0) {
           copiesFound += triples.length / 3;
-          await store.state.commit({ t: 'f', key, r: triples, e: log.logEndOffset });
+          await store.state.commit({ t: 'f', key, r: triples, e: found.endOffset });
         }
       }
     }
@@ -287,10 +348,117 @@ export class BrokerDelay implements DelayService {
   }
 
   /**
-   * Set in cluster mode (src/cluster/state-services/): delayed produces are refused with it, since
-   * `__delay` is not replicated yet. Null: served (a single broker).
+   * Why delayed produces are refused now, or null (served). A cluster member: NOT_COORDINATOR while
+   * no term runs here or its recovery runs (`stopTerm`, `startTerm`); a single broker: null.
    */
   refusal: SpillwayError | null = null;
+
+  /**
+   * Makes this a cluster member's service (service-leadership.ts), before it serves: stopped (delayed
+   * produces refused with NOT_COORDINATOR) until `startTerm`; the state log's writes are answered
+   * once `replication.state` resolves, and `__delay` / `__delay_dead` appends count once replicated.
+   * Opened without recovery (the engine skips it for a cluster member): nothing was written.
+   */
+  joinCluster(
+    replication: DelayReplication,
+    /** Takes a delayed batch to the broker running the service (DELAY_SCHEDULE) while it does not run here. */
+    elsewhere: (topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>,
+  ): void {
+    this.replication = replication;
+    this.elsewhere = elsewhere;
+    this.store.state.replicate = replication.state;
+    this.stopTerm('waiting for the cluster to assign __delay, __delay_state, __delay_dead');
+  }
+
+  /**
+   * Stops the running term at once (this broker no longer leads the delay topics): timers and
+   * firers stop, the state log refuses every later write (nothing more is appended to logs the
+   * replication follower is about to write), the term's targets close (its forwards reject), and
+   * delayed produces fail with NOT_COORDINATOR. Work of the term still under way ends at its next
+   * step without writing. Idempotent.
+   */
+  stopTerm(why: string): void {
+    this.generation++;
+    this.inTerm = false;
+    const notHere = new SpillwayError('NOT_COORDINATOR', `delayed messages are not served here: ${why}`);
+    this.refusal = notHere;
+    this.stopped = true;
+    this.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerDueMs = Number.POSITIVE_INFINITY;
+    for (const firer of this.firers.values()) {
+      this.clock.clearTimer(firer.retryTimer);
+      firer.retryTimer = null;
+    }
+    this.store.state.detach(notHere);
+    (this.targets as Partial<TermDelayTargets>).close?.(why);
+  }
+
+  /**
+   * Starts a term (this broker leads the delay topics): the state log is recovered again from its
+   * partition log as replication left it, then, in the background, recovery runs as at a broker's
+   * open with each fence scan done through `targets` (the term's forwarder), and firing starts.
+   * Until recovery ends delayed produces fail with NOT_COORDINATOR (retriable); a failed recovery is
+   * tried again after delayRetryMs while the term lasts. Returns at once (a recovery waiting on a
+   * dead target's leader must not hold up the next leadership change).
+   */
+  startTerm(targets: TermDelayTargets): void {
+    this.stopTerm('a new term starts');
+    const generation = ++this.generation;
+    this.inTerm = true;
+    this.targets = targets;
+    this.refusal = new SpillwayError('NOT_COORDINATOR', 'delayed messages: the delay service is recovering');
+    const attempt = (): void => {
+      if (generation !== this.generation) return;
+      this.store.reopen();
+      const recovering = BrokerDelay.recover(
+        this.store,
+        this.clock,
+        this.topicNamed,
+        this.transactionSettled,
+        targets,
+        true,
+      ).then(
+        (recovered) => {
+          if (generation !== this.generation) return;
+          this.install(recovered);
+        },
+        (error: unknown) => {
+          if (generation !== this.generation) return;
+          process.emitWarning(`delay service recovery failed (tried again): ${String(error)}`);
+          this.clock.setTimeout(attempt, delayRetryMs, { unref: true });
+        },
+      );
+      this.running.add(recovering);
+      recovering.finally(() => this.running.delete(recovering));
+    };
+    attempt();
+  }
+
+  /** Serves a term from what recovery loaded (a fresh wheel, firers, rewrite state). */
+  private install(recovered: RecoveredDelay): void {
+    this.wheel = recovered.wheel;
+    this.recovery = recovered.report;
+    this.transactionBatches = recovered.transactionBatches;
+    this.firers = new Map();
+    this.redirects = new Map();
+    this.redirectedFrom = new Map();
+    this.moving = new Set();
+    this.deferred = [];
+    this.rewriteFenced = false;
+    this.queued = 0;
+    this.failure = null;
+    this.stopped = false;
+    this.refusal = null;
+    this.arm();
+  }
+
+  /** NOT_COORDINATOR when the term that began a step (`generation`) ended meanwhile. */
+  private assertTerm(generation: number): void {
+    if (generation !== this.generation) {
+      throw new SpillwayError('NOT_COORDINATOR', 'delayed messages: the delay service moved meanwhile');
+    }
+  }
 
   /**
    * Schedules the delayed batch `batch` (validated by the caller: CRC, structure, the `delayed`
@@ -299,6 +467,17 @@ export class BrokerDelay implements DelayService {
    * entry point for delayed batches (produce now; transactions at commit, so delays count from it).
    */
   async schedule(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
+    this.lifecycle.assertOpen();
+    // A cluster member not running the service: the broker that does takes it (the batch is ours).
+    if (this.elsewhere !== null && !this.inTerm) return this.elsewhere(topic, partition, batch);
+    return this.scheduleHere(topic, partition, batch);
+  }
+
+  /**
+   * `schedule` on this broker's service only (DELAY_SCHEDULE from another broker: never passed on);
+   * NOT_COORDINATOR while no term of it runs here.
+   */
+  async scheduleHere(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
     this.lifecycle.assertOpen();
     if (this.refusal !== null) throw this.refusal;
     return this.storeBatch(topic, partition, batch, this.clock.nowMs(), true);
@@ -327,7 +506,7 @@ export class BrokerDelay implements DelayService {
     const known = indexes?.get(stamp.index);
     if (known !== undefined) {
       if (typeof known !== 'number') return known;
-      const durability = this.topicNamed(topic)?.config.durability ?? 'interval';
+      const durability = this.targets.topic(topic)?.durability ?? 'interval';
       return Promise.resolve({ partition, baseOffset: known, lastOffset: known, durability, delayed: true });
     }
     if (indexes === undefined) {
@@ -361,7 +540,7 @@ export class BrokerDelay implements DelayService {
     strict: boolean,
   ): Promise<ProduceResult> {
     if (this.failure !== null) throw this.failure;
-    const owner = this.topicNamed(topic);
+    const owner = this.targets.topic(topic);
     if (owner === undefined) throw new UnknownTopicError(topic);
     if (partition >= owner.partitionCount)
       throw new UnknownPartitionError(topic, partition, owner.partitionCount);
@@ -383,6 +562,7 @@ export class BrokerDelay implements DelayService {
     const targetBatch = this.targetEncoder.encode(target, nowMs);
     this.diskReserve.admit(batch.length + targetBatch.length, `delayed produce to ${topic}/${partition}`);
     const log = this.store.delay.log;
+    const generation = this.generation;
     this.lifecycle.begin();
     try {
       // Both appends take their offsets now, back to back: nothing can land between them.
@@ -390,9 +570,14 @@ export class BrokerDelay implements DelayService {
       const appended = log.append(batch);
       await targetAppended;
       const { baseOffset, lastOffset } = await appended;
-      const durability = owner.config.durability;
+      const durability = owner.durability;
       if (durability === 'always') await log.flush();
       this.onInternalAppend(log);
+      if (this.replication !== null) {
+        this.assertTerm(generation);
+        await this.replication.delay(lastOffset + 1);
+      }
+      this.assertTerm(generation);
       this.bytesSinceRelease += batch.length + targetBatch.length;
       if (this.bytesSinceRelease >= delayResidentBytesMax) {
         // The written pages are not read again until due: out of the resident set (page cache keeps them).
@@ -402,7 +587,9 @@ export class BrokerDelay implements DelayService {
       if (soonest - this.clock.nowMs() < delayPrefenceMs) {
         const firer = this.firerFor(targetKey(topic, partition), topic, partition);
         if (!firer.fenced)
-          this.fence(firer, owner.partitions[partition]!.log).catch((error: unknown) => this.fail(error));
+          this.fence(firer).catch((error: unknown) => {
+            if (generation === this.generation) this.fail(error);
+          });
       }
       for (let index = 0; index < dues.length; index++) this.wheel.add(dues[index]!, baseOffset + index);
       this.counters.scheduled += dues.length;
@@ -471,6 +658,11 @@ export class BrokerDelay implements DelayService {
    * clean-close flag (the next open scans nothing). Messages due and not appended fire after restart.
    */
   async stop(): Promise<void> {
+    if (this.replication !== null) {
+      this.stopTerm('the broker is closing');
+      while (this.running.size > 0) await Promise.allSettled([...this.running]);
+      return;
+    }
     if (this.stopped) return;
     this.stopped = true;
     this.clock.clearTimer(this.timer);
@@ -482,7 +674,13 @@ export class BrokerDelay implements DelayService {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
     const machine = this.store.machine;
     // Only when a scan would have something to do (a fence exists and the flag is not set already).
-    if (this.failure === null && !machine.closedCleanly && machine.fences.size > 0) {
+    // Not in a cluster: a term's recovery always scans (another broker may have fired meanwhile).
+    if (
+      this.replication === null &&
+      this.failure === null &&
+      !machine.closedCleanly &&
+      machine.fences.size > 0
+    ) {
       await this.store.state.commit({ t: 'c', v: true }).catch(() => undefined);
     }
   }
@@ -573,7 +771,7 @@ export class BrokerDelay implements DelayService {
         continue;
       }
       const { target } = batch;
-      const topic = this.topicNamed(target.topic);
+      const topic = this.targets.topic(target.topic);
       let reason = -1;
       if (topic === undefined) reason = 0;
       else if (topic.createdAtMs !== target.createdAtMs) reason = 1;
@@ -625,9 +823,18 @@ export class BrokerDelay implements DelayService {
    * lies at or after it). Started early by `schedule` for messages due within delayPrefenceMs, so
    * that their first round does not wait for the fdatasync.
    */
-  private fence(firer: Firer, log: LogStore): Promise<void> {
+  private fence(firer: Firer): Promise<void> {
     if (firer.fencing === null) {
-      firer.fencing = this.store.state.commit({ t: 'e', key: firer.key, e: log.logEndOffset }).then(
+      const offset =
+        firer.key === deadKey
+          ? this.store.dead.log.logEndOffset
+          : this.targets.fenceOffset(firer.topic, firer.partition);
+      // A local offset is committed in this turn (nothing appended meanwhile can precede it).
+      const committed =
+        typeof offset === 'number'
+          ? this.store.state.commit({ t: 'e', key: firer.key, e: offset })
+          : offset.then((e) => this.store.state.commit({ t: 'e', key: firer.key, e }));
+      firer.fencing = committed.then(
         () => {
           firer.fenced = true;
         },
@@ -642,19 +849,20 @@ export class BrokerDelay implements DelayService {
 
   /** Appends the firer's queue in rounds until it is empty (or the service stops). */
   private async fire(firer: Firer): Promise<void> {
+    const generation = this.generation;
     while (firer.head < firer.queue.length && !this.stopped && this.failure === null) {
-      const log = this.logOf(firer);
-      if (log === null) {
+      if (firer.key !== deadKey && !this.targets.exists(firer.topic, firer.partition)) {
         this.redirectToDead(firer, firer.head, firer.queue.length, 0);
         continue;
       }
       if (!firer.fenced) {
         try {
-          await this.fence(firer, log);
+          await this.fence(firer);
         } catch (error) {
-          this.fail(error);
+          if (generation === this.generation) this.fail(error);
           return;
         }
+        if (generation !== this.generation) return;
       }
       const start = firer.head;
       const { bytes, triples, end } = this.buildRound(firer);
@@ -663,20 +871,28 @@ export class BrokerDelay implements DelayService {
         firer.head = end;
         continue;
       }
+      let fence: number;
       try {
         if (firer.key === deadKey) {
           await this.store.dead.log.append(bytes);
           this.onInternalAppend(this.store.dead.log);
+          fence = this.store.dead.log.logEndOffset;
+          if (this.replication !== null) {
+            this.assertTerm(generation);
+            await this.replication.dead(fence);
+          }
         } else {
-          await this.produceCopies(firer.topic, firer.partition, bytes);
+          fence = await this.targets.append(firer.topic, firer.partition, bytes);
         }
       } catch (error) {
-        if (error instanceof UnknownTopicError || error instanceof UnknownPartitionError) {
+        if (generation !== this.generation) return;
+        const code = error instanceof SpillwayError ? error.code : '';
+        if (code === 'UNKNOWN_TOPIC' || code === 'UNKNOWN_PARTITION') {
           // Deleted while due: what this round held goes to the dead letters.
-          this.redirectToDead(firer, start, end, error instanceof UnknownTopicError ? 0 : 2);
+          this.redirectToDead(firer, start, end, code === 'UNKNOWN_TOPIC' ? 0 : 2);
           continue;
         }
-        if (this.stopped) return;
+        if (this.stopped || code === 'SERVICE_FENCED') return;
         // Retriable or not, nothing was appended: the round stays at the head, tried again later.
         process.emitWarning(
           `delayed messages for ${firer.topic}/${firer.partition} not fired yet: ${(error as Error).message}`,
@@ -691,8 +907,8 @@ export class BrokerDelay implements DelayService {
         );
         return;
       }
+      if (generation !== this.generation) return;
       firer.head = end;
-      const fence = this.logOf(firer)?.logEndOffset ?? 0;
       const count = triples.length / 3;
       this.queued -= (end - start) / 3;
       const nowMs = this.clock.nowMs();
@@ -710,7 +926,9 @@ export class BrokerDelay implements DelayService {
       }
       this.store.state.commit({ t: 'f', key: firer.key, r: triples, e: fence }).then(
         () => this.scheduleCleanup(),
-        (error: unknown) => this.fail(error),
+        (error: unknown) => {
+          if (generation === this.generation) this.fail(error);
+        },
       );
     }
   }
@@ -774,12 +992,6 @@ export class BrokerDelay implements DelayService {
     this.run(dead);
   }
 
-  private logOf(firer: Firer): LogStore | null {
-    if (firer.key === deadKey) return this.store.dead.log;
-    const topic = this.topicNamed(firer.topic);
-    return topic?.partitions[firer.partition]?.openLog ?? null;
-  }
-
   /** Deletes `__delay` segments whose messages are all handled (at most once a second). */
   private scheduleCleanup(): void {
     if (this.cleanupScheduled || this.stopped) return;
@@ -837,8 +1049,11 @@ export class BrokerDelay implements DelayService {
   private startRewrite(): void {
     if (this.rewriting || this.stopped || this.failure !== null) return;
     this.rewriting = true;
+    const generation = this.generation;
     const done = this.rewrite()
-      .catch((error: unknown) => this.fail(error))
+      .catch((error: unknown) => {
+        if (generation === this.generation) this.fail(error);
+      })
       .finally(() => {
         this.rewriting = false;
         this.running.delete(done);
@@ -964,8 +1179,10 @@ export class BrokerDelay implements DelayService {
     const log = this.store.delay.log;
     if (moves.length === 0) return;
     if (this.redirects.size + movedRecords > delayRedirectsMax) return;
+    const generation = this.generation;
     if (!this.rewriteFenced) {
       await this.store.state.commit({ t: 'e', key: rewriteKey, e: log.logEndOffset });
+      this.assertTerm(generation);
       this.rewriteFenced = true;
     }
     if (this.stopped) return;
@@ -1006,9 +1223,15 @@ export class BrokerDelay implements DelayService {
       const results = await Promise.all(appends);
       await log.flush();
       this.onInternalAppend(log);
+      if (this.replication !== null) {
+        this.assertTerm(generation);
+        await this.replication.delay(log.logEndOffset);
+      }
+      this.assertTerm(generation);
       this.onRewriteStep?.('copied');
       await this.store.state.commit({ t: 'f', key: rewriteKey, r: triples, e: log.logEndOffset });
       this.onRewriteStep?.('marked');
+      this.assertTerm(generation);
       // The old places are handled (durably): redirect the wheel's refs to the new ones.
       let moved = 0;
       for (let pair = 0; pair < moves.length; pair++) {
@@ -1039,48 +1262,19 @@ export class BrokerDelay implements DelayService {
   }
 }
 
-/** The log of the target named by `key` (a fence key), or null when it is gone. */
-function targetLog(
+/** The fired copies in the target named by `key` (a fence key) from `from` on, or null when it is gone. */
+async function findFiredAt(
   store: DelayStore,
-  topicNamed: (name: string) => Topic | undefined,
+  targets: DelayTargets,
   key: string,
-): LogStore | null {
-  if (key === deadKey) return store.dead.log;
-  const separator = key.lastIndexOf('\u0000');
-  const topic = topicNamed(key.slice(0, separator));
-  const partition = Number(key.slice(separator + 1));
-  return topic?.partitions[partition]?.openLog ?? null;
-}
-
-/** The `sw-delay-ref` values of the records of `log` from `from` on. */
-function findFiredCopies(log: LogStore, from: number): { refs: number[]; scannedBytes: number } {
-  const refs: number[] = [];
-  let scannedBytes = 0;
-  const name = textEncoder.encode(delayRefHeader);
-  let offset = Math.max(from, log.logStartOffset);
-  while (offset < log.logEndOffset) {
-    const result = log.read(offset, 4 * 1024 * 1024);
-    if (result.batchCount === 0) break;
-    scannedBytes += result.bytes.length;
-    let position = 0;
-    while (position < result.bytes.length) {
-      const cursor = new RecordCursor(result.bytes, position);
-      while (cursor.next()) {
-        if (cursor.offset < from || cursor.headerCount === 0) continue;
-        for (const [header, value] of cursor.headers()) {
-          if (header.length === name.length && header === delayRefHeader && value !== null) {
-            const ref = Number(
-              Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1'),
-            );
-            if (Number.isSafeInteger(ref) && ref >= 0) refs.push(ref);
-          }
-        }
-      }
-      position = cursor.batchEnd;
-    }
-    offset = result.nextOffset;
+  from: number,
+): Promise<{ refs: number[]; scannedBytes: number; endOffset: number } | null> {
+  if (key === deadKey) {
+    const log = store.dead.log;
+    return { ...findFiredCopies(log, from), endOffset: log.logEndOffset };
   }
-  return { refs, scannedBytes };
+  const separator = key.lastIndexOf('\u0000');
+  return targets.findFired(key.slice(0, separator), Number(key.slice(separator + 1)), from);
 }
 
 /** The transaction stamp of a committed batch (attribute transactional), or null. */

@@ -12,15 +12,17 @@
  * Opened (and recovered) with the broker, served read-only as internal topics, closed last.
  */
 import type { Clock } from '../../clock.js';
+import { LogClosedError } from '../../errors.js';
 import { delaySegmentBytes } from '../../limits.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import type { Durability } from '../../storage/sync-scheduler.js';
-import type { StateLog } from '../state/state-log.js';
+import { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogTuning,
   stateLogDirectory,
+  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { type DelayEntry, DelayStateMachine, delayStateCodec } from './delay-state.js';
 
@@ -35,6 +37,8 @@ export interface DelayStoreOptions {
   clock?: Clock;
   /** Segment size of `__delay` and `__delay_dead` (tests use small ones). Default delaySegmentBytes. */
   segmentBytes?: number;
+  /** StateLogOptions.writeAtOpen (false for a cluster member: the follower may write the log). */
+  writeAtOpen?: boolean;
 }
 
 async function openDataLog(
@@ -63,8 +67,10 @@ export class DelayStore {
   readonly delay: StateLogPartition;
   readonly dead: StateLogPartition;
   readonly statePartition: StateLogPartition;
-  readonly state: StateLog<DelayEntry>;
-  readonly machine: DelayStateMachine;
+  /** The running state log and its machine (new ones after `reopen`). */
+  state: StateLog<DelayEntry>;
+  machine: DelayStateMachine;
+  private readonly options: DelayStoreOptions;
 
   private constructor(
     delay: StateLogPartition,
@@ -72,10 +78,36 @@ export class DelayStore {
     statePartition: StateLogPartition,
     state: StateLog<DelayEntry>,
     machine: DelayStateMachine,
+    options: DelayStoreOptions,
   ) {
     this.delay = delay;
     this.dead = dead;
     this.statePartition = statePartition;
+    this.state = state;
+    this.machine = machine;
+    this.options = options;
+  }
+
+  /**
+   * A cluster term starting (broker-delay.ts `startTerm`): the state is recovered again from the
+   * `__delay_state` log as it is now (snapshot + replay: what replication copied meanwhile) and
+   * written through a new state log with the old one's hooks; the old one is detached.
+   */
+  reopen(): void {
+    const previous = this.state;
+    const machine = new DelayStateMachine();
+    const clock = this.options.clock;
+    const state = StateLog.open({
+      name: previous.name,
+      log: this.statePartition.log,
+      machine,
+      codec: delayStateCodec,
+      snapshotBytesMin: this.options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
+      ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
+    });
+    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
+    state.onAppend = previous.onAppend;
+    state.replicate = previous.replicate;
     this.state = state;
     this.machine = machine;
   }
@@ -94,7 +126,7 @@ export class DelayStore {
         machine,
         delayStateCodec,
       );
-      return new DelayStore(delay, dead, statePartition, state, machine);
+      return new DelayStore(delay, dead, statePartition, state, machine, options);
     } catch (error) {
       for (const partition of opened) await partition.log.close().catch(() => undefined);
       throw error;

@@ -33,7 +33,7 @@ import { ClusterTopics } from './cluster-topics.js';
 export interface ClusterBroker extends LeadershipBroker, ForwardTargetBroker {
   readonly topics: Pick<
     BrokerTopics,
-    'create' | 'addPartitions' | 'describe' | 'partitionOf' | 'list' | 'topicDefaults'
+    'create' | 'addPartitions' | 'describe' | 'partitionOf' | 'list' | 'topicDefaults' | 'topicIfExists'
   >;
 }
 

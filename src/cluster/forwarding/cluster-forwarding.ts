@@ -6,7 +6,13 @@
  * WebSocket per broker URL (opened on first use, reopened by the transport after a loss; a first
  * connection that failed is forgotten so the next attempt opens another), closed by `close()`.
  */
+import type { Transport } from '../../client/transport.js';
 import type { Clock } from '../../clock.js';
+import { SpillwayError } from '../../errors.js';
+import { forwardRequestTimeoutMs } from '../../limits.js';
+import type { ProduceResult } from '../../protocol/broker-api.js';
+import { coordinatorTopics } from '../../protocol/coordinator-routing.js';
+import { Opcode } from '../../protocol/opcodes.js';
 import { BrokerConnections } from '../broker-connections.js';
 import type { ServiceTerm } from '../state-services/followed-services.js';
 import type { StateServiceTopics } from '../state-services/replicated-state-topics.js';
@@ -15,9 +21,12 @@ import { Forwarder, type ForwardRoute } from './forwarder.js';
 
 /** What of the cluster node forwarding reads: partition records and live brokers' URLs. */
 export interface ForwardingView {
-  topicView(
-    topic: string,
-  ): { partitions: ({ leaderId: number; leaderEpoch: number } | undefined)[] } | undefined;
+  topicView(topic: string):
+    | {
+        record: { partitions: number; createdAtMs: number; config: Record<string, number | string> };
+        partitions: ({ leaderId: number; leaderEpoch: number } | undefined)[];
+      }
+    | undefined;
   readonly endpoints: ReadonlyMap<number, { url: string }>;
 }
 
@@ -46,9 +55,50 @@ export class ClusterForwarding {
     );
   }
 
+  /** The topic's record in this broker's view of etcd (the delay service's targets), or undefined. */
+  topicView(topic: string): ReturnType<ForwardingView['topicView']> {
+    return this.view?.topicView(topic);
+  }
+
   /** Routes by `view` from now on (the cluster node, once started). */
   attach(view: ForwardingView): void {
     this.view = view;
+  }
+
+  /**
+   * Takes a client's delayed batch for topic/partition (admitted by this broker, its leader) to the
+   * broker running the delay service, the leader of `__delay` in this broker's view (DELAY_SCHEDULE,
+   * 77), and answers what it answers. NOT_COORDINATOR (retriable: the producer tries again) while no
+   * other broker leads `__delay`.
+   */
+  async delaySchedule(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult> {
+    const route = this.route(coordinatorTopics.delay, 0);
+    if (route === undefined || route.brokerId === this.options.brokerId) {
+      throw new SpillwayError(
+        'NOT_COORDINATOR',
+        `delayed messages: no running delay service to take the batch for ${topic}/${partition} yet (the leader of ${coordinatorTopics.delay} is ${route === undefined ? 'unknown' : 'this broker, starting'})`,
+      );
+    }
+    let transport: Transport;
+    try {
+      transport = await this.connections.to(route.url);
+    } catch (error) {
+      throw new SpillwayError(
+        'NOT_COORDINATOR',
+        `delayed messages: broker ${route.brokerId} (the delay service) cannot be reached: ${String(error)}`,
+      );
+    }
+    const answer = await transport.request(Opcode.delaySchedule, { topic, partition }, batch, {
+      timeoutMs: forwardRequestTimeoutMs,
+    });
+    const fields = answer.header as Partial<ProduceResult>;
+    if (typeof fields.baseOffset !== 'number' || typeof fields.lastOffset !== 'number') {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        `DELAY_SCHEDULE answer without offsets from broker ${route.brokerId}`,
+      );
+    }
+    return fields as ProduceResult;
   }
 
   /** A forwarder for one term of service `term.service` (close it when the term ends). */

@@ -31,6 +31,7 @@ import { readInt64LE } from '../../format/int64.js';
 import { forwardScanReadBytesMax, producerEpochMax } from '../../limits.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
 import type {
+  DelayScheduleRequest,
   ForwardFence,
   ForwardingService,
   ForwardProduceRequest,
@@ -83,6 +84,25 @@ export class ForwardTarget implements ForwardingService {
     /** The service's fence as this broker's view of the cluster has it (0 when unknown). */
     private readonly currentFence: (service: string) => number = () => 0,
   ) {}
+
+  /**
+   * This broker's delay service taking a delayed batch that reached another broker (DELAY_SCHEDULE):
+   * set by service-leadership.ts; null: refused (INVALID_ARGUMENT).
+   */
+  scheduleDelayed: ((topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>) | null =
+    null;
+
+  delaySchedule(request: DelayScheduleRequest, batch: Uint8Array): Promise<ProduceResult> {
+    if (this.scheduleDelayed === null) {
+      return Promise.reject(
+        new SpillwayError(
+          'INVALID_ARGUMENT',
+          'DELAY_SCHEDULE: the delay service does not run in this cluster',
+        ),
+      );
+    }
+    return this.scheduleDelayed(request.topic, request.partition, batch);
+  }
 
   /** The newest fence of `service` known here (tests, messages). */
   knownFence(service: string): number {

@@ -15,8 +15,8 @@
  *
  * Only topics whose service follows leadership are listed: a state log written locally by a service
  * that does not stop on followers would be overwritten under it by the replication follower. The
- * others (`__queue_state`, `__producer_state`, `__dedup`, `__delay`,
- * `__delay_state`, `__delay_dead` until their services follow) stay local, and their services are
+ * others (`__queue_state`, `__producer_state`, `__dedup` until their services follow) stay local,
+ * and their services are
  * refused in cluster mode.
  */
 import { coordinatorTopics } from '../../protocol/coordinator-routing.js';
@@ -32,6 +32,7 @@ export const replicatedStateServices: readonly StateServiceTopics[] = [
   { service: 'groups', topics: [coordinatorTopics.groups] },
   // The transaction coordinator: its state log, then the half messages (cl-txn).
   { service: 'transactions', topics: [coordinatorTopics.transactions, '__txn_half'] },
+  { service: 'delay', topics: [coordinatorTopics.delay, '__delay_state', '__delay_dead'] },
 ];
 
 /** Every replicated internal topic, grouped per service (the controller's `internalTopics`). */

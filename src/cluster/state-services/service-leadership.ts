@@ -20,18 +20,21 @@
  *
  * `check(opcode)` (`BrokerApi.coordinators`) refuses what this broker does not serve: NOT_COORDINATOR
  * (retriable) for a group request while another broker leads `__consumer_offsets`, INVALID_ARGUMENT
- * for the services that do not follow leadership yet (queues, delay stats), whose
+ * for the services that do not follow leadership yet (queues), whose
  * state would otherwise be silently local to one broker. INIT_PRODUCER is served by every broker:
  * producer ids come from etcd (producer-id-blocks.ts, handed to the producers by broker-cluster.ts), and each partition leader
  * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster), and
- * the msgId index of a dedup topic's partition from its log (BrokerDedup.joinCluster). Delayed
- * batches are refused the same way in the produce path.
+ * the msgId index of a dedup topic's partition from its log (BrokerDedup.joinCluster). The delay
+ * service follows `__delay`, `__delay_state`, `__delay_dead` (`followDelay`, docs/CLUSTER.md "Built:
+ * delayed messages").
  */
 import type { BrokerDedup } from '../../broker/dedup/broker-dedup.js';
 import type { BrokerDelay } from '../../broker/delay/broker-delay.js';
+import { delayDeadTopicName, delayStateTopicName, delayTopicName } from '../../broker/delay/delay-store.js';
 import type { GroupCoordinator } from '../../broker/groups/group-coordinator.js';
 import type { Partition } from '../../broker/partition.js';
 import type { BrokerProducers } from '../../broker/producers/broker-producers.js';
+import type { Topic } from '../../broker/topic.js';
 import type { BrokerTransactions } from '../../broker/transactions/broker-transactions.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import {
@@ -41,6 +44,7 @@ import {
 } from '../../protocol/coordinator-routing.js';
 import { Opcode, opcodeName } from '../../protocol/opcodes.js';
 import type { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
+import { ForwardedDelayTargets } from '../forwarding/forwarded-delay-targets.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import { FollowedServices } from './followed-services.js';
 import { replicatedStateServices, type StateServiceTopics } from './replicated-state-topics.js';
@@ -48,7 +52,10 @@ import { replicatedStateServices, type StateServiceTopics } from './replicated-s
 /** What of the broker the services following leadership need. */
 export interface LeadershipBroker {
   readonly groups: GroupCoordinator;
-  readonly topics: { partitionOf(topic: string, partition: number): Partition };
+  readonly topics: {
+    partitionOf(topic: string, partition: number): Partition;
+    topicIfExists(name: string): Topic | undefined;
+  };
   readonly delay: BrokerDelay;
   readonly dedup: BrokerDedup;
   readonly producers: BrokerProducers;
@@ -99,10 +106,43 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       stop: (why) => transactions.stopServing(why),
       start: (term) => transactions.startServing(forwarding.forwarder(term)),
     });
-    broker.delay.refusal = new InvalidArgumentError(`delayed messages: the delay service ${notInClusterYet}`);
+    this.followDelay(broker, forwarding);
     // Msg-id dedup: each partition leader keeps its partition's index, rebuilt from the data log.
     broker.dedup.joinCluster();
     broker.producers.joinCluster();
+  }
+
+  /**
+   * The delay service follows `__delay`, `__delay_state`, `__delay_dead` (broker-delay.ts, cluster
+   * terms): each append to them counts once the in-sync replicas have it; a term fires through its
+   * forwarder and reads target topics from the cluster's records; a delayed batch reaching a broker
+   * that does not run the service goes to the one that does (DELAY_SCHEDULE).
+   */
+  private followDelay(broker: LeadershipBroker, forwarding: ClusterForwarding): void {
+    const delay = broker.delay;
+    const replicated = (topic: string) => (endOffset: number) =>
+      replicatedOnInSyncReplicas(broker.topics.partitionOf(topic, 0), endOffset);
+    delay.joinCluster(
+      {
+        delay: replicated(delayTopicName),
+        dead: replicated(delayDeadTopicName),
+        state: replicated(delayStateTopicName),
+      },
+      (topic, partition, batch) => forwarding.delaySchedule(topic, partition, batch),
+    );
+    forwarding.target.scheduleDelayed = (topic, partition, batch) =>
+      delay.scheduleHere(topic, partition, batch);
+    this.followed.follow(serviceTopics('delay'), {
+      stop: (why) => delay.stopTerm(why),
+      start: (term) =>
+        delay.startTerm(
+          new ForwardedDelayTargets(
+            forwarding.forwarder(term),
+            forwarding,
+            (topic) => broker.topics.topicIfExists(topic)?.config.durability,
+          ),
+        ),
+    });
   }
 
   /** True while this broker runs the service owning internal topic `topic` (tests, metrics). */
