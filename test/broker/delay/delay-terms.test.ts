@@ -14,12 +14,13 @@ import { ManualClock } from '../../../src/clock.js';
 import { SpillwayError } from '../../../src/errors.js';
 import { BatchAttributes, batchLengthAt } from '../../../src/format/batch-header.js';
 import { decodeRecords, encodeBatch } from '../../../src/format/record-batch.js';
+import { delayRetryMs } from '../../../src/limits.js';
 import { deliverAtHeader } from '../../../src/protocol/reserved-headers.js';
 import type { Broker } from '../../../src/spillway-broker.js';
 import { openBroker, rejectedCode, temporaryDirectory } from '../helpers.js';
 
-async function until(done: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+async function until(done: () => boolean, tries = 2000): Promise<void> {
+  for (let i = 0; i < tries && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 function delayedBatch(tag: string, count: number, dueMs: number): Uint8Array {
@@ -46,7 +47,7 @@ async function values(broker: Broker, topic: string): Promise<string[]> {
   return out;
 }
 
-/** The broker's own partitions as a term's targets; `afterAppend` runs once a round is appended. */
+/** The broker's own partitions as a term's targets; `afterAppend` runs once, after the next round is appended. */
 class TermTargets extends LocalDelayTargets implements TermDelayTargets {
   closed: string | null = null;
   afterAppend: (() => void) | null = null;
@@ -57,8 +58,13 @@ class TermTargets extends LocalDelayTargets implements TermDelayTargets {
     );
   }
   override async append(topic: string, partition: number, batch: Uint8Array): Promise<number> {
+    // As a closed Forwarder: nothing of a term that ended is appended (SERVICE_FENCED).
+    if (this.closed !== null) throw new SpillwayError('SERVICE_FENCED', `the term ended: ${this.closed}`);
     const fence = await super.append(topic, partition, batch);
-    this.afterAppend?.();
+    // Once: a round of the old term still under way must not stop the next term.
+    const after = this.afterAppend;
+    this.afterAppend = null;
+    after?.();
     return fence;
   }
   close(why: string): void {
@@ -111,11 +117,26 @@ describe('delay service terms (cluster mode, in process)', () => {
 
     // The next term: the round without a marker is found by the fence scan, the rest fires.
     const second = new TermTargets(broker);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning.message);
+    };
+    process.on('warning', onWarning);
     delay.startTerm(second);
-    await until(() => delay.refusal === null);
+    // A failed recovery is tried again after delayRetryMs on the broker's clock (a manual one here):
+    // moved on while the term still refuses after a second of real time (seen once on a loaded CI).
+    for (let waited = 0; delay.refusal !== null && waited < 20; waited++) {
+      await until(() => delay.refusal === null, 100);
+      if (delay.refusal !== null) clock.advance(delayRetryMs);
+    }
+    process.off('warning', onWarning);
+    if (warnings.length > 0) console.log(`delay-terms: ${warnings.join('; ')}`);
+    expect(delay.refusal).toBeNull();
     // At least the round the stop followed; another target's round may have been marked in time.
     expect(delay.recovery.copiesFound).toBeGreaterThan(0);
-    expect(delay.recovery.copiesFound).toBeLessThanOrEqual(appendedBefore);
+    // At most the 500 due copies (the old term's round still under way at the stop may have landed
+    // after appendedBefore was counted); each copy is in its target once (below).
+    expect(delay.recovery.copiesFound).toBeLessThanOrEqual(500);
     const expectOnce = async (topic: string, tag: string, count: number): Promise<void> => {
       const got = (await values(broker, topic)).filter((value) => value.startsWith(`${tag}/`));
       expect(got.sort()).toEqual(Array.from({ length: count }, (_, i) => `${tag}/${i}`).sort());
