@@ -416,11 +416,17 @@ export class BrokerEngine implements BrokerApi {
           );
         }
       }
+      // A cluster member's replicated state logs (docs/CLUSTER.md "Internal state logs as partitions")
+      // are not guarded: empty is what a follower that truncated to follow its leader may hold (the
+      // replicas keep the state), and the guard's snapshot would be a local write into a partition
+      // only its leader's service writes. A restart after such a truncation refused to open.
+      const replicatedInCluster = new Set([
+        consumerOffsetsTopicName,
+        transactionsTopicName,
+        delayStateTopicName,
+      ]);
       for (const log of guarded) {
-        // A cluster member's __delay_state is a replicated partition: empty is what a follower that
-        // truncated to follow its leader may hold (the replicas keep it), and the guard's snapshot
-        // would be a local write into it. A term of the delay service writes it (docs/CLUSTER.md).
-        if (resolved.clusterMember && log.name === delayStateTopicName) continue;
+        if (resolved.clusterMember && replicatedInCluster.has(log.name)) continue;
         const finding = await guardStateLog<unknown>({
           metadata,
           ...log,
