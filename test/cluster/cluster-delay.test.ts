@@ -14,14 +14,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Spillway } from '../../src/client/index.js';
-import { WebSocketTransport } from '../../src/client/websocket-transport.js';
 import { SpillwayError } from '../../src/errors.js';
-import { batchLengthAt } from '../../src/format/batch-header.js';
-import { decodeRecords } from '../../src/format/record-batch.js';
-import { Opcode } from '../../src/protocol/opcodes.js';
 import { originalDeliverAtHeader } from '../../src/protocol/reserved-headers.js';
 import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from './etcd-server.js';
 import { ClusterProcesses, waitFor } from './harness/cluster-processes.js';
+import { readDecoded } from './harness/leader-router.js';
 
 const topic = 'later';
 const partitions = [0, 1, 2];
@@ -38,39 +35,15 @@ interface Fired {
 
 /** Every record of topic/partition below the high watermark at `url`, with its fire time and due time. */
 async function readFired(url: string, partition: number): Promise<Fired[]> {
-  const transport = await WebSocketTransport.connect(url, { requestTimeoutMs: 5000, connectTimeoutMs: 5000 });
-  try {
-    const out: Fired[] = [];
-    let offset = 0;
-    for (;;) {
-      const answer = await transport.request(Opcode.fetch, {
-        topic,
-        partition,
-        offset,
-        maxBytes: 1 << 20,
-        maxWaitMs: 0,
-      });
-      const header = answer.header as { nextOffset: number; highWatermark: number };
-      const body = answer.body;
-      for (let position = 0; position < body.length; ) {
-        const length = batchLengthAt(body, position);
-        for (const record of decodeRecords(body.subarray(position, position + length))) {
-          if (record.offset < offset || record.offset >= header.highWatermark) continue;
-          const due = record.headers.find(([name]) => name === originalDeliverAtHeader)?.[1];
-          out.push({
-            value: Buffer.from(record.value ?? []).toString(),
-            timestamp: record.timestamp,
-            dueMs: due === undefined || due === null ? -1 : Number(Buffer.from(due).toString()),
-          });
-        }
-        position += length;
-      }
-      if (header.nextOffset >= header.highWatermark || body.length === 0) return out;
-      offset = header.nextOffset;
-    }
-  } finally {
-    await transport.close();
-  }
+  const { records } = await readDecoded(url, topic, partition);
+  return records.map((record) => {
+    const due = record.headers.find(([name]) => name === originalDeliverAtHeader)?.[1];
+    return {
+      value: Buffer.from(record.value ?? []).toString(),
+      timestamp: record.timestamp,
+      dueMs: due === undefined || due === null ? -1 : Number(Buffer.from(due).toString()),
+    };
+  });
 }
 
 async function leaderOf(name: string, partition = 0): Promise<number> {

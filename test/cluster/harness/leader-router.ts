@@ -17,7 +17,7 @@ import { Spillway } from '../../../src/client/index.js';
 import type { Producer } from '../../../src/client/producer.js';
 import { WebSocketTransport } from '../../../src/client/websocket-transport.js';
 import { batchLengthAt } from '../../../src/format/batch-header.js';
-import { decodeRecords } from '../../../src/format/record-batch.js';
+import { type DecodedRecord, decodeRecords } from '../../../src/format/record-batch.js';
 import type { MetadataPartition } from '../../../src/protocol/cluster-metadata-api.js';
 import { Opcode } from '../../../src/protocol/opcodes.js';
 import type { ReadRecord } from './operation-history.js';
@@ -223,21 +223,21 @@ export class LeaderRouter {
 }
 
 /**
- * What a consumer reading `topic`/`partition` from offset 0 at `url` sees: every record below the
- * broker's high watermark (FETCH until the high watermark, bounded by `timeoutMs` per request).
+ * Every record of `topic`/`partition` below the high watermark at `url`, decoded, read from offset 0
+ * (FETCH until the high watermark, bounded by `timeoutMs` per request).
  */
-export async function readPartition(
+export async function readDecoded(
   url: string,
   topic: string,
   partition: number,
   timeoutMs = 5000,
-): Promise<{ records: ReadRecord[]; highWatermark: number }> {
+): Promise<{ records: DecodedRecord[]; highWatermark: number }> {
   const transport = await WebSocketTransport.connect(url, {
     requestTimeoutMs: timeoutMs,
     connectTimeoutMs: timeoutMs,
   });
   try {
-    const records: ReadRecord[] = [];
+    const records: DecodedRecord[] = [];
     let offset = 0;
     for (;;) {
       const answer = await transport.request(Opcode.fetch, {
@@ -253,9 +253,7 @@ export async function readPartition(
       while (position < body.length) {
         const length = batchLengthAt(body, position);
         for (const record of decodeRecords(body.subarray(position, position + length))) {
-          if (record.offset >= offset && record.offset < header.highWatermark) {
-            records.push({ offset: record.offset, value: Buffer.from(record.value ?? []).toString() });
-          }
+          if (record.offset >= offset && record.offset < header.highWatermark) records.push(record);
         }
         position += length;
       }
@@ -267,4 +265,24 @@ export async function readPartition(
   } finally {
     await transport.close();
   }
+}
+
+/**
+ * What a consumer reading `topic`/`partition` from offset 0 at `url` sees: every record below the
+ * broker's high watermark, values as text.
+ */
+export async function readPartition(
+  url: string,
+  topic: string,
+  partition: number,
+  timeoutMs = 5000,
+): Promise<{ records: ReadRecord[]; highWatermark: number }> {
+  const read = await readDecoded(url, topic, partition, timeoutMs);
+  return {
+    records: read.records.map((record) => ({
+      offset: record.offset,
+      value: Buffer.from(record.value ?? []).toString(),
+    })),
+    highWatermark: read.highWatermark,
+  };
 }
