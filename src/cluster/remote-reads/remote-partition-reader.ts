@@ -13,7 +13,9 @@
  * - **Bounded**: the cache holds whole batches from the batch holding the queue's ack floor
  *   (`floor()`) up to `floor + windowOffsets` offsets, at most `cacheBytesMax` bytes (one batch at
  *   least) and, with every reader of the broker, `budget.bytesMax`; at a bound it does not fetch
- *   until `settled()` (acks moved the floor) or another reader freed bytes. Batches below the floor
+ *   until `settled()` (acks moved the floor) or another reader freed bytes (the bounds are checked
+ *   before each fetch: one answer, at most `fetchBytesMax`, may pass them). A reader with nothing
+ *   cached fetches whenever the shared budget has room. Batches below the floor
  *   are dropped at every fetch and `settled()`.
  * - **Follows the leader**: before each fetch it asks `route()` who leads the partition now (the
  *   cluster's view); an error (NOT_LEADER, a lost connection, a timeout) backs off 50 ms doubling to
