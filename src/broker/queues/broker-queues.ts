@@ -613,8 +613,8 @@ export class BrokerQueues implements QueueService {
     return `${this.groupTag(group)}.${partition}.${offset}.${lease}`;
   }
 
+  /** The queue groups served here (none while a cluster member does not serve queues: metrics ask every broker). */
   describe(group?: string): QueueGroupDescription[] {
-    this.assertServing();
     const descriptions: QueueGroupDescription[] = [];
     for (const queueGroup of this.groups.values()) {
       if (group !== undefined && queueGroup.group !== group) continue;
