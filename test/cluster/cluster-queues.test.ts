@@ -12,7 +12,9 @@
  *   partition of each group is settled (lag 0); every poison message is in the dead-letter topic;
  * - no message whose ACK was answered as settled is delivered again by a receive sent after that answer;
  * - key_shared: a message of key K reaches member X only when every earlier message of K went to X
- *   first or was acked already (per-key order within each delivery sequence).
+ *   first or was acked already (per-key order within each delivery sequence);
+ * - after the failover, a one-replica topic on the third broker (the queue service holds no replica
+ *   of it) is consumed through a remote reader.
  * About 20 s on this machine with the cluster's start.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -20,6 +22,7 @@ import { ClusterTransport } from '../../src/client/cluster-transport.js';
 import { Spillway } from '../../src/client/index.js';
 import type { Transport } from '../../src/client/transport.js';
 import { WebSocketTransport } from '../../src/client/websocket-transport.js';
+import { assignReplicas } from '../../src/cluster/control/partition-planner.js';
 import { SpillwayError } from '../../src/errors.js';
 import { batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords } from '../../src/format/record-batch.js';
@@ -35,6 +38,10 @@ const firstRound = 300;
 const secondRound = 150;
 const poisonEvery = 37;
 const dlqCandidates = ['jobs-dlq-a', 'jobs-dlq-b', 'jobs-dlq-c'];
+/** One-replica topics, one on each broker (named so: partition-planner.ts places by the name's hash). */
+const soloCandidates = [1, 2, 3].map((id) => {
+  for (let n = 0; ; n++) if (assignReplicas(`solo-${n}`, 0, 1, [1, 2, 3])?.[0] === id) return `solo-${n}`;
+});
 
 let etcd: TestEtcd;
 let cluster: ClusterProcesses;
@@ -241,7 +248,16 @@ describe.skipIf(etcdMissing)(`queues in a cluster (skipped if ${etcdSkipReason})
     const config = { replicationFactor: 3, minInSyncReplicas: 2, config: { durability: 'interval' } };
     await cluster.createTopic(topic, { partitions: partitionCount, ...config });
     for (const name of dlqCandidates) await cluster.createTopic(name, { partitions: 1, ...config });
+    for (const name of soloCandidates) {
+      await cluster.createTopic(name, {
+        partitions: 1,
+        replicationFactor: 1,
+        minInSyncReplicas: 1,
+        config: { durability: 'interval' },
+      });
+    }
     for (const name of [topic, ...dlqCandidates, '__queue_state']) await cluster.waitHealthy(name, 3);
+    for (const name of soloCandidates) await cluster.waitHealthy(name, 1);
   }, 90_000);
 
   afterAll(async () => {
@@ -367,6 +383,37 @@ describe.skipIf(etcdMissing)(`queues in a cluster (skipped if ${etcdSkipReason})
       expect(shared.redeliveredAfterAck, 'shared: nothing acked is delivered again').toEqual([]);
       expect(keyShared.redeliveredAfterAck, 'key_shared: nothing acked is delivered again').toEqual([]);
       expect(keyShared.orderViolations, 'key_shared: per-key order').toEqual([]);
+
+      // A topic the queue service's broker holds no replica of: read remotely, partition count from etcd.
+      let solo: string | undefined;
+      for (const name of soloCandidates) {
+        const record = (await cluster.partitions(name))[0];
+        if (
+          record !== undefined &&
+          record.replicas[0] !== newQueueLeader &&
+          record.replicas[0] !== queueLeader
+        )
+          solo ??= name;
+      }
+      expect(solo, 'a one-replica topic on the third broker').toBeDefined();
+      const soloClient = await Spillway.connect(cluster.broker(newQueueLeader).url, { clientId: 'q-solo' });
+      producers.push(soloClient);
+      const soloProducer = soloClient.producer({ acks: 'all', lingerMs: 2 });
+      await Promise.all(Array.from({ length: 20 }, (_, n) => soloProducer.send(solo!, { value: `s-${n}` })));
+      await soloProducer.close();
+      const soloConsumer = soloClient.consumer({
+        group: 'solo',
+        topics: [solo!],
+        mode: 'shared',
+        maxWaitMs: 200,
+      });
+      const soloValues: string[] = [];
+      for await (const message of soloConsumer) {
+        soloValues.push(Buffer.from(message.value ?? []).toString());
+        await message.ack();
+        if (soloValues.length === 20) break;
+      }
+      expect(soloValues.sort()).toEqual(Array.from({ length: 20 }, (_, n) => `s-${n}`).sort());
       // The run went through the failover: acks answered before it, and deliveries after it.
       expect(shared.settledAt.size).toBeGreaterThan(firstRound / 3);
       console.log(

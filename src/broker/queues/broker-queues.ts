@@ -680,7 +680,10 @@ export class BrokerQueues implements QueueService {
         `topic '${request.topic}' is internal: it cannot be consumed as a queue`,
       );
     }
-    const topic = topics.topicNamed(request.topic);
+    const local = topics.topicIfExists(request.topic);
+    // A cluster knows topics this broker holds no replica of (their partitions are read remotely).
+    const partitionCount =
+      this.sources.partitionCount?.(request.topic) ?? topics.topicNamed(request.topic).partitionCount;
     const settings = checkSettings(request, request.topic);
     const knownMode = this.modes.get(request.group);
     if (knownMode !== undefined && knownMode !== request.mode) {
@@ -712,11 +715,13 @@ export class BrokerQueues implements QueueService {
     }
     group.settings = settings;
     // Partitions added since: their queues start at their ack floor.
-    for (let index = group.partitions.length; index < topic.partitionCount; index++) {
+    for (let index = group.partitions.length; index < partitionCount; index++) {
       const queueKey = queuePartitionKey(group.group, group.topic, index);
       const store = this.options.store;
       const source = this.sources.open(
-        topic.partitions[index]!,
+        group.topic,
+        index,
+        local?.partitions[index],
         () => store.machine.stateOf(queueKey).floor,
         () => this.appended(group!.topic),
       );

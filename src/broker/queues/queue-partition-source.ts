@@ -14,6 +14,7 @@
  * - `visibleEndOffset`: offset after the last record a consumer may read, as known now.
  * - `damage`: non-null while the partition cannot be read (a damaged local partition).
  */
+import { UnknownPartitionError } from '../../errors.js';
 import type { Partition } from '../partition.js';
 
 export interface QueuePartitionSource {
@@ -32,14 +33,29 @@ export interface OpenedQueueSource extends QueuePartitionSource {
 
 export interface QueueSources {
   /**
-   * The source of `partition` (the local one) for one queue partition. `floor()` is the queue
-   * partition's ack floor now (a cache keeps nothing below it); `onData()` is called when batches
-   * arrive that a waiting receive may want. Throws TOO_MANY_REQUESTS past the sources' bound.
+   * The partition count of `topic` where it is decided (a cluster: its record in etcd, whether or not
+   * this broker holds a replica); undefined: the local topic's count counts (a single broker).
    */
-  open(partition: Partition, floor: () => number, onData: () => void): OpenedQueueSource;
+  partitionCount?(topic: string): number | undefined;
+  /**
+   * The source of partition `index` of `topic` for one queue partition; `local` is this broker's
+   * partition (undefined when it holds no replica of the topic). `floor()` is the queue partition's
+   * ack floor now (a cache keeps nothing below it); `onData()` is called when batches arrive that a
+   * waiting receive may want. Throws TOO_MANY_REQUESTS past the sources' bound.
+   */
+  open(
+    topic: string,
+    index: number,
+    local: Partition | undefined,
+    floor: () => number,
+    onData: () => void,
+  ): OpenedQueueSource;
 }
 
 /** A single broker: every queue partition reads its local partition (the Partition is the source). */
 export const localQueueSources: QueueSources = {
-  open: (partition) => partition,
+  open: (topic, index, local) => {
+    if (local === undefined) throw new UnknownPartitionError(topic, index, 0);
+    return local;
+  },
 };

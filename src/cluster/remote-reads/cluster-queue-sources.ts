@@ -31,6 +31,8 @@ import {
 export interface QueueSourcesView {
   /** The leader of topic/partition: this broker's id means local; undefined while none is known. */
   leaderOf(topic: string, partition: number): { brokerId: number; url: string } | undefined;
+  /** The topic's partition count in the cluster, undefined when it is not a cluster topic. */
+  partitionCount(topic: string): number | undefined;
   connect(url: string): Promise<Transport>;
 }
 
@@ -48,7 +50,7 @@ export interface ClusterQueueSourcesOptions {
 
 export class ClusterQueueSources implements QueueSources {
   readonly budget: RemoteCacheBudget;
-  private readonly open_ = new Set<SwitchingSource>();
+  private readonly opened = new Set<SwitchingSource>();
 
   constructor(private readonly options: ClusterQueueSourcesOptions) {
     this.budget = new RemoteCacheBudget(options.cacheBytesTotalMax ?? queueRemoteCacheBytesTotalMax);
@@ -56,50 +58,63 @@ export class ClusterQueueSources implements QueueSources {
 
   /** Sources open now. */
   get size(): number {
-    return this.open_.size;
+    return this.opened.size;
   }
 
   /** Remote readers running now. */
   get readers(): number {
     let count = 0;
-    for (const source of this.open_) if (source.reader !== null) count++;
+    for (const source of this.opened) if (source.reader !== null) count++;
     return count;
   }
 
-  open(partition: Partition, floor: () => number, onData: () => void): SwitchingSource {
+  partitionCount(topic: string): number | undefined {
+    return this.options.view.partitionCount(topic);
+  }
+
+  open(
+    topic: string,
+    index: number,
+    local: Partition | undefined,
+    floor: () => number,
+    onData: () => void,
+  ): SwitchingSource {
     const max = this.options.readersMax ?? queueRemoteReadersMax;
-    if (this.open_.size >= max) {
+    if (this.opened.size >= max) {
       throw new SpillwayError(
         'TOO_MANY_REQUESTS',
         `more than ${max} queue partitions read at once (queueRemoteReadersMax)`,
       );
     }
+    const { view, brokerId } = this.options;
     const source = new SwitchingSource(
-      partition,
-      () => this.newReader(partition, floor, onData),
-      () => this.leadsHere(partition),
+      index,
+      local,
+      () => this.newReader(topic, index, floor, onData),
+      () => view.leaderOf(topic, index)?.brokerId === brokerId,
     );
-    source.onClose = () => this.open_.delete(source);
-    this.open_.add(source);
+    source.onClose = () => this.opened.delete(source);
+    this.opened.add(source);
     return source;
   }
 
   /** Closes every source (the term ended). */
   stopAll(): void {
-    for (const source of [...this.open_]) source.close();
+    for (const source of [...this.opened]) source.close();
   }
 
-  private leadsHere(partition: Partition): boolean {
-    return this.options.view.leaderOf(partition.topic, partition.index)?.brokerId === this.options.brokerId;
-  }
-
-  private newReader(partition: Partition, floor: () => number, onData: () => void): RemotePartitionReader {
+  private newReader(
+    topic: string,
+    index: number,
+    floor: () => number,
+    onData: () => void,
+  ): RemotePartitionReader {
     const { view, brokerId } = this.options;
     return new RemotePartitionReader({
-      topic: partition.topic,
-      partition: partition.index,
+      topic,
+      partition: index,
       route: () => {
-        const leader = view.leaderOf(partition.topic, partition.index);
+        const leader = view.leaderOf(topic, index);
         return leader === undefined || leader.brokerId === brokerId ? undefined : leader;
       },
       connect: (url) => view.connect(url),
@@ -112,21 +127,28 @@ export class ClusterQueueSources implements QueueSources {
   }
 }
 
-/** One queue partition's source: the local partition or its remote reader, chosen per call. */
+/** What a closed source reads: nothing (its queue partition was dropped with its group). */
+const closedSource = {
+  visibleEndOffset: 0,
+  damage: null,
+  read: (): { records: Uint8Array; batchCount: number } => ({ records: new Uint8Array(0), batchCount: 0 }),
+};
+
+/**
+ * One queue partition's source: the local partition while this broker leads it, else its remote
+ * reader (always the reader without a local replica), chosen per call.
+ */
 export class SwitchingSource implements OpenedQueueSource {
   reader: RemotePartitionReader | null = null;
   onClose: (() => void) | null = null;
   private closed = false;
 
   constructor(
-    private readonly partition: Partition,
+    readonly index: number,
+    private readonly local: Partition | undefined,
     private readonly makeReader: () => RemotePartitionReader,
     private readonly leadsHere: () => boolean,
   ) {}
-
-  get index(): number {
-    return this.partition.index;
-  }
 
   get visibleEndOffset(): number {
     return this.current().visibleEndOffset;
@@ -152,13 +174,14 @@ export class SwitchingSource implements OpenedQueueSource {
     this.onClose?.();
   }
 
-  private current(): Partition | RemotePartitionReader {
-    if (this.closed || this.leadsHere()) {
+  private current(): Partition | RemotePartitionReader | typeof closedSource {
+    if (this.closed) return closedSource;
+    if (this.local !== undefined && this.leadsHere()) {
       if (this.reader !== null) {
         this.reader.close();
         this.reader = null;
       }
-      return this.partition;
+      return this.local;
     }
     this.reader ??= this.makeReader();
     return this.reader;

@@ -165,6 +165,7 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       brokerId: this.brokerId,
       view: {
         leaderOf: (topic, partition) => forwarding.leaderOf(topic, partition),
+        partitionCount: (topic) => forwarding.topicView(topic)?.record.partitions,
         connect: (url) => forwarding.connect(url),
       },
     });
