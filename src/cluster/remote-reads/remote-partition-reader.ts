@@ -6,7 +6,9 @@
  *
  * Contract:
  * - **Only committed data**: FETCH answers only below the leader's high watermark, so nothing cached
- *   can be truncated away by a later leader. `visibleEndOffset` is the end of what is cached.
+ *   can be truncated away by a later leader. `visibleEndOffset` is the leader's high watermark as
+ *   last heard (at least the end of what is cached: `cachedEndOffset`), so a queue's lag counts
+ *   what is not cached yet; reads past the cache miss.
  * - **Never blocks**: `read` answers from the cache only; a miss returns no batch (the offset waits)
  *   and, for an offset below the cache's start, restarts the cache there (the refetch). A fetch that
  *   brings batches calls `onData` (the queue wakes its waiting receives).
@@ -100,6 +102,8 @@ export class RemotePartitionReader {
   /** Next offset to fetch (the end of the cache). */
   private fetchOffset: number;
   private cachedBytes = 0;
+  /** The leader's high watermark in the last FETCH answer. */
+  private highWatermark = 0;
   private closed = false;
   private sleeper: { timer: ClockTimer | null; wake: () => void } | null = null;
   private abort: AbortController | null = null;
@@ -118,8 +122,13 @@ export class RemotePartitionReader {
     void this.run();
   }
 
-  /** Offset after the last cached record (what a consumer may read of this partition, as known here). */
+  /** Offset after the last record a consumer may read, as last heard from the leader. */
   get visibleEndOffset(): number {
+    return Math.max(this.fetchOffset, this.highWatermark);
+  }
+
+  /** Offset after the last cached record. */
+  get cachedEndOffset(): number {
     return this.fetchOffset;
   }
 
@@ -278,6 +287,7 @@ export class RemotePartitionReader {
         `FETCH answer without highWatermark from broker ${route.brokerId}`,
       );
     }
+    this.highWatermark = header.highWatermark;
     const body = answer.body;
     if (body.length === 0) return;
     // Owned from here (the transport's buffer may be reused); one copy per answer.
