@@ -600,7 +600,7 @@ export const producerRebuildWaitersMax = 1_024;
 export const queueRemoteCacheBytesMax = 16 * 1024 * 1024;
 /** Cluster: bytes all remote partition readers of a broker cache together. */
 export const queueRemoteCacheBytesTotalMax = 256 * 1024 * 1024;
-/** Cluster: remote partition readers (queue partitions read from another broker) at once. */
+/** Cluster: queue partitions with a source at once (local, or a remote partition reader). */
 export const queueRemoteReadersMax = 4_096;
 /** Cluster: how long one remote reader's FETCH waits at the leader for new data (long-poll). */
 export const queueRemoteFetchWaitMs = 5_000;

@@ -154,7 +154,8 @@ export class RemotePartitionReader {
     const first = batches[low];
     if (first === undefined || first.base > offset) {
       this.stats.misses++;
-      if (offset < this.cacheStartOffset) this.restartAt(offset);
+      // Below the floor nothing is wanted (it is settled): no refetch for it.
+      if (offset < this.cacheStartOffset && offset >= this.options.floor()) this.restartAt(offset);
       return { records: empty, batchCount: 0 };
     }
     let end = first.end;
