@@ -680,7 +680,6 @@ export class BrokerQueues implements QueueService {
         `topic '${request.topic}' is internal: it cannot be consumed as a queue`,
       );
     }
-    const local = topics.topicIfExists(request.topic);
     // A cluster knows topics this broker holds no replica of (their partitions are read remotely).
     const partitionCount =
       this.sources.partitionCount?.(request.topic) ?? topics.topicNamed(request.topic).partitionCount;
@@ -715,15 +714,16 @@ export class BrokerQueues implements QueueService {
     }
     group.settings = settings;
     // Partitions added since: their queues start at their ack floor.
+    const topicName = group.topic;
+    const store = this.options.store;
     for (let index = group.partitions.length; index < partitionCount; index++) {
-      const queueKey = queuePartitionKey(group.group, group.topic, index);
-      const store = this.options.store;
+      const queueKey = queuePartitionKey(group.group, topicName, index);
       const source = this.sources.open(
-        group.topic,
+        topicName,
         index,
-        local?.partitions[index],
+        () => topics.topicIfExists(topicName)?.partitions[index],
         () => store.machine.stateOf(queueKey).floor,
-        () => this.appended(group!.topic),
+        () => this.appended(topicName),
       );
       group.partitions.push(
         new PartitionQueue(queueKey, source, group.mode, () => store.machine.stateOf(queueKey)),

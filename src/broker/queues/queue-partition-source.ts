@@ -38,15 +38,15 @@ export interface QueueSources {
    */
   partitionCount?(topic: string): number | undefined;
   /**
-   * The source of partition `index` of `topic` for one queue partition; `local` is this broker's
-   * partition (undefined when it holds no replica of the topic). `floor()` is the queue partition's
+   * The source of partition `index` of `topic` for one queue partition; `local()` is this broker's
+   * partition now (undefined while it holds no replica of the topic). `floor()` is the queue partition's
    * ack floor now (a cache keeps nothing below it); `onData()` is called when batches arrive that a
    * waiting receive may want. Throws TOO_MANY_REQUESTS past the sources' bound.
    */
   open(
     topic: string,
     index: number,
-    local: Partition | undefined,
+    local: () => Partition | undefined,
     floor: () => number,
     onData: () => void,
   ): OpenedQueueSource;
@@ -55,7 +55,8 @@ export interface QueueSources {
 /** A single broker: every queue partition reads its local partition (the Partition is the source). */
 export const localQueueSources: QueueSources = {
   open: (topic, index, local) => {
-    if (local === undefined) throw new UnknownPartitionError(topic, index, 0);
-    return local;
+    const partition = local();
+    if (partition === undefined) throw new UnknownPartitionError(topic, index, 0);
+    return partition;
   },
 };

@@ -75,7 +75,7 @@ export class ClusterQueueSources implements QueueSources {
   open(
     topic: string,
     index: number,
-    local: Partition | undefined,
+    local: () => Partition | undefined,
     floor: () => number,
     onData: () => void,
   ): SwitchingSource {
@@ -145,7 +145,8 @@ export class SwitchingSource implements OpenedQueueSource {
 
   constructor(
     readonly index: number,
-    private readonly local: Partition | undefined,
+    /** This broker's partition now (undefined while it holds no replica of the topic). */
+    private readonly local: () => Partition | undefined,
     private readonly makeReader: () => RemotePartitionReader,
     private readonly leadsHere: () => boolean,
   ) {}
@@ -176,12 +177,13 @@ export class SwitchingSource implements OpenedQueueSource {
 
   private current(): Partition | RemotePartitionReader | typeof closedSource {
     if (this.closed) return closedSource;
-    if (this.local !== undefined && this.leadsHere()) {
+    const local = this.leadsHere() ? this.local() : undefined;
+    if (local !== undefined) {
       if (this.reader !== null) {
         this.reader.close();
         this.reader = null;
       }
-      return this.local;
+      return local;
     }
     this.reader ??= this.makeReader();
     return this.reader;
