@@ -39,6 +39,7 @@ export const suiteNames = [
   'idempotency',
   'replication',
   'failover',
+  'queue-cluster',
   'peers',
   'compare',
 ] as const;

@@ -590,3 +590,19 @@ export const producerNamesPageSize = 500;
 export const producerRebuildBatchesPerSlice = 4_096;
 /** Cluster: idempotent batches that may wait for one partition's rebuild; more get BACKPRESSURE (retriable). */
 export const producerRebuildWaitersMax = 1_024;
+// Queues in a cluster (s8-queues, docs/CLUSTER.md "Built: shared and key_shared queues";
+// src/cluster/remote-reads/).
+/**
+ * Cluster: bytes of batches one remote partition reader caches for its queue partition (from the
+ * ack floor up); at the bound it stops fetching until acks move the floor. At least one batch is
+ * always kept, whatever its size.
+ */
+export const queueRemoteCacheBytesMax = 16 * 1024 * 1024;
+/** Cluster: bytes all remote partition readers of a broker cache together. */
+export const queueRemoteCacheBytesTotalMax = 256 * 1024 * 1024;
+/** Cluster: queue partitions with a source at once (local, or a remote partition reader). */
+export const queueRemoteReadersMax = 4_096;
+/** Cluster: how long one remote reader's FETCH waits at the leader for new data (long-poll). */
+export const queueRemoteFetchWaitMs = 5_000;
+/** Cluster: bytes one remote reader's FETCH asks for at most. */
+export const queueRemoteFetchBytesMax = 1024 * 1024;

@@ -178,10 +178,11 @@ export class BrokerEngine implements BrokerApi {
       topics: this.topics,
       lifecycle: this.lifecycle,
       clock: this.clock,
-      state: parts.queueState.state,
-      machine: parts.queueState.machine,
+      store: parts.queueState,
       produce: (topic, partition, batch) => this.messages.produce(topic, partition, batch),
       retentionMs: parts.options.groupRetentionMs,
+      // A cluster member serves queues only while it leads `__queue_state` (src/cluster/state-services/).
+      clusterMember: parts.options.clusterMember,
     });
     this.messages.onAppended = (topic) => this.queues.appended(topic);
     const queueStatePartition = this.topics.partitionOf(queueStateTopicName, 0);
@@ -354,7 +355,11 @@ export class BrokerEngine implements BrokerApi {
       );
       const internal = internalTopic(metadataTopicName, metadata.partition);
       const offsetsTopic = internalTopic(consumerOffsetsTopicName, offsets.partition);
-      queueState = await QueueStateStore.open(stateLogOptions);
+      // In a cluster the follower may write this log: nothing is written until this broker leads it.
+      queueState = await QueueStateStore.open({
+        ...stateLogOptions,
+        ...(resolved.clusterMember ? { writeAtOpen: false } : {}),
+      });
       const queueInternal = internalTopic(queueStateTopicName, queueState.partition);
       producerState = await ProducerStateStore.open(stateLogOptions);
       delayStore = await DelayStore.open({
@@ -424,6 +429,7 @@ export class BrokerEngine implements BrokerApi {
         consumerOffsetsTopicName,
         transactionsTopicName,
         delayStateTopicName,
+        queueStateTopicName,
       ]);
       for (const log of guarded) {
         if (resolved.clusterMember && replicatedInCluster.has(log.name)) continue;

@@ -246,9 +246,13 @@ export class BrokerMessages implements MessageService {
     );
   }
 
-  /** Long-polls on `partition` read again (something was appended to it outside produce). */
+  /**
+   * Long-polls on `partition` read again (something was appended to it outside produce, or its high
+   * watermark moved under replication); the queue service's waiting receives look again too.
+   */
   wake(partition: Partition): void {
     this.waiters.wake(partition);
+    this.onAppended?.(partition.topic);
   }
 
   /** Answers every waiting long-poll with what is there (the broker is closing). */

@@ -29,6 +29,16 @@
  * the open. Checked every min(groupExpiryCheckIntervalMsMax, retentionMs) on the broker's clock; HTTP
  * use written at the checks only, so after a crash such a group may be forgotten up to one check
  * interval early.
+ *
+ * In a cluster (`clusterMember`, docs/CLUSTER.md "Built: shared and key_shared queues") the service
+ * runs only on the leader of `__queue_state`, for one term at a time (src/cluster/state-services/):
+ * it starts stopped; `startServing` recovers the state from the log as replication left it (like a
+ * restart: everything unsettled is delivered again), `stopServing` drops every queue group from memory
+ * at once (in-flight deliveries, waiting receives: NOT_COORDINATOR), detaches the state log and stops
+ * the sources. Each state-log write is answered once on the in-sync replicas (`joinCluster`); an
+ * answer awaited across a stop is NOT_COORDINATOR. Topic partitions are read through
+ * `QueueSources` (queue-partition-source.ts; local or remote) and dead letters appended through the
+ * term's `DeadLetterWriter` (the forwarder).
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Clock, ClockTimer } from '../../clock.js';
@@ -63,17 +73,17 @@ import type {
 import type { Session } from '../../protocol/session.js';
 import type { BrokerTopics } from '../broker-topics.js';
 import type { Lifecycle } from '../lifecycle.js';
-import type { StateLog } from '../state/state-log.js';
 import { isInternalTopicName, validateUserTopicName } from '../topic-name.js';
 import { type DeliveryBatch, PartitionQueue } from './partition-queue.js';
+import { localQueueSources, type QueueSources } from './queue-partition-source.js';
 import {
   parseQueueGroupKey,
   parseQueuePartitionKey,
   type QueueEntry,
-  type QueueStateMachine,
   queueGroupKey,
   queuePartitionKey,
 } from './queue-state.js';
+import type { QueueStateStore } from './queue-state-store.js';
 
 export const queueDefaults = {
   ackTimeoutMs: 30_000,
@@ -249,16 +259,28 @@ function rangesOf(offsets: readonly number[]): number[] {
   return ranges;
 }
 
+/** Where dead letters go: the dead-letter topic's partition count, and the append. */
+export interface DeadLetterWriter {
+  /** The partition count of `topic`; creates it on a single broker; UNKNOWN_TOPIC when it cannot. */
+  partitionCount(topic: string): Promise<number>;
+  /** Appends one batch; resolves once it counts (durable; in a cluster on the in-sync replicas). */
+  append(topic: string, partition: number, batch: Uint8Array): Promise<unknown>;
+  /** The term ended (cluster): pending appends fail. */
+  close?(why: string): void;
+}
+
 export interface BrokerQueuesOptions {
   topics: BrokerTopics;
   lifecycle: Lifecycle;
   clock: Clock;
-  state: StateLog<QueueEntry>;
-  machine: QueueStateMachine;
-  /** Appends a batch to a partition (the broker's produce, used for dead letters). */
+  /** `__queue_state` (its state log and machine; new ones after `reopen` in a cluster). */
+  store: Pick<QueueStateStore, 'state' | 'machine' | 'detach' | 'reopen'>;
+  /** Appends a batch to a partition (the broker's produce, used for dead letters on a single broker). */
   produce(topic: string, partition: number, batch: Uint8Array): Promise<unknown>;
   /** A queue group idle this long is forgotten (the broker's groupRetentionMs). Default 7 days. */
   retentionMs?: number;
+  /** A cluster member: stopped until `startServing` (docs/CLUSTER.md). Default false. */
+  clusterMember?: boolean;
 }
 
 export class BrokerQueues implements QueueService {
@@ -269,7 +291,7 @@ export class BrokerQueues implements QueueService {
   private readonly modes = new Map<string, QueueMode>();
   /** Session id -> groups it is a member of. */
   private readonly memberships = new Map<number, Set<QueueGroup>>();
-  private readonly due = new DueHeap();
+  private due = new DueHeap();
   private timer: ClockTimer | null = null;
   private timerDueMs = Number.POSITIVE_INFINITY;
   private leaseCounter = randomBytes(4).readUInt32BE(0) & 0x3fffffff;
@@ -286,34 +308,134 @@ export class BrokerQueues implements QueueService {
   expiredGroups = 0;
   /** Retry times that could not be written (the state log failed or is closing); the redelivery still happens. */
   backgroundFailures = 0;
+  /** Why this broker does not serve queues now (a cluster member not leading `__queue_state`); null: serving. */
+  private notServing: string | null = null;
+  /** Bumped at every stop and start: an answer awaited across one is NOT_COORDINATOR. */
+  private serviceEpoch = 0;
+  private sources: QueueSources = localQueueSources;
+  private deadLetters: DeadLetterWriter;
 
   constructor(options: BrokerQueuesOptions) {
     this.options = options;
     this.retentionMs = options.retentionMs ?? groupRetentionMsDefault;
-    // Groups with state but no idle time recorded were in use when the broker stopped: idle from now.
-    const now = options.clock.nowMs();
-    for (const [key, record] of options.machine.groups()) {
-      if (record.idleSinceMs === null) this.commitInBackground({ type: 'idle', group: key, sinceMs: now });
-    }
+    this.deadLetters = this.localDeadLetters();
+    if (options.clusterMember === true)
+      this.notServing = 'waiting for the cluster to name the leader of __queue_state';
+    else this.load();
     this.expiryTimer = options.clock.setInterval(
       () => this.expireGroups(),
       Math.min(groupExpiryCheckIntervalMsMax, this.retentionMs),
       { unref: true },
     );
     options.topics.onTopicDeleted((topic) => {
+      if (this.notServing !== null) return;
       for (const group of this.groupsByTopic.get(topic.name) ?? []) {
         group.wakeAll();
         this.groups.delete(groupKey(group.group, group.topic));
+        closeSources(group);
       }
       this.groupsByTopic.delete(topic.name);
       // The ack state of the deleted topic goes too: a topic created again with the name starts afresh.
-      for (const queue of [...options.machine.view().keys()]) {
+      for (const queue of [...options.store.machine.view().keys()]) {
         if (parseQueuePartitionKey(queue).topic !== topic.name) continue;
-        options.state.commit({ type: 'dropped', queue }).catch(() => {
+        options.store.state.commit({ type: 'dropped', queue }).catch(() => {
           this.backgroundFailures++;
         });
       }
     });
+  }
+
+  /** Groups with state but no idle time recorded were in use when the service stopped: idle from now. */
+  private load(): void {
+    const now = this.options.clock.nowMs();
+    for (const [key, record] of this.options.store.machine.groups()) {
+      if (record.idleSinceMs === null) this.commitInBackground({ type: 'idle', group: key, sinceMs: now });
+    }
+  }
+
+  /** True while this broker serves queues (always on a single broker). */
+  get serving(): boolean {
+    return this.notServing === null;
+  }
+
+  /**
+   * In a cluster: each `__queue_state` write is answered once `replicate(endOffset)` resolves (the
+   * in-sync replicas have it), and topic partitions are read through `sources`.
+   */
+  joinCluster(replicate: (endOffset: number) => Promise<void>, sources: QueueSources): void {
+    this.options.store.state.replicate = replicate;
+    this.sources = sources;
+  }
+
+  /**
+   * Stops serving at once (this broker no longer leads `__queue_state`): every queue group is dropped
+   * from memory (deliveries in flight forgotten, waiting receives answered NOT_COORDINATOR), the state
+   * log refuses every write, timers stop, sources close. Idempotent.
+   */
+  stopServing(why: string): void {
+    if (this.notServing !== null) return;
+    this.notServing = why;
+    this.serviceEpoch++;
+    this.options.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerDueMs = Number.POSITIVE_INFINITY;
+    this.due = new DueHeap();
+    const groups = [...this.groups.values()];
+    this.groups.clear();
+    this.groupsByTopic.clear();
+    this.modes.clear();
+    this.memberships.clear();
+    this.forgetting.clear();
+    for (const group of groups) {
+      closeSources(group);
+      group.wakeAll();
+    }
+    this.deadLetters.close?.(why);
+    this.options.store.detach(new SpillwayError('NOT_COORDINATOR', `queues are not served here: ${why}`));
+  }
+
+  /**
+   * Serves again from the state `__queue_state` holds now (recovered: snapshot + replay), as after a
+   * restart: everything unsettled is delivered again. Dead letters go through `deadLetters` (the
+   * term's forwarder).
+   */
+  startServing(deadLetters: DeadLetterWriter): void {
+    if (this.notServing === null) return;
+    this.options.store.reopen();
+    this.deadLetters = deadLetters;
+    this.notServing = null;
+    this.serviceEpoch++;
+    this.load();
+  }
+
+  private assertServing(): void {
+    this.options.lifecycle.assertOpen();
+    if (this.notServing !== null) {
+      throw new SpillwayError('NOT_COORDINATOR', `queues are not served here: ${this.notServing}`);
+    }
+  }
+
+  /** NOT_COORDINATOR when the service stopped (or restarted) since `epoch`: the answer would be stale. */
+  private assertServingSince(epoch: number): void {
+    if (this.serviceEpoch === epoch) return;
+    throw new SpillwayError(
+      'NOT_COORDINATOR',
+      `queues are not served here: ${this.notServing ?? 'the queue service moved meanwhile'}`,
+    );
+  }
+
+  /** Awaits `work`; a failure or success across a stop of the service is NOT_COORDINATOR. */
+  private async served<T>(work: Promise<T>): Promise<T> {
+    const epoch = this.serviceEpoch;
+    let result: T;
+    try {
+      result = await work;
+    } catch (error) {
+      this.assertServingSince(epoch);
+      throw error;
+    }
+    this.assertServingSince(epoch);
+    return result;
   }
 
   /** Something was appended to `topic`: waiting receives look again. */
@@ -325,7 +447,8 @@ export class BrokerQueues implements QueueService {
 
   async receive(session: Session, request: ReceiveRequest): Promise<ReceiveResult> {
     const { lifecycle, clock } = this.options;
-    lifecycle.assertOpen();
+    this.assertServing();
+    const epoch = this.serviceEpoch;
     const max = checkInteger('max', request.max, 1, queueReceiveMessagesMax);
     const waitMs = checkInteger('waitMs', request.waitMs, 0, queueDelayMsMax);
     const maxBytes = checkInteger('maxBytes', request.maxBytes ?? fetchMaxBytesDefault, 1, batchBytesMax);
@@ -338,7 +461,10 @@ export class BrokerQueues implements QueueService {
       );
     }
     const forgetting = this.forgetting.get(groupKey(request.group, request.topic));
-    if (forgetting !== undefined) await forgetting;
+    if (forgetting !== undefined) {
+      await forgetting;
+      this.assertServingSince(epoch);
+    }
     const group = this.groupOf(request, session);
     if (session.kind === 'http') group.idleSinceMs = clock.nowMs();
     lifecycle.begin();
@@ -351,6 +477,7 @@ export class BrokerQueues implements QueueService {
           return result;
         if (request.signal?.aborted) return result;
         await this.wait(group, remainingMs, request.signal ?? null, session);
+        this.assertServingSince(epoch);
         if (!this.groups.has(groupKey(group.group, group.topic))) throw new UnknownTopicError(group.topic);
       }
     } finally {
@@ -363,7 +490,7 @@ export class BrokerQueues implements QueueService {
     topic: string,
     partitions: ReadonlyArray<{ partition: number; ranges: number[] }>,
   ): Promise<SettleResult> {
-    this.options.lifecycle.assertOpen();
+    this.assertServing();
     const queueGroup = this.groups.get(groupKey(group, topic));
     let total = 0;
     for (const { ranges } of partitions)
@@ -398,7 +525,7 @@ export class BrokerQueues implements QueueService {
       result.settled += offsets.length;
       commits.push(this.settle(queueGroup, queue, offsets));
     }
-    await Promise.all(commits);
+    await this.served(Promise.all(commits));
     if (result.settled > 0) queueGroup.wakeAll();
     return result;
   }
@@ -409,7 +536,7 @@ export class BrokerQueues implements QueueService {
     partitions: ReadonlyArray<{ partition: number; offsets: number[] }>,
     settings: NackSettings,
   ): Promise<SettleResult> {
-    this.options.lifecycle.assertOpen();
+    this.assertServing();
     const { delayMs, error } = checkNack(settings);
     const queueGroup = this.groups.get(groupKey(group, topic));
     let total = 0;
@@ -437,12 +564,12 @@ export class BrokerQueues implements QueueService {
         );
       }
     }
-    await Promise.all(work);
+    await this.served(Promise.all(work));
     return result;
   }
 
   async ackReceipts(group: string, receipts: readonly string[]): Promise<SettleResult> {
-    this.options.lifecycle.assertOpen();
+    this.assertServing();
     const found = this.resolveReceipts(group, receipts);
     this.used(found.group);
     const result: SettleResult = { settled: 0, ignored: 0 };
@@ -452,7 +579,7 @@ export class BrokerQueues implements QueueService {
       result.settled += offsets.length;
       commits.push(this.settle(found.group, queue, offsets));
     }
-    await Promise.all(commits);
+    await this.served(Promise.all(commits));
     found.group.wakeAll();
     return result;
   }
@@ -462,7 +589,7 @@ export class BrokerQueues implements QueueService {
     receipts: readonly string[],
     settings: NackSettings,
   ): Promise<SettleResult> {
-    this.options.lifecycle.assertOpen();
+    this.assertServing();
     const { delayMs, error } = checkNack(settings);
     const found = this.resolveReceipts(group, receipts);
     this.used(found.group);
@@ -478,7 +605,7 @@ export class BrokerQueues implements QueueService {
         );
       }
     }
-    await Promise.all(work);
+    await this.served(Promise.all(work));
     return result;
   }
 
@@ -486,6 +613,7 @@ export class BrokerQueues implements QueueService {
     return `${this.groupTag(group)}.${partition}.${offset}.${lease}`;
   }
 
+  /** The queue groups served here (none while a cluster member does not serve queues: metrics ask every broker). */
   describe(group?: string): QueueGroupDescription[] {
     const descriptions: QueueGroupDescription[] = [];
     for (const queueGroup of this.groups.values()) {
@@ -531,7 +659,11 @@ export class BrokerQueues implements QueueService {
     this.options.clock.clearTimer(this.expiryTimer);
     this.options.clock.clearTimer(this.timer);
     this.timer = null;
-    for (const group of this.groups.values()) group.wakeAll();
+    for (const group of this.groups.values()) {
+      closeSources(group);
+      group.wakeAll();
+    }
+    this.deadLetters.close?.('the broker is closing');
   }
 
   // --- receiving -------------------------------------------------------------------------------
@@ -548,7 +680,9 @@ export class BrokerQueues implements QueueService {
         `topic '${request.topic}' is internal: it cannot be consumed as a queue`,
       );
     }
-    const topic = topics.topicNamed(request.topic);
+    // A cluster knows topics this broker holds no replica of (their partitions are read remotely).
+    const partitionCount =
+      this.sources.partitionCount?.(request.topic) ?? topics.topicNamed(request.topic).partitionCount;
     const settings = checkSettings(request, request.topic);
     const knownMode = this.modes.get(request.group);
     if (knownMode !== undefined && knownMode !== request.mode) {
@@ -566,7 +700,8 @@ export class BrokerQueues implements QueueService {
         );
       }
       // A group known from the state log keeps its recorded idle time until a member joins.
-      const idleSinceMs = this.options.machine.groups().get(key)?.idleSinceMs ?? this.options.clock.nowMs();
+      const idleSinceMs =
+        this.options.store.machine.groups().get(key)?.idleSinceMs ?? this.options.clock.nowMs();
       group = new QueueGroup(request.group, request.topic, request.mode, settings, idleSinceMs);
       this.groups.set(key, group);
       let forTopic = this.groupsByTopic.get(request.topic);
@@ -579,11 +714,19 @@ export class BrokerQueues implements QueueService {
     }
     group.settings = settings;
     // Partitions added since: their queues start at their ack floor.
-    for (let index = group.partitions.length; index < topic.partitionCount; index++) {
-      const queueKey = queuePartitionKey(group.group, group.topic, index);
-      const machine = this.options.machine;
+    const topicName = group.topic;
+    const store = this.options.store;
+    for (let index = group.partitions.length; index < partitionCount; index++) {
+      const queueKey = queuePartitionKey(group.group, topicName, index);
+      const source = this.sources.open(
+        topicName,
+        index,
+        () => topics.topicIfExists(topicName)?.partitions[index],
+        () => store.machine.stateOf(queueKey).floor,
+        () => this.appended(topicName),
+      );
       group.partitions.push(
-        new PartitionQueue(queueKey, topic.partitions[index]!, group.mode, () => machine.stateOf(queueKey)),
+        new PartitionQueue(queueKey, source, group.mode, () => store.machine.stateOf(queueKey)),
       );
     }
     if (session.kind !== 'http' && !group.members.includes(session.id)) this.join(group, session);
@@ -674,7 +817,7 @@ export class BrokerQueues implements QueueService {
       const offsets = collected.offsets.slice().sort((a, b) => a - b);
       this.pushDue({ dueMs: deadlineMs, queue, group, offset: -1, batch: collected.batch });
       // Written behind: the answer does not wait for delivery counts to be durable.
-      this.options.state
+      this.options.store.state
         .commit({ type: 'delivered', queue: queue.key, ranges: rangesOf(offsets) })
         .catch(() => undefined);
       const received: ReceivedPartition = {
@@ -729,7 +872,7 @@ export class BrokerQueues implements QueueService {
         : null;
     for (const offset of offsets) queue.beginSettle(offset);
     try {
-      await this.options.state.commit({ type: 'settled', queue: queue.key, ranges: rangesOf(offsets) });
+      await this.options.store.state.commit({ type: 'settled', queue: queue.key, ranges: rangesOf(offsets) });
     } catch (error) {
       // Not durable: the offsets are unsettled again and may be delivered again.
       offsets.forEach((offset, index) => {
@@ -739,6 +882,7 @@ export class BrokerQueues implements QueueService {
       throw error;
     }
     for (const offset of offsets) queue.endSettle(offset);
+    queue.partition.settled?.();
     group.wakeAll();
   }
 
@@ -785,7 +929,7 @@ export class BrokerQueues implements QueueService {
       this.pushDue({ dueMs, queue, group, offset, batch: null });
     }
     if (delay > 0 || error !== '') {
-      await this.options.state.commit({
+      await this.options.store.state.commit({
         type: 'retry',
         queue: queue.key,
         offset,
@@ -804,10 +948,13 @@ export class BrokerQueues implements QueueService {
     error: string,
   ): Promise<void> {
     queue.beginSettle(offset, true);
-    const { topics, clock } = this.options;
+    const { clock } = this.options;
     const target = group.settings.deadLetterTopic;
     try {
       const read = queue.partition.read(offset, 1);
+      if (read.batchCount === 0) {
+        throw new SpillwayError('NOT_LEADER', `offset ${offset} is not cached here yet (read again)`);
+      }
       const record = [...decodeRecords(read.records, 0)].find((candidate) => candidate.offset === offset);
       if (record === undefined)
         throw new SpillwayError('INTERNAL', `offset ${offset} not found for dead-lettering`);
@@ -826,22 +973,14 @@ export class BrokerQueues implements QueueService {
       const builder = new BatchBuilder();
       builder.append({ key: record.key, value: record.value, headers, timestamp: record.timestamp });
       const batch = builder.finishCopy({ crc32c: (bytes) => crc32c(bytes) });
-      let description: { partitionCount: number };
-      try {
-        description = topics.describe(target);
-      } catch (cause) {
-        if (!(cause instanceof SpillwayError) || cause.code !== 'UNKNOWN_TOPIC') throw cause;
-        try {
-          description = await topics.create(target, { partitions: 1 });
-        } catch (createError) {
-          if (!(createError instanceof SpillwayError) || createError.code !== 'TOPIC_EXISTS')
-            throw createError;
-          description = topics.describe(target);
-        }
-      }
-      const partition = queue.partition.index % description.partitionCount;
-      await this.options.produce(target, partition, batch);
-      await this.options.state.commit({ type: 'settled', queue: queue.key, ranges: [offset, offset + 1] });
+      const deadLetters = this.deadLetters;
+      const partition = queue.partition.index % (await deadLetters.partitionCount(target));
+      await deadLetters.append(target, partition, batch);
+      await this.options.store.state.commit({
+        type: 'settled',
+        queue: queue.key,
+        ranges: [offset, offset + 1],
+      });
       this.deadLettered++;
     } catch (cause) {
       // Not dead-lettered: it stays unsettled and is tried again in a second (or after a restart).
@@ -855,7 +994,30 @@ export class BrokerQueues implements QueueService {
       return;
     }
     queue.endSettle(offset);
+    queue.partition.settled?.();
     group.wakeAll();
+  }
+
+  /** A single broker's dead letters: the topic created when missing, appended by the broker's produce. */
+  private localDeadLetters(): DeadLetterWriter {
+    const { topics } = this.options;
+    return {
+      partitionCount: async (target) => {
+        try {
+          return topics.describe(target).partitionCount;
+        } catch (cause) {
+          if (!(cause instanceof SpillwayError) || cause.code !== 'UNKNOWN_TOPIC') throw cause;
+          try {
+            return (await topics.create(target, { partitions: 1 })).partitionCount;
+          } catch (createError) {
+            if (!(createError instanceof SpillwayError) || createError.code !== 'TOPIC_EXISTS')
+              throw createError;
+            return topics.describe(target).partitionCount;
+          }
+        }
+      },
+      append: (target, partition, batch) => this.options.produce(target, partition, batch),
+    };
   }
 
   // --- retention -------------------------------------------------------------------------------
@@ -866,7 +1028,7 @@ export class BrokerQueues implements QueueService {
   }
 
   private commitInBackground(entry: QueueEntry): Promise<unknown> {
-    return this.options.state.commit(entry).catch(() => {
+    return this.options.store.state.commit(entry).catch(() => {
       this.backgroundFailures++;
     });
   }
@@ -876,9 +1038,9 @@ export class BrokerQueues implements QueueService {
    * a restart), and records the idle time of groups whose recorded one is older (used over HTTP).
    */
   private expireGroups(): void {
-    if (this.closed || this.options.lifecycle.closing) return;
+    if (this.closed || this.options.lifecycle.closing || this.notServing !== null) return;
     const now = this.options.clock.nowMs();
-    const records = this.options.machine.groups();
+    const records = this.options.store.machine.groups();
     const seen = new Set<string>();
     for (const [key, group] of [...this.groups]) {
       seen.add(key);
@@ -906,6 +1068,7 @@ export class BrokerQueues implements QueueService {
   private forget(key: string, group: QueueGroup | null): void {
     if (group !== null) {
       this.groups.delete(key);
+      closeSources(group);
       const forTopic = this.groupsByTopic.get(group.topic);
       forTopic?.delete(group);
       if (forTopic?.size === 0) this.groupsByTopic.delete(group.topic);
@@ -1055,6 +1218,11 @@ export class BrokerQueues implements QueueService {
     for (const group of woken) group.wakeAll();
     this.armTimer();
   }
+}
+
+/** Releases the sources of a queue group's partitions (remote readers stop, their caches go). */
+function closeSources(group: QueueGroup): void {
+  for (const queue of group.partitions) queue.partition.close?.();
 }
 
 function groupKey(group: string, topic: string): string {

@@ -29,8 +29,8 @@ import { RecordCursor } from '../../format/record-batch.js';
 import { queueUnackedPerPartitionMax } from '../../limits.js';
 import { murmur2 } from '../../protocol/partitioner.js';
 import type { QueueMode } from '../../protocol/queue-api.js';
-import type { Partition } from '../partition.js';
 import type { AckState } from './ack-state.js';
+import type { OpenedQueueSource } from './queue-partition-source.js';
 
 export interface InFlightDelivery {
   member: number;
@@ -106,7 +106,8 @@ function removeSorted(list: number[], value: number): boolean {
 
 export class PartitionQueue {
   readonly key: string;
-  readonly partition: Partition;
+  /** Where its batches are read (queue-partition-source.ts): the local partition, or a remote reader. */
+  readonly partition: OpenedQueueSource;
   readonly mode: QueueMode;
   cursor: number;
   readonly inFlight = new Map<number, InFlightDelivery>();
@@ -126,7 +127,7 @@ export class PartitionQueue {
    */
   private ackState: AckState;
 
-  constructor(key: string, partition: Partition, mode: QueueMode, ackOf: () => AckState) {
+  constructor(key: string, partition: OpenedQueueSource, mode: QueueMode, ackOf: () => AckState) {
     this.key = key;
     this.partition = partition;
     this.mode = mode;
@@ -201,13 +202,15 @@ export class PartitionQueue {
         state.inFlight++;
       }
     };
-    const addBatchOf = (offset: number): void => {
+    /** Adds the batch holding `offset` once; false when the source does not have it now (it waits). */
+    const addBatchOf = (offset: number): boolean => {
       const read = this.partition.read(offset, 1);
-      if (read.batchCount === 0) return;
+      if (read.batchCount === 0) return false;
       const base = batchBaseOffset(read.records, 0);
-      if (batchBases.has(base)) return;
+      if (batchBases.has(base)) return true;
       batchBases.add(base);
       collected.records.push(read.records.subarray(0, batchLengthAt(read.records, 0)));
+      return true;
     };
 
     // 1. Ready offsets, lowest first.
@@ -225,9 +228,14 @@ export class PartitionQueue {
         i++;
         continue;
       }
+      if (!addBatchOf(offset)) {
+        // A remote source's cache miss: the offset stays ready until its batch is fetched again.
+        if (blocked !== null && key !== null) blocked.add(key);
+        i++;
+        continue;
+      }
       this.ready.splice(i, 1);
       this.forgetWaiting(offset);
-      addBatchOf(offset);
       take(offset, key);
     }
 

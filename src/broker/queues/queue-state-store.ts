@@ -4,12 +4,18 @@
  * (queue-state.ts): the ack state of every queue partition. Opened (and recovered: newest snapshot
  * plus the changes after it) with the broker, served read-only as an internal topic, closed last.
  * A missing or empty log means no queue group has consumed yet.
+ *
+ * In a cluster (docs/CLUSTER.md "Built: shared and key_shared queues") the queue service runs only
+ * on the leader of `__queue_state`: `detach` stops writing at once when it stops leading, `reopen`
+ * recovers the state again from the log as replication left it when it leads again.
  */
-import type { StateLog } from '../state/state-log.js';
+import { LogClosedError } from '../../errors.js';
+import { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogStoreOptions,
+  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { type QueueEntry, QueueStateMachine, queueStateCodec } from './queue-state.js';
 
@@ -19,24 +25,70 @@ export type QueueStateStoreOptions = StateLogStoreOptions;
 
 export class QueueStateStore {
   readonly partition: StateLogPartition;
-  readonly state: StateLog<QueueEntry>;
-  readonly machine: QueueStateMachine;
+  private stateLog: StateLog<QueueEntry>;
+  private stateMachine: QueueStateMachine;
+  private readonly options: QueueStateStoreOptions;
 
-  private constructor(partition: StateLogPartition, state: StateLog<QueueEntry>, machine: QueueStateMachine) {
+  private constructor(
+    partition: StateLogPartition,
+    state: StateLog<QueueEntry>,
+    machine: QueueStateMachine,
+    options: QueueStateStoreOptions,
+  ) {
     this.partition = partition;
-    this.state = state;
-    this.machine = machine;
+    this.stateLog = state;
+    this.stateMachine = machine;
+    this.options = options;
   }
 
   static async open(options: QueueStateStoreOptions): Promise<QueueStateStore> {
     const machine = new QueueStateMachine();
     const { partition, state } = await openStateLog(options, queueStateTopicName, machine, queueStateCodec);
-    return new QueueStateStore(partition, state, machine);
+    return new QueueStateStore(partition, state, machine, options);
+  }
+
+  /** The running state log (a new one after `reopen`). */
+  get state(): StateLog<QueueEntry> {
+    return this.stateLog;
+  }
+
+  /** The machine of the running state log (a new one after `reopen`). */
+  get machine(): QueueStateMachine {
+    return this.stateMachine;
+  }
+
+  /** Stops writing at once: queued commits and every later one reject with `error`. */
+  detach(error: unknown): void {
+    this.stateLog.detach(error);
+  }
+
+  /**
+   * Recovers the state again from the partition log as it is now (snapshot + replay: what the
+   * replication follower copied meanwhile) into a new machine and writes through a new state log
+   * with the hooks of the old one (which is detached). Throws CorruptLogError when it cannot.
+   */
+  reopen(): void {
+    const previous = this.stateLog;
+    const machine = new QueueStateMachine();
+    const clock = this.options.clock;
+    const state = StateLog.open({
+      name: previous.name,
+      log: this.partition.log,
+      machine,
+      codec: queueStateCodec,
+      snapshotBytesMin: this.options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
+      ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
+    });
+    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
+    state.onAppend = previous.onAppend;
+    state.replicate = previous.replicate;
+    this.stateLog = state;
+    this.stateMachine = machine;
   }
 
   /** Finishes what is in flight, then closes the log. */
   async close(): Promise<void> {
-    await this.state.close();
+    await this.stateLog.close();
     await this.partition.log.close();
   }
 }

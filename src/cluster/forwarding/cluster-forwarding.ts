@@ -118,6 +118,16 @@ export class ClusterForwarding {
     return this.connections.close();
   }
 
+  /** The leader of topic/partition in this broker's view (url '' when it is this broker), or undefined. */
+  leaderOf(topic: string, partition: number): ForwardRoute | undefined {
+    return this.route(topic, partition);
+  }
+
+  /** The shared connection to another broker (the queue service's remote partition readers). */
+  connect(url: string): Promise<Transport> {
+    return this.connections.to(url);
+  }
+
   private route(topic: string, partition: number): ForwardRoute | undefined {
     const view = this.view;
     const leaderId = view?.topicView(topic)?.partitions[partition]?.leaderId;

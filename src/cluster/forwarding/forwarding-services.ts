@@ -14,6 +14,8 @@ import { InvalidArgumentError } from '../../errors.js';
 export const forwardingProducerIds: ReadonlyMap<string, number> = new Map([
   ['delay', Number.MAX_SAFE_INTEGER],
   ['transactions', Number.MAX_SAFE_INTEGER - 1],
+  // The queue service's dead letters (s8-queues, docs/CLUSTER.md "Built: shared and key_shared queues").
+  ['queues', Number.MAX_SAFE_INTEGER - 2],
 ]);
 
 /** The producer id of service `service`; INVALID_ARGUMENT for a service that does not forward. */

@@ -15,9 +15,8 @@
  *
  * Only topics whose service follows leadership are listed: a state log written locally by a service
  * that does not stop on followers would be overwritten under it by the replication follower. The
- * others (`__queue_state`, `__producer_state`, `__dedup` until their services follow) stay local,
- * and their services are
- * refused in cluster mode.
+ * others (`__producer_state`, `__dedup`) stay local: their services keep nothing there in a cluster
+ * (producer state and the dedup index are rebuilt from the data logs by each partition leader).
  */
 import { coordinatorTopics } from '../../protocol/coordinator-routing.js';
 
@@ -33,6 +32,8 @@ export const replicatedStateServices: readonly StateServiceTopics[] = [
   // The transaction coordinator: its state log, then the half messages (cl-txn).
   { service: 'transactions', topics: [coordinatorTopics.transactions, '__txn_half'] },
   { service: 'delay', topics: [coordinatorTopics.delay, '__delay_state', '__delay_dead'] },
+  // Shared and key_shared queues (s8-queues): the ack state; data partitions read locally or remotely.
+  { service: 'queues', topics: [coordinatorTopics.queues] },
 ];
 
 /** Every replicated internal topic, grouped per service (the controller's `internalTopics`). */

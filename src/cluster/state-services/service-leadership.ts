@@ -19,14 +19,14 @@
  * acknowledged offset commit.
  *
  * `check(opcode)` (`BrokerApi.coordinators`) refuses what this broker does not serve: NOT_COORDINATOR
- * (retriable) for a group request while another broker leads `__consumer_offsets`, INVALID_ARGUMENT
- * for the services that do not follow leadership yet (queues), whose
- * state would otherwise be silently local to one broker. INIT_PRODUCER is served by every broker:
+ * (retriable) for a group request while another broker leads `__consumer_offsets` (and likewise for
+ * every followed service), INVALID_ARGUMENT for a coordinator topic no service follows (none today). INIT_PRODUCER is served by every broker:
  * producer ids come from etcd (producer-id-blocks.ts, handed to the producers by broker-cluster.ts), and each partition leader
  * rebuilds its producers' sequences from the replicated batches (BrokerProducers.joinCluster), and
  * the msgId index of a dedup topic's partition from its log (BrokerDedup.joinCluster). The delay
  * service follows `__delay`, `__delay_state`, `__delay_dead` (`followDelay`, docs/CLUSTER.md "Built:
- * delayed messages").
+ * delayed messages"). The queue service follows `__queue_state` (`followQueues`, docs/CLUSTER.md
+ * "Built: shared and key_shared queues").
  */
 import type { BrokerDedup } from '../../broker/dedup/broker-dedup.js';
 import type { BrokerDelay } from '../../broker/delay/broker-delay.js';
@@ -34,6 +34,7 @@ import { delayDeadTopicName, delayStateTopicName, delayTopicName } from '../../b
 import type { GroupCoordinator } from '../../broker/groups/group-coordinator.js';
 import type { Partition } from '../../broker/partition.js';
 import type { BrokerProducers } from '../../broker/producers/broker-producers.js';
+import type { BrokerQueues } from '../../broker/queues/broker-queues.js';
 import type { Topic } from '../../broker/topic.js';
 import type { BrokerTransactions } from '../../broker/transactions/broker-transactions.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
@@ -46,6 +47,7 @@ import { Opcode, opcodeName } from '../../protocol/opcodes.js';
 import type { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
 import { ForwardedDelayTargets } from '../forwarding/forwarded-delay-targets.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
+import { ClusterQueueSources } from '../remote-reads/cluster-queue-sources.js';
 import { FollowedServices } from './followed-services.js';
 import { replicatedStateServices, type StateServiceTopics } from './replicated-state-topics.js';
 
@@ -60,6 +62,7 @@ export interface LeadershipBroker {
   readonly dedup: BrokerDedup;
   readonly producers: BrokerProducers;
   readonly transactions: BrokerTransactions;
+  readonly queues: BrokerQueues;
 }
 
 const notInClusterYet = 'does not run in cluster mode yet (its state is not replicated: docs/CLUSTER.md)';
@@ -74,6 +77,8 @@ function serviceTopics(service: string): StateServiceTopics {
 export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
   /** The services and their terms (followed-services.ts); the data plane's calls go through it. */
   readonly followed: FollowedServices;
+  /** The queue service's sources of data partitions (remote readers; tests, metrics). */
+  readonly queueSources: ClusterQueueSources;
 
   constructor(
     private readonly brokerId: number,
@@ -107,6 +112,7 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       start: (term) => transactions.startServing(forwarding.forwarder(term)),
     });
     this.followDelay(broker, forwarding);
+    this.queueSources = this.followQueues(broker, forwarding);
     // Msg-id dedup: each partition leader keeps its partition's index, rebuilt from the data log.
     broker.dedup.joinCluster();
     broker.producers.joinCluster();
@@ -143,6 +149,51 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
           ),
         ),
     });
+  }
+
+  /**
+   * The queue service follows `__queue_state` (broker-queues.ts, cluster terms): its writes count once
+   * the in-sync replicas have them; it reads data partitions locally where this broker leads them and
+   * through remote readers elsewhere (src/cluster/remote-reads/, stopped with the term); dead letters go
+   * through the term's forwarder into the dead-letter topic's partition, wherever it is led.
+   */
+  private followQueues(broker: LeadershipBroker, forwarding: ClusterForwarding): ClusterQueueSources {
+    const queues = broker.queues;
+    const [queueTopic] = serviceTopics('queues').topics as [string];
+    const queueLog = broker.topics.partitionOf(queueTopic, 0);
+    const sources = new ClusterQueueSources({
+      brokerId: this.brokerId,
+      view: {
+        leaderOf: (topic, partition) => forwarding.leaderOf(topic, partition),
+        partitionCount: (topic) => forwarding.topicView(topic)?.record.partitions,
+        connect: (url) => forwarding.connect(url),
+      },
+    });
+    queues.joinCluster((endOffset) => replicatedOnInSyncReplicas(queueLog, endOffset), sources);
+    this.followed.follow(serviceTopics('queues'), {
+      stop: (why) => {
+        queues.stopServing(why);
+        sources.stopAll();
+      },
+      start: (term) => {
+        const forwarder = forwarding.forwarder(term);
+        queues.startServing({
+          partitionCount: async (topic) => {
+            const partitions = forwarding.topicView(topic)?.record.partitions;
+            if (partitions === undefined) {
+              throw new SpillwayError(
+                'UNKNOWN_TOPIC',
+                `dead-letter topic ${topic} does not exist in the cluster (create it; the queue service retries)`,
+              );
+            }
+            return partitions;
+          },
+          append: (topic, partition, batch) => forwarder.append(topic, partition, batch),
+          close: (why) => forwarder.close(why),
+        });
+      },
+    });
+    return sources;
   }
 
   /** True while this broker runs the service owning internal topic `topic` (tests, metrics). */
