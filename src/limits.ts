@@ -590,3 +590,11 @@ export const producerNamesPageSize = 500;
 export const producerRebuildBatchesPerSlice = 4_096;
 /** Cluster: idempotent batches that may wait for one partition's rebuild; more get BACKPRESSURE (retriable). */
 export const producerRebuildWaitersMax = 1_024;
+
+// Session 8, cluster loose ends (s8-clfix).
+/**
+ * Client in a cluster: how long a request naming a topic that no METADATA answer lists yet is retried
+ * on UNKNOWN_TOPIC / UNKNOWN_PARTITION (a broker whose view of etcd lags behind a topic just created),
+ * at most the reroute timeout. A topic that does not exist fails with UNKNOWN_TOPIC after this.
+ */
+export const clientUnknownTopicWaitMs = 2_000;

@@ -33,7 +33,14 @@ import { ClusterTopics } from './cluster-topics.js';
 export interface ClusterBroker extends LeadershipBroker, ForwardTargetBroker {
   readonly topics: Pick<
     BrokerTopics,
-    'create' | 'addPartitions' | 'describe' | 'partitionOf' | 'list' | 'topicDefaults' | 'topicIfExists'
+    | 'create'
+    | 'addPartitions'
+    | 'describe'
+    | 'partitionOf'
+    | 'list'
+    | 'topicDefaults'
+    | 'topicIfExists'
+    | 'useClusterRecords'
   >;
 }
 
@@ -102,6 +109,8 @@ export class BrokerCluster {
       log: options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`)),
     });
     const services = replicaManager as ServiceLeadership;
+    // A topic in the cluster's records not created here yet: NOT_LEADER (retriable), not UNKNOWN_TOPIC.
+    broker.topics.useClusterRecords((topic) => node.topicView(topic)?.record.partitions);
     const producerNamespace = node.etcdNamespace(producerIdNamespace(options.name ?? 'default'));
     const ids = new ProducerIdBlocks(producerNamespace);
     const log = options.log ?? ((line) => void process.stderr.write(`spillway: cluster: ${line}\n`));
