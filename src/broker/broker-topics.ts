@@ -122,8 +122,14 @@ export class BrokerTopics implements TopicService {
     return this.options.topicDefaults;
   }
 
-  async create(name: string, config?: TopicConfig): Promise<TopicDescription> {
+  /**
+   * Creates topic `name`. `createdAtMs` (cluster wiring only) is the creation time to record instead
+   * of now: a cluster member records the cluster topic's, so a local topic of an earlier incarnation
+   * of the same name (deleted and created again) is recognised (docs/CLUSTER.md, "Topics").
+   */
+  async create(name: string, config?: TopicConfig, createdAtMs?: number): Promise<TopicDescription> {
     this.lifecycle.assertOpen();
+    if (createdAtMs !== undefined) checkInteger('createdAtMs', createdAtMs, 0, Number.MAX_SAFE_INTEGER);
     validateUserTopicName(name);
     const resolved = resolveTopicConfig(config, this.options.topicDefaults);
     if (this.topics.has(name)) throw new TopicExistsError(name);
@@ -140,7 +146,7 @@ export class BrokerTopics implements TopicService {
       const record: TopicRecord = {
         name,
         partitionCount: resolved.partitions,
-        createdAtMs: this.options.clock.nowMs(),
+        createdAtMs: createdAtMs ?? this.options.clock.nowMs(),
         config: resolved,
       };
       const marker = join(directory, creatingMarkerName);

@@ -46,6 +46,8 @@ export interface ClusterProcessesOptions {
   durability?: 'none' | 'interval' | 'always';
   /** Brokers reached only through proxies (see isolate/heal). */
   proxied?: readonly number[];
+  /** More keys of every broker's config file (e.g. `delaySegmentBytes`). */
+  config?: Readonly<Record<string, number | string>>;
 }
 
 export interface BrokerProcess {
@@ -159,6 +161,7 @@ export class ClusterProcesses {
     writeFileSync(
       configFile,
       JSON.stringify({
+        ...this.options.config,
         clusterName: this.options.name,
         clusterSessionTimeoutMs: this.options.sessionTimeoutMs ?? 1000,
       }),
