@@ -65,6 +65,15 @@ export class BrokerCluster {
     this.topics = new ClusterTopics(node, broker.topics);
   }
 
+  /**
+   * The internal topics whose logs the cluster replicates (every topic of `replicatedStateServices`):
+   * handed down to the engine by `Broker.open` (`BrokerClusterOptions.replicatedStateLogs`), which
+   * leaves their state logs unguarded at open. A service added there is covered without more.
+   */
+  static readonly replicatedStateLogs: readonly string[] = replicatedStateServices.flatMap(
+    (entry) => entry.topics,
+  );
+
   /** Checks the options before the broker opens anything (INVALID_ARGUMENT naming the field). */
   static validate<Engine>(options: BrokerClusterOptions<Engine>): void {
     validateClusterOptions(options);
