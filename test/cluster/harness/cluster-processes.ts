@@ -32,7 +32,7 @@ import {
 import { cliPath, ensureBuilt, freePort } from '../../cli/cli-process.js';
 import type { TestEtcd } from '../etcd-server.js';
 import { TcpProxy } from './tcp-proxy.js';
-import { waitFor } from './wait-for.js';
+import { waitFor, whenBrokersLive } from './wait-for.js';
 
 export interface ClusterProcessesOptions {
   etcd: TestEtcd;
@@ -261,8 +261,9 @@ export class ClusterProcesses {
     this.etcdProxies.get(id)?.heal();
   }
 
+  /** Creates the topic through etcd once enough brokers are live for it (whenBrokersLive). */
   async createTopic(topic: string, config: ClusterTopicConfig): Promise<void> {
-    await this.admin.createTopic(topic, config);
+    await whenBrokersLive(() => this.admin.createTopic(topic, config));
   }
 
   /** The topic's partition records as etcd has them now (undefined: not assigned yet). */
