@@ -118,7 +118,9 @@ describe('replication', () => {
     expect(metrics.get(`spillway_replica_leader_epoch{${labels},role="leader"}`)).toBe(1);
     expect(metrics.get('spillway_replica_under_replicated_partitions')).toBe(1);
     expect(metrics.get(`spillway_replica_follower_lag_offsets{${labels},replica="3"}`)).toBe(2);
-    expect(metrics.get(`spillway_replica_follower_lag_seconds{${labels},replica="3"}`)).toBeGreaterThan(lagWindowMs / 1000);
+    expect(metrics.get(`spillway_replica_follower_lag_seconds{${labels},replica="3"}`)).toBeGreaterThan(
+      lagWindowMs / 1000,
+    );
     expect(metrics.get(`spillway_replica_follower_lag_offsets{${labels},replica="2"}`)).toBe(0);
     const onFollower = await metricsOf(c.node(2).url);
     expect(onFollower.get(`spillway_replica_leader_epoch{${labels},role="follower"}`)).toBe(1);
