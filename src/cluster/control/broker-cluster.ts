@@ -12,10 +12,12 @@
  */
 import type { BrokerClusterOptions } from '../../broker/broker-options.js';
 import type { BrokerTopics } from '../../broker/broker-topics.js';
+import type { PartitionReplica } from '../../broker/partition-replica.js';
 import { isInternalTopicName } from '../../broker/topic-name.js';
 import { InvalidArgumentError, SpillwayError } from '../../errors.js';
 import { replicationFactorDefaultMax } from '../../limits.js';
 import type { TopicConfig } from '../../protocol/broker-api.js';
+import type { ProduceOptions } from '../../protocol/replication-api.js';
 import { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
 import type { ForwardTargetBroker } from '../forwarding/forward-target.js';
 import type { ReplicaManager } from '../partition-role.js';
@@ -172,6 +174,7 @@ export async function prepareLocalTopic(
     const config = { ...record.config, partitions: record.partitions } as TopicConfig;
     try {
       await broker.topics.create(topic, config, record.createdAtMs);
+      awaitAssignment(broker, topic, 0, record.partitions);
       return;
     } catch (createError) {
       // Created in between by a concurrent caller: fall through to the partition count check.
@@ -181,5 +184,40 @@ export async function prepareLocalTopic(
   }
   if (partitionCount < record.partitions) {
     await broker.topics.addPartitions(topic, record.partitions - partitionCount); // the count to add
+    awaitAssignment(broker, topic, partitionCount, record.partitions);
+  }
+}
+
+/**
+ * The role of a partition created here until the data plane applies its first assignment: a produce
+ * reaching it (a client without a known leader sends to any broker) is NOT_LEADER (retriable), not
+ * appended unreplicated, and consumers see nothing past the log start (a new log: nothing).
+ */
+class UnassignedReplica implements PartitionReplica {
+  constructor(
+    private readonly what: string,
+    readonly highWatermark: number,
+  ) {}
+
+  admitProduce(_options: ProduceOptions | undefined): void {
+    throw new SpillwayError('NOT_LEADER', `${this.what}: this broker has not applied its assignment yet`);
+  }
+
+  appended(): void {}
+
+  replicated(): Promise<void> {
+    return Promise.reject(
+      new SpillwayError('NOT_LEADER', `${this.what}: this broker has not applied its assignment yet`),
+    );
+  }
+}
+
+/** Gives the new local partitions [from, to) of `topic` an UnassignedReplica (applyAssignment replaces it). */
+function awaitAssignment(broker: ClusterBroker, topic: string, from: number, to: number): void {
+  for (let partition = from; partition < to; partition++) {
+    const local = broker.topics.partitionOf(topic, partition);
+    if (local.replica === null) {
+      local.replica = new UnassignedReplica(`${topic}/${partition}`, local.log.logStartOffset);
+    }
   }
 }
