@@ -606,3 +606,11 @@ export const queueRemoteReadersMax = 4_096;
 export const queueRemoteFetchWaitMs = 5_000;
 /** Cluster: bytes one remote reader's FETCH asks for at most. */
 export const queueRemoteFetchBytesMax = 1024 * 1024;
+
+// Session 8, cluster loose ends (s8-clfix).
+/**
+ * Client in a cluster: how long a request naming a topic that no METADATA answer lists yet is retried
+ * on UNKNOWN_TOPIC / UNKNOWN_PARTITION (a broker whose view of etcd lags behind a topic just created),
+ * at most the reroute timeout. A topic that does not exist fails with UNKNOWN_TOPIC after this.
+ */
+export const clientUnknownTopicWaitMs = 2_000;

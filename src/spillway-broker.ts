@@ -48,7 +48,11 @@ export class Broker extends BrokerEngine {
       };
     }
     BrokerCluster.validate(clusterOptions);
-    const broker = await BrokerEngine.recovered(new Broker(await BrokerEngine.openParts(options)));
+    // The engine cannot import the cluster layer: the replicated state logs are handed down.
+    clusterOptions = { ...clusterOptions, replicatedStateLogs: BrokerCluster.replicatedStateLogs };
+    const broker = await BrokerEngine.recovered(
+      new Broker(await BrokerEngine.openParts({ ...options, cluster: clusterOptions })),
+    );
     try {
       broker.cluster = await BrokerCluster.join(broker, clusterOptions as BrokerClusterOptions<Broker>);
     } catch (error) {

@@ -421,18 +421,13 @@ export class BrokerEngine implements BrokerApi {
           );
         }
       }
-      // A cluster member's replicated state logs (docs/CLUSTER.md "Internal state logs as partitions")
-      // are not guarded: empty is what a follower that truncated to follow its leader may hold (the
-      // replicas keep the state), and the guard's snapshot would be a local write into a partition
-      // only its leader's service writes. A restart after such a truncation refused to open.
-      const replicatedInCluster = new Set([
-        consumerOffsetsTopicName,
-        transactionsTopicName,
-        delayStateTopicName,
-        queueStateTopicName,
-      ]);
+      // A cluster member's replicated state logs (docs/CLUSTER.md "Internal state logs as partitions",
+      // the list handed down by the cluster wiring) are not guarded: empty is what a follower that
+      // truncated to follow its leader may hold (the replicas keep the state), and the guard's
+      // snapshot would be a local write into a partition only its leader's service writes. A restart
+      // after such a truncation refused to open.
       for (const log of guarded) {
-        if (resolved.clusterMember && replicatedInCluster.has(log.name)) continue;
+        if (resolved.replicatedStateLogs.has(log.name)) continue;
         const finding = await guardStateLog<unknown>({
           metadata,
           ...log,

@@ -56,6 +56,12 @@ export interface BrokerClusterOptions<Engine = BrokerEngine> extends ClusterOpti
    * Used by the default data plane (`replicaManager` unset). Default: none.
    */
   token?: string;
+  /**
+   * The internal topics whose logs the cluster replicates (`replicatedStateServices` of
+   * src/cluster/state-services/replicated-state-topics.ts, handed down by `Broker.open`, which sets
+   * it: the engine cannot import the cluster layer). Their state logs are not guarded at open (docs/STATE.md).
+   */
+  replicatedStateLogs?: readonly string[];
 }
 
 export interface BrokerOptions {
@@ -158,6 +164,8 @@ export interface ResolvedBrokerOptions {
    * writing and their services start stopped, until the cluster names this broker their leader.
    */
   clusterMember: boolean;
+  /** A cluster member's replicated state logs (`BrokerClusterOptions.replicatedStateLogs`); empty alone. */
+  replicatedStateLogs: ReadonlySet<string>;
   topicDefaults: ResolvedTopicConfig;
   retentionCheckIntervalMs: number;
   segmentMs: number;
@@ -251,6 +259,7 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
   const resolved: ResolvedBrokerOptions = {
     dataDir,
     clusterMember: options.cluster !== undefined,
+    replicatedStateLogs: new Set(options.cluster?.replicatedStateLogs ?? []),
     topicDefaults,
     clock,
     logFactory,

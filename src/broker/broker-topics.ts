@@ -19,6 +19,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   InvalidArgumentError,
+  SpillwayError,
   storageErrorFrom,
   TopicExistsError,
   UnknownPartitionError,
@@ -69,6 +70,14 @@ export async function closeQuietly(partitions: Partition[]): Promise<void> {
   await Promise.allSettled(partitions.map((partition) => partition.openLog?.close()));
 }
 
+/** A topic or partition the cluster's records hold that this broker has not created yet (retriable). */
+function notAppliedYet(what: string): SpillwayError {
+  return new SpillwayError(
+    'NOT_LEADER',
+    `${what} exists in the cluster but this broker has not applied its assignment yet`,
+  );
+}
+
 function refuseInternal(name: string, what: string): void {
   if (isInternalTopicName(name)) {
     throw new InvalidArgumentError(`topic '${name}' is internal: it cannot be ${what} by a client`);
@@ -86,6 +95,11 @@ export class BrokerTopics implements TopicService {
   private readonly growthListeners: Array<(topic: Topic) => void> = [];
   /** Tail of the queue of topic administration operations. */
   private adminQueue: Promise<void> = Promise.resolve();
+  /**
+   * A cluster member's view of the cluster's topic records (`useClusterRecords`): the partition count
+   * the records give a topic, undefined when they hold none. Null on a single broker.
+   */
+  private clusterPartitionCount: ((name: string) => number | undefined) | null = null;
 
   constructor(
     options: ResolvedBrokerOptions,
@@ -108,8 +122,14 @@ export class BrokerTopics implements TopicService {
     return this.options.topicDefaults;
   }
 
-  async create(name: string, config?: TopicConfig): Promise<TopicDescription> {
+  /**
+   * Creates topic `name`. `createdAtMs` (cluster wiring only) is the creation time to record instead
+   * of now: a cluster member records the cluster topic's, so a local topic of an earlier incarnation
+   * of the same name (deleted and created again) is recognised (docs/CLUSTER.md, "Topics").
+   */
+  async create(name: string, config?: TopicConfig, createdAtMs?: number): Promise<TopicDescription> {
     this.lifecycle.assertOpen();
+    if (createdAtMs !== undefined) checkInteger('createdAtMs', createdAtMs, 0, Number.MAX_SAFE_INTEGER);
     validateUserTopicName(name);
     const resolved = resolveTopicConfig(config, this.options.topicDefaults);
     if (this.topics.has(name)) throw new TopicExistsError(name);
@@ -126,7 +146,7 @@ export class BrokerTopics implements TopicService {
       const record: TopicRecord = {
         name,
         partitionCount: resolved.partitions,
-        createdAtMs: this.options.clock.nowMs(),
+        createdAtMs: createdAtMs ?? this.options.clock.nowMs(),
         config: resolved,
       };
       const marker = join(directory, creatingMarkerName);
@@ -158,10 +178,10 @@ export class BrokerTopics implements TopicService {
 
   async delete(name: string): Promise<void> {
     this.lifecycle.assertOpen();
-    this.topicNamed(name);
+    this.localTopic(name);
     refuseInternal(name, 'deleted');
     return this.administer(async () => {
-      const topic = this.topicNamed(name);
+      const topic = this.localTopic(name);
       // From here on the topic is gone for every request; those waiting wake and fail.
       topic.deleted = true;
       this.topics.delete(name);
@@ -203,7 +223,7 @@ export class BrokerTopics implements TopicService {
 
   describe(name: string): TopicDescription {
     this.lifecycle.assertOpen();
-    return this.topicNamed(name).describe();
+    return this.localTopic(name).describe();
   }
 
   async addPartitions(name: string, count: number): Promise<TopicDescription> {
@@ -216,10 +236,10 @@ export class BrokerTopics implements TopicService {
         );
       }
     };
-    checkRoom(this.topicNamed(name));
+    checkRoom(this.localTopic(name));
     refuseInternal(name, 'given partitions');
     return this.administer(async () => {
-      const topic = this.topicNamed(name);
+      const topic = this.localTopic(name);
       checkRoom(topic);
       this.diskReserve.admit(0, `adding partitions to topic '${name}'`);
       const from = topic.partitionCount;
@@ -294,11 +314,36 @@ export class BrokerTopics implements TopicService {
     return this.topics.has(name);
   }
 
-  /** The topic named `name`, or UnknownTopicError. */
-  topicNamed(name: string): Topic {
+  /**
+   * In a cluster (set by the cluster wiring when the broker joins): `partitionCount(name)` is the
+   * partition count the cluster's records (this broker's view of etcd) give topic `name`, undefined
+   * when they hold no such topic. A topic (or partition) the records hold but this broker has not
+   * created yet — its assignment is not applied — is then NOT_LEADER (retriable: the client refreshes
+   * its metadata and sends again) instead of UNKNOWN_TOPIC / UNKNOWN_PARTITION.
+   */
+  useClusterRecords(partitionCount: (name: string) => number | undefined): void {
+    this.clusterPartitionCount = partitionCount;
+  }
+
+  /** The topic named `name` here, or UnknownTopicError (administration and describe: local only). */
+  private localTopic(name: string): Topic {
     if (typeof name !== 'string') throw new InvalidArgumentError('topic must be a string');
     const topic = this.topics.get(name);
     if (topic === undefined) throw new UnknownTopicError(name);
+    return topic;
+  }
+
+  /**
+   * The topic named `name`, or UnknownTopicError (NOT_LEADER in a cluster when the cluster's records
+   * hold it but this broker has not created it yet: see useClusterRecords).
+   */
+  topicNamed(name: string): Topic {
+    if (typeof name !== 'string') throw new InvalidArgumentError('topic must be a string');
+    const topic = this.topics.get(name);
+    if (topic === undefined) {
+      if (this.clusterPartitionCount?.(name) !== undefined) throw notAppliedYet(name);
+      throw new UnknownTopicError(name);
+    }
     return topic;
   }
 
@@ -315,6 +360,10 @@ export class BrokerTopics implements TopicService {
     }
     const target = topic.partitions[partition];
     if (partition < 0 || target === undefined) {
+      const clusterCount = this.clusterPartitionCount?.(topicName);
+      if (partition >= 0 && clusterCount !== undefined && partition < clusterCount) {
+        throw notAppliedYet(`${topicName}/${partition}`);
+      }
       throw new UnknownPartitionError(topicName, partition, topic.partitionCount);
     }
     return target;

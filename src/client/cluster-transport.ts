@@ -16,7 +16,10 @@
  * refused connection (CONNECTION_CLOSED, retriable), or UNKNOWN_TOPIC / UNKNOWN_PARTITION for a
  * partition METADATA listed (the broker has not created it yet), is sent again after refreshing the
  * metadata: waits of 50 ms doubling to 1 s, until `rerouteTimeoutMs` (default 30 s) would be passed,
- * then the last error reaches the caller. At most one METADATA is in flight per client: concurrent
+ * then the last error reaches the caller. UNKNOWN_TOPIC / UNKNOWN_PARTITION of a data partition
+ * request or a DESCRIBE_TOPIC naming a topic no METADATA lists (the brokers' view of etcd may lag
+ * behind a topic just created) is retried the same way for at most `clientUnknownTopicWaitMs` (2 s,
+ * within `rerouteTimeoutMs`): a topic that does not exist fails with UNKNOWN_TOPIC after that. At most one METADATA is in flight per client: concurrent
  * refreshes share it (it asks for every topic known, up to metadataTopicsMax). The resent request is
  * the same header and body: an idempotent producer's batch keeps its sequence. A request whose
  * connection dropped may have been carried out: a plain PRODUCE may be written twice
@@ -29,6 +32,7 @@ import {
   clientRerouteBackoffMsMax,
   clientRerouteBackoffMsMin,
   clientRerouteTimeoutMsDefault,
+  clientUnknownTopicWaitMs,
 } from '../limits.js';
 import { coordinatorTopics } from '../protocol/coordinator-routing.js';
 import { Opcode } from '../protocol/opcodes.js';
@@ -66,6 +70,23 @@ interface Target {
 }
 
 const retryCodesWhenListed: ReadonlySet<string> = new Set(['UNKNOWN_TOPIC', 'UNKNOWN_PARTITION']);
+
+/** The topic (and partition) a request's UNKNOWN_TOPIC / UNKNOWN_PARTITION would be about. */
+interface NamedTopic {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/**
+ * The topic a data partition request (PRODUCE, FETCH, LIST_OFFSET) or a DESCRIBE_TOPIC (the
+ * producer's partition count) names; undefined for other requests (their errors are the caller's).
+ */
+function namedTopic(opcode: number, header: unknown, route: RequestRoute): NamedTopic | undefined {
+  if (route.kind === 'partition') return { topic: route.topic, partition: route.partition };
+  if (opcode !== Opcode.describeTopic || header === null || typeof header !== 'object') return undefined;
+  const name = (header as { name?: unknown }).name;
+  return typeof name === 'string' ? { topic: name, partition: 0 } : undefined;
+}
 
 export class ClusterTransport implements Transport {
   private readonly table = new LeaderTable();
@@ -172,7 +193,10 @@ export class ClusterTransport implements Transport {
   ): Promise<TransportResponse> {
     if (this.isClosed) throw closedError('the client');
     const route = requestRoute(opcode, header);
-    const deadline = Date.now() + this.rerouteTimeoutMs;
+    const startedMs = Date.now();
+    const deadline = startedMs + this.rerouteTimeoutMs;
+    const unlistedDeadline = startedMs + Math.min(this.rerouteTimeoutMs, clientUnknownTopicWaitMs);
+    const named = namedTopic(opcode, header, route);
     for (let attempt = 1; ; attempt++) {
       let used: WebSocketTransport | undefined;
       try {
@@ -185,12 +209,13 @@ export class ClusterTransport implements Transport {
         return await target.transport.request(opcode, sent, body, options);
       } catch (error) {
         if (this.isClosed || options?.signal?.aborted === true) throw error;
-        if (!this.resendable(error, route, used)) throw error;
+        const resend = this.resendable(error, route, used, named);
+        if (resend === null) throw error;
         const waitMs = rerouteBackoffMs(attempt, clientRerouteBackoffMsMin, clientRerouteBackoffMsMax);
-        if (Date.now() + waitMs > deadline) throw error;
+        if (Date.now() + waitMs > (resend === 'unlisted' ? unlistedDeadline : deadline)) throw error;
         await Promise.all([
           sleep(waitMs, options?.signal),
-          this.refresh(route.kind === 'any' ? [] : [route.topic]).catch(() => undefined),
+          this.refresh(named === undefined ? [] : [named.topic]).catch(() => undefined),
         ]);
         if (this.isClosed) throw error;
       }
@@ -231,14 +256,24 @@ export class ClusterTransport implements Transport {
     return promise;
   }
 
-  private resendable(error: unknown, route: RequestRoute, used: WebSocketTransport | undefined): boolean {
-    if (reroutable(error, used !== undefined && this.retired.has(used))) return true;
-    return (
-      route.kind === 'partition' &&
-      error instanceof SpillwayError &&
-      retryCodesWhenListed.has(error.code) &&
-      this.table.listed(route.topic, route.partition)
-    );
+  /**
+   * Whether a failed request is sent again, and until which bound: 'reroute' (the reroute timeout)
+   * for a wrong or lost broker and for UNKNOWN_TOPIC / UNKNOWN_PARTITION of a partition METADATA
+   * listed; 'unlisted' (clientUnknownTopicWaitMs) for those codes on a topic no METADATA lists yet
+   * (the answering brokers' view of etcd may lag behind its creation); null: the caller gets it.
+   */
+  private resendable(
+    error: unknown,
+    route: RequestRoute,
+    used: WebSocketTransport | undefined,
+    named: NamedTopic | undefined,
+  ): 'reroute' | 'unlisted' | null {
+    if (reroutable(error, used !== undefined && this.retired.has(used))) return 'reroute';
+    if (named === undefined || !(error instanceof SpillwayError) || !retryCodesWhenListed.has(error.code)) {
+      return null;
+    }
+    if (route.kind === 'partition' && this.table.listed(route.topic, route.partition)) return 'reroute';
+    return this.table.listed(named.topic, named.partition) ? 'reroute' : 'unlisted';
   }
 
   private async targetOf(route: RequestRoute): Promise<Target> {

@@ -458,4 +458,29 @@ describe('Broker topics', () => {
     expect(broker.topics.list()).toEqual([]);
     await broker.close();
   });
+  it('in a cluster, a topic the records hold but not created here is NOT_LEADER; describe stays local', async () => {
+    const broker = await openBroker(temporaryDirectory());
+    await broker.topics.create('here', { partitions: 1 });
+    const records = new Map([
+      ['here', 3],
+      ['elsewhere', 2],
+    ]);
+    broker.topics.useClusterRecords((name) => records.get(name));
+    // Known to the records, not created here (its assignment not applied yet): retriable.
+    expect(thrownCode(() => broker.topics.topicNamed('elsewhere'))).toBe('NOT_LEADER');
+    expect(await rejectedCode(broker.messages.produce('elsewhere', 0, batchOf('a', 1)))).toBe('NOT_LEADER');
+    expect(await rejectedCode(broker.messages.fetch('elsewhere', 0, 0, fetchAll))).toBe('NOT_LEADER');
+    expect(thrownCode(() => broker.messages.listOffset('elsewhere', 1, 'latest'))).toBe('NOT_LEADER');
+    // A partition the records hold beyond the local count; one beyond the records' count is unknown.
+    expect(thrownCode(() => broker.topics.partitionOf('here', 2))).toBe('NOT_LEADER');
+    expect(thrownCode(() => broker.topics.partitionOf('here', 3))).toBe('UNKNOWN_PARTITION');
+    // Neither here nor in the records: unknown, as on a single broker.
+    expect(thrownCode(() => broker.topics.topicNamed('nowhere'))).toBe('UNKNOWN_TOPIC');
+    // Administration and describe answer for the local topics only (the cluster wiring creates them).
+    expect(thrownCode(() => broker.topics.describe('elsewhere'))).toBe('UNKNOWN_TOPIC');
+    expect(await rejectedCode(broker.topics.delete('elsewhere'))).toBe('UNKNOWN_TOPIC');
+    await broker.topics.create('elsewhere', { partitions: 2 });
+    expect(broker.topics.partitionOf('elsewhere', 1).index).toBe(1);
+    await broker.close();
+  });
 });

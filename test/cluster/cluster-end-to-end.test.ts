@@ -12,7 +12,7 @@ import { readAll } from '../broker/helpers.js';
 import { etcdMissing, etcdSkipReason } from './etcd-server.js';
 import { InProcessCluster, type InProcessMember as Member, useEtcd } from './harness/cluster-fixture.js';
 import { metadataPlacement } from './harness/placement.js';
-import { waitFor } from './harness/wait-for.js';
+import { waitFor, whenBrokersLive } from './harness/wait-for.js';
 
 describe.skipIf(etcdMissing)(
   `a replicated topic across a leader change (skipped if ${etcdSkipReason})`,
@@ -28,12 +28,15 @@ describe.skipIf(etcdMissing)(
       });
       fixture.onClose(() => cluster.close());
       const members = cluster.members;
-      await members[0]!.broker.cluster!.node.admin.createTopic('orders', {
-        partitions: 1,
-        replicationFactor: 3,
-        minInSyncReplicas: 2,
-        config: { durability: 'interval' },
-      });
+      // Under load a broker's 1 s session may lapse for a moment: wait for its three brokers.
+      await whenBrokersLive(() =>
+        members[0]!.broker.cluster!.node.admin.createTopic('orders', {
+          partitions: 1,
+          replicationFactor: 3,
+          minInSyncReplicas: 2,
+          config: { durability: 'interval' },
+        }),
+      );
 
       const placed = await metadataPlacement(
         members[0]!.url,

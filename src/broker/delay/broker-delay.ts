@@ -1003,18 +1003,24 @@ export class BrokerDelay implements DelayService {
         const log = this.store.delay.log;
         const before = log.logStartOffset;
         const firstNeeded = Math.min(this.store.machine.firstNotDone(before), this.transactionFloor());
-        if (log.segmentCount > 1 && firstNeeded < log.segmentBaseOffsets()[1]!) this.startRewrite();
-        if (firstNeeded <= before) return;
-        try {
-          const { logStartOffset } = log.deleteBelow(firstNeeded);
-          if (logStartOffset > before) {
-            this.store.state
-              .commit({ t: 'L', o: logStartOffset })
-              .catch((error: unknown) => this.fail(error));
+        if (firstNeeded > before) {
+          try {
+            const { logStartOffset } = log.deleteBelow(firstNeeded);
+            if (logStartOffset > before) {
+              this.store.state
+                .commit({ t: 'L', o: logStartOffset })
+                .catch((error: unknown) => this.fail(error));
+            }
+            // A sealed segment wholly handled is still there (deleteBelow defers while the log's
+            // checkpoint is being written): look again, or nothing would when no message comes.
+            if (log.segmentCount > 1 && log.segmentBaseOffsets()[1]! <= firstNeeded) this.scheduleCleanup();
+          } catch (error) {
+            process.emitWarning(`deleting handled __delay segments failed (retried later): ${String(error)}`);
           }
-        } catch (error) {
-          process.emitWarning(`deleting handled __delay segments failed (retried later): ${String(error)}`);
         }
+        // After the deletion: the first segment kept is the one a rewrite pass would free (judged
+        // before it, a pass would wait for the next cleanup, which no message may come to start).
+        if (log.segmentCount > 1 && firstNeeded < log.segmentBaseOffsets()[1]!) this.startRewrite();
       },
       1000,
       { unref: true },

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import type { BrokerClusterOptions } from '../../broker/broker-options.js';
 import { validateClusterOptions } from '../../cluster/control/cluster-options.js';
 import { SpillwayError } from '../../errors.js';
-import { brokerIdMax, flushIntervalMsMax, portMax } from '../../limits.js';
+import { brokerIdMax, flushIntervalMsMax, portMax, segmentBytesMax, segmentBytesMin } from '../../limits.js';
 import { type Durability, durabilities } from '../../protocol/types.js';
 import { integerFlag, UsageError } from '../cli-error.js';
 
@@ -52,6 +52,7 @@ interface BrokerConfigFile {
   clusterName?: string;
   clusterSessionTimeoutMs?: number;
   clusterTokenFile?: string;
+  delaySegmentBytes?: number;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -124,6 +125,10 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
     clusterName: { expected: 'a non-empty string', valid: isNonEmptyString },
     clusterSessionTimeoutMs: positiveCheck,
     clusterTokenFile: { expected: 'a non-empty string', valid: isNonEmptyString },
+    delaySegmentBytes: {
+      expected: `an integer in [${segmentBytesMin}, ${segmentBytesMax}]`,
+      valid: (value) => isInteger(value, segmentBytesMin, segmentBytesMax),
+    },
   };
 
 function readConfig(path: string): BrokerConfigFile {
@@ -246,6 +251,7 @@ export async function runBroker(argv: string[]): Promise<number> {
     ...definedOnly({ groupRetentionMs: integerFlag('group-retention-ms', values['group-retention-ms'], 1) }),
     ...(producerIdleExpiryMs !== undefined ? { producerIdleExpiryMs } : {}),
     ...(producersMax !== undefined ? { producersMax } : {}),
+    ...(file.delaySegmentBytes !== undefined ? { delaySegmentBytes: file.delaySegmentBytes } : {}),
   });
   broker.scrubber.onFinding((finding) => {
     process.stderr.write(

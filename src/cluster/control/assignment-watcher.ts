@@ -7,7 +7,9 @@
  * before that no longer lists this broker or no longer exists.
  *
  * Guarantees to the ReplicaManager: calls are made one at a time, in a pass's order; a partition is
- * never given an assignment older than one already applied (a lower leaderEpoch is skipped); a call
+ * never given an assignment older than one already applied (a lower leaderEpoch is skipped), except
+ * for a new incarnation of its topic (deleted and created again, another record `createdAtMs`: the
+ * earlier one's partitions are removed first, even when no pass saw the topic absent); a call
  * that throws is not recorded as applied and is made again at the next pass (the pass reports
  * 'again' after a failure through the thrown error, so the loop backs off). `endpoints` holds every
  * live broker (id → advertised URL); `minInSyncReplicas` is the topic's.
@@ -28,6 +30,8 @@ export interface TopicView {
 
 interface Applied {
   assignment: PartitionAssignment;
+  /** The creation time of the topic record it was applied for (its incarnation). */
+  topicCreatedAtMs: number;
   /** Advertised URLs of the replicas at the time (absent: not registered). */
   replicaUrls: string;
 }
@@ -121,6 +125,19 @@ export class AssignmentWatcher {
       endpoints.set(brokerId, { brokerId, url: record.url });
     this.endpointsView = endpoints;
     let failure: unknown;
+    // A topic deleted and created again between two passes: what was applied for the earlier
+    // incarnation is removed first, as if a pass had seen the deletion (the new one starts afresh).
+    for (const [id, { assignment, topicCreatedAtMs }] of this.applied) {
+      const current = snapshot.topics.get(assignment.topic)?.record;
+      if (current === undefined || current.createdAtMs === topicCreatedAtMs) continue;
+      try {
+        await this.replicaManager.removePartition(assignment.topic, assignment.partition);
+        this.applied.delete(id);
+        this.prepared.delete(assignment.topic);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
     const wanted = new Set<string>();
     for (const [id, entry] of snapshot.partitions) {
       const { record } = entry;
@@ -139,6 +156,9 @@ export class AssignmentWatcher {
       };
       const replicaUrls = record.replicas.map((replica) => endpoints.get(replica)?.url ?? '').join(' ');
       const previous = this.applied.get(id);
+      if (previous !== undefined && previous.topicCreatedAtMs !== topicRecord.createdAtMs) {
+        continue; // its earlier incarnation could not be removed above: the next pass tries again
+      }
       if (previous !== undefined) {
         if (assignment.leaderEpoch < previous.assignment.leaderEpoch) continue; // never go back
         if (sameAssignment(previous.assignment, assignment) && previous.replicaUrls === replicaUrls) continue;
@@ -155,7 +175,7 @@ export class AssignmentWatcher {
           });
         }
         await this.replicaManager.applyAssignment(assignment, endpoints);
-        this.applied.set(id, { assignment, replicaUrls });
+        this.applied.set(id, { assignment, replicaUrls, topicCreatedAtMs: topicRecord.createdAtMs });
       } catch (error) {
         failure ??= error;
       }

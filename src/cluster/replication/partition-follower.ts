@@ -37,6 +37,7 @@ import type {
   ReplicaFetchRequest,
   ReplicaPartitionStats,
 } from '../../protocol/replication-api.js';
+import type { LogStore } from '../../storage/log-store.js';
 import type { PartitionAssignment } from '../partition-role.js';
 import type { LeaderEpochHistory } from './leader-epoch-history.js';
 import type { ReplicaContext } from './replica-context.js';
@@ -49,6 +50,8 @@ const finalCodes: ReadonlySet<string> = new Set(['LOG_CLOSED', 'BROKER_CLOSING',
 /** The REPLICA_FETCH answer header (the batches are the frame body). */
 interface ReplicaFetchHeader {
   nextOffset: number;
+  /** The leader's log start (absent from older leaders): see followLogStart. */
+  logStartOffset?: unknown;
   logEndOffset: number;
   highWatermark: number;
   epochs: Array<[number, number]>;
@@ -268,7 +271,21 @@ export class PartitionFollower implements PartitionReplica {
     }
     await Promise.all(pending);
     this.leaderHighWatermark = header.highWatermark;
+    this.followLogStart(header.logStartOffset);
     if (appended > 0 || this.highWatermark !== before) this.context.wakeConsumers(this.partition);
+  }
+
+  /**
+   * Deletes the local segments that hold only offsets below the leader's log start, never past the
+   * high watermark (Kafka's follower log start offset). Services trim their internal logs on the
+   * leader only (`__delay`, `__txn_half`, a state log behind its snapshot): without this a follower's
+   * replica of them grew without bound until it led. A log without `deleteBelow` is left as it is.
+   */
+  private followLogStart(leaderStart: unknown): void {
+    const log = this.partition.log as LogStore & { deleteBelow?: (offset: number) => unknown };
+    if (!isNumber(leaderStart) || leaderStart <= log.logStartOffset || log.deleteBelow === undefined) return;
+    const below = Math.min(leaderStart, this.highWatermark, log.logEndOffset);
+    if (below > log.logStartOffset) log.deleteBelow(below);
   }
 
   /**

@@ -7,6 +7,8 @@
 import { readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { BrokerEngine } from '../../../src/broker/broker-engine.js';
+import { BrokerCluster } from '../../../src/cluster/control/broker-cluster.js';
 import { CorruptLogError } from '../../../src/errors.js';
 import type { Broker } from '../../../src/spillway-broker.js';
 import { batchOf, openBroker, rejectedCode, temporaryDirectory } from '../helpers.js';
@@ -58,6 +60,27 @@ describe('state log guard', () => {
     expect(error).toBeInstanceOf(CorruptLogError);
     expect((error as Error).message).toContain('__consumer_offsets');
     expect((error as Error).message).toContain('--reset-state-log __consumer_offsets');
+  });
+
+  test('a cluster member leaves the state logs the cluster wiring hands down unguarded, and only those', async () => {
+    const dataDir = temporaryDirectory();
+    await withCommittedOffset(dataDir);
+    rmSync(join(dataDir, 'topics', '__consumer_offsets'), { recursive: true });
+    const cluster = { etcd: 'etcd://127.0.0.1:1', brokerId: 1, advertise: 'ws://127.0.0.1:1' };
+    // The engine keeps no list of its own: a member told of no replicated log guards them all.
+    expect(await rejectedCode(BrokerEngine.open({ dataDir, durability: 'none', cluster }))).toBe(
+      'CORRUPT_LOG',
+    );
+    // The list Broker.open hands down (every topic of replicatedStateServices): not guarded.
+    expect(BrokerCluster.replicatedStateLogs).toEqual(
+      expect.arrayContaining(['__consumer_offsets', '__transactions', '__delay_state']),
+    );
+    const engine = await BrokerEngine.open({
+      dataDir,
+      durability: 'none',
+      cluster: { ...cluster, replicatedStateLogs: BrokerCluster.replicatedStateLogs },
+    });
+    await engine.close();
   });
 
   test('an emptied __queue_state (segment files gone) is refused too', async () => {

@@ -12,6 +12,7 @@ import { Spillway } from '../../../src/client/index.js';
 import { Opcode } from '../../../src/protocol/opcodes.js';
 import { Broker } from '../../../src/spillway-broker.js';
 import { etcdMissing, etcdSkipReason, startEtcd, type TestEtcd } from '../etcd-server.js';
+import { waitFor, whenBrokersLive } from '../harness/wait-for.js';
 import { RecordingReplicaManager } from './recording-replica-manager.js';
 
 let directory: string;
@@ -21,14 +22,6 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(directory, { recursive: true, force: true });
 });
-
-async function waitFor(what: string, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 test('a single broker answers cluster: false; malformed requests are INVALID_ARGUMENT', async () => {
   const broker = await Broker.open({ dataDir: join(directory, 'single') });
@@ -87,12 +80,23 @@ describe.skipIf(etcdMissing)(`METADATA in a cluster on a real etcd (skipped if $
     const [first, second] = brokers as [Broker, Broker];
     const sw = await Spillway.connect(first);
     try {
-      await first.cluster?.node.admin.createTopic('m', { partitions: 2, replicationFactor: 2 });
-      await waitFor('both partitions in the metadata', async () => {
-        const metadata = await sw.admin.metadata(['m', 'unknown']);
-        return metadata.partitions.length === 2 && metadata.brokers.length === 2;
-      });
-      const metadata = await sw.admin.metadata(['m']);
+      await whenBrokersLive(() =>
+        first.cluster!.node.admin.createTopic('m', { partitions: 2, replicationFactor: 2 }),
+      );
+      // Under load the controller's 1 s session may lapse for a moment (controllerId null): wait for
+      // an answer with both partitions led, both brokers and a controller.
+      const metadata = await waitFor(
+        'both partitions, both brokers and a controller in the metadata',
+        async () => {
+          const answer = await sw.admin.metadata(['m']);
+          return answer.partitions.length === 2 &&
+            answer.partitions.every((partition) => partition.leaderId > 0) &&
+            answer.brokers.length === 2 &&
+            answer.controllerId !== null
+            ? answer
+            : undefined;
+        },
+      );
       expect(metadata).toMatchObject({ cluster: true, brokerId: 1 });
       expect([1, 2]).toContain(metadata.controllerId);
       expect(metadata.brokers.sort((a, b) => a.brokerId - b.brokerId)).toEqual([
@@ -107,15 +111,15 @@ describe.skipIf(etcdMissing)(`METADATA in a cluster on a real etcd (skipped if $
       // Broker 2 leaves: every partition is led by broker 1; the epoch rises where the leader
       // changed, and stays where only the follower left the ISR.
       await second.close();
-      await waitFor('broker 1 to lead everything', async () => {
-        const after = await sw.admin.metadata(['m']);
-        return (
-          after.brokers.length === 1 &&
-          after.controllerId === 1 &&
-          after.partitions.every((partition) => partition.leaderId === 1 && partition.isr.join() === '1')
-        );
+      const after = await waitFor('broker 1 to lead everything', async () => {
+        const answer = await sw.admin.metadata(['m']);
+        return answer.brokers.length === 1 &&
+          answer.controllerId === 1 &&
+          answer.partitions.length === 2 &&
+          answer.partitions.every((partition) => partition.leaderId === 1 && partition.isr.join() === '1')
+          ? answer
+          : undefined;
       });
-      const after = await sw.admin.metadata(['m']);
       for (const partition of after.partitions) {
         const before = metadata.partitions.find((p) => p.partition === partition.partition);
         const previous = before?.leaderEpoch ?? 0;

@@ -32,7 +32,7 @@ import {
 import { cliPath, ensureBuilt, freePort } from '../../cli/cli-process.js';
 import type { TestEtcd } from '../etcd-server.js';
 import { TcpProxy } from './tcp-proxy.js';
-import { waitFor } from './wait-for.js';
+import { waitFor, whenBrokersLive } from './wait-for.js';
 
 export interface ClusterProcessesOptions {
   etcd: TestEtcd;
@@ -46,6 +46,8 @@ export interface ClusterProcessesOptions {
   durability?: 'none' | 'interval' | 'always';
   /** Brokers reached only through proxies (see isolate/heal). */
   proxied?: readonly number[];
+  /** More keys of every broker's config file (e.g. `delaySegmentBytes`). */
+  config?: Readonly<Record<string, number | string>>;
 }
 
 export interface BrokerProcess {
@@ -159,6 +161,7 @@ export class ClusterProcesses {
     writeFileSync(
       configFile,
       JSON.stringify({
+        ...this.options.config,
         clusterName: this.options.name,
         clusterSessionTimeoutMs: this.options.sessionTimeoutMs ?? 1000,
       }),
@@ -258,8 +261,9 @@ export class ClusterProcesses {
     this.etcdProxies.get(id)?.heal();
   }
 
+  /** Creates the topic through etcd once enough brokers are live for it (whenBrokersLive). */
   async createTopic(topic: string, config: ClusterTopicConfig): Promise<void> {
-    await this.admin.createTopic(topic, config);
+    await whenBrokersLive(() => this.admin.createTopic(topic, config));
   }
 
   /** The topic's partition records as etcd has them now (undefined: not assigned yet). */

@@ -38,3 +38,31 @@ export async function waitFor<T>(
 
 /** Options of a wait whose probe may fail while the cluster moves (a client request), polled every 50 ms. */
 export const retrying: WaitOptions = { retryErrors: true, pollMs: 50 };
+
+/**
+ * Runs `create` (a topic creation in the cluster) until the cluster counts the live brokers it needs:
+ * on a loaded machine a broker's 1 s etcd session may lapse and come back, and meanwhile the creation
+ * is refused with INVALID_ARGUMENT "replicationFactor N exceeds the M live brokers" (refused before
+ * anything is written, so trying again is safe). Any other error ends the wait.
+ */
+export async function whenBrokersLive<T>(create: () => Promise<T>, boundMs = waitBoundMsDefault): Promise<T> {
+  let refusal: unknown;
+  const created = await waitFor(
+    'enough live brokers to create the topic',
+    () =>
+      create().then(
+        (value) => ({ value }),
+        (error: unknown) => {
+          if (error instanceof Error && /exceeds the \d+ live brokers/.test(error.message)) {
+            refusal = error;
+            return undefined;
+          }
+          throw error;
+        },
+      ),
+    { boundMs, pollMs: 100 },
+  ).catch((error: unknown) => {
+    throw refusal ?? error;
+  });
+  return created.value;
+}
