@@ -590,9 +590,3 @@ export const producerNamesPageSize = 500;
 export const producerRebuildBatchesPerSlice = 4_096;
 /** Cluster: idempotent batches that may wait for one partition's rebuild; more get BACKPRESSURE (retriable). */
 export const producerRebuildWaitersMax = 1_024;
-// Replication, session 8 (s8-repl, docs/CLUSTER-REPLICATION.md "Copying batches").
-/**
- * A follower (durability `always`) fetches on while the fdatasync of its earlier answers runs; at
- * most this many answers are written and not yet synced, beyond which it waits for the oldest.
- */
-export const replicaUnsyncedAnswersMax = 4;

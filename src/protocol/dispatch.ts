@@ -57,12 +57,7 @@ import {
   type ReceiveResponsePartition,
 } from './queue-messages.js';
 import type { ReplicaFetchResult } from './replication-api.js';
-import {
-  parseOffsetForLeaderEpoch,
-  parseProduceOptions,
-  parseReplicaDurable,
-  parseReplicaFetch,
-} from './replication-messages.js';
+import { parseOffsetForLeaderEpoch, parseProduceOptions, parseReplicaFetch } from './replication-messages.js';
 import type { Principal, SessionEndpoint } from './session.js';
 import { adminTopics, createTopicThrough } from './topic-admin.js';
 import {
@@ -426,12 +421,6 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
         replicationOf(api, 'OFFSET_FOR_LEADER_EPOCH (81)').offsetForLeaderEpoch(
           parseOffsetForLeaderEpoch(request.header),
         ),
-      );
-    case Opcode.replicaDurable:
-      requireNoBody(request);
-      return response(
-        request,
-        replicationOf(api, 'REPLICA_DURABLE (90)').replicaDurable(parseReplicaDurable(request.header)),
       );
     case Opcode.forwardProduce: {
       const forwarding = forwardingOf(api, 'FORWARD_PRODUCE (75)');

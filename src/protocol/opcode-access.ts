@@ -140,7 +140,6 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   // Replication: a follower reads every partition it follows and reports for the ISR: the cluster's admin.
   [Opcode.replicaFetch, [check('cluster', 'admin', cluster)]],
   [Opcode.offsetForLeaderEpoch, [check('cluster', 'admin', cluster)]],
-  [Opcode.replicaDurable, [check('cluster', 'admin', cluster)]],
   // Forwarding: a service of another broker writes into (and scans) any partition: the cluster's admin.
   [Opcode.forwardProduce, [check('cluster', 'admin', cluster)]],
   [Opcode.forwardScan, [check('cluster', 'admin', cluster)]],

@@ -62,12 +62,6 @@ export const Opcode = {
    */
   replicaFetch: 80,
   offsetForLeaderEpoch: 81,
-  /**
-   * A follower reports its durable offset once its fdatasync ended (session 8, 90-92 given to the
-   * replication data plane beside 80-89's reserved range): the leader's HW moves without waiting for
-   * the follower's next REPLICA_FETCH, which has already gone out.
-   */
-  replicaDurable: 90,
 } as const;
 
 export type OpcodeName = keyof typeof Opcode;

@@ -55,25 +55,6 @@ export interface ReplicaFetchResult {
   epochs: Array<[number, number]>;
 }
 
-/**
- * REPLICA_DURABLE (90): a follower's durable offset, sent once an fdatasync of its appends ended
- * (durability `always`), while its next REPLICA_FETCH is already waiting at the leader.
- */
-export interface ReplicaDurableRequest {
-  topic: string;
-  partition: number;
-  replicaId: number;
-  /** The leader epoch the follower follows (fencing, as in REPLICA_FETCH). */
-  leaderEpoch: number;
-  /** Everything below it is on the follower's disk (fdatasync'd). */
-  durableOffset: number;
-}
-
-export interface ReplicaDurableResult {
-  /** The leader's high watermark after taking the report. */
-  highWatermark: number;
-}
-
 /** OFFSET_FOR_LEADER_EPOCH (81): where the leader's log of `epoch` ends (KIP-101/KIP-279). */
 export interface OffsetForLeaderEpochRequest {
   topic: string;
@@ -124,7 +105,6 @@ export interface ReplicaPartitionStats {
 export interface ReplicationService {
   replicaFetch(request: ReplicaFetchRequest, signal?: AbortSignal): Promise<ReplicaFetchResult>;
   offsetForLeaderEpoch(request: OffsetForLeaderEpochRequest): OffsetForLeaderEpochResult;
-  replicaDurable(request: ReplicaDurableRequest): ReplicaDurableResult;
   /** The partitions this broker leads or follows now, read at scrape time. */
   stats(): ReplicaPartitionStats[];
 }

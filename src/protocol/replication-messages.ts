@@ -1,6 +1,6 @@
 /**
- * Request headers of the replication opcodes (docs/PROTOCOL.md, "Replication"): REPLICA_FETCH (80),
- * OFFSET_FOR_LEADER_EPOCH (81) and REPLICA_DURABLE (90), parsed strictly (a bad field is INVALID_ARGUMENT), and the
+ * Request headers of the replication opcodes (docs/PROTOCOL.md, "Replication"): REPLICA_FETCH (80)
+ * and OFFSET_FOR_LEADER_EPOCH (81), parsed strictly (a bad field is INVALID_ARGUMENT), and the
  * optional `acks` / `leaderEpoch` of PRODUCE.
  */
 import { InvalidArgumentError } from '../errors.js';
@@ -19,7 +19,6 @@ import {
   acksValues,
   type OffsetForLeaderEpochRequest,
   type ProduceOptions,
-  type ReplicaDurableRequest,
   type ReplicaFetchRequest,
 } from './replication-api.js';
 
@@ -46,17 +45,6 @@ export function parseOffsetForLeaderEpoch(header: unknown): OffsetForLeaderEpoch
     replicaId: integerField(fields, 'replicaId', 0, brokerIdMax),
     leaderEpoch: integerField(fields, 'leaderEpoch', 0, leaderEpochMax),
     epoch: integerField(fields, 'epoch', -1, leaderEpochMax),
-  };
-}
-
-export function parseReplicaDurable(header: unknown): ReplicaDurableRequest {
-  const fields = asFields(header);
-  return {
-    topic: stringField(fields, 'topic', topicNameLengthMax),
-    partition: integerField(fields, 'partition', 0, partitionIndexMax),
-    replicaId: integerField(fields, 'replicaId', 0, brokerIdMax),
-    leaderEpoch: integerField(fields, 'leaderEpoch', 0, leaderEpochMax),
-    durableOffset: integerField(fields, 'durableOffset', 0, Number.MAX_SAFE_INTEGER),
   };
 }
 

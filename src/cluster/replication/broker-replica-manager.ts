@@ -36,8 +36,6 @@ import type {
   OffsetForLeaderEpochRequest,
   OffsetForLeaderEpochResult,
   ProduceOptions,
-  ReplicaDurableRequest,
-  ReplicaDurableResult,
   ReplicaFetchRequest,
   ReplicaFetchResult,
   ReplicaPartitionStats,
@@ -247,10 +245,6 @@ export class BrokerReplicaManager implements ReplicaManager, ReplicationService 
     const state = this.partitions.get(partitionKey(request.topic, request.partition))!;
     const log = this.broker.topics.partitionOf(request.topic, request.partition).log;
     return state.history!.endOffsetFor(request.epoch, log.logEndOffset);
-  }
-
-  replicaDurable(request: ReplicaDurableRequest): ReplicaDurableResult {
-    return this.leaderFor(request.topic, request.partition, request.leaderEpoch).replicaDurable(request);
   }
 
   stats(): ReplicaPartitionStats[] {

@@ -14,12 +14,8 @@
  * Never by the high watermark: that could cut acknowledged records (KIP-101's first scenario) or
  * keep a divergent tail (its second).
  *
- * With durability `always` the leader counts a follower's durable offset for `acks: 'all'`: what its
- * fdatasync'd appends cover (PartitionLog.durableOffset), never its log end. The follower fetches on
- * while the fdatasync of an answer's appends runs (at most replicaUnsyncedAnswersMax answers unsynced),
- * and once one ends it reports its durable offset at once with REPLICA_DURABLE: its next
- * REPLICA_FETCH is already waiting at the leader, so the leader's high watermark does not wait for it.
- * Every REPLICA_FETCH carries the durable offset too.
+ * With durability `always` each fetch's appends are awaited (fdatasync'd) before the next fetch, so
+ * the durable offset it reports is its log end: that is what the leader counts for `acks: 'all'`.
  * Produces to a follower fail with NOT_LEADER; consumers of a follower see up to the leader's high
  * watermark as last heard (never past its own log end).
  *
@@ -32,15 +28,12 @@ import type { PartitionReplica } from '../../broker/partition-replica.js';
 import type { Transport } from '../../client/transport.js';
 import { CorruptBatchError, SpillwayError } from '../../errors.js';
 import { BatchHeader, batchBaseOffset, batchLengthAt, checkBatchHeader } from '../../format/batch-header.js';
-import { replicaUnsyncedAnswersMax } from '../../limits.js';
 import { crc32c } from '../../native.js';
 import { Opcode } from '../../protocol/opcodes.js';
 import type {
   OffsetForLeaderEpochRequest,
   OffsetForLeaderEpochResult,
   ProduceOptions,
-  ReplicaDurableRequest,
-  ReplicaDurableResult,
   ReplicaFetchRequest,
   ReplicaPartitionStats,
 } from '../../protocol/replication-api.js';
@@ -92,12 +85,6 @@ export class PartitionFollower implements PartitionReplica {
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
   private lastWarning = '';
-  /** `always`: the fdatasyncs of answers written and not yet synced, oldest first. */
-  private readonly unsynced: Array<Promise<void>> = [];
-  /** `always`: a failed fdatasync of an answer's appends (the loop throws it at its next fetch). */
-  private syncFailure: unknown = null;
-  /** The durable offset the leader was last told (REPLICA_FETCH or REPLICA_DURABLE). */
-  private reportedDurable = -1;
   /** Truncations made since the role began (tests). */
   truncations = 0;
 
@@ -167,7 +154,6 @@ export class PartitionFollower implements PartitionReplica {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.loop;
-    await Promise.allSettled(this.unsynced);
   }
 
   private async run(): Promise<void> {
@@ -179,7 +165,6 @@ export class PartitionFollower implements PartitionReplica {
         const transport = await this.connect();
         if (signal.aborted) break;
         if (!truncated) {
-          await this.settleUnsynced();
           await this.truncateToLeader(transport);
           truncated = true;
         }
@@ -246,32 +231,15 @@ export class PartitionFollower implements PartitionReplica {
     }
   }
 
-  /** Waits for every unsynced answer's fdatasync (before a truncation); throws a failed one's error. */
-  private async settleUnsynced(): Promise<void> {
-    await Promise.allSettled(this.unsynced);
-    this.throwSyncFailure();
-  }
-
-  private throwSyncFailure(): void {
-    if (this.syncFailure === null) return;
-    const failure = this.syncFailure;
-    this.syncFailure = null;
-    throw failure;
-  }
-
   private async fetchOnce(transport: Transport): Promise<void> {
-    while (this.unsynced.length >= replicaUnsyncedAnswersMax) await this.unsynced[0];
-    this.throwSyncFailure();
     const log = this.partition.log;
-    const durableOffset = Math.min(log.durableOffset, log.logEndOffset);
-    this.reportedDurable = Math.max(this.reportedDurable, durableOffset);
     const request: ReplicaFetchRequest = {
       topic: this.partition.topic,
       partition: this.partition.index,
       replicaId: this.context.brokerId,
       leaderEpoch: this.epoch,
       fetchOffset: log.logEndOffset,
-      durableOffset,
+      durableOffset: Math.min(log.durableOffset, log.logEndOffset),
       highWatermark: this.leaderHighWatermark,
       maxBytes: this.context.replicaFetchMaxBytes,
       maxWaitMs: this.context.replicaFetchMaxWaitMs,
@@ -298,61 +266,9 @@ export class PartitionFollower implements PartitionReplica {
       // buffer serves the next answer while these wait for their fdatasync (`always`).
       receiveBuffers.release(answer.body);
     }
-    if (pending.length > 0 && this.partition.durability === 'always') {
-      // Fetch on while these are synced; the leader hears of the sync by REPLICA_DURABLE.
-      this.trackSync(transport, Promise.all(pending));
-    } else {
-      await Promise.all(pending);
-    }
-    this.leaderHighWatermark = Math.max(this.leaderHighWatermark, header.highWatermark);
+    await Promise.all(pending);
+    this.leaderHighWatermark = header.highWatermark;
     if (appended > 0 || this.highWatermark !== before) this.context.wakeConsumers(this.partition);
-  }
-
-  /** Keeps an answer's fdatasync in `unsynced`; once it ends, reports the durable offset. */
-  private trackSync(transport: Transport, synced: Promise<unknown>): void {
-    const tracked: Promise<void> = synced.then(
-      () => {
-        this.unsynced.splice(this.unsynced.indexOf(tracked), 1);
-        this.reportDurable(transport);
-      },
-      (error: unknown) => {
-        this.unsynced.splice(this.unsynced.indexOf(tracked), 1);
-        this.syncFailure ??= error;
-      },
-    );
-    this.unsynced.push(tracked);
-  }
-
-  /**
-   * REPLICA_DURABLE with the log's durable offset, unless the leader was told as much already; its
-   * answer's HW is taken as a fetch answer's. Not awaited: a failure (connection lost, fenced) shows
-   * in the fetch loop, and the next REPLICA_FETCH carries the durable offset anyway.
-   */
-  private reportDurable(transport: Transport): void {
-    const log = this.partition.openLog;
-    if (log === null || this.abort.signal.aborted) return;
-    const durableOffset = Math.min(log.durableOffset, log.logEndOffset);
-    if (durableOffset <= this.reportedDurable) return;
-    this.reportedDurable = durableOffset;
-    // Consumers of this replica see only what is durable here (`always`): that moved.
-    this.context.wakeConsumers(this.partition);
-    const request: ReplicaDurableRequest = {
-      topic: this.partition.topic,
-      partition: this.partition.index,
-      replicaId: this.context.brokerId,
-      leaderEpoch: this.epoch,
-      durableOffset,
-    };
-    transport.request(Opcode.replicaDurable, request, undefined, { signal: this.abort.signal }).then(
-      (answer) => {
-        const { highWatermark } = answer.header as ReplicaDurableResult;
-        if (!isNumber(highWatermark) || highWatermark <= this.leaderHighWatermark) return;
-        const before = this.highWatermark;
-        this.leaderHighWatermark = highWatermark;
-        if (this.highWatermark !== before) this.context.wakeConsumers(this.partition);
-      },
-      () => {},
-    );
   }
 
   /**

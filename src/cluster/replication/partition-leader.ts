@@ -31,8 +31,6 @@ import { replicationWaitersPerPartitionMax } from '../../limits.js';
 import type {
   FollowerStats,
   ProduceOptions,
-  ReplicaDurableRequest,
-  ReplicaDurableResult,
   ReplicaFetchRequest,
   ReplicaFetchResult,
   ReplicaPartitionStats,
@@ -308,23 +306,6 @@ export class PartitionLeader implements PartitionReplica {
     };
   }
 
-  /**
-   * A follower's REPLICA_DURABLE: what it has fdatasync'd, reported as soon as the sync ended (its
-   * next REPLICA_FETCH went out before, at its log end). Counted up to the log end it fetched from
-   * last (what the leader knows it holds), never backwards; the HW moves on at once.
-   */
-  replicaDurable(request: ReplicaDurableRequest): ReplicaDurableResult {
-    this.checkFollowerRequest(request.replicaId, request.leaderEpoch);
-    const follower = this.followers.get(request.replicaId)!;
-    const durable = Math.min(request.durableOffset, follower.logEndOffset);
-    if (durable > follower.durableOffset) {
-      follower.durableOffset = durable;
-      // The reporter hears the new HW in this answer: its waiting fetch waits on for data.
-      this.advanceHighWatermark(request.replicaId);
-    }
-    return { highWatermark: this.hw };
-  }
-
   /** Fencing of a follower's request: NOT_LEADER / FENCED_LEADER_EPOCH / not a replica. */
   checkFollowerRequest(replicaId: number, leaderEpoch: number): void {
     const { topic, index } = this.partition;
@@ -382,8 +363,7 @@ export class PartitionLeader implements PartitionReplica {
     return always ? follower.durableOffset : follower.logEndOffset;
   }
 
-  /** Moves the HW on if the ISR allows; `informed`: a follower that learns it otherwise (not woken). */
-  private advanceHighWatermark(informed?: number): void {
+  private advanceHighWatermark(): void {
     if (this.stopped !== null || this.partition.openLog === null) return;
     let candidate = Number.MAX_SAFE_INTEGER;
     for (const id of this.inSync) candidate = Math.min(candidate, this.replicatedOffsetOf(id));
@@ -400,7 +380,7 @@ export class PartitionLeader implements PartitionReplica {
     }
     this.context.wakeConsumers(this.partition);
     // Followers learn the new HW at once (their consumers and their HW on a leader change).
-    this.wakeFetches(informed);
+    this.wakeFetches();
   }
 
   private waitForData(replicaId: number, maxWaitMs: number, signal?: AbortSignal): Promise<void> {
@@ -418,9 +398,9 @@ export class PartitionLeader implements PartitionReplica {
     });
   }
 
-  private wakeFetches(except?: number): void {
+  private wakeFetches(): void {
     if (this.fetchWakers.size === 0) return;
-    for (const [replicaId, wake] of [...this.fetchWakers]) if (replicaId !== except) wake();
+    for (const wake of [...this.fetchWakers.values()]) wake();
   }
 
   private maybeExpandIsr(replicaId: number, follower: FollowerState): void {
