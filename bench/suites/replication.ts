@@ -23,8 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { useClientCrc32c } from '../../src/client/client-crc32c.js';
 import { type ProducerOptions, type SendResult, Spillway } from '../../src/client/index.js';
 import type { PartitionAssignment } from '../../src/cluster/partition-role.js';
-import { payloadPool } from '../peers/payload.js';
 import { crc32cImplementation, crc32c as nativeCrc32c } from '../../src/native.js';
+import { payloadPool } from '../peers/payload.js';
 import { type BenchContext, type BenchRow, type BenchSuite, median } from '../report.js';
 
 const suiteName = 'replication';
