@@ -5,7 +5,10 @@
  * replica).
  *
  * Cases: 100 B and 16 KiB values, keyless, one producer client, 4 partitions (each replicated by its
- * own follower fetch loop), lingerMs 1, batchBytes 256 KiB, at most 8 MiB of values unacknowledged.
+ * own follower fetch loop), lingerMs 1, batchBytes 256 KiB, at most 8 MiB of values unacknowledged,
+ * the native CRC32C in the client (what the `spillway` root entry registers, as the other network
+ * suites do: bench/spillway-producer.ts; before session 8 this suite's client ran the TypeScript one,
+ * 2.7 ms of CPU per MB at 16 KiB on the cores the brokers share).
  * Per run: 200k messages of 100 B or 20k of 16 KiB (quick: a tenth), time cap 10 s, a fresh topic;
  * single and replicated runs alternate, 3 of each (quick: 1). Rows: the medians (msg/s, MB/s), the
  * ratio replicated ÷ single (issue 14's target: ≥ 0.5 on this machine, where the three brokers share
@@ -17,8 +20,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { useClientCrc32c } from '../../src/client/client-crc32c.js';
 import { type ProducerOptions, type SendResult, Spillway } from '../../src/client/index.js';
 import type { PartitionAssignment } from '../../src/cluster/partition-role.js';
+import { crc32cImplementation, crc32c as nativeCrc32c } from '../../src/native.js';
 import { payloadPool } from '../peers/payload.js';
 import { type BenchContext, type BenchRow, type BenchSuite, median } from '../report.js';
 
@@ -95,6 +100,11 @@ class ReplicaChild {
   }
 }
 
+/** Registers the native CRC32C for the bench's client (at the suite's start, not at import). */
+function useNativeClientCrc32c(): void {
+  useClientCrc32c(nativeCrc32c, `native ${crc32cImplementation()}`);
+}
+
 async function produceRun(
   url: string,
   topic: string,
@@ -145,6 +155,7 @@ function valueSizes(): number[] {
 async function run(context: BenchContext): Promise<BenchRow[]> {
   const runs = context.quick ? 1 : 3;
   const rows: BenchRow[] = [];
+  useNativeClientCrc32c();
   const single = await ReplicaChild.start(mkdtempSync(path.join(context.scratchDir, 'single-')), 1);
   const cluster: ReplicaChild[] = [];
   try {
@@ -159,7 +170,7 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       replicated: boolean,
       valueBytes: number,
       count: number,
-    ): Promise<[number, number[], number]> => {
+    ): Promise<[number, number[], number, number]> => {
       const topic = `repl-${topicNumber++}`;
       const targets = replicated ? cluster : [single];
       for (const target of targets) {
@@ -182,9 +193,12 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
         }
       }
       const cpuBefore = targets.map((target) => target.cpuSeconds());
+      const clientBefore = process.cpuUsage();
       const [acked, elapsedMs] = await produceRun(targets[0]!.url, topic, valueBytes, count, 10_000);
+      const clientUsage = process.cpuUsage(clientBefore);
       const cpu = targets.map((target, i) => target.cpuSeconds() - cpuBefore[i]!);
-      return [acked / (elapsedMs / 1000), cpu, (acked * valueBytes) / 1e6];
+      const clientSeconds = (clientUsage.user + clientUsage.system) / 1e6;
+      return [acked / (elapsedMs / 1000), cpu, (acked * valueBytes) / 1e6, clientSeconds];
     };
     for (const valueBytes of valueSizes()) {
       const count = Math.round((valueBytes <= 1024 ? 200_000 : 20_000) / (context.quick ? 10 : 1));
@@ -194,14 +208,19 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       /** CPU ms per MB of values acknowledged: the single broker, and the three RF=3 brokers together. */
       const singleCpuPerMb: number[] = [];
       const replicatedCpuPerMb: number[] = [];
+      /** The bench process's (the producer client's) CPU ms per MB, in the single and the RF=3 runs. */
+      const singleClientCpuPerMb: number[] = [];
+      const replicatedClientCpuPerMb: number[] = [];
       for (let i = 0; i < runs; i++) {
         context.log(`${suiteName}: ${valueBytes} B run ${i + 1}/${runs}`);
-        const [singleRate, singleCpu, singleMb] = await once(false, valueBytes, count);
+        const [singleRate, singleCpu, singleMb, singleClient] = await once(false, valueBytes, count);
         singleRates.push(singleRate);
         singleCpuPerMb.push((singleCpu[0]! * 1000) / singleMb);
-        const [rate, cpu, mb] = await once(true, valueBytes, count);
+        singleClientCpuPerMb.push((singleClient * 1000) / singleMb);
+        const [rate, cpu, mb, client] = await once(true, valueBytes, count);
         replicatedRates.push(rate);
         replicatedCpuPerMb.push((cpu.reduce((sum, seconds) => sum + seconds, 0) * 1000) / mb);
+        replicatedClientCpuPerMb.push((client * 1000) / mb);
         for (const [broker, seconds] of cpu.entries()) cpus[broker]!.push(seconds);
       }
       const size = valueBytes % 1024 === 0 ? `${valueBytes / 1024} KiB` : `${valueBytes} B`;
@@ -243,6 +262,13 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
           value: Number((median(replicatedCpuPerMb) / median(singleCpuPerMb)).toFixed(2)),
           unit: '×',
           detail: `${median(replicatedCpuPerMb).toFixed(1)} vs ${median(singleCpuPerMb).toFixed(1)} CPU ms per MB of values (the machine's cores are shared: the CPU the copies cost)`,
+        },
+        {
+          suite: suiteName,
+          name: `client CPU per MB acknowledged, RF=3 run ÷ single run, ${size}`,
+          value: Number((median(replicatedClientCpuPerMb) / median(singleClientCpuPerMb)).toFixed(2)),
+          unit: '×',
+          detail: `${median(replicatedClientCpuPerMb).toFixed(1)} vs ${median(singleClientCpuPerMb).toFixed(1)} CPU ms per MB (the bench process: the producer client, on the same cores)`,
         },
       );
     }
