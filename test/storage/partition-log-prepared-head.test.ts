@@ -135,7 +135,13 @@ describe('PartitionLog zeros synced ahead (durability always)', () => {
     try {
       const batch = makeBatch('z', 1, 1_700_000_000_000, 16 * 1024);
       // Past the prepared head, so the turns after the appends keep zeros ahead and sync them.
-      while (zeroSyncs === 0 && log.logEndOffset < 1000) await log.append(batch);
+      // Paced at one append per millisecond (a latency run's pace, below the rate at which zeros
+      // are no longer synced ahead: log-segment.ts durableZeroAppendBytesPerSecondMax).
+      const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1));
+      while (zeroSyncs === 0 && log.logEndOffset < 1000) {
+        await log.append(batch);
+        await pause();
+      }
       expect(zeroSyncs).toBeGreaterThan(0);
       failNext = true;
       const before = zeroSyncs;
@@ -144,6 +150,7 @@ describe('PartitionLog zeros synced ahead (durability always)', () => {
       for (let i = 0; i < 1000 && failure === null; i++) {
         try {
           await log.append(batch);
+          await pause();
         } catch (error) {
           failure = error;
         }
