@@ -113,9 +113,10 @@ export const zeroAheadStepBytes = 64 * 1024;
  * of at least `durableZeroSyncStepBytes` that lies that far ahead of the data is fdatasync'd by a
  * sync of its own, in the background (one at a time per segment). The appends then overwrite zeros
  * whose extents were converted and committed by that sync, so the fdatasync an acknowledgement
- * waits for writes back data only (no zero pages, no extent conversion, no journal commit): the
- * session 7 `always` tail was one data fdatasync in every few carrying a step of zeros and its
- * conversion. A refill starts when less than `durableZeroAheadBytes` - `durableZeroSyncStepBytes`
+ * waits for writes back data (and the inode) only: no zero pages, and no extent conversion to
+ * write (a journal commit, or on a journal-less ext4 such as this VM's a synchronous write of the
+ * extent blocks). The session 7 `always` tail was one data fdatasync in every few carrying a step
+ * of zeros and its conversion. A refill starts when less than `durableZeroAheadBytes` - `durableZeroSyncStepBytes`
  * is left, one `durableZeroStepBytes` write per turn. Appends that outrun the zeros (throughput)
  * work as before: an inline step past their end, synced by their own fdatasync; no background sync
  * starts while fewer than `durableZeroSyncStepBytes` of zeros lie ahead of the data.
