@@ -37,14 +37,14 @@
  * flight for, and appends cannot wait. The first segment of a new log is prepared before any append
  * (`prepareHead`, called by the log at its creation: `preparedHeadBytes` preallocated, zeroed and
  * fdatasync'd), so a fresh topic's first appends overwrite zeros already on disk. To keep the rest
- * off the append → ack path, an append that leaves less than `zeroAheadBytes` - `zeroAheadStepBytes`
- * zero-filled ahead schedules a zero-write of one step for the following turn of the event loop
- * (`zeroAheadLater`), after the appends of the current turn: `zeroAheadStepBytes` again each turn
- * until the margin is back while the appends are large, one `zeroAheadStepBytesLarge` step written
- * whole while they are small (`smallAppendBytesMax` on average), since every step costs the data
- * fdatasync that carries it an extent conversion. That turn also grows the
+ * off the append → ack path, an append that leaves less than `durableZeroAheadBytes` -
+ * `durableZeroSyncStepBytes` zero-filled ahead schedules a zero-write of one `durableZeroStepBytes`
+ * step for the following turn of the event loop (`zeroAheadLater`), after the appends of the
+ * current turn, and again each turn until `durableZeroAheadBytes` lie ahead; the zeros ahead are
+ * fdatasync'd by a sync of their own in the background (`maybeSyncZeros`), so the data's fdatasync
+ * finds their extents converted and committed. That turn also grows the
  * file ahead of the data when the margin reaches the end of what is allocated (once the segment
- * holds at least a margin of data, so a small log stays small on disk). An append zero-fills
+ * holds at least `zeroAheadBytes` of data, so a small log stays small on disk). An append zero-fills
  * inline (one step past its end, once written) only when it outruns the zeros (a large batch, many appends in
  * one turn); the first appends into a segment that was not prepared write their data into
  * allocated, unwritten pages (what an fdatasync converts, as without zero-fill) rather than wait.
@@ -55,6 +55,7 @@
  */
 import {
   closeSync,
+  fdatasync,
   fdatasyncSync,
   fstatSync,
   ftruncateSync,
@@ -68,7 +69,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { assert, unreachable } from '../assert.js';
-import { CorruptLogError, StorageIoError, storageErrorFrom } from '../errors.js';
+import { CorruptLogError, type SpillwayError, StorageIoError, storageErrorFrom } from '../errors.js';
 import {
   BatchHeader,
   batchLengthAt,
@@ -99,27 +100,41 @@ export function parseSegmentFileName(name: string): number | null {
 }
 
 /**
- * Zero-fill ahead (`always`): the margin of zero-filled bytes kept past the data, and the most
- * written in one turn of the event loop. Every zero byte written is written back by the next
- * fdatasync, the one an acknowledgement waits for: a step bounds what one acknowledgement pays for
- * zeros. With 512 KiB-1 MiB steps, every 32nd fdatasync of 16 KiB appends at 1,000/s carried
- * 512 KiB of zeros, which was the `always` p99 (issue 15); 64 KiB steps spread the same zeros over
- * every 4th.
+ * Zero-fill ahead (`always`): `zeroAheadBytes` is how much data a segment holds before the turns
+ * after its appends grow it ahead of the data (a small log stays small on disk), and the margin of
+ * an append that outran the zeros; `zeroAheadStepBytes` the step such an append writes inline past
+ * its end (its own fdatasync writes those zeros back: a small step bounds what it pays).
  */
 export const zeroAheadBytes = 256 * 1024;
 export const zeroAheadStepBytes = 64 * 1024;
 /**
- * The step of a segment whose appends are small (on average at most `smallAppendBytesMax`): each
- * step's zeros are written back, and their extent converted (a journal commit), by one data
- * fdatasync, which then takes 2-8× as long and delays the appends arriving meanwhile. With 64 KiB
- * steps that was one append in ~400 at 100 B, plus the ones behind it (~1 % at 1,000 msg/s: the
- * `always` p99); one 1 MiB step carries the same per-step cost once every ~6,000 appends of 100 B
- * (~900 of 1 KiB). Large appends keep the small step: a step per few appends either way, each sync
- * should carry as little as possible.
+ * Durable zeros ahead (`always`): once a segment holds `zeroAheadBytes` of data, the turns after the
+ * appends keep up to `durableZeroAheadBytes` past the data zero-filled, and each zero-filled range
+ * of at least `durableZeroSyncStepBytes` that lies that far ahead of the data is fdatasync'd by a
+ * sync of its own, in the background (one at a time per segment). The appends then overwrite zeros
+ * whose extents were converted and committed by that sync, so the fdatasync an acknowledgement
+ * waits for writes back data (and the inode) only: no zero pages, and no extent conversion to
+ * write (a journal commit, or on a journal-less ext4 such as this VM's a synchronous write of the
+ * extent blocks). The session 7 `always` tail was one data fdatasync in every few carrying a step
+ * of zeros and its conversion. A refill starts when less than `durableZeroAheadBytes` - `durableZeroSyncStepBytes`
+ * is left, one `durableZeroStepBytes` write per turn. Appends that outrun the zeros (throughput)
+ * work as before: an inline step past their end, synced by their own fdatasync; no background sync
+ * starts while fewer than `durableZeroSyncStepBytes` of zeros lie ahead of the data.
  */
-export const zeroAheadStepBytesLarge = 1024 * 1024;
-/** Appends averaging at most this many bytes make a segment zero-fill in `zeroAheadStepBytesLarge` steps. */
-export const smallAppendBytesMax = 2 * 1024;
+export const durableZeroAheadBytes = 2 * 1024 * 1024;
+export const durableZeroSyncStepBytes = 1024 * 1024;
+export const durableZeroStepBytes = 256 * 1024;
+/**
+ * Zeros are kept durable ahead only while the segment is appended to at most this fast (bytes per
+ * second, measured over `appendRateWindowMs`): faster appends (a throughput run) overwrite the zeros
+ * within milliseconds, and zeros synced ahead of them would be written to disk twice (zeros, then
+ * data), so they keep the small inline margin. 1,000 appends/s of 16 KiB are ~17 MB/s.
+ */
+export const durableZeroAppendBytesPerSecondMax = 64 * 1024 * 1024;
+const appendRateWindowMs = 20;
+
+/** fdatasync with a callback (Node's by default; tests hold or fail it). */
+export type ZeroSyncFunction = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => void;
 
 export interface SegmentState {
   /** Valid bytes: the end of the last whole batch. */
@@ -162,8 +177,26 @@ export class LogSegment {
   private zeroedUpTo = 0;
   /** A zero-fill after the appends is scheduled (`zeroAheadLater`). */
   private zeroAheadScheduled = false;
-  /** Average bytes per append (moving, 1/8 weight per append; 0 before the first): picks the zero step. */
-  private averageAppendBytes = 0;
+  /**
+   * Bytes from position 0 whose zeros (written through `zeroAhead`, `prepareHead` or a spare) were
+   * fdatasync'd (`durableZeroAheadBytes`): appends below it overwrite committed, written extents.
+   */
+  private zerosSyncedUpTo = 0;
+  /** An append outran the zeros since the last turn after the appends (`zeroAheadLater`). */
+  private outran = false;
+  /** Append rate (`durableZeroAppendBytesPerSecondMax`): bytes since `rateWindowStartMs`, and the last window's rate. */
+  private rateWindowBytes = 0;
+  private rateWindowStartMs = 0;
+  private fastAppends = false;
+  /** A background fdatasync of zeros is in flight (at most one). */
+  private zeroSyncInFlight = false;
+  /** Told about a failed background zero sync: the log fails its appends (the error is the file's). */
+  private onZeroSyncFailure: ((error: SpillwayError) => void) | null = null;
+  private zeroSyncFailure: SpillwayError | null = null;
+  /** The fdatasync of the zeros ahead (TEST-ONLY replaceable: `setZeroWriteBytes`). */
+  private syncZeros: ZeroSyncFunction = fdatasync;
+  /** Bumped when zeros are cut (truncation, reopen): a background sync started before counts for nothing. */
+  private zeroGeneration = 0;
   /** fdatasync calls in flight on this segment's fd: the fd is closed only when none are. */
   private syncsInFlight = 0;
   private closeWhenIdle = false;
@@ -292,6 +325,7 @@ export class LogSegment {
         indexIntervalBytes,
       );
       segment.zeroedUpTo = capacityBytes;
+      segment.zerosSyncedUpTo = capacityBytes;
       return segment;
     } catch (error) {
       closeSync(fd);
@@ -395,9 +429,16 @@ export class LogSegment {
    * in writes of `zeroWriteBytes` (zero-fill.ts explains why and the sizes). Synchronous, on the
    * event loop, so no zero-write is ever in flight while an append writes: each covers whole pages
    * past the valid bytes only, and completes before the append that needed it writes. A segment adopted from a spare is
-   * already zero-filled and writes nothing.
+   * already zero-filled and writes nothing. The zeros kept ahead are fdatasync'd in the background
+   * with `syncZeros`; a failure of that sync goes to `onZeroSyncFailure` (the log fails its appends).
    */
-  setZeroWriteBytes(zeroWriteBytes: number): void {
+  setZeroWriteBytes(
+    zeroWriteBytes: number,
+    onZeroSyncFailure?: (error: SpillwayError) => void,
+    syncZeros: ZeroSyncFunction = fdatasync,
+  ): void {
+    if (onZeroSyncFailure !== undefined) this.onZeroSyncFailure = onZeroSyncFailure;
+    this.syncZeros = syncZeros;
     assert(
       Number.isSafeInteger(zeroWriteBytes) && zeroWriteBytes >= 0 && zeroWriteBytes <= zeroWriteBytesLarge,
       () => `zero-write size must be in [0, ${zeroWriteBytesLarge}], got ${zeroWriteBytes}`,
@@ -428,6 +469,7 @@ export class LogSegment {
       writeZerosSync(this.fd, this.zeroedUpTo, end, this.zeroWriteBytes);
       this.zeroedUpTo = end;
       fdatasyncSync(this.fd);
+      this.zerosSyncedUpTo = end;
     } catch {
       // Near a full disk, or a failing one: the appends report it (grow, fdatasync).
       return 0;
@@ -485,10 +527,7 @@ export class LogSegment {
     if (position + length > this.allocatedBytes) this.grow(position + length);
     const baseOffset = this.state.nextOffset;
     this.writeBatch(batch, baseOffset, position);
-    this.averageAppendBytes =
-      this.averageAppendBytes === 0
-        ? length
-        : this.averageAppendBytes + (length - this.averageAppendBytes) / 8;
+    if (this.zeroWriteBytes > 0) this.countAppendRate(length);
     this.recordBatch(
       position,
       baseOffset,
@@ -500,15 +539,11 @@ export class LogSegment {
     // follow in this turn. Zeros under the batch itself would be no use: the fdatasync that writes
     // the data back converts those pages either way. Not for a new segment's first append.
     if (position + length > this.zeroedUpTo && this.zeroWriteBytes > 0 && this.zeroedUpTo > 0) {
+      this.outran = true;
       this.zeroAhead(position + length, zeroAheadStepBytes, zeroAheadBytes);
     }
     // Once a step is missing from the margin (so most fdatasyncs write back no zeros at all).
-    if (
-      this.zeroWriteBytes > 0 &&
-      !this.zeroAheadScheduled &&
-      this.zeroedUpTo <= position + length + zeroAheadBytes - zeroAheadStepBytes
-    ) {
-      // (The margin below which a step is written is the same whatever the step: 192 KiB.)
+    if (this.zeroWriteBytes > 0 && !this.zeroAheadScheduled && this.zeroedUpTo <= this.refillBelow()) {
       this.zeroAheadScheduled = true;
       setImmediate(this.zeroAheadLater);
     }
@@ -517,20 +552,24 @@ export class LogSegment {
 
   /**
    * The zero-fill ahead of the appends, after them: run in the next turn of the event loop (after
-   * the appends of this turn were answered), it writes one step of zeros towards `zeroAheadBytes`
-   * past the data, and schedules itself again until the margin is there. When the margin reaches
-   * the end of what is allocated it grows the file first (the growth step the next appends would
-   * take inline otherwise; a full disk leaves that to them, which report it). Still synchronous, so
-   * still never in flight while an append writes.
+   * the appends of this turn were answered), it writes one `durableZeroStepBytes` step of zeros
+   * towards `durableZeroAheadBytes` past the data, starts a background fdatasync of the zeros once
+   * enough lie ahead (`maybeSyncZeros`), and schedules itself again until the margin is there. When
+   * the margin reaches the end of what is allocated it grows the file first (the growth step the
+   * next appends would take inline otherwise; a full disk leaves that to them, which report it).
+   * The zero-writes are synchronous, so never in flight while an append writes; only their
+   * fdatasync runs in the background, and an fdatasync changes no byte.
    */
   private readonly zeroAheadLater = (): void => {
     this.zeroAheadScheduled = false;
     if (!this.writable || this.closed || this.zeroWriteBytes === 0) return;
-    // A step past the low-water mark (`zeroAheadBytes` - `zeroAheadStepBytes` of zeros ahead).
-    const step = this.zeroStepBytes;
-    const margin = zeroAheadBytes - zeroAheadStepBytes + step;
+    // Appends that outran the zeros since the last turn (throughput): the small margin and step of
+    // before, synced by the data's fdatasync; otherwise the durable margin, synced in the background.
+    const durable = !this.outran && !this.fastAppends;
+    this.outran = false;
+    const margin = durable ? durableZeroAheadBytes : zeroAheadBytes;
     const wanted = Math.min(this.maxCapacityBytes, this.state.sizeBytes + margin);
-    // Only once the segment holds a margin's worth of data: a log that holds little keeps holding
+    // Only once the segment holds `zeroAheadBytes` of data: a log that holds little keeps holding
     // little on disk (the growth steps of its appends), zero-filled as far as it is allocated.
     if (wanted > this.allocatedBytes && this.state.sizeBytes >= zeroAheadBytes) {
       try {
@@ -539,17 +578,83 @@ export class LogSegment {
         // Near a full disk: the appends grow (or fail with STORAGE_FULL) when they need to.
       }
     }
-    this.zeroAhead(this.state.sizeBytes, step, margin);
-    if (
-      this.zeroWriteBytes > 0 &&
-      this.zeroedUpTo < Math.min(this.allocatedBytes, wanted) &&
-      // Small steps go on each turn until the margin is there; a large one is written whole, once.
-      step === zeroAheadStepBytes
-    ) {
+    this.zeroAhead(this.state.sizeBytes, durable ? durableZeroStepBytes : zeroAheadStepBytes, margin);
+    if (durable) this.maybeSyncZeros(this.zeroedUpTo >= Math.min(this.allocatedBytes, wanted));
+    if (this.zeroWriteBytes > 0 && this.zeroedUpTo < Math.min(this.allocatedBytes, wanted)) {
       this.zeroAheadScheduled = true;
       setImmediate(this.zeroAheadLater);
     }
   };
+
+  /** Measures the append rate over windows of `appendRateWindowMs` (`fastAppends`). */
+  private countAppendRate(length: number): void {
+    this.rateWindowBytes += length;
+    const now = performance.now();
+    const elapsedMs = now - this.rateWindowStartMs;
+    if (elapsedMs < appendRateWindowMs) return;
+    this.fastAppends = (this.rateWindowBytes * 1000) / elapsedMs > durableZeroAppendBytesPerSecondMax;
+    this.rateWindowBytes = 0;
+    this.rateWindowStartMs = now;
+  }
+
+  /** Below this end of the zeros, the turn after the appends refills them. */
+  private refillBelow(): number {
+    return this.state.sizeBytes + durableZeroAheadBytes - durableZeroSyncStepBytes;
+  }
+
+  /**
+   * Starts the background fdatasync of the zeros written ahead when none is in flight, at least
+   * `durableZeroSyncStepBytes` of zeros lie ahead of the data, and either that much is unsynced or
+   * a refill just ended (`fillEnded`) with some unsynced. A failure goes to the log (`onZeroSyncFailure`):
+   * the error was reported on this file's descriptor, which the data's fdatasync shares, so the log
+   * must fail its appends rather than let a later fdatasync of the same descriptor report success.
+   */
+  private maybeSyncZeros(fillEnded: boolean): void {
+    if (this.zeroSyncInFlight || this.closed || !this.writable) return;
+    const ahead = this.zeroedUpTo - this.state.sizeBytes;
+    const unsynced = this.zeroedUpTo - Math.max(this.zerosSyncedUpTo, this.state.sizeBytes);
+    if (ahead < durableZeroSyncStepBytes || unsynced <= 0) return;
+    if (unsynced < durableZeroSyncStepBytes && !fillEnded) return;
+    const upTo = this.zeroedUpTo;
+    const generation = this.zeroGeneration;
+    this.zeroSyncInFlight = true;
+    const fd = this.beginSync();
+    this.syncZeros(fd, (error) => {
+      this.zeroSyncInFlight = false;
+      this.endSync();
+      if (error !== null) {
+        this.zeroSyncFailure = storageErrorFrom(`fdatasync of zeros ahead in segment ${this.logPath}`, error);
+        this.zeroWriteBytes = 0;
+        this.onZeroSyncFailure?.(this.zeroSyncFailure);
+        return;
+      }
+      // A truncation meanwhile may have punched the range: only the same generation of zeros counts.
+      if (generation === this.zeroGeneration) this.zerosSyncedUpTo = Math.max(this.zerosSyncedUpTo, upTo);
+      if (
+        !this.zeroAheadScheduled &&
+        this.writable &&
+        !this.closed &&
+        this.zeroedUpTo <= this.refillBelow()
+      ) {
+        this.zeroAheadScheduled = true;
+        setImmediate(this.zeroAheadLater);
+      } else {
+        this.maybeSyncZeros(false);
+      }
+    });
+  }
+
+  /** Bytes past the data whose zeros were fdatasync'd (`durableZeroAheadBytes`). */
+  get zeroSyncedAheadBytes(): number {
+    return this.writable
+      ? Math.max(0, Math.min(this.zerosSyncedUpTo, this.zeroedUpTo) - this.state.sizeBytes)
+      : 0;
+  }
+
+  /** The failure of a background fdatasync of zeros, or null (the log is told at once). */
+  get backgroundSyncFailure(): SpillwayError | null {
+    return this.zeroSyncFailure;
+  }
 
   /** Bytes past the data known to be written with zeros (what the next appends copy into at full speed). */
   get zeroFilledAheadBytes(): number {
@@ -695,6 +800,8 @@ export class LogSegment {
     }
     // Punched pages are unwritten extents again.
     this.zeroedUpTo = Math.min(this.zeroedUpTo, firstWholePage);
+    this.zerosSyncedUpTo = Math.min(this.zerosSyncedUpTo, this.zeroedUpTo);
+    this.zeroGeneration++;
   }
 
   /** Writes the index files (derived data; a crash mid-write only costs a rebuild). */
@@ -796,6 +903,8 @@ export class LogSegment {
     this.maxCapacityBytes = mappedBytes;
     this.writable = true;
     this.zeroedUpTo = 0;
+    this.zerosSyncedUpTo = 0;
+    this.zeroGeneration++;
   }
 
   /** Marks an fdatasync as started on this segment's fd (the fd stays open until it ends). */
@@ -871,13 +980,6 @@ export class LogSegment {
     } catch (error) {
       throw storageErrorFrom(`appending to segment ${this.logPath}`, error);
     }
-  }
-
-  /** The zero step after the appends: `zeroAheadStepBytesLarge` while the appends are small. */
-  private get zeroStepBytes(): number {
-    return this.averageAppendBytes > 0 && this.averageAppendBytes <= smallAppendBytesMax
-      ? zeroAheadStepBytesLarge
-      : zeroAheadStepBytes;
   }
 
   /** Inline zero-fill up to `end` plus `marginBytes`, at most `stepBytes` (see `setZeroWriteBytes`). */

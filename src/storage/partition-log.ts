@@ -17,7 +17,10 @@
  * the next open after a crash. Segments that were not spares start empty and grow in steps; with
  * `always` they are zero-filled inline by their appends (log-segment.ts, zero-fill.ts), and a new
  * log's first segment has its head (`preparedHeadBytes`) preallocated, zeroed and fdatasync'd at
- * creation (`LogSegment.prepareHead`): its first appends pay a plain data fdatasync.
+ * creation (`LogSegment.prepareHead`): its first appends pay a plain data fdatasync. Past the head,
+ * segments keep zeros ahead of appends that keep pace and fdatasync them in the background
+ * (log-segment.ts, `durableZeroAheadBytes`); a failure of such a sync fails the log like a failed
+ * round (the error was reported on the descriptor the rounds use).
  *
  * Disk: a log holds its data, plus the growth step of its active segment, plus a spare only while
  * it rolls often. Opening writes nothing but the checkpoint; when even that fails for a full disk,
@@ -107,7 +110,10 @@ export interface PartitionLogOptions {
    * reach the disk only if written back before data overwrites them).
    */
   spareSegment?: boolean;
-  /** TEST-ONLY: replaces the file-system calls of the spare segment preparation (fault injection). */
+  /**
+   * TEST-ONLY: replaces the file-system calls of the spare segment preparation, and the fdatasync of
+   * the zeros a segment syncs ahead of its data with `always` (log-segment.ts), for fault injection.
+   */
   spareFileSystem?: SpareFileSystem;
 }
 
@@ -246,6 +252,11 @@ export class PartitionLog implements LogStore {
     lastFailure: null,
   };
 
+  /** A background fdatasync of zeros failed (log-segment.ts): its error is the file's, so the log fails. */
+  private readonly zeroSyncFailed = (error: SpillwayError): void => {
+    this.syncer.fail(error);
+  };
+
   private constructor(options: ResolvedOptions) {
     this.options = options;
     this.clock = options.clock;
@@ -266,7 +277,11 @@ export class PartitionLog implements LogStore {
     this.segments = loaded.segments;
     this.recovery = loaded.report;
     this.zeroWriteBytes = inlineZeroWriteBytesFor(options.durability);
-    this.active.setZeroWriteBytes(this.zeroWriteBytes);
+    this.active.setZeroWriteBytes(
+      this.zeroWriteBytes,
+      this.zeroSyncFailed,
+      this.options.spareFileSystem.datasync,
+    );
     // `always`: a new log's first appends overwrite zeros already on disk (log-segment.ts). Only
     // at creation: opening an existing log preallocates nothing (it works on a full disk).
     if (this.zeroWriteBytes > 0 && loaded.report.created) this.active.prepareHead(preparedHeadBytes);
@@ -513,7 +528,7 @@ export class PartitionLog implements LogStore {
         throw error;
       }
     }
-    fresh.setZeroWriteBytes(this.zeroWriteBytes);
+    fresh.setZeroWriteBytes(this.zeroWriteBytes, this.zeroSyncFailed, this.options.spareFileSystem.datasync);
     // The active segment became active at activeSinceMs (the clock's monotonic time).
     const filledQuickly = full && this.clock.monotonicMs() - this.activeSinceMs <= spareSegmentFillMsMax;
     old.seal();
@@ -657,7 +672,11 @@ export class PartitionLog implements LogStore {
       later.delete();
     }
     segment.reopenWritable(this.options.segmentBytes);
-    segment.setZeroWriteBytes(this.zeroWriteBytes);
+    segment.setZeroWriteBytes(
+      this.zeroWriteBytes,
+      this.zeroSyncFailed,
+      this.options.spareFileSystem.datasync,
+    );
     segment.truncateTo(position, offset, maxTimestamp);
     this.dirty.add(segment);
     this.syncer.truncatedTo(offset);

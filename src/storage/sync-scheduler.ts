@@ -132,6 +132,17 @@ export class SyncScheduler {
     this.waiters = remaining;
   }
 
+  /**
+   * Fails the log from outside a round: an fdatasync of the log's files made elsewhere (the zeros a
+   * segment syncs ahead of its data) failed. Linux reports a writeback error once per descriptor,
+   * so the rounds' own fdatasync could no longer see it: every waiter and every later sync fails.
+   */
+  fail(error: SpillwayError): void {
+    if (this.failure !== null) return;
+    this.failure = error;
+    this.rejectAll(error);
+  }
+
   /** Resolves once everything below `offset` is on disk; starts a sync if none is running. */
   waitFor(offset: number): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);

@@ -7,7 +7,9 @@
  * write + fdatasync took ~0.79 ms into a fallocated file and ~0.18 ms into a zero-filled, synced one
  * (one appender, measured on this machine); 16 KiB batches, one appender awaiting each, ran at 5 MB/s
  * without zero-fill and 22 MB/s with it (2026-12-06, PartitionLog with pwrite appends). Zeros written
- * ahead are synced with the data once, and later fdatasyncs overwrite written extents.
+ * ahead are synced once, and later fdatasyncs overwrite written extents: by a background fdatasync
+ * of their own ahead of appends that keep pace, by the data's fdatasync behind appends that outrun
+ * them (log-segment.ts, `durableZeroAheadBytes`).
  *
  * With `none` and `interval` no zeros are written ahead: appends are `pwrite`s (log-segment.ts),
  * which need no page in the cache beforehand, and no acknowledgement waits for their syncs. (Until

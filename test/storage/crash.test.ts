@@ -20,6 +20,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { batchBaseOffset, batchLengthAt } from '../../src/format/batch-header.js';
 import { decodeRecords } from '../../src/format/record-batch.js';
 import type { RecoveryReport } from '../../src/storage/log-loader.js';
+import { zeroAheadBytes } from '../../src/storage/log-segment.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import type { Durability } from '../../src/storage/sync-scheduler.js';
 import { ensureBuilt, repositoryRoot, runUntilKilled, seededRandom } from '../kill-runner.js';
@@ -75,11 +76,12 @@ async function runChild(
   durability: Durability,
   firstBatch: number,
   killDelayMs: number,
+  childSegmentBytes = segmentBytes,
 ): Promise<ChildRun> {
   type Line = CrashAck | { opened: NonNullable<ChildRun['opened']> };
   const run = await runUntilKilled<Line>({
     script: childScript,
-    args: [dir, durability, String(firstBatch), String(segmentBytes)],
+    args: [dir, durability, String(firstBatch), String(childSegmentBytes)],
     isAck: (line) => !('opened' in line),
     killDelayMs,
     firstAckTimeoutMs,
@@ -298,6 +300,32 @@ describe('PartitionLog killed with SIGKILL', () => {
     );
     // The segments did roll: recovery met sealed segments, before and after the recovery point.
     expect(segmentsSeen).toBeGreaterThan(2);
+  }, 120_000);
+
+  it("keeps every acknowledged 'always' append in segments large enough for zeros synced ahead", async () => {
+    // 4 MiB segments: once the active one holds 256 KiB, the turns after the appends keep zeros
+    // ahead of the data and fdatasync them in the background (log-segment.ts, durable zeros ahead);
+    // the kills land before, during and after those syncs. The directory grows across the rounds.
+    const random = seededRandom(seed ^ 0x2545f491);
+    const dir = directory();
+    const acked = new Map<number, CrashAck>();
+    const rounds = Math.max(4, Math.ceil(roundCount / 3));
+    for (let round = 0; round < rounds; round++) {
+      const firstBatch = round * batchNumbersPerRound;
+      const killDelayMs = killDelayMsMin + Math.floor(random() * (killDelayMsMax - killDelayMsMin + 1));
+      const run = await runChild(dir, 'always', firstBatch, killDelayMs, 4 * 1024 * 1024);
+      const fresh = collectAcks(dir, run, firstBatch, acked);
+      const openedAt = Math.min(run.opened!.recovery.recoveryPoint, run.opened!.logEndOffset);
+      await checkAfterKill({ dir, acked, fresh, openedAt });
+    }
+    const log = await openAfterKill(dir);
+    const bytes = log.sizeBytes;
+    await log.close();
+    console.log(
+      `crash test 'always', 4 MiB segments: ${rounds} rounds, ${acked.size} acknowledged batches, ${bytes} bytes`,
+    );
+    // The later rounds appended to an active segment past the point where zeros are synced ahead.
+    expect(bytes).toBeGreaterThan(zeroAheadBytes);
   }, 120_000);
 
   it("keeps a valid prefix with 'none', and after a process kill even every acknowledged append", async () => {
