@@ -12,17 +12,15 @@
  * Opened (and recovered) with the broker, served read-only as internal topics, closed last.
  */
 import type { Clock } from '../../clock.js';
-import { LogClosedError } from '../../errors.js';
 import { delaySegmentBytes } from '../../limits.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import type { Durability } from '../../storage/sync-scheduler.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogTuning,
   stateLogDirectory,
-  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { type DelayEntry, DelayStateMachine, delayStateCodec } from './delay-state.js';
 
@@ -70,7 +68,6 @@ export class DelayStore {
   /** The running state log and its machine (new ones after `reopen`). */
   state: StateLog<DelayEntry>;
   machine: DelayStateMachine;
-  private readonly options: DelayStoreOptions;
 
   private constructor(
     delay: StateLogPartition,
@@ -78,14 +75,12 @@ export class DelayStore {
     statePartition: StateLogPartition,
     state: StateLog<DelayEntry>,
     machine: DelayStateMachine,
-    options: DelayStoreOptions,
   ) {
     this.delay = delay;
     this.dead = dead;
     this.statePartition = statePartition;
     this.state = state;
     this.machine = machine;
-    this.options = options;
   }
 
   /**
@@ -94,21 +89,8 @@ export class DelayStore {
    * written through a new state log with the old one's hooks; the old one is detached.
    */
   reopen(): void {
-    const previous = this.state;
     const machine = new DelayStateMachine();
-    const clock = this.options.clock;
-    const state = StateLog.open({
-      name: previous.name,
-      log: this.statePartition.log,
-      machine,
-      codec: delayStateCodec,
-      snapshotBytesMin: this.options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-      ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-    });
-    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
-    state.onAppend = previous.onAppend;
-    state.replicate = previous.replicate;
-    this.state = state;
+    this.state = this.state.reopen(machine);
     this.machine = machine;
   }
 
@@ -126,7 +108,7 @@ export class DelayStore {
         machine,
         delayStateCodec,
       );
-      return new DelayStore(delay, dead, statePartition, state, machine, options);
+      return new DelayStore(delay, dead, statePartition, state, machine);
     } catch (error) {
       for (const partition of opened) await partition.log.close().catch(() => undefined);
       throw error;

@@ -21,7 +21,7 @@
  * the next leader of `__consumer_offsets` restores the members (group-coordinator.ts). Records
  * written before `m` existed are read as before (no `m`: no member is restored).
  */
-import { BackpressureError, LogClosedError } from '../../errors.js';
+import { BackpressureError } from '../../errors.js';
 import {
   clientIdLengthMax,
   groupCommitsPendingMax,
@@ -34,12 +34,11 @@ import {
   topicNameLengthMax,
 } from '../../limits.js';
 import { type KeyValueEntry, KeyValueState, keyValueCodec, msgpackValues } from '../state/key-value-state.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogStoreOptions,
-  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 
 export const consumerOffsetsTopicName = '__consumer_offsets';
@@ -240,28 +239,22 @@ export class ConsumerOffsetsStore {
   readonly partition: StateLogPartition;
   private stateLog: StateLog<OffsetsEntry>;
   private machine: KeyValueState<OffsetsValue>;
-  private readonly snapshotBytesMin: number;
-  private readonly nowMs: (() => number) | undefined;
   private pending = 0;
 
   private constructor(
     partition: StateLogPartition,
     state: StateLog<OffsetsEntry>,
     machine: KeyValueState<OffsetsValue>,
-    options: ConsumerOffsetsStoreOptions,
   ) {
     this.partition = partition;
     this.stateLog = state;
     this.machine = machine;
-    this.snapshotBytesMin = options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault;
-    const clock = options.clock;
-    this.nowMs = clock === undefined ? undefined : () => clock.nowMs();
   }
 
   static async open(options: ConsumerOffsetsStoreOptions): Promise<ConsumerOffsetsStore> {
     const machine = new KeyValueState<OffsetsValue>();
     const { partition, state } = await openStateLog(options, consumerOffsetsTopicName, machine, offsetsCodec);
-    return new ConsumerOffsetsStore(partition, state, machine, options);
+    return new ConsumerOffsetsStore(partition, state, machine);
   }
 
   /** The running state log (a new one after `reopen`). */
@@ -283,20 +276,8 @@ export class ConsumerOffsetsStore {
    * log, with the hooks of the old one. Call after `detach` (or on a state log with nothing queued).
    */
   reopen(): void {
-    const previous = this.stateLog;
     const machine = new KeyValueState<OffsetsValue>();
-    const state = StateLog.open({
-      name: previous.name,
-      log: this.partition.log,
-      machine,
-      codec: offsetsCodec,
-      snapshotBytesMin: this.snapshotBytesMin,
-      ...(this.nowMs !== undefined ? { nowMs: this.nowMs } : {}),
-    });
-    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
-    state.onAppend = previous.onAppend;
-    state.replicate = previous.replicate;
-    this.stateLog = state;
+    this.stateLog = this.stateLog.reopen(machine);
     this.machine = machine;
   }
 

@@ -9,13 +9,11 @@
  * on the leader of `__queue_state`: `detach` stops writing at once when it stops leading, `reopen`
  * recovers the state again from the log as replication left it when it leads again.
  */
-import { LogClosedError } from '../../errors.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogStoreOptions,
-  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { type QueueEntry, QueueStateMachine, queueStateCodec } from './queue-state.js';
 
@@ -27,24 +25,17 @@ export class QueueStateStore {
   readonly partition: StateLogPartition;
   private stateLog: StateLog<QueueEntry>;
   private stateMachine: QueueStateMachine;
-  private readonly options: QueueStateStoreOptions;
 
-  private constructor(
-    partition: StateLogPartition,
-    state: StateLog<QueueEntry>,
-    machine: QueueStateMachine,
-    options: QueueStateStoreOptions,
-  ) {
+  private constructor(partition: StateLogPartition, state: StateLog<QueueEntry>, machine: QueueStateMachine) {
     this.partition = partition;
     this.stateLog = state;
     this.stateMachine = machine;
-    this.options = options;
   }
 
   static async open(options: QueueStateStoreOptions): Promise<QueueStateStore> {
     const machine = new QueueStateMachine();
     const { partition, state } = await openStateLog(options, queueStateTopicName, machine, queueStateCodec);
-    return new QueueStateStore(partition, state, machine, options);
+    return new QueueStateStore(partition, state, machine);
   }
 
   /** The running state log (a new one after `reopen`). */
@@ -68,21 +59,8 @@ export class QueueStateStore {
    * with the hooks of the old one (which is detached). Throws CorruptLogError when it cannot.
    */
   reopen(): void {
-    const previous = this.stateLog;
     const machine = new QueueStateMachine();
-    const clock = this.options.clock;
-    const state = StateLog.open({
-      name: previous.name,
-      log: this.partition.log,
-      machine,
-      codec: queueStateCodec,
-      snapshotBytesMin: this.options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault,
-      ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-    });
-    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
-    state.onAppend = previous.onAppend;
-    state.replicate = previous.replicate;
-    this.stateLog = state;
+    this.stateLog = this.stateLog.reopen(machine);
     this.stateMachine = machine;
   }
 

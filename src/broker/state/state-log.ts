@@ -193,7 +193,7 @@ export class StateLog<Entry> {
   private cleanupFailure: unknown = null;
   private bytesSinceSnapshot: number;
 
-  private constructor(options: StateLogOptions<Entry>) {
+  private constructor(private readonly options: StateLogOptions<Entry>) {
     this.name = options.name;
     this.log = options.log;
     this.machine = options.machine;
@@ -312,6 +312,22 @@ export class StateLog<Entry> {
    * internal partition (src/cluster/state-services/): nothing more may be appended to a log the
    * replication follower now writes. The state log is not used again (a new one recovers the log).
    */
+  /**
+   * A new state log over the same partition log, recovered again from it as it is now (snapshot +
+   * replay into `machine`: what a replication follower copied meanwhile), with this one's options
+   * and hooks (`onAppend`, `replicate`); then this one is detached. The new one writes at open as a
+   * fresh open does. What a cluster service does with its state log when a term starts. Throws
+   * CorruptLogError (this one untouched) when the log cannot be recovered.
+   */
+  reopen(machine: StateMachine<Entry>): StateLog<Entry> {
+    const { writeAtOpen: _writeAtOpen, ...options } = this.options;
+    const next = new StateLog({ ...options, machine });
+    this.detach(new LogClosedError(`state log ${this.name} (reopened)`));
+    next.onAppend = this.onAppend;
+    next.replicate = this.replicate;
+    return next;
+  }
+
   detach(error: unknown): void {
     if (this.closed) return;
     this.closed = true;

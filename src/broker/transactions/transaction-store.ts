@@ -12,15 +12,13 @@
  * follower left it (a new state log and machine, with the old one's hooks).
  */
 import type { Clock } from '../../clock.js';
-import { LogClosedError } from '../../errors.js';
 import { PartitionLog } from '../../storage/partition-log.js';
-import { StateLog } from '../state/state-log.js';
+import type { StateLog } from '../state/state-log.js';
 import {
   openStateLog,
   type StateLogPartition,
   type StateLogTuning,
   stateLogDirectory,
-  stateLogSnapshotBytesMinDefault,
 } from '../state/state-log-partition.js';
 import { HalfLog, halfTopicName } from './half-log.js';
 import { type TransactionEntry, TransactionStateMachine, transactionCodec } from './transaction-state.js';
@@ -46,23 +44,18 @@ export class TransactionStore {
   readonly halves: HalfLog;
   private stateLog: StateLog<TransactionEntry>;
   private stateMachine: TransactionStateMachine;
-  private readonly snapshotBytesMin: number;
-  private readonly clock: Clock | undefined;
 
   private constructor(
     partition: StateLogPartition,
     state: StateLog<TransactionEntry>,
     machine: TransactionStateMachine,
     halfPartition: StateLogPartition,
-    options: TransactionStoreOptions,
   ) {
     this.partition = partition;
     this.stateLog = state;
     this.stateMachine = machine;
     this.halfPartition = halfPartition;
     this.halves = new HalfLog(halfPartition.log);
-    this.snapshotBytesMin = options.tuning?.snapshotBytesMin ?? stateLogSnapshotBytesMinDefault;
-    this.clock = options.clock;
   }
 
   /** The running state log (a new one after `reopen`). */
@@ -85,21 +78,8 @@ export class TransactionStore {
    * machine, written through a new state log with the old one's hooks. Call after `detach`.
    */
   reopen(): void {
-    const previous = this.stateLog;
     const machine = new TransactionStateMachine();
-    const clock = this.clock;
-    const state = StateLog.open({
-      name: previous.name,
-      log: this.partition.log,
-      machine,
-      codec: transactionCodec,
-      snapshotBytesMin: this.snapshotBytesMin,
-      ...(clock !== undefined ? { nowMs: () => clock.nowMs() } : {}),
-    });
-    previous.detach(new LogClosedError(`state log ${previous.name} (reopened)`));
-    state.onAppend = previous.onAppend;
-    state.replicate = previous.replicate;
-    this.stateLog = state;
+    this.stateLog = this.stateLog.reopen(machine);
     this.stateMachine = machine;
   }
 
@@ -128,17 +108,11 @@ export class TransactionStore {
         spareSegment: false,
         ...common,
       });
-      return new TransactionStore(
-        partition,
-        state,
-        machine,
-        {
-          log: halfLog,
-          directory,
-          segmentBytes: halfSegmentBytes,
-        },
-        options,
-      );
+      return new TransactionStore(partition, state, machine, {
+        log: halfLog,
+        directory,
+        segmentBytes: halfSegmentBytes,
+      });
     } catch (error) {
       await halfLog?.close().catch(() => undefined);
       await partition.log.close().catch(() => undefined);
