@@ -76,12 +76,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import { isInternalTopicName, validateUserTopicName } from '../topic-name.js';
 import { type DeliveryBatch, PartitionQueue } from './partition-queue.js';
 import { localQueueSources, type QueueSources } from './queue-partition-source.js';
-import {
-  parseQueueGroupKey,
-  type QueueEntry,
-  queueGroupKey,
-  queuePartitionKey,
-} from './queue-state.js';
+import { parseQueueGroupKey, type QueueEntry, queueGroupKey, queuePartitionKey } from './queue-state.js';
 import type { QueueStateStore } from './queue-state-store.js';
 
 export const queueDefaults = {
