@@ -142,7 +142,9 @@ describe.skipIf(etcdMissing)(
       await waitFor('the new topic consumed', async () => {
         const result = await service.broker.queues.receive(session, request()).catch(() => null);
         for (const partition of result?.partitions ?? [])
-          partition.offsets.forEach((offset, i) => fresh.push([offset, partition.deliveryCounts[i]!]));
+          partition.offsets.forEach((offset, i) => {
+            fresh.push([offset, partition.deliveryCounts[i]!]);
+          });
         return fresh.at(-1)?.[0] === 303 ? true : undefined;
       });
       expect(fresh).toEqual(Array.from({ length: 304 - start }, (_, i) => [start + i, 1]));
