@@ -87,6 +87,11 @@ export interface QueuePartitionDescription {
    * settled ones above the floor. In flight, ready, scheduled and never handed out ones all count.
    */
   lag: number;
+  /**
+   * Unsettled messages given up because the partition no longer held them (retention deleted them
+   * before they were acked): settled without delivery. Durable (`__queue_state`).
+   */
+  skippedByRetention: number;
 }
 
 export interface QueueGroupDescription {

@@ -374,6 +374,11 @@ export class ServerMetrics {
       ],
       ['spillway_queue_in_flight', 'Queue partition: deliveries awaiting their ack.', 'inFlight'],
       [
+        'spillway_queue_skipped_by_retention',
+        'Queue partition: unacked messages retention deleted before delivery completed (skipped).',
+        'skippedByRetention',
+      ],
+      [
         'spillway_queue_scheduled',
         'Queue partition: nacked messages waiting for their retry time.',
         'scheduled',

@@ -9,6 +9,8 @@
  *   delivery counts  offset -> times delivered, for unsettled offsets delivered at least once
  *   retries          offset -> { atMs, error }: not to be delivered before atMs (wall time); the error
  *                    text of the last failure (for the dead-letter headers)
+ *   skipped          how many unsettled offsets were given up because retention (or a deletion of
+ *                    records) removed them from the partition (`skipTo`): settled without delivery
  *
  * Pure data, no time and no I/O: queue-state.ts applies log entries to it (and recovery replays them),
  * partition-queue.ts reads it. Settling an offset drops its count and retry. Everything the broker
@@ -33,6 +35,8 @@ export interface AckStateData {
   counts: number[];
   /** [offset, atMs, error] triples. */
   retries: Array<[number, number, string]>;
+  /** Unsettled offsets skipped because the partition no longer held them (absent: 0). */
+  skipped?: number;
 }
 
 export class AckState {
@@ -41,6 +45,7 @@ export class AckState {
   private ranges: number[] = [];
   private readonly counts = new Map<number, number>();
   private readonly retries = new Map<number, RetryState>();
+  private skippedCount = 0;
 
   constructor(floor = 0) {
     assert(Number.isSafeInteger(floor) && floor >= 0, 'ack floor must be an integer >= 0');
@@ -54,6 +59,33 @@ export class AckState {
   /** The settled ranges above the floor, flat [from, to) pairs (read-only view). */
   get settledRanges(): readonly number[] {
     return this.ranges;
+  }
+
+  /** Unsettled offsets given up because the partition no longer held them (`skipTo`). */
+  get skipped(): number {
+    return this.skippedCount;
+  }
+
+  /** How many offsets in [floor, `to`) are not settled. */
+  unsettledBelow(to: number): number {
+    if (to <= this.floorOffset) return 0;
+    let unsettled = to - this.floorOffset;
+    const ranges = this.ranges;
+    for (let i = 0; i < ranges.length && ranges[i]! < to; i += 2) {
+      unsettled -= Math.min(ranges[i + 1]!, to) - ranges[i]!;
+    }
+    return unsettled;
+  }
+
+  /**
+   * Everything below `to` is gone from the partition (its log start moved past it): settled without
+   * delivery, the unsettled ones counted as skipped. Below the floor already: nothing.
+   */
+  skipTo(to: number): void {
+    const unsettled = this.unsettledBelow(to);
+    if (unsettled === 0 && to <= this.floorOffset) return;
+    this.skippedCount += unsettled;
+    this.settle(this.floorOffset, to);
   }
 
   /** Unsettled offsets with a delivery count. */
@@ -154,7 +186,9 @@ export class AckState {
     for (const [offset, count] of this.counts) counts.push(offset, count);
     const retries: Array<[number, number, string]> = [];
     for (const [offset, retry] of this.retries) retries.push([offset, retry.atMs, retry.error]);
-    return { floor: this.floorOffset, settled: [...this.ranges], counts, retries };
+    const data: AckStateData = { floor: this.floorOffset, settled: [...this.ranges], counts, retries };
+    if (this.skippedCount > 0) data.skipped = this.skippedCount;
+    return data;
   }
 
   static fromData(data: AckStateData): AckState {
@@ -162,6 +196,7 @@ export class AckState {
     for (let i = 0; i < data.settled.length; i += 2) state.settle(data.settled[i]!, data.settled[i + 1]!);
     for (let i = 0; i < data.counts.length; i += 2) state.setCount(data.counts[i]!, data.counts[i + 1]!);
     for (const [offset, atMs, error] of data.retries) state.scheduleRetry(offset, atMs, error);
+    state.skippedCount = data.skipped ?? 0;
     return state;
   }
 

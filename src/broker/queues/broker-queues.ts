@@ -76,13 +76,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import { isInternalTopicName, validateUserTopicName } from '../topic-name.js';
 import { type DeliveryBatch, PartitionQueue } from './partition-queue.js';
 import { localQueueSources, type QueueSources } from './queue-partition-source.js';
-import {
-  parseQueueGroupKey,
-  parseQueuePartitionKey,
-  type QueueEntry,
-  queueGroupKey,
-  queuePartitionKey,
-} from './queue-state.js';
+import { parseQueueGroupKey, type QueueEntry, queueGroupKey, queuePartitionKey } from './queue-state.js';
 import type { QueueStateStore } from './queue-state-store.js';
 
 export const queueDefaults = {
@@ -123,6 +117,8 @@ class QueueGroup {
   rotation = 0;
   /** Wall ms of its last use without members (HTTP, or its last member leaving); null: in use now. */
   idleSinceMs: number | null;
+  /** createdAtMs of the topic it consumes (undefined while not known): another value = another topic. */
+  topicCreatedAtMs: number | undefined = undefined;
 
   constructor(
     group: string,
@@ -328,21 +324,68 @@ export class BrokerQueues implements QueueService {
       { unref: true },
     );
     options.topics.onTopicDeleted((topic) => {
-      if (this.notServing !== null) return;
-      for (const group of this.groupsByTopic.get(topic.name) ?? []) {
-        group.wakeAll();
-        this.groups.delete(groupKey(group.group, group.topic));
-        closeSources(group);
-      }
-      this.groupsByTopic.delete(topic.name);
-      // The ack state of the deleted topic goes too: a topic created again with the name starts afresh.
-      for (const queue of [...options.store.machine.view().keys()]) {
-        if (parseQueuePartitionKey(queue).topic !== topic.name) continue;
-        options.store.state.commit({ type: 'dropped', queue }).catch(() => {
-          this.backgroundFailures++;
-        });
-      }
+      // In a cluster the topic's record in etcd decides (topicCreatedAtMs); a replica going is not the topic.
+      if (this.notServing !== null || this.sources.topicCreatedAtMs !== undefined) return;
+      this.topicGone(topic.name);
     });
+  }
+
+  /**
+   * `topic` was deleted (or created again: another incarnation): its queue groups are dropped from
+   * memory (waiting receives answer UNKNOWN_TOPIC, sources close) and their state is forgotten in
+   * `__queue_state` (a receive for the group waits for that), in memory or not: a topic created again
+   * with the name starts afresh.
+   */
+  private topicGone(topic: string): void {
+    for (const group of [...(this.groupsByTopic.get(topic) ?? [])]) {
+      this.forget(groupKey(group.group, group.topic), group, false);
+    }
+    for (const key of [...this.options.store.machine.groups().keys()]) {
+      if (this.forgetting.has(key) || parseQueueGroupKey(key).topic !== topic) continue;
+      this.forget(key, null, false);
+    }
+  }
+
+  /** The createdAtMs of `topic` where it is decided (a cluster: etcd); undefined: it does not exist. */
+  private topicCreatedAtMs(topic: string): number | undefined {
+    const sources = this.sources;
+    if (sources.topicCreatedAtMs !== undefined) return sources.topicCreatedAtMs(topic);
+    return this.options.topics.topicIfExists(topic)?.createdAtMs;
+  }
+
+  /**
+   * Drops what `__queue_state` and memory hold for (group, topic) about another incarnation of the
+   * topic (deleted, perhaps created again): true when the in-memory group was dropped.
+   */
+  private checkIncarnation(key: string, topic: string): boolean {
+    const createdAtMs = this.topicCreatedAtMs(topic);
+    const group = this.groups.get(key);
+    if (group !== undefined) {
+      if (group.topicCreatedAtMs === undefined) {
+        if (createdAtMs !== undefined) this.recordIncarnation(key, group, createdAtMs);
+      } else if (group.topicCreatedAtMs !== createdAtMs) {
+        this.forget(key, group, false);
+        return true;
+      }
+      return false;
+    }
+    const recorded = this.options.store.machine.groups().get(key)?.topicCreatedAtMs ?? null;
+    if (
+      recorded !== null &&
+      recorded !== createdAtMs &&
+      createdAtMs !== undefined &&
+      !this.forgetting.has(key)
+    ) {
+      this.forget(key, null, false);
+    }
+    return false;
+  }
+
+  private recordIncarnation(key: string, group: QueueGroup, createdAtMs: number): void {
+    group.topicCreatedAtMs = createdAtMs;
+    if (this.options.store.machine.groups().get(key)?.topicCreatedAtMs !== createdAtMs) {
+      this.commitInBackground({ type: 'topic', group: key, createdAtMs });
+    }
   }
 
   /** Groups with state but no idle time recorded were in use when the service stopped: idle from now. */
@@ -460,6 +503,8 @@ export class BrokerQueues implements QueueService {
         'key_shared needs a session that lasts (WebSocket or in-process): HTTP receives are shared',
       );
     }
+    if (typeof request.topic === 'string')
+      this.checkIncarnation(groupKey(request.group, request.topic), request.topic);
     const forgetting = this.forgetting.get(groupKey(request.group, request.topic));
     if (forgetting !== undefined) {
       await forgetting;
@@ -478,7 +523,9 @@ export class BrokerQueues implements QueueService {
         if (request.signal?.aborted) return result;
         await this.wait(group, remainingMs, request.signal ?? null, session);
         this.assertServingSince(epoch);
-        if (!this.groups.has(groupKey(group.group, group.topic))) throw new UnknownTopicError(group.topic);
+        const key = groupKey(group.group, group.topic);
+        if (this.groups.get(key) === group) this.checkIncarnation(key, group.topic);
+        if (this.groups.get(key) !== group) throw new UnknownTopicError(group.topic);
       }
     } finally {
       lifecycle.settled();
@@ -625,6 +672,7 @@ export class BrokerQueues implements QueueService {
         members: [...queueGroup.members],
         settings: { ...queueGroup.settings, retryBackoffMs: [...queueGroup.settings.retryBackoffMs] },
         partitions: queueGroup.partitions.map((queue, partition) => {
+          if (queue.partition.damage === null) this.skipGone(queue);
           const ack = queue.ack();
           const end = queue.partition.visibleEndOffset;
           const ranges = ack.settledRanges;
@@ -644,6 +692,8 @@ export class BrokerQueues implements QueueService {
             cursor: queue.cursor,
             backlog,
             lag: Math.max(0, backlog - settledAbove),
+            // Counted durably once the `gone` entry applies; until then the queue partition's own count.
+            skippedByRetention: ack.skipped + queue.skippedPending,
           };
         }),
       });
@@ -704,6 +754,8 @@ export class BrokerQueues implements QueueService {
         this.options.store.machine.groups().get(key)?.idleSinceMs ?? this.options.clock.nowMs();
       group = new QueueGroup(request.group, request.topic, request.mode, settings, idleSinceMs);
       this.groups.set(key, group);
+      const createdAtMs = this.topicCreatedAtMs(request.topic);
+      if (createdAtMs !== undefined) this.recordIncarnation(key, group, createdAtMs);
       let forTopic = this.groupsByTopic.get(request.topic);
       if (forTopic === undefined) {
         forTopic = new Set();
@@ -800,6 +852,7 @@ export class BrokerQueues implements QueueService {
       const index = (start + step) % partitionCount;
       const queue = group.partitions[index]!;
       if (queue.partition.damage !== null) continue;
+      this.skipGone(queue);
       const collected = queue.collect(
         member,
         members,
@@ -884,6 +937,29 @@ export class BrokerQueues implements QueueService {
     for (const offset of offsets) queue.endSettle(offset);
     queue.partition.settled?.();
     group.wakeAll();
+  }
+
+  /**
+   * Offsets below the source's log start are gone (retention): the queue partition skips them at once
+   * and a `gone` entry records it (written behind, like delivery counts: lost in a crash, the skip is
+   * made again after the restart since the log start only moves forward).
+   */
+  private skipGone(queue: PartitionQueue): void {
+    const to = queue.skipGone();
+    if (to === null) return;
+    const pending = queue.ack().unsettledBelow(to);
+    queue.skippedPending += pending;
+    this.options.store.state
+      .commit({ type: 'gone', queue: queue.key, to })
+      .then(
+        () => queue.partition.settled?.(),
+        () => {
+          this.backgroundFailures++;
+        },
+      )
+      .finally(() => {
+        queue.skippedPending -= pending;
+      });
   }
 
   /** `failed` for callers that cannot wait (timers, session close): a failure is counted, never thrown. */
@@ -1044,6 +1120,7 @@ export class BrokerQueues implements QueueService {
     const seen = new Set<string>();
     for (const [key, group] of [...this.groups]) {
       seen.add(key);
+      if (this.checkIncarnation(key, group.topic)) continue;
       if (group.inUse) {
         group.idleSinceMs = null;
         continue;
@@ -1064,8 +1141,11 @@ export class BrokerQueues implements QueueService {
     }
   }
 
-  /** Forgets a queue group: out of memory now, its state out of `__queue_state` once committed. */
-  private forget(key: string, group: QueueGroup | null): void {
+  /**
+   * Forgets a queue group: out of memory now, its state out of `__queue_state` once committed.
+   * `expired`: idle for retentionMs (counted), else its topic went.
+   */
+  private forget(key: string, group: QueueGroup | null, expired = true): void {
     if (group !== null) {
       this.groups.delete(key);
       closeSources(group);
@@ -1086,7 +1166,7 @@ export class BrokerQueues implements QueueService {
       this.modes.delete(name);
       this.groupTags.delete(name);
     }
-    this.expiredGroups++;
+    if (expired) this.expiredGroups++;
     const forgotten = this.commitInBackground({ type: 'forgotten', group: key }).finally(() =>
       this.forgetting.delete(key),
     );

@@ -15,6 +15,11 @@
  *
  * Window: only offsets below `ack floor + queueUnackedPerPartitionMax` are handed out.
  *
+ * Retention: offsets below the source's `logStartOffset` are gone from the partition. `skipGone`
+ * (called before every collect) takes them out of every list above (in-flight deliveries end: their
+ * acks find nothing) and moves the cursor to the log start; they count as settled at once
+ * (`goneBelow`), durably once BrokerQueues' `gone` entry applies (AckState.skipTo).
+ *
  * key_shared rule: a key is with one member at a time. A message of key K goes to member M only when
  * every earlier unsettled message of K is in flight with M (so K's messages are delivered in order and
  * never to two members at once); when K has nothing in flight, K goes to the member its hash picks among
@@ -115,6 +120,10 @@ export class PartitionQueue {
   /** Offset -> monotonic due time. */
   readonly scheduled = new Map<number, number>();
   readonly settling = new Set<number>();
+  /** Offsets below this are gone from the partition (retention): settled (`skipGone`). */
+  goneBelow = 0;
+  /** Offsets skipped whose `gone` entry is not applied yet (describe adds them to the durable count). */
+  skippedPending = 0;
   /** Delivery counts of offsets not in flight (ready, scheduled): the AckState's may lag behind. */
   private readonly counts = new Map<number, number>();
   /** key_shared: keys of the offsets below the cursor that are unsettled and not in flight. */
@@ -142,7 +151,11 @@ export class PartitionQueue {
   }
 
   isSettled(offset: number): boolean {
-    return (this.settling.size > 0 && this.settling.has(offset)) || this.ackState.isSettled(offset);
+    return (
+      offset < this.goneBelow ||
+      (this.settling.size > 0 && this.settling.has(offset)) ||
+      this.ackState.isSettled(offset)
+    );
   }
 
   /** Times `offset` was delivered (in flight: counting that delivery). */
@@ -298,6 +311,28 @@ export class PartitionQueue {
       if (!advanced) break;
     }
     return collected;
+  }
+
+  /**
+   * The source's log start moved past offsets this queue partition still expects (retention): they
+   * leave every list, the cursor moves to the log start. Returns the new log start when something
+   * moved (the caller records it durably: a `gone` entry), else null.
+   */
+  skipGone(): number | null {
+    const start = this.partition.logStartOffset;
+    if (start <= this.goneBelow) return null;
+    this.ackState = this.ackOf();
+    if (start <= this.ackState.floor) {
+      this.goneBelow = start;
+      return null;
+    }
+    this.goneBelow = start;
+    for (const [offset] of [...this.inFlight]) if (offset < start) this.beginSettle(offset);
+    for (const offset of [...this.scheduled.keys()]) if (offset < start) this.beginSettle(offset);
+    while (this.ready.length > 0 && this.ready[0]! < start) this.beginSettle(this.ready[0]!);
+    for (const offset of [...this.counts.keys()]) if (offset < start) this.counts.delete(offset);
+    if (this.cursor < start) this.cursor = start;
+    return start;
   }
 
   /** The delivery of `offset` ends without an ack (acked elsewhere, nacked, expired, released). */

@@ -12,6 +12,9 @@
  *   remote cache miss); the offset simply waits, the source fetches it and calls `onData` of
  *   `QueueSources.open` once new batches are there.
  * - `visibleEndOffset`: offset after the last record a consumer may read, as known now.
+ * - `logStartOffset`: the first offset the partition still holds, as known now (retention moves it):
+ *   everything below is gone, the queue partition skips it (partition-queue.ts `skipGone`). A read
+ *   below it is never asked.
  * - `damage`: non-null while the partition cannot be read (a damaged local partition).
  */
 import { UnknownPartitionError } from '../../errors.js';
@@ -20,6 +23,7 @@ import type { Partition } from '../partition.js';
 export interface QueuePartitionSource {
   readonly index: number;
   readonly visibleEndOffset: number;
+  readonly logStartOffset: number;
   readonly damage: unknown;
   read(offset: number, maxBytes: number): { records: Uint8Array; batchCount: number };
 }
@@ -32,6 +36,11 @@ export interface OpenedQueueSource extends QueuePartitionSource {
 }
 
 export interface QueueSources {
+  /**
+   * The `createdAtMs` of `topic` where it is decided (a cluster: its record in etcd), undefined when
+   * it does not exist there; absent: the local topic's counts (a single broker).
+   */
+  topicCreatedAtMs?(topic: string): number | undefined;
   /**
    * The partition count of `topic` where it is decided (a cluster: its record in etcd, whether or not
    * this broker holds a replica); undefined: the local topic's count counts (a single broker).
@@ -52,11 +61,41 @@ export interface QueueSources {
   ): OpenedQueueSource;
 }
 
-/** A single broker: every queue partition reads its local partition (the Partition is the source). */
+/** A local partition as a source (its log start from its log; 0 while it is stopped). */
+export class LocalQueueSource implements QueuePartitionSource {
+  constructor(readonly partition: Partition) {}
+
+  get index(): number {
+    return this.partition.index;
+  }
+
+  get visibleEndOffset(): number {
+    return this.partition.visibleEndOffset;
+  }
+
+  get logStartOffset(): number {
+    return localLogStartOffset(this.partition);
+  }
+
+  get damage(): unknown {
+    return this.partition.damage;
+  }
+
+  read(offset: number, maxBytes: number): { records: Uint8Array; batchCount: number } {
+    return this.partition.read(offset, maxBytes);
+  }
+}
+
+/** The first offset a local partition still holds (0 while it is stopped: nothing is read then). */
+export function localLogStartOffset(partition: Partition): number {
+  return partition.openLog?.logStartOffset ?? 0;
+}
+
+/** A single broker: every queue partition reads its local partition. */
 export const localQueueSources: QueueSources = {
   open: (topic, index, local) => {
     const partition = local();
     if (partition === undefined) throw new UnknownPartitionError(topic, index, 0);
-    return partition;
+    return new LocalQueueSource(partition);
   },
 };

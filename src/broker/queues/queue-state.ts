@@ -6,16 +6,23 @@
  *   delivered   { t: 'd', r: [from, to, ...] }          one more delivery of each offset in the ranges
  *   settled     { t: 's', r: [from, to, ...] }          acked (or dead-lettered): never delivered again
  *   retry       { t: 'r', o: offset, at: ms, e: text }  failed; not delivered again before `at` (wall ms)
- *   state       { t: 'S', f: floor, s: [...], c: [...], y: [[o, at, e], ...] }   the whole AckState
- *                                                        (snapshot entries; AckStateData)
+ *   gone        { t: 'g', to: offset }                  the partition's log start moved to `to`
+ *                                                        (retention): everything below is settled
+ *                                                        without delivery, the unsettled counted skipped
+ *   state       { t: 'S', f: floor, s: [...], c: [...], y: [[o, at, e], ...], k?: skipped }   the whole
+ *                                                        AckState (snapshot entries; AckStateData)
  *   dropped     null (a tombstone)                       the topic was deleted: the state is gone
  *
  * and, keyed by a queue group `group NUL topic` (queueGroupKey), for retention (broker-queues.ts):
  *
  *   idle        { t: 'i', at: ms | null }               the group has had no members (and no HTTP
  *                                                        use) since `at` (wall ms); null: in use again
- *   forgotten   null (a tombstone)                       the group was idle for groupRetentionMs: the
- *                                                        state of all its partitions is gone
+ *   forgotten   null (a tombstone)                       the group was idle for groupRetentionMs (or
+ *                                                        its topic was deleted): the state of all its
+ *                                                        partitions is gone
+ *   topic       { t: 'T', c: createdAtMs }               the incarnation of the topic the group's state
+ *                                                        is about (the topic's createdAtMs): a topic
+ *                                                        created again with the name is another one
  *
  * The key of a queue partition: `group NUL topic NUL partition` (queuePartitionKey). Entries are
  * validated when decoded (they come from disk) and by the broker before it commits them.
@@ -28,10 +35,12 @@ export type QueueEntry =
   | { type: 'delivered'; queue: string; ranges: number[] }
   | { type: 'settled'; queue: string; ranges: number[] }
   | { type: 'retry'; queue: string; offset: number; atMs: number; error: string }
+  | { type: 'gone'; queue: string; to: number }
   | { type: 'state'; queue: string; data: AckStateData }
   | { type: 'dropped'; queue: string }
   | { type: 'idle'; group: string; sinceMs: number | null }
-  | { type: 'forgotten'; group: string };
+  | { type: 'forgotten'; group: string }
+  | { type: 'topic'; group: string; createdAtMs: number };
 
 /** The key of a queue group: `group NUL topic` (groups and topics never contain NUL). */
 export function queueGroupKey(group: string, topic: string): string {
@@ -57,6 +66,8 @@ export interface QueueGroupRecord {
   readonly queues: Set<string>;
   /** Wall ms since when the group has been idle (durable); null: in use, or not recorded. */
   idleSinceMs: number | null;
+  /** createdAtMs of the topic its state is about; null: not recorded (state of before the record). */
+  topicCreatedAtMs: number | null;
 }
 
 export function queuePartitionKey(group: string, topic: string, partition: number): string {
@@ -101,7 +112,7 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
   private recordOf(group: string): QueueGroupRecord {
     let record = this.groupRecords.get(group);
     if (record === undefined) {
-      record = { queues: new Set(), idleSinceMs: null };
+      record = { queues: new Set(), idleSinceMs: null, topicCreatedAtMs: null };
       this.groupRecords.set(group, record);
     }
     return record;
@@ -118,7 +129,7 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
     const record = this.groupRecords.get(group);
     if (record === undefined) return;
     record.queues.delete(queue);
-    if (record.queues.size === 0) this.groupRecords.delete(group);
+    if (record.queues.size === 0 && record.topicCreatedAtMs === null) this.groupRecords.delete(group);
   }
 
   apply(entry: QueueEntry): void {
@@ -140,6 +151,9 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
       case 'retry':
         this.stateOf(entry.queue).scheduleRetry(entry.offset, entry.atMs, entry.error);
         return;
+      case 'gone':
+        this.stateOf(entry.queue).skipTo(entry.to);
+        return;
       case 'state':
         this.setState(entry.queue, AckState.fromData(entry.data));
         return;
@@ -149,9 +163,13 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
       case 'idle': {
         const record = this.recordOf(entry.group);
         record.idleSinceMs = entry.sinceMs;
-        if (entry.sinceMs === null && record.queues.size === 0) this.groupRecords.delete(entry.group);
+        if (entry.sinceMs === null && record.queues.size === 0 && record.topicCreatedAtMs === null)
+          this.groupRecords.delete(entry.group);
         return;
       }
+      case 'topic':
+        this.recordOf(entry.group).topicCreatedAtMs = entry.createdAtMs;
+        return;
       case 'forgotten': {
         const record = this.groupRecords.get(entry.group);
         if (record === undefined) return;
@@ -166,6 +184,8 @@ export class QueueStateMachine implements StateMachine<QueueEntry> {
     for (const [queue, state] of this.queues) yield { type: 'state', queue, data: state.toData() };
     for (const [group, record] of this.groupRecords) {
       if (record.idleSinceMs !== null) yield { type: 'idle', group, sinceMs: record.idleSinceMs };
+      if (record.topicCreatedAtMs !== null)
+        yield { type: 'topic', group, createdAtMs: record.topicCreatedAtMs };
     }
   }
 
@@ -214,7 +234,16 @@ function checkStateData(fields: Record<string, unknown>): AckStateData {
   ) {
     throw new Error('queue state retries are not [offset, atMs, error] triples');
   }
-  return { floor, settled, counts: counts as number[], retries: retries as Array<[number, number, string]> };
+  const skipped = fields['k'];
+  if (skipped !== undefined && !isOffset(skipped)) throw new Error('queue state skipped is not a count');
+  const data: AckStateData = {
+    floor,
+    settled,
+    counts: counts as number[],
+    retries: retries as Array<[number, number, string]>,
+  };
+  if (skipped !== undefined) data.skipped = skipped;
+  return data;
 }
 
 export const queueStateCodec: EntryCodec<QueueEntry> = {
@@ -227,6 +256,11 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
         return { key: entry.group, value: statePackr.pack({ t: 'i', at: entry.sinceMs }) };
       case 'forgotten':
         return { key: entry.group, value: null };
+      case 'topic':
+        return { key: entry.group, value: statePackr.pack({ t: 'T', c: entry.createdAtMs }) };
+      case 'gone':
+        value = { t: 'g', to: entry.to };
+        break;
       case 'delivered':
         value = { t: 'd', r: entry.ranges };
         break;
@@ -237,8 +271,11 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
         value = { t: 'r', o: entry.offset, at: entry.atMs, e: entry.error };
         break;
       case 'state': {
-        const { floor, settled, counts, retries } = entry.data;
-        value = { t: 'S', f: floor, s: settled, c: counts, y: retries };
+        const { floor, settled, counts, retries, skipped } = entry.data;
+        value =
+          skipped === undefined
+            ? { t: 'S', f: floor, s: settled, c: counts, y: retries }
+            : { t: 'S', f: floor, s: settled, c: counts, y: retries, k: skipped };
         break;
       }
     }
@@ -249,10 +286,15 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
     const bytes = record.value();
     if (queue === null) throw new Error('queue state entry without key');
     if (queue.split('\u0000').length === 2) {
-      // A queue group's entry: idle time or forgotten.
+      // A queue group's entry: idle time, topic incarnation or forgotten.
       parseQueueGroupKey(queue);
       if (bytes === null) return { type: 'forgotten', group: queue };
       const value: unknown = statePackr.unpack(bytes);
+      if ((value as Record<string, unknown> | null)?.['t'] === 'T') {
+        const createdAtMs = (value as Record<string, unknown>)['c'];
+        if (!isOffset(createdAtMs)) throw new Error('queue group topic entry is not { t: "T", c: ms }');
+        return { type: 'topic', group: queue, createdAtMs };
+      }
       const at = (value as Record<string, unknown> | null)?.['at'];
       if ((value as Record<string, unknown> | null)?.['t'] !== 'i' || (at !== null && !isOffset(at))) {
         throw new Error('queue group entry is not { t: "i", at: ms | null }');
@@ -275,6 +317,11 @@ export const queueStateCodec: EntryCodec<QueueEntry> = {
           throw new Error('queue retry entry needs o, at and e');
         }
         return { type: 'retry', queue, offset, atMs, error };
+      }
+      case 'g': {
+        const to = fields['to'];
+        if (!isOffset(to)) throw new Error('queue gone entry needs to');
+        return { type: 'gone', queue, to };
       }
       case 'S':
         return { type: 'state', queue, data: checkStateData(fields) };

@@ -16,7 +16,11 @@
  */
 
 import type { Partition } from '../../broker/partition.js';
-import type { OpenedQueueSource, QueueSources } from '../../broker/queues/queue-partition-source.js';
+import {
+  localLogStartOffset,
+  type OpenedQueueSource,
+  type QueueSources,
+} from '../../broker/queues/queue-partition-source.js';
 import type { Transport } from '../../client/transport.js';
 import type { Clock } from '../../clock.js';
 import { SpillwayError } from '../../errors.js';
@@ -33,6 +37,8 @@ export interface QueueSourcesView {
   leaderOf(topic: string, partition: number): { brokerId: number; url: string } | undefined;
   /** The topic's partition count in the cluster, undefined when it is not a cluster topic. */
   partitionCount(topic: string): number | undefined;
+  /** The createdAtMs of the topic's record in the cluster, undefined when it is not a cluster topic. */
+  topicCreatedAtMs(topic: string): number | undefined;
   connect(url: string): Promise<Transport>;
 }
 
@@ -70,6 +76,10 @@ export class ClusterQueueSources implements QueueSources {
 
   partitionCount(topic: string): number | undefined {
     return this.options.view.partitionCount(topic);
+  }
+
+  topicCreatedAtMs(topic: string): number | undefined {
+    return this.options.view.topicCreatedAtMs(topic);
   }
 
   open(
@@ -130,6 +140,7 @@ export class ClusterQueueSources implements QueueSources {
 /** What a closed source reads: nothing (its queue partition was dropped with its group). */
 const closedSource = {
   visibleEndOffset: 0,
+  logStartOffset: 0,
   damage: null,
   read: (): { records: Uint8Array; batchCount: number } => ({ records: new Uint8Array(0), batchCount: 0 }),
 };
@@ -157,6 +168,12 @@ export class SwitchingSource implements OpenedQueueSource {
 
   get damage(): unknown {
     return this.current().damage;
+  }
+
+  get logStartOffset(): number {
+    const current = this.current();
+    if (current instanceof RemotePartitionReader) return current.logStartOffset;
+    return current === closedSource ? 0 : localLogStartOffset(current as Partition);
   }
 
   read(offset: number, maxBytes: number): { records: Uint8Array; batchCount: number } {

@@ -19,6 +19,10 @@
  *   before each fetch: one answer, at most `fetchBytesMax`, may pass them). A reader with nothing
  *   cached fetches whenever the shared budget has room. Batches below the floor
  *   are dropped at every fetch and `settled()`.
+ * - **Retention**: `logStartOffset` is the leader's log start as last heard (every FETCH answer says
+ *   it). A fetch below it (OFFSET_OUT_OF_RANGE: the leader deleted what the cache was about to fetch)
+ *   asks the leader's log start (LIST_OFFSET earliest), moves the fetch offset there and calls
+ *   `onData` (the queue skips what is gone); a read below it never restarts the cache.
  * - **Follows the leader**: before each fetch it asks `route()` who leads the partition now (the
  *   cluster's view); an error (NOT_LEADER, a lost connection, a timeout) backs off 50 ms doubling to
  *   1 s and asks again.
@@ -104,13 +108,15 @@ export class RemotePartitionReader {
   private cachedBytes = 0;
   /** The leader's high watermark in the last FETCH answer. */
   private highWatermark = 0;
+  /** The leader's log start as last heard. */
+  private logStart = 0;
   private closed = false;
   private sleeper: { timer: ClockTimer | null; wake: () => void } | null = null;
   private abort: AbortController | null = null;
   private readonly clock: Clock;
   private readonly options: RemoteReaderOptions;
   /** What the reader did (tests, describe). */
-  readonly stats = { fetches: 0, fetchErrors: 0, misses: 0, restarts: 0, lastError: '' };
+  readonly stats = { fetches: 0, fetchErrors: 0, misses: 0, restarts: 0, skips: 0, lastError: '' };
   /** Brokers fetched from, in order of first use (tests: the leader moves). */
   readonly leadersUsed: number[] = [];
 
@@ -125,6 +131,11 @@ export class RemotePartitionReader {
   /** Offset after the last record a consumer may read, as last heard from the leader. */
   get visibleEndOffset(): number {
     return Math.max(this.fetchOffset, this.highWatermark);
+  }
+
+  /** The first offset the leader still holds, as last heard (retention moves it). */
+  get logStartOffset(): number {
+    return this.logStart;
   }
 
   /** Offset after the last cached record. */
@@ -155,7 +166,9 @@ export class RemotePartitionReader {
     if (first === undefined || first.base > offset) {
       this.stats.misses++;
       // Below the floor nothing is wanted (it is settled): no refetch for it.
-      if (offset < this.cacheStartOffset && offset >= this.options.floor()) this.restartAt(offset);
+      // Below the log start it is gone (the queue skips it): no refetch either.
+      if (offset < this.cacheStartOffset && offset >= this.options.floor() && offset >= this.logStart)
+        this.restartAt(offset);
       return { records: empty, batchCount: 0 };
     }
     let end = first.end;
@@ -250,6 +263,16 @@ export class RemotePartitionReader {
       } catch (error) {
         if (this.closed) return;
         if (this.abort?.signal.aborted === true) continue; // a restart: fetch again at once
+        if (error instanceof SpillwayError && error.code === 'OFFSET_OUT_OF_RANGE') {
+          try {
+            if (await this.skipToLogStart(route)) {
+              backoffMs = backoffMsMin;
+              continue;
+            }
+          } catch {
+            // Counted below with the fetch's error; asked again after the backoff.
+          }
+        }
         this.stats.fetchErrors++;
         this.stats.lastError = error instanceof Error ? error.message : String(error);
         await this.sleep(backoffMs);
@@ -289,6 +312,11 @@ export class RemotePartitionReader {
       );
     }
     this.highWatermark = header.highWatermark;
+    const logStart = (answer.header as { logStartOffset?: unknown }).logStartOffset;
+    if (typeof logStart === 'number' && logStart > this.logStart) {
+      this.logStart = logStart;
+      if (logStart > options.floor()) options.onData(); // the queue skips what is gone
+    }
     const body = answer.body;
     if (body.length === 0) return;
     // Owned from here (the transport's buffer may be reused); one copy per answer.
@@ -308,6 +336,38 @@ export class RemotePartitionReader {
       added++;
     }
     if (added > 0) options.onData();
+  }
+
+  /**
+   * The fetch offset fell below the leader's log start: asks the leader where its log starts now and
+   * moves there (what was cached is below it: dropped). False when the offset is not below it (past
+   * the leader's end: an error like any other).
+   */
+  private async skipToLogStart(route: { brokerId: number; url: string }): Promise<boolean> {
+    const { options } = this;
+    const transport = await options.connect(route.url);
+    const offset = this.fetchOffset;
+    const answer = await transport.request(
+      Opcode.listOffset,
+      { topic: options.topic, partition: options.partition, spec: 'earliest' },
+      undefined,
+      { timeoutMs: 10_000 },
+    );
+    const start = (answer.header as { offset?: unknown }).offset;
+    if (typeof start !== 'number' || !Number.isSafeInteger(start)) {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        `LIST_OFFSET answer without offset from broker ${route.brokerId}`,
+      );
+    }
+    if (this.closed || this.fetchOffset !== offset) return true;
+    if (start <= offset) return false;
+    this.logStart = Math.max(this.logStart, start);
+    this.stats.skips++;
+    this.dropAll();
+    this.fetchOffset = start;
+    options.onData();
+    return true;
   }
 
   private sleep(ms: number): Promise<void> {

@@ -166,6 +166,7 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       view: {
         leaderOf: (topic, partition) => forwarding.leaderOf(topic, partition),
         partitionCount: (topic) => forwarding.topicView(topic)?.record.partitions,
+        topicCreatedAtMs: (topic) => forwarding.topicView(topic)?.record.createdAtMs,
         connect: (url) => forwarding.connect(url),
       },
     });

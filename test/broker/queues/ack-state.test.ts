@@ -113,6 +113,26 @@ describe('AckState', () => {
     );
   });
 
+  it('skipTo settles everything below, counting the unsettled offsets as skipped', () => {
+    const state = new AckState(10);
+    state.settle(12, 14);
+    state.settle(20, 21);
+    state.delivered(15);
+    state.scheduleRetry(16, 5, 'x');
+    state.settle(40, 42);
+    state.skipTo(30); // 10..29 but 12, 13 and 20
+    expect(state.floor).toBe(30);
+    expect(state.skipped).toBe(17);
+    expect(state.deliveryCount(15)).toBe(0);
+    expect(state.retry(16)).toBeUndefined();
+    expect(state.settledRanges).toEqual([40, 42]);
+    state.skipTo(25); // below the floor: nothing
+    state.skipTo(41); // 30..39
+    expect(state.floor).toBe(42);
+    expect(state.skipped).toBe(27);
+    expect(AckState.fromData(state.toData()).skipped).toBe(27);
+  });
+
   it('folds ranges into the floor when the gap closes', () => {
     const state = new AckState();
     state.settle(5, 10);
@@ -160,11 +180,24 @@ describe('QueueStateMachine', () => {
         sinceMs: fc.option(fc.nat(10_000), { nil: null }),
       }),
       fc.record({ type: fc.constant('forgotten' as const), group: fc.constantFrom(...groups) }),
+      fc.record({
+        type: fc.constant('gone' as const),
+        queue: fc.constantFrom(...queues),
+        to: fc.nat(span),
+      }),
+      fc.record({
+        type: fc.constant('topic' as const),
+        group: fc.constantFrom(...groups),
+        createdAtMs: fc.nat(10_000),
+      }),
     );
     /** The queue groups a machine knows: their partitions and idle times. */
     const groupsOf = (machine: QueueStateMachine) =>
       new Map(
-        [...machine.groups()].map(([key, record]) => [key, [[...record.queues].sort(), record.idleSinceMs]]),
+        [...machine.groups()].map(([key, record]) => [
+          key,
+          [[...record.queues].sort(), record.idleSinceMs, record.topicCreatedAtMs],
+        ]),
       );
     fc.assert(
       fc.property(fc.array(entry, { maxLength: 80 }), (entries) => {
@@ -184,6 +217,7 @@ describe('QueueStateMachine', () => {
           const rebuilt = fromSnapshot.stateOf(queue).toData();
           expect(rebuilt.floor).toBe(expected.floor);
           expect(rebuilt.settled).toEqual(expected.settled);
+          expect(rebuilt.skipped).toBe(expected.skipped);
           expect(new Map(pairs(rebuilt.counts))).toEqual(new Map(pairs(expected.counts)));
           expect(new Set(rebuilt.retries.map((r) => JSON.stringify(r)))).toEqual(
             new Set(expected.retries.map((r) => JSON.stringify(r))),

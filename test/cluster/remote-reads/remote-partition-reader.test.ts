@@ -7,7 +7,9 @@
  *   at a bound it stops, and resumes once the floor moves (`settled`);
  * - a miss past the cache returns nothing (the offset waits) and is served once fetched; a miss
  *   below the cache's start restarts the cache there (the refetch);
- * - the leader moving (route to another broker, the first one closed): no offset lost or repeated.
+ * - the leader moving (route to another broker, the first one closed): no offset lost or repeated;
+ * - retention on the leader deleting what the reader is about to fetch: it moves to the leader's log
+ *   start (OFFSET_OUT_OF_RANGE, then LIST_OFFSET earliest) instead of retrying forever.
  * About 2 s.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -225,6 +227,57 @@ describe('RemotePartitionReader', () => {
       expect(source.stats.restarts).toBe(1);
       await until('the refetch', () => (source.read(60, 1).batchCount > 0 ? true : undefined));
       expect(readAll(source, 60)).toEqual(Array.from({ length: 140 }, (_, index) => index + 60));
+    } finally {
+      source.close();
+    }
+  });
+
+  test('a fetch below the log start of the leader (retention) moves to the log start and goes on', async () => {
+    const leader = await openMember(3);
+    const aged = 'aged';
+    await leader.broker.topics.create(aged, {
+      partitions: 1,
+      segmentBytes: 64 * 1024,
+      retentionBytes: 64 * 1024,
+    });
+    const padding = 'p'.repeat(1000);
+    const append = async (from: number, to: number): Promise<void> => {
+      for (let offset = from; offset < to; offset++) {
+        await leader.broker.messages.produce(aged, 0, encodeBatch([{ value: `v${offset}${padding}` }]));
+      }
+    };
+    await append(0, 50);
+    let floor = 0;
+    // One batch per answer: the cache stops at the window exactly.
+    const { reader: source, woken } = reader(() => leader, {
+      topic: aged,
+      floor: () => floor,
+      windowOffsets: 10,
+      fetchBytesMax: 1,
+    });
+    try {
+      await until('the window filled', () => (source.cachedEndOffset >= 10 ? true : undefined));
+      expect(source.logStartOffset).toBe(0);
+      // Retention deletes what the reader was about to fetch; then the floor moves (acks).
+      await append(50, 300);
+      expect(leader.broker.applyRetention().deletedSegments).toBeGreaterThan(0);
+      const logStart = leader.broker.topics.describe(aged).partitions[0]!.logStartOffset;
+      expect(logStart).toBeGreaterThan(20);
+      const before = woken.count;
+      floor = 10;
+      source.settled();
+      await until('the skip to the log start', () => (source.logStartOffset === logStart ? true : undefined));
+      expect(source.stats.skips).toBe(1);
+      expect(woken.count).toBeGreaterThan(before);
+      // A read below the log start is gone: no refetch there.
+      expect(source.read(15, 1 << 20).batchCount).toBe(0);
+      expect(source.stats.restarts).toBe(0);
+      floor = logStart;
+      source.settled();
+      await until('batches from the log start', () =>
+        source.read(logStart, 1).batchCount > 0 ? true : undefined,
+      );
+      expect(source.cacheStartOffset).toBe(logStart);
     } finally {
       source.close();
     }
