@@ -141,7 +141,7 @@ describe.skipIf(etcdMissing)(
         await sw.close();
 
         // Every committed message fires within its delay plus the delay service's failover (if any).
-        const records = await cluster.waitHealthy(topic, 2);
+        const records = await cluster.waitLeadable(topic, 2);
         const expected = new Set(
           tracked.filter((entry) => entry.fate === 'committed').flatMap((entry) => entry.values),
         );
