@@ -614,3 +614,15 @@ export const queueRemoteFetchBytesMax = 1024 * 1024;
  * at most the reroute timeout. A topic that does not exist fails with UNKNOWN_TOPIC after this.
  */
 export const clientUnknownTopicWaitMs = 2_000;
+
+// Session 8, delayed messages inside a transaction in a cluster (s8-dtxn).
+/**
+ * Cluster: how long after a commit's decision the delay service keeps recognising the transaction's
+ * delayed batches (per transaction id and half index; their `__delay` segments are kept as long): a
+ * coordinator finishing the commit after a failover sends them again within it. A commit finished
+ * later than this (the transaction coordinator offline that long) could schedule a batch twice.
+ */
+export const delayTransactionKeepMs = 3_600_000;
+/** Cluster: a coordinator's wait between two hand-overs of a committed delayed batch (doubling to the max). */
+export const transactionDelayRetryMsMin = 50;
+export const transactionDelayRetryMsMax = 1_000;

@@ -15,7 +15,12 @@ import { readInt64LE } from '../format/int64.js';
 import { frameBytesMax, inFlightRequestsPerConnectionMax, serviceProducerIdMin } from '../limits.js';
 import type { BrokerApi, FetchOptions, FetchResult } from './broker-api.js';
 import { parseMetadataRequest, singleBrokerMetadata } from './cluster-metadata-api.js';
-import { parseDelaySchedule, parseForwardProduce, parseForwardScan } from './forwarding-messages.js';
+import {
+  parseDelaySchedule,
+  parseDelayScheduleCommitted,
+  parseForwardProduce,
+  parseForwardScan,
+} from './forwarding-messages.js';
 import { type Frame, FrameFlags } from './frame.js';
 import {
   parseCommitOffsets,
@@ -435,6 +440,15 @@ async function answer(api: BrokerApi, request: Frame, options: DispatchOptions):
       const forwarding = forwardingOf(api, 'DELAY_SCHEDULE (77)');
       // Copied: the server lends the received body, and the delay service keeps the batch.
       const result = await forwarding.delaySchedule(parseDelaySchedule(request.header), request.body.slice());
+      return response(request, result);
+    }
+    case Opcode.delayScheduleCommitted: {
+      const forwarding = forwardingOf(api, 'DELAY_SCHEDULE_COMMITTED (73)');
+      // Copied: the server lends the received body, and the delay service keeps the batch.
+      const result = await forwarding.delayScheduleCommitted(
+        parseDelayScheduleCommitted(request.header),
+        request.body.slice(),
+      );
       return response(request, result);
     }
     case Opcode.forwardScan: {

@@ -43,6 +43,16 @@ export interface DelayScheduleRequest {
   partition: number;
 }
 
+/**
+ * DELAY_SCHEDULE_COMMITTED (73): a committed transaction's delayed batch (producerId = the transaction
+ * id, baseSequence = the half's index), `sw-delay-ms` counting from `commitMs` (the decision's time).
+ */
+export interface DelayScheduleCommittedRequest {
+  topic: string;
+  partition: number;
+  commitMs: number;
+}
+
 export interface ForwardingService {
   /**
    * Appends one batch of the service (producerId = the service's, producerEpoch = `fence`) with acks
@@ -57,4 +67,10 @@ export interface ForwardingService {
    * on this broker's delay service; NOT_COORDINATOR (retriable) while it does not run here.
    */
   delaySchedule(request: DelayScheduleRequest, batch: Uint8Array): Promise<ProduceResult>;
+  /**
+   * Schedules a committed transaction's delayed batch on this broker's delay service, idempotently per
+   * (transaction id, index): a known one is answered with its first offsets. NOT_COORDINATOR
+   * (retriable) while the service does not run here.
+   */
+  delayScheduleCommitted(request: DelayScheduleCommittedRequest, batch: Uint8Array): Promise<ProduceResult>;
 }

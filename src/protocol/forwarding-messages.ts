@@ -1,9 +1,14 @@
 /**
- * Request headers of FORWARD_PRODUCE (75), FORWARD_SCAN (76) and DELAY_SCHEDULE (77), parsed strictly (a bad field is
+ * Request headers of FORWARD_PRODUCE (75), FORWARD_SCAN (76) and DELAY_SCHEDULE (77), DELAY_SCHEDULE_COMMITTED (73), parsed strictly (a bad field is
  * INVALID_ARGUMENT). docs/PROTOCOL.md, "Forwarding".
  */
 import { forwardScanBytesMax, leaderEpochMax, partitionIndexMax, topicNameLengthMax } from '../limits.js';
-import type { DelayScheduleRequest, ForwardProduceRequest, ForwardScanRequest } from './forwarding-api.js';
+import type {
+  DelayScheduleCommittedRequest,
+  DelayScheduleRequest,
+  ForwardProduceRequest,
+  ForwardScanRequest,
+} from './forwarding-api.js';
 import { asFields, integerField, stringField } from './messages.js';
 
 /** Longest service name (`delay`, `transactions`). */
@@ -36,5 +41,14 @@ export function parseDelaySchedule(header: unknown): DelayScheduleRequest {
   return {
     topic: stringField(fields, 'topic', topicNameLengthMax),
     partition: integerField(fields, 'partition', 0, partitionIndexMax),
+  };
+}
+
+export function parseDelayScheduleCommitted(header: unknown): DelayScheduleCommittedRequest {
+  const fields = asFields(header);
+  return {
+    topic: stringField(fields, 'topic', topicNameLengthMax),
+    partition: integerField(fields, 'partition', 0, partitionIndexMax),
+    commitMs: integerField(fields, 'commitMs', 0, Number.MAX_SAFE_INTEGER),
   };
 }

@@ -145,6 +145,8 @@ export const opcodeAccess: ReadonlyMap<number, OpcodeAccess> = new Map<number, O
   [Opcode.forwardScan, [check('cluster', 'admin', cluster)]],
   // A partition leader hands a client's delayed batch (already admitted there) to the delay service.
   [Opcode.delaySchedule, [check('cluster', 'admin', cluster)]],
+  // A transaction coordinator hands a committed delayed batch to the delay service.
+  [Opcode.delayScheduleCommitted, [check('cluster', 'admin', cluster)]],
 ]);
 
 const emptyHeader: Record<string, unknown> = {};

@@ -52,6 +52,11 @@ export const Opcode = {
   forwardProduce: 75,
   forwardScan: 76,
   delaySchedule: 77,
+  /**
+   * A transaction coordinator hands a committed transaction's delayed batch (stamped with the
+   * transaction id and the half's index) to the delay service's broker (docs/CLUSTER.md).
+   */
+  delayScheduleCommitted: 73,
   /** Server -> client: liveness check; the client answers `{}` by itself. */
   ping: 64,
   /** Server -> client: is this transaction to be committed? (check-back; answered by a transactional producer). */

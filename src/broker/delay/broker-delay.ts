@@ -49,6 +49,7 @@ import {
   delayRewriteBytesMax,
   delayRewriteRecordsMax,
   delayRewriteScanRecordsMax,
+  delayTransactionKeepMs,
 } from '../../limits.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
@@ -112,9 +113,10 @@ export interface BrokerDelayOptions {
   onInternalAppend?: (log: LogStore) => void;
   /**
    * True once transaction `id` is durably finished (or unknown): transactions recovery will never
-   * deliver its batches again. Until then its scheduled batches are kept in `__delay`.
+   * deliver its batches again. Until then its scheduled batches are kept in `__delay`. `commitMs`:
+   * the decision time the batch was scheduled with (a cluster member judges by it: `joinCluster`).
    */
-  transactionSettled?: (id: number) => boolean;
+  transactionSettled?: (id: number, commitMs: number) => boolean;
 }
 
 /** What opening found (broker.openReport). */
@@ -138,6 +140,8 @@ export interface RecoveredDelay {
   report: DelayRecoveryReport;
   /** Batches of transactions not durably finished, found in `__delay`: id -> index -> base offset. */
   transactionBatches: Map<number, Map<number, number>>;
+  /** The decision time (commitMs) of each transaction in `transactionBatches`. */
+  transactionCommitMs: Map<number, number>;
 }
 
 /** A committed transaction's delayed batch: being stored (a promise) or stored (at `base`). */
@@ -220,7 +224,11 @@ export class BrokerDelay implements DelayService {
   /** Messages handed to firers and not appended yet (part of `pending`). */
   private queued = 0;
   private bytesSinceRelease = 0;
-  private readonly transactionSettled: (id: number) => boolean;
+  private transactionSettled: (id: number, commitMs: number) => boolean;
+  /** The decision time of each transaction in `transactionBatches`. */
+  private transactionCommitMs: Map<number, number>;
+  /** When the transaction batches were last pruned (at most once a second past 1024 of them). */
+  private transactionsPrunedAtMs = Number.NEGATIVE_INFINITY;
   /** Delayed batches of transactions not known to be durably finished: id -> index -> batch. */
   private transactionBatches: Map<number, Map<number, TransactionBatch>>;
   /** Rewrite: wheel ref -> where the message is now, and back (moved messages only). */
@@ -244,6 +252,7 @@ export class BrokerDelay implements DelayService {
     this.onInternalAppend = options.onInternalAppend ?? (() => undefined);
     this.transactionSettled = options.transactionSettled ?? (() => true);
     this.transactionBatches = recovered.transactionBatches;
+    this.transactionCommitMs = recovered.transactionCommitMs;
     this.wheel = recovered.wheel;
     this.recovery = recovered.report;
     this.arm();
@@ -265,6 +274,7 @@ export class BrokerDelay implements DelayService {
         movedFound: 0,
       },
       transactionBatches: new Map(),
+      transactionCommitMs: new Map(),
     };
   }
 
@@ -276,7 +286,7 @@ export class BrokerDelay implements DelayService {
     store: DelayStore,
     clock: Clock,
     topicNamed: (name: string) => Topic | undefined,
-    transactionSettled: (id: number) => boolean = () => true,
+    transactionSettled: (id: number, commitMs: number) => boolean = () => true,
     /** Where the fired copies are looked for (default: this broker's logs). */
     targets: DelayTargets = new LocalDelayTargets(topicNamed, null),
     /** Scan from the fences even after a clean close (a cluster term: another broker may have fired). */
@@ -310,6 +320,7 @@ export class BrokerDelay implements DelayService {
     }
     const wheel = new TimingWheel(clock.nowMs());
     const transactionBatches = new Map<number, Map<number, number>>();
+    const transactionCommitMs = new Map<number, number>();
     // The scan below touches the whole log: release its pages from the resident set afterwards.
     const orphans: number[] = [];
     const skippedBatches = scanScheduledBatches(
@@ -317,11 +328,12 @@ export class BrokerDelay implements DelayService {
       store.delay.log.logStartOffset,
       (batch) => {
         const stamp = transactionStampOf(batch.bytes);
-        if (stamp !== null && !transactionSettled(stamp.id)) {
+        if (stamp !== null && !transactionSettled(stamp.id, batch.target.baseMs ?? 0)) {
           let indexes = transactionBatches.get(stamp.id);
           if (indexes === undefined) {
             indexes = new Map();
             transactionBatches.set(stamp.id, indexes);
+            transactionCommitMs.set(stamp.id, batch.target.baseMs ?? 0);
           }
           indexes.set(stamp.index, batch.base);
         }
@@ -344,6 +356,7 @@ export class BrokerDelay implements DelayService {
       wheel,
       report: { pending: wheel.size, cleanStart, copiesFound, scannedBytes, skippedBatches, movedFound },
       transactionBatches,
+      transactionCommitMs,
     };
   }
 
@@ -366,6 +379,10 @@ export class BrokerDelay implements DelayService {
   ): void {
     this.replication = replication;
     this.elsewhere = elsewhere;
+    // The coordinator runs on another broker: whether a transaction is finished is not known here.
+    // Its delayed batches are kept recognisable (a resend after a coordinator's failover is answered
+    // with the first result) for delayTransactionKeepMs after the commit's decision.
+    this.transactionSettled = (_id, commitMs) => this.clock.nowMs() - commitMs > delayTransactionKeepMs;
     this.store.state.replicate = replication.state;
     this.stopTerm('waiting for the cluster to assign __delay, __delay_state, __delay_dead');
   }
@@ -440,6 +457,7 @@ export class BrokerDelay implements DelayService {
     this.wheel = recovered.wheel;
     this.recovery = recovered.report;
     this.transactionBatches = recovered.transactionBatches;
+    this.transactionCommitMs = recovered.transactionCommitMs;
     this.firers = new Map();
     this.redirects = new Map();
     this.redirectedFrom = new Map();
@@ -484,6 +502,26 @@ export class BrokerDelay implements DelayService {
   }
 
   /**
+   * `scheduleCommitted` on this broker's service only (DELAY_SCHEDULE_COMMITTED from a coordinator in
+   * a cluster); NOT_COORDINATOR while no term of it runs here or its recovery (which rebuilds the
+   * (id, index) map from `__delay`) is under way.
+   */
+  scheduleCommittedHere(
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    commitMs: number,
+  ): Promise<ProduceResult> {
+    try {
+      this.lifecycle.assertOpen();
+      if (this.refusal !== null) throw this.refusal;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.scheduleCommitted(topic, partition, batch, commitMs);
+  }
+
+  /**
    * Schedules the delayed batch of a committed transaction, stamped by the transactions service
    * (attribute transactional, producerId = the transaction id, baseSequence = the batch's index in
    * it): `sw-delay-ms` counts from `commitMs` (the decision time recorded with the commit, the same
@@ -513,6 +551,7 @@ export class BrokerDelay implements DelayService {
       if (this.transactionBatches.size >= 1024) this.pruneTransactionBatches();
       indexes = new Map();
       this.transactionBatches.set(stamp.id, indexes);
+      this.transactionCommitMs.set(stamp.id, commitMs);
     }
     const stored = this.storeBatch(topic, partition, batch, commitMs, false);
     indexes.set(stamp.index, stored);
@@ -1034,8 +1073,13 @@ export class BrokerDelay implements DelayService {
   private transactionFloor(): number {
     let floor = Number.POSITIVE_INFINITY;
     for (const [id, indexes] of this.transactionBatches) {
-      if (this.transactionSettled(id) && ![...indexes.values()].some((value) => typeof value !== 'number')) {
+      const commitMs = this.transactionCommitMs.get(id) ?? Number.NEGATIVE_INFINITY;
+      if (
+        this.transactionSettled(id, commitMs) &&
+        ![...indexes.values()].some((value) => typeof value !== 'number')
+      ) {
         this.transactionBatches.delete(id);
+        this.transactionCommitMs.delete(id);
         continue;
       }
       for (const value of indexes.values()) {
@@ -1048,6 +1092,10 @@ export class BrokerDelay implements DelayService {
   }
 
   private pruneTransactionBatches(): void {
+    // In a cluster entries are kept for a time (joinCluster): not a scan per new transaction.
+    const nowMs = this.clock.nowMs();
+    if (nowMs - this.transactionsPrunedAtMs < 1000) return;
+    this.transactionsPrunedAtMs = nowMs;
     this.transactionFloor();
   }
 

@@ -68,6 +68,8 @@ import {
   transactionCheckAfterMsMin,
   transactionCheckBackoffMsMax,
   transactionCheckTimeoutMs,
+  transactionDelayRetryMsMax,
+  transactionDelayRetryMsMin,
   transactionEarlierIdsBegunMax,
   transactionHalfBatchBytesMax,
   transactionHalfBatchesMax,
@@ -831,11 +833,7 @@ export class BrokerTransactions implements TransactionService {
     }
     if ((fields.attributes & BatchAttributes.delayed) !== 0) {
       // Delayed: each record due at `sw-deliver-at` or `sw-delay-ms` after the commit (checked now).
-      if (this.cluster !== null) {
-        throw new InvalidArgumentError(
-          'delayed messages inside a transaction do not run in cluster mode yet (docs/CLUSTER.md)',
-        );
-      }
+      // In a cluster the commit hands it to the delay service (finishCommitForwarded).
       if (this.scheduleDelayed === null) {
         throw new InvalidArgumentError('delayed messages are not supported by this broker');
       }
@@ -1247,10 +1245,18 @@ export class BrokerTransactions implements TransactionService {
       if (copied.has(index)) continue;
       const half = live.halves[index]!;
       const key = `${half.partition} ${half.topic}`;
-      const batch = stampForwardedBatch(this.halfLog.read(half.halfOffset), id, index);
+      const bytes = this.halfLog.read(half.halfOffset);
+      const delayed =
+        (new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint16(BatchHeader.attributes, true) &
+          BatchAttributes.delayed) !==
+        0;
       copies.push(
-        forwarder.append(half.topic, half.partition, batch).then(
+        (delayed
+          ? this.handDelayed(forwarder, live, index)
+          : forwarder.append(half.topic, half.partition, stampForwardedBatch(bytes, id, index))
+        ).then(
           (result) => {
+            if (result === null) return; // a delayed half: nothing was copied into the target
             if (forwarder === this.forwarder) {
               this.copiedEnds.set(key, Math.max(this.copiedEnds.get(key) ?? 0, result.lastOffset + 1));
             }
@@ -1275,6 +1281,40 @@ export class BrokerTransactions implements TransactionService {
     const failed = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
     return this.committedNowDone(live);
+  }
+
+  /**
+   * Cluster: hands delayed half `index` of a committed transaction to the delay service (wherever
+   * `__delay` is led: `scheduleDelayed`, DELAY_SCHEDULE_COMMITTED) stamped as on a single broker
+   * (producerId = the id, baseSequence = the index), its delays counting from the decision's
+   * `decidedAtMs` (recorded: a later coordinator sends the same). The delay service answers a known
+   * (id, index) with its first result, so every coordinator finishing the commit sends it again
+   * (nothing is copied into the target to scan for). Retriable errors (NOT_COORDINATOR while the
+   * delay service moves, a lost connection) are retried with backoff until this term ends.
+   */
+  private async handDelayed(
+    forwarder: TransactionForwarder,
+    live: LiveTransaction,
+    index: number,
+  ): Promise<null> {
+    const { id, decidedAtMs } = live.record;
+    const half = live.halves[index]!;
+    let backoff = transactionDelayRetryMsMin;
+    for (;;) {
+      if (forwarder !== this.forwarder) throw this.notCoordinating();
+      const schedule = this.scheduleDelayed;
+      if (schedule === null)
+        throw new InvalidArgumentError('delayed messages are not supported by this broker');
+      const batch = stampCommittedBatch(this.halfLog.read(half.halfOffset).slice(), id, index);
+      try {
+        await schedule(half.topic, half.partition, batch, decidedAtMs ?? this.clock.nowMs());
+        return null;
+      } catch (error) {
+        if (error instanceof SpillwayError && !error.retriable) throw error;
+      }
+      await new Promise((resolve) => this.clock.setTimeout(() => resolve(null), backoff, { unref: true }));
+      backoff = Math.min(backoff * 2, transactionDelayRetryMsMax);
+    }
   }
 
   /** Cluster: indexes of the halves of a committing transaction already copied (found by their stamp). */

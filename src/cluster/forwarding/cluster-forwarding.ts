@@ -101,6 +101,54 @@ export class ClusterForwarding {
     return fields as ProduceResult;
   }
 
+  /**
+   * Takes a committed transaction's delayed batch (stamped: producerId = the transaction id,
+   * baseSequence = the half's index) to the delay service, the leader of `__delay` in this broker's
+   * view — this broker's own service in process, another broker with DELAY_SCHEDULE_COMMITTED (73) —
+   * and answers what it answers (idempotent there per (id, index)). NOT_COORDINATOR (retriable: the
+   * coordinator tries again) while no broker runs the service or it cannot be reached.
+   */
+  async delayScheduleCommitted(
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    commitMs: number,
+  ): Promise<ProduceResult> {
+    const route = this.route(coordinatorTopics.delay, 0);
+    if (route === undefined) {
+      throw new SpillwayError(
+        'NOT_COORDINATOR',
+        `delayed messages: no leader of ${coordinatorTopics.delay} known to take a committed batch for ${topic}/${partition}`,
+      );
+    }
+    if (route.brokerId === this.options.brokerId) {
+      return this.target.delayScheduleCommitted({ topic, partition, commitMs }, batch);
+    }
+    let transport: Transport;
+    try {
+      transport = await this.connections.to(route.url);
+    } catch (error) {
+      throw new SpillwayError(
+        'NOT_COORDINATOR',
+        `delayed messages: broker ${route.brokerId} (the delay service) cannot be reached: ${String(error)}`,
+      );
+    }
+    const answer = await transport.request(
+      Opcode.delayScheduleCommitted,
+      { topic, partition, commitMs },
+      batch,
+      { timeoutMs: forwardRequestTimeoutMs },
+    );
+    const fields = answer.header as Partial<ProduceResult>;
+    if (typeof fields.baseOffset !== 'number' || typeof fields.lastOffset !== 'number') {
+      throw new SpillwayError(
+        'PROTOCOL_ERROR',
+        `DELAY_SCHEDULE_COMMITTED answer without offsets from broker ${route.brokerId}`,
+      );
+    }
+    return fields as ProduceResult;
+  }
+
   /** A forwarder for one term of service `term.service` (close it when the term ends). */
   forwarder(term: ServiceTerm): Forwarder {
     return new Forwarder({

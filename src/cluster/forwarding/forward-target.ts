@@ -26,11 +26,14 @@
  * per answer (`maxBytes` of matches, forwardScanReadBytesMax read).
  */
 import { InvalidBatchError, SpillwayError } from '../../errors.js';
-import { BatchHeader, batchLengthAt, readBatchHeader } from '../../format/batch-header.js';
+import { BatchAttributes, BatchHeader, batchLengthAt, readBatchHeader } from '../../format/batch-header.js';
 import { readInt64LE } from '../../format/int64.js';
+import { validateBatch } from '../../format/record-batch.js';
 import { forwardScanReadBytesMax, producerEpochMax } from '../../limits.js';
+import { crc32c } from '../../native.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
 import type {
+  DelayScheduleCommittedRequest,
   DelayScheduleRequest,
   ForwardFence,
   ForwardingService,
@@ -102,6 +105,38 @@ export class ForwardTarget implements ForwardingService {
       );
     }
     return this.scheduleDelayed(request.topic, request.partition, batch);
+  }
+
+  /**
+   * This broker's delay service taking a committed transaction's delayed batch (DELAY_SCHEDULE_COMMITTED,
+   * from the coordinator): set by service-leadership.ts; null: refused (INVALID_ARGUMENT).
+   */
+  scheduleCommitted:
+    | ((topic: string, partition: number, batch: Uint8Array, commitMs: number) => Promise<ProduceResult>)
+    | null = null;
+
+  delayScheduleCommitted(request: DelayScheduleCommittedRequest, batch: Uint8Array): Promise<ProduceResult> {
+    if (this.scheduleCommitted === null) {
+      return Promise.reject(
+        new SpillwayError(
+          'INVALID_ARGUMENT',
+          'DELAY_SCHEDULE_COMMITTED: the delay service does not run in this cluster',
+        ),
+      );
+    }
+    try {
+      // One whole batch, CRC checked, with the stamp's transactional bit and the delayed attribute.
+      const fields = validateBatch(batch, { crc32c: (bytes) => crc32c(bytes), baseOffset: 0 });
+      const wanted = BatchAttributes.delayed | BatchAttributes.transactional;
+      if (fields.batchLength !== batch.length || (fields.attributes & wanted) !== wanted) {
+        throw new InvalidBatchError(
+          'DELAY_SCHEDULE_COMMITTED takes one delayed batch stamped by a transaction commit',
+        );
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.scheduleCommitted(request.topic, request.partition, batch, request.commitMs);
   }
 
   /** The newest fence of `service` known here (tests, messages). */

@@ -107,6 +107,9 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       (endOffset) => replicatedOnInSyncReplicas(transactionsLog, endOffset),
       (endOffset) => replicatedOnInSyncReplicas(halfLog, endOffset),
     );
+    // A committed delayed half goes to the delay service, wherever it runs (DELAY_SCHEDULE_COMMITTED).
+    transactions.scheduleDelayed = (topic, partition, batch, commitMs) =>
+      forwarding.delayScheduleCommitted(topic, partition, batch, commitMs);
     this.followed.follow(serviceTopics('transactions'), {
       stop: (why) => transactions.stopServing(why),
       start: (term) => transactions.startServing(forwarding.forwarder(term)),
@@ -138,6 +141,8 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     );
     forwarding.target.scheduleDelayed = (topic, partition, batch) =>
       delay.scheduleHere(topic, partition, batch);
+    forwarding.target.scheduleCommitted = (topic, partition, batch, commitMs) =>
+      delay.scheduleCommittedHere(topic, partition, batch, commitMs);
     this.followed.follow(serviceTopics('delay'), {
       stop: (why) => delay.stopTerm(why),
       start: (term) =>
