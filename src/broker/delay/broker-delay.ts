@@ -34,7 +34,13 @@
  * Concurrency: one event loop. `schedule` runs concurrently with firing and with topic admin.
  */
 import type { Clock, ClockTimer } from '../../clock.js';
-import { InvalidBatchError, SpillwayError, UnknownPartitionError, UnknownTopicError } from '../../errors.js';
+import {
+  BackpressureError,
+  InvalidBatchError,
+  SpillwayError,
+  UnknownPartitionError,
+  UnknownTopicError,
+} from '../../errors.js';
 import { BatchAttributes, BatchHeader } from '../../format/batch-header.js';
 import { BatchBuilder, RecordCursor } from '../../format/record-batch.js';
 import {
@@ -50,6 +56,7 @@ import {
   delayRewriteRecordsMax,
   delayRewriteScanRecordsMax,
   delayTransactionKeepMs,
+  delayTransactionsKeptMax,
 } from '../../limits.js';
 import { crc32c as nativeCrc32c } from '../../native.js';
 import type { ProduceResult } from '../../protocol/broker-api.js';
@@ -549,6 +556,15 @@ export class BrokerDelay implements DelayService {
     }
     if (indexes === undefined) {
       if (this.transactionBatches.size >= 1024) this.pruneTransactionBatches();
+      // In a cluster entries are kept for a time (joinCluster): bounded in count too. On one broker an
+      // entry goes once its transaction is durably finished.
+      if (this.replication !== null && this.transactionBatches.size >= delayTransactionsKeptMax) {
+        return Promise.reject(
+          new BackpressureError(
+            `${this.transactionBatches.size} transactions with delayed messages are kept recognisable (at most ${delayTransactionsKeptMax}); retry`,
+          ),
+        );
+      }
       indexes = new Map();
       this.transactionBatches.set(stamp.id, indexes);
       this.transactionCommitMs.set(stamp.id, commitMs);
