@@ -79,26 +79,13 @@ export class ClusterForwarding {
         `delayed messages: no running delay service to take the batch for ${topic}/${partition} yet (the leader of ${coordinatorTopics.delay} is ${route === undefined ? 'unknown' : 'this broker, starting'})`,
       );
     }
-    let transport: Transport;
-    try {
-      transport = await this.connections.to(route.url);
-    } catch (error) {
-      throw new SpillwayError(
-        'NOT_COORDINATOR',
-        `delayed messages: broker ${route.brokerId} (the delay service) cannot be reached: ${String(error)}`,
-      );
-    }
-    const answer = await transport.request(Opcode.delaySchedule, { topic, partition }, batch, {
-      timeoutMs: forwardRequestTimeoutMs,
-    });
-    const fields = answer.header as Partial<ProduceResult>;
-    if (typeof fields.baseOffset !== 'number' || typeof fields.lastOffset !== 'number') {
-      throw new SpillwayError(
-        'PROTOCOL_ERROR',
-        `DELAY_SCHEDULE answer without offsets from broker ${route.brokerId}`,
-      );
-    }
-    return fields as ProduceResult;
+    return this.requestDelayService(
+      route,
+      Opcode.delaySchedule,
+      'DELAY_SCHEDULE',
+      { topic, partition },
+      batch,
+    );
   }
 
   /**
@@ -124,6 +111,23 @@ export class ClusterForwarding {
     if (route.brokerId === this.options.brokerId) {
       return this.target.delayScheduleCommitted({ topic, partition, commitMs }, batch);
     }
+    return this.requestDelayService(
+      route,
+      Opcode.delayScheduleCommitted,
+      'DELAY_SCHEDULE_COMMITTED',
+      { topic, partition, commitMs },
+      batch,
+    );
+  }
+
+  /** One request carrying a delayed batch to the delay service on `route` (another broker); its offsets. */
+  private async requestDelayService(
+    route: { brokerId: number; url: string },
+    opcode: number,
+    name: string,
+    header: Record<string, unknown>,
+    batch: Uint8Array,
+  ): Promise<ProduceResult> {
     let transport: Transport;
     try {
       transport = await this.connections.to(route.url);
@@ -133,17 +137,12 @@ export class ClusterForwarding {
         `delayed messages: broker ${route.brokerId} (the delay service) cannot be reached: ${String(error)}`,
       );
     }
-    const answer = await transport.request(
-      Opcode.delayScheduleCommitted,
-      { topic, partition, commitMs },
-      batch,
-      { timeoutMs: forwardRequestTimeoutMs },
-    );
+    const answer = await transport.request(opcode, header, batch, { timeoutMs: forwardRequestTimeoutMs });
     const fields = answer.header as Partial<ProduceResult>;
     if (typeof fields.baseOffset !== 'number' || typeof fields.lastOffset !== 'number') {
       throw new SpillwayError(
         'PROTOCOL_ERROR',
-        `DELAY_SCHEDULE_COMMITTED answer without offsets from broker ${route.brokerId}`,
+        `${name} answer without offsets from broker ${route.brokerId}`,
       );
     }
     return fields as ProduceResult;
