@@ -20,28 +20,20 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { Spillway } from '../../src/client/index.js';
 import { ClusterAdmin } from '../../src/cluster/control/cluster-admin.js';
 import { clusterNamespace } from '../../src/cluster/control/cluster-records.js';
 import type { ClusterMetadata } from '../../src/protocol/cluster-metadata-api.js';
 import { etcdMissing, etcdSkipReason, startEtcd } from '../../test/cluster/etcd-server.js';
-import { freePort, ServerProcess } from '../peers/server-process.js';
+import { startConfiguredBroker } from '../peers/cluster-broker.js';
+import { freePort, type ServerProcess } from '../peers/server-process.js';
 import { type BenchContext, type BenchRow, type BenchSuite, median, percentile } from '../report.js';
 
 const suiteName = 'failover';
 const clusterName = 'bench-failover';
 const topic = 'failover';
 const sessionTimeoutMs = 1000;
-const cliScript = path.join(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '..',
-  '..',
-  'src',
-  'cli',
-  'main.js',
-);
 const waitBoundMs = 60_000;
 
 interface Member {
@@ -58,23 +50,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 async function startMember(member: Member): Promise<void> {
-  member.process = await ServerProcess.start({
-    name: `broker ${member.id}`,
-    command: process.execPath,
-    args: [cliScript, 'broker', '--config', member.configFile],
-    logFile: member.logFile,
-    ready: async () => {
-      try {
-        const sw = await Spillway.connect(member.url, { connectTimeoutMs: 500 });
-        await sw.close();
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    startTimeoutMs: 30_000,
-    stopTimeoutMs: 10_000,
-  });
+  member.process = await startConfiguredBroker(member.id, member.url, member.configFile, member.logFile);
 }
 
 type PartitionMetadata = ClusterMetadata['partitions'][number];

@@ -14,14 +14,14 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { Spillway } from '../../src/client/index.js';
 import type { QueueConsumer } from '../../src/client/queue-consumer.js';
 import { ClusterAdmin } from '../../src/cluster/control/cluster-admin.js';
 import { clusterNamespace } from '../../src/cluster/control/cluster-records.js';
 import { etcdMissing, etcdSkipReason, startEtcd } from '../../test/cluster/etcd-server.js';
-import { freePort, ServerProcess } from '../peers/server-process.js';
+import { startConfiguredBroker } from '../peers/cluster-broker.js';
+import { freePort, type ServerProcess } from '../peers/server-process.js';
 import { type BenchContext, type BenchRow, type BenchSuite, median } from '../report.js';
 
 const suiteName = 'queue-cluster';
@@ -29,44 +29,11 @@ const clusterName = 'bench-queue-cluster';
 const topic = 'qc';
 const partitions = 3;
 const consumers = 2;
-const cliScript = path.join(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '..',
-  '..',
-  'src',
-  'cli',
-  'main.js',
-);
 const waitBoundMs = 60_000;
 const value = 'x'.repeat(100);
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function startBroker(
-  id: number,
-  url: string,
-  configFile: string,
-  logFile: string,
-): Promise<ServerProcess> {
-  return ServerProcess.start({
-    name: `broker ${id}`,
-    command: process.execPath,
-    args: [cliScript, 'broker', '--config', configFile],
-    logFile,
-    ready: async () => {
-      try {
-        const sw = await Spillway.connect(url, { connectTimeoutMs: 500 });
-        await sw.close();
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    startTimeoutMs: 30_000,
-    stopTimeoutMs: 10_000,
-  });
 }
 
 /** Waits until every partition of `names` has a leader and 3 replicas in sync; returns the leaders. */
@@ -188,7 +155,12 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
         }),
       );
       brokers.push(
-        await startBroker(id, url, configFile, path.join(context.scratchDir, `queue-cluster-${id}.log`)),
+        await startConfiguredBroker(
+          id,
+          url,
+          configFile,
+          path.join(context.scratchDir, `queue-cluster-${id}.log`),
+        ),
       );
       urls.push(url);
     }
