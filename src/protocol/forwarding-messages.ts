@@ -27,10 +27,7 @@ export function parseForwardProduce(header: unknown): ForwardProduceRequest {
 export function parseForwardScan(header: unknown): ForwardScanRequest {
   const fields = asFields(header);
   return {
-    service: stringField(fields, 'service', serviceNameLengthMax),
-    fence: integerField(fields, 'fence', 0, leaderEpochMax),
-    topic: stringField(fields, 'topic', topicNameLengthMax),
-    partition: integerField(fields, 'partition', 0, partitionIndexMax),
+    ...parseForwardProduce(fields),
     fromOffset: integerField(fields, 'fromOffset', 0, Number.MAX_SAFE_INTEGER),
     maxBytes: integerField(fields, 'maxBytes', 1, forwardScanBytesMax, forwardScanBytesMax),
   };
@@ -47,8 +44,7 @@ export function parseDelaySchedule(header: unknown): DelayScheduleRequest {
 export function parseDelayScheduleCommitted(header: unknown): DelayScheduleCommittedRequest {
   const fields = asFields(header);
   return {
-    topic: stringField(fields, 'topic', topicNameLengthMax),
-    partition: integerField(fields, 'partition', 0, partitionIndexMax),
+    ...parseDelaySchedule(fields),
     commitMs: integerField(fields, 'commitMs', 0, Number.MAX_SAFE_INTEGER),
   };
 }
