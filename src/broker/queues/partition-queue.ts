@@ -321,12 +321,9 @@ export class PartitionQueue {
   skipGone(): number | null {
     const start = this.partition.logStartOffset;
     if (start <= this.goneBelow) return null;
-    this.ackState = this.ackOf();
-    if (start <= this.ackState.floor) {
-      this.goneBelow = start;
-      return null;
-    }
     this.goneBelow = start;
+    this.ackState = this.ackOf();
+    if (start <= this.ackState.floor) return null;
     for (const [offset] of [...this.inFlight]) if (offset < start) this.beginSettle(offset);
     for (const offset of [...this.scheduled.keys()]) if (offset < start) this.beginSettle(offset);
     while (this.ready.length > 0 && this.ready[0]! < start) this.beginSettle(this.ready[0]!);

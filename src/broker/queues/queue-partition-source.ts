@@ -73,8 +73,9 @@ export class LocalQueueSource implements QueuePartitionSource {
     return this.partition.visibleEndOffset;
   }
 
+  /** The first offset the partition still holds (0 while it is stopped: nothing is read then). */
   get logStartOffset(): number {
-    return localLogStartOffset(this.partition);
+    return this.partition.openLog?.logStartOffset ?? 0;
   }
 
   get damage(): unknown {
@@ -84,11 +85,6 @@ export class LocalQueueSource implements QueuePartitionSource {
   read(offset: number, maxBytes: number): { records: Uint8Array; batchCount: number } {
     return this.partition.read(offset, maxBytes);
   }
-}
-
-/** The first offset a local partition still holds (0 while it is stopped: nothing is read then). */
-export function localLogStartOffset(partition: Partition): number {
-  return partition.openLog?.logStartOffset ?? 0;
 }
 
 /** A single broker: every queue partition reads its local partition. */

@@ -17,8 +17,9 @@
 
 import type { Partition } from '../../broker/partition.js';
 import {
-  localLogStartOffset,
+  LocalQueueSource,
   type OpenedQueueSource,
+  type QueuePartitionSource,
   type QueueSources,
 } from '../../broker/queues/queue-partition-source.js';
 import type { Transport } from '../../client/transport.js';
@@ -138,7 +139,7 @@ export class ClusterQueueSources implements QueueSources {
 }
 
 /** What a closed source reads: nothing (its queue partition was dropped with its group). */
-const closedSource = {
+const closedSource: Omit<QueuePartitionSource, 'index'> = {
   visibleEndOffset: 0,
   logStartOffset: 0,
   damage: null,
@@ -153,6 +154,8 @@ export class SwitchingSource implements OpenedQueueSource {
   reader: RemotePartitionReader | null = null;
   onClose: (() => void) | null = null;
   private closed = false;
+  /** The local partition as a source, made again when the broker's partition object changes. */
+  private localSource: LocalQueueSource | null = null;
 
   constructor(
     readonly index: number,
@@ -171,9 +174,7 @@ export class SwitchingSource implements OpenedQueueSource {
   }
 
   get logStartOffset(): number {
-    const current = this.current();
-    if (current instanceof RemotePartitionReader) return current.logStartOffset;
-    return current === closedSource ? 0 : localLogStartOffset(current as Partition);
+    return this.current().logStartOffset;
   }
 
   read(offset: number, maxBytes: number): { records: Uint8Array; batchCount: number } {
@@ -192,7 +193,7 @@ export class SwitchingSource implements OpenedQueueSource {
     this.onClose?.();
   }
 
-  private current(): Partition | RemotePartitionReader | typeof closedSource {
+  private current(): Omit<QueuePartitionSource, 'index'> {
     if (this.closed) return closedSource;
     const local = this.leadsHere() ? this.local() : undefined;
     if (local !== undefined) {
@@ -200,7 +201,8 @@ export class SwitchingSource implements OpenedQueueSource {
         this.reader.close();
         this.reader = null;
       }
-      return local;
+      if (this.localSource?.partition !== local) this.localSource = new LocalQueueSource(local);
+      return this.localSource;
     }
     this.reader ??= this.makeReader();
     return this.reader;
