@@ -146,9 +146,13 @@ export interface RecoveredDelay {
   wheel: TimingWheel;
   report: DelayRecoveryReport;
   /** Batches of transactions not durably finished, found in `__delay`: id -> index -> base offset. */
-  transactionBatches: Map<number, Map<number, number>>;
-  /** The decision time (commitMs) of each transaction in `transactionBatches`. */
-  transactionCommitMs: Map<number, number>;
+  transactionBatches: Map<number, KeptTransaction<number>>;
+}
+
+/** A transaction's delayed batches kept recognisable: its decision time, index -> batch. */
+interface KeptTransaction<Batch> {
+  commitMs: number;
+  indexes: Map<number, Batch>;
 }
 
 /** A committed transaction's delayed batch: being stored (a promise) or stored (at `base`). */
@@ -232,12 +236,10 @@ export class BrokerDelay implements DelayService {
   private queued = 0;
   private bytesSinceRelease = 0;
   private transactionSettled: (id: number, commitMs: number) => boolean;
-  /** The decision time of each transaction in `transactionBatches`. */
-  private transactionCommitMs: Map<number, number>;
   /** When the transaction batches were last pruned (at most once a second past 1024 of them). */
   private transactionsPrunedAtMs = Number.NEGATIVE_INFINITY;
   /** Delayed batches of transactions not known to be durably finished: id -> index -> batch. */
-  private transactionBatches: Map<number, Map<number, TransactionBatch>>;
+  private transactionBatches: Map<number, KeptTransaction<TransactionBatch>>;
   /** Rewrite: wheel ref -> where the message is now, and back (moved messages only). */
   private redirects = new Map<number, number>();
   private redirectedFrom = new Map<number, number>();
@@ -259,7 +261,6 @@ export class BrokerDelay implements DelayService {
     this.onInternalAppend = options.onInternalAppend ?? (() => undefined);
     this.transactionSettled = options.transactionSettled ?? (() => true);
     this.transactionBatches = recovered.transactionBatches;
-    this.transactionCommitMs = recovered.transactionCommitMs;
     this.wheel = recovered.wheel;
     this.recovery = recovered.report;
     this.arm();
@@ -281,7 +282,6 @@ export class BrokerDelay implements DelayService {
         movedFound: 0,
       },
       transactionBatches: new Map(),
-      transactionCommitMs: new Map(),
     };
   }
 
@@ -326,8 +326,7 @@ export class BrokerDelay implements DelayService {
       }
     }
     const wheel = new TimingWheel(clock.nowMs());
-    const transactionBatches = new Map<number, Map<number, number>>();
-    const transactionCommitMs = new Map<number, number>();
+    const transactionBatches = new Map<number, KeptTransaction<number>>();
     // The scan below touches the whole log: release its pages from the resident set afterwards.
     const orphans: number[] = [];
     const skippedBatches = scanScheduledBatches(
@@ -336,13 +335,12 @@ export class BrokerDelay implements DelayService {
       (batch) => {
         const stamp = transactionStampOf(batch.bytes);
         if (stamp !== null && !transactionSettled(stamp.id, batch.target.baseMs ?? 0)) {
-          let indexes = transactionBatches.get(stamp.id);
-          if (indexes === undefined) {
-            indexes = new Map();
-            transactionBatches.set(stamp.id, indexes);
-            transactionCommitMs.set(stamp.id, batch.target.baseMs ?? 0);
+          let kept = transactionBatches.get(stamp.id);
+          if (kept === undefined) {
+            kept = { commitMs: batch.target.baseMs ?? 0, indexes: new Map() };
+            transactionBatches.set(stamp.id, kept);
           }
-          indexes.set(stamp.index, batch.base);
+          kept.indexes.set(stamp.index, batch.base);
         }
         if (machine.isDoneRange(batch.base - 1, batch.base + batch.count)) return;
         const cursor = new RecordCursor(batch.bytes, 0);
@@ -363,7 +361,6 @@ export class BrokerDelay implements DelayService {
       wheel,
       report: { pending: wheel.size, cleanStart, copiesFound, scannedBytes, skippedBatches, movedFound },
       transactionBatches,
-      transactionCommitMs,
     };
   }
 
@@ -464,7 +461,6 @@ export class BrokerDelay implements DelayService {
     this.wheel = recovered.wheel;
     this.recovery = recovered.report;
     this.transactionBatches = recovered.transactionBatches;
-    this.transactionCommitMs = recovered.transactionCommitMs;
     this.firers = new Map();
     this.redirects = new Map();
     this.redirectedFrom = new Map();
@@ -547,7 +543,7 @@ export class BrokerDelay implements DelayService {
     if (stamp === null) {
       return Promise.reject(new InvalidBatchError('a committed delayed batch carries its transaction stamp'));
     }
-    let indexes = this.transactionBatches.get(stamp.id);
+    let indexes = this.transactionBatches.get(stamp.id)?.indexes;
     const known = indexes?.get(stamp.index);
     if (known !== undefined) {
       if (typeof known !== 'number') return known;
@@ -565,9 +561,8 @@ export class BrokerDelay implements DelayService {
           ),
         );
       }
-      indexes = new Map();
-      this.transactionBatches.set(stamp.id, indexes);
-      this.transactionCommitMs.set(stamp.id, commitMs);
+      indexes = new Map<number, TransactionBatch>();
+      this.transactionBatches.set(stamp.id, { commitMs, indexes });
     }
     const stored = this.storeBatch(topic, partition, batch, commitMs, false);
     indexes.set(stamp.index, stored);
@@ -1088,14 +1083,12 @@ export class BrokerDelay implements DelayService {
    */
   private transactionFloor(): number {
     let floor = Number.POSITIVE_INFINITY;
-    for (const [id, indexes] of this.transactionBatches) {
-      const commitMs = this.transactionCommitMs.get(id) ?? Number.NEGATIVE_INFINITY;
+    for (const [id, { commitMs, indexes }] of this.transactionBatches) {
       if (
         this.transactionSettled(id, commitMs) &&
         ![...indexes.values()].some((value) => typeof value !== 'number')
       ) {
         this.transactionBatches.delete(id);
-        this.transactionCommitMs.delete(id);
         continue;
       }
       for (const value of indexes.values()) {
