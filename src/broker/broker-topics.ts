@@ -338,13 +338,11 @@ export class BrokerTopics implements TopicService {
    * hold it but this broker has not created it yet: see useClusterRecords).
    */
   topicNamed(name: string): Topic {
-    if (typeof name !== 'string') throw new InvalidArgumentError('topic must be a string');
-    const topic = this.topics.get(name);
-    if (topic === undefined) {
-      if (this.clusterPartitionCount?.(name) !== undefined) throw notAppliedYet(name);
-      throw new UnknownTopicError(name);
-    }
-    return topic;
+    const topic = typeof name === 'string' ? this.topics.get(name) : undefined;
+    if (topic !== undefined) return topic;
+    if (typeof name === 'string' && this.clusterPartitionCount?.(name) !== undefined)
+      throw notAppliedYet(name);
+    return this.localTopic(name); // throws what it refuses
   }
 
   /** The topic named `name`, or undefined (never created, or deleted). */
