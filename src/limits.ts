@@ -470,6 +470,12 @@ export const clusterPartitionsMax = 100_000;
 /** Cluster: first and longest wait before a failed reconcile (etcd down, a refused CAS) runs again. */
 export const clusterRetryMsMin = 50;
 export const clusterRetryMsMax = 2_000;
+/**
+ * Cluster crash detection (control/crash-detector.ts): first and longest wait before a failed
+ * connect to a watched broker is tried again (a closed connection is tried again at once).
+ */
+export const crashProbeRetryMsMin = 100;
+export const crashProbeRetryMsMax = 2_000;
 /** Cluster: default replicationFactor of a new topic is min(this, live brokers). */
 export const replicationFactorDefaultMax = 3;
 /** Cluster: largest replicationFactor a topic may ask for. */

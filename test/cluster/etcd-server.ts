@@ -46,28 +46,38 @@ async function healthy(clientUrl: string): Promise<boolean> {
   return body.health === 'true';
 }
 
+/** Starts tried on fresh ports when the chosen ones were taken meanwhile. */
+const startAttemptsOnBoundPort = 3;
+
 export async function startEtcd(): Promise<TestEtcd> {
   if (etcdExecutable === undefined) throw new Error(etcdSkipReason);
   const executable = etcdExecutable;
   const directory = mkdtempSync(join(tmpdir(), 'spillway-etcd-'));
-  const clientPort = await freePort();
-  const peerPort = await freePort();
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
-  // biome-ignore format: one option per line
-  const args = [
-    '--name', 'test',
-    '--data-dir', join(directory, 'data'),
-    '--listen-client-urls', clientUrl,
-    '--advertise-client-urls', clientUrl,
-    '--listen-peer-urls', peerUrl,
-    '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `test=${peerUrl}`,
-    '--heartbeat-interval', '50',
-    '--election-timeout', '500',
-    '--logger', 'zap',
-    '--log-level', 'warn',
-  ];
+  // Ports are taken free, then bound by etcd: another process (a parallel test file, a benchmark)
+  // can take one in between. A start that fails on a bound port is tried again on new ports.
+  let clientPort = 0;
+  let clientUrl = '';
+  let args: string[] = [];
+  const choosePorts = async (): Promise<void> => {
+    clientPort = await freePort();
+    const peerPort = await freePort();
+    clientUrl = `http://127.0.0.1:${clientPort}`;
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    // biome-ignore format: one option per line
+    args = [
+      '--name', 'test',
+      '--data-dir', join(directory, 'data'),
+      '--listen-client-urls', clientUrl,
+      '--advertise-client-urls', clientUrl,
+      '--listen-peer-urls', peerUrl,
+      '--initial-advertise-peer-urls', peerUrl,
+      '--initial-cluster', `test=${peerUrl}`,
+      '--heartbeat-interval', '50',
+      '--election-timeout', '500',
+      '--logger', 'zap',
+      '--log-level', 'warn',
+    ];
+  };
   let server: ServerProcess | undefined;
   const start = async (): Promise<void> => {
     server = await ServerProcess.start({
@@ -86,7 +96,17 @@ export async function startEtcd(): Promise<TestEtcd> {
     server = undefined;
     if (running !== undefined) await running.stop();
   };
-  await start();
+  for (let attempt = 1; ; attempt++) {
+    await choosePorts();
+    try {
+      await start();
+      break;
+    } catch (error) {
+      if (attempt >= startAttemptsOnBoundPort || !String(error).includes('address already in use'))
+        throw error;
+      rmSync(join(directory, 'data'), { recursive: true, force: true });
+    }
+  }
   return {
     url: `etcd://127.0.0.1:${clientPort}`,
     clientUrl,

@@ -19,6 +19,7 @@ import type { ClusterMetadata, MetadataPartition } from '../../protocol/cluster-
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import type { PartitionRecord, TopicRecord } from './cluster-records.js';
 import { type ClusterSnapshot, partitionId, readClusterSnapshot } from './cluster-snapshot.js';
+import type { WatchedBroker } from './crash-detector.js';
 import type { PassOutcome } from './reconcile-loop.js';
 
 /** A topic as the last snapshot has it (index of `partitions` = partition; undefined: not assigned yet). */
@@ -63,6 +64,18 @@ export class AssignmentWatcher {
   /** The live brokers as of the last pass. */
   get endpoints(): ReadonlyMap<number, BrokerEndpoint> {
     return this.endpointsView;
+  }
+
+  /** The registered brokers' sessions and the controller as of the last pass (crash-detector.ts). */
+  sessions(): { brokers: WatchedBroker[]; controllerId: number | undefined } {
+    const snapshot = this.lastSnapshot;
+    if (snapshot === undefined) return { brokers: [], controllerId: undefined };
+    const brokers = [...snapshot.brokers.values()].map(({ record, lease }) => ({
+      brokerId: record.brokerId,
+      url: record.url,
+      lease,
+    }));
+    return { brokers, controllerId: snapshot.controller?.record.brokerId };
   }
 
   /**

@@ -22,6 +22,7 @@ import { ClusterAdmin } from './cluster-admin.js';
 import { type ClusterOptions, validateClusterOptions } from './cluster-options.js';
 import { clusterNamespace, type TopicRecord } from './cluster-records.js';
 import { ClusterController, type ControllerEvent } from './controller.js';
+import { CrashDetector } from './crash-detector.js';
 import { connectEtcd, etcdCall } from './etcd-call.js';
 import { EtcdIsrChanger } from './etcd-isr-changer.js';
 import { ReconcileLoop } from './reconcile-loop.js';
@@ -55,6 +56,7 @@ export class ClusterNode implements ClusterMetadataService {
   private readonly controllerLoop: ReconcileLoop;
   private readonly assignments: AssignmentWatcher;
   private readonly assignmentLoop: ReconcileLoop;
+  private readonly crashDetector: CrashDetector;
   private readonly ttlSeconds: number;
   private readonly log: (line: string) => void;
   private readonly nowMs: () => number;
@@ -100,8 +102,22 @@ export class ClusterNode implements ClusterMetadataService {
       replicaManager,
       options.prepareTopic,
     );
+    this.crashDetector = new CrashDetector({
+      brokerId: options.brokerId,
+      revokeLease: async (lease) => {
+        await etcdCall("revoke a crashed broker's session lease", () =>
+          namespace.leaseClient.leaseRevoke({ ID: lease }),
+        );
+      },
+      log: this.log,
+    });
     this.assignmentLoop = new ReconcileLoop(
-      () => this.assignments.pass(),
+      async () => {
+        const outcome = await this.assignments.pass();
+        const { brokers, controllerId } = this.assignments.sessions();
+        this.crashDetector.track(brokers, controllerId);
+        return outcome;
+      },
       (error) => this.log(`assignments: ${(error as Error).message}`),
     );
   }
@@ -251,6 +267,7 @@ export class ClusterNode implements ClusterMetadataService {
     if (this.reopenTimer !== undefined) clearTimeout(this.reopenTimer);
     await this.reopening?.catch(() => {});
     await Promise.all([this.controllerLoop.close(), this.assignmentLoop.close()]);
+    this.crashDetector.close();
     this.controller.stepDown();
     await this.watcher?.cancel().catch(() => {});
     await this.session?.revoke();
