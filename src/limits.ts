@@ -476,6 +476,8 @@ export const clusterRetryMsMax = 2_000;
  */
 export const crashProbeRetryMsMin = 100;
 export const crashProbeRetryMsMax = 2_000;
+/** Cluster: a FETCH on another broker for a service (remote-reads/leader-fetch.ts) may take its long-poll plus this. */
+export const leaderFetchSlackMs = 10_000;
 /** Cluster: default replicationFactor of a new topic is min(this, live brokers). */
 export const replicationFactorDefaultMax = 3;
 /** Cluster: largest replicationFactor a topic may ask for. */

@@ -345,6 +345,16 @@ export class BrokerTopics implements TopicService {
     return this.localTopic(name); // throws what it refuses
   }
 
+  /**
+   * The partition count of topic `name` as the cluster has it (its records: a broker that holds no
+   * replica of the topic knows it too), else of the local topic; UnknownTopicError when neither has
+   * it. For services that plan over a topic's partitions without reading them (group assignment).
+   */
+  partitionCount(name: string): number {
+    const clusterCount = typeof name === 'string' ? this.clusterPartitionCount?.(name) : undefined;
+    return clusterCount ?? this.localTopic(name).partitionCount;
+  }
+
   /** The topic named `name`, or undefined (never created, or deleted). */
   topicIfExists(name: string): Topic | undefined {
     return this.topics.get(name);

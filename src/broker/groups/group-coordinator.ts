@@ -139,6 +139,13 @@ function refOf(key: string): PartitionRef {
   return { topic: key.slice(0, cut), partition: Number(key.slice(cut + 1)) };
 }
 
+/** A cluster's partitions this broker holds no replica of, reached on the brokers that lead them. */
+export interface RemotePartitions {
+  /** Reads `topic`/`partition` from `offset` (a FETCH on its leader). */
+  fetch(topic: string, partition: number, offset: number, options: FetchOptions): Promise<FetchResult>;
+  /** Its leader's high watermark (LIST_OFFSET latest there). */
+  latestOffset(topic: string, partition: number, signal?: AbortSignal): Promise<number>;
+}
 export class UnknownMemberError extends SpillwayError {
   constructor(group: string, memberId: string, why: string) {
     super('UNKNOWN_MEMBER', `member '${memberId}' is not in group '${group}' (${why}): join again`);
@@ -165,6 +172,7 @@ export class GroupCoordinator implements GroupService {
   private notCoordinating: string | null = null;
   /** Bumped at every stop and start of coordinating: a write awaited across one is NOT_COORDINATOR. */
   private serviceEpoch = 0;
+  private remote: RemotePartitions | null = null;
   /** Groups forgotten after their retention since the broker started (describe, tests). */
   expiredGroups = 0;
   /** Cluster: members restored by startCoordinating, and how many of them re-attached (tests). */
@@ -387,7 +395,7 @@ export class GroupCoordinator implements GroupService {
   async join(session: Session, request: JoinGroupRequest): Promise<GroupView> {
     this.assertCoordinating();
     const topics = [...new Set(request.topics)].sort();
-    for (const topic of topics) this.topics.topicNamed(topic); // UNKNOWN_TOPIC
+    for (const topic of topics) this.topics.partitionCount(topic); // UNKNOWN_TOPIC
     let group = this.groups.get(request.group);
     if (group === undefined) {
       if (this.groups.size >= groupsMax) {
@@ -524,6 +532,13 @@ export class GroupCoordinator implements GroupService {
     return this.view(group, member);
   }
 
+  /** Where a member's committed offset of topic/partition is stored (per group, or per member in broadcast). */
+  private commitKey(group: GroupState, member: Member, topic: string, partition: number): string {
+    return group.mode === 'group'
+      ? offsetKey(group.name, topic, partition)
+      : positionKey(group.name, member.id, topic, partition);
+  }
+
   async leave(session: Session, request: MemberRequest): Promise<void> {
     this.assertCoordinating();
     const { group, member } = this.memberOf(session, request);
@@ -538,6 +553,19 @@ export class GroupCoordinator implements GroupService {
     const writes: Array<{ key: string; value: number }> = [];
     for (const { topic, partition, offset } of request.offsets) {
       this.checkOwner(group, member, topic, partition);
+      if (this.remote !== null && this.isRemote(topic)) {
+        // No replica here: the leader's high watermark bounds the commit.
+        const end = await this.remote.latestOffset(topic, partition, session.signal);
+        this.assertCoordinatingSince(epoch);
+        this.checkOwner(group, member, topic, partition);
+        if (offset > end) {
+          throw new InvalidArgumentError(
+            `offset ${offset} of ${topic}/${partition} is past its leader's high watermark ${end}: commit the next offset to consume`,
+          );
+        }
+        writes.push({ key: this.commitKey(group, member, topic, partition), value: offset });
+        continue;
+      }
       let end = this.messages.listOffset(topic, partition, 'latest');
       if (offset > end && this.storesMembers) {
         // A cluster: this replica's high watermark may lag the one the member read under (another
@@ -557,14 +585,23 @@ export class GroupCoordinator implements GroupService {
           `offset ${offset} of ${topic}/${partition} is past the log end ${end}: commit the next offset to consume`,
         );
       }
-      const key =
-        group.mode === 'group'
-          ? offsetKey(group.name, topic, partition)
-          : positionKey(group.name, member.id, topic, partition);
-      writes.push({ key, value: offset });
+      writes.push({ key: this.commitKey(group, member, topic, partition), value: offset });
     }
     await this.stored(this.store.put(writes));
     for (const { key } of writes) group.storedKeys.add(key);
+  }
+
+  /**
+   * Cluster: how a GROUP_FETCH of a partition this broker holds no replica of is read (from its
+   * leader: service-leadership.ts). Without it such a fetch fails as the local lookup does.
+   */
+  readRemotePartitions(remote: RemotePartitions): void {
+    this.remote = remote;
+  }
+
+  /** True when `topic` is read from other brokers (a cluster, no replica here). */
+  private isRemote(topic: string): boolean {
+    return this.remote !== null && this.topics.topicIfExists(topic) === undefined;
   }
 
   async fetch(session: Session, request: GroupFetchRequest, options: FetchOptions): Promise<FetchResult> {
@@ -572,6 +609,17 @@ export class GroupCoordinator implements GroupService {
     const { group, member } = this.memberOf(session, request);
     const { topic, partition, offset } = request;
     this.checkOwner(group, member, topic, partition);
+    if (this.remote !== null && this.isRemote(topic)) {
+      // No replica here: the leader answers; ownership is checked again on the way back, as after a wait.
+      const epoch = this.serviceEpoch;
+      const result = await this.remote.fetch(topic, partition, offset, {
+        ...options,
+        signal: options.signal ?? session.signal,
+      });
+      this.assertCoordinatingSince(epoch);
+      this.checkOwner(group, member, topic, partition);
+      return result;
+    }
     if (this.storesMembers) {
       // A cluster: a member that read up to another replica's high watermark may ask past this
       // replica's for a moment (after a failover): wait up to maxWaitMs for it, else answer nothing.
@@ -726,7 +774,7 @@ export class GroupCoordinator implements GroupService {
     for (const name of group.topics) {
       let count = 0;
       try {
-        count = this.topics.topicNamed(name).partitionCount;
+        count = this.topics.partitionCount(name);
       } catch {
         continue;
       }

@@ -48,6 +48,7 @@ import type { ClusterForwarding } from '../forwarding/cluster-forwarding.js';
 import { ForwardedDelayTargets } from '../forwarding/forwarded-delay-targets.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import { ClusterQueueSources } from '../remote-reads/cluster-queue-sources.js';
+import { fetchFromLeader, latestOffsetOnLeader } from '../remote-reads/leader-fetch.js';
 import { FollowedServices } from './followed-services.js';
 import { replicatedStateServices, type StateServiceTopics } from './replicated-state-topics.js';
 
@@ -93,6 +94,12 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     const groups = broker.groups;
     const offsets = broker.topics.partitionOf(coordinatorTopics.groups, 0);
     groups.replicateWrites((endOffset) => replicatedOnInSyncReplicas(offsets, endOffset));
+    // A group's partitions of a topic this broker holds no replica of are read from their leaders.
+    groups.readRemotePartitions({
+      fetch: (topic, partition, offset, options) =>
+        fetchFromLeader(forwarding, topic, partition, offset, options),
+      latestOffset: (topic, partition, signal) => latestOffsetOnLeader(forwarding, topic, partition, signal),
+    });
     this.followed.follow(serviceTopics('groups'), {
       stop: (why) => groups.stopCoordinating(why),
       start: () => groups.startCoordinating(),
