@@ -635,6 +635,7 @@ export const delayTransactionKeepMs = 3_600_000;
  * Cluster: transactions whose delayed batches the delay service keeps recognising at once (the bound
  * of that memory, ~100 bytes each). Past it a committed delayed batch of a new transaction is refused
  * with BACKPRESSURE (the coordinator retries it) until entries older than delayTransactionKeepMs go.
+ * The default of BrokerOptions.delayTransactionsKeptMax.
  */
 export const delayTransactionsKeptMax = 100_000;
 /** Cluster: a coordinator's wait between two hand-overs of a committed delayed batch (doubling to the max). */

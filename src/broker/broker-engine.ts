@@ -248,6 +248,7 @@ export class BrokerEngine implements BrokerApi {
         onInternalAppend: (log) =>
           wakeDelayTopic(log === parts.delayStore.dead.log ? delayDeadTopicName : delayTopicName),
         transactionSettled: (id) => !parts.transactionStore.machine.live.has(id),
+        transactionsKeptMax: parts.options.delayTransactionsKeptMax,
       },
       parts.delayRecovered,
     );

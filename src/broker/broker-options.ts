@@ -13,6 +13,7 @@ import {
   checkpointIntervalMsMax,
   dedupIdsMaxDefault,
   delaySegmentBytes as delaySegmentBytesDefault,
+  delayTransactionsKeptMax as delayTransactionsKeptMaxDefault,
   flushIntervalMsDefault,
   groupRetentionMsDefault,
   indexIntervalBytesDefault,
@@ -153,6 +154,12 @@ export interface BrokerOptions {
    * smaller ones make the forward rewrite and deletion of `__delay` finer (tests use them).
    */
   delaySegmentBytes?: number;
+  /**
+   * Cluster: transactions with delayed messages whose batches the delay service keeps recognising at
+   * once (each for an hour after its commit); past it a new one's commit hand-over gets BACKPRESSURE
+   * (retried by the coordinator). Default 100,000.
+   */
+  delayTransactionsKeptMax?: number;
   /** Cluster membership; absent (default): a single broker. Used by `Broker.open` (spillway-broker.ts). */
   cluster?: BrokerClusterOptions;
 }
@@ -187,6 +194,7 @@ export interface ResolvedBrokerOptions {
   producersMax: number;
   producerSnapshotIntervalMs: number;
   delaySegmentBytes: number;
+  delayTransactionsKeptMax: number;
 }
 
 /** Opens segment-file logs: the default `logFactory`. */
@@ -331,6 +339,12 @@ export function resolveBrokerOptions(options: BrokerOptions): ResolvedBrokerOpti
       options.delaySegmentBytes,
       delaySegmentBytesDefault,
       segmentBytesMax,
+    ),
+    delayTransactionsKeptMax: positiveInteger(
+      'delayTransactionsKeptMax',
+      options.delayTransactionsKeptMax,
+      delayTransactionsKeptMaxDefault,
+      Number.MAX_SAFE_INTEGER,
     ),
   };
   if (resolved.delaySegmentBytes < segmentBytesMin) {

@@ -11,7 +11,8 @@
  *    acknowledgement fails, as a failed fdatasync does; `durableOffset` stays below that batch until
  *    `heal()`. PartitionLog also refuses every later append after a failed sync; FaultyLog does not
  *    model that (add an 'append' fault for it).
- *  - 'flush', 'retention': `flush` rejects, `applyRetention` throws (a failed unlink).
+ *  - 'flush', 'retention': `flush` rejects, `applyRetention` and `deleteBelow` throw (a failed
+ *    unlink; nothing is deleted).
  * `fail(point, fault, { after, times })` lets `after` calls through, then fails `times` calls (one by
  * default, `Infinity`: every call until `heal()`); a later `fail` at the same point replaces it.
  *
@@ -244,6 +245,12 @@ export class FaultyLog implements LogStore {
     const fault = this.take('retention');
     if (fault !== null) throw fault;
     return this.inner.applyRetention(nowMs);
+  }
+
+  deleteBelow(offset: number): RetentionResult {
+    const fault = this.take('retention');
+    if (fault !== null) throw fault;
+    return this.inner.deleteBelow(offset);
   }
 
   flush(): Promise<void> {

@@ -70,6 +70,17 @@ export interface LogStore {
    * time, compared with record timestamps.
    */
   applyRetention(nowMs: number): RetentionResult;
+  /**
+   * Deletes the oldest units (segments for PartitionLog, batches for MemoryLog) that hold only
+   * offsets below `offset`, and never the newest unit (the active segment, the last batch): nothing
+   * at or above `offset` goes, and the log end stays. The log start moves to the first unit kept; an
+   * `offset` at or below the log start deletes nothing. For logs whose owner knows what is no longer needed (a
+   * state log behind its snapshot, `__delay` behind its handled messages, a follower behind its
+   * leader's log start). PartitionLog may defer (delete nothing) while a checkpoint write is in
+   * flight: callers look again later. Returns what was deleted and the log start after it.
+   * INVALID_ARGUMENT for an `offset` that is not a non-negative integer; LOG_CLOSED once closed.
+   */
+  deleteBelow(offset: number): RetentionResult;
   /** Makes everything appended so far durable. */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -256,11 +256,14 @@ export class MemoryLog implements LogStore {
   }
 
   /**
-   * PartitionLog.deleteBelow with the batch as the unit: deletes the batches that hold only offsets
+   * LogStore.deleteBelow with the batch as the unit: deletes the batches that hold only offsets
    * below `offset` (never the newest one).
    */
   deleteBelow(offset: number): MemoryRetentionResult {
     this.checkOpen();
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new InvalidArgumentError(`offset must be a non-negative integer, got ${offset}`);
+    }
     let deletedBatches = 0;
     let deletedBytes = 0;
     while (this.batches.length > 1) {

@@ -740,11 +740,9 @@ export class PartitionLog implements LogStore {
   }
 
   /**
-   * Deletes the sealed segments that hold only offsets below `offset` (never the active one): the
-   * log start moves to the first segment kept. For logs whose owner knows what is no longer needed,
-   * such as a state log behind its snapshots (src/broker/state/). Like retention, it records the new
-   * log start in the checkpoint before deleting, and defers (deletes nothing) while a background
-   * checkpoint write is in flight. Returns what was deleted.
+   * LogStore.deleteBelow: the sealed segments that hold only offsets below `offset`. Like retention,
+   * it records the new log start in the checkpoint before deleting, and defers (deletes nothing)
+   * while a background checkpoint write is in flight.
    */
   deleteBelow(offset: number): RetentionResult {
     if (this.closed) throw new LogClosedError(`log ${this.directory}`);

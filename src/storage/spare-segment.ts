@@ -212,8 +212,9 @@ export class SpareSegment {
         this.writeNext();
         return;
       }
-      // Sync in steps while filling: one fdatasync of the whole file at the end would make the
-      // active segment's next fdatasync wait behind a journal commit flushing hundreds of MiB.
+      // Sync in steps while filling: one fdatasync of the whole file at the end would write back
+      // hundreds of MiB at once, and the active segment's next fdatasync would wait behind it (in the
+      // disk's queue; on ext4 with a journal also in the journal commit both need).
       this.unsyncedBytes = 0;
       this.fileSystem.datasync(this.fd, (syncError) => {
         if (syncError !== null) this.fail(syncError);

@@ -3,13 +3,15 @@
  *
  * Why, with durability `always` only: a segment is preallocated with fallocate (so a full disk fails
  * there, before a batch is written), which leaves unwritten extents. An fdatasync after data landed
- * in an unwritten extent has to convert it (an ext4 journal commit) on top of writing the data: 64 KiB
- * write + fdatasync took ~0.79 ms into a fallocated file and ~0.18 ms into a zero-filled, synced one
- * (one appender, measured on this machine); 16 KiB batches, one appender awaiting each, ran at 5 MB/s
- * without zero-fill and 22 MB/s with it (2026-12-06, PartitionLog with pwrite appends). Zeros written
- * ahead are synced once, and later fdatasyncs overwrite written extents: by a background fdatasync
- * of their own ahead of appends that keep pace, by the data's fdatasync behind appends that outrun
- * them (log-segment.ts, `durableZeroAheadBytes`).
+ * in an unwritten extent has to convert it on top of writing the data: it also writes the changed
+ * extent tree and inode (through a journal commit on ext4 with a journal; as synchronous writes of
+ * those blocks on ext4 without one, as on this VM). 64 KiB write + fdatasync took ~0.79 ms into a
+ * fallocated file and ~0.18 ms into a zero-filled, synced one (one appender, measured on this
+ * machine); 16 KiB batches, one appender awaiting each, ran at 5 MB/s without zero-fill and 22 MB/s
+ * with it (2026-12-06, PartitionLog with pwrite appends). Zeros written ahead are synced once, and
+ * later fdatasyncs overwrite written extents: by a background fdatasync of their own ahead of appends
+ * that keep pace, by the data's fdatasync behind appends that outrun them (log-segment.ts,
+ * `durableZeroAheadBytes`).
  *
  * With `none` and `interval` no zeros are written ahead: appends are `pwrite`s (log-segment.ts),
  * which need no page in the cache beforehand, and no acknowledgement waits for their syncs. (Until

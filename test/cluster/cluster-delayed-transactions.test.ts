@@ -22,22 +22,12 @@ import { originalDeliverAtHeader } from '../../src/protocol/reserved-headers.js'
 import { etcdMissing, etcdSkipReason } from './etcd-server.js';
 import { useClusterProcesses } from './harness/cluster-fixture.js';
 import { readDecoded } from './harness/leader-router.js';
+import { TransactionWorkers } from './harness/transaction-workers.js';
 import { waitFor } from './harness/wait-for.js';
 
 const topic = 'dtxn-later';
 const partitions = [0, 1, 2];
 const delayMs = 1500;
-
-type Fate = 'pending' | 'committed' | 'commit-failed' | 'rolled-back' | 'send-failed';
-
-interface Tracked {
-  n: number;
-  id: number;
-  values: string[];
-  /** Date.now() when the commit was asked for: no message of it may fire before this + delayMs. */
-  commitAskedAt: number;
-  fate: Fate;
-}
 
 describe.skipIf(etcdMissing)(
   `delayed messages in transactions in a cluster (skipped if ${etcdSkipReason})`,
@@ -79,85 +69,44 @@ describe.skipIf(etcdMissing)(
           maxChecks: 5,
           checkTransaction: () => 'unknown',
         });
-        const tracked: Tracked[] = [];
-        let committed = 0;
-        let running = true;
-        let next = 0;
         let killedDelay = -1;
-
-        async function one(): Promise<void> {
-          const n = next++;
-          const txn = await tp.beginTransaction();
-          const entry: Tracked = {
-            n,
-            id: txn.id,
-            values: partitions.map((partition) => `d${n}-p${partition}`),
-            commitAskedAt: 0,
-            fate: 'pending',
-          };
-          tracked.push(entry);
-          try {
-            await Promise.all(
-              entry.values.map((value, partition) => txn.send(topic, { value, partition, delayMs })),
-            );
-          } catch {
-            entry.fate = 'send-failed';
-            await txn.rollback().catch(() => undefined);
-            return;
-          }
-          if (n % 4 === 1) {
-            await txn.rollback().then(
-              () => {
-                entry.fate = 'rolled-back';
-              },
-              () => {
-                entry.fate = 'send-failed'; // never committed either way
-              },
-            );
-            return;
-          }
-          entry.commitAskedAt = Date.now();
-          try {
-            await txn.commit();
-            entry.fate = 'committed';
-            committed++;
-          } catch {
-            entry.fate = 'commit-failed';
-          }
-        }
-
-        const workers = Array.from({ length: 6 }, async () => {
-          while (running) await one().catch(() => undefined);
+        const workers = new TransactionWorkers({
+          producer: tp,
+          topic,
+          partitions,
+          workers: 6,
+          value: (n, partition) => `d${n}-p${partition}`,
+          plan: (n) => (n % 4 === 1 ? 'rollback' : 'commit'),
+          delayMs,
         });
         try {
-          await waitFor('commits before the kill', () => (committed >= 15 ? true : undefined));
-          const before = committed;
+          await waitFor('commits before the kill', () => (workers.committed >= 15 ? true : undefined));
+          const before = workers.committed;
           await cluster.kill(coordinator);
           await leaderOf('__transactions', coordinator);
           await waitFor('commits on the new coordinator', () =>
-            committed >= before + 10 ? true : undefined,
+            workers.committed >= before + 10 ? true : undefined,
           );
           // Second round: the delay service's broker dies while commits are handed to it.
           await cluster.restart(coordinator);
           await cluster.waitHealthy(topic, 3);
           const delayNow = await leaderOf('__delay');
-          const beforeDelayKill = committed;
+          const beforeDelayKill = workers.committed;
           await cluster.kill(delayNow);
           killedDelay = delayNow;
           await leaderOf('__delay', delayNow);
           await waitFor('commits after the delay leader died', () =>
-            committed >= beforeDelayKill + 10 ? true : undefined,
+            workers.committed >= beforeDelayKill + 10 ? true : undefined,
           );
         } finally {
-          running = false;
-          await Promise.all(workers);
+          await workers.stop();
         }
         await sw.close();
 
         // Every committed message fires within its delay plus the delay service's failover (if any).
         const records = await cluster.waitLeadable(topic, 2);
         const expected = new Set(
-          tracked.filter((entry) => entry.fate === 'committed').flatMap((entry) => entry.values),
+          workers.tracked.filter((entry) => entry.fate === 'committed').flatMap((entry) => entry.values),
         );
         const fired = new Map<string, { count: number; timestamp: number; dueMs: number }>();
         await waitFor(
@@ -188,20 +137,9 @@ describe.skipIf(etcdMissing)(
         // Anything still due (a commit whose answer was lost) fires by now too.
         await new Promise((resolve) => setTimeout(resolve, delayMs));
 
-        const problems: string[] = [];
-        for (const entry of tracked) {
-          const counts = entry.values.map((value) => fired.get(value)?.count ?? 0);
-          const summary = `d${entry.n} (id ${entry.id}, ${entry.fate}): ${counts.join(',')}`;
-          if (entry.fate === 'committed' && counts.some((count) => count !== 1)) problems.push(summary);
-          if (
-            entry.fate === 'commit-failed' &&
-            !(counts.every((c) => c === 1) || counts.every((c) => c === 0))
-          ) {
-            problems.push(summary);
-          }
-          if ((entry.fate === 'rolled-back' || entry.fate === 'send-failed') && counts.some((c) => c !== 0)) {
-            problems.push(summary);
-          }
+        const problems = workers.problems((value) => fired.get(value)?.count ?? 0);
+        // None before its due time, nor before the commit was asked for plus its delay.
+        for (const entry of workers.tracked) {
           for (const value of entry.values) {
             const one = fired.get(value);
             if (one === undefined) continue;
@@ -213,14 +151,12 @@ describe.skipIf(etcdMissing)(
           }
         }
         expect(problems).toEqual([]);
-        expect(tracked.filter((entry) => entry.fate === 'pending')).toEqual([]);
-        const fates = new Map<Fate, number>();
-        for (const entry of tracked) fates.set(entry.fate, (fates.get(entry.fate) ?? 0) + 1);
+        const fates = workers.fates();
         console.log(
-          `delayed transactions in a cluster: coordinator ${coordinator} (killed), delay leader ${delayLeader}, then ${killedDelay} (killed): ${JSON.stringify(Object.fromEntries(fates))}`,
+          `delayed transactions in a cluster: coordinator ${coordinator} (killed), delay leader ${delayLeader}, then ${killedDelay} (killed): ${JSON.stringify(fates)}`,
         );
-        expect(fates.get('committed')).toBeGreaterThanOrEqual(35);
-        expect(fates.get('rolled-back') ?? 0).toBeGreaterThan(0);
+        expect(fates.committed).toBeGreaterThanOrEqual(35);
+        expect(fates['rolled-back'] ?? 0).toBeGreaterThan(0);
       } catch (error) {
         for (const id of cluster.ids) console.log(`--- broker ${id}\n${cluster.logTail(id, 30)}`);
         throw error;

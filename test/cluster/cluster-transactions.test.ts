@@ -21,20 +21,12 @@ import { etcdMissing, etcdSkipReason } from './etcd-server.js';
 import { useClusterProcesses } from './harness/cluster-fixture.js';
 import type { ClusterProcesses } from './harness/cluster-processes.js';
 import { readPartition } from './harness/leader-router.js';
+import { TransactionWorkers } from './harness/transaction-workers.js';
 import { waitFor } from './harness/wait-for.js';
 
 const topic = 'txn-orders';
 const partitions = [0, 1, 2];
 const rounds = 2;
-
-type Fate = 'pending' | 'committed' | 'commit-failed' | 'rolled-back' | 'abandoned' | 'send-failed';
-
-interface Tracked {
-  n: number;
-  id: number;
-  values: string[];
-  fate: Fate;
-}
 
 describe.skipIf(etcdMissing)(`transactions in a cluster (skipped if ${etcdSkipReason})`, () => {
   const fixture = useClusterProcesses({
@@ -85,73 +77,31 @@ describe.skipIf(etcdMissing)(`transactions in a cluster (skipped if ${etcdSkipRe
         return abandoned.has(txn.id) ? 'rollback' : 'unknown';
       },
     });
-    const tracked: Tracked[] = [];
-    let committed = 0;
-    let running = true;
-    let next = 0;
-
-    async function one(): Promise<void> {
-      const n = next++;
-      const txn = await tp.beginTransaction();
-      const entry: Tracked = {
-        n,
-        id: txn.id,
-        values: partitions.map((partition) => `t${n}-p${partition}`),
-        fate: 'pending',
-      };
-      tracked.push(entry);
-      try {
-        await Promise.all(entry.values.map((value, partition) => txn.send(topic, { value, partition })));
-      } catch {
-        entry.fate = 'send-failed';
-        await txn.rollback().catch(() => undefined);
-        return;
-      }
-      if (n % 7 === 5) {
-        abandoned.add(txn.id);
-        entry.fate = 'abandoned';
-        return;
-      }
-      if (n % 5 === 3) {
-        await txn.rollback().then(
-          () => {
-            entry.fate = 'rolled-back';
-          },
-          () => {
-            entry.fate = 'send-failed'; // never committed either way
-          },
-        );
-        return;
-      }
-      try {
-        await txn.commit();
-        entry.fate = 'committed';
-        committed++;
-      } catch {
-        entry.fate = 'commit-failed';
-      }
-    }
-
-    const workers = Array.from({ length: 4 }, async () => {
-      while (running) await one().catch(() => undefined);
+    const workers = new TransactionWorkers({
+      producer: tp,
+      topic,
+      partitions,
+      workers: 4,
+      value: (n, partition) => `t${n}-p${partition}`,
+      plan: (n) => (n % 7 === 5 ? 'abandon' : n % 5 === 3 ? 'rollback' : 'commit'),
+      abandoned,
     });
     try {
-      await waitFor('commits before the first kill', () => (committed >= 10 ? true : undefined));
+      await waitFor('commits before the first kill', () => (workers.committed >= 10 ? true : undefined));
       for (let round = 0; round < rounds; round++) {
         const killed = current;
-        const before = committed;
+        const before = workers.committed;
         await cluster.kill(killed);
         current = await coordinator(killed);
         // The producer goes on on the new coordinator.
         await waitFor(`commits after killing broker ${killed}`, () =>
-          committed >= before + 10 ? true : undefined,
+          workers.committed >= before + 10 ? true : undefined,
         );
         await cluster.restart(killed);
         if (round + 1 < rounds) await cluster.waitHealthy(topic, 3);
       }
     } finally {
-      running = false;
-      await Promise.all(workers);
+      await workers.stop();
     }
 
     // Abandoned transactions are rolled back by check-backs; nothing stays open or committing.
@@ -172,31 +122,11 @@ describe.skipIf(etcdMissing)(`transactions in a cluster (skipped if ${etcdSkipRe
       const { records } = await readPartition(cluster.broker(leader).url, topic, partition);
       for (const record of records) seen.set(record.value, (seen.get(record.value) ?? 0) + 1);
     }
-    const problems: string[] = [];
-    for (const entry of tracked) {
-      const counts = entry.values.map((value) => seen.get(value) ?? 0);
-      const summary = `t${entry.n} (id ${entry.id}, ${entry.fate}): ${counts.join(',')}`;
-      if (entry.fate === 'committed' && counts.some((count) => count !== 1)) problems.push(summary);
-      if (entry.fate === 'commit-failed' && !(counts.every((c) => c === 1) || counts.every((c) => c === 0))) {
-        problems.push(summary);
-      }
-      if (
-        (entry.fate === 'rolled-back' || entry.fate === 'abandoned' || entry.fate === 'send-failed') &&
-        counts.some((count) => count !== 0)
-      ) {
-        problems.push(summary);
-      }
-    }
-    const pending = tracked.filter((entry) => entry.fate === 'pending');
-    expect(problems).toEqual([]);
-    expect(pending).toEqual([]);
-    const fates = new Map<Fate, number>();
-    for (const entry of tracked) fates.set(entry.fate, (fates.get(entry.fate) ?? 0) + 1);
-    console.log(
-      `transactions in a cluster: ${JSON.stringify(Object.fromEntries(fates))}, ${checkBacks} check-backs`,
-    );
-    expect(fates.get('committed')).toBeGreaterThanOrEqual(10 + rounds * 10);
-    expect(fates.get('rolled-back') ?? 0).toBeGreaterThan(0);
+    expect(workers.problems((value) => seen.get(value) ?? 0)).toEqual([]);
+    const fates = workers.fates();
+    console.log(`transactions in a cluster: ${JSON.stringify(fates)}, ${checkBacks} check-backs`);
+    expect(fates.committed).toBeGreaterThanOrEqual(10 + rounds * 10);
+    expect(fates['rolled-back'] ?? 0).toBeGreaterThan(0);
     await sw.close();
   }, 120_000);
 });

@@ -92,6 +92,8 @@ const deadKey = targetKey(delayDeadTopicName, 0);
 const rewriteKey = targetKey(delayTopicName, 0);
 /** Scheduled batches a dispatch keeps at hand (due entries interleave the batches of the targets). */
 const dispatchBatchesCached = 16;
+/** Kept transactions from which a new one first drops those finished (at most once a second). */
+const transactionsPruneFrom = 1024;
 /** Lateness samples kept for the stats (a ring). */
 const latenessSamplesMax = 8192;
 
@@ -124,6 +126,11 @@ export interface BrokerDelayOptions {
    * the decision time the batch was scheduled with (a cluster member judges by it: `joinCluster`).
    */
   transactionSettled?: (id: number, commitMs: number) => boolean;
+  /**
+   * Cluster: transactions whose delayed batches are kept recognisable at once; past it a new one is
+   * refused with BACKPRESSURE (`scheduleCommitted`). Default delayTransactionsKeptMax (limits.ts).
+   */
+  transactionsKeptMax?: number;
 }
 
 /** What opening found (broker.openReport). */
@@ -236,6 +243,7 @@ export class BrokerDelay implements DelayService {
   private queued = 0;
   private bytesSinceRelease = 0;
   private transactionSettled: (id: number, commitMs: number) => boolean;
+  private readonly transactionsKeptMax: number;
   /** When the transaction batches were last pruned (at most once a second past 1024 of them). */
   private transactionsPrunedAtMs = Number.NEGATIVE_INFINITY;
   /** Delayed batches of transactions not known to be durably finished: id -> index -> batch. */
@@ -260,6 +268,7 @@ export class BrokerDelay implements DelayService {
     this.targets = options.targets ?? new LocalDelayTargets(options.topicNamed, options.produce);
     this.onInternalAppend = options.onInternalAppend ?? (() => undefined);
     this.transactionSettled = options.transactionSettled ?? (() => true);
+    this.transactionsKeptMax = options.transactionsKeptMax ?? delayTransactionsKeptMax;
     this.transactionBatches = recovered.transactionBatches;
     this.wheel = recovered.wheel;
     this.recovery = recovered.report;
@@ -551,13 +560,16 @@ export class BrokerDelay implements DelayService {
       return Promise.resolve({ partition, baseOffset: known, lastOffset: known, durability, delayed: true });
     }
     if (indexes === undefined) {
-      if (this.transactionBatches.size >= 1024) this.pruneTransactionBatches();
+      // A new transaction only (a resend of a kept one is answered above, whatever the count).
+      if (this.transactionBatches.size >= Math.min(transactionsPruneFrom, this.transactionsKeptMax)) {
+        this.pruneTransactionBatches();
+      }
       // In a cluster entries are kept for a time (joinCluster): bounded in count too. On one broker an
       // entry goes once its transaction is durably finished.
-      if (this.replication !== null && this.transactionBatches.size >= delayTransactionsKeptMax) {
+      if (this.replication !== null && this.transactionBatches.size >= this.transactionsKeptMax) {
         return Promise.reject(
           new BackpressureError(
-            `${this.transactionBatches.size} transactions with delayed messages are kept recognisable (at most ${delayTransactionsKeptMax}); retry`,
+            `${this.transactionBatches.size} transactions with delayed messages are kept recognisable for ${delayTransactionKeepMs} ms after their commit (at most ${this.transactionsKeptMax}): retry once older ones expire`,
           ),
         );
       }

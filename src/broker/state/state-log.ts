@@ -47,16 +47,10 @@ import {
 } from './state-log-recovery.js';
 import { type EncodedEntry, type EntryCodec, type StateMachine, statePackr } from './state-machine.js';
 
-/** What a state log needs from its partition log: a LogStore that can drop whole segments. */
-export interface StateLogStore extends LogStore {
-  /** Deletes the stored units (segments) holding only offsets below `offset`. */
-  deleteBelow(offset: number): { logStartOffset: number };
-}
-
 export interface StateLogOptions<Entry> {
   /** Names the log in errors and reports, e.g. `__metadata/0`. */
   name: string;
-  log: StateLogStore;
+  log: LogStore;
   machine: StateMachine<Entry>;
   codec: EntryCodec<Entry>;
   /** A snapshot is written once the changes since the last one reach at least this many bytes. Default 16 MiB. */
@@ -160,7 +154,7 @@ export class StateLog<Entry> {
   /** What recovery found and did when the state log was opened. */
   readonly recovery: StateRecoveryReport;
 
-  private readonly log: StateLogStore;
+  private readonly log: LogStore;
   private readonly machine: StateMachine<Entry>;
   private readonly codec: EntryCodec<Entry>;
   private readonly snapshotBytesMin: number;

@@ -76,6 +76,19 @@ export interface ForwardTargetBroker {
   };
 }
 
+/** What of the broker's delay service (BrokerDelay) a forward target hands requests to. */
+export interface ForwardedDelayService {
+  /** DELAY_SCHEDULE: NOT_COORDINATOR while no term of the service runs here. */
+  scheduleHere(topic: string, partition: number, batch: Uint8Array): Promise<ProduceResult>;
+  /** DELAY_SCHEDULE_COMMITTED: idempotent per (transaction id, index); NOT_COORDINATOR as above. */
+  scheduleCommittedHere(
+    topic: string,
+    partition: number,
+    batch: Uint8Array,
+    commitMs: number,
+  ): Promise<ProduceResult>;
+}
+
 const acksAll: ProduceOptions = { acks: 'all' };
 
 export class ForwardTarget implements ForwardingService {
@@ -89,42 +102,23 @@ export class ForwardTarget implements ForwardingService {
   ) {}
 
   /**
-   * This broker's delay service taking a delayed batch that reached another broker (DELAY_SCHEDULE):
-   * set by service-leadership.ts; null: refused (INVALID_ARGUMENT).
+   * This broker's delay service, taking what reached it from other brokers: DELAY_SCHEDULE (a delayed
+   * batch produced there) and DELAY_SCHEDULE_COMMITTED (a committed transaction's delayed batch, from
+   * the coordinator). Set by service-leadership.ts; null: both refused (INVALID_ARGUMENT).
    */
-  scheduleDelayed: ((topic: string, partition: number, batch: Uint8Array) => Promise<ProduceResult>) | null =
-    null;
+  delay: ForwardedDelayService | null = null;
 
   delaySchedule(request: DelayScheduleRequest, batch: Uint8Array): Promise<ProduceResult> {
-    if (this.scheduleDelayed === null) {
-      return Promise.reject(
-        new SpillwayError(
-          'INVALID_ARGUMENT',
-          'DELAY_SCHEDULE: the delay service does not run in this cluster',
-        ),
-      );
+    try {
+      return this.delayService('DELAY_SCHEDULE').scheduleHere(request.topic, request.partition, batch);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return this.scheduleDelayed(request.topic, request.partition, batch);
   }
 
-  /**
-   * This broker's delay service taking a committed transaction's delayed batch (DELAY_SCHEDULE_COMMITTED,
-   * from the coordinator): set by service-leadership.ts; null: refused (INVALID_ARGUMENT).
-   */
-  scheduleCommitted:
-    | ((topic: string, partition: number, batch: Uint8Array, commitMs: number) => Promise<ProduceResult>)
-    | null = null;
-
   delayScheduleCommitted(request: DelayScheduleCommittedRequest, batch: Uint8Array): Promise<ProduceResult> {
-    if (this.scheduleCommitted === null) {
-      return Promise.reject(
-        new SpillwayError(
-          'INVALID_ARGUMENT',
-          'DELAY_SCHEDULE_COMMITTED: the delay service does not run in this cluster',
-        ),
-      );
-    }
     try {
+      const delay = this.delayService('DELAY_SCHEDULE_COMMITTED');
       // One whole batch, CRC checked, with the stamp's transactional bit and the delayed attribute.
       const fields = validateBatch(batch, { crc32c: (bytes) => crc32c(bytes), baseOffset: 0 });
       const wanted = BatchAttributes.delayed | BatchAttributes.transactional;
@@ -133,10 +127,21 @@ export class ForwardTarget implements ForwardingService {
           'DELAY_SCHEDULE_COMMITTED takes one delayed batch stamped by a transaction commit',
         );
       }
+      return delay.scheduleCommittedHere(request.topic, request.partition, batch, request.commitMs);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.scheduleCommitted(request.topic, request.partition, batch, request.commitMs);
+  }
+
+  /** The delay service taking `request` here; INVALID_ARGUMENT when none runs in this cluster. */
+  private delayService(request: string): ForwardedDelayService {
+    if (this.delay === null) {
+      throw new SpillwayError(
+        'INVALID_ARGUMENT',
+        `${request}: the delay service does not run in this cluster`,
+      );
+    }
+    return this.delay;
   }
 
   /** The newest fence of `service` known here (tests, messages). */

@@ -37,7 +37,6 @@ import type {
   ReplicaFetchRequest,
   ReplicaPartitionStats,
 } from '../../protocol/replication-api.js';
-import type { LogStore } from '../../storage/log-store.js';
 import type { PartitionAssignment } from '../partition-role.js';
 import type { LeaderEpochHistory } from './leader-epoch-history.js';
 import type { ReplicaContext } from './replica-context.js';
@@ -279,11 +278,11 @@ export class PartitionFollower implements PartitionReplica {
    * Deletes the local segments that hold only offsets below the leader's log start, never past the
    * high watermark (Kafka's follower log start offset). Services trim their internal logs on the
    * leader only (`__delay`, `__txn_half`, a state log behind its snapshot): without this a follower's
-   * replica of them grew without bound until it led. A log without `deleteBelow` is left as it is.
+   * replica of them grew without bound until it led.
    */
   private followLogStart(leaderStart: unknown): void {
-    const log = this.partition.log as LogStore & { deleteBelow?: (offset: number) => unknown };
-    if (!isNumber(leaderStart) || leaderStart <= log.logStartOffset || log.deleteBelow === undefined) return;
+    const log = this.partition.log;
+    if (!isNumber(leaderStart) || leaderStart <= log.logStartOffset) return;
     const below = Math.min(leaderStart, this.highWatermark, log.logEndOffset);
     if (below > log.logStartOffset) log.deleteBelow(below);
   }

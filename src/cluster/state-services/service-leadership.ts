@@ -146,10 +146,7 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
       },
       (topic, partition, batch) => forwarding.delaySchedule(topic, partition, batch),
     );
-    forwarding.target.scheduleDelayed = (topic, partition, batch) =>
-      delay.scheduleHere(topic, partition, batch);
-    forwarding.target.scheduleCommitted = (topic, partition, batch, commitMs) =>
-      delay.scheduleCommittedHere(topic, partition, batch, commitMs);
+    forwarding.target.delay = delay;
     this.followed.follow(serviceTopics('delay'), {
       stop: (why) => delay.stopTerm(why),
       start: (term) =>

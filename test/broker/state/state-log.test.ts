@@ -14,9 +14,10 @@ import {
   keyValueCodec,
   msgpackValues,
 } from '../../../src/broker/state/key-value-state.js';
-import { StateLog, type StateLogStore } from '../../../src/broker/state/state-log.js';
+import { StateLog } from '../../../src/broker/state/state-log.js';
 import { SpillwayError, StorageIoError } from '../../../src/errors.js';
 import { BatchAttributes, BatchHeader, batchLengthAt } from '../../../src/format/batch-header.js';
+import type { LogStore } from '../../../src/storage/log-store.js';
 import { MemoryLog } from '../../../src/storage/memory-log.js';
 import { PartitionLog } from '../../../src/storage/partition-log.js';
 
@@ -38,7 +39,7 @@ function temporaryDirectory(): string {
   return directory;
 }
 
-function openState(log: StateLogStore, snapshotBytesMin = 1 << 20) {
+function openState(log: LogStore, snapshotBytesMin = 1 << 20) {
   const machine = new KeyValueState<string>();
   const state = StateLog.open<Entry>({
     name: 'test/0',
@@ -252,7 +253,7 @@ describe('StateLog', () => {
   it('fails closed after a failed append: the failed and every later commit reject, the state stays as logged', async () => {
     const memory = new MemoryLog();
     let failing = false;
-    const log: StateLogStore = {
+    const log: LogStore = {
       get logStartOffset() {
         return memory.logStartOffset;
       },
@@ -343,7 +344,7 @@ const operation: fc.Arbitrary<Operation> = fc.oneof(
 /** Runs `operations` in groups (each group committed without awaiting) and checks the state against a Map. */
 async function runModel(
   operations: Operation[][],
-  store: { open(): Promise<StateLogStore>; close(log: StateLogStore): Promise<void> },
+  store: { open(): Promise<LogStore>; close(log: LogStore): Promise<void> },
 ): Promise<void> {
   const model = new Map<string, string>();
   let log = await store.open();
