@@ -84,6 +84,11 @@ function refuseInternal(name: string, what: string): void {
   }
 }
 
+/** A cluster topic record's change between two reads of the records (BrokerTopics.clusterTopicsChanged). */
+export interface ClusterTopicChange {
+  topic: string;
+  kind: 'grown' | 'deleted' | 'recreated';
+}
 export class BrokerTopics implements TopicService {
   private readonly options: ResolvedBrokerOptions;
   private readonly dataDir: string;
@@ -100,6 +105,7 @@ export class BrokerTopics implements TopicService {
    * the records give a topic, undefined when they hold none. Null on a single broker.
    */
   private clusterPartitionCount: ((name: string) => number | undefined) | null = null;
+  private readonly clusterTopicListeners: Array<(change: ClusterTopicChange) => void> = [];
 
   constructor(
     options: ResolvedBrokerOptions,
@@ -284,6 +290,23 @@ export class BrokerTopics implements TopicService {
   /** Called with a topic right after addPartitions() started serving its new partitions. */
   onPartitionsAdded(listener: (topic: Topic) => void): void {
     this.growthListeners.push(listener);
+  }
+
+  /**
+   * Cluster: `listener` hears of changes to the records of topics this broker holds no replica of
+   * (its own topics' changes reach the local hooks above): partitions added, the topic deleted, or
+   * deleted and created again between two reads of the records.
+   */
+  onClusterTopicChanged(listener: (change: ClusterTopicChange) => void): void {
+    this.clusterTopicListeners.push(listener);
+  }
+
+  /** Cluster: the records changed (assignment-watcher.ts, after each read of them). */
+  clusterTopicsChanged(changes: readonly ClusterTopicChange[]): void {
+    for (const change of changes) {
+      if (this.topics.has(change.topic)) continue;
+      for (const listener of this.clusterTopicListeners) listener(change);
+    }
   }
 
   /**

@@ -4,8 +4,9 @@
  * the cluster's records (BrokerTopics.partitionCount), not from a local copy it does not have; it
  * answers GROUP_FETCH with a FETCH on the partition's leader and bounds commits by that leader's high
  * watermark (src/cluster/remote-reads/leader-fetch.ts). Checked: JOIN is answered, the member reads
- * every message, the committed offsets are there for the next member, and a topic the cluster does
- * not have is UNKNOWN_TOPIC. Before: JOIN got NOT_LEADER until the client's reroute timeout; with
+ * every message, the committed offsets are there for the next member, a partition added online
+ * reaches a member that stays (the coordinator hears of the record's growth: without that hook the
+ * member never gets it), and a topic the cluster does not have is UNKNOWN_TOPIC. Before: JOIN got NOT_LEADER until the client's reroute timeout; with
  * the JOIN alone fixed, GROUP_FETCH waited for ever; with the reads fixed, commits failed (NOT_LEADER)
  * and the next member began at the start again.
  */
@@ -58,6 +59,11 @@ describe.skipIf(etcdMissing)(
       );
       expect(coordinator.broker.topics.topicIfExists(topic)).toBeUndefined();
 
+      const leaderOf = async (partition: number): Promise<number | undefined> => {
+        const description = await first!.broker.cluster!.node.admin.describe(topic);
+        const leader = description.partitions[partition]?.leaderId;
+        return leader !== undefined && leader > 0 ? leader : undefined;
+      };
       const producerClient = await Spillway.connect(first!.url);
       const producer = producerClient.producer({ acks: 'all' });
       const values = Array.from({ length: 20 }, (_, i) => `v${i}`);
@@ -87,6 +93,28 @@ describe.skipIf(etcdMissing)(
       expect(await consume(10)).toEqual(values.slice(0, 10));
       // The next member of the group starts at the committed offset.
       expect(await consume(10)).toEqual(values.slice(10));
+
+      // Partitions added online reach a member that stays: the coordinator hears of the record's growth.
+      const member = await Spillway.connect(coordinator.url, { rerouteTimeoutMs: 10_000 });
+      const stays = member.consumer({
+        group: 'far-readers',
+        topics: [topic],
+        mode: 'group',
+        from: 'earliest',
+      });
+      await stays.ready();
+      await first!.broker.cluster!.node.admin.addPartitions(topic, 1);
+      await waitFor('the new partition led', () => leaderOf(1));
+      await producer.send(topic, { value: 'in-the-new-partition', partition: 1 });
+      for await (const message of stays) {
+        await message.ack();
+        if (message.partition === 1) {
+          expect(Buffer.from(message.value!).toString()).toBe('in-the-new-partition');
+          break;
+        }
+      }
+      await stays.close();
+      await member.close();
 
       const unknown = await Spillway.connect(coordinator.url, { rerouteTimeoutMs: 10_000 });
       const consumer = unknown.consumer({ group: 'nobody', topics: ['no-such-topic'], mode: 'group' });

@@ -141,6 +141,8 @@ function refOf(key: string): PartitionRef {
 
 /** A cluster's partitions this broker holds no replica of, reached on the brokers that lead them. */
 export interface RemotePartitions {
+  /** True when this broker holds a replica of topic/partition (read locally, as on one broker). */
+  holds(topic: string, partition: number): boolean;
   /** Reads `topic`/`partition` from `offset` (a FETCH on its leader). */
   fetch(topic: string, partition: number, offset: number, options: FetchOptions): Promise<FetchResult>;
   /** Its leader's high watermark (LIST_OFFSET latest there). */
@@ -204,6 +206,12 @@ export class GroupCoordinator implements GroupService {
       if (this.notCoordinating !== null) return;
       this.topicChanged(topic.name);
       this.forgetTopic(topic.name);
+    });
+    // A cluster: the same for topics read from other brokers (no local hook fires for them).
+    topics.onClusterTopicChanged(({ topic, kind }) => {
+      if (this.notCoordinating !== null || this.remote === null) return;
+      if (kind !== 'grown') this.forgetTopic(topic); // offsets of a deleted incarnation never apply again
+      this.topicChanged(topic);
     });
     if (coordinating) {
       this.load(false);
@@ -553,7 +561,7 @@ export class GroupCoordinator implements GroupService {
     const writes: Array<{ key: string; value: number }> = [];
     for (const { topic, partition, offset } of request.offsets) {
       this.checkOwner(group, member, topic, partition);
-      if (this.remote !== null && this.isRemote(topic)) {
+      if (this.remote !== null && this.isRemote(topic, partition)) {
         // No replica here: the leader's high watermark bounds the commit.
         const end = await this.remote.latestOffset(topic, partition, session.signal);
         this.assertCoordinatingSince(epoch);
@@ -599,9 +607,9 @@ export class GroupCoordinator implements GroupService {
     this.remote = remote;
   }
 
-  /** True when `topic` is read from other brokers (a cluster, no replica here). */
-  private isRemote(topic: string): boolean {
-    return this.remote !== null && this.topics.topicIfExists(topic) === undefined;
+  /** True when topic/partition is read from other brokers: a cluster, and this broker holds no replica of it. */
+  private isRemote(topic: string, partition: number): boolean {
+    return this.remote !== null && !this.remote.holds(topic, partition);
   }
 
   async fetch(session: Session, request: GroupFetchRequest, options: FetchOptions): Promise<FetchResult> {
@@ -609,7 +617,7 @@ export class GroupCoordinator implements GroupService {
     const { group, member } = this.memberOf(session, request);
     const { topic, partition, offset } = request;
     this.checkOwner(group, member, topic, partition);
-    if (this.remote !== null && this.isRemote(topic)) {
+    if (this.remote !== null && this.isRemote(topic, partition)) {
       // No replica here: the leader answers; ownership is checked again on the way back, as after a wait.
       const epoch = this.serviceEpoch;
       const result = await this.remote.fetch(topic, partition, offset, {

@@ -15,6 +15,7 @@
  * live broker (id → advertised URL); `minInSyncReplicas` is the topic's.
  */
 import type { Namespace } from 'etcd3';
+import type { ClusterTopicChange } from '../../broker/broker-topics.js';
 import type { ClusterMetadata, MetadataPartition } from '../../protocol/cluster-metadata-api.js';
 import type { BrokerEndpoint, PartitionAssignment, ReplicaManager } from '../partition-role.js';
 import type { PartitionRecord, TopicRecord } from './cluster-records.js';
@@ -54,6 +55,8 @@ export class AssignmentWatcher {
      * A throw counts like a failed applyAssignment (retried at a later pass).
      */
     private readonly prepareTopic: (topic: string, record: TopicRecord) => Promise<void> = async () => {},
+    /** Hears which topic records grew, went or were created again since the previous pass. */
+    private readonly topicsChanged: (changes: ClusterTopicChange[]) => void = () => {},
   ) {}
 
   /** The assignments applied on this broker, by `topic/partition` (copies). */
@@ -132,7 +135,12 @@ export class AssignmentWatcher {
 
   async pass(): Promise<PassOutcome> {
     const snapshot = await readClusterSnapshot(this.namespace);
+    const previous = this.lastSnapshot;
     this.lastSnapshot = snapshot;
+    if (previous !== undefined) {
+      const changes = topicChanges(previous, snapshot);
+      if (changes.length > 0) this.topicsChanged(changes);
+    }
     const endpoints = new Map<number, BrokerEndpoint>();
     for (const [brokerId, { record }] of snapshot.brokers)
       endpoints.set(brokerId, { brokerId, url: record.url });
@@ -216,4 +224,16 @@ function sameAssignment(a: PartitionAssignment, b: PartitionAssignment): boolean
     a.replicas.join(',') === b.replicas.join(',') &&
     a.isr.join(',') === b.isr.join(',')
   );
+}
+
+/** Topic records that grew, went, or were created again (another `createdAtMs`) from `before` to `after`. */
+function topicChanges(before: ClusterSnapshot, after: ClusterSnapshot): ClusterTopicChange[] {
+  const changes: ClusterTopicChange[] = [];
+  for (const [topic, { record }] of before.topics) {
+    const now = after.topics.get(topic)?.record;
+    if (now === undefined) changes.push({ topic, kind: 'deleted' });
+    else if (now.createdAtMs !== record.createdAtMs) changes.push({ topic, kind: 'recreated' });
+    else if (now.partitions > record.partitions) changes.push({ topic, kind: 'grown' });
+  }
+  return changes;
 }

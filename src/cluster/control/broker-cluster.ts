@@ -45,6 +45,7 @@ export interface ClusterBroker extends LeadershipBroker, ForwardTargetBroker {
     | 'topicDefaults'
     | 'topicIfExists'
     | 'useClusterRecords'
+    | 'clusterTopicsChanged'
     | 'delete'
   >;
 }
@@ -122,6 +123,7 @@ export class BrokerCluster {
         return replicaManager;
       },
       prepareTopic: (topic, record) => prepareLocalTopic(broker, topic, record, clusterLog),
+      topicsChanged: (changes) => broker.topics.clusterTopicsChanged(changes),
       log: clusterLog,
     });
     const services = replicaManager as ServiceLeadership;

@@ -13,6 +13,7 @@
  * The ReplicaManager belongs to the caller: `close()` does not close it.
  */
 import type { Etcd3, Namespace, Watcher } from 'etcd3';
+import type { ClusterTopicChange } from '../../broker/broker-topics.js';
 import { clusterRetryMsMax, clusterRetryMsMin, clusterSessionTimeoutMsDefault } from '../../limits.js';
 import type { ClusterMetadata, ClusterMetadataService } from '../../protocol/cluster-metadata-api.js';
 import type { BrokerEndpoint, IsrChanger, PartitionAssignment, ReplicaManager } from '../partition-role.js';
@@ -37,6 +38,8 @@ export interface ClusterNodeOptions extends ClusterOptions {
    * together, controller.ts). Default none.
    */
   internalTopics?: readonly (readonly string[])[];
+  /** Hears which topic records grew, went or were created again (assignment-watcher.ts). */
+  topicsChanged?: (changes: ClusterTopicChange[]) => void;
   /** One line per notable event (elected, partition changes, errors). Default: nothing. */
   log?: (line: string) => void;
   /** Wall clock for registration times. Default Date.now. */
@@ -101,6 +104,7 @@ export class ClusterNode implements ClusterMetadataService {
       options.brokerId,
       replicaManager,
       options.prepareTopic,
+      options.topicsChanged,
     );
     this.crashDetector = new CrashDetector({
       brokerId: options.brokerId,

@@ -24,7 +24,7 @@ export interface ForwardingView {
   topicView(topic: string):
     | {
         record: { partitions: number; createdAtMs: number; config: Record<string, number | string> };
-        partitions: ({ leaderId: number; leaderEpoch: number } | undefined)[];
+        partitions: ({ leaderId: number; leaderEpoch: number; replicas: readonly number[] } | undefined)[];
       }
     | undefined;
   readonly endpoints: ReadonlyMap<number, { url: string }>;

@@ -96,6 +96,9 @@ export class ServiceLeadership implements ReplicaManager, CoordinatorGate {
     groups.replicateWrites((endOffset) => replicatedOnInSyncReplicas(offsets, endOffset));
     // A group's partitions of a topic this broker holds no replica of are read from their leaders.
     groups.readRemotePartitions({
+      holds: (topic, partition) =>
+        forwarding.topicView(topic)?.partitions[partition]?.replicas.includes(brokerId) === true &&
+        broker.topics.topicIfExists(topic)?.partitions[partition] !== undefined,
       fetch: (topic, partition, offset, options) =>
         fetchFromLeader(forwarding, topic, partition, offset, options),
       latestOffset: (topic, partition, signal) => latestOffsetOnLeader(forwarding, topic, partition, signal),
