@@ -45,6 +45,12 @@ export interface MetadataRequest {
 
 export interface ClusterMetadataService {
   metadata(topics: readonly string[]): ClusterMetadata;
+  /**
+   * The broker's front end is closing (its port stops listening): a session lost from now on is not
+   * opened again — the others' crash detectors may end it first (control/crash-detector.ts), and the
+   * broker's close ends it anyway.
+   */
+  leaving?(): void;
 }
 
 /** The answer of a broker without a cluster. */

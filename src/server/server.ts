@@ -459,6 +459,7 @@ export async function startServer(api: BrokerApi, options: ServerOptions = {}): 
   let closed: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     closing = true;
+    api.clusterMetadata?.leaving?.();
     memory.stop();
     uWS.us_listen_socket_close(listenSocket);
     for (const connection of connections) connection.abort();

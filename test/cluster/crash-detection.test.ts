@@ -3,7 +3,8 @@
  * `spillway broker --cluster` processes on a real etcd with a **60 s** session timeout. A SIGKILLed
  * broker's session must end long before those 60 s: its registration goes, the partition it led gets
  * a new leader from the ISR at a higher epoch, and the controller's own crash is seen by the others.
- * A SIGSTOPped broker (alive, silent) must keep its session: only the timeout ends that one. Without
+ * A SIGSTOPped broker (alive, silent) must keep its session: only the timeout ends that one. A
+ * broker shut down in order does not register again. Without
  * the detector every wait below runs into its 20 s bound (the lease lasts 60 s).
  */
 import { describe, expect, test } from 'vitest';
@@ -82,6 +83,15 @@ describe.skipIf(etcdMissing)(
       expect(await cluster.registered()).not.toContain(controller);
       const brokerLog = [1, 2, 3].map((id) => cluster.log(id)).join('\n');
       expect(brokerLog).toContain('crash detector: broker');
+
+      // An orderly shutdown closes the port too, and the controller's detector then revokes a lease
+      // the broker revokes itself: whichever comes first, the leaving broker does not register again
+      // (ClusterNode.leaving, from the server's close: here the broker's own revocation usually wins).
+      const leaving = [1, 2, 3].find((id) => id !== controller && id !== next)!;
+      await cluster.terminate(leaving);
+      expect(cluster.log(leaving)).toContain('shutting down');
+      expect(cluster.log(leaving).split('shutting down')[1]).not.toContain('registering again');
+      expect(await cluster.registered()).not.toContain(leaving);
     }, 120_000);
   },
 );

@@ -53,6 +53,8 @@ export class ClusterNode implements ClusterMetadataService {
   private previousLease: string | undefined;
   private watcher: Watcher | undefined;
   private closed = false;
+  /** Set by leaving(): a lost session is not opened again. */
+  private leavingSoon = false;
   private reopenTimer: NodeJS.Timeout | undefined;
   private reopening: Promise<void> | undefined;
   private readonly controller: ClusterController;
@@ -219,11 +221,20 @@ export class ClusterNode implements ClusterMetadataService {
     this.previousLease = session.leaseId;
   }
 
+  /** The broker's front end is closing: a session lost from now on is not opened again (close() follows). */
+  leaving(): void {
+    this.leavingSoon = true;
+  }
+
   private sessionLost(session: BrokerSession | undefined, error: Error): void {
     if (this.closed || (session !== undefined && session !== this.session)) return;
-    this.log(`session lost (${error.message}): stepping down, registering again`);
     this.controller.stepDown();
     this.session = undefined;
+    if (this.leavingSoon) {
+      this.log(`session lost (${error.message}) while leaving: stepping down`);
+      return;
+    }
+    this.log(`session lost (${error.message}): stepping down, registering again`);
     this.scheduleReopen(clusterRetryMsMin);
   }
 

@@ -225,6 +225,17 @@ export class ClusterProcesses {
     broker.stopped = false;
   }
 
+  /** SIGTERM (the broker's orderly shutdown); resolves when the process is gone, SIGKILL after 15 s. */
+  async terminate(id: number): Promise<void> {
+    const child = this.broker(id).process;
+    if (child === undefined || !this.running(id)) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
   stop(id: number): void {
     const broker = this.broker(id);
     if (!this.running(id)) throw new Error(`broker ${id} is not running`);
