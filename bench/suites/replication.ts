@@ -14,7 +14,12 @@
  * ratio replicated ÷ single (issue 14's target: ≥ 0.5 on this machine, where the three brokers share
  * its cores), the CPU seconds each broker process used per replicated run (/proc, Linux), and the
  * CPU per MB acknowledged of the three RF=3 brokers together against the single broker's (what
- * replication costs in CPU, less sensitive to the machine's other load than throughput).
+ * replication costs in CPU, less sensitive to the machine's other load than throughput), and the
+ * machine's idle share during the runs of each kind (/proc/stat, all cores: idle time in a run means
+ * latency chains, not the cores, bound it). Each run also logs its rate, every broker's and the
+ * client's CPU per MB and the idle share (the evidence an A/B needs, run by run). A child's stdout
+ * lines that are not its JSON (V8 traces: `node --trace-deopt dist/bench/main.js ...`) are passed
+ * to stderr with the child's name.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -43,7 +48,7 @@ class ReplicaChild {
     return this.child.pid!;
   }
 
-  static start(directory: string, id: number): Promise<ReplicaChild> {
+  static start(directory: string, id: number, name: string): Promise<ReplicaChild> {
     const child = spawn(process.execPath, [...process.execArgv, childScript, directory, String(id)], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
@@ -55,6 +60,11 @@ class ReplicaChild {
         const lines = (pending + chunk).split('\n');
         pending = lines.pop()!;
         for (const text of lines) {
+          // Lines that are not the child's JSON (V8 traces of a `--trace-deopt` run) go to stderr.
+          if (!text.startsWith('{')) {
+            process.stderr.write(`[${name}] ${text}\n`);
+            continue;
+          }
           const line = JSON.parse(text) as {
             listening?: string;
             done?: number;
@@ -97,6 +107,21 @@ class ReplicaChild {
       this.child.once('exit', () => resolve());
       this.child.kill('SIGTERM');
     });
+  }
+}
+
+/**
+ * The machine's CPU ticks so far from /proc/stat (all cores): [idle + iowait, total]; NaNs where
+ * /proc is not. Idle time during a run means the cores were not what bound it (latency chains were).
+ */
+function machineTicks(): [number, number] {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = ticks.reduce((sum, value) => sum + value, 0);
+    return [ticks[3]! + ticks[4]!, total];
+  } catch {
+    return [Number.NaN, Number.NaN];
   }
 }
 
@@ -156,12 +181,16 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
   const runs = context.quick ? 1 : 3;
   const rows: BenchRow[] = [];
   useNativeClientCrc32c();
-  const single = await ReplicaChild.start(mkdtempSync(path.join(context.scratchDir, 'single-')), 1);
+  const single = await ReplicaChild.start(mkdtempSync(path.join(context.scratchDir, 'single-')), 1, 'single');
   const cluster: ReplicaChild[] = [];
   try {
     for (let id = 1; id <= 3; id++) {
       cluster.push(
-        await ReplicaChild.start(mkdtempSync(path.join(context.scratchDir, `replica-${id}-`)), id),
+        await ReplicaChild.start(
+          mkdtempSync(path.join(context.scratchDir, `replica-${id}-`)),
+          id,
+          `replica ${id}`,
+        ),
       );
     }
     const endpoints: Array<[number, string]> = cluster.map((child, i) => [i + 1, child.url]);
@@ -170,7 +199,7 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       replicated: boolean,
       valueBytes: number,
       count: number,
-    ): Promise<[number, number[], number, number]> => {
+    ): Promise<[number, number[], number, number, number]> => {
       const topic = `repl-${topicNumber++}`;
       const targets = replicated ? cluster : [single];
       for (const target of targets) {
@@ -194,11 +223,18 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       }
       const cpuBefore = targets.map((target) => target.cpuSeconds());
       const clientBefore = process.cpuUsage();
+      const [idleBefore, ticksBefore] = machineTicks();
       const [acked, elapsedMs] = await produceRun(targets[0]!.url, topic, valueBytes, count, 10_000);
+      const [idleAfter, ticksAfter] = machineTicks();
       const clientUsage = process.cpuUsage(clientBefore);
       const cpu = targets.map((target, i) => target.cpuSeconds() - cpuBefore[i]!);
       const clientSeconds = (clientUsage.user + clientUsage.system) / 1e6;
-      return [acked / (elapsedMs / 1000), cpu, (acked * valueBytes) / 1e6, clientSeconds];
+      const idle = (idleAfter - idleBefore) / (ticksAfter - ticksBefore);
+      const mb = (acked * valueBytes) / 1e6;
+      context.log(
+        `${suiteName}: ${replicated ? 'RF=3' : 'single'} ${(mb / (elapsedMs / 1000)).toFixed(1)} MB/s, CPU ms/MB brokers ${cpu.map((seconds) => ((seconds * 1000) / mb).toFixed(2)).join(' ')}, client ${((clientSeconds * 1000) / mb).toFixed(2)}, machine idle ${(idle * 100).toFixed(0)} %`,
+      );
+      return [acked / (elapsedMs / 1000), cpu, mb, clientSeconds, idle];
     };
     for (const valueBytes of valueSizes()) {
       const count = Math.round((valueBytes <= 1024 ? 200_000 : 20_000) / (context.quick ? 10 : 1));
@@ -211,14 +247,23 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
       /** The bench process's (the producer client's) CPU ms per MB, in the single and the RF=3 runs. */
       const singleClientCpuPerMb: number[] = [];
       const replicatedClientCpuPerMb: number[] = [];
+      /** The machine's idle share (all cores) during the single and the RF=3 runs. */
+      const singleIdles: number[] = [];
+      const replicatedIdles: number[] = [];
       for (let i = 0; i < runs; i++) {
         context.log(`${suiteName}: ${valueBytes} B run ${i + 1}/${runs}`);
-        const [singleRate, singleCpu, singleMb, singleClient] = await once(false, valueBytes, count);
+        const [singleRate, singleCpu, singleMb, singleClient, singleIdle] = await once(
+          false,
+          valueBytes,
+          count,
+        );
         singleRates.push(singleRate);
+        singleIdles.push(singleIdle);
         singleCpuPerMb.push((singleCpu[0]! * 1000) / singleMb);
         singleClientCpuPerMb.push((singleClient * 1000) / singleMb);
-        const [rate, cpu, mb, client] = await once(true, valueBytes, count);
+        const [rate, cpu, mb, client, idle] = await once(true, valueBytes, count);
         replicatedRates.push(rate);
+        replicatedIdles.push(idle);
         replicatedCpuPerMb.push((cpu.reduce((sum, seconds) => sum + seconds, 0) * 1000) / mb);
         replicatedClientCpuPerMb.push((client * 1000) / mb);
         for (const [broker, seconds] of cpu.entries()) cpus[broker]!.push(seconds);
@@ -269,6 +314,13 @@ async function run(context: BenchContext): Promise<BenchRow[]> {
           value: Number((median(replicatedClientCpuPerMb) / median(singleClientCpuPerMb)).toFixed(2)),
           unit: '×',
           detail: `${median(replicatedClientCpuPerMb).toFixed(1)} vs ${median(singleClientCpuPerMb).toFixed(1)} CPU ms per MB (the bench process: the producer client, on the same cores)`,
+        },
+        {
+          suite: suiteName,
+          name: `machine idle during the runs, RF=3 runs, ${size}`,
+          value: Math.round(median(replicatedIdles) * 100),
+          unit: '%',
+          detail: `single-broker runs ${Math.round(median(singleIdles) * 100)} % (/proc/stat idle + iowait of all cores: idle time means latency, not the cores, bound the run)`,
         },
       );
     }
