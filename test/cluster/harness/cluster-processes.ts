@@ -18,6 +18,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3, type Namespace, type Watcher } from 'etcd3';
+import { Spillway } from '../../../src/client/index.js';
 import { ClusterAdmin, type ClusterTopicConfig } from '../../../src/cluster/control/cluster-admin.js';
 import {
   brokerKey,
@@ -130,11 +131,34 @@ export class ClusterProcesses {
         });
       }
       await Promise.all(options.brokerIds.map((id) => cluster.startBroker(id)));
+      // Registered in etcd is not yet seen by every broker: a topic created through a broker that has
+      // not read the others' registrations is refused ("exceeds the 1 live brokers").
+      await Promise.all(options.brokerIds.map((id) => cluster.waitSeesAll(id)));
     } catch (error) {
       await cluster.close();
       throw error;
     }
     return cluster;
+  }
+
+  /** Waits until broker `id`'s METADATA lists every broker of the cluster as live. */
+  private async waitSeesAll(id: number): Promise<void> {
+    const wanted = [...this.brokers.keys()];
+    await waitFor(
+      `broker ${id} to see every broker`,
+      async () => {
+        const sw = await Spillway.connect(this.broker(id).url, { clusterRouting: false });
+        try {
+          const { brokers } = await sw.admin.metadata(['__consumer_offsets']);
+          return wanted.every((other) => brokers.some((broker) => broker.brokerId === other))
+            ? true
+            : undefined;
+        } finally {
+          await sw.close();
+        }
+      },
+      { pollMs: 50, retryErrors: true },
+    );
   }
 
   broker(id: number): BrokerProcess {
