@@ -126,16 +126,17 @@ export interface LatencyHooks {
 /**
  * Round trips for `latencyWarmUpMs` (see there): one warm-up payload at a time, the next once it was
  * received and its publish settled. Ends early when one is not received within
- * `warmUpReceiveTimeoutMs`; a publish failure is left to the run itself.
+ * `warmUpReceiveTimeoutMs`; a publish failure is left to the run itself. Returns the round trips made.
  */
 async function warmUpRoundTrips(
   messageBytes: number,
   hooks: LatencyHooks,
   onReceived: (resolve: () => void) => void,
-): Promise<void> {
+): Promise<number> {
   const payload = Buffer.alloc(Math.max(messageBytes, latencyIndexBytes));
   payload.writeUInt32BE(warmUpPayloadIndex, 0);
   const deadline = performance.now() + latencyWarmUpMs;
+  let roundTrips = 0;
   while (performance.now() < deadline) {
     const received = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), warmUpReceiveTimeoutMs);
@@ -149,8 +150,10 @@ async function warmUpRoundTrips(
       () => false,
     );
     const [arrived, acknowledged] = await Promise.all([received, sent]);
-    if (!arrived || !acknowledged) return;
+    if (!arrived || !acknowledged) break;
+    roundTrips += 1;
   }
+  return roundTrips;
 }
 
 /**
@@ -204,7 +207,7 @@ export async function measureLatency(options: LatencyOptions, hooks: LatencyHook
 
   await hooks.startConsumer(onPayload);
   try {
-    await warmUpRoundTrips(options.messageBytes, hooks, (resolve) => {
+    const warmUpRoundTripCount = await warmUpRoundTrips(options.messageBytes, hooks, (resolve) => {
       warmUpReceived = resolve;
     });
     warmUpReceived = () => {};
@@ -252,6 +255,7 @@ export async function measureLatency(options: LatencyOptions, hooks: LatencyHook
       measured: histogram.totalCount,
       lost: total - receivedCount,
       producerLagMaxMs,
+      warmUpRoundTrips: warmUpRoundTripCount,
     };
   } finally {
     histogram.destroy();
