@@ -442,7 +442,7 @@ async function runTarget(
 
 /**
  * One figure of several latency runs of a cell: the median of each percentile, the largest max and
- * producer lag, the sums of measured and lost messages.
+ * producer lag, the sums of measured and lost messages and of warm-up round trips.
  */
 export function combineLatencyRuns(runs: readonly LatencyResult[]): LatencyResult {
   return {
@@ -453,6 +453,7 @@ export function combineLatencyRuns(runs: readonly LatencyResult[]): LatencyResul
     measured: runs.reduce((sum, run) => sum + run.measured, 0),
     lost: runs.reduce((sum, run) => sum + run.lost, 0),
     producerLagMaxMs: Math.max(...runs.map((run) => run.producerLagMaxMs)),
+    warmUpRoundTrips: runs.reduce((sum, run) => sum + run.warmUpRoundTrips, 0),
   };
 }
 

@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as hdr from 'hdr-histogram-js';
 import { collectGarbage } from '../suites/append.js';
-import { LatencyPayloads, payloadIndex, payloadPool } from './payload.js';
+import { LatencyPayloads, latencyIndexBytes, payloadIndex, payloadPool } from './payload.js';
 import type { LatencyOptions, LatencyResult } from './peer.js';
 import { waitAtMost } from './wait.js';
 
@@ -20,6 +20,22 @@ export const consumeUnackedMax = 2 * consumeBatchMessages;
 
 /** Latency messages sent before measuring (connections, JIT and caches warm up). */
 export const latencyWarmUpMessages = 100;
+
+/**
+ * Before each latency run's clock starts: round trips (publish one message, wait until it is received,
+ * then the next) for this long. A broker process started for the cells (and the measuring process)
+ * still compiles its hot paths for seconds: in a 6 s run after 500 messages, Spillway's broker ran 79
+ * optimizing compiles (167 ms of a second thread's CPU) and the client 109 (219 ms) while messages
+ * were measured, on a 2-vCPU machine; the p99 measured that warm-up, not the steady state a running
+ * broker serves (issue 15, session 9). Every system gets the same warm-up.
+ */
+export const latencyWarmUpMs = 2000;
+
+/** The index a warm-up payload carries: never a measured message's. */
+const warmUpPayloadIndex = 0xffff_ffff;
+
+/** Longest wait for one warm-up message to arrive; past it the warm-up ends (the run then measures as before). */
+const warmUpReceiveTimeoutMs = 1000;
 
 /** After the last latency message is sent, how long to wait for stragglers. */
 export const latencyDrainMs = 5000;
@@ -108,9 +124,43 @@ export interface LatencyHooks {
 }
 
 /**
+ * Round trips for `latencyWarmUpMs` (see there): one warm-up payload at a time, the next once it was
+ * received and its publish settled. Ends early when one is not received within
+ * `warmUpReceiveTimeoutMs`; a publish failure is left to the run itself. Returns the round trips made.
+ */
+async function warmUpRoundTrips(
+  messageBytes: number,
+  hooks: LatencyHooks,
+  onReceived: (resolve: () => void) => void,
+): Promise<number> {
+  const payload = Buffer.alloc(Math.max(messageBytes, latencyIndexBytes));
+  payload.writeUInt32BE(warmUpPayloadIndex, 0);
+  const deadline = performance.now() + latencyWarmUpMs;
+  let roundTrips = 0;
+  while (performance.now() < deadline) {
+    const received = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), warmUpReceiveTimeoutMs);
+      onReceived(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    const sent = hooks.send(payload).then(
+      () => true,
+      () => false,
+    );
+    const [arrived, acknowledged] = await Promise.all([received, sent]);
+    if (!arrived || !acknowledged) break;
+    roundTrips += 1;
+  }
+  return roundTrips;
+}
+
+/**
  * Open-loop latency: messages published at `ratePerSecond` for `durationMs`, each carrying its
  * index; latency = time of receipt − time of the publish call, both `performance.now()` in this
- * process. The first `latencyWarmUpMessages` are not measured. The payloads are made before the
+ * process. Before the clock starts, `latencyWarmUpMs` of warm-up round trips; then the first
+ * `latencyWarmUpMessages` are not measured either. The payloads are made before the
  * clock starts (LatencyPayloads): the loop allocates no message bytes of its own; a full GC runs
  * just before the clock starts, so garbage of the setup and of earlier runs is not collected
  * during this one.
@@ -134,9 +184,14 @@ export async function measureLatency(options: LatencyOptions, hooks: LatencyHook
   const done = new Promise<void>((resolve) => {
     allReceived = resolve;
   });
+  let warmUpReceived: () => void = () => {};
   const onPayload = (payload: Uint8Array): void => {
     const now = performance.now();
     const index = payloadIndex(payload);
+    if (index === warmUpPayloadIndex) {
+      warmUpReceived();
+      return;
+    }
     if (index >= total || received[index] === 1 || Number.isNaN(sentAt[index]!)) {
       unexpected += 1;
       return;
@@ -152,6 +207,10 @@ export async function measureLatency(options: LatencyOptions, hooks: LatencyHook
 
   await hooks.startConsumer(onPayload);
   try {
+    const warmUpRoundTripCount = await warmUpRoundTrips(options.messageBytes, hooks, (resolve) => {
+      warmUpReceived = resolve;
+    });
+    warmUpReceived = () => {};
     // The previous run's payloads, topic and clients are garbage now: collected here, not while
     // this run measures (a full GC of them took 10-50 ms in the middle of a 16 KiB run).
     await collectGarbage();
@@ -196,6 +255,7 @@ export async function measureLatency(options: LatencyOptions, hooks: LatencyHook
       measured: histogram.totalCount,
       lost: total - receivedCount,
       producerLagMaxMs,
+      warmUpRoundTrips: warmUpRoundTripCount,
     };
   } finally {
     histogram.destroy();

@@ -91,6 +91,8 @@ export interface LatencyResult {
   lost: number;
   /** How far the publisher fell behind its schedule at worst: a large value means the rate was too high to be open-loop. */
   producerLagMaxMs: number;
+  /** Warm-up round trips made before the clock started (`latencyWarmUpMs`). */
+  warmUpRoundTrips: number;
 }
 
 /** The peer cannot run on this machine (not installed, unsupported setting, fails to start). The reason is reported, never hidden. */

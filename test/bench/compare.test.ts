@@ -566,6 +566,7 @@ describe('combineLatencyRuns', () => {
       measured: 1900,
       lost: 1,
       producerLagMaxMs: p99Us / 1000,
+      warmUpRoundTrips: 1000,
     });
     const combined = combineLatencyRuns([run(3000, 9000), run(1000, 2500), run(2000, 3000)]);
     expect(combined).toEqual({
@@ -577,6 +578,7 @@ describe('combineLatencyRuns', () => {
       measured: 5700,
       lost: 3,
       producerLagMaxMs: 3,
+      warmUpRoundTrips: 3000,
     });
   });
 });

@@ -64,9 +64,12 @@ describe('LogSegment zero-fill after the appends', () => {
     expect(segment.preallocatedBytes).toBe(64 * KiB);
     expect(segment.zeroFilledAheadBytes).toBe(64 * KiB - segment.sizeBytes);
     expect(segment.zeroSyncedAheadBytes).toBe(0); // less than a sync step ahead: no sync of its own
-    // One append per millisecond (the pace of a latency run) until the segment holds `zeroAheadBytes`.
-    while (segment.sizeBytes < zeroAheadBytes) {
+    // One append per millisecond (the pace of a latency run) until the segment holds `zeroAheadBytes`;
+    // no pause after the append that gets there: under load a 1 ms timer fires many turns late, and
+    // the steps below must be counted from that append on.
+    for (;;) {
       segment.append(batch);
+      if (segment.sizeBytes >= zeroAheadBytes) break;
       await pause();
     }
     // From then on the turns after the appends grow the file ahead of the data and zero-fill
