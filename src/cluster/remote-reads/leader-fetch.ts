@@ -9,6 +9,7 @@
  * `leaderFetchSlackMs`, and ends early when its signal aborts.
  */
 import type { Transport } from '../../client/transport.js';
+import { integerOf } from '../../client/wire.js';
 import { SpillwayError } from '../../errors.js';
 import { leaderFetchSlackMs } from '../../limits.js';
 import type { FetchOptions, FetchResult } from '../../protocol/broker-api.js';
@@ -34,6 +35,21 @@ function leaderRoute(view: LeaderFetchView, topic: string, partition: number): F
   return route;
 }
 
+/**
+ * LIST_OFFSET of topic/partition on the broker behind `transport` (`spec` 'earliest' or 'latest'):
+ * the offset it answers (PROTOCOL_ERROR without one). Shared by the remote partition reader.
+ */
+export async function listOffsetOn(
+  transport: Transport,
+  topic: string,
+  partition: number,
+  spec: 'earliest' | 'latest',
+  options: { timeoutMs: number; signal?: AbortSignal },
+): Promise<number> {
+  const answer = await transport.request(Opcode.listOffset, { topic, partition, spec }, undefined, options);
+  return integerOf(answer.header, 'offset', `LIST_OFFSET of ${topic}/${partition}`);
+}
+
 /** The leader's high watermark of topic/partition (LIST_OFFSET latest there). */
 export async function latestOffsetOnLeader(
   view: LeaderFetchView,
@@ -41,20 +57,11 @@ export async function latestOffsetOnLeader(
   partition: number,
   signal?: AbortSignal,
 ): Promise<number> {
-  const route = leaderRoute(view, topic, partition);
-  const transport = await view.connect(route.url);
-  const answer = await transport.request(Opcode.listOffset, { topic, partition, spec: 'latest' }, undefined, {
+  const transport = await view.connect(leaderRoute(view, topic, partition).url);
+  return listOffsetOn(transport, topic, partition, 'latest', {
     timeoutMs: leaderFetchSlackMs,
     ...(signal !== undefined ? { signal } : {}),
   });
-  const offset = (answer.header as Record<string, unknown>)['offset'];
-  if (typeof offset !== 'number' || !Number.isSafeInteger(offset)) {
-    throw new SpillwayError(
-      'PROTOCOL_ERROR',
-      `LIST_OFFSET answer of broker ${route.brokerId} without offset`,
-    );
-  }
-  return offset;
 }
 
 export async function fetchFromLeader(
@@ -82,14 +89,8 @@ export async function fetchFromLeader(
       ...(options.signal !== undefined ? { signal: options.signal } : {}),
     },
   );
-  const header = answer.header as Record<string, unknown>;
-  const field = (name: string): number => {
-    const value = header[name];
-    if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
-      throw new SpillwayError('PROTOCOL_ERROR', `FETCH answer of broker ${route.brokerId} without ${name}`);
-    }
-    return value;
-  };
+  const what = `FETCH of ${topic}/${partition} on broker ${route.brokerId}`;
+  const field = (name: string): number => integerOf(answer.header, name, what);
   return {
     topic,
     partition,

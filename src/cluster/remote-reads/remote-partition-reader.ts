@@ -40,6 +40,7 @@ import {
   queueUnackedPerPartitionMax,
 } from '../../limits.js';
 import { Opcode } from '../../protocol/opcodes.js';
+import { listOffsetOn } from './leader-fetch.js';
 
 /** The bytes every reader of a broker caches together, and the readers waiting for some to free. */
 export class RemoteCacheBudget {
@@ -347,19 +348,9 @@ export class RemotePartitionReader {
     const { options } = this;
     const transport = await options.connect(route.url);
     const offset = this.fetchOffset;
-    const answer = await transport.request(
-      Opcode.listOffset,
-      { topic: options.topic, partition: options.partition, spec: 'earliest' },
-      undefined,
-      { timeoutMs: 10_000 },
-    );
-    const start = (answer.header as { offset?: unknown }).offset;
-    if (typeof start !== 'number' || !Number.isSafeInteger(start)) {
-      throw new SpillwayError(
-        'PROTOCOL_ERROR',
-        `LIST_OFFSET answer without offset from broker ${route.brokerId}`,
-      );
-    }
+    const start = await listOffsetOn(transport, options.topic, options.partition, 'earliest', {
+      timeoutMs: 10_000,
+    });
     if (this.closed || this.fetchOffset !== offset) return true;
     if (start <= offset) return false;
     this.logStart = Math.max(this.logStart, start);
