@@ -33,6 +33,14 @@ import { wsCloseHandshakeMs, wsPongBacklogBytesMax } from '../limits.js';
 import { ProtocolError } from '../protocol/frame.js';
 import { WebSocketFrameReader, WebSocketOpcode } from './websocket-frame-reader.js';
 
+/** The TCP host and port of a ws:// or wss:// URL (default ports 80 and 443; IPv6 without brackets). */
+export function socketAddressOf(url: URL): { host: string; port: number; secure: boolean } {
+  const secure = url.protocol === 'wss:';
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port);
+  return { host, port, secure };
+}
+
 export interface WebSocketConnectionOptions {
   /** Bytes one received message may hold. */
   maxPayload: number;
@@ -114,9 +122,7 @@ export class WebSocketConnection {
       },
       options.maxPayload,
     );
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    const secure = url.protocol === 'wss:';
-    const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port);
+    const { host, port, secure } = socketAddressOf(url);
     const request =
       `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\n` +
       `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;

@@ -26,6 +26,7 @@
  * close them when idle, which is answered by a connect that succeeds.
  */
 import * as net from 'node:net';
+import { socketAddressOf } from '../../client/websocket-connection.js';
 import { crashProbeRetryMsMax, crashProbeRetryMsMin } from '../../limits.js';
 
 /** A broker as the last etcd snapshot lists it. */
@@ -78,7 +79,6 @@ class Probe {
     this.socket = socket;
     let connected = false;
     let refused = false;
-    socket.setNoDelay(true);
     socket.on('connect', () => {
       connected = true;
       this.established = true;
@@ -187,7 +187,6 @@ export function probeAddress(url: string): { host: string; port: number } | unde
     return undefined;
   }
   if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') return undefined;
-  const port = parsed.port === '' ? (parsed.protocol === 'wss:' ? 443 : 80) : Number(parsed.port);
-  const host = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
+  const { host, port } = socketAddressOf(parsed);
   return { host, port };
 }
