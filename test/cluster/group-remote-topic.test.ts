@@ -69,14 +69,16 @@ describe.skipIf(etcdMissing)(
       const values = Array.from({ length: 20 }, (_, i) => `v${i}`);
       await Promise.all(values.map((value) => producer.send(topic, { value })));
 
-      const consume = async (count: number): Promise<string[]> => {
+      /** A new member of the group 'far-readers', connected to the coordinator. */
+      const joinReaders = async () => {
         const sw = await Spillway.connect(coordinator.url, { rerouteTimeoutMs: 10_000 });
-        const consumer = sw.consumer({
-          group: 'far-readers',
-          topics: [topic],
-          mode: 'group',
-          from: 'earliest',
-        });
+        return {
+          sw,
+          consumer: sw.consumer({ group: 'far-readers', topics: [topic], mode: 'group', from: 'earliest' }),
+        };
+      };
+      const consume = async (count: number): Promise<string[]> => {
+        const { sw, consumer } = await joinReaders();
         const seen: string[] = [];
         try {
           for await (const message of consumer) {
@@ -95,13 +97,7 @@ describe.skipIf(etcdMissing)(
       expect(await consume(10)).toEqual(values.slice(10));
 
       // Partitions added online reach a member that stays: the coordinator hears of the record's growth.
-      const member = await Spillway.connect(coordinator.url, { rerouteTimeoutMs: 10_000 });
-      const stays = member.consumer({
-        group: 'far-readers',
-        topics: [topic],
-        mode: 'group',
-        from: 'earliest',
-      });
+      const { sw: member, consumer: stays } = await joinReaders();
       await stays.ready();
       await first!.broker.cluster!.node.admin.addPartitions(topic, 1);
       await waitFor('the new partition led', () => leaderOf(1));

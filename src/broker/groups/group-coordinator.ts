@@ -561,9 +561,10 @@ export class GroupCoordinator implements GroupService {
     const writes: Array<{ key: string; value: number }> = [];
     for (const { topic, partition, offset } of request.offsets) {
       this.checkOwner(group, member, topic, partition);
-      if (this.remote !== null && this.isRemote(topic, partition)) {
+      const remote = this.remoteFor(topic, partition);
+      if (remote !== null) {
         // No replica here: the leader's high watermark bounds the commit.
-        const end = await this.remote.latestOffset(topic, partition, session.signal);
+        const end = await remote.latestOffset(topic, partition, session.signal);
         this.assertCoordinatingSince(epoch);
         this.checkOwner(group, member, topic, partition);
         if (offset > end) {
@@ -607,9 +608,9 @@ export class GroupCoordinator implements GroupService {
     this.remote = remote;
   }
 
-  /** True when topic/partition is read from other brokers: a cluster, and this broker holds no replica of it. */
-  private isRemote(topic: string, partition: number): boolean {
-    return this.remote !== null && !this.remote.holds(topic, partition);
+  /** How topic/partition is read from other brokers, or null: one broker, or this one holds a replica of it. */
+  private remoteFor(topic: string, partition: number): RemotePartitions | null {
+    return this.remote !== null && !this.remote.holds(topic, partition) ? this.remote : null;
   }
 
   async fetch(session: Session, request: GroupFetchRequest, options: FetchOptions): Promise<FetchResult> {
@@ -617,10 +618,11 @@ export class GroupCoordinator implements GroupService {
     const { group, member } = this.memberOf(session, request);
     const { topic, partition, offset } = request;
     this.checkOwner(group, member, topic, partition);
-    if (this.remote !== null && this.isRemote(topic, partition)) {
+    const remote = this.remoteFor(topic, partition);
+    if (remote !== null) {
       // No replica here: the leader answers; ownership is checked again on the way back, as after a wait.
       const epoch = this.serviceEpoch;
-      const result = await this.remote.fetch(topic, partition, offset, {
+      const result = await remote.fetch(topic, partition, offset, {
         ...options,
         signal: options.signal ?? session.signal,
       });
