@@ -319,6 +319,7 @@ export async function runBenchFromCommandLine(argv: string[]): Promise<number> {
         'duration-ms': { type: 'string' },
         runs: { type: 'string' },
         'sweep-rates': { type: 'string' },
+        'warm-up-ms': { type: 'string' },
       },
       args: argv,
       strict: true,

@@ -37,6 +37,12 @@ export interface CompareOptions {
   sweepRatesPerSecond: number[];
   /** Sending time of each sweep step. */
   sweepStepDurationMs: number;
+  /**
+   * Before the first produce/consume cell of each message size on each system and mode: unmeasured
+   * rounds of that cell's workload (produce, then consume what was acknowledged; 1 client, 1
+   * partition) for at least this long, every system alike; 0: none (runner.ts, `throughputWarmUp`).
+   */
+  throughputWarmUpMs: number;
 }
 
 const KiB = 1024;
@@ -59,6 +65,7 @@ export function compareDefaults(quick: boolean): CompareOptions {
         latencyRatePerSecond: 500,
         sweepRatesPerSecond: [2000],
         sweepStepDurationMs: 300,
+        throughputWarmUpMs: 0,
       }
     : {
         systems: [...systemNames],
@@ -74,6 +81,7 @@ export function compareDefaults(quick: boolean): CompareOptions {
         latencyRatePerSecond: 1000,
         sweepRatesPerSecond: [1000, 4000, 16_000, 64_000],
         sweepStepDurationMs: 1500,
+        throughputWarmUpMs: 2000,
       };
 }
 
@@ -88,6 +96,7 @@ export interface CompareFlags {
   durationMs?: string;
   runs?: string;
   sweepRates?: string;
+  warmUpMs?: string;
 }
 
 /** Flag spelling on the command line → field of CompareFlags. */
@@ -101,6 +110,7 @@ export const compareFlagNames = {
   'duration-ms': 'durationMs',
   runs: 'runs',
   'sweep-rates': 'sweepRates',
+  'warm-up-ms': 'warmUpMs',
 } as const satisfies Record<string, keyof CompareFlags>;
 
 export const compareUsage = `comparison flags (suite 'compare'; any of them runs reference + compare unless --suite is given):
@@ -113,6 +123,8 @@ export const compareUsage = `comparison flags (suite 'compare'; any of them runs
   --duration-ms N     cap of each produce/consume phase and latency run (default 2000, quick 400)
   --runs N            repetitions of each produce/consume and latency cell, medians reported (default 1)
   --sweep-rates LIST  offered msg/s of the latency sweep (default 1000,4000,16000,64000)
+  --warm-up-ms N      unmeasured produce/consume rounds before each size's first throughput cell,
+                      per system and mode, at least this long (default 2000, quick 0; 0: none)
   full matrix with medians (roughly 30–40 min): --runs 3 --duration-ms 5000`;
 
 /** A flag value that makes no sense. Reported as a usage error (exit 2) before anything runs. */
@@ -127,6 +139,7 @@ const limits = {
   partitionsMax: 256,
   durationMsMax: 600_000,
   runsMax: 20,
+  warmUpMsMax: 60_000,
   rateMax: 1_000_000,
 } as const;
 
@@ -154,6 +167,8 @@ export function resolveCompareOptions(flags: CompareFlags, quick: boolean): Comp
     options.sweepStepDurationMs = Math.max(50, Math.round((options.durationMs * 3) / 4));
   }
   if (flags.runs !== undefined) options.runs = single('--runs', flags.runs, 1, limits.runsMax);
+  if (flags.warmUpMs !== undefined)
+    options.throughputWarmUpMs = single('--warm-up-ms', flags.warmUpMs, 0, limits.warmUpMsMax);
   if (flags.sweepRates !== undefined)
     options.sweepRatesPerSecond = listOf('--sweep-rates', flags.sweepRates, parseInteger, 1, limits.rateMax);
   return options;

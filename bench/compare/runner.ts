@@ -263,10 +263,26 @@ async function runTarget(
     ...(target.partitioned ? { partitions } : {}),
   });
 
+  /** Message sizes whose throughput warm-up ran on this system and mode (once per size). */
+  const warmedSizes = new Set<number>();
+
   for (const { messageBytes, clients, partitions } of plan.throughput) {
     if (abandoned) break;
     const what = `${formatSize(messageBytes)} ${clients}p ${partitions}part`;
-    const runs = await cell(what, options.runs * 2 * options.durationMs, async () => {
+    const warmUpDue = options.throughputWarmUpMs > 0 && !warmedSizes.has(messageBytes);
+    warmedSizes.add(messageBytes);
+    let warmUp: ThroughputWarmUp | undefined;
+    const warmUpBudgetMs = warmUpDue ? options.throughputWarmUpMs + 2 * options.durationMs : 0;
+    const runs = await cell(what, warmUpBudgetMs + options.runs * 2 * options.durationMs, async () => {
+      if (warmUpDue) {
+        warmUp = await throughputWarmUp(options.throughputWarmUpMs, async () => {
+          const produce = await peer.produce(produceOptions(messageBytes, 1, 1));
+          if (produce.acked > 0) {
+            await peer.consume({ messages: produce.acked, consumers: 1, durationMsMax: options.durationMs });
+          }
+          return produce.bytesPerSecond / 1e6;
+        });
+      }
       const perRun: Array<{
         produce: number;
         produceBytes: number;
@@ -312,9 +328,14 @@ async function runTarget(
       messages: runs.map((run) => run.received),
       perRun: runs.map((run) => run.consume),
     };
+    if (warmUp !== undefined) {
+      const stated = warmUpNote(warmUp, messageBytes);
+      produce.note = stated;
+      consume.note = stated;
+    }
     const short = runs.filter((run) => run.received < run.acked);
     if (short.length > 0) {
-      consume.note = `read back ${short.map((run) => `${run.received} of ${run.acked}`).join(', ')} within the ${options.durationMs} ms cap`;
+      consume.note = `${consume.note === undefined ? '' : `${consume.note}; `}read back ${short.map((run) => `${run.received} of ${run.acked}`).join(', ')} within the ${options.durationMs} ms cap`;
     }
     if (system === 'spillway') {
       consume.note = [
@@ -438,6 +459,50 @@ async function runTarget(
     }
   }
   return { measured, failed, skippedSteps: remaining, saturatedSteps };
+}
+
+/** What a throughput warm-up did (stated in the rows of the cell it preceded). */
+export interface ThroughputWarmUp {
+  rounds: number;
+  elapsedMs: number;
+  /** MB/s produced by each round, in order: how far a cold system was from the measured runs. */
+  produceMegabytesPerSecond: number[];
+}
+
+/**
+ * Runs `round` (one unmeasured produce + consume of the cell's workload; resolves with the MB/s it
+ * produced) until `warmUpMs` have passed: at least one round, at most `throughputWarmUpRoundsMax`.
+ * A broker process started for the cells still compiles its hot paths for seconds: at 16 KiB a fresh
+ * Spillway broker produced 740–1,050 MB/s in its first 256 MiB phase and 1,900–2,400 MB/s from the
+ * fifth on, its CPU per phase falling from ~280 to ~100 ms (issue 15, session 10), so cold cells
+ * measured the JIT, not the steady state a running broker serves. Every system gets the same
+ * warm-up, as in the latency cells (`latencyWarmUpMs`) and the page-cache reference.
+ */
+export async function throughputWarmUp(
+  warmUpMs: number,
+  round: () => Promise<number>,
+): Promise<ThroughputWarmUp> {
+  const startMs = performance.now();
+  const produced: number[] = [];
+  do {
+    produced.push(await round());
+  } while (performance.now() - startMs < warmUpMs && produced.length < throughputWarmUpRoundsMax);
+  return {
+    rounds: produced.length,
+    elapsedMs: performance.now() - startMs,
+    produceMegabytesPerSecond: produced,
+  };
+}
+
+/** Bound of the warm-up rounds (a system answering empty rounds at once cannot spin for the whole time). */
+export const throughputWarmUpRoundsMax = 100;
+
+function warmUpNote(warmUp: ThroughputWarmUp, messageBytes: number): string {
+  const rates = warmUp.produceMegabytesPerSecond.map((rate) => rate.toFixed(0)).join(' / ');
+  return (
+    `after ${(warmUp.elapsedMs / 1000).toFixed(1)} s of warm-up (${warmUp.rounds} unmeasured rounds of ` +
+    `${formatSize(messageBytes)}, 1p 1part: ${rates} MB/s)`
+  );
 }
 
 /**

@@ -19,7 +19,13 @@ import {
   referenceFor,
   type ThroughputMeasurement,
 } from '../../bench/compare/results.js';
-import { combineLatencyRuns, saturation, sweepMessageBytes } from '../../bench/compare/runner.js';
+import {
+  combineLatencyRuns,
+  saturation,
+  sweepMessageBytes,
+  throughputWarmUp,
+  throughputWarmUpRoundsMax,
+} from '../../bench/compare/runner.js';
 import { compareTarget } from '../../bench/compare/targets.js';
 import { type BenchResults, BenchUsageError, runBench } from '../../bench/main.js';
 import { findExecutable } from '../../bench/peers/install.js';
@@ -248,6 +254,18 @@ describe('comparison options', () => {
     expect(quick.durationMs).toBeLessThan(full.durationMs);
     expect(sweepMessageBytes([100, 1024, 16_384])).toBe(1024);
     expect(sweepMessageBytes([100, 16_384])).toBe(100);
+    // The throughput cells are measured warm by default; quick runs are a smoke check, cold.
+    expect(full.throughputWarmUpMs).toBe(2000);
+    expect(quick.throughputWarmUpMs).toBe(0);
+  });
+
+  it('--warm-up-ms sets the throughput warm-up, 0 turns it off, out of range is a usage error', () => {
+    expect(resolveCompareOptions({ warmUpMs: '1500' }, false).throughputWarmUpMs).toBe(1500);
+    expect(resolveCompareOptions({ warmUpMs: '0' }, false).throughputWarmUpMs).toBe(0);
+    expect(resolveCompareOptions({ warmUpMs: '300' }, true).throughputWarmUpMs).toBe(300);
+    expect(() => resolveCompareOptions({ warmUpMs: '-1' }, false)).toThrow(/--warm-up-ms.*\[0, 60000\]/);
+    expect(() => resolveCompareOptions({ warmUpMs: '60001' }, false)).toThrow(CompareUsageError);
+    expect(() => resolveCompareOptions({ warmUpMs: 'long' }, false)).toThrow(CompareUsageError);
   });
 
   it('a bad flag is a usage error of runBench, before anything is written', async () => {
@@ -492,6 +510,7 @@ describe.skipIf(cliMissing)(
           partitions: '1',
           durationMs: '300',
           sweepRates: '1000',
+          warmUpMs: '200',
         },
         out,
         scratch: temporaryDirectory(),
@@ -527,6 +546,15 @@ describe.skipIf(cliMissing)(
       if (!redisMissing) {
         for (const entry of compare.throughput) expect(entry.ratioToBestPeer).toBeGreaterThan(0);
       }
+      // --warm-up-ms: the produce/consume cell of each system and mode ran after unmeasured rounds.
+      const produced = compare.throughput.filter((entry) => entry.scenario === 'produce');
+      expect(produced).toHaveLength(systemCount * 2);
+      for (const entry of produced) {
+        expect(entry.note, entry.system).toMatch(
+          /after [\d.]+ s of warm-up \(\d+ unmeasured rounds of 1KiB, 1p 1part: /,
+        );
+      }
+      expect(compare.options.throughputWarmUpMs).toBe(200);
 
       const markdown = readFileSync(path.join(out, 'compare.md'), 'utf8');
       expect(markdown).toContain('### Settings and what they guarantee');
@@ -555,6 +583,33 @@ describe.skipIf(cliMissing)(
     }, 60_000);
   },
 );
+
+describe('throughputWarmUp', () => {
+  it('runs one round at least, then rounds until the time has passed, and reports each round', async () => {
+    const once = await throughputWarmUp(0, async () => 7);
+    expect(once.rounds).toBe(1);
+    expect(once.produceMegabytesPerSecond).toEqual([7]);
+    let calls = 0;
+    const timed = await throughputWarmUp(30, async () => {
+      calls += 1;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return calls;
+    });
+    expect(timed.elapsedMs).toBeGreaterThanOrEqual(30);
+    expect(timed.rounds).toBe(calls);
+    expect(timed.produceMegabytesPerSecond).toEqual(Array.from({ length: calls }, (_, index) => index + 1));
+  });
+
+  it('stops after throughputWarmUpRoundsMax rounds however long the warm-up (rounds that end at once)', async () => {
+    let calls = 0;
+    const bounded = await throughputWarmUp(60_000, async () => {
+      calls += 1;
+      return 0;
+    });
+    expect(bounded.rounds).toBe(throughputWarmUpRoundsMax);
+    expect(calls).toBe(throughputWarmUpRoundsMax);
+  });
+});
 
 describe('combineLatencyRuns', () => {
   it('takes the median of each percentile over the runs, the largest max and lag, and sums the counts', () => {
