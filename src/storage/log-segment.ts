@@ -908,6 +908,11 @@ export class LogSegment {
   }
 
   /** Marks an fdatasync as started on this segment's fd (the fd stays open until it ends). */
+  /** A background fdatasync of the zeros ahead of the data is in flight (`maybeSyncZeros`). */
+  get zerosSyncing(): boolean {
+    return this.zeroSyncInFlight;
+  }
+
   beginSync(): number {
     this.syncsInFlight++;
     return this.fd;

@@ -65,6 +65,7 @@ import {
 import { crc32c as nativeCrc32c } from '../native.js';
 import { CheckpointFile } from './checkpoint-file.js';
 import { fileModes } from './file-modes.js';
+import { type InlineSyncBudget, inlineSyncBudget } from './inline-sync.js';
 import {
   loadLog,
   type RecoveryCheckpoint,
@@ -75,7 +76,7 @@ import { LogSegment } from './log-segment.js';
 import type { AppendResult, LogStore, ReadResult, RetentionResult } from './log-store.js';
 import type { Crc32cFunction } from './segment-scan.js';
 import { nodeSpareFileSystem, type SpareFileSystem, SpareSegment, type SpareState } from './spare-segment.js';
-import { type Durability, durabilities, SyncScheduler } from './sync-scheduler.js';
+import { type Durability, durabilities, type SyncFile, SyncScheduler } from './sync-scheduler.js';
 import { inlineZeroWriteBytesFor, zeroWriteBytesFor } from './zero-fill.js';
 
 export interface PartitionLogOptions {
@@ -115,6 +116,12 @@ export interface PartitionLogOptions {
    * the zeros a segment syncs ahead of its data with `always` (log-segment.ts), for fault injection.
    */
   spareFileSystem?: SpareFileSystem;
+  /**
+   * With durability `always`: the budget under which a round of a lightly loaded log runs its
+   * fdatasync on the event loop instead of the thread pool (inline-sync.ts); default the process's
+   * `inlineSyncBudget`, null for the pool always. Ignored with `none` and `interval`.
+   */
+  inlineSync?: InlineSyncBudget | null;
 }
 
 /** What the spare segment preparation did since the log was opened (for tests and benchmarks). */
@@ -146,6 +153,7 @@ interface ResolvedOptions {
   crc32c: Crc32cFunction;
   spareSegment: boolean;
   spareFileSystem: SpareFileSystem;
+  inlineSync: InlineSyncBudget | null;
 }
 
 function integerOption(
@@ -211,6 +219,7 @@ function resolveOptions(options: PartitionLogOptions): ResolvedOptions {
     crc32c: options.crc32c ?? nativeCrc32c,
     spareSegment: options.spareSegment ?? durability === 'always',
     spareFileSystem: options.spareFileSystem ?? nodeSpareFileSystem,
+    inlineSync: options.inlineSync === undefined ? inlineSyncBudget : options.inlineSync,
   };
 }
 
@@ -330,6 +339,8 @@ export class PartitionLog implements LogStore {
       },
       this.directoryFd,
       recoveryPoint,
+      undefined,
+      this.durability === 'always' && options.inlineSync !== null ? { budget: options.inlineSync } : null,
     );
     if (this.dirty.size > 0) this.backgroundSync();
     if (this.durability === 'interval') {
@@ -375,6 +386,11 @@ export class PartitionLog implements LogStore {
   /** fdatasync rounds completed since open (group commit: fewer than appends under load). */
   get syncCount(): number {
     return this.syncer.syncCount;
+  }
+
+  /** Of `syncCount`, the rounds whose fdatasync ran on the event loop (`always`, lightly loaded: inline-sync.ts). */
+  get inlineSyncCount(): number {
+    return this.syncer.inlineSyncCount;
   }
 
   /** Disk preallocated ahead of the data: the active segment's growth step plus a spare's file. */
@@ -868,14 +884,14 @@ export class PartitionLog implements LogStore {
    */
   private takeSyncRound(neededOffset: number): {
     offset: number;
-    files: Array<{ fd: number; done: () => void }>;
+    files: SyncFile[];
   } {
     const active = this.active;
     const sealedOnly = neededOffset <= active.baseOffset;
-    const files: Array<{ fd: number; done: () => void }> = [];
+    const files: SyncFile[] = [];
     for (const segment of this.dirty) {
       if (sealedOnly && segment === active) continue;
-      files.push({ fd: segment.beginSync(), done: () => segment.endSync() });
+      files.push({ fd: segment.beginSync(), done: () => segment.endSync(), busy: segment.zerosSyncing });
       this.dirty.delete(segment);
     }
     return { offset: sealedOnly ? active.baseOffset : this.logEndOffset, files };

@@ -19,13 +19,17 @@
  * has completed too (an earlier round synced files the later one left out), so the durable offset
  * only ever moves forward over data that is on disk.
  *
- * fdatasync runs in libuv's thread pool, so the event loop never blocks on the disk. A failed
+ * fdatasync runs in libuv's thread pool, so the event loop does not block on the disk, except for
+ * the rounds of a lightly loaded `always` log while the process's budget allows (inline-sync.ts: one
+ * round in flight, one file, the last round acknowledged at most `syncPipelineWaitersMax` appends):
+ * those run it on the event loop, sparing the acknowledgement two thread hand-offs. A failed
  * fdatasync (EIO) poisons the log: Linux may already have dropped the dirty pages, so retrying could
  * report success for lost data. Every waiter gets the error, and so does every later sync.
  */
-import { fdatasync, fsync } from 'node:fs';
+import { fdatasync, fdatasyncSync, fsync } from 'node:fs';
 import { BackpressureError, LogTruncatedError, type SpillwayError, storageErrorFrom } from '../errors.js';
 import { pendingSyncAppendCountMax, syncPipelineWaitersMax, syncRoundsInFlightMax } from '../limits.js';
+import type { InlineSyncBudget } from './inline-sync.js';
 
 export type Durability = 'none' | 'interval' | 'always';
 export const durabilities: readonly Durability[] = ['none', 'interval', 'always'];
@@ -40,9 +44,21 @@ export interface SyncTarget {
    * round covers once they are synced (at least `neededOffset`). A target may leave out files that
    * hold only later offsets (the log leaves out its active segment when only sealed data is needed).
    */
-  takeRound(neededOffset: number): { offset: number; files: Array<{ fd: number; done: () => void }> };
+  takeRound(neededOffset: number): { offset: number; files: SyncFile[] };
   /** Called after a sync covering everything below `offset` succeeded. */
   onSynced(offset: number): void;
+}
+
+/** A file a round syncs. */
+export interface SyncFile {
+  fd: number;
+  /** Called when the round's sync of it ended (succeeded or not). */
+  done: () => void;
+  /**
+   * Another fdatasync of the file is in flight (the zeros a segment syncs ahead of its data): a
+   * round's fdatasync would wait for its writeback, so it never runs on the event loop.
+   */
+  busy?: boolean;
 }
 
 interface Waiter {
@@ -53,6 +69,15 @@ interface Waiter {
 
 /** Syncs one file: fdatasync, or fsync for a directory. Replaceable in tests (SyncScheduler's constructor). */
 export type SyncFileFunction = (fd: number, directory: boolean) => Promise<void>;
+
+/**
+ * Rounds of a lightly loaded log synced on the event loop (inline-sync.ts): the process's budget,
+ * and the blocking fdatasync (TEST-ONLY replaceable).
+ */
+export interface InlineSync {
+  budget: InlineSyncBudget;
+  fdatasync?: (fd: number) => void;
+}
 
 function syncFile(fd: number, directory: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -81,18 +106,29 @@ export class SyncScheduler {
   roundsInFlightPeak = 0;
   /** Appends the last completed round acknowledged: few means a lightly loaded log (pipelining). */
   private lastRoundWaiters = 0;
+  private readonly inline: InlineSync | null;
+  private readonly fdatasyncInline: (fd: number) => void;
+  /** Rounds whose fdatasync ran on the event loop (of `syncCount`). */
+  inlineSyncCount = 0;
 
-  /** `sync`: TEST-ONLY replacement of fdatasync/fsync (to hold rounds in flight, or fail them). */
+  /**
+   * `sync`: TEST-ONLY replacement of fdatasync/fsync (to hold rounds in flight, or fail them).
+   * `inline`: given (durability `always`), a round of a lightly loaded log may run its fdatasync on
+   * the event loop while the budget allows (`startInline`).
+   */
   constructor(
     target: SyncTarget,
     directoryFd: number,
     syncedOffset: number,
     sync: SyncFileFunction = syncFile,
+    inline: InlineSync | null = null,
   ) {
     this.target = target;
     this.directoryFd = directoryFd;
     this.syncedOffset = syncedOffset;
     this.syncFile = sync;
+    this.inline = inline;
+    this.fdatasyncInline = inline?.fdatasync ?? fdatasyncSync;
   }
 
   get durableOffset(): number {
@@ -184,6 +220,10 @@ export class SyncScheduler {
     const { offset, files } = this.target.takeRound(neededOffset);
     const syncDirectory = this.directoryDirty;
     this.directoryDirty = false;
+    if (this.mayRunInline(files, syncDirectory)) {
+      this.runInline(offset, files[0]!, this.truncations);
+      return;
+    }
     const previous = this.rounds.at(-1)?.done ?? null;
     const round = { offset, done: Promise.resolve() };
     round.done = this.run(offset, files, syncDirectory, this.truncations, previous);
@@ -194,7 +234,7 @@ export class SyncScheduler {
   /** Never rejects: a failure poisons the scheduler and fails the waiters instead. */
   private async run(
     offset: number,
-    files: Array<{ fd: number; done: () => void }>,
+    files: SyncFile[],
     syncDirectory: boolean,
     truncations: number,
     previous: Promise<void> | null,
@@ -210,8 +250,47 @@ export class SyncScheduler {
     }
     // Complete in start order: what this round left out, an earlier round synced.
     if (previous !== null) await previous.catch(() => undefined);
-    this.syncCount++;
     this.rounds.shift();
+    this.complete(offset, truncations, error);
+  }
+
+  /**
+   * Inline only for a round with one file that no other fdatasync is writing back and no directory
+   * to sync, with no round in flight (so it completes in order), on a lightly loaded log (the last
+   * round acknowledged at most `syncPipelineWaitersMax` appends), while the process's budget allows.
+   */
+  private mayRunInline(files: readonly SyncFile[], syncDirectory: boolean): boolean {
+    return (
+      this.inline !== null &&
+      files.length === 1 &&
+      files[0]!.busy !== true &&
+      !syncDirectory &&
+      this.rounds.length === 0 &&
+      this.lastRoundWaiters <= syncPipelineWaitersMax &&
+      this.inline.budget.allows()
+    );
+  }
+
+  /** A round whose fdatasync runs on the event loop: completed before this returns. */
+  private runInline(offset: number, file: SyncFile, truncations: number): void {
+    const budget = this.inline!.budget;
+    let error: SpillwayError | null = null;
+    const startedMs = budget.clock();
+    try {
+      this.fdatasyncInline(file.fd);
+    } catch (cause) {
+      error = storageErrorFrom('fdatasync', cause);
+    } finally {
+      file.done();
+    }
+    budget.record(budget.clock() - startedMs);
+    this.inlineSyncCount++;
+    this.complete(offset, truncations, error);
+  }
+
+  /** After a round's syncs ended (in start order): the synced offset, the waiters, the next round. */
+  private complete(offset: number, truncations: number, error: SpillwayError | null): void {
+    this.syncCount++;
     if (error && this.failure === null) {
       this.failure = error;
       this.rejectAll(error);

@@ -6,28 +6,42 @@
  */
 import { describe, expect, it } from 'vitest';
 import { syncPipelineWaitersMax, syncRoundsInFlightMax } from '../../src/limits.js';
-import { type SyncFileFunction, SyncScheduler, type SyncTarget } from '../../src/storage/sync-scheduler.js';
+import { InlineSyncBudget } from '../../src/storage/inline-sync.js';
+import {
+  type InlineSync,
+  type SyncFile,
+  type SyncFileFunction,
+  SyncScheduler,
+  type SyncTarget,
+} from '../../src/storage/sync-scheduler.js';
 
 interface HeldSync {
   fd: number;
   finish: (error?: Error) => void;
 }
 
+interface HarnessOptions {
+  inline?: InlineSync;
+  /** The files of each round (default one, fd 7); `busy` marks a file another fdatasync writes back. */
+  files?: () => SyncFile[];
+}
+
 /** A log that is only an end offset, synced by syncs the test finishes one by one. */
-function harness() {
+function harness(options: HarnessOptions = {}) {
   let end = 0;
   const held: HeldSync[] = [];
   const synced: number[] = [];
+  const files = options.files ?? (() => [{ fd: 7, done: () => {} }]);
   const target: SyncTarget = {
     endOffset: () => end,
-    takeRound: () => ({ offset: end, files: [{ fd: 7, done: () => {} }] }),
+    takeRound: () => ({ offset: end, files: files() }),
     onSynced: (offset) => synced.push(offset),
   };
   const sync: SyncFileFunction = (fd) =>
     new Promise<void>((resolve, reject) => {
       held.push({ fd, finish: (error) => (error ? reject(error) : resolve()) });
     });
-  const scheduler = new SyncScheduler(target, -1, 0, sync);
+  const scheduler = new SyncScheduler(target, -1, 0, sync, options.inline ?? null);
   /** Appends up to `offset` and waits for it to be synced; records when it resolved or rejected. */
   const append = (offset: number) => {
     end = offset;
@@ -179,5 +193,171 @@ describe('SyncScheduler rounds', () => {
     held[1]!.finish();
     await settle();
     expect(idle).toBe(true);
+  });
+});
+
+describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on the event loop)', () => {
+  /** An inline fdatasync that records its calls, fails when told, and advances a fake clock. */
+  function inlineHarness(
+    budgetOptions: ConstructorParameters<typeof InlineSyncBudget>[0] = {},
+    files?: () => SyncFile[],
+  ) {
+    let nowMs = 0;
+    let durationMs = 0.1;
+    let failWith: Error | null = null;
+    const inlineCalls: number[] = [];
+    const budget = new InlineSyncBudget({ now: () => nowMs, ...budgetOptions });
+    const inline: InlineSync = {
+      budget,
+      fdatasync: (fd) => {
+        inlineCalls.push(fd);
+        nowMs += durationMs;
+        if (failWith !== null) throw failWith;
+      },
+    };
+    const base = harness(files === undefined ? { inline } : { inline, files });
+    return {
+      ...base,
+      budget,
+      inlineCalls,
+      advance: (ms: number) => {
+        nowMs += ms;
+      },
+      setDuration: (ms: number) => {
+        durationMs = ms;
+      },
+      failNext: (error: Error) => {
+        failWith = error;
+      },
+    };
+  }
+
+  it('a lone append is synced inline: no pool call, acknowledged without waiting for a thread', async () => {
+    const { scheduler, held, inlineCalls, append, budget } = inlineHarness();
+    const first = append(1);
+    await settle();
+    expect([first.state, inlineCalls, held.length]).toEqual(['synced', [7], 0]);
+    expect([scheduler.durableOffset, scheduler.syncCount, scheduler.inlineSyncCount, budget.calls]).toEqual([
+      1, 1, 1, 1,
+    ]);
+  });
+
+  it('goes to the pool while a round is in flight, once a round acknowledged many appends, and for busy or several files', async () => {
+    const { scheduler, held, inlineCalls, append, budget } = inlineHarness();
+    // Many appends in one round: the log is loaded, the next round goes to the pool.
+    const busy = Array.from({ length: syncPipelineWaitersMax + 1 }, (_, i) => append(i + 1));
+    await settle();
+    expect(inlineCalls).toHaveLength(1);
+    expect(busy.every((outcome) => outcome.state === 'synced')).toBe(true);
+    const pooled = append(syncPipelineWaitersMax + 2);
+    await settle();
+    expect([held.length, pooled.state]).toEqual([1, 'waiting']);
+    // While that round is in flight, another append waits (rounds one at a time under load) and is
+    // never synced inline ahead of the round in flight.
+    const behind = append(syncPipelineWaitersMax + 3);
+    await settle();
+    expect(inlineCalls).toHaveLength(1);
+    held[0]!.finish();
+    await settle();
+    // That round acknowledged one append: the log is light again, the next round is inline.
+    expect([pooled.state, behind.state, inlineCalls.length, held.length]).toEqual(['synced', 'synced', 2, 1]);
+    expect([scheduler.syncCount, scheduler.inlineSyncCount, budget.calls]).toEqual([3, 2, 2]);
+
+    const twoFiles = inlineHarness({}, () => [
+      { fd: 7, done: () => {} },
+      { fd: 8, done: () => {} },
+    ]);
+    const split = twoFiles.append(1);
+    await settle();
+    expect([twoFiles.inlineCalls.length, twoFiles.held.map((sync) => sync.fd)]).toEqual([0, [7, 8]]);
+    for (const sync of twoFiles.held) sync.finish();
+    await settle();
+    expect(split.state).toBe('synced');
+
+    const busyFile = inlineHarness({}, () => [{ fd: 7, done: () => {}, busy: true }]);
+    busyFile.append(1);
+    await settle();
+    expect([busyFile.inlineCalls.length, busyFile.held.length]).toEqual([0, 1]);
+  });
+
+  it('a directory to sync sends the round to the pool', async () => {
+    const { scheduler, held, inlineCalls, append } = inlineHarness();
+    scheduler.markDirectoryDirty();
+    const first = append(1);
+    await settle();
+    expect([inlineCalls.length, held.map((sync) => sync.fd)]).toEqual([0, [7]]);
+    held[0]!.finish();
+    await settle();
+    expect(held.map((sync) => sync.fd)).toEqual([7, -1]); // then the directory, fsync'd in the pool
+    held[1]!.finish();
+    await settle();
+    expect(first.state).toBe('synced');
+  });
+
+  it('stops at the share of the window, and starts again in the next window', async () => {
+    const { held, inlineCalls, append, advance, setDuration, budget } = inlineHarness({
+      windowMs: 100,
+      shareMax: 0.25,
+      slowMs: 50, // 10 ms calls are not slow here: only the share stops them
+    });
+    setDuration(10);
+    for (let offset = 1; offset <= 3; offset++) {
+      append(offset);
+      await settle();
+    }
+    expect(inlineCalls).toHaveLength(3); // 30 ms spent: over the 25 ms of the window
+    const pooled = append(4);
+    await settle();
+    expect([inlineCalls.length, held.length, pooled.state]).toEqual([3, 1, 'waiting']);
+    held[0]!.finish();
+    await settle();
+    advance(100);
+    const next = append(5);
+    await settle();
+    expect([inlineCalls.length, next.state, budget.coolDowns]).toEqual([4, 'synced', 0]);
+  });
+
+  it('one slow call does not turn inline calls off; three within the cool-down do, for the cool-down', async () => {
+    const { held, inlineCalls, append, advance, setDuration, budget } = inlineHarness({
+      slowMs: 2,
+      slowCallsMax: 3,
+      coolDownMs: 1000,
+      windowMs: 100,
+      shareMax: 1,
+    });
+    setDuration(5);
+    append(1);
+    await settle();
+    advance(600);
+    append(2);
+    await settle();
+    advance(600); // the first slow call is now older than the cool-down
+    append(3);
+    await settle();
+    expect([inlineCalls.length, budget.slowCalls, budget.coolDowns]).toEqual([3, 3, 0]);
+    append(4); // the third slow call within 1,000 ms of the second-to-last two
+    await settle();
+    expect([inlineCalls.length, budget.coolDowns]).toEqual([4, 1]);
+    setDuration(0.1);
+    const pooled = append(5);
+    await settle();
+    expect([inlineCalls.length, held.length, pooled.state]).toEqual([4, 1, 'waiting']);
+    held[0]!.finish();
+    await settle();
+    advance(1001);
+    const again = append(6);
+    await settle();
+    expect([inlineCalls.length, again.state]).toEqual([5, 'synced']);
+  });
+
+  it('a failed inline fdatasync fails its waiter and every later sync, like a failed pool round', async () => {
+    const { scheduler, append, failNext } = inlineHarness();
+    failNext(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const first = append(1);
+    await settle();
+    expect(first.state).toBe('failed');
+    expect(scheduler.failed?.code).toBe('STORAGE_IO');
+    await expect(scheduler.waitFor(2)).rejects.toThrow(/fdatasync/);
+    expect(scheduler.durableOffset).toBe(0);
   });
 });
