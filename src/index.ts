@@ -33,6 +33,7 @@ export {
 export { hashSecret, newToken } from './server/auth/token-hash.js';
 export type { BrokerServer } from './server/server.js';
 export { Broker, type ListenOptions } from './spillway-broker.js';
+export { InlineSyncBudget, inlineSyncBudget } from './storage/inline-sync.js';
 export type { RecoveryReport, TruncationReport } from './storage/log-loader.js';
 export type {
   AppendResult,

@@ -17,6 +17,7 @@ import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { ReplicaPartitionStats } from '../protocol/replication-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 import type { TransactionStats } from '../protocol/transaction-api.js';
+import { inlineSyncBudget } from '../storage/inline-sync.js';
 import type { Authenticator } from './auth/authenticator.js';
 import type { PrincipalQuotaTracker } from './auth/principal-quotas.js';
 import type { HttpBudget } from './http-budget.js';
@@ -290,6 +291,26 @@ export class ServerMetrics {
     metric('spillway_sent_bytes_total', 'counter', 'Bytes sent (WebSocket messages, HTTP bodies).');
     lines.push(`spillway_sent_bytes_total{transport="ws"} ${this.bytesSent.ws}`);
     lines.push(`spillway_sent_bytes_total{transport="http"} ${this.bytesSent.http}`);
+    // The process's inline fdatasync budget (storage/inline-sync.ts): one per process, shared by every log.
+    metric(
+      'spillway_inline_fdatasync_total',
+      'counter',
+      'Group-commit fdatasync calls run on the event loop (lightly loaded always logs), and how many were slow (over 2 ms).',
+    );
+    lines.push(`spillway_inline_fdatasync_total{result="all"} ${inlineSyncBudget.calls}`);
+    lines.push(`spillway_inline_fdatasync_total{result="slow"} ${inlineSyncBudget.slowCalls}`);
+    metric(
+      'spillway_inline_fdatasync_seconds_total',
+      'counter',
+      'Time the event loop spent in inline fdatasync calls.',
+    );
+    lines.push(`spillway_inline_fdatasync_seconds_total ${inlineSyncBudget.spentMs / 1000}`);
+    metric(
+      'spillway_inline_fdatasync_cooldowns_total',
+      'counter',
+      'Times inline fdatasync calls were turned off for a cool-down (slow calls: a slow or busy disk).',
+    );
+    lines.push(`spillway_inline_fdatasync_cooldowns_total ${inlineSyncBudget.coolDowns}`);
 
     let described: TopicDescription[] = [];
     try {

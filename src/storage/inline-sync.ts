@@ -12,21 +12,26 @@
  * its one thread too.
  *
  * The event loop is blocked while the call runs, so it is used only while that stays cheap, for the
- * whole process (every log shares the one loop): `InlineSyncBudget` allows inline calls while they
- * took at most `inlineSyncShareMax` of the current `inlineSyncWindowMs` window, and not at all for
- * `inlineSyncCoolDownMs` once `inlineSyncSlowCallsMax` calls within that long took longer than
- * `inlineSyncSlowMs` each (a slow or busy disk: the pool again, where a slow fdatasync blocks
- * nothing else). One slow call alone does not count: this VM's disk has an fdatasync over 2 ms
- * every few seconds (p99.9 ~1.7 ms), and turning inline calls off for each left them off ~40 % of
- * a latency run. A disk slow throughout (a spinning one, ~10 ms) is found within three calls, and
- * blocks the loop for at most three such calls per cool-down. A loaded log never syncs inline
+ * whole process (every log shares the one loop), by `InlineSyncBudget`:
+ *  - a share: the time spent in inline calls is a debt that drains at `inlineSyncShareMax` ms per ms
+ *    of wall time (a leaky bucket); a call may start while the debt is below `inlineSyncWindowMs` ×
+ *    `inlineSyncShareMax` (25 ms). Over any long span the loop spends at most that share in inline
+ *    calls, plus the one call that started last; a call longer than the bucket keeps them off
+ *    until its debt has drained (a 600 ms call: ~2.3 s).
+ *  - slow calls: `inlineSyncSlowCallsMax` calls within `inlineSyncCoolDownMs` that took over
+ *    `inlineSyncSlowMs` each, or one call over the whole bucket (25 ms, a stalled disk), turn inline
+ *    calls off for `inlineSyncCoolDownMs` (the pool again, where a slow fdatasync blocks nothing
+ *    else). One 2–25 ms call alone does not: this VM's disk has an fdatasync over 2 ms every few
+ *    seconds (p99.9 ~1.7 ms), and turning inline calls off for each left them off ~40 % of a latency
+ *    run. A disk slow throughout (a spinning one, ~10 ms) is found within three calls.
+ * A loaded log never syncs inline
  * (sync-scheduler.ts): its rounds go to the pool, so appends keep arriving while one runs and the
  * next fdatasync covers them all (group commit).
  */
 
-/** Length of the window the inline share is measured over. */
+/** With `inlineSyncShareMax`, the size of the bucket: 25 ms of inline calls may be owed at once. */
 export const inlineSyncWindowMs = 100;
-/** Most of a window the event loop may spend in inline fdatasync calls (25 ms of every 100 ms). */
+/** Most of its time the event loop may spend in inline fdatasync calls in the long run. */
 export const inlineSyncShareMax = 0.25;
 /** An inline fdatasync that took longer than this is slow. */
 export const inlineSyncSlowMs = 2;
@@ -48,16 +53,19 @@ export interface InlineSyncBudgetOptions {
 /** How much inline fdatasync the event loop can still afford (one per process: `inlineSyncBudget`). */
 export class InlineSyncBudget {
   private readonly now: () => number;
-  private readonly windowMs: number;
-  private readonly spendMaxMs: number;
+  private readonly shareMax: number;
+  private readonly bucketMs: number;
   private readonly slowMs: number;
   private readonly slowCallsMax: number;
   private readonly coolDownMs: number;
   /** When the last `slowCallsMax` slow calls ended, oldest first. */
   private readonly slowCallTimes: number[] = [];
-  private windowStartMs = Number.NEGATIVE_INFINITY;
-  private spentMs = 0;
+  /** Inline time owed, as of `debtAtMs`: drains at `shareMax` per ms. */
+  private debtMs = 0;
+  private debtAtMs = Number.NEGATIVE_INFINITY;
   private offUntilMs = Number.NEGATIVE_INFINITY;
+  /** Total time spent in inline calls (metrics). */
+  spentMs = 0;
   /** Inline calls recorded, and how many of them were slow (metrics and tests). */
   calls = 0;
   slowCalls = 0;
@@ -66,38 +74,51 @@ export class InlineSyncBudget {
 
   constructor(options: InlineSyncBudgetOptions = {}) {
     this.now = options.now ?? (() => performance.now());
-    this.windowMs = options.windowMs ?? inlineSyncWindowMs;
-    this.spendMaxMs = this.windowMs * (options.shareMax ?? inlineSyncShareMax);
+    this.shareMax = options.shareMax ?? inlineSyncShareMax;
+    this.bucketMs = (options.windowMs ?? inlineSyncWindowMs) * this.shareMax;
     this.slowMs = options.slowMs ?? inlineSyncSlowMs;
     this.slowCallsMax = options.slowCallsMax ?? inlineSyncSlowCallsMax;
     this.coolDownMs = options.coolDownMs ?? inlineSyncCoolDownMs;
   }
 
+  /**
+   * False: never inline, every fdatasync in the pool (`spillway broker --no-inline-fdatasync`, or an
+   * embedding process that must never block its event loop on the disk).
+   */
+  enabled = true;
+
   /** Whether an fdatasync may run on the event loop now. */
   allows(): boolean {
+    if (!this.enabled) return false;
     const now = this.now();
     if (now < this.offUntilMs) return false;
-    if (now - this.windowStartMs >= this.windowMs) {
-      this.windowStartMs = now;
-      this.spentMs = 0;
-    }
-    return this.spentMs < this.spendMaxMs;
+    return this.drainedDebt(now) < this.bucketMs;
   }
 
-  /** Records an inline call that took `durationMs`. */
+  /** Records an inline call that took `durationMs` (ended now). */
   record(durationMs: number): void {
+    const now = this.now();
     this.calls++;
     this.spentMs += durationMs;
+    this.debtMs = this.drainedDebt(now) + durationMs;
+    this.debtAtMs = now;
     if (durationMs <= this.slowMs) return;
     this.slowCalls++;
-    const now = this.now();
-    this.slowCallTimes.push(now);
+    // Slow calls are counted by when they started: three long ones cannot end within the span.
+    this.slowCallTimes.push(now - durationMs);
     if (this.slowCallTimes.length > this.slowCallsMax) this.slowCallTimes.shift();
-    if (this.slowCallTimes.length === this.slowCallsMax && now - this.slowCallTimes[0]! <= this.coolDownMs) {
+    const tooMany =
+      this.slowCallTimes.length === this.slowCallsMax && now - this.slowCallTimes[0]! <= this.coolDownMs;
+    if (tooMany || durationMs > this.bucketMs) {
       this.offUntilMs = now + this.coolDownMs;
       this.coolDowns++;
       this.slowCallTimes.length = 0;
     }
+  }
+
+  private drainedDebt(now: number): number {
+    if (this.debtMs === 0) return 0;
+    return Math.max(0, this.debtMs - (now - this.debtAtMs) * this.shareMax);
   }
 
   /** The monotonic time an inline call starts at (the budget's clock). */

@@ -907,12 +907,12 @@ export class LogSegment {
     this.zeroGeneration++;
   }
 
-  /** Marks an fdatasync as started on this segment's fd (the fd stays open until it ends). */
   /** A background fdatasync of the zeros ahead of the data is in flight (`maybeSyncZeros`). */
   get zerosSyncing(): boolean {
     return this.zeroSyncInFlight;
   }
 
+  /** Marks an fdatasync as started on this segment's fd (the fd stays open until it ends). */
   beginSync(): number {
     this.syncsInFlight++;
     return this.fd;

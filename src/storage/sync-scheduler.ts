@@ -20,9 +20,9 @@
  * only ever moves forward over data that is on disk.
  *
  * fdatasync runs in libuv's thread pool, so the event loop does not block on the disk, except for
- * the rounds of a lightly loaded `always` log while the process's budget allows (inline-sync.ts: one
- * round in flight, one file, the last round acknowledged at most `syncPipelineWaitersMax` appends):
- * those run it on the event loop, sparing the acknowledgement two thread hand-offs. A failed
+ * the rounds of a lightly loaded `always` log while the process's budget allows (inline-sync.ts: no
+ * other round in flight, one file, the last round acknowledged at most `syncPipelineWaitersMax`
+ * appends): those run it on the event loop, sparing the acknowledgement two thread hand-offs. A failed
  * fdatasync (EIO) poisons the log: Linux may already have dropped the dirty pages, so retrying could
  * report success for lost data. Every waiter gets the error, and so does every later sync.
  */
@@ -114,7 +114,7 @@ export class SyncScheduler {
   /**
    * `sync`: TEST-ONLY replacement of fdatasync/fsync (to hold rounds in flight, or fail them).
    * `inline`: given (durability `always`), a round of a lightly loaded log may run its fdatasync on
-   * the event loop while the budget allows (`startInline`).
+   * the event loop while the budget allows (`mayRunInline`, `runInline`).
    */
   constructor(
     target: SyncTarget,
@@ -257,11 +257,13 @@ export class SyncScheduler {
   /**
    * Inline only for a round with one file that no other fdatasync is writing back and no directory
    * to sync, with no round in flight (so it completes in order), on a lightly loaded log (the last
-   * round acknowledged at most `syncPipelineWaitersMax` appends), while the process's budget allows.
+   * round acknowledged at most `syncPipelineWaitersMax` appends), while the process's budget allows;
+   * never the first round (at open, a recovered log may have a whole segment to write back).
    */
   private mayRunInline(files: readonly SyncFile[], syncDirectory: boolean): boolean {
     return (
       this.inline !== null &&
+      this.syncCount > 0 &&
       files.length === 1 &&
       files[0]!.busy !== true &&
       !syncDirectory &&

@@ -121,6 +121,48 @@ describe('spillway broker', () => {
     }
   });
 
+  it('syncs lightly loaded always logs on the event loop unless --no-inline-fdatasync or inlineFdatasync: false', async () => {
+    /** Lone always appends, one at a time; then the process's inline fdatasync count from /metrics. */
+    const inlineCalls = async (args: string[], port: number): Promise<number> => {
+      const broker = await BrokerProcess.start(args, { port });
+      try {
+        const client = await Spillway.connect(broker.url);
+        try {
+          await client.admin.createTopic('lone', { partitions: 1, durability: 'always' });
+          const producer = client.producer({ lingerMs: 0 });
+          for (let i = 0; i < 5; i++) await producer.send('lone', { value: new Uint8Array([i]) });
+        } finally {
+          await client.close();
+        }
+        const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const line = metrics
+          .split('\n')
+          .find((row) => row.startsWith('spillway_inline_fdatasync_total{result="all"}'));
+        expect(line, metrics.slice(0, 200)).toBeDefined();
+        return Number(line!.split(' ')[1]);
+      } finally {
+        expect((await broker.stop()).code).toBe(0);
+      }
+    };
+    expect(await inlineCalls(['--data-dir', join(directory, 'inline-on')], await freePort())).toBeGreaterThan(
+      0,
+    );
+    expect(
+      await inlineCalls(
+        ['--data-dir', join(directory, 'inline-off'), '--no-inline-fdatasync'],
+        await freePort(),
+      ),
+    ).toBe(0);
+    const config = join(directory, 'inline-off.json');
+    writeFileSync(config, JSON.stringify({ inlineFdatasync: false }));
+    expect(
+      await inlineCalls(
+        ['--config', config, '--data-dir', join(directory, 'inline-off-config')],
+        await freePort(),
+      ),
+    ).toBe(0);
+  });
+
   it('lets flags override the config file', async () => {
     const port = await freePort();
     const config = join(directory, 'override.json');
@@ -145,6 +187,7 @@ describe('spillway broker', () => {
     ['a bad durability', '{"durability": "sometimes"}', /'durability' must be one of none, interval, always/],
     ['a negative flush interval', '{"flushIntervalMs": -5}', /'flushIntervalMs' must be an integer/],
     ['an empty data directory', '{"dataDir": ""}', /'dataDir' must be a non-empty string/],
+    ['inlineFdatasync not a boolean', '{"inlineFdatasync": "no"}', /'inlineFdatasync' must be true or false/],
   ])('refuses a config file with %s: exit 2 and the usage', async (_what, text, pattern) => {
     const config = join(directory, `bad-${Math.random().toString(36).slice(2)}.json`);
     writeFileSync(config, text);

@@ -218,6 +218,18 @@ describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on
     const base = harness(files === undefined ? { inline } : { inline, files });
     return {
       ...base,
+      /** Appends up to `offset` + 1 (offset 1 is the primed round's). */
+      append: (offset: number) => base.append(offset + 1),
+      /**
+       * The first round of a scheduler never runs inline (at open it may write back a whole
+       * segment): `prime` runs it in the pool and finishes it, so the tests start at offset 1.
+       */
+      prime: async () => {
+        base.append(1);
+        await settle();
+        for (const sync of base.held.splice(0)) sync.finish();
+        await settle();
+      },
       budget,
       inlineCalls,
       advance: (ms: number) => {
@@ -233,17 +245,19 @@ describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on
   }
 
   it('a lone append is synced inline: no pool call, acknowledged without waiting for a thread', async () => {
-    const { scheduler, held, inlineCalls, append, budget } = inlineHarness();
+    const { scheduler, held, inlineCalls, append, budget, prime } = inlineHarness();
+    await prime();
     const first = append(1);
     await settle();
     expect([first.state, inlineCalls, held.length]).toEqual(['synced', [7], 0]);
     expect([scheduler.durableOffset, scheduler.syncCount, scheduler.inlineSyncCount, budget.calls]).toEqual([
-      1, 1, 1, 1,
+      2, 2, 1, 1,
     ]);
   });
 
   it('goes to the pool while a round is in flight, once a round acknowledged many appends, and for busy or several files', async () => {
-    const { scheduler, held, inlineCalls, append, budget } = inlineHarness();
+    const { scheduler, held, inlineCalls, append, budget, prime } = inlineHarness();
+    await prime();
     // Many appends in one round: the log is loaded, the next round goes to the pool.
     const busy = Array.from({ length: syncPipelineWaitersMax + 1 }, (_, i) => append(i + 1));
     await settle();
@@ -261,12 +275,13 @@ describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on
     await settle();
     // That round acknowledged one append: the log is light again, the next round is inline.
     expect([pooled.state, behind.state, inlineCalls.length, held.length]).toEqual(['synced', 'synced', 2, 1]);
-    expect([scheduler.syncCount, scheduler.inlineSyncCount, budget.calls]).toEqual([3, 2, 2]);
+    expect([scheduler.syncCount, scheduler.inlineSyncCount, budget.calls]).toEqual([4, 2, 2]);
 
     const twoFiles = inlineHarness({}, () => [
       { fd: 7, done: () => {} },
       { fd: 8, done: () => {} },
     ]);
+    await twoFiles.prime();
     const split = twoFiles.append(1);
     await settle();
     expect([twoFiles.inlineCalls.length, twoFiles.held.map((sync) => sync.fd)]).toEqual([0, [7, 8]]);
@@ -275,13 +290,37 @@ describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on
     expect(split.state).toBe('synced');
 
     const busyFile = inlineHarness({}, () => [{ fd: 7, done: () => {}, busy: true }]);
+    await busyFile.prime();
     busyFile.append(1);
     await settle();
     expect([busyFile.inlineCalls.length, busyFile.held.length]).toEqual([0, 1]);
   });
 
+  it('never inline beside a pool round in flight, even while lightly loaded', async () => {
+    const { scheduler, held, inlineCalls, append, prime } = inlineHarness();
+    await prime();
+    scheduler.markDirectoryDirty();
+    const first = append(1); // pool: a directory to sync
+    await settle();
+    expect(held.map((sync) => sync.fd)).toEqual([7]);
+    const second = append(2); // lightly loaded: a round may start beside the first, in the pool
+    await settle();
+    expect(inlineCalls).toHaveLength(0);
+    expect(held.map((sync) => sync.fd)).toEqual([7, 7]);
+    expect([first.state, second.state, scheduler.durableOffset]).toEqual(['waiting', 'waiting', 1]);
+    held[1]!.finish();
+    await settle();
+    expect(second.state).toBe('waiting'); // completes only after the first
+    held[0]!.finish();
+    await settle();
+    held[2]!.finish(); // the directory
+    await settle();
+    expect([first.state, second.state, scheduler.durableOffset]).toEqual(['synced', 'synced', 3]);
+  });
+
   it('a directory to sync sends the round to the pool', async () => {
-    const { scheduler, held, inlineCalls, append } = inlineHarness();
+    const { scheduler, held, inlineCalls, append, prime } = inlineHarness();
+    await prime();
     scheduler.markDirectoryDirty();
     const first = append(1);
     await settle();
@@ -294,37 +333,39 @@ describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on
     expect(first.state).toBe('synced');
   });
 
-  it('stops at the share of the window, and starts again in the next window', async () => {
-    const { held, inlineCalls, append, advance, setDuration, budget } = inlineHarness({
+  it('stops once the inline time owed reaches the bucket, and starts again once it drained', async () => {
+    const { held, inlineCalls, append, advance, setDuration, budget, prime } = inlineHarness({
       windowMs: 100,
       shareMax: 0.25,
       slowMs: 50, // 10 ms calls are not slow here: only the share stops them
     });
+    await prime();
     setDuration(10);
     for (let offset = 1; offset <= 3; offset++) {
       append(offset);
       await settle();
     }
-    expect(inlineCalls).toHaveLength(3); // 30 ms spent: over the 25 ms of the window
+    expect(inlineCalls).toHaveLength(3); // 30 ms owed: over the 25 ms bucket
     const pooled = append(4);
     await settle();
     expect([inlineCalls.length, held.length, pooled.state]).toEqual([3, 1, 'waiting']);
     held[0]!.finish();
     await settle();
-    advance(100);
+    advance(100); // 30 - 100 × 0.25 = 5 ms owed
     const next = append(5);
     await settle();
     expect([inlineCalls.length, next.state, budget.coolDowns]).toEqual([4, 'synced', 0]);
   });
 
-  it('one slow call does not turn inline calls off; three within the cool-down do, for the cool-down', async () => {
-    const { held, inlineCalls, append, advance, setDuration, budget } = inlineHarness({
+  it('slow calls spread over more than the cool-down span leave inline on; three within it turn it off', async () => {
+    const { held, inlineCalls, append, advance, setDuration, budget, prime } = inlineHarness({
       slowMs: 2,
       slowCallsMax: 3,
       coolDownMs: 1000,
       windowMs: 100,
       shareMax: 1,
     });
+    await prime();
     setDuration(5);
     append(1);
     await settle();
@@ -335,7 +376,7 @@ describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on
     append(3);
     await settle();
     expect([inlineCalls.length, budget.slowCalls, budget.coolDowns]).toEqual([3, 3, 0]);
-    append(4); // the third slow call within 1,000 ms of the second-to-last two
+    append(4); // three slow calls (started at 605, 1210, 1215) within 1,000 ms
     await settle();
     expect([inlineCalls.length, budget.coolDowns]).toEqual([4, 1]);
     setDuration(0.1);
@@ -351,13 +392,14 @@ describe('SyncScheduler inline rounds (a lightly loaded always log: fdatasync on
   });
 
   it('a failed inline fdatasync fails its waiter and every later sync, like a failed pool round', async () => {
-    const { scheduler, append, failNext } = inlineHarness();
+    const { scheduler, append, failNext, prime } = inlineHarness();
+    await prime();
     failNext(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
     const first = append(1);
     await settle();
     expect(first.state).toBe('failed');
     expect(scheduler.failed?.code).toBe('STORAGE_IO');
-    await expect(scheduler.waitFor(2)).rejects.toThrow(/fdatasync/);
-    expect(scheduler.durableOffset).toBe(0);
+    await expect(scheduler.waitFor(3)).rejects.toThrow(/fdatasync/);
+    expect(scheduler.durableOffset).toBe(1);
   });
 });

@@ -17,7 +17,7 @@ export const brokerUsage = `usage: spillway broker [--data-dir DIR] [--host H] [
                        [--allow-origin ORIGIN]... [--allow-host NAME]... [--max-connections-per-address N]
                        [--handshake-timeout-ms N] [--reset-state-log NAME]... [--group-retention-ms N]
                        [--producer-idle-expiry-ms N] [--producers-max N] [--auth-file FILE]
-                       [--tls-cert FILE --tls-key FILE] [--memory-budget-bytes N]
+                       [--tls-cert FILE --tls-key FILE] [--memory-budget-bytes N] [--no-inline-fdatasync]
                        [--cluster etcd://H:P --broker-id N [--advertise ws://H:P] [--cluster-token-file FILE]]
                        [--config FILE]`;
 
@@ -53,6 +53,7 @@ interface BrokerConfigFile {
   clusterSessionTimeoutMs?: number;
   clusterTokenFile?: string;
   delaySegmentBytes?: number;
+  inlineFdatasync?: boolean;
 }
 
 const isInteger = (value: unknown, min: number, max: number): boolean =>
@@ -129,6 +130,7 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
       expected: `an integer in [${segmentBytesMin}, ${segmentBytesMax}]`,
       valid: (value) => isInteger(value, segmentBytesMin, segmentBytesMax),
     },
+    inlineFdatasync: { expected: 'true or false', valid: (value) => typeof value === 'boolean' },
   };
 
 function readConfig(path: string): BrokerConfigFile {
@@ -191,6 +193,7 @@ export async function runBroker(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'memory-budget-bytes': { type: 'string' },
+      'no-inline-fdatasync': { type: 'boolean' },
       cluster: { type: 'string' },
       'broker-id': { type: 'string' },
       advertise: { type: 'string' },
@@ -235,6 +238,11 @@ export async function runBroker(argv: string[]): Promise<number> {
     integerFlag('memory-budget-bytes', values['memory-budget-bytes'], 1) ?? file.memoryBudgetBytes;
 
   const cluster = clusterFlags(values, file, host, port, auth !== undefined);
+  // Process-wide: every log of this process shares its one event loop (storage/inline-sync.ts).
+  if (values['no-inline-fdatasync'] === true || file.inlineFdatasync === false) {
+    const { inlineSyncBudget } = await import('../../storage/inline-sync.js');
+    inlineSyncBudget.enabled = false;
+  }
 
   const { Broker } = await import('../../spillway-broker.js');
   const broker = await Broker.open({
