@@ -381,12 +381,21 @@ const likeWithLike = [
   '  round trip; nats.js and amqplib send one message per publish. In flight on the wire: Spillway at',
   '  most the 1,000 messages of the window and 4 MiB per partition, whichever is less (16 KiB: 256',
   '  messages); the peers the 1,000 messages of the window.',
-  '- Warm-up, every system alike: before the first produce/consume cell of each message size, rounds of',
-  '  that workload (1 client, 1 partition) run unmeasured for `--warm-up-ms` (default 2 s; their MB/s',
-  '  are in the note of that cell), and each latency run starts after 2 s of round trips. A broker',
-  '  process started for the cells otherwise measures its own JIT warm-up (Spillway at 16 KiB: about',
-  '  half the steady rate in its first 256 MiB).',
 ];
+
+/** How the run warmed the systems up (every system alike). */
+function warmUpLines(throughputWarmUpMs: number): string[] {
+  const throughput =
+    throughputWarmUpMs > 0
+      ? [
+          '- Warm-up, every system alike: before the first produce/consume cell of each message size, rounds of',
+          `  that workload (1 client, 1 partition) run unmeasured for at least ${throughputWarmUpMs} ms (\`--warm-up-ms\`;`,
+          '  their MB/s are in the note of that cell). A broker process started for the cells otherwise',
+          '  measures its own JIT warm-up (Spillway at 16 KiB: about half the steady rate in its first 256 MiB).',
+        ]
+      : ['- No throughput warm-up (`--warm-up-ms 0`): the first cells of each size measure cold systems.'];
+  return [...throughput, '- Each latency run starts after 2 s of warm-up round trips, every system alike.'];
+}
 
 export function compareMarkdown(results: CompareResults): string {
   const options = results.options;
@@ -397,7 +406,7 @@ export function compareMarkdown(results: CompareResults): string {
     `Matrix: systems ${options.systems.join(', ')}; durability ${options.durabilities.join(', ')}; sizes ${options.sizes.map(formatSize).join(', ')}; ` +
       `producers/consumers ${options.clients.join(', ')}; partitions ${options.partitions.join(', ')}; scenarios ${options.scenarios.join(', ')}; ` +
       `${options.runs} run(s) per cell, each phase capped at ${options.durationMs} ms and ${options.messagesMax.toLocaleString('en-US')} messages / ${Math.round(options.bytesMax / 2 ** 20)} MiB; ` +
-      `${options.throughputWarmUpMs > 0 ? `before the first produce/consume cell of each size, per system and mode, ${options.throughputWarmUpMs} ms or more of unmeasured rounds of it; ` : 'no throughput warm-up; '}` +
+      `${options.throughputWarmUpMs > 0 ? `before the first produce/consume cell of each size, per system and mode, ${options.throughputWarmUpMs} ms or more of unmeasured rounds of it (1 client, 1 partition); ` : 'no throughput warm-up; '}` +
       `latency at ${formatRate(options.latencyRatePerSecond)} msg/s; sweep at ${formatSize(sweepBytes)}, ${options.sweepRatesPerSecond.map(formatRate).join(', ')} msg/s ` +
       `(${options.sweepStepDurationMs} ms each). ${results.steps} steps in ${results.durationSeconds.toFixed(0)} s.`,
     '',
@@ -452,6 +461,7 @@ export function compareMarkdown(results: CompareResults): string {
     ...guaranteeTable(results),
     '',
     ...likeWithLike,
+    ...warmUpLines(options.throughputWarmUpMs),
   ];
   if (results.failures.length > 0) {
     sections.push('', '### Failures', '');

@@ -270,7 +270,6 @@ async function runTarget(
     if (abandoned) break;
     const what = `${formatSize(messageBytes)} ${clients}p ${partitions}part`;
     const warmUpDue = options.throughputWarmUpMs > 0 && !warmedSizes.has(messageBytes);
-    warmedSizes.add(messageBytes);
     let warmUp: ThroughputWarmUp | undefined;
     const warmUpBudgetMs = warmUpDue ? options.throughputWarmUpMs + 2 * options.durationMs : 0;
     const runs = await cell(what, warmUpBudgetMs + options.runs * 2 * options.durationMs, async () => {
@@ -280,8 +279,9 @@ async function runTarget(
           if (produce.acked > 0) {
             await peer.consume({ messages: produce.acked, consumers: 1, durationMsMax: options.durationMs });
           }
-          return produce.bytesPerSecond / 1e6;
+          return Number.isFinite(produce.bytesPerSecond) ? produce.bytesPerSecond / 1e6 : 0;
         });
+        warmedSizes.add(messageBytes); // only once it succeeded: a failed one is tried again by the next cell
       }
       const perRun: Array<{
         produce: number;
