@@ -162,8 +162,7 @@ async function warmUpRoundTrips(
  * process. Before the clock starts, `latencyWarmUpMs` of warm-up round trips; then the first
  * `latencyWarmUpMessages` are not measured either. The payloads are made before the
  * clock starts (LatencyPayloads): the loop allocates no message bytes of its own; a full GC runs
- * just before the clock starts, so garbage of the setup and of earlier runs is not collected
- * during this one.
+ * before the warm-up, so garbage of the setup and of earlier runs is not collected during this one.
  */
 export async function measureLatency(options: LatencyOptions, hooks: LatencyHooks): Promise<LatencyResult> {
   const total = Math.max(1, Math.floor((options.ratePerSecond * options.durationMs) / 1000));
@@ -207,13 +206,18 @@ export async function measureLatency(options: LatencyOptions, hooks: LatencyHook
 
   await hooks.startConsumer(onPayload);
   try {
+    // The previous run's payloads, topic and clients are garbage now: collected here, not while
+    // this run measures (a full GC of them took 10-50 ms in the middle of a 16 KiB run). Before
+    // the warm-up, not after it: for ~3 s after the forced full GCs the measuring process is slow
+    // (the heap it gave back is taken again; on this VM freed memory is handed to the host and a
+    // first touch faults), which the measured run paid: at 1,000 msg/s `always` 100 B, p99 of 2 s
+    // runs 1.2-3.0 ms with the GC after the warm-up vs 0.35-0.98 ms with it before (alternated,
+    // session 10; not code flushing: --no-flush-bytecode did not change it). Every system alike.
+    await collectGarbage();
     const warmUpRoundTripCount = await warmUpRoundTrips(options.messageBytes, hooks, (resolve) => {
       warmUpReceived = resolve;
     });
     warmUpReceived = () => {};
-    // The previous run's payloads, topic and clients are garbage now: collected here, not while
-    // this run measures (a full GC of them took 10-50 ms in the middle of a 16 KiB run).
-    await collectGarbage();
     const intervalMs = 1000 / options.ratePerSecond;
     const start = performance.now();
     let sent = 0;
