@@ -188,6 +188,11 @@ describe('spillway broker', () => {
     ['a negative flush interval', '{"flushIntervalMs": -5}', /'flushIntervalMs' must be an integer/],
     ['an empty data directory', '{"dataDir": ""}', /'dataDir' must be a non-empty string/],
     ['inlineFdatasync not a boolean', '{"inlineFdatasync": "no"}', /'inlineFdatasync' must be true or false/],
+    [
+      'delayTransactionsKeptMax of 0',
+      '{"delayTransactionsKeptMax": 0}',
+      /'delayTransactionsKeptMax' must be a positive integer/,
+    ],
   ])('refuses a config file with %s: exit 2 and the usage', async (_what, text, pattern) => {
     const config = join(directory, `bad-${Math.random().toString(36).slice(2)}.json`);
     writeFileSync(config, text);

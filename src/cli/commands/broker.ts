@@ -53,6 +53,7 @@ interface BrokerConfigFile {
   clusterSessionTimeoutMs?: number;
   clusterTokenFile?: string;
   delaySegmentBytes?: number;
+  delayTransactionsKeptMax?: number;
   inlineFdatasync?: boolean;
 }
 
@@ -130,6 +131,7 @@ const configChecks: Record<keyof BrokerConfigFile, { expected: string; valid: (v
       expected: `an integer in [${segmentBytesMin}, ${segmentBytesMax}]`,
       valid: (value) => isInteger(value, segmentBytesMin, segmentBytesMax),
     },
+    delayTransactionsKeptMax: positiveCheck,
     inlineFdatasync: { expected: 'true or false', valid: (value) => typeof value === 'boolean' },
   };
 
@@ -260,6 +262,9 @@ export async function runBroker(argv: string[]): Promise<number> {
     ...(producerIdleExpiryMs !== undefined ? { producerIdleExpiryMs } : {}),
     ...(producersMax !== undefined ? { producersMax } : {}),
     ...(file.delaySegmentBytes !== undefined ? { delaySegmentBytes: file.delaySegmentBytes } : {}),
+    ...(file.delayTransactionsKeptMax !== undefined
+      ? { delayTransactionsKeptMax: file.delayTransactionsKeptMax }
+      : {}),
   });
   broker.scrubber.onFinding((finding) => {
     process.stderr.write(
