@@ -263,6 +263,20 @@ async function runTarget(
     ...(target.partitioned ? { partitions } : {}),
   });
 
+  /** One round of a throughput cell: a produce, then a consume of what it acknowledged (none if nothing). */
+  const produceThenConsume = async (messageBytes: number, clients: number, partitions: number) => {
+    const produce = await peer.produce(produceOptions(messageBytes, clients, partitions));
+    const consume =
+      produce.acked > 0
+        ? await peer.consume({
+            messages: produce.acked,
+            consumers: clients,
+            durationMsMax: options.durationMs,
+          })
+        : undefined;
+    return { produce, consume };
+  };
+
   /** Message sizes whose throughput warm-up ran on this system and mode (once per size). */
   const warmedSizes = new Set<number>();
 
@@ -275,10 +289,7 @@ async function runTarget(
     const runs = await cell(what, warmUpBudgetMs + options.runs * 2 * options.durationMs, async () => {
       if (warmUpDue) {
         warmUp = await throughputWarmUp(options.throughputWarmUpMs, async () => {
-          const produce = await peer.produce(produceOptions(messageBytes, 1, 1));
-          if (produce.acked > 0) {
-            await peer.consume({ messages: produce.acked, consumers: 1, durationMsMax: options.durationMs });
-          }
+          const { produce } = await produceThenConsume(messageBytes, 1, 1);
           return Number.isFinite(produce.bytesPerSecond) ? produce.bytesPerSecond / 1e6 : 0;
         });
         warmedSizes.add(messageBytes); // only once it succeeded: a failed one is tried again by the next cell
@@ -292,13 +303,8 @@ async function runTarget(
         received: number;
       }> = [];
       for (let run = 0; run < options.runs; run += 1) {
-        const produce = await peer.produce(produceOptions(messageBytes, clients, partitions));
-        if (produce.acked === 0) throw new Error('no message was acknowledged');
-        const consume = await peer.consume({
-          messages: produce.acked,
-          consumers: clients,
-          durationMsMax: options.durationMs,
-        });
+        const { produce, consume } = await produceThenConsume(messageBytes, clients, partitions);
+        if (consume === undefined) throw new Error('no message was acknowledged');
         perRun.push({
           produce: produce.messagesPerSecond,
           produceBytes: produce.bytesPerSecond,

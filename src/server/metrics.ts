@@ -17,7 +17,7 @@ import type { QueueGroupDescription } from '../protocol/queue-api.js';
 import type { ReplicaPartitionStats } from '../protocol/replication-api.js';
 import type { SessionKind, SessionService } from '../protocol/session.js';
 import type { TransactionStats } from '../protocol/transaction-api.js';
-import { inlineSyncBudget } from '../storage/inline-sync.js';
+import { inlineSyncBudget, inlineSyncSlowMs } from '../storage/inline-sync.js';
 import type { Authenticator } from './auth/authenticator.js';
 import type { PrincipalQuotaTracker } from './auth/principal-quotas.js';
 import type { HttpBudget } from './http-budget.js';
@@ -295,7 +295,7 @@ export class ServerMetrics {
     metric(
       'spillway_inline_fdatasync_total',
       'counter',
-      'Group-commit fdatasync calls run on the event loop (lightly loaded always logs), and how many were slow (over 2 ms).',
+      `Group-commit fdatasync calls run on the event loop (lightly loaded always logs), and how many were slow (over ${inlineSyncSlowMs} ms).`,
     );
     lines.push(`spillway_inline_fdatasync_total{result="all"} ${inlineSyncBudget.calls}`);
     lines.push(`spillway_inline_fdatasync_total{result="slow"} ${inlineSyncBudget.slowCalls}`);

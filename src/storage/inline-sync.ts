@@ -24,9 +24,8 @@
  *    else). One 2–25 ms call alone does not: this VM's disk has an fdatasync over 2 ms every few
  *    seconds (p99.9 ~1.7 ms), and turning inline calls off for each left them off ~40 % of a latency
  *    run. A disk slow throughout (a spinning one, ~10 ms) is found within three calls.
- * A loaded log never syncs inline
- * (sync-scheduler.ts): its rounds go to the pool, so appends keep arriving while one runs and the
- * next fdatasync covers them all (group commit).
+ * A loaded log never syncs inline (sync-scheduler.ts): its rounds go to the pool, so appends keep
+ * arriving while one runs and the next fdatasync covers them all (group commit).
  */
 
 /** With `inlineSyncShareMax`, the size of the bucket: 25 ms of inline calls may be owed at once. */
@@ -58,7 +57,7 @@ export class InlineSyncBudget {
   private readonly slowMs: number;
   private readonly slowCallsMax: number;
   private readonly coolDownMs: number;
-  /** When the last `slowCallsMax` slow calls ended, oldest first. */
+  /** When the last `slowCallsMax` slow calls started, oldest first. */
   private readonly slowCallTimes: number[] = [];
   /** Inline time owed, as of `debtAtMs`: drains at `shareMax` per ms. */
   private debtMs = 0;
